@@ -1,0 +1,112 @@
+"""Read a domain from YAML: a folder (``domain.yaml`` + ``nlu.yaml``) or a single file.
+
+Every fault is reported as ``DomainError`` naming the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from dialogs.domain.schema import Domain, reference_problems
+
+BUNDLED = "retail"
+
+
+class DomainError(Exception):
+    """A domain that cannot be used; ``problems`` is a list of ``(file, key path, message)``."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{f}: {k}: {m}" for f, k, m in problems))
+
+
+def bundled_domain_path(name: str = BUNDLED) -> Path:
+    """The folder of a domain shipped inside the package (the retail demo by default)."""
+    return Path(str(resources.files("dialogs.domains") / name))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DomainError([(str(path), "(file)", "file not found")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise DomainError([(str(path), where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DomainError([(str(path), "(top level)", "must be a mapping with keys such as intents:, slots:")])
+    return data
+
+
+def _merge(files: list[tuple[Path, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Merge the files; intents' keys from several files are combined. Returns data and key -> file origin."""
+    merged: dict[str, Any] = {}
+    origin: dict[str, Path] = {}
+    for path, data in files:
+        for key, value in data.items():
+            if key == "intents" and isinstance(value, dict):
+                intents = merged.setdefault("intents", {})
+                for iname, body in value.items():
+                    cur = intents.setdefault(iname, {})
+                    if isinstance(body, dict) and isinstance(cur, dict):
+                        for k, v in body.items():
+                            cur[k] = v
+                            origin[f"intents.{iname}.{k}"] = path
+                    else:
+                        intents[iname] = body
+                    origin.setdefault(f"intents.{iname}", path)
+            elif key == "version":
+                merged[key] = value
+            elif key in merged and isinstance(merged[key], dict) and isinstance(value, dict):
+                merged[key].update(value)
+                for k in value:
+                    origin[f"{key}.{k}"] = path
+            else:
+                merged[key] = value
+                origin[key] = path
+    return merged, origin
+
+
+def _origin(key: str, origin: dict[str, Path], default: Path) -> str:
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        p = origin.get(".".join(parts[:n]))
+        if p is not None:
+            return str(p)
+    return str(default)
+
+
+def load_domain(path: str | Path | None = None) -> Domain:
+    """Load and validate a domain. ``None`` loads the bundled retail demo."""
+    root = Path(path) if path is not None else bundled_domain_path()
+    if root.is_dir():
+        files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml"))
+        if not files:
+            raise DomainError([(str(root), "(folder)", "no .yaml files in the domain folder")])
+    elif root.exists():
+        files = [root]
+    else:
+        raise DomainError([(str(root), "(file)", "domain file or folder not found")])
+    loaded = [(f, _read(f)) for f in files]
+    data, origin = _merge(loaded)
+    try:
+        domain = Domain.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append((_origin(key, origin, files[0]), key, msg))
+        raise DomainError(problems) from None
+    refs = reference_problems(domain)
+    if refs:
+        raise DomainError([(_origin(k, origin, files[0]), k, m) for k, m in refs])
+    return domain

@@ -1,0 +1,164 @@
+"""What a domain file may say: intents, slots, flows and responses (modelled on Rasa's domain files).
+
+A domain is a folder with ``domain.yaml`` (slots, intents, flows, responses) and ``nlu.yaml``
+(example utterances per intent), or one file holding both. Every model forbids unknown keys so that a
+typo in an integrator's file is reported with its key path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SlotType = Literal[
+    "order_number", "email", "address", "postcode", "date", "yes_no", "pin", "phone", "text", "reason",
+]
+
+# The dialog acts every domain has; the dialog manager gives them their meaning.
+DIALOG_ACTS = ("greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Slot(Strict):
+    type: SlotType
+    prompt: str | list[str] = Field(..., description="What the bot says to ask for this slot.")
+    reprompt: str | list[str] | None = Field(None, description="Said when the answer was not understood.")
+    description: str | None = None
+
+
+class Step(Strict):
+    """One step of a flow. Exactly one of the step kinds is set.
+
+    - ``ask: slot`` asks for a slot unless it is already filled.
+    - ``confirm: response`` says the response and waits for yes/no; "no" ends the flow with ``cancelled``.
+    - ``action: name`` runs a registered action (database work); its outcome selects the next respond.
+    - ``respond: response`` or ``respond: {outcome: response, ...}`` says a response, chosen by the last
+      action's outcome (``default`` when no outcome matches).
+    - ``handoff: reason`` transfers the caller to a human.
+    """
+
+    ask: str | None = None
+    confirm: str | None = None
+    action: str | None = None
+    respond: str | dict[str, str] | None = None
+    handoff: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = [k for k in ("ask", "confirm", "action", "respond", "handoff") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a step has exactly one of ask / confirm / action / respond / handoff"
+                + (f" (this one has {', '.join(kinds)})" if kinds else " (this one has none)")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("ask", "confirm", "action", "respond", "handoff"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated step without a kind")
+
+
+class Intent(Strict):
+    description: str | None = None
+    examples: list[str] = Field(default_factory=list)
+    slots: list[str] = Field(default_factory=list, description="Slots this intent uses (filled from its words).")
+    verify: bool = Field(False, description="Identity verification is required before the flow runs.")
+    human_only: bool = Field(False, description="Always handed to a human agent.")
+    queue: str | None = Field(None, description="Agent queue for a hand-off of this intent.")
+    priority: int = Field(0, description="Queue priority of a hand-off of this intent (higher jumps ahead).")
+    announce: str | None = Field(None, description="Short phrase used when announcing this intent in an agenda.")
+    steps: list[Step] = Field(default_factory=list)
+    summary: str | None = Field(
+        None, description="Template for the agent's one-line summary, e.g. 'wants to cancel {plan}'."
+    )
+
+    @field_validator("examples")
+    @classmethod
+    def _no_blank_examples(cls, v: list[str]) -> list[str]:
+        for i, ex in enumerate(v):
+            if not isinstance(ex, str) or not ex.strip():
+                raise ValueError(f"example {i} is empty")
+        return v
+
+
+class Variant(Strict):
+    text: str
+    style: Literal["default", "calm"] = "default"
+
+
+class Verification(Strict):
+    methods: list[Literal["postcode", "date_of_birth", "pin"]] = Field(
+        default_factory=lambda: ["postcode", "date_of_birth", "pin"]
+    )
+    max_attempts: int | None = Field(None, ge=1, description="Overrides dialog.max_verification_attempts.")
+
+
+class Domain(Strict):
+    version: Literal[1] = 1
+    name: str = "unnamed domain"
+    language: str = "en"
+    slots: dict[str, Slot] = Field(default_factory=dict)
+    intents: dict[str, Intent] = Field(default_factory=dict)
+    responses: dict[str, list[Variant]] = Field(default_factory=dict)
+    verification: Verification = Field(default_factory=Verification)
+    default_queue: str = "general"
+
+    @field_validator("responses", mode="before")
+    @classmethod
+    def _variants(cls, v: Any) -> Any:
+        # Plain strings are default-style variants; `calm:` lists are the empathetic ones.
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for name, body in v.items():
+            if isinstance(body, str):
+                out[name] = [{"text": body}]
+            elif isinstance(body, list):
+                out[name] = [{"text": b} if isinstance(b, str) else b for b in body]
+            elif isinstance(body, dict) and set(body) <= {"default", "calm"}:
+                items: list[Any] = []
+                for style in ("default", "calm"):
+                    texts = body.get(style) or []
+                    texts = [texts] if isinstance(texts, str) else texts
+                    items += [{"text": t, "style": style} for t in texts]
+                out[name] = items
+            else:
+                out[name] = body
+        return out
+
+    def examples(self) -> dict[str, list[str]]:
+        return {name: list(intent.examples) for name, intent in self.intents.items()}
+
+
+def reference_problems(domain: Domain) -> list[tuple[str, str]]:
+    """Cross-references a schema cannot check: slots, responses and dialog acts that must exist."""
+    problems: list[tuple[str, str]] = []
+    for act in DIALOG_ACTS:
+        if act not in domain.intents:
+            problems.append((f"intents.{act}", f"missing: every domain needs the dialog act '{act}'"))
+    for iname, intent in domain.intents.items():
+        for slot in intent.slots:
+            if slot not in domain.slots:
+                problems.append((f"intents.{iname}.slots", f"unknown slot '{slot}' (declare it under slots:)"))
+        for i, step in enumerate(intent.steps):
+            where = f"intents.{iname}.steps.{i}"
+            if step.ask is not None and step.ask not in domain.slots:
+                problems.append((f"{where}.ask", f"unknown slot '{step.ask}' (declare it under slots:)"))
+            names = [step.confirm] if step.confirm else []
+            if isinstance(step.respond, str):
+                names.append(step.respond)
+            elif isinstance(step.respond, dict):
+                names += list(step.respond.values())
+            for r in names:
+                if r not in domain.responses:
+                    problems.append((where, f"unknown response '{r}' (declare it under responses:)"))
+        if not intent.examples and iname != "out_of_scope":
+            problems.append((f"intents.{iname}.examples", "no example utterances: the intent can never be recognised"))
+    return problems

@@ -1,0 +1,3 @@
+"""voicebot: the application (config, pipeline assembly, server, storage of calls, CLI)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,224 @@
+"""The one configuration loader: ``voicebot.yaml`` validated by pydantic, every key overridable by environment.
+
+Precedence, highest first: environment variables (``VOICEBOT_<SECTION>__<KEY>``, nested keys joined by
+``__``), the YAML file, the built-in defaults. Secrets never live in the file: fields such as a trunk's
+password hold the *name* of an environment variable (``password_env``).
+
+Each package that owns a part of the product may declare its own section model (``telephony`` for SIP,
+``audio`` for prosody); this module composes them so there is still one file and one loader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "VOICEBOT_"
+DEFAULT_CONFIG_NAME = "voicebot.yaml"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, so a typo is reported, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(Section):
+    url: str = Field(
+        "sqlite:///voicebot.db",
+        description="Any SQLAlchemy URL. The default is a SQLite file in the working directory.",
+    )
+    seed_demo: bool = Field(
+        True, description="On first start, fill an empty database with the demo retail data set."
+    )
+    echo: bool = False
+
+
+class DomainConfig(Section):
+    path: Path | None = Field(
+        None, description="Domain folder or file. Empty: the bundled retail demo domain."
+    )
+
+
+class NLUConfig(Section):
+    threshold: float = Field(0.45, ge=0.0, le=1.0, description="Minimum confidence to accept an intent.")
+    max_intents: int = Field(3, ge=1, le=10)
+
+
+class DialogConfig(Section):
+    max_no_match: int = Field(2, ge=1, description="Misunderstandings in a row before hand-off.")
+    max_reprompts: int = Field(2, ge=1, description="Re-asks of one slot before hand-off.")
+    max_verification_attempts: int = Field(3, ge=1)
+    frustration_handoff: float = Field(
+        0.75, ge=0.0, le=1.0, description="Per-turn frustration score at or above which a human is offered."
+    )
+    frustration_calm: float = Field(
+        0.4, ge=0.0, le=1.0, description="Score at or above which calmer response variants are used."
+    )
+    seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
+
+
+class MemoryConfig(Section):
+    enabled: bool = True
+    remember_days: int = Field(30, ge=0, description="Open matters newer than this are recalled to a caller.")
+    remember: list[Literal["returns", "orders", "contacts", "subscriptions"]] = Field(
+        default_factory=lambda: ["returns", "orders", "contacts"]
+    )
+    contact_retention_days: int = Field(
+        365, ge=1, description="Contact transcripts older than this are erased by `voicebot gdpr purge`."
+    )
+
+
+class STTConfig(Section):
+    model: Path | None = Field(
+        None, description="Local CTranslate2 Whisper model directory. Empty: bundled tiny.en."
+    )
+    beam_size: int = Field(1, ge=1, le=10)
+    threads: int = Field(2, ge=1)
+    language: str = "en"
+
+
+class TTSConfig(Section):
+    voice: Path | None = Field(
+        None, description="Piper voice .onnx (with .onnx.json beside it). Empty: bundled en_US-joe-medium."
+    )
+    length_scale: float = Field(1.0, gt=0.1, le=3.0, description="Above 1 speaks slower.")
+    calm_length_scale: float = Field(1.12, gt=0.1, le=3.0, description="Used when the caller is annoyed.")
+
+
+class ModelsConfig(Section):
+    stt: STTConfig = Field(default_factory=STTConfig)
+    tts: TTSConfig = Field(default_factory=TTSConfig)
+    workers: int = Field(2, ge=1, description="Threads for STT/TTS inference shared by all calls.")
+
+
+class ServerConfig(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class CallConfig(Section):
+    greeting: str | None = Field(
+        None, description="Override of the domain's greeting (must say the caller talks to an automated assistant)."
+    )
+    silence_prompt_s: float = Field(8.0, gt=0, description="Silence before the bot prompts the caller.")
+    silence_hangup_s: float = Field(8.0, gt=0, description="Further silence after the prompt before goodbye.")
+    max_duration_s: float = Field(1800.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything ``voicebot.yaml`` can hold."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    domain: DomainConfig = Field(default_factory=DomainConfig)
+    nlu: NLUConfig = Field(default_factory=NLUConfig)
+    dialog: DialogConfig = Field(default_factory=DialogConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    call: CallConfig = Field(default_factory=CallConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Where the file came from, so relative paths in it resolve against its folder.
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    def resolve(self, path: Path | None) -> Path | None:
+        """A path from the file, made absolute against the file's folder."""
+        if path is None:
+            return None
+        path = Path(os.path.expanduser(str(path)))
+        if path.is_absolute() or self.source is None:
+            return path
+        return (self.source.parent / path).resolve()
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. ``problems`` holds one ``(key.path, message)`` per fault."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"]
+        lines += [f"  {key}: {msg}" for key, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def find_config(path: str | Path | None = None) -> Path | None:
+    """The file to load: the one given, else ``$VOICEBOT_CONFIG``, else ./voicebot.yaml if present."""
+    if path:
+        return Path(path)
+    env = os.environ.get("VOICEBOT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.exists() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), [("(file)", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [(where, f"not valid YAML: {problem}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [("(top level)", "must be a mapping of sections, e.g. `database:`")])
+    return data
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see voicebot.yaml in the repository for every key)"
+        out.append((key, msg))
+    return out
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load and validate the config. Raises :class:`ConfigError` listing every problem with its key path."""
+    file = find_config(path)
+    data = _read_yaml(file) if file else {}
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(str(file) if file else "environment", _problems(exc)) from None
+    settings.source = file.resolve() if file else None
+    return settings
