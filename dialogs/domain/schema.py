@@ -46,6 +46,7 @@ class Step(Strict):
     action: str | None = None
     respond: str | dict[str, str] | None = None
     handoff: str | None = None
+    when: str | None = Field(None, description="Run only if the last action's data has this key set (truthy).")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -109,6 +110,10 @@ class Domain(Strict):
     responses: dict[str, list[Variant]] = Field(default_factory=dict)
     verification: Verification = Field(default_factory=Verification)
     default_queue: str = "general"
+    on_frustration: Literal["offer", "handoff"] = Field(
+        "offer", description="When the caller is frustrated: offer a human, or hand off at once with priority."
+    )
+    frustration_priority: int = Field(5, description="Queue priority added to a hand-off caused by frustration.")
 
     @field_validator("responses", mode="before")
     @classmethod
@@ -137,9 +142,21 @@ class Domain(Strict):
         return {name: list(intent.examples) for name, intent in self.intents.items()}
 
 
+# Responses the dialog manager itself says, so every domain must declare them.
+REQUIRED_RESPONSES = (
+    "greeting", "how_can_i_help", "anything_else", "goodbye", "you_are_welcome", "not_understood",
+    "empty_input", "agenda_intro", "agenda_next", "verify_intro", "verify_ask_phone", "verify_ask_factor",
+    "verify_ok", "verify_failed", "verify_unknown_phone", "handoff", "handoff_verification", "handoff_no_match",
+    "offer_human", "offer_human_declined", "flow_cancelled", "action_error", "repeat_nothing", "interrupt_ack",
+)
+
+
 def reference_problems(domain: Domain) -> list[tuple[str, str]]:
     """Cross-references a schema cannot check: slots, responses and dialog acts that must exist."""
     problems: list[tuple[str, str]] = []
+    for name in REQUIRED_RESPONSES:
+        if name not in domain.responses:
+            problems.append((f"responses.{name}", "missing: the dialog manager says this response"))
     for act in DIALOG_ACTS:
         if act not in domain.intents:
             problems.append((f"intents.{act}", f"missing: every domain needs the dialog act '{act}'"))
