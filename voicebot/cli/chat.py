@@ -1,0 +1,95 @@
+"""``voicebot chat``: talk to the bot by typing (or, with --json, drive it line by line from a program)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from voicebot.cli.common import config_option, settings_or_exit
+
+
+def _turn_from_line(line: str) -> Any:
+    """A plain line is what the caller said. A JSON object line may add keypad digits and signals:
+    ``{"text": "...", "dtmf": "4321#", "signals": {"frustration": 0.8}}``. In the interactive mode
+    ``/dtmf 4321`` types digits."""
+    from dialogs.engine import Turn
+
+    stripped = line.strip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            signals = obj.get("signals") if isinstance(obj.get("signals"), dict) else {}
+            return Turn(text=str(obj.get("text") or ""), dtmf=obj.get("dtmf"), signals=signals)
+    if stripped.startswith("/dtmf"):
+        return Turn(dtmf=stripped[5:].strip())
+    return Turn(text=line.rstrip("\n"))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Read one user line per stdin line, print one JSON object per turn.")
+@click.option("--caller-id", default=None, help="Simulate the caller ID (phone number) of the contact.")
+@click.option("--channel", default="chat", show_default=True, help="Channel recorded for the contact.")
+@config_option
+def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | None) -> None:
+    """Talk to the bot by typing. The conversation is stored as a contact like a call."""
+    from voicebot.engine import build_engine_or_exit
+
+    settings = settings_or_exit(config_path)
+    engine = build_engine_or_exit(settings)
+    session = engine.new_call(channel=channel, caller_id=caller_id)
+    greeting = session.start()
+    if not as_json:
+        click.echo(f"bot> {greeting.text}")
+    first = True
+    ended = False
+    try:
+        while True:
+            if not as_json:
+                click.echo("you> ", nl=False)
+            line = sys.stdin.readline()
+            if not line:
+                break
+            turn = _turn_from_line(line)
+            if ended:
+                reply_obj: dict[str, Any] = {
+                    "user": turn.text, "intents": [], "bot": "", "state": session_state, "handoff": None,
+                }
+            else:
+                reply = session.handle(turn)
+                session_state = reply.state
+                reply_obj = {
+                    "user": turn.text,
+                    "intents": reply.intents,
+                    "bot": reply.text,
+                    "state": reply.state,
+                    "handoff": reply.handoff,
+                    "trace": reply.trace,
+                }
+                if turn.dtmf:
+                    reply_obj["dtmf"] = turn.dtmf
+                ended = reply.action != "continue"
+            if as_json:
+                if first:
+                    reply_obj["greeting"] = greeting.text
+                click.echo(json.dumps(reply_obj, ensure_ascii=False, default=str))
+                sys.stdout.flush()
+            else:
+                if reply_obj["bot"]:
+                    click.echo(f"bot> {reply_obj['bot']}")
+                if ended and reply_obj["bot"]:
+                    if reply_obj["handoff"]:
+                        click.echo(f"[hand-off to queue '{reply_obj['handoff']['queue']}': {reply_obj['handoff']['summary']}]")
+                    break
+            first = False
+    except KeyboardInterrupt:
+        pass
+    finally:
+        outcome = session.end("bot_hangup" if ended else "caller_hangup")
+        if not as_json:
+            click.echo(f"[call ended: {outcome}]")

@@ -1,0 +1,55 @@
+"""Checks of a loaded config beyond its schema: do the files and services it points to work?
+
+Each check returns ``(key path, message)`` problems so ``voicebot config check`` can list them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from voicebot.config import Settings
+
+Check = Callable[[Settings], list[tuple[str, str]]]
+
+
+def _domain(settings: Settings) -> list[tuple[str, str]]:
+    from dialogs.domain import DomainError, load_domain
+
+    try:
+        load_domain(settings.resolve(settings.domain.path))
+    except DomainError as exc:
+        return [("domain.path", f"{f}: {k}: {m}") for f, k, m in exc.problems]
+    return []
+
+
+def _database(settings: Settings) -> list[tuple[str, str]]:
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.database.url)
+    except ArgumentError as exc:
+        return [("database.url", f"not a database URL: {exc}")]
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        from pathlib import Path
+
+        folder = Path(url.database).expanduser().resolve().parent
+        if not folder.exists():
+            return [("database.url", f"the folder {folder} does not exist")]
+    return []
+
+
+CHECKS: list[Check] = [_domain, _database]
+
+
+def register(check: Check) -> Check:
+    """Let another part of the app (models, SIP trunks) add its own check."""
+    CHECKS.append(check)
+    return check
+
+
+def check_settings(settings: Settings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for check in CHECKS:
+        problems += check(settings)
+    return problems
