@@ -114,6 +114,7 @@ PHRASES: list[Phrase] = [
     *_phrases(
         "human", 1.4,
         r"(?:speak|talk|put me through) to (?:a |an |your |the )?(?:manager|supervisor|human|person|real person|someone|agent|representative)",
+        r"(?:get|give|want) me (?:a |an |the |your )?(?:manager|supervisor|human|real person|representative)",
         r"manager", r"supervisor", r"real person", r"human being", r"representative",
     ),
     *_phrases("complaint", 0.8, r"complain\w*", r"lawyer", r"never (?:again|shop\w*|buy\w*)", r"switch(?:ing)? to (?:another|a different)"),
@@ -210,7 +211,9 @@ def score_turn(
         usable = baseline is not None and (baseline.is_population or bool(baseline.reference()))
         base = baseline if baseline is not None and usable else population_baseline()
         own = not base.is_population
-        baseline_name = f"own ({base.utterances} utterances)" if own else "population"
+        baseline_name = (
+            f"own ({base.utterances} utterance{'' if base.utterances == 1 else 's'})" if own else "population"
+        )
         trust = 1.0 if own else POPULATION_TRUST
         deltas = base.deltas(features)
         for name, delta in deltas.items():
