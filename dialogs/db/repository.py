@@ -1,0 +1,300 @@
+"""What the dialog manager asks the database: who is calling, are they who they say, what is still open,
+and the record of this contact.
+
+Every function takes a :class:`~sqlalchemy.orm.Session` and never commits: the caller owns the
+transaction (``Database.session()`` commits or rolls back). Times are naive UTC (see ``dialogs.db.times``).
+Bad input from a caller (an unparsable phone number, date or PIN) gives ``None`` / ``False``, never an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dialogs.db.models import Contact, Customer, Order, Return, Subscription
+from dialogs.db.security import check_pin
+from dialogs.db.spoken import mask_email, on_day
+from dialogs.db.times import naive_utc
+
+VerifyMethod = Literal["postcode", "date_of_birth", "pin"]
+MatterKind = Literal["return", "order", "contact", "subscription"]
+
+# Contacts that ended like this left something undone, so the next call recalls them. Anything else
+# (resolved, handed to an agent, ...) is considered dealt with.
+OPEN_CONTACT_OUTCOMES = frozenset({"abandoned", "unresolved", "callback", "no_agent"})
+OPEN_RETURN_STATUSES = ("requested", "label_sent", "received")
+OPEN_ORDER_STATUSES = ("processing", "shipped")
+
+_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%B %d %Y", "%B %d, %Y", "%d %B %Y", "%b %d %Y", "%d %b %Y")
+
+
+@dataclass(frozen=True)
+class Matter:
+    """Something unfinished the caller may be calling about."""
+
+    kind: MatterKind
+    id: int
+    created_at: datetime
+    text: str  # spoken, e.g. "the return you started on Tuesday for order 12034"
+
+
+def normalize_phone(raw: str | None, default_country: str = "1") -> str | None:
+    """The E.164 form of a phone number or caller ID, or None if it is not a usable number.
+
+    Accepts '+1 555-123-0001', '(555) 123-0001', '5551230001', '15551230001', '0015551230001',
+    'sip:+15551230001@host' and '"Jane" <sip:5551230001@host>'. National numbers without a country
+    code get ``default_country`` (NANP '1': 10 digits, or 11 starting with 1)."""
+    if not raw:
+        return None
+    text = raw.strip()
+    uri = re.search(r"(?:sips?|tel):([^@;>]+)", text)
+    if uri:
+        text = uri.group(1)
+    international = text.startswith("+")
+    digits = re.sub(r"\D", "", text)
+    if not international:
+        for prefix in ("00", "011") if default_country == "1" else ("00",):
+            if digits.startswith(prefix) and len(digits) - len(prefix) >= 8:
+                digits, international = digits[len(prefix) :], True
+                break
+    if not international:
+        if default_country == "1":
+            if len(digits) == 11 and digits.startswith("1"):
+                digits = digits[1:]
+            if len(digits) != 10:
+                return None
+        else:
+            digits = digits.lstrip("0")
+        digits = default_country + digits
+    if not 8 <= len(digits) <= 15:
+        return None
+    return "+" + digits
+
+
+def find_customer_by_phone(session: Session, phone: str | None) -> Customer | None:
+    """The one customer whose phone is ``phone`` (any common spelling), else None.
+
+    A number shared by several customers identifies nobody: None."""
+    e164 = normalize_phone(phone)
+    if e164 is None:
+        return None
+    found = session.scalars(select(Customer).where(Customer.phone == e164).limit(2)).all()
+    return found[0] if len(found) == 1 else None
+
+
+def normalize_postcode(value: str) -> str:
+    return re.sub(r"[\s\-]", "", value).upper()
+
+
+def parse_date(value: str | date | datetime | None) -> date | None:
+    """A date from a date, an ISO string or a few common written forms; None if unparsable."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", str(value).strip())
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def verify_identity(session: Session, customer_id: int, method: str, value: str | date | None) -> bool:
+    """True if ``value`` matches the customer's stored postcode, date of birth or PIN.
+
+    Postcodes compare without case, spaces or hyphens (a ZIP+4 matches its 5-digit ZIP); a PIN is
+    checked against its salted hash. Unknown customer, unknown method or unreadable value: False."""
+    customer = session.get(Customer, customer_id)
+    if customer is None or value is None:
+        return False
+    if method == "postcode":
+        if not customer.postcode or not isinstance(value, str):
+            return False
+        given, stored = normalize_postcode(value), normalize_postcode(customer.postcode)
+        if given == stored:
+            return True
+        return len(stored) == 5 and stored.isdigit() and len(given) == 9 and given.isdigit() and given[:5] == stored
+    if method == "date_of_birth":
+        return customer.date_of_birth is not None and parse_date(value) == customer.date_of_birth
+    if method == "pin":
+        digits = re.sub(r"\D", "", str(value))
+        return bool(digits) and check_pin(digits, customer.pin_hash)
+    return False
+
+
+def customer_summary(session: Session, customer_id: int) -> dict[str, Any]:
+    """Fields safe to use in prompts before and after verification; {} for an unknown customer.
+
+    Keys: id, name, first_name, last_name, email_masked, city, verification_methods (the methods this
+    customer can be verified by, i.e. for which data is stored)."""
+    c = session.get(Customer, customer_id)
+    if c is None:
+        return {}
+    methods = [
+        m
+        for m, present in (("postcode", c.postcode), ("date_of_birth", c.date_of_birth), ("pin", c.pin_hash))
+        if present
+    ]
+    return {
+        "id": c.id,
+        "name": c.name,
+        "first_name": c.first_name,
+        "last_name": c.last_name,
+        "email_masked": mask_email(c.email) if c.email else None,
+        "city": c.city,
+        "verification_methods": methods,
+    }
+
+
+def new_rma(order_number: str, at: datetime) -> str:
+    """A return authorisation code: 'R' and 6 characters derived from the order and the time (no I/O)."""
+    digest = hashlib.sha256(f"{order_number}|{at.isoformat()}".encode()).digest()
+    return "R" + base64.b32encode(digest).decode()[:6]
+
+
+def _kind(name: str) -> str:
+    return name[:-1] if name.endswith("s") else name
+
+
+def open_matters(
+    session: Session, customer_id: int, now: datetime, kinds: Iterable[str], days: int
+) -> list[Matter]:
+    """Unfinished business of a customer from the last ``days`` days, to recall at the start of a call.
+
+    ``kinds`` (singular or plural: "return"/"returns", "order", "contact", "subscription") says what is
+    remembered, and its order is the priority; within a kind the newest comes first.
+
+    - return: a return not yet refunded ("the return you started on Tuesday for order 12034")
+    - order: an order still processing or shipped ("your order 45281, which was shipped on Monday")
+    - contact: an earlier call or chat that ended with an outcome in OPEN_CONTACT_OUTCOMES
+    - subscription: a subscription cancelled in the window whose paid period has not ended
+    """
+    now = naive_utc(now)
+    since = now - timedelta(days=days)
+    out: list[Matter] = []
+    for kind in dict.fromkeys(_kind(k) for k in kinds):
+        if kind == "return":
+            rows = session.scalars(
+                select(Return)
+                .where(Return.customer_id == customer_id, Return.status.in_(OPEN_RETURN_STATUSES))
+                .where(Return.created_at >= since)
+                .order_by(Return.created_at.desc())
+            )
+            out += [
+                Matter("return", r.id, r.created_at,
+                       f"the return you started {on_day(r.created_at, now)} for order {r.order.number}")
+                for r in rows
+            ]
+        elif kind == "order":
+            orders = session.scalars(
+                select(Order)
+                .where(Order.customer_id == customer_id, Order.status.in_(OPEN_ORDER_STATUSES))
+                .where(Order.placed_at >= since)
+                .order_by(Order.placed_at.desc())
+            )
+            for o in orders:
+                if o.status == "shipped" and o.shipped_at is not None:
+                    text = f"your order {o.number}, which was shipped {on_day(o.shipped_at, now)}"
+                else:
+                    text = f"your order {o.number}, placed {on_day(o.placed_at, now)}, which is being prepared"
+                out.append(Matter("order", o.id, o.placed_at, text))
+        elif kind == "contact":
+            contacts = session.scalars(
+                select(Contact)
+                .where(Contact.customer_id == customer_id, Contact.ended_at.is_not(None))
+                .where(Contact.outcome.in_(OPEN_CONTACT_OUTCOMES), Contact.started_at >= since)
+                .order_by(Contact.started_at.desc())
+            )
+            for c in contacts:
+                what = "chat" if c.channel == "chat" else "call"
+                topics = _topics(c.intents)
+                about = f" about {topics}" if topics else ""
+                out.append(Matter("contact", c.id, c.started_at, f"your {what} {on_day(c.started_at, now)}{about}"))
+        elif kind == "subscription":
+            subs = session.scalars(
+                select(Subscription)
+                .where(Subscription.customer_id == customer_id, Subscription.status == "cancelled")
+                .where(Subscription.cancelled_at >= since)
+                .order_by(Subscription.cancelled_at.desc())
+            )
+            for s in subs:
+                if s.cancelled_at is None or (s.renews_at is not None and s.renews_at < now):
+                    continue
+                out.append(Matter("subscription", s.id, s.cancelled_at,
+                                  f"your {s.plan} subscription, which you cancelled {on_day(s.cancelled_at, now)}"))
+        else:
+            raise ValueError(f"unknown kind of matter {kind!r} (return, order, contact, subscription)")
+    return out
+
+
+def _topics(intents: Any) -> str:
+    names: list[str] = []
+    for item in intents or []:
+        name = (item.get("intent") or item.get("name")) if isinstance(item, dict) else item
+        if isinstance(name, str) and name and name not in names:
+            names.append(name)
+    return " and ".join(n.replace("_", " ") for n in names[:2])
+
+
+def _jsonable(value: Any) -> Any:
+    # Round-trip so dates, Decimals or dataclass-like leftovers cannot fail the flush later.
+    return None if value is None else json.loads(json.dumps(value, default=str))
+
+
+def open_contact(
+    session: Session, channel: str, caller_id: str | None, now: datetime, customer_id: int | None = None
+) -> int:
+    """Record the start of a call or chat; returns its contact id. The caller ID is stored in E.164 when
+    it is a phone number, as given otherwise."""
+    contact = Contact(
+        channel=channel,
+        caller_id=(normalize_phone(caller_id) or caller_id or None) if caller_id else None,
+        customer_id=customer_id,
+        started_at=naive_utc(now),
+    )
+    session.add(contact)
+    session.flush()
+    return contact.id
+
+
+def close_contact(
+    session: Session,
+    contact_id: int,
+    now: datetime,
+    outcome: str,
+    summary: str | None,
+    intents: list[Any] | None,
+    transcript: list[Any] | None,
+    handoff: dict[str, Any] | None,
+    frustration: float | None,
+    customer_id: int | None = None,
+) -> None:
+    """Record how a contact ended. ``customer_id``, if given, records who it turned out to be.
+
+    Raises LookupError for a contact id that does not exist (a bug in the caller, not bad input)."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise LookupError(f"no contact with id {contact_id}")
+    contact.ended_at = naive_utc(now)
+    contact.outcome = outcome
+    contact.summary = summary
+    contact.intents = _jsonable(intents)
+    contact.transcript = _jsonable(transcript)
+    contact.handoff = _jsonable(handoff)
+    contact.frustration_max = None if frustration is None else float(frustration)
+    if customer_id is not None:
+        contact.customer_id = customer_id
+    session.flush()

@@ -1,0 +1,95 @@
+"""``voicebot gdpr export|delete|purge``: the right of access, the right to erasure, and retention."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.cli.db import open_database
+
+
+@click.group()
+def gdpr() -> None:
+    """Export or erase what is stored about a customer; purge old transcripts."""
+
+
+@gdpr.command("export")
+@click.option("--customer", "customer_id", type=int, required=True, help="Customer id.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the JSON to this file instead of standard output.")
+@config_option
+def export(customer_id: int, output: str | None, config_path: str | None) -> None:
+    """Print everything stored about a customer as JSON (customer, orders, returns, invoices,
+    subscriptions, contacts with transcripts, audit rows)."""
+    from dialogs.privacy import UnknownCustomer, export_customer
+
+    database = open_database(settings_or_exit(config_path))
+    try:
+        with database.session() as session:
+            data = export_customer(session, customer_id)
+    except UnknownCustomer as exc:
+        click.echo(f"Cannot export: {exc}.", err=True)
+        sys.exit(1)
+    finally:
+        database.dispose()
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        click.echo(f"Wrote the data of customer {customer_id} to {output}.", err=True)
+    else:
+        click.echo(text)
+
+
+@gdpr.command("delete")
+@click.option("--customer", "customer_id", type=int, required=True, help="Customer id.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@config_option
+def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
+    """Erase a customer's personal data. Orders, invoices, returns and subscriptions are kept,
+    anonymised, for accounting; contacts lose caller ID, summary and transcript."""
+    from dialogs.db.models import Customer
+    from dialogs.db.times import utc_now
+    from dialogs.privacy import UnknownCustomer, delete_customer
+
+    database = open_database(settings_or_exit(config_path))
+    try:
+        with database.session() as session:
+            customer = session.get(Customer, customer_id)
+            if customer is None:
+                raise UnknownCustomer(customer_id)
+            if not yes:
+                click.confirm(f"Erase the personal data of customer {customer_id} ({customer.name})? "
+                              "This cannot be undone.", abort=True)
+            erasure = delete_customer(session, customer_id, utc_now(), actor="cli")
+    except UnknownCustomer as exc:
+        click.echo(f"Cannot delete: {exc}.", err=True)
+        sys.exit(1)
+    finally:
+        database.dispose()
+    click.echo(f"Erased customer {customer_id}: the customer record is deleted; "
+               f"{erasure.contacts_erased} contact(s) lost caller ID, summary and transcript; "
+               f"{erasure.audit_rows_redacted} audit row(s) redacted.")
+    click.echo(f"Kept for accounting, anonymised (no link to the person): {erasure.orders_anonymised} order(s), "
+               f"{erasure.invoices_anonymised} invoice(s), {erasure.returns_anonymised} return(s), "
+               f"{erasure.subscriptions_anonymised} subscription(s).")
+
+
+@gdpr.command("purge")
+@config_option
+def purge(config_path: str | None) -> None:
+    """Erase caller IDs and transcripts of contacts older than memory.contact_retention_days."""
+    from dialogs.db.times import utc_now
+    from dialogs.privacy import purge_contacts
+
+    days = settings_or_exit(config_path).memory.contact_retention_days
+    database = open_database(settings_or_exit(config_path))
+    try:
+        with database.session() as session:
+            count = purge_contacts(session, utc_now(), days, actor="cli")
+    finally:
+        database.dispose()
+    click.echo(f"Purged {count} contact(s) older than {days} days (caller ID, summary, transcript, hand-off).")
