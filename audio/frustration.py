@@ -269,7 +269,7 @@ class FrustrationTracker:
 
     Each turn is scored against the baseline as it stood before the turn, then the turn joins the
     baseline if it is still being built. ``rising`` is set when the last three scores went up each time
-    and by at least ``rising_min_rise`` overall.
+    and by at least ``rising_min_rise`` overall, ending at "annoyed" or above.
     """
 
     def __init__(self, config: ProsodyConfig | None = None) -> None:
@@ -289,6 +289,8 @@ class FrustrationTracker:
             len(recent) == 3
             and all(b > a for a, b in zip(recent, recent[1:], strict=False))
             and recent[-1] - recent[0] >= self.config.rising_min_rise
+            # Wobbles among calm turns are not a trend worth a supervisor's attention.
+            and result.score >= self.config.annoyed
         )
         if rising:
             result = FrustrationScore(

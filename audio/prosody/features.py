@@ -246,7 +246,9 @@ def extract_features(samples: np.ndarray, sample_rate: int) -> ProsodyFeatures:
     if loud < SILENCE_DB:
         return empty("no speech (silence)")
     floor = float(np.percentile(frame_db, 10))
-    active = frame_db > max(SILENCE_DB + 5.0, loud - 30.0, floor + 6.0)
+    # A noise floor well below the speech (a line's hiss) sets the bar; steady sound has no floor to use.
+    noise_bar = floor + 6.0 if loud - floor > 20.0 else -np.inf
+    active = frame_db > max(SILENCE_DB + 5.0, loud - 30.0, noise_bar)
     if not active.any():
         return empty("no speech (silence)")
 
