@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from telephony.config import SipConfig, TrunkConfig
+
 ENV_PREFIX = "VOICEBOT_"
 DEFAULT_CONFIG_NAME = "voicebot.yaml"
 
@@ -126,6 +128,8 @@ class Settings(BaseSettings):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     call: CallConfig = Field(default_factory=CallConfig)
+    sip: SipConfig = Field(default_factory=SipConfig)
+    trunks: list[TrunkConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where the file came from, so relative paths in it resolve against its folder.

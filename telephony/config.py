@@ -1,0 +1,134 @@
+"""The ``sip:`` and ``trunks:`` sections of voicebot.yaml."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SipConfig(_Section):
+    enabled: bool = Field(True, description="Start the SIP listener with `voicebot serve`.")
+    listen_udp: str | None = Field("0.0.0.0:5060", description="host:port for SIP over UDP; empty: no UDP.")
+    listen_tcp: str | None = Field("0.0.0.0:5060", description="host:port for SIP over TCP; empty: no TCP.")
+    public_address: str | None = Field(
+        None, description="Address put in Via/Contact/SDP (behind NAT: the public IP). Empty: the address "
+                          "the peer is reached from."
+    )
+    rtp_port_min: int = Field(20000, ge=1024, le=65535)
+    rtp_port_max: int = Field(20999, ge=1024, le=65535)
+    codecs: list[Literal["PCMU", "PCMA"]] = Field(default_factory=lambda: ["PCMU", "PCMA"],
+                                                 description="Audio codecs in order of preference.")
+    user_agent: str = "voicebot"
+    max_calls: int = Field(50, ge=1, description="Concurrent calls; more get 503.")
+    invites_per_second_per_source: float = Field(
+        20.0, gt=0, description="New INVITEs accepted per second from one IP address; a flood above it is dropped."
+    )
+    ring_timeout_s: float = Field(30.0, gt=0, description="Outbound calls not answered in time are cancelled.")
+    jitter_buffer_ms: int = Field(60, ge=20, le=500)
+
+    @field_validator("listen_udp", "listen_tcp")
+    @classmethod
+    def _hostport(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        split_hostport(v)
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> SipConfig:
+        if self.rtp_port_max - self.rtp_port_min < 2:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 2")
+        return self
+
+
+def split_hostport(value: str, default_port: int = 5060) -> tuple[str, int]:
+    """``"0.0.0.0:5060"`` -> ("0.0.0.0", 5060); ``"[::1]:5070"`` and a bare host work too."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or str(default_port)
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, str(default_port)
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host, int(port)
+
+
+class DidRoute(_Section):
+    """What to do with calls to one dialled number."""
+
+    greeting: str | None = None
+    flow: str | None = Field(None, description="Intent/flow to start with; empty: open question.")
+    language: str = "en"
+
+
+class TrunkConfig(_Section):
+    """A SIP trunk or PBX the bot takes calls from and places calls through."""
+
+    name: str
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str | None = None
+    password_env: str | None = Field(None, description="Name of the environment variable holding the password.")
+    # Named register_ in Python because BaseModel already has a `register`; the YAML key is `register`.
+    register_: bool = Field(False, alias="register", description="Register with the trunk (REGISTER + refresh).")
+    register_expires: int = Field(300, ge=10)
+    inbound_auth: bool = Field(False, description="Challenge INVITEs from this trunk with username/password "
+                                                 "(digest) when they do not come from allowed_ips.")
+    allowed_ips: list[str] = Field(default_factory=list, description="Source IPs or networks (CIDR) whose calls "
+                                                                     "are accepted. Empty: the host, if it is an IP.")
+    dids: dict[str, DidRoute] = Field(default_factory=dict)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _nets(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> TrunkConfig:
+        if (self.register_ or self.inbound_auth) and not (self.username and self.password_env):
+            raise ValueError("register / inbound_auth need username and password_env")
+        return self
+
+    @property
+    def password(self) -> str | None:
+        """The password from the environment (None if unset)."""
+        return os.environ.get(self.password_env) if self.password_env else None
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        items = list(self.allowed_ips)
+        if not items:
+            try:
+                ipaddress.ip_address(self.host)
+                items = [self.host]
+            except ValueError:
+                pass
+        return [ipaddress.ip_network(i, strict=False) for i in items]
+
+
+def check_trunks(trunks: list[TrunkConfig]) -> list[tuple[str, str]]:
+    """Problems a schema cannot see: duplicate names, passwords missing from the environment."""
+    problems = []
+    seen: set[str] = set()
+    for i, t in enumerate(trunks):
+        if t.name in seen:
+            problems.append((f"trunks.{i}.name", f"duplicate trunk name {t.name!r}"))
+        seen.add(t.name)
+        if t.password_env and os.environ.get(t.password_env) is None:
+            problems.append((f"trunks.{i}.password_env", f"environment variable {t.password_env} is not set"))
+    return problems

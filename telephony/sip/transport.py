@@ -1,0 +1,163 @@
+"""SIP over UDP and TCP (RFC 3261 §18): receive whole messages, send bytes to a peer.
+
+The transport knows nothing about SIP semantics except message framing on TCP (Content-Length). It hands
+every received message as raw bytes to one callback together with the :class:`Peer` it came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from telephony.sip.message import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+TCP_IDLE_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where a message came from and where its responses go."""
+
+    transport: str  # "UDP" or "TCP"
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.transport.lower()}:{self.host}:{self.port}"
+
+
+MessageHandler = Callable[[bytes, Peer], None]
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: SipTransport):
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if not data.strip(b"\r\n"):
+            return  # keep-alive
+        self.owner._deliver(data, Peer("UDP", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away: not our problem, the transaction will time out.
+        log.debug("UDP error: %s", exc)
+
+
+class TcpFramer:
+    """Splits a TCP byte stream into SIP messages using Content-Length (RFC 3261 §18.3)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; return the complete messages. Raises ValueError if the stream cannot be framed."""
+        self.buf += data
+        out = []
+        while True:
+            self.buf = self.buf.lstrip(b"\r\n")
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEADER_BYTES:
+                    raise ValueError("header section too large")
+                return out
+            if end > MAX_HEADER_BYTES:
+                raise ValueError("header section too large")
+            m = _CONTENT_LENGTH.search(self.buf[:end])
+            length = int(m.group(1)) if m else 0
+            if length > MAX_MESSAGE_BYTES:
+                raise ValueError("body too large")
+            total = end + 4 + length
+            if len(self.buf) < total:
+                return out
+            out.append(self.buf[:total])
+            self.buf = self.buf[total:]
+
+
+class SipTransport:
+    """UDP and TCP listeners plus outgoing TCP connections, sharing one message callback."""
+
+    def __init__(self, on_message: MessageHandler):
+        self.on_message = on_message
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tcp: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self.udp_address: tuple[str, int] | None = None
+        self.tcp_address: tuple[str, int] | None = None
+
+    async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(host, port))
+        self._udp = transport  # type: ignore[assignment]
+        self.udp_address = transport.get_extra_info("sockname")[:2]
+        return self.udp_address
+
+    async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
+        server = await asyncio.start_server(self._serve_tcp, host, port)
+        self._servers.append(server)
+        self.tcp_address = server.sockets[0].getsockname()[:2]
+        return self.tcp_address
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = writer.get_extra_info("peername")
+        await self._read_stream(reader, writer, Peer("TCP", addr[0], addr[1]))
+
+    async def _read_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
+        self._tcp[(peer.host, peer.port)] = writer
+        framer = TcpFramer()
+        try:
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), TCP_IDLE_TIMEOUT_S)
+                if not data:
+                    break
+                for message in framer.feed(data):
+                    self._deliver(message, peer)
+        except ValueError as exc:
+            log.warning("closing TCP connection from %s: %s", peer, exc)
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._tcp.pop((peer.host, peer.port), None)
+            writer.close()
+
+    def _deliver(self, data: bytes, peer: Peer) -> None:
+        try:
+            self.on_message(data, peer)
+        except Exception:
+            # One bad message must never take the listener down; this is a bug in our code, so log loudly.
+            log.exception("error handling a SIP message from %s", peer)
+
+    async def send(self, peer: Peer, data: bytes) -> None:
+        """Send ``data`` to ``peer``, opening a TCP connection if needed."""
+        if peer.transport == "TCP" and (peer.host, peer.port) not in self._tcp:
+            reader, writer = await asyncio.open_connection(peer.host, peer.port)
+            self._tcp[(peer.host, peer.port)] = writer
+            task = asyncio.create_task(self._read_stream(reader, writer, peer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self.send_nowait(peer, data)
+
+    def send_nowait(self, peer: Peer, data: bytes) -> None:
+        """Send on an existing socket; silently drops if the TCP connection is gone."""
+        if peer.transport == "TCP":
+            writer = self._tcp.get((peer.host, peer.port))
+            if writer is not None and not writer.is_closing():
+                writer.write(data)
+        elif self._udp is not None:
+            self._udp.sendto(data, (peer.host, peer.port))
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        for server in self._servers:
+            server.close()
+        for writer in list(self._tcp.values()):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
