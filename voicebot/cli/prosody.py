@@ -80,11 +80,11 @@ def prosody(
         out = {
             "file": file,
             "features": features.to_dict(),
-            "baseline": {
-                "files": list(baseline_files),
-                "reference": {k: round(v, 4) for k, v in (baseline.reference() if baseline else {}).items()},
+            **result.to_dict(),  # score, level, explanation, contributions, deltas, baseline, rising
+            "baseline_files": list(baseline_files),
+            "baseline_reference": {
+                k: round(v, 4) for k, v in (baseline.reference() if baseline else {}).items()
             },
-            **result.to_dict(),
         }
         click.echo(json.dumps(out, indent=2))
         return
