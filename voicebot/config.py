@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from audio.config import ProsodyConfig
 from telephony.config import SipConfig, TrunkConfig
 
 ENV_PREFIX = "VOICEBOT_"
@@ -128,6 +129,7 @@ class Settings(BaseSettings):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     call: CallConfig = Field(default_factory=CallConfig)
+    prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
     sip: SipConfig = Field(default_factory=SipConfig)
     trunks: list[TrunkConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
