@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from audio.prosody.features import FEATURE_NAMES
-
 
 class ProsodyConfig(BaseModel):
     """Frustration scoring settings. Every field has a working default; see audio/frustration.py."""
@@ -38,6 +36,9 @@ class ProsodyConfig(BaseModel):
     @field_validator("weights")
     @classmethod
     def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
+        # Imported here so loading the config does not pull in numpy for every CLI command.
+        from audio.prosody.features import FEATURE_NAMES
+
         unknown = sorted(set(value) - set(FEATURE_NAMES))
         if unknown:
             raise ValueError(f"unknown cue(s) {', '.join(unknown)}; known: {', '.join(FEATURE_NAMES)}")
