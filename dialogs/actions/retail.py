@@ -12,14 +12,15 @@ Outcomes per action:
 action                     outcomes (data keys of ``ok``)
 =========================  ==================================================================================
 lookup_order               ok (order_id, status, status_text, carrier, tracking, tracking_last4, eta, items),
-                           not_found (invalid_slot order_id), not_allowed
+                           not_found (invalid_slot order_id; order_id_spoken), not_allowed (order_id_spoken)
 start_return               ok (order_id, rma, rma_spoken, email_masked), not_found, not_allowed,
-                           not_eligible (why), already_done (rma, rma_spoken, status)
+                           not_eligible (why), already_done (rma, rma_spoken, status, return_status)
 change_address             ok (address, postcode), invalid (invalid_slot address or postcode), not_allowed
 reset_password             ok (email_masked), not_found (no email on file; why), not_allowed
-billing_summary            ok (last_amount, last_date, balance_due, status, duplicate, duplicate_text),
+billing_summary            ok (last_amount, last_date, balance_due, status, duplicate, duplicate_text: a
+                           sentence, or "" when there is no double charge),
                            not_found (no invoices), not_allowed
-refund_duplicate_charge    ok (amount, date, description), not_found (no duplicate charge), not_allowed
+refund_duplicate_charge    ok (amount = refund_amount, date, description), not_found (no duplicate charge), not_allowed
 cancel_subscription        ok (plan, end_date), not_found (no subscription), already_done (plan, end_date),
                            not_allowed
 =========================  ==================================================================================
@@ -74,13 +75,13 @@ def _find_order(ctx: ActionContext) -> tuple[Order | None, ActionResult | None]:
     spoken = " ".join(number) if number else ""
     customer = _verified_customer(ctx)
     if customer is None:
-        return None, ActionResult("not_allowed")
+        return None, ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
     order = ctx.session.scalar(select(Order).where(Order.number == number)) if len(number) == 5 else None
     if order is None:
         return None, ActionResult("not_found", {"order_id": number, "order_id_spoken": spoken}, invalid_slot="order_id")
     if order.customer_id != customer.id:
         # Said like not_allowed, never "that is Mr X's order": an order number must not reveal its owner.
-        return None, ActionResult("not_allowed", {"order_id": number})
+        return None, ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
     return order, None
 
 
@@ -142,9 +143,11 @@ def start_return(ctx: ActionContext) -> ActionResult:
     if existing is not None:
         return ActionResult("already_done", {"order_id": order.number, "rma": existing.rma,
                                              "rma_spoken": spell(existing.rma), "status": existing.status,
+                                             "return_status": existing.status.replace("_", " "),
                                              "started": on_day(existing.created_at, now)})
     if order.status == "returned":
-        return ActionResult("already_done", {"order_id": order.number, "status": "refunded"})
+        return ActionResult("already_done", {"order_id": order.number, "status": "refunded",
+                                             "return_status": "refunded"})
     why = None
     if order.status == "cancelled":
         why = "the order was cancelled, so there is nothing to send back"
@@ -250,6 +253,11 @@ def _duplicate_charge(invoices: list[Invoice]) -> tuple[Invoice, Invoice] | None
     return first, second
 
 
+def _calendar_day(when: datetime) -> str:
+    # Billing dates read as dates ("on November 1"), never "on yesterday".
+    return f"{when:%B} {when.day}"
+
+
 def _invoices(ctx: ActionContext, customer: Customer) -> list[Invoice]:
     return list(ctx.session.scalars(
         select(Invoice).where(Invoice.customer_id == customer.id).order_by(Invoice.issued_at, Invoice.id)
@@ -274,25 +282,24 @@ def billing_summary(ctx: ActionContext) -> ActionResult:
     charges = [i for i in invoices if i.status in ("paid", "due", "overdue")]
     if not charges:
         return ActionResult("not_found", {"why": "there are no charges on your account"})
-    now = _now(ctx)
     last = charges[-1]
     due = sum((i.amount for i in invoices if i.status in ("due", "overdue")), Decimal("0.00"))
     dup = _duplicate_charge(invoices)
     data: dict[str, Any] = {
         "last_amount": money(last.amount),
-        "last_date": on_day(last.issued_at, now),
+        "last_date": _calendar_day(last.issued_at),
         "last_description": last.description,
         "balance_due": money(due),
         "balance_due_value": str(due),
         "status": last.status,
         "overdue": any(i.status == "overdue" for i in invoices),
         "duplicate": dup is not None,
-        "duplicate_text": None,
+        "duplicate_text": "",
     }
     if dup is not None:
         first, _second = dup
-        data["duplicate_text"] = (f"you were charged {money(first.amount)} twice in {month_name(first.issued_at)} "
-                                  f"for {_charge_label(first, ctx)}")
+        data["duplicate_text"] = (f"You were charged {money(first.amount)} twice in {month_name(first.issued_at)} "
+                                  f"for {_charge_label(first, ctx)}.")
     return ActionResult("ok", data)
 
 
@@ -309,8 +316,8 @@ def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
     second.status = "refunded"
     _audit(ctx, "invoice", second.id, "refund", before={"status": "paid"},
            after={"status": "refunded", "amount": str(second.amount)})
-    now = _now(ctx)
-    return ActionResult("ok", {"amount": money(second.amount), "date": on_day(second.issued_at, now),
+    amount = money(second.amount)
+    return ActionResult("ok", {"amount": amount, "refund_amount": amount, "date": _calendar_day(second.issued_at),
                                "description": _charge_label(second, ctx)}, changed=True)
 
 

@@ -235,7 +235,8 @@ def _generate(session: Session, rng: random.Random, now: datetime) -> None:
         session.add(customer)
 
         for _ in range(rng.randint(0, 4)):
-            age = timedelta(days=rng.uniform(0.2, 150))
+            recent = rng.random() < 0.15  # some parcels still being prepared or on their way
+            age = timedelta(days=rng.uniform(0.2, 3) if recent else rng.uniform(3, 150))
             order = _order(rng, numbers.pop(), customer, now - age)
             session.add(order)
             if age > timedelta(days=3) and rng.random() < 0.07:
@@ -249,8 +250,10 @@ def _generate(session: Session, rng: random.Random, now: datetime) -> None:
                         _generate_return(session, rng, order, now)
             _order_invoice(session, order)
 
-        if rng.random() < 0.35:
-            _generate_subscription(session, rng, customer, now)
+        # A few customers always have an unpaid bill, so the demo shows every invoice status.
+        unpaid = {7: "due", 13: "overdue", 29: "overdue"}.get(i)
+        if unpaid or rng.random() < 0.35:
+            _generate_subscription(session, rng, customer, now, unpaid)
 
         if rng.random() < 0.25 and customer.orders:
             intents, summary, outcome, lines = rng.choice(_CONTACT_STORIES)
@@ -281,11 +284,13 @@ def _generate_return(session: Session, rng: random.Random, order: Order, now: da
                        status=status, rma=new_rma(order.number, created), created_at=created))
 
 
-def _generate_subscription(session: Session, rng: random.Random, customer: Customer, now: datetime) -> None:
+def _generate_subscription(
+    session: Session, rng: random.Random, customer: Customer, now: datetime, unpaid: str | None
+) -> None:
     plan, price = rng.choice(_PLANS)
     started = now - timedelta(days=rng.randint(20, 400), hours=rng.randint(0, 23))
     sub = Subscription(customer=customer, plan=plan, monthly_price=Decimal(price), status="active", started_at=started)
-    cancelled = rng.random() < 0.2
+    cancelled = not unpaid and rng.random() < 0.2
     if cancelled:
         sub.status = "cancelled"
         sub.cancelled_at = started + (now - started) * rng.uniform(0.1, 1.0)
@@ -294,5 +299,5 @@ def _generate_subscription(session: Session, rng: random.Random, customer: Custo
     invoices = _subscription_invoices(session, sub, sub.cancelled_at or now)
     # Paid until the next billing date; after cancelling that is when the service ends.
     sub.renews_at = _add_months(started, len(invoices))
-    if not cancelled and rng.random() < 0.15:
-        invoices[-1].status = rng.choice(("due", "overdue"))
+    if unpaid:
+        invoices[-1].status = unpaid
