@@ -1,0 +1,56 @@
+"""``voicebot serve [--config FILE] [--host H] [--port P]``: the HTTP/WebRTC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from voicebot.cli.common import config_option, settings_or_exit
+
+
+@click.command()
+@config_option
+@click.option("--host", default=None, help="Interface to listen on (default: server.host, 0.0.0.0).")
+@click.option("--port", type=int, default=None, help="HTTP port (default: server.port, 8080).")
+def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Start the server: caller page at /, WebRTC signaling at /api/offer, call records, /metrics."""
+    settings = settings_or_exit(config_path)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_pipecat(settings.log_level)
+
+    from dialogs.db.engine import DatabaseError
+    from dialogs.domain.loader import DomainError
+    from voicebot.models import ModelError
+    from voicebot.server.runtime import Runtime
+
+    click.echo("voicebot: loading models and the dialog engine …", err=True)
+    try:
+        runtime = Runtime.load(settings)
+    except (ModelError, DatabaseError, DomainError) as exc:
+        click.echo(f"voicebot: {exc}", err=True)
+        sys.exit(2)
+
+    import uvicorn
+
+    from voicebot.server.app import create_app
+
+    bind_host = host or settings.server.host
+    bind_port = port or settings.server.port
+    app = create_app(runtime)
+    config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower())
+    click.echo(f"voicebot: serving on http://{bind_host}:{bind_port}/", err=True)
+    try:
+        asyncio.run(uvicorn.Server(config).serve())
+    finally:
+        runtime.close()
+
+
+def _quiet_pipecat(level: str) -> None:
+    """Pipecat logs through loguru at DEBUG by default: far too much for a server log."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if level == "DEBUG" else "WARNING")

@@ -1,0 +1,104 @@
+"""One call's state outside the frames: its dialog session, its record, and how it ends."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from voicebot import metrics
+from voicebot.storage import CallStore
+
+if TYPE_CHECKING:
+    from dialogs.engine import BotReply, Turn
+    from dialogs.manager.session import DialogSession
+    from voicebot.pipeline.shared import SharedModels
+    from voicebot.pipeline.turns import CallerTurnProcessor
+
+log = logging.getLogger(__name__)
+
+# session.end() accepts these reasons; anything else the pipeline knows maps onto them.
+_ENGINE_REASONS = {"caller_hangup", "bot_hangup", "handoff", "error"}
+
+
+class CallContext:
+    """The dialog session and call record of one call. ``finish`` closes both, exactly once."""
+
+    def __init__(
+        self,
+        call_id: str,
+        channel: str,
+        caller_id: str | None,
+        session: DialogSession,
+        store: CallStore,
+        shared: SharedModels,
+    ):
+        self.call_id = call_id
+        self.channel = channel
+        self.caller_id = caller_id
+        self.session = session
+        self.store = store
+        self.shared = shared
+        self.end_reason: str | None = None
+        self.outcome: str | None = None
+        self.handoff: dict[str, Any] | None = None
+        self.turns: CallerTurnProcessor | None = None  # set by the builder; asked for unfinished speech
+        self._opened = False
+        self._finished = False
+
+    async def open(self) -> None:
+        """Create the call record (before the greeting)."""
+        if self._opened:
+            return
+        self._opened = True
+        await self.store.arun("open_call", self.call_id, self.channel, self.caller_id)
+        metrics.ACTIVE_CALLS.labels(self.channel).inc()
+
+    async def start_dialog(self) -> BotReply:
+        return await self.shared.run(self.session.start)
+
+    async def handle(self, turn: Turn) -> BotReply:
+        return await self.shared.run(self.session.handle, turn)
+
+    async def add_turn(self, speaker: str, text: str, start: datetime, **fields: Any) -> int | None:
+        metrics.TURNS.labels(speaker).inc()
+        return await self.store.arun("add_turn", self.call_id, speaker, text, start, **fields)
+
+    async def update_turn(self, turn_id: int | None, **fields: Any) -> None:
+        if turn_id is not None:
+            await self.store.arun("update_turn", turn_id, **fields)
+
+    async def finish(self, reason: str) -> None:
+        """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, error).
+
+        Records what the caller was in the middle of saying, closes the dialog session and the record.
+        Safe to call more than once; only the first call counts.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        reason = self.end_reason or reason
+        pending = self.turns.pending_speech() if self.turns is not None else None
+        if pending is not None and self._opened:
+            try:
+                text = await self.shared.run(self.shared.transcribe, pending.audio)
+            except Exception:
+                log.exception("call %s: transcribing the last words failed", self.call_id)
+                text = ""
+            if text.strip():
+                await self.add_turn(
+                    "caller", text, pending.start, end=datetime.now(UTC), extra={"partial": True}
+                )
+        engine_reason = reason if reason in _ENGINE_REASONS else "bot_hangup"
+        try:
+            outcome = await self.shared.run(self.session.end, engine_reason)
+        except Exception:
+            log.exception("call %s: closing the dialog session failed", self.call_id)
+            outcome = None
+        if reason == "silence":
+            outcome = "abandoned"
+        self.outcome = self.outcome or outcome or ("abandoned" if reason == "caller_hangup" else "ended")
+        if self._opened:
+            await self.store.arun("close_call", self.call_id, self.outcome, reason)
+            metrics.ACTIVE_CALLS.labels(self.channel).dec()
+        metrics.CALLS.labels(self.channel, self.outcome).inc()

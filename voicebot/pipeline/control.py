@@ -1,0 +1,43 @@
+"""Call control after the output transport: acts once the caller has heard what the bot said."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipecat.frames.frames import EndWorkerFrame, Frame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from voicebot.pipeline.call import CallContext
+from voicebot.pipeline.frames import BotSaidFrame
+
+# Called with the call and the handoff packet when the bot has announced a transfer.
+HandoffHandler = Callable[[CallContext, dict[str, Any] | None], Awaitable[None]]
+
+
+class CallControl(FrameProcessor):
+    """Closes bot turns when their audio has been sent; hangs up or hands off after the last words.
+
+    Must sit after ``transport.output()``: a :class:`BotSaidFrame` leaves the output transport only
+    after the audio queued before it.
+    """
+
+    def __init__(self, call: CallContext, on_handoff: HandoffHandler | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._call = call
+        self._on_handoff = on_handoff
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, BotSaidFrame) or frame.say is None:
+            await self.push_frame(frame, direction)
+            return
+        say = frame.say
+        await self._call.update_turn(say.turn_id, end=datetime.now(UTC))
+        if say.then == "handoff" and self._on_handoff is not None:
+            await self._on_handoff(self._call, say.handoff)
+        elif say.then in ("hangup", "handoff"):
+            # Without a transfer target (a browser caller) the bot's handoff announcement ends the call;
+            # the record keeps outcome "handoff" and the packet for the agent queue.
+            await self.push_frame(EndWorkerFrame(reason=self._call.end_reason or "bot_hangup"))

@@ -1,0 +1,170 @@
+"""The dialog stage: caller turns in, what the bot says out; and the silence and duration timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    Frame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from dialogs.engine import Turn
+from voicebot import metrics
+from voicebot.config import CallConfig
+from voicebot.pipeline.call import CallContext
+from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, GreetFrame
+from voicebot.pipeline.shared import is_non_speech
+
+log = logging.getLogger(__name__)
+
+SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to talk to a person."
+SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
+DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
+
+# Signals about a caller turn from outside the words (e.g. the prosody tap's frustration score).
+SignalSource = Callable[[CallerTurnFrame], dict[str, Any]]
+
+
+class DialogStage(FrameProcessor):
+    """Adapter from caller turns to the dialog engine; pushes :class:`BotSayFrame` s downstream."""
+
+    def __init__(self, call: CallContext, call_config: CallConfig, signals: SignalSource | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._call = call
+        self._cfg = call_config
+        self._signals = signals
+        self._timer: asyncio.Task | None = None
+        self._duration: asyncio.Task | None = None
+        self._prompted = False
+        self._ending = False
+        self._bot_speaking = False
+        self._caller_speaking = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, GreetFrame):
+            await self._greet()
+            return
+        if isinstance(frame, CallerTurnFrame):
+            await self._on_turn(frame)
+            return
+        if isinstance(frame, UserStartedSpeakingFrame):
+            self._caller_speaking = True
+            self._stop_timer()
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._caller_speaking = False
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
+            self._stop_timer()
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
+            self._arm_timer()
+        elif isinstance(frame, (EndFrame, CancelFrame)):
+            self._stop_timer()
+            if self._duration is not None:
+                self._duration.cancel()
+        await self.push_frame(frame, direction)
+
+    async def _greet(self) -> None:
+        await self._call.open()
+        self._duration = asyncio.ensure_future(self._duration_limit())
+        reply = await self._call.start_dialog()
+        turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra={"kind": "greeting"})
+        await self.push_frame(BotSayFrame(text=reply.text, style=reply.style, kind="greeting", turn_id=turn_id))
+
+    async def _on_turn(self, frame: CallerTurnFrame) -> None:
+        if is_non_speech(frame.text) or self._ending:
+            self._arm_timer()
+            return
+        self._prompted = False
+        signals = self._signals(frame) if self._signals is not None else {}
+        started = time.monotonic()
+        reply = await self._call.handle(Turn(text=frame.text, signals=signals))
+        dialog_ms = (time.monotonic() - started) * 1000
+        metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
+        stages = {
+            "endpoint_ms": round((frame.released - frame.speech_end) * 1000, 1),
+            "stt_ms": round(frame.stt_ms, 1),
+            "stt_wait_ms": round(frame.stt_wait_ms, 1),
+            "dialog_ms": round(dialog_ms, 1),
+        }
+        assert frame.start is not None
+        await self._call.add_turn(
+            "caller",
+            frame.text,
+            frame.start,
+            end=frame.end,
+            intents=reply.intents,
+            extra={"signals": signals} if signals else None,
+        )
+        then = reply.action
+        if then != "continue":
+            self._ending = True
+            self._call.outcome = reply.outcome
+            self._call.handoff = reply.handoff
+            self._call.end_reason = "handoff" if then == "handoff" else "bot_hangup"
+        if not reply.text.strip():
+            if then != "continue":
+                await self.push_frame(BotSayFrame(text="", kind="reply", then=then, handoff=reply.handoff))
+            else:
+                self._arm_timer()
+            return
+        turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra={"kind": "reply"})
+        await self.push_frame(
+            BotSayFrame(
+                text=reply.text,
+                style=reply.style,
+                kind="reply",
+                then=then,
+                turn_id=turn_id,
+                speech_end=frame.speech_end,
+                stages=stages,
+                handoff=reply.handoff,
+            )
+        )
+
+    # timers
+
+    def _arm_timer(self) -> None:
+        self._stop_timer()
+        if self._ending or self._bot_speaking or self._caller_speaking:
+            return
+        delay = self._cfg.silence_hangup_s if self._prompted else self._cfg.silence_prompt_s
+        self._timer = asyncio.ensure_future(self._on_silence(delay))
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _on_silence(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self._prompted:
+            self._prompted = True
+            await self._say(SILENCE_PROMPT, kind="prompt")
+        else:
+            self._ending = True
+            self._call.end_reason = "silence"
+            await self._say(SILENCE_GOODBYE, kind="goodbye", then="hangup")
+
+    async def _duration_limit(self) -> None:
+        await asyncio.sleep(self._cfg.max_duration_s)
+        self._ending = True
+        self._call.end_reason = "bot_hangup"
+        await self._say(DURATION_GOODBYE, kind="goodbye", then="hangup")
+
+    async def _say(self, text: str, kind: str, then: str = "continue") -> None:
+        turn_id = await self._call.add_turn("bot", text, datetime.now(UTC), extra={"kind": kind})
+        await self.push_frame(BotSayFrame(text=text, kind=kind, then=then, turn_id=turn_id))

@@ -1,0 +1,54 @@
+"""Frames of the voicebot pipeline, on top of pipecat's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipecat.frames.frames import DataFrame
+
+
+@dataclass
+class CallerTurnFrame(DataFrame):
+    """One finished turn of the caller: the transcript of all of its speech, with timings.
+
+    ``speech_end`` is the monotonic time of the last voiced audio; reply latency is counted from it.
+    """
+
+    text: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    speech_end: float = 0.0
+    released: float = 0.0
+    stt_ms: float = 0.0
+    stt_wait_ms: float = 0.0
+    # A turn in progress must reach the dialog even if the caller barges in meanwhile.
+    interruptible: bool = field(default=False, init=False)
+
+
+@dataclass
+class GreetFrame(DataFrame):
+    """Asks the dialog stage to greet the caller (queued when the caller's media is connected)."""
+
+
+@dataclass
+class BotSayFrame(DataFrame):
+    """Something the bot says. ``then`` is what happens once it has been heard in full."""
+
+    text: str = ""
+    style: str = "default"
+    kind: str = "reply"  # greeting | reply | prompt | goodbye
+    then: str = "continue"  # continue | hangup | handoff
+    turn_id: int | None = None
+    speech_end: float | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    handoff: dict[str, Any] | None = None
+
+
+@dataclass
+class BotSaidFrame(DataFrame):
+    """Pushed by the TTS after the last audio of a :class:`BotSayFrame`; it leaves the output transport
+    only once that audio has been sent, so a processor after the output knows the caller heard it."""
+
+    say: BotSayFrame | None = None

@@ -1,0 +1,152 @@
+"""What every call of one process shares: one Whisper model, one Piper voice, one bounded thread pool.
+
+CTranslate2 and onnxruntime release the GIL, so inference in a small pool keeps the asyncio loop free for
+the media of all calls. Nothing here is per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from voicebot import metrics
+from voicebot.config import Settings
+from voicebot.models import load_piper, load_whisper
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from piper import PiperVoice
+
+T = TypeVar("T")
+
+STT_SAMPLE_RATE = 16000
+
+# Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
+_NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
+
+# A sentence ends at . ! ? followed by space; Piper is fed one sentence at a time so audio starts early.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` in order, stripped; empty text gives an empty list."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def is_non_speech(text: str) -> bool:
+    """True for an empty transcript or one Whisper typically hallucinates from noise."""
+    return bool(_NON_SPEECH.match(text.strip()))
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesised mono PCM16 audio."""
+
+    audio: bytes
+    sample_rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / 2 / self.sample_rate
+
+
+class SharedModels:
+    """Models and pool loaded once per process; ``transcribe`` and ``synthesize`` are safe from any call."""
+
+    def __init__(self, settings: Settings, whisper: WhisperModel, voice: PiperVoice):
+        self.settings = settings
+        self.whisper = whisper
+        self.voice = voice
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.models.workers, thread_name_prefix="voicebot-infer"
+        )
+        self.tts_sample_rate: int = int(voice.config.sample_rate)
+        # Fixed prompts (greeting, "are you still there?") repeat on every call: keep their audio.
+        self._tts_cache: OrderedDict[tuple[str, float], bytes] = OrderedDict()
+        self._tts_cache_size = 256
+        self._tts_cache_lock = threading.Lock()
+        # One Piper session is not documented thread-safe; serialise synthesis (it is 15x real time).
+        self._tts_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: Settings) -> SharedModels:
+        """Load both models (raises :class:`voicebot.models.ModelError` naming a bad path)."""
+        return cls(settings, load_whisper(settings), load_piper(settings))
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``func(*args)`` in the shared bounded pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+
+    # STT
+
+    def transcribe(self, pcm16: bytes) -> str:
+        """Transcribe 16 kHz mono PCM16 speech (blocking); returns the text, stripped."""
+        started = time.perf_counter()
+        audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+        stt = self.settings.models.stt
+        segments, _ = self.whisper.transcribe(
+            audio,
+            language=stt.language,
+            beam_size=stt.beam_size,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        text = " ".join(seg.text.strip() for seg in segments).strip()
+        metrics.STT_SECONDS.observe(time.perf_counter() - started)
+        return text
+
+    # TTS
+
+    def synthesize(self, sentence: str, length_scale: float | None = None) -> Speech:
+        """Synthesise one sentence (blocking), leading silence trimmed so the first audio is speech."""
+        from piper import SynthesisConfig
+
+        scale = length_scale if length_scale is not None else self.settings.models.tts.length_scale
+        key = (sentence, scale)
+        with self._tts_cache_lock:
+            cached = self._tts_cache.get(key)
+            if cached is not None:
+                self._tts_cache.move_to_end(key)
+                return Speech(cached, self.tts_sample_rate)
+        started = time.perf_counter()
+        with self._tts_lock:
+            chunks = list(self.voice.synthesize(sentence, syn_config=SynthesisConfig(length_scale=scale)))
+        if chunks:
+            samples = np.concatenate([c.audio_int16_array for c in chunks])
+        else:
+            samples = np.zeros(0, dtype=np.int16)
+        audio = _trim_leading_silence(samples).tobytes()
+        metrics.TTS_SECONDS.observe(time.perf_counter() - started)
+        with self._tts_cache_lock:
+            self._tts_cache[key] = audio
+            if len(self._tts_cache) > self._tts_cache_size:
+                self._tts_cache.popitem(last=False)
+        return Speech(audio, self.tts_sample_rate)
+
+    def warm_up(self, sentences: list[str]) -> None:
+        """Run each model once (first inference is slow) and cache the audio of ``sentences``."""
+        self.transcribe(np.zeros(STT_SAMPLE_RATE // 2, dtype=np.int16).tobytes())
+        for s in sentences:
+            for sentence in split_sentences(s):
+                self.synthesize(sentence)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _trim_leading_silence(samples: np.ndarray, threshold: int = 300, keep: int = 220) -> np.ndarray:
+    """Drop Piper's leading silence (about 70 ms) but keep ``keep`` samples before the first sound."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if loud.size == 0:
+        return samples
+    return samples[max(0, int(loud[0]) - keep) :]

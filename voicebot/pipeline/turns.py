@@ -1,0 +1,223 @@
+"""Caller turns: Silero VAD, speculative Whisper transcription in short pauses, end of turn, barge-in.
+
+Why not pipecat's stock chain: its segmented STT transcribes one VAD segment at a time, so a 300 ms pause
+splits a sentence and the first half can end the turn; Smart Turn often waits its 3 s fallback. Here one
+utterance is all the speech up to a long enough silence, and the turn is released only with the
+transcript of *all* of it. Transcription starts speculatively at the first short pause, so by the time
+the silence is long enough to end the turn the text is usually ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import soxr
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from voicebot import metrics
+from voicebot.pipeline.frames import CallerTurnFrame
+from voicebot.pipeline.shared import STT_SAMPLE_RATE, SharedModels
+
+WINDOW = 512  # Silero's window at 16 kHz: 32 ms
+WINDOW_S = WINDOW / STT_SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class TurnParams:
+    """Timings of turn taking, in seconds."""
+
+    vad_threshold: float = 0.5
+    start_s: float = 0.128  # voiced audio before speech counts as started (and can barge in)
+    pause_s: float = 0.16  # silence that starts a speculative transcription
+    end_of_turn_s: float = 0.55  # silence that ends the caller's turn
+    preroll_s: float = 0.3  # audio kept from before the detected start (Silero reacts late)
+    max_turn_s: float = 30.0
+    barge_in: bool = True
+
+
+@dataclass
+class PendingSpeech:
+    """Audio of an utterance not yet released as a turn (the caller hung up in the middle of it)."""
+
+    audio: bytes
+    start: datetime
+
+
+class CallerTurnProcessor(FrameProcessor):
+    """Turns 16 kHz caller audio into :class:`CallerTurnFrame` s; interrupts the bot when the caller talks.
+
+    Pushes ``UserStartedSpeakingFrame`` when speech starts and ``UserStoppedSpeakingFrame`` when the turn
+    ends. Audio frames are consumed here (nothing downstream needs them).
+    """
+
+    def __init__(self, shared: SharedModels, params: TurnParams | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._shared = shared
+        self._p = params or TurnParams()
+        self._vad = SileroVADAnalyzer(sample_rate=STT_SAMPLE_RATE)
+        self._vad.set_sample_rate(STT_SAMPLE_RATE)  # the constructor only records the rate
+        self._resampler: soxr.ResampleStream | None = None
+        self._resampler_rate = 0
+        self._pending = bytearray()
+        self._ring: collections.deque[bytes] = collections.deque(maxlen=max(1, round(self._p.preroll_s / WINDOW_S)))
+        self._start_windows = max(1, round(self._p.start_s / WINDOW_S))
+        self._pause_windows = max(1, round(self._p.pause_s / WINDOW_S))
+        self._eot_windows = max(self._pause_windows, round(self._p.end_of_turn_s / WINDOW_S))
+        self._in_speech = False
+        self._voiced_run = 0
+        self._silence_run = 0
+        self._utterance = bytearray()
+        self._utt_start: datetime = datetime.now(UTC)
+        self._speech_end = 0.0
+        self._speculation: asyncio.Task[tuple[str, float]] | None = None
+        self._speculation_len = 0
+        self._bot_speaking = False
+        self._releases: asyncio.Task | None = None
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    def pending_speech(self) -> PendingSpeech | None:
+        """Speech the caller was in the middle of (for the record of a call that dropped)."""
+        if not self._in_speech or len(self._utterance) < STT_SAMPLE_RATE * 2 * self._p.start_s:
+            return None
+        return PendingSpeech(bytes(self._utterance), self._utt_start)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            await self._on_audio(frame)
+            return
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
+        elif isinstance(frame, (EndFrame, CancelFrame)) and self._releases is not None:
+            self._releases.cancel()
+        await self.push_frame(frame, direction)
+
+    async def _on_audio(self, frame: InputAudioRawFrame) -> None:
+        audio = frame.audio
+        if frame.num_channels != 1:
+            audio = np.frombuffer(audio, np.int16).reshape(-1, frame.num_channels)[:, 0].tobytes()
+        if frame.sample_rate != STT_SAMPLE_RATE:
+            if self._resampler is None or self._resampler_rate != frame.sample_rate:
+                self._resampler = soxr.ResampleStream(frame.sample_rate, STT_SAMPLE_RATE, 1, dtype="int16")
+                self._resampler_rate = frame.sample_rate
+            audio = self._resampler.resample_chunk(np.frombuffer(audio, np.int16)).tobytes()
+        self._pending += audio
+        size = WINDOW * 2
+        while len(self._pending) >= size:
+            window = bytes(self._pending[:size])
+            del self._pending[:size]
+            await self._on_window(window)
+
+    async def _on_window(self, window: bytes) -> None:
+        confidence = float(np.asarray(self._vad.voice_confidence(window)).reshape(-1)[0])
+        # Hysteresis: once in speech, weaker frames (word endings) still count as voice.
+        threshold = self._p.vad_threshold - (0.15 if self._in_speech else 0.0)
+        voiced = confidence >= threshold
+        self._ring.append(window)
+        if not self._in_speech:
+            self._voiced_run = self._voiced_run + 1 if voiced else 0
+            if self._voiced_run >= self._start_windows:
+                await self._speech_started()
+            return
+        self._utterance += window
+        if voiced:
+            self._silence_run = 0
+            self._speech_end = time.monotonic()
+            self._speculation = None  # the caller went on: an earlier transcript is incomplete
+            if len(self._utterance) >= STT_SAMPLE_RATE * 2 * self._p.max_turn_s:
+                await self._turn_ended()
+            return
+        self._silence_run += 1
+        if self._silence_run == self._pause_windows:
+            snapshot = bytes(self._utterance)
+            self._speculation_len = len(snapshot)
+            self._speculation = asyncio.ensure_future(self._transcribe(snapshot))
+        if self._silence_run >= self._eot_windows:
+            await self._turn_ended()
+
+    async def _transcribe(self, audio: bytes) -> tuple[str, float]:
+        started = time.perf_counter()
+        text = await self._shared.run(self._shared.transcribe, audio)
+        return text, (time.perf_counter() - started) * 1000
+
+    async def _speech_started(self) -> None:
+        self._in_speech = True
+        self._voiced_run = 0
+        self._silence_run = 0
+        self._utterance = bytearray(b"".join(self._ring))
+        self._utt_start = datetime.now(UTC) - timedelta(seconds=len(self._utterance) / 2 / STT_SAMPLE_RATE)
+        self._speech_end = time.monotonic()
+        self._speculation = None
+        await self.push_frame(UserStartedSpeakingFrame())
+        if self._bot_speaking and self._p.barge_in:
+            metrics.BARGE_INS.inc()
+            await self.broadcast_interruption()
+
+    async def _turn_ended(self) -> None:
+        self._in_speech = False
+        speculation = self._speculation
+        if speculation is None:
+            # No pause preceded the end (max length reached): transcribe everything now.
+            speculation = asyncio.ensure_future(self._transcribe(bytes(self._utterance)))
+        self._speculation = None
+        start = self._utt_start
+        speech_end = self._speech_end
+        eot_at = time.monotonic()
+        end = datetime.now(UTC) - timedelta(seconds=self._silence_run * WINDOW_S)
+        self._ring.clear()
+        await self.push_frame(UserStoppedSpeakingFrame())
+        previous = self._releases
+        self._releases = asyncio.ensure_future(
+            self._release(previous, speculation, start, end, speech_end, eot_at)
+        )
+
+    async def _release(
+        self,
+        previous: asyncio.Task | None,
+        transcription: asyncio.Future[tuple[str, float]],
+        start: datetime,
+        end: datetime,
+        speech_end: float,
+        eot_at: float,
+    ) -> None:
+        # Turns leave in the order they were spoken even if a later transcript is ready first.
+        if previous is not None and not previous.done():
+            await asyncio.shield(previous)
+        text, stt_ms = await transcription
+        released = time.monotonic()
+        await self.push_frame(
+            CallerTurnFrame(
+                text=text,
+                start=start,
+                end=end,
+                speech_end=speech_end,
+                released=released,
+                stt_ms=stt_ms,
+                stt_wait_ms=max(0.0, (released - eot_at) * 1000),
+            )
+        )
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        await self._vad.cleanup()

@@ -1,0 +1,1 @@
+"""The HTTP server: caller page, WebRTC signaling, call records and metrics."""

@@ -1,0 +1,181 @@
+"""The HTTP server: caller page, WebRTC signaling (pipecat SmallWebRTC format), call records, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pipecat.transports.base_transport import TransportParams
+from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+from pipecat.transports.smallwebrtc.request_handler import (
+    IceCandidate,
+    SmallWebRTCPatchRequest,
+    SmallWebRTCRequest,
+    SmallWebRTCRequestHandler,
+)
+from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+
+from voicebot import metrics
+from voicebot.pipeline.builder import build_call_pipeline
+from voicebot.server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = files("voicebot.server").joinpath("static")
+MAX_CALLER_ID = 64
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=message)
+
+
+def _parse_offer(body: Any) -> tuple[SmallWebRTCRequest, str | None]:
+    """Validate a signaling offer; raises a 400 naming what is wrong."""
+    if not isinstance(body, dict):
+        raise _bad('the offer must be a JSON object {"sdp": ..., "type": "offer"}')
+    sdp, kind = body.get("sdp"), body.get("type")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise _bad('"sdp" must be a non-empty SDP string')
+    if kind != "offer":
+        raise _bad(f'"type" must be "offer", not {kind!r}')
+    if not sdp.lstrip().startswith("v=0") or "m=audio" not in sdp:
+        raise _bad('"sdp" is not an SDP offer with an audio section (it must start with "v=0")')
+    pc_id = body.get("pc_id")
+    if pc_id is not None and not isinstance(pc_id, str):
+        raise _bad('"pc_id" must be a string')
+    data = body.get("request_data", body.get("requestData")) or {}
+    caller_id = data.get("caller_id") if isinstance(data, dict) else None
+    if caller_id is not None and (not isinstance(caller_id, str) or len(caller_id) > MAX_CALLER_ID):
+        raise _bad(f'"request_data.caller_id" must be a string of at most {MAX_CALLER_ID} characters')
+    request = SmallWebRTCRequest(sdp=sdp, type=kind, pc_id=pc_id, restart_pc=bool(body.get("restart_pc")))
+    return request, caller_id
+
+
+def _parse_patch(body: Any) -> SmallWebRTCPatchRequest:
+    if not isinstance(body, dict) or not isinstance(body.get("pc_id"), str):
+        raise _bad('the patch must be a JSON object {"pc_id": ..., "candidates": [...]}')
+    raw = body.get("candidates")
+    if not isinstance(raw, list):
+        raise _bad('"candidates" must be a list')
+    candidates = []
+    for c in raw:
+        if not isinstance(c, dict) or not isinstance(c.get("candidate", ""), str):
+            raise _bad('each candidate must be {"candidate": str, "sdp_mid": str, "sdp_mline_index": int}')
+        candidates.append(
+            IceCandidate(
+                candidate=c.get("candidate", ""),
+                sdp_mid=c.get("sdp_mid", c.get("sdpMid")),
+                sdp_mline_index=c.get("sdp_mline_index", c.get("sdpMLineIndex")),
+            )
+        )
+    return SmallWebRTCPatchRequest(pc_id=body["pc_id"], candidates=candidates)
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise _bad("the request body is not valid JSON") from None
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The FastAPI app serving calls with ``runtime``'s engine and models (loaded by the caller)."""
+    handler = SmallWebRTCRequestHandler()
+    calls: dict[str, asyncio.Task] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        # Shutting down: every call ends now and its record is closed by its own task.
+        for task in list(calls.values()):
+            task.cancel()
+        await asyncio.gather(*calls.values(), return_exceptions=True)
+        await handler.close()
+
+    app = FastAPI(title="voicebot", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.calls = calls
+
+    async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
+        transport = SmallWebRTCTransport(
+            connection, TransportParams(audio_in_enabled=True, audio_out_enabled=True)
+        )
+        session = runtime.engine.new_call(channel="webrtc", caller_id=caller_id, call_id=connection.pc_id)
+        call = build_call_pipeline(transport, session, runtime.shared, runtime.settings, runtime.store)
+
+        @transport.event_handler("on_client_connected")
+        async def on_connected(_transport: Any, _client: Any) -> None:
+            await call.greet()
+
+        @transport.event_handler("on_client_disconnected")
+        async def on_disconnected(_transport: Any, _client: Any) -> None:
+            await call.caller_left()
+
+        task = asyncio.create_task(call.run(), name=f"call-{connection.pc_id}")
+        calls[connection.pc_id] = task
+        task.add_done_callback(lambda _t: calls.pop(connection.pc_id, None))
+
+    @app.get("/", include_in_schema=False)
+    async def caller_page() -> FileResponse:
+        return FileResponse(str(STATIC_DIR.joinpath("index.html")))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.post("/api/offer")
+    async def offer(request: Request) -> dict[str, Any]:
+        """SmallWebRTC signaling: ``{"sdp", "type"}`` in, ``{"sdp", "type", "pc_id"}`` out."""
+        webrtc_request, caller_id = _parse_offer(await _json(request))
+
+        async def on_connection(connection: SmallWebRTCConnection) -> None:
+            await start_call(connection, caller_id)
+
+        try:
+            answer = await handler.handle_web_request(webrtc_request, on_connection)
+        except HTTPException:
+            raise
+        except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
+            raise _bad(f"cannot use this SDP offer: {exc}") from None
+        if answer is None:
+            raise _bad("the offer produced no answer")
+        return answer
+
+    @app.patch("/api/offer")
+    async def ice_candidates(request: Request) -> dict[str, str]:
+        """Trickle ICE: add the caller's candidates to an existing connection."""
+        patch = _parse_patch(await _json(request))
+        try:
+            await handler.handle_patch_request(patch)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            raise _bad(f"cannot use these ICE candidates: {exc}") from None
+        return {"status": "success"}
+
+    @app.get("/api/calls")
+    async def list_calls(limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        limit = max(1, min(limit, 1000))
+        return await asyncio.to_thread(runtime.store.list, limit, max(0, offset))
+
+    @app.get("/api/calls/{call_id}")
+    async def get_call(call_id: str) -> dict[str, Any]:
+        record = await asyncio.to_thread(runtime.store.get, call_id)
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"no call {call_id}")
+        return record
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(content=body, media_type=content_type)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok", "calls": len(calls)})
+
+    return app

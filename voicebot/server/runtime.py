@@ -1,0 +1,62 @@
+"""What the server loads once at start-up: the dialog engine, the shared models, the call store."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from voicebot.config import Settings
+from voicebot.pipeline.dialog import SILENCE_GOODBYE, SILENCE_PROMPT
+from voicebot.pipeline.shared import SharedModels
+from voicebot.storage import CallStore
+
+if TYPE_CHECKING:
+    from dialogs.engine import DialogEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: DialogEngine
+    shared: SharedModels
+    store: CallStore
+
+    @classmethod
+    def load(cls, settings: Settings, *, warm_up: bool = True) -> Runtime:
+        """Load models and the dialog engine; raises ``ModelError`` / ``DatabaseError`` with clear messages.
+
+        Calls left open by a previous process are closed as abandoned; fixed prompts are synthesised
+        once so every call gets their audio from the cache.
+        """
+        from dialogs.engine import DialogEngine
+
+        shared = SharedModels.load(settings)
+        engine = DialogEngine.from_settings(settings)
+        store = CallStore(engine.database.engine)
+        stale = store.close_stale()
+        if stale:
+            log.info("closed %d call record(s) left open by a previous run", stale)
+        if warm_up:
+            shared.warm_up([*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE])
+        return cls(settings=settings, engine=engine, shared=shared, store=store)
+
+    def close(self) -> None:
+        self.shared.close()
+        self.store.close()
+
+
+def _greetings(settings: Settings, engine: DialogEngine) -> list[str]:
+    """The greeting texts a call can start with (each variant of the domain's, or the override)."""
+    if settings.call.greeting:
+        return [settings.call.greeting]
+    import random
+
+    from dialogs.manager.responses import Responder
+
+    try:
+        return sorted({Responder(engine.domain, random.Random(i)).render("greeting") for i in range(8)})
+    except Exception:  # a domain without a plain greeting: nothing to pre-synthesise
+        return []

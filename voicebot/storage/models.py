@@ -1,0 +1,48 @@
+"""Tables of call records: one row per call, one per spoken turn.
+
+They have their own declarative Base and are created on the dialog engine's SQLAlchemy engine, so call
+records live in the same database as the customer data (SQLite by default) and survive a restart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CallRow(Base):
+    __tablename__ = "voicebot_calls"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    caller_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    turns: Mapped[list[TurnRow]] = relationship(
+        back_populates="call", order_by="TurnRow.seq", cascade="all, delete-orphan"
+    )
+
+
+class TurnRow(Base):
+    __tablename__ = "voicebot_call_turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    speaker: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    intents: Mapped[list] = mapped_column(JSON, default=list)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Per-stage timings and flags (interrupted, partial): open-ended, for benchmarks and supervisors.
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    call: Mapped[CallRow] = relationship(back_populates="turns")
