@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, Update, or_, select, update
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from dialogs.db.audit import record_change
@@ -78,6 +78,11 @@ def export_customer(session: Session, customer_id: int) -> dict[str, Any]:
     }
 
 
+def _updated(session: Session, statement: Update) -> int:
+    result = cast(CursorResult[Any], session.execute(statement))
+    return int(result.rowcount or 0)
+
+
 @dataclass(frozen=True)
 class Erasure:
     """What :func:`delete_customer` did, in numbers (no personal data)."""
@@ -100,10 +105,7 @@ def delete_customer(session: Session, customer_id: int, now: datetime, actor: st
         raise UnknownCustomer(customer_id)
 
     def cut(model: type[Any], **extra: Any) -> int:
-        result = session.execute(
-            update(model).where(model.customer_id == customer_id).values(customer_id=None, **extra)
-        )
-        return int(result.rowcount or 0)
+        return _updated(session, update(model).where(model.customer_id == customer_id).values(customer_id=None, **extra))
 
     phone = customer.phone
     orders = cut(Order)
@@ -114,14 +116,12 @@ def delete_customer(session: Session, customer_id: int, now: datetime, actor: st
     contact_filter = Contact.customer_id == customer_id
     if phone:
         contact_filter = or_(contact_filter, Contact.caller_id == phone)
-    contacts = int(session.execute(
-        update(Contact).where(contact_filter).values(
-            customer_id=None, caller_id=None, summary=None, transcript=None, handoff=None
-        )
-    ).rowcount or 0)
-    audits = int(session.execute(
-        update(AuditLog).where(AuditLog.customer_id == customer_id).values(before=None, after=REDACTED)
-    ).rowcount or 0)
+    contacts = _updated(session, update(Contact).where(contact_filter).values(
+        customer_id=None, caller_id=None, summary=None, transcript=None, handoff=None
+    ))
+    audits = _updated(session, update(AuditLog).where(AuditLog.customer_id == customer_id).values(
+        before=None, after=REDACTED
+    ))
     session.delete(customer)
     session.flush()
     erasure = Erasure(customer_id, orders, invoices, returns, subscriptions, contacts, audits)
@@ -139,11 +139,9 @@ def purge_contacts(session: Session, now: datetime, retention_days: int, actor: 
     cutoff = naive_utc(now) - timedelta(days=retention_days)
     personal = or_(Contact.caller_id.is_not(None), Contact.summary.is_not(None),
                    Contact.transcript.is_not(None), Contact.handoff.is_not(None))
-    count = int(session.execute(
-        update(Contact).where(Contact.started_at < cutoff, personal).values(
-            caller_id=None, summary=None, transcript=None, handoff=None
-        )
-    ).rowcount or 0)
+    count = _updated(session, update(Contact).where(Contact.started_at < cutoff, personal).values(
+        caller_id=None, summary=None, transcript=None, handoff=None
+    ))
     if count:
         record_change(session, at=now, actor=actor, entity="contact", entity_id=None, action="purge",
                       after={"contacts": count, "started_before": cutoff.isoformat()})
