@@ -42,6 +42,22 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+
+
+def speech_chunks(text: str, first_max_words: int = 8) -> list[str]:
+    """``text`` cut into the pieces Piper synthesises one at a time: sentences, and the first sentence
+    also at its first clause break (comma, colon, semicolon) if it is long, so the first audio comes
+    sooner. Joined with spaces the pieces give back the text."""
+    sentences = split_sentences(text)
+    if not sentences or len(sentences[0].split()) <= first_max_words:
+        return sentences
+    head, *rest = _CLAUSE_END.split(sentences[0], maxsplit=1)
+    if not rest or len(head.split()) < 2:
+        return sentences
+    return [head, rest[0], *sentences[1:]]
+
+
 def is_non_speech(text: str) -> bool:
     """True for an empty transcript or one Whisper typically hallucinates from noise."""
     return bool(_NON_SPEECH.match(text.strip()))
@@ -137,7 +153,7 @@ class SharedModels:
         """Run each model once (first inference is slow) and cache the audio of ``sentences``."""
         self.transcribe(np.zeros(STT_SAMPLE_RATE // 2, dtype=np.int16).tobytes())
         for s in sentences:
-            for sentence in split_sentences(s):
+            for sentence in speech_chunks(s):
                 self.synthesize(sentence)
 
     def close(self) -> None:

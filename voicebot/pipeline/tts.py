@@ -13,7 +13,7 @@ from voicebot import metrics
 from voicebot.config import TTSConfig
 from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.frames import BotSaidFrame, BotSayFrame
-from voicebot.pipeline.shared import SharedModels, Speech, split_sentences
+from voicebot.pipeline.shared import SharedModels, Speech, speech_chunks
 
 
 class PiperSpeech(FrameProcessor):
@@ -38,7 +38,7 @@ class PiperSpeech(FrameProcessor):
 
     async def _speak(self, say: BotSayFrame) -> None:
         scale = self._cfg.calm_length_scale if say.style == "calm" else self._cfg.length_scale
-        sentences = split_sentences(say.text)
+        sentences = speech_chunks(say.text)
         started = time.monotonic()
         first = True
         # Synthesise sentence n+1 while sentence n is being played.

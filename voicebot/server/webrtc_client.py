@@ -50,9 +50,20 @@ class CallResult:
     segments: list[Segment]
     latencies_ms: list[float | None]
     bot_onsets: list[float]  # seconds since the call connected
+    bot_speech: list[tuple[float, float]]  # (start, end) of each burst of bot audio, seconds since connected
     bot_audio: np.ndarray = field(repr=False)  # 48 kHz mono int16, everything received
     play_started: float = 0.0  # seconds since connection when the file started playing
     hung_up_by: str = "caller"
+
+    def barge_in_stops_ms(self) -> list[float]:
+        """For each caller segment that began while the bot was talking: how long the bot went on."""
+        out = []
+        for seg in self.segments:
+            t = self.play_started + seg.start
+            for start, end in self.bot_speech:
+                if start < t < end:
+                    out.append(round((end - t) * 1000, 1))
+        return out
 
     def summary(self) -> dict[str, Any]:
         turns = (self.record or {}).get("turns", [])
@@ -67,6 +78,7 @@ class CallResult:
                 for s, lat in zip(self.segments, self.latencies_ms, strict=True)
             ],
             "server_latency_ms": [t.get("latency_ms") for t in turns if t["speaker"] == "bot" and t.get("latency_ms")],
+            "barge_in_stop_ms": self.barge_in_stops_ms(),
             "bot_audio_s": round(len(self.bot_audio) / RATE, 2),
         }
 
@@ -165,6 +177,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.chunks: list[np.ndarray] = []
         self.onsets: list[float] = []  # monotonic
+        self.intervals: list[list[float]] = []  # [start, end] of each burst of bot speech, monotonic
         self.last_loud: float | None = None
         self.closed = asyncio.Event()
 
@@ -186,6 +199,9 @@ class _Recorder:
                     start = now - len(mono) / RATE
                     if self.last_loud is None or start - self.last_loud > 0.3:
                         self.onsets.append(start)
+                        self.intervals.append([start, now])
+                    else:
+                        self.intervals[-1][1] = now
                     self.last_loud = now
         except (MediaStreamError, asyncio.CancelledError):
             pass
@@ -221,12 +237,14 @@ async def place_call(
     tail_s: float = 2.5,
     max_wait_s: float = 25.0,
     greeting_timeout_s: float = 20.0,
+    stop_after_s: float | None = None,
 ) -> CallResult:
     """Call the bot at ``url`` (the server's base URL) and play ``play`` as the caller's microphone.
 
     ``start_after``: seconds after connecting to start playing; None waits for the greeting to end.
     After the file, the call stays up until the bot has been quiet for ``tail_s`` (at most
     ``max_wait_s``) or the bot hangs up; then the server's record of the call is fetched.
+    ``stop_after_s`` hangs up that many seconds into the file (a caller who drops mid-sentence).
     """
     base = url.rstrip("/")
     samples = read_wav(play)
@@ -272,11 +290,16 @@ async def place_call(
         else:
             await asyncio.sleep(start_after)
         player.play()
+        play_at = time.monotonic()
         # 2. Play the file, then wait for the bot's last answer.
         while not player.finished.is_set() and not await bot_gone():
+            if stop_after_s is not None and time.monotonic() - play_at >= stop_after_s:
+                break
             await asyncio.sleep(0.02)
         finished_at = time.monotonic()
-        while not await bot_gone() and time.monotonic() - finished_at < max_wait_s:
+        while (
+            stop_after_s is None and not await bot_gone() and time.monotonic() - finished_at < max_wait_s
+        ):
             heard_since = recorder.last_loud is not None and recorder.last_loud > finished_at
             if heard_since and recorder.quiet_for(tail_s):
                 break
@@ -304,6 +327,7 @@ async def place_call(
         segments=segments,
         latencies_ms=latencies,
         bot_onsets=[round(t - connected_at, 3) for t in recorder.onsets],
+        bot_speech=[(round(a - connected_at, 3), round(b - connected_at, 3)) for a, b in recorder.intervals],
         bot_audio=recorder.audio(),
         play_started=round(play_started - connected_at, 3),
         hung_up_by=hung_up_by,
