@@ -147,6 +147,7 @@ def test_open_matters_recall_johns_return_first(db):
         matters = open_matters(s, 2, NOW, ["returns", "orders", "contacts"], 30)
         assert [m.kind for m in matters] == ["return", "order"]
         assert matters[0].text == "the return you started on Tuesday for order 63950"
+        assert [m.order_id for m in matters] == ["63950", "77310"]
         assert matters[1].text.startswith("your order 77310")
         assert open_matters(s, 2, NOW, ["orders"], 30)[0].kind == "order"
         assert open_matters(s, 2, NOW, ["orders", "returns"], 30)[0].kind == "order"
@@ -164,12 +165,15 @@ def test_an_unfinished_earlier_call_is_an_open_matter_and_a_resolved_one_is_not(
         close_contact(s, done, NOW - timedelta(days=4), "resolved", "asked about order", ["order_status"],
                       [], None, 0.1)
         hung_up = open_contact(s, "sip", "+15551230001", NOW - timedelta(days=3), customer_id=1)
-        close_contact(s, hung_up, NOW - timedelta(days=3), "abandoned", None, ["return_item"], [], None, 0.6)
+        tasks = [{"intent": "order_status", "status": "done"}, {"intent": "return_item", "status": "active"}]
+        close_contact(s, hung_up, NOW - timedelta(days=3), "abandoned", None, tasks, [], None, 0.6)
         ongoing = open_contact(s, "sip", "+15551230001", NOW, customer_id=1)
     with db.session() as s:
         matters = open_matters(s, 1, NOW, ["contacts"], 30)
         assert [m.id for m in matters] == [hung_up]
         assert matters[0].text == "your call on Monday about return item"
+        phrased = open_matters(s, 1, NOW, ["contact"], 30, topics={"return_item": "the return"})
+        assert phrased[0].text == "your call on Monday about the return"
         assert ongoing not in [m.id for m in matters]
 
 

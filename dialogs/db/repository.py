@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -45,6 +45,7 @@ class Matter:
     id: int
     created_at: datetime
     text: str  # spoken, e.g. "the return you started on Tuesday for order 12034"
+    order_id: str | None = None  # the order number a return or order matter is about (to pre-fill a slot)
 
 
 def normalize_phone(raw: str | None, default_country: str = "1") -> str | None:
@@ -170,7 +171,13 @@ def _kind(name: str) -> str:
 
 
 def open_matters(
-    session: Session, customer_id: int, now: datetime, kinds: Iterable[str], days: int
+    session: Session,
+    customer_id: int,
+    now: datetime,
+    kinds: Iterable[str],
+    days: int,
+    *,
+    topics: Mapping[str, str] | None = None,
 ) -> list[Matter]:
     """Unfinished business of a customer from the last ``days`` days, to recall at the start of a call.
 
@@ -179,7 +186,9 @@ def open_matters(
 
     - return: a return not yet refunded ("the return you started on Tuesday for order 12034")
     - order: an order still processing or shipped ("your order 45281, which was shipped on Monday")
-    - contact: an earlier call or chat that ended with an outcome in OPEN_CONTACT_OUTCOMES
+    - contact: an earlier call or chat that ended with an outcome in OPEN_CONTACT_OUTCOMES ("your call on
+      Monday about the return"); ``topics`` maps intent names to spoken phrases (a domain's ``announce``),
+      otherwise the intent name is read with spaces
     - subscription: a subscription cancelled in the window whose paid period has not ended
     """
     now = naive_utc(now)
@@ -195,7 +204,8 @@ def open_matters(
             )
             out += [
                 Matter("return", r.id, r.created_at,
-                       f"the return you started {on_day(r.created_at, now)} for order {r.order.number}")
+                       f"the return you started {on_day(r.created_at, now)} for order {r.order.number}",
+                       order_id=r.order.number)
                 for r in rows
             ]
         elif kind == "order":
@@ -210,7 +220,7 @@ def open_matters(
                     text = f"your order {o.number}, which was shipped {on_day(o.shipped_at, now)}"
                 else:
                     text = f"your order {o.number}, placed {on_day(o.placed_at, now)}, which is being prepared"
-                out.append(Matter("order", o.id, o.placed_at, text))
+                out.append(Matter("order", o.id, o.placed_at, text, order_id=o.number))
         elif kind == "contact":
             contacts = session.scalars(
                 select(Contact)
@@ -220,8 +230,8 @@ def open_matters(
             )
             for c in contacts:
                 what = "chat" if c.channel == "chat" else "call"
-                topics = _topics(c.intents)
-                about = f" about {topics}" if topics else ""
+                topic = _topic(c.intents, topics or {})
+                about = f" about {topic}" if topic else ""
                 out.append(Matter("contact", c.id, c.started_at, f"your {what} {on_day(c.started_at, now)}{about}"))
         elif kind == "subscription":
             subs = session.scalars(
@@ -240,13 +250,19 @@ def open_matters(
     return out
 
 
-def _topics(intents: Any) -> str:
+def _topic(intents: Any, phrases: Mapping[str, str]) -> str:
+    """What an earlier contact was about: its unfinished intents if it recorded task status, else all."""
     names: list[str] = []
-    for item in intents or []:
+    unfinished: list[str] = []
+    for item in intents if isinstance(intents, list) else []:
         name = (item.get("intent") or item.get("name")) if isinstance(item, dict) else item
-        if isinstance(name, str) and name and name not in names:
-            names.append(name)
-    return " and ".join(n.replace("_", " ") for n in names[:2])
+        if not isinstance(name, str) or not name or name in names:
+            continue
+        names.append(name)
+        if isinstance(item, dict) and item.get("status") not in (None, "done"):
+            unfinished.append(name)
+    chosen = (unfinished or names)[:2]
+    return " and ".join(phrases.get(n) or n.replace("_", " ") for n in chosen)
 
 
 def _jsonable(value: Any) -> Any:
