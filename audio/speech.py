@@ -98,18 +98,24 @@ def piper_tts(
     volume: float = 1.0,
     voice: str | Path | None = None,
     sample_rate: int | None = None,
+    noise_scale: float | None = None,
+    noise_w_scale: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Speak ``text`` with Piper and return ``(float32 mono samples, sample rate)``.
 
     ``length_scale`` above 1 speaks slower, ``volume`` multiplies the samples (clipped to [-1, 1]).
     ``voice`` is a Piper ``.onnx`` file; by default the bundled en_US-joe-medium (22050 Hz).
+    ``noise_scale`` and ``noise_w_scale`` (voice defaults 0.667 and 0.8) randomise the voice and
+    timing; pass 0 for both to get the same audio on every run, as a test needs.
     The voice is loaded once per process and model path.
     """
     from piper import SynthesisConfig
 
     model = str(voice) if voice is not None else str(piper_voice_path())
     piper = _load_piper(model)
-    config: Any = SynthesisConfig(length_scale=length_scale, volume=volume)
+    config: Any = SynthesisConfig(
+        length_scale=length_scale, volume=volume, noise_scale=noise_scale, noise_w_scale=noise_w_scale
+    )
     chunks = [chunk.audio_float_array for chunk in piper.synthesize(text, syn_config=config)]
     rate_hz = int(piper.config.sample_rate)
     if not chunks:

@@ -127,6 +127,15 @@ def _garbage() -> dict[str, tuple[np.ndarray, int]]:
     }
 
 
+@pytest.mark.parametrize("samples_n", [319, 320, 321, 399, 401, 480, 560, 640, 800, 1200])
+def test_every_short_length_is_handled(samples_n: int) -> None:
+    # Lengths around one analysis frame (320 samples at 8 kHz) and a few frames: where windowing breaks.
+    speech, rate = espeak_ng("third time", sample_rate=8000)
+    f = extract_features(speech[2000 : 2000 + samples_n], rate)
+    assert f.duration_s == pytest.approx(samples_n / rate)
+    assert all(f.value(k) is None or math.isfinite(f.value(k)) for k in FEATURE_NAMES)
+
+
 @pytest.mark.parametrize("name", list(_garbage()))
 def test_garbage_gives_a_defined_result(name: str) -> None:
     samples, rate = _garbage()[name]
@@ -140,3 +149,13 @@ def test_garbage_gives_a_defined_result(name: str) -> None:
     result = score_turn(f, None)
     assert 0.0 <= result.score <= 1.0 and result.level in {"calm", "annoyed", "frustrated"}
     assert f.to_dict()["issues"] == list(f.issues)
+
+
+def test_natural_voice_tempo_is_measured() -> None:
+    from audio.speech import piper_tts
+
+    # Without Piper's noise the speech is the same on every run, so the test cannot flake.
+    slow = extract_features(*piper_tts(TEXT, length_scale=1.3, noise_scale=0.0, noise_w_scale=0.0))
+    fast = extract_features(*piper_tts(TEXT, length_scale=0.75, noise_scale=0.0, noise_w_scale=0.0))
+    assert fast.speaking_rate > 1.2 * slow.speaking_rate
+    assert fast.pitch_level_st == pytest.approx(slow.pitch_level_st, abs=2.0)

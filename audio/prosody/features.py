@@ -186,6 +186,13 @@ def _local_perturbation_pct(values: np.ndarray, voiced: np.ndarray) -> float | N
     return float(100.0 * np.mean(np.abs(mid - trend) / np.maximum(mid, 1e-12)))
 
 
+def _centred_sum(x: np.ndarray, width: int) -> np.ndarray:
+    """Sum over a centred window of ``width`` frames, same length as ``x`` even when ``x`` is shorter."""
+    full = np.convolve(x, np.ones(width), mode="full")
+    start = (width - 1) // 2
+    return full[start : start + x.size]
+
+
 def _syllable_nuclei(env_db: np.ndarray, eligible: np.ndarray) -> int:
     """Count intensity peaks that stand 2 dB above the dips around them (after de Jong & Wempe 2009)."""
     n = env_db.size
@@ -279,8 +286,9 @@ def extract_features(samples: np.ndarray, sample_rate: int) -> ProsodyFeatures:
     # Syllable nuclei: peaks of the smoothed 300-2500 Hz energy in voiced stretches.
     nucleus_band = (freqs >= BAND_LO_HZ) & (freqs <= 2500.0)
     env = 10.0 * np.log10(np.maximum(spectrum[:, nucleus_band].sum(axis=1), 1e-20))
-    env = np.convolve(env, np.ones(5) / 5.0, mode="same")
-    near_voiced = np.convolve(voiced.astype(float), np.ones(5), mode="same") > 0
+    env = _centred_sum(env, 5) / 5.0
+    # The smoothed energy peak of a vowel can sit up to 50 ms from the frames YIN calls voiced.
+    near_voiced = _centred_sum(voiced.astype(float), 11) > 0
     nuclei = _syllable_nuclei(env, near_voiced & active)
     if speech_s >= 0.3:
         values["speaking_rate"] = nuclei / speech_s
