@@ -11,27 +11,33 @@ class ProsodyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     baseline_utterances: int = Field(
-        3, ge=1, le=20, description="The caller's first N utterances form their personal baseline."
+        default=3, ge=1, le=20, description="The caller's first N utterances form their personal baseline."
     )
-    annoyed: float = Field(0.4, gt=0.0, lt=1.0, description="Score at or above which a turn is 'annoyed'.")
+    annoyed: float = Field(
+        default=0.4, gt=0.0, lt=1.0, description="Score at or above which a turn is 'annoyed'."
+    )
     frustrated: float = Field(
-        0.7, gt=0.0, lt=1.0, description="Score at or above which a turn is 'frustrated'."
+        default=0.7, gt=0.0, lt=1.0, description="Score at or above which a turn is 'frustrated'."
     )
     weights: dict[str, float] = Field(
         default_factory=dict,
         description="Override the weight of a prosodic cue, by feature name (e.g. pitch_level_st: 0.5; 0 turns it off).",
     )
-    words_weight: float = Field(1.0, ge=0.0, le=5.0, description="Multiplier for what the caller says.")
+    words_weight: float = Field(
+        default=1.0, ge=0.0, le=5.0, description="Multiplier for what the caller says."
+    )
     dialog_weight: float = Field(
-        1.0, ge=0.0, le=5.0, description="Multiplier for re-asks, no-match, failed checks."
+        default=1.0, ge=0.0, le=5.0, description="Multiplier for re-asks, no-match, failed checks."
     )
     rising_min_rise: float = Field(
-        0.15,
+        default=0.15,
         ge=0.0,
         le=1.0,
         description="Three turns of rising score count as a trend if they rise this much.",
     )
-    max_explanations: int = Field(3, ge=1, le=10, description="How many reasons a score's explanation lists.")
+    max_explanations: int = Field(
+        default=3, ge=1, le=10, description="How many reasons a score's explanation lists."
+    )
 
     @field_validator("weights")
     @classmethod

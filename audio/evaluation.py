@@ -114,7 +114,7 @@ def _read_tsv(tsv: Path, notes: list[str]) -> list[LabelledClip]:
     return clips
 
 
-def roc_auc(positive: Sequence[bool], scores: Sequence[float]) -> float | None:
+def roc_auc(positive: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float | None:
     """Area under the ROC curve (the Mann-Whitney probability, ties counted half); None without both classes."""
     y = np.asarray(positive, dtype=bool)
     s = np.asarray(scores, dtype=float)

@@ -36,7 +36,7 @@ def main() -> None:
         rows.append(extract_features(*espeak_ng(text, voice="en-us+f3")))
     out = {}
     for name in FEATURE_NAMES:
-        vals = [r.value(name) for r in rows if r.value(name) is not None]
+        vals = [v for r in rows if (v := r.value(name)) is not None]
         out[name] = {"median": round(float(np.median(vals)), 3), "p10": round(float(np.percentile(vals, 10)), 3),
                      "p90": round(float(np.percentile(vals, 90)), 3), "n": len(vals)}  # fmt: skip
     print(json.dumps({"utterances": len(rows), "features": out}, indent=2))

@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from voicebot.cli.common import config_option, settings_or_exit
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def prosody_config(config_path: str | None):  # -> audio.config.ProsodyConfig
+    from audio.config import ProsodyConfig
+
+
+def prosody_config(config_path: str | None) -> ProsodyConfig:
     """The ``prosody:`` section of the config, or the defaults while the section is not mounted."""
     from audio.config import ProsodyConfig
 
-    settings = settings_or_exit(config_path)
-    section = getattr(settings, "prosody", None)
+    section = getattr(settings_or_exit(config_path), "prosody", None)
     return section if isinstance(section, ProsodyConfig) else ProsodyConfig()
 
 
-def read_audio_or_exit(path: str):  # -> tuple[np.ndarray, int]
+def read_audio_or_exit(path: str) -> tuple[np.ndarray, int]:
     """Mono float samples and rate of an audio file; a file that is not audio ends the command with a message."""
     import soundfile as sf
 
