@@ -1,0 +1,54 @@
+"""G.711 against the ITU reference values and streaming 8 <-> 16 kHz resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from telephony.codecs import StreamResampler, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+
+
+def pcm(*samples: int) -> bytes:
+    return np.array(samples, dtype=np.int16).tobytes()
+
+
+def test_g711_reference_points() -> None:
+    # μ-law: 0 -> 0xFF, full scale -> 0x80/0x00; A-law: 0 -> 0xD5 (G.711 even-bit inversion).
+    assert ulaw_encode(pcm(0, 32767, -32768, -1)) == bytes([0xFF, 0x80, 0x00, 0x7E])  # -1 as stdlib audioop codes it
+    assert alaw_encode(pcm(0, 32767, -32768)) == bytes([0xD5, 0xAA, 0x2A])
+    assert np.frombuffer(ulaw_decode(bytes([0x80, 0x00, 0xFF])), np.int16).tolist() == [32124, -32124, 0]
+    assert np.frombuffer(alaw_decode(bytes([0xAA, 0x2A, 0xD5])), np.int16).tolist() == [32256, -32256, 8]
+
+
+def test_g711_round_trip_error_is_small() -> None:
+    x = (np.sin(np.linspace(0, 60, 8000)) * 20000).astype(np.int16)
+    for enc, dec in ((ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)):
+        y = np.frombuffer(dec(enc(x.tobytes())), np.int16).astype(np.int32)
+        err = np.abs(y - x)
+        assert err.max() <= np.abs(x).max() / 32 + 16  # companding keeps relative error under ~3 %
+
+
+def tone(hz: float, rate: int, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * np.pi * hz * t) * 10000).astype(np.int16)
+
+
+def stream(resampler: StreamResampler, x: np.ndarray, chunk: int) -> np.ndarray:
+    parts = [resampler.process(x[i : i + chunk].tobytes()) for i in range(0, len(x), chunk)]
+    return np.frombuffer(b"".join(parts), np.int16)
+
+
+def test_resampler_chunks_are_exact_and_continuous() -> None:
+    up = StreamResampler(8000, 16000)
+    out = [len(up.process(tone(440, 8000)[:160].tobytes())) for _ in range(5)]
+    assert out == [640] * 5  # 20 ms in, 20 ms out, from the first chunk on
+    y = stream(StreamResampler(8000, 16000), tone(440, 8000), 160)
+    assert len(y) == 16000
+    # No clicks at chunk borders: sample-to-sample steps stay within what a 440 Hz sine can do.
+    assert np.abs(np.diff(y[100:].astype(np.int32))).max() < 10000 * 2 * np.pi * 440 / 16000 * 1.2
+
+
+def test_downsampling_keeps_speech_band_and_removes_alias() -> None:
+    kept = stream(StreamResampler(16000, 8000), tone(1000, 16000), 320)
+    assert len(kept) == 8000 and np.abs(kept[100:]).max() > 9000
+    aliased = stream(StreamResampler(16000, 8000), tone(6000, 16000), 321)  # odd chunks too
+    assert len(aliased) == 8000 and np.abs(aliased[100:]).max() < 500
