@@ -120,7 +120,7 @@ PHRASES: list[Phrase] = [
     *_phrases("complaint", 0.8, r"complain\w*", r"lawyer", r"never (?:again|shop\w*|buy\w*)", r"switch(?:ing)? to (?:another|a different)"),
     *_phrases("exasperation", 0.6, r"no,? no,? no", r"oh (?:come on|my god)", r"seriously", r"listen"),
 ]  # fmt: skip
-WORDS_CAP = 3.0
+WORDS_CAP = 4.0  # words alone can reach "frustrated" (three kinds of cue), never certainty
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,9 @@ class FrustrationTracker:
     """One call's frustration: builds the caller's baseline from their first utterances and scores every turn.
 
     Each turn is scored against the baseline as it stood before the turn, then the turn joins the
-    baseline if it is still being built. ``rising`` is set when the last three scores went up each time
+    baseline if it is still being built and did not score "frustrated": a caller who opens shouting
+    must not teach the tracker that shouting is their normal voice (the population reference stands
+    in until calmer turns arrive). ``rising`` is set when the last three scores went up each time
     and by at least ``rising_min_rise`` overall, ending at "annoyed" or above.
     """
 
@@ -282,7 +284,7 @@ class FrustrationTracker:
     ) -> FrustrationScore:
         """Score this turn, record it and return the score (with ``rising`` filled in)."""
         result = score_turn(features, self.baseline, text, dialog, self.config)
-        if features is not None:
+        if features is not None and result.level != "frustrated":
             self.baseline.add(features)
         recent = [s.score for s in self.history[-2:]] + [result.score]
         rising = (

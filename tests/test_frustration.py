@@ -126,3 +126,26 @@ def test_bad_config_is_refused_with_the_reason() -> None:
         ProsodyConfig(weights={"pitch": 1.0})
     with pytest.raises(ValidationError):
         ProsodyConfig(baseline_utterances=0)
+
+
+def test_a_frustrated_opening_does_not_become_the_baseline(calm_utterances, agitated_turn) -> None:
+    tracker = FrustrationTracker(ProsodyConfig(baseline_utterances=2))
+    opening = tracker.update(agitated_turn, "third time now, this is ridiculous, get me a manager")
+    assert opening.level == "frustrated" and opening.baseline == "population"
+    assert tracker.baseline.utterances == 0
+    for features in calm_utterances[:2]:
+        tracker.update(features)
+    assert tracker.baseline.complete
+    again = tracker.update(agitated_turn)
+    assert again.baseline == "own (2 utterances)" and again.level == "frustrated"
+
+
+def test_words_alone_are_capped() -> None:
+    three = score_turn(None, None, "third time now, this is ridiculous, get me a manager")
+    everything = score_turn(
+        None, None, "third time, ridiculous, damn it, get me a manager, I will complain, seriously"
+    )
+    assert three.level == "frustrated"
+    words = sum(v for k, v in everything.contributions.items() if k.startswith("words:"))
+    assert words == pytest.approx(4.0)
+    assert everything.score < 0.9
