@@ -38,6 +38,13 @@ def clips(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Built-in defaults, not whatever voicebot.yaml the working directory holds.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VOICEBOT_CONFIG", raising=False)
+
+
 def _run(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
