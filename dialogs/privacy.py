@@ -74,7 +74,7 @@ def export_customer(session: Session, customer_id: int) -> dict[str, Any]:
         "invoices": [_row(i) for i in rows(Invoice, Invoice.issued_at)],
         "subscriptions": [_row(s) for s in rows(Subscription, Subscription.started_at)],
         "contacts": [_row(c) for c in rows(Contact, Contact.started_at)],
-        "audit": [_row(a) for a in rows(AuditLog, AuditLog.at)],
+        "audit": [_row(a) for a in rows(AuditLog, AuditLog.at, AuditLog.id)],
     }
 
 

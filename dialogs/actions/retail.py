@@ -200,7 +200,8 @@ def _parse_address(value: Any) -> tuple[str, str | None, str | None] | None:
 
 @action("change_address")
 def change_address(ctx: ActionContext) -> ActionResult:
-    """Replace the customer's postal address (street line, city if given, postcode if given)."""
+    """Replace the customer's postal address. Without a city the old city stays; without a postcode the
+    old postcode stays unless the city changes (then ``invalid`` asks for the postcode)."""
     customer = _verified_customer(ctx)
     if customer is None:
         return ActionResult("not_allowed")
@@ -216,6 +217,9 @@ def change_address(ctx: ActionContext) -> ActionResult:
         if not _POSTCODE.match(code) or not any(ch.isdigit() for ch in code):
             return ActionResult("invalid", {"why": "that postcode does not look right"}, invalid_slot="postcode")
         postcode = code if not (len(code) == 9 and code.isdigit()) else f"{code[:5]}-{code[5:]}"
+    elif city and customer.city and city.casefold() != customer.city.casefold():
+        # A move to another city keeps no old postcode: ask for the new one rather than store a wrong one.
+        return ActionResult("invalid", {"why": "I need the postcode of the new address"}, invalid_slot="postcode")
     before = {"address_line": customer.address_line, "city": customer.city, "postcode": customer.postcode}
     after = {"address_line": line, "city": city or customer.city, "postcode": postcode}
     spoken = ", ".join(p for p in (after["address_line"], after["city"], spell(postcode or "")) if p)
