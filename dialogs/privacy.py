@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Update, or_, select, update
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from dialogs.db.audit import record_change
@@ -47,11 +47,18 @@ def _row(obj: DeclarativeBase, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return {c.key: _value(getattr(obj, c.key)) for c in obj.__table__.columns if c.key not in skip}
 
 
+def _contacts_of(customer: Customer) -> ColumnElement[bool]:
+    # Calls from the customer's number that were never linked to them hold their voice and words too.
+    linked = Contact.customer_id == customer.id
+    return or_(linked, Contact.caller_id == customer.phone) if customer.phone else linked
+
+
 def export_customer(session: Session, customer_id: int) -> dict[str, Any]:
     """Everything stored about a customer as one JSON-able dict (right of access).
 
     Keys: customer (without the PIN hash, which is stated as stored), orders (with items), returns,
-    invoices, subscriptions, contacts (with transcripts), audit (rows about this customer).
+    invoices, subscriptions, contacts (linked to them or from their phone number, with transcripts),
+    audit (rows about this customer).
     Raises :class:`UnknownCustomer`."""
     customer = session.get(Customer, customer_id)
     if customer is None:
@@ -73,7 +80,9 @@ def export_customer(session: Session, customer_id: int) -> dict[str, Any]:
         "returns": [_row(r) | {"order_number": r.order.number} for r in rows(Return, Return.created_at)],
         "invoices": [_row(i) for i in rows(Invoice, Invoice.issued_at)],
         "subscriptions": [_row(s) for s in rows(Subscription, Subscription.started_at)],
-        "contacts": [_row(c) for c in rows(Contact, Contact.started_at)],
+        "contacts": [_row(c) for c in session.scalars(
+            select(Contact).where(_contacts_of(customer)).order_by(Contact.started_at, Contact.id)
+        )],
         "audit": [_row(a) for a in rows(AuditLog, AuditLog.at, AuditLog.id)],
     }
 
@@ -107,16 +116,11 @@ def delete_customer(session: Session, customer_id: int, now: datetime, actor: st
     def cut(model: type[Any], **extra: Any) -> int:
         return _updated(session, update(model).where(model.customer_id == customer_id).values(customer_id=None, **extra))
 
-    phone = customer.phone
     orders = cut(Order)
     invoices = cut(Invoice)
     returns = cut(Return, reason=None)
     subscriptions = cut(Subscription)
-    # Contacts from the customer's number that were never linked to them hold their voice and words too.
-    contact_filter = Contact.customer_id == customer_id
-    if phone:
-        contact_filter = or_(contact_filter, Contact.caller_id == phone)
-    contacts = _updated(session, update(Contact).where(contact_filter).values(
+    contacts = _updated(session, update(Contact).where(_contacts_of(customer)).values(
         customer_id=None, caller_id=None, summary=None, transcript=None, handoff=None
     ))
     audits = _updated(session, update(AuditLog).where(AuditLog.customer_id == customer_id).values(

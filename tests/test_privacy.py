@@ -28,6 +28,7 @@ def db(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dat
         cid = open_contact(s, "sip", "+15551230001", NOW - timedelta(days=1), customer_id=JANE)
         close_contact(s, cid, NOW - timedelta(days=1), "handoff", "questioned a charge", ["billing_question"],
                       [{"speaker": "caller", "text": SECRET_WORDS}], {"queue": "billing", "summary": "Jane Doe"}, 0.7)
+        open_contact(s, "webrtc", "+15551230001", NOW - timedelta(days=2))  # not yet linked to Jane
         ACTIONS["change_address"](ActionContext(s, {"address": "9 Quiet Lane, Oakland, 94601"}, JANE, cid, NOW))
     yield database
     database.dispose()
@@ -42,7 +43,7 @@ def test_export_holds_everything_stored_about_the_customer(db):
     assert {o["number"] for o in data["orders"]} == {"45281", "12034"}
     assert all(o["items"] for o in data["orders"])
     assert len(data["invoices"]) >= 10 and data["subscriptions"][0]["plan"] == "Premium monthly"
-    assert data["contacts"][0]["transcript"][0]["text"] == SECRET_WORDS
+    assert len(data["contacts"]) == 2 and data["contacts"][1]["transcript"][0]["text"] == SECRET_WORDS
     assert [a["action"] for a in data["audit"]] == ["change_address"]
     assert data["audit"][0]["before"]["address_line"] == "185 Berry Street"
     with db.session() as s, pytest.raises(UnknownCustomer):
@@ -53,7 +54,7 @@ def test_delete_erases_the_person_and_keeps_anonymised_accounting_records(db, tm
     with db.session() as s:
         invoices = s.scalar(select(func.count()).select_from(Invoice))
         erasure = delete_customer(s, JANE, NOW)
-    assert erasure.orders_anonymised == 2 and erasure.contacts_erased == 1 and erasure.audit_rows_redacted == 1
+    assert erasure.orders_anonymised == 2 and erasure.contacts_erased == 2 and erasure.audit_rows_redacted == 1
     with db.session() as s:
         assert s.get(Customer, JANE) is None
         assert find_customer_by_phone(s, "+15551230001") is None
