@@ -1,9 +1,10 @@
 """The retail demo's actions: orders, returns, address, password, billing and subscriptions.
 
 Every action reads ``ctx.slots`` and ``ctx.customer_id`` (the *verified* customer) and returns an
-:class:`ActionResult` whose ``data`` values are ready to speak. None raises on bad input: an unknown
-order number is ``not_found`` (with ``invalid_slot`` so the manager re-asks), an unverified caller
-or someone else's order is ``not_allowed``. Changes are flushed to ``ctx.session`` together with
+:class:`ActionResult` whose ``data`` values are ready to speak (``*_spoken`` keys read codes digit by
+digit: "4 5 2 8 1"; every result about an order carries ``order_id`` and ``order_id_spoken``).
+None raises on bad input: an unknown order number is ``not_found`` (with ``invalid_slot`` so the
+manager re-asks), an unverified caller or someone else's order is ``not_allowed``. Changes are flushed to ``ctx.session`` together with
 their audit row; the caller commits both or neither.
 
 Outcomes per action:
@@ -20,7 +21,8 @@ reset_password             ok (email_masked), not_found (no email on file; why),
 billing_summary            ok (last_amount, last_date, balance_due, status, duplicate, duplicate_text: a
                            sentence, or "" when there is no double charge),
                            not_found (no invoices), not_allowed
-refund_duplicate_charge    ok (amount = refund_amount, date, description), not_found (no duplicate charge), not_allowed
+refund_duplicate_charge    ok (amount = refund_amount, date, description), not_found (no double charge),
+                           not_allowed
 cancel_subscription        ok (plan, end_date), not_found (no subscription), already_done (plan, end_date),
                            not_allowed
 =========================  ==================================================================================
@@ -45,7 +47,10 @@ from dialogs.db.times import naive_utc
 
 RETURN_WINDOW_DAYS = 30
 
-_STREET_LINE = re.compile(r"^\s*(\d+[A-Za-z]?(-\d+)?\s+[A-Za-z][\w.'-]*(\s+[\w.'-]+)*|p\.?\s*o\.?\s*box\s+\d+)\s*$", re.I)
+# "12 Main Street", "12B Elm St.", "100-102 Park Avenue", "PO Box 77": a house number and a street word.
+_STREET_LINE = re.compile(
+    r"^\s*(\d+[A-Za-z]?(-\d+)?\s+[A-Za-z][\w.'-]*(\s+[\w.'-]+)*|p\.?\s*o\.?\s*box\s+\d+)\s*$", re.I
+)
 _POSTCODE = re.compile(r"^(\d{5}(\d{4})?|[A-Z0-9]{3,10})$")
 
 
@@ -59,8 +64,9 @@ def _verified_customer(ctx: ActionContext) -> Customer | None:
 
 def _audit(ctx: ActionContext, entity: str, entity_id: int | None, what: str,
            before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
-    record_change(ctx.session, at=ctx.now, actor=ctx.actor, contact_id=ctx.contact_id, customer_id=ctx.customer_id,
-                  entity=entity, entity_id=entity_id, action=what, before=before, after=after)
+    record_change(ctx.session, at=ctx.now, actor=ctx.actor, contact_id=ctx.contact_id,
+                  customer_id=ctx.customer_id, entity=entity, entity_id=entity_id, action=what,
+                  before=before, after=after)
     ctx.session.flush()
 
 
@@ -78,11 +84,17 @@ def _find_order(ctx: ActionContext) -> tuple[Order | None, ActionResult | None]:
         return None, ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
     order = ctx.session.scalar(select(Order).where(Order.number == number)) if len(number) == 5 else None
     if order is None:
-        return None, ActionResult("not_found", {"order_id": number, "order_id_spoken": spoken}, invalid_slot="order_id")
+        return None, ActionResult(
+            "not_found", {"order_id": number, "order_id_spoken": spoken}, invalid_slot="order_id"
+        )
     if order.customer_id != customer.id:
         # Said like not_allowed, never "that is Mr X's order": an order number must not reveal its owner.
         return None, ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
     return order, None
+
+
+def _about(order: Order) -> dict[str, str]:
+    return {"order_id": order.number, "order_id_spoken": spell(order.number)}
 
 
 def _items_text(order: Order) -> str:
@@ -120,7 +132,7 @@ def lookup_order(ctx: ActionContext) -> ActionResult:
     assert order is not None
     now = _now(ctx)
     return ActionResult("ok", {
-        "order_id": order.number,
+        **_about(order),
         "status": order.status,
         "status_text": _status_text(order, now),
         "carrier": order.carrier,
@@ -139,15 +151,16 @@ def start_return(ctx: ActionContext) -> ActionResult:
         return refusal
     assert order is not None
     now = _now(ctx)
-    existing = ctx.session.scalar(select(Return).where(Return.order_id == order.id).order_by(Return.id.desc()))
+    existing = ctx.session.scalar(
+        select(Return).where(Return.order_id == order.id).order_by(Return.id.desc())
+    )
     if existing is not None:
-        return ActionResult("already_done", {"order_id": order.number, "rma": existing.rma,
-                                             "rma_spoken": spell(existing.rma), "status": existing.status,
-                                             "return_status": existing.status.replace("_", " "),
-                                             "started": on_day(existing.created_at, now)})
+        return ActionResult("already_done", {
+            **_about(order), "rma": existing.rma, "rma_spoken": spell(existing.rma), "status": existing.status,
+            "return_status": existing.status.replace("_", " "), "started": on_day(existing.created_at, now),
+        })
     if order.status == "returned":
-        return ActionResult("already_done", {"order_id": order.number, "status": "refunded",
-                                             "return_status": "refunded"})
+        return ActionResult("already_done", {**_about(order), "status": "refunded", "return_status": "refunded"})
     why = None
     if order.status == "cancelled":
         why = "the order was cancelled, so there is nothing to send back"
@@ -157,7 +170,7 @@ def start_return(ctx: ActionContext) -> ActionResult:
         why = (f"it was delivered {on_day(order.delivered_at, now)}, "
                f"more than {RETURN_WINDOW_DAYS} days ago")
     if why is not None:
-        return ActionResult("not_eligible", {"order_id": order.number, "why": why})
+        return ActionResult("not_eligible", {**_about(order), "why": why})
 
     customer = order.customer
     reason = str(ctx.slots.get("return_reason") or "").strip()[:500] or None
@@ -169,7 +182,7 @@ def start_return(ctx: ActionContext) -> ActionResult:
     _audit(ctx, "return", ret.id, "create",
            after={"order": order.number, "rma": ret.rma, "reason": reason, "status": ret.status})
     return ActionResult("ok", {
-        "order_id": order.number, "rma": ret.rma, "rma_spoken": spell(ret.rma),
+        **_about(order), "rma": ret.rma, "rma_spoken": spell(ret.rma),
         "email_masked": mask_email(customer.email) if customer and customer.email else None,
     }, changed=True)
 
@@ -225,7 +238,7 @@ def change_address(ctx: ActionContext) -> ActionResult:
     spoken = ", ".join(p for p in (after["address_line"], after["city"], spell(postcode or "")) if p)
     if before == after:
         return ActionResult("ok", {"address": spoken, "postcode": postcode, "unchanged": True})
-    customer.address_line, customer.city, customer.postcode = after["address_line"], after["city"], after["postcode"]
+    customer.address_line, customer.city, customer.postcode = line, after["city"], postcode
     _audit(ctx, "customer", customer.id, "change_address", before=before, after=after)
     return ActionResult("ok", {"address": spoken, "postcode": postcode}, changed=True)
 
@@ -334,7 +347,9 @@ def cancel_subscription(ctx: ActionContext) -> ActionResult:
         return ActionResult("not_allowed")
     now = _now(ctx)
     subs = list(ctx.session.scalars(
-        select(Subscription).where(Subscription.customer_id == customer.id).order_by(Subscription.started_at.desc())
+        select(Subscription)
+        .where(Subscription.customer_id == customer.id)
+        .order_by(Subscription.started_at.desc())
     ))
     wanted = str(ctx.slots.get("plan") or "").strip().lower()
     if wanted:
