@@ -4,8 +4,8 @@ Every action reads ``ctx.slots`` and ``ctx.customer_id`` (the *verified* custome
 :class:`ActionResult` whose ``data`` values are ready to speak (``*_spoken`` keys read codes digit by
 digit: "4 5 2 8 1"; every result about an order carries ``order_id`` and ``order_id_spoken``).
 None raises on bad input: an unknown order number is ``not_found`` (with ``invalid_slot`` so the
-manager re-asks), an unverified caller or someone else's order is ``not_allowed``. Changes are flushed to ``ctx.session`` together with
-their audit row; the caller commits both or neither.
+manager re-asks), an unverified caller or someone else's order is ``not_allowed``. Changes are
+flushed to ``ctx.session`` together with their audit row; the caller commits both or neither.
 
 Outcomes per action:
 
