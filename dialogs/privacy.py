@@ -1,6 +1,6 @@
 """Data protection: the right of access (export), the right to erasure (delete) and retention (purge).
 
-What erasure keeps, and why: orders, order items, invoices, returns and subscriptions stay for
+What erasure keeps, and why (identity-check records are deleted with the customer row): orders, order items, invoices, returns and subscriptions stay for
 accounting and tax law, but anonymised (their link to the customer is cut and free-text return reasons
 are blanked). Contacts stay as statistics (channel, times, outcome, intents, frustration) without
 caller ID, summary, transcript, hand-off packet or customer link. Audit rows about the customer keep
@@ -17,11 +17,20 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Update, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Update, delete, or_, select, update
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from dialogs.db.audit import record_change
-from dialogs.db.models import AuditLog, Contact, Customer, Invoice, Order, Return, Subscription
+from dialogs.db.models import (
+    AuditLog,
+    Contact,
+    Customer,
+    Invoice,
+    Order,
+    Return,
+    Subscription,
+    VerificationAttempt,
+)
 from dialogs.db.times import naive_utc
 
 REDACTED = {"redacted": "erased on request of the data subject"}
@@ -58,7 +67,7 @@ def export_customer(session: Session, customer_id: int) -> dict[str, Any]:
 
     Keys: customer (without the PIN hash, which is stated as stored), orders (with items), returns,
     invoices, subscriptions, contacts (linked to them or from their phone number, with transcripts),
-    audit (rows about this customer).
+    audit (rows about this customer), verification_attempts (identity checks: when, how, passed).
     Raises :class:`UnknownCustomer`."""
     customer = session.get(Customer, customer_id)
     if customer is None:
@@ -84,6 +93,7 @@ def export_customer(session: Session, customer_id: int) -> dict[str, Any]:
             select(Contact).where(_contacts_of(customer)).order_by(Contact.started_at, Contact.id)
         )],
         "audit": [_row(a) for a in rows(AuditLog, AuditLog.at, AuditLog.id)],
+        "verification_attempts": [_row(v) for v in rows(VerificationAttempt, VerificationAttempt.at)],
     }
 
 
@@ -126,6 +136,7 @@ def delete_customer(session: Session, customer_id: int, now: datetime, actor: st
     audits = _updated(session, update(AuditLog).where(AuditLog.customer_id == customer_id).values(
         before=None, after=REDACTED
     ))
+    session.execute(delete(VerificationAttempt).where(VerificationAttempt.customer_id == customer_id))
     session.delete(customer)
     session.flush()
     erasure = Erasure(customer_id, orders, invoices, returns, subscriptions, contacts, audits)

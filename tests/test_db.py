@@ -13,14 +13,26 @@ from sqlalchemy import func, select
 
 from dialogs.db.demo import seed_demo
 from dialogs.db.engine import Database, DatabaseError, ensure_database
-from dialogs.db.models import Base, Contact, Customer, Invoice, Order, Return, Subscription
+from dialogs.db.models import (
+    Base,
+    Contact,
+    Customer,
+    Invoice,
+    Order,
+    Return,
+    Subscription,
+    VerificationAttempt,
+)
 from dialogs.db.repository import (
+    LOCKOUT_FAILURES,
+    LOCKOUT_WINDOW,
     close_contact,
     customer_summary,
     find_customer_by_phone,
     normalize_phone,
     open_contact,
     open_matters,
+    verification_locked,
     verify_identity,
 )
 from dialogs.db.spoken import day_name, money, on_day
@@ -128,6 +140,25 @@ def test_verify_identity(db, method, value, ok):
 def test_verify_identity_of_unknown_customer_is_false(db):
     with db.session() as s:
         assert verify_identity(s, 99999, "pin", "4321") is False
+
+
+def test_repeated_failures_lock_verification_across_calls_until_the_window_passes(db):
+    with db.session() as s:
+        assert verify_identity(s, 1, "pin", "0000") is False  # no `now`: nothing recorded
+        assert s.scalar(select(func.count()).select_from(VerificationAttempt)) == 0
+        for i in range(LOCKOUT_FAILURES - 1):
+            assert not verify_identity(s, 1, "postcode", "00000", now=NOW + timedelta(minutes=i), contact_id=i)
+        assert verify_identity(s, 1, "pin", "4321", now=NOW + timedelta(minutes=20))  # a success resets
+        for i in range(LOCKOUT_FAILURES):
+            assert not verify_identity(s, 1, "pin", f"{i:04d}", now=NOW + timedelta(minutes=30 + i))
+        later = NOW + timedelta(minutes=45)
+        assert verification_locked(s, 1, later)
+        assert verify_identity(s, 1, "pin", "4321", now=later) is False  # right PIN, still refused
+        assert not verification_locked(s, 2, later)  # other customers are not affected
+        next_day = NOW + LOCKOUT_WINDOW + timedelta(hours=1)
+        assert verify_identity(s, 1, "pin", "4321", now=next_day) is True
+        attempts = s.scalars(select(VerificationAttempt).where(VerificationAttempt.customer_id == 1)).all()
+        assert len(attempts) == 2 * LOCKOUT_FAILURES + 2 and attempts[0].contact_id == 0
 
 
 def test_customer_summary_holds_only_prompt_safe_fields(db):

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from dialogs.actions import ACTIONS, ActionContext
 from dialogs.db.engine import Database
-from dialogs.db.models import AuditLog, Contact, Customer, Invoice, Order, Subscription
-from dialogs.db.repository import close_contact, find_customer_by_phone, open_contact
+from dialogs.db.models import AuditLog, Contact, Customer, Invoice, Order, Subscription, VerificationAttempt
+from dialogs.db.repository import close_contact, find_customer_by_phone, open_contact, verify_identity
 from dialogs.privacy import UnknownCustomer, delete_customer, export_customer, purge_contacts
 
 JANE = 1
@@ -29,6 +29,7 @@ def db(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dat
         close_contact(s, cid, NOW - timedelta(days=1), "handoff", "questioned a charge", ["billing_question"],
                       [{"speaker": "caller", "text": SECRET_WORDS}], {"queue": "billing", "summary": "Jane Doe"}, 0.7)
         open_contact(s, "webrtc", "+15551230001", NOW - timedelta(days=2))  # not yet linked to Jane
+        verify_identity(s, JANE, "pin", "4321", now=NOW - timedelta(days=1), contact_id=cid)
         ACTIONS["change_address"](ActionContext(s, {"address": "9 Quiet Lane, Oakland, 94601"}, JANE, cid, NOW))
     yield database
     database.dispose()
@@ -46,6 +47,7 @@ def test_export_holds_everything_stored_about_the_customer(db):
     assert len(data["contacts"]) == 2 and data["contacts"][1]["transcript"][0]["text"] == SECRET_WORDS
     assert [a["action"] for a in data["audit"]] == ["change_address"]
     assert data["audit"][0]["before"]["address_line"] == "185 Berry Street"
+    assert [(v["method"], v["success"]) for v in data["verification_attempts"]] == [("pin", True)]
     with db.session() as s, pytest.raises(UnknownCustomer):
         export_customer(s, 99999)
 
@@ -57,6 +59,7 @@ def test_delete_erases_the_person_and_keeps_anonymised_accounting_records(db, tm
     assert erasure.orders_anonymised == 2 and erasure.contacts_erased == 2 and erasure.audit_rows_redacted == 1
     with db.session() as s:
         assert s.get(Customer, JANE) is None
+        assert s.scalar(select(func.count()).select_from(VerificationAttempt)) == 0
         assert find_customer_by_phone(s, "+15551230001") is None
         order = s.scalar(select(Order).where(Order.number == "45281"))
         assert order.customer_id is None and order.items  # kept for accounting, without the person

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Float, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ORDER_STATUSES = ("processing", "shipped", "delivered", "cancelled", "returned")
@@ -147,6 +147,21 @@ class Contact(Base):
     transcript: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     handoff: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     frustration_max: Mapped[float | None] = mapped_column(Float)
+
+
+class VerificationAttempt(Base):
+    """One identity check (postcode, date of birth or PIN) of a caller claiming to be this customer.
+
+    Kept so that guessing a 4-digit PIN cannot go on across calls: see ``verify_identity(now=...)``."""
+
+    __tablename__ = "verification_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(String(20))
+    success: Mapped[bool] = mapped_column(Boolean)
 
 
 class AuditLog(Base):

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dialogs.db.models import Contact, Customer, Order, Return, Subscription
+from dialogs.db.models import Contact, Customer, Order, Return, Subscription, VerificationAttempt
 from dialogs.db.security import check_pin
 from dialogs.db.spoken import mask_email, on_day
 from dialogs.db.times import naive_utc
@@ -33,6 +33,10 @@ MatterKind = Literal["return", "order", "contact", "subscription"]
 OPEN_CONTACT_OUTCOMES = frozenset({"abandoned", "unresolved", "callback", "no_agent"})
 OPEN_RETURN_STATUSES = ("requested", "label_sent", "received")
 OPEN_ORDER_STATUSES = ("processing", "shipped")
+
+# A 4-digit PIN has 10,000 values: 10 failed checks a day (3 calls of 3 attempts) make guessing futile.
+LOCKOUT_FAILURES = 10
+LOCKOUT_WINDOW = timedelta(hours=24)
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%B %d %Y", "%B %d, %Y", "%d %B %Y", "%b %d %Y", "%d %b %Y")
 
@@ -113,18 +117,68 @@ def parse_date(value: str | date | datetime | None) -> date | None:
     return None
 
 
-def verify_identity(session: Session, customer_id: int, method: str, value: str | date | None) -> bool:
+def verify_identity(
+    session: Session,
+    customer_id: int,
+    method: str,
+    value: str | date | None,
+    *,
+    now: datetime | None = None,
+    contact_id: int | None = None,
+) -> bool:
     """True if ``value`` matches the customer's stored postcode, date of birth or PIN.
 
     Postcodes compare without case, spaces or hyphens (a ZIP+4 matches its 5-digit ZIP); a PIN is
-    checked against its salted hash. Unknown customer, unknown method or unreadable value: False."""
+    checked against its salted hash. Unknown customer, unknown method or unreadable value: False.
+
+    Given ``now``, the attempt is recorded, and once :func:`verification_locked` (LOCKOUT_FAILURES
+    failures within LOCKOUT_WINDOW since the last success, across all calls) every check fails, even
+    a right one, so a PIN cannot be guessed by calling again and again."""
     customer = session.get(Customer, customer_id)
-    if customer is None or value is None:
+    if customer is None:
+        return False
+    locked = now is not None and verification_locked(session, customer_id, now)
+    ok = not locked and _matches(customer, method, value)
+    if now is not None:
+        session.add(VerificationAttempt(customer_id=customer_id, contact_id=contact_id, at=naive_utc(now),
+                                        method=str(method)[:20], success=ok))
+        session.flush()
+    return ok
+
+
+def verification_locked(
+    session: Session,
+    customer_id: int,
+    now: datetime,
+    failures: int = LOCKOUT_FAILURES,
+    window: timedelta = LOCKOUT_WINDOW,
+) -> bool:
+    """True if the customer's identity checks failed ``failures`` times within ``window`` before ``now``
+    with no success after them."""
+    now = naive_utc(now)
+    since = now - window
+    last_ok = session.scalar(
+        select(func.max(VerificationAttempt.at)).where(
+            VerificationAttempt.customer_id == customer_id, VerificationAttempt.success.is_(True),
+            VerificationAttempt.at >= since,
+        )
+    )
+    failed = session.scalar(
+        select(func.count()).select_from(VerificationAttempt).where(
+            VerificationAttempt.customer_id == customer_id, VerificationAttempt.success.is_(False),
+            VerificationAttempt.at > (last_ok or since), VerificationAttempt.at <= now,
+        )
+    )
+    return (failed or 0) >= failures
+
+
+def _matches(customer: Customer, method: str, value: str | date | None) -> bool:
+    if value is None:
         return False
     if method == "postcode":
-        if not customer.postcode or not isinstance(value, str):
+        if not customer.postcode or not isinstance(value, str | int):
             return False
-        given, stored = normalize_postcode(value), normalize_postcode(customer.postcode)
+        given, stored = normalize_postcode(str(value)), normalize_postcode(customer.postcode)
         if given == stored:
             return True
         return len(stored) == 5 and stored.isdigit() and len(given) == 9 and given.isdigit() and given[:5] == stored
