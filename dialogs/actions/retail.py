@@ -72,7 +72,7 @@ def _audit(ctx: ActionContext, entity: str, entity_id: int | None, what: str,
 
 def _order_number(value: Any) -> str:
     # "45281", 45281 and "4 5 2 8 1" are the same order; anything else stays as typed for the reply.
-    return re.sub(r"\D", "", str(value)) if value is not None else ""
+    return re.sub(r"\D", "", str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
 def _find_order(ctx: ActionContext) -> tuple[Order | None, ActionResult | None]:

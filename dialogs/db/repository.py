@@ -52,13 +52,15 @@ class Matter:
     order_id: str | None = None  # the order number a return or order matter is about (to pre-fill a slot)
 
 
-def normalize_phone(raw: str | None, default_country: str = "1") -> str | None:
+def normalize_phone(raw: str | int | None, default_country: str = "1") -> str | None:
     """The E.164 form of a phone number or caller ID, or None if it is not a usable number.
 
     Accepts '+1 555-123-0001', '(555) 123-0001', '5551230001', '15551230001', '0015551230001',
     'sip:+15551230001@host' and '"Jane" <sip:5551230001@host>'. National numbers without a country
     code get ``default_country`` (NANP '1': 10 digits, or 11 starting with 1)."""
-    if not raw:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not raw or not isinstance(raw, str):
         return None
     text = raw.strip()
     uri = re.search(r"(?:sips?|tel):([^@;>]+)", text)
@@ -85,7 +87,7 @@ def normalize_phone(raw: str | None, default_country: str = "1") -> str | None:
     return "+" + digits
 
 
-def find_customer_by_phone(session: Session, phone: str | None) -> Customer | None:
+def find_customer_by_phone(session: Session, phone: str | int | None) -> Customer | None:
     """The one customer whose phone is ``phone`` (any common spelling), else None.
 
     A number shared by several customers identifies nobody: None."""
@@ -185,6 +187,8 @@ def _matches(customer: Customer, method: str, value: str | date | None) -> bool:
     if method == "date_of_birth":
         return customer.date_of_birth is not None and parse_date(value) == customer.date_of_birth
     if method == "pin":
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            return False
         digits = re.sub(r"\D", "", str(value))
         return bool(digits) and check_pin(digits, customer.pin_hash)
     return False
