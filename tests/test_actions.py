@@ -187,3 +187,12 @@ def test_an_action_and_its_audit_row_roll_back_together(db):
     with db.session() as s:
         assert s.scalar(select(Subscription.status).where(Subscription.customer_id == JANE)) == "active"
     assert audit(db) == []
+
+
+@pytest.mark.parametrize("value", [None, "", ["45281"], {"x": 1}, True, 3.5, "x" * 5000, "\x00"])
+def test_garbage_slot_values_never_raise_or_change_anything(db, value):
+    for name in ("lookup_order", "start_return", "change_address"):
+        slots = {"order_id": value, "return_reason": value, "address": value, "postcode": value}
+        result = run(db, name, JANE, **slots)
+        assert result.outcome in ("not_found", "invalid") and not result.changed, (name, result)
+    assert audit(db) == []
