@@ -1,0 +1,345 @@
+"""Entities in normalised text: order numbers, e-mail addresses, postal addresses, postcodes, dates,
+yes/no, PINs, phone numbers and return reasons.
+
+All finders work on :class:`~dialogs.nlu.normalize.Normalized` text, so number words are already digits
+and spelled-out e-mail addresses already joined. Offsets (``start``, ``end``) are character offsets in
+that normalised text. Dates resolve against a ``today`` passed in, never the clock.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from dialogs.nlu.normalize import Normalized
+
+
+@dataclass
+class Entity:
+    """One value found in an utterance. ``type`` is a slot type (order_number, email, date, yes_no ...)."""
+
+    type: str
+    value: Any
+    text: str
+    start: int
+    end: int
+
+
+# ---------------------------------------------------------------------------------------------- regexes
+
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_UK_POSTCODE = re.compile(r"\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}\b")
+_POSTCODE_KEYWORD = re.compile(r"\bpostcode (?:is |it is |of |would be )?(\d{4,6})\b")
+_STREET = (
+    r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|way|close|court|ct|place|pl|boulevard|blvd|crescent|"
+    r"terrace|square|gardens|grove|hill|row|walk|parkway|mews|highway|circle|park"
+)
+_ADDR_STOP = (
+    r"and|so|please|postcode|the|my|also|then|but|i|it|is|thanks|thank|to|for|in|because|can|could|"
+    r"would|where|what|how|tell|check|update|change|with|from|on|at|as|apartment|flat|unit|you|yes|no|ok"
+)
+_ADDRESS = re.compile(
+    rf"\b(?:(?:apartment|flat|unit) \d+[a-z]? )?\d{{1,5}}[a-z]? (?:(?!(?:{_ADDR_STOP})\b)[a-z]+ ){{1,3}}"
+    rf"(?:{_STREET})\b"
+    rf"(?: (?:apartment|flat|unit) \d+[a-z]?)?"
+    rf"(?: (?!(?:{_ADDR_STOP})\b)[a-z]+){{0,2}}"  # town
+    r"(?: [a-z]{1,2}\d[a-z\d]? \d[a-z]{2}| \d{5})?\b"
+)
+_DIGITS = re.compile(r"\b\d{3,14}\b")
+_PIN_CONTEXT = re.compile(r"\b(?:pin|passcode|pin code|pin number|security code)(?: number)?(?: is| it is)? (\d{4,8})\b")
+_PHONE_CONTEXT = re.compile(r"\b(?:phone|mobile|cell|telephone|landline)(?: number)?(?: is| it is)? (\+?\d{6,14})\b")
+
+_YES = re.compile(
+    r"^(?:ok )?(?:yes|yeah|yep|yup|yea|ya|sure|correct|right|that is right|that is correct|absolutely|"
+    r"of course|ok|alright|all right|please do|go ahead|affirmative|definitely|certainly|sounds good|"
+    r"exactly|indeed|fine|do it|it is|that is it|perfect|please)\b"
+)
+_NO = re.compile(
+    r"^(?:oh )?(?:no|nope|nah|not really|negative|no way|wrong|incorrect|that is wrong|that is not right|"
+    r"that is not it|not that|do not|never|no thanks|no thank you|cancel that|i do not think so|not at all)\b"
+)
+
+_REASONS: list[tuple[str, str]] = [
+    ("wrong_size", r"too (?:small|big|large|tight|loose|short|long|narrow|wide)|(?:does|did) not fit|"
+                   r"wrong size|not (?:the right|my) size|does not fit|fits? badly|size is wrong"),
+    ("damaged", r"damaged|broken|cracked|torn|scratched|smashed|dented|ripped|stained|shattered|leaking|"
+                r"arrived broken|in pieces"),
+    ("defective", r"defective|faulty|(?:does|did) not work|stopped working|not working|will not (?:turn|switch) on|"
+                  r"dead on arrival|malfunction\w*|keeps? (?:breaking|crashing)"),
+    ("wrong_item", r"wrong (?:item|product|thing|colou?r|model|one|order)|not what i ordered|sent me the wrong|"
+                   r"different (?:item|product)|missing parts?"),
+    ("not_as_described", r"not as described|(?:looks|look) (?:nothing like|different)|not like the (?:picture|photo)|"
+                         r"poor quality|bad quality|cheap(?:ly made)?|low quality"),
+    ("changed_mind", r"changed my mind|do not (?:like|want|need) it|no longer (?:need|want)|do not need|"
+                     r"found it cheaper|cheaper elsewhere|not needed|ordered (?:two|2|by mistake|twice)|by mistake"),
+    ("late", r"(?:arrived|came|was) (?:too )?late|took too long|too late"),
+]
+_REASON_RES = [(label, re.compile(rf"\b(?:{pat})\b")) for label, pat in _REASONS]
+
+# ------------------------------------------------------------------------------------------------- dates
+
+_WEEKDAYS = {d.lower(): i for i, d in enumerate(calendar.day_name)}
+_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
+_MONTHS.update({"jan": 1, "feb": 2, "sept": 9, "sep": 9, "oct": 10, "nov": 11, "dec": 12, "aug": 8, "apr": 4})
+_ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+    "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14,
+    "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18, "nineteenth": 19,
+    "twentieth": 20, "thirtieth": 30,
+}
+_ORD_WORD = "|".join(sorted(_ORDINALS, key=len, reverse=True))
+_MONTH_WORD = "|".join(sorted(_MONTHS, key=len, reverse=True))
+# a day: "20 first" (twenty first after normalisation), "third", "3rd", "3"
+_DAY = rf"(?:(?:20|30) (?:{_ORD_WORD})|(?:{_ORD_WORD})|\d{{1,2}}(?:st|nd|rd|th)?)"
+_YEAR = r"(?:19|20)\d\d"
+_DATE_RES: list[tuple[str, re.Pattern[str]]] = [
+    ("dmy", re.compile(rf"\b(?:the )?(?P<day>{_DAY})(?: of)? (?P<month>{_MONTH_WORD})(?: (?P<year>{_YEAR}))?\b")),
+    ("mdy", re.compile(rf"\b(?P<month>{_MONTH_WORD}) (?:the )?(?P<day>{_DAY})(?P<year>{_YEAR})?(?: (?P<year2>{_YEAR}))?\b")),
+    ("numeric", re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})(?:/(?P<y>\d{2,4}))?\b")),
+    ("iso", re.compile(r"\b(?P<y>(?:19|20)\d\d)\.(?P<m>\d\d)\.(?P<d>\d\d)\b")),
+    ("relative", re.compile(
+        r"\b(?:the )?(?:day before yesterday|yesterday|today|tonight|this morning|tomorrow|day after tomorrow)\b")),
+    ("ago", re.compile(r"\b(?P<n>\d+|a|an|a couple of|couple of|a few|few) (?P<unit>days?|weeks?|months?|years?) ago\b")),
+    ("lastunit", re.compile(r"\b(?P<which>last|this|next) (?P<unit>week|month|year)\b")),
+    ("weekday", re.compile(
+        r"\b(?:(?P<which>last|this past|past|this|next|this coming|on|since) )?(?P<wd>monday|tuesday|wednesday|"
+        r"thursday|friday|saturday|sunday)\b")),
+    ("dayonly", re.compile(rf"\bon the (?P<day>{_DAY})\b")),
+]
+_BIRTH = re.compile(r"\b(?:born|birth|birthday|dob|d o b)\b")
+
+
+def _day_value(text: str) -> int | None:
+    parts = text.split()
+    if len(parts) == 2:
+        return int(parts[0]) + _ORDINALS[parts[1]]
+    if text in _ORDINALS:
+        return _ORDINALS[text]
+    m = re.match(r"\d{1,2}", text)
+    return int(m.group(0)) if m else None
+
+
+def _safe_date(y: int, m: int, d: int) -> date | None:
+    try:
+        return date(y, m, d)
+    except ValueError:
+        return None
+
+
+def _past_year(m: int, d: int, today: date) -> date | None:
+    """A day and month without a year: the latest such date not after today (orders are in the past)."""
+    for y in (today.year, today.year - 1):
+        got = _safe_date(y, m, d)
+        if got and got <= today:
+            return got
+    return _safe_date(today.year - 1, m, d)
+
+
+def _months_back(today: date, n: int) -> date:
+    y, m = divmod(today.month - 1 - n, 12)
+    year, month = today.year + y, m + 1
+    return date(year, month, min(today.day, calendar.monthrange(year, month)[1]))
+
+
+def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
+    g = m.groupdict()
+    if kind in ("dmy", "mdy"):
+        day = _day_value(g["day"])
+        month = _MONTHS[g["month"]]
+        year = g.get("year") or g.get("year2")
+        if day is None:
+            return None
+        if year:
+            return _safe_date(int(year), month, day)
+        return _past_year(month, day, today)
+    if kind == "numeric":
+        a, b = int(g["a"]), int(g["b"])
+        month, day = (b, a) if a > 12 else (a, b)
+        if g["y"]:
+            y = int(g["y"])
+            y = y + 2000 if y < 100 else y
+            return _safe_date(y, month, day)
+        return _past_year(month, day, today)
+    if kind == "iso":
+        return _safe_date(int(g["y"]), int(g["m"]), int(g["d"]))
+    if kind == "relative":
+        word = m.group(0).removeprefix("the ")
+        offsets = {"day before yesterday": -2, "yesterday": -1, "today": 0, "tonight": 0, "this morning": 0,
+                   "tomorrow": 1, "day after tomorrow": 2}
+        return today + timedelta(days=offsets[word])
+    if kind == "ago":
+        n_text = g["n"]
+        n = int(n_text) if n_text.isdigit() else {"a": 1, "an": 1}.get(n_text, 2 if "couple" in n_text else 3)
+        unit = g["unit"].rstrip("s")
+        if unit == "day":
+            return today - timedelta(days=n)
+        if unit == "week":
+            return today - timedelta(weeks=n)
+        if unit == "month":
+            return _months_back(today, n)
+        return _safe_date(today.year - n, today.month, min(today.day, 28))
+    if kind == "lastunit":
+        sign = {"last": -1, "this": 0, "next": 1}[g["which"]]
+        if g["unit"] == "week":
+            return today + timedelta(weeks=sign)
+        if g["unit"] == "month":
+            return _months_back(today, -sign)
+        return _safe_date(today.year + sign, today.month, min(today.day, 28))
+    if kind == "weekday":
+        wd = _WEEKDAYS[g["wd"]]
+        which = g["which"] or ""
+        if which in ("next", "this coming"):
+            return today + timedelta(days=(wd - today.weekday() - 1) % 7 + 1)
+        if which == "this":
+            return today + timedelta(days=wd - today.weekday())
+        # "last tuesday", "on tuesday", bare "tuesday": the most recent one before today
+        return today - timedelta(days=(today.weekday() - wd - 1) % 7 + 1)
+    if kind == "dayonly":
+        day = _day_value(g["day"])
+        if day is None:
+            return None
+        got = _safe_date(today.year, today.month, day)
+        if got and got <= today:
+            return got
+        prev = _months_back(today.replace(day=1), 1)
+        return _safe_date(prev.year, prev.month, day)
+    return None
+
+
+def find_dates(text: str, today: date) -> list[Entity]:
+    """Dates in normalised text, resolved against ``today``; overlapping matches keep the longest."""
+    found: list[Entity] = []
+    for kind, rx in _DATE_RES:
+        for m in rx.finditer(text):
+            value = _resolve(kind, m, today)
+            if value is not None:
+                found.append(Entity("date", value, m.group(0), m.start(), m.end()))
+    return _non_overlapping(found)
+
+
+def is_birth_context(text: str, start: int) -> bool:
+    """True if a date at ``start`` is introduced as a birth date ("born on", "date of birth is")."""
+    return bool(_BIRTH.search(text[max(0, start - 40):start]))
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _non_overlapping(entities: list[Entity]) -> list[Entity]:
+    """Longest first, then by position; drop anything overlapping an entity already kept."""
+    kept: list[Entity] = []
+    for e in sorted(entities, key=lambda e: (-(e.end - e.start), e.start)):
+        if all(e.end <= k.start or e.start >= k.end for k in kept):
+            kept.append(e)
+    return sorted(kept, key=lambda e: e.start)
+
+
+def _title(text: str) -> str:
+    words = []
+    for w in text.split():
+        words.append(w.upper() if re.fullmatch(r"[a-z]{1,2}\d[a-z\d]?|\d[a-z]{2}", w) else w.capitalize())
+    return " ".join(words)
+
+
+def yes_no(text: str) -> Entity | None:
+    """A yes or no at the start of normalised text ("yeah sure" -> True, "no thanks" -> False)."""
+    m = _NO.match(text)
+    if m:
+        return Entity("yes_no", False, m.group(0), m.start(), m.end())
+    m = _YES.match(text)
+    if m:
+        return Entity("yes_no", True, m.group(0), m.start(), m.end())
+    return None
+
+
+def find_reason(text: str) -> Entity | None:
+    """A return reason, as a label (wrong_size, damaged, defective, wrong_item, not_as_described,
+    changed_mind, late)."""
+    best: Entity | None = None
+    for label, rx in _REASON_RES:
+        m = rx.search(text)
+        if m and (best is None or m.start() < best.start):
+            best = Entity("reason", label, m.group(0), m.start(), m.end())
+    return best
+
+
+def find_entities(norm: Normalized, today: date) -> list[Entity]:
+    """Every entity in an utterance, non-overlapping, in text order.
+
+    Digit strings become order numbers unless they belong to an address, date, postcode, phone number or
+    PIN ("my pin is 1234"); ten digits or more are a phone number.
+    """
+    text = norm.text
+    found: list[Entity] = []
+    for m in _EMAIL.finditer(text):
+        found.append(Entity("email", m.group(0), m.group(0), m.start(), m.end()))
+    for m in _ADDRESS.finditer(text):
+        found.append(Entity("address", _title(m.group(0)), m.group(0), m.start(), m.end()))
+    for m in _UK_POSTCODE.finditer(text):
+        found.append(Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()))
+    for m in _POSTCODE_KEYWORD.finditer(text):
+        found.append(Entity("postcode", m.group(1), m.group(1), m.start(1), m.end(1)))
+    for m in _PIN_CONTEXT.finditer(text):
+        found.append(Entity("pin", m.group(1), m.group(1), m.start(1), m.end(1)))
+    for m in _PHONE_CONTEXT.finditer(text):
+        found.append(Entity("phone", m.group(1), m.group(1), m.start(1), m.end(1)))
+    found.extend(find_dates(text, today))
+    reason = find_reason(text)
+    if reason:
+        found.append(reason)
+    kept = _non_overlapping(found)
+    # a postcode inside an address is also reported on its own: change_address has both slots
+    for e in list(kept):
+        if e.type == "address":
+            for m in _UK_POSTCODE.finditer(text, e.start, e.end):
+                kept.append(Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()))
+    for m in _DIGITS.finditer(text):
+        if any(not (m.end() <= k.start or m.start() >= k.end) for k in kept):
+            continue
+        digits = m.group(0)
+        kind = "phone" if len(digits) >= 10 else "order_number"
+        kept.append(Entity(kind, digits, digits, m.start(), m.end()))
+    yn = yes_no(text)
+    if yn:
+        kept.append(yn)
+    return sorted(kept, key=lambda e: (e.start, e.type))
+
+
+def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
+    """The value of one slot type in an answer to a prompt, with looser rules than :func:`find_entities`:
+    any digit string is an order number or PIN, any date counts, and an address needs no street word."""
+    text = norm.text
+    if not text:
+        return None
+    if slot_type == "yes_no":
+        return yes_no(text)
+    if slot_type == "reason":
+        return find_reason(text) or Entity("reason", "other", text, 0, len(text))
+    if slot_type == "date":
+        dates = find_dates(text, today)
+        return dates[0] if dates else None
+    if slot_type in ("order_number", "pin", "phone"):
+        candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)]
+        if slot_type == "pin":
+            candidates = [m for m in candidates if 4 <= len(m.group(0)) <= 8] or candidates
+        if slot_type == "phone":
+            candidates = [m for m in candidates if len(m.group(0).lstrip("+")) >= 6]
+        if not candidates:
+            return None
+        m = max(candidates, key=lambda m: len(m.group(0)))
+        return Entity(slot_type, m.group(0), m.group(0), m.start(), m.end())
+    if slot_type == "postcode":
+        m = _UK_POSTCODE.search(text) or re.search(r"\b\d{4,6}\b", text)
+        return Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()) if m else None
+    entities = [e for e in find_entities(norm, today) if e.type == slot_type]
+    if entities:
+        return entities[0]
+    if slot_type == "address":
+        # an answer to "what is the new address": everything after "it is" / "my new address is"
+        body = re.sub(r"^(?:(?:so |well |ok )?(?:it is|my (?:new )?address is|the (?:new )?address is|"
+                      r"i (?:now )?live (?:at|in)|i moved to|we moved to|move it to|to) )", "", text)
+        if re.search(r"\d", body) and len(body.split()) >= 2:
+            return Entity("address", _title(body), body, len(text) - len(body), len(text))
+    return None

@@ -1,0 +1,273 @@
+"""The NLU entry point: one utterance in, an ordered list of intents with their slots out.
+
+How an utterance is parsed:
+
+1. :func:`~dialogs.nlu.normalize.normalize` makes ASR text canonical (number words to digits, fillers out).
+2. :func:`~dialogs.nlu.entities.find_entities` finds values (order numbers, e-mails, dates ...).
+3. The segmenter proposes cut points; every span between two cut points is classified, and a dynamic
+   programme picks the segmentation with the highest total log-probability of each clause's best intent
+   (minus a small cost per clause). A sentence with one request scores best as one clause; "update my
+   address and where is my order" scores best as two, because each half is far more certain alone.
+4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
+   reported in ``negated`` instead of ``intents``.
+5. Entities fill each intent's slots by slot type, preferring those in the intent's own clause.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from dialogs.domain.schema import DIALOG_ACTS, Domain
+from dialogs.nlu.classifier import IntentClassifier, classifier_view
+from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
+from dialogs.nlu.normalize import Normalized, normalize
+from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause
+
+OUT_OF_SCOPE = "out_of_scope"
+DENY = "deny"
+# Cost of one more clause in the segmentation (in log-probability): a split must buy more certainty.
+CLAUSE_COST = 0.5
+# How much each atomic piece's own classification counts towards the label of its clause.
+PIECE_WEIGHT = 1.0
+# Above this many candidate cut points, clauses may span at most MAX_SPAN of them (bounded work on long input).
+MAX_CUTS = 14
+MAX_SPAN = 5
+
+
+@dataclass
+class IntentHit:
+    """One recognised intent; ``slots`` is keyed by the domain's slot names and holds only found values."""
+
+    name: str
+    confidence: float
+    slots: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParseResult:
+    """Everything the NLU understood of one utterance.
+
+    ``intents`` are in spoken order and never empty (``out_of_scope`` when nothing was recognised);
+    ``scores`` holds the top classifier probabilities for the whole utterance; ``segments`` the chosen
+    clauses (normalised); ``negated`` the intents the caller said they do not want. Entity offsets refer
+    to ``normalized``.
+    """
+
+    text: str
+    normalized: str
+    intents: list[IntentHit]
+    entities: list[Entity]
+    scores: dict[str, float]
+    segments: list[str]
+    negated: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (dates as ISO strings) used by the CLI."""
+        return {
+            "text": self.text,
+            "intents": [{"name": h.name, "confidence": round(h.confidence, 4), "slots": _jsonable(h.slots)}
+                        for h in self.intents],
+            "negated": self.negated,
+            "segments": self.segments,
+            "entities": [{"type": e.type, "value": _jsonable(e.value), "text": e.text, "start": e.start,
+                          "end": e.end} for e in self.entities],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+@dataclass
+class _Scored:
+    clause: Clause
+    intent: str
+    prob: float
+
+
+class NLU:
+    """A trained NLU for one domain. Build it with :meth:`train`; it is read-only afterwards and safe to
+    share between calls."""
+
+    def __init__(self, domain: Domain, classifier: IntentClassifier, threshold: float, max_intents: int):
+        self.domain = domain
+        self.classifier = classifier
+        self.threshold = threshold
+        self.max_intents = max_intents
+
+    @classmethod
+    def train(cls, domain: Domain, *, threshold: float = 0.45, max_intents: int = 3) -> NLU:
+        """Train from the domain's example utterances. Raises ``ValueError`` if fewer than two intents
+        have examples."""
+        classifier = IntentClassifier().fit(domain.examples())
+        return cls(domain, classifier, threshold, max_intents)
+
+    # ------------------------------------------------------------------------------------------ parse
+
+    def parse(self, text: str, *, dtmf: str | None = None, today: date | None = None) -> ParseResult:
+        """Understand one utterance. Never raises on any input string.
+
+        ``dtmf`` (keypad digits, e.g. "45281#") becomes an ``order_number`` entity (and a ``pin`` entity when
+        it has 4 to 8 digits). Dates resolve against ``today`` (default: the system date).
+        """
+        today = today or date.today()
+        norm = normalize(text if isinstance(text, str) else "")
+        entities = find_entities(norm, today)
+        if dtmf:
+            digits = "".join(c for c in dtmf if c.isdigit())
+            if digits:
+                entities.append(Entity("order_number", digits, dtmf, 0, 0))
+                if 4 <= len(digits) <= 8:
+                    entities.append(Entity("pin", digits, dtmf, 0, 0))
+        whole = self._probs([norm.tokens])[0] if norm.tokens else {}
+        scores = dict(sorted(whole.items(), key=lambda kv: -kv[1])[:5])
+        chosen = self._segment(norm) if norm.tokens else []
+
+        positives: list[_Scored] = []
+        negated: list[str] = []
+        for s in chosen:
+            if s.intent == OUT_OF_SCOPE or s.prob < self.threshold:
+                continue
+            if s.clause.negated:
+                if s.intent not in negated:
+                    negated.append(s.intent)
+                continue
+            same = next((p for p in positives if p.intent == s.intent), None)
+            if same is None:
+                positives.append(s)
+            elif s.prob > same.prob:
+                same.prob = s.prob
+        negated = [n for n in negated if all(p.intent != n for p in positives)]
+        tasks = [p for p in positives if p.intent not in DIALOG_ACTS]
+        if len(tasks) > self.max_intents:
+            # max_intents bounds the requests; dialog acts ("hi", "thanks") come on top
+            drop = sorted(tasks, key=lambda p: -p.prob)[self.max_intents:]
+            positives = [p for p in positives if p not in drop]
+
+        offsets = norm.offsets()
+        hits = [IntentHit(p.intent, p.prob, self._slots(p, positives, entities, norm, offsets)) for p in positives]
+        if not hits:
+            if negated:
+                # only rejected requests ("I don't want to cancel"): that is a no
+                hits = [IntentHit(DENY, max(s.prob for s in chosen if s.clause.negated), {})]
+            else:
+                oos = whole.get(OUT_OF_SCOPE, 1.0 - max(whole.values(), default=0.0))
+                hits = [IntentHit(OUT_OF_SCOPE, float(oos), {})]
+        return ParseResult(
+            text=text if isinstance(text, str) else "",
+            normalized=norm.text,
+            intents=hits,
+            entities=entities,
+            scores={k: round(float(v), 4) for k, v in scores.items()},
+            segments=[" ".join(s.clause.words) for s in chosen if s.clause.words],
+            negated=negated,
+        )
+
+    def extract(self, text: str, slot_type: str, *, today: date | None = None) -> Entity | None:
+        """The value of ``slot_type`` in an answer to a prompt ("uh it's four five two eight one" ->
+        order_number "45281"; "yeah sure" -> yes_no True), or None."""
+        return extract(normalize(text if isinstance(text, str) else ""), slot_type, today or date.today())
+
+    # ------------------------------------------------------------------------------------- internals
+
+    def _probs(self, clauses: list[list[str]] | list[tuple[str, ...]]) -> list[dict[str, float]]:
+        rows = self.classifier.predict_proba([classifier_view(c) for c in clauses])
+        return [dict(zip(map(str, self.classifier.classes), map(float, row), strict=True)) for row in rows]
+
+    def _segment(self, norm: Normalized) -> list[_Scored]:
+        """The best segmentation of the utterance (see the module docstring)."""
+        tokens = norm.tokens
+        points = [0, *candidate_cuts(tokens, norm.breaks), len(tokens)]
+        span = len(points) if len(points) <= MAX_CUTS + 2 else MAX_SPAN
+        spans = [(i, j) for i in range(len(points)) for j in range(i + 1, min(len(points), i + span + 1))]
+        clauses = {(i, j): make_clause(tokens, points[i], points[j]) for i, j in spans}
+        wordy = [key for key, c in clauses.items() if c.words]
+        classes = self.classifier.classes
+        probs = dict(zip(wordy, self.classifier.predict_proba(
+            [classifier_view(clauses[k].words) for k in wordy]), strict=True))
+
+        # Each atomic piece (between neighbouring cut points) votes on the label of the clause that
+        # holds it: a clause labelled change_address that also holds "where is my order" pays for it.
+        # Pieces without words are neutral (uniform).
+        uniform = np.full(len(classes), math.log(1.0 / len(classes)))
+        piece_log = [np.log(np.maximum(probs[(k, k + 1)], 1e-9)) if (k, k + 1) in probs else uniform
+                     for k in range(len(points) - 1)]
+        prefix = np.vstack([np.zeros(len(classes)), np.cumsum(piece_log, axis=0)])
+
+        scored: dict[tuple[int, int], _Scored] = {}
+        gains: dict[tuple[int, int], float] = {}
+        for key in wordy:
+            i, j = key
+            total = np.log(np.maximum(probs[key], 1e-9)) + PIECE_WEIGHT * (prefix[j] - prefix[i])
+            c = int(np.argmax(total))
+            scored[key] = _Scored(clauses[key], str(classes[c]), float(probs[key][c]))
+            gains[key] = float(total[c]) - CLAUSE_COST
+
+        # best[j]: the best total score of a segmentation of tokens[0:points[j]]
+        best: list[float] = [0.0] + [-math.inf] * (len(points) - 1)
+        back: list[int] = [0] * len(points)
+        for j in range(1, len(points)):
+            for i in range(max(0, j - span), j):
+                key = (i, j)
+                # a span of connectors only ("and", "so") is free
+                gain = gains.get(key, 0.0)
+                if best[i] + gain > best[j]:
+                    best[j], back[j] = best[i] + gain, i
+        out: list[_Scored] = []
+        j = len(points) - 1
+        while j > 0:
+            i = back[j]
+            if (i, j) in scored:
+                out.append(scored[(i, j)])
+            j = i
+        out.reverse()
+        return out
+
+    def _slots(self, hit: _Scored, hits: list[_Scored], entities: list[Entity], norm: Normalized,
+               offsets: list[tuple[int, int]]) -> dict[str, Any]:
+        """Fill the intent's slots from entities of the slot's type, same clause first."""
+        intent = self.domain.intents.get(hit.intent)
+        if intent is None:
+            return {}
+
+        def clause_of(e: Entity) -> _Scored | None:
+            for h in hits:
+                lo = offsets[h.clause.start][0] if h.clause.start < len(offsets) else 0
+                hi = offsets[h.clause.end - 1][1] if h.clause.end - 1 < len(offsets) else 0
+                if lo <= e.start < hi:
+                    return h
+            return None
+
+        slots: dict[str, Any] = {}
+        for slot_name in intent.slots:
+            slot = self.domain.slots.get(slot_name)
+            if slot is None:
+                continue
+            cands = [e for e in entities if e.type == slot.type]
+            if slot.type == "date":
+                birth_slot = "birth" in slot_name
+                cands = [e for e in cands if is_birth_context(norm.text, e.start) == birth_slot]
+            if not cands:
+                continue
+            own = [e for e in cands if clause_of(e) is hit]
+            # an entity in another intent's clause belongs to that intent if it has a slot of this type
+            free = [e for e in cands if (h := clause_of(e)) is None or not self._wants(h.intent, slot.type)]
+            pick = (own or free or [None])[0]
+            if pick is not None:
+                slots[slot_name] = pick.value
+        return slots
+
+    def _wants(self, intent_name: str, slot_type: str) -> bool:
+        intent = self.domain.intents.get(intent_name)
+        return bool(intent) and any(
+            (s := self.domain.slots.get(n)) is not None and s.type == slot_type for n in intent.slots
+        )

@@ -1,0 +1,147 @@
+"""Where a spoken turn may be cut into clauses, and which clauses are negated.
+
+ASR text often has no punctuation, so the segmenter proposes *candidate* cut points (punctuation,
+conjunctions such as "and then" or "also", clause openers such as "can you", a leading "hi"/"yes"/"no", a
+trailing "thanks", the start of a negation such as "I don't want to") and the parser chooses among them
+with the classifier (see :mod:`dialogs.nlu.parser`). This module only knows words; it has no model.
+
+Negation scope is a clause: a clause that opens with a cue ("I don't want to cancel", "instead of a
+refund", "not the password") names an intent the caller does *not* want. A "not" inside a clause ("my
+parcel has not arrived", "I can't log in") is content, not a rejected request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Connectors are dropped from the start (or end) of a clause.
+_CONNECTORS: list[tuple[str, ...]] = sorted(
+    [tuple(c.split()) for c in (
+        "and", "and then", "and also", "also", "then", "plus", "but", "but also", "after that", "as well as",
+        "oh and", "so", "and so", "additionally", "besides that", "while you are at it", "on top of that",
+        "another thing", "one more thing", "and one more thing", "and another thing", "actually", "anyway",
+        "well", "ok so", "alright so", "right so", "so yeah", "and i also", "as well", "too", "and finally",
+        "finally", "first", "firstly", "secondly", "second", "lastly", "next", "or", "and or",
+        "and while you are at it", "at the same time", "and after that", "and lastly", "now", "basically",
+    )],
+    key=len, reverse=True,
+)
+_CONNECTOR_SET = set(_CONNECTORS)
+
+# A new clause may start before these words.
+_OPENERS: list[tuple[str, ...]] = [tuple(o.split()) for o in (
+    "can you", "could you", "would you", "will you", "can i", "could i", "i want", "i need", "i would",
+    "i also", "tell me", "where is", "how do", "how can", "what is", "just", "i am", "i have", "please",
+    "is there", "let me", "help me", "why", "do you", "are you", "give me", "put me", "connect me",
+    "transfer me", "get me", "instead", "rather", "thanks", "thank you", "bye", "goodbye", "cheers", "hi",
+    "hello", "no", "yes", "i was", "i got", "i moved",
+)]
+# A clause does not end on these words, so never cut right after one.
+_NO_CUT_AFTER = frozenset({
+    "to", "the", "a", "an", "my", "your", "do", "does", "did", "not", "of", "for", "i", "we", "you", "can",
+    "could", "would", "will", "want", "need", "like", "at", "in", "on", "with", "from", "about", "am", "are",
+})
+
+# Dialog acts that open or close a turn without a conjunction ("hi i need ...", "... thanks bye").
+_LEAD_ACTS = [tuple(a.split()) for a in (
+    "hi there", "hello there", "hey there", "good morning", "good afternoon", "good evening", "hi", "hello",
+    "hey", "yes please", "yes", "yeah", "yep", "no", "nope", "ok", "sure", "thanks", "thank you",
+)]
+_TAIL_ACTS = [tuple(a.split()) for a in (
+    "thanks", "thank you", "thank you very much", "thanks a lot", "cheers", "bye", "goodbye", "bye bye",
+    "thanks bye", "please",
+)]
+
+# Negation cues at the start of a clause (after connectors and "just"/"please").
+_NEG_CUE = re.compile(
+    r"^(?:(?:i|we) )?(?:really |actually |definitely )?(?:"
+    r"(?:do|does) not (?:really )?(?:want|need|wish|mean|intend|plan) to|"
+    r"(?:do|does) not (?:really )?(?:want|need) (?:a|an|any|to)|"
+    r"would not like to|would rather not|am not (?:trying|looking|asking|calling|here|going|wanting|ringing) "
+    r"(?:to|about|for)|are not (?:calling|here) (?:about|for|to)|"
+    r"not (?:trying|looking|asking|calling|here) (?:to|about|for)|(?:there is )?no need to|"
+    r"never mind(?: about)?|forget(?: about)?|instead of|rather than|not (?:to|the|a|an|my|about|for)|"
+    r"(?:do not|not) (?=(?:cancel|reset|change|return|update|transfer|close|send|refund|charge|touch|bother|"
+    r"connect|put|worry|check|look)\b)|without|no longer want to"
+    r")\b ?"
+)
+_LEAD_SOFT = {"just", "please", "and", "but", "so", "then", "actually", "oh", "well"}
+# "I don't want my subscription anymore" is a request to cancel, not a negated one.
+_CONTENT = re.compile(r"\b(?:anymore|any more|any longer|no longer)\b")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """Tokens ``start:end`` of the normalised text; ``words`` without connectors; ``negated`` if the clause
+    opens with a negation cue, in which case ``words`` has the cue removed."""
+
+    start: int
+    end: int
+    words: tuple[str, ...]
+    negated: bool
+
+
+def _match_at(tokens: list[str], i: int, phrases: list[tuple[str, ...]]) -> tuple[str, ...] | None:
+    for p in phrases:
+        if tuple(tokens[i:i + len(p)]) == p:
+            return p
+    return None
+
+
+def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
+    """Token indexes (1..n-1) before which a new clause may start, in order."""
+    n = len(tokens)
+    cuts: set[int] = {b for b in breaks if 0 < b < n}
+    inside_cue: set[int] = set()
+    for i in range(n):
+        if tokens[i] in ("i", "we", "not", "do", "no", "never", "forget", "instead", "rather", "without",
+                         "there", "would"):
+            m = _NEG_CUE.match(" ".join(tokens[i:i + 8]))
+            if m and m.end() > 0:
+                cuts.add(i)
+                inside_cue.update(range(i + 1, i + len(m.group(0).split())))
+    for i in range(1, n):
+        if (_match_at(tokens, i, _CONNECTORS) or _match_at(tokens, i, _OPENERS)) \
+                and tokens[i - 1] not in _NO_CUT_AFTER:
+            cuts.add(i)
+    cuts -= inside_cue
+    cuts.discard(0)
+    lead = _match_at(tokens, 0, _LEAD_ACTS)
+    if lead and len(lead) < n:
+        cuts.add(len(lead))
+    for i in range(max(1, n - 5), n):
+        if _match_at(tokens, i, _TAIL_ACTS) and i + len(_match_at(tokens, i, _TAIL_ACTS) or ()) == n:
+            cuts.add(i)
+    return sorted(cuts)
+
+
+def strip_connectors(words: list[str]) -> list[str]:
+    """The clause without leading and trailing connectors ("and then check my bill and" -> "check my bill")."""
+    changed = True
+    while changed and words:
+        changed = False
+        lead = _match_at(words, 0, _CONNECTORS)
+        if lead and len(lead) < len(words):
+            words = words[len(lead):]
+            changed = True
+        if words and words[-1] in ("and", "but", "so", "then", "also", "or", "plus"):
+            words = words[:-1]
+            changed = True
+    return words
+
+
+def make_clause(tokens: list[str], start: int, end: int) -> Clause:
+    """The clause of tokens ``start:end``, with connectors removed and negation detected."""
+    words = strip_connectors(list(tokens[start:end]))
+    negated = False
+    k = 0
+    while k < len(words) - 1 and words[k] in _LEAD_SOFT:
+        k += 1
+    text = " ".join(words[k:])
+    m = _NEG_CUE.match(text)
+    if m and not _CONTENT.search(text):
+        rest = text[m.end():].split()
+        if rest:
+            words, negated = rest, True
+    return Clause(start, end, tuple(words), negated)
