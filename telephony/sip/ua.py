@@ -460,6 +460,10 @@ class UserAgent:
                     resp = await asyncio.wait_for(asyncio.shield(tx.final),
                                                   ring_timeout or self.config.ring_timeout_s)
                 except TimeoutError:
+                    if tx.state == "calling":
+                        # Nothing came back at all: there is no one to CANCEL (RFC 3261 §9.1), just give up.
+                        tx._terminate()
+                        raise DialError(408, "no response") from None
                     await self._cancel_invite(invite, peer)
                     try:
                         resp = await asyncio.wait_for(asyncio.shield(tx.final), 64 * self.timers.t1)
