@@ -48,6 +48,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
         click.echo(f"bot> {greeting.text}")
     first = True
     ended = False
+    session_state = "active"
     try:
         while True:
             if not as_json:

@@ -1,0 +1,119 @@
+"""The dialog engine: what one process loads once (domain, trained NLU, database) and hands to each call."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dialogs.db.engine import Database, ensure_database
+from dialogs.domain import Domain, load_domain
+from dialogs.manager.session import BotReply, DialogSession, Turn
+from dialogs.nlu import NLU
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "Turn"]
+
+
+@dataclass
+class MemoryOptions:
+    enabled: bool = True
+    remember: tuple[str, ...] = ("returns", "orders", "contacts")
+    remember_days: int = 30
+
+
+@dataclass
+class EngineOptions:
+    max_no_match: int = 2
+    max_reprompts: int = 2
+    max_verification_attempts: int = 3
+    frustration_handoff: float = 0.75
+    frustration_calm: float = 0.4
+    greeting: str | None = None
+    memory: MemoryOptions = field(default_factory=MemoryOptions)
+
+
+class DialogEngine:
+    """Shared by all calls of a process. ``new_call`` gives each call its own :class:`DialogSession`."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        nlu: NLU,
+        database: Database,
+        options: EngineOptions | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        seed: int | None = None,
+    ):
+        self.domain = domain
+        self.nlu = nlu
+        self.database = database
+        self.options = options or EngineOptions()
+        self.clock = clock or (lambda: datetime.now().replace(microsecond=0))
+        self._rng = random.Random(seed)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        domain_path: str | Path | None = None,
+        database_url: str = "sqlite:///voicebot.db",
+        seed_demo: bool = True,
+        threshold: float = 0.45,
+        max_intents: int = 3,
+        options: EngineOptions | None = None,
+        clock: Callable[[], datetime] | None = None,
+        seed: int | None = None,
+    ) -> DialogEngine:
+        """Load the domain, train the NLU from its examples and open (creating if needed) the database."""
+        t0 = time.perf_counter()
+        domain = load_domain(domain_path)
+        nlu = NLU.train(domain, threshold=threshold, max_intents=max_intents)
+        t1 = time.perf_counter()
+        now = (clock or datetime.now)()
+        database = ensure_database(database_url, seed_demo=seed_demo, now=now)
+        log.info("dialog engine ready: %d intents, NLU trained in %.2f s", len(domain.intents), t1 - t0)
+        return cls(domain, nlu, database, options, clock=clock, seed=seed)
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, clock: Callable[[], datetime] | None = None) -> DialogEngine:
+        """Build from ``voicebot.config.Settings`` (read by attribute, so this library needs no app import)."""
+        d, m = settings.dialog, settings.memory
+        options = EngineOptions(
+            max_no_match=d.max_no_match,
+            max_reprompts=d.max_reprompts,
+            max_verification_attempts=d.max_verification_attempts,
+            frustration_handoff=d.frustration_handoff,
+            frustration_calm=d.frustration_calm,
+            greeting=getattr(getattr(settings, "call", None), "greeting", None),
+            memory=MemoryOptions(enabled=m.enabled, remember=tuple(m.remember), remember_days=m.remember_days),
+        )
+        return cls.build(
+            domain_path=settings.resolve(settings.domain.path),
+            database_url=settings.database.url,
+            seed_demo=settings.database.seed_demo,
+            threshold=settings.nlu.threshold,
+            max_intents=settings.nlu.max_intents,
+            options=options,
+            clock=clock,
+            seed=d.seed,
+        )
+
+    def new_call(self, *, channel: str, caller_id: str | None = None, call_id: str | None = None) -> DialogSession:
+        """A fresh dialog for one call (or chat)."""
+        return DialogSession(
+            self,
+            channel=channel,
+            caller_id=caller_id or None,
+            call_id=call_id or uuid.uuid4().hex,
+            clock=self.clock,
+            rng=random.Random(self._rng.random()),
+        )

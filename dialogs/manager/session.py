@@ -1,0 +1,810 @@
+"""One conversation: reads each caller turn against what the bot asked, runs the domain's flows, and
+decides when to hand the caller to a human.
+
+Every turn produces a :class:`BotReply` with a decision trace a person can read: the intent scores, the
+entities, the rules and flow steps that fired and, for a hand-off, why.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
+from dialogs.db import repository
+from dialogs.manager.handoff import build_handoff
+from dialogs.manager.responses import Responder
+from dialogs.manager.state import CallState, Expect, Task, jsonable
+from dialogs.nlu import Entity, ParseResult
+
+if TYPE_CHECKING:
+    from dialogs.engine import DialogEngine
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 1000  # longer input is cut: no caller says more than this in one turn
+ACTS = {"greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope"}
+COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
+
+
+@dataclass
+class Turn:
+    """What the caller did in one turn: words (from STT or typed), keypad digits, and outside signals."""
+
+    text: str = ""
+    dtmf: str | None = None
+    signals: dict[str, Any] = field(default_factory=dict)  # e.g. {"frustration": 0.8, "frustration_explanation": "…"}
+
+
+@dataclass
+class BotReply:
+    text: str
+    intents: list[dict[str, Any]] = field(default_factory=list)
+    action: str = "continue"  # continue | handoff | hangup
+    handoff: dict[str, Any] | None = None
+    style: str = "default"  # default | calm
+    trace: dict[str, Any] = field(default_factory=dict)
+    outcome: str | None = None  # set when the call ends: resolved, handoff, abandoned, unresolved
+
+    @property
+    def state(self) -> str:
+        return {"continue": "active", "handoff": "handoff", "hangup": "ended"}[self.action]
+
+
+class DialogSession:
+    """The dialog of one call. Not thread-safe: one turn at a time."""
+
+    def __init__(
+        self,
+        engine: DialogEngine,
+        *,
+        channel: str,
+        caller_id: str | None,
+        call_id: str | None,
+        clock: Callable[[], datetime],
+        rng: random.Random,
+    ):
+        self.engine = engine
+        self.domain = engine.domain
+        self.channel = channel
+        self.caller_id = caller_id
+        self.call_id = call_id
+        self.clock = clock
+        self.say_ = Responder(engine.domain, rng)
+        self.state = CallState()
+        self.transcript: list[dict[str, Any]] = []
+        self.contact_id: int | None = None
+        self.handoff_packet: dict[str, Any] | None = None
+        self.outcome: str | None = None
+        self._out: list[str] = []
+        self._fired: list[str] = []
+        self._style = "default"
+        self._frustration_level: str | None = None
+        self._frustration_trend: str | None = None
+        self._hangup = False
+        self._handoff_reason: str | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self) -> BotReply:
+        """Open the contact and greet. The greeting says the caller talks to an automated assistant."""
+        now = self.clock()
+        self._begin_turn()
+        with self.engine.database.session() as s:
+            customer = repository.find_customer_by_phone(s, self.caller_id) if self.caller_id else None
+            if customer is not None:
+                self.state.customer_id = customer.id
+                self.state.first_name = customer.first_name
+                self.state.customer_name = f"{customer.first_name} {customer.last_name}"
+            self.contact_id = repository.open_contact(
+                s, self.channel, self.caller_id, now, customer_id=self.state.customer_id
+            )
+            matters = []
+            mem = self.engine.options.memory
+            if customer is not None and mem.enabled and mem.remember:
+                matters = repository.open_matters(s, customer.id, now, list(mem.remember), mem.remember_days)
+        override = self.engine.options.greeting
+        if matters:
+            m = matters[0]
+            self.state.recall = {"kind": m.kind, "id": m.id, "text": m.text, "order_id": getattr(m, "order_id", None)}
+            self._say("recall_matter", matter=m.text)
+            self.state.expect = Expect.RECALL
+            self._fire(f"memory: recalled {m.kind} {m.id}")
+        elif override:
+            self._out.append(override)
+        elif customer is not None and self.say_.has("greeting_known"):
+            self._say("greeting_known")
+        else:
+            self._say("greeting")
+        return self._finish_turn(None, {"rule": "greeting"})
+
+    def handle(self, turn: Turn) -> BotReply:
+        """Answer one caller turn."""
+        self._begin_turn()
+        if self.state.ended:
+            return BotReply(text="", action="hangup", outcome=self.outcome, trace={"rule": "call already ended"})
+        text = (turn.text or "").strip()[:MAX_TEXT]
+        dtmf = (turn.dtmf or "").strip() or None
+        self._signals(turn.signals)
+        self.transcript.append(
+            {"speaker": "caller", "text": text, "dtmf": dtmf, "at": self.clock().isoformat()}
+        )
+        if not text and not dtmf:
+            self._fire("empty input")
+            self._say("empty_input")
+            return self._finish_turn(None, {"rule": "empty input"})
+        parse = self.engine.nlu.parse(text, dtmf=dtmf, today=self.clock().date())
+        self._route(parse, text, dtmf)
+        return self._finish_turn(parse, {})
+
+    def end(self, reason: str = "caller_hangup") -> str:
+        """Close the call (idempotent) and store the contact. Returns the outcome."""
+        if self.outcome is None:
+            self.outcome = self._final_outcome(reason)
+        self.state.ended = True
+        if self.contact_id is not None:
+            with self.engine.database.session() as s:
+                repository.close_contact(
+                    s,
+                    self.contact_id,
+                    self.clock(),
+                    outcome=self.outcome,
+                    summary=build_handoff(self, reason=reason)["summary"],
+                    intents=[t.as_dict() for t in self._all_tasks()],
+                    transcript=self.transcript,
+                    handoff=self.handoff_packet,
+                    frustration=self.state.frustration_max,
+                )
+        return self.outcome
+
+    @property
+    def verified_customer_id(self) -> int | None:
+        return self.state.customer_id if self.state.verified else None
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, parse: ParseResult, text: str, dtmf: str | None) -> None:
+        st = self.state
+        names = [i.name for i in parse.intents]
+        tasks = [i for i in parse.intents if i.name not in ACTS]
+        only = names[0] if len(names) == 1 else None
+
+        # Requests that win whatever the bot asked.
+        if "speak_to_agent" in names or (dtmf == "0" and st.expect is not Expect.SLOT):
+            self._fire("caller asked for a person")
+            self._handoff("caller_request", tasks=[t for t in tasks if t.name != "speak_to_agent"])
+            return
+        if only == "repeat" and st.expect is not Expect.SLOT:
+            self._fire("repeat")
+            self._out.append(st.last_bot_text) if st.last_bot_text else self._say("repeat_nothing")
+            return
+        if "goodbye" in names and not tasks and st.expect is not Expect.SLOT:
+            self._fire("goodbye")
+            self._goodbye()
+            return
+        if self._frustration_reaction():
+            return
+
+        handler = {
+            Expect.SLOT: self._on_slot_answer,
+            Expect.CONFIRM: self._on_confirm,
+            Expect.VERIFY_PHONE: self._on_verify_phone,
+            Expect.VERIFY_FACTOR: self._on_verify_factor,
+            Expect.OFFER_HUMAN: self._on_offer_human,
+            Expect.RECALL: self._on_recall,
+        }.get(st.expect)
+        if handler is not None and handler(parse, text, dtmf):
+            return
+        self._on_open(parse)
+
+    def _on_open(self, parse: ParseResult) -> None:
+        """No pending question (or it was not answered): take new requests or dialog acts."""
+        st = self.state
+        names = [i.name for i in parse.intents]
+        tasks = [i for i in parse.intents if i.name not in ACTS]
+        if tasks:
+            st.no_match_streak = 0
+            self._add_tasks(tasks, interrupt=st.current is not None)
+            self._advance()
+            return
+        if "thanks" in names:
+            st.no_match_streak = 0
+            self._fire("thanks")
+            self._say("you_are_welcome")
+            st.expect = Expect.ANYTHING_ELSE
+            return
+        if "greet" in names:
+            st.no_match_streak = 0
+            self._fire("greet")
+            self._say("greet_back" if self.say_.has("greet_back") else "how_can_i_help")
+            return
+        if "deny" in names and st.expect is Expect.ANYTHING_ELSE:
+            self._fire("nothing else: goodbye")
+            self._goodbye()
+            return
+        if "affirm" in names and st.expect is Expect.ANYTHING_ELSE:
+            st.no_match_streak = 0
+            self._fire("something else")
+            self._say("how_can_i_help")
+            st.expect = Expect.NOTHING
+            return
+        if "goodbye" in names:
+            self._goodbye()
+            return
+        st.no_match_streak += 1
+        self._fire(f"not understood ({st.no_match_streak} in a row)")
+        if st.no_match_streak >= self.engine.options.max_no_match:
+            self._handoff("not_understood")
+            return
+        if st.current is not None:
+            # Remind the caller of the pending question rather than starting over.
+            self._say("not_understood")
+            self._advance()
+            return
+        self._say("not_understood")
+
+    def _on_slot_answer(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        task = st.current
+        slot_name = st.expect_slot
+        assert task is not None and slot_name is not None
+        slot = self.domain.slots[slot_name]
+        value = self._slot_value(parse, slot_name, slot.type, text, dtmf)
+        if value is not None:
+            task.slots[slot_name] = value
+            st.no_match_streak = 0
+            st.expect = Expect.NOTHING
+            self._fire(f"slot {slot_name} filled")
+            # The answer may carry the intent's other details too ("12 Oak Street, ... 62704" has the postcode).
+            for other in self.domain.intents[task.intent].slots:
+                if other != slot_name and task.slots.get(other) is None:
+                    other_type = self.domain.slots[other].type
+                    ent = next((e for e in parse.entities if e.type == other_type and e.type != "reason"), None)
+                    if ent is not None and other_type not in ("date",):
+                        task.slots[other] = ent.value
+                        self._fire(f"slot {other} filled from the same answer")
+            # The same sentence may carry another request ("it's 45281, and also reset my password").
+            others = [i for i in parse.intents if i.name not in ACTS and i.name != task.intent]
+            if others:
+                self._add_tasks(others, interrupt=False)
+            self._advance()
+            return True
+        tasks = [i for i in parse.intents if i.name not in ACTS and i.name != task.intent]
+        if tasks and max(i.confidence for i in tasks) >= 0.6:
+            self._fire("new request instead of an answer")
+            self._add_tasks(tasks, interrupt=True)
+            self._advance()
+            return True
+        names = [i.name for i in parse.intents]
+        if "deny" in names and slot.type not in ("yes_no",):
+            self._fire(f"caller declined to give {slot_name}")
+            self._cancel_current()
+            return True
+        return self._reprompt(task, slot_name)
+
+    def _reprompt(self, task: Task, slot_name: str) -> bool:
+        task.reprompts += 1
+        self._fire(f"re-ask {slot_name} ({task.reprompts})")
+        if task.reprompts > self.engine.options.max_reprompts:
+            self._handoff("slot_not_understood")
+            return True
+        slot = self.domain.slots[slot_name]
+        self._out.append(self._text(slot.reprompt or slot.prompt))
+        self.state.expect = Expect.SLOT
+        return True
+
+    def _on_confirm(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        task = st.current
+        assert task is not None
+        yes = self._yes_no(parse, text, dtmf)
+        if yes is True:
+            self._fire("confirmed")
+            st.expect = Expect.NOTHING
+            st.no_match_streak = 0
+            task.step += 1
+            self._advance()
+            return True
+        if yes is False:
+            self._fire("declined")
+            st.no_match_streak = 0
+            self._say("flow_cancelled")
+            self._cancel_current(say=False)
+            return True
+        tasks = [i for i in parse.intents if i.name not in ACTS and i.name != task.intent]
+        if tasks:
+            self._fire("new request instead of yes/no")
+            self._add_tasks(tasks, interrupt=True)
+            self._advance()
+            return True
+        task.reprompts += 1
+        if task.reprompts > self.engine.options.max_reprompts:
+            self._handoff("not_understood")
+            return True
+        self._fire("yes/no not understood: ask again")
+        self._advance()  # says the confirmation again
+        return True
+
+    def _on_verify_phone(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        phone = self._entity_value(parse, "phone", text, dtmf)
+        if phone is None and dtmf:
+            phone = dtmf.strip("#*")
+        if phone is None:
+            if [i for i in parse.intents if i.name not in ACTS]:
+                return False
+            return self._verification_failed("verify_unknown_phone")
+        with self.engine.database.session() as s:
+            customer = repository.find_customer_by_phone(s, str(phone))
+            if customer is not None:
+                st.customer_id = customer.id
+                st.first_name = customer.first_name
+                st.customer_name = f"{customer.first_name} {customer.last_name}"
+        if customer is None:
+            self._fire("no account for that phone number")
+            return self._verification_failed("verify_unknown_phone")
+        self._fire("account found by phone number")
+        self._say("verify_ask_factor")
+        st.expect = Expect.VERIFY_FACTOR
+        return True
+
+    def _on_verify_factor(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        assert st.customer_id is not None
+        methods = list(self.domain.verification.methods)
+        candidates: list[tuple[str, Any]] = []
+        if dtmf and "pin" in methods:
+            candidates.append(("pin", dtmf.strip("#*")))
+        for m in methods:
+            if m == "postcode":
+                v = self._entity_value(parse, "postcode", text, None)
+                if v is not None:
+                    candidates.append(("postcode", v))
+            elif m == "date_of_birth":
+                v = self._entity_value(parse, "date", text, None)
+                if v is not None:
+                    candidates.append(("date_of_birth", v))
+            elif m == "pin" and not dtmf:
+                v = self._entity_value(parse, "pin", text, None)
+                if v is not None:
+                    candidates.append(("pin", v))
+        if not candidates:
+            if [i for i in parse.intents if i.name not in ACTS]:
+                return False
+            return self._verification_failed("verify_failed")
+        with self.engine.database.session() as s:
+            for method, value in candidates:
+                if repository.verify_identity(s, st.customer_id, method, value):
+                    st.verified = True
+                    st.verified_by = method
+                    break
+        if not st.verified:
+            self._fire(f"verification failed ({', '.join(m for m, _ in candidates)})")
+            return self._verification_failed("verify_failed")
+        self._fire(f"verified by {st.verified_by}")
+        st.expect = Expect.NOTHING
+        st.no_match_streak = 0
+        self._say("verify_ok")
+        self._advance()
+        return True
+
+    def _verification_failed(self, response: str) -> bool:
+        st = self.state
+        st.verify_attempts += 1
+        limit = self.domain.verification.max_attempts or self.engine.options.max_verification_attempts
+        if st.verify_attempts >= limit:
+            self._handoff("verification_failed")
+            return True
+        self._say(response)
+        return True
+
+    def _on_offer_human(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        yes = self._yes_no(parse, text, dtmf)
+        if yes is True:
+            self._fire("caller accepted a human")
+            self._handoff("frustration")
+            return True
+        self.state.expect = Expect.NOTHING
+        if yes is False:
+            self._fire("caller declined a human")
+            self._say("offer_human_declined")
+            if self.state.current is not None or self.state.agenda:
+                self._advance()
+            else:
+                self._say("how_can_i_help")
+            return True
+        return False
+
+    def _on_recall(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        recall = st.recall or {}
+        yes = self._yes_no(parse, text, dtmf)
+        tasks = [i for i in parse.intents if i.name not in ACTS]
+        st.expect = Expect.NOTHING
+        if yes is True and not tasks:
+            self._fire("caller confirmed the recalled matter")
+            if recall.get("order_id"):
+                self._add_tasks([_Hit("order_status", 1.0, {"order_id": recall["order_id"]})], interrupt=False)
+                self._advance()
+            else:
+                self._say("how_can_i_help")
+            return True
+        if yes is False and not tasks:
+            self._fire("not about the recalled matter")
+            self._say("recall_no" if self.say_.has("recall_no") else "how_can_i_help")
+            return True
+        return False
+
+    # ------------------------------------------------------------------ flows
+
+    def _add_tasks(self, hits: list[Any], *, interrupt: bool) -> None:
+        st = self.state
+        known = {t.intent for t in st.agenda} | ({st.current.intent} if st.current else set())
+        new = []
+        for hit in hits:
+            if hit.name in known or hit.name not in self.domain.intents:
+                # Slots given again for a request already on the agenda still count.
+                for t in [*st.agenda, *([st.current] if st.current else [])]:
+                    if t.intent == hit.name:
+                        t.slots.update({k: v for k, v in hit.slots.items() if v is not None})
+                continue
+            known.add(hit.name)
+            new.append(Task(intent=hit.name, slots={k: v for k, v in hit.slots.items() if v is not None}))
+        if not new:
+            return
+        self._fire("agenda: " + ", ".join(t.intent for t in new))
+        if interrupt and st.current is not None:
+            self._say("interrupt_ack")
+            st.current.status = "pending"
+            st.agenda = [*new, st.current, *st.agenda]
+            st.current = None
+            st.expect = Expect.NOTHING
+        else:
+            st.agenda.extend(new)
+        if len(new) > 1 and not interrupt:
+            first = self.domain.intents[new[0].intent]
+            self._say(
+                "agenda_intro",
+                count=COUNT_WORDS.get(len(new), f"all {len(new)}"),
+                first=first.announce or first.description or new[0].intent,
+            )
+            st.announced = len(new)
+
+    def _advance(self) -> None:
+        """Run flows until the bot needs an answer from the caller, hands off, or has nothing left to do."""
+        st = self.state
+        for _ in range(100):  # a flow that loops forever is a bug in the domain; stop loudly
+            if st.ended or st.handed_off:
+                return
+            if st.current is None:
+                if not st.agenda:
+                    self._say("anything_else")
+                    st.expect = Expect.ANYTHING_ELSE
+                    return
+                st.current = st.agenda.pop(0)
+                st.current.status = "active"
+                if st.announced > 1:
+                    st.announced -= 1
+                elif st.announced == 1 and self.state.finished:
+                    intent = self.domain.intents[st.current.intent]
+                    self._say("agenda_next", next=intent.announce or intent.description or st.current.intent)
+                    st.announced = 0
+                self._fire(f"start {st.current.intent}")
+            task = st.current
+            intent = self.domain.intents[task.intent]
+            if intent.human_only:
+                self._fire(f"{task.intent} is human-only")
+                self._handoff("human_only")
+                return
+            if intent.verify and not st.verified:
+                self._start_verification()
+                return
+            if task.step >= len(intent.steps):
+                self._complete(task)
+                continue
+            step = intent.steps[task.step]
+            if step.when and not task.data.get(step.when):
+                task.step += 1
+                continue
+            kind = step.kind
+            if kind == "ask":
+                assert step.ask is not None
+                if task.slots.get(step.ask) is not None:
+                    task.step += 1
+                    continue
+                slot = self.domain.slots[step.ask]
+                self._fire(f"ask {step.ask}")
+                self._out.append(self._text(slot.prompt))
+                st.expect = Expect.SLOT
+                st.expect_slot = step.ask
+                return
+            if kind == "confirm":
+                assert step.confirm is not None
+                self._fire(f"confirm {step.confirm}")
+                self._say(step.confirm, **{**task.slots, **task.data})
+                st.expect = Expect.CONFIRM
+                return
+            if kind == "action":
+                assert step.action is not None
+                result = self._run_action(step.action, task)
+                if result is None:
+                    return
+                task.outcome, task.data = result.outcome, {**task.data, **result.data}
+                task.step += 1
+                if result.invalid_slot:
+                    self._rewind_for(task, intent, result.invalid_slot)
+                    return
+                continue
+            if kind == "respond":
+                name = step.respond
+                if isinstance(name, dict):
+                    name = name.get(task.outcome or "", name.get("default"))
+                task.step += 1
+                if name:
+                    self._fire(f"respond {name}")
+                    self._say(name, **{**task.slots, **task.data})
+                continue
+            if kind == "handoff":
+                self._handoff(step.handoff or "flow")
+                return
+        raise RuntimeError(f"flow of {st.current.intent if st.current else '?'} did not settle in 100 steps")
+
+    def _run_action(self, name: str, task: Task) -> ActionResult | None:
+        fn = ACTIONS.get(name)
+        if fn is None:
+            raise RuntimeError(f"domain uses action {name!r}, which is not registered")
+        try:
+            with self.engine.database.session() as s:
+                ctx = ActionContext(
+                    session=s,
+                    slots=dict(task.slots),
+                    customer_id=self.verified_customer_id,
+                    contact_id=self.contact_id,
+                    now=self.clock(),
+                )
+                result = fn(ctx)
+        except Exception:
+            log.exception("action %s failed; the transaction was rolled back", name)
+            self._fire(f"action {name} raised: rolled back")
+            self._say("action_error")
+            self._handoff("action_error", say=False)
+            return None
+        self._fire(f"action {name} -> {result.outcome}")
+        return result
+
+    def _rewind_for(self, task: Task, intent: Any, slot: str) -> None:
+        """The action said a slot value was wrong: say why, then ask for the slot again."""
+        step = intent.steps[task.step] if task.step < len(intent.steps) else None
+        if step is not None and step.kind == "respond":
+            name = step.respond if isinstance(step.respond, str) else step.respond.get(task.outcome or "")
+            if name:
+                self._say(name, **{**task.slots, **task.data})
+        task.slots.pop(slot, None)
+        task.step = next((i for i, s in enumerate(intent.steps) if s.ask == slot), 0)
+        self._reprompt_after_invalid(task, slot)
+
+    def _reprompt_after_invalid(self, task: Task, slot_name: str) -> None:
+        task.reprompts += 1
+        if task.reprompts > self.engine.options.max_reprompts:
+            self._handoff("invalid_" + slot_name)
+            return
+        slot = self.domain.slots[slot_name]
+        self._fire(f"re-ask {slot_name} after invalid value")
+        self._out.append(self._text(slot.reprompt or slot.prompt))
+        self.state.expect = Expect.SLOT
+        self.state.expect_slot = slot_name
+
+    def _complete(self, task: Task) -> None:
+        task.status = "done"
+        self.state.finished.append(task)
+        self.state.current = None
+        self._fire(f"done {task.intent} ({task.outcome or 'ok'})")
+
+    def _cancel_current(self, say: bool = True) -> None:
+        st = self.state
+        if st.current is not None:
+            st.current.status = "cancelled"
+            st.finished.append(st.current)
+            st.current = None
+        st.expect = Expect.NOTHING
+        if say:
+            self._say("flow_cancelled")
+        self._advance()
+
+    def _start_verification(self) -> None:
+        st = self.state
+        self._fire("identity verification required")
+        self._say("verify_intro")
+        if st.customer_id is None:
+            self._say("verify_ask_phone")
+            st.expect = Expect.VERIFY_PHONE
+        else:
+            self._say("verify_ask_factor")
+            st.expect = Expect.VERIFY_FACTOR
+
+    # ------------------------------------------------------------------ hand-off and end
+
+    def _frustration_reaction(self) -> bool:
+        st = self.state
+        opts = self.engine.options
+        triggered = (
+            st.frustration_last >= opts.frustration_handoff
+            or self._frustration_level == "frustrated"
+            or self._frustration_trend == "rising"
+        )
+        if not triggered or st.offered_human or st.handed_off:
+            return False
+        st.offered_human = True
+        if self.domain.on_frustration == "handoff":
+            self._fire(f"frustration {st.frustration_last:.2f} ({self._frustration_level or 'score'}, trend {self._frustration_trend or '-'}): hand off")
+            self._handoff("frustration")
+            return True
+        self._fire(f"frustration {st.frustration_last:.2f} ({self._frustration_level or 'score'}, trend {self._frustration_trend or '-'}): offer a human")
+        self._say("offer_human")
+        st.expect = Expect.OFFER_HUMAN
+        return True
+
+    def _handoff(self, reason: str, tasks: list[Any] | None = None, say: bool = True) -> None:
+        st = self.state
+        if tasks:
+            self._add_tasks(tasks, interrupt=False)
+        self._fire(f"hand-off: {reason}")
+        st.handed_off = True
+        st.expect = Expect.NOTHING
+        if say:
+            name = {"verification_failed": "handoff_verification", "not_understood": "handoff_no_match"}.get(
+                reason, "handoff"
+            )
+            self._say(name)
+        self.handoff_packet = build_handoff(self, reason=reason)
+        self._handoff_reason = reason
+
+    def _goodbye(self) -> None:
+        self._say("goodbye")
+        self.state.ended = True
+        self._hangup = True
+
+    def _final_outcome(self, reason: str) -> str:
+        if self.state.handed_off:
+            return "handoff"
+        pending = self.state.agenda or self.state.current is not None
+        done = [t for t in self.state.finished if t.status == "done"]
+        if reason == "caller_hangup" and (pending or not done) and not self._hangup:
+            return "abandoned"
+        if done and not pending:
+            return "resolved"
+        return "unresolved"
+
+    # ------------------------------------------------------------------ helpers
+
+    def _all_tasks(self) -> list[Task]:
+        st = self.state
+        return [*st.finished, *([st.current] if st.current else []), *st.agenda]
+
+    def _signals(self, signals: dict[str, Any]) -> None:
+        st = self.state
+        f = signals.get("frustration")
+        if isinstance(f, (int, float)) and f == f:  # not NaN
+            st.frustration_last = min(1.0, max(0.0, float(f)))
+            st.frustration_max = max(st.frustration_max, st.frustration_last)
+        if signals.get("frustration_explanation"):
+            st.frustration_explanation = str(signals["frustration_explanation"])
+        level = signals.get("frustration_level")
+        self._frustration_level = level if isinstance(level, str) else None
+        trend = signals.get("frustration_trend")
+        self._frustration_trend = trend if isinstance(trend, str) else None
+        calm = st.frustration_last >= self.engine.options.frustration_calm or level in ("annoyed", "frustrated")
+        self._style = "calm" if calm else "default"
+
+    def _slot_value(
+        self, parse: ParseResult, slot_name: str, slot_type: str, text: str, dtmf: str | None
+    ) -> Any:
+        for hit in parse.intents:
+            if hit.slots.get(slot_name) is not None:
+                return hit.slots[slot_name]
+        if slot_type == "reason":
+            # Any non-empty answer is a reason; a bare yes/no is not.
+            names = {i.name for i in parse.intents}
+            return text if text and not (names & {"affirm", "deny", "repeat", "goodbye"}) else None
+        return self._entity_value(parse, slot_type, text, dtmf)
+
+    def _entity_value(self, parse: ParseResult, slot_type: str, text: str, dtmf: str | None) -> Any:
+        for ent in parse.entities:
+            if ent.type == slot_type:
+                return ent.value
+        if dtmf and slot_type in ("order_number", "pin", "phone", "postcode"):
+            digits = dtmf.strip("#*")
+            if digits.isdigit():
+                return digits
+        found: Entity | None = self.engine.nlu.extract(text, slot_type, today=self.clock().date()) if text else None
+        return found.value if found is not None else None
+
+    def _yes_no(self, parse: ParseResult, text: str, dtmf: str | None) -> bool | None:
+        if dtmf in ("1", "2"):
+            return dtmf == "1"
+        names = [i.name for i in parse.intents]
+        if "affirm" in names and "deny" not in names:
+            return True
+        if "deny" in names and "affirm" not in names:
+            return False
+        val = self._entity_value(parse, "yes_no", text, None)
+        return val if isinstance(val, bool) else None
+
+    def _text(self, prompt: str | list[str]) -> str:
+        if isinstance(prompt, list):
+            return self.say_.rng.choice(prompt)
+        return prompt
+
+    def _say(self, name: str, **values: Any) -> None:
+        vals: dict[str, Any] = {"first_name": self.state.first_name or "", **values}
+        self._out.append(self.say_.render(name, self._style, vals))
+
+    def _fire(self, what: str) -> None:
+        self._fired.append(what)
+
+    def _begin_turn(self) -> None:
+        self._out = []
+        self._fired = []
+
+    def _finish_turn(self, parse: ParseResult | None, extra: dict[str, Any]) -> BotReply:
+        st = self.state
+        text = " ".join(t for t in self._out if t)
+        if text:
+            st.last_bot_text = text
+        action = "continue"
+        if st.handed_off:
+            action = "handoff"
+            self.outcome = "handoff"
+        elif st.ended:
+            action = "hangup"
+        intents = [
+            {"name": i.name, "confidence": round(float(i.confidence), 3), "slots": jsonable(i.slots)}
+            for i in (parse.intents if parse else [])
+        ]
+        trace: dict[str, Any] = {
+            "expect": st.expect.value,
+            "expect_slot": st.expect_slot if st.expect is Expect.SLOT else None,
+            "steps": list(self._fired),
+            "verified": st.verified,
+            "frustration": round(st.frustration_last, 3),
+            "frustration_explanation": st.frustration_explanation,
+            "style": self._style,
+            **extra,
+        }
+        if parse is not None:
+            trace["nlu"] = {
+                "normalized": parse.normalized,
+                "scores": {k: round(float(v), 3) for k, v in parse.scores.items()},
+                "entities": [
+                    {"type": e.type, "value": jsonable(e.value), "text": e.text} for e in parse.entities
+                ],
+                "segments": parse.segments,
+                "negated": parse.negated,
+            }
+        if st.handed_off:
+            trace["handoff_reason"] = self._handoff_reason
+        self.transcript.append(
+            {"speaker": "bot", "text": text, "at": self.clock().isoformat(), "intents": intents, "trace": trace}
+        )
+        return BotReply(
+            text=text,
+            intents=intents,
+            action=action,
+            handoff=self.handoff_packet if st.handed_off else None,
+            style=self._style,
+            trace=trace,
+            outcome=self.outcome if action != "continue" else None,
+        )
+
+
+@dataclass
+class _Hit:
+    """An intent the manager itself puts on the agenda (e.g. from memory), shaped like the NLU's hits."""
+
+    name: str
+    confidence: float
+    slots: dict[str, Any]

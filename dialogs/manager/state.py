@@ -1,0 +1,81 @@
+"""Per-call dialog state: the agenda of requests, what the bot waits for, identity, counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Expect(StrEnum):
+    """What the bot's last question was, so the next utterance is read as its answer."""
+
+    NOTHING = "nothing"
+    SLOT = "slot"
+    CONFIRM = "confirm"
+    VERIFY_PHONE = "verify_phone"
+    VERIFY_FACTOR = "verify_factor"
+    OFFER_HUMAN = "offer_human"
+    RECALL = "recall"
+    ANYTHING_ELSE = "anything_else"
+
+
+@dataclass
+class Task:
+    """One request on the agenda: an intent, its slots and where its flow is."""
+
+    intent: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    status: str = "pending"  # pending, active, done, cancelled, failed, handed_off
+    outcome: str | None = None  # outcome of the last action
+    data: dict[str, Any] = field(default_factory=dict)  # data of the last action
+    reprompts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "intent": self.intent,
+            "status": self.status,
+            "outcome": self.outcome,
+            "slots": {k: _jsonable(v) for k, v in self.slots.items()},
+        }
+
+
+@dataclass
+class CallState:
+    agenda: list[Task] = field(default_factory=list)
+    current: Task | None = None
+    finished: list[Task] = field(default_factory=list)
+    expect: Expect = Expect.NOTHING
+    expect_slot: str | None = None
+    customer_id: int | None = None  # identified (by caller ID or phone number), not necessarily verified
+    customer_name: str | None = None
+    first_name: str | None = None
+    verified: bool = False
+    verified_by: str | None = None
+    verify_attempts: int = 0
+    no_match_streak: int = 0
+    offered_human: bool = False
+    last_bot_text: str = ""
+    recall: dict[str, Any] | None = None
+    ended: bool = False
+    handed_off: bool = False
+    frustration_last: float = 0.0
+    frustration_max: float = 0.0
+    frustration_explanation: str | None = None
+    announced: int = 0  # tasks announced together in the current batch
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+jsonable = _jsonable
