@@ -1,0 +1,580 @@
+"""The ACD: which waiting caller goes to which agent, as a deterministic state machine.
+
+Every input is a method call (a caller joins, an agent answers, a key is pressed, the time passes) and every
+output is a list of :mod:`telephony.queue.actions` for a driver to carry out. Time comes from an injected
+``clock`` (seconds, any origin): the ACD never sleeps and never reads the wall clock. A driver calls
+:meth:`ACD.tick` at :meth:`ACD.next_deadline` (see :mod:`telephony.queue.runner`).
+
+Order of service: higher priority first, then first come first served, across all queues an agent serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from telephony.queue.actions import (
+    Action,
+    AgentStateChanged,
+    Announce,
+    CallLeftQueue,
+    Connect,
+    Fallback,
+    RingAgent,
+    StopRinging,
+    Transfer,
+)
+from telephony.queue.config import AgentConfig, QueueConfig, serves
+
+log = logging.getLogger(__name__)
+
+# Handle times kept per queue for the wait estimate.
+RECENT_HANDLE_TIMES = 20
+# States a person (agent page, API) may set; the others follow from calls.
+SETTABLE_STATES = ("available", "paused", "offline")
+
+
+class QueueError(ValueError):
+    """A request the ACD cannot carry out because of its input (unknown agent, state not settable)."""
+
+
+@dataclass
+class _Offer:
+    agent_id: str
+    deadline: float
+    answered: bool = False  # answered and hearing the summary, not yet accepted (agent_confirm)
+
+
+@dataclass
+class _Call:
+    call_id: str
+    queue: str
+    caller: str | None
+    handoff: dict[str, Any]
+    priority: int
+    enqueued_at: float
+    seq: int
+    deadline: float
+    next_announce: float | None
+    announced: bool = False
+    offers: dict[str, _Offer] = field(default_factory=dict)
+    declined: set[str] = field(default_factory=set)
+
+    def order(self) -> tuple[int, float, int]:
+        return (-self.priority, self.enqueued_at, self.seq)
+
+
+@dataclass
+class _Connected:
+    call_id: str
+    queue: str
+    agent_id: str
+    connected_at: float
+
+
+@dataclass
+class _Agent:
+    cfg: AgentConfig
+    index: int
+    logged_in: bool
+    idle_since: float
+    pause_reason: str | None = None
+    offer: str | None = None  # the call this agent is being offered
+    calls: set[str] = field(default_factory=set)
+    wrap_up_until: float | None = None
+    answered: int = 0
+    state_since: float = 0.0
+
+    @property
+    def state(self) -> str:
+        if self.offer is not None:
+            return "ringing"
+        if self.calls:
+            return "busy"
+        if not self.logged_in:
+            return "offline"
+        if self.wrap_up_until is not None:
+            return "wrap_up"
+        if self.pause_reason is not None:
+            return "paused"
+        return "available"
+
+
+@dataclass
+class _Stats:
+    answered: int = 0
+    answered_within: int = 0
+    abandoned: int = 0
+    timeouts: int = 0
+    callbacks: int = 0
+    transferred: int = 0
+    wait_total: float = 0.0
+    abandon_wait_total: float = 0.0
+    handled: int = 0
+    handle_total: float = 0.0
+    recent_handle: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_HANDLE_TIMES))
+
+
+def handoff_conditions(handoff: dict[str, Any]) -> set[str]:
+    """The ``priority_rules`` conditions a hand-off packet meets: its reason, its frustration level,
+    ``verified`` or ``unverified``. Tolerates missing or malformed fields."""
+    out: set[str] = set()
+    reason = handoff.get("reason")
+    if isinstance(reason, str):
+        out.add(reason)
+    frustration = handoff.get("frustration")
+    if isinstance(frustration, dict) and isinstance(frustration.get("level"), str):
+        out.add(frustration["level"])
+    customer = handoff.get("customer")
+    verified = isinstance(customer, dict) and customer.get("verified") is True
+    out.add("verified" if verified else "unverified")
+    return out
+
+
+class ACD:
+    """Automatic call distribution over configured agents and queues. All methods return the actions to
+    carry out, in order. ``clock`` gives the current time in seconds."""
+
+    def __init__(self, agents: Iterable[AgentConfig], queues: Iterable[QueueConfig],
+                 clock: Callable[[], float]):
+        self.clock = clock
+        self._now = clock()
+        self.queues: dict[str, QueueConfig] = {}
+        for q in queues:
+            self.queues.setdefault(q.name, q)
+        if not self.queues:
+            # No queues configured: one queue every agent serves, named as the domain's default.
+            self.queues["general"] = QueueConfig(name="general")
+        self.default_queue = next(iter(self.queues))
+        self._agents: dict[str, _Agent] = {}
+        for i, a in enumerate(agents):
+            if a.id in self._agents:
+                raise QueueError(f"duplicate agent id {a.id!r}")
+            self._agents[a.id] = _Agent(a, i, a.logged_in, idle_since=self._now, state_since=self._now)
+        self._calls: dict[str, _Call] = {}
+        self._connected: dict[str, _Connected] = {}
+        self._stats = {name: _Stats() for name in self.queues}
+        self._rr_last: dict[str, int] = {}
+        self._seq = 0
+        self._reported = {aid: (a.state, a.pause_reason) for aid, a in self._agents.items()}
+
+    # --- inputs: callers ----------------------------------------------------------------------------------
+    def enqueue(self, call_id: str, handoff: dict[str, Any], *, caller: str | None = None,
+                queue: str | None = None, priority: int | None = None) -> list[Action]:
+        """A caller joins a queue. ``queue`` and ``priority`` default to the hand-off packet's; an unknown
+        queue name goes to the first configured queue. The queue's ``priority_rules`` are added."""
+        self._now = self.clock()
+        if call_id in self._calls or call_id in self._connected:
+            raise QueueError(f"call {call_id} is already queued or connected")
+        name = queue or handoff.get("queue")
+        if not isinstance(name, str) or name not in self.queues:
+            if name is not None:
+                log.warning("queue %r is not configured; call %s goes to %r", name, call_id, self.default_queue)
+            name = self.default_queue
+        q = self.queues[name]
+        if caller is None and isinstance(handoff.get("caller_id"), str):
+            caller = handoff["caller_id"]
+        out: list[Action] = []
+        if q.blind_transfer_to:
+            self._stats[name].transferred += 1
+            out += [Transfer(call_id, name, q.blind_transfer_to), CallLeftQueue(call_id, name, "transferred", 0.0)]
+            return out
+        if not q.join_empty and not any(a.logged_in and serves(a.cfg, q) for a in self._agents.values()):
+            out += [Fallback(call_id, name, q.fallback, "no_agents", caller, handoff),
+                    CallLeftQueue(call_id, name, "no_agents", 0.0)]
+            return out
+        self._seq += 1
+        self._calls[call_id] = _Call(
+            call_id, name, caller, handoff, self._priority(q, handoff, priority), self._now, self._seq,
+            deadline=self._now + q.max_wait, next_announce=self._now,
+        )
+        self._settle(out)
+        return out
+
+    def hangup(self, call_id: str) -> list[Action]:
+        """The caller (or, once connected, either side) hung up. A queued caller counts as abandoned with
+        their wait; a connected call ends, its handle time is recorded and the agent goes to wrap-up."""
+        self._now = self.clock()
+        out: list[Action] = []
+        call = self._calls.get(call_id)
+        if call is not None:
+            self._withdraw_offers(call, "caller_left", out)
+            wait = self._leave(call)
+            st = self._stats[call.queue]
+            st.abandoned += 1
+            st.abandon_wait_total += wait
+            out.append(CallLeftQueue(call_id, call.queue, "abandoned", wait))
+        elif call_id in self._connected:
+            conn = self._connected.pop(call_id)
+            handle = self._now - conn.connected_at
+            st = self._stats[conn.queue]
+            st.handled += 1
+            st.handle_total += handle
+            st.recent_handle.append(handle)
+            agent = self._agents[conn.agent_id]
+            agent.calls.discard(call_id)
+            if not agent.calls:
+                wrap = self.queues[conn.queue].wrap_up
+                if agent.logged_in and wrap > 0:
+                    agent.wrap_up_until = self._now + wrap
+                else:
+                    agent.idle_since = self._now
+        else:
+            return []
+        self._settle(out)
+        return out
+
+    def caller_key(self, call_id: str, key: str) -> list[Action]:
+        """A key pressed by a queued caller: the queue's callback key leaves the queue with a callback
+        request. Other keys are ignored."""
+        self._now = self.clock()
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        q = self.queues[call.queue]
+        if q.callback_key is None or key != q.callback_key:
+            return []
+        out: list[Action] = []
+        self._withdraw_offers(call, "caller_left", out)
+        wait = self._leave(call)
+        self._stats[call.queue].callbacks += 1
+        out += [Fallback(call_id, call.queue, "callback", "caller_request", call.caller, call.handoff),
+                CallLeftQueue(call_id, call.queue, "callback", wait)]
+        self._settle(out)
+        return out
+
+    # --- inputs: agents -----------------------------------------------------------------------------------
+    def agent_answered(self, call_id: str, agent_id: str) -> list[Action]:
+        """The offered agent picked up. Without ``agent_confirm`` the call is connected; with it the agent
+        hears the summary and must accept (:meth:`agent_key` 1 / :meth:`agent_accepted`) within the timeout."""
+        self._now = self.clock()
+        call, offer = self._offer_of(call_id, agent_id)
+        if call is None or offer is None:
+            return []
+        out: list[Action] = []
+        q = self.queues[call.queue]
+        if not q.agent_confirm:
+            self._connect(call, agent_id, out)
+        elif not offer.answered:
+            offer.answered = True
+            offer.deadline = self._now + q.agent_timeout
+            for other in [a for a in call.offers if a != agent_id]:
+                self._drop_offer(call, other, "answered_elsewhere", out)
+        self._settle(out)
+        return out
+
+    def agent_accepted(self, call_id: str, agent_id: str) -> list[Action]:
+        """The agent accepted the offered call (key 1 or the page's button): connect."""
+        self._now = self.clock()
+        call, offer = self._offer_of(call_id, agent_id)
+        if call is None or offer is None:
+            return []
+        out: list[Action] = []
+        self._connect(call, agent_id, out)
+        self._settle(out)
+        return out
+
+    def agent_declined(self, call_id: str, agent_id: str) -> list[Action]:
+        """The agent declined (key 2, the page's button, or rejected the ring): the next agent is tried and
+        this agent is not offered this call again. The caller keeps their place."""
+        self._now = self.clock()
+        call, offer = self._offer_of(call_id, agent_id)
+        if call is None or offer is None:
+            return []
+        out: list[Action] = []
+        call.declined.add(agent_id)
+        self._drop_offer(call, agent_id, "declined", out)
+        self._settle(out)
+        return out
+
+    def agent_key(self, call_id: str, agent_id: str, key: str) -> list[Action]:
+        """A key pressed by an agent during an offer: 1 accepts, 2 declines, others are ignored."""
+        if key == "1":
+            return self.agent_accepted(call_id, agent_id)
+        if key == "2":
+            return self.agent_declined(call_id, agent_id)
+        return []
+
+    def agent_unreachable(self, call_id: str, agent_id: str, reason: str = "unreachable") -> list[Action]:
+        """The agent could not be rung (busy, not registered, network): the next agent is tried and this one
+        is paused with ``reason`` (if the queue autopauses)."""
+        self._now = self.clock()
+        call, offer = self._offer_of(call_id, agent_id)
+        if call is None or offer is None:
+            return []
+        out: list[Action] = []
+        self._drop_offer(call, agent_id, "unreachable", out)
+        if self.queues[call.queue].autopause:
+            self._agents[agent_id].pause_reason = reason
+        self._settle(out)
+        return out
+
+    def set_agent_state(self, agent_id: str, state: str, reason: str | None = None) -> list[Action]:
+        """Log in (``available``, which also ends a wrap-up early), ``paused`` with a reason, or ``offline``.
+        A call the agent is on continues; an offer ringing them is withdrawn when they pause or log out.
+        Raises :class:`QueueError` for an unknown agent or a state only calls can set."""
+        self._now = self.clock()
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise QueueError(f"no agent with id {agent_id!r}")
+        if state not in SETTABLE_STATES:
+            raise QueueError(f"state must be one of {', '.join(SETTABLE_STATES)}, not {state!r}")
+        out: list[Action] = []
+        if state == "available":
+            if not agent.logged_in or agent.wrap_up_until is not None:
+                agent.idle_since = self._now
+            agent.logged_in, agent.pause_reason, agent.wrap_up_until = True, None, None
+        else:
+            if agent.offer is not None:
+                self._drop_offer(self._calls[agent.offer], agent_id, "agent_left", out)
+            if state == "paused":
+                agent.logged_in, agent.pause_reason = True, (reason or "paused")
+            else:
+                agent.logged_in, agent.pause_reason, agent.wrap_up_until = False, None, None
+        self._settle(out)
+        return out
+
+    # --- inputs: time -------------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` has something to do next (clock seconds), or None."""
+        times: list[float] = []
+        for a in self._agents.values():
+            if a.wrap_up_until is not None:
+                times.append(a.wrap_up_until)
+        for c in self._calls.values():
+            if c.offers:
+                times += [o.deadline for o in c.offers.values()]
+            else:
+                times.append(c.deadline)
+                if c.next_announce is not None:
+                    times.append(c.next_announce)
+        return min(times, default=None)
+
+    def tick(self) -> list[Action]:
+        """Fire every timer due by now, each at its own time: agents' no-answer timeouts, wrap-up ends,
+        callers' maximum wait and announcements."""
+        now = self.clock()
+        out: list[Action] = []
+        while (due := self.next_deadline()) is not None and due <= now:
+            self._now = due
+            for call in sorted(self._calls.values(), key=_Call.order):
+                for agent_id, offer in list(call.offers.items()):
+                    if offer.deadline <= due:
+                        self._drop_offer(call, agent_id, "no_answer", out)
+                        if self.queues[call.queue].autopause:
+                            self._agents[agent_id].pause_reason = "no answer"
+            for a in self._agents.values():
+                if a.wrap_up_until is not None and a.wrap_up_until <= due:
+                    a.wrap_up_until = None
+                    a.idle_since = due
+            self._settle(out)
+        self._now = now
+        return out
+
+    # --- outputs for the API -------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Every queue with its waiting callers (in order of service), its agents with their state, and its
+        statistics. JSON-able; the body of GET /api/queues."""
+        self._now = self.clock()
+        queues = []
+        for name, q in self.queues.items():
+            waiting = []
+            for pos, c in enumerate(self._ordered(name), start=1):
+                summary = c.handoff.get("summary")
+                waiting.append({
+                    "call_id": c.call_id,
+                    "caller": c.caller,
+                    "position": pos,
+                    "priority": c.priority,
+                    "waited_s": round(self._now - c.enqueued_at, 3),
+                    "state": "ringing" if c.offers else "waiting",
+                    "ringing": sorted(c.offers),
+                    "summary": summary if isinstance(summary, str) else None,
+                    "estimated_wait_s": self._estimate(q, pos),
+                })
+            agents = [{"id": a.cfg.id, "name": a.cfg.display_name, "state": a.state, "pause_reason": a.pause_reason}
+                      for a in self._agents.values() if serves(a.cfg, q)]
+            queues.append({
+                "name": name, "strategy": q.strategy, "skills": list(q.skills),
+                "blind_transfer_to": q.blind_transfer_to,
+                "waiting": waiting, "agents": agents, "stats": self.queue_stats(name),
+            })
+        return {"queues": queues}
+
+    def agents_snapshot(self) -> list[dict[str, Any]]:
+        """Every agent with state, pause reason, current calls and the queues they serve (GET /api/agents)."""
+        self._now = self.clock()
+        return [{
+            "id": a.cfg.id,
+            "name": a.cfg.display_name,
+            "contact": a.cfg.contact,
+            "skills": list(a.cfg.skills),
+            "max_calls": a.cfg.max_calls,
+            "state": a.state,
+            "pause_reason": a.pause_reason,
+            "in_state_s": round(self._now - a.state_since, 3),
+            "calls": sorted(a.calls),
+            "offered_call": a.offer,
+            "answered": a.answered,
+            "queues": [name for name, q in self.queues.items() if serves(a.cfg, q)],
+        } for a in self._agents.values()]
+
+    def agent_state(self, agent_id: str) -> str:
+        """One agent's state: offline, available, ringing, busy, wrap_up or paused."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise QueueError(f"no agent with id {agent_id!r}")
+        return agent.state
+
+    def queue_stats(self, name: str) -> dict[str, Any]:
+        """Statistics of one queue since start: waiting now, longest current wait, answered, abandoned,
+        timed out, callbacks, service level (answered within ``service_level_s`` / answered + abandoned +
+        timed out; None before any such call), average wait of answered calls and average handle time."""
+        if name not in self.queues:
+            raise QueueError(f"no queue named {name!r}")
+        st = self._stats[name]
+        waiting = [c for c in self._calls.values() if c.queue == name]
+        finished = st.answered + st.abandoned + st.timeouts
+        return {
+            "waiting": len(waiting),
+            "longest_wait_s": round(max((self._now - c.enqueued_at for c in waiting), default=0.0), 3),
+            "answered": st.answered,
+            "abandoned": st.abandoned,
+            "timed_out": st.timeouts,
+            "callbacks": st.callbacks,
+            "transferred": st.transferred,
+            "connected_now": sum(1 for c in self._connected.values() if c.queue == name),
+            "service_level_s": self.queues[name].service_level_s,
+            "service_level": round(st.answered_within / finished, 4) if finished else None,
+            "average_wait_s": round(st.wait_total / st.answered, 3) if st.answered else None,
+            "average_abandon_wait_s": round(st.abandon_wait_total / st.abandoned, 3) if st.abandoned else None,
+            "average_handle_time_s": round(st.handle_total / st.handled, 3) if st.handled else None,
+        }
+
+    def position(self, call_id: str) -> int | None:
+        """A queued caller's position (1 = next), or None if not queued."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        return [c.call_id for c in self._ordered(call.queue)].index(call_id) + 1
+
+    # --- internals ----------------------------------------------------------------------------------------
+    def _priority(self, q: QueueConfig, handoff: dict[str, Any], given: int | None) -> int:
+        base = given if given is not None else handoff.get("priority", 0)
+        if not isinstance(base, int) or isinstance(base, bool):
+            base = 0
+        met = handoff_conditions(handoff)
+        return base + sum(bonus for cond, bonus in q.priority_rules.items() if cond in met)
+
+    def _ordered(self, queue: str) -> list[_Call]:
+        return sorted((c for c in self._calls.values() if c.queue == queue), key=_Call.order)
+
+    def _free(self, a: _Agent, q: QueueConfig, call: _Call) -> bool:
+        return (a.logged_in and a.pause_reason is None and a.offer is None and a.wrap_up_until is None
+                and len(a.calls) < a.cfg.max_calls and a.cfg.id not in call.declined and serves(a.cfg, q))
+
+    def _choose(self, q: QueueConfig, free: list[_Agent]) -> list[_Agent]:
+        if q.strategy == "ring_all":
+            return free
+        if q.strategy == "round_robin":
+            last = self._rr_last.get(q.name, -1)
+            after = [a for a in free if a.index > last]
+            pick = min(after or free, key=lambda a: a.index)
+            self._rr_last[q.name] = pick.index
+            return [pick]
+        return [min(free, key=lambda a: (a.idle_since, a.index))]
+
+    def _dispatch(self, out: list[Action]) -> None:
+        for call in sorted(self._calls.values(), key=_Call.order):
+            # A caller past their maximum wait (an offer ran over it) gets the fallback, not another agent.
+            if call.offers or call.deadline <= self._now:
+                continue
+            q = self.queues[call.queue]
+            free =  [a for a in self._agents.values() if self._free(a, q, call)]
+            if not free:
+                continue
+            for agent in self._choose(q, free):
+                agent.offer = call.call_id
+                call.offers[agent.cfg.id] = _Offer(agent.cfg.id, self._now + q.agent_timeout)
+                out.append(RingAgent(call.call_id, agent.cfg.id, agent.cfg.contact, q.name, q.agent_confirm,
+                                     q.agent_timeout, call.handoff))
+
+    def _settle(self, out: list[Action]) -> None:
+        """After any change: offer free agents, then the waiting callers' due timers, then report agents."""
+        self._dispatch(out)
+        for call in sorted(self._calls.values(), key=_Call.order):
+            if call.offers:
+                continue
+            q = self.queues[call.queue]
+            if call.deadline <= self._now:
+                wait = self._leave(call)
+                self._stats[q.name].timeouts += 1
+                out += [Fallback(call.call_id, q.name, q.fallback, "max_wait", call.caller, call.handoff),
+                        CallLeftQueue(call.call_id, q.name, "timeout", wait)]
+            elif call.next_announce is not None and call.next_announce <= self._now:
+                pos = self.position(call.call_id) or 1
+                out.append(Announce(call.call_id, q.name, pos, self._estimate(q, pos), q.callback_key,
+                                    first=not call.announced))
+                call.announced = True
+                call.next_announce = self._now + q.announce_every if q.announce_every > 0 else None
+        for aid, a in self._agents.items():
+            now_state = (a.state, a.pause_reason if a.state == "paused" else None)
+            if self._reported[aid] != now_state:
+                self._reported[aid] = now_state
+                a.state_since = self._now
+                out.append(AgentStateChanged(aid, now_state[0], now_state[1]))  # type: ignore[arg-type]
+
+    def _estimate(self, q: QueueConfig, position: int) -> float | None:
+        staffed = [a for a in self._agents.values() if a.logged_in and a.pause_reason is None and serves(a.cfg, q)]
+        if not staffed:
+            return None
+        st = self._stats[q.name]
+        per_call = (sum(st.recent_handle) / len(st.recent_handle) if st.recent_handle
+                    else q.expected_handle_time) + q.wrap_up
+        capacity = sum(a.cfg.max_calls for a in staffed)
+        free = sum(a.cfg.max_calls - len(a.calls) for a in staffed
+                   if a.offer is None and a.wrap_up_until is None)
+        ahead = max(0, position - free)
+        return round(math.ceil(ahead / capacity) * per_call, 1)
+
+    def _offer_of(self, call_id: str, agent_id: str) -> tuple[_Call | None, _Offer | None]:
+        call = self._calls.get(call_id)
+        if call is None or agent_id not in call.offers:
+            log.info("no offer of call %s to agent %s (withdrawn or never made)", call_id, agent_id)
+            return None, None
+        return call, call.offers[agent_id]
+
+    def _drop_offer(self, call: _Call, agent_id: str, reason: str, out: list[Action]) -> None:
+        call.offers.pop(agent_id, None)
+        self._agents[agent_id].offer = None
+        out.append(StopRinging(call.call_id, agent_id, reason))  # type: ignore[arg-type]
+
+    def _withdraw_offers(self, call: _Call, reason: str, out: list[Action]) -> None:
+        for agent_id in list(call.offers):
+            self._drop_offer(call, agent_id, reason, out)
+
+    def _leave(self, call: _Call) -> float:
+        del self._calls[call.call_id]
+        return round(self._now - call.enqueued_at, 3)
+
+    def _connect(self, call: _Call, agent_id: str, out: list[Action]) -> None:
+        for other in [a for a in call.offers if a != agent_id]:
+            self._drop_offer(call, other, "answered_elsewhere", out)
+        call.offers.clear()
+        agent = self._agents[agent_id]
+        agent.offer = None
+        agent.calls.add(call.call_id)
+        agent.answered += 1
+        wait = self._leave(call)
+        st = self._stats[call.queue]
+        st.answered += 1
+        st.wait_total += wait
+        if wait <= self.queues[call.queue].service_level_s:
+            st.answered_within += 1
+        self._connected[call.call_id] = _Connected(call.call_id, call.queue, agent_id, self._now)
+        out += [Connect(call.call_id, agent_id, call.queue),
+                CallLeftQueue(call.call_id, call.queue, "answered", wait, agent_id)]
