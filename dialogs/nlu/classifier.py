@@ -41,7 +41,7 @@ def classifier_view(words: Sequence[str]) -> str:
 class IntentClassifier:
     """Multi-class probabilities over the intents it was trained on."""
 
-    def __init__(self, *, c: float = 10.0, seed: int = 0):
+    def __init__(self, *, c: float = 30.0, seed: int = 0):
         self._pipeline = make_pipeline(
             FeatureUnion([
                 ("words", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,

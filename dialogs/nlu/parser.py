@@ -26,14 +26,14 @@ from dialogs.domain.schema import DIALOG_ACTS, Domain
 from dialogs.nlu.classifier import IntentClassifier, classifier_view
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.normalize import Normalized, normalize
-from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause
+from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause, weak_cuts
 
 OUT_OF_SCOPE = "out_of_scope"
 DENY = "deny"
 # Cost of one more clause in the segmentation (in log-probability): a split must buy more certainty.
-CLAUSE_COST = 0.5
+CLAUSE_COST = 1.5
 # How much each atomic piece's own classification counts towards the label of its clause.
-PIECE_WEIGHT = 1.0
+PIECE_WEIGHT = 0.5
 # Above this many candidate cut points, clauses may span at most MAX_SPAN of them (bounded work on long input).
 MAX_CUTS = 14
 MAX_SPAN = 5
@@ -187,6 +187,7 @@ class NLU:
         """The best segmentation of the utterance (see the module docstring)."""
         tokens = norm.tokens
         points = [0, *candidate_cuts(tokens, norm.breaks), len(tokens)]
+        weak = weak_cuts(tokens, norm.breaks)
         span = len(points) if len(points) <= MAX_CUTS + 2 else MAX_SPAN
         spans = [(i, j) for i in range(len(points)) for j in range(i + 1, min(len(points), i + span + 1))]
         clauses = {(i, j): make_clause(tokens, points[i], points[j]) for i, j in spans}
@@ -207,6 +208,9 @@ class NLU:
         gains: dict[tuple[int, int], float] = {}
         for key in wordy:
             i, j = key
+            if clauses[key].negated and any(points[k] not in weak for k in range(i + 1, j)):
+                gains[key] = -math.inf  # a negation reaches to the next clause opener, no further
+                continue
             total = np.log(np.maximum(probs[key], 1e-9)) + PIECE_WEIGHT * (prefix[j] - prefix[i])
             c = int(np.argmax(total))
             scored[key] = _Scored(clauses[key], str(classes[c]), float(probs[key][c]))

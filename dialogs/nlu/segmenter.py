@@ -24,6 +24,7 @@ _CONNECTORS: list[tuple[str, ...]] = sorted(
         "well", "ok so", "alright so", "right so", "so yeah", "and i also", "as well", "too", "and finally",
         "finally", "first", "firstly", "secondly", "second", "lastly", "next", "or", "and or",
         "and while you are at it", "at the same time", "and after that", "and lastly", "now", "basically",
+        "ok", "ok so", "alright", "right", "and ok", "because of that",
     )],
     key=len, reverse=True,
 )
@@ -35,8 +36,11 @@ _OPENERS: list[tuple[str, ...]] = [tuple(o.split()) for o in (
     "i also", "tell me", "where is", "how do", "how can", "what is", "just", "i am", "i have", "please",
     "is there", "let me", "help me", "why", "do you", "are you", "give me", "put me", "connect me",
     "transfer me", "get me", "instead", "rather", "thanks", "thank you", "bye", "goodbye", "cheers", "hi",
-    "hello", "no", "yes", "i was", "i got", "i moved",
+    "hello", "no", "yes", "i was", "i got", "i moved", "i just", "my", "track", "update", "change", "cancel",
+    "reset", "return", "check", "send", "start", "close", "stop", "put", "transfer", "connect", "the app",
+    "the website",
 )]
+_WEAK_OPENERS = [("my",), ("the", "app"), ("the", "website")]
 # A clause does not end on these words, so never cut right after one.
 _NO_CUT_AFTER = frozenset({
     "to", "the", "a", "an", "my", "your", "do", "does", "did", "not", "of", "for", "i", "we", "you", "can",
@@ -46,7 +50,8 @@ _NO_CUT_AFTER = frozenset({
 # Dialog acts that open or close a turn without a conjunction ("hi i need ...", "... thanks bye").
 _LEAD_ACTS = [tuple(a.split()) for a in (
     "hi there", "hello there", "hey there", "good morning", "good afternoon", "good evening", "hi", "hello",
-    "hey", "yes please", "yes", "yeah", "yep", "no", "nope", "ok", "sure", "thanks", "thank you",
+    "hey", "yes please", "yes", "yeah", "yep", "no thanks", "no thank you", "no", "nope", "thanks",
+    "thank you",
 )]
 _TAIL_ACTS = [tuple(a.split()) for a in (
     "thanks", "thank you", "thank you very much", "thanks a lot", "cheers", "bye", "goodbye", "bye bye",
@@ -105,24 +110,38 @@ def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
         if (_match_at(tokens, i, _CONNECTORS) or _match_at(tokens, i, _OPENERS)) \
                 and tokens[i - 1] not in _NO_CUT_AFTER:
             cuts.add(i)
-    cuts -= inside_cue
-    cuts.discard(0)
     lead = _match_at(tokens, 0, _LEAD_ACTS)
     if lead and len(lead) < n:
         cuts.add(len(lead))
+        inside_cue.update(range(1, len(lead)))  # "no thanks" is one answer
     for i in range(max(1, n - 5), n):
         if _match_at(tokens, i, _TAIL_ACTS) and i + len(_match_at(tokens, i, _TAIL_ACTS) or ()) == n:
             cuts.add(i)
+    # never inside a negation cue ("no | need to", "i do | not want to")
+    cuts -= inside_cue
+    cuts.discard(0)
     return sorted(cuts)
 
 
-def strip_connectors(words: list[str]) -> list[str]:
-    """The clause without leading and trailing connectors ("and then check my bill and" -> "check my bill")."""
+def weak_cuts(tokens: list[str], breaks: set[int]) -> set[int]:
+    """Cut points that may also just start an object ("cancel | my subscription"): a negation reaches
+    across them."""
+    weak = set()
+    for i in range(1, len(tokens)):
+        if i not in breaks and _match_at(tokens, i, _WEAK_OPENERS) and not _match_at(tokens, i - 1, _CONNECTORS):
+            weak.add(i)
+    return weak
+
+
+def strip_connectors(words: list[str], *, keep_last: bool = True) -> list[str]:
+    """The clause without leading and trailing connectors ("and then check my bill and" -> "check my bill").
+
+    With ``keep_last`` a clause that is nothing but a connector keeps it ("ok" alone is an answer)."""
     changed = True
     while changed and words:
         changed = False
         lead = _match_at(words, 0, _CONNECTORS)
-        if lead and len(lead) < len(words):
+        if lead and (len(lead) < len(words) or not keep_last):
             words = words[len(lead):]
             changed = True
         if words and words[-1] in ("and", "but", "so", "then", "also", "or", "plus"):
@@ -133,7 +152,8 @@ def strip_connectors(words: list[str]) -> list[str]:
 
 def make_clause(tokens: list[str], start: int, end: int) -> Clause:
     """The clause of tokens ``start:end``, with connectors removed and negation detected."""
-    words = strip_connectors(list(tokens[start:end]))
+    # inside a longer turn a lone "ok" or "right" is a connector; alone it is an answer
+    words = strip_connectors(list(tokens[start:end]), keep_last=start == 0 and end == len(tokens))
     negated = False
     k = 0
     while k < len(words) - 1 and words[k] in _LEAD_SOFT:

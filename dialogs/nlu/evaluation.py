@@ -1,0 +1,189 @@
+"""Measure the NLU on labelled utterances: intent-set exact match, per-intent precision/recall, slot F1.
+
+The file format is TSV with a header line: ``utterance<TAB>intents[<TAB>slots]``. Intents are separated by
+commas (or ``#``, as in MixSNIPS). The optional slots column holds ``slot=value`` pairs separated by ``;``
+(dates as ISO ``YYYY-MM-DD``); slot F1 is computed over the rows that have the column.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from dialogs.nlu.parser import NLU
+
+
+class DatasetError(ValueError):
+    """A labelled file that cannot be read; the message names the file and line."""
+
+
+@dataclass
+class Example:
+    text: str
+    intents: list[str]
+    slots: set[tuple[str, str]] | None = None  # None: the row has no slot labels
+    line: int = 0
+
+
+@dataclass
+class Report:
+    n: int
+    exact_match: float
+    single: dict[str, float]  # {"n": ..., "accuracy": ...} for rows with one gold intent
+    multi: dict[str, float]  # rows with two or more gold intents
+    per_intent: dict[str, dict[str, float]]
+    slots: dict[str, float] | None
+    ms_per_utterance: float
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n, "exact_match": self.exact_match, "single": self.single, "multi": self.multi,
+            "per_intent": self.per_intent, "slots": self.slots, "ms_per_utterance": self.ms_per_utterance,
+            "errors": self.errors,
+        }
+
+
+def _split_labels(field_text: str) -> list[str]:
+    return [x.strip() for x in field_text.replace("#", ",").split(",") if x.strip()]
+
+
+def load_examples(path: str | Path) -> list[Example]:
+    """Read a labelled TSV file. Raises :class:`DatasetError` with file and line on a malformed row."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DatasetError(f"{p}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{p}: cannot read: {exc}") from None
+    if not lines:
+        raise DatasetError(f"{p}: empty file (expected a header line and rows: utterance<TAB>intents)")
+    out: list[Example] = []
+    for no, line in enumerate(lines[1:], start=2):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) < 2 or not cols[1].strip():
+            raise DatasetError(f"{p}:{no}: expected 'utterance<TAB>intents', got {line[:80]!r}")
+        slots = None
+        if len(cols) >= 3:
+            slots = set()
+            for pair in filter(None, (x.strip() for x in cols[2].split(";"))):
+                if "=" not in pair:
+                    raise DatasetError(f"{p}:{no}: slot {pair!r} is not slot=value")
+                k, v = pair.split("=", 1)
+                slots.add((k.strip(), v.strip()))
+        out.append(Example(cols[0], _split_labels(cols[1]), slots, no))
+    if not out:
+        raise DatasetError(f"{p}: no rows after the header line")
+    return out
+
+
+def _value_text(v: Any) -> str:
+    return v.isoformat() if isinstance(v, date) else str(v)
+
+
+def evaluate(nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50) -> Report:
+    """Parse every example and compare with its labels. ``today`` resolves relative dates ("yesterday")."""
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    counts = {"single": [0, 0], "multi": [0, 0]}
+    slot_tp = slot_fp = slot_fn = 0
+    slot_rows = 0
+    errors: list[dict[str, Any]] = []
+    elapsed = 0.0
+    for ex in examples:
+        t0 = time.perf_counter()
+        result = nlu.parse(ex.text, today=today)
+        elapsed += time.perf_counter() - t0
+        gold = set(ex.intents)
+        pred = {h.name for h in result.intents}
+        ok = gold == pred
+        kind = "single" if len(gold) == 1 else "multi"
+        counts[kind][0] += 1
+        counts[kind][1] += ok
+        for name in pred & gold:
+            tp[name] += 1
+        for name in pred - gold:
+            fp[name] += 1
+        for name in gold - pred:
+            fn[name] += 1
+        slot_ok = True
+        if ex.slots is not None:
+            slot_rows += 1
+            got = {(k, _value_text(v)) for h in result.intents for k, v in h.slots.items()}
+            gold_slots = {(k, v.lower()) for k, v in ex.slots}
+            got_cmp = {(k, v.lower()) for k, v in got}
+            slot_tp += len(got_cmp & gold_slots)
+            slot_fp += len(got_cmp - gold_slots)
+            slot_fn += len(gold_slots - got_cmp)
+            slot_ok = got_cmp == gold_slots
+        if (not ok or not slot_ok) and len(errors) < max_errors:
+            errors.append({
+                "line": ex.line, "text": ex.text, "gold": ex.intents, "predicted": [h.name for h in result.intents],
+                "negated": result.negated, "segments": result.segments,
+                **({"gold_slots": sorted(ex.slots), "slots": sorted(
+                    (k, _value_text(v)) for h in result.intents for k, v in h.slots.items())}
+                   if ex.slots is not None and not slot_ok else {}),
+            })
+    per_intent: dict[str, dict[str, float]] = {}
+    for name in sorted(set(tp) | set(fp) | set(fn)):
+        p = tp[name] / (tp[name] + fp[name]) if tp[name] + fp[name] else 0.0
+        r = tp[name] / (tp[name] + fn[name]) if tp[name] + fn[name] else 0.0
+        f = 2 * p * r / (p + r) if p + r else 0.0
+        per_intent[name] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+                            "support": tp[name] + fn[name]}
+    slots = None
+    if slot_rows:
+        sp = slot_tp / (slot_tp + slot_fp) if slot_tp + slot_fp else 0.0
+        sr = slot_tp / (slot_tp + slot_fn) if slot_tp + slot_fn else 0.0
+        slots = {"rows": slot_rows, "precision": round(sp, 4), "recall": round(sr, 4),
+                 "f1": round(2 * sp * sr / (sp + sr), 4) if sp + sr else 0.0}
+    n = len(examples)
+
+    def acc(kind: str) -> dict[str, float]:
+        total, right = counts[kind]
+        return {"n": total, "accuracy": round(right / total, 4) if total else 0.0}
+
+    return Report(
+        n=n,
+        exact_match=round((counts["single"][1] + counts["multi"][1]) / n, 4) if n else 0.0,
+        single=acc("single"),
+        multi=acc("multi"),
+        per_intent=per_intent,
+        slots=slots,
+        ms_per_utterance=round(1000 * elapsed / n, 2) if n else 0.0,
+        errors=errors,
+    )
+
+
+def format_report(report: Report, *, show_errors: int = 20) -> str:
+    """A plain-text report for a terminal."""
+    lines = [
+        f"utterances: {report.n}",
+        f"intent-set exact match: {report.exact_match:.1%}",
+        f"  single-intent: {report.single['accuracy']:.1%} of {report.single['n']:.0f}",
+        f"  multi-intent:  {report.multi['accuracy']:.1%} of {report.multi['n']:.0f}",
+    ]
+    if report.slots:
+        s = report.slots
+        lines.append(f"slots ({s['rows']:.0f} rows): precision {s['precision']:.1%} recall {s['recall']:.1%} "
+                     f"F1 {s['f1']:.1%}")
+    lines.append(f"time per utterance: {report.ms_per_utterance:.1f} ms")
+    lines.append("")
+    lines.append(f"{'intent':<22}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
+    for name, m in report.per_intent.items():
+        lines.append(f"{name:<22}{m['precision']:>10.1%}{m['recall']:>10.1%}{m['f1']:>8.1%}{m['support']:>9.0f}")
+    if report.errors and show_errors:
+        lines.append("")
+        lines.append(f"errors (first {min(show_errors, len(report.errors))}):")
+        for e in report.errors[:show_errors]:
+            extra = f"  slots {e['slots']} != {e['gold_slots']}" if "gold_slots" in e else ""
+            lines.append(f"  line {e['line']}: {e['text']!r}: gold {e['gold']} got {e['predicted']}{extra}")
+    return "\n".join(lines)
