@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from audio.config import ProsodyConfig
 from telephony.config import SipConfig, TrunkConfig
+from telephony.queue.config import AgentConfig, QueueConfig
 
 ENV_PREFIX = "VOICEBOT_"
 DEFAULT_CONFIG_NAME = "voicebot.yaml"
@@ -132,6 +133,8 @@ class Settings(BaseSettings):
     prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
     sip: SipConfig = Field(default_factory=SipConfig)
     trunks: list[TrunkConfig] = Field(default_factory=list)
+    agents: list[AgentConfig] = Field(default_factory=list)
+    queues: list[QueueConfig] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where the file came from, so relative paths in it resolve against its folder.

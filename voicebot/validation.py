@@ -39,7 +39,19 @@ def _database(settings: Settings) -> list[tuple[str, str]]:
     return []
 
 
-CHECKS: list[Check] = [_domain, _database]
+def _queues(settings: Settings) -> list[tuple[str, str]]:
+    from dialogs.domain import DomainError, load_domain
+    from telephony.queue.config import check_queues
+
+    try:
+        domain = load_domain(settings.resolve(settings.domain.path))
+    except DomainError:
+        domain = None  # reported by _domain
+    wanted = ({domain.default_queue} | {i.queue for i in domain.intents.values() if i.queue}) if domain else None
+    return check_queues(settings.agents, settings.queues, wanted)
+
+
+CHECKS: list[Check] = [_domain, _database, _queues]
 
 
 def register(check: Check) -> Check:
