@@ -34,7 +34,7 @@ class EngineOptions:
     max_no_match: int = 2
     max_reprompts: int = 2
     max_verification_attempts: int = 3
-    frustration_handoff: float = 0.75
+    frustration_handoff: float = 0.7
     frustration_calm: float = 0.4
     greeting: str | None = None
     memory: MemoryOptions = field(default_factory=MemoryOptions)

@@ -59,7 +59,7 @@ class DialogConfig(Section):
     max_reprompts: int = Field(2, ge=1, description="Re-asks of one slot before hand-off.")
     max_verification_attempts: int = Field(3, ge=1)
     frustration_handoff: float = Field(
-        0.75, ge=0.0, le=1.0, description="Per-turn frustration score at or above which a human is offered."
+        0.7, ge=0.0, le=1.0, description="Per-turn frustration score at or above which a human is offered."
     )
     frustration_calm: float = Field(
         0.4, ge=0.0, le=1.0, description="Score at or above which calmer response variants are used."

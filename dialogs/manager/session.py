@@ -106,7 +106,10 @@ class DialogSession:
             matters = []
             mem = self.engine.options.memory
             if customer is not None and mem.enabled and mem.remember:
-                matters = repository.open_matters(s, customer.id, now, list(mem.remember), mem.remember_days)
+                topics = {n: i.announce for n, i in self.domain.intents.items() if i.announce}
+                matters = repository.open_matters(
+                    s, customer.id, now, list(mem.remember), mem.remember_days, topics=topics
+                )
         override = self.engine.options.greeting
         if matters:
             m = matters[0]
@@ -378,7 +381,9 @@ class DialogSession:
             return self._verification_failed("verify_failed")
         with self.engine.database.session() as s:
             for method, value in candidates:
-                if repository.verify_identity(s, st.customer_id, method, value):
+                if repository.verify_identity(
+                    s, st.customer_id, method, value, now=self.clock(), contact_id=self.contact_id
+                ):
                     st.verified = True
                     st.verified_by = method
                     break
