@@ -15,6 +15,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
 
+from dialogs.nlu.entities import mask_addresses
 from dialogs.nlu.normalize import normalize
 
 # Values are replaced by a placeholder: the classifier should learn "order number NUM", not "45281".
@@ -28,7 +29,7 @@ _PLACEHOLDERS = (
 def classifier_view(words: Sequence[str]) -> str:
     """The text the classifier sees for normalised words: values replaced by placeholders."""
     out = []
-    for w in words:
+    for w in mask_addresses(" ".join(words)).split():
         for test, placeholder in _PLACEHOLDERS:
             if test(w):
                 out.append(placeholder)

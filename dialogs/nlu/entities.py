@@ -67,7 +67,7 @@ _REASONS: list[tuple[str, str]] = [
                    r"wrong size|not (?:the right|my) size|does not fit|fits? badly|size is wrong"),
     ("damaged", r"damaged|broken|cracked|torn|scratched|smashed|dented|ripped|stained|shattered|leaking|"
                 r"arrived broken|in pieces"),
-    ("defective", r"defective|faulty|(?:does|did) not work|stopped working|not working|will not (?:turn|switch) on|"
+    ("defective", r"defective|faulty|(?:do|does|did) not work|stopped working|not working|will not (?:turn|switch) on|"
                   r"dead on arrival|malfunction\w*|keeps? (?:breaking|crashing)"),
     ("wrong_item", r"wrong (?:item|product|thing|colou?r|model|one|order)|not what i ordered|sent me the wrong|"
                    r"different (?:item|product)|missing parts?"),
@@ -241,6 +241,11 @@ def _title(text: str) -> str:
     for w in text.split():
         words.append(w.upper() if re.fullmatch(r"[a-z]{1,2}\d[a-z\d]?|\d[a-z]{2}", w) else w.capitalize())
     return " ".join(words)
+
+
+def mask_addresses(text: str) -> str:
+    """Normalised text with every postal address replaced by the word ``addressval``."""
+    return _ADDRESS.sub("addressval", text) if any(c.isdigit() for c in text) else text
 
 
 def yes_no(text: str) -> Entity | None:
