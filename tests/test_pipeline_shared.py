@@ -39,3 +39,21 @@ def test_leading_silence_is_trimmed_but_the_onset_kept():
     assert trimmed[220] == 5000
     silent = np.zeros(50, np.int16)
     assert len(_trim_leading_silence(silent)) == 50
+
+
+def test_end_of_turn_waits_longer_for_a_transcript_that_trails_off():
+    from voicebot.pipeline.turns import TurnParams, end_of_turn_silence
+
+    p = TurnParams()
+    assert end_of_turn_silence("Where is my order?", p) == p.end_of_turn_s
+    assert end_of_turn_silence("I have a question about my bill", p) == p.end_of_turn_unpunctuated_s
+    for trailing in ["I want to check my order and", "I want to check my order and...", "Well,", "", "my"]:
+        assert end_of_turn_silence(trailing, p) == p.end_of_turn_incomplete_s, trailing
+    assert p.end_of_turn_s < p.end_of_turn_unpunctuated_s < p.end_of_turn_incomplete_s
+
+
+def test_whisper_repetition_loops_are_recognised():
+    from voicebot.pipeline.shared import _looped
+
+    assert _looped("17 Baker Street, London 17 Baker Street, London 17 Baker Street, London")
+    assert not _looped("No, no, I want to check my order, not the order of my friend.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,9 @@ class TurnParams:
     vad_threshold: float = 0.5
     start_s: float = 0.128  # voiced audio before speech counts as started (and can barge in)
     pause_s: float = 0.16  # silence that starts a speculative transcription
-    end_of_turn_s: float = 0.55  # silence that ends the caller's turn
+    end_of_turn_s: float = 0.45  # silence that ends a turn whose transcript ends a sentence
+    end_of_turn_unpunctuated_s: float = 0.65  # ... whose transcript has no final punctuation
+    end_of_turn_incomplete_s: float = 0.9  # silence that ends any turn ("I want to ... and", no transcript yet)
     preroll_s: float = 0.3  # audio kept from before the detected start (Silero reacts late)
     max_turn_s: float = 30.0
     barge_in: bool = True
@@ -57,6 +60,31 @@ class PendingSpeech:
 
     audio: bytes
     start: datetime
+
+
+# A turn ending in one of these words is still going on, whatever the punctuation says.
+_CONTINUATIONS = {"and", "or", "but", "so", "because", "the", "a", "an", "to", "my", "of", "with", "for", "is", "um", "uh"}
+
+
+def end_of_turn_silence(text: str, params: TurnParams) -> float:
+    """The silence after which a turn with this transcript is over.
+
+    Short if the transcript ends a sentence; longer without final punctuation (Whisper sometimes omits
+    it); longest if it trails off ("...", a comma) or ends on a word that needs more ("and", "my").
+    """
+    text = text.strip()
+    words = re.findall(r"[a-z']+", text.lower())
+    if not words or text.endswith(("...", "…", ",", "-")) or words[-1] in _CONTINUATIONS:
+        return params.end_of_turn_incomplete_s
+    if text[-1] in ".?!":
+        return params.end_of_turn_s
+    return params.end_of_turn_unpunctuated_s
+
+
+def _result_text(task: asyncio.Task[tuple[str, float]]) -> str:
+    if task.cancelled() or task.exception() is not None:
+        return ""
+    return task.result()[0]
 
 
 class CallerTurnProcessor(FrameProcessor):
@@ -79,6 +107,7 @@ class CallerTurnProcessor(FrameProcessor):
         self._start_windows = max(1, round(self._p.start_s / WINDOW_S))
         self._pause_windows = max(1, round(self._p.pause_s / WINDOW_S))
         self._eot_windows = max(self._pause_windows, round(self._p.end_of_turn_s / WINDOW_S))
+        self._eot_max_windows = max(self._eot_windows, round(self._p.end_of_turn_incomplete_s / WINDOW_S))
         self._in_speech = False
         self._voiced_run = 0
         self._silence_run = 0
@@ -153,8 +182,13 @@ class CallerTurnProcessor(FrameProcessor):
             snapshot = bytes(self._utterance)
             self._speculation_len = len(snapshot)
             self._speculation = asyncio.ensure_future(self._transcribe(snapshot))
-        if self._silence_run >= self._eot_windows:
+        if self._silence_run >= self._eot_max_windows:
             await self._turn_ended()
+        elif self._silence_run >= self._eot_windows and self._speculation is not None and self._speculation.done():
+            # Shorter silence: enough only if the transcript is in and reads as finished.
+            needed = end_of_turn_silence(_result_text(self._speculation), self._p)
+            if self._silence_run >= round(needed / WINDOW_S):
+                await self._turn_ended()
 
     async def _transcribe(self, audio: bytes) -> tuple[str, float]:
         started = time.perf_counter()

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = files("voicebot.server").joinpath("static")
 MAX_CALLER_ID = 64
+AUDIO_IN_PREFETCH = 1  # RTP packets aiortc holds before decoding the caller's audio
 
 
 def _bad(message: str) -> HTTPException:
@@ -84,6 +85,20 @@ async def _json(request: Request) -> Any:
         raise _bad("the request body is not valid JSON") from None
 
 
+def _low_latency_audio_in(connection: SmallWebRTCConnection) -> None:
+    """Let the caller's audio through aiortc's jitter buffer after one packet instead of four.
+
+    aiortc holds 4 Opus packets (80 ms) before decoding; on the LAN or loopback an on-premise bot
+    is called over, that is pure reply latency (the end of the caller's speech reaches the VAD late).
+    """
+    from aiortc.jitterbuffer import JitterBuffer
+
+    for transceiver in connection.pc.getTransceivers():
+        receiver = transceiver.receiver
+        if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=AUDIO_IN_PREFETCH)
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     """The FastAPI app serving calls with ``runtime``'s engine and models (loaded by the caller)."""
     handler = SmallWebRTCRequestHandler()
@@ -103,8 +118,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.calls = calls
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
+        _low_latency_audio_in(connection)
         transport = SmallWebRTCTransport(
-            connection, TransportParams(audio_in_enabled=True, audio_out_enabled=True)
+            connection,
+            # 20 ms output chunks (default 40 ms): less audio queued ahead of a barge-in, earlier first audio.
+            TransportParams(audio_in_enabled=True, audio_out_enabled=True, audio_out_10ms_chunks=2),
         )
         session = runtime.engine.new_call(channel="webrtc", caller_id=caller_id, call_id=connection.pc_id)
         call = build_call_pipeline(transport, session, runtime.shared, runtime.settings, runtime.store)
