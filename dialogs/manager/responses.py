@@ -28,6 +28,8 @@ def spoken(value: Any) -> str:
     text = str(value)
     if text.isdigit() and len(text) >= 4:
         return " ".join(text)
+    if re.fullmatch(r"[a-z]+(_[a-z]+)+", text):  # a code such as wrong_size
+        return text.replace("_", " ")
     return text
 
 

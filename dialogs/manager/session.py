@@ -358,6 +358,9 @@ class DialogSession:
     def _on_verify_factor(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
         st = self.state
         assert st.customer_id is not None
+        current = st.current.intent if st.current else None
+        if any(i.name not in ACTS and i.name != current and i.confidence >= 0.5 for i in parse.intents):
+            return False  # a new request, not an answer: numbers in it are not a postcode or PIN
         methods = list(self.domain.verification.methods)
         candidates: list[tuple[str, Any]] = []
         if dtmf and "pin" in methods:
