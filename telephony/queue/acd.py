@@ -63,6 +63,7 @@ class _Call:
     announced: bool = False
     offers: dict[str, _Offer] = field(default_factory=dict)
     declined: set[str] = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)  # rung without an answer this round
 
     def order(self) -> tuple[int, float, int]:
         return (-self.priority, self.enqueued_at, self.seq)

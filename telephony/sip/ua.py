@@ -317,6 +317,11 @@ class UserAgent:
             except SdpError as exc:
                 self._reply(req, peer, 488, extra=[("Warning", f'304 voicebot "{exc}"')])
                 return
+            # Refuse an offer without a usable codec now, before an RTP port is taken for it.
+            if not any(offer.find(codec) is not None for codec in self.config.codecs):
+                self._reply(req, peer, 488, extra=[("Warning", f'304 voicebot "no common codec: offered '
+                                                               f'{", ".join(offer.codec_names())}"')])
+                return
         tx = self._server_tx(req, peer)
         tx.respond(make_response(req, 100))
         pai = req.headers.get("P-Asserted-Identity")
