@@ -495,10 +495,16 @@ class ACD:
             if call.offers or call.deadline <= self._now:
                 continue
             q = self.queues[call.queue]
-            free =  [a for a in self._agents.values() if self._free(a, q, call)]
+            free = [a for a in self._agents.values() if self._free(a, q, call)]
             if not free:
                 continue
-            for agent in self._choose(q, free):
+            # Agents not yet tried for this call first; once all were, another round.
+            fresh = [a for a in free if a.cfg.id not in call.tried]
+            if not fresh:
+                call.tried.clear()
+                fresh = free
+            for agent in self._choose(q, fresh):
+                call.tried.add(agent.cfg.id)
                 agent.offer = call.call_id
                 call.offers[agent.cfg.id] = _Offer(agent.cfg.id, self._now + q.agent_timeout)
                 out.append(RingAgent(call.call_id, agent.cfg.id, agent.cfg.contact, q.name, q.agent_confirm,
