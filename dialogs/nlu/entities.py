@@ -39,7 +39,9 @@ _STREET = (
 )
 _ADDR_STOP = (
     r"and|so|please|postcode|the|my|also|then|but|i|it|is|thanks|thank|to|for|in|because|can|could|"
-    r"would|where|what|how|tell|check|update|change|with|from|on|at|as|apartment|flat|unit|you|yes|no|ok"
+    r"would|where|what|how|tell|check|update|change|with|from|on|at|as|apartment|flat|unit|you|yes|no|ok|"
+    r"yesterday|today|tomorrow|last|next|this|now|since|ago|monday|tuesday|wednesday|thursday|friday|saturday|"
+    r"sunday|please|thanks|which|when|we|they|he|she|was|were|will|has|have|had"
 )
 _ADDRESS = re.compile(
     rf"\b(?:(?:apartment|flat|unit) \d+[a-z]? )?\d{{1,5}}[a-z]? (?:(?!(?:{_ADDR_STOP})\b)[a-z]+ ){{1,3}}"

@@ -65,7 +65,7 @@ _NEG_CUE = re.compile(
     r"(?:do|does) not (?:really )?(?:want|need) (?:a|an|any|to)|"
     r"would not like to|would rather not|am not (?:trying|looking|asking|calling|here|going|wanting|ringing) "
     r"(?:to|about|for)|are not (?:calling|here) (?:about|for|to)|"
-    r"not (?:trying|looking|asking|calling|here) (?:to|about|for)|(?:there is )?no need to|"
+    r"not (?:trying|looking|asking|calling|here) (?:to|about|for)|(?:there is )?no need (?:to|for)|"
     r"never mind(?: about)?|forget(?: about)?|instead of|rather than|not (?:to|the|a|an|my|about|for)|"
     r"(?:do not|not) (?=(?:cancel|reset|change|return|update|transfer|close|send|refund|charge|touch|bother|"
     r"connect|put|worry|check|look)\b)|without|no longer want to"

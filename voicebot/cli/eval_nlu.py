@@ -1,0 +1,47 @@
+"""``voicebot eval nlu FILE``: intent-set exact match, per-intent precision/recall and slot F1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+
+import click
+
+from voicebot.cli.common import config_option
+from voicebot.cli.nlu import load_nlu
+
+# The day the relative dates of tests/data/nlu_dev.tsv ("yesterday", "last tuesday") were written against.
+DEV_TODAY = "2025-01-15"
+
+
+@click.command("nlu")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--today", "today_text", default=DEV_TODAY, show_default=True,
+              help="Resolve relative dates in the file against this day (YYYY-MM-DD).")
+@click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
+@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
+              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@config_option
+def eval_nlu(file: str, as_json: bool, today_text: str, show_errors: int, domain_path: str | None,
+             config_path: str | None) -> None:
+    """Measure the NLU on FILE: TSV with a header line, `utterance<TAB>intents,comma,separated`, and an
+    optional third column of gold slots `slot=value;slot=value`."""
+    from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
+
+    try:
+        today = date.fromisoformat(today_text)
+    except ValueError:
+        raise click.BadParameter(f"{today_text!r} is not a date like 2025-01-15", param_hint="--today") from None
+    try:
+        examples = load_examples(file)
+    except DatasetError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    model = load_nlu(config_path, domain_path)
+    report = evaluate(model, examples, today=today, max_errors=max(show_errors, 0) if not as_json else 1000)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(format_report(report, show_errors=show_errors))
