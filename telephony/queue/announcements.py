@@ -12,7 +12,7 @@ def wait_phrase(seconds: float | None) -> str | None:
     "about 1 hour 10 minutes"; None when unknown."""
     if seconds is None:
         return None
-    minutes = round(seconds / 60)
+    minutes = int(seconds / 60 + 0.5)  # half up: 2.5 minutes is "about 3"
     if seconds < 60 or minutes < 1:
         return "less than a minute"
     if minutes == 1:
