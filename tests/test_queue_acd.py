@@ -31,8 +31,9 @@ class Clock:
 
 
 def agents(*ids: str, logged_in: bool = True, skills: list[str] | None = None) -> list[AgentConfig]:
-    return [AgentConfig(id=i, contact=f"sip:{i}@127.0.0.1", logged_in=logged_in, skills=skills or [])
-            for i in ids]
+    return [
+        AgentConfig(id=i, contact=f"sip:{i}@127.0.0.1", logged_in=logged_in, skills=skills or []) for i in ids
+    ]
 
 
 def make(agent_list: list[AgentConfig], **queue: object) -> tuple[ACD, Clock]:
@@ -50,8 +51,14 @@ def rung(actions: list) -> list[tuple[str, str]]:
 
 
 def packet(**extra: object) -> dict:
-    return {"summary": "Caller wants a refund.", "reason": "caller_request", "queue": "general", "priority": 0,
-            "caller_id": "+4930123", **extra}
+    return {
+        "summary": "Caller wants a refund.",
+        "reason": "caller_request",
+        "queue": "general",
+        "priority": 0,
+        "caller_id": "+4930123",
+        **extra,
+    }
 
 
 def test_longest_idle_offers_the_agent_idle_longest() -> None:
@@ -90,7 +97,9 @@ def test_ring_all_rings_every_free_agent_and_the_first_answer_wins() -> None:
     out = acd.agent_answered("call1", "b")
     assert of(out, Connect) == [Connect("call1", "b", "general")]
     assert sorted((s.agent_id, s.reason) for s in of(out, StopRinging)) == [
-        ("a", "answered_elsewhere"), ("c", "answered_elsewhere")]
+        ("a", "answered_elsewhere"),
+        ("c", "answered_elsewhere"),
+    ]
     assert acd.agent_state("b") == "busy"
     assert acd.agent_state("a") == "available"
 
@@ -283,7 +292,11 @@ def test_callback_key_leaves_the_queue_with_a_callback_request() -> None:
     out = acd.caller_key("call1", "*")
     (fb,) = of(out, Fallback)
     assert (fb.kind, fb.reason, fb.caller, fb.handoff["summary"]) == (
-        "callback", "caller_request", "+4930123", "Caller wants a refund.")
+        "callback",
+        "caller_request",
+        "+4930123",
+        "Caller wants a refund.",
+    )
     assert of(out, CallLeftQueue)[0].wait_s == 7
     assert acd.queue_stats("general")["callbacks"] == 1
 
@@ -319,8 +332,11 @@ def test_set_agent_state_rejects_unknown_agents_and_states() -> None:
 
 def test_skills_route_calls_to_qualified_agents_and_unknown_queue_goes_to_the_first() -> None:
     clock = Clock()
-    acd = ACD(agents("gen") + agents("techie", skills=["tech"]),
-              [QueueConfig(name="general"), QueueConfig(name="tech", skills=["tech"])], clock)
+    acd = ACD(
+        agents("gen") + agents("techie", skills=["tech"]),
+        [QueueConfig(name="general"), QueueConfig(name="tech", skills=["tech"])],
+        clock,
+    )
     acd.set_agent_state("gen", "paused")
     assert rung(acd.enqueue("t1", packet(queue="tech"))) == [("t1", "techie")]
     out = acd.enqueue("g1", packet(queue="no-such-queue"))
@@ -330,11 +346,17 @@ def test_skills_route_calls_to_qualified_agents_and_unknown_queue_goes_to_the_fi
 
 def test_blind_transfer_queue_and_join_empty() -> None:
     clock = Clock()
-    acd = ACD(agents("a", logged_in=False),
-              [QueueConfig(name="general", join_empty=False, fallback="none"),
-               QueueConfig(name="sales", blind_transfer_to="sip:sales@pbx.example.com")], clock)
+    acd = ACD(
+        agents("a", logged_in=False),
+        [
+            QueueConfig(name="general", join_empty=False, fallback="none"),
+            QueueConfig(name="sales", blind_transfer_to="sip:sales@pbx.example.com"),
+        ],
+        clock,
+    )
     assert of(acd.enqueue("s", packet(queue="sales")), Transfer) == [
-        Transfer("s", "sales", "sip:sales@pbx.example.com")]
+        Transfer("s", "sales", "sip:sales@pbx.example.com")
+    ]
     out = acd.enqueue("g", packet())
     assert [(f.kind, f.reason) for f in of(out, Fallback)] == [("none", "no_agents")]
 
@@ -374,7 +396,9 @@ def test_snapshots_are_json_and_show_states() -> None:
     data = json.loads(json.dumps(acd.snapshot()))
     q = data["queues"][0]
     assert [(w["call_id"], w["state"], w["position"]) for w in q["waiting"]] == [
-        ("call1", "ringing", 1), ("call2", "waiting", 2)]
+        ("call1", "ringing", 1),
+        ("call2", "waiting", 2),
+    ]
     assert {a["id"]: a["state"] for a in q["agents"]} == {"a": "ringing", "b": "paused"}
     agents_json = json.loads(json.dumps(acd.agents_snapshot()))
     assert agents_json[0]["offered_call"] == "call1"
@@ -384,6 +408,7 @@ def test_priority_conditions_cover_every_handoff_reason() -> None:
     from dialogs.manager.handoff import REASONS
 
     assert set(REASONS) <= set(PRIORITY_CONDITIONS)
-    assert handoff_conditions({"reason": "human_only", "customer": {"verified": True},
-                               "frustration": {"level": "annoyed"}}) == {"human_only", "verified", "annoyed"}
+    assert handoff_conditions(
+        {"reason": "human_only", "customer": {"verified": True}, "frustration": {"level": "annoyed"}}
+    ) == {"human_only", "verified", "annoyed"}
     assert handoff_conditions({"frustration": "garbage", "customer": [1]}) == {"unverified"}

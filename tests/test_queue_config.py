@@ -29,7 +29,10 @@ def test_sections_load_from_yaml_and_environment(tmp_path: Path, monkeypatch: py
     assert [a.id for a in s.agents] == ["alice", "bob"]
     assert s.agents[1].contact == "webrtc" and s.agents[1].display_name == "bob"
     assert [(q.name, q.strategy) for q in s.queues] == [
-        ("general", "longest_idle"), ("retention", "round_robin"), ("tech", "ring_all")]
+        ("general", "longest_idle"),
+        ("retention", "round_robin"),
+        ("tech", "ring_all"),
+    ]
     assert s.queues[2].priority_rules == {"frustrated": 5}
     monkeypatch.setenv("VOICEBOT_QUEUES", '[{"name": "only", "wrap_up": 3}]')
     assert [(q.name, q.wrap_up) for q in load_settings(f).queues] == [("only", 3.0)]
@@ -37,21 +40,32 @@ def test_sections_load_from_yaml_and_environment(tmp_path: Path, monkeypatch: py
 
 def test_bad_values_are_reported_by_key(tmp_path: Path) -> None:
     f = tmp_path / "voicebot.yaml"
-    f.write_text("agents:\n  - {id: a, contact: 'tel:+49301234'}\n"
-                 "queues:\n  - {name: q, strategy: random, callback_key: '12', priority_rules: {angry: 3},"
-                 " blind_transfer_to: 'pbx'}\n")
+    f.write_text(
+        "agents:\n  - {id: a, contact: 'tel:+49301234'}\n"
+        "queues:\n  - {name: q, strategy: random, callback_key: '12', priority_rules: {angry: 3},"
+        " blind_transfer_to: 'pbx'}\n"
+    )
     with pytest.raises(ConfigError) as err:
         load_settings(f)
     keys = {k for k, _ in err.value.problems}
-    assert keys == {"agents.0.contact", "queues.0.strategy", "queues.0.callback_key",
-                    "queues.0.priority_rules", "queues.0.blind_transfer_to"}
+    assert keys == {
+        "agents.0.contact",
+        "queues.0.strategy",
+        "queues.0.callback_key",
+        "queues.0.priority_rules",
+        "queues.0.blind_transfer_to",
+    }
 
 
 def test_check_queues_finds_unservable_queues_and_duplicates() -> None:
     agents = [AgentConfig(id="a", skills=["billing"]), AgentConfig(id="a", skills=["tech"])]
-    queues = [QueueConfig(name="general"), QueueConfig(name="vip", skills=["billing", "tech"]),
-              QueueConfig(name="fr", skills=["french"]), QueueConfig(name="general"),
-              QueueConfig(name="ext", skills=["nobody"], blind_transfer_to="sip:ext@pbx")]
+    queues = [
+        QueueConfig(name="general"),
+        QueueConfig(name="vip", skills=["billing", "tech"]),
+        QueueConfig(name="fr", skills=["french"]),
+        QueueConfig(name="general"),
+        QueueConfig(name="ext", skills=["nobody"], blind_transfer_to="sip:ext@pbx"),
+    ]
     problems = dict(check_queues(agents, queues, {"general", "retention"}))
     assert set(problems) == {"agents.1.id", "queues.1.skills", "queues.2.skills", "queues.3.name", "queues"}
     assert "french" in problems["queues.2.skills"]

@@ -17,9 +17,15 @@ from telephony.queue.hold_music import SAMPLE_RATE, hold_music, hold_music_frame
 from telephony.queue.runner import QueueHandlers, QueueRunner, SimulatedTime
 from telephony.queue.store import CallbackStore
 
-HANDOFF = {"summary": "Caller Ann Lee, verified. Wants to return order 1042.", "reason": "caller_request",
-           "queue": "general", "priority": 0, "caller_id": "+441234567", "slots": {"order_id": "1042"},
-           "customer": {"id": 7, "name": "Ann Lee", "verified": True}}
+HANDOFF = {
+    "summary": "Caller Ann Lee, verified. Wants to return order 1042.",
+    "reason": "caller_request",
+    "queue": "general",
+    "priority": 0,
+    "caller_id": "+441234567",
+    "slots": {"order_id": "1042"},
+    "customer": {"id": 7, "name": "Ann Lee", "verified": True},
+}
 
 
 class Recorder(QueueHandlers):
@@ -53,8 +59,9 @@ def store(tmp_path) -> CallbackStore:  # type: ignore[no-untyped-def]
     return s
 
 
-def sim_runner(agents: list[AgentConfig], queue: QueueConfig, store: CallbackStore | None = None
-               ) -> tuple[QueueRunner, Recorder, SimulatedTime]:
+def sim_runner(
+    agents: list[AgentConfig], queue: QueueConfig, store: CallbackStore | None = None
+) -> tuple[QueueRunner, Recorder, SimulatedTime]:
     sim = SimulatedTime()
     rec = Recorder()
     runner = QueueRunner(ACD(agents, [queue], sim.clock), rec, call_at=sim.call_at, callbacks=store)
@@ -62,8 +69,11 @@ def sim_runner(agents: list[AgentConfig], queue: QueueConfig, store: CallbackSto
 
 
 def test_max_wait_fallback_writes_a_callback_request(store: CallbackStore) -> None:
-    runner, rec, sim = sim_runner([AgentConfig(id="a", contact="webrtc")],
-                                  QueueConfig(name="general", max_wait=90, announce_every=40), store)
+    runner, rec, sim = sim_runner(
+        [AgentConfig(id="a", contact="webrtc")],
+        QueueConfig(name="general", max_wait=90, announce_every=40),
+        store,
+    )
     runner.enqueue("call-1", HANDOFF)
     sim.advance(89)
     assert [a.position for a in rec.done if isinstance(a, Announce)] == [1, 1, 1]  # at 0, 40 and 80 s
@@ -73,7 +83,12 @@ def test_max_wait_fallback_writes_a_callback_request(store: CallbackStore) -> No
     assert (fb.kind, fb.reason) == ("callback", "max_wait")
     (req,) = store.requests(queue="general")
     assert rec.callback_ids == [req.id]
-    assert (req.call_id, req.caller, req.reason, req.status) == ("call-1", "+441234567", "max_wait", "pending")
+    assert (req.call_id, req.caller, req.reason, req.status) == (
+        "call-1",
+        "+441234567",
+        "max_wait",
+        "pending",
+    )
     assert req.handoff["slots"] == {"order_id": "1042"}
     assert req.requested_at.tzinfo is not None
     assert sim.next_timer() is None  # nothing left to fire
@@ -87,7 +102,10 @@ def test_runner_drives_no_answer_then_wrap_up_through_timers() -> None:
     runner.enqueue("c1", HANDOFF)
     sim.advance(10.5)
     assert [(type(a).__name__, a.agent_id) for a in rec.done] == [  # type: ignore[attr-defined]
-        ("RingAgent", "a"), ("StopRinging", "a"), ("RingAgent", "b")]
+        ("RingAgent", "a"),
+        ("StopRinging", "a"),
+        ("RingAgent", "b"),
+    ]
     runner.agent_answered("c1", "b")
     runner.enqueue("c2", HANDOFF)
     sim.advance(30)
@@ -101,9 +119,17 @@ def test_runner_drives_no_answer_then_wrap_up_through_timers() -> None:
 
 def test_callback_store_status_and_filters(store: CallbackStore) -> None:
     t0 = dt.datetime(2026, 1, 2, 9, 0, tzinfo=dt.UTC)
-    first = store.add(call_id="x", caller="+1", queue="tech", reason="caller_request", handoff={"a": 1}, now=t0)
-    store.add(call_id="y", caller=None, queue="general", reason="max_wait", handoff={},
-              now=t0 + dt.timedelta(minutes=1))
+    first = store.add(
+        call_id="x", caller="+1", queue="tech", reason="caller_request", handoff={"a": 1}, now=t0
+    )
+    store.add(
+        call_id="y",
+        caller=None,
+        queue="general",
+        reason="max_wait",
+        handoff={},
+        now=t0 + dt.timedelta(minutes=1),
+    )
     assert [r.call_id for r in store.requests()] == ["x", "y"]
     assert store.set_status(first, "done") is True
     assert [r.call_id for r in store.requests()] == ["y"]
@@ -160,5 +186,8 @@ def test_announcement_text() -> None:
     assert "You are second in line." in text and "about 3 minutes" in text and "press 1" in text
     later = announcement_text(Announce("c", "general", 14, None, None, first=False))
     assert later == "You are number 14 in line."
-    assert [wait_phrase(s) for s in (20, 61, 3900)] == ["less than a minute", "about one minute",
-                                                        "about 1 hour 5 minutes"]
+    assert [wait_phrase(s) for s in (20, 61, 3900)] == [
+        "less than a minute",
+        "about one minute",
+        "about 1 hour 5 minutes",
+    ]

@@ -140,8 +140,9 @@ class ACD:
     """Automatic call distribution over configured agents and queues. All methods return the actions to
     carry out, in order. ``clock`` gives the current time in seconds."""
 
-    def __init__(self, agents: Iterable[AgentConfig], queues: Iterable[QueueConfig],
-                 clock: Callable[[], float]):
+    def __init__(
+        self, agents: Iterable[AgentConfig], queues: Iterable[QueueConfig], clock: Callable[[], float]
+    ):
         self.clock = clock
         self._now = clock()
         self.queues: dict[str, QueueConfig] = {}
@@ -164,8 +165,15 @@ class ACD:
         self._reported = {aid: (a.state, a.pause_reason) for aid, a in self._agents.items()}
 
     # --- inputs: callers ----------------------------------------------------------------------------------
-    def enqueue(self, call_id: str, handoff: dict[str, Any], *, caller: str | None = None,
-                queue: str | None = None, priority: int | None = None) -> list[Action]:
+    def enqueue(
+        self,
+        call_id: str,
+        handoff: dict[str, Any],
+        *,
+        caller: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> list[Action]:
         """A caller joins a queue. ``queue`` and ``priority`` default to the hand-off packet's; an unknown
         queue name goes to the first configured queue. The queue's ``priority_rules`` are added."""
         self._now = self.clock()
@@ -174,7 +182,9 @@ class ACD:
         name = queue or handoff.get("queue")
         if not isinstance(name, str) or name not in self.queues:
             if name is not None:
-                log.warning("queue %r is not configured; call %s goes to %r", name, call_id, self.default_queue)
+                log.warning(
+                    "queue %r is not configured; call %s goes to %r", name, call_id, self.default_queue
+                )
             name = self.default_queue
         q = self.queues[name]
         if caller is None and isinstance(handoff.get("caller_id"), str):
@@ -182,16 +192,28 @@ class ACD:
         out: list[Action] = []
         if q.blind_transfer_to:
             self._stats[name].transferred += 1
-            out += [Transfer(call_id, name, q.blind_transfer_to), CallLeftQueue(call_id, name, "transferred", 0.0)]
+            out += [
+                Transfer(call_id, name, q.blind_transfer_to),
+                CallLeftQueue(call_id, name, "transferred", 0.0),
+            ]
             return out
         if not q.join_empty and not any(a.logged_in and serves(a.cfg, q) for a in self._agents.values()):
-            out += [Fallback(call_id, name, q.fallback, "no_agents", caller, handoff),
-                    CallLeftQueue(call_id, name, "no_agents", 0.0)]
+            out += [
+                Fallback(call_id, name, q.fallback, "no_agents", caller, handoff),
+                CallLeftQueue(call_id, name, "no_agents", 0.0),
+            ]
             return out
         self._seq += 1
         self._calls[call_id] = _Call(
-            call_id, name, caller, handoff, self._priority(q, handoff, priority), self._now, self._seq,
-            deadline=self._now + q.max_wait, next_announce=self._now,
+            call_id,
+            name,
+            caller,
+            handoff,
+            self._priority(q, handoff, priority),
+            self._now,
+            self._seq,
+            deadline=self._now + q.max_wait,
+            next_announce=self._now,
         )
         self._settle(out)
         return out
@@ -243,8 +265,10 @@ class ACD:
         self._withdraw_offers(call, "caller_left", out)
         wait = self._leave(call)
         self._stats[call.queue].callbacks += 1
-        out += [Fallback(call_id, call.queue, "callback", "caller_request", call.caller, call.handoff),
-                CallLeftQueue(call_id, call.queue, "callback", wait)]
+        out += [
+            Fallback(call_id, call.queue, "callback", "caller_request", call.caller, call.handoff),
+            CallLeftQueue(call_id, call.queue, "callback", wait),
+        ]
         self._settle(out)
         return out
 
@@ -386,43 +410,57 @@ class ACD:
             waiting = []
             for pos, c in enumerate(self._ordered(name), start=1):
                 summary = c.handoff.get("summary")
-                waiting.append({
-                    "call_id": c.call_id,
-                    "caller": c.caller,
-                    "position": pos,
-                    "priority": c.priority,
-                    "waited_s": round(self._now - c.enqueued_at, 3),
-                    "state": "ringing" if c.offers else "waiting",
-                    "ringing": sorted(c.offers),
-                    "summary": summary if isinstance(summary, str) else None,
-                    "estimated_wait_s": self._estimate(q, pos),
-                })
-            agents = [{"id": a.cfg.id, "name": a.cfg.display_name, "state": a.state, "pause_reason": a.pause_reason}
-                      for a in self._agents.values() if serves(a.cfg, q)]
-            queues.append({
-                "name": name, "strategy": q.strategy, "skills": list(q.skills),
-                "blind_transfer_to": q.blind_transfer_to,
-                "waiting": waiting, "agents": agents, "stats": self.queue_stats(name),
-            })
+                waiting.append(
+                    {
+                        "call_id": c.call_id,
+                        "caller": c.caller,
+                        "position": pos,
+                        "priority": c.priority,
+                        "waited_s": round(self._now - c.enqueued_at, 3),
+                        "state": "ringing" if c.offers else "waiting",
+                        "ringing": sorted(c.offers),
+                        "summary": summary if isinstance(summary, str) else None,
+                        "estimated_wait_s": self._estimate(q, pos),
+                    }
+                )
+            agents = [
+                {"id": a.cfg.id, "name": a.cfg.display_name, "state": a.state, "pause_reason": a.pause_reason}
+                for a in self._agents.values()
+                if serves(a.cfg, q)
+            ]
+            queues.append(
+                {
+                    "name": name,
+                    "strategy": q.strategy,
+                    "skills": list(q.skills),
+                    "blind_transfer_to": q.blind_transfer_to,
+                    "waiting": waiting,
+                    "agents": agents,
+                    "stats": self.queue_stats(name),
+                }
+            )
         return {"queues": queues}
 
     def agents_snapshot(self) -> list[dict[str, Any]]:
         """Every agent with state, pause reason, current calls and the queues they serve (GET /api/agents)."""
         self._now = self.clock()
-        return [{
-            "id": a.cfg.id,
-            "name": a.cfg.display_name,
-            "contact": a.cfg.contact,
-            "skills": list(a.cfg.skills),
-            "max_calls": a.cfg.max_calls,
-            "state": a.state,
-            "pause_reason": a.pause_reason,
-            "in_state_s": round(self._now - a.state_since, 3),
-            "calls": sorted(a.calls),
-            "offered_call": a.offer,
-            "answered": a.answered,
-            "queues": [name for name, q in self.queues.items() if serves(a.cfg, q)],
-        } for a in self._agents.values()]
+        return [
+            {
+                "id": a.cfg.id,
+                "name": a.cfg.display_name,
+                "contact": a.cfg.contact,
+                "skills": list(a.cfg.skills),
+                "max_calls": a.cfg.max_calls,
+                "state": a.state,
+                "pause_reason": a.pause_reason,
+                "in_state_s": round(self._now - a.state_since, 3),
+                "calls": sorted(a.calls),
+                "offered_call": a.offer,
+                "answered": a.answered,
+                "queues": [name for name, q in self.queues.items() if serves(a.cfg, q)],
+            }
+            for a in self._agents.values()
+        ]
 
     def agent_state(self, agent_id: str) -> str:
         """One agent's state: offline, available, ringing, busy, wrap_up or paused."""
@@ -452,7 +490,9 @@ class ACD:
             "service_level_s": self.queues[name].service_level_s,
             "service_level": round(st.answered_within / finished, 4) if finished else None,
             "average_wait_s": round(st.wait_total / st.answered, 3) if st.answered else None,
-            "average_abandon_wait_s": round(st.abandon_wait_total / st.abandoned, 3) if st.abandoned else None,
+            "average_abandon_wait_s": round(st.abandon_wait_total / st.abandoned, 3)
+            if st.abandoned
+            else None,
             "average_handle_time_s": round(st.handle_total / st.handled, 3) if st.handled else None,
         }
 
@@ -475,8 +515,15 @@ class ACD:
         return sorted((c for c in self._calls.values() if c.queue == queue), key=_Call.order)
 
     def _free(self, a: _Agent, q: QueueConfig, call: _Call) -> bool:
-        return (a.logged_in and a.pause_reason is None and a.offer is None and a.wrap_up_until is None
-                and len(a.calls) < a.cfg.max_calls and a.cfg.id not in call.declined and serves(a.cfg, q))
+        return (
+            a.logged_in
+            and a.pause_reason is None
+            and a.offer is None
+            and a.wrap_up_until is None
+            and len(a.calls) < a.cfg.max_calls
+            and a.cfg.id not in call.declined
+            and serves(a.cfg, q)
+        )
 
     def _choose(self, q: QueueConfig, free: list[_Agent]) -> list[_Agent]:
         if q.strategy == "ring_all":
@@ -507,8 +554,17 @@ class ACD:
                 call.tried.add(agent.cfg.id)
                 agent.offer = call.call_id
                 call.offers[agent.cfg.id] = _Offer(agent.cfg.id, self._now + q.agent_timeout)
-                out.append(RingAgent(call.call_id, agent.cfg.id, agent.cfg.contact, q.name, q.agent_confirm,
-                                     q.agent_timeout, call.handoff))
+                out.append(
+                    RingAgent(
+                        call.call_id,
+                        agent.cfg.id,
+                        agent.cfg.contact,
+                        q.name,
+                        q.agent_confirm,
+                        q.agent_timeout,
+                        call.handoff,
+                    )
+                )
 
     def _settle(self, out: list[Action]) -> None:
         """After any change: offer free agents, then the waiting callers' due timers, then report agents."""
@@ -520,12 +576,22 @@ class ACD:
             if call.deadline <= self._now:
                 wait = self._leave(call)
                 self._stats[q.name].timeouts += 1
-                out += [Fallback(call.call_id, q.name, q.fallback, "max_wait", call.caller, call.handoff),
-                        CallLeftQueue(call.call_id, q.name, "timeout", wait)]
+                out += [
+                    Fallback(call.call_id, q.name, q.fallback, "max_wait", call.caller, call.handoff),
+                    CallLeftQueue(call.call_id, q.name, "timeout", wait),
+                ]
             elif call.next_announce is not None and call.next_announce <= self._now:
                 pos = self.position(call.call_id) or 1
-                out.append(Announce(call.call_id, q.name, pos, self._estimate(q, pos), q.callback_key,
-                                    first=not call.announced))
+                out.append(
+                    Announce(
+                        call.call_id,
+                        q.name,
+                        pos,
+                        self._estimate(q, pos),
+                        q.callback_key,
+                        first=not call.announced,
+                    )
+                )
                 call.announced = True
                 call.next_announce = self._now + q.announce_every if q.announce_every > 0 else None
         for aid, a in self._agents.items():
@@ -536,15 +602,19 @@ class ACD:
                 out.append(AgentStateChanged(aid, now_state[0], now_state[1]))  # type: ignore[arg-type]
 
     def _estimate(self, q: QueueConfig, position: int) -> float | None:
-        staffed = [a for a in self._agents.values() if a.logged_in and a.pause_reason is None and serves(a.cfg, q)]
+        staffed = [
+            a for a in self._agents.values() if a.logged_in and a.pause_reason is None and serves(a.cfg, q)
+        ]
         if not staffed:
             return None
         st = self._stats[q.name]
-        per_call = (sum(st.recent_handle) / len(st.recent_handle) if st.recent_handle
-                    else q.expected_handle_time) + q.wrap_up
+        per_call = (
+            sum(st.recent_handle) / len(st.recent_handle) if st.recent_handle else q.expected_handle_time
+        ) + q.wrap_up
         capacity = sum(a.cfg.max_calls for a in staffed)
-        free = sum(a.cfg.max_calls - len(a.calls) for a in staffed
-                   if a.offer is None and a.wrap_up_until is None)
+        free = sum(
+            a.cfg.max_calls - len(a.calls) for a in staffed if a.offer is None and a.wrap_up_until is None
+        )
         ahead = max(0, position - free)
         return round(math.ceil(ahead / capacity) * per_call, 1)
 
@@ -583,5 +653,7 @@ class ACD:
         if wait <= self.queues[call.queue].service_level_s:
             st.answered_within += 1
         self._connected[call.call_id] = _Connected(call.call_id, call.queue, agent_id, self._now)
-        out += [Connect(call.call_id, agent_id, call.queue),
-                CallLeftQueue(call.call_id, call.queue, "answered", wait, agent_id)]
+        out += [
+            Connect(call.call_id, agent_id, call.queue),
+            CallLeftQueue(call.call_id, call.queue, "answered", wait, agent_id),
+        ]

@@ -92,4 +92,6 @@ class AgentStateChanged:
     reason: str | None = None
 
 
-Action = RingAgent | StopRinging | Announce | Connect | Fallback | Transfer | CallLeftQueue | AgentStateChanged
+Action = (
+    RingAgent | StopRinging | Announce | Connect | Fallback | Transfer | CallLeftQueue | AgentStateChanged
+)

@@ -15,8 +15,13 @@ _SIP_URI = re.compile(r"^<?sips?:[^\s<>]+>?$", re.IGNORECASE)
 # (dialogs.manager.handoff.REASONS); the levels are its ``frustration.level``.
 FRUSTRATION_LEVELS = ("frustrated", "annoyed")
 HANDOFF_REASONS = (
-    "caller_request", "human_only", "not_understood", "slot_not_understood",
-    "verification_failed", "frustration", "action_error",
+    "caller_request",
+    "human_only",
+    "not_understood",
+    "slot_not_understood",
+    "verification_failed",
+    "frustration",
+    "action_error",
 )
 CUSTOMER_CONDITIONS = ("verified", "unverified")
 PRIORITY_CONDITIONS = (*FRUSTRATION_LEVELS, *HANDOFF_REASONS, *CUSTOMER_CONDITIONS)
@@ -32,14 +37,16 @@ class AgentConfig(_Section):
     """A human agent: who, how to reach them, what they can do."""
 
     id: str = Field(min_length=1, description="Short unique name, used in the API (/api/agents/{id}).")
-    name: str = Field("", description="Display name; empty: the id.")
+    name: str = Field(default="", description="Display name; empty: the id.")
     contact: str = Field(
-        "webrtc", description="A SIP URI (sip:alice@10.0.0.5) to ring, or `webrtc` for the agent web page."
+        default="webrtc",
+        description="A SIP URI (sip:alice@10.0.0.5) to ring, or `webrtc` for the agent web page.",
     )
-    skills: list[str] = Field(default_factory=list, description="Skills; an agent serves every queue whose "
-                                                                "skills they all have.")
-    max_calls: int = Field(1, ge=1, description="Calls the agent can hold at once.")
-    logged_in: bool = Field(False, description="Start logged in (available) rather than offline.")
+    skills: list[str] = Field(
+        default_factory=list, description="Skills; an agent serves every queue whose skills they all have."
+    )
+    max_calls: int = Field(default=1, ge=1, description="Calls the agent can hold at once.")
+    logged_in: bool = Field(default=False, description="Start logged in (available) rather than offline.")
 
     @field_validator("contact")
     @classmethod
@@ -62,34 +69,56 @@ class QueueConfig(_Section):
     name: str = Field(min_length=1, description="The name hand-offs use (intent `queue:` in the domain).")
     skills: list[str] = Field(default_factory=list, description="Skills an agent needs; empty: every agent.")
     strategy: Literal["longest_idle", "round_robin", "ring_all"] = Field(
-        "longest_idle", description="Which free agent is offered the next caller (ring_all: all at once)."
+        default="longest_idle",
+        description="Which free agent is offered the next caller (ring_all: all at once).",
     )
-    agent_timeout: float = Field(20.0, gt=0, description="Seconds an agent may ring (or take to accept) before "
-                                                         "the next agent is tried.")
-    autopause: bool = Field(True, description="An agent who does not answer in time is paused.")
-    agent_confirm: bool = Field(False, description="The agent must accept first (key 1 / a button; 2 declines).")
-    max_wait: float = Field(300.0, gt=0, description="Seconds a caller waits at most before the fallback.")
-    wrap_up: float = Field(10.0, ge=0, description="Seconds after a call before the agent gets the next one.")
-    announce_every: float = Field(30.0, ge=0, description="Seconds between position announcements; 0: only once.")
+    agent_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds an agent may ring (or take to accept) before the next agent is tried.",
+    )
+    autopause: bool = Field(default=True, description="An agent who does not answer in time is paused.")
+    agent_confirm: bool = Field(
+        default=False, description="The agent must accept first (key 1 / a button; 2 declines)."
+    )
+    max_wait: float = Field(
+        default=300.0, gt=0, description="Seconds a caller waits at most before the fallback."
+    )
+    wrap_up: float = Field(
+        default=10.0, ge=0, description="Seconds after a call before the agent gets the next one."
+    )
+    announce_every: float = Field(
+        default=30.0, ge=0, description="Seconds between position announcements; 0: only once."
+    )
     fallback: Literal["callback", "voicemail", "none"] = Field(
-        "callback", description="After max_wait: record a callback request, take a voicemail, or say goodbye."
+        default="callback",
+        description="After max_wait: record a callback request, take a voicemail, or say goodbye.",
     )
     callback_key: str | None = Field(
-        "1", description="Key the caller presses to ask for a callback instead of waiting; empty: none."
+        default="1",
+        description="Key the caller presses to ask for a callback instead of waiting; empty: none.",
     )
-    join_empty: bool = Field(True, description="Callers may queue when no agent of the queue is logged in; "
-                                               "false: the fallback at once.")
-    service_level_s: float = Field(20.0, gt=0, description="Answered within this many seconds counts as served "
-                                                           "within the service level.")
-    expected_handle_time: float = Field(180.0, gt=0, description="Seconds per call assumed for the wait estimate "
-                                                                 "until real calls were handled.")
+    join_empty: bool = Field(
+        default=True,
+        description="Callers may queue when no agent of the queue is logged in; false: the fallback at once.",
+    )
+    service_level_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Answered within this many seconds counts as served within the service level.",
+    )
+    expected_handle_time: float = Field(
+        default=180.0,
+        gt=0,
+        description="Seconds per call assumed for the wait estimate until real calls were handled.",
+    )
     priority_rules: dict[str, int] = Field(
         default_factory=dict,
         description="Added to a caller's priority when the hand-off matches, e.g. {frustrated: 5, human_only: 2}. "
-                    "The domain's intent priority and frustration_priority are already in the packet.",
+        "The domain's intent priority and frustration_priority are already in the packet.",
     )
     blind_transfer_to: str | None = Field(
-        None, description="A SIP URI: calls for this queue are transferred there instead of queued."
+        default=None, description="A SIP URI: calls for this queue are transferred there instead of queued."
     )
 
     @field_validator("callback_key")
@@ -106,7 +135,9 @@ class QueueConfig(_Section):
     def _rules(cls, v: dict[str, int]) -> dict[str, int]:
         unknown = sorted(set(v) - set(PRIORITY_CONDITIONS))
         if unknown:
-            raise ValueError(f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(PRIORITY_CONDITIONS)}")
+            raise ValueError(
+                f"unknown condition(s) {', '.join(unknown)}; known: {', '.join(PRIORITY_CONDITIONS)}"
+            )
         return v
 
     @field_validator("blind_transfer_to")
@@ -145,14 +176,24 @@ def check_queues(
             continue
         missing = sorted(set(q.skills) - all_skills)
         if missing:
-            problems.append((f"queues.{i}.skills", f"no agent has the skill(s) {', '.join(missing)}: "
-                                                   f"callers of queue {q.name!r} would never reach anyone"))
+            problems.append(
+                (
+                    f"queues.{i}.skills",
+                    f"no agent has the skill(s) {', '.join(missing)}: "
+                    f"callers of queue {q.name!r} would never reach anyone",
+                )
+            )
         elif agents and not any(serves(a, q) for a in agents):
             problems.append((f"queues.{i}.skills", f"no single agent has all of {', '.join(q.skills)}"))
         elif not agents:
             problems.append((f"queues.{i}", f"queue {q.name!r} has no agents: define `agents:`"))
     if queues and domain_queues:
         for name in sorted(domain_queues - names):
-            problems.append(("queues", f"the domain hands off to queue {name!r}, which is not defined here "
-                                       f"(its callers go to the first queue, {queues[0].name!r})"))
+            problems.append(
+                (
+                    "queues",
+                    f"the domain hands off to queue {name!r}, which is not defined here "
+                    f"(its callers go to the first queue, {queues[0].name!r})",
+                )
+            )
     return problems

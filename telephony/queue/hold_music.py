@@ -24,8 +24,11 @@ def tone(freq_hz: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.n
     attack and an exponential decay that reaches silence at the end (so notes join without clicks)."""
     n = int(round(seconds * sample_rate))
     t = np.arange(n) / sample_rate
-    wave = np.sin(2 * np.pi * freq_hz * t) + 0.3 * np.sin(4 * np.pi * freq_hz * t) \
+    wave = (
+        np.sin(2 * np.pi * freq_hz * t)
+        + 0.3 * np.sin(4 * np.pi * freq_hz * t)
         + 0.1 * np.sin(6 * np.pi * freq_hz * t)
+    )
     attack = np.minimum(1.0, t / 0.01)
     decay = np.exp(-3.0 * t / seconds) * (1.0 - t / seconds)
     return wave * attack * decay / 1.4
@@ -48,5 +51,5 @@ def hold_music_frames(frame_ms: int = 20, sample_rate: int = SAMPLE_RATE) -> Ite
     doubled = loop + loop
     pos = 0
     while True:
-        yield doubled[pos:pos + size]
+        yield doubled[pos : pos + size]
         pos = (pos + size) % len(loop)

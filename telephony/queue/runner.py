@@ -73,8 +73,9 @@ class QueueRunner:
     """One ACD on one event loop. Every input method returns the actions it caused (after handing them to
     the handlers); listeners get every action too, including the events CallLeftQueue and AgentStateChanged."""
 
-    def __init__(self, acd: ACD, handlers: QueueHandlers, *, call_at: CallAt,
-                 callbacks: CallbackStore | None = None):
+    def __init__(
+        self, acd: ACD, handlers: QueueHandlers, *, call_at: CallAt, callbacks: CallbackStore | None = None
+    ):
         self.acd = acd
         self.handlers = handlers
         self.callbacks = callbacks
@@ -85,9 +86,15 @@ class QueueRunner:
         self._listeners: list[Callable[[Action], None]] = []
 
     @classmethod
-    def on_loop(cls, agents: Iterable[AgentConfig], queues: Iterable[QueueConfig], handlers: QueueHandlers, *,
-                callbacks: CallbackStore | None = None,
-                loop: asyncio.AbstractEventLoop | None = None) -> QueueRunner:
+    def on_loop(
+        cls,
+        agents: Iterable[AgentConfig],
+        queues: Iterable[QueueConfig],
+        handlers: QueueHandlers,
+        *,
+        callbacks: CallbackStore | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> QueueRunner:
         """A runner whose ACD uses the event loop's clock and timers (the product's setup)."""
         loop = loop or asyncio.get_running_loop()
         return cls(ACD(agents, queues, clock=loop.time), handlers, call_at=loop.call_at, callbacks=callbacks)
@@ -97,8 +104,15 @@ class QueueRunner:
         self._listeners.append(listener)
 
     # --- inputs (see the ACD methods of the same names) -----------------------------------------------------
-    def enqueue(self, call_id: str, handoff: dict[str, Any], *, caller: str | None = None,
-                queue: str | None = None, priority: int | None = None) -> list[Action]:
+    def enqueue(
+        self,
+        call_id: str,
+        handoff: dict[str, Any],
+        *,
+        caller: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> list[Action]:
         return self._run(self.acd.enqueue(call_id, handoff, caller=caller, queue=queue, priority=priority))
 
     def hangup(self, call_id: str) -> list[Action]:
@@ -172,8 +186,13 @@ class QueueRunner:
         elif isinstance(action, Fallback):
             callback_id = None
             if action.kind == "callback" and self.callbacks is not None:
-                callback_id = self.callbacks.add(call_id=action.call_id, caller=action.caller, queue=action.queue,
-                                                 reason=action.reason, handoff=action.handoff)
+                callback_id = self.callbacks.add(
+                    call_id=action.call_id,
+                    caller=action.caller,
+                    queue=action.queue,
+                    reason=action.reason,
+                    handoff=action.handoff,
+                )
             result = h.fallback(action, callback_id)
         elif isinstance(action, CallLeftQueue | AgentStateChanged):
             return

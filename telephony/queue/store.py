@@ -46,9 +46,16 @@ class CallbackRequest:
     status: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "call_id": self.call_id, "caller": self.caller, "queue": self.queue,
-                "reason": self.reason, "handoff": self.handoff,
-                "requested_at": self.requested_at.isoformat(), "status": self.status}
+        return {
+            "id": self.id,
+            "call_id": self.call_id,
+            "caller": self.caller,
+            "queue": self.queue,
+            "reason": self.reason,
+            "handoff": self.handoff,
+            "requested_at": self.requested_at.isoformat(),
+            "status": self.status,
+        }
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -57,8 +64,16 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def _plain(row: CallbackRow) -> CallbackRequest:
-    return CallbackRequest(row.id, row.call_id, row.caller, row.queue, row.reason, dict(row.handoff),
-                           _utc(row.requested_at), row.status)
+    return CallbackRequest(
+        row.id,
+        row.call_id,
+        row.caller,
+        row.queue,
+        row.reason,
+        dict(row.handoff),
+        _utc(row.requested_at),
+        row.status,
+    )
 
 
 class CallbackStore:
@@ -70,11 +85,26 @@ class CallbackStore:
     def create_tables(self) -> None:
         Base.metadata.create_all(self.engine)
 
-    def add(self, *, call_id: str, caller: str | None, queue: str, reason: str, handoff: dict[str, Any],
-            now: dt.datetime | None = None) -> int:
+    def add(
+        self,
+        *,
+        call_id: str,
+        caller: str | None,
+        queue: str,
+        reason: str,
+        handoff: dict[str, Any],
+        now: dt.datetime | None = None,
+    ) -> int:
         """Record a pending request; returns its id. ``handoff`` must be JSON-able (the hand-off packet is)."""
-        row = CallbackRow(call_id=call_id, caller=caller, queue=queue, reason=reason, handoff=handoff,
-                          requested_at=now or dt.datetime.now(dt.UTC), status="pending")
+        row = CallbackRow(
+            call_id=call_id,
+            caller=caller,
+            queue=queue,
+            reason=reason,
+            handoff=handoff,
+            requested_at=now or dt.datetime.now(dt.UTC),
+            status="pending",
+        )
         with Session(self.engine) as s, s.begin():
             s.add(row)
             s.flush()
