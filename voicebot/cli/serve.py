@@ -36,6 +36,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from voicebot.server.app import create_app
+    from voicebot.server.sip import serve_with_sip
 
     bind_host = host or settings.server.host
     bind_port = port or settings.server.port
@@ -43,7 +44,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower())
     click.echo(f"voicebot: serving on http://{bind_host}:{bind_port}/", err=True)
     try:
-        asyncio.run(uvicorn.Server(config).serve())
+        asyncio.run(serve_with_sip(uvicorn.Server(config), runtime))
     finally:
         runtime.close()
 

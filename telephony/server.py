@@ -1,0 +1,41 @@
+"""The SIP side of ``voicebot serve``: a user agent whose inbound calls each get a pipecat transport and
+are handed to the application's ``run_call``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from telephony.call import CallLeg
+from telephony.config import SipConfig, TrunkConfig
+from telephony.sip.ua import UserAgent
+from telephony.transport import SipCallTransport
+
+log = logging.getLogger(__name__)
+
+RunCall = Callable[[CallLeg, SipCallTransport], Awaitable[None]]
+
+
+class SipServer:
+    """Answers every accepted inbound call and runs ``run_call(leg, transport)`` until it returns; the leg
+    is hung up afterwards if the application left it up."""
+
+    def __init__(self, sip: SipConfig, trunks: list[TrunkConfig], run_call: RunCall):
+        self.run_call = run_call
+        self.ua = UserAgent(sip, trunks, on_call=self._on_call)
+
+    async def start(self) -> None:
+        """Bind the SIP listeners (raises OSError, e.g. port in use) and start trunk registrations."""
+        await self.ua.start()
+
+    async def stop(self) -> None:
+        await self.ua.stop()
+
+    async def _on_call(self, leg: CallLeg) -> None:
+        transport = SipCallTransport(leg)
+        await leg.answer()
+        try:
+            await self.run_call(leg, transport)
+        finally:
+            if leg.state != "ended":
+                await leg.hangup()
