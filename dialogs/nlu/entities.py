@@ -51,6 +51,7 @@ _ADDRESS = re.compile(
     r"(?: [a-z]{1,2}\d[a-z\d]? \d[a-z]{2}| \d{5})?\b"
 )
 _DIGITS = re.compile(r"\b\d{3,14}\b")
+_YEAR_CONTEXT = re.compile(r"\b(?:in|since|from|of|year|born) ((?:19|20)\d\d)\b")
 _PIN_CONTEXT = re.compile(r"\b(?:pin|passcode|pin code|pin number|security code)(?: number)?(?: is| it is)? (\d{4,8})\b")
 _PHONE_CONTEXT = re.compile(r"\b(?:phone|mobile|cell|telephone|landline)(?: number)?(?: is| it is)? (\+?\d{6,14})\b")
 
@@ -222,9 +223,11 @@ def find_dates(text: str, today: date) -> list[Entity]:
     return _non_overlapping(found)
 
 
-def is_birth_context(text: str, start: int) -> bool:
-    """True if a date at ``start`` is introduced as a birth date ("born on", "date of birth is")."""
-    return bool(_BIRTH.search(text[max(0, start - 40):start]))
+def is_birth_context(text: str, start: int, after: int = 0) -> bool:
+    """True if a date at ``start`` is introduced as a birth date ("born on", "date of birth is").
+
+    Only the text from ``after`` (e.g. the end of the previous date) up to ``start`` counts."""
+    return bool(_BIRTH.search(text[max(after, start - 40):start]))
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -302,8 +305,10 @@ def find_entities(norm: Normalized, today: date) -> list[Entity]:
         if e.type == "address":
             for m in _UK_POSTCODE.finditer(text, e.start, e.end):
                 kept.append(Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()))
+    # "in 1985", "since 2019": a year, not an order number
+    years = [(m.start(1), m.end(1)) for m in _YEAR_CONTEXT.finditer(text)]
     for m in _DIGITS.finditer(text):
-        if any(not (m.end() <= k.start or m.start() >= k.end) for k in kept):
+        if any(not (m.end() <= k.start or m.start() >= k.end) for k in kept) or (m.start(), m.end()) in years:
             continue
         digits = m.group(0)
         kind = "phone" if len(digits) >= 10 else "order_number"

@@ -259,7 +259,9 @@ class NLU:
             cands = [e for e in entities if e.type == slot.type]
             if slot.type == "date":
                 birth_slot = "birth" in slot_name
-                cands = [e for e in cands if is_birth_context(norm.text, e.start) == birth_slot]
+                ends = [0] + [d.end for d in cands]  # context of a date ends at the previous date
+                cands = [e for e, after in zip(cands, ends, strict=False)
+                         if is_birth_context(norm.text, e.start, after) == birth_slot]
             if not cands:
                 continue
             own = [e for e in cands if clause_of(e) is hit]

@@ -111,9 +111,10 @@ def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
                 and tokens[i - 1] not in _NO_CUT_AFTER:
             cuts.add(i)
     lead = _match_at(tokens, 0, _LEAD_ACTS)
-    if lead and len(lead) < n:
-        cuts.add(len(lead))
+    if lead:
         inside_cue.update(range(1, len(lead)))  # "no thanks" is one answer
+        if len(lead) < n:
+            cuts.add(len(lead))
     for i in range(max(1, n - 5), n):
         if _match_at(tokens, i, _TAIL_ACTS) and i + len(_match_at(tokens, i, _TAIL_ACTS) or ()) == n:
             cuts.add(i)
