@@ -117,7 +117,9 @@ def speech_segments(samples: np.ndarray, rate: int = RATE, min_gap_s: float = 0.
         return []
     frames = samples[: n * hop].astype(np.float32).reshape(n, hop)
     rms = np.sqrt((frames**2).mean(axis=1))
-    threshold = max(0.06 * float(rms.max()), 150.0)
+    # Low enough to keep a word's soft ending (a final "s" is 20 dB below the vowels) as speech,
+    # above the recording's own noise floor.
+    threshold = max(0.015 * float(rms.max()), 3.0 * float(np.percentile(rms, 10)), 30.0)
     voiced = np.flatnonzero(rms > threshold)
     segments: list[Segment] = []
     for i in voiced:
