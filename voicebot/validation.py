@@ -51,7 +51,13 @@ def _queues(settings: Settings) -> list[tuple[str, str]]:
     return check_queues(settings.agents, settings.queues, wanted)
 
 
-CHECKS: list[Check] = [_domain, _database, _queues]
+def _sip(settings: Settings) -> list[tuple[str, str]]:
+    from telephony.config import check_trunks
+
+    return check_trunks(settings.trunks)
+
+
+CHECKS: list[Check] = [_domain, _database, _queues, _sip]
 
 
 def register(check: Check) -> Check:
