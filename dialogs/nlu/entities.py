@@ -66,7 +66,7 @@ _NO = re.compile(
 )
 
 _REASONS: list[tuple[str, str]] = [
-    ("wrong_size", r"too (?:small|big|large|tight|loose|short|long|narrow|wide)|(?:does|did) not fit|"
+    ("wrong_size", r"too (?:small|big|large|tight|loose|short|long|narrow|wide)|(?:do|does|did) not fit|"
                    r"wrong size|not (?:the right|my) size|does not fit|fits? badly|size is wrong"),
     ("damaged", r"damaged|broken|cracked|torn|scratched|smashed|dented|ripped|stained|shattered|leaking|"
                 r"arrived broken|in pieces"),

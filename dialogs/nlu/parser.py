@@ -211,6 +211,9 @@ class NLU:
             if clauses[key].negated and any(points[k] not in weak for k in range(i + 1, j)):
                 gains[key] = -math.inf  # a negation reaches to the next clause opener, no further
                 continue
+            if points[i] in weak and len(clauses[key].words) < 3:
+                gains[key] = -math.inf  # "return | my order": an object alone is not a clause
+                continue
             total = np.log(np.maximum(probs[key], 1e-9)) + PIECE_WEIGHT * (prefix[j] - prefix[i])
             c = int(np.argmax(total))
             scored[key] = _Scored(clauses[key], str(classes[c]), float(probs[key][c]))
