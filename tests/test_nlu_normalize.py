@@ -65,3 +65,9 @@ def test_never_raises(text: str) -> None:
     norm = normalize(text)
     assert norm.text == " ".join(norm.tokens)
     assert len(norm.text) <= 2000 + 10
+
+
+def test_digits_separated_by_commas_are_one_number() -> None:
+    # how Whisper writes a spoken order number
+    assert normalize("order 3, 9, 4, 4, 1 please").text == "order 39441 please"
+    assert normalize("order four, five, two, eight, one").text == "order 45281"

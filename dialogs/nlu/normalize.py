@@ -113,6 +113,10 @@ def _tokenize(text: str) -> tuple[list[str], set[int]]:
     return tokens, breaks
 
 
+def _is_digitlike(tok: str) -> bool:
+    return (tok.isdigit() and len(tok) <= 2) or tok in UNITS
+
+
 def _is_num_word(tok: str) -> bool:
     return tok in UNITS or tok in TEENS or tok in TENS or tok in ("hundred", "thousand", "double", "triple") \
         or tok.isdigit()
@@ -143,7 +147,8 @@ def _numbers(tokens: list[str], breaks: set[int]) -> tuple[list[str], set[int]]:
             i += 1
             continue
         j = i
-        while j < n and (j == i or j not in breaks):
+        # Whisper writes spoken digits as "3, 9, 4, 4, 1": a comma between single digits does not end the run
+        while j < n and (j == i or j not in breaks or (_is_digitlike(tokens[j - 1]) and _is_digitlike(tokens[j]))):
             t = tokens[j]
             if _is_num_word(t):
                 j += 1
