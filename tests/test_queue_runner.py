@@ -140,10 +140,13 @@ def test_callback_store_status_and_filters(store: CallbackStore) -> None:
         store.set_status(first, "finished")
 
 
-def test_runner_on_a_real_loop_runs_coroutine_handlers_and_fires_timers() -> None:
-    async def scenario() -> list[str]:
+def test_runner_on_a_real_loop_runs_coroutine_handlers_fires_timers_and_records_callbacks(
+    store: CallbackStore,
+) -> None:
+    async def scenario() -> tuple[list[str], int | None]:
         seen: list[str] = []
-        stopped = asyncio.Event()
+        stopped, fell_back = asyncio.Event(), asyncio.Event()
+        recorded: list[int | None] = []
 
         class Handlers(QueueHandlers):
             async def ring(self, action: RingAgent) -> None:
@@ -153,14 +156,25 @@ def test_runner_on_a_real_loop_runs_coroutine_handlers_and_fires_timers() -> Non
                 seen.append(f"stop {action.agent_id} {action.reason}")
                 stopped.set()
 
+            async def fallback(self, action: Fallback, callback_id: int | None) -> None:
+                seen.append(f"fallback {action.kind} {action.reason}")
+                recorded.append(callback_id)
+                fell_back.set()
+
         agent = AgentConfig(id="a", contact="webrtc", logged_in=True)
-        runner = QueueRunner.on_loop([agent], [QueueConfig(name="general", agent_timeout=0.05)], Handlers())
+        queue = QueueConfig(name="general", agent_timeout=0.05)
+        runner = QueueRunner.on_loop([agent], [queue], Handlers(), callbacks=store)
         runner.enqueue("c1", HANDOFF)
         await asyncio.wait_for(stopped.wait(), timeout=10)
+        runner.caller_key("c1", "1")
+        await asyncio.wait_for(fell_back.wait(), timeout=10)
         await runner.close()
-        return seen
+        return seen, recorded[0]
 
-    assert asyncio.run(scenario()) == ["ring a", "stop a no_answer"]
+    seen, callback_id = asyncio.run(scenario())
+    assert seen == ["ring a", "stop a no_answer", "fallback callback caller_request"]
+    (req,) = store.requests()
+    assert callback_id == req.id and req.reason == "caller_request"
 
 
 def test_hold_music_is_a_soft_seamless_loop_in_the_telephone_band() -> None:

@@ -63,7 +63,8 @@ class QueueHandlers:
         """Stop the hold music and bridge caller and agent; call ``runner.hangup(call_id)`` when it ends."""
 
     def fallback(self, action: Fallback, callback_id: int | None) -> Awaitable[None] | None:
-        """Tell the caller what happens next (callback recorded as ``callback_id`` / voicemail / goodbye)."""
+        """Tell the caller what happens next: a callback recorded as ``callback_id`` (None: there is no store
+        or the request could not be written), voicemail, or goodbye."""
 
     def transfer(self, action: Transfer) -> Awaitable[None] | None:
         """Blind-transfer the caller (SIP REFER or a new leg) to ``action.target``."""
@@ -184,22 +185,45 @@ class QueueRunner:
         elif isinstance(action, Transfer):
             result = h.transfer(action)
         elif isinstance(action, Fallback):
-            callback_id = None
-            if action.kind == "callback" and self.callbacks is not None:
-                callback_id = self.callbacks.add(
-                    call_id=action.call_id,
-                    caller=action.caller,
-                    queue=action.queue,
-                    reason=action.reason,
-                    handoff=action.handoff,
-                )
-            result = h.fallback(action, callback_id)
+            result = self._fallback(action)
         elif isinstance(action, CallLeftQueue | AgentStateChanged):
             return
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+
+    def _fallback(self, action: Fallback) -> Awaitable[None] | None:
+        if action.kind != "callback" or self.callbacks is None:
+            return self.handlers.fallback(action, None)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # No loop (a simulation): write inline.
+            return self.handlers.fallback(action, self._record_callback(action))
+        return self._fallback_after_write(action)
+
+    async def _fallback_after_write(self, action: Fallback) -> None:
+        # A database commit can take milliseconds (fsync): not on the loop that carries the audio.
+        callback_id = await asyncio.to_thread(self._record_callback, action)
+        result = self.handlers.fallback(action, callback_id)
+        if inspect.isawaitable(result):
+            await result
+
+    def _record_callback(self, action: Fallback) -> int | None:
+        assert self.callbacks is not None
+        try:
+            return self.callbacks.add(
+                call_id=action.call_id,
+                caller=action.caller,
+                queue=action.queue,
+                reason=action.reason,
+                handoff=action.handoff,
+            )
+        except Exception:
+            # The caller must still hear something: the handler gets None and can apologise.
+            log.exception("could not record the callback request of call %s", action.call_id)
+            return None
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
