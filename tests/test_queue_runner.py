@@ -205,3 +205,20 @@ def test_announcement_text() -> None:
         "about one minute",
         "about 1 hour 5 minutes",
     ]
+
+
+def test_a_failing_handler_is_logged_and_the_queue_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Recorder):
+        def ring(self, action: RingAgent) -> None:
+            raise RuntimeError("agent page gone")
+
+    sim = SimulatedTime()
+    rec = Broken()
+    agent = AgentConfig(id="a", contact="webrtc", logged_in=True)
+    runner = QueueRunner(
+        ACD([agent], [QueueConfig(name="general", agent_timeout=5)], sim.clock), rec, call_at=sim.call_at
+    )
+    runner.enqueue("c1", HANDOFF)
+    assert "agent page gone" in caplog.text
+    sim.advance(6)  # the no-answer timer still runs
+    assert [(a.agent_id, a.reason) for a in rec.done if isinstance(a, StopRinging)] == [("a", "no_answer")]

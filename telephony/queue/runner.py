@@ -155,10 +155,17 @@ class QueueRunner:
         self._run(self.acd.tick())
 
     def _run(self, actions: list[Action]) -> list[Action]:
+        # One failing handler or listener must not stop the others or the timers of every other caller.
         for action in actions:
-            self._execute(action)
+            try:
+                self._execute(action)
+            except Exception:
+                log.exception("queue handler failed on %s", action)
             for listener in self._listeners:
-                listener(action)
+                try:
+                    listener(action)
+                except Exception:
+                    log.exception("queue listener failed on %s", action)
         self._reschedule()
         return actions
 
