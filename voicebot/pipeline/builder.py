@@ -87,7 +87,9 @@ def build_call_pipeline(
         store=call_record,
         shared=shared,
     )
-    turns = CallerTurnProcessor(shared, turn_params or TurnParams(), name=f"turns-{call.call_id}")
+    turns = CallerTurnProcessor(
+        shared, turn_params or TurnParams(), on_barge_in=call.bot_interrupted, name=f"turns-{call.call_id}"
+    )
     call.turns = turns
     pipeline = Pipeline(
         [

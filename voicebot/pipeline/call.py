@@ -43,6 +43,7 @@ class CallContext:
         self.outcome: str | None = None
         self.handoff: dict[str, Any] | None = None
         self.turns: CallerTurnProcessor | None = None  # set by the builder; asked for unfinished speech
+        self.playing: set[int] = set()  # bot turns whose audio is queued or playing
         self._opened = False
         self._finished = False
 
@@ -67,6 +68,13 @@ class CallContext:
     async def update_turn(self, turn_id: int | None, **fields: Any) -> None:
         if turn_id is not None:
             await self.store.arun("update_turn", turn_id, **fields)
+
+    async def bot_interrupted(self) -> None:
+        """The caller barged in: every bot turn still playing ends now, marked interrupted."""
+        playing, self.playing = self.playing, set()
+        now = datetime.now(UTC)
+        for turn_id in playing:
+            await self.update_turn(turn_id, end=now, extra={"interrupted": True})
 
     async def finish(self, reason: str) -> None:
         """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, error).

@@ -34,6 +34,8 @@ class CallControl(FrameProcessor):
             await self.push_frame(frame, direction)
             return
         say = frame.say
+        if say.turn_id is not None:
+            self._call.playing.discard(say.turn_id)
         await self._call.update_turn(say.turn_id, end=datetime.now(UTC))
         if say.then == "handoff" and self._on_handoff is not None:
             await self._on_handoff(self._call, say.handoff)

@@ -85,9 +85,13 @@ class DialogStage(FrameProcessor):
         await self.push_frame(BotSayFrame(text=reply.text, style=reply.style, kind="greeting", turn_id=turn_id))
 
     async def _on_turn(self, frame: CallerTurnFrame) -> None:
-        if is_non_speech(frame.text) or self._ending:
+        if is_non_speech(frame.text):
             self._arm_timer()
             return
+        if self._call.end_reason == "silence":
+            # The caller spoke up over the goodbye: the call goes on.
+            self._ending = False
+            self._call.end_reason = None
         self._prompted = False
         signals = self._signals(frame) if self._signals is not None else {}
         started = time.monotonic()

@@ -39,6 +39,8 @@ class PiperSpeech(FrameProcessor):
     async def _speak(self, say: BotSayFrame) -> None:
         scale = self._cfg.calm_length_scale if say.style == "calm" else self._cfg.length_scale
         sentences = speech_chunks(say.text)
+        if say.turn_id is not None:
+            self._call.playing.add(say.turn_id)
         started = time.monotonic()
         first = True
         # Synthesise sentence n+1 while sentence n is being played.
@@ -66,12 +68,9 @@ class PiperSpeech(FrameProcessor):
             await self.push_frame(TTSStoppedFrame())
             await self.push_frame(BotSaidFrame(say=say))
         except asyncio.CancelledError:
+            # Interrupted: the turn is closed by the barge-in (CallContext.bot_interrupted).
             if upcoming is not None:
                 upcoming.cancel()
-            # Cancellation must not wait on the database; the write finishes on its own.
-            asyncio.ensure_future(
-                self._call.update_turn(say.turn_id, end=datetime.now(UTC), extra={"interrupted": True})
-            )
             raise
 
     async def _first_audio(self, say: BotSayFrame, started: float, now: float) -> None:

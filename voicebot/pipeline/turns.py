@@ -13,6 +13,7 @@ import asyncio
 import collections
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -94,9 +95,16 @@ class CallerTurnProcessor(FrameProcessor):
     ends. Audio frames are consumed here (nothing downstream needs them).
     """
 
-    def __init__(self, shared: SharedModels, params: TurnParams | None = None, **kwargs):
+    def __init__(
+        self,
+        shared: SharedModels,
+        params: TurnParams | None = None,
+        on_barge_in: Callable[[], Awaitable[None]] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._shared = shared
+        self._on_barge_in = on_barge_in
         self._p = params or TurnParams()
         self._vad = SileroVADAnalyzer(sample_rate=STT_SAMPLE_RATE)
         self._vad.set_sample_rate(STT_SAMPLE_RATE)  # the constructor only records the rate
@@ -207,6 +215,8 @@ class CallerTurnProcessor(FrameProcessor):
         if self._bot_speaking and self._p.barge_in:
             metrics.BARGE_INS.inc()
             await self.broadcast_interruption()
+            if self._on_barge_in is not None:
+                await self._on_barge_in()
 
     async def _turn_ended(self) -> None:
         self._in_speech = False

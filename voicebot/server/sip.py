@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,9 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime) -> None:
     Raises SystemExit with a readable message if the SIP port cannot be bound.
     """
     settings = runtime.settings
+    # Everything loaded so far (models, NLU, domain) lives as long as the process. Freezing it keeps later
+    # full garbage collections short: a collection holds the GIL and would stall the RTP pacer thread.
+    gc.freeze()
     sip = None
     if settings.sip.enabled:
         sip = SipServer(settings.sip, settings.trunks, sip_call_runner(runtime))

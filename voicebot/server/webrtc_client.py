@@ -53,7 +53,13 @@ class CallResult:
     bot_speech: list[tuple[float, float]]  # (start, end) of each burst of bot audio, seconds since connected
     bot_audio: np.ndarray = field(repr=False)  # 48 kHz mono int16, everything received
     play_started: float = 0.0  # seconds since connection when the file started playing
+    audio_started: float = 0.0  # seconds since connection of the first sample of ``bot_audio``
     hung_up_by: str = "caller"
+
+    def bot_audio_after(self, seconds: float) -> np.ndarray:
+        """What the bot said from ``seconds`` after the file started playing (48 kHz mono int16)."""
+        start = int((self.play_started + seconds - self.audio_started) * RATE)
+        return self.bot_audio[max(0, start) :]
 
     def barge_in_stops_ms(self) -> list[float]:
         """For each caller segment that began while the bot was talking: how long the bot went on."""
@@ -181,6 +187,7 @@ class _Recorder:
         self.onsets: list[float] = []  # monotonic
         self.intervals: list[list[float]] = []  # [start, end] of each burst of bot speech, monotonic
         self.last_loud: float | None = None
+        self.first_at: float | None = None  # monotonic arrival of the first frame (start of the audio)
         self.closed = asyncio.Event()
 
     async def run(self, track: Any) -> None:
@@ -188,6 +195,8 @@ class _Recorder:
             while True:
                 frame = await track.recv()
                 now = time.monotonic()
+                if self.first_at is None:
+                    self.first_at = now - frame.samples / frame.sample_rate
                 pcm = frame.to_ndarray()
                 channels = len(frame.layout.channels)
                 mono = pcm.reshape(-1, channels).mean(axis=1) if channels > 1 else pcm.reshape(-1)
@@ -332,6 +341,7 @@ async def place_call(
         bot_speech=[(round(a - connected_at, 3), round(b - connected_at, 3)) for a, b in recorder.intervals],
         bot_audio=recorder.audio(),
         play_started=round(play_started - connected_at, 3),
+        audio_started=round((recorder.first_at or connected_at) - connected_at, 3),
         hung_up_by=hung_up_by,
     )
 
