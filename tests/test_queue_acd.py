@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from telephony.queue.acd import ACD, QueueError, handoff_conditions
+from telephony.queue.acd import ACD, QueueError, UnknownAgentError, handoff_conditions
 from telephony.queue.actions import (
     AgentStateChanged,
     Announce,
@@ -324,7 +324,7 @@ def test_unreachable_agent_is_paused_and_the_next_is_rung() -> None:
 
 def test_set_agent_state_rejects_unknown_agents_and_states() -> None:
     acd, _ = make(agents("a"))
-    with pytest.raises(QueueError, match="no agent"):
+    with pytest.raises(UnknownAgentError, match="no agent"):
         acd.set_agent_state("zed", "available")
     with pytest.raises(QueueError, match="state must be"):
         acd.set_agent_state("a", "busy")
@@ -392,7 +392,7 @@ def test_snapshots_are_json_and_show_states() -> None:
     acd, clock = make(agents("a", "b"))
     acd.set_agent_state("b", "paused", "training")
     acd.enqueue("call1", packet())
-    acd.enqueue("call2", packet())
+    acd.enqueue("call2", packet(frustration={"level": "annoyed"}))
     data = json.loads(json.dumps(acd.snapshot()))
     q = data["queues"][0]
     assert [(w["call_id"], w["state"], w["position"]) for w in q["waiting"]] == [

@@ -42,6 +42,10 @@ class QueueError(ValueError):
     """A request the ACD cannot carry out because of its input (unknown agent, state not settable)."""
 
 
+class UnknownAgentError(QueueError):
+    """No agent with that id (an API answers 404)."""
+
+
 @dataclass
 class _Offer:
     agent_id: str
@@ -134,6 +138,12 @@ def handoff_conditions(handoff: dict[str, Any]) -> set[str]:
     verified = isinstance(customer, dict) and customer.get("verified") is True
     out.add("verified" if verified else "unverified")
     return out
+
+
+def _level(handoff: dict[str, Any]) -> str | None:
+    frustration = handoff.get("frustration")
+    level = frustration.get("level") if isinstance(frustration, dict) else None
+    return level if isinstance(level, str) else None
 
 
 class ACD:
@@ -345,7 +355,7 @@ class ACD:
         self._now = self.clock()
         agent = self._agents.get(agent_id)
         if agent is None:
-            raise QueueError(f"no agent with id {agent_id!r}")
+            raise UnknownAgentError(f"no agent with id {agent_id!r}")
         if state not in SETTABLE_STATES:
             raise QueueError(f"state must be one of {', '.join(SETTABLE_STATES)}, not {state!r}")
         out: list[Action] = []
@@ -420,6 +430,10 @@ class ACD:
                         "state": "ringing" if c.offers else "waiting",
                         "ringing": sorted(c.offers),
                         "summary": summary if isinstance(summary, str) else None,
+                        "reason": c.handoff.get("reason")
+                        if isinstance(c.handoff.get("reason"), str)
+                        else None,
+                        "frustration": _level(c.handoff),
                         "estimated_wait_s": self._estimate(q, pos),
                     }
                 )
@@ -466,7 +480,7 @@ class ACD:
         """One agent's state: offline, available, ringing, busy, wrap_up or paused."""
         agent = self._agents.get(agent_id)
         if agent is None:
-            raise QueueError(f"no agent with id {agent_id!r}")
+            raise UnknownAgentError(f"no agent with id {agent_id!r}")
         return agent.state
 
     def queue_stats(self, name: str) -> dict[str, Any]:
