@@ -346,7 +346,9 @@ class CallLeg:
             return
         self.state = "ended"
         self.end_reason = reason
-        log.info("call %s ended: %s", self.call_id, reason)
+        st = self.rtp.stats
+        log.info("call %s ended: %s (RTP sent %d, received %d, largest gap sent %.0f ms / received %.0f ms)",
+                 self.call_id, reason, st.sent, st.received, st.max_send_gap_ms, st.max_receive_gap_ms)
         await self.rtp.close()
         self.ua.forget(self)
         self.ended.set()

@@ -1,9 +1,10 @@
 """One RTP audio stream: a UDP socket, a jitter buffer for what arrives, steady 20 ms pacing for what we send.
 
 Audio crosses this boundary as 16 kHz 16-bit mono PCM; G.711 coding and the 8 kHz <-> 16 kHz conversion
-happen inside. One clock task per session does both directions every 20 ms, so the application sees a steady
-stream in (silence where packets are missing) and the peer receives a steady stream out (silence when we
-have nothing to say), which keeps NAT bindings open and phones' jitter buffers happy.
+happen inside. Every 20 ms the application gets the next frame in (silence where packets are missing) from
+a task on the asyncio loop, and the peer gets the next packet out (silence when we have nothing to say, which
+keeps NAT bindings open and phones' jitter buffers happy) from the pacer thread, so stalls of the loop do not
+become gaps in what the caller hears.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from telephony.codecs import PCMU, Codec, StreamResampler
 from telephony.dtmf import DtmfReceiver, TelephoneEvent, event_packets
 from telephony.rtp.jitter import JitterBuffer
+from telephony.rtp.pacer import PACER
 from telephony.rtp.packet import RtpError, RtpPacket, is_rtcp
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,10 @@ class RtpSession:
         self._max_out = max_output_ms * 32  # bytes of 16 kHz PCM
         self._room = asyncio.Event()
         self._room.set()
+        self._lock = threading.Lock()  # the pacer thread takes from _out and the DTMF queue
+        self._waiting = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None
         self._dtmf_queue: list[tuple[str, int]] = []
         self._dtmf_out: list[TelephoneEvent] = []
         self._dtmf_ts = 0
@@ -88,16 +97,24 @@ class RtpSession:
     async def open(self, host: str, port_min: int, port_max: int) -> int:
         """Bind the first free even port in [port_min, port_max]; returns it. Raises OSError if none is free."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         start = port_min + (port_min % 2)
         ports = list(range(start, port_max + 1, 2))
         # Start at a random point so concurrent calls do not all race for the same first port.
         offset = random.randrange(len(ports)) if ports else 0
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for port in ports[offset:] + ports[:offset]:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=(host, port))
+                sock.bind((host, port))
             except OSError:
+                sock.close()
                 continue
+            sock.setblocking(False)
+            # The loop only receives on this socket; the pacer thread sends on it directly.
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
             self._transport = transport  # type: ignore[assignment]
+            self._sock = sock
             self.local_port = port
             return port
         raise OSError(f"no free RTP port in {port_min}-{port_max}")
@@ -113,22 +130,27 @@ class RtpSession:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._clock(), name=f"rtp-{self.local_port}")
+            PACER.add(self)
 
     # --- sending -------------------------------------------------------------------------------------------
     async def write(self, pcm16k: bytes) -> None:
         """Queue 16 kHz PCM for sending; waits while more than ``max_output_ms`` is already queued, so a
         producer is paced by the RTP clock."""
-        self._out.extend(pcm16k)
+        with self._lock:
+            self._out.extend(pcm16k)
         while len(self._out) > self._max_out and self._task is not None and not self._task.done():
             self._room.clear()
+            self._waiting = True
             await self._room.wait()
 
     def write_nowait(self, pcm16k: bytes) -> None:
-        self._out.extend(pcm16k)
+        with self._lock:
+            self._out.extend(pcm16k)
 
     def clear_output(self) -> None:
         """Drop queued audio (the caller interrupted the bot)."""
-        self._out.clear()
+        with self._lock:
+            self._out.clear()
         self._room.set()
 
     @property
@@ -139,9 +161,15 @@ class RtpSession:
         """Queue key presses to send as RFC 4733 events (needs a negotiated telephone-event payload type)."""
         for key in keys:
             event_packets(key)  # validates
-            self._dtmf_queue.append((key, duration_ms))
+            with self._lock:
+                self._dtmf_queue.append((key, duration_ms))
 
-    def _send_packet(self) -> None:
+    def pace(self, now: float) -> None:
+        """Send the next packet (called by the pacer thread every 20 ms)."""
+        with self._lock:
+            self._send_packet(now)
+
+    def _send_packet(self, now: float) -> None:
         if self._dtmf_out or self._dtmf_queue:
             if not self._dtmf_out:
                 key, duration = self._dtmf_queue.pop(0)
@@ -152,13 +180,13 @@ class RtpSession:
                 first = False
             ev = self._dtmf_out.pop(0)
             if self.dtmf_pt is not None:
-                self._emit(RtpPacket(self.dtmf_pt, self._seq, self._dtmf_ts, self._ssrc, ev.to_bytes(), first))
+                self._emit(RtpPacket(self.dtmf_pt, self._seq, self._dtmf_ts, self._ssrc, ev.to_bytes(), first), now)
             # The audio clock keeps running under the tone so the next audio timestamp is right.
             self._take_audio()
             self._ts += SAMPLES_8K
             return
         pcm8 = self._take_audio()
-        self._emit(RtpPacket(self.codec.payload_type, self._seq, self._ts, self._ssrc, self.codec.encode(pcm8)))
+        self._emit(RtpPacket(self.codec.payload_type, self._seq, self._ts, self._ssrc, self.codec.encode(pcm8)), now)
         self._ts += SAMPLES_8K
 
     def _take_audio(self) -> bytes:
@@ -166,17 +194,22 @@ class RtpSession:
         del self._out[:FRAME_16K_BYTES]
         if len(chunk) < FRAME_16K_BYTES:
             chunk += bytes(FRAME_16K_BYTES - len(chunk))
-        if len(self._out) <= self._max_out:
-            self._room.set()
+        if self._waiting and len(self._out) <= self._max_out and self._loop is not None:
+            self._waiting = False
+            with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
+                self._loop.call_soon_threadsafe(self._room.set)
         return self._down.process(chunk)
 
-    def _emit(self, packet: RtpPacket) -> None:
+    def _emit(self, packet: RtpPacket, now: float) -> None:
         self._seq = (self._seq + 1) & 0xFFFF
-        if self.remote is None or self._transport is None or not self.sending:
+        remote, sock = self.remote, self._sock
+        if remote is None or sock is None or not self.sending:
             return
-        self._transport.sendto(packet.to_bytes(), self.remote)
+        try:
+            sock.sendto(packet.to_bytes(), remote)
+        except (BlockingIOError, OSError):
+            return  # a full send buffer or a vanished route: this packet is lost, the next one may pass
         self.stats.sent += 1
-        now = asyncio.get_running_loop().time()
         if self._last_tx is not None:
             self.stats.max_send_gap_ms = max(self.stats.max_send_gap_ms, (now - self._last_tx) * 1000)
         self._last_tx = now
@@ -196,7 +229,7 @@ class RtpSession:
             self.remote = (addr[0], addr[1])
             self._latched = True
         self.stats.received += 1
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         if self._last_rx is not None:
             self.stats.max_receive_gap_ms = max(self.stats.max_receive_gap_ms, (now - self._last_rx) * 1000)
         self._last_rx = now
@@ -221,7 +254,6 @@ class RtpSession:
         due = loop.time()
         while True:
             self._play_packet()
-            self._send_packet()
             due += PTIME_S
             delay = due - loop.time()
             if delay < -0.2:
@@ -231,6 +263,9 @@ class RtpSession:
             await asyncio.sleep(max(delay, 0))
 
     async def close(self) -> None:
+        PACER.remove(self)
+        with self._lock:
+            self._sock = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

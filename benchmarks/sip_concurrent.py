@@ -1,0 +1,185 @@
+"""Concurrent SIP calls into `voicebot serve`: how many simultaneous callers one machine carries.
+
+Starts `voicebot serve` (SIP on loopback) in a subprocess, then for N = 1, 2, 4, ... places N simultaneous
+calls from this process with the project's own SIP/RTP stack (a separate process from the bot, so the
+callers do not share its event loop or CPU time slices). Each caller waits for the greeting to end, says a
+synthesised request (espeak-ng), and measures the reply latency from the end of its speech to the first
+audible bot audio. It also records dropped calls (the bot hung up or the call failed) and the largest gap
+between RTP packets from the bot. A level passes if p95 latency < 1.5 s, no call dropped and no gap > 100 ms.
+
+    python benchmarks/sip_concurrent.py [--levels 1,2,4,6,8,10,12] [--keep-going]
+
+Prints one JSON object per level and a summary line. Needs espeak-ng and sox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from telephony.call import CallLeg  # noqa: E402
+from telephony.config import SipConfig  # noqa: E402
+from telephony.sip.ua import DialError, UserAgent  # noqa: E402
+
+LOUD_RMS = 500.0
+UTTERANCE = "Where is my order?"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def synthesise(folder: Path) -> bytes:
+    wav = folder / "say.wav"
+    raw = folder / "say.raw"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), UTTERANCE], check=True)
+    subprocess.run(["sox", str(wav), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-t", "raw", str(raw)],
+                   check=True)
+    return raw.read_bytes()
+
+
+class Ear:
+    """Watches a leg's incoming audio: when it is loud, and when it last went quiet."""
+
+    def __init__(self) -> None:
+        self.loud_since: float | None = None
+        self.last_loud: float | None = None
+        self.first_loud_after: float | None = None
+        self.mark: float | None = None
+
+    def __call__(self, pcm: bytes) -> None:
+        now = time.monotonic()
+        x = np.frombuffer(pcm, np.int16).astype(np.float64)
+        if len(x) and np.sqrt((x**2).mean()) > LOUD_RMS:
+            self.last_loud = now
+            if self.mark is not None and self.first_loud_after is None:
+                self.first_loud_after = now
+
+    async def quiet_for(self, seconds: float, timeout: float) -> bool:
+        """Until the bot has spoken and then been quiet for ``seconds``."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.last_loud is not None and time.monotonic() - self.last_loud >= seconds:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+async def one_call(ua: UserAgent, target: str, speech: bytes) -> dict:
+    result: dict = {"dropped": False, "latency_s": None, "max_gap_ms": None, "error": None}
+    try:
+        leg: CallLeg = await ua.dial(target, ring_timeout=15)
+    except DialError as exc:
+        result.update(dropped=True, error=str(exc))
+        return result
+    ear = Ear()
+    leg.on_audio = ear
+    try:
+        if not await ear.quiet_for(1.0, 30):
+            result["error"] = "no greeting"
+        await leg.write_audio(speech)
+        while leg.rtp.queued_ms > 0 and leg.state == "answered":
+            await asyncio.sleep(0.005)
+        ear.mark = time.monotonic()
+        deadline = ear.mark + 15
+        while ear.first_loud_after is None and time.monotonic() < deadline and leg.state == "answered":
+            await asyncio.sleep(0.01)
+        if ear.first_loud_after is not None:
+            result["latency_s"] = round(ear.first_loud_after - ear.mark, 3)
+        await ear.quiet_for(1.0, 20)
+        result["dropped"] = leg.state != "answered"
+        result["max_gap_ms"] = round(leg.rtp.stats.max_receive_gap_ms, 1)
+    finally:
+        await leg.hangup()
+    return result
+
+
+async def level(n: int, bot_port: int, speech: bytes) -> dict:
+    ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
+                             rtp_port_min=40000, rtp_port_max=40999, invites_per_second_per_source=100))
+    await ua.start()
+    try:
+        results = await asyncio.gather(*(one_call(ua, f"sip:bench{i}@127.0.0.1:{bot_port}", speech)
+                                         for i in range(n)))
+    finally:
+        await ua.stop()
+    lat = [r["latency_s"] for r in results if r["latency_s"] is not None]
+    gaps = [r["max_gap_ms"] for r in results if r["max_gap_ms"] is not None]
+    out = {
+        "calls": n,
+        "answered_replies": len(lat),
+        "dropped": sum(r["dropped"] for r in results),
+        "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat else None,
+        "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat else None,
+        "max_rtp_gap_ms": max(gaps) if gaps else None,
+        "errors": [r["error"] for r in results if r["error"]],
+    }
+    out["pass"] = bool(lat and len(lat) == n and out["latency_p95_s"] < 1.5 and out["dropped"] == 0
+                       and out["max_rtp_gap_ms"] is not None and out["max_rtp_gap_ms"] <= 100)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="1,2,4,6,8,10,12")
+    ap.add_argument("--keep-going", action="store_true", help="Run every level even after one fails.")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        speech = synthesise(folder)
+        port = free_port()
+        (folder / "voicebot.yaml").write_text(
+            f"database:\n  url: sqlite:///{folder}/bench.db\nserver:\n  host: 127.0.0.1\n  port: {free_port()}\n"
+            f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: ''\n  rtp_port_min: 41000\n"
+            f"  rtp_port_max: 41999\n  invites_per_second_per_source: 100\nlog_level: WARNING\n")
+        server = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--config", str(folder / "voicebot.yaml")],
+                                  cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_LOG_LEVEL": "INFO"})
+        try:
+            assert server.stderr is not None
+            for line in server.stderr:
+                if "SIP ready" in line:
+                    break
+            else:
+                sys.exit("voicebot serve did not start")
+            # Keep reading its log so a full pipe never blocks the server.
+            log_path = os.environ.get("SIP_BENCH_SERVER_LOG")
+            sink = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the server
+            threading.Thread(target=lambda: [sink.write(line) if sink else None for line in server.stderr],  # type: ignore[union-attr]
+                             daemon=True).start()
+            best = 0
+            for n in levels:
+                out = asyncio.run(level(n, port, speech))
+                print(json.dumps(out), flush=True)
+                if out["pass"]:
+                    best = n
+                elif not args.keep_going:
+                    break
+            print(json.dumps({"max_concurrent_calls_passing": best, "cpus": os.cpu_count()}), flush=True)
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+if __name__ == "__main__":
+    main()
