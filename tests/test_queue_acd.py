@@ -157,11 +157,17 @@ def test_agent_confirm_decline_goes_to_the_next_agent_caller_keeps_place() -> No
     assert of(acd.agent_key("call1", "b", "1"), Connect) == [Connect("call1", "b", "general")]
 
 
-def test_declining_agent_is_not_offered_the_same_call_again() -> None:
-    acd, clock = make(agents("a"), agent_confirm=True)
+def test_declining_agent_is_offered_the_same_caller_again_only_after_decline_retry() -> None:
+    acd, clock = make(agents("a"), agent_confirm=True, decline_retry=45, agent_timeout=100)
     acd.enqueue("call1", packet())
+    clock.t = 5
     assert rung(acd.agent_declined("call1", "a")) == []
-    assert rung(acd.enqueue("call2", packet())) == [("call2", "a")]
+    assert rung(acd.enqueue("call2", packet())) == [("call2", "a")]  # another caller is fine
+    acd.agent_declined("call2", "a")
+    clock.t = 49
+    assert rung(acd.tick()) == []
+    clock.t = 50
+    assert rung(acd.tick()) == [("call1", "a")]
 
 
 def test_agent_confirm_timeout_after_answer_moves_on() -> None:

@@ -21,6 +21,7 @@ from telephony.queue.actions import (
 )
 from telephony.queue.config import AgentConfig, QueueConfig
 
+RETRY = 30.0
 AGENTS = [
     AgentConfig(id="ann", skills=["tech"], logged_in=True),
     AgentConfig(id="bob", logged_in=True),
@@ -38,7 +39,7 @@ class Model:
         self.connected: dict[str, str] = {}  # call -> agent
         self.left: dict[str, int] = {}
         self.states = {a.id: ("available" if a.logged_in else "offline") for a in AGENTS}
-        self.declined: set[tuple[str, str]] = set()
+        self.declined: dict[tuple[str, str], float] = {}  # (call, agent) -> may be offered again from
 
     def apply(self, actions: list) -> None:
         for a in actions:
@@ -63,7 +64,7 @@ class Model:
                     assert a.call_id in self.queued and a.position >= 1
 
 
-def check(acd: ACD, model: Model) -> None:
+def check(acd: ACD, model: Model, now: float) -> None:
     snap = acd.snapshot()["queues"]
     waiting = {w["call_id"]: (q["name"], w) for q in snap for w in q["waiting"]}
     assert {c: q for c, (q, _) in waiting.items()} == model.queued
@@ -85,7 +86,7 @@ def check(acd: ACD, model: Model) -> None:
             continue
         for aid, a in agents.items():
             if a["state"] == "available" and qname in a["queues"]:
-                assert (call, aid) in model.declined, (call, aid)
+                assert model.declined.get((call, aid), now) > now, (call, aid)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -103,9 +104,16 @@ def test_random_event_sequences_keep_the_acd_consistent(seed: int) -> None:
             agent_timeout=10,
             announce_every=15,
             priority_rules={"frustrated": 3},
+            decline_retry=RETRY,
         ),
         QueueConfig(
-            name="tech", skills=["tech"], strategy=strategy, max_wait=200, wrap_up=0, agent_timeout=8
+            name="tech",
+            skills=["tech"],
+            strategy=strategy,
+            max_wait=200,
+            wrap_up=0,
+            agent_timeout=8,
+            decline_retry=RETRY,
         ),
     ]
     acd = ACD(AGENTS, queues, lambda: clock[0])
@@ -131,11 +139,11 @@ def test_random_event_sequences_keep_the_acd_consistent(seed: int) -> None:
             if (call, agent) in model.rings and rng.random() < 0.5:
                 key = rng.choice("12")
                 if key == "2":
-                    model.declined.add((call, agent))
+                    model.declined[(call, agent)] = clock[0] + RETRY
                 model.apply(acd.agent_key(call, agent, key))
         elif op < 0.4 and rings:
             call, agent = rng.choice(rings)
-            model.declined.add((call, agent))
+            model.declined[(call, agent)] = clock[0] + RETRY
             model.apply(acd.agent_declined(call, agent))
         elif op < 0.43 and rings:
             call, agent = rng.choice(rings)
@@ -156,14 +164,14 @@ def test_random_event_sequences_keep_the_acd_consistent(seed: int) -> None:
         else:
             clock[0] += rng.choice([0.5, 2.0, 5.0, 11.0, 40.0])
             model.apply(acd.tick())
-        check(acd, model)
+        check(acd, model, clock[0])
     # Drain: every caller leaves the queue exactly once.
     for call in sorted(model.connected):
         model.apply(acd.hangup(call))
     model.connected.clear()
     clock[0] += 10_000
     model.apply(acd.tick())
-    check(acd, model)
+    check(acd, model, clock[0])
     assert not model.queued and not model.rings
     assert set(model.left) == {f"c{i}" for i in range(1, n + 1)}
     assert set(model.left.values()) == {1}

@@ -66,7 +66,7 @@ class _Call:
     next_announce: float | None
     announced: bool = False
     offers: dict[str, _Offer] = field(default_factory=dict)
-    declined: set[str] = field(default_factory=set)
+    declined: dict[str, float] = field(default_factory=dict)  # agent -> when they may be offered it again
     tried: set[str] = field(default_factory=set)  # rung without an answer this round
 
     def order(self) -> tuple[int, float, int]:
@@ -315,13 +315,14 @@ class ACD:
 
     def agent_declined(self, call_id: str, agent_id: str) -> list[Action]:
         """The agent declined (key 2, the page's button, or rejected the ring): the next agent is tried and
-        this agent is not offered this call again. The caller keeps their place."""
+        this agent is not offered this caller again for the queue's ``decline_retry`` seconds. The caller
+        keeps their place."""
         self._now = self.clock()
         call, offer = self._offer_of(call_id, agent_id)
         if call is None or offer is None:
             return []
         out: list[Action] = []
-        call.declined.add(agent_id)
+        call.declined[agent_id] = self._now + self.queues[call.queue].decline_retry
         self._drop_offer(call, agent_id, "declined", out)
         self._settle(out)
         return out
@@ -381,6 +382,7 @@ class ACD:
             if a.wrap_up_until is not None:
                 times.append(a.wrap_up_until)
         for c in self._calls.values():
+            times += c.declined.values()
             if c.offers:
                 times += [o.deadline for o in c.offers.values()]
             else:
@@ -402,6 +404,8 @@ class ACD:
                         self._drop_offer(call, agent_id, "no_answer", out)
                         if self.queues[call.queue].autopause:
                             self._agents[agent_id].pause_reason = "no answer"
+            for call in self._calls.values():
+                call.declined = {a: t for a, t in call.declined.items() if t > due}
             for a in self._agents.values():
                 if a.wrap_up_until is not None and a.wrap_up_until <= due:
                     a.wrap_up_until = None
@@ -535,7 +539,7 @@ class ACD:
             and a.offer is None
             and a.wrap_up_until is None
             and len(a.calls) < a.cfg.max_calls
-            and a.cfg.id not in call.declined
+            and call.declined.get(a.cfg.id, self._now) <= self._now
             and serves(a.cfg, q)
         )
 

@@ -81,6 +81,11 @@ class QueueConfig(_Section):
     agent_confirm: bool = Field(
         default=False, description="The agent must accept first (key 1 / a button; 2 declines)."
     )
+    decline_retry: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds before an agent who declined a caller is offered that caller again.",
+    )
     max_wait: float = Field(
         default=300.0, gt=0, description="Seconds a caller waits at most before the fallback."
     )
