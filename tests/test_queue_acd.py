@@ -104,6 +104,19 @@ def test_ring_all_rings_every_free_agent_and_the_first_answer_wins() -> None:
     assert acd.agent_state("a") == "available"
 
 
+def test_ring_all_adds_an_agent_who_becomes_free_during_the_ring() -> None:
+    acd, clock = make(agents("a", "b"), strategy="ring_all", wrap_up=0, agent_timeout=30)
+    acd.enqueue("call0", packet())
+    acd.agent_answered("call0", "a")
+    assert rung(acd.enqueue("call1", packet())) == [("call1", "b")]
+    clock.t = 10
+    assert rung(acd.hangup("call0")) == [("call1", "a")]
+    # a's ring runs its own full timeout
+    clock.t = 30
+    assert [s.agent_id for s in of(acd.tick(), StopRinging)] == ["b"]
+    assert acd.agent_state("a") == "ringing"
+
+
 def test_frustrated_caller_jumps_ahead_by_priority_rule() -> None:
     acd, clock = make(agents("a"), priority_rules={"frustrated": 5}, wrap_up=0)
     acd.enqueue("busy", packet())

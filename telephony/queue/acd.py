@@ -555,7 +555,8 @@ class ACD:
         return [min(free, key=lambda a: (a.idle_since, a.index))]
 
     def _dispatch(self, out: list[Action]) -> None:
-        for call in sorted(self._calls.values(), key=_Call.order):
+        ordered = sorted(self._calls.values(), key=_Call.order)
+        for call in ordered:
             # A caller past their maximum wait (an offer ran over it) gets the fallback, not another agent.
             if call.offers or call.deadline <= self._now:
                 continue
@@ -569,20 +570,31 @@ class ACD:
                 call.tried.clear()
                 fresh = free
             for agent in self._choose(q, fresh):
-                call.tried.add(agent.cfg.id)
-                agent.offer = call.call_id
-                call.offers[agent.cfg.id] = _Offer(agent.cfg.id, self._now + q.agent_timeout)
-                out.append(
-                    RingAgent(
-                        call.call_id,
-                        agent.cfg.id,
-                        agent.cfg.contact,
-                        q.name,
-                        q.agent_confirm,
-                        q.agent_timeout,
-                        call.handoff,
-                    )
-                )
+                self._ring(call, q, agent, out)
+        # ring_all: agents still free after every unrung caller was served join a ring already running.
+        for call in ordered:
+            q = self.queues[call.queue]
+            if q.strategy != "ring_all" or not call.offers or any(o.answered for o in call.offers.values()):
+                continue
+            for agent in self._agents.values():
+                if self._free(agent, q, call) and agent.cfg.id not in call.tried:
+                    self._ring(call, q, agent, out)
+
+    def _ring(self, call: _Call, q: QueueConfig, agent: _Agent, out: list[Action]) -> None:
+        call.tried.add(agent.cfg.id)
+        agent.offer = call.call_id
+        call.offers[agent.cfg.id] = _Offer(agent.cfg.id, self._now + q.agent_timeout)
+        out.append(
+            RingAgent(
+                call.call_id,
+                agent.cfg.id,
+                agent.cfg.contact,
+                q.name,
+                q.agent_confirm,
+                q.agent_timeout,
+                call.handoff,
+            )
+        )
 
     def _settle(self, out: list[Action]) -> None:
         """After any change: offer free agents, then the waiting callers' due timers, then report agents."""
