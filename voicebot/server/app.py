@@ -143,6 +143,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def caller_page() -> FileResponse:
         return FileResponse(str(STATIC_DIR.joinpath("index.html")))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.post("/api/offer")

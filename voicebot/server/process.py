@@ -30,7 +30,12 @@ class ServerProcess:
 
     def __init__(self, workdir: str | Path, config: dict[str, Any] | None = None, start_timeout_s: float = 120.0):
         self.workdir = Path(workdir)
-        self.config = {"database": {"url": f"sqlite:///{self.workdir / 'voicebot.db'}"}, **(config or {})}
+        # SIP stays off unless asked for: tests and benchmarks run side by side and 5060 is one port.
+        self.config = {
+            "database": {"url": f"sqlite:///{self.workdir / 'voicebot.db'}"},
+            "sip": {"enabled": False},
+            **(config or {}),
+        }
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "server.log"
