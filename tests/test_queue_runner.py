@@ -127,7 +127,7 @@ def test_callback_store_status_and_filters(store: CallbackStore) -> None:
         caller=None,
         queue="general",
         reason="max_wait",
-        handoff={},
+        handoff={"slots": {"date": dt.date(2026, 1, 1)}},
         now=t0 + dt.timedelta(minutes=1),
     )
     assert [r.call_id for r in store.requests()] == ["x", "y"]
@@ -135,6 +135,7 @@ def test_callback_store_status_and_filters(store: CallbackStore) -> None:
     assert [r.call_id for r in store.requests()] == ["y"]
     assert [r.call_id for r in store.requests(status=None, queue="tech")] == ["x"]
     assert store.get(first).status == "done"  # type: ignore[union-attr]
+    assert store.requests()[0].handoff == {"slots": {"date": "2026-01-01"}}
     assert store.set_status(999, "done") is False
     with pytest.raises(ValueError, match="status must be"):
         store.set_status(first, "finished")

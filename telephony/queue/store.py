@@ -4,6 +4,7 @@ has called them. Takes any SQLAlchemy Engine (SQLite file by default, PostgreSQL
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,7 +96,9 @@ class CallbackStore:
         handoff: dict[str, Any],
         now: dt.datetime | None = None,
     ) -> int:
-        """Record a pending request; returns its id. ``handoff`` must be JSON-able (the hand-off packet is)."""
+        """Record a pending request; returns its id. Values of ``handoff`` JSON cannot hold (dates, decimals)
+        are stored as their text."""
+        handoff = json.loads(json.dumps(handoff, default=str))
         row = CallbackRow(
             call_id=call_id,
             caller=caller,
