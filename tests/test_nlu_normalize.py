@@ -71,3 +71,20 @@ def test_digits_separated_by_commas_are_one_number() -> None:
     # how Whisper writes a spoken order number
     assert normalize("order 3, 9, 4, 4, 1 please").text == "order 39441 please"
     assert normalize("order four, five, two, eight, one").text == "order 45281"
+
+
+@pytest.mark.parametrize(
+    ("whisper", "expected"),
+    [
+        ("The number is 55,123.", "the number is 55123"),
+        ("I want to send back order number 1234.5.", "i want to send back order number 12345"),
+        ("Order double 4321.", "order 44321"),
+        ("My email is Sam at example.net.", "my email is sam@example.net"),
+        ("Reset password for Mary underscore K at example.co.uk", "reset password for mary_k@example.co.uk"),
+        ("bob.jones at mail.com", "bob.jones@mail.com"),
+        ("London N19GU.", "london n1 9gu"),
+        ("It costs 12.50.", "it costs 12.50"),
+    ],
+)
+def test_whisper_formatting(whisper: str, expected: str) -> None:
+    assert normalize(whisper).text == expected

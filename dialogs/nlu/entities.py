@@ -70,13 +70,13 @@ _REASONS: list[tuple[str, str]] = [
                    r"wrong size|not (?:the right|my) size|does not fit|fits? badly|size is wrong"),
     ("damaged", r"damaged|broken|cracked|torn|scratched|smashed|dented|ripped|stained|shattered|leaking|"
                 r"arrived broken|in pieces"),
-    ("defective", r"defective|faulty|(?:do|does|did) not work|stopped working|not working|will not (?:turn|switch) on|"
+    ("defective", r"defective|faulty|(?:do|does|did) not work|stop(?:ped)? working|not working|will not (?:turn|switch) on|"
                   r"dead on arrival|malfunction\w*|keeps? (?:breaking|crashing)"),
     ("wrong_item", r"wrong (?:item|product|thing|colou?r|model|one|order)|not what i ordered|sent me the wrong|"
                    r"different (?:item|product)|missing parts?"),
     ("not_as_described", r"not as described|(?:looks|look) (?:nothing like|different)|not like the (?:picture|photo)|"
                          r"poor quality|bad quality|cheap(?:ly made)?|low quality"),
-    ("changed_mind", r"changed my mind|do not (?:like|want|need) it|no longer (?:need|want)|do not need|"
+    ("changed_mind", r"change?d? my mind|do not (?:like|want|need) it|no longer (?:need|want)|do not need|"
                      r"found it cheaper|cheaper elsewhere|not needed|ordered (?:two|2|by mistake|twice)|by mistake"),
     ("late", r"(?:arrived|came|was) (?:too )?late|took too long|too late"),
 ]

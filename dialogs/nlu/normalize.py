@@ -22,7 +22,9 @@ MAX_CHARS = 2000
 
 _TOKEN = re.compile(
     r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # a typed e-mail address
+    r"|\d{1,3}(?:,\d{3})+(?![\d,])"  # 55,123 (Whisper's thousands separator)
     r"|\d+(?:[./:]\d+)+"  # 3/14, 12.50, 10:30
+    r"|[^\W_]+(?:[._][^\W_]+)+"  # bob.jones, example.co.uk, mary_k
     r"|[^\W_]+(?:'[^\W_]+)*"  # words, with inner apostrophes
     r"|[.,;!?]"  # clause punctuation
 )
@@ -109,6 +111,8 @@ def _tokenize(text: str) -> tuple[list[str], set[int]]:
             continue
         if "@" not in tok and tok.endswith("."):
             tok = tok.rstrip(".")
+        if re.fullmatch(r"\d{1,3}(?:,\d{3})+", tok) or re.fullmatch(r"\d{3,}\.\d", tok):
+            tok = tok.replace(",", "").replace(".", "")  # "55,123"; "1234.5" is Whisper for "twelve thirty four five"
         tokens.append(tok)
     return tokens, breaks
 
@@ -195,7 +199,7 @@ def _run_value(run: list[str]) -> str:
             continue
         if t.isdigit():
             flush()
-            groups.append(t * repeat)
+            groups.append(t[0] * (repeat - 1) + t)  # "double 4321" is 44321
             repeat = 1
             continue
         if repeat > 1 and (t in UNITS or t in HOMOPHONES):
@@ -277,6 +281,9 @@ def _emails(tokens: list[str], breaks: set[int]) -> tuple[list[str], set[int]]:
                     break
                 labels.append("".join(cur))
                 cur = []
+            elif "." in t and not cur and t.rsplit(".", 1)[-1] in _TLDS and re.fullmatch(r"[a-z0-9.-]+", t):
+                end, labels_final = j + 1, [*labels, t]  # a domain written out: "at example.co.uk"
+                break
             elif t.isalnum() and t not in ("and", "please", "thanks", "thank", "so", "but"):
                 if cur and len(cur) >= 4 and len(t) > 1:
                     break
@@ -292,7 +299,7 @@ def _emails(tokens: list[str], breaks: set[int]) -> tuple[list[str], set[int]]:
             continue
         # left side: back from "at" until a stop word or a clause break
         k = at - 1
-        while k >= 0 and at - k <= 8 and (tokens[k].isalnum() or tokens[k] in _SEP) \
+        while k >= 0 and at - k <= 8 and (re.fullmatch(r"[a-z0-9._+-]+", tokens[k]) or tokens[k] in _SEP) \
                 and tokens[k] not in _LOCAL_STOP:
             k -= 1
             if k + 1 in breaks:
@@ -322,7 +329,7 @@ def _postcodes(tokens: list[str], breaks: set[int]) -> tuple[list[str], set[int]
         found = None
         for j in range(min(len(tokens), i + 7), i, -1):
             window = tokens[i:j]
-            if any(len(t) > 4 or not t.isalnum() for t in window):
+            if any(not t.isalnum() for t in window) or (len(window) > 1 and any(len(t) > 4 for t in window)):
                 continue
             if any(b in breaks for b in range(i + 1, j)):
                 continue
