@@ -43,8 +43,11 @@ def bench() -> None:
 @click.option("--turns", "n_turns", type=int, default=12, show_default=True, help="Caller turns in all.")
 @click.option("--per-call", type=int, default=4, show_default=True, help="Caller turns per call.")
 @click.option("--gap", type=float, default=8.0, show_default=True, help="Seconds between caller turns.")
-def latency(url: str | None, config_path: str | None, n_turns: int, per_call: int, gap: float) -> None:
-    """N caller turns over WebRTC on loopback; p50/p95 reply latency and the share of each stage."""
+@click.option("--barge-ins", type=int, default=3, show_default=True, help="Calls that talk over the greeting.")
+def latency(url: str | None, config_path: str | None, n_turns: int, per_call: int, gap: float, barge_ins: int) -> None:
+    """N caller turns over WebRTC on loopback; p50/p95 reply latency and the share of each stage.
+
+    Also: how long the bot goes on talking after a caller starts speaking over it (barge-in)."""
     from loguru import logger
 
     logger.remove()
@@ -62,8 +65,10 @@ def latency(url: str | None, config_path: str | None, n_turns: int, per_call: in
             config.setdefault("call", {}).setdefault("silence_prompt_s", gap + 20)
             with ServerProcess(work / "server", config) as server:
                 result = run_latency(server.url, work, n_turns, per_call, gap)
+                result["barge_in"] = run_barge_in(server.url, work, barge_ins)
         else:
             result = run_latency(url, work, n_turns, per_call, gap)
+            result["barge_in"] = run_barge_in(url, work, barge_ins)
     click.echo(json.dumps(result, indent=2))
 
 
@@ -145,4 +150,24 @@ def run_latency(url: str, work: Path, n_turns: int, per_call: int, gap: float) -
         "shares": {k: round(v / mean_client, 3) if mean_client and v is not None else None
                    for k, v in shares_ms.items()},
         "note": "stt_ms runs speculatively during the end-of-turn wait; only stt_wait adds to latency",
+    }
+
+
+def run_barge_in(url: str, work: Path, calls: int) -> dict[str, Any]:
+    """Talk over the greeting ``calls`` times; how long the bot's audio went on at the client."""
+    from audio.speech import espeak_ng, write_wav
+    from voicebot.server.webrtc_client import place_call
+
+    samples, rate = espeak_ng("Sorry to interrupt, where is my order?", sample_rate=16000)
+    path = write_wav(work / "barge.wav", np.concatenate([samples, np.zeros(rate, np.float32)]), rate)
+    stops: list[float] = []
+    for _ in range(calls):
+        result = asyncio.run(place_call(url, path, start_after=1.5, tail_s=1.5))
+        stops += result.barge_in_stops_ms()
+    return {
+        "calls": calls,
+        "bot_stopped_after_ms": stops,
+        "p50": _pct(stops, 50),
+        "max": max(stops) if stops else None,
+        "note": "caller speech onset (client) to the end of the bot's audio at the client",
     }

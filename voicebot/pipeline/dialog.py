@@ -33,7 +33,8 @@ SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to t
 SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
 DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
 
-# Signals about a caller turn from outside the words (e.g. the prosody tap's frustration score).
+# Signals about a caller turn from outside the words (e.g. a frustration score from the turn's audio);
+# called in the inference pool, so it may take a few milliseconds of CPU.
 SignalSource = Callable[[CallerTurnFrame], dict[str, Any]]
 
 
@@ -93,8 +94,8 @@ class DialogStage(FrameProcessor):
             self._ending = False
             self._call.end_reason = None
         self._prompted = False
-        signals = self._signals(frame) if self._signals is not None else {}
         started = time.monotonic()
+        signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else {}
         reply = await self._call.handle(Turn(text=frame.text, signals=signals))
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)

@@ -11,7 +11,7 @@ from pipecat.frames.frames import DataFrame
 
 @dataclass
 class CallerTurnFrame(DataFrame):
-    """One finished turn of the caller: the transcript of all of its speech, with timings.
+    """One finished turn of the caller: the transcript of all of its speech, its audio, with timings.
 
     ``speech_end`` is the monotonic time of the last voiced audio; reply latency is counted from it.
     """
@@ -23,6 +23,7 @@ class CallerTurnFrame(DataFrame):
     released: float = 0.0
     stt_ms: float = 0.0
     stt_wait_ms: float = 0.0
+    audio: bytes = b""  # the utterance, 16 kHz mono PCM16 (for prosody)
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

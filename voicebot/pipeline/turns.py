@@ -225,6 +225,7 @@ class CallerTurnProcessor(FrameProcessor):
             # No pause preceded the end (max length reached): transcribe everything now.
             speculation = asyncio.ensure_future(self._transcribe(bytes(self._utterance)))
         self._speculation = None
+        audio = bytes(self._utterance)
         start = self._utt_start
         speech_end = self._speech_end
         eot_at = time.monotonic()
@@ -233,13 +234,14 @@ class CallerTurnProcessor(FrameProcessor):
         await self.push_frame(UserStoppedSpeakingFrame())
         previous = self._releases
         self._releases = asyncio.ensure_future(
-            self._release(previous, speculation, start, end, speech_end, eot_at)
+            self._release(previous, speculation, audio, start, end, speech_end, eot_at)
         )
 
     async def _release(
         self,
         previous: asyncio.Task | None,
         transcription: asyncio.Future[tuple[str, float]],
+        audio: bytes,
         start: datetime,
         end: datetime,
         speech_end: float,
@@ -259,6 +261,7 @@ class CallerTurnProcessor(FrameProcessor):
                 released=released,
                 stt_ms=stt_ms,
                 stt_wait_ms=max(0.0, (released - eot_at) * 1000),
+                audio=audio,
             )
         )
 
