@@ -78,6 +78,12 @@ def test_slots_filled_from_entities_by_type_and_clause(nlu: NLU) -> None:
     assert any(e == Entity("email", "j.doe@example.com", "j.doe@example.com", e.start, e.end) for e in result.entities)
 
 
+def test_a_reason_clause_belongs_to_the_return(nlu: NLU) -> None:
+    result = nlu.parse("the charger is faulty so i want to return it and where is my other order")
+    assert names(result) == ["return_item", "order_status"]
+    assert result.intents[0].slots["return_reason"] == "defective"
+
+
 def test_relative_dates_use_the_given_day(nlu: NLU) -> None:
     result = nlu.parse("i was charged twice last tuesday", today=TODAY)
     assert names(result) == ["billing_question"]

@@ -36,6 +36,8 @@ CLAUSE_COST = 1.5
 PIECE_WEIGHT = 0.5
 # Above this many candidate cut points, clauses may span at most MAX_SPAN of them (bounded work on long input).
 MAX_CUTS = 14
+# A clause of at most this many words that holds a slot value of a neighbouring request may be absorbed by it.
+ABSORB_MAX_WORDS = 6
 MAX_SPAN = 5
 
 
@@ -131,6 +133,8 @@ class NLU:
         whole = self._probs([norm.tokens])[0] if norm.tokens else {}
         scores = dict(sorted(whole.items(), key=lambda kv: -kv[1])[:5])
         chosen = self._segment(norm) if norm.tokens else []
+        offsets = norm.offsets()
+        self._absorb_slot_clauses(chosen, entities, offsets)
 
         positives: list[_Scored] = []
         negated: list[str] = []
@@ -153,7 +157,6 @@ class NLU:
             drop = sorted(tasks, key=lambda p: -p.prob)[self.max_intents:]
             positives = [p for p in positives if p not in drop]
 
-        offsets = norm.offsets()
         hits = [IntentHit(p.intent, p.prob, self._slots(p, positives, entities, norm, offsets)) for p in positives]
         if not hits:
             if negated:
@@ -238,6 +241,25 @@ class NLU:
             j = i
         out.reverse()
         return out
+
+    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity],
+                             offsets: list[tuple[int, int]]) -> None:
+        """A short clause that only gives a value for a neighbouring request belongs to that request:
+        in "the charger is faulty so i want to return it" the fault is the return's reason, not a
+        technical_support request. Relabels such clauses in place."""
+        for k, s in enumerate(chosen):
+            if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets):
+                continue
+            lo, hi = offsets[s.clause.start][0], offsets[s.clause.end - 1][1]
+            types = {e.type for e in entities if lo <= e.start < hi and e.type != "yes_no"}
+            for t in types:
+                if self._wants(s.intent, t):
+                    continue
+                for n in (k - 1, k + 1):
+                    if 0 <= n < len(chosen) and not chosen[n].clause.negated and chosen[n].intent != OUT_OF_SCOPE \
+                            and chosen[n].prob >= self.threshold and self._wants(chosen[n].intent, t):
+                        s.intent, s.prob = chosen[n].intent, chosen[n].prob
+                        break
 
     def _slots(self, hit: _Scored, hits: list[_Scored], entities: list[Entity], norm: Normalized,
                offsets: list[tuple[int, int]]) -> dict[str, Any]:
