@@ -88,7 +88,10 @@ def build_call_pipeline(
         shared=shared,
     )
     turns = CallerTurnProcessor(
-        shared, turn_params or TurnParams(), on_barge_in=call.bot_interrupted, name=f"turns-{call.call_id}"
+        shared,
+        turn_params or TurnParams.from_config(settings.call),
+        on_barge_in=call.bot_interrupted,
+        name=f"turns-{call.call_id}",
     )
     call.turns = turns
     pipeline = Pipeline(

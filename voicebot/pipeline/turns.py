@@ -33,6 +33,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voicebot import metrics
+from voicebot.config import CallConfig
 from voicebot.pipeline.frames import CallerTurnFrame
 from voicebot.pipeline.shared import STT_SAMPLE_RATE, SharedModels
 
@@ -53,6 +54,17 @@ class TurnParams:
     preroll_s: float = 0.3  # audio kept from before the detected start (Silero reacts late)
     max_turn_s: float = 30.0
     barge_in: bool = True
+
+    @classmethod
+    def from_config(cls, call: CallConfig) -> TurnParams:
+        """Timings from the ``call`` section: its end of turn, and the longer waits scaled with it."""
+        base = call.end_of_turn_s
+        return cls(
+            end_of_turn_s=base,
+            end_of_turn_unpunctuated_s=base + 0.2,
+            end_of_turn_incomplete_s=base * 2,
+            barge_in=call.barge_in,
+        )
 
 
 @dataclass

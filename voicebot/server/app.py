@@ -65,16 +65,16 @@ def _parse_patch(body: Any) -> SmallWebRTCPatchRequest:
     if not isinstance(raw, list):
         raise _bad('"candidates" must be a list')
     candidates = []
+    shape = 'each candidate must be {"candidate": str, "sdp_mid": str, "sdp_mline_index": int}'
     for c in raw:
-        if not isinstance(c, dict) or not isinstance(c.get("candidate", ""), str):
-            raise _bad('each candidate must be {"candidate": str, "sdp_mid": str, "sdp_mline_index": int}')
-        candidates.append(
-            IceCandidate(
-                candidate=c.get("candidate", ""),
-                sdp_mid=c.get("sdp_mid", c.get("sdpMid")),
-                sdp_mline_index=c.get("sdp_mline_index", c.get("sdpMLineIndex")),
-            )
-        )
+        if not isinstance(c, dict):
+            raise _bad(shape)
+        candidate = c.get("candidate", "")
+        mid = c.get("sdp_mid", c.get("sdpMid"))
+        index = c.get("sdp_mline_index", c.get("sdpMLineIndex"))
+        if not isinstance(candidate, str) or not isinstance(mid, str) or not isinstance(index, int):
+            raise _bad(shape)
+        candidates.append(IceCandidate(candidate=candidate, sdp_mid=mid, sdp_mline_index=index))
     return SmallWebRTCPatchRequest(pc_id=body["pc_id"], candidates=candidates)
 
 
