@@ -343,8 +343,8 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         m = max(candidates, key=lambda m: len(m.group(0)))
         return Entity(slot_type, m.group(0), m.group(0), m.start(), m.end())
     if slot_type == "postcode":
-        m = _UK_POSTCODE.search(text) or re.search(r"\b\d{4,6}\b", text)
-        return Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()) if m else None
+        code = _UK_POSTCODE.search(text) or re.search(r"\b\d{4,6}\b", text)
+        return Entity("postcode", code.group(0).upper(), code.group(0), code.start(), code.end()) if code else None
     entities = [e for e in find_entities(norm, today) if e.type == slot_type]
     if entities:
         return entities[0]

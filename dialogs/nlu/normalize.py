@@ -51,11 +51,12 @@ _COMPOUNDS: dict[tuple[str, str], str] = {
     ("web", "site"): "website", ("re", "fund"): "refund", ("sub", "scription"): "subscription",
     ("post", "code"): "postcode", ("zip", "code"): "postcode", ("log", "in"): "login",
     ("sign", "in"): "login", ("pass", "code"): "passcode", ("voice", "mail"): "voicemail",
+    ("up", "date"): "update",
 }
 _WORD_FIXES: dict[str, str] = {
-    "e-mail": "email", "emails": "email", "adress": "address", "addres": "address", "oder": "order",
-    "recieve": "receive", "recieved": "received", "pasword": "password", "passwort": "password",
-    "logon": "login", "log-in": "login", "okay": "ok", "o.k": "ok", "k": "k",
+    "emails": "email", "adress": "address", "addres": "address", "oder": "order", "recieve": "receive",
+    "recieved": "received", "pasword": "password", "passwort": "password", "logon": "login", "okay": "ok",
+    "o.k": "ok",
 }
 
 UNITS = {

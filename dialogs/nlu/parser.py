@@ -292,13 +292,13 @@ class NLU:
             own = [e for e in cands if clause_of(e) is hit]
             # an entity in another intent's clause belongs to that intent if it has a slot of this type
             free = [e for e in cands if (h := clause_of(e)) is None or not self._wants(h.intent, slot.type)]
-            pick = (own or free or [None])[0]
-            if pick is not None:
-                slots[slot_name] = pick.value
+            picks = own or free
+            if picks:
+                slots[slot_name] = picks[0].value
         return slots
 
     def _wants(self, intent_name: str, slot_type: str) -> bool:
         intent = self.domain.intents.get(intent_name)
-        return bool(intent) and any(
-            (s := self.domain.slots.get(n)) is not None and s.type == slot_type for n in intent.slots
-        )
+        if intent is None:
+            return False
+        return any((s := self.domain.slots.get(n)) is not None and s.type == slot_type for n in intent.slots)
