@@ -5,12 +5,16 @@ How an utterance is parsed:
 1. :func:`~dialogs.nlu.normalize.normalize` makes ASR text canonical (number words to digits, fillers out).
 2. :func:`~dialogs.nlu.entities.find_entities` finds values (order numbers, e-mails, dates ...).
 3. The segmenter proposes cut points; every span between two cut points is classified, and a dynamic
-   programme picks the segmentation with the highest total log-probability of each clause's best intent
-   (minus a small cost per clause). A sentence with one request scores best as one clause; "update my
-   address and where is my order" scores best as two, because each half is far more certain alone.
+   programme picks the segmentation that maximises, per clause, the log-probability of its label plus the
+   (weighted) log-probabilities that each atomic piece inside it gives that same label, minus a cost per
+   clause. A sentence with one request scores best as one clause; in "update my address and where is my
+   order" the piece "where is my order" votes strongly against change_address, so two clauses win.
 4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
    reported in ``negated`` instead of ``intents``.
-5. Entities fill each intent's slots by slot type, preferring those in the intent's own clause.
+5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
+   want to return it") is absorbed by that request.
+6. Entities fill each intent's slots by slot type, preferring those in the intent's own clause; a date
+   fills a slot named like ``date_of_birth`` only after "born"/"birth" words, other date slots otherwise.
 """
 
 from __future__ import annotations
@@ -109,7 +113,11 @@ class NLU:
     @classmethod
     def train(cls, domain: Domain, *, threshold: float = 0.45, max_intents: int = 3) -> NLU:
         """Train from the domain's example utterances. Raises ``ValueError`` if fewer than two intents
-        have examples."""
+        have examples.
+
+        ``threshold``: a clause's best intent below this probability is not reported. ``max_intents``: at
+        most this many requests per utterance (the most confident); dialog acts such as greet or thanks
+        come on top. An utterance whose only requests are negated is reported as ``deny``."""
         classifier = IntentClassifier().fit(domain.examples())
         return cls(domain, classifier, threshold, max_intents)
 
