@@ -94,6 +94,11 @@ def build_call_pipeline(
         name=f"turns-{call.call_id}",
     )
     call.turns = turns
+    if signals is None:
+        # The caller's voice: prosody -> frustration score, the dialog's per-turn signal.
+        from voicebot.pipeline.prosody import ProsodyTap
+
+        signals = ProsodyTap(settings.prosody, session)
     pipeline = Pipeline(
         [
             transport.input(),

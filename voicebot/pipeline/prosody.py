@@ -1,0 +1,58 @@
+"""The prosody tap: each caller turn's audio -> prosodic features -> frustration score for the dialog.
+
+The dialog stage calls the tap with the finished turn (its transcript and its 16 kHz audio) in the
+inference pool; the result becomes the turn's ``signals``: the dialog engine reads ``frustration``,
+``frustration_level``, ``frustration_trend`` and ``frustration_explanation``, and the whole analysis is
+stored with the caller's turn in the call record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from audio.config import ProsodyConfig
+from audio.frustration import DialogSignals, FrustrationTracker
+from audio.prosody.features import extract_features
+from dialogs.manager.session import DialogSession
+from voicebot.pipeline.frames import CallerTurnFrame
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000  # CallerTurnFrame.audio is 16 kHz mono PCM16
+
+
+class ProsodyTap:
+    """One per call: it keeps the caller's own baseline across the call's turns."""
+
+    def __init__(self, config: ProsodyConfig, session: DialogSession):
+        self.tracker = FrustrationTracker(config)
+        self.session = session
+
+    def _dialog_signals(self) -> DialogSignals:
+        st = self.session.state
+        return DialogSignals(
+            reasks=st.current.reprompts if st.current is not None else 0,
+            no_match_streak=st.no_match_streak,
+            failed_verifications=st.verify_attempts if not st.verified else 0,
+        )
+
+    def __call__(self, frame: CallerTurnFrame) -> dict[str, Any]:
+        features = None
+        if frame.audio:
+            samples = np.frombuffer(frame.audio[: len(frame.audio) // 2 * 2], dtype="<i2")
+            if samples.size:
+                features = extract_features(samples, SAMPLE_RATE)
+        result = self.tracker.update(features, frame.text, self._dialog_signals())
+        explanation = "; ".join(result.explanation)
+        if result.level != "calm":
+            log.info("call %s: caller %s (%.2f): %s", self.session.call_id, result.level, result.score, explanation)
+        return {
+            "frustration": round(result.score, 4),
+            "frustration_level": result.level,
+            "frustration_trend": "rising" if result.rising else "steady",
+            "frustration_explanation": explanation or None,
+            "prosody": result.to_dict(),
+        }
