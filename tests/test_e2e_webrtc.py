@@ -193,3 +193,21 @@ def test_records_and_metrics_are_served(server):
     assert metric(r"^voicebot_reply_latency_seconds_count") == timed
     assert metric(r'^voicebot_active_calls\{channel="webrtc"\}') == 0
     assert "voicebot_stt_seconds_bucket" in text
+
+
+def test_two_calls_at_once_in_one_process(server, tmp_path):
+    first = speech_file(tmp_path / "a.wav", "Where is my order?", "piper")
+    second = speech_file(tmp_path / "b.wav", "I have a question about my bill.", "espeak")
+
+    async def both() -> list[CallResult]:
+        return await asyncio.gather(
+            place_call(server.url, first, tail_s=2.0), place_call(server.url, second, tail_s=2.0)
+        )
+
+    a, b = asyncio.run(both())
+    assert a.call_id != b.call_id
+    assert "order_status" in intent_names(turns_of(a, "caller")[0])
+    assert "billing_question" in intent_names(turns_of(b, "caller")[0])
+    # Each call kept its own conversation.
+    assert "bill" not in words(" ".join(t["text"] for t in turns_of(a, "caller")))
+    assert len(turns_of(a, "bot")) >= 2 and len(turns_of(b, "bot")) >= 2

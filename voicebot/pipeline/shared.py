@@ -216,8 +216,20 @@ class SharedModels:
         return Speech(audio, self.tts_sample_rate)
 
     def warm_up(self, sentences: list[str]) -> None:
-        """Run each model once (first inference is slow) and cache the audio of ``sentences``."""
-        self.transcribe(np.zeros(STT_SAMPLE_RATE // 2, dtype=np.int16).tobytes())
+        """Run the models once in every pool thread (the first inference in a thread is several times
+        slower) and cache the audio of ``sentences``."""
+        workers = self.settings.models.workers
+        barrier = threading.Barrier(workers)
+        silence = np.zeros(STT_SAMPLE_RATE, dtype=np.int16).tobytes()
+
+        def once() -> None:
+            barrier.wait(timeout=60)  # one task per thread: no thread takes two while another idles
+            self.transcribe(silence)
+            with self._tts_lock:
+                list(self.voice.synthesize("Hello."))
+
+        for future in [self.executor.submit(once) for _ in range(workers)]:
+            future.result()
         for s in sentences:
             for sentence in speech_chunks(s):
                 self.synthesize(sentence)

@@ -46,7 +46,7 @@ class TurnParams:
     """Timings of turn taking, in seconds."""
 
     vad_threshold: float = 0.5
-    start_s: float = 0.128  # voiced audio before speech counts as started (and can barge in)
+    start_s: float = 0.096  # voiced audio before speech counts as started (and can barge in)
     pause_s: float = 0.16  # silence that starts a speculative transcription
     end_of_turn_s: float = 0.45  # silence that ends a turn whose transcript ends a sentence
     end_of_turn_unpunctuated_s: float = 0.65  # ... whose transcript has no final punctuation
