@@ -502,7 +502,11 @@ class UserAgent:
                 raise DialError(488, f"unusable SDP answer: {exc}") from None
             log.info("SIP: outbound call %s to %s answered", call_id, uri)
             return leg
-        except BaseException:
+        except BaseException as exc:
+            pending = getattr(leg, "_outbound_tx", None)
+            if isinstance(exc, asyncio.CancelledError) and pending is not None and not pending.final.done():
+                # Whoever dialled gave up while it rang (a queue moving on): the phone must stop ringing.
+                self.spawn(self._abandon_invite(pending, peer))
             if leg.state != "answered":
                 await leg._end("dial failed")
             raise
@@ -516,6 +520,25 @@ class UserAgent:
         h.add("CSeq", f"{invite.cseq.number} CANCEL")
         cancel = SipRequest(headers=h, method="CANCEL", uri=invite.uri)
         await self.send_request(cancel, peer)
+
+    async def _abandon_invite(self, tx: ClientTransaction, peer: Peer) -> None:
+        """End an INVITE nobody waits for: CANCEL it once it rings (not before, RFC 3261 §9.1); if the
+        callee answers anyway, acknowledge and hang up at once."""
+        deadline = asyncio.get_running_loop().time() + 64 * self.timers.t1
+        while tx.state == "calling" and not tx.final.done() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)  # no event for the first provisional response: poll briefly
+        if not tx.final.done() and tx.state == "proceeding":
+            await self._cancel_invite(tx.request, peer)
+        try:
+            resp = await asyncio.wait_for(asyncio.shield(tx.final), 64 * self.timers.t1)
+        except TimeoutError:
+            return
+        if 200 <= resp.status < 300:
+            dialog = Dialog.as_uac(tx.request, resp, self.contact(peer))
+            self.send(peer, dialog.request("ACK", self.via(peer), cseq=tx.request.cseq.number).to_bytes())
+            bye = dialog.request("BYE", self.via(peer), extra=self.standard_headers(peer))
+            with contextlib.suppress(TimeoutError, OSError):
+                await asyncio.wait_for(self.request(bye, peer), 64 * self.timers.t1 + 1)
 
     async def cancel(self, leg: CallLeg) -> None:
         """Give up an outbound call that is still ringing."""

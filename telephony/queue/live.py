@@ -1,0 +1,431 @@
+"""The queue on live SIP calls: :class:`LiveQueue` implements :class:`~telephony.queue.runner.QueueHandlers`
+with call legs.
+
+A caller handed over by the bot keeps their leg. While they wait they hear hold music and, when the ACD says
+so, their position and estimated wait; a key press goes to the ACD (the callback key). An offer dials the
+agent's SIP URI on a second leg; when the agent answers, the agent alone hears the whisper (the hand-off
+summary, and with ``agent_confirm`` "press 1 to accept, 2 to decline"), then the legs are bridged. The bridge
+ends when either side hangs up, and the other side is hung up with it.
+
+Speech comes in through an injected ``speak(text) -> 16 kHz PCM`` (Piper in the product, anything in tests),
+so this module needs no model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from telephony.call import CallError, CallLeg
+from telephony.queue.actions import (
+    Action,
+    Announce,
+    CallLeftQueue,
+    Connect,
+    Fallback,
+    RingAgent,
+    StopRinging,
+    Transfer,
+)
+from telephony.queue.announcements import announcement_text
+from telephony.queue.hold_music import hold_music_frames
+from telephony.queue.runner import QueueHandlers, QueueRunner
+from telephony.sip.ua import DialError, UserAgent
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+FRAME_BYTES = SAMPLE_RATE * 20 // 1000 * 2  # 20 ms of 16-bit mono
+# The ACD's own timer decides when an agent did not answer; the SIP ring timeout only backs it up.
+RING_GRACE_S = 5.0
+
+Speak = Callable[[str], Awaitable[bytes]]
+"""Text to 16 kHz 16-bit mono PCM."""
+
+CONFIRM_PROMPT = "Press 1 to accept the call, or 2 to decline."
+FALLBACK_TEXT = {
+    "callback": "Thank you. We have noted your number, and an agent will call you back as soon as possible. "
+    "Goodbye.",
+    "callback_failed": "I am sorry, I could not note your callback request. Please call again later. Goodbye.",
+    "voicemail": "I am sorry, no agent is available right now, and voice messages are not taken yet. "
+    "Please call again later. Goodbye.",
+    "none": "I am sorry, no agent is available right now. Please call again later. Goodbye.",
+}
+TRANSFER_FAILED_TEXT = "I am sorry, the transfer did not work. Please call again later. Goodbye."
+
+
+@dataclass
+class TransferResult:
+    """How a handed-over call ended. ``outcome``: ``answered`` (an agent took it), ``abandoned`` (the caller
+    hung up while waiting), ``timeout`` / ``no_agents`` (a fallback), ``callback`` (the caller asked for
+    one), ``transferred`` (blind transfer), ``failed`` (the call could not be queued or transferred)."""
+
+    call_id: str
+    outcome: str
+    queue: str | None = None
+    agent_id: str | None = None
+    wait_s: float = 0.0
+    talk_s: float | None = None
+    callback_id: int | None = None
+
+
+class _Caller:
+    def __init__(self, leg: CallLeg, handoff: dict[str, Any]):
+        self.leg = leg
+        self.handoff = handoff
+        self.done: asyncio.Future[TransferResult] = asyncio.get_running_loop().create_future()
+        self.player: asyncio.Task[None] | None = None
+        self.connected = False
+        self.result = TransferResult(call_id=leg.call_id, outcome="failed")
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(self.result)
+
+
+class _Offer:
+    def __init__(self, action: RingAgent):
+        self.action = action
+        self.task: asyncio.Task[None] | None = None
+        self.leg: CallLeg | None = None
+        self.whisper: asyncio.Task[None] | None = None
+        self.withdrawn = False
+
+
+class LiveQueue(QueueHandlers):
+    """Queue handlers for SIP legs: hold music and announcements to callers, offers dialled to agents'
+    SIP URIs with a whisper, bridges. Create it, then :meth:`attach` the runner that drives it."""
+
+    def __init__(self, ua: UserAgent, speak: Speak):
+        self.ua = ua
+        self.speak = speak
+        self.runner: QueueRunner | None = None
+        self._callers: dict[str, _Caller] = {}
+        self._offers: dict[tuple[str, str], _Offer] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._agent_legs: dict[str, CallLeg] = {}  # agent id -> their leg (offer answered or bridged)
+        self.on_offer: Callable[[str, str, str], None] | None = None
+        """Optional ``fn(event, call_id, agent_id)`` for the agent page: ``ringing``, ``answered``,
+        ``connected``, ``ended``."""
+
+    def attach(self, runner: QueueRunner) -> None:
+        """Use ``runner`` (whose handlers are this object) for every call from now on."""
+        self.runner = runner
+        runner.add_listener(self._on_action)
+
+    # --- the application side ------------------------------------------------------------------------------
+    async def transfer_call(self, leg: CallLeg, handoff: dict[str, Any]) -> TransferResult:
+        """Put the caller on ``leg`` into the queue named by the hand-off packet and return when their call
+        is over (an agent talked to them and one side hung up, they gave up, or a fallback was played).
+        The leg is hung up at the end unless it already ended."""
+        assert self.runner is not None, "attach a QueueRunner first"
+        call_id = leg.call_id
+        caller = _Caller(leg, handoff)
+        if leg.state != "answered":
+            caller.result.outcome = "abandoned"
+            return caller.result
+        self._callers[call_id] = caller
+        leg.on_audio = None  # the caller's voice goes nowhere until the bridge
+        key_listener = self._caller_key_listener(call_id)
+        leg.add_dtmf_listener(key_listener)
+        caller.player = self._spawn(self._play(leg, None))  # hold music from the first moment
+        watcher = self._spawn(self._watch_caller(caller))
+        try:
+            self.runner.enqueue(call_id, handoff, caller=leg.caller)
+        except Exception:
+            log.exception("call %s could not be queued", call_id)
+            caller.finish()
+        try:
+            return await caller.done
+        finally:
+            watcher.cancel()
+            leg.remove_dtmf_listener(key_listener)
+            self._stop_player(caller)
+            self._callers.pop(call_id, None)
+            if leg.state != "ended":
+                await leg.hangup()
+
+    def offers_of(self, agent_id: str) -> list[str]:
+        """Call ids currently offered to ``agent_id`` (ringing or hearing the whisper)."""
+        return [call_id for (call_id, aid) in self._offers if aid == agent_id]
+
+    async def hangup_agent(self, agent_id: str) -> bool:
+        """Hang up the agent's leg (the agent page's button); False if they have none."""
+        leg = self._agent_legs.get(agent_id)
+        if leg is None or leg.state == "ended":
+            return False
+        await leg.hangup()
+        return True
+
+    def handoff_of(self, call_id: str) -> dict[str, Any] | None:
+        caller = self._callers.get(call_id)
+        return caller.handoff if caller is not None else None
+
+    async def close(self) -> None:
+        """Cancel everything still running (server shutdown)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- QueueHandlers ---------------------------------------------------------------------------------------
+    def ring(self, action: RingAgent) -> None:
+        offer = _Offer(action)
+        self._offers[(action.call_id, action.agent_id)] = offer
+        offer.task = self._spawn(self._ring(offer))
+        self._notify("ringing", action.call_id, action.agent_id)
+
+    def stop_ringing(self, action: StopRinging) -> None:
+        offer = self._offers.pop((action.call_id, action.agent_id), None)
+        if offer is None:
+            return
+        offer.withdrawn = True
+        log.info("call %s: offer to %s withdrawn (%s)", action.call_id, action.agent_id, action.reason)
+        if offer.whisper is not None:
+            offer.whisper.cancel()
+        if offer.leg is not None:
+            self._spawn(offer.leg.hangup())
+        elif offer.task is not None:
+            offer.task.cancel()  # a dial still ringing: UserAgent.dial sends CANCEL
+        self._notify("ended", action.call_id, action.agent_id)
+
+    def announce(self, action: Announce) -> None:
+        caller = self._callers.get(action.call_id)
+        if caller is None or caller.connected:
+            return
+        self._stop_player(caller)
+        caller.player = self._spawn(self._play(caller.leg, announcement_text(action)))
+
+    def connect(self, action: Connect) -> Awaitable[None]:
+        return self._connect(action)
+
+    def fallback(self, action: Fallback, callback_id: int | None) -> Awaitable[None]:
+        return self._fallback(action, callback_id)
+
+    def transfer(self, action: Transfer) -> Awaitable[None]:
+        return self._transfer(action)
+
+    # --- internals -------------------------------------------------------------------------------------------
+    def _on_action(self, action: Action) -> None:
+        if not isinstance(action, CallLeftQueue):
+            return
+        caller = self._callers.get(action.call_id)
+        if caller is None:
+            return
+        caller.result.outcome = action.outcome
+        caller.result.queue = action.queue
+        caller.result.wait_s = action.wait_s
+        caller.result.agent_id = action.agent_id
+        if action.outcome == "abandoned":
+            caller.finish()
+
+    def _caller_key_listener(self, call_id: str) -> Callable[[str], None]:
+        def on_key(key: str) -> None:
+            caller = self._callers.get(call_id)
+            if self.runner is not None and caller is not None and not caller.connected:
+                self.runner.caller_key(call_id, key)
+
+        return on_key
+
+    async def _watch_caller(self, caller: _Caller) -> None:
+        await caller.leg.ended.wait()
+        if not caller.connected and self.runner is not None:
+            self.runner.hangup(caller.leg.call_id)  # abandoned, if still queued
+        if not caller.connected:
+            # Left during a fallback or transfer: nothing else will finish it.
+            caller.finish()
+
+    async def _ring(self, offer: _Offer) -> None:
+        a = offer.action
+        assert self.runner is not None
+        if a.contact == "webrtc" or not a.contact.startswith(("sip:", "sips:")):
+            self.runner.agent_unreachable(a.call_id, a.agent_id, "no SIP contact")
+            return
+        caller = self._callers.get(a.call_id)
+        shown = caller.leg.caller if caller is not None else None
+        try:
+            leg = await self.ua.dial(a.contact, caller=_sip_user(shown), ring_timeout=a.timeout_s + RING_GRACE_S)
+        except DialError as exc:
+            log.info("call %s: agent %s not reached: %s %s", a.call_id, a.agent_id, exc.status, exc.reason)
+            if not offer.withdrawn:
+                self._offers.pop((a.call_id, a.agent_id), None)
+                # 486/603: the agent (or their phone) refused this call.
+                if exc.status in (486, 600, 603):
+                    self.runner.agent_declined(a.call_id, a.agent_id)
+                else:
+                    self.runner.agent_unreachable(a.call_id, a.agent_id, f"SIP {exc.status}")
+            return
+        if offer.withdrawn:
+            await leg.hangup()
+            return
+        offer.leg = leg
+        self._agent_legs[a.agent_id] = leg
+        leg.on_audio = None
+        if a.confirm:
+            leg.add_dtmf_listener(lambda key: self._agent_key(a.call_id, a.agent_id, key))
+        self._spawn(self._watch_agent(offer, leg))
+        offer.whisper = self._spawn(self._whisper(leg, a))
+        self._notify("answered", a.call_id, a.agent_id)
+        self.runner.agent_answered(a.call_id, a.agent_id)
+
+    def _agent_key(self, call_id: str, agent_id: str, key: str) -> None:
+        if self.runner is not None and (call_id, agent_id) in self._offers:
+            self.runner.agent_key(call_id, agent_id, key)
+
+    async def _watch_agent(self, offer: _Offer, leg: CallLeg) -> None:
+        await leg.ended.wait()
+        a = offer.action
+        if self._agent_legs.get(a.agent_id) is leg:
+            del self._agent_legs[a.agent_id]
+        if not offer.withdrawn and self._offers.get((a.call_id, a.agent_id)) is offer and self.runner is not None:
+            # The agent hung up before taking the call: the next agent is tried.
+            self._offers.pop((a.call_id, a.agent_id), None)
+            self.runner.agent_declined(a.call_id, a.agent_id)
+
+    async def _whisper(self, leg: CallLeg, a: RingAgent) -> None:
+        summary = str(a.handoff.get("summary") or "A caller from the voice bot.")
+        text = summary + (" " + CONFIRM_PROMPT if a.confirm else "")
+        await _play_once(leg, await self.speak(text))
+
+    async def _connect(self, action: Connect) -> None:
+        assert self.runner is not None
+        caller = self._callers.get(action.call_id)
+        offer = self._offers.pop((action.call_id, action.agent_id), None)
+        if caller is None or offer is None or offer.leg is None:
+            log.warning("call %s: connect without a caller or agent leg", action.call_id)
+            if offer is not None and offer.leg is not None:
+                await offer.leg.hangup()
+            self.runner.hangup(action.call_id)
+            if caller is not None:
+                caller.finish()
+            return
+        agent_leg = offer.leg
+        caller.connected = True
+        if offer.whisper is not None:
+            if offer.action.confirm:
+                offer.whisper.cancel()  # the agent accepted: no need to hear the rest
+            with contextlib.suppress(asyncio.CancelledError):
+                await offer.whisper
+        self._stop_player(caller)
+        agent_leg.clear_audio()
+        caller.leg.clear_audio()
+        loop = asyncio.get_running_loop()
+        if caller.leg.state != "answered" or agent_leg.state != "answered":
+            for leg in (caller.leg, agent_leg):
+                await leg.hangup()
+            self.runner.hangup(action.call_id)
+            caller.result.talk_s = 0.0
+            caller.finish()
+            return
+        started = loop.time()
+        bridge = caller.leg.bridge(agent_leg)
+        self._notify("connected", action.call_id, action.agent_id)
+        log.info("call %s: bridged to agent %s", action.call_id, action.agent_id)
+        try:
+            await bridge.wait()
+        finally:
+            caller.result.talk_s = round(loop.time() - started, 2)
+            caller.result.agent_id = action.agent_id
+            self.runner.hangup(action.call_id)  # handle time and wrap-up
+            self._notify("ended", action.call_id, action.agent_id)
+            caller.finish()
+
+    async def _fallback(self, action: Fallback, callback_id: int | None) -> None:
+        caller = self._callers.get(action.call_id)
+        if caller is None:
+            return
+        caller.result.callback_id = callback_id
+        self._stop_player(caller)
+        key = action.kind
+        if key == "callback" and callback_id is None:
+            key = "callback_failed"
+        try:
+            if caller.leg.state == "answered":
+                await _play_once(caller.leg, await self.speak(FALLBACK_TEXT[key]))
+        finally:
+            caller.finish()
+
+    async def _transfer(self, action: Transfer) -> None:
+        caller = self._callers.get(action.call_id)
+        if caller is None:
+            return
+        self._stop_player(caller)
+        leg = caller.leg
+        try:
+            try:
+                status = await leg.transfer(action.target)
+                if status < 300:
+                    caller.result.outcome = "transferred"
+                    return
+                log.info("call %s: REFER to %s ended with %s; dialling it", action.call_id, action.target, status)
+            except CallError as exc:
+                log.info("call %s: %s; dialling %s instead", action.call_id, exc, action.target)
+            # The caller's phone cannot transfer itself: a new leg to the target, bridged.
+            try:
+                other = await self.ua.dial(action.target, caller=_sip_user(leg.caller))
+            except DialError as exc:
+                log.warning("call %s: blind transfer to %s failed: %s", action.call_id, action.target, exc)
+                caller.result.outcome = "failed"
+                if leg.state == "answered":
+                    await _play_once(leg, await self.speak(TRANSFER_FAILED_TEXT))
+                return
+            caller.connected = True
+            caller.result.outcome = "transferred"
+            await leg.bridge(other).wait()
+        finally:
+            caller.finish()
+
+    def _stop_player(self, caller: _Caller) -> None:
+        if caller.player is not None:
+            caller.player.cancel()
+            caller.player = None
+            caller.leg.clear_audio()
+
+    async def _play(self, leg: CallLeg, text: str | None) -> None:
+        """``text`` (if any), then hold music until cancelled."""
+        if text:
+            await _play_once(leg, await self.speak(text))
+        for frame in hold_music_frames(20, SAMPLE_RATE):
+            if leg.state != "answered":
+                return
+            await leg.write_audio(frame)
+
+    def _notify(self, event: str, call_id: str, agent_id: str) -> None:
+        if self.on_offer is not None:
+            try:
+                self.on_offer(event, call_id, agent_id)
+            except Exception:
+                log.exception("offer listener failed")
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live queue task failed", exc_info=task.exception())
+
+
+async def _play_once(leg: CallLeg, pcm: bytes) -> None:
+    """Play ``pcm`` to ``leg`` and return once it has been sent (or the leg ended)."""
+    for i in range(0, len(pcm), FRAME_BYTES):
+        if leg.state != "answered":
+            return
+        await leg.write_audio(pcm[i : i + FRAME_BYTES])
+    # RTP offers no "played" event; the queue drains at 20 ms per packet.
+    while leg.state == "answered" and leg.rtp.queued_ms > 0:
+        await asyncio.sleep(0.02)
+
+
+def _sip_user(number: str | None) -> str:
+    """The caller's number as the From user shown on the agent's phone, if it is a plain number or name."""
+    if number and re.fullmatch(r"\+?[A-Za-z0-9._-]{1,32}", number):
+        return number
+    return "voicebot"
