@@ -133,7 +133,7 @@ def speech_segments(samples: np.ndarray, rate: int = RATE, min_gap_s: float = 0.
         if segments and t0 - segments[-1].end < min_gap_s:
             segments[-1].end = t1
         else:
-            segments.append(Segment(t0, t1))
+            segments.append(Segment(float(t0), float(t1)))
     return [s for s in segments if s.end - s.start >= 0.15]
 
 
@@ -331,7 +331,7 @@ async def place_call(
         end = play_started + seg.end
         until = play_started + segments[i + 1].start if i + 1 < len(segments) else float("inf")
         onset = next((t for t in recorder.onsets if end < t < until), None)
-        latencies.append(None if onset is None else round((onset - end) * 1000, 1))
+        latencies.append(None if onset is None else round(float(onset - end) * 1000, 1))
     return CallResult(
         call_id=call_id,
         record=record,
