@@ -37,14 +37,16 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
 
     from voicebot.server.app import create_app
     from voicebot.server.sip import serve_with_sip
+    from voicebot.transfer import TransferService
 
     bind_host = host or settings.server.host
     bind_port = port or settings.server.port
-    app = create_app(runtime)
+    transfer = TransferService.from_runtime(runtime)  # None without agents: and queues:
+    app = create_app(runtime, transfer)
     config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower())
     click.echo(f"voicebot: serving on http://{bind_host}:{bind_port}/", err=True)
     try:
-        asyncio.run(serve_with_sip(uvicorn.Server(config), runtime))
+        asyncio.run(serve_with_sip(uvicorn.Server(config), runtime, transfer))
     finally:
         runtime.close()
 

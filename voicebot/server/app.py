@@ -6,7 +6,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -23,7 +23,11 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
 from voicebot.pipeline.builder import build_call_pipeline
+from voicebot.server.agents import router as agents_router
 from voicebot.server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +103,19 @@ def _low_latency_audio_in(connection: SmallWebRTCConnection) -> None:
             receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=AUDIO_IN_PREFETCH)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The FastAPI app serving calls with ``runtime``'s engine and models (loaded by the caller)."""
+def create_app(runtime: Runtime, transfer: TransferService | None = None) -> FastAPI:
+    """The FastAPI app serving calls with ``runtime``'s engine and models (loaded by the caller);
+    ``transfer`` (the agent queue) adds the agent page and the queue and agent API."""
     handler = SmallWebRTCRequestHandler()
     calls: dict[str, asyncio.Task] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if transfer is not None:
+            await transfer.start()
         yield
+        if transfer is not None:
+            await transfer.close()
         # Shutting down: every call ends now and its record is closed by its own task.
         for task in list(calls.values()):
             task.cancel()
@@ -116,6 +125,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="voicebot", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.calls = calls
+    app.state.transfer = transfer
+    app.include_router(agents_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
         _low_latency_audio_in(connection)

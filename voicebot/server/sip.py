@@ -15,17 +15,32 @@ from voicebot.pipeline.builder import build_call_pipeline
 if TYPE_CHECKING:
     import uvicorn
 
+    from voicebot.pipeline.call import CallContext
     from voicebot.server.runtime import Runtime
+    from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
 
 
-def sip_call_runner(runtime: Runtime) -> RunCall:
-    """``run_call`` for :class:`SipServer`: build the call pipeline over the leg's transport and run it."""
+def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -> RunCall:
+    """``run_call`` for :class:`SipServer`: build the call pipeline over the leg's transport and run it.
+
+    With ``transfer``, a hand-off ends the bot's pipeline (the leg stays up) and the caller goes to the
+    agent queue until their call is over.
+    """
 
     async def run(leg: CallLeg, transport: SipCallTransport) -> None:
         session = runtime.engine.new_call(channel="sip", caller_id=leg.caller, call_id=leg.call_id)
-        call = build_call_pipeline(transport, session, runtime.shared, runtime.settings, runtime.store)
+        handed: dict[str, Any] = {}
+
+        async def on_handoff(ctx: CallContext, packet: dict[str, Any] | None) -> None:
+            # The bot is done: stop its pipeline without hanging up (a cancel, not an end, keeps the leg).
+            handed["packet"] = packet or ctx.handoff or {}
+            ctx.end_reason = "handoff"
+            handed["stop"] = asyncio.ensure_future(call.worker.cancel(reason="handoff"))
+
+        call = build_call_pipeline(transport, session, runtime.shared, runtime.settings, runtime.store,
+                                   on_handoff=on_handoff if transfer is not None else None)
 
         @transport.event_handler("on_client_connected")
         async def on_connected(_transport: Any, _leg: Any) -> None:
@@ -36,12 +51,15 @@ def sip_call_runner(runtime: Runtime) -> RunCall:
             await call.caller_left()
 
         await call.run()
+        if transfer is not None and "packet" in handed and leg.state == "answered":
+            await transfer.handoff(leg, call.call, handed["packet"])
 
     return run
 
 
-async def serve_with_sip(http: uvicorn.Server, runtime: Runtime) -> None:
+async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: TransferService | None = None) -> None:
     """Run the HTTP server and, if ``sip.enabled``, the SIP listener beside it, until the HTTP server stops.
+    ``transfer`` (the agent queue) dials agents through the SIP listener's user agent.
 
     Raises SystemExit with a readable message if the SIP port cannot be bound.
     """
@@ -51,7 +69,9 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime) -> None:
     gc.freeze()
     sip = None
     if settings.sip.enabled:
-        sip = SipServer(settings.sip, settings.trunks, sip_call_runner(runtime))
+        sip = SipServer(settings.sip, settings.trunks, sip_call_runner(runtime, transfer))
+        if transfer is not None:
+            transfer.use_ua(sip.ua)
         try:
             await sip.start()
         except OSError as exc:

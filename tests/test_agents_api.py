@@ -1,0 +1,119 @@
+"""The agent and queue REST API and the agent page (voicebot.server.agents) on the real app and ACD, with a
+real SQLite file; no SIP and no models (no agent is rung in these tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+from telephony.queue.live import TransferResult
+from voicebot.config import Settings
+from voicebot.server.app import create_app
+from voicebot.transfer import TransferService
+
+AGENTS = [
+    {"id": "alice", "name": "Alice Smith", "contact": "sip:alice@127.0.0.1:5999", "skills": ["billing"]},
+    {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"},
+]
+QUEUES = [{"name": "general"}, {"name": "billing", "skills": ["billing"], "service_level_s": 30}]
+
+
+@pytest.fixture()
+def service(tmp_path: Path) -> TransferService:
+    settings = Settings(agents=AGENTS, queues=QUEUES)  # type: ignore[arg-type]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    return TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def client(service: TransferService) -> Iterator[TestClient]:
+    runtime = SimpleNamespace(settings=service.settings)  # the routes under test never touch the bot
+    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        yield c
+
+
+def test_queues_list_waiting_callers_and_agents_with_state(client: TestClient, service: TransferService) -> None:
+    body = client.get("/api/queues").json()
+    assert [q["name"] for q in body["queues"]] == ["general", "billing"]
+    general, billing = body["queues"]
+    assert {a["id"]: a["state"] for a in general["agents"]} == {"alice": "offline", "bob": "offline"}
+    assert [a["id"] for a in billing["agents"]] == ["alice"]  # only she has the skill
+    assert general["waiting"] == [] and general["stats"]["waiting"] == 0
+
+    packet = {"summary": "Caller Jane Doe, verified. Wants a refund.", "queue": "billing", "reason": "human_only"}
+    assert client.portal is not None
+    client.portal.call(lambda: service.runner.enqueue("call-1", packet, caller="5550100"))  # type: ignore[union-attr]
+    billing = client.get("/api/queues").json()["queues"][1]
+    assert [w["call_id"] for w in billing["waiting"]] == ["call-1"]
+    assert billing["waiting"][0]["summary"].startswith("Caller Jane Doe")
+    assert billing["waiting"][0]["position"] == 1
+    stats = client.get("/api/queues/billing/stats").json()
+    assert stats["waiting"] == 1 and stats["service_level_s"] == 30
+    client.portal.call(lambda: service.runner.hangup("call-1"))  # type: ignore[union-attr]
+    assert client.get("/api/queues/billing/stats").json()["abandoned"] == 1
+
+
+def test_agent_state_changes_and_errors(client: TestClient) -> None:
+    res = client.post("/api/agents/alice/state", json={"state": "available"})
+    assert res.status_code == 200 and res.json()["state"] == "available"
+    res = client.post("/api/agents/bob/state", json={"state": "paused", "reason": "lunch"})
+    assert res.json()["state"] == "paused" and res.json()["pause_reason"] == "lunch"
+    agents = {a["id"]: a for a in client.get("/api/agents").json()["agents"]}
+    assert agents["alice"]["state"] == "available" and agents["bob"]["state"] == "paused"
+    assert client.get("/api/queues").json()["queues"][0]["agents"][1]["state"] == "paused"
+
+    assert client.post("/api/agents/zoe/state", json={"state": "available"}).status_code == 404
+    bad = client.post("/api/agents/alice/state", json={"state": "busy"})
+    assert bad.status_code == 400 and "available" in bad.json()["detail"]
+    assert client.post("/api/agents/alice/state", content=b"{nope", headers={"content-type": "application/json"}
+                       ).status_code == 400
+    assert client.post("/api/agents/alice/state", json=["available"]).status_code == 400
+    assert client.get("/api/agents/zoe").status_code == 404
+    assert client.get("/api/queues/nope/stats").status_code == 404
+    one = client.get("/api/agents/alice").json()
+    assert one["id"] == "alice" and one["current"] is None
+    # Nothing offered: accept / decline / hang up say so.
+    for action in ("accept", "decline", "hangup"):
+        assert client.post(f"/api/agents/alice/{action}", json={}).status_code == 409
+
+
+def test_callbacks_and_transfer_records(client: TestClient, service: TransferService) -> None:
+    cb = service.callbacks.add(call_id="c1", caller="5550100", queue="general", reason="caller_request",
+                               handoff={"summary": "x"})
+    listed = client.get("/api/callbacks").json()["callbacks"]
+    assert [c["id"] for c in listed] == [cb]
+    assert client.post(f"/api/callbacks/{cb}", json={"status": "done"}).json()["status"] == "done"
+    assert client.get("/api/callbacks").json()["callbacks"] == []
+    assert len(client.get("/api/callbacks?status=all").json()["callbacks"]) == 1
+    assert client.post(f"/api/callbacks/{cb}", json={"status": "later"}).status_code == 400
+    assert client.post("/api/callbacks/999", json={"status": "done"}).status_code == 404
+
+    assert client.get("/api/calls/c1/transfer").status_code == 404
+    service.records.add(TransferResult(call_id="c1", outcome="answered", queue="general", agent_id="alice",
+                                       wait_s=4.25, talk_s=60.0))
+    assert client.get("/api/calls/c1/transfer").json() == {
+        "queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25, "talk_s": 60.0,
+        "callback_id": None}
+
+
+def test_agent_page_is_served_offline(client: TestClient) -> None:
+    page = client.get("/agent")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    html = page.text
+    assert "/api/agents/" in html and "Accept" in html and "Transcript" in html
+    assert "http://" not in html and "https://" not in html  # no CDN: works without internet
+
+
+def test_without_queues_the_api_says_how_to_configure_them(tmp_path: Path) -> None:
+    runtime: Any = SimpleNamespace(settings=Settings())
+    assert TransferService.from_runtime(runtime) is None
+    with TestClient(create_app(runtime, None)) as c:
+        res = c.get("/api/queues")
+        assert res.status_code == 404 and "agents:" in res.json()["detail"]
+        assert c.post("/api/agents/alice/state", json={"state": "available"}).status_code == 404

@@ -1,0 +1,184 @@
+"""Agents and queues over HTTP: the agent page and its REST API.
+
+    GET  /agent                          the agent page (log in, state, hand-off packet, accept/decline, hang up)
+    GET  /api/queues                     every queue: waiting callers, its agents with their state, statistics
+    GET  /api/queues/{name}/stats        one queue's statistics
+    GET  /api/agents                     every agent with state, calls, queues
+    GET  /api/agents/{id}                one agent, with the hand-off packet of the call offered to / taken by them
+    POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
+    POST /api/agents/{id}/accept         accept the call offered (queues with agent_confirm)
+    POST /api/agents/{id}/decline        decline it (the next agent is tried)
+    POST /api/agents/{id}/hangup         hang up the agent's leg
+    GET  /api/callbacks                  callback requests (?status=pending|done|all, ?queue=)
+    POST /api/callbacks/{id}             {"status": "done"}
+
+Without ``agents:`` / ``queues:`` in the config the queue endpoints answer 404 with a message saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from telephony.queue.acd import QueueError, UnknownAgentError
+from telephony.queue.store import STATUSES
+
+if TYPE_CHECKING:
+    from voicebot.transfer import TransferService
+
+router = APIRouter()
+
+NO_QUEUES = "no agent queue: configure agents: and queues: in voicebot.yaml"
+STATES = ("available", "paused", "offline")
+
+
+def _service(request: Request) -> TransferService:
+    service = getattr(request.app.state, "transfer", None)
+    if service is None or service.runner is None:
+        raise HTTPException(status_code=404, detail=NO_QUEUES)
+    return service
+
+
+def _agent(service: TransferService, agent_id: str) -> dict[str, Any]:
+    assert service.runner is not None
+    for agent in service.runner.acd.agents_snapshot():
+        if agent["id"] == agent_id:
+            return agent
+    raise HTTPException(status_code=404, detail=f"no agent with id {agent_id!r}")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPException(status_code=400, detail="the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(status_code=400, detail="the request body must be a JSON object")
+    return body
+
+
+@router.get("/agent", include_in_schema=False)
+async def agent_page() -> FileResponse:
+    from voicebot.server.app import STATIC_DIR
+
+    return FileResponse(str(STATIC_DIR.joinpath("agent.html")))
+
+
+@router.get("/api/queues")
+async def queues(request: Request) -> dict[str, Any]:
+    """Each queue with its ``waiting`` callers, its ``agents`` with their ``state``, and ``stats``."""
+    service = _service(request)
+    assert service.runner is not None
+    return service.runner.acd.snapshot()
+
+
+@router.get("/api/queues/{name}/stats")
+async def queue_stats(name: str, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    assert service.runner is not None
+    try:
+        return service.runner.acd.queue_stats(name)
+    except QueueError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+
+
+@router.get("/api/agents")
+async def agents(request: Request) -> dict[str, Any]:
+    service = _service(request)
+    assert service.runner is not None
+    return {"agents": service.runner.acd.agents_snapshot()}
+
+
+@router.get("/api/agents/{agent_id}")
+async def agent(agent_id: str, request: Request) -> dict[str, Any]:
+    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet."""
+    service = _service(request)
+    return {**_agent(service, agent_id), "current": service.current.get(agent_id)}
+
+
+@router.post("/api/agents/{agent_id}/state")
+async def set_state(agent_id: str, request: Request) -> dict[str, Any]:
+    """Log in (``available``), pause (with ``reason``) or log out (``offline``). 404 unknown agent, 400 bad
+    state."""
+    service = _service(request)
+    assert service.runner is not None
+    body = await _body(request)
+    state, reason = body.get("state"), body.get("reason")
+    if not isinstance(state, str) or state not in STATES:
+        raise HTTPException(status_code=400, detail=f'"state" must be one of {", ".join(STATES)}')
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 100):
+        raise HTTPException(status_code=400, detail='"reason" must be a string of at most 100 characters')
+    try:
+        service.runner.set_agent_state(agent_id, state, reason)
+    except UnknownAgentError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except QueueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    return _agent(service, agent_id)
+
+
+def _offered_call(service: TransferService, agent_id: str) -> str:
+    offered = _agent(service, agent_id).get("offered_call")
+    if not offered:
+        raise HTTPException(status_code=409, detail=f"no call is being offered to {agent_id}")
+    return str(offered)
+
+
+@router.post("/api/agents/{agent_id}/accept")
+async def accept(agent_id: str, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    assert service.runner is not None
+    call_id = _offered_call(service, agent_id)
+    if not service.runner.agent_accepted(call_id, agent_id):
+        raise HTTPException(status_code=409, detail="the offer is no longer open")
+    return {"call_id": call_id, "accepted": True}
+
+
+@router.post("/api/agents/{agent_id}/decline")
+async def decline(agent_id: str, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    assert service.runner is not None
+    call_id = _offered_call(service, agent_id)
+    service.runner.agent_declined(call_id, agent_id)
+    return {"call_id": call_id, "declined": True}
+
+
+@router.post("/api/agents/{agent_id}/hangup")
+async def hangup(agent_id: str, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    _agent(service, agent_id)
+    if service.live is None or not await service.live.hangup_agent(agent_id):
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call to hang up")
+    return {"hung_up": True}
+
+
+@router.get("/api/callbacks")
+async def callbacks(request: Request, status: str = "pending", queue: str | None = None) -> dict[str, Any]:
+    service = _service(request)
+    rows = await asyncio.to_thread(service.callbacks.requests, queue=queue, status=None if status == "all" else status)
+    return {"callbacks": [r.as_dict() for r in rows]}
+
+
+@router.post("/api/callbacks/{request_id}")
+async def set_callback(request_id: int, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    body = await _body(request)
+    status = body.get("status")
+    if status not in STATUSES:
+        raise HTTPException(status_code=400, detail=f'"status" must be one of {", ".join(STATUSES)}')
+    if not await asyncio.to_thread(service.callbacks.set_status, request_id, status):
+        raise HTTPException(status_code=404, detail=f"no callback request {request_id}")
+    return {"id": request_id, "status": status}
+
+
+@router.get("/api/calls/{call_id}/transfer")
+async def call_transfer(call_id: str, request: Request) -> dict[str, Any]:
+    """How the call's hand-off to the queue ended: queue, agent_id, outcome, wait_s, talk_s."""
+    service = _service(request)
+    record = await asyncio.to_thread(service.records.of_call, call_id)
+    if record is None:
+        raise HTTPException(status_code=404, detail=f"call {call_id} was not handed to the queue")
+    return record
