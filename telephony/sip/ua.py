@@ -109,6 +109,11 @@ class UserAgent:
         for leg in list(self.calls.values()):
             with contextlib.suppress(TimeoutError, CallError):
                 await asyncio.wait_for(leg.hangup(), 2)
+        # Call handlers end on their own once their leg ended (a pipeline that is cancelled in the middle of
+        # closing can hang); only what is still running after a grace period is cancelled.
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=3)
         for task in list(self._tasks):
             task.cancel()
         await self.transport.close()
