@@ -54,9 +54,9 @@ def _greetings(settings: Settings, engine: DialogEngine) -> list[str]:
         return [settings.call.greeting]
     import random
 
-    from dialogs.manager.responses import Responder
-
     try:
+        from dialogs.manager.responses import Responder
+
         return sorted({Responder(engine.domain, random.Random(i)).render("greeting") for i in range(8)})
     except Exception:  # a domain without a plain greeting: nothing to pre-synthesise
         return []
