@@ -58,6 +58,9 @@ class SipInputTransport(BaseInputTransport):
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
         self._leg.on_audio = self._queue.put_nowait
+        # Keys pressed before the pipeline was up (the leg queues every key) come first.
+        while not self._leg.dtmf.empty():
+            self._queue.put_nowait(self._leg.dtmf.get_nowait())
         self._leg.add_dtmf_listener(self._queue.put_nowait)
         if self._reader is None:
             self._reader = self.create_task(self._read())
