@@ -14,7 +14,6 @@ so this module needs no model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -94,6 +93,7 @@ class _Offer:
         self.task: asyncio.Task[None] | None = None
         self.leg: CallLeg | None = None
         self.whisper: asyncio.Task[None] | None = None
+        self.speech: asyncio.Task[bytes] | None = None  # the whisper, synthesised while the phone rings
         self.withdrawn = False
 
 
@@ -176,6 +176,7 @@ class LiveQueue(QueueHandlers):
     def ring(self, action: RingAgent) -> None:
         offer = _Offer(action)
         self._offers[(action.call_id, action.agent_id)] = offer
+        offer.speech = self._spawn(self.speak(_whisper_text(action)))
         offer.task = self._spawn(self._ring(offer))
         self._notify("ringing", action.call_id, action.agent_id)
 
@@ -185,8 +186,9 @@ class LiveQueue(QueueHandlers):
             return
         offer.withdrawn = True
         log.info("call %s: offer to %s withdrawn (%s)", action.call_id, action.agent_id, action.reason)
-        if offer.whisper is not None:
-            offer.whisper.cancel()
+        for task in (offer.whisper, offer.speech):
+            if task is not None:
+                task.cancel()
         if offer.leg is not None:
             self._spawn(offer.leg.hangup())
         elif offer.task is not None:
@@ -268,7 +270,7 @@ class LiveQueue(QueueHandlers):
         if a.confirm:
             leg.add_dtmf_listener(lambda key: self._agent_key(a.call_id, a.agent_id, key))
         self._spawn(self._watch_agent(offer, leg))
-        offer.whisper = self._spawn(self._whisper(leg, a))
+        offer.whisper = self._spawn(self._whisper(leg, offer))
         self._notify("answered", a.call_id, a.agent_id)
         self.runner.agent_answered(a.call_id, a.agent_id)
 
@@ -286,10 +288,9 @@ class LiveQueue(QueueHandlers):
             self._offers.pop((a.call_id, a.agent_id), None)
             self.runner.agent_declined(a.call_id, a.agent_id)
 
-    async def _whisper(self, leg: CallLeg, a: RingAgent) -> None:
-        summary = str(a.handoff.get("summary") or "A caller from the voice bot.")
-        text = summary + (" " + CONFIRM_PROMPT if a.confirm else "")
-        await _play_once(leg, await self.speak(text))
+    async def _whisper(self, leg: CallLeg, offer: _Offer) -> None:
+        assert offer.speech is not None
+        await _play_once(leg, await offer.speech)
 
     async def _connect(self, action: Connect) -> None:
         assert self.runner is not None
@@ -308,8 +309,12 @@ class LiveQueue(QueueHandlers):
         if offer.whisper is not None:
             if offer.action.confirm:
                 offer.whisper.cancel()  # the agent accepted: no need to hear the rest
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await offer.whisper
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # no whisper (the voice failed) is better than no call
+                log.exception("call %s: whisper to %s failed", action.call_id, action.agent_id)
         self._stop_player(caller)
         agent_leg.clear_audio()
         caller.leg.clear_audio()
@@ -422,6 +427,11 @@ async def _play_once(leg: CallLeg, pcm: bytes) -> None:
     # RTP offers no "played" event; the queue drains at 20 ms per packet.
     while leg.state == "answered" and leg.rtp.queued_ms > 0:
         await asyncio.sleep(0.02)
+
+
+def _whisper_text(a: RingAgent) -> str:
+    summary = str(a.handoff.get("summary") or "A caller from the voice bot.")
+    return summary + (" " + CONFIRM_PROMPT if a.confirm else "")
 
 
 def _sip_user(number: str | None) -> str:
