@@ -368,3 +368,67 @@ def test_two_callers_one_agent_second_waits_hears_position_then_gets_the_agent()
             await agent.ua.stop()
 
     asyncio.run(main())
+
+
+def test_callback_key_records_a_request_and_ends_the_call(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from telephony.queue.store import CallbackStore
+
+    async def main() -> None:
+        agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
+        bot = Bot(agents, queue(fallback="callback"), 38500)
+        await bot.start()
+        assert bot.runner is not None
+        bot.runner.callbacks = CallbackStore(create_engine(f"sqlite:///{tmp_path / 'cb.db'}"))
+        bot.runner.callbacks.create_tables()
+        caller = Caller(38600)
+        try:
+            leg = await caller.call(bot.uri)
+            await wait_for(lambda: any("press 9" in t for t in bot.speak.said), 5)
+            leg.send_dtmf("9")
+            await asyncio.wait_for(leg.ended.wait(), 10)
+            await wait_for(lambda: bool(bot.results), 5)
+            result = next(iter(bot.results.values()))
+            assert result.outcome == "callback" and result.callback_id is not None
+            request = bot.runner.callbacks.get(result.callback_id)
+            assert request is not None and request.caller == "5550100" and request.status == "pending"
+            assert request.handoff["summary"] == PACKET["summary"]
+            assert any("call you back" in t for t in bot.speak.said)
+        finally:
+            await bot.stop()
+            await caller.ua.stop()
+
+    asyncio.run(main())
+
+
+def test_blind_transfer_queue_connects_the_caller_to_the_target() -> None:
+    # Our caller's phone refuses REFER (403), so the queue dials the target on a new leg and bridges it.
+    async def target_talks(leg: CallLeg) -> None:
+        await leg.answer()
+        for _ in range(100):  # 2 s of the target's voice
+            await leg.write_audio(tone(AGENT_HZ, 0.02).tobytes())
+        await asyncio.sleep(0.3)
+        await leg.hangup()
+
+    async def main() -> None:
+        target = PhoneAgent(38700, target_talks)
+        await target.ua.start()
+        agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
+        bot = Bot(agents, queue(blind_transfer_to=target.uri("desk")), 38800)
+        await bot.start()
+        caller = Caller(38900)
+        try:
+            leg = await caller.call(bot.uri)
+            await asyncio.wait_for(leg.ended.wait(), 10)
+            await wait_for(lambda: bool(bot.results), 5)
+            result = next(iter(bot.results.values()))
+            assert result.outcome == "transferred", result
+            assert len(target.legs) == 1
+            assert frames_at(caller.samples(), 16000, AGENT_HZ) > 40
+        finally:
+            await bot.stop()
+            await caller.ua.stop()
+            await target.ua.stop()
+
+    asyncio.run(main())
