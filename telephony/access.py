@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from telephony.config import TrunkConfig
@@ -50,7 +51,7 @@ class AccessPolicy:
 class RateLimiter:
     """Token bucket per source address: ``rate`` events per second with a burst of twice that."""
 
-    def __init__(self, rate: float, clock: callable = time.monotonic):  # type: ignore[valid-type]
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
         self.rate = rate
         self.burst = max(2 * rate, 1.0)
         self.clock = clock

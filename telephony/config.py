@@ -13,25 +13,29 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+_DEFAULT_CODECS: list[Literal["PCMU", "PCMA"]] = ["PCMU", "PCMA"]
+
+
 class SipConfig(_Section):
-    enabled: bool = Field(True, description="Start the SIP listener with `voicebot serve`.")
-    listen_udp: str | None = Field("0.0.0.0:5060", description="host:port for SIP over UDP; empty: no UDP.")
-    listen_tcp: str | None = Field("0.0.0.0:5060", description="host:port for SIP over TCP; empty: no TCP.")
+    enabled: bool = Field(default=True, description="Start the SIP listener with `voicebot serve`.")
+    listen_udp: str | None = Field(default="0.0.0.0:5060", description="host:port for SIP over UDP; empty: no UDP.")
+    listen_tcp: str | None = Field(default="0.0.0.0:5060", description="host:port for SIP over TCP; empty: no TCP.")
     public_address: str | None = Field(
-        None, description="Address put in Via/Contact/SDP (behind NAT: the public IP). Empty: the address "
-                          "the peer is reached from."
+        default=None, description="Address put in Via/Contact/SDP (behind NAT: the public IP). Empty: the "
+                                  "address the peer is reached from."
     )
-    rtp_port_min: int = Field(20000, ge=1024, le=65535)
-    rtp_port_max: int = Field(20999, ge=1024, le=65535)
-    codecs: list[Literal["PCMU", "PCMA"]] = Field(default_factory=lambda: ["PCMU", "PCMA"],
+    rtp_port_min: int = Field(default=20000, ge=1024, le=65535)
+    rtp_port_max: int = Field(default=20999, ge=1024, le=65535)
+    codecs: list[Literal["PCMU", "PCMA"]] = Field(default_factory=lambda: _DEFAULT_CODECS.copy(),
                                                  description="Audio codecs in order of preference.")
     user_agent: str = "voicebot"
-    max_calls: int = Field(50, ge=1, description="Concurrent calls; more get 503.")
+    max_calls: int = Field(default=50, ge=1, description="Concurrent calls; more get 503.")
     invites_per_second_per_source: float = Field(
-        20.0, gt=0, description="New INVITEs accepted per second from one IP address; a flood above it is dropped."
+        default=20.0, gt=0, description="New INVITEs accepted per second from one IP address; a flood above it "
+                                        "is dropped."
     )
-    ring_timeout_s: float = Field(30.0, gt=0, description="Outbound calls not answered in time are cancelled.")
-    jitter_buffer_ms: int = Field(60, ge=20, le=500)
+    ring_timeout_s: float = Field(default=30.0, gt=0, description="Outbound calls not answered in time are cancelled.")
+    jitter_buffer_ms: int = Field(default=60, ge=20, le=500)
 
     @field_validator("listen_udp", "listen_tcp")
     @classmethod
@@ -67,7 +71,7 @@ class DidRoute(_Section):
     """What to do with calls to one dialled number."""
 
     greeting: str | None = None
-    flow: str | None = Field(None, description="Intent/flow to start with; empty: open question.")
+    flow: str | None = Field(default=None, description="Intent/flow to start with; empty: open question.")
     language: str = "en"
 
 
@@ -76,14 +80,14 @@ class TrunkConfig(_Section):
 
     name: str
     host: str
-    port: int = Field(5060, ge=1, le=65535)
+    port: int = Field(default=5060, ge=1, le=65535)
     transport: Literal["udp", "tcp"] = "udp"
     username: str | None = None
-    password_env: str | None = Field(None, description="Name of the environment variable holding the password.")
+    password_env: str | None = Field(default=None, description="Name of the environment variable holding the password.")
     # Named register_ in Python because BaseModel already has a `register`; the YAML key is `register`.
-    register_: bool = Field(False, alias="register", description="Register with the trunk (REGISTER + refresh).")
-    register_expires: int = Field(300, ge=10)
-    inbound_auth: bool = Field(False, description="Challenge INVITEs from this trunk with username/password "
+    register_: bool = Field(default=False, alias="register", description="Register with the trunk (REGISTER + refresh).")
+    register_expires: int = Field(default=300, ge=10)
+    inbound_auth: bool = Field(default=False, description="Challenge INVITEs from this trunk with username/password "
                                                  "(digest) when they do not come from allowed_ips.")
     allowed_ips: list[str] = Field(default_factory=list, description="Source IPs or networks (CIDR) whose calls "
                                                                      "are accepted. Empty: the host, if it is an IP.")

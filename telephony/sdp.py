@@ -87,14 +87,14 @@ class AudioDescription:
                 elif name == "ptime" and arg.strip().isdigit():
                     ptime = int(arg)
                 elif in_audio and name == "rtpmap":
-                    pt, _, enc = arg.partition(" ")
+                    pt_text, _, enc = arg.partition(" ")
                     enc_parts = enc.split("/")
-                    if pt.isdigit() and len(enc_parts) >= 2 and enc_parts[1].isdigit():
-                        rtpmap[int(pt)] = (enc_parts[0], int(enc_parts[1]))
+                    if pt_text.isdigit() and len(enc_parts) >= 2 and enc_parts[1].isdigit():
+                        rtpmap[int(pt_text)] = (enc_parts[0], int(enc_parts[1]))
                 elif in_audio and name == "fmtp":
-                    pt, _, params = arg.partition(" ")
-                    if pt.isdigit():
-                        fmtp[int(pt)] = params.strip()
+                    pt_text, _, params = arg.partition(" ")
+                    if pt_text.isdigit():
+                        fmtp[int(pt_text)] = params.strip()
         if port is None:
             raise SdpError("no audio stream (m=audio) in SDP")
         address = media_addr or session_addr

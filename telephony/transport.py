@@ -106,7 +106,7 @@ class SipOutputTransport(BaseOutputTransport):
         super().__init__(params, **kwargs)
         self._transport = transport
         self._leg = leg
-        self._params = params
+        self._hangup_on_end = params.hangup_on_end
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
@@ -133,7 +133,7 @@ class SipOutputTransport(BaseOutputTransport):
 
     async def stop(self, frame: EndFrame) -> None:
         await super().stop(frame)
-        if self._params.hangup_on_end and self._leg.state == "answered":
+        if self._hangup_on_end and self._leg.state == "answered":
             # Let the goodbye play out before the BYE.
             while self._leg.rtp.queued_ms > 0 and self._leg.state == "answered":
                 await asyncio.sleep(0.02)

@@ -118,7 +118,9 @@ _LIST_HEADERS = {"via", "route", "record-route", "contact", "allow", "supported"
 
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas inside quotes and <...>."""
-    parts, cur, depth, quoted = [], [], 0, False
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quoted = 0, False
     for ch in value:
         if ch == '"':
             quoted = not quoted

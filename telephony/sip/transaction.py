@@ -32,7 +32,7 @@ class ServerTransaction:
     """Server side of one request: answers retransmissions with the last response, retransmits finals."""
 
     def __init__(self, request: SipRequest, send: Send, reliable: bool, timers: Timers,
-                 on_terminated: Callable[[ServerTransaction], None]):
+                 on_terminated: Callable[[ServerTransaction], object]):
         self.request = request
         self.send = send
         self.reliable = reliable
@@ -41,7 +41,7 @@ class ServerTransaction:
         self.is_invite = request.method == "INVITE"
         self.state = "proceeding" if self.is_invite else "trying"
         self.last_response: SipResponse | None = None
-        self.on_no_ack: Callable[[], None] | None = None
+        self.on_no_ack: Callable[[], object] | None = None
         self._handles: list[asyncio.TimerHandle] = []
         self._interval = timers.t1
 
@@ -119,7 +119,7 @@ class ClientTransaction:
     """
 
     def __init__(self, request: SipRequest, send: Send, reliable: bool, timers: Timers,
-                 on_terminated: Callable[[ClientTransaction], None]):
+                 on_terminated: Callable[[ClientTransaction], object]):
         self.request = request
         self.send = send
         self.reliable = reliable

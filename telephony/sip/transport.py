@@ -58,7 +58,7 @@ class TcpFramer:
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete messages. Raises ValueError if the stream cannot be framed."""
         self.buf += data
-        out = []
+        out: list[bytes] = []
         while True:
             self.buf = self.buf.lstrip(b"\r\n")
             end = self.buf.find(b"\r\n\r\n")

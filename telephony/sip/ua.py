@@ -408,7 +408,7 @@ class UserAgent:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except OSError as exc:
             raise DialError(404, f"cannot resolve {host}: {exc}") from None
-        return Peer(transport, infos[0][4][0], port)
+        return Peer(transport, str(infos[0][4][0]), port)
 
     def trunk(self, name: str) -> TrunkConfig:
         for t in self.trunks:
