@@ -17,7 +17,7 @@ from telephony.rtp.session import RtpSession
 from telephony.sdp import AudioDescription, Negotiated, SdpError, answer, make_offer
 from telephony.sip.dialog import Dialog
 from telephony.sip.message import SipRequest, SipResponse, make_response
-from telephony.sip.transaction import ServerTransaction
+from telephony.sip.transaction import ClientTransaction, ServerTransaction
 from telephony.sip.transport import Peer
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class CallLeg:
         self._dtmf_listeners: list[Callable[[str], None]] = []
         self._invite: SipRequest | None = None
         self._invite_tx: ServerTransaction | None = None
+        self._outbound_tx: ClientTransaction | None = None  # our INVITE while an outbound call rings
         self._local_sdp: AudioDescription | None = None
         self._sdp_version = 0
         self._ack: bytes | None = None

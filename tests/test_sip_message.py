@@ -126,3 +126,17 @@ def test_uri_address_via() -> None:
     assert Address.parse("<tel:+15551234>").user == "+15551234"
     via = Via.parse("SIP/2.0/TCP [2001:db8::9]:5061;branch=z9hG4bK1;received=192.0.2.1")
     assert via.transport == "TCP" and via.port == 5061 and via.params["received"] == "192.0.2.1"
+
+
+def test_top_via_records_the_real_source() -> None:
+    from telephony.sip.transport import Peer
+    from telephony.sip.ua import _stamp_via
+
+    req = parse_message(INVITE)
+    assert isinstance(req, SipRequest)
+    _stamp_via(req, Peer("UDP", "203.0.113.9", 40000))  # the caller is behind NAT
+    resp = parse_message(make_response(req, 200, to_tag="x").to_bytes())
+    top, second = resp.vias
+    assert top.params["rport"] == "40000" and top.params["received"] == "203.0.113.9"
+    assert top.branch == "z9hG4bK776asdhds" and second.branch == "z9hG4bKnashds8"
+    assert req.transaction_key == ("z9hG4bK776asdhds", "192.0.2.20:5062", "INVITE")  # matching unchanged

@@ -37,6 +37,7 @@ from telephony.sip.message import (
     new_call_id,
     new_tag,
     parse_message,
+    split_list,
 )
 from telephony.sip.transaction import ClientTransaction, ServerTransaction, Timers
 from telephony.sip.transport import Peer, SipTransport
@@ -199,6 +200,7 @@ class UserAgent:
         if isinstance(msg, SipResponse):
             self._on_response(msg)
         else:
+            _stamp_via(msg, peer)
             self._on_request(msg, peer)
 
     def _server_tx(self, req: SipRequest, peer: Peer) -> ServerTransaction:
@@ -260,7 +262,7 @@ class UserAgent:
         if invite_tx is None:
             self._reply(req, peer, 481)
             return
-        self._server_tx(req, peer).respond(make_response(req, 200, to_tag=invite_tx.request.to_addr.tag))
+        self._server_tx(req, peer).respond(make_response(req, 200, to_tag=self._tags.get(req.call_id)))
         leg = self.calls.get(req.call_id)
         if leg is not None and leg.state == "ringing":
             leg._cancelled()
@@ -465,7 +467,7 @@ class UserAgent:
                 h.add("Content-Type", "application/sdp")
                 invite = SipRequest(headers=h, method="INVITE", uri=uri, body=offer.to_bytes())
                 tx = await self.send_request(invite, peer)
-                leg._outbound_tx = tx  # type: ignore[attr-defined]
+                leg._outbound_tx = tx
                 try:
                     resp = await asyncio.wait_for(asyncio.shield(tx.final),
                                                   ring_timeout or self.config.ring_timeout_s)
@@ -508,7 +510,7 @@ class UserAgent:
             log.info("SIP: outbound call %s to %s answered", call_id, uri)
             return leg
         except BaseException as exc:
-            pending = getattr(leg, "_outbound_tx", None)
+            pending = leg._outbound_tx
             if isinstance(exc, asyncio.CancelledError) and pending is not None and not pending.final.done():
                 # Whoever dialled gave up while it rang (a queue moving on): the phone must stop ringing.
                 self.spawn(self._abandon_invite(pending, peer))
@@ -547,7 +549,23 @@ class UserAgent:
 
     async def cancel(self, leg: CallLeg) -> None:
         """Give up an outbound call that is still ringing."""
-        tx = getattr(leg, "_outbound_tx", None)
+        tx = leg._outbound_tx
         if tx is not None and not tx.final.done():
             await self._cancel_invite(tx.request, leg.peer)
         await leg._end("cancelled")
+
+
+def _stamp_via(req: SipRequest, peer: Peer) -> None:
+    """Record where the request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581): responses
+    copy it, and we send them to that address, so a caller behind NAT gets its answers."""
+    items = req.headers.items()
+    for i, (name, value) in enumerate(items):
+        if name == "Via":
+            via = Via.parse(split_list(value)[0])
+            if "rport" in via.params:
+                via.params["rport"] = str(peer.port)
+            if via.host != peer.host or "rport" in via.params:
+                via.params["received"] = peer.host
+            rest = split_list(value)[1:]
+            req.headers._items[i] = (name, ", ".join([str(via), *rest]))
+            return
