@@ -135,7 +135,6 @@ class CallerTurnProcessor(FrameProcessor):
         self._utt_start: datetime = datetime.now(UTC)
         self._speech_end = 0.0
         self._speculation: asyncio.Task[tuple[str, float]] | None = None
-        self._speculation_len = 0
         self._bot_speaking = False
         self._releases: asyncio.Task | None = None
 
@@ -200,7 +199,6 @@ class CallerTurnProcessor(FrameProcessor):
         self._silence_run += 1
         if self._silence_run == self._pause_windows:
             snapshot = bytes(self._utterance)
-            self._speculation_len = len(snapshot)
             self._speculation = asyncio.ensure_future(self._transcribe(snapshot))
         if self._silence_run >= self._eot_max_windows:
             await self._turn_ended()
