@@ -128,6 +128,8 @@ def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: 
 
     server_log = "".join(log)
     assert call["outcome"] == "handoff", (call, server_log[-3000:])
+    assert call["agent_id"] == "alice"
+    assert "Traceback" not in server_log, server_log[-3000:]
     assert transfer["agent_id"] == "alice" and transfer["outcome"] == "answered", transfer
     assert transfer["talk_s"] > 3 and transfer["wait_s"] < 10
     assert stats["answered"] == 1 and stats["average_handle_time_s"] is not None

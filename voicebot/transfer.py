@@ -185,7 +185,7 @@ class TransferService:
 def _resample(pcm: bytes, rate: int, target: int) -> bytes:
     if rate == target or not pcm:
         return pcm
-    import soxr
+    import soxr  # type: ignore[import-untyped]
 
     samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
     out = soxr.resample(samples, rate, target)

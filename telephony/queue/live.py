@@ -345,7 +345,7 @@ class LiveQueue(QueueHandlers):
             return
         caller.result.callback_id = callback_id
         self._stop_player(caller)
-        key = action.kind
+        key: str = action.kind
         if key == "callback" and callback_id is None:
             key = "callback_failed"
         try:

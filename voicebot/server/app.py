@@ -200,6 +200,11 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         record = await asyncio.to_thread(runtime.store.get, call_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no call {call_id}")
+        if transfer is not None:
+            # A call handed to the agent queue: which agent took it, after how long.
+            handed = await asyncio.to_thread(transfer.records.of_call, call_id)
+            record["agent_id"] = handed["agent_id"] if handed else None
+            record["transfer"] = handed
         return record
 
     @app.get("/metrics", include_in_schema=False)
