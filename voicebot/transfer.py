@@ -108,6 +108,9 @@ class TransferService:
         self.runner: QueueRunner | None = None
         # What the agent page shows: the packet of the call currently offered to / taken by each agent.
         self.current: dict[str, dict[str, Any]] = {}
+        from voicebot.server.agent_phone import AgentPhones
+
+        self.phones = AgentPhones()  # agent pages connected as phones (contact: webrtc)
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
@@ -124,6 +127,7 @@ class TransferService:
             return
         self.live = LiveQueue(self.ua, self.speak)  # type: ignore[arg-type]  # ua may be set later
         self.live.on_offer = self._on_offer
+        self.live.web_ring = self.phones.ring
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
                                           callbacks=self.callbacks)
         self.live.attach(self.runner)
@@ -139,6 +143,7 @@ class TransferService:
             await self.live.close()
         if self.runner is not None:
             await self.runner.close()
+        await self.phones.close()
 
     async def speak(self, text: str) -> bytes:
         """``text`` in the process's Piper voice as 16 kHz PCM (sentence by sentence, through the TTS cache)."""

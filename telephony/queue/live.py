@@ -109,6 +109,9 @@ class LiveQueue(QueueHandlers):
         self._offers: dict[tuple[str, str], _Offer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._agent_legs: dict[str, CallLeg] = {}  # agent id -> their leg (offer answered or bridged)
+        self.web_ring: Callable[[str, str, float], Awaitable[Any]] | None = None
+        """Optional ``ring(agent_id, call_id, timeout) -> leg`` for agents whose contact is ``webrtc`` (the
+        agent page as a phone); the leg must behave like a :class:`CallLeg` (answered, raises DialError)."""
         self.on_offer: Callable[[str, str, str], None] | None = None
         """Optional ``fn(event, call_id, agent_id)`` for the agent page: ``ringing``, ``answered``,
         ``connected``, ``ended``."""
@@ -244,13 +247,18 @@ class LiveQueue(QueueHandlers):
     async def _ring(self, offer: _Offer) -> None:
         a = offer.action
         assert self.runner is not None
-        if a.contact == "webrtc" or not a.contact.startswith(("sip:", "sips:")):
-            self.runner.agent_unreachable(a.call_id, a.agent_id, "no SIP contact")
+        web = a.contact == "webrtc"
+        if (web and self.web_ring is None) or not (web or a.contact.startswith(("sip:", "sips:"))):
+            self.runner.agent_unreachable(a.call_id, a.agent_id, "no phone")
             return
         caller = self._callers.get(a.call_id)
         shown = caller.leg.caller if caller is not None else None
         try:
-            leg = await self.ua.dial(a.contact, caller=_sip_user(shown), ring_timeout=a.timeout_s + RING_GRACE_S)
+            if web:
+                assert self.web_ring is not None
+                leg = await self.web_ring(a.agent_id, a.call_id, a.timeout_s + RING_GRACE_S)
+            else:
+                leg = await self.ua.dial(a.contact, caller=_sip_user(shown), ring_timeout=a.timeout_s + RING_GRACE_S)
         except DialError as exc:
             log.info("call %s: agent %s not reached: %s %s", a.call_id, a.agent_id, exc.status, exc.reason)
             if not offer.withdrawn:

@@ -6,6 +6,8 @@
     GET  /api/agents                     every agent with state, calls, queues
     GET  /api/agents/{id}                one agent, with the hand-off packet of the call offered to / taken by them
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
+    POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
+    POST /api/agents/{id}/answer         pick up the call ringing on the page
     POST /api/agents/{id}/accept         accept the call offered (queues with agent_confirm)
     POST /api/agents/{id}/decline        decline it (the next agent is tried)
     POST /api/agents/{id}/hangup         hang up the agent's leg
@@ -137,10 +139,39 @@ async def accept(agent_id: str, request: Request) -> dict[str, Any]:
     return {"call_id": call_id, "accepted": True}
 
 
+@router.post("/api/agents/{agent_id}/phone")
+async def phone(agent_id: str, request: Request) -> dict[str, Any]:
+    """WebRTC signaling for the agent page as a phone: the page's SDP offer in, our answer out."""
+    service = _service(request)
+    _agent(service, agent_id)
+    body = await _body(request)
+    sdp, kind = body.get("sdp"), body.get("type")
+    if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0") or kind != "offer":
+        raise HTTPException(status_code=400, detail='expected {"sdp": "v=0...", "type": "offer"}')
+    try:
+        answer = await service.phones.connect(agent_id, sdp, kind)
+    except Exception as exc:  # aiortc rejects SDP it cannot use with assorted errors
+        raise HTTPException(status_code=400, detail=f"cannot use this SDP offer: {exc}") from None
+    return {"sdp": answer.sdp, "type": answer.type}
+
+
+@router.post("/api/agents/{agent_id}/answer")
+async def answer(agent_id: str, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    _agent(service, agent_id)
+    page = service.phones.get(agent_id)
+    if page is None or not page.answer():
+        raise HTTPException(status_code=409, detail=f"nothing is ringing on {agent_id}'s page")
+    return {"answered": True}
+
+
 @router.post("/api/agents/{agent_id}/decline")
 async def decline(agent_id: str, request: Request) -> dict[str, Any]:
     service = _service(request)
     assert service.runner is not None
+    page = service.phones.get(agent_id)
+    if page is not None and page.decline():
+        return {"declined": True}
     call_id = _offered_call(service, agent_id)
     service.runner.agent_declined(call_id, agent_id)
     return {"call_id": call_id, "declined": True}

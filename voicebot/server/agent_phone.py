@@ -1,0 +1,296 @@
+"""The agent page as the agent's phone: one WebRTC connection per logged-in page (aiortc), and a call leg
+over it that the queue can ring, whisper to and bridge with a SIP caller.
+
+The page connects once (like a softphone registering); each offered call rings it through :meth:`AgentPhone.ring`
+and the page answers or declines with a button (or ``?autoanswer=1``). :class:`WebLeg` has the surface of a
+:class:`telephony.call.CallLeg` that :class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge`
+use: ``state``, ``ended``, ``on_audio``, DTMF listeners, ``write_audio``, ``clear_audio``, ``hangup`` and an
+``rtp`` with ``queued_ms`` / ``write_nowait``. Audio on the leg is 16 kHz 16-bit mono in 20 ms frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, AudioResampler
+
+from telephony.sip.ua import DialError
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+FRAME_SAMPLES = RATE // 50
+FRAME_BYTES = FRAME_SAMPLES * 2
+MAX_QUEUED_MS = 400
+
+
+class _Outbound(MediaStreamTrack):
+    """What the agent hears: 20 ms frames from a buffer, silence when it is empty, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._start: float | None = None
+        self._pts = 0
+
+    def write(self, pcm: bytes) -> None:
+        with self._lock:
+            self._buf.extend(pcm)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buf.clear()
+
+    @property
+    def queued_ms(self) -> float:
+        return len(self._buf) / 32
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.time()
+        else:
+            self._pts += FRAME_SAMPLES
+            await asyncio.sleep(max(0.0, self._start + self._pts / RATE - time.time()))
+        with self._lock:
+            chunk = bytes(self._buf[:FRAME_BYTES])
+            del self._buf[:FRAME_BYTES]
+        chunk = chunk.ljust(FRAME_BYTES, b"\0")
+        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(chunk)
+        frame.pts = self._pts
+        frame.sample_rate = RATE
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+class _RtpShim:
+    """The part of an RTP session :class:`telephony.bridge.Bridge` touches."""
+
+    dtmf_pt = None
+
+    def __init__(self, track: _Outbound):
+        self._track = track
+
+    @property
+    def queued_ms(self) -> float:
+        return self._track.queued_ms
+
+    def write_nowait(self, pcm: bytes) -> None:
+        self._track.write(pcm)
+
+    def send_dtmf(self, keys: str) -> None:  # the page has no keypad tones
+        pass
+
+
+class WebLeg:
+    """One call on an agent's page: ``ringing`` -> ``answered`` -> ``ended``."""
+
+    channel = "webrtc"
+
+    def __init__(self, phone: AgentPhone, call_id: str):
+        self.phone = phone
+        self.call_id = call_id
+        self.caller = phone.agent_id
+        self.state = "ringing"
+        self.end_reason = ""
+        self.answered = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.on_audio: Callable[[bytes], None] | None = None
+        self.rtp = _RtpShim(phone.outbound)
+        self._dtmf: list[Callable[[str], None]] = []
+
+    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
+        self._dtmf.append(fn)
+
+    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
+        if fn in self._dtmf:
+            self._dtmf.remove(fn)
+
+    async def write_audio(self, pcm16k: bytes) -> None:
+        """Queue audio for the agent; waits while more than 80 ms are queued (paced like an RTP leg)."""
+        if self.state == "ended":
+            return
+        self.phone.outbound.write(pcm16k)
+        while self.phone.outbound.queued_ms > 80 and self.state != "ended":
+            await asyncio.sleep(0.01)
+
+    def clear_audio(self) -> None:
+        self.phone.outbound.clear()
+
+    def send_dtmf(self, keys: str) -> None:
+        pass
+
+    async def hangup(self) -> None:
+        self._end("local hangup")
+
+    async def wait_ended(self) -> str:
+        await self.ended.wait()
+        return self.end_reason
+
+    def _end(self, reason: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.end_reason = reason
+        self.phone.outbound.clear()
+        if self.phone.leg is self:
+            self.phone.leg = None
+        self.ended.set()
+        self.answered.set()
+
+    def _audio_in(self, pcm: bytes) -> None:
+        if self.state == "answered" and self.on_audio is not None:
+            self.on_audio(pcm)
+
+
+class AgentPhone:
+    """The WebRTC connection of one agent's page."""
+
+    def __init__(self, agent_id: str):
+        self.agent_id = agent_id
+        self.pc = RTCPeerConnection()
+        self.outbound = _Outbound()
+        self.leg: WebLeg | None = None
+        self._ring: asyncio.Future[bool] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+
+    async def connect(self, sdp: str, kind: str) -> RTCSessionDescription:
+        """Answer the page's offer; the page's microphone becomes the agent's voice."""
+        self.pc.addTrack(self.outbound)
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._reader = asyncio.ensure_future(self._read(track))
+
+        @self.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
+        pending = bytearray()
+        try:
+            while True:
+                frame = await track.recv()
+                if not isinstance(frame, AudioFrame):
+                    continue
+                for out in resampler.resample(frame):
+                    pending.extend(bytes(out.planes[0])[: out.samples * 2])
+                while len(pending) >= FRAME_BYTES:
+                    chunk = bytes(pending[:FRAME_BYTES])
+                    del pending[:FRAME_BYTES]
+                    if self.leg is not None:
+                        self.leg._audio_in(chunk)
+        except MediaStreamError:
+            return
+
+    @property
+    def ringing(self) -> bool:
+        return self._ring is not None and not self._ring.done()
+
+    async def ring(self, call_id: str, timeout: float) -> WebLeg:
+        """Ring the page until it answers; raises DialError 486 if busy, 603 if declined, 408 on timeout,
+        480 if the page went away."""
+        if self.closed.is_set():
+            raise DialError(480, "agent page disconnected")
+        if self.leg is not None or self.ringing:
+            raise DialError(486, "busy")
+        self._ring = asyncio.get_running_loop().create_future()
+        self.leg = WebLeg(self, call_id)
+        try:
+            answered = await asyncio.wait_for(asyncio.shield(self._ring), timeout)
+        except TimeoutError:
+            self.leg._end("no answer")
+            raise DialError(408, "no answer") from None
+        except BaseException:
+            self.leg._end("cancelled")
+            raise
+        finally:
+            self._ring = None
+        if not answered or self.closed.is_set():
+            self.leg._end("declined")
+            raise DialError(603 if not answered else 480, "declined" if not answered else "page disconnected")
+        leg = self.leg
+        leg.state = "answered"
+        leg.answered.set()
+        return leg
+
+    def answer(self) -> bool:
+        """The page picked up; False if nothing was ringing."""
+        if not self.ringing:
+            return False
+        assert self._ring is not None
+        self._ring.set_result(True)
+        return True
+
+    def decline(self) -> bool:
+        if not self.ringing:
+            return False
+        assert self._ring is not None
+        self._ring.set_result(False)
+        return True
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        if self._ring is not None and not self._ring.done():
+            self._ring.set_result(False)
+        if self.leg is not None:
+            self.leg._end("page disconnected")
+        if self._reader is not None:
+            self._reader.cancel()
+        self.outbound.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+
+class AgentPhones:
+    """The pages connected as phones, by agent id."""
+
+    def __init__(self) -> None:
+        self.phones: dict[str, AgentPhone] = {}
+
+    async def connect(self, agent_id: str, sdp: str, kind: str) -> RTCSessionDescription:
+        """A page connects as ``agent_id``'s phone (replacing an earlier connection of that agent)."""
+        old = self.phones.pop(agent_id, None)
+        if old is not None:
+            await old.close()
+        phone = AgentPhone(agent_id)
+        self.phones[agent_id] = phone
+        return await phone.connect(sdp, kind)
+
+    def get(self, agent_id: str) -> AgentPhone | None:
+        phone = self.phones.get(agent_id)
+        return phone if phone is not None and not phone.closed.is_set() else None
+
+    async def ring(self, agent_id: str, call_id: str, timeout: float) -> WebLeg:
+        phone = self.get(agent_id)
+        if phone is None:
+            raise DialError(480, "the agent page is not connected as a phone")
+        return await phone.ring(call_id, timeout)
+
+    async def close(self) -> None:
+        for phone in list(self.phones.values()):
+            await phone.close()
+        self.phones.clear()
