@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
 
 LOUD_RMS = 500.0
+SENT_GAP = re.compile(r"largest gap sent (\d+) ms")
 UTTERANCE = "Where is my order?"
 
 
@@ -169,11 +171,24 @@ def main() -> None:
             # Keep reading its log so a full pipe never blocks the server.
             log_path = os.environ.get("SIP_BENCH_SERVER_LOG")
             sink = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the server
-            threading.Thread(target=lambda: [sink.write(line) if sink else None for line in server.stderr],  # type: ignore[union-attr]
-                             daemon=True).start()
+            lines: list[str] = []
+
+            def drain() -> None:
+                for line in server.stderr:  # type: ignore[union-attr]
+                    lines.append(line)
+                    if sink:
+                        sink.write(line)
+                        sink.flush()
+
+            threading.Thread(target=drain, daemon=True).start()
             best = 0
             for n in levels:
+                seen = len(lines)
                 out = asyncio.run(level(n, port, speech, args.stagger))
+                time.sleep(0.5)  # the bot logs each call's RTP statistics as it ends
+                sent = [float(m.group(1)) for line in lines[seen:] if (m := SENT_GAP.search(line))]
+                # The callers' own measurement includes their event loop's delays; this is the bot's side.
+                out["bot_max_send_gap_ms"] = max(sent) if sent else None
                 print(json.dumps(out), flush=True)
                 if out["pass"]:
                     best = n
