@@ -122,9 +122,9 @@ def test_single_intent_espeak_voice(server, whisper, tmp_path):
 
 
 def test_barge_in_stops_the_bot_and_it_listens(server, tmp_path):
-    # The caller talks over the greeting, 1.5 s after the line is up.
+    # The caller talks over the (5 s) greeting, 2.5 s after the line is up.
     wav = speech_file(tmp_path / "barge.wav", "Sorry to interrupt, I want to know where my order is.", "espeak", lead_s=0.0)
-    result = call(server, wav, start_after=1.5)
+    result = call(server, wav, start_after=2.5)
     greeting = turns_of(result, "bot")[0]
     assert greeting["extra"].get("interrupted") is True
     # The bot was talking when the caller started, and went quiet while the caller was still talking.
