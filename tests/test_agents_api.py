@@ -4,6 +4,7 @@ real SQLite file; no SIP and no models (no agent is rung in these tests)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -95,11 +96,18 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
     assert client.post("/api/callbacks/999", json={"status": "done"}).status_code == 404
 
     assert client.get("/api/calls/c1/transfer").status_code == 404
+    t0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    said = [("caller", "my card was charged twice", t0 + timedelta(seconds=3), t0 + timedelta(seconds=5)),
+            ("agent", "hello this is alice", t0, t0 + timedelta(seconds=2))]
     service.records.add(TransferResult(call_id="c1", outcome="answered", queue="general", agent_id="alice",
-                                       wait_s=4.25, talk_s=60.0))
-    assert client.get("/api/calls/c1/transfer").json() == {
-        "queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25, "talk_s": 60.0,
-        "callback_id": None}
+                                       wait_s=4.25, talk_s=60.0), said)
+    record = client.get("/api/calls/c1/transfer").json()
+    transcript = record.pop("transcript")
+    assert record == {"queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25,
+                      "talk_s": 60.0, "callback_id": None}
+    assert [(t["speaker"], t["text"]) for t in transcript] == [("agent", "hello this is alice"),
+                                                               ("caller", "my card was charged twice")]
+    assert transcript[0]["start"] == "2026-01-01T12:00:00+00:00"
 
 
 def test_agent_page_is_served_offline(client: TestClient) -> None:

@@ -23,6 +23,8 @@ import soundfile as sf
 from test_telephony_baresip import sip_port, transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
+from audio.speech import espeak_ng
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed (apt-get install baresip-core)"),
@@ -70,8 +72,11 @@ def wait_http(url: str, timeout: float = 30) -> None:
 def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> None:
     port, http, agent_port = sip_port(), free_port(), free_port(socket.SOCK_DGRAM)
     rate = 8000
-    # The agent: silent while the whisper plays, then 4 s of 3000 Hz ("hello"), then hangs up.
-    sf.write(str(tmp_path / "agent.wav"), np.concatenate([np.zeros(9 * rate, np.int16), tone(AGENT_HZ, 4, rate)]),
+    # The agent: silent while the whisper plays, then 4 s of 3000 Hz, then says hello, then hangs up.
+    hello, _ = espeak_ng("Hello, this is Alice from customer care.", rate=150, sample_rate=rate)
+    sf.write(str(tmp_path / "agent.wav"),
+             np.concatenate([np.zeros(9 * rate, np.int16), tone(AGENT_HZ, 4, rate), np.zeros(rate // 2, np.int16),
+                             (hello * 20000).astype(np.int16), np.zeros(2 * rate, np.int16)]),
              rate, subtype="PCM_16")
     baresip_config(tmp_path / "agent", agent_port, tmp_path / "agent.wav", tmp_path / "agent_rec",
                    f"<sip:alice@127.0.0.1:{agent_port}>;regint=0;answermode=auto")
@@ -133,6 +138,9 @@ def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: 
     assert transfer["agent_id"] == "alice" and transfer["outcome"] == "answered", transfer
     assert transfer["talk_s"] > 3 and transfer["wait_s"] < 10
     assert stats["answered"] == 1 and stats["average_handle_time_s"] is not None
+    # The bot stayed out of the conversation but transcribed it: the agent's hello is in the record.
+    agent_said = " ".join(t["text"] for t in transfer["transcript"] if t["speaker"] == "agent").lower()
+    assert "alice" in agent_said or "customer care" in agent_said, transfer["transcript"]
 
     heard_by_agent = next((tmp_path / "agent_rec").glob("dump-*-dec.wav"))
     whisper = transcribe(heard_by_agent).lower()

@@ -1,6 +1,11 @@
 """Warm transfer in ``voicebot serve``: the agent queue on live SIP calls, with the process's Piper voice and
 a record of every hand-off.
 
+While caller and agent are bridged, both sides are cut into utterances (by level) and transcribed with the
+shared Whisper model; the turns are stored with the hand-off (``voicebot_transfer_turns``) and returned by
+``GET /api/calls/{id}/transfer``. Prometheus: ``voicebot_queue_waiting``, ``voicebot_queue_calls_total``,
+``voicebot_queue_wait_seconds``, ``voicebot_agents``.
+
 :class:`TransferService` owns the one ACD of the process (a :class:`~telephony.queue.runner.QueueRunner`
 driving a :class:`~telephony.queue.live.LiveQueue`). The SIP call runner gives it a caller's leg when the bot
 has announced the hand-off; it returns when the call is over and writes a row to ``voicebot_transfers``
@@ -12,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import DateTime, Float, Integer, String, select, update
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import DateTime, Float, Integer, String, Text, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue
 from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
@@ -56,6 +64,26 @@ class TransferRow(_Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class TransferTurnRow(_Base):
+    """One utterance of the caller or the agent while they were bridged."""
+
+    __tablename__ = "voicebot_transfer_turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    speaker: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+QUEUE_WAITING = Gauge("voicebot_queue_waiting", "Callers waiting for an agent.", ["queue"])
+QUEUE_CALLS = Counter("voicebot_queue_calls_total", "Callers who left a queue, by outcome.", ["queue", "outcome"])
+QUEUE_WAIT = Histogram("voicebot_queue_wait_seconds", "Time in the queue of callers who left it.", ["queue"],
+                       buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
+AGENTS = Gauge("voicebot_agents", "Agents by state.", ["state"])
+AGENT_STATES = ("offline", "available", "ringing", "busy", "wrap_up", "paused")
+
 # What a queue outcome makes of the call record's outcome (None: keep the bot's "handoff").
 CALL_OUTCOME = {"abandoned": "abandoned", "callback": "callback", "timeout": "no_agent", "no_agents": "no_agent",
                 "failed": "no_agent"}
@@ -70,10 +98,13 @@ class TransferStore:
         _Base.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-    def add(self, result: TransferResult) -> None:
-        """Record how a hand-off ended, and correct the call record's outcome and end time for it."""
+    def add(self, result: TransferResult, turns: Sequence[tuple[str, str, datetime, datetime]] = ()) -> None:
+        """Record how a hand-off ended and what caller and agent said (``(speaker, text, start, end)``), and
+        correct the call record's outcome and end time for it."""
         now = datetime.now(UTC)
         with self._sessions.begin() as s:
+            for speaker, text, start, end in sorted(turns, key=lambda t: t[2]):
+                s.add(TransferTurnRow(call_id=result.call_id, speaker=speaker, text=text, start=start, end=end))
             s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=result.agent_id,
                               outcome=result.outcome, wait_s=round(result.wait_s, 2), talk_s=result.talk_s,
                               callback_id=result.callback_id, at=now))
@@ -89,16 +120,23 @@ class TransferStore:
                             .order_by(TransferRow.id.desc())).first()
             if row is None:
                 return None
+            turns = s.scalars(select(TransferTurnRow).where(TransferTurnRow.call_id == call_id)
+                              .order_by(TransferTurnRow.start, TransferTurnRow.id))
             return {"queue": row.queue, "agent_id": row.agent_id, "outcome": row.outcome, "wait_s": row.wait_s,
-                    "talk_s": row.talk_s, "callback_id": row.callback_id}
+                    "talk_s": row.talk_s, "callback_id": row.callback_id,
+                    "transcript": [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)}
+                                   for t in turns]}
 
 
 class TransferService:
     """The agent queue of one ``voicebot serve`` process. :meth:`start` inside the event loop, give it the
     SIP user agent (``ua``) that dials agents, then :meth:`handoff` each caller the bot hands over."""
 
-    def __init__(self, settings: Settings, shared: SharedModels, engine: Engine):
+    def __init__(self, settings: Settings, shared: SharedModels, engine: Engine, *, transcribe: bool = True):
         self.settings = settings
+        self.transcribe = transcribe
+        self._segmenters: dict[tuple[str, str], Utterances] = {}
+        self._stt: dict[str, list[asyncio.Task[tuple[str, str, datetime, datetime] | None]]] = {}
         self.shared = shared
         self.records = TransferStore(engine)
         self.callbacks = CallbackStore(engine)
@@ -128,9 +166,13 @@ class TransferService:
         self.live = LiveQueue(self.ua, self.speak)  # type: ignore[arg-type]  # ua may be set later
         self.live.on_offer = self._on_offer
         self.live.web_ring = self.phones.ring
+        if self.transcribe:
+            self.live.tap = self._tap
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
                                           callbacks=self.callbacks)
         self.live.attach(self.runner)
+        self.runner.add_listener(self._metrics)
+        self._metrics(None)
 
     def use_ua(self, ua: UserAgent) -> None:
         """Dial agents through ``ua`` (the SIP server's user agent)."""
@@ -171,11 +213,64 @@ class TransferService:
                  result.agent_id, result.wait_s)
         if call is not None and CALL_OUTCOME.get(result.outcome):
             call.outcome = CALL_OUTCOME[result.outcome]
+        turns = await self._transcripts(leg.call_id)
         try:
-            await asyncio.to_thread(self.records.add, result)
+            await asyncio.to_thread(self.records.add, result, turns)
         except Exception:
             log.exception("call %s: could not record the hand-off", leg.call_id)
         return result
+
+    # --- transcripts of the bridged conversation ------------------------------------------------------------
+    def _tap(self, call_id: str, side: str, pcm: bytes) -> None:
+        seg = self._segmenters.get((call_id, side))
+        if seg is None:
+            seg = self._segmenters[(call_id, side)] = Utterances()
+        done = seg.feed(pcm)
+        if done is not None:
+            self._transcribe_later(call_id, side, *done)
+
+    def _transcribe_later(self, call_id: str, side: str, audio: bytes, start: datetime, end: datetime) -> None:
+        async def run() -> tuple[str, str, datetime, datetime] | None:
+            text = await self.shared.run(self.shared.transcribe, audio)
+            return (side, text, start, end) if text.strip() else None
+
+        self._stt.setdefault(call_id, []).append(asyncio.ensure_future(run()))
+
+    async def _transcripts(self, call_id: str) -> list[tuple[str, str, datetime, datetime]]:
+        """Every utterance of the bridged call, the last ones flushed, once transcribed."""
+        for side in ("caller", "agent"):
+            seg = self._segmenters.pop((call_id, side), None)
+            rest = seg.flush() if seg is not None else None
+            if rest is not None:
+                self._transcribe_later(call_id, side, *rest)
+        tasks = self._stt.pop(call_id, [])
+        if not tasks:
+            return []
+        done, pending = await asyncio.wait(tasks, timeout=60)
+        for task in pending:
+            task.cancel()
+        turns = []
+        for task in done:
+            if task.exception() is not None:
+                log.error("call %s: transcribing the bridged call failed", call_id, exc_info=task.exception())
+            elif task.result() is not None:
+                turns.append(task.result())
+        return turns  # type: ignore[return-value]
+
+    def _metrics(self, action: Action | None) -> None:
+        if isinstance(action, CallLeftQueue):
+            QUEUE_CALLS.labels(action.queue, action.outcome).inc()
+            QUEUE_WAIT.labels(action.queue).observe(action.wait_s)
+        if self.runner is None:
+            return
+        if action is None or isinstance(action, AgentStateChanged):
+            counts = dict.fromkeys(AGENT_STATES, 0)
+            for agent in self.runner.acd.agents_snapshot():
+                counts[agent["state"]] = counts.get(agent["state"], 0) + 1
+            for state, n in counts.items():
+                AGENTS.labels(state).set(n)
+        for q in self.settings.queues:
+            QUEUE_WAITING.labels(q.name).set(self.runner.acd.queue_stats(q.name)["waiting"])
 
     def _on_offer(self, event: str, call_id: str, agent_id: str) -> None:
         if event in ("ringing", "answered", "connected"):
@@ -185,6 +280,60 @@ class TransferService:
             cur = self.current.get(agent_id)
             if cur is not None and cur.get("call_id") == call_id:
                 self.current.pop(agent_id, None)
+
+
+class Utterances:
+    """Cuts one side of a call (16 kHz PCM in 20 ms frames) into utterances by level: speech starts with a
+    frame above ``threshold`` RMS and ends after ``silence_ms`` below it (or at ``max_s``). A plain level gate
+    is enough for a transcript of a bridged call: both sides are close-talking phones."""
+
+    def __init__(self, threshold: float = 400.0, silence_ms: int = 700, min_speech_ms: int = 200,
+                 max_s: float = 20.0, keep_ms: int = 200):
+        self.threshold = threshold
+        self.silence_frames = silence_ms // 20
+        self.min_frames = min_speech_ms // 20
+        self.max_frames = int(max_s * 50)
+        self.keep_frames = keep_ms // 20
+        self._frames: list[bytes] = []
+        self._recent: list[bytes] = []  # audio just before speech starts (soft first syllable)
+        self._speech = 0
+        self._quiet = 0
+        self._start: datetime | None = None
+
+    def feed(self, pcm: bytes) -> tuple[bytes, datetime, datetime] | None:
+        """Add 20 ms; returns ``(audio, start, end)`` when an utterance has ended."""
+        x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+        loud = bool(len(x)) and float(np.sqrt(np.mean(x * x))) > self.threshold
+        if self._start is None:
+            if not loud:
+                self._recent = (self._recent + [pcm])[-self.keep_frames:] if self.keep_frames else []
+                return None
+            self._start = datetime.now(UTC)
+            self._frames = list(self._recent)
+            self._speech, self._quiet = 0, 0
+        self._frames.append(pcm)
+        if loud:
+            self._speech += 1
+            self._quiet = 0
+        else:
+            self._quiet += 1
+        if self._quiet >= self.silence_frames or len(self._frames) >= self.max_frames:
+            return self.flush()
+        return None
+
+    def flush(self) -> tuple[bytes, datetime, datetime] | None:
+        """The utterance in progress (if it had enough speech), ending now."""
+        if self._start is None:
+            return None
+        start, frames, speech = self._start, self._frames, self._speech
+        self._start, self._frames, self._recent = None, [], []
+        if speech < self.min_frames:
+            return None
+        return b"".join(frames), start, datetime.now(UTC)
+
+
+def _iso(dt: datetime) -> str:
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
 
 
 def _resample(pcm: bytes, rate: int, target: int) -> bytes:

@@ -112,6 +112,9 @@ class LiveQueue(QueueHandlers):
         self.web_ring: Callable[[str, str, float], Awaitable[Any]] | None = None
         """Optional ``ring(agent_id, call_id, timeout) -> leg`` for agents whose contact is ``webrtc`` (the
         agent page as a phone); the leg must behave like a :class:`CallLeg` (answered, raises DialError)."""
+        self.tap: Callable[[str, str, bytes], None] | None = None
+        """Optional ``fn(call_id, "caller" | "agent", pcm)`` with each 20 ms both sides say while bridged
+        (transcripts for the supervisor and the call record)."""
         self.on_offer: Callable[[str, str, str], None] | None = None
         """Optional ``fn(event, call_id, agent_id)`` for the agent page: ``ringing``, ``answered``,
         ``connected``, ``ended``."""
@@ -336,6 +339,8 @@ class LiveQueue(QueueHandlers):
             return
         started = loop.time()
         bridge = caller.leg.bridge(agent_leg)
+        if self.tap is not None:
+            self._tap_bridge(action.call_id, caller.leg, agent_leg)
         self._notify("connected", action.call_id, action.agent_id)
         log.info("call %s: bridged to agent %s", action.call_id, action.agent_id)
         try:
@@ -391,6 +396,22 @@ class LiveQueue(QueueHandlers):
             await leg.bridge(other).wait()
         finally:
             caller.finish()
+
+    def _tap_bridge(self, call_id: str, caller_leg: Any, agent_leg: Any) -> None:
+        tap = self.tap
+        assert tap is not None
+        for leg, side in ((caller_leg, "caller"), (agent_leg, "agent")):
+            forward = leg.on_audio
+
+            def both(pcm: bytes, forward: Callable[[bytes], None] | None = forward, side: str = side) -> None:
+                if forward is not None:
+                    forward(pcm)
+                try:
+                    tap(call_id, side, pcm)
+                except Exception:
+                    log.exception("call %s: audio tap failed", call_id)
+
+            leg.on_audio = both
 
     def _stop_player(self, caller: _Caller) -> None:
         if caller.player is not None:
