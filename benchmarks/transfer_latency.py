@@ -10,7 +10,10 @@ loads it, through SharedModels), the ACD and LiveQueue. Per run:
 - ``dial_s``: hand-off -> the agent's leg answered (INVITE, baresip auto-answers at once);
 - ``whisper_s``: answered -> bridged (synthesising and playing the whisper to the agent);
 - ``to_agent_audio_s``: hand-off -> first 20 ms of the agent's voice at the caller (the total);
-- ``without_whisper_s``: the total minus the whisper playback (what the queue and SIP add).
+- ``without_whisper_s``: the total minus the whisper playback (what the queue and SIP add);
+- ``announcement_s``: how long the bot's hand-off sentence (``--announcement``, the retail domain's) plays
+  before the hand-off starts, synthesised with the same voice; ``decision_to_agent_audio_s`` adds it to the
+  measured total (the bot decides, says the sentence, then the queue takes over).
 
 Needs baresip (apt-get install baresip-core). The machine is shared, so numbers are pessimistic.
 """
@@ -40,6 +43,8 @@ from telephony.queue.runner import QueueRunner
 from telephony.sip.ua import UserAgent
 
 AGENT_HZ = 3000
+ANNOUNCEMENT = ("I'll connect you with a colleague who can help. Please hold the line; they will see what we "
+                "discussed, so you won't need to repeat yourself.")
 SUMMARY = ("Caller Jane Doe, verified. Wants to cancel her subscription after a double charge. Frustrated. "
            "Handed over: asked for a person.")
 
@@ -145,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--summary", default=SUMMARY)
+    parser.add_argument("--announcement", default=ANNOUNCEMENT)
     args = parser.parse_args()
 
     from voicebot.config import Settings
@@ -165,6 +171,7 @@ def main() -> None:
         try:
             time.sleep(0.5)
             runs = asyncio.run(measure(args, port, speaker.speak))
+            announcement_s = len(asyncio.run(speaker.speak(args.announcement))) / 2 / 16000
         finally:
             agent.terminate()
             agent.wait(timeout=10)
@@ -183,6 +190,9 @@ def main() -> None:
         "models_load_s": round(load_s, 2),
         "whisper_text_words": len(args.summary.split()),
         **{key: summary(key) for key in ("dial_s", "whisper_s", "to_agent_audio_s", "without_whisper_s")},
+        "announcement_s": round(announcement_s, 2),
+        "decision_to_agent_audio_s": {k: round(v + announcement_s, 3) for k, v in (summary("to_agent_audio_s")
+                                                                                 or {}).items()},
         "per_run": runs,
     }, indent=2))
 
