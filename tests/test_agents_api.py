@@ -3,13 +3,16 @@ real SQLite file; no SIP and no models (no agent is rung in these tests)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
@@ -104,7 +107,7 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
     record = client.get("/api/calls/c1/transfer").json()
     transcript = record.pop("transcript")
     assert record == {"queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25,
-                      "talk_s": 60.0, "callback_id": None}
+                      "talk_s": 60.0, "callback_id": None, "voicemail_s": None}
     assert [(t["speaker"], t["text"]) for t in transcript] == [("agent", "hello this is alice"),
                                                                ("caller", "my card was charged twice")]
     assert transcript[0]["start"] == "2026-01-01T12:00:00+00:00"
@@ -125,3 +128,23 @@ def test_without_queues_the_api_says_how_to_configure_them(tmp_path: Path) -> No
         res = c.get("/api/queues")
         assert res.status_code == 404 and "agents:" in res.json()["detail"]
         assert c.post("/api/agents/alice/state", json={"state": "available"}).status_code == 404
+
+
+def test_voicemails_list_audio_and_status(client: TestClient, service: TransferService) -> None:
+    assert client.get("/api/voicemails").json() == {"voicemails": []}
+    audio = (np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440) * 5000).astype(np.int16).tobytes()
+    vid = service.records.add_voicemail(call_id="c9", queue="general", caller="5550100", reason="max_wait",
+                                        audio=audio, transcript="please call me back",
+                                        handoff={"summary": "Caller wants a refund."})
+    listed = client.get("/api/voicemails").json()["voicemails"]
+    assert [(v["id"], v["seconds"], v["transcript"], v["summary"]) for v in listed] == [
+        (vid, 1.0, "please call me back", "Caller wants a refund.")]
+    wav = client.get(f"/api/voicemails/{vid}.wav")
+    assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+    samples, rate = sf.read(io.BytesIO(wav.content), dtype="int16")
+    assert rate == 16000 and np.array_equal(samples, np.frombuffer(audio, np.int16))
+    assert client.post(f"/api/voicemails/{vid}", json={"status": "heard"}).json()["status"] == "heard"
+    assert client.get("/api/voicemails").json()["voicemails"] == []
+    assert len(client.get("/api/voicemails?status=all").json()["voicemails"]) == 1
+    assert client.post(f"/api/voicemails/{vid}", json={"status": "lost"}).status_code == 400
+    assert client.get("/api/voicemails/999.wav").status_code == 404

@@ -432,3 +432,42 @@ def test_blind_transfer_queue_connects_the_caller_to_the_target() -> None:
             await target.ua.stop()
 
     asyncio.run(main())
+
+
+def test_voicemail_fallback_records_the_callers_message() -> None:
+    # No agent logged in and join_empty off: the caller is asked for a message at once, speaks 2 s after the
+    # beep, then stays silent until the recording stops by itself.
+    kept: list[tuple[str, bytes]] = []
+
+    async def keep(action: Any, audio: bytes) -> None:
+        kept.append((action.reason, audio))
+
+    async def main() -> None:
+        agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
+        bot = Bot(agents, queue(fallback="voicemail", join_empty=False), 39200)
+        await bot.start()
+        assert bot.live is not None
+        bot.live.voicemail = keep
+        caller = Caller(39300)  # dialled by hand: it must stay silent until the beep
+        await caller.ua.start()
+        try:
+            leg = await caller.ua.dial(bot.uri, caller="5550100")
+            leg.on_audio = caller.heard.append
+            # Wait for the beep (1000 Hz) after the prompt, then speak 2 s of 400 Hz.
+            await wait_for(lambda: frames_at(caller.samples()[-16000:], 16000, 1000) > 5, 10)
+            for _ in range(100):
+                await leg.write_audio(tone(CALLER_HZ, 0.02, level=6000).tobytes())
+            await asyncio.wait_for(leg.ended.wait(), 20)  # 6 s of silence end the message, then goodbye
+            await wait_for(lambda: bool(bot.results) and bool(kept), 5)
+            result = next(iter(bot.results.values()))
+            assert result.outcome == "no_agents" and result.voicemail_s is not None and result.voicemail_s > 2
+            reason, audio = kept[0]
+            assert reason == "no_agents"
+            assert frames_at(np.frombuffer(audio, np.int16), 16000, CALLER_HZ) > 80
+            assert any("leave a message" in t for t in bot.speak.said)
+            assert any("has been recorded" in t for t in bot.speak.said)
+        finally:
+            await bot.stop()
+            await caller.ua.stop()
+
+    asyncio.run(main())

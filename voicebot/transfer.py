@@ -16,6 +16,7 @@ into ``abandoned``; a call an agent took keeps ``handoff``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import DateTime, Float, Integer, String, Text, select, update
+from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue
+from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
 from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
@@ -61,6 +62,7 @@ class TransferRow(_Base):
     wait_s: Mapped[float] = mapped_column(Float)
     talk_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     callback_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    voicemail_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -75,6 +77,24 @@ class TransferTurnRow(_Base):
     text: Mapped[str] = mapped_column(Text)
     start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VoicemailRow(_Base):
+    """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
+
+    __tablename__ = "voicebot_voicemails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    caller: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    seconds: Mapped[float] = mapped_column(Float)
+    transcript: Mapped[str] = mapped_column(Text)
+    wav: Mapped[bytes] = mapped_column(LargeBinary)
+    handoff: Mapped[dict] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="new")
 
 
 QUEUE_WAITING = Gauge("voicebot_queue_waiting", "Callers waiting for an agent.", ["queue"])
@@ -107,11 +127,55 @@ class TransferStore:
                 s.add(TransferTurnRow(call_id=result.call_id, speaker=speaker, text=text, start=start, end=end))
             s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=result.agent_id,
                               outcome=result.outcome, wait_s=round(result.wait_s, 2), talk_s=result.talk_s,
-                              callback_id=result.callback_id, at=now))
+                              callback_id=result.callback_id, voicemail_s=result.voicemail_s, at=now))
             values: dict[str, Any] = {"end": now}
             if CALL_OUTCOME.get(result.outcome):
                 values["outcome"] = CALL_OUTCOME[result.outcome]
             s.execute(update(CallRow).where(CallRow.id == result.call_id).values(**values))
+
+    def add_voicemail(self, *, call_id: str, queue: str, caller: str | None, reason: str, audio: bytes,
+                      transcript: str, handoff: dict[str, Any]) -> int:
+        """Keep a voice message (16 kHz PCM, stored as WAV); returns its id."""
+        import io
+        import wave
+
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(SAMPLE_RATE)
+            w.writeframes(audio)
+        with self._sessions.begin() as s:
+            row = VoicemailRow(call_id=call_id, queue=queue, caller=caller, reason=reason,
+                               seconds=round(len(audio) / 2 / SAMPLE_RATE, 2), transcript=transcript,
+                               wav=buf.getvalue(), handoff=json.loads(json.dumps(handoff, default=str)),
+                               at=datetime.now(UTC), status="new")
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def voicemails(self, status: str | None = "new") -> list[dict[str, Any]]:
+        """Voice messages, newest first, without their audio."""
+        with self._sessions() as s:
+            q = select(VoicemailRow).order_by(VoicemailRow.id.desc())
+            if status is not None:
+                q = q.where(VoicemailRow.status == status)
+            return [{"id": r.id, "call_id": r.call_id, "queue": r.queue, "caller": r.caller, "reason": r.reason,
+                     "seconds": r.seconds, "transcript": r.transcript, "at": _iso(r.at), "status": r.status,
+                     "summary": (r.handoff or {}).get("summary")} for r in s.scalars(q)]
+
+    def voicemail_wav(self, voicemail_id: int) -> bytes | None:
+        with self._sessions() as s:
+            row = s.get(VoicemailRow, voicemail_id)
+            return None if row is None else row.wav
+
+    def set_voicemail_status(self, voicemail_id: int, status: str) -> bool:
+        with self._sessions.begin() as s:
+            row = s.get(VoicemailRow, voicemail_id)
+            if row is None:
+                return False
+            row.status = status
+            return True
 
     def of_call(self, call_id: str) -> dict[str, Any] | None:
         """The last hand-off of a call as JSON-ready data, or None."""
@@ -123,7 +187,7 @@ class TransferStore:
             turns = s.scalars(select(TransferTurnRow).where(TransferTurnRow.call_id == call_id)
                               .order_by(TransferTurnRow.start, TransferTurnRow.id))
             return {"queue": row.queue, "agent_id": row.agent_id, "outcome": row.outcome, "wait_s": row.wait_s,
-                    "talk_s": row.talk_s, "callback_id": row.callback_id,
+                    "talk_s": row.talk_s, "callback_id": row.callback_id, "voicemail_s": row.voicemail_s,
                     "transcript": [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)}
                                    for t in turns]}
 
@@ -168,6 +232,7 @@ class TransferService:
         self.live.web_ring = self.phones.ring
         if self.transcribe:
             self.live.tap = self._tap
+        self.live.voicemail = self._keep_voicemail
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
                                           callbacks=self.callbacks)
         self.live.attach(self.runner)
@@ -219,6 +284,17 @@ class TransferService:
         except Exception:
             log.exception("call %s: could not record the hand-off", leg.call_id)
         return result
+
+    async def _keep_voicemail(self, action: Fallback, audio: bytes) -> None:
+        try:
+            text = await self.shared.run(self.shared.transcribe, audio)
+        except Exception:
+            log.exception("call %s: transcribing the voice message failed", action.call_id)
+            text = ""
+        vid = await asyncio.to_thread(
+            self.records.add_voicemail, call_id=action.call_id, queue=action.queue, caller=action.caller,
+            reason=action.reason, audio=audio, transcript=text, handoff=action.handoff)
+        log.info("call %s: voice message %d kept (%.1f s)", action.call_id, vid, len(audio) / 2 / SAMPLE_RATE)
 
     # --- transcripts of the bridged conversation ------------------------------------------------------------
     def _tap(self, call_id: str, side: str, pcm: bytes) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from telephony.call import CallError, CallLeg
 from telephony.queue.actions import (
     Action,
@@ -53,8 +55,18 @@ FALLBACK_TEXT = {
     "callback_failed": "I am sorry, I could not note your callback request. Please call again later. Goodbye.",
     "voicemail": "I am sorry, no agent is available right now, and voice messages are not taken yet. "
     "Please call again later. Goodbye.",
+    "voicemail_prompt": "I am sorry, no agent is available right now. Please leave a message after the tone, "
+    "and we will call you back. Hang up when you are done.",
+    "voicemail_done": "Thank you. Your message has been recorded. Goodbye.",
     "none": "I am sorry, no agent is available right now. Please call again later. Goodbye.",
 }
+VOICEMAIL_MAX_S = 120.0
+VOICEMAIL_SILENCE_S = 6.0  # this long without speech after the caller spoke ends the message
+VOICEMAIL_LEVEL = 400.0  # RMS of 16-bit samples that counts as speech
+
+Voicemail = Callable[[Fallback, bytes], Awaitable[None]]
+"""Keeps a recorded message (16 kHz PCM) of the caller of ``Fallback``."""
+
 TRANSFER_FAILED_TEXT = "I am sorry, the transfer did not work. Please call again later. Goodbye."
 
 
@@ -71,6 +83,7 @@ class TransferResult:
     wait_s: float = 0.0
     talk_s: float | None = None
     callback_id: int | None = None
+    voicemail_s: float | None = None
 
 
 class _Caller:
@@ -80,6 +93,7 @@ class _Caller:
         self.done: asyncio.Future[TransferResult] = asyncio.get_running_loop().create_future()
         self.player: asyncio.Task[None] | None = None
         self.connected = False
+        self.in_fallback = False  # the fallback task finishes the call (a voicemail outlives the hang-up)
         self.result = TransferResult(call_id=leg.call_id, outcome="failed")
 
     def finish(self) -> None:
@@ -112,6 +126,8 @@ class LiveQueue(QueueHandlers):
         self.web_ring: Callable[[str, str, float], Awaitable[Any]] | None = None
         """Optional ``ring(agent_id, call_id, timeout) -> leg`` for agents whose contact is ``webrtc`` (the
         agent page as a phone); the leg must behave like a :class:`CallLeg` (answered, raises DialError)."""
+        self.voicemail: Voicemail | None = None
+        """Optional keeper of voice messages; without it a ``voicemail`` fallback only apologises."""
         self.tap: Callable[[str, str, bytes], None] | None = None
         """Optional ``fn(call_id, "caller" | "agent", pcm)`` with each 20 ms both sides say while bridged
         (transcripts for the supervisor and the call record)."""
@@ -243,8 +259,8 @@ class LiveQueue(QueueHandlers):
         await caller.leg.ended.wait()
         if not caller.connected and self.runner is not None:
             self.runner.hangup(caller.leg.call_id)  # abandoned, if still queued
-        if not caller.connected:
-            # Left during a fallback or transfer: nothing else will finish it.
+        if not caller.connected and not caller.in_fallback:
+            # Left during a transfer, or before anything took the call: nothing else will finish it.
             caller.finish()
 
     async def _ring(self, offer: _Offer) -> None:
@@ -357,15 +373,54 @@ class LiveQueue(QueueHandlers):
         if caller is None:
             return
         caller.result.callback_id = callback_id
+        caller.in_fallback = True
         self._stop_player(caller)
         key: str = action.kind
         if key == "callback" and callback_id is None:
             key = "callback_failed"
         try:
-            if caller.leg.state == "answered":
+            if key == "voicemail" and self.voicemail is not None:
+                await self._record_voicemail(caller, action)
+            elif caller.leg.state == "answered":
                 await _play_once(caller.leg, await self.speak(FALLBACK_TEXT[key]))
         finally:
             caller.finish()
+
+    async def _record_voicemail(self, caller: _Caller, action: Fallback) -> None:
+        """Prompt, beep, record until the caller hangs up, stops talking or the time is up; keep it."""
+        assert self.voicemail is not None
+        leg = caller.leg
+        if leg.state == "answered":
+            await _play_once(leg, await self.speak(FALLBACK_TEXT["voicemail_prompt"]) + _beep())
+        frames: list[bytes] = []
+        spoke = asyncio.Event()
+        quiet = {"frames": 0}
+
+        def record(pcm: bytes) -> None:
+            frames.append(pcm)
+            x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+            if len(x) and float(np.sqrt(np.mean(x * x))) > VOICEMAIL_LEVEL:
+                spoke.set()
+                quiet["frames"] = 0
+            else:
+                quiet["frames"] += 1
+
+        leg.on_audio = record
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VOICEMAIL_MAX_S
+        try:
+            while leg.state == "answered" and loop.time() < deadline:
+                if spoke.is_set() and quiet["frames"] * 0.02 >= VOICEMAIL_SILENCE_S:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            leg.on_audio = None
+        audio = b"".join(frames)
+        caller.result.voicemail_s = round(len(audio) / 2 / SAMPLE_RATE, 2)
+        if leg.state == "answered":
+            await _play_once(leg, await self.speak(FALLBACK_TEXT["voicemail_done"]))
+        if spoke.is_set():
+            await self.voicemail(action, audio)
 
     async def _transfer(self, action: Transfer) -> None:
         caller = self._callers.get(action.call_id)
@@ -456,6 +511,11 @@ async def _play_once(leg: CallLeg, pcm: bytes) -> None:
     # RTP offers no "played" event; the queue drains at 20 ms per packet.
     while leg.state == "answered" and leg.rtp.queued_ms > 0:
         await asyncio.sleep(0.02)
+
+
+def _beep(seconds: float = 0.4, hz: float = 1000.0) -> bytes:
+    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype("<i2").tobytes()
 
 
 def _whisper_text(a: RingAgent) -> str:

@@ -13,6 +13,9 @@
     POST /api/agents/{id}/hangup         hang up the agent's leg
     GET  /api/callbacks                  callback requests (?status=pending|done|all, ?queue=)
     POST /api/callbacks/{id}             {"status": "done"}
+    GET  /api/voicemails                 voice messages with transcript (?status=new|heard|all)
+    GET  /api/voicemails/{id}.wav        one message's audio
+    POST /api/voicemails/{id}            {"status": "heard"}
 
 Without ``agents:`` / ``queues:`` in the config the queue endpoints answer 404 with a message saying so.
 """
@@ -23,7 +26,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from telephony.queue.acd import QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
@@ -203,6 +206,33 @@ async def set_callback(request_id: int, request: Request) -> dict[str, Any]:
     if not await asyncio.to_thread(service.callbacks.set_status, request_id, status):
         raise HTTPException(status_code=404, detail=f"no callback request {request_id}")
     return {"id": request_id, "status": status}
+
+
+@router.get("/api/voicemails")
+async def voicemails(request: Request, status: str = "new") -> dict[str, Any]:
+    service = _service(request)
+    rows = await asyncio.to_thread(service.records.voicemails, None if status == "all" else status)
+    return {"voicemails": rows}
+
+
+@router.get("/api/voicemails/{voicemail_id}.wav")
+async def voicemail_audio(voicemail_id: int, request: Request) -> Response:
+    service = _service(request)
+    wav = await asyncio.to_thread(service.records.voicemail_wav, voicemail_id)
+    if wav is None:
+        raise HTTPException(status_code=404, detail=f"no voice message {voicemail_id}")
+    return Response(content=wav, media_type="audio/wav")
+
+
+@router.post("/api/voicemails/{voicemail_id}")
+async def set_voicemail(voicemail_id: int, request: Request) -> dict[str, Any]:
+    service = _service(request)
+    status = (await _body(request)).get("status")
+    if status not in ("new", "heard", "done"):
+        raise HTTPException(status_code=400, detail='"status" must be new, heard or done')
+    if not await asyncio.to_thread(service.records.set_voicemail_status, voicemail_id, status):
+        raise HTTPException(status_code=404, detail=f"no voice message {voicemail_id}")
+    return {"id": voicemail_id, "status": status}
 
 
 @router.get("/api/calls/{call_id}/transfer")
