@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import soxr
 
 from voicebot import metrics
 from voicebot.config import Settings
@@ -220,11 +221,14 @@ class SharedModels:
         slower) and cache the audio of ``sentences``."""
         workers = self.settings.models.workers
         barrier = threading.Barrier(workers)
-        silence = np.zeros(STT_SAMPLE_RATE, dtype=np.int16).tobytes()
+        # Real speech, not silence: decoding a sentence also sizes CTranslate2's decoder buffers.
+        sample = self.synthesize("Hello, I would like to check the status of my order, please.")
+        samples = np.frombuffer(sample.audio, dtype=np.int16)
+        speech = soxr.resample(samples, sample.sample_rate, STT_SAMPLE_RATE).astype(np.int16).tobytes()
 
         def once() -> None:
             barrier.wait(timeout=60)  # one task per thread: no thread takes two while another idles
-            self.transcribe(silence)
+            self.transcribe(speech)
             with self._tts_lock:
                 list(self.voice.synthesize("Hello."))
 
