@@ -227,7 +227,7 @@ class TransferService:
         """Create the ACD on the running loop. Agents without a SIP user agent are rung in vain (unreachable)."""
         if self.runner is not None:
             return
-        self.live = LiveQueue(self.ua, self.speak)  # type: ignore[arg-type]  # ua may be set later
+        self.live = LiveQueue(self.ua, self.speak)  # ua: set later by use_ua (the SIP server starts first)
         self.live.on_offer = self._on_offer
         self.live.web_ring = self.phones.ring
         if self.transcribe:

@@ -115,7 +115,7 @@ class LiveQueue(QueueHandlers):
     """Queue handlers for SIP legs: hold music and announcements to callers, offers dialled to agents'
     SIP URIs with a whisper, bridges. Create it, then :meth:`attach` the runner that drives it."""
 
-    def __init__(self, ua: UserAgent, speak: Speak):
+    def __init__(self, ua: UserAgent | None, speak: Speak):
         self.ua = ua
         self.speak = speak
         self.runner: QueueRunner | None = None
@@ -270,6 +270,9 @@ class LiveQueue(QueueHandlers):
         if (web and self.web_ring is None) or not (web or a.contact.startswith(("sip:", "sips:"))):
             self.runner.agent_unreachable(a.call_id, a.agent_id, "no phone")
             return
+        if not web and self.ua is None:
+            self.runner.agent_unreachable(a.call_id, a.agent_id, "SIP is off")
+            return
         caller = self._callers.get(a.call_id)
         shown = caller.leg.caller if caller is not None else None
         try:
@@ -277,6 +280,7 @@ class LiveQueue(QueueHandlers):
                 assert self.web_ring is not None
                 leg = await self.web_ring(a.agent_id, a.call_id, a.timeout_s + RING_GRACE_S)
             else:
+                assert self.ua is not None
                 leg = await self.ua.dial(a.contact, caller=_sip_user(shown), ring_timeout=a.timeout_s + RING_GRACE_S)
         except DialError as exc:
             log.info("call %s: agent %s not reached: %s %s", a.call_id, a.agent_id, exc.status, exc.reason)
@@ -286,7 +290,7 @@ class LiveQueue(QueueHandlers):
                 if exc.status in (486, 600, 603):
                     self.runner.agent_declined(a.call_id, a.agent_id)
                 else:
-                    self.runner.agent_unreachable(a.call_id, a.agent_id, f"SIP {exc.status}")
+                    self.runner.agent_unreachable(a.call_id, a.agent_id, exc.reason if web else f"SIP {exc.status}")
             return
         if offer.withdrawn:
             await leg.hangup()
@@ -439,6 +443,8 @@ class LiveQueue(QueueHandlers):
                 log.info("call %s: %s; dialling %s instead", action.call_id, exc, action.target)
             # The caller's phone cannot transfer itself: a new leg to the target, bridged.
             try:
+                if self.ua is None:
+                    raise DialError(503, "SIP is off")
                 other = await self.ua.dial(action.target, caller=_sip_user(leg.caller))
             except DialError as exc:
                 log.warning("call %s: blind transfer to %s failed: %s", action.call_id, action.target, exc)
