@@ -471,3 +471,48 @@ def test_voicemail_fallback_records_the_callers_message() -> None:
             await caller.ua.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed (apt-get install baresip-core)")
+def test_blind_transfer_by_refer_to_a_softphone_caller(tmp_path: Path) -> None:
+    # baresip as the caller accepts REFER and calls the target itself; the queue reports "transferred".
+    async def target_answers(leg: CallLeg) -> None:
+        await leg.answer()
+        await asyncio.sleep(1.0)
+        await leg.hangup()
+
+    rate = 8000
+    sf.write(str(tmp_path / "caller.wav"), np.zeros(20 * rate, np.int16), rate, subtype="PCM_16")
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "config").write_text(
+        f"poll_method epoll\nsip_listen 127.0.0.1:{free_port()}\n"
+        "audio_player aubridge,nullplay\naudio_alert aubridge,nullplay\n"
+        f"audio_source aufile,{tmp_path / 'caller.wav'}\nnet_interface 127.0.0.1\n"
+        "module_path /usr/lib/baresip/modules\n"
+        + "".join(f"module {m}.so\n" for m in ("g711", "aufile", "aubridge", "account", "menu"))
+    )
+    (tmp_path / "phone" / "accounts").write_text("<sip:5550100@127.0.0.1>;regint=0\n")
+
+    async def main() -> None:
+        target = PhoneAgent(39400, target_answers)
+        await target.ua.start()
+        agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
+        bot = Bot(agents, queue(blind_transfer_to=target.uri("desk")), 39450)
+        await bot.start()
+        try:
+            phone = await asyncio.create_subprocess_exec(
+                "baresip", "-f", str(tmp_path / "phone"), "-e", f"/dial {bot.uri}", "-t", "15",
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            await wait_for(lambda: bool(bot.results), 15)
+            await wait_for(lambda: len(target.legs) == 1, 5)
+            phone.terminate()
+            out, _ = await phone.communicate()
+            result = next(iter(bot.results.values()))
+            assert result.outcome == "transferred", out.decode(errors="replace")[-2000:]
+            # The softphone called the target itself (REFER), not the bot on a second leg.
+            assert target.legs[0].peer.port != bot.ua.transport.udp_address[1], target.legs[0].peer
+        finally:
+            await bot.stop()
+            await target.ua.stop()
+
+    asyncio.run(main())
