@@ -163,7 +163,7 @@ def test_register_with_digest(workdir: Path, password: str, expected: int, monke
                             password_env="TEST_TRUNK_PASSWORD", register=True, register_expires=60)
         ua = UserAgent(ua_config(), trunks=[trunk])
         sipp = asyncio.create_task(run_sipp(workdir, "registrar.xml", "", "-p", str(registrar_port), timeout=20))
-        await asyncio.sleep(0.5)  # sipp must be listening before the first REGISTER goes out
+        # No wait for sipp to be listening: a REGISTER it misses is retransmitted (timer E).
         await ua.start()
         reg = ua.registrations[0]
         try:

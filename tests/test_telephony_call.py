@@ -198,7 +198,7 @@ def test_outbound_dial_and_blind_transfer_against_sipp(tmp_path: Path) -> None:
             "sipp", "-sf", str(SCENARIOS / "uas_refer.xml"), "-m", "1", "-i", "127.0.0.1", "-p", str(sipp_port),
             "-mp", str(free_port()), "-nostdin", "-timeout", "20s", "-timeout_error", cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        await asyncio.sleep(0.5)  # sipp must be listening before we dial
+        # No wait for sipp to be listening: an INVITE it misses is retransmitted (timer A).
         ua = UserAgent(config(32600))
         await ua.start()
         try:
