@@ -46,6 +46,13 @@ def loud_frequency(chunks: list[bytes]) -> tuple[int, float]:
     return len(loud), float(np.argmax(spectrum) * 16000 / len(x))
 
 
+async def until(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Until ``cond()`` holds (polled every 20 ms); a timeout leaves the assertions after it to fail."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond() and asyncio.get_running_loop().time() < end:
+        await asyncio.sleep(0.02)
+
+
 def uri(ua: UserAgent, user: str) -> str:
     return f"sip:{user}@127.0.0.1:{ua.transport.udp_address[1]}"
 
@@ -76,7 +83,7 @@ def test_audio_and_dtmf_both_ways_and_hold() -> None:
             leg.send_dtmf("3")
             while leg.rtp.queued_ms > 0:
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)  # let the last packets through the jitter buffer
+            await until(lambda: loud_frequency(heard_by_bot)[0] >= 40)  # through the jitter buffer
             bot_leg = next(iter(server.calls.values()))
             await leg.hold()
             # The bot answered the re-INVITE (a=sendonly) before its 200 OK: it knows and stops sending.
@@ -133,7 +140,7 @@ def test_bridge_connects_two_legs() -> None:
             await leg_a.write_audio(tone(700, 1.0))
             while leg_a.rtp.queued_ms > 0:
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(0.4)
+            await until(lambda: loud_frequency(heard_c)[0] >= 30)  # through both legs' jitter buffers
             await leg_a.hangup()
             # The bridge hangs up the agent's leg too.
             agent_legs = [leg for leg in phones.calls.values() if leg.direction == "inbound"]
