@@ -265,12 +265,19 @@ class CallLeg:
             self._on_notify(req)
         elif req.method == "OPTIONS":
             tx.respond(make_response(req, 200, extra=std))
+        elif req.method == "UPDATE":
+            # RFC 3311: without a body a session refresh, with SDP a new offer answered in the 200.
+            if req.body:
+                self._on_reinvite(req, tx)
+            else:
+                tx.respond(make_response(req, 200, extra=std))
         elif req.method == "REFER":
             tx.respond(make_response(req, 403, "Transfer Not Allowed", extra=std))
         else:
             tx.respond(make_response(req, 501, extra=std))
 
     def _on_reinvite(self, req: SipRequest, tx: ServerTransaction) -> None:
+        """A new offer from the peer in a re-INVITE or UPDATE (hold, unhold, a new address or codec)."""
         assert self._local_sdp is not None and self.dialog is not None
         if req.headers.get_all("Contact"):
             from telephony.sip.message import Address
@@ -294,8 +301,9 @@ class CallLeg:
         self._local_sdp = local
         ok = make_response(req, 200, body=local.to_bytes(),
                            extra=self.ua.standard_headers(self.peer) + [("Content-Type", "application/sdp")])
-        # The 2xx of a re-INVITE is retransmitted until its ACK like any INVITE 2xx.
-        self._invite_tx = tx
+        if req.method == "INVITE":
+            # The 2xx of a re-INVITE is retransmitted until its ACK like any INVITE 2xx.
+            self._invite_tx = tx
         tx.respond(ok)
 
     def _on_notify(self, req: SipRequest) -> None:

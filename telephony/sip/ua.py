@@ -44,7 +44,7 @@ from telephony.sip.transport import Peer, SipTransport
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, REFER, UPDATE"
 CallHandler = Callable[[CallLeg], Awaitable[None]]
 _IN_DIALOG_ONLY = {"BYE", "INFO", "NOTIFY", "REFER", "PRACK", "UPDATE"}
 _KNOWN_NOT_ALLOWED = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE"}
