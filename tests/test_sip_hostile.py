@@ -144,6 +144,13 @@ def test_hostile_input_while_a_call_is_up() -> None:
                     continue
             outcome["flood_answered"] = len(answered_ids)
 
+            # RTP: garbage and a well-formed packet from a stranger to the call's media port are ignored.
+            rtp_target = ("127.0.0.1", bot_leg.rtp.local_port)
+            attacker.sendto(b"\x00garbage", rtp_target)
+            attacker.sendto(bytes.fromhex("80000001000000a012345678") + b"\xff" * 160, rtp_target)
+            while bot_leg.rtp.stats.foreign < 1:
+                await asyncio.sleep(0.01)
+
             # TCP: a header section that never ends is cut off, the listener survives.
             reader, writer = await asyncio.open_connection(*server.transport.tcp_address)
             writer.write(b"INVITE sip:bot@127.0.0.1 SIP/2.0\r\n" + b"X: " + b"A" * 40000)

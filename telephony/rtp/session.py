@@ -39,6 +39,7 @@ class RtpStats:
     max_send_gap_ms: float = 0.0
     max_receive_gap_ms: float = 0.0
     dtmf_received: int = 0
+    foreign: int = 0  # packets from an address other than the peer's, dropped
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -228,6 +229,9 @@ class RtpSession:
             # Symmetric RTP: answer to where the peer really sends from (it may be behind NAT).
             self.remote = (addr[0], addr[1])
             self._latched = True
+        elif (addr[0], addr[1]) != self.remote:
+            self.stats.foreign += 1  # not our peer: someone injecting audio or a stale stream; ignore it
+            return
         self.stats.received += 1
         now = time.monotonic()
         if self._last_rx is not None:
