@@ -133,9 +133,9 @@ class DialogSession:
         text = (turn.text or "").strip()[:MAX_TEXT]
         dtmf = (turn.dtmf or "").strip() or None
         self._signals(turn.signals)
-        self.transcript.append(
-            {"speaker": "caller", "text": text, "dtmf": dtmf, "at": self.clock().isoformat()}
-        )
+        # Keys typed while verifying are a PIN: the transcript keeps that keys were pressed, not which.
+        shown = "*" * len(dtmf) if dtmf and self.state.expect is Expect.VERIFY_FACTOR else dtmf
+        self.transcript.append({"speaker": "caller", "text": text, "dtmf": shown, "at": self.clock().isoformat()})
         if not text and not dtmf:
             self._fire("empty input")
             self._say("empty_input")

@@ -15,6 +15,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
+from telephony.keypad import KeypadCollector
 from voicebot.config import Settings
 from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.control import CallControl, HandoffHandler
@@ -102,6 +103,7 @@ def build_call_pipeline(
     pipeline = Pipeline(
         [
             transport.input(),
+            KeypadCollector(name=f"keypad-{call.call_id}"),
             turns,
             DialogStage(call, settings.call, signals=signals, name=f"dialog-{call.call_id}"),
             PiperSpeech(shared, call, settings.models.tts, name=f"tts-{call.call_id}"),

@@ -20,7 +20,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from dialogs.engine import Turn
+from dialogs.engine import BotReply, Turn
+from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
 from voicebot.pipeline.call import CallContext
@@ -41,7 +42,9 @@ SignalSource = Callable[[CallerTurnFrame], dict[str, Any]]
 class DialogStage(FrameProcessor):
     """Adapter from caller turns to the dialog engine; pushes :class:`BotSayFrame` s downstream."""
 
-    def __init__(self, call: CallContext, call_config: CallConfig, signals: SignalSource | None = None, **kwargs):
+    def __init__(
+        self, call: CallContext, call_config: CallConfig, signals: SignalSource | None = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self._call = call
         self._cfg = call_config
@@ -60,6 +63,9 @@ class DialogStage(FrameProcessor):
             return
         if isinstance(frame, CallerTurnFrame):
             await self._on_turn(frame)
+            return
+        if isinstance(frame, KeypadInputFrame):
+            await self._on_keys(frame)
             return
         if isinstance(frame, UserStartedSpeakingFrame):
             self._caller_speaking = True
@@ -83,7 +89,9 @@ class DialogStage(FrameProcessor):
         self._duration = asyncio.ensure_future(self._duration_limit())
         reply = await self._call.start_dialog()
         turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra={"kind": "greeting"})
-        await self.push_frame(BotSayFrame(text=reply.text, style=reply.style, kind="greeting", turn_id=turn_id))
+        await self.push_frame(
+            BotSayFrame(text=reply.text, style=reply.style, kind="greeting", turn_id=turn_id)
+        )
 
     async def _on_turn(self, frame: CallerTurnFrame) -> None:
         if is_non_speech(frame.text):
@@ -114,6 +122,33 @@ class DialogStage(FrameProcessor):
             intents=reply.intents,
             extra={"signals": signals} if signals else None,
         )
+        await self._speak_reply(reply, speech_end=frame.speech_end, stages=stages)
+
+    async def _on_keys(self, frame: KeypadInputFrame) -> None:
+        """A keypad entry (order number, PIN, 0 for an agent) is a caller turn without words."""
+        if not frame.keys or self._ending:
+            return
+        self._stop_timer()
+        self._prompted = False
+        now = datetime.now(UTC)
+        started = time.monotonic()
+        reply = await self._call.handle(Turn(dtmf=frame.keys + ("#" if frame.terminated else "")))
+        metrics.DIALOG_SECONDS.observe(time.monotonic() - started)
+        # Digits can be a PIN: the call record keeps that keys were pressed, not which.
+        await self._call.add_turn(
+            "caller",
+            f"[keypad: {len(frame.keys)} key(s)]",
+            now,
+            end=now,
+            intents=reply.intents,
+            extra={"kind": "keypad"},
+        )
+        await self._speak_reply(reply)
+
+    async def _speak_reply(
+        self, reply: BotReply, speech_end: float | None = None, stages: dict[str, float] | None = None
+    ) -> None:
+        """Say the dialog's reply (recording it), and note how the call goes on: continue, hang up, hand off."""
         then = reply.action
         if then != "continue":
             self._ending = True
@@ -127,6 +162,7 @@ class DialogStage(FrameProcessor):
                 self._arm_timer()
             return
         turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra={"kind": "reply"})
+        extra: dict[str, Any] = {"speech_end": speech_end, "stages": stages} if speech_end is not None else {}
         await self.push_frame(
             BotSayFrame(
                 text=reply.text,
@@ -134,9 +170,8 @@ class DialogStage(FrameProcessor):
                 kind="reply",
                 then=then,
                 turn_id=turn_id,
-                speech_end=frame.speech_end,
-                stages=stages,
                 handoff=reply.handoff,
+                **extra,
             )
         )
 

@@ -1,0 +1,141 @@
+"""Keypad input over SIP reaches the dialog: a caller dials `voicebot serve` with our own user agent, presses
+keys as RFC 4733 events, and the bot acts on them (the PIN verifies the caller; 0 asks for a person)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telephony.config import SipConfig
+from telephony.sip.ua import UserAgent
+
+pytestmark = pytest.mark.slow
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sip_port() -> int:
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+async def until(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > end:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.load(resp)
+
+
+def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
+    port = sip_port()
+    http = free_port(socket.SOCK_STREAM)
+    (tmp_path / "voicebot.yaml").write_text(
+        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n"
+        f"server:\n  host: 127.0.0.1\n  port: {http}\n"
+        f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
+        f"  rtp_port_min: 37000\n  rtp_port_max: 37199\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voicebot", "serve", "--config", str(tmp_path / "voicebot.yaml")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    log: list[str] = []
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            log.append(line)
+            if "SIP ready" in line or server.poll() is not None:
+                break
+        assert any("SIP ready" in line for line in log), "".join(log)
+
+        def bot_turn_count() -> int:
+            try:
+                calls = get(f"http://127.0.0.1:{http}/api/calls")
+            except urllib.error.URLError:  # HTTP may come up a moment after SIP
+                return 0
+            calls = calls["calls"] if isinstance(calls, dict) else calls
+            if not calls:
+                return 0
+            record = get(f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}")
+            return sum(1 for t in record["turns"] if t["speaker"] == "bot")
+
+        async def bot_turns_reach(n: int) -> bool:
+            end = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < end:
+                if await asyncio.to_thread(bot_turn_count) >= n:
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+
+        async def call() -> str:
+            ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
+                                     rtp_port_min=37400, rtp_port_max=37499))
+            await ua.start()
+            try:
+                # Jane Doe's number: the bot recognises her and asks about her shipped order.
+                leg = await ua.dial(f"sip:bot@127.0.0.1:{port}", caller="+15551230001", ring_timeout=20)
+                # Each step waits until the bot's answer is in the call record (an event, not a sleep).
+                assert await bot_turns_reach(1), "no greeting"
+                # "Are you calling about your order 45281?" — keys answer it: 1 is yes.
+                leg.send_dtmf("1")
+                assert await bot_turns_reach(2), "no answer to key 1"
+                # Verification: the PIN typed on the keypad, ended with #.
+                leg.send_dtmf("4321#")
+                assert await bot_turns_reach(3), "no answer to the PIN"
+                # 0 asks for a person: the bot announces the hand-off and ends the call (no queue configured).
+                leg.send_dtmf("0")
+                return await asyncio.wait_for(leg.wait_ended(), 60)
+            finally:
+                await ua.stop()
+
+        asyncio.run(call())
+        calls = get(f"http://127.0.0.1:{http}/api/calls")
+        calls = calls["calls"] if isinstance(calls, dict) else calls
+        assert len(calls) == 1
+        record = get(f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert record["channel"] == "sip"
+    assert record["outcome"] == "handoff"
+    caller_turns = [t for t in record["turns"] if t["speaker"] == "caller"]
+    assert len(caller_turns) == 3
+    assert all("keypad" in t["text"] for t in caller_turns)
+    assert "4321" not in json.dumps(record)  # the PIN is not stored
+    bot_text = " ".join(t["text"] for t in record["turns"] if t["speaker"] == "bot").lower()
+    assert "verified" in bot_text and "4 5 2 8 1" in bot_text  # the PIN verified her, then her order status
+    assert "colleague" in bot_text
