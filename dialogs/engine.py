@@ -107,8 +107,23 @@ class DialogEngine:
             seed=d.seed,
         )
 
-    def new_call(self, *, channel: str, caller_id: str | None = None, call_id: str | None = None) -> DialogSession:
-        """A fresh dialog for one call (or chat)."""
+    def new_call(
+        self,
+        *,
+        channel: str,
+        caller_id: str | None = None,
+        call_id: str | None = None,
+        dialled: str | None = None,
+        greeting: str | None = None,
+        start_intent: str | None = None,
+    ) -> DialogSession:
+        """A fresh dialog for one call (or chat).
+
+        ``dialled`` is the number the caller dialled; a trunk's per-number route may give the call its own
+        ``greeting`` and a ``start_intent`` whose flow begins right after the greeting (a billing hotline).
+        """
+        if start_intent is not None and start_intent not in self.domain.intents:
+            raise ValueError(f"start_intent {start_intent!r} is not an intent of the domain")
         return DialogSession(
             self,
             channel=channel,
@@ -116,4 +131,7 @@ class DialogEngine:
             call_id=call_id or uuid.uuid4().hex,
             clock=self.clock,
             rng=random.Random(self._rng.random()),
+            dialled=dialled,
+            greeting=greeting,
+            start_intent=start_intent,
         )

@@ -131,6 +131,7 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     assert record["channel"] == "sip"
+    assert record["dialled"] == "bot"  # the user part of the request URI the caller dialled
     assert record["outcome"] == "handoff"
     caller_turns = [t for t in record["turns"] if t["speaker"] == "caller"]
     assert len(caller_turns) == 3

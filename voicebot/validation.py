@@ -57,7 +57,31 @@ def _sip(settings: Settings) -> list[tuple[str, str]]:
     return check_trunks(settings.trunks)
 
 
-CHECKS: list[Check] = [_domain, _database, _queues, _sip]
+def _routes(settings: Settings) -> list[tuple[str, str]]:
+    """Per-number routes of trunks must name intents the domain has and the language it speaks."""
+    from dialogs.domain import DomainError, load_domain
+
+    routes = [(i, did, r) for i, t in enumerate(settings.trunks) for did, r in t.dids.items()]
+    if not routes:
+        return []
+    try:
+        domain = load_domain(settings.resolve(settings.domain.path))
+    except DomainError:
+        return []  # reported by _domain
+    problems = []
+    for i, did, route in routes:
+        key = f"trunks.{i}.dids.{did}"
+        if route.flow is not None and route.flow not in domain.intents:
+            problems.append((f"{key}.flow", f"'{route.flow}' is not an intent of the domain"))
+        if route.language != domain.language:
+            problems.append((
+                f"{key}.language",
+                f"'{route.language}': the domain speaks '{domain.language}' (one language per domain for now)",
+            ))
+    return problems
+
+
+CHECKS: list[Check] = [_domain, _database, _queues, _sip, _routes]
 
 
 def register(check: Check) -> Check:

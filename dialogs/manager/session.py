@@ -67,8 +67,14 @@ class DialogSession:
         call_id: str | None,
         clock: Callable[[], datetime],
         rng: random.Random,
+        dialled: str | None = None,
+        greeting: str | None = None,
+        start_intent: str | None = None,
     ):
         self.engine = engine
+        self.dialled = dialled
+        self._greeting = greeting
+        self._start_intent = start_intent
         self.domain = engine.domain
         self.channel = channel
         self.caller_id = caller_id
@@ -110,7 +116,17 @@ class DialogSession:
                 matters = repository.open_matters(
                     s, customer.id, now, list(mem.remember), mem.remember_days, topics=topics
                 )
-        override = self.engine.options.greeting
+        override = self._greeting or self.engine.options.greeting
+        if self._start_intent is not None:
+            # A number dedicated to one request: greet, then go straight into its flow.
+            if override:
+                self._out.append(override)
+            else:
+                self._say("greeting_short" if self.say_.has("greeting_short") else "greeting")
+            self._fire(f"dialled number starts {self._start_intent}")
+            self._add_tasks([_Hit(self._start_intent, 1.0, {})], interrupt=False)
+            self._advance()
+            return self._finish_turn(None, {"rule": "greeting + route flow"})
         if matters:
             m = matters[0]
             self.state.recall = {"kind": m.kind, "id": m.id, "text": m.text, "order_id": getattr(m, "order_id", None)}

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from voicebot.storage.migrate import add_missing_columns
 from voicebot.storage.models import Base, CallRow, TurnRow
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class CallStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         Base.metadata.create_all(engine)
+        add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-calls")
 
@@ -50,10 +52,10 @@ class CallStore:
 
     # writes
 
-    def open_call(self, call_id: str, channel: str, caller_id: str | None) -> None:
+    def open_call(self, call_id: str, channel: str, caller_id: str | None, dialled: str | None = None) -> None:
         """Create the record of a call that starts now."""
         with self._sessions.begin() as s:
-            s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, start=utcnow()))
+            s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=utcnow()))
 
     def add_turn(
         self,
@@ -151,6 +153,7 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "id": row.id,
         "channel": row.channel,
         "caller_id": row.caller_id,
+        "dialled": row.dialled,
         "start": _iso(row.start),
         "end": _iso(row.end),
         "outcome": row.outcome,

@@ -22,6 +22,7 @@ class CallRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
     caller_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    dialled: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the number the caller dialled
     start: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
