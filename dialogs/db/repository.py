@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dialogs.db.models import Contact, Customer, Order, Return, Subscription, Ve
 from dialogs.db.security import check_pin
 from dialogs.db.spoken import mask_email, on_day
 from dialogs.db.times import naive_utc
+from dialogs.jsonable import jsonable
 
 VerifyMethod = Literal["postcode", "date_of_birth", "pin"]
 MatterKind = Literal["return", "order", "contact", "subscription"]
@@ -323,11 +323,6 @@ def _topic(intents: Any, phrases: Mapping[str, str]) -> str:
     return " and ".join(phrases.get(n) or n.replace("_", " ") for n in chosen)
 
 
-def _jsonable(value: Any) -> Any:
-    # Round-trip so dates, Decimals or dataclass-like leftovers cannot fail the flush later.
-    return None if value is None else json.loads(json.dumps(value, default=str))
-
-
 def open_contact(
     session: Session, channel: str, caller_id: str | None, now: datetime, customer_id: int | None = None
 ) -> int:
@@ -365,9 +360,9 @@ def close_contact(
     contact.ended_at = naive_utc(now)
     contact.outcome = outcome
     contact.summary = summary
-    contact.intents = _jsonable(intents)
-    contact.transcript = _jsonable(transcript)
-    contact.handoff = _jsonable(handoff)
+    contact.intents = jsonable(intents)
+    contact.transcript = jsonable(transcript)
+    contact.handoff = jsonable(handoff)
     contact.frustration_max = None if frustration is None else float(frustration)
     if customer_id is not None:
         contact.customer_id = customer_id

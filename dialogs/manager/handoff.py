@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dialogs.manager.state import Task, jsonable
+from dialogs.jsonable import jsonable
+from dialogs.manager.state import Task
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
 from dialogs.db import repository
+from dialogs.jsonable import jsonable
 from dialogs.manager.handoff import build_handoff
 from dialogs.manager.responses import Responder
-from dialogs.manager.state import CallState, Expect, Task, jsonable
+from dialogs.manager.state import CallState, Expect, Task
 from dialogs.nlu import Entity, ParseResult
 
 if TYPE_CHECKING:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dialogs.jsonable import jsonable
+
 
 class Expect(StrEnum):
     """What the bot's last question was, so the next utterance is read as its answer."""
@@ -37,7 +39,7 @@ class Task:
             "intent": self.intent,
             "status": self.status,
             "outcome": self.outcome,
-            "slots": {k: _jsonable(v) for k, v in self.slots.items()},
+            "slots": {k: jsonable(v) for k, v in self.slots.items()},
         }
 
 
@@ -64,18 +66,3 @@ class CallState:
     frustration_max: float = 0.0
     frustration_explanation: str | None = None
     announced: int = 0  # tasks announced together in the current batch
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return str(value)
-
-
-jsonable = _jsonable

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dialogs.domain.schema import DIALOG_ACTS, Domain
+from dialogs.jsonable import jsonable
 from dialogs.nlu.classifier import IntentClassifier, classifier_view
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.normalize import Normalized, normalize
@@ -76,21 +77,13 @@ class ParseResult:
         """A JSON-ready form (dates as ISO strings) used by the CLI."""
         return {
             "text": self.text,
-            "intents": [{"name": h.name, "confidence": round(h.confidence, 4), "slots": _jsonable(h.slots)}
+            "intents": [{"name": h.name, "confidence": round(h.confidence, 4), "slots": jsonable(h.slots)}
                         for h in self.intents],
             "negated": self.negated,
             "segments": self.segments,
-            "entities": [{"type": e.type, "value": _jsonable(e.value), "text": e.text, "start": e.start,
+            "entities": [{"type": e.type, "value": jsonable(e.value), "text": e.text, "start": e.start,
                           "end": e.end} for e in self.entities],
         }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 @dataclass
