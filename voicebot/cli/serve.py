@@ -47,8 +47,11 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     click.echo(f"voicebot: serving on http://{bind_host}:{bind_port}/", err=True)
     try:
         asyncio.run(serve_with_sip(uvicorn.Server(config), runtime, transfer))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a person stops the server: not an error
     finally:
         runtime.close()
+    click.echo("voicebot: stopped", err=True)
 
 
 def _quiet_pipecat(level: str) -> None:
