@@ -8,7 +8,7 @@ shared Whisper model; the turns are stored with the hand-off (``voicebot_transfe
 
 :class:`TransferService` owns the one ACD of the process (a :class:`~telephony.queue.runner.QueueRunner`
 driving a :class:`~telephony.queue.live.LiveQueue`). The SIP call runner gives it a caller's leg when the bot
-has announced the hand-off; it returns when the call is over and writes a row to ``voicebot_transfers``
+has decided to hand off (the agent is rung while the bot says its last sentence); it returns when the call is over and writes a row to ``voicebot_transfers``
 (queue, agent, outcome, wait, talk time). A caller who hangs up while waiting turns the call record's outcome
 into ``abandoned``; a call an agent took keeps ``handoff``.
 """
@@ -103,6 +103,11 @@ QUEUE_WAIT = Histogram("voicebot_queue_wait_seconds", "Time in the queue of call
                        buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
 AGENTS = Gauge("voicebot_agents", "Agents by state.", ["state"])
 AGENT_STATES = ("offline", "available", "ringing", "busy", "wrap_up", "paused")
+
+# Piper pace of the whisper (1.0 is the callers' pace): agents hear one on every call and the caller waits for
+# it to end; 0.7 stays intelligible (Whisper transcribes it in tests/test_transfer_e2e.py).
+WHISPER_LENGTH_SCALE = 0.7
+WHISPER_PAUSE_S = 0.08  # between the whisper's short sentences (Piper leaves ~0.2 s after each)
 
 # What a queue outcome makes of the call record's outcome (None: keep the bot's "handoff").
 CALL_OUTCOME = {"abandoned": "abandoned", "callback": "callback", "timeout": "no_agent", "no_agents": "no_agent",
@@ -228,6 +233,7 @@ class TransferService:
         if self.runner is not None:
             return
         self.live = LiveQueue(self.ua, self.speak)  # ua: set later by use_ua (the SIP server starts first)
+        self.live.speak_whisper = self.speak_whisper
         self.live.on_offer = self._on_offer
         self.live.web_ring = self.phones.ring
         if self.transcribe:
@@ -252,19 +258,33 @@ class TransferService:
             await self.runner.close()
         await self.phones.close()
 
-    async def speak(self, text: str) -> bytes:
-        """``text`` in the process's Piper voice as 16 kHz PCM (sentence by sentence, through the TTS cache)."""
+    async def speak(self, text: str, length_scale: float | None = None, pause_s: float | None = None) -> bytes:
+        """``text`` in the process's Piper voice as 16 kHz PCM (sentence by sentence, through the TTS cache);
+        ``length_scale`` below 1 speaks faster (default: the configured TTS pace); ``pause_s`` cuts the
+        silence after each sentence to at most that long (default: Piper's own)."""
         from voicebot.pipeline.shared import split_sentences
 
         parts = []
         for sentence in split_sentences(text) or [text]:
-            speech = await self.shared.run(self.shared.synthesize, sentence)
-            parts.append(speech.audio)
+            speech = await self.shared.run(self.shared.synthesize, sentence, length_scale)
+            audio = speech.audio
+            if pause_s is not None:
+                audio = _trim_tail(audio, int(self.shared.tts_sample_rate * pause_s))
+            parts.append(audio)
         return _resample(b"".join(parts), self.shared.tts_sample_rate, SAMPLE_RATE)
 
-    async def handoff(self, leg: CallLeg, call: CallContext | None, packet: dict[str, Any] | None) -> TransferResult:
+    async def speak_whisper(self, text: str) -> bytes:
+        """The whisper to an agent, faster and with shorter pauses than to callers: the caller waits while
+        the agent hears it."""
+        return await self.speak(text, WHISPER_LENGTH_SCALE, WHISPER_PAUSE_S)
+
+    async def handoff(self, leg: CallLeg, call: CallContext | None, packet: dict[str, Any] | None, *,
+                      caller_ready: asyncio.Event | None = None) -> TransferResult:
         """Queue the caller on ``leg`` with the hand-off ``packet``; returns when their call is over, after
-        recording it. ``call`` (the bot's call context) gets its outcome corrected if the caller gave up."""
+        recording it. ``call`` (the bot's call context) gets its outcome corrected if the caller gave up.
+
+        With ``caller_ready`` the agent is rung at once, while the bot may still talk to the caller; the
+        queue takes the leg (and bridges) only once the event is set (see ``LiveQueue.transfer_call``)."""
         if self.runner is None:
             await self.start()
         assert self.live is not None
@@ -273,7 +293,7 @@ class TransferService:
         packet = dict(packet or {})
         packet.setdefault("call_id", leg.call_id)
         log.info("call %s: handed to queue %s", leg.call_id, packet.get("queue"))
-        result = await self.live.transfer_call(leg, packet)
+        result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
         log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", leg.call_id, result.outcome,
                  result.agent_id, result.wait_s)
         if call is not None and CALL_OUTCOME.get(result.outcome):
@@ -410,6 +430,15 @@ class Utterances:
 
 def _iso(dt: datetime) -> str:
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
+
+
+def _trim_tail(pcm: bytes, keep: int, level: int = 300) -> bytes:
+    """``pcm`` (16-bit) with at most ``keep`` quiet samples after its last sample louder than ``level``."""
+    x = np.frombuffer(pcm, dtype=np.int16)
+    loud = np.flatnonzero(np.abs(x.astype(np.int32)) > level)
+    if not len(loud):
+        return pcm
+    return x[: min(len(x), int(loud[-1]) + 1 + keep)].tobytes()
 
 
 def _resample(pcm: bytes, rate: int, target: int) -> bytes:

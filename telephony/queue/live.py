@@ -3,9 +3,13 @@ with call legs.
 
 A caller handed over by the bot keeps their leg. While they wait they hear hold music and, when the ACD says
 so, their position and estimated wait; a key press goes to the ACD (the callback key). An offer dials the
-agent's SIP URI on a second leg; when the agent answers, the agent alone hears the whisper (the hand-off
-summary, and with ``agent_confirm`` "press 1 to accept, 2 to decline"), then the legs are bridged. The bridge
-ends when either side hangs up, and the other side is hung up with it.
+agent's SIP URI on a second leg; when the agent answers, the agent alone hears the whisper (a few words from
+the hand-off packet, see :func:`whisper_text`, and with ``agent_confirm`` "press 1 to accept, 2 to decline"),
+then the legs are bridged. The bridge ends when either side hangs up, and the other side is hung up with it.
+
+The agent can be rung while the bot is still saying its hand-off sentence: :meth:`LiveQueue.transfer_call`
+with ``caller_ready`` queues the call at once but leaves the caller's leg alone (no hold music, no keys)
+until the event is set, and bridges only after both the whisper and the caller's last bot audio are over.
 
 Speech comes in through an injected ``speak(text) -> 16 kHz PCM`` (Piper in the product, anything in tests),
 so this module needs no model.
@@ -95,6 +99,10 @@ class _Caller:
         self.connected = False
         self.in_fallback = False  # the fallback task finishes the call (a voicemail outlives the hang-up)
         self.result = TransferResult(call_id=leg.call_id, outcome="failed")
+        # Set once the queue has the caller's leg: the bot's pipeline let go of it and its audio played out.
+        self.ready = asyncio.Event()
+        self.pending_announce: str | None = None  # an announcement due before the queue had the leg
+        self.key_listener: Callable[[str], None] | None = None
 
     def finish(self) -> None:
         if not self.done.done():
@@ -131,6 +139,9 @@ class LiveQueue(QueueHandlers):
         self.tap: Callable[[str, str, bytes], None] | None = None
         """Optional ``fn(call_id, "caller" | "agent", pcm)`` with each 20 ms both sides say while bridged
         (transcripts for the supervisor and the call record)."""
+        self.speak_whisper: Speak | None = None
+        """Optional voice for the whisper only (e.g. faster speech: the agent hears it on every call);
+        ``speak`` without it."""
         self.on_offer: Callable[[str, str, str], None] | None = None
         """Optional ``fn(event, call_id, agent_id)`` for the agent page: ``ringing``, ``answered``,
         ``connected``, ``ended``."""
@@ -141,10 +152,17 @@ class LiveQueue(QueueHandlers):
         runner.add_listener(self._on_action)
 
     # --- the application side ------------------------------------------------------------------------------
-    async def transfer_call(self, leg: CallLeg, handoff: dict[str, Any]) -> TransferResult:
+    async def transfer_call(
+        self, leg: CallLeg, handoff: dict[str, Any], *, caller_ready: asyncio.Event | None = None
+    ) -> TransferResult:
         """Put the caller on ``leg`` into the queue named by the hand-off packet and return when their call
         is over (an agent talked to them and one side hung up, they gave up, or a fallback was played).
-        The leg is hung up at the end unless it already ended."""
+        The leg is hung up at the end unless it already ended.
+
+        With ``caller_ready``, the call is queued (and agents rung) at once, but the leg is taken over (hold
+        music, keys, announcements, fallbacks, the bridge) only once the event is set: the bot may still be
+        talking to the caller until then. Whoever passes it must set it, also when the caller hung up.
+        """
         assert self.runner is not None, "attach a QueueRunner first"
         call_id = leg.call_id
         caller = _Caller(leg, handoff)
@@ -152,25 +170,41 @@ class LiveQueue(QueueHandlers):
             caller.result.outcome = "abandoned"
             return caller.result
         self._callers[call_id] = caller
-        leg.on_audio = None  # the caller's voice goes nowhere until the bridge
-        key_listener = self._caller_key_listener(call_id)
-        leg.add_dtmf_listener(key_listener)
-        caller.player = self._spawn(self._play(leg, None))  # hold music from the first moment
         watcher = self._spawn(self._watch_caller(caller))
         try:
             self.runner.enqueue(call_id, handoff, caller=leg.caller)
         except Exception:
             log.exception("call %s could not be queued", call_id)
             caller.finish()
+        taking = self._spawn(self._take_over(caller, caller_ready))
         try:
             return await caller.done
         finally:
             watcher.cancel()
-            leg.remove_dtmf_listener(key_listener)
+            taking.cancel()
+            if caller.key_listener is not None:
+                leg.remove_dtmf_listener(caller.key_listener)
             self._stop_player(caller)
             self._callers.pop(call_id, None)
             if leg.state != "ended":
                 await leg.hangup()
+
+    async def _take_over(self, caller: _Caller, ready: asyncio.Event | None) -> None:
+        """Once ``ready`` (and the bot's last audio has played out): hold music, the caller's keys."""
+        leg = caller.leg
+        try:
+            if ready is not None:
+                await ready.wait()
+            await _drained(leg)  # the tail of the bot's hand-off sentence is still the caller's to hear
+            if leg.state != "answered" or caller.done.done():
+                return
+            leg.on_audio = None  # the caller's voice goes nowhere until the bridge
+            caller.key_listener = self._caller_key_listener(leg.call_id)
+            leg.add_dtmf_listener(caller.key_listener)
+            if not caller.connected and not caller.in_fallback:
+                caller.player = self._spawn(self._play(leg, caller.pending_announce))  # hold music at once
+        finally:
+            caller.ready.set()
 
     def offers_of(self, agent_id: str) -> list[str]:
         """Call ids currently offered to ``agent_id`` (ringing or hearing the whisper)."""
@@ -198,7 +232,8 @@ class LiveQueue(QueueHandlers):
     def ring(self, action: RingAgent) -> None:
         offer = _Offer(action)
         self._offers[(action.call_id, action.agent_id)] = offer
-        offer.speech = self._spawn(self.speak(_whisper_text(action)))
+        speak = self.speak_whisper or self.speak
+        offer.speech = self._spawn(speak(_whisper_text(action)))  # synthesised while the phone rings
         offer.task = self._spawn(self._ring(offer))
         self._notify("ringing", action.call_id, action.agent_id)
 
@@ -220,6 +255,9 @@ class LiveQueue(QueueHandlers):
     def announce(self, action: Announce) -> None:
         caller = self._callers.get(action.call_id)
         if caller is None or caller.connected:
+            return
+        if not caller.ready.is_set():
+            caller.pending_announce = announcement_text(action)  # played when the bot has let go of the leg
             return
         self._stop_player(caller)
         caller.player = self._spawn(self._play(caller.leg, announcement_text(action)))
@@ -257,6 +295,7 @@ class LiveQueue(QueueHandlers):
 
     async def _watch_caller(self, caller: _Caller) -> None:
         await caller.leg.ended.wait()
+        caller.ready.set()  # nothing more to wait for on a leg that ended
         if not caller.connected and self.runner is not None:
             self.runner.hangup(caller.leg.call_id)  # abandoned, if still queued
         if not caller.connected and not caller.in_fallback:
@@ -346,6 +385,8 @@ class LiveQueue(QueueHandlers):
                 pass
             except Exception:  # no whisper (the voice failed) is better than no call
                 log.exception("call %s: whisper to %s failed", action.call_id, action.agent_id)
+        # Never bridged while the bot is still talking to the caller (the agent was rung during its last words).
+        await caller.ready.wait()
         self._stop_player(caller)
         agent_leg.clear_audio()
         caller.leg.clear_audio()
@@ -355,6 +396,8 @@ class LiveQueue(QueueHandlers):
                 await leg.hangup()
             self.runner.hangup(action.call_id)
             caller.result.talk_s = 0.0
+            if caller.leg.state != "answered":
+                caller.result.outcome = "abandoned"  # gone before the bridge (e.g. during the bot's last words)
             caller.finish()
             return
         started = loop.time()
@@ -378,6 +421,7 @@ class LiveQueue(QueueHandlers):
             return
         caller.result.callback_id = callback_id
         caller.in_fallback = True
+        await caller.ready.wait()
         self._stop_player(caller)
         key: str = action.kind
         if key == "callback" and callback_id is None:
@@ -430,6 +474,7 @@ class LiveQueue(QueueHandlers):
         caller = self._callers.get(action.call_id)
         if caller is None:
             return
+        await caller.ready.wait()
         self._stop_player(caller)
         leg = caller.leg
         try:
@@ -514,8 +559,14 @@ async def _play_once(leg: CallLeg, pcm: bytes) -> None:
         if leg.state != "answered":
             return
         await leg.write_audio(pcm[i : i + FRAME_BYTES])
+    await _drained(leg)
+
+
+async def _drained(leg: CallLeg) -> None:
+    """Return once the audio queued for ``leg`` has been sent (or the leg ended)."""
     # RTP offers no "played" event; the queue drains at 20 ms per packet.
-    while leg.state == "answered" and leg.rtp.queued_ms > 0:
+    rtp = getattr(leg, "rtp", None)
+    while rtp is not None and leg.state == "answered" and rtp.queued_ms > 0:
         await asyncio.sleep(0.02)
 
 
@@ -525,8 +576,53 @@ def _beep(seconds: float = 0.4, hz: float = 1000.0) -> bytes:
 
 
 def _whisper_text(a: RingAgent) -> str:
-    summary = str(a.handoff.get("summary") or "A caller from the voice bot.")
-    return summary + (" " + CONFIRM_PROMPT if a.confirm else "")
+    return whisper_text(a.handoff) + (" " + CONFIRM_PROMPT if a.confirm else "")
+
+
+# Why the bot handed over, in the fewest words an agent needs (frustration is said on its own).
+WHISPER_REASONS = {
+    "caller_request": "Asked for a person.",
+    "not_understood": "The bot did not understand.",
+    "slot_not_understood": "The bot did not get the details.",
+    "verification_failed": "Verification failed.",
+    "action_error": "A system error.",
+}
+
+
+_ASKS_FOR_A_PERSON = re.compile(r"\b(agent|human|person|operator)\b")
+
+
+def whisper_text(handoff: dict[str, Any]) -> str:
+    """What the agent hears before the bridge: a few words built from the hand-off packet's fields - who
+    (name, verified or not), up to two requests, the frustration level unless calm, and why the bot handed
+    over if there is no request - e.g. "Jane Doe, verified. Cancel subscription, billing question.
+    Frustrated." or "Caller not identified. Asked for a person." The agent page shows the whole packet. A packet without those fields (not from the dialog engine) is whispered by its ``summary``.
+    """
+    structured = ("customer", "intents_pending", "intents_done", "frustration", "reason")
+    if not any(k in handoff for k in structured):
+        return str(handoff.get("summary") or "A caller from the voice bot.")
+    customer = handoff.get("customer") or {}
+    name = str(customer.get("name") or "").strip() if isinstance(customer, dict) else ""
+    if name:
+        parts = [f"{name}, {'verified' if customer.get('verified') else 'not verified'}."]
+    else:
+        parts = ["Caller not identified."]
+    requests: list[str] = []
+    for task in [*(handoff.get("intents_pending") or []), *(handoff.get("intents_done") or [])]:
+        words = str(task.get("intent") or "").replace("_", " ").strip() if isinstance(task, dict) else ""
+        # "speak to agent" is the hand-off itself, not a request the agent must deal with.
+        if words and words not in requests and not _ASKS_FOR_A_PERSON.search(words):
+            requests.append(words)
+    if requests:
+        parts.append(", ".join(requests[:2]).capitalize() + ".")
+    level = str((handoff.get("frustration") or {}).get("level") or "calm")
+    if level != "calm":
+        parts.append(level.capitalize() + ".")
+    # Every word costs the caller waiting time: why the bot handed over is said only without a request.
+    reason = WHISPER_REASONS.get(str(handoff.get("reason") or ""))
+    if reason and not requests:
+        parts.append(reason)
+    return " ".join(parts)
 
 
 def _sip_user(number: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,9 @@ class CallContext:
         self.handoff: dict[str, Any] | None = None
         self.turns: CallerTurnProcessor | None = None  # set by the builder; asked for unfinished speech
         self.playing: set[int] = set()  # bot turns whose audio is queued or playing
+        # Optional: called the moment the dialog decides to hand off (before the announcement is spoken),
+        # with this context and the packet; the SIP runner uses it to ring an agent during the announcement.
+        self.on_handoff_decided: Callable[[CallContext, dict[str, Any] | None], None] | None = None
         self._opened = False
         self._finished = False
 

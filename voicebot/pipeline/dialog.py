@@ -155,6 +155,11 @@ class DialogStage(FrameProcessor):
             self._call.outcome = reply.outcome
             self._call.handoff = reply.handoff
             self._call.end_reason = "handoff" if then == "handoff" else "bot_hangup"
+            if then == "handoff" and self._call.on_handoff_decided is not None:
+                try:
+                    self._call.on_handoff_decided(self._call, reply.handoff)
+                except Exception:  # the announcement and the hand-off after it go on regardless
+                    log.exception("call %s: early hand-off failed", self._call.call_id)
         if not reply.text.strip():
             if then != "continue":
                 await self.push_frame(BotSayFrame(text="", kind="reply", then=then, handoff=reply.handoff))

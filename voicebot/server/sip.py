@@ -41,6 +41,16 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
 
         call = build_call_pipeline(transport, session, runtime.shared, runtime.settings, runtime.store,
                                    on_handoff=on_handoff if transfer is not None else None)
+        # The agent is rung when the dialog decides to hand off, so they hear the whisper while the caller
+        # hears the bot's announcement; the queue takes the leg once the pipeline has let go of it.
+        released = asyncio.Event()
+
+        def on_handoff_decided(ctx: CallContext, packet: dict[str, Any] | None) -> None:
+            if transfer is not None and "queued" not in handed:
+                handed["queued"] = asyncio.ensure_future(
+                    transfer.handoff(leg, ctx, packet or ctx.handoff or {}, caller_ready=released))
+
+        call.call.on_handoff_decided = on_handoff_decided
 
         @transport.event_handler("on_client_connected")
         async def on_connected(_transport: Any, _leg: Any) -> None:
@@ -50,8 +60,13 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
         async def on_disconnected(_transport: Any, _leg: Any) -> None:
             await call.caller_left()
 
-        await call.run()
-        if transfer is not None and "packet" in handed and leg.state == "answered":
+        try:
+            await call.run()
+        finally:
+            released.set()  # the pipeline is done with the leg (or the caller hung up during the announcement)
+        if "queued" in handed:
+            await handed["queued"]
+        elif transfer is not None and "packet" in handed and leg.state == "answered":
             await transfer.handoff(leg, call.call, handed["packet"])
 
     return run
