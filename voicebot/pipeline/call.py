@@ -56,7 +56,7 @@ class CallContext:
         if self._opened:
             return
         self._opened = True
-        await self.store.arun("open_call", self.call_id, self.channel, self.caller_id)
+        await self.store.arun("open_call", self.call_id, self.channel, self.caller_id, self.session.dialled)
         metrics.ACTIVE_CALLS.labels(self.channel).inc()
 
     async def start_dialog(self) -> BotReply:

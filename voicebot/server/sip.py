@@ -30,7 +30,11 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
     """
 
     async def run(leg: CallLeg, transport: SipCallTransport) -> None:
-        session = runtime.engine.new_call(channel="sip", caller_id=leg.caller, call_id=leg.call_id)
+        route = leg.route  # the trunk's settings for the dialled number, if any
+        session = runtime.engine.new_call(
+            channel="sip", caller_id=leg.caller, call_id=leg.call_id, dialled=leg.dialled,
+            greeting=route.greeting if route else None, start_intent=route.flow if route else None,
+        )
         handed: dict[str, Any] = {}
 
         async def on_handoff(ctx: CallContext, packet: dict[str, Any] | None) -> None:
