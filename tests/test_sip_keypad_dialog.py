@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -123,7 +124,13 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
         calls = get(f"http://127.0.0.1:{http}/api/calls")
         calls = calls["calls"] if isinstance(calls, dict) else calls
         assert len(calls) == 1
-        record = get(f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}")
+        url = f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}"
+        record = get(url)
+        # The server closes the record after its pipeline has wound down, a moment after the BYE.
+        deadline = time.monotonic() + 30
+        while record["end"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            record = get(url)
     finally:
         server.send_signal(signal.SIGINT)
         try:
