@@ -273,3 +273,13 @@ def test_every_turn_has_a_readable_decision_trace(engine):
     r = session.handle(Turn(text="where's my order"))
     assert r.trace["nlu"]["scores"]
     assert any("verification" in s for s in r.trace["steps"])
+
+
+def test_goodbye_while_the_bot_waits_for_a_detail_ends_the_call(engine):
+    session, _ = start_known(engine, JANE)
+    session.handle(Turn(text="where is my order"))
+    session.handle(Turn(dtmf="4321"))
+    assert session.state.expect.value == "slot"
+    r = session.handle(Turn(text="never mind, bye"))
+    assert r.action == "hangup"
+    assert session.end("bot_hangup") == "unresolved"

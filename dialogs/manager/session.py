@@ -200,9 +200,12 @@ class DialogSession:
             return
         if only == "repeat" and st.expect is not Expect.SLOT:
             self._fire("repeat")
-            self._out.append(st.last_bot_text) if st.last_bot_text else self._say("repeat_nothing")
+            if st.last_bot_text:
+                self._out.append(st.last_bot_text)
+            else:
+                self._say("repeat_nothing")
             return
-        if "goodbye" in names and not tasks and st.expect is not Expect.SLOT:
+        if "goodbye" in names and not tasks and (st.expect is not Expect.SLOT or not parse.entities):
             self._fire("goodbye")
             self._goodbye()
             return
@@ -251,9 +254,6 @@ class DialogSession:
             self._fire("something else")
             self._say("how_can_i_help")
             st.expect = Expect.NOTHING
-            return
-        if "goodbye" in names:
-            self._goodbye()
             return
         st.no_match_streak += 1
         self._fire(f"not understood ({st.no_match_streak} in a row)")
