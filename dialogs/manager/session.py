@@ -205,7 +205,7 @@ class DialogSession:
             else:
                 self._say("repeat_nothing")
             return
-        if "goodbye" in names and not tasks and (st.expect is not Expect.SLOT or not parse.entities):
+        if "goodbye" in names and not tasks and not self._answers_expected_slot(parse):
             self._fire("goodbye")
             self._goodbye()
             return
@@ -736,6 +736,13 @@ class DialogSession:
             names = {i.name for i in parse.intents}
             return text if text and not (names & {"affirm", "deny", "repeat", "goodbye"}) else None
         return self._entity_value(parse, slot_type, text, dtmf)
+
+    def _answers_expected_slot(self, parse: ParseResult) -> bool:
+        """The utterance holds a value for the slot the bot asked for (then "ok bye" is not a goodbye yet)."""
+        if self.state.expect is not Expect.SLOT or self.state.expect_slot is None:
+            return False
+        slot_type = self.domain.slots[self.state.expect_slot].type
+        return any(e.type == slot_type for e in parse.entities)
 
     def _entity_value(self, parse: ParseResult, slot_type: str, text: str, dtmf: str | None) -> Any:
         for ent in parse.entities:
