@@ -28,7 +28,28 @@ class Timers:
 Send = Callable[[bytes], None]
 
 
-class ServerTransaction:
+class _Transaction:
+    """Timer bookkeeping shared by server and client transactions (RFC 3261 section 17)."""
+
+    state: str
+    on_terminated: Callable[..., object]
+    _handles: list[asyncio.TimerHandle]
+
+    def _terminate(self) -> None:
+        self.state = "terminated"
+        self._cancel()
+        self.on_terminated(self)
+
+    def _later(self, delay: float, fn: Callable[[], None]) -> None:
+        self._handles.append(asyncio.get_running_loop().call_later(delay, fn))
+
+    def _cancel(self) -> None:
+        for h in self._handles:
+            h.cancel()
+        self._handles.clear()
+
+
+class ServerTransaction(_Transaction):
     """Server side of one request: answers retransmissions with the last response, retransmits finals."""
 
     def __init__(self, request: SipRequest, send: Send, reliable: bool, timers: Timers,
@@ -97,21 +118,8 @@ class ServerTransaction:
                 self.on_no_ack()
             self._terminate()
 
-    def _terminate(self) -> None:
-        self.state = "terminated"
-        self._cancel()
-        self.on_terminated(self)
 
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._handles.append(asyncio.get_running_loop().call_later(delay, fn))
-
-    def _cancel(self) -> None:
-        for h in self._handles:
-            h.cancel()
-        self._handles.clear()
-
-
-class ClientTransaction:
+class ClientTransaction(_Transaction):
     """Client side of one request: retransmits until answered, resolves :attr:`final` with the response.
 
     A timeout resolves ``final`` with a locally generated 408. Provisional responses go to ``on_provisional``;
@@ -206,15 +214,3 @@ class ClientTransaction:
             self.final.set_result(SipResponse(status=408, reason="Request Timeout (no response)"))
         self._terminate()
 
-    def _terminate(self) -> None:
-        self.state = "terminated"
-        self._cancel()
-        self.on_terminated(self)
-
-    def _later(self, delay: float, fn: Callable[[], None]) -> None:
-        self._handles.append(asyncio.get_running_loop().call_later(delay, fn))
-
-    def _cancel(self) -> None:
-        for h in self._handles:
-            h.cancel()
-        self._handles.clear()
