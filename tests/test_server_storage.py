@@ -61,7 +61,7 @@ def test_unknown_speaker_is_refused(url):
     store = CallStore.from_url(url)
     store.open_call("c3", "webrtc", None)
     with pytest.raises(ValueError, match="speaker"):
-        store.add_turn("c3", "agent", "hi", datetime.now(UTC))
+        store.add_turn("c3", "supervisor", "hi", datetime.now(UTC))
 
 
 def test_unknown_call_is_none(url):

@@ -111,6 +111,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        runtime.events.bind()
         if transfer is not None:
             await transfer.start()
         yield

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from voicebot.config import Settings
+from voicebot.events import EventBus
 from voicebot.pipeline.dialog import SILENCE_GOODBYE, SILENCE_PROMPT
 from voicebot.pipeline.shared import SharedModels
 from voicebot.storage import CallStore
@@ -23,6 +24,7 @@ class Runtime:
     engine: DialogEngine
     shared: SharedModels
     store: CallStore
+    events: EventBus
 
     @classmethod
     def load(cls, settings: Settings, *, warm_up: bool = True) -> Runtime:
@@ -35,13 +37,14 @@ class Runtime:
 
         shared = SharedModels.load(settings)
         engine = DialogEngine.from_settings(settings)
-        store = CallStore(engine.database.engine)
+        events = EventBus()
+        store = CallStore(engine.database.engine, events)
         stale = store.close_stale()
         if stale:
             log.info("closed %d call record(s) left open by a previous run", stale)
         if warm_up:
             shared.warm_up([*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE])
-        return cls(settings=settings, engine=engine, shared=shared, store=store)
+        return cls(settings=settings, engine=engine, shared=shared, store=store, events=events)
 
     def close(self) -> None:
         self.shared.close()

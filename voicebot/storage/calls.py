@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from voicebot.events import EventBus
 from voicebot.storage.migrate import add_missing_columns
 from voicebot.storage.models import Base, CallRow, TurnRow
 
 log = logging.getLogger(__name__)
 
-SPEAKERS = ("caller", "bot")
+SPEAKERS = ("caller", "bot", "agent")  # agent: a human agent, once bridged after a hand-off
 
 
 def utcnow() -> datetime:
@@ -38,8 +39,9 @@ def _iso(dt: datetime | None) -> str | None:
 class CallStore:
     """Call records in a SQLAlchemy database. Sync methods may block; ``a*`` methods run in the writer."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, events: EventBus | None = None):
         self.engine = engine
+        self.events = events  # told of every write once it is committed (voicebot.events)
         Base.metadata.create_all(engine)
         add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -54,8 +56,12 @@ class CallStore:
 
     def open_call(self, call_id: str, channel: str, caller_id: str | None, dialled: str | None = None) -> None:
         """Create the record of a call that starts now."""
+        start = utcnow()
         with self._sessions.begin() as s:
-            s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=utcnow()))
+            s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=start))
+        if self.events is not None:
+            self.events.publish("call.started", call_id=call_id, call={
+                "id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start)})
 
     def add_turn(
         self,
@@ -86,7 +92,10 @@ class CallStore:
             )
             s.add(row)
             s.flush()
-            return row.id
+            turn = _turn_dict(row)
+        if self.events is not None:
+            self.events.publish("turn", call_id=call_id, turn=turn)
+        return turn["id"]
 
     def update_turn(self, turn_id: int, **fields: Any) -> None:
         """Change fields of a turn (``end``, ``intents``, ``extra`` ...); ``extra`` is merged."""
@@ -99,6 +108,10 @@ class CallStore:
                     row.extra = {**(row.extra or {}), **value}
                 else:
                     setattr(row, key, value)
+            call_id = row.call_id
+        if self.events is not None:
+            changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
+            self.events.publish("turn.updated", call_id=call_id, turn_id=turn_id, fields=changed)
 
     def close_call(self, call_id: str, outcome: str, reason: str) -> None:
         """Close a call: set its end, outcome and reason, and end any turn left open. Idempotent."""
@@ -112,6 +125,8 @@ class CallStore:
             row.end_reason = reason
             for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == call_id, TurnRow.end.is_(None))):
                 turn.end = now
+        if self.events is not None:
+            self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
 
     def close_stale(self) -> int:
         """Close calls left open by a crashed process (outcome ``abandoned``); returns how many."""
@@ -160,16 +175,18 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "end_reason": row.end_reason,
     }
     if with_turns:
-        out["turns"] = [
-            {
-                "speaker": t.speaker,
-                "text": t.text,
-                "start": _iso(t.start),
-                "end": _iso(t.end),
-                "intents": t.intents or [],
-                "latency_ms": t.latency_ms,
-                **({"extra": t.extra} if t.extra else {}),
-            }
-            for t in row.turns
-        ]
+        out["turns"] = [_turn_dict(t, with_ids=False) for t in row.turns]
     return out
+
+
+def _turn_dict(t: TurnRow, with_ids: bool = True) -> dict[str, Any]:
+    return {
+        **({"id": t.id, "seq": t.seq} if with_ids else {}),
+        "speaker": t.speaker,
+        "text": t.text,
+        "start": _iso(t.start),
+        "end": _iso(t.end),
+        "intents": t.intents or [],
+        "latency_ms": t.latency_ms,
+        **({"extra": t.extra} if t.extra else {}),
+    }

@@ -1,0 +1,136 @@
+"""The process's event stream: what happens on calls and queues, as small JSON-ready dicts.
+
+Every event is ``{"type": ..., "seq": n, "ts": epoch seconds, ...}``. Publishers call :meth:`EventBus.publish`
+from any thread (the call store publishes from its writer thread after each commit); subscribers live on the
+event loop the bus is bound to and receive events in ``seq`` order. The supervisor dashboard and
+``GET /ws/events`` are subscribers; so is the registry of live calls.
+
+Event types (the README documents their fields):
+
+- ``call.started``   ``call_id``, ``call`` (id, channel, caller_id, dialled, start)
+- ``turn``           ``call_id``, ``turn`` (id, seq, speaker caller|bot|agent, text, start, end, intents,
+  latency_ms, extra): a turn finalised and stored
+- ``turn.updated``   ``call_id``, ``turn_id``, ``fields`` (end, latency_ms, extra ...)
+- ``call.state``     ``call_id``, ``state`` (bot, queued, agent), optional ``queue``, ``agent_id``
+- ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees
+- ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
+- ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue
+- ``alert``          ``kind`` (frustration, wait), ``message``, optional ``call_id`` / ``queue``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+class Subscription:
+    """One subscriber's queue of events. Iterate it (``async for event in sub``) until :meth:`close`.
+
+    A subscriber that falls more than ``maxsize`` events behind loses the oldest ones (counted in
+    ``dropped``) rather than holding memory or slowing the calls down.
+    """
+
+    def __init__(self, bus: EventBus, maxsize: int, accept: Callable[[Event], bool] | None):
+        self._bus = bus
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._maxsize = maxsize
+        self.accept = accept
+        self.dropped = 0
+        self.closed = False
+
+    def _put(self, event: Event) -> None:
+        if self.closed or (self.accept is not None and not self.accept(event)):
+            return
+        if self._queue.qsize() >= self._maxsize:
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
+
+    async def get(self) -> Event | None:
+        """The next event, or None once closed."""
+        if self.closed and self._queue.empty():
+            return None
+        return await self._queue.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._bus._subs.discard(self)
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Event]:
+        while True:
+            event = await self.get()
+            if event is None:
+                return
+            yield event
+
+
+class EventBus:
+    """Fan-out of events to subscribers and listeners on one event loop; publish from any thread."""
+
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Deliver on ``loop`` (default: the running one). Events published before binding are dropped."""
+        self._loop = loop or asyncio.get_running_loop()
+
+    def publish(self, type_: str, **data: Any) -> Event:
+        """Send an event to every subscriber; returns it. Never raises into the publisher."""
+        with self._lock:  # seq and ts in the order events are published, across threads
+            event: Event = {"type": type_, "seq": next(self._seq), "ts": time.time(), **data}
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return event
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._deliver(event)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
+                loop.call_soon_threadsafe(self._deliver, event)
+        return event
+
+    def subscribe(self, maxsize: int = 2000, accept: Callable[[Event], bool] | None = None) -> Subscription:
+        """A new subscription (call on the bus's loop); ``accept`` filters events for it."""
+        sub = Subscription(self, maxsize, accept)
+        self._subs.add(sub)
+        return sub
+
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        """Call ``fn(event)`` on the loop for every event (before subscribers get it); keep it quick."""
+        self._listeners.append(fn)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    def _deliver(self, event: Event) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event)
+            except Exception:
+                log.exception("event listener failed on %s", event.get("type"))
+        for sub in list(self._subs):
+            sub._put(event)
