@@ -143,3 +143,16 @@ def test_dev_set_targets(nlu: NLU) -> None:
     assert report.single["accuracy"] >= 0.95
     assert report.multi["n"] >= 100 and report.multi["accuracy"] >= 0.90
     assert report.slots is not None and report.slots["f1"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("this is the third time, it's ridiculous, I want a manager now", "speak_to_agent"),
+        ("honestly this is a joke, cancel my subscription", "cancel_subscription"),
+    ],
+)
+def test_a_request_after_a_complaint_is_not_lost(nlu: NLU, text: str, intent: str) -> None:
+    result = nlu.parse(text)
+    assert names(result) == [intent]
+    assert any(seg.startswith(("this is", "honestly")) for seg in result.segments)  # the complaint kept apart

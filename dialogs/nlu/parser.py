@@ -43,6 +43,9 @@ PIECE_WEIGHT = 0.5
 MAX_CUTS = 14
 # A clause of at most this many words that holds a slot value of a neighbouring request may be absorbed by it.
 ABSORB_MAX_WORDS = 6
+# A clause that names no request ("this is the third time it is ridiculous i want a manager") may still end or
+# start with one: a sub-clause at a cut point is taken when the classifier is this sure of it on its own.
+RESCUE_MIN_PROB = 0.6
 MAX_SPAN = 5
 
 
@@ -238,10 +241,42 @@ class NLU:
         while j > 0:
             i = back[j]
             if (i, j) in scored:
-                out.append(scored[(i, j)])
+                out.extend(reversed(self._rescue(scored[(i, j)], i, j, points, clauses, probs)))
             j = i
         out.reverse()
         return out
+
+    def _rescue(self, s: _Scored, i: int, j: int, points: list[int], clauses: dict[tuple[int, int], Clause],
+                probs: dict[tuple[int, int], np.ndarray]) -> list[_Scored]:
+        """``s`` itself, or, when it names no request, its split at the cut point that leaves the surest request
+        in a leading or trailing part (a complaint before "I want a manager", a request before an aside)."""
+        if (s.intent != OUT_OF_SCOPE and s.prob >= self.threshold) or s.clause.negated or j - i < 2:
+            return [s]
+        classes = self.classifier.classes
+        best: tuple[float, int, bool] | None = None
+        for k in range(i + 1, j):
+            for key, tail in (((k, j), True), ((i, k), False)):
+                c = clauses.get(key)
+                if key not in probs or c is None or c.negated or len(c.words) < 2:
+                    continue
+                label = int(np.argmax(probs[key]))
+                p = float(probs[key][label])
+                if str(classes[label]) not in (OUT_OF_SCOPE, *DIALOG_ACTS) and p >= RESCUE_MIN_PROB \
+                        and (best is None or p > best[0]):
+                    best = (p, k, tail)
+        if best is None:
+            return [s]
+        p, k, tail = best
+        found, rest = ((k, j), (i, k)) if tail else ((i, k), (k, j))
+        label = int(np.argmax(probs[found]))
+        hit = _Scored(clauses[found], str(classes[label]), p)
+        other = clauses[rest]
+        if rest in probs:
+            r = int(np.argmax(probs[rest]))
+            left = _Scored(other, str(classes[r]), float(probs[rest][r]))
+        else:
+            left = _Scored(other, OUT_OF_SCOPE, 0.0)
+        return [left, hit] if tail else [hit, left]
 
     def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity],
                              offsets: list[tuple[int, int]]) -> None:
