@@ -106,6 +106,15 @@ class ServerConfig(Section):
     port: int = Field(8080, ge=1, le=65535)
 
 
+class SupervisorConfig(Section):
+    alert_frustration: Literal["annoyed", "frustrated"] = Field(
+        "frustrated", description="Frustration level of a caller at which the dashboard gets an alert."
+    )
+    alert_wait_s: float = Field(
+        60.0, gt=0, description="Seconds a caller may wait in an agent queue before the dashboard gets an alert."
+    )
+
+
 class CallConfig(Section):
     greeting: str | None = Field(
         None, description="Override of the domain's greeting (must say the caller talks to an automated assistant)."
@@ -118,6 +127,48 @@ class CallConfig(Section):
         description="Silence that ends a caller turn whose transcript ends a sentence (longer if it trails off).",
     )
     barge_in: bool = Field(True, description="The bot stops talking when the caller starts speaking.")
+
+
+class AuthConfig(Section):
+    session_hours: float = Field(12.0, gt=0, le=24 * 90, description="A login lasts this long.")
+    cookie_secure: bool = Field(
+        False, description="Send the session cookie over HTTPS only (set true behind a TLS proxy)."
+    )
+    max_failed_logins: int = Field(
+        5, ge=0, description="Failed logins per minute per user name and per client address before 429 (0: no limit)."
+    )
+
+
+class RedactPattern(Section):
+    name: str = Field(description="A label for the pattern (shown in messages).")
+    pattern: str = Field(description="A Python regular expression; what it matches is replaced.")
+    replace: str = Field("[redacted]", description="The replacement text (may use \\1 groups).")
+    luhn: bool = Field(False, description="Only replace matches whose digits pass the Luhn check (card numbers).")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+
+def _default_redact_patterns() -> list[RedactPattern]:
+    from voicebot.redaction import DEFAULT_PATTERNS
+
+    return [RedactPattern(**p) for p in DEFAULT_PATTERNS]
+
+
+class PrivacyConfig(Section):
+    redact: bool = Field(True, description="Redact card numbers, security codes, SSNs ... in stored call text.")
+    redact_patterns: list[RedactPattern] = Field(
+        default_factory=_default_redact_patterns,
+        description="What to redact; a list given here replaces the default list.",
+    )
 
 
 class Settings(BaseSettings):
@@ -135,11 +186,14 @@ class Settings(BaseSettings):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     call: CallConfig = Field(default_factory=CallConfig)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
     sip: SipConfig = Field(default_factory=SipConfig)
     trunks: list[TrunkConfig] = Field(default_factory=list)
     agents: list[AgentConfig] = Field(default_factory=list)
     queues: list[QueueConfig] = Field(default_factory=list)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where the file came from, so relative paths in it resolve against its folder.

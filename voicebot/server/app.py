@@ -24,7 +24,9 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from voicebot import metrics
 from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.server.agents import router as agents_router
+from voicebot.server.auth import router as auth_router
 from voicebot.server.runtime import Runtime
+from voicebot.users import UserStore
 
 if TYPE_CHECKING:
     from voicebot.transfer import TransferService
@@ -127,6 +129,9 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.state.runtime = runtime
     app.state.calls = calls
     app.state.transfer = transfer
+    app.state.users = UserStore(runtime.engine.database.engine,
+                                session_hours=getattr(getattr(runtime.settings, "auth", None), "session_hours", 12.0))
+    app.include_router(auth_router)
     app.include_router(agents_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
