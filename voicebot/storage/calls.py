@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, String, cast, create_engine, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
@@ -22,6 +23,9 @@ from voicebot.storage.models import Base, CallRow, TurnRow
 log = logging.getLogger(__name__)
 
 SPEAKERS = ("caller", "bot", "agent")  # agent: a human agent, once bridged after a hand-off
+# Upper bounds (ms) of the reply-latency histogram of `stats`; the last bucket is everything above.
+LATENCY_BUCKETS_MS = (250, 500, 750, 1000, 1250, 1500, 2000, 3000, 5000)
+MAX_STATS_HOURS = 24 * 92  # hours filled in per-hour series (a quarter); longer ranges list only hours with calls
 
 
 def utcnow() -> datetime:
@@ -91,6 +95,8 @@ class CallStore:
                 extra=extra or {},
             )
             s.add(row)
+            if speaker == "caller":
+                _summarise_turn(s, call_id, intents or [], extra or {})
             s.flush()
             turn = _turn_dict(row)
         if self.events is not None:
@@ -128,6 +134,11 @@ class CallStore:
         if self.events is not None:
             self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
 
+    def set_agent(self, call_id: str, agent_id: str) -> None:
+        """Note on the call record which agent took the call (history search and agents' own calls)."""
+        with self._sessions.begin() as s:
+            s.execute(update(CallRow).where(CallRow.id == call_id).values(agent_id=agent_id))
+
     def close_stale(self) -> int:
         """Close calls left open by a crashed process (outcome ``abandoned``); returns how many."""
         with self._sessions.begin() as s:
@@ -159,8 +170,152 @@ class CallStore:
             rows = s.scalars(select(CallRow).order_by(CallRow.start.desc()).limit(limit).offset(offset))
             return [_call_dict(r, with_turns=False) for r in rows]
 
+    def search(
+        self,
+        *,
+        q: str | None = None,
+        number: str | None = None,
+        intent: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_frustration: float | None = None,
+        agent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Past and current calls matching every filter given, newest first, and how many match in all.
+
+        ``q``: the call id, or words in the caller's number or in any turn's text (case-insensitive);
+        ``number``: part of the caller's or the dialled number; ``intent``: an intent name the caller asked
+        for; ``since`` / ``until``: the call started in ``[since, until)``; ``min_frustration``: the caller's
+        highest frustration score reached it; ``agent_id``: the agent who took the call.
+        """
+        conds: list[Any] = []
+        if q:
+            pattern = f"%{_like_escape(q.strip())}%"
+            in_turns = exists().where(TurnRow.call_id == CallRow.id, TurnRow.text.ilike(pattern, escape="\\"))
+            conds.append(or_(CallRow.id == q.strip(), CallRow.caller_id.ilike(pattern, escape="\\"), in_turns))
+        if number:
+            pattern = f"%{_like_escape(number.strip())}%"
+            conds.append(or_(CallRow.caller_id.like(pattern, escape="\\"), CallRow.dialled.like(pattern, escape="\\")))
+        if intent:
+            # The JSON list is stored as text such as ["order_status", "refund"]: match the quoted name.
+            pattern = f'%"{_like_escape(intent.strip())}"%'
+            conds.append(cast(CallRow.intents, String).like(pattern, escape="\\"))
+        if outcome:
+            conds.append(CallRow.outcome == outcome)
+        if since is not None:
+            conds.append(CallRow.start >= _utc(since))
+        if until is not None:
+            conds.append(CallRow.start < _utc(until))
+        if min_frustration is not None:
+            conds.append(CallRow.frustration_max >= min_frustration)
+        if agent_id is not None:
+            conds.append(CallRow.agent_id == agent_id)
+        with Session(self.engine) as s:
+            total = s.scalar(select(func.count()).select_from(CallRow).where(*conds)) or 0
+            rows = s.scalars(
+                select(CallRow).where(*conds).order_by(CallRow.start.desc(), CallRow.id).limit(limit).offset(offset)
+            )
+            return [_call_dict(r, with_turns=False) for r in rows], total
+
+    def stats(self, since: datetime, until: datetime) -> dict[str, Any]:
+        """Figures of the calls that started in ``[since, until)`` for the dashboard's plots.
+
+        ``calls_per_hour`` and ``frustration_by_hour`` (mean and max of each call's highest score) per UTC hour,
+        ``outcomes`` counted (``in_progress`` for calls not ended), ``latency_ms`` of the bot's replies: p50, p95
+        and a histogram whose buckets hold the replies above the previous ``le`` up to ``le`` (null: above all).
+        """
+        since, until = _utc(since), _utc(until)
+        in_range = (CallRow.start >= since, CallRow.start < until)
+        with Session(self.engine) as s:
+            calls = s.execute(select(CallRow.start, CallRow.outcome, CallRow.frustration_max).where(*in_range)).all()
+            latencies = sorted(
+                s.scalars(
+                    select(TurnRow.latency_ms)
+                    .join(CallRow, CallRow.id == TurnRow.call_id)
+                    .where(*in_range, TurnRow.speaker == "bot", TurnRow.latency_ms.is_not(None))
+                )
+            )
+        per_hour: Counter[datetime] = Counter()
+        frustration: dict[datetime, list[float]] = {}
+        for start, _outcome, fmax in calls:
+            hour = _utc(start).replace(minute=0, second=0, microsecond=0)
+            per_hour[hour] += 1
+            if fmax is not None:
+                frustration.setdefault(hour, []).append(fmax)
+        hours = _hours(since, until, per_hour)
+        histogram = []
+        lower = float("-inf")
+        for le in (*LATENCY_BUCKETS_MS, None):
+            upper = float("inf") if le is None else float(le)
+            histogram.append({"le": le, "n": sum(1 for v in latencies if lower < v <= upper)})
+            lower = upper
+        return {
+            "since": _iso(since),
+            "until": _iso(until),
+            "calls": len(calls),
+            "calls_per_hour": [{"hour": _iso(h), "calls": per_hour.get(h, 0)} for h in hours],
+            "outcomes": dict(Counter(o or "in_progress" for _s, o, _f in calls)),
+            "latency_ms": {
+                "n": len(latencies),
+                "p50": _percentile(latencies, 50),
+                "p95": _percentile(latencies, 95),
+                "histogram": histogram,
+            },
+            "frustration_by_hour": [
+                {"hour": _iso(h), "mean": round(sum(v) / len(v), 3), "max": round(max(v), 3)}
+                for h in hours
+                if (v := frustration.get(h))
+            ],
+        }
+
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+
+
+def _summarise_turn(s: Session, call_id: str, intents: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    """Keep the call row's intent names and highest frustration up to date with a caller turn."""
+    names = [i["name"] for i in intents if isinstance(i, dict) and isinstance(i.get("name"), str)]
+    signals = extra.get("signals")
+    score = signals.get("frustration") if isinstance(signals, dict) else None
+    if not names and not isinstance(score, (int, float)):
+        return
+    call = s.get(CallRow, call_id)
+    if call is None:
+        return
+    known = list(call.intents or [])
+    new = [n for n in dict.fromkeys(names) if n not in known]
+    if new:
+        call.intents = known + new  # a new list: SQLAlchemy does not see changes inside a JSON value
+    if isinstance(score, (int, float)) and (call.frustration_max is None or score > call.frustration_max):
+        call.frustration_max = round(float(score), 4)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _hours(since: datetime, until: datetime, seen: Counter[datetime]) -> list[datetime]:
+    """Every hour from ``since`` to ``until`` (so plots show empty hours), or only those with calls if too many."""
+    first = since.replace(minute=0, second=0, microsecond=0)
+    span = int((until - first).total_seconds() // 3600) + 1
+    if span > MAX_STATS_HOURS:
+        return sorted(seen)
+    return [h for i in range(span) if (h := first + timedelta(hours=i)) < until]
+
+
+def _percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of sorted values (None when there are none)."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * p // 100))  # ceil(n * p / 100)
+    return round(float(sorted_values[int(rank) - 1]), 1)
 
 
 def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
@@ -173,6 +328,10 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "end": _iso(row.end),
         "outcome": row.outcome,
         "end_reason": row.end_reason,
+        "intents": list(row.intents or []),
+        "frustration_max": row.frustration_max,
+        "agent_id": row.agent_id,
+        "duration_s": round((_utc(row.end) - _utc(row.start)).total_seconds(), 1) if row.end and row.start else None,
     }
     if with_turns:
         out["turns"] = [_turn_dict(t, with_ids=False) for t in row.turns]

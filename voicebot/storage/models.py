@@ -27,6 +27,10 @@ class CallRow(Base):
     end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Kept up to date as turns are stored, so history search needs no scan of the turns:
+    intents: Mapped[list | None] = mapped_column(JSON, nullable=True)  # names, in order of first mention
+    frustration_max: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # who took the hand-off
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.seq", cascade="all, delete-orphan"
     )
