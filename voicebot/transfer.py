@@ -32,6 +32,7 @@ from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fa
 from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
+from voicebot.monitor import MONITORS
 from voicebot.storage.models import Base as CallBase
 from voicebot.storage.models import CallRow
 
@@ -293,7 +294,8 @@ class TransferService:
         packet = dict(packet or {})
         packet.setdefault("call_id", leg.call_id)
         log.info("call %s: handed to queue %s", leg.call_id, packet.get("queue"))
-        result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
+        with MONITORS.holding(leg.call_id):  # live for listeners until the queue is done with the call
+            result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
         log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", leg.call_id, result.outcome,
                  result.agent_id, result.wait_s)
         if call is not None and CALL_OUTCOME.get(result.outcome):
@@ -318,6 +320,7 @@ class TransferService:
 
     # --- transcripts of the bridged conversation ------------------------------------------------------------
     def _tap(self, call_id: str, side: str, pcm: bytes) -> None:
+        MONITORS.feed(call_id, side, pcm)  # supervisors listening in (voicebot.monitor)
         seg = self._segmenters.get((call_id, side))
         if seg is None:
             seg = self._segmenters[(call_id, side)] = Utterances()

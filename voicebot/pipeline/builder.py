@@ -21,6 +21,7 @@ from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.control import CallControl, HandoffHandler
 from voicebot.pipeline.dialog import DialogStage, SignalSource
 from voicebot.pipeline.frames import GreetFrame
+from voicebot.pipeline.monitor import MonitorTap
 from voicebot.pipeline.shared import STT_SAMPLE_RATE, SharedModels
 from voicebot.pipeline.tts import PiperSpeech
 from voicebot.pipeline.turns import CallerTurnProcessor, TurnParams
@@ -103,11 +104,14 @@ def build_call_pipeline(
     pipeline = Pipeline(
         [
             transport.input(),
+            # Supervisors listening in hear the caller and the bot (voicebot.monitor).
+            MonitorTap(call.call_id, "caller", holds_call=True, name=f"listen-caller-{call.call_id}"),
             KeypadCollector(name=f"keypad-{call.call_id}"),
             turns,
             DialogStage(call, settings.call, signals=signals, name=f"dialog-{call.call_id}"),
             PiperSpeech(shared, call, settings.models.tts, name=f"tts-{call.call_id}"),
             transport.output(),
+            MonitorTap(call.call_id, "bot", name=f"listen-bot-{call.call_id}"),
             CallControl(call, on_handoff=on_handoff, name=f"control-{call.call_id}"),
         ]
     )
