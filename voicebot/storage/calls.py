@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,6 +182,7 @@ class CallStore:
         until: datetime | None = None,
         min_frustration: float | None = None,
         agent_id: str | None = None,
+        agent_calls: Collection[str] = (),
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
@@ -189,7 +191,8 @@ class CallStore:
         ``q``: the call id, or words in the caller's number or in any turn's text (case-insensitive);
         ``number``: part of the caller's or the dialled number; ``intent``: an intent name the caller asked
         for; ``since`` / ``until``: the call started in ``[since, until)``; ``min_frustration``: the caller's
-        highest frustration score reached it; ``agent_id``: the agent who took the call.
+        highest frustration score reached it; ``agent_id``: the agent who took the call (or one of the
+        ``agent_calls``, ids known from elsewhere to be theirs).
         """
         conds: list[Any] = []
         if q:
@@ -212,7 +215,8 @@ class CallStore:
         if min_frustration is not None:
             conds.append(CallRow.frustration_max >= min_frustration)
         if agent_id is not None:
-            conds.append(CallRow.agent_id == agent_id)
+            mine = CallRow.agent_id == agent_id
+            conds.append(or_(mine, CallRow.id.in_(list(agent_calls))) if agent_calls else mine)
         with Session(self.engine) as s:
             total = s.scalar(select(func.count()).select_from(CallRow).where(*conds)) or 0
             rows = s.scalars(
