@@ -1,6 +1,7 @@
 """Logins for the staff pages and data APIs: who is asking, and may they see this.
 
     GET    /login              the login form (then back to ``?next=``)
+    GET    /supervisor         the dashboard (admin, supervisor; without a session: redirect to /login)
     POST   /api/login          {"username", "password"} -> {"token", "username", "role", "agent_id", "expires"}
                                and the session cookie; failed logins are throttled (429 + Retry-After)
     POST   /api/logout         end this session
@@ -18,6 +19,7 @@ the ``voicebot_session`` cookie (the pages), and for websockets also as ``?token
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import threading
 import time
@@ -25,11 +27,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.requests import HTTPConnection
 
 from voicebot.users import ROLES, User, UserError, UserStore
@@ -111,6 +113,12 @@ def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
+# Route parameter types (ruff B008-clean): ``async def route(who: LoggedIn)``.
+LoggedIn = Annotated[Principal, Depends(require())]
+Staff = Annotated[Principal, Depends(require("admin", "supervisor"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
 async def websocket_principal(ws: WebSocket) -> Principal | None:
     """The logged-in user of a websocket (``?token=``, Bearer header or cookie), or None: then close with 4401."""
     return await principal_of(ws, allow_query=True)
@@ -135,6 +143,26 @@ def agent_call_ids(app: FastAPI, agent_id: str) -> set[str]:
     return set()
 
 
+def own_call_ids(request_or_app: Any, principal: Principal) -> set[str] | None:
+    """The ids of the calls ``principal`` may see: None for all (admins, supervisors), else an agent's calls
+    (held or offered now, or recorded as handed to them). Sync; queries the database."""
+    if principal.sees_all:
+        return None
+    if principal.role != "agent" or not principal.agent_id:
+        return set()
+    app = _app_of(request_or_app)
+    ids = agent_call_ids(app, principal.agent_id)
+    service = getattr(app.state, "transfer", None)
+    if service is not None:
+        from sqlalchemy import select
+
+        from voicebot.transfer import TransferRow
+
+        with service.records._sessions() as s:
+            ids |= set(s.scalars(select(TransferRow.call_id).where(TransferRow.agent_id == principal.agent_id)))
+    return ids
+
+
 def can_see_call(request_or_app: Any, principal: Principal, call_id: str) -> bool:
     """May ``principal`` see call ``call_id``? Admins and supervisors: yes. Agents: only a call handed to
     their agent id (taken now, offered now, or recorded as taken). Sync; may query the database."""
@@ -152,7 +180,7 @@ def can_see_call(request_or_app: Any, principal: Principal, call_id: str) -> boo
     return bool(handed) and handed.get("agent_id") == principal.agent_id
 
 
-async def ensure_can_see_call(request: Request, principal: Principal, call_id: str) -> None:
+async def ensure_can_see_call(request: Request | FastAPI, principal: Principal, call_id: str) -> None:
     """404 (not 403: do not confirm that the call exists) unless ``principal`` may see the call."""
     if not await asyncio.to_thread(can_see_call, request, principal, call_id):
         raise HTTPException(status_code=404, detail=f"no call {call_id}")
@@ -165,12 +193,22 @@ def ensure_own_agent(principal: Principal, agent_id: str) -> None:
 
 
 async def page_or_login(request: Request, page: str, *roles: str) -> Response:
-    """Serve static ``page`` to a logged-in user with one of ``roles``; else redirect to the login form."""
+    """Serve static ``page`` to a logged-in user with one of ``roles``; without a session redirect to the
+    login form (and back here after it); a user of another role gets a 403 page saying whose page it is."""
     principal = await principal_of(request)
-    if principal is None or (roles and principal.role not in roles):
+    if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-    return FileResponse(str(STATIC_DIR.joinpath(page)))
+    if roles and principal.role not in roles:
+        return HTMLResponse(
+            f"<!doctype html><title>voicebot</title><p>This page is for the role {' or '.join(roles)}; you are "
+            f"logged in as {html.escape(principal.username)} ({principal.role}). "
+            f'<a href="/login?next={quote(request.url.path, safe="")}">Log in as someone else</a></p>',
+            status_code=403)
+    file = STATIC_DIR.joinpath(page)
+    if not file.is_file():
+        raise HTTPException(status_code=404, detail=f"{page} is not installed")
+    return FileResponse(str(file))
 
 
 # throttling of failed logins
@@ -250,6 +288,11 @@ async def login_page() -> FileResponse:
     return FileResponse(str(STATIC_DIR.joinpath("login.html")))
 
 
+@router.get("/supervisor", include_in_schema=False)
+async def supervisor_page(request: Request) -> Response:
+    return await page_or_login(request, "supervisor.html", "admin", "supervisor")
+
+
 @router.post("/api/login")
 async def login(request: Request) -> JSONResponse:
     """Check a username and password; on success a session token (also set as the session cookie)."""
@@ -290,21 +333,18 @@ async def logout(request: Request) -> JSONResponse:
 
 
 @router.get("/api/me")
-async def me(request: Request) -> dict[str, Any]:
-    principal = await require()(request)
+async def me(principal: LoggedIn) -> dict[str, Any]:
     return {"username": principal.username, "role": principal.role, "agent_id": principal.agent_id}
 
 
 @router.get("/api/users")
-async def list_users(request: Request) -> dict[str, Any]:
-    await require("admin")(request)
+async def list_users(request: Request, _admin: Admin) -> dict[str, Any]:
     users = await asyncio.to_thread(users_of(request.app).list)
     return {"users": [u.as_dict() for u in users]}
 
 
 @router.post("/api/users", status_code=201)
-async def add_user(request: Request) -> dict[str, Any]:
-    await require("admin")(request)
+async def add_user(request: Request, _admin: Admin) -> dict[str, Any]:
     body = await _body(request)
     username, role, password = body.get("username"), body.get("role"), body.get("password")
     agent_id = body.get("agent_id")
@@ -321,8 +361,7 @@ async def add_user(request: Request) -> dict[str, Any]:
 
 
 @router.delete("/api/users/{username}")
-async def remove_user(username: str, request: Request) -> dict[str, Any]:
-    principal = await require("admin")(request)
+async def remove_user(username: str, request: Request, principal: Admin) -> dict[str, Any]:
     if username == principal.username:
         raise HTTPException(status_code=400, detail="you cannot remove yourself")
     try:
@@ -333,9 +372,8 @@ async def remove_user(username: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/audit")
-async def audit_log(request: Request, username: str | None = None, call_id: str | None = None,
+async def audit_log(request: Request, _admin: Admin, username: str | None = None, call_id: str | None = None,
                     limit: int = 100, offset: int = 0) -> dict[str, Any]:
-    await require("admin")(request)
     rows = await asyncio.to_thread(users_of(request.app).audit_log, max(1, min(limit, 1000)), max(0, offset),
                                    username, call_id)
     return {"audit": rows}
