@@ -12,37 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, AudioResampler
 
 from telephony.sip.ua import DialError
+from voicebot.server.rtc_audio import FRAME_BYTES, PacedAudioTrack, read_track
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
-FRAME_SAMPLES = RATE // 50
-FRAME_BYTES = FRAME_SAMPLES * 2
 MAX_QUEUED_MS = 400
 
 
-class _Outbound(MediaStreamTrack):
+class _Outbound(PacedAudioTrack):
     """What the agent hears: 20 ms frames from a buffer, silence when it is empty, paced in real time."""
-
-    kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
         self._buf = bytearray()
         self._lock = threading.Lock()
-        self._start: float | None = None
-        self._pts = 0
 
     def write(self, pcm: bytes) -> None:
         with self._lock:
@@ -56,24 +46,11 @@ class _Outbound(MediaStreamTrack):
     def queued_ms(self) -> float:
         return len(self._buf) / 32
 
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._pts += FRAME_SAMPLES
-            await asyncio.sleep(max(0.0, self._start + self._pts / RATE - time.time()))
+    def next_chunk(self) -> bytes:
         with self._lock:
             chunk = bytes(self._buf[:FRAME_BYTES])
             del self._buf[:FRAME_BYTES]
-        chunk = chunk.ljust(FRAME_BYTES, b"\0")
-        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(chunk)
-        frame.pts = self._pts
-        frame.sample_rate = RATE
-        frame.time_base = fractions.Fraction(1, RATE)
-        return frame
+        return chunk
 
 
 class _RtpShim:
@@ -175,7 +152,7 @@ class AgentPhone:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
-                self._reader = asyncio.ensure_future(self._read(track))
+                self._reader = asyncio.ensure_future(read_track(track, self._audio_in))
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -186,23 +163,9 @@ class AgentPhone:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 
-    async def _read(self, track: MediaStreamTrack) -> None:
-        resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
-        pending = bytearray()
-        try:
-            while True:
-                frame = await track.recv()
-                if not isinstance(frame, AudioFrame):
-                    continue
-                for out in resampler.resample(frame):
-                    pending.extend(bytes(out.planes[0])[: out.samples * 2])
-                while len(pending) >= FRAME_BYTES:
-                    chunk = bytes(pending[:FRAME_BYTES])
-                    del pending[:FRAME_BYTES]
-                    if self.leg is not None:
-                        self.leg._audio_in(chunk)
-        except MediaStreamError:
-            return
+    def _audio_in(self, pcm: bytes) -> None:
+        if self.leg is not None:
+            self.leg._audio_in(pcm)
 
     @property
     def ringing(self) -> bool:

@@ -1,0 +1,347 @@
+"""Listening in without models: the mix of voicebot.monitor, and the listen API in-process with a real aiortc
+supervisor, a real user store and a real Bridge between two fake call legs (whisper reaches the agent only)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from fastapi import FastAPI
+from sqlalchemy import create_engine
+
+from telephony.bridge import Bridge
+from telephony.queue.live import LiveQueue
+from voicebot.monitor import FRAME_BYTES, MAX_BUFFER_MS, MONITORS, Monitors, NotLive
+from voicebot.server.listen import router, sessions_of
+from voicebot.server.rtc_audio import PacedAudioTrack, read_track
+from voicebot.users import UserStore
+
+
+def frame(value: int) -> bytes:
+    return np.full(FRAME_BYTES // 2, value, dtype="<i2").tobytes()
+
+
+def tone(hz: float, amplitude: float, n: int = FRAME_BYTES // 2, start: int = 0) -> bytes:
+    t = (np.arange(n) + start) / 16000
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def samples(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+
+
+# --- the mix ---------------------------------------------------------------------------------------------------
+def test_sources_are_summed_with_clipping() -> None:
+    m = Monitors()
+    m.begin("c")
+    listener = m.listen("c")
+    m.feed("c", "caller", frame(20000))
+    m.feed("c", "bot", frame(20000))
+    assert set(samples(listener.read())) == {32767}
+    m.feed("c", "caller", frame(-20000))
+    m.feed("c", "agent", frame(5000))
+    assert set(samples(listener.read())) == {-15000}
+    assert set(samples(listener.read())) == {0}  # nothing buffered: silence
+
+
+def test_feed_without_listener_keeps_nothing() -> None:
+    m = Monitors()
+    m.begin("c")
+    assert not m.listening("c")
+    m.feed("c", "caller", frame(1000))  # nobody listens: dropped at once
+    listener = m.listen("c")
+    assert m.listening("c")
+    assert set(samples(listener.read())) == {0}
+    m.feed("other-call", "caller", frame(1000))
+    assert set(samples(listener.read())) == {0}
+
+
+def test_late_bot_frame_is_still_mixed() -> None:
+    m = Monitors()
+    m.begin("c")
+    listener = m.listen("c")
+    m.feed("c", "caller", frame(100))
+    m.feed("c", "caller", frame(200))
+    assert set(samples(listener.read())) == {100}  # the bot's frame of this moment has not arrived yet
+    m.feed("c", "bot", frame(1000))
+    assert set(samples(listener.read())) == {1200}
+    half = np.full(FRAME_BYTES // 4, 7, dtype="<i2").tobytes()
+    m.feed("c", "bot", half)  # 10 ms: waits for the rest
+    assert set(samples(listener.read())) == {0}
+    m.feed("c", "bot", half)
+    assert set(samples(listener.read())) == {7}
+
+
+def test_a_listener_that_does_not_read_loses_old_audio_not_the_call() -> None:
+    m = Monitors()
+    m.begin("c")
+    listener = m.listen("c")
+    for i in range(200):  # 4 s while the listener reads nothing
+        m.feed("c", "caller", frame(i))
+    kept = []
+    while True:
+        values = set(samples(listener.read()))
+        if values == {0}:
+            break
+        kept.append(values.pop())
+    assert 0 < len(kept) <= MAX_BUFFER_MS // 20
+    assert kept == list(range(200 - len(kept), 200))  # the newest audio, in order
+    assert listener.dropped_ms >= (200 - len(kept)) * 20
+
+
+def test_the_last_hold_ends_the_call_for_its_listeners() -> None:
+    m = Monitors()
+    with pytest.raises(NotLive):
+        m.listen("c")
+    ended: list[str] = []
+    m.begin("c")  # the bot's pipeline
+    listener = m.listen("c", lambda: ended.append("c"))
+    with m.holding("c"):  # the agent queue takes over before the pipeline lets go
+        m.end("c")
+        assert m.is_live("c") and not ended
+        m.feed("c", "agent", frame(3))
+        assert set(samples(listener.read())) == {3}
+    assert ended == ["c"] and listener.ended and not m.is_live("c")
+    m.feed("c", "caller", frame(5))  # after the end: nobody gets it
+    with pytest.raises(NotLive):
+        m.listen("c")
+
+
+def test_removing_a_listener_keeps_the_others() -> None:
+    m = Monitors()
+    m.begin("c")
+    a, b = m.listen("c"), m.listen("c")
+    m.remove(a)
+    m.feed("c", "caller", frame(9))
+    assert set(samples(b.read())) == {9} and a.ended and not b.ended
+
+
+# --- the API, in process -------------------------------------------------------------------------------------
+class FakeRtp:
+    """What a Bridge writes to: the audio a leg would send to its peer."""
+
+    dtmf_pt = None
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    @property
+    def queued_ms(self) -> float:
+        return 0.0
+
+    def write_nowait(self, pcm: bytes) -> None:
+        self.sent.append(pcm)
+
+
+class FakeLeg:
+    def __init__(self, call_id: str):
+        self.call_id = call_id
+        self.state = "answered"
+        self.ended = asyncio.Event()
+        self.on_audio: Any = None
+        self.rtp = FakeRtp()
+        self._dtmf: list[Any] = []
+
+    def add_dtmf_listener(self, fn: Any) -> None:
+        self._dtmf.append(fn)
+
+    def remove_dtmf_listener(self, fn: Any) -> None:
+        self._dtmf.remove(fn)
+
+    def clear_audio(self) -> None:
+        pass
+
+    async def hangup(self) -> None:
+        self.state = "ended"
+        self.ended.set()
+
+    def hear(self, pcm: bytes) -> None:
+        """20 ms of what this leg's peer says (as the RTP session would deliver it)."""
+        if self.on_audio is not None:
+            self.on_audio(pcm)
+
+
+class Supervisor:
+    """An aiortc supervisor: records what it receives; its microphone sends a 1 kHz tone."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection()
+        self.received: list[bytes] = []
+        self._mic_pos = 0
+        self.pc.addTransceiver(PacedAudioTrack(self._mic), direction="sendrecv")
+        self.reader: asyncio.Task[None] | None = None
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            self.reader = asyncio.ensure_future(read_track(track, self.received.append))
+
+    def _mic(self) -> bytes:
+        pcm = tone(1000, 8000, start=self._mic_pos)
+        self._mic_pos += FRAME_BYTES // 2
+        return pcm
+
+    async def offer(self) -> dict[str, str]:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return {"sdp": self.pc.localDescription.sdp, "type": "offer"}
+
+    async def answer(self, body: dict[str, str]) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        await self.pc.close()
+
+
+def rms(pcm: bytes) -> float:
+    x = samples(pcm).astype(np.float64)
+    return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+
+
+def tone_share(pcm: bytes, hz: float = 1000.0) -> float:
+    """Share of the frame's energy at ``hz`` (the supervisor's tone) over a 20 ms frame."""
+    x = samples(pcm).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(x.size, 1 / 16000)
+    near = np.abs(freqs - hz) <= 100
+    return float(spectrum[near].sum() / max(spectrum.sum(), 1e-9))
+
+
+@pytest.fixture()
+def app(tmp_path) -> FastAPI:
+    users = UserStore(create_engine(f"sqlite:///{tmp_path / 'users.db'}"))
+    users.add("sup", "supervisor", "pw-sup")
+    users.add("ann", "agent", "pw-ann", agent_id="a1")
+    app = FastAPI()
+    app.include_router(router)
+    app.state.users = users
+    return app
+
+
+def bearer(app: FastAPI, name: str) -> dict[str, str]:
+    session = app.state.users.login(name, "pw-" + name)
+    assert session is not None
+    return {"Authorization": f"Bearer {session.token}"}
+
+
+async def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(0.02)
+
+
+def test_listen_api_refuses_what_it_must(app: FastAPI) -> None:
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            sup = Supervisor()
+            offer = await sup.offer()
+            with MONITORS.holding("refuse-1"):
+                url = "/api/live/refuse-1/listen"
+                assert (await client.post(url, json=offer)).status_code == 401
+                assert (await client.post(url, json=offer, headers={"Authorization": "Bearer nope"})).status_code == 401
+                assert (await client.post(url, json=offer, headers=bearer(app, "ann"))).status_code == 403
+                headers = bearer(app, "sup")
+                missing = await client.post("/api/live/no-such-call/listen", json=offer, headers=headers)
+                assert missing.status_code == 404 and "no-such-call" in missing.json()["detail"]
+                for bad in ({"sdp": "hello", "type": "offer"}, {"sdp": offer["sdp"], "type": "answer"},
+                            {"sdp": offer["sdp"], "type": "offer", "whisper": "yes"}, ["not", "an", "object"],
+                            {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n", "type": "offer"}):
+                    res = await client.post(url, json=bad, headers=headers)
+                    assert res.status_code == 400, (bad, res.text)
+                    assert "Traceback" not in res.text
+                res = await client.post(url, json={**offer, "whisper": True}, headers=headers)
+                assert res.status_code == 409 and res.json()["detail"] == "no agent on this call yet"
+                assert not sessions_of(app).sessions  # nothing left open by the refusals
+                gone = await client.delete("/api/live/refuse-1/listen/listen-nothing", headers=headers)
+                assert gone.status_code == 404
+            await sup.close()
+
+    asyncio.run(run())
+
+
+def test_whisper_reaches_the_agent_only_and_the_supervisor_hears_both_sides(app: FastAPI) -> None:
+    async def run() -> None:
+        caller, agent = FakeLeg("bridged-1"), FakeLeg("agent-leg-1")
+        live = LiveQueue(None, speak=None)  # type: ignore[arg-type]
+        live._agent_legs["a1"] = agent  # what LiveQueue keeps once the agent answered
+        app.state.transfer = SimpleNamespace(live=live, current={"a1": {"call_id": "bridged-1", "status": "connected"}})
+        MONITORS.begin("bridged-1")
+        bridge = Bridge(caller, agent)  # type: ignore[arg-type]
+        live.tap = lambda call_id, side, pcm: MONITORS.feed(call_id, side, pcm)  # as TransferService._tap does
+        live._tap_bridge("bridged-1", caller, agent)
+        transport = httpx.ASGITransport(app=app)
+        sup = Supervisor()
+        headers = bearer(app, "sup")
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            res = await client.post("/api/live/bridged-1/listen", json={**(await sup.offer()), "whisper": True},
+                                    headers=headers)
+            assert res.status_code == 200, res.text
+            body = res.json()
+            await sup.answer(body)
+            await wait_until(lambda: sup.pc.connectionState == "connected")
+            caller_says, agent_says = tone(300, 3000), tone(500, 3000)
+            # 3 s of both sides talking, in real time, as RTP would deliver it.
+            for _ in range(150):
+                caller.hear(caller_says)
+                agent.hear(agent_says)
+                await asyncio.sleep(0.02)
+            # The caller hears exactly the agent: no trace of the supervisor.
+            assert caller.rtp.sent and all(pcm == agent_says for pcm in caller.rtp.sent)
+            # The agent hears the caller, and the supervisor's tone on top once it flows.
+            whispered = [pcm for pcm in agent.rtp.sent if pcm != caller_says]
+            assert len(whispered) >= 50, f"only {len(whispered)} of {len(agent.rtp.sent)} frames carried the whisper"
+            extra = [(samples(pcm) - samples(caller_says)).astype("<i2").tobytes() for pcm in whispered]
+            assert np.median([tone_share(x) for x in extra]) > 0.5  # what was added is the 1 kHz tone
+            # The supervisor hears the call (caller and agent), not their own tone.
+            loud = [pcm for pcm in sup.received if rms(pcm) > 1000]
+            assert len(loud) >= 50
+            assert np.median([tone_share(pcm) for pcm in loud]) < 0.2
+            # Hanging up the listener gives the agent's leg back.
+            audit = app.state.users.audit_log(call_id="bridged-1")
+            assert {(r["username"], r["action"]) for r in audit} == {("sup", "listen"), ("sup", "whisper")}
+            res = await client.delete(f"/api/live/bridged-1/listen/{body['pc_id']}", headers=headers)
+            assert res.status_code == 200
+            assert "write_nowait" not in vars(agent.rtp)
+            assert not MONITORS.listening("bridged-1")
+            before = len(agent.rtp.sent)
+            caller.hear(caller_says)
+            assert agent.rtp.sent[before:] == [caller_says]
+            res = await client.delete(f"/api/live/bridged-1/listen/{body['pc_id']}", headers=headers)
+            assert res.status_code == 404
+        bridge.stop()
+        MONITORS.end("bridged-1")
+        await sup.close()
+
+    asyncio.run(run())
+
+
+def test_the_end_of_the_call_closes_the_listener(app: FastAPI) -> None:
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        sup = Supervisor()
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            MONITORS.begin("ending-1")
+            res = await client.post("/api/live/ending-1/listen", json=await sup.offer(), headers=bearer(app, "sup"))
+            assert res.status_code == 200, res.text
+            body = res.json()
+            assert "a=sendonly" in body["sdp"]  # listen-only: the browser is told not to send its microphone
+            await sup.answer(body)
+            await wait_until(lambda: sup.pc.connectionState == "connected")
+            for _ in range(25):
+                MONITORS.feed("ending-1", "caller", tone(440, 4000))
+                await asyncio.sleep(0.02)
+            await wait_until(lambda: any(rms(pcm) > 1000 for pcm in sup.received))
+            MONITORS.end("ending-1")
+            await wait_until(lambda: body["pc_id"] not in sessions_of(app).sessions)
+            await wait_until(lambda: sup.pc.connectionState in ("closed", "failed"), timeout_s=30)
+        await sup.close()
+
+    asyncio.run(run())

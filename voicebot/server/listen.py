@@ -1,0 +1,260 @@
+"""Listen in: a supervisor hears a live call over WebRTC and, as an option, whispers to the agent.
+
+``POST /api/live/{call_id}/listen`` with ``{"sdp", "type": "offer", "whisper": false}`` answers with
+``{"sdp", "type", "pc_id"}``: a connection that sends the call's audio mixed (caller and bot, or caller and
+agent once bridged; see :mod:`voicebot.monitor`). Listen-only answers ``sendonly``: nothing the supervisor's
+browser captures comes back into the call. With ``"whisper": true`` the supervisor's microphone is mixed into
+what the agent hears, and only that: the caller never hears it (409 until an agent is bridged to the call).
+The connection is closed when the call ends, or by ``DELETE /api/live/{call_id}/listen/{pc_id}``.
+
+Supervisors and admins only; every listen (and whisper) is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+
+from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
+from voicebot.server.auth import Principal, require
+from voicebot.server.rtc_audio import PacedAudioTrack, read_track
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+SUPERVISOR = require("supervisor", "admin")
+"""The dependency of these endpoints (tests override it to run without a user store)."""
+Supervisor = Annotated[Principal, Depends(SUPERVISOR)]
+
+WHISPER_MAX_MS = 240  # supervisor audio waiting for the bridge's next frames; older audio is dropped
+NO_AGENT = "no agent on this call yet"
+
+
+class AgentWhisper:
+    """The supervisor's voice mixed into what an agent's leg receives from the bridge.
+
+    :class:`telephony.bridge.Bridge` hands each 20 ms of the caller to the agent's ``rtp.write_nowait``;
+    wrapping that one call adds the supervisor's next 20 ms to it. Writing the supervisor's audio beside the
+    caller's would queue it after the caller's instead (twice the audio, growing delay), and the caller's
+    leg, the transcripts and the listeners never see it.
+    """
+
+    def __init__(self, leg: Any):
+        self.leg = leg
+        self._rtp = leg.rtp
+        self._send: Callable[[bytes], None] = leg.rtp.write_nowait
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._rtp.write_nowait = self._write  # an instance attribute: shadows the method until remove()
+
+    def push(self, pcm16k: bytes) -> None:
+        """Queue the supervisor's 16 kHz PCM for the agent (only the newest ``WHISPER_MAX_MS`` are kept)."""
+        with self._lock:
+            self._buf.extend(pcm16k)
+            excess = len(self._buf) - WHISPER_MAX_MS * 32
+            if excess > 0:
+                del self._buf[: excess + excess % 2]
+
+    def _write(self, pcm: bytes) -> None:
+        with self._lock:
+            extra = bytes(self._buf[: len(pcm)])
+            del self._buf[: len(pcm)]
+        if extra:
+            total = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+            total[: len(extra) // 2] += np.frombuffer(extra, dtype="<i2")
+            pcm = np.clip(total, -32768, 32767).astype("<i2").tobytes()
+        self._send(pcm)
+
+    def remove(self) -> None:
+        """The agent's leg gets its own ``write_nowait`` back."""
+        if self._rtp.__dict__.get("write_nowait") == self._write:
+            del self._rtp.write_nowait
+
+
+def agent_leg_of(transfer: Any, call_id: str) -> Any | None:
+    """The answered leg of the agent bridged to ``call_id`` (through the agent queue), or None."""
+    live = getattr(transfer, "live", None) if transfer is not None else None
+    if live is None:
+        return None
+    for agent_id, current in list(transfer.current.items()):
+        if current.get("call_id") == call_id and current.get("status") == "connected":
+            leg = live._agent_legs.get(agent_id)  # LiveQueue keeps each agent's leg by agent id
+            if leg is not None and leg.state == "answered":
+                return leg
+    return None
+
+
+@dataclass
+class ListenSession:
+    """One supervisor's connection to one call."""
+
+    pc_id: str
+    call_id: str
+    username: str
+    pc: RTCPeerConnection
+    listener: Listener | None = None
+    whisper: AgentWhisper | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    closed: bool = False
+
+
+class ListenSessions:
+    """The open listen connections of the app, by ``pc_id``."""
+
+    def __init__(self, monitors: Monitors = MONITORS):
+        self.monitors = monitors
+        self.sessions: dict[str, ListenSession] = {}
+
+    async def open(self, call_id: str, username: str, sdp: str, kind: str, agent_leg: Any | None) -> ListenSession:
+        """Answer a supervisor's offer for ``call_id``; with ``agent_leg``, their microphone whispers to it.
+        Raises :class:`NotLive` if the call is not in progress, ValueError for an SDP that cannot be used."""
+        loop = asyncio.get_running_loop()
+        session = ListenSession(pc_id=f"listen-{uuid.uuid4().hex}", call_id=call_id, username=username,
+                                pc=RTCPeerConnection())
+
+        def call_ended() -> None:  # from whichever thread ended the call
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.close(session.pc_id)))
+
+        try:
+            session.listener = self.monitors.listen(call_id, call_ended)
+            pc = session.pc
+            if agent_leg is not None:
+                whisper = session.whisper = AgentWhisper(agent_leg)
+
+                @pc.on("track")  # fires inside setRemoteDescription
+                def on_track(track: MediaStreamTrack) -> None:
+                    if track.kind == "audio":
+                        session.tasks.append(asyncio.ensure_future(read_track(track, whisper.push)))
+
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState in ("failed", "closed"):
+                    await self.close(session.pc_id)
+
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+            except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
+                raise ValueError(f"cannot use this SDP offer: {exc}") from None
+            pc.addTrack(PacedAudioTrack(session.listener.read))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    # Listen-only: the answer tells the browser not to send its microphone at all.
+                    transceiver.direction = "sendrecv" if agent_leg is not None else "sendonly"
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException:
+            await self._teardown(session)
+            raise
+        self.sessions[session.pc_id] = session
+        if session.closed or session.listener.ended:  # the call ended while we answered
+            await self.close(session.pc_id)
+            raise NotLive(call_id)
+        log.info("call %s: %s listens in (%s)%s", call_id, username, session.pc_id,
+                 " and whispers to the agent" if agent_leg is not None else "")
+        return session
+
+    def get(self, pc_id: str) -> ListenSession | None:
+        return self.sessions.get(pc_id)
+
+    async def close(self, pc_id: str) -> bool:
+        """End one connection; False if there is none by that id."""
+        session = self.sessions.pop(pc_id, None)
+        if session is None:
+            return False
+        await self._teardown(session)
+        log.info("call %s: %s stopped listening (%s)", session.call_id, session.username, pc_id)
+        return True
+
+    async def close_all(self) -> None:
+        for pc_id in list(self.sessions):
+            await self.close(pc_id)
+
+    async def _teardown(self, session: ListenSession) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        if session.whisper is not None:
+            session.whisper.remove()
+        if session.listener is not None:
+            self.monitors.remove(session.listener)
+        for task in session.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await session.pc.close()
+
+
+def sessions_of(app: FastAPI) -> ListenSessions:
+    """The app's listen connections (``app.state.listen``), made on first use."""
+    sessions = getattr(app.state, "listen", None)
+    if sessions is None:
+        sessions = app.state.listen = ListenSessions()
+    return sessions
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=message)
+
+
+async def _offer(request: Request) -> tuple[str, str, bool]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _bad("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _bad('the offer must be a JSON object {"sdp": ..., "type": "offer", "whisper": false}')
+    sdp, kind, whisper = body.get("sdp"), body.get("type"), body.get("whisper", False)
+    if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0") or "m=audio" not in sdp:
+        raise _bad('"sdp" must be an SDP offer with an audio section (starting with "v=0")')
+    if kind != "offer":
+        raise _bad(f'"type" must be "offer", not {kind!r}')
+    if not isinstance(whisper, bool):
+        raise _bad('"whisper" must be true or false')
+    return sdp, kind, whisper
+
+
+@router.post("/api/live/{call_id}/listen")
+async def listen(call_id: str, request: Request, principal: Supervisor) -> dict[str, str]:
+    """Answer a supervisor's WebRTC offer with the live call's audio (and, with ``whisper``, a way to the agent)."""
+    monitors = sessions_of(request.app).monitors
+    if not monitors.is_live(call_id):
+        raise HTTPException(status_code=404, detail=f"no call {call_id} in progress")
+    sdp, kind, whisper = await _offer(request)
+    agent_leg = None
+    if whisper:
+        agent_leg = agent_leg_of(getattr(request.app.state, "transfer", None), call_id)
+        if agent_leg is None:
+            raise HTTPException(status_code=409, detail=NO_AGENT)
+    try:
+        session = await sessions_of(request.app).open(call_id, principal.username, sdp, kind, agent_leg)
+    except NotLive:
+        raise HTTPException(status_code=404, detail=f"no call {call_id} in progress") from None
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    users = request.app.state.users
+    await asyncio.to_thread(users.audit, principal.username, "listen", call_id)
+    if whisper:
+        await asyncio.to_thread(users.audit, principal.username, "whisper", call_id)
+    answer = session.pc.localDescription
+    return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id}
+
+
+@router.delete("/api/live/{call_id}/listen/{pc_id}")
+async def stop_listening(call_id: str, pc_id: str, request: Request,
+                         principal: Supervisor) -> dict[str, str]:
+    """End a listen connection."""
+    sessions = sessions_of(request.app)
+    session = sessions.get(pc_id)
+    if session is None or session.call_id != call_id:
+        raise HTTPException(status_code=404, detail=f"no listen connection {pc_id} on call {call_id}")
+    await sessions.close(pc_id)
+    return {"status": "closed", "pc_id": pc_id}
