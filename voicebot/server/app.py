@@ -26,6 +26,8 @@ from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.server.agents import router as agents_router
 from voicebot.server.auth import router as auth_router
 from voicebot.server.runtime import Runtime
+from voicebot.server.supervisor import live_calls
+from voicebot.server.supervisor import router as supervisor_router
 from voicebot.users import UserStore
 
 if TYPE_CHECKING:
@@ -114,6 +116,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime.events.bind()
+        app.state.live.start()
         if transfer is not None:
             await transfer.start()
         yield
@@ -124,6 +127,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             task.cancel()
         await asyncio.gather(*calls.values(), return_exceptions=True)
         await handler.close()
+        await app.state.live.stop()
 
     app = FastAPI(title="voicebot", lifespan=lifespan)
     app.state.runtime = runtime
@@ -133,6 +137,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
                                 session_hours=getattr(getattr(runtime.settings, "auth", None), "session_hours", 12.0))
     app.include_router(auth_router)
     app.include_router(agents_router)
+    app.state.live = live_calls(runtime)  # the live calls of the dashboard, fed by runtime.events
+    app.include_router(supervisor_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
         _low_latency_audio_in(connection)

@@ -1,0 +1,246 @@
+"""What the supervisor dashboard (and any CRM or wallboard) reads: live events, live calls, history, figures.
+
+    WS   /ws/events          JSON events (voicebot.events), first a ``hello`` snapshot; agents get their calls only
+    GET  /api/live           {"calls": [LiveCall ...]}
+    GET  /api/live/{id}      LiveCall + ``turns`` stored so far + ``handoff`` (packet or null); audit-logged
+    GET  /api/calls          history search: q, number, intent, outcome, since, until, min_frustration, limit, offset
+    GET  /api/stats          calls per hour, outcomes, reply latency, frustration by hour (since, until)
+
+Every route needs a login (``voicebot.server.auth``); supervisors and admins see every call, agents only the
+calls handed to them. A websocket without a valid session is closed with code 4401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+
+from voicebot.events import Event
+from voicebot.live import LiveCall, LiveCalls
+from voicebot.redaction import Redactor
+from voicebot.server.auth import LoggedIn, Principal, Staff, can_see_call, own_call_ids, websocket_principal
+from voicebot.server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+CLOSE_LOGIN_REQUIRED = 4401
+# Events a dashboard may fall behind by before the oldest are dropped (it is told, and re-reads /api/live).
+SUBSCRIBER_BACKLOG = 1000
+MAX_PAGE = 1000
+DEFAULT_STATS_HOURS = 24
+
+
+def live_calls(runtime: Runtime) -> LiveCalls:
+    """The registry of live calls of a server: listens to ``runtime.events``; notes agents on call records."""
+
+    def on_agent(call_id: str, agent_id: str) -> None:
+        asyncio.ensure_future(runtime.store.arun("set_agent", call_id, agent_id))
+
+    live = LiveCalls(runtime.events, getattr(runtime.settings, "supervisor", None), on_agent=on_agent)
+    live.attach()
+    return live
+
+
+def _live(conn: Request | WebSocket) -> LiveCalls:
+    return conn.app.state.live
+
+
+def _runtime(conn: Request | WebSocket) -> Runtime:
+    return conn.app.state.runtime
+
+
+def _redactor(conn: Request | WebSocket) -> Redactor:
+    redactor = getattr(conn.app.state, "supervisor_redactor", None)
+    if redactor is None:
+        redactor = Redactor.from_settings(_runtime(conn).settings)
+        conn.app.state.supervisor_redactor = redactor
+    return redactor
+
+
+def _sees(principal: Principal, live: LiveCalls):
+    """A predicate on LiveCalls: may ``principal`` see it (agents: calls they have or had)."""
+    if principal.sees_all:
+        return lambda _call: True
+    agent = principal.agent_id
+    return lambda call: agent is not None and (call.agent_id == agent or live.agent_of(call.id) == agent)
+
+
+def _event_filter(principal: Principal, live: LiveCalls):
+    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events."""
+    if principal.sees_all:
+        return None
+    agent = principal.agent_id
+
+    def accept(event: Event) -> bool:
+        call_id = event.get("call_id")
+        return agent is not None and isinstance(call_id, str) and live.agent_of(call_id) == agent
+
+    return accept
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, default=str, separators=(",", ":"))
+
+
+def _queues_now(conn: Request | WebSocket, live: LiveCalls) -> tuple[list[Any], list[Any]]:
+    """The queue board: from the last ``queue`` event, else asked of the agent queue, else empty."""
+    queues, agents = live.queues, live.agents
+    service = getattr(conn.app.state, "transfer", None)
+    runner = getattr(service, "runner", None)
+    if queues is None and runner is not None:
+        queues = runner.acd.snapshot()["queues"]
+    if agents is None and runner is not None:
+        agents = runner.acd.agents_snapshot()
+    return queues or [], agents or []
+
+
+@router.websocket("/ws/events")
+async def events_socket(ws: WebSocket) -> None:
+    """Stream events as JSON text messages; the first is ``{"type": "hello", "calls", "queues", "agents"}``."""
+    principal = await websocket_principal(ws)
+    await ws.accept()  # accepted first so the client sees the 4401 close code, not a failed handshake
+    if principal is None:
+        await ws.close(code=CLOSE_LOGIN_REQUIRED, reason="login required")
+        return
+    live = _live(ws)
+    bus = _runtime(ws).events
+    redactor = _redactor(ws)
+    # Subscribed before the snapshot is taken (no await between): nothing falls between the two.
+    sub = bus.subscribe(maxsize=SUBSCRIBER_BACKLOG, accept=_event_filter(principal, live))
+    queues, agents = _queues_now(ws, live) if principal.sees_all else ([], [])
+    hello = {
+        "type": "hello",
+        "seq": live.last_seq,
+        "user": {"username": principal.username, "role": principal.role, "agent_id": principal.agent_id},
+        "calls": live.snapshot(_sees(principal, live)),
+        "queues": queues,
+        "agents": agents,
+    }
+
+    async def watch_client() -> None:
+        # The client sends nothing we need; reading notices it leaving, which ends the subscription.
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        finally:
+            sub.close()
+
+    watcher = asyncio.create_task(watch_client())
+    dropped = 0
+    try:
+        await ws.send_text(_dumps(hello))
+        async for event in sub:
+            if sub.dropped > dropped:
+                await ws.send_text(_dumps({"type": "dropped", "n": sub.dropped - dropped}))
+                dropped = sub.dropped
+            if event.get("type") == "handoff":  # the packet holds the transcript; turns were redacted when stored
+                event = redactor.value(event)
+            await ws.send_text(_dumps(event))
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away mid-send
+    finally:
+        sub.close()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+        with contextlib.suppress(RuntimeError):
+            await ws.close()
+
+
+@router.get("/api/live")
+async def live_list(request: Request, who: LoggedIn) -> dict[str, Any]:
+    """Every call in progress the user may see."""
+    live = _live(request)
+    return {"calls": live.snapshot(_sees(who, live))}
+
+
+async def _may_see(request: Request, who: Principal, call: LiveCall | None, call_id: str) -> bool:
+    if who.sees_all:
+        return True
+    if call is not None and _sees(who, _live(request))(call):
+        return True
+    return await asyncio.to_thread(can_see_call, request, who, call_id)
+
+
+@router.get("/api/live/{call_id}")
+async def live_call(call_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """One call in progress with its stored turns and hand-off packet; opening it is audit-logged."""
+    call = _live(request).get(call_id)
+    if call is None or not await _may_see(request, who, call, call_id):
+        raise HTTPException(status_code=404, detail=f"no call {call_id} in progress")
+    record = await asyncio.to_thread(_runtime(request).store.get, call_id)
+    users = getattr(request.app.state, "users", None)
+    if users is not None:
+        await asyncio.to_thread(users.audit, who.username, "open_call", call_id)
+    out = {**call.as_dict(), "turns": (record or {}).get("turns", []), "handoff": call.handoff}
+    return _redactor(request).call(out)
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    """An ISO date or date-time from a query parameter (UTC unless it says otherwise); 400 if unreadable."""
+    if value is None or not value.strip():
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(
+            status_code=400, detail=f"{name} must be an ISO date or date-time such as 2026-11-22T08:00, not {value!r}"
+        ) from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+@router.get("/api/calls")
+async def search_calls(
+    request: Request,
+    response: Response,
+    who: LoggedIn,
+    q: str | None = None,
+    number: str | None = None,
+    intent: str | None = None,
+    outcome: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    min_frustration: float | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Calls matching every filter given, newest first; ``X-Total-Count`` says how many match in all.
+
+    Each row: id, channel, caller_id, dialled, start, end, outcome, end_reason, intents (names),
+    frustration_max, agent_id, duration_s. Agents get only the calls handed to them.
+    """
+    filters: dict[str, Any] = {
+        "q": q, "number": number, "intent": intent, "outcome": outcome,
+        "since": _when(since, "since"), "until": _when(until, "until"), "min_frustration": min_frustration,
+        "limit": max(1, min(limit, MAX_PAGE)), "offset": max(0, offset),
+    }
+    if not who.sees_all:
+        own = await asyncio.to_thread(own_call_ids, request, who) or set()
+        filters["agent_id"] = who.agent_id or ""
+        filters["agent_calls"] = own | {c.id for c in _live(request).calls.values() if c.agent_id == who.agent_id}
+    rows, total = await asyncio.to_thread(lambda: _runtime(request).store.search(**filters))
+    response.headers["X-Total-Count"] = str(total)
+    redactor = _redactor(request)
+    return [redactor.call(r) for r in rows]
+
+
+@router.get("/api/stats")
+async def stats(request: Request, _who: Staff, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+    """Figures of the calls started in ``[since, until)`` (default: the last 24 hours) for the plots."""
+    end = _when(until, "until") or datetime.now(UTC)
+    start = _when(since, "since") or end - timedelta(hours=DEFAULT_STATS_HOURS)
+    if start >= end:
+        raise HTTPException(status_code=400, detail="since must be before until")
+    return await asyncio.to_thread(_runtime(request).store.stats, start, end)
