@@ -73,6 +73,14 @@ class CallContext:
         if turn_id is not None:
             await self.store.arun("update_turn", turn_id, **fields)
 
+    def publish_handoff(self, packet: dict[str, Any] | None) -> None:
+        """Tell the event bus (the supervisor dashboard) that this call is handed off, with its packet.
+
+        The agent queue publishes this itself for the calls it takes; this is for calls no queue takes.
+        """
+        if self.store.events is not None:
+            self.store.events.publish("handoff", call_id=self.call_id, packet=packet)
+
     async def bot_interrupted(self) -> None:
         """The caller barged in: every bot turn still playing ends now, marked interrupted."""
         playing, self.playing = self.playing, set()

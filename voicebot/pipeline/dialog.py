@@ -21,6 +21,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from dialogs.engine import BotReply, Turn
+from dialogs.jsonable import jsonable
 from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to talk to a person."
 SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
 DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
+
+SECRET_ENTITIES = ("pin",)  # entity types whose values the call record and the dashboard never see
 
 # Signals about a caller turn from outside the words (e.g. a frustration score from the turn's audio);
 # called in the inference pool, so it may take a few milliseconds of CPU.
@@ -88,7 +91,9 @@ class DialogStage(FrameProcessor):
         await self._call.open()
         self._duration = asyncio.ensure_future(self._duration_limit())
         reply = await self._call.start_dialog()
-        turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra={"kind": "greeting"})
+        turn_id = await self._call.add_turn(
+            "bot", reply.text, datetime.now(UTC), extra=self._bot_extra(reply, "greeting")
+        )
         await self.push_frame(
             BotSayFrame(text=reply.text, style=reply.style, kind="greeting", turn_id=turn_id)
         )
@@ -114,13 +119,12 @@ class DialogStage(FrameProcessor):
             "dialog_ms": round(dialog_ms, 1),
         }
         assert frame.start is not None
+        extra: dict[str, Any] = {"signals": signals} if signals else {}
+        entities = _entities(reply)
+        if entities:
+            extra["entities"] = entities
         await self._call.add_turn(
-            "caller",
-            frame.text,
-            frame.start,
-            end=frame.end,
-            intents=reply.intents,
-            extra={"signals": signals} if signals else None,
+            "caller", frame.text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None
         )
         await self._speak_reply(reply, speech_end=frame.speech_end, stages=stages)
 
@@ -143,10 +147,25 @@ class DialogStage(FrameProcessor):
             intents=reply.intents,
             extra={"kind": "keypad"},
         )
-        await self._speak_reply(reply)
+        await self._speak_reply(reply, keypad=True)
+
+    def _bot_extra(self, reply: BotReply, kind: str, keypad: bool = False) -> dict[str, Any]:
+        """What a bot turn's record carries besides its text: why the bot said it, and whom it talks to."""
+        trace = _trace(reply)
+        if keypad:
+            trace.pop("nlu", None)  # the parse of keyed digits would show a PIN
+        extra: dict[str, Any] = {"kind": kind, "trace": trace}
+        customer = getattr(self._call.session.state, "customer_name", None)
+        if customer:
+            extra["customer"] = customer
+        return extra
 
     async def _speak_reply(
-        self, reply: BotReply, speech_end: float | None = None, stages: dict[str, float] | None = None
+        self,
+        reply: BotReply,
+        speech_end: float | None = None,
+        stages: dict[str, float] | None = None,
+        keypad: bool = False,
     ) -> None:
         """Say the dialog's reply (recording it), and note how the call goes on: continue, hang up, hand off."""
         then = reply.action
@@ -160,13 +179,18 @@ class DialogStage(FrameProcessor):
                     self._call.on_handoff_decided(self._call, reply.handoff)
                 except Exception:  # the announcement and the hand-off after it go on regardless
                     log.exception("call %s: early hand-off failed", self._call.call_id)
+            elif then == "handoff":
+                # No agent queue takes this call (it would publish the packet itself): the dashboard still sees it.
+                self._call.publish_handoff(reply.handoff)
         if not reply.text.strip():
             if then != "continue":
                 await self.push_frame(BotSayFrame(text="", kind="reply", then=then, handoff=reply.handoff))
             else:
                 self._arm_timer()
             return
-        turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra={"kind": "reply"})
+        turn_id = await self._call.add_turn(
+            "bot", reply.text, datetime.now(UTC), extra=self._bot_extra(reply, "reply", keypad=keypad)
+        )
         extra: dict[str, Any] = {"speech_end": speech_end, "stages": stages} if speech_end is not None else {}
         await self.push_frame(
             BotSayFrame(
@@ -213,3 +237,21 @@ class DialogStage(FrameProcessor):
     async def _say(self, text: str, kind: str, then: str = "continue") -> None:
         turn_id = await self._call.add_turn("bot", text, datetime.now(UTC), extra={"kind": kind})
         await self.push_frame(BotSayFrame(text=text, kind=kind, then=then, turn_id=turn_id))
+
+
+def _trace(reply: BotReply) -> dict[str, Any]:
+    """The reply's decision trace as plain JSON, values of secret entities masked."""
+    trace = jsonable(reply.trace or {})
+    nlu = trace.get("nlu")
+    if isinstance(nlu, dict) and isinstance(nlu.get("entities"), list):
+        nlu["entities"] = [
+            {**e, "value": "****", "text": "****"} if isinstance(e, dict) and e.get("type") in SECRET_ENTITIES else e
+            for e in nlu["entities"]
+        ]
+    return trace
+
+
+def _entities(reply: BotReply) -> list[dict[str, Any]]:
+    """The entities the NLU found in the caller's words (from the reply's trace), secrets masked."""
+    nlu = _trace(reply).get("nlu") or {}
+    return [e for e in nlu.get("entities") or [] if isinstance(e, dict)]
