@@ -2,15 +2,21 @@
 a record of every hand-off.
 
 While caller and agent are bridged, both sides are cut into utterances (by level) and transcribed with the
-shared Whisper model; the turns are stored with the hand-off (``voicebot_transfer_turns``) and returned by
-``GET /api/calls/{id}/transfer``. Prometheus: ``voicebot_queue_waiting``, ``voicebot_queue_calls_total``,
-``voicebot_queue_wait_seconds``, ``voicebot_agents``.
+shared Whisper model; each turn goes into the call record as soon as it is transcribed (speaker ``caller`` or
+``agent``, ``extra.kind`` ``bridged``), so it reaches the dashboard live, and ``GET /api/calls/{id}/transfer``
+lists them (records of older versions kept them in ``voicebot_transfer_turns``, still read). Prometheus:
+``voicebot_queue_waiting``, ``voicebot_queue_calls_total``, ``voicebot_queue_wait_seconds``, ``voicebot_agents``.
 
 :class:`TransferService` owns the one ACD of the process (a :class:`~telephony.queue.runner.QueueRunner`
-driving a :class:`~telephony.queue.live.LiveQueue`). The SIP call runner gives it a caller's leg when the bot
-has decided to hand off (the agent is rung while the bot says its last sentence); it returns when the call is over and writes a row to ``voicebot_transfers``
-(queue, agent, outcome, wait, talk time). A caller who hangs up while waiting turns the call record's outcome
-into ``abandoned``; a call an agent took keeps ``handoff``.
+driving a :class:`~telephony.queue.live.LiveQueue`). The SIP call runner and the WebRTC server give it a
+caller's leg when the bot has decided to hand off (the agent is rung while the bot says its last sentence); it
+returns when the call is over and writes a row to ``voicebot_transfers`` (queue, agent, outcome, wait, talk
+time). It holds the call record open meanwhile and closes it at the end with the queue's outcome: a caller who
+hangs up while waiting makes it ``abandoned``; a call an agent took keeps ``handoff``.
+
+Events (``voicebot.events``): ``handoff`` with the packet when the queue gets a call, ``call.state`` ``queued``
+(with ``queue``) and ``agent`` (with ``agent_id``), and ``queue`` snapshots (the bodies of ``GET /api/queues``
+and ``GET /api/agents``) after each change of the ACD.
 """
 
 from __future__ import annotations
@@ -34,14 +40,16 @@ from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
 from voicebot.monitor import MONITORS
 from voicebot.storage.models import Base as CallBase
-from voicebot.storage.models import CallRow
+from voicebot.storage.models import CallRow, TurnRow
 
 if TYPE_CHECKING:
     from telephony.call import CallLeg
     from telephony.sip.ua import UserAgent
     from voicebot.config import Settings
+    from voicebot.events import EventBus
     from voicebot.pipeline.call import CallContext
     from voicebot.pipeline.shared import SharedModels
+    from voicebot.storage import CallStore
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +132,11 @@ class TransferStore:
         _Base.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-    def add(self, result: TransferResult, turns: Sequence[tuple[str, str, datetime, datetime]] = ()) -> None:
-        """Record how a hand-off ended and what caller and agent said (``(speaker, text, start, end)``), and
-        correct the call record's outcome and end time for it."""
+    def add(self, result: TransferResult, turns: Sequence[tuple[str, str, datetime, datetime]] = (), *,
+            correct_call: bool = True) -> None:
+        """Record how a hand-off ended and what caller and agent said (``(speaker, text, start, end)``; none
+        when the turns went into the call record), and with ``correct_call`` set the call record's outcome
+        and end time for it (without: whoever holds the record closes it)."""
         now = datetime.now(UTC)
         with self._sessions.begin() as s:
             for speaker, text, start, end in sorted(turns, key=lambda t: t[2]):
@@ -134,6 +144,8 @@ class TransferStore:
             s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=result.agent_id,
                               outcome=result.outcome, wait_s=round(result.wait_s, 2), talk_s=result.talk_s,
                               callback_id=result.callback_id, voicemail_s=result.voicemail_s, at=now))
+            if not correct_call:
+                return
             values: dict[str, Any] = {"end": now}
             if CALL_OUTCOME.get(result.outcome):
                 values["outcome"] = CALL_OUTCOME[result.outcome]
@@ -190,21 +202,33 @@ class TransferStore:
                             .order_by(TransferRow.id.desc())).first()
             if row is None:
                 return None
-            turns = s.scalars(select(TransferTurnRow).where(TransferTurnRow.call_id == call_id)
-                              .order_by(TransferTurnRow.start, TransferTurnRow.id))
+            old = s.scalars(select(TransferTurnRow).where(TransferTurnRow.call_id == call_id)
+                            .order_by(TransferTurnRow.start, TransferTurnRow.id))
+            transcript = [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)}
+                          for t in old]
+            # Since the bridged turns go into the call record: those of its turns marked "bridged".
+            bridged = s.scalars(select(TurnRow).where(TurnRow.call_id == call_id, TurnRow.speaker != "bot")
+                                .order_by(TurnRow.start, TurnRow.id))
+            transcript += [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start),
+                            "end": _iso(t.end) if t.end is not None else None}
+                           for t in bridged if (t.extra or {}).get("kind") == "bridged"]
             return {"queue": row.queue, "agent_id": row.agent_id, "outcome": row.outcome, "wait_s": row.wait_s,
                     "talk_s": row.talk_s, "callback_id": row.callback_id, "voicemail_s": row.voicemail_s,
-                    "transcript": [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)}
-                                   for t in turns]}
+                    "transcript": transcript}
 
 
 class TransferService:
     """The agent queue of one ``voicebot serve`` process. :meth:`start` inside the event loop, give it the
     SIP user agent (``ua``) that dials agents, then :meth:`handoff` each caller the bot hands over."""
 
-    def __init__(self, settings: Settings, shared: SharedModels, engine: Engine, *, transcribe: bool = True):
+    def __init__(self, settings: Settings, shared: SharedModels, engine: Engine, *, transcribe: bool = True,
+                 store: CallStore | None = None, events: EventBus | None = None):
         self.settings = settings
         self.transcribe = transcribe
+        self.store = store  # the call records: bridged turns go there as they are transcribed
+        self.events = events
+        self._snapshot_due = False
+        self._writes: set[asyncio.Future[Any]] = set()
         self._segmenters: dict[tuple[str, str], Utterances] = {}
         self._stt: dict[str, list[asyncio.Task[tuple[str, str, datetime, datetime] | None]]] = {}
         self.shared = shared
@@ -227,7 +251,8 @@ class TransferService:
         settings = runtime.settings
         if not settings.agents or not settings.queues:
             return None
-        return cls(settings, runtime.shared, runtime.engine.database.engine)
+        return cls(settings, runtime.shared, runtime.engine.database.engine, store=runtime.store,
+                   events=runtime.events)
 
     async def start(self) -> None:
         """Create the ACD on the running loop. Agents without a SIP user agent are rung in vain (unreachable)."""
@@ -240,10 +265,12 @@ class TransferService:
         if self.transcribe:
             self.live.tap = self._tap
         self.live.voicemail = self._keep_voicemail
+        self.live.on_queued = self._on_queued
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
                                           callbacks=self.callbacks)
         self.live.attach(self.runner)
         self.runner.add_listener(self._metrics)
+        self.runner.add_listener(self._queue_changed)
         self._metrics(None)
 
     def use_ua(self, ua: UserAgent) -> None:
@@ -293,18 +320,28 @@ class TransferService:
             self.live.ua = self.ua
         packet = dict(packet or {})
         packet.setdefault("call_id", leg.call_id)
-        log.info("call %s: handed to queue %s", leg.call_id, packet.get("queue"))
-        with MONITORS.holding(leg.call_id):  # live for listeners until the queue is done with the call
-            result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
-        log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", leg.call_id, result.outcome,
-                 result.agent_id, result.wait_s)
-        if call is not None and CALL_OUTCOME.get(result.outcome):
-            call.outcome = CALL_OUTCOME[result.outcome]
-        turns = await self._transcripts(leg.call_id)
+        call_id = leg.call_id
+        # The record stays open (the call live on the dashboard) until the queue is done; closed below.
+        held = call is not None and self.store is not None and call.hold_record()
+        log.info("call %s: handed to queue %s", call_id, packet.get("queue"))
+        self._publish("handoff", call_id=call_id, packet=_jsonable(packet))
+        result = TransferResult(call_id=call_id, outcome="failed")
         try:
-            await asyncio.to_thread(self.records.add, result, turns)
-        except Exception:
-            log.exception("call %s: could not record the hand-off", leg.call_id)
+            with MONITORS.holding(call_id):  # live for listeners until the queue is done with the call
+                result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
+            log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", call_id, result.outcome,
+                     result.agent_id, result.wait_s)
+        finally:
+            if call is not None and CALL_OUTCOME.get(result.outcome):
+                call.outcome = CALL_OUTCOME[result.outcome]
+            turns = await self._transcripts(call_id)
+            try:
+                await asyncio.to_thread(self.records.add, result, turns, correct_call=not held)
+            except Exception:
+                log.exception("call %s: could not record the hand-off", call_id)
+            if held:
+                assert call is not None and self.store is not None
+                await self.store.arun("close_call", call_id, call.outcome or "handoff", call.end_reason or "handoff")
         return result
 
     async def _keep_voicemail(self, action: Fallback, audio: bytes) -> None:
@@ -331,12 +368,20 @@ class TransferService:
     def _transcribe_later(self, call_id: str, side: str, audio: bytes, start: datetime, end: datetime) -> None:
         async def run() -> tuple[str, str, datetime, datetime] | None:
             text = await self.shared.run(self.shared.transcribe, audio)
-            return (side, text, start, end) if text.strip() else None
+            if not text.strip():
+                return None
+            if self.store is not None:
+                # Into the call record at once (the dashboard shows it live); not kept for the old table.
+                await self.store.arun("add_turn", call_id, side, text.strip(), start, end=end,
+                                      extra={"kind": "bridged"})
+                return None
+            return (side, text, start, end)
 
         self._stt.setdefault(call_id, []).append(asyncio.ensure_future(run()))
 
     async def _transcripts(self, call_id: str) -> list[tuple[str, str, datetime, datetime]]:
-        """Every utterance of the bridged call, the last ones flushed, once transcribed."""
+        """Every utterance of the bridged call, the last ones flushed, once transcribed (empty when they went
+        into the call record)."""
         for side in ("caller", "agent"):
             seg = self._segmenters.pop((call_id, side), None)
             rest = seg.flush() if seg is not None else None
@@ -371,7 +416,38 @@ class TransferService:
         for q in self.settings.queues:
             QUEUE_WAITING.labels(q.name).set(self.runner.acd.queue_stats(q.name)["waiting"])
 
+    # --- events -----------------------------------------------------------------------------------------------
+    def _publish(self, type_: str, **data: Any) -> None:
+        if self.events is not None:
+            self.events.publish(type_, **data)
+
+    def _queue_changed(self, action: Action | None = None) -> None:
+        """A snapshot of queues and agents, once per turn of the loop however many actions it saw."""
+        if self.events is None or self._snapshot_due:
+            return
+        self._snapshot_due = True
+        asyncio.get_running_loop().call_soon(self._publish_snapshot)
+
+    def _publish_snapshot(self) -> None:
+        self._snapshot_due = False
+        if self.runner is None:
+            return
+        self._publish("queue", queues=self.runner.acd.snapshot()["queues"], agents=self.runner.acd.agents_snapshot())
+
+    def _on_queued(self, call_id: str) -> None:
+        assert self.runner is not None
+        queue = next((q["name"] for q in self.runner.acd.snapshot()["queues"]
+                      if any(w["call_id"] == call_id for w in q["waiting"])), None)
+        if queue is not None:  # not when the call left at once (blind transfer, no agent logged in)
+            self._publish("call.state", call_id=call_id, state="queued", queue=queue)
+        self._queue_changed()
+
     def _on_offer(self, event: str, call_id: str, agent_id: str) -> None:
+        if event == "connected":
+            self._publish("call.state", call_id=call_id, state="agent", agent_id=agent_id,
+                          queue=self.live.queue_of(call_id) if self.live is not None else None)
+            if self.store is not None:
+                self._spawn_write("set_agent", call_id, agent_id)
         if event in ("ringing", "answered", "connected"):
             packet = self.live.handoff_of(call_id) if self.live is not None else None
             self.current[agent_id] = {"call_id": call_id, "status": event, "handoff": packet}
@@ -379,6 +455,13 @@ class TransferService:
             cur = self.current.get(agent_id)
             if cur is not None and cur.get("call_id") == call_id:
                 self.current.pop(agent_id, None)
+
+
+    def _spawn_write(self, method: str, *args: Any) -> None:
+        assert self.store is not None
+        task = asyncio.ensure_future(self.store.arun(method, *args))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
 
 class Utterances:
@@ -429,6 +512,10 @@ class Utterances:
         if speech < self.min_frames:
             return None
         return b"".join(frames), start, datetime.now(UTC)
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, default=str))
 
 
 def _iso(dt: datetime) -> str:

@@ -145,6 +145,8 @@ class LiveQueue(QueueHandlers):
         self.on_offer: Callable[[str, str, str], None] | None = None
         """Optional ``fn(event, call_id, agent_id)`` for the agent page: ``ringing``, ``answered``,
         ``connected``, ``ended``."""
+        self.on_queued: Callable[[str], None] | None = None
+        """Optional ``fn(call_id)`` once a call handed over has been given to the ACD."""
 
     def attach(self, runner: QueueRunner) -> None:
         """Use ``runner`` (whose handlers are this object) for every call from now on."""
@@ -176,6 +178,12 @@ class LiveQueue(QueueHandlers):
         except Exception:
             log.exception("call %s could not be queued", call_id)
             caller.finish()
+        else:
+            if self.on_queued is not None:
+                try:
+                    self.on_queued(call_id)
+                except Exception:
+                    log.exception("queued listener failed")
         taking = self._spawn(self._take_over(caller, caller_ready))
         try:
             return await caller.done
@@ -221,6 +229,11 @@ class LiveQueue(QueueHandlers):
     def handoff_of(self, call_id: str) -> dict[str, Any] | None:
         caller = self._callers.get(call_id)
         return caller.handoff if caller is not None else None
+
+    def queue_of(self, call_id: str) -> str | None:
+        """The queue a call handed over left for an agent or a fallback (None while it waits)."""
+        caller = self._callers.get(call_id)
+        return caller.result.queue if caller is not None else None
 
     async def close(self) -> None:
         """Cancel everything still running (server shutdown)."""

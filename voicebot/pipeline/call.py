@@ -50,6 +50,7 @@ class CallContext:
         self.on_handoff_decided: Callable[[CallContext, dict[str, Any] | None], None] | None = None
         self._opened = False
         self._finished = False
+        self._record_held = False
 
     async def open(self) -> None:
         """Create the call record (before the greeting)."""
@@ -80,6 +81,14 @@ class CallContext:
         """
         if self.store.events is not None:
             self.store.events.publish("handoff", call_id=self.call_id, packet=packet)
+
+    def hold_record(self) -> bool:
+        """Leave closing the call record to the caller of this method (the agent queue, which closes it with
+        the queue's outcome when the transferred call is over); False if it is closed already."""
+        if self._finished:
+            return False
+        self._record_held = True
+        return True
 
     async def bot_interrupted(self) -> None:
         """The caller barged in: every bot turn still playing ends now, marked interrupted."""
@@ -119,6 +128,7 @@ class CallContext:
             outcome = "abandoned"
         self.outcome = self.outcome or outcome or ("abandoned" if reason == "caller_hangup" else "ended")
         if self._opened:
-            await self.store.arun("close_call", self.call_id, self.outcome, reason)
+            if not self._record_held:
+                await self.store.arun("close_call", self.call_id, self.outcome, reason)
             metrics.ACTIVE_CALLS.labels(self.channel).dec()
         metrics.CALLS.labels(self.channel, self.outcome).inc()

@@ -1,0 +1,371 @@
+"""A browser (WebRTC) caller as a call leg the agent queue can take over once the bot hands off.
+
+The caller's SmallWebRTC connection belongs to the bot's pipecat pipeline: stopping that pipeline closes the
+peer connection. So the pipeline keeps running for the whole call, and two small stages around the transport
+switch the caller's audio from the bot to the queue when the bot lets go (after its hand-off sentence):
+
+    transport.input() -> CallerAudioIn -> ...bot stages... -> CallerAudioOut -> transport.output()
+
+Once :meth:`BrowserLeg.take_over` has been called, ``CallerAudioIn`` gives the caller's audio (16 kHz, cut
+into 20 ms frames) and key presses to the leg instead of the bot, and ``CallerAudioOut`` drops whatever the
+bot stages still produce and plays what the queue writes to the leg (hold music, announcements, the agent),
+paced in real time. :class:`BrowserLeg` has the surface of a :class:`telephony.call.CallLeg` that
+:class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge` use: ``state``, ``ended``,
+``on_audio``, DTMF listeners, ``write_audio``, ``clear_audio``, ``hangup``, ``bridge`` and an ``rtp`` with
+``queued_ms`` / ``write_nowait``.
+
+The caller closing the page (or the connection failing) ends the leg (:meth:`BrowserLeg.peer_gone`); the
+queue hanging the leg up ends the pipeline gracefully, which closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pipecat.audio.dtmf.types import KeypadEntry
+from pipecat.frames.frames import (
+    DataFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    InputDTMFFrame,
+    OutputAudioRawFrame,
+    StartFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from telephony.call import CallError
+
+if TYPE_CHECKING:
+    from telephony.bridge import Bridge
+    from voicebot.pipeline.builder import CallPipeline
+    from voicebot.pipeline.call import CallContext
+    from voicebot.transfer import TransferService
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+FRAME_BYTES = RATE // 50 * 2  # 20 ms of 16-bit mono
+FRAME_S = 0.02
+DTMF_KEYS = frozenset("0123456789*#")
+END_GRACE_S = 5.0  # a pipeline asked to end gracefully is cancelled after this long
+
+
+class _Outbox:
+    """The part of an RTP session :class:`telephony.bridge.Bridge` and ``LiveQueue`` touch: a buffer of
+    what the caller will hear, drained by the leg's pacer."""
+
+    dtmf_pt = None  # a browser plays no keypad tones
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    @property
+    def queued_ms(self) -> float:
+        return len(self.buf) / (FRAME_BYTES / 20)
+
+    def write_nowait(self, pcm: bytes) -> None:
+        self.buf.extend(pcm)
+
+    def send_dtmf(self, keys: str) -> None:
+        pass
+
+
+class BrowserLeg:
+    """The caller's side of one WebRTC call, for the agent queue: ``answered`` until hung up or gone."""
+
+    channel = "webrtc"
+
+    def __init__(self, call_id: str, caller: str | None, end_call: Callable[[], Awaitable[None]] | None = None):
+        self.call_id = call_id
+        self.caller = caller
+        self.dialled: str | None = None
+        self.state = "answered"
+        self.end_reason = ""
+        self.ended = asyncio.Event()
+        self.on_audio: Callable[[bytes], None] | None = None
+        self.rtp = _Outbox()
+        self.taken = False  # the queue has the caller's audio (the bot let go)
+        self._end_call = end_call
+        self._dtmf: list[Callable[[str], None]] = []
+        self._pending_in = bytearray()
+        self._pacer: asyncio.Task[None] | None = None
+        self._out: CallerAudioOut | None = None
+
+    # --- the CallLeg surface -----------------------------------------------------------------------------
+    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
+        self._dtmf.append(fn)
+
+    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
+        if fn in self._dtmf:
+            self._dtmf.remove(fn)
+
+    async def write_audio(self, pcm16k: bytes) -> None:
+        """Queue audio for the caller; waits while more than 80 ms are queued (paced like an RTP leg)."""
+        if self.state != "answered":
+            return
+        self.rtp.write_nowait(pcm16k)
+        while self.rtp.queued_ms > 80 and self.state == "answered":
+            await asyncio.sleep(0.01)
+
+    def clear_audio(self) -> None:
+        self.rtp.buf.clear()
+
+    def send_dtmf(self, keys: str) -> None:
+        pass
+
+    async def transfer(self, target: str) -> int:
+        """A browser cannot be referred elsewhere: the queue dials the target and bridges instead."""
+        raise CallError("a browser caller cannot be transferred by REFER")
+
+    def bridge(self, other: Any) -> Bridge:
+        """Connect this leg's audio and keys with ``other``'s, both ways, until one of them ends."""
+        from telephony.bridge import Bridge
+
+        return Bridge(self, other)  # type: ignore[arg-type]
+
+    async def hangup(self) -> None:
+        """End the call: what is queued for the caller is dropped and the bot's pipeline ends, which closes
+        the WebRTC connection."""
+        if self.state == "ended":
+            return
+        self._end("local hangup")
+        if self._end_call is None:
+            return
+        try:
+            await self._end_call()
+        except Exception:
+            log.exception("call %s: ending the pipeline failed", self.call_id)
+
+    async def wait_ended(self) -> str:
+        await self.ended.wait()
+        return self.end_reason
+
+    # --- driven by the application and the pipeline stages -------------------------------------------------
+    def take_over(self) -> None:
+        """The bot has let go: from now on the caller's audio and keys go to the leg, and the caller hears
+        what is written to it."""
+        if self.taken or self.state != "answered":
+            return
+        self.taken = True
+        self._pacer = asyncio.ensure_future(self._pace())
+
+    def peer_gone(self, reason: str = "remote hangup") -> None:
+        """The caller closed the page or the connection failed."""
+        self._end(reason)
+
+    def _end(self, reason: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.end_reason = reason
+        self.rtp.buf.clear()
+        if self._pacer is not None:
+            self._pacer.cancel()
+        self.ended.set()
+
+    def _audio_in(self, pcm: bytes) -> None:
+        self._pending_in.extend(pcm)
+        while len(self._pending_in) >= FRAME_BYTES:
+            chunk = bytes(self._pending_in[:FRAME_BYTES])
+            del self._pending_in[:FRAME_BYTES]
+            if self.state == "answered" and self.on_audio is not None:
+                self.on_audio(chunk)
+
+    def _key_in(self, key: str) -> None:
+        if self.state != "answered":
+            return
+        for fn in list(self._dtmf):
+            try:
+                fn(key)
+            except Exception:
+                log.exception("call %s: key listener failed", self.call_id)
+
+    async def _pace(self) -> None:
+        """Hand 20 ms of queued audio to the output stage every 20 ms (on a fixed schedule, so the
+        transport's own buffer neither runs dry nor grows)."""
+        start = time.monotonic()
+        n = 0
+        while self.state == "answered":
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * FRAME_S - time.monotonic()))
+            if len(self.rtp.buf) < FRAME_BYTES or self._out is None:
+                continue  # nothing to play: the transport sends silence by itself
+            chunk = bytes(self.rtp.buf[:FRAME_BYTES])
+            del self.rtp.buf[:FRAME_BYTES]
+            await self._out.play(chunk)
+
+
+class CallerAudioIn(FrameProcessor):
+    """Right after ``transport.input()``: once the leg is taken over, the caller's audio and keys go to the
+    leg and no longer to the bot."""
+
+    def __init__(self, leg: BrowserLeg, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._leg = leg
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if self._leg.taken and direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, InputAudioRawFrame):
+                self._leg._audio_in(frame.audio if frame.num_channels == 1 else _first_channel(frame))
+                return
+            if isinstance(frame, InputDTMFFrame):
+                self._leg._key_in(str(frame.button.value))
+                return
+        await self.push_frame(frame, direction)
+
+
+class CallerAudioOut(FrameProcessor):
+    """Right before ``transport.output()``: once the leg is taken over, the bot's stages are muted (their
+    audio and turn frames are dropped, so a late bot timer cannot speak or hang up) and the leg's audio is
+    played instead."""
+
+    def __init__(self, leg: BrowserLeg, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._leg = leg
+        self._rate = RATE
+        self._resampler: Any = None
+        leg._out = self
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame) and frame.audio_out_sample_rate != RATE:
+            import soxr  # type: ignore[import-untyped]
+
+            # Resampled here, as a stream: the output transport's own resampler leaves an odd-sized tail
+            # at the end of the call that its track refuses (not a multiple of 10 ms).
+            self._rate = frame.audio_out_sample_rate
+            self._resampler = soxr.ResampleStream(RATE, self._rate, 1, dtype="int16")
+        if self._leg.taken and direction == FrameDirection.DOWNSTREAM and isinstance(frame, DataFrame):
+            return
+        await self.push_frame(frame, direction)
+
+    async def play(self, pcm: bytes) -> None:
+        """Send 20 ms of 16 kHz audio to the caller."""
+        if self._resampler is not None:
+            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, np.int16)).tobytes()
+            if not pcm:
+                return
+        await self.push_frame(OutputAudioRawFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
+
+
+class LegTransport:
+    """A transport for :func:`voicebot.pipeline.builder.build_call_pipeline` that puts the leg's stages
+    around ``transport``'s input and output."""
+
+    def __init__(self, transport: Any, leg: BrowserLeg):
+        self._transport = transport
+        self._leg = leg
+        self._input: Pipeline | None = None
+        self._output: Pipeline | None = None
+
+    def input(self) -> Pipeline:
+        if self._input is None:
+            self._input = Pipeline([self._transport.input(), CallerAudioIn(self._leg, name=f"leg-in-{self._leg.call_id}")])
+        return self._input
+
+    def output(self) -> Pipeline:
+        if self._output is None:
+            self._output = Pipeline([CallerAudioOut(self._leg, name=f"leg-out-{self._leg.call_id}"),
+                                     self._transport.output()])
+        return self._output
+
+
+class BrowserCall:
+    """One WebRTC call wired to the agent queue, as ``voicebot.server.sip`` does for SIP legs: when the dialog
+    decides to hand off, the caller is queued at once (the agent is rung while the bot announces the
+    transfer); when the announcement has been heard, the queue takes over the caller's audio. The bot's
+    pipeline keeps running (it holds the connection) until the queue hangs the leg up or the caller leaves.
+
+    Build the pipeline over :attr:`transport` with ``on_handoff=`` :meth:`on_handoff`, then :meth:`attach`
+    it and :meth:`run` it instead of ``CallPipeline.run``."""
+
+    def __init__(self, transport: Any, call_id: str, caller: str | None, transfer: TransferService):
+        self.leg = BrowserLeg(call_id, caller, self._end_pipeline)
+        self.transport = LegTransport(transport, self.leg)
+        self.transfer = transfer
+        self.released = asyncio.Event()  # the bot is done with the caller: the queue may take the leg
+        self.queued: asyncio.Future[Any] | None = None
+        self.call: CallPipeline | None = None
+        self._ending: asyncio.Task[None] | None = None
+
+    def attach(self, call: CallPipeline) -> None:
+        self.call = call
+        call.call.on_handoff_decided = self._decided
+
+    def _decided(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
+        if self.queued is None:
+            self.queued = asyncio.ensure_future(
+                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {}, caller_ready=self.released))
+
+    async def on_handoff(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
+        """The caller has heard the hand-off sentence: the queue gets their audio."""
+        self._decided(ctx, packet)
+        self.leg.take_over()
+        self.released.set()
+
+    async def key(self, key: str) -> None:
+        """A key from the caller page's keypad: to the queue once it has the caller, else to the bot."""
+        if self.leg.taken:
+            self.leg._key_in(key)
+        elif self.call is not None:
+            await press(self.call, key)
+
+    def caller_left(self) -> None:
+        """The page closed or the connection failed (call before ``CallPipeline.caller_left``)."""
+        self.leg.peer_gone()
+
+    async def run(self) -> None:
+        """Run the call until both the bot and the queue are done with it."""
+        assert self.call is not None, "attach the call pipeline first"
+        try:
+            await self.call.run()
+        except asyncio.CancelledError:  # server shutdown: the queue lets go of the call too
+            if self.queued is not None:
+                self.queued.cancel()
+            raise
+        finally:
+            self.leg.peer_gone("call ended")
+            self.released.set()  # a queue waiting for the bot's last words must not wait for ever
+            if self._ending is not None:
+                self._ending.cancel()
+            if self.queued is not None:
+                await asyncio.gather(self.queued, return_exceptions=True)
+
+    async def _end_pipeline(self) -> None:
+        """The queue hung up: end the pipeline after the audio already sent (cancel if that takes too long)."""
+        if self.call is None or self._ending is not None:
+            return
+        worker = self.call.worker
+        await worker.queue_frame(EndFrame())
+
+        async def cancel_late() -> None:
+            await asyncio.sleep(END_GRACE_S)
+            await worker.cancel(reason="hangup")
+
+        self._ending = asyncio.ensure_future(cancel_late())
+
+
+async def press(call: CallPipeline, key: str) -> None:
+    """A key the caller pressed, into the bot's pipeline (as a phone's RFC 4733 digit would come)."""
+    await call.worker.queue_frame(InputDTMFFrame(button=KeypadEntry(key)))
+
+
+def key_of_message(message: Any) -> str | None:
+    """The key of a caller page's keypad message ``{"type": "dtmf", "key": "5"}``, or None for anything else."""
+    if isinstance(message, dict) and message.get("type") == "dtmf":
+        key = message.get("key")
+        if isinstance(key, str) and len(key) == 1 and key in DTMF_KEYS:
+            return key
+    return None
+
+
+def _first_channel(frame: InputAudioRawFrame) -> bytes:
+    return np.frombuffer(frame.audio, np.int16)[:: frame.num_channels].tobytes()
