@@ -155,7 +155,7 @@ async def events_socket(ws: WebSocket) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the client may have gone already
             await ws.close()
 
 
