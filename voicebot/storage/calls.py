@@ -48,8 +48,10 @@ class CallStore:
         self.engine = engine
         self.events = events  # told of every write once it is committed (voicebot.events)
         Base.metadata.create_all(engine)
-        add_missing_columns(engine, Base.metadata)
+        upgraded = "voicebot_calls.intents" in add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        if upgraded:
+            self._summarise_old_calls()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-calls")
 
     @classmethod
@@ -134,6 +136,20 @@ class CallStore:
                 turn.end = now
         if self.events is not None:
             self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
+
+    def _summarise_old_calls(self) -> int:
+        """Fill the search columns (intents, highest frustration) of calls recorded before they existed."""
+        n = 0
+        with self._sessions.begin() as s:
+            query = select(CallRow).where(CallRow.intents.is_(None)).options(selectinload(CallRow.turns))
+            for call in s.scalars(query):
+                for turn in call.turns:
+                    if turn.speaker == "caller":
+                        _summarise_turn(s, call.id, turn.intents or [], turn.extra or {})
+                n += 1
+        if n:
+            log.info("call records: search columns filled in for %d older call(s)", n)
+        return n
 
     def set_agent(self, call_id: str, agent_id: str) -> None:
         """Note on the call record which agent took the call (history search and agents' own calls)."""
