@@ -1,0 +1,1018 @@
+// Supervisor dashboard: live calls over the /ws/events websocket, one call's streaming transcript, the queue and
+// agent board, alerts, listen-in, and the call history with its plots. Plain ES module: no build step, no CDN.
+// Every text from the server goes into the page with textContent (never as HTML): transcripts are caller input.
+
+import { barChart, donut, fmtMs, histogram, lineChart } from "/static/supervisor.charts.js";
+
+const $ = (id) => document.getElementById(id);
+const LEVELS = { calm: "calm", annoyed: "annoyed", frustrated: "frustrated" };
+const ANNOYED = 0.4; // the default levels of audio/config.py, for scores that arrive without a level
+const FRUSTRATED = 0.7;
+const ENDED_ROW_MS = 10_000; // an ended call stays in the live table this long, greyed, with its outcome
+const MAX_ALERTS = 30;
+const PAGE = 50;
+
+const state = {
+  me: null,
+  live: new Map(), // call id -> LiveCall (+ ended, outcome)
+  rows: new Map(), // call id -> <tr>
+  queues: null, // [queue] or null when no queue is configured
+  agents: null,
+  boardAt: performance.now(), // when the queue snapshot was taken (waits tick from there)
+  alerts: [],
+  detail: null, // {id, mode: "live"|"history", call, turns: Map, buffer: [] | null, ended}
+  ws: null,
+  wsAttempt: 0,
+  wsConnectedOnce: false,
+  history: { params: null, offset: 0, request: 0 },
+  listen: null, // {pc, pcId, callId, stream, whisper}
+};
+
+// ---- small helpers ------------------------------------------------------------------------------------
+
+/** Build an element: h("td", {class: "num", title: "..."}, "text", child, ...). */
+function h(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v == null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v;
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) if (c != null && c !== false) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+function loginUrl() {
+  return "/login?next=" + encodeURIComponent(location.pathname + location.search + location.hash);
+}
+
+/** JSON from the server; a lost session sends the user to the login page. */
+async function api(path, { method = "GET", body, withHeaders = false } = {}) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "The server cannot be reached.");
+  }
+  if (res.status === 401) {
+    location.assign(loginUrl());
+    throw new ApiError(401, "login required");
+  }
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    const detail = data && typeof data.detail === "string" ? data.detail : res.statusText;
+    throw new ApiError(res.status, detail || `HTTP ${res.status}`);
+  }
+  return withHeaders ? { data, headers: res.headers } : data;
+}
+
+const pad2 = (n) => String(n).padStart(2, "0");
+
+function fmtDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.floor(seconds));
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  return (hh ? `${hh}:${pad2(mm)}` : String(mm)) + ":" + pad2(s % 60);
+}
+
+function fmtTime(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function fmtDateTime(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+const secondsSince = (iso) => (Date.now() - new Date(iso).getTime()) / 1000;
+
+function levelOf(score) {
+  if (score == null) return null;
+  return score >= FRUSTRATED ? "frustrated" : score >= ANNOYED ? "annoyed" : "calm";
+}
+
+const channelName = (c) => ({ sip: "SIP", webrtc: "WebRTC", chat: "Chat" })[c] || c || "–";
+
+function frustrationBadge(f) {
+  if (!f || (f.level == null && f.score == null)) return h("span", { class: "muted" }, "–");
+  const level = LEVELS[f.level] || levelOf(f.score) || "calm";
+  const rising = f.trend === "rising";
+  const score = f.score != null ? Number(f.score).toFixed(2) : null;
+  const title = [
+    `${level}${score != null ? ` (score ${score})` : ""}${rising ? ", rising" : ""}`,
+    f.explanation || "no particular cue",
+  ].join(": ");
+  return h("span", { class: `badge ${level}`, title, "aria-label": title, dataset: { level } },
+    level, h("span", { class: "trend", "aria-hidden": "true" }, rising ? "↗" : "→"));
+}
+
+function stateBadge(call) {
+  if (call.ended) {
+    return h("span", { class: "badge state-ended" }, `ended${call.outcome ? " · " + call.outcome : ""}`);
+  }
+  if (call.state === "queued") {
+    return h("span", { class: "badge state-queued" }, "queued" + (call.queue ? ` · ${call.queue}` : ""));
+  }
+  if (call.state === "agent") {
+    return h("span", { class: "badge state-agent" }, "with agent" + (call.agent_id ? ` ${call.agent_id}` : ""));
+  }
+  return h("span", { class: "badge state-bot" }, "bot");
+}
+
+function intentChips(names) {
+  const list = (names || []).map((n) => (typeof n === "string" ? n : n.name)).filter(Boolean);
+  if (!list.length) return h("span", { class: "muted" }, "–");
+  return h("span", { class: "chips" }, list.map((n) => h("span", { class: "chip intent" }, n)));
+}
+
+function latencyCell(ms) {
+  if (ms == null) return h("span", { class: "muted" }, "–");
+  return h("span", { class: ms > 1200 ? "latency-slow" : "", title: "from the end of the caller's speech to the bot's first audio" }, fmtMs(ms));
+}
+
+// ---- who is logged in ---------------------------------------------------------------------------------
+
+async function loadMe() {
+  state.me = await api("/api/me");
+  const who = $("whoami");
+  who.replaceChildren(h("span", {}, state.me.username), h("span", { class: "role" }, `(${state.me.role})`));
+  if (state.me.role === "agent") {
+    $("calls-h").textContent = "My live calls";
+    $("calls-note").textContent = "As an agent you see the calls handed to you.";
+  }
+}
+
+async function logout() {
+  stopListen();
+  try {
+    await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
+  } finally {
+    location.assign("/login?next=" + encodeURIComponent("/supervisor"));
+  }
+}
+
+// ---- live calls table ---------------------------------------------------------------------------------
+
+function upsertCall(call) {
+  if (!call || !call.id) return;
+  const old = state.live.get(call.id);
+  state.live.set(call.id, { ...(old || {}), ...call });
+  renderRow(call.id, !old);
+  renderTiles();
+}
+
+function renderRow(id, isNew = false) {
+  const call = state.live.get(id);
+  const body = $("calls").tBodies[0];
+  let tr = state.rows.get(id);
+  if (!tr) {
+    tr = h("tr", {
+      tabindex: "0",
+      dataset: { callId: id },
+      onclick: () => openCall(id, "live"),
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openCall(id, "live"); } },
+    });
+    state.rows.set(id, tr);
+    body.prepend(tr); // newest on top
+  }
+  const level = call.frustration ? LEVELS[call.frustration.level] || levelOf(call.frustration.score) : null;
+  tr.className = [level === "frustrated" || level === "annoyed" ? level : "", call.ended ? "ended" : "",
+    isNew ? "new" : "", state.detail && state.detail.id === id ? "selected" : ""].filter(Boolean).join(" ");
+  tr.dataset.state = call.ended ? "ended" : call.state || "bot";
+  tr.setAttribute("aria-label", `Call from ${call.caller_id || "unknown caller"}, ${call.ended ? "ended" : call.state || "bot"}`);
+  tr.replaceChildren(
+    h("td", {}, h("span", { class: "caller-id" }, call.caller_id || "unknown"),
+      call.customer ? h("span", { class: "customer" }, call.customer) : null),
+    h("td", {}, h("span", { class: `badge ch-${call.channel}` }, channelName(call.channel))),
+    h("td", {}, call.dialled || h("span", { class: "muted" }, "–")),
+    h("td", { class: "num duration", dataset: { start: call.start || "" } }, durationOf(call)),
+    h("td", {}, stateBadge(call)),
+    h("td", {}, intentChips(call.intents)),
+    h("td", {}, frustrationBadge(call.frustration)),
+    h("td", { class: "num" }, latencyCell(call.last_latency_ms)),
+  );
+  $("calls-empty").hidden = state.live.size > 0;
+}
+
+function durationOf(call) {
+  if (!call.start) return "–";
+  const end = call.ended && call.endedAt ? call.endedAt : Date.now();
+  return fmtDuration((end - new Date(call.start).getTime()) / 1000);
+}
+
+function endCall(id, outcome) {
+  const call = state.live.get(id);
+  if (!call) return;
+  call.ended = true;
+  call.outcome = outcome;
+  call.endedAt = Date.now();
+  renderRow(id);
+  renderTiles();
+  setTimeout(() => {
+    const c = state.live.get(id);
+    if (c && c.ended) {
+      state.live.delete(id);
+      state.rows.get(id)?.remove();
+      state.rows.delete(id);
+      $("calls-empty").hidden = state.live.size > 0;
+      renderTiles();
+    }
+  }, ENDED_ROW_MS);
+}
+
+function replaceLive(calls) {
+  const keep = new Set(calls.map((c) => c.id));
+  for (const id of [...state.live.keys()]) {
+    if (!keep.has(id) && !state.live.get(id).ended) endCall(id, null);
+  }
+  for (const c of calls) upsertCall(c);
+  $("calls-empty").hidden = state.live.size > 0;
+}
+
+function renderTiles() {
+  const calls = [...state.live.values()].filter((c) => !c.ended);
+  const count = (pred) => calls.filter(pred).length;
+  $("t-calls").textContent = calls.length;
+  $("t-bot").textContent = count((c) => !c.state || c.state === "bot");
+  $("t-queued").textContent = count((c) => c.state === "queued");
+  $("t-agent").textContent = count((c) => c.state === "agent");
+  const hot = count((c) => c.frustration && (c.frustration.level === "frustrated" || levelOf(c.frustration.score) === "frustrated"));
+  $("t-frustrated").textContent = hot;
+  $("t-frustrated").parentElement.classList.toggle("on", hot > 0);
+  if (state.agents) {
+    const on = state.agents.filter((a) => a.state !== "offline");
+    $("t-available").textContent = state.agents.filter((a) => a.state === "available").length;
+    $("t-available-l").textContent = `agents available · ${on.length} of ${state.agents.length} logged in`;
+  }
+}
+
+// ---- queues and agents board --------------------------------------------------------------------------
+
+function setBoard(queues, agents) {
+  // Events carry the bodies of GET /api/queues and GET /api/agents, or their lists.
+  if (queues !== undefined) state.queues = Array.isArray(queues) ? queues : queues?.queues ?? null;
+  if (agents !== undefined) state.agents = Array.isArray(agents) ? agents : agents?.agents ?? null;
+  state.boardAt = performance.now();
+  renderBoard();
+  renderTiles();
+}
+
+function renderBoard() {
+  const since = (performance.now() - state.boardAt) / 1000;
+  const qbox = $("queues");
+  if (!state.queues || !state.queues.length) {
+    qbox.replaceChildren(h("p", { class: "empty" }, "No agent queue configured."));
+  } else {
+    qbox.replaceChildren(...state.queues.map((q) => {
+      const s = q.stats || {};
+      const waiting = q.waiting || [];
+      const longest = waiting.length ? Math.max(...waiting.map((w) => (w.waited_s || 0) + since)) : 0;
+      const sl = s.service_level;
+      return h("article", { class: "queue", "aria-label": `Queue ${q.name}` },
+        h("div", { class: "queue-head" }, h("h3", {}, q.name), h("span", { class: "muted small" }, q.strategy || "")),
+        h("div", { class: "stats" },
+          h("div", { class: "stat" + (waiting.length ? " warn" : "") }, h("b", {}, waiting.length), h("span", {}, "waiting")),
+          h("div", { class: "stat" }, h("b", {}, waiting.length ? fmtDuration(longest) : "–"), h("span", {}, "longest wait")),
+          h("div", { class: "stat" + (sl != null && sl < 0.8 ? " warn" : "") },
+            h("b", {}, sl == null ? "–" : `${Math.round(sl * 100)} %`),
+            h("span", { title: `answered within ${s.service_level_s ?? "?"} s` }, "service level")),
+          h("div", { class: "stat" + (s.abandoned ? " warn" : "") }, h("b", {}, s.abandoned ?? 0), h("span", {}, "abandoned"))),
+        waiting.length ? h("ol", { class: "waiting" }, waiting.map((w) => h("li", {},
+          h("span", { class: "pos" }, `#${w.position}`),
+          h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: () => openCall(w.call_id, "live") },
+            w.caller || "unknown"),
+          w.frustration ? frustrationBadge({ level: w.frustration }) : null,
+          h("span", { class: "wait" }, fmtDuration((w.waited_s || 0) + since)),
+        ))) : null);
+    }));
+  }
+  const abox = $("agents");
+  if (!state.agents || !state.agents.length) {
+    abox.replaceChildren(h("p", { class: "empty" }, "No agents configured."));
+    return;
+  }
+  const order = ["available", "ringing", "busy", "wrap_up", "paused", "offline"];
+  const names = { available: "Available", ringing: "Ringing", busy: "On a call", wrap_up: "Wrap-up", paused: "Paused", offline: "Offline" };
+  const groups = order.map((st) => [st, state.agents.filter((a) => a.state === st)]).filter(([, list]) => list.length);
+  abox.replaceChildren(...groups.map(([st, list]) => h("div", { class: "agent-group" },
+    h("h3", {}, `${names[st] || st} (${list.length})`),
+    h("div", {}, list.map((a) => h("span", {
+      class: `agent-chip ${st}`,
+      title: [a.name, a.pause_reason ? `paused: ${a.pause_reason}` : null, (a.calls || []).length ? `on ${a.calls.length} call(s)` : null]
+        .filter(Boolean).join(" · "),
+    }, a.name || a.id, a.in_state_s != null ? h("span", { class: "since" }, fmtDuration(a.in_state_s + since)) : null))))));
+}
+
+async function loadBoard() {
+  const [q, a] = await Promise.allSettled([api("/api/queues"), api("/api/agents")]);
+  setBoard(q.status === "fulfilled" ? q.value : null, a.status === "fulfilled" ? a.value : null);
+}
+
+// ---- alerts -------------------------------------------------------------------------------------------
+
+function addAlert(ev) {
+  const alert = { kind: ev.kind || "alert", message: ev.message || "Alert", callId: ev.call_id || null, ts: ev.ts ? ev.ts * 1000 : Date.now() };
+  state.alerts.unshift(alert);
+  state.alerts.length = Math.min(state.alerts.length, MAX_ALERTS);
+  renderAlerts();
+  toast(alert);
+}
+
+function alertOpen(alert) {
+  return alert.callId ? () => { showView("live"); openCall(alert.callId, "live"); } : undefined;
+}
+
+function renderAlerts() {
+  $("alerts").replaceChildren(...state.alerts.map((a) => h("li", {},
+    h("button", { type: "button", class: `alert-item ${a.kind}`, onclick: alertOpen(a), disabled: !a.callId && undefined },
+      h("span", { class: `icon ${a.kind}`, "aria-hidden": "true" }),
+      h("span", {}, a.message),
+      h("time", { datetime: new Date(a.ts).toISOString() }, fmtTime(new Date(a.ts).toISOString()))))));
+  $("alerts-empty").hidden = state.alerts.length > 0;
+}
+
+function toast(alert) {
+  const box = $("toasts");
+  const node = h("div", { class: `toast ${alert.kind}`, role: "alert" },
+    h("button", { type: "button", class: "open", onclick: () => { node.remove(); alertOpen(alert)?.(); } },
+      h("strong", {}, alert.kind === "wait" ? "Long wait" : "Frustrated caller"), h("br"), alert.message),
+    h("button", { type: "button", class: "x", "aria-label": "Dismiss", onclick: () => node.remove() }, "✕"));
+  box.prepend(node);
+  while (box.children.length > 3) box.lastElementChild.remove();
+  setTimeout(() => node.remove(), 9000);
+}
+
+// ---- one call: header, hand-off packet, transcript -----------------------------------------------------
+
+function turnKey(t) {
+  return t.id != null ? `id:${t.id}` : `${t.speaker}|${t.start}|${t.text}`;
+}
+
+async function openCall(id, mode) {
+  if (!id) return;
+  if (state.detail?.id !== id) stopListen();
+  state.detail = { id, mode, call: state.live.get(id) || { id }, turns: new Map(), buffer: [], ended: false, handoff: null };
+  for (const [rid, tr] of state.rows) tr.classList.toggle("selected", rid === id);
+  document.body.classList.add("has-detail");
+  $("detail").hidden = false;
+  const hash = `#${mode === "history" ? "history" : "live"}/call=${encodeURIComponent(id)}`;
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+  $("transcript").replaceChildren();
+  $("detail").classList.remove("failed");
+  $("detail-error").hidden = true;
+  $("handoff").hidden = true;
+  renderDetailHead();
+  $("detail-title").focus();
+  const detail = state.detail;
+  try {
+    let data;
+    if (mode === "live") {
+      try {
+        data = await api(`/api/live/${encodeURIComponent(id)}`);
+      } catch (e) {
+        if (e.status !== 404) throw e;
+        data = await api(`/api/calls/${encodeURIComponent(id)}`); // ended meanwhile: its record
+        detail.ended = true;
+      }
+    } else {
+      data = await api(`/api/calls/${encodeURIComponent(id)}`);
+      detail.ended = true;
+    }
+    if (state.detail !== detail) return;
+    const { turns = [], handoff = null, ...call } = data;
+    detail.call = { ...detail.call, ...call };
+    if (call.end) detail.ended = true;
+    renderDetailHead();
+    const packet = handoff || call.transfer?.packet || call.transfer?.handoff || null;
+    if (packet) renderHandoff(packet);
+    for (const t of turns) addTurn(t, false);
+    const buffered = detail.buffer;
+    detail.buffer = null; // events from now on go straight in
+    for (const ev of buffered) onCallEvent(ev);
+    $("transcript-empty").hidden = detail.turns.size > 0;
+  } catch (e) {
+    if (state.detail !== detail) return;
+    detail.buffer = null;
+    const msg = e.status === 403 ? "You are not allowed to open this call."
+      : e.status === 404 ? "There is no such call." : `This call cannot be shown: ${e.message}`;
+    showDetailError(msg);
+  }
+}
+
+function showDetailError(msg) {
+  $("detail").classList.add("failed");
+  $("detail-title").textContent = "Call";
+  $("detail-meta").textContent = state.detail ? state.detail.id : "";
+  const box = $("detail-error");
+  box.textContent = msg;
+  box.hidden = false;
+  $("transcript").replaceChildren();
+  $("transcript-empty").hidden = true;
+  $("handoff").hidden = true;
+}
+
+function closeDetail(refocus = true) {
+  stopListen();
+  const id = state.detail?.id;
+  state.detail = null;
+  $("detail").hidden = true;
+  document.body.classList.remove("has-detail");
+  for (const tr of state.rows.values()) tr.classList.remove("selected");
+  history.replaceState(null, "", location.hash.split("/")[0] || `#${currentView()}`);
+  const row = refocus && id && state.rows.get(id);
+  if (row) row.focus();
+}
+
+function renderDetailHead() {
+  const d = state.detail;
+  if (!d) return;
+  const live = d.mode === "live" ? state.live.get(d.id) : null;
+  const call = { ...d.call, ...(live || {}) };
+  $("detail-title").textContent = `Call from ${call.caller_id || "unknown caller"}`;
+  const parts = [channelName(call.channel)];
+  if (call.dialled) parts.push(`to ${call.dialled}`);
+  if (call.start) parts.push(`started ${fmtDateTime(call.start)}`);
+  if (call.end) parts.push(`lasted ${fmtDuration((new Date(call.end) - new Date(call.start)) / 1000)}`);
+  else if (call.start) parts.push(`${durationOf(call)} so far`);
+  $("detail-meta").textContent = parts.join(" · ");
+  $("detail-meta").dataset.start = call.end ? "" : call.start || "";
+  const ended = d.ended || call.ended || !!call.end;
+  const badges = [];
+  if (ended) {
+    badges.push(h("span", { class: `badge out-${call.outcome || "none"}` }, call.outcome ? `outcome: ${call.outcome}` : "ended"));
+    if (call.end_reason) badges.push(h("span", { class: "badge" }, call.end_reason.replaceAll("_", " ")));
+  } else {
+    badges.push(stateBadge(call));
+  }
+  if (call.agent_id && (ended || call.state !== "agent")) badges.push(h("span", { class: "badge state-agent" }, `agent ${call.agent_id}`));
+  if (call.customer) badges.push(h("span", { class: "badge" }, `customer: ${call.customer}`));
+  if (call.frustration) badges.push(frustrationBadge(call.frustration));
+  else if (call.frustration_max != null) badges.push(frustrationBadge({ score: call.frustration_max, explanation: "highest of the call" }));
+  $("detail-badges").replaceChildren(...badges);
+  // Listening needs a call in progress; whispering needs an agent on it.
+  const busy = !!state.listen;
+  $("listen-box").hidden = ended && !busy;
+  $("listen").disabled = ended || busy;
+  $("whisper").disabled = ended || busy || call.state !== "agent";
+  $("whisper").title = call.state === "agent" ? "Talk to the agent; the caller does not hear you" : "Possible once an agent has the call";
+}
+
+function renderHandoff(p) {
+  const f = p.frustration || {};
+  const intents = (list) => (list || []).map((t) => (typeof t === "string" ? t : t.intent + (t.outcome ? ` (${t.outcome})` : "")));
+  const customer = p.customer
+    ? `${p.customer.name || "customer " + p.customer.id} — ${p.customer.verified ? "verified" + (p.customer.verified_by ? " by " + p.customer.verified_by : "") : "not verified"}`
+    : "not identified";
+  const rows = [
+    ["Reason", p.reason_text || p.reason],
+    ["Queue", p.queue ? `${p.queue}${p.priority ? ` (priority ${p.priority})` : ""}` : null],
+    ["Customer", customer],
+    ["Done", intents(p.intents_done).join(", ") || "–"],
+    ["Pending", intents(p.intents_pending).join(", ") || "–"],
+    ["Details", Object.entries(p.slots || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ") || "–"],
+  ];
+  $("handoff-body").replaceChildren(
+    h("p", { class: "summary" }, p.summary || ""),
+    h("dl", {}, rows.filter(([, v]) => v != null).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+      h("dt", {}, "Frustration"),
+      h("dd", {}, frustrationBadge({ level: f.level, score: f.max, explanation: f.explanation }),
+        f.max != null ? ` max ${Number(f.max).toFixed(2)}` : "")),
+  );
+  $("handoff").hidden = false;
+}
+
+/** Words of a finalised turn as spans that fade in one after the other (CSS animation, delay per word). */
+function animatedWords(text) {
+  const words = text.split(/(\s+)/);
+  const count = words.filter((w) => w.trim()).length;
+  const step = Math.max(25, Math.min(90, Math.round(2200 / Math.max(1, count))));
+  const p = h("p", { class: "turn-text", style: `--step:${step}ms` });
+  let i = 0;
+  for (const w of words) {
+    if (!w.trim()) p.append(w);
+    else p.append(h("span", { class: "w", style: `--i:${i++}` }, w));
+  }
+  return p;
+}
+
+function addTurn(turn, animate) {
+  const d = state.detail;
+  if (!d) return;
+  const key = turnKey(turn);
+  const alt = `${turn.speaker}|${turn.start}|${turn.text}`;
+  // A turn fetched without its id and then seen again in an event with it is the same turn.
+  if (d.turns.has(key) || [...d.turns.values()].some((x) => x.alt === alt)) return;
+  const node = h("li", { class: `turn ${turn.speaker}`, dataset: { speaker: turn.speaker } });
+  const entry = { turn, node, alt };
+  d.turns.set(key, entry);
+  renderTurn(entry, animate);
+  // Keep the transcript in the order the turns were said.
+  const list = $("transcript");
+  const after = [...list.children].find((li) => li._turn && compareTurns(li._turn, turn) > 0);
+  node._turn = turn;
+  list.insertBefore(node, after || null);
+  $("transcript-empty").hidden = true;
+  if (animate) node.scrollIntoView({ block: "nearest", behavior: "smooth" });
+}
+
+function compareTurns(a, b) {
+  if (a.seq != null && b.seq != null) return a.seq - b.seq;
+  return String(a.start || "").localeCompare(String(b.start || ""));
+}
+
+const SPEAKERS = { caller: "Caller", bot: "Bot", agent: "Agent" };
+
+function renderTurn(entry, animate) {
+  const t = entry.turn;
+  const extra = t.extra || {};
+  const head = h("div", { class: "turn-head" },
+    h("span", { class: "who" }, SPEAKERS[t.speaker] || t.speaker),
+    t.speaker === "agent" && (extra.agent_id || state.detail?.call.agent_id) ? h("span", {}, extra.agent_id || state.detail.call.agent_id) : null,
+    h("time", { datetime: t.start || "" }, fmtTime(t.start)),
+    extra.kind && extra.kind !== "reply" && extra.kind !== "bridged" ? h("span", { class: "kind" }, extra.kind) : null,
+    extra.partial ? h("span", { class: "kind", title: "the caller hung up mid-sentence" }, "cut off") : null,
+    t.speaker === "bot" && t.latency_ms != null ? h("span", { class: "lat", title: "reply latency" }, fmtMs(t.latency_ms)) : null);
+  const text = t.text || (t.speaker === "bot" ? "(nothing said)" : "…");
+  const body = animate ? animatedWords(text) : h("p", { class: "turn-text" }, text);
+  const meta = h("div", { class: "turn-meta" });
+  const parts = [head, body];
+  entry.node.classList.remove("lvl-annoyed", "lvl-frustrated");
+  if (t.speaker === "caller") {
+    for (const i of t.intents || []) {
+      meta.append(h("span", { class: "chip intent", title: i.confidence != null ? `confidence ${i.confidence}` : null },
+        i.name, i.confidence != null ? h("span", { class: "conf" }, Number(i.confidence).toFixed(2)) : null));
+    }
+    for (const e of extra.entities || []) {
+      const value = typeof e.value === "object" ? JSON.stringify(e.value) : e.value;
+      meta.append(h("span", { class: "chip entity", title: e.text ? `heard as "${e.text}"` : null }, `${e.type}: ${value}`));
+    }
+    const s = extra.signals;
+    if (s && (s.frustration != null || s.frustration_level)) {
+      const level = s.frustration_level || levelOf(s.frustration);
+      meta.append(frustrationBadge({ level, score: s.frustration, trend: s.frustration_trend, explanation: s.frustration_explanation }));
+      if (level === "annoyed" || level === "frustrated") entry.node.classList.add(`lvl-${level}`);
+    }
+  }
+  if (t.speaker === "bot" && extra.trace) {
+    const panelId = `trace-${Math.random().toString(36).slice(2, 9)}`;
+    const panel = renderTrace(extra.trace, extra.stages);
+    panel.id = panelId;
+    panel.hidden = true;
+    const toggle = h("button", { type: "button", class: "btn btn-small why", "aria-expanded": "false", "aria-controls": panelId },
+      "why?");
+    toggle.addEventListener("click", () => {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      panel.hidden = !open;
+    });
+    meta.append(toggle);
+    parts.push(meta, panel);
+  } else if (meta.childNodes.length) {
+    parts.push(meta);
+  }
+  entry.node.replaceChildren(...parts);
+}
+
+function renderTrace(trace, stages) {
+  const rows = [];
+  const nlu = trace.nlu;
+  if (nlu && nlu.scores) {
+    const top = Object.entries(nlu.scores).sort((a, b) => b[1] - a[1]).slice(0, 5);
+    rows.push(["NLU scores", h("div", { class: "scores" }, top.map(([name, v]) => [
+      h("span", {}, name), h("span", { class: "bar", "aria-hidden": "true" }, h("i", { style: `width:${Math.round(v * 100)}%` })),
+      h("span", { class: "v" }, Number(v).toFixed(2))]))]);
+    if (nlu.segments?.length > 1) rows.push(["Clauses", nlu.segments.map((s) => `“${s}”`).join(" · ")]);
+    if (nlu.negated?.length) rows.push(["Negated", nlu.negated.join(", ")]);
+    if (nlu.normalized) rows.push(["Heard as", nlu.normalized]);
+  }
+  if (trace.steps?.length) rows.push(["Steps", h("ol", {}, trace.steps.map((s) => h("li", {}, typeof s === "string" ? s : JSON.stringify(s))))]);
+  if (trace.expect) rows.push(["Expects", trace.expect + (trace.expect_slot ? ` (${trace.expect_slot})` : "")]);
+  if (trace.verified != null) rows.push(["Verified", trace.verified ? "yes" : "no"]);
+  if (trace.style && trace.style !== "default") rows.push(["Style", trace.style]);
+  if (trace.frustration) rows.push(["Frustration", `${trace.frustration}${trace.frustration_explanation ? ` — ${trace.frustration_explanation}` : ""}`]);
+  if (trace.handoff_reason) rows.push(["Hand-off", trace.handoff_reason]);
+  if (trace.rule) rows.push(["Rule", trace.rule]);
+  if (stages) {
+    rows.push(["Timing", Object.entries(stages).map(([k, v]) => `${k.replace(/_ms$/, "")} ${fmtMs(v)}`).join(", ")]);
+  }
+  return h("div", { class: "trace" }, h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+}
+
+function updateTurn(turnId, fields) {
+  const d = state.detail;
+  const entry = d && d.turns.get(`id:${turnId}`);
+  if (!entry) return;
+  const { extra, ...rest } = fields || {};
+  entry.turn = { ...entry.turn, ...rest, extra: { ...(entry.turn.extra || {}), ...(extra || {}) } };
+  entry.node._turn = entry.turn;
+  renderTurn(entry, false);
+}
+
+/** An event about the open call (buffered while its stored turns are being fetched). */
+function onCallEvent(ev) {
+  const d = state.detail;
+  if (!d || ev.call_id !== d.id) return;
+  if (d.buffer) { d.buffer.push(ev); return; }
+  switch (ev.type) {
+    case "turn": addTurn(ev.turn, true); break;
+    case "turn.updated": updateTurn(ev.turn_id, ev.fields); break;
+    case "handoff": renderHandoff(ev.packet || {}); break;
+    case "call.ended":
+      d.ended = true;
+      d.call = { ...d.call, outcome: ev.outcome, end_reason: ev.end_reason, end: ev.end || new Date().toISOString() };
+      stopListen();
+      renderDetailHead();
+      break;
+    default: break; // call.updated / call.state: handleEvent re-renders the header
+  }
+}
+
+// ---- listen in / whisper (LISTEN's API: POST /api/live/{id}/listen with a WebRTC offer) ---------------
+
+function listenStatus(text, on = false) {
+  $("listen-status").textContent = text;
+  $("listen-box").classList.toggle("on", on);
+}
+
+async function startListen(whisper) {
+  const d = state.detail;
+  if (!d || state.listen) return;
+  const callId = d.id;
+  let pc = null;
+  let stream = null;
+  try {
+    pc = new RTCPeerConnection();
+    if (whisper) {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
+    } else {
+      pc.addTransceiver("audio", { direction: "recvonly" });
+    }
+    state.listen = { pc, pcId: null, callId, stream, whisper };
+    renderDetailHead();
+    $("listen-stop").hidden = false;
+    listenStatus("connecting…");
+    pc.ontrack = (e) => { $("listen-audio").srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.onconnectionstatechange = () => {
+      if (state.listen?.pc !== pc) return;
+      if (pc.connectionState === "connected") listenStatus(whisper ? "whispering to the agent · you hear the call" : "listening", true);
+      else if (pc.connectionState === "failed" || pc.connectionState === "closed") stopListen("the connection dropped");
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    const answer = await api(`/api/live/${encodeURIComponent(callId)}/listen`, {
+      method: "POST", body: { sdp: pc.localDescription.sdp, type: "offer", whisper },
+    });
+    if (state.listen?.pc !== pc) return; // stopped meanwhile
+    state.listen.pcId = answer.pc_id || null;
+    await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type || "answer" });
+  } catch (e) {
+    const why = e instanceof ApiError ? e.message : e.name === "NotAllowedError" ? "the microphone was not allowed" : e.message;
+    if (state.listen?.pc === pc || !state.listen) stopListen(`Cannot ${whisper ? "whisper" : "listen"}: ${why}`);
+    else { pc?.close(); stream?.getTracks().forEach((t) => t.stop()); }
+  }
+}
+
+function iceGathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 2000); // LAN candidates come at once; do not wait on unreachable STUN
+  });
+}
+
+function stopListen(message = "") {
+  const l = state.listen;
+  state.listen = null;
+  if (l) {
+    l.pc.close();
+    l.stream?.getTracks().forEach((t) => t.stop());
+    $("listen-audio").srcObject = null;
+    if (l.pcId) {
+      fetch(`/api/live/${encodeURIComponent(l.callId)}/listen/${encodeURIComponent(l.pcId)}`, {
+        method: "DELETE", credentials: "same-origin",
+      }).catch(() => {});
+    }
+  }
+  $("listen-stop").hidden = true;
+  listenStatus(message);
+  $("listen-status").classList.toggle("error-text", !!message);
+  if (state.detail) renderDetailHead();
+}
+
+// ---- websocket: live events with reconnect ------------------------------------------------------------
+
+function setConn(kind, text) {
+  document.body.dataset.conn = kind;
+  $("conn-text").textContent = text;
+}
+
+function connect() {
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/events`;
+  setConn(state.wsConnectedOnce ? "reconnecting" : "connecting", state.wsConnectedOnce ? "reconnecting…" : "connecting…");
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  ws.onmessage = (msg) => {
+    let ev;
+    try { ev = JSON.parse(msg.data); } catch { return; }
+    handleEvent(ev);
+  };
+  ws.onopen = () => {
+    const again = state.wsConnectedOnce;
+    state.wsConnectedOnce = true;
+    state.wsAttempt = 0;
+    setConn("live", "live");
+    if (again) resync();
+  };
+  ws.onclose = (e) => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    if (e.code === 4401) { location.assign(loginUrl()); return; }
+    if (e.code === 4403) { setConn("offline", "not allowed"); return; }
+    // Exponential backoff with jitter: 1, 2, 4 … 30 s.
+    const delay = Math.min(30, 2 ** state.wsAttempt) * (0.75 + Math.random() * 0.5);
+    state.wsAttempt += 1;
+    const until = Date.now() + delay * 1000;
+    setConn("reconnecting", `offline — retrying in ${Math.ceil(delay)} s`);
+    const countdown = setInterval(() => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left > 0 && !state.ws) setConn("reconnecting", `offline — retrying in ${left} s`);
+    }, 1000);
+    setTimeout(() => { clearInterval(countdown); connect(); }, delay * 1000);
+  };
+}
+
+/** After a reconnect: what happened while the socket was down. */
+async function resync() {
+  try {
+    const data = await api("/api/live");
+    replaceLive(data.calls || []);
+  } catch { /* the hello snapshot covers it */ }
+  loadBoard().catch(() => {});
+  const d = state.detail;
+  if (d && d.mode === "live" && !d.ended) openCall(d.id, "live");
+}
+
+function handleEvent(ev) {
+  switch (ev.type) {
+    case "hello":
+      replaceLive(ev.calls || []);
+      if ("queues" in ev || "agents" in ev) setBoard(ev.queues, ev.agents);
+      break;
+    case "call.started":
+      upsertCall({ state: "bot", intents: [], frustration: null, ...(ev.call || {}), id: ev.call_id || ev.call?.id });
+      break;
+    case "call.updated":
+      upsertCall({ ...(ev.call || {}), id: ev.call_id || ev.call?.id });
+      break;
+    case "call.state": {
+      const c = state.live.get(ev.call_id);
+      if (c) upsertCall({ id: ev.call_id, state: ev.state, queue: ev.queue ?? c.queue, agent_id: ev.agent_id ?? c.agent_id });
+      break;
+    }
+    case "turn": {
+      const c = state.live.get(ev.call_id);
+      if (c && ev.turn?.speaker === "bot" && ev.turn.latency_ms != null) upsertCall({ id: ev.call_id, last_latency_ms: ev.turn.latency_ms });
+      break;
+    }
+    case "call.ended":
+      endCall(ev.call_id, ev.outcome);
+      break;
+    case "queue":
+      setBoard(ev.queues, ev.agents);
+      break;
+    case "alert":
+      addAlert(ev);
+      break;
+    case "dropped": // the server dropped events this page was too slow for: read the state again
+      resync();
+      break;
+    default:
+      break;
+  }
+  if (ev.call_id) {
+    onCallEvent(ev);
+    if (state.detail?.id === ev.call_id && ev.type !== "turn") renderDetailHead();
+  }
+}
+
+// ---- history: search, results, plots ------------------------------------------------------------------
+
+function dayBound(value, end) {
+  // The date inputs are local days; the API gets UTC instants (end: the start of the next day).
+  if (!value) return null;
+  const d = new Date(`${value}T00:00:00`);
+  if (end) d.setDate(d.getDate() + 1);
+  return d.toISOString();
+}
+
+function searchParams() {
+  const form = new FormData($("search"));
+  const params = new URLSearchParams();
+  for (const key of ["q", "number", "intent", "outcome", "min_frustration"]) {
+    const v = String(form.get(key) || "").trim();
+    if (v) params.set(key, v);
+  }
+  const since = dayBound(form.get("since"), false);
+  const until = dayBound(form.get("until"), true);
+  if (since) params.set("since", since);
+  if (until) params.set("until", until);
+  return params;
+}
+
+async function search(offset = 0) {
+  const params = searchParams();
+  const request = state.history.request + 1; // a newer search wins over one still on its way
+  state.history = { params, offset, request };
+  const page = new URLSearchParams(params);
+  page.set("limit", String(PAGE));
+  page.set("offset", String(offset));
+  $("results-note").textContent = "searching…";
+  let rows;
+  let total = null;
+  try {
+    const { data, headers } = await api(`/api/calls?${page}`, { withHeaders: true });
+    rows = Array.isArray(data) ? data : data.calls || data.items || [];
+    total = Number(headers.get("X-Total-Count") ?? (Array.isArray(data) ? NaN : data.total));
+  } catch (e) {
+    if (request === state.history.request) $("results-note").textContent = `Search failed: ${e.message}`;
+    return;
+  }
+  if (request !== state.history.request) return;
+  const body = $("results").tBodies[0];
+  if (offset === 0) body.replaceChildren();
+  for (const r of rows) body.append(resultRow(r));
+  const shown = body.rows.length;
+  const all = Number.isFinite(total) ? total : null;
+  $("results-note").textContent = !shown ? "No calls match."
+    : all != null && all > shown ? `${shown} of ${all} calls` : `${shown} call${shown === 1 ? "" : "s"}`;
+  $("more").hidden = all != null ? shown >= all : rows.length < PAGE;
+  const names = new Set([...$("intent-list").options].map((o) => o.value));
+  for (const r of rows) for (const n of r.intents || []) names.add(typeof n === "string" ? n : n.name);
+  $("intent-list").replaceChildren(...[...names].sort().map((n) => h("option", { value: n })));
+  if (offset === 0) loadStats(params);
+}
+
+function resultRow(r) {
+  const duration = r.duration_s != null ? r.duration_s : r.end && r.start ? (new Date(r.end) - new Date(r.start)) / 1000 : null;
+  const open = () => openCall(r.id, "history");
+  return h("tr", {
+    tabindex: "0", dataset: { callId: r.id }, onclick: open,
+    onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } },
+  },
+  h("td", { class: "nowrap" }, fmtDateTime(r.start)),
+  h("td", {}, h("span", { class: "caller-id" }, r.caller_id || "unknown")),
+  h("td", {}, h("span", { class: `badge ch-${r.channel}` }, channelName(r.channel))),
+  h("td", {}, r.dialled || "–"),
+  h("td", { class: "num" }, duration == null ? (r.end ? "–" : "live") : fmtDuration(duration)),
+  h("td", {}, intentChips(r.intents)),
+  h("td", {}, r.outcome ? h("span", { class: `badge out-${r.outcome}` }, r.outcome) : h("span", { class: "muted" }, r.end ? "–" : "in progress")),
+  h("td", {}, r.frustration_max != null ? frustrationBadge({ score: r.frustration_max, explanation: `highest score in the call: ${Number(r.frustration_max).toFixed(2)}` }) : h("span", { class: "muted" }, "–")),
+  h("td", {}, r.agent_id || "–"));
+}
+
+function hourLabel(hour) {
+  if (typeof hour === "number") return { short: pad2(hour), long: `${pad2(hour)}:00` };
+  const d = new Date(hour);
+  if (Number.isNaN(d.getTime())) return { short: String(hour), long: String(hour) };
+  return { short: pad2(d.getHours()), long: d.toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" }) };
+}
+
+async function loadStats(params) {
+  const q = new URLSearchParams();
+  for (const k of ["since", "until"]) if (params.get(k)) q.set(k, params.get(k));
+  $("charts-range").textContent = "";
+  let s;
+  try {
+    s = await api(`/api/stats${q.size ? `?${q}` : ""}`);
+  } catch (e) {
+    for (const id of ["chart-hours", "chart-outcomes", "chart-latency", "chart-frustration"]) {
+      $(id).replaceChildren(h("p", { class: "nodata" }, `No statistics: ${e.message}`));
+    }
+    return;
+  }
+  $("charts-range").textContent = s.since && s.until ? `${fmtDateTime(s.since)} – ${fmtDateTime(s.until)}` : "";
+  const hours = (s.calls_per_hour || []).map((x) => {
+    const l = hourLabel(x.hour);
+    return { label: l.short, value: x.calls, title: `${l.long}: ${x.calls} call${x.calls === 1 ? "" : "s"}` };
+  });
+  barChart($("chart-hours"), hours, { label: `Calls per hour: ${hours.reduce((a, b) => a + b.value, 0)} calls in ${hours.length} hours` });
+  const o = s.outcomes || {};
+  const colours = { resolved: "#1f9d4c", handoff: "#1a6fc9", abandoned: "#c92a2a", unresolved: "#e69b00" };
+  const parts = [
+    { label: "resolved by the bot", value: o.resolved || 0, color: colours.resolved },
+    { label: "handed off", value: o.handoff || 0, color: colours.handoff },
+    { label: "abandoned", value: o.abandoned || 0, color: colours.abandoned },
+    { label: "unresolved", value: o.unresolved || 0, color: colours.unresolved },
+  ];
+  const other = Object.entries(o).filter(([k]) => !(k in colours)).reduce((a, [, v]) => a + v, 0);
+  if (other) parts.push({ label: o.in_progress === other ? "in progress" : "other", value: other, color: "#8a93a3" });
+  const total = parts.reduce((a, p) => a + p.value, 0);
+  donut($("chart-outcomes"), parts, {
+    label: `Outcomes: ${parts.map((p) => `${p.label} ${p.value}`).join(", ")} of ${total}`, centreLabel: "by the bot",
+  });
+  const lat = s.latency_ms || {};
+  histogram($("chart-latency"), lat.histogram || [], {
+    label: `Reply latency: median ${fmtMs(lat.p50)}, 95th percentile ${fmtMs(lat.p95)}`, markers: { p50: lat.p50, p95: lat.p95 },
+  });
+  // One point per hour of the range (gaps where no caller was scored), aligned with the calls per hour.
+  const scored = new Map((s.frustration_by_hour || []).map((x) => [String(x.hour), x]));
+  const axis = (s.calls_per_hour || []).length ? s.calls_per_hour.map((x) => x.hour) : [...scored.keys()];
+  const fr = axis.map((hour) => {
+    const x = scored.get(String(hour));
+    return { label: hourLabel(hour).short, mean: x ? x.mean : null, max: x ? x.max : null };
+  });
+  lineChart($("chart-frustration"), fr, {
+    label: "Frustration per hour, mean and maximum score", thresholds: [{ value: ANNOYED, label: "annoyed" }, { value: FRUSTRATED, label: "frustrated" }],
+  });
+}
+
+// ---- views and keyboard -------------------------------------------------------------------------------
+
+function currentView() {
+  return document.body.dataset.view || "live";
+}
+
+function showView(view) {
+  if (state.detail && state.detail.mode !== view) closeDetail(false);
+  document.body.dataset.view = view;
+  $("view-live").hidden = view !== "live";
+  $("view-history").hidden = view !== "history";
+  for (const v of ["live", "history"]) {
+    const tab = $(`tab-${v}`);
+    if (v === view) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  if (view === "history" && !state.history.params) search(0);
+}
+
+function route() {
+  const [view, rest] = location.hash.replace(/^#/, "").split("/");
+  showView(view === "history" ? "history" : "live");
+  const m = /^call=(.+)$/.exec(rest || "");
+  if (m) {
+    const id = decodeURIComponent(m[1]);
+    if (state.detail?.id !== id) openCall(id, view === "history" ? "history" : "live");
+  }
+}
+
+function tick() {
+  for (const [id, tr] of state.rows) {
+    const call = state.live.get(id);
+    const cell = tr.querySelector(".duration");
+    if (call && cell && !call.ended) cell.textContent = durationOf(call);
+  }
+  const d = state.detail;
+  if (d && !d.ended && $("detail-meta").dataset.start) renderDetailHead();
+  if (state.queues?.some((q) => (q.waiting || []).length) || state.agents?.length) renderBoard();
+}
+
+function wire() {
+  $("logout").addEventListener("click", logout);
+  $("detail-close").addEventListener("click", closeDetail);
+  $("listen").addEventListener("click", () => startListen(false));
+  $("whisper").addEventListener("click", () => startListen(true));
+  $("listen-stop").addEventListener("click", () => stopListen());
+  $("alerts-clear").addEventListener("click", () => { state.alerts = []; renderAlerts(); });
+  $("search").addEventListener("submit", (e) => { e.preventDefault(); search(0); });
+  $("search").addEventListener("reset", () => setTimeout(() => search(0), 0));
+  $("more").addEventListener("click", () => search(state.history.offset + PAGE));
+  window.addEventListener("hashchange", route);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && state.detail && !e.defaultPrevented) closeDetail();
+  });
+}
+
+async function main() {
+  wire();
+  try {
+    await loadMe();
+  } catch (e) {
+    if (e.status !== 401) setConn("offline", `cannot load the user: ${e.message}`);
+    return;
+  }
+  route();
+  connect();
+  loadBoard().catch(() => {});
+  setInterval(tick, 1000);
+}
+
+main();
