@@ -184,7 +184,7 @@ def test_call_store_writes_reach_the_registry_and_the_call_row(tmp_path):
         bus.bind()
         store = CallStore.from_url(f"sqlite:///{tmp_path / 'calls.db'}")
         store.events = bus
-        live = LiveCalls(bus, on_agent=lambda call_id, agent_id: store.set_agent(call_id, agent_id))
+        live = LiveCalls(bus)
         live.attach()
         await store.arun("open_call", "c9", "webrtc", None)
         now = datetime.now(UTC)
@@ -208,4 +208,4 @@ def test_call_store_writes_reach_the_registry_and_the_call_row(tmp_path):
     assert summary["last_latency_ms"] == 640.0 and summary["frustration"]["level"] == "annoyed"
     assert live.get("c9") is None
     assert record["intents"] == ["order_status"] and record["frustration_max"] == 0.42
-    assert record["agent_id"] == "alice"
+    assert live.agent_of("c9") == "alice"

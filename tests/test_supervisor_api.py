@@ -173,8 +173,11 @@ def test_agents_get_only_their_own_calls(server: Server, sup: dict[str, str]) ->
             connect(server.ws_url, additional_headers=sup) as sup_ws:
         assert recv(agent_ws)[0]["calls"] == []  # nothing handed to alice yet
         assert {"mine", "theirs"} <= {c["id"] for c in recv(sup_ws)[0]["calls"]}
+        # What the agent queue does when an agent takes a call (voicebot.transfer).
         server.events.publish("call.state", call_id="mine", state="agent", agent_id="alice")
+        server.store.set_agent("mine", "alice")
         server.events.publish("call.state", call_id="theirs", state="agent", agent_id="bob")
+        server.store.set_agent("theirs", "bob")
         now = datetime.now(UTC)
         server.store.add_turn("theirs", "agent", "Bob here", now)
         server.store.add_turn("mine", "agent", "Alice here", now)

@@ -79,8 +79,7 @@ def _level_rank(level: Any) -> int:
 class LiveCalls:
     """Registry of the calls in progress, fed by the bus; see the module docstring.
 
-    ``on_agent(call_id, agent_id)`` (optional) is told when an agent takes a call, e.g. to store it on the
-    call record. ``clock`` gives epoch seconds (events' ``ts`` use the same clock).
+    ``clock`` gives epoch seconds (events' ``ts`` use the same clock).
     """
 
     def __init__(
@@ -88,12 +87,10 @@ class LiveCalls:
         bus: EventBus,
         config: SupervisorConfig | None = None,
         *,
-        on_agent: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.bus = bus
         self.config = config or SupervisorConfig()
-        self.on_agent = on_agent
         self.clock = clock
         self.calls: dict[str, LiveCall] = {}
         self.queues: list[dict[str, Any]] | None = None  # the last `queue` event's snapshot
@@ -255,11 +252,6 @@ class LiveCalls:
                 self._agent_of[call.id] = agent_id
                 while len(self._agent_of) > REMEMBER_AGENTS:
                     self._agent_of.popitem(last=False)
-                if self.on_agent is not None:
-                    try:
-                        self.on_agent(call.id, agent_id)
-                    except Exception:
-                        log.exception("live calls: on_agent failed for %s", call.id)
 
     def _on_queue(self, event: Event) -> None:
         queues, agents = event.get("queues"), event.get("agents")

@@ -39,12 +39,8 @@ DEFAULT_STATS_HOURS = 24
 
 
 def live_calls(runtime: Runtime) -> LiveCalls:
-    """The registry of live calls of a server: listens to ``runtime.events``; notes agents on call records."""
-
-    def on_agent(call_id: str, agent_id: str) -> None:
-        asyncio.ensure_future(runtime.store.arun("set_agent", call_id, agent_id))
-
-    live = LiveCalls(runtime.events, getattr(runtime.settings, "supervisor", None), on_agent=on_agent)
+    """The registry of live calls of a server, listening to ``runtime.events``."""
+    live = LiveCalls(runtime.events, getattr(runtime.settings, "supervisor", None))
     live.attach()
     return live
 
