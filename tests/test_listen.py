@@ -128,6 +128,33 @@ def test_removing_a_listener_keeps_the_others() -> None:
     assert set(samples(b.read())) == {9} and a.ended and not b.ended
 
 
+# --- the tap in the call pipeline --------------------------------------------------------------------------
+def test_the_bot_tap_passes_on_the_bots_speech_resampled_and_nothing_else() -> None:
+    from pipecat.frames.frames import InputAudioRawFrame, OutputAudioRawFrame, TTSAudioRawFrame
+    from pipecat.tests.utils import run_test
+
+    from voicebot.pipeline.monitor import MonitorTap
+
+    m = Monitors()
+    m.begin("c")
+    listener = m.listen("c")
+    speech = np.full(22050 * 3 // 20, 1000, dtype="<i2").tobytes()  # 0.15 s at Piper's rate (within the buffer)
+    other = np.full(24000 // 25, 9000, dtype="<i2").tobytes()  # 40 ms not of the bot: e.g. what a queue plays
+    frames = [TTSAudioRawFrame(audio=speech[i : i + 882], sample_rate=22050, num_channels=1)
+              for i in range(0, len(speech), 882)]
+    frames.insert(2, OutputAudioRawFrame(audio=other, sample_rate=24000, num_channels=1))
+    frames.append(InputAudioRawFrame(audio=other, sample_rate=24000, num_channels=1))
+    down, _ = asyncio.run(run_test(MonitorTap("c", "bot", monitors=m), frames_to_send=frames))
+    assert sorted(id(f) for f in down) == sorted(id(f) for f in frames)  # every frame passes on (a system frame
+    # may overtake the others)
+    heard = []
+    while (pcm := listener.read()) != bytes(FRAME_BYTES):
+        heard.append(samples(pcm))
+    assert 5 <= len(heard) <= 7  # 0.15 s at 16 kHz, less the resampler's delay
+    assert np.median(np.concatenate(heard)) == pytest.approx(1000, abs=20)
+    assert max(int(np.abs(h).max()) for h in heard) < 2000  # nothing of the 9000-level frames
+
+
 # --- the API, in process -------------------------------------------------------------------------------------
 class FakeRtp:
     """What a Bridge writes to: the audio a leg would send to its peer."""

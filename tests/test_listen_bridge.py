@@ -1,5 +1,6 @@
-"""Whisper on a real bridged call: a SIP caller (our user agent) asks the bot for a human, the queue rings an
-agent whose phone is an aiortc client on the agent API, and a supervisor listens in with ``whisper``. The
+"""Whisper on a real bridged call: a caller (over SIP with our user agent, or a browser over WebRTC with aiortc)
+asks the bot for a human, the queue rings an agent whose phone is an aiortc client on the agent API, and a
+supervisor listens in with ``whisper``. The
 supervisor's microphone (a 1 kHz tone) reaches the agent and not the caller; the supervisor hears the agent
 (a 3 kHz tone); before the bridge the whisper is refused with 409."""
 
@@ -66,6 +67,69 @@ class Phone:
         await self.pc.close()
 
 
+class SipCaller:
+    """The caller as a SIP phone (our user agent); ``heard``: 16 kHz 20 ms frames."""
+
+    def __init__(self, bot_port: int):
+        self.bot_port = bot_port
+        self.heard: list[bytes] = []
+        self.ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39850,
+                                      rtp_port_max=39899))
+        self.leg: Any = None
+
+    async def dial(self, base_url: str) -> str:
+        await self.ua.start()
+        self.leg = await self.ua.dial(f"sip:bot@127.0.0.1:{self.bot_port}", caller="5550142")
+        self.leg.on_audio = self.heard.append
+        return str(self.leg.call_id)
+
+    async def say(self, pcm16k: bytes) -> None:
+        for i in range(0, len(pcm16k), 640):
+            await self.leg.write_audio(pcm16k[i : i + 640])
+
+    async def hangup(self) -> None:
+        if self.leg is not None:
+            await self.leg.hangup()
+
+    async def close(self) -> None:
+        await self.ua.stop()
+
+
+class BrowserCaller:
+    """The caller as a browser (aiortc on ``/api/offer``), speaking through a queue of 20 ms frames."""
+
+    def __init__(self) -> None:
+        self.heard: list[bytes] = []
+        self._say: list[bytes] = []
+        self.pc = RTCPeerConnection()
+        self.pc.addTransceiver(PacedAudioTrack(lambda: self._say.pop(0) if self._say else b""), direction="sendrecv")
+        self.reader: asyncio.Task[None] | None = None
+
+        @self.pc.on("track")
+        def on_track(track: Any) -> None:
+            self.reader = asyncio.ensure_future(read_track(track, self.heard.append))
+
+    async def dial(self, base_url: str) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            res = await http.post("/api/offer", json={"sdp": self.pc.localDescription.sdp, "type": "offer"})
+        assert res.status_code == 200, res.text
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=res.json()["sdp"], type=res.json()["type"]))
+        return str(res.json()["pc_id"])
+
+    async def say(self, pcm16k: bytes) -> None:
+        self._say.extend(pcm16k[i : i + 640] for i in range(0, len(pcm16k), 640))
+        await until(lambda: not self._say, 30, "the caller's sentence to be sent")
+
+    async def hangup(self) -> None:
+        await self.pc.close()
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        await self.pc.close()
+
+
 async def until(predicate: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -79,7 +143,8 @@ def loud(pcm: bytes) -> bool:
     return bool(x.size) and float(np.sqrt(np.mean(x**2))) > 300
 
 
-def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path: Path) -> None:
+@pytest.mark.parametrize("channel", ["sip", "webrtc"])
+def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path: Path, channel: str) -> None:
     port = sip_port()
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
@@ -99,9 +164,8 @@ def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path
 
         async def run() -> dict[str, Any]:
             agent, sup = Phone(AGENT_HZ), Phone(SUPERVISOR_HZ)
-            ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39850,
-                                     rtp_port_max=39899))
-            caller_heard: list[bytes] = []
+            caller: SipCaller | BrowserCaller = SipCaller(port) if channel == "sip" else BrowserCaller()
+            caller_heard = caller.heard
             refused: list[int] = []
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
                 res = await http.post("/api/agents/alice/phone", json=await agent.offer(), headers=agent_auth)
@@ -115,16 +179,13 @@ def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path
                         await asyncio.sleep(0.1)
 
                 answering = asyncio.ensure_future(pick_up())
-                await ua.start()
                 try:
-                    leg = await ua.dial(f"sip:bot@127.0.0.1:{port}", caller="5550142")
-                    leg.on_audio = caller_heard.append
-                    url = f"/api/live/{urllib.parse.quote(leg.call_id, safe='')}/listen"
+                    call_id = await caller.dial(server.url)
+                    url = f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen"  # browser call ids hold a '#'
                     # The greeting, then the request for a human once it is over.
                     await until(lambda: any(loud(p) for p in caller_heard), 30, "the greeting")
                     await until(lambda: not any(loud(p) for p in caller_heard[-40:]), 30, "the end of the greeting")
-                    for i in range(0, len(request), 640):
-                        await leg.write_audio(request[i : i + 640])
+                    await caller.say(request)
                     # Whisper is refused until the agent is bridged, then answered.
                     deadline = time.monotonic() + 60
                     while time.monotonic() < deadline:
@@ -141,11 +202,11 @@ def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path
                     await until(lambda: agent.tone_frames(SUPERVISOR_HZ, last=100) > 40, 20, "the agent hearing the whisper")
                     await until(lambda: sup.tone_frames(AGENT_HZ, last=100) > 40, 20, "the supervisor hearing the agent")
                     caller_during = len(caller_heard) - bridged_at
-                    await leg.hangup()
+                    await caller.hangup()
                     await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30, "the listener to close")
                 finally:
                     answering.cancel()
-                    await ua.stop()
+                    await caller.close()
                     await agent.close()
                     await sup.close()
             return {"refused": refused, "caller_heard": caller_heard[bridged_at:], "caller_during": caller_during,
