@@ -289,3 +289,29 @@ def test_stats_count_the_window(server: Server, sup: dict[str, str], history: di
     assert next_day["latency_ms"]["p50"] == 300.0
     bad = httpx.get(server.url + "/api/stats", params={"since": "2026-03-04", "until": "2026-03-03"}, headers=sup)
     assert bad.status_code == 400
+
+
+def test_hello_carries_the_queue_board_of_the_agent_queue(tmp_path) -> None:
+    """With the agent queue configured, the snapshot holds its queues and agents (the body of /api/queues)."""
+    from fastapi.testclient import TestClient
+
+    from voicebot.transfer import TransferService
+
+    settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"}],  # type: ignore[list-item]
+                        queues=[{"name": "general"}])  # type: ignore[list-item]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    events = EventBus()
+    runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
+    add_user(engine, "sup", "supervisor")
+    with TestClient(create_app(runtime, service)) as client:  # type: ignore[arg-type]
+        headers = login(client, "sup")
+        with client.websocket_connect("/ws/events", headers=headers) as ws:
+            hello = ws.receive_json()
+        assert [q["name"] for q in hello["queues"]] == ["general"]
+        assert [(a["id"], a["state"]) for a in hello["agents"]] == [("alice", "offline")]
+        add_user(engine, "alice", "agent")
+        with client.websocket_connect("/ws/events", headers=login(client, "alice")) as ws:
+            assert ws.receive_json()["queues"] == []  # the board is for supervisors
+    runtime.store.close()
