@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from auth_helpers import add_user, login
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from telephony.queue.live import TransferResult
 from voicebot.config import Settings
+from voicebot.events import EventBus
 from voicebot.server.app import create_app
 from voicebot.transfer import TransferService
 
@@ -37,8 +39,12 @@ def service(tmp_path: Path) -> TransferService:
 
 @pytest.fixture()
 def client(service: TransferService) -> Iterator[TestClient]:
-    runtime = SimpleNamespace(settings=service.settings)  # the routes under test never touch the bot
+    # The routes under test never touch the bot: the runtime only lends the database (users) and the bus.
+    runtime = SimpleNamespace(settings=service.settings, events=EventBus(),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=service.records.engine)))
+    add_user(service.records.engine, "sup", "supervisor")
     with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        c.headers.update(login(c, "sup"))
         yield c
 
 
@@ -122,9 +128,13 @@ def test_agent_page_is_served_offline(client: TestClient) -> None:
 
 
 def test_without_queues_the_api_says_how_to_configure_them(tmp_path: Path) -> None:
-    runtime: Any = SimpleNamespace(settings=Settings())
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    runtime: Any = SimpleNamespace(settings=Settings(), events=EventBus(),
+                                   engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
     assert TransferService.from_runtime(runtime) is None
+    add_user(engine, "sup", "supervisor")
     with TestClient(create_app(runtime, None)) as c:
+        c.headers.update(login(c, "sup"))
         res = c.get("/api/queues")
         assert res.status_code == 404 and "agents:" in res.json()["detail"]
         assert c.post("/api/agents/alice/state", json={"state": "available"}).status_code == 404

@@ -11,6 +11,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from auth_helpers import add_user, login
 
 from audio.speech import piper_tts, write_wav
 from voicebot.server.process import ServerProcess
@@ -25,12 +26,14 @@ GREETING = "Hello, you're speaking with the automated assistant of Acme Online S
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser-server")
     with ServerProcess(work, {"call": {"greeting": GREETING, "silence_prompt_s": 30.0}}) as srv:
+        add_user(srv.config["database"]["url"], "sup", "supervisor")
+        srv.auth = login(srv.url, "sup")  # type: ignore[attr-defined]  # the records need a login
         yield srv
 
 
 def record_of(server: ServerProcess, call_id: str) -> dict:
     url = f"{server.url}/api/calls/{urllib.parse.quote(call_id, safe='')}"
-    with urllib.request.urlopen(url) as res:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=server.auth)) as res:  # type: ignore[attr-defined]
         return json.loads(res.read())
 
 

@@ -13,6 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 import soxr
+from auth_helpers import add_user, login
 
 from audio.speech import espeak_ng, piper_tts, write_wav
 from voicebot.server.process import ServerProcess
@@ -33,6 +34,8 @@ def server(tmp_path_factory):
         "dialog": {"seed": 7},
     }
     with ServerProcess(work, config) as srv:
+        add_user(srv.config["database"]["url"], "sup", "supervisor")
+        srv.auth = login(srv.url, "sup")  # type: ignore[attr-defined]  # the records need a login
         yield srv
 
 
@@ -168,13 +171,14 @@ def test_silence_gets_a_prompt_then_a_polite_goodbye(server, tmp_path):
 
 
 def test_records_and_metrics_are_served(server):
-    with urllib.request.urlopen(f"{server.url}/api/calls") as res:
+    with urllib.request.urlopen(urllib.request.Request(f"{server.url}/api/calls", headers=server.auth)) as res:
         calls = json.loads(res.read())
     assert len(calls) >= 1
     records = []
     for summary in calls:
         assert set(summary) >= {"id", "channel", "caller_id", "start", "end", "outcome"}
-        with urllib.request.urlopen(f"{server.url}/api/calls/{urllib.parse.quote(summary['id'], safe='')}") as res:
+        url = f"{server.url}/api/calls/{urllib.parse.quote(summary['id'], safe='')}"
+        with urllib.request.urlopen(urllib.request.Request(url, headers=server.auth)) as res:
             records.append(json.loads(res.read()))
     turns = [t for r in records for t in r["turns"]]
     for turn in turns:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from auth_helpers import add_user, login
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -19,7 +20,9 @@ def client(tmp_path_factory):
     settings.database.url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'voicebot.db'}"
     runtime = Runtime.load(settings, warm_up=False)
     runtime.store.open_call("call-1", "webrtc", "+441234")
+    add_user(runtime.engine.database.engine, "sup", "supervisor")
     with TestClient(create_app(runtime)) as test_client:
+        test_client.headers.update(login(test_client, "sup"))
         yield test_client
     runtime.close()
 

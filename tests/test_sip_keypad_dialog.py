@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from auth_helpers import add_user, login
 
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
@@ -52,8 +53,8 @@ async def until(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def get(url: str, auth: dict[str, str]) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10) as resp:
         return json.load(resp)
 
 
@@ -79,16 +80,20 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
             if "SIP ready" in line or server.poll() is not None:
                 break
         assert any("SIP ready" in line for line in log), "".join(log)
+        add_user(f"sqlite:///{tmp_path}/voicebot.db", "sup", "supervisor")
+        auth: dict[str, str] = {}  # the records need a login; made once HTTP is up
 
         def bot_turn_count() -> int:
             try:
-                calls = get(f"http://127.0.0.1:{http}/api/calls")
+                if not auth:
+                    auth.update(login(f"http://127.0.0.1:{http}", "sup"))
+                calls = get(f"http://127.0.0.1:{http}/api/calls", auth)
             except urllib.error.URLError:  # HTTP may come up a moment after SIP
                 return 0
             calls = calls["calls"] if isinstance(calls, dict) else calls
             if not calls:
                 return 0
-            record = get(f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}")
+            record = get(f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}", auth)
             return sum(1 for t in record["turns"] if t["speaker"] == "bot")
 
         async def bot_turns_reach(n: int) -> bool:
@@ -121,16 +126,16 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
                 await ua.stop()
 
         asyncio.run(call())
-        calls = get(f"http://127.0.0.1:{http}/api/calls")
+        calls = get(f"http://127.0.0.1:{http}/api/calls", auth)
         calls = calls["calls"] if isinstance(calls, dict) else calls
         assert len(calls) == 1
         url = f"http://127.0.0.1:{http}/api/calls/{urllib.parse.quote(calls[0]['id'], safe='')}"
-        record = get(url)
+        record = get(url, auth)
         # The server closes the record after its pipeline has wound down, a moment after the BYE.
         deadline = time.monotonic() + 30
         while record["end"] is None and time.monotonic() < deadline:
             time.sleep(0.1)
-            record = get(url)
+            record = get(url, auth)
     finally:
         server.send_signal(signal.SIGINT)
         try:

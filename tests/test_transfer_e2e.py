@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from auth_helpers import add_user, login
 from test_telephony_baresip import sip_port, transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
@@ -52,8 +53,8 @@ def baresip_config(folder: Path, listen: int, wav: Path, rec: Path, account: str
     (folder / "accounts").write_text(account + "\n")
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as res:
+def get(url: str, auth: dict[str, str]) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=5) as res:
         return json.loads(res.read())
 
 
@@ -61,7 +62,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            get(url)
+            get(url, {})
             return
         except OSError:
             if time.monotonic() > deadline:
@@ -111,15 +112,17 @@ def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: 
                 break
         assert any("SIP ready" in line for line in log), "".join(log)
         wait_http(f"http://127.0.0.1:{http}/healthz")
-        assert get(f"http://127.0.0.1:{http}/api/agents")["agents"][0]["state"] == "available"
+        add_user(f"sqlite:///{tmp_path}/voicebot.db", "sup", "supervisor")
+        auth = login(f"http://127.0.0.1:{http}", "sup")
+        assert get(f"http://127.0.0.1:{http}/api/agents", auth)["agents"][0]["state"] == "available"
         phone = subprocess.run(["baresip", "-f", str(tmp_path / "caller"), "-e", f"/dial sip:bot@127.0.0.1:{port}",
                                 "-t", "60"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
         assert "Call established" in phone.stdout, phone.stdout[-2000:]
-        calls = get(f"http://127.0.0.1:{http}/api/calls")
+        calls = get(f"http://127.0.0.1:{http}/api/calls", auth)
         assert len(calls) == 1
-        call = get(f"http://127.0.0.1:{http}/api/calls/{calls[0]['id']}")
-        transfer = get(f"http://127.0.0.1:{http}/api/calls/{calls[0]['id']}/transfer")
-        stats = get(f"http://127.0.0.1:{http}/api/queues/general/stats")
+        call = get(f"http://127.0.0.1:{http}/api/calls/{calls[0]['id']}", auth)
+        transfer = get(f"http://127.0.0.1:{http}/api/calls/{calls[0]['id']}/transfer", auth)
+        stats = get(f"http://127.0.0.1:{http}/api/queues/general/stats", auth)
     finally:
         server.send_signal(signal.SIGINT)
         try:

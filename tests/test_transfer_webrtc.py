@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from auth_helpers import add_user, login
 from test_transfer_live import AGENT_HZ, frames_at
 
 from audio.speech import espeak_ng, write_wav
@@ -44,8 +45,8 @@ def sip_port() -> int:
     raise RuntimeError("no free port")
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as res:
+def get(url: str, auth: dict[str, str]) -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=5) as res:
         return json.loads(res.read())
 
 
@@ -99,10 +100,19 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
     heard: list[bytes] = []
     done = threading.Event()
     with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
+        db = server.config["database"]["url"]
+        add_user(db, "alice", "agent")
+        add_user(db, "sup", "supervisor")
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=args)
         try:
             page = browser.new_page()
+            # Without a session the agent page sends her to the login form, and back after it.
             page.goto(f"{server.url}/agent?agent=alice&autoanswer=1&raw=1")
+            page.wait_for_url("**/login?next=*", timeout=10_000)
+            page.fill("#username", "alice")
+            page.fill("#password", "pw-alice")
+            page.click("#submit")
+            page.wait_for_url("**/agent?agent=alice&autoanswer=1&raw=1", timeout=10_000)
             page.wait_for_function("document.getElementById('agent').value === 'alice'", timeout=10_000)
             page.click("button[data-state=available]")
             page.wait_for_function("document.getElementById('state').textContent.startsWith('available')",
@@ -121,9 +131,10 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
         finally:
             browser.close()
         record: dict[str, Any] = {}
+        auth = login(server.url, "sup")
         for _ in range(50):  # the transfer is recorded a moment after the caller hung up
-            calls = get(f"{server.url}/api/calls")
-            record = get(f"{server.url}/api/calls/{calls[0]['id']}") if calls else {}
+            calls = get(f"{server.url}/api/calls", auth)
+            record = get(f"{server.url}/api/calls/{calls[0]['id']}", auth) if calls else {}
             if record.get("agent_id"):
                 break
             time.sleep(0.2)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, create_engine, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 ROLES = ("admin", "supervisor", "agent")
@@ -153,7 +153,10 @@ class UserStore:
         self.engine = engine
         self.session_hours = session_hours
         self.clock = clock
-        Base.metadata.create_all(engine)
+        try:
+            Base.metadata.create_all(engine)
+        except OperationalError:  # another process (the server, a test) created them at the same moment
+            Base.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "call": "voicebot.cli.call:call",
     "bench": "voicebot.cli.bench:bench",
     "dial": "voicebot.cli.dial:dial",
+    "users": "voicebot.cli.users:users",
 }
 
 

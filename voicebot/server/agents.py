@@ -18,6 +18,10 @@
     POST /api/voicemails/{id}            {"status": "heard"}
 
 Without ``agents:`` / ``queues:`` in the config the queue endpoints answer 404 with a message saying so.
+
+Every route needs a login (voicebot.server.auth). Supervisors and admins see and may do everything; an
+agent sees only themselves (the agent list holds just them, the queues without the waiting callers' details)
+and acts only as themselves; callbacks and voice messages are for supervisors and admins.
 """
 
 from __future__ import annotations
@@ -25,11 +29,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
 
 from telephony.queue.acd import QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
+from voicebot.redaction import Redactor
+from voicebot.server.auth import (
+    LoggedIn,
+    ensure_can_see_call,
+    ensure_own_agent,
+    page_or_login,
+    require,
+)
 
 if TYPE_CHECKING:
     from voicebot.transfer import TransferService
@@ -38,6 +50,14 @@ router = APIRouter()
 
 NO_QUEUES = "no agent queue: configure agents: and queues: in voicebot.yaml"
 STATES = ("available", "paused", "offline")
+STAFF = ("admin", "supervisor")
+# What an agent may see of a caller waiting in a queue that is not theirs: the queue's length and waits.
+WAITING_FOR_AGENTS = ("position", "priority", "waited_s", "state", "estimated_wait_s")
+
+
+def _redactor(request: Request) -> Redactor:
+    runtime = getattr(request.app.state, "runtime", None)
+    return Redactor.from_settings(getattr(runtime, "settings", None))
 
 
 def _service(request: Request) -> TransferService:
@@ -66,21 +86,23 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 @router.get("/agent", include_in_schema=False)
-async def agent_page() -> FileResponse:
-    from voicebot.server.app import STATIC_DIR
-
-    return FileResponse(str(STATIC_DIR.joinpath("agent.html")))
+async def agent_page(request: Request) -> Response:
+    return await page_or_login(request, "agent.html")
 
 
 @router.get("/api/queues")
-async def queues(request: Request) -> dict[str, Any]:
+async def queues(request: Request, who: LoggedIn) -> dict[str, Any]:
     """Each queue with its ``waiting`` callers, its ``agents`` with their ``state``, and ``stats``."""
     service = _service(request)
     assert service.runner is not None
-    return service.runner.acd.snapshot()
+    snapshot = service.runner.acd.snapshot()
+    if not who.sees_all:
+        for queue in snapshot.get("queues", []):
+            queue["waiting"] = [{k: w.get(k) for k in WAITING_FOR_AGENTS} for w in queue.get("waiting", [])]
+    return snapshot
 
 
-@router.get("/api/queues/{name}/stats")
+@router.get("/api/queues/{name}/stats", dependencies=[Depends(require())])
 async def queue_stats(name: str, request: Request) -> dict[str, Any]:
     service = _service(request)
     assert service.runner is not None
@@ -91,23 +113,30 @@ async def queue_stats(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/agents")
-async def agents(request: Request) -> dict[str, Any]:
+async def agents(request: Request, who: LoggedIn) -> dict[str, Any]:
+    """Every agent (supervisors, admins); an agent gets only themselves."""
     service = _service(request)
     assert service.runner is not None
-    return {"agents": service.runner.acd.agents_snapshot()}
+    snapshot = service.runner.acd.agents_snapshot()
+    if not who.sees_all:
+        snapshot = [a for a in snapshot if a["id"] == who.agent_id]
+    return {"agents": snapshot}
 
 
 @router.get("/api/agents/{agent_id}")
-async def agent(agent_id: str, request: Request) -> dict[str, Any]:
+async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet."""
+    ensure_own_agent(who, agent_id)
     service = _service(request)
-    return {**_agent(service, agent_id), "current": service.current.get(agent_id)}
+    current = service.current.get(agent_id)
+    return {**_agent(service, agent_id), "current": _redactor(request).value(current)}
 
 
 @router.post("/api/agents/{agent_id}/state")
-async def set_state(agent_id: str, request: Request) -> dict[str, Any]:
+async def set_state(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """Log in (``available``), pause (with ``reason``) or log out (``offline``). 404 unknown agent, 400 bad
     state."""
+    ensure_own_agent(who, agent_id)
     service = _service(request)
     assert service.runner is not None
     body = await _body(request)
@@ -133,7 +162,8 @@ def _offered_call(service: TransferService, agent_id: str) -> str:
 
 
 @router.post("/api/agents/{agent_id}/accept")
-async def accept(agent_id: str, request: Request) -> dict[str, Any]:
+async def accept(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    ensure_own_agent(who, agent_id)
     service = _service(request)
     assert service.runner is not None
     call_id = _offered_call(service, agent_id)
@@ -143,8 +173,9 @@ async def accept(agent_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/agents/{agent_id}/phone")
-async def phone(agent_id: str, request: Request) -> dict[str, Any]:
+async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """WebRTC signaling for the agent page as a phone: the page's SDP offer in, our answer out."""
+    ensure_own_agent(who, agent_id)
     service = _service(request)
     _agent(service, agent_id)
     body = await _body(request)
@@ -159,7 +190,8 @@ async def phone(agent_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/agents/{agent_id}/answer")
-async def answer(agent_id: str, request: Request) -> dict[str, Any]:
+async def answer(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    ensure_own_agent(who, agent_id)
     service = _service(request)
     _agent(service, agent_id)
     page = service.phones.get(agent_id)
@@ -169,7 +201,8 @@ async def answer(agent_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/agents/{agent_id}/decline")
-async def decline(agent_id: str, request: Request) -> dict[str, Any]:
+async def decline(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    ensure_own_agent(who, agent_id)
     service = _service(request)
     assert service.runner is not None
     page = service.phones.get(agent_id)
@@ -181,7 +214,8 @@ async def decline(agent_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/agents/{agent_id}/hangup")
-async def hangup(agent_id: str, request: Request) -> dict[str, Any]:
+async def hangup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    ensure_own_agent(who, agent_id)
     service = _service(request)
     _agent(service, agent_id)
     if service.live is None or not await service.live.hangup_agent(agent_id):
@@ -189,14 +223,14 @@ async def hangup(agent_id: str, request: Request) -> dict[str, Any]:
     return {"hung_up": True}
 
 
-@router.get("/api/callbacks")
+@router.get("/api/callbacks", dependencies=[Depends(require(*STAFF))])
 async def callbacks(request: Request, status: str = "pending", queue: str | None = None) -> dict[str, Any]:
     service = _service(request)
     rows = await asyncio.to_thread(service.callbacks.requests, queue=queue, status=None if status == "all" else status)
     return {"callbacks": [r.as_dict() for r in rows]}
 
 
-@router.post("/api/callbacks/{request_id}")
+@router.post("/api/callbacks/{request_id}", dependencies=[Depends(require(*STAFF))])
 async def set_callback(request_id: int, request: Request) -> dict[str, Any]:
     service = _service(request)
     body = await _body(request)
@@ -208,14 +242,14 @@ async def set_callback(request_id: int, request: Request) -> dict[str, Any]:
     return {"id": request_id, "status": status}
 
 
-@router.get("/api/voicemails")
+@router.get("/api/voicemails", dependencies=[Depends(require(*STAFF))])
 async def voicemails(request: Request, status: str = "new") -> dict[str, Any]:
     service = _service(request)
     rows = await asyncio.to_thread(service.records.voicemails, None if status == "all" else status)
-    return {"voicemails": rows}
+    return {"voicemails": _redactor(request).value(rows)}
 
 
-@router.get("/api/voicemails/{voicemail_id}.wav")
+@router.get("/api/voicemails/{voicemail_id}.wav", dependencies=[Depends(require(*STAFF))])
 async def voicemail_audio(voicemail_id: int, request: Request) -> Response:
     service = _service(request)
     wav = await asyncio.to_thread(service.records.voicemail_wav, voicemail_id)
@@ -224,7 +258,7 @@ async def voicemail_audio(voicemail_id: int, request: Request) -> Response:
     return Response(content=wav, media_type="audio/wav")
 
 
-@router.post("/api/voicemails/{voicemail_id}")
+@router.post("/api/voicemails/{voicemail_id}", dependencies=[Depends(require(*STAFF))])
 async def set_voicemail(voicemail_id: int, request: Request) -> dict[str, Any]:
     service = _service(request)
     status = (await _body(request)).get("status")
@@ -236,10 +270,11 @@ async def set_voicemail(voicemail_id: int, request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/calls/{call_id}/transfer")
-async def call_transfer(call_id: str, request: Request) -> dict[str, Any]:
+async def call_transfer(call_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """How the call's hand-off to the queue ended: queue, agent_id, outcome, wait_s, talk_s."""
     service = _service(request)
+    await ensure_can_see_call(request, who, call_id)
     record = await asyncio.to_thread(service.records.of_call, call_id)
     if record is None:
         raise HTTPException(status_code=404, detail=f"call {call_id} was not handed to the queue")
-    return record
+    return _redactor(request).value(record)

@@ -23,7 +23,9 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
 from voicebot.pipeline.builder import build_call_pipeline
+from voicebot.redaction import Redactor
 from voicebot.server.agents import router as agents_router
+from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.auth import router as auth_router
 from voicebot.server.caller_leg import BrowserCall, key_of_message, press
 from voicebot.server.runtime import Runtime
@@ -137,6 +139,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.state.users = UserStore(runtime.engine.database.engine,
                                 session_hours=getattr(getattr(runtime.settings, "auth", None), "session_hours", 12.0))
     app.include_router(auth_router)
+    redactor = Redactor.from_settings(runtime.settings)  # also for rows stored before redaction was on
     app.include_router(agents_router)
     app.state.live = live_calls(runtime)  # the live calls of the dashboard, fed by runtime.events
     app.include_router(supervisor_router)
@@ -192,10 +195,13 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
 
     @app.post("/api/offer")
     async def offer(request: Request) -> dict[str, Any]:
-        """SmallWebRTC signaling: ``{"sdp", "type"}`` in, ``{"sdp", "type", "pc_id"}`` out."""
+        """SmallWebRTC signaling: ``{"sdp", "type"}`` in, ``{"sdp", "type", "pc_id", "call_key"}`` out
+        (``call_key``: for a new call, opens its record to the caller: ``X-Call-Key``)."""
         webrtc_request, caller_id = _parse_offer(await _json(request))
+        started: list[str] = []
 
         async def on_connection(connection: SmallWebRTCConnection) -> None:
+            started.append(connection.pc_id)
             await start_call(connection, caller_id)
 
         try:
@@ -206,6 +212,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             raise _bad(f"cannot use this SDP offer: {exc}") from None
         if answer is None:
             raise _bad("the offer produced no answer")
+        if started:  # only a new call: a renegotiation of an existing pc_id must not hand out its key
+            answer["call_key"] = call_key(app, started[0])
         return answer
 
     @app.patch("/api/offer")
@@ -220,13 +228,16 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             raise _bad(f"cannot use these ICE candidates: {exc}") from None
         return {"status": "success"}
 
-    @app.get("/api/calls")
-    async def list_calls(limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        limit = max(1, min(limit, 1000))
-        return await asyncio.to_thread(runtime.store.list, limit, max(0, offset))
+    # GET /api/calls (history search) is the supervisor router's.
 
     @app.get("/api/calls/{call_id}")
-    async def get_call(call_id: str) -> dict[str, Any]:
+    async def get_call(call_id: str, request: Request) -> dict[str, Any]:
+        """One call with its turns (redacted). Staff and the agent it was handed to (opening it is written to
+        the audit log), or the caller themselves with the ``X-Call-Key`` their call's answer gave them."""
+        if not check_call_key(app, call_id, request.headers.get("x-call-key")):
+            who = await require()(request)
+            await ensure_can_see_call(app, who, call_id)
+            await asyncio.to_thread(app.state.users.audit, who.username, "open_call", call_id)
         record = await asyncio.to_thread(runtime.store.get, call_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no call {call_id}")
@@ -235,7 +246,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             handed = await asyncio.to_thread(transfer.records.of_call, call_id)
             record["agent_id"] = handed["agent_id"] if handed else None
             record["transfer"] = handed
-        return record
+        return redactor.call(record)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

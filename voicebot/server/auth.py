@@ -19,8 +19,11 @@ the ``voicebot_session`` cookie (the pages), and for websockets also as ``?token
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import html
 import math
+import secrets
 import threading
 import time
 from collections import deque
@@ -209,6 +212,25 @@ async def page_or_login(request: Request, page: str, *roles: str) -> Response:
     if not file.is_file():
         raise HTTPException(status_code=404, detail=f"{page} is not installed")
     return FileResponse(str(file))
+
+
+# the anonymous caller's key to their own call
+
+
+def call_key(app: FastAPI, call_id: str) -> str:
+    """A key that opens call ``call_id``'s record (``X-Call-Key``) without a login: given to the caller
+    page with its SDP answer so the caller sees their own live transcript. Valid until the process ends."""
+    secret = getattr(app.state, "call_key_secret", None)
+    if secret is None:
+        secret = app.state.call_key_secret = secrets.token_bytes(32)
+    return hmac.new(secret, call_id.encode(), hashlib.sha256).hexdigest()
+
+
+def check_call_key(app: FastAPI, call_id: str, key: str | None) -> bool:
+    """True when ``key`` is the caller's key to ``call_id`` (constant-time compare)."""
+    if not key or getattr(app.state, "call_key_secret", None) is None:
+        return False
+    return hmac.compare_digest(call_key(app, call_id), key)
 
 
 # throttling of failed logins

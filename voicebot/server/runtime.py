@@ -10,6 +10,7 @@ from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.pipeline.dialog import SILENCE_GOODBYE, SILENCE_PROMPT
 from voicebot.pipeline.shared import SharedModels
+from voicebot.redaction import Redactor
 from voicebot.storage import CallStore
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Runtime:
         shared = SharedModels.load(settings)
         engine = DialogEngine.from_settings(settings)
         events = EventBus()
-        store = CallStore(engine.database.engine, events)
+        store = CallStore(engine.database.engine, events, Redactor.from_settings(settings))
         stale = store.close_stale()
         if stale:
             log.info("closed %d call record(s) left open by a previous run", stale)

@@ -35,6 +35,10 @@ class ClientError(Exception):
     """The call could not be made (bad input file, server unreachable, offer refused)."""
 
 
+class LoginError(ClientError):
+    """The server refused a request for want of a login (HTTP 401 / 403)."""
+
+
 @dataclass
 class Segment:
     """A stretch of speech in the input file, in seconds from its start."""
@@ -226,14 +230,18 @@ class _Recorder:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
 
 
-def _http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
+def _http_json(method: str, url: str, body: Any = None, timeout: float = 30.0,
+               headers: dict[str, str] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
             return json.loads(res.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
+        if exc.code in (401, 403):
+            raise LoginError(f"{method} {url}: HTTP {exc.code}: {detail}") from None
         raise ClientError(f"{method} {url}: HTTP {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise ClientError(f"{method} {url}: {exc}") from None
@@ -249,6 +257,7 @@ async def place_call(
     max_wait_s: float = 25.0,
     greeting_timeout_s: float = 20.0,
     stop_after_s: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> CallResult:
     """Call the bot at ``url`` (the server's base URL) and play ``play`` as the caller's microphone.
 
@@ -256,6 +265,7 @@ async def place_call(
     After the file, the call stays up until the bot has been quiet for ``tail_s`` (at most
     ``max_wait_s``) or the bot hangs up; then the server's record of the call is fetched.
     ``stop_after_s`` hangs up that many seconds into the file (a caller who drops mid-sentence).
+    The record is read with the key the server's answer gives the caller (``X-Call-Key``), plus ``headers``.
     """
     base = url.rstrip("/")
     samples = read_wav(play)
@@ -285,6 +295,8 @@ async def place_call(
             body["request_data"] = {"caller_id": caller_id}
         answer = await asyncio.to_thread(_http_json, "POST", f"{base}/api/offer", body)
         call_id = answer["pc_id"]
+        if answer.get("call_key"):  # the caller's own key to the call's record (no login needed)
+            headers = {**(headers or {}), "X-Call-Key": answer["call_key"]}
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         connected_at = time.monotonic()
 
@@ -324,7 +336,7 @@ async def place_call(
             record_task.cancel()
             await asyncio.gather(record_task, return_exceptions=True)
 
-    record = await asyncio.to_thread(_wait_for_record, base, call_id)
+    record = await asyncio.to_thread(_wait_for_record, base, call_id, headers=headers)
     play_started = player.play_started or connected_at
     latencies: list[float | None] = []
     for i, seg in enumerate(segments):
@@ -346,13 +358,17 @@ async def place_call(
     )
 
 
-def _wait_for_record(base: str, call_id: str, timeout_s: float = 20.0) -> dict[str, Any] | None:
-    """The server's record of the call once it is closed (it closes a moment after the line drops)."""
+def _wait_for_record(base: str, call_id: str, timeout_s: float = 20.0,
+                     headers: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The server's record of the call once it is closed (it closes a moment after the line drops);
+    None at once when the server wants a login these ``headers`` do not give."""
     deadline = time.monotonic() + timeout_s
     record = None
     while time.monotonic() < deadline:
         try:
-            record = _http_json("GET", f"{base}/api/calls/{urllib.parse.quote(call_id, safe='')}")
+            record = _http_json("GET", f"{base}/api/calls/{urllib.parse.quote(call_id, safe='')}", headers=headers)
+        except LoginError:
+            return None
         except ClientError:
             record = None
         if record is not None and record.get("end"):

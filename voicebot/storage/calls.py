@@ -18,6 +18,7 @@ from sqlalchemy import Engine, String, cast, create_engine, exists, func, or_, s
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
+from voicebot.redaction import Redactor
 from voicebot.storage.migrate import add_missing_columns
 from voicebot.storage.models import Base, CallRow, TurnRow
 
@@ -44,9 +45,12 @@ def _iso(dt: datetime | None) -> str | None:
 class CallStore:
     """Call records in a SQLAlchemy database. Sync methods may block; ``a*`` methods run in the writer."""
 
-    def __init__(self, engine: Engine, events: EventBus | None = None):
+    def __init__(self, engine: Engine, events: EventBus | None = None, redactor: Redactor | None = None):
         self.engine = engine
         self.events = events  # told of every write once it is committed (voicebot.events)
+        # Card numbers, security codes ... are replaced in the text, intents and extra of every turn before it
+        # is stored, so neither the database nor the `turn` events ever hold them (privacy: in voicebot.yaml).
+        self.redactor = redactor if redactor is not None else Redactor.default()
         Base.metadata.create_all(engine)
         upgraded = "voicebot_calls.intents" in add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -84,6 +88,7 @@ class CallStore:
         """Append a turn; returns its row id (to update its end or intents later)."""
         if speaker not in SPEAKERS:
             raise ValueError(f"speaker must be one of {SPEAKERS}, not {speaker!r}")
+        text, intents, extra = self.redactor.text(text), self.redactor.value(intents), self.redactor.value(extra)
         with self._sessions.begin() as s:
             seq = s.scalar(select(func.count()).where(TurnRow.call_id == call_id)) or 0
             row = TurnRow(
@@ -108,6 +113,7 @@ class CallStore:
 
     def update_turn(self, turn_id: int, **fields: Any) -> None:
         """Change fields of a turn (``end``, ``intents``, ``extra`` ...); ``extra`` is merged."""
+        fields = {k: (self.redactor.value(v) if k in ("text", "intents", "extra") else v) for k, v in fields.items()}
         with self._sessions.begin() as s:
             row = s.get(TurnRow, turn_id)
             if row is None:

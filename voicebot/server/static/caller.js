@@ -11,6 +11,7 @@ const botAudio = document.getElementById("bot-audio");
 let pc = null;
 let stream = null;
 let callId = null;
+let callKey = null;  // opens this call's record (GET /api/calls/ID with X-Call-Key)
 let poller = null;
 
 // ?raw=1 turns off the browser's echo cancellation and noise suppression (test rigs with a fake mic).
@@ -41,7 +42,8 @@ function renderTurns(turns) {
 
 async function refreshTranscript() {
   if (!callId) return null;
-  const res = await fetch(`/api/calls/${encodeURIComponent(callId)}`);
+  // The caller is not logged in: the key the server gave with its answer opens this one call's record.
+  const res = await fetch(`/api/calls/${encodeURIComponent(callId)}`, { headers: { "X-Call-Key": callKey || "" } });
   if (!res.ok) return null;
   const record = await res.json();
   renderTurns(record.turns || []);
@@ -88,6 +90,7 @@ async function call() {
     if (!res.ok) throw new Error((await res.json()).detail || res.statusText);
     const answer = await res.json();
     callId = answer.pc_id;
+    callKey = answer.call_key;
     document.body.dataset.callId = callId;
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
   } catch (err) {

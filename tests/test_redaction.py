@@ -1,0 +1,121 @@
+"""Redaction of card numbers, security codes and SSNs: the patterns, the call store (so the database and the
+`turn` events never hold them), the switch in voicebot.yaml, and a bad pattern reported by key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from voicebot.cli import cli
+from voicebot.config import ConfigError, Settings, load_settings
+from voicebot.events import EventBus
+from voicebot.redaction import Redactor, luhn_ok
+from voicebot.storage import CallStore
+
+R = Redactor.default()
+
+
+@pytest.mark.parametrize(
+    ("said", "stored"),
+    [
+        ("my card number is 4111 1111 1111 1111", "my card number is [card number]"),
+        ("it's 4111-1111-1111-1111 thanks", "it's [card number] thanks"),
+        ("5500005555555559", "[card number]"),  # Mastercard test number, no spaces
+        ("378282246310005 is my amex", "[card number] is my amex"),  # 15 digits, 4-6-5 grouping
+        ("card 4111 1111 1111 1111 12 items", "card [card number] 12 items"),  # the card inside a longer run
+        ("the security code is 123", "the security code is [security code]"),
+        ("CVV: 9876", "CVV: [security code]"),
+        ("cvc 1 2 3", "cvc [security code]"),
+        ("my social security number is 123-45-6789", "my social security number is [ssn]"),
+        ("ssn 123 45 6789", "ssn [ssn]"),
+        ("social security 123456789", "social security [ssn]"),
+    ],
+)
+def test_what_is_redacted(said: str, stored: str) -> None:
+    assert R.text(said) == stored
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "where is my order 45281",  # order numbers: five digits
+        "order number 4 5 2 8 1",
+        "call me on 555 123 4567",  # phone numbers: ten or eleven digits
+        "+1 555 123 4567",
+        "1234 5678 9012 3456",  # sixteen digits that fail the Luhn check: not a card
+        "it arrived on 2026-11-22",
+        "I paid 123 dollars",  # three digits, but not after "security code"
+        "000-12-3456",  # never a valid SSN
+    ],
+)
+def test_what_survives(said: str) -> None:
+    assert R.text(said) == said
+
+
+def test_luhn() -> None:
+    assert luhn_ok("4111111111111111") and luhn_ok("79927398713")
+    assert not luhn_ok("4111111111111112") and not luhn_ok("1234567890123456")
+
+
+def test_values_and_api_records() -> None:
+    value = {"slots": {"card": "4111 1111 1111 1111", "order": "45281"}, "list": ["cvv 123", 7, None]}
+    assert R.value(value) == {"slots": {"card": "[card number]", "order": "45281"},
+                              "list": ["cvv [security code]", 7, None]}
+    record = {"id": "c", "turns": [{"text": "4111111111111111", "extra": {"entities": {"n": "4111111111111111"}}}],
+              "transfer": {"transcript": [{"text": "ssn 123-45-6789"}]}}
+    out = R.call(record)
+    assert "4111111111111111" not in str(out) and "123-45-6789" not in str(out)
+    assert record["turns"][0]["text"] == "4111111111111111"  # the input is not changed in place
+
+
+def test_the_call_store_and_its_events_never_hold_a_card_number(tmp_path: Path) -> None:
+    seen: list[dict] = []
+
+    class Bus(EventBus):  # records what the store publishes (the bus itself is tested in test_events.py)
+        def publish(self, type_: str, **data: object) -> dict:
+            seen.append({"type": type_, **data})
+            return super().publish(type_, **data)
+
+    store = CallStore.from_url(f"sqlite:///{tmp_path / 'calls.db'}")
+    store.events = Bus()
+    now = datetime.now(UTC)
+    store.open_call("c1", "webrtc", None)
+    turn = store.add_turn("c1", "caller", "my card is 4111 1111 1111 1111 and my order is 45281", now,
+                          intents=[{"name": "payment", "entities": {"card": "4111111111111111"}}],
+                          extra={"entities": {"card": "4111 1111 1111 1111"}})
+    store.update_turn(turn, text="card 5500 0055 5555 5559 order 45281", extra={"note": "cvv 321"})
+    record = store.get("c1")
+    assert record is not None
+    (stored,) = record["turns"]
+    assert stored["text"] == "card [card number] order 45281"
+    assert stored["intents"][0]["entities"]["card"] == "[card number]"
+    assert stored["extra"] == {"entities": {"card": "[card number]"}, "note": "cvv [security code]"}
+    for digits in ("4111", "5500 0055", "321"):
+        assert digits not in str(record)
+    store.close()
+    # What the bus carried (the dashboard's live transcript) was redacted too.
+    assert seen, "no events were published"
+    assert "4111" not in str(seen) and "5500 0055" not in str(seen) and "45281" in str(seen)
+
+
+def test_redaction_can_be_switched_off_or_given_other_patterns(tmp_path: Path) -> None:
+    off = Redactor.from_settings(Settings(privacy={"redact": False}))  # type: ignore[arg-type]
+    assert off.text("4111 1111 1111 1111") == "4111 1111 1111 1111"
+    own = Redactor.from_settings(Settings(privacy={  # type: ignore[arg-type]
+        "redact_patterns": [{"name": "iban", "pattern": r"\bGB\d{2}[A-Z]{4}\d{14}\b", "replace": "[iban]"}]}))
+    assert own.text("GB29NWBK60161331926819 and 4111 1111 1111 1111") == "[iban] and 4111 1111 1111 1111"
+
+
+def test_a_bad_pattern_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "voicebot.yaml"
+    path.write_text("privacy:\n  redact_patterns:\n    - name: broken\n      pattern: '(unclosed'\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.problems[0][0] == "privacy.redact_patterns.0.pattern"
+    assert "regular expression" in err.value.problems[0][1]
+    result = CliRunner().invoke(cli, ["config", "check", str(path)])
+    assert result.exit_code != 0 and "privacy.redact_patterns.0.pattern" in result.output
+    assert "Traceback" not in result.output
