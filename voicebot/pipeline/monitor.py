@@ -10,8 +10,10 @@ The caller tap also holds the call live for listeners from the pipeline's start 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import soxr
+import soxr  # type: ignore[import-untyped]
 from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, StartFrame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
@@ -23,7 +25,7 @@ class MonitorTap(FrameProcessor):
     resampled to 16 kHz mono; with ``holds_call`` it also marks the call live while the pipeline runs."""
 
     def __init__(self, call_id: str, source: str, *, holds_call: bool = False, monitors: Monitors = MONITORS,
-                 **kwargs: object):
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self._call_id = call_id
         self._source = source
