@@ -517,8 +517,20 @@ function addTurn(turn, animate) {
   if (!d) return;
   const key = turnKey(turn);
   const alt = `${turn.speaker}|${turn.start}|${turn.text}`;
-  // A turn fetched without its id and then seen again in an event with it is the same turn.
-  if (d.turns.has(key) || [...d.turns.values()].some((x) => x.alt === alt)) return;
+  if (d.turns.has(key)) return;
+  // A turn fetched without its id (stored turns come without) and then seen in an event with it is the same
+  // turn: keep it under its id from now on, so that its updates (latency, signals) find it.
+  const [seenKey, seen] = [...d.turns.entries()].find(([, x]) => x.alt === alt) || [];
+  if (seen) {
+    if (turn.id != null) {
+      d.turns.delete(seenKey);
+      d.turns.set(key, seen);
+      seen.turn = { ...seen.turn, ...turn, extra: { ...(seen.turn.extra || {}), ...(turn.extra || {}) } };
+      seen.node._turn = seen.turn;
+      renderTurn(seen, false);
+    }
+    return;
+  }
   const node = h("li", { class: `turn ${turn.speaker}`, dataset: { speaker: turn.speaker } });
   const entry = { turn, node, alt };
   d.turns.set(key, entry);
