@@ -28,6 +28,7 @@ from voicebot.server.agents import router as agents_router
 from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.auth import router as auth_router
 from voicebot.server.caller_leg import BrowserCall, key_of_message, press
+from voicebot.server.listen import router as listen_router
 from voicebot.server.runtime import Runtime
 from voicebot.server.supervisor import live_calls
 from voicebot.server.supervisor import router as supervisor_router
@@ -143,6 +144,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.include_router(agents_router)
     app.state.live = live_calls(runtime)  # the live calls of the dashboard, fed by runtime.events
     app.include_router(supervisor_router)
+    app.include_router(listen_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
         _low_latency_audio_in(connection)
