@@ -119,3 +119,20 @@ def test_a_bad_pattern_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["config", "check", str(path)])
     assert result.exit_code != 0 and "privacy.redact_patterns.0.pattern" in result.output
     assert "Traceback" not in result.output
+
+
+def test_hand_off_transcripts_and_voice_messages_are_stored_redacted(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from telephony.queue.live import TransferResult
+    from voicebot.transfer import TransferStore
+
+    records = TransferStore(create_engine(f"sqlite:///{tmp_path / 'transfer.db'}"))
+    now = datetime.now(UTC)
+    records.add(TransferResult(call_id="c1", outcome="answered", queue="general", agent_id="alice"),
+                [("caller", "card 4111 1111 1111 1111 for order 45281", now, now)], correct_call=False)
+    assert records.of_call("c1")["transcript"][0]["text"] == "card [card number] for order 45281"
+    vid = records.add_voicemail(call_id="c2", queue="general", caller=None, reason="max_wait", audio=b"\0\0" * 160,
+                                transcript="my security code is 123", handoff={"summary": "ssn 123-45-6789"})
+    (message,) = [m for m in records.voicemails(None) if m["id"] == vid]
+    assert message["transcript"] == "my security code is [security code]" and message["summary"] == "ssn [ssn]"

@@ -39,6 +39,7 @@ from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
 from voicebot.monitor import MONITORS
+from voicebot.redaction import Redactor
 from voicebot.storage.models import Base as CallBase
 from voicebot.storage.models import CallRow, TurnRow
 
@@ -128,6 +129,7 @@ class TransferStore:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.redactor = Redactor.default()  # card numbers ... never stored (the service sets privacy: from config)
         CallBase.metadata.create_all(engine)  # the call records it corrects (normally made by CallStore)
         _Base.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -140,7 +142,8 @@ class TransferStore:
         now = datetime.now(UTC)
         with self._sessions.begin() as s:
             for speaker, text, start, end in sorted(turns, key=lambda t: t[2]):
-                s.add(TransferTurnRow(call_id=result.call_id, speaker=speaker, text=text, start=start, end=end))
+                s.add(TransferTurnRow(call_id=result.call_id, speaker=speaker, text=self.redactor.text(text),
+                                      start=start, end=end))
             s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=result.agent_id,
                               outcome=result.outcome, wait_s=round(result.wait_s, 2), talk_s=result.talk_s,
                               callback_id=result.callback_id, voicemail_s=result.voicemail_s, at=now))
@@ -163,6 +166,7 @@ class TransferStore:
             w.setsampwidth(2)
             w.setframerate(SAMPLE_RATE)
             w.writeframes(audio)
+        transcript, handoff = self.redactor.text(transcript), self.redactor.value(handoff)
         with self._sessions.begin() as s:
             row = VoicemailRow(call_id=call_id, queue=queue, caller=caller, reason=reason,
                                seconds=round(len(audio) / 2 / SAMPLE_RATE, 2), transcript=transcript,
@@ -233,6 +237,7 @@ class TransferService:
         self._stt: dict[str, list[asyncio.Task[tuple[str, str, datetime, datetime] | None]]] = {}
         self.shared = shared
         self.records = TransferStore(engine)
+        self.records.redactor = Redactor.from_settings(settings)
         self.callbacks = CallbackStore(engine)
         self.callbacks.create_tables()
         self.ua: UserAgent | None = None
