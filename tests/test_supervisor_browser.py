@@ -40,7 +40,7 @@ GREETING = "Hello, this is Acme Online Store. How can I help?"
 SENTENCE = "Hi, I want to check the status of my order and I also need to change my delivery address."
 CALLER = "5550142"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 
 def screenshots() -> Path:
@@ -158,6 +158,8 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         page.wait_for_selector("#detail:not([hidden]) #transcript li.turn.caller", timeout=60_000)
         words = page.eval_on_selector("#transcript li.turn.caller .turn-text", "p => p.querySelectorAll('.w').length")
         assert words >= 10, words
+        # Listen in: the supervisor hears the bot answering (a WebRTC connection from LISTEN's endpoint).
+        page.click("#listen")
         page.wait_for_function("document.querySelectorAll('#transcript li.turn.bot').length >= 2", timeout=30_000)
         caller_turn = page.inner_text("#transcript li.turn.caller")
         assert "order" in caller_turn.lower()
@@ -167,8 +169,12 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         # The bot's reply explains itself: its decision trace opens under it.
         page.click("#transcript li.turn.bot:last-child button.why")
         assert "NLU scores" in page.inner_text("#transcript li.turn.bot:last-child .trace")
-        page.wait_for_timeout(2500)  # let the words of the last turn finish fading in for the picture
+        page.wait_for_function("document.getElementById('listen-status').textContent === 'listening'",
+                               timeout=20_000)
+        page.wait_for_function("+(document.getElementById('listen-box').dataset.loud || 0) >= 5", timeout=20_000)
         page.screenshot(path=str(shots / "supervisor-call.png"))
+        page.click("#listen-stop")
+        assert page.inner_text("#listen-status") == ""
 
         # Escape closes the call; the live table shows what the caller asked and the bot's reply latency.
         page.keyboard.press("Escape")

@@ -681,7 +681,11 @@ async function startListen(whisper) {
     renderDetailHead();
     $("listen-stop").hidden = false;
     listenStatus("connecting…");
-    pc.ontrack = (e) => { $("listen-audio").srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.ontrack = (e) => {
+      const remote = e.streams[0] || new MediaStream([e.track]);
+      $("listen-audio").srcObject = remote;
+      if (state.listen?.pc === pc) state.listen.meter = levelMeter(remote);
+    };
     pc.onconnectionstatechange = () => {
       if (state.listen?.pc !== pc) return;
       if (pc.connectionState === "connected") listenStatus(whisper ? "whispering to the agent · you hear the call" : "listening", true);
@@ -702,6 +706,27 @@ async function startListen(whisper) {
   }
 }
 
+/** A level meter of what the supervisor hears; counts loud 100 ms windows in #listen-box's data-loud. */
+function levelMeter(stream) {
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  const data = new Float32Array(analyser.fftSize);
+  const level = $("listen-level");
+  const box = $("listen-box");
+  let loud = 0;
+  level.hidden = false;
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const x of data) sum += x * x;
+    const rms = Math.sqrt(sum / data.length);
+    level.value = Math.min(1, rms * 5);
+    if (rms > 0.02) box.dataset.loud = String(++loud);
+  }, 100);
+  return { ctx, timer };
+}
+
 function iceGathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -715,6 +740,10 @@ function stopListen(message = "") {
   const l = state.listen;
   state.listen = null;
   if (l) {
+    if (l.meter) {
+      clearInterval(l.meter.timer);
+      l.meter.ctx.close().catch(() => {});
+    }
     l.pc.close();
     l.stream?.getTracks().forEach((t) => t.stop());
     $("listen-audio").srcObject = null;
@@ -725,6 +754,8 @@ function stopListen(message = "") {
     }
   }
   $("listen-stop").hidden = true;
+  $("listen-level").hidden = true;
+  delete $("listen-box").dataset.loud;
   listenStatus(message);
   $("listen-status").classList.toggle("error-text", !!message);
   if (state.detail) renderDetailHead();
