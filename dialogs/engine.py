@@ -59,6 +59,9 @@ class DialogEngine:
         self.options = options or EngineOptions()
         self.clock = clock or (lambda: datetime.now().replace(microsecond=0))
         self._rng = random.Random(seed)
+        # Applied to the text of a contact (summary, transcript, hand-off) before it is stored: the app sets its
+        # redaction of card numbers and the like here (this library does not know the app's config).
+        self.redact: Callable[[Any], Any] | None = None
 
     @classmethod
     def build(

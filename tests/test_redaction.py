@@ -136,3 +136,24 @@ def test_hand_off_transcripts_and_voice_messages_are_stored_redacted(tmp_path: P
                                 transcript="my security code is 123", handoff={"summary": "ssn 123-45-6789"})
     (message,) = [m for m in records.voicemails(None) if m["id"] == vid]
     assert message["transcript"] == "my security code is [security code]" and message["summary"] == "ssn [ssn]"
+
+
+def test_the_customer_databases_contact_row_is_stored_redacted(tmp_path: Path) -> None:
+    from dialogs.db.engine import ensure_database
+    from dialogs.db.models import Contact
+    from dialogs.domain import load_domain
+    from dialogs.engine import DialogEngine, EngineOptions, Turn
+    from dialogs.nlu import NLU
+
+    domain = load_domain()
+    db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=datetime(2026, 11, 20, 10, 30))
+    engine = DialogEngine(domain, NLU.train(domain), db, EngineOptions(), seed=7)
+    engine.redact = Redactor.default().value  # what voicebot's Runtime sets
+    session = engine.new_call(channel="chat")
+    session.start()
+    session.handle(Turn(text="I want to pay with card 4111 1111 1111 1111, where is my order 45281"))
+    session.end()
+    with db.session() as s:
+        contact = s.get(Contact, session.contact_id)
+        stored = str([contact.transcript, contact.summary, contact.handoff, contact.intents])
+    assert "4111" not in stored and "[card number]" in stored and "45281" in stored

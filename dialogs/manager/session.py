@@ -167,16 +167,17 @@ class DialogSession:
             self.outcome = self._final_outcome(reason)
         self.state.ended = True
         if self.contact_id is not None:
+            redact = getattr(self.engine, "redact", None) or (lambda value: value)
             with self.engine.database.session() as s:
                 repository.close_contact(
                     s,
                     self.contact_id,
                     self.clock(),
                     outcome=self.outcome,
-                    summary=build_handoff(self, reason=reason)["summary"],
-                    intents=[t.as_dict() for t in self._all_tasks()],
-                    transcript=self.transcript,
-                    handoff=self.handoff_packet,
+                    summary=redact(build_handoff(self, reason=reason)["summary"]),
+                    intents=redact([t.as_dict() for t in self._all_tasks()]),
+                    transcript=redact(self.transcript),
+                    handoff=redact(self.handoff_packet),
                     frustration=self.state.frustration_max,
                 )
         return self.outcome

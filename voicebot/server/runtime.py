@@ -39,7 +39,9 @@ class Runtime:
         shared = SharedModels.load(settings)
         engine = DialogEngine.from_settings(settings)
         events = EventBus()
-        store = CallStore(engine.database.engine, events, Redactor.from_settings(settings))
+        redactor = Redactor.from_settings(settings)
+        engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
+        store = CallStore(engine.database.engine, events, redactor)
         stale = store.close_stale()
         if stale:
             log.info("closed %d call record(s) left open by a previous run", stale)
