@@ -90,7 +90,7 @@ class LiveCalls:
         clock: Callable[[], float] = time.time,
     ):
         self.bus = bus
-        self.config = config or SupervisorConfig()
+        self.config = config or SupervisorConfig.model_validate({})
         self.clock = clock
         self.calls: dict[str, LiveCall] = {}
         self.queues: list[dict[str, Any]] | None = None  # the last `queue` event's snapshot
@@ -160,15 +160,15 @@ class LiveCalls:
             return
         if kind == "call.started":
             info = event.get("call") or {}
-            call = LiveCall(
+            new = LiveCall(
                 id=call_id,
                 channel=str(info.get("channel") or "unknown"),
                 caller_id=info.get("caller_id"),
                 dialled=info.get("dialled"),
                 start=info.get("start"),
             )
-            self.calls[call_id] = call
-            self._updated(call)
+            self.calls[call_id] = new
+            self._updated(new)
             return
         if kind == "call.ended":
             self.calls.pop(call_id, None)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 SPEAKERS = ("caller", "bot", "agent")  # agent: a human agent, once bridged after a hand-off
 # Upper bounds (ms) of the reply-latency histogram of `stats`; the last bucket is everything above.
 LATENCY_BUCKETS_MS = (250, 500, 750, 1000, 1250, 1500, 2000, 3000, 5000)
+# (an alias: inside CallStore, `list` names its method)
+CallRows = list[dict[str, Any]]
 MAX_STATS_HOURS = 24 * 92  # hours filled in per-hour series (a quarter); longer ranges list only hours with calls
 
 
@@ -207,7 +209,7 @@ class CallStore:
         agent_calls: Collection[str] = (),
         limit: int = 100,
         offset: int = 0,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[CallRows, int]:
         """Past and current calls matching every filter given, newest first, and how many match in all.
 
         ``q``: the call id, or words in the caller's number or in any turn's text (case-insensitive);
@@ -257,13 +259,12 @@ class CallStore:
         in_range = (CallRow.start >= since, CallRow.start < until)
         with Session(self.engine) as s:
             calls = s.execute(select(CallRow.start, CallRow.outcome, CallRow.frustration_max).where(*in_range)).all()
-            latencies = sorted(
-                s.scalars(
-                    select(TurnRow.latency_ms)
-                    .join(CallRow, CallRow.id == TurnRow.call_id)
-                    .where(*in_range, TurnRow.speaker == "bot", TurnRow.latency_ms.is_not(None))
-                )
+            query = (
+                select(TurnRow.latency_ms)
+                .join(CallRow, CallRow.id == TurnRow.call_id)
+                .where(*in_range, TurnRow.speaker == "bot", TurnRow.latency_ms.is_not(None))
             )
+            latencies = sorted(v for v in s.scalars(query) if v is not None)
         per_hour: Counter[datetime] = Counter()
         frustration: dict[datetime, list[float]] = {}
         for start, _outcome, fmax in calls:
