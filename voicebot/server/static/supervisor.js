@@ -201,7 +201,7 @@ function renderRow(id, isNew = false) {
     h("td", {}, h("span", { class: "caller-id" }, call.caller_id || "unknown"),
       call.customer ? h("span", { class: "customer" }, call.customer) : null),
     h("td", {}, h("span", { class: `badge ch-${call.channel}` }, channelName(call.channel))),
-    h("td", {}, call.dialled || h("span", { class: "muted" }, "–")),
+    h("td", { class: "col-dialled" }, call.dialled || h("span", { class: "muted" }, "–")),
     h("td", { class: "num duration", dataset: { start: call.start || "" } }, durationOf(call)),
     h("td", {}, stateBadge(call)),
     h("td", {}, intentChips(call.intents)),
