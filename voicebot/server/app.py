@@ -139,6 +139,9 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.state.transfer = transfer
     app.state.users = UserStore(runtime.engine.database.engine,
                                 session_hours=getattr(getattr(runtime.settings, "auth", None), "session_hours", 12.0))
+    if not app.state.users.list():
+        log.warning("no users yet: the agent page, the dashboard and the call APIs need a login; "
+                    "create one with `voicebot users add NAME --role admin`")
     app.include_router(auth_router)
     redactor = Redactor.from_settings(runtime.settings)  # also for rows stored before redaction was on
     app.include_router(agents_router)
