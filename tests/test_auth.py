@@ -227,6 +227,7 @@ def test_pages_redirect_to_the_login_form(client: TestClient) -> None:
 
 def test_failed_logins_are_throttled_per_user_and_per_address(app_parts: SimpleNamespace) -> None:
     client = app_parts.client
+    app_parts.admin_token = cookie(client, "adm")  # before the address is blocked
     try:
         for _ in range(5):
             assert client.post("/api/login", json={"username": "bob", "password": "guess"}).status_code == 401
@@ -234,6 +235,9 @@ def test_failed_logins_are_throttled_per_user_and_per_address(app_parts: SimpleN
         assert blocked.status_code == 429 and 0 < int(blocked.headers["retry-after"]) <= 60
         # The same address is blocked for other names too (one guesser trying many users).
         assert client.post("/api/login", json={"username": "sup", "password": "pw-sup"}).status_code == 429
+        admin = {"Authorization": f"Bearer {app_parts.admin_token}"}
+        tries = client.get("/api/audit", headers=admin, params={"username": "bob"}).json()["audit"]
+        assert [t["action"] for t in tries[:5]] == ["login_failed"] * 5 and tries[0]["detail"] == "testclient"
     finally:
         client.app.state.login_throttle = None  # the other tests log in from the same test address
 

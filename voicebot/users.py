@@ -20,6 +20,8 @@ from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, create_eng
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from voicebot.storage.migrate import add_missing_columns
+
 ROLES = ("admin", "supervisor", "agent")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
@@ -63,6 +65,7 @@ class AuditRow(Base):
     username: Mapped[str] = mapped_column(String(MAX_NAME), index=True)  # kept after the user is removed
     action: Mapped[str] = mapped_column(String(32))
     call_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    detail: Mapped[str | None] = mapped_column(String(128), nullable=True)  # e.g. the client address of a login
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class UserStore:
             Base.metadata.create_all(engine)
         except OperationalError:  # another process (the server, a test) created them at the same moment
             Base.metadata.create_all(engine)
+        add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -259,10 +263,11 @@ class UserStore:
 
     # audit
 
-    def audit(self, username: str, action: str, call_id: str | None = None) -> None:
-        """Record that ``username`` did ``action`` (e.g. ``open_call``) on ``call_id``, now."""
+    def audit(self, username: str, action: str, call_id: str | None = None, detail: str | None = None) -> None:
+        """Record that ``username`` did ``action`` (``open_call``, ``listen``, ``login`` ...) on ``call_id``, now."""
         with self._sessions.begin() as s:
-            s.add(AuditRow(at=self.clock(), username=username, action=action, call_id=call_id))
+            s.add(AuditRow(at=self.clock(), username=username[:MAX_NAME], action=action[:32], call_id=call_id,
+                           detail=detail[:128] if detail else None))
 
     def audit_log(self, limit: int = 100, offset: int = 0, username: str | None = None,
                   call_id: str | None = None) -> list[dict[str, Any]]:
@@ -274,4 +279,4 @@ class UserStore:
             query = query.where(AuditRow.call_id == call_id)
         with self._sessions() as s:
             return [{"id": r.id, "at": _aware(r.at).isoformat(), "username": r.username, "action": r.action,
-                     "call_id": r.call_id} for r in s.scalars(query.limit(limit).offset(offset))]
+                     "call_id": r.call_id, "detail": r.detail} for r in s.scalars(query.limit(limit).offset(offset))]

@@ -99,7 +99,7 @@ async def queues(request: Request, who: LoggedIn) -> dict[str, Any]:
     if not who.sees_all:
         for queue in snapshot.get("queues", []):
             queue["waiting"] = [{k: w.get(k) for k in WAITING_FOR_AGENTS} for w in queue.get("waiting", [])]
-    return snapshot
+    return _redactor(request).value(snapshot)  # the waiting callers' summaries
 
 
 @router.get("/api/queues/{name}/stats", dependencies=[Depends(require())])

@@ -37,7 +37,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSock
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.requests import HTTPConnection
 
-from voicebot.users import ROLES, User, UserError, UserStore
+from voicebot.users import MAX_NAME, ROLES, User, UserError, UserStore
 
 COOKIE = "voicebot_session"
 LOGIN_REQUIRED = "login required"
@@ -328,10 +328,14 @@ async def login(request: Request) -> JSONResponse:
     if wait:
         raise HTTPException(status_code=429, detail=f"too many failed logins: try again in {wait} s",
                             headers={"Retry-After": str(wait)})
-    session = await asyncio.to_thread(users_of(request.app).login, username.strip(), password)
+    users = users_of(request.app)
+    session = await asyncio.to_thread(users.login, username.strip(), password)
     if session is None:
         throttle.failed(*keys)
+        # Who tried (as typed, cut short) and from where: repeated failures are worth an administrator's look.
+        await asyncio.to_thread(users.audit, username.strip()[:MAX_NAME], "login_failed", None, keys[1][5:])
         raise HTTPException(status_code=401, detail="wrong username or password")
+    await asyncio.to_thread(users.audit, session.user.username, "login", None, keys[1][5:])
     out = {"token": session.token, **session.user.as_dict(), "expires": session.expires.isoformat()}
     response = JSONResponse(out)
     settings = _auth_settings(request.app)
