@@ -54,6 +54,8 @@ def app_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
         if agent:
             service.records.add(TransferResult(call_id=call_id, outcome="answered", queue="general",
                                                agent_id=agent, wait_s=3.0))
+    store.open_call("c-web", "webrtc", None)  # taken by alice, known only from the call record (no hand-off row)
+    store.set_agent("c-web", "alice")
     # A row stored before redaction was switched on: the API must still redact it on the way out.
     CallStore(engine, redactor=Redactor.disabled()).add_turn("c-bot", "caller", f"my card is {CARD}", now)
     for name, role in (("adm", "admin"), ("sup", "supervisor"), ("alice", "agent"), ("bob", "agent")):
@@ -161,11 +163,14 @@ def test_wrong_role_is_403(client: TestClient, as_: dict[str, dict[str, str]], u
 def test_an_agent_sees_only_their_own_calls_and_self(client: TestClient, as_: dict[str, dict[str, str]]) -> None:
     alice = as_["alice"]
     assert client.get("/api/calls/c-alice", headers=alice).status_code == 200
+    assert client.get("/api/calls/c-web", headers=alice).status_code == 200
+    assert client.get("/api/calls/c-web", headers=as_["bob"]).status_code == 404
     for other in ("c-bob", "c-bot"):
         assert client.get(f"/api/calls/{other}", headers=alice).status_code == 404  # not even "it exists"
         assert client.get(f"/api/calls/{other}/transfer", headers=alice).status_code == 404
-    assert [c["id"] for c in client.get("/api/calls", headers=alice).json()] == ["c-alice"]
-    assert {c["id"] for c in client.get("/api/calls", headers=as_["sup"]).json()} == {"c-alice", "c-bob", "c-bot"}
+    assert sorted(c["id"] for c in client.get("/api/calls", headers=alice).json()) == ["c-alice", "c-web"]
+    assert {c["id"] for c in client.get("/api/calls", headers=as_["sup"]).json()} == {
+        "c-alice", "c-bob", "c-bot", "c-web"}
     assert [a["id"] for a in client.get("/api/agents", headers=alice).json()["agents"]] == ["alice"]
     assert len(client.get("/api/agents", headers=as_["sup"]).json()["agents"]) == 2
     res = client.post("/api/agents/alice/state", headers=alice, json={"state": "paused", "reason": "break"})

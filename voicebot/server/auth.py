@@ -137,12 +137,18 @@ def agent_call_ids(app: FastAPI, agent_id: str) -> set[str]:
     runner = getattr(service, "runner", None) if service is not None else None
     if runner is None:
         return set()
-    for agent in runner.acd.agents_snapshot():
-        if agent["id"] == agent_id:
-            ids = {str(c) for c in agent.get("calls") or []}
-            if agent.get("offered_call"):
-                ids.add(str(agent["offered_call"]))
-            return ids
+    for _attempt in range(3):
+        try:
+            snapshot = runner.acd.agents_snapshot()
+        except RuntimeError:  # read from a worker thread while the loop changed the queue: read again
+            continue
+        for agent in snapshot:
+            if agent["id"] == agent_id:
+                ids = {str(c) for c in agent.get("calls") or []}
+                if agent.get("offered_call"):
+                    ids.add(str(agent["offered_call"]))
+                return ids
+        return set()
     return set()
 
 
@@ -176,6 +182,16 @@ def can_see_call(request_or_app: Any, principal: Principal, call_id: str) -> boo
     app = _app_of(request_or_app)
     if call_id in agent_call_ids(app, principal.agent_id):
         return True
+    store = getattr(getattr(app.state, "runtime", None), "store", None)
+    if store is not None:  # the call record notes the agent who took the call
+        from sqlalchemy.orm import Session
+
+        from voicebot.storage.models import CallRow
+
+        with Session(store.engine) as s:
+            row = s.get(CallRow, call_id)
+            if row is not None and row.agent_id == principal.agent_id:
+                return True
     service = getattr(app.state, "transfer", None)
     if service is None:
         return False
@@ -185,6 +201,10 @@ def can_see_call(request_or_app: Any, principal: Principal, call_id: str) -> boo
 
 async def ensure_can_see_call(request: Request | FastAPI, principal: Principal, call_id: str) -> None:
     """404 (not 403: do not confirm that the call exists) unless ``principal`` may see the call."""
+    if principal.sees_all:
+        return
+    if principal.agent_id and call_id in agent_call_ids(_app_of(request), principal.agent_id):
+        return  # read on the loop, where the queue lives
     if not await asyncio.to_thread(can_see_call, request, principal, call_id):
         raise HTTPException(status_code=404, detail=f"no call {call_id}")
 
