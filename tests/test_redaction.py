@@ -65,9 +65,11 @@ def test_luhn() -> None:
 
 
 def test_values_and_api_records() -> None:
-    value = {"slots": {"card": "4111 1111 1111 1111", "order": "45281"}, "list": ["cvv 123", 7, None]}
-    assert R.value(value) == {"slots": {"card": "[card number]", "order": "45281"},
-                              "list": ["cvv [security code]", 7, None]}
+    value = {"slots": {"card": "4111 1111 1111 1111", "order": "45281", "n": 4111111111111111, "big": 10**15},
+             "list": ["cvv 123", 7, None, True]}
+    assert R.value(value) == {"slots": {"card": "[card number]", "order": "45281", "n": "[card number]",
+                                        "big": 10**15},
+                              "list": ["cvv [security code]", 7, None, True]}
     record = {"id": "c", "turns": [{"text": "4111111111111111", "extra": {"entities": {"n": "4111111111111111"}}}],
               "transfer": {"transcript": [{"text": "ssn 123-45-6789"}]}}
     out = R.call(record)

@@ -155,6 +155,10 @@ class Redactor:
             return value
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 13 <= len(str(abs(value))) <= 19:
+            # A number slot the NLU parsed out of a read-out card number is a card number too.
+            redacted = self.text(str(value))
+            return value if redacted == str(value) else redacted
         if isinstance(value, dict):
             return {k: self.value(v) for k, v in value.items()}
         if isinstance(value, list):
