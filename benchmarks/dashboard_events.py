@@ -180,6 +180,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--dashboards", type=int, default=5)
     ap.add_argument("--stagger", type=float, default=0.5, help="Seconds between call starts.")
+    ap.add_argument("--wal", action="store_true",
+                    help="Put the SQLite file in WAL journal mode first (commits fsync less; the mode persists).")
     args = ap.parse_args()
 
     from sqlalchemy import create_engine
@@ -191,7 +193,12 @@ def main() -> None:
         speeches = [synthesise(folder, text, f"say{i}") for i, text in enumerate(UTTERANCES)]
         sip_port, http_port = free_port(), free_port()
         db_url = f"sqlite:///{folder}/bench.db"
-        UserStore(create_engine(db_url)).add("bench", "supervisor", "bench-password")
+        engine = create_engine(db_url)
+        UserStore(engine).add("bench", "supervisor", "bench-password")
+        if args.wal:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        engine.dispose()
         (folder / "voicebot.yaml").write_text(
             f"database:\n  url: {db_url}\nserver:\n  host: 127.0.0.1\n  port: {http_port}\n"
             f"sip:\n  listen_udp: 127.0.0.1:{sip_port}\n  listen_tcp: ''\n  rtp_port_min: 41000\n"
@@ -206,7 +213,17 @@ def main() -> None:
                     break
             else:
                 sys.exit("voicebot serve did not start")
-            threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()  # type: ignore[union-attr]
+            # Keep reading its log so a full pipe never blocks the server (into a file if asked for).
+            log_path = os.environ.get("DASHBOARD_BENCH_SERVER_LOG")
+            sink = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the server
+
+            def drain() -> None:
+                for line in server.stderr:  # type: ignore[union-attr]
+                    if sink:
+                        sink.write(line)
+                        sink.flush()
+
+            threading.Thread(target=drain, daemon=True).start()
             token = _login(f"http://127.0.0.1:{http_port}")
 
             ctx = mp.get_context("spawn")
@@ -238,6 +255,7 @@ def main() -> None:
                      "dashboards in a separate process",
         "calls": args.calls,
         "dashboards": args.dashboards,
+        "sqlite_journal": "wal" if args.wal else "default (rollback journal)",
         "calls_dropped": sum(c["dropped"] for c in calls),
         "replies_heard": sum(c["replies"] for c in calls),
         "call_errors": [c["error"] for c in calls if c["error"]],
