@@ -88,11 +88,15 @@ def http_status(url: str, headers: dict[str, str] | None = None) -> int:
         return exc.code
 
 
-def log_in(page: Any, base: str, name: str) -> None:
-    """Fill in the login form the way a person does."""
+def log_in(page: Any, name: str, lands_on: str) -> None:
+    """Fill in the login form the way a person does; wait until the browser lands on ``lands_on`` (a path)."""
     page.fill("#username", name)
     page.fill("#password", "pw-" + name)
     page.click("#submit")
+    try:
+        page.wait_for_url(f"**{lands_on}**", timeout=30_000)
+    except Exception:
+        raise AssertionError(f"login of {name} stayed at {page.url}: {page.inner_text('body')[:300]!r}") from None
 
 
 def test_no_login_no_page_no_transcript(server, browser) -> None:
@@ -127,8 +131,7 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{server.url}/supervisor")
-    log_in(page, server.url, "sue")
-    page.wait_for_url(f"{server.url}/supervisor**", timeout=15_000)
+    log_in(page, "sue", "/supervisor")
     page.wait_for_selector("body[data-conn=live]", timeout=15_000)
     assert "sue" in page.inner_text("#whoami") and "supervisor" in page.inner_text("#whoami")
     # The queue board shows the configured agents (offline until they log in on the agent page).
@@ -234,8 +237,7 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         ctx = browser.new_context()
         page = ctx.new_page()
         page.goto(f"{server.url}/login")
-        log_in(page, server.url, name)
-        page.wait_for_url("**/agent**", timeout=15_000)  # agents land on their own page
+        log_in(page, name, "/agent")  # agents land on their own page
         record = page.request.get(f"{server.url}/api/calls/{quoted}")
         found = page.request.get(f"{server.url}/api/calls?number={CALLER}")
         dashboard = page.goto(f"{server.url}/supervisor")
