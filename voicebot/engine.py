@@ -14,12 +14,15 @@ from voicebot.config import Settings
 def build_engine_or_exit(settings: Settings) -> DialogEngine:
     """The process's dialog engine; a broken domain file or database URL exits 2 with the reason."""
     from dialogs.db.engine import DatabaseError
+    from voicebot.redaction import Redactor
 
     try:
-        return DialogEngine.from_settings(settings)
+        engine = DialogEngine.from_settings(settings)
     except DomainError as exc:
         click.echo(f"The domain cannot be loaded:\n{exc}", err=True)
         sys.exit(2)
     except DatabaseError as exc:
         click.echo(f"The database cannot be used: {exc}", err=True)
         sys.exit(2)
+    engine.redact = Redactor.from_settings(settings).value  # contacts it stores (chat) as in calls
+    return engine
