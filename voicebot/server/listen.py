@@ -175,10 +175,6 @@ class ListenSessions:
         log.info("call %s: %s stopped listening (%s)", session.call_id, session.username, pc_id)
         return True
 
-    async def close_all(self) -> None:
-        for pc_id in list(self.sessions):
-            await self.close(pc_id)
-
     async def _teardown(self, session: ListenSession) -> None:
         if session.closed:
             return
