@@ -45,9 +45,10 @@ class AgentWhisper:
     """The supervisor's voice mixed into what an agent's leg receives from the bridge.
 
     :class:`telephony.bridge.Bridge` hands each 20 ms of the caller to the agent's ``rtp.write_nowait``;
-    wrapping that one call adds the supervisor's next 20 ms to it. Writing the supervisor's audio beside the
-    caller's would queue it after the caller's instead (twice the audio, growing delay), and the caller's
-    leg, the transcripts and the listeners never see it.
+    wrapping that one call adds the supervisor's next 20 ms to it, so the agent's stream stays one frame per
+    frame (writing the supervisor's audio beside the caller's would queue it after it: twice the audio, a
+    growing delay). Nothing else gets it: the caller's leg, the transcripts and the listeners take their audio
+    from what each leg received, not from what the agent is sent.
     """
 
     def __init__(self, leg: Any):
