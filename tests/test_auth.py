@@ -117,6 +117,7 @@ DATA_APIS = [
     ("GET", "/api/voicemails/1.wav"), ("POST", "/api/voicemails/1"), ("GET", "/api/live"),
     ("GET", "/api/live/c-alice"), ("GET", "/api/stats"),
     ("GET", "/api/users"), ("POST", "/api/users"), ("DELETE", "/api/users/sup"), ("GET", "/api/audit"),
+    ("GET", "/api/config"),
     ("GET", "/api/me"),
 ]
 
@@ -152,6 +153,7 @@ def test_events_websocket_needs_a_login(client: TestClient, as_: dict[str, dict[
         ("alice", "GET", "/api/audit"), ("alice", "GET", "/api/stats"), ("alice", "POST", "/api/agents/bob/state"),
         ("alice", "GET", "/api/agents/bob"), ("alice", "POST", "/api/agents/bob/hangup"),
         ("sup", "GET", "/api/users"), ("sup", "GET", "/api/audit"), ("sup", "POST", "/api/users"),
+        ("sup", "GET", "/api/config"),
     ],
 )
 def test_wrong_role_is_403(client: TestClient, as_: dict[str, dict[str, str]], user: str, method: str,
@@ -275,3 +277,17 @@ def test_users_api(client: TestClient, as_: dict[str, dict[str, str]]) -> None:
     assert client.get("/api/me", headers=carol).status_code == 401  # her sessions ended with her
     assert client.delete("/api/users/adm", headers=admin).status_code == 400  # not yourself
     assert client.delete("/api/users/nobody", headers=admin).status_code == 404
+
+
+def test_admin_sees_the_effective_config_without_the_database_password(app_parts: SimpleNamespace,
+                                                                      as_: dict[str, dict[str, str]]) -> None:
+    settings = app_parts.client.app.state.runtime.settings
+    url = settings.database.url
+    settings.database.url = "postgresql://voicebot:s3cret@db.example/voicebot"
+    try:
+        config = app_parts.client.get("/api/config", headers=as_["adm"]).json()
+    finally:
+        settings.database.url = url
+    assert config["database"]["url"] == "postgresql://voicebot:***@db.example/voicebot"
+    assert config["auth"]["session_hours"] == 12 and config["privacy"]["redact"] is True
+    assert [a["id"] for a in config["agents"]] == ["alice", "bob"]

@@ -10,6 +10,7 @@
     POST   /api/users          {"username", "role", "password", "agent_id"?} (admin)
     DELETE /api/users/{name}   (admin)
     GET    /api/audit          who opened which call (admin; ?username=&call_id=&limit=&offset=)
+    GET    /api/config         the effective configuration, database password hidden (admin)
 
 Roles: ``admin`` (everything), ``supervisor`` (all calls, dashboard, queues), ``agent`` (the agent page and
 their own calls: those handed to their ``agent_id``). A token comes as ``Authorization: Bearer TOKEN`` or in
@@ -415,6 +416,20 @@ async def remove_user(username: str, request: Request, principal: Admin) -> dict
     except UserError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     return {"removed": username}
+
+
+@router.get("/api/config")
+async def effective_config(request: Request, _admin: Admin) -> dict[str, Any]:
+    """The configuration the server runs with (file + environment + defaults), as ``voicebot config show``
+    prints it; the database password is hidden (other secrets are only named in the file: ``*_env``)."""
+    settings = getattr(getattr(request.app.state, "runtime", None), "settings", None)
+    if settings is None or not hasattr(settings, "model_dump"):
+        raise HTTPException(status_code=404, detail="no configuration loaded")
+    from dialogs.db.engine import safe_url
+
+    out = settings.model_dump(mode="json")
+    out["database"]["url"] = safe_url(settings.database.url)
+    return out
 
 
 @router.get("/api/audit")
