@@ -1,7 +1,10 @@
 """Assembly of one call's pipeline over any pipecat transport (WebRTC here, SIP in telephony/).
 
-    transport.input() -> CallerTurnProcessor (VAD, speculative STT, end of turn, barge-in)
-      -> DialogStage (dialog engine) -> PiperSpeech (TTS) -> transport.output() -> CallControl
+    transport.input() -> MonitorTap (caller) -> KeypadCollector
+      -> CallerTurnProcessor (VAD, speculative STT, end of turn, barge-in)
+      -> DialogStage (dialog engine) -> PiperSpeech (TTS) -> transport.output() -> MonitorTap (bot) -> CallControl
+
+The monitor taps give supervisors listening in the caller's and the bot's audio (voicebot.monitor).
 """
 
 from __future__ import annotations
