@@ -181,3 +181,74 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     agent_heard = transcribe(next((tmp_path / "agent" / "rec").glob("dump-*-dec.wav"))).lower()
     assert "person" in agent_heard or "identified" in agent_heard, agent_heard
     assert "calling about" in agent_heard, agent_heard  # (G.711 at 8 kHz: "refund" may come out as another word)
+
+
+def on_hold(base: str, call_id: str, headers: dict[str, str], timeout: float = 60) -> None:
+    """Return once ``call_id`` waits in a queue (GET /api/queues) and the bot's hand-off sentence has been
+    heard (its turn has an end): from then on the queue has the caller's keys."""
+    deadline = time.monotonic() + timeout
+    quoted = urllib.parse.quote(call_id, safe="")
+    while time.monotonic() < deadline:
+        if any(w["call_id"] == call_id for q in get(f"{base}/api/queues", headers)["queues"] for w in q["waiting"]):
+            bot = [t for t in get(f"{base}/api/calls/{quoted}", headers)["turns"] if t["speaker"] == "bot"]
+            if len(bot) >= 2 and bot[-1]["end"]:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"call {call_id} never waited in a queue")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from audio.speech import write_wav
+
+    # The fake microphone starts when the page asks for it: the request comes after the greeting.
+    ask = speech("I want to speak to a human.").astype(np.float32) / 32768
+    mic = write_wav(tmp_path / "mic.wav", np.concatenate([np.zeros(4 * RATE, np.float32), ask,
+                                                          np.zeros(60 * RATE, np.float32)]), RATE)
+    config = {
+        "call": {"greeting": "Hello, how can I help?"},
+        "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],  # logged out: callers wait
+        "queues": [{"name": "general", "max_wait": 120, "callback_key": "1"}],
+    }
+    args = [
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",
+    ]
+    with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
+        add_user(server.config["database"]["url"], "sup", "supervisor")
+        headers = login(server.url, "sup")
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=args)
+        try:
+            # 1. A caller waiting in the queue presses the callback key on the page's keypad.
+            page = browser.new_page()
+            page.goto(f"{server.url}/?raw=1")
+            page.click("#call")
+            page.wait_for_function("document.body.dataset.callId !== undefined", timeout=20_000)
+            first = page.evaluate("document.body.dataset.callId")
+            on_hold(server.url, first, headers)
+            page.click("#keypad button[data-key='1']")
+            first_record = closed_record(server.url, first, headers)
+            page.wait_for_function("document.getElementById('keypad').hidden", timeout=20_000)  # the page knows
+            # 2. Another caller waits, then closes the page.
+            page = browser.new_page()
+            page.goto(f"{server.url}/?raw=1")
+            page.click("#call")
+            page.wait_for_function("document.body.dataset.callId !== undefined", timeout=20_000)
+            second = page.evaluate("document.body.dataset.callId")
+            on_hold(server.url, second, headers)
+            page.close()
+            second_record = closed_record(server.url, second, headers)
+            callbacks = get(f"{server.url}/api/callbacks", headers)["callbacks"]
+        finally:
+            browser.close()
+        log = server.log()
+
+    assert first_record["outcome"] == "callback", (first_record, log)
+    assert first_record["transfer"]["outcome"] == "callback"
+    assert [c["call_id"] for c in callbacks] == [first]
+    assert second_record["outcome"] == "abandoned", (second_record, log)
+    assert second_record["transfer"]["outcome"] == "abandoned" and second_record["transfer"]["wait_s"] > 0

@@ -35,10 +35,9 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     InputDTMFFrame,
     OutputAudioRawFrame,
-    StartFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
 from telephony.call import CallError
 
@@ -155,6 +154,12 @@ class BrowserLeg:
             return
         self.taken = True
         self._pacer = asyncio.ensure_future(self._pace())
+        self._pacer.add_done_callback(self._pacer_done)
+
+    def _pacer_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s: playing to the caller failed", self.call_id, exc_info=task.exception())
+            self.peer_gone("error")  # a caller who can no longer hear the queue is not left waiting in it
 
     def peer_gone(self, reason: str = "remote hangup") -> None:
         """The caller closed the page or the connection failed."""
@@ -195,9 +200,10 @@ class BrowserLeg:
         while self.state == "answered":
             n += 1
             await asyncio.sleep(max(0.0, start + n * FRAME_S - time.monotonic()))
-            if len(self.rtp.buf) < FRAME_BYTES or self._out is None:
+            if not self.rtp.buf or self._out is None:
                 continue  # nothing to play: the transport sends silence by itself
-            chunk = bytes(self.rtp.buf[:FRAME_BYTES])
+            # The tail of a prompt is shorter than a frame: padded, or "played out" would never come.
+            chunk = bytes(self.rtp.buf[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\0")
             del self.rtp.buf[:FRAME_BYTES]
             await self._out.play(chunk)
 
@@ -234,15 +240,17 @@ class CallerAudioOut(FrameProcessor):
         self._resampler: Any = None
         leg._out = self
 
-    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)
-        if isinstance(frame, StartFrame) and frame.audio_out_sample_rate != RATE:
+    async def setup(self, setup: FrameProcessorSetup) -> None:
+        await super().setup(setup)
+        if setup.audio_out_sample_rate and setup.audio_out_sample_rate != RATE:
             import soxr  # type: ignore[import-untyped]
 
-            # Resampled here, as a stream: the output transport's own resampler leaves an odd-sized tail
-            # at the end of the call that its track refuses (not a multiple of 10 ms).
-            self._rate = frame.audio_out_sample_rate
+            # The transport's rate (Piper's), resampled here as a stream so no 20 ms chunk clicks.
+            self._rate = setup.audio_out_sample_rate
             self._resampler = soxr.ResampleStream(RATE, self._rate, 1, dtype="int16")
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
         if self._leg.taken and direction == FrameDirection.DOWNSTREAM and isinstance(frame, DataFrame):
             return
         await self.push_frame(frame, direction)

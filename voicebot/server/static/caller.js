@@ -1,4 +1,6 @@
 // Caller page: one WebRTC call to the bot (pipecat SmallWebRTC signaling) and its live transcript.
+// The keypad sends {"type": "dtmf", "key"} over the call's data channel: to the bot (order numbers, PINs)
+// or, once the caller is with the agent queue, to the queue (e.g. its callback key).
 // No external scripts: the page works on a network without internet access.
 "use strict";
 
@@ -7,8 +9,10 @@ const hangupButton = document.getElementById("hangup");
 const statusLine = document.getElementById("status");
 const transcript = document.getElementById("transcript");
 const botAudio = document.getElementById("bot-audio");
+const keypad = document.getElementById("keypad");
 
 let pc = null;
+let keys = null;  // the data channel the keypad sends on
 let stream = null;
 let callId = null;
 let callKey = null;  // opens this call's record (GET /api/calls/ID with X-Call-Key)
@@ -34,7 +38,7 @@ function renderTurns(turns) {
     li.className = t.speaker;
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = t.speaker === "caller" ? "You" : "Assistant";
+    who.textContent = t.speaker === "caller" ? "You" : t.speaker === "agent" ? "Agent" : "Assistant";
     li.append(who, document.createTextNode(t.text));
     return li;
   }));
@@ -72,10 +76,18 @@ async function call() {
   }
   pc = new RTCPeerConnection();
   pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv" });
+  keys = pc.createDataChannel("keys");
+  keys.onmessage = (event) => {
+    // pipecat says so when the server ends the call (e.g. the agent hung up).
+    try {
+      const message = JSON.parse(event.data);
+      if (message.type === "signalling" && message.message && message.message.type === "peerLeft") endCall(false);
+    } catch (err) { /* not for us */ }
+  };
   pc.ontrack = (event) => { botAudio.srcObject = event.streams[0] || new MediaStream([event.track]); };
   pc.onconnectionstatechange = () => {
     const state = pc ? pc.connectionState : "closed";
-    if (state === "connected") setStatus("Connected");
+    if (state === "connected") { setStatus("Connected"); keypad.hidden = false; }
     if (state === "failed" || state === "closed" || state === "disconnected") endCall(false);
   };
   setStatus("Connecting…");
@@ -103,6 +115,8 @@ async function call() {
 }
 
 function endCall(byCaller) {
+  keypad.hidden = true;
+  keys = null;
   if (pc) { pc.close(); pc = null; }
   if (stream) { stream.getTracks().forEach((t) => t.stop()); stream = null; }
   hangupButton.disabled = true;
@@ -112,5 +126,15 @@ function endCall(byCaller) {
   setTimeout(() => refreshTranscript().catch(() => {}), 1000);
 }
 
+function press(key) {
+  if (keys && keys.readyState === "open") keys.send(JSON.stringify({ type: "dtmf", key }));
+}
+
 callButton.addEventListener("click", call);
+// Closing the page hangs up at once (otherwise the server notices only when the connection times out).
+window.addEventListener("pagehide", () => { if (pc) endCall(true); });
+keypad.addEventListener("click", (event) => {
+  const key = event.target.dataset && event.target.dataset.key;
+  if (key) press(key);
+});
 hangupButton.addEventListener("click", () => endCall(true));
