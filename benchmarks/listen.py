@@ -6,8 +6,11 @@
    store, an aiortc supervisor on loopback), a "call" feeding 20 ms frames in real time with a loud 20 ms burst
    every 0.5 s; the delay is from feeding a burst to its arrival at the supervisor (mixer buffer, 20 ms pacing,
    Opus, aiortc's jitter buffer and decoding). The call's own path (transport, pipeline) comes on top.
+3. With ``--call``, on a real call: ``voicebot serve`` in a subprocess, an aiortc caller playing 1 kHz beeps
+   after the greeting and a logged-in supervisor listening: from a beep leaving the caller to its arrival at
+   the supervisor, and how much later (or earlier) the supervisor hears the bot's greeting than the caller.
 
-    python benchmarks/listen.py [--bursts 40]
+    python benchmarks/listen.py [--bursts 40] [--call]
 
 Prints one JSON object.
 """
@@ -129,11 +132,97 @@ async def listen_delay(bursts: int) -> dict[str, Any]:
                          "max": round(max(delays), 1)} if delays else None}
 
 
+async def call_delay(workdir: Path, beeps: int = 8) -> dict[str, Any]:
+    import urllib.parse
+
+    import httpx
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from voicebot.server.process import ServerProcess
+    from voicebot.server.rtc_audio import read_track
+    from voicebot.server.webrtc_client import RATE, _FilePlayer, _http_json, _Recorder
+    from voicebot.users import UserStore
+
+    period, beep_s = 1.5, 0.12
+    t = np.arange(int(beep_s * RATE)) / RATE
+    beep = (12000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    samples = np.zeros(int(period * beeps * RATE), dtype=np.int16)
+    for k in range(beeps):
+        samples[int(k * period * RATE) : int(k * period * RATE) + beep.size] = beep
+    db = f"sqlite:///{workdir / 'voicebot.db'}"
+    with ServerProcess(workdir, {"database": {"url": db}}) as server:
+        from sqlalchemy import create_engine
+
+        users = UserStore(create_engine(db))
+        users.add("sup", "supervisor", "pw-sup")
+        token = users.login("sup", "pw-sup").token  # type: ignore[union-attr]
+        player, recorder = _FilePlayer(samples), _Recorder()
+        caller = RTCPeerConnection()
+        caller.addTransceiver(player, direction="sendrecv")
+        tasks: list[asyncio.Task[None]] = []
+        caller.on("track", lambda track: tasks.append(asyncio.ensure_future(recorder.run(track))))
+        await caller.setLocalDescription(await caller.createOffer())
+        answer = await asyncio.to_thread(_http_json, "POST", f"{server.url}/api/offer",
+                                         {"sdp": caller.localDescription.sdp, "type": "offer"})
+        await caller.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        heard: list[tuple[float, np.ndarray]] = []
+        sup = RTCPeerConnection()
+        sup.addTransceiver("audio", direction="recvonly")
+        sup.on("track", lambda track: tasks.append(asyncio.ensure_future(read_track(
+            track, lambda pcm: heard.append((time.monotonic(), np.frombuffer(pcm, np.int16)))))))
+        await sup.setLocalDescription(await sup.createOffer())
+        async with httpx.AsyncClient(timeout=30) as http:
+            res = await http.post(f"{server.url}/api/live/{urllib.parse.quote(answer['pc_id'], safe='')}/listen",
+                                  json={"sdp": sup.localDescription.sdp, "type": "offer"},
+                                  headers={"Authorization": f"Bearer {token}"})
+            res.raise_for_status()
+        await sup.setRemoteDescription(RTCSessionDescription(sdp=res.json()["sdp"], type=res.json()["type"]))
+        deadline = time.monotonic() + 30
+        while not recorder.quiet_for(0.8) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        player.play()
+        while not player.finished.is_set():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        await caller.close()
+        await sup.close()
+        for task in tasks:
+            task.cancel()
+
+    def loud(x: np.ndarray) -> bool:
+        return float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) > 1000
+
+    def beepy(x: np.ndarray) -> bool:
+        spectrum = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(x.size)))
+        return loud(x) and abs(np.argmax(spectrum) * 16000 / x.size - 1000) < 100
+
+    assert player.play_started is not None
+    delays = []
+    for k in range(beeps):
+        sent = player.play_started + k * period
+        got = next((at - 0.02 for at, x in heard if at - 0.02 > sent - 0.01 and beepy(x)), None)
+        if got is not None and got - sent < period / 2:
+            delays.append((got - sent) * 1000)
+    sup_greeting = next((at - 0.02 for at, x in heard if loud(x)), None)
+    caller_greeting = recorder.onsets[0] if recorder.onsets else None
+    return {
+        "beeps": beeps, "heard": len(delays),
+        "caller_to_supervisor_ms": {"p50": round(float(np.percentile(delays, 50)), 1),
+                                    "max": round(max(delays), 1)} if delays else None,
+        "greeting_supervisor_minus_caller_ms": round((sup_greeting - caller_greeting) * 1000, 1)
+        if sup_greeting is not None and caller_greeting is not None else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bursts", type=int, default=40)
+    parser.add_argument("--call", action="store_true", help="also measure on a real call (starts voicebot serve)")
     args = parser.parse_args()
-    result = {"costs": feed_costs(), "listen": asyncio.run(listen_delay(args.bursts))}
+    result: dict[str, Any] = {"costs": feed_costs(), "listen": asyncio.run(listen_delay(args.bursts))}
+    if args.call:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["call"] = asyncio.run(call_delay(Path(tmp)))
     print(json.dumps(result, indent=2))
 
 
