@@ -2,6 +2,7 @@
 baresip agent in auto-answer mode; prints JSON.
 
     python benchmarks/transfer_latency.py [--runs 5] [--sequential] [--summary "Caller Jane Doe, ..."]
+    python benchmarks/transfer_latency.py --caller webrtc [--runs 5]
 
 Real parts: our SIP user agent as the bot and as the caller, baresip as the agent's phone (auto-answer,
 sending a 3000 Hz tone as its voice), the process's Piper voice for the hand-off sentence and the whisper
@@ -19,6 +20,17 @@ first, then the queue, with the whisper at the callers' pace). Per run:
 
 The whisper is built from a hand-off packet like the dialog engine's (``--summary`` whispers that text
 instead, as for a packet without structured fields).
+
+``--caller webrtc`` measures a browser caller through the whole product instead: ``voicebot serve`` in a child
+process (SIP on, to ring the same baresip agent), an aiortc caller (as a browser: Opus over WebRTC) that says
+"I want to speak to a human" (espeak-ng) after the greeting. The decision is the start of the bot's hand-off
+turn in the call record (stored the moment the dialog decides); per run:
+
+- ``announcement_end_s``: decision -> the end of that turn (its audio has been sent to the caller);
+- ``decision_to_agent_audio_s``: decision -> the agent's tone at the caller (the total);
+- ``speech_end_to_agent_audio_s``: the end of the caller's request -> the agent's tone (what the caller waits).
+
+Both clocks are the same machine's.
 
 Needs baresip (apt-get install baresip-core). The machine is shared, so numbers are pessimistic.
 """
@@ -65,11 +77,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def is_agent_voice(pcm: bytes) -> bool:
+def is_agent_voice(pcm: bytes, rate: int = 16000) -> bool:
     x = np.frombuffer(pcm, np.int16).astype(np.float64)
-    if len(x) < 160 or np.sqrt((x**2).mean()) < 500:
+    if len(x) < rate // 100 or np.sqrt((x**2).mean()) < 500:
         return False
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), 2048))
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), 2048 * rate // 16000))
     return abs(np.argmax(spectrum) * 16000 / 2048 - AGENT_HZ) < 100
 
 
@@ -180,13 +192,129 @@ async def measure(args: argparse.Namespace, agent_port: int, service: Any) -> li
     return runs
 
 
+async def webrtc_call(base: str, request: np.ndarray) -> tuple[str, float | None, float]:
+    """One browser-like call: the request after the greeting, then listen for the agent's tone. Returns the
+    call id, when (epoch seconds) the caller first heard the agent, and when its request ended."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from voicebot.server.webrtc_client import _FilePlayer, _http_json
+
+    player = _FilePlayer(request)
+    pc = RTCPeerConnection()
+    pc.addTransceiver(player, direction="sendrecv")
+    heard: dict[str, float] = {}
+    last_loud: dict[str, float] = {}
+
+    async def listen(track: Any) -> None:
+        streak: list[float] = []
+        try:
+            while "agent" not in heard:
+                frame = await track.recv()
+                now = time.time()
+                pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0].astype(np.int16)
+                if np.sqrt((pcm.astype(np.float64) ** 2).mean()) > 200:
+                    last_loud["t"] = now
+                # Three frames in a row: a fricative of the bot's sentence is not the agent's 3000 Hz tone.
+                if not is_agent_voice(pcm.tobytes(), frame.sample_rate):
+                    streak.clear()
+                    continue
+                streak.append(now - frame.samples / frame.sample_rate)
+                if len(streak) >= 3:
+                    heard["agent"] = streak[0]
+        except Exception:  # the call ended
+            return
+
+    tasks: list[asyncio.Task[None]] = []
+    pc.on("track", lambda track: tasks.append(asyncio.ensure_future(listen(track))))
+    await pc.setLocalDescription(await pc.createOffer())
+    answer = await asyncio.to_thread(_http_json, "POST", f"{base}/api/offer",
+                                     {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    started = time.time()
+    while time.time() - last_loud.get("t", time.time()) < 0.8 and time.time() - started < 20:  # the greeting
+        await asyncio.sleep(0.02)
+    player.play()
+    while not player.finished.is_set():
+        await asyncio.sleep(0.01)
+    spoken_end = time.time()
+    while "agent" not in heard and time.time() - spoken_end < 30:
+        await asyncio.sleep(0.01)
+    await pc.close()
+    for task in tasks:
+        task.cancel()
+    return answer["pc_id"], heard.get("agent"), spoken_end
+
+
+def measure_webrtc(args: argparse.Namespace, agent_port: int, folder: Path) -> list[dict[str, float]]:
+    """Runs of a browser caller through ``voicebot serve`` (see the module docstring)."""
+    import urllib.parse
+    import urllib.request
+    from datetime import datetime
+
+    from sqlalchemy import create_engine
+
+    from audio.speech import espeak_ng
+    from voicebot.server.process import ServerProcess
+    from voicebot.users import UserStore
+
+    def get(url: str, headers: dict[str, str]) -> Any:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as res:
+            return json.loads(res.read())
+
+    speech, _ = espeak_ng("I want to speak to a human.", rate=150, sample_rate=48000)
+    request = (speech * 20000).astype(np.int16)
+    sip = free_port()
+    config = {
+        "call": {"greeting": "Hello, how can I help?"},
+        "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{sip}", "listen_tcp": None,
+                "rtp_port_min": 39200, "rtp_port_max": 39299},
+        "agents": [{"id": "alice", "name": "Alice", "contact": f"sip:alice@127.0.0.1:{agent_port}",
+                    "logged_in": True}],
+        "queues": [{"name": "general", "wrap_up": 0, "agent_timeout": 10}],
+    }
+    runs = []
+    with ServerProcess(folder / "server", config) as server:
+        UserStore(create_engine(server.config["database"]["url"])).add("bench", "supervisor", "bench-password")
+        login = urllib.request.Request(f"{server.url}/api/login", method="POST",
+                                       data=json.dumps({"username": "bench", "password": "bench-password"}).encode(),
+                                       headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=10) as res:
+            headers = {"Authorization": f"Bearer {json.loads(res.read())['token']}"}
+        for _ in range(args.runs):
+            call_id, agent_at, spoken_end = asyncio.run(webrtc_call(server.url, request))
+            record: dict[str, Any] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not record.get("end"):
+                time.sleep(0.3)
+                record = get(f"{server.url}/api/calls/{urllib.parse.quote(call_id, safe='')}", headers)
+            while time.monotonic() < deadline and get(f"{server.url}/api/agents", headers)["agents"][0]["state"] != "available":
+                time.sleep(0.2)
+            said = [t for t in record.get("turns", []) if t["speaker"] == "bot" and t.get("extra", {}).get("kind") == "reply"]
+            if agent_at is None or not said or not said[-1]["end"]:
+                runs.append({"failed": 1.0})
+                continue
+            decided = datetime.fromisoformat(said[-1]["start"]).timestamp()
+            runs.append({
+                "announcement_end_s": round(datetime.fromisoformat(said[-1]["end"]).timestamp() - decided, 3),
+                "decision_to_agent_audio_s": round(agent_at - decided, 3),
+                "speech_end_to_agent_audio_s": round(agent_at - spoken_end, 3),
+            })
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--caller", choices=("sip", "webrtc"), default="sip",
+                        help="webrtc: a browser-like caller through voicebot serve")
     parser.add_argument("--summary", default=None, help="whisper this text instead of the packet's fields")
     parser.add_argument("--sequential", action="store_true", help="the old order: sentence, then the queue")
     parser.add_argument("--announcement", default=ANNOUNCEMENT)
     args = parser.parse_args()
+
+    if args.caller == "webrtc":
+        main_webrtc(args)
+        return
 
     from voicebot.config import Settings
     from voicebot.pipeline.shared import SharedModels
@@ -232,6 +360,32 @@ def main() -> None:
         "whisper": whisper,
         "whisper_audio_s": round(whisper_audio_s, 2),
         **{key: summary(key) for key in ("announcement_end_s", "dial_s", "whisper_s", "decision_to_agent_audio_s")},
+        "per_run": runs,
+    }, indent=2))
+
+
+def main_webrtc(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        agent, port = start_agent(Path(tmp))
+        try:
+            runs = measure_webrtc(args, port, Path(tmp))
+        finally:
+            agent.terminate()
+            agent.wait(timeout=10)
+    ok = [r for r in runs if "failed" not in r]
+
+    def summary(key: str) -> dict[str, float] | None:
+        values = [r[key] for r in ok]
+        return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)} if values else None
+
+    print(json.dumps({
+        "benchmark": "transfer_latency",
+        "caller": "webrtc",
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores (shared: pessimistic)",
+        "runs": len(runs),
+        "failed": len(runs) - len(ok),
+        **{key: summary(key) for key in ("announcement_end_s", "decision_to_agent_audio_s",
+                                         "speech_end_to_agent_audio_s")},
         "per_run": runs,
     }, indent=2))
 
