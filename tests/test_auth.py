@@ -135,6 +135,9 @@ def test_what_is_open_without_a_login(client: TestClient) -> None:
         assert client.get(path).status_code == 200, path
     # The anonymous caller reads only their own call, with the key their call's answer gave them.
     assert client.get("/api/calls/c-bot", headers={"X-Call-Key": "guess"}).status_code == 401
+    # Renegotiating someone else's call (its id is enough for pipecat) is refused without that call's key.
+    offer = {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer", "pc_id": "c-bot"}
+    assert client.post("/api/offer", json=offer).status_code == 403
 
 
 def test_events_websocket_needs_a_login(client: TestClient, as_: dict[str, dict[str, str]]) -> None:

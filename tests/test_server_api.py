@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from voicebot.config import Settings
 from voicebot.server.app import create_app
+from voicebot.server.auth import call_key
 from voicebot.server.runtime import Runtime
 
 
@@ -59,6 +60,9 @@ def test_malformed_offer_is_a_400_with_a_message(client, body, message):
 
 def test_trickle_ice_errors(client):
     res = client.patch("/api/offer", json={"pc_id": "nope", "candidates": []})
+    assert res.status_code == 403 and "X-Call-Key" in res.json()["detail"]  # only the caller may touch its call
+    key = call_key(client.app, "nope")  # type: ignore[arg-type]
+    res = client.patch("/api/offer", json={"pc_id": "nope", "candidates": []}, headers={"X-Call-Key": key})
     assert res.status_code == 404
     res = client.patch("/api/offer", json={"candidates": []})
     assert res.status_code == 400 and "pc_id" in res.json()["detail"]

@@ -198,11 +198,19 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
+    def _own_call(request: Request, pc_id: str) -> None:
+        # Renegotiating or adding ICE candidates to an existing connection would let whoever knows a call's id
+        # take over its audio: only the caller, with the key their first answer gave them, may.
+        if not check_call_key(app, pc_id, request.headers.get("x-call-key")):
+            raise HTTPException(status_code=403, detail="changing a call's connection needs its X-Call-Key")
+
     @app.post("/api/offer")
     async def offer(request: Request) -> dict[str, Any]:
         """SmallWebRTC signaling: ``{"sdp", "type"}`` in, ``{"sdp", "type", "pc_id", "call_key"}`` out
         (``call_key``: for a new call, opens its record to the caller: ``X-Call-Key``)."""
         webrtc_request, caller_id = _parse_offer(await _json(request))
+        if webrtc_request.pc_id:
+            _own_call(request, webrtc_request.pc_id)
         started: list[str] = []
 
         async def on_connection(connection: SmallWebRTCConnection) -> None:
@@ -225,6 +233,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     async def ice_candidates(request: Request) -> dict[str, str]:
         """Trickle ICE: add the caller's candidates to an existing connection."""
         patch = _parse_patch(await _json(request))
+        _own_call(request, patch.pc_id)
         try:
             await handler.handle_patch_request(patch)
         except HTTPException:
