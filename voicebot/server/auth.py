@@ -359,10 +359,10 @@ async def login(request: Request) -> JSONResponse:
     await asyncio.to_thread(users.audit, session.user.username, "login", None, keys[1][5:])
     out = {"token": session.token, **session.user.as_dict(), "expires": session.expires.isoformat()}
     response = JSONResponse(out)
-    settings = _auth_settings(request.app)
-    response.set_cookie(COOKIE, session.token, max_age=int((session.expires - users_of(request.app).clock())
-                                                            .total_seconds()),
-                        httponly=True, samesite="strict", secure=bool(getattr(settings, "cookie_secure", False)),
+    # HttpOnly: page scripts never see it; SameSite=Strict: another site cannot make a browser use it.
+    secure = bool(getattr(_auth_settings(request.app), "cookie_secure", False))
+    max_age = int((session.expires - users.clock()).total_seconds())
+    response.set_cookie(COOKIE, session.token, max_age=max_age, httponly=True, samesite="strict", secure=secure,
                         path="/")
     return response
 
