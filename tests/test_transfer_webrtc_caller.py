@@ -203,9 +203,12 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
 
     from audio.speech import write_wav
 
-    # The fake microphone starts when the page asks for it: the request comes after the greeting.
+    # The fake microphone starts when the page asks for it: the request comes after the greeting; then the
+    # caller talks over the bot's hand-off sentence (which cuts it: the queue takes the caller at once).
     ask = speech("I want to speak to a human.").astype(np.float32) / 32768
+    over = speech("Okay, thank you.").astype(np.float32) / 32768
     mic = write_wav(tmp_path / "mic.wav", np.concatenate([np.zeros(4 * RATE, np.float32), ask,
+                                                          np.zeros(int(2.2 * RATE), np.float32), over,
                                                           np.zeros(60 * RATE, np.float32)]), RATE)
     config = {
         "call": {"greeting": "Hello, how can I help?"},
@@ -248,6 +251,8 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
         log = server.log()
 
     assert first_record["outcome"] == "callback", (first_record, log)
+    handoff_turn = [t for t in first_record["turns"] if t["speaker"] == "bot"][-1]
+    assert handoff_turn["extra"].get("interrupted"), first_record["turns"]  # the caller did talk over it
     assert first_record["transfer"]["outcome"] == "callback"
     assert [c["call_id"] for c in callbacks] == [first]
     assert second_record["outcome"] == "abandoned", (second_record, log)
