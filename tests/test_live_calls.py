@@ -67,7 +67,7 @@ def of_type(events, type_):
 def test_a_call_is_summarised_from_its_events():
     live, got = run([
         started(),
-        caller_turn(intents=["order_status", "change_address"], level="annoyed", score=0.45, trend="rising",
+        caller_turn(intents=["greet", "order_status", "change_address"], level="annoyed", score=0.45, trend="rising",
                     why="louder than at the start"),
         bot_turn(customer="Jane Doe"),
         ("turn.updated", {"call_id": "c1", "turn_id": 2, "fields": {"latency_ms": 712.34}}),

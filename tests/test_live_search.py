@@ -6,14 +6,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, text
 
+from dialogs.manager.session import ACTS
 from voicebot.storage import CallStore
+from voicebot.storage.calls import DIALOGUE_ACTS
 
 
 def test_summary_columns_follow_the_caller_turns(tmp_path) -> None:
     store = CallStore.from_url(f"sqlite:///{tmp_path / 'calls.db'}")
     now = datetime.now(UTC)
     store.open_call("c1", "sip", "+15550100")
-    store.add_turn("c1", "caller", "order and refund", now, intents=[{"name": "order_status"}, {"name": "refund_status"}],
+    store.add_turn("c1", "caller", "hi, order and refund", now,
+                   intents=[{"name": "greet"}, {"name": "order_status"}, {"name": "refund_status"}],
                    extra={"signals": {"frustration": 0.3}})
     store.add_turn("c1", "bot", "ok", now, intents=[{"name": "not_a_caller_intent"}])
     store.add_turn("c1", "caller", "the order again", now, intents=[{"name": "order_status"}],
@@ -21,7 +24,8 @@ def test_summary_columns_follow_the_caller_turns(tmp_path) -> None:
     store.add_turn("c1", "caller", "calmer now", now, extra={"signals": {"frustration": 0.2}})
     [row], total = store.search()
     assert total == 1
-    assert row["intents"] == ["order_status", "refund_status"]  # caller intents, once each, in order of first mention
+    # caller intents, once each, in order of first mention; no dialogue acts such as greet
+    assert row["intents"] == ["order_status", "refund_status"]
     assert row["frustration_max"] == 0.6
     store.set_agent("c1", "alice")
     assert store.search(agent_id="alice")[1] == 1 and store.search(agent_id="bob")[1] == 0
@@ -52,3 +56,7 @@ def test_calls_recorded_before_the_summary_columns_are_found(tmp_path) -> None:
     assert row["id"] == "old" and row["frustration_max"] == 0.71 and row["duration_s"] == 180.0
     assert store.search(min_frustration=0.7)[1] == 1
     store.close()
+
+
+def test_the_dialogue_acts_left_out_are_the_dialog_managers() -> None:
+    assert ACTS - {"out_of_scope"} == DIALOGUE_ACTS

@@ -23,6 +23,7 @@ from typing import Any
 
 from voicebot.config import SupervisorConfig
 from voicebot.events import Event, EventBus
+from voicebot.storage.calls import DIALOGUE_ACTS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class LiveCall:
     state: str = "bot"
     queue: str | None = None
     agent_id: str | None = None
-    intents: list[str] = field(default_factory=list)
+    intents: list[str] = field(default_factory=list)  # what the caller asked for so far (no greet, thanks ...)
     frustration: dict[str, Any] | None = None
     last_latency_ms: float | None = None
     turns: int = 0
@@ -201,7 +202,7 @@ class LiveCalls:
         if turn.get("speaker") == "caller":
             for intent in turn.get("intents") or []:
                 name = intent.get("name") if isinstance(intent, dict) else None
-                if isinstance(name, str) and name not in call.intents:
+                if isinstance(name, str) and name not in call.intents and name not in DIALOGUE_ACTS:
                     call.intents.append(name)
             signals = extra.get("signals")
             if isinstance(signals, dict) and signals.get("frustration_level") is not None:

@@ -25,6 +25,9 @@ from voicebot.storage.models import Base, CallRow, TurnRow
 log = logging.getLogger(__name__)
 
 SPEAKERS = ("caller", "bot", "agent")  # agent: a human agent, once bridged after a hand-off
+# Dialogue acts the NLU reports like intents (dialogs.manager.session.ACTS but out_of_scope): not what a call is
+# about, so they stay out of a call's intent list (the turns keep them).
+DIALOGUE_ACTS = frozenset({"greet", "goodbye", "affirm", "deny", "thanks", "repeat"})
 # Upper bounds (ms) of the reply-latency histogram of `stats`; the last bucket is everything above.
 LATENCY_BUCKETS_MS = (250, 500, 750, 1000, 1250, 1500, 2000, 3000, 5000)
 # (an alias: inside CallStore, `list` names its method)
@@ -304,7 +307,8 @@ class CallStore:
 
 def _summarise_turn(s: Session, call_id: str, intents: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     """Keep the call row's intent names and highest frustration up to date with a caller turn."""
-    names = [i["name"] for i in intents if isinstance(i, dict) and isinstance(i.get("name"), str)]
+    names = [i["name"] for i in intents
+             if isinstance(i, dict) and isinstance(i.get("name"), str) and i["name"] not in DIALOGUE_ACTS]
     signals = extra.get("signals")
     score = signals.get("frustration") if isinstance(signals, dict) else None
     if not names and not isinstance(score, (int, float)):
