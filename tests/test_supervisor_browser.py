@@ -168,7 +168,8 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         assert "order" in caller_turn.lower()
         assert "order_status" in caller_turn and "change_address" in caller_turn
         speakers = page.eval_on_selector_all("#transcript li.turn .who", "els => els.map(e => e.textContent)")
-        assert speakers[:3] == ["Bot", "Caller", "Bot"], speakers
+        assert speakers[:3] == ["Bot", "Caller", "Bot"], page.eval_on_selector_all(
+            "#transcript li.turn", "els => els.map(e => [e._turn.speaker, e._turn.seq, e._turn.id, e._turn.start])")
         # The bot's reply explains itself: its decision trace opens under it.
         page.click("#transcript li.turn.bot:last-child button.why")
         assert "NLU scores" in page.inner_text("#transcript li.turn.bot:last-child .trace")

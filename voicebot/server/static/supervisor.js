@@ -173,12 +173,12 @@ async function logout() {
 function upsertCall(call) {
   if (!call || !call.id) return;
   const old = state.live.get(call.id);
-  state.live.set(call.id, { ...(old || {}), ...call });
-  renderRow(call.id, !old);
+  state.live.set(call.id, { firstSeen: Date.now(), ...(old || {}), ...call });
+  renderRow(call.id);
   renderTiles();
 }
 
-function renderRow(id, isNew = false) {
+function renderRow(id) {
   const call = state.live.get(id);
   const body = $("calls").tBodies[0];
   let tr = state.rows.get(id);
@@ -194,7 +194,7 @@ function renderRow(id, isNew = false) {
   }
   const level = call.frustration ? LEVELS[call.frustration.level] || levelOf(call.frustration.score) : null;
   tr.className = [level === "frustrated" || level === "annoyed" ? level : "", call.ended ? "ended" : "",
-    isNew ? "new" : "", state.detail && state.detail.id === id ? "selected" : ""].filter(Boolean).join(" ");
+    Date.now() - call.firstSeen < 1200 ? "new" : "", state.detail && state.detail.id === id ? "selected" : ""].filter(Boolean).join(" ");
   tr.dataset.state = call.ended ? "ended" : call.state || "bot";
   tr.setAttribute("aria-label", `Call from ${call.caller_id || "unknown caller"}, ${call.ended ? "ended" : call.state || "bot"}`);
   tr.replaceChildren(
@@ -289,7 +289,8 @@ function renderBoard() {
         h("div", { class: "queue-head" }, h("h3", {}, q.name), h("span", { class: "muted small" }, q.strategy || "")),
         h("div", { class: "stats" },
           h("div", { class: "stat" + (waiting.length ? " warn" : "") }, h("b", {}, waiting.length), h("span", {}, "waiting")),
-          h("div", { class: "stat" }, h("b", {}, waiting.length ? fmtDuration(longest) : "–"), h("span", {}, "longest wait")),
+          h("div", { class: "stat" }, h("b", { dataset: waiting.length ? { baseS: longest - since } : {} },
+            waiting.length ? fmtDuration(longest) : "–"), h("span", {}, "longest wait")),
           h("div", { class: "stat" + (sl != null && sl < 0.8 ? " warn" : "") },
             h("b", {}, sl == null ? "–" : `${Math.round(sl * 100)} %`),
             h("span", { title: `answered within ${s.service_level_s ?? "?"} s` }, "service level")),
@@ -299,7 +300,7 @@ function renderBoard() {
           h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: () => openCall(w.call_id, "live") },
             w.caller || "unknown"),
           w.frustration ? frustrationBadge({ level: w.frustration }) : null,
-          h("span", { class: "wait" }, fmtDuration((w.waited_s || 0) + since)),
+          h("span", { class: "wait", dataset: { baseS: w.waited_s || 0 } }, fmtDuration((w.waited_s || 0) + since)),
         ))) : null);
     }));
   }
@@ -317,7 +318,8 @@ function renderBoard() {
       class: `agent-chip ${st}`,
       title: [a.name, a.pause_reason ? `paused: ${a.pause_reason}` : null, (a.calls || []).length ? `on ${a.calls.length} call(s)` : null]
         .filter(Boolean).join(" · "),
-    }, a.name || a.id, a.in_state_s != null ? h("span", { class: "since" }, fmtDuration(a.in_state_s + since)) : null))))));
+    }, a.name || a.id, a.in_state_s != null
+      ? h("span", { class: "since", dataset: { baseS: a.in_state_s } }, fmtDuration(a.in_state_s + since)) : null))))));
 }
 
 async function loadBoard() {
@@ -362,7 +364,7 @@ function toast(alert) {
 // ---- one call: header, hand-off packet, transcript -----------------------------------------------------
 
 function turnKey(t) {
-  return t.id != null ? `id:${t.id}` : `${t.speaker}|${t.start}|${t.text}`;
+  return t.id != null ? `id:${t.id}` : `${t.speaker}|${Date.parse(t.start)}|${t.text}`;
 }
 
 async function openCall(id, mode) {
@@ -400,12 +402,14 @@ async function openCall(id, mode) {
     detail.call = { ...detail.call, ...call };
     if (call.end) detail.ended = true;
     renderDetailHead();
-    const packet = handoff || call.transfer?.packet || call.transfer?.handoff || null;
-    if (packet) renderHandoff(packet);
+    if (handoff) renderHandoff(handoff);
+    else if (call.transfer) renderTransfer(call.transfer);
     for (const t of turns) addTurn(t, false);
+    // Calls bridged before agent turns went into the record keep them with the transfer.
+    for (const t of call.transfer?.transcript || []) addTurn({ intents: [], latency_ms: null, extra: { kind: "bridged" }, ...t }, false);
     const buffered = detail.buffer;
     detail.buffer = null; // events from now on go straight in
-    for (const ev of buffered) onCallEvent(ev);
+    for (const ev of buffered) onCallEvent(ev, true);
     $("transcript-empty").hidden = detail.turns.size > 0;
   } catch (e) {
     if (state.detail !== detail) return;
@@ -443,16 +447,9 @@ function closeDetail(refocus = true) {
 function renderDetailHead() {
   const d = state.detail;
   if (!d) return;
-  const live = d.mode === "live" ? state.live.get(d.id) : null;
-  const call = { ...d.call, ...(live || {}) };
+  const call = detailCall();
   $("detail-title").textContent = `Call from ${call.caller_id || "unknown caller"}`;
-  const parts = [channelName(call.channel)];
-  if (call.dialled) parts.push(`to ${call.dialled}`);
-  if (call.start) parts.push(`started ${fmtDateTime(call.start)}`);
-  if (call.end) parts.push(`lasted ${fmtDuration((new Date(call.end) - new Date(call.start)) / 1000)}`);
-  else if (call.start) parts.push(`${durationOf(call)} so far`);
-  $("detail-meta").textContent = parts.join(" · ");
-  $("detail-meta").dataset.start = call.end ? "" : call.start || "";
+  renderDetailMeta();
   const ended = d.ended || call.ended || !!call.end;
   const badges = [];
   if (ended) {
@@ -474,7 +471,42 @@ function renderDetailHead() {
   $("whisper").title = call.state === "agent" ? "Talk to the agent; the caller does not hear you" : "Possible once an agent has the call";
 }
 
+function detailCall() {
+  const d = state.detail;
+  const live = d.mode === "live" ? state.live.get(d.id) : null;
+  return { ...d.call, ...(live || {}) };
+}
+
+function renderDetailMeta() {
+  if (!state.detail) return;
+  const call = detailCall();
+  const parts = [channelName(call.channel)];
+  if (call.dialled) parts.push(`to ${call.dialled}`);
+  if (call.start) parts.push(`started ${fmtDateTime(call.start)}`);
+  if (call.end) parts.push(`lasted ${fmtDuration((new Date(call.end) - new Date(call.start)) / 1000)}`);
+  else if (call.start) parts.push(`${durationOf(call)} so far`);
+  $("detail-meta").textContent = parts.join(" · ");
+  $("detail-meta").dataset.start = call.end ? "" : call.start || "";
+}
+
+/** How a past call's hand-off to the agent queue went (GET /api/calls/{id} ``transfer``). */
+function renderTransfer(t) {
+  const rows = [
+    ["Queue", t.queue],
+    ["Outcome", t.outcome],
+    ["Agent", t.agent_id],
+    ["Waited", t.wait_s != null ? fmtDuration(t.wait_s) : null],
+    ["Talked", t.talk_s != null ? fmtDuration(t.talk_s) : null],
+    ["Callback", t.callback_id != null ? `request #${t.callback_id}` : null],
+    ["Voice message", t.voicemail_s != null ? `${Math.round(t.voicemail_s)} s` : null],
+  ].filter(([, v]) => v != null && v !== "");
+  $("handoff-title").textContent = "Hand-off to the agent queue";
+  $("handoff-body").replaceChildren(h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+  $("handoff").hidden = false;
+}
+
 function renderHandoff(p) {
+  $("handoff-title").textContent = "Hand-off packet";
   const f = p.frustration || {};
   const intents = (list) => (list || []).map((t) => (typeof t === "string" ? t : t.intent + (t.outcome ? ` (${t.outcome})` : "")));
   const customer = p.customer
@@ -512,27 +544,32 @@ function animatedWords(text) {
   return p;
 }
 
-function addTurn(turn, animate) {
+function addTurn(turn, animate, replayed = false) {
   const d = state.detail;
   if (!d) return;
   const key = turnKey(turn);
-  const alt = `${turn.speaker}|${turn.start}|${turn.text}`;
   if (d.turns.has(key)) return;
-  // A turn fetched without its id (stored turns come without) and then seen in an event with it is the same
-  // turn: keep it under its id from now on, so that its updates (latency, signals) find it.
-  const [seenKey, seen] = [...d.turns.entries()].find(([, x]) => x.alt === alt) || [];
+  // Stored turns come without their ids. An event that arrived while they were being fetched, or just after,
+  // may be one of them: the first id-less turn of the same speaker and words (a bot turn's start moves to its
+  // first audio, so the start alone does not identify it). It keeps the id from now on, so updates find it.
+  const near = (x) => replayed || Math.abs(Date.parse(x.turn.start) - Date.parse(turn.start)) < 5000;
+  const [seenKey, seen] = (turn.id != null
+    ? [...d.turns.entries()].find(([, x]) => x.turn.id == null && x.turn.speaker === turn.speaker
+      && x.turn.text === turn.text && near(x))
+    : null) || [];
   if (seen) {
     if (turn.id != null) {
       d.turns.delete(seenKey);
       d.turns.set(key, seen);
-      seen.turn = { ...seen.turn, ...turn, extra: { ...(seen.turn.extra || {}), ...(turn.extra || {}) } };
+      // What was fetched is newer than the event (published when the turn was first stored): keep it.
+      seen.turn = { ...turn, ...seen.turn, id: turn.id, seq: turn.seq, extra: { ...(turn.extra || {}), ...(seen.turn.extra || {}) } };
       seen.node._turn = seen.turn;
       renderTurn(seen, false);
     }
     return;
   }
   const node = h("li", { class: `turn ${turn.speaker}`, dataset: { speaker: turn.speaker } });
-  const entry = { turn, node, alt };
+  const entry = { turn, node };
   d.turns.set(key, entry);
   renderTurn(entry, animate);
   // Keep the transcript in the order the turns were said.
@@ -545,8 +582,8 @@ function addTurn(turn, animate) {
 }
 
 function compareTurns(a, b) {
-  if (a.seq != null && b.seq != null) return a.seq - b.seq;
-  return String(a.start || "").localeCompare(String(b.start || ""));
+  if (a.seq != null && b.seq != null) return a.seq - b.seq; // the order the call record keeps
+  return (Date.parse(a.start) || 0) - (Date.parse(b.start) || 0);
 }
 
 const SPEAKERS = { caller: "Caller", bot: "Bot", agent: "Agent" };
@@ -638,12 +675,12 @@ function updateTurn(turnId, fields) {
 }
 
 /** An event about the open call (buffered while its stored turns are being fetched). */
-function onCallEvent(ev) {
+function onCallEvent(ev, replayed = false) {
   const d = state.detail;
   if (!d || ev.call_id !== d.id) return;
   if (d.buffer) { d.buffer.push(ev); return; }
   switch (ev.type) {
-    case "turn": addTurn(ev.turn, true); break;
+    case "turn": addTurn(ev.turn, true, replayed); break;
     case "turn.updated": updateTurn(ev.turn_id, ev.fields); break;
     case "handoff": renderHandoff(ev.packet || {}); break;
     case "call.ended":
@@ -1024,8 +1061,12 @@ function tick() {
     if (call && cell && !call.ended) cell.textContent = durationOf(call);
   }
   const d = state.detail;
-  if (d && !d.ended && $("detail-meta").dataset.start) renderDetailHead();
-  if (state.queues?.some((q) => (q.waiting || []).length) || state.agents?.length) renderBoard();
+  if (d && !d.ended && $("detail-meta").dataset.start) renderDetailMeta();
+  // Waits and time in state count up from the snapshot without rebuilding the board (focus, hover stay).
+  const since = (performance.now() - state.boardAt) / 1000;
+  for (const node of document.querySelectorAll("#queues [data-base-s], #agents [data-base-s]")) {
+    node.textContent = fmtDuration(Number(node.dataset.baseS) + since);
+  }
 }
 
 function wire() {
