@@ -39,6 +39,8 @@ CHROMIUM = shutil.which("chromium")
 GREETING = "Hello, this is Acme Online Store. How can I help?"
 SENTENCE = "Hi, I want to check the status of my order and I also need to change my delivery address."
 CALLER = "5550142"
+HUMAN = "I want to speak to a person, please."
+WAITER = "5550199"  # asks for a person and waits in the queue (no agent is logged in)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
@@ -58,6 +60,7 @@ def server(tmp_path_factory):
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"},
                    {"id": "bob", "name": "Bob Jones", "contact": "webrtc"}],
         "queues": [{"name": "general"}],
+        "supervisor": {"alert_wait_s": 4},
     }
     with ServerProcess(work, config) as srv:
         db = srv.config["database"]["url"]
@@ -122,9 +125,11 @@ def test_no_login_no_page_no_transcript(server, browser) -> None:
 
 def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser, tmp_path) -> None:
     shots = screenshots()
-    speech, rate = piper_tts(SENTENCE, sample_rate=16000, noise_scale=0.0, noise_w_scale=0.0)
-    pad = np.zeros(int(0.3 * rate), np.float32)
-    wav = write_wav(tmp_path / "caller.wav", np.concatenate([pad, speech, pad]), rate)
+    wavs = {}
+    for name, text in (("caller", SENTENCE), ("waiter", HUMAN)):
+        speech, rate = piper_tts(text, sample_rate=16000, noise_scale=0.0, noise_w_scale=0.0)
+        pad = np.zeros(int(0.3 * rate), np.float32)
+        wavs[name] = write_wav(tmp_path / f"{name}.wav", np.concatenate([pad, speech, pad]), rate)
 
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -138,17 +143,14 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
     page.wait_for_selector("#agents .agent-chip", timeout=10_000)
     assert "Alice Smith" in page.inner_text("#agents")
 
-    # A caller rings in over WebRTC while the dashboard is open; the call stays up a while after the answer.
-    done = threading.Event()
-
-    def caller() -> None:
-        try:
-            asyncio.run(place_call(server.url, wav, caller_id=CALLER, tail_s=8.0, max_wait_s=40.0))
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=caller, daemon=True)
-    thread.start()
+    # Two callers ring in over WebRTC while the dashboard is open: one talks to the bot (and stays a while after
+    # its answer), the other asks for a person and waits in the queue until it hangs up.
+    calls = [(wavs["caller"], CALLER, 8.0, 40.0), (wavs["waiter"], WAITER, 2.0, 22.0)]
+    threads = [threading.Thread(target=lambda a=a: asyncio.run(place_call(server.url, a[0], caller_id=a[1], tail_s=a[2],
+                                                                           max_wait_s=a[3])), daemon=True)
+               for a in calls]
+    for thread in threads:
+        thread.start()
     try:
         row = page.wait_for_selector(f"#calls tbody tr[data-call-id]:has-text('{CALLER}')", timeout=30_000)
         call_id = row.get_attribute("data-call-id")
@@ -187,10 +189,21 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
             "id => [...document.querySelectorAll('#calls tbody tr')].some(r => r.dataset.callId === id"
             " && r.textContent.includes('order_status') && / ms|\\d s/.test(r.lastElementChild.textContent))",
             arg=call_id, timeout=30_000)
+        # The other caller is queued: its row says so, the queue board lists it, a long-wait alert arrives.
+        page.wait_for_selector(f"#calls tbody tr[data-state=queued]:has-text('{WAITER}')", timeout=30_000)
+        page.wait_for_selector(f"#queues .waiting li:has-text('{WAITER}')", timeout=10_000)
+        page.wait_for_selector("#alerts .alert-item.wait", timeout=20_000)
         page.screenshot(path=str(shots / "supervisor-live.png"))
-        assert done.wait(90), server.log()
+        # The alert opens that call, with the hand-off packet the agent will see.
+        page.click("#alerts .alert-item.wait")
+        page.wait_for_selector("#handoff:not([hidden])", timeout=10_000)
+        assert "person" in page.inner_text("#handoff-body").lower()
+        assert "queued" in page.inner_text("#detail-badges")
+        page.screenshot(path=str(shots / "supervisor-handoff.png"))
     finally:
-        thread.join(timeout=100)
+        for thread in threads:
+            thread.join(timeout=100)
+    assert not any(thread.is_alive() for thread in threads), server.log()
 
     # The call ended: the row says so (the call.ended event).
     page.wait_for_selector(f"#calls tbody tr[data-call-id='{call_id}'][data-state=ended]", timeout=30_000)
