@@ -25,7 +25,9 @@ const state = {
   wsAttempt: 0,
   wsConnectedOnce: false,
   history: { params: null, offset: 0, request: 0 },
-  listen: null, // {pc, pcId, callId, stream, whisper}
+  listen: null, // {pc, pcId, callId, stream, whisper, meter}
+  clockOffset: 0, // server clock minus this PC's clock, ms
+  clockSamples: 0,
 };
 
 // ---- small helpers ------------------------------------------------------------------------------------
@@ -101,7 +103,14 @@ function fmtDateTime(iso) {
   return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
-const secondsSince = (iso) => (Date.now() - new Date(iso).getTime()) / 1000;
+/** The server's clock (durations count from the server's start times, whatever this PC's clock says). */
+const serverNow = () => Date.now() + state.clockOffset;
+
+/** Learn the server clock from an event's ``ts``: the largest ts - arrival is the offset with the least delay. */
+function learnClock(ts) {
+  const sample = ts * 1000 - Date.now();
+  state.clockOffset = state.clockSamples++ === 0 ? sample : Math.max(state.clockOffset, sample);
+}
 
 function levelOf(score) {
   if (score == null) return null;
@@ -213,7 +222,7 @@ function renderRow(id) {
 
 function durationOf(call) {
   if (!call.start) return "–";
-  const end = call.ended && call.endedAt ? call.endedAt : Date.now();
+  const end = call.ended && call.endedAt ? call.endedAt : serverNow();
   return fmtDuration((end - new Date(call.start).getTime()) / 1000);
 }
 
@@ -222,7 +231,7 @@ function endCall(id, outcome) {
   if (!call) return;
   call.ended = true;
   call.outcome = outcome;
-  call.endedAt = Date.now();
+  call.endedAt = serverNow();
   renderRow(id);
   renderTiles();
   setTimeout(() => {
@@ -367,7 +376,7 @@ function turnKey(t) {
   return t.id != null ? `id:${t.id}` : `${t.speaker}|${Date.parse(t.start)}|${t.text}`;
 }
 
-async function openCall(id, mode) {
+async function openCall(id, mode, { focus = true } = {}) {
   if (!id) return;
   if (state.detail?.id !== id) stopListen();
   state.detail = { id, mode, call: state.live.get(id) || { id }, turns: new Map(), buffer: [], ended: false, handoff: null };
@@ -381,7 +390,7 @@ async function openCall(id, mode) {
   $("detail-error").hidden = true;
   $("handoff").hidden = true;
   renderDetailHead();
-  $("detail-title").focus();
+  if (focus) $("detail-title").focus();
   const detail = state.detail;
   try {
     let data;
@@ -813,12 +822,14 @@ function connect() {
   ws.onmessage = (msg) => {
     let ev;
     try { ev = JSON.parse(msg.data); } catch { return; }
+    if (typeof ev.ts === "number") learnClock(ev.ts);
     handleEvent(ev);
   };
   ws.onopen = () => {
     const again = state.wsConnectedOnce;
     state.wsConnectedOnce = true;
     state.wsAttempt = 0;
+    state.clockSamples = 0; // the server may have changed (restart, another machine)
     setConn("live", "live");
     if (again) resync();
   };
@@ -848,7 +859,7 @@ async function resync() {
   } catch { /* the hello snapshot covers it */ }
   loadBoard().catch(() => {});
   const d = state.detail;
-  if (d && d.mode === "live" && !d.ended) openCall(d.id, "live");
+  if (d && d.mode === "live" && !d.ended) openCall(d.id, "live", { focus: false });
 }
 
 function handleEvent(ev) {
