@@ -229,11 +229,13 @@ def test_pages_redirect_to_the_login_form(client: TestClient) -> None:
     for page in ("/agent?agent=alice", "/supervisor"):
         res = client.get(page, follow_redirects=False)
         assert res.status_code == 303 and res.headers["location"].startswith("/login?next=%2F"), page
+        assert res.headers["cache-control"] == "no-store"
     token = cookie(client, "alice")
     assert client.get("/agent", headers={"Cookie": f"voicebot_session={token}"}).status_code == 200
     assert client.get("/supervisor", headers={"Cookie": f"voicebot_session={token}"}).status_code == 403  # not an agent's
     dashboard = client.get("/supervisor", headers={"Cookie": f"voicebot_session={cookie(client, 'sup')}"})
     assert dashboard.status_code == 200 and "<html" in dashboard.text.lower()
+    assert dashboard.headers["cache-control"] == "no-store"  # a logged-out browser must not show it from cache
 
 
 def test_failed_logins_are_throttled_per_user_and_per_address(app_parts: SimpleNamespace) -> None:

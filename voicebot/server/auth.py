@@ -216,23 +216,27 @@ def ensure_own_agent(principal: Principal, agent_id: str) -> None:
         raise HTTPException(status_code=403, detail="an agent may only act as themselves")
 
 
+# Pages behind a login are never cached: after logging out, Back must not show a stored copy.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 async def page_or_login(request: Request, page: str, *roles: str) -> Response:
     """Serve static ``page`` to a logged-in user with one of ``roles``; without a session redirect to the
     login form (and back here after it); a user of another role gets a 403 page saying whose page it is."""
     principal = await principal_of(request)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303, headers=NO_STORE)
     if roles and principal.role not in roles:
         return HTMLResponse(
             f"<!doctype html><title>voicebot</title><p>This page is for the role {' or '.join(roles)}; you are "
             f"logged in as {html.escape(principal.username)} ({principal.role}). "
             f'<a href="/login?next={quote(request.url.path, safe="")}">Log in as someone else</a></p>',
-            status_code=403)
+            status_code=403, headers=NO_STORE)
     file = STATIC_DIR.joinpath(page)
     if not file.is_file():
         raise HTTPException(status_code=404, detail=f"{page} is not installed")
-    return FileResponse(str(file))
+    return FileResponse(str(file), headers=NO_STORE)
 
 
 # the anonymous caller's key to their own call
