@@ -96,3 +96,59 @@ def test_gdpr_purge_uses_the_configured_retention(demo_config):
     assert first.exit_code == 0 and "older than 30 days" in first.output
     assert not first.output.startswith("Purged 0 ")
     assert voicebot("gdpr", "purge", "--config", demo_config).output.startswith("Purged 0 ")
+
+
+def _record_calls(url: str) -> None:
+    """Three call records: one where the bot identified John Smith (customer 2), one from his number, one old
+    call of someone else, 90 days ago."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from voicebot.storage import CallStore
+    from voicebot.storage.models import CallRow
+
+    store = CallStore.from_url(url)
+    now = datetime.now(UTC)
+    for call_id, caller in (("identified", None), ("from-his-phone", "+15551230002"), ("old", "+15559990000")):
+        store.open_call(call_id, "sip", caller)
+        store.add_turn(call_id, "caller", f"words of {call_id}", now)
+        store.close_call(call_id, "resolved", "caller_hangup")
+    store.set_customer("identified", 2)
+    with store.engine.begin() as conn:
+        conn.execute(update(CallRow).where(CallRow.id == "old").values(start=now - timedelta(days=90)))
+    store.close()
+    store.engine.dispose()
+
+
+def _call(url: str, call_id: str) -> dict:
+    from voicebot.storage import CallStore
+
+    store = CallStore.from_url(url)
+    try:
+        return store.get(call_id)
+    finally:
+        store.engine.dispose()
+
+
+def test_gdpr_export_delete_and_purge_cover_call_records(tmp_path, tmp_path_factory):
+    url = demo_copy(tmp_path, tmp_path_factory)
+    cfg = config(tmp_path, url)
+    _record_calls(url)
+
+    exported = json.loads(voicebot("gdpr", "export", "--customer", "2", "--config", cfg).stdout)
+    assert sorted(c["id"] for c in exported["calls"]) == ["from-his-phone", "identified"]
+    assert exported["calls"][0]["turns"][0]["text"].startswith("words of")
+
+    done = voicebot("gdpr", "delete", "--customer", "2", "--yes", "--config", cfg)
+    assert done.exit_code == 0 and "2 call record(s) erased" in done.output, done.output
+    for call_id in ("identified", "from-his-phone"):
+        erased = _call(url, call_id)
+        assert erased["turns"] == [] and erased["caller_id"] is None
+        assert erased["outcome"] == "resolved"  # the anonymous shell stays for statistics
+    assert _call(url, "old")["turns"]  # someone else's call is untouched
+
+    purged = voicebot("gdpr", "purge", "--config", cfg)
+    assert purged.exit_code == 0 and "and 1 call record(s)" in purged.output, purged.output
+    old = _call(url, "old")
+    assert old["turns"] == [] and old["caller_id"] is None

@@ -97,3 +97,33 @@ def test_serve_names_a_missing_model_and_exits(tmp_path):
     assert result.exit_code == 2
     assert str(missing) in result.output
     assert "Traceback" not in result.output
+
+
+def test_serve_purges_call_records_past_the_retention_at_start(tmp_path):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from voicebot.storage.models import CallRow
+
+    settings = Settings()
+    settings.database.url = f"sqlite:///{tmp_path / 'voicebot.db'}"
+    settings.memory.contact_retention_days = 30
+    runtime = Runtime.load(settings, warm_up=False)
+    now = datetime.now(UTC)
+    for call_id in ("old", "recent"):
+        runtime.store.open_call(call_id, "sip", "+15550001111")
+        runtime.store.add_turn(call_id, "caller", "my card is on file", now)
+        runtime.store.close_call(call_id, "resolved", "caller_hangup")
+    with runtime.store.engine.begin() as conn:
+        conn.execute(update(CallRow).where(CallRow.id == "old").values(start=now - timedelta(days=31)))
+    try:
+        with TestClient(create_app(runtime)):
+            deadline = time.monotonic() + 30
+            while runtime.store.get("old")["turns"] and time.monotonic() < deadline:
+                time.sleep(0.05)  # polls for the purge task's result, bounded
+        assert runtime.store.get("old")["turns"] == [] and runtime.store.get("old")["caller_id"] is None
+        assert runtime.store.get("recent")["turns"]
+    finally:
+        runtime.close()

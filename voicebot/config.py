@@ -74,7 +74,8 @@ class MemoryConfig(Section):
         default_factory=lambda: ["returns", "orders", "contacts"]
     )
     contact_retention_days: int = Field(
-        365, ge=1, description="Contact transcripts older than this are erased by `voicebot gdpr purge`."
+        365, ge=1, description="Contact and call transcripts older than this are erased by `voicebot gdpr purge` "
+        "(and daily by `voicebot serve`, see privacy.purge_daily)."
     )
 
 
@@ -168,6 +169,11 @@ class PrivacyConfig(Section):
     redact_patterns: list[RedactPattern] = Field(
         default_factory=_default_redact_patterns,
         description="What to redact; a list given here replaces the default list.",
+    )
+    purge_daily: bool = Field(
+        True,
+        description="`voicebot serve` erases contacts and call records older than memory.contact_retention_days "
+        "at start and every 24 hours (as `voicebot gdpr purge` does).",
     )
 
 

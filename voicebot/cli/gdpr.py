@@ -23,13 +23,15 @@ def gdpr() -> None:
 @config_option
 def export(customer_id: int, output: str | None, config_path: str | None) -> None:
     """Print everything stored about a customer as JSON (customer, orders, returns, invoices,
-    subscriptions, contacts with transcripts, audit rows)."""
+    subscriptions, contacts with transcripts, audit rows, call records with their turns)."""
     from dialogs.privacy import UnknownCustomer, export_customer
+    from voicebot.storage.retention import export_calls
 
     database = open_database(settings_or_exit(config_path))
     try:
         with database.session() as session:
             data = export_customer(session, customer_id)
+        data["calls"] = export_calls(database.engine, customer_id, [(data.get("customer") or {}).get("phone")])
     except UnknownCustomer as exc:
         click.echo(f"Cannot export: {exc}.", err=True)
         sys.exit(1)
@@ -50,10 +52,12 @@ def export(customer_id: int, output: str | None, config_path: str | None) -> Non
 @config_option
 def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
     """Erase a customer's personal data. Orders, invoices, returns and subscriptions are kept,
-    anonymised, for accounting; contacts lose caller ID, summary and transcript."""
+    anonymised, for accounting; contacts lose caller ID, summary and transcript; call records lose the caller's
+    number, their turns, the bridged conversation and voice messages."""
     from dialogs.db.models import Customer
     from dialogs.db.times import utc_now
     from dialogs.privacy import UnknownCustomer, delete_customer
+    from voicebot.storage.retention import checkpoint, erase_calls
 
     database = open_database(settings_or_exit(config_path))
     try:
@@ -64,7 +68,10 @@ def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
             if not yes:
                 click.confirm(f"Erase the personal data of customer {customer_id} ({customer.name})? "
                               "This cannot be undone.", abort=True)
+            phone = customer.phone
             erasure = delete_customer(session, customer_id, utc_now(), actor="cli")
+        calls = erase_calls(database.engine, customer_id, [phone] if phone else [])
+        checkpoint(database.engine)
     except UnknownCustomer as exc:
         click.echo(f"Cannot delete: {exc}.", err=True)
         sys.exit(1)
@@ -72,7 +79,7 @@ def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
         database.dispose()
     click.echo(f"Erased customer {customer_id}: the customer record is deleted; "
                f"{erasure.contacts_erased} contact(s) lost caller ID, summary and transcript; "
-               f"{erasure.audit_rows_redacted} audit row(s) redacted.")
+               f"{erasure.audit_rows_redacted} audit row(s) redacted; {calls} call record(s) erased.")
     click.echo(f"Kept for accounting, anonymised (no link to the person): {erasure.orders_anonymised} order(s), "
                f"{erasure.invoices_anonymised} invoice(s), {erasure.returns_anonymised} return(s), "
                f"{erasure.subscriptions_anonymised} subscription(s).")
@@ -81,15 +88,15 @@ def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
 @gdpr.command("purge")
 @config_option
 def purge(config_path: str | None) -> None:
-    """Erase caller IDs and transcripts of contacts older than memory.contact_retention_days."""
-    from dialogs.db.times import utc_now
-    from dialogs.privacy import purge_contacts
+    """Erase caller IDs and transcripts of contacts and call records older than memory.contact_retention_days."""
+    from voicebot.storage.retention import purge_all
 
-    days = settings_or_exit(config_path).memory.contact_retention_days
-    database = open_database(settings_or_exit(config_path))
+    settings = settings_or_exit(config_path)
+    days = settings.memory.contact_retention_days
+    database = open_database(settings)
     try:
-        with database.session() as session:
-            count = purge_contacts(session, utc_now(), days, actor="cli")
+        contacts, calls = purge_all(database, days)
     finally:
         database.dispose()
-    click.echo(f"Purged {count} contact(s) older than {days} days (caller ID, summary, transcript, hand-off).")
+    click.echo(f"Purged {contacts} contact(s) older than {days} days (caller ID, summary, transcript, hand-off) "
+               f"and {calls} call record(s) (caller number, turns, bridged conversation, voice messages).")

@@ -127,6 +127,9 @@ class CallContext:
         if reason == "silence":
             outcome = "abandoned"
         self.outcome = self.outcome or outcome or ("abandoned" if reason == "caller_hangup" else "ended")
+        customer_id = getattr(self.session.state, "customer_id", None)
+        if self._opened and isinstance(customer_id, int):
+            await self.store.arun("set_customer", self.call_id, customer_id)
         if self._opened:
             if not self._record_held:
                 await self.store.arun("close_call", self.call_id, self.outcome, reason)

@@ -111,6 +111,25 @@ def _low_latency_audio_in(connection: SmallWebRTCConnection) -> None:
             receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=AUDIO_IN_PREFETCH)
 
 
+PURGE_EVERY_S = 24 * 3600
+
+
+async def _purge_daily(runtime: Runtime) -> None:
+    """The retention purge (``voicebot gdpr purge``) at start and then once a day, off the event loop."""
+    from voicebot.storage.retention import purge_all
+
+    days = runtime.settings.memory.contact_retention_days
+    while True:
+        try:
+            contacts, calls = await asyncio.to_thread(purge_all, runtime.engine.database, days)
+            if contacts or calls:
+                log.info("retention: erased %d contact(s) and %d call record(s) older than %d days",
+                         contacts, calls, days)
+        except Exception:  # a locked or unreachable database: try again tomorrow, the calls go on
+            log.exception("retention purge failed")
+        await asyncio.sleep(PURGE_EVERY_S)
+
+
 def create_app(runtime: Runtime, transfer: TransferService | None = None) -> FastAPI:
     """The FastAPI app serving calls with ``runtime``'s engine and models (loaded by the caller);
     ``transfer`` (the agent queue) adds the agent page and the queue and agent API."""
@@ -123,7 +142,11 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         app.state.live.start()
         if transfer is not None:
             await transfer.start()
+        purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \
+            if runtime.settings.privacy.purge_daily else None
         yield
+        if purger is not None:
+            purger.cancel()
         if transfer is not None:
             await transfer.close()
         # Shutting down: every call ends now and its record is closed by its own task.

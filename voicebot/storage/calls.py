@@ -133,6 +133,13 @@ class CallStore:
             changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
             self.events.publish("turn.updated", call_id=call_id, turn_id=turn_id, fields=changed)
 
+    def set_customer(self, call_id: str, customer_id: int) -> None:
+        """Note whom the bot identified on the call (for erasure and right-of-access exports)."""
+        with self._sessions.begin() as s:
+            row = s.get(CallRow, call_id)
+            if row is not None:
+                row.customer_id = customer_id
+
     def close_call(self, call_id: str, outcome: str, reason: str) -> None:
         """Close a call: set its end, outcome and reason, and end any turn left open. Idempotent."""
         now = utcnow()

@@ -31,6 +31,8 @@ class CallRow(Base):
     intents: Mapped[list | None] = mapped_column(JSON, nullable=True)  # names, in order of first mention
     frustration_max: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # who took the hand-off
+    # The customer the bot identified on this call (erasure and right of access find the call by it).
+    customer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.seq", cascade="all, delete-orphan"
     )

@@ -1,0 +1,110 @@
+"""Personal data in call records: right of access, right to erasure and the retention purge.
+
+The dialog database's own rows (customers, contacts) are handled by :mod:`dialogs.privacy`; this module does the
+same for what the voice application stores beside them: call records and their turns, the turns of bridged
+calls, and voice messages. A call belongs to a customer when the bot identified them on it (``customer_id``)
+or when it came from one of their numbers.
+
+Erasure keeps the anonymous shell of a call (channel, times, outcome, intents, highest frustration, agent) so
+statistics stay right, and removes what identifies or quotes the person: caller number, every turn, the
+transcript of the bridged conversation and voice messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from voicebot.storage.calls import _call_dict
+from voicebot.storage.models import CallRow, TurnRow
+
+
+def _transfer_tables() -> tuple[Any, Any]:
+    from voicebot.transfer import TransferStore, TransferTurnRow, VoicemailRow
+
+    return TransferStore, (TransferTurnRow, VoicemailRow)
+
+
+def _ensure_tables(engine: Engine) -> None:
+    store, _ = _transfer_tables()
+    store(engine)  # creates the call, transfer and voicemail tables where they are missing
+
+
+def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
+    numbers = [p for p in phones if p]
+    mine = CallRow.customer_id == customer_id
+    return or_(mine, CallRow.caller_id.in_(numbers)) if numbers else mine
+
+
+def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> list[dict[str, Any]]:
+    """Every call record of a customer, with its turns (for a right-of-access export)."""
+    _ensure_tables(engine)
+    with Session(engine) as s:
+        ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones)).order_by(CallRow.start)))
+    out = []
+    for call_id in ids:
+        with Session(engine) as s:
+            row = s.get(CallRow, call_id)
+            if row is not None:
+                out.append(_call_dict(row, with_turns=True))
+    return out
+
+
+def _erase(s: Session, ids: list[str]) -> int:
+    if not ids:
+        return 0
+    _, (transfer_turns, voicemails) = _transfer_tables()
+    s.execute(delete(TurnRow).where(TurnRow.call_id.in_(ids)))
+    s.execute(delete(transfer_turns).where(transfer_turns.call_id.in_(ids)))
+    s.execute(delete(voicemails).where(voicemails.call_id.in_(ids)))
+    s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
+    return len(ids)
+
+
+def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> int:
+    """Erase the personal content of a customer's call records; returns how many calls were touched."""
+    _ensure_tables(engine)
+    with Session(engine) as s, s.begin():
+        ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones))))
+        return _erase(s, ids)
+
+
+def purge_calls(engine: Engine, before: datetime) -> int:
+    """Erase the personal content of calls that started before ``before`` (still holding any); returns how many.
+    Calls still in progress are never touched."""
+    _ensure_tables(engine)
+    _, (transfer_turns, voicemails) = _transfer_tables()
+    with Session(engine) as s, s.begin():
+        has_turns = select(TurnRow.call_id).where(TurnRow.call_id == CallRow.id).exists()
+        ids = list(s.scalars(select(CallRow.id).where(
+            CallRow.start < before, CallRow.end.is_not(None),
+            or_(CallRow.caller_id.is_not(None), CallRow.customer_id.is_not(None), has_turns))))
+        return _erase(s, ids)
+
+
+def purge_all(database: Any, retention_days: int) -> tuple[int, int]:
+    """The retention purge of a :class:`dialogs.db.Database`: contacts (their personal fields) and call records
+    older than ``retention_days``; returns ``(contacts, calls)`` purged."""
+    from dialogs.db.times import utc_now
+    from dialogs.privacy import purge_contacts
+
+    now = utc_now()
+    with database.session() as session:
+        contacts = purge_contacts(session, now, retention_days, actor="retention")
+    calls = purge_calls(database.engine, datetime.now(UTC) - timedelta(days=retention_days))
+    if contacts or calls:
+        checkpoint(database.engine)
+    return contacts, calls
+
+
+def checkpoint(engine: Engine) -> None:
+    """After an erasure on SQLite in WAL mode: copy the erased pages into the database file and empty the
+    write-ahead log, so the erased words do not linger in it."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
