@@ -309,6 +309,12 @@ def test_hello_carries_the_queue_board_of_the_agent_queue(tmp_path) -> None:
         headers = login(client, "sup")
         with client.websocket_connect("/ws/events", headers=headers) as ws:
             hello = ws.receive_json()
+            # The summaries of waiting callers quote them: a card number said to the bot never reaches a board.
+            events.publish("queue", agents=[], queues=[
+                {"name": "general", "waiting": [{"summary": "Paid with card 4111 1111 1111 1111, double charge."}]}])
+            queue = next(e for e in iter(ws.receive_json, None) if e["type"] == "queue")
+        summary = queue["queues"][0]["waiting"][0]["summary"]
+        assert "4111" not in summary and "double charge" in summary
         assert [q["name"] for q in hello["queues"]] == ["general"]
         assert [(a["id"], a["state"]) for a in hello["agents"]] == [("alice", "offline")]
         add_user(engine, "alice", "agent")

@@ -117,7 +117,7 @@ async def events_socket(ws: WebSocket) -> None:
         "seq": live.last_seq,
         "user": {"username": principal.username, "role": principal.role, "agent_id": principal.agent_id},
         "calls": live.snapshot(_sees(principal, live)),
-        "queues": queues,
+        "queues": redactor.value(queues),
         "agents": agents,
     }
 
@@ -141,7 +141,9 @@ async def events_socket(ws: WebSocket) -> None:
             if sub.dropped > dropped:
                 await ws.send_text(_dumps({"type": "dropped", "n": sub.dropped - dropped}))
                 dropped = sub.dropped
-            if event.get("type") == "handoff":  # the packet holds the transcript; turns were redacted when stored
+            if event.get("type") in ("handoff", "queue"):
+                # Packets (a hand-off, the summaries of waiting callers) quote the caller; turns were redacted
+                # when stored, these were not.
                 event = redactor.value(event)
             await ws.send_text(_dumps(event))
     except (WebSocketDisconnect, RuntimeError, OSError):
