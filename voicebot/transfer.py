@@ -208,8 +208,8 @@ class TransferStore:
                 return None
             old = s.scalars(select(TransferTurnRow).where(TransferTurnRow.call_id == call_id)
                             .order_by(TransferTurnRow.start, TransferTurnRow.id))
-            transcript = [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)}
-                          for t in old]
+            transcript: list[dict[str, str | None]] = [
+                {"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)} for t in old]
             # Since the bridged turns go into the call record: those of its turns marked "bridged".
             bridged = s.scalars(select(TurnRow).where(TurnRow.call_id == call_id, TurnRow.speaker != "bot")
                                 .order_by(TurnRow.start, TurnRow.id))

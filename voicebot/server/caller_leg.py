@@ -4,7 +4,7 @@ The caller's SmallWebRTC connection belongs to the bot's pipecat pipeline: stopp
 peer connection. So the pipeline keeps running for the whole call, and two small stages around the transport
 switch the caller's audio from the bot to the queue when the bot lets go (after its hand-off sentence):
 
-    transport.input() -> CallerAudioIn -> ...bot stages... -> CallerAudioOut -> transport.output()
+    transport.input() -> CallerAudioIn -> ...bot stages... -> CallerAudioOut -> transport.output() -> CallerAudioSent
 
 Once :meth:`BrowserLeg.take_over` has been called, ``CallerAudioIn`` gives the caller's audio (16 kHz, cut
 into 20 ms frames) and key presses to the leg instead of the bot, and ``CallerAudioOut`` drops whatever the
@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -210,6 +211,11 @@ class BrowserLeg:
             await self._out.play(chunk)
 
 
+@dataclass
+class QueueAudioFrame(OutputAudioRawFrame):
+    """Audio the queue plays to a browser caller (hold music, announcements, the agent once bridged)."""
+
+
 class CallerAudioIn(FrameProcessor):
     """Right after ``transport.input()``: once the leg is taken over, the caller's audio and keys go to the
     leg and no longer to the bot."""
@@ -245,7 +251,7 @@ class CallerAudioOut(FrameProcessor):
         self._resampler: Any = None
         leg._out = self
 
-    async def setup(self, setup: FrameProcessorSetup) -> None:
+    async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]  # pipecat's own
         await super().setup(setup)
         if setup.audio_out_sample_rate and setup.audio_out_sample_rate != RATE:
             import soxr  # type: ignore[import-untyped]
@@ -266,7 +272,17 @@ class CallerAudioOut(FrameProcessor):
             pcm = self._resampler.resample_chunk(np.frombuffer(pcm, np.int16)).tobytes()
             if not pcm:
                 return
-        await self.push_frame(OutputAudioRawFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
+        await self.push_frame(QueueAudioFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
+
+
+class CallerAudioSent(FrameProcessor):
+    """Right after ``transport.output()``: the queue's audio ends here once sent. Later stages (the listen-in
+    tap) take the output as the bot's voice; supervisors hear a bridged call from the bridge itself."""
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, QueueAudioFrame):
+            await self.push_frame(frame, direction)
 
 
 class LegTransport:
@@ -287,7 +303,7 @@ class LegTransport:
     def output(self) -> Pipeline:
         if self._output is None:
             self._output = Pipeline([CallerAudioOut(self._leg, name=f"leg-out-{self._leg.call_id}"),
-                                     self._transport.output()])
+                                     self._transport.output(), CallerAudioSent(name=f"leg-sent-{self._leg.call_id}")])
         return self._output
 
 
@@ -324,7 +340,8 @@ class BrowserCall:
     def _decided(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
         if self.queued is None:
             self.queued = asyncio.ensure_future(
-                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {}, caller_ready=self.released))
+                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {},  # type: ignore[arg-type]
+                                      caller_ready=self.released))
 
     async def on_handoff(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
         """The caller has heard the hand-off sentence: the queue gets their audio."""
