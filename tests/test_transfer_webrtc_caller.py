@@ -4,8 +4,10 @@
    for a human; the queue rings a baresip agent in auto-answer mode (SIP), who hears the whisper and then the
    caller; the caller hears the agent (a 3000 Hz tone, then "Hello, this is Alice from customer care") but
    not the whisper. The call record: outcome ``handoff``, ``agent_id`` alice, the bridged turns of both sides.
-2. The caller page in headless Chromium asks for a human while no agent is logged in, waits in the queue, and
-   the page is closed: the call is ``abandoned`` with its wait time.
+2. The caller page in headless Chromium asks for a human (and talks over the bot's hand-off sentence) while no
+   agent is logged in and waits in the queue: its keypad's callback key ends the wait with a callback request;
+   a second caller closes the page while waiting: the call is ``abandoned`` with its wait time.
+3. Both sides WebRTC: the aiortc caller is bridged to the agent page in Chromium (the agent's phone).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +71,11 @@ def speech(text: str, rate: int = RATE) -> np.ndarray:
     return (samples * 20000).astype(np.int16)
 
 
-async def browser_call(base: str, samples: np.ndarray, max_s: float) -> tuple[str, np.ndarray, float]:
+async def browser_call(base: str, samples: np.ndarray, max_s: float,
+                       hang_up_on: float | None = None) -> tuple[str, np.ndarray, float]:
     """Call the bot like a browser; after the greeting, play ``samples``; listen until the server ends the
-    call (or ``max_s``). Returns the call id, what the caller heard (48 kHz) and seconds the call lasted."""
+    call, ``max_s`` passed, or (``hang_up_on``) 2 s of that frequency were heard. Returns the call id, what
+    the caller heard (48 kHz) and seconds the call lasted."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from voicebot.server.webrtc_client import _FilePlayer, _http_json, _Recorder
@@ -99,9 +104,10 @@ async def browser_call(base: str, samples: np.ndarray, max_s: float) -> tuple[st
         while not recorder.quiet_for(0.8) and time.monotonic() - started < 20:  # the greeting
             await asyncio.sleep(0.05)
         player.play()
-        ended = asyncio.ensure_future(asyncio.wait([asyncio.ensure_future(closed.wait()),
-                                                    asyncio.ensure_future(recorder.closed.wait())],
-                                                   return_when=asyncio.FIRST_COMPLETED))
+        waits = [asyncio.ensure_future(closed.wait()), asyncio.ensure_future(recorder.closed.wait())]
+        if hang_up_on is not None:
+            waits.append(asyncio.ensure_future(heard_tone(recorder, hang_up_on)))
+        ended = asyncio.ensure_future(asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))
         await asyncio.wait_for(ended, max_s)
     except TimeoutError:
         pass
@@ -112,6 +118,11 @@ async def browser_call(base: str, samples: np.ndarray, max_s: float) -> tuple[st
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return answer["pc_id"], recorder.audio(), lasted
+
+
+async def heard_tone(recorder: Any, hz: float) -> None:
+    while frames_at(recorder.audio()[-3 * RATE :], RATE, hz) < 100:
+        await asyncio.sleep(0.5)
 
 
 def baresip_agent(folder: Path, port: int, wav: Path) -> subprocess.Popen:
@@ -262,3 +273,59 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
     assert [c["call_id"] for c in callbacks] == [first]
     assert second_record["outcome"] == "abandoned", (second_record, log)
     assert second_record["transfer"]["outcome"] == "abandoned" and second_record["transfer"]["wait_s"] > 0
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_browser_caller_is_warm_transferred_to_the_agent_page(tmp_path: Path) -> None:
+    """Both sides WebRTC: the agent page in Chromium is the agent's phone (its microphone a 3000 Hz tone)."""
+    from playwright.sync_api import sync_playwright
+
+    from audio.speech import write_wav
+
+    t = np.arange(90 * RATE) / RATE
+    mic = write_wav(tmp_path / "mic.wav", (0.3 * np.sin(2 * np.pi * AGENT_HZ * t)).astype(np.float32), RATE)
+    config = {
+        "call": {"greeting": "Hello, how can I help?"},
+        "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
+        "queues": [{"name": "general", "agent_timeout": 15, "max_wait": 60}],
+    }
+    args = [
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",
+    ]
+    caller = np.concatenate([speech("I want to speak to a human."), np.zeros(40 * RATE, np.int16)])
+    with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
+        db = server.config["database"]["url"]
+        add_user(db, "alice", "agent")
+        add_user(db, "sup", "supervisor")
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=args)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/agent?agent=alice&autoanswer=1&raw=1")
+            page.wait_for_url("**/login?next=*", timeout=10_000)
+            page.fill("#username", "alice")
+            page.fill("#password", "pw-alice")
+            page.click("#submit")
+            page.wait_for_url("**/agent?agent=alice&autoanswer=1&raw=1", timeout=10_000)
+            page.wait_for_function("document.getElementById('agent').value === 'alice'", timeout=10_000)
+            page.click("button[data-state=available]")
+            page.wait_for_function("document.getElementById('state').textContent.startsWith('available')",
+                                   timeout=10_000)
+            page.click("#usephone")
+            page.wait_for_function("document.getElementById('phonestatus').textContent === 'phone: connected'",
+                                   timeout=20_000)
+            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps an event loop in this thread
+                call_id, heard, _ = pool.submit(
+                    lambda: asyncio.run(browser_call(server.url, caller, max_s=60, hang_up_on=AGENT_HZ))).result()
+            record = closed_record(server.url, call_id, login(server.url, "sup"))
+            whisper_heard = page.evaluate("window.remoteLoud")
+        finally:
+            browser.close()
+        log = server.log()
+
+    assert frames_at(heard, RATE, AGENT_HZ) >= 100, log  # the caller heard the agent page's microphone
+    assert whisper_heard >= 10, f"the page heard {whisper_heard} loud 100 ms windows (the whisper)"
+    assert record["outcome"] == "handoff" and record["agent_id"] == "alice", (record, log)
+    assert record["transfer"]["outcome"] == "answered" and record["transfer"]["talk_s"] > 0
