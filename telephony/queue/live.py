@@ -1,5 +1,6 @@
-"""The queue on live SIP calls: :class:`LiveQueue` implements :class:`~telephony.queue.runner.QueueHandlers`
-with call legs.
+"""The queue on live calls: :class:`LiveQueue` implements :class:`~telephony.queue.runner.QueueHandlers`
+with call legs (SIP legs, or anything with their surface: the browser caller's leg of
+``voicebot.server.caller_leg``, the agent page's of ``voicebot.server.agent_phone``).
 
 A caller handed over by the bot keeps their leg. While they wait they hear hold music and, when the ACD says
 so, their position and estimated wait; a key press goes to the ACD (the callback key). An offer dials the
