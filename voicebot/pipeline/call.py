@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,9 @@ class CallContext:
         # Optional: called the moment the dialog decides to hand off (before the announcement is spoken),
         # with this context and the packet; the SIP runner uses it to ring an agent during the announcement.
         self.on_handoff_decided: Callable[[CallContext, dict[str, Any] | None], None] | None = None
+        # Set by the call control stage: what to do when the caller talks over the hand-off announcement (the
+        # announcement then never reports that it was heard, so the hand-off must not wait for that).
+        self.on_announcement_cut: Callable[[], Awaitable[None]] | None = None
         self._opened = False
         self._finished = False
         self._record_held = False
@@ -96,6 +99,8 @@ class CallContext:
         now = datetime.now(UTC)
         for turn_id in playing:
             await self.update_turn(turn_id, end=now, extra={"interrupted": True})
+        if self.end_reason == "handoff" and self.on_announcement_cut is not None:
+            await self.on_announcement_cut()
 
     async def finish(self, reason: str) -> None:
         """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, error).

@@ -27,6 +27,8 @@ class CallControl(FrameProcessor):
         super().__init__(**kwargs)
         self._call = call
         self._on_handoff = on_handoff
+        self._handed = False
+        call.on_announcement_cut = self._announcement_cut
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -37,9 +39,22 @@ class CallControl(FrameProcessor):
         if say.turn_id is not None:
             self._call.playing.discard(say.turn_id)
         await self._call.update_turn(say.turn_id, end=datetime.now(UTC))
-        if say.then == "handoff" and self._on_handoff is not None:
-            await self._on_handoff(self._call, say.handoff)
-        elif say.then in ("hangup", "handoff"):
+        if say.then == "handoff":
+            await self._hand_off(say.handoff)
+        elif say.then == "hangup":
+            await self.push_frame(EndWorkerFrame(reason=self._call.end_reason or "bot_hangup"))
+
+    async def _announcement_cut(self) -> None:
+        """The caller talked over the hand-off announcement: hand off now (the cut sentence never arrives here)."""
+        await self._hand_off(self._call.handoff)
+
+    async def _hand_off(self, packet: dict[str, Any] | None) -> None:
+        if self._handed:
+            return
+        self._handed = True
+        if self._on_handoff is not None:
+            await self._on_handoff(self._call, packet)
+        else:
             # Without a transfer target (a browser caller) the bot's handoff announcement ends the call;
             # the record keeps outcome "handoff" and the packet for the agent queue.
             await self.push_frame(EndWorkerFrame(reason=self._call.end_reason or "bot_hangup"))
