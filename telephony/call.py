@@ -31,7 +31,30 @@ class CallError(Exception):
     """A call operation the other side refused or that is not possible in the leg's state."""
 
 
-class CallLeg:
+class KeyListeners:
+    """The keypad part of the call-leg surface: who hears the keys the peer presses. Subclasses set
+    ``self._dtmf_listeners = []`` in ``__init__``."""
+
+    call_id: str
+    _dtmf_listeners: list[Callable[[str], None]]
+
+    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
+        """``fn(key)`` is called for every key the peer presses."""
+        self._dtmf_listeners.append(fn)
+
+    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
+        if fn in self._dtmf_listeners:
+            self._dtmf_listeners.remove(fn)
+
+    def _tell_key_listeners(self, key: str) -> None:
+        for fn in list(self._dtmf_listeners):
+            try:
+                fn(key)
+            except Exception:  # one broken listener must not keep the key from the others
+                log.exception("call %s: key listener failed", self.call_id)
+
+
+class CallLeg(KeyListeners):
     """One call with one peer. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
 
     channel = "sip"
@@ -82,14 +105,6 @@ class CallLeg:
     @on_audio.setter
     def on_audio(self, fn: Callable[[bytes], None] | None) -> None:
         self._on_audio = fn
-
-    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        """``fn(key)`` is called for every key the caller presses (RFC 4733 or SIP INFO)."""
-        self._dtmf_listeners.append(fn)
-
-    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        if fn in self._dtmf_listeners:
-            self._dtmf_listeners.remove(fn)
 
     async def write_audio(self, pcm16k: bytes) -> None:
         """Play 16 kHz PCM to the peer; returns when it is queued (waits while ~80 ms are already queued)."""
@@ -194,9 +209,8 @@ class CallLeg:
 
     def _dtmf_in(self, key: str) -> None:
         log.info("call %s: DTMF %s", self.call_id, key)
-        self.dtmf.put_nowait(key)
-        for fn in list(self._dtmf_listeners):
-            fn(key)
+        self.dtmf.put_nowait(key)  # keys come by RFC 4733 or SIP INFO
+        self._tell_key_listeners(key)
 
     async def _setup_inbound(self, invite: SipRequest, tx: ServerTransaction, offer: AudioDescription | None,
                              host: str, codecs: tuple[str, ...]) -> bool:

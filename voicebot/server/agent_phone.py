@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from telephony.call import KeyListeners
 from telephony.sip.ua import DialError
 from voicebot.server.rtc_audio import FRAME_BYTES, PacedAudioTrack, read_track
 
@@ -72,7 +73,7 @@ class _RtpShim:
         pass
 
 
-class WebLeg:
+class WebLeg(KeyListeners):
     """One call on an agent's page: ``ringing`` -> ``answered`` -> ``ended``."""
 
     channel = "webrtc"
@@ -87,14 +88,7 @@ class WebLeg:
         self.ended = asyncio.Event()
         self.on_audio: Callable[[bytes], None] | None = None
         self.rtp = _RtpShim(phone.outbound)
-        self._dtmf: list[Callable[[str], None]] = []
-
-    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        self._dtmf.append(fn)
-
-    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        if fn in self._dtmf:
-            self._dtmf.remove(fn)
+        self._dtmf_listeners: list[Callable[[str], None]] = []
 
     async def write_audio(self, pcm16k: bytes) -> None:
         """Queue audio for the agent; waits while more than 80 ms are queued (paced like an RTP leg)."""

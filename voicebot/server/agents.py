@@ -39,6 +39,7 @@ from voicebot.server.auth import (
     LoggedIn,
     ensure_can_see_call,
     ensure_own_agent,
+    json_object,
     page_or_login,
     require,
 )
@@ -73,16 +74,6 @@ def _agent(service: TransferService, agent_id: str) -> dict[str, Any]:
         if agent["id"] == agent_id:
             return agent
     raise HTTPException(status_code=404, detail=f"no agent with id {agent_id!r}")
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise HTTPException(status_code=400, detail="the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPException(status_code=400, detail="the request body must be a JSON object")
-    return body
 
 
 @router.get("/agent", include_in_schema=False)
@@ -139,7 +130,7 @@ async def set_state(agent_id: str, request: Request, who: LoggedIn) -> dict[str,
     ensure_own_agent(who, agent_id)
     service = _service(request)
     assert service.runner is not None
-    body = await _body(request)
+    body = await json_object(request)
     state, reason = body.get("state"), body.get("reason")
     if not isinstance(state, str) or state not in STATES:
         raise HTTPException(status_code=400, detail=f'"state" must be one of {", ".join(STATES)}')
@@ -178,7 +169,7 @@ async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     ensure_own_agent(who, agent_id)
     service = _service(request)
     _agent(service, agent_id)
-    body = await _body(request)
+    body = await json_object(request)
     sdp, kind = body.get("sdp"), body.get("type")
     if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0") or kind != "offer":
         raise HTTPException(status_code=400, detail='expected {"sdp": "v=0...", "type": "offer"}')
@@ -233,7 +224,7 @@ async def callbacks(request: Request, status: str = "pending", queue: str | None
 @router.post("/api/callbacks/{request_id}", dependencies=[Depends(require(*STAFF))])
 async def set_callback(request_id: int, request: Request) -> dict[str, Any]:
     service = _service(request)
-    body = await _body(request)
+    body = await json_object(request)
     status = body.get("status")
     if status not in STATUSES:
         raise HTTPException(status_code=400, detail=f'"status" must be one of {", ".join(STATUSES)}')
@@ -261,7 +252,7 @@ async def voicemail_audio(voicemail_id: int, request: Request) -> Response:
 @router.post("/api/voicemails/{voicemail_id}", dependencies=[Depends(require(*STAFF))])
 async def set_voicemail(voicemail_id: int, request: Request) -> dict[str, Any]:
     service = _service(request)
-    status = (await _body(request)).get("status")
+    status = (await json_object(request)).get("status")
     if status not in ("new", "heard", "done"):
         raise HTTPException(status_code=400, detail='"status" must be new, heard or done')
     if not await asyncio.to_thread(service.records.set_voicemail_status, voicemail_id, status):

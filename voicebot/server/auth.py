@@ -320,7 +320,8 @@ def throttle_of(app: FastAPI) -> LoginThrottle:
 # routes
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON body, which must be an object; a 400 saying what is wrong otherwise."""
     try:
         body = await request.json()
     except ValueError:
@@ -343,7 +344,7 @@ async def supervisor_page(request: Request) -> Response:
 @router.post("/api/login")
 async def login(request: Request) -> JSONResponse:
     """Check a username and password; on success a session token (also set as the session cookie)."""
-    body = await _body(request)
+    body = await json_object(request)
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise HTTPException(status_code=400, detail='send {"username": ..., "password": ...}')
@@ -396,7 +397,7 @@ async def list_users(request: Request, _admin: Admin) -> dict[str, Any]:
 
 @router.post("/api/users", status_code=201)
 async def add_user(request: Request, _admin: Admin) -> dict[str, Any]:
-    body = await _body(request)
+    body = await json_object(request)
     username, role, password = body.get("username"), body.get("role"), body.get("password")
     agent_id = body.get("agent_id")
     if not all(isinstance(v, str) for v in (username, role, password)) or (

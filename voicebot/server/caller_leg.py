@@ -41,7 +41,7 @@ from pipecat.frames.frames import (
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
-from telephony.call import CallError
+from telephony.call import CallError, KeyListeners
 
 if TYPE_CHECKING:
     from telephony.bridge import Bridge
@@ -78,7 +78,7 @@ class _Outbox:
         pass
 
 
-class BrowserLeg:
+class BrowserLeg(KeyListeners):
     """The caller's side of one WebRTC call, for the agent queue: ``answered`` until hung up or gone."""
 
     channel = "webrtc"
@@ -95,19 +95,12 @@ class BrowserLeg:
         self.taken = False  # the queue has the caller's audio (the bot let go)
         self.on_interrupted: Callable[[], None] | None = None  # the caller talked over the bot
         self._end_call = end_call
-        self._dtmf: list[Callable[[str], None]] = []
+        self._dtmf_listeners: list[Callable[[str], None]] = []
         self._pending_in = bytearray()
         self._pacer: asyncio.Task[None] | None = None
         self._out: CallerAudioOut | None = None
 
     # --- the CallLeg surface -----------------------------------------------------------------------------
-    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        self._dtmf.append(fn)
-
-    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        if fn in self._dtmf:
-            self._dtmf.remove(fn)
-
     async def write_audio(self, pcm16k: bytes) -> None:
         """Queue audio for the caller; waits while more than 80 ms are queued (paced like an RTP leg)."""
         if self.state != "answered":
@@ -189,11 +182,7 @@ class BrowserLeg:
     def _key_in(self, key: str) -> None:
         if self.state != "answered":
             return
-        for fn in list(self._dtmf):
-            try:
-                fn(key)
-            except Exception:
-                log.exception("call %s: key listener failed", self.call_id)
+        self._tell_key_listeners(key)
 
     async def _pace(self) -> None:
         """Hand 20 ms of queued audio to the output stage every 20 ms (on a fixed schedule, so the
