@@ -180,8 +180,6 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--dashboards", type=int, default=5)
     ap.add_argument("--stagger", type=float, default=0.5, help="Seconds between call starts.")
-    ap.add_argument("--wal", action="store_true",
-                    help="Put the SQLite file in WAL journal mode first (commits fsync less; the mode persists).")
     args = ap.parse_args()
 
     from sqlalchemy import create_engine
@@ -195,9 +193,6 @@ def main() -> None:
         db_url = f"sqlite:///{folder}/bench.db"
         engine = create_engine(db_url)
         UserStore(engine).add("bench", "supervisor", "bench-password")
-        if args.wal:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         engine.dispose()
         (folder / "voicebot.yaml").write_text(
             f"database:\n  url: {db_url}\nserver:\n  host: 127.0.0.1\n  port: {http_port}\n"
@@ -255,7 +250,7 @@ def main() -> None:
                      "dashboards in a separate process",
         "calls": args.calls,
         "dashboards": args.dashboards,
-        "sqlite_journal": "wal" if args.wal else "default (rollback journal)",
+        "sqlite_journal": "wal (the server's default since 2026-11-22)",
         "calls_dropped": sum(c["dropped"] for c in calls),
         "replies_heard": sum(c["replies"] for c in calls),
         "call_errors": [c["error"] for c in calls if c["error"]],
