@@ -117,7 +117,7 @@ DATA_APIS = [
     ("GET", "/api/voicemails/1.wav"), ("POST", "/api/voicemails/1"), ("GET", "/api/live"),
     ("GET", "/api/live/c-alice"), ("GET", "/api/stats"),
     ("GET", "/api/users"), ("POST", "/api/users"), ("DELETE", "/api/users/sup"), ("GET", "/api/audit"),
-    ("GET", "/api/config"),
+    ("GET", "/api/config"), ("POST", "/api/users/sup/password"),
     ("GET", "/api/me"),
 ]
 
@@ -156,7 +156,7 @@ def test_events_websocket_needs_a_login(client: TestClient, as_: dict[str, dict[
         ("alice", "GET", "/api/audit"), ("alice", "GET", "/api/stats"), ("alice", "POST", "/api/agents/bob/state"),
         ("alice", "GET", "/api/agents/bob"), ("alice", "POST", "/api/agents/bob/hangup"),
         ("sup", "GET", "/api/users"), ("sup", "GET", "/api/audit"), ("sup", "POST", "/api/users"),
-        ("sup", "GET", "/api/config"),
+        ("sup", "GET", "/api/config"), ("sup", "POST", "/api/users/alice/password"),
     ],
 )
 def test_wrong_role_is_403(client: TestClient, as_: dict[str, dict[str, str]], user: str, method: str,
@@ -282,6 +282,39 @@ def test_users_api(client: TestClient, as_: dict[str, dict[str, str]]) -> None:
     assert client.get("/api/me", headers=carol).status_code == 401  # her sessions ended with her
     assert client.delete("/api/users/adm", headers=admin).status_code == 400  # not yourself
     assert client.delete("/api/users/nobody", headers=admin).status_code == 404
+
+
+def test_password_api_admin_or_yourself_with_the_current_one(client: TestClient,
+                                                            as_: dict[str, dict[str, str]]) -> None:
+    admin = as_["adm"]
+    assert client.post("/api/users", headers=admin,
+                       json={"username": "dave", "role": "supervisor", "password": "old-pw"}).status_code == 201
+    first, second = login(client, "dave", "old-pw"), login(client, "dave", "old-pw")
+    # Yourself: the current password is needed, and only your other sessions end.
+    wrong = client.post("/api/users/dave/password", headers=first, json={"current": "nope", "password": "x"})
+    assert wrong.status_code == 403 and "current password" in wrong.json()["detail"]
+    assert client.post("/api/users/dave/password", headers=first, json={"password": "x"}).status_code == 403
+    res = client.post("/api/users/dave/password", headers=first, json={"current": "old-pw", "password": "mine"})
+    assert res.status_code == 200, res.text
+    assert client.get("/api/me", headers=first).status_code == 200
+    assert client.get("/api/me", headers=second).status_code == 401
+    # Someone else's: only an admin, without the current password; all of that user's sessions end.
+    assert client.post("/api/users/sup/password", headers=first, json={"current": "pw-sup", "password": "y"}
+                       ).status_code == 403
+    assert client.post("/api/users/dave/password", headers=admin, json={"password": ""}).status_code == 400
+    assert client.post("/api/users/nobody/password", headers=admin, json={"password": "z"}).status_code == 404
+    assert client.post("/api/users/dave/password", headers=admin, json={"password": "new-pw"}).status_code == 200
+    assert client.get("/api/me", headers=first).status_code == 401
+    assert client.post("/api/login", json={"username": "dave", "password": "mine"}).status_code == 401
+    login(client, "dave", "new-pw")
+    # The users list says when each user was created and last logged in; the audit log keeps who did what.
+    dave = next(u for u in client.get("/api/users", headers=admin).json()["users"] if u["username"] == "dave")
+    assert dave["role"] == "supervisor" and dave["created"] and dave["last_login"] >= dave["created"]
+    sets = client.get("/api/audit", headers=admin, params={"action": "password_set"}).json()["audit"]
+    assert [(r["username"], r["detail"]) for r in sets[:2]] == [("adm", "dave"), ("dave", "dave")]
+    assert {r["action"] for r in client.get("/api/audit", headers=admin, params={"username": "dave"}).json()["audit"]
+            } == {"login", "login_failed", "password_failed", "password_set"}
+    assert client.delete("/api/users/dave", headers=admin).status_code == 200
 
 
 def test_admin_sees_the_effective_config_without_the_database_password(app_parts: SimpleNamespace,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, create_engine, delete, select
+from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, create_engine, delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -200,6 +200,18 @@ class UserStore:
         with self._sessions() as s:
             return [User(r.username, r.role, r.agent_id) for r in s.scalars(select(UserRow).order_by(UserRow.username))]
 
+    def overview(self) -> list[dict[str, Any]]:
+        """Every user, by name, as ``User.as_dict()`` plus ``created`` and ``last_login`` (ISO times; the
+        last login is read from the audit log, None when there is none)."""
+        last = (select(AuditRow.username, func.max(AuditRow.at)).where(AuditRow.action == "login")
+                .group_by(AuditRow.username))
+        with self._sessions() as s:
+            logins = {name: at for name, at in s.execute(last)}
+            rows = s.scalars(select(UserRow).order_by(UserRow.username))
+            return [{**User(r.username, r.role, r.agent_id).as_dict(), "created": _aware(r.created).isoformat(),
+                     "last_login": _aware(logins[r.username]).isoformat() if r.username in logins else None}
+                    for r in rows]
+
     def remove(self, username: str) -> None:
         """Delete a user and end their sessions. UserError if there is no such user."""
         with self._sessions.begin() as s:
@@ -209,15 +221,19 @@ class UserStore:
             s.execute(delete(SessionRow).where(SessionRow.username == username))
             s.delete(row)
 
-    def set_password(self, username: str, password: str) -> None:
-        """Change a password and end every session of the user (a stolen session dies with the old password)."""
+    def set_password(self, username: str, password: str, keep_token: str | None = None) -> None:
+        """Change a password and end every session of the user (a stolen session dies with the old password),
+        except the session ``keep_token`` (the one a user changes their own password from)."""
         _check_password(password)
         with self._sessions.begin() as s:
             row = s.get(UserRow, username)
             if row is None:
                 raise UserError(f"no user {username!r}")
             row.password_hash = hash_password(password)
-            s.execute(delete(SessionRow).where(SessionRow.username == username))
+            ended = delete(SessionRow).where(SessionRow.username == username)
+            if keep_token:
+                ended = ended.where(SessionRow.token_sha256 != _sha256(keep_token))
+            s.execute(ended)
 
     def check_password(self, username: str, password: str) -> User | None:
         """The user if ``password`` is theirs, else None (same cost whether or not the user exists)."""
@@ -270,13 +286,15 @@ class UserStore:
                            detail=detail[:128] if detail else None))
 
     def audit_log(self, limit: int = 100, offset: int = 0, username: str | None = None,
-                  call_id: str | None = None) -> list[dict[str, Any]]:
-        """Audit rows, newest first, optionally of one user or one call."""
+                  call_id: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+        """Audit rows, newest first, optionally of one user, one call or one action."""
         query = select(AuditRow).order_by(AuditRow.id.desc())
         if username:
             query = query.where(AuditRow.username == username)
         if call_id:
             query = query.where(AuditRow.call_id == call_id)
+        if action:
+            query = query.where(AuditRow.action == action)
         with self._sessions() as s:
             return [{"id": r.id, "at": _aware(r.at).isoformat(), "username": r.username, "action": r.action,
                      "call_id": r.call_id, "detail": r.detail} for r in s.scalars(query.limit(limit).offset(offset))]

@@ -9,7 +9,8 @@
     GET    /api/users          every user (admin)
     POST   /api/users          {"username", "role", "password", "agent_id"?} (admin)
     DELETE /api/users/{name}   (admin)
-    GET    /api/audit          who opened which call (admin; ?username=&call_id=&limit=&offset=)
+    POST   /api/users/{name}/password  {"password"} (admin), or {"current", "password"} (the user themselves)
+    GET    /api/audit          who opened which call (admin; ?username=&action=&call_id=&limit=&offset=)
     GET    /api/config         the effective configuration, database password hidden (admin)
 
 Roles: ``admin`` (everything), ``supervisor`` (all calls, dashboard, queues), ``agent`` (the agent page and
@@ -391,8 +392,7 @@ async def me(principal: LoggedIn) -> dict[str, Any]:
 
 @router.get("/api/users")
 async def list_users(request: Request, _admin: Admin) -> dict[str, Any]:
-    users = await asyncio.to_thread(users_of(request.app).list)
-    return {"users": [u.as_dict() for u in users]}
+    return {"users": await asyncio.to_thread(users_of(request.app).overview)}
 
 
 @router.post("/api/users", status_code=201)
@@ -409,6 +409,8 @@ async def add_user(request: Request, _admin: Admin) -> dict[str, Any]:
     except UserError as exc:
         status = 409 if "already exists" in str(exc) else 400
         raise HTTPException(status_code=status, detail=str(exc)) from None
+    await asyncio.to_thread(users_of(request.app).audit, _admin.username, "user_add", None,
+                            f"{user.username} ({user.role})")
     return user.as_dict()
 
 
@@ -420,7 +422,40 @@ async def remove_user(username: str, request: Request, principal: Admin) -> dict
         await asyncio.to_thread(users_of(request.app).remove, username)
     except UserError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
+    await asyncio.to_thread(users_of(request.app).audit, principal.username, "user_remove", None, username)
     return {"removed": username}
+
+
+@router.post("/api/users/{username}/password")
+async def change_password(username: str, request: Request, principal: LoggedIn) -> dict[str, Any]:
+    """Set ``username``'s password: an admin for anyone with ``{"password"}``; any user for themselves with
+    ``{"current", "password"}``. Every other session of that user ends (the one asking keeps theirs)."""
+    own = username == principal.username
+    if principal.role != "admin" and not own:
+        raise HTTPException(status_code=403, detail="only an admin may set another user's password")
+    body = await json_object(request)
+    password, current = body.get("password"), body.get("current")
+    if not isinstance(password, str) or (current is not None and not isinstance(current, str)):
+        raise HTTPException(status_code=400, detail='send {"password": str} (your own: also "current": str)')
+    users = users_of(request.app)
+    if principal.role != "admin":
+        # A stolen session must not be enough to lock its owner out: prove the current password, throttled
+        # like a login.
+        throttle, key = throttle_of(request.app), f"user:{username.lower()}"
+        wait = throttle.retry_after(key)
+        if wait:
+            raise HTTPException(status_code=429, detail=f"too many wrong passwords: try again in {wait} s",
+                                headers={"Retry-After": str(wait)})
+        if not current or await asyncio.to_thread(users.check_password, username, current) is None:
+            throttle.failed(key)
+            await asyncio.to_thread(users.audit, principal.username, "password_failed", None, username)
+            raise HTTPException(status_code=403, detail="the current password is wrong")
+    try:
+        await asyncio.to_thread(users.set_password, username, password, token_of(request) if own else None)
+    except UserError as exc:
+        raise HTTPException(status_code=404 if str(exc).startswith("no user") else 400, detail=str(exc)) from None
+    await asyncio.to_thread(users.audit, principal.username, "password_set", None, username)
+    return {"password_changed": username}
 
 
 @router.get("/api/config")
@@ -439,7 +474,7 @@ async def effective_config(request: Request, _admin: Admin) -> dict[str, Any]:
 
 @router.get("/api/audit")
 async def audit_log(request: Request, _admin: Admin, username: str | None = None, call_id: str | None = None,
-                    limit: int = 100, offset: int = 0) -> dict[str, Any]:
+                    action: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     rows = await asyncio.to_thread(users_of(request.app).audit_log, max(1, min(limit, 1000)), max(0, offset),
-                                   username, call_id)
+                                   username, call_id, action)
     return {"audit": rows}
