@@ -2,6 +2,7 @@
 // agent board, alerts, listen-in, and the call history with its plots. Plain ES module: no build step, no CDN.
 // Every text from the server goes into the page with textContent (never as HTML): transcripts are caller input.
 
+import { adminView } from "/static/supervisor.admin.js";
 import { barChart, donut, fmtMs, histogram, lineChart } from "/static/supervisor.charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -26,6 +27,8 @@ const state = {
   wsConnectedOnce: false,
   history: { params: null, offset: 0, request: 0 },
   listen: null, // {pc, pcId, callId, stream, whisper, meter}
+  admin: null, // the Admin tab ({show()}), for admins only
+  opener: null, // what had the focus when a call was opened (focus goes back there on close)
   clockOffset: 0, // server clock minus this PC's clock, ms
   clockSamples: 0,
 };
@@ -162,6 +165,10 @@ async function loadMe() {
   state.me = await api("/api/me");
   const who = $("whoami");
   who.replaceChildren(h("span", {}, state.me.username), h("span", { class: "role" }, `(${state.me.role})`));
+  if (state.me.role === "admin") {
+    $("tab-admin").hidden = false;
+    state.admin = adminView({ h, api, $, fmtDateTime, openCall, me: () => state.me });
+  }
   if (state.me.role === "agent") {
     $("calls-h").textContent = "My live calls";
     $("calls-note").textContent = "As an agent you see the calls handed to you.";
@@ -379,11 +386,12 @@ function turnKey(t) {
 async function openCall(id, mode, { focus = true } = {}) {
   if (!id) return;
   if (state.detail?.id !== id) stopListen();
+  if (!$("detail").contains(document.activeElement)) state.opener = document.activeElement;
   state.detail = { id, mode, call: state.live.get(id) || { id }, turns: new Map(), buffer: [], ended: false, handoff: null };
   for (const [rid, tr] of state.rows) tr.classList.toggle("selected", rid === id);
   document.body.classList.add("has-detail");
   $("detail").hidden = false;
-  const hash = `#${mode === "history" ? "history" : "live"}/call=${encodeURIComponent(id)}`;
+  const hash = `#${mode}/call=${encodeURIComponent(id)}`;
   if (location.hash !== hash) history.replaceState(null, "", hash);
   $("transcript").replaceChildren();
   $("detail").classList.remove("failed");
@@ -450,7 +458,10 @@ function closeDetail(refocus = true) {
   for (const tr of state.rows.values()) tr.classList.remove("selected");
   history.replaceState(null, "", location.hash.split("/")[0] || `#${currentView()}`);
   const row = refocus && id && state.rows.get(id);
+  const opener = state.opener;
+  state.opener = null;
   if (row) row.focus();
+  else if (refocus && opener?.isConnected && opener !== document.body) opener.focus();
 }
 
 function renderDetailHead() {
@@ -1047,21 +1058,30 @@ function showView(view) {
   document.body.dataset.view = view;
   $("view-live").hidden = view !== "live";
   $("view-history").hidden = view !== "history";
-  for (const v of ["live", "history"]) {
+  $("view-admin").hidden = view !== "admin";
+  for (const v of ["live", "history", "admin"]) {
     const tab = $(`tab-${v}`);
     if (v === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
   if (view === "history" && !state.history.params) search(0);
+  if (view === "admin") state.admin?.show();
+}
+
+/** The view a hash names, among those this user may see. */
+function viewOf(name) {
+  if (name === "history") return "history";
+  return name === "admin" && state.admin ? "admin" : "live";
 }
 
 function route() {
-  const [view, rest] = location.hash.replace(/^#/, "").split("/");
-  showView(view === "history" ? "history" : "live");
+  const [name, rest] = location.hash.replace(/^#/, "").split("/");
+  const view = viewOf(name);
+  showView(view);
   const m = /^call=(.+)$/.exec(rest || "");
   if (m) {
     const id = decodeURIComponent(m[1]);
-    if (state.detail?.id !== id) openCall(id, view === "history" ? "history" : "live");
+    if (state.detail?.id !== id) openCall(id, view);
   }
 }
 
