@@ -8,6 +8,7 @@ let anyone log in.
 
 from __future__ import annotations
 
+import builtins  # UserStore.list shadows list in the class body (annotations)
 import hashlib
 import hmac
 import secrets
@@ -200,7 +201,7 @@ class UserStore:
         with self._sessions() as s:
             return [User(r.username, r.role, r.agent_id) for r in s.scalars(select(UserRow).order_by(UserRow.username))]
 
-    def overview(self) -> list[dict[str, Any]]:
+    def overview(self) -> builtins.list[dict[str, Any]]:
         """Every user, by name, as ``User.as_dict()`` plus ``created`` and ``last_login`` (ISO times; the
         last login is read from the audit log, None when there is none)."""
         last = (select(AuditRow.username, func.max(AuditRow.at)).where(AuditRow.action == "login")
@@ -286,7 +287,7 @@ class UserStore:
                            detail=detail[:128] if detail else None))
 
     def audit_log(self, limit: int = 100, offset: int = 0, username: str | None = None,
-                  call_id: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+                  call_id: str | None = None, action: str | None = None) -> builtins.list[dict[str, Any]]:
         """Audit rows, newest first, optionally of one user, one call or one action."""
         query = select(AuditRow).order_by(AuditRow.id.desc())
         if username:

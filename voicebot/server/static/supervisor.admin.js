@@ -80,7 +80,7 @@ export function adminView({ h, api, $, fmtDateTime, openCall, me }) {
 
   function confirmRemove(u, cell, back) {
     const msg = h("span", { class: "form-msg", role: "alert" });
-    const cancel = h("button", { type: "button", class: "btn btn-small", onclick: () => { back(); cell.querySelector("button")?.focus(); } }, "Cancel");
+    const cancel = h("button", { type: "button", class: "btn btn-small", onclick: () => { back(); cell.querySelectorAll("button")[1]?.focus(); } }, "Cancel");
     const yes = h("button", {
       type: "button", class: "btn btn-small btn-danger", onclick: async () => {
         yes.disabled = true;
