@@ -12,6 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 from auth_helpers import add_user, login
+from browser_helpers import with_microphone
 
 from audio.speech import piper_tts, write_wav
 from voicebot.server.process import ServerProcess
@@ -48,12 +49,7 @@ def test_browser_call_from_the_caller_page(server, tmp_path):
         np.concatenate([np.zeros(int(7.0 * rate), np.float32), speech, np.zeros(int(10.0 * rate), np.float32)]),
         rate,
     )
-    args = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}%noloop",
-    ]
+    args = with_microphone(mic)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from auth_helpers import add_user, login
+from net_helpers import sip_port
 from test_transfer_live import frames_at
-from test_transfer_webrtc import sip_port
 
 from audio.speech import espeak_ng
 from telephony.config import SipConfig

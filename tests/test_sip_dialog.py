@@ -6,17 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from net_helpers import free_port
+
 from telephony.call import CallLeg
 from telephony.config import SipConfig
 from telephony.sdp import AudioDescription
 from telephony.sip.message import SipResponse, parse_message
 from telephony.sip.ua import UserAgent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Peer(asyncio.DatagramProtocol):

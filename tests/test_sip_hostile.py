@@ -4,20 +4,14 @@ dropped, nothing crashes, an INVITE flood is throttled, and the call's audio kee
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import numpy as np
+from net_helpers import free_port
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig
 from telephony.sip.message import SipParseError, SipResponse, parse_message
 from telephony.sip.ua import UserAgent
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(method: str, n: int, *, call_id: str | None = None, headers: str = "", body: str = "",

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from auth_helpers import add_user, login
+from net_helpers import free_port, sip_port
 
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
@@ -26,22 +27,6 @@ from telephony.sip.ua import UserAgent
 pytestmark = pytest.mark.slow
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sip_port() -> int:
-    for _ in range(50):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
 
 
 async def until(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]

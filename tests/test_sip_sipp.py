@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from net_helpers import free_port
 
 from telephony.config import SipConfig, TrunkConfig
 from telephony.sip.registration import Registration
@@ -21,11 +22,6 @@ pytestmark = [
 ]
 SCENARIOS = Path(__file__).parent / "sipp"
 
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

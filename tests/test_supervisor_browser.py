@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from auth_helpers import add_user
+from browser_helpers import CHROMIUM_ARGS
 from sqlalchemy import create_engine
 
 from audio.speech import piper_tts, write_wav
@@ -41,8 +42,7 @@ SENTENCE = "Hi, I want to check the status of my order and I also need to change
 CALLER = "5550142"
 HUMAN = "I want to speak to a person, please."
 WAITER = "5550199"  # asks for a person and waits in the queue (no agent is logged in)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARGS = CHROMIUM_ARGS
 
 
 def screenshots() -> Path:

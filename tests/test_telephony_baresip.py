@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from net_helpers import free_port, sip_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,23 +25,6 @@ pytestmark = [
 ]
 
 
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sip_port() -> int:
-    """A port free for both UDP and TCP (the bot listens on both)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
 
 
 def transcribe(path: Path) -> str:

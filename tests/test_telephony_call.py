@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from net_helpers import free_port
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig, TrunkConfig
@@ -17,11 +17,6 @@ from telephony.sip.ua import DialError, UserAgent
 
 SCENARIOS = Path(__file__).parent / "sipp"
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(rtp_base: int) -> SipConfig:

@@ -4,9 +4,9 @@ key presses as InputDTMFFrame, and OutputAudioRawFrame is played back to the cal
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import numpy as np
+from net_helpers import free_port
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -24,12 +24,6 @@ from telephony.call import CallLeg
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
 from telephony.transport import SipCallTransport
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Echo(FrameProcessor):

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from auth_helpers import add_user, login
-from test_telephony_baresip import sip_port, transcribe
+from net_helpers import free_port, sip_port
+from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
 from audio.speech import espeak_ng
@@ -32,11 +33,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
 ]
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def baresip_config(folder: Path, listen: int, wav: Path, rec: Path, account: str) -> None:
@@ -71,7 +67,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> None:
-    port, http, agent_port = sip_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    port, http, agent_port = sip_port(), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     rate = 8000
     # The agent: silent while the whisper plays, then 4 s of 3000 Hz, then says hello, then hangs up.
     hello, _ = espeak_ng("Hello, this is Alice from customer care.", rate=150, sample_rate=rate)

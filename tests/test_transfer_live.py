@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from net_helpers import free_port
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig
@@ -32,11 +32,6 @@ WHISPER_HZ, OTHER_HZ, CALLER_HZ, AGENT_HZ = 2500, 700, 400, 3000
 PACKET = {"summary": "Caller Jane Doe, verified. Wants to cancel her subscription.", "queue": "general",
           "caller_id": "5550100"}
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sip_config(rtp_base: int) -> SipConfig:

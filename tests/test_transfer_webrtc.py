@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import threading
 import time
 import urllib.request
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 from auth_helpers import add_user, login
+from browser_helpers import agent_phone, with_microphone
+from net_helpers import sip_port
 from test_transfer_live import AGENT_HZ, frames_at
 
 from audio.speech import espeak_ng, write_wav
@@ -30,19 +31,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
 ]
 
-
-def sip_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            try:
-                t.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
 
 
 def get(url: str, auth: dict[str, str]) -> Any:
@@ -91,12 +79,7 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 15, "max_wait": 60}],
     }
-    args = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}%noloop",
-    ]
+    args = with_microphone(mic)
     heard: list[bytes] = []
     done = threading.Event()
     with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
@@ -107,19 +90,7 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
         try:
             page = browser.new_page()
             # Without a session the agent page sends her to the login form, and back after it.
-            page.goto(f"{server.url}/agent?agent=alice&autoanswer=1&raw=1")
-            page.wait_for_url("**/login?next=*", timeout=10_000)
-            page.fill("#username", "alice")
-            page.fill("#password", "pw-alice")
-            page.click("#submit")
-            page.wait_for_url("**/agent?agent=alice&autoanswer=1&raw=1", timeout=10_000)
-            page.wait_for_function("document.getElementById('agent').value === 'alice'", timeout=10_000)
-            page.click("button[data-state=available]")
-            page.wait_for_function("document.getElementById('state').textContent.startsWith('available')",
-                                   timeout=10_000)
-            page.click("#usephone")
-            page.wait_for_function("document.getElementById('phonestatus').textContent === 'phone: connected'",
-                                   timeout=20_000)
+            agent_phone(page, server.url)
             caller = threading.Thread(target=call_and_listen, args=(port, heard, done), daemon=True)
             caller.start()
             # The page shows the hand-off packet while its phone rings / talks.

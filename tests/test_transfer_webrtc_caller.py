@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -28,7 +27,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from auth_helpers import add_user, login
-from test_telephony_baresip import sip_port, transcribe
+from browser_helpers import agent_phone, with_microphone
+from net_helpers import free_port, sip_port
+from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
 from audio.speech import espeak_ng
@@ -41,11 +42,6 @@ pytestmark = [
 
 RATE = 48000
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> Any:
@@ -144,7 +140,7 @@ def baresip_agent(folder: Path, port: int, wav: Path) -> subprocess.Popen:
 @pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed (apt-get install baresip-core)")
 def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> None:
     rate = 8000
-    agent_port, port = free_udp_port(), sip_port()
+    agent_port, port = free_port(), sip_port()
     # The agent's phone: silent while the whisper plays, then 4 s of 3000 Hz, then says hello, then hangs up.
     hello = speech("Hello, this is Alice from customer care.", rate)
     sf.write(str(tmp_path / "agent.wav"),
@@ -231,12 +227,7 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],  # logged out: callers wait
         "queues": [{"name": "general", "max_wait": 120, "callback_key": "1"}],
     }
-    args = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}%noloop",
-    ]
+    args = with_microphone(mic)
     with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
         add_user(server.config["database"]["url"], "sup", "supervisor")
         headers = login(server.url, "sup")
@@ -289,12 +280,7 @@ def test_browser_caller_is_warm_transferred_to_the_agent_page(tmp_path: Path) ->
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 15, "max_wait": 60}],
     }
-    args = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}%noloop",
-    ]
+    args = with_microphone(mic)
     caller = np.concatenate([speech("I want to speak to a human."), np.zeros(40 * RATE, np.int16)])
     with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
         db = server.config["database"]["url"]
@@ -303,19 +289,8 @@ def test_browser_caller_is_warm_transferred_to_the_agent_page(tmp_path: Path) ->
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=args)
         try:
             page = browser.new_page()
-            page.goto(f"{server.url}/agent?agent=alice&autoanswer=1&raw=1")
-            page.wait_for_url("**/login?next=*", timeout=10_000)
-            page.fill("#username", "alice")
-            page.fill("#password", "pw-alice")
-            page.click("#submit")
-            page.wait_for_url("**/agent?agent=alice&autoanswer=1&raw=1", timeout=10_000)
-            page.wait_for_function("document.getElementById('agent').value === 'alice'", timeout=10_000)
-            page.click("button[data-state=available]")
-            page.wait_for_function("document.getElementById('state').textContent.startsWith('available')",
-                                   timeout=10_000)
-            page.click("#usephone")
-            page.wait_for_function("document.getElementById('phonestatus').textContent === 'phone: connected'",
-                                   timeout=20_000)
+            # Without a session the agent page sends her to the login form, and back after it.
+            agent_phone(page, server.url)
             with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps an event loop in this thread
                 call_id, heard, _ = pool.submit(
                     lambda: asyncio.run(browser_call(server.url, caller, max_s=60, hang_up_on=AGENT_HZ))).result()
