@@ -24,11 +24,9 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +42,7 @@ from sip_concurrent import Ear, free_port  # noqa: E402
 from telephony.call import CallLeg  # noqa: E402
 from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
+from voicebot.server.process import ServerProcess  # noqa: E402
 
 UTTERANCES = ("Where is my order?", "I also want to change my delivery address.")
 TARGET_P95_MS = 300.0
@@ -189,37 +188,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         speeches = [synthesise(folder, text, f"say{i}") for i, text in enumerate(UTTERANCES)]
-        sip_port, http_port = free_port(), free_port()
+        sip_port = free_port()
         db_url = f"sqlite:///{folder}/bench.db"
         engine = create_engine(db_url)
         UserStore(engine).add("bench", "supervisor", "bench-password")
         engine.dispose()
-        (folder / "voicebot.yaml").write_text(
-            f"database:\n  url: {db_url}\nserver:\n  host: 127.0.0.1\n  port: {http_port}\n"
-            f"sip:\n  listen_udp: 127.0.0.1:{sip_port}\n  listen_tcp: ''\n  rtp_port_min: 41000\n"
-            f"  rtp_port_max: 41999\n  invites_per_second_per_source: 100\nlog_level: WARNING\n")
-        server = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--config", str(folder / "voicebot.yaml")],
-                                  cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_LOG_LEVEL": "INFO"})
+        server = ServerProcess(folder / "server", {
+            "database": {"url": db_url}, "log_level": "WARNING",
+            "sip": {"listen_udp": f"127.0.0.1:{sip_port}", "listen_tcp": "", "rtp_port_min": 41000,
+                    "rtp_port_max": 41999, "invites_per_second_per_source": 100},
+        })
+        server.start()  # answers once SIP is listening too (it starts before HTTP)
         try:
-            assert server.stderr is not None
-            for line in server.stderr:
-                if "SIP ready" in line:
-                    break
-            else:
-                sys.exit("voicebot serve did not start")
-            # Keep reading its log so a full pipe never blocks the server (into a file if asked for).
-            log_path = os.environ.get("DASHBOARD_BENCH_SERVER_LOG")
-            sink = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the server
-
-            def drain() -> None:
-                for line in server.stderr:  # type: ignore[union-attr]
-                    if sink:
-                        sink.write(line)
-                        sink.flush()
-
-            threading.Thread(target=drain, daemon=True).start()
-            token = _login(f"http://127.0.0.1:{http_port}")
+            http_port = server.port
+            token = _login(server.url)
 
             ctx = mp.get_context("spawn")
             stop, ready, out = ctx.Event(), ctx.Semaphore(0), ctx.Queue()
@@ -238,11 +220,7 @@ def main() -> None:
             streams = out.get(timeout=60)
             boards.join(timeout=30)
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop()
 
     result = {
         "driven_by": f"{args.calls} SIP calls from the project's own SIP/RTP stack (espeak-ng speech, 2 requests "
