@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -23,3 +28,23 @@ def sip_port() -> int:
             except OSError:
                 continue
     raise RuntimeError("no loopback port is free for both UDP and TCP")
+
+
+@contextmanager
+def serve_app(app: Any, **config: Any) -> Iterator[str]:
+    """Run an ASGI ``app`` on uvicorn in a thread on a free loopback port for the block; yields its base URL."""
+    import uvicorn
+
+    port = free_port(socket.SOCK_STREAM)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)  # polls uvicorn's own started flag, bounded by the deadline
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,8 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import uvicorn
 from auth_helpers import add_user
+from net_helpers import serve_app
 from sqlalchemy import create_engine
 
 from voicebot.config import Settings
@@ -70,20 +67,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     users = UserStore(engine)
     for _ in range(OLD_CALLS):
         users.audit("sue", "open_call", "c-old")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, service), host="127.0.0.1", port=port,  # type: ignore[arg-type]
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_app(runtime, service)) as url:  # type: ignore[arg-type]
+        yield url
     store.close()
 
 

@@ -5,16 +5,13 @@ off the site. The app runs in-process with the agent queue and no models (uvicor
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
 from auth_helpers import add_user
+from net_helpers import serve_app
 from sqlalchemy import create_engine
 
 from voicebot.config import Settings
@@ -39,20 +36,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                               engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
     service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
     add_user(engine, "alice", "agent")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, service), host="127.0.0.1", port=port,  # type: ignore[arg-type]
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_app(create_app(runtime, service)) as url:  # type: ignore[arg-type]
+        yield url
 
 
 def test_agent_logs_in_sees_only_herself_and_signs_out(base_url: str) -> None:

@@ -5,7 +5,6 @@ written through the call store (the one way calls are recorded), so its events a
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -13,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from auth_helpers import add_user, cookie, login
+from net_helpers import serve_app
 from sqlalchemy import create_engine, update
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -22,7 +21,6 @@ from websockets.sync.client import connect
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
-from voicebot.server.process import free_port
 from voicebot.storage import CallStore
 from voicebot.storage.models import CallRow
 
@@ -41,30 +39,15 @@ class Server:
         runtime = SimpleNamespace(settings=settings, events=self.events, store=self.store,
                                   engine=SimpleNamespace(database=SimpleNamespace(engine=self.engine)))
         self.app = create_app(runtime)  # type: ignore[arg-type]
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}/ws/events"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
-                                                    ws="websockets-sansio"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._serving = serve_app(self.app, ws="websockets-sansio")
 
     def __enter__(self) -> Server:
-        self.thread.start()
-        started = threading.Event()
-
-        def wait() -> None:
-            while not self.server.started:
-                if not self.thread.is_alive():
-                    break
-                started.wait(0.02)
-
-        wait()
-        assert self.server.started, "uvicorn did not start"
+        self.url = self._serving.__enter__()
+        self.ws_url = self.url.replace("http://", "ws://") + "/ws/events"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self._serving.__exit__(None, None, None)
         self.store.close()
 
     def drain_store(self) -> None:
