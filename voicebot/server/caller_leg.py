@@ -35,7 +35,6 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InputDTMFFrame,
-    InterruptionFrame,
     OutputAudioRawFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
@@ -93,7 +92,6 @@ class BrowserLeg(KeyListeners):
         self.on_audio: Callable[[bytes], None] | None = None
         self.rtp = _Outbox()
         self.taken = False  # the queue has the caller's audio (the bot let go)
-        self.on_interrupted: Callable[[], None] | None = None  # the caller talked over the bot
         self._end_call = end_call
         self._dtmf_listeners: list[Callable[[str], None]] = []
         self._pending_in = bytearray()
@@ -215,10 +213,7 @@ class CallerAudioIn(FrameProcessor):
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if direction == FrameDirection.UPSTREAM and isinstance(frame, InterruptionFrame):
-            if self._leg.on_interrupted is not None:
-                self._leg.on_interrupted()
-        elif self._leg.taken and direction == FrameDirection.DOWNSTREAM:
+        if self._leg.taken and direction == FrameDirection.DOWNSTREAM:
             if isinstance(frame, InputAudioRawFrame):
                 self._leg._audio_in(frame.audio if frame.num_channels == 1 else _first_channel(frame))
                 return
@@ -317,14 +312,6 @@ class BrowserCall:
     def attach(self, call: CallPipeline) -> None:
         self.call = call
         call.call.on_handoff_decided = self._decided
-        self.leg.on_interrupted = self._interrupted
-
-    def _interrupted(self) -> None:
-        # Talking over the hand-off sentence cuts it, and the pipeline would never say it was heard:
-        # the caller goes to the queue now.
-        if self.queued is not None and not self.leg.taken:
-            self.leg.take_over()
-            self.released.set()
 
     def _decided(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
         if self.queued is None:
@@ -333,7 +320,7 @@ class BrowserCall:
                                       caller_ready=self.released))
 
     async def on_handoff(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
-        """The caller has heard the hand-off sentence: the queue gets their audio."""
+        """The caller has heard the hand-off sentence (or talked over it): the queue gets their audio."""
         self._decided(ctx, packet)
         self.leg.take_over()
         self.released.set()
