@@ -24,6 +24,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from voicebot import metrics
 from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.redaction import Redactor
+from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
 from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.auth import router as auth_router
@@ -149,6 +150,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             purger.cancel()
         if transfer is not None:
             await transfer.close()
+        await phones.close()
         # Shutting down: every call ends now and its record is closed by its own task.
         for task in list(calls.values()):
             task.cancel()
@@ -160,6 +162,9 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.state.runtime = runtime
     app.state.calls = calls
     app.state.transfer = transfer
+    phones = app.state.phones = AgentPhones()  # agent pages connected as phones (contact: webrtc)
+    if transfer is not None:
+        transfer.use_phones(phones)
     app.state.users = UserStore(runtime.engine.database.engine,
                                 session_hours=getattr(getattr(runtime.settings, "auth", None), "session_hours", 12.0))
     if not app.state.users.list():
