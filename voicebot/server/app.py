@@ -26,6 +26,7 @@ from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.redaction import Redactor
 from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
+from voicebot.server.aiortc_tuning import AiortcInternalsChanged, low_latency_audio_in
 from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.auth import router as auth_router
 from voicebot.server.caller_leg import BrowserCall, key_of_message, press
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = files("voicebot.server").joinpath("static")
 MAX_CALLER_ID = 64
-AUDIO_IN_PREFETCH = 1  # RTP packets aiortc holds before decoding the caller's audio
 
 
 def _bad(message: str) -> HTTPException:
@@ -96,20 +96,6 @@ async def _json(request: Request) -> Any:
         return await request.json()
     except ValueError:
         raise _bad("the request body is not valid JSON") from None
-
-
-def _low_latency_audio_in(connection: SmallWebRTCConnection) -> None:
-    """Let the caller's audio through aiortc's jitter buffer after one packet instead of four.
-
-    aiortc holds 4 Opus packets (80 ms) before decoding; on the LAN or loopback an on-premise bot
-    is called over, that is pure reply latency (the end of the caller's speech reaches the VAD late).
-    """
-    from aiortc.jitterbuffer import JitterBuffer
-
-    for transceiver in connection.pc.getTransceivers():
-        receiver = transceiver.receiver
-        if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=AUDIO_IN_PREFETCH)
 
 
 PURGE_EVERY_S = 24 * 3600
@@ -178,7 +164,10 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.include_router(listen_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
-        _low_latency_audio_in(connection)
+        try:
+            low_latency_audio_in(connection.pc)
+        except AiortcInternalsChanged as exc:  # the call still works, 60 ms slower to answer
+            log.error("%s", exc)
         transport = SmallWebRTCTransport(
             connection,
             # 20 ms output chunks (default 40 ms): less audio queued ahead of a barge-in, earlier first audio.
