@@ -39,6 +39,7 @@ from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
 from voicebot.monitor import MONITORS
 from voicebot.redaction import Redactor
+from voicebot.transfer.request import queue_request_from_packet
 from voicebot.transfer.store import CALL_OUTCOME, TransferStore
 from voicebot.transfer.utterances import Utterances
 
@@ -190,7 +191,8 @@ class TransferService:
         result = TransferResult(call_id=call_id, outcome="failed")
         try:
             with MONITORS.holding(call_id):  # live for listeners until the queue is done with the call
-                result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
+                result = await self.live.transfer_call(leg, queue_request_from_packet(packet),
+                                                       caller_ready=caller_ready)
             log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", call_id, result.outcome,
                      result.agent_id, result.wait_s)
         finally:
@@ -311,7 +313,8 @@ class TransferService:
             if self.store is not None:
                 self._spawn_write("set_agent", call_id, agent_id)
         if event in ("ringing", "answered", "connected"):
-            packet = self.live.handoff_of(call_id) if self.live is not None else None
+            request = self.live.request_of(call_id) if self.live is not None else None
+            packet = dict(request.details) if request is not None else None
             self.current[agent_id] = {"call_id": call_id, "status": event, "handoff": packet}
         elif event == "ended":
             cur = self.current.get(agent_id)
