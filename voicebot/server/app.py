@@ -22,14 +22,13 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
-from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.redaction import Redactor
 from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
 from voicebot.server.aiortc_tuning import AiortcInternalsChanged, low_latency_audio_in
 from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.auth import router as auth_router
-from voicebot.server.caller_leg import BrowserCall, key_of_message, press
+from voicebot.server.browser_call import BrowserCall
 from voicebot.server.listen import router as listen_router
 from voicebot.server.runtime import Runtime
 from voicebot.server.supervisor import live_calls
@@ -176,32 +175,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
                             audio_out_end_silence_secs=0),
         )
         session = runtime.engine.new_call(channel="webrtc", caller_id=caller_id, call_id=connection.pc_id)
-        # With the agent queue, a hand-off gives the caller's audio to the queue; the pipeline keeps running
-        # (stopping it would close the connection) until the queue or the caller hangs up.
-        browser = BrowserCall(transport, connection.pc_id, caller_id, transfer) if transfer is not None else None
-        call = build_call_pipeline(browser.transport if browser else transport,  # type: ignore[arg-type]
-                                   session, runtime.shared, runtime.settings, runtime.store,
-                                   on_handoff=browser.on_handoff if browser else None)
-        if browser is not None:
-            browser.attach(call)
-
-        @transport.event_handler("on_client_connected")
-        async def on_connected(_transport: Any, _client: Any) -> None:
-            await call.greet()
-
-        @transport.event_handler("on_client_disconnected")
-        async def on_disconnected(_transport: Any, _client: Any) -> None:
-            if browser is not None:
-                browser.caller_left()
-            await call.caller_left()
-
-        @transport.event_handler("on_app_message")
-        async def on_message(_transport: Any, message: Any, _sender: Any) -> None:
-            key = key_of_message(message)  # the caller page's keypad
-            if key is not None:
-                await (browser.key(key) if browser is not None else press(call, key))
-
-        task = asyncio.create_task(browser.run() if browser else call.run(), name=f"call-{connection.pc_id}")
+        browser = BrowserCall(runtime, session, transport, connection.pc_id, caller_id, transfer)
+        task = asyncio.create_task(browser.run(), name=f"call-{connection.pc_id}")
         calls[connection.pc_id] = task
         task.add_done_callback(lambda _t: calls.pop(connection.pc_id, None))
 
