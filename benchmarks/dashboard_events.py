@@ -42,7 +42,7 @@ from sip_concurrent import Ear, free_port  # noqa: E402
 from telephony.call import CallLeg  # noqa: E402
 from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
-from voicebot.server.process import ServerProcess  # noqa: E402
+from voicebot.client.local_server import ServerProcess  # noqa: E402
 
 UTTERANCES = ("Where is my order?", "I also want to change my delivery address.")
 TARGET_P95_MS = 300.0

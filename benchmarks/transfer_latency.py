@@ -198,9 +198,9 @@ async def webrtc_call(base: str, request: np.ndarray) -> tuple[str, float | None
     call id, when (epoch seconds) the caller first heard the agent, and when its request ended."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    from voicebot.server.webrtc_client import _FilePlayer, _http_json
+    from voicebot.client.webrtc import FilePlayer, http_json
 
-    player = _FilePlayer(request)
+    player = FilePlayer(request)
     pc = RTCPeerConnection()
     pc.addTransceiver(player, direction="sendrecv")
     heard: dict[str, float] = {}
@@ -228,8 +228,8 @@ async def webrtc_call(base: str, request: np.ndarray) -> tuple[str, float | None
     tasks: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(listen(track))))
     await pc.setLocalDescription(await pc.createOffer())
-    answer = await asyncio.to_thread(_http_json, "POST", f"{base}/api/offer",
-                                     {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    answer = await asyncio.to_thread(http_json, "POST", f"{base}/api/offer",
+                                    {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
     started = time.time()
     while time.time() - last_loud.get("t", time.time()) < 0.8 and time.time() - started < 20:  # the greeting
@@ -255,7 +255,7 @@ def measure_webrtc(args: argparse.Namespace, agent_port: int, folder: Path) -> l
     from sqlalchemy import create_engine
 
     from audio.speech import espeak_ng
-    from voicebot.server.process import ServerProcess
+    from voicebot.client.local_server import ServerProcess
     from voicebot.users import UserStore
 
     def get(url: str, headers: dict[str, str]) -> Any:

@@ -23,8 +23,8 @@ from telephony.queue.live import TransferResult
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
+from voicebot.server.access import LoginThrottle
 from voicebot.server.app import create_app
-from voicebot.server.auth import LoginThrottle
 from voicebot.storage import CallStore
 from voicebot.transfer import TransferService
 from voicebot.users import UserStore, hash_password, verify_password

@@ -21,11 +21,11 @@ from sqlalchemy import create_engine
 from audio.speech import piper_tts, write_wav
 from telephony.bridge import Bridge
 from telephony.queue.live import LiveQueue
+from voicebot.client.local_server import ServerProcess
+from voicebot.client.webrtc import FilePlayer, Recorder, http_json, read_wav, speech_segments
 from voicebot.monitor import FRAME_BYTES, MAX_BUFFER_MS, MONITORS, Monitors, NotLive
 from voicebot.server.listen import router, sessions_of
-from voicebot.server.process import ServerProcess
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
-from voicebot.server.webrtc_client import _FilePlayer, _http_json, _Recorder, read_wav, speech_segments
 from voicebot.users import UserStore
 
 
@@ -430,14 +430,14 @@ def test_a_supervisor_hears_a_live_webrtc_call_and_sends_nothing_into_it(tmp_pat
 
         async def run() -> dict[str, Any]:
             caller_audio = read_wav(wav)
-            player, recorder = _FilePlayer(caller_audio), _Recorder()
+            player, recorder = FilePlayer(caller_audio), Recorder()
             caller = RTCPeerConnection()
             caller.addTransceiver(player, direction="sendrecv")
             tasks: list[asyncio.Task[None]] = []
             caller.on("track", lambda track: tasks.append(asyncio.ensure_future(recorder.run(track))))
             await caller.setLocalDescription(await caller.createOffer())
-            answer = await asyncio.to_thread(_http_json, "POST", f"{server.url}/api/offer",
-                                             {"sdp": caller.localDescription.sdp, "type": "offer"})
+            answer = await asyncio.to_thread(http_json, "POST", f"{server.url}/api/offer",
+                                            {"sdp": caller.localDescription.sdp, "type": "offer"})
             call_id = answer["pc_id"]
             await caller.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
 

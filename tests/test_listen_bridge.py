@@ -23,7 +23,7 @@ from test_transfer_live import frames_at
 from audio.speech import espeak_ng
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
-from voicebot.server.process import ServerProcess
+from voicebot.client.local_server import ServerProcess
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from test_transfer_live import AGENT_HZ, frames_at
 from audio.speech import espeak_ng, write_wav
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
-from voicebot.server.process import ServerProcess
+from voicebot.client.local_server import ServerProcess
 
 pytestmark = [
     pytest.mark.slow,

@@ -23,11 +23,11 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
 from voicebot.redaction import Redactor
+from voicebot.server.access import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
 from voicebot.server.aiortc_tuning import AiortcInternalsChanged, low_latency_audio_in
-from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
-from voicebot.server.auth import router as auth_router
+from voicebot.server.auth_routes import router as auth_router
 from voicebot.server.browser_call import BrowserCall
 from voicebot.server.listen import router as listen_router
 from voicebot.server.runtime import Runtime

@@ -26,7 +26,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
 from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
-from voicebot.server.auth import Principal, require
+from voicebot.server.access import Principal, require
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 
 log = logging.getLogger(__name__)
