@@ -1,5 +1,5 @@
-"""The INVITE session as callee (UAS), bytes in and bytes out: captured requests go to a real endpoint on a
-loopback UDP socket and the test reads what comes back. The session's owner is a recorder in place of the
+"""The INVITE session, bytes in and bytes out: as callee (UAS) captured requests go to a real endpoint on a
+loopback UDP socket and the test reads what comes back; as caller (UAC) the test answers our INVITE. The session's owner is a recorder in place of the
 call leg (the :class:`SessionOwner` contract), so no RTP is involved."""
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import cast
 
+import pytest
 from net_helpers import free_port
 
-from telephony.config import SipConfig
+from telephony.config import SipConfig, TrunkConfig
 from telephony.sdp import Negotiated
+from telephony.sip.auth import DigestVerifier
 from telephony.sip.endpoint import Endpoint
-from telephony.sip.invite import IncomingCall, InviteLayer, InviteSession
+from telephony.sip.invite import DialError, IncomingCall, InviteLayer, InviteSession
 from telephony.sip.message import SipRequest, SipResponse, make_response, parse_message
 from telephony.sip.transaction import Timers
+from telephony.sip.transport import Peer
 
 OFFER = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
          "m=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
@@ -292,5 +295,70 @@ def test_late_offer_answered_in_ack() -> None:
         await asyncio.wait_for(owner.negotiated.wait(), 5)
         assert owner.media[0].codec.name == "PCMA" and owner.media[0].remote_port == 40000
         await b.hangup(session)
+
+    run(scenario)
+
+
+ANSWER = OFFER.format(direction="sendrecv")
+
+
+def test_outbound_invite_with_digest_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our INVITE through a trunk: a 407 is acknowledged and answered with credentials (CSeq 2); the 2xx is
+    acknowledged end to end and the answer's media reaches the owner."""
+    monkeypatch.setenv("TRUNK_PW", "secret")
+    trunk = TrunkConfig(name="pbx", host="127.0.0.1", username="bot", password_env="TRUNK_PW")
+    verifier = DigestVerifier("pbx", {"bot": "secret"})
+
+    async def scenario(b: Bench) -> None:
+        trunk_at = trunk.model_copy(update={"port": b.me})
+        session, from_hdr = b.layer.outgoing(Peer("UDP", "127.0.0.1", b.me), "bot", "127.0.0.1")
+        owner = Recorder()
+        session.attach(owner)
+        dialing = asyncio.create_task(session.invite(f"sip:5550100@127.0.0.1:{b.me}", from_hdr, 41004,
+                                                     trunk_at, 10))
+        first = await b.phone.request()
+        assert first.method == "INVITE" and first.cseq.number == 1 and b"m=audio 41004" in first.body
+        b.send(make_response(first, 407, to_tag="p1", extra=[("Proxy-Authenticate", verifier.challenge())])
+               .to_bytes())
+        ack = await b.phone.request()
+        assert ack.method == "ACK" and ack.top_via.branch == first.top_via.branch and ack.to_addr.tag == "p1"
+        second = await b.phone.request()
+        assert second.method == "INVITE" and second.cseq.number == 2 and second.call_id == first.call_id
+        assert verifier.verify(second.headers.get("Proxy-Authorization"), "INVITE") == "bot"
+        b.send(make_response(second, 180, to_tag="p2").to_bytes())
+        b.send(make_response(second, 200, to_tag="p2", body=ANSWER.encode(), extra=[
+            ("Contact", f"<sip:5550100@127.0.0.1:{b.me}>"), ("Content-Type", "application/sdp")]).to_bytes())
+        await asyncio.wait_for(dialing, 5)
+        ack2 = await b.phone.request()
+        assert ack2.method == "ACK" and ack2.cseq.number == 2 and ack2.to_addr.tag == "p2"
+        assert ack2.top_via.branch != second.top_via.branch  # the 2xx ACK is a transaction of its own
+        assert session.state == "answered" and owner.answered == 1
+        assert owner.media[0].remote_port == 40000 and owner.media[0].dtmf_pt == 101
+        bye = await b.hangup(session)
+        assert bye.cseq.number == 3 and bye.uri == f"sip:5550100@127.0.0.1:{b.me}"
+
+    run(scenario)
+
+
+def test_outbound_ring_timeout_cancels() -> None:
+    """Nobody answers in the ring timeout: CANCEL on the INVITE's branch, the 487 is acknowledged, DialError 408."""
+    async def scenario(b: Bench) -> None:
+        session, from_hdr = b.layer.outgoing(Peer("UDP", "127.0.0.1", b.me), "voicebot", "127.0.0.1")
+        owner = Recorder()
+        session.attach(owner)
+        dialing = asyncio.create_task(session.invite(f"sip:agent@127.0.0.1:{b.me}", from_hdr, 41006, None, 0.3))
+        invite = await b.phone.request()
+        b.send(make_response(invite, 180, to_tag="r1").to_bytes())
+        cancel = await b.phone.request()
+        assert cancel.method == "CANCEL" and cancel.top_via.branch == invite.top_via.branch
+        assert cancel.cseq.number == invite.cseq.number
+        b.send(make_response(cancel, 200, to_tag="r1").to_bytes())
+        b.send(make_response(invite, 487, to_tag="r1").to_bytes())
+        ack = await b.phone.request()
+        assert ack.method == "ACK" and ack.top_via.branch == invite.top_via.branch
+        with pytest.raises(DialError) as info:
+            await asyncio.wait_for(dialing, 5)
+        assert info.value.status == 408
+        assert owner.end_reason == "dial failed" and session.call_id not in b.layer.sessions
 
     run(scenario)

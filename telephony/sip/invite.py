@@ -92,7 +92,9 @@ class IncomingCall:
 class InviteSession:
     """The signalling of one call. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
 
-    def __init__(self, layer: InviteLayer, call_id: str, direction: str, peer: Peer):
+    def __init__(self, layer: InviteLayer, call_id: str, direction: str, peer: Peer, *,
+                 invite: SipRequest | None = None, invite_tx: ServerTransaction | None = None,
+                 offer: AudioDescription | None = None):
         self.layer = layer
         self.endpoint = layer.endpoint
         self.call_id = call_id
@@ -104,9 +106,9 @@ class InviteSession:
         self.remote_hold = False  # the peer put us on hold
         self.owner: SessionOwner | None = None
         self._tag: str | None = None
-        self._invite: SipRequest | None = None
-        self._invite_tx: ServerTransaction | None = None
-        self._offer: AudioDescription | None = None  # the offer in an inbound INVITE
+        self._invite = invite  # the INVITE of an inbound call
+        self._invite_tx = invite_tx  # its transaction (then that of the last re-INVITE)
+        self._offer = offer  # the SDP offer in it
         self._outbound_tx: ClientTransaction | None = None  # our INVITE while an outbound call rings
         self._local_sdp: AudioDescription | None = None
         self._sdp_version = 0
@@ -232,7 +234,7 @@ class InviteSession:
                 except TimeoutError:
                     if tx.state == "calling":
                         # Nothing came back at all: there is no one to CANCEL (RFC 3261 §9.1), just give up.
-                        tx._terminate()
+                        tx.abandon()
                         raise DialError(408, "no response") from None
                     await self._cancel_invite(invite)
                     try:
@@ -566,8 +568,7 @@ class InviteLayer:
         ident = Address.parse(pai) if pai and decision.trunk is not None else req.from_addr
         dialled = uri.user or req.to_addr.user
         route = decision.trunk.dids.get(dialled or "") if decision.trunk else None
-        session = InviteSession(self, req.call_id, "inbound", peer)
-        session._invite, session._invite_tx, session._offer = req, tx, offer
+        session = InviteSession(self, req.call_id, "inbound", peer, invite=req, invite_tx=tx, offer=offer)
         self.sessions[req.call_id] = session
         log.info("SIP: INVITE %s from %s (caller %s, dialled %s, trunk %s)", req.call_id, peer, ident.user,
                  dialled, decision.trunk.name if decision.trunk else "-")
