@@ -119,7 +119,7 @@ def test_bridge_connects_two_legs() -> None:
 
         async def bot(leg: CallLeg) -> None:
             await leg.answer()
-            other = await leg.ua.dial(uri(phones, "agent"))
+            other = await server.dial(uri(phones, "agent"))
             bridge = leg.bridge(other)
             done.set()
             await bridge.wait()
