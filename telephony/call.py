@@ -1,6 +1,7 @@
 """A call leg: one SIP dialog with its RTP stream, as the rest of the product sees it.
 
-Audio in and out is 16 kHz 16-bit mono PCM in 20 ms frames. Key presses arrive in :attr:`CallLeg.dtmf`.
+It implements :class:`telephony.leg.Leg` (audio in :mod:`audio.pcm` frames); key presses also stay in
+:attr:`CallLeg.dtmf`.
 A leg is created by :class:`telephony.sip.ua.UserAgent` (inbound INVITE or :meth:`UserAgent.dial`).
 """
 
@@ -9,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from telephony.config import DidRoute, TrunkConfig
+from telephony.leg import CallError, LegBase
 from telephony.rtp.session import RtpSession
 from telephony.sdp import AudioDescription, Negotiated, SdpError, answer, make_offer
 from telephony.sip.dialog import Dialog
@@ -21,40 +22,12 @@ from telephony.sip.transaction import ClientTransaction, ServerTransaction
 from telephony.sip.transport import Peer
 
 if TYPE_CHECKING:
-    from telephony.bridge import Bridge
     from telephony.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
 
 
-class CallError(Exception):
-    """A call operation the other side refused or that is not possible in the leg's state."""
-
-
-class KeyListeners:
-    """The keypad part of the call-leg surface: who hears the keys the peer presses. Subclasses set
-    ``self._dtmf_listeners = []`` in ``__init__``."""
-
-    call_id: str
-    _dtmf_listeners: list[Callable[[str], None]]
-
-    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        """``fn(key)`` is called for every key the peer presses."""
-        self._dtmf_listeners.append(fn)
-
-    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        if fn in self._dtmf_listeners:
-            self._dtmf_listeners.remove(fn)
-
-    def _tell_key_listeners(self, key: str) -> None:
-        for fn in list(self._dtmf_listeners):
-            try:
-                fn(key)
-            except Exception:  # one broken listener must not keep the key from the others
-                log.exception("call %s: key listener failed", self.call_id)
-
-
-class CallLeg(KeyListeners):
+class CallLeg(LegBase):
     """One call with one peer. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
 
     channel = "sip"
@@ -62,6 +35,7 @@ class CallLeg(KeyListeners):
     def __init__(self, ua: UserAgent, call_id: str, direction: str, peer: Peer, rtp: RtpSession, *,
                  caller: str | None, caller_name: str, dialled: str | None, trunk: TrunkConfig | None,
                  route: DidRoute | None = None):
+        super().__init__()
         self.ua = ua
         self.call_id = call_id
         self.direction = direction  # "inbound" or "outbound"
@@ -80,8 +54,6 @@ class CallLeg(KeyListeners):
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
         self.remote_hold = False
         self.local_hold = False
-        self._on_audio: Callable[[bytes], None] | None = None
-        self._dtmf_listeners: list[Callable[[str], None]] = []
         self._invite: SipRequest | None = None
         self._invite_tx: ServerTransaction | None = None
         self._outbound_tx: ClientTransaction | None = None  # our INVITE while an outbound call rings
@@ -97,23 +69,23 @@ class CallLeg(KeyListeners):
         return f"<CallLeg {self.direction} {self.call_id} {self.caller}->{self.dialled} {self.state}>"
 
     # --- what the application uses --------------------------------------------------------------------------
+    def _enqueue(self, pcm: bytes) -> None:
+        self.rtp.write_nowait(pcm)
+
+    async def _enqueue_paced(self, pcm: bytes) -> None:
+        await self.rtp.write(pcm)  # the RTP clock wakes it when there is room
+
     @property
-    def on_audio(self) -> Callable[[bytes], None] | None:
-        """Called with every 20 ms of caller audio (16 kHz PCM) once the call is answered."""
-        return self._on_audio
-
-    @on_audio.setter
-    def on_audio(self, fn: Callable[[bytes], None] | None) -> None:
-        self._on_audio = fn
-
-    async def write_audio(self, pcm16k: bytes) -> None:
-        """Play 16 kHz PCM to the peer; returns when it is queued (waits while ~80 ms are already queued)."""
-        if self.state != "ended":
-            await self.rtp.write(pcm16k)
+    def queued_ms(self) -> float:
+        return self.rtp.queued_ms
 
     def clear_audio(self) -> None:
         """Stop what is being played (barge-in)."""
         self.rtp.clear_output()
+
+    @property
+    def can_send_dtmf(self) -> bool:
+        return self.rtp.dtmf_pt is not None
 
     def send_dtmf(self, keys: str) -> None:
         """Send key presses as RFC 4733 events. Raises CallError if the peer did not offer telephone-event."""
@@ -192,20 +164,9 @@ class CallLeg(KeyListeners):
         except TimeoutError:
             return 202
 
-    def bridge(self, other: CallLeg) -> Bridge:
-        """Connect this leg's audio and DTMF with ``other``'s, both ways, until one of them ends."""
-        from telephony.bridge import Bridge
-
-        return Bridge(self, other)
-
-    async def wait_ended(self) -> str:
-        await self.ended.wait()
-        return self.end_reason
-
     # --- driven by the user agent ---------------------------------------------------------------------------
     def _audio_in(self, pcm: bytes) -> None:
-        if self._on_audio is not None and self.state == "answered":
-            self._on_audio(pcm)
+        self._audio_to_sinks(pcm)
 
     def _dtmf_in(self, key: str) -> None:
         log.info("call %s: DTMF %s", self.call_id, key)
