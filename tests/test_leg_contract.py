@@ -239,3 +239,27 @@ def test_browser_caller_leg_keeps_the_contract() -> None:
         assert await leg.wait_ended() == "local hangup"
 
     asyncio.run(main())
+
+
+def test_a_bridge_adds_its_sinks_beside_the_others_and_stop_removes_only_its_own() -> None:
+    async def main() -> None:
+        caller, agent = BrowserLeg("bridge-caller", "5550002"), BrowserLeg("bridge-agent", None)
+        agent_hears = Played()
+        agent._out = agent_hears  # type: ignore[assignment]
+        agent.take_over()
+        recorded: list[bytes] = []
+        caller.add_sink(recorded.append)  # e.g. a recorder, there before the bridge
+        bridge = caller.bridge(agent)
+        speech = frames(tone(PEER_HZ, 0.5))
+        for frame in speech:
+            caller._audio_in(frame)
+            await until(lambda: agent.queued_ms == 0, 1)  # one frame played per frame said
+        await until(lambda: len(agent_hears.chunks) >= len(speech), 2)
+        assert agent_hears.chunks == speech and recorded == speech
+        bridge.stop()
+        caller._audio_in(speech[0])
+        assert agent.queued_ms == 0 and recorded == speech + speech[:1]
+        await caller.hangup()
+        await agent.hangup()
+
+    asyncio.run(main())
