@@ -94,13 +94,13 @@ async def one_call(ua: UserAgent, target: str, speeches: list[bytes], delay: flo
         result.update(dropped=True, error=str(exc))
         return result
     ear = Ear()
-    leg.on_audio = ear
+    leg.add_sink(ear)
     try:
         if not await ear.quiet_for(1.0, 60):
             result["error"] = "no greeting"
         for speech in speeches:
             await leg.write_audio(speech)
-            while leg.rtp.queued_ms > 0 and leg.state == "answered":
+            while leg.queued_ms > 0 and leg.state == "answered":
                 await asyncio.sleep(0.005)
             ear.mark, ear.first_loud_after = time.monotonic(), None
             deadline = ear.mark + 30

@@ -1,59 +1,34 @@
 """A call leg: one SIP INVITE session with its RTP stream, as the rest of the product sees it.
 
-Audio in and out is 16 kHz 16-bit mono PCM in 20 ms frames. Key presses arrive in :attr:`CallLeg.dtmf`.
-A leg is created by :class:`telephony.sip.ua.UserAgent` (inbound INVITE or :meth:`UserAgent.dial`); the
-signalling is its :class:`~telephony.sip.invite.InviteSession`, which tells the leg what media was negotiated.
+It implements :class:`telephony.leg.Leg` (audio in :mod:`audio.pcm` frames); key presses also stay in
+:attr:`CallLeg.dtmf`. A leg is created by :class:`telephony.sip.ua.UserAgent` (inbound INVITE or
+:meth:`UserAgent.dial`); the signalling is its :class:`~telephony.sip.invite.InviteSession`, which tells the
+leg what media was negotiated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from telephony.config import DidRoute, TrunkConfig
+from telephony.leg import CallError, LegBase
 from telephony.rtp.session import RtpSession
 from telephony.sdp import Negotiated
 from telephony.sip.dialog import Dialog
-from telephony.sip.invite import CallError, InviteSession
-
-if TYPE_CHECKING:
-    from telephony.bridge import Bridge
+from telephony.sip.invite import InviteSession
 
 log = logging.getLogger(__name__)
 
 
-class KeyListeners:
-    """The keypad part of the call-leg surface: who hears the keys the peer presses. Subclasses set
-    ``self._dtmf_listeners = []`` in ``__init__``."""
-
-    call_id: str
-    _dtmf_listeners: list[Callable[[str], None]]
-
-    def add_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        """``fn(key)`` is called for every key the peer presses."""
-        self._dtmf_listeners.append(fn)
-
-    def remove_dtmf_listener(self, fn: Callable[[str], None]) -> None:
-        if fn in self._dtmf_listeners:
-            self._dtmf_listeners.remove(fn)
-
-    def _tell_key_listeners(self, key: str) -> None:
-        for fn in list(self._dtmf_listeners):
-            try:
-                fn(key)
-            except Exception:  # one broken listener must not keep the key from the others
-                log.exception("call %s: key listener failed", self.call_id)
-
-
-class CallLeg(KeyListeners):
+class CallLeg(LegBase):
     """One call with one peer. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
 
     channel = "sip"
 
     def __init__(self, session: InviteSession, rtp: RtpSession, *, caller: str | None, caller_name: str,
                  dialled: str | None, trunk: TrunkConfig | None, route: DidRoute | None = None):
+        super().__init__()
         self.session = session
         self.call_id = session.call_id
         self.direction = session.direction  # "inbound" or "outbound"
@@ -68,8 +43,6 @@ class CallLeg(KeyListeners):
         self.answered = asyncio.Event()
         self.ended = asyncio.Event()
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
-        self._on_audio: Callable[[bytes], None] | None = None
-        self._dtmf_listeners: list[Callable[[str], None]] = []
         rtp.on_audio = self._audio_in
         rtp.on_dtmf = self._dtmf_in
         session.attach(self)
@@ -98,23 +71,23 @@ class CallLeg(KeyListeners):
         return self.session.local_hold
 
     # --- what the application uses --------------------------------------------------------------------------
+    def _enqueue(self, pcm: bytes) -> None:
+        self.rtp.write_nowait(pcm)
+
+    async def _enqueue_paced(self, pcm: bytes) -> None:
+        await self.rtp.write(pcm)  # the RTP clock wakes it when there is room
+
     @property
-    def on_audio(self) -> Callable[[bytes], None] | None:
-        """Called with every 20 ms of caller audio (16 kHz PCM) once the call is answered."""
-        return self._on_audio
-
-    @on_audio.setter
-    def on_audio(self, fn: Callable[[bytes], None] | None) -> None:
-        self._on_audio = fn
-
-    async def write_audio(self, pcm16k: bytes) -> None:
-        """Play 16 kHz PCM to the peer; returns when it is queued (waits while ~80 ms are already queued)."""
-        if self.state != "ended":
-            await self.rtp.write(pcm16k)
+    def queued_ms(self) -> float:
+        return self.rtp.queued_ms
 
     def clear_audio(self) -> None:
         """Stop what is being played (barge-in)."""
         self.rtp.clear_output()
+
+    @property
+    def can_send_dtmf(self) -> bool:
+        return self.rtp.dtmf_pt is not None
 
     def send_dtmf(self, keys: str) -> None:
         """Send key presses as RFC 4733 events. Raises CallError if the peer did not offer telephone-event."""
@@ -151,20 +124,9 @@ class CallLeg(KeyListeners):
         but did not report in time. Raises CallError if REFER is refused."""
         return await self.session.refer(target, timeout)
 
-    def bridge(self, other: CallLeg) -> Bridge:
-        """Connect this leg's audio and DTMF with ``other``'s, both ways, until one of them ends."""
-        from telephony.bridge import Bridge
-
-        return Bridge(self, other)
-
-    async def wait_ended(self) -> str:
-        await self.ended.wait()
-        return self.end_reason
-
     # --- driven by the RTP session ---------------------------------------------------------------------------
     def _audio_in(self, pcm: bytes) -> None:
-        if self._on_audio is not None and self.state == "answered":
-            self._on_audio(pcm)
+        self._audio_to_sinks(pcm)
 
     def _dtmf_in(self, key: str) -> None:
         log.info("call %s: DTMF %s", self.call_id, key)

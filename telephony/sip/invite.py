@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from telephony.config import DidRoute, TrunkConfig
+from telephony.leg import CallError
 from telephony.sdp import AudioDescription, Negotiated, SdpError, accept_answer, answer, make_offer
 from telephony.sip.auth import authorization
 from telephony.sip.dialog import Dialog
@@ -38,10 +39,6 @@ from telephony.sip.transport import Peer
 log = logging.getLogger(__name__)
 
 METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "INFO", "NOTIFY", "REFER", "UPDATE")
-
-
-class CallError(Exception):
-    """A call operation the other side refused or that is not possible in the leg's state."""
 
 
 class DialError(Exception):
