@@ -23,9 +23,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from audio.pcm import mix
 
-if TYPE_CHECKING:
-    from telephony.bridge import Bridge
-
 log = logging.getLogger(__name__)
 
 AudioSink = Callable[[bytes], None]
@@ -129,10 +126,6 @@ class Leg(Protocol):
 
     async def wait_ended(self) -> str:
         """Wait for the end of the call; its reason."""
-        ...
-
-    def bridge(self, other: Leg) -> Bridge:
-        """Connect this leg's audio and keys with ``other``'s, both ways, until one of them ends."""
         ...
 
 
@@ -258,9 +251,3 @@ class LegBase:
         """Wait for the end of the call; its reason."""
         await self.ended.wait()
         return self.end_reason
-
-    def bridge(self, other: Leg) -> Bridge:
-        """Connect this leg's audio and keys with ``other``'s, both ways, until one of them ends."""
-        from telephony.bridge import Bridge
-
-        return Bridge(self, other)

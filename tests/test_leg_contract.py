@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from test_telephony_call import config, loud_frequency, until, uri
 
 from audio.pcm import BYTES_PER_MS, FRAME_BYTES, FRAME_S, SAMPLE_RATE, frames, silence
+from telephony.bridge import Bridge
 from telephony.call import CallLeg
 from telephony.leg import Leg
 from telephony.sip.ua import UserAgent
@@ -249,7 +250,7 @@ def test_a_bridge_adds_its_sinks_beside_the_others_and_stop_removes_only_its_own
         agent.take_over()
         recorded: list[bytes] = []
         caller.add_sink(recorded.append)  # e.g. a recorder, there before the bridge
-        bridge = caller.bridge(agent)
+        bridge = Bridge(caller, agent)
         speech = frames(tone(PEER_HZ, 0.5))
         for frame in speech:
             caller._audio_in(frame)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from net_helpers import free_port
 
+from telephony.bridge import Bridge
 from telephony.call import CallLeg
 from telephony.config import SipConfig, TrunkConfig
 from telephony.sip.ua import DialError, UserAgent
@@ -120,7 +121,7 @@ def test_bridge_connects_two_legs() -> None:
         async def bot(leg: CallLeg) -> None:
             await leg.answer()
             other = await server.dial(uri(phones, "agent"))
-            bridge = leg.bridge(other)
+            bridge = Bridge(leg, other)
             done.set()
             await bridge.wait()
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from audio.pcm import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, FRAME_S, SAMPLE_RATE
+from telephony.bridge import Bridge
 from telephony.leg import AudioSink, CallError, Leg
 from telephony.queue.actions import (
     Action,
@@ -416,7 +417,7 @@ class LiveQueue(QueueHandlers):
             caller.finish()
             return
         started = loop.time()
-        bridge = caller.leg.bridge(agent_leg)
+        bridge = Bridge(caller.leg, agent_leg)
         taps = self._tap_bridge(action.call_id, caller.leg, agent_leg) if self.tap is not None else []
         self._notify("connected", action.call_id, action.agent_id)
         log.info("call %s: bridged to agent %s", action.call_id, action.agent_id)
@@ -515,7 +516,7 @@ class LiveQueue(QueueHandlers):
                 return
             caller.connected = True
             caller.result.outcome = "transferred"
-            await leg.bridge(other).wait()
+            await Bridge(leg, other).wait()
         finally:
             caller.finish()
 
