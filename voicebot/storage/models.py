@@ -1,7 +1,8 @@
-"""Tables of call records: one row per call, one per spoken turn.
+"""Tables of call records: one row per call, one per spoken turn; and the declarative Base of every table of
+the application (call records, users, hand-offs), so they share one MetaData.
 
-They have their own declarative Base and are created on the dialog engine's SQLAlchemy engine, so call
-records live in the same database as the customer data (SQLite by default) and survive a restart.
+They live in the same database as the customer data (SQLite by default) and survive a restart; the
+migrations of :mod:`voicebot.storage.schema` create them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
-    pass
+    """The application's tables (the dialogs and telephony libraries keep their own: see storage.schema)."""
 
 
 class CallRow(Base):
