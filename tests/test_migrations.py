@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from voicebot.storage import CallStore
+from voicebot.storage.retention import erase_calls
 from voicebot.storage.schema import (
     SchemaError,
     current_revision,
@@ -111,6 +112,18 @@ def test_a_database_from_before_migrations_upgrades_in_place_with_every_row(tmp_
     store.close()
     listed = voicebot("users", "list", "--config", cfg, cwd=tmp_path)
     assert listed.returncode == 0 and "alice" in listed.stdout
+
+
+def test_erasure_reaches_the_hand_off_rows_through_the_registry(tmp_path: Path) -> None:
+    url = old_database(tmp_path / "voicebot.db")
+    upgrade(url)
+    engine = create_engine(url)
+    assert erase_calls(engine, customer_id=1, phones=["+15551230001"]) == 1
+    with engine.connect() as conn:
+        for table in ("voicebot_call_turns", "voicebot_transfer_turns", "voicebot_voicemails"):
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0, table
+        assert conn.exec_driver_sql("SELECT count(*) FROM voicebot_transfers").scalar() == 1  # statistics stay
+    engine.dispose()
 
 
 def test_a_fresh_database_at_head_has_exactly_the_declared_tables_and_indexes(tmp_path: Path) -> None:

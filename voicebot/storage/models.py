@@ -17,6 +17,11 @@ class Base(DeclarativeBase):
     """The application's tables (the dialogs and telephony libraries keep their own: see storage.schema)."""
 
 
+# Table.info key of a table whose rows (by ``call_id``) quote or identify the caller of a call: the right to
+# erasure and the retention purge delete them with the call's personal content (storage.retention).
+ERASE_WITH_CALL = "erase_with_call"
+
+
 class CallRow(Base):
     __tablename__ = "voicebot_calls"
 
@@ -41,6 +46,7 @@ class CallRow(Base):
 
 class TurnRow(Base):
     __tablename__ = "voicebot_call_turns"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), index=True)
