@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from voicebot.storage.schema import (
     current_revision,
     declared_metadata,
     declared_tables,
+    drop_all,
     head_revision,
     prepare,
     revisions,
@@ -196,8 +198,8 @@ def test_without_auto_upgrade_an_old_database_is_refused_with_what_to_run(tmp_pa
     assert prepare(url, auto_upgrade=False).after == head_revision()
 
 
-def test_two_processes_upgrading_at_once_upgrade_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+def upgrade_twice_at_once(url: str) -> list:
+    """Two upgrades of one database started together (as two processes starting at once); their results."""
     results, errors = [], []
     start = threading.Barrier(2)
 
@@ -214,7 +216,12 @@ def test_two_processes_upgrading_at_once_upgrade_once(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(len(r.applied) for r in results) == [0, len(revisions())]
+    return results
+
+
+def test_two_processes_upgrading_at_once_upgrade_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    assert sorted(len(r.applied) for r in upgrade_twice_at_once(url)) == [0, len(revisions())]
     assert schema_diff(url) == []
 
 
@@ -227,3 +234,34 @@ def test_the_start_up_upgrade_logs_the_database_and_its_revision(tmp_path: Path,
     assert lines[-3] == "database made before migrations adopted: 18 of 18 tables kept"
     assert f"database {url} upgraded from no revision to revision 0002" in lines[-2]
     assert lines[-1] == f"database {url} at revision 0002 (up to date)"
+
+
+PG_URL = os.environ.get("VOICEBOT_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not PG_URL, reason="set VOICEBOT_TEST_POSTGRES_URL to a throwaway PostgreSQL database")
+def test_the_migrations_on_postgresql() -> None:
+    """As test_db_postgres.py: a throwaway database (every voicebot table is dropped)."""
+    assert PG_URL
+    drop_all(PG_URL)
+    try:
+        # A database as the code before migrations made it: create_all of the same tables, three indexes missing.
+        engine = create_engine(PG_URL)
+        for metadata in declared_metadata():
+            metadata.create_all(engine)
+        with engine.begin() as conn:
+            for name in MISSING_AT_CB5A9B1:
+                conn.exec_driver_sql(f"DROP INDEX {name}")
+            conn.exec_driver_sql("INSERT INTO voicebot_calls (id, channel, start) VALUES ('old-1', 'sip', now())")
+        engine.dispose()
+        assert sorted(len(r.applied) for r in upgrade_twice_at_once(PG_URL)) == [0, len(revisions())]
+        assert current_revision(PG_URL) == head_revision() and schema_diff(PG_URL) == []
+        assert indexes(PG_URL) >= MISSING_AT_CB5A9B1
+        store = CallStore.from_url(PG_URL)
+        assert store.get("old-1")["channel"] == "sip"
+        store.close()
+        store.engine.dispose()
+        drop_all(PG_URL)
+        assert [r.id for r in upgrade(PG_URL).applied] == [r.id for r in revisions()] and schema_diff(PG_URL) == []
+    finally:
+        drop_all(PG_URL)
