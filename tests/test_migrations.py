@@ -116,6 +116,15 @@ def test_a_database_from_before_migrations_upgrades_in_place_with_every_row(tmp_
     assert listed.returncode == 0 and "alice" in listed.stdout
 
 
+def test_db_init_refuses_a_database_with_data_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "voicebot.db"
+    url = old_database(path)
+    before = rows(path)
+    refused = voicebot("db", "init", "--config", config(tmp_path, url), cwd=tmp_path)
+    assert refused.returncode == 1 and "already holds data; nothing changed" in refused.stderr
+    assert rows(path) == before and current_revision(url) is None
+
+
 def test_erasure_reaches_the_hand_off_rows_through_the_registry(tmp_path: Path) -> None:
     url = old_database(tmp_path / "voicebot.db")
     upgrade(url)

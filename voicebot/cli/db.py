@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from voicebot.storage.schema import Upgrade
 
 
-def open_database(settings: Settings, need_tables: bool = True) -> Database:
+def open_database(settings: Settings) -> Database:
     """The configured database, connected and upgraded to this version's schema; on failure a clear message
-    naming the URL and exit 1. With ``need_tables``, an empty database is refused (run ``voicebot db init``)."""
+    naming the URL and exit 1. A database without voicebot tables is refused (run ``voicebot db init``)."""
     from sqlalchemy import inspect
 
     from dialogs.db.engine import Database, DatabaseError, safe_url
@@ -27,7 +27,7 @@ def open_database(settings: Settings, need_tables: bool = True) -> Database:
     try:
         db = Database(url, echo=settings.database.echo)
         db.check()
-        if need_tables and not set(inspect(db.engine).get_table_names()) & set(declared_tables()):
+        if not set(inspect(db.engine).get_table_names()) & set(declared_tables()):
             click.echo(f"{safe_url(url)} has no voicebot tables yet: run `voicebot db init` first.", err=True)
             sys.exit(1)
         prepare(url, settings.database.auto_upgrade)
@@ -57,14 +57,20 @@ def init(demo: bool, force: bool, config_path: str | None) -> None:
     """Create the tables (and with --demo the demo customers). Refuses to touch a database that
     already holds data unless --force is given."""
     from dialogs.db.demo import JANE, JOHN, seed_demo
-    from dialogs.db.engine import DatabaseError, safe_url
+    from dialogs.db.engine import Database, DatabaseError, safe_url
     from dialogs.db.times import utc_now
     from voicebot.storage.schema import drop_all, upgrade
 
-    database = open_database(settings_or_exit(config_path), need_tables=False)
-    shown = safe_url(database.url)
+    settings = settings_or_exit(config_path)
+    shown = safe_url(settings.database.url)
     try:
-        if not database.is_empty():
+        database = Database(settings.database.url, echo=settings.database.echo)
+        database.check()
+    except DatabaseError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    try:
+        if not database.is_empty():  # before any upgrade: a refused init changes nothing
             if not force:
                 click.echo(f"{shown} already holds data; nothing changed. "
                            "Use --force to drop every voicebot table and start again.", err=True)
