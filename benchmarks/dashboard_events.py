@@ -181,8 +181,6 @@ def main() -> None:
     ap.add_argument("--stagger", type=float, default=0.5, help="Seconds between call starts.")
     args = ap.parse_args()
 
-    from sqlalchemy import create_engine
-
     from voicebot.users import UserStore
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,9 +188,7 @@ def main() -> None:
         speeches = [synthesise(folder, text, f"say{i}") for i, text in enumerate(UTTERANCES)]
         sip_port = free_port()
         db_url = f"sqlite:///{folder}/bench.db"
-        engine = create_engine(db_url)
-        UserStore(engine).add("bench", "supervisor", "bench-password")
-        engine.dispose()
+        UserStore.from_url(db_url).add("bench", "supervisor", "bench-password")  # upgrades the new database
         server = ServerProcess(folder / "server", {
             "database": {"url": db_url}, "log_level": "WARNING",
             "sip": {"listen_udp": f"127.0.0.1:{sip_port}", "listen_tcp": "", "rtp_port_min": 41000,

@@ -251,7 +251,7 @@ def tone_share(pcm: bytes, hz: float = 1000.0) -> float:
 
 @pytest.fixture()
 def app(tmp_path) -> FastAPI:
-    users = UserStore(create_engine(f"sqlite:///{tmp_path / 'users.db'}"))
+    users = UserStore.from_url(f"sqlite:///{tmp_path / 'users.db'}")
     users.add("sup", "supervisor", "pw-sup")
     users.add("ann", "agent", "pw-ann", agent_id="a1")
     app = FastAPI()
