@@ -68,7 +68,6 @@ async def listen_delay(bursts: int) -> dict[str, Any]:
     import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from fastapi import FastAPI
-    from sqlalchemy import create_engine
 
     from voicebot.monitor import MONITORS
     from voicebot.server.listen import router
@@ -76,7 +75,7 @@ async def listen_delay(bursts: int) -> dict[str, Any]:
     from voicebot.users import UserStore
 
     with tempfile.TemporaryDirectory() as tmp:
-        users = UserStore(create_engine(f"sqlite:///{tmp}/users.db"))
+        users = UserStore.from_url(f"sqlite:///{tmp}/users.db")  # upgrades the new database
         users.add("sup", "supervisor", "pw-sup")
         token = users.login("sup", "pw-sup").token  # type: ignore[union-attr]
         app = FastAPI()

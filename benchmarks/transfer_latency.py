@@ -167,7 +167,7 @@ async def measure(args: argparse.Namespace, agent_port: int, service: Any) -> li
                 if len(streak) >= 3:
                     heard["t"] = streak[0]
 
-            leg.on_audio = on_audio
+            leg.add_sink(on_audio)
             deadline = loop.time() + 30
             while "t" not in heard and loop.time() < deadline:
                 await asyncio.sleep(0.01)

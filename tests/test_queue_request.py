@@ -98,7 +98,7 @@ def test_the_live_queue_queues_by_the_requests_fields_not_the_packets() -> None:
         live.on_queued = lambda _call_id: queued.set()
         leg = BrowserLeg("call-1", "+15551230001")
         request = QueueRequest(queue="billing", priority=3, details={"queue": "general", "priority": 0})
-        transfer = asyncio.ensure_future(live.transfer_call(leg, request))  # type: ignore[arg-type]  # CallLeg's surface
+        transfer = asyncio.ensure_future(live.transfer_call(leg, request))
         await asyncio.wait_for(queued.wait(), 5)
         billing = next(q for q in runner.acd.snapshot()["queues"] if q["name"] == "billing")
         leg.peer_gone()  # the caller gives up

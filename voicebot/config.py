@@ -40,6 +40,10 @@ class DatabaseConfig(Section):
     seed_demo: bool = Field(
         True, description="On first start, fill an empty database with the demo retail data set."
     )
+    auto_upgrade: bool = Field(
+        True, description="Upgrade the database to this version's schema at start (off: refuse to start until "
+        "`voicebot db upgrade` has run)."
+    )
     echo: bool = False
 
 

@@ -29,7 +29,7 @@ from voicebot.pipeline.builder import CallTransport, build_call_pipeline
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
-    from telephony.call import CallLeg
+    from telephony.leg import Leg
     from voicebot.pipeline.call import CallContext
     from voicebot.server.runtime import Runtime
     from voicebot.transfer import TransferService
@@ -55,7 +55,7 @@ class CallRunner:
         session: DialogSession,
         transport: BaseTransport,
         *,
-        leg: CallLeg | None = None,
+        leg: Leg | None = None,
         transfer: TransferService | None = None,
         take_over: Callable[[], None] | None = None,
         end_leg: Callable[[str], None] | None = None,

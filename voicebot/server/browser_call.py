@@ -32,7 +32,7 @@ class BrowserCall:
         leg = self.leg
         self.runner = CallRunner(
             runtime, session, transport,
-            leg=leg,  # type: ignore[arg-type]  # BrowserLeg has the CallLeg surface the queue uses
+            leg=leg,
             transfer=transfer,
             take_over=leg.take_over if leg is not None else None,
             end_leg=leg.peer_gone if leg is not None else None,

@@ -44,7 +44,7 @@ from voicebot.transfer.store import CALL_OUTCOME, TransferStore
 from voicebot.transfer.utterances import Utterances
 
 if TYPE_CHECKING:
-    from telephony.call import CallLeg
+    from telephony.leg import Leg
     from telephony.sip.ua import UserAgent
     from voicebot.config import Settings
     from voicebot.events import EventBus
@@ -93,7 +93,6 @@ class TransferService:
         self.records = TransferStore(engine)
         self.records.redactor = Redactor.from_settings(settings)
         self.callbacks = CallbackStore(engine)
-        self.callbacks.create_tables()
         self.ua: UserAgent | None = None
         self.live: LiveQueue | None = None
         self.runner: QueueRunner | None = None
@@ -169,7 +168,7 @@ class TransferService:
         the agent hears it."""
         return await self.speak(text, WHISPER_LENGTH_SCALE, WHISPER_PAUSE_S)
 
-    async def handoff(self, leg: CallLeg, call: CallContext | None, packet: dict[str, Any] | None, *,
+    async def handoff(self, leg: Leg, call: CallContext | None, packet: dict[str, Any] | None, *,
                       caller_ready: asyncio.Event | None = None) -> TransferResult:
         """Queue the caller on ``leg`` with the hand-off ``packet``; returns when their call is over, after
         recording it. ``call`` (the bot's call context) gets its outcome corrected if the caller gave up.

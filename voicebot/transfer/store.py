@@ -13,20 +13,15 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from telephony.queue.live import TransferResult
 from voicebot.redaction import Redactor
-from voicebot.storage.models import Base as CallBase
-from voicebot.storage.models import CallRow, TurnRow
+from voicebot.storage.models import ERASE_WITH_CALL, Base, CallRow, TurnRow
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class TransferRow(_Base):
+class TransferRow(Base):
     """One hand-off of a call to the agent queue and how it ended."""
 
     __tablename__ = "voicebot_transfers"
@@ -43,10 +38,11 @@ class TransferRow(_Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class TransferTurnRow(_Base):
+class TransferTurnRow(Base):
     """One utterance of the caller or the agent while they were bridged."""
 
     __tablename__ = "voicebot_transfer_turns"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -56,10 +52,11 @@ class TransferTurnRow(_Base):
     end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class VoicemailRow(_Base):
+class VoicemailRow(Base):
     """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
 
     __tablename__ = "voicebot_voicemails"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -85,8 +82,6 @@ class TransferStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.redactor = Redactor.default()  # card numbers ... never stored (the service sets privacy: from config)
-        CallBase.metadata.create_all(engine)  # the call records it corrects (normally made by CallStore)
-        _Base.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def add(self, result: TransferResult, turns: Sequence[tuple[str, str, datetime, datetime]] = (), *,
