@@ -335,7 +335,9 @@ class UserAgent:
         ident = Address.parse(pai) if pai and decision.trunk is not None else req.from_addr
         dialled = uri.user or req.to_addr.user
         route = decision.trunk.dids.get(dialled or "") if decision.trunk else None
-        leg = CallLeg(self, req.call_id, "inbound", peer, RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20),
+        rtp = RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20, latching=self.config.rtp_latching,
+                         signalling_host=peer.host)
+        leg = CallLeg(self, req.call_id, "inbound", peer, rtp,
                       caller=ident.user, caller_name=ident.display, dialled=dialled, trunk=decision.trunk,
                       route=route)
         self.calls[req.call_id] = leg
@@ -438,7 +440,8 @@ class UserAgent:
             if transport not in ("UDP", "TCP"):
                 raise DialError(400, f"unsupported transport {transport}")
             peer = await self.resolve(target.host, target.port or 5060, transport)
-        rtp = RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20)
+        rtp = RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20, latching=self.config.rtp_latching,
+                         signalling_host=peer.host)
         try:
             await rtp.open(self._rtp_bind_host(), self.config.rtp_port_min, self.config.rtp_port_max)
         except OSError as exc:
