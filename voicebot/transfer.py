@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, delete, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
 from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
@@ -219,6 +219,14 @@ class TransferStore:
             return {"queue": row.queue, "agent_id": row.agent_id, "outcome": row.outcome, "wait_s": row.wait_s,
                     "talk_s": row.talk_s, "callback_id": row.callback_id, "voicemail_s": row.voicemail_s,
                     "transcript": transcript}
+
+
+def erase_transfer_records(session: Session, call_ids: Sequence[str], numbers: Sequence[str] = ()) -> int:
+    """Right to erasure: delete the bridged turns of these calls and the voice messages left on them or from
+    these numbers; returns how many voice messages went. Does not commit."""
+    session.execute(delete(TransferTurnRow).where(TransferTurnRow.call_id.in_(list(call_ids))))
+    whose = or_(VoicemailRow.call_id.in_(list(call_ids)), VoicemailRow.caller.in_([n for n in numbers if n]))
+    return int(session.execute(delete(VoicemailRow).where(whose)).rowcount or 0)  # type: ignore[attr-defined]
 
 
 class TransferService:

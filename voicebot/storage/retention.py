@@ -6,13 +6,15 @@ calls, and voice messages. A call belongs to a customer when the bot identified 
 or when it came from one of their numbers.
 
 Erasure keeps the anonymous shell of a call (channel, times, outcome, intents, highest frustration, agent) so
-statistics stay right, and removes what identifies or quotes the person: caller number, every turn, the
-transcript of the bridged conversation and voice messages.
+statistics stay right, and removes what identifies or quotes the person: caller number, every turn (with its
+intents' slot values and its trace), the transcript of the bridged conversation, voice messages (also those
+left from the person's number) and the number and hand-off packet of callback requests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,15 +26,19 @@ from voicebot.storage.calls import _call_dict
 from voicebot.storage.models import CallRow, TurnRow
 
 
-def _transfer_tables() -> tuple[Any, Any]:
-    from voicebot.transfer import TransferStore, TransferTurnRow, VoicemailRow
-
-    return TransferStore, (TransferTurnRow, VoicemailRow)
-
-
 def _ensure_tables(engine: Engine) -> None:
-    store, _ = _transfer_tables()
-    store(engine)  # creates the call, transfer and voicemail tables where they are missing
+    from voicebot.transfer import TransferStore
+
+    TransferStore(engine)  # creates the call, transfer and voicemail tables where they are missing
+
+
+@dataclass(frozen=True)
+class CallErasure:
+    """What :func:`erase_calls` did, in numbers."""
+
+    calls: int
+    voicemails: int
+    callbacks: int
 
 
 def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
@@ -56,29 +62,36 @@ def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> lis
 
 
 def _erase(s: Session, ids: list[str]) -> int:
+    from voicebot.transfer import erase_transfer_records
+
     if not ids:
         return 0
-    _, (transfer_turns, voicemails) = _transfer_tables()
     s.execute(delete(TurnRow).where(TurnRow.call_id.in_(ids)))
-    s.execute(delete(transfer_turns).where(transfer_turns.call_id.in_(ids)))
-    s.execute(delete(voicemails).where(voicemails.call_id.in_(ids)))
+    erase_transfer_records(s, ids)
     s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
     return len(ids)
 
 
-def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> int:
-    """Erase the personal content of a customer's call records; returns how many calls were touched."""
+def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> CallErasure:
+    """Erase the personal content of a customer's call records, and the voice messages and callback requests of
+    those calls or from their numbers."""
+    from telephony.queue.store import erase_callbacks
+    from voicebot.transfer import erase_transfer_records
+
     _ensure_tables(engine)
+    numbers = [p for p in phones if p]
     with Session(engine) as s, s.begin():
-        ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones))))
-        return _erase(s, ids)
+        ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, numbers))))
+        voicemails = erase_transfer_records(s, ids, numbers)  # first: counts those _erase would delete too
+        callbacks = erase_callbacks(s, ids, numbers)
+        calls = _erase(s, ids)
+        return CallErasure(calls, voicemails, callbacks)
 
 
 def purge_calls(engine: Engine, before: datetime) -> int:
     """Erase the personal content of calls that started before ``before`` (still holding any); returns how many.
     Calls still in progress are never touched."""
     _ensure_tables(engine)
-    _, (transfer_turns, voicemails) = _transfer_tables()
     with Session(engine) as s, s.begin():
         has_turns = select(TurnRow.call_id).where(TurnRow.call_id == CallRow.id).exists()
         ids = list(s.scalars(select(CallRow.id).where(
