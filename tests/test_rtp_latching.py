@@ -19,8 +19,8 @@ from telephony.rtp.packet import RtpPacket
 from telephony.rtp.session import RtpSession
 from telephony.sip.ua import UserAgent
 
-BOT_RTP = 33200
-PHONE_RTP = 33300
+BOT_RTP = 35000
+PHONE_RTP = 35100
 
 
 def config(rtp_base: int, **extra: object) -> SipConfig:
@@ -152,7 +152,7 @@ def test_sprayed_rtp_neither_hears_the_bot_nor_is_heard() -> None:
 
 async def _session(latching: str, signalling_host: str | None = None) -> RtpSession:
     session = RtpSession(latching=latching, signalling_host=signalling_host)  # type: ignore[arg-type]
-    await session.open("127.0.0.1", 33400, 33499)
+    await session.open("127.0.0.1", 35200, 35299)
     return session
 
 
