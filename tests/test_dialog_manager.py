@@ -237,11 +237,25 @@ def test_goodbye_ends_the_call_and_closes_the_contact(engine):
         assert any(t["speaker"] == "caller" for t in contact.transcript)
 
 
-def test_known_caller_is_reminded_of_an_open_return(engine):
+def test_known_caller_is_asked_about_a_recent_matter_without_its_details(engine):
+    """A caller ID is easily spoofed: before verification the greeting names neither the caller nor the
+    matter (John's open return for order 63950); the details come after the PIN."""
     session = engine.new_call(channel="chat", caller_id=JOHN)
     r = session.start()
-    assert "return" in r.text.lower()
-    assert session.state.expect.value == "recall"
+    assert "contacted us recently" in r.text and session.state.expect.value == "recall"
+    r_yes = session.handle(Turn(text="yes"))
+    for text in (r.text, r_yes.text):
+        assert "John" not in text and "Smith" not in text and "63950" not in text and "6 3 9 5 0" not in text
+        assert "return" not in text.lower()
+    assert session.state.expect.value == "verify_factor"
+    r = session.handle(Turn(dtmf="1234"))
+    assert session.state.verified and "John" in r.text
+    assert "63950" in r.text or "6 3 9 5 0" in r.text
+
+
+def test_known_caller_greeting_does_not_say_the_name(engine):
+    r = engine.new_call(channel="chat", caller_id=JANE).start()
+    assert "Jane" not in r.text and "Doe" not in r.text and "automated assistant" in r.text
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,13 @@ class ServerConfig(Section):
     port: int = Field(8080, ge=1, le=65535)
 
 
+class WebRTCConfig(Section):
+    caller_token_secret_env: str | None = Field(
+        None, description="Name of the environment variable holding the secret that signs browser callers' caller "
+        "IDs (voicebot.server.caller_token). Empty: every browser caller is anonymous.",
+    )
+
+
 class SupervisorConfig(Section):
     alert_frustration: Literal["annoyed", "frustrated"] = Field(
         "frustrated", description="Frustration level of a caller at which the dashboard gets an alert."
@@ -199,6 +206,7 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     call: CallConfig = Field(default_factory=CallConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    webrtc: WebRTCConfig = Field(default_factory=WebRTCConfig)
     prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
     sip: SipConfig = Field(default_factory=SipConfig)
     trunks: list[TrunkConfig] = Field(default_factory=list)

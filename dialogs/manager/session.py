@@ -128,12 +128,14 @@ class DialogSession:
             self._add_tasks([_Hit(self._start_intent, 1.0, {})], interrupt=False)
             self._advance()
             return self._finish_turn(None, {"rule": "greeting + route flow"})
-        if matters:
+        # A caller ID proves nothing (it is easily spoofed): before verification the bot says that there is a
+        # recent matter, never what it is; its details come from the flow the caller is verified in.
+        if matters and self.say_.has("recall_recent"):
             m = matters[0]
             self.state.recall = {"kind": m.kind, "id": m.id, "text": m.text, "order_id": getattr(m, "order_id", None)}
-            self._say("recall_matter", matter=m.text)
+            self._say("recall_recent")
             self.state.expect = Expect.RECALL
-            self._fire(f"memory: recalled {m.kind} {m.id}")
+            self._fire(f"memory: recalled {m.kind} {m.id} (not named before verification)")
         elif override:
             self._out.append(override)
         elif customer is not None and self.say_.has("greeting_known"):
@@ -773,7 +775,9 @@ class DialogSession:
         return prompt
 
     def _say(self, name: str, **values: Any) -> None:
-        vals: dict[str, Any] = {"first_name": self.state.first_name or "", **values}
+        # The name the caller ID matched is account data: spoken only once the caller is verified.
+        first_name = (self.state.first_name or "") if self.state.verified else ""
+        vals: dict[str, Any] = {"first_name": first_name, **values}
         self._out.append(self.say_.render(name, self._style, vals))
 
     def _fire(self, what: str) -> None:
