@@ -15,11 +15,12 @@ from typing import Any
 from dialogs.db.engine import Database, ensure_database
 from dialogs.domain import Domain, load_domain
 from dialogs.manager.session import BotReply, DialogSession, Turn
+from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "Turn"]
+__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "Turn", "TurnSignals"]
 
 
 @dataclass

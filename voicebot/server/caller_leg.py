@@ -41,8 +41,10 @@ from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
 from telephony.call import CallError, KeyListeners
+from voicebot.pipeline.call import handoff_json
 
 if TYPE_CHECKING:
+    from dialogs.manager.handoff import HandoffPacket
     from telephony.bridge import Bridge
     from voicebot.pipeline.builder import CallPipeline
     from voicebot.pipeline.call import CallContext
@@ -313,13 +315,13 @@ class BrowserCall:
         self.call = call
         call.call.on_handoff_decided = self._decided
 
-    def _decided(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
+    def _decided(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
         if self.queued is None:
             self.queued = asyncio.ensure_future(
-                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {},  # type: ignore[arg-type]
+                self.transfer.handoff(self.leg, ctx, handoff_json(packet or ctx.handoff),  # type: ignore[arg-type]
                                       caller_ready=self.released))
 
-    async def on_handoff(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
+    async def on_handoff(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
         """The caller has heard the hand-off sentence (or talked over it): the queue gets their audio."""
         self._decided(ctx, packet)
         self.leg.take_over()
