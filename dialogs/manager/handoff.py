@@ -163,7 +163,7 @@ def build_handoff(session: DialogSession, *, reason: str) -> HandoffPacket:
     if st.customer_name:
         who = f"Caller {who}, " + ("verified" if st.verified else "not verified")
     parts = [_describe(session, t) for t in tasks]
-    level = frustration_level(st.frustration_max, opts.frustration_calm, opts.frustration_handoff)
+    level = frustration_level(st.frustration_max, opts.annoyed, opts.frustrated)
     summary = who + ". " + ("; ".join(parts).capitalize() if parts else "No request stated yet") + "."
     if level != "calm":
         summary += f" {level.capitalize()}."

@@ -659,7 +659,7 @@ class DialogSession:
         st = self.state
         opts = self.engine.options
         triggered = (
-            st.frustration_last >= opts.frustration_handoff
+            st.frustration_last >= opts.frustrated
             or self._frustration_level == "frustrated"
             or self._frustration_trend == "rising"
         )
@@ -723,7 +723,7 @@ class DialogSession:
         level = signals.level
         self._frustration_level = level
         self._frustration_trend = signals.trend
-        calm = st.frustration_last >= self.engine.options.frustration_calm or level in ("annoyed", "frustrated")
+        calm = st.frustration_last >= self.engine.options.annoyed or level in ("annoyed", "frustrated")
         self._style = "calm" if calm else "default"
 
     def _slot_value(
