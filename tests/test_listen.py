@@ -18,10 +18,11 @@ from auth_helpers import add_user, login
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 
+from audio.pcm import FRAME_BYTES
 from audio.speech import piper_tts, write_wav
 from telephony.bridge import Bridge
 from telephony.queue.live import LiveQueue
-from voicebot.monitor import FRAME_BYTES, MAX_BUFFER_MS, MONITORS, Monitors, NotLive
+from voicebot.monitor import MAX_BUFFER_MS, MONITORS, Monitors, NotLive
 from voicebot.server.listen import router, sessions_of
 from voicebot.server.process import ServerProcess
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
+from audio import pcm
 from audio.config import ProsodyConfig
 from audio.frustration import DialogSignals, FrustrationTracker
 from audio.prosody.features import extract_features
@@ -20,8 +19,6 @@ from dialogs.manager.signals import TurnSignals
 from voicebot.pipeline.frames import CallerTurnFrame
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000  # CallerTurnFrame.audio is 16 kHz mono PCM16
 
 
 class ProsodyTap:
@@ -42,9 +39,9 @@ class ProsodyTap:
     def __call__(self, frame: CallerTurnFrame) -> TurnSignals:
         features = None
         if frame.audio:
-            samples = np.frombuffer(frame.audio[: len(frame.audio) // 2 * 2], dtype="<i2")
+            samples = pcm.to_int16(frame.audio[: len(frame.audio) // pcm.SAMPLE_WIDTH * pcm.SAMPLE_WIDTH])
             if samples.size:
-                features = extract_features(samples, SAMPLE_RATE)
+                features = extract_features(samples, pcm.SAMPLE_RATE)
         result = self.tracker.update(features, frame.text, self._dialog_signals())
         explanation = "; ".join(result.explanation)
         if result.level != "calm":
