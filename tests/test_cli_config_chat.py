@@ -100,6 +100,8 @@ def test_prosody_thresholds_grade_the_dialog(tmp_path):
     objs, _ = _chat_at(tmp_path, "", 0.55)
     assert objs[0]["trace"]["style"] == "calm" and objs[0]["state"] == "active"
     assert "colleague" not in objs[0]["bot"].lower()
+    objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.6\n  frustrated: 0.8\n", 0.55)
+    assert objs[0]["trace"]["style"] == "default"  # not even annoyed any more
     objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.3\n  frustrated: 0.5\n", 0.55)
     assert "colleague" in objs[0]["bot"].lower()
     assert objs[1]["state"] == "handoff"

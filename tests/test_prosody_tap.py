@@ -49,6 +49,10 @@ def test_calm_turns_stay_calm_and_an_agitated_angry_turn_is_flagged(engine):
     assert angry.level in ("annoyed", "frustrated")
     assert angry.explanation
     assert set(angry.prosody) >= {"score", "level", "explanation", "deltas"}
+    # The JSON stored with the caller's turn (and read back by the live-call registry) keeps today's keys.
+    stored = angry.to_dict()
+    assert list(stored) == ["frustration", "frustration_level", "frustration_trend", "frustration_explanation", "prosody"]
+    assert TurnSignals.from_dict(stored) == angry
 
 
 def test_frustrated_voice_makes_the_bot_calm_and_offer_a_human(engine):
