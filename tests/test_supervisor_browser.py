@@ -64,6 +64,8 @@ def server(tmp_path_factory):
         "queues": [{"name": "general"}],
         "supervisor": {"alert_wait_s": 4},
         "webrtc": {"caller_token_secret_env": "VOICEBOT_TEST_CALLER_SECRET"},  # browser callers with a number
+        # Not the defaults: the dashboard must take its frustration levels from the server.
+        "prosody": {"annoyed": 0.45, "frustrated": 0.75},
     }
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VOICEBOT_TEST_CALLER_SECRET", CALLER_SECRET.decode())  # the server process inherits it
@@ -230,6 +232,11 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
             "id => [...document.querySelectorAll(`#${id} svg rect.bar`)].some(r => +r.getAttribute('height') > 0)",
             arg=chart, timeout=15_000)
     page.wait_for_selector("#chart-outcomes svg path, #chart-outcomes svg circle", timeout=15_000)
+    # The frustration levels are the server's (prosody in its config): in the plot and in the search filter.
+    page.wait_for_function("document.querySelectorAll('#chart-frustration svg line.threshold').length === 2",
+                           timeout=15_000)
+    assert page.eval_on_selector_all("#search select[name=min_frustration] option",
+                                     "os => os.map(o => o.value)") == ["", "0.45", "0.75"]
     page.screenshot(path=str(shots / "supervisor-history.png"), full_page=True)
     result.click()
     page.wait_for_selector("#detail:not([hidden]) #transcript li.turn.caller", timeout=15_000)
