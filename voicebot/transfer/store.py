@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from telephony.queue.live import TransferResult
 from voicebot.redaction import Redactor
-from voicebot.storage.models import ERASE_WITH_CALL, Base, CallRow, TurnRow
+from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, Base, CallRow, TurnRow
 
 
 class TransferRow(Base):
@@ -56,7 +56,7 @@ class VoicemailRow(Base):
     """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
 
     __tablename__ = "voicebot_voicemails"
-    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
+    __table_args__ = {"info": {ERASE_WITH_CALL: True, ERASE_BY_NUMBER: "caller"}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)
