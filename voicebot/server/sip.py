@@ -16,7 +16,7 @@ from voicebot.calls import CallRunner
 if TYPE_CHECKING:
     import uvicorn
 
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
