@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Decision:
-    """``action`` is "accept" (with the trunk, None for a loopback test call), "challenge" or "reject"."""
+    """``action`` is "accept" (with the trunk, None for a loopback test call), "challenge" or "reject".
+    ``by_address``: the trunk was recognised by the source address (a trust domain), not by a password."""
 
     action: str
     trunk: TrunkConfig | None = None
+    by_address: bool = False
 
 
 class AccessPolicy:
@@ -39,7 +41,7 @@ class AccessPolicy:
             return Decision("accept") if ip.is_loopback else Decision("reject")
         for trunk in self.trunks:
             if any(ip in net for net in trunk.networks()):
-                return Decision("accept", trunk)
+                return Decision("accept", trunk, by_address=True)
         if any(t.inbound_auth for t in self.trunks):
             user = self.verifier.verify(authorization, method)
             if user is not None:

@@ -99,6 +99,10 @@ class TrunkConfig(_Section):
                                                  "(digest) when they do not come from allowed_ips.")
     allowed_ips: list[str] = Field(default_factory=list, description="Source IPs or networks (CIDR) whose calls "
                                                                      "are accepted. Empty: the host, if it is an IP.")
+    trust_asserted_identity: bool = Field(
+        default=True, description="Take the caller's number from P-Asserted-Identity on calls that come from this "
+                                  "trunk's address (host / allowed_ips). Never for calls let in by digest only."
+    )
     dids: dict[str, DidRoute] = Field(default_factory=dict)
 
     @field_validator("allowed_ips")

@@ -14,7 +14,7 @@ from net_helpers import free_port
 
 from telephony.config import SipConfig, TrunkConfig
 from telephony.sdp import Negotiated
-from telephony.sip.auth import DigestVerifier
+from telephony.sip.auth import DigestVerifier, authorization
 from telephony.sip.endpoint import Endpoint
 from telephony.sip.invite import DialError, IncomingCall, InviteLayer, InviteSession
 from telephony.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -160,11 +160,13 @@ class Bench:
         return session, owner, call, ringing
 
 
-def run(test: Callable[[Bench], Awaitable[None]], timers: Timers | None = None) -> None:
+def run(test: Callable[[Bench], Awaitable[None]], timers: Timers | None = None,
+        trunks: list[TrunkConfig] | None = None, **sip: object) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         bot_port = free_port()
-        endpoint = Endpoint(SipConfig(listen_udp=f"127.0.0.1:{bot_port}", listen_tcp=None), [], timers)
+        config = SipConfig(listen_udp=f"127.0.0.1:{bot_port}", listen_tcp=None, **sip)  # type: ignore[arg-type]
+        endpoint = Endpoint(config, trunks or [], timers)
         await endpoint.start()
         transport, phone = await loop.create_datagram_endpoint(Phone, local_addr=("127.0.0.1", 0),
                                                                family=socket.AF_INET)
@@ -362,3 +364,66 @@ def test_outbound_ring_timeout_cancels() -> None:
         assert owner.end_reason == "dial failed" and session.call_id not in b.layer.sessions
 
     run(scenario)
+
+
+SPOOF_FROM = 'From: "<sip:+15551230002@127.0.0.1>" <sip:+15550009999@127.0.0.1>;tag=a1\r\n'
+PAI = "P-Asserted-Identity: <sip:+15551230002@127.0.0.1>\r\n"
+
+
+def identity_invite(b: Bench, call_id: str, branch: str, extra: str = "") -> bytes:
+    """An INVITE whose display name carries someone else's URI, with a P-Asserted-Identity for that someone."""
+    body = OFFER.format(direction="sendrecv")
+    data = INVITE.format(bot=b.bot, me=b.me, branch=branch, call_id=call_id,
+                         content_type="Content-Type: application/sdp\r\n" + PAI + extra,
+                         length=len(body.encode()), body=body)
+    return data.replace('From: "Alice" <sip:alice@127.0.0.1>;tag=a1\r\n', SPOOF_FROM).encode()
+
+
+def test_display_name_and_untrusted_assertion_do_not_set_the_caller() -> None:
+    """Finding 5 (failed before: the caller was +15551230002, the URI quoted in the display name): a test call
+    from loopback comes from no trunk, so its P-Asserted-Identity is ignored and the caller is From's URI."""
+    async def scenario(b: Bench) -> None:
+        b.send(identity_invite(b, "id-1", "id1"))
+        assert (await b.phone.response()).status == 100
+        session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
+        assert call.caller == "+15550009999" and call.caller_name == "<sip:+15551230002@127.0.0.1>"
+        await session.reject(486)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("trunk", "caller"), [
+    (TrunkConfig(name="carrier", host="127.0.0.1"), "+15551230002"),
+    (TrunkConfig(name="carrier", host="127.0.0.1", trust_asserted_identity=False), "+15550009999"),
+])
+def test_asserted_identity_from_a_trusted_trunk_address(trunk: TrunkConfig, caller: str) -> None:
+    """A trunk recognised by its address asserts the caller (unless told not to be trusted)."""
+    async def scenario(b: Bench) -> None:
+        b.send(identity_invite(b, "id-2", "id2"))
+        assert (await b.phone.response()).status == 100
+        session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
+        assert call.caller == caller and call.trunk is not None
+        await session.reject(486)
+
+    run(scenario, trunks=[trunk])
+
+
+def test_asserted_identity_is_ignored_from_a_digest_trunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 5 (failed before: PAI was taken from any accepted trunk): a password proves an account, not a
+    trust domain, so a caller let in by digest is identified by From, whatever it asserts."""
+    monkeypatch.setenv("PBX_PW", "pw")
+    trunk = TrunkConfig(name="pbx", host="203.0.113.5", inbound_auth=True, username="pbx", password_env="PBX_PW")
+
+    async def scenario(b: Bench) -> None:
+        b.send(identity_invite(b, "id-3", "id3a"))
+        challenge = await b.phone.response()
+        assert challenge.status == 407
+        creds = authorization(challenge.headers.get("Proxy-Authenticate") or "", "pbx", "pw", "INVITE",
+                              f"sip:bot@127.0.0.1:{b.bot}")
+        b.send(identity_invite(b, "id-3", "id3b", f"Proxy-Authorization: {creds}\r\n"))
+        assert (await b.phone.response()).status == 100
+        session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
+        assert call.trunk is not None and call.trunk.name == "pbx" and call.caller == "+15550009999"
+        await session.reject(486)
+
+    run(scenario, trunks=[trunk])

@@ -32,6 +32,7 @@ from telephony.sip.message import (
     make_response,
     new_call_id,
     new_tag,
+    split_list,
 )
 from telephony.sip.transaction import ClientTransaction, ServerTransaction
 from telephony.sip.transport import Peer
@@ -561,8 +562,7 @@ class InviteLayer:
                 return
         tx = ep.server_transaction(req, peer)
         tx.respond(make_response(req, 100))
-        pai = req.headers.get("P-Asserted-Identity")
-        ident = Address.parse(pai) if pai and decision.trunk is not None else req.from_addr
+        ident = _caller_identity(req, decision.trunk if decision.by_address else None)
         dialled = uri.user or req.to_addr.user
         route = decision.trunk.dids.get(dialled or "") if decision.trunk else None
         session = InviteSession(self, req.call_id, "inbound", peer, invite=req, invite_tx=tx, offer=offer)
@@ -598,6 +598,17 @@ class InviteLayer:
         session = InviteSession(self, call_id, "outbound", peer)
         self.sessions[call_id] = session
         return session, from_hdr
+
+
+def _caller_identity(req: SipRequest, trusted: TrunkConfig | None) -> Address:
+    """Who the caller is: P-Asserted-Identity (RFC 3325) only from a trunk trusted by its address, else From."""
+    pai = req.headers.get("P-Asserted-Identity")
+    if pai and trusted is not None and trusted.trust_asserted_identity:
+        try:
+            return Address.parse(split_list(pai)[0])  # the first of a sip: and tel: pair
+        except ValueError:
+            log.warning("call %s: unreadable P-Asserted-Identity %r; using From", req.call_id, pai[:80])
+    return req.from_addr
 
 
 def _info_dtmf(req: SipRequest) -> str | None:
