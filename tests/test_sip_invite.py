@@ -320,13 +320,13 @@ def test_outbound_invite_with_digest_retry(monkeypatch: pytest.MonkeyPatch) -> N
                                                      trunk_at, 10))
         first = await b.phone.request()
         assert first.method == "INVITE" and first.cseq.number == 1 and b"m=audio 41004" in first.body
-        b.send(make_response(first, 407, to_tag="p1", extra=[("Proxy-Authenticate", verifier.challenge())])
+        b.send(make_response(first, 407, to_tag="p1", extra=[("Proxy-Authenticate", verifier.challenge("127.0.0.1"))])
                .to_bytes())
         ack = await b.phone.request()
         assert ack.method == "ACK" and ack.top_via.branch == first.top_via.branch and ack.to_addr.tag == "p1"
         second = await b.phone.request()
         assert second.method == "INVITE" and second.cseq.number == 2 and second.call_id == first.call_id
-        assert verifier.verify(second.headers.get("Proxy-Authorization"), "INVITE") == "bot"
+        assert verifier.verify(second.headers.get("Proxy-Authorization"), "INVITE", second.uri, "127.0.0.1") == "bot"
         b.send(make_response(second, 180, to_tag="p2").to_bytes())
         b.send(make_response(second, 200, to_tag="p2", body=ANSWER.encode(), extra=[
             ("Contact", f"<sip:5550100@127.0.0.1:{b.me}>"), ("Content-Type", "application/sdp")]).to_bytes())
@@ -425,5 +425,34 @@ def test_asserted_identity_is_ignored_from_a_digest_trunk(monkeypatch: pytest.Mo
         session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
         assert call.trunk is not None and call.trunk.name == "pbx" and call.caller == "+15550009999"
         await session.reject(486)
+
+    run(scenario, trunks=[trunk])
+
+
+def test_digest_answer_cannot_be_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 8 (failed before: the captured Proxy-Authorization let a second call in, and one computed for
+    another Request-URI was accepted): an answer is good for one INVITE to the URI it was computed for."""
+    monkeypatch.setenv("PBX_PW", "pw")
+    trunk = TrunkConfig(name="pbx", host="203.0.113.5", inbound_auth=True, username="pbx", password_env="PBX_PW")
+
+    async def scenario(b: Bench) -> None:
+        b.invite("rp-1", branch="rp1a")
+        challenge = (await b.phone.response()).headers.get("Proxy-Authenticate") or ""
+        creds = authorization(challenge, "pbx", "pw", "INVITE", f"sip:bot@127.0.0.1:{b.bot}")
+        wrong_uri = authorization(challenge, "pbx", "pw", "INVITE", "sip:other@127.0.0.1")
+
+        def with_auth(call_id: str, branch: str, value: str) -> None:
+            data = INVITE.format(bot=b.bot, me=b.me, branch=branch, call_id=call_id, content_type="", length=0,
+                                 body="").replace("Content-Length", f"Proxy-Authorization: {value}\r\nContent-Length")
+            b.send(data.encode())
+
+        with_auth("rp-2", "rp2", wrong_uri)
+        assert (await b.phone.response()).status == 403
+        with_auth("rp-3", "rp3", creds)
+        assert (await b.phone.response()).status == 100
+        await asyncio.wait_for(b.sessions.get(), 5)
+        with_auth("rp-4", "rp4", creds)  # the same answer again: a replay
+        assert (await b.phone.response()).status == 403
+        assert b.sessions.empty()
 
     run(scenario, trunks=[trunk])
