@@ -190,11 +190,13 @@ def test_answer_ack_and_remote_bye() -> None:
         session.answer()
         ok = await b.phone.response()
         assert ok.status == 200 and ok.to_addr.tag == tag and b"m=audio 41000 RTP/AVP 0" in ok.body
-        assert owner.answered == 1 and session.state == "answered"
+        # Finding 6: answered, but not established until the ACK confirms the caller is there.
+        assert owner.answered == 0 and session.state == "answered" and not session.established
         b.send(in_dialog("ACK", bot=b.bot, me=b.me, branch="ack1", call_id="uas-1", to_tag=tag, cseq=1))
         b.send(in_dialog("BYE", bot=b.bot, me=b.me, branch="bye1", call_id="uas-1", to_tag=tag, cseq=2))
         assert (await b.phone.response("BYE")).status == 200
         await asyncio.wait_for(owner.ended.wait(), 5)
+        assert owner.answered == 1 and session.established
         assert owner.end_reason == "remote hangup" and session.state == "ended"
         assert "uas-1" not in b.layer.sessions
 

@@ -64,7 +64,8 @@ class SessionOwner(Protocol):
         ...
 
     def session_answered(self) -> None:
-        """The call is up: media may flow."""
+        """The call is established (inbound: the ACK of our 200 arrived; outbound: we sent our ACK): media
+        may flow."""
         ...
 
     async def session_ended(self, reason: str) -> None:
@@ -88,7 +89,8 @@ class IncomingCall:
 
 
 class InviteSession:
-    """The signalling of one call. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
+    """The signalling of one call. ``state`` goes ringing -> answered -> ended (or ringing -> ended);
+    ``established`` turns true once the 2xx is acknowledged (RFC 3261's confirmed dialog)."""
 
     def __init__(self, layer: InviteLayer, call_id: str, direction: str, peer: Peer, *,
                  invite: SipRequest | None = None, invite_tx: ServerTransaction | None = None,
@@ -99,6 +101,7 @@ class InviteSession:
         self.direction = direction  # "inbound" or "outbound"
         self.peer = peer
         self.state = "ringing"
+        self.established = False
         self.dialog: Dialog | None = None
         self.local_hold = False  # we put the peer on hold
         self.remote_hold = False  # the peer put us on hold
@@ -156,7 +159,8 @@ class InviteSession:
         return True
 
     def answer(self) -> None:
-        """Answer a ringing inbound call: 200 OK with our SDP."""
+        """Answer a ringing inbound call: 200 OK with our SDP. The owner hears ``session_answered`` when the
+        ACK arrives, not before: until then the caller's address and SDP are unconfirmed."""
         if self.direction != "inbound" or self.state != "ringing" or self._invite_tx is None:
             raise CallError(f"cannot answer a {self.direction} call in state {self.state}")
         assert self._invite is not None and self._local_sdp is not None
@@ -168,7 +172,6 @@ class InviteSession:
         tx.on_no_ack = lambda: self.endpoint.spawn(self._no_ack())
         tx.respond(ok)
         self.state = "answered"
-        self._owner.session_answered()
 
     async def reject(self, status: int = 486, reason: str = "", extra: list[tuple[str, str]] | None = None,
                      end_reason: str | None = None) -> None:
@@ -188,6 +191,10 @@ class InviteSession:
             except SdpError as exc:
                 log.warning("call %s: unusable SDP in ACK (%s); hanging up", self.call_id, exc)
                 self.endpoint.spawn(self.hangup())
+                return
+        if self.state == "answered" and not self.established:
+            self.established = True
+            self._owner.session_answered()
 
     async def _no_ack(self) -> None:
         if self.state == "answered":
@@ -280,6 +287,7 @@ class InviteSession:
         self._local_sdp = offer
         self._apply(accept_answer(offer, AudioDescription.parse(response.body)))
         self.state = "answered"
+        self.established = True  # our ACK is on its way
         self._owner.session_answered()
 
     async def _cancel_invite(self, invite: SipRequest) -> None:
@@ -320,8 +328,9 @@ class InviteSession:
         await self._end("cancelled")
 
     # --- both sides ----------------------------------------------------------------------------------------
-    async def hangup(self) -> None:
-        """End the call whatever its state: BYE when answered, CANCEL or an error response while ringing."""
+    async def hangup(self, end_reason: str = "local hangup") -> None:
+        """End the call whatever its state: BYE when answered (the call ends with ``end_reason``), CANCEL or an
+        error response while ringing."""
         if self.state == "ended":
             return
         if self.state == "ringing":
@@ -331,7 +340,7 @@ class InviteSession:
                 await self.cancel()
             return
         assert self.dialog is not None
-        await self._end("local hangup")
+        await self._end(end_reason)
         ep = self.endpoint
         bye = self.dialog.request("BYE", ep.via(self.peer), extra=ep.standard_headers(self.peer))
         with contextlib.suppress(TimeoutError, OSError):
@@ -540,6 +549,14 @@ class InviteLayer:
             return
         if req.call_id in self.sessions:
             ep.reply(req, peer, 482)
+            return
+        unacked = sum(1 for s in self.sessions.values()
+                      if s.direction == "inbound" and not s.established and s.peer.host == peer.host)
+        if unacked >= ep.config.max_unacked_per_source:
+            # INVITEs that are never acknowledged hold a slot for 64*T1: one source must not fill them all.
+            ep.log_limited(f"unacked:{peer.host}", logging.WARNING, "SIP: %s has %d unacknowledged calls; "
+                           "refusing more with 503", peer, unacked)
+            ep.reply(req, peer, 503, "Too Many Unacknowledged Calls", extra=[("Retry-After", "5")])
             return
         if len(self.sessions) >= ep.config.max_calls:
             ep.reply(req, peer, 503, extra=[("Retry-After", "5")])
