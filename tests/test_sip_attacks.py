@@ -16,7 +16,7 @@ from telephony.sip.message import SipRequest, SipResponse, make_response, parse_
 from telephony.sip.transaction import Timers
 from telephony.sip.ua import UserAgent
 
-RTP_BASE = 35600  # this file's RTP ports: 35600-35799
+RTP_BASE = 35600  # this file's RTP ports: 35600-35899, 50 per user agent
 
 
 def invite(bot_port: int, me: int, n: int, sdp_host: str, sdp_port: int) -> bytes:
@@ -88,7 +88,7 @@ async def answer_and_wait(leg: CallLeg) -> None:
 
 def bot_config(rtp_base: int, **extra: object) -> SipConfig:
     return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                     rtp_port_max=rtp_base + 99, **extra)  # type: ignore[arg-type]
+                     rtp_port_max=rtp_base + 49, **extra)  # type: ignore[arg-type]
 
 
 def test_no_media_before_ack_and_none_after_the_peer_stays_silent() -> None:
@@ -139,7 +139,7 @@ def test_hostname_in_sdp_connection_is_refused() -> None:
     """Finding 7 (failed before: the call was accepted and the name resolved for every packet): 488 + Warning."""
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = UserAgent(bot_config(RTP_BASE + 100), on_call=answer_and_wait)
+        server = UserAgent(bot_config(RTP_BASE + 50), on_call=answer_and_wait)
         await server.start()
         bot_port = server.transport.udp_address[1]
         sip, mallory = await loop.create_datagram_endpoint(Mallory, local_addr=("127.0.0.1", 0),
@@ -166,7 +166,7 @@ def test_unacknowledged_calls_from_one_source_cannot_fill_the_bot(attackers: int
         server = UserAgent(bot_config(RTP_BASE + 100, max_calls=attackers, max_unacked_per_source=2),
                            on_call=answer_and_wait)
         caller = UserAgent(SipConfig(listen_udp=f"127.0.0.2:{free_port()}", listen_tcp=None,
-                                     rtp_port_min=RTP_BASE + 190, rtp_port_max=RTP_BASE + 199))
+                                     rtp_port_min=RTP_BASE + 150, rtp_port_max=RTP_BASE + 199))
         await server.start()
         await caller.start()
         bot_port = server.transport.udp_address[1]
@@ -184,6 +184,44 @@ def test_unacknowledged_calls_from_one_source_cannot_fill_the_bot(attackers: int
         finally:
             sip.close()
             await caller.stop()
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_call_on_hold_is_not_ended_for_silence() -> None:
+    """Neither side of a held call sends RTP: the no-media timeout does not apply until it is taken off hold."""
+    async def main() -> None:
+        legs: list[CallLeg] = []
+
+        async def bot(leg: CallLeg) -> None:
+            legs.append(leg)
+            await answer_and_wait(leg)
+
+        server = UserAgent(bot_config(RTP_BASE + 200, no_media_timeout_s=0.3), on_call=bot)
+        phone = UserAgent(bot_config(RTP_BASE + 250, no_media_timeout_s=0.3))
+        await server.start()
+        await phone.start()
+        try:
+            leg = await phone.dial(f"sip:bot@127.0.0.1:{server.transport.udp_address[1]}")
+            await asyncio.wait_for(legs[0].answered.wait(), 5)
+            await leg.hold()
+            assert legs[0].remote_hold and not legs[0].rtp.expect_media and not leg.rtp.expect_media
+            loop = asyncio.get_running_loop()
+            held_at = loop.time()
+            while loop.time() - held_at < 4 * 0.3:  # several timeouts' worth of silence, both ways
+                await asyncio.sleep(0.05)
+                assert leg.state == legs[0].state == "answered"
+            received = legs[0].rtp.stats.received
+            await leg.unhold()
+            assert legs[0].rtp.expect_media and leg.rtp.expect_media
+            while legs[0].rtp.stats.received < received + 5:  # media flows again
+                await asyncio.sleep(0.02)
+            await leg.hangup()
+            await asyncio.wait_for(legs[0].ended.wait(), 5)
+            assert legs[0].end_reason == "remote hangup"
+        finally:
+            await phone.stop()
             await server.stop()
 
     asyncio.run(main())
