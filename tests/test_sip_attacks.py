@@ -86,6 +86,12 @@ async def answer_and_wait(leg: CallLeg) -> None:
     await leg.wait_ended()
 
 
+def listening(ua: UserAgent) -> int:
+    """The UDP port ``ua`` listens on for SIP."""
+    assert ua.transport.udp_address is not None
+    return ua.transport.udp_address[1]
+
+
 def bot_config(rtp_base: int, **extra: object) -> SipConfig:
     return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
                      rtp_port_max=rtp_base + 49, **extra)  # type: ignore[arg-type]
@@ -105,7 +111,7 @@ def test_no_media_before_ack_and_none_after_the_peer_stays_silent() -> None:
         server = UserAgent(bot_config(RTP_BASE, no_media_timeout_s=0.6), on_call=bot,
                            timers=Timers(t1=0.05, t2=0.2, t4=0.25))
         await server.start()
-        bot_port = server.transport.udp_address[1]
+        bot_port = listening(server)
         sip, mallory = await loop.create_datagram_endpoint(Mallory, local_addr=("127.0.0.1", 0),
                                                            family=socket.AF_INET)
         media, victim = await loop.create_datagram_endpoint(Victim, local_addr=("127.0.0.1", 0),
@@ -141,7 +147,7 @@ def test_hostname_in_sdp_connection_is_refused() -> None:
         loop = asyncio.get_running_loop()
         server = UserAgent(bot_config(RTP_BASE + 50), on_call=answer_and_wait)
         await server.start()
-        bot_port = server.transport.udp_address[1]
+        bot_port = listening(server)
         sip, mallory = await loop.create_datagram_endpoint(Mallory, local_addr=("127.0.0.1", 0),
                                                            family=socket.AF_INET)
         try:
@@ -169,7 +175,7 @@ def test_unacknowledged_calls_from_one_source_cannot_fill_the_bot(attackers: int
                                      rtp_port_min=RTP_BASE + 150, rtp_port_max=RTP_BASE + 199))
         await server.start()
         await caller.start()
-        bot_port = server.transport.udp_address[1]
+        bot_port = listening(server)
         sip, mallory = await loop.create_datagram_endpoint(Mallory, local_addr=("127.0.0.1", 0),
                                                            family=socket.AF_INET)
         me = sip.get_extra_info("sockname")[1]
@@ -203,7 +209,7 @@ def test_a_call_on_hold_is_not_ended_for_silence() -> None:
         await server.start()
         await phone.start()
         try:
-            leg = await phone.dial(f"sip:bot@127.0.0.1:{server.transport.udp_address[1]}")
+            leg = await phone.dial(f"sip:bot@127.0.0.1:{listening(server)}")
             await asyncio.wait_for(legs[0].answered.wait(), 5)
             await leg.hold()
             assert legs[0].remote_hold and not legs[0].rtp.expect_media and not leg.rtp.expect_media
