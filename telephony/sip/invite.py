@@ -431,7 +431,11 @@ class InviteSession:
         """A new offer from the peer in a re-INVITE or UPDATE (hold, unhold, a new address or codec)."""
         assert self._local_sdp is not None and self.dialog is not None
         if req.headers.get_all("Contact"):
-            self.dialog.remote_target = Address.parse(req.headers.get_all("Contact")[0]).uri
+            try:
+                self.dialog.remote_target = Address.parse(req.headers.get_all("Contact")[0]).uri
+            except ValueError as exc:
+                tx.respond(make_response(req, 400, f"Bad Contact ({exc})"))
+                return
         local = self._local_sdp
         self._sdp_version += 1
         if req.body:
@@ -546,6 +550,12 @@ class InviteLayer:
         required = [r.strip() for r in req.headers.get_all("Require") if r.strip()]
         if required:
             ep.reply(req, peer, 420, extra=[("Unsupported", ", ".join(required))])
+            return
+        try:
+            for contact in req.headers.get_all("Contact"):
+                Address.parse(contact)  # the dialog's remote target: refuse a malformed one now, not on answer
+        except ValueError as exc:
+            ep.reply(req, peer, 400, f"Bad Contact ({exc})")
             return
         if req.call_id in self.sessions:
             ep.reply(req, peer, 482)
