@@ -458,3 +458,20 @@ def test_digest_answer_cannot_be_replayed(monkeypatch: pytest.MonkeyPatch) -> No
         assert b.sessions.empty()
 
     run(scenario, trunks=[trunk])
+
+
+def test_outbound_answer_with_unreadable_contact_is_a_dial_error() -> None:
+    """A 200 whose Contact does not parse fails the dial with DialError, not an exception from the parser."""
+    async def scenario(b: Bench) -> None:
+        session, from_hdr = b.layer.outgoing(Peer("UDP", "127.0.0.1", b.me), "voicebot", "127.0.0.1")
+        owner = Recorder()
+        session.attach(owner)
+        dialing = asyncio.create_task(session.invite(f"sip:agent@127.0.0.1:{b.me}", from_hdr, 41008, None, 5))
+        invite = await b.phone.request()
+        b.send(make_response(invite, 200, to_tag="c1", body=ANSWER.encode(), extra=[
+            ("Contact", '"unterminated <sip:agent@127.0.0.1>'), ("Content-Type", "application/sdp")]).to_bytes())
+        with pytest.raises(DialError) as info:
+            await asyncio.wait_for(dialing, 5)
+        assert info.value.status == 502 and owner.end_reason == "dial failed"
+
+    run(scenario)

@@ -262,7 +262,10 @@ class InviteSession:
                 break
             if not 200 <= resp.status < 300:
                 raise DialError(resp.status, resp.reason)
-            dialog = Dialog.as_uac(invite, resp, ep.contact(peer))
+            try:
+                dialog = Dialog.as_uac(invite, resp, ep.contact(peer))
+            except ValueError as exc:
+                raise DialError(502, f"unusable answer: {exc}") from None
             ack = dialog.request("ACK", ep.via(peer), cseq=invite.cseq.number)
             ack_bytes = ack.to_bytes()
             ep.send(peer, ack_bytes)
