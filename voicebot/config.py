@@ -44,7 +44,8 @@ class DatabaseConfig(Section):
         description="Any SQLAlchemy URL. The default is a SQLite file in the working directory.",
     )
     seed_demo: bool = Field(
-        True, description="On first start, fill an empty database with the demo retail data set."
+        False, description="On first start, fill an empty database with the demo retail data set (customers with "
+        "known PINs: for trying the bot out, never in production). The repository's voicebot.yaml turns it on."
     )
     auto_upgrade: bool = Field(
         True, description="Upgrade the database to this version's schema at start (off: refuse to start until "
