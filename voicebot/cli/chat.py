@@ -39,6 +39,7 @@ def _turn_from_line(line: str) -> Any:
 @config_option
 def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | None) -> None:
     """Talk to the bot by typing. The conversation is stored as a contact like a call."""
+    from dialogs.nlu.entities import MASK
     from voicebot.engine import build_engine_or_exit
 
     settings = settings_or_exit(config_path)
@@ -66,7 +67,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
                 reply = session.handle(turn)
                 session_state = reply.state
                 reply_obj = {
-                    "user": turn.text,
+                    "user": reply.heard if reply.heard is not None else turn.text,  # a PIN said is masked
                     "intents": reply.intents,
                     "bot": reply.text,
                     "state": reply.state,
@@ -74,7 +75,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
                     "trace": reply.trace,
                 }
                 if turn.dtmf:
-                    reply_obj["dtmf"] = turn.dtmf
+                    reply_obj["dtmf"] = MASK if reply.keys_masked else turn.dtmf
                 ended = reply.action != "continue"
             if as_json:
                 if first:

@@ -22,6 +22,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from dialogs.engine import BotReply, Turn, TurnSignals
 from dialogs.jsonable import jsonable
+from dialogs.nlu.entities import MASK
 from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to talk to a person."
 SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
 DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
-
-SECRET_ENTITIES = ("pin",)  # entity types whose values the call record and the dashboard never see
 
 # Signals about a caller turn from outside the words (e.g. a frustration score from the turn's audio);
 # called in the inference pool, so it may take a few milliseconds of CPU.
@@ -123,9 +122,9 @@ class DialogStage(FrameProcessor):
         entities = _entities(reply)
         if entities:
             extra["entities"] = entities
-        await self._call.add_turn(
-            "caller", frame.text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None
-        )
+        # A PIN or security code said aloud: the record and the dashboard get the words with it masked.
+        text = reply.heard if reply.heard is not None else frame.text
+        await self._call.add_turn("caller", text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None)
         await self._speak_reply(reply, speech_end=frame.speech_end, stages=stages)
 
     async def _on_keys(self, frame: KeypadInputFrame) -> None:
@@ -141,7 +140,7 @@ class DialogStage(FrameProcessor):
         # Digits can be a PIN: the call record keeps that keys were pressed, not which.
         await self._call.add_turn(
             "caller",
-            f"[keypad: {len(frame.keys)} key(s)]",
+            f"[keypad: {MASK}]" if reply.keys_masked else f"[keypad: {len(frame.keys)} key(s)]",
             now,
             end=now,
             intents=reply.intents,
@@ -240,18 +239,11 @@ class DialogStage(FrameProcessor):
 
 
 def _trace(reply: BotReply) -> dict[str, Any]:
-    """The reply's decision trace as plain JSON, values of secret entities masked."""
-    trace = jsonable(reply.trace or {})
-    nlu = trace.get("nlu")
-    if isinstance(nlu, dict) and isinstance(nlu.get("entities"), list):
-        nlu["entities"] = [
-            {**e, "value": "****", "text": "****"} if isinstance(e, dict) and e.get("type") in SECRET_ENTITIES else e
-            for e in nlu["entities"]
-        ]
-    return trace
+    """The reply's decision trace as plain JSON (the dialog masked its secrets)."""
+    return jsonable(reply.trace or {})
 
 
 def _entities(reply: BotReply) -> list[dict[str, Any]]:
-    """The entities the NLU found in the caller's words (from the reply's trace), secrets masked."""
+    """The entities the NLU found in the caller's words (from the reply's trace; secrets masked there)."""
     nlu = _trace(reply).get("nlu") or {}
     return [e for e in nlu.get("entities") or [] if isinstance(e, dict)]
