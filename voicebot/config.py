@@ -142,6 +142,10 @@ class CallConfig(Section):
         description="Silence that ends a caller turn whose transcript ends a sentence (longer if it trails off).",
     )
     barge_in: bool = Field(True, description="The bot stops talking when the caller starts speaking.")
+    hold_phrase_after_s: float = Field(
+        1.0, gt=0, le=10.0, description="A turn the dialog needs longer for than this (a slow or locked database): "
+        "the caller hears \"One moment, I'm checking that for you.\" meanwhile.",
+    )
 
 
 class AuthConfig(Section):

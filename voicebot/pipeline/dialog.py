@@ -19,6 +19,7 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from sqlalchemy.exc import SQLAlchemyError
 
 from dialogs.engine import BotReply, Turn, TurnSignals
 from dialogs.jsonable import jsonable
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to talk to a person."
 SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
 DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
+HOLDING_PHRASE = "One moment, I'm checking that for you."
+DATABASE_SORRY = ("I'm sorry, I can't reach our records right now. Please try again in a moment, or say agent to "
+                  "talk to a person.")
 
 # Signals about a caller turn from outside the words (e.g. a frustration score from the turn's audio);
 # called in the inference pool, so it may take a few milliseconds of CPU.
@@ -108,7 +112,7 @@ class DialogStage(FrameProcessor):
         self._prompted = False
         started = time.monotonic()
         signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else None
-        reply = await self._call.handle(Turn(text=frame.text, signals=signals or TurnSignals()))
+        reply = await self._answer(Turn(text=frame.text, signals=signals or TurnSignals()))
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
         stages = {
@@ -135,7 +139,7 @@ class DialogStage(FrameProcessor):
         self._prompted = False
         now = datetime.now(UTC)
         started = time.monotonic()
-        reply = await self._call.handle(Turn(dtmf=frame.keys + ("#" if frame.terminated else "")))
+        reply = await self._answer(Turn(dtmf=frame.keys + ("#" if frame.terminated else "")))
         metrics.DIALOG_SECONDS.observe(time.monotonic() - started)
         # Digits can be a PIN: the call record keeps that keys were pressed, not which.
         await self._call.add_turn(
@@ -147,6 +151,21 @@ class DialogStage(FrameProcessor):
             extra={"kind": "keypad"},
         )
         await self._speak_reply(reply, keypad=True)
+
+    async def _answer(self, turn: Turn) -> BotReply:
+        """The dialog's reply to a turn. One that takes longer than call.hold_phrase_after_s (a slow or locked
+        database) has the caller hear the holding phrase meanwhile; a database that stays unavailable gets an
+        apology and the offer of a person instead of silence."""
+        task = asyncio.ensure_future(self._call.handle(turn))
+        done, _ = await asyncio.wait({task}, timeout=self._cfg.hold_phrase_after_s)
+        if not done:
+            await self._say(HOLDING_PHRASE, kind="holding")
+        try:
+            return await task
+        except SQLAlchemyError as exc:
+            log.warning("call %s: the dialog cannot reach the database (%s)", self._call.call_id,
+                        getattr(exc, "orig", None) or exc.__class__.__name__)
+            return BotReply(text=DATABASE_SORRY, trace={"rule": "database unavailable"})
 
     def _bot_extra(self, reply: BotReply, kind: str, keypad: bool = False) -> dict[str, Any]:
         """What a bot turn's record carries besides its text: why the bot said it, and whom it talks to."""
