@@ -195,7 +195,9 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     # The agent heard the whisper, then the caller.
     agent_heard = transcribe(next((tmp_path / "agent" / "rec").glob("dump-*-dec.wav"))).lower()
     assert "person" in agent_heard or "identified" in agent_heard, agent_heard
-    assert "calling about" in agent_heard, agent_heard  # (G.711 at 8 kHz: "refund" may come out as another word)
+    # The caller's sentence reached the agent: tiny.en over G.711 garbles one word or another ("calling an out my
+    # refund", "calling about my re-fund"), so two of its three content words are enough.
+    assert sum(word in agent_heard for word in ("calling", "about", "refund")) >= 2, agent_heard
 
 
 def on_hold(base: str, call_id: str, headers: dict[str, str], timeout: float = 60) -> None:
