@@ -26,6 +26,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebS
 from voicebot.events import Event
 from voicebot.live import LiveCall, LiveCalls
 from voicebot.redaction import Redactor
+from voicebot.runtime import Runtime
 from voicebot.server.access import (
     WS_PROTOCOL,
     LoggedIn,
@@ -36,7 +37,6 @@ from voicebot.server.access import (
     websocket_principal,
     ws_protocols,
 )
-from voicebot.server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
