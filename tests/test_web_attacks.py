@@ -277,3 +277,44 @@ def test_sip_tcp_connections_are_limited_and_silent_ones_closed() -> None:
             await transport.close()
 
     asyncio.run(scenario())
+
+
+# 15. after kill -9: call and contact rows closed at their last activity
+
+
+def test_rows_left_open_by_a_killed_process_end_at_their_last_activity(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from dialogs.db.engine import Database
+    from dialogs.db.models import Contact
+    from dialogs.db.repository import close_stale_contacts, open_contact
+    from voicebot.storage.models import CallRow
+    from voicebot.storage.schema import upgrade as upgrade_schema
+
+    url = f"sqlite:///{tmp_path / 'voicebot.db'}"
+    database = Database(url)
+    upgrade_schema(database.engine)
+    started = datetime.now(UTC) - timedelta(hours=3)  # the process died mid-call three hours ago
+    store = CallStore(database.engine)
+    store.open_call("killed", "sip", None)
+    with database.session() as s:  # opened three hours ago, as the killed process left it
+        s.execute(update(CallRow).where(CallRow.id == "killed").values(start=started))
+    store.add_turn("killed", "caller", "where is my order", started + timedelta(seconds=5),
+                   started + timedelta(seconds=8))
+    store.add_turn("killed", "bot", "let me look", started + timedelta(seconds=9))  # cut off while speaking
+    with database.session() as s:
+        contact_id = open_contact(s, "sip", "+4930123456", started)
+
+    # The next start-up (voicebot.runtime does both):
+    assert CallStore(database.engine).close_stale() == 1
+    with database.session() as s:
+        assert close_stale_contacts(s) == 1
+    record = store.get("killed")
+    assert record is not None and record["outcome"] == "interrupted"
+    assert datetime.fromisoformat(record["end"]) == started + timedelta(seconds=9)  # not the restart's time
+    with database.session() as s:
+        contact = s.get(Contact, contact_id)
+        assert contact is not None and contact.outcome == "interrupted"
+        assert contact.ended_at == started.replace(tzinfo=None)
