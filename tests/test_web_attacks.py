@@ -318,3 +318,45 @@ def test_rows_left_open_by_a_killed_process_end_at_their_last_activity(tmp_path:
         contact = s.get(Contact, contact_id)
         assert contact is not None and contact.outcome == "interrupted"
         assert contact.ended_at == started.replace(tzinfo=None)
+
+
+# 10. anonymous browser calls: webrtc.max_calls
+
+
+def test_browser_offers_beyond_webrtc_max_calls_get_503(tmp_path: Path) -> None:
+    import asyncio
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from voicebot.runtime import Runtime
+
+    settings = Settings()
+    settings.database.url = f"sqlite:///{tmp_path / 'voicebot.db'}"
+    settings.webrtc.max_calls = 1
+    runtime = Runtime.load(settings, warm_up=False)
+
+    async def offer_sdp(pc: RTCPeerConnection) -> dict[str, str]:
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        return {"sdp": pc.localDescription.sdp, "type": "offer"}
+
+    async def scenario(url: str) -> None:
+        first, second = RTCPeerConnection(), RTCPeerConnection()
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                res = await http.post("/api/offer", json=await offer_sdp(first))
+                assert res.status_code == 200, res.text
+                await first.setRemoteDescription(RTCSessionDescription(res.json()["sdp"], "answer"))
+                res = await http.post("/api/offer", json=await offer_sdp(second))
+                assert res.status_code == 503, res.text
+                assert "lines for browser callers are busy" in res.json()["detail"]
+                assert res.headers["retry-after"] == "30"
+        finally:
+            await first.close()
+            await second.close()
+
+    try:
+        with serve_app(create_app(runtime)) as url:
+            asyncio.run(scenario(url))
+    finally:
+        runtime.close()
