@@ -360,3 +360,16 @@ def test_browser_offers_beyond_webrtc_max_calls_get_503(tmp_path: Path) -> None:
             asyncio.run(scenario(url))
     finally:
         runtime.close()
+
+
+def test_forwarded_for_is_believed_from_a_configured_proxy(tmp_path: Path) -> None:
+    """Behind a reverse proxy listed in http.trusted_proxies, the throttle and the audit see the real client."""
+    db = f"sqlite:///{tmp_path / 'voicebot.db'}"
+    add_user(db, "adm", "admin")
+    with ServerProcess(tmp_path, {"http": {"trusted_proxies": ["127.0.0.1"]}}) as server:
+        codes = [httpx.post(f"{server.url}/api/login", json={"username": "adm", "password": "guess"},
+                            headers={"X-Forwarded-For": f"198.51.100.{i + 1}"}).status_code for i in range(7)]
+        assert codes == [401] * 7  # seven clients, one failure each
+        headers = {"Authorization": f"Bearer {cookie(server.url, 'adm', 'pw-adm')}"}
+        audit = httpx.get(f"{server.url}/api/audit", params={"action": "login_failed"}, headers=headers).json()
+    assert {row["detail"] for row in audit["audit"]} == {f"198.51.100.{i + 1}" for i in range(7)}
