@@ -242,17 +242,17 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
             page = browser.new_page()
             page.goto(f"{server.url}/?raw=1")
             page.click("#call")
-            page.wait_for_function("document.body.dataset.callId !== undefined", timeout=20_000)
+            page.wait_for_function("() => document.body.dataset.callId !== undefined", timeout=20_000)
             first = page.evaluate("document.body.dataset.callId")
             on_hold(server.url, first, headers)
             page.click("#keypad button[data-key='1']")
             first_record = closed_record(server.url, first, headers)
-            page.wait_for_function("document.getElementById('keypad').hidden", timeout=20_000)  # the page knows
+            page.wait_for_function("() => document.getElementById('keypad').hidden", timeout=20_000)  # the page knows
             # 2. Another caller waits, then closes the page.
             page = browser.new_page()
             page.goto(f"{server.url}/?raw=1")
             page.click("#call")
-            page.wait_for_function("document.body.dataset.callId !== undefined", timeout=20_000)
+            page.wait_for_function("() => document.body.dataset.callId !== undefined", timeout=20_000)
             second = page.evaluate("document.body.dataset.callId")
             on_hold(server.url, second, headers)
             page.close()
