@@ -373,3 +373,12 @@ def test_forwarded_for_is_believed_from_a_configured_proxy(tmp_path: Path) -> No
         headers = {"Authorization": f"Bearer {cookie(server.url, 'adm', 'pw-adm')}"}
         audit = httpx.get(f"{server.url}/api/audit", params={"action": "login_failed"}, headers=headers).json()
     assert {row["detail"] for row in audit["audit"]} == {f"198.51.100.{i + 1}" for i in range(7)}
+
+
+def test_sip_tcp_limits_come_from_the_config() -> None:
+    from telephony.config import SipConfig
+    from telephony.sip.endpoint import Endpoint
+
+    endpoint = Endpoint(SipConfig(tcp_max_connections=7, tcp_first_message_s=2.5), [])
+    assert endpoint.transport.max_incoming_tcp == 7
+    assert endpoint.transport.first_message_timeout_s == 2.5
