@@ -42,7 +42,7 @@ from sip_concurrent import Ear, free_port  # noqa: E402
 from telephony.call import CallLeg  # noqa: E402
 from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
-from voicebot.server.process import ServerProcess  # noqa: E402
+from voicebot.client.local_server import ServerProcess  # noqa: E402
 
 UTTERANCES = ("Where is my order?", "I also want to change my delivery address.")
 TARGET_P95_MS = 300.0
@@ -94,13 +94,13 @@ async def one_call(ua: UserAgent, target: str, speeches: list[bytes], delay: flo
         result.update(dropped=True, error=str(exc))
         return result
     ear = Ear()
-    leg.on_audio = ear
+    leg.add_sink(ear)
     try:
         if not await ear.quiet_for(1.0, 60):
             result["error"] = "no greeting"
         for speech in speeches:
             await leg.write_audio(speech)
-            while leg.rtp.queued_ms > 0 and leg.state == "answered":
+            while leg.queued_ms > 0 and leg.state == "answered":
                 await asyncio.sleep(0.005)
             ear.mark, ear.first_loud_after = time.monotonic(), None
             deadline = ear.mark + 30
@@ -181,8 +181,6 @@ def main() -> None:
     ap.add_argument("--stagger", type=float, default=0.5, help="Seconds between call starts.")
     args = ap.parse_args()
 
-    from sqlalchemy import create_engine
-
     from voicebot.users import UserStore
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,9 +188,7 @@ def main() -> None:
         speeches = [synthesise(folder, text, f"say{i}") for i, text in enumerate(UTTERANCES)]
         sip_port = free_port()
         db_url = f"sqlite:///{folder}/bench.db"
-        engine = create_engine(db_url)
-        UserStore(engine).add("bench", "supervisor", "bench-password")
-        engine.dispose()
+        UserStore.from_url(db_url).add("bench", "supervisor", "bench-password")  # upgrades the new database
         server = ServerProcess(folder / "server", {
             "database": {"url": db_url}, "log_level": "WARNING",
             "sip": {"listen_udp": f"127.0.0.1:{sip_port}", "listen_tcp": "", "rtp_port_min": 41000,

@@ -68,7 +68,6 @@ async def listen_delay(bursts: int) -> dict[str, Any]:
     import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from fastapi import FastAPI
-    from sqlalchemy import create_engine
 
     from voicebot.monitor import MONITORS
     from voicebot.server.listen import router
@@ -76,7 +75,7 @@ async def listen_delay(bursts: int) -> dict[str, Any]:
     from voicebot.users import UserStore
 
     with tempfile.TemporaryDirectory() as tmp:
-        users = UserStore(create_engine(f"sqlite:///{tmp}/users.db"))
+        users = UserStore.from_url(f"sqlite:///{tmp}/users.db")  # upgrades the new database
         users.add("sup", "supervisor", "pw-sup")
         token = users.login("sup", "pw-sup").token  # type: ignore[union-attr]
         app = FastAPI()
@@ -138,9 +137,9 @@ async def call_delay(workdir: Path, beeps: int = 8) -> dict[str, Any]:
     import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    from voicebot.server.process import ServerProcess
+    from voicebot.client.local_server import ServerProcess
+    from voicebot.client.webrtc import RATE, FilePlayer, Recorder, http_json
     from voicebot.server.rtc_audio import read_track
-    from voicebot.server.webrtc_client import RATE, _FilePlayer, _http_json, _Recorder
     from voicebot.users import UserStore
 
     period, beep_s = 1.5, 0.12
@@ -156,14 +155,14 @@ async def call_delay(workdir: Path, beeps: int = 8) -> dict[str, Any]:
         users = UserStore(create_engine(db))
         users.add("sup", "supervisor", "pw-sup")
         token = users.login("sup", "pw-sup").token  # type: ignore[union-attr]
-        player, recorder = _FilePlayer(samples), _Recorder()
+        player, recorder = FilePlayer(samples), Recorder()
         caller = RTCPeerConnection()
         caller.addTransceiver(player, direction="sendrecv")
         tasks: list[asyncio.Task[None]] = []
         caller.on("track", lambda track: tasks.append(asyncio.ensure_future(recorder.run(track))))
         await caller.setLocalDescription(await caller.createOffer())
-        answer = await asyncio.to_thread(_http_json, "POST", f"{server.url}/api/offer",
-                                         {"sdp": caller.localDescription.sdp, "type": "offer"})
+        answer = await asyncio.to_thread(http_json, "POST", f"{server.url}/api/offer",
+                                        {"sdp": caller.localDescription.sdp, "type": "offer"})
         await caller.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         heard: list[tuple[float, np.ndarray]] = []
         sup = RTCPeerConnection()

@@ -95,12 +95,12 @@ async def one_call(ua: UserAgent, target: str, speech: bytes, delay: float) -> d
         result.update(dropped=True, error=str(exc))
         return result
     ear = Ear()
-    leg.on_audio = ear
+    leg.add_sink(ear)
     try:
         if not await ear.quiet_for(1.0, 30):
             result["error"] = "no greeting"
         await leg.write_audio(speech)
-        while leg.rtp.queued_ms > 0 and leg.state == "answered":
+        while leg.queued_ms > 0 and leg.state == "answered":
             await asyncio.sleep(0.005)
         ear.mark = time.monotonic()
         deadline = ear.mark + 15

@@ -166,7 +166,7 @@ async def measure(args: argparse.Namespace, agent_port: int, service: Any) -> li
                 if len(streak) >= 3:
                     heard["t"] = streak[0]
 
-            leg.on_audio = on_audio
+            leg.add_sink(on_audio)
             deadline = loop.time() + 30
             while "t" not in heard and loop.time() < deadline:
                 await asyncio.sleep(0.01)
@@ -197,9 +197,9 @@ async def webrtc_call(base: str, request: np.ndarray) -> tuple[str, float | None
     call id, when (epoch seconds) the caller first heard the agent, and when its request ended."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    from voicebot.server.webrtc_client import _FilePlayer, _http_json
+    from voicebot.client.webrtc import FilePlayer, http_json
 
-    player = _FilePlayer(request)
+    player = FilePlayer(request)
     pc = RTCPeerConnection()
     pc.addTransceiver(player, direction="sendrecv")
     heard: dict[str, float] = {}
@@ -227,8 +227,8 @@ async def webrtc_call(base: str, request: np.ndarray) -> tuple[str, float | None
     tasks: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(listen(track))))
     await pc.setLocalDescription(await pc.createOffer())
-    answer = await asyncio.to_thread(_http_json, "POST", f"{base}/api/offer",
-                                     {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    answer = await asyncio.to_thread(http_json, "POST", f"{base}/api/offer",
+                                    {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
     started = time.time()
     while time.time() - last_loud.get("t", time.time()) < 0.8 and time.time() - started < 20:  # the greeting
@@ -254,7 +254,7 @@ def measure_webrtc(args: argparse.Namespace, agent_port: int, folder: Path) -> l
     from sqlalchemy import create_engine
 
     from audio.speech import espeak_ng
-    from voicebot.server.process import ServerProcess
+    from voicebot.client.local_server import ServerProcess
     from voicebot.users import UserStore
 
     def get(url: str, headers: dict[str, str]) -> Any:

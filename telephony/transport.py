@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import (
@@ -30,9 +31,11 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
-from telephony.call import CallError, CallLeg
+from audio.pcm import FRAME_S, SAMPLE_RATE
+from telephony.call import CallLeg
+from telephony.leg import CallError
 
-SAMPLE_RATE = 16000
+LegEvent = Callable[[CallLeg], Awaitable[None]]
 
 
 class SipTransportParams(TransportParams):
@@ -47,9 +50,13 @@ class SipTransportParams(TransportParams):
 
 
 class SipInputTransport(BaseInputTransport):
-    def __init__(self, transport: SipCallTransport, leg: CallLeg, params: SipTransportParams, **kwargs):
+    """``on_connected`` / ``on_disconnected``: the transport's callbacks that fire its events (as pipecat's
+    own transports hand callbacks to their clients)."""
+
+    def __init__(self, leg: CallLeg, params: SipTransportParams, *, on_connected: LegEvent,
+                 on_disconnected: LegEvent, **kwargs):
         super().__init__(params, **kwargs)
-        self._transport = transport
+        self._on_connected, self._on_disconnected = on_connected, on_disconnected
         self._leg = leg
         self._queue: asyncio.Queue[bytes | str] = asyncio.Queue()
         self._reader: asyncio.Task | None = None
@@ -57,7 +64,7 @@ class SipInputTransport(BaseInputTransport):
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
-        self._leg.on_audio = self._queue.put_nowait
+        self._leg.add_sink(self._queue.put_nowait)
         # Keys pressed before the pipeline was up (the leg queues every key) come first.
         while not self._leg.dtmf.empty():
             self._queue.put_nowait(self._leg.dtmf.get_nowait())
@@ -66,7 +73,7 @@ class SipInputTransport(BaseInputTransport):
             self._reader = self.create_task(self._read())
             self._watcher = self.create_task(self._watch())
         await self.set_transport_ready(frame)
-        await self._transport._call_event_handler("on_client_connected", self._leg)
+        await self._on_connected(self._leg)
 
     async def _read(self) -> None:
         while True:
@@ -82,10 +89,10 @@ class SipInputTransport(BaseInputTransport):
 
     async def _watch(self) -> None:
         await self._leg.ended.wait()
-        await self._transport._call_event_handler("on_client_disconnected", self._leg)
+        await self._on_disconnected(self._leg)
 
     async def _detach(self) -> None:
-        self._leg.on_audio = None
+        self._leg.remove_sink(self._queue.put_nowait)
         self._leg.remove_dtmf_listener(self._queue.put_nowait)
         for task in (self._reader, self._watcher):
             if task is not None:
@@ -102,9 +109,8 @@ class SipInputTransport(BaseInputTransport):
 
 
 class SipOutputTransport(BaseOutputTransport):
-    def __init__(self, transport: SipCallTransport, leg: CallLeg, params: SipTransportParams, **kwargs):
+    def __init__(self, leg: CallLeg, params: SipTransportParams, **kwargs):
         super().__init__(params, **kwargs)
-        self._transport = transport
         self._leg = leg
         self._hangup_on_end = params.hangup_on_end
 
@@ -125,7 +131,7 @@ class SipOutputTransport(BaseOutputTransport):
         return True
 
     def _supports_native_dtmf(self) -> bool:
-        return self._leg.rtp.dtmf_pt is not None
+        return self._leg.can_send_dtmf
 
     async def _write_dtmf_native(self, frame: OutputDTMFFrame | OutputDTMFUrgentFrame) -> None:
         with contextlib.suppress(CallError):
@@ -135,8 +141,8 @@ class SipOutputTransport(BaseOutputTransport):
         await super().stop(frame)
         if self._hangup_on_end and self._leg.state == "answered":
             # Let the goodbye play out before the BYE.
-            while self._leg.rtp.queued_ms > 0 and self._leg.state == "answered":
-                await asyncio.sleep(0.02)
+            while self._leg.queued_ms > 0 and self._leg.state == "answered":
+                await asyncio.sleep(FRAME_S)
             await self._leg.hangup()
 
 
@@ -154,10 +160,18 @@ class SipCallTransport(BaseTransport):
 
     def input(self) -> SipInputTransport:
         if self._input is None:
-            self._input = SipInputTransport(self, self.leg, self._params, name=self._input_name)
+            self._input = SipInputTransport(self.leg, self._params, on_connected=self._client_connected,
+                                            on_disconnected=self._client_disconnected, name=self._input_name)
         return self._input
 
     def output(self) -> SipOutputTransport:
         if self._output is None:
-            self._output = SipOutputTransport(self, self.leg, self._params, name=self._output_name)
+            self._output = SipOutputTransport(self.leg, self._params, name=self._output_name)
         return self._output
+
+    # pipecat's transports fire their events from their own methods like these (BaseObject's protected API).
+    async def _client_connected(self, leg: CallLeg) -> None:
+        await self._call_event_handler("on_client_connected", leg)
+
+    async def _client_disconnected(self, leg: CallLeg) -> None:
+        await self._call_event_handler("on_client_disconnected", leg)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine
 
+from voicebot.storage.schema import upgrade
 from voicebot.users import UserError, UserStore
 
 _ENGINES: dict[str, Engine] = {}
@@ -37,7 +38,9 @@ def add_user(db_url_or_engine: str | Engine | Any, name: str, role: str, passwor
              agent_id: str | None = None) -> str:
     """Create user ``name`` (password ``"pw-" + name`` unless given) if missing; returns the password."""
     password = password if password is not None else "pw-" + name
-    store = UserStore(_engine(db_url_or_engine))
+    engine = _engine(db_url_or_engine)
+    upgrade(engine)  # a fresh database has no tables yet (a server's is upgraded: no-op)
+    store = UserStore(engine)
     try:
         store.add(name, role, password, agent_id)
     except UserError as exc:

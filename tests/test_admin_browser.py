@@ -29,6 +29,7 @@ from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
 from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 from voicebot.users import UserStore
 
@@ -54,6 +55,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                         queues=[{"name": "general"}],  # type: ignore[list-item]
                         database={"url": f"postgresql://voicebot:{DB_SECRET}@db.example/voicebot"})  # type: ignore[arg-type]
     engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
+    upgrade(engine)
     events = EventBus()
     store = CallStore(engine, events)
     store.open_call("c-old", "sip", "5550123")

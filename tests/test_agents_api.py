@@ -21,6 +21,7 @@ from telephony.queue.live import TransferResult
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
+from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 
 AGENTS = [
@@ -34,6 +35,7 @@ QUEUES = [{"name": "general"}, {"name": "billing", "skills": ["billing"], "servi
 def service(tmp_path: Path) -> TransferService:
     settings = Settings(agents=AGENTS, queues=QUEUES)  # type: ignore[arg-type]
     engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
     return TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
 
 
@@ -129,6 +131,7 @@ def test_agent_page_is_served_offline(client: TestClient) -> None:
 
 def test_without_queues_the_api_says_how_to_configure_them(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
     runtime: Any = SimpleNamespace(settings=Settings(), events=EventBus(),
                                    engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
     assert TransferService.from_runtime(runtime) is None

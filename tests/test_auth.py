@@ -23,9 +23,10 @@ from telephony.queue.live import TransferResult
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
+from voicebot.server.access import LoginThrottle
 from voicebot.server.app import create_app
-from voicebot.server.auth import LoginThrottle
 from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 from voicebot.users import UserStore, hash_password, verify_password
 
@@ -42,6 +43,7 @@ def app_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
     tmp = tmp_path_factory.mktemp("auth")
     settings = Settings(agents=AGENTS, queues=QUEUES)  # type: ignore[arg-type]
     engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
+    upgrade(engine)
     events = EventBus()
     store = CallStore(engine, events, Redactor.from_settings(settings))
     service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]

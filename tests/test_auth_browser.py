@@ -18,6 +18,7 @@ from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
 from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 
 CHROMIUM = shutil.which("chromium")
@@ -31,6 +32,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                 {"id": "bob", "name": "Bob", "contact": "webrtc"}],
                         queues=[{"name": "general"}])
     engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
+    upgrade(engine)
     events = EventBus()
     runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
                               engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))

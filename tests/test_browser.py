@@ -15,7 +15,7 @@ from auth_helpers import add_user, login
 from browser_helpers import with_microphone
 
 from audio.speech import piper_tts, write_wav
-from voicebot.server.process import ServerProcess
+from voicebot.client.local_server import ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ from dialogs.engine import DialogEngine, EngineOptions, Turn
 from dialogs.nlu import NLU
 from voicebot.config import Settings
 from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
 from voicebot.validation import check_settings
 
 NOW = datetime(2026, 11, 20, 10, 30)
@@ -62,6 +63,7 @@ def test_call_store_upgrades_an_older_database_and_keeps_its_rows(tmp_path: Path
             " start DATETIME, \"end\" DATETIME, outcome VARCHAR(32), end_reason VARCHAR(32))"
         ))
         conn.execute(text("INSERT INTO voicebot_calls (id, channel, start) VALUES ('old-1', 'webrtc', '2026-01-01')"))
+    upgrade(url)  # as `voicebot serve` or `voicebot db upgrade` does
     store = CallStore(create_engine(url))
     store.open_call("new-1", "sip", "+15551230001", dialled="+18005550100")
     calls = {c["id"]: c for c in store.list()}

@@ -16,8 +16,8 @@ import soxr
 from auth_helpers import add_user, login
 
 from audio.speech import espeak_ng, piper_tts, write_wav
-from voicebot.server.process import ServerProcess
-from voicebot.server.webrtc_client import RATE, CallResult, place_call
+from voicebot.client.local_server import ServerProcess
+from voicebot.client.webrtc import RATE, CallResult, place_call
 
 pytestmark = pytest.mark.slow
 

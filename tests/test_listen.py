@@ -20,12 +20,13 @@ from sqlalchemy import create_engine
 
 from audio.speech import piper_tts, write_wav
 from telephony.bridge import Bridge
+from telephony.leg import LegBase
 from telephony.queue.live import LiveQueue
+from voicebot.client.local_server import ServerProcess
+from voicebot.client.webrtc import FilePlayer, Recorder, http_json, read_wav, speech_segments
 from voicebot.monitor import FRAME_BYTES, MAX_BUFFER_MS, MONITORS, Monitors, NotLive
 from voicebot.server.listen import router, sessions_of
-from voicebot.server.process import ServerProcess
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
-from voicebot.server.webrtc_client import _FilePlayer, _http_json, _Recorder, read_wav, speech_segments
 from voicebot.users import UserStore
 
 
@@ -156,36 +157,29 @@ def test_the_bot_tap_passes_on_the_bots_speech_resampled_and_nothing_else() -> N
 
 
 # --- the API, in process -------------------------------------------------------------------------------------
-class FakeRtp:
-    """What a Bridge writes to: the audio a leg would send to its peer."""
+class FakeLeg(LegBase):
+    """A leg whose peer is the test: ``sent`` is what the peer would hear, :meth:`hear` what it says."""
 
-    dtmf_pt = None
+    channel = "webrtc"
+    state: str
 
-    def __init__(self) -> None:
+    def __init__(self, call_id: str):
+        super().__init__()
+        self.call_id = call_id
+        self.caller: str | None = None
+        self.dialled: str | None = None
+        self.state = "answered"
+        self.end_reason = ""
+        self.answered = asyncio.Event()
+        self.ended = asyncio.Event()
         self.sent: list[bytes] = []
+
+    def _enqueue(self, pcm: bytes) -> None:
+        self.sent.append(pcm)
 
     @property
     def queued_ms(self) -> float:
         return 0.0
-
-    def write_nowait(self, pcm: bytes) -> None:
-        self.sent.append(pcm)
-
-
-class FakeLeg:
-    def __init__(self, call_id: str):
-        self.call_id = call_id
-        self.state = "answered"
-        self.ended = asyncio.Event()
-        self.on_audio: Any = None
-        self.rtp = FakeRtp()
-        self._dtmf: list[Any] = []
-
-    def add_dtmf_listener(self, fn: Any) -> None:
-        self._dtmf.append(fn)
-
-    def remove_dtmf_listener(self, fn: Any) -> None:
-        self._dtmf.remove(fn)
 
     def clear_audio(self) -> None:
         pass
@@ -196,8 +190,7 @@ class FakeLeg:
 
     def hear(self, pcm: bytes) -> None:
         """20 ms of what this leg's peer says (as the RTP session would deliver it)."""
-        if self.on_audio is not None:
-            self.on_audio(pcm)
+        self._audio_to_sinks(pcm)
 
 
 class Supervisor:
@@ -258,7 +251,7 @@ def tone_share(pcm: bytes, hz: float = 1000.0) -> float:
 
 @pytest.fixture()
 def app(tmp_path) -> FastAPI:
-    users = UserStore(create_engine(f"sqlite:///{tmp_path / 'users.db'}"))
+    users = UserStore.from_url(f"sqlite:///{tmp_path / 'users.db'}")
     users.add("sup", "supervisor", "pw-sup")
     users.add("ann", "agent", "pw-ann", agent_id="a1")
     app = FastAPI()
@@ -318,7 +311,7 @@ def test_whisper_reaches_the_agent_only_and_the_supervisor_hears_both_sides(app:
         live._agent_legs["a1"] = agent  # what LiveQueue keeps once the agent answered
         app.state.transfer = SimpleNamespace(live=live, current={"a1": {"call_id": "bridged-1", "status": "connected"}})
         MONITORS.begin("bridged-1")
-        bridge = Bridge(caller, agent)  # type: ignore[arg-type]
+        bridge = Bridge(caller, agent)
         live.tap = lambda call_id, side, pcm: MONITORS.feed(call_id, side, pcm)  # as TransferService._tap does
         live._tap_bridge("bridged-1", caller, agent)
         transport = httpx.ASGITransport(app=app)
@@ -338,10 +331,10 @@ def test_whisper_reaches_the_agent_only_and_the_supervisor_hears_both_sides(app:
                 agent.hear(agent_says)
                 await asyncio.sleep(0.02)
             # The caller hears exactly the agent: no trace of the supervisor.
-            assert caller.rtp.sent and all(pcm == agent_says for pcm in caller.rtp.sent)
+            assert caller.sent and all(pcm == agent_says for pcm in caller.sent)
             # The agent hears the caller, and the supervisor's tone on top once it flows.
-            whispered = [pcm for pcm in agent.rtp.sent if pcm != caller_says]
-            assert len(whispered) >= 50, f"only {len(whispered)} of {len(agent.rtp.sent)} frames carried the whisper"
+            whispered = [pcm for pcm in agent.sent if pcm != caller_says]
+            assert len(whispered) >= 50, f"only {len(whispered)} of {len(agent.sent)} frames carried the whisper"
             extra = [(samples(pcm) - samples(caller_says)).astype("<i2").tobytes() for pcm in whispered]
             assert np.median([tone_share(x) for x in extra]) > 0.5  # what was added is the 1 kHz tone
             # The supervisor hears the call (caller and agent), not their own tone.
@@ -353,11 +346,10 @@ def test_whisper_reaches_the_agent_only_and_the_supervisor_hears_both_sides(app:
             assert {(r["username"], r["action"]) for r in audit} == {("sup", "listen"), ("sup", "whisper")}
             res = await client.delete(f"/api/live/bridged-1/listen/{body['pc_id']}", headers=headers)
             assert res.status_code == 200
-            assert "write_nowait" not in vars(agent.rtp)
             assert not MONITORS.listening("bridged-1")
-            before = len(agent.rtp.sent)
+            before = len(agent.sent)
             caller.hear(caller_says)
-            assert agent.rtp.sent[before:] == [caller_says]
+            assert agent.sent[before:] == [caller_says]
             res = await client.delete(f"/api/live/bridged-1/listen/{body['pc_id']}", headers=headers)
             assert res.status_code == 404
         bridge.stop()
@@ -430,14 +422,14 @@ def test_a_supervisor_hears_a_live_webrtc_call_and_sends_nothing_into_it(tmp_pat
 
         async def run() -> dict[str, Any]:
             caller_audio = read_wav(wav)
-            player, recorder = _FilePlayer(caller_audio), _Recorder()
+            player, recorder = FilePlayer(caller_audio), Recorder()
             caller = RTCPeerConnection()
             caller.addTransceiver(player, direction="sendrecv")
             tasks: list[asyncio.Task[None]] = []
             caller.on("track", lambda track: tasks.append(asyncio.ensure_future(recorder.run(track))))
             await caller.setLocalDescription(await caller.createOffer())
-            answer = await asyncio.to_thread(_http_json, "POST", f"{server.url}/api/offer",
-                                             {"sdp": caller.localDescription.sdp, "type": "offer"})
+            answer = await asyncio.to_thread(http_json, "POST", f"{server.url}/api/offer",
+                                            {"sdp": caller.localDescription.sdp, "type": "offer"})
             call_id = answer["pc_id"]
             await caller.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
 

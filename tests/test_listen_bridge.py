@@ -23,7 +23,7 @@ from test_transfer_live import frames_at
 from audio.speech import espeak_ng
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
-from voicebot.server.process import ServerProcess
+from voicebot.client.local_server import ServerProcess
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ class SipCaller:
     async def dial(self, base_url: str) -> str:
         await self.ua.start()
         self.leg = await self.ua.dial(f"sip:bot@127.0.0.1:{self.bot_port}", caller="5550142")
-        self.leg.on_audio = self.heard.append
+        self.leg.add_sink(self.heard.append)
         return str(self.leg.call_id)
 
     async def say(self, pcm16k: bytes) -> None:

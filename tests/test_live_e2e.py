@@ -15,8 +15,8 @@ from auth_helpers import add_user, cookie
 from websockets.sync.client import connect
 
 from audio.speech import piper_tts, write_wav
-from voicebot.server.process import ServerProcess
-from voicebot.server.webrtc_client import place_call
+from voicebot.client.local_server import ServerProcess
+from voicebot.client.webrtc import place_call
 
 pytestmark = pytest.mark.slow
 

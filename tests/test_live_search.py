@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, text
 from dialogs.manager.session import ACTS
 from voicebot.storage import CallStore
 from voicebot.storage.calls import DIALOGUE_ACTS
+from voicebot.storage.schema import upgrade
 
 
 def test_summary_columns_follow_the_caller_turns(tmp_path) -> None:
@@ -51,6 +52,7 @@ def test_calls_recorded_before_the_summary_columns_are_found(tmp_path) -> None:
             "INSERT INTO voicebot_call_turns (call_id, seq, speaker, text, start, intents, extra) VALUES "
             "('old', 0, 'caller', 'cancel it', '2026-01-05 10:00:05', '[{\"name\": \"cancel_subscription\"}]', "
             "'{\"signals\": {\"frustration\": 0.71}}')"))
+    upgrade(engine)  # as `voicebot serve` or `voicebot db upgrade` does
     store = CallStore(engine)
     [row], _ = store.search(intent="cancel_subscription")
     assert row["id"] == "old" and row["frustration_max"] == 0.71 and row["duration_s"] == 180.0

@@ -14,6 +14,7 @@ from voicebot.config import ConfigError, Settings, load_settings
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor, luhn_ok
 from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
 
 R = Redactor.default()
 
@@ -133,7 +134,9 @@ def test_hand_off_transcripts_and_voice_messages_are_stored_redacted(tmp_path: P
     from telephony.queue.live import TransferResult
     from voicebot.transfer import TransferStore
 
-    records = TransferStore(create_engine(f"sqlite:///{tmp_path / 'transfer.db'}"))
+    engine = create_engine(f"sqlite:///{tmp_path / 'transfer.db'}")
+    upgrade(engine)
+    records = TransferStore(engine)
     now = datetime.now(UTC)
     records.add(TransferResult(call_id="c1", outcome="answered", queue="general", agent_id="alice"),
                 [("caller", "card 4111 1111 1111 1111 for order 45281", now, now)], correct_call=False)

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from voicebot.config import Settings
+from voicebot.server.access import call_key
 from voicebot.server.app import create_app
-from voicebot.server.auth import call_key
 from voicebot.server.runtime import Runtime
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicebot.server.webrtc_client import RATE, ClientError, read_wav, speech_segments, write_wav
+from voicebot.client.webrtc import RATE, ClientError, read_wav, speech_segments, write_wav
 
 
 def tone(seconds: float, rate: int = RATE) -> np.ndarray:

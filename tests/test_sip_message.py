@@ -129,8 +129,8 @@ def test_uri_address_via() -> None:
 
 
 def test_top_via_records_the_real_source() -> None:
+    from telephony.sip.endpoint import _stamp_via
     from telephony.sip.transport import Peer
-    from telephony.sip.ua import _stamp_via
 
     req = parse_message(INVITE)
     assert isinstance(req, SipRequest)

@@ -68,7 +68,7 @@ def test_inbound_call_audio_dtmf_and_caller_bye(workdir: Path) -> None:
 
     async def on_call(leg):  # type: ignore[no-untyped-def]
         legs.append(leg)
-        leg.on_audio = received.append
+        leg.add_sink(received.append)
         await leg.answer()
         await leg.wait_ended()
 

@@ -23,6 +23,7 @@ from voicebot.events import EventBus
 from voicebot.server.app import create_app
 from voicebot.storage import CallStore
 from voicebot.storage.models import CallRow
+from voicebot.storage.schema import upgrade
 
 RECV_TIMEOUT_S = 10.0
 
@@ -32,6 +33,7 @@ class Server:
 
     def __init__(self, tmp_path):
         self.engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+        upgrade(self.engine)
         self.events = EventBus()
         self.store = CallStore(self.engine, self.events)
         settings = Settings(database={"url": f"sqlite:///{tmp_path / 'voicebot.db'}"},  # type: ignore[arg-type]
@@ -283,6 +285,7 @@ def test_hello_carries_the_queue_board_of_the_agent_queue(tmp_path) -> None:
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"}],  # type: ignore[list-item]
                         queues=[{"name": "general"}])  # type: ignore[list-item]
     engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
     service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
     events = EventBus()
     runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),

@@ -27,8 +27,8 @@ from sqlalchemy import create_engine
 
 from audio.speech import piper_tts, write_wav
 from telephony.queue.live import TransferResult
-from voicebot.server.process import ServerProcess
-from voicebot.server.webrtc_client import place_call
+from voicebot.client.local_server import ServerProcess
+from voicebot.client.webrtc import place_call
 from voicebot.transfer import TransferStore
 
 pytestmark = [

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from net_helpers import free_port
 
+from telephony.bridge import Bridge
 from telephony.call import CallLeg
 from telephony.config import SipConfig, TrunkConfig
 from telephony.sip.ua import DialError, UserAgent
@@ -58,7 +59,7 @@ def test_audio_and_dtmf_both_ways_and_hold() -> None:
     result: dict[str, object] = {}
 
     async def bot(leg: CallLeg) -> None:
-        leg.on_audio = heard_by_bot.append
+        leg.add_sink(heard_by_bot.append)
         await leg.answer()
         await leg.write_audio(tone(1000, 1.0))
         leg.send_dtmf("9")
@@ -72,11 +73,11 @@ def test_audio_and_dtmf_both_ways_and_hold() -> None:
         await phone.start()
         try:
             leg = await phone.dial(uri(server, "4000"), caller="5550000")
-            leg.on_audio = heard_by_caller.append
+            leg.add_sink(heard_by_caller.append)
             await leg.write_audio(tone(500, 1.0))
             result["caller_key"] = await asyncio.wait_for(leg.dtmf.get(), 5)
             leg.send_dtmf("3")
-            while leg.rtp.queued_ms > 0:
+            while leg.queued_ms > 0:
                 await asyncio.sleep(0.02)
             await until(lambda: loud_frequency(heard_by_bot)[0] >= 40)  # through the jitter buffer
             bot_leg = next(iter(server.calls.values()))
@@ -112,15 +113,15 @@ def test_bridge_connects_two_legs() -> None:
         phones: UserAgent
 
         async def agent_phone(leg: CallLeg) -> None:
-            leg.on_audio = heard_c.append
+            leg.add_sink(heard_c.append)
             await leg.answer()
             await leg.write_audio(tone(1300, 1.0))
             await leg.wait_ended()
 
         async def bot(leg: CallLeg) -> None:
             await leg.answer()
-            other = await leg.ua.dial(uri(phones, "agent"))
-            bridge = leg.bridge(other)
+            other = await server.dial(uri(phones, "agent"))
+            bridge = Bridge(leg, other)
             done.set()
             await bridge.wait()
 
@@ -130,10 +131,10 @@ def test_bridge_connects_two_legs() -> None:
         await phones.start()
         try:
             leg_a = await phones.dial(uri(server, "bot"))
-            leg_a.on_audio = heard_a.append
+            leg_a.add_sink(heard_a.append)
             await asyncio.wait_for(done.wait(), 5)
             await leg_a.write_audio(tone(700, 1.0))
-            while leg_a.rtp.queued_ms > 0:
+            while leg_a.queued_ms > 0:
                 await asyncio.sleep(0.02)
             await until(lambda: loud_frequency(heard_c)[0] >= 30)  # through both legs' jitter buffers
             await leg_a.hangup()

@@ -92,11 +92,11 @@ def test_pipeline_over_a_sip_leg() -> None:
         await phone.start()
         try:
             leg = await phone.dial(f"sip:bot@127.0.0.1:{server.transport.udp_address[1]}")
-            leg.on_audio = heard.append
+            leg.add_sink(heard.append)
             leg.send_dtmf("5")
             key = await asyncio.wait_for(leg.dtmf.get(), 10)
             await leg.write_audio(tone(900, 1.0))
-            while leg.rtp.queued_ms > 0:
+            while leg.queued_ms > 0:
                 await asyncio.sleep(0.02)
             # The echo passes two jitter buffers and the pipeline: wait until it has come back.
             for _ in range(250):

@@ -101,7 +101,7 @@ def test_agent_is_rung_during_the_bot_sentence_and_bridged_only_after_it() -> No
         heard: list[bytes] = []
         try:
             leg = await caller_ua.dial(f"sip:queue@127.0.0.1:{bot.transport.udp_address[1]}")
-            leg.on_audio = heard.append
+            leg.add_sink(heard.append)
             await wait_for(lambda: frames_at(np.frombuffer(b"".join(heard), np.int16), 16000, AGENT_HZ) > 25, 30)
             await leg.hangup()
             await wait_for(lambda: bool(results), 10)

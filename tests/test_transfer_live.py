@@ -114,7 +114,7 @@ class Caller:
     async def call(self, uri: str) -> CallLeg:
         await self.ua.start()
         self.leg = await self.ua.dial(uri, caller="5550100")
-        self.leg.on_audio = self.heard.append
+        self.leg.add_sink(self.heard.append)
         asyncio.ensure_future(self._talk(self.leg))
         return self.leg
 
@@ -447,7 +447,7 @@ def test_voicemail_fallback_records_the_callers_message() -> None:
         await caller.ua.start()
         try:
             leg = await caller.ua.dial(bot.uri, caller="5550100")
-            leg.on_audio = caller.heard.append
+            leg.add_sink(caller.heard.append)
             # Wait for the beep (1000 Hz) after the prompt, then speak 2 s of 400 Hz.
             await wait_for(lambda: frames_at(caller.samples()[-16000:], 16000, 1000) > 5, 10)
             for _ in range(100):

@@ -23,7 +23,7 @@ from test_transfer_live import AGENT_HZ, frames_at
 from audio.speech import espeak_ng, write_wav
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
-from voicebot.server.process import ServerProcess
+from voicebot.client.local_server import ServerProcess
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,7 +49,7 @@ def call_and_listen(bot_port: int, heard: list[bytes], done: threading.Event) ->
         await ua.start()
         try:
             leg = await ua.dial(f"sip:bot@127.0.0.1:{bot_port}", caller="5550142")
-            leg.on_audio = heard.append
+            leg.add_sink(heard.append)
             await asyncio.sleep(6)  # the greeting
             for i in range(0, len(pcm), 640):
                 await leg.write_audio(pcm[i : i + 640])

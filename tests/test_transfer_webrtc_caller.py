@@ -1,6 +1,6 @@
 """Browser (WebRTC) callers in the agent queue, end to end through ``voicebot serve`` with real peers.
 
-1. An aiortc caller (``voicebot.server.webrtc_client``'s player and recorder; espeak-ng speech) asks the bot
+1. An aiortc caller (``voicebot.client.webrtc``'s player and recorder; espeak-ng speech) asks the bot
    for a human; the queue rings a baresip agent in auto-answer mode (SIP), who hears the whisper and then the
    caller; the caller hears the agent (a 3000 Hz tone, then "Hello, this is Alice from customer care") but
    not the whisper. The call record: outcome ``handoff``, ``agent_id`` alice, the bridged turns of both sides.
@@ -33,7 +33,7 @@ from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
 from audio.speech import espeak_ng
-from voicebot.server.process import ServerProcess
+from voicebot.client.local_server import ServerProcess
 
 pytestmark = [
     pytest.mark.slow,
@@ -74,9 +74,9 @@ async def browser_call(base: str, samples: np.ndarray, max_s: float,
     the caller heard (48 kHz) and seconds the call lasted."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    from voicebot.server.webrtc_client import _FilePlayer, _http_json, _Recorder
+    from voicebot.client.webrtc import FilePlayer, Recorder, http_json
 
-    player, recorder = _FilePlayer(samples), _Recorder()
+    player, recorder = FilePlayer(samples), Recorder()
     pc = RTCPeerConnection()
     pc.addTransceiver(player, direction="sendrecv")
     tasks: list[asyncio.Task[None]] = []
@@ -92,8 +92,8 @@ async def browser_call(base: str, samples: np.ndarray, max_s: float,
             closed.set()
 
     await pc.setLocalDescription(await pc.createOffer())
-    answer = await asyncio.to_thread(_http_json, "POST", f"{base}/api/offer",
-                                     {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    answer = await asyncio.to_thread(http_json, "POST", f"{base}/api/offer",
+                                    {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
     started = time.monotonic()
     try:

@@ -20,6 +20,7 @@ from voicebot.events import EventBus
 from voicebot.pipeline.call import CallContext
 from voicebot.server.caller_leg import BrowserLeg, key_of_message
 from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 
 CALL = "SmallWebRTCConnection#0-abc"
@@ -81,6 +82,7 @@ async def talk(browser: BrowserLeg, hz: float, seconds: float) -> None:
 def service_for(tmp_path: Path, agent: dict[str, Any], **queue: Any) -> tuple[TransferService, CallStore, list]:
     settings = Settings(agents=[agent], queues=[{"name": "general", "agent_timeout": 10, "max_wait": 60, **queue}])
     engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
     bus = EventBus()
     bus.bind()
     events: list[dict[str, Any]] = []

@@ -40,6 +40,10 @@ class DatabaseConfig(Section):
     seed_demo: bool = Field(
         True, description="On first start, fill an empty database with the demo retail data set."
     )
+    auto_upgrade: bool = Field(
+        True, description="Upgrade the database to this version's schema at start (off: refuse to start until "
+        "`voicebot db upgrade` has run)."
+    )
     echo: bool = False
 
 
@@ -67,12 +71,14 @@ class DialogConfig(Section):
     seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
 
 
+Matter = Literal["returns", "orders", "contacts", "subscriptions"]
+REMEMBERED_BY_DEFAULT: tuple[Matter, ...] = ("returns", "orders", "contacts")
+
+
 class MemoryConfig(Section):
     enabled: bool = True
     remember_days: int = Field(30, ge=0, description="Open matters newer than this are recalled to a caller.")
-    remember: list[Literal["returns", "orders", "contacts", "subscriptions"]] = Field(
-        default_factory=lambda: ["returns", "orders", "contacts"]
-    )
+    remember: list[Matter] = Field(default_factory=lambda: list(REMEMBERED_BY_DEFAULT))
     contact_retention_days: int = Field(
         365, ge=1, description="Contact and call transcripts older than this are erased by `voicebot gdpr purge` "
         "(and daily by `voicebot serve`, see privacy.purge_daily)."

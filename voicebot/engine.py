@@ -15,8 +15,10 @@ def build_engine_or_exit(settings: Settings) -> DialogEngine:
     """The process's dialog engine; a broken domain file or database URL exits 2 with the reason."""
     from dialogs.db.engine import DatabaseError
     from voicebot.redaction import Redactor
+    from voicebot.storage.schema import prepare
 
     try:
+        prepare(settings.database.url, settings.database.auto_upgrade)  # before the engine opens the database
         engine = DialogEngine.from_settings(settings)
     except DomainError as exc:
         click.echo(f"The domain cannot be loaded:\n{exc}", err=True)

@@ -17,6 +17,7 @@ belongs in a call record, a transcript on a dashboard or a log. The default patt
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class Redactor:
             return text
         for rule in self.rules:
             if rule.luhn:
-                text = rule.regex.sub(lambda m, r=rule: self._luhn_sub(m, r), text)
+                text = rule.regex.sub(functools.partial(self._luhn_sub, rule=rule), text)
             else:
                 text = rule.regex.sub(rule.replace, text)
         return text

@@ -32,7 +32,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
 from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
@@ -40,11 +40,10 @@ from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
 from voicebot.monitor import MONITORS
 from voicebot.redaction import Redactor
-from voicebot.storage.models import Base as CallBase
-from voicebot.storage.models import CallRow, TurnRow
+from voicebot.storage.models import ERASE_WITH_CALL, Base, CallRow, TurnRow
 
 if TYPE_CHECKING:
-    from telephony.call import CallLeg
+    from telephony.leg import Leg
     from telephony.sip.ua import UserAgent
     from voicebot.config import Settings
     from voicebot.events import EventBus
@@ -55,11 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class TransferRow(_Base):
+class TransferRow(Base):
     """One hand-off of a call to the agent queue and how it ended."""
 
     __tablename__ = "voicebot_transfers"
@@ -76,10 +71,11 @@ class TransferRow(_Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class TransferTurnRow(_Base):
+class TransferTurnRow(Base):
     """One utterance of the caller or the agent while they were bridged."""
 
     __tablename__ = "voicebot_transfer_turns"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -89,10 +85,11 @@ class TransferTurnRow(_Base):
     end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class VoicemailRow(_Base):
+class VoicemailRow(Base):
     """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
 
     __tablename__ = "voicebot_voicemails"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -130,8 +127,6 @@ class TransferStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.redactor = Redactor.default()  # card numbers ... never stored (the service sets privacy: from config)
-        CallBase.metadata.create_all(engine)  # the call records it corrects (normally made by CallStore)
-        _Base.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def add(self, result: TransferResult, turns: Sequence[tuple[str, str, datetime, datetime]] = (), *,
@@ -239,7 +234,6 @@ class TransferService:
         self.records = TransferStore(engine)
         self.records.redactor = Redactor.from_settings(settings)
         self.callbacks = CallbackStore(engine)
-        self.callbacks.create_tables()
         self.ua: UserAgent | None = None
         self.live: LiveQueue | None = None
         self.runner: QueueRunner | None = None
@@ -311,7 +305,7 @@ class TransferService:
         the agent hears it."""
         return await self.speak(text, WHISPER_LENGTH_SCALE, WHISPER_PAUSE_S)
 
-    async def handoff(self, leg: CallLeg, call: CallContext | None, packet: dict[str, Any] | None, *,
+    async def handoff(self, leg: Leg, call: CallContext | None, packet: dict[str, Any] | None, *,
                       caller_ready: asyncio.Event | None = None) -> TransferResult:
         """Queue the caller on ``leg`` with the hand-off ``packet``; returns when their call is over, after
         recording it. ``call`` (the bot's call context) gets its outcome corrected if the caller gave up.

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, create_engine, delete, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from voicebot.storage.migrate import add_missing_columns
+from voicebot.storage.models import Base
 
 ROLES = ("admin", "supervisor", "agent")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -32,10 +32,6 @@ MAX_PASSWORD = 1024  # scrypt of a megabyte-long "password" is a cheap denial of
 
 class UserError(ValueError):
     """A user cannot be created or changed as asked; the message says why (shown to the user as is)."""
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class UserRow(Base):
@@ -157,17 +153,16 @@ class UserStore:
         self.engine = engine
         self.session_hours = session_hours
         self.clock = clock
-        try:
-            Base.metadata.create_all(engine)
-        except OperationalError:  # another process (the server, a test) created them at the same moment
-            Base.metadata.create_all(engine)
-        add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> UserStore:
-        """A store on its own engine (for the CLI and tests)."""
-        return cls(create_engine(url), **kwargs)
+        """A store on its own engine (for tools and tests), the database upgraded first (storage.schema)."""
+        from voicebot.storage.schema import upgrade
+
+        engine = create_engine(url)
+        upgrade(engine)
+        return cls(engine, **kwargs)
 
     # users
 

@@ -75,7 +75,8 @@ class Database:
             raise DatabaseError(f"cannot open database {safe_url(self.url)}: {_reason(exc)}") from None
 
     def create_all(self) -> None:
-        """Create every missing table (existing tables and rows are left alone)."""
+        """Create every missing table (existing tables and rows are left alone). For this library used alone and
+        its tests: an application that migrates its schema (voicebot: ``voicebot db upgrade``) creates them so."""
         try:
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:

@@ -94,10 +94,12 @@ class Variant(Strict):
     style: Literal["default", "calm"] = "default"
 
 
+VerificationMethod = Literal["postcode", "date_of_birth", "pin"]
+VERIFICATION_METHODS: tuple[VerificationMethod, ...] = ("postcode", "date_of_birth", "pin")
+
+
 class Verification(Strict):
-    methods: list[Literal["postcode", "date_of_birth", "pin"]] = Field(
-        default_factory=lambda: ["postcode", "date_of_birth", "pin"]
-    )
+    methods: list[VerificationMethod] = Field(default_factory=lambda: list(VERIFICATION_METHODS))
     max_attempts: int | None = Field(None, ge=1, description="Overrides dialog.max_verification_attempts.")
 
 

@@ -1,5 +1,5 @@
 """The queue on live calls: :class:`LiveQueue` implements :class:`~telephony.queue.runner.QueueHandlers`
-with call legs (SIP legs, or anything with their surface: the browser caller's leg of
+with call legs (:class:`telephony.leg.Leg`: SIP legs, the browser caller's leg of
 ``voicebot.server.caller_leg``, the agent page's of ``voicebot.server.agent_phone``).
 
 A caller handed over by the bot keeps their leg. While they wait they hear hold music and, when the ACD says
@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from telephony.call import CallError, CallLeg
+from audio.pcm import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, FRAME_S, SAMPLE_RATE
+from telephony.bridge import Bridge
+from telephony.leg import AudioSink, CallError, Leg
 from telephony.queue.actions import (
     Action,
     Announce,
@@ -45,8 +47,6 @@ from telephony.sip.ua import DialError, UserAgent
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FRAME_BYTES = SAMPLE_RATE * 20 // 1000 * 2  # 20 ms of 16-bit mono
 # The ACD's own timer decides when an agent did not answer; the SIP ring timeout only backs it up.
 RING_GRACE_S = 5.0
 
@@ -92,7 +92,7 @@ class TransferResult:
 
 
 class _Caller:
-    def __init__(self, leg: CallLeg, handoff: dict[str, Any]):
+    def __init__(self, leg: Leg, handoff: dict[str, Any]):
         self.leg = leg
         self.handoff = handoff
         self.done: asyncio.Future[TransferResult] = asyncio.get_running_loop().create_future()
@@ -114,7 +114,7 @@ class _Offer:
     def __init__(self, action: RingAgent):
         self.action = action
         self.task: asyncio.Task[None] | None = None
-        self.leg: CallLeg | None = None
+        self.leg: Leg | None = None
         self.whisper: asyncio.Task[None] | None = None
         self.speech: asyncio.Task[bytes] | None = None  # the whisper, synthesised while the phone rings
         self.withdrawn = False
@@ -131,10 +131,10 @@ class LiveQueue(QueueHandlers):
         self._callers: dict[str, _Caller] = {}
         self._offers: dict[tuple[str, str], _Offer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._agent_legs: dict[str, CallLeg] = {}  # agent id -> their leg (offer answered or bridged)
-        self.web_ring: Callable[[str, str, float], Awaitable[Any]] | None = None
+        self._agent_legs: dict[str, Leg] = {}  # agent id -> their leg (offer answered or bridged)
+        self.web_ring: Callable[[str, str, float], Awaitable[Leg]] | None = None
         """Optional ``ring(agent_id, call_id, timeout) -> leg`` for agents whose contact is ``webrtc`` (the
-        agent page as a phone); the leg must behave like a :class:`CallLeg` (answered, raises DialError)."""
+        agent page as a phone); the leg is answered when returned, DialError if it is not."""
         self.voicemail: Voicemail | None = None
         """Optional keeper of voice messages; without it a ``voicemail`` fallback only apologises."""
         self.tap: Callable[[str, str, bytes], None] | None = None
@@ -156,7 +156,7 @@ class LiveQueue(QueueHandlers):
 
     # --- the application side ------------------------------------------------------------------------------
     async def transfer_call(
-        self, leg: CallLeg, handoff: dict[str, Any], *, caller_ready: asyncio.Event | None = None
+        self, leg: Leg, handoff: dict[str, Any], *, caller_ready: asyncio.Event | None = None
     ) -> TransferResult:
         """Put the caller on ``leg`` into the queue named by the hand-off packet and return when their call
         is over (an agent talked to them and one side hung up, they gave up, or a fallback was played).
@@ -207,7 +207,6 @@ class LiveQueue(QueueHandlers):
             await _drained(leg)  # the tail of the bot's hand-off sentence is still the caller's to hear
             if leg.state != "answered" or caller.done.done():
                 return
-            leg.on_audio = None  # the caller's voice goes nowhere until the bridge
             caller.key_listener = self._caller_key_listener(leg.call_id)
             leg.add_dtmf_listener(caller.key_listener)
             if not caller.connected and not caller.in_fallback:
@@ -218,6 +217,10 @@ class LiveQueue(QueueHandlers):
     def offers_of(self, agent_id: str) -> list[str]:
         """Call ids currently offered to ``agent_id`` (ringing or hearing the whisper)."""
         return [call_id for (call_id, aid) in self._offers if aid == agent_id]
+
+    def agent_leg(self, agent_id: str) -> Leg | None:
+        """The leg of ``agent_id`` while they have one (an offer they answered, or their bridged call)."""
+        return self._agent_legs.get(agent_id)
 
     async def hangup_agent(self, agent_id: str) -> bool:
         """Hang up the agent's leg (the agent page's button); False if they have none."""
@@ -350,7 +353,6 @@ class LiveQueue(QueueHandlers):
             return
         offer.leg = leg
         self._agent_legs[a.agent_id] = leg
-        leg.on_audio = None
         if a.confirm:
             leg.add_dtmf_listener(lambda key: self._agent_key(a.call_id, a.agent_id, key))
         self._spawn(self._watch_agent(offer, leg))
@@ -362,7 +364,7 @@ class LiveQueue(QueueHandlers):
         if self.runner is not None and (call_id, agent_id) in self._offers:
             self.runner.agent_key(call_id, agent_id, key)
 
-    async def _watch_agent(self, offer: _Offer, leg: CallLeg) -> None:
+    async def _watch_agent(self, offer: _Offer, leg: Leg) -> None:
         await leg.ended.wait()
         a = offer.action
         if self._agent_legs.get(a.agent_id) is leg:
@@ -372,7 +374,7 @@ class LiveQueue(QueueHandlers):
             self._offers.pop((a.call_id, a.agent_id), None)
             self.runner.agent_declined(a.call_id, a.agent_id)
 
-    async def _whisper(self, leg: CallLeg, offer: _Offer) -> None:
+    async def _whisper(self, leg: Leg, offer: _Offer) -> None:
         assert offer.speech is not None
         await _play_once(leg, await offer.speech)
 
@@ -415,14 +417,15 @@ class LiveQueue(QueueHandlers):
             caller.finish()
             return
         started = loop.time()
-        bridge = caller.leg.bridge(agent_leg)
-        if self.tap is not None:
-            self._tap_bridge(action.call_id, caller.leg, agent_leg)
+        bridge = Bridge(caller.leg, agent_leg)
+        taps = self._tap_bridge(action.call_id, caller.leg, agent_leg) if self.tap is not None else []
         self._notify("connected", action.call_id, action.agent_id)
         log.info("call %s: bridged to agent %s", action.call_id, action.agent_id)
         try:
             await bridge.wait()
         finally:
+            for leg, sink in taps:
+                leg.remove_sink(sink)
             caller.result.talk_s = round(loop.time() - started, 2)
             caller.result.agent_id = action.agent_id
             self.runner.hangup(action.call_id)  # handle time and wrap-up
@@ -467,18 +470,18 @@ class LiveQueue(QueueHandlers):
             else:
                 quiet["frames"] += 1
 
-        leg.on_audio = record
+        leg.add_sink(record)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + VOICEMAIL_MAX_S
         try:
             while leg.state == "answered" and loop.time() < deadline:
-                if spoke.is_set() and quiet["frames"] * 0.02 >= VOICEMAIL_SILENCE_S:
+                if spoke.is_set() and quiet["frames"] * FRAME_S >= VOICEMAIL_SILENCE_S:
                     break
                 await asyncio.sleep(0.1)
         finally:
-            leg.on_audio = None
+            leg.remove_sink(record)
         audio = b"".join(frames)
-        caller.result.voicemail_s = round(len(audio) / 2 / SAMPLE_RATE, 2)
+        caller.result.voicemail_s = round(len(audio) / BYTES_PER_MS / 1000, 2)
         if leg.state == "answered":
             await _play_once(leg, await self.speak(FALLBACK_TEXT["voicemail_done"]))
         if spoke.is_set():
@@ -513,25 +516,26 @@ class LiveQueue(QueueHandlers):
                 return
             caller.connected = True
             caller.result.outcome = "transferred"
-            await leg.bridge(other).wait()
+            await Bridge(leg, other).wait()
         finally:
             caller.finish()
 
-    def _tap_bridge(self, call_id: str, caller_leg: Any, agent_leg: Any) -> None:
+    def _tap_bridge(self, call_id: str, caller_leg: Leg, agent_leg: Leg) -> list[tuple[Leg, AudioSink]]:
+        """Give :attr:`tap` what each side says; the sinks added, for removing them when the bridge ends."""
         tap = self.tap
         assert tap is not None
+        taps: list[tuple[Leg, AudioSink]] = []
         for leg, side in ((caller_leg, "caller"), (agent_leg, "agent")):
-            forward = leg.on_audio
 
-            def both(pcm: bytes, forward: Callable[[bytes], None] | None = forward, side: str = side) -> None:
-                if forward is not None:
-                    forward(pcm)
+            def heard(pcm: bytes, side: str = side) -> None:
                 try:
                     tap(call_id, side, pcm)
                 except Exception:
                     log.exception("call %s: audio tap failed", call_id)
 
-            leg.on_audio = both
+            leg.add_sink(heard)
+            taps.append((leg, heard))
+        return taps
 
     def _stop_player(self, caller: _Caller) -> None:
         if caller.player is not None:
@@ -539,11 +543,11 @@ class LiveQueue(QueueHandlers):
             caller.player = None
             caller.leg.clear_audio()
 
-    async def _play(self, leg: CallLeg, text: str | None) -> None:
+    async def _play(self, leg: Leg, text: str | None) -> None:
         """``text`` (if any), then hold music until cancelled."""
         if text:
             await _play_once(leg, await self.speak(text))
-        for frame in hold_music_frames(20, SAMPLE_RATE):
+        for frame in hold_music_frames(FRAME_MS, SAMPLE_RATE):
             if leg.state != "answered":
                 return
             await leg.write_audio(frame)
@@ -567,7 +571,7 @@ class LiveQueue(QueueHandlers):
             log.error("live queue task failed", exc_info=task.exception())
 
 
-async def _play_once(leg: CallLeg, pcm: bytes) -> None:
+async def _play_once(leg: Leg, pcm: bytes) -> None:
     """Play ``pcm`` to ``leg`` and return once it has been sent (or the leg ended)."""
     for i in range(0, len(pcm), FRAME_BYTES):
         if leg.state != "answered":
@@ -576,12 +580,11 @@ async def _play_once(leg: CallLeg, pcm: bytes) -> None:
     await _drained(leg)
 
 
-async def _drained(leg: CallLeg) -> None:
+async def _drained(leg: Leg) -> None:
     """Return once the audio queued for ``leg`` has been sent (or the leg ended)."""
-    # RTP offers no "played" event; the queue drains at 20 ms per packet.
-    rtp = getattr(leg, "rtp", None)
-    while rtp is not None and leg.state == "answered" and rtp.queued_ms > 0:
-        await asyncio.sleep(0.02)
+    # A leg offers no "played" event; its queue drains at 20 ms per frame.
+    while leg.state == "answered" and leg.queued_ms > 0:
+        await asyncio.sleep(FRAME_S)
 
 
 def _beep(seconds: float = 0.4, hz: float = 1000.0) -> bytes:

@@ -78,7 +78,8 @@ def _plain(row: CallbackRow) -> CallbackRequest:
 
 
 class CallbackStore:
-    """Add, list and close callback requests. :meth:`create_tables` makes the table if it is missing."""
+    """Add, list and close callback requests. The application's migrations make the table; used alone (tests,
+    the queue library without voicebot) :meth:`create_tables` makes it if it is missing."""
 
     def __init__(self, engine: Engine):
         self.engine = engine

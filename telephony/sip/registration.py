@@ -1,18 +1,18 @@
-"""Registration with a trunk (RFC 3261 §10) with digest authentication and refresh before expiry."""
+"""Registration with a trunk (RFC 3261 §10) with digest authentication and refresh before expiry.
+
+A client of the :class:`~telephony.sip.endpoint.Endpoint` (PJSIP's ``sip_reg.c``): it only sends requests.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 from telephony.config import TrunkConfig
 from telephony.sip.auth import authorization
+from telephony.sip.endpoint import Endpoint
 from telephony.sip.message import Address, Headers, SipRequest, SipResponse, new_call_id, new_tag
-
-if TYPE_CHECKING:
-    from telephony.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ def refresh_delay(expires: int) -> float:
 class Registration:
     """Keeps one trunk registration alive; :attr:`registered` tells whether the last attempt succeeded."""
 
-    def __init__(self, ua: UserAgent, trunk: TrunkConfig):
-        self.ua = ua
+    def __init__(self, endpoint: Endpoint, trunk: TrunkConfig):
+        self.endpoint = endpoint
         self.trunk = trunk
         self.registered = asyncio.Event()
         self.last_status: int | None = None
@@ -40,7 +40,7 @@ class Registration:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._task = self.ua.spawn(self._run())
+        self._task = self.endpoint.spawn(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -65,7 +65,7 @@ class Registration:
         """One REGISTER exchange including the digest retry; returns the final response."""
         trunk = self.trunk
         want = trunk.register_expires if expires is None else expires
-        peer = await self.ua.resolve(trunk.host, trunk.port, trunk.transport.upper())
+        peer = await self.endpoint.resolve(trunk.host, trunk.port, trunk.transport.upper())
         uri = f"sip:{trunk.host}" + (f":{trunk.port}" if trunk.port != 5060 else "")
         aor = f"sip:{trunk.username}@{trunk.host}"
         auth: list[tuple[str, str]] = []
@@ -73,18 +73,18 @@ class Registration:
         for _ in range(2):
             self._cseq += 1
             h = Headers()
-            h.add("Via", str(self.ua.via(peer)))
+            h.add("Via", str(self.endpoint.via(peer)))
             h.add("Max-Forwards", "70")
             h.add("From", str(Address(aor, "", {"tag": self._tag})))
             h.add("To", f"<{aor}>")
             h.add("Call-ID", self._call_id)
             h.add("CSeq", f"{self._cseq} REGISTER")
-            h.add("Contact", f"<{self.ua.contact(peer, trunk.username or 'voicebot')}>")
+            h.add("Contact", f"<{self.endpoint.contact(peer, trunk.username or 'voicebot')}>")
             h.add("Expires", str(want))
-            h.add("User-Agent", self.ua.config.user_agent)
+            h.add("User-Agent", self.endpoint.config.user_agent)
             for name, value in auth:
                 h.add(name, value)
-            resp = await self.ua.request(SipRequest(headers=h, method="REGISTER", uri=uri), peer)
+            resp = await self.endpoint.request(SipRequest(headers=h, method="REGISTER", uri=uri), peer)
             if resp.status in (401, 407) and not auth and trunk.password:
                 challenge = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate")
                 try:

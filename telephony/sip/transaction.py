@@ -146,6 +146,10 @@ class ClientTransaction(_Transaction):
     def key(self) -> tuple[str, str]:
         return (self.request.top_via.branch, self.request.method)
 
+    def abandon(self) -> None:
+        """Stop retransmitting and forget the request (nothing came back, so there is nothing to CANCEL)."""
+        self._terminate()
+
     def start(self) -> None:
         self.send(self.request.to_bytes())
         if not self.reliable:

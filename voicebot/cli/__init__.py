@@ -4,6 +4,7 @@ so ``voicebot nlu`` does not pay for loading the voice pipeline."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click

@@ -54,7 +54,7 @@ def latency(url: str | None, config_path: str | None, n_turns: int, per_call: in
     with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as tmp:
         work = Path(tmp)
         if url is None:
-            from voicebot.server.process import ServerProcess
+            from voicebot.client.local_server import ServerProcess
 
             config: dict[str, Any] = {}
             if config_path:
@@ -109,7 +109,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 def run_latency(url: str, work: Path, n_turns: int, per_call: int, gap: float) -> dict[str, Any]:
     """Play ``n_turns`` synthesised caller turns to the server at ``url``; latency statistics as data."""
-    from voicebot.server.webrtc_client import place_call
+    from voicebot.client.webrtc import place_call
 
     client: list[float] = []
     server: list[float] = []
@@ -156,7 +156,7 @@ def run_latency(url: str, work: Path, n_turns: int, per_call: int, gap: float) -
 def run_barge_in(url: str, work: Path, calls: int) -> dict[str, Any]:
     """Talk over the greeting ``calls`` times; how long the bot's audio went on at the client."""
     from audio.speech import espeak_ng, write_wav
-    from voicebot.server.webrtc_client import place_call
+    from voicebot.client.webrtc import place_call
 
     samples, rate = espeak_ng("Sorry to interrupt, where is my order?", sample_rate=16000)
     path = write_wav(work / "barge.wav", np.concatenate([samples, np.zeros(rate, np.float32)]), rate)

@@ -38,7 +38,7 @@ def call(
     """
     from loguru import logger
 
-    from voicebot.server.webrtc_client import ClientError, place_call, write_wav
+    from voicebot.client.webrtc import ClientError, place_call, write_wav
 
     logger.remove()  # pipecat's loguru output is noise for a client
     try:

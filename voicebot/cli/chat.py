@@ -24,8 +24,9 @@ def _turn_from_line(line: str) -> Any:
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict):
-            signals = obj.get("signals") if isinstance(obj.get("signals"), dict) else {}
-            return Turn(text=str(obj.get("text") or ""), dtmf=obj.get("dtmf"), signals=signals)
+            signals = obj.get("signals")
+            return Turn(text=str(obj.get("text") or ""), dtmf=obj.get("dtmf"),
+                        signals=signals if isinstance(signals, dict) else {})
     if stripped.startswith("/dtmf"):
         return Turn(dtmf=stripped[5:].strip())
     return Turn(text=line.rstrip("\n"))

@@ -21,6 +21,8 @@ def _read_wav_16k(path: Path) -> bytes:
     """16 kHz mono 16-bit PCM from a WAV file; raises click.ClickException with the reason otherwise."""
     import numpy as np
 
+    from audio.pcm import resample
+
     try:
         with wave.open(str(path), "rb") as w:
             if w.getsampwidth() != 2:
@@ -31,11 +33,7 @@ def _read_wav_16k(path: Path) -> bytes:
         raise click.ClickException(f"{path}: not a readable WAV file ({exc})") from None
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    if rate != 16000:
-        import soxr
-
-        samples = soxr.resample(samples, rate, 16000).astype(np.int16)
-    return samples.tobytes()
+    return resample(samples.tobytes(), rate)
 
 
 @click.command()
@@ -55,6 +53,7 @@ def dial(config_path: str | None, uri: str, trunk_name: str | None, play: Path |
     """Call URI (e.g. sip:1002@192.0.2.10 or, with --trunk, sip:+15551234@provider)."""
     settings = settings_or_exit(config_path)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from audio.pcm import FRAME_S, SAMPLE_RATE
     from telephony.config import split_hostport
     from telephony.sip.ua import DialError, UserAgent
 
@@ -81,11 +80,11 @@ def dial(config_path: str | None, uri: str, trunk_name: str | None, play: Path |
                 click.echo(f"voicebot: call to {uri} failed: {exc}", err=True)
                 return 1
             click.echo(f"voicebot: {uri} answered (call id {leg.call_id})", err=True)
-            leg.on_audio = heard.append
+            leg.add_sink(heard.append)
             if audio is not None:
                 await leg.write_audio(audio)
-                while leg.rtp.queued_ms > 0 and leg.state == "answered":
-                    await asyncio.sleep(0.02)
+                while leg.queued_ms > 0 and leg.state == "answered":
+                    await asyncio.sleep(FRAME_S)
                 try:
                     await asyncio.wait_for(leg.ended.wait(), wait_s)
                 except TimeoutError:
@@ -100,7 +99,7 @@ def dial(config_path: str | None, uri: str, trunk_name: str | None, play: Path |
                 with wave.open(str(record), "wb") as w:
                     w.setnchannels(1)
                     w.setsampwidth(2)
-                    w.setframerate(16000)
+                    w.setframerate(SAMPLE_RATE)
                     w.writeframes(b"".join(heard))
 
     try:

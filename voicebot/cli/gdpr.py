@@ -31,7 +31,8 @@ def export(customer_id: int, output: str | None, config_path: str | None) -> Non
     try:
         with database.session() as session:
             data = export_customer(session, customer_id)
-        data["calls"] = export_calls(database.engine, customer_id, [(data.get("customer") or {}).get("phone")])
+        phone = (data.get("customer") or {}).get("phone")
+        data["calls"] = export_calls(database.engine, customer_id, [phone] if phone else [])
     except UnknownCustomer as exc:
         click.echo(f"Cannot export: {exc}.", err=True)
         sys.exit(1)

@@ -24,11 +24,13 @@ def _store(config_path: str | None) -> UserStore:
     from sqlalchemy.exc import SQLAlchemyError
 
     from dialogs.db.engine import Database, DatabaseError, safe_url
+    from voicebot.storage.schema import prepare
     from voicebot.users import UserStore
 
     settings = settings_or_exit(config_path)
     try:
         database = Database(settings.database.url)
+        prepare(settings.database.url, settings.database.auto_upgrade)
         return UserStore(database.engine, session_hours=settings.auth.session_hours)
     except DatabaseError as exc:
         click.echo(str(exc), err=True)

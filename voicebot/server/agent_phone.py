@@ -2,10 +2,9 @@
 over it that the queue can ring, whisper to and bridge with a SIP caller.
 
 The page connects once (like a softphone registering); each offered call rings it through :meth:`AgentPhone.ring`
-and the page answers or declines with a button (or ``?autoanswer=1``). :class:`WebLeg` has the surface of a
-:class:`telephony.call.CallLeg` that :class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge`
-use: ``state``, ``ended``, ``on_audio``, DTMF listeners, ``write_audio``, ``clear_audio``, ``hangup`` and an
-``rtp`` with ``queued_ms`` / ``write_nowait``. Audio on the leg is 16 kHz 16-bit mono in 20 ms frames.
+and the page answers or declines with a button (or ``?autoanswer=1``). :class:`WebLeg` implements
+:class:`telephony.leg.Leg`, which :class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge`
+use. Audio on the leg is :mod:`audio.pcm` frames (16 kHz 16-bit mono, 20 ms).
 """
 
 from __future__ import annotations
@@ -14,17 +13,15 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from telephony.call import KeyListeners
+from audio.pcm import BYTES_PER_MS, FRAME_BYTES
+from telephony.leg import LegBase
 from telephony.sip.ua import DialError
-from voicebot.server.rtc_audio import FRAME_BYTES, PacedAudioTrack, read_track
+from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 
 log = logging.getLogger(__name__)
-
-MAX_QUEUED_MS = 400
 
 
 class _Outbound(PacedAudioTrack):
@@ -45,7 +42,7 @@ class _Outbound(PacedAudioTrack):
 
     @property
     def queued_ms(self) -> float:
-        return len(self._buf) / 32
+        return len(self._buf) / BYTES_PER_MS
 
     def next_chunk(self) -> bytes:
         with self._lock:
@@ -54,62 +51,35 @@ class _Outbound(PacedAudioTrack):
         return chunk
 
 
-class _RtpShim:
-    """The part of an RTP session :class:`telephony.bridge.Bridge` touches."""
-
-    dtmf_pt = None
-
-    def __init__(self, track: _Outbound):
-        self._track = track
-
-    @property
-    def queued_ms(self) -> float:
-        return self._track.queued_ms
-
-    def write_nowait(self, pcm: bytes) -> None:
-        self._track.write(pcm)
-
-    def send_dtmf(self, keys: str) -> None:  # the page has no keypad tones
-        pass
-
-
-class WebLeg(KeyListeners):
+class WebLeg(LegBase):
     """One call on an agent's page: ``ringing`` -> ``answered`` -> ``ended``."""
 
     channel = "webrtc"
+    state: str
 
     def __init__(self, phone: AgentPhone, call_id: str):
+        super().__init__()
         self.phone = phone
         self.call_id = call_id
         self.caller = phone.agent_id
+        self.dialled: str | None = None
         self.state = "ringing"
         self.end_reason = ""
         self.answered = asyncio.Event()
         self.ended = asyncio.Event()
-        self.on_audio: Callable[[bytes], None] | None = None
-        self.rtp = _RtpShim(phone.outbound)
-        self._dtmf_listeners: list[Callable[[str], None]] = []
 
-    async def write_audio(self, pcm16k: bytes) -> None:
-        """Queue audio for the agent; waits while more than 80 ms are queued (paced like an RTP leg)."""
-        if self.state == "ended":
-            return
-        self.phone.outbound.write(pcm16k)
-        while self.phone.outbound.queued_ms > 80 and self.state != "ended":
-            await asyncio.sleep(0.01)
+    def _enqueue(self, pcm: bytes) -> None:
+        self.phone.outbound.write(pcm)
+
+    @property
+    def queued_ms(self) -> float:
+        return self.phone.outbound.queued_ms
 
     def clear_audio(self) -> None:
         self.phone.outbound.clear()
 
-    def send_dtmf(self, keys: str) -> None:
-        pass
-
     async def hangup(self) -> None:
         self._end("local hangup")
-
-    async def wait_ended(self) -> str:
-        await self.ended.wait()
-        return self.end_reason
 
     def _end(self, reason: str) -> None:
         if self.state == "ended":
@@ -123,8 +93,7 @@ class WebLeg(KeyListeners):
         self.answered.set()
 
     def _audio_in(self, pcm: bytes) -> None:
-        if self.state == "answered" and self.on_audio is not None:
-            self.on_audio(pcm)
+        self._audio_to_sinks(pcm)
 
 
 class AgentPhone:

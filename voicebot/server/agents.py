@@ -19,7 +19,7 @@
 
 Without ``agents:`` / ``queues:`` in the config the queue endpoints answer 404 with a message saying so.
 
-Every route needs a login (voicebot.server.auth). Supervisors and admins see and may do everything; an
+Every route needs a login (voicebot.server.access). Supervisors and admins see and may do everything; an
 agent sees only themselves (the agent list holds just them, the queues without the waiting callers' details)
 and acts only as themselves; callbacks and voice messages are for supervisors and admins.
 """
@@ -35,14 +35,8 @@ from fastapi.responses import Response
 from telephony.queue.acd import QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
 from voicebot.redaction import Redactor
-from voicebot.server.auth import (
-    LoggedIn,
-    ensure_can_see_call,
-    ensure_own_agent,
-    json_object,
-    page_or_login,
-    require,
-)
+from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
+from voicebot.server.request_body import json_object
 
 if TYPE_CHECKING:
     from voicebot.transfer import TransferService

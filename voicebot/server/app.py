@@ -24,9 +24,9 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from voicebot import metrics
 from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.redaction import Redactor
+from voicebot.server.access import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.agents import router as agents_router
-from voicebot.server.auth import call_key, check_call_key, ensure_can_see_call, require
-from voicebot.server.auth import router as auth_router
+from voicebot.server.auth_routes import router as auth_router
 from voicebot.server.caller_leg import BrowserCall, key_of_message, press
 from voicebot.server.listen import router as listen_router
 from voicebot.server.runtime import Runtime

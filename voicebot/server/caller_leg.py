@@ -9,10 +9,8 @@ switch the caller's audio from the bot to the queue when the bot lets go (after 
 Once :meth:`BrowserLeg.take_over` has been called, ``CallerAudioIn`` gives the caller's audio (16 kHz, cut
 into 20 ms frames) and key presses to the leg instead of the bot, and ``CallerAudioOut`` drops whatever the
 bot stages still produce and plays what the queue writes to the leg (hold music, announcements, the agent),
-paced in real time. :class:`BrowserLeg` has the surface of a :class:`telephony.call.CallLeg` that
-:class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge` use: ``state``, ``ended``,
-``on_audio``, DTMF listeners, ``write_audio``, ``clear_audio``, ``hangup``, ``bridge`` and an ``rtp`` with
-``queued_ms`` / ``write_nowait``.
+paced in real time. :class:`BrowserLeg` implements :class:`telephony.leg.Leg`, which
+:class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge` use.
 
 The caller closing the page (or the connection failing) ends the leg (:meth:`BrowserLeg.peer_gone`); the
 queue hanging the leg up ends the pipeline gracefully, which closes the connection.
@@ -27,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import (
     DataFrame,
@@ -40,88 +37,61 @@ from pipecat.frames.frames import (
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
-from telephony.call import CallError, KeyListeners
+from audio.pcm import (
+    BYTES_PER_MS,
+    FRAME_BYTES,
+    FRAME_S,
+    SAMPLE_RATE,
+    FrameSplitter,
+    StreamResampler,
+    first_channel,
+)
+from telephony.leg import LegBase
 
 if TYPE_CHECKING:
-    from telephony.bridge import Bridge
     from voicebot.pipeline.builder import CallPipeline
     from voicebot.pipeline.call import CallContext
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
-FRAME_BYTES = RATE // 50 * 2  # 20 ms of 16-bit mono
-FRAME_S = 0.02
 DTMF_KEYS = frozenset("0123456789*#")
 END_GRACE_S = 5.0  # a pipeline asked to end gracefully is cancelled after this long
 
 
-class _Outbox:
-    """The part of an RTP session :class:`telephony.bridge.Bridge` and ``LiveQueue`` touch: a buffer of
-    what the caller will hear, drained by the leg's pacer."""
-
-    dtmf_pt = None  # a browser plays no keypad tones
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    @property
-    def queued_ms(self) -> float:
-        return len(self.buf) / (FRAME_BYTES / 20)
-
-    def write_nowait(self, pcm: bytes) -> None:
-        self.buf.extend(pcm)
-
-    def send_dtmf(self, keys: str) -> None:
-        pass
-
-
-class BrowserLeg(KeyListeners):
+class BrowserLeg(LegBase):
     """The caller's side of one WebRTC call, for the agent queue: ``answered`` until hung up or gone."""
 
     channel = "webrtc"
+    state: str
 
     def __init__(self, call_id: str, caller: str | None, end_call: Callable[[], Awaitable[None]] | None = None):
+        super().__init__()
         self.call_id = call_id
         self.caller = caller
         self.dialled: str | None = None
         self.state = "answered"
         self.end_reason = ""
+        self.answered = asyncio.Event()
+        self.answered.set()  # the bot answered the browser long before the queue sees the leg
         self.ended = asyncio.Event()
-        self.on_audio: Callable[[bytes], None] | None = None
-        self.rtp = _Outbox()
         self.taken = False  # the queue has the caller's audio (the bot let go)
         self._end_call = end_call
-        self._dtmf_listeners: list[Callable[[str], None]] = []
-        self._pending_in = bytearray()
+        self._outbox = bytearray()  # what the caller will hear, drained by the pacer
+        self._splitter = FrameSplitter()
         self._pacer: asyncio.Task[None] | None = None
         self._out: CallerAudioOut | None = None
 
-    # --- the CallLeg surface -----------------------------------------------------------------------------
-    async def write_audio(self, pcm16k: bytes) -> None:
-        """Queue audio for the caller; waits while more than 80 ms are queued (paced like an RTP leg)."""
-        if self.state != "answered":
-            return
-        self.rtp.write_nowait(pcm16k)
-        while self.rtp.queued_ms > 80 and self.state == "answered":
-            await asyncio.sleep(0.01)
+    # --- the Leg output queue ----------------------------------------------------------------------------
+    def _enqueue(self, pcm: bytes) -> None:
+        self._outbox.extend(pcm)
+
+    @property
+    def queued_ms(self) -> float:
+        return len(self._outbox) / BYTES_PER_MS
 
     def clear_audio(self) -> None:
-        self.rtp.buf.clear()
-
-    def send_dtmf(self, keys: str) -> None:
-        pass
-
-    async def transfer(self, target: str) -> int:
-        """A browser cannot be referred elsewhere: the queue dials the target and bridges instead."""
-        raise CallError("a browser caller cannot be transferred by REFER")
-
-    def bridge(self, other: Any) -> Bridge:
-        """Connect this leg's audio and keys with ``other``'s, both ways, until one of them ends."""
-        from telephony.bridge import Bridge
-
-        return Bridge(self, other)  # type: ignore[arg-type]
+        self._outbox.clear()
 
     async def hangup(self) -> None:
         """End the call: what is queued for the caller is dropped and the bot's pipeline ends, which closes
@@ -135,10 +105,6 @@ class BrowserLeg(KeyListeners):
             await self._end_call()
         except Exception:
             log.exception("call %s: ending the pipeline failed", self.call_id)
-
-    async def wait_ended(self) -> str:
-        await self.ended.wait()
-        return self.end_reason
 
     # --- driven by the application and the pipeline stages -------------------------------------------------
     def take_over(self) -> None:
@@ -164,18 +130,14 @@ class BrowserLeg(KeyListeners):
             return
         self.state = "ended"
         self.end_reason = reason
-        self.rtp.buf.clear()
+        self._outbox.clear()
         if self._pacer is not None:
             self._pacer.cancel()
         self.ended.set()
 
     def _audio_in(self, pcm: bytes) -> None:
-        self._pending_in.extend(pcm)
-        while len(self._pending_in) >= FRAME_BYTES:
-            chunk = bytes(self._pending_in[:FRAME_BYTES])
-            del self._pending_in[:FRAME_BYTES]
-            if self.state == "answered" and self.on_audio is not None:
-                self.on_audio(chunk)
+        for frame in self._splitter.feed(pcm):
+            self._audio_to_sinks(frame)
 
     def _key_in(self, key: str) -> None:
         if self.state != "answered":
@@ -190,11 +152,11 @@ class BrowserLeg(KeyListeners):
         while self.state == "answered":
             n += 1
             await asyncio.sleep(max(0.0, start + n * FRAME_S - time.monotonic()))
-            if not self.rtp.buf or self._out is None:
+            if not self._outbox or self._out is None:
                 continue  # nothing to play: the transport sends silence by itself
             # The tail of a prompt is shorter than a frame: padded, or "played out" would never come.
-            chunk = bytes(self.rtp.buf[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\0")
-            del self.rtp.buf[:FRAME_BYTES]
+            chunk = bytes(self._outbox[:FRAME_BYTES]).ljust(FRAME_BYTES, b"\0")
+            del self._outbox[:FRAME_BYTES]
             await self._out.play(chunk)
 
 
@@ -215,7 +177,7 @@ class CallerAudioIn(FrameProcessor):
         await super().process_frame(frame, direction)
         if self._leg.taken and direction == FrameDirection.DOWNSTREAM:
             if isinstance(frame, InputAudioRawFrame):
-                self._leg._audio_in(frame.audio if frame.num_channels == 1 else _first_channel(frame))
+                self._leg._audio_in(first_channel(frame.audio, frame.num_channels))
                 return
             if isinstance(frame, InputDTMFFrame):
                 self._leg._key_in(str(frame.button.value))
@@ -231,18 +193,16 @@ class CallerAudioOut(FrameProcessor):
     def __init__(self, leg: BrowserLeg, **kwargs: Any):
         super().__init__(**kwargs)
         self._leg = leg
-        self._rate = RATE
-        self._resampler: Any = None
+        self._rate = SAMPLE_RATE
+        self._resampler: StreamResampler | None = None
         leg._out = self
 
     async def setup(self, setup: FrameProcessorSetup) -> None:  # type: ignore[override]  # pipecat's own
         await super().setup(setup)
-        if setup.audio_out_sample_rate and setup.audio_out_sample_rate != RATE:
-            import soxr  # type: ignore[import-untyped]
-
+        if setup.audio_out_sample_rate and setup.audio_out_sample_rate != SAMPLE_RATE:
             # The transport's rate (Piper's), resampled here as a stream so no 20 ms chunk clicks.
             self._rate = setup.audio_out_sample_rate
-            self._resampler = soxr.ResampleStream(RATE, self._rate, 1, dtype="int16")
+            self._resampler = StreamResampler(SAMPLE_RATE, self._rate)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -253,7 +213,7 @@ class CallerAudioOut(FrameProcessor):
     async def play(self, pcm: bytes) -> None:
         """Send 20 ms of 16 kHz audio to the caller."""
         if self._resampler is not None:
-            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, np.int16)).tobytes()
+            pcm = self._resampler.process(pcm)
             if not pcm:
                 return
         await self.push_frame(QueueAudioFrame(audio=pcm, sample_rate=self._rate, num_channels=1))
@@ -316,7 +276,7 @@ class BrowserCall:
     def _decided(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
         if self.queued is None:
             self.queued = asyncio.ensure_future(
-                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {},  # type: ignore[arg-type]
+                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {},
                                       caller_ready=self.released))
 
     async def on_handoff(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
@@ -380,6 +340,3 @@ def key_of_message(message: Any) -> str | None:
             return key
     return None
 
-
-def _first_channel(frame: InputAudioRawFrame) -> bytes:
-    return np.frombuffer(frame.audio, np.int16)[:: frame.num_channels].tobytes()

@@ -15,18 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
+from audio.pcm import BYTES_PER_MS
+from telephony.leg import Leg
 from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
-from voicebot.server.auth import Principal, require
+from voicebot.server.access import Principal, require
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 
 log = logging.getLogger(__name__)
@@ -42,55 +41,46 @@ NO_AGENT = "no agent on this call yet"
 
 
 class AgentWhisper:
-    """The supervisor's voice mixed into what an agent's leg receives from the bridge.
+    """The supervisor's voice mixed into what an agent's leg sends to the agent (an
+    :class:`~telephony.leg.AudioMixer` on that leg until :meth:`remove`).
 
-    :class:`telephony.bridge.Bridge` hands each 20 ms of the caller to the agent's ``rtp.write_nowait``;
-    wrapping that one call adds the supervisor's next 20 ms to it, so the agent's stream stays one frame per
-    frame (writing the supervisor's audio beside the caller's would queue it after it: twice the audio, a
-    growing delay). Nothing else gets it: the caller's leg, the transcripts and the listeners take their audio
-    from what each leg received, not from what the agent is sent.
+    The leg mixes it into each 20 ms the bridge writes, so the agent's stream stays one frame per frame
+    (writing the supervisor's audio beside the caller's would queue it after it: twice the audio, a growing
+    delay). Nothing else gets it: the caller's leg, the transcripts and the listeners take their audio from
+    what each leg received, not from what the agent is sent.
     """
 
-    def __init__(self, leg: Any):
+    def __init__(self, leg: Leg):
         self.leg = leg
-        self._rtp = leg.rtp
-        self._send: Callable[[bytes], None] = leg.rtp.write_nowait
-        self._buf = bytearray()
-        self._lock = threading.Lock()
-        self._rtp.write_nowait = self._write  # an instance attribute: shadows the method until remove()
+        self._buf = bytearray()  # filled by the supervisor's track and drained by the leg, both on the loop
+        leg.add_mixer(self)
 
     def push(self, pcm16k: bytes) -> None:
         """Queue the supervisor's 16 kHz PCM for the agent (only the newest ``WHISPER_MAX_MS`` are kept)."""
-        with self._lock:
-            self._buf.extend(pcm16k)
-            excess = len(self._buf) - WHISPER_MAX_MS * 32
-            if excess > 0:
-                del self._buf[: excess + excess % 2]
+        self._buf.extend(pcm16k)
+        excess = len(self._buf) - WHISPER_MAX_MS * BYTES_PER_MS
+        if excess > 0:
+            del self._buf[: excess + excess % 2]
 
-    def _write(self, pcm: bytes) -> None:
-        with self._lock:
-            extra = bytes(self._buf[: len(pcm)])
-            del self._buf[: len(pcm)]
-        if extra:
-            total = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
-            total[: len(extra) // 2] += np.frombuffer(extra, dtype="<i2")
-            pcm = np.clip(total, -32768, 32767).astype("<i2").tobytes()
-        self._send(pcm)
+    def next_audio(self, nbytes: int) -> bytes:
+        """The supervisor's next ``nbytes`` (or what there is), taken off the queue."""
+        extra = bytes(self._buf[:nbytes])
+        del self._buf[:nbytes]
+        return extra
 
     def remove(self) -> None:
-        """The agent's leg gets its own ``write_nowait`` back."""
-        if self._rtp.__dict__.get("write_nowait") == self._write:
-            del self._rtp.write_nowait
+        """The agent hears the call alone again."""
+        self.leg.remove_mixer(self)
 
 
-def agent_leg_of(transfer: Any, call_id: str) -> Any | None:
+def agent_leg_of(transfer: Any, call_id: str) -> Leg | None:
     """The answered leg of the agent bridged to ``call_id`` (through the agent queue), or None."""
     live = getattr(transfer, "live", None) if transfer is not None else None
     if live is None:
         return None
     for agent_id, current in list(transfer.current.items()):
         if current.get("call_id") == call_id and current.get("status") == "connected":
-            leg = live._agent_legs.get(agent_id)  # LiveQueue keeps each agent's leg by agent id
+            leg = live.agent_leg(agent_id)
             if leg is not None and leg.state == "answered":
                 return leg
     return None
@@ -117,7 +107,7 @@ class ListenSessions:
         self.monitors = monitors
         self.sessions: dict[str, ListenSession] = {}
 
-    async def open(self, call_id: str, username: str, sdp: str, kind: str, agent_leg: Any | None) -> ListenSession:
+    async def open(self, call_id: str, username: str, sdp: str, kind: str, agent_leg: Leg | None) -> ListenSession:
         """Answer a supervisor's offer for ``call_id``; with ``agent_leg``, their microphone whispers to it.
         Raises :class:`NotLive` if the call is not in progress, ValueError for an SDP that cannot be used."""
         loop = asyncio.get_running_loop()

@@ -35,7 +35,9 @@ class Runtime:
         once so every call gets their audio from the cache.
         """
         from dialogs.engine import DialogEngine
+        from voicebot.storage.schema import prepare
 
+        prepare(settings.database.url, settings.database.auto_upgrade)  # before anything opens the database
         shared = SharedModels.load(settings)
         engine = DialogEngine.from_settings(settings)
         events = EventBus()

@@ -6,7 +6,7 @@
     GET  /api/calls          history search: q, number, intent, outcome, since, until, min_frustration, limit, offset
     GET  /api/stats          calls per hour, outcomes, reply latency, frustration by hour (since, until)
 
-Every route needs a login (``voicebot.server.auth``); supervisors and admins see every call, agents only the
+Every route needs a login (``voicebot.server.access``); supervisors and admins see every call, agents only the
 calls handed to them. A websocket without a valid session is closed with code 4401.
 """
 
@@ -24,7 +24,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebS
 from voicebot.events import Event
 from voicebot.live import LiveCall, LiveCalls
 from voicebot.redaction import Redactor
-from voicebot.server.auth import LoggedIn, Principal, Staff, can_see_call, own_call_ids, websocket_principal
+from voicebot.server.access import LoggedIn, Principal, Staff, can_see_call, own_call_ids, websocket_principal
 from voicebot.server.runtime import Runtime
 
 log = logging.getLogger(__name__)

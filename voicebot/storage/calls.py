@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
-from voicebot.storage.migrate import add_missing_columns
-from voicebot.storage.models import Base, CallRow, TurnRow
+from voicebot.storage.models import CallRow, TurnRow
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,9 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 class CallStore:
-    """Call records in a SQLAlchemy database. Sync methods may block; ``a*`` methods run in the writer."""
+    """Call records in a SQLAlchemy database. Sync methods may block; ``a*`` methods run in the writer.
+
+    The tables must exist: :func:`voicebot.storage.schema.upgrade` makes them (``from_url`` calls it)."""
 
     def __init__(self, engine: Engine, events: EventBus | None = None, redactor: Redactor | None = None):
         self.engine = engine
@@ -56,17 +57,17 @@ class CallStore:
         # Card numbers, security codes ... are replaced in the text, intents and extra of every turn before it
         # is stored, so neither the database nor the `turn` events ever hold them (privacy: in voicebot.yaml).
         self.redactor = redactor if redactor is not None else Redactor.default()
-        Base.metadata.create_all(engine)
-        upgraded = "voicebot_calls.intents" in add_missing_columns(engine, Base.metadata)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        if upgraded:
-            self._summarise_old_calls()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-calls")
 
     @classmethod
     def from_url(cls, url: str) -> CallStore:
-        """A store on its own engine (for tools and tests without a dialog engine)."""
-        return cls(create_engine(url))
+        """A store on its own engine (for tools and tests without a dialog engine), the database upgraded first."""
+        from voicebot.storage.schema import upgrade
+
+        engine = create_engine(url)
+        upgrade(engine)
+        return cls(engine)
 
     # writes
 
@@ -154,20 +155,6 @@ class CallStore:
                 turn.end = now
         if self.events is not None:
             self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
-
-    def _summarise_old_calls(self) -> int:
-        """Fill the search columns (intents, highest frustration) of calls recorded before they existed."""
-        n = 0
-        with self._sessions.begin() as s:
-            query = select(CallRow).where(CallRow.intents.is_(None)).options(selectinload(CallRow.turns))
-            for call in s.scalars(query):
-                for turn in call.turns:
-                    if turn.speaker == "caller":
-                        _summarise_turn(s, call.id, turn.intents or [], turn.extra or {})
-                n += 1
-        if n:
-            log.info("call records: search columns filled in for %d older call(s)", n)
-        return n
 
     def set_agent(self, call_id: str, agent_id: str) -> None:
         """Note on the call record which agent took the call (history search and agents' own calls)."""

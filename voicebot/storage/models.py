@@ -1,7 +1,8 @@
-"""Tables of call records: one row per call, one per spoken turn.
+"""Tables of call records: one row per call, one per spoken turn; and the declarative Base of every table of
+the application (call records, users, hand-offs), so they share one MetaData.
 
-They have their own declarative Base and are created on the dialog engine's SQLAlchemy engine, so call
-records live in the same database as the customer data (SQLite by default) and survive a restart.
+They live in the same database as the customer data (SQLite by default) and survive a restart; the
+migrations of :mod:`voicebot.storage.schema` create them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
-    pass
+    """The application's tables (the dialogs and telephony libraries keep their own: see storage.schema)."""
+
+
+# Table.info key of a table whose rows (by ``call_id``) quote or identify the caller of a call: the right to
+# erasure and the retention purge delete them with the call's personal content (storage.retention).
+ERASE_WITH_CALL = "erase_with_call"
 
 
 class CallRow(Base):
@@ -40,6 +46,7 @@ class CallRow(Base):
 
 class TurnRow(Base):
     __tablename__ = "voicebot_call_turns"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), index=True)

@@ -7,7 +7,8 @@ or when it came from one of their numbers.
 
 Erasure keeps the anonymous shell of a call (channel, times, outcome, intents, highest frustration, agent) so
 statistics stay right, and removes what identifies or quotes the person: caller number, every turn, the
-transcript of the bridged conversation and voice messages.
+transcript of the bridged conversation and voice messages. Which tables hold such content, this module learns
+from the registry (:mod:`voicebot.storage.schema`): each declares ``ERASE_WITH_CALL`` in its ``Table.info``.
 """
 
 from __future__ import annotations
@@ -16,23 +17,18 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from voicebot.storage.calls import _call_dict
-from voicebot.storage.models import CallRow, TurnRow
+from voicebot.storage.models import ERASE_WITH_CALL, CallRow, TurnRow
+from voicebot.storage.schema import declared_tables
 
 
-def _transfer_tables() -> tuple[Any, Any]:
-    from voicebot.transfer import TransferStore, TransferTurnRow, VoicemailRow
-
-    return TransferStore, (TransferTurnRow, VoicemailRow)
-
-
-def _ensure_tables(engine: Engine) -> None:
-    store, _ = _transfer_tables()
-    store(engine)  # creates the call, transfer and voicemail tables where they are missing
+def _call_content_tables() -> list[Table]:
+    """The tables whose rows (by ``call_id``) quote or identify a caller: those that declare ERASE_WITH_CALL."""
+    return [t for t in declared_tables().values() if t.info.get(ERASE_WITH_CALL)]
 
 
 def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
@@ -43,7 +39,6 @@ def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
 
 def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> list[dict[str, Any]]:
     """Every call record of a customer, with its turns (for a right-of-access export)."""
-    _ensure_tables(engine)
     with Session(engine) as s:
         ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones)).order_by(CallRow.start)))
     out = []
@@ -58,17 +53,14 @@ def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> lis
 def _erase(s: Session, ids: list[str]) -> int:
     if not ids:
         return 0
-    _, (transfer_turns, voicemails) = _transfer_tables()
-    s.execute(delete(TurnRow).where(TurnRow.call_id.in_(ids)))
-    s.execute(delete(transfer_turns).where(transfer_turns.call_id.in_(ids)))
-    s.execute(delete(voicemails).where(voicemails.call_id.in_(ids)))
+    for table in _call_content_tables():  # the turns, and what other packages keep of the call (hand-offs)
+        s.execute(delete(table).where(table.c.call_id.in_(ids)))
     s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
     return len(ids)
 
 
 def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> int:
     """Erase the personal content of a customer's call records; returns how many calls were touched."""
-    _ensure_tables(engine)
     with Session(engine) as s, s.begin():
         ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones))))
         return _erase(s, ids)
@@ -77,8 +69,6 @@ def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> int:
 def purge_calls(engine: Engine, before: datetime) -> int:
     """Erase the personal content of calls that started before ``before`` (still holding any); returns how many.
     Calls still in progress are never touched."""
-    _ensure_tables(engine)
-    _, (transfer_turns, voicemails) = _transfer_tables()
     with Session(engine) as s, s.begin():
         has_turns = select(TurnRow.call_id).where(TurnRow.call_id == CallRow.id).exists()
         ids = list(s.scalars(select(CallRow.id).where(

@@ -5,7 +5,7 @@
 
 const ROLES = ["agent", "supervisor", "admin"];
 const AUDIT_PAGE = 50;
-// Audit actions in words (the server writes the short names; see voicebot/server/auth.py and listen.py).
+// Audit actions in words (the server writes the short names; see voicebot/server/auth_routes.py and listen.py).
 const ACTIONS = {
   login: "logged in",
   login_failed: "failed login",

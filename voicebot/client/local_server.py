@@ -1,4 +1,4 @@
-"""Run ``voicebot serve`` in a child process on a free loopback port (for tests and benchmarks)."""
+"""Run ``voicebot serve`` in a child process on a free loopback port (``voicebot bench``, tests, benchmarks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A WebRTC test caller (aiortc): plays a WAV file as its microphone in real time, records the bot.
+"""A WebRTC caller (aiortc): plays a WAV file as its microphone in real time, records the bot.
 
 Used by ``voicebot call``, the end-to-end tests and the latency benchmark. Reply latency is measured
 at the client: from the end of each stretch of speech in the input file (the moment its last sample
@@ -25,9 +25,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-RATE = 48000
-FRAME = 960  # 20 ms at 48 kHz
-FRAME_S = FRAME / RATE
+from audio.pcm import FRAME_MS
+
+RATE = 48000  # Opus's rate: the client sends and records at it, as a browser does
+FRAME = RATE * FRAME_MS // 1000  # samples per frame, as long as a call frame
 BOT_LOUD_RMS = 200.0  # int16 RMS above which received audio counts as the bot talking
 
 
@@ -121,7 +122,7 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int = RATE) -> None:
 
 def speech_segments(samples: np.ndarray, rate: int = RATE, min_gap_s: float = 0.6) -> list[Segment]:
     """Stretches of speech in ``samples`` by frame energy; pauses shorter than ``min_gap_s`` are bridged."""
-    hop = rate // 50
+    hop = rate * FRAME_MS // 1000
     n = len(samples) // hop
     if n == 0:
         return []
@@ -141,7 +142,7 @@ def speech_segments(samples: np.ndarray, rate: int = RATE, min_gap_s: float = 0.
     return [s for s in segments if s.end - s.start >= 0.15]
 
 
-class _FilePlayer(MediaStreamTrack):
+class FilePlayer(MediaStreamTrack):
     """An aiortc audio track: silence, then the file in real time once ``play()`` is called, then silence."""
 
     kind = "audio"
@@ -183,7 +184,7 @@ class _FilePlayer(MediaStreamTrack):
         return frame
 
 
-class _Recorder:
+class Recorder:
     """Collects the bot's audio with arrival times; notes where each burst of bot speech starts."""
 
     def __init__(self) -> None:
@@ -230,8 +231,10 @@ class _Recorder:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
 
 
-def _http_json(method: str, url: str, body: Any = None, timeout: float = 30.0,
-               headers: dict[str, str] | None = None) -> Any:
+def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0,
+              headers: dict[str, str] | None = None) -> Any:
+    """``body`` sent as JSON, the JSON answer back; :class:`LoginError` on 401/403, :class:`ClientError` on any
+    other HTTP error or an unreachable server."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})
@@ -270,8 +273,8 @@ async def place_call(
     base = url.rstrip("/")
     samples = read_wav(play)
     segments = speech_segments(samples)
-    player = _FilePlayer(samples)
-    recorder = _Recorder()
+    player = FilePlayer(samples)
+    recorder = Recorder()
     pc = RTCPeerConnection()
     pc.addTransceiver(player, direction="sendrecv")
     record_task: asyncio.Task | None = None
@@ -293,7 +296,7 @@ async def place_call(
         body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         if caller_id:
             body["request_data"] = {"caller_id": caller_id}
-        answer = await asyncio.to_thread(_http_json, "POST", f"{base}/api/offer", body)
+        answer = await asyncio.to_thread(http_json, "POST", f"{base}/api/offer", body)
         call_id = answer["pc_id"]
         if answer.get("call_key"):  # the caller's own key to the call's record (no login needed)
             headers = {**(headers or {}), "X-Call-Key": answer["call_key"]}
@@ -366,7 +369,7 @@ def _wait_for_record(base: str, call_id: str, timeout_s: float = 20.0,
     record = None
     while time.monotonic() < deadline:
         try:
-            record = _http_json("GET", f"{base}/api/calls/{urllib.parse.quote(call_id, safe='')}", headers=headers)
+            record = http_json("GET", f"{base}/api/calls/{urllib.parse.quote(call_id, safe='')}", headers=headers)
         except LoginError:
             return None
         except ClientError:
