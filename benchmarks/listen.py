@@ -31,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from voicebot.monitor import FRAME_BYTES, Monitors  # noqa: E402
+from audio.pcm import FRAME_BYTES  # noqa: E402
+from voicebot.monitor import Monitors  # noqa: E402
 
 
 def feed_costs() -> dict[str, float]:

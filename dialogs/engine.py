@@ -15,11 +15,12 @@ from typing import Any
 from dialogs.db.engine import Database, ensure_database
 from dialogs.domain import Domain, load_domain
 from dialogs.manager.session import BotReply, DialogSession, Turn
+from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "Turn"]
+__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "Turn", "TurnSignals"]
 
 
 @dataclass
@@ -34,8 +35,10 @@ class EngineOptions:
     max_no_match: int = 2
     max_reprompts: int = 2
     max_verification_attempts: int = 3
-    frustration_handoff: float = 0.7
-    frustration_calm: float = 0.4
+    # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
+    # exactly as the scorer and the dashboard do (this library does not import audio).
+    annoyed: float = 0.4  # calmer response variants from this score on
+    frustrated: float = 0.7  # a human is offered (or, per the domain, handed off) from this score on
     greeting: str | None = None
     memory: MemoryOptions = field(default_factory=MemoryOptions)
 
@@ -94,8 +97,8 @@ class DialogEngine:
             max_no_match=d.max_no_match,
             max_reprompts=d.max_reprompts,
             max_verification_attempts=d.max_verification_attempts,
-            frustration_handoff=d.frustration_handoff,
-            frustration_calm=d.frustration_calm,
+            annoyed=settings.prosody.annoyed,
+            frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),
             memory=MemoryOptions(enabled=m.enabled, remember=tuple(m.remember), remember_days=m.remember_days),
         )

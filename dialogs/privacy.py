@@ -3,8 +3,9 @@
 What erasure keeps, and why (identity-check records are deleted with the customer row): orders, order items, invoices, returns and subscriptions stay for
 accounting and tax law, but anonymised (their link to the customer is cut and free-text return reasons
 are blanked). Contacts stay as statistics (channel, times, outcome, intents, frustration) without
-caller ID, summary, transcript, hand-off packet or customer link. Audit rows about the customer keep
-what was done and when, with their before/after values removed. The customer row itself is deleted.
+caller ID, summary, transcript, hand-off packet or customer link, and their intents without slot values (a
+new address, an e-mail). Audit rows about the customer or written during their contacts keep what was done
+and when, with their before/after values removed. The customer row itself is deleted.
 On SQLite, ``secure_delete`` (set by :class:`dialogs.db.Database`) overwrites the erased bytes.
 
 Every function takes a Session and does not commit; the caller's transaction makes it all-or-nothing.
@@ -115,6 +116,17 @@ class Erasure:
     audit_rows_redacted: int
 
 
+_INTENT_STATISTICS = ("intent", "name", "status", "outcome", "confidence")
+
+
+def _without_slots(intents: Any) -> Any:
+    """A contact's intents as statistics: which, and how they ended; slot values are the caller's words."""
+    if not isinstance(intents, list):
+        return None
+    return [{k: v for k, v in item.items() if k in _INTENT_STATISTICS} if isinstance(item, dict) else item
+            for item in intents if isinstance(item, dict | str)]
+
+
 def delete_customer(session: Session, customer_id: int, now: datetime, actor: str = "gdpr") -> Erasure:
     """Erase a customer's personal data (right to erasure); see the module docstring for what is kept.
 
@@ -130,12 +142,14 @@ def delete_customer(session: Session, customer_id: int, now: datetime, actor: st
     invoices = cut(Invoice)
     returns = cut(Return, reason=None)
     subscriptions = cut(Subscription)
-    contacts = _updated(session, update(Contact).where(_contacts_of(customer)).values(
+    contact_ids = list(session.scalars(select(Contact.id).where(_contacts_of(customer))))
+    for contact in session.scalars(select(Contact).where(Contact.id.in_(contact_ids), Contact.intents.is_not(None))):
+        contact.intents = _without_slots(contact.intents)
+    contacts = _updated(session, update(Contact).where(Contact.id.in_(contact_ids)).values(
         customer_id=None, caller_id=None, summary=None, transcript=None, handoff=None
     ))
-    audits = _updated(session, update(AuditLog).where(AuditLog.customer_id == customer_id).values(
-        before=None, after=REDACTED
-    ))
+    about = or_(AuditLog.customer_id == customer_id, AuditLog.contact_id.in_(contact_ids))
+    audits = _updated(session, update(AuditLog).where(about).values(before=None, after=REDACTED))
     session.execute(delete(VerificationAttempt).where(VerificationAttempt.customer_id == customer_id))
     session.delete(customer)
     session.flush()

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from telephony.rtp.session import LatchMode
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -26,6 +28,12 @@ class SipConfig(_Section):
     )
     rtp_port_min: int = Field(default=20000, ge=1024, le=65535)
     rtp_port_max: int = Field(default=20999, ge=1024, le=65535)
+    rtp_latching: LatchMode = Field(
+        default="sdp", description="Whose RTP a call accepts: 'sdp' the address in the caller's SDP (any port on "
+                                   "it); 'signalling' the address its SIP comes from (callers behind NAT whose SDP "
+                                   "names a private address); 'first' whoever sends first (unsafe). A call never "
+                                   "switches to another source once its media started."
+    )
     codecs: list[Literal["PCMU", "PCMA"]] = Field(default_factory=lambda: _DEFAULT_CODECS.copy(),
                                                  description="Audio codecs in order of preference.")
     user_agent: str = "voicebot"

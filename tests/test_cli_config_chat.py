@@ -83,3 +83,40 @@ def test_chat_json_prints_one_object_per_line(tmp_path):
     for intent in first["intents"]:
         assert set(intent) == {"name", "confidence", "slots"}
     assert all(o["state"] in ("active", "handoff", "ended") for o in objs)
+
+
+def _chat_at(tmp_path: Path, config: str, score: float) -> tuple[list[dict], str]:
+    cfg = tmp_path / "voicebot.yaml"
+    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path / 'c.db'}\n" + config)
+    lines = [json.dumps({"text": "where is my order", "signals": {"frustration": score}}), "yes please"]
+    result = run(["chat", "--json", "--config", str(cfg)], cwd=tmp_path, stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()], result.stderr
+
+
+def test_prosody_thresholds_grade_the_dialog(tmp_path):
+    """prosody.annoyed / prosody.frustrated are the dialog's thresholds too: 0.55 is only annoyed by default,
+    frustrated (a human offered, then the hand-off packet says so) once prosody.frustrated is 0.5."""
+    objs, _ = _chat_at(tmp_path, "", 0.55)
+    assert objs[0]["trace"]["style"] == "calm" and objs[0]["state"] == "active"
+    assert "colleague" not in objs[0]["bot"].lower()
+    objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.6\n  frustrated: 0.8\n", 0.55)
+    assert objs[0]["trace"]["style"] == "default"  # not even annoyed any more
+    objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.3\n  frustrated: 0.5\n", 0.55)
+    assert "colleague" in objs[0]["bot"].lower()
+    assert objs[1]["state"] == "handoff"
+    packet = objs[1]["handoff"]
+    assert list(packet) == ["summary", "reason", "reason_text", "queue", "priority", "channel", "call_id",
+                            "caller_id", "contact_id", "customer", "intents_done", "intents_pending", "slots",
+                            "transcript", "frustration"]
+    assert packet["reason"] == "frustration" and packet["frustration"]["level"] == "frustrated"
+
+
+def test_old_dialog_threshold_keys_still_work_with_a_warning(tmp_path):
+    objs, stderr = _chat_at(tmp_path, "dialog:\n  frustration_handoff: 0.5\n", 0.55)
+    assert "colleague" in objs[0]["bot"].lower()
+    assert "dialog.frustration_handoff is deprecated" in stderr and "prosody.frustrated" in stderr
+    bad = tmp_path / "both.yaml"
+    bad.write_text("dialog:\n  frustration_calm: 0.3\nprosody:\n  annoyed: 0.35\n")
+    result = run(["config", "check", str(bad)], cwd=tmp_path)
+    assert result.returncode != 0 and "prosody.annoyed" in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 
 from dialogs.db.models import AuditLog, Contact, Customer, Subscription
 from dialogs.domain import load_domain
-from dialogs.engine import DialogEngine, EngineOptions, Turn
+from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
 from dialogs.nlu import NLU
 
 NOW = datetime(2026, 11, 20, 10, 30)  # a Friday
@@ -132,8 +133,8 @@ def test_failed_verification_hands_off_after_the_limit(engine):
     for _ in range(3):
         r = session.handle(Turn(dtmf="0000"))
     assert r is not None and r.action == "handoff"
-    assert r.handoff["reason"] == "verification_failed"
-    assert r.handoff["customer"]["verified"] is False
+    assert r.handoff.reason == "verification_failed"
+    assert r.handoff.customer.verified is False
     with engine.database.session() as s:
         sub = s.scalars(select(Subscription).where(Subscription.status == "active")).first()
         assert sub is not None  # nothing was cancelled
@@ -179,11 +180,46 @@ def test_request_for_agent_gives_a_full_handoff_packet(engine):
     r = session.handle(Turn(text="this is useless, let me talk to a real person"))
     assert r.action == "handoff"
     packet = r.handoff
-    assert packet["reason"] == "caller_request"
-    assert "Jane Doe" in packet["summary"]
-    assert [t["intent"] for t in packet["intents_pending"]] == ["order_status"]
-    assert any(e["speaker"] == "caller" for e in packet["transcript"])
+    assert packet is not None and packet.reason == "caller_request"
+    assert "Jane Doe" in packet.summary
+    assert [t.intent for t in packet.intents_pending] == ["order_status"]
+    assert any(e.speaker == "caller" for e in packet.transcript)
     assert session.end("handoff") == "handoff"
+
+
+def test_handoff_packet_json_is_the_contract(engine):
+    """The packet's JSON (call record, agent page, websocket, dashboard) keeps its keys, order and values."""
+    session, _ = start_known(engine, JANE)
+    talk(session, "where is my order", "nine four one zero seven", "it's four five two eight one",
+         "and I want to return order 45281")
+    r = session.handle(Turn(text="this is useless, let me talk to a real person",
+                            signals=TurnSignals(frustration=0.55, explanation="louder than usual")))
+    assert r.action == "handoff" and r.handoff is not None
+    intent = {"order_id": "45281"}
+    expected = {
+        "summary": "Caller Jane Doe, verified. Asked where order 45281 is (done); wants to return order 45281. "
+                   "Annoyed. Handed over: asked for a person.",
+        "reason": "caller_request",
+        "reason_text": "asked for a person",
+        "queue": "general",
+        "priority": 0,
+        "channel": "chat",
+        "call_id": session.call_id,
+        "caller_id": JANE,
+        "contact_id": session.contact_id,
+        "customer": {"id": 1, "name": "Jane Doe", "verified": True, "verified_by": "postcode"},
+        "intents_done": [{"intent": "order_status", "status": "done", "outcome": "ok", "slots": intent}],
+        "intents_pending": [{"intent": "return_item", "status": "active", "outcome": None, "slots": intent}],
+        "slots": intent,
+        "transcript": [{"speaker": e["speaker"], "text": e["text"], "at": e["at"]} for e in session.transcript[:-1]],
+        "frustration": {"last": 0.55, "max": 0.55, "level": "annoyed", "explanation": "louder than usual"},
+    }
+    assert json.dumps(r.handoff.to_dict()) == json.dumps(expected)
+    assert r.handoff.transcript[-1].text == "this is useless, let me talk to a real person"
+    session.end("handoff")
+    with engine.database.session() as s:
+        stored = s.get(Contact, session.contact_id)
+        assert stored is not None and stored.handoff == expected
 
 
 def test_human_only_intent_goes_to_its_queue(engine):
@@ -191,20 +227,20 @@ def test_human_only_intent_goes_to_its_queue(engine):
     session.start()
     r = session.handle(Turn(text="the app keeps crashing when I log in"))
     assert r.action == "handoff"
-    assert r.handoff["queue"] == "tech"
-    assert r.handoff["reason"] == "human_only"
+    assert r.handoff.queue == "tech"
+    assert r.handoff.reason == "human_only"
 
 
 def test_frustration_signal_offers_a_human_then_hands_off_with_priority(engine):
     session, _ = start_known(engine, JANE)
-    r = session.handle(Turn(text="where is my order", signals={"frustration": 0.9}))
+    r = session.handle(Turn(text="where is my order", signals=TurnSignals(frustration=0.9)))
     assert r.style == "calm"
     assert "colleague" in r.text.lower()
     r = session.handle(Turn(text="yes please"))
     assert r.action == "handoff"
-    assert r.handoff["reason"] == "frustration"
-    assert r.handoff["priority"] > 0
-    assert r.handoff["frustration"]["max"] == pytest.approx(0.9)
+    assert r.handoff.reason == "frustration"
+    assert r.handoff.priority > 0
+    assert r.handoff.frustration.max == pytest.approx(0.9)
 
 
 def test_two_misunderstandings_in_a_row_hand_off(engine):
@@ -214,7 +250,7 @@ def test_two_misunderstandings_in_a_row_hand_off(engine):
     assert r1.action == "continue"
     r2 = session.handle(Turn(text="tell me a joke about penguins"))
     assert r2.action == "handoff"
-    assert r2.handoff["reason"] == "not_understood"
+    assert r2.handoff.reason == "not_understood"
 
 
 def test_repeat_says_the_last_thing_again(engine):
@@ -237,11 +273,25 @@ def test_goodbye_ends_the_call_and_closes_the_contact(engine):
         assert any(t["speaker"] == "caller" for t in contact.transcript)
 
 
-def test_known_caller_is_reminded_of_an_open_return(engine):
+def test_known_caller_is_asked_about_a_recent_matter_without_its_details(engine):
+    """A caller ID is easily spoofed: before verification the greeting names neither the caller nor the
+    matter (John's open return for order 63950); the details come after the PIN."""
     session = engine.new_call(channel="chat", caller_id=JOHN)
     r = session.start()
-    assert "return" in r.text.lower()
-    assert session.state.expect.value == "recall"
+    assert "contacted us recently" in r.text and session.state.expect.value == "recall"
+    r_yes = session.handle(Turn(text="yes"))
+    for text in (r.text, r_yes.text):
+        assert "John" not in text and "Smith" not in text and "63950" not in text and "6 3 9 5 0" not in text
+        assert "return" not in text.lower()
+    assert session.state.expect.value == "verify_factor"
+    r = session.handle(Turn(dtmf="1234"))
+    assert session.state.verified and "John" in r.text
+    assert "63950" in r.text or "6 3 9 5 0" in r.text
+
+
+def test_known_caller_greeting_does_not_say_the_name(engine):
+    r = engine.new_call(channel="chat", caller_id=JANE).start()
+    assert "Jane" not in r.text and "Doe" not in r.text and "automated assistant" in r.text
 
 
 @pytest.mark.parametrize(

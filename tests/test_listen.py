@@ -18,13 +18,14 @@ from auth_helpers import add_user, login
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 
+from audio.pcm import FRAME_BYTES
 from audio.speech import piper_tts, write_wav
 from telephony.bridge import Bridge
 from telephony.leg import LegBase
 from telephony.queue.live import LiveQueue
 from voicebot.client.local_server import ServerProcess
 from voicebot.client.webrtc import FilePlayer, Recorder, http_json, read_wav, speech_segments
-from voicebot.monitor import FRAME_BYTES, MAX_BUFFER_MS, MONITORS, Monitors, NotLive
+from voicebot.monitor import MAX_BUFFER_MS, MONITORS, Monitors, NotLive
 from voicebot.server.listen import router, sessions_of
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 from voicebot.users import UserStore

@@ -129,7 +129,7 @@ def test_erasure_reaches_the_hand_off_rows_through_the_registry(tmp_path: Path) 
     url = old_database(tmp_path / "voicebot.db")
     upgrade(url)
     engine = create_engine(url)
-    assert erase_calls(engine, customer_id=1, phones=["+15551230001"]) == 1
+    assert erase_calls(engine, customer_id=1, phones=["+15551230001"]).calls == 1
     with engine.connect() as conn:
         for table in ("voicebot_call_turns", "voicebot_transfer_turns", "voicebot_voicemails"):
             assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0, table

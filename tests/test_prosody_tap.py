@@ -12,7 +12,7 @@ from audio.config import ProsodyConfig
 from audio.speech import espeak_ng
 from dialogs.db.engine import ensure_database
 from dialogs.domain import load_domain
-from dialogs.engine import DialogEngine, EngineOptions, Turn
+from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
 from dialogs.nlu import NLU
 from voicebot.pipeline.frames import CallerTurnFrame
 from voicebot.pipeline.prosody import ProsodyTap
@@ -42,13 +42,17 @@ def test_calm_turns_stay_calm_and_an_agitated_angry_turn_is_flagged(engine):
         "Yes, that is the one I mean.",
     ]
     calm = [tap(CallerTurnFrame(text=t, audio=pcm16(t))) for t in calm_lines]
-    assert all(s["frustration_level"] == "calm" for s in calm), calm
+    assert all(s.level == "calm" for s in calm), calm
     angry_text = "This is the third time I am calling, this is ridiculous, get me a manager"
     angry = tap(CallerTurnFrame(text=angry_text, audio=pcm16(angry_text, pitch=85, rate=260, amplitude=180)))
-    assert angry["frustration"] > max(s["frustration"] for s in calm)
-    assert angry["frustration_level"] in ("annoyed", "frustrated")
-    assert angry["frustration_explanation"]
-    assert set(angry["prosody"]) >= {"score", "level", "explanation", "deltas"}
+    assert angry.frustration > max(s.frustration for s in calm)
+    assert angry.level in ("annoyed", "frustrated")
+    assert angry.explanation
+    assert set(angry.prosody) >= {"score", "level", "explanation", "deltas"}
+    # The JSON stored with the caller's turn (and read back by the live-call registry) keeps today's keys.
+    stored = angry.to_dict()
+    assert list(stored) == ["frustration", "frustration_level", "frustration_trend", "frustration_explanation", "prosody"]
+    assert TurnSignals.from_dict(stored) == angry
 
 
 def test_frustrated_voice_makes_the_bot_calm_and_offer_a_human(engine):
@@ -59,16 +63,16 @@ def test_frustrated_voice_makes_the_bot_calm_and_offer_a_human(engine):
     session.handle(Turn(text=text, signals=tap(CallerTurnFrame(text=text, audio=pcm16(text)))))
     text = "this is the third time, it's ridiculous"
     signals = tap(CallerTurnFrame(text=text, audio=pcm16(text, pitch=90, rate=280, amplitude=190)))
-    assert signals["frustration_level"] == "frustrated"
+    assert signals.level == "frustrated"
     reply = session.handle(Turn(text=text, signals=signals))
     assert reply.style == "calm"
     assert "colleague" in reply.text.lower()  # a human is offered
-    assert reply.trace["frustration_explanation"] == signals["frustration_explanation"]
+    assert reply.trace["frustration_explanation"] == signals.explanation
     text = "yes please"
     reply = session.handle(Turn(text=text, signals=tap(CallerTurnFrame(text=text, audio=pcm16(text)))))
     assert reply.action == "handoff"
-    assert reply.handoff["reason"] == "frustration" and reply.handoff["priority"] > 0
-    assert reply.handoff["frustration"]["max"] == pytest.approx(signals["frustration"], abs=1e-3)
+    assert reply.handoff.reason == "frustration" and reply.handoff.priority > 0
+    assert reply.handoff.frustration.max == pytest.approx(signals.frustration, abs=1e-3)
 
 
 def test_garbage_and_empty_audio_give_a_defined_signal(engine):
@@ -77,13 +81,13 @@ def test_garbage_and_empty_audio_give_a_defined_signal(engine):
     tap = ProsodyTap(ProsodyConfig(), session)
     for audio in (b"", b"\x00", b"\x00\x00" * 1600, (np.full(16000, 32767, "<i2")).tobytes()):
         signals = tap(CallerTurnFrame(text="", audio=audio))
-        assert 0.0 <= signals["frustration"] <= 1.0
-        assert signals["frustration_level"] in ("calm", "annoyed", "frustrated")
+        assert 0.0 <= signals.frustration <= 1.0
+        assert signals.level in ("calm", "annoyed", "frustrated")
 
 
 def test_annoyed_caller_gets_calm_variants(engine, tmp_path: Path):
     session = engine.new_call(channel="webrtc")
     session.start()
-    reply = session.handle(Turn(text="blah blah", signals={"frustration": 0.5, "frustration_level": "annoyed"}))
+    reply = session.handle(Turn(text="blah blah", signals=TurnSignals(frustration=0.5, level="annoyed")))
     assert reply.style == "calm"
     assert reply.action == "continue"  # annoyed is not yet a reason to offer a human

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine
 
+from audio.pcm import SAMPLE_RATE
 from telephony.queue.acd import ACD
 from telephony.queue.actions import Announce, Connect, Fallback, RingAgent, StopRinging
 from telephony.queue.announcements import announcement_text, wait_phrase
 from telephony.queue.config import AgentConfig, QueueConfig
-from telephony.queue.hold_music import SAMPLE_RATE, hold_music, hold_music_frames
+from telephony.queue.hold_music import hold_music, hold_music_frames
 from telephony.queue.runner import QueueHandlers, QueueRunner, SimulatedTime
 from telephony.queue.store import CallbackStore
 

@@ -49,7 +49,7 @@ def test_caller_page_works_offline(client):
         (b'{"sdp": "v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n", "type": "answer"}', '"type" must be "offer"'),
         (b'{"sdp": "hello", "type": "offer"}', "not an SDP offer"),
         (b'{"sdp": "v=0\\r\\nm=audio 9 nonsense\\r\\n", "type": "offer"}', "cannot use this SDP offer"),
-        (b'{"sdp": "v=0\\r\\nm=audio 1 x", "type": "offer", "request_data": {"caller_id": 5}}', "caller_id"),
+        (b'{"sdp": "v=0\\r\\nm=audio 1 x", "type": "offer", "request_data": {"caller_token": "x"}}', "caller_token"),
     ],
 )
 def test_malformed_offer_is_a_400_with_a_message(client, body, message):

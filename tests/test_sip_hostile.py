@@ -142,7 +142,7 @@ def test_hostile_input_while_a_call_is_up() -> None:
             rtp_target = ("127.0.0.1", bot_leg.rtp.local_port)
             attacker.sendto(b"\x00garbage", rtp_target)
             attacker.sendto(bytes.fromhex("80000001000000a012345678") + b"\xff" * 160, rtp_target)
-            while bot_leg.rtp.stats.foreign < 1:
+            while bot_leg.rtp.stats.stray < 1:
                 await asyncio.sleep(0.01)
 
             # TCP: a header section that never ends is cut off, the listener survives.

@@ -98,7 +98,7 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
                 leg = await ua.dial(f"sip:bot@127.0.0.1:{port}", caller="+15551230001", ring_timeout=20)
                 # Each step waits until the bot's answer is in the call record (an event, not a sleep).
                 assert await bot_turns_reach(1), "no greeting"
-                # "Are you calling about your order 45281?" — keys answer it: 1 is yes.
+                # "I see you've contacted us recently. Is that what you're calling about?" — keys answer it: 1 is yes.
                 leg.send_dtmf("1")
                 assert await bot_turns_reach(2), "no answer to key 1"
                 # Verification: the PIN typed on the keypad, ended with #.

@@ -110,6 +110,7 @@ def test_hello_then_the_events_of_a_call(server: Server, sup: dict[str, str]) ->
         assert hello["type"] == "hello" and hello["user"]["role"] == "supervisor"
         assert "before" in [c["id"] for c in hello["calls"]]
         assert hello["queues"] == [] and hello["agents"] == []  # no agent queue in this server
+        assert hello["frustration_levels"] == {"annoyed": 0.4, "frustrated": 0.7}  # prosody's defaults
 
         now = datetime.now(UTC)
         server.store.open_call("c1", "webrtc", "+15550123")
@@ -306,4 +307,21 @@ def test_hello_carries_the_queue_board_of_the_agent_queue(tmp_path) -> None:
         add_user(engine, "alice", "agent")
         with client.websocket_connect("/ws/events", headers=login(client, "alice")) as ws:
             assert ws.receive_json()["queues"] == []  # the board is for supervisors
+    runtime.store.close()
+
+
+def test_hello_tells_the_dashboard_the_configured_frustration_levels(tmp_path) -> None:
+    """The dashboard grades scores and marks its plot with the thresholds of the config's ``prosody`` section."""
+    from fastapi.testclient import TestClient
+
+    settings = Settings(prosody={"annoyed": 0.3, "frustrated": 0.55})  # type: ignore[arg-type]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    events = EventBus()
+    runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
+    add_user(engine, "sup", "supervisor")
+    with TestClient(create_app(runtime)) as client:  # type: ignore[arg-type]
+        ws_ = client.websocket_connect("/ws/events", headers=login(client, "sup"))
+        with ws_ as ws:
+            assert ws.receive_json()["frustration_levels"] == {"annoyed": 0.3, "frustrated": 0.55}
     runtime.store.close()

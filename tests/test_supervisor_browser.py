@@ -29,6 +29,7 @@ from audio.speech import piper_tts, write_wav
 from telephony.queue.live import TransferResult
 from voicebot.client.local_server import ServerProcess
 from voicebot.client.webrtc import place_call
+from voicebot.server.caller_token import sign
 from voicebot.transfer import TransferStore
 
 pytestmark = [
@@ -41,6 +42,7 @@ GREETING = "Hello, this is Acme Online Store. How can I help?"
 SENTENCE = "Hi, I want to check the status of my order and I also need to change my delivery address."
 CALLER = "5550142"
 HUMAN = "I want to speak to a person, please."
+CALLER_SECRET = b"the company site's secret"
 WAITER = "5550199"  # asks for a person and waits in the queue (no agent is logged in)
 ARGS = CHROMIUM_ARGS
 
@@ -61,13 +63,18 @@ def server(tmp_path_factory):
                    {"id": "bob", "name": "Bob Jones", "contact": "webrtc"}],
         "queues": [{"name": "general"}],
         "supervisor": {"alert_wait_s": 4},
+        "webrtc": {"caller_token_secret_env": "VOICEBOT_TEST_CALLER_SECRET"},  # browser callers with a number
+        # Not the defaults: the dashboard must take its frustration levels from the server.
+        "prosody": {"annoyed": 0.45, "frustrated": 0.75},
     }
-    with ServerProcess(work, config) as srv:
-        db = srv.config["database"]["url"]
-        add_user(db, "sue", "supervisor")
-        add_user(db, "alice", "agent")
-        add_user(db, "bob", "agent")
-        yield srv
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VOICEBOT_TEST_CALLER_SECRET", CALLER_SECRET.decode())  # the server process inherits it
+        with ServerProcess(work, config) as srv:
+            db = srv.config["database"]["url"]
+            add_user(db, "sue", "supervisor")
+            add_user(db, "alice", "agent")
+            add_user(db, "bob", "agent")
+            yield srv
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +153,9 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
     # Two callers ring in over WebRTC while the dashboard is open: one talks to the bot (and stays a while after
     # its answer), the other asks for a person and waits in the queue until it hangs up.
     calls = [(wavs["caller"], CALLER, 8.0, 40.0), (wavs["waiter"], WAITER, 2.0, 22.0)]
-    threads = [threading.Thread(target=lambda a=a: asyncio.run(place_call(server.url, a[0], caller_id=a[1], tail_s=a[2],
+    # Their numbers come signed, as the company's site would give them (an unsigned number would be ignored).
+    threads = [threading.Thread(target=lambda a=a: asyncio.run(place_call(server.url, a[0], tail_s=a[2],
+                                                                           caller_token=sign(a[1], CALLER_SECRET),
                                                                            max_wait_s=a[3])), daemon=True)
                for a in calls]
     for thread in threads:
@@ -223,6 +232,11 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
             "id => [...document.querySelectorAll(`#${id} svg rect.bar`)].some(r => +r.getAttribute('height') > 0)",
             arg=chart, timeout=15_000)
     page.wait_for_selector("#chart-outcomes svg path, #chart-outcomes svg circle", timeout=15_000)
+    # The frustration levels are the server's (prosody in its config): in the plot and in the search filter.
+    page.wait_for_function("document.querySelectorAll('#chart-frustration svg line.threshold').length === 2",
+                           timeout=15_000)
+    assert page.eval_on_selector_all("#search select[name=min_frustration] option",
+                                     "os => os.map(o => o.value)") == ["", "0.45", "0.75"]
     page.screenshot(path=str(shots / "supervisor-history.png"), full_page=True)
     result.click()
     page.wait_for_selector("#detail:not([hidden]) #transcript li.turn.caller", timeout=15_000)

@@ -11,11 +11,12 @@ Each package that owns a part of the product may declare its own section model (
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from audio.config import ProsodyConfig
@@ -24,6 +25,11 @@ from telephony.queue.config import AgentConfig, QueueConfig
 
 ENV_PREFIX = "VOICEBOT_"
 DEFAULT_CONFIG_NAME = "voicebot.yaml"
+# Keys that moved: old ``section.key`` -> new ``section.key``. The old one still works, with a warning.
+MOVED_KEYS = {
+    ("dialog", "frustration_calm"): ("prosody", "annoyed"),
+    ("dialog", "frustration_handoff"): ("prosody", "frustrated"),
+}
 
 
 class Section(BaseModel):
@@ -62,12 +68,6 @@ class DialogConfig(Section):
     max_no_match: int = Field(2, ge=1, description="Misunderstandings in a row before hand-off.")
     max_reprompts: int = Field(2, ge=1, description="Re-asks of one slot before hand-off.")
     max_verification_attempts: int = Field(3, ge=1)
-    frustration_handoff: float = Field(
-        0.7, ge=0.0, le=1.0, description="Per-turn frustration score at or above which a human is offered."
-    )
-    frustration_calm: float = Field(
-        0.4, ge=0.0, le=1.0, description="Score at or above which calmer response variants are used."
-    )
     seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
 
 
@@ -111,6 +111,13 @@ class ModelsConfig(Section):
 class ServerConfig(Section):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
+
+
+class WebRTCConfig(Section):
+    caller_token_secret_env: str | None = Field(
+        None, description="Name of the environment variable holding the secret that signs browser callers' caller "
+        "IDs (voicebot.server.caller_token). Empty: every browser caller is anonymous.",
+    )
 
 
 class SupervisorConfig(Section):
@@ -199,6 +206,7 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     call: CallConfig = Field(default_factory=CallConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    webrtc: WebRTCConfig = Field(default_factory=WebRTCConfig)
     prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
     sip: SipConfig = Field(default_factory=SipConfig)
     trunks: list[TrunkConfig] = Field(default_factory=list)
@@ -215,6 +223,37 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Old keys (``MOVED_KEYS``) are read as their new ones, with a FutureWarning; both set differently is an error."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for (old_section, old_key), (new_section, new_key) in MOVED_KEYS.items():
+            old = data.get(old_section)
+            if not isinstance(old, dict) or old_key not in old:
+                continue
+            old = dict(old)
+            value = old.pop(old_key)
+            data[old_section] = old
+            current = data.get(new_section) or {}
+            new = current.model_dump(exclude_unset=True) if isinstance(current, BaseModel) else dict(current)
+            if new_key in new and not _same(new[new_key], value):
+                raise ValueError(
+                    f"{old_section}.{old_key} ({value}) contradicts {new_section}.{new_key} ({new[new_key]}): "
+                    f"{old_section}.{old_key} is deprecated, remove it"
+                )
+            warnings.warn(
+                f"config key {old_section}.{old_key} is deprecated: it is {new_section}.{new_key} now "
+                "(one pair of frustration thresholds for the scorer, the dialog and the dashboard)",
+                FutureWarning,
+                stacklevel=1,
+            )
+            new[new_key] = value
+            data[new_section] = new
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -236,6 +275,14 @@ class Settings(BaseSettings):
         if path.is_absolute() or self.source is None:
             return path
         return (self.source.parent / path).resolve()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, also when one came from the environment as text (``"0.4"`` and ``0.4``)."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return bool(a == b)
 
 
 class ConfigError(Exception):

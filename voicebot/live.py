@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialogs.manager.signals import TurnSignals
 from voicebot.config import SupervisorConfig
 from voicebot.events import Event, EventBus
 from voicebot.storage.calls import DIALOGUE_ACTS
@@ -205,21 +206,22 @@ class LiveCalls:
                 if isinstance(name, str) and name not in call.intents and name not in DIALOGUE_ACTS:
                     call.intents.append(name)
             signals = extra.get("signals")
-            if isinstance(signals, dict) and signals.get("frustration_level") is not None:
-                self._on_frustration(call, signals)
+            if isinstance(signals, dict):
+                graded = TurnSignals.from_dict(signals)
+                if graded.level is not None:
+                    self._on_frustration(call, graded)
         elif turn.get("speaker") == "bot" and isinstance(extra.get("customer"), str):
             call.customer = extra["customer"]
         if isinstance(turn.get("latency_ms"), (int, float)):
             call.last_latency_ms = round(float(turn["latency_ms"]), 1)
 
-    def _on_frustration(self, call: LiveCall, signals: dict[str, Any]) -> None:
+    def _on_frustration(self, call: LiveCall, signals: TurnSignals) -> None:
         previous = call.frustration["level"] if call.frustration else None
-        score = signals.get("frustration")
         call.frustration = {
-            "score": round(float(score), 3) if isinstance(score, (int, float)) else None,
-            "level": signals.get("frustration_level"),
-            "trend": signals.get("frustration_trend") or "steady",
-            "explanation": signals.get("frustration_explanation"),
+            "score": round(signals.frustration, 3) if signals.frustration is not None else None,
+            "level": signals.level,
+            "trend": signals.trend or "steady",
+            "explanation": signals.explanation,
         }
         threshold = _level_rank(self.config.alert_frustration)
         # One alert each time the caller crosses the threshold, not one per turn while they stay above it.

@@ -22,15 +22,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from audio.pcm import BYTES_PER_MS, FRAME_BYTES, FRAME_SAMPLES, SAMPLE_WIDTH, to_int16
+
 log = logging.getLogger(__name__)
 
-RATE = 16000
-FRAME_BYTES = RATE // 50 * 2  # 20 ms of 16-bit mono
 SOURCES = ("caller", "bot", "agent")
 MAX_BUFFER_MS = 240
 KEEP_MS = 60  # what is left of an overfull buffer: the newest audio, a little ahead of the reader
-_MAX_BYTES = MAX_BUFFER_MS * 32
-_KEEP_BYTES = KEEP_MS * 32
+_MAX_BYTES = MAX_BUFFER_MS * BYTES_PER_MS
+_KEEP_BYTES = KEEP_MS * BYTES_PER_MS
 
 
 class NotLive(LookupError):
@@ -56,9 +56,9 @@ class Listener:
             buf.extend(pcm)
             if len(buf) > _MAX_BYTES:
                 cut = len(buf) - _KEEP_BYTES
-                cut -= cut % 2
+                cut -= cut % SAMPLE_WIDTH
                 del buf[:cut]
-                self.dropped_ms += cut // 32
+                self.dropped_ms += cut // BYTES_PER_MS
 
     def read(self) -> bytes:
         """The next 20 ms: each source's next 20 ms summed and clipped to 16 bits. A source with less than
@@ -87,14 +87,15 @@ class Listener:
 
 
 def mix(frames: list[bytes]) -> bytes:
-    """Sum 20 ms frames of 16-bit mono PCM with clipping; silence when there are none."""
+    """Sum frames of call audio with clipping once at the end (``audio.pcm.mix`` clips each pair); silence when
+    there are none."""
     if not frames:
         return bytes(FRAME_BYTES)
     if len(frames) == 1:
         return frames[0]
-    total = np.zeros(FRAME_BYTES // 2, dtype=np.int32)
+    total = np.zeros(FRAME_SAMPLES, dtype=np.int32)
     for frame in frames:
-        total += np.frombuffer(frame, dtype="<i2")
+        total += to_int16(frame)
     return np.clip(total, -32768, 32767).astype("<i2").tobytes()
 
 

@@ -40,7 +40,7 @@ from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
 from voicebot.monitor import MONITORS
 from voicebot.redaction import Redactor
-from voicebot.storage.models import ERASE_WITH_CALL, Base, CallRow, TurnRow
+from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, Base, CallRow, TurnRow
 
 if TYPE_CHECKING:
     from telephony.leg import Leg
@@ -89,7 +89,7 @@ class VoicemailRow(Base):
     """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
 
     __tablename__ = "voicebot_voicemails"
-    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
+    __table_args__ = {"info": {ERASE_WITH_CALL: True, ERASE_BY_NUMBER: "caller"}}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String(64), index=True)

@@ -57,6 +57,16 @@ def _sip(settings: Settings) -> list[tuple[str, str]]:
     return check_trunks(settings.trunks)
 
 
+def _webrtc(settings: Settings) -> list[tuple[str, str]]:
+    from voicebot.server.caller_token import CallerTokenError, secret_from_env
+
+    try:
+        secret_from_env(settings.webrtc.caller_token_secret_env)
+    except CallerTokenError as exc:
+        return [("webrtc.caller_token_secret_env", str(exc))]
+    return []
+
+
 def _routes(settings: Settings) -> list[tuple[str, str]]:
     """Per-number routes of trunks must name intents the domain has and the language it speaks."""
     from dialogs.domain import DomainError, load_domain
@@ -81,7 +91,7 @@ def _routes(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-CHECKS: list[Check] = [_domain, _database, _queues, _sip, _routes]
+CHECKS: list[Check] = [_domain, _database, _queues, _sip, _webrtc, _routes]
 
 
 def register(check: Check) -> Check:

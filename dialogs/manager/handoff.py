@@ -1,7 +1,14 @@
-"""The hand-off packet: everything a human agent needs so the caller never repeats themselves."""
+"""The hand-off packet: everything a human agent needs so the caller never repeats themselves.
+
+:class:`HandoffPacket` is the typed contract; :meth:`HandoffPacket.to_dict` is its JSON (the call record, the
+agent page, the events websocket and the dashboard read that JSON), made only where the packet leaves the
+process.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dialogs.jsonable import jsonable
@@ -21,10 +28,108 @@ REASONS = {
 }
 
 
-def frustration_level(score: float, calm: float, handoff: float) -> str:
-    if score >= handoff:
+@dataclass(frozen=True)
+class HandoffCustomer:
+    """The customer the caller was identified as (by caller ID or phone number), and whether verified."""
+
+    id: int
+    name: str | None
+    verified: bool
+    verified_by: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "verified": self.verified, "verified_by": self.verified_by}
+
+
+@dataclass(frozen=True)
+class HandoffIntent:
+    """One request of the call: its intent, status (pending, active, done, failed ...), last outcome, slots."""
+
+    intent: str
+    status: str
+    outcome: str | None
+    slots: Mapping[str, Any]  # slot name -> JSON value
+
+    @classmethod
+    def of(cls, task: Task) -> HandoffIntent:
+        return cls(intent=task.intent, status=task.status, outcome=task.outcome,
+                   slots={k: jsonable(v) for k, v in task.slots.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"intent": self.intent, "status": self.status, "outcome": self.outcome, "slots": dict(self.slots)}
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    """One line of the conversation so far: ``speaker`` caller or bot, the words, ISO time."""
+
+    speaker: str
+    text: str
+    at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"speaker": self.speaker, "text": self.text, "at": self.at}
+
+
+@dataclass(frozen=True)
+class HandoffFrustration:
+    """The caller's frustration: last and highest score (0-1), the level of the highest, and why."""
+
+    last: float
+    max: float
+    level: str  # calm | annoyed | frustrated
+    explanation: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"last": self.last, "max": self.max, "level": self.level, "explanation": self.explanation}
+
+
+@dataclass(frozen=True)
+class HandoffPacket:
+    """What the agent gets with a handed-off caller; ``queue`` and ``priority`` say where the caller waits."""
+
+    summary: str
+    reason: str
+    reason_text: str
+    queue: str
+    priority: int
+    channel: str
+    call_id: str | None
+    caller_id: str | None
+    contact_id: int | None
+    customer: HandoffCustomer | None
+    intents_done: tuple[HandoffIntent, ...]
+    intents_pending: tuple[HandoffIntent, ...]
+    slots: Mapping[str, Any]  # every slot of every request, slot name -> JSON value
+    transcript: tuple[TranscriptLine, ...]
+    frustration: HandoffFrustration
+
+    def to_dict(self) -> dict[str, Any]:
+        """The packet as JSON (the keys and order the call record, agent page and dashboard read)."""
+        return {
+            "summary": self.summary,
+            "reason": self.reason,
+            "reason_text": self.reason_text,
+            "queue": self.queue,
+            "priority": self.priority,
+            "channel": self.channel,
+            "call_id": self.call_id,
+            "caller_id": self.caller_id,
+            "contact_id": self.contact_id,
+            "customer": self.customer.to_dict() if self.customer is not None else None,
+            "intents_done": [t.to_dict() for t in self.intents_done],
+            "intents_pending": [t.to_dict() for t in self.intents_pending],
+            "slots": dict(self.slots),
+            "transcript": [line.to_dict() for line in self.transcript],
+            "frustration": self.frustration.to_dict(),
+        }
+
+
+def frustration_level(score: float, annoyed: float, frustrated: float) -> str:
+    """The level word for a score under the two thresholds (the same rule as ``audio.frustration.level_for``)."""
+    if score >= frustrated:
         return "frustrated"
-    if score >= calm:
+    if score >= annoyed:
         return "annoyed"
     return "calm"
 
@@ -46,7 +151,7 @@ def _describe(session: DialogSession, task: Task) -> str:
     return text
 
 
-def build_handoff(session: DialogSession, *, reason: str) -> dict[str, Any]:
+def build_handoff(session: DialogSession, *, reason: str) -> HandoffPacket:
     """One packet: summary sentence, intents done and pending, slots, identity, transcript, frustration."""
     st = session.state
     opts = session.engine.options
@@ -58,7 +163,7 @@ def build_handoff(session: DialogSession, *, reason: str) -> dict[str, Any]:
     if st.customer_name:
         who = f"Caller {who}, " + ("verified" if st.verified else "not verified")
     parts = [_describe(session, t) for t in tasks]
-    level = frustration_level(st.frustration_max, opts.frustration_calm, opts.frustration_handoff)
+    level = frustration_level(st.frustration_max, opts.annoyed, opts.frustrated)
     summary = who + ". " + ("; ".join(parts).capitalize() if parts else "No request stated yet") + "."
     if level != "calm":
         summary += f" {level.capitalize()}."
@@ -81,29 +186,29 @@ def build_handoff(session: DialogSession, *, reason: str) -> dict[str, Any]:
     slots: dict[str, Any] = {}
     for t in tasks:
         slots.update({k: jsonable(v) for k, v in t.slots.items()})
-    return {
-        "summary": summary,
-        "reason": reason,
-        "reason_text": REASONS.get(reason, reason.replace("_", " ")),
-        "queue": queue,
-        "priority": priority,
-        "channel": session.channel,
-        "call_id": session.call_id,
-        "caller_id": session.caller_id,
-        "contact_id": session.contact_id,
-        "customer": (
-            {"id": st.customer_id, "name": st.customer_name, "verified": st.verified, "verified_by": st.verified_by}
+    return HandoffPacket(
+        summary=summary,
+        reason=reason,
+        reason_text=REASONS.get(reason, reason.replace("_", " ")),
+        queue=queue,
+        priority=priority,
+        channel=session.channel,
+        call_id=session.call_id,
+        caller_id=session.caller_id,
+        contact_id=session.contact_id,
+        customer=(
+            HandoffCustomer(id=st.customer_id, name=st.customer_name, verified=st.verified, verified_by=st.verified_by)
             if st.customer_id is not None
             else None
         ),
-        "intents_done": [t.as_dict() for t in done],
-        "intents_pending": [t.as_dict() for t in pending],
-        "slots": slots,
-        "transcript": [{"speaker": e["speaker"], "text": e["text"], "at": e["at"]} for e in session.transcript],
-        "frustration": {
-            "last": round(st.frustration_last, 3),
-            "max": round(st.frustration_max, 3),
-            "level": level,
-            "explanation": st.frustration_explanation,
-        },
-    }
+        intents_done=tuple(HandoffIntent.of(t) for t in done),
+        intents_pending=tuple(HandoffIntent.of(t) for t in pending),
+        slots=slots,
+        transcript=tuple(TranscriptLine(speaker=e["speaker"], text=e["text"], at=e["at"]) for e in session.transcript),
+        frustration=HandoffFrustration(
+            last=round(st.frustration_last, 3),
+            max=round(st.frustration_max, 3),
+            level=level,
+            explanation=st.frustration_explanation,
+        ),
+    )

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
-from dialogs.manager.handoff import build_handoff
+from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.responses import Responder
+from dialogs.manager.signals import TurnSignals
 from dialogs.manager.state import CallState, Expect, Task
 from dialogs.nlu import Entity, ParseResult
 
@@ -38,7 +39,7 @@ class Turn:
 
     text: str = ""
     dtmf: str | None = None
-    signals: dict[str, Any] = field(default_factory=dict)  # e.g. {"frustration": 0.8, "frustration_explanation": "…"}
+    signals: TurnSignals = field(default_factory=TurnSignals)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class BotReply:
     text: str
     intents: list[dict[str, Any]] = field(default_factory=list)
     action: str = "continue"  # continue | handoff | hangup
-    handoff: dict[str, Any] | None = None
+    handoff: HandoffPacket | None = None
     style: str = "default"  # default | calm
     trace: dict[str, Any] = field(default_factory=dict)
     outcome: str | None = None  # set when the call ends: resolved, handoff, abandoned, unresolved
@@ -85,7 +86,7 @@ class DialogSession:
         self.state = CallState()
         self.transcript: list[dict[str, Any]] = []
         self.contact_id: int | None = None
-        self.handoff_packet: dict[str, Any] | None = None
+        self.handoff_packet: HandoffPacket | None = None
         self.outcome: str | None = None
         self._out: list[str] = []
         self._fired: list[str] = []
@@ -128,12 +129,14 @@ class DialogSession:
             self._add_tasks([_Hit(self._start_intent, 1.0, {})], interrupt=False)
             self._advance()
             return self._finish_turn(None, {"rule": "greeting + route flow"})
-        if matters:
+        # A caller ID proves nothing (it is easily spoofed): before verification the bot says that there is a
+        # recent matter, never what it is; its details come from the flow the caller is verified in.
+        if matters and self.say_.has("recall_recent"):
             m = matters[0]
             self.state.recall = {"kind": m.kind, "id": m.id, "text": m.text, "order_id": getattr(m, "order_id", None)}
-            self._say("recall_matter", matter=m.text)
+            self._say("recall_recent")
             self.state.expect = Expect.RECALL
-            self._fire(f"memory: recalled {m.kind} {m.id}")
+            self._fire(f"memory: recalled {m.kind} {m.id} (not named before verification)")
         elif override:
             self._out.append(override)
         elif customer is not None and self.say_.has("greeting_known"):
@@ -174,10 +177,10 @@ class DialogSession:
                     self.contact_id,
                     self.clock(),
                     outcome=self.outcome,
-                    summary=redact(build_handoff(self, reason=reason)["summary"]),
+                    summary=redact(build_handoff(self, reason=reason).summary),
                     intents=redact([t.as_dict() for t in self._all_tasks()]),
                     transcript=redact(self.transcript),
-                    handoff=redact(self.handoff_packet),
+                    handoff=redact(self.handoff_packet.to_dict() if self.handoff_packet is not None else None),
                     frustration=self.state.frustration_max,
                 )
         return self.outcome
@@ -658,7 +661,7 @@ class DialogSession:
         st = self.state
         opts = self.engine.options
         triggered = (
-            st.frustration_last >= opts.frustration_handoff
+            st.frustration_last >= opts.frustrated
             or self._frustration_level == "frustrated"
             or self._frustration_trend == "rising"
         )
@@ -711,19 +714,18 @@ class DialogSession:
         st = self.state
         return [*st.finished, *([st.current] if st.current else []), *st.agenda]
 
-    def _signals(self, signals: dict[str, Any]) -> None:
+    def _signals(self, signals: TurnSignals) -> None:
         st = self.state
-        f = signals.get("frustration")
-        if isinstance(f, (int, float)) and f == f:  # not NaN
+        f = signals.frustration
+        if f is not None and f == f:  # not NaN
             st.frustration_last = min(1.0, max(0.0, float(f)))
             st.frustration_max = max(st.frustration_max, st.frustration_last)
-        if signals.get("frustration_explanation"):
-            st.frustration_explanation = str(signals["frustration_explanation"])
-        level = signals.get("frustration_level")
-        self._frustration_level = level if isinstance(level, str) else None
-        trend = signals.get("frustration_trend")
-        self._frustration_trend = trend if isinstance(trend, str) else None
-        calm = st.frustration_last >= self.engine.options.frustration_calm or level in ("annoyed", "frustrated")
+        if signals.explanation:
+            st.frustration_explanation = signals.explanation
+        level = signals.level
+        self._frustration_level = level
+        self._frustration_trend = signals.trend
+        calm = st.frustration_last >= self.engine.options.annoyed or level in ("annoyed", "frustrated")
         self._style = "calm" if calm else "default"
 
     def _slot_value(
@@ -773,7 +775,9 @@ class DialogSession:
         return prompt
 
     def _say(self, name: str, **values: Any) -> None:
-        vals: dict[str, Any] = {"first_name": self.state.first_name or "", **values}
+        # The name the caller ID matched is account data: spoken only once the caller is verified.
+        first_name = (self.state.first_name or "") if self.state.verified else ""
+        vals: dict[str, Any] = {"first_name": first_name, **values}
         self._out.append(self.say_.render(name, self._style, vals))
 
     def _fire(self, what: str) -> None:

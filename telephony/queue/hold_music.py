@@ -8,7 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from audio.pcm import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH
+
 # C major - A minor - F major - G major, four notes up each chord; MIDI note numbers.
 PROGRESSION = ((72, 76, 79, 84), (69, 72, 76, 81), (65, 69, 72, 77), (67, 71, 74, 79))
 NOTE_S = 0.5
@@ -43,10 +44,10 @@ def hold_music(sample_rate: int = SAMPLE_RATE) -> bytes:
     return (signal * peak * 32767).astype("<i2").tobytes()
 
 
-def hold_music_frames(frame_ms: int = 20, sample_rate: int = SAMPLE_RATE) -> Iterator[bytes]:
+def hold_music_frames(frame_ms: int = FRAME_MS, sample_rate: int = SAMPLE_RATE) -> Iterator[bytes]:
     """Endless frames of ``frame_ms`` of hold music, for a leg that wants one frame per packet."""
     loop = hold_music(sample_rate)
-    size = sample_rate * frame_ms // 1000 * 2
+    size = sample_rate * frame_ms // 1000 * SAMPLE_WIDTH
     # A loop that is not a whole number of frames continues from where the last frame ended.
     doubled = loop + loop
     pos = 0

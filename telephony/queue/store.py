@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, Engine, Integer, String, select
+from sqlalchemy import JSON, DateTime, Engine, Integer, String, inspect, or_, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 CallbackStatus = Literal["pending", "done", "failed", "cancelled"]
@@ -141,3 +142,18 @@ class CallbackStore:
             row.status = status
             row.updated_at = now or dt.datetime.now(dt.UTC)
             return True
+
+
+def erase_callbacks(session: Session, call_ids: Collection[str], numbers: Collection[str]) -> int:
+    """Right to erasure: blank the number and the hand-off packet (summary, transcript, customer) of the callback
+    requests of these calls or from these numbers; pending ones are cancelled, as there is no one left to call.
+    Returns how many requests were erased (0 where the table was never made). Does not commit."""
+    if not inspect(session.connection()).has_table(CallbackRow.__tablename__):
+        return 0
+    whose = or_(CallbackRow.call_id.in_(list(call_ids)), CallbackRow.caller.in_([n for n in numbers if n]))
+    ids = list(session.scalars(select(CallbackRow.id).where(whose)))
+    if ids:
+        session.execute(update(CallbackRow).where(CallbackRow.id.in_(ids), CallbackRow.status == "pending")
+                        .values(status="cancelled", updated_at=dt.datetime.now(dt.UTC)))
+        session.execute(update(CallbackRow).where(CallbackRow.id.in_(ids)).values(caller=None, handoff={}))
+    return len(ids)

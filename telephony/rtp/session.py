@@ -5,12 +5,18 @@ happen inside. Every 20 ms the application gets the next frame in (silence where
 a task on the asyncio loop, and the peer gets the next packet out (silence when we have nothing to say, which
 keeps NAT bindings open and phones' jitter buffers happy) from the pacer thread, so stalls of the loop do not
 become gaps in what the caller hears.
+
+Media is accepted from one source only (see ``LatchMode``): the session latches onto the first packet from an
+allowed address, answers to where it really came from (symmetric RTP, the port may differ from the SDP's behind
+NATs and SBCs) and never switches to another source on a stray packet, so a packet sprayed at the port range
+cannot take the call's audio over (the Asterisk "RTP bleed" class). Only a new SDP (re-INVITE) moves the latch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import socket
@@ -18,7 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+from audio.pcm import BYTES_PER_MS, FRAME_BYTES, FRAME_S, SAMPLE_RATE
 from telephony.codecs import PCMU, Codec, StreamResampler
 from telephony.dtmf import DtmfReceiver, TelephoneEvent, event_packets
 from telephony.rtp.jitter import JitterBuffer
@@ -27,9 +35,14 @@ from telephony.rtp.packet import RtpError, RtpPacket, is_rtcp
 
 log = logging.getLogger(__name__)
 
-PTIME_S = 0.02
-SAMPLES_8K = 160
-FRAME_16K_BYTES = 640  # 20 ms at 16 kHz, 16-bit
+SAMPLES_8K = 160  # one 20 ms G.711 packet
+STRAY_LOG_INTERVAL_S = 10.0
+
+# Whose packets the session latches onto: "sdp" the address the peer's SDP names (any port on it);
+# "signalling" the address its SIP messages come from (callers behind NAT whose SDP names a private address);
+# "first" whoever sends first (no protection against injected media; only for peers that fit neither rule).
+LatchMode = Literal["sdp", "signalling", "first"]
+LATCH_MODES: tuple[LatchMode, ...] = ("sdp", "signalling", "first")
 
 
 @dataclass
@@ -39,7 +52,7 @@ class RtpStats:
     max_send_gap_ms: float = 0.0
     max_receive_gap_ms: float = 0.0
     dtmf_received: int = 0
-    foreign: int = 0  # packets from an address other than the peer's, dropped
+    stray: int = 0  # packets from a source the session did not latch onto (or may not latch onto), dropped
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -57,26 +70,34 @@ class RtpSession:
     """Send and receive one G.711 audio stream with RFC 4733 DTMF.
 
     ``on_audio(pcm16k)`` receives 20 ms of 16 kHz PCM per tick once the stream started; ``on_dtmf(key)``
-    receives each key press once.
+    receives each key press once. ``latching`` says whose packets are accepted (see ``LatchMode``);
+    ``signalling_host`` is the address the call's SIP messages come from, needed by ``"signalling"``.
     """
 
     def __init__(self, on_audio: Callable[[bytes], None] | None = None,
                  on_dtmf: Callable[[str], None] | None = None, jitter_prefetch: int = 3,
-                 max_output_ms: int = 80):
+                 max_output_ms: int = 80, latching: LatchMode = "sdp", signalling_host: str | None = None):
+        if latching not in LATCH_MODES:
+            raise ValueError(f"RTP latching must be one of {', '.join(LATCH_MODES)}, not {latching!r}")
+        if latching == "signalling" and not signalling_host:
+            raise ValueError("RTP latching 'signalling' needs the signalling source address")
         self.on_audio = on_audio
         self.on_dtmf = on_dtmf
         self.codec: Codec = PCMU
         self.dtmf_pt: int | None = None
-        self.remote: tuple[str, int] | None = None
+        self.remote: tuple[str, int] | None = None  # where packets go: the SDP's address, then the latched source
+        self.latching: LatchMode = latching
+        self._signalling_ip = _ip(signalling_host) if signalling_host else None
+        self._sdp_remote: tuple[str, int] | None = None
         self.local_port: int = 0
         self.sending = True
         self.stats = RtpStats()
         self._jitter = JitterBuffer(prefetch=jitter_prefetch)
         self._dtmf_in = DtmfReceiver()
-        self._up = StreamResampler(8000, 16000)
-        self._down = StreamResampler(16000, 8000)
+        self._up = StreamResampler(8000, SAMPLE_RATE)
+        self._down = StreamResampler(SAMPLE_RATE, 8000)
         self._out = bytearray()
-        self._max_out = max_output_ms * 32  # bytes of 16 kHz PCM
+        self._max_out = max_output_ms * BYTES_PER_MS
         self._room = asyncio.Event()
         self._room.set()
         self._lock = threading.Lock()  # the pacer thread takes from _out and the DTMF queue
@@ -92,6 +113,8 @@ class RtpSession:
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task | None = None
         self._latched = False
+        self._stray_logged_at: float | None = None
+        self._stray_unlogged = 0
         self._last_rx: float | None = None
         self._last_tx: float | None = None
 
@@ -121,10 +144,12 @@ class RtpSession:
         raise OSError(f"no free RTP port in {port_min}-{port_max}")
 
     def configure(self, codec: Codec, dtmf_pt: int | None, remote: tuple[str, int]) -> None:
-        """Set what offer/answer decided; may be called again on re-INVITE."""
+        """Set what offer/answer decided; may be called again on re-INVITE. A new remote address (the peer
+        moved, signalled in its SDP) releases the latch; the same one keeps it."""
         self.codec = codec
         self.dtmf_pt = dtmf_pt
-        if remote != self.remote:
+        if remote != self._sdp_remote:
+            self._sdp_remote = remote
             self.remote = remote
             self._latched = False
 
@@ -156,7 +181,7 @@ class RtpSession:
 
     @property
     def queued_ms(self) -> float:
-        return len(self._out) / 32
+        return len(self._out) / BYTES_PER_MS
 
     def send_dtmf(self, keys: str, duration_ms: int = 160) -> None:
         """Queue key presses to send as RFC 4733 events (needs a negotiated telephone-event payload type)."""
@@ -191,10 +216,10 @@ class RtpSession:
         self._ts += SAMPLES_8K
 
     def _take_audio(self) -> bytes:
-        chunk = bytes(self._out[:FRAME_16K_BYTES])
-        del self._out[:FRAME_16K_BYTES]
-        if len(chunk) < FRAME_16K_BYTES:
-            chunk += bytes(FRAME_16K_BYTES - len(chunk))
+        chunk = bytes(self._out[:FRAME_BYTES])
+        del self._out[:FRAME_BYTES]
+        if len(chunk) < FRAME_BYTES:
+            chunk += bytes(FRAME_BYTES - len(chunk))
         if self._waiting and len(self._out) <= self._max_out and self._loop is not None:
             self._waiting = False
             with contextlib.suppress(RuntimeError):  # the loop closed under us (shutdown)
@@ -225,12 +250,16 @@ class RtpSession:
             return
         if packet.payload_type not in (self.codec.payload_type, self.dtmf_pt):
             return
+        source = (addr[0], addr[1])
         if not self._latched:
+            if not self._may_latch(source[0]):
+                self._stray(source)
+                return
             # Symmetric RTP: answer to where the peer really sends from (it may be behind NAT).
-            self.remote = (addr[0], addr[1])
+            self.remote = source
             self._latched = True
-        elif (addr[0], addr[1]) != self.remote:
-            self.stats.foreign += 1  # not our peer: someone injecting audio or a stale stream; ignore it
+        elif source != self.remote:
+            self._stray(source)  # someone injecting audio or a stale stream: never switch to it
             return
         self.stats.received += 1
         now = time.monotonic()
@@ -246,6 +275,26 @@ class RtpSession:
             return
         self._jitter.put(packet)
 
+    def _may_latch(self, host: str) -> bool:
+        if self.latching == "first":
+            return True
+        if self.latching == "signalling":
+            return _ip(host) == self._signalling_ip
+        # "sdp": no answer yet means no known peer; a host name in c= (rare) is compared as written.
+        return self._sdp_remote is not None and _ip(host) == _ip(self._sdp_remote[0])
+
+    def _stray(self, source: tuple[str, int]) -> None:
+        self.stats.stray += 1
+        self._stray_unlogged += 1
+        now = time.monotonic()
+        # One line per interval at most: a spray of packets must not become a flood of log lines.
+        if self._stray_logged_at is None or now - self._stray_logged_at >= STRAY_LOG_INTERVAL_S:
+            log.warning("RTP port %d: ignored %d stray packet(s), latest from %s:%d (latching %s, peer %s)",
+                        self.local_port, self._stray_unlogged, source[0], source[1], self.latching,
+                        f"{self.remote[0]}:{self.remote[1]}" if self._latched and self.remote else "not latched")
+            self._stray_logged_at = now
+            self._stray_unlogged = 0
+
     def _play_packet(self) -> None:
         packet = self._jitter.pop()
         pcm8 = self.codec.decode(packet.payload) if packet is not None else bytes(2 * SAMPLES_8K)
@@ -258,7 +307,7 @@ class RtpSession:
         due = loop.time()
         while True:
             self._play_packet()
-            due += PTIME_S
+            due += FRAME_S
             delay = due - loop.time()
             if delay < -0.2:
                 # The loop stalled for long: restart the schedule rather than burst many packets at once.
@@ -279,3 +328,14 @@ class RtpSession:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+    """``host`` as an address, so "::ffff:10.0.0.1" (a dual-stack socket) equals "10.0.0.1"; a name as is."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host.lower()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip

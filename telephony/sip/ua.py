@@ -21,7 +21,7 @@ from telephony.sip.endpoint import Endpoint
 from telephony.sip.invite import DialError, IncomingCall, InviteLayer, InviteSession
 from telephony.sip.registration import Registration
 from telephony.sip.transaction import Timers
-from telephony.sip.transport import SipTransport
+from telephony.sip.transport import Peer, SipTransport
 
 __all__ = ["CallHandler", "DialError", "UserAgent"]
 
@@ -100,11 +100,14 @@ class UserAgent:
         raise KeyError(f"no trunk named {name!r} (configured: {', '.join(t.name for t in self.trunks) or 'none'})")
 
     # --- calls ---------------------------------------------------------------------------------------------
-    def _rtp(self) -> RtpSession:
-        return RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20)
+    def _rtp(self, peer: Peer) -> RtpSession:
+        # Media is accepted only from where the SDP (or, behind NAT, the signalling) says the peer is.
+        return RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20, latching=self.config.rtp_latching,
+                          signalling_host=peer.host)
 
     def _incoming(self, session: InviteSession, call: IncomingCall) -> None:
-        leg = CallLeg(session, self._rtp(), caller=call.caller, caller_name=call.caller_name, dialled=call.dialled,
+        leg = CallLeg(session, self._rtp(session.peer), caller=call.caller, caller_name=call.caller_name,
+                      dialled=call.dialled,
                       trunk=call.trunk, route=call.route)
         self.endpoint.spawn(self._run_inbound(leg))
 
@@ -141,7 +144,7 @@ class UserAgent:
         (408 after CANCEL) or the address is unusable.
         """
         target, peer = await self.invites.target(uri, trunk)
-        rtp = self._rtp()
+        rtp = self._rtp(peer)
         try:
             await rtp.open(self.endpoint.bind_host(), self.config.rtp_port_min, self.config.rtp_port_max)
         except OSError as exc:

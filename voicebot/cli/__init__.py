@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "bench": "voicebot.cli.bench:bench",
     "dial": "voicebot.cli.dial:dial",
     "users": "voicebot.cli.users:users",
+    "token": "voicebot.cli.token:token",
 }
 
 

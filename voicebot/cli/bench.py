@@ -73,10 +73,11 @@ def latency(url: str | None, config_path: str | None, n_turns: int, per_call: in
 
 
 def _utterance_files(work: Path, n_turns: int, per_call: int, gap: float) -> list[Path]:
+    from audio.pcm import SAMPLE_RATE
     from audio.speech import espeak_ng, piper_tts
 
     files = []
-    rate = 16000
+    rate = SAMPLE_RATE
     turn = 0
     call = 0
     while turn < n_turns:
@@ -155,10 +156,11 @@ def run_latency(url: str, work: Path, n_turns: int, per_call: int, gap: float) -
 
 def run_barge_in(url: str, work: Path, calls: int) -> dict[str, Any]:
     """Talk over the greeting ``calls`` times; how long the bot's audio went on at the client."""
+    from audio.pcm import SAMPLE_RATE
     from audio.speech import espeak_ng, write_wav
     from voicebot.client.webrtc import place_call
 
-    samples, rate = espeak_ng("Sorry to interrupt, where is my order?", sample_rate=16000)
+    samples, rate = espeak_ng("Sorry to interrupt, where is my order?", sample_rate=SAMPLE_RATE)
     path = write_wav(work / "barge.wav", np.concatenate([samples, np.zeros(rate, np.float32)]), rate)
     stops: list[float] = []
     for _ in range(calls):

@@ -20,7 +20,8 @@ import click
     default=None,
     help="Seconds after connecting to start playing (default: when the greeting has ended).",
 )
-@click.option("--caller-id", default=None, help="Caller id (phone number) to present.")
+@click.option("--caller-token", default=None,
+              help="The caller's number signed for the server (`voicebot token caller NUMBER`); else anonymous.")
 @click.option("--tail", "tail_s", type=float, default=2.5, show_default=True, help="Bot silence that ends the call.")
 def call(
     url: str,
@@ -28,7 +29,7 @@ def call(
     record: str | None,
     as_json: bool,
     start_after: float | None,
-    caller_id: str | None,
+    caller_token: str | None,
     tail_s: float,
 ) -> None:
     """Call the bot at URL (e.g. http://127.0.0.1:8080) over WebRTC, playing IN.wav as the microphone.
@@ -42,7 +43,7 @@ def call(
 
     logger.remove()  # pipecat's loguru output is noise for a client
     try:
-        result = asyncio.run(place_call(url, play, start_after=start_after, caller_id=caller_id, tail_s=tail_s))
+        result = asyncio.run(place_call(url, play, start_after=start_after, caller_token=caller_token, tail_s=tail_s))
     except ClientError as exc:
         click.echo(f"voicebot call: {exc}", err=True)
         sys.exit(2)

@@ -15,7 +15,7 @@ def _turn_from_line(line: str) -> Any:
     """A plain line is what the caller said. A JSON object line may add keypad digits and signals:
     ``{"text": "...", "dtmf": "4321#", "signals": {"frustration": 0.8}}``. In the interactive mode
     ``/dtmf 4321`` types digits."""
-    from dialogs.engine import Turn
+    from dialogs.engine import Turn, TurnSignals
 
     stripped = line.strip()
     if stripped.startswith("{"):
@@ -26,7 +26,7 @@ def _turn_from_line(line: str) -> Any:
         if isinstance(obj, dict):
             signals = obj.get("signals")
             return Turn(text=str(obj.get("text") or ""), dtmf=obj.get("dtmf"),
-                        signals=signals if isinstance(signals, dict) else {})
+                        signals=TurnSignals.from_dict(signals) if isinstance(signals, dict) else TurnSignals())
     if stripped.startswith("/dtmf"):
         return Turn(dtmf=stripped[5:].strip())
     return Turn(text=line.rstrip("\n"))
@@ -70,7 +70,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
                     "intents": reply.intents,
                     "bot": reply.text,
                     "state": reply.state,
-                    "handoff": reply.handoff,
+                    "handoff": reply.handoff.to_dict() if reply.handoff is not None else None,
                     "trace": reply.trace,
                 }
                 if turn.dtmf:

@@ -53,8 +53,9 @@ def export(customer_id: int, output: str | None, config_path: str | None) -> Non
 @config_option
 def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
     """Erase a customer's personal data. Orders, invoices, returns and subscriptions are kept,
-    anonymised, for accounting; contacts lose caller ID, summary and transcript; call records lose the caller's
-    number, their turns, the bridged conversation and voice messages."""
+    anonymised, for accounting; contacts lose caller ID, summary, transcript and slot values; call records lose
+    the caller's number, their turns, the bridged conversation and voice messages; callback requests lose the
+    number and hand-off packet. The freed space is overwritten and the write-ahead log emptied."""
     from dialogs.db.models import Customer
     from dialogs.db.times import utc_now
     from dialogs.privacy import UnknownCustomer, delete_customer
@@ -80,7 +81,9 @@ def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
         database.dispose()
     click.echo(f"Erased customer {customer_id}: the customer record is deleted; "
                f"{erasure.contacts_erased} contact(s) lost caller ID, summary and transcript; "
-               f"{erasure.audit_rows_redacted} audit row(s) redacted; {calls} call record(s) erased.")
+               f"{erasure.audit_rows_redacted} audit row(s) redacted; {calls.calls} call record(s) erased; "
+               f"{calls.voicemails} voice message(s) deleted; {calls.callbacks} callback request(s) lost number "
+               f"and hand-off packet.")
     click.echo(f"Kept for accounting, anonymised (no link to the person): {erasure.orders_anonymised} order(s), "
                f"{erasure.invoices_anonymised} invoice(s), {erasure.returns_anonymised} return(s), "
                f"{erasure.subscriptions_anonymised} subscription(s).")

@@ -255,7 +255,7 @@ async def place_call(
     play: str | Path,
     *,
     start_after: float | None = None,
-    caller_id: str | None = None,
+    caller_token: str | None = None,
     tail_s: float = 2.5,
     max_wait_s: float = 25.0,
     greeting_timeout_s: float = 20.0,
@@ -268,6 +268,7 @@ async def place_call(
     After the file, the call stays up until the bot has been quiet for ``tail_s`` (at most
     ``max_wait_s``) or the bot hangs up; then the server's record of the call is fetched.
     ``stop_after_s`` hangs up that many seconds into the file (a caller who drops mid-sentence).
+    ``caller_token``: the caller's number signed for the server (voicebot.server.caller_token); else anonymous.
     The record is read with the key the server's answer gives the caller (``X-Call-Key``), plus ``headers``.
     """
     base = url.rstrip("/")
@@ -294,8 +295,8 @@ async def place_call(
     try:
         await pc.setLocalDescription(await pc.createOffer())
         body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
-        if caller_id:
-            body["request_data"] = {"caller_id": caller_id}
+        if caller_token:
+            body["request_data"] = {"caller_token": caller_token}
         answer = await asyncio.to_thread(http_json, "POST", f"{base}/api/offer", body)
         call_id = answer["pc_id"]
         if answer.get("call_key"):  # the caller's own key to the call's record (no login needed)

@@ -18,6 +18,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
+from audio import pcm
 from telephony.keypad import KeypadCollector
 from voicebot.config import Settings
 from voicebot.pipeline.call import CallContext
@@ -25,7 +26,7 @@ from voicebot.pipeline.control import CallControl, HandoffHandler
 from voicebot.pipeline.dialog import DialogStage, SignalSource
 from voicebot.pipeline.frames import GreetFrame
 from voicebot.pipeline.monitor import MonitorTap
-from voicebot.pipeline.shared import STT_SAMPLE_RATE, SharedModels
+from voicebot.pipeline.shared import SharedModels
 from voicebot.pipeline.tts import PiperSpeech
 from voicebot.pipeline.turns import CallerTurnProcessor, TurnParams
 from voicebot.storage import CallStore
@@ -120,7 +121,7 @@ def build_call_pipeline(
     )
     worker = PipelineWorker(
         pipeline,
-        params=PipelineParams(audio_in_sample_rate=STT_SAMPLE_RATE, audio_out_sample_rate=shared.tts_sample_rate),
+        params=PipelineParams(audio_in_sample_rate=pcm.SAMPLE_RATE, audio_out_sample_rate=shared.tts_sample_rate),
         enable_rtvi=False,
         enable_turn_tracking=False,
         # Silence is handled by the dialog stage (prompt, then goodbye), not by cancelling the worker.

@@ -12,6 +12,7 @@ from voicebot.storage import CallStore
 
 if TYPE_CHECKING:
     from dialogs.engine import BotReply, Turn
+    from dialogs.manager.handoff import HandoffPacket
     from dialogs.manager.session import DialogSession
     from voicebot.pipeline.shared import SharedModels
     from voicebot.pipeline.turns import CallerTurnProcessor
@@ -20,6 +21,11 @@ log = logging.getLogger(__name__)
 
 # session.end() accepts these reasons; anything else the pipeline knows maps onto them.
 _ENGINE_REASONS = {"caller_hangup", "bot_hangup", "handoff", "error"}
+
+
+def handoff_json(packet: HandoffPacket | None) -> dict[str, Any]:
+    """The packet as the JSON the agent queue (``voicebot.transfer``) reads; ``{}`` for none."""
+    return packet.to_dict() if packet is not None else {}
 
 
 class CallContext:
@@ -42,12 +48,12 @@ class CallContext:
         self.shared = shared
         self.end_reason: str | None = None
         self.outcome: str | None = None
-        self.handoff: dict[str, Any] | None = None
+        self.handoff: HandoffPacket | None = None
         self.turns: CallerTurnProcessor | None = None  # set by the builder; asked for unfinished speech
         self.playing: set[int] = set()  # bot turns whose audio is queued or playing
         # Optional: called the moment the dialog decides to hand off (before the announcement is spoken),
         # with this context and the packet; the SIP runner uses it to ring an agent during the announcement.
-        self.on_handoff_decided: Callable[[CallContext, dict[str, Any] | None], None] | None = None
+        self.on_handoff_decided: Callable[[CallContext, HandoffPacket | None], None] | None = None
         # Set by the call control stage: what to do when the caller talks over the hand-off announcement (the
         # announcement then never reports that it was heard, so the hand-off must not wait for that).
         self.on_announcement_cut: Callable[[], Awaitable[None]] | None = None
@@ -77,13 +83,13 @@ class CallContext:
         if turn_id is not None:
             await self.store.arun("update_turn", turn_id, **fields)
 
-    def publish_handoff(self, packet: dict[str, Any] | None) -> None:
+    def publish_handoff(self, packet: HandoffPacket | None) -> None:
         """Tell the event bus (the supervisor dashboard) that this call is handed off, with its packet.
 
         The agent queue publishes this itself for the calls it takes; this is for calls no queue takes.
         """
         if self.store.events is not None:
-            self.store.events.publish("handoff", call_id=self.call_id, packet=packet)
+            self.store.events.publish("handoff", call_id=self.call_id, packet=packet.to_dict() if packet is not None else None)
 
     def hold_record(self) -> bool:
         """Leave closing the call record to the caller of this method (the agent queue, which closes it with

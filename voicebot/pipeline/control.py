@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from pipecat.frames.frames import EndWorkerFrame, Frame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from dialogs.manager.handoff import HandoffPacket
 from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.frames import BotSaidFrame
 
 # Called with the call and the handoff packet when the bot has announced a transfer.
-HandoffHandler = Callable[[CallContext, dict[str, Any] | None], Awaitable[None]]
+HandoffHandler = Callable[[CallContext, HandoffPacket | None], Awaitable[None]]
 
 
 class CallControl(FrameProcessor):
@@ -48,7 +48,7 @@ class CallControl(FrameProcessor):
         """The caller talked over the hand-off announcement: hand off now (the cut sentence never arrives here)."""
         await self._hand_off(self._call.handoff)
 
-    async def _hand_off(self, packet: dict[str, Any] | None) -> None:
+    async def _hand_off(self, packet: HandoffPacket | None) -> None:
         if self._handed:
             return
         self._handed = True

@@ -20,7 +20,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from dialogs.engine import BotReply, Turn
+from dialogs.engine import BotReply, Turn, TurnSignals
 from dialogs.jsonable import jsonable
 from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
@@ -39,7 +39,7 @@ SECRET_ENTITIES = ("pin",)  # entity types whose values the call record and the 
 
 # Signals about a caller turn from outside the words (e.g. a frustration score from the turn's audio);
 # called in the inference pool, so it may take a few milliseconds of CPU.
-SignalSource = Callable[[CallerTurnFrame], dict[str, Any]]
+SignalSource = Callable[[CallerTurnFrame], TurnSignals]
 
 
 class DialogStage(FrameProcessor):
@@ -108,8 +108,8 @@ class DialogStage(FrameProcessor):
             self._call.end_reason = None
         self._prompted = False
         started = time.monotonic()
-        signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else {}
-        reply = await self._call.handle(Turn(text=frame.text, signals=signals))
+        signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else None
+        reply = await self._call.handle(Turn(text=frame.text, signals=signals or TurnSignals()))
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
         stages = {
@@ -119,7 +119,7 @@ class DialogStage(FrameProcessor):
             "dialog_ms": round(dialog_ms, 1),
         }
         assert frame.start is not None
-        extra: dict[str, Any] = {"signals": signals} if signals else {}
+        extra: dict[str, Any] = {"signals": signals.to_dict()} if signals is not None else {}
         entities = _entities(reply)
         if entities:
             extra["entities"] = entities

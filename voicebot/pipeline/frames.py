@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pipecat.frames.frames import DataFrame
+
+from dialogs.manager.handoff import HandoffPacket
 
 
 @dataclass
@@ -44,7 +45,7 @@ class BotSayFrame(DataFrame):
     turn_id: int | None = None
     speech_end: float | None = None
     stages: dict[str, float] = field(default_factory=dict)
-    handoff: dict[str, Any] | None = None
+    handoff: HandoffPacket | None = None
 
 
 @dataclass

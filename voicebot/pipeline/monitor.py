@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import soxr  # type: ignore[import-untyped]
 from pipecat.frames.frames import AudioRawFrame, Frame, InputAudioRawFrame, StartFrame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from voicebot.monitor import MONITORS, RATE, Monitors
+from audio import pcm
+from voicebot.monitor import MONITORS, Monitors
 
 
 class MonitorTap(FrameProcessor):
@@ -33,8 +32,7 @@ class MonitorTap(FrameProcessor):
         self._holds_call = holds_call
         self._holding = False
         self._monitors = monitors
-        self._resampler: soxr.ResampleStream | None = None
-        self._resampler_rate = 0
+        self._resampler: pcm.StreamResampler | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -46,16 +44,13 @@ class MonitorTap(FrameProcessor):
         await self.push_frame(frame, direction)
 
     def _pcm16k(self, frame: AudioRawFrame) -> bytes:
-        samples = np.frombuffer(frame.audio, dtype=np.int16)
-        if frame.num_channels > 1:
-            samples = samples.reshape(-1, frame.num_channels)[:, 0]
-        if frame.sample_rate == RATE:
-            return samples.tobytes()
-        if self._resampler is None or self._resampler_rate != frame.sample_rate:
+        audio = pcm.first_channel(frame.audio, frame.num_channels)
+        if frame.sample_rate == pcm.SAMPLE_RATE:
+            return audio
+        if self._resampler is None or self._resampler.rate != frame.sample_rate:
             # A stream keeps the filter state across chunks (no clicks at 20 ms boundaries).
-            self._resampler = soxr.ResampleStream(frame.sample_rate, RATE, 1, dtype="int16")
-            self._resampler_rate = frame.sample_rate
-        return self._resampler.resample_chunk(samples).tobytes()
+            self._resampler = pcm.StreamResampler(frame.sample_rate)
+        return self._resampler.process(audio)
 
     async def cleanup(self) -> None:
         await super().cleanup()

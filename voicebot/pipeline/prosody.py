@@ -1,27 +1,24 @@
 """The prosody tap: each caller turn's audio -> prosodic features -> frustration score for the dialog.
 
 The dialog stage calls the tap with the finished turn (its transcript and its 16 kHz audio) in the
-inference pool; the result becomes the turn's ``signals``: the dialog engine reads ``frustration``,
-``frustration_level``, ``frustration_trend`` and ``frustration_explanation``, and the whole analysis is
-stored with the caller's turn in the call record.
+inference pool; the result is the turn's :class:`~dialogs.manager.signals.TurnSignals`: the dialog engine
+reads the score, level, trend and explanation, and the whole analysis is stored with the caller's turn in the
+call record.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-import numpy as np
-
+from audio import pcm
 from audio.config import ProsodyConfig
 from audio.frustration import DialogSignals, FrustrationTracker
 from audio.prosody.features import extract_features
 from dialogs.manager.session import DialogSession
+from dialogs.manager.signals import TurnSignals
 from voicebot.pipeline.frames import CallerTurnFrame
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000  # CallerTurnFrame.audio is 16 kHz mono PCM16
 
 
 class ProsodyTap:
@@ -39,20 +36,20 @@ class ProsodyTap:
             failed_verifications=st.verify_attempts if not st.verified else 0,
         )
 
-    def __call__(self, frame: CallerTurnFrame) -> dict[str, Any]:
+    def __call__(self, frame: CallerTurnFrame) -> TurnSignals:
         features = None
         if frame.audio:
-            samples = np.frombuffer(frame.audio[: len(frame.audio) // 2 * 2], dtype="<i2")
+            samples = pcm.to_int16(frame.audio[: len(frame.audio) // pcm.SAMPLE_WIDTH * pcm.SAMPLE_WIDTH])
             if samples.size:
-                features = extract_features(samples, SAMPLE_RATE)
+                features = extract_features(samples, pcm.SAMPLE_RATE)
         result = self.tracker.update(features, frame.text, self._dialog_signals())
         explanation = "; ".join(result.explanation)
         if result.level != "calm":
             log.info("call %s: caller %s (%.2f): %s", self.session.call_id, result.level, result.score, explanation)
-        return {
-            "frustration": round(result.score, 4),
-            "frustration_level": result.level,
-            "frustration_trend": "rising" if result.rising else "steady",
-            "frustration_explanation": explanation or None,
-            "prosody": result.to_dict(),
-        }
+        return TurnSignals(
+            frustration=round(result.score, 4),
+            level=result.level,
+            trend="rising" if result.rising else "steady",
+            explanation=explanation or None,
+            prosody=result.to_dict(),
+        )

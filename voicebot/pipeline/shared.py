@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import soxr
 
+from audio import pcm
 from voicebot import metrics
 from voicebot.config import Settings
 from voicebot.models import load_piper, load_whisper
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-STT_SAMPLE_RATE = 16000
 # Encoder window for a short utterance: its length plus a margin, never below MIN_WINDOW_S.
 WINDOW_MARGIN_S = 1.0
 MIN_WINDOW_S = 10.0  # shorter windows made tiny.en loop on short phrases (measured on synthetic speech)
@@ -139,7 +138,7 @@ class SharedModels:
         """
         started = time.perf_counter()
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
-        seconds = len(audio) / STT_SAMPLE_RATE
+        seconds = len(audio) / pcm.SAMPLE_RATE
         if seconds + WINDOW_MARGIN_S > 30.0:
             text = self._transcribe_long(audio)
         else:
@@ -223,8 +222,7 @@ class SharedModels:
         barrier = threading.Barrier(workers)
         # Real speech, not silence: decoding a sentence also sizes CTranslate2's decoder buffers.
         sample = self.synthesize("Hello, I would like to check the status of my order, please.")
-        samples = np.frombuffer(sample.audio, dtype=np.int16)
-        speech = soxr.resample(samples, sample.sample_rate, STT_SAMPLE_RATE).astype(np.int16).tobytes()
+        speech = pcm.resample(sample.audio, sample.sample_rate)
 
         def once() -> None:
             barrier.wait(timeout=60)  # one task per thread: no thread takes two while another idles

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import soxr
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -32,13 +31,14 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from audio import pcm
 from voicebot import metrics
 from voicebot.config import CallConfig
 from voicebot.pipeline.frames import CallerTurnFrame
-from voicebot.pipeline.shared import STT_SAMPLE_RATE, SharedModels
+from voicebot.pipeline.shared import SharedModels
 
 WINDOW = 512  # Silero's window at 16 kHz: 32 ms
-WINDOW_S = WINDOW / STT_SAMPLE_RATE
+WINDOW_S = WINDOW / pcm.SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,10 @@ class CallerTurnProcessor(FrameProcessor):
         self._shared = shared
         self._on_barge_in = on_barge_in
         self._p = params or TurnParams()
-        self._vad = SileroVADAnalyzer(sample_rate=STT_SAMPLE_RATE)
-        self._vad.set_sample_rate(STT_SAMPLE_RATE)  # the constructor only records the rate
-        self._resampler: soxr.ResampleStream | None = None
-        self._resampler_rate = 0
-        self._pending = bytearray()
+        self._vad = SileroVADAnalyzer(sample_rate=pcm.SAMPLE_RATE)
+        self._vad.set_sample_rate(pcm.SAMPLE_RATE)  # the constructor only records the rate
+        self._resampler: pcm.StreamResampler | None = None
+        self._windows = pcm.FrameSplitter(WINDOW * pcm.SAMPLE_WIDTH)
         self._ring: collections.deque[bytes] = collections.deque(maxlen=max(1, round(self._p.preroll_s / WINDOW_S)))
         self._start_windows = max(1, round(self._p.start_s / WINDOW_S))
         self._pause_windows = max(1, round(self._p.pause_s / WINDOW_S))
@@ -144,7 +143,7 @@ class CallerTurnProcessor(FrameProcessor):
 
     def pending_speech(self) -> PendingSpeech | None:
         """Speech the caller was in the middle of (for the record of a call that dropped)."""
-        if not self._in_speech or len(self._utterance) < STT_SAMPLE_RATE * 2 * self._p.start_s:
+        if not self._in_speech or pcm.duration_ms(self._utterance) < self._p.start_s * 1000:
             return None
         return PendingSpeech(bytes(self._utterance), self._utt_start)
 
@@ -162,19 +161,12 @@ class CallerTurnProcessor(FrameProcessor):
         await self.push_frame(frame, direction)
 
     async def _on_audio(self, frame: InputAudioRawFrame) -> None:
-        audio = frame.audio
-        if frame.num_channels != 1:
-            audio = np.frombuffer(audio, np.int16).reshape(-1, frame.num_channels)[:, 0].tobytes()
-        if frame.sample_rate != STT_SAMPLE_RATE:
-            if self._resampler is None or self._resampler_rate != frame.sample_rate:
-                self._resampler = soxr.ResampleStream(frame.sample_rate, STT_SAMPLE_RATE, 1, dtype="int16")
-                self._resampler_rate = frame.sample_rate
-            audio = self._resampler.resample_chunk(np.frombuffer(audio, np.int16)).tobytes()
-        self._pending += audio
-        size = WINDOW * 2
-        while len(self._pending) >= size:
-            window = bytes(self._pending[:size])
-            del self._pending[:size]
+        audio = pcm.first_channel(frame.audio, frame.num_channels)
+        if frame.sample_rate != pcm.SAMPLE_RATE:
+            if self._resampler is None or self._resampler.rate != frame.sample_rate:
+                self._resampler = pcm.StreamResampler(frame.sample_rate)
+            audio = self._resampler.process(audio)
+        for window in self._windows.feed(audio):
             await self._on_window(window)
 
     async def _on_window(self, window: bytes) -> None:
@@ -193,7 +185,7 @@ class CallerTurnProcessor(FrameProcessor):
             self._silence_run = 0
             self._speech_end = time.monotonic()
             self._speculation = None  # the caller went on: an earlier transcript is incomplete
-            if len(self._utterance) >= STT_SAMPLE_RATE * 2 * self._p.max_turn_s:
+            if pcm.duration_ms(self._utterance) >= self._p.max_turn_s * 1000:
                 await self._turn_ended()
             return
         self._silence_run += 1
@@ -218,7 +210,7 @@ class CallerTurnProcessor(FrameProcessor):
         self._voiced_run = 0
         self._silence_run = 0
         self._utterance = bytearray(b"".join(self._ring))
-        self._utt_start = datetime.now(UTC) - timedelta(seconds=len(self._utterance) / 2 / STT_SAMPLE_RATE)
+        self._utt_start = datetime.now(UTC) - timedelta(milliseconds=pcm.duration_ms(self._utterance))
         self._speech_end = time.monotonic()
         self._speculation = None
         await self.push_frame(UserStartedSpeakingFrame())

@@ -28,6 +28,8 @@ from voicebot.server.access import call_key, check_call_key, ensure_can_see_call
 from voicebot.server.agents import router as agents_router
 from voicebot.server.auth_routes import router as auth_router
 from voicebot.server.caller_leg import BrowserCall, key_of_message, press
+from voicebot.server.caller_token import CallerTokenError, secret_from_env
+from voicebot.server.caller_token import verify as verify_caller_token
 from voicebot.server.listen import router as listen_router
 from voicebot.server.runtime import Runtime
 from voicebot.server.supervisor import live_calls
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATIC_DIR = files("voicebot.server").joinpath("static")
-MAX_CALLER_ID = 64
+_unsigned_warned = False  # an unsigned caller_id is logged once per process, not once per call
 AUDIO_IN_PREFETCH = 1  # RTP packets aiortc holds before decoding the caller's audio
 
 
@@ -48,8 +50,10 @@ def _bad(message: str) -> HTTPException:
     return HTTPException(status_code=400, detail=message)
 
 
-def _parse_offer(body: Any) -> tuple[SmallWebRTCRequest, str | None]:
-    """Validate a signaling offer; raises a 400 naming what is wrong."""
+def _parse_offer(body: Any, caller_secret: bytes | None) -> tuple[SmallWebRTCRequest, str | None]:
+    """Validate a signaling offer; raises a 400 naming what is wrong. The caller ID is the one a valid
+    ``request_data.caller_token`` signed with ``caller_secret`` names; without one the caller is anonymous."""
+    global _unsigned_warned
     if not isinstance(body, dict):
         raise _bad('the offer must be a JSON object {"sdp": ..., "type": "offer"}')
     sdp, kind = body.get("sdp"), body.get("type")
@@ -63,9 +67,22 @@ def _parse_offer(body: Any) -> tuple[SmallWebRTCRequest, str | None]:
     if pc_id is not None and not isinstance(pc_id, str):
         raise _bad('"pc_id" must be a string')
     data = body.get("request_data", body.get("requestData")) or {}
-    caller_id = data.get("caller_id") if isinstance(data, dict) else None
-    if caller_id is not None and (not isinstance(caller_id, str) or len(caller_id) > MAX_CALLER_ID):
-        raise _bad(f'"request_data.caller_id" must be a string of at most {MAX_CALLER_ID} characters')
+    if not isinstance(data, dict):
+        raise _bad('"request_data" must be a JSON object')
+    token = data.get("caller_token")
+    caller_id = None
+    if token is not None:
+        if caller_secret is None:
+            raise _bad("this server does not accept caller tokens (webrtc.caller_token_secret_env is not set up)")
+        try:
+            caller_id = verify_caller_token(token, caller_secret)
+        except CallerTokenError as exc:
+            raise _bad(f'"request_data.caller_token": {exc}') from None
+    elif data.get("caller_id") is not None and not _unsigned_warned:
+        # Anyone can claim any number from a browser: only a number the company's site signed is believed.
+        log.warning("browser offer with an unsigned request_data.caller_id: ignored, the caller is anonymous "
+                    "(a caller ID needs request_data.caller_token; logged once)")
+        _unsigned_warned = True
     request = SmallWebRTCRequest(sdp=sdp, type=kind, pc_id=pc_id, restart_pc=bool(body.get("restart_pc")))
     return request, caller_id
 
@@ -166,6 +183,12 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         log.warning("no users yet: the agent page, the dashboard and the call APIs need a login; "
                     "create one with `voicebot users add NAME --role admin`")
     app.include_router(auth_router)
+    try:
+        webrtc_settings = getattr(runtime.settings, "webrtc", None)
+        caller_secret = secret_from_env(getattr(webrtc_settings, "caller_token_secret_env", None))
+    except CallerTokenError as exc:
+        log.error("%s: browser callers' caller tokens are refused until it is set", exc)
+        caller_secret = None
     redactor = Redactor.from_settings(runtime.settings)  # also for rows stored before redaction was on
     app.include_router(agents_router)
     app.state.live = live_calls(runtime)  # the live calls of the dashboard, fed by runtime.events
@@ -231,7 +254,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     async def offer(request: Request) -> dict[str, Any]:
         """SmallWebRTC signaling: ``{"sdp", "type"}`` in, ``{"sdp", "type", "pc_id", "call_key"}`` out
         (``call_key``: for a new call, opens its record to the caller: ``X-Call-Key``)."""
-        webrtc_request, caller_id = _parse_offer(await _json(request))
+        webrtc_request, caller_id = _parse_offer(await _json(request), caller_secret)
         if webrtc_request.pc_id:
             _own_call(request, webrtc_request.pc_id)
         started: list[str] = []

@@ -47,8 +47,10 @@ from audio.pcm import (
     first_channel,
 )
 from telephony.leg import LegBase
+from voicebot.pipeline.call import handoff_json
 
 if TYPE_CHECKING:
+    from dialogs.manager.handoff import HandoffPacket
     from voicebot.pipeline.builder import CallPipeline
     from voicebot.pipeline.call import CallContext
     from voicebot.transfer import TransferService
@@ -273,13 +275,13 @@ class BrowserCall:
         self.call = call
         call.call.on_handoff_decided = self._decided
 
-    def _decided(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
+    def _decided(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
         if self.queued is None:
             self.queued = asyncio.ensure_future(
-                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff or {},
+                self.transfer.handoff(self.leg, ctx, handoff_json(packet or ctx.handoff),
                                       caller_ready=self.released))
 
-    async def on_handoff(self, ctx: CallContext, packet: dict[str, Any] | None) -> None:
+    async def on_handoff(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
         """The caller has heard the hand-off sentence (or talked over it): the queue gets their audio."""
         self._decided(ctx, packet)
         self.leg.take_over()

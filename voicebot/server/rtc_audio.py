@@ -17,9 +17,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, AudioResampler
 
-RATE = 16000
-FRAME_SAMPLES = RATE // 50
-FRAME_BYTES = FRAME_SAMPLES * 2
+from audio.pcm import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, SAMPLE_WIDTH, FrameSplitter
 
 
 class PacedAudioTrack(MediaStreamTrack):
@@ -44,30 +42,27 @@ class PacedAudioTrack(MediaStreamTrack):
             self._start = time.time()
         else:
             self._pts += FRAME_SAMPLES
-            await asyncio.sleep(max(0.0, self._start + self._pts / RATE - time.time()))
+            await asyncio.sleep(max(0.0, self._start + self._pts / SAMPLE_RATE - time.time()))
         chunk = self.next_chunk()[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
         frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
         frame.planes[0].update(chunk)
         frame.pts = self._pts
-        frame.sample_rate = RATE
-        frame.time_base = fractions.Fraction(1, RATE)
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
         return frame
 
 
 async def read_track(track: MediaStreamTrack, on_chunk: Callable[[bytes], None]) -> None:
     """Call ``on_chunk`` with each 20 ms of ``track`` (16 kHz 16-bit mono) until the track ends."""
-    resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
-    pending = bytearray()
+    resampler = AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    frames = FrameSplitter()
     try:
         while True:
             frame = await track.recv()
             if not isinstance(frame, AudioFrame):
                 continue
             for out in resampler.resample(frame):
-                pending.extend(bytes(out.planes[0])[: out.samples * 2])
-            while len(pending) >= FRAME_BYTES:
-                chunk = bytes(pending[:FRAME_BYTES])
-                del pending[:FRAME_BYTES]
-                on_chunk(chunk)
+                for chunk in frames.feed(bytes(out.planes[0])[: out.samples * SAMPLE_WIDTH]):
+                    on_chunk(chunk)
     except MediaStreamError:
         return

@@ -11,10 +11,12 @@ from telephony.call import CallLeg
 from telephony.server import RunCall, SipServer
 from telephony.transport import SipCallTransport
 from voicebot.pipeline.builder import build_call_pipeline
+from voicebot.pipeline.call import handoff_json
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from dialogs.manager.handoff import HandoffPacket
     from voicebot.pipeline.call import CallContext
     from voicebot.server.runtime import Runtime
     from voicebot.transfer import TransferService
@@ -37,9 +39,9 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
         )
         handed: dict[str, Any] = {}
 
-        async def on_handoff(ctx: CallContext, packet: dict[str, Any] | None) -> None:
+        async def on_handoff(ctx: CallContext, packet: HandoffPacket | None) -> None:
             # The bot is done: stop its pipeline without hanging up (a cancel, not an end, keeps the leg).
-            handed["packet"] = packet or ctx.handoff or {}
+            handed["packet"] = handoff_json(packet or ctx.handoff)
             ctx.end_reason = "handoff"
             handed["stop"] = asyncio.ensure_future(call.worker.cancel(reason="handoff"))
 
@@ -49,10 +51,10 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
         # hears the bot's announcement; the queue takes the leg once the pipeline has let go of it.
         released = asyncio.Event()
 
-        def on_handoff_decided(ctx: CallContext, packet: dict[str, Any] | None) -> None:
+        def on_handoff_decided(ctx: CallContext, packet: HandoffPacket | None) -> None:
             if transfer is not None and "queued" not in handed:
                 handed["queued"] = asyncio.ensure_future(
-                    transfer.handoff(leg, ctx, packet or ctx.handoff or {}, caller_ready=released))
+                    transfer.handoff(leg, ctx, handoff_json(packet or ctx.handoff), caller_ready=released))
 
         call.call.on_handoff_decided = on_handoff_decided
 

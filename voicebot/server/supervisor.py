@@ -100,7 +100,8 @@ def _queues_now(conn: Request | WebSocket, live: LiveCalls) -> tuple[list[Any], 
 
 @router.websocket("/ws/events")
 async def events_socket(ws: WebSocket) -> None:
-    """Stream events as JSON text messages; the first is ``{"type": "hello", "calls", "queues", "agents"}``."""
+    """Stream events as JSON text messages; the first is ``{"type": "hello", "calls", "queues", "agents",
+    "frustration_levels"}`` (the scores at which a caller is annoyed / frustrated: ``prosody`` in the config)."""
     principal = await websocket_principal(ws)
     await ws.accept()  # accepted first so the client sees the 4401 close code, not a failed handshake
     if principal is None:
@@ -112,6 +113,7 @@ async def events_socket(ws: WebSocket) -> None:
     # Subscribed before the snapshot is taken (no await between): nothing falls between the two.
     sub = bus.subscribe(maxsize=SUBSCRIBER_BACKLOG, accept=_event_filter(principal, live))
     queues, agents = _queues_now(ws, live) if principal.sees_all else ([], [])
+    prosody = _runtime(ws).settings.prosody
     hello = {
         "type": "hello",
         "seq": live.last_seq,
@@ -119,6 +121,7 @@ async def events_socket(ws: WebSocket) -> None:
         "calls": live.snapshot(_sees(principal, live)),
         "queues": redactor.value(queues),
         "agents": agents,
+        "frustration_levels": {"annoyed": prosody.annoyed, "frustrated": prosody.frustrated},
     }
 
     async def watch_client() -> None:

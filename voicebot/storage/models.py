@@ -20,6 +20,9 @@ class Base(DeclarativeBase):
 # Table.info key of a table whose rows (by ``call_id``) quote or identify the caller of a call: the right to
 # erasure and the retention purge delete them with the call's personal content (storage.retention).
 ERASE_WITH_CALL = "erase_with_call"
+# Table.info key naming the column that holds a caller's number in such a table: the right to erasure also
+# deletes the rows left from the person's numbers on calls that are not theirs (a voice message, say).
+ERASE_BY_NUMBER = "erase_by_number"
 
 
 class CallRow(Base):

@@ -2,33 +2,45 @@
 
 The dialog database's own rows (customers, contacts) are handled by :mod:`dialogs.privacy`; this module does the
 same for what the voice application stores beside them: call records and their turns, the turns of bridged
-calls, and voice messages. A call belongs to a customer when the bot identified them on it (``customer_id``)
-or when it came from one of their numbers.
+calls, voice messages and callback requests. A call belongs to a customer when the bot identified them on it
+(``customer_id``) or when it came from one of their numbers.
 
 Erasure keeps the anonymous shell of a call (channel, times, outcome, intents, highest frustration, agent) so
-statistics stay right, and removes what identifies or quotes the person: caller number, every turn, the
-transcript of the bridged conversation and voice messages. Which tables hold such content, this module learns
-from the registry (:mod:`voicebot.storage.schema`): each declares ``ERASE_WITH_CALL`` in its ``Table.info``.
+statistics stay right, and removes what identifies or quotes the person: caller number, every turn (with its
+intents' slot values and its trace), the transcript of the bridged conversation, voice messages (also those
+left from the person's number) and the number and hand-off packet of callback requests. Which tables hold such
+content, this module learns from the registry (:mod:`voicebot.storage.schema`): each declares
+``ERASE_WITH_CALL`` (and, if it keeps a number, ``ERASE_BY_NUMBER``) in its ``Table.info``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from voicebot.storage.calls import _call_dict
-from voicebot.storage.models import ERASE_WITH_CALL, CallRow, TurnRow
+from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, CallRow, TurnRow
 from voicebot.storage.schema import declared_tables
 
 
 def _call_content_tables() -> list[Table]:
     """The tables whose rows (by ``call_id``) quote or identify a caller: those that declare ERASE_WITH_CALL."""
     return [t for t in declared_tables().values() if t.info.get(ERASE_WITH_CALL)]
+
+
+@dataclass(frozen=True)
+class CallErasure:
+    """What :func:`erase_calls` did, in numbers."""
+
+    calls: int
+    voicemails: int
+    callbacks: int
 
 
 def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
@@ -50,20 +62,32 @@ def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> lis
     return out
 
 
-def _erase(s: Session, ids: list[str]) -> int:
-    if not ids:
-        return 0
+def _erase(s: Session, ids: list[str], numbers: Sequence[str] = ()) -> dict[str, int]:
+    """Delete the call content of ``ids`` (and rows left from ``numbers``) and clear the calls' caller; the rows
+    deleted per table. Does not commit."""
+    deleted: dict[str, int] = {}
     for table in _call_content_tables():  # the turns, and what other packages keep of the call (hand-offs)
-        s.execute(delete(table).where(table.c.call_id.in_(ids)))
-    s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
-    return len(ids)
+        whose: ColumnElement[bool] = table.c.call_id.in_(ids)
+        column = table.info.get(ERASE_BY_NUMBER)
+        if column and numbers:
+            whose = or_(whose, table.c[column].in_(list(numbers)))
+        deleted[table.name] = int(s.execute(delete(table).where(whose)).rowcount or 0)  # type: ignore[attr-defined]
+    if ids:
+        s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
+    return deleted
 
 
-def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> int:
-    """Erase the personal content of a customer's call records; returns how many calls were touched."""
+def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> CallErasure:
+    """Erase the personal content of a customer's call records, and the voice messages and callback requests of
+    those calls or from their numbers."""
+    from telephony.queue.store import erase_callbacks
+
+    numbers = [p for p in phones if p]
     with Session(engine) as s, s.begin():
-        ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones))))
-        return _erase(s, ids)
+        ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, numbers))))
+        callbacks = erase_callbacks(s, ids, numbers)
+        deleted = _erase(s, ids, numbers)
+        return CallErasure(len(ids), deleted.get("voicebot_voicemails", 0), callbacks)
 
 
 def purge_calls(engine: Engine, before: datetime) -> int:
@@ -74,7 +98,8 @@ def purge_calls(engine: Engine, before: datetime) -> int:
         ids = list(s.scalars(select(CallRow.id).where(
             CallRow.start < before, CallRow.end.is_not(None),
             or_(CallRow.caller_id.is_not(None), CallRow.customer_id.is_not(None), has_turns))))
-        return _erase(s, ids)
+        _erase(s, ids)
+        return len(ids)
 
 
 def purge_all(database: Any, retention_days: int) -> tuple[int, int]:

@@ -20,6 +20,8 @@ let poller = null;
 
 // ?raw=1 turns off the browser's echo cancellation and noise suppression (test rigs with a fake mic).
 const raw = new URLSearchParams(location.search).get("raw") === "1";
+// A caller ID only from the embedding site, signed for this server (voicebot token caller); else anonymous.
+const callerToken = new URLSearchParams(location.search).get("caller_token");
 
 function setStatus(text) { statusLine.textContent = text; }
 
@@ -97,7 +99,10 @@ async function call() {
     const res = await fetch("/api/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+      body: JSON.stringify({
+        sdp: pc.localDescription.sdp, type: pc.localDescription.type,
+        ...(callerToken ? { request_data: { caller_token: callerToken } } : {}),
+      }),
     });
     if (!res.ok) throw new Error((await res.json()).detail || res.statusText);
     const answer = await res.json();

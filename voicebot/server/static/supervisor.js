@@ -7,14 +7,13 @@ import { barChart, donut, fmtMs, histogram, lineChart } from "/static/supervisor
 
 const $ = (id) => document.getElementById(id);
 const LEVELS = { calm: "calm", annoyed: "annoyed", frustrated: "frustrated" };
-const ANNOYED = 0.4; // the default levels of audio/config.py, for scores that arrive without a level
-const FRUSTRATED = 0.7;
 const ENDED_ROW_MS = 10_000; // an ended call stays in the live table this long, greyed, with its outcome
 const MAX_ALERTS = 30;
 const PAGE = 50;
 
 const state = {
   me: null,
+  levels: null, // {annoyed, frustrated}: the server's frustration thresholds (hello), for scores without a level
   live: new Map(), // call id -> LiveCall (+ ended, outcome)
   rows: new Map(), // call id -> <tr>
   queues: null, // [queue] or null when no queue is configured
@@ -116,8 +115,9 @@ function learnClock(ts) {
 }
 
 function levelOf(score) {
-  if (score == null) return null;
-  return score >= FRUSTRATED ? "frustrated" : score >= ANNOYED ? "annoyed" : "calm";
+  const t = state.levels;
+  if (score == null || !t) return null;
+  return score >= t.frustrated ? "frustrated" : score >= t.annoyed ? "annoyed" : "calm";
 }
 
 const channelName = (c) => ({ sip: "SIP", webrtc: "WebRTC", chat: "Chat" })[c] || c || "–";
@@ -862,6 +862,22 @@ function connect() {
   };
 }
 
+/** The server's thresholds arrived (or changed): the history filter offers them and the plot marks them. */
+function levelsChanged() {
+  const t = state.levels;
+  const select = document.querySelector('select[name="min_frustration"]');
+  if (t && select) {
+    const chosen = select.value;
+    select.replaceChildren(
+      h("option", { value: "" }, "any"),
+      h("option", { value: String(t.annoyed) }, `${t.annoyed} (annoyed or worse)`),
+      h("option", { value: String(t.frustrated) }, `${t.frustrated} (frustrated)`),
+    );
+    if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+  }
+  if (state.history.params) loadStats(state.history.params);
+}
+
 /** After a reconnect: what happened while the socket was down. */
 async function resync() {
   try {
@@ -875,10 +891,14 @@ async function resync() {
 
 function handleEvent(ev) {
   switch (ev.type) {
-    case "hello":
+    case "hello": {
+      const changed = JSON.stringify(ev.frustration_levels || null) !== JSON.stringify(state.levels);
+      state.levels = ev.frustration_levels || null;
+      if (changed) levelsChanged();
       replaceLive(ev.calls || []);
       if ("queues" in ev || "agents" in ev) setBoard(ev.queues, ev.agents);
       break;
+    }
     case "call.started":
       upsertCall({ state: "bot", intents: [], frustration: null, ...(ev.call || {}), id: ev.call_id || ev.call?.id });
       break;
@@ -1043,7 +1063,8 @@ async function loadStats(params) {
     return { label: hourLabel(hour).short, mean: x ? x.mean : null, max: x ? x.max : null };
   });
   lineChart($("chart-frustration"), fr, {
-    label: "Frustration per hour, mean and maximum score", thresholds: [{ value: ANNOYED, label: "annoyed" }, { value: FRUSTRATED, label: "frustrated" }],
+    label: "Frustration per hour, mean and maximum score",
+    thresholds: state.levels ? [{ value: state.levels.annoyed, label: "annoyed" }, { value: state.levels.frustrated, label: "frustrated" }] : [],
   });
 }
 
