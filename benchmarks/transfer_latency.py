@@ -55,9 +55,10 @@ import soundfile as sf
 from telephony.call import CallLeg
 from telephony.config import SipConfig
 from telephony.queue.config import AgentConfig, QueueConfig
-from telephony.queue.live import LiveQueue, _play_once, whisper_text
+from telephony.queue.live import LiveQueue, _play_once
 from telephony.queue.runner import QueueRunner
 from telephony.sip.ua import UserAgent
+from voicebot.transfer.request import queue_request_from_packet
 
 AGENT_HZ = 3000
 ANNOUNCEMENT = "Connecting you to a colleague; no need to repeat."  # the retail domain's `handoff`
@@ -122,12 +123,12 @@ async def measure(args: argparse.Namespace, agent_port: int, service: Any) -> li
         handed["t"] = loop.time()
         if args.sequential:
             await announce(leg)
-            await live.transfer_call(leg, packet)
+            await live.transfer_call(leg, queue_request_from_packet(packet))
             return
         ready = asyncio.Event()
         saying = asyncio.ensure_future(announce(leg))
         saying.add_done_callback(lambda _task: ready.set())
-        await live.transfer_call(leg, packet, caller_ready=ready)
+        await live.transfer_call(leg, queue_request_from_packet(packet), caller_ready=ready)
 
     def on_offer(event: str, _call_id: str, _agent_id: str) -> None:
         marks.setdefault(event, loop.time())
@@ -329,7 +330,7 @@ def main() -> None:
             self.shared = shared
 
     speaker = _Speaker()
-    whisper = args.summary or whisper_text(PACKET)
+    whisper = args.summary or queue_request_from_packet(PACKET).whisper
     with tempfile.TemporaryDirectory() as tmp:
         agent, port = start_agent(Path(tmp))
         try:

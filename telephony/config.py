@@ -42,6 +42,15 @@ class SipConfig(_Section):
         default=20.0, gt=0, description="New INVITEs accepted per second from one IP address; a flood above it "
                                         "is dropped."
     )
+    max_unacked_per_source: int = Field(
+        default=10, ge=1, description="Inbound calls from one IP address that may be ringing or waiting for the ACK "
+                                      "of their 200 OK at once; more get 503 (unacknowledged calls hold a slot "
+                                      "for up to 32 s)."
+    )
+    no_media_timeout_s: float = Field(
+        default=30.0, ge=0, description="An answered call that receives no RTP for this long (while not on hold) "
+                                        "is hung up with end reason 'no media'; 0: never."
+    )
     ring_timeout_s: float = Field(default=30.0, gt=0, description="Outbound calls not answered in time are cancelled.")
     jitter_buffer_ms: int = Field(default=60, ge=20, le=500)
 
@@ -99,6 +108,10 @@ class TrunkConfig(_Section):
                                                  "(digest) when they do not come from allowed_ips.")
     allowed_ips: list[str] = Field(default_factory=list, description="Source IPs or networks (CIDR) whose calls "
                                                                      "are accepted. Empty: the host, if it is an IP.")
+    trust_asserted_identity: bool = Field(
+        default=True, description="Take the caller's number from P-Asserted-Identity on calls that come from this "
+                                  "trunk's address (host / allowed_ips). Never for calls let in by digest only."
+    )
     dids: dict[str, DidRoute] = Field(default_factory=dict)
 
     @field_validator("allowed_ips")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
@@ -75,6 +76,12 @@ class AudioDescription:
                 if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
                     raise SdpError("bad c= line")
                 addr = parts[2].split("/")[0]
+                try:
+                    ipaddress.ip_address(addr)
+                except ValueError:
+                    # A name would be resolved for every packet, and points media anywhere: IP addresses only.
+                    raise SdpError(f"host names in c= are not supported ({addr[:60]!r}); use an IP address") \
+                        from None
                 if seen_media:
                     if in_audio:
                         media_addr = addr

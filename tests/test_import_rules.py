@@ -138,15 +138,11 @@ def test_the_libraries_do_not_import_upward(name: str) -> None:
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="voicebot/storage/retention.py imports voicebot.transfer until branch "
-                                       "`persist` (storage registry) is merged")
 def test_storage_imports_neither_transfer_nor_server() -> None:
     found = violations(ROOT, RULES["storage"])
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="voicebot/transfer.py imports voicebot.server.agent_phone until branch "
-                                       "`rpc` (transfer as a package) is merged")
 def test_transfer_does_not_import_the_server() -> None:
     found = violations(ROOT, RULES["transfer"])
     assert not found, "\n".join(found)

@@ -59,7 +59,10 @@ def test_no_common_codec() -> None:
 
 @pytest.mark.parametrize("body", [b"", b"v=0\r\n", b"garbage", b"v=0\r\nm=audio x RTP/AVP 0\r\nc=IN IP4 1.2.3.4\r\n",
                                   b"v=0\r\nm=audio 5000 RTP/SAVP 0\r\nc=IN IP4 1.2.3.4\r\n",
-                                  b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n"])
+                                  b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n",
+                                  # Finding 7: a host name would be resolved per packet by the sending thread.
+                                  b"v=0\r\nm=audio 5000 RTP/AVP 0\r\nc=IN IP4 victim.example\r\n",
+                                  b"v=0\r\nc=IN IP6 localhost\r\nm=audio 5000 RTP/AVP 0\r\n"])
 def test_unusable_sdp(body: bytes) -> None:
     with pytest.raises(SdpError):
         AudioDescription.parse(body)

@@ -15,9 +15,10 @@ from test_transfer_live import AGENT_HZ, WHISPER_HZ, PhoneAgent, frames_at, queu
 
 from telephony.call import CallLeg
 from telephony.queue.config import AgentConfig
-from telephony.queue.live import LiveQueue, TransferResult, _play_once, whisper_text
+from telephony.queue.live import LiveQueue, TransferResult, _play_once
 from telephony.queue.runner import QueueRunner
 from telephony.sip.ua import UserAgent
+from voicebot.transfer.request import queue_request_from_packet
 
 SENTENCE_HZ = 1000
 PACKET = {
@@ -29,6 +30,10 @@ PACKET = {
                         {"intent": "speak_to_agent", "status": "active"}],
     "frustration": {"last": 0.8, "max": 0.8, "level": "frustrated"},
 }
+
+
+def whisper_text(packet: dict) -> str:
+    return queue_request_from_packet(packet).whisper
 
 
 def test_whisper_names_the_caller_their_requests_and_mood_not_the_long_summary() -> None:
@@ -78,7 +83,8 @@ def test_agent_is_rung_during_the_bot_sentence_and_bridged_only_after_it() -> No
             # The dialog decided to hand off: queue at once, and keep talking until the agent has been reached
             # and has heard the whisper; only then does the bot let go of the leg.
             await leg.answer()
-            transfer = asyncio.ensure_future(live.transfer_call(leg, dict(PACKET), caller_ready=released))
+            transfer = asyncio.ensure_future(
+                live.transfer_call(leg, queue_request_from_packet(PACKET), caller_ready=released))
             sentence = tone(SENTENCE_HZ, 0.2).tobytes()
             for _ in range(100):  # at most 20 s
                 await _play_once(leg, sentence)
@@ -142,7 +148,7 @@ def test_caller_who_hangs_up_during_the_bot_sentence_is_abandoned_and_the_agent_
 
         async def bot_call(leg: CallLeg) -> None:
             await leg.answer()
-            results.append(await live.transfer_call(leg, dict(PACKET), caller_ready=never))
+            results.append(await live.transfer_call(leg, queue_request_from_packet(PACKET), caller_ready=never))
 
         bot = UserAgent(sip_config(33100), on_call=bot_call)
         await bot.start()

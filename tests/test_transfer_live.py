@@ -27,6 +27,7 @@ from telephony.queue.config import AgentConfig, QueueConfig
 from telephony.queue.live import LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.sip.ua import UserAgent
+from voicebot.transfer.request import queue_request_from_packet
 
 WHISPER_HZ, OTHER_HZ, CALLER_HZ, AGENT_HZ = 2500, 700, 400, 3000
 PACKET = {"summary": "Caller Jane Doe, verified. Wants to cancel her subscription.", "queue": "general",
@@ -90,7 +91,7 @@ class Bot:
     async def _on_call(self, leg: CallLeg) -> None:
         await leg.answer()
         assert self.live is not None
-        self.results[leg.call_id] = await self.live.transfer_call(leg, dict(PACKET))
+        self.results[leg.call_id] = await self.live.transfer_call(leg, queue_request_from_packet(PACKET))
 
     @property
     def uri(self) -> str:

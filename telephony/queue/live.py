@@ -4,9 +4,10 @@ with call legs (:class:`telephony.leg.Leg`: SIP legs, the browser caller's leg o
 
 A caller handed over by the bot keeps their leg. While they wait they hear hold music and, when the ACD says
 so, their position and estimated wait; a key press goes to the ACD (the callback key). An offer dials the
-agent's SIP URI on a second leg; when the agent answers, the agent alone hears the whisper (a few words from
-the hand-off packet, see :func:`whisper_text`, and with ``agent_confirm`` "press 1 to accept, 2 to decline"),
-then the legs are bridged. The bridge ends when either side hangs up, and the other side is hung up with it.
+agent's SIP URI on a second leg; when the agent answers, the agent alone hears the whisper (the ``whisper`` of
+the caller's :class:`~telephony.queue.request.QueueRequest`, and with ``agent_confirm`` "press 1 to accept, 2
+to decline"), then the legs are bridged. The bridge ends when either side hangs up, and the other side is hung
+up with it.
 
 The agent can be rung while the bot is still saying its hand-off sentence: :meth:`LiveQueue.transfer_call`
 with ``caller_ready`` queues the call at once but leaves the caller's leg alone (no hold music, no keys)
@@ -42,6 +43,7 @@ from telephony.queue.actions import (
 )
 from telephony.queue.announcements import announcement_text
 from telephony.queue.hold_music import hold_music_frames
+from telephony.queue.request import QueueRequest
 from telephony.queue.runner import QueueHandlers, QueueRunner
 from telephony.sip.ua import DialError, UserAgent
 
@@ -92,9 +94,9 @@ class TransferResult:
 
 
 class _Caller:
-    def __init__(self, leg: Leg, handoff: dict[str, Any]):
+    def __init__(self, leg: Leg, request: QueueRequest):
         self.leg = leg
-        self.handoff = handoff
+        self.request = request
         self.done: asyncio.Future[TransferResult] = asyncio.get_running_loop().create_future()
         self.player: asyncio.Task[None] | None = None
         self.connected = False
@@ -156,9 +158,9 @@ class LiveQueue(QueueHandlers):
 
     # --- the application side ------------------------------------------------------------------------------
     async def transfer_call(
-        self, leg: Leg, handoff: dict[str, Any], *, caller_ready: asyncio.Event | None = None
+        self, leg: Leg, request: QueueRequest, *, caller_ready: asyncio.Event | None = None
     ) -> TransferResult:
-        """Put the caller on ``leg`` into the queue named by the hand-off packet and return when their call
+        """Put the caller on ``leg`` into the queue ``request`` names and return when their call
         is over (an agent talked to them and one side hung up, they gave up, or a fallback was played).
         The leg is hung up at the end unless it already ended.
 
@@ -168,14 +170,15 @@ class LiveQueue(QueueHandlers):
         """
         assert self.runner is not None, "attach a QueueRunner first"
         call_id = leg.call_id
-        caller = _Caller(leg, handoff)
+        caller = _Caller(leg, request)
         if leg.state != "answered":
             caller.result.outcome = "abandoned"
             return caller.result
         self._callers[call_id] = caller
         watcher = self._spawn(self._watch_caller(caller))
         try:
-            self.runner.enqueue(call_id, handoff, caller=leg.caller)
+            self.runner.enqueue(call_id, dict(request.details), caller=leg.caller or request.caller,
+                                queue=request.queue, priority=request.priority)
         except Exception:
             log.exception("call %s could not be queued", call_id)
             caller.finish()
@@ -230,9 +233,10 @@ class LiveQueue(QueueHandlers):
         await leg.hangup()
         return True
 
-    def handoff_of(self, call_id: str) -> dict[str, Any] | None:
+    def request_of(self, call_id: str) -> QueueRequest | None:
+        """The request a call handed over was queued with (None once it is over)."""
         caller = self._callers.get(call_id)
-        return caller.handoff if caller is not None else None
+        return caller.request if caller is not None else None
 
     def queue_of(self, call_id: str) -> str | None:
         """The queue a call handed over left for an agent or a fallback (None while it waits)."""
@@ -250,7 +254,7 @@ class LiveQueue(QueueHandlers):
         offer = _Offer(action)
         self._offers[(action.call_id, action.agent_id)] = offer
         speak = self.speak_whisper or self.speak
-        offer.speech = self._spawn(speak(_whisper_text(action)))  # synthesised while the phone rings
+        offer.speech = self._spawn(speak(self._whisper_text(action)))  # synthesised while the phone rings
         offer.task = self._spawn(self._ring(offer))
         self._notify("ringing", action.call_id, action.agent_id)
 
@@ -289,6 +293,11 @@ class LiveQueue(QueueHandlers):
         return self._transfer(action)
 
     # --- internals -------------------------------------------------------------------------------------------
+    def _whisper_text(self, action: RingAgent) -> str:
+        caller = self._callers.get(action.call_id)
+        whisper = caller.request.whisper if caller is not None else QueueRequest().whisper
+        return whisper + (" " + CONFIRM_PROMPT if action.confirm else "")
+
     def _on_action(self, action: Action) -> None:
         if not isinstance(action, CallLeftQueue):
             return
@@ -590,56 +599,6 @@ async def _drained(leg: Leg) -> None:
 def _beep(seconds: float = 0.4, hz: float = 1000.0) -> bytes:
     t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
     return (np.sin(2 * np.pi * hz * t) * 8000).astype("<i2").tobytes()
-
-
-def _whisper_text(a: RingAgent) -> str:
-    return whisper_text(a.handoff) + (" " + CONFIRM_PROMPT if a.confirm else "")
-
-
-# Why the bot handed over, in the fewest words an agent needs (frustration is said on its own).
-WHISPER_REASONS = {
-    "caller_request": "Asked for a person.",
-    "not_understood": "The bot did not understand.",
-    "slot_not_understood": "The bot did not get the details.",
-    "verification_failed": "Verification failed.",
-    "action_error": "A system error.",
-}
-
-
-_ASKS_FOR_A_PERSON = re.compile(r"\b(agent|human|person|operator)\b")
-
-
-def whisper_text(handoff: dict[str, Any]) -> str:
-    """What the agent hears before the bridge: a few words built from the hand-off packet's fields - who
-    (name, verified or not), up to two requests, the frustration level unless calm, and why the bot handed
-    over if there is no request - e.g. "Jane Doe, verified. Cancel subscription, billing question.
-    Frustrated." or "Caller not identified. Asked for a person." The agent page shows the whole packet. A packet without those fields (not from the dialog engine) is whispered by its ``summary``.
-    """
-    structured = ("customer", "intents_pending", "intents_done", "frustration", "reason")
-    if not any(k in handoff for k in structured):
-        return str(handoff.get("summary") or "A caller from the voice bot.")
-    customer = handoff.get("customer") or {}
-    name = str(customer.get("name") or "").strip() if isinstance(customer, dict) else ""
-    if name:
-        parts = [f"{name}, {'verified' if customer.get('verified') else 'not verified'}."]
-    else:
-        parts = ["Caller not identified."]
-    requests: list[str] = []
-    for task in [*(handoff.get("intents_pending") or []), *(handoff.get("intents_done") or [])]:
-        words = str(task.get("intent") or "").replace("_", " ").strip() if isinstance(task, dict) else ""
-        # "speak to agent" is the hand-off itself, not a request the agent must deal with.
-        if words and words not in requests and not _ASKS_FOR_A_PERSON.search(words):
-            requests.append(words)
-    if requests:
-        parts.append(", ".join(requests[:2]).capitalize() + ".")
-    level = str((handoff.get("frustration") or {}).get("level") or "calm")
-    if level != "calm":
-        parts.append(level.capitalize() + ".")
-    # Every word costs the caller waiting time: why the bot handed over is said only without a request.
-    reason = WHISPER_REASONS.get(str(handoff.get("reason") or ""))
-    if reason and not requests:
-        parts.append(reason)
-    return " ".join(parts)
 
 
 def _sip_user(number: str | None) -> str:

@@ -72,17 +72,22 @@ class RtpSession:
     ``on_audio(pcm16k)`` receives 20 ms of 16 kHz PCM per tick once the stream started; ``on_dtmf(key)``
     receives each key press once. ``latching`` says whose packets are accepted (see ``LatchMode``);
     ``signalling_host`` is the address the call's SIP messages come from, needed by ``"signalling"``.
+    ``on_no_media()`` is called once if, after :meth:`start`, no packet from the peer arrives for
+    ``no_media_timeout_s`` (0: never) while :attr:`expect_media` is true (false while the call is on hold).
     """
 
     def __init__(self, on_audio: Callable[[bytes], None] | None = None,
                  on_dtmf: Callable[[str], None] | None = None, jitter_prefetch: int = 3,
-                 max_output_ms: int = 80, latching: LatchMode = "sdp", signalling_host: str | None = None):
+                 max_output_ms: int = 80, latching: LatchMode = "sdp", signalling_host: str | None = None,
+                 no_media_timeout_s: float = 0.0):
         if latching not in LATCH_MODES:
             raise ValueError(f"RTP latching must be one of {', '.join(LATCH_MODES)}, not {latching!r}")
         if latching == "signalling" and not signalling_host:
             raise ValueError("RTP latching 'signalling' needs the signalling source address")
         self.on_audio = on_audio
         self.on_dtmf = on_dtmf
+        self.on_no_media: Callable[[], None] | None = None
+        self.no_media_timeout_s = no_media_timeout_s
         self.codec: Codec = PCMU
         self.dtmf_pt: int | None = None
         self.remote: tuple[str, int] | None = None  # where packets go: the SDP's address, then the latched source
@@ -117,6 +122,9 @@ class RtpSession:
         self._stray_unlogged = 0
         self._last_rx: float | None = None
         self._last_tx: float | None = None
+        self._expect_media = True
+        self._media_since = 0.0  # when the no-media clock last started: start(), a new peer, the end of a hold
+        self._no_media_reported = False
 
     async def open(self, host: str, port_min: int, port_max: int) -> int:
         """Bind the first free even port in [port_min, port_max]; returns it. Raises OSError if none is free."""
@@ -152,9 +160,24 @@ class RtpSession:
             self._sdp_remote = remote
             self.remote = remote
             self._latched = False
+            self._media_since = time.monotonic()
+
+    @property
+    def expect_media(self) -> bool:
+        """Whether the peer should be sending (not on hold); only then does silence count as no media."""
+        return self._expect_media
+
+    @expect_media.setter
+    def expect_media(self, value: bool) -> None:
+        if value and not self._expect_media:
+            self._media_since = time.monotonic()
+        self._expect_media = value
 
     def start(self) -> None:
+        """Start sending and playing out: call once the call is established (the ACK of our 200 received,
+        or our ACK sent), never before, so an unconfirmed SDP cannot aim our media at a third party."""
         if self._task is None:
+            self._media_since = time.monotonic()
             self._task = asyncio.create_task(self._clock(), name=f"rtp-{self.local_port}")
             PACER.add(self)
 
@@ -307,6 +330,11 @@ class RtpSession:
         due = loop.time()
         while True:
             self._play_packet()
+            if self._no_media(time.monotonic()):
+                self._no_media_reported = True
+                log.warning("RTP port %d: no media from the peer for %.0f s", self.local_port, self.no_media_timeout_s)
+                if self.on_no_media:
+                    self.on_no_media()
             due += FRAME_S
             delay = due - loop.time()
             if delay < -0.2:
@@ -314,6 +342,11 @@ class RtpSession:
                 due = loop.time()
                 delay = 0
             await asyncio.sleep(max(delay, 0))
+
+    def _no_media(self, now: float) -> bool:
+        if not self.no_media_timeout_s or not self._expect_media or self._no_media_reported:
+            return False
+        return now - max(self._last_rx or 0.0, self._media_since) >= self.no_media_timeout_s
 
     async def close(self) -> None:
         PACER.remove(self)

@@ -233,12 +233,12 @@ class Endpoint:
                              "SIP: %s flood from %s; dropping %ss above %.0f/s",
                              req.method, peer, req.method, self.config.invites_per_second_per_source)
             return None
-        decision = self.access.decide(peer.host, req.method, req.headers.get("Proxy-Authorization"))
+        decision = self.access.decide(peer.host, req.method, req.headers.get("Proxy-Authorization"), req.uri)
         if decision.action == "reject":
             self._reject(req, peer, req.method)
             return None
         if decision.action == "challenge":
-            self.reply(req, peer, 407, extra=[("Proxy-Authenticate", self.access.verifier.challenge())])
+            self.reply(req, peer, 407, extra=[("Proxy-Authenticate", self.access.verifier.challenge(peer.host))])
             return None
         return decision
 

@@ -103,7 +103,7 @@ class UserAgent:
     def _rtp(self, peer: Peer) -> RtpSession:
         # Media is accepted only from where the SDP (or, behind NAT, the signalling) says the peer is.
         return RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20, latching=self.config.rtp_latching,
-                          signalling_host=peer.host)
+                          signalling_host=peer.host, no_media_timeout_s=self.config.no_media_timeout_s)
 
     def _incoming(self, session: InviteSession, call: IncomingCall) -> None:
         leg = CallLeg(session, self._rtp(session.peer), caller=call.caller, caller_name=call.caller_name,

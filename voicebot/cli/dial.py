@@ -113,7 +113,7 @@ async def _run_bot(settings, leg) -> None:  # type: ignore[no-untyped-def]
     from dialogs.domain.loader import DomainError
     from telephony.transport import SipCallTransport
     from voicebot.models import ModelError
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.server.sip import sip_call_runner
 
     try:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
-from pipecat.transports.base_transport import BaseTransport
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from audio import pcm
@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
 
 log = logging.getLogger(__name__)
+
+
+class CallTransport(Protocol):
+    """What a call pipeline needs of its transport: a pipecat ``BaseTransport``, or stages around one."""
+
+    def input(self) -> FrameProcessor: ...
+
+    def output(self) -> FrameProcessor: ...
 
 
 @dataclass
@@ -70,7 +78,7 @@ class CallPipeline:
 
 
 def build_call_pipeline(
-    transport: BaseTransport,
+    transport: CallTransport,
     session: DialogSession,
     shared: SharedModels,
     settings: Settings,

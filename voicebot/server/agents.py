@@ -39,6 +39,7 @@ from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_age
 from voicebot.server.request_body import json_object
 
 if TYPE_CHECKING:
+    from voicebot.server.agent_phone import AgentPhones
     from voicebot.transfer import TransferService
 
 router = APIRouter()
@@ -53,6 +54,10 @@ WAITING_FOR_AGENTS = ("position", "priority", "waited_s", "state", "estimated_wa
 def _redactor(request: Request) -> Redactor:
     runtime = getattr(request.app.state, "runtime", None)
     return Redactor.from_settings(getattr(runtime, "settings", None))
+
+
+def _phones(request: Request) -> AgentPhones:
+    return request.app.state.phones
 
 
 def _service(request: Request) -> TransferService:
@@ -168,7 +173,7 @@ async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0") or kind != "offer":
         raise HTTPException(status_code=400, detail='expected {"sdp": "v=0...", "type": "offer"}')
     try:
-        answer = await service.phones.connect(agent_id, sdp, kind)
+        answer = await _phones(request).connect(agent_id, sdp, kind)
     except Exception as exc:  # aiortc rejects SDP it cannot use with assorted errors
         raise HTTPException(status_code=400, detail=f"cannot use this SDP offer: {exc}") from None
     return {"sdp": answer.sdp, "type": answer.type}
@@ -179,7 +184,7 @@ async def answer(agent_id: str, request: Request, who: LoggedIn) -> dict[str, An
     ensure_own_agent(who, agent_id)
     service = _service(request)
     _agent(service, agent_id)
-    page = service.phones.get(agent_id)
+    page = _phones(request).get(agent_id)
     if page is None or not page.answer():
         raise HTTPException(status_code=409, detail=f"nothing is ringing on {agent_id}'s page")
     return {"answered": True}
@@ -190,7 +195,7 @@ async def decline(agent_id: str, request: Request, who: LoggedIn) -> dict[str, A
     ensure_own_agent(who, agent_id)
     service = _service(request)
     assert service.runner is not None
-    page = service.phones.get(agent_id)
+    page = _phones(request).get(agent_id)
     if page is not None and page.decline():
         return {"declined": True}
     call_id = _offered_call(service, agent_id)

@@ -22,16 +22,17 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
-from voicebot.pipeline.builder import build_call_pipeline
 from voicebot.redaction import Redactor
+from voicebot.runtime import Runtime
 from voicebot.server.access import call_key, check_call_key, ensure_can_see_call, require
+from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
+from voicebot.server.aiortc_tuning import AiortcInternalsChanged, low_latency_audio_in
 from voicebot.server.auth_routes import router as auth_router
-from voicebot.server.caller_leg import BrowserCall, key_of_message, press
+from voicebot.server.browser_call import BrowserCall
 from voicebot.server.caller_token import CallerTokenError, secret_from_env
 from voicebot.server.caller_token import verify as verify_caller_token
 from voicebot.server.listen import router as listen_router
-from voicebot.server.runtime import Runtime
 from voicebot.server.supervisor import live_calls
 from voicebot.server.supervisor import router as supervisor_router
 from voicebot.users import UserStore
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = files("voicebot.server").joinpath("static")
 _unsigned_warned = False  # an unsigned caller_id is logged once per process, not once per call
-AUDIO_IN_PREFETCH = 1  # RTP packets aiortc holds before decoding the caller's audio
 
 
 def _bad(message: str) -> HTTPException:
@@ -114,20 +114,6 @@ async def _json(request: Request) -> Any:
         raise _bad("the request body is not valid JSON") from None
 
 
-def _low_latency_audio_in(connection: SmallWebRTCConnection) -> None:
-    """Let the caller's audio through aiortc's jitter buffer after one packet instead of four.
-
-    aiortc holds 4 Opus packets (80 ms) before decoding; on the LAN or loopback an on-premise bot
-    is called over, that is pure reply latency (the end of the caller's speech reaches the VAD late).
-    """
-    from aiortc.jitterbuffer import JitterBuffer
-
-    for transceiver in connection.pc.getTransceivers():
-        receiver = transceiver.receiver
-        if transceiver.kind == "audio" and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(capacity=16, prefetch=AUDIO_IN_PREFETCH)
-
-
 PURGE_EVERY_S = 24 * 3600
 
 
@@ -166,6 +152,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             purger.cancel()
         if transfer is not None:
             await transfer.close()
+        await phones.close()
         # Shutting down: every call ends now and its record is closed by its own task.
         for task in list(calls.values()):
             task.cancel()
@@ -177,6 +164,9 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.state.runtime = runtime
     app.state.calls = calls
     app.state.transfer = transfer
+    phones = app.state.phones = AgentPhones()  # agent pages connected as phones (contact: webrtc)
+    if transfer is not None:
+        transfer.use_phones(phones)
     app.state.users = UserStore(runtime.engine.database.engine,
                                 session_hours=getattr(getattr(runtime.settings, "auth", None), "session_hours", 12.0))
     if not app.state.users.list():
@@ -196,7 +186,10 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.include_router(listen_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
-        _low_latency_audio_in(connection)
+        try:
+            low_latency_audio_in(connection.pc)
+        except AiortcInternalsChanged as exc:  # the call still works, 60 ms slower to answer
+            log.error("%s", exc)
         transport = SmallWebRTCTransport(
             connection,
             # 20 ms output chunks (default 40 ms): less audio queued ahead of a barge-in, earlier first audio.
@@ -205,32 +198,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
                             audio_out_end_silence_secs=0),
         )
         session = runtime.engine.new_call(channel="webrtc", caller_id=caller_id, call_id=connection.pc_id)
-        # With the agent queue, a hand-off gives the caller's audio to the queue; the pipeline keeps running
-        # (stopping it would close the connection) until the queue or the caller hangs up.
-        browser = BrowserCall(transport, connection.pc_id, caller_id, transfer) if transfer is not None else None
-        call = build_call_pipeline(browser.transport if browser else transport,  # type: ignore[arg-type]
-                                   session, runtime.shared, runtime.settings, runtime.store,
-                                   on_handoff=browser.on_handoff if browser else None)
-        if browser is not None:
-            browser.attach(call)
-
-        @transport.event_handler("on_client_connected")
-        async def on_connected(_transport: Any, _client: Any) -> None:
-            await call.greet()
-
-        @transport.event_handler("on_client_disconnected")
-        async def on_disconnected(_transport: Any, _client: Any) -> None:
-            if browser is not None:
-                browser.caller_left()
-            await call.caller_left()
-
-        @transport.event_handler("on_app_message")
-        async def on_message(_transport: Any, message: Any, _sender: Any) -> None:
-            key = key_of_message(message)  # the caller page's keypad
-            if key is not None:
-                await (browser.key(key) if browser is not None else press(call, key))
-
-        task = asyncio.create_task(browser.run() if browser else call.run(), name=f"call-{connection.pc_id}")
+        browser = BrowserCall(runtime, session, transport, connection.pc_id, caller_id, transfer)
+        task = asyncio.create_task(browser.run(), name=f"call-{connection.pc_id}")
         calls[connection.pc_id] = task
         task.add_done_callback(lambda _t: calls.pop(connection.pc_id, None))
 

@@ -23,12 +23,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import (
     DataFrame,
-    EndFrame,
     Frame,
     InputAudioRawFrame,
     InputDTMFFrame,
@@ -47,18 +45,10 @@ from audio.pcm import (
     first_channel,
 )
 from telephony.leg import LegBase
-from voicebot.pipeline.call import handoff_json
-
-if TYPE_CHECKING:
-    from dialogs.manager.handoff import HandoffPacket
-    from voicebot.pipeline.builder import CallPipeline
-    from voicebot.pipeline.call import CallContext
-    from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
 
 DTMF_KEYS = frozenset("0123456789*#")
-END_GRACE_S = 5.0  # a pipeline asked to end gracefully is cancelled after this long
 
 
 class BrowserLeg(LegBase):
@@ -251,87 +241,6 @@ class LegTransport:
             self._output = Pipeline([CallerAudioOut(self._leg, name=f"leg-out-{self._leg.call_id}"),
                                      self._transport.output(), CallerAudioSent(name=f"leg-sent-{self._leg.call_id}")])
         return self._output
-
-
-class BrowserCall:
-    """One WebRTC call wired to the agent queue, as ``voicebot.server.sip`` does for SIP legs: when the dialog
-    decides to hand off, the caller is queued at once (the agent is rung while the bot announces the
-    transfer); when the announcement has been heard, the queue takes over the caller's audio. The bot's
-    pipeline keeps running (it holds the connection) until the queue hangs the leg up or the caller leaves.
-
-    Build the pipeline over :attr:`transport` with ``on_handoff=`` :meth:`on_handoff`, then :meth:`attach`
-    it and :meth:`run` it instead of ``CallPipeline.run``."""
-
-    def __init__(self, transport: Any, call_id: str, caller: str | None, transfer: TransferService):
-        self.leg = BrowserLeg(call_id, caller, self._end_pipeline)
-        self.transport = LegTransport(transport, self.leg)
-        self.transfer = transfer
-        self.released = asyncio.Event()  # the bot is done with the caller: the queue may take the leg
-        self.queued: asyncio.Future[Any] | None = None
-        self.call: CallPipeline | None = None
-        self._ending: asyncio.Task[None] | None = None
-
-    def attach(self, call: CallPipeline) -> None:
-        self.call = call
-        call.call.on_handoff_decided = self._decided
-
-    def _decided(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
-        if self.queued is None:
-            self.queued = asyncio.ensure_future(
-                self.transfer.handoff(self.leg, ctx, handoff_json(packet or ctx.handoff),
-                                      caller_ready=self.released))
-
-    async def on_handoff(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
-        """The caller has heard the hand-off sentence (or talked over it): the queue gets their audio."""
-        self._decided(ctx, packet)
-        self.leg.take_over()
-        self.released.set()
-
-    async def key(self, key: str) -> None:
-        """A key from the caller page's keypad: to the queue once it has the caller, else to the bot."""
-        if self.leg.taken:
-            self.leg._key_in(key)
-        elif self.call is not None:
-            await press(self.call, key)
-
-    def caller_left(self) -> None:
-        """The page closed or the connection failed (call before ``CallPipeline.caller_left``)."""
-        self.leg.peer_gone()
-
-    async def run(self) -> None:
-        """Run the call until both the bot and the queue are done with it."""
-        assert self.call is not None, "attach the call pipeline first"
-        try:
-            await self.call.run()
-        except asyncio.CancelledError:  # server shutdown: the queue lets go of the call too
-            if self.queued is not None:
-                self.queued.cancel()
-            raise
-        finally:
-            self.leg.peer_gone("call ended")
-            self.released.set()  # a queue waiting for the bot's last words must not wait for ever
-            if self._ending is not None:
-                self._ending.cancel()
-            if self.queued is not None:
-                await asyncio.gather(self.queued, return_exceptions=True)
-
-    async def _end_pipeline(self) -> None:
-        """The queue hung up: end the pipeline after the audio already sent (cancel if that takes too long)."""
-        if self.call is None or self._ending is not None:
-            return
-        worker = self.call.worker
-        await worker.queue_frame(EndFrame())
-
-        async def cancel_late() -> None:
-            await asyncio.sleep(END_GRACE_S)
-            await worker.cancel(reason="hangup")
-
-        self._ending = asyncio.ensure_future(cancel_late())
-
-
-async def press(call: CallPipeline, key: str) -> None:
-    """A key the caller pressed, into the bot's pipeline (as a phone's RFC 4733 digit would come)."""
-    await call.worker.queue_frame(InputDTMFFrame(button=KeypadEntry(key)))
 
 
 def key_of_message(message: Any) -> str | None:

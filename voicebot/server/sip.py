@@ -1,31 +1,29 @@
-"""SIP calls in ``voicebot serve``: each answered SIP leg runs the same call pipeline as a WebRTC caller."""
+"""SIP calls in ``voicebot serve``: each answered SIP leg is run by :class:`voicebot.calls.CallRunner`, as a
+WebRTC caller is; a SIP leg outlives the bot's pipeline, so the queue takes it once the bot let go."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from telephony.call import CallLeg
 from telephony.server import RunCall, SipServer
 from telephony.transport import SipCallTransport
-from voicebot.pipeline.builder import build_call_pipeline
-from voicebot.pipeline.call import handoff_json
+from voicebot.calls import CallRunner
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from dialogs.manager.handoff import HandoffPacket
-    from voicebot.pipeline.call import CallContext
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
 
 
 def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -> RunCall:
-    """``run_call`` for :class:`SipServer`: build the call pipeline over the leg's transport and run it.
+    """``run_call`` for :class:`SipServer`: run the call (:class:`voicebot.calls.CallRunner`) over the leg.
 
     With ``transfer``, a hand-off ends the bot's pipeline (the leg stays up) and the caller goes to the
     agent queue until their call is over.
@@ -37,43 +35,7 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
             channel="sip", caller_id=leg.caller, call_id=leg.call_id, dialled=leg.dialled,
             greeting=route.greeting if route else None, start_intent=route.flow if route else None,
         )
-        handed: dict[str, Any] = {}
-
-        async def on_handoff(ctx: CallContext, packet: HandoffPacket | None) -> None:
-            # The bot is done: stop its pipeline without hanging up (a cancel, not an end, keeps the leg).
-            handed["packet"] = handoff_json(packet or ctx.handoff)
-            ctx.end_reason = "handoff"
-            handed["stop"] = asyncio.ensure_future(call.worker.cancel(reason="handoff"))
-
-        call = build_call_pipeline(transport, session, runtime.shared, runtime.settings, runtime.store,
-                                   on_handoff=on_handoff if transfer is not None else None)
-        # The agent is rung when the dialog decides to hand off, so they hear the whisper while the caller
-        # hears the bot's announcement; the queue takes the leg once the pipeline has let go of it.
-        released = asyncio.Event()
-
-        def on_handoff_decided(ctx: CallContext, packet: HandoffPacket | None) -> None:
-            if transfer is not None and "queued" not in handed:
-                handed["queued"] = asyncio.ensure_future(
-                    transfer.handoff(leg, ctx, handoff_json(packet or ctx.handoff), caller_ready=released))
-
-        call.call.on_handoff_decided = on_handoff_decided
-
-        @transport.event_handler("on_client_connected")
-        async def on_connected(_transport: Any, _leg: Any) -> None:
-            await call.greet()
-
-        @transport.event_handler("on_client_disconnected")
-        async def on_disconnected(_transport: Any, _leg: Any) -> None:
-            await call.caller_left()
-
-        try:
-            await call.run()
-        finally:
-            released.set()  # the pipeline is done with the leg (or the caller hung up during the announcement)
-        if "queued" in handed:
-            await handed["queued"]
-        elif transfer is not None and "packet" in handed and leg.state == "answered":
-            await transfer.handoff(leg, call.call, handed["packet"])
+        await CallRunner(runtime, session, transport, leg=leg, transfer=transfer).run()
 
     return run
 

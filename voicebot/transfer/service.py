@@ -24,23 +24,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
+from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, resample
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
-from telephony.queue.live import SAMPLE_RATE, LiveQueue, TransferResult
+from telephony.queue.live import LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
 from voicebot.monitor import MONITORS
 from voicebot.redaction import Redactor
-from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, Base, CallRow, TurnRow
+from voicebot.transfer.request import queue_request_from_packet
+from voicebot.transfer.store import CALL_OUTCOME, TransferStore
+from voicebot.transfer.utterances import Utterances
 
 if TYPE_CHECKING:
     from telephony.leg import Leg
@@ -54,54 +55,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class TransferRow(Base):
-    """One hand-off of a call to the agent queue and how it ended."""
+class AgentPhoneBook(Protocol):
+    """The agent pages connected as phones (agents whose contact is ``webrtc``), as the queue rings them."""
 
-    __tablename__ = "voicebot_transfers"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
-    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    outcome: Mapped[str] = mapped_column(String(32))
-    wait_s: Mapped[float] = mapped_column(Float)
-    talk_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    callback_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    voicemail_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class TransferTurnRow(Base):
-    """One utterance of the caller or the agent while they were bridged."""
-
-    __tablename__ = "voicebot_transfer_turns"
-    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
-    speaker: Mapped[str] = mapped_column(String(8))
-    text: Mapped[str] = mapped_column(Text)
-    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class VoicemailRow(Base):
-    """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
-
-    __tablename__ = "voicebot_voicemails"
-    __table_args__ = {"info": {ERASE_WITH_CALL: True, ERASE_BY_NUMBER: "caller"}}
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
-    queue: Mapped[str] = mapped_column(String(64))
-    caller: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    reason: Mapped[str] = mapped_column(String(32))
-    seconds: Mapped[float] = mapped_column(Float)
-    transcript: Mapped[str] = mapped_column(Text)
-    wav: Mapped[bytes] = mapped_column(LargeBinary)
-    handoff: Mapped[dict] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="new")
+    def ring(self, agent_id: str, call_id: str, timeout: float) -> Awaitable[Any]:
+        """Ring ``agent_id``'s page; the answered leg, or raises ``DialError``."""
+        ...
 
 
 QUEUE_WAITING = Gauge("voicebot_queue_waiting", "Callers waiting for an agent.", ["queue"])
@@ -115,106 +74,6 @@ AGENT_STATES = ("offline", "available", "ringing", "busy", "wrap_up", "paused")
 # it to end; 0.7 stays intelligible (Whisper transcribes it in tests/test_transfer_e2e.py).
 WHISPER_LENGTH_SCALE = 0.7
 WHISPER_PAUSE_S = 0.08  # between the whisper's short sentences (Piper leaves ~0.2 s after each)
-
-# What a queue outcome makes of the call record's outcome (None: keep the bot's "handoff").
-CALL_OUTCOME = {"abandoned": "abandoned", "callback": "callback", "timeout": "no_agent", "no_agents": "no_agent",
-                "failed": "no_agent"}
-
-
-class TransferStore:
-    """Hand-off rows beside the call records (same database)."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.redactor = Redactor.default()  # card numbers ... never stored (the service sets privacy: from config)
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    def add(self, result: TransferResult, turns: Sequence[tuple[str, str, datetime, datetime]] = (), *,
-            correct_call: bool = True) -> None:
-        """Record how a hand-off ended and what caller and agent said (``(speaker, text, start, end)``; none
-        when the turns went into the call record), and with ``correct_call`` set the call record's outcome
-        and end time for it (without: whoever holds the record closes it)."""
-        now = datetime.now(UTC)
-        with self._sessions.begin() as s:
-            for speaker, text, start, end in sorted(turns, key=lambda t: t[2]):
-                s.add(TransferTurnRow(call_id=result.call_id, speaker=speaker, text=self.redactor.text(text),
-                                      start=start, end=end))
-            s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=result.agent_id,
-                              outcome=result.outcome, wait_s=round(result.wait_s, 2), talk_s=result.talk_s,
-                              callback_id=result.callback_id, voicemail_s=result.voicemail_s, at=now))
-            if not correct_call:
-                return
-            values: dict[str, Any] = {"end": now}
-            if CALL_OUTCOME.get(result.outcome):
-                values["outcome"] = CALL_OUTCOME[result.outcome]
-            s.execute(update(CallRow).where(CallRow.id == result.call_id).values(**values))
-
-    def add_voicemail(self, *, call_id: str, queue: str, caller: str | None, reason: str, audio: bytes,
-                      transcript: str, handoff: dict[str, Any]) -> int:
-        """Keep a voice message (16 kHz PCM, stored as WAV); returns its id."""
-        import io
-        import wave
-
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes(audio)
-        transcript, handoff = self.redactor.text(transcript), self.redactor.value(handoff)
-        with self._sessions.begin() as s:
-            row = VoicemailRow(call_id=call_id, queue=queue, caller=caller, reason=reason,
-                               seconds=round(len(audio) / 2 / SAMPLE_RATE, 2), transcript=transcript,
-                               wav=buf.getvalue(), handoff=json.loads(json.dumps(handoff, default=str)),
-                               at=datetime.now(UTC), status="new")
-            s.add(row)
-            s.flush()
-            return row.id
-
-    def voicemails(self, status: str | None = "new") -> list[dict[str, Any]]:
-        """Voice messages, newest first, without their audio."""
-        with self._sessions() as s:
-            q = select(VoicemailRow).order_by(VoicemailRow.id.desc())
-            if status is not None:
-                q = q.where(VoicemailRow.status == status)
-            return [{"id": r.id, "call_id": r.call_id, "queue": r.queue, "caller": r.caller, "reason": r.reason,
-                     "seconds": r.seconds, "transcript": r.transcript, "at": _iso(r.at), "status": r.status,
-                     "summary": (r.handoff or {}).get("summary")} for r in s.scalars(q)]
-
-    def voicemail_wav(self, voicemail_id: int) -> bytes | None:
-        with self._sessions() as s:
-            row = s.get(VoicemailRow, voicemail_id)
-            return None if row is None else row.wav
-
-    def set_voicemail_status(self, voicemail_id: int, status: str) -> bool:
-        with self._sessions.begin() as s:
-            row = s.get(VoicemailRow, voicemail_id)
-            if row is None:
-                return False
-            row.status = status
-            return True
-
-    def of_call(self, call_id: str) -> dict[str, Any] | None:
-        """The last hand-off of a call as JSON-ready data, or None."""
-        with self._sessions() as s:
-            row = s.scalars(select(TransferRow).where(TransferRow.call_id == call_id)
-                            .order_by(TransferRow.id.desc())).first()
-            if row is None:
-                return None
-            old = s.scalars(select(TransferTurnRow).where(TransferTurnRow.call_id == call_id)
-                            .order_by(TransferTurnRow.start, TransferTurnRow.id))
-            transcript: list[dict[str, str | None]] = [
-                {"speaker": t.speaker, "text": t.text, "start": _iso(t.start), "end": _iso(t.end)} for t in old]
-            # Since the bridged turns go into the call record: those of its turns marked "bridged".
-            bridged = s.scalars(select(TurnRow).where(TurnRow.call_id == call_id, TurnRow.speaker != "bot")
-                                .order_by(TurnRow.start, TurnRow.id))
-            transcript += [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start),
-                            "end": _iso(t.end) if t.end is not None else None}
-                           for t in bridged if (t.extra or {}).get("kind") == "bridged"]
-            return {"queue": row.queue, "agent_id": row.agent_id, "outcome": row.outcome, "wait_s": row.wait_s,
-                    "talk_s": row.talk_s, "callback_id": row.callback_id, "voicemail_s": row.voicemail_s,
-                    "transcript": transcript}
-
 
 class TransferService:
     """The agent queue of one ``voicebot serve`` process. :meth:`start` inside the event loop, give it the
@@ -239,13 +98,11 @@ class TransferService:
         self.runner: QueueRunner | None = None
         # What the agent page shows: the packet of the call currently offered to / taken by each agent.
         self.current: dict[str, dict[str, Any]] = {}
-        from voicebot.server.agent_phone import AgentPhones
-
-        self.phones = AgentPhones()  # agent pages connected as phones (contact: webrtc)
+        self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
-        """A service for ``runtime`` (a :class:`voicebot.server.runtime.Runtime`), or None without
+        """A service for ``runtime`` (a :class:`voicebot.runtime.Runtime`), or None without
         ``agents:`` and ``queues:`` in the config."""
         settings = runtime.settings
         if not settings.agents or not settings.queues:
@@ -260,7 +117,8 @@ class TransferService:
         self.live = LiveQueue(self.ua, self.speak)  # ua: set later by use_ua (the SIP server starts first)
         self.live.speak_whisper = self.speak_whisper
         self.live.on_offer = self._on_offer
-        self.live.web_ring = self.phones.ring
+        if self.phones is not None:
+            self.live.web_ring = self.phones.ring
         if self.transcribe:
             self.live.tap = self._tap
         self.live.voicemail = self._keep_voicemail
@@ -278,12 +136,17 @@ class TransferService:
         if self.live is not None:
             self.live.ua = ua
 
+    def use_phones(self, phones: AgentPhoneBook) -> None:
+        """Ring agents whose contact is ``webrtc`` on ``phones`` (the server's agent pages)."""
+        self.phones = phones
+        if self.live is not None:
+            self.live.web_ring = phones.ring
+
     async def close(self) -> None:
         if self.live is not None:
             await self.live.close()
         if self.runner is not None:
             await self.runner.close()
-        await self.phones.close()
 
     async def speak(self, text: str, length_scale: float | None = None, pause_s: float | None = None) -> bytes:
         """``text`` in the process's Piper voice as 16 kHz PCM (sentence by sentence, through the TTS cache);
@@ -298,7 +161,7 @@ class TransferService:
             if pause_s is not None:
                 audio = _trim_tail(audio, int(self.shared.tts_sample_rate * pause_s))
             parts.append(audio)
-        return _resample(b"".join(parts), self.shared.tts_sample_rate, SAMPLE_RATE)
+        return resample(b"".join(parts), self.shared.tts_sample_rate, SAMPLE_RATE)
 
     async def speak_whisper(self, text: str) -> bytes:
         """The whisper to an agent, faster and with shorter pauses than to callers: the caller waits while
@@ -327,7 +190,8 @@ class TransferService:
         result = TransferResult(call_id=call_id, outcome="failed")
         try:
             with MONITORS.holding(call_id):  # live for listeners until the queue is done with the call
-                result = await self.live.transfer_call(leg, packet, caller_ready=caller_ready)
+                result = await self.live.transfer_call(leg, queue_request_from_packet(packet),
+                                                       caller_ready=caller_ready)
             log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", call_id, result.outcome,
                      result.agent_id, result.wait_s)
         finally:
@@ -352,7 +216,7 @@ class TransferService:
         vid = await asyncio.to_thread(
             self.records.add_voicemail, call_id=action.call_id, queue=action.queue, caller=action.caller,
             reason=action.reason, audio=audio, transcript=text, handoff=action.handoff)
-        log.info("call %s: voice message %d kept (%.1f s)", action.call_id, vid, len(audio) / 2 / SAMPLE_RATE)
+        log.info("call %s: voice message %d kept (%.1f s)", action.call_id, vid, len(audio) / SAMPLE_WIDTH / SAMPLE_RATE)
 
     # --- transcripts of the bridged conversation ------------------------------------------------------------
     def _tap(self, call_id: str, side: str, pcm: bytes) -> None:
@@ -448,7 +312,8 @@ class TransferService:
             if self.store is not None:
                 self._spawn_write("set_agent", call_id, agent_id)
         if event in ("ringing", "answered", "connected"):
-            packet = self.live.handoff_of(call_id) if self.live is not None else None
+            request = self.live.request_of(call_id) if self.live is not None else None
+            packet = dict(request.details) if request is not None else None
             self.current[agent_id] = {"call_id": call_id, "status": event, "handoff": packet}
         elif event == "ended":
             cur = self.current.get(agent_id)
@@ -463,62 +328,8 @@ class TransferService:
         task.add_done_callback(self._writes.discard)
 
 
-class Utterances:
-    """Cuts one side of a call (16 kHz PCM in 20 ms frames) into utterances by level: speech starts with a
-    frame above ``threshold`` RMS and ends after ``silence_ms`` below it (or at ``max_s``). A plain level gate
-    is enough for a transcript of a bridged call: both sides are close-talking phones."""
-
-    def __init__(self, threshold: float = 400.0, silence_ms: int = 700, min_speech_ms: int = 200,
-                 max_s: float = 20.0, keep_ms: int = 200):
-        self.threshold = threshold
-        self.silence_frames = silence_ms // 20
-        self.min_frames = min_speech_ms // 20
-        self.max_frames = int(max_s * 50)
-        self.keep_frames = keep_ms // 20
-        self._frames: list[bytes] = []
-        self._recent: list[bytes] = []  # audio just before speech starts (soft first syllable)
-        self._speech = 0
-        self._quiet = 0
-        self._start: datetime | None = None
-
-    def feed(self, pcm: bytes) -> tuple[bytes, datetime, datetime] | None:
-        """Add 20 ms; returns ``(audio, start, end)`` when an utterance has ended."""
-        x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
-        loud = bool(len(x)) and float(np.sqrt(np.mean(x * x))) > self.threshold
-        if self._start is None:
-            if not loud:
-                self._recent = (self._recent + [pcm])[-self.keep_frames:] if self.keep_frames else []
-                return None
-            self._start = datetime.now(UTC)
-            self._frames = list(self._recent)
-            self._speech, self._quiet = 0, 0
-        self._frames.append(pcm)
-        if loud:
-            self._speech += 1
-            self._quiet = 0
-        else:
-            self._quiet += 1
-        if self._quiet >= self.silence_frames or len(self._frames) >= self.max_frames:
-            return self.flush()
-        return None
-
-    def flush(self) -> tuple[bytes, datetime, datetime] | None:
-        """The utterance in progress (if it had enough speech), ending now."""
-        if self._start is None:
-            return None
-        start, frames, speech = self._start, self._frames, self._speech
-        self._start, self._frames, self._recent = None, [], []
-        if speech < self.min_frames:
-            return None
-        return b"".join(frames), start, datetime.now(UTC)
-
-
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
-
-
-def _iso(dt: datetime) -> str:
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
 
 
 def _trim_tail(pcm: bytes, keep: int, level: int = 300) -> bytes:
@@ -528,13 +339,3 @@ def _trim_tail(pcm: bytes, keep: int, level: int = 300) -> bytes:
     if not len(loud):
         return pcm
     return x[: min(len(x), int(loud[-1]) + 1 + keep)].tobytes()
-
-
-def _resample(pcm: bytes, rate: int, target: int) -> bytes:
-    if rate == target or not pcm:
-        return pcm
-    import soxr  # type: ignore[import-untyped]
-
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
-    out = soxr.resample(samples, rate, target)
-    return (np.clip(out, -1.0, 1.0) * 32767).astype("<i2").tobytes()
