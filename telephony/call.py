@@ -146,7 +146,7 @@ class CallLeg(LegBase):
     # --- driven by the INVITE session (SessionOwner) ---------------------------------------------------------
     def media_negotiated(self, negotiated: Negotiated) -> None:
         n = negotiated
-        self.rtp.configure(n.codec, n.dtmf_pt, (n.remote_address, n.remote_port))
+        self.rtp.configure(n.codec, n.dtmf_pt, (n.remote_address, n.remote_port), n.srtp)
         self.rtp.sending = not (self.remote_hold or self.local_hold or n.remote_direction == "inactive")
         self.rtp.expect_media = not (self.remote_hold or self.local_hold or n.remote_direction == "recvonly")
 

@@ -32,6 +32,8 @@ from telephony.dtmf import DtmfReceiver, TelephoneEvent, event_packets
 from telephony.rtp.jitter import JitterBuffer
 from telephony.rtp.pacer import PACER
 from telephony.rtp.packet import RtpError, RtpPacket, is_rtcp
+from telephony.rtp.srtp import SrtpContext
+from telephony.sdp import SrtpKeys
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class RtpStats:
     max_receive_gap_ms: float = 0.0
     dtmf_received: int = 0
     stray: int = 0  # packets from a source the session did not latch onto (or may not latch onto), dropped
+    srtp_failed: int = 0  # packets that failed SRTP authentication (forged, replayed or plain RTP), dropped
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -125,6 +128,12 @@ class RtpSession:
         self._expect_media = True
         self._media_since = 0.0  # when the no-media clock last started: start(), a new peer, the end of a hold
         self._no_media_reported = False
+        self._srtp: SrtpContext | None = None
+
+    @property
+    def srtp(self) -> bool:
+        """True when the stream is encrypted (SRTP negotiated)."""
+        return self._srtp is not None
 
     async def open(self, host: str, port_min: int, port_max: int) -> int:
         """Bind the first free even port in [port_min, port_max]; returns it. Raises OSError if none is free."""
@@ -151,11 +160,16 @@ class RtpSession:
             return port
         raise OSError(f"no free RTP port in {port_min}-{port_max}")
 
-    def configure(self, codec: Codec, dtmf_pt: int | None, remote: tuple[str, int]) -> None:
+    def configure(self, codec: Codec, dtmf_pt: int | None, remote: tuple[str, int],
+                  srtp: SrtpKeys | None = None) -> None:
         """Set what offer/answer decided; may be called again on re-INVITE. A new remote address (the peer
-        moved, signalled in its SDP) releases the latch; the same one keeps it."""
+        moved, signalled in its SDP) releases the latch; the same one keeps it. ``srtp``: the keys to encrypt
+        and authenticate with (None: plain RTP); the same keys keep the running SRTP state."""
         self.codec = codec
         self.dtmf_pt = dtmf_pt
+        if srtp != (self._srtp.keys if self._srtp else None):
+            with self._lock:  # the pacer thread protects with it
+                self._srtp = SrtpContext(srtp) if srtp is not None else None
         if remote != self._sdp_remote:
             self._sdp_remote = remote
             self.remote = remote
@@ -254,8 +268,11 @@ class RtpSession:
         remote, sock = self.remote, self._sock
         if remote is None or sock is None or not self.sending:
             return
+        data = packet.to_bytes()
+        if self._srtp is not None:
+            data = self._srtp.protect(data)
         try:
-            sock.sendto(packet.to_bytes(), remote)
+            sock.sendto(data, remote)
         except (BlockingIOError, OSError):
             return  # a full send buffer or a vanished route: this packet is lost, the next one may pass
         self.stats.sent += 1
@@ -274,16 +291,23 @@ class RtpSession:
         if packet.payload_type not in (self.codec.payload_type, self.dtmf_pt):
             return
         source = (addr[0], addr[1])
-        if not self._latched:
-            if not self._may_latch(source[0]):
-                self._stray(source)
+        if not self._latched and not self._may_latch(source[0]) or self._latched and source != self.remote:
+            self._stray(source)  # someone injecting audio or a stale stream: never switch to it
+            return
+        if self._srtp is not None:
+            # Authenticate before latching: a forged packet must not pick the source.
+            plain = self._srtp.unprotect(data)
+            if plain is None:
+                self.stats.srtp_failed += 1
                 return
+            try:
+                packet = RtpPacket.parse(plain)
+            except RtpError:
+                return
+        if not self._latched:
             # Symmetric RTP: answer to where the peer really sends from (it may be behind NAT).
             self.remote = source
             self._latched = True
-        elif source != self.remote:
-            self._stray(source)  # someone injecting audio or a stale stream: never switch to it
-            return
         self.stats.received += 1
         now = time.monotonic()
         if self._last_rx is not None:

@@ -19,7 +19,17 @@ from typing import Protocol
 
 from telephony.config import DidRoute, TrunkConfig
 from telephony.leg import CallError
-from telephony.sdp import AudioDescription, Negotiated, SdpError, accept_answer, answer, make_offer
+from telephony.sdp import (
+    AudioDescription,
+    Negotiated,
+    SdpError,
+    SrtpMismatch,
+    SrtpMode,
+    accept_answer,
+    answer,
+    make_offer,
+    new_srtp_key,
+)
 from telephony.sip.auth import authorization
 from telephony.sip.dialog import Dialog
 from telephony.sip.endpoint import Endpoint, ResolveError
@@ -35,7 +45,7 @@ from telephony.sip.message import (
     split_list,
 )
 from telephony.sip.transaction import ClientTransaction, ServerTransaction
-from telephony.sip.transport import Peer
+from telephony.sip.transport import Peer, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +116,8 @@ class InviteSession:
         self.local_hold = False  # we put the peer on hold
         self.remote_hold = False  # the peer put us on hold
         self.owner: SessionOwner | None = None
+        self.srtp: SrtpMode = "off"  # set by whoever runs the call, from the trunk's `srtp`
+        self._srtp_key = new_srtp_key()
         self._tag: str | None = None
         self._invite = invite  # the INVITE of an inbound call
         self._invite_tx = invite_tx  # its transaction (then that of the last re-INVITE)
@@ -139,19 +151,20 @@ class InviteSession:
     # --- UAS: an inbound INVITE ----------------------------------------------------------------------------
     async def ring(self, host: str, port: int, codecs: tuple[str, ...]) -> bool:
         """Prepare our SDP answer (or offer, if the INVITE had none) for media at ``host:port`` and send 180.
-        False if the call failed (488, no common codec)."""
+        False if the call failed (488, no common codec or an SRTP mismatch)."""
         invite, tx = self._invite, self._invite_tx
         assert invite is not None and tx is not None
         sid = session_id()
         if self._offer is None:
-            self._local_sdp = make_offer(host, port, sid, 0, codecs=codecs)
+            self._local_sdp = make_offer(host, port, sid, 0, codecs=codecs, srtp=self.srtp, srtp_key=self._srtp_key)
         else:
             try:
-                self._local_sdp, negotiated = answer(self._offer, host, port, sid, 0, codecs)
+                self._local_sdp, negotiated = answer(self._offer, host, port, sid, 0, codecs, srtp=self.srtp,
+                                                     srtp_key=self._srtp_key)
             except SdpError as exc:
                 tx.respond(make_response(invite, 488, to_tag=self.local_tag(),
                                          extra=[("Warning", f'304 voicebot "{exc}"')]))
-                await self._end("no common codec")
+                await self._end("SRTP mismatch" if isinstance(exc, SrtpMismatch) else "no common codec")
                 return False
             self._apply(negotiated)
         tx.respond(make_response(invite, 180, to_tag=self.local_tag(),
@@ -216,7 +229,8 @@ class InviteSession:
         after CANCEL) or its SDP answer is unusable; the session has ended then."""
         ep, peer, call_id = self.endpoint, self.peer, self.call_id
         host = ep.local_host(peer)
-        offer = make_offer(host, port, session_id(), 0, codecs=tuple(ep.config.codecs))
+        offer = make_offer(host, port, session_id(), 0, codecs=tuple(ep.config.codecs), srtp=self.srtp,
+                           srtp_key=self._srtp_key)
         cseq = 1
         auth: list[tuple[str, str]] = []
         try:
@@ -232,7 +246,10 @@ class InviteSession:
                     h.add(name, value)
                 h.add("Content-Type", "application/sdp")
                 invite = SipRequest(headers=h, method="INVITE", uri=uri, body=offer.to_bytes())
-                tx = await ep.send_request(invite, peer)
+                try:
+                    tx = await ep.send_request(invite, peer)
+                except TransportError as exc:
+                    raise DialError(503, str(exc)) from None
                 self._outbound_tx = tx
                 try:
                     resp = await asyncio.wait_for(asyncio.shield(tx.final), ring_timeout)
@@ -358,7 +375,8 @@ class InviteSession:
         async with self._reinvite_lock:
             self._sdp_version += 1
             sdp = make_offer(self._local_sdp.address, self._local_sdp.port, self._local_sdp.session_id,
-                             self._sdp_version, direction, codecs=(self._codec,), dtmf_pt=self._dtmf_pt or 101)
+                             self._sdp_version, direction, codecs=(self._codec,), dtmf_pt=self._dtmf_pt or 101,
+                             srtp=self.srtp, srtp_key=self._srtp_key)
             req = self.dialog.request("INVITE", ep.via(self.peer), sdp.to_bytes(), "application/sdp",
                                       extra=ep.standard_headers(self.peer))
             resp = await ep.request(req, self.peer)
@@ -446,7 +464,7 @@ class InviteSession:
                 offer = AudioDescription.parse(req.body)
                 codecs = (self._codec,) + tuple(c for c in ("PCMU", "PCMA") if c != self._codec)
                 local, negotiated = answer(offer, local.address, local.port, local.session_id, self._sdp_version,
-                                           codecs, hold=self.local_hold)
+                                           codecs, hold=self.local_hold, srtp=self.srtp, srtp_key=self._srtp_key)
             except SdpError as exc:
                 tx.respond(make_response(req, 488, extra=[("Warning", f'304 voicebot "{exc}"')]))
                 return
@@ -613,12 +631,15 @@ class InviteLayer:
                 if target.host != trunk.host and not target.user:
                     raise DialError(400, "a number or user is needed to dial through a trunk")
             else:
-                transport = target.params.get("transport", "udp").upper()
-                if transport not in ("UDP", "TCP"):
+                transport = "TLS" if target.scheme == "sips" else target.params.get("transport", "udp").upper()
+                if transport not in ("UDP", "TCP", "TLS"):
                     raise DialError(400, f"unsupported transport {transport}")
-                peer = await self.endpoint.resolve(target.host, target.port or 5060, transport)
+                default_port = 5061 if transport == "TLS" else 5060
+                peer = await self.endpoint.resolve(target.host, target.port or default_port, transport)
         except ResolveError as exc:
             raise DialError(404, str(exc)) from None
+        except TransportError as exc:
+            raise DialError(503, str(exc)) from None
         return target, peer
 
     def outgoing(self, peer: Peer, from_user: str, from_host: str) -> tuple[InviteSession, str]:
