@@ -7,9 +7,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dialogs.db.repository import close_stale_contacts
 from voicebot.config import Settings
 from voicebot.events import EventBus
-from voicebot.pipeline.dialog import MISHEARD_APOLOGY, SILENCE_GOODBYE, SILENCE_PROMPT
+from voicebot.pipeline.dialog import (
+    DATABASE_SORRY,
+    HOLDING_PHRASE,
+    MISHEARD_APOLOGY,
+    SILENCE_GOODBYE,
+    SILENCE_PROMPT,
+)
 from voicebot.pipeline.shared import SharedModels
 from voicebot.pipeline.tts import SPEECH_APOLOGY
 from voicebot.redaction import Redactor
@@ -47,8 +54,11 @@ class Runtime:
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
         store = CallStore(engine.database.engine, events, redactor)
         stale = store.close_stale()
-        if stale:
-            log.info("closed %d call record(s) left open by a previous run", stale)
+        with engine.database.session() as session:
+            stale_contacts = close_stale_contacts(session)
+        if stale or stale_contacts:
+            log.info("closed %d call record(s) and %d contact(s) left open by a previous run (interrupted)", stale,
+                     stale_contacts)
         if warm_up:
             shared.warm_up(fixed_prompts(settings, engine))
         return cls(settings=settings, engine=engine, shared=shared, store=store, events=events)
@@ -61,7 +71,8 @@ class Runtime:
 def fixed_prompts(settings: Settings, engine: DialogEngine) -> list[str]:
     """What the bot says on many calls word for word: synthesised once at start-up and kept (the apologies
     must play even when Piper fails)."""
-    return [*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE, MISHEARD_APOLOGY, SPEECH_APOLOGY]
+    return [*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE, HOLDING_PHRASE, DATABASE_SORRY,
+            MISHEARD_APOLOGY, SPEECH_APOLOGY]
 
 
 def _greetings(settings: Settings, engine: DialogEngine) -> list[str]:
