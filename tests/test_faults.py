@@ -132,21 +132,27 @@ async def say(leg: CallLeg, audio: bytes) -> float:
 
 
 @pytest.fixture(scope="module")
-def flaky_runtime(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A runtime whose shared models are the real ones behind switches that make them fail."""
+def loaded_runtime(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The models, dialog engine and call store, loaded once for these tests."""
     folder = tmp_path_factory.mktemp("faults")
     settings = Settings()  # type: ignore[call-arg]
     settings.database.url = f"sqlite:///{folder / 'voicebot.db'}"
     settings.call.greeting = GREETING
     runtime = Runtime.load(settings, warm_up=False)
+    yield runtime, folder / "voicebot.db"
+    runtime.close()
+
+
+@pytest.fixture
+def flaky_runtime(loaded_runtime: Any) -> Any:
+    """The runtime with fresh shared models (an empty TTS cache) around the real ones, behind failure switches."""
+    runtime, db = loaded_runtime
     whisper, voice = FlakyWhisper(runtime.shared.whisper), FlakyVoice(runtime.shared.voice)
-    runtime.shared.close()
-    shared = SharedModels(settings, whisper, voice)  # type: ignore[arg-type]
+    shared = SharedModels(runtime.settings, whisper, voice)  # type: ignore[arg-type]
     # As `voicebot serve` does: the fixed prompts (greeting, apologies) are synthesised before any call.
-    shared.warm_up(fixed_prompts(settings, runtime.engine))
-    flaky = dataclasses.replace(runtime, shared=shared)
-    yield flaky, whisper, voice, folder / "voicebot.db"
-    flaky.close()
+    shared.warm_up(fixed_prompts(runtime.settings, runtime.engine))
+    yield dataclasses.replace(runtime, shared=shared), whisper, voice, db
+    shared.close()
 
 
 async def in_process_call(runtime: Runtime, scenario: Callable[[CallLeg, Ear], Awaitable[None]]) -> None:
@@ -221,7 +227,6 @@ def test_piper_failing_gets_a_cached_apology_at_once_and_the_next_turn_works(fla
     silences: list[float | None] = []
 
     async def scenario(leg: CallLeg, ear: Ear) -> None:
-        # A request no other test makes: its reply is not in the voice's cache, so Piper is asked for it.
         voice.failing = True
         done = await say(leg, speech("I want to change my delivery address."))
         assert await ear.spoke_and_stopped(done), "the caller heard nothing after Piper failed"
