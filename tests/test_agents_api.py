@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from telephony.queue.live import TransferResult
+from telephony.queue.request import QueueRequest
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
@@ -58,9 +59,10 @@ def test_queues_list_waiting_callers_and_agents_with_state(client: TestClient, s
     assert [a["id"] for a in billing["agents"]] == ["alice"]  # only she has the skill
     assert general["waiting"] == [] and general["stats"]["waiting"] == 0
 
-    packet = {"summary": "Caller Jane Doe, verified. Wants a refund.", "queue": "billing", "reason": "human_only"}
+    request = QueueRequest(queue="billing", caller="5550100", summary="Caller Jane Doe, verified. Wants a refund.",
+                           reason="human_only")
     assert client.portal is not None
-    client.portal.call(lambda: service.runner.enqueue("call-1", packet, caller="5550100"))  # type: ignore[union-attr]
+    client.portal.call(lambda: service.runner.enqueue("call-1", request))  # type: ignore[union-attr]
     billing = client.get("/api/queues").json()["queues"][1]
     assert [w["call_id"] for w in billing["waiting"]] == ["call-1"]
     assert billing["waiting"][0]["summary"].startswith("Caller Jane Doe")

@@ -215,7 +215,7 @@ class TransferService:
             text = ""
         vid = await asyncio.to_thread(
             self.records.add_voicemail, call_id=action.call_id, queue=action.queue, caller=action.caller,
-            reason=action.reason, audio=audio, transcript=text, handoff=action.handoff)
+            reason=action.reason, audio=audio, transcript=text, handoff=action.request.details)
         log.info("call %s: voice message %d kept (%.1f s)", action.call_id, vid, len(audio) / SAMPLE_WIDTH / SAMPLE_RATE)
 
     # --- transcripts of the bridged conversation ------------------------------------------------------------
@@ -272,8 +272,8 @@ class TransferService:
             return
         if action is None or isinstance(action, AgentStateChanged):
             counts = dict.fromkeys(AGENT_STATES, 0)
-            for agent in self.runner.acd.agents_snapshot():
-                counts[agent["state"]] = counts.get(agent["state"], 0) + 1
+            for agent in self.runner.acd.agents():
+                counts[agent.state] = counts.get(agent.state, 0) + 1
             for state, n in counts.items():
                 AGENTS.labels(state).set(n)
         for q in self.settings.queues:
