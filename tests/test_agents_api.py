@@ -114,6 +114,7 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
             ("agent", "hello this is alice", t0, t0 + timedelta(seconds=2))]
     service.records.add(TransferResult(call_id="c1", outcome="answered", queue="general", agent_id="alice",
                                        wait_s=4.25, talk_s=60.0), said)
+    assert (service.records.call_ids_of_agent("alice"), service.records.call_ids_of_agent("bob")) == ({"c1"}, set())
     record = client.get("/api/calls/c1/transfer").json()
     transcript = record.pop("transcript")
     assert record == {"queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25,

@@ -146,6 +146,11 @@ class TransferStore:
             row.status = status
             return True
 
+    def call_ids_of_agent(self, agent_id: str) -> set[str]:
+        """The calls recorded as handed to ``agent_id`` (an agent may see these)."""
+        with self._sessions() as s:
+            return set(s.scalars(select(TransferRow.call_id).where(TransferRow.agent_id == agent_id)))
+
     def of_call(self, call_id: str) -> dict[str, Any] | None:
         """The last hand-off of a call as JSON-ready data, or None."""
         with self._sessions() as s:
