@@ -422,6 +422,7 @@ def test_snapshots_are_json_and_show_states() -> None:
         ("call2", "waiting", 2),
     ]
     assert {a["id"]: a["state"] for a in q["agents"]} == {"a": "ringing", "b": "paused"}
+    assert (acd.waiting_in("call2"), acd.waiting_in("nobody")) == ("general", None)
     assert [(w["summary"], w["reason"], w["frustration"]) for w in q["waiting"]] == [
         ("Caller wants a refund.", "caller_request", None),
         ("Caller wants a refund.", "caller_request", "annoyed"),

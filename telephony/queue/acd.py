@@ -536,6 +536,11 @@ class ACD:
             "average_handle_time_s": round(st.handle_total / st.handled, 3) if st.handled else None,
         }
 
+    def waiting_in(self, call_id: str) -> str | None:
+        """The queue a caller waits in, or None if not waiting (connected, gone, or never queued)."""
+        call = self._calls.get(call_id)
+        return call.queue if call is not None else None
+
     def position(self, call_id: str) -> int | None:
         """A queued caller's position (1 = next), or None if not queued."""
         call = self._calls.get(call_id)

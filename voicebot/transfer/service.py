@@ -301,8 +301,7 @@ class TransferService:
 
     def _on_queued(self, call_id: str) -> None:
         assert self.runner is not None
-        queue = next((q["name"] for q in self.runner.acd.snapshot()["queues"]
-                      if any(w["call_id"] == call_id for w in q["waiting"])), None)
+        queue = self.runner.acd.waiting_in(call_id)
         if queue is not None:  # not when the call left at once (blind transfer, no agent logged in)
             self._publish("call.state", call_id=call_id, state="queued", queue=queue)
         self._queue_changed()
