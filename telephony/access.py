@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Decision:
-    """``action`` is "accept" (with the trunk, None for a loopback test call), "challenge" or "reject"."""
+    """``action`` is "accept" (with the trunk, None for a loopback test call), "challenge" or "reject".
+    ``by_address``: the trunk was recognised by the source address (a trust domain), not by a password."""
 
     action: str
     trunk: TrunkConfig | None = None
+    by_address: bool = False
 
 
 class AccessPolicy:
@@ -29,8 +31,9 @@ class AccessPolicy:
         creds = {t.username: t.password for t in trunks if t.inbound_auth and t.username and t.password}
         self.verifier = DigestVerifier(realm, {u: p for u, p in creds.items() if p is not None})
 
-    def decide(self, source_ip: str, method: str, authorization: str | None) -> Decision:
-        """Decide for an out-of-dialog request from ``source_ip`` carrying ``authorization`` (or None)."""
+    def decide(self, source_ip: str, method: str, authorization: str | None, uri: str = "") -> Decision:
+        """Decide for an out-of-dialog request to the Request-URI ``uri`` from ``source_ip`` carrying
+        ``authorization`` (or None)."""
         try:
             ip = ipaddress.ip_address(source_ip)
         except ValueError:
@@ -39,9 +42,9 @@ class AccessPolicy:
             return Decision("accept") if ip.is_loopback else Decision("reject")
         for trunk in self.trunks:
             if any(ip in net for net in trunk.networks()):
-                return Decision("accept", trunk)
+                return Decision("accept", trunk, by_address=True)
         if any(t.inbound_auth for t in self.trunks):
-            user = self.verifier.verify(authorization, method)
+            user = self.verifier.verify(authorization, method, uri, source_ip)
             if user is not None:
                 return Decision("accept", next(t for t in self.trunks if t.username == user))
             return Decision("reject") if authorization else Decision("challenge")

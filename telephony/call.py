@@ -45,6 +45,7 @@ class CallLeg(LegBase):
         self.dtmf: asyncio.Queue[str] = asyncio.Queue()
         rtp.on_audio = self._audio_in
         rtp.on_dtmf = self._dtmf_in
+        rtp.on_no_media = self._no_media
         session.attach(self)
 
     def __repr__(self) -> str:
@@ -96,9 +97,12 @@ class CallLeg(LegBase):
         self.rtp.send_dtmf(keys)
 
     async def answer(self) -> None:
-        """Answer a ringing inbound call (200 OK with our SDP); the audio starts flowing."""
+        """Answer a ringing inbound call (200 OK with our SDP) and return once the caller acknowledged it (the
+        audio starts flowing then) or the call ended without an ACK (``state`` is then "ended")."""
         self.session.answer()
-        log.info("call %s answered (%s -> %s)", self.call_id, self.caller, self.dialled)
+        await self.answered.wait()
+        if self.state == "answered":
+            log.info("call %s answered (%s -> %s)", self.call_id, self.caller, self.dialled)
 
     async def reject(self, status: int = 486, reason: str = "") -> None:
         """Refuse a ringing inbound call with a final error response."""
@@ -112,11 +116,13 @@ class CallLeg(LegBase):
         """Put the peer on hold (re-INVITE with a=sendonly); our audio stops."""
         await self.session.reinvite("sendonly")
         self.rtp.sending = False
+        self.rtp.expect_media = False  # a held peer may fall silent
 
     async def unhold(self) -> None:
         """Take the peer off hold (re-INVITE with a=sendrecv)."""
         await self.session.reinvite("sendrecv")
         self.rtp.sending = not self.remote_hold
+        self.rtp.expect_media = not self.remote_hold
 
     async def transfer(self, target: str, timeout: float = 30.0) -> int:
         """Blind transfer (RFC 3515): ask the peer to call ``target`` with REFER. Returns the final status
@@ -128,6 +134,10 @@ class CallLeg(LegBase):
     def _audio_in(self, pcm: bytes) -> None:
         self._audio_to_sinks(pcm)
 
+    def _no_media(self) -> None:
+        log.warning("call %s: no RTP from the peer for %.0f s; hanging up", self.call_id, self.rtp.no_media_timeout_s)
+        self.session.endpoint.spawn(self.session.hangup("no media"))
+
     def _dtmf_in(self, key: str) -> None:
         log.info("call %s: DTMF %s", self.call_id, key)
         self.dtmf.put_nowait(key)  # keys come by RFC 4733 or SIP INFO
@@ -136,8 +146,9 @@ class CallLeg(LegBase):
     # --- driven by the INVITE session (SessionOwner) ---------------------------------------------------------
     def media_negotiated(self, negotiated: Negotiated) -> None:
         n = negotiated
-        self.rtp.configure(n.codec, n.dtmf_pt, (n.remote_address, n.remote_port))
+        self.rtp.configure(n.codec, n.dtmf_pt, (n.remote_address, n.remote_port), n.srtp)
         self.rtp.sending = not (self.remote_hold or self.local_hold or n.remote_direction == "inactive")
+        self.rtp.expect_media = not (self.remote_hold or self.local_hold or n.remote_direction == "recvonly")
 
     def session_answered(self) -> None:
         self.rtp.start()

@@ -9,10 +9,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from telephony.rtp.session import LatchMode
+from telephony.sdp import SrtpMode
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _srtp_mode(v: object) -> object:
+    # YAML 1.1 reads a bare `off` as false.
+    return "off" if v is False else v
 
 
 _DEFAULT_CODECS: list[Literal["PCMU", "PCMA"]] = ["PCMU", "PCMA"]
@@ -22,6 +28,12 @@ class SipConfig(_Section):
     enabled: bool = Field(default=True, description="Start the SIP listener with `voicebot serve`.")
     listen_udp: str | None = Field(default="0.0.0.0:5060", description="host:port for SIP over UDP; empty: no UDP.")
     listen_tcp: str | None = Field(default="0.0.0.0:5060", description="host:port for SIP over TCP; empty: no TCP.")
+    listen_tls: str | None = Field(default=None, description="host:port for SIP over TLS (usually 5061); empty: no "
+                                                              "TLS. Needs tls_cert and tls_key.")
+    tls_cert: str | None = Field(default=None, description="PEM file with the certificate chain of the TLS listener.")
+    tls_key: str | None = Field(default=None, description="PEM file with the private key of the TLS listener.")
+    srtp: SrtpMode = Field(default="off", description="SRTP (SDES) for calls that come from no configured trunk: "
+                                                      "off, offer (either) or required (plain RTP gets 488).")
     public_address: str | None = Field(
         default=None, description="Address put in Via/Contact/SDP (behind NAT: the public IP). Empty: the "
                                   "address the peer is reached from."
@@ -42,10 +54,24 @@ class SipConfig(_Section):
         default=20.0, gt=0, description="New INVITEs accepted per second from one IP address; a flood above it "
                                         "is dropped."
     )
+    max_unacked_per_source: int = Field(
+        default=10, ge=1, description="Inbound calls from one IP address that may be ringing or waiting for the ACK "
+                                      "of their 200 OK at once; more get 503 (unacknowledged calls hold a slot "
+                                      "for up to 32 s)."
+    )
+    no_media_timeout_s: float = Field(
+        default=30.0, ge=0, description="An answered call that receives no RTP for this long (while not on hold) "
+                                        "is hung up with end reason 'no media'; 0: never."
+    )
     ring_timeout_s: float = Field(default=30.0, gt=0, description="Outbound calls not answered in time are cancelled.")
     jitter_buffer_ms: int = Field(default=60, ge=20, le=500)
 
-    @field_validator("listen_udp", "listen_tcp")
+    @field_validator("srtp", mode="before")
+    @classmethod
+    def _srtp_off(cls, v: object) -> object:
+        return _srtp_mode(v)
+
+    @field_validator("listen_udp", "listen_tcp", "listen_tls")
     @classmethod
     def _hostport(cls, v: str | None) -> str | None:
         if v in (None, ""):
@@ -57,6 +83,8 @@ class SipConfig(_Section):
     def _range(self) -> SipConfig:
         if self.rtp_port_max - self.rtp_port_min < 2:
             raise ValueError("rtp_port_max must be at least rtp_port_min + 2")
+        if self.listen_tls and not (self.tls_cert and self.tls_key):
+            raise ValueError("listen_tls needs tls_cert and tls_key")
         return self
 
 
@@ -88,8 +116,14 @@ class TrunkConfig(_Section):
 
     name: str
     host: str
-    port: int = Field(default=5060, ge=1, le=65535)
-    transport: Literal["udp", "tcp"] = "udp"
+    port: int = Field(default=5060, ge=1, le=65535, description="5060; 5061 with transport tls.")
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls_ca: str | None = Field(default=None, description="PEM file of the CA(s) the trunk's TLS certificate must "
+                                                         "chain to; empty: the system's trust store.")
+    tls_verify: bool = Field(default=True, description="Check the trunk's TLS certificate and host name; false "
+                                                       "only for tests (a warning is logged).")
+    srtp: SrtpMode = Field(default="off", description="SRTP (SDES, RFC 4568) on this trunk's calls: off, offer "
+                                                      "(encrypt if the peer agrees) or required (plain RTP gets 488).")
     username: str | None = None
     password_env: str | None = Field(default=None, description="Name of the environment variable holding the password.")
     # Named register_ in Python because BaseModel already has a `register`; the YAML key is `register`.
@@ -99,7 +133,16 @@ class TrunkConfig(_Section):
                                                  "(digest) when they do not come from allowed_ips.")
     allowed_ips: list[str] = Field(default_factory=list, description="Source IPs or networks (CIDR) whose calls "
                                                                      "are accepted. Empty: the host, if it is an IP.")
+    trust_asserted_identity: bool = Field(
+        default=True, description="Take the caller's number from P-Asserted-Identity on calls that come from this "
+                                  "trunk's address (host / allowed_ips). Never for calls let in by digest only."
+    )
     dids: dict[str, DidRoute] = Field(default_factory=dict)
+
+    @field_validator("srtp", mode="before")
+    @classmethod
+    def _srtp_off(cls, v: object) -> object:
+        return _srtp_mode(v)
 
     @field_validator("allowed_ips")
     @classmethod
@@ -110,6 +153,12 @@ class TrunkConfig(_Section):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return v
+
+    @model_validator(mode="after")
+    def _tls_port(self) -> TrunkConfig:
+        if self.transport == "tls" and "port" not in self.model_fields_set:
+            self.port = 5061
+        return self
 
     @model_validator(mode="after")
     def _credentials(self) -> TrunkConfig:
@@ -134,7 +183,7 @@ class TrunkConfig(_Section):
 
 
 def check_trunks(trunks: list[TrunkConfig]) -> list[tuple[str, str]]:
-    """Problems a schema cannot see: duplicate names, passwords missing from the environment."""
+    """Problems a schema cannot see: duplicate names, passwords missing from the environment, missing CA files."""
     problems = []
     seen: set[str] = set()
     for i, t in enumerate(trunks):
@@ -143,4 +192,33 @@ def check_trunks(trunks: list[TrunkConfig]) -> list[tuple[str, str]]:
         seen.add(t.name)
         if t.password_env and os.environ.get(t.password_env) is None:
             problems.append((f"trunks.{i}.password_env", f"environment variable {t.password_env} is not set"))
+        if t.tls_ca and not os.path.isfile(t.tls_ca):
+            problems.append((f"trunks.{i}.tls_ca", f"file {t.tls_ca} does not exist"))
     return problems
+
+
+def check_sip(sip: SipConfig) -> list[tuple[str, str]]:
+    """Problems of the sip section a schema cannot see: TLS certificate and key files that do not exist."""
+    problems = []
+    if sip.listen_tls:
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(sip, key)
+            if path and not os.path.isfile(path):
+                problems.append((f"sip.{key}", f"file {path} does not exist"))
+    return problems
+
+
+def security_warnings(sip: SipConfig, trunks: list[TrunkConfig]) -> list[tuple[str, str]]:
+    """Settings that work but weaken security: SRTP keys sent in clear signalling, certificate checks off."""
+    warnings = []
+    if sip.srtp != "off" and not sip.listen_tls:
+        warnings.append(("sip.srtp", "SRTP keys travel in clear SDP without listen_tls: whoever sees the signalling "
+                                     "can decrypt the audio"))
+    for i, t in enumerate(trunks):
+        if t.transport == "tls" and not t.tls_verify:
+            warnings.append((f"trunks.{i}.tls_verify", "the trunk's TLS certificate is not checked: anyone on the "
+                                                       "path can read and change its calls"))
+        if t.srtp != "off" and t.transport != "tls":
+            warnings.append((f"trunks.{i}.srtp", f"SRTP keys travel in clear SDP over {t.transport}: whoever sees "
+                                                 "the signalling can decrypt the audio (use transport: tls)"))
+    return warnings

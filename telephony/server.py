@@ -34,6 +34,8 @@ class SipServer:
     async def _on_call(self, leg: CallLeg) -> None:
         transport = SipCallTransport(leg)
         await leg.answer()
+        if leg.state == "ended":
+            return  # never acknowledged: no pipeline for a call that was not established
         try:
             await self.run_call(leg, transport)
         finally:

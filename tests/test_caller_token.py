@@ -13,10 +13,10 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from voicebot.config import Settings
+from voicebot.runtime import Runtime
 from voicebot.server import app as app_module
 from voicebot.server.app import _parse_offer, create_app
 from voicebot.server.caller_token import CallerTokenError, secret_from_env, sign, verify
-from voicebot.server.runtime import Runtime
 
 SECRET = b"shared-with-the-company-site"
 JOHN = "+15551230001"

@@ -138,8 +138,6 @@ def test_the_libraries_do_not_import_upward(name: str) -> None:
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="voicebot/storage/retention.py imports voicebot.transfer until branch "
-                                       "`persist` (storage registry) is merged")
 def test_storage_imports_neither_transfer_nor_server() -> None:
     found = violations(ROOT, RULES["storage"])
     assert not found, "\n".join(found)

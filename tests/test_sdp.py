@@ -59,7 +59,10 @@ def test_no_common_codec() -> None:
 
 @pytest.mark.parametrize("body", [b"", b"v=0\r\n", b"garbage", b"v=0\r\nm=audio x RTP/AVP 0\r\nc=IN IP4 1.2.3.4\r\n",
                                   b"v=0\r\nm=audio 5000 RTP/SAVP 0\r\nc=IN IP4 1.2.3.4\r\n",
-                                  b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n"])
+                                  b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n",
+                                  # Finding 7: a host name would be resolved per packet by the sending thread.
+                                  b"v=0\r\nm=audio 5000 RTP/AVP 0\r\nc=IN IP4 victim.example\r\n",
+                                  b"v=0\r\nc=IN IP6 localhost\r\nm=audio 5000 RTP/AVP 0\r\n"])
 def test_unusable_sdp(body: bytes) -> None:
     with pytest.raises(SdpError):
         AudioDescription.parse(body)
@@ -72,3 +75,48 @@ def test_offer_and_answer_round_trip() -> None:
     reply, _ = answer(parsed, "192.0.2.9", 30000, 9, 0, codecs=("PCMA",))
     n = accept_answer(offer, AudioDescription.parse(reply.to_bytes()))
     assert n.codec.name == "PCMA" and n.dtmf_pt == 101 and n.remote_port == 30000
+
+
+# An SRTP offer as baresip sends it with `mediaenc=srtp-mand` (RFC 4568 SDES, two suites).
+SRTP_KEY_B64 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+SRTP_OFFER = (
+    b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 10000 RTP/SAVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    b"a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:" + SRTP_KEY_B64.encode() + b"\r\n"
+    b"a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + SRTP_KEY_B64.encode() + b"|2^31\r\n"
+    b"a=crypto:3 AES_256_CM_HMAC_SHA1_80 inline:" + SRTP_KEY_B64.encode() + b"\r\na=sendrecv\r\n"
+)
+OUR_KEY = bytes(range(30))
+
+
+def test_srtp_offer_is_answered_with_our_key_in_the_first_suite_we_speak() -> None:
+    offer = AudioDescription.parse(SRTP_OFFER)
+    assert offer.secure and [c.tag for c in offer.crypto] == [1, 2]  # the 256-bit suite is not ours
+    assert SRTP_KEY_B64 not in repr(offer)  # keys never reach a repr (and so no log line)
+    ours, n = answer(offer, "192.0.2.1", 20000, 7, 0, srtp="offer", srtp_key=OUR_KEY)
+    assert n.srtp is not None and n.srtp.suite == "AES_CM_128_HMAC_SHA1_32"
+    assert n.srtp.local == OUR_KEY and n.srtp.remote == b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcd"
+    text = ours.to_bytes().decode()
+    assert "m=audio 20000 RTP/SAVP 0 101\r\n" in text
+    assert text.count("a=crypto:") == 1 and "a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:AAECAwQF" in text
+    # The offerer reads our answer back to the same keys, seen from its side.
+    back = accept_answer(offer, AudioDescription.parse(ours.to_bytes()))
+    assert back.srtp is not None and back.srtp.remote == OUR_KEY
+
+
+def test_srtp_modes() -> None:
+    plain = AudioDescription.parse(HOLD_OFFER)
+    secure = AudioDescription.parse(SRTP_OFFER)
+    with pytest.raises(SdpError, match="SRTP is required"):
+        answer(plain, "192.0.2.1", 20000, 7, 0, srtp="required", srtp_key=OUR_KEY)
+    with pytest.raises(SdpError, match="SRTP is off"):
+        answer(secure, "192.0.2.1", 20000, 7, 0)
+    assert answer(plain, "192.0.2.1", 20000, 7, 0, srtp="offer", srtp_key=OUR_KEY)[1].srtp is None
+    # Our offers: "offer" puts the suites under RTP/AVP (a peer without SRTP answers plain), "required" RTP/SAVP.
+    best_effort = make_offer("192.0.2.1", 20000, 7, 0, srtp="offer", srtp_key=OUR_KEY)
+    assert b"RTP/AVP 0 8 101" in best_effort.to_bytes() and len(best_effort.crypto) == 2
+    assert accept_answer(best_effort, plain).srtp is None
+    required = make_offer("192.0.2.1", 20000, 7, 0, srtp="required", srtp_key=OUR_KEY)
+    assert b"RTP/SAVP 0 8 101" in required.to_bytes()
+    with pytest.raises(SdpError, match="no crypto"):
+        accept_answer(required, plain)

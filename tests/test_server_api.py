@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from voicebot.config import Settings
+from voicebot.runtime import Runtime
 from voicebot.server.access import call_key
 from voicebot.server.app import create_app
-from voicebot.server.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

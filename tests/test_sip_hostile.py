@@ -53,6 +53,9 @@ CASES = [
     (request("INVITE", 13, headers="Content-Type: text/plain\r\n", body="hello"), 415),
     (request("OPTIONS", 14, version="SIP/3.0"), 505),
     (request("INVITE", 15).replace(b"To: <sip:bot@127.0.0.1>", b"To: <sip:bot@127.0.0.1>;tag=nosuch"), 481),
+    # A display name must not smuggle an address (finding 5): a malformed Contact or From is refused.
+    (request("INVITE", 16, headers='Contact: "unterminated <sip:evil@127.0.0.1>\r\n'), 400),
+    (request("INVITE", 17).replace(b"From: <sip:evil@127.0.0.1>", b'From: "x" sip:evil@127.0.0.1'), 400),
 ]
 
 

@@ -14,7 +14,7 @@ from net_helpers import free_port
 
 from telephony.config import SipConfig, TrunkConfig
 from telephony.sdp import Negotiated
-from telephony.sip.auth import DigestVerifier
+from telephony.sip.auth import DigestVerifier, authorization
 from telephony.sip.endpoint import Endpoint
 from telephony.sip.invite import DialError, IncomingCall, InviteLayer, InviteSession
 from telephony.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -160,11 +160,13 @@ class Bench:
         return session, owner, call, ringing
 
 
-def run(test: Callable[[Bench], Awaitable[None]], timers: Timers | None = None) -> None:
+def run(test: Callable[[Bench], Awaitable[None]], timers: Timers | None = None,
+        trunks: list[TrunkConfig] | None = None, **sip: object) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         bot_port = free_port()
-        endpoint = Endpoint(SipConfig(listen_udp=f"127.0.0.1:{bot_port}", listen_tcp=None), [], timers)
+        config = SipConfig(listen_udp=f"127.0.0.1:{bot_port}", listen_tcp=None, **sip)  # type: ignore[arg-type]
+        endpoint = Endpoint(config, trunks or [], timers)
         await endpoint.start()
         transport, phone = await loop.create_datagram_endpoint(Phone, local_addr=("127.0.0.1", 0),
                                                                family=socket.AF_INET)
@@ -188,11 +190,13 @@ def test_answer_ack_and_remote_bye() -> None:
         session.answer()
         ok = await b.phone.response()
         assert ok.status == 200 and ok.to_addr.tag == tag and b"m=audio 41000 RTP/AVP 0" in ok.body
-        assert owner.answered == 1 and session.state == "answered"
+        # Finding 6: answered, but not established until the ACK confirms the caller is there.
+        assert owner.answered == 0 and session.state == "answered" and not session.established
         b.send(in_dialog("ACK", bot=b.bot, me=b.me, branch="ack1", call_id="uas-1", to_tag=tag, cseq=1))
         b.send(in_dialog("BYE", bot=b.bot, me=b.me, branch="bye1", call_id="uas-1", to_tag=tag, cseq=2))
         assert (await b.phone.response("BYE")).status == 200
         await asyncio.wait_for(owner.ended.wait(), 5)
+        assert owner.answered == 1 and session.established
         assert owner.end_reason == "remote hangup" and session.state == "ended"
         assert "uas-1" not in b.layer.sessions
 
@@ -318,13 +322,13 @@ def test_outbound_invite_with_digest_retry(monkeypatch: pytest.MonkeyPatch) -> N
                                                      trunk_at, 10))
         first = await b.phone.request()
         assert first.method == "INVITE" and first.cseq.number == 1 and b"m=audio 41004" in first.body
-        b.send(make_response(first, 407, to_tag="p1", extra=[("Proxy-Authenticate", verifier.challenge())])
+        b.send(make_response(first, 407, to_tag="p1", extra=[("Proxy-Authenticate", verifier.challenge("127.0.0.1"))])
                .to_bytes())
         ack = await b.phone.request()
         assert ack.method == "ACK" and ack.top_via.branch == first.top_via.branch and ack.to_addr.tag == "p1"
         second = await b.phone.request()
         assert second.method == "INVITE" and second.cseq.number == 2 and second.call_id == first.call_id
-        assert verifier.verify(second.headers.get("Proxy-Authorization"), "INVITE") == "bot"
+        assert verifier.verify(second.headers.get("Proxy-Authorization"), "INVITE", second.uri, "127.0.0.1") == "bot"
         b.send(make_response(second, 180, to_tag="p2").to_bytes())
         b.send(make_response(second, 200, to_tag="p2", body=ANSWER.encode(), extra=[
             ("Contact", f"<sip:5550100@127.0.0.1:{b.me}>"), ("Content-Type", "application/sdp")]).to_bytes())
@@ -360,5 +364,114 @@ def test_outbound_ring_timeout_cancels() -> None:
             await asyncio.wait_for(dialing, 5)
         assert info.value.status == 408
         assert owner.end_reason == "dial failed" and session.call_id not in b.layer.sessions
+
+    run(scenario)
+
+
+SPOOF_FROM = 'From: "<sip:+15551230002@127.0.0.1>" <sip:+15550009999@127.0.0.1>;tag=a1\r\n'
+PAI = "P-Asserted-Identity: <sip:+15551230002@127.0.0.1>\r\n"
+
+
+def identity_invite(b: Bench, call_id: str, branch: str, extra: str = "") -> bytes:
+    """An INVITE whose display name carries someone else's URI, with a P-Asserted-Identity for that someone."""
+    body = OFFER.format(direction="sendrecv")
+    data = INVITE.format(bot=b.bot, me=b.me, branch=branch, call_id=call_id,
+                         content_type="Content-Type: application/sdp\r\n" + PAI + extra,
+                         length=len(body.encode()), body=body)
+    return data.replace('From: "Alice" <sip:alice@127.0.0.1>;tag=a1\r\n', SPOOF_FROM).encode()
+
+
+def test_display_name_and_untrusted_assertion_do_not_set_the_caller() -> None:
+    """Finding 5 (failed before: the caller was +15551230002, the URI quoted in the display name): a test call
+    from loopback comes from no trunk, so its P-Asserted-Identity is ignored and the caller is From's URI."""
+    async def scenario(b: Bench) -> None:
+        b.send(identity_invite(b, "id-1", "id1"))
+        assert (await b.phone.response()).status == 100
+        session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
+        assert call.caller == "+15550009999" and call.caller_name == "<sip:+15551230002@127.0.0.1>"
+        await session.reject(486)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("trunk", "caller"), [
+    (TrunkConfig(name="carrier", host="127.0.0.1"), "+15551230002"),
+    (TrunkConfig(name="carrier", host="127.0.0.1", trust_asserted_identity=False), "+15550009999"),
+])
+def test_asserted_identity_from_a_trusted_trunk_address(trunk: TrunkConfig, caller: str) -> None:
+    """A trunk recognised by its address asserts the caller (unless told not to be trusted)."""
+    async def scenario(b: Bench) -> None:
+        b.send(identity_invite(b, "id-2", "id2"))
+        assert (await b.phone.response()).status == 100
+        session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
+        assert call.caller == caller and call.trunk is not None
+        await session.reject(486)
+
+    run(scenario, trunks=[trunk])
+
+
+def test_asserted_identity_is_ignored_from_a_digest_trunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 5 (failed before: PAI was taken from any accepted trunk): a password proves an account, not a
+    trust domain, so a caller let in by digest is identified by From, whatever it asserts."""
+    monkeypatch.setenv("PBX_PW", "pw")
+    trunk = TrunkConfig(name="pbx", host="203.0.113.5", inbound_auth=True, username="pbx", password_env="PBX_PW")
+
+    async def scenario(b: Bench) -> None:
+        b.send(identity_invite(b, "id-3", "id3a"))
+        challenge = await b.phone.response()
+        assert challenge.status == 407
+        creds = authorization(challenge.headers.get("Proxy-Authenticate") or "", "pbx", "pw", "INVITE",
+                              f"sip:bot@127.0.0.1:{b.bot}")
+        b.send(identity_invite(b, "id-3", "id3b", f"Proxy-Authorization: {creds}\r\n"))
+        assert (await b.phone.response()).status == 100
+        session, _, call = await asyncio.wait_for(b.sessions.get(), 5)
+        assert call.trunk is not None and call.trunk.name == "pbx" and call.caller == "+15550009999"
+        await session.reject(486)
+
+    run(scenario, trunks=[trunk])
+
+
+def test_digest_answer_cannot_be_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 8 (failed before: the captured Proxy-Authorization let a second call in, and one computed for
+    another Request-URI was accepted): an answer is good for one INVITE to the URI it was computed for."""
+    monkeypatch.setenv("PBX_PW", "pw")
+    trunk = TrunkConfig(name="pbx", host="203.0.113.5", inbound_auth=True, username="pbx", password_env="PBX_PW")
+
+    async def scenario(b: Bench) -> None:
+        b.invite("rp-1", branch="rp1a")
+        challenge = (await b.phone.response()).headers.get("Proxy-Authenticate") or ""
+        creds = authorization(challenge, "pbx", "pw", "INVITE", f"sip:bot@127.0.0.1:{b.bot}")
+        wrong_uri = authorization(challenge, "pbx", "pw", "INVITE", "sip:other@127.0.0.1")
+
+        def with_auth(call_id: str, branch: str, value: str) -> None:
+            data = INVITE.format(bot=b.bot, me=b.me, branch=branch, call_id=call_id, content_type="", length=0,
+                                 body="").replace("Content-Length", f"Proxy-Authorization: {value}\r\nContent-Length")
+            b.send(data.encode())
+
+        with_auth("rp-2", "rp2", wrong_uri)
+        assert (await b.phone.response()).status == 403
+        with_auth("rp-3", "rp3", creds)
+        assert (await b.phone.response()).status == 100
+        await asyncio.wait_for(b.sessions.get(), 5)
+        with_auth("rp-4", "rp4", creds)  # the same answer again: a replay
+        assert (await b.phone.response()).status == 403
+        assert b.sessions.empty()
+
+    run(scenario, trunks=[trunk])
+
+
+def test_outbound_answer_with_unreadable_contact_is_a_dial_error() -> None:
+    """A 200 whose Contact does not parse fails the dial with DialError, not an exception from the parser."""
+    async def scenario(b: Bench) -> None:
+        session, from_hdr = b.layer.outgoing(Peer("UDP", "127.0.0.1", b.me), "voicebot", "127.0.0.1")
+        owner = Recorder()
+        session.attach(owner)
+        dialing = asyncio.create_task(session.invite(f"sip:agent@127.0.0.1:{b.me}", from_hdr, 41008, None, 5))
+        invite = await b.phone.request()
+        b.send(make_response(invite, 200, to_tag="c1", body=ANSWER.encode(), extra=[
+            ("Contact", '"unterminated <sip:agent@127.0.0.1>'), ("Content-Type", "application/sdp")]).to_bytes())
+        with pytest.raises(DialError) as info:
+            await asyncio.wait_for(dialing, 5)
+        assert info.value.status == 502 and owner.end_reason == "dial failed"
 
     run(scenario)

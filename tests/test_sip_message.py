@@ -140,3 +140,31 @@ def test_top_via_records_the_real_source() -> None:
     assert top.params["rport"] == "40000" and top.params["received"] == "203.0.113.9"
     assert top.branch == "z9hG4bK776asdhds" and second.branch == "z9hG4bKnashds8"
     assert req.transaction_key == ("z9hG4bK776asdhds", "192.0.2.20:5062", "INVITE")  # matching unchanged
+
+
+@pytest.mark.parametrize(("text", "uri", "display", "tag"), [
+    # Finding 5: a URI inside the quoted display name is text, not the address.
+    ('"<sip:+15551230002@x>" <sip:+15550009999@x>;tag=1', "sip:+15550009999@x", "<sip:+15551230002@x>", "1"),
+    (r'"Al \"the <boss>\" Smith" <sip:al@x>;tag=2', "sip:al@x", 'Al "the <boss>" Smith', "2"),
+    (r'"back\\slash" <sip:b@x>', "sip:b@x", "back\\slash", None),
+    ("Alice  Smith <sip:alice@x>;tag=3", "sip:alice@x", "Alice Smith", "3"),
+    ("<sip:bare@x;lr>;tag=4", "sip:bare@x;lr", "", "4"),
+    ("sip:spec@x;tag=5", "sip:spec@x", "", "5"),
+])
+def test_name_addr_per_rfc3261(text: str, uri: str, display: str, tag: str | None) -> None:
+    addr = Address.parse(text)
+    assert (addr.uri, addr.display, addr.tag) == (uri, display, tag)
+    assert Address.parse(str(addr)) == addr  # what we write reads back the same
+
+
+@pytest.mark.parametrize("text", ['"unterminated <sip:a@x>', '"Name" sip:a@x', "Bad<Name <sip:a@x>",
+                                  "<sip:a@x", '"x" <sip:a@x> junk'])
+def test_malformed_name_addr_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        Address.parse(text)
+
+
+def test_list_split_honours_escaped_quotes() -> None:
+    from telephony.sip.message import split_list
+
+    assert split_list(r'"a\", <b" <sip:a@x>, <sip:b@x>') == [r'"a\", <b" <sip:a@x>', "<sip:b@x>"]

@@ -48,7 +48,7 @@ def test_good_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_file_lists_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "voicebot.yaml"
     path.write_text("sip:\n  listen_udp: 'x:99999'\ntrunks:\n  - name: a\n    host: h\n    register: true\n"
-                    "  - name: b\n    host: h\n    allowed_ips: [nope]\n    transport: tls\n")
+                    "  - name: b\n    host: h\n    allowed_ips: [nope]\n    transport: sctp\n")
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     keys = sorted(k for k, _ in info.value.problems)

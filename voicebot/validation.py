@@ -52,9 +52,9 @@ def _queues(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _sip(settings: Settings) -> list[tuple[str, str]]:
-    from telephony.config import check_trunks
+    from telephony.config import check_sip, check_trunks
 
-    return check_trunks(settings.trunks)
+    return check_sip(settings.sip) + check_trunks(settings.trunks)
 
 
 def _webrtc(settings: Settings) -> list[tuple[str, str]]:
@@ -98,6 +98,24 @@ def register(check: Check) -> Check:
     """Let another part of the app (models, SIP trunks) add its own check."""
     CHECKS.append(check)
     return check
+
+
+def _sip_security(settings: Settings) -> list[tuple[str, str]]:
+    from telephony.config import security_warnings
+
+    return security_warnings(settings.sip, settings.trunks)
+
+
+# Checks whose findings are worth a warning but leave a config usable.
+WARNINGS: list[Check] = [_sip_security]
+
+
+def warn_settings(settings: Settings) -> list[tuple[str, str]]:
+    """Settings that work but an operator should know about (printed by ``voicebot config check``)."""
+    warnings: list[tuple[str, str]] = []
+    for check in WARNINGS:
+        warnings += check(settings)
+    return warnings
 
 
 def check_settings(settings: Settings) -> list[tuple[str, str]]:

@@ -32,6 +32,8 @@ from telephony.dtmf import DtmfReceiver, TelephoneEvent, event_packets
 from telephony.rtp.jitter import JitterBuffer
 from telephony.rtp.pacer import PACER
 from telephony.rtp.packet import RtpError, RtpPacket, is_rtcp
+from telephony.rtp.srtp import SrtpContext
+from telephony.sdp import SrtpKeys
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class RtpStats:
     max_receive_gap_ms: float = 0.0
     dtmf_received: int = 0
     stray: int = 0  # packets from a source the session did not latch onto (or may not latch onto), dropped
+    srtp_failed: int = 0  # packets that failed SRTP authentication (forged, replayed or plain RTP), dropped
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -72,17 +75,22 @@ class RtpSession:
     ``on_audio(pcm16k)`` receives 20 ms of 16 kHz PCM per tick once the stream started; ``on_dtmf(key)``
     receives each key press once. ``latching`` says whose packets are accepted (see ``LatchMode``);
     ``signalling_host`` is the address the call's SIP messages come from, needed by ``"signalling"``.
+    ``on_no_media()`` is called once if, after :meth:`start`, no packet from the peer arrives for
+    ``no_media_timeout_s`` (0: never) while :attr:`expect_media` is true (false while the call is on hold).
     """
 
     def __init__(self, on_audio: Callable[[bytes], None] | None = None,
                  on_dtmf: Callable[[str], None] | None = None, jitter_prefetch: int = 3,
-                 max_output_ms: int = 80, latching: LatchMode = "sdp", signalling_host: str | None = None):
+                 max_output_ms: int = 80, latching: LatchMode = "sdp", signalling_host: str | None = None,
+                 no_media_timeout_s: float = 0.0):
         if latching not in LATCH_MODES:
             raise ValueError(f"RTP latching must be one of {', '.join(LATCH_MODES)}, not {latching!r}")
         if latching == "signalling" and not signalling_host:
             raise ValueError("RTP latching 'signalling' needs the signalling source address")
         self.on_audio = on_audio
         self.on_dtmf = on_dtmf
+        self.on_no_media: Callable[[], None] | None = None
+        self.no_media_timeout_s = no_media_timeout_s
         self.codec: Codec = PCMU
         self.dtmf_pt: int | None = None
         self.remote: tuple[str, int] | None = None  # where packets go: the SDP's address, then the latched source
@@ -117,6 +125,15 @@ class RtpSession:
         self._stray_unlogged = 0
         self._last_rx: float | None = None
         self._last_tx: float | None = None
+        self._expect_media = True
+        self._media_since = 0.0  # when the no-media clock last started: start(), a new peer, the end of a hold
+        self._no_media_reported = False
+        self._srtp: SrtpContext | None = None
+
+    @property
+    def srtp(self) -> bool:
+        """True when the stream is encrypted (SRTP negotiated)."""
+        return self._srtp is not None
 
     async def open(self, host: str, port_min: int, port_max: int) -> int:
         """Bind the first free even port in [port_min, port_max]; returns it. Raises OSError if none is free."""
@@ -143,18 +160,38 @@ class RtpSession:
             return port
         raise OSError(f"no free RTP port in {port_min}-{port_max}")
 
-    def configure(self, codec: Codec, dtmf_pt: int | None, remote: tuple[str, int]) -> None:
+    def configure(self, codec: Codec, dtmf_pt: int | None, remote: tuple[str, int],
+                  srtp: SrtpKeys | None = None) -> None:
         """Set what offer/answer decided; may be called again on re-INVITE. A new remote address (the peer
-        moved, signalled in its SDP) releases the latch; the same one keeps it."""
+        moved, signalled in its SDP) releases the latch; the same one keeps it. ``srtp``: the keys to encrypt
+        and authenticate with (None: plain RTP); the same keys keep the running SRTP state."""
         self.codec = codec
         self.dtmf_pt = dtmf_pt
+        if srtp != (self._srtp.keys if self._srtp else None):
+            with self._lock:  # the pacer thread protects with it
+                self._srtp = SrtpContext(srtp) if srtp is not None else None
         if remote != self._sdp_remote:
             self._sdp_remote = remote
             self.remote = remote
             self._latched = False
+            self._media_since = time.monotonic()
+
+    @property
+    def expect_media(self) -> bool:
+        """Whether the peer should be sending (not on hold); only then does silence count as no media."""
+        return self._expect_media
+
+    @expect_media.setter
+    def expect_media(self, value: bool) -> None:
+        if value and not self._expect_media:
+            self._media_since = time.monotonic()
+        self._expect_media = value
 
     def start(self) -> None:
+        """Start sending and playing out: call once the call is established (the ACK of our 200 received,
+        or our ACK sent), never before, so an unconfirmed SDP cannot aim our media at a third party."""
         if self._task is None:
+            self._media_since = time.monotonic()
             self._task = asyncio.create_task(self._clock(), name=f"rtp-{self.local_port}")
             PACER.add(self)
 
@@ -231,8 +268,11 @@ class RtpSession:
         remote, sock = self.remote, self._sock
         if remote is None or sock is None or not self.sending:
             return
+        data = packet.to_bytes()
+        if self._srtp is not None:
+            data = self._srtp.protect(data)
         try:
-            sock.sendto(packet.to_bytes(), remote)
+            sock.sendto(data, remote)
         except (BlockingIOError, OSError):
             return  # a full send buffer or a vanished route: this packet is lost, the next one may pass
         self.stats.sent += 1
@@ -251,16 +291,23 @@ class RtpSession:
         if packet.payload_type not in (self.codec.payload_type, self.dtmf_pt):
             return
         source = (addr[0], addr[1])
-        if not self._latched:
-            if not self._may_latch(source[0]):
-                self._stray(source)
+        if not self._latched and not self._may_latch(source[0]) or self._latched and source != self.remote:
+            self._stray(source)  # someone injecting audio or a stale stream: never switch to it
+            return
+        if self._srtp is not None:
+            # Authenticate before latching: a forged packet must not pick the source.
+            plain = self._srtp.unprotect(data)
+            if plain is None:
+                self.stats.srtp_failed += 1
                 return
+            try:
+                packet = RtpPacket.parse(plain)
+            except RtpError:
+                return
+        if not self._latched:
             # Symmetric RTP: answer to where the peer really sends from (it may be behind NAT).
             self.remote = source
             self._latched = True
-        elif source != self.remote:
-            self._stray(source)  # someone injecting audio or a stale stream: never switch to it
-            return
         self.stats.received += 1
         now = time.monotonic()
         if self._last_rx is not None:
@@ -307,6 +354,11 @@ class RtpSession:
         due = loop.time()
         while True:
             self._play_packet()
+            if self._no_media(time.monotonic()):
+                self._no_media_reported = True
+                log.warning("RTP port %d: no media from the peer for %.0f s", self.local_port, self.no_media_timeout_s)
+                if self.on_no_media:
+                    self.on_no_media()
             due += FRAME_S
             delay = due - loop.time()
             if delay < -0.2:
@@ -314,6 +366,11 @@ class RtpSession:
                 due = loop.time()
                 delay = 0
             await asyncio.sleep(max(delay, 0))
+
+    def _no_media(self, now: float) -> bool:
+        if not self.no_media_timeout_s or not self._expect_media or self._no_media_reported:
+            return False
+        return now - max(self._last_rx or 0.0, self._media_since) >= self.no_media_timeout_s
 
     async def close(self) -> None:
         PACER.remove(self)

@@ -90,7 +90,12 @@ def authorization(challenge: str, username: str, password: str, method: str, uri
 
 @dataclass
 class DigestVerifier:
-    """Server side: issues challenges and checks answers for one realm and a username/password table."""
+    """Server side: issues challenges and checks answers for one realm and a username/password table.
+
+    A nonce is bound to the address it was issued to and expires after ``nonce_lifetime_s``; within that
+    time each answer must carry a higher nonce count (``nc``) than the last accepted one (an answer
+    without qop is single-use), and the digest ``uri`` must be the request's Request-URI, so a captured
+    answer cannot be replayed for another call or another target."""
 
     realm: str
     credentials: dict[str, str]
@@ -99,23 +104,28 @@ class DigestVerifier:
 
     def __post_init__(self) -> None:
         self._secret = secrets.token_hex(16)
+        self._counts: dict[str, int] = {}  # nonce -> the highest nc accepted with it
 
-    def challenge(self) -> str:
-        """A WWW-Authenticate / Proxy-Authenticate value with a fresh, self-validating nonce."""
-        stamp = f"{int(time.time()):x}"
-        nonce = f"{stamp}.{_h('SHA-256', self._secret + stamp)[:24]}"
+    def challenge(self, source: str) -> str:
+        """A WWW-Authenticate / Proxy-Authenticate value with a fresh nonce for requests from ``source``."""
+        stamp = f"{int(time.time()):x}.{secrets.token_hex(6)}"
+        nonce = f"{stamp}.{self._mac(stamp, source)}"
         return f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={self.algorithm}, qop="auth"'
 
-    def _nonce_ok(self, nonce: str) -> bool:
-        stamp, _, mac = nonce.partition(".")
+    def _mac(self, stamp: str, source: str) -> str:
+        return _h("SHA-256", f"{self._secret}:{stamp}:{source}")[:24]
+
+    def _nonce_ok(self, nonce: str, source: str) -> bool:
+        stamp, _, mac = nonce.rpartition(".")
         try:
-            age = time.time() - int(stamp, 16)
+            age = time.time() - int(stamp.partition(".")[0], 16)
         except ValueError:
             return False
-        return mac == _h("SHA-256", self._secret + stamp)[:24] and 0 <= age <= self.nonce_lifetime_s
+        return secrets.compare_digest(mac, self._mac(stamp, source)) and 0 <= age <= self.nonce_lifetime_s
 
-    def verify(self, header: str | None, method: str) -> str | None:
-        """The authenticated username if ``header`` answers one of our challenges correctly, else None."""
+    def verify(self, header: str | None, method: str, uri: str, source: str) -> str | None:
+        """The authenticated username if ``header`` answers, for the first time, one of the challenges we sent
+        to ``source``, computed for ``method`` and the Request-URI ``uri``; else None."""
         if not header:
             return None
         try:
@@ -126,8 +136,33 @@ class DigestVerifier:
         password = self.credentials.get(user)
         if password is None or algorithm not in ALGORITHMS or p.get("realm") != self.realm:
             return None
-        if not self._nonce_ok(p.get("nonce", "")):
+        nonce, qop = p.get("nonce", ""), p.get("qop")
+        if p.get("uri", "") != uri or not self._nonce_ok(nonce, source):
             return None
-        expected = digest_response(algorithm, user, self.realm, password, method, p.get("uri", ""),
-                                   p.get("nonce", ""), p.get("qop"), p.get("nc", ""), p.get("cnonce", ""))
-        return user if secrets.compare_digest(expected, p.get("response", "")) else None
+        if qop:
+            try:
+                count = int(p.get("nc", ""), 16)
+            except ValueError:
+                return None
+        else:
+            count = 1  # no nonce count without qop: the nonce is good once
+        if count <= self._counts.get(nonce, 0):
+            return None
+        expected = digest_response(algorithm, user, self.realm, password, method, uri, nonce, qop,
+                                   p.get("nc", ""), p.get("cnonce", ""))
+        if not secrets.compare_digest(expected, p.get("response", "")):
+            return None
+        self._remember(nonce, count)
+        return user
+
+    def _remember(self, nonce: str, count: int) -> None:
+        if len(self._counts) >= 1000:
+            # Only answered nonces are kept; drop those that expired (their answers fail the age check anyway).
+            self._counts = {n: c for n, c in self._counts.items() if self._nonce_age_ok(n)}
+        self._counts[nonce] = count
+
+    def _nonce_age_ok(self, nonce: str) -> bool:
+        try:
+            return time.time() - int(nonce.partition(".")[0], 16) <= self.nonce_lifetime_s
+        except ValueError:
+            return False

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ from telephony.sip.message import (
     split_list,
 )
 from telephony.sip.transaction import ClientTransaction, ServerTransaction, Timers
-from telephony.sip.transport import Peer, SipTransport
+from telephony.sip.transport import Peer, SipTransport, TlsClient, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Endpoint:
         self._methods: set[str] = {"OPTIONS"}
         self._tasks: set[asyncio.Task] = set()
         self._log_times: dict[str, float] = {}
+        self._tls_contexts: dict[str | None, ssl.SSLContext] = {}  # client contexts by trunk name
 
     def add_handler(self, handler: RequestHandler, methods: Iterable[str]) -> None:
         """Offer new requests to ``handler`` (after those added before); ``methods`` join the Allow header."""
@@ -86,13 +88,41 @@ class Endpoint:
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Bind the configured UDP/TCP listeners. Raises OSError if a port is taken."""
+        """Bind the configured UDP/TCP/TLS listeners. Raises OSError if a port is taken or the TLS certificate
+        or key cannot be loaded."""
         if self.config.listen_udp:
             addr = await self.transport.listen_udp(*split_hostport(self.config.listen_udp))
             log.info("SIP listening on udp:%s:%s", *addr)
         if self.config.listen_tcp:
             addr = await self.transport.listen_tcp(*split_hostport(self.config.listen_tcp))
             log.info("SIP listening on tcp:%s:%s", *addr)
+        if self.config.listen_tls:
+            addr = await self.transport.listen_tls(*split_hostport(self.config.listen_tls), self._server_context())
+            log.info("SIP listening on tls:%s:%s", *addr)
+
+    def _server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.config.tls_cert or "", self.config.tls_key or "")
+        except (OSError, ssl.SSLError) as exc:
+            raise OSError(f"sip.tls_cert / sip.tls_key: cannot load {self.config.tls_cert} with "
+                          f"{self.config.tls_key}: {exc}") from None
+        return context
+
+    def _client_context(self, trunk: TrunkConfig | None) -> ssl.SSLContext:
+        name = trunk.name if trunk else None
+        if name not in self._tls_contexts:
+            try:
+                context = ssl.create_default_context(cafile=trunk.tls_ca if trunk else None)
+            except OSError as exc:
+                raise TransportError(f"trunk {name}: cannot load tls_ca {trunk.tls_ca if trunk else ''}: "
+                                     f"{exc.strerror or exc}") from None
+            if trunk is not None and not trunk.tls_verify:
+                log.warning("SIP: trunk %s: TLS certificate checks are off (tls_verify: false)", trunk.name)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._tls_contexts[name] = context
+        return self._tls_contexts[name]
 
     async def close(self) -> None:
         """Let running tasks finish for a grace period, cancel the rest, close the sockets."""
@@ -123,7 +153,7 @@ class Endpoint:
         interface the OS routes to the peer through."""
         if self.config.public_address:
             return self.config.public_address
-        listen = self.transport.udp_address or self.transport.tcp_address
+        listen = self.transport.udp_address or self.transport.tcp_address or self.transport.tls_address
         if listen and listen[0] not in ("0.0.0.0", "::"):
             return listen[0]
         target = peer.host if peer else "192.0.2.1"
@@ -135,12 +165,13 @@ class Endpoint:
             return "127.0.0.1"
 
     def local_port(self, transport: str) -> int:
-        addr = self.transport.tcp_address if transport == "TCP" else self.transport.udp_address
-        return addr[1] if addr else 5060
+        addr = {"TCP": self.transport.tcp_address, "TLS": self.transport.tls_address}.get(
+            transport, self.transport.udp_address)
+        return addr[1] if addr else (5061 if transport == "TLS" else 5060)
 
     def bind_host(self) -> str:
         """The address we listen on, for media sockets to bind to as well."""
-        listen = self.transport.udp_address or self.transport.tcp_address
+        listen = self.transport.udp_address or self.transport.tcp_address or self.transport.tls_address
         return listen[0] if listen else "0.0.0.0"
 
     def via(self, peer: Peer) -> Via:
@@ -149,7 +180,7 @@ class Endpoint:
 
     def contact(self, peer: Peer, user: str = "voicebot") -> str:
         uri = f"sip:{user}@{self.local_host(peer)}:{self.local_port(peer.transport)}"
-        return uri + (";transport=tcp" if peer.transport == "TCP" else "")
+        return uri + (f";transport={peer.transport.lower()}" if peer.reliable else "")
 
     def standard_headers(self, peer: Peer) -> list[tuple[str, str]]:
         return [("Contact", f"<{self.contact(peer)}>"), ("Allow", self.allow), ("User-Agent", self.config.user_agent)]
@@ -185,7 +216,7 @@ class Endpoint:
 
     def server_transaction(self, req: SipRequest, peer: Peer) -> ServerTransaction:
         """A new server transaction for ``req``; it absorbs the request's retransmissions from now on."""
-        tx = ServerTransaction(req, lambda b: self.send(peer, b), peer.transport == "TCP", self.timers,
+        tx = ServerTransaction(req, lambda b: self.send(peer, b), peer.reliable, self.timers,
                                lambda t: self.server_tx.pop(t.request.transaction_key, None))
         self.server_tx[req.transaction_key] = tx
         return tx
@@ -233,12 +264,12 @@ class Endpoint:
                              "SIP: %s flood from %s; dropping %ss above %.0f/s",
                              req.method, peer, req.method, self.config.invites_per_second_per_source)
             return None
-        decision = self.access.decide(peer.host, req.method, req.headers.get("Proxy-Authorization"))
+        decision = self.access.decide(peer.host, req.method, req.headers.get("Proxy-Authorization"), req.uri)
         if decision.action == "reject":
             self._reject(req, peer, req.method)
             return None
         if decision.action == "challenge":
-            self.reply(req, peer, 407, extra=[("Proxy-Authenticate", self.access.verifier.challenge())])
+            self.reply(req, peer, 407, extra=[("Proxy-Authenticate", self.access.verifier.challenge(peer.host))])
             return None
         return decision
 
@@ -264,9 +295,9 @@ class Endpoint:
     # --- sending requests ----------------------------------------------------------------------------------
     async def send_request(self, req: SipRequest, peer: Peer) -> ClientTransaction:
         """Start a client transaction for ``req``; ``await tx.final`` gives the final response."""
-        if peer.transport == "TCP":
+        if peer.reliable:
             await self.transport.send(peer, b"")
-        tx = ClientTransaction(req, lambda b: self.send(peer, b), peer.transport == "TCP", self.timers,
+        tx = ClientTransaction(req, lambda b: self.send(peer, b), peer.reliable, self.timers,
                                lambda t: self.client_tx.pop(t.key, None))
         self.client_tx[tx.key] = tx
         tx.start()
@@ -277,7 +308,16 @@ class Endpoint:
         return await (await self.send_request(req, peer)).final
 
     async def resolve(self, host: str, port: int, transport: str) -> Peer:
-        """A :class:`Peer` with ``host`` resolved to an address. Raises ResolveError if it does not resolve."""
+        """A :class:`Peer` with ``host`` resolved to an address. Raises ResolveError if it does not resolve.
+        For TLS, the connection will check the certificate against ``host`` and the trust of the trunk that
+        has this host and port (its ``tls_ca``), else the system's trust store."""
+        peer = await self._resolve(host, port, transport)
+        if transport == "TLS":
+            trunk = next((t for t in self.trunks if t.host == host and t.port == port and t.transport == "tls"), None)
+            self.transport.set_tls_client(peer.host, peer.port, TlsClient(self._client_context(trunk), host))
+        return peer
+
+    async def _resolve(self, host: str, port: int, transport: str) -> Peer:
         try:
             ipaddress.ip_address(host)
             return Peer(transport, host, port)

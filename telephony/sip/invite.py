@@ -19,7 +19,17 @@ from typing import Protocol
 
 from telephony.config import DidRoute, TrunkConfig
 from telephony.leg import CallError
-from telephony.sdp import AudioDescription, Negotiated, SdpError, accept_answer, answer, make_offer
+from telephony.sdp import (
+    AudioDescription,
+    Negotiated,
+    SdpError,
+    SrtpMismatch,
+    SrtpMode,
+    accept_answer,
+    answer,
+    make_offer,
+    new_srtp_key,
+)
 from telephony.sip.auth import authorization
 from telephony.sip.dialog import Dialog
 from telephony.sip.endpoint import Endpoint, ResolveError
@@ -32,9 +42,10 @@ from telephony.sip.message import (
     make_response,
     new_call_id,
     new_tag,
+    split_list,
 )
 from telephony.sip.transaction import ClientTransaction, ServerTransaction
-from telephony.sip.transport import Peer
+from telephony.sip.transport import Peer, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +74,8 @@ class SessionOwner(Protocol):
         ...
 
     def session_answered(self) -> None:
-        """The call is up: media may flow."""
+        """The call is established (inbound: the ACK of our 200 arrived; outbound: we sent our ACK): media
+        may flow."""
         ...
 
     async def session_ended(self, reason: str) -> None:
@@ -87,7 +99,8 @@ class IncomingCall:
 
 
 class InviteSession:
-    """The signalling of one call. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
+    """The signalling of one call. ``state`` goes ringing -> answered -> ended (or ringing -> ended);
+    ``established`` turns true once the 2xx is acknowledged (RFC 3261's confirmed dialog)."""
 
     def __init__(self, layer: InviteLayer, call_id: str, direction: str, peer: Peer, *,
                  invite: SipRequest | None = None, invite_tx: ServerTransaction | None = None,
@@ -98,10 +111,13 @@ class InviteSession:
         self.direction = direction  # "inbound" or "outbound"
         self.peer = peer
         self.state = "ringing"
+        self.established = False
         self.dialog: Dialog | None = None
         self.local_hold = False  # we put the peer on hold
         self.remote_hold = False  # the peer put us on hold
         self.owner: SessionOwner | None = None
+        self.srtp: SrtpMode = "off"  # set by whoever runs the call, from the trunk's `srtp`
+        self._srtp_key = new_srtp_key()
         self._tag: str | None = None
         self._invite = invite  # the INVITE of an inbound call
         self._invite_tx = invite_tx  # its transaction (then that of the last re-INVITE)
@@ -135,19 +151,20 @@ class InviteSession:
     # --- UAS: an inbound INVITE ----------------------------------------------------------------------------
     async def ring(self, host: str, port: int, codecs: tuple[str, ...]) -> bool:
         """Prepare our SDP answer (or offer, if the INVITE had none) for media at ``host:port`` and send 180.
-        False if the call failed (488, no common codec)."""
+        False if the call failed (488, no common codec or an SRTP mismatch)."""
         invite, tx = self._invite, self._invite_tx
         assert invite is not None and tx is not None
         sid = session_id()
         if self._offer is None:
-            self._local_sdp = make_offer(host, port, sid, 0, codecs=codecs)
+            self._local_sdp = make_offer(host, port, sid, 0, codecs=codecs, srtp=self.srtp, srtp_key=self._srtp_key)
         else:
             try:
-                self._local_sdp, negotiated = answer(self._offer, host, port, sid, 0, codecs)
+                self._local_sdp, negotiated = answer(self._offer, host, port, sid, 0, codecs, srtp=self.srtp,
+                                                     srtp_key=self._srtp_key)
             except SdpError as exc:
                 tx.respond(make_response(invite, 488, to_tag=self.local_tag(),
                                          extra=[("Warning", f'304 voicebot "{exc}"')]))
-                await self._end("no common codec")
+                await self._end("SRTP mismatch" if isinstance(exc, SrtpMismatch) else "no common codec")
                 return False
             self._apply(negotiated)
         tx.respond(make_response(invite, 180, to_tag=self.local_tag(),
@@ -155,7 +172,8 @@ class InviteSession:
         return True
 
     def answer(self) -> None:
-        """Answer a ringing inbound call: 200 OK with our SDP."""
+        """Answer a ringing inbound call: 200 OK with our SDP. The owner hears ``session_answered`` when the
+        ACK arrives, not before: until then the caller's address and SDP are unconfirmed."""
         if self.direction != "inbound" or self.state != "ringing" or self._invite_tx is None:
             raise CallError(f"cannot answer a {self.direction} call in state {self.state}")
         assert self._invite is not None and self._local_sdp is not None
@@ -167,7 +185,6 @@ class InviteSession:
         tx.on_no_ack = lambda: self.endpoint.spawn(self._no_ack())
         tx.respond(ok)
         self.state = "answered"
-        self._owner.session_answered()
 
     async def reject(self, status: int = 486, reason: str = "", extra: list[tuple[str, str]] | None = None,
                      end_reason: str | None = None) -> None:
@@ -187,6 +204,10 @@ class InviteSession:
             except SdpError as exc:
                 log.warning("call %s: unusable SDP in ACK (%s); hanging up", self.call_id, exc)
                 self.endpoint.spawn(self.hangup())
+                return
+        if self.state == "answered" and not self.established:
+            self.established = True
+            self._owner.session_answered()
 
     async def _no_ack(self) -> None:
         if self.state == "answered":
@@ -208,7 +229,8 @@ class InviteSession:
         after CANCEL) or its SDP answer is unusable; the session has ended then."""
         ep, peer, call_id = self.endpoint, self.peer, self.call_id
         host = ep.local_host(peer)
-        offer = make_offer(host, port, session_id(), 0, codecs=tuple(ep.config.codecs))
+        offer = make_offer(host, port, session_id(), 0, codecs=tuple(ep.config.codecs), srtp=self.srtp,
+                           srtp_key=self._srtp_key)
         cseq = 1
         auth: list[tuple[str, str]] = []
         try:
@@ -224,7 +246,10 @@ class InviteSession:
                     h.add(name, value)
                 h.add("Content-Type", "application/sdp")
                 invite = SipRequest(headers=h, method="INVITE", uri=uri, body=offer.to_bytes())
-                tx = await ep.send_request(invite, peer)
+                try:
+                    tx = await ep.send_request(invite, peer)
+                except TransportError as exc:
+                    raise DialError(503, str(exc)) from None
                 self._outbound_tx = tx
                 try:
                     resp = await asyncio.wait_for(asyncio.shield(tx.final), ring_timeout)
@@ -254,7 +279,10 @@ class InviteSession:
                 break
             if not 200 <= resp.status < 300:
                 raise DialError(resp.status, resp.reason)
-            dialog = Dialog.as_uac(invite, resp, ep.contact(peer))
+            try:
+                dialog = Dialog.as_uac(invite, resp, ep.contact(peer))
+            except ValueError as exc:
+                raise DialError(502, f"unusable answer: {exc}") from None
             ack = dialog.request("ACK", ep.via(peer), cseq=invite.cseq.number)
             ack_bytes = ack.to_bytes()
             ep.send(peer, ack_bytes)
@@ -279,6 +307,7 @@ class InviteSession:
         self._local_sdp = offer
         self._apply(accept_answer(offer, AudioDescription.parse(response.body)))
         self.state = "answered"
+        self.established = True  # our ACK is on its way
         self._owner.session_answered()
 
     async def _cancel_invite(self, invite: SipRequest) -> None:
@@ -319,8 +348,9 @@ class InviteSession:
         await self._end("cancelled")
 
     # --- both sides ----------------------------------------------------------------------------------------
-    async def hangup(self) -> None:
-        """End the call whatever its state: BYE when answered, CANCEL or an error response while ringing."""
+    async def hangup(self, end_reason: str = "local hangup") -> None:
+        """End the call whatever its state: BYE when answered (the call ends with ``end_reason``), CANCEL or an
+        error response while ringing."""
         if self.state == "ended":
             return
         if self.state == "ringing":
@@ -330,7 +360,7 @@ class InviteSession:
                 await self.cancel()
             return
         assert self.dialog is not None
-        await self._end("local hangup")
+        await self._end(end_reason)
         ep = self.endpoint
         bye = self.dialog.request("BYE", ep.via(self.peer), extra=ep.standard_headers(self.peer))
         with contextlib.suppress(TimeoutError, OSError):
@@ -345,7 +375,8 @@ class InviteSession:
         async with self._reinvite_lock:
             self._sdp_version += 1
             sdp = make_offer(self._local_sdp.address, self._local_sdp.port, self._local_sdp.session_id,
-                             self._sdp_version, direction, codecs=(self._codec,), dtmf_pt=self._dtmf_pt or 101)
+                             self._sdp_version, direction, codecs=(self._codec,), dtmf_pt=self._dtmf_pt or 101,
+                             srtp=self.srtp, srtp_key=self._srtp_key)
             req = self.dialog.request("INVITE", ep.via(self.peer), sdp.to_bytes(), "application/sdp",
                                       extra=ep.standard_headers(self.peer))
             resp = await ep.request(req, self.peer)
@@ -421,7 +452,11 @@ class InviteSession:
         """A new offer from the peer in a re-INVITE or UPDATE (hold, unhold, a new address or codec)."""
         assert self._local_sdp is not None and self.dialog is not None
         if req.headers.get_all("Contact"):
-            self.dialog.remote_target = Address.parse(req.headers.get_all("Contact")[0]).uri
+            try:
+                self.dialog.remote_target = Address.parse(req.headers.get_all("Contact")[0]).uri
+            except ValueError as exc:
+                tx.respond(make_response(req, 400, f"Bad Contact ({exc})"))
+                return
         local = self._local_sdp
         self._sdp_version += 1
         if req.body:
@@ -429,7 +464,7 @@ class InviteSession:
                 offer = AudioDescription.parse(req.body)
                 codecs = (self._codec,) + tuple(c for c in ("PCMU", "PCMA") if c != self._codec)
                 local, negotiated = answer(offer, local.address, local.port, local.session_id, self._sdp_version,
-                                           codecs, hold=self.local_hold)
+                                           codecs, hold=self.local_hold, srtp=self.srtp, srtp_key=self._srtp_key)
             except SdpError as exc:
                 tx.respond(make_response(req, 488, extra=[("Warning", f'304 voicebot "{exc}"')]))
                 return
@@ -537,8 +572,22 @@ class InviteLayer:
         if required:
             ep.reply(req, peer, 420, extra=[("Unsupported", ", ".join(required))])
             return
+        try:
+            for contact in req.headers.get_all("Contact"):
+                Address.parse(contact)  # the dialog's remote target: refuse a malformed one now, not on answer
+        except ValueError as exc:
+            ep.reply(req, peer, 400, f"Bad Contact ({exc})")
+            return
         if req.call_id in self.sessions:
             ep.reply(req, peer, 482)
+            return
+        unacked = sum(1 for s in self.sessions.values()
+                      if s.direction == "inbound" and not s.established and s.peer.host == peer.host)
+        if unacked >= ep.config.max_unacked_per_source:
+            # INVITEs that are never acknowledged hold a slot for 64*T1: one source must not fill them all.
+            ep.log_limited(f"unacked:{peer.host}", logging.WARNING, "SIP: %s has %d unacknowledged calls; "
+                           "refusing more with 503", peer, unacked)
+            ep.reply(req, peer, 503, "Too Many Unacknowledged Calls", extra=[("Retry-After", "5")])
             return
         if len(self.sessions) >= ep.config.max_calls:
             ep.reply(req, peer, 503, extra=[("Retry-After", "5")])
@@ -561,8 +610,7 @@ class InviteLayer:
                 return
         tx = ep.server_transaction(req, peer)
         tx.respond(make_response(req, 100))
-        pai = req.headers.get("P-Asserted-Identity")
-        ident = Address.parse(pai) if pai and decision.trunk is not None else req.from_addr
+        ident = _caller_identity(req, decision.trunk if decision.by_address else None)
         dialled = uri.user or req.to_addr.user
         route = decision.trunk.dids.get(dialled or "") if decision.trunk else None
         session = InviteSession(self, req.call_id, "inbound", peer, invite=req, invite_tx=tx, offer=offer)
@@ -583,12 +631,15 @@ class InviteLayer:
                 if target.host != trunk.host and not target.user:
                     raise DialError(400, "a number or user is needed to dial through a trunk")
             else:
-                transport = target.params.get("transport", "udp").upper()
-                if transport not in ("UDP", "TCP"):
+                transport = "TLS" if target.scheme == "sips" else target.params.get("transport", "udp").upper()
+                if transport not in ("UDP", "TCP", "TLS"):
                     raise DialError(400, f"unsupported transport {transport}")
-                peer = await self.endpoint.resolve(target.host, target.port or 5060, transport)
+                default_port = 5061 if transport == "TLS" else 5060
+                peer = await self.endpoint.resolve(target.host, target.port or default_port, transport)
         except ResolveError as exc:
             raise DialError(404, str(exc)) from None
+        except TransportError as exc:
+            raise DialError(503, str(exc)) from None
         return target, peer
 
     def outgoing(self, peer: Peer, from_user: str, from_host: str) -> tuple[InviteSession, str]:
@@ -598,6 +649,17 @@ class InviteLayer:
         session = InviteSession(self, call_id, "outbound", peer)
         self.sessions[call_id] = session
         return session, from_hdr
+
+
+def _caller_identity(req: SipRequest, trusted: TrunkConfig | None) -> Address:
+    """Who the caller is: P-Asserted-Identity (RFC 3325) only from a trunk trusted by its address, else From."""
+    pai = req.headers.get("P-Asserted-Identity")
+    if pai and trusted is not None and trusted.trust_asserted_identity:
+        try:
+            return Address.parse(split_list(pai)[0])  # the first of a sip: and tel: pair
+        except ValueError:
+            log.warning("call %s: unreadable P-Asserted-Identity %r; using From", req.call_id, pai[:80])
+    return req.from_addr
 
 
 def _info_dtmf(req: SipRequest) -> str | None:

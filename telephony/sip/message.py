@@ -120,9 +120,13 @@ def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas inside quotes and <...>."""
     parts: list[str] = []
     cur: list[str] = []
-    depth, quoted = 0, False
+    depth, quoted, escaped = 0, False, False
     for ch in value:
-        if ch == '"':
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True  # a quoted-pair: the next character is literal, even a quote
+        elif ch == '"':
             quoted = not quoted
         elif not quoted and ch == "<":
             depth += 1
@@ -217,17 +221,35 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
+        """Parse per RFC 3261 §25.1: ``[display-name] <URI> *(;param)`` or ``addr-spec *(;param)``. A quoted
+        display name is text, whatever it contains. Raises ValueError for anything else."""
         text = text.strip()
-        if "<" in text:
+        if text.startswith('"'):
+            display, end = _quoted_string(text)
+            rest = text[end:].lstrip()
+            if not rest.startswith("<"):
+                raise ValueError("a quoted display name must be followed by <URI>")
+        elif "<" in text:
             lt = text.index("<")
-            gt = text.find(">", lt)
-            if gt < 0:
-                raise ValueError("unclosed <")
-            display = text[:lt].strip().strip('"')
-            return cls(uri=text[lt + 1 : gt].strip(), display=display, params=parse_params(text[gt + 1 :]))
-        # addr-spec: parameters after the URI belong to the header, not the URI (RFC 3261 §20.10).
-        uri, _, params = text.partition(";")
-        return cls(uri=uri.strip(), params=parse_params(params))
+            if any(c in text[:lt] for c in '">'):
+                raise ValueError("bad display name")
+            display, rest = " ".join(text[:lt].split()), text[lt:]
+        else:
+            # addr-spec: parameters after the URI belong to the header, not the URI (RFC 3261 §20.10).
+            if any(c in text for c in '"<>'):
+                raise ValueError("bad address")
+            uri, _, params = text.partition(";")
+            return cls(uri=uri.strip(), params=parse_params(params))
+        gt = rest.find(">")
+        if gt < 0:
+            raise ValueError("unclosed <")
+        uri = rest[1:gt].strip()
+        if not uri or any(c in uri for c in '<"') or any(c.isspace() for c in uri):
+            raise ValueError("bad URI in <>")
+        tail = rest[gt + 1 :].strip()
+        if tail and not tail.startswith(";"):
+            raise ValueError("unexpected text after <URI>")
+        return cls(uri=uri, display=display, params=parse_params(tail))
 
     @property
     def tag(self) -> str | None:
@@ -243,10 +265,28 @@ class Address:
             return rest.split(";")[0] or None if scheme.lower() == "tel" else None
 
     def __str__(self) -> str:
-        s = f'"{self.display}" <{self.uri}>' if self.display else f"<{self.uri}>"
+        quoted = self.display.replace("\\", "\\\\").replace('"', '\\"')
+        s = f'"{quoted}" <{self.uri}>' if self.display else f"<{self.uri}>"
         for k, v in self.params.items():
             s += f";{k}={v}" if v else f";{k}"
         return s
+
+
+def _quoted_string(text: str) -> tuple[str, int]:
+    """The unescaped content of the quoted-string ``text`` starts with, and the index just past it."""
+    out: list[str] = []
+    i = 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(out), i + 1
+        out.append(ch)
+        i += 1
+    raise ValueError("unterminated quoted display name")
 
 
 @dataclass

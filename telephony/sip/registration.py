@@ -109,7 +109,10 @@ class Registration:
 
 def _granted_expires(resp: SipResponse, requested: int) -> int:
     for contact in resp.headers.get_all("Contact"):
-        value = Address.parse(contact).params.get("expires", "")
+        try:
+            value = Address.parse(contact).params.get("expires", "")
+        except ValueError:
+            continue  # a registrar's unreadable Contact: fall back to Expires
         if value.isdigit():
             return int(value)
     value = (resp.headers.get("Expires") or "").strip()

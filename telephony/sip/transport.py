@@ -1,7 +1,8 @@
-"""SIP over UDP and TCP (RFC 3261 §18): receive whole messages, send bytes to a peer.
+"""SIP over UDP, TCP and TLS (RFC 3261 §18, §26.3.1): receive whole messages, send bytes to a peer.
 
-The transport knows nothing about SIP semantics except message framing on TCP (Content-Length). It hands
-every received message as raw bytes to one callback together with the :class:`Peer` it came from.
+The transport knows nothing about SIP semantics except message framing on streams (Content-Length). It hands
+every received message as raw bytes to one callback together with the :class:`Peer` it came from. Outgoing
+TLS connections check the server's certificate and host name with the :class:`TlsClient` set for the peer.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,15 +26,33 @@ TCP_IDLE_TIMEOUT_S = 600.0
 class Peer:
     """Where a message came from and where its responses go."""
 
-    transport: str  # "UDP" or "TCP"
+    transport: str  # "UDP", "TCP" or "TLS"
     host: str
     port: int
+
+    @property
+    def reliable(self) -> bool:
+        """A stream transport (TCP, TLS): no retransmissions (RFC 3261 §17)."""
+        return self.transport in ("TCP", "TLS")
 
     def __str__(self) -> str:
         return f"{self.transport.lower()}:{self.host}:{self.port}"
 
 
 MessageHandler = Callable[[bytes, Peer], None]
+
+
+class TransportError(OSError):
+    """A connection to a peer that could not be made (refused, TLS handshake or certificate check failed)."""
+
+
+@dataclass(frozen=True)
+class TlsClient:
+    """How to open TLS to a peer: the context (trust store, verification) and the name its certificate must
+    carry (a host name or an IP address)."""
+
+    context: ssl.SSLContext
+    server_hostname: str
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -80,16 +100,18 @@ class TcpFramer:
 
 
 class SipTransport:
-    """UDP and TCP listeners plus outgoing TCP connections, sharing one message callback."""
+    """UDP, TCP and TLS listeners plus outgoing TCP and TLS connections, sharing one message callback."""
 
     def __init__(self, on_message: MessageHandler):
         self.on_message = on_message
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._tcp: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._tcp: dict[tuple[str, str, int], asyncio.StreamWriter] = {}  # by (transport, host, port)
+        self._tls_clients: dict[tuple[str, int], TlsClient] = {}
         self._tasks: set[asyncio.Task] = set()
         self.udp_address: tuple[str, int] | None = None
         self.tcp_address: tuple[str, int] | None = None
+        self.tls_address: tuple[str, int] | None = None
 
     async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -104,12 +126,27 @@ class SipTransport:
         self.tcp_address = server.sockets[0].getsockname()[:2]
         return self.tcp_address
 
+    async def listen_tls(self, host: str, port: int, context: ssl.SSLContext) -> tuple[str, int]:
+        """Accept SIP over TLS with the certificate in ``context``."""
+        server = await asyncio.start_server(self._serve_tls, host, port, ssl=context)
+        self._servers.append(server)
+        self.tls_address = server.sockets[0].getsockname()[:2]
+        return self.tls_address
+
+    def set_tls_client(self, host: str, port: int, client: TlsClient) -> None:
+        """Use ``client`` when a TLS connection to ``host:port`` is opened."""
+        self._tls_clients[(host, port)] = client
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
         await self._read_stream(reader, writer, Peer("TCP", addr[0], addr[1]))
 
+    async def _serve_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = writer.get_extra_info("peername")
+        await self._read_stream(reader, writer, Peer("TLS", addr[0], addr[1]))
+
     async def _read_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
-        self._tcp[(peer.host, peer.port)] = writer
+        self._tcp[(peer.transport, peer.host, peer.port)] = writer
         framer = TcpFramer()
         try:
             while True:
@@ -119,11 +156,11 @@ class SipTransport:
                 for message in framer.feed(data):
                     self._deliver(message, peer)
         except ValueError as exc:
-            log.warning("closing TCP connection from %s: %s", peer, exc)
-        except (TimeoutError, ConnectionError):
+            log.warning("closing %s connection from %s: %s", peer.transport, peer, exc)
+        except (TimeoutError, ConnectionError, ssl.SSLError):
             pass
         finally:
-            self._tcp.pop((peer.host, peer.port), None)
+            self._tcp.pop((peer.transport, peer.host, peer.port), None)
             writer.close()
 
     def _deliver(self, data: bytes, peer: Peer) -> None:
@@ -134,19 +171,38 @@ class SipTransport:
             log.exception("error handling a SIP message from %s", peer)
 
     async def send(self, peer: Peer, data: bytes) -> None:
-        """Send ``data`` to ``peer``, opening a TCP connection if needed."""
-        if peer.transport == "TCP" and (peer.host, peer.port) not in self._tcp:
-            reader, writer = await asyncio.open_connection(peer.host, peer.port)
-            self._tcp[(peer.host, peer.port)] = writer
+        """Send ``data`` to ``peer``, opening a TCP or TLS connection if needed. Raises TransportError if the
+        connection cannot be made (for TLS: also when the server's certificate does not check out)."""
+        if peer.reliable and (peer.transport, peer.host, peer.port) not in self._tcp:
+            reader, writer = await self._connect(peer)
+            self._tcp[(peer.transport, peer.host, peer.port)] = writer
             task = asyncio.create_task(self._read_stream(reader, writer, peer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self.send_nowait(peer, data)
 
-    def send_nowait(self, peer: Peer, data: bytes) -> None:
-        """Send on an existing socket; silently drops if the TCP connection is gone."""
+    async def _connect(self, peer: Peer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if peer.transport == "TCP":
-            writer = self._tcp.get((peer.host, peer.port))
+            try:
+                return await asyncio.open_connection(peer.host, peer.port)
+            except OSError as exc:
+                raise TransportError(f"cannot connect to {peer}: {exc.strerror or exc}") from None
+        client = self._tls_clients.get((peer.host, peer.port)) or TlsClient(ssl.create_default_context(), peer.host)
+        try:
+            return await asyncio.open_connection(peer.host, peer.port, ssl=client.context,
+                                                 server_hostname=client.server_hostname)
+        except ssl.SSLCertVerificationError as exc:
+            raise TransportError(f"TLS to {peer.host}:{peer.port} refused: the server's certificate does not "
+                                 f"check out for {client.server_hostname} ({exc.verify_message})") from None
+        except ssl.SSLError as exc:
+            raise TransportError(f"TLS handshake with {peer.host}:{peer.port} failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise TransportError(f"cannot connect to {peer}: {exc.strerror or exc}") from None
+
+    def send_nowait(self, peer: Peer, data: bytes) -> None:
+        """Send on an existing socket; silently drops if the TCP/TLS connection is gone."""
+        if peer.reliable:
+            writer = self._tcp.get((peer.transport, peer.host, peer.port))
             if writer is not None and not writer.is_closing():
                 writer.write(data)
         elif self._udp is not None:

@@ -103,7 +103,7 @@ class UserAgent:
     def _rtp(self, peer: Peer) -> RtpSession:
         # Media is accepted only from where the SDP (or, behind NAT, the signalling) says the peer is.
         return RtpSession(jitter_prefetch=self.config.jitter_buffer_ms // 20, latching=self.config.rtp_latching,
-                          signalling_host=peer.host)
+                          signalling_host=peer.host, no_media_timeout_s=self.config.no_media_timeout_s)
 
     def _incoming(self, session: InviteSession, call: IncomingCall) -> None:
         leg = CallLeg(session, self._rtp(session.peer), caller=call.caller, caller_name=call.caller_name,
@@ -112,6 +112,7 @@ class UserAgent:
         self.endpoint.spawn(self._run_inbound(leg))
 
     async def _run_inbound(self, leg: CallLeg) -> None:
+        leg.session.srtp = leg.trunk.srtp if leg.trunk else self.config.srtp
         try:
             await leg.rtp.open(self.endpoint.bind_host(), self.config.rtp_port_min, self.config.rtp_port_max)
         except OSError as exc:
@@ -153,5 +154,6 @@ class UserAgent:
         session, from_hdr = self.invites.outgoing(
             peer, from_user, trunk.host if trunk else self.endpoint.local_host(peer))
         leg = CallLeg(session, rtp, caller=from_user, caller_name="", dialled=target.user, trunk=trunk)
+        session.srtp = trunk.srtp if trunk else self.config.srtp
         await session.invite(uri, from_hdr, rtp.local_port, trunk, ring_timeout or self.config.ring_timeout_s)
         return leg

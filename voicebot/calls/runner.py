@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
     from telephony.leg import Leg
     from voicebot.pipeline.call import CallContext
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ def check(file: str | None) -> None:
     """Validate FILE (default: $VOICEBOT_CONFIG or ./voicebot.yaml) and the files it points to.
 
     Prints every problem with its key path and exits non-zero if there is any."""
-    from voicebot.validation import check_settings
+    from voicebot.validation import check_settings, warn_settings
 
     source = str(find_config(file) or "built-in defaults")
     try:
@@ -29,6 +29,8 @@ def check(file: str | None) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    for key, message in warn_settings(settings):
+        click.echo(f"{source}: warning: {key}: {message}", err=True)
     problems = check_settings(settings)
     if problems:
         click.echo(str(ConfigError(source, problems)), err=True)

@@ -67,7 +67,8 @@ def dial(config_path: str | None, uri: str, trunk_name: str | None, play: Path |
     audio = _read_wav_16k(play) if play else None
     # An ephemeral port, so dialling works while `voicebot serve` holds 5060 on the same machine.
     host = split_hostport(settings.sip.listen_udp or "0.0.0.0:5060")[0]
-    sip = settings.sip.model_copy(update={"listen_udp": f"{host}:0", "listen_tcp": f"{host}:0"})
+    sip = settings.sip.model_copy(update={"listen_udp": f"{host}:0", "listen_tcp": f"{host}:0",
+                                          "listen_tls": f"{host}:0" if settings.sip.listen_tls else None})
 
     async def run() -> int:
         ua = UserAgent(sip, settings.trunks)
@@ -113,7 +114,7 @@ async def _run_bot(settings, leg) -> None:  # type: ignore[no-untyped-def]
     from dialogs.domain.loader import DomainError
     from telephony.transport import SipCallTransport
     from voicebot.models import ModelError
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.server.sip import sip_call_runner
 
     try:

@@ -24,7 +24,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     from dialogs.db.engine import DatabaseError
     from dialogs.domain.loader import DomainError
     from voicebot.models import ModelError
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
 
     click.echo("voicebot: loading models and the dialog engine …", err=True)
     try:

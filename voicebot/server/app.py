@@ -23,6 +23,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
 from voicebot.redaction import Redactor
+from voicebot.runtime import Runtime
 from voicebot.server.access import call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
@@ -32,7 +33,6 @@ from voicebot.server.browser_call import BrowserCall
 from voicebot.server.caller_token import CallerTokenError, secret_from_env
 from voicebot.server.caller_token import verify as verify_caller_token
 from voicebot.server.listen import router as listen_router
-from voicebot.server.runtime import Runtime
 from voicebot.server.supervisor import live_calls
 from voicebot.server.supervisor import router as supervisor_router
 from voicebot.users import UserStore

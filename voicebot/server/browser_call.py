@@ -18,7 +18,7 @@ from voicebot.server.caller_leg import BrowserLeg, LegTransport, key_of_message
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
 

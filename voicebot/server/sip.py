@@ -16,7 +16,7 @@ from voicebot.calls import CallRunner
 if TYPE_CHECKING:
     import uvicorn
 
-    from voicebot.server.runtime import Runtime
+    from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: Trans
             await sip.start()
         except OSError as exc:
             where = ", ".join(f"{kind} {addr}" for kind, addr in (("udp", settings.sip.listen_udp),
-                                                                  ("tcp", settings.sip.listen_tcp)) if addr)
+                                                                  ("tcp", settings.sip.listen_tcp),
+                                                                  ("tls", settings.sip.listen_tls)) if addr)
             raise SystemExit(f"voicebot: cannot listen for SIP on {where}: {exc.strerror or exc}") from None
         log.info("SIP ready (%d trunk(s) configured)", len(settings.trunks))
     try:

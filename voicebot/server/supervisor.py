@@ -24,8 +24,8 @@ from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebS
 from voicebot.events import Event
 from voicebot.live import LiveCall, LiveCalls
 from voicebot.redaction import Redactor
+from voicebot.runtime import Runtime
 from voicebot.server.access import LoggedIn, Principal, Staff, can_see_call, own_call_ids, websocket_principal
-from voicebot.server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ def declared_metadata() -> list[MetaData]:
     """The MetaData of every table of the product (the models as this version declares them)."""
     # The registry is the one module that knows every package's tables; imported here, not at the top, so
     # that storage loads without the packages above it and upgrades (which use the migrations) import none.
-    import voicebot.transfer  # noqa: F401  (declares the hand-off tables on voicebot.storage.models.Base)
+    import voicebot.storage.transfers  # noqa: F401  (declares the hand-off tables on voicebot.storage.models.Base)
     import voicebot.users  # noqa: F401  (declares the user tables on it)
     from dialogs.db.models import Base as DialogsBase
     from telephony.queue.store import Base as QueueBase

@@ -104,7 +104,7 @@ class TransferService:
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
-        """A service for ``runtime`` (a :class:`voicebot.server.runtime.Runtime`), or None without
+        """A service for ``runtime`` (a :class:`voicebot.runtime.Runtime`), or None without
         ``agents:`` and ``queues:`` in the config."""
         settings = runtime.settings
         if not settings.agents or not settings.queues:

@@ -11,65 +11,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from telephony.queue.live import TransferResult
 from voicebot.redaction import Redactor
-from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, Base, CallRow, TurnRow
-
-
-class TransferRow(Base):
-    """One hand-off of a call to the agent queue and how it ended."""
-
-    __tablename__ = "voicebot_transfers"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
-    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    outcome: Mapped[str] = mapped_column(String(32))
-    wait_s: Mapped[float] = mapped_column(Float)
-    talk_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    callback_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    voicemail_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class TransferTurnRow(Base):
-    """One utterance of the caller or the agent while they were bridged."""
-
-    __tablename__ = "voicebot_transfer_turns"
-    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
-    speaker: Mapped[str] = mapped_column(String(8))
-    text: Mapped[str] = mapped_column(Text)
-    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class VoicemailRow(Base):
-    """A message a caller left when no agent could take the call: WAV audio, transcript, hand-off packet."""
-
-    __tablename__ = "voicebot_voicemails"
-    __table_args__ = {"info": {ERASE_WITH_CALL: True, ERASE_BY_NUMBER: "caller"}}
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
-    queue: Mapped[str] = mapped_column(String(64))
-    caller: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    reason: Mapped[str] = mapped_column(String(32))
-    seconds: Mapped[float] = mapped_column(Float)
-    transcript: Mapped[str] = mapped_column(Text)
-    wav: Mapped[bytes] = mapped_column(LargeBinary)
-    handoff: Mapped[dict] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="new")
-
+from voicebot.storage.models import CallRow, TurnRow
+from voicebot.storage.transfers import TransferRow, TransferTurnRow, VoicemailRow
 
 # What a queue outcome makes of the call record's outcome (None: keep the bot's "handoff").
 CALL_OUTCOME = {"abandoned": "abandoned", "callback": "callback", "timeout": "no_agent", "no_agents": "no_agent",

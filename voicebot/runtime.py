@@ -1,4 +1,5 @@
-"""What the server loads once at start-up: the dialog engine, the shared models, the call store."""
+"""What a process loads once at start-up (the server, `voicebot dial`): the dialog engine, the shared models, the
+call store and the event bus."""
 
 from __future__ import annotations
 
