@@ -1,6 +1,7 @@
 # voicebot: HTTP/WebRTC on 8080, SIP on 5060 (UDP and TCP), RTP on 20000-20999/udp.
 # Models (Whisper tiny.en, Piper en_US-joe-medium) come with the Python packages: nothing is
 # downloaded when the container runs. Call records and customer data live in /data (a volume).
+# The database starts empty: the demo customers (known PINs) only with VOICEBOT_DATABASE__SEED_DEMO=true.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

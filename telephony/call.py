@@ -139,7 +139,7 @@ class CallLeg(LegBase):
         self.session.endpoint.spawn(self.session.hangup("no media"))
 
     def _dtmf_in(self, key: str) -> None:
-        log.info("call %s: DTMF %s", self.call_id, key)
+        log.debug("call %s: a keypad key", self.call_id)  # which key is never logged: it may be part of a PIN
         self.dtmf.put_nowait(key)  # keys come by RFC 4733 or SIP INFO
         self._tell_key_listeners(key)
 

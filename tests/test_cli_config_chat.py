@@ -72,7 +72,7 @@ def test_chat_json_prints_one_object_per_line(tmp_path):
     )
     result = run(
         ["chat", "--json", "--caller-id", "+15551230001"], cwd=tmp_path, stdin=lines + "\n",
-        env={"VOICEBOT_DATABASE__URL": f"sqlite:///{tmp_path / 'c.db'}"},
+        env={"VOICEBOT_DATABASE__URL": f"sqlite:///{tmp_path / 'c.db'}", "VOICEBOT_DATABASE__SEED_DEMO": "true"},
     )
     assert result.returncode == 0, result.stderr
     objs = [json.loads(line) for line in result.stdout.splitlines()]
@@ -87,7 +87,7 @@ def test_chat_json_prints_one_object_per_line(tmp_path):
 
 def _chat_at(tmp_path: Path, config: str, score: float) -> tuple[list[dict], str]:
     cfg = tmp_path / "voicebot.yaml"
-    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path / 'c.db'}\n" + config)
+    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path / 'c.db'}\n  seed_demo: true\n" + config)
     lines = [json.dumps({"text": "where is my order", "signals": {"frustration": score}}), "yes please"]
     result = run(["chat", "--json", "--config", str(cfg)], cwd=tmp_path, stdin="\n".join(lines) + "\n")
     assert result.returncode == 0, result.stderr

@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -43,14 +45,21 @@ def get(url: str, auth: dict[str, str]) -> Any:
         return json.load(resp)
 
 
+def dump(path: Path) -> set[str]:
+    """Every row of every table of the SQLite file, as SQL lines."""
+    with sqlite3.connect(path) as conn:
+        return set(conn.iterdump())
+
+
 def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
     port = sip_port()
     http = free_port(socket.SOCK_STREAM)
     (tmp_path / "voicebot.yaml").write_text(
-        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n"
+        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         f"server:\n  host: 127.0.0.1\n  port: {http}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
         f"  rtp_port_min: 37000\n  rtp_port_max: 37199\n"
+        "log_level: DEBUG\n"  # even the debug log never names the keys
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "voicebot", "serve", "--config", str(tmp_path / "voicebot.yaml")],
@@ -58,6 +67,7 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     log: list[str] = []
+    reader: threading.Thread | None = None
     try:
         assert server.stdout is not None
         for line in server.stdout:
@@ -65,7 +75,10 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
             if "SIP ready" in line or server.poll() is not None:
                 break
         assert any("SIP ready" in line for line in log), "".join(log)
+        reader = threading.Thread(target=lambda: log.extend(server.stdout), daemon=True)  # type: ignore[arg-type]
+        reader.start()
         add_user(f"sqlite:///{tmp_path}/voicebot.db", "sup", "supervisor")
+        before = dump(tmp_path / "voicebot.db")  # the demo data holds numbers of its own
         auth: dict[str, str] = {}  # the records need a login; made once HTTP is up
 
         def bot_turn_count() -> int:
@@ -124,9 +137,12 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGINT)
         try:
-            server.communicate(timeout=20)
+            server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+        server.wait()
+        if reader is not None:
+            reader.join(timeout=10)
     assert record["channel"] == "sip"
     assert record["dialled"] == "bot"  # the user part of the request URI the caller dialled
     assert record["outcome"] == "handoff"
@@ -134,6 +150,13 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
     assert len(caller_turns) == 3
     assert all("keypad" in t["text"] for t in caller_turns)
     assert "4321" not in json.dumps(record)  # the PIN is not stored
+    assert "[keypad: ****]" in [t["text"] for t in caller_turns]
+    added = "\n".join(sorted(dump(tmp_path / "voicebot.db") - before))
+    assert "call" in added and "4321" not in added and "4, 3, 2, 1" not in added  # no row the call wrote
+    server_log = "".join(log)
+    assert "SIP ready" in server_log
+    for leaked in ("4321", "DTMF 4", "4 / 3", "'4', '3'"):
+        assert leaked not in server_log, leaked
     bot_text = " ".join(t["text"] for t in record["turns"] if t["speaker"] == "bot").lower()
     assert "verified" in bot_text and "4 5 2 8 1" in bot_text  # the PIN verified her, then her order status
     assert "colleague" in bot_text

@@ -54,7 +54,7 @@ class Server:
 
     def drain_store(self) -> None:
         """Wait until the call store's writer has done everything queued so far."""
-        self.store._writer.submit(lambda: None).result(timeout=10)
+        assert self.store.flush(timeout=10)
 
 
 @pytest.fixture(scope="module")

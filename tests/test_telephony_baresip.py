@@ -45,7 +45,7 @@ def test_softphone_call_is_understood_and_answered(tmp_path: Path) -> None:
     (tmp_path / "rec").mkdir()
     (tmp_path / "phone").mkdir()
     (tmp_path / "voicebot.yaml").write_text(
-        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n"
+        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         f"server:\n  host: 127.0.0.1\n  port: {free_port(socket.SOCK_STREAM)}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
         f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n"

@@ -85,7 +85,7 @@ def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: 
     baresip_config(tmp_path / "caller", free_port(socket.SOCK_DGRAM), tmp_path / "in.wav", tmp_path / "caller_rec",
                    "<sip:5550199@127.0.0.1>;regint=0")
     (tmp_path / "voicebot.yaml").write_text(
-        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n"
+        f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         f"server:\n  host: 127.0.0.1\n  port: {http}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
         f"  rtp_port_min: 38500\n  rtp_port_max: 38699\n"

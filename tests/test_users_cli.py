@@ -15,6 +15,7 @@ from voicebot.users import UserStore
 def config(tmp_path: Path) -> str:
     path = tmp_path / "voicebot.yaml"
     path.write_text(f"database:\n  url: sqlite:///{tmp_path / 'voicebot.db'}\n")
+    UserStore.from_url(f"sqlite:///{tmp_path / 'voicebot.db'}").engine.dispose()  # the bot's database exists
     return str(path)
 
 
@@ -31,7 +32,8 @@ def test_round_trip_add_list_login_passwd_remove(config: str, tmp_path: Path) ->
     assert code == 0 and "agent alice" in out, out
     code, out = run(config, "list")
     assert code == 0
-    assert [line.split() for line in out.splitlines()] == [["ali", "agent", "alice"], ["ann", "admin"]]
+    assert out.splitlines()[0] == f"Database: sqlite:///{tmp_path / 'voicebot.db'}"
+    assert [line.split() for line in out.splitlines()[1:]] == [["ali", "agent", "alice"], ["ann", "admin"]]
 
     store = UserStore.from_url(f"sqlite:///{tmp_path / 'voicebot.db'}")
     # The line's newline is not part of the password; the spaces inside it are.
@@ -81,3 +83,32 @@ def test_at_a_terminal_the_password_is_asked_twice(config: str, monkeypatch: pyt
     assert out.count("Repeat the password") == 2  # the first, mistyped pair was refused and asked again
     store = UserStore.from_url(f"sqlite:///{Path(config).parent / 'voicebot.db'}")
     assert store.check_password("sam", "xyz") is not None and store.check_password("sam", "abc") is None
+
+
+def test_a_missing_database_is_not_created_silently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in another folder (no voicebot.yaml there), `users add` says which database it would use and that it
+    does not exist, instead of creating a new empty one; --create makes it and says where."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    monkeypatch.delenv("VOICEBOT_CONFIG", raising=False)
+    monkeypatch.delenv("VOICEBOT_DATABASE__URL", raising=False)
+    for args in (["add", "ann", "--role", "admin", "--password-stdin"], ["list"], ["remove", "ann"]):
+        result = CliRunner().invoke(cli, ["users", *args], input="pw\n")
+        assert result.exit_code == 1, result.output
+        assert "sqlite:///voicebot.db does not exist" in result.output and "--create" in result.output
+        assert "--config" in result.output and "Traceback" not in result.output
+    assert not (other / "voicebot.db").exists()
+    result = CliRunner().invoke(cli, ["users", "add", "ann", "--role", "admin", "--password-stdin", "--create"],
+                                input="pw\n")
+    assert result.exit_code == 0, result.output
+    assert "Database: sqlite:///voicebot.db" in result.output and "Added ann" in result.output
+    assert UserStore.from_url(f"sqlite:///{other / 'voicebot.db'}").get("ann") is not None
+
+
+def test_the_password_in_a_database_url_is_not_printed(tmp_path: Path) -> None:
+    path = tmp_path / "voicebot.yaml"
+    path.write_text("database:\n  url: postgresql+psycopg://bot:s3cret-pw@127.0.0.1:1/voicebot\n")
+    code, out = run(str(path), "list")
+    assert code == 1 and "Database: postgresql+psycopg://bot:***@127.0.0.1:1/voicebot" in out
+    assert "s3cret-pw" not in out and "Traceback" not in out

@@ -44,7 +44,8 @@ class DatabaseConfig(Section):
         description="Any SQLAlchemy URL. The default is a SQLite file in the working directory.",
     )
     seed_demo: bool = Field(
-        True, description="On first start, fill an empty database with the demo retail data set."
+        False, description="On first start, fill an empty database with the demo retail data set (customers with "
+        "known PINs: for trying the bot out, never in production). The repository's voicebot.yaml turns it on."
     )
     auto_upgrade: bool = Field(
         True, description="Upgrade the database to this version's schema at start (off: refuse to start until "
@@ -141,6 +142,10 @@ class CallConfig(Section):
         description="Silence that ends a caller turn whose transcript ends a sentence (longer if it trails off).",
     )
     barge_in: bool = Field(True, description="The bot stops talking when the caller starts speaking.")
+    hold_phrase_after_s: float = Field(
+        1.0, gt=0, le=10.0, description="A turn the dialog needs longer for than this (a slow or locked database): "
+        "the caller hears \"One moment, I'm checking that for you.\" meanwhile.",
+    )
 
 
 class AuthConfig(Section):

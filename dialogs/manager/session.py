@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from dialogs.manager.responses import Responder
 from dialogs.manager.signals import TurnSignals
 from dialogs.manager.state import CallState, Expect, Task
 from dialogs.nlu import Entity, ParseResult
+from dialogs.nlu.entities import MASK, SECRET_TYPES
 
 if TYPE_CHECKING:
     from dialogs.engine import DialogEngine
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 1000  # longer input is cut: no caller says more than this in one turn
+# Entities that carry no proof of identity: they stay readable even in an answer to "prove who you are".
+NOT_SECRET_IN_VERIFICATION = {"yes_no", "reason"}
 ACTS = {"greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope"}
 COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
 
@@ -51,6 +55,10 @@ class BotReply:
     style: str = "default"  # default | calm
     trace: dict[str, Any] = field(default_factory=dict)
     outcome: str | None = None  # set when the call ends: resolved, handoff, abandoned, unresolved
+    # The caller's turn as it may be stored, shown or logged, set when it held a secret (PIN, security code,
+    # card number, or any answer to a verification question): words masked, keys replaced by MASK.
+    heard: str | None = None
+    keys_masked: bool = False
 
     @property
     def state(self) -> str:
@@ -89,6 +97,7 @@ class DialogSession:
         self.handoff_packet: HandoffPacket | None = None
         self.outcome: str | None = None
         self._out: list[str] = []
+        self._secrets = _Secrets()  # what of the current caller turn is masked in its record
         self._fired: list[str] = []
         self._style = "default"
         self._frustration_level: str | None = None
@@ -153,14 +162,18 @@ class DialogSession:
         text = (turn.text or "").strip()[:MAX_TEXT]
         dtmf = (turn.dtmf or "").strip() or None
         self._signals(turn.signals)
-        # Keys typed while verifying are a PIN: the transcript keeps that keys were pressed, not which.
-        shown = "*" * len(dtmf) if dtmf and self.state.expect is Expect.VERIFY_FACTOR else dtmf
-        self.transcript.append({"speaker": "caller", "text": text, "dtmf": shown, "at": self.clock().isoformat()})
         if not text and not dtmf:
+            self.transcript.append({"speaker": "caller", "text": "", "dtmf": None, "at": self.clock().isoformat()})
             self._fire("empty input")
             self._say("empty_input")
             return self._finish_turn(None, {"rule": "empty input"})
-        parse = self.engine.nlu.parse(text, dtmf=dtmf, today=self.clock().date())
+        # Keys typed while the bot asks for a PIN are a PIN: never also an order number, never kept.
+        verifying = self.state.expect is Expect.VERIFY_FACTOR
+        secret_keys = bool(dtmf) and (verifying or self._expects_secret_slot())
+        parse = self.engine.nlu.parse(text, dtmf=dtmf, today=self.clock().date(), secret_keys=secret_keys)
+        self._secrets = _Secrets.of(text, parse, verifying=verifying, keys=secret_keys)
+        self.transcript.append({"speaker": "caller", "text": self._secrets.heard or text,
+                                "dtmf": MASK if secret_keys else dtmf, "at": self.clock().isoformat()})
         self._route(parse, text, dtmf)
         return self._finish_turn(parse, {})
 
@@ -178,7 +191,8 @@ class DialogSession:
                     self.clock(),
                     outcome=self.outcome,
                     summary=redact(build_handoff(self, reason=reason).summary),
-                    intents=redact([t.as_dict() for t in self._all_tasks()]),
+                    intents=redact([{**t.as_dict(), "slots": self._mask_slots(t.as_dict()["slots"])}
+                                    for t in self._all_tasks()]),
                     transcript=redact(self.transcript),
                     handoff=redact(self.handoff_packet.to_dict() if self.handoff_packet is not None else None),
                     frustration=self.state.frustration_max,
@@ -786,6 +800,21 @@ class DialogSession:
     def _begin_turn(self) -> None:
         self._out = []
         self._fired = []
+        self._secrets = _Secrets()
+
+    def _expects_secret_slot(self) -> bool:
+        st = self.state
+        return st.expect is Expect.SLOT and st.expect_slot is not None and \
+            self.domain.slots[st.expect_slot].type in SECRET_TYPES
+
+    def _mask_slots(self, slots: dict[str, Any], everything: bool = False) -> dict[str, Any]:
+        """Slot values with those of secret slot types (or, for an answer to a verification question, all)
+        replaced by MASK."""
+        return {
+            k: MASK if v is not None and (everything or (k in self.domain.slots and
+                                                         self.domain.slots[k].type in SECRET_TYPES)) else v
+            for k, v in slots.items()
+        }
 
     def _finish_turn(self, parse: ParseResult | None, extra: dict[str, Any]) -> BotReply:
         st = self.state
@@ -798,8 +827,10 @@ class DialogSession:
             self.outcome = "handoff"
         elif st.ended:
             action = "hangup"
+        secrets = self._secrets
         intents = [
-            {"name": i.name, "confidence": round(float(i.confidence), 3), "slots": jsonable(i.slots)}
+            {"name": i.name, "confidence": round(float(i.confidence), 3),
+             "slots": self._mask_slots(jsonable(i.slots), everything=secrets.whole)}
             for i in (parse.intents if parse else [])
         ]
         trace: dict[str, Any] = {
@@ -814,12 +845,13 @@ class DialogSession:
         }
         if parse is not None:
             trace["nlu"] = {
-                "normalized": parse.normalized,
+                "normalized": secrets.mask(parse.normalized),
                 "scores": {k: round(float(v), 3) for k, v in parse.scores.items()},
                 "entities": [
+                    {"type": e.type, "value": MASK, "text": MASK} if secrets.covers(e) else
                     {"type": e.type, "value": jsonable(e.value), "text": e.text} for e in parse.entities
                 ],
-                "segments": parse.segments,
+                "segments": [secrets.mask(segment) for segment in parse.segments],
                 "negated": parse.negated,
             }
         if st.handed_off:
@@ -835,7 +867,48 @@ class DialogSession:
             style=self._style,
             trace=trace,
             outcome=self.outcome if action != "continue" else None,
+            heard=secrets.heard,
+            keys_masked=secrets.keys,
         )
+
+
+@dataclass
+class _Secrets:
+    """What of one caller turn must be masked: secret entities, or (an answer to a verification question
+    holding a date, number or code) the whole of it."""
+
+    values: tuple[str, ...] = ()  # texts of secret entities, as in the normalised text
+    whole: bool = False
+    keys: bool = False
+    heard: str | None = None  # the caller's words as they may be kept; None: nothing to mask
+
+    @classmethod
+    def of(cls, text: str, parse: ParseResult, *, verifying: bool, keys: bool) -> _Secrets:
+        secret = [e for e in parse.entities if e.type in SECRET_TYPES and e.text and e.end > e.start]
+        whole = verifying and any(e.type not in NOT_SECRET_IN_VERIFICATION for e in parse.entities)
+        values = tuple(e.text for e in secret)
+        heard: str | None = None
+        if whole:
+            heard = MASK if text else ""
+        elif values:
+            heard = text
+            for value in values:
+                # digits as the caller wrote them: "4111 1111-1111" is the normalised "41111111111"
+                pattern = r"[\s,.-]*".join(re.escape(c) for c in value)
+                heard, found = re.subn(pattern, MASK, heard, flags=re.IGNORECASE)
+                if not found:  # said in words ("four three two one"): nothing of the turn is kept
+                    return cls(values, whole, keys, MASK)
+        return cls(values, whole, keys, heard)
+
+    def covers(self, entity: Entity) -> bool:
+        return self.whole or entity.type in SECRET_TYPES
+
+    def mask(self, text: str) -> str:
+        if self.whole:
+            return MASK if text else text
+        for value in self.values:
+            text = text.replace(value, MASK)
+        return text
 
 
 @dataclass

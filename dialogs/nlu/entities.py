@@ -16,6 +16,10 @@ from typing import Any
 
 from dialogs.nlu.normalize import Normalized
 
+MASK = "****"
+# Values that prove who a caller is or could pay with: never stored, shown or logged, only ``MASK``.
+SECRET_TYPES = frozenset({"pin", "cvv", "card_number"})
+
 
 @dataclass
 class Entity:
@@ -52,6 +56,11 @@ _ADDRESS = re.compile(
 )
 _DIGITS = re.compile(r"\b\d{3,14}\b")
 _YEAR_CONTEXT = re.compile(r"\b(?:in|since|from|of|year|born) ((?:19|20)\d\d)\b")
+_CVV_CONTEXT = re.compile(
+    r"\b(?:cvv2?|cvc2?|csc|security code|card verification (?:code|value)|card code)(?: number)?"
+    r"(?: on (?:my|the|your) card)?(?: is| it is| would be)? (\d{3,4})\b"
+)
+_CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 _PIN_CONTEXT = re.compile(r"\b(?:pin|passcode|pin code|pin number|security code)(?: number)?(?: is| it is)? (\d{4,8})\b")
 _PHONE_CONTEXT = re.compile(r"\b(?:phone|mobile|cell|telephone|landline)(?: number)?(?: is| it is)? (\+?\d{6,14})\b")
 
@@ -232,6 +241,22 @@ def is_birth_context(text: str, start: int, after: int = 0) -> bool:
 
 # ----------------------------------------------------------------------------------------------- helpers
 
+def _luhn(digits: str) -> bool:
+    """The mod-10 check of payment card numbers."""
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` (normalised) holds a security code or a card number: digits no other entity may take."""
+    spans = [(m.start(1), m.end(1)) for m in _CVV_CONTEXT.finditer(text)]
+    spans += [(m.start(), m.end()) for m in _CARD.finditer(text) if _luhn(re.sub(r"\D", "", m.group(0)))]
+    return spans
+
+
 def _non_overlapping(entities: list[Entity]) -> list[Entity]:
     """Longest first, then by position; drop anything overlapping an entity already kept."""
     kept: list[Entity] = []
@@ -278,8 +303,9 @@ def find_reason(text: str) -> Entity | None:
 def find_entities(norm: Normalized, today: date) -> list[Entity]:
     """Every entity in an utterance, non-overlapping, in text order.
 
-    Digit strings become order numbers unless they belong to an address, date, postcode, phone number or
-    PIN ("my pin is 1234"); ten digits or more are a phone number.
+    Digit strings become order numbers unless they belong to an address, date, postcode, phone number, PIN
+    ("my pin is 1234"), card security code ("cvv 123") or card number (Luhn-checked); ten digits or more are a
+    phone number.
     """
     text = norm.text
     found: list[Entity] = []
@@ -291,6 +317,13 @@ def find_entities(norm: Normalized, today: date) -> list[Entity]:
         found.append(Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()))
     for m in _POSTCODE_KEYWORD.finditer(text):
         found.append(Entity("postcode", m.group(1), m.group(1), m.start(1), m.end(1)))
+    # a card and its security code before the PIN: "security code is 1234" is a CVV, never an order number
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group(0))
+        if _luhn(digits):
+            found.append(Entity("card_number", digits, m.group(0), m.start(), m.end()))
+    for m in _CVV_CONTEXT.finditer(text):
+        found.append(Entity("cvv", m.group(1), m.group(1), m.start(1), m.end(1)))
     for m in _PIN_CONTEXT.finditer(text):
         found.append(Entity("pin", m.group(1), m.group(1), m.start(1), m.end(1)))
     for m in _PHONE_CONTEXT.finditer(text):
@@ -334,6 +367,9 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         return dates[0] if dates else None
     if slot_type in ("order_number", "pin", "phone"):
         candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)]
+        if slot_type != "pin":  # a security code or card number read out is never an order or phone number
+            spans = secret_spans(text)
+            candidates = [m for m in candidates if all(m.end() <= a or m.start() >= b for a, b in spans)]
         if slot_type == "pin":
             candidates = [m for m in candidates if 4 <= len(m.group(0)) <= 8] or candidates
         if slot_type == "phone":

@@ -119,18 +119,23 @@ class NLU:
 
     # ------------------------------------------------------------------------------------------ parse
 
-    def parse(self, text: str, *, dtmf: str | None = None, today: date | None = None) -> ParseResult:
+    def parse(
+        self, text: str, *, dtmf: str | None = None, today: date | None = None, secret_keys: bool = False
+    ) -> ParseResult:
         """Understand one utterance. Never raises on any input string.
 
         ``dtmf`` (keypad digits, e.g. "45281#") becomes an ``order_number`` entity (and a ``pin`` entity when
-        it has 4 to 8 digits). Dates resolve against ``today`` (default: the system date).
+        it has 4 to 8 digits); with ``secret_keys`` (the bot asked for a PIN) only a ``pin`` entity. Dates
+        resolve against ``today`` (default: the system date).
         """
         today = today or date.today()
         norm = normalize(text if isinstance(text, str) else "")
         entities = find_entities(norm, today)
         if dtmf:
             digits = "".join(c for c in dtmf if c.isdigit())
-            if digits:
+            if digits and secret_keys:
+                entities.append(Entity("pin", digits, dtmf, 0, 0))
+            elif digits:
                 entities.append(Entity("order_number", digits, dtmf, 0, 0))
                 if 4 <= len(digits) <= 8:
                     entities.append(Entity("pin", digits, dtmf, 0, 0))

@@ -39,9 +39,28 @@ def _turn_from_line(line: str) -> Any:
 @config_option
 def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | None) -> None:
     """Talk to the bot by typing. The conversation is stored as a contact like a call."""
-    from voicebot.engine import build_engine_or_exit
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dialogs.db.engine import safe_url
 
     settings = settings_or_exit(config_path)
+    try:
+        _converse(settings, as_json, caller_id, channel)
+    except SQLAlchemyError as exc:
+        # Locked by another program or unreachable: the busy timeout has passed; say so, no traceback.
+        reason = getattr(exc, "orig", None) or str(exc).splitlines()[0]
+        click.echo(f"voicebot chat: the database {safe_url(settings.database.url)} is not available ({reason}); "
+                   "the conversation ends here. Another program may hold it locked: try again in a moment.",
+                   err=True)
+        sys.exit(1)
+
+
+def _converse(settings: Any, as_json: bool, caller_id: str | None, channel: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dialogs.nlu.entities import MASK
+    from voicebot.engine import build_engine_or_exit
+
     engine = build_engine_or_exit(settings)
     session = engine.new_call(channel=channel, caller_id=caller_id)
     greeting = session.start()
@@ -50,6 +69,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
     first = True
     ended = False
     session_state = "active"
+    database_failed = False
     try:
         while True:
             if not as_json:
@@ -66,7 +86,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
                 reply = session.handle(turn)
                 session_state = reply.state
                 reply_obj = {
-                    "user": turn.text,
+                    "user": reply.heard if reply.heard is not None else turn.text,  # a PIN said is masked
                     "intents": reply.intents,
                     "bot": reply.text,
                     "state": reply.state,
@@ -74,7 +94,7 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
                     "trace": reply.trace,
                 }
                 if turn.dtmf:
-                    reply_obj["dtmf"] = turn.dtmf
+                    reply_obj["dtmf"] = MASK if reply.keys_masked else turn.dtmf
                 ended = reply.action != "continue"
             if as_json:
                 if first:
@@ -91,7 +111,11 @@ def chat(as_json: bool, caller_id: str | None, channel: str, config_path: str | 
             first = False
     except KeyboardInterrupt:
         pass
+    except SQLAlchemyError:
+        database_failed = True  # storing the contact would wait for the same database again
+        raise
     finally:
-        outcome = session.end("bot_hangup" if ended else "caller_hangup")
-        if not as_json:
-            click.echo(f"[call ended: {outcome}]")
+        if not database_failed:
+            outcome = session.end("bot_hangup" if ended else "caller_hangup")
+            if not as_json:
+                click.echo(f"[call ended: {outcome}]")

@@ -1,6 +1,8 @@
 """``voicebot users add|list|remove|passwd``: who may log in to the agent page, the dashboard and the data APIs.
 
-Users live in the main database (``database.url``). Passwords are read from standard input with
+Users live in the main database (``database.url``); every command says which database it uses, and only
+``users add --create`` makes a new SQLite file (a command run in the wrong folder would otherwise fill a new,
+empty database nobody logs in against). Passwords are read from standard input with
 ``--password-stdin`` (one line, for scripts) or asked twice at a terminal; never on the command line,
 where they would land in the shell history and the process list.
 """
@@ -8,6 +10,7 @@ where they would land in the shell history and the process list.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -19,23 +22,50 @@ if TYPE_CHECKING:
     from voicebot.users import UserStore
 
 
-def _store(config_path: str | None) -> UserStore:
-    """The user store of the configured database; a clear message and exit 1 if it cannot be opened."""
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _store(config_path: str | None, create: bool = False) -> UserStore:
+    """The user store of the configured database; a clear message and exit 1 if it cannot be opened.
+
+    Says on stderr which database it uses; a missing SQLite file is an error unless ``create``."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from dialogs.db.engine import Database, DatabaseError, safe_url
+    from voicebot.config import find_config
     from voicebot.storage.schema import prepare
     from voicebot.users import UserStore
 
     settings = settings_or_exit(config_path)
+    url = settings.database.url
+    file = _sqlite_file(url)
+    if file is not None and not file.exists() and not create:
+        source = find_config(config_path)
+        click.echo(f"voicebot users: the database {safe_url(url)} does not exist ({file.resolve()}; settings "
+                   f"from {source or 'the built-in defaults'}). Run the command where the bot's voicebot.yaml is, "
+                   "or point at it with --config or VOICEBOT_CONFIG; to start a new database, add --create "
+                   "to `voicebot users add`.", err=True)
+        sys.exit(1)
+    click.echo(f"Database: {safe_url(url)}", err=True)
     try:
-        database = Database(settings.database.url)
-        prepare(settings.database.url, settings.database.auto_upgrade)
+        database = Database(url)
+        prepare(url, settings.database.auto_upgrade)
         return UserStore(database.engine, session_hours=settings.auth.session_hours)
     except DatabaseError as exc:
         click.echo(str(exc), err=True)
     except SQLAlchemyError as exc:
-        click.echo(f"The database {safe_url(settings.database.url)} cannot be used: {exc.__class__.__name__}: "
+        click.echo(f"The database {safe_url(url)} cannot be used: {exc.__class__.__name__}: "
                    f"{getattr(exc, 'orig', None) or exc}", err=True)
     sys.exit(1)
 
@@ -81,10 +111,12 @@ def users() -> None:
 @click.option("--agent-id", default=None, help="The agent (agents: in voicebot.yaml) this login speaks for; "
               "default for role agent: NAME.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--create", is_flag=True, help="Create the SQLite database file if it does not exist yet.")
 @config_option
-def add(name: str, role: str, agent_id: str | None, password_stdin: bool, config_path: str | None) -> None:
+def add(name: str, role: str, agent_id: str | None, password_stdin: bool, create: bool,
+        config_path: str | None) -> None:
     """Create user NAME."""
-    store = _store(config_path)
+    store = _store(config_path, create=create)
     if store.get(name.strip()) is not None:  # say so before asking for a password
         _fail(UserError(f"user {name.strip()!r} already exists (change a password with `voicebot users passwd`)"))
     try:

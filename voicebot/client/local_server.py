@@ -36,6 +36,8 @@ class ServerProcess:
             "sip": {"enabled": False},
             **(config or {}),
         }
+        # A local server is for trying the bot and for tests: the demo customers unless the config says otherwise.
+        self.config["database"] = {"seed_demo": True, **self.config["database"]}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.workdir / "server.log"

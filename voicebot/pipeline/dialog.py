@@ -19,9 +19,11 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from sqlalchemy.exc import SQLAlchemyError
 
 from dialogs.engine import BotReply, Turn, TurnSignals
 from dialogs.jsonable import jsonable
+from dialogs.nlu.entities import MASK
 from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
@@ -34,8 +36,9 @@ log = logging.getLogger(__name__)
 SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to talk to a person."
 SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
 DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
-
-SECRET_ENTITIES = ("pin",)  # entity types whose values the call record and the dashboard never see
+HOLDING_PHRASE = "One moment, I'm checking that for you."
+DATABASE_SORRY = ("I'm sorry, I can't reach our records right now. Please try again in a moment, or say agent to "
+                  "talk to a person.")
 
 # Signals about a caller turn from outside the words (e.g. a frustration score from the turn's audio);
 # called in the inference pool, so it may take a few milliseconds of CPU.
@@ -109,7 +112,7 @@ class DialogStage(FrameProcessor):
         self._prompted = False
         started = time.monotonic()
         signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else None
-        reply = await self._call.handle(Turn(text=frame.text, signals=signals or TurnSignals()))
+        reply = await self._answer(Turn(text=frame.text, signals=signals or TurnSignals()))
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
         stages = {
@@ -123,9 +126,9 @@ class DialogStage(FrameProcessor):
         entities = _entities(reply)
         if entities:
             extra["entities"] = entities
-        await self._call.add_turn(
-            "caller", frame.text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None
-        )
+        # A PIN or security code said aloud: the record and the dashboard get the words with it masked.
+        text = reply.heard if reply.heard is not None else frame.text
+        await self._call.add_turn("caller", text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None)
         await self._speak_reply(reply, speech_end=frame.speech_end, stages=stages)
 
     async def _on_keys(self, frame: KeypadInputFrame) -> None:
@@ -136,18 +139,33 @@ class DialogStage(FrameProcessor):
         self._prompted = False
         now = datetime.now(UTC)
         started = time.monotonic()
-        reply = await self._call.handle(Turn(dtmf=frame.keys + ("#" if frame.terminated else "")))
+        reply = await self._answer(Turn(dtmf=frame.keys + ("#" if frame.terminated else "")))
         metrics.DIALOG_SECONDS.observe(time.monotonic() - started)
         # Digits can be a PIN: the call record keeps that keys were pressed, not which.
         await self._call.add_turn(
             "caller",
-            f"[keypad: {len(frame.keys)} key(s)]",
+            f"[keypad: {MASK}]" if reply.keys_masked else f"[keypad: {len(frame.keys)} key(s)]",
             now,
             end=now,
             intents=reply.intents,
             extra={"kind": "keypad"},
         )
         await self._speak_reply(reply, keypad=True)
+
+    async def _answer(self, turn: Turn) -> BotReply:
+        """The dialog's reply to a turn. One that takes longer than call.hold_phrase_after_s (a slow or locked
+        database) has the caller hear the holding phrase meanwhile; a database that stays unavailable gets an
+        apology and the offer of a person instead of silence."""
+        task = asyncio.ensure_future(self._call.handle(turn))
+        done, _ = await asyncio.wait({task}, timeout=self._cfg.hold_phrase_after_s)
+        if not done:
+            await self._say(HOLDING_PHRASE, kind="holding")
+        try:
+            return await task
+        except SQLAlchemyError as exc:
+            log.warning("call %s: the dialog cannot reach the database (%s)", self._call.call_id,
+                        getattr(exc, "orig", None) or exc.__class__.__name__)
+            return BotReply(text=DATABASE_SORRY, trace={"rule": "database unavailable"})
 
     def _bot_extra(self, reply: BotReply, kind: str, keypad: bool = False) -> dict[str, Any]:
         """What a bot turn's record carries besides its text: why the bot said it, and whom it talks to."""
@@ -240,18 +258,11 @@ class DialogStage(FrameProcessor):
 
 
 def _trace(reply: BotReply) -> dict[str, Any]:
-    """The reply's decision trace as plain JSON, values of secret entities masked."""
-    trace = jsonable(reply.trace or {})
-    nlu = trace.get("nlu")
-    if isinstance(nlu, dict) and isinstance(nlu.get("entities"), list):
-        nlu["entities"] = [
-            {**e, "value": "****", "text": "****"} if isinstance(e, dict) and e.get("type") in SECRET_ENTITIES else e
-            for e in nlu["entities"]
-        ]
-    return trace
+    """The reply's decision trace as plain JSON (the dialog masked its secrets)."""
+    return jsonable(reply.trace or {})
 
 
 def _entities(reply: BotReply) -> list[dict[str, Any]]:
-    """The entities the NLU found in the caller's words (from the reply's trace), secrets masked."""
+    """The entities the NLU found in the caller's words (from the reply's trace; secrets masked there)."""
     nlu = _trace(reply).get("nlu") or {}
     return [e for e in nlu.get("entities") or [] if isinstance(e, dict)]

@@ -40,7 +40,7 @@ class BotSayFrame(DataFrame):
 
     text: str = ""
     style: str = "default"
-    kind: str = "reply"  # greeting | reply | prompt | goodbye
+    kind: str = "reply"  # greeting | reply | prompt | goodbye | holding
     then: str = "continue"  # continue | hangup | handoff
     turn_id: int | None = None
     speech_end: float | None = None

@@ -1,20 +1,26 @@
 """The one way to record a call: open it, add turns as they happen, close it with an outcome.
 
 Writes go through one dedicated thread so a slow disk (SQLite commits fsync) never stalls the audio of
-the event loop, and SQLite sees one writer at a time.
+the event loop, and SQLite sees one writer at a time. They are queued in order and retried while the database
+is locked or unreachable, so a call never waits for the database and no turn is lost (up to a bounded backlog).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
+import time
 from collections import Counter
 from collections.abc import Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, String, cast, create_engine, exists, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
@@ -34,6 +40,23 @@ CallRows = list[dict[str, Any]]
 MAX_STATS_HOURS = 24 * 92  # hours filled in per-hour series (a quarter); longer ranges list only hours with calls
 
 
+MAX_RETRY_DELAY_S = 2.0  # a write waiting for the database is retried at least this often
+
+
+@dataclass
+class _Write:
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any] = field(default_factory=Future)
+    placeholder: int | None = None  # the turn id add_turn answered before its row existed
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The database is locked, gone or unreachable (worth retrying), not a bad write."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -51,14 +74,29 @@ class CallStore:
 
     The tables must exist: :func:`voicebot.storage.schema.upgrade` makes them (``from_url`` calls it)."""
 
-    def __init__(self, engine: Engine, events: EventBus | None = None, redactor: Redactor | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        events: EventBus | None = None,
+        redactor: Redactor | None = None,
+        *,
+        max_backlog: int = 10000,
+        answer_within_s: float = 0.5,
+    ):
         self.engine = engine
         self.events = events  # told of every write once it is committed (voicebot.events)
         # Card numbers, security codes ... are replaced in the text, intents and extra of every turn before it
         # is stored, so neither the database nor the `turn` events ever hold them (privacy: in voicebot.yaml).
         self.redactor = redactor if redactor is not None else Redactor.default()
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-calls")
+        self.max_backlog = max_backlog  # writes waiting for an unavailable database; more are dropped (logged)
+        self.answer_within_s = answer_within_s  # a call waits at most this long for a write's result
+        self._writes: queue.Queue[_Write | None] = queue.Queue()
+        self._placeholders: dict[int, int] = {}  # placeholder turn id -> row id, once the turn is written
+        self._next_placeholder = -1
+        self._giving_up_at: float | None = None  # set by close(): retries end then
+        self._worker = threading.Thread(target=self._write_loop, name="voicebot-calls", daemon=True)
+        self._worker.start()
 
     @classmethod
     def from_url(cls, url: str) -> CallStore:
@@ -170,13 +208,86 @@ class CallStore:
         return len(ids)
 
     async def arun(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run a write method in the writer thread; errors are logged, never raised into a call."""
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._writer, lambda: getattr(self, method)(*args, **kwargs))
-        except Exception:
-            log.exception("call store: %s failed", method)
+        """Queue a write method for the writer thread and return its result; errors are logged, never raised.
+
+        A write the database cannot take now (locked, unreachable) stays queued, in order, and is retried until
+        it succeeds: the call goes on after ``answer_within_s`` with None, or for ``add_turn`` a placeholder turn
+        id that ``update_turn`` accepts. Beyond ``max_backlog`` waiting writes new ones are dropped (logged)."""
+        write = self._submit(method, args, kwargs)
+        if write is None:
             return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(write.future)), self.answer_within_s)
+        except TimeoutError:
+            return write.placeholder
+
+    def _submit(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Write | None:
+        if self._writes.qsize() >= self.max_backlog:
+            log.error("call store: %d writes wait for the database; %s of call %s is dropped", self._writes.qsize(),
+                      method, args[0] if args else "?")
+            return None
+        placeholder = None
+        if method == "add_turn":
+            placeholder, self._next_placeholder = self._next_placeholder, self._next_placeholder - 1
+        write = _Write(method, args, kwargs, placeholder=placeholder)
+        self._writes.put(write)
+        return write
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write queued so far is done (or given up); False if ``timeout`` passed first."""
+        write = _Write("_nothing", (), {})
+        self._writes.put(write)
+        try:
+            write.future.result(timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` without blocking the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def _nothing(self) -> None:
+        return None
+
+    def _write_loop(self) -> None:
+        while (write := self._writes.get()) is not None:
+            write.future.set_result(self._perform(write))
+
+    def _perform(self, write: _Write) -> Any:
+        """Run one write, retrying while the database is unavailable; never raises."""
+        args = write.args
+        if write.method == "update_turn" and args and isinstance(args[0], int) and args[0] < 0:
+            row_id = self._placeholders.get(args[0])
+            if row_id is None:
+                log.error("call store: update of a turn that was never written is dropped")
+                return None
+            args = (row_id, *args[1:])
+        delay, waiting_since = 0.05, None
+        while True:
+            try:
+                result = getattr(self, write.method)(*args, **write.kwargs)
+            except Exception as exc:
+                if not _unavailable(exc):
+                    log.exception("call store: %s failed", write.method)
+                    return None
+                if self._giving_up_at is not None and time.monotonic() > self._giving_up_at:
+                    log.error("call store: the database is still unavailable at shutdown; %s is lost (%s)",
+                              write.method, _reason(exc))
+                    return None
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.warning("call store: database unavailable (%s); %s and the writes after it wait and are "
+                                "retried", _reason(exc), write.method)
+                time.sleep(delay)  # backoff of the worker thread while the database is locked or down
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+                continue
+            if waiting_since is not None:
+                log.warning("call store: database available again after %.1f s; waiting writes go on",
+                            time.monotonic() - waiting_since)
+            if write.placeholder is not None and isinstance(result, int):
+                self._placeholders[write.placeholder] = result
+            return result
 
     # reads
 
@@ -295,8 +406,16 @@ class CallStore:
             ],
         }
 
-    def close(self) -> None:
-        self._writer.shutdown(wait=True)
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued (retrying for at most ``timeout`` seconds), then stop the writer thread."""
+        self._giving_up_at = time.monotonic() + timeout
+        self._writes.put(None)
+        self._worker.join(timeout + MAX_RETRY_DELAY_S + 1)
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig) if orig is not None else str(exc).splitlines()[0]
 
 
 def _summarise_turn(s: Session, call_id: str, intents: list[dict[str, Any]], extra: dict[str, Any]) -> None:
