@@ -59,6 +59,13 @@ class SipConfig(_Section):
                                       "of their 200 OK at once; more get 503 (unacknowledged calls hold a slot "
                                       "for up to 32 s)."
     )
+    tcp_max_connections: int = Field(
+        default=256, ge=1, description="SIP connections over TCP or TLS accepted at once; more are closed at once."
+    )
+    tcp_first_message_s: float = Field(
+        default=30.0, gt=0, description="An accepted TCP or TLS connection that sends no whole SIP message within "
+                                        "this long is closed."
+    )
     no_media_timeout_s: float = Field(
         default=30.0, ge=0, description="An answered call that receives no RTP for this long (while not on hold) "
                                         "is hung up with end reason 'no media'; 0: never."

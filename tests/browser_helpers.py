@@ -29,9 +29,9 @@ def agent_phone(page: Any, base_url: str, agent: str = "alice", password: str | 
     page.fill("#password", password or f"pw-{agent}")
     page.click("#submit")
     page.wait_for_url("**" + target, timeout=10_000)
-    page.wait_for_function(f"document.getElementById('agent').value === '{agent}'", timeout=10_000)
+    page.wait_for_function(f"() => document.getElementById('agent').value === '{agent}'", timeout=10_000)
     page.click("button[data-state=available]")
-    page.wait_for_function("document.getElementById('state').textContent.startsWith('available')", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('state').textContent.startsWith('available')", timeout=10_000)
     page.click("#usephone")
-    page.wait_for_function("document.getElementById('phonestatus').textContent === 'phone: connected'",
+    page.wait_for_function("() => document.getElementById('phonestatus').textContent === 'phone: connected'",
                            timeout=20_000)

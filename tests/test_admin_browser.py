@@ -131,7 +131,7 @@ def test_admin_manages_users_reads_the_audit_log_and_the_config(base_url: str, b
     page.focus("#tab-admin")
     page.keyboard.press("Enter")
     page.wait_for_selector("#view-admin", state="visible")
-    page.wait_for_function("document.querySelectorAll('#users tbody tr[data-user]').length >= 2")
+    page.wait_for_function("() => document.querySelectorAll('#users tbody tr[data-user]').length >= 2")
     assert user_names(page) == ["adm", "sue"]
     assert "you" in page.inner_text("#users tr[data-user=adm]")
     assert page.is_disabled("#users tr[data-user=adm] button:has-text('Remove')")  # not yourself
@@ -145,7 +145,7 @@ def test_admin_manages_users_reads_the_audit_log_and_the_config(base_url: str, b
     page.fill(f"{form} [name=password]", "first-pw")
     page.fill(f"{form} [name=repeat]", "first-pX")
     page.click(f"{form} button[type=submit]")
-    page.wait_for_function("document.getElementById('user-add-msg').textContent.includes('differ')")
+    page.wait_for_function("() => document.getElementById('user-add-msg').textContent.includes('differ')")
     page.fill(f"{form} [name=repeat]", "first-pw")
     page.click(f"{form} button[type=submit]")
     page.wait_for_selector("#users tr[data-user=carl]")
@@ -157,7 +157,7 @@ def test_admin_manages_users_reads_the_audit_log_and_the_config(base_url: str, b
         page.fill(f"{form} [name=password]", password)
         page.fill(f"{form} [name=repeat]", password)
         page.click(f"{form} button[type=submit]")
-        page.wait_for_function(f"document.getElementById('user-add-msg').textContent.includes({said!r})")
+        page.wait_for_function(f"() => document.getElementById('user-add-msg').textContent.includes({said!r})")
         assert "form-error" in (page.get_attribute("#user-add-msg", "class") or "")
     page.select_option(f"{form} [name=role]", "supervisor")
     assert not page.is_visible("#agent-id-field")  # only agents speak for an agent id
@@ -175,14 +175,14 @@ def test_admin_manages_users_reads_the_audit_log_and_the_config(base_url: str, b
     page.fill(f"{pw_form} [name=password]", "second-pw")
     page.fill(f"{pw_form} [name=repeat]", "second-pw")
     page.click(f"{pw_form} button[type=submit]")
-    page.wait_for_function("document.getElementById('users-note').textContent.includes('New password set for carl')")
+    page.wait_for_function("() => document.getElementById('users-note').textContent.includes('New password set for carl')")
     assert login_status(base_url, "carl", "first-pw")[0] == 401
     assert request(base_url, "GET", "/api/me", token=carl_token)[0] == 401
     assert login_status(base_url, "carl", "second-pw")[0] == 200
     page.click("#tab-history")  # leave and come back: the list is read again, with carl's last login
     page.click("#tab-admin")
     page.wait_for_function(
-        "!document.querySelector('#users tr[data-user=carl]').textContent.includes('never')")
+        "() => !document.querySelector('#users tr[data-user=carl]').textContent.includes('never')")
 
     # Remove carl, with a confirmation first.
     page.click("#users tr[data-user=carl] button:has-text('Remove')")
@@ -191,35 +191,35 @@ def test_admin_manages_users_reads_the_audit_log_and_the_config(base_url: str, b
     assert "carl" in user_names(page)
     page.click("#users tr[data-user=carl] button:has-text('Remove')")
     page.click("#users tr[data-user=carl] button:has-text('Yes, remove carl')")
-    page.wait_for_function("!document.querySelector('#users tr[data-user=carl]')")
+    page.wait_for_function("() => !document.querySelector('#users tr[data-user=carl]')")
     assert user_names(page) == ["adm", "sue"]
     assert login_status(base_url, "carl", "second-pw")[0] == 401
 
     # The audit log: newest first, carl's logins and the failed one, the admin's changes.
     page.click("#audit-filter button[type=reset]")
-    page.wait_for_function("document.querySelector('#audit tbody tr')?.dataset.action === 'login_failed'")
+    page.wait_for_function("() => document.querySelector('#audit tbody tr')?.dataset.action === 'login_failed'")
     actions = page.eval_on_selector_all("#audit tbody tr", "rows => rows.map(r => r.dataset.action)")
     assert actions[:5] == ["login_failed", "user_remove", "login", "login_failed", "password_set"], actions[:6]
     assert len(actions) == 50 and page.is_visible("#audit-more")  # one page, more to show
     page.click("#audit-more")
-    page.wait_for_function("document.querySelectorAll('#audit tbody tr').length > 50")
+    page.wait_for_function("() => document.querySelectorAll('#audit tbody tr').length > 50")
     assert not page.is_visible("#audit-more")
     page.fill("#audit-filter [name=username]", "carl")
     page.click("#audit-filter button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#audit tbody tr').length === 4")
+    page.wait_for_function("() => document.querySelectorAll('#audit tbody tr').length === 4")
     carl = page.eval_on_selector_all("#audit tbody tr", "rows => rows.map(r => r.dataset.action)")
     assert carl == ["login_failed", "login", "login_failed", "login"]
     assert page.eval_on_selector_all("#audit tbody tr", "rows => rows.map(r => r.cells[4].textContent)") == [
         "127.0.0.1"] * 4
     page.select_option("#audit-filter [name=action]", "login")
     page.click("#audit-filter button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('#audit tbody tr').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#audit tbody tr').length === 2")
 
     # A call id in the log opens that call's record, as the History tab does; Escape gives the focus back.
     page.fill("#audit-filter [name=username]", "sue")
     page.select_option("#audit-filter [name=action]", "open_call")
     page.click("#audit-filter button[type=submit]")
-    page.wait_for_function("document.querySelector('#audit tbody tr')?.dataset.action === 'open_call'")
+    page.wait_for_function("() => document.querySelector('#audit tbody tr')?.dataset.action === 'open_call'")
     page.click("#audit tbody tr:first-child button:has-text('c-old')")
     page.wait_for_selector("#transcript li")
     assert "where is my parcel" in page.inner_text("#transcript")
@@ -242,7 +242,7 @@ def test_admin_manages_users_reads_the_audit_log_and_the_config(base_url: str, b
     page.click("#config details[data-key=database] > summary")
     page.click("#audit-filter button[type=reset]")  # the picture shows the whole log, newest first
     # ... where the admin's own opening of the call is the newest entry.
-    page.wait_for_function("document.querySelector('#audit tbody tr')?.cells[1].textContent === 'adm'")
+    page.wait_for_function("() => document.querySelector('#audit tbody tr')?.cells[1].textContent === 'adm'")
     assert page.get_attribute("#audit tbody tr", "data-action") == "open_call"
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(screenshots() / "admin.png"), full_page=True)

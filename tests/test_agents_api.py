@@ -127,7 +127,9 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
 def test_agent_page_is_served_offline(client: TestClient) -> None:
     page = client.get("/agent")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    html = page.text
+    script = client.get("/static/agent.js")  # its own file: the CSP allows no inline script
+    assert script.status_code == 200 and '<script src="/static/agent.js">' in page.text
+    html = page.text + script.text
     assert "/api/agents/" in html and "Accept" in html and "Transcript" in html
     assert "http://" not in html and "https://" not in html  # no CDN: works without internet
 

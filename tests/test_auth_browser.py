@@ -55,15 +55,15 @@ def test_agent_logs_in_sees_only_herself_and_signs_out(base_url: str) -> None:
             page.fill("#username", "alice")
             page.fill("#password", "wrong")
             page.click("#submit")
-            page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            page.wait_for_function("() => document.getElementById('error').textContent.length > 0")
             assert "wrong username or password" in page.inner_text("#error")
 
             page.fill("#password", "pw-alice")
             page.click("#submit")
             page.wait_for_url(f"{base_url}/agent?agent=alice")
-            page.wait_for_function("document.getElementById('agent').options.length > 0")
+            page.wait_for_function("() => document.getElementById('agent').options.length > 0")
             assert page.eval_on_selector_all("#agent option", "os => os.map(o => o.value)") == ["alice"]
-            page.wait_for_function("document.getElementById('state').textContent === 'offline'")
+            page.wait_for_function("() => document.getElementById('state').textContent === 'offline'")
 
             page.click("#signout")
             page.wait_for_url("**/login?next=*")

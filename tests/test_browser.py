@@ -56,15 +56,15 @@ def test_browser_call_from_the_caller_page(server, tmp_path):
             page = browser.new_page()
             page.goto(f"{server.url}/?raw=1")
             page.click("#call")
-            page.wait_for_function("document.body.dataset.callId", timeout=30_000)
+            page.wait_for_function("() => document.body.dataset.callId", timeout=30_000)
             call_id = page.evaluate("document.body.dataset.callId")
             # The live transcript shows the caller's words, then the bot's answer to them.
             page.wait_for_selector("#transcript li.caller", timeout=60_000)
-            page.wait_for_function("document.querySelectorAll('#transcript li.bot').length >= 2", timeout=30_000)
+            page.wait_for_function("() => document.querySelectorAll('#transcript li.bot').length >= 2", timeout=30_000)
             page_text = page.inner_text("#transcript")
             page.click("#hangup")
             page.wait_for_function(
-                "document.getElementById('status').textContent.startsWith('Call ended')", timeout=30_000
+                "() => document.getElementById('status').textContent.startsWith('Call ended')", timeout=30_000
             )
         finally:
             browser.close()

@@ -137,7 +137,7 @@ def test_date_of_birth_slot_only_from_birth_context() -> None:
 
 
 def test_dev_set_targets(nlu: NLU) -> None:
-    # a regression guard: the measured numbers are in the README; the targets are 95 % and 90 %
+    # a regression guard: the measured numbers are in docs/benchmarks.md; the targets are 95 % and 90 %
     report = evaluate(nlu, load_examples(DEV), today=TODAY)
     assert report.n >= 300
     assert report.single["accuracy"] >= 0.95

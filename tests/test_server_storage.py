@@ -47,14 +47,14 @@ def test_closing_twice_keeps_the_first_outcome(url):
     assert store.get("c2")["outcome"] == "handoff"
 
 
-def test_calls_left_open_by_a_crash_are_closed_as_abandoned(url):
+def test_calls_left_open_by_a_crash_are_closed_as_interrupted(url):
     store = CallStore.from_url(url)
     store.open_call("open", "webrtc", None)
     store.open_call("done", "webrtc", None)
     store.close_call("done", outcome="resolved", reason="bot_hangup")
     assert CallStore.from_url(url).close_stale() == 1
     record = store.get("open")
-    assert record["outcome"] == "abandoned" and record["end_reason"] == "server_restart"
+    assert record["outcome"] == "interrupted" and record["end_reason"] == "server_restart"
 
 
 def test_unknown_speaker_is_refused(url):

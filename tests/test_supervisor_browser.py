@@ -174,7 +174,7 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         assert words >= 10, words
         # Listen in: the supervisor hears the bot answering (a WebRTC connection from LISTEN's endpoint).
         page.click("#listen")
-        page.wait_for_function("document.querySelectorAll('#transcript li.turn.bot').length >= 2", timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('#transcript li.turn.bot').length >= 2", timeout=30_000)
         caller_turn = page.inner_text("#transcript li.turn.caller")
         assert "order" in caller_turn.lower()
         assert "order_status" in caller_turn and "change_address" in caller_turn
@@ -184,9 +184,9 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         # The bot's reply explains itself: its decision trace opens under it.
         page.click("#transcript li.turn.bot:last-child button.why")
         assert "NLU scores" in page.inner_text("#transcript li.turn.bot:last-child .trace")
-        page.wait_for_function("document.getElementById('listen-status').textContent === 'listening'",
+        page.wait_for_function("() => document.getElementById('listen-status').textContent === 'listening'",
                                timeout=20_000)
-        page.wait_for_function("+(document.getElementById('listen-box').dataset.loud || 0) >= 5", timeout=20_000)
+        page.wait_for_function("() => +(document.getElementById('listen-box').dataset.loud || 0) >= 5", timeout=20_000)
         page.screenshot(path=str(shots / "supervisor-call.png"))
         page.click("#listen-stop")
         assert page.inner_text("#listen-status") == ""
@@ -225,7 +225,7 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
     # Only this caller's call is listed (a locator, found again when the results are redrawn).
     result = page.locator(f"#results tbody tr[data-call-id='{call_id}']")
     result.wait_for(timeout=15_000)
-    page.wait_for_function("document.querySelectorAll('#results tbody tr').length === 1", timeout=15_000)
+    page.wait_for_function("() => document.querySelectorAll('#results tbody tr').length === 1", timeout=15_000)
     assert "order_status" in result.inner_text()
     for chart in ("chart-hours", "chart-latency"):
         page.wait_for_function(
@@ -233,7 +233,7 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
             arg=chart, timeout=15_000)
     page.wait_for_selector("#chart-outcomes svg path, #chart-outcomes svg circle", timeout=15_000)
     # The frustration levels are the server's (prosody in its config): in the plot and in the search filter.
-    page.wait_for_function("document.querySelectorAll('#chart-frustration svg line.threshold').length === 2",
+    page.wait_for_function("() => document.querySelectorAll('#chart-frustration svg line.threshold').length === 2",
                            timeout=15_000)
     assert page.eval_on_selector_all("#search select[name=min_frustration] option",
                                      "os => os.map(o => o.value)") == ["", "0.45", "0.75"]

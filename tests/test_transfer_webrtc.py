@@ -94,7 +94,7 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
             caller = threading.Thread(target=call_and_listen, args=(port, heard, done), daemon=True)
             caller.start()
             # The page shows the hand-off packet while its phone rings / talks.
-            page.wait_for_function("document.getElementById('summary').textContent.includes('person')",
+            page.wait_for_function("() => document.getElementById('summary').textContent.includes('person')",
                                    timeout=60_000)
             summary = page.inner_text("#summary")
             assert done.wait(90), server.log()

@@ -195,7 +195,9 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     # The agent heard the whisper, then the caller.
     agent_heard = transcribe(next((tmp_path / "agent" / "rec").glob("dump-*-dec.wav"))).lower()
     assert "person" in agent_heard or "identified" in agent_heard, agent_heard
-    assert "calling about" in agent_heard, agent_heard  # (G.711 at 8 kHz: "refund" may come out as another word)
+    # The caller's sentence reached the agent: tiny.en over G.711 garbles one word or another ("calling an out my
+    # refund", "calling about my re-fund"), so two of its three content words are enough.
+    assert sum(word in agent_heard for word in ("calling", "about", "refund")) >= 2, agent_heard
 
 
 def on_hold(base: str, call_id: str, headers: dict[str, str], timeout: float = 60) -> None:
@@ -240,17 +242,17 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
             page = browser.new_page()
             page.goto(f"{server.url}/?raw=1")
             page.click("#call")
-            page.wait_for_function("document.body.dataset.callId !== undefined", timeout=20_000)
+            page.wait_for_function("() => document.body.dataset.callId !== undefined", timeout=20_000)
             first = page.evaluate("document.body.dataset.callId")
             on_hold(server.url, first, headers)
             page.click("#keypad button[data-key='1']")
             first_record = closed_record(server.url, first, headers)
-            page.wait_for_function("document.getElementById('keypad').hidden", timeout=20_000)  # the page knows
+            page.wait_for_function("() => document.getElementById('keypad').hidden", timeout=20_000)  # the page knows
             # 2. Another caller waits, then closes the page.
             page = browser.new_page()
             page.goto(f"{server.url}/?raw=1")
             page.click("#call")
-            page.wait_for_function("document.body.dataset.callId !== undefined", timeout=20_000)
+            page.wait_for_function("() => document.body.dataset.callId !== undefined", timeout=20_000)
             second = page.evaluate("document.body.dataset.callId")
             on_hold(server.url, second, headers)
             page.close()

@@ -114,7 +114,26 @@ class ServerConfig(Section):
     port: int = Field(8080, ge=1, le=65535)
 
 
+class HttpConfig(Section):
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; a bigger one gets 413 before it is read."
+    )
+    max_json_depth: int = Field(32, ge=2, le=200, description="Deepest nesting of a JSON request body; deeper: 400.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed "
+        "(e.g. [127.0.0.1]). Empty: none, the client address is the connection's.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port]) other than the server's own that may send state-changing "
+        "requests and open websockets, e.g. the company site embedding the caller page. Empty: same origin only.",
+    )
+
+
 class WebRTCConfig(Section):
+    max_calls: int = Field(20, ge=1, description="Concurrent browser calls; another offer gets 503 (sip.max_calls "
+                           "is the SIP limit).")
     caller_token_secret_env: str | None = Field(
         None, description="Name of the environment variable holding the secret that signs browser callers' caller "
         "IDs (voicebot.server.caller_token). Empty: every browser caller is anonymous.",
@@ -154,7 +173,13 @@ class AuthConfig(Section):
         False, description="Send the session cookie over HTTPS only (set true behind a TLS proxy)."
     )
     max_failed_logins: int = Field(
-        5, ge=0, description="Failed logins per minute per user name and per client address before 429 (0: no limit)."
+        5, ge=0, description="Failed logins per minute per client address, and per user name from one address, "
+        "before 429 (0: no limit).",
+    )
+    max_failed_logins_per_user: int = Field(
+        20, ge=0, description="Failed logins per minute per user name from all addresses together before 429, "
+        "only for addresses that already failed as that user and never logged in as them (0: no limit): a first "
+        "attempt, and the user's own places, are never locked out.",
     )
 
 
@@ -212,6 +237,7 @@ class Settings(BaseSettings):
     call: CallConfig = Field(default_factory=CallConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     webrtc: WebRTCConfig = Field(default_factory=WebRTCConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     prosody: ProsodyConfig = Field(default_factory=ProsodyConfig)
     sip: SipConfig = Field(default_factory=SipConfig)
     trunks: list[TrunkConfig] = Field(default_factory=list)

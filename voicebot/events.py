@@ -5,7 +5,7 @@ from any thread (the call store publishes from its writer thread after each comm
 event loop the bus is bound to and receive events in ``seq`` order. The supervisor dashboard and
 ``GET /ws/events`` are subscribers; so is the registry of live calls.
 
-Event types (the README documents their fields):
+Event types (docs/api.md documents their fields):
 
 - ``call.started``   ``call_id``, ``call`` (id, channel, caller_id, dialled, start)
 - ``turn``           ``call_id``, ``turn`` (id, seq, speaker caller|bot|agent, text, start, end, intents,

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dialogs.db.repository import close_stale_contacts
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.pipeline.dialog import SILENCE_GOODBYE, SILENCE_PROMPT
@@ -46,8 +47,11 @@ class Runtime:
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
         store = CallStore(engine.database.engine, events, redactor)
         stale = store.close_stale()
-        if stale:
-            log.info("closed %d call record(s) left open by a previous run", stale)
+        with engine.database.session() as session:
+            stale_contacts = close_stale_contacts(session)
+        if stale or stale_contacts:
+            log.info("closed %d call record(s) and %d contact(s) left open by a previous run (interrupted)", stale,
+                     stale_contacts)
         if warm_up:
             shared.warm_up([*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE])
         return cls(settings=settings, engine=engine, shared=shared, store=store, events=events)

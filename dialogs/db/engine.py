@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -40,6 +41,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _create_private(path: str | None) -> None:
+    """Create a missing SQLite database file readable by its owner only (calls, transcripts, password hashes);
+    SQLite gives its -wal and -shm files the same mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # an existing file keeps the mode its operator gave it
+    except OSError:
+        pass  # a missing directory or no permission: SQLite's own error on connect names the problem
+
+
 class Database:
     """An engine and a session factory for one SQLAlchemy URL.
 
@@ -52,6 +66,7 @@ class Database:
         try:
             kwargs: dict[str, Any] = {"echo": echo}
             if make_url(url).get_backend_name() == "sqlite":
+                _create_private(make_url(url).database)
                 # The app uses sessions from a thread pool and the asyncio thread; waits instead of
                 # failing at once when the CLI (gdpr, db) writes at the same time.
                 kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dialogs.db.models import Contact, Customer, Order, Return, Subscription, VerificationAttempt
+from dialogs.db.models import AuditLog, Contact, Customer, Order, Return, Subscription, VerificationAttempt
 from dialogs.db.security import check_pin
 from dialogs.db.spoken import mask_email, on_day
 from dialogs.db.times import naive_utc
@@ -337,6 +337,20 @@ def open_contact(
     session.add(contact)
     session.flush()
     return contact.id
+
+
+def close_stale_contacts(session: Session) -> int:
+    """Close contacts left open by a process that died: outcome ``interrupted``, ended at their last activity
+    (the latest audit or identity-check row of the contact, else its start), so downtime is not contact time.
+    Returns how many. For start-up only: a contact still running in another process would be closed too."""
+    stale = list(session.scalars(select(Contact).where(Contact.ended_at.is_(None))))
+    for contact in stale:
+        last_audit = session.scalar(select(func.max(AuditLog.at)).where(AuditLog.contact_id == contact.id))
+        last_check = session.scalar(select(func.max(VerificationAttempt.at))
+                                    .where(VerificationAttempt.contact_id == contact.id))
+        contact.ended_at = max(t for t in (contact.started_at, last_audit, last_check) if t is not None)
+        contact.outcome = "interrupted"
+    return len(stale)
 
 
 def close_contact(

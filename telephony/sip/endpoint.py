@@ -62,7 +62,8 @@ class Endpoint:
         self.config = config
         self.trunks = trunks
         self.timers = timers or Timers()
-        self.transport = SipTransport(self._on_message)
+        self.transport = SipTransport(self._on_message, max_incoming_tcp=config.tcp_max_connections,
+                                      first_message_timeout_s=config.tcp_first_message_s)
         self.access = AccessPolicy(trunks)
         self.limiter = RateLimiter(config.invites_per_second_per_source)
         self.server_tx: dict[tuple[str, str, str], ServerTransaction] = {}

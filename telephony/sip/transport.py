@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 TCP_IDLE_TIMEOUT_S = 600.0
+TCP_FIRST_MESSAGE_TIMEOUT_S = 30.0  # a connection that has not sent one whole message by then is closed
+MAX_INCOMING_TCP = 256  # accepted TCP connections open at once; more are closed at once (idle sockets pile up)
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,19 @@ class TcpFramer:
 
 
 class SipTransport:
-    """UDP, TCP and TLS listeners plus outgoing TCP and TLS connections, sharing one message callback."""
+    """UDP, TCP and TLS listeners plus outgoing TCP and TLS connections, sharing one message callback.
 
-    def __init__(self, on_message: MessageHandler):
+    Accepted TCP and TLS connections are limited to ``max_incoming_tcp`` at once and closed when silent: before their
+    first whole message after ``first_message_timeout_s``, then after ``idle_timeout_s``."""
+
+    def __init__(self, on_message: MessageHandler, *, max_incoming_tcp: int = MAX_INCOMING_TCP,
+                 first_message_timeout_s: float = TCP_FIRST_MESSAGE_TIMEOUT_S,
+                 idle_timeout_s: float = TCP_IDLE_TIMEOUT_S):
         self.on_message = on_message
+        self.max_incoming_tcp = max_incoming_tcp
+        self.first_message_timeout_s = first_message_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self._incoming = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._tcp: dict[tuple[str, str, int], asyncio.StreamWriter] = {}  # by (transport, host, port)
@@ -138,22 +149,37 @@ class SipTransport:
         self._tls_clients[(host, port)] = client
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        addr = writer.get_extra_info("peername")
-        await self._read_stream(reader, writer, Peer("TCP", addr[0], addr[1]))
+        await self._serve_incoming(reader, writer, "TCP")
 
     async def _serve_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        addr = writer.get_extra_info("peername")
-        await self._read_stream(reader, writer, Peer("TLS", addr[0], addr[1]))
+        await self._serve_incoming(reader, writer, "TLS")
 
-    async def _read_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer) -> None:
+    async def _serve_incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              transport: str) -> None:
+        addr = writer.get_extra_info("peername")
+        if self._incoming >= self.max_incoming_tcp:
+            log.warning("refusing a %s connection from %s:%s: %d are open already", transport, addr[0], addr[1],
+                        self._incoming)
+            writer.close()
+            return
+        self._incoming += 1
+        try:
+            await self._read_stream(reader, writer, Peer(transport, addr[0], addr[1]), self.first_message_timeout_s)
+        finally:
+            self._incoming -= 1
+
+    async def _read_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer,
+                           first_timeout: float | None = None) -> None:
         self._tcp[(peer.transport, peer.host, peer.port)] = writer
         framer = TcpFramer()
+        timeout = self.idle_timeout_s if first_timeout is None else first_timeout
         try:
             while True:
-                data = await asyncio.wait_for(reader.read(65536), TCP_IDLE_TIMEOUT_S)
+                data = await asyncio.wait_for(reader.read(65536), timeout)
                 if not data:
                     break
                 for message in framer.feed(data):
+                    timeout = self.idle_timeout_s
                     self._deliver(message, peer)
         except ValueError as exc:
             log.warning("closing %s connection from %s: %s", peer.transport, peer, exc)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 import click
 
 from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.config import HttpConfig
 
 
 @click.command()
@@ -43,7 +45,8 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     bind_port = port or settings.server.port
     transfer = TransferService.from_runtime(runtime)  # None without agents: and queues:
     app = create_app(runtime, transfer)
-    config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower())
+    config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower(),
+                            **proxy_options(settings.http))
     click.echo(f"voicebot: serving on http://{bind_host}:{bind_port}/", err=True)
     try:
         asyncio.run(serve_with_sip(uvicorn.Server(config), runtime, transfer))
@@ -52,6 +55,15 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     finally:
         runtime.close()
     click.echo("voicebot: stopped", err=True)
+
+
+def proxy_options(http: HttpConfig) -> dict[str, Any]:
+    """uvicorn's forwarded-header options: X-Forwarded-For/-Proto believed only from ``http.trusted_proxies``.
+
+    uvicorn's own default trusts 127.0.0.1, so anything on the host could claim any client address."""
+    if not http.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(http.trusted_proxies)}
 
 
 def _quiet_pipecat(level: str) -> None:

@@ -2,7 +2,9 @@
 
 Roles: ``admin`` (everything), ``supervisor`` (all calls, dashboard, queues), ``agent`` (the agent page and
 their own calls: those handed to their ``agent_id``). A token comes as ``Authorization: Bearer TOKEN`` or in
-the ``voicebot_session`` cookie (the pages), and for websockets also as ``?token=``. The anonymous caller
+the ``voicebot_session`` cookie (the pages), and for websockets also as the subprotocol ``voicebot.bearer.TOKEN``
+(offered with ``voicebot``, which the server answers) or, kept for old clients, ``?token=`` (hidden in the
+logs, but it stays in proxies' and browsers' histories: prefer the subprotocol). The anonymous caller
 opens their own call's record with its call key (``X-Call-Key``). Failed logins are throttled here too.
 The login, logout and user routes are in ``voicebot.server.auth_routes``.
 """
@@ -32,6 +34,8 @@ from voicebot.config import AuthConfig
 from voicebot.users import ROLES, User, UserStore
 
 COOKIE = "voicebot_session"
+WS_PROTOCOL = "voicebot"  # the websocket subprotocol the server answers when the client offers it
+WS_BEARER_PREFIX = "voicebot.bearer."  # a websocket subprotocol carrying the session token
 LOGIN_REQUIRED = "login required"
 STATIC_DIR = files("voicebot.server").joinpath("static")
 
@@ -72,8 +76,17 @@ def token_of(conn: HTTPConnection, *, allow_query: bool = False) -> str | None:
     if cookie:
         return cookie
     if allow_query:
+        for protocol in ws_protocols(conn):
+            if protocol.startswith(WS_BEARER_PREFIX) and len(protocol) > len(WS_BEARER_PREFIX):
+                return protocol[len(WS_BEARER_PREFIX):]
         return conn.query_params.get("token") or None
     return None
+
+
+def ws_protocols(conn: HTTPConnection) -> list[str]:
+    """The subprotocols a websocket client offered (``Sec-WebSocket-Protocol``), in its order."""
+    offered = ",".join(conn.headers.getlist("sec-websocket-protocol"))
+    return [p.strip() for p in offered.split(",") if p.strip()]
 
 
 async def principal_of(conn: HTTPConnection, *, allow_query: bool = False) -> Principal | None:
@@ -113,7 +126,8 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 async def websocket_principal(ws: WebSocket) -> Principal | None:
-    """The logged-in user of a websocket (``?token=``, Bearer header or cookie), or None: then close with 4401."""
+    """The logged-in user of a websocket (Bearer header, cookie, ``voicebot.bearer.TOKEN`` subprotocol or
+    ``?token=``), or None: then close with 4401."""
     return await principal_of(ws, allow_query=True)
 
 
@@ -240,18 +254,51 @@ def check_call_key(app: FastAPI, call_id: str, key: str | None) -> bool:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per minute per username and per client address.
+    """At most ``limit`` failed attempts per minute per key (``retry_after`` / ``failed``).
 
-    In memory, per process: it slows a password guesser down; it is not meant to survive a restart.
+    For logins (``login_wait`` / ``login_failed`` / ``login_succeeded``): ``limit`` per client address and per
+    user from one address, and ``user_limit`` per user from all addresses together, which holds back only
+    addresses that already failed as that user and that user has not logged in from: a stranger's wrong
+    passwords never lock a user out (a first attempt, and any from where they logged in before, always counts). In memory, per process: it slows a password guesser down; it does not survive a restart.
     """
 
     WINDOW_S = 60.0
+    KNOWN_PER_USER = 16  # addresses remembered per user (the newest)
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic, user_limit: int | None = None):
         self.limit = limit
+        self.user_limit = limit * 4 if user_limit is None else user_limit
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._known: dict[str, deque[str]] = {}
         self._lock = threading.Lock()
+
+    def login_wait(self, username: str, address: str) -> int:
+        """Seconds until ``username`` may try to log in from ``address`` again (0: now)."""
+        user = username.strip().lower()
+        pair = f"pair:{user}@{address}"
+        wait = self.retry_after(f"addr:{address}", pair)
+        with self._lock:
+            known = address in self._known.get(user, ())
+            times = self._failures.get(pair)
+            failed_here = times is not None and len(times) > 0 and times[-1] > self.clock() - self.WINDOW_S
+        # A first attempt from anywhere is never held back by the user-wide count, which strangers can drive up.
+        if failed_here and not known:
+            wait = max(wait, self._wait(f"user:{user}", self.user_limit))
+        return wait
+
+    def login_failed(self, username: str, address: str) -> None:
+        user = username.strip().lower()
+        self.failed(f"addr:{address}", f"pair:{user}@{address}", f"user:{user}")
+
+    def login_succeeded(self, username: str, address: str) -> None:
+        """Remember ``address`` as one ``username`` logs in from; its failed attempts as that user are forgotten."""
+        user = username.strip().lower()
+        with self._lock:
+            known = self._known.setdefault(user, deque(maxlen=self.KNOWN_PER_USER))
+            if address not in known:
+                known.append(address)
+            self._failures.pop(f"pair:{user}@{address}", None)
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.setdefault(key, deque())
@@ -261,17 +308,19 @@ class LoginThrottle:
 
     def retry_after(self, *keys: str) -> int:
         """Seconds until another attempt is allowed for all ``keys`` (0: allowed now)."""
-        if self.limit <= 0:
+        return max((self._wait(key, self.limit) for key in keys), default=0)
+
+    def _wait(self, key: str, limit: int) -> int:
+        if limit <= 0:
             return 0
         now = self.clock()
         wait = 0.0
         with self._lock:
-            for key in keys:
-                times = self._recent(key, now)
-                if len(times) >= self.limit:
-                    wait = max(wait, times[-self.limit] + self.WINDOW_S - now)
-                if not times:
-                    self._failures.pop(key, None)
+            times = self._recent(key, now)
+            if len(times) >= limit:
+                wait = times[-limit] + self.WINDOW_S - now
+            if not times:
+                self._failures.pop(key, None)
         return math.ceil(wait) if wait > 0 else 0
 
     def failed(self, *keys: str) -> None:
@@ -293,6 +342,7 @@ def throttle_of(app: FastAPI) -> LoginThrottle:
     throttle = getattr(app.state, "login_throttle", None)
     if throttle is None:
         settings = auth_settings(app)
-        throttle = LoginThrottle(settings.max_failed_logins if settings is not None else 5)
+        throttle = LoginThrottle(settings.max_failed_logins if settings is not None else 5,
+                                 user_limit=settings.max_failed_logins_per_user if settings is not None else None)
         app.state.login_throttle = throttle
     return throttle

@@ -22,9 +22,10 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voicebot import metrics
+from voicebot.config import HttpConfig, WebRTCConfig
 from voicebot.redaction import Redactor
 from voicebot.runtime import Runtime
-from voicebot.server.access import call_key, check_call_key, ensure_can_see_call, require
+from voicebot.server.access import LoggedIn, call_key, check_call_key, ensure_can_see_call, require
 from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
 from voicebot.server.aiortc_tuning import AiortcInternalsChanged, low_latency_audio_in
@@ -32,7 +33,9 @@ from voicebot.server.auth_routes import router as auth_router
 from voicebot.server.browser_call import BrowserCall
 from voicebot.server.caller_token import CallerTokenError, secret_from_env
 from voicebot.server.caller_token import verify as verify_caller_token
+from voicebot.server.http_guard import HttpGuard, install_log_filter
 from voicebot.server.listen import router as listen_router
+from voicebot.server.request_body import json_value
 from voicebot.server.supervisor import live_calls
 from voicebot.server.supervisor import router as supervisor_router
 from voicebot.users import UserStore
@@ -108,10 +111,7 @@ def _parse_patch(body: Any) -> SmallWebRTCPatchRequest:
 
 
 async def _json(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        raise _bad("the request body is not valid JSON") from None
+    return await json_value(request)
 
 
 PURGE_EVERY_S = 24 * 3600
@@ -160,7 +160,11 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         await handler.close()
         await app.state.live.stop()
 
-    app = FastAPI(title="voicebot", lifespan=lifespan)
+    # No /docs or /redoc (their pages load scripts from a CDN); the API description is for logged-in users.
+    app = FastAPI(title="voicebot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    http_settings = getattr(runtime.settings, "http", None) or HttpConfig()
+    app.add_middleware(HttpGuard, settings=http_settings)
+    install_log_filter()
     app.state.runtime = runtime
     app.state.calls = calls
     app.state.transfer = transfer
@@ -219,6 +223,13 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         if not check_call_key(app, pc_id, request.headers.get("x-call-key")):
             raise HTTPException(status_code=403, detail="changing a call's connection needs its X-Call-Key")
 
+    max_browser_calls = (getattr(runtime.settings, "webrtc", None) or WebRTCConfig()).max_calls
+    opening: set[int] = set()  # offers being answered now: counted with the calls against webrtc.max_calls
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_who: LoggedIn) -> dict[str, Any]:
+        return app.openapi()
+
     @app.post("/api/offer")
     async def offer(request: Request) -> dict[str, Any]:
         """SmallWebRTC signaling: ``{"sdp", "type"}`` in, ``{"sdp", "type", "pc_id", "call_key"}`` out
@@ -226,7 +237,13 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         webrtc_request, caller_id = _parse_offer(await _json(request), caller_secret)
         if webrtc_request.pc_id:
             _own_call(request, webrtc_request.pc_id)
+        elif len(calls) + len(opening) >= max_browser_calls:
+            raise HTTPException(status_code=503, headers={"Retry-After": "30"},
+                                detail=f"all {max_browser_calls} lines for browser callers are busy: "
+                                       "please try again in a minute")
         started: list[str] = []
+        ticket = id(started)
+        opening.add(ticket)
 
         async def on_connection(connection: SmallWebRTCConnection) -> None:
             started.append(connection.pc_id)
@@ -238,6 +255,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             raise
         except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
             raise _bad(f"cannot use this SDP offer: {exc}") from None
+        finally:
+            opening.discard(ticket)
         if answer is None:
             raise _bad("the offer produced no answer")
         if started:  # only a new call: a renegotiation of an existing pc_id must not hand out its key

@@ -59,19 +59,21 @@ async def login(request: Request) -> JSONResponse:
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise HTTPException(status_code=400, detail='send {"username": ..., "password": ...}')
     throttle = throttle_of(request.app)
-    keys = (f"user:{username.strip().lower()}", f"addr:{request.client.host if request.client else '?'}")
-    wait = throttle.retry_after(*keys)
+    # The connection's address; behind a proxy listed in http.trusted_proxies uvicorn puts the forwarded one here.
+    address = request.client.host if request.client else "?"
+    wait = throttle.login_wait(username, address)
     if wait:
         raise HTTPException(status_code=429, detail=f"too many failed logins: try again in {wait} s",
                             headers={"Retry-After": str(wait)})
     users = users_of(request.app)
     session = await asyncio.to_thread(users.login, username.strip(), password)
     if session is None:
-        throttle.failed(*keys)
+        throttle.login_failed(username, address)
         # Who tried (as typed, cut short) and from where: repeated failures are worth an administrator's look.
-        await asyncio.to_thread(users.audit, username.strip()[:MAX_NAME], "login_failed", None, keys[1][5:])
+        await asyncio.to_thread(users.audit, username.strip()[:MAX_NAME], "login_failed", None, address)
         raise HTTPException(status_code=401, detail="wrong username or password")
-    await asyncio.to_thread(users.audit, session.user.username, "login", None, keys[1][5:])
+    throttle.login_succeeded(username, address)
+    await asyncio.to_thread(users.audit, session.user.username, "login", None, address)
     out = {"token": session.token, **session.user.as_dict(), "expires": session.expires.isoformat()}
     response = JSONResponse(out)
     # HttpOnly: page scripts never see it; SameSite=Strict: another site cannot make a browser use it.
@@ -151,7 +153,7 @@ async def change_password(username: str, request: Request, principal: LoggedIn) 
     if principal.role != "admin":
         # A stolen session must not be enough to lock its owner out: prove the current password, throttled
         # like a login.
-        throttle, key = throttle_of(request.app), f"user:{username.lower()}"
+        throttle, key = throttle_of(request.app), f"password:{username.lower()}"
         wait = throttle.retry_after(key)
         if wait:
             raise HTTPException(status_code=429, detail=f"too many wrong passwords: try again in {wait} s",

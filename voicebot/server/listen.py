@@ -26,6 +26,7 @@ from audio.pcm import BYTES_PER_MS
 from telephony.leg import Leg
 from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
 from voicebot.server.access import Principal, require
+from voicebot.server.request_body import json_value
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,7 @@ def _bad(message: str) -> HTTPException:
 
 
 async def _offer(request: Request) -> tuple[str, str, bool]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise _bad("the request body is not valid JSON") from None
+    body = await json_value(request)
     if not isinstance(body, dict):
         raise _bad('the offer must be a JSON object {"sdp": ..., "type": "offer", "whisper": false}')
     sdp, kind, whisper = body.get("sdp"), body.get("type"), body.get("whisper", False)

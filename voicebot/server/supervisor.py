@@ -7,7 +7,9 @@
     GET  /api/stats          calls per hour, outcomes, reply latency, frustration by hour (since, until)
 
 Every route needs a login (``voicebot.server.access``); supervisors and admins see every call, agents only the
-calls handed to them. A websocket without a valid session is closed with code 4401.
+calls handed to them. A websocket without a valid session is closed with code 4401. A program passes its token
+as the subprotocol ``voicebot.bearer.TOKEN`` together with ``voicebot`` (``?token=`` still works but puts the
+token in URLs); a page of another origin is refused (``voicebot.server.http_guard``, close code 4403).
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ from voicebot.events import Event
 from voicebot.live import LiveCall, LiveCalls
 from voicebot.redaction import Redactor
 from voicebot.runtime import Runtime
-from voicebot.server.access import LoggedIn, Principal, Staff, can_see_call, own_call_ids, websocket_principal
+from voicebot.server.access import (
+    WS_PROTOCOL,
+    LoggedIn,
+    Principal,
+    Staff,
+    can_see_call,
+    own_call_ids,
+    websocket_principal,
+    ws_protocols,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +114,9 @@ async def events_socket(ws: WebSocket) -> None:
     """Stream events as JSON text messages; the first is ``{"type": "hello", "calls", "queues", "agents",
     "frustration_levels"}`` (the scores at which a caller is annoyed / frustrated: ``prosody`` in the config)."""
     principal = await websocket_principal(ws)
-    await ws.accept()  # accepted first so the client sees the 4401 close code, not a failed handshake
+    # A client sending its token as the subprotocol voicebot.bearer.TOKEN offers "voicebot" too, answered here.
+    protocol = WS_PROTOCOL if WS_PROTOCOL in ws_protocols(ws) else None
+    await ws.accept(subprotocol=protocol)  # accepted first so the client sees the 4401 close code
     if principal is None:
         await ws.close(code=CLOSE_LOGIN_REQUIRED, reason="login required")
         return

@@ -200,12 +200,24 @@ class CallStore:
             s.execute(update(CallRow).where(CallRow.id == call_id).values(agent_id=agent_id))
 
     def close_stale(self) -> int:
-        """Close calls left open by a crashed process (outcome ``abandoned``); returns how many."""
+        """Close calls left open by a process that died (``kill -9``, power cut): outcome ``interrupted``, ended at
+        their last activity (the latest turn's start or end, else the call's start), so the downtime is not
+        counted as call time; returns how many."""
+        closed: list[tuple[str, datetime]] = []
         with self._sessions.begin() as s:
-            ids = list(s.scalars(select(CallRow.id).where(CallRow.end.is_(None))))
-        for call_id in ids:
-            self.close_call(call_id, outcome="abandoned", reason="server_restart")
-        return len(ids)
+            for row in s.scalars(select(CallRow).where(CallRow.end.is_(None))):
+                starts, ends = s.execute(select(func.max(TurnRow.start), func.max(TurnRow.end))
+                                         .where(TurnRow.call_id == row.id)).one()
+                end = max(_utc(t) for t in (row.start, starts, ends) if t is not None)
+                row.end, row.outcome, row.end_reason = end, "interrupted", "server_restart"
+                for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == row.id, TurnRow.end.is_(None))):
+                    turn.end = end
+                closed.append((row.id, end))
+        if self.events is not None:
+            for call_id, end in closed:
+                self.events.publish("call.ended", call_id=call_id, outcome="interrupted", end_reason="server_restart",
+                                    end=_iso(end))
+        return len(closed)
 
     async def arun(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Queue a write method for the writer thread and return its result; errors are logged, never raised.

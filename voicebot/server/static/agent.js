@@ -1,0 +1,150 @@
+"use strict";
+const $ = (id) => document.getElementById(id);
+const agentSelect = $("agent");
+const params = new URLSearchParams(location.search);
+let pc = null;
+let answering = null;  // call id the page already answered
+window.remoteLoud = 0;  // 100 ms windows of audible sound from the call (a level meter; tests read it)
+
+async function usePhone() {
+  const id = agentSelect.value;
+  if (!id) return;
+  const stream = await navigator.mediaDevices.getUserMedia({audio: {echoCancellation: params.get("raw") !== "1",
+    noiseSuppression: params.get("raw") !== "1", autoGainControl: params.get("raw") !== "1"}});
+  if (pc) pc.close();
+  pc = new RTCPeerConnection();
+  pc.addTransceiver(stream.getAudioTracks()[0], {direction: "sendrecv"});
+  pc.ontrack = (event) => {
+    const remote = event.streams[0] || new MediaStream([event.track]);
+    $("remote").srcObject = remote;
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    ctx.createMediaStreamSource(remote).connect(analyser);
+    const data = new Float32Array(analyser.fftSize);
+    setInterval(() => {
+      analyser.getFloatTimeDomainData(data);
+      let sum = 0;
+      for (const x of data) sum += x * x;
+      if (Math.sqrt(sum / data.length) > 0.02) window.remoteLoud += 1;
+    }, 100);
+  };
+  pc.onconnectionstatechange = () => { $("phonestatus").textContent = "phone: " + pc.connectionState; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
+    setTimeout(resolve, 2000);
+  });
+  const answer = await api("/api/agents/" + encodeURIComponent(id) + "/phone",
+    {sdp: pc.localDescription.sdp, type: pc.localDescription.type});
+  await pc.setRemoteDescription(answer);
+}
+
+async function api(path, body) {
+  const res = await fetch(path, body === undefined ? {} : {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  if (res.status === 401) {  // the session ended (expired, logged out elsewhere): log in again, then come back
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+    throw new Error("login required");
+  }
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.detail || res.statusText);
+  return data;
+}
+
+async function signOut() {
+  await fetch("/api/logout", {method: "POST"}).catch(() => {});
+  location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+}
+
+function text(el, value) { el.textContent = value == null || value === "" ? "—" : String(value); }
+
+function intents(list) {
+  return (list || []).map((t) => t.intent + (t.outcome ? " (" + t.outcome + ")" : "")).join(", ");
+}
+
+function showCall(current) {
+  const box = $("callbox");
+  if (!current || !current.handoff) { box.hidden = true; $("nocall").hidden = false; text($("callstatus"), ""); return; }
+  const h = current.handoff;
+  box.hidden = false; $("nocall").hidden = true;
+  const ringingHere = pc && current.status === "ringing";
+  $("answer").hidden = !ringingHere;
+  if (ringingHere && $("autoanswer").checked && answering !== current.call_id) {
+    answering = current.call_id;
+    act("/answer", {});
+  }
+  $("callstatus").textContent = "(" + current.status + ")";
+  text($("summary"), h.summary);
+  text($("reason_text"), h.reason_text || h.reason);
+  text($("caller"), (h.customer && h.customer.name) || h.caller_id);
+  text($("verified"), h.customer ? (h.customer.verified ? "verified" + (h.customer.verified_by ? " by " + h.customer.verified_by : "") : "not verified") : "unknown caller");
+  const f = h.frustration || {};
+  const fr = $("frustration");
+  fr.className = f.level || "";
+  text(fr, f.level ? f.level + " (max " + f.max + ")" + (f.explanation ? ": " + f.explanation : "") : "");
+  text($("done"), intents(h.intents_done));
+  text($("pending"), intents(h.intents_pending));
+  text($("slots"), Object.entries(h.slots || {}).map(([k, v]) => k + ": " + v).join(", "));
+  const tr = $("transcript");
+  tr.replaceChildren(...(h.transcript || []).map((t) => {
+    const p = document.createElement("p");
+    p.className = t.speaker;
+    const b = document.createElement("b");
+    b.textContent = t.speaker + ": ";
+    p.append(b, document.createTextNode(t.text));
+    return p;
+  }));
+}
+
+async function refresh() {
+  const id = agentSelect.value;
+  if (!id) return;
+  try {
+    const a = await api("/api/agents/" + encodeURIComponent(id));
+    $("state").textContent = a.state + (a.pause_reason ? " (" + a.pause_reason + ")" : "");
+    showCall(a.current);
+    const q = await api("/api/queues");
+    $("queues").replaceChildren(...q.queues.map((qu) => {
+      const row = document.createElement("tr");
+      const s = qu.stats;
+      row.innerHTML = "<th></th><td></td>";
+      row.children[0].textContent = qu.name;
+      row.children[1].textContent = qu.waiting.length + " waiting, longest " + Math.round(s.longest_wait_s) + " s; answered " + s.answered + ", abandoned " + s.abandoned + (s.service_level == null ? "" : ", service level " + Math.round(s.service_level * 100) + " %");
+      return row;
+    }));
+    $("error").textContent = "";
+  } catch (e) { $("error").textContent = e.message; }
+}
+
+async function act(path, body) {
+  try { await api("/api/agents/" + encodeURIComponent(agentSelect.value) + path, body); $("error").textContent = ""; }
+  catch (e) { $("error").textContent = e.message; }
+  refresh();
+}
+
+document.querySelectorAll("button[data-state]").forEach((b) => b.addEventListener("click", () =>
+  act("/state", {state: b.dataset.state, reason: b.dataset.state === "paused" ? ($("reason").value || "break") : null})));
+$("accept").addEventListener("click", () => act("/accept", {}));
+$("answer").addEventListener("click", () => act("/answer", {}));
+$("usephone").addEventListener("click", () => usePhone().catch((e) => { $("error").textContent = e.message; }));
+$("decline").addEventListener("click", () => act("/decline", {}));
+$("signout").addEventListener("click", signOut);
+$("hangup").addEventListener("click", () => act("/hangup", {}));
+agentSelect.addEventListener("change", () => { localStorage.setItem("voicebot-agent", agentSelect.value); refresh(); });
+
+(async () => {
+  try {
+    const list = await api("/api/agents");
+    for (const a of list.agents) {
+      const o = document.createElement("option");
+      o.value = a.id; o.textContent = a.name + " (" + a.id + ")";
+      agentSelect.append(o);
+    }
+    const saved = params.get("agent") || localStorage.getItem("voicebot-agent");
+    if (saved && list.agents.some((a) => a.id === saved)) agentSelect.value = saved;
+    $("autoanswer").checked = params.get("autoanswer") === "1";
+  } catch (e) { $("error").textContent = e.message; }
+  refresh();
+  setInterval(refresh, 1000);
+})();
