@@ -23,11 +23,6 @@ log = logging.getLogger(__name__)
 _ENGINE_REASONS = {"caller_hangup", "bot_hangup", "handoff", "error"}
 
 
-def handoff_json(packet: HandoffPacket | None) -> dict[str, Any]:
-    """The packet as the JSON the agent queue (``voicebot.transfer``) reads; ``{}`` for none."""
-    return packet.to_dict() if packet is not None else {}
-
-
 class CallContext:
     """The dialog session and call record of one call. ``finish`` closes both, exactly once."""
 
