@@ -22,6 +22,7 @@ from typing import Any
 from telephony.queue.acd import ACD
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Connect, RingAgent
 from telephony.queue.config import AgentConfig, QueueConfig
+from telephony.queue.request import QueueRequest
 from telephony.queue.runner import QueueHandlers, QueueRunner, SimulatedTime
 
 
@@ -69,7 +70,7 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
 
     def arrive(n: int) -> None:
         call_id = f"call{n}"
-        runner.enqueue(call_id, {"queue": "general", "caller_id": f"+1555{n:04d}", "priority": 0})
+        runner.enqueue(call_id, QueueRequest(queue="general", caller=f"+1555{n:04d}"))
 
         def give_up() -> None:
             if acd.position(call_id) is not None:

@@ -19,7 +19,7 @@ first, then the queue, with the whisper at the callers' pace). Per run:
 - ``decision_to_agent_audio_s``: decision -> the agent's voice at the caller (the total).
 
 The whisper is built from a hand-off packet like the dialog engine's (``--summary`` whispers that text
-instead, as for a packet without structured fields).
+instead).
 
 ``--caller webrtc`` measures a browser caller through the whole product instead: ``voicebot serve`` in a child
 process (SIP on, to ring the same baresip agent), an aiortc caller (as a browser: Opus over WebRTC) that says
@@ -46,12 +46,14 @@ import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from dialogs.manager.handoff import REASONS, HandoffCustomer, HandoffFrustration, HandoffIntent, HandoffPacket
 from telephony.call import CallLeg
 from telephony.config import SipConfig
 from telephony.queue.config import AgentConfig, QueueConfig
@@ -62,14 +64,15 @@ from voicebot.transfer.request import queue_request_from_packet
 
 AGENT_HZ = 3000
 ANNOUNCEMENT = "Connecting you to a colleague; no need to repeat."  # the retail domain's `handoff`
-PACKET = {
-    "summary": "Caller Jane Doe, verified. Wants to cancel her subscription after a double charge. Frustrated. "
+PACKET = HandoffPacket(
+    summary="Caller Jane Doe, verified. Wants to cancel her subscription after a double charge. Frustrated. "
     "Handed over: asked for a person.",
-    "reason": "caller_request", "queue": "general",
-    "customer": {"id": 1, "name": "Jane Doe", "verified": True, "verified_by": "postcode"},
-    "intents_done": [], "intents_pending": [{"intent": "cancel_subscription", "status": "active"}],
-    "frustration": {"last": 0.8, "max": 0.8, "level": "frustrated"},
-}
+    reason="caller_request", reason_text=REASONS["caller_request"], queue="general", priority=0, channel="sip",
+    call_id=None, caller_id=None, contact_id=None,
+    customer=HandoffCustomer(id=1, name="Jane Doe", verified=True, verified_by="postcode"),
+    intents_done=(), intents_pending=(HandoffIntent("cancel_subscription", "active", None, {}),), slots={},
+    transcript=(), frustration=HandoffFrustration(last=0.8, max=0.8, level="frustrated", explanation=None),
+)
 
 
 def free_port() -> int:
@@ -110,7 +113,9 @@ async def measure(args: argparse.Namespace, agent_port: int, service: Any) -> li
     loop = asyncio.get_running_loop()
     marks: dict[str, float] = {}
     handed: dict[str, float] = {}
-    packet = {"summary": args.summary, "queue": "general"} if args.summary else PACKET
+    request = queue_request_from_packet(PACKET)
+    if args.summary:
+        request = replace(request, whisper=args.summary)
 
     async def announce(leg: CallLeg) -> None:
         await _play_once(leg, await service.speak(args.announcement))
@@ -123,12 +128,12 @@ async def measure(args: argparse.Namespace, agent_port: int, service: Any) -> li
         handed["t"] = loop.time()
         if args.sequential:
             await announce(leg)
-            await live.transfer_call(leg, queue_request_from_packet(packet))
+            await live.transfer_call(leg, request)
             return
         ready = asyncio.Event()
         saying = asyncio.ensure_future(announce(leg))
         saying.add_done_callback(lambda _task: ready.set())
-        await live.transfer_call(leg, queue_request_from_packet(packet), caller_ready=ready)
+        await live.transfer_call(leg, request, caller_ready=ready)
 
     def on_offer(event: str, _call_id: str, _agent_id: str) -> None:
         marks.setdefault(event, loop.time())

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from telephony.queue.live import TransferResult
+from telephony.queue.request import QueueRequest
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
@@ -58,9 +59,10 @@ def test_queues_list_waiting_callers_and_agents_with_state(client: TestClient, s
     assert [a["id"] for a in billing["agents"]] == ["alice"]  # only she has the skill
     assert general["waiting"] == [] and general["stats"]["waiting"] == 0
 
-    packet = {"summary": "Caller Jane Doe, verified. Wants a refund.", "queue": "billing", "reason": "human_only"}
+    request = QueueRequest(queue="billing", caller="5550100", summary="Caller Jane Doe, verified. Wants a refund.",
+                           reason="human_only")
     assert client.portal is not None
-    client.portal.call(lambda: service.runner.enqueue("call-1", packet, caller="5550100"))  # type: ignore[union-attr]
+    client.portal.call(lambda: service.runner.enqueue("call-1", request))  # type: ignore[union-attr]
     billing = client.get("/api/queues").json()["queues"][1]
     assert [w["call_id"] for w in billing["waiting"]] == ["call-1"]
     assert billing["waiting"][0]["summary"].startswith("Caller Jane Doe")
@@ -112,6 +114,7 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
             ("agent", "hello this is alice", t0, t0 + timedelta(seconds=2))]
     service.records.add(TransferResult(call_id="c1", outcome="answered", queue="general", agent_id="alice",
                                        wait_s=4.25, talk_s=60.0), said)
+    assert (service.records.call_ids_of_agent("alice"), service.records.call_ids_of_agent("bob")) == ({"c1"}, set())
     record = client.get("/api/calls/c1/transfer").json()
     transcript = record.pop("transcript")
     assert record == {"queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25,

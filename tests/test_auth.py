@@ -20,6 +20,7 @@ from sqlalchemy import create_engine
 from starlette.websockets import WebSocketDisconnect
 
 from telephony.queue.live import TransferResult
+from telephony.queue.request import QueueRequest
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
@@ -189,8 +190,9 @@ def test_an_agent_sees_only_their_own_calls_and_self(client: TestClient, as_: di
 def test_agents_see_queue_lengths_not_who_is_waiting(app_parts: SimpleNamespace,
                                                      as_: dict[str, dict[str, str]]) -> None:
     client, service = app_parts.client, app_parts.service
-    packet = {"summary": "Caller Jane Doe wants a refund.", "queue": "general", "reason": "human_only"}
-    client.portal.call(lambda: service.runner.enqueue("c-wait", packet, caller="5550100"))
+    request = QueueRequest(queue="general", caller="5550100", summary="Caller Jane Doe wants a refund.",
+                           reason="human_only")
+    client.portal.call(lambda: service.runner.enqueue("c-wait", request))
     try:
         staff = client.get("/api/queues", headers=as_["sup"]).json()["queues"][0]["waiting"]
         agent = client.get("/api/queues", headers=as_["alice"]).json()["queues"][0]["waiting"]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from telephony.queue.acd import ACD, QueueError, UnknownAgentError, handoff_conditions
+from telephony.queue.acd import ACD, AgentSnapshot, QueueError, UnknownAgentError, request_conditions
 from telephony.queue.actions import (
     AgentStateChanged,
     Announce,
@@ -20,6 +20,7 @@ from telephony.queue.actions import (
     Transfer,
 )
 from telephony.queue.config import PRIORITY_CONDITIONS, AgentConfig, QueueConfig
+from telephony.queue.request import QueueRequest
 
 
 class Clock:
@@ -50,15 +51,16 @@ def rung(actions: list) -> list[tuple[str, str]]:
     return [(a.call_id, a.agent_id) for a in of(actions, RingAgent)]
 
 
-def packet(**extra: object) -> dict:
-    return {
+def packet(**extra: object) -> QueueRequest:
+    fields: dict = {
         "summary": "Caller wants a refund.",
         "reason": "caller_request",
         "queue": "general",
         "priority": 0,
-        "caller_id": "+4930123",
+        "caller": "+4930123",
         **extra,
     }
+    return QueueRequest(**fields, details={"summary": fields["summary"], "shown": "to agents"})
 
 
 def test_longest_idle_offers_the_agent_idle_longest() -> None:
@@ -125,7 +127,7 @@ def test_frustrated_caller_jumps_ahead_by_priority_rule() -> None:
     clock.t = 1
     acd.enqueue("calm2", packet())
     clock.t = 2
-    out = acd.enqueue("angry", packet(frustration={"level": "frustrated", "max": 0.9}))
+    out = acd.enqueue("angry", packet(frustration="frustrated"))
     assert of(out, Announce)[0].position == 1
     assert [acd.position(c) for c in ("angry", "calm1", "calm2")] == [1, 2, 3]
     clock.t = 3
@@ -310,12 +312,13 @@ def test_callback_key_leaves_the_queue_with_a_callback_request() -> None:
     assert acd.caller_key("call1", "1") == []
     out = acd.caller_key("call1", "*")
     (fb,) = of(out, Fallback)
-    assert (fb.kind, fb.reason, fb.caller, fb.handoff["summary"]) == (
+    assert (fb.kind, fb.reason, fb.caller, fb.request.summary) == (
         "callback",
         "caller_request",
         "+4930123",
         "Caller wants a refund.",
     )
+    assert fb.request.details == {"summary": "Caller wants a refund.", "shown": "to agents"}  # passed through
     assert of(out, CallLeftQueue)[0].wait_s == 7
     assert acd.queue_stats("general")["callbacks"] == 1
 
@@ -411,7 +414,7 @@ def test_snapshots_are_json_and_show_states() -> None:
     acd, clock = make(agents("a", "b"))
     acd.set_agent_state("b", "paused", "training")
     acd.enqueue("call1", packet())
-    acd.enqueue("call2", packet(frustration={"level": "annoyed"}))
+    acd.enqueue("call2", packet(frustration="annoyed"))
     data = json.loads(json.dumps(acd.snapshot()))
     q = data["queues"][0]
     assert [(w["call_id"], w["state"], w["position"]) for w in q["waiting"]] == [
@@ -419,15 +422,27 @@ def test_snapshots_are_json_and_show_states() -> None:
         ("call2", "waiting", 2),
     ]
     assert {a["id"]: a["state"] for a in q["agents"]} == {"a": "ringing", "b": "paused"}
+    assert (acd.waiting_in("call2"), acd.waiting_in("nobody")) == ("general", None)
+    assert [(w["summary"], w["reason"], w["frustration"]) for w in q["waiting"]] == [
+        ("Caller wants a refund.", "caller_request", None),
+        ("Caller wants a refund.", "caller_request", "annoyed"),
+    ]
     agents_json = json.loads(json.dumps(acd.agents_snapshot()))
     assert agents_json[0]["offered_call"] == "call1"
+    assert agents_json == [a.to_dict() for a in acd.agents()]
+    first = acd.agents()[0]
+    assert isinstance(first, AgentSnapshot) and first.call_ids() == {"call1"}
+    acd.agent_answered("call1", "a")
+    assert acd.agents()[0].call_ids() == {"call1"} and acd.agents()[0].calls == ("call1",)
 
 
 def test_priority_conditions_cover_every_handoff_reason() -> None:
     from dialogs.manager.handoff import REASONS
 
     assert set(REASONS) <= set(PRIORITY_CONDITIONS)
-    assert handoff_conditions(
-        {"reason": "human_only", "customer": {"verified": True}, "frustration": {"level": "annoyed"}}
-    ) == {"human_only", "verified", "annoyed"}
-    assert handoff_conditions({"frustration": "garbage", "customer": [1]}) == {"unverified"}
+    assert request_conditions(QueueRequest(reason="human_only", verified=True, frustration="annoyed")) == {
+        "human_only",
+        "verified",
+        "annoyed",
+    }
+    assert request_conditions(QueueRequest()) == {"unverified"}

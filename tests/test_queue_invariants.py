@@ -20,6 +20,7 @@ from telephony.queue.actions import (
     Transfer,
 )
 from telephony.queue.config import AgentConfig, QueueConfig
+from telephony.queue.request import QueueRequest
 
 RETRY = 30.0
 AGENTS = [
@@ -125,13 +126,11 @@ def test_random_event_sequences_keep_the_acd_consistent(seed: int) -> None:
         if op < 0.2:
             n += 1
             level = rng.choice(["calm", "annoyed", "frustrated"])
-            packet = {
-                "queue": rng.choice(["general", "tech"]),
-                "priority": rng.choice([0, 0, 2]),
-                "frustration": {"level": level},
-            }
-            actions = acd.enqueue(f"c{n}", packet)
-            model.queued[f"c{n}"] = packet["queue"]
+            request = QueueRequest(
+                queue=rng.choice(["general", "tech"]), priority=rng.choice([0, 0, 2]), frustration=level
+            )
+            actions = acd.enqueue(f"c{n}", request)
+            model.queued[f"c{n}"] = str(request.queue)
             model.apply(actions)
         elif op < 0.35 and rings:
             call, agent = rng.choice(rings)

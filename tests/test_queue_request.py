@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from handoff_helpers import customer, frustration, handoff_packet, intent
 
 from audio.pcm import silence
 from dialogs.db.engine import ensure_database
@@ -42,9 +43,9 @@ def test_a_known_callers_request_for_a_person(engine: DialogEngine) -> None:
     session.handle(Turn(text="where is my order"))
     reply = session.handle(Turn(text="this is useless, let me talk to a real person"))
     assert reply.action == "handoff" and reply.handoff is not None
-    packet = reply.handoff.to_dict()  # as the agent queue gets it (voicebot.pipeline.call.handoff_json)
+    packet = reply.handoff.to_dict()  # the JSON the agent page gets
 
-    request = queue_request_from_packet(packet)
+    request = queue_request_from_packet(reply.handoff)
 
     assert isinstance(request, QueueRequest)
     assert (request.queue, request.priority, request.caller) == (packet["queue"], packet["priority"], JANE)
@@ -63,26 +64,30 @@ def test_a_human_only_request_goes_to_its_queue(engine: DialogEngine) -> None:
     session.start()
     reply = session.handle(Turn(text="the app keeps crashing when I log in"))
     assert reply.handoff is not None
-    request = queue_request_from_packet(reply.handoff.to_dict())
+    request = queue_request_from_packet(reply.handoff)
     assert (request.queue, request.reason, request.customer_name) == ("tech", "human_only", None)
     assert request.whisper.startswith("Caller not identified.")
 
 
-def test_malformed_fields_are_left_out() -> None:
-    request = queue_request_from_packet({
-        "queue": 5, "priority": True, "caller_id": ["x"], "customer": "Jane",
-        "intents_pending": ["refund", {"intent": None}, {"intent": "cancel_subscription"}],
-        "frustration": "high", "reason": None,
-    })
-    assert (request.queue, request.priority, request.caller, request.customer_name) == (None, 0, None, None)
-    assert (request.intents, request.frustration, request.reason) == (("cancel_subscription",), None, None)
-    assert request.whisper == "Caller not identified. Cancel subscription."
+def test_typed_fields_of_a_packet_make_the_request() -> None:
+    packet = handoff_packet(
+        "Caller Jane Doe, not verified. Wants to cancel.", reason="verification_failed", queue="billing",
+        priority=2, caller_id=JANE, customer=customer(" Jane Doe ", False),
+        intents_pending=(intent("cancel_subscription"), intent(" ")), intents_done=(intent("refund", "done"),),
+        frustration=frustration("annoyed", 0.5),
+    )
+    request = queue_request_from_packet(packet)
+    assert (request.queue, request.priority, request.caller, request.customer_name, request.verified) == (
+        "billing", 2, JANE, "Jane Doe", False)
+    assert (request.intents, request.frustration, request.reason) == (
+        ("cancel_subscription", "refund"), "annoyed", "verification_failed")
+    assert request.whisper == "Jane Doe, not verified. Cancel subscription, refund. Annoyed."
+    assert request.details == packet.to_dict()
 
 
-def test_a_packet_without_the_dialog_fields_is_whispered_by_its_summary() -> None:
-    assert queue_request_from_packet({"summary": "Wants a refund.", "queue": "billing"}).whisper == "Wants a refund."
+def test_without_a_packet_the_caller_is_announced_plainly() -> None:
     assert queue_request_from_packet(None) == QueueRequest()
-    assert queue_request_from_packet({}).whisper == NO_WHISPER
+    assert queue_request_from_packet(None).whisper == NO_WHISPER
 
 
 def test_the_live_queue_queues_by_the_requests_fields_not_the_packets() -> None:

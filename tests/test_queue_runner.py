@@ -15,18 +15,19 @@ from telephony.queue.actions import Announce, Connect, Fallback, RingAgent, Stop
 from telephony.queue.announcements import announcement_text, wait_phrase
 from telephony.queue.config import AgentConfig, QueueConfig
 from telephony.queue.hold_music import hold_music, hold_music_frames
+from telephony.queue.request import QueueRequest
 from telephony.queue.runner import QueueHandlers, QueueRunner, SimulatedTime
 from telephony.queue.store import CallbackStore
 
-HANDOFF = {
-    "summary": "Caller Ann Lee, verified. Wants to return order 1042.",
-    "reason": "caller_request",
-    "queue": "general",
-    "priority": 0,
-    "caller_id": "+441234567",
-    "slots": {"order_id": "1042"},
-    "customer": {"id": 7, "name": "Ann Lee", "verified": True},
-}
+HANDOFF = QueueRequest(
+    queue="general",
+    caller="+441234567",
+    summary="Caller Ann Lee, verified. Wants to return order 1042.",
+    customer_name="Ann Lee",
+    verified=True,
+    reason="caller_request",
+    details={"summary": "Caller Ann Lee, verified. Wants to return order 1042.", "slots": {"order_id": "1042"}},
+)
 
 
 class Recorder(QueueHandlers):

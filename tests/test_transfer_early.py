@@ -9,44 +9,44 @@ voice 3000 Hz; what the caller heard is checked by frequency and order.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
+from handoff_helpers import customer, frustration, handoff_packet, intent
 from test_transfer_live import AGENT_HZ, WHISPER_HZ, PhoneAgent, frames_at, queue, sip_config, tone, wait_for
 
+from dialogs.manager.handoff import HandoffPacket
 from telephony.call import CallLeg
 from telephony.queue.config import AgentConfig
 from telephony.queue.live import LiveQueue, TransferResult, _play_once
+from telephony.queue.request import NO_WHISPER
 from telephony.queue.runner import QueueRunner
 from telephony.sip.ua import UserAgent
 from voicebot.transfer.request import queue_request_from_packet
 
 SENTENCE_HZ = 1000
-PACKET = {
-    "summary": "Caller Jane Doe, verified. Wants to cancel her subscription after a double charge.",
-    "reason": "caller_request", "queue": "general",
-    "customer": {"id": 7, "name": "Jane Doe", "verified": True, "verified_by": "pin"},
-    "intents_done": [{"intent": "billing_question", "status": "done"}],
-    "intents_pending": [{"intent": "cancel_subscription", "status": "active"},
-                        {"intent": "speak_to_agent", "status": "active"}],
-    "frustration": {"last": 0.8, "max": 0.8, "level": "frustrated"},
-}
+PACKET = handoff_packet(
+    "Caller Jane Doe, verified. Wants to cancel her subscription after a double charge.",
+    customer=customer("Jane Doe", True, verified_by="pin"),
+    intents_done=(intent("billing_question", "done"),),
+    intents_pending=(intent("cancel_subscription"), intent("speak_to_agent")),
+    frustration=frustration("frustrated", 0.8),
+)
 
 
-def whisper_text(packet: dict) -> str:
+def whisper_text(packet: HandoffPacket | None) -> str:
     return queue_request_from_packet(packet).whisper
 
 
 def test_whisper_names_the_caller_their_requests_and_mood_not_the_long_summary() -> None:
     assert whisper_text(PACKET) == "Jane Doe, verified. Cancel subscription, billing question. Frustrated."
-    unknown = {**PACKET, "customer": None, "intents_done": [], "intents_pending": [],
-               "frustration": {"level": "calm"}}
+    unknown = replace(PACKET, customer=None, intents_done=(), intents_pending=(), frustration=frustration())
     assert whisper_text(unknown) == "Caller not identified. Asked for a person."
-    not_verified = {**PACKET, "customer": {"name": "Jane Doe", "verified": False}, "frustration": {"level": "annoyed"}}
+    not_verified = replace(PACKET, customer=customer("Jane Doe", False), frustration=frustration("annoyed", 0.5))
     assert whisper_text(not_verified).startswith("Jane Doe, not verified.")
     assert "Annoyed." in whisper_text(not_verified)
-    # A packet from elsewhere, with only a summary, is whispered as it is.
-    assert whisper_text({"summary": "Caller Jane Doe wants a refund.", "queue": "general"}) == (
-        "Caller Jane Doe wants a refund.")
+    # No packet (the bot handed over before any dialog): the agent still hears who is coming.
+    assert whisper_text(None) == NO_WHISPER
 
 
 class Speech:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from handoff_helpers import customer, handoff_packet, intent
 from net_helpers import free_port
 
 from telephony.call import CallLeg
@@ -30,8 +31,9 @@ from telephony.sip.ua import UserAgent
 from voicebot.transfer.request import queue_request_from_packet
 
 WHISPER_HZ, OTHER_HZ, CALLER_HZ, AGENT_HZ = 2500, 700, 400, 3000
-PACKET = {"summary": "Caller Jane Doe, verified. Wants to cancel her subscription.", "queue": "general",
-          "caller_id": "5550100"}
+PACKET = handoff_packet("Caller Jane Doe, verified. Wants to cancel her subscription.", caller_id="5550100",
+                        customer=customer("Jane Doe", True), intents_pending=(intent("cancel_subscription"),))
+WHISPER = "Jane Doe, verified. Cancel subscription."
 
 
 
@@ -67,7 +69,7 @@ class Texts:
 
     async def __call__(self, text: str) -> bytes:
         self.said.append(text)
-        hz = WHISPER_HZ if text.startswith("Caller Jane") else OTHER_HZ
+        hz = WHISPER_HZ if text.startswith(WHISPER) else OTHER_HZ
         return tone(hz, 1.0).tobytes()
 
 
@@ -207,7 +209,7 @@ def test_whisper_reaches_only_the_agent_and_the_bridge_carries_both_ways(tmp_pat
     result = next(iter(bot.results.values()))
     assert result.outcome == "answered" and result.agent_id == "alice", result
     assert result.talk_s is not None and result.talk_s > 2
-    assert any(t.startswith("Caller Jane") for t in bot.speak.said)
+    assert any(t.startswith(WHISPER) for t in bot.speak.said)
 
     heard_by_agent, agent_rate = sf.read(str(next((tmp_path / "rec").glob("dump-*-dec.wav"))), dtype="int16")
     heard_by_caller = caller.samples()
@@ -389,7 +391,7 @@ def test_callback_key_records_a_request_and_ends_the_call(tmp_path: Path) -> Non
             assert result.outcome == "callback" and result.callback_id is not None
             request = bot.runner.callbacks.get(result.callback_id)
             assert request is not None and request.caller == "5550100" and request.status == "pending"
-            assert request.handoff["summary"] == PACKET["summary"]
+            assert request.handoff == PACKET.to_dict()  # the packet's JSON, kept with the request
             assert any("call you back" in t for t in bot.speak.said)
         finally:
             await bot.stop()

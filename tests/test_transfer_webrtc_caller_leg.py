@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from handoff_helpers import customer, handoff_packet, intent
 from sqlalchemy import create_engine
 from test_transfer_live import AGENT_HZ, CALLER_HZ, OTHER_HZ, WHISPER_HZ, frames_at, tone
 
@@ -24,8 +25,8 @@ from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 
 CALL = "SmallWebRTCConnection#0-abc"
-PACKET = {"summary": "Caller Jane Doe, verified. Wants a refund.", "queue": "general", "reason": "caller_request",
-          "customer": {"name": "Jane Doe", "verified": True}, "intents_pending": [{"intent": "refund"}]}
+PACKET = handoff_packet("Caller Jane Doe, verified. Wants a refund.", customer=customer("Jane Doe", True),
+                        intents_pending=(intent("refund"),))
 
 
 class Heard:
@@ -149,7 +150,7 @@ def test_browser_caller_hears_the_agent_not_the_whisper_and_the_record_gets_both
     # Events: hand-off, queued, with the agent, queue snapshots, turns before the call's end.
     kinds = [e["type"] for e in events]
     handoff = next(e for e in events if e["type"] == "handoff")
-    assert handoff["call_id"] == CALL and handoff["packet"]["summary"] == PACKET["summary"]
+    assert handoff["call_id"] == CALL and handoff["packet"] == PACKET.to_dict()  # the JSON as before
     states = [(e["state"], e.get("queue"), e.get("agent_id")) for e in events if e["type"] == "call.state"]
     assert states == [("queued", "general", None), ("agent", "general", "alice")]
     snapshots = [e for e in events if e["type"] == "queue"]

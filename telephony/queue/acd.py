@@ -29,6 +29,7 @@ from telephony.queue.actions import (
     Transfer,
 )
 from telephony.queue.config import AgentConfig, QueueConfig, serves
+from telephony.queue.request import QueueRequest
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class _Call:
     call_id: str
     queue: str
     caller: str | None
-    handoff: dict[str, Any]
+    request: QueueRequest
     priority: int
     enqueued_at: float
     seq: int
@@ -124,26 +125,55 @@ class _Stats:
     recent_handle: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_HANDLE_TIMES))
 
 
-def handoff_conditions(handoff: dict[str, Any]) -> set[str]:
-    """The ``priority_rules`` conditions a hand-off packet meets: its reason, its frustration level,
-    ``verified`` or ``unverified``. Tolerates missing or malformed fields."""
-    out: set[str] = set()
-    reason = handoff.get("reason")
-    if isinstance(reason, str):
-        out.add(reason)
-    frustration = handoff.get("frustration")
-    if isinstance(frustration, dict) and isinstance(frustration.get("level"), str):
-        out.add(frustration["level"])
-    customer = handoff.get("customer")
-    verified = isinstance(customer, dict) and customer.get("verified") is True
-    out.add("verified" if verified else "unverified")
+def request_conditions(request: QueueRequest) -> set[str]:
+    """The ``priority_rules`` conditions a queue request meets: its reason, its frustration level,
+    ``verified`` or ``unverified``."""
+    out = {"verified" if request.verified else "unverified"}
+    if request.reason:
+        out.add(request.reason)
+    if request.frustration:
+        out.add(request.frustration)
     return out
 
 
-def _level(handoff: dict[str, Any]) -> str | None:
-    frustration = handoff.get("frustration")
-    level = frustration.get("level") if isinstance(frustration, dict) else None
-    return level if isinstance(level, str) else None
+@dataclass(frozen=True)
+class AgentSnapshot:
+    """One agent as the ACD sees them now: state (see :meth:`ACD.agent_state`), the calls they are on and
+    the call they are being offered, and the queues they serve."""
+
+    id: str
+    name: str
+    contact: str
+    skills: tuple[str, ...]
+    max_calls: int
+    state: str
+    pause_reason: str | None
+    in_state_s: float
+    calls: tuple[str, ...]
+    offered_call: str | None
+    answered: int
+    queues: tuple[str, ...]
+
+    def call_ids(self) -> set[str]:
+        """The calls this agent is on or being offered."""
+        return {*self.calls, *([self.offered_call] if self.offered_call else [])}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The agent as JSON (GET /api/agents, the events websocket)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "contact": self.contact,
+            "skills": list(self.skills),
+            "max_calls": self.max_calls,
+            "state": self.state,
+            "pause_reason": self.pause_reason,
+            "in_state_s": self.in_state_s,
+            "calls": list(self.calls),
+            "offered_call": self.offered_call,
+            "answered": self.answered,
+            "queues": list(self.queues),
+        }
 
 
 class ACD:
@@ -175,30 +205,21 @@ class ACD:
         self._reported = {aid: (a.state, a.pause_reason) for aid, a in self._agents.items()}
 
     # --- inputs: callers ----------------------------------------------------------------------------------
-    def enqueue(
-        self,
-        call_id: str,
-        handoff: dict[str, Any],
-        *,
-        caller: str | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-    ) -> list[Action]:
-        """A caller joins a queue. ``queue`` and ``priority`` default to the hand-off packet's; an unknown
-        queue name goes to the first configured queue. The queue's ``priority_rules`` are added."""
+    def enqueue(self, call_id: str, request: QueueRequest) -> list[Action]:
+        """A caller joins the queue ``request`` names (None or an unknown name: the first configured queue)
+        with the request's priority plus the queue's ``priority_rules``."""
         self._now = self.clock()
         if call_id in self._calls or call_id in self._connected:
             raise QueueError(f"call {call_id} is already queued or connected")
-        name = queue or handoff.get("queue")
-        if not isinstance(name, str) or name not in self.queues:
+        name = request.queue
+        if name is None or name not in self.queues:
             if name is not None:
                 log.warning(
                     "queue %r is not configured; call %s goes to %r", name, call_id, self.default_queue
                 )
             name = self.default_queue
         q = self.queues[name]
-        if caller is None and isinstance(handoff.get("caller_id"), str):
-            caller = handoff["caller_id"]
+        caller = request.caller
         out: list[Action] = []
         if q.blind_transfer_to:
             self._stats[name].transferred += 1
@@ -209,7 +230,7 @@ class ACD:
             return out
         if not q.join_empty and not any(a.logged_in and serves(a.cfg, q) for a in self._agents.values()):
             out += [
-                Fallback(call_id, name, q.fallback, "no_agents", caller, handoff),
+                Fallback(call_id, name, q.fallback, "no_agents", caller, request),
                 CallLeftQueue(call_id, name, "no_agents", 0.0),
             ]
             return out
@@ -218,8 +239,8 @@ class ACD:
             call_id,
             name,
             caller,
-            handoff,
-            self._priority(q, handoff, priority),
+            request,
+            self._priority(q, request),
             self._now,
             self._seq,
             deadline=self._now + q.max_wait,
@@ -276,7 +297,7 @@ class ACD:
         wait = self._leave(call)
         self._stats[call.queue].callbacks += 1
         out += [
-            Fallback(call_id, call.queue, "callback", "caller_request", call.caller, call.handoff),
+            Fallback(call_id, call.queue, "callback", "caller_request", call.caller, call.request),
             CallLeftQueue(call_id, call.queue, "callback", wait),
         ]
         self._settle(out)
@@ -423,7 +444,6 @@ class ACD:
         for name, q in self.queues.items():
             waiting = []
             for pos, c in enumerate(self._ordered(name), start=1):
-                summary = c.handoff.get("summary")
                 waiting.append(
                     {
                         "call_id": c.call_id,
@@ -433,11 +453,9 @@ class ACD:
                         "waited_s": round(self._now - c.enqueued_at, 3),
                         "state": "ringing" if c.offers else "waiting",
                         "ringing": sorted(c.offers),
-                        "summary": summary if isinstance(summary, str) else None,
-                        "reason": c.handoff.get("reason")
-                        if isinstance(c.handoff.get("reason"), str)
-                        else None,
-                        "frustration": _level(c.handoff),
+                        "summary": c.request.summary,
+                        "reason": c.request.reason,
+                        "frustration": c.request.frustration,
                         "estimated_wait_s": self._estimate(q, pos),
                     }
                 )
@@ -459,26 +477,30 @@ class ACD:
             )
         return {"queues": queues}
 
-    def agents_snapshot(self) -> list[dict[str, Any]]:
-        """Every agent with state, pause reason, current calls and the queues they serve (GET /api/agents)."""
+    def agents(self) -> list[AgentSnapshot]:
+        """Every agent with state, pause reason, current calls and the queues they serve."""
         self._now = self.clock()
         return [
-            {
-                "id": a.cfg.id,
-                "name": a.cfg.display_name,
-                "contact": a.cfg.contact,
-                "skills": list(a.cfg.skills),
-                "max_calls": a.cfg.max_calls,
-                "state": a.state,
-                "pause_reason": a.pause_reason,
-                "in_state_s": round(self._now - a.state_since, 3),
-                "calls": sorted(a.calls),
-                "offered_call": a.offer,
-                "answered": a.answered,
-                "queues": [name for name, q in self.queues.items() if serves(a.cfg, q)],
-            }
+            AgentSnapshot(
+                id=a.cfg.id,
+                name=a.cfg.display_name,
+                contact=a.cfg.contact,
+                skills=tuple(a.cfg.skills),
+                max_calls=a.cfg.max_calls,
+                state=a.state,
+                pause_reason=a.pause_reason,
+                in_state_s=round(self._now - a.state_since, 3),
+                calls=tuple(sorted(a.calls)),
+                offered_call=a.offer,
+                answered=a.answered,
+                queues=tuple(name for name, q in self.queues.items() if serves(a.cfg, q)),
+            )
             for a in self._agents.values()
         ]
+
+    def agents_snapshot(self) -> list[dict[str, Any]]:
+        """:meth:`agents` as JSON (the body of GET /api/agents)."""
+        return [a.to_dict() for a in self.agents()]
 
     def agent_state(self, agent_id: str) -> str:
         """One agent's state: offline, available, ringing, busy, wrap_up or paused."""
@@ -514,6 +536,11 @@ class ACD:
             "average_handle_time_s": round(st.handle_total / st.handled, 3) if st.handled else None,
         }
 
+    def waiting_in(self, call_id: str) -> str | None:
+        """The queue a caller waits in, or None if not waiting (connected, gone, or never queued)."""
+        call = self._calls.get(call_id)
+        return call.queue if call is not None else None
+
     def position(self, call_id: str) -> int | None:
         """A queued caller's position (1 = next), or None if not queued."""
         call = self._calls.get(call_id)
@@ -522,12 +549,9 @@ class ACD:
         return [c.call_id for c in self._ordered(call.queue)].index(call_id) + 1
 
     # --- internals ----------------------------------------------------------------------------------------
-    def _priority(self, q: QueueConfig, handoff: dict[str, Any], given: int | None) -> int:
-        base = given if given is not None else handoff.get("priority", 0)
-        if not isinstance(base, int) or isinstance(base, bool):
-            base = 0
-        met = handoff_conditions(handoff)
-        return base + sum(bonus for cond, bonus in q.priority_rules.items() if cond in met)
+    def _priority(self, q: QueueConfig, request: QueueRequest) -> int:
+        met = request_conditions(request)
+        return request.priority + sum(bonus for cond, bonus in q.priority_rules.items() if cond in met)
 
     def _ordered(self, queue: str) -> list[_Call]:
         return sorted((c for c in self._calls.values() if c.queue == queue), key=_Call.order)
@@ -592,7 +616,7 @@ class ACD:
                 q.name,
                 q.agent_confirm,
                 q.agent_timeout,
-                call.handoff,
+                call.request,
             )
         )
 
@@ -607,7 +631,7 @@ class ACD:
                 wait = self._leave(call)
                 self._stats[q.name].timeouts += 1
                 out += [
-                    Fallback(call.call_id, q.name, q.fallback, "max_wait", call.caller, call.handoff),
+                    Fallback(call.call_id, q.name, q.fallback, "max_wait", call.caller, call.request),
                     CallLeftQueue(call.call_id, q.name, "timeout", wait),
                 ]
             elif call.next_announce is not None and call.next_announce <= self._now:

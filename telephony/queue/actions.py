@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from telephony.queue.request import QueueRequest
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class RingAgent:
     queue: str
     confirm: bool
     timeout_s: float
-    handoff: dict[str, Any] = field(repr=False, compare=False)
+    request: QueueRequest = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Fallback:
     kind: Literal["callback", "voicemail", "none"]
     reason: Literal["max_wait", "caller_request", "no_agents"]
     caller: str | None
-    handoff: dict[str, Any] = field(repr=False, compare=False)
+    request: QueueRequest = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -177,8 +177,7 @@ class LiveQueue(QueueHandlers):
         self._callers[call_id] = caller
         watcher = self._spawn(self._watch_caller(caller))
         try:
-            self.runner.enqueue(call_id, dict(request.details), caller=leg.caller or request.caller,
-                                queue=request.queue, priority=request.priority)
+            self.runner.enqueue(call_id, replace(request, caller=leg.caller or request.caller))
         except Exception:
             log.exception("call %s could not be queued", call_id)
             caller.finish()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 NO_WHISPER = "A caller from the voice bot."
 
@@ -34,4 +33,4 @@ class QueueRequest:
     """The caller's frustration level (``calm``, ``annoyed``, ``frustrated``), if known."""
     reason: str | None = None
     """Why the bot handed over (``caller_request``, ``not_understood``, ...)."""
-    details: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    details: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)

@@ -28,6 +28,7 @@ from telephony.queue.actions import (
     Transfer,
 )
 from telephony.queue.config import AgentConfig, QueueConfig
+from telephony.queue.request import QueueRequest
 from telephony.queue.store import CallbackStore
 
 log = logging.getLogger(__name__)
@@ -105,16 +106,8 @@ class QueueRunner:
         self._listeners.append(listener)
 
     # --- inputs (see the ACD methods of the same names) -----------------------------------------------------
-    def enqueue(
-        self,
-        call_id: str,
-        handoff: dict[str, Any],
-        *,
-        caller: str | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-    ) -> list[Action]:
-        return self._run(self.acd.enqueue(call_id, handoff, caller=caller, queue=queue, priority=priority))
+    def enqueue(self, call_id: str, request: QueueRequest) -> list[Action]:
+        return self._run(self.acd.enqueue(call_id, request))
 
     def hangup(self, call_id: str) -> list[Action]:
         return self._run(self.acd.hangup(call_id))
@@ -225,7 +218,7 @@ class QueueRunner:
                 caller=action.caller,
                 queue=action.queue,
                 reason=action.reason,
-                handoff=action.handoff,
+                handoff=action.request.details,
             )
         except Exception:
             # The caller must still hear something: the handler gets None and can apologise.

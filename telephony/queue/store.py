@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,18 +95,18 @@ class CallbackStore:
         caller: str | None,
         queue: str,
         reason: str,
-        handoff: dict[str, Any],
+        handoff: Mapping[str, object],
         now: dt.datetime | None = None,
     ) -> int:
         """Record a pending request; returns its id. Values of ``handoff`` JSON cannot hold (dates, decimals)
         are stored as their text."""
-        handoff = json.loads(json.dumps(handoff, default=str))
+        stored = json.loads(json.dumps(dict(handoff), default=str))
         row = CallbackRow(
             call_id=call_id,
             caller=caller,
             queue=queue,
             reason=reason,
-            handoff=handoff,
+            handoff=stored,
             requested_at=now or dt.datetime.now(dt.UTC),
             status="pending",
         )

@@ -27,7 +27,6 @@ from pipecat.transports.base_transport import BaseTransport
 
 from telephony.call import NO_MEDIA
 from voicebot.pipeline.builder import CallTransport, build_call_pipeline
-from voicebot.pipeline.call import handoff_json
 
 if TYPE_CHECKING:
     from dialogs.manager.handoff import HandoffPacket
@@ -131,7 +130,7 @@ class CallRunner:
         """The dialog decided to hand off: queue the caller now, the queue takes them once ``released``."""
         if self.queued is None and self.transfer is not None and self.leg is not None:
             self.queued = asyncio.ensure_future(
-                self.transfer.handoff(self.leg, ctx, handoff_json(packet or ctx.handoff), caller_ready=self.released))
+                self.transfer.handoff(self.leg, ctx, packet or ctx.handoff, caller_ready=self.released))
 
     async def _handed_off(self, ctx: CallContext, packet: HandoffPacket | None) -> None:
         """The caller has heard the hand-off announcement (or talked over it): the bot lets go of them."""

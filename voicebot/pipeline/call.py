@@ -24,11 +24,6 @@ _ENGINE_REASONS = {"caller_hangup", "bot_hangup", "handoff", "error"}
 _AS_ENGINE_REASON = {"no_media": "caller_hangup"}  # the caller's phone vanished: they left
 
 
-def handoff_json(packet: HandoffPacket | None) -> dict[str, Any]:
-    """The packet as the JSON the agent queue (``voicebot.transfer``) reads; ``{}`` for none."""
-    return packet.to_dict() if packet is not None else {}
-
-
 class CallContext:
     """The dialog session and call record of one call. ``finish`` closes both, exactly once."""
 

@@ -143,16 +143,10 @@ def agent_call_ids(app: FastAPI, agent_id: str) -> set[str]:
         return set()
     for _attempt in range(3):
         try:
-            snapshot = runner.acd.agents_snapshot()
+            agents = runner.acd.agents()
         except RuntimeError:  # read from a worker thread while the loop changed the queue: read again
             continue
-        for agent in snapshot:
-            if agent["id"] == agent_id:
-                ids = {str(c) for c in agent.get("calls") or []}
-                if agent.get("offered_call"):
-                    ids.add(str(agent["offered_call"]))
-                return ids
-        return set()
+        return next((agent.call_ids() for agent in agents if agent.id == agent_id), set())
     return set()
 
 
@@ -167,12 +161,7 @@ def own_call_ids(request_or_app: Any, principal: Principal) -> set[str] | None:
     ids = agent_call_ids(app, principal.agent_id)
     service = getattr(app.state, "transfer", None)
     if service is not None:
-        from sqlalchemy import select
-
-        from voicebot.transfer import TransferRow
-
-        with service.records._sessions() as s:
-            ids |= set(s.scalars(select(TransferRow.call_id).where(TransferRow.agent_id == principal.agent_id)))
+        ids |= service.records.call_ids_of_agent(principal.agent_id)
     return ids
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from telephony.queue.acd import QueueError, UnknownAgentError
+from telephony.queue.acd import AgentSnapshot, QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
@@ -67,10 +67,10 @@ def _service(request: Request) -> TransferService:
     return service
 
 
-def _agent(service: TransferService, agent_id: str) -> dict[str, Any]:
+def _agent(service: TransferService, agent_id: str) -> AgentSnapshot:
     assert service.runner is not None
-    for agent in service.runner.acd.agents_snapshot():
-        if agent["id"] == agent_id:
+    for agent in service.runner.acd.agents():
+        if agent.id == agent_id:
             return agent
     raise HTTPException(status_code=404, detail=f"no agent with id {agent_id!r}")
 
@@ -107,10 +107,10 @@ async def agents(request: Request, who: LoggedIn) -> dict[str, Any]:
     """Every agent (supervisors, admins); an agent gets only themselves."""
     service = _service(request)
     assert service.runner is not None
-    snapshot = service.runner.acd.agents_snapshot()
+    snapshot = service.runner.acd.agents()
     if not who.sees_all:
-        snapshot = [a for a in snapshot if a["id"] == who.agent_id]
-    return {"agents": snapshot}
+        snapshot = [a for a in snapshot if a.id == who.agent_id]
+    return {"agents": [a.to_dict() for a in snapshot]}
 
 
 @router.get("/api/agents/{agent_id}")
@@ -119,7 +119,7 @@ async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     ensure_own_agent(who, agent_id)
     service = _service(request)
     current = service.current.get(agent_id)
-    return {**_agent(service, agent_id), "current": _redactor(request).value(current)}
+    return {**_agent(service, agent_id).to_dict(), "current": _redactor(request).value(current)}
 
 
 @router.post("/api/agents/{agent_id}/state")
@@ -141,14 +141,14 @@ async def set_state(agent_id: str, request: Request, who: LoggedIn) -> dict[str,
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except QueueError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    return _agent(service, agent_id)
+    return _agent(service, agent_id).to_dict()
 
 
 def _offered_call(service: TransferService, agent_id: str) -> str:
-    offered = _agent(service, agent_id).get("offered_call")
+    offered = _agent(service, agent_id).offered_call
     if not offered:
         raise HTTPException(status_code=409, detail=f"no call is being offered to {agent_id}")
-    return str(offered)
+    return offered
 
 
 @router.post("/api/agents/{agent_id}/accept")

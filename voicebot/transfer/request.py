@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
-from telephony.queue.request import NO_WHISPER, QueueRequest
+from telephony.queue.request import QueueRequest
+
+if TYPE_CHECKING:
+    from dialogs.manager.handoff import HandoffPacket
 
 # Why the bot handed over, in the fewest words an agent needs (frustration is said on its own).
 WHISPER_REASONS = {
@@ -19,39 +21,28 @@ WHISPER_REASONS = {
     "action_error": "A system error.",
 }
 _ASKS_FOR_A_PERSON = re.compile(r"\b(agent|human|person|operator)\b")
-# Fields of the dialog engine's packet; a packet with none of them (not from the engine) is whispered by its summary.
-_STRUCTURED = ("customer", "intents_pending", "intents_done", "frustration", "reason")
 
 
-def queue_request_from_packet(packet: Mapping[str, Any] | None) -> QueueRequest:
-    """The queue request for the dialog engine's hand-off ``packet`` (``dialogs.manager.handoff``); the one
-    place that reads the packet. Tolerates missing or malformed fields."""
-    p: Mapping[str, Any] = packet or {}
-    given = p.get("customer")
-    customer: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
-    name = str(customer.get("name") or "").strip()
-    intents: list[str] = []
-    for task in [*(p.get("intents_pending") or []), *(p.get("intents_done") or [])]:
-        intent = str(task.get("intent") or "").strip() if isinstance(task, Mapping) else ""
-        if intent:
-            intents.append(intent)
-    frustration = p.get("frustration")
-    level = frustration.get("level") if isinstance(frustration, Mapping) else None
-    priority = p.get("priority", 0)
+def queue_request_from_packet(packet: HandoffPacket | None) -> QueueRequest:
+    """The queue request for the dialog engine's hand-off ``packet``; ``details`` is the packet's JSON (what
+    the agent page, voice messages and callback requests show). None: an unnamed caller to the first queue."""
+    if packet is None:
+        return QueueRequest()
+    customer = packet.customer
+    name = (customer.name or "").strip() if customer is not None else ""
+    intents = [t.intent.strip() for t in (*packet.intents_pending, *packet.intents_done) if t.intent.strip()]
     request = QueueRequest(
-        queue=_text(p.get("queue")),
-        priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
-        caller=_text(p.get("caller_id")),
-        summary=_text(p.get("summary")),
+        queue=packet.queue or None,
+        priority=packet.priority,
+        caller=packet.caller_id or None,
+        summary=packet.summary or None,
         customer_name=name or None,
-        verified=bool(customer.get("verified")),
+        verified=customer is not None and customer.verified,
         intents=tuple(intents),
-        frustration=str(level) if level else None,
-        reason=_text(p.get("reason")),
-        details=p,
+        frustration=packet.frustration.level or None,
+        reason=packet.reason or None,
+        details=packet.to_dict(),
     )
-    if not any(k in p for k in _STRUCTURED):
-        return replace(request, whisper=str(p.get("summary") or NO_WHISPER))
     return replace(request, whisper=whisper_text(request))
 
 
@@ -80,7 +71,3 @@ def whisper_text(request: QueueRequest) -> str:
     if reason and not requests:
         parts.append(reason)
     return " ".join(parts)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +45,7 @@ from voicebot.transfer.store import CALL_OUTCOME, TransferStore
 from voicebot.transfer.utterances import Utterances
 
 if TYPE_CHECKING:
+    from dialogs.manager.handoff import HandoffPacket
     from telephony.leg import Leg
     from telephony.sip.ua import UserAgent
     from voicebot.config import Settings
@@ -168,7 +170,7 @@ class TransferService:
         the agent hears it."""
         return await self.speak(text, WHISPER_LENGTH_SCALE, WHISPER_PAUSE_S)
 
-    async def handoff(self, leg: Leg, call: CallContext | None, packet: dict[str, Any] | None, *,
+    async def handoff(self, leg: Leg, call: CallContext | None, packet: HandoffPacket | None, *,
                       caller_ready: asyncio.Event | None = None) -> TransferResult:
         """Queue the caller on ``leg`` with the hand-off ``packet``; returns when their call is over, after
         recording it. ``call`` (the bot's call context) gets its outcome corrected if the caller gave up.
@@ -180,18 +182,18 @@ class TransferService:
         assert self.live is not None
         if self.ua is not None:
             self.live.ua = self.ua
-        packet = dict(packet or {})
-        packet.setdefault("call_id", leg.call_id)
         call_id = leg.call_id
+        request = queue_request_from_packet(packet)
+        if packet is None:  # the agent page still learns which call it is
+            request = replace(request, details={"call_id": call_id})
         # The record stays open (the call live on the dashboard) until the queue is done; closed below.
         held = call is not None and self.store is not None and call.hold_record()
-        log.info("call %s: handed to queue %s", call_id, packet.get("queue"))
-        self._publish("handoff", call_id=call_id, packet=_jsonable(packet))
+        log.info("call %s: handed to queue %s", call_id, request.queue)
+        self._publish("handoff", call_id=call_id, packet=_jsonable(request.details))
         result = TransferResult(call_id=call_id, outcome="failed")
         try:
             with MONITORS.holding(call_id):  # live for listeners until the queue is done with the call
-                result = await self.live.transfer_call(leg, queue_request_from_packet(packet),
-                                                       caller_ready=caller_ready)
+                result = await self.live.transfer_call(leg, request, caller_ready=caller_ready)
             log.info("call %s: queue outcome %s (agent %s, waited %.1f s)", call_id, result.outcome,
                      result.agent_id, result.wait_s)
         finally:
@@ -215,7 +217,7 @@ class TransferService:
             text = ""
         vid = await asyncio.to_thread(
             self.records.add_voicemail, call_id=action.call_id, queue=action.queue, caller=action.caller,
-            reason=action.reason, audio=audio, transcript=text, handoff=action.handoff)
+            reason=action.reason, audio=audio, transcript=text, handoff=action.request.details)
         log.info("call %s: voice message %d kept (%.1f s)", action.call_id, vid, len(audio) / SAMPLE_WIDTH / SAMPLE_RATE)
 
     # --- transcripts of the bridged conversation ------------------------------------------------------------
@@ -272,8 +274,8 @@ class TransferService:
             return
         if action is None or isinstance(action, AgentStateChanged):
             counts = dict.fromkeys(AGENT_STATES, 0)
-            for agent in self.runner.acd.agents_snapshot():
-                counts[agent["state"]] = counts.get(agent["state"], 0) + 1
+            for agent in self.runner.acd.agents():
+                counts[agent.state] = counts.get(agent.state, 0) + 1
             for state, n in counts.items():
                 AGENTS.labels(state).set(n)
         for q in self.settings.queues:
@@ -299,8 +301,7 @@ class TransferService:
 
     def _on_queued(self, call_id: str) -> None:
         assert self.runner is not None
-        queue = next((q["name"] for q in self.runner.acd.snapshot()["queues"]
-                      if any(w["call_id"] == call_id for w in q["waiting"])), None)
+        queue = self.runner.acd.waiting_in(call_id)
         if queue is not None:  # not when the call left at once (blind transfer, no agent logged in)
             self._publish("call.state", call_id=call_id, state="queued", queue=queue)
         self._queue_changed()
@@ -328,8 +329,8 @@ class TransferService:
         task.add_done_callback(self._writes.discard)
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data, default=str))
+def _jsonable(data: Mapping[str, object]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(data), default=str))
 
 
 def _trim_tail(pcm: bytes, keep: int, level: int = 300) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import wave
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +55,7 @@ class TransferStore:
             s.execute(update(CallRow).where(CallRow.id == result.call_id).values(**values))
 
     def add_voicemail(self, *, call_id: str, queue: str, caller: str | None, reason: str, audio: bytes,
-                      transcript: str, handoff: dict[str, Any]) -> int:
+                      transcript: str, handoff: Mapping[str, object]) -> int:
         """Keep a voice message (16 kHz PCM, stored as WAV); returns its id."""
         buf = io.BytesIO()
         with wave.open(buf, "wb") as w:
@@ -63,7 +63,7 @@ class TransferStore:
             w.setsampwidth(SAMPLE_WIDTH)
             w.setframerate(SAMPLE_RATE)
             w.writeframes(audio)
-        transcript, handoff = self.redactor.text(transcript), self.redactor.value(handoff)
+        transcript, handoff = self.redactor.text(transcript), self.redactor.value(dict(handoff))
         with self._sessions.begin() as s:
             row = VoicemailRow(call_id=call_id, queue=queue, caller=caller, reason=reason,
                                seconds=round(len(audio) / SAMPLE_WIDTH / SAMPLE_RATE, 2), transcript=transcript,
@@ -95,6 +95,11 @@ class TransferStore:
                 return False
             row.status = status
             return True
+
+    def call_ids_of_agent(self, agent_id: str) -> set[str]:
+        """The calls recorded as handed to ``agent_id`` (an agent may see these)."""
+        with self._sessions() as s:
+            return set(s.scalars(select(TransferRow.call_id).where(TransferRow.agent_id == agent_id)))
 
     def of_call(self, call_id: str) -> dict[str, Any] | None:
         """The last hand-off of a call as JSON-ready data, or None."""
