@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sip_concurrent import Ear, free_port  # noqa: E402
+from sip_callers import Ear, free_port  # noqa: E402
 
 from telephony.call import CallLeg  # noqa: E402
 from telephony.config import SipConfig  # noqa: E402

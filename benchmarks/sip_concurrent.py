@@ -22,68 +22,24 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sip_callers import Ear, free_port, say_and_time_reply, serve, synthesise  # noqa: E402
 
 from telephony.call import CallLeg  # noqa: E402
 from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
 
-LOUD_RMS = 500.0
 SENT_GAP = re.compile(r"largest gap sent (\d+) ms")
 UTTERANCE = "Where is my order?"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def synthesise(folder: Path) -> bytes:
-    wav = folder / "say.wav"
-    raw = folder / "say.raw"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), UTTERANCE], check=True)
-    subprocess.run(["sox", str(wav), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-t", "raw", str(raw)],
-                   check=True)
-    return raw.read_bytes()
-
-
-class Ear:
-    """Watches a leg's incoming audio: when it is loud, and when it last went quiet."""
-
-    def __init__(self) -> None:
-        self.loud_since: float | None = None
-        self.last_loud: float | None = None
-        self.first_loud_after: float | None = None
-        self.mark: float | None = None
-
-    def __call__(self, pcm: bytes) -> None:
-        now = time.monotonic()
-        x = np.frombuffer(pcm, np.int16).astype(np.float64)
-        if len(x) and np.sqrt((x**2).mean()) > LOUD_RMS:
-            self.last_loud = now
-            if self.mark is not None and self.first_loud_after is None:
-                self.first_loud_after = now
-
-    async def quiet_for(self, seconds: float, timeout: float) -> bool:
-        """Until the bot has spoken and then been quiet for ``seconds``."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.last_loud is not None and time.monotonic() - self.last_loud >= seconds:
-                return True
-            await asyncio.sleep(0.05)
-        return False
 
 
 async def one_call(ua: UserAgent, target: str, speech: bytes, delay: float) -> dict:
@@ -99,15 +55,7 @@ async def one_call(ua: UserAgent, target: str, speech: bytes, delay: float) -> d
     try:
         if not await ear.quiet_for(1.0, 30):
             result["error"] = "no greeting"
-        await leg.write_audio(speech)
-        while leg.queued_ms > 0 and leg.state == "answered":
-            await asyncio.sleep(0.005)
-        ear.mark = time.monotonic()
-        deadline = ear.mark + 15
-        while ear.first_loud_after is None and time.monotonic() < deadline and leg.state == "answered":
-            await asyncio.sleep(0.01)
-        if ear.first_loud_after is not None:
-            result["latency_s"] = round(ear.first_loud_after - ear.mark, 3)
+        result["latency_s"] = await say_and_time_reply(leg, ear, speech)
         await ear.quiet_for(1.0, 20)
         result["dropped"] = leg.state != "answered"
         result["max_gap_ms"] = round(leg.rtp.stats.max_receive_gap_ms, 1)
@@ -152,35 +100,10 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        speech = synthesise(folder)
+        speech = synthesise(folder, UTTERANCE)
         port = free_port()
-        (folder / "voicebot.yaml").write_text(
-            f"database:\n  url: sqlite:///{folder}/bench.db\nserver:\n  host: 127.0.0.1\n  port: {free_port()}\n"
-            f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: ''\n  rtp_port_min: 41000\n"
-            f"  rtp_port_max: 41999\n  invites_per_second_per_source: 100\nlog_level: WARNING\n")
-        server = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--config", str(folder / "voicebot.yaml")],
-                                  cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_LOG_LEVEL": "INFO"})
-        try:
-            assert server.stderr is not None
-            for line in server.stderr:
-                if "SIP ready" in line:
-                    break
-            else:
-                sys.exit("voicebot serve did not start")
-            # Keep reading its log so a full pipe never blocks the server.
-            log_path = os.environ.get("SIP_BENCH_SERVER_LOG")
-            sink = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the server
-            lines: list[str] = []
-
-            def drain() -> None:
-                for line in server.stderr:  # type: ignore[union-attr]
-                    lines.append(line)
-                    if sink:
-                        sink.write(line)
-                        sink.flush()
-
-            threading.Thread(target=drain, daemon=True).start()
+        with serve(folder, port) as server:
+            lines = server.lines
             best = 0
             for n in levels:
                 seen = len(lines)
@@ -195,12 +118,6 @@ def main() -> None:
                 elif not args.keep_going:
                     break
             print(json.dumps({"max_concurrent_calls_passing": best, "cpus": os.cpu_count()}), flush=True)
-        finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from telephony.sip.invite import InviteSession
 log = logging.getLogger(__name__)
 
 
+NO_MEDIA = "no media"  # the end reason of a call whose peer stopped sending RTP (sip.no_media_timeout_s)
+
+
 class CallLeg(LegBase):
     """One call with one peer. ``state`` goes ringing -> answered -> ended (or ringing -> ended)."""
 
@@ -136,7 +139,7 @@ class CallLeg(LegBase):
 
     def _no_media(self) -> None:
         log.warning("call %s: no RTP from the peer for %.0f s; hanging up", self.call_id, self.rtp.no_media_timeout_s)
-        self.session.endpoint.spawn(self.session.hangup("no media"))
+        self.session.endpoint.spawn(self.session.hangup(NO_MEDIA))
 
     def _dtmf_in(self, key: str) -> None:
         log.debug("call %s: a keypad key", self.call_id)  # which key is never logged: it may be part of a PIN

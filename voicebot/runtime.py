@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING
 from dialogs.db.repository import close_stale_contacts
 from voicebot.config import Settings
 from voicebot.events import EventBus
-from voicebot.pipeline.dialog import SILENCE_GOODBYE, SILENCE_PROMPT
+from voicebot.pipeline.dialog import (
+    DATABASE_SORRY,
+    HOLDING_PHRASE,
+    MISHEARD_APOLOGY,
+    SILENCE_GOODBYE,
+    SILENCE_PROMPT,
+)
 from voicebot.pipeline.shared import SharedModels
+from voicebot.pipeline.tts import SPEECH_APOLOGY
 from voicebot.redaction import Redactor
 from voicebot.storage import CallStore
 
@@ -53,12 +60,19 @@ class Runtime:
             log.info("closed %d call record(s) and %d contact(s) left open by a previous run (interrupted)", stale,
                      stale_contacts)
         if warm_up:
-            shared.warm_up([*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE])
+            shared.warm_up(fixed_prompts(settings, engine))
         return cls(settings=settings, engine=engine, shared=shared, store=store, events=events)
 
     def close(self) -> None:
         self.shared.close()
         self.store.close()
+
+
+def fixed_prompts(settings: Settings, engine: DialogEngine) -> list[str]:
+    """What the bot says on many calls word for word: synthesised once at start-up and kept (the apologies
+    must play even when Piper fails)."""
+    return [*_greetings(settings, engine), SILENCE_PROMPT, SILENCE_GOODBYE, HOLDING_PHRASE, DATABASE_SORRY,
+            MISHEARD_APOLOGY, SPEECH_APOLOGY]
 
 
 def _greetings(settings: Settings, engine: DialogEngine) -> list[str]:

@@ -25,6 +25,7 @@ from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.frames.frames import EndFrame, InputDTMFFrame
 from pipecat.transports.base_transport import BaseTransport
 
+from telephony.call import NO_MEDIA
 from voicebot.pipeline.builder import CallTransport, build_call_pipeline
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ class CallRunner:
     async def _disconnected(self, _transport: Any, _client: Any) -> None:
         if self._end_leg is not None:
             self._end_leg("remote hangup")
+        if self.leg is not None and self.leg.end_reason == NO_MEDIA and self.call.call.end_reason is None:
+            self.call.call.end_reason = "no_media"  # the caller vanished without a BYE: the record says so
         await self.call.caller_left()
 
     def _queue(self, ctx: CallContext, packet: HandoffPacket | None) -> None:

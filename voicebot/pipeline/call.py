@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 # session.end() accepts these reasons; anything else the pipeline knows maps onto them.
 _ENGINE_REASONS = {"caller_hangup", "bot_hangup", "handoff", "error"}
+_AS_ENGINE_REASON = {"no_media": "caller_hangup"}  # the caller's phone vanished: they left
 
 
 class CallContext:
@@ -104,7 +105,7 @@ class CallContext:
             await self.on_announcement_cut()
 
     async def finish(self, reason: str) -> None:
-        """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, error).
+        """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, no_media, error).
 
         Records what the caller was in the middle of saying, closes the dialog session and the record.
         Safe to call more than once; only the first call counts.
@@ -124,13 +125,13 @@ class CallContext:
                 await self.add_turn(
                     "caller", text, pending.start, end=datetime.now(UTC), extra={"partial": True}
                 )
-        engine_reason = reason if reason in _ENGINE_REASONS else "bot_hangup"
+        engine_reason = reason if reason in _ENGINE_REASONS else _AS_ENGINE_REASON.get(reason, "bot_hangup")
         try:
             outcome = await self.shared.run(self.session.end, engine_reason)
         except Exception:
             log.exception("call %s: closing the dialog session failed", self.call_id)
             outcome = None
-        if reason == "silence":
+        if reason in ("silence", "no_media"):
             outcome = "abandoned"
         self.outcome = self.outcome or outcome or ("abandoned" if reason == "caller_hangup" else "ended")
         customer_id = getattr(self.session.state, "customer_id", None)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 SILENCE_PROMPT = "Are you still there? Tell me how I can help, or say agent to talk to a person."
 SILENCE_GOODBYE = "I haven't heard anything, so I'll end the call now. Thank you for calling, goodbye."
 DURATION_GOODBYE = "We have reached the time limit for this call. Thank you for calling, goodbye."
+MISHEARD_APOLOGY = "Sorry, I didn't catch that. Could you say it again, please?"
 HOLDING_PHRASE = "One moment, I'm checking that for you."
 DATABASE_SORRY = ("I'm sorry, I can't reach our records right now. Please try again in a moment, or say agent to "
                   "talk to a person.")
@@ -102,6 +103,12 @@ class DialogStage(FrameProcessor):
         )
 
     async def _on_turn(self, frame: CallerTurnFrame) -> None:
+        if frame.transcription_failed and not self._ending:
+            assert frame.start is not None
+            await self._call.add_turn("caller", "[transcription failed]", frame.start, end=frame.end,
+                                      extra={"error": "transcription failed"})
+            await self._say(MISHEARD_APOLOGY, kind="apology")
+            return
         if is_non_speech(frame.text):
             self._arm_timer()
             return

@@ -25,6 +25,7 @@ class CallerTurnFrame(DataFrame):
     stt_ms: float = 0.0
     stt_wait_ms: float = 0.0
     audio: bytes = b""  # the utterance, 16 kHz mono PCM16 (for prosody)
+    transcription_failed: bool = False  # speech recognition raised: ``text`` is empty, the bot apologises
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

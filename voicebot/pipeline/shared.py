@@ -115,6 +115,8 @@ class SharedModels:
         self._tts_cache: OrderedDict[tuple[str, float], bytes] = OrderedDict()
         self._tts_cache_size = 256
         self._tts_cache_lock = threading.Lock()
+        # The fixed prompts of warm_up, never evicted: the apologies must play even when Piper fails.
+        self._pinned: dict[tuple[str, float], bytes] = {}
         # One Piper session is not documented thread-safe; serialise synthesis (it is 15x real time).
         self._tts_lock = threading.Lock()
 
@@ -196,6 +198,9 @@ class SharedModels:
         scale = length_scale if length_scale is not None else self.settings.models.tts.length_scale
         key = (sentence, scale)
         with self._tts_cache_lock:
+            pinned = self._pinned.get(key)
+            if pinned is not None:
+                return Speech(pinned, self.tts_sample_rate)
             cached = self._tts_cache.get(key)
             if cached is not None:
                 self._tts_cache.move_to_end(key)
@@ -217,7 +222,7 @@ class SharedModels:
 
     def warm_up(self, sentences: list[str]) -> None:
         """Run the models once in every pool thread (the first inference in a thread is several times
-        slower) and cache the audio of ``sentences``."""
+        slower) and keep the audio of ``sentences`` for the life of the process."""
         workers = self.settings.models.workers
         barrier = threading.Barrier(workers)
         # Real speech, not silence: decoding a sentence also sizes CTranslate2's decoder buffers.
@@ -232,9 +237,10 @@ class SharedModels:
 
         for future in [self.executor.submit(once) for _ in range(workers)]:
             future.result()
+        scale = self.settings.models.tts.length_scale
         for s in sentences:
             for sentence in speech_chunks(s):
-                self.synthesize(sentence)
+                self._pinned[(sentence, scale)] = self.synthesize(sentence).audio
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

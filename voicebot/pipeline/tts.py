@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -14,6 +16,11 @@ from voicebot.config import TTSConfig
 from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.frames import BotSaidFrame, BotSayFrame
 from voicebot.pipeline.shared import SharedModels, Speech, speech_chunks
+
+log = logging.getLogger(__name__)
+
+# Said (from the pinned prompt audio, so even without Piper) when a reply cannot be synthesised.
+SPEECH_APOLOGY = "Sorry, something went wrong on my side. Could you say that again, please?"
 
 
 class PiperSpeech(FrameProcessor):
@@ -72,6 +79,31 @@ class PiperSpeech(FrameProcessor):
             if upcoming is not None:
                 upcoming.cancel()
             raise
+        except Exception:
+            log.exception("call %s: synthesising the bot's words failed", self._call.call_id)
+            if upcoming is not None:
+                upcoming.cancel()
+            await self._apologise(say)
+
+    async def _apologise(self, say: BotSayFrame) -> None:
+        """Piper failed mid-reply: mark the turn, say the pinned apology (no Piper needed), and go on as the
+        reply would have (continue, hang up or hand off)."""
+        if say.turn_id is not None:
+            self._call.playing.discard(say.turn_id)
+        await self._call.update_turn(say.turn_id, end=datetime.now(UTC), extra={"error": "speech synthesis failed"})
+        turn_id = await self._call.add_turn("bot", SPEECH_APOLOGY, datetime.now(UTC), extra={"kind": "apology"})
+        try:
+            for sentence in speech_chunks(SPEECH_APOLOGY):
+                speech = await self._shared.run(self._shared.synthesize, sentence, self._cfg.length_scale)
+                await self.push_frame(
+                    TTSAudioRawFrame(audio=speech.audio, sample_rate=speech.sample_rate, num_channels=1)
+                )
+        except Exception:  # the apology was not pinned (no warm-up) and Piper still fails
+            log.exception("call %s: the apology could not be synthesised either", self._call.call_id)
+        await self.push_frame(TTSStoppedFrame())
+        if turn_id is not None:
+            self._call.playing.add(turn_id)
+        await self.push_frame(BotSaidFrame(say=dataclasses.replace(say, turn_id=turn_id)))
 
     async def _first_audio(self, say: BotSayFrame, started: float, now: float) -> None:
         tts_ms = (now - started) * 1000

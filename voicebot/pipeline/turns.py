@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,8 @@ from voicebot import metrics
 from voicebot.config import CallConfig
 from voicebot.pipeline.frames import CallerTurnFrame
 from voicebot.pipeline.shared import SharedModels
+
+log = logging.getLogger(__name__)
 
 WINDOW = 512  # Silero's window at 16 kHz: 32 ms
 WINDOW_S = WINDOW / pcm.SAMPLE_RATE
@@ -252,7 +255,12 @@ class CallerTurnProcessor(FrameProcessor):
         # Turns leave in the order they were spoken even if a later transcript is ready first.
         if previous is not None and not previous.done():
             await asyncio.shield(previous)
-        text, stt_ms = await transcription
+        failed = False
+        try:
+            text, stt_ms = await transcription
+        except Exception:  # the turn still reaches the dialog, which apologises: the caller is not left in silence
+            log.exception("%s: transcribing a caller turn failed", self)
+            text, stt_ms, failed = "", 0.0, True
         released = time.monotonic()
         await self.push_frame(
             CallerTurnFrame(
@@ -264,6 +272,7 @@ class CallerTurnProcessor(FrameProcessor):
                 stt_ms=stt_ms,
                 stt_wait_ms=max(0.0, (released - eot_at) * 1000),
                 audio=audio,
+                transcription_failed=failed,
             )
         )
 

@@ -1,0 +1,137 @@
+"""What the SIP benchmarks share: speech synthesised once, a caller's ear on the bot's audio, `voicebot serve`
+in a subprocess with its log drained, and one caller's turn (speak, time the reply, wait for it to end)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from telephony.call import CallLeg  # noqa: E402
+
+LOUD_RMS = 500.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def synthesise(folder: Path, text: str, name: str = "say") -> bytes:
+    """``text`` spoken by espeak-ng as 16 kHz mono PCM16 (needs espeak-ng and sox)."""
+    wav = folder / f"{name}.wav"
+    raw = folder / f"{name}.raw"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+    subprocess.run(["sox", str(wav), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-t", "raw", str(raw)],
+                   check=True)
+    return raw.read_bytes()
+
+
+class Ear:
+    """Watches a leg's incoming audio: when it is loud, and when it last went quiet."""
+
+    def __init__(self) -> None:
+        self.loud_since: float | None = None
+        self.last_loud: float | None = None
+        self.first_loud_after: float | None = None
+        self.mark: float | None = None
+
+    def __call__(self, pcm: bytes) -> None:
+        now = time.monotonic()
+        x = np.frombuffer(pcm, np.int16).astype(np.float64)
+        if len(x) and np.sqrt((x**2).mean()) > LOUD_RMS:
+            self.last_loud = now
+            if self.mark is not None and self.first_loud_after is None:
+                self.first_loud_after = now
+
+    def listen_from_now(self) -> None:
+        """Time the next loud audio from this moment (the end of the caller's speech)."""
+        self.mark = time.monotonic()
+        self.first_loud_after = None
+
+    async def quiet_for(self, seconds: float, timeout: float) -> bool:
+        """Until the bot has spoken and then been quiet for ``seconds``."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.last_loud is not None and time.monotonic() - self.last_loud >= seconds:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+async def say_and_time_reply(leg: CallLeg, ear: Ear, speech: bytes, timeout: float = 15) -> float | None:
+    """Send ``speech`` on ``leg`` and return the seconds from its end to the bot's first audible reply
+    (None: no reply within ``timeout`` or the call ended)."""
+    await leg.write_audio(speech)
+    while leg.queued_ms > 0 and leg.state == "answered":
+        await asyncio.sleep(0.005)
+    ear.listen_from_now()
+    assert ear.mark is not None
+    deadline = ear.mark + timeout
+    while ear.first_loud_after is None and time.monotonic() < deadline and leg.state == "answered":
+        await asyncio.sleep(0.01)
+    return round(ear.first_loud_after - ear.mark, 3) if ear.first_loud_after is not None else None
+
+
+@dataclass
+class Server:
+    """`voicebot serve` running in a subprocess; ``lines`` is its log so far (read by a thread)."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def serve(folder: Path, sip_port: int, rtp_ports: tuple[int, int] = (41000, 41999), log_path: str | None = None,
+          ) -> Iterator[Server]:
+    """`voicebot serve` over SIP on loopback ``sip_port`` with a fresh SQLite database in ``folder``, for the
+    block; its log goes to ``log_path`` if given (SIP_BENCH_SERVER_LOG by default)."""
+    (folder / "voicebot.yaml").write_text(
+        f"database:\n  url: sqlite:///{folder}/bench.db\nserver:\n  host: 127.0.0.1\n  port: {free_port()}\n"
+        f"sip:\n  listen_udp: 127.0.0.1:{sip_port}\n  listen_tcp: ''\n  rtp_port_min: {rtp_ports[0]}\n"
+        f"  rtp_port_max: {rtp_ports[1]}\n  invites_per_second_per_source: 100\nlog_level: WARNING\n")
+    process = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--config", str(folder / "voicebot.yaml")],
+                               cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_LOG_LEVEL": "INFO"})
+    server = Server(process)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            server.lines.append(line)
+            if "SIP ready" in line:
+                break
+        else:
+            sys.exit("voicebot serve did not start:\n" + "".join(server.lines[-20:]))
+        # Keep reading its log so a full pipe never blocks the server.
+        log_path = log_path or os.environ.get("SIP_BENCH_SERVER_LOG")
+        sink = open(log_path, "w") if log_path else None  # noqa: SIM115 - lives as long as the server
+
+        def drain() -> None:
+            for line in process.stderr:  # type: ignore[union-attr]
+                server.lines.append(line)
+                if sink:
+                    sink.write(line)
+                    sink.flush()
+
+        threading.Thread(target=drain, daemon=True).start()
+        yield server
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,307 @@
+"""Faults during a call: the caller is never left in silence for more than 2 s after a fault, and the call record
+says what happened.
+
+Silence is measured from the caller's side: the audio their user agent receives, as RMS per 20 ms frame; the
+silence after a fault is the time from the fault to the first audible frame.
+
+Whisper or Piper failing: the bot runs in this process (the product's SIP server and call runner over a
+:class:`Runtime` whose shared models wrap the real Whisper model and Piper voice, with a switch that makes them
+raise), and the caller dials it with the project's own user agent. The caller vanishing without a BYE:
+`voicebot serve` in a subprocess, the caller's RTP stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from net_helpers import free_port, sip_port
+
+from audio import pcm
+from audio.speech import espeak_ng
+from telephony.call import CallLeg
+from telephony.config import SipConfig
+from telephony.server import SipServer
+from telephony.sip.ua import UserAgent
+from voicebot.config import Settings
+from voicebot.pipeline.dialog import MISHEARD_APOLOGY
+from voicebot.pipeline.shared import SharedModels
+from voicebot.pipeline.tts import SPEECH_APOLOGY
+from voicebot.runtime import Runtime, fixed_prompts
+from voicebot.server.sip import sip_call_runner
+from voicebot.storage import CallStore
+
+pytestmark = pytest.mark.slow
+
+LOUD_RMS = 500.0
+MAX_SILENCE_S = 2.0
+GREETING = "Hello, this is the automated assistant of the shop. How can I help?"
+
+
+class InjectedFault(RuntimeError):
+    """The failure the tests make a model raise."""
+
+
+class FlakyWhisper:
+    """The real Whisper model; raises while ``failing`` (for every transcription, however it is made)."""
+
+    def __init__(self, model: Any):
+        self._model = model
+        self.failing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def feature_extractor(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failing:
+            raise InjectedFault("whisper failed")
+        return self._model.feature_extractor(*args, **kwargs)
+
+    def transcribe(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failing:
+            raise InjectedFault("whisper failed")
+        return self._model.transcribe(*args, **kwargs)
+
+
+class FlakyVoice:
+    """The real Piper voice; raises while ``failing``."""
+
+    def __init__(self, voice: Any):
+        self._voice = voice
+        self.failing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._voice, name)
+
+    def synthesize(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failing:
+            raise InjectedFault("piper failed")
+        return self._voice.synthesize(*args, **kwargs)
+
+
+class Ear:
+    """What the caller hears: the arrival time and loudness of every 20 ms frame of the bot's audio."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, float]] = []
+
+    def __call__(self, audio: bytes) -> None:
+        x = np.frombuffer(audio, np.int16).astype(np.float64)
+        if len(x):
+            self.frames.append((time.monotonic(), float(np.sqrt((x**2).mean()))))
+
+    def last_loud(self) -> float | None:
+        return next((t for t, rms in reversed(self.frames) if rms > LOUD_RMS), None)
+
+    def silence_after(self, t0: float) -> float | None:
+        """Seconds from ``t0`` to the first audible frame after it (None: nothing audible yet)."""
+        return next((t - t0 for t, rms in self.frames if t > t0 and rms > LOUD_RMS), None)
+
+    async def spoke_and_stopped(self, since: float, quiet_s: float = 1.0, timeout: float = 60) -> bool:
+        """Until the bot has been audible after ``since`` and quiet for ``quiet_s`` since."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            loud = self.last_loud()
+            if loud is not None and loud > since and time.monotonic() - loud >= quiet_s:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+def speech(text: str) -> bytes:
+    samples, _ = espeak_ng(text, sample_rate=pcm.SAMPLE_RATE)
+    return (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+async def say(leg: CallLeg, audio: bytes) -> float:
+    """Send ``audio`` and return the moment its last frame left."""
+    await leg.write_audio(audio)
+    while leg.queued_ms > 0 and leg.state == "answered":
+        await asyncio.sleep(0.005)
+    return time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def loaded_runtime(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The models, dialog engine and call store, loaded once for these tests."""
+    folder = tmp_path_factory.mktemp("faults")
+    settings = Settings()  # type: ignore[call-arg]
+    settings.database.url = f"sqlite:///{folder / 'voicebot.db'}"
+    settings.call.greeting = GREETING
+    runtime = Runtime.load(settings, warm_up=False)
+    yield runtime, folder / "voicebot.db"
+    runtime.close()
+
+
+@pytest.fixture
+def flaky_runtime(loaded_runtime: Any) -> Any:
+    """The runtime with fresh shared models (an empty TTS cache) around the real ones, behind failure switches."""
+    runtime, db = loaded_runtime
+    whisper, voice = FlakyWhisper(runtime.shared.whisper), FlakyVoice(runtime.shared.voice)
+    shared = SharedModels(runtime.settings, whisper, voice)  # type: ignore[arg-type]
+    # As `voicebot serve` does: the fixed prompts (greeting, apologies) are synthesised before any call.
+    shared.warm_up(fixed_prompts(runtime.settings, runtime.engine))
+    yield dataclasses.replace(runtime, shared=shared), whisper, voice, db
+    shared.close()
+
+
+async def in_process_call(runtime: Runtime, scenario: Callable[[CallLeg, Ear], Awaitable[None]]) -> None:
+    """Run the product's SIP server over ``runtime`` in this loop; the caller dials it and plays ``scenario``."""
+    port = free_port()
+    settings = runtime.settings
+    settings.sip.listen_udp = f"127.0.0.1:{port}"
+    settings.sip.listen_tcp = None
+    settings.sip.rtp_port_min, settings.sip.rtp_port_max = 35600, 35799
+    server = SipServer(settings.sip, [], sip_call_runner(runtime))
+    await server.start()
+    caller = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
+                                 rtp_port_min=35800, rtp_port_max=35899))
+    await caller.start()
+    try:
+        leg = await caller.dial(f"sip:bot@127.0.0.1:{port}", caller="+15550000000", ring_timeout=20)
+        ear = Ear()
+        leg.add_sink(ear)
+        assert await ear.spoke_and_stopped(0.0), "no greeting"
+        await scenario(leg, ear)
+        await leg.hangup()
+    finally:
+        await caller.stop()
+        await server.stop()
+
+
+async def record_closed(db: Path, timeout: float = 30) -> dict[str, Any]:
+    """The newest call's record (as the dashboard reads it) once it is closed, with its turns."""
+    store = CallStore.from_url(f"sqlite:///{db}")
+    end = time.monotonic() + timeout
+    try:
+        while True:
+            calls = store.list(limit=1)
+            record = store.get(calls[0]["id"]) if calls else None
+            if record is not None and record["end"] is not None:
+                return record
+            assert time.monotonic() < end, f"the call record was not closed: {record}"
+            await asyncio.sleep(0.1)
+    finally:
+        store.close()
+
+
+def test_whisper_failing_gets_an_apology_at_once_and_the_next_turn_works(flaky_runtime: Any) -> None:
+    runtime, whisper, _voice, db = flaky_runtime
+    silences: list[float | None] = []
+
+    async def scenario(leg: CallLeg, ear: Ear) -> None:
+        whisper.failing = True
+        done = await say(leg, speech("Where is my order?"))
+        assert await ear.spoke_and_stopped(done), "the caller heard nothing after Whisper failed"
+        silences.append(ear.silence_after(done))
+        whisper.failing = False
+        done = await say(leg, speech("Where is my order?"))
+        assert await ear.spoke_and_stopped(done), "no reply to the next turn"
+
+    asyncio.run(in_process_call(runtime, scenario))
+    record = asyncio.run(record_closed(db))
+    turns = record["turns"]
+    assert silences[0] is not None and silences[0] < MAX_SILENCE_S, silences
+    bot = [t["text"] for t in turns if t["speaker"] == "bot"]
+    assert MISHEARD_APOLOGY in bot
+    failed = [t for t in turns if t["speaker"] == "caller" and t.get("extra", {}).get("error") == "transcription failed"]
+    assert len(failed) == 1, turns
+    # The next turn was understood: a caller turn with words, and a reply after the apology.
+    assert any(t["speaker"] == "caller" and "order" in (t["text"] or "").lower() for t in turns), turns
+    assert bot.index(MISHEARD_APOLOGY) < len(bot) - 1
+    assert record["outcome"] is not None
+
+
+def test_piper_failing_gets_a_cached_apology_at_once_and_the_next_turn_works(flaky_runtime: Any) -> None:
+    runtime, _whisper, voice, db = flaky_runtime
+    silences: list[float | None] = []
+
+    async def scenario(leg: CallLeg, ear: Ear) -> None:
+        voice.failing = True
+        done = await say(leg, speech("I want to change my delivery address."))
+        assert await ear.spoke_and_stopped(done), "the caller heard nothing after Piper failed"
+        silences.append(ear.silence_after(done))
+        voice.failing = False
+        done = await say(leg, speech("Where is my order?"))
+        assert await ear.spoke_and_stopped(done), "no reply to the next turn"
+
+    asyncio.run(in_process_call(runtime, scenario))
+    record = asyncio.run(record_closed(db))
+    turns = record["turns"]
+    assert silences[0] is not None and silences[0] < MAX_SILENCE_S, silences
+    bot = [t for t in turns if t["speaker"] == "bot"]
+    failed = [i for i, t in enumerate(bot) if t.get("extra", {}).get("error") == "speech synthesis failed"]
+    apologies = [i for i, t in enumerate(bot) if t["text"] == SPEECH_APOLOGY]
+    assert len(failed) == 1 and len(apologies) == 1, turns
+    assert failed[0] < apologies[0] < len(bot) - 1  # the failed reply, the apology, then the next reply
+    assert record["outcome"] is not None
+
+
+def test_caller_vanishing_without_bye_ends_the_call_and_closes_the_record(tmp_path: Path) -> None:
+    port = sip_port()
+    db = tmp_path / "voicebot.db"
+    (tmp_path / "voicebot.yaml").write_text(
+        f"database:\n  url: sqlite:///{db}\n"
+        f"server:\n  host: 127.0.0.1\n  port: {free_port()}\n"
+        f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
+        f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n  no_media_timeout_s: 3\n"
+        f"call:\n  greeting: {GREETING}\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voicebot", "serve", "--config", str(tmp_path / "voicebot.yaml")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    log: list[str] = []
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            log.append(line)
+            if "SIP ready" in line or server.poll() is not None:
+                break
+        assert any("SIP ready" in line for line in log), "".join(log)
+
+        async def call() -> dict[str, Any]:
+            ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
+                                     rtp_port_min=36400, rtp_port_max=36499))
+            await ua.start()
+            vanished = False
+            try:
+                leg = await ua.dial(f"sip:bot@127.0.0.1:{port}", caller="+15550000001", ring_timeout=20)
+                ear = Ear()
+                leg.add_sink(ear)
+                assert await ear.spoke_and_stopped(0.0), "no greeting"
+                done = await say(leg, speech("Where is my order?"))
+                assert await ear.spoke_and_stopped(done), "no reply"
+                # The caller's phone vanishes: its sockets close, no more RTP, no BYE, nothing it would answer.
+                vanished = True
+                await leg.rtp.close()
+                await ua.endpoint.close()
+                return await record_closed(db, timeout=60)
+            finally:
+                if not vanished:
+                    await ua.stop()
+
+        record = asyncio.run(call())
+        turns = record["turns"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert record["end_reason"] == "no_media", record
+    assert record["outcome"] == "abandoned"
+    speakers = [t["speaker"] for t in turns]
+    assert speakers[:3] == ["bot", "caller", "bot"], turns
+    assert all(t["end"] is not None for t in turns), turns
