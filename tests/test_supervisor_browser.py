@@ -152,7 +152,9 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
 
     # Two callers ring in over WebRTC while the dashboard is open: one talks to the bot (and stays a while after
     # its answer), the other asks for a person and waits in the queue until it hangs up.
-    calls = [(wavs["caller"], CALLER, 8.0, 40.0), (wavs["waiter"], WAITER, 2.0, 22.0)]
+    # The waiter stays on the line for 40 s whatever it hears (a pause before the queue's hold music, longer under
+    # load, must not make it hang up before the dashboard looks for it).
+    calls = [(wavs["caller"], CALLER, 8.0, 40.0), (wavs["waiter"], WAITER, 40.0, 40.0)]
     # Their numbers come signed, as the company's site would give them (an unsigned number would be ignored).
     threads = [threading.Thread(target=lambda a=a: asyncio.run(place_call(server.url, a[0], tail_s=a[2],
                                                                            caller_token=sign(a[1], CALLER_SECRET),
@@ -209,13 +211,18 @@ def test_supervisor_watches_a_live_call_then_finds_it_in_history(server, browser
         assert "person" in page.inner_text("#handoff-body").lower()
         assert "queued" in page.inner_text("#detail-badges")
         page.screenshot(path=str(shots / "supervisor-handoff.png"))
-    finally:
+    except BaseException:
         for thread in threads:
             thread.join(timeout=100)
-    assert not any(thread.is_alive() for thread in threads), server.log()
+        raise
+    caller_thread, waiter_thread = threads
+    caller_thread.join(timeout=100)
+    assert not caller_thread.is_alive(), server.log()
 
-    # The call ended: the row says so (the call.ended event).
+    # The call ended: the row says so (the call.ended event; an ended row stays 10 s, the waiter is still queued).
     page.wait_for_selector(f"#calls tbody tr[data-call-id='{call_id}'][data-state=ended]", timeout=30_000)
+    waiter_thread.join(timeout=100)
+    assert not waiter_thread.is_alive(), server.log()
 
     # History: search the caller's number; the plots count this call (a bar in its hour, its outcome in the
     # donut, its reply in the latency histogram); open its full record.
