@@ -101,7 +101,7 @@ def serve(folder: Path, sip_port: int, rtp_ports: tuple[int, int] = (41000, 4199
     """`voicebot serve` over SIP on loopback ``sip_port`` with a fresh SQLite database in ``folder``, for the
     block; its log goes to ``log_path`` if given (SIP_BENCH_SERVER_LOG by default)."""
     (folder / "voicebot.yaml").write_text(
-        f"database:\n  url: sqlite:///{folder}/bench.db\nserver:\n  host: 127.0.0.1\n  port: {free_port()}\n"
+        f"database:\n  url: sqlite:///{folder}/bench.db\n  seed_demo: true\nserver:\n  host: 127.0.0.1\n  port: {free_port()}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{sip_port}\n  listen_tcp: ''\n  rtp_port_min: {rtp_ports[0]}\n"
         f"  rtp_port_max: {rtp_ports[1]}\n  invites_per_second_per_source: 100\nlog_level: WARNING\n")
     process = subprocess.Popen([sys.executable, "-m", "voicebot", "serve", "--config", str(folder / "voicebot.yaml")],
