@@ -59,6 +59,9 @@ class BotReply:
     # card number, or any answer to a verification question): words masked, keys replaced by MASK.
     heard: str | None = None
     keys_masked: bool = False
+    # What kind of answer the bot's last question asks for (an entity type such as "order_number", "yes_no",
+    # "postcode", "date"), None for an open question: the recogniser biases its vocabulary with it.
+    expects: str | None = None
 
     @property
     def state(self) -> str:

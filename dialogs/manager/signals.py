@@ -1,4 +1,5 @@
-"""What the dialog learns about a caller turn from outside its words: the frustration signal.
+"""What the dialog learns about a caller turn from outside its words: the frustration signal and how sure
+the recogniser was of the words.
 
 The voice pipeline fills :class:`TurnSignals` from the prosody analysis of the turn's audio; ``voicebot chat``
 reads it from a JSON line. :meth:`TurnSignals.to_dict` is the JSON stored with the caller's turn.
@@ -25,6 +26,8 @@ class TurnSignals:
     trend: str | None = None
     explanation: str | None = None
     prosody: Mapping[str, Any] | None = None
+    # How sure the recogniser was of the words (0-1, e.g. the mean token probability), None when typed.
+    transcript_confidence: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TurnSignals:
@@ -34,12 +37,14 @@ class TurnSignals:
         trend = data.get("frustration_trend")
         explanation = data.get("frustration_explanation")
         prosody = data.get("prosody")
+        confidence = data.get("transcript_confidence")
         return cls(
             frustration=float(score) if isinstance(score, (int, float)) else None,
             level=level if isinstance(level, str) else None,
             trend=trend if isinstance(trend, str) else None,
             explanation=str(explanation) if explanation else None,
             prosody=prosody if isinstance(prosody, Mapping) else None,
+            transcript_confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,4 +58,6 @@ class TurnSignals:
         }
         if self.prosody is not None:
             out["prosody"] = dict(self.prosody)
+        if self.transcript_confidence is not None:
+            out["transcript_confidence"] = self.transcript_confidence
         return out
