@@ -76,7 +76,8 @@ def _erase(s: Session, ids: list[str], numbers: Sequence[str] = ()) -> dict[str,
     if ids:
         s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
         for row in s.scalars(select(CallRow).where(CallRow.id.in_(ids), CallRow.scorecard.is_not(None))):
-            row.scorecard = without_quotes(row.scorecard)  # its evidence quotes the turns just erased
+            if row.scorecard:  # its evidence quotes the turns just erased
+                row.scorecard = without_quotes(row.scorecard)
     return deleted
 
 
