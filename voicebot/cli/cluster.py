@@ -57,13 +57,15 @@ def up_command(nodes: int, base_dir: Path, sip_port: int | None, as_json: bool, 
 @cluster.command("down")
 @click.option("--base-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_BASE_DIR,
               show_default=True, help="The folder `cluster up` used.")
-def down_command(base_dir: Path) -> None:
+@click.option("--purge", is_flag=True, help="Also delete BASE_DIR: the databases, logs and generated configs.")
+def down_command(base_dir: Path, purge: bool) -> None:
     """Stop everything `voicebot cluster up` started from BASE_DIR (also after a failed or interrupted up)."""
     from voicebot.cluster.launcher import LaunchError, down
 
     try:
-        stopped = down(base_dir, progress=lambda line: click.echo(line, err=True))
+        stopped = down(base_dir, purge=purge, progress=lambda line: click.echo(line, err=True))
     except LaunchError as exc:
         click.echo(f"voicebot cluster down: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"{stopped} process(es) stopped; data and logs stay in {base_dir}")
+    click.echo(f"{stopped} process(es) stopped; " + (f"{base_dir} deleted" if purge else
+                                                     f"data and logs stay in {base_dir}"))

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -214,6 +215,7 @@ def up(nodes: int, base_dir: Path, config_path: Path | None = None, *, sip_port:
     except BaseException:
         launch.info.save()
         down(base_dir, progress=lambda line: None)
+        _remove_data_dir(base_dir / "pg")
         raise
     launch.info.save()
     return launch.info
@@ -234,13 +236,20 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
                               "(apt-get install postgresql creates it)") from None
         pg_user = "postgres"
     pg_dir, pg_log, pg_port = base / "pg", base / "postgres.log", free_port()
-    if pg_dir.exists():
-        shutil.rmtree(pg_dir)  # a fresh database per `up`: the cluster on loopback is for trying and testing
-    pg_dir.mkdir(mode=0o700)
+    _remove_data_dir(pg_dir)  # a fresh database per `up`: the cluster on loopback is for trying and testing
     if pg_user is not None:
+        os.chmod(base, os.stat(base).st_mode | 0o011)
+        if subprocess.run(["test", "-x", str(base)], user=pg_user).returncode:
+            # The postgres user cannot reach the base folder (a private parent such as root's temp folders):
+            # its data lives in a folder of its own under /tmp, linked from the base folder.
+            pg_dir.symlink_to(tempfile.mkdtemp(prefix="voicebot-cluster-pg-"))
+        else:
+            pg_dir.mkdir(mode=0o700)
         entry = pwd.getpwnam(pg_user)
-        os.chown(pg_dir, entry.pw_uid, entry.pw_gid)
-        os.chmod(base, os.stat(base).st_mode | 0o011)  # postgres must reach its folder
+        os.chown(pg_dir.resolve(), entry.pw_uid, entry.pw_gid)
+    else:
+        pg_dir.mkdir(mode=0o700)
+    pg_dir = pg_dir.resolve()
     launch.progress(f"{'postgres':<10} initdb {pg_dir}")
     res = subprocess.run([str(bins.initdb), "-D", str(pg_dir), "-U", "voicebot", "--auth=trust", "-E", "UTF8",
                           "--no-instructions"], capture_output=True, text=True, user=pg_user)
@@ -348,9 +357,9 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     launch.step("kamailio", f"sip:{info.kamailio}  ({count} node(s) in dispatcher)", seconds)
 
 
-def down(base_dir: Path, *, progress: Progress = print, timeout: float = 15.0) -> int:
+def down(base_dir: Path, *, purge: bool = False, progress: Progress = print, timeout: float = 15.0) -> int:
     """Stop every process ``cluster.json`` under ``base_dir`` names (front first, database last); returns how
-    many were running."""
+    many were running. ``purge`` also removes the base folder with its databases and logs."""
     base_dir = base_dir.resolve()
     info = ClusterInfo.load(base_dir)
     if info is None:
@@ -375,7 +384,19 @@ def down(base_dir: Path, *, progress: Progress = print, timeout: float = 15.0) -
         stopped += 1
         progress(f"{name:<10} stopped (pid {pid})")
     (base_dir / STATE_FILE).unlink(missing_ok=True)
+    if purge:
+        _remove_data_dir(base_dir / "pg")
+        shutil.rmtree(base_dir, ignore_errors=True)
     return stopped
+
+
+def _remove_data_dir(path: Path) -> None:
+    """Remove a data folder, or the folder a link of that name points to and the link."""
+    if path.is_symlink():
+        shutil.rmtree(path.resolve(), ignore_errors=True)
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def _all_pids(info: ClusterInfo) -> list[int]:
