@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -162,3 +163,21 @@ def test_cluster_up_that_fails_at_a_node_stops_what_it_started(tmp_path: Path) -
     for port in ports:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after the failed up"
+
+
+def test_cluster_kamailio_config_command_writes_a_config_kamailio_accepts(tmp_path: Path) -> None:
+    config = tmp_path / "voicebot.yaml"
+    config.write_text("trunks:\n  - name: carrier\n    host: 192.0.2.10\n    dids:\n      '100': {greeting: Hi}\n")
+    res = subprocess.run([sys.executable, "-m", "voicebot", "cluster", "kamailio-config", "--config", str(config),
+                          "--listen", "192.0.2.5:5080", "--also-listen", "127.0.0.1", "--advertise", "203.0.113.7",
+                          "--node", "n1=127.0.0.1:5071", "--node", "n2=127.0.0.1:5072", "--out", str(tmp_path / "f")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    cfg = (tmp_path / "f" / "kamailio.cfg").read_text()
+    assert "listen=udp:192.0.2.5:5080 advertise 203.0.113.7:5080" in cfg and 'is_in_subnet("$si", "192.0.2.10/32")' in cfg
+    kamailio = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    check = subprocess.run([kamailio, "-c", "-f", str(tmp_path / "f" / "kamailio.cfg")], capture_output=True, text=True)
+    assert check.returncode == 0 and "config file ok" in check.stdout + check.stderr, check.stderr[-2000:]
+    res = subprocess.run([sys.executable, "-m", "voicebot", "cluster", "kamailio-config", "--listen", "127.0.0.1:5080",
+                          "--node", "n1", "--out", str(tmp_path / "g")], capture_output=True, text=True)
+    assert res.returncode == 2 and "expected ID=HOST:PORT" in res.stderr, res.stderr

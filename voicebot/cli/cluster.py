@@ -69,3 +69,42 @@ def down_command(base_dir: Path, purge: bool) -> None:
         sys.exit(1)
     click.echo(f"{stopped} process(es) stopped; " + (f"{base_dir} deleted" if purge else
                                                      f"data and logs stay in {base_dir}"))
+
+
+@cluster.command("kamailio-config")
+@click.option("--listen", "listen", required=True, help="HOST:PORT Kamailio listens on for trunks and phones.")
+@click.option("--also-listen", multiple=True, help="Another HOST on the same port (e.g. 127.0.0.1 towards nodes "
+              "on this host); repeatable.")
+@click.option("--advertise", default=None, help="Public address for Record-Route/Via when HOST is private.")
+@click.option("--node", "nodes", multiple=True, required=True,
+              help="A bot node as ID=HOST:PORT (its SIP address); repeat for each node.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write kamailio.cfg and dispatcher.list into.")
+@config_option
+def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | None, nodes: tuple[str, ...],
+                    out: Path, config_path: str | None) -> None:
+    """Write the SIP front's kamailio.cfg and dispatcher.list for bot nodes elsewhere (docker compose, other
+    machines); the trusted sources come from voicebot.yaml's trunks (none: loopback only)."""
+    from telephony.config import split_hostport
+    from voicebot.cli.common import settings_or_exit
+    from voicebot.cluster.kamailio import FrontConfig, Node, dispatcher_list, render, trusted_from_trunks
+
+    settings = settings_or_exit(config_path)
+    try:
+        host, port = split_hostport(listen)
+        parsed = []
+        for item in nodes:
+            node_id, sep, address = item.partition("=")
+            if not sep or not node_id:
+                raise ValueError(f"expected ID=HOST:PORT, got {item!r}")
+            node_host, node_port = split_hostport(address)
+            parsed.append(Node(node_id, node_host, node_port, settings.sip.max_calls))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dispatcher.list").write_text(dispatcher_list(parsed))
+    trusted, identity = trusted_from_trunks(settings.trunks)
+    cfg = FrontConfig(host, port, (out / "dispatcher.list").resolve(), advertise=advertise,
+                      also_listen=also_listen, trusted=trusted, trusted_identity=identity)
+    (out / "kamailio.cfg").write_text(render(cfg))
+    click.echo(f"wrote {out / 'kamailio.cfg'} and {out / 'dispatcher.list'} ({len(parsed)} node(s))")

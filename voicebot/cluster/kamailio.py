@@ -46,6 +46,8 @@ class FrontConfig:
     listen_host: str
     listen_port: int
     dispatcher_list: Path
+    advertise: str | None = None  # the public address in Record-Route/Via when listen_host is a private one
+    also_listen: tuple[str, ...] = ()  # more addresses on the same port, e.g. 127.0.0.1 towards local nodes
     trusted: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     trusted_identity: tuple[str, ...] = ()
     tls_port: int | None = None
@@ -95,7 +97,9 @@ def _set_if(networks: tuple[str, ...], var: str) -> str:
 
 def render(cfg: FrontConfig) -> str:
     """The whole kamailio.cfg for ``cfg``."""
-    listen = [f"listen=udp:{cfg.listen_host}:{cfg.listen_port}", f"listen=tcp:{cfg.listen_host}:{cfg.listen_port}"]
+    adv = f" advertise {cfg.advertise}:{cfg.listen_port}" if cfg.advertise else ""
+    listen = [f"listen={proto}:{cfg.listen_host}:{cfg.listen_port}{adv}" for proto in ("udp", "tcp")]
+    listen += [f"listen={proto}:{host}:{cfg.listen_port}" for host in cfg.also_listen for proto in ("udp", "tcp")]
     tls_modules = ""
     if cfg.tls_port is not None:
         if cfg.tls_config is None:
