@@ -114,6 +114,37 @@ def test_cluster_new_calls_are_answered_within_5_s_after_a_node_is_killed(cluste
              "the survivors to record the 8 new calls")
 
 
+def test_cluster_front_drops_a_request_flood_from_one_source_and_recovers(cluster: Cluster) -> None:
+    """pike: one source sending far more than 100 requests per 2 s is dropped, and heard again once it calms."""
+    host, port = cluster.kamailio.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        local = s.getsockname()[1]
+
+        def options(i: int) -> bytes:
+            return (f"OPTIONS sip:{cluster.kamailio} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKf{i}\r\n"
+                    f"Max-Forwards: 70\r\nFrom: <sip:flood@127.0.0.1>;tag=f{i}\r\nTo: <sip:{cluster.kamailio}>\r\n"
+                    f"Call-ID: flood-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
+        def answered(count: int, wait: float) -> int:
+            for i in range(count):
+                s.sendto(options(i), (host, int(port)))
+            s.settimeout(wait)
+            got = 0
+            try:
+                while True:
+                    if s.recv(65535).startswith(b"SIP/2.0 200"):
+                        got += 1
+            except TimeoutError:
+                return got
+
+        flood = answered(600, 2.0)
+        assert 0 < flood < 400, f"{flood} of 600 flooded requests answered"
+        deadline = time.monotonic() + 30
+        while answered(1, 1.0) != 1:
+            assert time.monotonic() < deadline, "the source stayed blocked after the flood stopped"
+
+
 def _active(node) -> float:  # type: ignore[no-untyped-def]
     from cluster_helpers import metric
 
