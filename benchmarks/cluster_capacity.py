@@ -210,7 +210,8 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User+system CPU of ``pid`` and its process group's other members (Kamailio's and PostgreSQL's workers)."""
+    """User+system CPU of ``pid`` and its process group's other members (Kamailio's and PostgreSQL's workers),
+    reaped children included."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for proc in Path("/proc").iterdir():
@@ -221,7 +222,8 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         if int(proc.name) == pid or int(fields[2]) == pid:  # fields[2]: process group
-            total += (int(fields[11]) + int(fields[12])) / tick
+            # utime, stime, and those of exited children it reaped (PostgreSQL's per-connection backends)
+            total += sum(int(x) for x in fields[11:15]) / tick
     return total
 
 
