@@ -65,6 +65,11 @@ def test_cluster_front_config_from_trunks(tmp_path: Path) -> None:
                              trusted_identity=identity))
     assert 'is_in_subnet("$si", "10.1.0.0/16")' in cfg and 'ds_select_dst("1", "10")' in cfg
     assert 'modparam("dispatcher", "ds_ping_interval", 1)' in cfg and "pike_check_req()" in cfg
+    tls = render(FrontConfig("127.0.0.1", 5070, tmp_path / "dispatcher.list", tls_port=5071,
+                             tls_config=tmp_path / "tls.cfg"))
+    assert "listen=tls:127.0.0.1:5071" in tls and 'loadmodule "tls.so"' in tls and "enable_tls=yes" in tls
+    with pytest.raises(ValueError, match="needs tls_config"):
+        render(FrontConfig("127.0.0.1", 5070, tmp_path / "dispatcher.list", tls_port=5071))
     listing = dispatcher_list([Node("n1", "127.0.0.1", 5071), Node("n2", "127.0.0.1", 5072, max_calls=20)])
     assert "1 sip:127.0.0.1:5072 0 0 duid=n2;maxload=20" in listing
 

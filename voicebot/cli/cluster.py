@@ -80,9 +80,13 @@ def down_command(base_dir: Path, purge: bool) -> None:
               help="A bot node as ID=HOST:PORT (its SIP address); repeat for each node.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write kamailio.cfg and dispatcher.list into.")
+@click.option("--tls-port", type=click.IntRange(1, 65535), default=None,
+              help="Also take SIP over TLS on this port (needs --tls-config; Debian: kamailio-tls-modules).")
+@click.option("--tls-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Kamailio's tls.cfg (certificate, key, client verification) for --tls-port.")
 @config_option
 def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | None, nodes: tuple[str, ...],
-                    out: Path, config_path: str | None) -> None:
+                    out: Path, tls_port: int | None, tls_config: Path | None, config_path: str | None) -> None:
     """Write the SIP front's kamailio.cfg and dispatcher.list for bot nodes elsewhere (docker compose, other
     machines); the trusted sources come from voicebot.yaml's trunks (none: loopback only)."""
     from telephony.config import split_hostport
@@ -101,10 +105,13 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
             parsed.append(Node(node_id, node_host, node_port, settings.sip.max_calls))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if (tls_port is None) != (tls_config is None):
+        raise click.BadParameter("--tls-port and --tls-config go together")
     out.mkdir(parents=True, exist_ok=True)
     (out / "dispatcher.list").write_text(dispatcher_list(parsed))
     trusted, identity = trusted_from_trunks(settings.trunks)
     cfg = FrontConfig(host, port, (out / "dispatcher.list").resolve(), advertise=advertise,
-                      also_listen=also_listen, trusted=trusted, trusted_identity=identity)
+                      also_listen=also_listen, trusted=trusted, trusted_identity=identity, tls_port=tls_port,
+                      tls_config=tls_config.resolve() if tls_config else None)
     (out / "kamailio.cfg").write_text(render(cfg))
     click.echo(f"wrote {out / 'kamailio.cfg'} and {out / 'dispatcher.list'} ({len(parsed)} node(s))")
