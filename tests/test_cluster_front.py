@@ -1,7 +1,7 @@
 """The cluster's SIP front: 3 bot nodes behind Kamailio with PostgreSQL and Redis, started by
 `voicebot cluster up` (one cluster for the module), called by sipp (an independent SIP peer) through Kamailio.
 
-Calls are spread over every node (dispatcher call-load balancing), the caller's number survives the relay,
+Calls are spread over every node (dispatcher call-load balancing), the caller's asserted number survives the relay,
 and when one node is killed (-9) new calls are answered by the others within 5 s."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ pytestmark = [needs_cluster, pytest.mark.timeout(900)]
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
     config = base / "voicebot.yaml"
-    config.write_text("log_level: INFO\n")
+    # The callers (sipp on loopback) come from a trunk whose asserted identity is believed.
+    config.write_text("trunks:\n  - name: carrier\n    host: 127.0.0.1\n")
     with running_cluster(base / "run", nodes=3, config=config) as running:
         yield running
 
@@ -87,14 +88,15 @@ def test_cluster_calls_are_spread_over_all_nodes(cluster: Cluster, tmp_path: Pat
     per_node = {n.node_id: sip_calls_ended(n) - before[n.node_id] for n in cluster.nodes}
     assert sum(per_node.values()) == 20, per_node
     assert all(count > 0 for count in per_node.values()), f"a node answered no call: {per_node}"
-    # The caller's number survives the relay through Kamailio (the call records in PostgreSQL).
+    # The caller's asserted number survives the relay through Kamailio, which the nodes believe as their trunk
+    # (the call records in PostgreSQL).
     engine = create_engine(cluster.postgres_url)
     try:
         with engine.connect() as conn:
             callers = set(conn.execute(text("SELECT caller_id FROM contacts WHERE channel = 'sip'")).scalars())
     finally:
         engine.dispose()
-    assert {f"555{i}" for i in range(1, 21)} <= callers
+    assert {f"777{i}" for i in range(1, 21)} <= callers
 
 
 def test_cluster_new_calls_are_answered_within_5_s_after_a_node_is_killed(cluster: Cluster, tmp_path: Path) -> None:
