@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from dialogs.domain.schema import Domain, reference_problems
+from dialogs.knowledge.base import KnowledgeError, load_knowledge
 
 BUNDLED = "retail"
 
@@ -109,4 +110,13 @@ def load_domain(path: str | Path | None = None) -> Domain:
     refs = reference_problems(domain)
     if refs:
         raise DomainError([(_origin(k, origin, files[0]), k, m) for k, m in refs])
+    if domain.knowledge is not None:
+        # Relative to the file that names it, so a domain folder can be moved as a whole.
+        base = Path(_origin("knowledge", origin, files[0])).parent
+        folder = (base / domain.knowledge).resolve()
+        try:
+            load_knowledge(folder)
+        except KnowledgeError as exc:
+            raise DomainError([(f, f"knowledge: {entry}", m) for f, entry, m in exc.problems]) from None
+        domain.knowledge = str(folder)
     return domain

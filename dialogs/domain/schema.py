@@ -116,6 +116,9 @@ class Domain(Strict):
         "offer", description="When the caller is frustrated: offer a human, or hand off at once with priority."
     )
     frustration_priority: int = Field(5, description="Queue priority added to a hand-off caused by frustration.")
+    knowledge: str | None = Field(
+        None, description="Folder of knowledge entries (FAQ answers), relative to the domain file; the loader "
+                          "makes it absolute.")
 
     @field_validator("responses", mode="before")
     @classmethod
