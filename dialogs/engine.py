@@ -17,6 +17,7 @@ from dialogs.domain import Domain, load_domain
 from dialogs.manager.session import BotReply, DialogSession, Turn
 from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
+from dialogs.nlu.classifier import Features
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class DialogEngine:
         seed_demo: bool = True,
         threshold: float = 0.45,
         max_intents: int = 3,
+        features: Features = "tfidf",
         options: EngineOptions | None = None,
         clock: Callable[[], datetime] | None = None,
         seed: int | None = None,
@@ -82,7 +84,7 @@ class DialogEngine:
         """Load the domain, train the NLU from its examples and open (creating if needed) the database."""
         t0 = time.perf_counter()
         domain = load_domain(domain_path)
-        nlu = NLU.train(domain, threshold=threshold, max_intents=max_intents)
+        nlu = NLU.train(domain, threshold=threshold, max_intents=max_intents, features=features)
         t1 = time.perf_counter()
         now = (clock or datetime.now)()
         database = ensure_database(database_url, seed_demo=seed_demo, now=now)
@@ -108,6 +110,7 @@ class DialogEngine:
             seed_demo=settings.database.seed_demo,
             threshold=settings.nlu.threshold,
             max_intents=settings.nlu.max_intents,
+            features=settings.nlu.features,
             options=options,
             clock=clock,
             seed=d.seed,
