@@ -24,7 +24,7 @@ TELEPHONE_RATE = 8000
 
 
 @dataclass(frozen=True)
-class TestVoice:
+class SyntheticVoice:
     """A synthetic caller: ``engine`` "espeak" (``voice`` an espeak-ng voice, ``rate`` words per minute) or
     "piper" (the bundled voice; ``rate`` is ignored, ``length_scale`` sets the speed)."""
 
@@ -36,21 +36,21 @@ class TestVoice:
 
 
 # Several English accents and speeds; "piper" is the product's own neural voice (joe, US).
-VOICES: dict[str, TestVoice] = {v.name: v for v in (
-    TestVoice("en-us", "espeak", "en-us", 175),
-    TestVoice("en-gb", "espeak", "en-gb", 165),
-    TestVoice("en-sc", "espeak", "en-gb-scotland", 155),
-    TestVoice("en-029", "espeak", "en-029", 170),
-    TestVoice("en-nyc", "espeak", "en-us-nyc", 195),
-    TestVoice("en-rp", "espeak", "en-gb-x-rp", 145),
-    TestVoice("en-wm", "espeak", "en-gb-x-gbcwmd", 160),
-    TestVoice("piper", "piper", length_scale=1.0),
-    TestVoice("piper-fast", "piper", length_scale=0.85),
+VOICES: dict[str, SyntheticVoice] = {v.name: v for v in (
+    SyntheticVoice("en-us", "espeak", "en-us", 175),
+    SyntheticVoice("en-gb", "espeak", "en-gb", 165),
+    SyntheticVoice("en-sc", "espeak", "en-gb-scotland", 155),
+    SyntheticVoice("en-029", "espeak", "en-029", 170),
+    SyntheticVoice("en-nyc", "espeak", "en-us-nyc", 195),
+    SyntheticVoice("en-rp", "espeak", "en-gb-x-rp", 145),
+    SyntheticVoice("en-wm", "espeak", "en-gb-x-gbcwmd", 160),
+    SyntheticVoice("piper", "piper", length_scale=1.0),
+    SyntheticVoice("piper-fast", "piper", length_scale=0.85),
 )}
 DEFAULT_VOICES = ("en-us", "en-gb", "en-sc", "en-029", "en-nyc", "piper")
 
 
-def parse_voices(names: str | Sequence[str]) -> list[TestVoice]:
+def parse_voices(names: str | Sequence[str]) -> list[SyntheticVoice]:
     """Voices by name ("en-us,en-gb,piper"); raises ``ValueError`` naming an unknown one and the choices."""
     items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
     unknown = [n for n in items if n not in VOICES]
@@ -65,7 +65,7 @@ def phone_line(pcm16: bytes) -> bytes:
     return StreamResampler(TELEPHONE_RATE, pcm.SAMPLE_RATE).process(ulaw_decode(ulaw_encode(narrow)))
 
 
-def synthesize(text: str, voice: TestVoice) -> bytes:
+def synthesize(text: str, voice: SyntheticVoice) -> bytes:
     """``text`` spoken by ``voice`` as 16 kHz mono PCM16."""
     from audio.speech import espeak_ng, piper_tts
 
@@ -92,7 +92,7 @@ class PhoneListener:
         self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "voicebot-phone-speech"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
-    def audio(self, text: str, voice: TestVoice) -> bytes:
+    def audio(self, text: str, voice: SyntheticVoice) -> bytes:
         """``text`` by ``voice`` as heard at the far end of the line (16 kHz PCM16), from the cache if there."""
         key = hashlib.sha256(repr((text, voice)).encode()).hexdigest()[:24]
         path = self.cache_dir / f"{key}.pcm"
@@ -104,6 +104,6 @@ class PhoneListener:
         tmp.replace(path)  # atomic: two runs sharing the cache never read half a file
         return audio
 
-    def hear(self, text: str, voice: TestVoice) -> str:
+    def hear(self, text: str, voice: SyntheticVoice) -> str:
         """The recogniser's transcript of ``text`` spoken by ``voice`` over the line."""
         return self._transcribe(self.audio(text, voice))

@@ -19,7 +19,7 @@ from voicebot.cli.nlu import load_nlu
 
 if TYPE_CHECKING:
     from dialogs.nlu.evaluation import Example
-    from voicebot.phone_speech import TestVoice
+    from voicebot.phone_speech import SyntheticVoice
 
 
 @contextmanager
@@ -32,7 +32,7 @@ def progress(items: list[Any], label: str) -> Iterator[Any]:
         yield items
 
 
-def assign_voices(examples: list[Example], voices: list[TestVoice], each: bool) -> list[tuple[Example, TestVoice]]:
+def assign_voices(examples: list[Example], voices: list[SyntheticVoice], each: bool) -> list[tuple[Example, SyntheticVoice]]:
     """Every example with every voice (``each``), or the voices taken in turn, one per example."""
     if each:
         return [(ex, v) for ex in examples for v in voices]
