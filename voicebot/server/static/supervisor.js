@@ -3,6 +3,7 @@
 // Every text from the server goes into the page with textContent (never as HTML): transcripts are caller input.
 
 import { adminView } from "/static/supervisor.admin.js";
+import { analyticsView } from "/static/supervisor.analytics.js";
 import { barChart, donut, fmtMs, histogram, lineChart } from "/static/supervisor.charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -165,6 +166,11 @@ async function loadMe() {
   state.me = await api("/api/me");
   const who = $("whoami");
   who.replaceChildren(h("span", {}, state.me.username), h("span", { class: "role" }, `(${state.me.role})`));
+  if (state.me.role !== "agent") {
+    $("tab-analytics").hidden = false;
+    $("tab-wallboard").hidden = false;
+    state.analytics = analyticsView({ h, api, $ });
+  }
   if (state.me.role === "admin") {
     $("tab-admin").hidden = false;
     state.admin = adminView({ h, api, $, fmtDateTime, openCall, me: () => state.me });
@@ -1167,18 +1173,23 @@ function showView(view) {
   $("view-live").hidden = view !== "live";
   $("view-history").hidden = view !== "history";
   $("view-admin").hidden = view !== "admin";
-  for (const v of ["live", "history", "admin"]) {
+  $("view-analytics").hidden = view !== "analytics";
+  // The wallboard is the live view's tiles and queue board, large, for a screen on the wall (CSS: body[data-view]).
+  $("view-live").hidden = view !== "live" && view !== "wallboard";
+  for (const v of ["live", "history", "admin", "analytics", "wallboard"]) {
     const tab = $(`tab-${v}`);
     if (v === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
   if (view === "history" && !state.history.params) search(0);
   if (view === "admin") state.admin?.show();
+  if (view === "analytics") state.analytics?.show();
 }
 
 /** The view a hash names, among those this user may see. */
 function viewOf(name) {
   if (name === "history") return "history";
+  if ((name === "analytics" || name === "wallboard") && state.analytics) return name;
   return name === "admin" && state.admin ? "admin" : "live";
 }
 
