@@ -18,6 +18,7 @@ from dialogs.knowledge.dialog import Knowledge, with_faq_act
 from dialogs.manager.session import BotReply, DialogSession, Turn
 from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
+from dialogs.nlu.classifier import Features
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class DialogEngine:
         seed_demo: bool = True,
         threshold: float = 0.45,
         max_intents: int = 3,
+        features: Features = "tfidf",
         options: EngineOptions | None = None,
         clock: Callable[[], datetime] | None = None,
         seed: int | None = None,
@@ -87,7 +89,7 @@ class DialogEngine:
         domain = load_domain(domain_path)
         knowledge = Knowledge.for_domain(domain)
         nlu_domain = with_faq_act(domain, knowledge.retriever.kb) if knowledge is not None else domain
-        nlu = NLU.train(nlu_domain, threshold=threshold, max_intents=max_intents)
+        nlu = NLU.train(nlu_domain, threshold=threshold, max_intents=max_intents, features=features)
         t1 = time.perf_counter()
         now = (clock or datetime.now)()
         database = ensure_database(database_url, seed_demo=seed_demo, now=now)
@@ -113,6 +115,7 @@ class DialogEngine:
             seed_demo=settings.database.seed_demo,
             threshold=settings.nlu.threshold,
             max_intents=settings.nlu.max_intents,
+            features=settings.nlu.features,
             options=options,
             clock=clock,
             seed=d.seed,
