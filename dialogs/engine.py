@@ -38,7 +38,7 @@ class EngineOptions:
     # Confirm on doubt: a request whose best intent scored from this up to the NLU threshold is confirmed
     # ("Just to check: ...?") instead of not understood; so is any request heard with a transcript confidence
     # below confirm_transcript_below.
-    confirm_intent_from: float = 0.25
+    confirm_intent_from: float = 0.2
     confirm_transcript_below: float = 0.5
     # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
     # exactly as the scorer and the dashboard do (this library does not import audio).

@@ -70,7 +70,7 @@ class DialogConfig(Section):
     max_reprompts: int = Field(2, ge=1, description="Re-asks of one slot before hand-off.")
     max_verification_attempts: int = Field(3, ge=1)
     confirm_intent_from: float = Field(
-        0.25, ge=0.0, le=1.0, description="A request whose best intent scores from this up to nlu.threshold is "
+        0.2, ge=0.0, le=1.0, description="A request whose best intent scores from this up to nlu.threshold is "
         "confirmed (\"Just to check: ...?\") instead of not understood."
     )
     confirm_transcript_below: float = Field(

@@ -742,11 +742,11 @@ class DialogSession:
             return False
         with self.engine.database.session() as s:
             ret = recalled_return(s, int(recall["id"]), st.customer_id, self.clock())
-        state = f"return_state_{ret.status}" if ret is not None else ""
-        if ret is None or not self.say_.has(state):
+        name = f"return_refund_{ret.status}" if ret is not None else ""
+        if ret is None or not self.say_.has(name):
             return False
         self._fire("the refund of the recalled return")
-        self._say(state)
+        self._say(name, order_id=ret.order_number)
         self._say("anything_else")
         self._asked(Expect.ANYTHING_ELSE, response="anything_else")
         return True
@@ -1117,8 +1117,10 @@ class DialogSession:
             if hit.slots.get(slot_name) is not None:
                 return hit.slots[slot_name]
         if slot_type == "reason":
-            # Any non-empty answer is a reason; a bare yes/no is not.
+            # Any non-empty answer is a reason; a bare yes/no is not ("wrong size" is a reason, not a "no").
             names = {i.name for i in parse.intents}
+            if text and any(e.type == "reason" for e in parse.entities):
+                return text
             return text if text and not (names & {"affirm", "deny", "repeat", "goodbye"}) else None
         return self._entity_value(parse, slot_type, text, dtmf)
 

@@ -178,6 +178,9 @@ _COMPLAINT = re.compile(
     r"(?: (?:about|for) (?:this|it))?)?"
     r"|(?:i|we)(?:'m| am| are) (?:so |really |very |getting |absolutely )?"
     r"(?:fed up|sick of this|sick and tired of this|angry|furious|frustrated|annoyed|upset|livid)"
+    r"(?: (?:with|about|of) (?:this|you|it|you people|your service))?"
+    r"|(?:and )?(?:nobody|no one|no-one) (?:ever )?(?:helps?(?: me)?|calls? (?:me )?back|listens|answers|cares)"
+    r"|(?:i|we)(?:'ve| have) (?:already )?(?:called|phoned|rung|tried|asked) (?:\w+ )?times(?: already)?"
     r"|how many times (?:do|have|must) (?:i|we) (?:have to )?(?:call(?: you)?|ask|tell you|explain)(?: this)?"
     r"|(?:what )?(?:a|such a) (?:waste of (?:my )?time|joke)"
     r"|(?:your|the) (?:service|company) is (?:terrible|awful|useless|a joke|the worst))\b",
