@@ -124,7 +124,7 @@ def _status_text(order: Order, now: datetime) -> str:
 
 
 @action("lookup_order", data=(
-    "order_id", "status", "status_text", "carrier", "tracking", "tracking_last4", "eta", "items",
+    "order_id", "status", "status_text", "status_phrase", "carrier", "tracking", "tracking_last4", "eta", "items",
 ))
 def lookup_order(ctx: ActionContext) -> ActionResult:
     """Where an order is: status, carrier, tracking and expected delivery, ready to speak."""
