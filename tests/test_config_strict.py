@@ -43,7 +43,7 @@ def test_an_unknown_action_is_named_with_the_nearest_one(domain_dir: Path) -> No
 
 
 def test_an_unknown_placeholder_is_named_with_the_nearest_value(domain_dir: Path) -> None:
-    edit(domain_dir / "domain.yaml", "{order_id_spoken}", "{order_idd}")
+    edit(domain_dir / "domain.yaml", "Your order {order_id_spoken} {status_phrase}.", "Your order {order_idd} {status_phrase}.")
     [(file, key, message)] = problems(domain_dir)
     assert file == str(domain_dir / "domain.yaml") and key.startswith("responses.")
     assert "unknown placeholder '{order_idd}'" in message and "did you mean 'order_id'?" in message
