@@ -1,6 +1,6 @@
 """Measure the product's own STT path on transcribed recordings: WER clean and through a telephone line.
 
-The telephone line is what a SIP caller's voice goes through: down to 8 kHz, G.711 mu-law and back, with
+The telephone line is :func:`voicebot.phone_speech.phone_line`: down to 8 kHz, G.711 mu-law and back, with
 the codec the SIP stack itself uses. Used by ``voicebot eval stt`` and ``benchmarks/stt_choice.py``.
 """
 
@@ -16,17 +16,10 @@ import numpy as np
 
 from audio import pcm
 from audio.evaluation import TranscribedClip, read_clip, word_error_rate, word_errors
-from telephony.codecs import ulaw_decode, ulaw_encode
+from voicebot.phone_speech import phone_line
 from voicebot.pipeline.shared import SharedModels, Transcript
 
-TELEPHONE_RATE = 8000
 CHANNELS = ("clean", "g711")
-
-
-def telephone_line(pcm16: bytes) -> bytes:
-    """16 kHz PCM16 as it arrives after a G.711 mu-law 8 kHz telephone line, back at 16 kHz."""
-    narrow = pcm.resample(pcm16, pcm.SAMPLE_RATE, TELEPHONE_RATE)
-    return pcm.resample(ulaw_decode(ulaw_encode(narrow)), TELEPHONE_RATE, pcm.SAMPLE_RATE)
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
@@ -51,7 +44,7 @@ def recognise_clip(shared: SharedModels, audio: bytes, reference: str, channel: 
                    expects: str | None = None) -> Recognised:
     """Transcribe 16 kHz PCM16 ``audio`` (through the telephone line if ``channel`` is g711) and score it."""
     if channel == "g711":
-        audio = telephone_line(audio)
+        audio = phone_line(audio)
     started, cpu = time.perf_counter(), time.process_time()
     transcript = shared.recognise(audio, expects=expects)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
