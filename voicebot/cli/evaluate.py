@@ -12,6 +12,7 @@ EVALUATIONS = {
     "spoken": "voicebot.cli.eval_spoken:eval_spoken",
     "frustration": "voicebot.cli.eval_frustration:eval_frustration",
     "knowledge": "voicebot.cli.eval_knowledge:eval_knowledge",
+    "stt": "voicebot.cli.eval_stt:eval_stt",
 }
 
 
@@ -29,4 +30,5 @@ class _LazyEval(click.Group):
 
 @click.group("eval", cls=_LazyEval)
 def eval_group() -> None:
-    """Measure accuracy on labelled data (NLU intents, frustration from audio, knowledge answers)."""
+    """Measure accuracy on labelled data (NLU intents, frustration from audio, knowledge answers, speech
+    recognition)."""

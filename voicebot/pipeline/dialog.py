@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
 from voicebot.pipeline.call import CallContext
-from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, GreetFrame
+from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, ExpectedAnswerFrame, GreetFrame
 from voicebot.pipeline.shared import is_non_speech
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class DialogStage(FrameProcessor):
                                       extra={"error": "transcription failed"})
             await self._say(MISHEARD_APOLOGY, kind="apology")
             return
-        if is_non_speech(frame.text):
+        if is_non_speech(frame.text) and not frame.not_understood:
             self._arm_timer()
             return
         if self._call.end_reason == "silence":
@@ -119,6 +120,9 @@ class DialogStage(FrameProcessor):
         self._prompted = False
         started = time.monotonic()
         signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else None
+        if frame.confidence is not None:
+            # Speech the recogniser rejected arrives with no text and confidence 0: the dialog counts a miss.
+            signals = replace(signals or TurnSignals(), transcript_confidence=frame.confidence)
         reply = await self._answer(Turn(text=frame.text, signals=signals or TurnSignals()))
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
@@ -133,8 +137,10 @@ class DialogStage(FrameProcessor):
         entities = _entities(reply)
         if entities:
             extra["entities"] = entities
+        if frame.rejected is not None:
+            extra["not_understood"] = frame.rejected
         # A PIN or security code said aloud: the record and the dashboard get the words with it masked.
-        text = reply.heard if reply.heard is not None else frame.text
+        text = reply.heard if reply.heard is not None else frame.text or f"[not understood: {frame.rejected}]"
         await self._call.add_turn("caller", text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None)
         await self._speak_reply(reply, speech_end=frame.speech_end, stages=stages)
 
@@ -194,6 +200,8 @@ class DialogStage(FrameProcessor):
     ) -> None:
         """Say the dialog's reply (recording it), and note how the call goes on: continue, hang up, hand off."""
         then = reply.action
+        # The recogniser upstream listens for the kind of answer the bot asks for ("order_number", "yes_no").
+        await self.push_frame(ExpectedAnswerFrame(expects=reply.expects), FrameDirection.UPSTREAM)
         if then != "continue":
             self._ending = True
             self._call.outcome = reply.outcome

@@ -26,8 +26,26 @@ class CallerTurnFrame(DataFrame):
     stt_wait_ms: float = 0.0
     audio: bytes = b""  # the utterance, 16 kHz mono PCM16 (for prosody)
     transcription_failed: bool = False  # speech recognition raised: ``text`` is empty, the bot apologises
+    confidence: float | None = None  # the recogniser's confidence in ``text``, 0-1 (TurnSignals.transcript_confidence)
+    # Why the recogniser gave no text for this audio ("no speech", "unsure", "repetitive", "language de").
+    rejected: str | None = None
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
+
+
+    @property
+    def not_understood(self) -> bool:
+        """The caller said something the recogniser could not make out (not silence, noise or a cough)."""
+        return self.rejected is not None and self.rejected != "no speech"
+
+
+@dataclass
+class ExpectedAnswerFrame(DataFrame):
+    """Sent upstream by the dialog stage after each reply: what kind of answer the bot asked for
+    (``BotReply.expects``: "order_number", "yes_no" ..., None for an open question), so the recogniser
+    can expect it in the caller's next turn."""
+
+    expects: str | None = None
 
 
 @dataclass

@@ -7,9 +7,11 @@ the media of all calls. Nothing here is per call.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ from audio import pcm
 from voicebot import metrics
 from voicebot.config import Settings
 from voicebot.models import load_piper, load_whisper
+from voicebot.pipeline.stt_bias import SpeechBias
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -29,9 +32,22 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Encoder window for a short utterance: its length plus a margin, never below MIN_WINDOW_S.
+# Encoder window for a short utterance (models.stt.window: fit): its length plus a margin, never below
+# MIN_WINDOW_S.
 WINDOW_MARGIN_S = 1.0
 MIN_WINDOW_S = 10.0  # shorter windows made tiny.en loop on short phrases (measured on synthetic speech)
+MAX_PROMPT_TOKENS = 120  # of the biasing prompt; Whisper allows 223 and each costs decoder time
+
+# Whisper's own thresholds (openai/whisper transcribe(), faster-whisper): "no speech" is a likely silence
+# with an unsure decode; a repetitive decode compresses better than text does.
+NO_SPEECH_PROB = 0.6
+LOGPROB_NO_SPEECH = -1.0
+COMPRESSION_RATIO = 2.4
+# Below this mean token log probability the words are a guess (about 1 token in 5 right); rejected outright.
+LOGPROB_GUESS = -1.6
+MIN_CONFIDENCE = 0.2  # below it (e.g. a tone sequence heard as "e-mail.com" at 0.16) the words are a guess too
+FOREIGN_LANGUAGE_PROB = 0.4  # a multilingual model this sure of another language ...
+LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood
 
 # Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
 _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
@@ -78,6 +94,64 @@ def is_non_speech(text: str) -> bool:
     return bool(_NON_SPEECH.match(text.strip()))
 
 
+def compression_ratio(text: str) -> float:
+    """How well the text compresses (zlib), as Whisper measures repetition; 0 for empty text."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the recogniser made of a caller's speech: the text ("" if rejected), how sure it is (0-1), and
+    if the audio was rejected, why: "no speech", "unsure", "repetitive", "language de"."""
+
+    text: str
+    confidence: float
+    rejected: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    language: str | None = None
+
+    @property
+    def heard_speech(self) -> bool:
+        """Rejected for what it said rather than for being silence or noise: the caller spoke, unclearly."""
+        return self.rejected is not None and self.rejected != "no speech"
+
+
+def transcript_confidence(avg_logprob: float, no_speech_prob: float, ratio: float) -> float:
+    """0-1: the mean token probability, discounted by the chance that there was no speech at all and
+    halved for a repetitive decode."""
+    confidence = math.exp(min(0.0, avg_logprob)) * (1.0 - no_speech_prob)
+    if ratio > COMPRESSION_RATIO:
+        confidence *= 0.5
+    return round(max(0.0, min(1.0, confidence)), 4)
+
+
+def judge(
+    text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False
+) -> Transcript:
+    """The decoded ``text`` as a :class:`Transcript`, or rejected: Whisper's no-speech rule, a repetitive or
+    guessed decode, one of Whisper's usual inventions on noise ("[BLANK_AUDIO]", a lone "you"), or speech
+    that sounds ``foreign`` (another language is likelier) and decodes unsurely in the bot's language."""
+    ratio = compression_ratio(text)
+    confidence = transcript_confidence(avg_logprob, no_speech_prob, ratio)
+    measures = {"avg_logprob": round(avg_logprob, 4), "no_speech_prob": round(no_speech_prob, 4),
+                "compression_ratio": round(ratio, 3), "language": language}
+    rejected = None
+    if (no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_NO_SPEECH) or is_non_speech(text):
+        rejected = "no speech"
+    elif ratio > COMPRESSION_RATIO or _looped(text):
+        rejected = "repetitive"
+    elif avg_logprob < LOGPROB_GUESS or confidence < MIN_CONFIDENCE:
+        rejected = "unsure"
+    elif foreign and avg_logprob < LOGPROB_FOREIGN:
+        rejected = f"language {language}"
+    if rejected is not None:
+        return Transcript("", 0.0, rejected=rejected, **measures)  # type: ignore[arg-type]
+    return Transcript(text, confidence, **measures)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Speech:
     """Synthesised mono PCM16 audio."""
@@ -93,8 +167,11 @@ class Speech:
 class SharedModels:
     """Models and pool loaded once per process; ``transcribe`` and ``synthesize`` are safe from any call."""
 
-    def __init__(self, settings: Settings, whisper: WhisperModel, voice: PiperVoice):
+    def __init__(
+        self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None
+    ):
         self.settings = settings
+        self.bias = bias or SpeechBias()
         self.whisper = whisper
         self.voice = voice
         self.executor = ThreadPoolExecutor(
@@ -122,8 +199,12 @@ class SharedModels:
 
     @classmethod
     def load(cls, settings: Settings) -> SharedModels:
-        """Load both models (raises :class:`voicebot.models.ModelError` naming a bad path)."""
-        return cls(settings, load_whisper(settings), load_piper(settings))
+        """Load both models (raises :class:`voicebot.models.ModelError` naming a bad path) and the biasing
+        prompts of the configured domain."""
+        from dialogs.domain.loader import load_domain
+
+        bias = SpeechBias.from_domain(load_domain(settings.resolve(settings.domain.path)))
+        return cls(settings, load_whisper(settings), load_piper(settings), bias)
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking ``func(*args)`` in the shared bounded pool."""
@@ -132,26 +213,38 @@ class SharedModels:
     # STT
 
     def transcribe(self, pcm16: bytes) -> str:
-        """Transcribe 16 kHz mono PCM16 speech (blocking); returns the text, stripped ("" for no speech).
+        """The text of :meth:`recognise` ("" for audio it rejects)."""
+        return self.recognise(pcm16).text
 
-        Utterances shorter than Whisper's 30 s window are encoded with a window just long enough for
-        them (CTranslate2 accepts any length up to 30 s; whisper.cpp calls this ``audio_ctx``): the
-        encoder of tiny.en then takes about 40 ms instead of 240 ms for a 3 s turn.
+    def recognise(self, pcm16: bytes, expects: str | None = None) -> Transcript:
+        """Transcribe 16 kHz mono PCM16 speech (blocking), biased towards the domain's words and, if
+        ``expects`` names the kind of answer the bot asked for ("order_number", "yes_no" ...), towards it.
+
+        Audio that is not a request in the bot's language (noise, music, a cough, another language, an
+        unsure or looping decode) gives an empty text and the reason in ``rejected``.
         """
         started = time.perf_counter()
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         seconds = len(audio) / pcm.SAMPLE_RATE
+        stt = self.settings.models.stt
+        prompt = self.bias.prompt(expects) if stt.bias else ""
         if seconds + WINDOW_MARGIN_S > 30.0:
-            text = self._transcribe_long(audio)
+            result = self._transcribe_long(audio, prompt)
         else:
-            text = self._transcribe_short(audio, seconds)
+            result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full")
         metrics.STT_SECONDS.observe(time.perf_counter() - started)
-        return text
+        return result
 
-    def _transcribe_short(self, audio: np.ndarray, seconds: float) -> str:
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        if not prompt:
+            return self._prompt
+        previous = self._tokenizer.encode(" " + prompt.strip())[-(MAX_PROMPT_TOKENS):]
+        return [self._tokenizer.sot_prev, *previous, *self._prompt]
+
+    def _transcribe_window(self, audio: np.ndarray, seconds: float, prompt: str, full: bool) -> Transcript:
         import ctranslate2
 
-        window_s = min(30.0, max(MIN_WINDOW_S, seconds + WINDOW_MARGIN_S))
+        window_s = 30.0 if full else min(30.0, max(MIN_WINDOW_S, seconds + WINDOW_MARGIN_S))
         frames = int(round(window_s * 100))  # 10 ms mel frames
         target = frames * 160
         features = self.whisper.feature_extractor(audio, padding=max(0, target - len(audio)))[:, :frames]
@@ -159,35 +252,53 @@ class SharedModels:
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
             to_cpu=False,
         )
+        language: str | None = None
+        foreign = False
+        if self.whisper.model.is_multilingual:
+            # The audio's likeliest language. Alone it is no proof (accented English over G.711 is often
+            # taken for Italian or Thai): it rejects only together with an unsure decode in the bot's language.
+            token, probability = self.whisper.model.detect_language(encoded)[0][0]
+            language = token.strip("<|>")
+            foreign = language != self.settings.models.stt.language and probability >= FOREIGN_LANGUAGE_PROB
+        tokens = self._prompt_tokens(prompt)
         result = self.whisper.model.generate(
             encoded,
-            [self._prompt],
+            [tokens],
             beam_size=self.settings.models.stt.beam_size,
-            max_length=min(448, int(seconds * 8) + 16),
+            max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
         )[0]
-        # Whisper's own rule (as in faster-whisper): likely silence and an unsure decode is no speech.
-        if result.no_speech_prob > 0.6 and result.scores[0] < -1.0:
-            return ""
-        text = self._tokenizer.decode(result.sequences_ids[0]).strip()
-        if _looped(text):
+        ids = result.sequences_ids[0]
+        text = self._tokenizer.decode(ids).strip()
+        # CTranslate2's score is the summed log probability over length; faster-whisper's avg_logprob adds 1.
+        avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
+        transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign)
+        if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
-            return self._transcribe_long(audio)
-        return text
+            return self._transcribe_window(audio, seconds, prompt, full=True)
+        return transcript
 
-    def _transcribe_long(self, audio: np.ndarray) -> str:
+    def _transcribe_long(self, audio: np.ndarray, prompt: str) -> Transcript:
         stt = self.settings.models.stt
-        segments, _ = self.whisper.transcribe(
+        segments, info = self.whisper.transcribe(
             audio,
             language=stt.language if self.whisper.model.is_multilingual else None,
             beam_size=stt.beam_size,
             without_timestamps=True,
             condition_on_previous_text=False,
+            initial_prompt=prompt or None,
             vad_filter=False,
         )
-        return " ".join(seg.text.strip() for seg in segments).strip()
+        parts = list(segments)
+        text = " ".join(seg.text.strip() for seg in parts).strip()
+        if not parts:
+            return Transcript("", 0.0, rejected="no speech")
+        weights = [max(1, len(seg.tokens)) for seg in parts]
+        avg_logprob = float(np.average([seg.avg_logprob for seg in parts], weights=weights))
+        no_speech = float(min(seg.no_speech_prob for seg in parts))
+        return judge(text, avg_logprob, no_speech)
 
     # TTS
 

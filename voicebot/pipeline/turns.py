@@ -35,8 +35,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from audio import pcm
 from voicebot import metrics
 from voicebot.config import CallConfig
-from voicebot.pipeline.frames import CallerTurnFrame
-from voicebot.pipeline.shared import SharedModels
+from voicebot.pipeline.frames import CallerTurnFrame, ExpectedAnswerFrame
+from voicebot.pipeline.shared import SharedModels, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,10 @@ def end_of_turn_silence(text: str, params: TurnParams) -> float:
     return params.end_of_turn_unpunctuated_s
 
 
-def _result_text(task: asyncio.Task[tuple[str, float]]) -> str:
+def _result_text(task: asyncio.Task[tuple[Transcript, float]]) -> str:
     if task.cancelled() or task.exception() is not None:
         return ""
-    return task.result()[0]
+    return task.result()[0].text
 
 
 class CallerTurnProcessor(FrameProcessor):
@@ -136,8 +136,9 @@ class CallerTurnProcessor(FrameProcessor):
         self._utterance = bytearray()
         self._utt_start: datetime = datetime.now(UTC)
         self._speech_end = 0.0
-        self._speculation: asyncio.Task[tuple[str, float]] | None = None
+        self._speculation: asyncio.Task[tuple[Transcript, float]] | None = None
         self._bot_speaking = False
+        self._expects: str | None = None  # what the bot's last question asked for (ExpectedAnswerFrame)
         self._releases: asyncio.Task | None = None
 
     @property
@@ -154,6 +155,9 @@ class CallerTurnProcessor(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             await self._on_audio(frame)
+            return
+        if isinstance(frame, ExpectedAnswerFrame):
+            self._expects = frame.expects
             return
         if isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
@@ -203,10 +207,10 @@ class CallerTurnProcessor(FrameProcessor):
             if self._silence_run >= round(needed / WINDOW_S):
                 await self._turn_ended()
 
-    async def _transcribe(self, audio: bytes) -> tuple[str, float]:
+    async def _transcribe(self, audio: bytes) -> tuple[Transcript, float]:
         started = time.perf_counter()
-        text = await self._shared.run(self._shared.transcribe, audio)
-        return text, (time.perf_counter() - started) * 1000
+        transcript = await self._shared.run(self._shared.recognise, audio, self._expects)
+        return transcript, (time.perf_counter() - started) * 1000
 
     async def _speech_started(self) -> None:
         self._in_speech = True
@@ -245,7 +249,7 @@ class CallerTurnProcessor(FrameProcessor):
     async def _release(
         self,
         previous: asyncio.Task | None,
-        transcription: asyncio.Future[tuple[str, float]],
+        transcription: asyncio.Future[tuple[Transcript, float]],
         audio: bytes,
         start: datetime,
         end: datetime,
@@ -257,14 +261,14 @@ class CallerTurnProcessor(FrameProcessor):
             await asyncio.shield(previous)
         failed = False
         try:
-            text, stt_ms = await transcription
+            transcript, stt_ms = await transcription
         except Exception:  # the turn still reaches the dialog, which apologises: the caller is not left in silence
             log.exception("%s: transcribing a caller turn failed", self)
-            text, stt_ms, failed = "", 0.0, True
+            transcript, stt_ms, failed = Transcript("", 0.0), 0.0, True
         released = time.monotonic()
         await self.push_frame(
             CallerTurnFrame(
-                text=text,
+                text=transcript.text,
                 start=start,
                 end=end,
                 speech_end=speech_end,
@@ -273,6 +277,8 @@ class CallerTurnProcessor(FrameProcessor):
                 stt_wait_ms=max(0.0, (released - eot_at) * 1000),
                 audio=audio,
                 transcription_failed=failed,
+                confidence=None if failed else transcript.confidence,
+                rejected=transcript.rejected,
             )
         )
 

@@ -1,0 +1,103 @@
+"""Measure the product's own STT path on transcribed recordings: WER clean and through a telephone line.
+
+The telephone line is :func:`voicebot.phone_speech.phone_line`: down to 8 kHz, G.711 mu-law and back, with
+the codec the SIP stack itself uses. Used by ``voicebot eval stt`` and ``benchmarks/stt_choice.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audio import pcm
+from audio.evaluation import TranscribedClip, read_clip, word_error_rate, word_errors
+from voicebot.phone_speech import phone_line
+from voicebot.pipeline.shared import SharedModels, Transcript
+
+CHANNELS = ("clean", "g711")
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as 16-bit PCM bytes."""
+    return np.clip(np.rint(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """One clip through one channel: the reference, what the STT path heard, and how long it took."""
+
+    reference: str
+    transcript: Transcript
+    seconds: float
+    channel: str
+    cpu_seconds: float  # CPU time of the process (all inference threads): comparable on a busy machine
+    errors: int
+    words: int
+
+
+def recognise_clip(shared: SharedModels, audio: bytes, reference: str, channel: str,
+                   expects: str | None = None) -> Recognised:
+    """Transcribe 16 kHz PCM16 ``audio`` (through the telephone line if ``channel`` is g711) and score it."""
+    if channel == "g711":
+        audio = phone_line(audio)
+    started, cpu = time.perf_counter(), time.process_time()
+    transcript = shared.recognise(audio, expects=expects)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    errors, words = word_errors(reference, transcript.text)
+    return Recognised(reference, transcript, seconds, channel, cpu_seconds, errors, words)
+
+
+def summarise(results: Sequence[Recognised]) -> dict[str, Any]:
+    """WER, rejected clips and STT time (median, p95) of a set of results of one channel."""
+    times = sorted(r.seconds for r in results)
+    cpu = sorted(r.cpu_seconds for r in results)
+    return {
+        "clips": len(results),
+        "wer": round(word_error_rate([(r.reference, r.transcript.text) for r in results]), 4),
+        "rejected": sum(r.transcript.rejected is not None for r in results),
+        "stt_median_s": round(statistics.median(times), 4) if times else None,
+        "stt_p95_s": round(times[min(len(times) - 1, int(0.95 * len(times)))], 4) if times else None,
+        "stt_cpu_median_s": round(statistics.median(cpu), 4) if cpu else None,
+        "mean_confidence": round(statistics.fmean(r.transcript.confidence for r in results), 4) if results else None,
+    }
+
+
+def evaluate_stt(
+    shared: SharedModels,
+    clips: Sequence[TranscribedClip],
+    channels: Sequence[str] = CHANNELS,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """WER and time per utterance of every clip through each channel (clean, g711), and the clips whose
+    words were worst. ``progress(n)`` is called after each clip with the number of clips done."""
+    results: dict[str, list[Recognised]] = {c: [] for c in channels}
+    unreadable: list[str] = []
+    for clip in clips:
+        try:
+            audio = to_pcm16(read_clip(clip.path, pcm.SAMPLE_RATE))
+        except (OSError, RuntimeError, ValueError) as exc:
+            unreadable.append(f"{clip.path}: {exc}")
+            continue
+        for channel in channels:
+            results[channel].append(recognise_clip(shared, audio, clip.text, channel))
+        if progress is not None:
+            progress(1)
+    worst = sorted(
+        (r for rs in results.values() for r in rs if r.words),
+        key=lambda r: r.errors / r.words,
+        reverse=True,
+    )[:5]
+    return {
+        **{channel: summarise(rs) for channel, rs in results.items()},
+        "worst": [
+            {"channel": r.channel, "reference": r.reference, "heard": r.transcript.text,
+             "rejected": r.transcript.rejected, "wer": round(r.errors / r.words, 3)}
+            for r in worst if r.errors
+        ],
+        "unreadable": unreadable,
+    }
