@@ -3,6 +3,7 @@
 // Every text from the server goes into the page with textContent (never as HTML): transcripts are caller input.
 
 import { adminView } from "/static/supervisor.admin.js";
+import { analyticsView } from "/static/supervisor.analytics.js";
 import { barChart, donut, fmtMs, histogram, lineChart } from "/static/supervisor.charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -165,6 +166,11 @@ async function loadMe() {
   state.me = await api("/api/me");
   const who = $("whoami");
   who.replaceChildren(h("span", {}, state.me.username), h("span", { class: "role" }, `(${state.me.role})`));
+  if (state.me.role !== "agent") {
+    $("tab-analytics").hidden = false;
+    $("tab-wallboard").hidden = false;
+    state.analytics = analyticsView({ h, api, $ });
+  }
   if (state.me.role === "admin") {
     $("tab-admin").hidden = false;
     state.admin = adminView({ h, api, $, fmtDateTime, openCall, me: () => state.me });
@@ -397,6 +403,7 @@ async function openCall(id, mode, { focus = true } = {}) {
   $("detail").classList.remove("failed");
   $("detail-error").hidden = true;
   $("handoff").hidden = true;
+  $("scorecard").hidden = true;
   renderDetailHead();
   if (focus) $("detail-title").focus();
   const detail = state.detail;
@@ -415,8 +422,9 @@ async function openCall(id, mode, { focus = true } = {}) {
       detail.ended = true;
     }
     if (state.detail !== detail) return;
-    const { turns = [], handoff = null, ...call } = data;
+    const { turns = [], handoff = null, scorecard = null, notes = [], ...call } = data;
     detail.call = { ...detail.call, ...call };
+    renderScorecard(scorecard, notes);
     if (call.end) detail.ended = true;
     renderDetailHead();
     if (handoff) renderHandoff(handoff);
@@ -949,7 +957,7 @@ function dayBound(value, end) {
 function searchParams() {
   const form = new FormData($("search"));
   const params = new URLSearchParams();
-  for (const key of ["q", "number", "intent", "outcome", "min_frustration"]) {
+  for (const key of ["q", "number", "intent", "outcome", "min_frustration", "qa", "tag"]) {
     const v = String(form.get(key) || "").trim();
     if (v) params.set(key, v);
   }
@@ -957,7 +965,92 @@ function searchParams() {
   const until = dayBound(form.get("until"), true);
   if (since) params.set("since", since);
   if (until) params.set("until", until);
+  updateExportLinks(since, until);
   return params;
+}
+
+/** The export buttons take the history search's date range (default: the last 7 days). */
+function updateExportLinks(since, until) {
+  for (const format of ["csv", "json"]) {
+    const p = new URLSearchParams({ format });
+    if (since) p.set("from", since);
+    if (until) p.set("to", until);
+    $(`export-${format}`).href = `/api/calls/export?${p}`;
+  }
+}
+
+const SCORE_LABELS = {
+  resolved: "Resolved", containment: "Contained (no person needed)", ai_disclosure: "AI disclosed",
+  verified_before_account_actions: "Verified before account actions", confirmed_before_changes: "Confirmed before changes",
+  silence: "Silence", talk_over: "Talk-over", frustration: "Frustration peak", sentiment: "Caller sentiment",
+  handoff_reason: "Hand-off reason",
+};
+
+function scoreDetails(item) {
+  const bits = [];
+  if (item.by) bits.push(`by ${item.by}`);
+  if (item.seconds != null && typeof item.result !== "number") bits.push(`${item.seconds} s`);
+  if (typeof item.result === "number" && item.name === "talk_over") bits.push("s");
+  if (item.longest_gap_s != null) bits.push(`longest gap ${item.longest_gap_s} s`);
+  if (item.interruptions) bits.push(`${item.interruptions} interruption(s)`);
+  if (item.trend) bits.push(item.trend);
+  if (item.description) bits.push(item.description);
+  return bits.join(", ");
+}
+
+/** Jump to the transcript turn a piece of evidence names (turns are numbered from 1 in record order). */
+function showTurn(n) {
+  const li = $("transcript").children[n - 1];
+  if (!li) return;
+  li.scrollIntoView({ block: "center" });
+  li.classList.add("flash");
+  setTimeout(() => li.classList.remove("flash"), 1500);
+}
+
+function renderScorecard(card, notes) {
+  const box = $("scorecard");
+  if (!card) { box.hidden = true; return; }
+  const failed = card.failed || [];
+  $("scorecard-title").textContent = failed.length ? `Scorecard: ${failed.length} check(s) failed` : "Scorecard: all checks passed";
+  $("scorecard-items").tBodies[0].replaceChildren(...(card.items || []).map((item) => {
+    const result = String(item.result);
+    const cls = result === "pass" ? "ok" : result === "fail" ? "bad" : "muted";
+    const label = SCORE_LABELS[item.name] || item.name.replace(/^rule:/, "Rule: ");
+    return h("tr", {},
+      h("th", { scope: "row" }, label),
+      h("td", {}, h("span", { class: `badge score-${cls}` }, result), " ", h("span", { class: "muted" }, scoreDetails(item))),
+      h("td", {}, (item.evidence || []).map((e) => h("button", {
+        type: "button", class: "btn btn-ghost btn-small", title: e.text || "", onclick: () => showTurn(e.turn),
+      }, `turn ${e.turn}${e.note ? ` (${e.note})` : ""}`))));
+  }));
+  renderNotes(notes || []);
+  box.hidden = false;
+  box.open = failed.length > 0;
+}
+
+function renderNotes(notes) {
+  $("notes").replaceChildren(...notes.map((n) => h("li", {},
+    h("span", { class: "muted small" }, `${n.username}, ${fmtDateTime(n.at)}: `), n.note || "",
+    ...(n.tags || []).map((t) => h("span", { class: "chip" }, t)))));
+}
+
+async function saveNote(e) {
+  e.preventDefault();
+  const id = state.detail?.id;
+  if (!id) return;
+  const form = new FormData($("note-form"));
+  const tags = String(form.get("tags") || "").split(",").map((t) => t.trim()).filter(Boolean);
+  $("note-msg").textContent = "saving…";
+  try {
+    await api(`/api/calls/${encodeURIComponent(id)}/notes`, { method: "POST", body: { note: String(form.get("note") || ""), tags } });
+    const data = await api(`/api/calls/${encodeURIComponent(id)}`);
+    if (state.detail?.id !== id) return;
+    renderNotes(data.notes || []);
+    $("note-form").reset();
+    $("note-msg").textContent = "saved";
+  } catch (err) {
+    $("note-msg").textContent = err.status === 403 ? "Only supervisors and admins add notes." : `Not saved: ${err.message}`;
+  }
 }
 
 async function search(offset = 0) {
@@ -1080,18 +1173,23 @@ function showView(view) {
   $("view-live").hidden = view !== "live";
   $("view-history").hidden = view !== "history";
   $("view-admin").hidden = view !== "admin";
-  for (const v of ["live", "history", "admin"]) {
+  $("view-analytics").hidden = view !== "analytics";
+  // The wallboard is the live view's tiles and queue board, large, for a screen on the wall (CSS: body[data-view]).
+  $("view-live").hidden = view !== "live" && view !== "wallboard";
+  for (const v of ["live", "history", "admin", "analytics", "wallboard"]) {
     const tab = $(`tab-${v}`);
     if (v === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
   if (view === "history" && !state.history.params) search(0);
   if (view === "admin") state.admin?.show();
+  if (view === "analytics") state.analytics?.show();
 }
 
 /** The view a hash names, among those this user may see. */
 function viewOf(name) {
   if (name === "history") return "history";
+  if ((name === "analytics" || name === "wallboard") && state.analytics) return name;
   return name === "admin" && state.admin ? "admin" : "live";
 }
 
@@ -1131,6 +1229,7 @@ function wire() {
   $("search").addEventListener("submit", (e) => { e.preventDefault(); search(0); });
   $("search").addEventListener("reset", () => setTimeout(() => search(0), 0));
   $("more").addEventListener("click", () => search(state.history.offset + PAGE));
+  $("note-form").addEventListener("submit", saveNote);
   window.addEventListener("hashchange", route);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && state.detail && !e.defaultPrevented) closeDetail();
