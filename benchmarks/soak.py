@@ -3,8 +3,8 @@
 Starts `voicebot serve` (SIP on loopback) in a subprocess and keeps ``--calls`` callers busy (the project's own
 SIP/RTP stack, in this process): each places a call, waits for the greeting, says 3 to 5 requests (espeak-ng,
 synthesised once at start) with a pause of 1 to 3 s after each reply, hangs up, and dials again at once. Every
-``--sample-s`` it samples the server process (RSS, open file descriptors, threads from /proc/PID) and the
-callers (calls completed and dropped in the interval, reply latency p50/p95, the largest RTP gap from the bot)
+``--sample-s`` it samples the server process (RSS, of it anonymous and file-backed, open file descriptors,
+threads from /proc/PID) and the callers (calls completed and dropped in the interval, reply latency p50/p95, the largest RTP gap from the bot)
 and prints one JSON line; at the end a summary line: RSS slope per hour (least squares) and per call, fd and
 thread min/max, the largest RTP gap, reply latency p50/p95 over the run, drops, and a verdict with its reasons. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and
 threads in the second half of the run never exceed the first half's maximum by more than a call's worth, and no
@@ -119,6 +119,9 @@ def process_sample(pid: int) -> dict:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return {
         "rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1),
+        # Anonymous memory (heaps, arenas) is what a leak grows; file-backed pages are code and models paged in.
+        "rss_anon_mb": round(int(fields["RssAnon"].split()[0]) / 1024, 1),
+        "rss_file_mb": round(int(fields["RssFile"].split()[0]) / 1024, 1),
         "threads": int(fields["Threads"]),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
     }
@@ -204,6 +207,7 @@ def summary(samples: list[dict], tail: Tally, latencies: list[float], max_rss_mb
         "calls_ended_by_bot": sum(s["ended_by_bot"] for s in samples) + tail.ended_by_bot,
         "calls_dropped": dropped,
         "rss_mb_first": samples[0]["rss_mb"], "rss_mb_last": samples[-1]["rss_mb"],
+        "rss_anon_mb_first": samples[0]["rss_anon_mb"], "rss_anon_mb_last": samples[-1]["rss_anon_mb"],
         "rss_slope_mb_per_hour": round(slope, 1), "rss_slope_limit_mb_per_hour": max_rss_mb_per_hour,
         "rss_slope_from_s": steady[0]["t_s"],
         "rss_mb_per_call": round(per_call, 2) if per_call is not None else None,
