@@ -3,12 +3,13 @@
 Starts `voicebot serve` (SIP on loopback) in a subprocess and keeps ``--calls`` callers busy (the project's own
 SIP/RTP stack, in this process): each places a call, waits for the greeting, says 3 to 5 requests (espeak-ng,
 synthesised once at start) with a pause of 1 to 3 s after each reply, hangs up, and dials again at once. Every
-``--sample-s`` it samples the server process (RSS, of it anonymous and file-backed, open file descriptors,
-threads from /proc/PID) and the callers (calls completed and dropped in the interval, reply latency p50/p95, the largest RTP gap from the bot)
-and prints one JSON line; at the end a summary line: RSS slope per hour (least squares) and per call, fd and
-thread min/max, the largest RTP gap, reply latency p50/p95 over the run, drops, and a verdict with its reasons. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and
-threads in the second half of the run never exceed the first half's maximum by more than a call's worth, and no
-call dropped (a call the bot ends itself after a reply, as its dialog may, is counted apart, not as a drop).
+``--sample-s`` it samples the server process (RSS, of it anonymous and file-backed, open file descriptors, threads
+from /proc/PID) and the callers (calls completed and dropped in the interval, reply latency p50/p95, the largest
+RTP gap from the bot) and prints one JSON line; at the end a summary line: RSS slope per hour (least squares) and
+per call, fd and thread min/max, the largest RTP gap, reply latency p50/p95 over the run, drops, and a verdict with
+its reasons. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and threads
+in the second half of the run never exceed the first half's maximum by more than a call's worth, and no call
+dropped (a call the bot ends itself after a reply, as its dialog may, is counted apart, not as a drop).
 
     python benchmarks/soak.py [--calls 10] [--minutes 30] [--sample-s 60]
 
