@@ -3,12 +3,13 @@
 Starts `voicebot serve` (SIP on loopback) in a subprocess and keeps ``--calls`` callers busy (the project's own
 SIP/RTP stack, in this process): each places a call, waits for the greeting, says 3 to 5 requests (espeak-ng,
 synthesised once at start) with a pause of 1 to 3 s after each reply, hangs up, and dials again at once. Every
-``--sample-s`` it samples the server process (RSS, open file descriptors, threads from /proc/PID) and the
-callers (calls completed and dropped in the interval, reply latency p50/p95, the largest RTP gap from the bot)
-and prints one JSON line; at the end a summary line: RSS slope per hour (least squares), fd and thread min/max,
-drops, and a verdict. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and
-threads in the second half of the run never exceed the first half's maximum by more than a call's worth, and no
-call dropped (a call the bot ends itself after a reply, as its dialog may, is counted apart, not as a drop).
+``--sample-s`` it samples the server process (RSS, of it anonymous and file-backed, open file descriptors, threads
+from /proc/PID) and the callers (calls completed and dropped in the interval, reply latency p50/p95, the largest
+RTP gap from the bot) and prints one JSON line; at the end a summary line: RSS slope per hour (least squares) and
+per call, fd and thread min/max, the largest RTP gap, reply latency p50/p95 over the run, drops, and a verdict with
+its reasons. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and threads
+in the second half of the run never exceed the first half's maximum by more than a call's worth, and no call
+dropped (a call the bot ends itself after a reply, as its dialog may, is counted apart, not as a drop).
 
     python benchmarks/soak.py [--calls 10] [--minutes 30] [--sample-s 60]
 
@@ -119,13 +120,18 @@ def process_sample(pid: int) -> dict:
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return {
         "rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1),
+        # Anonymous memory (heaps, arenas) is what a leak grows; file-backed pages are code and models paged in.
+        "rss_anon_mb": round(int(fields["RssAnon"].split()[0]) / 1024, 1),
+        "rss_file_mb": round(int(fields["RssFile"].split()[0]) / 1024, 1),
         "threads": int(fields["Threads"]),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
     }
 
 
-async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: float, sample_s: float
-               ) -> tuple[list[dict], Tally]:
+async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: float, sample_s: float,
+               latencies: list[float]) -> tuple[list[dict], Tally]:
+    """Run the callers; the samples, what the callers saw after the last one, and (into ``latencies``) every
+    reply latency."""
     ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
                              rtp_port_min=40000, rtp_port_max=40999, invites_per_second_per_source=100))
     await ua.start()
@@ -144,6 +150,7 @@ async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: 
             await asyncio.sleep(max(0.0, min(next_at, until) - time.monotonic()))
             seen = tally.take()
             lat = seen.latencies
+            latencies += lat
             sample = {
                 "t_s": round(time.monotonic() - started),
                 **process_sample(pid),
@@ -163,10 +170,13 @@ async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: 
         for task in tasks:
             task.cancel()
         await ua.stop()
-    return samples, tally.take()
+    tail = tally.take()
+    latencies += tail.latencies
+    return samples, tail
 
 
-def summary(samples: list[dict], tail: Tally, max_rss_mb_per_hour: float, warmup_s: float) -> dict:
+def summary(samples: list[dict], tail: Tally, latencies: list[float], max_rss_mb_per_hour: float,
+            warmup_s: float, calls: int) -> dict:
     # The first minutes fill caches and pools (the TTS cache, the allocator's arenas): not a leak.
     steady = [s for s in samples if s["t_s"] >= warmup_s]
     steady = steady if len(steady) >= 2 else samples
@@ -179,19 +189,36 @@ def summary(samples: list[dict], tail: Tally, max_rss_mb_per_hour: float, warmup
     dropped = sum(s["dropped"] for s in samples) + tail.dropped
     fds_bounded = max(fds[half:] or fds) <= max(fds[:half]) + FD_SLACK
     threads_bounded = max(threads[half:] or threads) <= max(threads[:half]) + THREAD_SLACK
-    flat = slope < max_rss_mb_per_hour and fds_bounded and threads_bounded and dropped == 0
+    reasons = []
+    if slope >= max_rss_mb_per_hour:
+        reasons.append(f"RSS grows {slope:.0f} MB/h (limit {max_rss_mb_per_hour:.0f})")
+    if not fds_bounded:
+        reasons.append(f"open files grew to {max(fds)} (first half at most {max(fds[:half])})")
+    if not threads_bounded:
+        reasons.append(f"threads grew to {max(threads)} (first half at most {max(threads[:half])})")
+    if dropped:
+        reasons.append(f"{dropped} call(s) dropped")
+    steady_calls = sum(s["completed"] + s["ended_by_bot"] + s["dropped"] for s in steady[1:])
+    per_call = (steady[-1]["rss_mb"] - steady[0]["rss_mb"]) / steady_calls if steady_calls else None
     return {
+        "simultaneous_calls": calls,
+        "minutes": round(samples[-1]["t_s"] / 60, 1),
         "samples": len(samples),
         "calls_completed": sum(s["completed"] for s in samples) + tail.completed,
         "calls_ended_by_bot": sum(s["ended_by_bot"] for s in samples) + tail.ended_by_bot,
         "calls_dropped": dropped,
         "rss_mb_first": samples[0]["rss_mb"], "rss_mb_last": samples[-1]["rss_mb"],
+        "rss_anon_mb_first": samples[0]["rss_anon_mb"], "rss_anon_mb_last": samples[-1]["rss_anon_mb"],
         "rss_slope_mb_per_hour": round(slope, 1), "rss_slope_limit_mb_per_hour": max_rss_mb_per_hour,
         "rss_slope_from_s": steady[0]["t_s"],
+        "rss_mb_per_call": round(per_call, 2) if per_call is not None else None,
         "fds_min": min(fds), "fds_max": max(fds), "fds_bounded": fds_bounded,
         "threads_min": min(threads), "threads_max": max(threads), "threads_bounded": threads_bounded,
         "max_rtp_gap_ms": max(s["max_rtp_gap_ms"] for s in samples),
-        "verdict": "flat" if flat else "not flat",
+        "replies": len(latencies),
+        "latency_p50_s": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
+        "latency_p95_s": round(float(np.percentile(latencies, 95)), 3) if latencies else None,
+        "verdict": "not flat: " + "; ".join(reasons) if reasons else "flat",
         "cpus": os.cpu_count(),
     }
 
@@ -211,10 +238,14 @@ def main() -> None:
         speeches = [synthesise(folder, text, f"say{i}") for i, text in enumerate(UTTERANCES)]
         port = free_port()
         with serve(folder, port) as server:
+            latencies: list[float] = []
             samples, tail = asyncio.run(
-                soak(server.process.pid, port, speeches, args.calls, args.minutes, args.sample_s))
+                soak(server.process.pid, port, speeches, args.calls, args.minutes, args.sample_s, latencies))
+        if not samples:
+            sys.exit("soak: no sample taken (run for longer than --sample-s)")
         # The calls still under way at the last sample count in the summary once they are over.
-        print(json.dumps(summary(samples, tail, args.max_rss_mb_per_hour, args.warmup_minutes * 60)), flush=True)
+        print(json.dumps(summary(samples, tail, latencies, args.max_rss_mb_per_hour, args.warmup_minutes * 60,
+                                 args.calls)), flush=True)
 
 
 if __name__ == "__main__":

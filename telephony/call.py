@@ -90,6 +90,11 @@ class CallLeg(LegBase):
         self.rtp.clear_output()
 
     @property
+    def media_idle_s(self) -> float:
+        """Seconds without RTP from the peer while it should send (0 on hold)."""
+        return self.rtp.media_idle_s if self.state == "answered" else 0.0
+
+    @property
     def can_send_dtmf(self) -> bool:
         return self.rtp.dtmf_pt is not None
 

@@ -72,6 +72,12 @@ class Leg(Protocol):
         """``sink`` gets every 20 ms the peer says while the leg is answered, until removed."""
         ...
 
+    @property
+    def media_idle_s(self) -> float:
+        """Seconds the peer has sent no media while it should (its phone or browser may have vanished); 0
+        while media flows, while on hold, or when the leg cannot tell."""
+        ...
+
     def remove_sink(self, sink: AudioSink) -> None:
         """Stop giving audio to ``sink`` (nothing happens if it was not added)."""
         ...
@@ -170,6 +176,11 @@ class LegBase:
                 sink(pcm)
             except Exception:  # one broken listener must not keep the audio from the others
                 log.exception("call %s: audio sink failed", self.call_id)
+
+    @property
+    def media_idle_s(self) -> float:
+        """0: a leg that cannot tell whether its peer's media stopped (see :meth:`Leg.media_idle_s`)."""
+        return 0.0
 
     # --- what the peer hears ----------------------------------------------------------------------------
     def add_mixer(self, mixer: AudioMixer) -> None:

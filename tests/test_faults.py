@@ -7,7 +7,9 @@ silence after a fault is the time from the fault to the first audible frame.
 Whisper or Piper failing: the bot runs in this process (the product's SIP server and call runner over a
 :class:`Runtime` whose shared models wrap the real Whisper model and Piper voice, with a switch that makes them
 raise), and the caller dials it with the project's own user agent. The caller vanishing without a BYE:
-`voicebot serve` in a subprocess, the caller's RTP stops.
+`voicebot serve` in a subprocess, the caller's RTP stops. The agent's phone vanishing mid-bridge: the agent
+queue (:class:`LiveQueue`) on our user agent, caller and agents our user agent too (as in
+``test_transfer_live.py``), the queue's voice espeak-ng; the agent's phone closes its sockets without a BYE.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from audio import pcm
 from audio.speech import espeak_ng
 from telephony.call import CallLeg
 from telephony.config import SipConfig
+from telephony.queue.config import AgentConfig, QueueConfig
+from telephony.queue.live import AGENT_LOST_TEXT, FALLBACK_TEXT, LiveQueue, TransferResult
+from telephony.queue.request import QueueRequest
+from telephony.queue.runner import QueueRunner
 from telephony.server import SipServer
 from telephony.sip.ua import UserAgent
 from voicebot.config import Settings
@@ -40,6 +46,7 @@ from voicebot.pipeline.tts import SPEECH_APOLOGY
 from voicebot.runtime import Runtime, fixed_prompts
 from voicebot.server.sip import sip_call_runner
 from voicebot.storage import CallStore
+from voicebot.transfer import TransferStore
 
 pytestmark = pytest.mark.slow
 
@@ -305,3 +312,194 @@ def test_caller_vanishing_without_bye_ends_the_call_and_closes_the_record(tmp_pa
     speakers = [t["speaker"] for t in turns]
     assert speakers[:3] == ["bot", "caller", "bot"], turns
     assert all(t["end"] is not None for t in turns), turns
+
+
+AGENT_HZ = 3000
+
+
+def tone(hz: float, seconds: float) -> bytes:
+    t = np.arange(int(pcm.SAMPLE_RATE * seconds)) / pcm.SAMPLE_RATE
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16).tobytes()
+
+
+def address(ua: UserAgent) -> str:
+    udp = ua.transport.udp_address
+    assert udp is not None
+    return f"127.0.0.1:{udp[1]}"
+
+
+def queue_ua(rtp_base: int, on_call: Any = None) -> UserAgent:
+    return UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
+                               rtp_port_max=rtp_base + 99), on_call=on_call)
+
+
+class QueueBot:
+    """Our user agent answering every call and handing it to the agent queue, whose voice is espeak-ng."""
+
+    def __init__(self, agents: list[AgentConfig], queue: QueueConfig, rtp_base: int):
+        self.ua = queue_ua(rtp_base, self._on_call)
+        self.said: list[str] = []
+        self.agents, self.queue = agents, queue
+        self.results: dict[str, TransferResult] = {}
+        self.live = LiveQueue(self.ua, self._speak)
+        self.offers: list[tuple[str, str, str]] = []  # (event, call id, agent id) as the agent page hears them
+        self.live.on_offer = lambda *event: self.offers.append(event)
+        self.runner: QueueRunner | None = None
+
+    async def _speak(self, text: str) -> bytes:
+        self.said.append(text)
+        return await asyncio.to_thread(speech, text)
+
+    async def start(self) -> None:
+        await self.ua.start()
+        self.runner = QueueRunner.on_loop(self.agents, [self.queue], self.live)
+        self.live.attach(self.runner)
+
+    async def _on_call(self, leg: CallLeg) -> None:
+        await leg.answer()
+        self.results[leg.call_id] = await self.live.transfer_call(leg, QueueRequest(whisper="A caller."))
+
+    @property
+    def uri(self) -> str:
+        return f"sip:queue@{address(self.ua)}"
+
+    async def stop(self) -> None:
+        await self.live.close()
+        if self.runner is not None:
+            await self.runner.close()
+        await self.ua.stop()
+
+
+class AgentPhone:
+    """An agent's phone (our user agent): answers, talks (a 3000 Hz tone); ``vanish`` kills it without a BYE,
+    ``hangup`` ends the call with one."""
+
+    def __init__(self, rtp_base: int):
+        self.ua = queue_ua(rtp_base, self._on_call)
+        self.legs: list[CallLeg] = []
+        self.gone = False
+
+    async def _on_call(self, leg: CallLeg) -> None:
+        self.legs.append(leg)
+        await leg.answer()
+        while leg.state == "answered" and not self.gone:
+            await leg.write_audio(tone(AGENT_HZ, 0.02))
+
+    def uri(self, user: str) -> str:
+        return f"sip:{user}@{address(self.ua)}"
+
+    async def vanish(self) -> None:
+        """The phone's network is gone: no more RTP, no BYE, nothing it would answer."""
+        self.gone = True
+        await self.legs[-1].rtp.close()
+        await self.ua.endpoint.close()
+
+
+def silent_runs(frames: list[tuple[float, float]], since: float) -> float:
+    """The longest run of silent 20 ms frames received after ``since``, in seconds."""
+    longest = run = 0
+    for t, rms in frames:
+        if t <= since:
+            continue
+        run = run + 1 if rms <= LOUD_RMS else 0
+        longest = max(longest, run)
+    return longest * pcm.FRAME_S
+
+
+async def until(predicate: Callable[[], bool], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def agent_queue(**kw: Any) -> QueueConfig:
+    base: dict[str, Any] = {"name": "general", "agent_timeout": 6, "max_wait": 30, "wrap_up": 0,
+                            "announce_every": 0, "fallback": "none", "agent_no_media_s": 1.0}
+    return QueueConfig(**{**base, **kw})
+
+
+def test_agent_phone_vanishing_mid_bridge_sends_the_caller_back_to_the_front_of_the_queue(tmp_path: Path) -> None:
+    async def main() -> tuple[TransferResult, float, dict[str, Any], list[str]]:
+        alice, bob = AgentPhone(39000), AgentPhone(39100)
+        await alice.ua.start()
+        await bob.ua.start()
+        agents = [AgentConfig(id="alice", contact=alice.uri("alice"), logged_in=True),
+                  AgentConfig(id="bob", contact=bob.uri("bob"), logged_in=False)]
+        bot = QueueBot(agents, agent_queue(), 39200)
+        await bot.start()
+        caller = queue_ua(39300)
+        await caller.start()
+        try:
+            assert bot.runner is not None
+            leg = await caller.dial(bot.uri, caller="+15550000002", ring_timeout=10)
+            ear = Ear()
+            leg.add_sink(ear)
+            await until(lambda: bot.runner is not None and bot.runner.acd.agent_state("alice") == "busy", 20)
+            # Bridged: the caller hears alice for a while, then her phone vanishes.
+            await until(lambda: sum(1 for _, rms in ear.frames if rms > LOUD_RMS) > 50, 20)
+            bot.runner.set_agent_state("bob", "available")  # bob logs in while alice talks
+            vanished = time.monotonic()
+            await alice.vanish()
+            await until(lambda: ("connected", leg.call_id, "bob") in bot.offers, 30)
+            stats = bot.runner.acd.queue_stats("general")
+            assert bot.runner.acd.agent_state("alice") == "paused"
+            bridged = time.monotonic()
+            await until(lambda: any(t > bridged and rms > LOUD_RMS for t, rms in ear.frames), 5)  # bob is heard
+            await bob.legs[0].hangup()
+            await asyncio.wait_for(leg.ended.wait(), 10)
+            await until(lambda: leg.call_id in bot.results, 10)
+            return bot.results[leg.call_id], silent_runs(ear.frames, vanished), stats, bot.said
+        finally:
+            await caller.stop()
+            await bot.stop()
+            await bob.ua.stop()
+
+    result, silence, stats, said = asyncio.run(main())
+    assert silence < MAX_SILENCE_S, silence
+    assert AGENT_LOST_TEXT in said
+    assert [(lost.agent_id, lost.why) for lost in result.agents_lost] == [("alice", "no_media")]
+    assert result.outcome == "answered" and result.agent_id == "bob", result
+    assert stats["agent_lost"] == 1 and stats["answered"] == 2
+    # The record: the lost agent, then how the hand-off ended.
+    store = CallStore.from_url(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    try:
+        TransferStore(store.engine).add(result)
+        record = TransferStore(store.engine).of_call(result.call_id)
+    finally:
+        store.close()
+    assert record is not None
+    assert record["agents_lost"] == ["alice"] and record["outcome"] == "answered" and record["agent_id"] == "bob"
+
+
+def test_agent_phone_vanishing_with_nobody_else_gets_an_apology_and_a_callback() -> None:
+    async def main() -> tuple[TransferResult, float, list[str], dict[str, Any]]:
+        alice = AgentPhone(39400)
+        await alice.ua.start()
+        agents = [AgentConfig(id="alice", contact=alice.uri("alice"), logged_in=True)]
+        bot = QueueBot(agents, agent_queue(), 39500)
+        await bot.start()
+        caller = queue_ua(39600)
+        await caller.start()
+        try:
+            assert bot.runner is not None
+            leg = await caller.dial(bot.uri, caller="+15550000003", ring_timeout=10)
+            ear = Ear()
+            leg.add_sink(ear)
+            await until(lambda: sum(1 for _, rms in ear.frames if rms > LOUD_RMS) > 50, 30)
+            vanished = time.monotonic()
+            await alice.vanish()
+            await asyncio.wait_for(leg.ended.wait(), 30)  # the bot says goodbye after the callback text
+            await until(lambda: leg.call_id in bot.results, 10)
+            return (bot.results[leg.call_id], silent_runs(ear.frames, vanished), bot.said,
+                    bot.runner.acd.queue_stats("general"))
+        finally:
+            await caller.stop()
+            await bot.stop()
+
+    result, silence, said, stats = asyncio.run(main())
+    assert silence < MAX_SILENCE_S, silence
+    # The apology, then the callback fallback (no callback store here: its "could not note" variant).
+    assert said[-2:] == [AGENT_LOST_TEXT, FALLBACK_TEXT["callback_failed"]], said
+    assert result.outcome == "callback" and [lost.agent_id for lost in result.agents_lost] == ["alice"]
+    assert stats["agent_lost"] == 1 and stats["callbacks"] == 1

@@ -66,6 +66,7 @@ async def check_contract(leg: Leg, say: Any, heard: list[bytes], press: Any | No
     assert loud(first) >= 10 and loud(second) >= 10
     n, hz = loud_frequency(first)
     assert abs(hz - PEER_HZ) < 20
+    assert 0.0 <= leg.media_idle_s < 1.0  # the peer's media flows (a leg that cannot tell says 0)
     leg.remove_sink(second.append)
     kept, had = len(first), len(second)
     await until(lambda: len(first) >= kept + 10, 10)

@@ -446,3 +446,39 @@ def test_priority_conditions_cover_every_handoff_reason() -> None:
         "annoyed",
     }
     assert request_conditions(QueueRequest()) == {"unverified"}
+
+
+def test_agent_lost_puts_the_caller_back_at_the_front_and_pauses_the_agent() -> None:
+    acd, clock = make(agents("a", "b"), agent_timeout=100, wrap_up=0)
+    assert rung(acd.enqueue("call1", packet())) == [("call1", "a")]
+    assert of(acd.agent_answered("call1", "a"), Connect)
+    clock.t = 10
+    # b is busy with another call and a higher-priority caller waits when call1 comes back from a's dropped leg.
+    assert rung(acd.enqueue("call2", packet())) == [("call2", "b")]
+    assert of(acd.agent_answered("call2", "b"), Connect)
+    acd.enqueue("call3", packet(priority=5))
+    clock.t = 20
+    out = acd.agent_lost("call1")
+    assert AgentStateChanged("a", "paused", "connection lost") in out
+    assert not of(out, Fallback)
+    assert acd.position("call1") == 1 and acd.position("call3") == 2  # before a higher priority caller
+    assert acd.queue_stats("general")["agent_lost"] == 1
+    clock.t = 30
+    out = acd.hangup("call2")  # b is free again: the returned caller is offered first
+    assert rung(out) == [("call1", "b")]
+    assert acd.agent_lost("nope") == []
+
+
+def test_agent_lost_with_nobody_else_offers_a_callback() -> None:
+    acd, clock = make(agents("a"), agent_timeout=100, wrap_up=0, fallback="none")
+    acd.enqueue("call1", packet())
+    out = acd.agent_answered("call1", "a")
+    assert of(out, Connect)
+    clock.t = 15
+    out = acd.agent_lost("call1")
+    assert [(f.kind, f.reason) for f in of(out, Fallback)] == [("callback", "agent_lost")]
+    assert of(out, CallLeftQueue)[0].outcome == "callback"
+    assert acd.waiting_in("call1") is None
+    stats = acd.queue_stats("general")
+    assert stats["agent_lost"] == 1 and stats["callbacks"] == 1 and stats["connected_now"] == 0
+    assert acd.agent_state("a") == "paused"

@@ -69,9 +69,10 @@ class _Call:
     offers: dict[str, _Offer] = field(default_factory=dict)
     declined: dict[str, float] = field(default_factory=dict)  # agent -> when they may be offered it again
     tried: set[str] = field(default_factory=set)  # rung without an answer this round
+    returned: bool = False  # back from an agent whose leg dropped: served before everyone else
 
-    def order(self) -> tuple[int, float, int]:
-        return (-self.priority, self.enqueued_at, self.seq)
+    def order(self) -> tuple[bool, int, float, int]:
+        return (not self.returned, -self.priority, self.enqueued_at, self.seq)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class _Connected:
     queue: str
     agent_id: str
     connected_at: float
+    call: _Call  # as it waited, for putting it back if the agent's leg drops
 
 
 @dataclass
@@ -118,6 +120,7 @@ class _Stats:
     timeouts: int = 0
     callbacks: int = 0
     transferred: int = 0
+    agent_lost: int = 0
     wait_total: float = 0.0
     abandon_wait_total: float = 0.0
     handled: int = 0
@@ -279,6 +282,40 @@ class ACD:
                     agent.idle_since = self._now
         else:
             return []
+        self._settle(out)
+        return out
+
+    def agent_lost(self, call_id: str) -> list[Action]:
+        """The agent's side of a connected call dropped (a hang-up, or their phone fell silent) while the caller
+        stayed. The agent is paused ("connection lost"); the caller goes back to the front of the queue, or
+        gets a callback when no other agent is logged in and unpaused to serve it."""
+        self._now = self.clock()
+        conn = self._connected.pop(call_id, None)
+        if conn is None:
+            return []
+        q = self.queues[conn.queue]
+        self._stats[q.name].agent_lost += 1
+        agent = self._agents[conn.agent_id]
+        agent.calls.discard(call_id)
+        if agent.logged_in:
+            agent.pause_reason = "connection lost"  # their phone may be gone: no new call until they say so
+        call = conn.call
+        out: list[Action] = []
+        if not any(a.logged_in and a.pause_reason is None and serves(a.cfg, q) for a in self._agents.values()):
+            self._stats[q.name].callbacks += 1
+            out += [
+                Fallback(call_id, q.name, "callback", "agent_lost", call.caller, call.request),
+                CallLeftQueue(call_id, q.name, "callback", 0.0),
+            ]
+        else:
+            call.offers.clear()
+            call.declined.clear()
+            call.tried = {conn.agent_id}
+            call.returned = True
+            call.enqueued_at = self._now
+            call.deadline = self._now + q.max_wait
+            call.next_announce = self._now + q.announce_every if q.announce_every > 0 else None
+            self._calls[call_id] = call
         self._settle(out)
         return out
 
@@ -526,6 +563,7 @@ class ACD:
             "timed_out": st.timeouts,
             "callbacks": st.callbacks,
             "transferred": st.transferred,
+            "agent_lost": st.agent_lost,
             "connected_now": sum(1 for c in self._connected.values() if c.queue == name),
             "service_level_s": self.queues[name].service_level_s,
             "service_level": round(st.answered_within / finished, 4) if finished else None,
@@ -706,7 +744,7 @@ class ACD:
         st.wait_total += wait
         if wait <= self.queues[call.queue].service_level_s:
             st.answered_within += 1
-        self._connected[call.call_id] = _Connected(call.call_id, call.queue, agent_id, self._now)
+        self._connected[call.call_id] = _Connected(call.call_id, call.queue, agent_id, self._now, call)
         out += [
             Connect(call.call_id, agent_id, call.queue),
             CallLeftQueue(call.call_id, call.queue, "answered", wait, agent_id),

@@ -55,12 +55,12 @@ class Connect:
 @dataclass(frozen=True)
 class Fallback:
     """The caller leaves the queue without an agent: ``callback`` (record a request), ``voicemail``, or
-    ``none`` (apologise and end the call)."""
+    ``none`` (apologise and end the call). ``agent_lost``: the agent's leg dropped and nobody else can serve."""
 
     call_id: str
     queue: str
     kind: Literal["callback", "voicemail", "none"]
-    reason: Literal["max_wait", "caller_request", "no_agents"]
+    reason: Literal["max_wait", "caller_request", "no_agents", "agent_lost"]
     caller: str | None
     request: QueueRequest = field(repr=False, compare=False)
 

@@ -9,6 +9,11 @@ the caller's :class:`~telephony.queue.request.QueueRequest`, and with ``agent_co
 to decline"), then the legs are bridged. The bridge ends when either side hangs up, and the other side is hung
 up with it.
 
+An agent's side that drops mid-bridge (no media for the queue's ``agent_no_media_s``: their phone or page
+vanished; or the leg ended other than by a hang-up, e.g. the page disconnected) is lost, not the call: the
+caller hears an apology and goes back to the front of the queue (hold music), or gets a callback if nobody
+else can take them (:meth:`telephony.queue.acd.ACD.agent_lost`); the result lists the agents lost.
+
 The agent can be rung while the bot is still saying its hand-off sentence: :meth:`LiveQueue.transfer_call`
 with ``caller_ready`` queues the call at once but leaves the caller's leg alone (no hold music, no keys)
 until the event is set, and bridges only after both the whisper and the caller's last bot audio are over.
@@ -23,7 +28,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -75,6 +80,18 @@ Voicemail = Callable[[Fallback, bytes], Awaitable[None]]
 """Keeps a recorded message (16 kHz PCM) of the caller of ``Fallback``."""
 
 TRANSFER_FAILED_TEXT = "I am sorry, the transfer did not work. Please call again later. Goodbye."
+AGENT_LOST_TEXT = "I am sorry, the line to your agent dropped. Please hold, you are next in line."
+NORMAL_ENDS = ("remote hangup", "local hangup")  # a bridged agent's leg ending otherwise was lost, not hung up
+MEDIA_CHECK_S = 0.1  # how often a bridged agent's media is checked: detection within this of the limit
+
+
+@dataclass(frozen=True)
+class AgentLost:
+    """An agent whose side dropped mid-bridge: ``why`` is ``no_media`` or the leg's end reason."""
+
+    agent_id: str
+    why: str
+    talk_s: float
 
 
 @dataclass
@@ -91,6 +108,8 @@ class TransferResult:
     talk_s: float | None = None
     callback_id: int | None = None
     voicemail_s: float | None = None
+    agents_lost: list[AgentLost] = field(default_factory=list)
+    """Agents whose side dropped while bridged, in order (the caller went back to the queue each time)."""
 
 
 class _Caller:
@@ -106,6 +125,7 @@ class _Caller:
         self.ready = asyncio.Event()
         self.pending_announce: str | None = None  # an announcement due before the queue had the leg
         self.key_listener: Callable[[str], None] | None = None
+        self.apology: asyncio.Task[None] | None = None  # "the line to your agent dropped", while it plays
 
     def finish(self) -> None:
         if not self.done.done():
@@ -280,7 +300,7 @@ class LiveQueue(QueueHandlers):
             caller.pending_announce = announcement_text(action)  # played when the bot has let go of the leg
             return
         self._stop_player(caller)
-        caller.player = self._spawn(self._play(caller.leg, announcement_text(action)))
+        caller.player = self._spawn(self._play(caller.leg, announcement_text(action), after=caller.apology))
 
     def connect(self, action: Connect) -> Awaitable[None]:
         return self._connect(action)
@@ -411,6 +431,7 @@ class LiveQueue(QueueHandlers):
                 log.exception("call %s: whisper to %s failed", action.call_id, action.agent_id)
         # Never bridged while the bot is still talking to the caller (the agent was rung during its last words).
         await caller.ready.wait()
+        await _finished(caller.apology)
         self._stop_player(caller)
         agent_leg.clear_audio()
         caller.leg.clear_audio()
@@ -425,20 +446,58 @@ class LiveQueue(QueueHandlers):
             caller.finish()
             return
         started = loop.time()
-        bridge = Bridge(caller.leg, agent_leg)
+        bridge = Bridge(caller.leg, agent_leg, hangup_together=False)
         taps = self._tap_bridge(action.call_id, caller.leg, agent_leg) if self.tap is not None else []
+        # Ready before it may be needed: the caller must hear it at once if the agent's side drops.
+        apology = self._spawn(self.speak(AGENT_LOST_TEXT))
         self._notify("connected", action.call_id, action.agent_id)
         log.info("call %s: bridged to agent %s", action.call_id, action.agent_id)
+        lost: str | None = None
         try:
-            await bridge.wait()
+            lost = await _agent_dropped(caller.leg, agent_leg, self._agent_no_media_s(action.queue))
         finally:
+            bridge.stop()
             for leg, sink in taps:
                 leg.remove_sink(sink)
-            caller.result.talk_s = round(loop.time() - started, 2)
-            caller.result.agent_id = action.agent_id
-            self.runner.hangup(action.call_id)  # handle time and wrap-up
+            talk_s = round(loop.time() - started, 2)
+            for leg in (caller.leg, agent_leg) if lost is None else (agent_leg,):
+                if leg.state != "ended":
+                    self._spawn(leg.hangup())
             self._notify("ended", action.call_id, action.agent_id)
-            caller.finish()
+            if lost is None:
+                apology.cancel()
+                caller.result.talk_s = talk_s
+                caller.result.agent_id = action.agent_id
+                self.runner.hangup(action.call_id)  # handle time and wrap-up
+                caller.finish()
+        if lost is not None:
+            self._agent_lost(caller, action, lost, talk_s, apology)
+
+    def _agent_no_media_s(self, queue: str) -> float:
+        assert self.runner is not None
+        q = self.runner.acd.queues.get(queue)
+        return q.agent_no_media_s if q is not None else 0.0
+
+    def _agent_lost(self, caller: _Caller, action: Connect, why: str, talk_s: float,
+                    apology: asyncio.Task[bytes]) -> None:
+        """The agent's side dropped while the caller stayed: apology, then back to the queue (or a callback)."""
+        assert self.runner is not None
+        log.warning("call %s: agent %s lost after %.1f s (%s); the caller goes back to the queue",
+                    action.call_id, action.agent_id, talk_s, why)
+        caller.connected = False
+        caller.result.agents_lost.append(AgentLost(action.agent_id, why, talk_s))
+        caller.leg.clear_audio()
+        caller.apology = self._spawn(self._play_apology(caller.leg, apology))
+        caller.player = self._spawn(self._play(caller.leg, None, after=caller.apology))
+        self.runner.agent_lost(action.call_id)  # may ring the next agent, or give a callback, at once
+
+    async def _play_apology(self, leg: Leg, speech: asyncio.Task[bytes]) -> None:
+        try:
+            pcm = await speech
+        except Exception:  # hold music without words is better than a silent line
+            log.exception("call %s: the apology could not be synthesised", leg.call_id)
+            return
+        await _play_once(leg, pcm)
 
     async def _fallback(self, action: Fallback, callback_id: int | None) -> None:
         caller = self._callers.get(action.call_id)
@@ -447,6 +506,7 @@ class LiveQueue(QueueHandlers):
         caller.result.callback_id = callback_id
         caller.in_fallback = True
         await caller.ready.wait()
+        await _finished(caller.apology)
         self._stop_player(caller)
         key: str = action.kind
         if key == "callback" and callback_id is None:
@@ -551,8 +611,9 @@ class LiveQueue(QueueHandlers):
             caller.player = None
             caller.leg.clear_audio()
 
-    async def _play(self, leg: Leg, text: str | None) -> None:
-        """``text`` (if any), then hold music until cancelled."""
+    async def _play(self, leg: Leg, text: str | None, after: asyncio.Task[None] | None = None) -> None:
+        """Once ``after`` (what the leg is hearing) is over: ``text`` (if any), then hold music until cancelled."""
+        await _finished(after)
         if text:
             await _play_once(leg, await self.speak(text))
         for frame in hold_music_frames(FRAME_MS, SAMPLE_RATE):
@@ -586,6 +647,30 @@ async def _play_once(leg: Leg, pcm: bytes) -> None:
             return
         await leg.write_audio(pcm[i : i + FRAME_BYTES])
     await _drained(leg)
+
+
+async def _agent_dropped(caller: Leg, agent: Leg, no_media_s: float) -> str | None:
+    """Wait while the bridge is up; None if it ended normally (either side hung up), else how the agent's side
+    was lost: ``no_media`` (nothing from them for ``no_media_s``; 0: never checked) or its leg's end reason."""
+    ends = [asyncio.ensure_future(leg.ended.wait()) for leg in (caller, agent)]
+    try:
+        while not any(t.done() for t in ends):
+            if no_media_s > 0 and agent.media_idle_s >= no_media_s:
+                return "no_media" if caller.state == "answered" else None
+            # A leg offers no "media stopped" event: its idle time is polled.
+            await asyncio.wait(ends, timeout=MEDIA_CHECK_S)
+    finally:
+        for t in ends:
+            t.cancel()
+    if caller.state == "answered" and agent.end_reason not in NORMAL_ENDS:
+        return agent.end_reason or "ended"
+    return None
+
+
+async def _finished(task: asyncio.Task[None] | None) -> None:
+    """Wait for ``task`` (if any) to be over, however it ends; not cancelled with the waiter."""
+    if task is not None and not task.done():
+        await asyncio.wait([task])
 
 
 async def _drained(leg: Leg) -> None:

@@ -130,6 +130,9 @@ class QueueRunner:
     def agent_unreachable(self, call_id: str, agent_id: str, reason: str = "unreachable") -> list[Action]:
         return self._run(self.acd.agent_unreachable(call_id, agent_id, reason))
 
+    def agent_lost(self, call_id: str) -> list[Action]:
+        return self._run(self.acd.agent_lost(call_id))
+
     def set_agent_state(self, agent_id: str, state: str, reason: str | None = None) -> list[Action]:
         """Raises :class:`telephony.queue.acd.QueueError` for an unknown agent or state (an API 404/400)."""
         return self._run(self.acd.set_agent_state(agent_id, state, reason))

@@ -187,6 +187,14 @@ class RtpSession:
             self._media_since = time.monotonic()
         self._expect_media = value
 
+    @property
+    def media_idle_s(self) -> float:
+        """Seconds since the peer's last packet (or since media became due) while it should be sending; 0
+        before :meth:`start` and while the call is on hold."""
+        if self._task is None or not self._expect_media:
+            return 0.0
+        return max(0.0, time.monotonic() - max(self._last_rx or 0.0, self._media_since))
+
     def start(self) -> None:
         """Start sending and playing out: call once the call is established (the ACK of our 200 received,
         or our ACK sent), never before, so an unconfirmed SDP cannot aim our media at a third party."""

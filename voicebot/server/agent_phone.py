@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
@@ -67,6 +68,7 @@ class WebLeg(LegBase):
         self.end_reason = ""
         self.answered = asyncio.Event()
         self.ended = asyncio.Event()
+        self._media_at = time.monotonic()  # the last audio from the page, or when it was answered
 
     def _enqueue(self, pcm: bytes) -> None:
         self.phone.outbound.write(pcm)
@@ -81,6 +83,14 @@ class WebLeg(LegBase):
     async def hangup(self) -> None:
         self._end("local hangup")
 
+    @property
+    def media_idle_s(self) -> float:
+        """Seconds since the page's microphone track last delivered audio (aiortc's track waits, silently,
+        for RTP that no longer comes when the page or its network vanished)."""
+        if self.state != "answered":
+            return 0.0
+        return max(0.0, time.monotonic() - self._media_at)
+
     def _end(self, reason: str) -> None:
         if self.state == "ended":
             return
@@ -93,6 +103,7 @@ class WebLeg(LegBase):
         self.answered.set()
 
     def _audio_in(self, pcm: bytes) -> None:
+        self._media_at = time.monotonic()
         self._audio_to_sinks(pcm)
 
 
@@ -158,6 +169,7 @@ class AgentPhone:
             raise DialError(603 if not answered else 480, "declined" if not answered else "page disconnected")
         leg = self.leg
         leg.state = "answered"
+        leg._media_at = time.monotonic()  # the no-media clock starts with the answer, not with the ring
         leg.answered.set()
         return leg
 

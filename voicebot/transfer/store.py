@@ -44,6 +44,9 @@ class TransferStore:
             for speaker, text, start, end in sorted(turns, key=lambda t: t[2]):
                 s.add(TransferTurnRow(call_id=result.call_id, speaker=speaker, text=self.redactor.text(text),
                                       start=start, end=end))
+            for lost in result.agents_lost:  # each agent whose side dropped before the hand-off ended
+                s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=lost.agent_id,
+                                  outcome="agent_lost", wait_s=0.0, talk_s=lost.talk_s, at=now))
             s.add(TransferRow(call_id=result.call_id, queue=result.queue, agent_id=result.agent_id,
                               outcome=result.outcome, wait_s=round(result.wait_s, 2), talk_s=result.talk_s,
                               callback_id=result.callback_id, voicemail_s=result.voicemail_s, at=now))
@@ -118,9 +121,12 @@ class TransferStore:
             transcript += [{"speaker": t.speaker, "text": t.text, "start": _iso(t.start),
                             "end": _iso(t.end) if t.end is not None else None}
                            for t in bridged if (t.extra or {}).get("kind") == "bridged"]
+            lost = s.scalars(select(TransferRow.agent_id).where(TransferRow.call_id == call_id,
+                                                               TransferRow.outcome == "agent_lost")
+                             .order_by(TransferRow.id))
             return {"queue": row.queue, "agent_id": row.agent_id, "outcome": row.outcome, "wait_s": row.wait_s,
                     "talk_s": row.talk_s, "callback_id": row.callback_id, "voicemail_s": row.voicemail_s,
-                    "transcript": transcript}
+                    "agents_lost": list(lost), "transcript": transcript}
 
 
 def _iso(dt: datetime) -> str:
