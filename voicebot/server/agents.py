@@ -5,6 +5,7 @@
     GET  /api/queues/{name}/stats        one queue's statistics
     GET  /api/agents                     every agent with state, calls, queues
     GET  /api/agents/{id}                one agent, with the hand-off packet of the call offered to / taken by them
+                                         and ``controls``: the page's buttons that apply now
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
     POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
     POST /api/agents/{id}/answer         pick up the call ringing on the page
@@ -49,6 +50,24 @@ STATES = ("available", "paused", "offline")
 STAFF = ("admin", "supervisor")
 # What an agent may see of a caller waiting in a queue that is not theirs: the queue's length and waits.
 WAITING_FOR_AGENTS = ("position", "priority", "waited_s", "state", "estimated_wait_s")
+
+
+def controls(state: str, call_status: str | None, page_ringing: bool) -> tuple[str, ...]:
+    """The agent page's buttons that apply to an agent in ACD ``state`` whose current call (offered or taken)
+    is in ``call_status`` (ringing, answered, connected or None); ``page_ringing``: the page itself is the phone
+    that rings. ``ready`` ends a wrap-up (sets the agent available)."""
+    if state == "ringing":
+        if call_status == "answered":  # picked up, the queue wants the agent to accept (agent_confirm)
+            return ("accept", "decline")
+        return ("answer", "decline") if page_ringing else ("decline",)
+    if state == "busy":
+        return ("hangup",)
+    return {
+        "offline": ("available",),
+        "available": ("paused", "offline"),
+        "paused": ("available", "offline"),
+        "wrap_up": ("ready", "paused", "offline"),
+    }.get(state, ())
 
 
 def _redactor(request: Request) -> Redactor:
@@ -115,11 +134,15 @@ async def agents(request: Request, who: LoggedIn) -> dict[str, Any]:
 
 @router.get("/api/agents/{agent_id}")
 async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
-    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet."""
+    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet, and
+    ``controls``: the buttons that apply now (:func:`controls`)."""
     ensure_own_agent(who, agent_id)
     service = _service(request)
     current = service.current.get(agent_id)
-    return {**_agent(service, agent_id).to_dict(), "current": _redactor(request).value(current)}
+    snapshot = _agent(service, agent_id)
+    page = _phones(request).get(agent_id)
+    buttons = controls(snapshot.state, current.get("status") if current else None, page is not None and page.ringing)
+    return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons)}
 
 
 @router.post("/api/agents/{agent_id}/state")

@@ -69,7 +69,6 @@ function showCall(current) {
   const h = current.handoff;
   box.hidden = false; $("nocall").hidden = true;
   const ringingHere = pc && current.status === "ringing";
-  $("answer").hidden = !ringingHere;
   if (ringingHere && $("autoanswer").checked && answering !== current.call_id) {
     answering = current.call_id;
     act("/answer", {});
@@ -97,12 +96,18 @@ function showCall(current) {
   }));
 }
 
+// Only the buttons that apply now (the server says which: GET /api/agents/{id} "controls").
+function showControls(controls) {
+  document.querySelectorAll("[data-control]").forEach((el) => { el.hidden = !controls.includes(el.dataset.control); });
+}
+
 async function refresh() {
   const id = agentSelect.value;
   if (!id) return;
   try {
     const a = await api("/api/agents/" + encodeURIComponent(id));
     $("state").textContent = a.state + (a.pause_reason ? " (" + a.pause_reason + ")" : "");
+    showControls(a.controls || []);
     showCall(a.current);
     const q = await api("/api/queues");
     $("queues").replaceChildren(...q.queues.map((qu) => {
@@ -125,6 +130,7 @@ async function act(path, body) {
 
 document.querySelectorAll("button[data-state]").forEach((b) => b.addEventListener("click", () =>
   act("/state", {state: b.dataset.state, reason: b.dataset.state === "paused" ? ($("reason").value || "break") : null})));
+$("ready").addEventListener("click", () => act("/state", {state: "available", reason: null}));
 $("accept").addEventListener("click", () => act("/accept", {}));
 $("answer").addEventListener("click", () => act("/answer", {}));
 $("usephone").addEventListener("click", () => usePhone().catch((e) => { $("error").textContent = e.message; }));
