@@ -37,10 +37,16 @@ VISIBLE = "() => [...new Set([...document.querySelectorAll('[data-control]')].fi
           ".map((e) => e.dataset.control))].sort()"
 
 
-def call_for_a_human(bot_port: int, stop: threading.Event, done: threading.Event) -> None:
-    """Dial the bot, ask for a human after the greeting, stay on the line until ``stop`` or the call ends."""
-    speech, _ = espeak_ng("I want to speak to a human.", rate=150, sample_rate=SAMPLE_RATE)
-    pcm = (speech * 20000).astype(np.int16).tobytes()
+def speech_pcm(text: str) -> bytes:
+    speech, _ = espeak_ng(text, rate=150, sample_rate=SAMPLE_RATE)
+    return bytes((speech * 20000).astype(np.int16).tobytes())
+
+
+def call_for_a_human(bot_port: int, talk: threading.Event, stop: threading.Event, done: threading.Event) -> None:
+    """Dial the bot, ask for a human after the greeting, tell the agent about a return once ``talk`` is set,
+    stay on the line until ``stop`` or the call ends."""
+    pcm = speech_pcm("I want to speak to a human.")
+    later = speech_pcm("I would like to return my order, please.") + bytes(FRAME_BYTES * 50)
 
     async def main() -> None:
         ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39700,
@@ -54,6 +60,10 @@ def call_for_a_human(bot_port: int, stop: threading.Event, done: threading.Event
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 120
             while loop.time() < deadline and leg.state == "answered" and not stop.is_set():
+                if talk.is_set():
+                    talk.clear()
+                    for i in range(0, len(later), FRAME_BYTES):
+                        await leg.write_audio(later[i : i + FRAME_BYTES])
                 await asyncio.sleep(0.2)
             if leg.state == "answered":
                 await leg.hangup()
@@ -90,7 +100,7 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 40, "max_wait": 90, "wrap_up": 300}],
     }
-    stop, done = threading.Event(), threading.Event()
+    talk, stop, done = threading.Event(), threading.Event(), threading.Event()
     shots = screenshots()
     with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
         add_user(server.config["database"]["url"], "alice", "agent")
@@ -116,7 +126,7 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
             page.wait_for_function("() => document.getElementById('phonestatus').textContent === 'phone: connected'",
                                    timeout=20_000)
 
-            caller = threading.Thread(target=call_for_a_human, args=(port, stop, done), daemon=True)
+            caller = threading.Thread(target=call_for_a_human, args=(port, talk, stop, done), daemon=True)
             caller.start()
             page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
             ringing = visible(page)
@@ -127,6 +137,14 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
                                    timeout=30_000)
             page.wait_for_selector("#hangup:not([hidden])", timeout=10_000)
             connected = visible(page)
+            card = page.inner_text("#card")
+            # What the caller says on the bridged call reaches the page as it is transcribed.
+            talk.set()
+            try:
+                page.wait_for_function("() => document.getElementById('live').textContent.includes('caller:')",
+                                       timeout=60_000)
+            finally:
+                live = page.inner_text("#live")
             page.screenshot(path=str(shots / "agent-connected.png"), full_page=True)
 
             page.click("#hangup")
@@ -150,6 +168,8 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
 
     assert ringing == ["answer", "decline"], ringing
     assert connected == ["hangup"], connected
+    assert card.strip() == "not verified"  # the caller gave no identity
+    assert live.startswith("caller:") and len(live) > len("caller: ") + 5, live
     assert wrap_up == ["offline", "paused", "ready"], wrap_up
     assert ready == ["offline", "paused"], ready
     assert error == ""

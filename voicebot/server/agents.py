@@ -6,6 +6,8 @@
     GET  /api/agents                     every agent with state, calls, queues
     GET  /api/agents/{id}                one agent, with the hand-off packet of the call offered to / taken by them
                                          and ``controls``: the page's buttons that apply now
+    GET  /api/agents/{id}/card           the customer's card of their current call ({"verified": false} unless
+                                         the bot verified the caller)
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
     POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
     POST /api/agents/{id}/answer         pick up the call ringing on the page
@@ -35,6 +37,7 @@ from fastapi.responses import Response
 
 from telephony.queue.acd import AgentSnapshot, QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
+from voicebot.assist.card import customer_card, verified_customer
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
 from voicebot.server.request_body import json_object
@@ -143,6 +146,33 @@ async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     page = _phones(request).get(agent_id)
     buttons = controls(snapshot.state, current.get("status") if current else None, page is not None and page.ringing)
     return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons)}
+
+
+@router.get("/api/agents/{agent_id}/card")
+async def card(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """The customer's card (:class:`voicebot.assist.CustomerCard`) of the call offered to or taken by the agent,
+    as ``{"call_id", "verified": true, "card"}``; ``{"call_id", "verified": false}`` when the bot did not verify
+    the caller. 409 when the agent has no call."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    current = service.current.get(agent_id)
+    if current is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
+    customer_id, contact_id = verified_customer(current.get("handoff"))
+    if customer_id is None:
+        return {"call_id": current["call_id"], "verified": False}
+    database = request.app.state.runtime.engine.database
+
+    def read() -> dict[str, Any] | None:
+        with database.session() as session:
+            found = customer_card(session, customer_id, exclude_contact=contact_id)
+            return found.to_dict() if found is not None else None
+
+    found = await asyncio.to_thread(read)
+    if found is None:
+        return {"call_id": current["call_id"], "verified": False}
+    return {"call_id": current["call_id"], "verified": True, "card": _redactor(request).value(found)}
 
 
 @router.post("/api/agents/{agent_id}/state")
