@@ -63,6 +63,8 @@ class DomainConfig(Section):
 class NLUConfig(Section):
     threshold: float = Field(0.45, ge=0.0, le=1.0, description="Minimum confidence to accept an intent.")
     max_intents: int = Field(3, ge=1, le=10)
+    features: Literal["tfidf", "embeddings", "both"] = Field(
+        "tfidf", description="Classifier features: TF-IDF n-grams, sentence embeddings, or both (measured: tfidf).")
 
 
 class DialogConfig(Section):

@@ -123,7 +123,9 @@ def _status_text(order: Order, now: datetime) -> str:
     return order.status
 
 
-@action("lookup_order")
+@action("lookup_order", data=(
+    "order_id", "status", "status_text", "carrier", "tracking", "tracking_last4", "eta", "items",
+))
 def lookup_order(ctx: ActionContext) -> ActionResult:
     """Where an order is: status, carrier, tracking and expected delivery, ready to speak."""
     order, refusal = _find_order(ctx)
@@ -143,7 +145,7 @@ def lookup_order(ctx: ActionContext) -> ActionResult:
     })
 
 
-@action("start_return")
+@action("start_return", data=("order_id", "rma", "status", "return_status", "started", "why", "email_masked"))
 def start_return(ctx: ActionContext) -> ActionResult:
     """Open a return for a delivered order within the return window and email the label."""
     order, refusal = _find_order(ctx)
@@ -211,7 +213,7 @@ def _parse_address(value: Any) -> tuple[str, str | None, str | None] | None:
     return " ".join(line.split()), city, code
 
 
-@action("change_address")
+@action("change_address", data=("address", "postcode", "unchanged", "why"))
 def change_address(ctx: ActionContext) -> ActionResult:
     """Replace the customer's postal address. Without a city the old city stays; without a postcode the
     old postcode stays unless the city changes (then ``invalid`` asks for the postcode)."""
@@ -243,7 +245,7 @@ def change_address(ctx: ActionContext) -> ActionResult:
     return ActionResult("ok", {"address": spoken, "postcode": postcode}, changed=True)
 
 
-@action("reset_password")
+@action("reset_password", data=("email_masked", "why"))
 def reset_password(ctx: ActionContext) -> ActionResult:
     """Send a password-reset link to the email on file (recorded in the audit log)."""
     customer = _verified_customer(ctx)
@@ -289,7 +291,10 @@ def _charge_label(inv: Invoice, ctx: ActionContext) -> str:
     return inv.description
 
 
-@action("billing_summary")
+@action("billing_summary", data=(
+    "last_amount", "last_date", "last_description", "balance_due", "balance_due_value", "status", "overdue",
+    "duplicate", "duplicate_text", "why",
+))
 def billing_summary(ctx: ActionContext) -> ActionResult:
     """The last charge, the balance due, and whether the same thing was charged twice in one month."""
     customer = _verified_customer(ctx)
@@ -320,7 +325,7 @@ def billing_summary(ctx: ActionContext) -> ActionResult:
     return ActionResult("ok", data)
 
 
-@action("refund_duplicate_charge")
+@action("refund_duplicate_charge", data=("amount", "refund_amount", "date", "description", "why"))
 def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
     """Refund the second of two identical charges in one month."""
     customer = _verified_customer(ctx)
@@ -338,7 +343,7 @@ def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
                                "description": _charge_label(second, ctx)}, changed=True)
 
 
-@action("cancel_subscription")
+@action("cancel_subscription", data=("plan", "end_date", "ended", "why"))
 def cancel_subscription(ctx: ActionContext) -> ActionResult:
     """Cancel the active subscription (slot ``plan`` picks one if there are several); it runs until the
     end of the paid period."""

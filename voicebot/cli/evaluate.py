@@ -9,7 +9,9 @@ import click
 
 EVALUATIONS = {
     "nlu": "voicebot.cli.eval_nlu:eval_nlu",
+    "spoken": "voicebot.cli.eval_spoken:eval_spoken",
     "frustration": "voicebot.cli.eval_frustration:eval_frustration",
+    "knowledge": "voicebot.cli.eval_knowledge:eval_knowledge",
 }
 
 
@@ -27,4 +29,4 @@ class _LazyEval(click.Group):
 
 @click.group("eval", cls=_LazyEval)
 def eval_group() -> None:
-    """Measure accuracy on labelled data (NLU intents, frustration from audio)."""
+    """Measure accuracy on labelled data (NLU intents, frustration from audio, knowledge answers)."""
