@@ -18,10 +18,13 @@ import pytest
 from auth_helpers import add_user
 from browser_helpers import with_microphone
 from net_helpers import sip_port
+from sqlalchemy import select
 from test_supervisor_browser import screenshots
 
 from audio.pcm import FRAME_BYTES, SAMPLE_RATE
 from audio.speech import espeak_ng, write_wav
+from dialogs.db.engine import Database
+from dialogs.db.models import Contact
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
 from voicebot.client.local_server import ServerProcess
@@ -152,6 +155,13 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
                                    timeout=30_000)
             page.wait_for_selector("#ready:not([hidden])", timeout=10_000)
             wrap_up = visible(page)
+            page.wait_for_function("() => document.getElementById('wrapsummary').value !== ''", timeout=10_000)
+            proposed = page.input_value("#wrapsummary")
+            page.fill("#wrapsummary", "Caller wants to return an order. Agent sent the label.")
+            page.click("#savewrap")
+            page.wait_for_function("() => document.getElementById('wrapstatus').textContent !== "
+                                   "'proposed by the bot: edit and save'", timeout=10_000)
+            wrap_status = page.inner_text("#wrapstatus")
             page.screenshot(path=str(shots / "agent-wrap-up.png"), full_page=True)
 
             page.click("#ready")
@@ -165,11 +175,16 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
             stop.set()
             browser.close()
         assert done.wait(30), server.log()
+        with Database(server.config["database"]["url"]).session() as s:
+            summaries = list(s.scalars(select(Contact.summary)))
 
     assert ringing == ["answer", "decline"], ringing
     assert connected == ["hangup"], connected
     assert card.strip() == "not verified"  # the caller gave no identity
     assert live.startswith("caller:") and len(live) > len("caller: ") + 5, live
     assert wrap_up == ["offline", "paused", "ready"], wrap_up
+    assert proposed.startswith("caller 5550142.") and "The caller told the agent" in proposed, proposed
+    assert wrap_status == "saved"
+    assert "Caller wants to return an order. Agent sent the label." in summaries, summaries  # the bot's memory
     assert ready == ["offline", "paused"], ready
     assert error == ""

@@ -14,9 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
 from dialogs.db.engine import Database
-from dialogs.db.models import Order, Return
+from dialogs.db.models import AuditLog, Contact, Order, Return
 from dialogs.db.repository import close_contact, open_contact
 from voicebot.assist.card import customer_card, verified_customer
+from voicebot.assist.wrapup import prefill
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.server.app import create_app
@@ -87,4 +88,54 @@ def test_card_api_serves_only_the_agents_own_call(tmp_path: Path, tmp_path_facto
         packet["customer"]["verified"] = True  # type: ignore[index]
         body = c.get("/api/agents/alice/card", headers=alice).json()
         assert body["verified"] is True and body["card"]["id"] == customer_id and body["card"]["orders"]
+    customers.dispose()
+
+
+def test_wrap_up_is_prefilled_from_the_packet_and_the_bridged_turns() -> None:
+    packet = {"summary": "Caller Ann Lee, verified. Wants to return order 63950. Annoyed.",
+              "intents_done": [{"intent": "order_status"}], "intents_pending": [{"intent": "start_return"}]}
+    form = prefill(packet, [("caller", "The shoes are too small."), ("agent", "I will start the return.")])
+    assert form.disposition == "follow-up" and form.intents == ("order_status", "start_return")
+    assert form.summary == 'Caller Ann Lee, verified. The caller told the agent: "The shoes are too small."'
+    assert prefill({"summary": "Caller asked for a person."}, []).disposition == "resolved"
+    assert prefill(None, []).summary == "The caller was handed to an agent. The agent took the call."
+
+
+def test_wrap_up_goes_into_the_contact_history_audited(tmp_path: Path,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"}],  # type: ignore[list-item]
+                        queues=[{"name": "general"}])  # type: ignore[list-item]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
+    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    customers = Database(demo_copy(tmp_path, tmp_path_factory))
+    with customers.session() as s:
+        contact_id = open_contact(s, "sip", None, NOW)
+    runtime = SimpleNamespace(settings=settings, events=EventBus(),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine,
+                                                                              session=customers.session)))
+    add_user(engine, "alice", "agent")
+    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        alice = login(c, "alice")
+        assert c.get("/api/agents/alice/wrapup", headers=alice).json()["detail"] == "alice has no call to wrap up"
+        packet = {"summary": "Caller wants a refund. Calm.", "contact_id": contact_id,
+                  "intents_pending": [{"intent": "refund"}]}
+        service.last["alice"] = {"call_id": "call-1", "status": "connected", "handoff": packet}
+        got = c.get("/api/agents/alice/wrapup", headers=alice).json()
+        assert got["form"] == {"disposition": "follow-up", "intents": ["refund"],
+                               "summary": "Caller wants a refund. The agent took the call."}
+        bad = c.post("/api/agents/alice/wrapup", json={**got["form"], "disposition": "done"}, headers=alice)
+        assert bad.status_code == 400 and "disposition" in bad.json()["detail"]
+        form = {"disposition": "resolved", "intents": ["refund"], "summary": "Refund of 63950 approved. Sent email."}
+        saved = c.post("/api/agents/alice/wrapup", json=form, headers=alice)
+        assert saved.status_code == 200, saved.text
+        service.last["alice"] = {"call_id": "call-2", "status": "connected", "handoff": {"contact_id": 10**9}}
+        gone = c.post("/api/agents/alice/wrapup", json=form, headers=alice)
+        assert gone.status_code == 409 and "no contact" in gone.json()["detail"]
+    with customers.session() as s:
+        contact = s.get(Contact, contact_id)
+        assert contact is not None and contact.summary == "Refund of 63950 approved. Sent email."
+        assert contact.intents == [{"intent": "refund", "status": "done", "outcome": "resolved", "slots": {}}]
+        audit = s.scalars(select(AuditLog).where(AuditLog.contact_id == contact_id)).all()
+        assert [(a.actor, a.action) for a in audit] == [("agent:alice", "wrap_up")]
     customers.dispose()

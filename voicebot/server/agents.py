@@ -8,6 +8,9 @@
                                          and ``controls``: the page's buttons that apply now
     GET  /api/agents/{id}/card           the customer's card of their current call ({"verified": false} unless
                                          the bot verified the caller)
+    GET  /api/agents/{id}/wrapup         the wrap-up form of their current or last call, prefilled by the bot
+    POST /api/agents/{id}/wrapup         {"disposition": "resolved" | "follow-up" | "escalated", "intents": [...],
+                                         "summary": "..."}: into the contact history, audited
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
     POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
     POST /api/agents/{id}/answer         pick up the call ringing on the page
@@ -30,6 +33,7 @@ and acts only as themselves; callbacks and voice messages are for supervisors an
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -37,6 +41,7 @@ from fastapi.responses import Response
 
 from telephony.queue.acd import AgentSnapshot, QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
+from voicebot.assist import wrapup
 from voicebot.assist.card import customer_card, verified_customer
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
@@ -173,6 +178,57 @@ async def card(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]
     if found is None:
         return {"call_id": current["call_id"], "verified": False}
     return {"call_id": current["call_id"], "verified": True, "card": _redactor(request).value(found)}
+
+
+def _call_to_wrap_up(service: TransferService, agent_id: str) -> dict[str, Any]:
+    call = service.current.get(agent_id) or service.last.get(agent_id)
+    if call is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call to wrap up")
+    return call
+
+
+@router.get("/api/agents/{agent_id}/wrapup")
+async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """``{"call_id", "contact_id", "form"}``: the bot's proposal for the agent's current or last call."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    call = _call_to_wrap_up(service, agent_id)
+    _, contact_id = verified_customer(call.get("handoff"))
+    store = getattr(request.app.state.runtime, "store", None)
+    record = await asyncio.to_thread(store.get, call["call_id"]) if store is not None else None
+    bridged = [(t.get("speaker", ""), t.get("text", "")) for t in (record or {}).get("turns", [])
+               if (t.get("extra") or {}).get("kind") == "bridged"]
+    form = wrapup.prefill(call.get("handoff"), bridged)
+    return {"call_id": call["call_id"], "contact_id": contact_id, "form": _redactor(request).value(form.to_dict())}
+
+
+@router.post("/api/agents/{agent_id}/wrapup")
+async def save_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """Save the agent's wrap-up into the call's contact (400 bad form, 409 no call or no contact)."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    call = _call_to_wrap_up(service, agent_id)
+    _, contact_id = verified_customer(call.get("handoff"))
+    try:
+        form = wrapup.parse(await json_object(request))
+    except wrapup.WrapUpError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    if contact_id is None:
+        raise HTTPException(status_code=409, detail="this call has no contact in the customer database")
+    database = request.app.state.runtime.engine.database
+    actor = f"agent:{who.username}"
+
+    def write() -> None:
+        with database.session() as session:
+            wrapup.save(session, contact_id, form, actor, datetime.now(UTC))
+
+    try:
+        await asyncio.to_thread(write)
+    except wrapup.WrapUpError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return {"call_id": call["call_id"], "contact_id": contact_id, "saved": form.to_dict()}
 
 
 @router.post("/api/agents/{agent_id}/state")

@@ -163,6 +163,34 @@ async function showCard(callId) {
   } catch (e) { if (callId === shownCall) box.textContent = e.message; }
 }
 
+// The wrap-up form, prefilled by the bot once per call when the agent goes to wrap-up.
+let wrapCall = null;
+
+async function showWrapUp(state) {
+  const box = $("wrapup");
+  if (state !== "wrap_up") { box.hidden = true; return; }
+  box.hidden = false;
+  try {
+    const w = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/wrapup");
+    if (w.call_id === wrapCall) return;
+    wrapCall = w.call_id;
+    text($("wrapcall"), "(call " + w.call_id + ")");
+    $("disposition").value = w.form.disposition;
+    $("wrapintents").value = w.form.intents.join(", ");
+    $("wrapsummary").value = w.form.summary;
+    $("wrapstatus").textContent = "proposed by the bot: edit and save";
+  } catch (e) { $("wrapstatus").textContent = e.message; }
+}
+
+async function saveWrapUp() {
+  try {
+    await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/wrapup", {
+      disposition: $("disposition").value, summary: $("wrapsummary").value,
+      intents: $("wrapintents").value.split(",").map((x) => x.trim()).filter((x) => x)});
+    $("wrapstatus").textContent = "saved";
+  } catch (e) { $("wrapstatus").textContent = e.message; }
+}
+
 async function refresh() {
   const id = agentSelect.value;
   if (!id) return;
@@ -170,6 +198,7 @@ async function refresh() {
     const a = await api("/api/agents/" + encodeURIComponent(id));
     $("state").textContent = a.state + (a.pause_reason ? " (" + a.pause_reason + ")" : "");
     showControls(a.controls || []);
+    showWrapUp(a.state);
     showCall(a.current);
     const q = await api("/api/queues");
     $("queues").replaceChildren(...q.queues.map((qu) => {
@@ -192,6 +221,7 @@ async function act(path, body) {
 
 document.querySelectorAll("button[data-state]").forEach((b) => b.addEventListener("click", () =>
   act("/state", {state: b.dataset.state, reason: b.dataset.state === "paused" ? ($("reason").value || "break") : null})));
+$("savewrap").addEventListener("click", saveWrapUp);
 $("ready").addEventListener("click", () => act("/state", {state: "available", reason: null}));
 $("accept").addEventListener("click", () => act("/accept", {}));
 $("answer").addEventListener("click", () => act("/answer", {}));
