@@ -37,6 +37,11 @@ class EngineOptions:
     max_no_match: int = 2
     max_reprompts: int = 2
     max_verification_attempts: int = 3
+    # Confirm on doubt: a request whose best intent scored from this up to the NLU threshold is confirmed
+    # ("Just to check: ...?") instead of not understood; so is any request heard with a transcript confidence
+    # below confirm_transcript_below.
+    confirm_intent_from: float = 0.2
+    confirm_transcript_below: float = 0.5
     # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
     # exactly as the scorer and the dashboard do (this library does not import audio).
     annoyed: float = 0.4  # calmer response variants from this score on
@@ -104,6 +109,8 @@ class DialogEngine:
             max_no_match=d.max_no_match,
             max_reprompts=d.max_reprompts,
             max_verification_attempts=d.max_verification_attempts,
+            confirm_intent_from=d.confirm_intent_from,
+            confirm_transcript_below=d.confirm_transcript_below,
             annoyed=settings.prosody.annoyed,
             frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),

