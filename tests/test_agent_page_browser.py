@@ -148,6 +148,9 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
                                        timeout=60_000)
             finally:
                 live = page.inner_text("#live")
+            page.wait_for_function("() => !['', '\u2014'].includes(document.getElementById('suggest').textContent.trim())",
+                                   timeout=10_000)
+            suggested = page.inner_text("#suggest")
             page.screenshot(path=str(shots / "agent-connected.png"), full_page=True)
 
             page.click("#hangup")
@@ -182,6 +185,7 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
     assert connected == ["hangup"], connected
     assert card.strip() == "not verified"  # the caller gave no identity
     assert live.startswith("caller:") and len(live) > len("caller: ") + 5, live
+    assert "%" in suggested or suggested == "no matching knowledge", suggested  # never an error message
     assert wrap_up == ["offline", "paused", "ready"], wrap_up
     assert proposed.startswith("caller 5550142.") and "The caller told the agent" in proposed, proposed
     assert wrap_status == "saved"

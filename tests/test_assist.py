@@ -16,7 +16,10 @@ from sqlalchemy import create_engine, func, select
 from dialogs.db.engine import Database
 from dialogs.db.models import AuditLog, Contact, Order, Return
 from dialogs.db.repository import close_contact, open_contact
+from dialogs.knowledge import Retriever, load_knowledge
+from dialogs.knowledge.dialog import Knowledge
 from voicebot.assist.card import customer_card, verified_customer
+from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
 from voicebot.assist.wrapup import prefill
 from voicebot.config import Settings
 from voicebot.events import EventBus
@@ -139,3 +142,40 @@ def test_wrap_up_goes_into_the_contact_history_audited(tmp_path: Path,
         audit = s.scalars(select(AuditLog).where(AuditLog.contact_id == contact_id)).all()
         assert [(a.actor, a.action) for a in audit] == [("agent:alice", "wrap_up")]
     customers.dispose()
+
+
+KNOWLEDGE = Path(__file__).resolve().parents[1] / "dialogs" / "domains" / "retail" / "knowledge"
+
+
+def test_suggestions_match_what_the_caller_said_last() -> None:
+    retriever = Retriever.with_tfidf(load_knowledge(str(KNOWLEDGE)))
+    packet = {"transcript": [{"speaker": "caller", "text": "I want a person", "at": ""}]}
+    assert last_caller_words([], packet) == "I want a person"
+    said = last_caller_words([("caller", "How long do I have to cancel my order?"), ("agent", "Let me see.")], packet)
+    assert said == "How long do I have to cancel my order?"
+    found = knowledge_suggestions(retriever, said)
+    assert found and found[0].entry_id == "order_cancellation", found
+    assert [f.score for f in found] == sorted((f.score for f in found), reverse=True)
+    assert knowledge_suggestions(retriever, "") == ()
+
+
+def test_suggestions_api_for_the_agents_own_call(tmp_path: Path) -> None:
+    settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"},  # type: ignore[list-item]
+                                {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"}],  # type: ignore[list-item]
+                        queues=[{"name": "general"}])  # type: ignore[list-item]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
+    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    knowledge = Knowledge(Retriever.with_tfidf(load_knowledge(str(KNOWLEDGE))))
+    runtime = SimpleNamespace(settings=settings, events=EventBus(),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine), knowledge=knowledge))
+    add_user(engine, "alice", "agent")
+    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        alice = login(c, "alice")
+        assert c.get("/api/agents/alice/suggestions", headers=alice).status_code == 409
+        assert c.get("/api/agents/bob/suggestions", headers=alice).status_code == 403
+        packet = {"transcript": [{"speaker": "caller", "text": "How long do I have to cancel my order?", "at": ""}]}
+        service.current["alice"] = {"call_id": "call-1", "status": "connected", "handoff": packet}
+        body = c.get("/api/agents/alice/suggestions", headers=alice).json()
+    assert body["said"] == "How long do I have to cancel my order?"
+    assert body["knowledge"][0]["entry_id"] == "order_cancellation", body

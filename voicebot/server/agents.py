@@ -11,6 +11,7 @@
     GET  /api/agents/{id}/wrapup         the wrap-up form of their current or last call, prefilled by the bot
     POST /api/agents/{id}/wrapup         {"disposition": "resolved" | "follow-up" | "escalated", "intents": [...],
                                          "summary": "..."}: into the contact history, audited
+    GET  /api/agents/{id}/suggestions    knowledge entries matching what the caller of their call said last
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
     POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
     POST /api/agents/{id}/answer         pick up the call ringing on the page
@@ -43,6 +44,7 @@ from telephony.queue.acd import AgentSnapshot, QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
 from voicebot.assist import wrapup
 from voicebot.assist.card import customer_card, verified_customer
+from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
 from voicebot.server.request_body import json_object
@@ -187,6 +189,30 @@ def _call_to_wrap_up(service: TransferService, agent_id: str) -> dict[str, Any]:
     return call
 
 
+async def _bridged(request: Request, call_id: str) -> list[tuple[str, str]]:
+    """The ``(speaker, text)`` turns of the bridged part of a call, from its record."""
+    store = getattr(request.app.state.runtime, "store", None)
+    record = await asyncio.to_thread(store.get, call_id) if store is not None else None
+    return [(t.get("speaker", ""), t.get("text", "")) for t in (record or {}).get("turns", [])
+            if (t.get("extra") or {}).get("kind") == "bridged"]
+
+
+@router.get("/api/agents/{agent_id}/suggestions")
+async def suggestions(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """``{"call_id", "said", "knowledge": [...]}``: the knowledge entries matching what the caller of the agent's
+    call said last (empty without a knowledge base in the domain). 409 when the agent has no call."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    current = service.current.get(agent_id)
+    if current is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
+    said = last_caller_words(await _bridged(request, current["call_id"]), current.get("handoff"))
+    knowledge = getattr(request.app.state.runtime.engine, "knowledge", None)
+    found = await asyncio.to_thread(knowledge_suggestions, knowledge.retriever, said) if knowledge and said else ()
+    return {"call_id": current["call_id"], "said": said, "knowledge": [k.to_dict() for k in found]}
+
+
 @router.get("/api/agents/{agent_id}/wrapup")
 async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """``{"call_id", "contact_id", "form"}``: the bot's proposal for the agent's current or last call."""
@@ -195,11 +221,7 @@ async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str
     _agent(service, agent_id)
     call = _call_to_wrap_up(service, agent_id)
     _, contact_id = verified_customer(call.get("handoff"))
-    store = getattr(request.app.state.runtime, "store", None)
-    record = await asyncio.to_thread(store.get, call["call_id"]) if store is not None else None
-    bridged = [(t.get("speaker", ""), t.get("text", "")) for t in (record or {}).get("turns", [])
-               if (t.get("extra") or {}).get("kind") == "bridged"]
-    form = wrapup.prefill(call.get("handoff"), bridged)
+    form = wrapup.prefill(call.get("handoff"), await _bridged(request, call["call_id"]))
     return {"call_id": call["call_id"], "contact_id": contact_id, "form": _redactor(request).value(form.to_dict())}
 
 

@@ -68,7 +68,7 @@ function showCall(current) {
   if (!current || !current.handoff) { box.hidden = true; $("nocall").hidden = false; text($("callstatus"), ""); return; }
   const h = current.handoff;
   box.hidden = false; $("nocall").hidden = true;
-  if (current.call_id !== shownCall) { shownCall = current.call_id; showLive(); showCard(current.call_id); }
+  if (current.call_id !== shownCall) { shownCall = current.call_id; showLive(); showCard(current.call_id); showSuggestions(current.call_id); }
   const ringingHere = pc && current.status === "ringing";
   if (ringingHere && $("autoanswer").checked && answering !== current.call_id) {
     answering = current.call_id;
@@ -126,9 +126,29 @@ function listen() {
     if (ev.type !== "turn" || !ev.turn || (ev.turn.extra || {}).kind !== "bridged") return;
     if (!liveTurns.has(ev.call_id)) liveTurns.set(ev.call_id, []);
     liveTurns.get(ev.call_id).push(ev.turn);
-    if (ev.call_id === shownCall) showLive();
+    if (ev.call_id === shownCall) { showLive(); if (ev.turn.speaker === "caller") showSuggestions(shownCall); }
   };
   ws.onclose = () => setTimeout(listen, 2000);
+}
+
+// Knowledge entries matching what the caller said last, asked again after each of the caller's turns.
+async function showSuggestions(callId) {
+  const box = $("suggest");
+  try {
+    const s = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/suggestions");
+    if (callId !== shownCall) return;
+    if (!s.knowledge.length) { box.innerHTML = '<p class="muted">no matching knowledge</p>'; return; }
+    box.replaceChildren(...s.knowledge.flatMap((k) => {
+      const q = document.createElement("p");
+      q.innerHTML = "<b></b> <span class=muted></span>";
+      q.children[0].textContent = k.entry_id;
+      q.children[1].textContent = "(" + Math.round(k.score * 100) + " %, \u201c" + k.question + "\u201d)";
+      const a = document.createElement("p");
+      a.className = "answer";
+      a.textContent = k.text || k.answer;
+      return [q, a];
+    }));
+  } catch (e) { if (callId === shownCall) box.textContent = e.message; }
 }
 
 function cardSection(title, rows) {
