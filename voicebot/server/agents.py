@@ -5,6 +5,13 @@
     GET  /api/queues/{name}/stats        one queue's statistics
     GET  /api/agents                     every agent with state, calls, queues
     GET  /api/agents/{id}                one agent, with the hand-off packet of the call offered to / taken by them
+                                         and ``controls``: the page's buttons that apply now
+    GET  /api/agents/{id}/card           the customer's card of their current call ({"verified": false} unless
+                                         the bot verified the caller)
+    GET  /api/agents/{id}/wrapup         the wrap-up form of their current or last call, prefilled by the bot
+    POST /api/agents/{id}/wrapup         {"disposition": "resolved" | "follow-up" | "escalated", "intents": [...],
+                                         "summary": "..."}: into the contact history, audited
+    GET  /api/agents/{id}/suggestions    knowledge entries matching what the caller of their call said last
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
     POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
     POST /api/agents/{id}/answer         pick up the call ringing on the page
@@ -27,6 +34,7 @@ and acts only as themselves; callbacks and voice messages are for supervisors an
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -34,6 +42,9 @@ from fastapi.responses import Response
 
 from telephony.queue.acd import AgentSnapshot, QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
+from voicebot.assist import wrapup
+from voicebot.assist.card import customer_card, verified_customer
+from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
 from voicebot.server.request_body import json_object
@@ -49,6 +60,24 @@ STATES = ("available", "paused", "offline")
 STAFF = ("admin", "supervisor")
 # What an agent may see of a caller waiting in a queue that is not theirs: the queue's length and waits.
 WAITING_FOR_AGENTS = ("position", "priority", "waited_s", "state", "estimated_wait_s")
+
+
+def controls(state: str, call_status: str | None, page_ringing: bool) -> tuple[str, ...]:
+    """The agent page's buttons that apply to an agent in ACD ``state`` whose current call (offered or taken)
+    is in ``call_status`` (ringing, answered, connected or None); ``page_ringing``: the page itself is the phone
+    that rings. ``ready`` ends a wrap-up (sets the agent available)."""
+    if state == "ringing":
+        if call_status == "answered":  # picked up, the queue wants the agent to accept (agent_confirm)
+            return ("accept", "decline")
+        return ("answer", "decline") if page_ringing else ("decline",)
+    if state == "busy":
+        return ("hangup",)
+    return {
+        "offline": ("available",),
+        "available": ("paused", "offline"),
+        "paused": ("available", "offline"),
+        "wrap_up": ("ready", "paused", "offline"),
+    }.get(state, ())
 
 
 def _redactor(request: Request) -> Redactor:
@@ -115,11 +144,113 @@ async def agents(request: Request, who: LoggedIn) -> dict[str, Any]:
 
 @router.get("/api/agents/{agent_id}")
 async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
-    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet."""
+    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet, and
+    ``controls``: the buttons that apply now (:func:`controls`)."""
     ensure_own_agent(who, agent_id)
     service = _service(request)
     current = service.current.get(agent_id)
-    return {**_agent(service, agent_id).to_dict(), "current": _redactor(request).value(current)}
+    snapshot = _agent(service, agent_id)
+    page = _phones(request).get(agent_id)
+    buttons = controls(snapshot.state, current.get("status") if current else None, page is not None and page.ringing)
+    return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons)}
+
+
+@router.get("/api/agents/{agent_id}/card")
+async def card(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """The customer's card (:class:`voicebot.assist.CustomerCard`) of the call offered to or taken by the agent,
+    as ``{"call_id", "verified": true, "card"}``; ``{"call_id", "verified": false}`` when the bot did not verify
+    the caller. 409 when the agent has no call."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    current = service.current.get(agent_id)
+    if current is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
+    customer_id, contact_id = verified_customer(current.get("handoff"))
+    if customer_id is None:
+        return {"call_id": current["call_id"], "verified": False}
+    database = request.app.state.runtime.engine.database
+
+    def read() -> dict[str, Any] | None:
+        with database.session() as session:
+            found = customer_card(session, customer_id, exclude_contact=contact_id)
+            return found.to_dict() if found is not None else None
+
+    found = await asyncio.to_thread(read)
+    if found is None:
+        return {"call_id": current["call_id"], "verified": False}
+    return {"call_id": current["call_id"], "verified": True, "card": _redactor(request).value(found)}
+
+
+def _call_to_wrap_up(service: TransferService, agent_id: str) -> dict[str, Any]:
+    call = service.current.get(agent_id) or service.last.get(agent_id)
+    if call is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call to wrap up")
+    return call
+
+
+async def _bridged(request: Request, call_id: str) -> list[tuple[str, str]]:
+    """The ``(speaker, text)`` turns of the bridged part of a call, from its record."""
+    store = getattr(request.app.state.runtime, "store", None)
+    record = await asyncio.to_thread(store.get, call_id) if store is not None else None
+    return [(t.get("speaker", ""), t.get("text", "")) for t in (record or {}).get("turns", [])
+            if (t.get("extra") or {}).get("kind") == "bridged"]
+
+
+@router.get("/api/agents/{agent_id}/suggestions")
+async def suggestions(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """``{"call_id", "said", "knowledge": [...]}``: the knowledge entries matching what the caller of the agent's
+    call said last (empty without a knowledge base in the domain). 409 when the agent has no call."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    current = service.current.get(agent_id)
+    if current is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
+    said = last_caller_words(await _bridged(request, current["call_id"]), current.get("handoff"))
+    knowledge = getattr(request.app.state.runtime.engine, "knowledge", None)
+    found = await asyncio.to_thread(knowledge_suggestions, knowledge.retriever, said) if knowledge and said else ()
+    return {"call_id": current["call_id"], "said": said, "knowledge": [k.to_dict() for k in found]}
+
+
+@router.get("/api/agents/{agent_id}/wrapup")
+async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """``{"call_id", "contact_id", "form"}``: the bot's proposal for the agent's current or last call."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    call = _call_to_wrap_up(service, agent_id)
+    _, contact_id = verified_customer(call.get("handoff"))
+    form = wrapup.prefill(call.get("handoff"), await _bridged(request, call["call_id"]))
+    return {"call_id": call["call_id"], "contact_id": contact_id, "form": _redactor(request).value(form.to_dict())}
+
+
+@router.post("/api/agents/{agent_id}/wrapup")
+async def save_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """Save the agent's wrap-up into the call's contact (400 bad form, 409 no call or no contact)."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    call = _call_to_wrap_up(service, agent_id)
+    _, contact_id = verified_customer(call.get("handoff"))
+    try:
+        form = wrapup.parse(await json_object(request))
+    except wrapup.WrapUpError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    if contact_id is None:
+        raise HTTPException(status_code=409, detail="this call has no contact in the customer database")
+    database = request.app.state.runtime.engine.database
+    actor = f"agent:{who.username}"
+
+    def write() -> None:
+        with database.session() as session:
+            wrapup.save(session, contact_id, form, actor, datetime.now(UTC))
+
+    try:
+        await asyncio.to_thread(write)
+    except wrapup.WrapUpError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return {"call_id": call["call_id"], "contact_id": contact_id, "saved": form.to_dict()}
 
 
 @router.post("/api/agents/{agent_id}/state")

@@ -100,6 +100,7 @@ class TransferService:
         self.runner: QueueRunner | None = None
         # What the agent page shows: the packet of the call currently offered to / taken by each agent.
         self.current: dict[str, dict[str, Any]] = {}
+        self.last: dict[str, dict[str, Any]] = {}  # each agent's call that ended last (the page's wrap-up form)
         self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
 
     @classmethod
@@ -319,7 +320,7 @@ class TransferService:
         elif event == "ended":
             cur = self.current.get(agent_id)
             if cur is not None and cur.get("call_id") == call_id:
-                self.current.pop(agent_id, None)
+                self.last[agent_id] = self.current.pop(agent_id)
 
 
     def _spawn_write(self, method: str, *args: Any) -> None:

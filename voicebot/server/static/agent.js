@@ -68,8 +68,8 @@ function showCall(current) {
   if (!current || !current.handoff) { box.hidden = true; $("nocall").hidden = false; text($("callstatus"), ""); return; }
   const h = current.handoff;
   box.hidden = false; $("nocall").hidden = true;
+  if (current.call_id !== shownCall) { shownCall = current.call_id; showLive(); showCard(current.call_id); showSuggestions(current.call_id); }
   const ringingHere = pc && current.status === "ringing";
-  $("answer").hidden = !ringingHere;
   if (ringingHere && $("autoanswer").checked && answering !== current.call_id) {
     answering = current.call_id;
     act("/answer", {});
@@ -97,12 +97,128 @@ function showCall(current) {
   }));
 }
 
+// Only the buttons that apply now (the server says which: GET /api/agents/{id} "controls").
+function showControls(controls) {
+  document.querySelectorAll("[data-control]").forEach((el) => { el.hidden = !controls.includes(el.dataset.control); });
+}
+
+// The bridged call's turns as they are transcribed, from the events websocket (an agent gets only her calls').
+const liveTurns = new Map();  // call id -> turns
+let shownCall = null;  // the call whose card and live transcript are on the page
+
+function showLive() {
+  const turns = liveTurns.get(shownCall) || [];
+  if (!turns.length) { $("live").innerHTML = '<p class="muted">Nothing said yet.</p>'; return; }
+  $("live").replaceChildren(...turns.map((t) => {
+    const p = document.createElement("p");
+    p.className = t.speaker;
+    const b = document.createElement("b");
+    b.textContent = (t.speaker === "agent" ? "you" : t.speaker) + ": ";
+    p.append(b, document.createTextNode(t.text));
+    return p;
+  }));
+}
+
+function listen() {
+  const ws = new WebSocket((location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/events");
+  ws.onmessage = (msg) => {
+    const ev = JSON.parse(msg.data);
+    if (ev.type !== "turn" || !ev.turn || (ev.turn.extra || {}).kind !== "bridged") return;
+    if (!liveTurns.has(ev.call_id)) liveTurns.set(ev.call_id, []);
+    liveTurns.get(ev.call_id).push(ev.turn);
+    if (ev.call_id === shownCall) { showLive(); if (ev.turn.speaker === "caller") showSuggestions(shownCall); }
+  };
+  ws.onclose = () => setTimeout(listen, 2000);
+}
+
+// Knowledge entries matching what the caller said last, asked again after each of the caller's turns.
+async function showSuggestions(callId) {
+  const box = $("suggest");
+  try {
+    const s = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/suggestions");
+    if (callId !== shownCall) return;
+    if (!s.knowledge.length) { box.innerHTML = '<p class="muted">no matching knowledge</p>'; return; }
+    box.replaceChildren(...s.knowledge.flatMap((k) => {
+      const q = document.createElement("p");
+      q.innerHTML = "<b></b> <span class=muted></span>";
+      q.children[0].textContent = k.entry_id;
+      q.children[1].textContent = "(" + Math.round(k.score * 100) + " %, \u201c" + k.question + "\u201d)";
+      const a = document.createElement("p");
+      a.className = "answer";
+      a.textContent = k.text || k.answer;
+      return [q, a];
+    }));
+  } catch (e) { if (callId === shownCall) box.textContent = e.message; }
+}
+
+function cardSection(title, rows) {
+  const out = [];
+  const h = document.createElement("h3");
+  h.textContent = title;
+  out.push(h);
+  if (!rows.length) { const p = document.createElement("p"); p.className = "muted"; p.textContent = "none"; out.push(p); }
+  else {
+    const ul = document.createElement("ul");
+    for (const r of rows) { const li = document.createElement("li"); li.textContent = r; ul.append(li); }
+    out.push(ul);
+  }
+  return out;
+}
+
+async function showCard(callId) {
+  const box = $("card");
+  try {
+    const c = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/card");
+    if (!c.verified) { box.innerHTML = '<p class="muted">not verified</p>'; return; }
+    const k = c.card;
+    const day = (iso) => iso ? iso.slice(0, 10) : "—";
+    const name = document.createElement("p");
+    name.innerHTML = "<b></b>";
+    name.firstChild.textContent = k.name + (k.city ? ", " + k.city : "") + " (verified)";
+    box.replaceChildren(name,
+      ...cardSection("Orders", k.orders.map((o) => o.number + ": " + o.status + ", " + day(o.placed_at) + ", " + o.total)),
+      ...cardSection("Open returns", k.open_returns.map((r) => r.rma + " for order " + r.order + ": " + r.status)),
+      ...cardSection("Subscription", k.subscriptions.map((s) => s.plan + ": " + s.status + ", " + s.monthly_price + "/month" + (s.renews_at ? ", renews " + day(s.renews_at) : ""))),
+      ...cardSection("Past contacts", k.past_contacts.map((p) => day(p.started_at) + " " + p.channel + " (" + (p.outcome || "—") + "): " + (p.summary || "no summary"))));
+  } catch (e) { if (callId === shownCall) box.textContent = e.message; }
+}
+
+// The wrap-up form, prefilled by the bot once per call when the agent goes to wrap-up.
+let wrapCall = null;
+
+async function showWrapUp(state) {
+  const box = $("wrapup");
+  if (state !== "wrap_up") { box.hidden = true; return; }
+  box.hidden = false;
+  try {
+    const w = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/wrapup");
+    if (w.call_id === wrapCall) return;
+    wrapCall = w.call_id;
+    text($("wrapcall"), "(call " + w.call_id + ")");
+    $("disposition").value = w.form.disposition;
+    $("wrapintents").value = w.form.intents.join(", ");
+    $("wrapsummary").value = w.form.summary;
+    $("wrapstatus").textContent = "proposed by the bot: edit and save";
+  } catch (e) { $("wrapstatus").textContent = e.message; }
+}
+
+async function saveWrapUp() {
+  try {
+    await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/wrapup", {
+      disposition: $("disposition").value, summary: $("wrapsummary").value,
+      intents: $("wrapintents").value.split(",").map((x) => x.trim()).filter((x) => x)});
+    $("wrapstatus").textContent = "saved";
+  } catch (e) { $("wrapstatus").textContent = e.message; }
+}
+
 async function refresh() {
   const id = agentSelect.value;
   if (!id) return;
   try {
     const a = await api("/api/agents/" + encodeURIComponent(id));
     $("state").textContent = a.state + (a.pause_reason ? " (" + a.pause_reason + ")" : "");
+    showControls(a.controls || []);
+    showWrapUp(a.state);
     showCall(a.current);
     const q = await api("/api/queues");
     $("queues").replaceChildren(...q.queues.map((qu) => {
@@ -125,6 +241,8 @@ async function act(path, body) {
 
 document.querySelectorAll("button[data-state]").forEach((b) => b.addEventListener("click", () =>
   act("/state", {state: b.dataset.state, reason: b.dataset.state === "paused" ? ($("reason").value || "break") : null})));
+$("savewrap").addEventListener("click", saveWrapUp);
+$("ready").addEventListener("click", () => act("/state", {state: "available", reason: null}));
 $("accept").addEventListener("click", () => act("/accept", {}));
 $("answer").addEventListener("click", () => act("/answer", {}));
 $("usephone").addEventListener("click", () => usePhone().catch((e) => { $("error").textContent = e.message; }));
@@ -145,6 +263,7 @@ agentSelect.addEventListener("change", () => { localStorage.setItem("voicebot-ag
     if (saved && list.agents.some((a) => a.id === saved)) agentSelect.value = saved;
     $("autoanswer").checked = params.get("autoanswer") === "1";
   } catch (e) { $("error").textContent = e.message; }
+  listen();
   refresh();
   setInterval(refresh, 1000);
 })();

@@ -1,0 +1,181 @@
+"""Agent assist: the customer's card read from the demo customer database (a real SQLite file), and its API
+route on the real app (an agent reads only her own call's card)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from auth_helpers import add_user, login
+from demo_db import NOW, demo_copy
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, func, select
+
+from dialogs.db.engine import Database
+from dialogs.db.models import AuditLog, Contact, Order, Return
+from dialogs.db.repository import close_contact, open_contact
+from dialogs.knowledge import Retriever, load_knowledge
+from dialogs.knowledge.dialog import Knowledge
+from voicebot.assist.card import customer_card, verified_customer
+from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
+from voicebot.assist.wrapup import prefill
+from voicebot.config import Settings
+from voicebot.events import EventBus
+from voicebot.server.app import create_app
+from voicebot.storage.schema import upgrade
+from voicebot.transfer import TransferService
+
+
+def test_card_lists_orders_open_returns_subscriptions_and_past_contacts(tmp_path: Path,
+                                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    db = Database(demo_copy(tmp_path, tmp_path_factory))
+    with db.session() as s:
+        customer_id = s.scalar(select(Return.customer_id).where(Return.status == "label_sent").limit(1))
+        assert customer_id is not None
+        past = open_contact(s, "sip", None, NOW - timedelta(days=3), customer_id=customer_id)
+        close_contact(s, past, NOW - timedelta(days=3) + timedelta(minutes=4), "resolved",
+                      "Asked where order 12345 is. Told it ships Friday.", [], [], None, None)
+        now_call = open_contact(s, "sip", None, NOW, customer_id=customer_id)
+        close_contact(s, now_call, NOW, "handoff", "this call", [], [], None, None)
+        n_orders = s.scalar(select(func.count()).select_from(Order).where(Order.customer_id == customer_id))
+    with db.session() as s:
+        card = customer_card(s, customer_id, exclude_contact=now_call)
+        assert customer_card(s, 10**9) is None
+    assert card is not None
+    assert len(card.orders) == min(5, n_orders)
+    assert [o.placed_at for o in card.orders] == sorted((o.placed_at for o in card.orders), reverse=True)
+    assert card.open_returns and all(r.status != "refunded" for r in card.open_returns)
+    summaries = [c.summary for c in card.past_contacts]
+    assert "Asked where order 12345 is. Told it ships Friday." in summaries
+    assert "this call" not in summaries  # the call in progress is not a past contact
+    data = card.to_dict()
+    assert data["name"] == card.name and isinstance(data["orders"][0]["placed_at"], str)
+    db.dispose()
+
+
+def test_only_a_verified_customer_has_a_card() -> None:
+    packet = {"customer": {"id": 7, "name": "Ann", "verified": True, "verified_by": "postcode"}, "contact_id": 3}
+    assert verified_customer(packet) == (7, 3)
+    assert verified_customer({**packet, "customer": {**packet["customer"], "verified": False}}) == (None, 3)
+    assert verified_customer({"customer": None, "contact_id": None}) == (None, None)
+    assert verified_customer(None) == (None, None)
+
+
+def test_card_api_serves_only_the_agents_own_call(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"},  # type: ignore[list-item]
+                                {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"}],  # type: ignore[list-item]
+                        queues=[{"name": "general"}])  # type: ignore[list-item]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
+    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    customers = Database(demo_copy(tmp_path, tmp_path_factory))
+    with customers.session() as s:
+        customer_id = s.scalar(select(Order.customer_id).where(Order.customer_id.is_not(None)).limit(1))
+    runtime = SimpleNamespace(settings=settings, events=EventBus(),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine,
+                                                                              session=customers.session)))
+    add_user(engine, "alice", "agent")
+    add_user(engine, "sup", "supervisor")
+    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        alice = login(c, "alice")
+        no_call = c.get("/api/agents/alice/card", headers=alice)
+        assert no_call.status_code == 409 and no_call.json()["detail"] == "alice has no call"
+        assert c.get("/api/agents/bob/card", headers=alice).status_code == 403  # not her call
+        assert c.get("/api/agents/nobody/card", headers=login(c, "sup")).status_code == 404
+        packet = {"customer": {"id": customer_id, "name": "X", "verified": False, "verified_by": None},
+                  "contact_id": None}
+        service.current["alice"] = {"call_id": "call-1", "status": "connected", "handoff": packet}
+        assert c.get("/api/agents/alice/card", headers=alice).json() == {"call_id": "call-1", "verified": False}
+        packet["customer"]["verified"] = True  # type: ignore[index]
+        body = c.get("/api/agents/alice/card", headers=alice).json()
+        assert body["verified"] is True and body["card"]["id"] == customer_id and body["card"]["orders"]
+    customers.dispose()
+
+
+def test_wrap_up_is_prefilled_from_the_packet_and_the_bridged_turns() -> None:
+    packet = {"summary": "Caller Ann Lee, verified. Wants to return order 63950. Annoyed.",
+              "intents_done": [{"intent": "order_status"}], "intents_pending": [{"intent": "start_return"}]}
+    form = prefill(packet, [("caller", "The shoes are too small."), ("agent", "I will start the return.")])
+    assert form.disposition == "follow-up" and form.intents == ("order_status", "start_return")
+    assert form.summary == 'Caller Ann Lee, verified. The caller told the agent: "The shoes are too small."'
+    assert prefill({"summary": "Caller asked for a person."}, []).disposition == "resolved"
+    assert prefill(None, []).summary == "The caller was handed to an agent. The agent took the call."
+
+
+def test_wrap_up_goes_into_the_contact_history_audited(tmp_path: Path,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"}],  # type: ignore[list-item]
+                        queues=[{"name": "general"}])  # type: ignore[list-item]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
+    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    customers = Database(demo_copy(tmp_path, tmp_path_factory))
+    with customers.session() as s:
+        contact_id = open_contact(s, "sip", None, NOW)
+    runtime = SimpleNamespace(settings=settings, events=EventBus(),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine,
+                                                                              session=customers.session)))
+    add_user(engine, "alice", "agent")
+    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        alice = login(c, "alice")
+        assert c.get("/api/agents/alice/wrapup", headers=alice).json()["detail"] == "alice has no call to wrap up"
+        packet = {"summary": "Caller wants a refund. Calm.", "contact_id": contact_id,
+                  "intents_pending": [{"intent": "refund"}]}
+        service.last["alice"] = {"call_id": "call-1", "status": "connected", "handoff": packet}
+        got = c.get("/api/agents/alice/wrapup", headers=alice).json()
+        assert got["form"] == {"disposition": "follow-up", "intents": ["refund"],
+                               "summary": "Caller wants a refund. The agent took the call."}
+        bad = c.post("/api/agents/alice/wrapup", json={**got["form"], "disposition": "done"}, headers=alice)
+        assert bad.status_code == 400 and "disposition" in bad.json()["detail"]
+        form = {"disposition": "resolved", "intents": ["refund"], "summary": "Refund of 63950 approved. Sent email."}
+        saved = c.post("/api/agents/alice/wrapup", json=form, headers=alice)
+        assert saved.status_code == 200, saved.text
+        service.last["alice"] = {"call_id": "call-2", "status": "connected", "handoff": {"contact_id": 10**9}}
+        gone = c.post("/api/agents/alice/wrapup", json=form, headers=alice)
+        assert gone.status_code == 409 and "no contact" in gone.json()["detail"]
+    with customers.session() as s:
+        contact = s.get(Contact, contact_id)
+        assert contact is not None and contact.summary == "Refund of 63950 approved. Sent email."
+        assert contact.intents == [{"intent": "refund", "status": "done", "outcome": "resolved", "slots": {}}]
+        audit = s.scalars(select(AuditLog).where(AuditLog.contact_id == contact_id)).all()
+        assert [(a.actor, a.action) for a in audit] == [("agent:alice", "wrap_up")]
+    customers.dispose()
+
+
+KNOWLEDGE = Path(__file__).resolve().parents[1] / "dialogs" / "domains" / "retail" / "knowledge"
+
+
+def test_suggestions_match_what_the_caller_said_last() -> None:
+    retriever = Retriever.with_tfidf(load_knowledge(str(KNOWLEDGE)))
+    packet = {"transcript": [{"speaker": "caller", "text": "I want a person", "at": ""}]}
+    assert last_caller_words([], packet) == "I want a person"
+    said = last_caller_words([("caller", "How long do I have to cancel my order?"), ("agent", "Let me see.")], packet)
+    assert said == "How long do I have to cancel my order?"
+    found = knowledge_suggestions(retriever, said)
+    assert found and found[0].entry_id == "order_cancellation", found
+    assert [f.score for f in found] == sorted((f.score for f in found), reverse=True)
+    assert knowledge_suggestions(retriever, "") == ()
+
+
+def test_suggestions_api_for_the_agents_own_call(tmp_path: Path) -> None:
+    settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"},  # type: ignore[list-item]
+                                {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"}],  # type: ignore[list-item]
+                        queues=[{"name": "general"}])  # type: ignore[list-item]
+    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
+    upgrade(engine)
+    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    knowledge = Knowledge(Retriever.with_tfidf(load_knowledge(str(KNOWLEDGE))))
+    runtime = SimpleNamespace(settings=settings, events=EventBus(),
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine), knowledge=knowledge))
+    add_user(engine, "alice", "agent")
+    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+        alice = login(c, "alice")
+        assert c.get("/api/agents/alice/suggestions", headers=alice).status_code == 409
+        assert c.get("/api/agents/bob/suggestions", headers=alice).status_code == 403
+        packet = {"transcript": [{"speaker": "caller", "text": "How long do I have to cancel my order?", "at": ""}]}
+        service.current["alice"] = {"call_id": "call-1", "status": "connected", "handoff": packet}
+        body = c.get("/api/agents/alice/suggestions", headers=alice).json()
+    assert body["said"] == "How long do I have to cancel my order?"
+    assert body["knowledge"][0]["entry_id"] == "order_cancellation", body

@@ -1,0 +1,81 @@
+"""The wrap-up form of the agent page: prefilled by the bot from the hand-off packet and the bridged turns,
+edited by the agent, saved into the contact history (the summary the bot's memory reads next time), audited."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from dialogs.db.audit import record_change
+from dialogs.db.models import Contact
+
+DISPOSITIONS = ("resolved", "follow-up", "escalated")
+MAX_SUMMARY = 1000
+
+
+class WrapUpError(ValueError):
+    """A wrap-up the agent sent that cannot be saved (the message says why)."""
+
+
+@dataclass(frozen=True)
+class WrapUp:
+    disposition: str
+    intents: tuple[str, ...]
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"disposition": self.disposition, "intents": list(self.intents), "summary": self.summary}
+
+
+def _first_sentence(text: str) -> str:
+    parts = re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)
+    return parts[0] if parts and parts[0] else ""
+
+
+def prefill(packet: Mapping[str, Any] | None, bridged: Sequence[tuple[str, str]]) -> WrapUp:
+    """The bot's proposal: ``follow-up`` while requests are pending, else ``resolved``; the intents of the
+    packet; two sentences: the hand-off's first and what the caller last told the agent (``bridged``:
+    ``(speaker, text)`` turns of the bridged call)."""
+    packet = packet or {}
+    done = [i.get("intent") for i in packet.get("intents_done") or [] if isinstance(i, Mapping)]
+    pending = [i.get("intent") for i in packet.get("intents_pending") or [] if isinstance(i, Mapping)]
+    intents = tuple(dict.fromkeys(str(i) for i in [*done, *pending] if i))
+    first = _first_sentence(str(packet.get("summary") or "")) or "The caller was handed to an agent."
+    said = [text.strip() for speaker, text in bridged if speaker == "caller" and text.strip()]
+    second = f'The caller told the agent: "{said[-1]}"' if said else "The agent took the call."
+    if not second.endswith((".", "!", "?", '"')):
+        second += "."
+    return WrapUp("follow-up" if pending else "resolved", intents, f"{first} {second}")
+
+
+def parse(body: Mapping[str, Any]) -> WrapUp:
+    """The wrap-up in a request body; raises :class:`WrapUpError` with what is wrong."""
+    disposition, intents, summary = body.get("disposition"), body.get("intents", []), body.get("summary")
+    if disposition not in DISPOSITIONS:
+        raise WrapUpError(f'"disposition" must be one of {", ".join(DISPOSITIONS)}')
+    if not isinstance(intents, list) or not all(isinstance(i, str) and 0 < len(i) <= 60 for i in intents):
+        raise WrapUpError('"intents" must be a list of intent names')
+    if not isinstance(summary, str) or not summary.strip() or len(summary) > MAX_SUMMARY:
+        raise WrapUpError(f'"summary" must be a text of 1 to {MAX_SUMMARY} characters')
+    return WrapUp(str(disposition), tuple(intents), summary.strip())
+
+
+def save(session: Session, contact_id: int, wrap: WrapUp, actor: str, now: datetime) -> None:
+    """Write the agent's wrap-up into contact ``contact_id`` with an audit row: its summary, and its intents in
+    the contact's shape (``status`` done when resolved, else pending, so the bot's memory brings up an open
+    matter next time; ``outcome`` the disposition). Raises :class:`WrapUpError` for an unknown contact."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise WrapUpError(f"no contact {contact_id} in the customer database")
+    before = {"summary": contact.summary, "intents": contact.intents}
+    contact.summary = wrap.summary
+    status = "done" if wrap.disposition == "resolved" else "pending"
+    contact.intents = [{"intent": i, "status": status, "outcome": wrap.disposition, "slots": {}} for i in wrap.intents]
+    record_change(session, at=now, actor=actor, entity="contact", entity_id=contact_id, action="wrap_up",
+                  customer_id=contact.customer_id, contact_id=contact_id, before=before,
+                  after={"summary": contact.summary, "intents": contact.intents})
