@@ -95,16 +95,20 @@ def test_a_database_from_before_migrations_upgrades_in_place_with_every_row(tmp_
 
     done = voicebot("db", "upgrade", "--config", cfg, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert str(path) in done.stdout and "from no revision to schema revision 0002" in done.stdout
+    assert str(path) in done.stdout and "from no revision to schema revision 0003" in done.stdout
     assert "0001  The schema of voicebot before migrations" in done.stdout and "0002  Indexes" in done.stdout
+    assert "0003  Call records name the cluster node" in done.stdout
 
-    assert rows(path) == before  # every row of every table, unchanged
+    after = rows(path)
+    assert all(call[-1] is None for call in after["voicebot_calls"])  # node_id (revision 0003): no cluster node
+    after["voicebot_calls"] = sorted((call[:-1] for call in after["voicebot_calls"]), key=repr)
+    assert after == before  # every row of every table, unchanged
     assert indexes(url) >= MISSING_AT_CB5A9B1 | declared_indexes()
     assert schema_diff(url) == []
     assert current_revision(url) == head_revision()
     again = voicebot("db", "upgrade", "--config", cfg, cwd=tmp_path)
-    assert again.returncode == 0 and "is up to date at schema revision 0002" in again.stdout
-    assert "schema revision 0002 (the newest)" in voicebot("db", "current", "--config", cfg, cwd=tmp_path).stdout
+    assert again.returncode == 0 and "is up to date at schema revision 0003" in again.stdout
+    assert "schema revision 0003 (the newest)" in voicebot("db", "current", "--config", cfg, cwd=tmp_path).stdout
 
     # The application reads the old rows through its stores.
     store = CallStore.from_url(url)
@@ -241,8 +245,8 @@ def test_the_start_up_upgrade_logs_the_database_and_its_revision(tmp_path: Path,
         prepare(url)
     lines = [r.getMessage() for r in caplog.records if r.name == "voicebot.storage.schema"]
     assert lines[-3] == "database made before migrations adopted: 18 of 18 tables kept"
-    assert f"database {url} upgraded from no revision to revision 0002" in lines[-2]
-    assert lines[-1] == f"database {url} at revision 0002 (up to date)"
+    assert f"database {url} upgraded from no revision to revision 0003" in lines[-2]
+    assert lines[-1] == f"database {url} at revision 0003 (up to date)"
 
 
 PG_URL = os.environ.get("VOICEBOT_TEST_POSTGRES_URL")

@@ -42,6 +42,8 @@ class CallRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # who took the hand-off
     # The customer the bot identified on this call (erasure and right of access find the call by it).
     customer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # The cluster node carrying the call (cluster.node_id; None on a single node): survivors close a lost node's.
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.seq", cascade="all, delete-orphan"
     )
