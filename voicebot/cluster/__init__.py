@@ -1,0 +1,1 @@
+"""A cluster of bot nodes: what they share (``redis_state``) and how one is started."""
