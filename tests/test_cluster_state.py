@@ -258,3 +258,69 @@ def check_invariants(cluster: SimpleNamespace) -> None:
     finally:
         engine.dispose()
     assert open_nodes <= alive
+
+
+def test_cluster_survivor_keeps_a_lost_nodes_queued_callers_and_frees_its_agents(tmp_path: Path) -> None:
+    """Two nodes in this process (their buses, stores, relays; Redis and a SQLite file real): node n9 has a caller
+    waiting for an agent, one talking to the bot and agent alice ringing, then goes silent. Node n1 records the
+    waiting caller's hand-off as ended `node_lost` (the queue's history keeps it), closes both call records
+    `node_lost`, and alice comes free for n1 once n9's lease runs out."""
+    from voicebot.cluster.redis_state import ClusterState, EventRelay, NodeWatch, RedisAgentClaims
+    from voicebot.events import EventBus
+    from voicebot.live import LiveCalls
+    from voicebot.storage import CallStore
+    from voicebot.storage.schema import upgrade
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+
+    async def scenario(redis_url: str) -> tuple[ClusterState, RedisAgentClaims, Any]:
+        bus9, bus1 = EventBus("n9"), EventBus("n1")
+        bus9.bind()
+        bus1.bind()
+        store9, store1 = CallStore(engine, bus9, node_id="n9"), CallStore(engine, bus1, node_id="n1")
+        relay9 = EventRelay(bus9, redis_url, "n9")
+        await relay9.start()
+        claims9 = RedisAgentClaims(redis_url, "n9", lease_s=1.0)
+        watch9 = NodeWatch(redis_url, "n9", store9, heartbeat_s=0.2, lost_after_s=1.0, claims=claims9)
+        await watch9.beat()
+        live1 = LiveCalls(bus1)
+        live1.attach()
+        survivor = ClusterState(bus1, store1, redis_url, "n1", heartbeat_s=0.2, lost_after_s=1.0, live=live1)
+        await survivor.start()
+        store9.open_call("waiting", "sip", "+15550001")
+        store9.open_call("talking", "sip", "+15550002")
+        bus9.publish("call.state", call_id="waiting", state="queued", queue="general")
+        first = claims9.claim("alice", "waiting")
+        assert first is not None and survivor.agents.claim("alice", "talking") is None  # n9 rings her
+        deadline = time.monotonic() + 10
+        while getattr(live1.get("waiting"), "state", None) != "queued":
+            assert time.monotonic() < deadline, live1.snapshot()
+            await asyncio.sleep(0.05)  # n9's events arriving through Redis, bounded
+        await relay9.close()  # n9 goes silent: no more beats, no lease renewal
+        await watch9.close()
+        while not survivor.nodes.lost:
+            assert time.monotonic() < deadline + 10, "n9 was never declared lost"
+            await asyncio.sleep(0.1)  # the survivor's beats, bounded
+        while live1.calls:
+            assert time.monotonic() < deadline + 15, live1.snapshot()
+            await asyncio.sleep(0.05)  # its call.ended events reach its own live calls, bounded
+        again = survivor.agents.claim("alice", "talking")  # n9's lease (1 s) ran out meanwhile
+        holders = survivor.agents.holders()
+        await survivor.close()
+        store1.close()
+        store9.close()
+        return survivor, again, (first, holders)
+
+    with RedisServer() as redis_server:
+        survivor, again, (first, holders) = asyncio.run(scenario(redis_server.url))
+    assert survivor.nodes.lost == [("n9", 2)]
+    assert again is not None and again.token > first.token and holders == {"alice": ("n1", "talking", again.token)}
+    with engine.connect() as conn:
+        calls = conn.execute(text("SELECT id, node_id, outcome, end_reason FROM voicebot_calls ORDER BY id")).all()
+        transfers = conn.execute(text("SELECT call_id, queue, outcome FROM voicebot_transfers")).all()
+    engine.dispose()
+    assert [tuple(c) for c in calls] == [("talking", "n9", "node_lost", "node_lost"),
+                                         ("waiting", "n9", "node_lost", "node_lost")]
+    assert [tuple(t) for t in transfers] == [("waiting", "general", "node_lost")]

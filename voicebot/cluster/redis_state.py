@@ -4,13 +4,15 @@
   nodes' into the local :class:`~voicebot.events.EventBus`, so every node's live calls (and dashboards) see every
   node's calls. A stream, not pub/sub: a node that starts, or whose Redis connection was lost, reads on from
   where it was and misses nothing (events wait in a local outbox while Redis is down).
+- :class:`RedisAgentClaims` gives each agent one owner node at a time (ringing, talking, wrapping up): a lease
+  with a fencing token, taken and given back by atomic Lua scripts (:mod:`telephony.queue.claims`).
 - :class:`RedisFailureLog` keeps the login throttle's failed attempts in sorted sets every node counts.
 - :class:`NodeWatch` beats ``voicebot:nodes`` every ``cluster.heartbeat_s``; when a node is silent for
   ``cluster.node_lost_after_s`` one survivor (the one that takes the lease ``voicebot:lost:NODE``) closes that
   node's open call records with outcome ``node_lost``.
 
 Keys (all under ``voicebot:``): ``events`` (stream), ``nodes`` (sorted set node -> last beat, Redis time),
-``lost:NODE`` (lease), ``login:fail:KEY`` (sorted set), ``login:known:USER`` (list).
+``lost:NODE`` (lease), ``agent:ID`` (lease: ``NODE CALL TOKEN``), ``agent-fence`` (counter), ``login:fail:KEY`` (sorted set), ``login:known:USER`` (list).
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio as aredis
 
+from telephony.queue.claims import Claim
+from telephony.queue.live import TransferResult
 from voicebot.events import Event, EventBus
+from voicebot.live import LiveCalls
 from voicebot.server.access import MemoryFailureLog
 from voicebot.storage import CallStore
+from voicebot.transfer.store import TransferStore
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,17 @@ LOST_LEASE_MS = 60_000  # how long the survivor closing a lost node's calls hold
 RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Claim an agent: free -> take it with a new fencing token; held -> nil. (One script: no other node between.)
+CLAIM = """
+if redis.call('exists', KEYS[1]) == 1 then return nil end
+local token = redis.call('incr', KEYS[2])
+redis.call('set', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. token, 'PX', ARGV[3])
+return token
 """
 
 
@@ -220,12 +238,84 @@ class RedisFailureLog:
         self._try(shared, lambda m: m.remember(user, address, keep))
 
 
+class RedisAgentClaims:
+    """Agents' owners shared by the nodes (:class:`telephony.queue.claims.AgentClaims`): the key
+    ``voicebot:agent:ID`` holds ``NODE CALL TOKEN`` with a lease of ``lease_s`` that this node renews
+    (:meth:`renew`, from the heartbeat) while it holds the agent; a node that dies stops renewing, and its agents
+    come free within ``lease_s``. ``TOKEN`` comes from ``voicebot:agent-fence`` (INCR): a fencing token.
+
+    While Redis is unreachable every claim is granted: a caller gets an agent rather than waiting for Redis, at
+    the risk of an agent rung by two nodes at once (they decline one)."""
+
+    def __init__(self, redis_url: str, node_id: str, lease_s: float):
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.3, socket_connect_timeout=0.3,
+                                           decode_responses=True)
+        self.node_id = node_id
+        self.lease_ms = int(lease_s * 1000)
+        self.held: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._renew = self._redis.register_script(RENEW)
+
+    def claim(self, agent_id: str, call_id: str) -> Claim | None:
+        with self._lock:
+            if agent_id in self.held:
+                return self.held[agent_id]
+        try:
+            answer = self._claim(keys=[f"{PREFIX}agent:{agent_id}", f"{PREFIX}agent-fence"],
+                                 args=[self.node_id, call_id, self.lease_ms])
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cluster: Redis unreachable (%s): agent %s is rung without a claim", exc, agent_id)
+            return Claim(agent_id, call_id, 0)
+        if answer is None:
+            return None
+        claim = Claim(agent_id, call_id, int(answer))
+        with self._lock:
+            self.held[agent_id] = claim
+        return claim
+
+    def release(self, agent_id: str) -> None:
+        with self._lock:
+            claim = self.held.pop(agent_id, None)
+        if claim is not None:
+            with contextlib.suppress(redis.RedisError, OSError):  # else its lease runs out
+                self._release(keys=[f"{PREFIX}agent:{agent_id}"], args=[self._value(claim)])
+
+    def renew(self) -> None:
+        """Extend the leases of the agents this node holds (blocking: run it off the event loop)."""
+        with self._lock:
+            claims = list(self.held.values())
+        for claim in claims:
+            self._renew(keys=[f"{PREFIX}agent:{claim.agent_id}"], args=[self._value(claim), self.lease_ms])
+
+    def holders(self) -> dict[str, tuple[str, str, int]]:
+        """Every claimed agent: (node, call, token), from Redis (for tests and the invariant checks)."""
+        out = {}
+        for key in self._redis.scan_iter(f"{PREFIX}agent:*"):
+            value = self._redis.get(key)
+            if isinstance(value, str):
+                node, call, token = value.split(" ")
+                out[str(key)[len(PREFIX) + len("agent:"):]] = (node, call, int(token))
+        return out
+
+    def _value(self, claim: Claim) -> str:
+        return f"{self.node_id} {claim.call_id} {claim.token}"
+
+
 class NodeWatch:
     """This node's heartbeat, and the closing of lost nodes' calls (see the module docstring)."""
 
     def __init__(self, redis_url: str, node_id: str, store: CallStore, *, heartbeat_s: float,
-                 lost_after_s: float):
+                 lost_after_s: float, claims: RedisAgentClaims | None = None,
+                 queued_of: Callable[[str], list[TransferResult]] | None = None,
+                 transfers: TransferStore | None = None):
         self.node_id = node_id
+        # A lost node's callers waiting for an agent (as this node's live calls saw them), recorded in `transfers`
+        # as hand-offs that ended `node_lost`: the queue's history keeps them.
+        self.queued_of = queued_of
+        self.transfers = transfers
+        self.claims = claims  # their leases are renewed with each beat
         self.store = store
         self.heartbeat_s = heartbeat_s
         self.lost_after_s = lost_after_s
@@ -272,6 +362,8 @@ class NodeWatch:
         except (redis.RedisError, OSError):
             self._beating_since = None
             raise
+        if self.claims is not None:
+            await asyncio.to_thread(self.claims.renew)
         if self._beating_since is None:
             self._beating_since = now
         if now - self._beating_since < self.lost_after_s:
@@ -291,6 +383,9 @@ class NodeWatch:
             score = await self._redis.zscore(NODES, node)
             if score is None or score > now - self.lost_after_s:
                 return
+            if self.queued_of is not None and self.transfers is not None:
+                for result in self.queued_of(node):
+                    await asyncio.to_thread(self.transfers.add, result, correct_call=False)
             closed = await asyncio.to_thread(self.store.close_stale, node, "node_lost", "node_lost")
             await self._redis.zrem(NODES, node)  # a node that starts again beats again
             self.lost.append((node, closed))
@@ -307,10 +402,24 @@ class ClusterState:
     """Everything a node shares through Redis, started and stopped with the server."""
 
     def __init__(self, bus: EventBus, store: CallStore, redis_url: str, node_id: str, *, heartbeat_s: float,
-                 lost_after_s: float):
+                 lost_after_s: float, live: LiveCalls | None = None):
         self.events = EventRelay(bus, redis_url, node_id)
-        self.nodes = NodeWatch(redis_url, node_id, store, heartbeat_s=heartbeat_s, lost_after_s=lost_after_s)
+        self.live = live
+        # An agent's lease outlives a few missed beats, and runs out about when the node counts as lost.
+        self.agents = RedisAgentClaims(redis_url, node_id, lease_s=lost_after_s)
+        self.nodes = NodeWatch(redis_url, node_id, store, heartbeat_s=heartbeat_s, lost_after_s=lost_after_s,
+                               claims=self.agents, queued_of=self.queued_of if live is not None else None,
+                               transfers=TransferStore(store.engine))
         self.store = store
+
+    def queued_of(self, node: str) -> list[TransferResult]:
+        """The callers ``node`` had waiting for an agent, as hand-offs ended ``node_lost`` (from the live calls)."""
+        if self.live is None:
+            return []
+        now = time.time()
+        return [TransferResult(call_id=c.id, outcome="node_lost", queue=c.queue,
+                               wait_s=max(0.0, now - c.queued_at) if c.queued_at is not None else 0.0)
+                for c in self.live.calls.values() if c.node == node and c.state == "queued"]
 
     async def start(self) -> None:
         await self.events.start()

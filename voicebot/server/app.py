@@ -42,6 +42,7 @@ from voicebot.users import UserStore
 
 if TYPE_CHECKING:
     from voicebot.cluster.redis_state import ClusterState
+    from voicebot.live import LiveCalls
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ async def _purge_daily(runtime: Runtime) -> None:
         await asyncio.sleep(PURGE_EVERY_S)
 
 
-def _cluster_state(runtime: Runtime) -> ClusterState | None:
+def _cluster_state(runtime: Runtime, live: LiveCalls) -> ClusterState | None:
     """What this node shares with the others through Redis (``cluster.redis_url``), or None on a single node."""
     cluster = runtime.settings.cluster
     if not cluster.redis_url:
@@ -142,7 +143,7 @@ def _cluster_state(runtime: Runtime) -> ClusterState | None:
     from voicebot.cluster.redis_state import ClusterState
 
     return ClusterState(runtime.events, runtime.store, cluster.redis_url, cluster.node_id,
-                        heartbeat_s=cluster.heartbeat_s, lost_after_s=cluster.node_lost_after_s)
+                        heartbeat_s=cluster.heartbeat_s, lost_after_s=cluster.node_lost_after_s, live=live)
 
 
 def create_app(runtime: Runtime, transfer: TransferService | None = None) -> FastAPI:
@@ -155,9 +156,11 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     async def lifespan(app: FastAPI):
         runtime.events.bind()
         app.state.live.start()
-        cluster = _cluster_state(runtime)
+        cluster = _cluster_state(runtime, app.state.live)
         if cluster is not None:
             await cluster.start()
+            if transfer is not None:
+                transfer.claims = cluster.agents  # before its ACD starts: agents are rung by one node at a time
         if transfer is not None:
             await transfer.start()
         purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, resample
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
+from telephony.queue.claims import AgentClaims
 from telephony.queue.live import LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
@@ -101,6 +102,7 @@ class TransferService:
         # What the agent page shows: the packet of the call currently offered to / taken by each agent.
         self.current: dict[str, dict[str, Any]] = {}
         self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
+        self.claims: AgentClaims | None = None  # agents shared with other nodes (a cluster); None: this ACD only
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
@@ -126,7 +128,7 @@ class TransferService:
         self.live.voicemail = self._keep_voicemail
         self.live.on_queued = self._on_queued
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
-                                          callbacks=self.callbacks)
+                                          callbacks=self.callbacks, claims=self.claims)
         self.live.attach(self.runner)
         self.runner.add_listener(self._metrics)
         self.runner.add_listener(self._queue_changed)
