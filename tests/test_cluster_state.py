@@ -26,6 +26,7 @@ import pytest
 import redis
 from auth_helpers import add_user, cookie
 from cluster_helpers import PostgresServer, RedisServer, node_config
+from net_helpers import free_port
 from sqlalchemy import create_engine, text
 from websockets.sync.client import connect
 
@@ -115,8 +116,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
         nodes: list[ServerProcess] = []
         try:
             for i in (1, 2):
+                # Agent alice's phone is never rung here (nobody asks for a person): a port nothing listens on.
                 config = node_config(f"n{i}", redis_server.url, pg.url, call={"greeting": GREETING},
-                                     dialog={"seed": 7}, auth={"max_failed_logins": 3})
+                                     dialog={"seed": 7}, auth={"max_failed_logins": 3},
+                                     agents=[{"id": "alice", "contact": f"sip:alice@127.0.0.1:{free_port()}"}],
+                                     queues=[{"name": "general"}])
                 nodes.append(ServerProcess(base / f"n{i}", config).start())
             add_user(pg.url, "sup", "supervisor")
             token = cookie(nodes[0].url, "sup")  # before the throttle test fails logins from this address
@@ -182,6 +186,33 @@ def test_cluster_dashboard_on_node_1_sees_a_call_on_node_2(cluster, tmp_path: Pa
     assert "order_status" in [i["name"] for i in caller["intents"]]
     summary = [e["call"] for e in seen if e["type"] == "call.updated"][-1]
     assert summary["node"] == "n2" and "order_status" in summary["intents"]  # node 1's own live summary
+
+
+def post_json(url: str, token: str, body: Any) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as res:
+        return res.status
+
+
+def agent_state_becomes(base_url: str, token: str, state: str, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if get_json(f"{base_url}/api/agents/alice", token)[1]["state"] == state:
+            return True
+        time.sleep(0.1)  # polls the other node's API, bounded
+    return False
+
+
+def test_cluster_agent_logged_in_on_one_node_is_so_on_every_node(cluster) -> None:
+    n1, n2 = cluster.nodes
+    assert get_json(f"{n2.url}/api/agents/alice", cluster.token)[1]["state"] == "offline"
+    assert post_json(f"{n1.url}/api/agents/alice/state", cluster.token, {"state": "available"}) == 200
+    assert agent_state_becomes(n2.url, cluster.token, "available")
+    assert post_json(f"{n2.url}/api/agents/alice/state", cluster.token, {"state": "paused", "reason": "lunch"}) == 200
+    assert agent_state_becomes(n1.url, cluster.token, "paused")
+    assert post_json(f"{n1.url}/api/agents/alice/state", cluster.token, {"state": "offline"}) == 200
+    assert agent_state_becomes(n2.url, cluster.token, "offline")
 
 
 def test_cluster_redis_down_10_s_during_a_call_loses_nothing(cluster, tmp_path: Path) -> None:
