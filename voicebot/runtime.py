@@ -44,6 +44,7 @@ class Runtime:
         once so every call gets their audio from the cache.
         """
         from dialogs.engine import DialogEngine
+        from voicebot.qa.scorecard import scorer_from_settings
         from voicebot.storage.schema import prepare
 
         prepare(settings.database.url, settings.database.auto_upgrade)  # before anything opens the database
@@ -52,7 +53,8 @@ class Runtime:
         events = EventBus(node_id=settings.cluster.node_id)
         redactor = Redactor.from_settings(settings)
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
-        store = CallStore(engine.database.engine, events, redactor, node_id=settings.cluster.node_id or None)
+        store = CallStore(engine.database.engine, events, redactor, scorer=scorer_from_settings(settings.qa),
+                          node_id=settings.cluster.node_id or None)
         stale = stale_contacts = 0
         # In a cluster the other nodes' calls are live: this node closes its own leftovers once it shares events
         # (voicebot.cluster.redis_state.ClusterState), and contacts (no node on them) are left to the survivors.

@@ -44,9 +44,27 @@ class CallRow(Base):
     customer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     # The cluster node carrying the call (cluster.node_id; None on a single node): survivors close a lost node's.
     node_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # The automatic quality review made when the record closed (voicebot.qa.scorecard), and the names of its
+    # items as "name=result" strings apart, so history search filters on them without reading every scorecard.
+    scorecard: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    qa_results: Mapped[list | None] = mapped_column(JSON, nullable=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.seq", cascade="all, delete-orphan"
     )
+
+
+class CallNoteRow(Base):
+    """A reviewer's note and tags on a call (its scorecard): who wrote it and when. It may quote the caller."""
+
+    __tablename__ = "voicebot_call_notes"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    username: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class TurnRow(Base):

@@ -4,8 +4,8 @@ A node that dies mid-call cannot close its own records: a surviving node closes 
 node (outcome ``node_lost``), and a node that starts closes only its own leftovers, never its peers' live calls.
 Records made before this revision, and on a single node, have none (NULL).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
