@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -24,13 +26,14 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+import soundfile as sf
 from auth_helpers import add_user, cookie
 from cluster_helpers import PostgresServer, RedisServer, node_config
-from net_helpers import free_port
+from net_helpers import free_port, sip_port
 from sqlalchemy import create_engine, text
 from websockets.sync.client import connect
 
-from audio.speech import piper_tts, write_wav
+from audio.speech import espeak_ng, piper_tts, write_wav
 from voicebot.client.local_server import ServerProcess
 from voicebot.client.webrtc import place_call
 
@@ -114,17 +117,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
     base = tmp_path_factory.mktemp("cluster")
     with RedisServer() as redis_server, PostgresServer() as pg:
         nodes: list[ServerProcess] = []
+        sip_ports, agent_port = [sip_port(), sip_port()], free_port()
         try:
             for i in (1, 2):
-                # Agent alice's phone is never rung here (nobody asks for a person): a port nothing listens on.
+                # Agent alice: a SIP phone (baresip in the transfer test) that every node dials directly.
+                port = sip_ports[i - 1]
                 config = node_config(f"n{i}", redis_server.url, pg.url, call={"greeting": GREETING},
                                      dialog={"seed": 7}, auth={"max_failed_logins": 3},
-                                     agents=[{"id": "alice", "contact": f"sip:alice@127.0.0.1:{free_port()}"}],
-                                     queues=[{"name": "general"}])
+                                     agents=[{"id": "alice", "contact": f"sip:alice@127.0.0.1:{agent_port}"}],
+                                     queues=[{"name": "general", "agent_timeout": 10, "max_wait": 60}],
+                                     sip={"enabled": True, "listen_udp": f"127.0.0.1:{port}",
+                                          "listen_tcp": f"127.0.0.1:{port}", "rtp_port_min": 38700 + 200 * i,
+                                          "rtp_port_max": 38899 + 200 * i})
                 nodes.append(ServerProcess(base / f"n{i}", config).start())
             add_user(pg.url, "sup", "supervisor")
             token = cookie(nodes[0].url, "sup")  # before the throttle test fails logins from this address
-            yield SimpleNamespace(redis=redis_server, pg=pg, nodes=nodes, token=token, dir=base)
+            yield SimpleNamespace(redis=redis_server, pg=pg, nodes=nodes, token=token, dir=base, sip_ports=sip_ports,
+                                  agent_port=agent_port)
         finally:
             for node in nodes:
                 node.stop()
@@ -213,6 +222,60 @@ def test_cluster_agent_logged_in_on_one_node_is_so_on_every_node(cluster) -> Non
     assert agent_state_becomes(n1.url, cluster.token, "paused")
     assert post_json(f"{n1.url}/api/agents/alice/state", cluster.token, {"state": "offline"}) == 200
     assert agent_state_becomes(n2.url, cluster.token, "offline")
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed")
+def test_cluster_caller_on_node_2_is_warm_transferred_to_an_agent_logged_in_on_node_1(cluster, tmp_path: Path) -> None:
+    """Alice logs in on node 1; a SIP caller (baresip) on node 2 asks for a person: node 2 claims alice in Redis,
+    dials her phone (baresip, auto-answer) directly, she hears the whisper and the caller hears her."""
+    from test_telephony_baresip import transcribe
+    from test_transfer_e2e import baresip_config
+    from test_transfer_live import AGENT_HZ, frames_at, tone
+
+    n1, n2 = cluster.nodes
+    rate = 8000
+    hello, _ = espeak_ng("Hello, this is Alice from customer care.", rate=150, sample_rate=rate)
+    sf.write(str(tmp_path / "agent.wav"),
+             np.concatenate([np.zeros(9 * rate, np.int16), tone(AGENT_HZ, 4, rate), np.zeros(rate // 2, np.int16),
+                             (hello * 20000).astype(np.int16), np.zeros(2 * rate, np.int16)]),
+             rate, subtype="PCM_16")
+    baresip_config(tmp_path / "agent", cluster.agent_port, tmp_path / "agent.wav", tmp_path / "agent_rec",
+                   f"<sip:alice@127.0.0.1:{cluster.agent_port}>;regint=0;answermode=auto")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(tmp_path / "say.wav"),
+                    "I want to speak to a human."], check=True)
+    subprocess.run(["sox", str(tmp_path / "say.wav"), "-r", "8000", "-c", "1", "-b", "16", str(tmp_path / "in.wav"),
+                    "pad", "6", "40"], check=True)
+    baresip_config(tmp_path / "caller", free_port(), tmp_path / "in.wav", tmp_path / "caller_rec",
+                   "<sip:5550199@127.0.0.1>;regint=0")
+    assert post_json(f"{n1.url}/api/agents/alice/state", cluster.token, {"state": "available"}) == 200
+    assert agent_state_becomes(n2.url, cluster.token, "available")
+    agent = subprocess.Popen(["baresip", "-f", str(tmp_path / "agent"), "-t", "120"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        phone = subprocess.run(["baresip", "-f", str(tmp_path / "caller"), "-e",
+                                f"/dial sip:bot@127.0.0.1:{cluster.sip_ports[1]}", "-t", "60"],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=10)
+        post_json(f"{n1.url}/api/agents/alice/state", cluster.token, {"state": "offline"})
+    assert "Call established" in phone.stdout, phone.stdout[-2000:]
+    calls = get_json(f"{n1.url}/api/calls", cluster.token)[1]  # node 1 reads node 2's record (PostgreSQL)
+    call_id = next(c["id"] for c in calls if c["channel"] == "sip")
+    stored = record(cluster.pg.url, call_id)
+    transfer = get_json(f"{n1.url}/api/calls/{call_id}/transfer", cluster.token)[1]
+    assert stored["node_id"] == "n2" and stored["outcome"] == "handoff", (stored, n2.log())
+    assert transfer["agent_id"] == "alice" and transfer["outcome"] == "answered", transfer
+    whisper = transcribe(next((tmp_path / "agent_rec").glob("dump-*-dec.wav"))).lower()
+    assert "person" in whisper or "human" in whisper, whisper  # the agent heard node 2's summary
+    heard_by_caller, caller_rate = sf.read(str(next((tmp_path / "caller_rec").glob("dump-*-dec.wav"))), dtype="int16")
+    assert frames_at(heard_by_caller, caller_rate, AGENT_HZ) > 100  # and the caller heard the agent
+    # Alice is nobody's once her call and wrap-up are over (logged out: her claim given back).
+    claims = redis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    deadline = time.monotonic() + 30
+    while claims.exists("voicebot:agent:alice") and time.monotonic() < deadline:
+        time.sleep(0.2)  # polls the shared claim, bounded
+    assert not claims.exists("voicebot:agent:alice")
 
 
 def test_cluster_redis_down_10_s_during_a_call_loses_nothing(cluster, tmp_path: Path) -> None:
@@ -320,11 +383,13 @@ def test_cluster_survivor_keeps_a_lost_nodes_queued_callers_and_frees_its_agents
         live1.attach()
         survivor = ClusterState(bus1, store1, redis_url, "n1", heartbeat_s=0.2, lost_after_s=1.0, live=live1)
         await survivor.start()
-        store9.open_call("waiting", "sip", "+15550001")
-        store9.open_call("talking", "sip", "+15550002")
+        # Blocking calls (SQLite, the claims' Redis client) off the loop, as the product makes them.
+        await asyncio.to_thread(store9.open_call, "waiting", "sip", "+15550001")
+        await asyncio.to_thread(store9.open_call, "talking", "sip", "+15550002")
         bus9.publish("call.state", call_id="waiting", state="queued", queue="general")
-        first = claims9.claim("alice", "waiting")
-        assert first is not None and survivor.agents.claim("alice", "talking") is None  # n9 rings her
+        first = await asyncio.to_thread(claims9.claim, "alice", "waiting")
+        assert first is not None  # n9 rings her
+        assert await asyncio.to_thread(survivor.agents.claim, "alice", "talking") is None
         deadline = time.monotonic() + 10
         while getattr(live1.get("waiting"), "state", None) != "queued":
             assert time.monotonic() < deadline, live1.snapshot()
@@ -337,11 +402,11 @@ def test_cluster_survivor_keeps_a_lost_nodes_queued_callers_and_frees_its_agents
         while live1.calls:
             assert time.monotonic() < deadline + 15, live1.snapshot()
             await asyncio.sleep(0.05)  # its call.ended events reach its own live calls, bounded
-        again = survivor.agents.claim("alice", "talking")  # n9's lease (1 s) ran out meanwhile
-        holders = survivor.agents.holders()
+        again = await asyncio.to_thread(survivor.agents.claim, "alice", "talking")  # n9's lease (1 s) ran out
+        holders = await asyncio.to_thread(survivor.agents.holders)
         await survivor.close()
-        store1.close()
-        store9.close()
+        await asyncio.to_thread(store1.close)
+        await asyncio.to_thread(store9.close)
         return survivor, again, (first, holders)
 
     with RedisServer() as redis_server:
