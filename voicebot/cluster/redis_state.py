@@ -95,6 +95,7 @@ class EventRelay:
         self.last_id = "0"  # the last stream entry read: a fresh node replays what the stream holds
         self.connected = False
         self.dropped = 0
+        self._closing = False
 
     async def start(self) -> None:
         """Start sharing (call on the bus's loop): the stream so far is replayed into the bus first, when Redis
@@ -104,6 +105,8 @@ class EventRelay:
                        asyncio.create_task(self._write_forever(), name="cluster-events-out")]
 
     async def close(self) -> None:
+        # The loops also stop on the flag: redis-py may turn a cancellation mid-read into a timeout error.
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -122,10 +125,10 @@ class EventRelay:
         self._pending.set()
 
     async def _write_forever(self) -> None:
-        while True:
+        while not self._closing:
             await self._pending.wait()
             self._pending.clear()
-            while self._outbox:
+            while self._outbox and not self._closing:
                 batch = list(self._outbox)[:500]
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
@@ -142,7 +145,7 @@ class EventRelay:
                     self._outbox.popleft()
 
     async def _read_forever(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 answer: list[Any] = await self._redis.xread(  # type: ignore[assignment]
                     {EVENTS: self.last_id}, count=1000, block=READ_BLOCK_MS)
@@ -327,11 +330,13 @@ class NodeWatch:
         self.lost: list[tuple[str, int]] = []  # (node, calls closed) this node has handled, oldest first
         self._alive = True
         self._beating_since: float | None = None  # Redis time of the first beat since Redis was last reachable
+        self._closing = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._beat_forever(), name="cluster-heartbeat")
 
     async def close(self) -> None:
+        self._closing = True  # see EventRelay.close
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -339,7 +344,7 @@ class NodeWatch:
         await self._redis.aclose()
 
     async def _beat_forever(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self.beat()
                 if not self._alive:
