@@ -1,1 +1,1 @@
-"""A cluster of bot nodes: what they share (``redis_state``) and how one is started."""
+"""Running voicebot as a cluster: several bot nodes behind Kamailio, sharing PostgreSQL and Redis."""

@@ -7,6 +7,8 @@
     GET  /api/stats          calls per hour, outcomes, reply latency, frustration by hour (since, until)
     GET  /api/calls/export   calls with turns, scorecards and notes as CSV or JSON (format, kind, from, to)
     POST /api/calls/{id}/notes  a reviewer's note and tags on a call (supervisors, admins; audit-logged)
+    GET  /api/analytics      trends per hour/day/week, per intent and per agent (from, to, bucket; staff)
+    GET  /api/analytics/agents  per-agent figures (an agent gets only their own)
 
 History search also filters on scorecard items (``qa=ai_disclosure=fail``, repeatable) and reviewers' tags (``tag``).
 
@@ -53,6 +55,7 @@ SUBSCRIBER_BACKLOG = 1000
 MAX_PAGE = 1000
 DEFAULT_STATS_HOURS = 24
 MAX_NOTE = 4000
+MAX_ANALYTICS_DAYS = 400
 MAX_TAGS = 20
 
 
@@ -348,6 +351,60 @@ async def add_note(call_id: str, request: Request, who: Staff) -> dict[str, Any]
         raise HTTPException(status_code=404, detail=f"no call {call_id}")
     await asyncio.to_thread(request.app.state.users.audit, who.username, "note_call", call_id)
     return row
+
+
+def _analytics(request: Request) -> Any:
+    from voicebot.qa.analytics import Analytics
+
+    runtime = _runtime(request)
+    limits = {q.name: q.service_level_s for q in runtime.settings.queues}
+    return Analytics(runtime.store.engine, limits)
+
+
+def _span(from_: str | None, to: str | None, default: timedelta) -> tuple[datetime, datetime]:
+    end = _when(to, "to") or datetime.now(UTC)
+    start = _when(from_, "from") or end - default
+    if start >= end:
+        raise HTTPException(status_code=400, detail="from must be before to")
+    if end - start > timedelta(days=MAX_ANALYTICS_DAYS):
+        raise HTTPException(status_code=400, detail=f"at most {MAX_ANALYTICS_DAYS} days at once")
+    return start, end
+
+
+@router.get("/api/analytics")
+async def analytics(
+    request: Request,
+    _who: Staff,
+    bucket: str = "day",
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """Trends of the calls started in ``[from, to)`` (default: the last 7 days) per ``bucket`` (hour, day, week):
+    calls, containment, handle time, abandon rate, transfers, speed of answer, service level, frustration; per
+    intent (containment rate) and per agent. Definitions: voicebot.qa.analytics."""
+    from voicebot.qa.analytics import BUCKETS
+
+    if bucket not in BUCKETS:
+        raise HTTPException(status_code=400, detail=f"bucket must be one of {', '.join(BUCKETS)}")
+    start, end = _span(from_, to, timedelta(days=7))
+    figures = _analytics(request)
+    trends = await asyncio.to_thread(figures.trends, start, end, bucket)
+    trends["agents"] = await asyncio.to_thread(figures.agents, start, end)
+    return trends
+
+
+@router.get("/api/analytics/agents")
+async def analytics_agents(
+    request: Request,
+    who: LoggedIn,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """Per-agent figures of ``[from, to)`` (default the last 7 days); an agent gets only their own row."""
+    start, end = _span(from_, to, timedelta(days=7))
+    only = None if who.sees_all else (who.agent_id or "")
+    rows = await asyncio.to_thread(_analytics(request).agents, start, end, only)
+    return {"since": start.isoformat(), "until": end.isoformat(), "agents": rows}
 
 
 @router.get("/api/stats")

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
-from voicebot.storage.models import CallNoteRow, CallRow, TurnRow
+from voicebot.storage.models import CallIntentRow, CallNoteRow, CallRow, TurnRow
 
 if TYPE_CHECKING:
     from voicebot.qa.scorecard import Scorer
@@ -200,6 +200,8 @@ class CallStore:
             row.end_reason = reason
             for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == call_id, TurnRow.end.is_(None))):
                 turn.end = now
+            s.execute(update(CallIntentRow).where(CallIntentRow.call_id == call_id)
+                      .values(outcome=outcome, agent_id=row.agent_id))
         if self.scorer is not None:
             self.score_call(call_id)
         if self.events is not None:
@@ -237,6 +239,7 @@ class CallStore:
         """Note on the call record which agent took the call (history search and agents' own calls)."""
         with self._sessions.begin() as s:
             s.execute(update(CallRow).where(CallRow.id == call_id).values(agent_id=agent_id))
+            s.execute(update(CallIntentRow).where(CallIntentRow.call_id == call_id).values(agent_id=agent_id))
 
     def close_stale(self, node_id: str | None = None, outcome: str = "interrupted",
                     reason: str = "server_restart") -> int:
@@ -540,6 +543,8 @@ def _summarise_turn(s: Session, call_id: str, intents: list[dict[str, Any]], ext
     new = [n for n in dict.fromkeys(names) if n not in known]
     if new:
         call.intents = known + new  # a new list: SQLAlchemy does not see changes inside a JSON value
+        s.add_all(CallIntentRow(call_id=call_id, intent=name[:64], start=call.start, outcome=call.outcome,
+                                agent_id=call.agent_id) for name in new)
     if isinstance(score, (int, float)) and (call.frustration_max is None or score > call.frustration_max):
         call.frustration_max = round(float(score), 4)
 
@@ -582,6 +587,7 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "intents": list(row.intents or []),
         "frustration_max": row.frustration_max,
         "agent_id": row.agent_id,
+        "customer_id": row.customer_id,
         "duration_s": round((_utc(row.end) - _utc(row.start)).total_seconds(), 1) if row.end and row.start else None,
         "qa_failed": list((row.scorecard or {}).get("failed") or []),
     }
