@@ -115,6 +115,7 @@ def test_a_database_from_before_migrations_upgrades_in_place_with_every_row(tmp_
     head = head_revision()
     assert str(path) in done.stdout and f"from no revision to schema revision {head}" in done.stdout
     assert "0001  The schema of voicebot before migrations" in done.stdout and "0002  Indexes" in done.stdout
+    assert "0004  Call records name the cluster node" in done.stdout
 
     assert rows(path, like=before) == before  # every row of every table, unchanged
     assert indexes(url) >= MISSING_AT_CB5A9B1 | declared_indexes()

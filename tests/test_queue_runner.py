@@ -13,6 +13,7 @@ from audio.pcm import SAMPLE_RATE
 from telephony.queue.acd import ACD
 from telephony.queue.actions import Announce, Connect, Fallback, RingAgent, StopRinging
 from telephony.queue.announcements import announcement_text, wait_phrase
+from telephony.queue.claims import Claim
 from telephony.queue.config import AgentConfig, QueueConfig
 from telephony.queue.hold_music import hold_music, hold_music_frames
 from telephony.queue.request import QueueRequest
@@ -225,3 +226,43 @@ def test_a_failing_handler_is_logged_and_the_queue_goes_on(caplog: pytest.LogCap
     assert "agent page gone" in caplog.text
     sim.advance(6)  # the no-answer timer still runs
     assert [(a.agent_id, a.reason) for a in rec.done if isinstance(a, StopRinging)] == [("a", "no_answer")]
+
+
+class NodeClaims:
+    """Two nodes' view of one shared claim table (what Redis holds in a cluster), for runners on one clock."""
+
+    def __init__(self, table: dict[str, tuple[str, str]], node: str) -> None:
+        self.table, self.node = table, node
+
+    def claim(self, agent_id: str, call_id: str) -> Claim | None:
+        holder = self.table.setdefault(agent_id, (self.node, call_id))
+        return Claim(agent_id, holder[1], 1) if holder[0] == self.node else None
+
+    def release(self, agent_id: str) -> None:
+        if self.table.get(agent_id, ("", ""))[0] == self.node:
+            del self.table[agent_id]
+
+
+def test_cluster_an_agent_held_by_another_node_is_not_rung_and_is_tried_again_once_free() -> None:
+    sim, table = SimulatedTime(), {}
+    queue = QueueConfig(name="general", wrap_up=5, agent_timeout=20)
+    nodes = []
+    for name in ("n1", "n2"):
+        rec = Recorder()
+        acd = ACD([AgentConfig(id="a", contact="webrtc", logged_in=True)], [queue], sim.clock)
+        nodes.append((QueueRunner(acd, rec, call_at=sim.call_at, claims=NodeClaims(table, name)), rec))
+    (one, rec1), (two, rec2) = nodes
+    one.enqueue("call-1", HANDOFF)
+    assert [type(a) for a in rec1.done] == [RingAgent] and table == {"a": ("n1", "call-1")}
+    two.enqueue("call-2", HANDOFF)
+    def rings(rec: Recorder) -> list[str]:
+        return [a.call_id for a in rec.done if isinstance(a, RingAgent)]
+
+    assert rings(rec2) == [] and two.acd.agents_snapshot()[0]["state"] == "busy"  # rings on n1: not rung here
+    sim.advance(3)
+    assert rings(rec2) == []  # tried again after ELSEWHERE_RETRY_S, still held
+    one.agent_answered("call-1", "a")
+    one.hangup("call-1")
+    assert table == {"a": ("n1", "call-1")}  # kept through the wrap-up
+    sim.advance(6)
+    assert table == {"a": ("n2", "call-2")} and rings(rec2) == ["call-2"]

@@ -240,6 +240,29 @@ class PrivacyConfig(Section):
     )
 
 
+class ClusterConfig(Section):
+    node_id: str = Field(
+        "", description="This node's name in a cluster (e.g. n1), stored on its call records. Empty: a single node, "
+        "nothing shared.",
+    )
+    redis_url: str = Field(
+        "", description="Redis shared by the cluster's nodes (redis://host:port/db): live events, login throttling, "
+        "node heartbeats. Empty: in-process state, as on a single node.",
+    )
+    heartbeat_s: float = Field(1.0, gt=0, description="How often a node tells Redis it is alive.")
+    node_lost_after_s: float = Field(
+        5.0, gt=0, description="A node silent this long is lost: a survivor closes its live calls as node_lost.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.redis_url and not self.node_id:
+            raise ValueError("cluster.redis_url needs cluster.node_id (a unique name per node, e.g. n1)")
+        if self.node_lost_after_s <= self.heartbeat_s:
+            raise ValueError("cluster.node_lost_after_s must be longer than cluster.heartbeat_s")
+        return self
+
+
 class QARuleConfig(Section):
     name: str = Field(description="Short id of the rule (scorecard item `rule:NAME`).")
     description: str = Field("", description="What the rule asks, for the reviewer.")
@@ -317,6 +340,7 @@ class Settings(BaseSettings):
     queues: list[QueueConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -16,6 +16,8 @@ Event types (docs/api.md documents their fields):
 - ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
 - ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue
 - ``alert``          ``kind`` (frustration, wait), ``message``, optional ``call_id`` / ``queue``
+
+In a cluster every event also has ``node``: the ``cluster.node_id`` of the node it happened on.
 """
 
 from __future__ import annotations
@@ -81,9 +83,13 @@ class Subscription:
 
 
 class EventBus:
-    """Fan-out of events to subscribers and listeners on one event loop; publish from any thread."""
+    """Fan-out of events to subscribers and listeners on one event loop; publish from any thread.
 
-    def __init__(self) -> None:
+    In a cluster (``node_id`` set) every event published here carries ``"node": node_id``, and the other nodes'
+    events arrive through :meth:`relay` (``voicebot.cluster.redis_state.EventRelay``)."""
+
+    def __init__(self, node_id: str = "") -> None:
+        self.node_id = node_id
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[Event], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,9 +104,22 @@ class EventBus:
         """Send an event to every subscriber; returns it. Never raises into the publisher."""
         with self._lock:  # seq and ts in the order events are published, across threads
             event: Event = {"type": type_, "seq": next(self._seq), "ts": time.time(), **data}
+        if self.node_id:
+            event["node"] = self.node_id
+        self._send(event)
+        return event
+
+    def relay(self, event: Event) -> Event:
+        """Deliver an event another node published (its ``ts`` and ``node`` kept, a ``seq`` of this bus)."""
+        with self._lock:
+            event = {**event, "seq": next(self._seq)}
+        self._send(event)
+        return event
+
+    def _send(self, event: Event) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
-            return event
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -110,7 +129,6 @@ class EventBus:
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
                 loop.call_soon_threadsafe(self._deliver, event)
-        return event
 
     def subscribe(self, maxsize: int = 2000, accept: Callable[[Event], bool] | None = None) -> Subscription:
         """A new subscription (call on the bus's loop); ``accept`` filters events for it."""

@@ -51,6 +51,7 @@ class LiveCall:
     last_latency_ms: float | None = None
     turns: int = 0
     customer: str | None = None
+    node: str | None = None  # the cluster node carrying the call (cluster.node_id; None on a single node)
     # not in the JSON: what the alert rules and the detail view need
     handoff: dict[str, Any] | None = None
     queued_at: float | None = None
@@ -71,6 +72,7 @@ class LiveCall:
             "last_latency_ms": self.last_latency_ms,
             "turns": self.turns,
             "customer": self.customer,
+            "node": self.node,
         }
 
 
@@ -168,6 +170,7 @@ class LiveCalls:
                 caller_id=info.get("caller_id"),
                 dialled=info.get("dialled"),
                 start=info.get("start"),
+                node=info.get("node"),
             )
             self.calls[call_id] = new
             self._updated(new)

@@ -50,13 +50,18 @@ class Runtime:
         prepare(settings.database.url, settings.database.auto_upgrade)  # before anything opens the database
         shared = SharedModels.load(settings)
         engine = DialogEngine.from_settings(settings)
-        events = EventBus()
+        events = EventBus(node_id=settings.cluster.node_id)
         redactor = Redactor.from_settings(settings)
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
-        store = CallStore(engine.database.engine, events, redactor, scorer=scorer_from_settings(settings.qa))
-        stale = store.close_stale()
-        with engine.database.session() as session:
-            stale_contacts = close_stale_contacts(session)
+        store = CallStore(engine.database.engine, events, redactor, scorer=scorer_from_settings(settings.qa),
+                          node_id=settings.cluster.node_id or None)
+        stale = stale_contacts = 0
+        # In a cluster the other nodes' calls are live: this node closes its own leftovers once it shares events
+        # (voicebot.cluster.redis_state.ClusterState), and contacts (no node on them) are left to the survivors.
+        if not settings.cluster.redis_url:
+            stale = store.close_stale()
+            with engine.database.session() as session:
+                stale_contacts = close_stale_contacts(session)
         if stale or stale_contacts:
             log.info("closed %d call record(s) and %d contact(s) left open by a previous run (interrupted)", stale,
                      stale_contacts)

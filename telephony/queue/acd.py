@@ -94,6 +94,7 @@ class _Agent:
     offer: str | None = None  # the call this agent is being offered
     calls: set[str] = field(default_factory=set)
     wrap_up_until: float | None = None
+    elsewhere_until: float | None = None  # ringing or talking on another node (a refused claim): busy here
     answered: int = 0
     state_since: float = 0.0
 
@@ -101,7 +102,7 @@ class _Agent:
     def state(self) -> str:
         if self.offer is not None:
             return "ringing"
-        if self.calls:
+        if self.calls or self.elsewhere_until is not None:
             return "busy"
         if not self.logged_in:
             return "offline"
@@ -407,6 +408,21 @@ class ACD:
         self._settle(out)
         return out
 
+    def agent_elsewhere(self, call_id: str, agent_id: str, retry_s: float) -> list[Action]:
+        """The agent could not be claimed (another node rings or connects them): the offer is taken back without
+        ringing, the agent counts as busy here for ``retry_s`` and the next agent is tried."""
+        self._now = self.clock()
+        call, offer = self._offer_of(call_id, agent_id)
+        if call is None or offer is None:
+            return []
+        call.offers.pop(agent_id, None)
+        agent = self._agents[agent_id]
+        agent.offer = None
+        agent.elsewhere_until = self._now + retry_s
+        out: list[Action] = []
+        self._settle(out)
+        return out
+
     def set_agent_state(self, agent_id: str, state: str, reason: str | None = None) -> list[Action]:
         """Log in (``available``, which also ends a wrap-up early), ``paused`` with a reason, or ``offline``.
         A call the agent is on continues; an offer ringing them is withdrawn when they pause or log out.
@@ -439,6 +455,8 @@ class ACD:
         for a in self._agents.values():
             if a.wrap_up_until is not None:
                 times.append(a.wrap_up_until)
+            if a.elsewhere_until is not None:
+                times.append(a.elsewhere_until)
         for c in self._calls.values():
             times += c.declined.values()
             if c.offers:
@@ -468,6 +486,8 @@ class ACD:
                 if a.wrap_up_until is not None and a.wrap_up_until <= due:
                     a.wrap_up_until = None
                     a.idle_since = due
+                if a.elsewhere_until is not None and a.elsewhere_until <= due:
+                    a.elsewhere_until = None
             self._settle(out)
         self._now = now
         return out
@@ -600,6 +620,7 @@ class ACD:
             and a.pause_reason is None
             and a.offer is None
             and a.wrap_up_until is None
+            and a.elsewhere_until is None
             and len(a.calls) < a.cfg.max_calls
             and call.declined.get(a.cfg.id, self._now) <= self._now
             and serves(a.cfg, q)

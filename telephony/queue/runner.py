@@ -27,6 +27,7 @@ from telephony.queue.actions import (
     StopRinging,
     Transfer,
 )
+from telephony.queue.claims import AgentClaims, LocalAgentClaims
 from telephony.queue.config import AgentConfig, QueueConfig
 from telephony.queue.request import QueueRequest
 from telephony.queue.store import CallbackStore
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 # Timers fire this much after their deadline so the clock has surely reached it (loop.call_at may run a
 # handle up to the clock resolution early).
 TIMER_SLACK_S = 0.001
+# An agent another node holds (a refused claim) is tried again after this long.
+ELSEWHERE_RETRY_S = 2.0
+# An agent's claim is kept while they ring, talk or wrap up on this node, and given back in these states.
+FREE_STATES = ("available", "paused", "offline")
 
 
 class TimerHandle(Protocol):
@@ -76,9 +81,12 @@ class QueueRunner:
     the handlers); listeners get every action too, including the events CallLeftQueue and AgentStateChanged."""
 
     def __init__(
-        self, acd: ACD, handlers: QueueHandlers, *, call_at: CallAt, callbacks: CallbackStore | None = None
+        self, acd: ACD, handlers: QueueHandlers, *, call_at: CallAt, callbacks: CallbackStore | None = None,
+        claims: AgentClaims | None = None,
     ):
         self.acd = acd
+        # Before an agent rings, this node claims them (a cluster shares the agents; see telephony.queue.claims).
+        self.claims: AgentClaims = claims if claims is not None else LocalAgentClaims()
         self.handlers = handlers
         self.callbacks = callbacks
         self._call_at = call_at
@@ -96,10 +104,12 @@ class QueueRunner:
         *,
         callbacks: CallbackStore | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        claims: AgentClaims | None = None,
     ) -> QueueRunner:
         """A runner whose ACD uses the event loop's clock and timers (the product's setup)."""
         loop = loop or asyncio.get_running_loop()
-        return cls(ACD(agents, queues, clock=loop.time), handlers, call_at=loop.call_at, callbacks=callbacks)
+        return cls(ACD(agents, queues, clock=loop.time), handlers, call_at=loop.call_at, callbacks=callbacks,
+                   claims=claims)
 
     def add_listener(self, listener: Callable[[Action], None]) -> None:
         """Call ``listener`` with every action and event (supervisor dashboard, metrics, call records)."""
@@ -151,8 +161,16 @@ class QueueRunner:
         self._run(self.acd.tick())
 
     def _run(self, actions: list[Action]) -> list[Action]:
+        # An agent held by another node is not rung; nor is it shown ringing here (it is busy, see below).
+        refused = [a for a in actions if isinstance(a, RingAgent) and self._refused(a)]
+        skipped = {a.agent_id for a in refused}
         # One failing handler or listener must not stop the others or the timers of every other caller.
         for action in actions:
+            if action in refused or (isinstance(action, AgentStateChanged) and action.agent_id in skipped
+                                     and action.state == "ringing"):
+                continue
+            if isinstance(action, AgentStateChanged) and action.state in FREE_STATES:
+                self._release(action.agent_id)
             try:
                 self._execute(action)
             except Exception:
@@ -162,8 +180,23 @@ class QueueRunner:
                     listener(action)
                 except Exception:
                     log.exception("queue listener failed on %s", action)
+        for ring in refused:
+            self._run(self.acd.agent_elsewhere(ring.call_id, ring.agent_id, ELSEWHERE_RETRY_S))
         self._reschedule()
         return actions
+
+    def _refused(self, ring: RingAgent) -> bool:
+        try:
+            return self.claims.claim(ring.agent_id, ring.call_id) is None
+        except Exception:  # the shared store failed in an unexpected way: ringing beats leaving callers waiting
+            log.exception("claiming agent %s failed; ringing them anyway", ring.agent_id)
+            return False
+
+    def _release(self, agent_id: str) -> None:
+        try:
+            self.claims.release(agent_id)
+        except Exception:
+            log.exception("releasing agent %s failed (their lease runs out by itself)", agent_id)
 
     def _reschedule(self) -> None:
         due = self.acd.next_deadline()

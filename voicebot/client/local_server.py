@@ -81,6 +81,11 @@ class ServerProcess:
                 self._proc.kill()
                 self._proc.wait()
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (a test may kill it the hard way)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]

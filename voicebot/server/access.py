@@ -20,10 +20,10 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
@@ -253,35 +253,96 @@ def check_call_key(app: FastAPI, call_id: str, key: str | None) -> bool:
 # throttling of failed logins
 
 
+class FailureLog(Protocol):
+    """Where a :class:`LoginThrottle` keeps failed attempts and the addresses users log in from: in this process
+    (:class:`MemoryFailureLog`) or shared by a cluster's nodes (``voicebot.cluster.redis_state.RedisFailureLog``)."""
+
+    def add(self, keys: Sequence[str], at: float, window_s: float) -> None:
+        """Note a failure at ``at`` under each key (forgettable ``window_s`` later)."""
+
+    def recent(self, key: str, since: float) -> list[float]:
+        """The times of ``key``'s failures after ``since``, oldest first."""
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s failures."""
+
+    def known(self, user: str) -> Collection[str]:
+        """The addresses ``user`` logged in from lately."""
+
+    def remember(self, user: str, address: str, keep: int) -> None:
+        """Add ``address`` to ``user``'s known addresses, keeping the newest ``keep``."""
+
+
+class MemoryFailureLog:
+    """The failure log of one process: it does not survive a restart, nor reach other nodes."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = {}
+        self._known: dict[str, deque[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, keys: Sequence[str], at: float, window_s: float) -> None:
+        with self._lock:
+            for key in keys:
+                times = self._failures.setdefault(key, deque())
+                while times and times[0] <= at - window_s:
+                    times.popleft()
+                times.append(at)
+
+    def recent(self, key: str, since: float) -> list[float]:
+        with self._lock:
+            times = self._failures.get(key)
+            if times is None:
+                return []
+            while times and times[0] <= since:
+                times.popleft()
+            if not times:
+                del self._failures[key]
+            return list(times)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+    def known(self, user: str) -> Collection[str]:
+        with self._lock:
+            return tuple(self._known.get(user, ()))
+
+    def remember(self, user: str, address: str, keep: int) -> None:
+        with self._lock:
+            known = self._known.setdefault(user, deque(maxlen=keep))
+            if address not in known:
+                known.append(address)
+
+
 class LoginThrottle:
     """At most ``limit`` failed attempts per minute per key (``retry_after`` / ``failed``).
 
     For logins (``login_wait`` / ``login_failed`` / ``login_succeeded``): ``limit`` per client address and per
     user from one address, and ``user_limit`` per user from all addresses together, which holds back only
     addresses that already failed as that user and that user has not logged in from: a stranger's wrong
-    passwords never lock a user out (a first attempt, and any from where they logged in before, always counts). In memory, per process: it slows a password guesser down; it does not survive a restart.
+    passwords never lock a user out (a first attempt, and any from where they logged in before, always counts).
+    The counts live in ``log``: in memory by default (per process, gone at a restart), in Redis in a cluster
+    (every node counts the same attempts; its ``clock`` must then be wall-clock time).
     """
 
     WINDOW_S = 60.0
     KNOWN_PER_USER = 16  # addresses remembered per user (the newest)
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic, user_limit: int | None = None):
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic, user_limit: int | None = None,
+                 log: FailureLog | None = None):
         self.limit = limit
         self.user_limit = limit * 4 if user_limit is None else user_limit
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._known: dict[str, deque[str]] = {}
-        self._lock = threading.Lock()
+        self.log: FailureLog = log if log is not None else MemoryFailureLog()
 
     def login_wait(self, username: str, address: str) -> int:
         """Seconds until ``username`` may try to log in from ``address`` again (0: now)."""
         user = username.strip().lower()
         pair = f"pair:{user}@{address}"
         wait = self.retry_after(f"addr:{address}", pair)
-        with self._lock:
-            known = address in self._known.get(user, ())
-            times = self._failures.get(pair)
-            failed_here = times is not None and len(times) > 0 and times[-1] > self.clock() - self.WINDOW_S
+        known = address in self.log.known(user)
+        failed_here = bool(self.log.recent(pair, self.clock() - self.WINDOW_S))
         # A first attempt from anywhere is never held back by the user-wide count, which strangers can drive up.
         if failed_here and not known:
             wait = max(wait, self._wait(f"user:{user}", self.user_limit))
@@ -294,17 +355,8 @@ class LoginThrottle:
     def login_succeeded(self, username: str, address: str) -> None:
         """Remember ``address`` as one ``username`` logs in from; its failed attempts as that user are forgotten."""
         user = username.strip().lower()
-        with self._lock:
-            known = self._known.setdefault(user, deque(maxlen=self.KNOWN_PER_USER))
-            if address not in known:
-                known.append(address)
-            self._failures.pop(f"pair:{user}@{address}", None)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now - self.WINDOW_S:
-            times.popleft()
-        return times
+        self.log.remember(user, address, self.KNOWN_PER_USER)
+        self.log.forget(f"pair:{user}@{address}")
 
     def retry_after(self, *keys: str) -> int:
         """Seconds until another attempt is allowed for all ``keys`` (0: allowed now)."""
@@ -314,21 +366,13 @@ class LoginThrottle:
         if limit <= 0:
             return 0
         now = self.clock()
-        wait = 0.0
-        with self._lock:
-            times = self._recent(key, now)
-            if len(times) >= limit:
-                wait = times[-limit] + self.WINDOW_S - now
-            if not times:
-                self._failures.pop(key, None)
+        times = self.log.recent(key, now - self.WINDOW_S)
+        wait = times[-limit] + self.WINDOW_S - now if len(times) >= limit else 0.0
         return math.ceil(wait) if wait > 0 else 0
 
     def failed(self, *keys: str) -> None:
         """Note a failed attempt under each of ``keys``."""
-        now = self.clock()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
+        self.log.add(keys, self.clock(), self.WINDOW_S)
 
 
 def auth_settings(app: FastAPI) -> AuthConfig | None:
@@ -342,7 +386,15 @@ def throttle_of(app: FastAPI) -> LoginThrottle:
     throttle = getattr(app.state, "login_throttle", None)
     if throttle is None:
         settings = auth_settings(app)
-        throttle = LoginThrottle(settings.max_failed_logins if settings is not None else 5,
-                                 user_limit=settings.max_failed_logins_per_user if settings is not None else None)
+        limit = settings.max_failed_logins if settings is not None else 5
+        user_limit = settings.max_failed_logins_per_user if settings is not None else None
+        cluster = getattr(getattr(getattr(app.state, "runtime", None), "settings", None), "cluster", None)
+        if cluster is not None and cluster.redis_url:
+            from voicebot.cluster.redis_state import RedisFailureLog
+
+            # Shared by every node, so a guesser spreading attempts over the nodes is counted once: wall-clock time.
+            throttle = LoginThrottle(limit, time.time, user_limit, log=RedisFailureLog(cluster.redis_url))
+        else:
+            throttle = LoginThrottle(limit, user_limit=user_limit)
         app.state.login_throttle = throttle
     return throttle

@@ -267,7 +267,7 @@ async def set_state(agent_id: str, request: Request, who: LoggedIn) -> dict[str,
     if reason is not None and (not isinstance(reason, str) or len(reason) > 100):
         raise HTTPException(status_code=400, detail='"reason" must be a string of at most 100 characters')
     try:
-        service.runner.set_agent_state(agent_id, state, reason)
+        service.set_agent_state(agent_id, state, reason)
     except UnknownAgentError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except QueueError as exc:

@@ -41,6 +41,8 @@ from voicebot.server.supervisor import router as supervisor_router
 from voicebot.users import UserStore
 
 if TYPE_CHECKING:
+    from voicebot.cluster.redis_state import ClusterState
+    from voicebot.live import LiveCalls
     from voicebot.transfer import TransferService
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,17 @@ async def _purge_daily(runtime: Runtime) -> None:
         await asyncio.sleep(PURGE_EVERY_S)
 
 
+def _cluster_state(runtime: Runtime, live: LiveCalls) -> ClusterState | None:
+    """What this node shares with the others through Redis (``cluster.redis_url``), or None on a single node."""
+    cluster = runtime.settings.cluster
+    if not cluster.redis_url:
+        return None
+    from voicebot.cluster.redis_state import ClusterState
+
+    return ClusterState(runtime.events, runtime.store, cluster.redis_url, cluster.node_id,
+                        heartbeat_s=cluster.heartbeat_s, lost_after_s=cluster.node_lost_after_s, live=live)
+
+
 def create_app(runtime: Runtime, transfer: TransferService | None = None) -> FastAPI:
     """The FastAPI app serving calls with ``runtime``'s engine and models (loaded by the caller);
     ``transfer`` (the agent queue) adds the agent page and the queue and agent API."""
@@ -143,6 +156,11 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     async def lifespan(app: FastAPI):
         runtime.events.bind()
         app.state.live.start()
+        cluster = _cluster_state(runtime, app.state.live)
+        if cluster is not None:
+            await cluster.start()
+            if transfer is not None:
+                transfer.claims = cluster.agents  # before its ACD starts: agents are rung by one node at a time
         if transfer is not None:
             await transfer.start()
         purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \
@@ -158,6 +176,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             task.cancel()
         await asyncio.gather(*calls.values(), return_exceptions=True)
         await handler.close()
+        if cluster is not None:
+            await cluster.close()
         await app.state.live.stop()
 
     # No /docs or /redoc (their pages load scripts from a CDN); the API description is for logged-in users.

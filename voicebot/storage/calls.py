@@ -85,9 +85,11 @@ class CallStore:
         *,
         max_backlog: int = 10000,
         answer_within_s: float = 0.5,
+        node_id: str | None = None,
         scorer: Scorer | None = None,
     ):
         self.engine = engine
+        self.node_id = node_id or None  # the cluster node this process is (cluster.node_id), stored on its calls
         self.events = events  # told of every write once it is committed (voicebot.events)
         # Card numbers, security codes ... are replaced in the text, intents and extra of every turn before it
         # is stored, so neither the database nor the `turn` events ever hold them (privacy: in voicebot.yaml).
@@ -118,10 +120,12 @@ class CallStore:
         """Create the record of a call that starts now."""
         start = utcnow()
         with self._sessions.begin() as s:
-            s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=start))
+            s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=start,
+                          node_id=self.node_id))
         if self.events is not None:
             self.events.publish("call.started", call_id=call_id, call={
-                "id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start)})
+                "id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start),
+                "node": self.node_id})
 
     def add_turn(
         self,
@@ -237,24 +241,31 @@ class CallStore:
             s.execute(update(CallRow).where(CallRow.id == call_id).values(agent_id=agent_id))
             s.execute(update(CallIntentRow).where(CallIntentRow.call_id == call_id).values(agent_id=agent_id))
 
-    def close_stale(self) -> int:
+    def close_stale(self, node_id: str | None = None, outcome: str = "interrupted",
+                    reason: str = "server_restart") -> int:
         """Close calls left open by a process that died (``kill -9``, power cut): outcome ``interrupted``, ended at
         their last activity (the latest turn's start or end, else the call's start), so the downtime is not
-        counted as call time; returns how many."""
+        counted as call time; returns how many.
+
+        In a cluster only the calls of ``node_id`` (default: this store's node) are closed: a starting node closes
+        its own leftovers, a survivor a lost node's (outcome ``node_lost``); other nodes' live calls stay open."""
+        node = node_id or self.node_id
         closed: list[tuple[str, datetime]] = []
+        query = select(CallRow).where(CallRow.end.is_(None))
+        if node is not None:
+            query = query.where(CallRow.node_id == node)
         with self._sessions.begin() as s:
-            for row in s.scalars(select(CallRow).where(CallRow.end.is_(None))):
+            for row in s.scalars(query):
                 starts, ends = s.execute(select(func.max(TurnRow.start), func.max(TurnRow.end))
                                          .where(TurnRow.call_id == row.id)).one()
                 end = max(_utc(t) for t in (row.start, starts, ends) if t is not None)
-                row.end, row.outcome, row.end_reason = end, "interrupted", "server_restart"
+                row.end, row.outcome, row.end_reason = end, outcome, reason
                 for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == row.id, TurnRow.end.is_(None))):
                     turn.end = end
                 closed.append((row.id, end))
         if self.events is not None:
             for call_id, end in closed:
-                self.events.publish("call.ended", call_id=call_id, outcome="interrupted", end_reason="server_restart",
-                                    end=_iso(end))
+                self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(end))
         return len(closed)
 
     async def arun(self, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -46,6 +46,8 @@ class CallRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # who took the hand-off
     # The customer the bot identified on this call (erasure and right of access find the call by it).
     customer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # The cluster node carrying the call (cluster.node_id; None on a single node): survivors close a lost node's.
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # The automatic quality review made when the record closed (voicebot.qa.scorecard), and the names of its
     # items as "name=result" strings apart, so history search filters on them without reading every scorecard.
     scorecard: Mapped[dict | None] = mapped_column(JSON, nullable=True)

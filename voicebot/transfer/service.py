@@ -34,7 +34,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.engine import Engine
 
 from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, resample
+from telephony.queue.acd import QueueError
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
+from telephony.queue.claims import AgentClaims
 from telephony.queue.live import LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
@@ -102,6 +104,7 @@ class TransferService:
         self.current: dict[str, dict[str, Any]] = {}
         self.last: dict[str, dict[str, Any]] = {}  # each agent's call that ended last (the page's wrap-up form)
         self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
+        self.claims: AgentClaims | None = None  # agents shared with other nodes (a cluster); None: this ACD only
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
@@ -127,10 +130,12 @@ class TransferService:
         self.live.voicemail = self._keep_voicemail
         self.live.on_queued = self._on_queued
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
-                                          callbacks=self.callbacks)
+                                          callbacks=self.callbacks, claims=self.claims)
         self.live.attach(self.runner)
         self.runner.add_listener(self._metrics)
         self.runner.add_listener(self._queue_changed)
+        if self.events is not None:
+            self.events.add_listener(self._on_event)
         self._metrics(None)
 
     def use_ua(self, ua: UserAgent) -> None:
@@ -299,6 +304,24 @@ class TransferService:
         if self.runner is None:
             return
         self._publish("queue", queues=self.runner.acd.snapshot()["queues"], agents=self.runner.acd.agents_snapshot())
+
+    def set_agent_state(self, agent_id: str, state: str, reason: str | None = None) -> None:
+        """Log an agent in, pause or log them out (``QueueRunner.set_agent_state``), and tell the other nodes of
+        a cluster (event ``agent.set``), whose ACDs know the agent too. Raises ``QueueError`` as the runner does."""
+        assert self.runner is not None
+        self.runner.set_agent_state(agent_id, state, reason)
+        self._publish("agent.set", agent_id=agent_id, state=state, reason=reason)
+
+    def _on_event(self, event: Mapping[str, Any]) -> None:
+        # Another node's agent.set (its own are applied already; on a single node events carry no node).
+        node = event.get("node")
+        if event.get("type") != "agent.set" or self.runner is None or node is None or self.events is None \
+                or node == self.events.node_id:
+            return
+        try:
+            self.runner.set_agent_state(str(event.get("agent_id")), str(event.get("state")), event.get("reason"))
+        except QueueError as exc:  # an agent this node's config lacks: the configs differ
+            log.warning("agent state from node %s not applied: %s", node, exc)
 
     def _on_queued(self, call_id: str) -> None:
         assert self.runner is not None

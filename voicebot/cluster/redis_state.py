@@ -1,0 +1,446 @@
+"""What the nodes of a cluster share through Redis (``cluster.redis_url``): live events, failed logins, heartbeats.
+
+- :class:`EventRelay` appends this node's call events to the stream ``voicebot:events`` and feeds the other
+  nodes' into the local :class:`~voicebot.events.EventBus`, so every node's live calls (and dashboards) see every
+  node's calls. A stream, not pub/sub: a node that starts, or whose Redis connection was lost, reads on from
+  where it was and misses nothing (events wait in a local outbox while Redis is down).
+- :class:`RedisAgentClaims` gives each agent one owner node at a time (ringing, talking, wrapping up): a lease
+  with a fencing token, taken and given back by atomic Lua scripts (:mod:`telephony.queue.claims`).
+- :class:`RedisFailureLog` keeps the login throttle's failed attempts in sorted sets every node counts.
+- :class:`NodeWatch` beats ``voicebot:nodes`` every ``cluster.heartbeat_s``; when a node is silent for
+  ``cluster.node_lost_after_s`` one survivor (the one that takes the lease ``voicebot:lost:NODE``) closes that
+  node's open call records with outcome ``node_lost``.
+
+Keys (all under ``voicebot:``): ``events`` (stream), ``nodes`` (sorted set node -> last beat, Redis time),
+``lost:NODE`` (lease), ``agent:ID`` (lease: ``NODE CALL TOKEN``), ``agent-fence`` (counter), ``login:fail:KEY`` (sorted set), ``login:known:USER`` (list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from telephony.queue.claims import Claim
+from telephony.queue.live import TransferResult
+from voicebot.events import Event, EventBus
+from voicebot.live import LiveCalls
+from voicebot.server.access import MemoryFailureLog
+from voicebot.storage import CallStore
+from voicebot.transfer.store import TransferStore
+
+log = logging.getLogger(__name__)
+
+PREFIX = "voicebot:"
+EVENTS = PREFIX + "events"
+NODES = PREFIX + "nodes"
+# What a node publishes for the others: what happens on its calls. Its live-call summaries and alerts
+# (call.updated, alert) every node derives itself from these; queue snapshots are per node (its own ACD).
+# agent.set: an agent logged in, paused or out on one node, which every node's ACD applies.
+SHARED_EVENTS = frozenset({"call.started", "turn", "turn.updated", "call.state", "handoff", "call.ended",
+                           "agent.set"})
+STREAM_MAXLEN = 50_000  # events kept (approximately) for nodes that start or reconnect
+OUTBOX_MAX = 50_000  # events waiting while Redis is down; older ones are dropped (logged)
+RETRY_S = 0.5  # pause before talking to Redis again after an error
+READ_BLOCK_MS = 1000
+LOST_LEASE_MS = 60_000  # how long the survivor closing a lost node's calls holds the lease
+
+# The lease is released only by its holder (its token), never a later holder's.
+RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Claim an agent: free -> take it with a new fencing token; held -> nil. (One script: no other node between.)
+CLAIM = """
+if redis.call('exists', KEYS[1]) == 1 then return nil end
+local token = redis.call('incr', KEYS[2])
+redis.call('set', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. token, 'PX', ARGV[3])
+return token
+"""
+
+
+def _client(url: str) -> aredis.Redis:
+    # Short timeouts: an unreachable Redis is noticed within a second, and calls never wait for it.
+    return aredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0, decode_responses=True)
+
+
+class EventRelay:
+    """Shares this node's call events through a Redis stream and delivers the other nodes' to ``bus``.
+
+    ``bus`` must stamp its events with ``node_id`` (``EventBus(node_id=...)``)."""
+
+    def __init__(self, bus: EventBus, redis_url: str, node_id: str):
+        if not node_id:
+            raise ValueError("an event relay needs this node's cluster.node_id")
+        self.bus = bus
+        self.node_id = node_id
+        self._redis = _client(redis_url)
+        self._outbox: collections.deque[Event] = collections.deque()
+        self._pending = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.last_id = "0"  # the last stream entry read: a fresh node replays what the stream holds
+        self.connected = False
+        self.dropped = 0
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start sharing (call on the bus's loop): the stream so far is replayed into the bus first, when Redis
+        answers; while it does not, the node goes on alone and catches up later."""
+        self.bus.add_listener(self._on_local)
+        self._tasks = [asyncio.create_task(self._read_forever(), name="cluster-events-in"),
+                       asyncio.create_task(self._write_forever(), name="cluster-events-out")]
+
+    async def close(self) -> None:
+        # The loops also stop on the flag: redis-py may turn a cancellation mid-read into a timeout error.
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._redis.aclose()
+
+    def _on_local(self, event: Event) -> None:
+        if event.get("node") != self.node_id or event.get("type") not in SHARED_EVENTS:
+            return  # another node's (relayed here), or derived by every node itself
+        if len(self._outbox) >= OUTBOX_MAX:
+            self._outbox.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("cluster: Redis has been unreachable long: %d live event(s) dropped", self.dropped)
+        self._outbox.append(event)
+        self._pending.set()
+
+    async def _write_forever(self) -> None:
+        while not self._closing:
+            await self._pending.wait()
+            self._pending.clear()
+            while self._outbox and not self._closing:
+                batch = list(self._outbox)[:500]
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for event in batch:
+                            body = {k: v for k, v in event.items() if k != "seq"}
+                            pipe.xadd(EVENTS, {"e": json.dumps(body, default=str)}, maxlen=STREAM_MAXLEN,
+                                      approximate=True)
+                        await pipe.execute()
+                except (redis.RedisError, OSError) as exc:
+                    self._down(exc)
+                    await asyncio.sleep(RETRY_S)
+                    continue  # the batch stays in the outbox, in order
+                for _ in batch:
+                    self._outbox.popleft()
+
+    async def _read_forever(self) -> None:
+        while not self._closing:
+            try:
+                answer: list[Any] = await self._redis.xread(  # type: ignore[assignment]
+                    {EVENTS: self.last_id}, count=1000, block=READ_BLOCK_MS)
+            except (redis.RedisError, OSError) as exc:
+                self._down(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            if not self.connected:
+                self.connected = True
+                log.info("cluster: sharing live events through Redis (from entry %s)", self.last_id)
+            for _stream, entries in answer or []:
+                for entry_id, fields in entries:
+                    self.last_id = entry_id
+                    self._relay(fields.get("e"))
+
+    def _relay(self, raw: str | None) -> None:
+        try:
+            event = json.loads(raw or "")
+        except ValueError:
+            log.error("cluster: an unreadable event in %s is skipped", EVENTS)
+            return
+        # This node's own events it has delivered already (or, from before a restart, they are stale).
+        if isinstance(event, dict) and event.get("node") != self.node_id:
+            self.bus.relay(event)
+
+    def _down(self, exc: BaseException) -> None:
+        if self.connected:
+            self.connected = False
+            log.warning("cluster: Redis unreachable (%s); live events wait and are sent when it is back", exc)
+
+
+class RedisFailureLog:
+    """The login throttle's failures, shared by the nodes (see :class:`voicebot.server.access.FailureLog`).
+
+    While Redis is unreachable the node counts in its own memory instead, so a guesser is still slowed down."""
+
+    def __init__(self, redis_url: str):
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                           decode_responses=True)
+        self._fallback = MemoryFailureLog()
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def _try(self, fn: Callable[[redis.Redis], Any], fallback: Callable[[MemoryFailureLog], Any]) -> Any:
+        try:
+            result = fn(self._redis)
+        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                if not self._warned:
+                    self._warned = True
+                    log.warning("cluster: Redis unreachable (%s): failed logins are counted on this node only", exc)
+            return fallback(self._fallback)
+        self._warned = False
+        return result
+
+    def add(self, keys: Sequence[str], at: float, window_s: float) -> None:
+        def shared(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=False)
+            member = f"{at:.6f}:{secrets.token_hex(4)}"  # two failures in the same microsecond are two
+            for key in keys:
+                name = f"{PREFIX}login:fail:{key}"
+                pipe.zadd(name, {member: at})
+                pipe.zremrangebyscore(name, "-inf", at - window_s)
+                pipe.expire(name, int(window_s) + 1)
+            pipe.execute()
+
+        self._try(shared, lambda m: m.add(keys, at, window_s))
+
+    def recent(self, key: str, since: float) -> list[float]:
+        def shared(r: redis.Redis) -> list[float]:
+            pairs: list[Any] = r.zrangebyscore(  # type: ignore[assignment]
+                f"{PREFIX}login:fail:{key}", f"({since}", "+inf", withscores=True)
+            return [float(score) for _member, score in pairs]
+
+        result: list[float] = self._try(shared, lambda m: m.recent(key, since))
+        return result
+
+    def forget(self, key: str) -> None:
+        self._try(lambda r: r.delete(f"{PREFIX}login:fail:{key}"), lambda m: m.forget(key))
+
+    def known(self, user: str) -> Collection[str]:
+        result: Collection[str] = self._try(lambda r: r.lrange(f"{PREFIX}login:known:{user}", 0, -1),
+                                            lambda m: m.known(user))
+        return result
+
+    def remember(self, user: str, address: str, keep: int) -> None:
+        def shared(r: redis.Redis) -> None:
+            name = f"{PREFIX}login:known:{user}"
+            pipe = r.pipeline(transaction=True)
+            pipe.lrem(name, 0, address)
+            pipe.lpush(name, address)
+            pipe.ltrim(name, 0, keep - 1)
+            pipe.execute()
+
+        self._try(shared, lambda m: m.remember(user, address, keep))
+
+
+class RedisAgentClaims:
+    """Agents' owners shared by the nodes (:class:`telephony.queue.claims.AgentClaims`): the key
+    ``voicebot:agent:ID`` holds ``NODE CALL TOKEN`` with a lease of ``lease_s`` that this node renews
+    (:meth:`renew`, from the heartbeat) while it holds the agent; a node that dies stops renewing, and its agents
+    come free within ``lease_s``. ``TOKEN`` comes from ``voicebot:agent-fence`` (INCR): a fencing token.
+
+    While Redis is unreachable every claim is granted: a caller gets an agent rather than waiting for Redis, at
+    the risk of an agent rung by two nodes at once (they decline one)."""
+
+    def __init__(self, redis_url: str, node_id: str, lease_s: float):
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.3, socket_connect_timeout=0.3,
+                                           decode_responses=True)
+        self.node_id = node_id
+        self.lease_ms = int(lease_s * 1000)
+        self.held: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._renew = self._redis.register_script(RENEW)
+
+    def claim(self, agent_id: str, call_id: str) -> Claim | None:
+        with self._lock:
+            if agent_id in self.held:
+                return self.held[agent_id]
+        try:
+            answer = self._claim(keys=[f"{PREFIX}agent:{agent_id}", f"{PREFIX}agent-fence"],
+                                 args=[self.node_id, call_id, self.lease_ms])
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cluster: Redis unreachable (%s): agent %s is rung without a claim", exc, agent_id)
+            return Claim(agent_id, call_id, 0)
+        if answer is None:
+            return None
+        claim = Claim(agent_id, call_id, int(answer))
+        with self._lock:
+            self.held[agent_id] = claim
+        return claim
+
+    def release(self, agent_id: str) -> None:
+        with self._lock:
+            claim = self.held.pop(agent_id, None)
+        if claim is not None:
+            with contextlib.suppress(redis.RedisError, OSError):  # else its lease runs out
+                self._release(keys=[f"{PREFIX}agent:{agent_id}"], args=[self._value(claim)])
+
+    def renew(self) -> None:
+        """Extend the leases of the agents this node holds (blocking: run it off the event loop)."""
+        with self._lock:
+            claims = list(self.held.values())
+        for claim in claims:
+            self._renew(keys=[f"{PREFIX}agent:{claim.agent_id}"], args=[self._value(claim), self.lease_ms])
+
+    def holders(self) -> dict[str, tuple[str, str, int]]:
+        """Every claimed agent: (node, call, token), from Redis (for tests and the invariant checks)."""
+        out = {}
+        for key in self._redis.scan_iter(f"{PREFIX}agent:*"):
+            value = self._redis.get(key)
+            if isinstance(value, str):
+                node, call, token = value.split(" ")
+                out[str(key)[len(PREFIX) + len("agent:"):]] = (node, call, int(token))
+        return out
+
+    def _value(self, claim: Claim) -> str:
+        return f"{self.node_id} {claim.call_id} {claim.token}"
+
+
+class NodeWatch:
+    """This node's heartbeat, and the closing of lost nodes' calls (see the module docstring)."""
+
+    def __init__(self, redis_url: str, node_id: str, store: CallStore, *, heartbeat_s: float,
+                 lost_after_s: float, claims: RedisAgentClaims | None = None,
+                 queued_of: Callable[[str], list[TransferResult]] | None = None,
+                 transfers: TransferStore | None = None):
+        self.node_id = node_id
+        # A lost node's callers waiting for an agent (as this node's live calls saw them), recorded in `transfers`
+        # as hand-offs that ended `node_lost`: the queue's history keeps them.
+        self.queued_of = queued_of
+        self.transfers = transfers
+        self.claims = claims  # their leases are renewed with each beat
+        self.store = store
+        self.heartbeat_s = heartbeat_s
+        self.lost_after_s = lost_after_s
+        self._redis = _client(redis_url)
+        self._release = self._redis.register_script(RELEASE)
+        self._task: asyncio.Task | None = None
+        self.lost: list[tuple[str, int]] = []  # (node, calls closed) this node has handled, oldest first
+        self._alive = True
+        self._beating_since: float | None = None  # Redis time of the first beat since Redis was last reachable
+        self._closing = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._beat_forever(), name="cluster-heartbeat")
+
+    async def close(self) -> None:
+        self._closing = True  # see EventRelay.close
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._redis.aclose()
+
+    async def _beat_forever(self) -> None:
+        while not self._closing:
+            try:
+                await self.beat()
+                if not self._alive:
+                    self._alive = True
+                    log.info("cluster: Redis reachable again, heartbeats go on")
+            except (redis.RedisError, OSError) as exc:
+                if self._alive:
+                    self._alive = False
+                    log.warning("cluster: heartbeat failed (%s); retrying", exc)
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _now(self) -> float:
+        # Redis's clock, one for all nodes (theirs may differ).
+        seconds, micros = await self._redis.time()
+        return float(seconds) + micros / 1e6
+
+    async def beat(self) -> None:
+        """Tell the others this node lives; close the calls of nodes silent too long (one survivor does)."""
+        try:
+            now = await self._now()
+            await self._redis.zadd(NODES, {self.node_id: now})
+        except (redis.RedisError, OSError):
+            self._beating_since = None
+            raise
+        if self.claims is not None:
+            await asyncio.to_thread(self.claims.renew)
+        if self._beating_since is None:
+            self._beating_since = now
+        if now - self._beating_since < self.lost_after_s:
+            # Just (re)connected: the others may have been cut off from Redis too; give them time to beat.
+            return
+        silent: list[Any] = await self._redis.zrangebyscore(NODES, "-inf", now - self.lost_after_s)
+        for node in silent:
+            if node != self.node_id:
+                await self._take_over(str(node), now)
+
+    async def _take_over(self, node: str, now: float) -> None:
+        lease, token = f"{PREFIX}lost:{node}", f"{self.node_id}:{secrets.token_hex(8)}"
+        if not await self._redis.set(lease, token, nx=True, px=LOST_LEASE_MS):
+            return  # another survivor is on it
+        try:
+            # The node may have come back since: only a node still silent is declared lost.
+            score = await self._redis.zscore(NODES, node)
+            if score is None or score > now - self.lost_after_s:
+                return
+            if self.queued_of is not None and self.transfers is not None:
+                for result in self.queued_of(node):
+                    await asyncio.to_thread(self.transfers.add, result, correct_call=False)
+            closed = await asyncio.to_thread(self.store.close_stale, node, "node_lost", "node_lost")
+            await self._redis.zrem(NODES, node)  # a node that starts again beats again
+            self.lost.append((node, closed))
+            log.warning("cluster: node %s silent for %.0f s: closed its %d live call(s) as node_lost", node,
+                        now - score, closed)
+        except Exception:  # the database is down: the lease is given back and the next beat tries again
+            log.exception("cluster: closing the calls of lost node %s failed; retrying", node)
+        finally:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self._release(keys=[lease], args=[token])
+
+
+class ClusterState:
+    """Everything a node shares through Redis, started and stopped with the server."""
+
+    def __init__(self, bus: EventBus, store: CallStore, redis_url: str, node_id: str, *, heartbeat_s: float,
+                 lost_after_s: float, live: LiveCalls | None = None):
+        self.events = EventRelay(bus, redis_url, node_id)
+        self.live = live
+        # An agent's lease outlives a few missed beats, and runs out about when the node counts as lost.
+        self.agents = RedisAgentClaims(redis_url, node_id, lease_s=lost_after_s)
+        self.nodes = NodeWatch(redis_url, node_id, store, heartbeat_s=heartbeat_s, lost_after_s=lost_after_s,
+                               claims=self.agents, queued_of=self.queued_of if live is not None else None,
+                               transfers=TransferStore(store.engine))
+        self.store = store
+
+    def queued_of(self, node: str) -> list[TransferResult]:
+        """The callers ``node`` had waiting for an agent, as hand-offs ended ``node_lost`` (from the live calls)."""
+        if self.live is None:
+            return []
+        now = time.time()
+        return [TransferResult(call_id=c.id, outcome="node_lost", queue=c.queue,
+                               wait_s=max(0.0, now - c.queued_at) if c.queued_at is not None else 0.0)
+                for c in self.live.calls.values() if c.node == node and c.state == "queued"]
+
+    async def start(self) -> None:
+        await self.events.start()
+        # This node's calls from before a restart: closed now that the others hear of it (call.ended).
+        try:
+            closed = await asyncio.to_thread(self.store.close_stale)
+        except Exception:  # the database is down: they stay open until this node restarts again
+            log.exception("cluster: closing this node's call records left open before a restart failed")
+        else:
+            if closed:
+                log.info("cluster: closed %d call record(s) this node left open before it restarted", closed)
+        await self.nodes.start()
+
+    async def close(self) -> None:
+        await self.nodes.close()
+        await self.events.close()
+
