@@ -116,3 +116,31 @@ def test_an_address_reports_its_city_and_postcode_and_leaves_no_order_number() -
 )
 def test_parse_place_answers_and_the_city(text: str, expected: Address | None) -> None:
     assert parse_place(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1985-04-12", "1985/04/12", "1985.04.12", "04/12/1985", "04-12-1985", "4/12/85", "April 12 1985",
+        "April 12, 1985", "April 12th 1985", "12 April 1985", "12th of April 1985", "the 12th of April, 1985",
+        "april twelfth nineteen eighty five", "the twelfth of april nineteen eighty five",
+        "born on the twelfth of april nineteen eighty-five",
+    ],
+)
+def test_a_date_in_every_common_form(text: str) -> None:
+    found = extract(normalize(text), "date", TODAY)
+    assert found is not None and found.value == date(1985, 4, 12)
+    assert not {"order_number", "pin", "phone", "postcode"} & set(entities(text))
+
+
+def test_numeric_dates_are_month_first_unless_the_first_number_is_a_day() -> None:
+    assert entities("12/04/1985")["date"] == date(1985, 12, 4)  # the US order: December 4
+    assert entities("13/04/1985")["date"] == date(1985, 4, 13)  # no 13th month: a day first
+    assert entities("the twelfth of april")["date"] == date(2024, 4, 12)  # without a year: the last one before today
+
+
+def test_a_date_is_never_an_order_number_pin_or_postcode() -> None:
+    for slot_type in ("order_number", "pin", "postcode"):
+        assert extract(normalize("1985-04-12"), slot_type, TODAY) is None, slot_type
+        assert extract(normalize("my birthday is 04/12/1985"), slot_type, TODAY) is None, slot_type
+    assert entities("my pin is 12345678")["pin"] == "12345678"

@@ -267,7 +267,10 @@ _DATE_RES: list[tuple[str, re.Pattern[str]]] = [
     ("dmy", re.compile(rf"\b(?:the )?(?P<day>{_DAY})(?: of)? (?P<month>{_MONTH_WORD})(?: (?P<year>{_YEAR}))?\b")),
     ("mdy", re.compile(rf"\b(?P<month>{_MONTH_WORD}) (?:the )?(?P<day>{_DAY})(?P<year>{_YEAR})?(?: (?P<year2>{_YEAR}))?\b")),
     ("numeric", re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})(?:/(?P<y>\d{2,4}))?\b")),
-    ("iso", re.compile(r"\b(?P<y>(?:19|20)\d\d)\.(?P<m>\d\d)\.(?P<d>\d\d)\b")),
+    ("numeric", re.compile(r"\b(?P<a>\d{1,2})[.-](?P<b>\d{1,2})[.-](?P<y>(?:19|20)?\d\d)\b")),  # "12.04.1985"
+    ("iso", re.compile(r"\b(?P<y>(?:19|20)\d\d)[./-](?P<m>\d{1,2})[./-](?P<d>\d{1,2})\b")),
+    # "1985-04-12" and "04-12-1985" come out of normalisation as one number: "19850412", "04121985"
+    ("compact", re.compile(r"\b(?P<n>\d{8})\b")),
     ("relative", re.compile(
         r"\b(?:the )?(?:day before yesterday|yesterday|today|tonight|this morning|tomorrow|day after tomorrow)\b")),
     ("ago", re.compile(r"\b(?P<n>\d+|a|an|a couple of|couple of|a few|few) (?P<unit>days?|weeks?|months?|years?) ago\b")),
@@ -306,6 +309,13 @@ def _past_year(m: int, d: int, today: date) -> date | None:
     return _safe_date(today.year - 1, m, d)
 
 
+def _full_year(y: int, today: date) -> int:
+    """A year said with two digits: the latest such year not after today ("85" -> 1985, "19" -> 2019)."""
+    if y >= 100:
+        return y
+    return 2000 + y if 2000 + y <= today.year else 1900 + y
+
+
 def _months_back(today: date, n: int) -> date:
     y, m = divmod(today.month - 1 - n, 12)
     year, month = today.year + y, m + 1
@@ -327,10 +337,17 @@ def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
         a, b = int(g["a"]), int(g["b"])
         month, day = (b, a) if a > 12 else (a, b)
         if g["y"]:
-            y = int(g["y"])
-            y = y + 2000 if y < 100 else y
-            return _safe_date(y, month, day)
+            return _safe_date(_full_year(int(g["y"]), today), month, day)
         return _past_year(month, day, today)
+    if kind == "compact":
+        n = g["n"]
+        # year first (ISO) if it reads as a date, else month first (US), else day first
+        for y, mo, d in ((n[:4], n[4:6], n[6:]), (n[4:], n[:2], n[2:4]), (n[4:], n[2:4], n[:2])):
+            if y[:2] in ("19", "20"):
+                got = _safe_date(int(y), int(mo), int(d))
+                if got is not None:
+                    return got
+        return None
     if kind == "iso":
         return _safe_date(int(g["y"]), int(g["m"]), int(g["d"]))
     if kind == "relative":
@@ -524,7 +541,9 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         dates = find_dates(text, today)
         return dates[0] if dates else None
     if slot_type in ("order_number", "pin", "phone"):
-        candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)]
+        date_spans = [(d.start, d.end) for d in find_dates(text, today)]
+        candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)
+                      if all(m.end() <= a or m.start() >= b for a, b in date_spans)]
         if slot_type != "pin":  # a security code or card number read out is never an order or phone number
             spans = secret_spans(text)
             candidates = [m for m in candidates if all(m.end() <= a or m.start() >= b for a, b in spans)]
@@ -537,7 +556,10 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         m = max(candidates, key=lambda m: len(m.group(0)))
         return Entity(slot_type, m.group(0), m.group(0), m.start(), m.end())
     if slot_type == "postcode":
-        code = _UK_POSTCODE.search(text) or re.search(r"\b\d{4,6}\b", text)
+        date_spans = [(d.start, d.end) for d in find_dates(text, today)]
+        code = _UK_POSTCODE.search(text) or next(
+            (m for m in re.finditer(r"\b\d{4,6}\b", text)
+             if all(m.end() <= a or m.start() >= b for a, b in date_spans)), None)
         return Entity("postcode", code.group(0).upper(), code.group(0), code.start(), code.end()) if code else None
     if slot_type == "address":
         address = _address_in(text)
