@@ -45,6 +45,7 @@ class Runtime:
         """
         from dialogs.engine import DialogEngine
         from voicebot.storage.schema import prepare
+        from voicebot.transfer.desk import QueueDesk
 
         prepare(settings.database.url, settings.database.auto_upgrade)  # before anything opens the database
         shared = SharedModels.load(settings)
@@ -52,6 +53,7 @@ class Runtime:
         events = EventBus()
         redactor = Redactor.from_settings(settings)
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
+        engine.desk = QueueDesk.from_settings(settings, engine.database.engine, redactor.value)
         store = CallStore(engine.database.engine, events, redactor)
         stale = store.close_stale()
         with engine.database.session() as session:

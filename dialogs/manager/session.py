@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
+from dialogs.manager import callback
 from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.responses import Responder
 from dialogs.manager.signals import TurnSignals
@@ -107,6 +108,8 @@ class DialogSession:
         self._frustration_trend: str | None = None
         self._hangup = False
         self._handoff_reason: str | None = None
+        self.no_agent_outcome: str | None = None  # set when nobody could take the call (see callback)
+        self.callback_reprompts = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -240,6 +243,9 @@ class DialogSession:
             Expect.VERIFY_FACTOR: self._on_verify_factor,
             Expect.OFFER_HUMAN: self._on_offer_human,
             Expect.RECALL: self._on_recall,
+            Expect.OFFER_CALLBACK: lambda p, t, d: callback.on_answer(self, p, t, d),
+            Expect.CALLBACK_CONFIRM: lambda p, t, d: callback.on_answer(self, p, t, d),
+            Expect.CALLBACK_NUMBER: lambda p, t, d: callback.on_answer(self, p, t, d),
         }.get(st.expect)
         if handler is not None and handler(parse, text, dtmf):
             return
@@ -698,6 +704,12 @@ class DialogSession:
         st = self.state
         if tasks:
             self._add_tasks(tasks, interrupt=False)
+        packet = build_handoff(self, reason=reason)
+        desk = self.engine.desk
+        if desk is not None and not desk.agents_available(packet.queue):
+            self.handoff_packet, self._handoff_reason = packet, reason
+            callback.offer(self)
+            return
         self._fire(f"hand-off: {reason}")
         st.handed_off = True
         st.expect = Expect.NOTHING
@@ -717,6 +729,8 @@ class DialogSession:
     def _final_outcome(self, reason: str) -> str:
         if self.state.handed_off:
             return "handoff"
+        if self.no_agent_outcome is not None:
+            return self.no_agent_outcome
         pending = self.state.agenda or self.state.current is not None
         done = [t for t in self.state.finished if t.status == "done"]
         if reason == "caller_hangup" and (pending or not done) and not self._hangup:
