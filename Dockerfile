@@ -21,7 +21,7 @@ COPY voicebot ./voicebot
 COPY dialogs ./dialogs
 COPY audio ./audio
 COPY telephony ./telephony
-RUN pip install . && rm -rf /src
+RUN pip install ".[postgres]" && rm -rf /src
 
 RUN useradd --system --create-home --home-dir /data voicebot
 USER voicebot

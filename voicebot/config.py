@@ -220,6 +220,58 @@ class PrivacyConfig(Section):
     )
 
 
+class QARuleConfig(Section):
+    name: str = Field(description="Short id of the rule (scorecard item `rule:NAME`).")
+    description: str = Field("", description="What the rule asks, for the reviewer.")
+    when_action: str | None = Field(None, description="Only calls where this domain action ran (empty: every call).")
+    bot_must_say: str | None = Field(
+        None, description="Regular expression a bot turn must match (before the action, with `before`)."
+    )
+    bot_must_not_say: str | None = Field(None, description="Regular expression no bot turn may match.")
+    before: bool = Field(True, description="bot_must_say must come before (or with) the action's turn.")
+
+    @field_validator("bot_must_say", "bot_must_not_say")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        import re
+
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+
+class QAConfig(Section):
+    scorecards: bool = Field(True, description="Score every call when its record closes (`scorecard`).")
+    disclosure_pattern: str = Field(
+        r"\b(automated|virtual|digital)\s+(assistant|agent)\b|\bbot\b|\bAI\b",
+        description="Regular expression the bot's first words must match to disclose it is not a person.",
+    )
+    silence_gap_s: float = Field(3.0, gt=0, description="A pause between turns longer than this counts as silence.")
+    change_actions: list[str] = Field(
+        default_factory=lambda: ["change_address", "cancel_subscription", "start_return",
+                                 "refund_duplicate_charge", "reset_password"],
+        description="Domain actions that change something: the caller must have confirmed each.",
+    )
+    public_actions: list[str] = Field(
+        default_factory=list, description="Domain actions that need no verified identity (all others do)."
+    )
+    rules: list[QARuleConfig] = Field(default_factory=list, description="House rules checked on every call.")
+
+    @field_validator("disclosure_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import re
+
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+
 class Settings(BaseSettings):
     """Everything ``voicebot.yaml`` can hold."""
 
@@ -245,6 +297,7 @@ class Settings(BaseSettings):
     queues: list[QueueConfig] = Field(default_factory=list)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where the file came from, so relative paths in it resolve against its folder.

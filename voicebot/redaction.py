@@ -185,7 +185,7 @@ class Redactor:
         out = dict(record)
         if isinstance(out.get("turns"), list):
             out["turns"] = [self.turn(t) if isinstance(t, dict) else t for t in out["turns"]]
-        for key in ("transfer", "handoff"):
-            if isinstance(out.get(key), dict):
+        for key in ("transfer", "handoff", "scorecard", "notes"):
+            if isinstance(out.get(key), (dict, list)):
                 out[key] = self.value(out[key])
         return out

@@ -44,6 +44,7 @@ class Runtime:
         once so every call gets their audio from the cache.
         """
         from dialogs.engine import DialogEngine
+        from voicebot.qa.scorecard import scorer_from_settings
         from voicebot.storage.schema import prepare
         from voicebot.transfer.desk import QueueDesk
 
@@ -54,7 +55,7 @@ class Runtime:
         redactor = Redactor.from_settings(settings)
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
         engine.desk = QueueDesk.from_settings(settings, engine.database.engine, redactor.value)
-        store = CallStore(engine.database.engine, events, redactor)
+        store = CallStore(engine.database.engine, events, redactor, scorer=scorer_from_settings(settings.qa))
         stale = store.close_stale()
         with engine.database.session() as session:
             stale_contacts = close_stale_contacts(session)

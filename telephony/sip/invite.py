@@ -168,7 +168,7 @@ class InviteSession:
                 return False
             self._apply(negotiated)
         tx.respond(make_response(invite, 180, to_tag=self.local_tag(),
-                                 extra=[("Contact", f"<{self.endpoint.contact(self.peer)}>")]))
+                                 extra=[("Contact", f"<{self.endpoint.contact(self.peer)}>"), *_record_route(invite)]))
         return True
 
     def answer(self) -> None:
@@ -181,7 +181,8 @@ class InviteSession:
         local_tag = self.local_tag()
         self.dialog = Dialog.as_uas(self._invite, local_tag, self.endpoint.contact(self.peer))
         ok = make_response(self._invite, 200, to_tag=local_tag, body=self._local_sdp.to_bytes(),
-                           extra=self.endpoint.standard_headers(self.peer) + [("Content-Type", "application/sdp")])
+                           extra=[*self.endpoint.standard_headers(self.peer), *_record_route(self._invite),
+                                  ("Content-Type", "application/sdp")])
         tx.on_no_ack = lambda: self.endpoint.spawn(self._no_ack())
         tx.respond(ok)
         self.state = "answered"
@@ -649,6 +650,12 @@ class InviteLayer:
         session = InviteSession(self, call_id, "outbound", peer)
         self.sessions[call_id] = session
         return session, from_hdr
+
+
+def _record_route(invite: SipRequest) -> list[tuple[str, str]]:
+    """The INVITE's Record-Route, copied into the responses that make the dialog (RFC 3261 §12.1.1), so the
+    caller's in-dialog requests pass the proxies in front of us (Kamailio) too."""
+    return [("Record-Route", route) for route in invite.headers.get_all("Record-Route")]
 
 
 def _caller_identity(req: SipRequest, trusted: TrunkConfig | None) -> Address:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "dial": "voicebot.cli.dial:dial",
     "users": "voicebot.cli.users:users",
     "token": "voicebot.cli.token:token",
+    "cluster": "voicebot.cli.cluster:cluster",
 }
 
 

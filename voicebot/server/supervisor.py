@@ -5,6 +5,12 @@
     GET  /api/live/{id}      LiveCall + ``turns`` stored so far + ``handoff`` (packet or null); audit-logged
     GET  /api/calls          history search: q, number, intent, outcome, since, until, min_frustration, limit, offset
     GET  /api/stats          calls per hour, outcomes, reply latency, frustration by hour (since, until)
+    GET  /api/calls/export   calls with turns, scorecards and notes as CSV or JSON (format, kind, from, to)
+    POST /api/calls/{id}/notes  a reviewer's note and tags on a call (supervisors, admins; audit-logged)
+    GET  /api/analytics      trends per hour/day/week, per intent and per agent (from, to, bucket; staff)
+    GET  /api/analytics/agents  per-agent figures (an agent gets only their own)
+
+History search also filters on scorecard items (``qa=ai_disclosure=fail``, repeatable) and reviewers' tags (``tag``).
 
 Every route needs a login (``voicebot.server.access``); supervisors and admins see every call, agents only the
 calls handed to them. A websocket without a valid session is closed with code 4401. A program passes its token
@@ -19,9 +25,10 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
 
 from voicebot.events import Event
 from voicebot.live import LiveCall, LiveCalls
@@ -47,6 +54,9 @@ CLOSE_LOGIN_REQUIRED = 4401
 SUBSCRIBER_BACKLOG = 1000
 MAX_PAGE = 1000
 DEFAULT_STATS_HOURS = 24
+MAX_NOTE = 4000
+MAX_ANALYTICS_DAYS = 400
+MAX_TAGS = 20
 
 
 def live_calls(runtime: Runtime) -> LiveCalls:
@@ -227,17 +237,21 @@ async def search_calls(
     since: str | None = None,
     until: str | None = None,
     min_frustration: float | None = None,
+    qa: Annotated[list[str] | None, Query()] = None,
+    tag: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Calls matching every filter given, newest first; ``X-Total-Count`` says how many match in all.
 
     Each row: id, channel, caller_id, dialled, start, end, outcome, end_reason, intents (names),
-    frustration_max, agent_id, duration_s. Agents get only the calls handed to them.
+    frustration_max, agent_id, duration_s, qa_failed (the scorecard's failed items). Agents get only the calls
+    handed to them.
     """
     filters: dict[str, Any] = {
         "q": q, "number": number, "intent": intent, "outcome": outcome,
         "since": _when(since, "since"), "until": _when(until, "until"), "min_frustration": min_frustration,
+        "qa": [_qa_item(item) for item in qa or []], "tag": tag,
         "limit": max(1, min(limit, MAX_PAGE)), "offset": max(0, offset),
     }
     if not who.sees_all:
@@ -248,6 +262,149 @@ async def search_calls(
     response.headers["X-Total-Count"] = str(total)
     redactor = _redactor(request)
     return [redactor.call(r) for r in rows]
+
+
+def _qa_item(item: str) -> str:
+    """``name=result`` of a scorecard filter, or 400 naming the form."""
+    name, sep, result = item.partition("=")
+    if not sep or not name.strip() or not result.strip():
+        raise HTTPException(status_code=400, detail=f"qa filter {item!r}: write it as ITEM=RESULT, e.g. "
+                            "ai_disclosure=fail or containment=pass")
+    return f"{name.strip()}={result.strip()}"
+
+
+@router.get("/api/calls/export")
+async def export_calls(
+    request: Request,
+    who: LoggedIn,
+    format: str = "csv",
+    kind: str = "calls",
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> Response:
+    """Calls that started in ``[from, to)`` (ISO 8601; default the last 7 days) for a spreadsheet or a BI tool.
+
+    ``format=json``: one object with ``calls`` (each with its turns, scorecard and notes), streamed.
+    ``format=csv`` with ``kind``: ``calls`` (one row per call, scorecard results as columns), ``turns`` (one row
+    per turn) or ``scorecards`` (one row per scorecard item). Text is redacted as everywhere; agents get only
+    the calls handed to them. Each export is written to the audit log.
+    """
+    from voicebot.qa.export import CSV_KINDS, csv_rows, json_chunks
+
+    if format not in ("csv", "json"):
+        raise HTTPException(status_code=400, detail="format must be csv or json")
+    if format == "csv" and kind not in CSV_KINDS:
+        raise HTTPException(status_code=400, detail=f"kind must be one of {', '.join(CSV_KINDS)}")
+    end = _when(to, "to") or datetime.now(UTC)
+    start = _when(from_, "from") or end - timedelta(days=7)
+    if start >= end:
+        raise HTTPException(status_code=400, detail="from must be before to")
+    scope: dict[str, Any] = {}
+    if not who.sees_all:
+        own = await asyncio.to_thread(own_call_ids, request, who) or set()
+        scope = {"agent_id": who.agent_id or "", "agent_calls": own}
+    store = _runtime(request).store
+    redactor = _redactor(request)
+    await asyncio.to_thread(request.app.state.users.audit, who.username, f"export_{format}_{kind}",
+                            f"{start.isoformat()}/{end.isoformat()}")
+    calls = (redactor.call(c) for c in store.export(start, end, **scope))
+    stamp = f"{start:%Y%m%d}-{end:%Y%m%d}"
+    if format == "json":
+        body = _in_thread(json_chunks(calls))
+        media, name = "application/json", f"calls-{stamp}.json"
+    else:
+        body = _in_thread(csv_rows(kind, calls))
+        media, name = "text/csv; charset=utf-8", f"{kind}-{stamp}.csv"
+    return StreamingResponse(body, media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def _in_thread(chunks: Any) -> Any:
+    """Pull a blocking iterator (database reads) in a worker thread, chunk by chunk."""
+    done = object()
+    while True:
+        chunk = await asyncio.to_thread(next, chunks, done)
+        if chunk is done:
+            return
+        yield chunk
+
+
+@router.post("/api/calls/{call_id}/notes")
+async def add_note(call_id: str, request: Request, who: Staff) -> dict[str, Any]:
+    """Add a reviewer's note and tags to a call: ``{"note": "...", "tags": ["coaching"]}``."""
+    from voicebot.server.request_body import json_object
+
+    body = await json_object(request)
+    note = body.get("note", "")
+    tags = body.get("tags", [])
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise HTTPException(status_code=400, detail=f"note must be text of at most {MAX_NOTE} characters")
+    if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(
+            isinstance(t, str) and 0 < len(t.strip()) <= 40 for t in tags):
+        raise HTTPException(status_code=400, detail=f"tags must be a list of at most {MAX_TAGS} words of 1-40 "
+                            "characters")
+    if not note.strip() and not tags:
+        raise HTTPException(status_code=400, detail="give a note or at least one tag")
+    row = await asyncio.to_thread(_runtime(request).store.add_note, call_id, who.username, note.strip(),
+                                  [t.strip().lower() for t in tags])
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"no call {call_id}")
+    await asyncio.to_thread(request.app.state.users.audit, who.username, "note_call", call_id)
+    return row
+
+
+def _analytics(request: Request) -> Any:
+    from voicebot.qa.analytics import Analytics
+
+    runtime = _runtime(request)
+    limits = {q.name: q.service_level_s for q in runtime.settings.queues}
+    return Analytics(runtime.store.engine, limits)
+
+
+def _span(from_: str | None, to: str | None, default: timedelta) -> tuple[datetime, datetime]:
+    end = _when(to, "to") or datetime.now(UTC)
+    start = _when(from_, "from") or end - default
+    if start >= end:
+        raise HTTPException(status_code=400, detail="from must be before to")
+    if end - start > timedelta(days=MAX_ANALYTICS_DAYS):
+        raise HTTPException(status_code=400, detail=f"at most {MAX_ANALYTICS_DAYS} days at once")
+    return start, end
+
+
+@router.get("/api/analytics")
+async def analytics(
+    request: Request,
+    _who: Staff,
+    bucket: str = "day",
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """Trends of the calls started in ``[from, to)`` (default: the last 7 days) per ``bucket`` (hour, day, week):
+    calls, containment, handle time, abandon rate, transfers, speed of answer, service level, frustration; per
+    intent (containment rate) and per agent. Definitions: voicebot.qa.analytics."""
+    from voicebot.qa.analytics import BUCKETS
+
+    if bucket not in BUCKETS:
+        raise HTTPException(status_code=400, detail=f"bucket must be one of {', '.join(BUCKETS)}")
+    start, end = _span(from_, to, timedelta(days=7))
+    figures = _analytics(request)
+    trends = await asyncio.to_thread(figures.trends, start, end, bucket)
+    trends["agents"] = await asyncio.to_thread(figures.agents, start, end)
+    return trends
+
+
+@router.get("/api/analytics/agents")
+async def analytics_agents(
+    request: Request,
+    who: LoggedIn,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """Per-agent figures of ``[from, to)`` (default the last 7 days); an agent gets only their own row."""
+    start, end = _span(from_, to, timedelta(days=7))
+    only = None if who.sees_all else (who.agent_id or "")
+    rows = await asyncio.to_thread(_analytics(request).agents, start, end, only)
+    return {"since": start.isoformat(), "until": end.isoformat(), "agents": rows}
 
 
 @router.get("/api/stats")

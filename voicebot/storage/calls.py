@@ -13,11 +13,11 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, String, cast, create_engine, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -25,7 +25,10 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
-from voicebot.storage.models import CallRow, TurnRow
+from voicebot.storage.models import CallIntentRow, CallNoteRow, CallRow, TurnRow
+
+if TYPE_CHECKING:
+    from voicebot.qa.scorecard import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class CallStore:
         *,
         max_backlog: int = 10000,
         answer_within_s: float = 0.5,
+        scorer: Scorer | None = None,
     ):
         self.engine = engine
         self.events = events  # told of every write once it is committed (voicebot.events)
@@ -91,6 +95,7 @@ class CallStore:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.max_backlog = max_backlog  # writes waiting for an unavailable database; more are dropped (logged)
         self.answer_within_s = answer_within_s  # a call waits at most this long for a write's result
+        self.scorer = scorer  # scores each call as its record closes (voicebot.qa); None: no scorecards
         self._writes: queue.Queue[_Write | None] = queue.Queue()
         self._placeholders: dict[int, int] = {}  # placeholder turn id -> row id, once the turn is written
         self._next_placeholder = -1
@@ -191,13 +196,46 @@ class CallStore:
             row.end_reason = reason
             for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == call_id, TurnRow.end.is_(None))):
                 turn.end = now
+            s.execute(update(CallIntentRow).where(CallIntentRow.call_id == call_id)
+                      .values(outcome=outcome, agent_id=row.agent_id))
+        if self.scorer is not None:
+            self.score_call(call_id)
         if self.events is not None:
             self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
+
+    def score_call(self, call_id: str) -> dict[str, Any] | None:
+        """(Re)compute and store the scorecard of a closed call; None if it is unknown, open or scoring is off.
+        A scoring error is logged and leaves the call without a scorecard: it never fails the close."""
+        if self.scorer is None:
+            return None
+        with self._sessions.begin() as s:
+            row = s.scalar(select(CallRow).where(CallRow.id == call_id).options(selectinload(CallRow.turns)))
+            if row is None or row.end is None:
+                return None
+            try:
+                card = self.scorer.score(_call_dict(row, with_turns=True), handed_over=_handed_over(s, call_id))
+            except Exception:
+                log.exception("call %s: computing its scorecard failed", call_id)
+                return None
+            row.scorecard = card
+            row.qa_results = [f"{i['name']}={i['result']}" for i in card["items"] if isinstance(i["result"], str)]
+            return card
+
+    def add_note(self, call_id: str, username: str, note: str, tags: Collection[str]) -> dict[str, Any] | None:
+        """A reviewer's note and tags on a call; None if there is no such call."""
+        with self._sessions.begin() as s:
+            if s.get(CallRow, call_id) is None:
+                return None
+            row = CallNoteRow(call_id=call_id, at=utcnow(), username=username, note=note, tags=sorted(set(tags)))
+            s.add(row)
+            s.flush()
+            return _note_dict(row)
 
     def set_agent(self, call_id: str, agent_id: str) -> None:
         """Note on the call record which agent took the call (history search and agents' own calls)."""
         with self._sessions.begin() as s:
             s.execute(update(CallRow).where(CallRow.id == call_id).values(agent_id=agent_id))
+            s.execute(update(CallIntentRow).where(CallIntentRow.call_id == call_id).values(agent_id=agent_id))
 
     def close_stale(self) -> int:
         """Close calls left open by a process that died (``kill -9``, power cut): outcome ``interrupted``, ended at
@@ -307,7 +345,13 @@ class CallStore:
         """One call record as JSON-ready data, or None."""
         with Session(self.engine) as s:
             row = s.scalar(select(CallRow).where(CallRow.id == call_id).options(selectinload(CallRow.turns)))
-            return None if row is None else _call_dict(row, with_turns=True)
+            if row is None:
+                return None
+            out = _call_dict(row, with_turns=True)
+            out["scorecard"] = row.scorecard
+            notes = s.scalars(select(CallNoteRow).where(CallNoteRow.call_id == call_id).order_by(CallNoteRow.at))
+            out["notes"] = [_note_dict(n) for n in notes]
+            return out
 
     def list(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Calls, newest first, without their turns."""
@@ -327,6 +371,8 @@ class CallStore:
         min_frustration: float | None = None,
         agent_id: str | None = None,
         agent_calls: Collection[str] = (),
+        qa: Collection[str] = (),
+        tag: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[CallRows, int]:
@@ -336,7 +382,9 @@ class CallStore:
         ``number``: part of the caller's or the dialled number; ``intent``: an intent name the caller asked
         for; ``since`` / ``until``: the call started in ``[since, until)``; ``min_frustration``: the caller's
         highest frustration score reached it; ``agent_id``: the agent who took the call (or one of the
-        ``agent_calls``, ids known from elsewhere to be theirs).
+        ``agent_calls``, ids known from elsewhere to be theirs); ``qa``: scorecard items as ``name=result``
+        (``ai_disclosure=fail``, ``containment=pass``, ``rule:cancellation_period=fail``), all must hold;
+        ``tag``: a reviewer put this tag on the call.
         """
         conds: list[Any] = []
         if q:
@@ -358,6 +406,12 @@ class CallStore:
             conds.append(CallRow.start < _utc(until))
         if min_frustration is not None:
             conds.append(CallRow.frustration_max >= min_frustration)
+        for item in qa:
+            conds.append(cast(CallRow.qa_results, String).like(f'%"{_like_escape(item.strip())}"%', escape="\\"))
+        if tag:
+            conds.append(exists().where(
+                CallNoteRow.call_id == CallRow.id,
+                cast(CallNoteRow.tags, String).like(f'%"{_like_escape(tag.strip())}"%', escape="\\")))
         if agent_id is not None:
             mine = CallRow.agent_id == agent_id
             conds.append(or_(mine, CallRow.id.in_(list(agent_calls))) if agent_calls else mine)
@@ -367,6 +421,39 @@ class CallStore:
                 select(CallRow).where(*conds).order_by(CallRow.start.desc(), CallRow.id).limit(limit).offset(offset)
             )
             return [_call_dict(r, with_turns=False) for r in rows], total
+
+    def export(
+        self, since: datetime, until: datetime, *, agent_id: str | None = None, agent_calls: Collection[str] = (),
+        batch: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every call that started in ``[since, until)``, oldest first, with its turns, scorecard and notes
+        (``agent_id``: only that agent's calls, as in :meth:`search`). Read in batches: a year of calls streams
+        in constant memory."""
+        conds: list[Any] = [CallRow.start >= _utc(since), CallRow.start < _utc(until)]
+        if agent_id is not None:
+            mine = CallRow.agent_id == agent_id
+            conds.append(or_(mine, CallRow.id.in_(list(agent_calls))) if agent_calls else mine)
+        after: tuple[datetime, str] | None = None
+        while True:
+            with Session(self.engine) as s:
+                query = select(CallRow).where(*conds)
+                if after is not None:
+                    query = query.where(or_(CallRow.start > after[0],
+                                            (CallRow.start == after[0]) & (CallRow.id > after[1])))
+                rows = list(s.scalars(query.order_by(CallRow.start, CallRow.id).limit(batch)
+                                      .options(selectinload(CallRow.turns))))
+                if not rows:
+                    return
+                notes: dict[str, list[dict[str, Any]]] = {}
+                for note in s.scalars(select(CallNoteRow).where(CallNoteRow.call_id.in_([r.id for r in rows]))
+                                      .order_by(CallNoteRow.at)):
+                    notes.setdefault(note.call_id, []).append(_note_dict(note))
+                for row in rows:
+                    out = _call_dict(row, with_turns=True)
+                    out["scorecard"] = row.scorecard
+                    out["notes"] = notes.get(row.id, [])
+                    yield out
+                after = (rows[-1].start, rows[-1].id)
 
     def stats(self, since: datetime, until: datetime) -> dict[str, Any]:
         """Figures of the calls that started in ``[since, until)`` for the dashboard's plots.
@@ -445,6 +532,8 @@ def _summarise_turn(s: Session, call_id: str, intents: list[dict[str, Any]], ext
     new = [n for n in dict.fromkeys(names) if n not in known]
     if new:
         call.intents = known + new  # a new list: SQLAlchemy does not see changes inside a JSON value
+        s.add_all(CallIntentRow(call_id=call_id, intent=name[:64], start=call.start, outcome=call.outcome,
+                                agent_id=call.agent_id) for name in new)
     if isinstance(score, (int, float)) and (call.frustration_max is None or score > call.frustration_max):
         call.frustration_max = round(float(score), 4)
 
@@ -488,6 +577,7 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "frustration_max": row.frustration_max,
         "agent_id": row.agent_id,
         "duration_s": round((_utc(row.end) - _utc(row.start)).total_seconds(), 1) if row.end and row.start else None,
+        "qa_failed": list((row.scorecard or {}).get("failed") or []),
     }
     if with_turns:
         out["turns"] = [_turn_dict(t, with_ids=False) for t in row.turns]
@@ -505,3 +595,15 @@ def _turn_dict(t: TurnRow, with_ids: bool = True) -> dict[str, Any]:
         "latency_ms": t.latency_ms,
         **({"extra": t.extra} if t.extra else {}),
     }
+
+
+def _note_dict(row: CallNoteRow) -> dict[str, Any]:
+    return {"id": row.id, "at": _iso(row.at), "username": row.username, "note": row.note, "tags": list(row.tags or [])}
+
+
+def _handed_over(s: Session, call_id: str) -> bool | None:
+    """The call went to the agent queue (a transfer record exists); None (unknown) when it did not: the turns'
+    traces still tell a hand-off that no queue took."""
+    from voicebot.storage.transfers import TransferRow
+
+    return True if s.scalar(select(TransferRow.id).where(TransferRow.call_id == call_id).limit(1)) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -27,6 +27,10 @@ ERASE_BY_NUMBER = "erase_by_number"
 
 class CallRow(Base):
     __tablename__ = "voicebot_calls"
+    # Covers the analytics' per-bucket figures (voicebot.qa.analytics): a range of starts is read from the index
+    # alone, never from the rows with their JSON.
+    __table_args__ = (Index("ix_voicebot_calls_start_figures", "start", "outcome", "agent_id", "end",
+                            "frustration_max"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -42,9 +46,42 @@ class CallRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # who took the hand-off
     # The customer the bot identified on this call (erasure and right of access find the call by it).
     customer_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # The automatic quality review made when the record closed (voicebot.qa.scorecard), and the names of its
+    # items as "name=result" strings apart, so history search filters on them without reading every scorecard.
+    scorecard: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    qa_results: Mapped[list | None] = mapped_column(JSON, nullable=True)
     turns: Mapped[list[TurnRow]] = relationship(
         back_populates="call", order_by="TurnRow.seq", cascade="all, delete-orphan"
     )
+
+
+class CallIntentRow(Base):
+    """One intent a call was about (a row per call and intent, with the call's start, and its outcome and agent
+    copied when the call closes): what the analytics count per intent from one covering index, where the call
+    row's JSON list of intents would need a scan."""
+
+    __tablename__ = "voicebot_call_intents"
+    __table_args__ = (Index("ix_voicebot_call_intents_start_intent", "start", "intent", "outcome", "agent_id"),)
+
+    call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), primary_key=True)
+    intent: Mapped[str] = mapped_column(String(64), primary_key=True)
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CallNoteRow(Base):
+    """A reviewer's note and tags on a call (its scorecard): who wrote it and when. It may quote the caller."""
+
+    __tablename__ = "voicebot_call_notes"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    username: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class TurnRow(Base):

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from voicebot.qa.scorecard import without_quotes
 from voicebot.storage.calls import _call_dict
 from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, CallRow, TurnRow
 from voicebot.storage.schema import declared_tables
@@ -74,6 +75,9 @@ def _erase(s: Session, ids: list[str], numbers: Sequence[str] = ()) -> dict[str,
         deleted[table.name] = int(s.execute(delete(table).where(whose)).rowcount or 0)  # type: ignore[attr-defined]
     if ids:
         s.execute(update(CallRow).where(CallRow.id.in_(ids)).values(caller_id=None, customer_id=None))
+        for row in s.scalars(select(CallRow).where(CallRow.id.in_(ids), CallRow.scorecard.is_not(None))):
+            if row.scorecard:  # its evidence quotes the turns just erased
+                row.scorecard = without_quotes(row.scorecard)
     return deleted
 
 

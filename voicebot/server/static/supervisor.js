@@ -397,6 +397,7 @@ async function openCall(id, mode, { focus = true } = {}) {
   $("detail").classList.remove("failed");
   $("detail-error").hidden = true;
   $("handoff").hidden = true;
+  $("scorecard").hidden = true;
   renderDetailHead();
   if (focus) $("detail-title").focus();
   const detail = state.detail;
@@ -415,8 +416,9 @@ async function openCall(id, mode, { focus = true } = {}) {
       detail.ended = true;
     }
     if (state.detail !== detail) return;
-    const { turns = [], handoff = null, ...call } = data;
+    const { turns = [], handoff = null, scorecard = null, notes = [], ...call } = data;
     detail.call = { ...detail.call, ...call };
+    renderScorecard(scorecard, notes);
     if (call.end) detail.ended = true;
     renderDetailHead();
     if (handoff) renderHandoff(handoff);
@@ -949,7 +951,7 @@ function dayBound(value, end) {
 function searchParams() {
   const form = new FormData($("search"));
   const params = new URLSearchParams();
-  for (const key of ["q", "number", "intent", "outcome", "min_frustration"]) {
+  for (const key of ["q", "number", "intent", "outcome", "min_frustration", "qa", "tag"]) {
     const v = String(form.get(key) || "").trim();
     if (v) params.set(key, v);
   }
@@ -957,7 +959,92 @@ function searchParams() {
   const until = dayBound(form.get("until"), true);
   if (since) params.set("since", since);
   if (until) params.set("until", until);
+  updateExportLinks(since, until);
   return params;
+}
+
+/** The export buttons take the history search's date range (default: the last 7 days). */
+function updateExportLinks(since, until) {
+  for (const format of ["csv", "json"]) {
+    const p = new URLSearchParams({ format });
+    if (since) p.set("from", since);
+    if (until) p.set("to", until);
+    $(`export-${format}`).href = `/api/calls/export?${p}`;
+  }
+}
+
+const SCORE_LABELS = {
+  resolved: "Resolved", containment: "Contained (no person needed)", ai_disclosure: "AI disclosed",
+  verified_before_account_actions: "Verified before account actions", confirmed_before_changes: "Confirmed before changes",
+  silence: "Silence", talk_over: "Talk-over", frustration: "Frustration peak", sentiment: "Caller sentiment",
+  handoff_reason: "Hand-off reason",
+};
+
+function scoreDetails(item) {
+  const bits = [];
+  if (item.by) bits.push(`by ${item.by}`);
+  if (item.seconds != null && typeof item.result !== "number") bits.push(`${item.seconds} s`);
+  if (typeof item.result === "number" && item.name === "talk_over") bits.push("s");
+  if (item.longest_gap_s != null) bits.push(`longest gap ${item.longest_gap_s} s`);
+  if (item.interruptions) bits.push(`${item.interruptions} interruption(s)`);
+  if (item.trend) bits.push(item.trend);
+  if (item.description) bits.push(item.description);
+  return bits.join(", ");
+}
+
+/** Jump to the transcript turn a piece of evidence names (turns are numbered from 1 in record order). */
+function showTurn(n) {
+  const li = $("transcript").children[n - 1];
+  if (!li) return;
+  li.scrollIntoView({ block: "center" });
+  li.classList.add("flash");
+  setTimeout(() => li.classList.remove("flash"), 1500);
+}
+
+function renderScorecard(card, notes) {
+  const box = $("scorecard");
+  if (!card) { box.hidden = true; return; }
+  const failed = card.failed || [];
+  $("scorecard-title").textContent = failed.length ? `Scorecard: ${failed.length} check(s) failed` : "Scorecard: all checks passed";
+  $("scorecard-items").tBodies[0].replaceChildren(...(card.items || []).map((item) => {
+    const result = String(item.result);
+    const cls = result === "pass" ? "ok" : result === "fail" ? "bad" : "muted";
+    const label = SCORE_LABELS[item.name] || item.name.replace(/^rule:/, "Rule: ");
+    return h("tr", {},
+      h("th", { scope: "row" }, label),
+      h("td", {}, h("span", { class: `badge score-${cls}` }, result), " ", h("span", { class: "muted" }, scoreDetails(item))),
+      h("td", {}, (item.evidence || []).map((e) => h("button", {
+        type: "button", class: "btn btn-ghost btn-small", title: e.text || "", onclick: () => showTurn(e.turn),
+      }, `turn ${e.turn}${e.note ? ` (${e.note})` : ""}`))));
+  }));
+  renderNotes(notes || []);
+  box.hidden = false;
+  box.open = failed.length > 0;
+}
+
+function renderNotes(notes) {
+  $("notes").replaceChildren(...notes.map((n) => h("li", {},
+    h("span", { class: "muted small" }, `${n.username}, ${fmtDateTime(n.at)}: `), n.note || "",
+    ...(n.tags || []).map((t) => h("span", { class: "chip" }, t)))));
+}
+
+async function saveNote(e) {
+  e.preventDefault();
+  const id = state.detail?.id;
+  if (!id) return;
+  const form = new FormData($("note-form"));
+  const tags = String(form.get("tags") || "").split(",").map((t) => t.trim()).filter(Boolean);
+  $("note-msg").textContent = "saving…";
+  try {
+    await api(`/api/calls/${encodeURIComponent(id)}/notes`, { method: "POST", body: { note: String(form.get("note") || ""), tags } });
+    const data = await api(`/api/calls/${encodeURIComponent(id)}`);
+    if (state.detail?.id !== id) return;
+    renderNotes(data.notes || []);
+    $("note-form").reset();
+    $("note-msg").textContent = "saved";
+  } catch (err) {
+    $("note-msg").textContent = err.status === 403 ? "Only supervisors and admins add notes." : `Not saved: ${err.message}`;
+  }
 }
 
 async function search(offset = 0) {
@@ -1135,6 +1222,7 @@ function wire() {
   $("search").addEventListener("submit", (e) => { e.preventDefault(); search(0); });
   $("search").addEventListener("reset", () => setTimeout(() => search(0), 0));
   $("more").addEventListener("click", () => search(state.history.offset + PAGE));
+  $("note-form").addEventListener("submit", saveNote);
   window.addEventListener("hashchange", route);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && state.detail && !e.defaultPrevented) closeDetail();

@@ -1,0 +1,129 @@
+"""The scorecard in the supervisor dashboard, in a real browser (Debian's Chromium, driven by Playwright): history
+filtered by a scorecard item, the call's scorecard with its failed checks, an evidence link that jumps to the turn,
+a review note with tags saved and found again by tag, the export links carrying the search's dates. The app runs
+in-process without models; the calls are recorded through the call store with the scorer on.
+
+Writes the screenshot ``scorecard.png`` to ``$VOICEBOT_SCREENSHOTS`` (default ``build/screenshots/``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from auth_helpers import add_user
+from net_helpers import serve_app
+from sqlalchemy import create_engine
+from test_admin_browser import ARGS, log_in, screenshots
+
+from voicebot.config import Settings
+from voicebot.events import EventBus
+from voicebot.qa.scorecard import Scorer
+from voicebot.server.app import create_app
+from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def faulty_call(store: CallStore, call_id: str, start: datetime) -> None:
+    """A call whose bot never said it is a bot and cancelled without confirmation (as a faulty flow would)."""
+    store.open_call(call_id, "sip", "+15550001111")
+    store.add_turn(call_id, "bot", "Hi, how can I help?", start, end=start + timedelta(seconds=1),
+                   extra={"kind": "greeting", "trace": {"steps": [], "verified": False}})
+    store.add_turn(call_id, "caller", "cancel my plan", start + timedelta(seconds=2), end=start + timedelta(seconds=3))
+    store.add_turn(call_id, "bot", "Done, it is cancelled.", start + timedelta(seconds=3.5),
+                   end=start + timedelta(seconds=5),
+                   extra={"kind": "reply", "trace": {"steps": ["action cancel_subscription -> ok"], "verified": True}})
+    store.close_call(call_id, "resolved", "caller_hangup")
+
+
+def good_call(store: CallStore, call_id: str, start: datetime) -> None:
+    store.open_call(call_id, "sip", "+15550002222")
+    store.add_turn(call_id, "bot", "Hello, you're speaking with the automated assistant.", start,
+                   end=start + timedelta(seconds=2), extra={"kind": "greeting", "trace": {"steps": []}})
+    store.add_turn(call_id, "caller", "thanks, bye", start + timedelta(seconds=3), end=start + timedelta(seconds=4))
+    store.close_call(call_id, "resolved", "caller_hangup")
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp: Path = tmp_path_factory.mktemp("qa-browser")
+    url = f"sqlite:///{tmp / 'voicebot.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    events = EventBus()
+    store = CallStore(engine, events, scorer=Scorer())
+    now = datetime.now(UTC)
+    faulty_call(store, "c-faulty", now - timedelta(minutes=20))
+    good_call(store, "c-good", now - timedelta(minutes=10))
+    assert store.flush(timeout=10)
+    settings = Settings(database={"url": url}, privacy={"purge_daily": False})  # type: ignore[arg-type]
+    runtime = SimpleNamespace(settings=settings, events=events, store=store,
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
+    add_user(engine, "sue", "supervisor")
+    with serve_app(create_app(runtime)) as served:  # type: ignore[arg-type]
+        yield served
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def result_ids(page: Any) -> list[str]:
+    return sorted(page.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => r.dataset.callId)"))
+
+
+def test_a_supervisor_finds_a_failed_check_reads_its_evidence_and_notes_it(base_url: str, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(page, base_url, "sue")
+    page.goto(f"{base_url}/supervisor#history")
+    page.wait_for_function("() => document.querySelectorAll('#results tbody tr').length === 2")
+    page.select_option("select[name=qa]", "confirmed_before_changes=fail")
+    page.fill("input[name=since]", (datetime.now() - timedelta(days=1)).strftime("%Y-%m-%d"))
+    page.click("#search button[type=submit]")
+    page.wait_for_function("() => document.querySelectorAll('#results tbody tr').length === 1")
+    assert result_ids(page) == ["c-faulty"]
+    assert page.get_attribute("#export-csv", "href").startswith("/api/calls/export?format=csv&from=")
+
+    page.click("#results tbody tr")
+    page.wait_for_selector("#scorecard:not([hidden])")
+    assert page.text_content("#scorecard-title") == "Scorecard: 2 check(s) failed"
+    rows = page.eval_on_selector_all("#scorecard-items tbody tr", "rows => rows.map(r => r.innerText)")
+    rows = [r.lower() for r in rows]
+    assert any(r.startswith("ai disclosed\tfail") for r in rows)
+    assert any(r.startswith("confirmed before changes\tfail") for r in rows)
+    assert any(r.startswith("verified before account actions\tpass") for r in rows)
+    page.click("#scorecard-items button:has-text('turn 3')")
+    page.wait_for_selector("#transcript li.flash")
+    assert "cancelled" in page.text_content("#transcript li.flash")
+
+    page.fill("#note-form textarea[name=note]", "Flow must confirm before cancelling.")
+    page.fill("#note-form input[name=tags]", "coaching, flow-bug")
+    page.click("#note-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('note-msg').textContent === 'saved'")
+    assert "Flow must confirm before cancelling." in page.text_content("#notes")
+    page.screenshot(path=str(screenshots() / "scorecard.png"), full_page=False)
+
+    page.click("#detail-close")
+    page.select_option("select[name=qa]", "")
+    page.fill("input[name=tag]", "flow-bug")
+    page.click("#search button[type=submit]")
+    page.wait_for_function("() => document.querySelectorAll('#results tbody tr').length === 1")
+    assert result_ids(page) == ["c-faulty"]
+    page.close()
