@@ -14,6 +14,7 @@ from typing import Any
 
 from dialogs.db.engine import Database, ensure_database
 from dialogs.domain import Domain, load_domain
+from dialogs.knowledge.dialog import Knowledge, with_faq_act
 from dialogs.manager.callback import AgentDesk
 from dialogs.manager.session import BotReply, DialogSession, Turn
 from dialogs.manager.signals import TurnSignals
@@ -56,8 +57,10 @@ class DialogEngine:
         *,
         clock: Callable[[], datetime] | None = None,
         seed: int | None = None,
+        knowledge: Knowledge | None = None,
     ):
         self.domain = domain
+        self.knowledge = knowledge  # FAQ answers; None when the domain names no knowledge folder
         self.nlu = nlu
         self.database = database
         self.options = options or EngineOptions()
@@ -86,12 +89,14 @@ class DialogEngine:
         """Load the domain, train the NLU from its examples and open (creating if needed) the database."""
         t0 = time.perf_counter()
         domain = load_domain(domain_path)
-        nlu = NLU.train(domain, threshold=threshold, max_intents=max_intents)
+        knowledge = Knowledge.for_domain(domain)
+        nlu_domain = with_faq_act(domain, knowledge.retriever.kb) if knowledge is not None else domain
+        nlu = NLU.train(nlu_domain, threshold=threshold, max_intents=max_intents)
         t1 = time.perf_counter()
         now = (clock or datetime.now)()
         database = ensure_database(database_url, seed_demo=seed_demo, now=now)
         log.info("dialog engine ready: %d intents, NLU trained in %.2f s", len(domain.intents), t1 - t0)
-        return cls(domain, nlu, database, options, clock=clock, seed=seed)
+        return cls(domain, nlu, database, options, clock=clock, seed=seed, knowledge=knowledge)
 
     @classmethod
     def from_settings(cls, settings: Any, *, clock: Callable[[], datetime] | None = None) -> DialogEngine:

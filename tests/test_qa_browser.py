@@ -127,3 +127,24 @@ def test_a_supervisor_finds_a_failed_check_reads_its_evidence_and_notes_it(base_
     page.wait_for_function("() => document.querySelectorAll('#results tbody tr').length === 1")
     assert result_ids(page) == ["c-faulty"]
     page.close()
+
+
+def test_the_analytics_tab_draws_the_trends_and_the_wallboard_shows_only_tiles(base_url: str, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    log_in(page, base_url, "sue")
+    page.goto(f"{base_url}/supervisor#analytics")
+    page.wait_for_selector("#view-analytics:not([hidden])")
+    page.wait_for_function("() => document.getElementById('analytics-note').textContent.includes('calls')")
+    assert page.text_content("#analytics-note").startswith("2 calls, 100 % contained")
+    assert page.get_attribute("#an-calls svg", "aria-label").startswith("Calls per day")
+    assert "Containment rate per day" in page.get_attribute("#an-containment svg", "aria-label")
+    page.screenshot(path=str(screenshots() / "analytics.png"), full_page=True)
+    page.select_option("select[name=bucket]", "hour")
+    page.wait_for_function("() => (document.querySelector('#an-calls svg')?.getAttribute('aria-label') || '')"
+                           ".startsWith('Calls per hour')")
+    page.goto(f"{base_url}/supervisor#wallboard")
+    page.wait_for_selector("#view-live:not([hidden])")
+    assert page.is_visible("#tiles") and page.is_visible("#queues")
+    assert not page.is_visible("#calls") and not page.is_visible("#alerts") and not page.is_visible(".tabs")
+    page.screenshot(path=str(screenshots() / "wallboard.png"), full_page=False)
+    page.close()

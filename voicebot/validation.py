@@ -91,7 +91,20 @@ def _routes(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-CHECKS: list[Check] = [_domain, _database, _queues, _sip, _webrtc, _routes]
+def _models(settings: Settings) -> list[tuple[str, str]]:
+    """The speech models must be where the config says (start-up would fail on them)."""
+    from voicebot.models import ModelError, piper_voice_paths, whisper_dir
+
+    problems = []
+    for key, find in (("models.stt.model", whisper_dir), ("models.tts.voice", piper_voice_paths)):
+        try:
+            find(settings)
+        except ModelError as exc:
+            problems.append((key, str(exc)))
+    return problems
+
+
+CHECKS: list[Check] = [_domain, _database, _queues, _sip, _webrtc, _routes, _models]
 
 
 def register(check: Check) -> Check:

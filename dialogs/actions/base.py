@@ -35,15 +35,19 @@ class ActionResult:
 
 ActionFn = Callable[[ActionContext], ActionResult]
 ACTIONS: dict[str, ActionFn] = {}
+# The data keys each action may return: the response placeholders it fills (checked when a domain loads).
+ACTION_DATA: dict[str, frozenset[str]] = {}
 
 
-def action(name: str) -> Callable[[ActionFn], ActionFn]:
-    """Register a function as the action ``name`` usable from domain YAML."""
+def action(name: str, data: tuple[str, ...] = ()) -> Callable[[ActionFn], ActionFn]:
+    """Register a function as the action ``name`` usable from domain YAML; ``data`` names the keys its results
+    may carry (each also as ``KEY_spoken``), so ``voicebot config check`` can tell a misspelt placeholder."""
 
     def register(fn: ActionFn) -> ActionFn:
         if name in ACTIONS:
             raise ValueError(f"action {name!r} registered twice")
         ACTIONS[name] = fn
+        ACTION_DATA[name] = frozenset(data)
         return fn
 
     return register

@@ -127,7 +127,9 @@ def _status_text(order: Order, now: datetime) -> str:
     return order.status
 
 
-@action("lookup_order")
+@action("lookup_order", data=(
+    "order_id", "status", "status_text", "carrier", "tracking", "tracking_last4", "eta", "items",
+))
 def lookup_order(ctx: ActionContext) -> ActionResult:
     """Where an order is: status, carrier, tracking and expected delivery, ready to speak."""
     order, refusal = _find_order(ctx)
@@ -147,7 +149,7 @@ def lookup_order(ctx: ActionContext) -> ActionResult:
     })
 
 
-@action("start_return")
+@action("start_return", data=("order_id", "rma", "status", "return_status", "started", "why", "email_masked"))
 def start_return(ctx: ActionContext) -> ActionResult:
     """Open a return for a delivered order within the return window and email the label."""
     order, refusal = _find_order(ctx)
@@ -242,7 +244,7 @@ def _spoken_address(columns: dict[str, Any]) -> str:
     return ", ".join(p for p in parts if p)
 
 
-@action("check_address")
+@action("check_address", data=("need_city", "need_postcode", "address", "why"))
 def check_address(ctx: ActionContext) -> ActionResult:
     """Check the new address before it is confirmed, changing nothing: ``ok`` (address: what
     change_address will store, read aloud; need_city / need_postcode: the part still to ask for),
@@ -262,7 +264,7 @@ def check_address(ctx: ActionContext) -> ActionResult:
     return ActionResult("ok", {"need_city": False, "need_postcode": False, "address": _spoken_address(after)})
 
 
-@action("change_address")
+@action("change_address", data=("address", "postcode", "unchanged", "why"))
 def change_address(ctx: ActionContext) -> ActionResult:
     """Replace the customer's postal address with exactly what :func:`check_address` read back. Without a
     city the old city stays; without a postcode the old postcode stays unless the city changes (then
@@ -285,7 +287,7 @@ def change_address(ctx: ActionContext) -> ActionResult:
     return ActionResult("ok", {"address": spoken, "postcode": after["postcode"]}, changed=True)
 
 
-@action("reset_password")
+@action("reset_password", data=("email_masked", "why"))
 def reset_password(ctx: ActionContext) -> ActionResult:
     """Send a password-reset link to the email on file (recorded in the audit log)."""
     customer = _verified_customer(ctx)
@@ -331,7 +333,10 @@ def _charge_label(inv: Invoice, ctx: ActionContext) -> str:
     return inv.description
 
 
-@action("billing_summary")
+@action("billing_summary", data=(
+    "last_amount", "last_date", "last_description", "balance_due", "balance_due_value", "status", "overdue",
+    "duplicate", "duplicate_text", "why",
+))
 def billing_summary(ctx: ActionContext) -> ActionResult:
     """The last charge, the balance due, and whether the same thing was charged twice in one month."""
     customer = _verified_customer(ctx)
@@ -362,7 +367,7 @@ def billing_summary(ctx: ActionContext) -> ActionResult:
     return ActionResult("ok", data)
 
 
-@action("refund_duplicate_charge")
+@action("refund_duplicate_charge", data=("amount", "refund_amount", "date", "description", "why"))
 def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
     """Refund the second of two identical charges in one month."""
     customer = _verified_customer(ctx)
@@ -380,7 +385,7 @@ def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
                                "description": _charge_label(second, ctx)}, changed=True)
 
 
-@action("cancel_subscription")
+@action("cancel_subscription", data=("plan", "end_date", "ended", "why"))
 def cancel_subscription(ctx: ActionContext) -> ActionResult:
     """Cancel the active subscription (slot ``plan`` picks one if there are several); it runs until the
     end of the paid period."""

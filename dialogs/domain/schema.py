@@ -7,6 +7,8 @@ typo in an integrator's file is reported with its key path instead of being sile
 
 from __future__ import annotations
 
+import string
+from difflib import get_close_matches
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -116,6 +118,9 @@ class Domain(Strict):
         "offer", description="When the caller is frustrated: offer a human, or hand off at once with priority."
     )
     frustration_priority: int = Field(5, description="Queue priority added to a hand-off caused by frustration.")
+    knowledge: str | None = Field(
+        None, description="Folder of knowledge entries (FAQ answers), relative to the domain file; the loader "
+                          "makes it absolute.")
 
     @field_validator("responses", mode="before")
     @classmethod
@@ -153,8 +158,41 @@ REQUIRED_RESPONSES = (
 )
 
 
-def reference_problems(domain: Domain) -> list[tuple[str, str]]:
-    """Cross-references a schema cannot check: slots, responses and dialog acts that must exist."""
+# Placeholders the dialog manager fills in its own responses (besides first_name, which every response may use).
+MANAGER_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "agenda_intro": frozenset({"count", "first"}),
+    "agenda_next": frozenset({"next"}),
+    "recall_yes": frozenset({"matter_status"}),
+}
+ALWAYS_PLACEHOLDERS = frozenset({"first_name"})
+
+
+def did_you_mean(name: str, valid: Any) -> str:
+    """`` (did you mean 'x'?)`` for the nearest valid name, or nothing."""
+    near = get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def placeholders(text: str) -> list[str]:
+    """The ``{names}`` a response template uses."""
+    try:
+        return [f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(text) if f]
+    except ValueError:
+        return []
+
+
+def _step_responses(step: Step) -> list[str]:
+    names = [step.confirm] if step.confirm else []
+    if isinstance(step.respond, str):
+        names.append(step.respond)
+    elif isinstance(step.respond, dict):
+        names += list(step.respond.values())
+    return names
+
+
+def reference_problems(domain: Domain, actions: dict[str, frozenset[str]] | None = None) -> list[tuple[str, str]]:
+    """Cross-references a schema cannot check: slots, responses, actions, placeholders and dialog acts that must
+    exist. ``actions`` maps each registered action to the data keys it may return (None: not checked)."""
     problems: list[tuple[str, str]] = []
     for name in REQUIRED_RESPONSES:
         if name not in domain.responses:
@@ -162,22 +200,50 @@ def reference_problems(domain: Domain) -> list[tuple[str, str]]:
     for act in DIALOG_ACTS:
         if act not in domain.intents:
             problems.append((f"intents.{act}", f"missing: every domain needs the dialog act '{act}'"))
+    # Which values each response may use: a flow's slots and its actions' data, where the flow says it.
+    said = set(REQUIRED_RESPONSES) | set(MANAGER_PLACEHOLDERS)  # responses someone says (others fill nothing)
+    allowed: dict[str, set[str]] = {name: set(ALWAYS_PLACEHOLDERS | MANAGER_PLACEHOLDERS.get(name, frozenset()))
+                                    for name in domain.responses}
     for iname, intent in domain.intents.items():
         for slot in intent.slots:
             if slot not in domain.slots:
-                problems.append((f"intents.{iname}.slots", f"unknown slot '{slot}' (declare it under slots:)"))
+                problems.append((f"intents.{iname}.slots", f"unknown slot '{slot}' (declare it under slots:)"
+                                 + did_you_mean(slot, domain.slots)))
+        values = set(intent.slots) | {st.ask for st in intent.steps if st.ask}
         for i, step in enumerate(intent.steps):
             where = f"intents.{iname}.steps.{i}"
             if step.ask is not None and step.ask not in domain.slots:
-                problems.append((f"{where}.ask", f"unknown slot '{step.ask}' (declare it under slots:)"))
-            names = [step.confirm] if step.confirm else []
-            if isinstance(step.respond, str):
-                names.append(step.respond)
-            elif isinstance(step.respond, dict):
-                names += list(step.respond.values())
-            for r in names:
+                problems.append((f"{where}.ask", f"unknown slot '{step.ask}' (declare it under slots:)"
+                                 + did_you_mean(step.ask, domain.slots)))
+            if step.action is not None and actions is not None:
+                if step.action not in actions:
+                    hint = did_you_mean(step.action, actions) or f" (known: {', '.join(sorted(actions))})"
+                    problems.append((f"{where}.action", f"unknown action '{step.action}'{hint}"))
+                    values.add("*")  # what it would return is unknown: its responses' placeholders are not judged
+                else:
+                    values |= actions[step.action]
+        for i, step in enumerate(intent.steps):
+            for r in _step_responses(step):
                 if r not in domain.responses:
-                    problems.append((where, f"unknown response '{r}' (declare it under responses:)"))
+                    problems.append((f"intents.{iname}.steps.{i}",
+                                     f"unknown response '{r}' (declare it under responses:)"
+                                     + did_you_mean(r, domain.responses)))
+                else:
+                    allowed[r] |= values
+                    said.add(r)
         if not intent.examples and iname != "out_of_scope":
             problems.append((f"intents.{iname}.examples", "no example utterances: the intent can never be recognised"))
+    if actions is not None:
+        for name, variants in domain.responses.items():
+            if "*" in allowed[name] or name not in said:
+                continue
+            ok = allowed[name] | {f"{v}_spoken" for v in allowed[name]}
+            for n, variant in enumerate(variants):
+                for ph in placeholders(variant.text):
+                    if ph not in ok:
+                        hint = did_you_mean(ph, ok) or (
+                            f" (this response may use: {', '.join(sorted(allowed[name]))})")
+                        problems.append((f"responses.{name}.{n}",
+                                         f"unknown placeholder '{{{ph}}}': nothing fills it, the caller would hear "
+                                         f"nothing there{hint}"))
     return problems

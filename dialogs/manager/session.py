@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
+from dialogs.knowledge.dialog import FAQ
 from dialogs.manager import callback
 from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.responses import Responder
@@ -35,6 +36,7 @@ MAX_TEXT = 1000  # longer input is cut: no caller says more than this in one tur
 # Entities that carry no proof of identity: they stay readable even in an answer to "prove who you are".
 NOT_SECRET_IN_VERIFICATION = {"yes_no", "reason"}
 ACTS = {"greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope"}
+NOT_REQUESTS = ACTS | {FAQ}  # a public question is answered from knowledge, never a flow
 COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
 
 
@@ -110,6 +112,8 @@ class DialogSession:
         self._handoff_reason: str | None = None
         self.no_agent_outcome: str | None = None  # set when nobody could take the call (see callback)
         self.callback_reprompts = 0
+        self._knowledge_trace: list[dict[str, Any]] = []
+        self.knowledge_answered: list[str] = []  # ids of the knowledge entries the caller was given, in order
 
     # ------------------------------------------------------------------ public API
 
@@ -214,7 +218,7 @@ class DialogSession:
     def _route(self, parse: ParseResult, text: str, dtmf: str | None) -> None:
         st = self.state
         names = [i.name for i in parse.intents]
-        tasks = [i for i in parse.intents if i.name not in ACTS]
+        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
         only = names[0] if len(names) == 1 else None
 
         # Requests that win whatever the bot asked.
@@ -234,6 +238,10 @@ class DialogSession:
             self._goodbye()
             return
         if self._frustration_reaction():
+            return
+        # A public question while the bot waits for an answer: answered, then the pending question again.
+        if FAQ in names and not tasks and not self._answers_expected_slot(parse) \
+                and self._answer_questions(parse, has_tasks=False):
             return
 
         handler = {
@@ -255,7 +263,9 @@ class DialogSession:
         """No pending question (or it was not answered): take new requests or dialog acts."""
         st = self.state
         names = [i.name for i in parse.intents]
-        tasks = [i for i in parse.intents if i.name not in ACTS]
+        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
+        if self._answer_questions(parse, has_tasks=bool(tasks)):
+            return
         if tasks:
             st.no_match_streak = 0
             self._add_tasks(tasks, interrupt=st.current is not None)
@@ -294,6 +304,39 @@ class DialogSession:
             return
         self._say("not_understood")
 
+    def _answer_questions(self, parse: ParseResult, *, has_tasks: bool) -> bool:
+        """Public questions (the ``faq`` clauses, or an utterance nothing else claims) get their knowledge answer,
+        without verification. True if the turn is done (no request follows the answers)."""
+        knowledge = self.engine.knowledge
+        faq = [i for i in parse.intents if i.name == FAQ]
+        if knowledge is None or not (faq or [i.name for i in parse.intents] == ["out_of_scope"]):
+            return False
+        verdicts = knowledge.answer([h.clause or parse.normalized for h in faq] or [parse.normalized])
+        self._knowledge_trace = [v.trace() for v in verdicts]
+        answered = [v.match for v in verdicts if v.match is not None]
+        for m in answered:
+            self.knowledge_answered.append(m.entry.id)
+            self._fire(f"knowledge: {m.entry.id} ({m.score:.2f})")
+            self._out.append(m.entry.answer)
+        if not answered and not faq:
+            return False  # nothing the knowledge base knows: understood as before
+        if not answered:
+            self._fire("knowledge: no entry good enough")
+        if has_tasks:
+            return False  # the requests of the same sentence follow the answers
+        st = self.state
+        st.no_match_streak = 0
+        if not answered:
+            # Say so rather than guess; the response offers a colleague or something else.
+            self._say("knowledge_unknown" if self.say_.has("knowledge_unknown") else "not_understood")
+        if st.current is not None:
+            self._advance()  # back to the pending question
+        else:
+            if answered:
+                self._say("anything_else")
+            st.expect = Expect.ANYTHING_ELSE
+        return True
+
     def _on_slot_answer(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
         st = self.state
         task = st.current
@@ -315,12 +358,12 @@ class DialogSession:
                         task.slots[other] = ent.value
                         self._fire(f"slot {other} filled from the same answer")
             # The same sentence may carry another request ("it's 45281, and also reset my password").
-            others = [i for i in parse.intents if i.name not in ACTS and i.name != task.intent]
+            others = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
             if others:
                 self._add_tasks(others, interrupt=False)
             self._advance()
             return True
-        tasks = [i for i in parse.intents if i.name not in ACTS and i.name != task.intent]
+        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
         if tasks and max(i.confidence for i in tasks) >= 0.6:
             self._fire("new request instead of an answer")
             self._add_tasks(tasks, interrupt=True)
@@ -362,7 +405,7 @@ class DialogSession:
             self._say("flow_cancelled")
             self._cancel_current(say=False)
             return True
-        tasks = [i for i in parse.intents if i.name not in ACTS and i.name != task.intent]
+        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
         if tasks:
             self._fire("new request instead of yes/no")
             self._add_tasks(tasks, interrupt=True)
@@ -382,7 +425,7 @@ class DialogSession:
         if phone is None and dtmf:
             phone = dtmf.strip("#*")
         if phone is None:
-            if [i for i in parse.intents if i.name not in ACTS]:
+            if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
                 return False
             return self._verification_failed("verify_unknown_phone")
         with self.engine.database.session() as s:
@@ -403,7 +446,7 @@ class DialogSession:
         st = self.state
         assert st.customer_id is not None
         current = st.current.intent if st.current else None
-        if any(i.name not in ACTS and i.name != current and i.confidence >= 0.5 for i in parse.intents):
+        if any(i.name not in NOT_REQUESTS and i.name != current and i.confidence >= 0.5 for i in parse.intents):
             return False  # a new request, not an answer: numbers in it are not a postcode or PIN
         methods = list(self.domain.verification.methods)
         candidates: list[tuple[str, Any]] = []
@@ -423,7 +466,7 @@ class DialogSession:
                 if v is not None:
                     candidates.append(("pin", v))
         if not candidates:
-            if [i for i in parse.intents if i.name not in ACTS]:
+            if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
                 return False
             return self._verification_failed("verify_failed")
         with self.engine.database.session() as s:
@@ -475,7 +518,7 @@ class DialogSession:
         st = self.state
         recall = st.recall or {}
         yes = self._yes_no(parse, text, dtmf)
-        tasks = [i for i in parse.intents if i.name not in ACTS]
+        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
         st.expect = Expect.NOTHING
         if yes is True and not tasks:
             self._fire("caller confirmed the recalled matter")
@@ -732,7 +775,8 @@ class DialogSession:
         if self.no_agent_outcome is not None:
             return self.no_agent_outcome
         pending = self.state.agenda or self.state.current is not None
-        done = [t for t in self.state.finished if t.status == "done"]
+        # A question answered from knowledge is a matter resolved, as much as a finished flow.
+        done = [t.intent for t in self.state.finished if t.status == "done"] + self.knowledge_answered
         if reason == "caller_hangup" and (pending or not done) and not self._hangup:
             return "abandoned"
         if done and not pending:
@@ -815,6 +859,7 @@ class DialogSession:
         self._fired.append(what)
 
     def _begin_turn(self) -> None:
+        self._knowledge_trace = []
         self._out = []
         self._fired = []
         self._secrets = _Secrets()
@@ -871,6 +916,8 @@ class DialogSession:
                 "segments": [secrets.mask(segment) for segment in parse.segments],
                 "negated": parse.negated,
             }
+        if self._knowledge_trace:
+            trace["knowledge"] = list(self._knowledge_trace)
         if st.handed_off:
             trace["handoff_reason"] = self._handoff_reason
         self.transcript.append(

@@ -56,6 +56,7 @@ class IntentHit:
     name: str
     confidence: float
     slots: dict[str, Any] = field(default_factory=dict)
+    clause: str = ""  # the (normalised) words of its clause
 
 
 @dataclass
@@ -166,7 +167,8 @@ class NLU:
             drop = sorted(tasks, key=lambda p: -p.prob)[self.max_intents:]
             positives = [p for p in positives if p not in drop]
 
-        hits = [IntentHit(p.intent, p.prob, self._slots(p, positives, entities, norm, offsets)) for p in positives]
+        hits = [IntentHit(p.intent, p.prob, self._slots(p, positives, entities, norm, offsets), " ".join(p.clause.words))
+                for p in positives]
         if not hits:
             if negated:
                 # only rejected requests ("I don't want to cancel"): that is a no

@@ -64,6 +64,8 @@ def _converse(settings: Any, as_json: bool, caller_id: str | None, channel: str)
     engine = build_engine_or_exit(settings)
     session = engine.new_call(channel=channel, caller_id=caller_id)
     greeting = session.start()
+    record = _ChatRecord(settings, engine, session, channel, caller_id)
+    record.bot(greeting, "greeting")
     if not as_json:
         click.echo(f"bot> {greeting.text}")
     first = True
@@ -84,6 +86,7 @@ def _converse(settings: Any, as_json: bool, caller_id: str | None, channel: str)
                 }
             else:
                 reply = session.handle(turn)
+                record.turn(turn, reply)
                 session_state = reply.state
                 reply_obj = {
                     "user": reply.heard if reply.heard is not None else turn.text,  # a PIN said is masked
@@ -117,5 +120,56 @@ def _converse(settings: Any, as_json: bool, caller_id: str | None, channel: str)
     finally:
         if not database_failed:
             outcome = session.end("bot_hangup" if ended else "caller_hangup")
+            record.close(outcome, "bot_hangup" if ended else "caller_hangup")
             if not as_json:
                 click.echo(f"[call ended: {outcome}]")
+
+
+class _ChatRecord:
+    """A typed conversation recorded like a call (channel ``chat``): supervisors find it in the history, with its
+    decision traces and scorecard. Written synchronously, so a database that fails stops the chat with the same
+    clear message as the dialog's own writes."""
+
+    def __init__(self, settings: Any, engine: Any, session: Any, channel: str, caller_id: str | None):
+        from voicebot.qa.scorecard import scorer_from_settings
+        from voicebot.redaction import Redactor
+        from voicebot.storage import CallStore
+
+        self.session = session
+        self.store = CallStore(engine.database.engine, redactor=Redactor.from_settings(settings),
+                               scorer=scorer_from_settings(settings.qa))
+        self.call_id = session.call_id
+        self.store.open_call(self.call_id, channel, caller_id)
+
+    def bot(self, reply: Any, kind: str, keypad: bool = False) -> None:
+        from datetime import UTC, datetime
+
+        from dialogs.jsonable import jsonable
+
+        trace = jsonable(reply.trace or {})
+        if keypad:
+            trace.pop("nlu", None)  # the parse of keyed digits would show a PIN (as the voice pipeline does)
+        if reply.text:
+            self.store.add_turn(self.call_id, "bot", reply.text, datetime.now(UTC), extra={"kind": kind, "trace": trace})
+
+    def turn(self, turn: Any, reply: Any) -> None:
+        from datetime import UTC, datetime
+
+        from dialogs.nlu.entities import MASK
+
+        now = datetime.now(UTC)
+        if turn.dtmf and not turn.text:
+            text = f"[keypad: {MASK}]" if reply.keys_masked else f"[keypad: {len(turn.dtmf)} key(s)]"
+        else:
+            text = reply.heard if reply.heard is not None else turn.text
+        signals = turn.signals.to_dict() if turn.signals.frustration is not None else None
+        self.store.add_turn(self.call_id, "caller", text, now, end=now, intents=reply.intents,
+                            extra={"signals": signals} if signals else None)
+        self.bot(reply, "reply", keypad=bool(turn.dtmf))
+
+    def close(self, outcome: str, reason: str) -> None:
+        customer_id = getattr(self.session.state, "customer_id", None)
+        if isinstance(customer_id, int):
+            self.store.set_customer(self.call_id, customer_id)
+        self.store.close_call(self.call_id, outcome, reason)
+        self.store.close(timeout=5)

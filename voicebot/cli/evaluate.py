@@ -10,6 +10,7 @@ import click
 EVALUATIONS = {
     "nlu": "voicebot.cli.eval_nlu:eval_nlu",
     "frustration": "voicebot.cli.eval_frustration:eval_frustration",
+    "knowledge": "voicebot.cli.eval_knowledge:eval_knowledge",
 }
 
 
@@ -27,4 +28,4 @@ class _LazyEval(click.Group):
 
 @click.group("eval", cls=_LazyEval)
 def eval_group() -> None:
-    """Measure accuracy on labelled data (NLU intents, frustration from audio)."""
+    """Measure accuracy on labelled data (NLU intents, frustration from audio, knowledge answers)."""

@@ -141,6 +141,8 @@ async def set_state(agent_id: str, request: Request, who: LoggedIn) -> dict[str,
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except QueueError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
+    if who.agent_id != agent_id:  # a supervisor set someone else's state: on record
+        await asyncio.to_thread(request.app.state.users.audit, who.username, f"agent_{state}", None, agent_id)
     return _agent(service, agent_id).to_dict()
 
 

@@ -576,6 +576,7 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "intents": list(row.intents or []),
         "frustration_max": row.frustration_max,
         "agent_id": row.agent_id,
+        "customer_id": row.customer_id,
         "duration_s": round((_utc(row.end) - _utc(row.start)).total_seconds(), 1) if row.end and row.start else None,
         "qa_failed": list((row.scorecard or {}).get("failed") or []),
     }

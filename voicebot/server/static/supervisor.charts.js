@@ -147,15 +147,17 @@ export function histogram(box, buckets, { label, markers = {} }) {
     const frac = Math.min(1, Math.max(0, (value - lo) / (hi - lo || 1)));
     const x = PAD.left + (i + frac) * step;
     root.append(el("line", { class: "marker", x1: x, x2: x, y1: PAD.top, y2: H - PAD.bottom }));
-    root.append(el("text", { x: x + 2, y: PAD.top + 8 + (name === "p95" ? 11 : 0), style: "fill:#172033" },
-      `${name} ${fmtMs(value)}`));
+    // Labels near the right edge are written leftwards of their line, so neither runs off the plot or over the other.
+    const right = x > W * 0.6;
+    root.append(el("text", { x: right ? x - 2 : x + 2, y: PAD.top + 8 + (name === "p95" ? 12 : 0),
+      "text-anchor": right ? "end" : "start", style: "fill:#172033" }, `${name} ${fmtMs(value)}`));
   }
 }
 
 /** Lines of mean and max per point: `points` = [{label, mean, max}], values 0..1; dashed level thresholds. */
-export function lineChart(box, points, { label, thresholds = [] }) {
+export function lineChart(box, points, { label, thresholds = [], empty = "No scored caller turns in this range." }) {
   const valid = points.filter((p) => p.mean != null);
-  if (!valid.length) return noData(box, "No scored caller turns in this range.");
+  if (!valid.length) return noData(box, empty);
   const root = svg(label);
   const max = 1;
   yAxis(root, max, (v) => v.toFixed(2).replace(/0$/, ""));

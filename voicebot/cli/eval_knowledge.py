@@ -1,0 +1,71 @@
+"""``voicebot eval knowledge FILE``: how often retrieval finds the right entry or rightly says "I don't know"."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import click
+
+from voicebot.cli.common import config_option, settings_or_exit
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+@click.command("knowledge")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--encoder", type=click.Choice(["sentence", "tfidf"]), default="sentence", show_default=True,
+              help="The packaged sentence encoder, or TF-IDF over character n-grams.")
+@click.option("--threshold", type=float, default=None, help="Score below which the answer is \"I don't know\" "
+              "(default: the encoder's chosen one).")
+@click.option("--errors", "show_errors", default=20, show_default=True, help="How many wrong rows to list.")
+@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
+              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@config_option
+def eval_knowledge(file: str, as_json: bool, encoder: str, threshold: float | None, show_errors: int,
+                   domain_path: str | None, config_path: str | None) -> None:
+    """Measure knowledge retrieval on FILE: TSV with a header line, `question<TAB>entry id`, where the id `-`
+    marks a question the knowledge base does not answer."""
+    from dialogs.domain import DomainError, load_domain
+    from dialogs.knowledge import KnowledgeBase, Retriever, load_knowledge
+    from dialogs.knowledge.dialog import OUT_OF_SCOPE
+    from dialogs.knowledge.evaluation import QuestionSetError, evaluate, format_report, load_questions
+
+    settings = settings_or_exit(config_path)
+    try:
+        domain = load_domain(domain_path or settings.resolve(settings.domain.path))
+    except DomainError as exc:
+        click.echo(f"cannot load the domain:\n{exc}", err=True)
+        sys.exit(2)
+    if domain.knowledge is None:
+        click.echo("the domain names no knowledge folder (add `knowledge: FOLDER` to the domain file)", err=True)
+        sys.exit(2)
+    kb: KnowledgeBase = load_knowledge(domain.knowledge)
+    try:
+        questions = load_questions(file, set(kb.ids()))
+    except QuestionSetError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    oos = domain.intents.get(OUT_OF_SCOPE)
+    negatives = list(oos.examples) if oos is not None else []
+    rss0, t0 = _rss_mb(), time.perf_counter()
+    if encoder == "tfidf":
+        retriever = Retriever.with_tfidf(kb, threshold, negatives)
+    else:
+        retriever = Retriever(kb, threshold=threshold, negatives=negatives)
+    load = {"seconds": round(time.perf_counter() - t0, 2), "rss_mb": round(_rss_mb() - rss0, 1)}
+    if sys.stderr.isatty() and not as_json:
+        with click.progressbar(length=len(questions), label="questions", file=sys.stderr) as bar:
+            report = evaluate(retriever, questions, progress=bar.update)
+    else:
+        report = evaluate(retriever, questions)
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "encoder": encoder, "load": load}, indent=2))
+    else:
+        click.echo(format_report(report, encoder, show_errors=show_errors))
+        click.echo(f"encoder and index built in {load['seconds']} s, peak memory +{load['rss_mb']} MB")
