@@ -19,6 +19,7 @@ from dialogs.manager.callback import AgentDesk
 from dialogs.manager.session import BotReply, DialogSession, Turn
 from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
+from dialogs.nlu.classifier import Features
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ class EngineOptions:
     max_no_match: int = 2
     max_reprompts: int = 2
     max_verification_attempts: int = 3
+    # Confirm on doubt: a request whose best intent scored from this up to the NLU threshold is confirmed
+    # ("Just to check: ...?") instead of not understood; so is any request heard with a transcript confidence
+    # below confirm_transcript_below.
+    confirm_intent_from: float = 0.2
+    confirm_transcript_below: float = 0.5
     # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
     # exactly as the scorer and the dashboard do (this library does not import audio).
     annoyed: float = 0.4  # calmer response variants from this score on
@@ -82,6 +88,7 @@ class DialogEngine:
         seed_demo: bool = True,
         threshold: float = 0.45,
         max_intents: int = 3,
+        features: Features = "tfidf",
         options: EngineOptions | None = None,
         clock: Callable[[], datetime] | None = None,
         seed: int | None = None,
@@ -91,7 +98,7 @@ class DialogEngine:
         domain = load_domain(domain_path)
         knowledge = Knowledge.for_domain(domain)
         nlu_domain = with_faq_act(domain, knowledge.retriever.kb) if knowledge is not None else domain
-        nlu = NLU.train(nlu_domain, threshold=threshold, max_intents=max_intents)
+        nlu = NLU.train(nlu_domain, threshold=threshold, max_intents=max_intents, features=features)
         t1 = time.perf_counter()
         now = (clock or datetime.now)()
         database = ensure_database(database_url, seed_demo=seed_demo, now=now)
@@ -106,6 +113,8 @@ class DialogEngine:
             max_no_match=d.max_no_match,
             max_reprompts=d.max_reprompts,
             max_verification_attempts=d.max_verification_attempts,
+            confirm_intent_from=d.confirm_intent_from,
+            confirm_transcript_below=d.confirm_transcript_below,
             annoyed=settings.prosody.annoyed,
             frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),
@@ -117,6 +126,7 @@ class DialogEngine:
             seed_demo=settings.database.seed_demo,
             threshold=settings.nlu.threshold,
             max_intents=settings.nlu.max_intents,
+            features=settings.nlu.features,
             options=options,
             clock=clock,
             seed=d.seed,

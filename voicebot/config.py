@@ -63,12 +63,22 @@ class DomainConfig(Section):
 class NLUConfig(Section):
     threshold: float = Field(0.45, ge=0.0, le=1.0, description="Minimum confidence to accept an intent.")
     max_intents: int = Field(3, ge=1, le=10)
+    features: Literal["tfidf", "embeddings", "both"] = Field(
+        "tfidf", description="Classifier features: TF-IDF n-grams, sentence embeddings, or both (measured: tfidf).")
 
 
 class DialogConfig(Section):
     max_no_match: int = Field(2, ge=1, description="Misunderstandings in a row before hand-off.")
     max_reprompts: int = Field(2, ge=1, description="Re-asks of one slot before hand-off.")
     max_verification_attempts: int = Field(3, ge=1)
+    confirm_intent_from: float = Field(
+        0.2, ge=0.0, le=1.0, description="A request whose best intent scores from this up to nlu.threshold is "
+        "confirmed (\"Just to check: ...?\") instead of not understood."
+    )
+    confirm_transcript_below: float = Field(
+        0.5, ge=0.0, le=1.0, description="A request heard with a lower transcript confidence (0-1, from the "
+        "recogniser) is confirmed before the bot acts on it; 0 turns this off."
+    )
     seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
 
 

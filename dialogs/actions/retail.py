@@ -12,7 +12,7 @@ Outcomes per action:
 =========================  ==================================================================================
 action                     outcomes (data keys of ``ok``)
 =========================  ==================================================================================
-lookup_order               ok (order_id, status, status_text, carrier, tracking, tracking_last4, eta, items),
+lookup_order               ok (order_id, status, status_text, status_phrase, carrier, tracking, tracking_last4, eta, items),
                            not_found (invalid_slot order_id; order_id_spoken), not_allowed (order_id_spoken)
 start_return               ok (order_id, rma, rma_spoken, email_masked), not_found, not_allowed,
                            not_eligible (why), already_done (rma, rma_spoken, status, return_status)
@@ -128,7 +128,7 @@ def _status_text(order: Order, now: datetime) -> str:
 
 
 @action("lookup_order", data=(
-    "order_id", "status", "status_text", "carrier", "tracking", "tracking_last4", "eta", "items",
+    "order_id", "status", "status_text", "status_phrase", "carrier", "tracking", "tracking_last4", "eta", "items",
 ))
 def lookup_order(ctx: ActionContext) -> ActionResult:
     """Where an order is: status, carrier, tracking and expected delivery, ready to speak."""
@@ -141,6 +141,8 @@ def lookup_order(ctx: ActionContext) -> ActionResult:
         **_about(order),
         "status": order.status,
         "status_text": _status_text(order, now),
+        # the status with its verb, for a sentence ("was shipped with UPS on Monday", "is being prepared ...")
+        "status_phrase": f"{'is' if order.status == 'processing' else 'was'} {_status_text(order, now)}",
         "carrier": order.carrier,
         "tracking": order.tracking_number,
         "tracking_last4": spell(order.tracking_number[-4:]) if order.tracking_number else None,

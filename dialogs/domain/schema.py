@@ -71,6 +71,9 @@ class Step(Strict):
 class Intent(Strict):
     description: str | None = None
     examples: list[str] = Field(default_factory=list)
+    heard: list[str] = Field(default_factory=list, description=(
+        "What the speech recogniser made of the examples over a phone line (written by `voicebot nlu-augment`); "
+        "the NLU trains on them beside the examples."))
     slots: list[str] = Field(default_factory=list, description="Slots this intent uses (filled from its words).")
     verify: bool = Field(False, description="Identity verification is required before the flow runs.")
     human_only: bool = Field(False, description="Always handed to a human agent.")

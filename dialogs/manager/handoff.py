@@ -168,7 +168,8 @@ def build_handoff(session: DialogSession, *, reason: str) -> HandoffPacket:
     if level != "calm":
         summary += f" {level.capitalize()}."
     if reason in REASONS and reason not in ("human_only",):
-        summary += f" Handed over because the {REASONS[reason]}." if reason.startswith(("not_", "slot")) else (
+        # REASONS that name the bot read as a clause ("because the bot did not ..."), the others as a phrase.
+        summary += f" Handed over because {REASONS[reason]}." if reason.startswith(("not_", "slot")) else (
             f" Handed over: {REASONS[reason]}."
         )
 

@@ -21,11 +21,14 @@ from dialogs.jsonable import jsonable
 from dialogs.knowledge.dialog import FAQ
 from dialogs.manager import callback
 from dialogs.manager.handoff import HandoffPacket, build_handoff
+from dialogs.manager.recall import recalled_return
+from dialogs.manager.repair import CHARGE, OTHER_ORDER, QUESTION, REFUND, SLOT_LABELS, other_order, slot_named
 from dialogs.manager.responses import Responder
 from dialogs.manager.signals import TurnSignals
-from dialogs.manager.state import CallState, Expect, Task
+from dialogs.manager.state import CallState, Expect, Question, Task
 from dialogs.nlu import Entity, ParseResult
 from dialogs.nlu.entities import MASK, SECRET_TYPES
+from dialogs.nlu.segmenter import split_complaint
 
 if TYPE_CHECKING:
     from dialogs.engine import DialogEngine
@@ -38,6 +41,10 @@ NOT_SECRET_IN_VERIFICATION = {"yes_no", "reason"}
 ACTS = {"greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope"}
 NOT_REQUESTS = ACTS | {FAQ}  # a public question is answered from knowledge, never a flow
 COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
+# The kind of answer each pending question asks for (BotReply.expects); a slot question gives its slot's type.
+YES_NO_QUESTIONS = {Expect.CONFIRM, Expect.OFFER_HUMAN, Expect.RECALL, Expect.CHECK_INTENT}
+FACTOR_TYPES = {"postcode": "postcode", "date_of_birth": "date", "pin": "pin"}
+FREE_TEXT_SLOTS = {"reason"}  # answered in the caller's own words: nothing to bias the recogniser towards
 
 
 @dataclass
@@ -114,6 +121,10 @@ class DialogSession:
         self.callback_reprompts = 0
         self._knowledge_trace: list[dict[str, Any]] = []
         self.knowledge_answered: list[str] = []  # ids of the knowledge entries the caller was given, in order
+        self._complaint: str | None = None  # the caller's words of anger in this turn
+        self._transcript_confidence: float | None = None
+        self._trace_extra: dict[str, Any] = {}
+        self._acked_now = False  # this turn already said it understood ("I can help with both", "Sure, ...")
 
     # ------------------------------------------------------------------ public API
 
@@ -146,6 +157,7 @@ class DialogSession:
                 self._say("greeting_short" if self.say_.has("greeting_short") else "greeting")
             self._fire(f"dialled number starts {self._start_intent}")
             self._add_tasks([_Hit(self._start_intent, 1.0, {})], interrupt=False)
+            self._acked_now = True  # the number itself says what the call is about
             self._advance()
             return self._finish_turn(None, {"rule": "greeting + route flow"})
         # A caller ID proves nothing (it is easily spoofed): before verification the bot says that there is a
@@ -154,7 +166,7 @@ class DialogSession:
             m = matters[0]
             self.state.recall = {"kind": m.kind, "id": m.id, "text": m.text, "order_id": getattr(m, "order_id", None)}
             self._say("recall_recent")
-            self.state.expect = Expect.RECALL
+            self._asked(Expect.RECALL, response="recall_recent")
             self._fire(f"memory: recalled {m.kind} {m.id} (not named before verification)")
         elif override:
             self._out.append(override)
@@ -174,17 +186,21 @@ class DialogSession:
         self._signals(turn.signals)
         if not text and not dtmf:
             self.transcript.append({"speaker": "caller", "text": "", "dtmf": None, "at": self.clock().isoformat()})
-            self._fire("empty input")
-            self._say("empty_input")
+            self._on_no_input()
             return self._finish_turn(None, {"rule": "empty input"})
+        self.state.no_input_streak = 0
         # Keys typed while the bot asks for a PIN are a PIN: never also an order number, never kept.
         verifying = self.state.expect is Expect.VERIFY_FACTOR
         secret_keys = bool(dtmf) and (verifying or self._expects_secret_slot())
-        parse = self.engine.nlu.parse(text, dtmf=dtmf, today=self.clock().date(), secret_keys=secret_keys)
+        # Words of anger are how the caller feels, not a request: the rest of the turn is what they ask for.
+        self._complaint, words = split_complaint(text)
+        if self._complaint:
+            self._fire(f"complaint: {self._complaint!r}")
+        parse = self.engine.nlu.parse(words, dtmf=dtmf, today=self.clock().date(), secret_keys=secret_keys)
         self._secrets = _Secrets.of(text, parse, verifying=verifying, keys=secret_keys)
         self.transcript.append({"speaker": "caller", "text": self._secrets.heard or text,
                                 "dtmf": MASK if secret_keys else dtmf, "at": self.clock().isoformat()})
-        self._route(parse, text, dtmf)
+        self._route(parse, words, dtmf)
         return self._finish_turn(parse, {})
 
     def end(self, reason: str = "caller_hangup") -> str:
@@ -220,15 +236,27 @@ class DialogSession:
         names = [i.name for i in parse.intents]
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
         only = names[0] if len(names) == 1 else None
+        pure_complaint = bool(self._complaint) and not text.strip() and not dtmf
 
         # Requests that win whatever the bot asked.
-        if "speak_to_agent" in names or (dtmf == "0" and st.expect is not Expect.SLOT):
+        if not pure_complaint and ("speak_to_agent" in names or (dtmf == "0" and st.expect is not Expect.SLOT)):
             self._fire("caller asked for a person")
             self._handoff("caller_request", tasks=[t for t in tasks if t.name != "speak_to_agent"])
             return
-        if only == "repeat" and st.expect is not Expect.SLOT:
+        if self._frustration_reaction(tasks):
+            return
+        if self._complaint:
+            self._fire("empathy for the caller's words")
+            self._style = "calm"
+            self._say("empathy" if self.say_.has("empathy") else "offer_human_declined")
+            if pure_complaint:
+                self._reask()
+                return
+        if only == "repeat":
             self._fire("repeat")
-            if st.last_bot_text:
+            if st.question is not None and st.expect is not Expect.NOTHING:
+                self._reask()
+            elif st.last_bot_text:
                 self._out.append(st.last_bot_text)
             else:
                 self._say("repeat_nothing")
@@ -237,7 +265,9 @@ class DialogSession:
             self._fire("goodbye")
             self._goodbye()
             return
-        if self._frustration_reaction():
+        if OTHER_ORDER.search(text) and self._take_other_order():
+            return
+        if self._refund_of_recalled_return(text):
             return
         # A public question while the bot waits for an answer: answered, then the pending question again.
         if FAQ in names and not tasks and not self._answers_expected_slot(parse) \
@@ -254,17 +284,85 @@ class DialogSession:
             Expect.OFFER_CALLBACK: lambda p, t, d: callback.on_answer(self, p, t, d),
             Expect.CALLBACK_CONFIRM: lambda p, t, d: callback.on_answer(self, p, t, d),
             Expect.CALLBACK_NUMBER: lambda p, t, d: callback.on_answer(self, p, t, d),
+            Expect.CHECK_INTENT: self._on_check_intent,
+            Expect.CORRECTION: self._on_correction,
         }.get(st.expect)
         if handler is not None and handler(parse, text, dtmf):
             return
         self._on_open(parse)
+
+    def _on_no_input(self) -> None:
+        """Silence or an empty line: ask the pending question again; after max_reprompts of them offer a
+        person, then end politely."""
+        st = self.state
+        st.no_input_streak += 1
+        limit = self.engine.options.max_reprompts
+        self._fire(f"no input ({st.no_input_streak} in a row)")
+        if st.no_input_streak > limit + 1 or (st.no_input_streak > limit and st.offered_human):
+            self._fire("no input: end the call")
+            self._say("no_input_goodbye" if self.say_.has("no_input_goodbye") else "goodbye")
+            st.ended = True
+            self._hangup = True
+            return
+        if st.no_input_streak > limit and self.say_.has("no_input_offer_human"):
+            st.offered_human = True
+            self._say("no_input_offer_human")
+            self._asked(Expect.OFFER_HUMAN, response="no_input_offer_human")
+            return
+        self._say("empty_input")
+        self._reask()
+
+    def _reask(self) -> None:
+        """Ask the pending question again (another variant of it), or, with nothing pending, ask how to help."""
+        st = self.state
+        q = st.question
+        if q is None or st.expect is Expect.NOTHING:
+            self._fire("nothing pending: ask how to help")
+            self._say("still_there" if self.say_.has("still_there") and not self._complaint else "how_can_i_help")
+            return
+        self._fire(f"ask again: {q.slot or q.response}")
+        if q.slot is not None:
+            prompt = self.domain.slots[q.slot].prompt
+            variants = prompt if isinstance(prompt, list) else [prompt]
+            others = [v for v in variants if v != q.text] or variants
+            self._out.append(self.say_.rng.choice(others))
+        elif q.response is not None:
+            self._say(q.response, **q.values)
+        st.expect = q.expect
+        if q.slot is not None:
+            st.expect_slot = q.slot
+
+    def _asked(self, expect: Expect, *, slot: str | None = None, response: str | None = None,
+               values: dict[str, Any] | None = None) -> None:
+        """Note the question just said as the pending one."""
+        st = self.state
+        st.expect = expect
+        if slot is not None:
+            st.expect_slot = slot
+        st.question = Question(expect, self._expects_for(expect, slot), slot, response, dict(values or {}),
+                               self._out[-1] if self._out else "")
+
+    def _expects_for(self, expect: Expect, slot: str | None) -> str | None:
+        if expect is Expect.SLOT and slot is not None:
+            slot_type = self.domain.slots[slot].type
+            return None if slot_type in FREE_TEXT_SLOTS else slot_type
+        if expect in YES_NO_QUESTIONS:
+            return "yes_no"
+        if expect is Expect.VERIFY_PHONE:
+            return "phone"
+        if expect is Expect.VERIFY_FACTOR:
+            return next((FACTOR_TYPES[m] for m in self.domain.verification.methods if m in FACTOR_TYPES), None)
+        return None
 
     def _on_open(self, parse: ParseResult) -> None:
         """No pending question (or it was not answered): take new requests or dialog acts."""
         st = self.state
         names = [i.name for i in parse.intents]
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
+        # Public questions are answered first (no verification); a request in the same turn follows.
         if self._answer_questions(parse, has_tasks=bool(tasks)):
+            return
+        if self._check_on_doubt(parse, tasks):
             return
         if tasks:
             st.no_match_streak = 0
@@ -275,7 +373,7 @@ class DialogSession:
             st.no_match_streak = 0
             self._fire("thanks")
             self._say("you_are_welcome")
-            st.expect = Expect.ANYTHING_ELSE
+            self._asked(Expect.ANYTHING_ELSE, response="you_are_welcome")
             return
         if "greet" in names:
             st.no_match_streak = 0
@@ -291,6 +389,7 @@ class DialogSession:
             self._fire("something else")
             self._say("how_can_i_help")
             st.expect = Expect.NOTHING
+            st.question = None
             return
         st.no_match_streak += 1
         self._fire(f"not understood ({st.no_match_streak} in a row)")
@@ -384,7 +483,7 @@ class DialogSession:
             return True
         slot = self.domain.slots[slot_name]
         self._out.append(self._text(slot.reprompt or slot.prompt))
-        self.state.expect = Expect.SLOT
+        self._asked(Expect.SLOT, slot=slot_name)
         return True
 
     def _on_confirm(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
@@ -400,10 +499,8 @@ class DialogSession:
             self._advance()
             return True
         if yes is False:
-            self._fire("declined")
             st.no_match_streak = 0
-            self._say("flow_cancelled")
-            self._cancel_current(say=False)
+            self._correct(task, parse, text, dtmf)
             return True
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
         if tasks:
@@ -419,6 +516,117 @@ class DialogSession:
         self._advance()  # says the confirmation again
         return True
 
+    # ------------------------------------------------------------------ repair
+
+    def _askable_slots(self, task: Task) -> dict[str, str]:
+        """The details the flow asked for before where it is now: slot name -> type."""
+        steps = self.domain.intents[task.intent].steps[:task.step]
+        return {s.ask: self.domain.slots[s.ask].type for s in steps if s.kind == "ask" and s.ask}
+
+    def _corrected_values(self, task: Task, parse: ParseResult, text: str, dtmf: str | None) -> dict[str, Any]:
+        """New values the caller's words give for the request's details ("no, it's 21 Oak Street")."""
+        out: dict[str, Any] = {}
+        for name in self.domain.intents[task.intent].slots:
+            kind = self.domain.slots[name].type
+            if kind in FREE_TEXT_SLOTS:
+                continue
+            value = next((h.slots[name] for h in parse.intents if h.slots.get(name) is not None), None)
+            if value is None:
+                value = next((e.value for e in parse.entities if e.type == kind), None)
+            if value is not None and value != task.slots.get(name):
+                out[name] = value
+        return out
+
+    def _correct(self, task: Task, parse: ParseResult, text: str, dtmf: str | None) -> None:
+        """A "no" at a confirmation: take the corrected value and confirm again, or ask what to change;
+        only a request with nothing to change is dropped."""
+        values = self._corrected_values(task, parse, text, dtmf)
+        if values:
+            self._fire("corrected " + ", ".join(values) + ": confirm again")
+            task.slots.update(values)
+            self.state.expect = Expect.NOTHING
+            self._advance()  # the flow is still at its confirmation: it is said again with the new value
+            return
+        askable = self._askable_slots(task)
+        if not askable:
+            self._fire("declined")
+            self._say("flow_cancelled")
+            self._cancel_current(say=False)
+            return
+        if len(askable) == 1 or not self.say_.has("correction_ask_what"):
+            self._ask_again(task, next(iter(askable)))
+            return
+        self._fire("declined: ask what to change")
+        what = " or ".join(SLOT_LABELS.get(kind, name.replace("_", " ")) for name, kind in askable.items())
+        self._say("correction_ask_what", what=what)
+        self._asked(Expect.CORRECTION, response="correction_ask_what", values={"what": what})
+
+    def _ask_again(self, task: Task, slot: str) -> None:
+        """Forget one detail and go back to the step that asks for it."""
+        self._fire(f"correct {slot}")
+        task.slots.pop(slot, None)
+        steps = self.domain.intents[task.intent].steps
+        task.step = next((i for i, s in enumerate(steps) if s.ask == slot), task.step)
+        if self.say_.has("correction_ask_slot"):
+            self._say("correction_ask_slot")
+        self.state.expect = Expect.NOTHING
+        self._advance()
+
+    def _on_correction(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        task = st.current
+        if task is None:
+            return False
+        values = self._corrected_values(task, parse, text, dtmf)
+        if values:
+            self._fire("corrected " + ", ".join(values) + ": confirm again")
+            task.slots.update(values)
+            st.expect = Expect.NOTHING
+            self._advance()
+            return True
+        slot = slot_named(text, self._askable_slots(task))
+        if slot is not None:
+            self._ask_again(task, slot)
+            return True
+        if [i for i in parse.intents if i.name not in ACTS]:
+            return False
+        if "deny" in [i.name for i in parse.intents] or re.search(r"\b(?:nothing|cancel|forget it)\b", text, re.I):
+            self._fire("nothing to change: cancelled")
+            self._say("flow_cancelled")
+            self._cancel_current(say=False)
+            return True
+        task.reprompts += 1
+        if task.reprompts > self.engine.options.max_reprompts:
+            self._handoff("not_understood")
+            return True
+        self._reask()
+        return True
+
+    def _take_other_order(self) -> bool:
+        """ "No, I meant the other order": the caller's one other order replaces the one just used."""
+        st = self.state
+        if not st.verified or st.customer_id is None:
+            return False
+        task = st.current if st.current is not None and st.current.slots.get("order_id") else next(
+            (t for t in reversed(st.finished) if t.slots.get("order_id")), None)
+        if task is None:
+            return False
+        with self.engine.database.session() as s:
+            other = other_order(s, st.customer_id, str(task.slots["order_id"]))
+        if other is None:
+            return False
+        self._fire(f"the other order: {other}")
+        if self.say_.has("correction_other_order"):
+            self._say("correction_other_order", order_id=other)
+        if task is st.current:
+            task.slots["order_id"] = other
+            st.expect = Expect.NOTHING
+        else:
+            again = Task(intent=task.intent, slots={**task.slots, "order_id": other}, acknowledged=True)
+            st.agenda.insert(0, again)
+        self._advance()
+        return True
+
     def _on_verify_phone(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
         st = self.state
         phone = self._entity_value(parse, "phone", text, dtmf)
@@ -427,7 +635,7 @@ class DialogSession:
         if phone is None:
             if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
                 return False
-            return self._verification_failed("verify_unknown_phone")
+            return self._not_an_answer(text)
         with self.engine.database.session() as s:
             customer = repository.find_customer_by_phone(s, str(phone))
             if customer is not None:
@@ -439,7 +647,7 @@ class DialogSession:
             return self._verification_failed("verify_unknown_phone")
         self._fire("account found by phone number")
         self._say("verify_ask_factor")
-        st.expect = Expect.VERIFY_FACTOR
+        self._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
         return True
 
     def _on_verify_factor(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
@@ -452,15 +660,15 @@ class DialogSession:
         candidates: list[tuple[str, Any]] = []
         if dtmf and "pin" in methods:
             candidates.append(("pin", dtmf.strip("#*")))
-        for m in methods:
+        # A date answers "date of birth" only: its digits are never also tried as a postcode or PIN.
+        birthday = self._entity_value(parse, "date", text, None) if "date_of_birth" in methods and text else None
+        if birthday is not None:
+            candidates.append(("date_of_birth", birthday))
+        for m in methods if birthday is None else ():
             if m == "postcode":
                 v = self._entity_value(parse, "postcode", text, None)
                 if v is not None:
                     candidates.append(("postcode", v))
-            elif m == "date_of_birth":
-                v = self._entity_value(parse, "date", text, None)
-                if v is not None:
-                    candidates.append(("date_of_birth", v))
             elif m == "pin" and not dtmf:
                 v = self._entity_value(parse, "pin", text, None)
                 if v is not None:
@@ -468,7 +676,7 @@ class DialogSession:
         if not candidates:
             if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
                 return False
-            return self._verification_failed("verify_failed")
+            return self._not_an_answer(text)
         with self.engine.database.session() as s:
             for method, value in candidates:
                 if repository.verify_identity(
@@ -482,9 +690,24 @@ class DialogSession:
             return self._verification_failed("verify_failed")
         self._fire(f"verified by {st.verified_by}")
         st.expect = Expect.NOTHING
+        st.question = None
         st.no_match_streak = 0
         self._say("verify_ok")
         self._advance()
+        return True
+
+    def _not_an_answer(self, text: str) -> bool:
+        """ "yes", a question or words without the asked detail while verifying: not a failed attempt. The
+        question is asked again; after max_reprompts such turns in a row a person takes over."""
+        st = self.state
+        st.no_match_streak += 1
+        self._fire(f"not an answer to the verification question ({st.no_match_streak} in a row): ask again")
+        if st.no_match_streak > self.engine.options.max_reprompts:
+            self._handoff("slot_not_understood")
+            return True
+        if QUESTION.search(text) and self.say_.has("answer_later"):
+            self._say("answer_later")
+        self._reask()
         return True
 
     def _verification_failed(self, response: str) -> bool:
@@ -522,7 +745,13 @@ class DialogSession:
         st.expect = Expect.NOTHING
         if yes is True and not tasks:
             self._fire("caller confirmed the recalled matter")
-            if recall.get("order_id"):
+            if self.say_.has("recall_ack"):
+                self._say("recall_ack")
+            self._acked_now = True
+            if recall.get("kind") == "return" and recall.get("id") is not None:
+                st.recall_pending = True  # its own state (not the order's delivery), told once verified
+                self._advance()
+            elif recall.get("order_id"):
                 self._add_tasks([_Hit("order_status", 1.0, {"order_id": recall["order_id"]})], interrupt=False)
                 self._advance()
             else:
@@ -533,6 +762,121 @@ class DialogSession:
             self._say("recall_no" if self.say_.has("recall_no") else "how_can_i_help")
             return True
         return False
+
+    def _tell_recalled(self) -> None:
+        """Say the state of the remembered return the caller confirmed, and record it as a finished request."""
+        st = self.state
+        st.recall_pending = False
+        recall = st.recall or {}
+        assert st.customer_id is not None
+        with self.engine.database.session() as s:
+            ret = recalled_return(s, int(recall["id"]), st.customer_id, self.clock())
+        if ret is None:
+            self._fire("recalled return not found")
+            return
+        st.recall_told = True
+        self._fire(f"told recalled return ({ret.status})")
+        state = f"return_state_{ret.status}"
+        self._say("recall_return_status", order_id=ret.order_number, started=ret.started,
+                  return_state=self.say_.render(state, self._style) if self.say_.has(state) else "")
+        if "return_item" in self.domain.intents:
+            st.finished.append(Task(intent="return_item", slots={"order_id": ret.order_number}, status="done",
+                                    outcome="status_told", acknowledged=True))
+
+    def _refund_of_recalled_return(self, text: str) -> bool:
+        """ "When will I get my refund?" after the recalled return was told: the refund of that return."""
+        st = self.state
+        recall = st.recall or {}
+        if not (st.recall_told and REFUND.search(text) and not CHARGE.search(text)) or st.customer_id is None:
+            return False
+        with self.engine.database.session() as s:
+            ret = recalled_return(s, int(recall["id"]), st.customer_id, self.clock())
+        name = f"return_refund_{ret.status}" if ret is not None else ""
+        if ret is None or not self.say_.has(name):
+            return False
+        self._fire("the refund of the recalled return")
+        self._say(name, order_id=ret.order_number)
+        self._say("anything_else")
+        self._asked(Expect.ANYTHING_ELSE, response="anything_else")
+        return True
+
+    def _check_on_doubt(self, parse: ParseResult, tasks: list[Any]) -> bool:
+        """Confirm instead of acting on a guess: the recogniser was unsure of the words, or the best request
+        scored between dialog.confirm_intent_from and the NLU threshold."""
+        st = self.state
+        opts = self.engine.options
+        tc = self._transcript_confidence
+        threshold = getattr(self.engine.nlu, "threshold", 1.0)
+        doubt: list[Any] = []
+        why = ""
+        if tasks and tc is not None and tc < opts.confirm_transcript_below:
+            doubt = list(tasks)
+            why = f"transcript confidence {tc:.2f} < {opts.confirm_transcript_below}"
+        elif not tasks and [i.name for i in parse.intents] == ["out_of_scope"]:
+            ranked = sorted(((v, k) for k, v in parse.scores.items()
+                             if k in self.domain.intents and k not in ACTS and k != "speak_to_agent"), reverse=True)
+            if ranked and opts.confirm_intent_from <= ranked[0][0] < threshold:
+                score, name = ranked[0]
+                slot_types = {n: self.domain.slots[n].type for n in self.domain.intents[name].slots}
+                slots = {n: e.value for n, kind in slot_types.items() for e in parse.entities if e.type == kind}
+                doubt = [_Hit(name, score, slots)]
+                why = f"intent {name} scored {score:.2f}, between {opts.confirm_intent_from} and {threshold}"
+        if not doubt:
+            return False
+        st.doubt = doubt
+        st.no_match_streak = 0
+        self._fire(f"confirm on doubt: {why}")
+        self._trace_extra["confirm_reason"] = why
+        name = doubt[0].name
+        if self.say_.has(f"check_{name}"):
+            self._say(f"check_{name}")
+            self._asked(Expect.CHECK_INTENT, response=f"check_{name}")
+        else:
+            intent = self.domain.intents[name]
+            what = intent.announce or intent.description or name.replace("_", " ")
+            self._say("check_intent", what=what)
+            self._asked(Expect.CHECK_INTENT, response="check_intent", values={"what": what})
+        return True
+
+    def _on_check_intent(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+        st = self.state
+        held, st.doubt = st.doubt, []
+        tasks = [i for i in parse.intents if i.name not in ACTS]
+        yes = self._yes_no(parse, text, dtmf)
+        st.expect = Expect.NOTHING
+        st.question = None
+        if yes is True and not tasks:
+            self._fire("caller confirmed the request")
+            self._add_tasks(held, interrupt=st.current is not None)
+            self._advance()
+            return True
+        if yes is False and not tasks:
+            self._fire("not that request: ask again (no hand-off)")
+            self._say("check_intent_no" if self.say_.has("check_intent_no") else "how_can_i_help")
+            return True
+        return False  # another request or words: read as a new turn
+
+    def _acknowledge(self, task: Task) -> None:
+        """Say once that the request was understood before asking anything for it."""
+        if task.acknowledged:
+            return
+        task.acknowledged = True
+        if self._acked_now:
+            return
+        self._acked_now = True
+        intent = self.domain.intents[task.intent]
+        if self.say_.has(f"ack_{task.intent}"):
+            self._say(f"ack_{task.intent}")
+        elif self.say_.has("ack_request") and intent.announce:
+            self._say("ack_request", what=intent.announce)
+
+    def _queue(self, hits: list[Any]) -> None:
+        """Put requests on the agenda without a word (the bot is saying something else first)."""
+        known = {t.intent for t in self._all_tasks() if t.status not in ("done", "cancelled")}
+        for hit in hits:
+            if hit.name in self.domain.intents and hit.name not in known:
+                known.add(hit.name)
+                self.state.agenda.append(Task(intent=hit.name, slots={k: v for k, v in hit.slots.items() if v is not None}))
 
     # ------------------------------------------------------------------ flows
 
@@ -554,6 +898,7 @@ class DialogSession:
         self._fire("agenda: " + ", ".join(t.intent for t in new))
         if interrupt and st.current is not None:
             self._say("interrupt_ack")
+            self._acked_now = True
             st.current.status = "pending"
             st.agenda = [*new, st.current, *st.agenda]
             st.current = None
@@ -568,6 +913,7 @@ class DialogSession:
                 first=first.announce or first.description or new[0].intent,
             )
             st.announced = len(new)
+            self._acked_now = True
 
     def _advance(self) -> None:
         """Run flows until the bot needs an answer from the caller, hands off, or has nothing left to do."""
@@ -576,9 +922,16 @@ class DialogSession:
             if st.ended or st.handed_off:
                 return
             if st.current is None:
+                if st.recall_pending:
+                    # The caller said the remembered matter is why they call: tell it once they are verified.
+                    if not st.verified:
+                        self._start_verification()
+                        return
+                    self._tell_recalled()
+                    continue
                 if not st.agenda:
                     self._say("anything_else")
-                    st.expect = Expect.ANYTHING_ELSE
+                    self._asked(Expect.ANYTHING_ELSE, response="anything_else")
                     return
                 st.current = st.agenda.pop(0)
                 st.current.status = "active"
@@ -612,16 +965,17 @@ class DialogSession:
                     task.step += 1
                     continue
                 slot = self.domain.slots[step.ask]
+                self._acknowledge(task)
                 self._fire(f"ask {step.ask}")
                 self._out.append(self._text(slot.prompt))
-                st.expect = Expect.SLOT
-                st.expect_slot = step.ask
+                self._asked(Expect.SLOT, slot=step.ask)
                 return
             if kind == "confirm":
                 assert step.confirm is not None
                 self._fire(f"confirm {step.confirm}")
-                self._say(step.confirm, **{**task.slots, **task.data})
-                st.expect = Expect.CONFIRM
+                values = {**task.slots, **task.data}
+                self._say(step.confirm, **values)
+                self._asked(Expect.CONFIRM, response=step.confirm, values=values)
                 return
             if kind == "action":
                 assert step.action is not None
@@ -690,8 +1044,7 @@ class DialogSession:
         slot = self.domain.slots[slot_name]
         self._fire(f"re-ask {slot_name} after invalid value")
         self._out.append(self._text(slot.reprompt or slot.prompt))
-        self.state.expect = Expect.SLOT
-        self.state.expect_slot = slot_name
+        self._asked(Expect.SLOT, slot=slot_name)
 
     def _complete(self, task: Task) -> None:
         task.status = "done"
@@ -706,41 +1059,51 @@ class DialogSession:
             st.finished.append(st.current)
             st.current = None
         st.expect = Expect.NOTHING
+        st.question = None
         if say:
             self._say("flow_cancelled")
         self._advance()
 
     def _start_verification(self) -> None:
         st = self.state
+        if st.current is not None:
+            self._acknowledge(st.current)
         self._fire("identity verification required")
         self._say("verify_intro")
         if st.customer_id is None:
+            if self.caller_id and self.say_.has("caller_id_unknown"):
+                self._say("caller_id_unknown")  # a browser caller has no number to match
             self._say("verify_ask_phone")
-            st.expect = Expect.VERIFY_PHONE
+            self._asked(Expect.VERIFY_PHONE, response="verify_ask_phone")
         else:
             self._say("verify_ask_factor")
-            st.expect = Expect.VERIFY_FACTOR
+            self._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
 
     # ------------------------------------------------------------------ hand-off and end
 
-    def _frustration_reaction(self) -> bool:
+    def _frustration_reaction(self, tasks: list[Any]) -> bool:
         st = self.state
         opts = self.engine.options
+        voice_annoyed = st.frustration_last >= opts.annoyed or self._frustration_level in ("annoyed", "frustrated")
         triggered = (
             st.frustration_last >= opts.frustrated
             or self._frustration_level == "frustrated"
             or self._frustration_trend == "rising"
+            # angry words said in an annoyed voice weigh as much as a frustrated voice
+            or (bool(self._complaint) and voice_annoyed)
         )
         if not triggered or st.offered_human or st.handed_off:
             return False
         st.offered_human = True
+        if tasks:
+            self._queue(tasks)
         if self.domain.on_frustration == "handoff":
             self._fire(f"frustration {st.frustration_last:.2f} ({self._frustration_level or 'score'}, trend {self._frustration_trend or '-'}): hand off")
             self._handoff("frustration")
             return True
         self._fire(f"frustration {st.frustration_last:.2f} ({self._frustration_level or 'score'}, trend {self._frustration_trend or '-'}): offer a human")
         self._say("offer_human")
-        st.expect = Expect.OFFER_HUMAN
+        self._asked(Expect.OFFER_HUMAN, response="offer_human")
         return True
 
     def _handoff(self, reason: str, tasks: list[Any] | None = None, say: bool = True) -> None:
@@ -756,6 +1119,7 @@ class DialogSession:
         self._fire(f"hand-off: {reason}")
         st.handed_off = True
         st.expect = Expect.NOTHING
+        st.question = None
         if say:
             name = {"verification_failed": "handoff_verification", "not_understood": "handoff_no_match"}.get(
                 reason, "handoff"
@@ -797,6 +1161,7 @@ class DialogSession:
             st.frustration_max = max(st.frustration_max, st.frustration_last)
         if signals.explanation:
             st.frustration_explanation = signals.explanation
+        self._transcript_confidence = signals.transcript_confidence
         level = signals.level
         self._frustration_level = level
         self._frustration_trend = signals.trend
@@ -810,8 +1175,10 @@ class DialogSession:
             if hit.slots.get(slot_name) is not None:
                 return hit.slots[slot_name]
         if slot_type == "reason":
-            # Any non-empty answer is a reason; a bare yes/no is not.
+            # Any non-empty answer is a reason; a bare yes/no is not ("wrong size" is a reason, not a "no").
             names = {i.name for i in parse.intents}
+            if text and any(e.type == "reason" for e in parse.entities):
+                return text
             return text if text and not (names & {"affirm", "deny", "repeat", "goodbye"}) else None
         return self._entity_value(parse, slot_type, text, dtmf)
 
@@ -863,6 +1230,10 @@ class DialogSession:
         self._out = []
         self._fired = []
         self._secrets = _Secrets()
+        self._complaint = None
+        self._transcript_confidence = None
+        self._trace_extra = {}
+        self._acked_now = False
 
     def _expects_secret_slot(self) -> bool:
         st = self.state
@@ -920,6 +1291,12 @@ class DialogSession:
             trace["knowledge"] = list(self._knowledge_trace)
         if st.handed_off:
             trace["handoff_reason"] = self._handoff_reason
+        if self._transcript_confidence is not None:
+            trace["transcript_confidence"] = round(self._transcript_confidence, 3)
+        trace.update(self._trace_extra)
+        expects = None
+        if action == "continue" and st.question is not None and st.question.expect is st.expect:
+            expects = st.question.expects
         self.transcript.append(
             {"speaker": "bot", "text": text, "at": self.clock().isoformat(), "intents": intents, "trace": trace}
         )
@@ -933,6 +1310,7 @@ class DialogSession:
             outcome=self.outcome if action != "continue" else None,
             heard=secrets.heard,
             keys_masked=secrets.keys,
+            expects=expects,
         )
 
 

@@ -23,6 +23,21 @@ class Expect(StrEnum):
     CALLBACK_CONFIRM = "callback_confirm"  # the number to call back, read back
     CALLBACK_NUMBER = "callback_number"
     ANYTHING_ELSE = "anything_else"
+    CHECK_INTENT = "check_intent"  # "Just to check: you'd like to ...?" (the request was unsure)
+    CORRECTION = "correction"  # "What should I change?" after a "no" at a confirmation
+
+
+@dataclass
+class Question:
+    """The question the bot waits an answer to, so silence or "repeat that" can ask it again: a slot's
+    prompt (``slot``) or a named response rendered with ``values``; ``expects`` is the answer's entity type."""
+
+    expect: Expect
+    expects: str | None = None
+    slot: str | None = None
+    response: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # as last said
 
 
 @dataclass
@@ -36,6 +51,7 @@ class Task:
     outcome: str | None = None  # outcome of the last action
     data: dict[str, Any] = field(default_factory=dict)  # data of the last action
     reprompts: int = 0
+    acknowledged: bool = False  # the bot said it understood the request ("Sure, I can check your order.")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,3 +85,8 @@ class CallState:
     frustration_max: float = 0.0
     frustration_explanation: str | None = None
     announced: int = 0  # tasks announced together in the current batch
+    question: Question | None = None  # the pending question (None: nothing asked)
+    no_input_streak: int = 0  # empty turns (silence, empty lines) in a row
+    doubt: list[Any] = field(default_factory=list)  # requests held back until the caller confirms them
+    recall_pending: bool = False  # the caller said the recalled matter is why they call: tell it once verified
+    recall_told: bool = False

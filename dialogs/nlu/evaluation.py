@@ -1,7 +1,7 @@
 """Measure the NLU on labelled utterances: intent-set exact match, per-intent precision/recall, slot F1.
 
 The file format is TSV with a header line: ``utterance<TAB>intents[<TAB>slots]``. Intents are separated by
-commas (or ``#``, as in MixSNIPS). The optional slots column holds ``slot=value`` pairs separated by ``;``
+commas, ``+`` or ``#`` (as in MixSNIPS). The optional slots column holds ``slot=value`` pairs separated by ``;``
 (dates as ISO ``YYYY-MM-DD``); slot F1 is computed over the rows that have the column.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -39,17 +40,25 @@ class Report:
     slots: dict[str, float] | None
     ms_per_utterance: float
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # the most frequent wrong intent sets: {"gold": [...], "predicted": [...], "count": n}
+    confusions: list[dict[str, Any]] = field(default_factory=list)
+    # accuracy per band of the parse's confidence (its least confident intent): is a score of 0.7 right 70 %?
+    reliability: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n, "exact_match": self.exact_match, "single": self.single, "multi": self.multi,
             "per_intent": self.per_intent, "slots": self.slots, "ms_per_utterance": self.ms_per_utterance,
-            "errors": self.errors,
+            "confusions": self.confusions, "reliability": self.reliability, "errors": self.errors,
         }
 
 
+# Confidence bands of the reliability check (lower bounds); the last band is [0.9, 1].
+BANDS = (0.0, 0.3, 0.45, 0.6, 0.75, 0.9)
+
+
 def _split_labels(field_text: str) -> list[str]:
-    return [x.strip() for x in field_text.replace("#", ",").split(",") if x.strip()]
+    return [x.strip() for x in field_text.replace("#", ",").replace("+", ",").split(",") if x.strip()]
 
 
 def load_examples(path: str | Path) -> list[Example]:
@@ -88,8 +97,17 @@ def _value_text(v: Any) -> str:
     return v.isoformat() if isinstance(v, date) else str(v)
 
 
-def evaluate(nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50) -> Report:
-    """Parse every example and compare with its labels. ``today`` resolves relative dates ("yesterday")."""
+def evaluate(
+    nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50, heard: Sequence[str] | None = None
+) -> Report:
+    """Parse every example and compare with its labels. ``today`` resolves relative dates ("yesterday").
+
+    ``heard``: what to parse instead of each example's text (one per example, e.g. the recogniser's
+    transcript of it spoken); errors then show both."""
+    if heard is not None and len(heard) != len(examples):
+        raise ValueError(f"{len(heard)} transcripts for {len(examples)} examples")
+    confused: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+    bands = [[0, 0] for _ in BANDS]
     tp: Counter[str] = Counter()
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
@@ -98,13 +116,20 @@ def evaluate(nlu: NLU, examples: list[Example], *, today: date, max_errors: int 
     slot_rows = 0
     errors: list[dict[str, Any]] = []
     elapsed = 0.0
-    for ex in examples:
+    for i, ex in enumerate(examples):
+        text = ex.text if heard is None else heard[i]
         t0 = time.perf_counter()
-        result = nlu.parse(ex.text, today=today)
+        result = nlu.parse(text, today=today)
         elapsed += time.perf_counter() - t0
         gold = set(ex.intents)
         pred = {h.name for h in result.intents}
         ok = gold == pred
+        confidence = min(h.confidence for h in result.intents)
+        band = max(k for k, low in enumerate(BANDS) if confidence >= low)
+        bands[band][0] += 1
+        bands[band][1] += ok
+        if not ok:
+            confused[(tuple(sorted(gold)), tuple(sorted(pred)))] += 1
         kind = "single" if len(gold) == 1 else "multi"
         counts[kind][0] += 1
         counts[kind][1] += ok
@@ -126,7 +151,8 @@ def evaluate(nlu: NLU, examples: list[Example], *, today: date, max_errors: int 
             slot_ok = got_cmp == gold_slots
         if (not ok or not slot_ok) and len(errors) < max_errors:
             errors.append({
-                "line": ex.line, "text": ex.text, "gold": ex.intents, "predicted": [h.name for h in result.intents],
+                "line": ex.line, "text": ex.text, **({"row": i, "heard": text} if heard is not None else {}),
+                "gold": ex.intents, "predicted": [h.name for h in result.intents],
                 "negated": result.negated, "segments": result.segments,
                 **({"gold_slots": sorted(ex.slots), "slots": sorted(
                     (k, _value_text(v)) for h in result.intents for k, v in h.slots.items())}
@@ -160,6 +186,12 @@ def evaluate(nlu: NLU, examples: list[Example], *, today: date, max_errors: int 
         slots=slots,
         ms_per_utterance=round(1000 * elapsed / n, 2) if n else 0.0,
         errors=errors,
+        confusions=[{"gold": list(g), "predicted": list(p), "count": c} for (g, p), c in confused.most_common(10)],
+        reliability=[
+            {"band": f"{low:.2f}-{BANDS[k + 1] if k + 1 < len(BANDS) else 1.0:.2f}", "n": total,
+             "accuracy": round(right / total, 4) if total else None}
+            for k, (low, (total, right)) in enumerate(zip(BANDS, bands, strict=True))
+        ],
     )
 
 
@@ -180,10 +212,22 @@ def format_report(report: Report, *, show_errors: int = 20) -> str:
     lines.append(f"{'intent':<22}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
     for name, m in report.per_intent.items():
         lines.append(f"{name:<22}{m['precision']:>10.1%}{m['recall']:>10.1%}{m['f1']:>8.1%}{m['support']:>9.0f}")
+    if report.confusions:
+        lines.append("")
+        lines.append("worst confusions (gold -> predicted, count):")
+        for c in report.confusions:
+            lines.append(f"  {'+'.join(c['gold'])} -> {'+'.join(c['predicted'])}: {c['count']}")
+    if report.reliability:
+        lines.append("")
+        lines.append("reliability (parse confidence band: accuracy of n):")
+        for b in report.reliability:
+            acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.1%}"
+            lines.append(f"  {b['band']}: {acc} of {b['n']}")
     if report.errors and show_errors:
         lines.append("")
         lines.append(f"errors (first {min(show_errors, len(report.errors))}):")
         for e in report.errors[:show_errors]:
             extra = f"  slots {e['slots']} != {e['gold_slots']}" if "gold_slots" in e else ""
-            lines.append(f"  line {e['line']}: {e['text']!r}: gold {e['gold']} got {e['predicted']}{extra}")
+            said = f"{e['text']!r} heard {e['heard']!r}" if "heard" in e else repr(e["text"])
+            lines.append(f"  line {e['line']}: {said}: gold {e['gold']} got {e['predicted']}{extra}")
     return "\n".join(lines)

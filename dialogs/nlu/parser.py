@@ -28,7 +28,7 @@ import numpy as np
 
 from dialogs.domain.schema import DIALOG_ACTS, Domain
 from dialogs.jsonable import jsonable
-from dialogs.nlu.classifier import IntentClassifier, classifier_view
+from dialogs.nlu.classifier import Features, IntentClassifier, classifier_view
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause, weak_cuts
@@ -108,14 +108,20 @@ class NLU:
         self.max_intents = max_intents
 
     @classmethod
-    def train(cls, domain: Domain, *, threshold: float = 0.45, max_intents: int = 3) -> NLU:
-        """Train from the domain's example utterances. Raises ``ValueError`` if fewer than two intents
-        have examples.
+    def train(
+        cls, domain: Domain, *, threshold: float = 0.45, max_intents: int = 3, features: Features = "tfidf",
+        heard: bool = True,
+    ) -> NLU:
+        """Train from the domain's example utterances (and, with ``heard``, what the recogniser made of them:
+        the intents' ``heard`` lists). Raises ``ValueError`` if fewer than two intents have examples.
 
         ``threshold``: a clause's best intent below this probability is not reported. ``max_intents``: at
         most this many requests per utterance (the most confident); dialog acts such as greet or thanks
-        come on top. An utterance whose only requests are negated is reported as ``deny``."""
-        classifier = IntentClassifier().fit(domain.examples())
+        come on top. An utterance whose only requests are negated is reported as ``deny``. ``features``:
+        see :data:`dialogs.nlu.classifier.FEATURES`."""
+        examples = {name: [*intent.examples, *(intent.heard if heard else [])]
+                    for name, intent in domain.intents.items()}
+        classifier = IntentClassifier(features=features).fit(examples)
         return cls(domain, classifier, threshold, max_intents)
 
     # ------------------------------------------------------------------------------------------ parse

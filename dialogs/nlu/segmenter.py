@@ -166,3 +166,38 @@ def make_clause(tokens: list[str], start: int, end: int) -> Clause:
         if rest:
             words, negated = rest, True
     return Clause(start, end, tuple(words), negated)
+
+
+# Words of anger or complaint ("this is ridiculous", "the third time I'm calling"): a clause made of them is how
+# the caller feels, not a request, so it is answered with empathy and never read as a second request.
+_COMPLAINT = re.compile(
+    r"\b(?:(?:this|that|it)(?:'s| is| was) (?:just |absolutely |completely |really )?"
+    r"(?:ridiculous|unacceptable|outrageous|absurd|insane|terrible|awful|a joke|a disgrace|not good enough)"
+    r"|(?:this|it)(?:'s| is) (?:already )?the (?:second|third|fourth|fifth|sixth|\d+(?:st|nd|rd|th)) time"
+    r"(?: (?:that )?(?:i|we)(?:'ve|'m| have| am)? (?:called|calling|call|asked|tried|rung|ringing|contacted you)"
+    r"(?: (?:about|for) (?:this|it))?)?"
+    r"|(?:i|we)(?:'m| am| are) (?:so |really |very |getting |absolutely )?"
+    r"(?:fed up|sick of this|sick and tired of this|angry|furious|frustrated|annoyed|upset|livid)"
+    r"(?: (?:with|about|of) (?:this|you|it|you people|your service))?"
+    r"|(?:and )?(?:nobody|no one|no-one) (?:ever )?(?:helps?(?: me)?|calls? (?:me )?back|listens|answers|cares)"
+    r"|(?:i|we)(?:'ve| have) (?:already )?(?:called|phoned|rung|tried|asked) (?:\w+ )?times(?: already)?"
+    r"|how many times (?:do|have|must) (?:i|we) (?:have to )?(?:call(?: you)?|ask|tell you|explain)(?: this)?"
+    r"|(?:what )?(?:a|such a) (?:waste of (?:my )?time|joke)"
+    r"|(?:your|the) (?:service|company) is (?:terrible|awful|useless|a joke|the worst))\b",
+    re.IGNORECASE,
+)
+
+
+def split_complaint(text: str) -> tuple[str | None, str]:
+    """The complaint in a turn and the rest of it: ``("this is ridiculous, this is the third time I'm calling",
+    "where is my order")``; ``(None, text)`` when the caller complains of nothing."""
+    found = list(_COMPLAINT.finditer(text))
+    if not found:
+        return None, text
+    complaint = "; ".join(m.group(0) for m in found)
+    rest = _COMPLAINT.sub(" ", text)
+    # what is left between two complaints is mostly punctuation and connectors ("..., and ...")
+    rest = re.sub(r"(?:^|(?<=[.,!?;]))\s*(?:and|but|so|honestly|seriously)\b", " ", rest, flags=re.IGNORECASE)
+    rest = re.sub(r"\s*[.,!?;]+(?:\s*[.,!?;]+)*", lambda m: m.group(0).strip()[:1] + " ", rest)
+    rest = re.sub(r"\s{2,}", " ", rest).strip(" .,!?;")
+    return complaint, rest

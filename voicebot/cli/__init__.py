@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "config": "voicebot.cli.config_cmd:config",
     "chat": "voicebot.cli.chat:chat",
     "nlu": "voicebot.cli.nlu:nlu",
+    "nlu-augment": "voicebot.cli.nlu_augment:nlu_augment",
     "db": "voicebot.cli.db:db",
     "gdpr": "voicebot.cli.gdpr:gdpr",
     "eval": "voicebot.cli.evaluate:eval_group",

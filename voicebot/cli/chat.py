@@ -95,6 +95,7 @@ def _converse(settings: Any, as_json: bool, caller_id: str | None, channel: str)
                     "state": reply.state,
                     "handoff": reply.handoff.to_dict() if reply.handoff is not None else None,
                     "trace": reply.trace,
+                    "expects": reply.expects,  # the kind of answer the bot's question asks for
                 }
                 if turn.dtmf:
                     reply_obj["dtmf"] = MASK if reply.keys_masked else turn.dtmf

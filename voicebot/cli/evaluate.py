@@ -9,6 +9,7 @@ import click
 
 EVALUATIONS = {
     "nlu": "voicebot.cli.eval_nlu:eval_nlu",
+    "spoken": "voicebot.cli.eval_spoken:eval_spoken",
     "frustration": "voicebot.cli.eval_frustration:eval_frustration",
     "knowledge": "voicebot.cli.eval_knowledge:eval_knowledge",
 }

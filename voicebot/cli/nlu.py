@@ -24,7 +24,8 @@ def load_nlu(config_path: str | None, domain_path: str | None) -> NLU:
     path = domain_path or settings.resolve(settings.domain.path)
     try:
         domain = load_domain(path)
-        return NLU.train(domain, threshold=settings.nlu.threshold, max_intents=settings.nlu.max_intents)
+        return NLU.train(domain, threshold=settings.nlu.threshold, max_intents=settings.nlu.max_intents,
+                         features=settings.nlu.features)
     except DomainError as exc:
         click.echo(f"cannot load the domain:\n{exc}", err=True)
         sys.exit(2)

@@ -247,7 +247,13 @@ class DialogStage(FrameProcessor):
         await asyncio.sleep(delay)
         if not self._prompted:
             self._prompted = True
-            await self._say(SILENCE_PROMPT, kind="prompt")
+            # Silence is the dialog's no-input turn: it asks its pending question again ("What is your order
+            # number?"), not a generic "how can I help".
+            reply = await self._answer(Turn())
+            if reply.action != "continue":
+                await self._speak_reply(reply)
+                return
+            await self._say(reply.text or SILENCE_PROMPT, kind="prompt")
         else:
             self._ending = True
             self._call.end_reason = "silence"

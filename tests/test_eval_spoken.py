@@ -1,0 +1,63 @@
+"""`voicebot eval spoken`: real voices (espeak-ng, Piper) through a G.711 line and the product's recogniser."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio import pcm
+from voicebot.phone_speech import VOICES, parse_voices, phone_line, synthesize
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
+    return subprocess.run([sys.executable, "-m", "voicebot", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_phone_line_keeps_length_and_speech_band() -> None:
+    speech = synthesize("where is my order", VOICES["en-us"])
+    line = phone_line(speech)
+    assert abs(len(line) - len(speech)) <= 4 * pcm.SAMPLE_WIDTH
+    x = np.frombuffer(line, dtype=np.int16).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / pcm.SAMPLE_RATE)
+    # an 8 kHz line carries nothing above 4 kHz; espeak's speech has energy up there before the line
+    assert spectrum[freqs > 4200].sum() < 1e-3 * spectrum.sum()
+    assert np.abs(x).max() > 3000
+
+
+def test_unknown_voice_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="en-xx.*choose from en-us"):
+        parse_voices("en-us,en-xx")
+    assert [v.name for v in parse_voices("piper, en-sc")] == ["piper", "en-sc"]
+
+
+def test_eval_spoken_report(tmp_path: Path) -> None:
+    data = tmp_path / "spoken.tsv"
+    data.write_text(
+        "utterance\tintents\n"
+        "I want to cancel my subscription\tcancel_subscription\n"
+        "where is my order and I forgot my password\torder_status+reset_password\n"
+        "hello\tgoodbye\n"  # deliberately wrong: counted as an error, with what was heard
+    )
+    result = run(["eval", "spoken", str(data), "--voices", "piper", "--json"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 3
+    assert report["single"] == {"n": 2, "accuracy": 0.5}
+    assert report["multi"] == {"n": 1, "accuracy": 1.0}
+    assert report["by_voice"]["piper"]["single"]["n"] == 2
+    wrong = [e for e in report["errors"] if e["line"] == 4]
+    assert wrong and wrong[0]["voice"] == "piper" and "hello" in wrong[0]["heard"].lower()
+    assert report["confusions"][0] == {"gold": ["goodbye"], "predicted": ["greet"], "count": 1}
+    assert sum(b["n"] for b in report["reliability"]) == 3
+
+    bad = run(["eval", "spoken", str(data), "--voices", "klingon"], cwd=tmp_path)
+    assert bad.returncode == 2 and "choose from" in bad.stderr

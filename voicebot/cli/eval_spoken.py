@@ -1,0 +1,124 @@
+"""``voicebot eval spoken FILE``: the NLU measured on speech, from TTS voices through G.711 and the live STT path."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.cli.eval_nlu import DEV_TODAY
+from voicebot.cli.nlu import load_nlu
+
+if TYPE_CHECKING:
+    from dialogs.nlu.evaluation import Example
+    from voicebot.phone_speech import SyntheticVoice
+
+
+@contextmanager
+def progress(items: list[Any], label: str) -> Iterator[Any]:
+    """``click.progressbar`` on stderr when it is a terminal; the plain items otherwise (logs, pipes)."""
+    if sys.stderr.isatty():
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:
+            yield bar
+    else:
+        yield items
+
+
+def assign_voices(examples: list[Example], voices: list[SyntheticVoice], each: bool) -> list[tuple[Example, SyntheticVoice]]:
+    """Every example with every voice (``each``), or the voices taken in turn, one per example."""
+    if each:
+        return [(ex, v) for ex in examples for v in voices]
+    return [(ex, voices[i % len(voices)]) for i, ex in enumerate(examples)]
+
+
+@click.command("spoken")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--voices", "voice_names", default=None,
+              help="Comma-separated test voices (default: en-us,en-gb,en-sc,en-029,en-nyc,piper).")
+@click.option("--each", is_flag=True, help="Speak every utterance with every voice (default: voices in turn).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--today", "today_text", default=DEV_TODAY, show_default=True,
+              help="Resolve relative dates in the file against this day (YYYY-MM-DD).")
+@click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
+@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
+              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@config_option
+def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
+                domain_path: str | None, config_path: str | None) -> None:
+    """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
+    G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
+
+    FILE is the TSV of `voicebot eval nlu` (`utterance<TAB>intent1+intent2`, header line first). Reports
+    intent-set accuracy for single- and multi-intent rows, per voice, the worst confusions and accuracy per
+    confidence band. Synthesised audio is cached in the system temp directory."""
+    from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
+    from voicebot.models import ModelError
+    from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
+    from voicebot.pipeline.shared import SharedModels
+
+    try:
+        today = date.fromisoformat(today_text)
+    except ValueError:
+        raise click.BadParameter(f"{today_text!r} is not a date like 2025-01-15", param_hint="--today") from None
+    try:
+        voices = parse_voices(voice_names or ",".join(DEFAULT_VOICES))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--voices") from None
+    try:
+        examples = load_examples(file)
+    except DatasetError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    settings = settings_or_exit(config_path)
+    model = load_nlu(config_path, domain_path)
+    try:
+        models = SharedModels.load(settings)
+    except ModelError as exc:
+        click.echo(f"cannot load the speech models: {exc}", err=True)
+        sys.exit(2)
+    listener = PhoneListener(models.transcribe)
+    spoken = assign_voices(examples, voices, each)
+    heard: list[str] = []
+    stt_ms: list[float] = []
+    try:
+        with progress(spoken, "speaking, recognising") as rows:
+            for ex, voice in rows:
+                audio = listener.audio(ex.text, voice)
+                t0 = time.perf_counter()
+                heard.append(models.transcribe(audio))
+                stt_ms.append(1000 * (time.perf_counter() - t0))
+    finally:
+        models.close()
+    said = [ex for ex, _ in spoken]
+    limit = max(show_errors, 0) if not as_json else 1000
+    report = evaluate(model, said, today=today, max_errors=limit, heard=heard)
+    by_voice: dict[str, Any] = {}
+    for voice in voices:
+        idx = [i for i, (_, v) in enumerate(spoken) if v == voice]
+        if idx:
+            r = evaluate(model, [said[i] for i in idx], today=today, max_errors=0, heard=[heard[i] for i in idx])
+            by_voice[voice.name] = {"n": r.n, "single": r.single, "multi": r.multi}
+    stt = {"median_ms": round(statistics.median(stt_ms), 1) if stt_ms else 0.0, "utterances": len(stt_ms)}
+    if as_json:
+        out = report.to_dict()
+        out["by_voice"] = by_voice
+        out["stt"] = stt
+        for e in out["errors"]:
+            e["voice"] = spoken[e["row"]][1].name
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(format_report(report, show_errors=show_errors))
+    click.echo("")
+    click.echo(f"speech recognition: median {stt['median_ms']:.0f} ms per utterance")
+    for name, r in by_voice.items():
+        click.echo(f"  {name:<12} single {r['single']['accuracy']:.1%} of {r['single']['n']:.0f}, "
+                   f"multi {r['multi']['accuracy']:.1%} of {r['multi']['n']:.0f}")
+
