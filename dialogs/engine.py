@@ -15,6 +15,7 @@ from typing import Any
 from dialogs.db.engine import Database, ensure_database
 from dialogs.domain import Domain, load_domain
 from dialogs.knowledge.dialog import Knowledge, with_faq_act
+from dialogs.manager.callback import AgentDesk
 from dialogs.manager.session import BotReply, DialogSession, Turn
 from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
@@ -74,6 +75,9 @@ class DialogEngine:
         # Applied to the text of a contact (summary, transcript, hand-off) before it is stored: the app sets its
         # redaction of card numbers and the like here (this library does not know the app's config).
         self.redact: Callable[[Any], Any] | None = None
+        # Whether a human can take a hand-off and where callback requests go: set by the app; None: a human
+        # is assumed to be there.
+        self.desk: AgentDesk | None = None
 
     @classmethod
     def build(

@@ -105,15 +105,16 @@ def test_a_return_is_refused_before_delivery_and_after_the_window(db):
 def test_change_address_updates_the_customer_and_audits_before_and_after(db):
     result = run(db, "change_address", JANE, address="12 Main Street, Springfield, IL 62701")
     assert result.outcome == "ok" and result.changed
-    assert result.data["address"] == "12 Main Street, Springfield, 6 2 7 0 1"
+    assert result.data["address"] == "12 Main Street, Springfield, Illinois, 6 2 7 0 1"
     with db.session() as s:
         jane = s.get(Customer, JANE)
-        assert (jane.address_line, jane.city, jane.postcode) == ("12 Main Street", "Springfield", "62701")
+        assert (jane.address_line, jane.city, jane.state, jane.postcode) == ("12 Main Street", "Springfield", "IL", "62701")
     [row] = audit(db)
-    assert row.before == {"address_line": "185 Berry Street", "city": "San Francisco", "postcode": "94107"}
+    assert row.before == {"address_line": "185 Berry Street", "city": "San Francisco", "state": None,
+                          "postcode": "94107"}
     assert row.after["address_line"] == "12 Main Street"
     street_only = run(db, "change_address", JANE, address="14 Main Street")
-    assert street_only.data["address"] == "14 Main Street, Springfield, 6 2 7 0 1"
+    assert street_only.data["address"] == "14 Main Street, Springfield, Illinois, 6 2 7 0 1"
     same = run(db, "change_address", JANE, address="14 Main Street, Springfield", postcode="62701")
     assert same.outcome == "ok" and not same.changed and len(audit(db)) == 2
 

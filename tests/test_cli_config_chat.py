@@ -102,7 +102,9 @@ def test_prosody_thresholds_grade_the_dialog(tmp_path):
     assert "colleague" not in objs[0]["bot"].lower()
     objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.6\n  frustrated: 0.8\n", 0.55)
     assert objs[0]["trace"]["style"] == "default"  # not even annoyed any more
-    objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.3\n  frustrated: 0.5\n", 0.55)
+    # with a person to hand over to (without one the caller is offered a callback: tests/conversations/slots.yaml)
+    people = "agents:\n  - id: alice\n    contact: sip:alice@127.0.0.1:5099\nqueues:\n  - name: general\n"
+    objs, _ = _chat_at(tmp_path, "prosody:\n  annoyed: 0.3\n  frustrated: 0.5\n" + people, 0.55)
     assert "colleague" in objs[0]["bot"].lower()
     assert objs[1]["state"] == "handoff"
     packet = objs[1]["handoff"]

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from dialogs.nlu.entities import extract, find_entities
+from dialogs.nlu.entities import Address, extract, find_entities, parse_address, parse_place
 from dialogs.nlu.normalize import normalize
 
 TODAY = date(2025, 1, 15)  # a Wednesday
@@ -40,7 +40,7 @@ def test_order_number_email_address_postcode_reason() -> None:
     assert got["reason"] == "damaged"
     assert entities("it's j dot doe at example dot com")["email"] == "j.doe@example.com"
     got = entities("i moved to twenty two acacia avenue london s w one a one a a")
-    assert got["address"] == "22 Acacia Avenue London SW1A 1AA"
+    assert got["address"] == Address("22 Acacia Avenue", "London", None, "SW1A 1AA")
     assert got["postcode"] == "SW1A 1AA"
     # digits inside an address or a date are not an order number
     assert "order_number" not in entities("i live at 22 acacia avenue")
@@ -59,7 +59,7 @@ def test_phone_and_pin_by_length_and_context() -> None:
         ("yeah sure", "yes_no", True),
         ("no that's wrong", "yes_no", False),
         ("nope", "yes_no", False),
-        ("it's five elm road", "address", "5 Elm Road"),
+        ("it's five elm road", "address", Address("5 Elm Road")),
         ("the last Tuesday", "date", date(2025, 1, 14)),
         ("one two three four", "pin", "1234"),
         ("it was too small", "reason", "wrong_size"),
@@ -75,3 +75,72 @@ def test_extract_finds_nothing_when_nothing_is_there() -> None:
     assert extract(normalize("i don't know"), "order_number", TODAY) is None
     assert extract(normalize("hmm"), "yes_no", TODAY) is None
     assert extract(normalize(""), "date", TODAY) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # typed with commas, and as speech recognition gives it: without punctuation, numbers as words
+        ("21 Oak Street, Chicago, 60614", Address("21 Oak Street", "Chicago", None, "60614")),
+        ("21 oak street chicago 60614", Address("21 Oak Street", "Chicago", None, "60614")),
+        ("twenty one oak street chicago six zero six one four", Address("21 Oak Street", "Chicago", None, "60614")),
+        ("12 Elm Road Springfield Illinois 62704", Address("12 Elm Road", "Springfield", "IL", "62704")),
+        ("it's 21 Oak St., Chicago, IL 60614", Address("21 Oak Street", "Chicago", "IL", "60614")),
+        ("350 west 31st street new york new york 10001", Address("350 West 31st Street", "New York", "NY", "10001")),
+        ("my new address is 5 park avenue boston", Address("5 Park Avenue", "Boston")),
+        ("21 oak street and where is my order 45281", Address("21 Oak Street")),
+        ("12 main", Address("12 Main")),
+        ("somewhere nice", None),
+    ],
+)
+def test_parse_address_into_its_parts(text: str, expected: Address | None) -> None:
+    assert parse_address(text) == expected
+
+
+def test_an_address_reports_its_city_and_postcode_and_leaves_no_order_number() -> None:
+    got = entities("i moved to 21 oak street chicago 60614")
+    assert got["postcode"] == "60614" and got["city"] == Address("", "Chicago")
+    assert "order_number" not in got
+    assert str(got["address"]) == "21 Oak Street, Chicago, 60614"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chicago", Address("", "Chicago")),
+        ("springfield illinois 62704", Address("", "Springfield", "IL", "62704")),
+        ("it's new york", Address("", "New York")),
+        ("yes", None),
+        ("45281", None),
+    ],
+)
+def test_parse_place_answers_and_the_city(text: str, expected: Address | None) -> None:
+    assert parse_place(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1985-04-12", "1985/04/12", "1985.04.12", "04/12/1985", "04-12-1985", "4/12/85", "April 12 1985",
+        "April 12, 1985", "April 12th 1985", "12 April 1985", "12th of April 1985", "the 12th of April, 1985",
+        "april twelfth nineteen eighty five", "the twelfth of april nineteen eighty five",
+        "born on the twelfth of april nineteen eighty-five",
+    ],
+)
+def test_a_date_in_every_common_form(text: str) -> None:
+    found = extract(normalize(text), "date", TODAY)
+    assert found is not None and found.value == date(1985, 4, 12)
+    assert not {"order_number", "pin", "phone", "postcode"} & set(entities(text))
+
+
+def test_numeric_dates_are_month_first_unless_the_first_number_is_a_day() -> None:
+    assert entities("12/04/1985")["date"] == date(1985, 12, 4)  # the US order: December 4
+    assert entities("13/04/1985")["date"] == date(1985, 4, 13)  # no 13th month: a day first
+    assert entities("the twelfth of april")["date"] == date(2024, 4, 12)  # without a year: the last one before today
+
+
+def test_a_date_is_never_an_order_number_pin_or_postcode() -> None:
+    for slot_type in ("order_number", "pin", "postcode"):
+        assert extract(normalize("1985-04-12"), slot_type, TODAY) is None, slot_type
+        assert extract(normalize("my birthday is 04/12/1985"), slot_type, TODAY) is None, slot_type
+    assert entities("my pin is 12345678")["pin"] == "12345678"

@@ -117,9 +117,15 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
                 # Verification: the PIN typed on the keypad, ended with #.
                 leg.send_dtmf("4321#")
                 assert await bot_turns_reach(3), "no answer to the PIN"
-                # 0 asks for a person: the bot announces the hand-off and ends the call (no queue configured).
+                # 0 asks for a person. No agent is configured: the bot says so and offers a callback; 1 (yes)
+                # accepts it, 1 again confirms the number she calls from; then the bot says goodbye and hangs up.
                 leg.send_dtmf("0")
-                return await asyncio.wait_for(leg.wait_ended(), 60)
+                assert await bot_turns_reach(4), "no answer to key 0"
+                leg.send_dtmf("1")
+                assert await bot_turns_reach(5), "no answer to the callback offer"
+                leg.send_dtmf("1")
+                # the bot speaks its queued replies (keys run ahead of speech) and says goodbye before it hangs up
+                return await asyncio.wait_for(leg.wait_ended(), 120)
             finally:
                 await ua.stop()
 
@@ -145,9 +151,9 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
             reader.join(timeout=10)
     assert record["channel"] == "sip"
     assert record["dialled"] == "bot"  # the user part of the request URI the caller dialled
-    assert record["outcome"] == "handoff"
+    assert record["outcome"] == "callback_requested"  # nobody could take her: not counted as handed off
     caller_turns = [t for t in record["turns"] if t["speaker"] == "caller"]
-    assert len(caller_turns) == 3
+    assert len(caller_turns) == 5
     assert all("keypad" in t["text"] for t in caller_turns)
     assert "4321" not in json.dumps(record)  # the PIN is not stored
     assert "[keypad: ****]" in [t["text"] for t in caller_turns]
@@ -159,4 +165,9 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
         assert leaked not in server_log, leaked
     bot_text = " ".join(t["text"] for t in record["turns"] if t["speaker"] == "bot").lower()
     assert "verified" in bot_text and "4 5 2 8 1" in bot_text  # the PIN verified her, then her order status
-    assert "colleague" in bot_text
+    assert "none of my colleagues is available" in bot_text and "connecting you" not in bot_text
+    assert "call you back on 5 5 5 1 2 3 0 0 0 1" in bot_text
+    with sqlite3.connect(tmp_path / "voicebot.db") as db:
+        rows = db.execute("SELECT caller, reason, json_extract(handoff, '$.reason'), json_extract(handoff, "
+                          "'$.customer.name') FROM callback_requests").fetchall()
+    assert rows == [("+15551230001", "no_agent", "caller_request", "Jane Doe")]  # the packet is kept

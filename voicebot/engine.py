@@ -27,4 +27,7 @@ def build_engine_or_exit(settings: Settings) -> DialogEngine:
         click.echo(f"The database cannot be used: {exc}", err=True)
         sys.exit(2)
     engine.redact = Redactor.from_settings(settings).value  # contacts it stores (chat) as in calls
+    from voicebot.transfer.desk import QueueDesk
+
+    engine.desk = QueueDesk.from_settings(settings, engine.database.engine, engine.redact)
     return engine

@@ -46,6 +46,7 @@ class Runtime:
         from dialogs.engine import DialogEngine
         from voicebot.qa.scorecard import scorer_from_settings
         from voicebot.storage.schema import prepare
+        from voicebot.transfer.desk import QueueDesk
 
         prepare(settings.database.url, settings.database.auto_upgrade)  # before anything opens the database
         shared = SharedModels.load(settings)
@@ -53,6 +54,7 @@ class Runtime:
         events = EventBus(node_id=settings.cluster.node_id)
         redactor = Redactor.from_settings(settings)
         engine.redact = redactor.value  # the contact rows of the customer database (transcript, hand-off)
+        engine.desk = QueueDesk.from_settings(settings, engine.database.engine, redactor.value)
         store = CallStore(engine.database.engine, events, redactor, scorer=scorer_from_settings(settings.qa),
                           node_id=settings.cluster.node_id or None)
         stale = stale_contacts = 0

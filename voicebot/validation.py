@@ -119,8 +119,15 @@ def _sip_security(settings: Settings) -> list[tuple[str, str]]:
     return security_warnings(settings.sip, settings.trunks)
 
 
+def _handoff_reaches_nobody(settings: Settings) -> list[tuple[str, str]]:
+    from voicebot.transfer.desk import no_agents_warning
+
+    warning = no_agents_warning(settings)
+    return [("agents/queues", warning)] if warning else []
+
+
 # Checks whose findings are worth a warning but leave a config usable.
-WARNINGS: list[Check] = [_sip_security]
+WARNINGS: list[Check] = [_sip_security, _handoff_reaches_nobody]
 
 
 def warn_settings(settings: Settings) -> list[tuple[str, str]]:

@@ -16,6 +16,8 @@ lookup_order               ok (order_id, status, status_text, status_phrase, car
                            not_found (invalid_slot order_id; order_id_spoken), not_allowed (order_id_spoken)
 start_return               ok (order_id, rma, rma_spoken, email_masked), not_found, not_allowed,
                            not_eligible (why), already_done (rma, rma_spoken, status, return_status)
+check_address              ok (need_city, need_postcode, address once complete), invalid, not_allowed; changes
+                           nothing
 change_address             ok (address, postcode), invalid (invalid_slot address or postcode), not_allowed
 reset_password             ok (email_masked), not_found (no email on file; why), not_allowed
 billing_summary            ok (last_amount, last_date, balance_due, status, duplicate, duplicate_text: a
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -44,6 +47,7 @@ from dialogs.db.models import Customer, Invoice, Order, Return, Subscription
 from dialogs.db.repository import new_rma, normalize_postcode
 from dialogs.db.spoken import day_name, mask_email, money, month_name, on_day, spell
 from dialogs.db.times import naive_utc
+from dialogs.nlu.entities import Address, parse_address, parse_place, state_name
 
 RETURN_WINDOW_DAYS = 30
 
@@ -191,60 +195,98 @@ def start_return(ctx: ActionContext) -> ActionResult:
     }, changed=True)
 
 
-def _parse_address(value: Any) -> tuple[str, str | None, str | None] | None:
-    """(street line, city, postcode found in the text) or None if there is no usable street line."""
-    if isinstance(value, dict):
-        line = str(value.get("line") or value.get("street") or "").strip()
-        city = str(value.get("city") or "").strip() or None
-        code = str(value.get("postcode") or value.get("zip") or "").strip() or None
-    elif isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        line, city, code = (parts[0] if parts else ""), None, None
-        rest = parts[1:]
-        # "..., Springfield, IL 62701": a trailing ZIP (with or without a state) is the postcode.
-        if rest:
-            tail = re.match(r"^(?:[A-Za-z]{2}\s+)?(\d{5}(?:-\d{4})?)$", rest[-1])
-            if tail:
-                code = tail.group(1)
-                rest = rest[:-1]
-        city = rest[0] if rest else None
-    else:
+def _address_slots(slots: dict[str, Any]) -> Address | None:
+    """The address the caller gave: slot ``address`` (an :class:`Address`, or text such as "12 Main Street,
+    Springfield, IL 62701") with what the slots ``city`` (an :class:`Address` without a line, or text) and
+    ``postcode`` add; None if there is no usable street line."""
+    value = slots.get("address")
+    if isinstance(value, str):
+        value = parse_address(value)
+    if not isinstance(value, Address) or not value.line or len(value.line) > 200 or not _STREET_LINE.match(value.line):
         return None
-    if not line or len(line) > 200 or not _STREET_LINE.match(line):
-        return None
-    return " ".join(line.split()), city, code
+    place = slots.get("city")
+    if isinstance(place, str):
+        place = parse_place(place) or Address("", " ".join(place.split()).title() or None)
+    if isinstance(place, Address) and place.city:
+        value = replace(value, city=place.city, state=place.state or value.state,
+                        postcode=place.postcode or value.postcode)
+    code = slots.get("postcode")
+    if code is not None and str(code).strip():
+        value = replace(value, postcode=str(code).strip())
+    return value
+
+
+def _new_address(ctx: ActionContext, customer: Customer) -> tuple[dict[str, Any] | None, ActionResult | None]:
+    """The customer's address columns after the change, or the result to return instead. Without a city
+    the old city (and state) stay; without a postcode the old postcode stays unless the city changes."""
+    given = _address_slots(ctx.slots)
+    if given is None:
+        return None, ActionResult("invalid", {"why": "I could not make out a street and house number"},
+                                  invalid_slot="address")
+    postcode = customer.postcode
+    if given.postcode:
+        code = normalize_postcode(given.postcode)
+        if not _POSTCODE.match(code) or not any(ch.isdigit() for ch in code):
+            return None, ActionResult("invalid", {"why": "that postcode does not look right"},
+                                      invalid_slot="postcode")
+        postcode = code if not (len(code) == 9 and code.isdigit()) else f"{code[:5]}-{code[5:]}"
+    elif given.city and customer.city and given.city.casefold() != customer.city.casefold():
+        # A move to another city keeps no old postcode: ask for the new one rather than store a wrong one.
+        return None, ActionResult("invalid", {"why": "I need the postcode of the new address"},
+                                  invalid_slot="postcode")
+    same_city = not given.city or (customer.city or "").casefold() == given.city.casefold()
+    state = given.state or (customer.state if same_city else None)
+    return {"address_line": given.line, "city": given.city or customer.city, "state": state,
+            "postcode": postcode}, None
+
+
+def _spoken_address(columns: dict[str, Any]) -> str:
+    """The address as it will be stored, read aloud: "21 Oak Street, Chicago, Illinois, 6 0 6 1 4"."""
+    parts = (columns["address_line"], columns["city"], state_name(columns["state"]), spell(columns["postcode"] or ""))
+    return ", ".join(p for p in parts if p)
+
+
+@action("check_address", data=("need_city", "need_postcode", "address", "why"))
+def check_address(ctx: ActionContext) -> ActionResult:
+    """Check the new address before it is confirmed, changing nothing: ``ok`` (address: what
+    change_address will store, read aloud; need_city / need_postcode: the part still to ask for),
+    ``invalid`` (invalid_slot address or postcode), ``not_allowed``."""
+    customer = _verified_customer(ctx)
+    if customer is None:
+        return ActionResult("not_allowed")
+    given = _address_slots(ctx.slots)
+    if given is not None and not given.city:
+        return ActionResult("ok", {"need_city": True, "need_postcode": False})
+    if given is not None and not given.postcode:
+        return ActionResult("ok", {"need_city": False, "need_postcode": True})
+    after, refusal = _new_address(ctx, customer)
+    if refusal is not None:
+        return refusal
+    assert after is not None
+    return ActionResult("ok", {"need_city": False, "need_postcode": False, "address": _spoken_address(after)})
 
 
 @action("change_address", data=("address", "postcode", "unchanged", "why"))
 def change_address(ctx: ActionContext) -> ActionResult:
-    """Replace the customer's postal address. Without a city the old city stays; without a postcode the
-    old postcode stays unless the city changes (then ``invalid`` asks for the postcode)."""
+    """Replace the customer's postal address with exactly what :func:`check_address` read back. Without a
+    city the old city stays; without a postcode the old postcode stays unless the city changes (then
+    ``invalid`` asks for the postcode). The postcode is also what identity verification checks from now on."""
     customer = _verified_customer(ctx)
     if customer is None:
         return ActionResult("not_allowed")
-    parsed = _parse_address(ctx.slots.get("address"))
-    if parsed is None:
-        return ActionResult("invalid", {"why": "I could not make out a street and house number"},
-                            invalid_slot="address")
-    line, city, code_in_text = parsed
-    raw_code = ctx.slots.get("postcode") or code_in_text
-    postcode = customer.postcode
-    if raw_code:
-        code = normalize_postcode(str(raw_code))
-        if not _POSTCODE.match(code) or not any(ch.isdigit() for ch in code):
-            return ActionResult("invalid", {"why": "that postcode does not look right"}, invalid_slot="postcode")
-        postcode = code if not (len(code) == 9 and code.isdigit()) else f"{code[:5]}-{code[5:]}"
-    elif city and customer.city and city.casefold() != customer.city.casefold():
-        # A move to another city keeps no old postcode: ask for the new one rather than store a wrong one.
-        return ActionResult("invalid", {"why": "I need the postcode of the new address"}, invalid_slot="postcode")
-    before = {"address_line": customer.address_line, "city": customer.city, "postcode": customer.postcode}
-    after = {"address_line": line, "city": city or customer.city, "postcode": postcode}
-    spoken = ", ".join(p for p in (after["address_line"], after["city"], spell(postcode or "")) if p)
+    after, refusal = _new_address(ctx, customer)
+    if refusal is not None:
+        return refusal
+    assert after is not None
+    before = {"address_line": customer.address_line, "city": customer.city, "state": customer.state,
+              "postcode": customer.postcode}
+    spoken = _spoken_address(after)
     if before == after:
-        return ActionResult("ok", {"address": spoken, "postcode": postcode, "unchanged": True})
-    customer.address_line, customer.city, customer.postcode = line, after["city"], postcode
+        return ActionResult("ok", {"address": spoken, "postcode": after["postcode"], "unchanged": True})
+    customer.address_line, customer.city = after["address_line"], after["city"]
+    customer.state, customer.postcode = after["state"], after["postcode"]
     _audit(ctx, "customer", customer.id, "change_address", before=before, after=after)
-    return ActionResult("ok", {"address": spoken, "postcode": postcode}, changed=True)
+    return ActionResult("ok", {"address": spoken, "postcode": after["postcode"]}, changed=True)
 
 
 @action("reset_password", data=("email_masked", "why"))

@@ -39,6 +39,7 @@ class Customer(Base):
     postcode: Mapped[str | None] = mapped_column(String(16))
     address_line: Mapped[str | None] = mapped_column(String(200))
     city: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str | None] = mapped_column(String(2))  # a US state's two-letter code, e.g. "IL"
     country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2
     pin_hash: Mapped[str | None] = mapped_column(String(200))  # see dialogs.db.security, never the PIN
     created_at: Mapped[datetime] = mapped_column(DateTime)

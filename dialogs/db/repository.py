@@ -30,7 +30,7 @@ MatterKind = Literal["return", "order", "contact", "subscription"]
 
 # Contacts that ended like this left something undone, so the next call recalls them. Anything else
 # (resolved, handed to an agent, ...) is considered dealt with.
-OPEN_CONTACT_OUTCOMES = frozenset({"abandoned", "unresolved", "callback", "no_agent"})
+OPEN_CONTACT_OUTCOMES = frozenset({"abandoned", "unresolved", "callback", "callback_requested", "no_agent"})
 OPEN_RETURN_STATUSES = ("requested", "label_sent", "received")
 OPEN_ORDER_STATUSES = ("processing", "shipped")
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SlotType = Literal[
-    "order_number", "email", "address", "postcode", "date", "yes_no", "pin", "phone", "text", "reason",
+    "order_number", "email", "address", "city", "postcode", "date", "yes_no", "pin", "phone", "text", "reason",
 ]
 
 # The dialog acts every domain has; the dialog manager gives them their meaning.

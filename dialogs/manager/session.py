@@ -19,6 +19,7 @@ from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
 from dialogs.knowledge.dialog import FAQ
+from dialogs.manager import callback
 from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.recall import recalled_return
 from dialogs.manager.repair import CHARGE, OTHER_ORDER, QUESTION, REFUND, SLOT_LABELS, other_order, slot_named
@@ -116,6 +117,8 @@ class DialogSession:
         self._frustration_trend: str | None = None
         self._hangup = False
         self._handoff_reason: str | None = None
+        self.no_agent_outcome: str | None = None  # set when nobody could take the call (see callback)
+        self.callback_reprompts = 0
         self._knowledge_trace: list[dict[str, Any]] = []
         self.knowledge_answered: list[str] = []  # ids of the knowledge entries the caller was given, in order
         self._complaint: str | None = None  # the caller's words of anger in this turn
@@ -279,6 +282,9 @@ class DialogSession:
             Expect.VERIFY_FACTOR: self._on_verify_factor,
             Expect.OFFER_HUMAN: self._on_offer_human,
             Expect.RECALL: self._on_recall,
+            Expect.OFFER_CALLBACK: lambda p, t, d: callback.on_answer(self, p, t, d),
+            Expect.CALLBACK_CONFIRM: lambda p, t, d: callback.on_answer(self, p, t, d),
+            Expect.CALLBACK_NUMBER: lambda p, t, d: callback.on_answer(self, p, t, d),
             Expect.CHECK_INTENT: self._on_check_intent,
             Expect.CORRECTION: self._on_correction,
         }.get(st.expect)
@@ -1105,6 +1111,12 @@ class DialogSession:
         st = self.state
         if tasks:
             self._add_tasks(tasks, interrupt=False)
+        packet = build_handoff(self, reason=reason)
+        desk = self.engine.desk
+        if desk is not None and not desk.agents_available(packet.queue):
+            self.handoff_packet, self._handoff_reason = packet, reason
+            callback.offer(self)
+            return
         self._fire(f"hand-off: {reason}")
         st.handed_off = True
         st.expect = Expect.NOTHING
@@ -1125,6 +1137,8 @@ class DialogSession:
     def _final_outcome(self, reason: str) -> str:
         if self.state.handed_off:
             return "handoff"
+        if self.no_agent_outcome is not None:
+            return self.no_agent_outcome
         pending = self.state.agenda or self.state.current is not None
         # A question answered from knowledge is a matter resolved, as much as a finished flow.
         done = [t.intent for t in self.state.finished if t.status == "done"] + self.knowledge_answered

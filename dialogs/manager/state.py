@@ -19,6 +19,9 @@ class Expect(StrEnum):
     VERIFY_FACTOR = "verify_factor"
     OFFER_HUMAN = "offer_human"
     RECALL = "recall"
+    OFFER_CALLBACK = "offer_callback"  # nobody can take the call: does the caller want a callback?
+    CALLBACK_CONFIRM = "callback_confirm"  # the number to call back, read back
+    CALLBACK_NUMBER = "callback_number"
     ANYTHING_ELSE = "anything_else"
     CHECK_INTENT = "check_intent"  # "Just to check: you'd like to ...?" (the request was unsure)
     CORRECTION = "correction"  # "What should I change?" after a "no" at a confirmation

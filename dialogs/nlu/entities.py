@@ -1,6 +1,11 @@
 """Entities in normalised text: order numbers, e-mail addresses, postal addresses, postcodes, dates,
 yes/no, PINs, phone numbers and return reasons.
 
+Postal addresses are parsed into their parts (:class:`Address`: street line, city, US state, postcode) from
+text without punctuation, as speech recognition gives it: "21 oak street chicago illinois 60614".
+Numeric dates are read in the US order, month first ("04/12/1985" is April 12); a first number above 12
+can only be a day ("13/04/1985" is April 13).
+
 All finders work on :class:`~dialogs.nlu.normalize.Normalized` text, so number words are already digits
 and spelled-out e-mail addresses already joined. Offsets (``start``, ``end``) are character offsets in
 that normalised text. Dates resolve against a ``today`` passed in, never the clock.
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from dialogs.nlu.normalize import Normalized
+from dialogs.nlu.normalize import Normalized, normalize
 
 MASK = "****"
 # Values that prove who a caller is or could pay with: never stored, shown or logged, only ``MASK``.
@@ -91,6 +96,157 @@ _REASONS: list[tuple[str, str]] = [
 ]
 _REASON_RES = [(label, re.compile(rf"\b(?:{pat})\b")) for label, pat in _REASONS]
 
+# --------------------------------------------------------------------------------------------- addresses
+
+US_STATES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California", "CO": "Colorado",
+    "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia", "FL": "Florida", "GA": "Georgia",
+    "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois", "IN": "Indiana", "IA": "Iowa", "KS": "Kansas",
+    "KY": "Kentucky", "LA": "Louisiana", "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts",
+    "MI": "Michigan", "MN": "Minnesota", "MS": "Mississippi", "MO": "Missouri", "MT": "Montana",
+    "NE": "Nebraska", "NV": "Nevada", "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico",
+    "NY": "New York", "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma",
+    "OR": "Oregon", "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota",
+    "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia", "WA": "Washington",
+    "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
+}
+_STATE_NAMES = {name.lower(): code for code, name in US_STATES.items()}
+_STREET_WORDS = {
+    "st": "Street", "rd": "Road", "ave": "Avenue", "ln": "Lane", "dr": "Drive", "ct": "Court", "pl": "Place",
+    "blvd": "Boulevard", "sq": "Square", "hwy": "Highway", "pkwy": "Parkway", "cir": "Circle", "ter": "Terrace",
+}
+_UNIT = r"(?:apartment|apt|flat|unit|suite)"
+# house number, one to three name words ("oak", "west 31st"), a street word, an optional flat
+_ADDRESS_HEAD = re.compile(
+    rf"\b(?:{_UNIT} \d+[a-z]? )?\d{{1,5}}[a-z]? (?:(?!(?:{_ADDR_STOP})\b)(?:\d{{1,3}}(?:st|nd|rd|th)|[a-z]+) ){{1,3}}"
+    rf"(?:{_STREET})\b(?: {_UNIT} \d+[a-z]?)?"
+)
+_PLACE_WORD = re.compile(rf"(?!(?:{_ADDR_STOP})\b)[a-z]+")
+_ZIP = re.compile(r"\d{5}(?:\d{4})?")
+_MAX_PLACE_WORDS = 5  # a city of up to three words and a state of up to two
+
+
+@dataclass(frozen=True)
+class Address:
+    """A postal address as the caller gave it: the street line and what else was said. ``state`` is a US
+    state's two-letter code ("IL"); ``postcode`` a ZIP code ("60614", "60614-1234") or a UK postcode."""
+
+    line: str
+    city: str | None = None
+    state: str | None = None
+    postcode: str | None = None
+
+    def missing(self) -> list[str]:
+        """The parts a complete address still needs, of ``city`` and ``postcode``."""
+        return [name for name, value in (("city", self.city), ("postcode", self.postcode)) if not value]
+
+    def __str__(self) -> str:
+        place = " ".join(p for p in (self.state, self.postcode) if p)
+        return ", ".join(p for p in (self.line, self.city, place) if p)
+
+
+def state_name(code: str | None) -> str | None:
+    """The full name of a US state code ("IL" -> "Illinois"); any other text as it is."""
+    return US_STATES.get(code.upper(), code) if code else None
+
+
+def _street_line(text: str) -> str:
+    words = []
+    for w in text.split():
+        words.append(_STREET_WORDS.get(w) or (w.upper() if re.fullmatch(r"\d+[a-z]", w) else w.capitalize()))
+    return " ".join(words)
+
+
+def _zip(digits: str) -> str:
+    return f"{digits[:5]}-{digits[5:]}" if len(digits) == 9 else digits
+
+
+def _split_place(words: list[str], has_zip: bool) -> tuple[str | None, str | None]:
+    """(city, state code) from the words between the street and the postcode: a state is the last one or
+    two words naming a US state (a two-letter code only right before a ZIP code), and only if a city is left."""
+    for n in (3, 2, 1):
+        if len(words) <= n:
+            continue
+        tail = " ".join(words[-n:])
+        code = _STATE_NAMES.get(tail)
+        if code is None and n == 1 and has_zip and tail.upper() in US_STATES:
+            code = tail.upper()
+        if code is not None:
+            return _title(" ".join(words[:-n])), code
+    return (_title(" ".join(words)) if words else None), None
+
+
+def _address_at(text: str, m: re.Match[str]) -> tuple[Address, int]:
+    """The address whose street line ``m`` matched, and where it ends in ``text``: the place words after
+    the street (up to a stop word) and a ZIP or UK postcode."""
+    pos = m.end()
+    words: list[str] = []
+    postcode: str | None = None
+    for w in re.finditer(r"\S+", text[m.end():]):
+        start, tok = m.end() + w.start(), w.group(0)
+        uk = _UK_POSTCODE.match(text, start)
+        if uk is not None:
+            postcode, pos = uk.group(0).upper(), uk.end()
+            break
+        if _ZIP.fullmatch(tok):
+            postcode, pos = _zip(tok), start + len(tok)
+            break
+        if len(words) >= _MAX_PLACE_WORDS or not _PLACE_WORD.fullmatch(tok):
+            break
+        words.append(tok)
+        pos = start + len(tok)
+    city, state = _split_place(words, postcode is not None and postcode[0].isdigit())
+    return Address(_street_line(m.group(0)), city, state, postcode), pos
+
+
+def find_addresses(text: str) -> list[Entity]:
+    """Postal addresses in normalised text, parsed into an :class:`Address` each."""
+    found = []
+    for m in _ADDRESS_HEAD.finditer(text):
+        address, end = _address_at(text, m)
+        found.append(Entity("address", address, text[m.start():end], m.start(), end))
+    return found
+
+
+# "it is ...", "my new address is ...": the words before an address given as an answer
+_ANSWER_LEAD = (r"^(?:(?:so |well |ok )?(?:it is|my (?:new )?address is|the (?:new )?address is|"
+                r"i (?:now )?live (?:at|in)|i moved to|we moved to|move it to|to) )")
+
+
+def _address_in(text: str) -> Address | None:
+    found = find_addresses(text)
+    if found:
+        address: Address = found[0].value
+        return address
+    body = re.sub(_ANSWER_LEAD, "", text)
+    m = re.fullmatch(r"(\d{1,5}[a-z]?(?: [a-z]+){1,4})(?: (\d{5}(?:\d{4})?))?", body)
+    if m is None:
+        return None
+    return Address(_street_line(m.group(1)), None, None, _zip(m.group(2)) if m.group(2) else None)
+
+
+def _place_in(text: str) -> Address | None:
+    words = re.sub(r"^(?:(?:so |well |ok )?(?:it is|the city is|city is|that is|in) )", "", text).split()
+    code = _zip(words.pop()) if words and _ZIP.fullmatch(words[-1]) else None
+    if not words or len(words) > _MAX_PLACE_WORDS or any(not _PLACE_WORD.fullmatch(w) for w in words):
+        return None
+    city, state = _split_place(words, code is not None)
+    return Address("", city, state, code)
+
+
+def parse_address(text: str) -> Address | None:
+    """The postal address in what a caller said or typed ("21 oak street chicago 60614", "21 Oak St.,
+    Chicago, IL 60614"), or None without a house number and street. An answer to "what is the address"
+    needs no street word: "12 main" is the line "12 Main"."""
+    return _address_in(normalize(text).text)
+
+
+def parse_place(text: str) -> Address | None:
+    """The answer to "and the city?": a city with an optional state and postcode ("springfield illinois
+    62704"), as an :class:`Address` with an empty street line; None if it is not a place name."""
+    return _place_in(normalize(text).text)
+
+
 # ------------------------------------------------------------------------------------------------- dates
 
 _WEEKDAYS = {d.lower(): i for i, d in enumerate(calendar.day_name)}
@@ -111,7 +267,10 @@ _DATE_RES: list[tuple[str, re.Pattern[str]]] = [
     ("dmy", re.compile(rf"\b(?:the )?(?P<day>{_DAY})(?: of)? (?P<month>{_MONTH_WORD})(?: (?P<year>{_YEAR}))?\b")),
     ("mdy", re.compile(rf"\b(?P<month>{_MONTH_WORD}) (?:the )?(?P<day>{_DAY})(?P<year>{_YEAR})?(?: (?P<year2>{_YEAR}))?\b")),
     ("numeric", re.compile(r"\b(?P<a>\d{1,2})/(?P<b>\d{1,2})(?:/(?P<y>\d{2,4}))?\b")),
-    ("iso", re.compile(r"\b(?P<y>(?:19|20)\d\d)\.(?P<m>\d\d)\.(?P<d>\d\d)\b")),
+    ("numeric", re.compile(r"\b(?P<a>\d{1,2})[.-](?P<b>\d{1,2})[.-](?P<y>(?:19|20)?\d\d)\b")),  # "12.04.1985"
+    ("iso", re.compile(r"\b(?P<y>(?:19|20)\d\d)[./-](?P<m>\d{1,2})[./-](?P<d>\d{1,2})\b")),
+    # "1985-04-12" and "04-12-1985" come out of normalisation as one number: "19850412", "04121985"
+    ("compact", re.compile(r"\b(?P<n>\d{8})\b")),
     ("relative", re.compile(
         r"\b(?:the )?(?:day before yesterday|yesterday|today|tonight|this morning|tomorrow|day after tomorrow)\b")),
     ("ago", re.compile(r"\b(?P<n>\d+|a|an|a couple of|couple of|a few|few) (?P<unit>days?|weeks?|months?|years?) ago\b")),
@@ -150,6 +309,13 @@ def _past_year(m: int, d: int, today: date) -> date | None:
     return _safe_date(today.year - 1, m, d)
 
 
+def _full_year(y: int, today: date) -> int:
+    """A year said with two digits: the latest such year not after today ("85" -> 1985, "19" -> 2019)."""
+    if y >= 100:
+        return y
+    return 2000 + y if 2000 + y <= today.year else 1900 + y
+
+
 def _months_back(today: date, n: int) -> date:
     y, m = divmod(today.month - 1 - n, 12)
     year, month = today.year + y, m + 1
@@ -171,10 +337,17 @@ def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
         a, b = int(g["a"]), int(g["b"])
         month, day = (b, a) if a > 12 else (a, b)
         if g["y"]:
-            y = int(g["y"])
-            y = y + 2000 if y < 100 else y
-            return _safe_date(y, month, day)
+            return _safe_date(_full_year(int(g["y"]), today), month, day)
         return _past_year(month, day, today)
+    if kind == "compact":
+        n = g["n"]
+        # year first (ISO) if it reads as a date, else month first (US), else day first
+        for y, mo, d in ((n[:4], n[4:6], n[6:]), (n[4:], n[:2], n[2:4]), (n[4:], n[2:4], n[:2])):
+            if y[:2] in ("19", "20"):
+                got = _safe_date(int(y), int(mo), int(d))
+                if got is not None:
+                    return got
+        return None
     if kind == "iso":
         return _safe_date(int(g["y"]), int(g["m"]), int(g["d"]))
     if kind == "relative":
@@ -311,8 +484,7 @@ def find_entities(norm: Normalized, today: date) -> list[Entity]:
     found: list[Entity] = []
     for m in _EMAIL.finditer(text):
         found.append(Entity("email", m.group(0), m.group(0), m.start(), m.end()))
-    for m in _ADDRESS.finditer(text):
-        found.append(Entity("address", _title(m.group(0)), m.group(0), m.start(), m.end()))
+    found.extend(find_addresses(text))
     for m in _UK_POSTCODE.finditer(text):
         found.append(Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()))
     for m in _POSTCODE_KEYWORD.finditer(text):
@@ -333,11 +505,14 @@ def find_entities(norm: Normalized, today: date) -> list[Entity]:
     if reason:
         found.append(reason)
     kept = _non_overlapping(found)
-    # a postcode inside an address is also reported on its own: change_address has both slots
+    # the city and postcode inside an address are also reported on their own: change_address has their slots
     for e in list(kept):
-        if e.type == "address":
-            for m in _UK_POSTCODE.finditer(text, e.start, e.end):
-                kept.append(Entity("postcode", m.group(0).upper(), m.group(0), m.start(), m.end()))
+        if e.type == "address" and isinstance(e.value, Address):
+            if e.value.city:
+                kept.append(Entity("city", Address("", e.value.city, e.value.state), e.text, e.start, e.end))
+            if e.value.postcode:
+                at = e.start + max(0, e.text.rfind(e.value.postcode.lower().replace("-", "")))
+                kept.append(Entity("postcode", e.value.postcode, text[at:e.end], at, e.end))
     # "in 1985", "since 2019": a year, not an order number
     years = [(m.start(1), m.end(1)) for m in _YEAR_CONTEXT.finditer(text)]
     for m in _DIGITS.finditer(text):
@@ -366,7 +541,9 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         dates = find_dates(text, today)
         return dates[0] if dates else None
     if slot_type in ("order_number", "pin", "phone"):
-        candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)]
+        date_spans = [(d.start, d.end) for d in find_dates(text, today)]
+        candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)
+                      if all(m.end() <= a or m.start() >= b for a, b in date_spans)]
         if slot_type != "pin":  # a security code or card number read out is never an order or phone number
             spans = secret_spans(text)
             candidates = [m for m in candidates if all(m.end() <= a or m.start() >= b for a, b in spans)]
@@ -379,15 +556,16 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         m = max(candidates, key=lambda m: len(m.group(0)))
         return Entity(slot_type, m.group(0), m.group(0), m.start(), m.end())
     if slot_type == "postcode":
-        code = _UK_POSTCODE.search(text) or re.search(r"\b\d{4,6}\b", text)
+        date_spans = [(d.start, d.end) for d in find_dates(text, today)]
+        code = _UK_POSTCODE.search(text) or next(
+            (m for m in re.finditer(r"\b\d{4,6}\b", text)
+             if all(m.end() <= a or m.start() >= b for a, b in date_spans)), None)
         return Entity("postcode", code.group(0).upper(), code.group(0), code.start(), code.end()) if code else None
-    entities = [e for e in find_entities(norm, today) if e.type == slot_type]
-    if entities:
-        return entities[0]
     if slot_type == "address":
-        # an answer to "what is the new address": everything after "it is" / "my new address is"
-        body = re.sub(r"^(?:(?:so |well |ok )?(?:it is|my (?:new )?address is|the (?:new )?address is|"
-                      r"i (?:now )?live (?:at|in)|i moved to|we moved to|move it to|to) )", "", text)
-        if re.search(r"\d", body) and len(body.split()) >= 2:
-            return Entity("address", _title(body), body, len(text) - len(body), len(text))
-    return None
+        address = _address_in(text)
+        return Entity("address", address, text, 0, len(text)) if address is not None else None
+    if slot_type == "city":
+        place = _place_in(text)
+        return Entity("city", place, text, 0, len(text)) if place is not None and place.city else None
+    entities = [e for e in find_entities(norm, today) if e.type == slot_type]
+    return entities[0] if entities else None

@@ -35,6 +35,10 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
         click.echo(f"voicebot: {exc}", err=True)
         sys.exit(2)
 
+    from voicebot.transfer.desk import no_agents_warning
+
+    if (nobody := no_agents_warning(settings)) is not None:
+        click.echo(f"voicebot: warning: {nobody}", err=True)
     import uvicorn
 
     from voicebot.server.app import create_app

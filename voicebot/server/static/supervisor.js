@@ -1157,10 +1157,14 @@ async function loadStats(params) {
   });
   barChart($("chart-hours"), hours, { label: `Calls per hour: ${hours.reduce((a, b) => a + b.value, 0)} calls in ${hours.length} hours` });
   const o = s.outcomes || {};
-  const colours = { resolved: "#1f9d4c", handoff: "#1a6fc9", abandoned: "#c92a2a", unresolved: "#e69b00" };
+  const colours = { resolved: "#1f9d4c", handoff: "#1a6fc9", callback_requested: "#7048c9", no_agent: "#a0522d",
+    abandoned: "#c92a2a", unresolved: "#e69b00" };
+  // Callers nobody could take (no agents configured) are not "handed off": they asked for a callback or left.
   const parts = [
     { label: "resolved by the bot", value: o.resolved || 0, color: colours.resolved },
     { label: "handed off", value: o.handoff || 0, color: colours.handoff },
+    { label: "callback requested", value: o.callback_requested || 0, color: colours.callback_requested },
+    { label: "no agent", value: o.no_agent || 0, color: colours.no_agent },
     { label: "abandoned", value: o.abandoned || 0, color: colours.abandoned },
     { label: "unresolved", value: o.unresolved || 0, color: colours.unresolved },
   ];
