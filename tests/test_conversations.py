@@ -66,6 +66,10 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def test_the_suite_has_at_least_forty_conversations() -> None:
+    assert len(CASES) >= 40, f"only {len(CASES)} scripted conversations in {HERE}"
+
+
 @pytest.mark.parametrize("conv", CASES)
 def test_conversation(conv: dict[str, Any], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     url = demo_copy(tmp_path, tmp_path_factory)

@@ -543,10 +543,7 @@ class DialogSession:
         only a request with nothing to change is dropped."""
         values = self._corrected_values(task, parse, text, dtmf)
         if values:
-            self._fire("corrected " + ", ".join(values) + ": confirm again")
-            task.slots.update(values)
-            self.state.expect = Expect.NOTHING
-            self._advance()  # the flow is still at its confirmation: it is said again with the new value
+            self._take_correction(task, values)
             return
         askable = self._askable_slots(task)
         if not askable:
@@ -561,6 +558,18 @@ class DialogSession:
         what = " or ".join(SLOT_LABELS.get(kind, name.replace("_", " ")) for name, kind in askable.items())
         self._say("correction_ask_what", what=what)
         self._asked(Expect.CORRECTION, response="correction_ask_what", values={"what": what})
+
+    def _take_correction(self, task: Task, values: dict[str, Any]) -> None:
+        """Replace the corrected details and go on from just after the step that first asked for one of them:
+        the flow's checks run again on the new values, so the confirmation reads back what will be stored."""
+        self._fire("corrected " + ", ".join(values) + ": confirm again")
+        task.slots.update(values)
+        steps = self.domain.intents[task.intent].steps
+        asked = [i for i, s in enumerate(steps[:task.step]) if s.kind == "ask" and s.ask in values]
+        if asked:
+            task.step = asked[0] + 1
+        self.state.expect = Expect.NOTHING
+        self._advance()
 
     def _ask_again(self, task: Task, slot: str) -> None:
         """Forget one detail and go back to the step that asks for it."""
@@ -580,10 +589,7 @@ class DialogSession:
             return False
         values = self._corrected_values(task, parse, text, dtmf)
         if values:
-            self._fire("corrected " + ", ".join(values) + ": confirm again")
-            task.slots.update(values)
-            st.expect = Expect.NOTHING
-            self._advance()
+            self._take_correction(task, values)
             return True
         slot = slot_named(text, self._askable_slots(task))
         if slot is not None:
