@@ -96,8 +96,8 @@ class QueueConfig(_Section):
         default=30.0, ge=0, description="Seconds between position announcements; 0: only once."
     )
     agent_no_media_s: float = Field(
-        default=3.0, ge=0, description="A bridged agent whose side sends no audio for this long (their phone or "
-        "browser vanished) is lost: the caller hears an apology and goes back to the front of the queue. 0: never.",
+        default=1.5, ge=0, description="A bridged agent whose side sends no audio for this long (their phone or "
+        "browser vanished; RTP and WebRTC send packets even in silence) is lost: the caller hears an apology and goes back to the front of the queue. 0: never.",
     )
     fallback: Literal["callback", "voicemail", "none"] = Field(
         default="callback",
