@@ -35,3 +35,24 @@ def agent_phone(page: Any, base_url: str, agent: str = "alice", password: str | 
     page.click("#usephone")
     page.wait_for_function("() => document.getElementById('phonestatus').textContent === 'phone: connected'",
                            timeout=20_000)
+
+
+def launch_chromium() -> Any:
+    """A context manager: Debian's Chromium, headless, through Playwright (its own browser download fails here)."""
+    import contextlib
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    @contextlib.contextmanager
+    def browser() -> Any:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                               "--disable-component-update"])
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+
+    return browser()

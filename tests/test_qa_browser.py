@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from auth_helpers import add_user
+from browser_helpers import launch_chromium
 from net_helpers import serve_app
 from sqlalchemy import create_engine
-from test_admin_browser import ARGS, log_in, screenshots
+from test_admin_browser import log_in, screenshots
 
 from voicebot.config import Settings
 from voicebot.events import EventBus
@@ -75,14 +76,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launch_chromium() as chromium:
+        yield chromium
 
 
 def result_ids(page: Any) -> list[str]:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from auth_helpers import add_user
+from browser_helpers import launch_chromium
 from net_helpers import serve_app
 from sqlalchemy import create_engine
-from test_admin_browser import ARGS, log_in
+from test_admin_browser import log_in
 
 from voicebot.config import Settings
 from voicebot.events import EventBus
@@ -52,14 +53,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launch_chromium() as chromium:
+        yield chromium
 
 
 def test_a_supervisor_sets_an_agents_state_from_the_board_and_it_is_audited(served, browser) -> None:

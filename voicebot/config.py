@@ -203,6 +203,17 @@ class AuthConfig(Section):
     )
 
 
+def _regex(value: str) -> str:
+    """``value`` if it is a valid Python regular expression, else the error a config check shows."""
+    import re
+
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
 class RedactPattern(Section):
     name: str = Field(description="A label for the pattern (shown in messages).")
     pattern: str = Field(description="A Python regular expression; what it matches is replaced.")
@@ -212,13 +223,7 @@ class RedactPattern(Section):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        import re
-
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return v
+        return _regex(v)
 
 
 def _default_redact_patterns() -> list[RedactPattern]:
@@ -276,14 +281,7 @@ class QARuleConfig(Section):
     @field_validator("bot_must_say", "bot_must_not_say")
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
-        import re
-
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return v
+        return None if v is None else _regex(v)
 
 
 class QAConfig(Section):
@@ -306,13 +304,7 @@ class QAConfig(Section):
     @field_validator("disclosure_pattern")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        import re
-
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return v
+        return _regex(v)
 
 
 class Settings(BaseSettings):
