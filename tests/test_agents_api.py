@@ -118,7 +118,7 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
     record = client.get("/api/calls/c1/transfer").json()
     transcript = record.pop("transcript")
     assert record == {"queue": "general", "agent_id": "alice", "outcome": "answered", "wait_s": 4.25,
-                      "talk_s": 60.0, "callback_id": None, "voicemail_s": None}
+                      "talk_s": 60.0, "callback_id": None, "voicemail_s": None, "agents_lost": []}
     assert [(t["speaker"], t["text"]) for t in transcript] == [("agent", "hello this is alice"),
                                                                ("caller", "my card was charged twice")]
     assert transcript[0]["start"] == "2026-01-01T12:00:00+00:00"
