@@ -201,7 +201,7 @@ def test_records_and_metrics_are_served(server):
 
 def test_two_calls_at_once_in_one_process(server, tmp_path):
     first = speech_file(tmp_path / "a.wav", "Where is my order?", "piper")
-    second = speech_file(tmp_path / "b.wav", "I have a question about my bill.", "espeak")
+    second = speech_file(tmp_path / "b.wav", "I have a question about my bill.", "piper")
 
     async def both() -> list[CallResult]:
         return await asyncio.gather(
