@@ -62,6 +62,7 @@ def test_nlu_augment_writes_heard_lists_the_loader_reads(tmp_path: Path) -> None
     folder = tmp_path / "domain"
     folder.mkdir()
     shutil.copy(bundled / "domain.yaml", folder / "domain.yaml")
+    shutil.copytree(bundled / "knowledge", folder / "knowledge")  # the domain names its knowledge folder
     examples = {name: {"examples": intent.examples[:1]} for name, intent in load_domain().intents.items()}
     (folder / "nlu.yaml").write_text(yaml.safe_dump({"version": 1, "intents": examples}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
