@@ -39,6 +39,7 @@ from dialogs.db.engine import Database, DatabaseError, safe_url
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+UPGRADE_WAIT_S = 300  # a process starting while another upgrades the same SQLite file waits this long for it
 # Key of a PostgreSQL advisory lock held while upgrading, so two processes starting at once upgrade one by one.
 _PG_LOCK_KEY = 0x766F6963  # "voic"
 
@@ -125,13 +126,17 @@ def upgrade(target: Engine | str) -> Upgrade:
         shown = engine.url.render_as_string(hide_password=True)
         try:
             with engine.connect() as conn:
-                _lock(conn)
-                before = _known_revision(conn, script, shown)
-                config = alembic_config()
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-                after = MigrationContext.configure(conn).get_current_revision()
-                conn.commit()
+                waited = _lock(conn)
+                try:
+                    before = _known_revision(conn, script, shown)
+                    config = alembic_config()
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    after = MigrationContext.configure(conn).get_current_revision()
+                    conn.commit()
+                finally:
+                    if waited is not None:  # the pooled connection goes back with the app's busy timeout
+                        conn.exec_driver_sql(f"PRAGMA busy_timeout = {waited}")
         except CommandError as exc:
             raise SchemaError(f"cannot upgrade {shown}: {exc}") from None
         except SQLAlchemyError as exc:
@@ -220,14 +225,20 @@ def drop_all(target: Engine | str) -> None:
             conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
-def _lock(conn: Connection) -> None:
+def _lock(conn: Connection) -> int | None:
     """Begin the upgrade's transaction holding the database's write lock: a second process upgrading at the same
-    time waits, then finds the work done."""
+    time waits, then finds the work done. Returns SQLite's busy timeout before (ms), to be put back."""
     if conn.dialect.name == "sqlite":
-        # pysqlite begins no transaction before DDL by itself; IMMEDIATE takes the write lock now.
+        before = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+        # The other process may be running every revision (a minute on a busy machine): wait for it longer than
+        # the app's usual busy timeout. pysqlite begins no transaction before DDL by itself; IMMEDIATE takes the
+        # write lock now.
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {UPGRADE_WAIT_S * 1000}")
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-    elif conn.dialect.name == "postgresql":
+        return before
+    if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    return None
 
 
 def _known_revision(conn: Connection, script: ScriptDirectory, shown: str) -> str | None:
