@@ -103,10 +103,10 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
             browser.close()
         record: dict[str, Any] = {}
         auth = login(server.url, "sup")
-        for _ in range(50):  # the transfer is recorded a moment after the caller hung up
+        for _ in range(100):  # the transfer is recorded, and the record closed, a moment after the caller hung up
             calls = get(f"{server.url}/api/calls", auth)
             record = get(f"{server.url}/api/calls/{calls[0]['id']}", auth) if calls else {}
-            if record.get("agent_id"):
+            if record.get("agent_id") and record.get("outcome"):
                 break
             time.sleep(0.2)
 
