@@ -24,6 +24,12 @@ def load_nlu(config_path: str | None, domain_path: str | None) -> NLU:
     path = domain_path or settings.resolve(settings.domain.path)
     try:
         domain = load_domain(path)
+        if domain.knowledge is not None:
+            # As the product runs it: the NLU also learns the knowledge base's questions (the ``faq`` act).
+            from dialogs.knowledge.base import load_knowledge
+            from dialogs.knowledge.dialog import with_faq_act
+
+            domain = with_faq_act(domain, load_knowledge(domain.knowledge))
         return NLU.train(domain, threshold=settings.nlu.threshold, max_intents=settings.nlu.max_intents,
                          features=settings.nlu.features)
     except DomainError as exc:
