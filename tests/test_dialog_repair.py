@@ -4,34 +4,26 @@ the bundled domain, real SQLite file."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import pytest
+from dialog_helpers import demo_engine, train_bundled
 
-from dialogs.domain import load_domain
-from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
-from dialogs.nlu import NLU
+from dialogs.engine import DialogEngine, Turn, TurnSignals
 from dialogs.nlu.segmenter import split_complaint
 
-NOW = datetime(2026, 11, 20, 10, 30)
 JANE = "+15551230001"
 JOHN = "+15551230002"
 
 
 @pytest.fixture(scope="module")
 def trained() -> tuple:
-    domain = load_domain()
-    return domain, NLU.train(domain)
+    return train_bundled()
 
 
 @pytest.fixture()
 def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
-    from dialogs.db.engine import ensure_database
-
-    domain, nlu = trained
-    db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=NOW)
-    return DialogEngine(domain, nlu, db, EngineOptions(), clock=lambda: NOW, seed=3)
+    return demo_engine(trained, tmp_path, seed=3)
 
 
 @pytest.mark.parametrize(("text", "complaint", "rest"), [
