@@ -32,7 +32,7 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from tests.demo_db import demo_copy
+from demo_db import demo_copy
 from voicebot.cli.chat import chat
 
 HERE = Path(__file__).parent / "conversations"
