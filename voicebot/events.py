@@ -15,7 +15,8 @@ Event types (docs/api.md documents their fields):
 - ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees
 - ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
 - ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue
-- ``alert``          ``kind`` (frustration, wait), ``message``, optional ``call_id`` / ``queue``
+- ``alert``          ``id``, ``kind`` (frustration, wait), ``message``, optional ``call_id`` / ``queue``
+- ``alert.updated``  ``call_id``, ``alert`` (voicebot.alerts.Alert): acknowledged, assigned or resolved
 
 In a cluster every event also has ``node``: the ``cluster.node_id`` of the node it happened on.
 """

@@ -4,7 +4,8 @@
 call (``call.started``, ``turn``, ``turn.updated``, ``call.state``, ``handoff``, ``call.ended``) into a small
 summary: state, intents so far, the caller's frustration, the last reply latency. Whenever a summary changes
 it publishes ``call.updated`` ``{call_id, call}``; it publishes ``alert`` when a caller's frustration reaches
-``supervisor.alert_frustration`` and when a queued caller has waited longer than ``supervisor.alert_wait_s``.
+``supervisor.alert_frustration`` and when a queued caller has waited longer than ``supervisor.alert_wait_s``
+(each alert with an ``id``: :mod:`voicebot.alerts` keeps them and what supervisors do about them).
 
 Its own events are published just after the event that caused them has reached every subscriber, so a
 dashboard sees them in ``seq`` order (the bus delivers synchronously on its loop).
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialogs.manager.signals import TurnSignals
+from voicebot.alerts import alert_id
 from voicebot.config import SupervisorConfig
 from voicebot.events import Event, EventBus
 from voicebot.storage.calls import DIALOGUE_ACTS
@@ -56,6 +58,7 @@ class LiveCall:
     handoff: dict[str, Any] | None = None
     queued_at: float | None = None
     wait_alerted: bool = False
+    alerts_raised: dict[str, int] = field(default_factory=dict)  # per kind: numbers this call's next alert id
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -231,10 +234,9 @@ class LiveCalls:
         if _level_rank(call.frustration["level"]) >= threshold > _level_rank(previous):
             who = call.customer or call.caller_id or "A caller"
             why = call.frustration["explanation"]
-            self._emit(
-                "alert",
-                kind="frustration",
-                call_id=call.id,
+            self._alert(
+                call,
+                "frustration",
                 level=call.frustration["level"],
                 message=f"{who} is {call.frustration['level']}" + (f": {why}" if why else "."),
             )
@@ -285,10 +287,9 @@ class LiveCalls:
                 call.wait_alerted = True
                 alerts += 1
                 who = call.customer or call.caller_id or "A caller"
-                self._emit(
-                    "alert",
-                    kind="wait",
-                    call_id=call.id,
+                self._alert(
+                    call,
+                    "wait",
                     queue=call.queue,
                     waited_s=round(waited, 1),
                     message=f"{who} has waited {waited:.0f} s in queue {call.queue or '?'}.",
@@ -296,6 +297,11 @@ class LiveCalls:
         return alerts
 
     # publishing
+
+    def _alert(self, call: LiveCall, kind: str, **data: Any) -> None:
+        """Raise an alert on ``call`` with its id (the same on every node: voicebot.alerts)."""
+        n = call.alerts_raised[kind] = call.alerts_raised.get(kind, 0) + 1
+        self._emit("alert", id=alert_id(call.id, kind, n), kind=kind, call_id=call.id, **data)
 
     def _updated(self, call: LiveCall) -> None:
         self._emit("call.updated", call_id=call.id, call=call.as_dict())

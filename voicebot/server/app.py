@@ -29,6 +29,8 @@ from voicebot.server.access import LoggedIn, call_key, check_call_key, ensure_ca
 from voicebot.server.agent_phone import AgentPhones
 from voicebot.server.agents import router as agents_router
 from voicebot.server.aiortc_tuning import AiortcInternalsChanged, low_latency_audio_in
+from voicebot.server.alerts import alert_book
+from voicebot.server.alerts import router as alerts_router
 from voicebot.server.auth_routes import router as auth_router
 from voicebot.server.browser_call import BrowserCall
 from voicebot.server.caller_token import CallerTokenError, secret_from_env
@@ -179,6 +181,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
         if cluster is not None:
             await cluster.close()
         await app.state.live.stop()
+        app.state.alerts.close()
 
     # No /docs or /redoc (their pages load scripts from a CDN); the API description is for logged-in users.
     app = FastAPI(title="voicebot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -207,6 +210,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.include_router(agents_router)
     app.state.live = live_calls(runtime)  # the live calls of the dashboard, fed by runtime.events
     app.include_router(supervisor_router)
+    alert_book(app, runtime.engine.database.engine, runtime.events)  # alerts kept, acknowledged and assigned
+    app.include_router(alerts_router)
     app.include_router(listen_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:

@@ -91,13 +91,17 @@ def _sees(principal: Principal, live: LiveCalls):
 
 
 def _event_filter(principal: Principal, live: LiveCalls):
-    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events."""
+    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events and the
+    alerts assigned to them."""
     if principal.sees_all:
         return None
     agent = principal.agent_id
+    username = principal.username
 
     def accept(event: Event) -> bool:
         call_id = event.get("call_id")
+        if event.get("type") == "alert.updated" and (event.get("alert") or {}).get("assigned_to") == username:
+            return True  # an alert a supervisor gave this agent
         return agent is not None and isinstance(call_id, str) and live.agent_of(call_id) == agent
 
     return accept

@@ -102,3 +102,25 @@ class TurnRow(Base):
     # Per-stage timings and flags (interrupted, partial): open-ended, for benchmarks and supervisors.
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
     call: Mapped[CallRow] = relationship(back_populates="turns")
+
+
+class AlertRow(Base):
+    """A supervisor alert on a call (a frustrated caller, a long wait) and what the supervisors did about it
+    (voicebot.alerts). Its message may name the caller."""
+
+    __tablename__ = "voicebot_alerts"
+    __table_args__ = (Index("ix_voicebot_alerts_open", "resolved_at", "raised_at"),
+                      {"info": {ERASE_WITH_CALL: True}})
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    call_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    assigned_to: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    assigned_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
