@@ -376,26 +376,96 @@ async function loadBoard() {
 }
 
 // ---- alerts -------------------------------------------------------------------------------------------
+// Alerts are kept by the server (GET /api/alerts): acknowledged and assigned here, every dashboard is told
+// (alert.updated); an alert leaves the list when its call ends.
+
+function toAlert(a, ts) {
+  return {
+    id: a.id || null, kind: a.kind || "alert", message: a.message || "Alert", callId: a.call_id || null,
+    ts: a.raised_at ? Date.parse(a.raised_at) : ts ? ts * 1000 : Date.now(),
+    ackedBy: a.acked_by || null, assignedTo: a.assigned_to || null, open: a.open !== false,
+  };
+}
+
+function putAlert(alert) {
+  const i = alert.id ? state.alerts.findIndex((a) => a.id === alert.id) : -1;
+  if (!alert.open) {
+    if (i >= 0) state.alerts.splice(i, 1);
+  } else if (i >= 0) {
+    state.alerts[i] = alert;
+  } else {
+    state.alerts.unshift(alert);
+    state.alerts.sort((a, b) => b.ts - a.ts);
+    state.alerts.length = Math.min(state.alerts.length, MAX_ALERTS);
+  }
+  renderAlerts();
+  return i < 0 && alert.open;
+}
 
 function addAlert(ev) {
-  const alert = { kind: ev.kind || "alert", message: ev.message || "Alert", callId: ev.call_id || null, ts: ev.ts ? ev.ts * 1000 : Date.now() };
-  state.alerts.unshift(alert);
-  state.alerts.length = Math.min(state.alerts.length, MAX_ALERTS);
-  renderAlerts();
-  toast(alert);
+  const alert = toAlert(ev, ev.ts);
+  if (putAlert(alert)) toast(alert);
+}
+
+async function loadAlerts() {
+  try {
+    const data = await api("/api/alerts?open=1");
+    const stored = (data.alerts || []).map((a) => toAlert(a));
+    const ids = new Set(stored.map((a) => a.id));
+    // An alert that arrived while the list was read (not stored yet) stays.
+    state.alerts = [...state.alerts.filter((a) => !ids.has(a.id)), ...stored];
+    state.alerts.sort((a, b) => b.ts - a.ts);
+    state.alerts.length = Math.min(state.alerts.length, MAX_ALERTS);
+    renderAlerts();
+  } catch { /* the events still bring new alerts */ }
 }
 
 function alertOpen(alert) {
   return alert.callId ? () => { showView("live"); openCall(alert.callId, "live"); } : undefined;
 }
 
+async function alertAction(alert, path, body, msg) {
+  msg.textContent = "";
+  try {
+    putAlert(toAlert(await api(`/api/alerts/${encodeURIComponent(alert.id)}/${path}`, { method: "POST", body })));
+  } catch (err) {
+    msg.textContent = err.message;
+  }
+}
+
+function alertControls(a) {
+  if (!a.id || state.me?.role === "agent") return null;
+  const msg = h("span", { class: "form-error small", role: "alert" });
+  const who = h("input", { type: "text", class: "alert-assignee", list: "alert-users", placeholder: "user",
+    "aria-label": "Assign to user", size: 8, value: a.assignedTo || "" });
+  return h("div", { class: "alert-actions" },
+    a.ackedBy
+      ? h("span", { class: "acked" }, `Acknowledged by ${a.ackedBy}`)
+      : h("button", { type: "button", class: "btn btn-small alert-ack", onclick: () => alertAction(a, "ack", undefined, msg) }, "Ack"),
+    h("form", { class: "alert-assign", onsubmit: (e) => {
+      e.preventDefault();
+      if (who.value.trim()) alertAction(a, "assign", { user: who.value.trim() }, msg);
+    } }, who, h("button", { type: "submit", class: "btn btn-small btn-ghost" }, "Assign")),
+    a.assignedTo ? h("span", { class: "assigned" }, `Assigned to ${a.assignedTo}`) : null,
+    msg);
+}
+
 function renderAlerts() {
-  $("alerts").replaceChildren(...state.alerts.map((a) => h("li", {},
+  $("alerts").replaceChildren(...state.alerts.map((a) => h("li", { dataset: { alertId: a.id || "" }, class: a.ackedBy ? "acked" : null },
     h("button", { type: "button", class: `alert-item ${a.kind}`, onclick: alertOpen(a), disabled: !a.callId && undefined },
       h("span", { class: `icon ${a.kind}`, "aria-hidden": "true" }),
       h("span", {}, a.message),
-      h("time", { datetime: new Date(a.ts).toISOString() }, fmtTime(new Date(a.ts).toISOString()))))));
+      h("time", { datetime: new Date(a.ts).toISOString() }, fmtTime(new Date(a.ts).toISOString()))),
+    alertControls(a))));
   $("alerts-empty").hidden = state.alerts.length > 0;
+  const unacked = state.alerts.filter((a) => !a.ackedBy).length;
+  const badge = $("alerts-count");
+  badge.textContent = String(unacked);
+  badge.hidden = unacked === 0;
+  badge.title = `${unacked} alert(s) not acknowledged`;
+  const names = new Set((state.agents || []).map((ag) => ag.id).filter(Boolean));
+  if (state.me?.username) names.add(state.me.username);
+  $("alert-users").replaceChildren(...[...names].sort().map((n) => h("option", { value: n })));
 }
 
 function toast(alert) {
@@ -931,6 +1001,7 @@ function handleEvent(ev) {
       if (changed) levelsChanged();
       replaceLive(ev.calls || []);
       if ("queues" in ev || "agents" in ev) setBoard(ev.queues, ev.agents);
+      if (state.me?.role !== "agent") loadAlerts();
       break;
     }
     case "call.started":
@@ -957,6 +1028,9 @@ function handleEvent(ev) {
       break;
     case "alert":
       addAlert(ev);
+      break;
+    case "alert.updated":
+      if (ev.alert) putAlert(toAlert(ev.alert));
       break;
     case "dropped": // the server dropped events this page was too slow for: read the state again
       resync();

@@ -1,0 +1,94 @@
+"""Alerts on the dashboard in a real browser (Debian's Chromium via Playwright): an alert raised by a frustrated
+caller shows with the count badge, a supervisor acknowledges and assigns it, a second dashboard opened afterwards
+shows the same state (it is stored), and the alert leaves both lists when the call ends.
+The app runs in-process without models (uvicorn on loopback); the call is written through the call store."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from auth_helpers import add_user
+from browser_helpers import launch_chromium
+from net_helpers import serve_app
+from sqlalchemy import create_engine
+from test_admin_browser import log_in
+
+from voicebot.config import Settings
+from voicebot.events import EventBus
+from voicebot.server.app import create_app
+from voicebot.storage import CallStore
+from voicebot.storage.schema import upgrade
+from voicebot.users import UserStore
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, CallStore]]:
+    tmp: Path = tmp_path_factory.mktemp("alerts-browser")
+    url = f"sqlite:///{tmp / 'voicebot.db'}"
+    settings = Settings(database={"url": url}, privacy={"purge_daily": False})  # type: ignore[arg-type]
+    engine = create_engine(url)
+    upgrade(engine)
+    events = EventBus()
+    store = CallStore(engine, events)
+    runtime = SimpleNamespace(settings=settings, events=events, store=store,
+                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
+    add_user(engine, "sue", "supervisor")
+    add_user(engine, "alice", "agent", agent_id="alice")
+    with serve_app(create_app(runtime)) as base:  # type: ignore[arg-type]
+        yield base, engine, store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+def test_a_supervisor_acknowledges_and_assigns_an_alert(served, browser) -> None:
+    base, engine, store = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(page, base, "sue")
+    page.wait_for_selector("#alerts-empty", state="visible")
+    assert page.is_hidden("#alerts-count")
+
+    now = datetime.now(UTC)
+    store.open_call("b1", "sip", "+15550133")
+    store.add_turn("b1", "caller", "I have called three times now", now, end=now,
+                   extra={"signals": {"frustration": 0.9, "frustration_level": "frustrated",
+                                      "frustration_trend": "rising", "frustration_explanation": "third call"}})
+    page.wait_for_selector("#alerts li .alert-ack")
+    assert page.text_content("#alerts-count") == "1"
+    assert "third call" in page.text_content("#alerts")
+
+    page.click("#alerts li .alert-ack")
+    page.wait_for_selector("#alerts li .acked")
+    assert "Acknowledged by sue" in page.text_content("#alerts")
+    page.wait_for_selector("#alerts-count", state="hidden")  # nothing left to acknowledge
+    page.fill("#alerts li .alert-assignee", "alice")
+    page.click("#alerts li .alert-assign button")
+    page.wait_for_selector("#alerts li .assigned")
+    assert "Assigned to alice" in page.text_content("#alerts")
+
+    # A dashboard opened now reads the same state from the server.
+    other = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(other, base, "sue")
+    other.wait_for_selector("#alerts li .assigned")
+    assert "Acknowledged by sue" in other.text_content("#alerts")
+
+    actions = [(r["action"], r["call_id"]) for r in UserStore(engine).audit_log(username="sue")]
+    assert ("alert_ack", "b1") in actions and ("alert_assign", "b1") in actions
+
+    store.close_call("b1", "completed", "caller_hangup")  # the call ends: its alert is resolved everywhere
+    for p in (page, other):
+        p.wait_for_selector("#alerts-empty", state="visible")
+        p.close()
