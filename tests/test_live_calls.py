@@ -209,3 +209,9 @@ def test_call_store_writes_reach_the_registry_and_the_call_row(tmp_path):
     assert live.get("c9") is None
     assert record["intents"] == ["order_status"] and record["frustration_max"] == 0.42
     assert live.agent_of("c9") == "alice"
+
+
+def test_a_call_taken_over_by_a_supervisor_says_who_has_it():
+    live, got = run([started(), ("call.taken_over", {"call_id": "c1", "by": "sue", "at": "2026-11-22T08:01:00+00:00"})])
+    assert live.get("c1").as_dict()["state"] == "supervisor"
+    assert of_type(got, "call.updated")[-1]["call"]["taken_over_by"] == "sue"

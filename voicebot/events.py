@@ -13,6 +13,7 @@ Event types (docs/api.md documents their fields):
 - ``turn.updated``   ``call_id``, ``turn_id``, ``fields`` (end, latency_ms, extra ...)
 - ``call.state``     ``call_id``, ``state`` (bot, queued, agent), optional ``queue``, ``agent_id``
 - ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees
+- ``call.taken_over`` ``call_id``, ``by`` (a supervisor's username), ``at``: the supervisor took the call from the bot
 - ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
 - ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue
 - ``alert``          ``id``, ``kind`` (frustration, wait), ``message``, optional ``call_id`` / ``queue``

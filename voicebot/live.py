@@ -1,9 +1,9 @@
 """The calls in progress, as the supervisor dashboard shows them: one :class:`LiveCall` summary per call.
 
 :class:`LiveCalls` listens to the process's event bus (:mod:`voicebot.events`) and folds the events of each
-call (``call.started``, ``turn``, ``turn.updated``, ``call.state``, ``handoff``, ``call.ended``) into a small
-summary: state, intents so far, the caller's frustration, the last reply latency. Whenever a summary changes
-it publishes ``call.updated`` ``{call_id, call}``; it publishes ``alert`` when a caller's frustration reaches
+call (``call.started``, ``turn``, ``turn.updated``, ``call.state``, ``handoff``, ``call.taken_over``,
+``call.ended``) into a small summary: state, intents so far, the caller's frustration, the last reply latency,
+the supervisor who took the call over. Whenever a summary changes it publishes ``call.updated`` ``{call_id, call}``; it publishes ``alert`` when a caller's frustration reaches
 ``supervisor.alert_frustration`` and when a queued caller has waited longer than ``supervisor.alert_wait_s``
 (each alert with an ``id``: :mod:`voicebot.alerts` keeps them and what supervisors do about them).
 
@@ -31,7 +31,7 @@ from voicebot.storage.calls import DIALOGUE_ACTS
 log = logging.getLogger(__name__)
 
 LEVELS = ("calm", "annoyed", "frustrated")
-CALL_STATES = ("bot", "queued", "agent")
+CALL_STATES = ("bot", "queued", "agent", "supervisor")  # supervisor: taken over from the bot (barge-in)
 WAIT_CHECK_S = 1.0  # how often queued callers' waits are checked against the alert threshold
 REMEMBER_AGENTS = 2000  # ended calls whose agent is kept, so their last events still reach that agent
 
@@ -54,6 +54,7 @@ class LiveCall:
     turns: int = 0
     customer: str | None = None
     node: str | None = None  # the cluster node carrying the call (cluster.node_id; None on a single node)
+    taken_over_by: str | None = None  # the supervisor who took the call over from the bot
     # not in the JSON: what the alert rules and the detail view need
     handoff: dict[str, Any] | None = None
     queued_at: float | None = None
@@ -76,6 +77,7 @@ class LiveCall:
             "turns": self.turns,
             "customer": self.customer,
             "node": self.node,
+            "taken_over_by": self.taken_over_by,
         }
 
 
@@ -193,6 +195,8 @@ class LiveCalls:
                 call.last_latency_ms = round(float(latency), 1)
         elif kind == "call.state":
             self._on_state(call, event)
+        elif kind == "call.taken_over" and isinstance(event.get("by"), str):
+            call.state, call.taken_over_by = "supervisor", event["by"]
         elif kind == "handoff":
             packet = event.get("packet")
             if isinstance(packet, dict):

@@ -11,7 +11,11 @@ channel's one difference:
 - a browser's connection belongs to the pipeline (stopping it closes the connection): the pipeline runs on,
   and the channel's ``take_over`` switches the caller's audio from the bot to the leg.
 
-The runner returns when both the bot and the queue are done with the call.
+A supervisor may take a phone call over from the bot (:meth:`CallRunner.take_over`, barge-in): the bot's
+pipeline is cancelled as for a hand-off, the leg stays up for the supervisor, and the record (outcome
+``taken_over``) is closed when the leg ends. :data:`RUNNERS` finds a call's runner by its id.
+
+The runner returns when the bot, the queue and a supervisor who took the call over are done with it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pipecat.audio.dtmf.types import KeypadEntry
@@ -26,6 +31,7 @@ from pipecat.frames.frames import EndFrame, InputDTMFFrame
 from pipecat.transports.base_transport import BaseTransport
 
 from telephony.call import NO_MEDIA
+from voicebot.monitor import MONITORS
 from voicebot.pipeline.builder import CallTransport, build_call_pipeline
 
 if TYPE_CHECKING:
@@ -39,6 +45,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 END_GRACE_S = 5.0  # a call asked to end gracefully (the queue hung up) is cancelled after this long
+TAKEN_OVER = "taken_over"  # the outcome and end reason of the bot's part of a call a supervisor took over
+
+
+class TakeOverRefused(Exception):
+    """The call cannot be taken over now; the message says why (shown to the supervisor)."""
+
+
+class CallRunners:
+    """The calls this process runs, by call id (a supervisor's take-over finds its call here)."""
+
+    def __init__(self) -> None:
+        self._runners: dict[str, CallRunner] = {}
+
+    def get(self, call_id: str) -> CallRunner | None:
+        return self._runners.get(call_id)
+
+    def add(self, call_id: str, runner: CallRunner) -> None:
+        self._runners[call_id] = runner
+
+    def remove(self, call_id: str, runner: CallRunner) -> None:
+        if self._runners.get(call_id) is runner:
+            del self._runners[call_id]
+
+
+RUNNERS = CallRunners()
 
 
 class CallRunner:
@@ -71,6 +102,7 @@ class CallRunner:
         self.queued: asyncio.Future[Any] | None = None  # the queue's hand-off, until the call is over
         self._stopping: asyncio.Future[None] | None = None
         self._ending: asyncio.Future[None] | None = None
+        self.taken_over_by: str | None = None  # the supervisor who took the call over from the bot
         self.call = build_call_pipeline(
             pipeline_transport or transport, session, runtime.shared, runtime.settings, runtime.store,
             on_handoff=self._handed_off if self.transfer is not None else None)
@@ -80,14 +112,21 @@ class CallRunner:
         transport.add_event_handler("on_client_disconnected", self._disconnected)
 
     async def run(self) -> None:
-        """Run the call until both the bot and the queue are done with it."""
+        """Run the call until the bot, the queue and a supervisor who took it over are done with it."""
+        call_id = self.call.call.call_id
+        RUNNERS.add(call_id, self)
         try:
             await self.call.run()
+            if self.taken_over_by is not None:
+                await self._supervised()
         except asyncio.CancelledError:  # server shutdown: the queue lets go of the call too
             if self.queued is not None:
                 self.queued.cancel()
             raise
         finally:
+            RUNNERS.remove(call_id, self)
+            if self.taken_over_by is not None:
+                MONITORS.end(call_id)
             if self._end_leg is not None:
                 self._end_leg("call ended")
             self.released.set()  # a queue waiting for the bot's last words must not wait for ever
@@ -97,6 +136,39 @@ class CallRunner:
                 for failure in await asyncio.gather(self.queued, return_exceptions=True):
                     if isinstance(failure, Exception):
                         log.error("call %s: the agent queue failed", self.call.call.call_id, exc_info=failure)
+
+    async def take_over(self, username: str) -> Leg:
+        """Supervisor ``username`` takes the caller from the bot: the bot stops speaking and answering (its
+        pipeline is cancelled, the leg stays up) and the caller's leg is returned for the supervisor's audio.
+        The call stays live for listeners until the leg ends. Raises :class:`TakeOverRefused`."""
+        ctx = self.call.call
+        if self.leg is None or self._take_over is not None:
+            raise TakeOverRefused("only a phone call with the bot can be taken over")
+        if self.taken_over_by is not None:
+            raise TakeOverRefused(f"{self.taken_over_by} has taken this call over already")
+        if self.queued is not None or self.released.is_set():
+            raise TakeOverRefused("the call is with the agent queue: listen or whisper instead")
+        if ctx.end_reason is not None or self.leg.state != "answered" or not ctx.hold_record():
+            raise TakeOverRefused("the call is ending")
+        self.taken_over_by = username
+        ctx.end_reason = ctx.outcome = TAKEN_OVER
+        MONITORS.begin(ctx.call_id)  # listeners stay on the call after the bot's pipeline (its hold) is gone
+        self.leg.clear_audio()  # what the bot had queued is not heard
+        at = datetime.now(UTC)
+        await ctx.store.arun("set_taken_over", ctx.call_id, username, at)
+        if ctx.store.events is not None:
+            ctx.store.events.publish("call.taken_over", call_id=ctx.call_id, by=username, at=at.isoformat())
+        # A cancel, not an end, keeps the leg up (as for a hand-off).
+        self._stopping = asyncio.ensure_future(self.call.worker.cancel(reason=TAKEN_OVER))
+        return self.leg
+
+    async def _supervised(self) -> None:
+        """Wait for the end of a call taken over by a supervisor, then close its record."""
+        assert self.leg is not None
+        reason = await self.leg.wait_ended()
+        ctx = self.call.call
+        reason = {"remote hangup": "caller_hangup", "local hangup": "supervisor_hangup"}.get(reason, reason)
+        await ctx.store.arun("close_call", ctx.call_id, TAKEN_OVER, (reason or "hangup")[:32])
 
     async def press(self, key: str) -> None:
         """A key the caller pressed, into the bot's pipeline (as a phone's RFC 4733 digit would come)."""

@@ -7,7 +7,14 @@ browser captures comes back into the call. With ``"whisper": true`` the supervis
 what the agent hears, and only that: the caller never hears it (409 until an agent is bridged to the call).
 The connection is closed when the call ends, or by ``DELETE /api/live/{call_id}/listen/{pc_id}``.
 
-Supervisors and admins only; every listen (and whisper) is written to the audit log.
+Barge-in: ``POST /api/live/{call_id}/takeover`` with ``{"sdp", "type": "offer"}`` takes a phone call over from
+the bot (:meth:`voicebot.calls.CallRunner.take_over`): the bot stops speaking and answering, the supervisor's
+microphone goes to the caller and the caller's audio to the supervisor (listeners hear both, the supervisor as
+``agent``). The record gets ``taken_over_by`` / ``taken_over_at`` and the outcome ``taken_over``; the bus gets
+``call.taken_over``. Closing that connection (``DELETE .../listen/{pc_id}``) hangs up on the caller. 409 for a
+call the bot no longer has (with the queue or an agent) or a browser call.
+
+Supervisors and admins only; every listen, whisper and take-over is written to the audit log.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -22,8 +30,9 @@ from typing import Annotated, Any
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
-from audio.pcm import BYTES_PER_MS
+from audio.pcm import BYTES_PER_MS, FRAME_BYTES
 from telephony.leg import Leg
+from voicebot.calls.runner import RUNNERS, TakeOverRefused
 from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
 from voicebot.server.access import Principal, require
 from voicebot.server.request_body import json_value
@@ -74,6 +83,43 @@ class AgentWhisper:
         self.leg.remove_mixer(self)
 
 
+class CallerLine:
+    """A supervisor who took a call over, on the caller's leg: what the caller says goes to the supervisor
+    (:meth:`read`) and to the call's listeners; what the supervisor says (:meth:`push`) goes to the caller and to
+    the listeners (as the ``agent`` source), until :meth:`remove`."""
+
+    def __init__(self, leg: Leg, call_id: str, monitors: Monitors):
+        self.leg = leg
+        self.call_id = call_id
+        self.monitors = monitors
+        self._heard = bytearray()  # the caller's audio not yet sent to the supervisor
+        self._lock = threading.Lock()  # the leg's sinks may run on its media thread
+        leg.add_sink(self._from_caller)
+
+    def _from_caller(self, pcm16k: bytes) -> None:
+        self.monitors.feed(self.call_id, "caller", pcm16k)
+        with self._lock:
+            self._heard.extend(pcm16k)
+            excess = len(self._heard) - WHISPER_MAX_MS * BYTES_PER_MS
+            if excess > 0:  # the supervisor's connection fell behind: the newest audio matters
+                del self._heard[: excess + excess % 2]
+
+    def read(self) -> bytes:
+        """The caller's next 20 ms for the supervisor (less, or nothing, when there is not that much yet)."""
+        with self._lock:
+            chunk = bytes(self._heard[:FRAME_BYTES])
+            del self._heard[:FRAME_BYTES]
+        return chunk
+
+    def push(self, pcm16k: bytes) -> None:
+        """20 ms of the supervisor's microphone, to the caller."""
+        self.leg.write(pcm16k)
+        self.monitors.feed(self.call_id, "agent", pcm16k)
+
+    def remove(self) -> None:
+        self.leg.remove_sink(self._from_caller)
+
+
 def agent_leg_of(transfer: Any, call_id: str) -> Leg | None:
     """The answered leg of the agent bridged to ``call_id`` (through the agent queue), or None."""
     live = getattr(transfer, "live", None) if transfer is not None else None
@@ -97,6 +143,7 @@ class ListenSession:
     pc: RTCPeerConnection
     listener: Listener | None = None
     whisper: AgentWhisper | None = None
+    line: CallerLine | None = None  # a take-over: the supervisor speaks with the caller (closing hangs up)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closed: bool = False
 
@@ -155,6 +202,56 @@ class ListenSessions:
                  " and whispers to the agent" if agent_leg is not None else "")
         return session
 
+    async def take_over(self, call_id: str, username: str, sdp: str, kind: str) -> ListenSession:
+        """Answer a supervisor's offer and take ``call_id`` over from the bot (see the module docstring).
+        Raises :class:`NotLive` if this process runs no such call, ValueError for an SDP that cannot be used,
+        :class:`TakeOverRefused` if the call cannot be taken over now."""
+        runner = RUNNERS.get(call_id)
+        if runner is None:
+            raise NotLive(call_id)
+        session = ListenSession(pc_id=f"takeover-{uuid.uuid4().hex}", call_id=call_id, username=username,
+                                pc=RTCPeerConnection())
+        pc = session.pc
+
+        def to_caller(pcm16k: bytes) -> None:
+            if session.line is not None:
+                session.line.push(pcm16k)
+
+        @pc.on("track")  # fires inside setRemoteDescription
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                session.tasks.append(asyncio.ensure_future(read_track(track, to_caller)))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.pc_id)
+
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+            except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
+                raise ValueError(f"cannot use this SDP offer: {exc}") from None
+            pc.addTrack(PacedAudioTrack(lambda: session.line.read() if session.line is not None else b""))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    transceiver.direction = "sendrecv"
+            await pc.setLocalDescription(await pc.createAnswer())
+            # Only now, with a connection that works, does the bot let go of the caller.
+            leg = await runner.take_over(username)
+        except BaseException:
+            await self._teardown(session)
+            raise
+        session.line = CallerLine(leg, call_id, self.monitors)
+        self.sessions[session.pc_id] = session
+        session.tasks.append(asyncio.ensure_future(self._close_when_ended(session, leg)))
+        log.info("call %s: %s took the call over from the bot (%s)", call_id, username, session.pc_id)
+        return session
+
+    async def _close_when_ended(self, session: ListenSession, leg: Leg) -> None:
+        await leg.wait_ended()
+        await self.close(session.pc_id)
+
     def get(self, pc_id: str) -> ListenSession | None:
         return self.sessions.get(pc_id)
 
@@ -176,9 +273,14 @@ class ListenSessions:
         if session.listener is not None:
             self.monitors.remove(session.listener)
         for task in session.tasks:
-            task.cancel()
+            if task is not asyncio.current_task():
+                task.cancel()
         with contextlib.suppress(Exception):
             await session.pc.close()
+        if session.line is not None:
+            session.line.remove()
+            if session.line.leg.state != "ended":
+                await session.line.leg.hangup()  # the supervisor who had the caller left: the call is over
 
 
 def sessions_of(app: FastAPI) -> ListenSessions:
@@ -229,6 +331,23 @@ async def listen(call_id: str, request: Request, principal: Supervisor) -> dict[
     await asyncio.to_thread(users.audit, principal.username, "listen", call_id)
     if whisper:
         await asyncio.to_thread(users.audit, principal.username, "whisper", call_id)
+    answer = session.pc.localDescription
+    return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id}
+
+
+@router.post("/api/live/{call_id}/takeover")
+async def take_over(call_id: str, request: Request, principal: Supervisor) -> dict[str, str]:
+    """Barge in: answer a supervisor's WebRTC offer and take the call over from the bot."""
+    sdp, kind, _whisper = await _offer(request)
+    try:
+        session = await sessions_of(request.app).take_over(call_id, principal.username, sdp, kind)
+    except NotLive:
+        raise HTTPException(status_code=404, detail=f"no call {call_id} in progress here") from None
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    except TakeOverRefused as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    await asyncio.to_thread(request.app.state.users.audit, principal.username, "takeover", call_id)
     answer = session.pc.localDescription
     return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id}
 

@@ -235,6 +235,11 @@ class CallStore:
             s.flush()
             return _note_dict(row)
 
+    def set_taken_over(self, call_id: str, username: str, at: datetime) -> None:
+        """Note on the call record that supervisor ``username`` took the call over from the bot at ``at``."""
+        with self._sessions.begin() as s:
+            s.execute(update(CallRow).where(CallRow.id == call_id).values(taken_over_by=username, taken_over_at=at))
+
     def set_agent(self, call_id: str, agent_id: str) -> None:
         """Note on the call record which agent took the call (history search and agents' own calls)."""
         with self._sessions.begin() as s:
@@ -588,6 +593,8 @@ def _call_dict(row: CallRow, with_turns: bool) -> dict[str, Any]:
         "frustration_max": row.frustration_max,
         "agent_id": row.agent_id,
         "customer_id": row.customer_id,
+        "taken_over_by": row.taken_over_by,
+        "taken_over_at": _iso(row.taken_over_at),
         "duration_s": round((_utc(row.end) - _utc(row.start)).total_seconds(), 1) if row.end and row.start else None,
         "qa_failed": list((row.scorecard or {}).get("failed") or []),
     }

@@ -50,6 +50,9 @@ class CallRow(Base):
     node_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # The automatic quality review made when the record closed (voicebot.qa.scorecard), and the names of its
     # items as "name=result" strings apart, so history search filters on them without reading every scorecard.
+    # A supervisor who took the call over from the bot (barge-in, voicebot.server.listen), and when.
+    taken_over_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    taken_over_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     scorecard: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     qa_results: Mapped[list | None] = mapped_column(JSON, nullable=True)
     turns: Mapped[list[TurnRow]] = relationship(

@@ -1,4 +1,5 @@
-"""Supervisor alerts with their lifecycle (raised, acknowledged, assigned, resolved when the call ends).
+"""Supervisor alerts with their lifecycle (raised, acknowledged, assigned, resolved when the call ends), and who
+took a call over from the bot (``voicebot_calls.taken_over_by`` / ``taken_over_at``).
 
 Revision ID: 0006
 Revises: 0005
@@ -16,6 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("voicebot_calls") as batch:
+        batch.add_column(sa.Column("taken_over_by", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("taken_over_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "voicebot_alerts",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -42,3 +46,6 @@ def downgrade() -> None:
     op.drop_index("ix_voicebot_alerts_assigned_to", table_name="voicebot_alerts")
     op.drop_index("ix_voicebot_alerts_call_id", table_name="voicebot_alerts")
     op.drop_table("voicebot_alerts")
+    with op.batch_alter_table("voicebot_calls") as batch:
+        batch.drop_column("taken_over_at")
+        batch.drop_column("taken_over_by")
