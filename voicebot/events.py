@@ -14,6 +14,7 @@ Event types (docs/api.md documents their fields):
 - ``call.state``     ``call_id``, ``state`` (bot, queued, agent), optional ``queue``, ``agent_id``
 - ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees
 - ``call.taken_over`` ``call_id``, ``by`` (a supervisor's username), ``at``: the supervisor took the call from the bot
+- ``call.joined``    ``call_id``, ``by``: a supervisor joined the caller and the agent (a three-way conversation)
 - ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
 - ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue
 - ``alert``          ``id``, ``kind`` (frustration, wait), ``message``, optional ``call_id`` / ``queue``

@@ -240,6 +240,11 @@ class LiveQueue(QueueHandlers):
         """Call ids currently offered to ``agent_id`` (ringing or hearing the whisper)."""
         return [call_id for (call_id, aid) in self._offers if aid == agent_id]
 
+    def caller_leg(self, call_id: str) -> Leg | None:
+        """The caller's leg of a call the queue has (waiting, ringing an agent or bridged), or None."""
+        caller = self._callers.get(call_id)
+        return caller.leg if caller is not None else None
+
     def agent_leg(self, agent_id: str) -> Leg | None:
         """The leg of ``agent_id`` while they have one (an offer they answered, or their bridged call)."""
         return self._agent_legs.get(agent_id)

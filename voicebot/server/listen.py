@@ -7,12 +7,14 @@ browser captures comes back into the call. With ``"whisper": true`` the supervis
 what the agent hears, and only that: the caller never hears it (409 until an agent is bridged to the call).
 The connection is closed when the call ends, or by ``DELETE /api/live/{call_id}/listen/{pc_id}``.
 
-Barge-in: ``POST /api/live/{call_id}/takeover`` with ``{"sdp", "type": "offer"}`` takes a phone call over from
-the bot (:meth:`voicebot.calls.CallRunner.take_over`): the bot stops speaking and answering, the supervisor's
-microphone goes to the caller and the caller's audio to the supervisor (listeners hear both, the supervisor as
-``agent``). The record gets ``taken_over_by`` / ``taken_over_at`` and the outcome ``taken_over``; the bus gets
+Barge-in: ``POST /api/live/{call_id}/takeover`` with ``{"sdp", "type": "offer"}``. On a call an agent has, the
+supervisor joins it: their microphone is mixed into what both the caller and the agent hear, and they hear both
+(``"mode": "conference"``; audited as ``join``, event ``call.joined``; closing the connection leaves the call to
+the agent). On a call the bot has, the supervisor takes the phone call over from the bot
+(:meth:`voicebot.calls.CallRunner.take_over`): the bot stops speaking and answering, the supervisor's microphone
+goes to the caller and the caller's audio to the supervisor (listeners hear both, the supervisor as ``agent``). The record gets ``taken_over_by`` / ``taken_over_at`` and the outcome ``taken_over``; the bus gets
 ``call.taken_over``. Closing that connection (``DELETE .../listen/{pc_id}``) hangs up on the caller. 409 for a
-call the bot no longer has (with the queue or an agent) or a browser call.
+call the bot no longer has (waiting in the queue) or a browser call with the bot.
 
 Supervisors and admins only; every listen, whisper and take-over is written to the audit log.
 """
@@ -50,14 +52,15 @@ WHISPER_MAX_MS = 240  # supervisor audio waiting for the bridge's next frames; o
 NO_AGENT = "no agent on this call yet"
 
 
-class AgentWhisper:
-    """The supervisor's voice mixed into what an agent's leg sends to the agent (an
-    :class:`~telephony.leg.AudioMixer` on that leg until :meth:`remove`).
+class VoiceMixer:
+    """The supervisor's voice mixed into what a bridged leg sends to its peer (an
+    :class:`~telephony.leg.AudioMixer` on that leg until :meth:`remove`): on the agent's leg to whisper, on both
+    legs to join the conversation.
 
-    The leg mixes it into each 20 ms the bridge writes, so the agent's stream stays one frame per frame
-    (writing the supervisor's audio beside the caller's would queue it after it: twice the audio, a growing
-    delay). Nothing else gets it: the caller's leg, the transcripts and the listeners take their audio from
-    what each leg received, not from what the agent is sent.
+    The leg mixes it into each 20 ms the bridge writes, so the peer's stream stays one frame per frame
+    (writing the supervisor's audio beside the other side's would queue it after it: twice the audio, a growing
+    delay). Nothing else gets it: the transcripts and the listeners take their audio from what each leg
+    received, not from what it is sent.
     """
 
     def __init__(self, leg: Leg):
@@ -66,7 +69,7 @@ class AgentWhisper:
         leg.add_mixer(self)
 
     def push(self, pcm16k: bytes) -> None:
-        """Queue the supervisor's 16 kHz PCM for the agent (only the newest ``WHISPER_MAX_MS`` are kept)."""
+        """Queue the supervisor's 16 kHz PCM for the peer (only the newest ``WHISPER_MAX_MS`` are kept)."""
         self._buf.extend(pcm16k)
         excess = len(self._buf) - WHISPER_MAX_MS * BYTES_PER_MS
         if excess > 0:
@@ -79,7 +82,7 @@ class AgentWhisper:
         return extra
 
     def remove(self) -> None:
-        """The agent hears the call alone again."""
+        """The peer hears the call without the supervisor again."""
         self.leg.remove_mixer(self)
 
 
@@ -120,6 +123,13 @@ class CallerLine:
         self.leg.remove_sink(self._from_caller)
 
 
+def caller_leg_of(transfer: Any, call_id: str) -> Leg | None:
+    """The caller's leg of ``call_id`` while the agent queue has it (waiting or bridged), or None."""
+    live = getattr(transfer, "live", None) if transfer is not None else None
+    leg = live.caller_leg(call_id) if live is not None else None
+    return leg if leg is not None and leg.state == "answered" else None
+
+
 def agent_leg_of(transfer: Any, call_id: str) -> Leg | None:
     """The answered leg of the agent bridged to ``call_id`` (through the agent queue), or None."""
     live = getattr(transfer, "live", None) if transfer is not None else None
@@ -142,7 +152,7 @@ class ListenSession:
     username: str
     pc: RTCPeerConnection
     listener: Listener | None = None
-    whisper: AgentWhisper | None = None
+    voices: list[VoiceMixer] = field(default_factory=list)  # the legs the supervisor's microphone goes to
     line: CallerLine | None = None  # a take-over: the supervisor speaks with the caller (closing hangs up)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closed: bool = False
@@ -155,8 +165,10 @@ class ListenSessions:
         self.monitors = monitors
         self.sessions: dict[str, ListenSession] = {}
 
-    async def open(self, call_id: str, username: str, sdp: str, kind: str, agent_leg: Leg | None) -> ListenSession:
-        """Answer a supervisor's offer for ``call_id``; with ``agent_leg``, their microphone whispers to it.
+    async def open(self, call_id: str, username: str, sdp: str, kind: str,
+                   talk_to: list[Leg] | tuple[Leg, ...] = ()) -> ListenSession:
+        """Answer a supervisor's offer for ``call_id``; their microphone goes to the peers of the legs ``talk_to``
+        (the agent's leg: a whisper; the agent's and the caller's: a three-way conversation).
         Raises :class:`NotLive` if the call is not in progress, ValueError for an SDP that cannot be used."""
         loop = asyncio.get_running_loop()
         session = ListenSession(pc_id=f"listen-{uuid.uuid4().hex}", call_id=call_id, username=username,
@@ -168,13 +180,17 @@ class ListenSessions:
         try:
             session.listener = self.monitors.listen(call_id, call_ended)
             pc = session.pc
-            if agent_leg is not None:
-                whisper = session.whisper = AgentWhisper(agent_leg)
+            if talk_to:
+                voices = session.voices = [VoiceMixer(leg) for leg in talk_to]
+
+                def to_peers(pcm16k: bytes) -> None:
+                    for voice in voices:
+                        voice.push(pcm16k)
 
                 @pc.on("track")  # fires inside setRemoteDescription
                 def on_track(track: MediaStreamTrack) -> None:
                     if track.kind == "audio":
-                        session.tasks.append(asyncio.ensure_future(read_track(track, whisper.push)))
+                        session.tasks.append(asyncio.ensure_future(read_track(track, to_peers)))
 
             @pc.on("connectionstatechange")
             async def on_state() -> None:
@@ -189,7 +205,7 @@ class ListenSessions:
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "audio":
                     # Listen-only: the answer tells the browser not to send its microphone at all.
-                    transceiver.direction = "sendrecv" if agent_leg is not None else "sendonly"
+                    transceiver.direction = "sendrecv" if talk_to else "sendonly"
             await pc.setLocalDescription(await pc.createAnswer())
         except BaseException:
             await self._teardown(session)
@@ -199,7 +215,7 @@ class ListenSessions:
             await self.close(session.pc_id)
             raise NotLive(call_id)
         log.info("call %s: %s listens in (%s)%s", call_id, username, session.pc_id,
-                 " and whispers to the agent" if agent_leg is not None else "")
+                 f" and talks to {len(talk_to)} leg(s)" if talk_to else "")
         return session
 
     async def take_over(self, call_id: str, username: str, sdp: str, kind: str) -> ListenSession:
@@ -268,8 +284,8 @@ class ListenSessions:
         if session.closed:
             return
         session.closed = True
-        if session.whisper is not None:
-            session.whisper.remove()
+        for voice in session.voices:
+            voice.remove()
         if session.listener is not None:
             self.monitors.remove(session.listener)
         for task in session.tasks:
@@ -322,7 +338,8 @@ async def listen(call_id: str, request: Request, principal: Supervisor) -> dict[
         if agent_leg is None:
             raise HTTPException(status_code=409, detail=NO_AGENT)
     try:
-        session = await sessions_of(request.app).open(call_id, principal.username, sdp, kind, agent_leg)
+        session = await sessions_of(request.app).open(call_id, principal.username, sdp, kind,
+                                                      [agent_leg] if agent_leg is not None else [])
     except NotLive:
         raise HTTPException(status_code=404, detail=f"no call {call_id} in progress") from None
     except ValueError as exc:
@@ -337,8 +354,13 @@ async def listen(call_id: str, request: Request, principal: Supervisor) -> dict[
 
 @router.post("/api/live/{call_id}/takeover")
 async def take_over(call_id: str, request: Request, principal: Supervisor) -> dict[str, str]:
-    """Barge in: answer a supervisor's WebRTC offer and take the call over from the bot."""
+    """Barge in: answer a supervisor's WebRTC offer and take the call over from the bot, or, on a call an agent
+    has, join it (``mode``: ``takeover`` or ``conference``)."""
     sdp, kind, _whisper = await _offer(request)
+    transfer = getattr(request.app.state, "transfer", None)
+    agent_leg = agent_leg_of(transfer, call_id)
+    if agent_leg is not None:
+        return await _join(call_id, request, principal, sdp, kind, agent_leg)
     try:
         session = await sessions_of(request.app).take_over(call_id, principal.username, sdp, kind)
     except NotLive:
@@ -349,7 +371,26 @@ async def take_over(call_id: str, request: Request, principal: Supervisor) -> di
         raise HTTPException(status_code=409, detail=str(exc)) from None
     await asyncio.to_thread(request.app.state.users.audit, principal.username, "takeover", call_id)
     answer = session.pc.localDescription
-    return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id}
+    return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id, "mode": "takeover"}
+
+
+async def _join(call_id: str, request: Request, principal: Principal, sdp: str, kind: str,
+                agent_leg: Leg) -> dict[str, str]:
+    """A three-way conversation: the supervisor hears caller and agent, and both hear the supervisor."""
+    caller_leg = caller_leg_of(getattr(request.app.state, "transfer", None), call_id)
+    if caller_leg is None:
+        raise HTTPException(status_code=409, detail="the caller's leg of this call is not here to join")
+    try:
+        session = await sessions_of(request.app).open(call_id, principal.username, sdp, kind, [agent_leg, caller_leg])
+    except NotLive:
+        raise HTTPException(status_code=404, detail=f"no call {call_id} in progress") from None
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    await asyncio.to_thread(request.app.state.users.audit, principal.username, "join", call_id)
+    if (bus := getattr(getattr(request.app.state, "runtime", None), "events", None)) is not None:
+        bus.publish("call.joined", call_id=call_id, by=principal.username)
+    answer = session.pc.localDescription
+    return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id, "mode": "conference"}
 
 
 @router.delete("/api/live/{call_id}/listen/{pc_id}")
