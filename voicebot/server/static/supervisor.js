@@ -146,6 +146,9 @@ function stateBadge(call) {
   if (call.state === "agent") {
     return h("span", { class: "badge state-agent" }, "with agent" + (call.agent_id ? ` ${call.agent_id}` : ""));
   }
+  if (call.state === "supervisor") {
+    return h("span", { class: "badge state-supervisor" }, "taken over" + (call.taken_over_by ? ` by ${call.taken_over_by}` : ""));
+  }
   return h("span", { class: "badge state-bot" }, "bot");
 }
 
@@ -583,6 +586,7 @@ function renderDetailHead() {
     badges.push(stateBadge(call));
   }
   if (call.agent_id && (ended || call.state !== "agent")) badges.push(h("span", { class: "badge state-agent" }, `agent ${call.agent_id}`));
+  if (ended && call.taken_over_by) badges.push(h("span", { class: "badge state-supervisor" }, `taken over by ${call.taken_over_by}`));
   if (call.customer) badges.push(h("span", { class: "badge" }, `customer: ${call.customer}`));
   if (call.frustration) badges.push(frustrationBadge(call.frustration));
   else if (call.frustration_max != null) badges.push(frustrationBadge({ score: call.frustration_max, explanation: "highest of the call" }));
@@ -593,6 +597,14 @@ function renderDetailHead() {
   $("listen").disabled = ended || busy;
   $("whisper").disabled = ended || busy || call.state !== "agent";
   $("whisper").title = call.state === "agent" ? "Talk to the agent; the caller does not hear you" : "Possible once an agent has the call";
+  // Barge-in: on a phone call the bot has, the bot stops and you talk with the caller (stopping hangs up); on a
+  // call an agent has, you join the two.
+  const joinable = call.state === "agent";
+  $("takeover").textContent = joinable ? "Join call" : "Take over";
+  $("takeover").disabled = ended || busy || !(joinable || (call.state === "bot" && call.channel === "sip"));
+  $("takeover").title = joinable ? "The caller and the agent both hear you"
+    : call.state !== "bot" ? "Possible while the bot or an agent has the call"
+    : call.channel !== "sip" ? "Possible on phone calls" : "The bot stops; you talk with the caller (stopping hangs up)";
 }
 
 function detailCall() {
@@ -824,23 +836,29 @@ function listenStatus(text, on = false) {
   $("listen-box").classList.toggle("on", on);
 }
 
-async function startListen(whisper) {
+/** mode: "listen" (hear the call), "whisper" (and talk to the agent) or "takeover" (the bot stops, you talk with
+ * the caller; stopping hangs up). */
+async function startListen(mode) {
   const d = state.detail;
   if (!d || state.listen) return;
   const callId = d.id;
+  const whisper = mode === "whisper";
+  const talks = mode !== "listen";
   let pc = null;
   let stream = null;
   try {
     pc = new RTCPeerConnection();
-    if (whisper) {
+    if (talks) {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
       pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
     } else {
       pc.addTransceiver("audio", { direction: "recvonly" });
     }
-    state.listen = { pc, pcId: null, callId, stream, whisper };
+    state.listen = { pc, pcId: null, callId, stream, whisper, mode };
     renderDetailHead();
     $("listen-stop").hidden = false;
+    const joining = mode === "takeover" && detailCall().state === "agent";
+    $("listen-stop").textContent = mode === "takeover" && !joining ? "Hang up" : "Stop";
     listenStatus("connecting…");
     pc.ontrack = (e) => {
       const remote = e.streams[0] || new MediaStream([e.track]);
@@ -849,20 +867,28 @@ async function startListen(whisper) {
     };
     pc.onconnectionstatechange = () => {
       if (state.listen?.pc !== pc) return;
-      if (pc.connectionState === "connected") listenStatus(whisper ? "whispering to the agent · you hear the call" : "listening", true);
+      if (pc.connectionState === "connected") {
+        const what = state.listen.conference ? "in the call · the caller and the agent hear you"
+          : mode === "takeover" ? "you have the caller · the bot is stopped"
+          : whisper ? "whispering to the agent · you hear the call" : "listening";
+        listenStatus(what, true);
+      }
       else if (pc.connectionState === "failed" || pc.connectionState === "closed") stopListen("the connection dropped");
     };
     await pc.setLocalDescription(await pc.createOffer());
     await iceGathered(pc);
-    const answer = await api(`/api/live/${encodeURIComponent(callId)}/listen`, {
-      method: "POST", body: { sdp: pc.localDescription.sdp, type: "offer", whisper },
+    const path = mode === "takeover" ? "takeover" : "listen";
+    const answer = await api(`/api/live/${encodeURIComponent(callId)}/${path}`, {
+      method: "POST", body: mode === "takeover" ? { sdp: pc.localDescription.sdp, type: "offer" } : { sdp: pc.localDescription.sdp, type: "offer", whisper },
     });
     if (state.listen?.pc !== pc) return; // stopped meanwhile
     state.listen.pcId = answer.pc_id || null;
+    state.listen.conference = answer.mode === "conference";
     await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type || "answer" });
   } catch (e) {
     const why = e instanceof ApiError ? e.message : e.name === "NotAllowedError" ? "the microphone was not allowed" : e.message;
-    if (state.listen?.pc === pc || !state.listen) stopListen(`Cannot ${whisper ? "whisper" : "listen"}: ${why}`);
+    const verb = mode === "takeover" ? "take over" : mode;
+    if (state.listen?.pc === pc || !state.listen) stopListen(`Cannot ${verb}: ${why}`);
     else { pc?.close(); stream?.getTracks().forEach((t) => t.stop()); }
   }
 }
@@ -1326,8 +1352,9 @@ function tick() {
 function wire() {
   $("logout").addEventListener("click", logout);
   $("detail-close").addEventListener("click", closeDetail);
-  $("listen").addEventListener("click", () => startListen(false));
-  $("whisper").addEventListener("click", () => startListen(true));
+  $("listen").addEventListener("click", () => startListen("listen"));
+  $("whisper").addEventListener("click", () => startListen("whisper"));
+  $("takeover").addEventListener("click", () => startListen("takeover"));
   $("listen-stop").addEventListener("click", () => stopListen());
   $("alerts-clear").addEventListener("click", () => { state.alerts = []; renderAlerts(); });
   $("search").addEventListener("submit", (e) => { e.preventDefault(); search(0); });
