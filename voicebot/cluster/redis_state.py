@@ -46,9 +46,10 @@ EVENTS = PREFIX + "events"
 NODES = PREFIX + "nodes"
 # What a node publishes for the others: what happens on its calls. Its live-call summaries and alerts
 # (call.updated, alert) every node derives itself from these; queue snapshots are per node (its own ACD).
-# agent.set: an agent logged in, paused or out on one node, which every node's ACD applies.
+# agent.set: an agent logged in, paused or out on one node, which every node's ACD applies. alert.updated: a
+# supervisor on one node acknowledged or assigned an alert (voicebot.alerts), or its call ended there.
 SHARED_EVENTS = frozenset({"call.started", "turn", "turn.updated", "call.state", "handoff", "call.ended",
-                           "agent.set"})
+                           "agent.set", "alert.updated", "call.taken_over", "call.joined"})
 STREAM_MAXLEN = 50_000  # events kept (approximately) for nodes that start or reconnect
 OUTBOX_MAX = 50_000  # events waiting while Redis is down; older ones are dropped (logged)
 RETRY_S = 0.5  # pause before talking to Redis again after an error
