@@ -2,7 +2,7 @@
 aiortc peer whose microphone is a 1 kHz tone) takes the call over. From then on the caller hears the supervisor
 and no more of the bot, even when they ask the bot something; the supervisor hears the caller (a 400 Hz tone); the
 record and the live call say who took over; the take-over is audited; an agent may not barge in. The supervisor
-hanging up ends the call."""
+hanging up ends the call; the caller hanging up ends the supervisor's connection."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 SUPERVISOR_HZ, CALLER_HZ = 1000, 400
 
 
-def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path) -> None:
+@pytest.mark.parametrize("who_hangs_up", ["supervisor", "caller"])
+def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path, who_hangs_up: str) -> None:
     port = sip_port()
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
@@ -80,10 +81,15 @@ def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path) -> None
                     await until(lambda: sup.tone_frames(CALLER_HZ) > 40, 20, "the supervisor hearing the caller")
                     await asyncio.sleep(3.0)  # time in which the bot would have answered the question
                     heard_after = list(caller.heard[taken:])
-                    res = await http.delete(f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen/"
-                                            f"{res.json()['pc_id']}", headers=sup_auth)
-                    assert res.status_code == 200, res.text
-                    await until(lambda: caller.leg.state == "ended", 20, "the caller's call to end")
+                    if who_hangs_up == "supervisor":
+                        res = await http.delete(f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen/"
+                                                f"{res.json()['pc_id']}", headers=sup_auth)
+                        assert res.status_code == 200, res.text
+                        await until(lambda: caller.leg.state == "ended", 20, "the caller's call to end")
+                    else:
+                        await caller.hangup()
+                        await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30,
+                                    "the supervisor's connection to close")
                 finally:
                     await caller.close()
                     await sup.close()
@@ -111,7 +117,8 @@ def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path) -> None
     loud_frames = sum(loud(p) for p in out["heard_after"])
     assert loud_frames - frames_at(heard, 16000, SUPERVISOR_HZ) <= 5, "the caller heard something besides the supervisor"
     assert out["sup"].tone_frames(SUPERVISOR_HZ) <= 2, "the supervisor's own voice came back to them"
-    assert row.outcome == "taken_over" and row.taken_over_by == "sup" and row.end_reason == "supervisor_hangup"
+    assert row.outcome == "taken_over" and row.taken_over_by == "sup"
+    assert row.end_reason == f"{who_hangs_up}_hangup"
     assert row.taken_over_at is not None
     taken_over_at = row.taken_over_at.replace(tzinfo=UTC)
     assert abs((taken_over_at - out["taken_at"]).total_seconds()) < 5

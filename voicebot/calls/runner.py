@@ -153,13 +153,13 @@ class CallRunner:
         self.taken_over_by = username
         ctx.end_reason = ctx.outcome = TAKEN_OVER
         MONITORS.begin(ctx.call_id)  # listeners stay on the call after the bot's pipeline (its hold) is gone
-        self.leg.clear_audio()  # what the bot had queued is not heard
+        # A cancel, not an end, keeps the leg up (as for a hand-off); what the bot had queued is not heard.
+        self._stopping = asyncio.ensure_future(self.call.worker.cancel(reason=TAKEN_OVER))
+        self.leg.clear_audio()
         at = datetime.now(UTC)
         await ctx.store.arun("set_taken_over", ctx.call_id, username, at)
         if ctx.store.events is not None:
             ctx.store.events.publish("call.taken_over", call_id=ctx.call_id, by=username, at=at.isoformat())
-        # A cancel, not an end, keeps the leg up (as for a hand-off).
-        self._stopping = asyncio.ensure_future(self.call.worker.cancel(reason=TAKEN_OVER))
         return self.leg
 
     async def _supervised(self) -> None:
