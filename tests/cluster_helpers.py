@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from net_helpers import free_port
 
 SIPP_SCENARIOS = Path(__file__).parent / "sipp"
@@ -209,3 +210,21 @@ def node_config(node_id: str, redis_url: str, database_url: str, **sections: Any
         "cluster": {"node_id": node_id, "redis_url": redis_url, "heartbeat_s": 0.5, "node_lost_after_s": 3.0},
         **sections,
     }
+
+
+def check_queue_invariants(redis_url: str, alive: set[str]) -> None:
+    """Over the shared queue: every waiting entry belongs to a node that beats and has its details (a live lease),
+    no call waits twice, and every queue's counters are whole where they count callers."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    members = client.zrange("voicebot:queue:waiting", 0, -1)
+    calls = [json.loads(m)[0] for m in members]
+    assert len(calls) == len(set(calls)), members
+    for member in members:
+        call_id, node, _queue, _since = json.loads(member)
+        assert node in alive, f"caller {call_id} still waits on node {node}, not alive ({alive})"
+        assert client.exists(f"voicebot:queue:entry:{call_id}"), f"caller {call_id} waits without a lease"
+    for key in client.scan_iter("voicebot:queue:stats:*"):
+        for name, value in client.hgetall(key).items():
+            assert float(value) >= 0, (key, name, value)
+            if not name.endswith("_total"):
+                assert float(value) == int(float(value)), (key, name, value)
