@@ -59,6 +59,9 @@ STREAM_MAXLEN = 50_000  # events kept (approximately) for nodes that start or re
 OUTBOX_MAX = 50_000  # events waiting while Redis is down; older ones are dropped (logged)
 RETRY_S = 0.5  # pause before talking to Redis again after an error
 READ_BLOCK_MS = 1000
+# The queue's Redis calls run on the event loop: after a failure they wait this long (or a heartbeat reaching
+# Redis), so an unreachable Redis costs the audio at most one short timeout every few seconds.
+QUEUE_RETRY_S = 3.0
 LOST_LEASE_MS = 60_000  # how long the survivor closing a lost node's calls holds the lease
 
 # The lease is released only by its holder (its token), never a later holder's.
@@ -359,7 +362,7 @@ class RedisQueueEntries:
     lease of ``lease_s`` that this node renews (:meth:`renew`, from the heartbeat) while its caller waits. An entry
     whose lease ran out and whose node has not beaten for ``lost_after_s`` is removed by the first reader and
     counted ``abandoned`` and ``node_lost`` (its node died with the caller). Blocking calls with short timeouts,
-    like :class:`RedisAgentClaims`; after a failure Redis is left alone for :data:`RETRY_S`, and meanwhile this
+    like :class:`RedisAgentClaims`; after a failure Redis is left alone for :data:`QUEUE_RETRY_S`, and meanwhile this
     node sees its own callers only, with writes kept and sent by the next :meth:`renew` that reaches Redis."""
 
     def __init__(self, redis_url: str, node_id: str, lease_s: float, lost_after_s: float):
@@ -381,7 +384,7 @@ class RedisQueueEntries:
         return time.monotonic() >= self._down_until
 
     def _failed(self, exc: BaseException, what: str) -> None:
-        self._down_until = time.monotonic() + RETRY_S
+        self._down_until = time.monotonic() + QUEUE_RETRY_S
         if not self._warned:
             self._warned = True
             log.warning("cluster: Redis unreachable (%s): %s; the queue shows this node's callers only", exc, what)
