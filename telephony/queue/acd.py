@@ -5,7 +5,9 @@ output is a list of :mod:`telephony.queue.actions` for a driver to carry out. Ti
 ``clock`` (seconds, any origin): the ACD never sleeps and never reads the wall clock. A driver calls
 :meth:`ACD.tick` at :meth:`ACD.next_deadline` (see :mod:`telephony.queue.runner`).
 
-Order of service: higher priority first, then first come first served, across all queues an agent serves.
+Order of service: higher priority first, then first come first served, across all queues an agent serves. The
+waiting callers and statistics live in a :class:`~telephony.queue.entries.QueueEntries` store; when it is shared by
+a cluster's nodes, an agent free here is left for an earlier caller on another node, whose ACD rings them.
 """
 
 from __future__ import annotations
@@ -114,8 +116,6 @@ class _Agent:
         if self.pause_reason is not None:
             return "paused"
         return "available"
-
-
 
 
 def request_conditions(request: QueueRequest) -> set[str]:
