@@ -228,3 +228,40 @@ def check_queue_invariants(redis_url: str, alive: set[str]) -> None:
             assert float(value) >= 0, (key, name, value)
             if not name.endswith("_total"):
                 assert float(value) == int(float(value)), (key, name, value)
+
+
+def stop_cluster_postgres(cluster: Cluster) -> list[str]:
+    """Stop the PostgreSQL of a cluster `voicebot cluster up` started (fast shutdown, as `down` does); returns its
+    command line for :func:`start_cluster_postgres`."""
+    from voicebot.cluster.launcher import ClusterInfo
+
+    info = ClusterInfo.load(cluster.base_dir)
+    assert info is not None and "postgres" in info.pids, f"no cluster state in {cluster.base_dir}"
+    pid = info.pids["postgres"]
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    os.killpg(pid, 2)  # SIGINT: PostgreSQL's fast shutdown
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.1)  # waiting for PostgreSQL to exit, bounded
+    return cmdline
+
+
+def start_cluster_postgres(cluster: Cluster, cmdline: list[str]) -> None:
+    """Start the cluster's PostgreSQL again with ``cmdline`` (its data kept); `cluster down` stops the new one."""
+    from voicebot.cluster.launcher import ClusterInfo
+
+    user = "postgres" if os.geteuid() == 0 else None
+    with open(cluster.base_dir / "postgres.log", "ab") as log:
+        proc = subprocess.Popen(cmdline, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, user=user,
+                                start_new_session=True)
+    info = ClusterInfo.load(cluster.base_dir)
+    assert info is not None
+    info.pids["postgres"] = proc.pid
+    info.save()
+    port = int(cmdline[cmdline.index("-p") + 1])
+    _wait_port(port, proc, "postgres", timeout_s=60)
