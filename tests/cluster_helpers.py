@@ -216,7 +216,7 @@ def check_queue_invariants(redis_url: str, alive: set[str]) -> None:
     """Over the shared queue: every waiting entry belongs to a node that beats and has its details (a live lease),
     no call waits twice, and every queue's counters are whole where they count callers."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    members = client.zrange("voicebot:queue:waiting", 0, -1)
+    members = [str(m) for m in client.zrange("voicebot:queue:waiting", 0, -1)]
     calls = [json.loads(m)[0] for m in members]
     assert len(calls) == len(set(calls)), members
     for member in members:
@@ -224,7 +224,8 @@ def check_queue_invariants(redis_url: str, alive: set[str]) -> None:
         assert node in alive, f"caller {call_id} still waits on node {node}, not alive ({alive})"
         assert client.exists(f"voicebot:queue:entry:{call_id}"), f"caller {call_id} waits without a lease"
     for key in client.scan_iter("voicebot:queue:stats:*"):
-        for name, value in client.hgetall(key).items():
+        stats: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
+        for name, value in stats.items():
             assert float(value) >= 0, (key, name, value)
             if not name.endswith("_total"):
                 assert float(value) == int(float(value)), (key, name, value)

@@ -372,6 +372,6 @@ def test_cluster_one_queue_over_the_nodes_and_a_killed_nodes_caller_counted_node
         time.sleep(0.5)  # the survivors closing node 3's records, bounded
     assert _open_nodes(cluster) <= {"n1", "n2"}
     assert set(client.zrange("voicebot:nodes", 0, -1)) == {"n1", "n2"}
-    assert all(v.split(" ")[0] in {"n1", "n2"} for k in client.scan_iter("voicebot:agent:*")
+    assert all(str(v).split(" ")[0] in {"n1", "n2"} for k in client.scan_iter("voicebot:agent:*")
                if (v := client.get(k)) is not None)
     check_queue_invariants(cluster.redis_url, alive={"n1", "n2"})
