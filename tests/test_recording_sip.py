@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -25,6 +26,7 @@ import httpx
 import numpy as np
 import pytest
 from auth_helpers import add_user, login
+from browser_helpers import CHROMIUM_ARGS
 from net_helpers import sip_port
 
 from audio.pcm import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
@@ -128,7 +130,10 @@ def files_of(server: Any, call_id: str) -> list[Path]:
     return list((server.workdir / "recordings").rglob(f"{stem}.wav"))
 
 
-def test_a_recorded_sip_call_holds_both_sides_and_is_erased_with_the_customer(server: Any) -> None:
+@pytest.fixture(scope="module")
+def recorded(server: Any) -> tuple[str, float]:
+    """A recorded call of Jane's: she hears the greeting, asks about her order, hears the answer, hangs up. Its id
+    and how long she spoke."""
     question = speech("Where is my order?")
 
     async def call() -> tuple[str, float]:
@@ -144,7 +149,11 @@ def test_a_recorded_sip_call_holds_both_sides_and_is_erased_with_the_customer(se
         finally:
             await caller.close()
 
-    call_id, said_s = asyncio.run(call())
+    return asyncio.run(call())
+
+
+def test_a_recorded_sip_call_holds_both_sides_time_aligned(server: Any, recorded: tuple[str, float]) -> None:
+    call_id, said_s = recorded
     record = asyncio.run(closed_record(server, call_id))
     assert record["recording"]["available"] and not record["recording"]["declined"]
     [path] = files_of(server, call_id)
@@ -174,6 +183,52 @@ def test_a_recorded_sip_call_holds_both_sides_and_is_erased_with_the_customer(se
     assert res.status_code == 200 and res.content == path.read_bytes()
     assert httpx.get(url, headers=login(server.url, "ann"), timeout=30).status_code == 404
 
+
+def test_the_dashboard_plays_the_recording_and_links_evidence_into_it(server: Any, recorded: tuple[str, float]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    call_id, _ = recorded
+    record = asyncio.run(closed_record(server, call_id))
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page()
+            page.goto(f"{server.url}/supervisor")
+            page.wait_for_selector("#username", timeout=30_000)  # the login form
+            page.fill("#username", "sup")
+            page.fill("#password", "pw-sup")
+            page.click("#submit")
+            page.wait_for_url("**/supervisor**", timeout=30_000)
+            page.goto(f"{server.url}/supervisor#history/call={urllib.parse.quote(call_id, safe='')}")
+            page.wait_for_selector("#recording-audio[src]", state="attached", timeout=60_000)
+            assert page.is_visible("#recording-box") and "Recording" in page.inner_text("#recording-note")
+            # The browser loads the file through the session cookie and knows its length.
+            duration = page.evaluate("""() => new Promise((ok, fail) => {
+                const a = document.getElementById("recording-audio");
+                a.addEventListener("loadedmetadata", () => ok(a.duration), { once: true });
+                a.addEventListener("error", () => fail(String(a.error && a.error.code)), { once: true });
+                a.preload = "metadata"; a.load();
+            })""")
+            assert duration == pytest.approx(record["recording"]["duration_s"], abs=0.1)
+            # A scorecard item's evidence links to its time in the recording; the player seeks there.
+            page.evaluate("() => { document.getElementById('scorecard').open = true; }")
+            link = page.wait_for_selector("#scorecard-items a[href*='/recording#t=']", timeout=30_000)
+            assert link is not None
+            href = link.get_attribute("href") or ""
+            t = float(href.rsplit("#t=", 1)[1])
+            link.click()
+            page.wait_for_function("(t) => document.getElementById('recording-audio').currentTime >= t - 0.3", arg=t,
+                                   timeout=30_000)
+            at = page.evaluate("() => document.getElementById('recording-audio').currentTime")
+            assert t - 0.3 <= at <= t + 5  # from there (and perhaps playing on)
+        finally:
+            chromium.close()
+
+
+def test_gdpr_export_names_the_recording_and_delete_removes_it(server: Any, recorded: tuple[str, float]) -> None:
+    call_id, _ = recorded
+    [path] = files_of(server, call_id)
+    url = f"{server.url}/api/calls/{urllib.parse.quote(call_id, safe='')}/recording"
     cfg = str(server.workdir / "voicebot.yaml")
     exported = subprocess.run([sys.executable, "-m", "voicebot", "gdpr", "export", "--customer", "1", "--config", cfg],
                               capture_output=True, text=True, timeout=120, cwd=server.workdir)
@@ -213,7 +268,7 @@ def test_a_declined_recording_is_deleted_and_never_resumed(server: Any, how: str
 
     call_id = asyncio.run(call())
     record = asyncio.run(closed_record(server, call_id))
-    assert record["recording"] == {"available": False, "duration_s": None, "declined": True}
+    assert record["recording"] == {"available": False, "duration_s": None, "declined": True, "start": None}
     assert files_of(server, call_id) == []
     url = f"{server.url}/api/calls/{urllib.parse.quote(call_id, safe='')}/recording"
     assert httpx.get(url, headers=server.auth, timeout=30).status_code == 404

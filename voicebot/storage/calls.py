@@ -643,6 +643,8 @@ def _recording_dict(row: RecordingRow | None) -> dict[str, Any]:
         "available": bool(row is not None and row.path and row.consent == "recorded"),
         "duration_s": row.duration_s if row is not None and row.path else None,
         "declined": bool(row is not None and row.consent == "declined"),
+        # When the recording began: second 0 of the file (the dashboard links evidence times into it).
+        "start": _iso(row.started_at) if row is not None and row.path else None,
     }
 
 
