@@ -243,6 +243,28 @@ def test_gdpr_export_names_the_recording_and_delete_removes_it(server: Any, reco
     assert httpx.get(url, headers=server.auth, timeout=30).status_code == 404
 
 
+def test_a_browser_call_is_recorded_the_same_way(server: Any, tmp_path: Path) -> None:
+    from audio.speech import write_wav
+    from voicebot.client.webrtc import place_call
+
+    samples, _ = espeak_ng("Where is my order?", rate=150, sample_rate=SAMPLE_RATE)
+    wav = write_wav(tmp_path / "question.wav", samples, SAMPLE_RATE)
+    result = asyncio.run(place_call(server.url, wav, greeting_timeout_s=90, max_wait_s=90, headers=server.auth))
+    record = asyncio.run(closed_record(server, result.call_id))
+    assert record["channel"] == "webrtc" and record["recording"]["available"]
+    assert "This call may be recorded" in next(t["text"] for t in record["turns"] if t["speaker"] == "bot")
+    [path] = files_of(server, result.call_id)
+    with wave.open(str(path)) as w:
+        assert w.getnchannels() == 2
+        audio = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)
+    left, right = frame_levels(audio[:, 0].tobytes()), frame_levels(audio[:, 1].tobytes())
+    caller_frames, bot_frames = np.flatnonzero(left > LOUD), np.flatnonzero(right > LOUD)
+    said_s = len(samples) / SAMPLE_RATE
+    assert 0.6 * said_s <= len(caller_frames) * 0.02 <= said_s + 0.5, len(caller_frames)
+    assert len(bot_frames) * 0.02 > 4.0 and bot_frames[0] < caller_frames[0]
+    assert np.mean(right[caller_frames] > LOUD) < 0.2 and np.mean(left[bot_frames] > LOUD) < 0.2
+
+
 @pytest.mark.parametrize("how", ["words", "key"])
 def test_a_declined_recording_is_deleted_and_never_resumed(server: Any, how: str) -> None:
     async def call() -> str:
