@@ -11,6 +11,10 @@ intents' slot values and its trace), the transcript of the bridged conversation,
 left from the person's number) and the number and hand-off packet of callback requests. Which tables hold such
 content, this module learns from the registry (:mod:`voicebot.storage.schema`): each declares
 ``ERASE_WITH_CALL`` (and, if it keeps a number, ``ERASE_BY_NUMBER``) in its ``Table.info``.
+
+Call recordings (:mod:`voicebot.recording`) go with the rest of a call's content, row and file; the export gives
+their file paths (the audio stays in its file). ``recording.retention_days`` may delete them sooner
+(:func:`purge_recordings`).
 """
 
 from __future__ import annotations
