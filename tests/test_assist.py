@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from auth_helpers import add_user, login
 from demo_db import NOW, demo_copy
+from handoff_helpers import customer, handoff_packet
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
@@ -18,8 +19,10 @@ from dialogs.db.models import AuditLog, Contact, Order, Return
 from dialogs.db.repository import close_contact, open_contact
 from dialogs.knowledge import Retriever, load_knowledge
 from dialogs.knowledge.dialog import Knowledge
+from dialogs.manager.handoff import HandoffIntent, HandoffPacket, TranscriptLine
 from voicebot.assist.card import customer_card, verified_customer
 from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
+from voicebot.assist.summary import BridgedTurn, running_summary
 from voicebot.assist.wrapup import prefill
 from voicebot.config import Settings
 from voicebot.events import EventBus
@@ -57,10 +60,22 @@ def test_card_lists_orders_open_returns_subscriptions_and_past_contacts(tmp_path
 
 def test_only_a_verified_customer_has_a_card() -> None:
     packet = {"customer": {"id": 7, "name": "Ann", "verified": True, "verified_by": "postcode"}, "contact_id": 3}
-    assert verified_customer(packet) == (7, 3)
-    assert verified_customer({**packet, "customer": {**packet["customer"], "verified": False}}) == (None, 3)
-    assert verified_customer({"customer": None, "contact_id": None}) == (None, None)
-    assert verified_customer(None) == (None, None)
+    assert verified_customer(HandoffPacket.from_dict(packet)) == (7, 3)
+    unverified = {**packet, "customer": {**packet["customer"], "verified": False}}
+    assert verified_customer(HandoffPacket.from_dict(unverified)) == (None, 3)
+    assert verified_customer(HandoffPacket.from_dict({"customer": None, "contact_id": None})) == (None, None)
+    assert verified_customer(HandoffPacket.from_dict(None)) == (None, None)
+
+
+def test_the_packet_comes_back_typed_from_its_json() -> None:
+    packet = handoff_packet("Caller Jane Doe, verified. Wants to return order 12034.", caller_id="+15551230001",
+                            contact_id=4, customer=customer("Jane Doe", True, id=1, verified_by="pin"),
+                            intents_pending=(HandoffIntent("return_item", "active", None, {"order_id": "12034"}),),
+                            slots={"order_id": "12034"},
+                            transcript=(TranscriptLine("caller", "I want to return order 12034", "2026-03-12"),))
+    assert HandoffPacket.from_dict(packet.to_dict()) == packet
+    # Old records lack fields, a hostile one mistypes them: empty values, never an exception.
+    assert HandoffPacket.from_dict({"customer": {"id": "7"}, "intents_pending": "x", "priority": "1"}).customer is None
 
 
 def test_card_api_serves_only_the_agents_own_call(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -94,14 +109,21 @@ def test_card_api_serves_only_the_agents_own_call(tmp_path: Path, tmp_path_facto
     customers.dispose()
 
 
-def test_wrap_up_is_prefilled_from_the_packet_and_the_bridged_turns() -> None:
-    packet = {"summary": "Caller Ann Lee, verified. Wants to return order 63950. Annoyed.",
-              "intents_done": [{"intent": "order_status"}], "intents_pending": [{"intent": "start_return"}]}
-    form = prefill(packet, [("caller", "The shoes are too small."), ("agent", "I will start the return.")])
+def test_wrap_up_is_prefilled_from_the_running_summary() -> None:
+    packet = HandoffPacket.from_dict({
+        "summary": "Caller Ann Lee, verified. Wants to return order 63950. Annoyed.",
+        "intents_done": [{"intent": "order_status"}], "intents_pending": [{"intent": "start_return"}]})
+    turns = [BridgedTurn("caller", "The shoes are too small."), BridgedTurn("agent", "I will start the return."),
+             BridgedTurn("agent", "Start a return for order 63950: ok (rma R1)", "start_return", "ok")]
+    form = prefill(packet, running_summary(packet, turns, None))
     assert form.disposition == "follow-up" and form.intents == ("order_status", "start_return")
-    assert form.summary == 'Caller Ann Lee, verified. The caller told the agent: "The shoes are too small."'
-    assert prefill({"summary": "Caller asked for a person."}, []).disposition == "resolved"
-    assert prefill(None, []).summary == "The caller was handed to an agent. The agent took the call."
+    assert form.summary == ('Caller Ann Lee, verified. The caller told the agent: "The shoes are too small." '
+                            "The agent ran: Start a return for order 63950: ok (rma R1).")
+    asked = HandoffPacket.from_dict({"summary": "Caller asked for a person."})
+    assert prefill(asked, running_summary(asked, [], None)).disposition == "resolved"
+    empty = HandoffPacket.from_dict(None)
+    assert prefill(empty, running_summary(empty, [], None)).summary == (
+        "The caller was handed to an agent. The agent took the call.")
 
 
 def test_wrap_up_goes_into_the_contact_history_audited(tmp_path: Path,
@@ -149,9 +171,10 @@ KNOWLEDGE = Path(__file__).resolve().parents[1] / "dialogs" / "domains" / "retai
 
 def test_suggestions_match_what_the_caller_said_last() -> None:
     retriever = Retriever.with_tfidf(load_knowledge(str(KNOWLEDGE)))
-    packet = {"transcript": [{"speaker": "caller", "text": "I want a person", "at": ""}]}
+    packet = HandoffPacket.from_dict({"transcript": [{"speaker": "caller", "text": "I want a person", "at": ""}]})
     assert last_caller_words([], packet) == "I want a person"
-    said = last_caller_words([("caller", "How long do I have to cancel my order?"), ("agent", "Let me see.")], packet)
+    said = last_caller_words([BridgedTurn("caller", "How long do I have to cancel my order?"),
+                              BridgedTurn("agent", "Let me see.")], packet)
     assert said == "How long do I have to cancel my order?"
     found = knowledge_suggestions(retriever, said)
     assert found and found[0].entry_id == "order_cancellation", found
