@@ -65,9 +65,10 @@ def test_card_lists_orders_open_returns_subscriptions_and_past_contacts(tmp_path
 
 
 def test_only_a_verified_customer_has_a_card() -> None:
-    packet = {"customer": {"id": 7, "name": "Ann", "verified": True, "verified_by": "postcode"}, "contact_id": 3}
+    ann = {"id": 7, "name": "Ann", "verified": True, "verified_by": "postcode"}
+    packet = {"customer": ann, "contact_id": 3}
     assert verified_customer(HandoffPacket.from_dict(packet)) == (7, 3)
-    unverified = {**packet, "customer": {**packet["customer"], "verified": False}}
+    unverified = {**packet, "customer": {**ann, "verified": False}}
     assert verified_customer(HandoffPacket.from_dict(unverified)) == (None, 3)
     assert verified_customer(HandoffPacket.from_dict({"customer": None, "contact_id": None})) == (None, None)
     assert verified_customer(HandoffPacket.from_dict(None)) == (None, None)
