@@ -2,7 +2,7 @@
 
 Extractive, no language model: the bot's hand-off summary, the requests (intents) and details (entities) the
 NLU finds in the hand-off and in what the caller tells the agent, the caller's key sentences (those naming a
-request or a detail) and the domain actions the agent ran. The wrap-up form is prefilled from it.
+request or a detail, and the last one) and the domain actions the agent ran. The wrap-up form is prefilled from it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class RunningSummary:
     handoff: str  # the bot's hand-off summary
     intents: tuple[str, ...]  # requests in the order first heard: the hand-off's, then the bridged call's
     details: tuple[tuple[str, str], ...]  # (slot, value): the hand-off's slots, then what the caller said
-    key_sentences: tuple[str, ...]  # the caller's newest sentences that name a request or a detail
+    key_sentences: tuple[str, ...]  # the caller's newest sentences naming a request or a detail, and the last
     actions: tuple[str, ...]  # what the agent ran, as reported in the transcript
     caller_turns: int  # the caller's turns on the bridged call so far
     heard: tuple[Heard, ...]  # every caller sentence of the bridged call, understood
@@ -96,13 +96,14 @@ def running_summary(packet: HandoffPacket, bridged: Sequence[BridgedTurn],
     for h in heard:
         intents.extend(h.intents)
         details.extend(h.slots)
-    key = [h.text for h in heard if h.intents or h.slots]
+    # What the caller just said always counts: the agent answers it next.
+    key = [h.text for i, h in enumerate(heard) if h.intents or h.slots or i == len(heard) - 1]
     actions = tuple(t.text for t in bridged if t.action is not None)
     return RunningSummary(
         handoff=packet.summary,
         intents=tuple(dict.fromkeys(i for i in intents if i and i not in NOT_TOPICS)),
         details=tuple(dict.fromkeys(details)),
-        key_sentences=tuple((key or [h.text for h in heard])[-KEY_SENTENCES:]),
+        key_sentences=tuple(key[-KEY_SENTENCES:]),
         actions=actions,
         caller_turns=len(heard),
         heard=heard,

@@ -44,7 +44,8 @@ def prefill(packet: HandoffPacket, summary: RunningSummary) -> WrapUp:
     requests, else ``resolved``; the requests heard (hand-off and bridged call); the hand-off's first sentence,
     the caller's key sentence to the agent and the actions the agent ran."""
     first = _first_sentence(summary.handoff) or "The caller was handed to an agent."
-    said = summary.key_sentences[-1] if summary.key_sentences else ""
+    informative = [h.text for h in summary.heard if h.intents or h.slots] or [h.text for h in summary.heard]
+    said = informative[-1] if informative else ""
     second = f'The caller told the agent: "{said}"' if said else "The agent took the call."
     if not second.endswith((".", "!", "?", '"')):
         second += "."
