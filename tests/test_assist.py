@@ -123,7 +123,8 @@ def test_wrap_up_is_prefilled_from_the_running_summary() -> None:
     turns = [BridgedTurn("caller", "The shoes are too small."), BridgedTurn("agent", "I will start the return."),
              BridgedTurn("agent", "Start a return for order 63950: ok (rma R1)", "start_return", "ok")]
     form = prefill(packet, running_summary(packet, turns, None))
-    assert form.disposition == "follow-up" and form.intents == ("order_status", "start_return")
+    assert prefill(packet, running_summary(packet, turns[:2], None)).disposition == "follow-up"
+    assert form.disposition == "resolved" and form.intents == ("order_status", "start_return")  # the agent did it
     assert form.summary == ('Caller Ann Lee, verified. The caller told the agent: "The shoes are too small." '
                             "The agent ran: Start a return for order 63950: ok (rma R1).")
     asked = HandoffPacket.from_dict({"summary": "Caller asked for a person."})

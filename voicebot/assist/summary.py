@@ -47,6 +47,7 @@ class RunningSummary:
     details: tuple[tuple[str, str], ...]  # (slot, value): the hand-off's slots, then what the caller said
     key_sentences: tuple[str, ...]  # the caller's newest sentences naming a request or a detail, and the last
     actions: tuple[str, ...]  # what the agent ran, as reported in the transcript
+    actions_done: int  # how many of them did what was asked (outcome ok or already done)
     caller_turns: int  # the caller's turns on the bridged call so far
     heard: tuple[Heard, ...]  # every caller sentence of the bridged call, understood
 
@@ -105,6 +106,7 @@ def running_summary(packet: HandoffPacket, bridged: Sequence[BridgedTurn],
         details=tuple(dict.fromkeys(details)),
         key_sentences=tuple(key[-KEY_SENTENCES:]),
         actions=actions,
+        actions_done=sum(1 for t in bridged if t.action is not None and t.outcome in ("ok", "already_done")),
         caller_turns=len(heard),
         heard=heard,
     )

@@ -41,7 +41,7 @@ def _first_sentence(text: str) -> str:
 
 def prefill(packet: HandoffPacket, summary: RunningSummary) -> WrapUp:
     """The bot's proposal from the call's running summary: ``follow-up`` while the hand-off has pending
-    requests, else ``resolved``; the requests heard (hand-off and bridged call); the hand-off's first sentence,
+    requests and the agent ran no action that did what was asked, else ``resolved``; the requests heard (hand-off and bridged call); the hand-off's first sentence,
     the caller's key sentence to the agent and the actions the agent ran."""
     first = _first_sentence(summary.handoff) or "The caller was handed to an agent."
     informative = [h.text for h in summary.heard if h.intents or h.slots] or [h.text for h in summary.heard]
@@ -52,7 +52,8 @@ def prefill(packet: HandoffPacket, summary: RunningSummary) -> WrapUp:
     text = f"{first} {second}"
     if summary.actions:
         text += " The agent ran: " + "; ".join(summary.actions) + "."
-    return WrapUp("follow-up" if packet.intents_pending else "resolved", summary.intents, text[:MAX_SUMMARY])
+    open_matter = bool(packet.intents_pending) and not summary.actions_done
+    return WrapUp("follow-up" if open_matter else "resolved", summary.intents, text[:MAX_SUMMARY])
 
 
 def parse(body: Mapping[str, Any]) -> WrapUp:
