@@ -201,6 +201,7 @@ async function runAction() {
       {action: todo.action, slots: todo.slots});
     out.className = r.outcome === "ok" ? "ok" : "muted";
     out.textContent = r.text;
+    showCard(shownCall);  // the action may have changed what the card shows
   } catch (e) { out.className = ""; out.textContent = e.message; }
 }
 
