@@ -93,12 +93,23 @@ class Ears:
     def __init__(self) -> None:
         self.loud = 0
         self.last = 0.0
+        self.last_wall = 0.0  # the same, in epoch seconds
 
     def __call__(self, pcm: bytes) -> None:
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
         if samples.size and float(np.sqrt(np.mean(samples**2))) > 500:
             self.loud += 1
             self.last = time.monotonic()
+            self.last_wall = time.time()
+
+    async def done_speaking(self, since: float, quiet_s: float = 1.5, timeout_s: float = 90) -> None:
+        """Until the bot has spoken after ``since`` (epoch seconds) and then stayed quiet for ``quiet_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.last_wall >= since and time.time() - self.last_wall > quiet_s:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError("the bot did not say its turn")
 
     async def bot_spoke(self, quiet_s: float = 1.5, timeout_s: float = 90) -> None:
         mark, deadline = self.loud, time.monotonic() + timeout_s
