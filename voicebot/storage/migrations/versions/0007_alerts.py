@@ -1,8 +1,8 @@
 """Supervisor alerts with their lifecycle (raised, acknowledged, assigned, resolved when the call ends), and who
 took a call over from the bot (``voicebot_calls.taken_over_by`` / ``taken_over_at``).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
