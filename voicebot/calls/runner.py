@@ -26,6 +26,7 @@ from pipecat.frames.frames import EndFrame, InputDTMFFrame
 from pipecat.transports.base_transport import BaseTransport
 
 from telephony.call import NO_MEDIA
+from voicebot.calls.heap import release_after_call
 from voicebot.pipeline.builder import CallTransport, build_call_pipeline
 
 if TYPE_CHECKING:
@@ -97,6 +98,8 @@ class CallRunner:
                 for failure in await asyncio.gather(self.queued, return_exceptions=True):
                     if isinstance(failure, Exception):
                         log.error("call %s: the agent queue failed", self.call.call.call_id, exc_info=failure)
+        # glibc keeps what a call freed in the heap (several MB a call): give it back to the system.
+        await release_after_call()
 
     async def press(self, key: str) -> None:
         """A key the caller pressed, into the bot's pipeline (as a phone's RFC 4733 digit would come)."""
