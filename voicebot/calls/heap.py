@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class HeapTrimmer:
     def __init__(self, trim: Callable[[], int] | None) -> None:
         self._trim = trim
         self._busy = threading.Lock()
+        # One thread of its own: a trim never waits behind other work, and calls ending together add no threads.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicebot-heap-trim")
         self.trims = 0  # trims done: the soak and the tests see that calls trigger them
 
     @property
@@ -74,7 +77,9 @@ class HeapTrimmer:
 
     async def trim_soon(self) -> None:
         """Trim in a worker thread: the trim walks the whole heap and must not stall the other calls' media."""
-        done = await asyncio.to_thread(self.trim)
+        if self._trim is None or self._busy.locked():
+            return  # the trim under way gives back this call's memory too
+        done = await asyncio.get_running_loop().run_in_executor(self._thread, self.trim)
         if done is not None:
             log.debug("heap trimmed in %.1f ms (memory returned: %s)", done.seconds * 1000, done.released)
 
