@@ -3,8 +3,8 @@
 Two things kept it (measured in ``voicebot serve`` under ``benchmarks/soak.py``, ~7 MB more RSS per call):
 
 - a call's objects form reference cycles (pipecat's processors link both ways, event handlers are bound methods),
-  so they are freed only by a full garbage collection, which came rarely: with 10 calls at a time, 26 ended calls'
-  pipelines were still in memory, each with its own Silero VAD session (native memory Python does not count);
+  so they are freed only by a full garbage collection, which came rarely: a server with 10 calls under way held 26
+  calls' pipelines, each with its own Silero VAD session (native memory Python does not count);
 - glibc's malloc keeps what is freed for reuse and gives back only the free space at the top of a heap.
 
 :func:`release_after_call` collects the garbage of the calls that ended, then runs glibc's ``malloc_trim(0)``
