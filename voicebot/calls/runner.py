@@ -31,6 +31,7 @@ from pipecat.frames.frames import EndFrame, InputDTMFFrame
 from pipecat.transports.base_transport import BaseTransport
 
 from telephony.call import NO_MEDIA
+from voicebot.calls.heap import release_after_call
 from voicebot.monitor import MONITORS
 from voicebot.pipeline.builder import CallTransport, build_call_pipeline
 from voicebot.recording import call_recording
@@ -142,6 +143,8 @@ class CallRunner:
                         log.error("call %s: the agent queue failed", self.call.call.call_id, exc_info=failure)
             if self.recording is not None:
                 await self.recording.finish()
+        # glibc keeps what a call freed in the heap (several MB a call): give it back to the system.
+        await release_after_call()
 
     async def take_over(self, username: str) -> Leg:
         """Supervisor ``username`` takes the caller from the bot: the bot stops speaking and answering (its
