@@ -161,6 +161,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             await cluster.start()
             if transfer is not None:
                 transfer.claims = cluster.agents  # before its ACD starts: agents are rung by one node at a time
+                transfer.entries = cluster.queue  # and callers served in one order over the nodes
         if transfer is not None:
             await transfer.start()
         purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \
