@@ -5,13 +5,16 @@ SIP/RTP stack, in this process): each places a call, waits for the greeting, say
 synthesised once at start) with a pause of 1 to 3 s after each reply, hangs up, and dials again at once. Every
 ``--sample-s`` it samples the server process (RSS, of it anonymous and file-backed, open file descriptors, threads
 from /proc/PID) and the callers (calls completed and dropped in the interval, reply latency p50/p95, the largest
-RTP gap from the bot) and prints one JSON line; at the end a summary line: RSS slope per hour (least squares) and
-per call, fd and thread min/max, the largest RTP gap, reply latency p50/p95 over the run, drops, and a verdict with
-its reasons. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and threads
+RTP gap from the bot, the machine's load average) and prints one JSON line (the first, at t=0, is the idle server
+before any call); at the end a summary line: RSS slope per hour and per call (least squares over the samples
+after the warm-up, against time and against calls ended), RSS growth in the first and second half of the
+steady samples (a plateau shows as a second half near zero), fd and thread min/max, the largest RTP gap, reply
+latency p50/p95 over the run, drops, load average, and a verdict with its reasons. ``--json FILE`` also writes
+the summary and every sample to FILE. Flat means: RSS grows less than ``--max-rss-mb-per-hour`` after ``--warmup-minutes``, fds and threads
 in the second half of the run never exceed the first half's maximum by more than a call's worth, and no call
 dropped (a call the bot ends itself after a reply, as its dialog may, is counted apart, not as a drop).
 
-    python benchmarks/soak.py [--calls 10] [--minutes 30] [--sample-s 60]
+    python benchmarks/soak.py [--calls 10] [--minutes 30] [--sample-s 60] [--json soak.json]
 
 Needs espeak-ng and sox; Linux (/proc).
 """
@@ -138,8 +141,13 @@ async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: 
     tally = Tally()
     started = time.monotonic()
     until = started + minutes * 60
-    samples: list[dict] = []
     tasks = []
+    idle = {"t_s": 0, **process_sample(pid), "calls_ended": 0, "completed": 0, "ended_by_bot": 0, "dropped": 0,
+            "latency_p50_s": None, "latency_p95_s": None, "max_rtp_gap_ms": 0.0,
+            "load_avg_1min": round(os.getloadavg()[0], 2), "errors": []}
+    samples: list[dict] = [idle]
+    print(json.dumps(idle), flush=True)
+    ended = 0
     try:
         for i in range(calls):
             tasks.append(asyncio.ensure_future(
@@ -151,15 +159,18 @@ async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: 
             seen = tally.take()
             lat = seen.latencies
             latencies += lat
+            ended += seen.completed + seen.ended_by_bot + seen.dropped
             sample = {
                 "t_s": round(time.monotonic() - started),
                 **process_sample(pid),
+                "calls_ended": ended,  # since the start: RSS against it gives the growth per call
                 "completed": seen.completed,
                 "ended_by_bot": seen.ended_by_bot,
                 "dropped": seen.dropped,
                 "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if lat else None,
                 "latency_p95_s": round(float(np.percentile(lat, 95)), 3) if lat else None,
                 "max_rtp_gap_ms": round(seen.max_gap_ms, 1),
+                "load_avg_1min": round(os.getloadavg()[0], 2),
                 "errors": seen.errors,
             }
             samples.append(sample)
@@ -183,6 +194,11 @@ def summary(samples: list[dict], tail: Tally, latencies: list[float], max_rss_mb
     t = np.array([s["t_s"] for s in steady], dtype=np.float64) / 3600
     rss = np.array([s["rss_mb"] for s in steady], dtype=np.float64)
     slope = float(np.polyfit(t, rss, 1)[0]) if len(steady) >= 2 else 0.0
+    ended = np.array([s["calls_ended"] for s in steady], dtype=np.float64)
+    per_call = float(np.polyfit(ended, rss, 1)[0]) if len(steady) >= 2 and np.ptp(ended) > 0 else None
+    mid = len(steady) // 2  # growth in each half of the steady samples: a plateau has a flat second half
+    first_half_mb = steady[mid]["rss_mb"] - steady[0]["rss_mb"]
+    second_half_mb = steady[-1]["rss_mb"] - steady[mid]["rss_mb"]
     half = max(1, len(samples) // 2)
     fds = [s["fds"] for s in samples]
     threads = [s["threads"] for s in samples]
@@ -198,8 +214,7 @@ def summary(samples: list[dict], tail: Tally, latencies: list[float], max_rss_mb
         reasons.append(f"threads grew to {max(threads)} (first half at most {max(threads[:half])})")
     if dropped:
         reasons.append(f"{dropped} call(s) dropped")
-    steady_calls = sum(s["completed"] + s["ended_by_bot"] + s["dropped"] for s in steady[1:])
-    per_call = (steady[-1]["rss_mb"] - steady[0]["rss_mb"]) / steady_calls if steady_calls else None
+    loads = [s["load_avg_1min"] for s in samples]
     return {
         "simultaneous_calls": calls,
         "minutes": round(samples[-1]["t_s"] / 60, 1),
@@ -207,11 +222,13 @@ def summary(samples: list[dict], tail: Tally, latencies: list[float], max_rss_mb
         "calls_completed": sum(s["completed"] for s in samples) + tail.completed,
         "calls_ended_by_bot": sum(s["ended_by_bot"] for s in samples) + tail.ended_by_bot,
         "calls_dropped": dropped,
-        "rss_mb_first": samples[0]["rss_mb"], "rss_mb_last": samples[-1]["rss_mb"],
+        "rss_mb_idle": samples[0]["rss_mb"], "rss_mb_at_warmup": steady[0]["rss_mb"],
+        "rss_mb_max": max(s["rss_mb"] for s in samples), "rss_mb_last": samples[-1]["rss_mb"],
         "rss_anon_mb_first": samples[0]["rss_anon_mb"], "rss_anon_mb_last": samples[-1]["rss_anon_mb"],
         "rss_slope_mb_per_hour": round(slope, 1), "rss_slope_limit_mb_per_hour": max_rss_mb_per_hour,
         "rss_slope_from_s": steady[0]["t_s"],
-        "rss_mb_per_call": round(per_call, 2) if per_call is not None else None,
+        "rss_mb_per_call": round(per_call, 3) if per_call is not None else None,
+        "rss_growth_mb_first_half": round(first_half_mb, 1), "rss_growth_mb_second_half": round(second_half_mb, 1),
         "fds_min": min(fds), "fds_max": max(fds), "fds_bounded": fds_bounded,
         "threads_min": min(threads), "threads_max": max(threads), "threads_bounded": threads_bounded,
         "max_rtp_gap_ms": max(s["max_rtp_gap_ms"] for s in samples),
@@ -220,6 +237,7 @@ def summary(samples: list[dict], tail: Tally, latencies: list[float], max_rss_mb
         "latency_p95_s": round(float(np.percentile(latencies, 95)), 3) if latencies else None,
         "verdict": "not flat: " + "; ".join(reasons) if reasons else "flat",
         "cpus": os.cpu_count(),
+        "load_avg_1min_mean": round(float(np.mean(loads)), 2), "load_avg_1min_max": max(loads),
     }
 
 
@@ -232,6 +250,7 @@ def main() -> None:
                     help="The RSS growth (least-squares slope) still called flat.")
     ap.add_argument("--warmup-minutes", type=float, default=5.0,
                     help="Samples before this are left out of the RSS slope (caches filling up).")
+    ap.add_argument("--json", type=Path, default=None, help="Also write the summary and every sample here.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -241,11 +260,13 @@ def main() -> None:
             latencies: list[float] = []
             samples, tail = asyncio.run(
                 soak(server.process.pid, port, speeches, args.calls, args.minutes, args.sample_s, latencies))
-        if not samples:
-            sys.exit("soak: no sample taken (run for longer than --sample-s)")
+        if len(samples) < 2:
+            sys.exit("soak: no sample taken during the calls (run for longer than --sample-s)")
         # The calls still under way at the last sample count in the summary once they are over.
-        print(json.dumps(summary(samples, tail, latencies, args.max_rss_mb_per_hour, args.warmup_minutes * 60,
-                                 args.calls)), flush=True)
+        result = summary(samples, tail, latencies, args.max_rss_mb_per_hour, args.warmup_minutes * 60, args.calls)
+        print(json.dumps(result), flush=True)
+        if args.json is not None:
+            args.json.write_text(json.dumps({"summary": result, "samples": samples}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
