@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 import redis
+from call_models import CALL_FLOW_MODELS
 from net_helpers import free_port
 
 SIPP_SCENARIOS = Path(__file__).parent / "sipp"
@@ -204,9 +205,11 @@ class PostgresServer:
 
 
 def node_config(node_id: str, redis_url: str, database_url: str, **sections: Any) -> dict[str, Any]:
-    """A bot node's voicebot.yaml for ServerProcess: the shared database and Redis, quick heartbeats."""
+    """A bot node's voicebot.yaml for ServerProcess: the shared database and Redis, quick heartbeats, the call-flow
+    tests' recogniser."""
     return {
         "database": {"url": database_url, "seed_demo": True},
+        "models": CALL_FLOW_MODELS,
         "cluster": {"node_id": node_id, "redis_url": redis_url, "heartbeat_s": 0.5, "node_lost_after_s": 3.0},
         **sections,
     }

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user
 from browser_helpers import with_microphone
+from call_models import CALL_FLOW_MODELS
 from net_helpers import sip_port
 from sqlalchemy import select
 from test_supervisor_browser import screenshots
@@ -103,6 +104,7 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
                 "rtp_port_min": 39800, "rtp_port_max": 39899},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 40, "max_wait": 90, "wrap_up": 300}],
+        "models": CALL_FLOW_MODELS,
     }
     talk, stop, done = threading.Event(), threading.Event(), threading.Event()
     shots = screenshots()

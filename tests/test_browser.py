@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user, login
 from browser_helpers import with_microphone
+from call_models import CALL_FLOW_MODELS
 
 from audio.speech import piper_tts, write_wav
 from voicebot.client.local_server import ServerProcess
@@ -26,7 +27,7 @@ GREETING = "Hello, you're speaking with the automated assistant of Acme Online S
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser-server")
-    with ServerProcess(work, {"call": {"greeting": GREETING, "silence_prompt_s": 30.0}}) as srv:
+    with ServerProcess(work, {"call": {"greeting": GREETING, "silence_prompt_s": 30.0}, "models": CALL_FLOW_MODELS}) as srv:
         add_user(srv.config["database"]["url"], "sup", "supervisor")
         srv.auth = login(srv.url, "sup")  # type: ignore[attr-defined]  # the records need a login
         yield srv

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from call_models import CALL_FLOW_MODELS_YAML
 from cluster_helpers import Cluster, needs_cluster, running_cluster, sip_calls_ended, sipp, sipp_result
 from sqlalchemy import create_engine, text
 
@@ -32,7 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
     config = base / "voicebot.yaml"
     # The callers (sipp on loopback) come from a trunk whose asserted identity is believed.
-    config.write_text("trunks:\n  - name: carrier\n    host: 127.0.0.1\n")
+    config.write_text("trunks:\n  - name: carrier\n    host: 127.0.0.1\n" + CALL_FLOW_MODELS_YAML)
     with running_cluster(base / "run", nodes=3, config=config) as running:
         yield running
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import redis
 from auth_helpers import add_user, cookie
+from call_models import CALL_FLOW_MODELS_YAML
 from cluster_helpers import (
     Cluster,
     RedisServer,
@@ -218,7 +219,7 @@ queues:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     base = tmp_path_factory.mktemp("cluster")
     config = base / "voicebot.yaml"
-    config.write_text(CLUSTER_CONFIG)
+    config.write_text(CLUSTER_CONFIG + CALL_FLOW_MODELS_YAML)
     with running_cluster(base / "run", nodes=3, config=config) as running:
         add_user(running.postgres_url, "sup", "supervisor")
         yield running

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,8 +35,11 @@ from sqlalchemy import create_engine, text
 from websockets.sync.client import connect
 
 from audio.speech import espeak_ng, piper_tts, write_wav
+from dialogs.db.engine import ensure_database
+from dialogs.db.times import utc_now
 from voicebot.client.local_server import ServerProcess
 from voicebot.client.webrtc import place_call
+from voicebot.storage.schema import prepare
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +123,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
         nodes: list[ServerProcess] = []
         sip_ports, agent_port = [sip_port(), sip_port()], free_port()
         try:
+            # The schema and the demo data once, as `voicebot cluster up` makes them: nodes starting side by side
+            # would race to make them.
+            prepare(pg.url)
+            ensure_database(pg.url, seed_demo=True, now=utc_now()).dispose()
             for i in (1, 2):
                 # Agent alice: a SIP phone (baresip in the transfer test) that every node dials directly.
                 port = sip_ports[i - 1]
@@ -129,7 +137,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
                                      sip={"enabled": True, "listen_udp": f"127.0.0.1:{port}",
                                           "listen_tcp": f"127.0.0.1:{port}", "rtp_port_min": 38700 + 200 * i,
                                           "rtp_port_max": 38899 + 200 * i})
-                nodes.append(ServerProcess(base / f"n{i}", config).start())
+                nodes.append(ServerProcess(base / f"n{i}", config))
+            with ThreadPoolExecutor(len(nodes)) as pool:  # the nodes load their models side by side
+                for started in [pool.submit(node.start) for node in nodes]:
+                    started.result()
             add_user(pg.url, "sup", "supervisor")
             token = cookie(nodes[0].url, "sup")  # before the throttle test fails logins from this address
             yield SimpleNamespace(redis=redis_server, pg=pg, nodes=nodes, token=token, dir=base, sip_ports=sip_ports,

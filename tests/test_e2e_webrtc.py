@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soxr
 from auth_helpers import add_user, login
+from call_models import CALL_FLOW_MODELS
 
 from audio.speech import espeak_ng, piper_tts, write_wav
 from voicebot.client.local_server import ServerProcess
@@ -32,6 +33,7 @@ def server(tmp_path_factory):
         # and still far longer than any pause of the other calls.
         "call": {"greeting": GREETING, "silence_prompt_s": 5.0, "silence_hangup_s": 3.0},
         "dialog": {"seed": 7},
+        "models": CALL_FLOW_MODELS,
     }
     with ServerProcess(work, config) as srv:
         add_user(srv.config["database"]["url"], "sup", "supervisor")

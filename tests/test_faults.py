@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from call_models import CALL_FLOW_MODELS, CALL_FLOW_MODELS_YAML
 from net_helpers import free_port, sip_port
 
 from audio import pcm
@@ -142,7 +143,7 @@ async def say(leg: CallLeg, audio: bytes) -> float:
 def loaded_runtime(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The models, dialog engine and call store, loaded once for these tests."""
     folder = tmp_path_factory.mktemp("faults")
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings(models=CALL_FLOW_MODELS)
     settings.database.url = f"sqlite:///{folder / 'voicebot.db'}"
     settings.call.greeting = GREETING
     runtime = Runtime.load(settings, warm_up=False)
@@ -262,7 +263,7 @@ def test_caller_vanishing_without_bye_ends_the_call_and_closes_the_record(tmp_pa
         f"server:\n  host: 127.0.0.1\n  port: {free_port()}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
         f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n  no_media_timeout_s: 3\n"
-        f"call:\n  greeting: {GREETING}\n"
+        f"call:\n  greeting: {GREETING}\n" + CALL_FLOW_MODELS_YAML
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "voicebot", "serve", "--config", str(tmp_path / "voicebot.yaml")],

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from auth_helpers import add_user, login
+from call_models import CALL_FLOW_MODELS
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 
@@ -415,7 +416,8 @@ def test_a_supervisor_hears_a_live_webrtc_call_and_sends_nothing_into_it(tmp_pat
     wav = write_wav(tmp_path / "caller.wav", np.concatenate([np.zeros(int(lead * rate), np.float32), samples16k,
                                                              np.zeros(int(0.5 * rate), np.float32)]), rate)
     db_url = f"sqlite:///{tmp_path / 'voicebot.db'}"
-    config = {"database": {"url": db_url}, "call": {"greeting": GREETING}, "dialog": {"seed": 7}}
+    config = {"database": {"url": db_url}, "call": {"greeting": GREETING}, "dialog": {"seed": 7},
+              "models": CALL_FLOW_MODELS}
     with ServerProcess(tmp_path, config) as server:
         add_user(db_url, "sup", "supervisor")
         add_user(db_url, "ann", "agent")

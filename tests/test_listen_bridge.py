@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from auth_helpers import add_user, login
+from call_models import CALL_FLOW_MODELS
 from net_helpers import sip_port
 from test_transfer_live import frames_at
 
@@ -152,6 +153,7 @@ def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 20, "max_wait": 60}],
+        "models": CALL_FLOW_MODELS,
     }
     speech, _ = espeak_ng("I want to speak to a human.", rate=150, sample_rate=16000)
     request = (speech * 20000).astype(np.int16).tobytes()

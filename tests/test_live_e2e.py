@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pytest
 from auth_helpers import add_user, cookie
+from call_models import CALL_FLOW_MODELS
 from websockets.sync.client import connect
 
 from audio.speech import piper_tts, write_wav
@@ -29,7 +30,8 @@ def test_a_real_call_streams_to_the_dashboard(tmp_path):
     silence = np.zeros(int(0.4 * rate), np.float32)
     wav = write_wav(tmp_path / "say.wav", np.concatenate([silence, samples, silence]), rate)
     events: list[dict] = []
-    with ServerProcess(tmp_path / "server", {"call": {"greeting": GREETING}, "dialog": {"seed": 7}}) as server:
+    with ServerProcess(tmp_path / "server", {"call": {"greeting": GREETING}, "dialog": {"seed": 7},
+                                                   "models": CALL_FLOW_MODELS}) as server:
         add_user(f"sqlite:///{server.workdir / 'voicebot.db'}", "sup", "supervisor")
         ws_url = server.url.replace("http://", "ws://") + f"/ws/events?token={cookie(server.url, 'sup')}"
         with connect(ws_url) as ws:

@@ -1,4 +1,5 @@
-"""Caller turns without a network: real Silero VAD and real Whisper over synthesised speech.
+"""Caller turns without a network: real Silero VAD and real Whisper (tiny.en: this is about turns, not
+recognition) over synthesised speech.
 
 Audio is fed as fast as the processor takes it; the turn logic counts 32 ms windows, not wall time,
 so where a turn ends depends only on the audio.
@@ -10,6 +11,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from call_models import CALL_FLOW_MODELS
 from pipecat.frames.frames import Frame, InputAudioRawFrame, UserStartedSpeakingFrame
 
 from audio.speech import espeak_ng
@@ -23,7 +25,7 @@ RATE = 16000
 
 @pytest.fixture(scope="module")
 def shared():
-    models = SharedModels.load(Settings())
+    models = SharedModels.load(Settings(models=CALL_FLOW_MODELS))
     yield models
     models.close()
 

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user
 from browser_helpers import CHROMIUM_ARGS
+from call_models import CALL_FLOW_MODELS
 from sqlalchemy import create_engine
 
 from audio.speech import piper_tts, write_wav
@@ -66,6 +67,7 @@ def server(tmp_path_factory):
         "webrtc": {"caller_token_secret_env": "VOICEBOT_TEST_CALLER_SECRET"},  # browser callers with a number
         # Not the defaults: the dashboard must take its frustration levels from the server.
         "prosody": {"annoyed": 0.45, "frustrated": 0.75},
+        "models": CALL_FLOW_MODELS,
     }
     with pytest.MonkeyPatch.context() as env:
         env.setenv("VOICEBOT_TEST_CALLER_SECRET", CALLER_SECRET.decode())  # the server process inherits it

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from call_models import CALL_FLOW_MODELS_YAML
 from net_helpers import free_port, sip_port
 
 pytestmark = [
@@ -48,7 +49,7 @@ def test_softphone_call_is_understood_and_answered(tmp_path: Path) -> None:
         f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         f"server:\n  host: 127.0.0.1\n  port: {free_port(socket.SOCK_STREAM)}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
-        f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n"
+        f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n" + CALL_FLOW_MODELS_YAML
     )
     # The caller waits for the greeting (6 s of silence), asks, then listens (10 s); baresip hangs up at the end.
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(tmp_path / "say.wav"),

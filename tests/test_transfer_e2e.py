@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from auth_helpers import add_user, login
+from call_models import CALL_FLOW_MODELS_YAML
 from net_helpers import free_port, sip_port
 from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
@@ -91,7 +92,7 @@ def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: 
         f"  rtp_port_min: 38500\n  rtp_port_max: 38699\n"
         f"agents:\n  - id: alice\n    name: Alice Smith\n    contact: sip:alice@127.0.0.1:{agent_port}\n"
         f"    logged_in: true\n"
-        f"queues:\n  - name: general\n    agent_timeout: 10\n    max_wait: 60\n"
+        f"queues:\n  - name: general\n    agent_timeout: 10\n    max_wait: 60\n" + CALL_FLOW_MODELS_YAML
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     agent = subprocess.Popen(["baresip", "-f", str(tmp_path / "agent"), "-t", "120"], stdin=subprocess.DEVNULL,

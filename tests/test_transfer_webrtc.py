@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
+from call_models import CALL_FLOW_MODELS
 from net_helpers import sip_port
 from test_transfer_live import AGENT_HZ, frames_at
 
@@ -78,6 +79,7 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
                 "rtp_port_min": 39600, "rtp_port_max": 39699},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 15, "max_wait": 60}],
+        "models": CALL_FLOW_MODELS,
     }
     args = with_microphone(mic)
     heard: list[bytes] = []

@@ -28,6 +28,7 @@ import pytest
 import soundfile as sf
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
+from call_models import CALL_FLOW_MODELS
 from net_helpers import free_port, sip_port
 from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
@@ -157,6 +158,7 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": f"sip:alice@127.0.0.1:{agent_port}",
                     "logged_in": True}],
         "queues": [{"name": "general", "agent_timeout": 10, "max_wait": 60}],
+        "models": CALL_FLOW_MODELS,
     }
     try:
         with ServerProcess(tmp_path / "server", config) as server:
@@ -231,6 +233,7 @@ def test_caller_page_keypad_reaches_the_queue_and_closing_the_page_abandons(tmp_
         "call": {"greeting": "Hello, how can I help?"},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],  # logged out: callers wait
         "queues": [{"name": "general", "max_wait": 120, "callback_key": "1"}],
+        "models": CALL_FLOW_MODELS,
     }
     args = with_microphone(mic)
     with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
@@ -284,6 +287,7 @@ def test_browser_caller_is_warm_transferred_to_the_agent_page(tmp_path: Path) ->
         "call": {"greeting": "Hello, how can I help?"},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 15, "max_wait": 60}],
+        "models": CALL_FLOW_MODELS,
     }
     args = with_microphone(mic)
     caller = np.concatenate([speech("I want to speak to a human."), np.zeros(40 * RATE, np.int16)])

@@ -133,3 +133,20 @@ class IntentClassifier:
         if not views:
             return np.zeros((0, len(self.classes)))
         return self._pipeline.predict_proba(list(views))
+
+
+_Examples = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def fitted_classifier(examples: dict[str, list[str]], features: Features = "tfidf") -> IntentClassifier:
+    """A classifier trained on ``examples``. Within a process the same examples and features give the same
+    (read-only) classifier: training takes seconds and a process may build many engines from one domain
+    (a test run, several `voicebot chat` conversations)."""
+    if features not in FEATURES:
+        raise ValueError(f"unknown NLU features {features!r}; choose from {', '.join(FEATURES)}")
+    return _fitted(tuple((name, tuple(utterances)) for name, utterances in examples.items()), features)
+
+
+@functools.lru_cache(maxsize=8)
+def _fitted(examples: _Examples, features: Features) -> IntentClassifier:
+    return IntentClassifier(features=features).fit({name: list(utterances) for name, utterances in examples})

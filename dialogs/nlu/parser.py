@@ -28,7 +28,7 @@ import numpy as np
 
 from dialogs.domain.schema import DIALOG_ACTS, Domain
 from dialogs.jsonable import jsonable
-from dialogs.nlu.classifier import Features, IntentClassifier, classifier_view
+from dialogs.nlu.classifier import Features, IntentClassifier, classifier_view, fitted_classifier
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause, weak_cuts
@@ -121,7 +121,7 @@ class NLU:
         see :data:`dialogs.nlu.classifier.FEATURES`."""
         examples = {name: [*intent.examples, *(intent.heard if heard else [])]
                     for name, intent in domain.intents.items()}
-        classifier = IntentClassifier(features=features).fit(examples)
+        classifier = fitted_classifier(examples, features)
         return cls(domain, classifier, threshold, max_intents)
 
     # ------------------------------------------------------------------------------------------ parse
