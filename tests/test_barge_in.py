@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from auth_helpers import add_user, login
+from call_models import CALL_FLOW_MODELS
 from net_helpers import sip_port
 from sqlalchemy import create_engine, select
 from test_listen_bridge import Phone, SipCaller, loud, until
@@ -36,6 +37,7 @@ SUPERVISOR_HZ, CALLER_HZ = 1000, 400
 def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path, who_hangs_up: str) -> None:
     port = sip_port()
     config = {
+        "models": CALL_FLOW_MODELS,
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
                 "rtp_port_min": 39700, "rtp_port_max": 39749},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user, login
 from browser_helpers import CHROMIUM_ARGS
+from call_models import CALL_FLOW_MODELS
 from net_helpers import sip_port
 
 from audio.pcm import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
@@ -79,6 +80,7 @@ class Caller:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     port = sip_port()
     config = {
+        "models": CALL_FLOW_MODELS,
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
                 "rtp_port_min": 38600, "rtp_port_max": 38649},
         "recording": {"enabled": True, "folder": "recordings"},

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from auth_helpers import add_user, login
+from call_models import CALL_FLOW_MODELS_YAML
 from net_helpers import free_port, sip_port
 
 from telephony.config import SipConfig
@@ -56,7 +57,8 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
     http = free_port(socket.SOCK_STREAM)
     (tmp_path / "voicebot.yaml").write_text(
         f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
-        f"server:\n  host: 127.0.0.1\n  port: {http}\n"
+        + CALL_FLOW_MODELS_YAML
+        + f"server:\n  host: 127.0.0.1\n  port: {http}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
         f"  rtp_port_min: 37000\n  rtp_port_max: 37199\n"
         "log_level: DEBUG\n"  # even the debug log never names the keys
