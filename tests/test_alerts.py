@@ -8,50 +8,22 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from auth_helpers import add_user, cookie, login
-from net_helpers import serve_app
 from sqlalchemy import create_engine
+from test_supervisor_api import Server
 from websockets.sync.client import connect
 
 from voicebot.alerts import AlertBook, alert_id
-from voicebot.config import Settings
 from voicebot.events import EventBus
-from voicebot.server.app import create_app
 from voicebot.storage import CallStore
 from voicebot.storage.schema import upgrade
 from voicebot.users import UserStore
 
 RECV_TIMEOUT_S = 10.0
-
-
-class Server:
-    """create_app() on uvicorn in a thread; the runtime lends only what these routes use (no models)."""
-
-    def __init__(self, tmp_path):
-        self.engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-        upgrade(self.engine)
-        self.events = EventBus()
-        self.store = CallStore(self.engine, self.events)
-        settings = Settings(database={"url": f"sqlite:///{tmp_path / 'voicebot.db'}"},  # type: ignore[arg-type]
-                            supervisor={"alert_frustration": "frustrated"})  # type: ignore[arg-type]
-        runtime = SimpleNamespace(settings=settings, events=self.events, store=self.store,
-                                  engine=SimpleNamespace(database=SimpleNamespace(engine=self.engine)))
-        self.app = create_app(runtime)  # type: ignore[arg-type]
-        self._serving = serve_app(self.app, ws="websockets-sansio")
-
-    def __enter__(self) -> Server:
-        self.url = self._serving.__enter__()
-        self.ws_url = self.url.replace("http://", "ws://") + "/ws/events"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._serving.__exit__(None, None, None)
-        self.store.close()
 
 
 @pytest.fixture(scope="module")
