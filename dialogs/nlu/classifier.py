@@ -133,3 +133,17 @@ class IntentClassifier:
         if not views:
             return np.zeros((0, len(self.classes)))
         return self._pipeline.predict_proba(list(views))
+
+
+class LabelsWithout:
+    """A trained classifier's probabilities over all its labels but one, renormalised: the parser's view of the
+    classifier that also learned the knowledge base's questions, so they do not compete with the requests."""
+
+    def __init__(self, classifier: IntentClassifier, label: str):
+        self._classifier = classifier
+        self._column = classifier.classes.index(label)
+        self.classes = [c for c in classifier.classes if c != label]
+
+    def predict_proba(self, views: Sequence[str]) -> np.ndarray:
+        probs = np.delete(self._classifier.predict_proba(views), self._column, axis=1)
+        return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
