@@ -13,8 +13,10 @@ stage offers ``level`` concurrent calls on average (rate = level / call length).
 Per stage, for the cluster and per node (the node is known from the RTP source port: each node has its own
 range): calls placed, dropped (sipp failed), p50/p95 reply latency (end of a caller turn to the first loud bot
 packet after it), RTP gaps > 100 ms while the bot talks, mean and peak concurrency; CPU seconds per call-minute
-of the nodes, Kamailio, PostgreSQL and Redis; RSS growth per concurrent call of the nodes. A stage "passes"
-with p95 < 1.2 s, no drop and no gap; ``sustained`` is the highest passing stage's mean concurrency.
+of the nodes, Kamailio, PostgreSQL and Redis; RSS growth per concurrent call of the nodes; per node also its
+mean and peak concurrency, CPU seconds per call-minute and RSS growth per concurrent call. A stage (or a node in
+it) "passes" with p95 < 1.2 s, no drop and no gap; ``sustained_concurrent_calls`` is the highest passing stage's
+mean concurrency, ``sustained_concurrent_calls_per_node`` each node's in the highest stage it passed.
 
 The machine is shared: run it on purpose, briefly, and say the load it ran under.
 """
@@ -310,11 +312,13 @@ async def stage(level: float, duration_s: float, info: ClusterInfo, workdir: Pat
     pids = {"nodes": [n.pid for n in info.nodes], "kamailio": [info.pids["kamailio"]],
             "postgres": [info.pids["postgres"]], "redis": [info.pids["redis"]]}
     cpu_before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+    node_cpu_before = {n.node_id: cpu_seconds(n.pid) for n in info.nodes}
     rss_idle = {n.node_id: rss_mb(n.pid) for n in info.nodes}
     rss_peak = dict(rss_idle)
     calls: list[Call] = []
     tasks: list[asyncio.Task] = []
     concurrency: list[int] = []
+    node_concurrency: dict[str, list[int]] = {n: [] for n in ranges}  # calls whose bot audio comes from the node
     start = time.time()
     next_at = start + random.expovariate(rate)
     while time.time() < start + duration_s or any(not t.done() for t in tasks):
@@ -325,16 +329,19 @@ async def stage(level: float, duration_s: float, info: ClusterInfo, workdir: Pat
             tasks.append(asyncio.create_task(place(call, workdir, scenario, audio, info.kamailio)))
             next_at = now + random.expovariate(rate)
         concurrency.append(sum(1 for t in tasks if not t.done()))
+        active_nodes = [node_of(c.node_port(), ranges) for c, t in zip(calls, tasks, strict=True) if not t.done()]
+        for node_id, samples in node_concurrency.items():
+            samples.append(active_nodes.count(node_id))
         for n in info.nodes:
             rss_peak[n.node_id] = max(rss_peak[n.node_id], rss_mb(n.pid))
         await asyncio.sleep(0.25)
     elapsed = time.time() - start
     cpu = {k: round(sum(cpu_seconds(p) for p in v) - cpu_before[k], 2) for k, v in pids.items()}
+    node_cpu = {n.node_id: round(cpu_seconds(n.pid) - node_cpu_before[n.node_id], 2) for n in info.nodes}
     call_minutes = sum(((c.ended_at or c.placed_at) - c.placed_at) for c in calls) / 60
     by_node: dict[str, list[Call]] = {n: [] for n in ranges}
     for c in calls:
-        port = c.node_port()
-        node = next((n for n, (lo, hi) in ranges.items() if port is not None and lo <= port <= hi), None)
+        node = node_of(c.node_port(), ranges)
         if node is not None:
             by_node[node].append(c)
     cluster = summarise(calls, ends, call_s)
@@ -352,9 +359,34 @@ async def stage(level: float, duration_s: float, info: ClusterInfo, workdir: Pat
         if peak else None,
         "passes": bool(cluster["reply_p95_s"] is not None and cluster["reply_p95_s"] < 1.2
                        and cluster["dropped"] == 0 and cluster["rtp_gaps_over_100ms"] == 0),
-        "per_node": {n: summarise(cs, ends, call_s) for n, cs in by_node.items()},
+        "per_node": {n: per_node(summarise(cs, ends, call_s), cs, node_concurrency[n], node_cpu.get(n, 0.0),
+                                 rss_idle.get(n, 0.0), rss_peak.get(n, 0.0)) for n, cs in by_node.items()},
     })
     return cluster
+
+
+def node_of(port: int | None, ranges: dict[str, tuple[int, int]]) -> str | None:
+    """The node whose RTP range holds ``port`` (where the bot's audio of a call comes from)."""
+    return next((n for n, (lo, hi) in ranges.items() if port is not None and lo <= port <= hi), None)
+
+
+def per_node(summary: dict[str, Any], calls: list[Call], samples: list[int], cpu_s: float, rss_idle: float,
+             rss_peak: float) -> dict[str, Any]:
+    """One node's figures of a stage: its calls' summary, concurrency, CPU and memory per call, and whether it
+    passed."""
+    minutes = sum(((c.ended_at or c.placed_at) - c.placed_at) for c in calls) / 60
+    peak = max(samples, default=0)
+    return {
+        **summary,
+        "mean_concurrency": round(statistics.fmean(samples), 2) if samples else 0.0,
+        "peak_concurrency": peak,
+        "cpu_s": cpu_s,
+        "cpu_s_per_call_minute": round(cpu_s / minutes, 2) if minutes else None,
+        "rss_mb_idle": round(rss_idle),
+        "rss_mb_per_concurrent_call": round((rss_peak - rss_idle) / peak, 1) if peak else None,
+        "passes": bool(summary["reply_p95_s"] is not None and summary["reply_p95_s"] < 1.2
+                       and summary["dropped"] == 0 and summary["rtp_gaps_over_100ms"] == 0),
+    }
 
 
 def node_rtp_ranges(base: Path, info: ClusterInfo) -> dict[str, tuple[int, int]]:
@@ -403,6 +435,9 @@ def main() -> None:
             "caller_turns": len(TURNS),
             "stages": stages,
             "sustained_concurrent_calls": max((s["mean_concurrency"] for s in passing), default=0),
+            "sustained_concurrent_calls_per_node": {
+                n: max((s["per_node"][n]["mean_concurrency"] for s in stages if s["per_node"][n]["passes"]),
+                       default=0) for n in ranges},
         }, indent=2))
     finally:
         down(base, purge=args.base_dir is None, progress=lambda line: print(line, file=sys.stderr))

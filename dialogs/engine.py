@@ -16,6 +16,7 @@ from dialogs.db.engine import Database, ensure_database
 from dialogs.domain import Domain, load_domain
 from dialogs.knowledge.dialog import Knowledge
 from dialogs.manager.callback import AgentDesk
+from dialogs.manager.consent import RecordingConsent
 from dialogs.manager.session import BotReply, DialogSession, Turn
 from dialogs.manager.signals import TurnSignals
 from dialogs.nlu import NLU
@@ -23,7 +24,7 @@ from dialogs.nlu.classifier import Features
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "Turn", "TurnSignals"]
+__all__ = ["BotReply", "DialogEngine", "EngineOptions", "MemoryOptions", "RecordingConsent", "Turn", "TurnSignals"]
 
 
 @dataclass
@@ -49,6 +50,8 @@ class EngineOptions:
     frustrated: float = 0.7  # a human is offered (or, per the domain, handed off) from this score on
     greeting: str | None = None
     memory: MemoryOptions = field(default_factory=MemoryOptions)
+    # Call recording: announced in a voice call's greeting, declinable by words or a key; None: not recorded.
+    recording: RecordingConsent | None = None
 
 
 class DialogEngine:
@@ -118,6 +121,7 @@ class DialogEngine:
             frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),
             memory=MemoryOptions(enabled=m.enabled, remember=tuple(m.remember), remember_days=m.remember_days),
+            recording=_recording_consent(getattr(settings, "recording", None)),
         )
         return cls.build(
             domain_path=settings.resolve(settings.domain.path),
@@ -159,3 +163,11 @@ class DialogEngine:
             greeting=greeting,
             start_intent=start_intent,
         )
+
+
+def _recording_consent(recording: Any) -> RecordingConsent | None:
+    """The consent rules of ``voicebot.config.RecordingConfig`` (read by attribute), None when recording is off."""
+    if recording is None or not recording.enabled:
+        return None
+    return RecordingConsent(announcement=recording.announcement, decline_words=tuple(recording.decline_words),
+                            decline_key=recording.decline_key, confirmation=recording.confirmation)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from net_helpers import free_port
 
 SIPP_SCENARIOS = Path(__file__).parent / "sipp"
@@ -209,3 +210,59 @@ def node_config(node_id: str, redis_url: str, database_url: str, **sections: Any
         "cluster": {"node_id": node_id, "redis_url": redis_url, "heartbeat_s": 0.5, "node_lost_after_s": 3.0},
         **sections,
     }
+
+
+def check_queue_invariants(redis_url: str, alive: set[str]) -> None:
+    """Over the shared queue: every waiting entry belongs to a node that beats and has its details (a live lease),
+    no call waits twice, and every queue's counters are whole where they count callers."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    members = [str(m) for m in client.zrange("voicebot:queue:waiting", 0, -1)]
+    calls = [json.loads(m)[0] for m in members]
+    assert len(calls) == len(set(calls)), members
+    for member in members:
+        call_id, node, _queue, _since = json.loads(member)
+        assert node in alive, f"caller {call_id} still waits on node {node}, not alive ({alive})"
+        assert client.exists(f"voicebot:queue:entry:{call_id}"), f"caller {call_id} waits without a lease"
+    for key in client.scan_iter("voicebot:queue:stats:*"):
+        stats: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
+        for name, value in stats.items():
+            assert float(value) >= 0, (key, name, value)
+            if not name.endswith("_total"):
+                assert float(value) == int(float(value)), (key, name, value)
+
+
+def stop_cluster_postgres(cluster: Cluster) -> list[str]:
+    """Stop the PostgreSQL of a cluster `voicebot cluster up` started (fast shutdown, as `down` does); returns its
+    command line for :func:`start_cluster_postgres`."""
+    from voicebot.cluster.launcher import ClusterInfo
+
+    info = ClusterInfo.load(cluster.base_dir)
+    assert info is not None and "postgres" in info.pids, f"no cluster state in {cluster.base_dir}"
+    pid = info.pids["postgres"]
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    os.killpg(pid, 2)  # SIGINT: PostgreSQL's fast shutdown
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.1)  # waiting for PostgreSQL to exit, bounded
+    return cmdline
+
+
+def start_cluster_postgres(cluster: Cluster, cmdline: list[str]) -> None:
+    """Start the cluster's PostgreSQL again with ``cmdline`` (its data kept); `cluster down` stops the new one."""
+    from voicebot.cluster.launcher import ClusterInfo
+
+    user = "postgres" if os.geteuid() == 0 else None
+    with open(cluster.base_dir / "postgres.log", "ab") as log:
+        proc = subprocess.Popen(cmdline, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, user=user,
+                                start_new_session=True)
+    info = ClusterInfo.load(cluster.base_dir)
+    assert info is not None
+    info.pids["postgres"] = proc.pid
+    info.save()
+    port = int(cmdline[cmdline.index("-p") + 1])
+    _wait_port(port, proc, "postgres", timeout_s=60)

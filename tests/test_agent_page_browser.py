@@ -32,6 +32,7 @@ from voicebot.server.agents import controls
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(900),  # a server start and a call through the bot on a shared machine
     pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)"),
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed"),
 ]
@@ -105,7 +106,8 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
     }
     talk, stop, done = threading.Event(), threading.Event(), threading.Event()
     shots = screenshots()
-    with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
+    # start_timeout_s: the models load slowly on a shared machine
+    with ServerProcess(tmp_path / "server", config, start_timeout_s=400) as server, sync_playwright() as p:
         add_user(server.config["database"]["url"], "alice", "agent")
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
                                     args=with_microphone(mic))

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from demo_db import demo_copy
 from sqlalchemy import create_engine, text
 
-from demo_db import demo_copy
 from voicebot.cli.chat import chat
 
 HERE = Path(__file__).parent / "conversations"

@@ -40,7 +40,7 @@ PACKET = {"summary": f"{NAME} ({PHONE}) wants to change her address to {NEW_ADDR
           "transcript": [{"speaker": "caller", "text": f"I moved to {NEW_ADDRESS}, my e-mail is {EMAIL}"}]}
 
 
-def seed(url: str) -> None:
+def seed(url: str, recording: Path | None = None) -> None:
     upgrade(url)  # the product's tables, as `voicebot serve` makes them
     database = Database(url)
     when = NOW - timedelta(days=1)
@@ -68,6 +68,10 @@ def seed(url: str) -> None:
                    extra={"trace": {"steps": [f"account found by phone {PHONE}"], "packet": PACKET}})
     calls.add_turn("call-jane", "bot", f"Thank you, Jane, your e-mail {EMAIL} is on file.", start)
     calls.set_customer("call-jane", JANE)
+    if recording is not None:  # her voice, recorded with the call (voicebot.recording)
+        recording.write_bytes(b"RIFF" + bytes(40) + f"{NAME} speaking".encode())
+        calls.open_recording("call-jane", str(recording))
+        calls.close_recording("call-jane", recording.stat().st_size, 1.0)
     calls.close_call("call-jane", "handoff", "caller_hangup")
     calls.open_call("call-jane-2", "webrtc", PHONE)  # from her number, never identified
     calls.add_turn("call-jane-2", "caller", f"my address is {OLD_ADDRESS}", start)
@@ -90,7 +94,10 @@ def test_gdpr_delete_leaves_no_trace_of_the_person(tmp_path: Path, tmp_path_fact
     db_file = Path(url.removeprefix("sqlite:///"))
     config = tmp_path / "voicebot.yaml"
     config.write_text(f"database:\n  url: {json.dumps(url)}\n")
-    seed(url)
+    recording = tmp_path / "call-jane.wav"
+    seed(url, recording)
+    assert recording.exists() and str(recording).encode() in db_file.read_bytes() + (
+        Path(f"{db_file}-wal").read_bytes() if Path(f"{db_file}-wal").exists() else b"")
     before = db_file.read_bytes() + (Path(f"{db_file}-wal").read_bytes() if Path(f"{db_file}-wal").exists() else b"")
     assert all(p.encode() in before for p in (NAME, PHONE, EMAIL, NEW_ADDRESS))  # the seed reached the file
 
@@ -108,6 +115,7 @@ def test_gdpr_delete_leaves_no_trace_of_the_person(tmp_path: Path, tmp_path_fact
     finally:
         server.close()
     assert "callback request" in done.stdout  # the operator is told what was erased
+    assert not recording.exists() and "1 recording file(s) deleted" in done.stdout  # her recorded voice too
 
     # What stays for statistics and accounting is still there, without the person.
     database = Database(url)

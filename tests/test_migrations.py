@@ -77,7 +77,7 @@ def rows(path: Path, like: dict[str, list[tuple]] | None = None) -> dict[str, li
 
 OLD_COLUMNS: dict[str, list[str]] = {}
 # Tables revisions after 0002 added: the old database has none of them.
-NEW_TABLES = {"voicebot_call_notes", "voicebot_call_intents"}
+NEW_TABLES = {"voicebot_call_notes", "voicebot_call_intents", "voicebot_recordings"}
 
 
 def indexes(url: str) -> set[str]:

@@ -187,6 +187,44 @@ class CallConfig(Section):
     )
 
 
+class RecordingConfig(Section):
+    enabled: bool = Field(
+        False, description="Record voice calls (SIP and browser; the bot and the agent part) as stereo WAV: the "
+        "caller left, bot and agent right. The greeting announces it; a caller who declines is not recorded.",
+    )
+    announcement: str = Field(
+        "This call may be recorded; say 'no recording' or press 9 if you'd rather not.",
+        description="Said in the greeting of every voice call while recording is on.",
+    )
+    decline_words: list[str] = Field(
+        default_factory=lambda: ["no recording", "do not record", "stop recording", "stop the recording",
+                                 "not be recorded"],
+        description="Phrases that decline the recording at any time of the call (whole words, any case; "
+        "\"don't\" counts as \"do not\").",
+    )
+    decline_key: str = Field(
+        "9", pattern=r"^[0-9*]?$",
+        description="A keypad key that, pressed alone, declines the recording (empty: none). Not 0 (an agent).",
+    )
+    confirmation: str = Field(
+        "Understood, this call is not recorded.",
+        description="Said when the caller declines; the recording stops and what was recorded is deleted.",
+    )
+    folder: str = Field("recordings", description="Where recordings are stored (relative to voicebot.yaml).")
+    format: Literal["wav"] = Field("wav", description="16 kHz 16-bit stereo WAV (the one format for now).")
+    retention_days: int | None = Field(
+        None, ge=1, description="Recordings older than this are deleted with their files; empty: "
+        "memory.contact_retention_days.",
+    )
+
+    @field_validator("decline_key")
+    @classmethod
+    def _not_agent_key(cls, v: str) -> str:
+        if v == "0":
+            raise ValueError("0 asks for an agent; choose another key")
+        return v
+
+
 class AuthConfig(Section):
     session_hours: float = Field(12.0, gt=0, le=24 * 90, description="A login lasts this long.")
     cookie_secure: bool = Field(
@@ -322,6 +360,7 @@ class Settings(BaseSettings):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     call: CallConfig = Field(default_factory=CallConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     webrtc: WebRTCConfig = Field(default_factory=WebRTCConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)

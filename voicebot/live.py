@@ -76,6 +76,16 @@ class LiveCall:
         }
 
 
+def _merge_agents(latest: list[dict[str, Any]], of_node: dict[str | None, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The agents as the node that rings or connects each one sees them (it has the call), else as ``latest``."""
+    holder: dict[Any, dict[str, Any]] = {}
+    for agents in of_node.values():
+        for agent in agents:
+            if isinstance(agent, dict) and (agent.get("calls") or agent.get("offered_call")):
+                holder[agent.get("id")] = agent
+    return [holder.get(a.get("id"), a) if isinstance(a, dict) else a for a in latest]
+
+
 def _level_rank(level: Any) -> int:
     return LEVELS.index(level) if level in LEVELS else -1
 
@@ -99,6 +109,8 @@ class LiveCalls:
         self.calls: dict[str, LiveCall] = {}
         self.queues: list[dict[str, Any]] | None = None  # the last `queue` event's snapshot
         self.agents: list[dict[str, Any]] | None = None
+        # A cluster: each node's last view of the agents (its ACD knows its own calls only), merged into `agents`.
+        self._agents_of_node: dict[str | None, list[dict[str, Any]]] = {}
         self.last_seq = 0
         self._agent_of: OrderedDict[str, str] = OrderedDict()  # call -> agent, kept a while after the call
         self._outbox: list[tuple[str, dict[str, Any]]] = []
@@ -267,9 +279,10 @@ class LiveCalls:
         if isinstance(agents, dict):
             agents = agents.get("agents")
         if isinstance(queues, list):
-            self.queues = queues
+            self.queues = queues  # any node's: waiting callers and statistics are the cluster's
         if isinstance(agents, list):
-            self.agents = agents
+            self._agents_of_node[event.get("node")] = agents
+            self.agents = agents if len(self._agents_of_node) == 1 else _merge_agents(agents, self._agents_of_node)
 
     # alerts on waits
 

@@ -9,6 +9,9 @@ own clock) is still mixed: it waits in its buffer for the next read.
 Feeding never waits: with no listener on a call :meth:`Monitors.feed` returns at once, and a listener that stops
 reading loses its oldest audio (each buffer holds at most :data:`MAX_BUFFER_MS`) instead of slowing the call.
 
+Other consumers of a call's audio (the call recorder, :mod:`voicebot.recording`) add themselves as sinks
+(:meth:`Monitors.add_sink`): they get every source's audio as it is fed, until they remove themselves.
+
 A call is *live* while something holds it (:meth:`Monitors.holding`: the bot's pipeline, then the agent queue
 for a handed-over call); when the last hold ends, every listener of the call is closed.
 """
@@ -19,6 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import numpy as np
 
@@ -31,6 +35,12 @@ MAX_BUFFER_MS = 240
 KEEP_MS = 60  # what is left of an overfull buffer: the newest audio, a little ahead of the reader
 _MAX_BYTES = MAX_BUFFER_MS * BYTES_PER_MS
 _KEEP_BYTES = KEEP_MS * BYTES_PER_MS
+
+
+class AudioSink(Protocol):
+    """Takes a call's audio as it is fed: ``pcm`` (16 kHz 16-bit mono) of ``source``. Must not block."""
+
+    def push(self, source: str, pcm: bytes) -> None: ...
 
 
 class NotLive(LookupError):
@@ -106,20 +116,38 @@ class Monitors:
         self._lock = threading.Lock()
         self._holds: dict[str, int] = {}
         self._listeners: dict[str, tuple[Listener, ...]] = {}
+        self._sinks: dict[str, tuple[AudioSink, ...]] = {}
 
     # --- the call side --------------------------------------------------------------------------------------
     def feed(self, call_id: str, source: str, pcm16k: bytes) -> None:
-        """``pcm16k`` (16 kHz 16-bit mono) of ``source`` (caller, bot or agent) goes to every listener of the
-        call; returns at once when nobody listens."""
-        listeners = self._listeners.get(call_id)  # one dict read: the common case costs nothing more
-        if not listeners:
-            return
-        for listener in listeners:
-            listener.push(source, pcm16k)
+        """``pcm16k`` (16 kHz 16-bit mono) of ``source`` (caller, bot or agent) goes to every listener and sink
+        of the call; returns at once when there is none."""
+        listeners = self._listeners.get(call_id)  # one dict read each: the common case costs nothing more
+        sinks = self._sinks.get(call_id)
+        if listeners:
+            for listener in listeners:
+                listener.push(source, pcm16k)
+        if sinks:
+            for sink in sinks:
+                sink.push(source, pcm16k)
 
     def listening(self, call_id: str) -> bool:
-        """Whether anybody listens to ``call_id`` (taps skip their resampling when not)."""
-        return bool(self._listeners.get(call_id))
+        """Whether anybody listens to or records ``call_id`` (taps skip their resampling when not)."""
+        return bool(self._listeners.get(call_id) or self._sinks.get(call_id))
+
+    def add_sink(self, call_id: str, sink: AudioSink) -> None:
+        """``sink`` gets the call's audio from now on (whether or not the call is live yet)."""
+        with self._lock:
+            self._sinks[call_id] = (*self._sinks.get(call_id, ()), sink)
+
+    def remove_sink(self, call_id: str, sink: AudioSink) -> None:
+        """``sink`` gets no more of the call's audio (nothing if it had none)."""
+        with self._lock:
+            rest = tuple(x for x in self._sinks.get(call_id, ()) if x is not sink)
+            if rest:
+                self._sinks[call_id] = rest
+            else:
+                self._sinks.pop(call_id, None)
 
     def begin(self, call_id: str) -> None:
         """Something holds the call (it is live until every :meth:`begin` has its :meth:`end`)."""

@@ -21,6 +21,9 @@ from audio import pcm
 from telephony.codecs import StreamResampler, ulaw_decode, ulaw_encode
 
 TELEPHONE_RATE = 8000
+# Part of the audio cache's key: raise it whenever phone_line's sound changes (as with the codec's resampler filter
+# in version 2), so no run mixes audio of the old line with the new.
+LINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class PhoneListener:
 
     def audio(self, text: str, voice: SyntheticVoice) -> bytes:
         """``text`` by ``voice`` as heard at the far end of the line (16 kHz PCM16), from the cache if there."""
-        key = hashlib.sha256(repr((text, voice)).encode()).hexdigest()[:24]
+        key = hashlib.sha256(repr((text, voice, LINE_VERSION)).encode()).hexdigest()[:24]
         path = self.cache_dir / f"{key}.pcm"
         if path.exists():
             return path.read_bytes()

@@ -70,6 +70,9 @@ class Database:
                 # The app uses sessions from a thread pool and the asyncio thread; waits instead of
                 # failing at once when the CLI (gdpr, db) writes at the same time.
                 kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
+            else:
+                # A server restarted (PostgreSQL) leaves dead connections in the pool: test each before use.
+                kwargs["pool_pre_ping"] = True
             self.engine: Engine = create_engine(url, **kwargs)
         except ModuleNotFoundError as exc:
             raise DatabaseError(

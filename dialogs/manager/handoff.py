@@ -40,6 +40,15 @@ class HandoffCustomer:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "verified": self.verified, "verified_by": self.verified_by}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HandoffCustomer | None:
+        """The customer of :meth:`to_dict`'s JSON; None without an integer ``id``."""
+        id_ = data.get("id")
+        if not isinstance(id_, int) or isinstance(id_, bool):
+            return None
+        return cls(id=id_, name=_str_or_none(data.get("name")), verified=data.get("verified") is True,
+                   verified_by=_str_or_none(data.get("verified_by")))
+
 
 @dataclass(frozen=True)
 class HandoffIntent:
@@ -58,6 +67,12 @@ class HandoffIntent:
     def to_dict(self) -> dict[str, Any]:
         return {"intent": self.intent, "status": self.status, "outcome": self.outcome, "slots": dict(self.slots)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HandoffIntent:
+        slots = data.get("slots")
+        return cls(intent=str(data.get("intent") or ""), status=str(data.get("status") or ""),
+                   outcome=_str_or_none(data.get("outcome")), slots=dict(slots) if isinstance(slots, Mapping) else {})
+
 
 @dataclass(frozen=True)
 class TranscriptLine:
@@ -69,6 +84,11 @@ class TranscriptLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {"speaker": self.speaker, "text": self.text, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TranscriptLine:
+        return cls(speaker=str(data.get("speaker") or ""), text=str(data.get("text") or ""),
+                   at=str(data.get("at") or ""))
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,11 @@ class HandoffFrustration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"last": self.last, "max": self.max, "level": self.level, "explanation": self.explanation}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HandoffFrustration:
+        return cls(last=_float(data.get("last")), max=_float(data.get("max")), level=str(data.get("level") or "calm"),
+                   explanation=_str_or_none(data.get("explanation")))
 
 
 @dataclass(frozen=True)
@@ -123,6 +148,45 @@ class HandoffPacket:
             "transcript": [line.to_dict() for line in self.transcript],
             "frustration": self.frustration.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> HandoffPacket:
+        """The packet back from :meth:`to_dict`'s JSON (as stored in a call record or sent by another node);
+        missing or mistyped fields get empty values, never an exception (old records lack newer fields)."""
+        data = data if isinstance(data, Mapping) else {}
+
+        def items(key: str) -> list[Mapping[str, Any]]:
+            value = data.get(key)
+            return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list | tuple) else []
+
+        customer, slots, frustration = data.get("customer"), data.get("slots"), data.get("frustration")
+        reason = str(data.get("reason") or "")
+        priority, contact = data.get("priority"), data.get("contact_id")
+        return cls(
+            summary=str(data.get("summary") or ""),
+            reason=reason,
+            reason_text=str(data.get("reason_text") or REASONS.get(reason, reason.replace("_", " "))),
+            queue=str(data.get("queue") or ""),
+            priority=priority if isinstance(priority, int) else 0,
+            channel=str(data.get("channel") or ""),
+            call_id=_str_or_none(data.get("call_id")),
+            caller_id=_str_or_none(data.get("caller_id")),
+            contact_id=contact if isinstance(contact, int) and not isinstance(contact, bool) else None,
+            customer=HandoffCustomer.from_dict(customer) if isinstance(customer, Mapping) else None,
+            intents_done=tuple(HandoffIntent.from_dict(i) for i in items("intents_done")),
+            intents_pending=tuple(HandoffIntent.from_dict(i) for i in items("intents_pending")),
+            slots=dict(slots) if isinstance(slots, Mapping) else {},
+            transcript=tuple(TranscriptLine.from_dict(t) for t in items("transcript")),
+            frustration=HandoffFrustration.from_dict(frustration if isinstance(frustration, Mapping) else {}),
+        )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def frustration_level(score: float, annoyed: float, frustrated: float) -> str:

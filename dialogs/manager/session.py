@@ -19,6 +19,7 @@ from dialogs.db import repository
 from dialogs.jsonable import jsonable
 from dialogs.knowledge.dialog import FAQ
 from dialogs.manager import callback, corrections, doubt, faq, flows, recall, verification
+from dialogs.manager.consent import RECORDED_CHANNELS
 from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.repair import OTHER_ORDER
 from dialogs.manager.responses import Responder
@@ -67,6 +68,9 @@ class BotReply:
     # What kind of answer the bot's last question asks for (an entity type such as "order_number", "yes_no",
     # "postcode", "date"), None for an open question: the recogniser biases its vocabulary with it.
     expects: str | None = None
+    # The caller declined the call recording in this turn (by words or the decline key): the application
+    # stops the recording and deletes what was recorded.
+    recording_declined: bool = False
 
     @property
     def state(self) -> str:
@@ -120,6 +124,10 @@ class DialogSession:
         self._transcript_confidence: float | None = None
         self._trace_extra: dict[str, Any] = {}
         self._acked_now = False  # this turn already said it understood ("I can help with both", "Sure, ...")
+        # Recording consent (engine.options.recording): announced in a voice call's greeting; declined once.
+        self.recording_announced = False
+        self.recording_declined = False
+        self._declined_now = False
 
     # ------------------------------------------------------------------ public API
 
@@ -153,6 +161,7 @@ class DialogSession:
             self._fire(f"dialled number starts {self._start_intent}")
             self._add_tasks([Hit(self._start_intent, 1.0, {})], interrupt=False)
             self._acked_now = True  # the number itself says what the call is about
+            self._announce_recording(first=True)
             flows.advance(self)
             return self._finish_turn(None, {"rule": "greeting + route flow"})
         # A caller ID proves nothing (it is easily spoofed): before verification the bot says that there is a
@@ -169,6 +178,7 @@ class DialogSession:
             self._say("greeting_known")
         else:
             self._say("greeting")
+        self._announce_recording()
         return self._finish_turn(None, {"rule": "greeting"})
 
     def handle(self, turn: Turn) -> BotReply:
@@ -179,6 +189,8 @@ class DialogSession:
         text = (turn.text or "").strip()[:MAX_TEXT]
         dtmf = (turn.dtmf or "").strip() or None
         self._signals(turn.signals)
+        if self._declines_recording(text, dtmf):
+            return self._finish_turn(None, {"rule": "recording declined"})
         # Speech the recogniser could not make out (confidence 0) is a miss, not silence: it goes to routing.
         if not text and not dtmf and turn.signals.transcript_confidence != 0.0:
             self.transcript.append({"speaker": "caller", "text": "", "dtmf": None, "at": self.clock().isoformat()})
@@ -224,6 +236,39 @@ class DialogSession:
     @property
     def verified_customer_id(self) -> int | None:
         return self.state.customer_id if self.state.verified else None
+
+    # ------------------------------------------------------------------ recording consent
+
+    def _announce_recording(self, first: bool = False) -> None:
+        """Put the recording announcement into the greeting of a voice call (after its first sentence, so the
+        greeting's question stays last; ``first``: after the whole greeting, before what follows it)."""
+        consent = self.engine.options.recording
+        if consent is None or self.channel not in RECORDED_CHANNELS or not self._out:
+            return
+        self.recording_announced = True
+        head, *rest = re.split(r"(?<=[.!?])\s+", self._out[0], maxsplit=1)
+        if first or not rest:
+            self._out.insert(1, consent.announcement)
+        else:
+            self._out[0] = f"{head} {consent.announcement} {rest[0]}"
+
+    def _declines_recording(self, text: str, dtmf: str | None) -> bool:
+        """A decline of the recording (at any point of the call): confirm it and ask the pending question again."""
+        consent = self.engine.options.recording
+        if consent is None or not self.recording_announced or self.recording_declined \
+                or not consent.declines(text, dtmf):
+            return False
+        self.recording_declined = self._declined_now = True
+        self.state.no_input_streak = 0
+        self._fire("caller declined the recording")
+        self.transcript.append({"speaker": "caller", "text": text, "dtmf": dtmf, "at": self.clock().isoformat()})
+        self._out.append(consent.confirmation)
+        st = self.state
+        if st.question is None or st.expect is Expect.NOTHING:
+            self._say("how_can_i_help")
+        else:
+            self._reask()
+        return True
 
     # ------------------------------------------------------------------ routing
 
@@ -680,6 +725,7 @@ class DialogSession:
         self._transcript_confidence = None
         self._trace_extra = {}
         self._acked_now = False
+        self._declined_now = False
 
     def _expects_secret_slot(self) -> bool:
         st = self.state
@@ -757,6 +803,7 @@ class DialogSession:
             heard=secrets.heard,
             keys_masked=secrets.keys,
             expects=expects,
+            recording_declined=self._declined_now,
         )
 
 

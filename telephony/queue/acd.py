@@ -5,7 +5,9 @@ output is a list of :mod:`telephony.queue.actions` for a driver to carry out. Ti
 ``clock`` (seconds, any origin): the ACD never sleeps and never reads the wall clock. A driver calls
 :meth:`ACD.tick` at :meth:`ACD.next_deadline` (see :mod:`telephony.queue.runner`).
 
-Order of service: higher priority first, then first come first served, across all queues an agent serves.
+Order of service: higher priority first, then first come first served, across all queues an agent serves. The
+waiting callers and statistics live in a :class:`~telephony.queue.entries.QueueEntries` store; when it is shared by
+a cluster's nodes, an agent free here is left for an earlier caller on another node, whose ACD rings them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from telephony.queue.actions import (
     Transfer,
 )
 from telephony.queue.config import AgentConfig, QueueConfig, serves
+from telephony.queue.entries import LocalQueueEntries, QueueEntries, QueueEntry
 from telephony.queue.request import QueueRequest
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 RECENT_HANDLE_TIMES = 20
 # States a person (agent page, API) may set; the others follow from calls.
 SETTABLE_STATES = ("available", "paused", "offline")
+# An agent left free for an earlier caller on another node (whose node rings them): looked at again after this.
+FOREIGN_RECHECK_S = 2.0
 
 
 class QueueError(ValueError):
@@ -113,22 +118,6 @@ class _Agent:
         return "available"
 
 
-@dataclass
-class _Stats:
-    answered: int = 0
-    answered_within: int = 0
-    abandoned: int = 0
-    timeouts: int = 0
-    callbacks: int = 0
-    transferred: int = 0
-    agent_lost: int = 0
-    wait_total: float = 0.0
-    abandon_wait_total: float = 0.0
-    handled: int = 0
-    handle_total: float = 0.0
-    recent_handle: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_HANDLE_TIMES))
-
-
 def request_conditions(request: QueueRequest) -> set[str]:
     """The ``priority_rules`` conditions a queue request meets: its reason, its frustration level,
     ``verified`` or ``unverified``."""
@@ -182,13 +171,17 @@ class AgentSnapshot:
 
 class ACD:
     """Automatic call distribution over configured agents and queues. All methods return the actions to
-    carry out, in order. ``clock`` gives the current time in seconds."""
+    carry out, in order. ``clock`` gives the current time in seconds. ``entries`` holds the waiting callers and
+    the statistics (default: in this process; in a cluster, shared with the other nodes' ACDs)."""
 
     def __init__(
-        self, agents: Iterable[AgentConfig], queues: Iterable[QueueConfig], clock: Callable[[], float]
+        self, agents: Iterable[AgentConfig], queues: Iterable[QueueConfig], clock: Callable[[], float],
+        entries: QueueEntries | None = None,
     ):
         self.clock = clock
         self._now = clock()
+        self.entries: QueueEntries = entries if entries is not None else LocalQueueEntries(clock)
+        self._recheck_at: float | None = None  # see FOREIGN_RECHECK_S
         self.queues: dict[str, QueueConfig] = {}
         for q in queues:
             self.queues.setdefault(q.name, q)
@@ -203,7 +196,7 @@ class ACD:
             self._agents[a.id] = _Agent(a, i, a.logged_in, idle_since=self._now, state_since=self._now)
         self._calls: dict[str, _Call] = {}
         self._connected: dict[str, _Connected] = {}
-        self._stats = {name: _Stats() for name in self.queues}
+        self._recent_handle = {name: deque[float](maxlen=RECENT_HANDLE_TIMES) for name in self.queues}
         self._rr_last: dict[str, int] = {}
         self._seq = 0
         self._reported = {aid: (a.state, a.pause_reason) for aid, a in self._agents.items()}
@@ -226,7 +219,7 @@ class ACD:
         caller = request.caller
         out: list[Action] = []
         if q.blind_transfer_to:
-            self._stats[name].transferred += 1
+            self.entries.count(name, {"transferred": 1})
             out += [
                 Transfer(call_id, name, q.blind_transfer_to),
                 CallLeftQueue(call_id, name, "transferred", 0.0),
@@ -239,7 +232,7 @@ class ACD:
             ]
             return out
         self._seq += 1
-        self._calls[call_id] = _Call(
+        call = self._calls[call_id] = _Call(
             call_id,
             name,
             caller,
@@ -250,6 +243,7 @@ class ACD:
             deadline=self._now + q.max_wait,
             next_announce=self._now,
         )
+        self.entries.join(call_id, name, caller, call.priority, returned=False)
         self._settle(out)
         return out
 
@@ -262,17 +256,13 @@ class ACD:
         if call is not None:
             self._withdraw_offers(call, "caller_left", out)
             wait = self._leave(call)
-            st = self._stats[call.queue]
-            st.abandoned += 1
-            st.abandon_wait_total += wait
+            self.entries.count(call.queue, {"abandoned": 1, "abandon_wait_total": wait})
             out.append(CallLeftQueue(call_id, call.queue, "abandoned", wait))
         elif call_id in self._connected:
             conn = self._connected.pop(call_id)
             handle = self._now - conn.connected_at
-            st = self._stats[conn.queue]
-            st.handled += 1
-            st.handle_total += handle
-            st.recent_handle.append(handle)
+            self.entries.count(conn.queue, {"handled": 1, "handle_total": handle})
+            self._recent_handle[conn.queue].append(handle)
             agent = self._agents[conn.agent_id]
             agent.calls.discard(call_id)
             if not agent.calls:
@@ -295,7 +285,7 @@ class ACD:
         if conn is None:
             return []
         q = self.queues[conn.queue]
-        self._stats[q.name].agent_lost += 1
+        self.entries.count(q.name, {"agent_lost": 1})
         agent = self._agents[conn.agent_id]
         agent.calls.discard(call_id)
         if agent.logged_in:
@@ -303,7 +293,7 @@ class ACD:
         call = conn.call
         out: list[Action] = []
         if not any(a.logged_in and a.pause_reason is None and serves(a.cfg, q) for a in self._agents.values()):
-            self._stats[q.name].callbacks += 1
+            self.entries.count(q.name, {"callbacks": 1})
             out += [
                 Fallback(call_id, q.name, "callback", "agent_lost", call.caller, call.request),
                 CallLeftQueue(call_id, q.name, "callback", 0.0),
@@ -317,6 +307,7 @@ class ACD:
             call.deadline = self._now + q.max_wait
             call.next_announce = self._now + q.announce_every if q.announce_every > 0 else None
             self._calls[call_id] = call
+            self.entries.join(call_id, q.name, call.caller, call.priority, returned=True)
         self._settle(out)
         return out
 
@@ -333,7 +324,7 @@ class ACD:
         out: list[Action] = []
         self._withdraw_offers(call, "caller_left", out)
         wait = self._leave(call)
-        self._stats[call.queue].callbacks += 1
+        self.entries.count(call.queue, {"callbacks": 1})
         out += [
             Fallback(call_id, call.queue, "callback", "caller_request", call.caller, call.request),
             CallLeftQueue(call_id, call.queue, "callback", wait),
@@ -416,6 +407,8 @@ class ACD:
         if call is None or offer is None:
             return []
         call.offers.pop(agent_id, None)
+        if not call.offers:
+            self.entries.ringing(call_id, False)
         agent = self._agents[agent_id]
         agent.offer = None
         agent.elsewhere_until = self._now + retry_s
@@ -451,7 +444,7 @@ class ACD:
     # --- inputs: time -------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """When :meth:`tick` has something to do next (clock seconds), or None."""
-        times: list[float] = []
+        times: list[float] = [] if self._recheck_at is None else [self._recheck_at]
         for a in self._agents.values():
             if a.wrap_up_until is not None:
                 times.append(a.wrap_up_until)
@@ -482,6 +475,8 @@ class ACD:
                             self._agents[agent_id].pause_reason = "no answer"
             for call in self._calls.values():
                 call.declined = {a: t for a, t in call.declined.items() if t > due}
+            if self._recheck_at is not None and self._recheck_at <= due:
+                self._recheck_at = None
             for a in self._agents.values():
                 if a.wrap_up_until is not None and a.wrap_up_until <= due:
                     a.wrap_up_until = None
@@ -498,9 +493,24 @@ class ACD:
         statistics. JSON-able; the body of GET /api/queues."""
         self._now = self.clock()
         queues = []
+        order = self.entries.waiting()
+        rank = {e.call_id: i for i, e in enumerate(order)}
+        node = self.entries.node_id or None
         for name, q in self.queues.items():
-            waiting = []
-            for pos, c in enumerate(self._ordered(name), start=1):
+            waiting: list[dict[str, Any]] = []
+            mine: list[_Call | QueueEntry] = list(self._ordered(name))
+            foreign = [e for e in order if e.queue == name and e.node != self.entries.node_id]
+            if foreign:  # another node's callers between this node's, in the shared order of service
+                mine = sorted([*mine, *foreign], key=lambda c: rank.get(c.call_id, len(order)))
+            for pos, c in enumerate(mine, start=1):
+                if isinstance(c, QueueEntry):
+                    waiting.append(
+                        {"call_id": c.call_id, "caller": c.caller, "position": pos, "priority": c.priority,
+                         "waited_s": c.waited_s, "state": "ringing" if c.ringing else "waiting", "ringing": [],
+                         "summary": None, "reason": None, "frustration": None,
+                         "estimated_wait_s": self._estimate(q, pos), "node": c.node}
+                    )
+                    continue
                 waiting.append(
                     {
                         "call_id": c.call_id,
@@ -514,6 +524,7 @@ class ACD:
                         "reason": c.request.reason,
                         "frustration": c.request.frustration,
                         "estimated_wait_s": self._estimate(q, pos),
+                        "node": node,
                     }
                 )
             agents = [
@@ -572,26 +583,27 @@ class ACD:
         timed out; None before any such call), average wait of answered calls and average handle time."""
         if name not in self.queues:
             raise QueueError(f"no queue named {name!r}")
-        st = self._stats[name]
-        waiting = [c for c in self._calls.values() if c.queue == name]
-        finished = st.answered + st.abandoned + st.timeouts
+        st = self.entries.counters(name)
+        answered, abandoned, handled = int(st["answered"]), int(st["abandoned"]), int(st["handled"])
+        waits = [self._now - c.enqueued_at for c in self._calls.values() if c.queue == name]
+        waits += [e.waited_s for e in self._foreign() if e.queue == name]
+        finished = answered + abandoned + int(st["timeouts"])
         return {
-            "waiting": len(waiting),
-            "longest_wait_s": round(max((self._now - c.enqueued_at for c in waiting), default=0.0), 3),
-            "answered": st.answered,
-            "abandoned": st.abandoned,
-            "timed_out": st.timeouts,
-            "callbacks": st.callbacks,
-            "transferred": st.transferred,
-            "agent_lost": st.agent_lost,
+            "waiting": len(waits),
+            "longest_wait_s": round(max(waits, default=0.0), 3),
+            "answered": answered,
+            "abandoned": abandoned,
+            "timed_out": int(st["timeouts"]),
+            "callbacks": int(st["callbacks"]),
+            "transferred": int(st["transferred"]),
+            "agent_lost": int(st["agent_lost"]),
+            "node_lost": int(st["node_lost"]),
             "connected_now": sum(1 for c in self._connected.values() if c.queue == name),
             "service_level_s": self.queues[name].service_level_s,
-            "service_level": round(st.answered_within / finished, 4) if finished else None,
-            "average_wait_s": round(st.wait_total / st.answered, 3) if st.answered else None,
-            "average_abandon_wait_s": round(st.abandon_wait_total / st.abandoned, 3)
-            if st.abandoned
-            else None,
-            "average_handle_time_s": round(st.handle_total / st.handled, 3) if st.handled else None,
+            "service_level": round(st["answered_within"] / finished, 4) if finished else None,
+            "average_wait_s": round(st["wait_total"] / answered, 3) if answered else None,
+            "average_abandon_wait_s": round(st["abandon_wait_total"] / abandoned, 3) if abandoned else None,
+            "average_handle_time_s": round(st["handle_total"] / handled, 3) if handled else None,
         }
 
     def waiting_in(self, call_id: str) -> str | None:
@@ -637,14 +649,41 @@ class ACD:
             return [pick]
         return [min(free, key=lambda a: (a.idle_since, a.index))]
 
+    def _foreign(self) -> list[QueueEntry]:
+        """Other nodes' waiting callers (none on a single node)."""
+        return [e for e in self.entries.waiting() if e.node != self.entries.node_id]
+
+    def _owed(self) -> Callable[[_Agent, _Call], bool]:
+        """Whether an agent is left for an earlier caller waiting on another node, who is not being rung (that
+        node rings the agent: it carries the caller's audio)."""
+        order = self.entries.waiting() if self._calls else []
+        ranks = {e.call_id: i for i, e in enumerate(order)}
+        earlier = [(i, e) for i, e in enumerate(order)
+                   if e.node != self.entries.node_id and not e.ringing and e.queue in self.queues]
+        if not earlier:
+            return lambda agent, call: False
+
+        def owed(agent: _Agent, call: _Call) -> bool:
+            mine = ranks.get(call.call_id)
+            if mine is None:  # the shared store does not have this caller (unreachable): serve them here
+                return False
+            return any(i < mine and serves(agent.cfg, self.queues[e.queue]) for i, e in earlier)
+
+        return owed
+
     def _dispatch(self, out: list[Action]) -> None:
         ordered = sorted(self._calls.values(), key=_Call.order)
+        owed = self._owed()
         for call in ordered:
             # A caller past their maximum wait (an offer ran over it) gets the fallback, not another agent.
             if call.offers or call.deadline <= self._now:
                 continue
             q = self.queues[call.queue]
             free = [a for a in self._agents.values() if self._free(a, q, call)]
+            kept = [a for a in free if not owed(a, call)]
+            if len(kept) < len(free):
+                self._recheck_at = self._now + FOREIGN_RECHECK_S
+            free = kept
             if not free:
                 continue
             # Agents not yet tried for this call first; once all were, another round.
@@ -660,12 +699,14 @@ class ACD:
             if q.strategy != "ring_all" or not call.offers or any(o.answered for o in call.offers.values()):
                 continue
             for agent in self._agents.values():
-                if self._free(agent, q, call) and agent.cfg.id not in call.tried:
+                if self._free(agent, q, call) and agent.cfg.id not in call.tried and not owed(agent, call):
                     self._ring(call, q, agent, out)
 
     def _ring(self, call: _Call, q: QueueConfig, agent: _Agent, out: list[Action]) -> None:
         call.tried.add(agent.cfg.id)
         agent.offer = call.call_id
+        if not call.offers:
+            self.entries.ringing(call.call_id, True)
         call.offers[agent.cfg.id] = _Offer(agent.cfg.id, self._now + q.agent_timeout)
         out.append(
             RingAgent(
@@ -688,7 +729,7 @@ class ACD:
             q = self.queues[call.queue]
             if call.deadline <= self._now:
                 wait = self._leave(call)
-                self._stats[q.name].timeouts += 1
+                self.entries.count(q.name, {"timeouts": 1})
                 out += [
                     Fallback(call.call_id, q.name, q.fallback, "max_wait", call.caller, call.request),
                     CallLeftQueue(call.call_id, q.name, "timeout", wait),
@@ -720,10 +761,8 @@ class ACD:
         ]
         if not staffed:
             return None
-        st = self._stats[q.name]
-        per_call = (
-            sum(st.recent_handle) / len(st.recent_handle) if st.recent_handle else q.expected_handle_time
-        ) + q.wrap_up
+        recent = self._recent_handle[q.name]
+        per_call = (sum(recent) / len(recent) if recent else q.expected_handle_time) + q.wrap_up
         capacity = sum(a.cfg.max_calls for a in staffed)
         free = sum(
             a.cfg.max_calls - len(a.calls) for a in staffed if a.offer is None and a.wrap_up_until is None
@@ -739,7 +778,8 @@ class ACD:
         return call, call.offers[agent_id]
 
     def _drop_offer(self, call: _Call, agent_id: str, reason: str, out: list[Action]) -> None:
-        call.offers.pop(agent_id, None)
+        if call.offers.pop(agent_id, None) is not None and not call.offers and call.call_id in self._calls:
+            self.entries.ringing(call.call_id, False)
         self._agents[agent_id].offer = None
         out.append(StopRinging(call.call_id, agent_id, reason))  # type: ignore[arg-type]
 
@@ -749,6 +789,7 @@ class ACD:
 
     def _leave(self, call: _Call) -> float:
         del self._calls[call.call_id]
+        self.entries.leave(call.call_id)
         return round(self._now - call.enqueued_at, 3)
 
     def _connect(self, call: _Call, agent_id: str, out: list[Action]) -> None:
@@ -760,11 +801,8 @@ class ACD:
         agent.calls.add(call.call_id)
         agent.answered += 1
         wait = self._leave(call)
-        st = self._stats[call.queue]
-        st.answered += 1
-        st.wait_total += wait
-        if wait <= self.queues[call.queue].service_level_s:
-            st.answered_within += 1
+        within = 1 if wait <= self.queues[call.queue].service_level_s else 0
+        self.entries.count(call.queue, {"answered": 1, "wait_total": wait, "answered_within": within})
         self._connected[call.call_id] = _Connected(call.call_id, call.queue, agent_id, self._now, call)
         out += [
             Connect(call.call_id, agent_id, call.queue),

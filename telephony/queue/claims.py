@@ -6,6 +6,7 @@ cluster each node's ACD knows every agent, so before ringing one the runner clai
 the agent rings or talks on another node: the ACD counts the agent busy for a while and tries the next one
 (:meth:`telephony.queue.acd.ACD.agent_elsewhere`). The claim is given back when the agent is neither ringing
 nor busy any more on the node holding it; a node that dies stops renewing its leases, so its agents come free.
+A claim that cannot be checked (the shared store unreachable) is refused, never granted blindly.
 """
 
 from __future__ import annotations

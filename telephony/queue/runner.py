@@ -29,6 +29,7 @@ from telephony.queue.actions import (
 )
 from telephony.queue.claims import AgentClaims, LocalAgentClaims
 from telephony.queue.config import AgentConfig, QueueConfig
+from telephony.queue.entries import QueueEntries
 from telephony.queue.request import QueueRequest
 from telephony.queue.store import CallbackStore
 
@@ -105,11 +106,13 @@ class QueueRunner:
         callbacks: CallbackStore | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         claims: AgentClaims | None = None,
+        entries: QueueEntries | None = None,
     ) -> QueueRunner:
-        """A runner whose ACD uses the event loop's clock and timers (the product's setup)."""
+        """A runner whose ACD uses the event loop's clock and timers (the product's setup); ``claims`` and
+        ``entries`` shared with other nodes in a cluster (default: this process's)."""
         loop = loop or asyncio.get_running_loop()
-        return cls(ACD(agents, queues, clock=loop.time), handlers, call_at=loop.call_at, callbacks=callbacks,
-                   claims=claims)
+        return cls(ACD(agents, queues, clock=loop.time, entries=entries), handlers, call_at=loop.call_at,
+                   callbacks=callbacks, claims=claims)
 
     def add_listener(self, listener: Callable[[Action], None]) -> None:
         """Call ``listener`` with every action and event (supervisor dashboard, metrics, call records)."""

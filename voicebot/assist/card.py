@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dialogs.db.models import Contact, Customer, Order, Return, Subscription
+from dialogs.manager.handoff import HandoffPacket
 
 OPEN_RETURNS = ("requested", "label_sent", "received")  # refunded is closed
 RECENT = 5  # orders and past contacts on the card
@@ -100,10 +101,8 @@ def customer_card(session: Session, customer_id: int, exclude_contact: int | Non
     )
 
 
-def verified_customer(packet: dict[str, Any] | None) -> tuple[int | None, int | None]:
-    """``(customer id, contact id)`` of a hand-off packet in its JSON form (``HandoffPacket.to_dict``); the
-    customer id is None unless the bot verified the caller."""
-    customer = (packet or {}).get("customer") or {}
-    contact = (packet or {}).get("contact_id")
-    verified = customer.get("verified") is True and isinstance(customer.get("id"), int)
-    return (customer["id"] if verified else None), (contact if isinstance(contact, int) else None)
+def verified_customer(packet: HandoffPacket) -> tuple[int | None, int | None]:
+    """``(customer id, contact id)`` of a hand-off packet; the customer id is None unless the bot verified the
+    caller."""
+    customer = packet.customer
+    return (customer.id if customer is not None and customer.verified else None), packet.contact_id

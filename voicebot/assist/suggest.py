@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from dialogs.knowledge import Retriever
+from dialogs.manager.handoff import HandoffPacket
+from voicebot.assist.summary import BridgedTurn
 
 TOP = 3
 FLOOR = 0.2  # below this similarity an entry is noise, not a suggestion
@@ -24,14 +26,14 @@ class KnowledgeSuggestion:
         return asdict(self)
 
 
-def last_caller_words(bridged: Sequence[tuple[str, str]], packet: Mapping[str, Any] | None) -> str:
-    """What the caller said last: on the bridged call (``(speaker, text)`` turns), else to the bot."""
-    for speaker, text in reversed(bridged):
-        if speaker == "caller" and text.strip():
-            return text.strip()
-    for line in reversed((packet or {}).get("transcript") or []):
-        if isinstance(line, Mapping) and line.get("speaker") == "caller" and str(line.get("text") or "").strip():
-            return str(line["text"]).strip()
+def last_caller_words(bridged: Sequence[BridgedTurn], packet: HandoffPacket) -> str:
+    """What the caller said last: on the bridged call, else to the bot (the hand-off's transcript)."""
+    for turn in reversed(bridged):
+        if turn.speaker == "caller" and turn.action is None and turn.text.strip():
+            return turn.text.strip()
+    for line in reversed(packet.transcript):
+        if line.speaker == "caller" and line.text.strip():
+            return line.text.strip()
     return ""
 
 

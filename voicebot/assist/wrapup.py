@@ -1,10 +1,10 @@
-"""The wrap-up form of the agent page: prefilled by the bot from the hand-off packet and the bridged turns,
+"""The wrap-up form of the agent page: prefilled by the bot from the call's running summary,
 edited by the agent, saved into the contact history (the summary the bot's memory reads next time), audited."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from dialogs.db.audit import record_change
 from dialogs.db.models import Contact
+from dialogs.manager.handoff import HandoffPacket
+from voicebot.assist.summary import RunningSummary
 
 DISPOSITIONS = ("resolved", "follow-up", "escalated")
 MAX_SUMMARY = 1000
@@ -37,20 +39,21 @@ def _first_sentence(text: str) -> str:
     return parts[0] if parts and parts[0] else ""
 
 
-def prefill(packet: Mapping[str, Any] | None, bridged: Sequence[tuple[str, str]]) -> WrapUp:
-    """The bot's proposal: ``follow-up`` while requests are pending, else ``resolved``; the intents of the
-    packet; two sentences: the hand-off's first and what the caller last told the agent (``bridged``:
-    ``(speaker, text)`` turns of the bridged call)."""
-    packet = packet or {}
-    done = [i.get("intent") for i in packet.get("intents_done") or [] if isinstance(i, Mapping)]
-    pending = [i.get("intent") for i in packet.get("intents_pending") or [] if isinstance(i, Mapping)]
-    intents = tuple(dict.fromkeys(str(i) for i in [*done, *pending] if i))
-    first = _first_sentence(str(packet.get("summary") or "")) or "The caller was handed to an agent."
-    said = [text.strip() for speaker, text in bridged if speaker == "caller" and text.strip()]
-    second = f'The caller told the agent: "{said[-1]}"' if said else "The agent took the call."
+def prefill(packet: HandoffPacket, summary: RunningSummary) -> WrapUp:
+    """The bot's proposal from the call's running summary: ``follow-up`` while the hand-off has pending
+    requests and the agent ran no action that did what was asked, else ``resolved``; the requests heard (hand-off and bridged call); the hand-off's first sentence,
+    the caller's key sentence to the agent and the actions the agent ran."""
+    first = _first_sentence(summary.handoff) or "The caller was handed to an agent."
+    informative = [h.text for h in summary.heard if h.intents or h.slots] or [h.text for h in summary.heard]
+    said = informative[-1] if informative else ""
+    second = f'The caller told the agent: "{said}"' if said else "The agent took the call."
     if not second.endswith((".", "!", "?", '"')):
         second += "."
-    return WrapUp("follow-up" if pending else "resolved", intents, f"{first} {second}")
+    text = f"{first} {second}"
+    if summary.actions:
+        text += " The agent ran: " + "; ".join(summary.actions) + "."
+    open_matter = bool(packet.intents_pending) and not summary.actions_done
+    return WrapUp("follow-up" if open_matter else "resolved", summary.intents, text[:MAX_SUMMARY])
 
 
 def parse(body: Mapping[str, Any]) -> WrapUp:

@@ -27,6 +27,7 @@ from pipecat.transports.base_transport import BaseTransport
 
 from telephony.call import NO_MEDIA
 from voicebot.pipeline.builder import CallTransport, build_call_pipeline
+from voicebot.recording import call_recording
 
 if TYPE_CHECKING:
     from dialogs.manager.handoff import HandoffPacket
@@ -76,6 +77,9 @@ class CallRunner:
             on_handoff=self._handed_off if self.transfer is not None else None)
         if self.transfer is not None:
             self.call.call.on_handoff_decided = self._queue
+        # Recording (if on) starts with the call's record and ends once the queue is done with the call too.
+        self.recording = call_recording(runtime.settings, runtime.store, self.call.call.call_id)
+        self.call.call.recording = self.recording
         transport.add_event_handler("on_client_connected", self._connected)
         transport.add_event_handler("on_client_disconnected", self._disconnected)
 
@@ -97,6 +101,8 @@ class CallRunner:
                 for failure in await asyncio.gather(self.queued, return_exceptions=True):
                     if isinstance(failure, Exception):
                         log.error("call %s: the agent queue failed", self.call.call.call_id, exc_info=failure)
+            if self.recording is not None:
+                await self.recording.finish()
 
     async def press(self, key: str) -> None:
         """A key the caller pressed, into the bot's pipeline (as a phone's RFC 4733 digit would come)."""

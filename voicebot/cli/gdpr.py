@@ -23,7 +23,8 @@ def gdpr() -> None:
 @config_option
 def export(customer_id: int, output: str | None, config_path: str | None) -> None:
     """Print everything stored about a customer as JSON (customer, orders, returns, invoices,
-    subscriptions, contacts with transcripts, audit rows, call records with their turns)."""
+    subscriptions, contacts with transcripts, audit rows, call records with their turns and, for a recorded call,
+    the recording's file path, size, length and consent; the audio stays in its file)."""
     from dialogs.privacy import UnknownCustomer, export_customer
     from voicebot.storage.retention import export_calls
 
@@ -54,7 +55,8 @@ def export(customer_id: int, output: str | None, config_path: str | None) -> Non
 def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
     """Erase a customer's personal data. Orders, invoices, returns and subscriptions are kept,
     anonymised, for accounting; contacts lose caller ID, summary, transcript and slot values; call records lose
-    the caller's number, their turns, the bridged conversation and voice messages; callback requests lose the
+    the caller's number, their turns, the bridged conversation, voice messages and recordings (rows and files);
+    callback requests lose the
     number and hand-off packet. The freed space is overwritten and the write-ahead log emptied."""
     from dialogs.db.models import Customer
     from dialogs.db.times import utc_now
@@ -82,7 +84,8 @@ def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
     click.echo(f"Erased customer {customer_id}: the customer record is deleted; "
                f"{erasure.contacts_erased} contact(s) lost caller ID, summary and transcript; "
                f"{erasure.audit_rows_redacted} audit row(s) redacted; {calls.calls} call record(s) erased; "
-               f"{calls.voicemails} voice message(s) deleted; {calls.callbacks} callback request(s) lost number "
+               f"{calls.voicemails} voice message(s) and {calls.recordings} recording file(s) deleted; "
+               f"{calls.callbacks} callback request(s) lost number "
                f"and hand-off packet.")
     click.echo(f"Kept for accounting, anonymised (no link to the person): {erasure.orders_anonymised} order(s), "
                f"{erasure.invoices_anonymised} invoice(s), {erasure.returns_anonymised} return(s), "
@@ -92,15 +95,16 @@ def delete(customer_id: int, yes: bool, config_path: str | None) -> None:
 @gdpr.command("purge")
 @config_option
 def purge(config_path: str | None) -> None:
-    """Erase caller IDs and transcripts of contacts and call records older than memory.contact_retention_days."""
+    """Erase caller IDs and transcripts of contacts and call records (with their recordings) older than
+    memory.contact_retention_days, and recordings older than recording.retention_days."""
     from voicebot.storage.retention import purge_all
 
     settings = settings_or_exit(config_path)
     days = settings.memory.contact_retention_days
     database = open_database(settings)
     try:
-        contacts, calls = purge_all(database, days)
+        contacts, calls = purge_all(database, days, settings.recording.retention_days)
     finally:
         database.dispose()
     click.echo(f"Purged {contacts} contact(s) older than {days} days (caller ID, summary, transcript, hand-off) "
-               f"and {calls} call record(s) (caller number, turns, bridged conversation, voice messages).")
+               f"and {calls} call record(s) (caller number, turns, bridged conversation, voice messages, recordings).")

@@ -6,13 +6,16 @@
   where it was and misses nothing (events wait in a local outbox while Redis is down).
 - :class:`RedisAgentClaims` gives each agent one owner node at a time (ringing, talking, wrapping up): a lease
   with a fencing token, taken and given back by atomic Lua scripts (:mod:`telephony.queue.claims`).
+- :class:`RedisQueueEntries` holds every node's waiting callers (one sorted set in the order of service, an entry
+  per caller with a lease its node renews) and the queues' counters (:mod:`telephony.queue.entries`).
 - :class:`RedisFailureLog` keeps the login throttle's failed attempts in sorted sets every node counts.
 - :class:`NodeWatch` beats ``voicebot:nodes`` every ``cluster.heartbeat_s``; when a node is silent for
   ``cluster.node_lost_after_s`` one survivor (the one that takes the lease ``voicebot:lost:NODE``) closes that
   node's open call records with outcome ``node_lost``.
 
 Keys (all under ``voicebot:``): ``events`` (stream), ``nodes`` (sorted set node -> last beat, Redis time),
-``lost:NODE`` (lease), ``agent:ID`` (lease: ``NODE CALL TOKEN``), ``agent-fence`` (counter), ``login:fail:KEY`` (sorted set), ``login:known:USER`` (list).
+``lost:NODE`` (lease), ``agent:ID`` (lease: ``NODE CALL TOKEN``), ``agent-fence`` (counter), ``login:fail:KEY`` (sorted set), ``login:known:USER`` (list),
+``queue:waiting`` (sorted set of entries), ``queue:entry:CALL`` (hash, leased), ``queue:stats:QUEUE`` (hash of counters).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -32,6 +36,7 @@ import redis
 import redis.asyncio as aredis
 
 from telephony.queue.claims import Claim
+from telephony.queue.entries import COUNTERS, QueueEntry
 from telephony.queue.live import TransferResult
 from voicebot.events import Event, EventBus
 from voicebot.live import LiveCalls
@@ -45,14 +50,18 @@ PREFIX = "voicebot:"
 EVENTS = PREFIX + "events"
 NODES = PREFIX + "nodes"
 # What a node publishes for the others: what happens on its calls. Its live-call summaries and alerts
-# (call.updated, alert) every node derives itself from these; queue snapshots are per node (its own ACD).
+# (call.updated, alert) every node derives itself from these. queue: a node's snapshot of the queues (waiting
+# callers and statistics are the cluster's; its agents as its ACD sees them, merged by voicebot.live).
 # agent.set: an agent logged in, paused or out on one node, which every node's ACD applies.
 SHARED_EVENTS = frozenset({"call.started", "turn", "turn.updated", "call.state", "handoff", "call.ended",
-                           "agent.set"})
+                           "agent.set", "queue"})
 STREAM_MAXLEN = 50_000  # events kept (approximately) for nodes that start or reconnect
 OUTBOX_MAX = 50_000  # events waiting while Redis is down; older ones are dropped (logged)
 RETRY_S = 0.5  # pause before talking to Redis again after an error
 READ_BLOCK_MS = 1000
+# The queue's Redis calls run on the event loop: after a failure they wait this long (or a heartbeat reaching
+# Redis), so an unreachable Redis costs the audio at most one short timeout every few seconds.
+QUEUE_RETRY_S = 3.0
 LOST_LEASE_MS = 60_000  # how long the survivor closing a lost node's calls holds the lease
 
 # The lease is released only by its holder (its token), never a later holder's.
@@ -70,6 +79,21 @@ if redis.call('exists', KEYS[1]) == 1 then return nil end
 local token = redis.call('incr', KEYS[2])
 redis.call('set', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. token, 'PX', ARGV[3])
 return token
+"""
+QUEUE_WAITING = PREFIX + "queue:waiting"
+QUEUE_ENTRY = PREFIX + "queue:entry:"
+QUEUE_STATS = PREFIX + "queue:stats:"
+# A caller starts waiting: ranked by (returned first, higher priority, arrival by Redis's clock) in one score.
+# The member names the call, its node, queue and arrival, so a lapsed entry can still be counted for its queue.
+JOIN = """
+local t = redis.call('time')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local member = cjson.encode({ARGV[1], ARGV[2], ARGV[3], now})
+local score = tonumber(ARGV[5]) * 1e13 - tonumber(ARGV[4]) * 1e10 + now
+redis.call('zadd', KEYS[1], score, member)
+redis.call('hset', KEYS[2], 'caller', ARGV[6], 'priority', ARGV[4], 'ringing', '0')
+redis.call('pexpire', KEYS[2], ARGV[7])
+return {member, tostring(score)}
 """
 
 
@@ -249,8 +273,10 @@ class RedisAgentClaims:
     (:meth:`renew`, from the heartbeat) while it holds the agent; a node that dies stops renewing, and its agents
     come free within ``lease_s``. ``TOKEN`` comes from ``voicebot:agent-fence`` (INCR): a fencing token.
 
-    While Redis is unreachable every claim is granted: a caller gets an agent rather than waiting for Redis, at
-    the risk of an agent rung by two nodes at once (they decline one)."""
+    While Redis is unreachable no new claim is granted (an agent is never rung by two nodes at once): the ACD counts
+    the agent busy here and asks again every few seconds, so callers wait with their hold music until Redis is
+    back. Claims this node held before keep going; when Redis is back :meth:`renew` writes a claim whose lease ran
+    out meanwhile again, or logs that another node took the agent."""
 
     def __init__(self, redis_url: str, node_id: str, lease_s: float):
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.3, socket_connect_timeout=0.3,
@@ -271,8 +297,9 @@ class RedisAgentClaims:
             answer = self._claim(keys=[f"{PREFIX}agent:{agent_id}", f"{PREFIX}agent-fence"],
                                  args=[self.node_id, call_id, self.lease_ms])
         except (redis.RedisError, OSError) as exc:
-            log.warning("cluster: Redis unreachable (%s): agent %s is rung without a claim", exc, agent_id)
-            return Claim(agent_id, call_id, 0)
+            log.warning("cluster: Redis unreachable (%s): agent %s is not rung until their claim can be checked",
+                        exc, agent_id)
+            return None
         if answer is None:
             return None
         claim = Claim(agent_id, call_id, int(answer))
@@ -292,7 +319,13 @@ class RedisAgentClaims:
         with self._lock:
             claims = list(self.held.values())
         for claim in claims:
-            self._renew(keys=[f"{PREFIX}agent:{claim.agent_id}"], args=[self._value(claim), self.lease_ms])
+            key = f"{PREFIX}agent:{claim.agent_id}"
+            if self._renew(keys=[key], args=[self._value(claim), self.lease_ms]):
+                continue
+            # Its lease ran out while Redis was away: take it again unless another node has the agent now.
+            if not self._redis.set(key, self._value(claim), nx=True, px=self.lease_ms):
+                log.warning("cluster: agent %s's claim for call %s lapsed while Redis was away and %s holds the "
+                            "agent now; this node's call goes on", claim.agent_id, claim.call_id, self._redis.get(key))
 
     def holders(self) -> dict[str, tuple[str, str, int]]:
         """Every claimed agent: (node, call, token), from Redis (for tests and the invariant checks)."""
@@ -308,19 +341,246 @@ class RedisAgentClaims:
         return f"{self.node_id} {claim.call_id} {claim.token}"
 
 
+@dataclasses.dataclass
+class _Waiting:
+    """One of this node's waiting callers, as written to Redis (``member`` empty: not yet)."""
+
+    queue: str
+    caller: str
+    priority: int
+    returned: bool
+    since: float  # this node's clock, for while Redis is unreachable
+    member: str = ""
+    score: float = 0.0
+    ringing: bool = False
+
+
+class RedisQueueEntries:
+    """Every node's waiting callers and the queues' counters (:class:`telephony.queue.entries.QueueEntries`).
+
+    ``voicebot:queue:waiting`` ranks the entries; ``voicebot:queue:entry:CALL`` (caller, priority, ringing) has a
+    lease of ``lease_s`` that this node renews (:meth:`renew`, from the heartbeat) while its caller waits. An entry
+    whose lease ran out and whose node has not beaten for ``lost_after_s`` is removed by the first reader and
+    counted ``abandoned`` and ``node_lost`` (its node died with the caller). Blocking calls with short timeouts,
+    like :class:`RedisAgentClaims`; after a failure Redis is left alone for :data:`QUEUE_RETRY_S`, and meanwhile this
+    node sees its own callers only, with writes kept and sent by the next :meth:`renew` that reaches Redis."""
+
+    def __init__(self, redis_url: str, node_id: str, lease_s: float, lost_after_s: float):
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.3, socket_connect_timeout=0.3,
+                                           decode_responses=True)
+        self.node_id = node_id
+        self.lease_ms = int(lease_s * 1000)
+        self.lost_after_s = lost_after_s
+        self._join = self._redis.register_script(JOIN)
+        self._lock = threading.Lock()
+        self._mine: dict[str, _Waiting] = {}
+        self._unsent_leave: list[tuple[str, str]] = []  # (call, member) to remove once Redis answers
+        self._unsent_counts: list[tuple[str, dict[str, float]]] = []
+        self._counters: dict[str, dict[str, float]] = {}  # as last read, for while Redis is unreachable
+        self._down_until = 0.0
+        self._warned = False
+
+    def _ok(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        self._down_until = time.monotonic() + QUEUE_RETRY_S
+        if not self._warned:
+            self._warned = True
+            log.warning("cluster: Redis unreachable (%s): %s; the queue shows this node's callers only", exc, what)
+
+    def _fine(self) -> None:
+        if self._warned:
+            self._warned = False
+            log.info("cluster: Redis reachable again: the queue is shared again")
+
+    def join(self, call_id: str, queue: str, caller: str | None, priority: int, returned: bool) -> None:
+        entry = _Waiting(queue, caller or "", priority, returned, time.time())
+        with self._lock:
+            self._mine[call_id] = entry
+        if self._ok():
+            try:
+                self._write(call_id, entry)
+                self._fine()
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc, f"caller {call_id} waits in queue {queue} here only until it is back")
+
+    def _write(self, call_id: str, entry: _Waiting) -> None:
+        if not entry.member:
+            member, raw = self._join(keys=[QUEUE_WAITING, QUEUE_ENTRY + call_id],
+                                     args=[call_id, self.node_id, entry.queue, entry.priority,
+                                           0 if entry.returned else 1, entry.caller, self.lease_ms])
+            entry.member, entry.score = member, float(raw)
+        else:  # again, in its place (its lease ran out while Redis was away)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zadd(QUEUE_WAITING, {entry.member: entry.score})
+            pipe.hset(QUEUE_ENTRY + call_id, mapping={"caller": entry.caller, "priority": entry.priority,
+                                                      "ringing": "1" if entry.ringing else "0"})
+            pipe.pexpire(QUEUE_ENTRY + call_id, self.lease_ms)
+            pipe.execute()
+        if entry.ringing:
+            self._redis.hset(QUEUE_ENTRY + call_id, "ringing", "1")
+
+    def ringing(self, call_id: str, ringing: bool) -> None:
+        with self._lock:
+            entry = self._mine.get(call_id)
+            if entry is None:
+                return
+            entry.ringing = ringing
+        if self._ok() and entry.member:
+            try:
+                self._redis.hset(QUEUE_ENTRY + call_id, "ringing", "1" if ringing else "0")
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc, "ringing state not shared")
+
+    def leave(self, call_id: str) -> None:
+        with self._lock:
+            entry = self._mine.pop(call_id, None)
+        if entry is None or not entry.member:
+            return  # never reached Redis
+        try:
+            if not self._ok():
+                raise redis.ConnectionError("Redis was unreachable a moment ago")
+            self._remove(self._redis.pipeline(transaction=False), call_id, entry.member).execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc, f"caller {call_id} left the queue here first")
+            with self._lock:
+                self._unsent_leave.append((call_id, entry.member))
+
+    @staticmethod
+    def _remove(pipe: Any, call_id: str, member: str) -> Any:
+        pipe.zrem(QUEUE_WAITING, member)
+        pipe.delete(QUEUE_ENTRY + call_id)
+        return pipe
+
+    def count(self, queue: str, amounts: dict[str, float]) -> None:
+        known = self._counters.setdefault(queue, dict.fromkeys(COUNTERS, 0.0))
+        for name, value in amounts.items():
+            known[name] = known.get(name, 0.0) + value
+        try:
+            if not self._ok():
+                raise redis.ConnectionError("Redis was unreachable a moment ago")
+            self._add_counts(self._redis.pipeline(transaction=False), queue, amounts).execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc, "queue statistics are sent later")
+            with self._lock:
+                self._unsent_counts.append((queue, amounts))
+
+    @staticmethod
+    def _add_counts(pipe: Any, queue: str, amounts: dict[str, float]) -> Any:
+        for name, value in amounts.items():
+            if value:
+                pipe.hincrbyfloat(QUEUE_STATS + queue, name, value)
+        return pipe
+
+    def counters(self, queue: str) -> dict[str, float]:
+        if self._ok():
+            try:
+                stored: dict[str, str] = self._redis.hgetall(QUEUE_STATS + queue)  # type: ignore[assignment]
+                self._counters[queue] = {name: float(stored.get(name, 0)) for name in COUNTERS}
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc, "queue statistics as last read")
+        return dict(self._counters.get(queue) or dict.fromkeys(COUNTERS, 0.0))
+
+    def waiting(self) -> list[QueueEntry]:
+        if self._ok():
+            try:
+                return self._shared_waiting()
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc, "other nodes' callers not seen")
+        now = time.time()
+        with self._lock:
+            mine = sorted(self._mine.items(), key=lambda item: (not item[1].returned, -item[1].priority,
+                                                                item[1].since))
+        return [QueueEntry(call, e.queue, self.node_id, e.caller or None, e.priority, round(now - e.since, 3),
+                           e.ringing) for call, e in mine]
+
+    def _shared_waiting(self) -> list[QueueEntry]:
+        members: list[str] = self._redis.zrange(QUEUE_WAITING, 0, -1)  # type: ignore[assignment]
+        if not members:
+            self._fine()
+            return []
+        seconds, micros = self._redis.time()  # type: ignore[misc]
+        now = float(seconds) + micros / 1e6
+        parsed = [json.loads(m) for m in members]
+        pipe = self._redis.pipeline(transaction=False)
+        for call_id, *_rest in parsed:
+            pipe.hgetall(QUEUE_ENTRY + call_id)
+        details: list[dict[str, str]] = pipe.execute()
+        out, lapsed = [], []
+        for member, (call_id, node, queue, since), detail in zip(members, parsed, details, strict=True):
+            if not detail:
+                lapsed.append((member, node, queue, now - float(since)))
+                continue
+            out.append(QueueEntry(call_id, queue, node, detail.get("caller") or None, int(detail.get("priority", 0)),
+                                  round(now - float(since), 3), detail.get("ringing") == "1"))
+        if lapsed:
+            self._sweep(lapsed, now)
+        self._fine()
+        return out
+
+    def _sweep(self, lapsed: list[tuple[str, str, str, float]], now: float) -> None:
+        """Entries whose lease ran out: counted abandoned (node_lost) once their node counts as lost; an entry of a
+        node still beating is its own to write again (Redis was away longer than the lease)."""
+        for member, node, queue, waited in lapsed:
+            if node == self.node_id:
+                continue
+            beat = self._redis.zscore(NODES, node)
+            if beat is not None and float(beat) > now - self.lost_after_s:
+                continue
+            if self._redis.zrem(QUEUE_WAITING, member) == 1:  # one reader counts it
+                self._add_counts(self._redis.pipeline(transaction=False), queue,
+                                 {"abandoned": 1, "node_lost": 1, "abandon_wait_total": round(waited, 3)}).execute()
+                log.warning("cluster: caller %s waiting in %s on lost node %s counted abandoned (node_lost)",
+                            json.loads(member)[0], queue, node)
+
+    def sweep(self) -> None:
+        """Count lost nodes' waiting callers now (blocking; the heartbeat calls it, any read does it too)."""
+        self._shared_waiting()
+
+    def renew(self) -> None:
+        """Extend this node's entries' leases and write what could not be written while Redis was away
+        (blocking: run it off the event loop). Raises the Redis error when it is still away."""
+        with self._lock:
+            mine = dict(self._mine)
+            leaves, self._unsent_leave = self._unsent_leave, []
+            counts, self._unsent_counts = self._unsent_counts, []
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for call_id, member in leaves:
+                self._remove(pipe, call_id, member)
+            for queue, amounts in counts:
+                self._add_counts(pipe, queue, amounts)
+            for call_id in mine:
+                pipe.pexpire(QUEUE_ENTRY + call_id, self.lease_ms)
+            answers = pipe.execute()
+            renewed = answers[len(answers) - len(mine):]
+            for (call_id, entry), alive in zip(mine.items(), renewed, strict=True):
+                if not alive and self._mine.get(call_id) is entry:
+                    self._write(call_id, entry)
+        except (redis.RedisError, OSError):
+            with self._lock:
+                self._unsent_leave[:0] = leaves
+                self._unsent_counts[:0] = counts
+            raise
+        self._down_until = 0.0
+        self._fine()
+
+
 class NodeWatch:
     """This node's heartbeat, and the closing of lost nodes' calls (see the module docstring)."""
 
     def __init__(self, redis_url: str, node_id: str, store: CallStore, *, heartbeat_s: float,
                  lost_after_s: float, claims: RedisAgentClaims | None = None,
                  queued_of: Callable[[str], list[TransferResult]] | None = None,
-                 transfers: TransferStore | None = None):
+                 transfers: TransferStore | None = None, entries: RedisQueueEntries | None = None):
         self.node_id = node_id
         # A lost node's callers waiting for an agent (as this node's live calls saw them), recorded in `transfers`
         # as hand-offs that ended `node_lost`: the queue's history keeps them.
         self.queued_of = queued_of
         self.transfers = transfers
         self.claims = claims  # their leases are renewed with each beat
+        self.entries = entries  # this node's waiting callers: renewed with each beat, lost nodes' counted
         self.store = store
         self.heartbeat_s = heartbeat_s
         self.lost_after_s = lost_after_s
@@ -371,11 +631,15 @@ class NodeWatch:
             raise
         if self.claims is not None:
             await asyncio.to_thread(self.claims.renew)
+        if self.entries is not None:
+            await asyncio.to_thread(self.entries.renew)
         if self._beating_since is None:
             self._beating_since = now
         if now - self._beating_since < self.lost_after_s:
             # Just (re)connected: the others may have been cut off from Redis too; give them time to beat.
             return
+        if self.entries is not None:
+            await asyncio.to_thread(self.entries.sweep)
         silent: list[Any] = await self._redis.zrangebyscore(NODES, "-inf", now - self.lost_after_s)
         for node in silent:
             if node != self.node_id:
@@ -414,9 +678,10 @@ class ClusterState:
         self.live = live
         # An agent's lease outlives a few missed beats, and runs out about when the node counts as lost.
         self.agents = RedisAgentClaims(redis_url, node_id, lease_s=lost_after_s)
+        self.queue = RedisQueueEntries(redis_url, node_id, lease_s=lost_after_s, lost_after_s=lost_after_s)
         self.nodes = NodeWatch(redis_url, node_id, store, heartbeat_s=heartbeat_s, lost_after_s=lost_after_s,
                                claims=self.agents, queued_of=self.queued_of if live is not None else None,
-                               transfers=TransferStore(store.engine))
+                               transfers=TransferStore(store.engine), entries=self.queue)
         self.store = store
 
     def queued_of(self, node: str) -> list[TransferResult]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
     from voicebot.pipeline.shared import SharedModels
     from voicebot.pipeline.turns import CallerTurnProcessor
+    from voicebot.recording import CallRecording
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class CallContext:
         self.handoff: HandoffPacket | None = None
         self.turns: CallerTurnProcessor | None = None  # set by the builder; asked for unfinished speech
         self.playing: set[int] = set()  # bot turns whose audio is queued or playing
+        # Set by the call runner when recording is on: started with the record, stopped by a decline.
+        self.recording: CallRecording | None = None
         # Optional: called the moment the dialog decides to hand off (before the announcement is spoken),
         # with this context and the packet; the SIP runner uses it to ring an agent during the announcement.
         self.on_handoff_decided: Callable[[CallContext, HandoffPacket | None], None] | None = None
@@ -64,6 +67,13 @@ class CallContext:
         self._opened = True
         await self.store.arun("open_call", self.call_id, self.channel, self.caller_id, self.session.dialled)
         metrics.ACTIVE_CALLS.labels(self.channel).inc()
+        if self.recording is not None:
+            await self.recording.start()
+
+    async def decline_recording(self) -> None:
+        """The caller declined the recording: it stops and what was recorded is deleted."""
+        if self.recording is not None:
+            await self.recording.decline()
 
     async def start_dialog(self) -> BotReply:
         return await self.shared.run(self.session.start)

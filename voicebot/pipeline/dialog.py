@@ -199,6 +199,8 @@ class DialogStage(FrameProcessor):
         keypad: bool = False,
     ) -> None:
         """Say the dialog's reply (recording it), and note how the call goes on: continue, hang up, hand off."""
+        if reply.recording_declined:  # before the confirmation is spoken: nothing of it is recorded
+            await self._call.decline_recording()
         then = reply.action
         # The recogniser upstream listens for the kind of answer the bot asks for ("order_number", "yes_no").
         await self.push_frame(ExpectedAnswerFrame(expects=reply.expects), FrameDirection.UPSTREAM)

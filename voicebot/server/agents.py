@@ -12,6 +12,11 @@
     POST /api/agents/{id}/wrapup         {"disposition": "resolved" | "follow-up" | "escalated", "intents": [...],
                                          "summary": "..."}: into the contact history, audited
     GET  /api/agents/{id}/suggestions    knowledge entries matching what the caller of their call said last
+    GET  /api/agents/{id}/summary        the running summary of their current call (voicebot.assist.summary)
+    GET  /api/agents/{id}/next-action    the next best action for their current call ({"next": null} if none)
+    POST /api/agents/{id}/action         {"action": NAME, "slots": {...}}: run a domain action on the caller's
+                                         account as the agent (only the agent, on her own bridged call with a
+                                         verified caller); audited, its result added to the call's transcript
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
     POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
     POST /api/agents/{id}/answer         pick up the call ringing on the page
@@ -40,11 +45,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
+from dialogs.manager.handoff import HandoffPacket
 from telephony.queue.acd import AgentSnapshot, QueueError, UnknownAgentError
 from telephony.queue.store import STATUSES
 from voicebot.assist import wrapup
-from voicebot.assist.card import customer_card, verified_customer
+from voicebot.assist.card import CustomerCard, customer_card, verified_customer
+from voicebot.assist.next_action import NextActionError, next_best_action, parse_request, run_as_agent
 from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
+from voicebot.assist.summary import BridgedTurn, RunningSummary, running_summary
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
 from voicebot.server.request_body import json_object
@@ -166,20 +174,28 @@ async def card(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]
     current = service.current.get(agent_id)
     if current is None:
         raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
-    customer_id, contact_id = verified_customer(current.get("handoff"))
-    if customer_id is None:
-        return {"call_id": current["call_id"], "verified": False}
-    database = request.app.state.runtime.engine.database
-
-    def read() -> dict[str, Any] | None:
-        with database.session() as session:
-            found = customer_card(session, customer_id, exclude_contact=contact_id)
-            return found.to_dict() if found is not None else None
-
-    found = await asyncio.to_thread(read)
+    found = await _card(request, _packet(current))
     if found is None:
         return {"call_id": current["call_id"], "verified": False}
-    return {"call_id": current["call_id"], "verified": True, "card": _redactor(request).value(found)}
+    return {"call_id": current["call_id"], "verified": True, "card": _redactor(request).value(found.to_dict())}
+
+
+def _packet(call: dict[str, Any]) -> HandoffPacket:
+    return HandoffPacket.from_dict(call.get("handoff"))
+
+
+async def _card(request: Request, packet: HandoffPacket) -> CustomerCard | None:
+    """The card of the call's customer; None unless the bot verified them."""
+    customer_id, contact_id = verified_customer(packet)
+    if customer_id is None:
+        return None
+    database = request.app.state.runtime.engine.database
+
+    def read() -> CustomerCard | None:
+        with database.session() as session:
+            return customer_card(session, customer_id, exclude_contact=contact_id)
+
+    return await asyncio.to_thread(read)
 
 
 def _call_to_wrap_up(service: TransferService, agent_id: str) -> dict[str, Any]:
@@ -189,12 +205,28 @@ def _call_to_wrap_up(service: TransferService, agent_id: str) -> dict[str, Any]:
     return call
 
 
-async def _bridged(request: Request, call_id: str) -> list[tuple[str, str]]:
-    """The ``(speaker, text)`` turns of the bridged part of a call, from its record."""
+async def _bridged(request: Request, call_id: str) -> list[BridgedTurn]:
+    """The turns of the bridged part of a call, from its record (the agent's actions among them)."""
     store = getattr(request.app.state.runtime, "store", None)
     record = await asyncio.to_thread(store.get, call_id) if store is not None else None
-    return [(t.get("speaker", ""), t.get("text", "")) for t in (record or {}).get("turns", [])
-            if (t.get("extra") or {}).get("kind") == "bridged"]
+    turns = [(t, t.get("extra") or {}) for t in (record or {}).get("turns", [])]
+    return [BridgedTurn(str(t.get("speaker", "")), str(t.get("text", "")), extra.get("action"), extra.get("outcome"))
+            for t, extra in turns if extra.get("kind") == "bridged"]
+
+
+async def _summary(request: Request, call: dict[str, Any]) -> RunningSummary:
+    """The running summary of ``call``: its hand-off and bridged turns, understood by the domain's NLU."""
+    nlu = getattr(request.app.state.runtime.engine, "nlu", None)
+    bridged = await _bridged(request, call["call_id"])
+    return await asyncio.to_thread(running_summary, _packet(call), bridged, nlu.parse if nlu is not None else None)
+
+
+def _current_call(service: TransferService, agent_id: str) -> dict[str, Any]:
+    _agent(service, agent_id)
+    current = service.current.get(agent_id)
+    if current is None:
+        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
+    return current
 
 
 @router.get("/api/agents/{agent_id}/suggestions")
@@ -202,15 +234,70 @@ async def suggestions(agent_id: str, request: Request, who: LoggedIn) -> dict[st
     """``{"call_id", "said", "knowledge": [...]}``: the knowledge entries matching what the caller of the agent's
     call said last (empty without a knowledge base in the domain). 409 when the agent has no call."""
     ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
-    current = service.current.get(agent_id)
-    if current is None:
-        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
-    said = last_caller_words(await _bridged(request, current["call_id"]), current.get("handoff"))
+    current = _current_call(_service(request), agent_id)
+    said = last_caller_words(await _bridged(request, current["call_id"]), _packet(current))
     knowledge = getattr(request.app.state.runtime.engine, "knowledge", None)
     found = await asyncio.to_thread(knowledge_suggestions, knowledge.retriever, said) if knowledge and said else ()
     return {"call_id": current["call_id"], "said": said, "knowledge": [k.to_dict() for k in found]}
+
+
+@router.get("/api/agents/{agent_id}/summary")
+async def summary(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """``{"call_id", "summary"}``: the running summary of the agent's call (text, intents, details, the caller's
+    key sentences, the agent's actions). 409 when the agent has no call."""
+    ensure_own_agent(who, agent_id)
+    current = _current_call(_service(request), agent_id)
+    found = await _summary(request, current)
+    return {"call_id": current["call_id"], "summary": _redactor(request).value(found.to_dict())}
+
+
+@router.get("/api/agents/{agent_id}/next-action")
+async def next_action(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """``{"call_id", "verified", "next"}``: the next best action for the agent's call (None when no request of
+    the call leads to a domain action). 409 when the agent has no call."""
+    ensure_own_agent(who, agent_id)
+    current = _current_call(_service(request), agent_id)
+    domain = getattr(request.app.state.runtime.engine, "domain", None)
+    packet = _packet(current)
+    found = None
+    if domain is not None:
+        found = next_best_action(domain, packet, await _summary(request, current), await _card(request, packet))
+    return {"call_id": current["call_id"], "verified": verified_customer(packet)[0] is not None,
+            "next": _redactor(request).value(found.to_dict()) if found is not None else None}
+
+
+@router.post("/api/agents/{agent_id}/action")
+async def run_action(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """Run a domain action on the verified caller's account as the agent, through the bot's action code: 403
+    for anyone but the agent herself, 409 without a bridged call or a verified caller, 400 for an action the
+    domain does not have or missing slots. The result goes into the call's transcript."""
+    ensure_own_agent(who, agent_id)
+    if who.agent_id != agent_id:
+        raise HTTPException(status_code=403, detail="only the agent on the call may run actions on it")
+    current = _current_call(_service(request), agent_id)
+    if current.get("status") != "connected":
+        raise HTTPException(status_code=409, detail=f"{agent_id} is not connected to the caller")
+    packet = _packet(current)
+    customer_id, contact_id = verified_customer(packet)
+    if customer_id is None:
+        raise HTTPException(status_code=409, detail="the bot did not verify the caller: no action on the account")
+    engine = request.app.state.runtime.engine
+    domain = getattr(engine, "domain", None)
+    if domain is None:
+        raise HTTPException(status_code=404, detail="no domain: there are no actions to run")
+    try:
+        name, slots = parse_request(await json_object(request), domain)
+        clock = getattr(engine, "clock", None)  # the bot's clock: the same "now" for the same action
+        run = await asyncio.to_thread(run_as_agent, engine.database, name, slots, customer_id=customer_id,
+                                      contact_id=contact_id, actor=f"agent:{who.username}",
+                                      now=clock() if clock is not None else datetime.now(UTC))
+    except NextActionError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    store = getattr(request.app.state.runtime, "store", None)
+    if store is not None:
+        await store.arun("add_turn", current["call_id"], "agent", run.text, datetime.now(UTC),
+                         extra={"kind": "bridged", "action": run.action, "outcome": run.outcome})
+    return {"call_id": current["call_id"], **_redactor(request).value(run.to_dict())}
 
 
 @router.get("/api/agents/{agent_id}/wrapup")
@@ -220,8 +307,8 @@ async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str
     service = _service(request)
     _agent(service, agent_id)
     call = _call_to_wrap_up(service, agent_id)
-    _, contact_id = verified_customer(call.get("handoff"))
-    form = wrapup.prefill(call.get("handoff"), await _bridged(request, call["call_id"]))
+    _, contact_id = verified_customer(_packet(call))
+    form = wrapup.prefill(_packet(call), await _summary(request, call))
     return {"call_id": call["call_id"], "contact_id": contact_id, "form": _redactor(request).value(form.to_dict())}
 
 
@@ -232,7 +319,7 @@ async def save_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[st
     service = _service(request)
     _agent(service, agent_id)
     call = _call_to_wrap_up(service, agent_id)
-    _, contact_id = verified_customer(call.get("handoff"))
+    _, contact_id = verified_customer(_packet(call))
     try:
         form = wrapup.parse(await json_object(request))
     except wrapup.WrapUpError as exc:

@@ -35,6 +35,7 @@ from voicebot.server.caller_token import CallerTokenError, secret_from_env
 from voicebot.server.caller_token import verify as verify_caller_token
 from voicebot.server.http_guard import HttpGuard, install_log_filter
 from voicebot.server.listen import router as listen_router
+from voicebot.server.recordings import router as recordings_router
 from voicebot.server.request_body import json_value
 from voicebot.server.supervisor import live_calls
 from voicebot.server.supervisor import router as supervisor_router
@@ -126,7 +127,8 @@ async def _purge_daily(runtime: Runtime) -> None:
     days = runtime.settings.memory.contact_retention_days
     while True:
         try:
-            contacts, calls = await asyncio.to_thread(purge_all, runtime.engine.database, days)
+            contacts, calls = await asyncio.to_thread(purge_all, runtime.engine.database, days,
+                                                      runtime.settings.recording.retention_days)
             if contacts or calls:
                 log.info("retention: erased %d contact(s) and %d call record(s) older than %d days",
                          contacts, calls, days)
@@ -161,6 +163,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             await cluster.start()
             if transfer is not None:
                 transfer.claims = cluster.agents  # before its ACD starts: agents are rung by one node at a time
+                transfer.entries = cluster.queue  # and callers served in one order over the nodes
         if transfer is not None:
             await transfer.start()
         purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \
@@ -208,6 +211,7 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
     app.state.live = live_calls(runtime)  # the live calls of the dashboard, fed by runtime.events
     app.include_router(supervisor_router)
     app.include_router(listen_router)
+    app.include_router(recordings_router)
 
     async def start_call(connection: SmallWebRTCConnection, caller_id: str | None) -> None:
         try:

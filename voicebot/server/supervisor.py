@@ -167,6 +167,8 @@ async def events_socket(ws: WebSocket) -> None:
             if sub.dropped > dropped:
                 await ws.send_text(_dumps({"type": "dropped", "n": sub.dropped - dropped}))
                 dropped = sub.dropped
+            if event.get("type") == "queue" and event.get("node") is not None and live.agents is not None:
+                event = {**event, "agents": live.agents}  # a cluster: every node's view of the agents, merged
             if event.get("type") in ("handoff", "queue"):
                 # Packets (a hand-off, the summaries of waiting callers) quote the caller; turns were redacted
                 # when stored, these were not.

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
 from voicebot.redaction import Redactor
-from voicebot.storage.models import CallIntentRow, CallNoteRow, CallRow, TurnRow
+from voicebot.storage.models import CallIntentRow, CallNoteRow, CallRow, RecordingRow, TurnRow
 
 if TYPE_CHECKING:
     from voicebot.qa.scorecard import Scorer
@@ -350,6 +350,33 @@ class CallStore:
                 self._placeholders[write.placeholder] = result
             return result
 
+    def open_recording(self, call_id: str, path: str) -> None:
+        """A recording of the call starts now, into ``path``."""
+        with self._sessions.begin() as s:
+            s.merge(RecordingRow(call_id=call_id, path=path, bytes=0, duration_s=0.0, consent="recording",
+                                 started_at=utcnow()))
+
+    def close_recording(self, call_id: str, size: int, duration_s: float) -> None:
+        """The recording of the call is complete: ``size`` bytes, ``duration_s`` long."""
+        with self._sessions.begin() as s:
+            row = s.get(RecordingRow, call_id)
+            if row is not None and row.consent == "recording":
+                row.consent, row.bytes, row.duration_s = "recorded", size, round(duration_s, 2)
+
+    def decline_recording(self, call_id: str) -> None:
+        """The caller declined: the record keeps that and when, without a file."""
+        with self._sessions.begin() as s:
+            row = s.get(RecordingRow, call_id)
+            if row is None:
+                row = RecordingRow(call_id=call_id, started_at=utcnow())
+                s.add(row)
+            row.consent, row.path, row.bytes, row.duration_s, row.declined_at = "declined", None, 0, 0.0, utcnow()
+
+    def recording(self, call_id: str) -> RecordingRow | None:
+        """The recording row of a call (detached), or None."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.get(RecordingRow, call_id)
+
     # reads
 
     def get(self, call_id: str) -> dict[str, Any] | None:
@@ -362,6 +389,7 @@ class CallStore:
             out["scorecard"] = row.scorecard
             notes = s.scalars(select(CallNoteRow).where(CallNoteRow.call_id == call_id).order_by(CallNoteRow.at))
             out["notes"] = [_note_dict(n) for n in notes]
+            out["recording"] = _recording_dict(s.get(RecordingRow, call_id))
             return out
 
     def list(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -606,6 +634,17 @@ def _turn_dict(t: TurnRow, with_ids: bool = True) -> dict[str, Any]:
         "intents": t.intents or [],
         "latency_ms": t.latency_ms,
         **({"extra": t.extra} if t.extra else {}),
+    }
+
+
+def _recording_dict(row: RecordingRow | None) -> dict[str, Any]:
+    """What the call record says of its recording: whether there is one to play, its length, whether declined."""
+    return {
+        "available": bool(row is not None and row.path and row.consent == "recorded"),
+        "duration_s": row.duration_s if row is not None and row.path else None,
+        "declined": bool(row is not None and row.consent == "declined"),
+        # When the recording began: second 0 of the file (the dashboard links evidence times into it).
+        "start": _iso(row.started_at) if row is not None and row.path else None,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -84,6 +84,23 @@ class CallNoteRow(Base):
     username: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class RecordingRow(Base):
+    """The recording of a call (voicebot.recording): its file, size and length, and the caller's consent. A
+    declined recording keeps its row (consent ``declined``, when) and loses its file. The retention purge and the
+    right to erasure delete the row with its file (storage.retention)."""
+
+    __tablename__ = "voicebot_recordings"
+    __table_args__ = {"info": {ERASE_WITH_CALL: True}}
+
+    call_id: Mapped[str] = mapped_column(ForeignKey("voicebot_calls.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)  # None once declined or deleted
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    consent: Mapped[str] = mapped_column(String(16))  # recording (in progress) | recorded | declined
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    declined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class TurnRow(Base):

@@ -11,6 +11,10 @@ intents' slot values and its trace), the transcript of the bridged conversation,
 left from the person's number) and the number and hand-off packet of callback requests. Which tables hold such
 content, this module learns from the registry (:mod:`voicebot.storage.schema`): each declares
 ``ERASE_WITH_CALL`` (and, if it keeps a number, ``ERASE_BY_NUMBER``) in its ``Table.info``.
+
+Call recordings (:mod:`voicebot.recording`) go with the rest of a call's content, row and file; the export gives
+their file paths (the audio stays in its file). ``recording.retention_days`` may delete them sooner
+(:func:`purge_recordings`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, or_, select, update
@@ -26,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from voicebot.qa.scorecard import without_quotes
 from voicebot.storage.calls import _call_dict
-from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, CallRow, TurnRow
+from voicebot.storage.models import ERASE_BY_NUMBER, ERASE_WITH_CALL, CallRow, RecordingRow, TurnRow
 from voicebot.storage.schema import declared_tables
 
 
@@ -42,6 +47,26 @@ class CallErasure:
     calls: int
     voicemails: int
     callbacks: int
+    recordings: int = 0  # recording files deleted
+
+
+def _recording_files(s: Session, ids: list[str]) -> list[str]:
+    """The files of the recordings of calls ``ids`` (deleted with the rows: see :func:`_delete_files`)."""
+    if not ids:
+        return []
+    return [p for p in s.scalars(select(RecordingRow.path).where(RecordingRow.call_id.in_(ids))) if p]
+
+
+def _delete_files(paths: Iterable[str]) -> int:
+    """Delete recording files (after their rows are gone); how many existed."""
+    gone = 0
+    for path in paths:
+        try:
+            Path(path).unlink()
+            gone += 1
+        except FileNotFoundError:
+            pass
+    return gone
 
 
 def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
@@ -51,7 +76,8 @@ def _calls_of(customer_id: int, phones: Iterable[str]) -> Any:
 
 
 def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> list[dict[str, Any]]:
-    """Every call record of a customer, with its turns (for a right-of-access export)."""
+    """Every call record of a customer, with its turns and its recording (``recording``: the file's path, size,
+    length and consent; the audio itself stays in its file), for a right-of-access export."""
     with Session(engine) as s:
         ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, phones)).order_by(CallRow.start)))
     out = []
@@ -59,7 +85,12 @@ def export_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> lis
         with Session(engine) as s:
             row = s.get(CallRow, call_id)
             if row is not None:
-                out.append(_call_dict(row, with_turns=True))
+                call = _call_dict(row, with_turns=True)
+                rec = s.get(RecordingRow, call_id)
+                call["recording"] = None if rec is None else {
+                    "path": rec.path, "bytes": rec.bytes, "duration_s": rec.duration_s, "consent": rec.consent,
+                    "declined_at": rec.declined_at.isoformat() if rec.declined_at else None}
+                out.append(call)
     return out
 
 
@@ -90,8 +121,9 @@ def erase_calls(engine: Engine, customer_id: int, phones: Iterable[str]) -> Call
     with Session(engine) as s, s.begin():
         ids = list(s.scalars(select(CallRow.id).where(_calls_of(customer_id, numbers))))
         callbacks = erase_callbacks(s, ids, numbers)
+        files = _recording_files(s, ids)
         deleted = _erase(s, ids, numbers)
-        return CallErasure(len(ids), deleted.get("voicebot_voicemails", 0), callbacks)
+    return CallErasure(len(ids), deleted.get("voicebot_voicemails", 0), callbacks, _delete_files(files))
 
 
 def purge_calls(engine: Engine, before: datetime) -> int:
@@ -102,19 +134,36 @@ def purge_calls(engine: Engine, before: datetime) -> int:
         ids = list(s.scalars(select(CallRow.id).where(
             CallRow.start < before, CallRow.end.is_not(None),
             or_(CallRow.caller_id.is_not(None), CallRow.customer_id.is_not(None), has_turns))))
+        files = _recording_files(s, ids)
         _erase(s, ids)
-        return len(ids)
+    _delete_files(files)
+    return len(ids)
 
 
-def purge_all(database: Any, retention_days: int) -> tuple[int, int]:
+def purge_recordings(engine: Engine, before: datetime) -> int:
+    """Delete the recordings (rows and files) of calls that ended and started before ``before``; how many."""
+    with Session(engine) as s, s.begin():
+        ids = list(s.scalars(select(RecordingRow.call_id).join(CallRow, CallRow.id == RecordingRow.call_id).where(
+            RecordingRow.started_at < before, CallRow.end.is_not(None))))
+        files = _recording_files(s, ids)
+        if ids:
+            s.execute(delete(RecordingRow).where(RecordingRow.call_id.in_(ids)))
+    _delete_files(files)
+    return len(ids)
+
+
+def purge_all(database: Any, retention_days: int, recording_retention_days: int | None = None) -> tuple[int, int]:
     """The retention purge of a :class:`dialogs.db.Database`: contacts (their personal fields) and call records
-    older than ``retention_days``; returns ``(contacts, calls)`` purged."""
+    (with their recordings) older than ``retention_days``, and recordings older than ``recording_retention_days``
+    (if given); returns ``(contacts, calls)`` purged."""
     from dialogs.db.times import utc_now
     from dialogs.privacy import purge_contacts
 
     now = utc_now()
     with database.session() as session:
         contacts = purge_contacts(session, now, retention_days, actor="retention")
+    if recording_retention_days is not None:
+        purge_recordings(database.engine, datetime.now(UTC) - timedelta(days=recording_retention_days))
     calls = purge_calls(database.engine, datetime.now(UTC) - timedelta(days=retention_days))
     if contacts or calls:
         checkpoint(database.engine)

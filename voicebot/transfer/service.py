@@ -37,6 +37,7 @@ from audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, resample
 from telephony.queue.acd import QueueError
 from telephony.queue.actions import Action, AgentStateChanged, CallLeftQueue, Fallback
 from telephony.queue.claims import AgentClaims
+from telephony.queue.entries import QueueEntries
 from telephony.queue.live import LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
@@ -105,6 +106,7 @@ class TransferService:
         self.last: dict[str, dict[str, Any]] = {}  # each agent's call that ended last (the page's wrap-up form)
         self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
         self.claims: AgentClaims | None = None  # agents shared with other nodes (a cluster); None: this ACD only
+        self.entries: QueueEntries | None = None  # waiting callers and statistics shared likewise
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
@@ -130,7 +132,7 @@ class TransferService:
         self.live.voicemail = self._keep_voicemail
         self.live.on_queued = self._on_queued
         self.runner = QueueRunner.on_loop(self.settings.agents, self.settings.queues, self.live,
-                                          callbacks=self.callbacks, claims=self.claims)
+                                          callbacks=self.callbacks, claims=self.claims, entries=self.entries)
         self.live.attach(self.runner)
         self.runner.add_listener(self._metrics)
         self.runner.add_listener(self._queue_changed)

@@ -68,7 +68,11 @@ function showCall(current) {
   if (!current || !current.handoff) { box.hidden = true; $("nocall").hidden = false; text($("callstatus"), ""); return; }
   const h = current.handoff;
   box.hidden = false; $("nocall").hidden = true;
-  if (current.call_id !== shownCall) { shownCall = current.call_id; showLive(); showCard(current.call_id); showSuggestions(current.call_id); }
+  if (current.call_id !== shownCall) {
+    shownCall = current.call_id; pendingAction = null;
+    $("nbaconfirm").hidden = true; $("nbaresult").textContent = ""; $("nbaresult").className = "muted";
+    showLive(); showCard(current.call_id); showAssist(current.call_id);
+  }
   const ringingHere = pc && current.status === "ringing";
   if (ringingHere && $("autoanswer").checked && answering !== current.call_id) {
     answering = current.call_id;
@@ -111,7 +115,7 @@ function showLive() {
   if (!turns.length) { $("live").innerHTML = '<p class="muted">Nothing said yet.</p>'; return; }
   $("live").replaceChildren(...turns.map((t) => {
     const p = document.createElement("p");
-    p.className = t.speaker;
+    p.className = t.speaker + ((t.extra || {}).action ? " action" : "");
     const b = document.createElement("b");
     b.textContent = (t.speaker === "agent" ? "you" : t.speaker) + ": ";
     p.append(b, document.createTextNode(t.text));
@@ -126,9 +130,79 @@ function listen() {
     if (ev.type !== "turn" || !ev.turn || (ev.turn.extra || {}).kind !== "bridged") return;
     if (!liveTurns.has(ev.call_id)) liveTurns.set(ev.call_id, []);
     liveTurns.get(ev.call_id).push(ev.turn);
-    if (ev.call_id === shownCall) { showLive(); if (ev.turn.speaker === "caller") showSuggestions(shownCall); }
+    if (ev.call_id === shownCall) {
+      showLive();
+      if (ev.turn.speaker === "caller" || (ev.turn.extra || {}).action) showAssist(shownCall);
+    }
   };
   ws.onclose = () => setTimeout(listen, 2000);
+}
+
+// Everything that follows what the caller says: asked again after each caller turn and each action run.
+function showAssist(callId) { showSuggestions(callId); showSummary(callId); showNextAction(callId); }
+
+// The running summary: the hand-off, the requests and details heard, the caller's key sentences, actions run.
+async function showSummary(callId) {
+  const box = $("running");
+  try {
+    const s = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/summary");
+    if (callId !== shownCall) return;
+    box.replaceChildren(Object.assign(document.createElement("p"), {textContent: s.summary.text}));
+    box.dataset.turns = s.summary.caller_turns;
+  } catch (e) { if (callId === shownCall) box.textContent = e.message; }
+}
+
+// The next best action: a domain action with its details (editable), run on the caller's account after a confirm.
+let pendingAction = null;  // {action, slots, label} waiting for the agent's confirm
+
+async function showNextAction(callId) {
+  const box = $("nba");
+  try {
+    const n = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/next-action");
+    if (callId !== shownCall) return;
+    if (!n.next) { box.innerHTML = '<p class="muted">no action suggested</p>'; return; }
+    const a = n.next;
+    const title = document.createElement("p");
+    title.innerHTML = "<b></b> <span class=muted></span>";
+    title.children[0].textContent = a.label;
+    title.children[1].textContent = "(" + a.action + ", because " + a.because + ")";
+    const fields = document.createElement("p");
+    for (const slot of [...Object.keys(a.slots), ...a.missing]) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.dataset.slot = slot; input.value = a.slots[slot] || ""; input.size = 16; input.maxLength = 200;
+      label.append(slot.replace(/_/g, " ") + " ", input);
+      fields.append(label);
+    }
+    const run = document.createElement("button");
+    run.id = "nbarun"; run.className = "go"; run.textContent = a.label;
+    run.disabled = !n.verified;
+    run.title = n.verified ? "Run it on the caller's account (you confirm first)" : "the caller is not verified";
+    run.addEventListener("click", () => {
+      const slots = {};
+      fields.querySelectorAll("input").forEach((i) => { slots[i.dataset.slot] = i.value; });
+      pendingAction = {action: a.action, slots, label: a.label};
+      $("nbaquestion").textContent = "Run “" + a.label + "” on the caller's account as you? " +
+        Object.entries(slots).map(([k, v]) => k.replace(/_/g, " ") + ": " + (v || "—")).join(", ");
+      $("nbaconfirm").hidden = false;
+    });
+    box.replaceChildren(title, fields, run);
+  } catch (e) { if (callId === shownCall) box.textContent = e.message; }
+}
+
+async function runAction() {
+  const todo = pendingAction;
+  $("nbaconfirm").hidden = true;
+  pendingAction = null;
+  if (!todo) return;
+  const out = $("nbaresult");
+  try {
+    const r = await api("/api/agents/" + encodeURIComponent(agentSelect.value) + "/action",
+      {action: todo.action, slots: todo.slots});
+    out.className = r.outcome === "ok" ? "ok" : "muted";
+    out.textContent = r.text;
+    showCard(shownCall);  // the action may have changed what the card shows
+  } catch (e) { out.className = ""; out.textContent = e.message; }
 }
 
 // Knowledge entries matching what the caller said last, asked again after each of the caller's turns.
@@ -242,6 +316,8 @@ async function act(path, body) {
 document.querySelectorAll("button[data-state]").forEach((b) => b.addEventListener("click", () =>
   act("/state", {state: b.dataset.state, reason: b.dataset.state === "paused" ? ($("reason").value || "break") : null})));
 $("savewrap").addEventListener("click", saveWrapUp);
+$("nbayes").addEventListener("click", runAction);
+$("nbano").addEventListener("click", () => { pendingAction = null; $("nbaconfirm").hidden = true; });
 $("ready").addEventListener("click", () => act("/state", {state: "available", reason: null}));
 $("accept").addEventListener("click", () => act("/accept", {}));
 $("answer").addEventListener("click", () => act("/answer", {}));

@@ -22,6 +22,7 @@ const state = {
   boardAt: performance.now(), // when the queue snapshot was taken (waits tick from there)
   alerts: [],
   detail: null, // {id, mode: "live"|"history", call, turns: Map, buffer: [] | null, ended}
+  recording: null, // {id, start (ms)} of the open call's playable recording: evidence links play from there
   ws: null,
   wsAttempt: 0,
   wsConnectedOnce: false,
@@ -430,6 +431,7 @@ async function openCall(id, mode, { focus = true } = {}) {
   $("detail-error").hidden = true;
   $("handoff").hidden = true;
   $("scorecard").hidden = true;
+  renderRecording(id, null);
   renderDetailHead();
   if (focus) $("detail-title").focus();
   const detail = state.detail;
@@ -450,6 +452,7 @@ async function openCall(id, mode, { focus = true } = {}) {
     if (state.detail !== detail) return;
     const { turns = [], handoff = null, scorecard = null, notes = [], ...call } = data;
     detail.call = { ...detail.call, ...call };
+    renderRecording(id, call.recording);
     renderScorecard(scorecard, notes);
     if (call.end) detail.ended = true;
     renderDetailHead();
@@ -1033,6 +1036,57 @@ function showTurn(n) {
   setTimeout(() => li.classList.remove("flash"), 1500);
 }
 
+function recordingUrl(id) {
+  return `/api/calls/${encodeURIComponent(id)}/recording`;
+}
+
+/** The call's recording in the panel's player (caller left, bot and agent right), or that the caller declined it. */
+function renderRecording(id, rec) {
+  const box = $("recording-box");
+  const audio = $("recording-audio");
+  state.recording = rec && rec.available ? { id, start: rec.start ? Date.parse(rec.start) : null } : null;
+  if (!rec || (!rec.available && !rec.declined)) {
+    box.hidden = true;
+    audio.removeAttribute("src");
+    return;
+  }
+  box.hidden = false;
+  audio.hidden = !rec.available;
+  if (rec.available) {
+    audio.src = recordingUrl(id);
+    $("recording-note").textContent = `Recording, ${Math.round(rec.duration_s || 0)} s`;
+  } else {
+    audio.removeAttribute("src");
+    $("recording-note").textContent = "The caller declined the recording: nothing was kept.";
+  }
+}
+
+/** Seconds into the recording at which a piece of evidence (its ISO time) happened, or null. */
+function recordingOffset(time) {
+  const rec = state.recording;
+  if (!rec || rec.start == null || !time) return null;
+  const at = Date.parse(time);
+  return Number.isNaN(at) ? null : Math.max(0, Math.round((at - rec.start) / 100) / 10);
+}
+
+/** A link into the recording at an evidence's time (``#t=SECONDS``); played in the panel's player. */
+function evidenceLink(e) {
+  const t = recordingOffset(e.time);
+  if (t == null) return null;
+  const href = `${recordingUrl(state.recording.id)}#t=${t}`;
+  return h("a", {
+    href, class: "btn btn-ghost btn-small", title: `Play the recording from ${t} s`,
+    onclick: (ev) => {
+      ev.preventDefault();
+      const audio = $("recording-audio");
+      // Already loaded: seek; otherwise the #t= fragment starts the new load there.
+      if (audio.readyState >= 1 && audio.currentSrc.split("#")[0] === new URL(href, location.href).href.split("#")[0]) audio.currentTime = t;
+      else audio.src = href;
+      audio.play().catch(() => {});
+    },
+  }, `▶ ${t} s`);
+}
+
 function renderScorecard(card, notes) {
   const box = $("scorecard");
   if (!card) { box.hidden = true; return; }
@@ -1045,9 +1099,9 @@ function renderScorecard(card, notes) {
     return h("tr", {},
       h("th", { scope: "row" }, label),
       h("td", {}, h("span", { class: `badge score-${cls}` }, result), " ", h("span", { class: "muted" }, scoreDetails(item))),
-      h("td", {}, (item.evidence || []).map((e) => h("button", {
+      h("td", {}, (item.evidence || []).flatMap((e) => [h("button", {
         type: "button", class: "btn btn-ghost btn-small", title: e.text || "", onclick: () => showTurn(e.turn),
-      }, `turn ${e.turn}${e.note ? ` (${e.note})` : ""}`))));
+      }, `turn ${e.turn}${e.note ? ` (${e.note})` : ""}`), evidenceLink(e)].filter(Boolean))));
   }));
   renderNotes(notes || []);
   box.hidden = false;
