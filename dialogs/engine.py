@@ -14,7 +14,7 @@ from typing import Any
 
 from dialogs.db.engine import Database, ensure_database
 from dialogs.domain import Domain, load_domain
-from dialogs.knowledge.dialog import Knowledge, with_faq_act
+from dialogs.knowledge.dialog import Knowledge
 from dialogs.manager.callback import AgentDesk
 from dialogs.manager.consent import RecordingConsent
 from dialogs.manager.session import BotReply, DialogSession, Turn
@@ -100,8 +100,7 @@ class DialogEngine:
         t0 = time.perf_counter()
         domain = load_domain(domain_path)
         knowledge = Knowledge.for_domain(domain)
-        nlu_domain = with_faq_act(domain, knowledge.retriever.kb) if knowledge is not None else domain
-        nlu = NLU.train(nlu_domain, threshold=threshold, max_intents=max_intents, features=features)
+        nlu = NLU.train(domain, threshold=threshold, max_intents=max_intents, features=features, questions=knowledge)
         t1 = time.perf_counter()
         now = (clock or datetime.now)()
         database = ensure_database(database_url, seed_demo=seed_demo, now=now)

@@ -14,7 +14,7 @@ from dialogs.db.engine import ensure_database
 from dialogs.domain import DomainError, load_domain
 from dialogs.engine import DialogEngine, EngineOptions, Turn
 from dialogs.knowledge import KnowledgeError, Retriever, load_knowledge
-from dialogs.knowledge.dialog import FAQ, Knowledge, with_faq_act
+from dialogs.knowledge.dialog import FAQ, Knowledge
 from dialogs.knowledge.evaluation import evaluate, load_questions
 from dialogs.nlu import NLU
 
@@ -140,7 +140,7 @@ def test_eval_knowledge_cli_prints_json(tmp_path: Path) -> None:
 
 def test_the_dialog_answers_then_starts_the_request_and_traces_entry_and_score(
         domain, knowledge: Knowledge, tmp_path: Path) -> None:
-    nlu = NLU.train(with_faq_act(domain, knowledge.retriever.kb))
+    nlu = NLU.train(domain, questions=knowledge)
     db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=NOW)
     engine = DialogEngine(domain, nlu, db, EngineOptions(), clock=lambda: NOW, seed=7, knowledge=knowledge)
     session = engine.new_call(channel="chat", caller_id="+15551230001")
@@ -151,3 +151,46 @@ def test_the_dialog_answers_then_starts_the_request_and_traces_entry_and_score(
     [trace] = reply.trace["knowledge"]
     assert trace["entry"] == "return_policy" and trace["score"] >= knowledge.retriever.threshold
     assert session.knowledge_answered == ["return_policy"]
+
+
+def test_a_cancel_sentence_gets_no_knowledge_answer(knowledge: Knowledge) -> None:
+    # a weak best entry hardly ahead of the second is about neither: "I don't know", not the Pay Later entry
+    verdict = knowledge.retriever.lookup("i am done with the plan")
+    assert verdict.match is None and "hardly ahead" in verdict.reason
+
+
+def test_held_out_set_written_after_tuning(knowledge: Knowledge) -> None:
+    # knowledge_heldout2.tsv was written after the margin rule and the extra questions were chosen on the dev set
+    kb = knowledge.retriever.kb
+    report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout2.tsv", set(kb.ids())))
+    assert report.n >= 80 and report.accuracy >= 0.85
+    assert report.unknown["accuracy"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def nlu_with_faq(domain, knowledge: Knowledge) -> NLU:
+    return NLU.train(domain, questions=knowledge)
+
+
+@pytest.mark.parametrize(("text", "intents"), [
+    ("what's your return policy, and I want to return my kettle", [FAQ, "return_item"]),
+    ("how much does shipping cost", [FAQ]),
+    ("how do I cancel an order I placed", [FAQ]),
+    # stage two: an order number makes it the request, the knowledge base's topic alone does not
+    ("how can i send back order three three four five one", ["return_item"]),
+    ("how do i cook rice", ["out_of_scope"]),
+    ("please help me send this vacuum back it stopped working", ["return_item"]),
+])
+def test_the_faq_act_is_confirmed_by_the_knowledge_base(nlu_with_faq: NLU, text: str, intents: list[str]) -> None:
+    assert [i.name for i in nlu_with_faq.parse(text).intents] == intents
+
+
+def test_the_faq_act_keeps_the_dev_set_exact_match(nlu_with_faq: NLU) -> None:
+    # with the faq act learned by the same classifier this was 89.3 %; without any faq act 95.8 %
+    from datetime import date
+
+    from dialogs.nlu.evaluation import evaluate as evaluate_nlu
+    from dialogs.nlu.evaluation import load_examples
+
+    report = evaluate_nlu(nlu_with_faq, load_examples(DATA / "nlu_dev.tsv"), today=date(2025, 1, 15))
+    assert report.exact_match >= 0.96

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, text
 
-from dialogs.manager.session import ACTS
+from dialogs.manager.state import ACTS
 from voicebot.storage import CallStore
 from voicebot.storage.calls import DIALOGUE_ACTS
 from voicebot.storage.schema import upgrade

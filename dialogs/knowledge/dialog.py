@@ -1,24 +1,16 @@
-"""What the dialog needs from the knowledge base: the ``faq`` act the NLU learns from the entries' questions,
-and the answers to a turn's question clauses."""
+"""What the dialog needs from the knowledge base: the ``faq`` act the NLU learns from the entries' questions
+(and confirms with the retriever), and the answers to a turn's question clauses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialogs.domain.schema import Domain, Intent
-from dialogs.knowledge.base import KnowledgeBase, load_knowledge
+from dialogs.domain.schema import Domain
+from dialogs.knowledge.base import load_knowledge
 from dialogs.knowledge.retrieval import KnowledgeLookup, Retriever
+from dialogs.nlu.parser import FAQ, OUT_OF_SCOPE
 
-FAQ = "faq"  # the dialog act of a clause that asks a public question the knowledge base may answer
-OUT_OF_SCOPE = "out_of_scope"
-
-
-def with_faq_act(domain: Domain, kb: KnowledgeBase) -> Domain:
-    """The domain the NLU trains on: its intents plus ``faq``, whose examples are every entry's questions, so
-    "what is your return policy" is told from "I want to return my kettle"."""
-    faq = Intent(description="a public question the knowledge base answers",
-                 examples=[q for e in kb.entries for q in e.questions])
-    return domain.model_copy(update={"intents": {**domain.intents, FAQ: faq}})
+__all__ = ["FAQ", "OUT_OF_SCOPE", "Knowledge"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +27,16 @@ class Knowledge:
         oos = domain.intents.get(OUT_OF_SCOPE)
         negatives = list(oos.examples) if oos is not None else []
         return cls(Retriever(load_knowledge(domain.knowledge), negatives=negatives))
+
+    def examples(self) -> list[str]:
+        """Every entry's questions: the NLU's examples of the ``faq`` act (:class:`dialogs.nlu.parser.Questions`)."""
+        return [q for e in self.retriever.kb.entries for q in e.questions]
+
+    def score(self, text: str) -> float:
+        """How near ``text`` is to the knowledge base's topics: its nearest entry's score, even when the answer
+        would be "I don't know" (:class:`dialogs.nlu.parser.Questions`)."""
+        best = self.retriever.lookup(text).best
+        return best.score if best is not None else 0.0
 
     def answer(self, questions: list[str]) -> list[KnowledgeLookup]:
         """One verdict per question clause, in order."""

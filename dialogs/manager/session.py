@@ -15,18 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
 from dialogs.knowledge.dialog import FAQ
-from dialogs.manager import callback
+from dialogs.manager import callback, corrections, doubt, faq, flows, recall, verification
 from dialogs.manager.consent import RECORDED_CHANNELS
 from dialogs.manager.handoff import HandoffPacket, build_handoff
-from dialogs.manager.recall import recalled_return
-from dialogs.manager.repair import CHARGE, OTHER_ORDER, QUESTION, REFUND, SLOT_LABELS, other_order, slot_named
+from dialogs.manager.repair import OTHER_ORDER
 from dialogs.manager.responses import Responder
 from dialogs.manager.signals import TurnSignals
-from dialogs.manager.state import CallState, Expect, Question, Task
+from dialogs.manager.state import FREE_TEXT_SLOTS, NOT_REQUESTS, CallState, Expect, Hit, Question, Task
 from dialogs.nlu import Entity, ParseResult
 from dialogs.nlu.entities import MASK, SECRET_TYPES
 from dialogs.nlu.segmenter import split_complaint
@@ -39,13 +37,10 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 1000  # longer input is cut: no caller says more than this in one turn
 # Entities that carry no proof of identity: they stay readable even in an answer to "prove who you are".
 NOT_SECRET_IN_VERIFICATION = {"yes_no", "reason"}
-ACTS = {"greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope"}
-NOT_REQUESTS = ACTS | {FAQ}  # a public question is answered from knowledge, never a flow
 COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
 # The kind of answer each pending question asks for (BotReply.expects); a slot question gives its slot's type.
 YES_NO_QUESTIONS = {Expect.CONFIRM, Expect.OFFER_HUMAN, Expect.RECALL, Expect.CHECK_INTENT}
 FACTOR_TYPES = {"postcode": "postcode", "date_of_birth": "date", "pin": "pin"}
-FREE_TEXT_SLOTS = {"reason"}  # answered in the caller's own words: nothing to bias the recogniser towards
 
 
 @dataclass
@@ -164,10 +159,10 @@ class DialogSession:
             else:
                 self._say("greeting_short" if self.say_.has("greeting_short") else "greeting")
             self._fire(f"dialled number starts {self._start_intent}")
-            self._add_tasks([_Hit(self._start_intent, 1.0, {})], interrupt=False)
+            self._add_tasks([Hit(self._start_intent, 1.0, {})], interrupt=False)
             self._acked_now = True  # the number itself says what the call is about
             self._announce_recording(first=True)
-            self._advance()
+            flows.advance(self)
             return self._finish_turn(None, {"rule": "greeting + route flow"})
         # A caller ID proves nothing (it is easily spoofed): before verification the bot says that there is a
         # recent matter, never what it is; its details come from the flow the caller is verified in.
@@ -311,27 +306,27 @@ class DialogSession:
             self._fire("goodbye")
             self._goodbye()
             return
-        if OTHER_ORDER.search(text) and self._take_other_order():
+        if OTHER_ORDER.search(text) and corrections.take_other_order(self):
             return
-        if self._refund_of_recalled_return(text):
+        if recall.refund_of_recalled_return(self, text):
             return
         # A public question while the bot waits for an answer: answered, then the pending question again.
         if FAQ in names and not tasks and not self._answers_expected_slot(parse) \
-                and self._answer_questions(parse, has_tasks=False):
+                and faq.answer_questions(self, parse, has_tasks=False):
             return
 
         handler = {
             Expect.SLOT: self._on_slot_answer,
-            Expect.CONFIRM: self._on_confirm,
-            Expect.VERIFY_PHONE: self._on_verify_phone,
-            Expect.VERIFY_FACTOR: self._on_verify_factor,
+            Expect.CONFIRM: (lambda p, t, d: corrections.on_confirm(self, p, t, d)),
+            Expect.VERIFY_PHONE: (lambda p, t, d: verification.on_verify_phone(self, p, t, d)),
+            Expect.VERIFY_FACTOR: (lambda p, t, d: verification.on_verify_factor(self, p, t, d)),
             Expect.OFFER_HUMAN: self._on_offer_human,
-            Expect.RECALL: self._on_recall,
+            Expect.RECALL: (lambda p, t, d: recall.on_recall(self, p, t, d)),
             Expect.OFFER_CALLBACK: lambda p, t, d: callback.on_answer(self, p, t, d),
             Expect.CALLBACK_CONFIRM: lambda p, t, d: callback.on_answer(self, p, t, d),
             Expect.CALLBACK_NUMBER: lambda p, t, d: callback.on_answer(self, p, t, d),
-            Expect.CHECK_INTENT: self._on_check_intent,
-            Expect.CORRECTION: self._on_correction,
+            Expect.CHECK_INTENT: (lambda p, t, d: doubt.on_check_intent(self, p, t, d)),
+            Expect.CORRECTION: (lambda p, t, d: corrections.on_correction(self, p, t, d)),
         }.get(st.expect)
         if handler is not None and handler(parse, text, dtmf):
             return
@@ -406,14 +401,14 @@ class DialogSession:
         names = [i.name for i in parse.intents]
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
         # Public questions are answered first (no verification); a request in the same turn follows.
-        if self._answer_questions(parse, has_tasks=bool(tasks)):
+        if faq.answer_questions(self, parse, has_tasks=bool(tasks)):
             return
-        if self._check_on_doubt(parse, tasks):
+        if doubt.check_on_doubt(self, parse, tasks):
             return
         if tasks:
             st.no_match_streak = 0
             self._add_tasks(tasks, interrupt=st.current is not None)
-            self._advance()
+            flows.advance(self)
             return
         if "thanks" in names:
             st.no_match_streak = 0
@@ -445,42 +440,9 @@ class DialogSession:
         if st.current is not None:
             # Remind the caller of the pending question rather than starting over.
             self._say("not_understood")
-            self._advance()
+            flows.advance(self)
             return
         self._say("not_understood")
-
-    def _answer_questions(self, parse: ParseResult, *, has_tasks: bool) -> bool:
-        """Public questions (the ``faq`` clauses, or an utterance nothing else claims) get their knowledge answer,
-        without verification. True if the turn is done (no request follows the answers)."""
-        knowledge = self.engine.knowledge
-        faq = [i for i in parse.intents if i.name == FAQ]
-        if knowledge is None or not (faq or [i.name for i in parse.intents] == ["out_of_scope"]):
-            return False
-        verdicts = knowledge.answer([h.clause or parse.normalized for h in faq] or [parse.normalized])
-        self._knowledge_trace = [v.trace() for v in verdicts]
-        answered = [v.match for v in verdicts if v.match is not None]
-        for m in answered:
-            self.knowledge_answered.append(m.entry.id)
-            self._fire(f"knowledge: {m.entry.id} ({m.score:.2f})")
-            self._out.append(m.entry.answer)
-        if not answered and not faq:
-            return False  # nothing the knowledge base knows: understood as before
-        if not answered:
-            self._fire("knowledge: no entry good enough")
-        if has_tasks:
-            return False  # the requests of the same sentence follow the answers
-        st = self.state
-        st.no_match_streak = 0
-        if not answered:
-            # Say so rather than guess; the response offers a colleague or something else.
-            self._say("knowledge_unknown" if self.say_.has("knowledge_unknown") else "not_understood")
-        if st.current is not None:
-            self._advance()  # back to the pending question
-        else:
-            if answered:
-                self._say("anything_else")
-            st.expect = Expect.ANYTHING_ELSE
-        return True
 
     def _on_slot_answer(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
         st = self.state
@@ -506,18 +468,18 @@ class DialogSession:
             others = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
             if others:
                 self._add_tasks(others, interrupt=False)
-            self._advance()
+            flows.advance(self)
             return True
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
         if tasks and max(i.confidence for i in tasks) >= 0.6:
             self._fire("new request instead of an answer")
             self._add_tasks(tasks, interrupt=True)
-            self._advance()
+            flows.advance(self)
             return True
         names = [i.name for i in parse.intents]
         if "deny" in names and slot.type not in ("yes_no",):
             self._fire(f"caller declined to give {slot_name}")
-            self._cancel_current()
+            flows.cancel_current(self)
             return True
         return self._reprompt(task, slot_name)
 
@@ -532,246 +494,6 @@ class DialogSession:
         self._asked(Expect.SLOT, slot=slot_name)
         return True
 
-    def _on_confirm(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-        st = self.state
-        task = st.current
-        assert task is not None
-        yes = self._yes_no(parse, text, dtmf)
-        if yes is True:
-            self._fire("confirmed")
-            st.expect = Expect.NOTHING
-            st.no_match_streak = 0
-            task.step += 1
-            self._advance()
-            return True
-        if yes is False:
-            st.no_match_streak = 0
-            self._correct(task, parse, text, dtmf)
-            return True
-        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
-        if tasks:
-            self._fire("new request instead of yes/no")
-            self._add_tasks(tasks, interrupt=True)
-            self._advance()
-            return True
-        task.reprompts += 1
-        if task.reprompts > self.engine.options.max_reprompts:
-            self._handoff("not_understood")
-            return True
-        self._fire("yes/no not understood: ask again")
-        self._advance()  # says the confirmation again
-        return True
-
-    # ------------------------------------------------------------------ repair
-
-    def _askable_slots(self, task: Task) -> dict[str, str]:
-        """The details the flow asked for before where it is now: slot name -> type."""
-        steps = self.domain.intents[task.intent].steps[:task.step]
-        return {s.ask: self.domain.slots[s.ask].type for s in steps if s.kind == "ask" and s.ask}
-
-    def _corrected_values(self, task: Task, parse: ParseResult, text: str, dtmf: str | None) -> dict[str, Any]:
-        """New values the caller's words give for the request's details ("no, it's 21 Oak Street")."""
-        out: dict[str, Any] = {}
-        for name in self.domain.intents[task.intent].slots:
-            kind = self.domain.slots[name].type
-            if kind in FREE_TEXT_SLOTS:
-                continue
-            value = next((h.slots[name] for h in parse.intents if h.slots.get(name) is not None), None)
-            if value is None:
-                value = next((e.value for e in parse.entities if e.type == kind), None)
-            if value is not None and value != task.slots.get(name):
-                out[name] = value
-        return out
-
-    def _correct(self, task: Task, parse: ParseResult, text: str, dtmf: str | None) -> None:
-        """A "no" at a confirmation: take the corrected value and confirm again, or ask what to change;
-        only a request with nothing to change is dropped."""
-        values = self._corrected_values(task, parse, text, dtmf)
-        if values:
-            self._take_correction(task, values)
-            return
-        askable = self._askable_slots(task)
-        if not askable:
-            self._fire("declined")
-            self._say("flow_cancelled")
-            self._cancel_current(say=False)
-            return
-        if len(askable) == 1 or not self.say_.has("correction_ask_what"):
-            self._ask_again(task, next(iter(askable)))
-            return
-        self._fire("declined: ask what to change")
-        what = " or ".join(SLOT_LABELS.get(kind, name.replace("_", " ")) for name, kind in askable.items())
-        self._say("correction_ask_what", what=what)
-        self._asked(Expect.CORRECTION, response="correction_ask_what", values={"what": what})
-
-    def _take_correction(self, task: Task, values: dict[str, Any]) -> None:
-        """Replace the corrected details and go on from just after the step that first asked for one of them:
-        the flow's checks run again on the new values, so the confirmation reads back what will be stored."""
-        self._fire("corrected " + ", ".join(values) + ": confirm again")
-        task.slots.update(values)
-        steps = self.domain.intents[task.intent].steps
-        asked = [i for i, s in enumerate(steps[:task.step]) if s.kind == "ask" and s.ask in values]
-        if asked:
-            task.step = asked[0] + 1
-        self.state.expect = Expect.NOTHING
-        self._advance()
-
-    def _ask_again(self, task: Task, slot: str) -> None:
-        """Forget one detail and go back to the step that asks for it."""
-        self._fire(f"correct {slot}")
-        task.slots.pop(slot, None)
-        steps = self.domain.intents[task.intent].steps
-        task.step = next((i for i, s in enumerate(steps) if s.ask == slot), task.step)
-        if self.say_.has("correction_ask_slot"):
-            self._say("correction_ask_slot")
-        self.state.expect = Expect.NOTHING
-        self._advance()
-
-    def _on_correction(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-        st = self.state
-        task = st.current
-        if task is None:
-            return False
-        values = self._corrected_values(task, parse, text, dtmf)
-        if values:
-            self._take_correction(task, values)
-            return True
-        slot = slot_named(text, self._askable_slots(task))
-        if slot is not None:
-            self._ask_again(task, slot)
-            return True
-        if [i for i in parse.intents if i.name not in ACTS]:
-            return False
-        if "deny" in [i.name for i in parse.intents] or re.search(r"\b(?:nothing|cancel|forget it)\b", text, re.I):
-            self._fire("nothing to change: cancelled")
-            self._say("flow_cancelled")
-            self._cancel_current(say=False)
-            return True
-        task.reprompts += 1
-        if task.reprompts > self.engine.options.max_reprompts:
-            self._handoff("not_understood")
-            return True
-        self._reask()
-        return True
-
-    def _take_other_order(self) -> bool:
-        """ "No, I meant the other order": the caller's one other order replaces the one just used."""
-        st = self.state
-        if not st.verified or st.customer_id is None:
-            return False
-        task = st.current if st.current is not None and st.current.slots.get("order_id") else next(
-            (t for t in reversed(st.finished) if t.slots.get("order_id")), None)
-        if task is None:
-            return False
-        with self.engine.database.session() as s:
-            other = other_order(s, st.customer_id, str(task.slots["order_id"]))
-        if other is None:
-            return False
-        self._fire(f"the other order: {other}")
-        if self.say_.has("correction_other_order"):
-            self._say("correction_other_order", order_id=other)
-        if task is st.current:
-            task.slots["order_id"] = other
-            st.expect = Expect.NOTHING
-        else:
-            again = Task(intent=task.intent, slots={**task.slots, "order_id": other}, acknowledged=True)
-            st.agenda.insert(0, again)
-        self._advance()
-        return True
-
-    def _on_verify_phone(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-        st = self.state
-        phone = self._entity_value(parse, "phone", text, dtmf)
-        if phone is None and dtmf:
-            phone = dtmf.strip("#*")
-        if phone is None:
-            if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
-                return False
-            return self._not_an_answer(text)
-        with self.engine.database.session() as s:
-            customer = repository.find_customer_by_phone(s, str(phone))
-            if customer is not None:
-                st.customer_id = customer.id
-                st.first_name = customer.first_name
-                st.customer_name = f"{customer.first_name} {customer.last_name}"
-        if customer is None:
-            self._fire("no account for that phone number")
-            return self._verification_failed("verify_unknown_phone")
-        self._fire("account found by phone number")
-        self._say("verify_ask_factor")
-        self._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
-        return True
-
-    def _on_verify_factor(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-        st = self.state
-        assert st.customer_id is not None
-        current = st.current.intent if st.current else None
-        if any(i.name not in NOT_REQUESTS and i.name != current and i.confidence >= 0.5 for i in parse.intents):
-            return False  # a new request, not an answer: numbers in it are not a postcode or PIN
-        methods = list(self.domain.verification.methods)
-        candidates: list[tuple[str, Any]] = []
-        if dtmf and "pin" in methods:
-            candidates.append(("pin", dtmf.strip("#*")))
-        # A date answers "date of birth" only: its digits are never also tried as a postcode or PIN.
-        birthday = self._entity_value(parse, "date", text, None) if "date_of_birth" in methods and text else None
-        if birthday is not None:
-            candidates.append(("date_of_birth", birthday))
-        for m in methods if birthday is None else ():
-            if m == "postcode":
-                v = self._entity_value(parse, "postcode", text, None)
-                if v is not None:
-                    candidates.append(("postcode", v))
-            elif m == "pin" and not dtmf:
-                v = self._entity_value(parse, "pin", text, None)
-                if v is not None:
-                    candidates.append(("pin", v))
-        if not candidates:
-            if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
-                return False
-            return self._not_an_answer(text)
-        with self.engine.database.session() as s:
-            for method, value in candidates:
-                if repository.verify_identity(
-                    s, st.customer_id, method, value, now=self.clock(), contact_id=self.contact_id
-                ):
-                    st.verified = True
-                    st.verified_by = method
-                    break
-        if not st.verified:
-            self._fire(f"verification failed ({', '.join(m for m, _ in candidates)})")
-            return self._verification_failed("verify_failed")
-        self._fire(f"verified by {st.verified_by}")
-        st.expect = Expect.NOTHING
-        st.question = None
-        st.no_match_streak = 0
-        self._say("verify_ok")
-        self._advance()
-        return True
-
-    def _not_an_answer(self, text: str) -> bool:
-        """ "yes", a question or words without the asked detail while verifying: not a failed attempt. The
-        question is asked again; after max_reprompts such turns in a row a person takes over."""
-        st = self.state
-        st.no_match_streak += 1
-        self._fire(f"not an answer to the verification question ({st.no_match_streak} in a row): ask again")
-        if st.no_match_streak > self.engine.options.max_reprompts:
-            self._handoff("slot_not_understood")
-            return True
-        if QUESTION.search(text) and self.say_.has("answer_later"):
-            self._say("answer_later")
-        self._reask()
-        return True
-
-    def _verification_failed(self, response: str) -> bool:
-        st = self.state
-        st.verify_attempts += 1
-        limit = self.domain.verification.max_attempts or self.engine.options.max_verification_attempts
-        if st.verify_attempts >= limit:
-            self._handoff("verification_failed")
-            return True
-        self._say(response)
-        return True
-
     def _on_offer_human(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
         yes = self._yes_no(parse, text, dtmf)
         if yes is True:
@@ -783,130 +505,11 @@ class DialogSession:
             self._fire("caller declined a human")
             self._say("offer_human_declined")
             if self.state.current is not None or self.state.agenda:
-                self._advance()
+                flows.advance(self)
             else:
                 self._say("how_can_i_help")
             return True
         return False
-
-    def _on_recall(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-        st = self.state
-        recall = st.recall or {}
-        yes = self._yes_no(parse, text, dtmf)
-        tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
-        st.expect = Expect.NOTHING
-        if yes is True and not tasks:
-            self._fire("caller confirmed the recalled matter")
-            if self.say_.has("recall_ack"):
-                self._say("recall_ack")
-            self._acked_now = True
-            if recall.get("kind") == "return" and recall.get("id") is not None:
-                st.recall_pending = True  # its own state (not the order's delivery), told once verified
-                self._advance()
-            elif recall.get("order_id"):
-                self._add_tasks([_Hit("order_status", 1.0, {"order_id": recall["order_id"]})], interrupt=False)
-                self._advance()
-            else:
-                self._say("how_can_i_help")
-            return True
-        if yes is False and not tasks:
-            self._fire("not about the recalled matter")
-            self._say("recall_no" if self.say_.has("recall_no") else "how_can_i_help")
-            return True
-        return False
-
-    def _tell_recalled(self) -> None:
-        """Say the state of the remembered return the caller confirmed, and record it as a finished request."""
-        st = self.state
-        st.recall_pending = False
-        recall = st.recall or {}
-        assert st.customer_id is not None
-        with self.engine.database.session() as s:
-            ret = recalled_return(s, int(recall["id"]), st.customer_id, self.clock())
-        if ret is None:
-            self._fire("recalled return not found")
-            return
-        st.recall_told = True
-        self._fire(f"told recalled return ({ret.status})")
-        state = f"return_state_{ret.status}"
-        self._say("recall_return_status", order_id=ret.order_number, started=ret.started,
-                  return_state=self.say_.render(state, self._style) if self.say_.has(state) else "")
-        if "return_item" in self.domain.intents:
-            st.finished.append(Task(intent="return_item", slots={"order_id": ret.order_number}, status="done",
-                                    outcome="status_told", acknowledged=True))
-
-    def _refund_of_recalled_return(self, text: str) -> bool:
-        """ "When will I get my refund?" after the recalled return was told: the refund of that return."""
-        st = self.state
-        recall = st.recall or {}
-        if not (st.recall_told and REFUND.search(text) and not CHARGE.search(text)) or st.customer_id is None:
-            return False
-        with self.engine.database.session() as s:
-            ret = recalled_return(s, int(recall["id"]), st.customer_id, self.clock())
-        name = f"return_refund_{ret.status}" if ret is not None else ""
-        if ret is None or not self.say_.has(name):
-            return False
-        self._fire("the refund of the recalled return")
-        self._say(name, order_id=ret.order_number)
-        self._say("anything_else")
-        self._asked(Expect.ANYTHING_ELSE, response="anything_else")
-        return True
-
-    def _check_on_doubt(self, parse: ParseResult, tasks: list[Any]) -> bool:
-        """Confirm instead of acting on a guess: the recogniser was unsure of the words, or the best request
-        scored between dialog.confirm_intent_from and the NLU threshold."""
-        st = self.state
-        opts = self.engine.options
-        tc = self._transcript_confidence
-        threshold = getattr(self.engine.nlu, "threshold", 1.0)
-        doubt: list[Any] = []
-        why = ""
-        if tasks and tc is not None and tc < opts.confirm_transcript_below:
-            doubt = list(tasks)
-            why = f"transcript confidence {tc:.2f} < {opts.confirm_transcript_below}"
-        elif not tasks and [i.name for i in parse.intents] == ["out_of_scope"]:
-            ranked = sorted(((v, k) for k, v in parse.scores.items()
-                             if k in self.domain.intents and k not in ACTS and k != "speak_to_agent"), reverse=True)
-            if ranked and opts.confirm_intent_from <= ranked[0][0] < threshold:
-                score, name = ranked[0]
-                slot_types = {n: self.domain.slots[n].type for n in self.domain.intents[name].slots}
-                slots = {n: e.value for n, kind in slot_types.items() for e in parse.entities if e.type == kind}
-                doubt = [_Hit(name, score, slots)]
-                why = f"intent {name} scored {score:.2f}, between {opts.confirm_intent_from} and {threshold}"
-        if not doubt:
-            return False
-        st.doubt = doubt
-        st.no_match_streak = 0
-        self._fire(f"confirm on doubt: {why}")
-        self._trace_extra["confirm_reason"] = why
-        name = doubt[0].name
-        if self.say_.has(f"check_{name}"):
-            self._say(f"check_{name}")
-            self._asked(Expect.CHECK_INTENT, response=f"check_{name}")
-        else:
-            intent = self.domain.intents[name]
-            what = intent.announce or intent.description or name.replace("_", " ")
-            self._say("check_intent", what=what)
-            self._asked(Expect.CHECK_INTENT, response="check_intent", values={"what": what})
-        return True
-
-    def _on_check_intent(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-        st = self.state
-        held, st.doubt = st.doubt, []
-        tasks = [i for i in parse.intents if i.name not in ACTS]
-        yes = self._yes_no(parse, text, dtmf)
-        st.expect = Expect.NOTHING
-        st.question = None
-        if yes is True and not tasks:
-            self._fire("caller confirmed the request")
-            self._add_tasks(held, interrupt=st.current is not None)
-            self._advance()
-            return True
-        if yes is False and not tasks:
-            self._fire("not that request: ask again (no hand-off)")
-            self._say("check_intent_no" if self.say_.has("check_intent_no") else "how_can_i_help")
-            return True
-        return False  # another request or words: read as a new turn
 
     def _acknowledge(self, task: Task) -> None:
         """Say once that the request was understood before asking anything for it."""
@@ -966,170 +569,6 @@ class DialogSession:
             )
             st.announced = len(new)
             self._acked_now = True
-
-    def _advance(self) -> None:
-        """Run flows until the bot needs an answer from the caller, hands off, or has nothing left to do."""
-        st = self.state
-        for _ in range(100):  # a flow that loops forever is a bug in the domain; stop loudly
-            if st.ended or st.handed_off:
-                return
-            if st.current is None:
-                if st.recall_pending:
-                    # The caller said the remembered matter is why they call: tell it once they are verified.
-                    if not st.verified:
-                        self._start_verification()
-                        return
-                    self._tell_recalled()
-                    continue
-                if not st.agenda:
-                    self._say("anything_else")
-                    self._asked(Expect.ANYTHING_ELSE, response="anything_else")
-                    return
-                st.current = st.agenda.pop(0)
-                st.current.status = "active"
-                if st.announced > 1:
-                    st.announced -= 1
-                elif st.announced == 1 and self.state.finished:
-                    intent = self.domain.intents[st.current.intent]
-                    self._say("agenda_next", next=intent.announce or intent.description or st.current.intent)
-                    st.announced = 0
-                self._fire(f"start {st.current.intent}")
-            task = st.current
-            intent = self.domain.intents[task.intent]
-            if intent.human_only:
-                self._fire(f"{task.intent} is human-only")
-                self._handoff("human_only")
-                return
-            if intent.verify and not st.verified:
-                self._start_verification()
-                return
-            if task.step >= len(intent.steps):
-                self._complete(task)
-                continue
-            step = intent.steps[task.step]
-            if step.when and not task.data.get(step.when):
-                task.step += 1
-                continue
-            kind = step.kind
-            if kind == "ask":
-                assert step.ask is not None
-                if task.slots.get(step.ask) is not None:
-                    task.step += 1
-                    continue
-                slot = self.domain.slots[step.ask]
-                self._acknowledge(task)
-                self._fire(f"ask {step.ask}")
-                self._out.append(self._text(slot.prompt))
-                self._asked(Expect.SLOT, slot=step.ask)
-                return
-            if kind == "confirm":
-                assert step.confirm is not None
-                self._fire(f"confirm {step.confirm}")
-                values = {**task.slots, **task.data}
-                self._say(step.confirm, **values)
-                self._asked(Expect.CONFIRM, response=step.confirm, values=values)
-                return
-            if kind == "action":
-                assert step.action is not None
-                result = self._run_action(step.action, task)
-                if result is None:
-                    return
-                task.outcome, task.data = result.outcome, {**task.data, **result.data}
-                task.step += 1
-                if result.invalid_slot:
-                    self._rewind_for(task, intent, result.invalid_slot)
-                    return
-                continue
-            if kind == "respond":
-                name = step.respond
-                if isinstance(name, dict):
-                    name = name.get(task.outcome or "", name.get("default"))
-                task.step += 1
-                if name:
-                    self._fire(f"respond {name}")
-                    self._say(name, **{**task.slots, **task.data})
-                continue
-            if kind == "handoff":
-                self._handoff(step.handoff or "flow")
-                return
-        raise RuntimeError(f"flow of {st.current.intent if st.current else '?'} did not settle in 100 steps")
-
-    def _run_action(self, name: str, task: Task) -> ActionResult | None:
-        fn = ACTIONS.get(name)
-        if fn is None:
-            raise RuntimeError(f"domain uses action {name!r}, which is not registered")
-        try:
-            with self.engine.database.session() as s:
-                ctx = ActionContext(
-                    session=s,
-                    slots=dict(task.slots),
-                    customer_id=self.verified_customer_id,
-                    contact_id=self.contact_id,
-                    now=self.clock(),
-                )
-                result = fn(ctx)
-        except Exception:
-            log.exception("action %s failed; the transaction was rolled back", name)
-            self._fire(f"action {name} raised: rolled back")
-            self._say("action_error")
-            self._handoff("action_error", say=False)
-            return None
-        self._fire(f"action {name} -> {result.outcome}")
-        return result
-
-    def _rewind_for(self, task: Task, intent: Any, slot: str) -> None:
-        """The action said a slot value was wrong: say why, then ask for the slot again."""
-        step = intent.steps[task.step] if task.step < len(intent.steps) else None
-        if step is not None and step.kind == "respond":
-            name = step.respond if isinstance(step.respond, str) else step.respond.get(task.outcome or "")
-            if name:
-                self._say(name, **{**task.slots, **task.data})
-        task.slots.pop(slot, None)
-        task.step = next((i for i, s in enumerate(intent.steps) if s.ask == slot), 0)
-        self._reprompt_after_invalid(task, slot)
-
-    def _reprompt_after_invalid(self, task: Task, slot_name: str) -> None:
-        task.reprompts += 1
-        if task.reprompts > self.engine.options.max_reprompts:
-            self._handoff("invalid_" + slot_name)
-            return
-        slot = self.domain.slots[slot_name]
-        self._fire(f"re-ask {slot_name} after invalid value")
-        self._out.append(self._text(slot.reprompt or slot.prompt))
-        self._asked(Expect.SLOT, slot=slot_name)
-
-    def _complete(self, task: Task) -> None:
-        task.status = "done"
-        self.state.finished.append(task)
-        self.state.current = None
-        self._fire(f"done {task.intent} ({task.outcome or 'ok'})")
-
-    def _cancel_current(self, say: bool = True) -> None:
-        st = self.state
-        if st.current is not None:
-            st.current.status = "cancelled"
-            st.finished.append(st.current)
-            st.current = None
-        st.expect = Expect.NOTHING
-        st.question = None
-        if say:
-            self._say("flow_cancelled")
-        self._advance()
-
-    def _start_verification(self) -> None:
-        st = self.state
-        if st.current is not None:
-            self._acknowledge(st.current)
-        self._fire("identity verification required")
-        self._say("verify_intro")
-        if st.customer_id is None:
-            if self.caller_id and self.say_.has("caller_id_unknown"):
-                self._say("caller_id_unknown")  # a browser caller has no number to match
-            self._say("verify_ask_phone")
-            self._asked(Expect.VERIFY_PHONE, response="verify_ask_phone")
-        else:
-            self._say("verify_ask_factor")
-            self._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
 
     # ------------------------------------------------------------------ hand-off and end
 
@@ -1405,12 +844,3 @@ class _Secrets:
         for value in self.values:
             text = text.replace(value, MASK)
         return text
-
-
-@dataclass
-class _Hit:
-    """An intent the manager itself puts on the agenda (e.g. from memory), shaped like the NLU's hits."""
-
-    name: str
-    confidence: float
-    slots: dict[str, Any]

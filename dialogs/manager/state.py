@@ -7,6 +7,11 @@ from enum import StrEnum
 from typing import Any
 
 from dialogs.jsonable import jsonable
+from dialogs.nlu.parser import FAQ
+
+ACTS = {"greet", "goodbye", "affirm", "deny", "thanks", "repeat", "out_of_scope"}
+NOT_REQUESTS = ACTS | {FAQ}  # a public question is answered from knowledge, never a flow
+FREE_TEXT_SLOTS = {"reason"}  # answered in the caller's own words: nothing to bias the recogniser towards
 
 
 class Expect(StrEnum):
@@ -90,3 +95,12 @@ class CallState:
     doubt: list[Any] = field(default_factory=list)  # requests held back until the caller confirms them
     recall_pending: bool = False  # the caller said the recalled matter is why they call: tell it once verified
     recall_told: bool = False
+
+
+@dataclass
+class Hit:
+    """An intent the manager itself puts on the agenda (e.g. from memory), shaped like the NLU's hits."""
+
+    name: str
+    confidence: float
+    slots: dict[str, Any]

@@ -150,3 +150,17 @@ def fitted_classifier(examples: dict[str, list[str]], features: Features = "tfid
 @functools.lru_cache(maxsize=8)
 def _fitted(examples: _Examples, features: Features) -> IntentClassifier:
     return IntentClassifier(features=features).fit({name: list(utterances) for name, utterances in examples})
+
+
+class LabelsWithout:
+    """A trained classifier's probabilities over all its labels but one, renormalised: the parser's view of the
+    classifier that also learned the knowledge base's questions, so they do not compete with the requests."""
+
+    def __init__(self, classifier: IntentClassifier, label: str):
+        self._classifier = classifier
+        self._column = classifier.classes.index(label)
+        self.classes = [c for c in classifier.classes if c != label]
+
+    def predict_proba(self, views: Sequence[str]) -> np.ndarray:
+        probs = np.delete(self._classifier.predict_proba(views), self._column, axis=1)
+        return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)

@@ -24,14 +24,11 @@ def load_nlu(config_path: str | None, domain_path: str | None) -> NLU:
     path = domain_path or settings.resolve(settings.domain.path)
     try:
         domain = load_domain(path)
-        if domain.knowledge is not None:
-            # As the product runs it: the NLU also learns the knowledge base's questions (the ``faq`` act).
-            from dialogs.knowledge.base import load_knowledge
-            from dialogs.knowledge.dialog import with_faq_act
+        from dialogs.knowledge.dialog import Knowledge
 
-            domain = with_faq_act(domain, load_knowledge(domain.knowledge))
+        # As the product runs it: with the knowledge base's ``faq`` act when the domain has one.
         return NLU.train(domain, threshold=settings.nlu.threshold, max_intents=settings.nlu.max_intents,
-                         features=settings.nlu.features)
+                         features=settings.nlu.features, questions=Knowledge.for_domain(domain))
     except DomainError as exc:
         click.echo(f"cannot load the domain:\n{exc}", err=True)
         sys.exit(2)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPEAKERS = ("caller", "bot", "agent")  # agent: a human agent, once bridged after a hand-off
-# Dialogue acts the NLU reports like intents (dialogs.manager.session.ACTS but out_of_scope): not what a call is
+# Dialogue acts the NLU reports like intents (dialogs.manager.state.ACTS but out_of_scope): not what a call is
 # about, so they stay out of a call's intent list (the turns keep them).
 DIALOGUE_ACTS = frozenset({"greet", "goodbye", "affirm", "deny", "thanks", "repeat"})
 # Upper bounds (ms) of the reply-latency histogram of `stats`; the last bucket is everything above.

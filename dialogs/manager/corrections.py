@@ -1,0 +1,169 @@
+"""Confirmations and their repair: "yes" runs the step, "no, it's 21 Oak Street" replaces the value and
+confirms again, "no" alone asks what to change, "the other order" picks the other of two."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from dialogs.manager import flows
+from dialogs.manager.repair import SLOT_LABELS, other_order, slot_named
+from dialogs.manager.state import ACTS, FREE_TEXT_SLOTS, NOT_REQUESTS, Expect, Task
+from dialogs.nlu import ParseResult
+
+if TYPE_CHECKING:
+    from dialogs.manager.session import DialogSession
+
+def on_confirm(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+    """The answer to a confirmation: yes runs the step, a correction replaces the value. True if handled."""
+    st = dlg.state
+    task = st.current
+    assert task is not None
+    yes = dlg._yes_no(parse, text, dtmf)
+    if yes is True:
+        dlg._fire("confirmed")
+        st.expect = Expect.NOTHING
+        st.no_match_streak = 0
+        task.step += 1
+        flows.advance(dlg)
+        return True
+    if yes is False:
+        st.no_match_streak = 0
+        correct(dlg, task, parse, text, dtmf)
+        return True
+    tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
+    if tasks:
+        dlg._fire("new request instead of yes/no")
+        dlg._add_tasks(tasks, interrupt=True)
+        flows.advance(dlg)
+        return True
+    task.reprompts += 1
+    if task.reprompts > dlg.engine.options.max_reprompts:
+        dlg._handoff("not_understood")
+        return True
+    dlg._fire("yes/no not understood: ask again")
+    flows.advance(dlg)  # says the confirmation again
+    return True
+
+
+def askable_slots(dlg: DialogSession, task: Task) -> dict[str, str]:
+    """The details the flow asked for before where it is now: slot name -> type."""
+    steps = dlg.domain.intents[task.intent].steps[:task.step]
+    return {s.ask: dlg.domain.slots[s.ask].type for s in steps if s.kind == "ask" and s.ask}
+
+
+def corrected_values(dlg: DialogSession, task: Task, parse: ParseResult, text: str, dtmf: str | None) -> dict[str, Any]:
+    """New values the caller's words give for the request's details ("no, it's 21 Oak Street")."""
+    out: dict[str, Any] = {}
+    for name in dlg.domain.intents[task.intent].slots:
+        kind = dlg.domain.slots[name].type
+        if kind in FREE_TEXT_SLOTS:
+            continue
+        value = next((h.slots[name] for h in parse.intents if h.slots.get(name) is not None), None)
+        if value is None:
+            value = next((e.value for e in parse.entities if e.type == kind), None)
+        if value is not None and value != task.slots.get(name):
+            out[name] = value
+    return out
+
+
+def correct(dlg: DialogSession, task: Task, parse: ParseResult, text: str, dtmf: str | None) -> None:
+    """A "no" at a confirmation: take the corrected value and confirm again, or ask what to change;
+    only a request with nothing to change is dropped."""
+    values = corrected_values(dlg, task, parse, text, dtmf)
+    if values:
+        take_correction(dlg, task, values)
+        return
+    askable = askable_slots(dlg, task)
+    if not askable:
+        dlg._fire("declined")
+        dlg._say("flow_cancelled")
+        flows.cancel_current(dlg, say=False)
+        return
+    if len(askable) == 1 or not dlg.say_.has("correction_ask_what"):
+        ask_again(dlg, task, next(iter(askable)))
+        return
+    dlg._fire("declined: ask what to change")
+    what = " or ".join(SLOT_LABELS.get(kind, name.replace("_", " ")) for name, kind in askable.items())
+    dlg._say("correction_ask_what", what=what)
+    dlg._asked(Expect.CORRECTION, response="correction_ask_what", values={"what": what})
+
+
+def take_correction(dlg: DialogSession, task: Task, values: dict[str, Any]) -> None:
+    """Replace the corrected details and go on from just after the step that first asked for one of them:
+    the flow's checks run again on the new values, so the confirmation reads back what will be stored."""
+    dlg._fire("corrected " + ", ".join(values) + ": confirm again")
+    task.slots.update(values)
+    steps = dlg.domain.intents[task.intent].steps
+    asked = [i for i, s in enumerate(steps[:task.step]) if s.kind == "ask" and s.ask in values]
+    if asked:
+        task.step = asked[0] + 1
+    dlg.state.expect = Expect.NOTHING
+    flows.advance(dlg)
+
+
+def ask_again(dlg: DialogSession, task: Task, slot: str) -> None:
+    """Forget one detail and go back to the step that asks for it."""
+    dlg._fire(f"correct {slot}")
+    task.slots.pop(slot, None)
+    steps = dlg.domain.intents[task.intent].steps
+    task.step = next((i for i, s in enumerate(steps) if s.ask == slot), task.step)
+    if dlg.say_.has("correction_ask_slot"):
+        dlg._say("correction_ask_slot")
+    dlg.state.expect = Expect.NOTHING
+    flows.advance(dlg)
+
+
+def on_correction(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+    """The answer to "What should I change?". True if handled."""
+    st = dlg.state
+    task = st.current
+    if task is None:
+        return False
+    values = corrected_values(dlg, task, parse, text, dtmf)
+    if values:
+        take_correction(dlg, task, values)
+        return True
+    slot = slot_named(text, askable_slots(dlg, task))
+    if slot is not None:
+        ask_again(dlg, task, slot)
+        return True
+    if [i for i in parse.intents if i.name not in ACTS]:
+        return False
+    if "deny" in [i.name for i in parse.intents] or re.search(r"\b(?:nothing|cancel|forget it)\b", text, re.I):
+        dlg._fire("nothing to change: cancelled")
+        dlg._say("flow_cancelled")
+        flows.cancel_current(dlg, say=False)
+        return True
+    task.reprompts += 1
+    if task.reprompts > dlg.engine.options.max_reprompts:
+        dlg._handoff("not_understood")
+        return True
+    dlg._reask()
+    return True
+
+
+def take_other_order(dlg: DialogSession) -> bool:
+    """ "No, I meant the other order": the caller's one other order replaces the one just used."""
+    st = dlg.state
+    if not st.verified or st.customer_id is None:
+        return False
+    task = st.current if st.current is not None and st.current.slots.get("order_id") else next(
+        (t for t in reversed(st.finished) if t.slots.get("order_id")), None)
+    if task is None:
+        return False
+    with dlg.engine.database.session() as s:
+        other = other_order(s, st.customer_id, str(task.slots["order_id"]))
+    if other is None:
+        return False
+    dlg._fire(f"the other order: {other}")
+    if dlg.say_.has("correction_other_order"):
+        dlg._say("correction_other_order", order_id=other)
+    if task is st.current:
+        task.slots["order_id"] = other
+        st.expect = Expect.NOTHING
+    else:
+        again = Task(intent=task.intent, slots={**task.slots, "order_id": other}, acknowledged=True)
+        st.agenda.insert(0, again)
+    flows.advance(dlg)
+    return True

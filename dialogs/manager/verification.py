@@ -1,0 +1,131 @@
+"""Who is calling: the phone-number check and the identity factors (postcode, date of birth, PIN) asked before
+an account action; only a real answer of the asked kind counts as a failed attempt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dialogs.db import repository
+from dialogs.manager import flows
+from dialogs.manager.repair import QUESTION
+from dialogs.manager.state import NOT_REQUESTS, Expect
+from dialogs.nlu import ParseResult
+
+if TYPE_CHECKING:
+    from dialogs.manager.session import DialogSession
+
+def on_verify_phone(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+    """The answer to the phone-number question. True if handled."""
+    st = dlg.state
+    phone = dlg._entity_value(parse, "phone", text, dtmf)
+    if phone is None and dtmf:
+        phone = dtmf.strip("#*")
+    if phone is None:
+        if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
+            return False
+        return not_an_answer(dlg, text)
+    with dlg.engine.database.session() as s:
+        customer = repository.find_customer_by_phone(s, str(phone))
+        if customer is not None:
+            st.customer_id = customer.id
+            st.first_name = customer.first_name
+            st.customer_name = f"{customer.first_name} {customer.last_name}"
+    if customer is None:
+        dlg._fire("no account for that phone number")
+        return verification_failed(dlg, "verify_unknown_phone")
+    dlg._fire("account found by phone number")
+    dlg._say("verify_ask_factor")
+    dlg._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
+    return True
+
+
+def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
+    """The answer to an identity question (postcode, date of birth, PIN). True if handled."""
+    st = dlg.state
+    assert st.customer_id is not None
+    current = st.current.intent if st.current else None
+    if any(i.name not in NOT_REQUESTS and i.name != current and i.confidence >= 0.5 for i in parse.intents):
+        return False  # a new request, not an answer: numbers in it are not a postcode or PIN
+    methods = list(dlg.domain.verification.methods)
+    candidates: list[tuple[str, Any]] = []
+    if dtmf and "pin" in methods:
+        candidates.append(("pin", dtmf.strip("#*")))
+    # A date answers "date of birth" only: its digits are never also tried as a postcode or PIN.
+    birthday = dlg._entity_value(parse, "date", text, None) if "date_of_birth" in methods and text else None
+    if birthday is not None:
+        candidates.append(("date_of_birth", birthday))
+    for m in methods if birthday is None else ():
+        if m == "postcode":
+            v = dlg._entity_value(parse, "postcode", text, None)
+            if v is not None:
+                candidates.append(("postcode", v))
+        elif m == "pin" and not dtmf:
+            v = dlg._entity_value(parse, "pin", text, None)
+            if v is not None:
+                candidates.append(("pin", v))
+    if not candidates:
+        if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
+            return False
+        return not_an_answer(dlg, text)
+    with dlg.engine.database.session() as s:
+        for method, value in candidates:
+            if repository.verify_identity(
+                s, st.customer_id, method, value, now=dlg.clock(), contact_id=dlg.contact_id
+            ):
+                st.verified = True
+                st.verified_by = method
+                break
+    if not st.verified:
+        dlg._fire(f"verification failed ({', '.join(m for m, _ in candidates)})")
+        return verification_failed(dlg, "verify_failed")
+    dlg._fire(f"verified by {st.verified_by}")
+    st.expect = Expect.NOTHING
+    st.question = None
+    st.no_match_streak = 0
+    dlg._say("verify_ok")
+    flows.advance(dlg)
+    return True
+
+
+def not_an_answer(dlg: DialogSession, text: str) -> bool:
+    """ "yes", a question or words without the asked detail while verifying: not a failed attempt. The
+    question is asked again; after max_reprompts such turns in a row a person takes over."""
+    st = dlg.state
+    st.no_match_streak += 1
+    dlg._fire(f"not an answer to the verification question ({st.no_match_streak} in a row): ask again")
+    if st.no_match_streak > dlg.engine.options.max_reprompts:
+        dlg._handoff("slot_not_understood")
+        return True
+    if QUESTION.search(text) and dlg.say_.has("answer_later"):
+        dlg._say("answer_later")
+    dlg._reask()
+    return True
+
+
+def verification_failed(dlg: DialogSession, response: str) -> bool:
+    """Count one failed identity answer: say ``response``, or hand off after the limit. True: the turn is done."""
+    st = dlg.state
+    st.verify_attempts += 1
+    limit = dlg.domain.verification.max_attempts or dlg.engine.options.max_verification_attempts
+    if st.verify_attempts >= limit:
+        dlg._handoff("verification_failed")
+        return True
+    dlg._say(response)
+    return True
+
+
+def start_verification(dlg: DialogSession) -> None:
+    """Acknowledge the request, then ask for the phone number (caller not known) or an identity factor."""
+    st = dlg.state
+    if st.current is not None:
+        dlg._acknowledge(st.current)
+    dlg._fire("identity verification required")
+    dlg._say("verify_intro")
+    if st.customer_id is None:
+        if dlg.caller_id and dlg.say_.has("caller_id_unknown"):
+            dlg._say("caller_id_unknown")  # a browser caller has no number to match
+        dlg._say("verify_ask_phone")
+        dlg._asked(Expect.VERIFY_PHONE, response="verify_ask_phone")
+    else:
+        dlg._say("verify_ask_factor")
+        dlg._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
