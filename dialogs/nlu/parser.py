@@ -37,7 +37,13 @@ import numpy as np
 
 from dialogs.domain.schema import DIALOG_ACTS, Domain, Intent
 from dialogs.jsonable import jsonable
-from dialogs.nlu.classifier import Features, IntentClassifier, LabelsWithout, classifier_view, fitted_classifier
+from dialogs.nlu.classifier import (
+    Features,
+    IntentClassifier,
+    LabelsWithout,
+    classifier_view,
+    fitted_classifier,
+)
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause, weak_cuts
