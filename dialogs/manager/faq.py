@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from dialogs.manager import flows
 from dialogs.manager.state import Expect
 from dialogs.nlu import ParseResult
-from dialogs.nlu.parser import FAQ
+from dialogs.nlu.parser import FAQ, FAQ_MIN_SCORE, FAQ_MIN_WORDS
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
@@ -22,7 +22,9 @@ def answer_questions(dlg: DialogSession, parse: ParseResult, *, has_tasks: bool)
         return False
     verdicts = knowledge.answer([h.clause or parse.normalized for h in faq] or [parse.normalized])
     dlg._knowledge_trace = [v.trace() for v in verdicts]
-    answered = [v.match for v in verdicts if v.match is not None]
+    # Two words nothing else claims ("the money") need the bar the NLU sets for a question ("opening hours" passes).
+    bar = FAQ_MIN_SCORE if not faq and len(parse.normalized.split()) < FAQ_MIN_WORDS else 0.0
+    answered = [v.match for v in verdicts if v.match is not None and v.match.score >= bar]
     for m in answered:
         dlg.knowledge_answered.append(m.entry.id)
         dlg._fire(f"knowledge: {m.entry.id} ({m.score:.2f})")
