@@ -4,6 +4,7 @@ speech (espeak-ng), this process's RSS."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from audio import pcm
 from audio.speech import espeak_ng
+from voicebot.calls.heap import HEAP
 from voicebot.config import Settings
 from voicebot.models import load_piper, load_whisper
 from voicebot.pipeline.shared import SharedModels
@@ -19,6 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 def rss_mb() -> float:
+    """Resident memory in use: collected and trimmed first, so heap glibc merely keeps from earlier tests of this
+    process does not count (as the server does after each call, :mod:`voicebot.calls.heap`)."""
+    gc.collect()
+    HEAP.trim()
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

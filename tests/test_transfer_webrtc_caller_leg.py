@@ -129,6 +129,7 @@ def test_browser_caller_hears_the_agent_not_the_whisper_and_the_record_gets_both
         await talk(agent, AGENT_HZ, 1.0)
         await agent.hangup()  # what each side said last is transcribed when the call is over
         result = await asyncio.wait_for(handed, 30)
+        assert await store.aflush(30)
         record = store.get(CALL)
         transfer = service.records.of_call(CALL)
         await service.close()
@@ -177,6 +178,7 @@ def test_browser_caller_leaving_while_queued_is_abandoned_with_the_wait(tmp_path
         await until(lambda: len(heard.chunks) >= 50)  # the announcement and a second of hold music
         caller.peer_gone()  # the page closed
         result = await asyncio.wait_for(handed, 10)
+        assert await store.aflush(30)  # a write the database is slow to take goes on in the background
         record = store.get(CALL)
         await service.close()
         return result, record, events, heard.samples()
