@@ -68,10 +68,11 @@ def speech(text: str, rate: int = RATE) -> np.ndarray:
     return (samples * 20000).astype(np.int16)
 
 
-async def browser_call(base: str, samples: np.ndarray, max_s: float,
-                       hang_up_on: float | None = None) -> tuple[str, np.ndarray, float]:
+async def browser_call(base: str, samples: np.ndarray, max_s: float, hang_up_on: float | None = None,
+                       on_tone: tuple[float, np.ndarray] | None = None) -> tuple[str, np.ndarray, float]:
     """Call the bot like a browser; after the greeting, play ``samples``; listen until the server ends the
-    call, ``max_s`` passed, or (``hang_up_on``) 2 s of that frequency were heard. Returns the call id, what
+    call, ``max_s`` passed, or (``hang_up_on``) 2 s of that frequency were heard. ``on_tone`` (frequency,
+    samples): once half a second of that frequency was heard, say those samples. Returns the call id, what
     the caller heard (48 kHz) and seconds the call lasted."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -104,6 +105,9 @@ async def browser_call(base: str, samples: np.ndarray, max_s: float,
         waits = [asyncio.ensure_future(closed.wait()), asyncio.ensure_future(recorder.closed.wait())]
         if hang_up_on is not None:
             waits.append(asyncio.ensure_future(heard_tone(recorder, hang_up_on)))
+        if on_tone is not None:
+            hz, then_say = on_tone
+            tasks.append(asyncio.ensure_future(say_on_tone(recorder, player, hz, then_say)))
         ended = asyncio.ensure_future(asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))
         await asyncio.wait_for(ended, max_s)
     except TimeoutError:
@@ -117,9 +121,14 @@ async def browser_call(base: str, samples: np.ndarray, max_s: float,
     return answer["pc_id"], recorder.audio(), lasted
 
 
-async def heard_tone(recorder: Any, hz: float) -> None:
-    while frames_at(recorder.audio()[-3 * RATE :], RATE, hz) < 100:
-        await asyncio.sleep(0.5)
+async def heard_tone(recorder: Any, hz: float, frames: int = 100) -> None:
+    while frames_at(recorder.audio()[-3 * RATE :], RATE, hz) < frames:
+        await asyncio.sleep(0.25)
+
+
+async def say_on_tone(recorder: Any, player: Any, hz: float, samples: np.ndarray) -> None:
+    await heard_tone(recorder, hz, frames=25)
+    player.say(samples)
 
 
 def baresip_agent(folder: Path, port: int, wav: Path) -> subprocess.Popen:
@@ -146,11 +155,12 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     hello = speech("Hello, this is Alice from customer care.", rate)
     sf.write(str(tmp_path / "agent.wav"),
              np.concatenate([np.zeros(9 * rate, np.int16), tone(AGENT_HZ, 4, rate), np.zeros(rate // 2, np.int16),
-                             hello, np.zeros(3 * rate, np.int16)]), rate, subtype="PCM_16")
+                             hello, np.zeros(6 * rate, np.int16)]), rate, subtype="PCM_16")
     agent = baresip_agent(tmp_path / "agent", agent_port, tmp_path / "agent.wav")
-    # The caller: asks for a person; once with the agent, says what it is about.
-    caller = np.concatenate([speech("I want to speak to a human."), np.zeros(7 * RATE, np.int16),
-                             speech("Hello, I am calling about my refund."), np.zeros(40 * RATE, np.int16)])
+    # The caller: asks for a person; once it hears the agent (the tone), says what it is about. (A fixed pause
+    # instead raced the queue: on a loaded machine the agent had hung up halfway through "refund".)
+    caller = np.concatenate([speech("I want to speak to a human."), np.zeros(40 * RATE, np.int16)])
+    about = np.concatenate([speech("Hello, I am calling about my refund."), np.zeros(40 * RATE, np.int16)])
     config = {
         "call": {"greeting": "Hello, how can I help?"},
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
@@ -162,7 +172,8 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     }
     try:
         with ServerProcess(tmp_path / "server", config) as server:
-            call_id, heard, lasted = asyncio.run(browser_call(server.url, caller, max_s=60))
+            call_id, heard, lasted = asyncio.run(browser_call(server.url, caller, max_s=60,
+                                                                  on_tone=(AGENT_HZ, about)))
             add_user(f"sqlite:///{tmp_path / 'server' / 'voicebot.db'}", "sup", "supervisor")
             headers = login(server.url, "sup")
             record = closed_record(server.url, call_id, headers)
@@ -198,8 +209,8 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     agent_heard = transcribe(next((tmp_path / "agent" / "rec").glob("dump-*-dec.wav"))).lower()
     assert "person" in agent_heard or "identified" in agent_heard, agent_heard
     # The caller's sentence reached the agent: tiny.en over G.711 garbles one word or another ("calling an out my
-    # refund", "calling about my re-fund"), so two of its three content words are enough.
-    assert sum(word in agent_heard for word in ("calling", "about", "refund")) >= 2, agent_heard
+    # refund", "calling amount my reason"), so two of its words are enough (none of them is in the whisper).
+    assert sum(word in agent_heard for word in ("hello", "calling", "about", "refund")) >= 2, agent_heard
 
 
 def on_hold(base: str, call_id: str, headers: dict[str, str], timeout: float = 60) -> None:

@@ -160,6 +160,12 @@ class FilePlayer(MediaStreamTrack):
         if self._pos < 0:
             self._pos = 0
 
+    def say(self, samples: np.ndarray) -> None:
+        """Play ``samples`` now, instead of whatever was left of the file."""
+        self._samples = samples
+        self._pos = 0
+        self.finished.clear()
+
     async def recv(self) -> AudioFrame:
         if self._t0 is None:
             self._t0 = time.monotonic()
