@@ -111,6 +111,13 @@ class STTConfig(Section):
         True,
         description="Prompt Whisper with the domain's vocabulary and the kind of answer the bot just asked for.",
     )
+    second_pass_below: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Below this transcript confidence an open request is decoded again with a beam of 5 and the "
+        "reading the NLU is surest of is kept (0: never).",
+    )
     threads: int = Field(2, ge=1)
     language: str = "en"
 

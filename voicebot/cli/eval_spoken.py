@@ -50,9 +50,11 @@ def assign_voices(examples: list[Example], voices: list[SyntheticVoice], each: b
 @click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
 @click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
               help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@click.option("--second-pass-below", "second_pass_below", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Override models.stt.second_pass_below (0: no second pass).")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
-                domain_path: str | None, config_path: str | None) -> None:
+                domain_path: str | None, second_pass_below: float | None, config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
 
@@ -60,6 +62,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     intent-set accuracy for single- and multi-intent rows, per voice, the worst confusions and accuracy per
     confidence band. Synthesised audio is cached in the system temp directory."""
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
+    from dialogs.nlu.nbest import choose
     from voicebot.models import ModelError
     from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
     from voicebot.pipeline.shared import SharedModels
@@ -78,6 +81,8 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         click.echo(str(exc), err=True)
         sys.exit(2)
     settings = settings_or_exit(config_path)
+    if second_pass_below is not None:
+        settings.models.stt.second_pass_below = second_pass_below
     model = load_nlu(config_path, domain_path)
     try:
         models = SharedModels.load(settings)
@@ -88,13 +93,23 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     spoken = assign_voices(examples, voices, each)
     heard: list[str] = []
     stt_ms: list[float] = []
+    stt_cpu_ms: list[float] = []  # CPU of the process: comparable between runs on a busy machine
+    second_passes = changed = 0
     try:
         with progress(spoken, "speaking, recognising") as rows:
             for ex, voice in rows:
                 audio = listener.audio(ex.text, voice)
-                t0 = time.perf_counter()
-                heard.append(models.transcribe(audio))
+                t0, cpu0 = time.perf_counter(), time.process_time()
+                transcript = models.recognise(audio)
                 stt_ms.append(1000 * (time.perf_counter() - t0))
+                stt_cpu_ms.append(1000 * (time.process_time() - cpu0))
+                text = transcript.text
+                if transcript.alternatives:
+                    # As the dialog stage does: the reading the NLU is surest of.
+                    second_passes += 1
+                    text = choose(transcript.alternatives, lambda t: model.parse(t, today=today)).text
+                    changed += text != transcript.text
+                heard.append(text)
     finally:
         models.close()
     said = [ex for ex, _ in spoken]
@@ -106,7 +121,12 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         if idx:
             r = evaluate(model, [said[i] for i in idx], today=today, max_errors=0, heard=[heard[i] for i in idx])
             by_voice[voice.name] = {"n": r.n, "single": r.single, "multi": r.multi}
-    stt = {"median_ms": round(statistics.median(stt_ms), 1) if stt_ms else 0.0, "utterances": len(stt_ms)}
+    ordered = sorted(stt_ms)
+    stt = {"median_ms": round(statistics.median(stt_ms), 1) if stt_ms else 0.0,
+           "mean_ms": round(statistics.fmean(stt_ms), 1) if stt_ms else 0.0,
+           "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1) if stt_ms else 0.0,
+           "cpu_mean_ms": round(statistics.fmean(stt_cpu_ms), 1) if stt_cpu_ms else 0.0,
+           "utterances": len(stt_ms), "second_passes": second_passes, "second_pass_changed": changed}
     if as_json:
         out = report.to_dict()
         out["by_voice"] = by_voice
@@ -117,7 +137,9 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         return
     click.echo(format_report(report, show_errors=show_errors))
     click.echo("")
-    click.echo(f"speech recognition: median {stt['median_ms']:.0f} ms per utterance")
+    click.echo(f"speech recognition: median {stt['median_ms']:.0f} ms, mean {stt['mean_ms']:.0f} ms, "
+               f"p95 {stt['p95_ms']:.0f} ms (CPU mean {stt['cpu_mean_ms']:.0f} ms) per utterance; second passes {second_passes} "
+               f"(reading changed in {changed})")
     for name, r in by_voice.items():
         click.echo(f"  {name:<12} single {r['single']['accuracy']:.1%} of {r['single']['n']:.0f}, "
                    f"multi {r['multi']['accuracy']:.1%} of {r['multi']['n']:.0f}")

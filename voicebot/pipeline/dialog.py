@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dialogs.engine import BotReply, Turn, TurnSignals
 from dialogs.jsonable import jsonable
 from dialogs.nlu.entities import MASK
+from dialogs.nlu.nbest import Choice, choose
 from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
@@ -123,7 +124,14 @@ class DialogStage(FrameProcessor):
         if frame.confidence is not None:
             # Speech the recogniser rejected arrives with no text and confidence 0: the dialog counts a miss.
             signals = replace(signals or TurnSignals(), transcript_confidence=frame.confidence)
-        reply = await self._answer(Turn(text=frame.text, signals=signals or TurnSignals()))
+        text, choice = frame.text, None
+        if frame.alternatives:
+            choice = await self._call.shared.run(self._choose, frame)
+            text = choice.text
+        reply = await self._answer(Turn(text=text, signals=signals or TurnSignals()))
+        if choice is not None:
+            # The decision trace shows every reading the recogniser offered and why one was acted on.
+            reply.trace["hypotheses"] = _hypotheses_trace(frame, choice)
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
         stages = {
@@ -140,9 +148,15 @@ class DialogStage(FrameProcessor):
         if frame.rejected is not None:
             extra["not_understood"] = frame.rejected
         # A PIN or security code said aloud: the record and the dashboard get the words with it masked.
-        text = reply.heard if reply.heard is not None else frame.text or f"[not understood: {frame.rejected}]"
+        text = reply.heard if reply.heard is not None else text or f"[not understood: {frame.rejected}]"
         await self._call.add_turn("caller", text, frame.start, end=frame.end, intents=reply.intents, extra=extra or None)
         await self._speak_reply(reply, speech_end=frame.speech_end, stages=stages)
+
+    def _choose(self, frame: CallerTurnFrame) -> Choice:
+        """The recogniser's reading the NLU is surest of (blocking: parses each reading)."""
+        session = self._call.session
+        today = session.clock().date()
+        return choose(frame.alternatives, lambda t: session.engine.nlu.parse(t, today=today))
 
     async def _on_keys(self, frame: KeypadInputFrame) -> None:
         """A keypad entry (order number, PIN, 0 for an agent) is a caller turn without words."""
@@ -278,6 +292,15 @@ class DialogStage(FrameProcessor):
     async def _say(self, text: str, kind: str, then: str = "continue") -> None:
         turn_id = await self._call.add_turn("bot", text, datetime.now(UTC), extra={"kind": kind})
         await self.push_frame(BotSayFrame(text=text, kind=kind, then=then, turn_id=turn_id))
+
+
+def _hypotheses_trace(frame: CallerTurnFrame, choice: Choice) -> list[dict[str, Any]]:
+    return [
+        {"text": h.text, "avg_logprob": h.avg_logprob, "support": support, "intents": list(intents),
+         "chosen": i == choice.index}
+        for i, (h, support, intents) in enumerate(
+            zip(frame.alternatives, choice.support, choice.intents, strict=True))
+    ]
 
 
 def _trace(reply: BotReply) -> dict[str, Any]:

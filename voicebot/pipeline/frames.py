@@ -8,6 +8,7 @@ from datetime import datetime
 from pipecat.frames.frames import DataFrame
 
 from dialogs.manager.handoff import HandoffPacket
+from dialogs.nlu.nbest import Hypothesis
 
 
 @dataclass
@@ -29,6 +30,8 @@ class CallerTurnFrame(DataFrame):
     confidence: float | None = None  # the recogniser's confidence in ``text``, 0-1 (TurnSignals.transcript_confidence)
     # Why the recogniser gave no text for this audio ("no speech", "unsure", "repetitive", "language de").
     rejected: str | None = None
+    # The recogniser's other readings when it was unsure (greedy first); the dialog stage picks one by the NLU.
+    alternatives: tuple[Hypothesis, ...] = ()
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

@@ -15,12 +15,13 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from audio import pcm
+from dialogs.nlu.nbest import Hypothesis
 from voicebot import metrics
 from voicebot.config import Settings
 from voicebot.models import load_piper, load_whisper
@@ -51,6 +52,7 @@ LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language
 # Windows come in whole seconds: CTranslate2 keeps ~0.6 MB for every encoder input length it has seen (measured:
 # 100 windows of random length in 10 ms steps +103 MB RSS, in 1 s steps +2 MB), so exact lengths grew without end.
 WINDOW_STEP_S = 1.0
+SECOND_PASS_BEAM = 5  # beam width and hypotheses kept of the second pass over an unsure first reading
 
 # Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
 _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
@@ -115,6 +117,9 @@ class Transcript:
     no_speech_prob: float | None = None
     compression_ratio: float | None = None
     language: str | None = None
+    # Other readings from a second, beam-search pass when the first was unsure (``models.stt.second_pass_below``):
+    # the greedy text first, then the beam's n-best, without repeats. Empty when there was no second pass.
+    alternatives: tuple[Hypothesis, ...] = ()
 
     @property
     def heard_speech(self) -> bool:
@@ -234,7 +239,9 @@ class SharedModels:
         if seconds + WINDOW_MARGIN_S > 30.0:
             result = self._transcribe_long(audio, prompt)
         else:
-            result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full")
+            # Answers to a question are checked by the dialog itself; only open requests get other readings.
+            result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
+                                             second_pass=expects is None)
         metrics.STT_SECONDS.observe(time.perf_counter() - started)
         return result
 
@@ -244,7 +251,9 @@ class SharedModels:
         previous = self._tokenizer.encode(" " + prompt.strip())[-(MAX_PROMPT_TOKENS):]
         return [self._tokenizer.sot_prev, *previous, *self._prompt]
 
-    def _transcribe_window(self, audio: np.ndarray, seconds: float, prompt: str, full: bool) -> Transcript:
+    def _transcribe_window(
+        self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False
+    ) -> Transcript:
         import ctranslate2
 
         window_s = 30.0 if full else min(
@@ -281,8 +290,31 @@ class SharedModels:
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign)
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
-            return self._transcribe_window(audio, seconds, prompt, full=True)
+            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass)
+        if transcript.rejected is None and second_pass and transcript.confidence < self.settings.models.stt.second_pass_below:
+            return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
+
+    def _alternatives(self, encoded: Any, tokens: list[int], seconds: float, first: Transcript) -> tuple[Hypothesis, ...]:
+        """The first reading, then the n-best of a beam search over the same encoder output (only the decoder
+        runs again), each with its mean token log probability; readings the judge would reject are left out."""
+        result = self.whisper.model.generate(
+            encoded,
+            [tokens],
+            beam_size=SECOND_PASS_BEAM,
+            num_hypotheses=SECOND_PASS_BEAM,
+            max_length=min(448, len(tokens) + int(seconds * 8) + 16),
+            return_scores=True,
+            suppress_blank=True,
+        )[0]
+        hypotheses = [Hypothesis(first.text, first.avg_logprob or 0.0)]
+        for ids, score in zip(result.sequences_ids, result.scores, strict=True):
+            text = self._tokenizer.decode(ids).strip()
+            avg_logprob = float(score) * len(ids) / (len(ids) + 1)
+            if judge(text, avg_logprob, first.no_speech_prob or 0.0).rejected is None and all(
+                    h.text != text for h in hypotheses):
+                hypotheses.append(Hypothesis(text, round(avg_logprob, 4)))
+        return tuple(hypotheses)
 
     def _transcribe_long(self, audio: np.ndarray, prompt: str) -> Transcript:
         stt = self.settings.models.stt

@@ -279,6 +279,7 @@ class CallerTurnProcessor(FrameProcessor):
                 transcription_failed=failed,
                 confidence=None if failed else transcript.confidence,
                 rejected=transcript.rejected,
+                alternatives=transcript.alternatives,
             )
         )
 

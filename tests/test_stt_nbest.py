@@ -1,0 +1,83 @@
+"""The recogniser's alternatives: a second, beam-search pass over an unsure reading, and the NLU choosing among
+the readings (dialogs/nlu/nbest.py). Real NLU trained on the bundled domain; real Whisper on espeak-ng speech."""
+
+from __future__ import annotations
+
+import pytest
+
+from audio import pcm
+from audio.speech import espeak_ng
+from dialogs.nlu.nbest import Hypothesis, choose, nlu_certainty
+from tests.dialog_helpers import train_bundled
+from voicebot.config import Settings
+from voicebot.phone_speech import phone_line
+from voicebot.pipeline.shared import SharedModels
+from voicebot.stt_evaluation import to_pcm16
+
+
+@pytest.fixture(scope="module")
+def nlu():
+    return train_bundled()[1]
+
+
+def test_the_reading_the_nlu_understands_wins_over_a_likelier_garble(nlu) -> None:
+    readings = [Hypothesis("I will charge wife for the same order", -0.3),
+                Hypothesis("I was charged twice for the same order", -0.45)]
+    choice = choose(readings, nlu.parse)
+    assert choice.index == 1 and choice.text == readings[1].text, choice
+    assert choice.support[1] > choice.support[0]
+    assert choice.intents[1] == ("billing_question",), choice
+
+
+def test_the_recognisers_own_best_wins_a_tie_and_an_all_unknown_field(nlu) -> None:
+    same = [Hypothesis("where is my order", -0.2), Hypothesis("where is my order", -0.2)]
+    assert choose(same, nlu.parse).index == 0
+    nonsense = [Hypothesis("purple elephants sing", -0.2), Hypothesis("banana piano", -0.1)]
+    choice = choose(nonsense, nlu.parse)
+    assert choice.index == 0 and choice.support == (0.0, 0.0)
+    assert nlu_certainty(nlu.parse("purple elephants sing")) == 0.0
+
+
+def test_a_much_less_likely_reading_needs_much_more_nlu_support(nlu) -> None:
+    readings = [Hypothesis("where is my order", -0.1), Hypothesis("where is my order please", -3.0)]
+    assert choose(readings, nlu.parse).index == 0
+
+
+def test_no_readings_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        choose([], lambda t: None)  # type: ignore[arg-type, return-value]
+
+
+@pytest.fixture(scope="module")
+def shared():
+    settings = Settings()
+    settings.models.stt.second_pass_below = 1.0  # every accepted open request gets a second pass
+    settings.models.workers = 1
+    models = SharedModels.load(settings)
+    yield models
+    models.close()
+
+
+def _phone(text: str, voice: str) -> bytes:
+    samples, _ = espeak_ng(text, voice=voice, sample_rate=pcm.SAMPLE_RATE)
+    return phone_line(to_pcm16(samples))
+
+
+def test_an_unsure_open_request_gets_the_beams_readings_after_its_own(shared) -> None:
+    transcript = shared.recognise(_phone("I was charged twice for the same order", "en-gb-scotland"))
+    assert transcript.rejected is None, transcript
+    readings = transcript.alternatives
+    assert readings and readings[0].text == transcript.text, transcript
+    assert len({h.text for h in readings}) == len(readings)  # no reading twice
+    assert all(h.text and h.avg_logprob <= 0.0 for h in readings)
+
+
+def test_answers_to_a_question_and_rejected_audio_get_no_second_pass(shared) -> None:
+    answer = shared.recognise(_phone("four five two eight one", "en-us"), expects="order_number")
+    assert answer.rejected is None and answer.alternatives == (), answer
+    tones = shared.recognise(b"\x00\x00" * pcm.SAMPLE_RATE)
+    assert tones.text == "" and tones.alternatives == ()
+
+
+def test_no_second_pass_by_default() -> None:
+    assert Settings().models.stt.second_pass_below == 0.0
