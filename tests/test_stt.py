@@ -20,7 +20,7 @@ from dialogs.domain import load_domain
 from voicebot.config import Settings
 from voicebot.phone_speech import phone_line
 from voicebot.pipeline.shared import SharedModels, Transcript, judge, transcript_confidence
-from voicebot.pipeline.stt_bias import SpeechBias, domain_vocabulary
+from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias, domain_vocabulary
 from voicebot.stt_evaluation import to_pcm16
 
 
@@ -80,6 +80,16 @@ def test_the_prompt_adds_what_the_bot_asked_for():
     assert "Yes" in bias.prompt("yes_no") and "No" in bias.prompt("yes_no")
     assert bias.prompt("some_new_kind") == open_prompt  # an unknown kind of answer adds nothing
     assert SpeechBias().prompt("yes_no") == SpeechBias().answers["yes_no"]
+
+
+def test_a_short_clip_with_no_question_also_gets_digits_and_yes_no():
+    """A word or two after an open question may be a digit or a yes as well as a domain word ("four", not "code")."""
+    bias = SpeechBias.from_domain(load_domain())
+    assert bias.prompt(short=True) == f"{bias.prompt()} {SHORT_ANSWERS}"
+    assert "four" in SHORT_ANSWERS and "Yes" in SHORT_ANSWERS
+    assert SpeechBias().prompt(short=True) == SHORT_ANSWERS
+    # After a question the expected answer already says what is likely: kept with the domain's words.
+    assert bias.prompt("order_number", short=True) == bias.prompt("order_number")
 
 
 # ----------------------------------------------------------------------------- confidence and the gate

@@ -53,6 +53,9 @@ LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language
 # 100 windows of random length in 10 ms steps +103 MB RSS, in 1 s steps +2 MB), so exact lengths grew without end.
 WINDOW_STEP_S = 1.0
 SECOND_PASS_BEAM = 5  # beam width and hypotheses kept of the second pass over an unsure first reading
+# A clip this short holds a word or two ("four", "yes"): language detection on it is a guess (lone digits over
+# G.711 came out as Thai or Chinese), and the domain's vocabulary as prompt turns the word into a domain word.
+SHORT_CLIP_S = 2.0
 
 # Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
 _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
@@ -235,7 +238,7 @@ class SharedModels:
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
-        prompt = self.bias.prompt(expects) if stt.bias else ""
+        prompt = self.bias.prompt(expects, short=seconds <= SHORT_CLIP_S) if stt.bias else ""
         if seconds + WINDOW_MARGIN_S > 30.0:
             result = self._transcribe_long(audio, prompt)
         else:
@@ -273,6 +276,8 @@ class SharedModels:
             token, probability = self.whisper.model.detect_language(encoded)[0][0]
             language = token.strip("<|>")
             foreign = language != self.settings.models.stt.language and probability >= FOREIGN_LANGUAGE_PROB
+            if seconds <= SHORT_CLIP_S:
+                foreign = False  # on a word or two the language guess is noise; the other rules still reject
         tokens = self._prompt_tokens(prompt)
         result = self.whisper.model.generate(
             encoded,

@@ -45,6 +45,10 @@ EXPECTED_ANSWERS: dict[str, str] = {
     "pin": "My PIN is 1234.",
 }
 
+# Added to the prompt of a short clip with no expected answer (own short dev set, G.711: lone digits 80 -> 64 %
+# WER, one-word answers 48 -> 54 %; without the domain's words answers fell to 62 %).
+SHORT_ANSWERS = "Zero, one, two, three, four, five, six, seven, eight, nine. Yes. No."
+
 MAX_WORDS = 40  # the vocabulary part of a prompt; Whisper reads at most 223 prompt tokens
 
 
@@ -83,12 +87,16 @@ class SpeechBias:
         name = re.sub(r"\s*\(.*?\)", "", domain.name).strip()
         return cls(vocabulary=tuple(domain_vocabulary(domain)), name="" if name == "unnamed domain" else name)
 
-    def prompt(self, expects: str | None = None) -> str:
-        """The domain's vocabulary as a sentence, then an example of the expected answer if one is known."""
+    def prompt(self, expects: str | None = None, short: bool = False) -> str:
+        """The domain's vocabulary as a sentence, then an example of the expected answer if one is known. A
+        ``short`` clip (a word or two) with no known expected answer gets :data:`SHORT_ANSWERS` after the
+        vocabulary: a lone digit or a yes is as likely there as a domain word."""
         parts = []
         if self.vocabulary:
             head = f"{self.name} customer service" if self.name else "Customer service"
             parts.append(f"{head}: {', '.join(self.vocabulary)}.")
         if expects is not None and expects in self.answers:
             parts.append(self.answers[expects])
+        elif short:
+            parts.append(SHORT_ANSWERS)
         return " ".join(parts)
