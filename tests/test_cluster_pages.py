@@ -269,3 +269,39 @@ def test_cluster_page_invites_from_outside_the_cluster_are_refused_and_unknown_p
     for key in shared.scan_iter("voicebot:page:*"):
         assert shared.get(key) in {"n1", "n2"}
     assert set(shared.hgetall("voicebot:node-sip").values()) <= {f"127.0.0.1:{p}" for p in cluster.sip_ports}
+
+
+def test_cluster_page_registry_follows_pages_and_forgets_a_dead_nodes_pages() -> None:
+    """The registry on a real Redis: a page is found on its node while that node beats and renews; dropped when
+    the page goes; lapses when its node stops renewing (died); a page connected again on another node wins."""
+    from voicebot.cluster.pages import PageRegistry
+
+    with RedisServer() as server:
+        shared = redis.Redis.from_url(server.url, decode_responses=True)
+
+        def beat(node: str) -> None:
+            seconds, micros = shared.time()
+            shared.zadd("voicebot:nodes", {node: seconds + micros / 1e6})
+
+        a = PageRegistry(server.url, "na", "127.0.0.1:5071", lease_s=1.0)
+        b = PageRegistry(server.url, "nb", "127.0.0.1:5072", lease_s=1.0)
+        for registry in (a, b):
+            beat(registry.node_id)
+            registry.renew()
+        assert a.node_addresses() == {"127.0.0.1:5071", "127.0.0.1:5072"}
+        b.put("alice")
+        assert a.where("alice") == ("nb", "127.0.0.1:5072")
+        shared.set("voicebot:agent:alice", "na call-7 12")  # node a's claim of alice for its caller
+        assert b.call_of("alice") == "call-7"
+        b.drop("alice")
+        assert a.where("alice") is None
+        # A node that stops renewing (dead): its page lapses with the lease.
+        b.put("alice")
+        assert until(lambda: a.where("alice") is None, 5)
+        # Renewed by its heartbeat, it stays; the agent's newer page on node a takes over, and b does not undo it.
+        b.put("bob")
+        a.put("bob")
+        b.renew()
+        assert b.where("bob") == ("na", "127.0.0.1:5071")
+        shared.zrem("voicebot:nodes", "na")  # node a counts as gone: its pages are not dialled
+        assert b.where("bob") is None and a.node_addresses() == {"127.0.0.1:5072"}
