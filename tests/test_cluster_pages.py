@@ -143,7 +143,16 @@ def test_cluster_caller_on_node_1_is_warm_transferred_to_the_agent_page_on_node_
             agent_phone(page, n2.url, "alice")  # logged in, available, the page her phone: on node 2
             assert until(lambda: page_node(cluster, "alice") == "n2")
             assert until(lambda: available_everywhere(cluster, "alice"))
-            call_id, heard = call_from_node_1(cluster)
+            with ThreadPoolExecutor(1) as pool:
+                call = pool.submit(call_from_node_1, cluster)
+                # Her page on node 2 shows node 1's hand-off packet (relayed) and follows the call to connected.
+                page.wait_for_function("() => document.getElementById('summary').textContent.includes('person')",
+                                       timeout=90_000)
+                page.wait_for_function("() => document.getElementById('callstatus').textContent === '(connected)'",
+                                       timeout=60_000)
+                connected_controls = page.eval_on_selector_all("[data-control]:not([hidden])",
+                                                               "els => els.map(e => e.dataset.control)")
+                call_id, heard = call.result(timeout=150)
             whisper_heard = page.evaluate("window.remoteLoud")
         finally:
             browser.close()
@@ -157,6 +166,7 @@ def test_cluster_caller_on_node_1_is_warm_transferred_to_the_agent_page_on_node_
     assert record["transfer"]["agent_id"] == "alice" and record["transfer"]["outcome"] == "answered"
     assert record["transfer"]["talk_s"] > 0
     assert "ringing alice's page on node n2" in log1
+    assert connected_controls == ["hangup"], connected_controls
     assert "SIP: INVITE" in log2 and "dialled page-alice" in log2  # the internal leg reached node 2
     # The page went away with the browser: the registry forgets it once the node notices (ICE consent, ~30 s).
     assert until(lambda: page_node(cluster, "alice") is None, PAGE_GONE_S)

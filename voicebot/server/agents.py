@@ -157,15 +157,11 @@ async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     ensure_own_agent(who, agent_id)
     service = _service(request)
     current = service.current.get(agent_id)
-    if current is not None and current.get("remote") and current.get("handoff") is None:
-        # Another node's call: its hand-off packet as relayed to this node's live calls (once it has arrived).
-        relayed = request.app.state.live.get(current["call_id"])
-        current["handoff"] = relayed.handoff if relayed is not None else None
     snapshot = _agent(service, agent_id)
     page = _phones(request).get(agent_id)
     state = snapshot.state
-    if current and current.get("remote"):  # another node's call: its queue, not this node's ACD, has the agent
-        state = "ringing" if page is not None and page.ringing else "busy"
+    if current is not None and current.get("remote"):  # another node's call: its queue has the agent, not ours
+        state = _remote_call_state(request, current)
     buttons = controls(state, current.get("status") if current else None, page is not None and page.ringing)
     return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons)}
 
@@ -376,6 +372,17 @@ def _offered_call(service: TransferService, agent_id: str) -> str:
     if not offered:
         raise HTTPException(status_code=409, detail=f"no call is being offered to {agent_id}")
     return offered
+
+
+def _remote_call_state(request: Request, current: dict[str, Any]) -> str:
+    """The agent's state in the queue of the node whose call rings (or was answered on) her page here, as the
+    events relayed from that node show it; fills in the call's hand-off packet and ``connected`` status."""
+    relayed = request.app.state.live.get(current["call_id"])
+    if relayed is not None:
+        current["handoff"] = current.get("handoff") or relayed.handoff
+        if current.get("status") == "answered" and relayed.state == "agent":
+            current["status"] = "connected"
+    return "busy" if current.get("status") == "connected" else "ringing"
 
 
 def _remote_call(service: TransferService, agent_id: str) -> str | None:
