@@ -315,3 +315,65 @@ def test_cluster_page_registry_follows_pages_and_forgets_a_dead_nodes_pages() ->
         assert b.where("bob") == ("na", "127.0.0.1:5071")
         shared.zrem("voicebot:nodes", "na")  # node a counts as gone: its pages are not dialled
         assert b.where("bob") is None and a.node_addresses() == {"127.0.0.1:5072"}
+
+
+def test_cluster_page_call_answer_accept_keys_and_hangup_reach_the_calling_node(cluster) -> None:
+    """A cluster node (our own user agent, known to Redis as node "t9") dials alice's page on node 2: the page
+    rings with the buttons answer/decline, answers (the SIP answer), then its Accept and Decline reach the calling
+    node as keys 1 and 2 (what a queue with ``agent_confirm`` reads), and its Hang up ends the internal leg."""
+    from playwright.sync_api import sync_playwright
+
+    n2 = cluster.nodes[1]
+    port = free_port(socket.SOCK_DGRAM)
+    shared = redis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    alice = login(n2.url, "alice")
+
+    def view() -> dict[str, Any]:
+        return get_json(f"{n2.url}/api/agents/alice", alice)
+
+    async def node_t9() -> tuple[list[str], list[str], list[str], str]:
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{port}", listen_tcp=None, rtp_port_min=39700,
+                                 rtp_port_max=39799))
+        await ua.start()
+        try:
+            seconds, micros = shared.time()
+            shared.hset("voicebot:node-sip", "t9", f"127.0.0.1:{port}")
+            shared.zadd("voicebot:nodes", {"t9": seconds + micros / 1e6})
+            dialled = asyncio.ensure_future(ua.dial(f"sip:page-alice@127.0.0.1:{cluster.sip_ports[1]}",
+                                                    ring_timeout=30))
+            assert await asyncio.to_thread(until, lambda: (view().get("current") or {}).get("status") == "ringing")
+            ringing = (await asyncio.to_thread(view))["controls"]
+            assert await asyncio.to_thread(post_json, f"{n2.url}/api/agents/alice/answer", alice, {}) == 200
+            leg = await dialled
+            keys: list[str] = []
+            leg.add_dtmf_listener(keys.append)
+            assert await asyncio.to_thread(until, lambda: (view().get("current") or {}).get("status") == "answered")
+            answered = (await asyncio.to_thread(view))["controls"]
+            for action in ("accept", "decline"):
+                assert await asyncio.to_thread(post_json, f"{n2.url}/api/agents/alice/{action}", alice, {}) == 200
+            await asyncio.to_thread(until, lambda: len(keys) >= 2, 10)
+            assert await asyncio.to_thread(post_json, f"{n2.url}/api/agents/alice/hangup", alice, {}) == 200
+            reason = await asyncio.wait_for(leg.wait_ended(), 10)
+            return ringing, answered, keys, reason
+        finally:
+            shared.zrem("voicebot:nodes", "t9")
+            shared.hdel("voicebot:node-sip", "t9")
+            await ua.stop()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                    args=with_microphone(cluster.mic))
+        try:
+            page = browser.new_page()
+            agent_phone(page, n2.url, "alice")
+            page.uncheck("#autoanswer")  # answered through the API below
+            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API keeps an event loop in this thread
+                ringing, answered, keys, reason = pool.submit(lambda: asyncio.run(node_t9())).result(timeout=120)
+        finally:
+            browser.close()
+            all_offline(cluster)
+
+    assert ringing == ["answer", "decline"], ringing
+    assert answered == ["accept", "decline"], answered
+    assert keys == ["1", "2"], (keys, n2.log()[-3000:])
+    assert reason == "remote hangup", reason

@@ -234,8 +234,8 @@ class PageRelay:
         if leg.state != "answered":
             await web.hangup()
             return
-        self._notify("answered", call_id, agent_id)
         self.legs[agent_id] = leg
+        self._notify("answered", call_id, agent_id)
         try:
             await Bridge(leg, web).wait()
         finally:
