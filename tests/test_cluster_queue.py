@@ -7,7 +7,8 @@ statistics are the cluster's; a node that goes silent leaves its waiting callers
 not vanished; while Redis is down no agent is rung unchecked, and the queue goes on when it is back.
 
 The whole cluster: node 1's dashboard shows all 20 live calls of 20 sipp calls spread over the 3 nodes; PostgreSQL
-stopped for 10 s during a call (WebRTC caller, Piper speech): the call goes on and every turn lands afterwards;
+stopped for 10 s during a call (WebRTC caller, Piper speech): the call goes on, the dashboard sees its turns live,
+and every turn lands afterwards;
 callers waiting on two nodes show in one queue on node 1's dashboard, and after kill -9 of one node its caller is
 counted abandoned `node_lost` and the shared state (records, claims, queue entries) is consistent."""
 
@@ -294,19 +295,21 @@ def test_cluster_postgres_down_10_s_during_a_call_loses_nothing(cluster: Cluster
                  "Thank you, that is all. Goodbye.", 0.4)
     dashboard = Dashboard(n1.http, token)
 
-    async def scenario() -> tuple[Any, float, float]:
+    async def scenario() -> tuple[Any, float, float, list[dict[str, Any]]]:
         call = asyncio.create_task(place_call(n2.http, wav, tail_s=2.0, max_wait_s=40))
         # The caller's request written (its turn event): the database goes down before the bot answers.
-        await asyncio.to_thread(dashboard.wait_for, lambda e: e["type"] == "turn" and e["node"] == "n2"
-                                and e["turn"]["speaker"] == "caller", 90)
+        asked = await asyncio.to_thread(dashboard.wait_for, lambda e: e["type"] == "turn" and e["node"] == "n2"
+                                        and e["turn"]["speaker"] == "caller", 90)
         down_at = time.time()
         cmdline = await asyncio.to_thread(stop_cluster_postgres, cluster)
         await asyncio.sleep(10)  # the outage itself: its length is the point of the test
+        # What the dashboard on node 1 saw of the call while PostgreSQL was still down.
+        live = [e for e in dashboard.of_call(asked["call_id"]) if e["type"] == "turn"]
         up_at = time.time()
         await asyncio.to_thread(start_cluster_postgres, cluster, cmdline)
-        return await call, down_at, up_at
+        return await call, down_at, up_at, live
 
-    result, down_at, up_at = asyncio.run(scenario())
+    result, down_at, up_at, live = asyncio.run(scenario())
     ended = dashboard.wait_for(lambda e: e["type"] == "call.ended" and e.get("call_id") == result.call_id, 60)
     seen = [e for e in dashboard.of_call(result.call_id) if e["type"] == "turn"]
     dashboard.close()
@@ -317,6 +320,10 @@ def test_cluster_postgres_down_10_s_during_a_call_loses_nothing(cluster: Cluster
     spoken = [datetime.fromisoformat(t["start"]).timestamp() for t in turns if t["speaker"] == "bot"]
     assert any(down_at < t < up_at for t in spoken), (down_at, up_at, [(t["speaker"], t["start"]) for t in turns])
     assert len([t for t in turns if t["speaker"] == "caller"]) >= 2 and len(turns) == len(seen), (turns, seen)
+    # The dashboard followed the call live during the outage (turns published before their writes landed), and
+    # got each turn once: the writes landing afterwards published nothing again.
+    assert any(e["turn"]["speaker"] == "bot" and e["ts"] > down_at for e in live), (down_at, live)
+    assert sorted(t["text"] for t in turns) == sorted(e["turn"]["text"] for e in seen)
     assert result.record["outcome"] == ended["outcome"] != "node_lost"
 
 

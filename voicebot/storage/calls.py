@@ -3,16 +3,22 @@
 Writes go through one dedicated thread so a slow disk (SQLite commits fsync) never stalls the audio of
 the event loop, and SQLite sees one writer at a time. They are queued in order and retried while the database
 is locked or unreachable, so a call never waits for the database and no turn is lost (up to a bounded backlog).
+
+Each write's event (``call.started``, ``turn``, ``turn.updated``, ``call.ended``) is published once the write is
+committed; while the database is unavailable, the events of the writes waiting for it are published at once
+instead (a turn with its placeholder id and no ``seq``), so dashboards follow the call live, and not again when
+the write lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -44,6 +50,7 @@ MAX_STATS_HOURS = 24 * 92  # hours filled in per-hour series (a quarter); longer
 
 
 MAX_RETRY_DELAY_S = 2.0  # a write waiting for the database is retried at least this often
+REMEMBER_TURNS = 10000  # turn ids whose call is known without the database (for live turn.updated events)
 
 
 @dataclass
@@ -53,6 +60,8 @@ class _Write:
     kwargs: dict[str, Any]
     future: Future[Any] = field(default_factory=Future)
     placeholder: int | None = None  # the turn id add_turn answered before its row existed
+    live: bool = False  # its event went out before it landed (the database was unavailable)
+    landed: bool = False  # its event went out after it was committed
 
 
 def _unavailable(exc: Exception) -> bool:
@@ -102,6 +111,13 @@ class CallStore:
         self._placeholders: dict[int, int] = {}  # placeholder turn id -> row id, once the turn is written
         self._next_placeholder = -1
         self._giving_up_at: float | None = None  # set by close(): retries end then
+        # Live events while the database is unavailable (see the module docstring); all under _events_lock.
+        self._events_lock = threading.RLock()  # a listener of a live event may queue a write
+        self._unavailable = False  # the writer waits for the database
+        self._unlanded: deque[_Write] = deque()  # queued writes not performed yet, in order
+        self._event_ids: dict[int, int] = {}  # row id -> the placeholder id its live `turn` event carried
+        self._call_of_turn: OrderedDict[int, str] = OrderedDict()  # recent turn ids (row or placeholder) -> call
+        self._performing = threading.local()  # the write the writer thread is performing
         self._worker = threading.Thread(target=self._write_loop, name="voicebot-calls", daemon=True)
         self._worker.start()
 
@@ -122,10 +138,8 @@ class CallStore:
         with self._sessions.begin() as s:
             s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=start,
                           node_id=self.node_id))
-        if self.events is not None:
-            self.events.publish("call.started", call_id=call_id, call={
-                "id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start),
-                "node": self.node_id})
+        self._publish("call.started", call_id=call_id, call=self._call_started(call_id, channel, caller_id, dialled,
+                                                                                 start))
 
     def add_turn(
         self,
@@ -160,8 +174,8 @@ class CallStore:
                 _summarise_turn(s, call_id, intents or [], extra or {})
             s.flush()
             turn = _turn_dict(row)
-        if self.events is not None:
-            self.events.publish("turn", call_id=call_id, turn=turn)
+        self._remember_turn(turn["id"], call_id)
+        self._publish("turn", call_id=call_id, turn=turn)
         return turn["id"]
 
     def update_turn(self, turn_id: int, **fields: Any) -> None:
@@ -177,9 +191,8 @@ class CallStore:
                 else:
                     setattr(row, key, value)
             call_id = row.call_id
-        if self.events is not None:
-            changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
-            self.events.publish("turn.updated", call_id=call_id, turn_id=turn_id, fields=changed)
+        changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
+        self._publish("turn.updated", call_id=call_id, turn_id=self._event_ids.get(turn_id, turn_id), fields=changed)
 
     def set_customer(self, call_id: str, customer_id: int) -> None:
         """Note whom the bot identified on the call (for erasure and right-of-access exports)."""
@@ -204,8 +217,7 @@ class CallStore:
                       .values(outcome=outcome, agent_id=row.agent_id))
         if self.scorer is not None:
             self.score_call(call_id)
-        if self.events is not None:
-            self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
+        self._publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
 
     def score_call(self, call_id: str) -> dict[str, Any] | None:
         """(Re)compute and store the scorecard of a closed call; None if it is unknown, open or scoring is off.
@@ -268,9 +280,8 @@ class CallStore:
                 for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == row.id, TurnRow.end.is_(None))):
                     turn.end = end
                 closed.append((row.id, end))
-        if self.events is not None:
-            for call_id, end in closed:
-                self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(end))
+        for call_id, end in closed:
+            self._publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(end))
         return len(closed)
 
     async def arun(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -296,8 +307,84 @@ class CallStore:
         if method == "add_turn":
             placeholder, self._next_placeholder = self._next_placeholder, self._next_placeholder - 1
         write = _Write(method, args, kwargs, placeholder=placeholder)
-        self._writes.put(write)
+        with self._events_lock:
+            if placeholder is not None and args:
+                self._call_of_turn[placeholder] = args[0]
+            self._writes.put(write)
+            self._unlanded.append(write)
+            if self._unavailable:
+                self._publish_live()
         return write
+
+    # live events
+
+    def _publish(self, type_: str, **data: Any) -> None:
+        """Publish the event of a committed write, unless it went out live already (the database was down)."""
+        if self.events is None:
+            return
+        write: _Write | None = getattr(self._performing, "write", None)
+        if write is not None:
+            with self._events_lock:
+                if write.live:
+                    return
+                write.landed = True
+        self.events.publish(type_, **data)
+
+    def _publish_live(self) -> None:
+        """Publish the events of the queued writes that have none out yet, in order (holding _events_lock)."""
+        if self.events is None:
+            return
+        for write in list(self._unlanded):
+            if write.live or write.landed:
+                continue
+            event = self._live_event(write)
+            if event is not None:
+                write.live = True
+                self.events.publish(event[0], **event[1])
+
+    def _live_event(self, write: _Write) -> tuple[str, dict[str, Any]] | None:
+        """The event a queued write will publish once committed, from its arguments (no database)."""
+        if write.method not in ("open_call", "add_turn", "update_turn", "close_call"):
+            return None
+        try:
+            bound = inspect.signature(getattr(self, write.method)).bind(*write.args, **write.kwargs)
+        except TypeError:
+            return None  # the write itself fails, loudly, when performed
+        bound.apply_defaults()
+        a = bound.arguments
+        if write.method == "open_call":
+            return "call.started", {"call_id": a["call_id"], "call": self._call_started(
+                a["call_id"], a["channel"], a["caller_id"], a["dialled"], utcnow())}
+        if write.method == "add_turn":
+            if a["speaker"] not in SPEAKERS or write.placeholder is None:
+                return None
+            extra = self.redactor.value(a["extra"])
+            turn = {"id": write.placeholder, "seq": None, "speaker": a["speaker"], "text": self.redactor.text(a["text"]),
+                    "start": _iso(a["start"]), "end": _iso(a["end"]), "intents": self.redactor.value(a["intents"]) or [],
+                    "latency_ms": a["latency_ms"], **({"extra": extra} if extra else {})}
+            return "turn", {"call_id": a["call_id"], "turn": turn}
+        if write.method == "update_turn":
+            call_id = self._call_of_turn.get(a["turn_id"])
+            if call_id is None:
+                return None  # a turn from long ago: its update goes out when written
+            fields = {k: (self.redactor.value(v) if k in ("text", "intents", "extra") else v)
+                      for k, v in a["fields"].items()}
+            changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
+            return "turn.updated", {"call_id": call_id, "turn_id": self._event_ids.get(a["turn_id"], a["turn_id"]),
+                                    "fields": changed}
+        return "call.ended", {"call_id": a["call_id"], "outcome": a["outcome"], "end_reason": a["reason"],
+                              "end": _iso(utcnow())}
+
+    def _call_started(self, call_id: str, channel: str, caller_id: str | None, dialled: str | None,
+                      start: datetime) -> dict[str, Any]:
+        return {"id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start),
+                "node": self.node_id}
+
+    def _remember_turn(self, turn_id: int, call_id: str) -> None:
+        with self._events_lock:
+            self._call_of_turn[turn_id] = call_id
+            while len(self._call_of_turn) > REMEMBER_TURNS:
+                self._call_of_turn.popitem(last=False)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every write queued so far is done (or given up); False if ``timeout`` passed first."""
@@ -318,7 +405,15 @@ class CallStore:
 
     def _write_loop(self) -> None:
         while (write := self._writes.get()) is not None:
-            write.future.set_result(self._perform(write))
+            self._performing.write = write
+            try:
+                result = self._perform(write)
+            finally:
+                self._performing.write = None
+                with self._events_lock:
+                    if self._unlanded and self._unlanded[0] is write:
+                        self._unlanded.popleft()
+            write.future.set_result(result)
 
     def _perform(self, write: _Write) -> Any:
         """Run one write, retrying while the database is unavailable; never raises."""
@@ -343,6 +438,9 @@ class CallStore:
                     return None
                 if waiting_since is None:
                     waiting_since = time.monotonic()
+                    with self._events_lock:
+                        self._unavailable = True
+                        self._publish_live()
                     log.warning("call store: database unavailable (%s); %s and the writes after it wait and are "
                                 "retried", _reason(exc), write.method)
                 time.sleep(delay)  # backoff of the worker thread while the database is locked or down
@@ -351,8 +449,12 @@ class CallStore:
             if waiting_since is not None:
                 log.warning("call store: database available again after %.1f s; waiting writes go on",
                             time.monotonic() - waiting_since)
+                with self._events_lock:
+                    self._unavailable = False
             if write.placeholder is not None and isinstance(result, int):
                 self._placeholders[write.placeholder] = result
+                if write.live:  # later updates of the turn name it as its live event did
+                    self._event_ids[result] = write.placeholder
             return result
 
     def open_recording(self, call_id: str, path: str) -> None:
