@@ -49,6 +49,7 @@ from voicebot.cluster.redis_state import RedisAgentClaims, RedisQueueEntries
 
 QUEUE = QueueConfig(name="general", agent_timeout=20, max_wait=600, wrap_up=0, announce_every=0)
 ALICE = AgentConfig(id="alice", contact="sip:alice@127.0.0.1")
+BOB = AgentConfig(id="bob", contact="sip:bob@127.0.0.1")
 
 
 class Rings(QueueHandlers):
@@ -62,13 +63,14 @@ class Rings(QueueHandlers):
 
 
 class Node:
-    def __init__(self, node_id: str, redis_url: str, sim: SimulatedTime, lease_s: float = 5.0) -> None:
+    def __init__(self, node_id: str, redis_url: str, sim: SimulatedTime, lease_s: float = 5.0,
+                 agents: tuple[AgentConfig, ...] = (ALICE,)) -> None:
         from telephony.queue.acd import ACD
 
         self.rings = Rings()
         self.claims = RedisAgentClaims(redis_url, node_id, lease_s=lease_s)
         self.entries = RedisQueueEntries(redis_url, node_id, lease_s=lease_s, lost_after_s=lease_s)
-        self.runner = QueueRunner(ACD([ALICE], [QUEUE], sim.clock, entries=self.entries), self.rings,
+        self.runner = QueueRunner(ACD(agents, [QUEUE], sim.clock, entries=self.entries), self.rings,
                                   call_at=sim.call_at, claims=self.claims)
 
     def caller(self, call_id: str) -> list[Action]:
@@ -177,6 +179,98 @@ def test_cluster_claims_are_refused_while_redis_is_down_and_the_queue_goes_on_wh
     assert n1.rings.rung == ["before"]
     assert [w["call_id"] for w in n1.runner.acd.snapshot()["queues"][0]["waiting"]] == ["before", "during"]
     check_queue_invariants(shared_redis.url, alive={"n1"})
+
+
+def test_cluster_queue_connected_now_counts_the_calls_of_every_node(shared_redis: RedisServer) -> None:
+    sim = SimulatedTime()
+    n1 = Node("n1", shared_redis.url, sim, agents=(ALICE, BOB))
+    n2 = Node("n2", shared_redis.url, sim, lease_s=1.0, agents=(ALICE, BOB))
+    beat(shared_redis.url, "n1", "n2")
+    # Alice takes a caller on n1, Bob one on n2 (each logged in where their call is, as the relay would do).
+    n1.caller("c1")
+    n1.runner.set_agent_state("alice", "available")
+    n1.runner.agent_answered("c1", "alice")
+    n2.caller("c2")
+    n2.runner.set_agent_state("bob", "available")
+    n2.runner.agent_answered("c2", "bob")
+    assert (n1.rings.rung, n2.rings.rung) == (["c1"], ["c2"])
+    for node in (n1, n2):
+        assert node.runner.acd.queue_stats("general")["connected_now"] == 2
+    n1.runner.hangup("c1")
+    for node in (n1, n2):
+        assert node.runner.acd.queue_stats("general")["connected_now"] == 1
+    # n2 falls silent with Bob's caller: once it counts as lost, its call is not counted (nor kept) any more.
+    deadline = time.monotonic() + 15
+    while n1.runner.acd.queue_stats("general")["connected_now"] and time.monotonic() < deadline:
+        beat(shared_redis.url, "n1")
+        time.sleep(0.2)  # n1's heartbeat, bounded by the deadline
+    assert n1.runner.acd.queue_stats("general")["connected_now"] == 0
+    assert redis.Redis.from_url(shared_redis.url).hlen("voicebot:queue:connected:general") == 0
+
+
+def test_local_queue_entries_count_the_callers_talking_to_agents() -> None:
+    entries = LocalQueueEntries(lambda: 0.0)
+    entries.connected("a", "general", True)
+    entries.connected("b", "general", True)
+    entries.connected("c", "sales", True)
+    entries.connected("a", "general", False)
+    assert (entries.connected_now("general"), entries.connected_now("sales")) == (1, 1)
+
+
+class RingsAt(QueueHandlers):
+    """Notes when each agent is rung, on the loop."""
+
+    def __init__(self) -> None:
+        self.rung: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
+
+    def ring(self, action: RingAgent) -> None:
+        self.rung.put_nowait((action.call_id, time.monotonic()))
+
+
+def test_cluster_queue_an_agent_freed_on_one_node_is_rung_at_once_for_the_earlier_caller_on_another(
+        shared_redis: RedisServer) -> None:
+    """Alice talks on n2 while a caller waits on n1, whose claim was just refused (its timed retry is 2 s away):
+    her hang-up on n2 is told to n1 at once (QueueChanges), which rings her without waiting for the retry."""
+    from voicebot.cluster.redis_state import QueueChanges
+
+    async def scenario() -> tuple[str, float, dict[str, tuple[str, str, int]]]:
+        runners, changes, rings = {}, [], {}
+        for node in ("n1", "n2"):
+            rings[node] = RingsAt()
+            claims = RedisAgentClaims(shared_redis.url, node, lease_s=5.0)
+            entries = RedisQueueEntries(shared_redis.url, node, lease_s=5.0, lost_after_s=5.0)
+            runners[node] = QueueRunner.on_loop([ALICE], [QUEUE], rings[node], claims=claims, entries=entries)
+            notices = QueueChanges(shared_redis.url, node)
+            notices.add_sink(runners[node].recheck)
+            await notices.start()
+            changes.append(notices)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.subscribed.wait() for c in changes)), 10)
+            beat(shared_redis.url, "n1", "n2")
+            n1, n2 = runners["n1"], runners["n2"]
+            n2.enqueue("b0", QueueRequest(queue="general"))
+            n2.set_agent_state("alice", "available")
+            assert (await asyncio.wait_for(rings["n2"].rung.get(), 5))[0] == "b0"
+            n2.agent_answered("b0", "alice")
+            n1.set_agent_state("alice", "available")
+            n1.enqueue("a1", QueueRequest(queue="general"))  # n1 tries Alice: n2 holds her, retried in 2 s
+            assert rings["n1"].rung.empty() and n1.acd.agent_state("alice") == "busy"
+            freed_at = time.monotonic()
+            n2.hangup("b0")
+            call_id, rung_at = await asyncio.wait_for(rings["n1"].rung.get(), 10)
+            holders = RedisAgentClaims(shared_redis.url, "test", lease_s=5.0).holders()
+            return call_id, rung_at - freed_at, holders
+        finally:
+            for c in changes:
+                await c.close()
+            for r in runners.values():
+                await r.close()
+
+    call_id, gap_s, holders = asyncio.run(scenario())
+    assert call_id == "a1"
+    assert gap_s < 1.0, gap_s  # generous: the timed retry alone would ring her about 2 s after the hang-up
+    assert holders["alice"][:2] == ("n1", "a1")  # one owner: the node that rings her
+    check_queue_invariants(shared_redis.url, alive={"n1", "n2"})
 
 
 def test_local_queue_entries_keep_the_acds_order_and_counters() -> None:
