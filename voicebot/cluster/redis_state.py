@@ -9,7 +9,7 @@
 - :class:`RedisQueueEntries` holds every node's waiting callers (one sorted set in the order of service, an entry
   per caller with a lease its node renews) and the queues' counters (:mod:`telephony.queue.entries`).
 - :class:`QueueChanges` tells the nodes at once (Redis pub/sub on ``voicebot:queue:changed``) when a node gives an
-  agent back or a caller leaves the shared queue, so an earlier caller's node rings a freed agent without waiting
+  agent back, or a caller leaves the shared queue or starts or stops being rung, so an earlier caller's node rings a freed agent without waiting
   for its timed retry (which stays as the safety net for a message missed while disconnected).
 - :class:`RedisFailureLog` keeps the login throttle's failed attempts in sorted sets every node counts.
 - :class:`NodeWatch` beats ``voicebot:nodes`` every ``cluster.heartbeat_s``; when a node is silent for
@@ -223,9 +223,9 @@ class EventRelay:
 
 
 class QueueChanges:
-    """The other nodes' notices that they gave an agent back or that a caller left the shared queue
-    (``voicebot:queue:changed``), handed to the sinks with the freed agent's id (None: a caller left); a node's
-    ACD offers again at once (``QueueRunner.recheck``). Pub/sub, not the stream: a notice missed while Redis was
+    """The other nodes' notices that they gave an agent back, or that a caller left the shared queue or started or
+    stopped being rung (``voicebot:queue:changed``), handed to the sinks with the freed agent's id (None: a caller's
+    entry changed); a node's ACD offers again at once (``QueueRunner.recheck``). Pub/sub, not the stream: a notice missed while Redis was
     away is made good by the ACD's timed retries, so nothing needs replaying."""
 
     def __init__(self, redis_url: str, node_id: str):
@@ -517,7 +517,11 @@ class RedisQueueEntries:
             entry.ringing = ringing
         if self._ok() and entry.member:
             try:
-                self._redis.hset(QUEUE_ENTRY + call_id, "ringing", "1" if ringing else "0")
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.hset(QUEUE_ENTRY + call_id, "ringing", "1" if ringing else "0")
+                # Others leave their agents for this caller only while nobody rings for it: they look again now.
+                pipe.publish(QUEUE_CHANGED, _change(self.node_id, None))
+                pipe.execute()
             except (redis.RedisError, OSError) as exc:
                 self._failed(exc, "ringing state not shared")
 
