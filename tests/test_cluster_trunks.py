@@ -9,7 +9,9 @@ dispatcher sends it to. Sources on different loopback addresses (127.0.0.3, .4, 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +316,28 @@ def test_cluster_up_refuses_a_missing_front_password(tmp_path: Path, monkeypatch
     with pytest.raises(LaunchError, match="FRANK_SIP_PASSWORD not set"):
         up(1, tmp_path / "cluster", config, progress=lambda line: None)
     assert not (tmp_path / "cluster").exists()
+
+
+def test_cluster_kamailio_config_command_carries_registrations_and_passwords_by_name(tmp_path: Path) -> None:
+    config = tmp_path / "voicebot.yaml"
+    config.write_text("""trunks:
+  - {name: carrier, host: 192.0.2.10, username: bot, password_env: CARRIER_PASSWORD, register: true}
+  - {name: pbx, host: pbx.example, username: pbx, password_env: PBX_PASSWORD, inbound_auth: true}
+agents:
+  - {id: alice, contact: "sip:alice@front", sip_password_env: ALICE_SIP_PASSWORD}
+""")
+    env = {**os.environ, "CARRIER_PASSWORD": "carrier-secret", "PBX_PASSWORD": "pbx-secret",
+           "ALICE_SIP_PASSWORD": "alice-secret"}
+    out = tmp_path / "front"
+    res = subprocess.run([sys.executable, "-m", "voicebot", "cluster", "kamailio-config", "--config", str(config),
+                          "--listen", "192.0.2.5:5080", "--node", "n1=127.0.0.1:5071", "--out", str(out)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "agent phones without sip_password_env register from trusted networks" in res.stderr
+    cfg = (out / "kamailio.cfg").read_text()
+    assert '"uac.reg_add"' in cfg and "$env(PBX_PASSWORD)" in cfg and "$env(ALICE_SIP_PASSWORD)" in cfg
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "secret" not in path.read_text(), f"a password is in {path}"
+    check = subprocess.run(["kamailio", "-c", "-f", str(out / "kamailio.cfg")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr[-2000:]
