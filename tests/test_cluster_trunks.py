@@ -341,3 +341,17 @@ agents:
             assert "secret" not in path.read_text(), f"a password is in {path}"
     check = subprocess.run(["kamailio", "-c", "-f", str(out / "kamailio.cfg")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr[-2000:]
+
+
+def test_cluster_node_leaves_trunk_registration_to_the_front() -> None:
+    from voicebot.config import Settings
+    from voicebot.server.sip import node_trunks
+
+    trunk = {"name": "carrier", "host": "192.0.2.10", "username": "bot", "password_env": "CARRIER_PASSWORD",
+             "register": True}
+    single = Settings.model_validate({"trunks": [trunk]})
+    assert node_trunks(single)[0].register_
+    node = Settings.model_validate({"trunks": [trunk], "cluster": {"node_id": "n1"}})
+    trunks = node_trunks(node)
+    assert not trunks[0].register_ and trunks[0].username == "bot" and trunks[0].host == "192.0.2.10"
+    assert node.trunks[0].register_  # the settings themselves are left as configured
