@@ -92,8 +92,10 @@ class Node:
 
 @dataclass(frozen=True)
 class FrontConfig:
-    """What the generated config depends on. ``trusted`` networks may call in and register; those in
-    ``trusted_identity`` also keep their P-Asserted-Identity (everyone else's is removed before a node sees it)."""
+    """What the generated config depends on. ``trusted`` networks may call in and register phones without a
+    password; those in ``trusted_identity`` also keep their P-Asserted-Identity (everyone else's is removed before a
+    node sees it). ``inbound_auth`` and ``agent_auth`` let callers and agent phones in from anywhere by password;
+    ``registrations`` are the trunks the front registers with (they need ``run_dir``)."""
 
     listen_host: str
     listen_port: int
