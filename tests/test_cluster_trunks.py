@@ -155,9 +155,25 @@ Content-Length: 0
     return path
 
 
-def _registrar_scenario(tmp: Path, user: str, password: str, contact: str) -> Path:
+_REFRESH = """  <recv request="REGISTER" timeout="20000"/>
+  <send><![CDATA[
+{challenge}]]></send>
+  <recv request="REGISTER">
+    <action>
+      <verifyauth assign_to="valid2" username="{user}" password="{password}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="valid2" next="good2"/>
+  <recv response="999" timeout="100"/>
+  <label id="good2"/>
+  <send><![CDATA[
+{ok}]]></send>"""
+
+
+def _registrar_scenario(tmp: Path, user: str, password: str, contact: str, refresh: bool = False) -> Path:
     """A trunk's registrar: 401, then 200 if the REGISTER's credentials are right (403 if not); the Contact must be
-    ``contact`` (the front's address), else sipp counts the call failed."""
+    ``contact`` (the front's address), else sipp counts the call failed. ``refresh``: the first registration is
+    granted for 8 s only, and a refreshing REGISTER must come (challenged and checked again) within 20 s."""
     reply = """SIP/2.0 {status}
 [last_Via:]
 [last_From:]
@@ -187,7 +203,8 @@ def _registrar_scenario(tmp: Path, user: str, password: str, contact: str) -> Pa
 {reply.format(status="403 Forbidden", extra="")}]]></send>
   <label id="good"/>
   <send><![CDATA[
-{reply.format(status="200 OK", extra="[last_Contact:];expires=60" + chr(10))}]]></send>
+{reply.format(status="200 OK", extra=f"[last_Contact:];expires={8 if refresh else 60}" + chr(10))}]]></send>
+{_REFRESH.format(challenge=reply.format(status="401 Unauthorized", extra='WWW-Authenticate: Digest realm="trunk.test", nonce="8b3e0a2f5c", qop="auth", algorithm=MD5' + chr(10)), ok=reply.format(status="200 OK", extra="[last_Contact:];expires=60" + chr(10)), user=user, password=password) if refresh else ""}
   <label id="end"/>
   <Reference variables="c"/>
 </scenario>
@@ -229,19 +246,20 @@ def test_cluster_front_registers_with_trunk_and_takes_its_calls(tmp_path: Path, 
     # A quote in the password: it travels from the environment through Kamailio's RPC (JSON) unharmed.
     registrar_port = sip_port()
     trunk = TrunkConfig(name="carrier", host="127.0.0.3", port=registrar_port, username="bot",
-                        password_env="CARRIER_PASSWORD", register_=True, register_expires=60)
-    registrar = _sipp(tmp_path, _registrar_scenario(tmp_path, "bot", "s3cret-&quot;quoted&quot;", "sip:bot@127.0.0.1"),
+                        password_env="CARRIER_PASSWORD", register_=True, register_expires=10)
+    registrar = _sipp(tmp_path, _registrar_scenario(tmp_path, "bot", "s3cret-&quot;quoted&quot;", "sip:bot@127.0.0.1",
+                                                         refresh=True),
                       None, "127.0.0.3", "-m", "1", port=registrar_port)
     trusted, identity = trusted_from_trunks([trunk])
     with KamailioFront(tmp_path / "front", (node,), env={"CARRIER_PASSWORD": 's3cret-"quoted"'}, trusted=trusted,
                        trusted_identity=identity, registrations=registrations_from_trunks([trunk]),
                        register_check_s=1, register_retry_s=2) as front:
         out, _ = registrar.communicate(timeout=30)
-        assert registrar.returncode == 0, f"the registrar did not see a right REGISTER:\n{out[-1500:]}\n" \
+        assert registrar.returncode == 0, f"the registrar did not see a right REGISTER and its refresh:\n{out[-1500:]}\n" \
                                           f"kamailio:\n{front.log()[-2000:]}"
         line = front.wait_log(r"trunk carrier: registered")
         assert f"sip:bot@{front.address}" in line
-        # The trunk now calls the Contact it holds; the call reaches a node through the front.
+        # Registered and refreshed; the trunk now calls the Contact it holds, and the call reaches a node.
         _call(tmp_path, SIPP_SCENARIOS / "uac_cluster_call.xml", front, "127.0.0.3", "-s", "bot", "-d", "200")
         cfg = (tmp_path / "front" / "kamailio.cfg").read_text()
     for path in (tmp_path / "front").rglob("*"):
