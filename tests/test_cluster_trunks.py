@@ -22,9 +22,11 @@ from pydantic import ValidationError
 from telephony.config import TrunkConfig
 from telephony.queue.config import AgentConfig
 from voicebot.cluster.kamailio import (
+    FrontConfig,
     agent_credentials,
     inbound_auth_from_trunks,
     registrations_from_trunks,
+    render,
     trusted_from_trunks,
 )
 
@@ -334,6 +336,16 @@ def test_cluster_up_refuses_a_missing_front_password(tmp_path: Path, monkeypatch
     with pytest.raises(LaunchError, match="FRANK_SIP_PASSWORD not set"):
         up(1, tmp_path / "cluster", config, progress=lambda line: None)
     assert not (tmp_path / "cluster").exists()
+    monkeypatch.setenv("CARRIER_PASSWORD", "x")
+    config.write_text("trunks:\n  - {name: carrier, host: 192.0.2.10, transport: tls, username: bot, "
+                      "password_env: CARRIER_PASSWORD, register: true}\n")
+    with pytest.raises(LaunchError, match="trunk carrier registers over TLS"):
+        up(1, tmp_path / "cluster", config, progress=lambda line: None)
+    trunk = TrunkConfig.model_validate({"name": "carrier", "host": "192.0.2.10", "transport": "tls",
+                                        "username": "bot", "password_env": "CARRIER_PASSWORD", "register": True})
+    with pytest.raises(ValueError, match="the SIP front needs TLS too"):
+        render(FrontConfig("127.0.0.1", 5080, tmp_path / "dispatcher.list", run_dir=tmp_path,
+                           registrations=registrations_from_trunks([trunk])))
 
 
 def test_cluster_kamailio_config_command_carries_registrations_and_passwords_by_name(tmp_path: Path) -> None:

@@ -136,5 +136,8 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
     warning = open_registration_warning(cfg)
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    (out / "kamailio.cfg").write_text(render(cfg))
+    try:
+        (out / "kamailio.cfg").write_text(render(cfg))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     click.echo(f"wrote {out / 'kamailio.cfg'} and {out / 'dispatcher.list'} ({len(parsed)} node(s))")

@@ -311,6 +311,9 @@ modparam("rtimer", "exec", "timer=registrations;route=REGISTRATION_STATE")
 """
     adds, checks = [], []
     for i, reg in enumerate(cfg.registrations):
+        if reg.transport == "tls" and cfg.tls_port is None:
+            raise ValueError(f"trunk {reg.trunk} registers over TLS: the SIP front needs TLS too (tls_port and "
+                             "tls_config; `voicebot cluster kamailio-config --tls-port --tls-config`)")
         default_port = 5061 if reg.transport == "tls" else 5060
         host = _safe("trunk host", reg.host)
         domain = host if reg.port == default_port else f"{host}:{reg.port}"

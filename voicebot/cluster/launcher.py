@@ -211,7 +211,7 @@ def up(nodes: int, base_dir: Path, config_path: Path | None = None, *, sip_port:
     except ConfigError as exc:
         raise LaunchError(str(exc)) from None
     config_file = settings.source
-    _check_front_passwords(settings)
+    _check_front(settings)
     bins = find_binaries()
     base_dir = base_dir.resolve()
     existing = ClusterInfo.load(base_dir)
@@ -233,13 +233,19 @@ def up(nodes: int, base_dir: Path, config_path: Path | None = None, *, sip_port:
     return launch.info
 
 
-def _check_front_passwords(settings: Settings) -> None:
+def _check_front(settings: Settings) -> None:
     """A clear error, before anything starts, when a password the SIP front needs is missing from the
-    environment (Kamailio would refuse every attempt, or register with an empty password)."""
+    environment (Kamailio would refuse every attempt, or register with an empty password), or a trunk wants
+    what the front on loopback cannot do (registration over TLS)."""
     try:
-        names = [r.password_env for r in registrations_from_trunks(settings.trunks)]
+        registrations = registrations_from_trunks(settings.trunks)
     except ValueError as exc:
         raise LaunchError(f"kamailio: {exc}") from None
+    for reg in registrations:
+        if reg.transport == "tls":
+            raise LaunchError(f"kamailio: trunk {reg.trunk} registers over TLS, and the SIP front `voicebot cluster "
+                              "up` starts has no TLS (use `voicebot cluster kamailio-config --tls-port --tls-config`)")
+    names = [r.password_env for r in registrations]
     names += [c.password_env for c in (*inbound_auth_from_trunks(settings.trunks), *agent_credentials(settings.agents))]
     unset = sorted({name for name in names if name not in os.environ})
     if unset:
@@ -378,7 +384,10 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     warning = open_registration_warning(cfg)
     if warning:
         launch.progress(f"{'kamailio':<10} warning: {warning}")
-    (base / "kamailio.cfg").write_text(render(cfg))
+    try:
+        (base / "kamailio.cfg").write_text(render(cfg))
+    except ValueError as exc:
+        raise LaunchError(f"kamailio: {exc}") from None
     kam_log = base / "kamailio.log"
     check = subprocess.run([str(bins.kamailio), "-c", "-f", str(base / "kamailio.cfg")], capture_output=True,
                            text=True)
