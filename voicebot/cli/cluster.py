@@ -133,9 +133,7 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
                       agent_auth=agent_credentials(settings.agents), run_dir=out.resolve())
     if registrations:
         write_registration_table(out.resolve())
-    warning = open_registration_warning(cfg)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"warning: {open_registration_warning(cfg)}", err=True)
     try:
         (out / "kamailio.cfg").write_text(render(cfg))
     except ValueError as exc:

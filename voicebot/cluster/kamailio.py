@@ -50,7 +50,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _safe(what: str, value: str, pattern: re.Pattern[str] = _SAFE) -> str:
     if not pattern.match(value):
-        raise ValueError(f"{what} {value!r} cannot go into the Kamailio config (letters, digits and . _ - : @ + only)")
+        raise ValueError(f"{what} {value!r} cannot go into the Kamailio config (letters, digits and . _ - : @ + [ ] only)")
     return value
 
 
@@ -162,8 +162,9 @@ def agent_credentials(agents: list[AgentConfig]) -> tuple[Credential, ...]:
                  if a.sip_password_env and a.sip_user)
 
 
-def open_registration_warning(cfg: FrontConfig) -> str | None:
-    """A start-up warning when REGISTER is accepted without a password (agents without ``sip_password_env``)."""
+def open_registration_warning(cfg: FrontConfig) -> str:
+    """The start-up warning that REGISTER is accepted without a password from trusted networks (for every name but
+    those of agents with ``sip_password_env``)."""
     if cfg.agent_auth:
         return ("agent phones without sip_password_env register from trusted networks "
                 f"({', '.join(cfg.trusted)}) without a password")

@@ -381,9 +381,7 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
                       agent_auth=agent_credentials(settings.agents), run_dir=kam_dir)
     if cfg.registrations:
         write_registration_table(kam_dir)
-    warning = open_registration_warning(cfg)
-    if warning:
-        launch.progress(f"{'kamailio':<10} warning: {warning}")
+    launch.progress(f"{'kamailio':<10} warning: {open_registration_warning(cfg)}")
     try:
         (base / "kamailio.cfg").write_text(render(cfg))
     except ValueError as exc:
