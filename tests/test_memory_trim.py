@@ -8,7 +8,6 @@ stay resident until the trim. The second runs a real SIP call through the produc
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import subprocess
 import sys
@@ -79,8 +78,6 @@ def test_a_call_ending_trims_the_heap(tmp_path: Path) -> None:
     settings.database.url = f"sqlite:///{tmp_path / 'voicebot.db'}"
     settings.call.greeting = "Hello, this is the shop."
     runtime = Runtime.load(settings, warm_up=False)
-    # What start-up loaded is out of the collector's sight: a collection at a call's end walks only the call's objects.
-    assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
 
     async def call() -> int:
         port = free_port()
@@ -116,4 +113,3 @@ def test_a_call_ending_trims_the_heap(tmp_path: Path) -> None:
         assert asyncio.run(call()) >= 1, "the call ended without a heap trim"
     finally:
         runtime.close()
-    assert gc.get_freeze_count() == 0  # a closed runtime's objects can be collected again

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dialogs.db.repository import close_stale_contacts
-from voicebot.calls.heap import freeze_loaded, unfreeze_loaded
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.pipeline.dialog import (
@@ -70,14 +69,11 @@ class Runtime:
                      stale_contacts)
         if warm_up:
             shared.warm_up(fixed_prompts(settings, engine))
-        runtime = cls(settings=settings, engine=engine, shared=shared, store=store, events=events)
-        log.debug("%d objects loaded at start-up kept out of garbage collection", freeze_loaded())
-        return runtime
+        return cls(settings=settings, engine=engine, shared=shared, store=store, events=events)
 
     def close(self) -> None:
         self.shared.close()
         self.store.close()
-        unfreeze_loaded()
 
 
 def fixed_prompts(settings: Settings, engine: DialogEngine) -> list[str]:

@@ -9,12 +9,6 @@ Two things kept it (measured in ``voicebot serve`` under ``benchmarks/soak.py``,
 
 :func:`release_after_call` collects the garbage of the calls that ended, then runs glibc's ``malloc_trim(0)``
 off the event loop, one at a time (elsewhere, e.g. musl or macOS, only the collection).
-
-A full collection holds the interpreter lock while it walks every tracked object: with the models and the dialog
-engine loaded (~200,000 objects) that took 120-150 ms on the 2-core machine, a stall of every call's media on the
-event loop at each call's end (and at each automatic full collection). :func:`freeze_loaded` moves what start-up
-loaded, which lives as long as the process, out of the collector's sight (``gc.freeze``), so a collection walks
-only what calls created since: well under a millisecond with no call under way.
 """
 
 from __future__ import annotations
@@ -91,19 +85,6 @@ class HeapTrimmer:
 
 
 HEAP = HeapTrimmer(_glibc_malloc_trim())
-
-
-def freeze_loaded() -> int:
-    """Start-up is done: what it loaded is never garbage; keep the collector from walking it. Returns how many
-    objects are frozen."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
-def unfreeze_loaded() -> None:
-    """The runtime is closed (tests load several in one process): its objects may be collected again."""
-    gc.unfreeze()
 
 
 async def release_after_call() -> None:
