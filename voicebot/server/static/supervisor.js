@@ -1154,7 +1154,8 @@ function renderRecording(id, rec) {
   audio.hidden = !rec.available;
   if (rec.available) {
     audio.src = recordingUrl(id);
-    $("recording-note").textContent = `Recording, ${Math.round(rec.duration_s || 0)} s`;
+    const cut = rec.interrupted ? " (cut short: the server stopped during the call)" : "";
+    $("recording-note").textContent = `Recording, ${Math.round(rec.duration_s || 0)} s${cut}`;
   } else {
     audio.removeAttribute("src");
     $("recording-note").textContent = "The caller declined the recording: nothing was kept.";
