@@ -214,9 +214,8 @@ class LiveCalls:
             packet = event.get("packet")
             if isinstance(packet, dict):
                 call.handoff = packet
-                customer = packet.get("customer")
-                if isinstance(customer, dict) and customer.get("name"):
-                    call.customer = str(customer["name"])
+            if isinstance(event.get("customer"), str):
+                call.customer = event["customer"]
         if call.as_dict() != before:
             self._updated(call)
 

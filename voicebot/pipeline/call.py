@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from voicebot import metrics
+from voicebot.events import handoff_customer
 from voicebot.storage import CallStore
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ class CallContext:
         The agent queue publishes this itself for the calls it takes; this is for calls no queue takes.
         """
         if self.store.events is not None:
-            self.store.events.publish("handoff", call_id=self.call_id, packet=packet.to_dict() if packet is not None else None)
+            self.store.events.publish("handoff", call_id=self.call_id, packet=packet.to_dict() if packet is not None else None,
+                                      customer=handoff_customer(packet))
 
     def hold_record(self) -> bool:
         """Leave closing the call record to the caller of this method (the agent queue, which closes it with
