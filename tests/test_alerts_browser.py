@@ -122,8 +122,8 @@ def test_the_agent_page_shows_the_alerts_assigned_to_the_agent_who_acknowledges_
                 break
             page.wait_for_timeout(50)
         [alert] = mine
-        # Not hers yet: the agent can neither see nor acknowledge it.
-        assert http.post(f"/api/alerts/{alert['id']}/ack", json={}, headers=alice).status_code == 404
+        # Not hers yet: the agent cannot acknowledge it.
+        assert http.post(f"/api/alerts/{alert['id']}/ack", json={}, headers=alice).status_code == 403
         res = http.post(f"/api/alerts/{alert['id']}/assign", json={"user": "alice"}, headers=sue)
         assert res.status_code == 200, res.text
 

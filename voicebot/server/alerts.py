@@ -52,8 +52,8 @@ async def ack_alert(alert_id: str, request: Request, who: LoggedIn) -> dict[str,
     book = _book(request)
     if not who.sees_all:
         mine = await book.get(alert_id)
-        if mine is None or mine.assigned_to != who.username:  # an agent learns nothing of others' alerts
-            raise HTTPException(status_code=404, detail=f"no alert {alert_id}")
+        if mine is None or mine.assigned_to != who.username:
+            raise HTTPException(status_code=403, detail="an agent acknowledges only the alerts assigned to them")
     try:
         alert = await book.ack(alert_id, who.username)
     except UnknownAlert:
