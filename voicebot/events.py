@@ -15,6 +15,7 @@ Event types (docs/api.md documents their fields):
 - ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees, ``customer``: the identified
   customer's name or None (:func:`handoff_customer`; a subscriber reads it here, never out of the packet)
 - ``call.taken_over`` ``call_id``, ``by`` (a supervisor's username), ``at``: the supervisor took the call from the bot
+- ``call.handed_back`` ``call_id``, ``by``, ``at``: the supervisor who had taken the call over gave it back to the bot
 - ``call.joined``    ``call_id``, ``by``: a supervisor joined the caller and the agent (a three-way conversation)
 - ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
 - ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue

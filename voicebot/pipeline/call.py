@@ -60,6 +60,7 @@ class CallContext:
         self._opened = False
         self._finished = False
         self._record_held = False
+        self._suspended = False
 
     async def open(self) -> None:
         """Create the call record (before the greeting)."""
@@ -107,6 +108,20 @@ class CallContext:
         self._record_held = True
         return True
 
+    def suspend(self) -> bool:
+        """The bot lets go of the call for now (a supervisor takes it over): the end of its pipeline neither ends
+        the dialog session nor closes the record, so :meth:`resume` can give it back; False if it is over."""
+        if self._finished:
+            return False
+        self._suspended = True
+        return True
+
+    def resume(self) -> None:
+        """The call goes on (with the bot, or to be closed by :meth:`finish` after a supervisor had it)."""
+        self._suspended = False
+        self.end_reason = self.outcome = None
+        self.playing = set()
+
     async def bot_interrupted(self) -> None:
         """The caller barged in: every bot turn still playing ends now, marked interrupted."""
         playing, self.playing = self.playing, set()
@@ -120,9 +135,9 @@ class CallContext:
         """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, no_media, error).
 
         Records what the caller was in the middle of saying, closes the dialog session and the record.
-        Safe to call more than once; only the first call counts.
+        Safe to call more than once; only the first call counts. Nothing while suspended (:meth:`suspend`).
         """
-        if self._finished:
+        if self._finished or self._suspended:
             return
         self._finished = True
         reason = self.end_reason or reason
