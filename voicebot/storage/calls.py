@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, String, cast, create_engine, exists, func, or_, select, update
@@ -30,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
+from voicebot.recording import repair_wav
 from voicebot.redaction import Redactor
 from voicebot.storage.models import CallIntentRow, CallNoteRow, CallRow, RecordingRow, TurnRow
 
@@ -46,6 +48,8 @@ DIALOGUE_ACTS = frozenset({"greet", "goodbye", "affirm", "deny", "thanks", "repe
 LATENCY_BUCKETS_MS = (250, 500, 750, 1000, 1250, 1500, 2000, 3000, 5000)
 # (an alias: inside CallStore, `list` names its method)
 CallRows = list[dict[str, Any]]
+# Recording states (RecordingRow.consent) with a file to play: complete, or cut short by a process that died.
+PLAYABLE = frozenset({"recorded", "interrupted"})
 MAX_STATS_HOURS = 24 * 92  # hours filled in per-hour series (a quarter); longer ranges list only hours with calls
 
 
@@ -265,13 +269,15 @@ class CallStore:
         counted as call time; returns how many.
 
         In a cluster only the calls of ``node_id`` (default: this store's node) are closed: a starting node closes
-        its own leftovers, a survivor a lost node's (outcome ``node_lost``); other nodes' live calls stay open."""
+        its own leftovers, a survivor a lost node's (outcome ``node_lost``); other nodes' live calls stay open.
+        Their recordings still open are closed too (:meth:`_close_stale_recordings`)."""
         node = node_id or self.node_id
         closed: list[tuple[str, datetime]] = []
         query = select(CallRow).where(CallRow.end.is_(None))
         if node is not None:
             query = query.where(CallRow.node_id == node)
         with self._sessions.begin() as s:
+            self._close_stale_recordings(s, node)  # before the turns are closed: who heard the announcement
             for row in s.scalars(query):
                 starts, ends = s.execute(select(func.max(TurnRow.start), func.max(TurnRow.end))
                                          .where(TurnRow.call_id == row.id)).one()
@@ -478,6 +484,38 @@ class CallStore:
                 row = RecordingRow(call_id=call_id, started_at=utcnow())
                 s.add(row)
             row.consent, row.path, row.bytes, row.duration_s, row.declined_at = "declined", None, 0, 0.0, utcnow()
+
+    def _close_stale_recordings(self, s: Session, node: str | None) -> None:
+        """Close the recordings a dead process left open (consent ``recording``) of ``node``'s calls (every node's
+        if None): kept as ``interrupted``, the file made readable, when the caller heard the announcement (the
+        greeting was played to its end, or the caller spoke: a decline is understood at any turn); otherwise the
+        file is deleted and the row says ``unannounced``. A file this machine does not have (a lost node's disk)
+        stays named, as ``interrupted``, for that node to repair when it restarts."""
+        query = (select(RecordingRow).join(CallRow, CallRow.id == RecordingRow.call_id)
+                 .where(RecordingRow.consent == "recording"))
+        if node is not None:
+            query = query.where(CallRow.node_id == node)
+        kept = deleted = 0
+        for row in s.scalars(query):
+            heard = s.scalar(select(exists().where(TurnRow.call_id == row.call_id, or_(
+                TurnRow.speaker == "caller", (TurnRow.speaker == "bot") & TurnRow.end.is_not(None)))))
+            path = Path(row.path) if row.path else None
+            if heard and path is not None:
+                repaired = repair_wav(path)
+                if repaired is not None or not path.exists():
+                    row.consent = "interrupted"
+                    if repaired is not None:
+                        row.bytes, row.duration_s = repaired.size, round(repaired.duration_s, 2)
+                    kept += 1
+                    continue
+            if path is not None:
+                path.unlink(missing_ok=True)
+            row.consent, row.path, row.bytes, row.duration_s = "unannounced", None, 0, 0.0
+            deleted += 1
+        if kept or deleted:
+            log.info("closed %d recording(s) left open by a process that died: %d kept as interrupted, %d deleted "
+                     "(the caller had not heard the announcement, or no audio was written)", kept + deleted, kept,
+                     deleted)
 
     def recording(self, call_id: str) -> RecordingRow | None:
         """The recording row of a call (detached), or None."""
@@ -749,9 +787,11 @@ def _turn_dict(t: TurnRow, with_ids: bool = True) -> dict[str, Any]:
 def _recording_dict(row: RecordingRow | None) -> dict[str, Any]:
     """What the call record says of its recording: whether there is one to play, its length, whether declined."""
     return {
-        "available": bool(row is not None and row.path and row.consent == "recorded"),
+        "available": bool(row is not None and row.path and row.consent in PLAYABLE),
         "duration_s": row.duration_s if row is not None and row.path else None,
         "declined": bool(row is not None and row.consent == "declined"),
+        # Cut short by the death of the process that recorded it: the file ends where the process died.
+        "interrupted": bool(row is not None and row.path and row.consent == "interrupted"),
         # When the recording began: second 0 of the file (the dashboard links evidence times into it).
         "start": _iso(row.started_at) if row is not None and row.path else None,
     }
