@@ -70,6 +70,9 @@ ABSORB_MAX_WORDS = 6
 # start with one: a sub-clause at a cut point is taken when the classifier is this sure of it on its own.
 RESCUE_MIN_PROB = 0.6
 MAX_SPAN = 5
+# A clause keeps its own request when its words without the value say so this surely on their own: "my password
+# | does not work" is a password request even beside a return that wants a reason.
+KEEP_OWN_PROB = 0.9
 
 
 class Questions(Protocol):
@@ -208,7 +211,7 @@ class NLU:
         scores = dict(sorted(whole.items(), key=lambda kv: -kv[1])[:5])
         chosen = self._segment(norm) if norm.tokens else []
         offsets = norm.offsets()
-        self._absorb_slot_clauses(chosen, entities, offsets)
+        self._absorb_slot_clauses(chosen, entities, norm.tokens, offsets)
         if self.questions is not None:
             chosen = self._find_questions(chosen, norm, entities, offsets)
 
@@ -353,7 +356,7 @@ class NLU:
             left = _Scored(other, OUT_OF_SCOPE, 0.0)
         return [left, hit] if tail else [hit, left]
 
-    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity],
+    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], tokens: list[str],
                              offsets: list[tuple[int, int]]) -> None:
         """A short clause that only gives a value for a neighbouring request belongs to that request:
         in "the charger is faulty so i want to return it" the fault is the return's reason, not a
@@ -362,8 +365,10 @@ class NLU:
             if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets):
                 continue
             lo, hi = offsets[s.clause.start][0], offsets[s.clause.end - 1][1]
-            types = {e.type for e in entities if lo <= e.start < hi and e.type != "yes_no"}
-            for t in types:
+            inside = [e for e in entities if lo <= e.start < hi and e.type != "yes_no"]
+            if inside and self._says_itself(s, inside, tokens, offsets):
+                continue
+            for t in {e.type for e in inside}:
                 if self._wants(s.intent, t):
                     continue
                 for n in (k - 1, k + 1):
@@ -371,6 +376,15 @@ class NLU:
                             and chosen[n].prob >= self.threshold and self._wants(chosen[n].intent, t):
                         s.intent, s.prob = chosen[n].intent, chosen[n].prob
                         break
+
+    def _says_itself(self, s: _Scored, inside: list[Entity], tokens: list[str],
+                     offsets: list[tuple[int, int]]) -> bool:
+        """True if the clause's words outside its values name its own request surely ("my password")."""
+        rest = [tokens[k] for k in range(s.clause.start, s.clause.end)
+                if not any(e.start < offsets[k][1] and offsets[k][0] < e.end for e in inside)]
+        if not rest or s.intent == OUT_OF_SCOPE:
+            return False
+        return self._probs([rest])[0].get(s.intent, 0.0) >= KEEP_OWN_PROB
 
     def _find_questions(self, chosen: list[_Scored], norm: Normalized, entities: list[Entity],
                         offsets: list[tuple[int, int]]) -> list[_Scored]:
@@ -391,7 +405,7 @@ class NLU:
                 head, tail = make_clause(tokens, s.clause.start, k), make_clause(tokens, k, s.clause.end)
                 parts += [(n, head, tail), (n, tail, head)]
         parts = [(n, q, r) for n, q, r in parts if len(q.words) >= FAQ_MIN_WORDS and not q.negated
-                 and q.end <= len(offsets) and (r is None or (r.words and not r.negated))]
+                 and q.end <= len(offsets) and (r is None or (len(r.words) >= FAQ_MIN_WORDS and not r.negated))]
         if not parts:
             return chosen
         judge = self.question_classifier
