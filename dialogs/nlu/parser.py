@@ -24,6 +24,8 @@ How an utterance is parsed:
    FAQ_MIN_SCORE (FAQ_OVER_REQUEST_SCORE when the clause was a request). Letting ``faq`` compete with the
    requests over-calls public questions and shifts the other labels (89 % exact match on the dev set, not 96 %).
 8. "please" on its own next to a request is politeness, not a yes.
+9. A yes or a no after a request in the same turn is not an answer ("the login page keeps paying my password, it
+   wrong"): answers open a turn.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ FAQ_MIN_SCORE = 0.6
 FAQ_OVER_REQUEST_SCORE = 0.75
 FAQ_MIN_WORDS = 3  # "can i", "my email": fragments of a request, not questions
 POLITENESS = frozenset({"please"})
+ANSWERS = frozenset({"affirm", "deny"})
 # Cost of one more clause in the segmentation (in log-probability): a split must buy more certainty.
 CLAUSE_COST = 1.5
 # How much each atomic piece's own classification counts towards the label of its clause.
@@ -222,6 +225,8 @@ class NLU:
                 continue
             if len(chosen) > 1 and s.clause.words and set(s.clause.words) <= POLITENESS:
                 continue
+            if s.intent in ANSWERS and any(p.intent not in DIALOG_ACTS for p in positives):
+                continue  # a yes or no answers the bot, so it opens the turn: after a request it is a misheard word
             if s.clause.negated:
                 if s.intent not in negated:
                     negated.append(s.intent)
