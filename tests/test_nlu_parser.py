@@ -93,6 +93,7 @@ def test_a_clause_that_names_its_own_request_is_not_absorbed(nlu: NLU) -> None:
 def test_a_yes_or_no_after_a_request_is_a_misheard_word_not_an_answer(nlu: NLU) -> None:
     assert names(nlu.parse("the login page keeps rejecting my password, it wrong")) == ["reset_password"]
     assert names(nlu.parse("no i would rather talk to a real person")) == ["deny", "speak_to_agent"]
+    assert names(nlu.parse("yes, no, sure")) == ["affirm"]
 
 
 def test_relative_dates_use_the_given_day(nlu: NLU) -> None:

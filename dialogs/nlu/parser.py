@@ -24,8 +24,8 @@ How an utterance is parsed:
    FAQ_MIN_SCORE (FAQ_OVER_REQUEST_SCORE when the clause was a request). Letting ``faq`` compete with the
    requests over-calls public questions and shifts the other labels (89 % exact match on the dev set, not 96 %).
 8. "please" on its own next to a request is politeness, not a yes.
-9. A yes or a no after a request in the same turn is not an answer ("the login page keeps paying my password, it
-   wrong"): answers open a turn.
+9. A yes or a no after a request or another answer in the same turn is not an answer ("the login page keeps paying
+   my password, it wrong"; "yes, no, add"): answers open a turn.
 """
 
 from __future__ import annotations
@@ -225,8 +225,8 @@ class NLU:
                 continue
             if len(chosen) > 1 and s.clause.words and set(s.clause.words) <= POLITENESS:
                 continue
-            if s.intent in ANSWERS and any(p.intent not in DIALOG_ACTS for p in positives):
-                continue  # a yes or no answers the bot, so it opens the turn: after a request it is a misheard word
+            if s.intent in ANSWERS and any(p.intent not in DIALOG_ACTS or p.intent in ANSWERS for p in positives):
+                continue  # a yes or no answers the bot, so it opens the turn: after a request or answer it is misheard
             if s.clause.negated:
                 if s.intent not in negated:
                     negated.append(s.intent)
