@@ -184,8 +184,8 @@ def test_held_out_set_written_after_tuning(knowledge: Knowledge) -> None:
     # knowledge_heldout2.tsv was written after the margin rule and the extra questions were chosen on the dev set
     kb = knowledge.retriever.kb
     report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout2.tsv", set(kb.ids())))
-    assert report.n >= 80 and report.accuracy >= 0.85
-    assert report.unknown["accuracy"] >= 0.9
+    assert report.n >= 80 and report.accuracy >= 0.9
+    assert report.unknown["accuracy"] >= 0.85
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +215,12 @@ def test_the_faq_act_keeps_the_dev_set_exact_match(nlu_with_faq: NLU) -> None:
 
     report = evaluate_nlu(nlu_with_faq, load_examples(DATA / "nlu_dev.tsv"), today=date(2025, 1, 15))
     assert report.exact_match >= 0.96
+
+
+def test_held_out_set_3_written_before_the_classifier(knowledge: Knowledge) -> None:
+    # knowledge_heldout3.tsv was written and measured once before the classifier and the extra questions
+    # (84.5 %), and measured once after them (90.3 %): never tuned on
+    kb = knowledge.retriever.kb
+    report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout3.tsv", set(kb.ids())))
+    assert report.n >= 100 and report.accuracy >= 0.88
+    assert report.known["accuracy"] >= 0.95

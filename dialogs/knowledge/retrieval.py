@@ -190,10 +190,12 @@ _NEGATIVE = -1  # the class of the negatives
 def _fit_classifier(questions: np.ndarray, owner: list[int], negatives: np.ndarray | None) -> Any:
     """Logistic regression from embeddings to entry index (or :data:`_NEGATIVE`); None with a single class."""
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     x, y = questions, list(owner)
     if negatives is not None:
         x, y = np.vstack([questions, negatives]), y + [_NEGATIVE] * len(negatives)
     if len(set(y)) < 2:
         return None
-    return LogisticRegression(C=CLASSIFIER_C, max_iter=2000).fit(x, y)
+    with threadpool_limits(1):  # a small fit: 0.2 s on one thread, over 10 s with BLAS threads on a busy machine
+        return LogisticRegression(C=CLASSIFIER_C, max_iter=2000).fit(x, y)
