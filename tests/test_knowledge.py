@@ -104,13 +104,34 @@ def test_questions_find_their_entry_by_meaning(knowledge: Knowledge) -> None:
                              ("how long can i wait before returning an item", "return_policy")]:
         verdict = r.lookup(question)
         assert verdict.match is not None and verdict.match.entry.id == wanted, (question, verdict)
-        assert verdict.match.score >= r.threshold
+        assert verdict.probability >= r.threshold and verdict.match.score > 0.5
 
 
 def test_unknown_questions_get_i_dont_know_with_the_reason(knowledge: Knowledge) -> None:
     verdict = knowledge.retriever.lookup("who won the world cup in 1998")
     assert verdict.match is None and verdict.best is not None
-    assert verdict.trace()["entry"] is None and verdict.reason
+    assert verdict.trace()["entry"] is None and "out-of-scope" in verdict.reason
+
+
+@pytest.mark.parametrize(("question", "wanted"), [
+    ("good morning, the mirror i ordered came in two pieces and there's glass everywhere in the box", "damaged_item"),
+    ("the blender i bought from you in spring stopped turning on, do you fix it or replace it", "warranty"),
+])
+def test_a_long_question_that_tells_a_story_first_finds_its_entry(
+        knowledge: Knowledge, question: str, wanted: str) -> None:
+    # every variant is far in cosine (below 0.45, where a fixed threshold said "I don't know"); the classifier
+    # still sees which entry it leans to
+    verdict = knowledge.retriever.lookup(question)
+    assert verdict.match is not None and verdict.match.entry.id == wanted, verdict
+    assert verdict.match.score < 0.45 and verdict.probability >= knowledge.retriever.threshold
+
+
+def test_a_knowledge_base_of_one_entry_without_negatives_answers_by_cosine(tmp_path: Path) -> None:
+    entry(tmp_path / "kb", "hours.md", GOOD)
+    r = Retriever(load_knowledge(tmp_path / "kb"), threshold=0.5)
+    assert r.lookup("when are you open on mondays").match is not None
+    verdict = r.lookup("the cat sat on the mat")
+    assert verdict.match is None and "below the threshold" in verdict.reason
 
 
 def test_held_out_accuracy_of_both_encoders(domain, knowledge: Knowledge) -> None:
@@ -149,22 +170,22 @@ def test_the_dialog_answers_then_starts_the_request_and_traces_entry_and_score(
     assert [i["name"] for i in reply.intents] == [FAQ, "return_item"]
     assert reply.text.index("30 days") < reply.text.index("postcode")
     [trace] = reply.trace["knowledge"]
-    assert trace["entry"] == "return_policy" and trace["score"] >= knowledge.retriever.threshold
+    assert trace["entry"] == "return_policy" and trace["probability"] >= knowledge.retriever.threshold
     assert session.knowledge_answered == ["return_policy"]
 
 
 def test_a_cancel_sentence_gets_no_knowledge_answer(knowledge: Knowledge) -> None:
-    # a weak best entry hardly ahead of the second is about neither: "I don't know", not the Pay Later entry
+    # its nearest variant is Pay Later's (0.55), but it is more like what the bot does not answer
     verdict = knowledge.retriever.lookup("i am done with the plan")
-    assert verdict.match is None and "hardly ahead" in verdict.reason
+    assert verdict.match is None and verdict.best is not None and verdict.best.entry.id == "pay_later"
 
 
 def test_held_out_set_written_after_tuning(knowledge: Knowledge) -> None:
     # knowledge_heldout2.tsv was written after the margin rule and the extra questions were chosen on the dev set
     kb = knowledge.retriever.kb
     report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout2.tsv", set(kb.ids())))
-    assert report.n >= 80 and report.accuracy >= 0.85
-    assert report.unknown["accuracy"] >= 0.9
+    assert report.n >= 80 and report.accuracy >= 0.9
+    assert report.unknown["accuracy"] >= 0.85
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +201,8 @@ def nlu_with_faq(domain, knowledge: Knowledge) -> NLU:
     ("how can i send back order three three four five one", ["return_item"]),
     ("how do i cook rice", ["out_of_scope"]),
     ("please help me send this vacuum back it stopped working", ["return_item"]),
+    # the rest of a clause must be a request of its own, not a fragment such as "my password"
+    ("my password reset email never shows up", ["reset_password"]),
 ])
 def test_the_faq_act_is_confirmed_by_the_knowledge_base(nlu_with_faq: NLU, text: str, intents: list[str]) -> None:
     assert [i.name for i in nlu_with_faq.parse(text).intents] == intents
@@ -194,3 +217,12 @@ def test_the_faq_act_keeps_the_dev_set_exact_match(nlu_with_faq: NLU) -> None:
 
     report = evaluate_nlu(nlu_with_faq, load_examples(DATA / "nlu_dev.tsv"), today=date(2025, 1, 15))
     assert report.exact_match >= 0.96
+
+
+def test_held_out_set_3_written_before_the_classifier(knowledge: Knowledge) -> None:
+    # knowledge_heldout3.tsv was written and measured once before the classifier and the extra questions
+    # (84.5 %), and measured once after them (90.3 %): never tuned on
+    kb = knowledge.retriever.kb
+    report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout3.tsv", set(kb.ids())))
+    assert report.n >= 100 and report.accuracy >= 0.88
+    assert report.known["accuracy"] >= 0.95

@@ -116,7 +116,7 @@ def evaluate(
 def format_report(report: KnowledgeReport, encoder: str, show_errors: int = 20) -> str:
     k, u = report.known, report.unknown
     lines = [
-        f"questions: {report.n}   encoder: {encoder}   threshold: {report.threshold:.2f}",
+        f"questions: {report.n}   encoder: {encoder}   threshold (least probability): {report.threshold:.2f}",
         f"accuracy (right entry or correct \"I don't know\"): {report.accuracy:.1%}",
         f"  answerable ({k['n']:.0f}): {k['accuracy']:.1%} right entry, {k['wrong_entry']:.0f} wrong entry, "
         f"{k['said_unknown']:.0f} said \"I don't know\"",

@@ -166,8 +166,13 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             if transfer is not None:
                 transfer.claims = cluster.agents  # before its ACD starts: agents are rung by one node at a time
                 transfer.entries = cluster.queue  # and callers served in one order over the nodes
+                from voicebot.cluster.pages import share_pages
+
+                share_pages(runtime.settings, cluster, phones, transfer)  # agent pages rung from any node
         if transfer is not None:
             await transfer.start()
+            if cluster is not None and transfer.runner is not None:
+                cluster.queue_changes.add_sink(transfer.runner.recheck)  # another node freed an agent: offer now
         purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \
             if runtime.settings.privacy.purge_daily else None
         yield

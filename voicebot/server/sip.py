@@ -9,13 +9,16 @@ import logging
 from typing import TYPE_CHECKING
 
 from telephony.call import CallLeg
+from telephony.config import TrunkConfig
 from telephony.server import RunCall, SipServer
 from telephony.transport import SipCallTransport
 from voicebot.calls import CallRunner
+from voicebot.cluster.pages import page_agent
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from voicebot.config import Settings
     from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
@@ -35,9 +38,19 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
             channel="sip", caller_id=leg.caller, call_id=leg.call_id, dialled=leg.dialled,
             greeting=route.greeting if route else None, start_intent=route.flow if route else None,
         )
-        await CallRunner(runtime, session, transport, leg=leg, transfer=transfer).run()
+        await CallRunner(runtime, session, transport, leg=leg, transfer=transfer,
+                         resume_transport=lambda: SipCallTransport(leg)).run()
 
     return run
+
+
+def node_trunks(settings: Settings) -> list[TrunkConfig]:
+    """The trunks this process's SIP listener uses: as configured, except that a cluster node (``cluster.node_id``)
+    registers with none of them. The cluster's SIP front (Kamailio) registers instead, with its own address as
+    Contact; a node registering too would have the trunk's calls bypass the front."""
+    if not settings.cluster.node_id:
+        return settings.trunks
+    return [t.model_copy(update={"register_": False}) for t in settings.trunks]
 
 
 async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: TransferService | None = None) -> None:
@@ -52,9 +65,11 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: Trans
     gc.freeze()
     sip = None
     if settings.sip.enabled:
-        sip = SipServer(settings.sip, settings.trunks, sip_call_runner(runtime, transfer))
+        sip = SipServer(settings.sip, node_trunks(settings), sip_call_runner(runtime, transfer))
         if transfer is not None:
             transfer.use_ua(sip.ua)
+            # Another node ringing an agent page connected here (a cluster): not a caller for the bot.
+            sip.add_route(lambda leg: page_agent(leg.dialled) is not None, transfer.page_call)
         try:
             await sip.start()
         except OSError as exc:
