@@ -81,3 +81,86 @@ def test_answers_to_a_question_and_rejected_audio_get_no_second_pass(shared) -> 
 
 def test_no_second_pass_by_default() -> None:
     assert Settings().models.stt.second_pass_below == 0.0
+
+
+def test_the_dialog_stage_acts_on_the_best_supported_reading_and_traces_them_all(shared, tmp_path) -> None:
+    """A caller turn with the recogniser's readings reaches the real dialog stage: the bot answers the reading
+    the NLU understands, the caller's turn is recorded with it, and the bot turn's trace lists every reading."""
+    import asyncio
+    import time
+    from datetime import UTC, datetime
+
+    from pipecat.frames.frames import EndFrame, Frame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.workers.runner import WorkerRunner
+
+    from dialogs.engine import DialogEngine
+    from voicebot.config import CallConfig
+    from voicebot.pipeline.call import CallContext
+    from voicebot.pipeline.dialog import DialogStage
+    from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, GreetFrame
+    from voicebot.storage import CallStore
+    from voicebot.storage.schema import upgrade
+
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    engine = DialogEngine.build(database_url=url, seed_demo=True, seed=3)
+    upgrade(url)
+    store = CallStore(engine.database.engine)
+
+    class Ear(FrameProcessor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[BotSayFrame] = []
+            self.changed = asyncio.Event()
+
+        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+            await super().process_frame(frame, direction)
+            if isinstance(frame, BotSayFrame):
+                self.said.append(frame)
+                self.changed.set()
+            await self.push_frame(frame, direction)
+
+        async def until(self, n: int) -> BotSayFrame:
+            while len(self.said) < n:
+                self.changed.clear()
+                await asyncio.wait_for(self.changed.wait(), 120)
+            return self.said[n - 1]
+
+    session = engine.new_call(channel="web", call_id="call-nbest")
+    call = CallContext("call-nbest", "web", None, session, store, shared)
+    ear = Ear()
+    readings = (Hypothesis("banana piano", -0.2), Hypothesis("I was charged twice for the same order", -0.5))
+
+    async def main() -> None:
+        task = PipelineWorker(Pipeline([DialogStage(call, CallConfig()), ear]), enable_rtvi=False,
+                              enable_turn_tracking=False, idle_timeout_secs=None)
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(task)
+
+        async def drive() -> None:
+            await task.queue_frame(GreetFrame())
+            await ear.until(1)
+            now = datetime.now(UTC)
+            await task.queue_frame(CallerTurnFrame(text=readings[0].text, start=now, end=now,
+                                                   speech_end=time.monotonic(), released=time.monotonic(),
+                                                   confidence=0.5, alternatives=readings))
+            await ear.until(2)
+            await call.finish("caller_hangup")
+            await task.queue_frame(EndFrame())
+
+        await asyncio.gather(runner.run(), drive())
+
+    asyncio.run(main())
+    assert store.flush(timeout=60)
+    record = store.get("call-nbest")
+    assert record is not None
+    caller = [t for t in record["turns"] if t["speaker"] == "caller"]
+    assert caller[0]["text"] == readings[1].text, caller
+    bot = [t for t in record["turns"] if t["speaker"] == "bot"]
+    trace = bot[1]["extra"]["trace"]["hypotheses"]
+    assert [h["text"] for h in trace] == [r.text for r in readings]
+    assert [h["chosen"] for h in trace] == [False, True] and trace[1]["intents"] == ["billing_question"]
+    store.close()
+    engine.database.dispose()
