@@ -43,6 +43,27 @@ def test_a_much_less_likely_reading_needs_much_more_nlu_support(nlu) -> None:
     assert choose(readings, nlu.parse).index == 0
 
 
+def test_a_reading_that_lost_a_request_never_wins_and_a_sure_first_reading_stands() -> None:
+    """The NLU's parses are given here so the rule itself is visible: certainty of what is left would favour
+    the reading that dropped a request."""
+    from dialogs.nlu.parser import IntentHit, ParseResult
+
+    parses = {
+        "track it and refund the rest": [IntentHit("order_status", 0.7), IntentHit("billing_question", 0.6)],
+        "track it": [IntentHit("order_status", 0.99)],
+        "where is my order": [IntentHit("order_status", 0.9)],
+    }
+
+    def parse(text: str) -> ParseResult:
+        return ParseResult(text, text, parses[text], [], {}, [], [])
+
+    lost = [Hypothesis("track it and refund the rest", -0.3), Hypothesis("track it", -0.1)]
+    assert choose(lost, parse).index == 0
+    sure = [Hypothesis("where is my order", -0.9), Hypothesis("track it", -0.1)]
+    assert choose(sure, parse).index == 0
+    assert choose(sure, parse, first_sure=0.95).index == 1
+
+
 def test_no_readings_is_an_error() -> None:
     with pytest.raises(ValueError):
         choose([], lambda t: None)  # type: ignore[arg-type, return-value]
