@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 import redis
 from call_models import CALL_FLOW_MODELS
-from net_helpers import free_port
+from net_helpers import free_port, sip_port
 
 SIPP_SCENARIOS = Path(__file__).parent / "sipp"
 
@@ -429,3 +429,95 @@ def start_cluster_postgres(cluster: Cluster, cmdline: list[str]) -> None:
     info.save()
     port = int(cmdline[cmdline.index("-p") + 1])
     _wait_port(port, proc, "postgres", timeout_s=60)
+
+
+def sip_options_ok(hostport: str, timeout: float = 1.0) -> bool:
+    """True if a SIP OPTIONS over UDP to ``hostport`` gets a 200."""
+    host, port = hostport.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        lport = s.getsockname()[1]
+        branch = f"z9hG4bK{os.urandom(6).hex()}"
+        msg = (f"OPTIONS sip:{hostport} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch};rport\r\n"
+               f"Max-Forwards: 70\r\nFrom: <sip:test@127.0.0.1>;tag={branch[-8:]}\r\nTo: <sip:{hostport}>\r\n"
+               f"Call-ID: {branch}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        try:
+            s.sendto(msg.encode(), (host, int(port)))
+            return s.recv(65535).startswith(b"SIP/2.0 200")
+        except OSError:
+            return False
+
+
+class KamailioFront:
+    """Kamailio alone, with a config voicebot.cluster.kamailio generates from ``front`` (FrontConfig's fields), for
+    tests of the front's own checks: no PostgreSQL, Redis or bot node (a sipp UAS at ``nodes`` can stand in for
+    one). ``env`` is Kamailio's environment (where it reads passwords from)."""
+
+    def __init__(self, run_dir: Path, nodes: tuple[int, ...] = (), env: dict[str, str] | None = None,
+                 **front: Any) -> None:
+        from voicebot.cluster.kamailio import FrontConfig, Node
+
+        self.dir = run_dir
+        self.port = sip_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {})}
+        self.nodes = [Node(f"n{i}", "127.0.0.1", port) for i, port in enumerate(nodes, start=1)]
+        self.config = FrontConfig("127.0.0.1", self.port, run_dir / "dispatcher.list", run_dir=run_dir, children=2,
+                                  **front)
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "kamailio.log"
+
+    def start(self) -> KamailioFront:
+        from voicebot.cluster.kamailio import dispatcher_list, render, write_registration_table
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config.dispatcher_list.write_text(dispatcher_list(self.nodes))
+        if self.config.registrations:
+            write_registration_table(self.dir)
+        cfg = self.dir / "kamailio.cfg"
+        cfg.write_text(render(self.config))
+        check = subprocess.run(["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True)
+        assert check.returncode == 0, f"the generated config does not load:\n{check.stderr[-3000:]}"
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(self.dir), "-w",
+                                           str(self.dir)], stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not sip_options_ok(self.address):
+            assert self._proc.poll() is None, f"kamailio exited:\n{self.log()[-3000:]}"
+            assert time.monotonic() < deadline, f"kamailio did not answer OPTIONS:\n{self.log()[-3000:]}"
+            time.sleep(0.1)  # polls the front we just started, bounded by the deadline
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, pattern: str, timeout_s: float = 20.0) -> str:
+        """The first line of Kamailio's log matching ``pattern`` once it appears (AssertionError after timeout_s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for line in self.log().splitlines():
+                if re.search(pattern, line):
+                    return line
+            assert time.monotonic() < deadline, f"no line matching {pattern!r} in kamailio's log:\n{self.log()[-3000:]}"
+            time.sleep(0.1)  # polls the log for a line Kamailio writes, bounded by the deadline
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, 15)
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, 9)
+                self._proc.wait(5)
+        self._proc = None
+
+    def __enter__(self) -> KamailioFront:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

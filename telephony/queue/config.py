@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A SIP address an agent (or a blind transfer) is reached at: sip:/sips: URI, optionally in angle brackets.
 _SIP_URI = re.compile(r"^<?sips?:[^\s<>]+>?$", re.IGNORECASE)
@@ -47,6 +47,12 @@ class AgentConfig(_Section):
     )
     max_calls: int = Field(default=1, ge=1, description="Calls the agent can hold at once.")
     logged_in: bool = Field(default=False, description="Start logged in (available) rather than offline.")
+    sip_password_env: str | None = Field(
+        default=None,
+        description="Cluster: name of the environment variable holding the password the agent's phone must prove "
+                    "(digest) to register with the SIP front as the user of `contact`; empty: its REGISTER is "
+                    "accepted from a trusted network without a password.",
+    )
 
     @field_validator("contact")
     @classmethod
@@ -58,9 +64,23 @@ class AgentConfig(_Section):
             raise ValueError(f"expected a SIP URI like sip:alice@pbx.example.com or `webrtc`, got {v!r}")
         return v.strip("<>")
 
+    @model_validator(mode="after")
+    def _sip_user(self) -> AgentConfig:
+        if self.sip_password_env and self.sip_user is None:
+            raise ValueError("sip_password_env needs a SIP contact with a user part (sip:alice@front)")
+        return self
+
     @property
     def display_name(self) -> str:
         return self.name or self.id
+
+    @property
+    def sip_user(self) -> str | None:
+        """The user part of a SIP ``contact`` (the name the agent's phone registers as); None for webrtc."""
+        if self.contact == "webrtc":
+            return None
+        user, at, _host = self.contact.partition(":")[2].partition("@")
+        return user if at and user else None
 
 
 class QueueConfig(_Section):

@@ -11,17 +11,69 @@ Call-ID inside the dispatcher, no dialog module). Bot calls differ a lot in leng
 call held for an agent), so counting calls balances better than round robin or fixed weights; the nodes are
 probed with OPTIONS every ``ping_interval_s`` and taken out after ``probing_threshold`` missed answers, and an
 INVITE that times out or gets a 5xx from a node is retried on the next node (``ds_next_dst``).
+
+Trunks and agent phones prove who they are here, as they would to a single node:
+
+- A trunk with ``register: true`` is registered by Kamailio (uac module, ``uac_reg``) with Kamailio's address in
+  the Contact (``sip:USERNAME@front``), refreshed before it expires and retried every ``register_retry_s`` after a
+  failure; every change of a trunk's registration state is logged (``trunk NAME: registered`` / ``... failed``).
+  The nodes never register themselves: their one trunk is the front. uac_reg insists on a database table: it gets
+  an empty db_text table in the run folder, and the records are added at start-up over Kamailio's own RPC with the
+  password read from the environment variable the trunk names (``$env(NAME)``), so no password is in any file.
+- INVITEs from outside the trusted networks are challenged (407, realm ``voicebot``) when a trunk has
+  ``inbound_auth``: the right username and password are let in (their P-Asserted-Identity removed, as a single node
+  does for calls let in by digest only), wrong ones get 403.
+- An agent whose ``sip_password_env`` is set must prove its password (digest, 401) to REGISTER as the user of its
+  ``contact``, from any network; a wrong one gets 403. Other REGISTERs are accepted from trusted networks only,
+  without a password (``open_registration_warning`` says so at start-up).
+- pike limits every source's request rate before any of this.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from telephony.config import TrunkConfig
+from telephony.queue.config import AgentConfig
 
 DISPATCHER_SET = 1
+REALM = "voicebot"  # the digest realm of inbound calls and agent registrations, as on a single node
+REGISTRATION_TABLE = "uacreg"
+# What may be spliced into the generated config: no quotes, no `$` (Kamailio's variables), no backslashes.
+_SAFE = re.compile(r"^[A-Za-z0-9_.:@+\-\[\]]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _safe(what: str, value: str, pattern: re.Pattern[str] = _SAFE) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{what} {value!r} cannot go into the Kamailio config (letters, digits and . _ - : @ + [ ] only)")
+    return value
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A SIP user name whose requests must carry digest credentials for the password in the environment
+    variable ``password_env`` (read by Kamailio, never written into its config)."""
+
+    username: str
+    password_env: str
+
+
+@dataclass(frozen=True)
+class TrunkRegistration:
+    """A trunk Kamailio registers with: as ``username`` at ``host:port``, Contact ``sip:USERNAME@front``."""
+
+    trunk: str
+    username: str
+    host: str
+    port: int
+    transport: str
+    password_env: str
+    expires: int
 
 
 @dataclass(frozen=True)
@@ -40,8 +92,10 @@ class Node:
 
 @dataclass(frozen=True)
 class FrontConfig:
-    """What the generated config depends on. ``trusted`` networks may call in and register; those in
-    ``trusted_identity`` also keep their P-Asserted-Identity (everyone else's is removed before a node sees it)."""
+    """What the generated config depends on. ``trusted`` networks may call in and register phones without a
+    password; those in ``trusted_identity`` also keep their P-Asserted-Identity (everyone else's is removed before a
+    node sees it). ``inbound_auth`` and ``agent_auth`` let callers and agent phones in from anywhere by password;
+    ``registrations`` are the trunks the front registers with (they need ``run_dir``)."""
 
     listen_host: str
     listen_port: int
@@ -59,6 +113,12 @@ class FrontConfig:
     children: int = 4
     modules_dir: str | None = None  # None: Kamailio's own (the Debian package's) module folder
     extra_aliases: tuple[str, ...] = field(default_factory=tuple)
+    registrations: tuple[TrunkRegistration, ...] = ()
+    inbound_auth: tuple[Credential, ...] = ()  # trunks whose INVITEs from untrusted addresses are challenged
+    agent_auth: tuple[Credential, ...] = ()  # agent phones that must prove their password to REGISTER
+    run_dir: Path | None = None  # Kamailio's run folder (-Y): the registration table and the RPC FIFO live there
+    register_retry_s: int = 30
+    register_check_s: int = 5  # how often registration states are looked at (refreshes and the log)
 
 
 def trusted_from_trunks(trunks: list[TrunkConfig]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -74,6 +134,54 @@ def trusted_from_trunks(trunks: list[TrunkConfig]) -> tuple[tuple[str, ...], tup
         if trunk.trust_asserted_identity:
             identity += nets
     return tuple(dict.fromkeys(allowed)), tuple(dict.fromkeys(identity))
+
+
+def registrations_from_trunks(trunks: list[TrunkConfig]) -> tuple[TrunkRegistration, ...]:
+    """The registrations the front makes: one per trunk with ``register: true``."""
+    regs = []
+    for t in trunks:
+        if t.register_ and t.username and t.password_env:
+            regs.append(TrunkRegistration(t.name, t.username, t.host, t.port, t.transport, t.password_env,
+                                          t.register_expires))
+    users = [r.username for r in regs]
+    if len(users) != len(set(users)):
+        raise ValueError("trunks that register must have different usernames: the front's Contact is "
+                         "sip:USERNAME@front")
+    return tuple(regs)
+
+
+def inbound_auth_from_trunks(trunks: list[TrunkConfig]) -> tuple[Credential, ...]:
+    """The credentials INVITEs from untrusted addresses are checked against: trunks with ``inbound_auth``."""
+    return tuple(Credential(t.username, t.password_env) for t in trunks
+                 if t.inbound_auth and t.username and t.password_env)
+
+
+def agent_credentials(agents: list[AgentConfig]) -> tuple[Credential, ...]:
+    """The agent phones that must prove a password to register: agents with a SIP contact and ``sip_password_env``."""
+    return tuple(Credential(a.sip_user, a.sip_password_env) for a in agents
+                 if a.sip_password_env and a.sip_user)
+
+
+def open_registration_warning(cfg: FrontConfig) -> str:
+    """The start-up warning that REGISTER is accepted without a password from trusted networks (for every name but
+    those of agents with ``sip_password_env``)."""
+    if cfg.agent_auth:
+        return ("agent phones without sip_password_env register from trusted networks "
+                f"({', '.join(cfg.trusted)}) without a password")
+    return (f"agent phones register with the SIP front from trusted networks ({', '.join(cfg.trusted)}) without a "
+            "password: set agents[].sip_password_env to make them prove who they are")
+
+
+def write_registration_table(run_dir: Path) -> None:
+    """The empty db_text table uac_reg loads at start-up (the records come over RPC, passwords from the
+    environment)."""
+    db = run_dir / "db"
+    db.mkdir(parents=True, exist_ok=True)
+    (db / REGISTRATION_TABLE).write_text(
+        "id(int,auto) l_uuid(string) l_username(string) l_domain(string) r_username(string) r_domain(string) "
+        "realm(string) auth_username(string) auth_password(string) auth_ha1(string) auth_proxy(string) "
+        "expires(int) flags(int) reg_delay(int) contact_addr(string) socket(string) \n")
+    (db / "version").write_text(f"table_name(string) table_version(int) \n{REGISTRATION_TABLE}:5\n")
 
 
 def dispatcher_list(nodes: list[Node]) -> str:
@@ -95,6 +203,148 @@ def _set_if(networks: tuple[str, ...], var: str) -> str:
     return f"    if ({' || '.join(tests)}) {{\n        $var({var}) = 1;\n    }}\n"
 
 
+def _env(password_env: str, *, json_string: bool = False) -> str:
+    """The Kamailio expression of an environment variable's value; ``json_string``: escaped to go inside one."""
+    name = _safe("password_env", password_env, _ENV_NAME)
+    return f"$(env({name}){{s.escape.common}})" if json_string else f"$env({name})"
+
+
+def _password_lookup(credentials: tuple[Credential, ...], user_var: str) -> str:
+    """Lines setting ``$var(known)`` and ``$var(pw)`` to the password of the user in ``user_var``."""
+    lines = ["    $var(known) = 0;"]
+    for i, cred in enumerate(credentials):
+        test = "if" if i == 0 else "} else if"
+        lines.append(f'    {test} ({user_var} == "{_safe("SIP username", cred.username)}") {{')
+        lines.append(f"        $var(known) = 1;\n        $var(pw) = {_env(cred.password_env)};")
+    if credentials:
+        lines.append("    }")
+    return "\n".join(lines) + "\n"
+
+
+def _inbound_auth_route(cfg: FrontConfig) -> str:
+    """route[INBOUND_AUTH], run for an INVITE from an untrusted address: exits with 407/403, or returns when the
+    request carries a trunk's right credentials."""
+    if not cfg.inbound_auth:
+        return """route[INBOUND_AUTH] {
+    xlog("L_WARN", "INVITE from untrusted $si refused\\n");
+    sl_send_reply("403", "Forbidden");
+    exit;
+}
+"""
+    return f"""route[INBOUND_AUTH] {{
+    if (!is_present_hf("Proxy-Authorization")) {{
+        proxy_challenge("{REALM}", "1");
+        exit;
+    }}
+{_password_lookup(cfg.inbound_auth, "$au")}    if ($var(known) == 1) {{
+        pv_proxy_authenticate("{REALM}", "$var(pw)", "0");
+        $var(rc) = $rc;
+        if ($var(rc) > 0) {{
+            consume_credentials();
+            return;
+        }}
+        # An old or reused nonce: a fresh challenge, not a refusal.
+        if ($var(rc) == -3 || $var(rc) == -4 || $var(rc) == -5 || $var(rc) == -6) {{
+            proxy_challenge("{REALM}", "1");
+            exit;
+        }}
+    }}
+    xlog("L_WARN", "INVITE from untrusted $si with wrong credentials (user $au) refused\\n");
+    sl_send_reply("403", "Forbidden");
+    exit;
+}}
+"""
+
+
+def _agent_auth_route(cfg: FrontConfig) -> str:
+    """route[AGENT_AUTH], run for every REGISTER: for an agent with a password, exits with 401/403 unless the
+    credentials are right (then ``$var(agent_authed)`` is 1); returns at once for any other user."""
+    head = "route[AGENT_AUTH] {\n    $var(agent_authed) = 0;\n"
+    if not cfg.agent_auth:
+        return head + "}\n"
+    return head + _password_lookup(cfg.agent_auth, "$tU") + f"""    if ($var(known) != 1) {{
+        return;
+    }}
+    # The credentials' user must be the registered one (checks=1): no registering as another agent.
+    pv_auth_check("{REALM}", "$var(pw)", "0", "1");
+    $var(rc) = $rc;
+    if ($var(rc) > 0) {{
+        consume_credentials();
+        $var(agent_authed) = 1;
+        return;
+    }}
+    if ($var(rc) == -3 || $var(rc) == -4 || $var(rc) == -5 || $var(rc) == -6) {{
+        www_challenge("{REALM}", "1");
+        exit;
+    }}
+    xlog("L_WARN", "REGISTER as agent $tU from $si with wrong credentials (user $au) refused\\n");
+    sl_send_reply("403", "Forbidden");
+    exit;
+}}
+"""
+
+
+def _registration_parts(cfg: FrontConfig) -> tuple[str, str]:
+    """(module lines, routes) of the trunk registrations: uac_reg with an empty db_text table, the records added
+    over RPC in the first worker with the passwords from the environment, and a timer logging state changes."""
+    if not cfg.registrations:
+        return "", ""
+    if cfg.run_dir is None:
+        raise ValueError("trunk registration at the front needs run_dir (its registration table and RPC FIFO)")
+    front = cfg.advertise or cfg.listen_host
+    contact = f"{front}:{cfg.listen_port}"
+    shv = ";".join(f"reg_{i}=i:0" for i in range(len(cfg.registrations)))
+    modules = f"""loadmodule "db_text.so"
+loadmodule "jsonrpcs.so"
+loadmodule "uac.so"
+loadmodule "rtimer.so"
+modparam("jsonrpcs", "transport", 2)
+modparam("jsonrpcs", "fifo_name", "{cfg.run_dir / 'kamailio_rpc.fifo'}")
+modparam("jsonrpcs", "fifo_mode", 0600)
+modparam("uac", "reg_db_url", "text://{cfg.run_dir / 'db'}")
+modparam("uac", "reg_contact_addr", "{contact}")
+modparam("uac", "reg_timer_interval", {cfg.register_check_s})
+modparam("uac", "reg_retry_interval", {cfg.register_retry_s})
+modparam("uac", "reg_keep_callid", 1)
+modparam("pv", "shvset", "{shv}")
+modparam("rtimer", "timer", "name=registrations;interval={cfg.register_check_s};mode=1;")
+modparam("rtimer", "exec", "timer=registrations;route=REGISTRATION_STATE")
+"""
+    adds, checks = [], []
+    for i, reg in enumerate(cfg.registrations):
+        if reg.transport == "tls" and cfg.tls_port is None:
+            raise ValueError(f"trunk {reg.trunk} registers over TLS: the SIP front needs TLS too (tls_port and "
+                             "tls_config; `voicebot cluster kamailio-config --tls-port --tls-config`)")
+        default_port = 5061 if reg.transport == "tls" else 5060
+        host = _safe("trunk host", reg.host)
+        domain = host if reg.port == default_port else f"{host}:{reg.port}"
+        proxy = f"sip:{host}:{reg.port}" + ("" if reg.transport == "udp" else f";transport={reg.transport}")
+        user = _safe("trunk username", reg.username)
+        name = _safe("trunk name", reg.trunk)
+        params = [user, user, front, user, domain, "", user, "@PASSWORD@", ".", proxy, reg.expires, 0, 0, ".", "."]
+        body = json.dumps({"jsonrpc": "2.0", "method": "uac.reg_add", "params": params, "id": i + 1})
+        adds.append(f"""    jsonrpc_exec('{body.replace('"@PASSWORD@"', '"' + _env(reg.password_env, json_string=True) + '"')}');
+    if ($jsonrpl(code) != 200) {{
+        xlog("L_ERR", "trunk {name}: cannot add its registration: $jsonrpl(body)\\n");
+    }}
+""")
+        checks.append(f"""    $var(state) = uac_reg_status("{user}");
+    if ($var(state) != $shv(reg_{i}) && $var(state) != -2) {{
+        if ($var(state) == 1) {{
+            xlog("L_NOTICE", "trunk {name}: registered with {domain} as {user} (Contact sip:{user}@{contact})\\n");
+        }} else {{
+            xlog("L_ERR", "trunk {name}: registration with {domain} as {user} failed (state $var(state)), retrying every {cfg.register_retry_s} s\\n");
+        }}
+        $shv(reg_{i}) = $var(state);
+    }}
+""")
+    routes = ("\n# Trunk registrations: added once Kamailio runs, passwords from the environment.\n"
+              "event_route[core:worker-one-init] {\n" + "".join(adds) + "}\n\n"
+              "# A line in the log whenever a trunk's registration state changes.\n"
+              "route[REGISTRATION_STATE] {\n" + "".join(checks) + "}\n")
+    return modules, routes
+
+
 def render(cfg: FrontConfig) -> str:
     """The whole kamailio.cfg for ``cfg``."""
     adv = f" advertise {cfg.advertise}:{cfg.listen_port}" if cfg.advertise else ""
@@ -107,6 +357,9 @@ def render(cfg: FrontConfig) -> str:
         listen.append(f"listen=tls:{cfg.listen_host}:{cfg.tls_port}")
         listen.append("enable_tls=yes")
         tls_modules = f'loadmodule "tls.so"\nmodparam("tls", "config", "{cfg.tls_config}")\n'
+    if cfg.inbound_auth or cfg.agent_auth:
+        tls_modules += 'loadmodule "auth.so"\n'
+    reg_modules, reg_routes = _registration_parts(cfg)
     aliases = "\n".join(f'alias="{a}"' for a in cfg.extra_aliases)
     header = f"""#!KAMAILIO
 # Generated by `voicebot cluster` (voicebot/cluster/kamailio.py) from voicebot.yaml: edit that, not this file.
@@ -139,7 +392,7 @@ loadmodule "pike.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "dispatcher.so"
-{tls_modules}
+{tls_modules}{reg_modules}
 # A node that does not answer an INVITE with 100 Trying within this long is skipped for the next one.
 modparam("tm", "fr_timer", {cfg.node_timeout_ms})
 modparam("tm", "fr_inv_timer", 60000)
@@ -165,7 +418,9 @@ route[TRUSTED] {{
     $var(trusted) = 0;
     $var(identity) = 0;
 {_set_if(cfg.trusted, "trusted")}{_set_if(cfg.trusted_identity, "identity")}}}
-"""
+
+{_inbound_auth_route(cfg)}
+{_agent_auth_route(cfg)}{reg_routes}"""
     return header + _ROUTES.replace("@SET@", str(DISPATCHER_SET))
 
 
@@ -248,12 +503,16 @@ route[WITHINDLG] {
     exit;
 }
 
-# Agent phones register here; any node reaches them at sip:AGENT@this-front.
+# Agent phones register here; any node reaches them at sip:AGENT@this-front. An agent with a password proves it
+# (from anywhere); anyone else registers from a trusted network only.
 route[REGISTRAR] {
-    route(TRUSTED);
-    if ($var(trusted) != 1) {
-        sl_send_reply("403", "Forbidden");
-        exit;
+    route(AGENT_AUTH);
+    if ($var(agent_authed) != 1) {
+        route(TRUSTED);
+        if ($var(trusted) != 1) {
+            sl_send_reply("403", "Forbidden");
+            exit;
+        }
     }
     if (!save("location")) {
         sl_reply_error();
@@ -276,9 +535,7 @@ route[FROM_NODE] {
 route[TO_NODE] {
     route(TRUSTED);
     if ($var(trusted) != 1) {
-        xlog("L_WARN", "INVITE from untrusted $si refused\n");
-        sl_send_reply("403", "Forbidden");
-        exit;
+        route(INBOUND_AUTH);
     }
     if ($var(identity) != 1) {
         remove_hf("P-Asserted-Identity");

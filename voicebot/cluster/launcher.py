@@ -23,7 +23,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voicebot.cluster.kamailio import FrontConfig, Node, dispatcher_list, render, trusted_from_trunks
+from voicebot.cluster.kamailio import (
+    FrontConfig,
+    Node,
+    agent_credentials,
+    dispatcher_list,
+    inbound_auth_from_trunks,
+    open_registration_warning,
+    registrations_from_trunks,
+    render,
+    trusted_from_trunks,
+    write_registration_table,
+)
 
 if TYPE_CHECKING:
     from voicebot.config import Settings
@@ -200,6 +211,7 @@ def up(nodes: int, base_dir: Path, config_path: Path | None = None, *, sip_port:
     except ConfigError as exc:
         raise LaunchError(str(exc)) from None
     config_file = settings.source
+    _check_front(settings)
     bins = find_binaries()
     base_dir = base_dir.resolve()
     existing = ClusterInfo.load(base_dir)
@@ -219,6 +231,26 @@ def up(nodes: int, base_dir: Path, config_path: Path | None = None, *, sip_port:
         raise
     launch.info.save()
     return launch.info
+
+
+def _check_front(settings: Settings) -> None:
+    """A clear error, before anything starts, when a password the SIP front needs is missing from the
+    environment (Kamailio would refuse every attempt, or register with an empty password), or a trunk wants
+    what the front on loopback cannot do (registration over TLS)."""
+    try:
+        registrations = registrations_from_trunks(settings.trunks)
+    except ValueError as exc:
+        raise LaunchError(f"kamailio: {exc}") from None
+    for reg in registrations:
+        if reg.transport == "tls":
+            raise LaunchError(f"kamailio: trunk {reg.trunk} registers over TLS, and the SIP front `voicebot cluster "
+                              "up` starts has no TLS (use `voicebot cluster kamailio-config --tls-port --tls-config`)")
+    names = [r.password_env for r in registrations]
+    names += [c.password_env for c in (*inbound_auth_from_trunks(settings.trunks), *agent_credentials(settings.agents))]
+    unset = sorted({name for name in names if name not in os.environ})
+    if unset:
+        raise LaunchError(f"kamailio: environment variable(s) {', '.join(unset)} not set (passwords of the trunks "
+                          "and agent phones the SIP front registers or checks)")
 
 
 def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Path | None, count: int,
@@ -341,8 +373,19 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     kam_dir.mkdir(exist_ok=True)
     (base / "dispatcher.list").write_text(dispatcher_list(nodes))
     trusted, identity = trusted_from_trunks(settings.trunks)
-    cfg = FrontConfig(LOOPBACK, kam_port, base / "dispatcher.list", trusted=trusted, trusted_identity=identity)
-    (base / "kamailio.cfg").write_text(render(cfg))
+    # Trunk registration and digest checks happen here, at the front (the nodes' one trunk is Kamailio); Kamailio
+    # reads the passwords from the environment it inherits.
+    cfg = FrontConfig(LOOPBACK, kam_port, base / "dispatcher.list", trusted=trusted, trusted_identity=identity,
+                      registrations=registrations_from_trunks(settings.trunks),
+                      inbound_auth=inbound_auth_from_trunks(settings.trunks),
+                      agent_auth=agent_credentials(settings.agents), run_dir=kam_dir)
+    if cfg.registrations:
+        write_registration_table(kam_dir)
+    launch.progress(f"{'kamailio':<10} warning: {open_registration_warning(cfg)}")
+    try:
+        (base / "kamailio.cfg").write_text(render(cfg))
+    except ValueError as exc:
+        raise LaunchError(f"kamailio: {exc}") from None
     kam_log = base / "kamailio.log"
     check = subprocess.run([str(bins.kamailio), "-c", "-f", str(base / "kamailio.cfg")], capture_output=True,
                            text=True)

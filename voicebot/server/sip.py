@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from telephony.call import CallLeg
+from telephony.config import TrunkConfig
 from telephony.server import RunCall, SipServer
 from telephony.transport import SipCallTransport
 from voicebot.calls import CallRunner
@@ -16,6 +17,7 @@ from voicebot.calls import CallRunner
 if TYPE_CHECKING:
     import uvicorn
 
+    from voicebot.config import Settings
     from voicebot.runtime import Runtime
     from voicebot.transfer import TransferService
 
@@ -40,6 +42,15 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
     return run
 
 
+def node_trunks(settings: Settings) -> list[TrunkConfig]:
+    """The trunks this process's SIP listener uses: as configured, except that a cluster node (``cluster.node_id``)
+    registers with none of them. The cluster's SIP front (Kamailio) registers instead, with its own address as
+    Contact; a node registering too would have the trunk's calls bypass the front."""
+    if not settings.cluster.node_id:
+        return settings.trunks
+    return [t.model_copy(update={"register_": False}) for t in settings.trunks]
+
+
 async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: TransferService | None = None) -> None:
     """Run the HTTP server and, if ``sip.enabled``, the SIP listener beside it, until the HTTP server stops.
     ``transfer`` (the agent queue) dials agents through the SIP listener's user agent.
@@ -52,7 +63,7 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: Trans
     gc.freeze()
     sip = None
     if settings.sip.enabled:
-        sip = SipServer(settings.sip, settings.trunks, sip_call_runner(runtime, transfer))
+        sip = SipServer(settings.sip, node_trunks(settings), sip_call_runner(runtime, transfer))
         if transfer is not None:
             transfer.use_ua(sip.ua)
         try:
