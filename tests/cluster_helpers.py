@@ -192,7 +192,7 @@ class SharedCluster:
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self._revived.append(proc)
         deadline = time.monotonic() + 300
-        while not (_http_ok(http + "/healthz") and sip_options_answered(sip)):
+        while not (_http_ok(http + "/healthz") and sip_options_ok(sip)):
             assert proc.poll() is None, f"{node_id} exited with {proc.returncode} when started again"
             assert time.monotonic() < deadline, f"{node_id} did not answer within 300 s when started again"
             time.sleep(0.2)  # polls a node loading its models, bounded
@@ -228,24 +228,6 @@ def _http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
-
-
-def sip_options_answered(hostport: str, timeout: float = 1.0) -> bool:
-    """True if a SIP OPTIONS over UDP to ``hostport`` gets a 200."""
-    host, port = hostport.rsplit(":", 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(timeout)
-        local = s.getsockname()[1]
-        branch = f"z9hG4bKprobe{time.monotonic_ns()}"
-        request = (f"OPTIONS sip:{hostport} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
-                   f"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag={branch[-8:]}\r\nTo: <sip:{hostport}>\r\n"
-                   f"Call-ID: {branch}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        try:
-            s.sendto(request.encode(), (host, int(port)))
-            return s.recv(65535).startswith(b"SIP/2.0 200")
-        except OSError:
-            return False
 
 
 def metric(node: ClusterNode, name: str, labels: str = "") -> float:
