@@ -1,24 +1,32 @@
 """Capacity of a cluster (`voicebot cluster up`) under independent SIP callers; prints JSON.
 
-    python benchmarks/cluster_capacity.py --nodes 3 --levels 2,4,6 --stage-s 60
+    python benchmarks/cluster_capacity.py            # 3 nodes, 4 to 24 offered calls in steps of 4, 90 s each
 
 Each caller is a sipp process (not the project's SIP stack) placing one call through Kamailio with its own XML
 scenario (INVITE, ACK along the Record-Route, BYE when its recording is over, or 200 to the bot's BYE). The SDP
 it offers names a UDP socket of this script as the caller's media: the bot answers RTP to where RTP comes from
 (symmetric RTP), so mouth and ear must be one socket, and sipp's own `rtp_stream` would take the bot's audio
 away from the ear. That socket streams a mu-law recording of 4 caller turns (espeak-ng) with pauses for the
-bot's replies, paced at 20 ms, and timestamps every packet of the bot's. Calls arrive as a Poisson process; a
-stage offers ``level`` concurrent calls on average (rate = level / call length).
+bot's replies, paced at 20 ms, and timestamps every packet of the bot's. Calls arrive as a Poisson process.
+
+The load steps up without a pause: stage k offers ``levels[k]`` concurrent calls on average (arrival rate =
+level / call length) for ``--stage-s`` seconds, and calls of the stage before go on into it, so the cluster never
+drains between stages. Every figure belongs to the stage whose time window it falls in: a reply latency (end
+of a caller turn to the first loud bot packet after it) to the window the turn ended in, an RTP gap > 100 ms
+while the bot talks to the window it ended in, a dropped call (sipp failed) to the window it failed in,
+concurrency, CPU and memory to the window they were sampled in. A stage (or a node in it) "passes" with p95 <
+1.2 s, no drop and no gap; the run stops after the first stage the cluster fails (``--keep-going``: it does not).
 
 Per stage, for the cluster and per node (the node is known from the RTP source port: each node has its own
-range): calls placed, dropped (sipp failed), p50/p95 reply latency (end of a caller turn to the first loud bot
-packet after it), RTP gaps > 100 ms while the bot talks, mean and peak concurrency; CPU seconds per call-minute
-of the nodes, Kamailio, PostgreSQL and Redis; RSS growth per concurrent call of the nodes; per node also its
-mean and peak concurrency, CPU seconds per call-minute and RSS growth per concurrent call. A stage (or a node in
-it) "passes" with p95 < 1.2 s, no drop and no gap; ``sustained_concurrent_calls`` is the highest passing stage's
-mean concurrency, ``sustained_concurrent_calls_per_node`` each node's in the highest stage it passed.
+range): those figures (a reply starts at a loud bot packet after at least 0.3 s without one), mean and peak
+concurrency, CPU seconds per call-minute and CPU cores per concurrent call
+of the nodes, Kamailio, PostgreSQL and Redis, RSS growth per concurrent call of the nodes.
+``sustained_concurrent_calls`` is the mean concurrency of the last stage passed before the first failure,
+``per_call`` that stage's CPU and memory per call; ``per_node`` the same for each node (in the last stage it
+passed). The whole run takes about ``levels x stage-s`` plus 1-2 minutes to start the cluster.
 
-The machine is shared: run it on purpose, briefly, and say the load it ran under.
+The machine is shared: run it on purpose, on an idle machine for figures worth writing down, and say the load it
+ran under (``machine.loadavg_before``).
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ GREETING_S = 14.0  # silence while the bot greets (the demo greeting with its di
 REPLY_S = 8.0  # silence after each turn while the bot answers
 LOUD = 500.0  # RMS of a 20 ms frame that counts as the bot speaking
 GAP_S = 0.100
+ONSET_QUIET_S = 0.3  # the bot quiet this long before a loud packet: it starts a new utterance there
 
 SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="cluster capacity caller">
@@ -146,8 +155,10 @@ class Call:
     sink_port: int
     packets: list[tuple[float, int, bool]] = field(default_factory=list)  # (arrival, source port, loud)
     ok: bool = False
+    cut: bool = False  # ended by the benchmark stopping, not by itself (not a drop)
     t0: float | None = None
     ended_at: float | None = None
+    proc: asyncio.subprocess.Process | None = None
 
     def node_port(self) -> int | None:
         return self.packets[0][1] if self.packets else None
@@ -248,8 +259,8 @@ async def place(call: Call, workdir: Path, scenario: Path, audio: bytes, front: 
            "-mp", str(media),
            "-nostdin", "-recv_timeout", "20000", "-key", "caller", f"555{call.number:04d}",
            "-key", "sink_port", str(call.sink_port)]
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    proc = call.proc = await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.DEVNULL,
+                                                            stderr=asyncio.subprocess.DEVNULL)
     code = await proc.wait()
     call.ended_at = time.time()
     call.ok = code == 0
@@ -258,23 +269,32 @@ async def place(call: Call, workdir: Path, scenario: Path, audio: bytes, front: 
         media_protocol.sender.cancel()
 
 
-def analyse_call(call: Call, ends: list[float]) -> tuple[list[float], list[float]]:
-    """(reply latencies, RTP gaps > 100 ms while the bot talks) of one call."""
-    latencies: list[float] = []
-    gaps: list[float] = []
+def analyse_call(call: Call, ends: list[float]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(reply latencies, RTP gaps > 100 ms while the bot talks) of one call, each as (when, seconds): a latency at
+    the end of the caller's turn, a gap at its last packet."""
+    latencies: list[tuple[float, float]] = []
+    gaps: list[tuple[float, float]] = []
     if call.t0 is None or not call.packets:
         return latencies, gaps
+    # Where the bot starts saying something: a loud packet after ONSET_QUIET_S without one (a packet right after
+    # the turn's end while the bot still finishes an earlier sentence is not its reply).
+    onsets, last_loud = [], None
+    for t, _, loud in call.packets:
+        if loud:
+            if last_loud is None or t - last_loud >= ONSET_QUIET_S:
+                onsets.append(t)
+            last_loud = t
     for end in ends:
         at = call.t0 + end
-        first = next((t for t, _, loud in call.packets if loud and t >= at), None)
+        first = next((t for t in onsets if t >= at), None)
         if first is not None and first - at < REPLY_S:
-            latencies.append(first - at)
+            latencies.append((at, first - at))
     # Gaps inside the bot's speech: between packets less than 1 s after a loud one (a pause in RTP mid-reply).
     last_loud = None
     previous = None
     for t, _, loud in call.packets:
         if previous is not None and last_loud is not None and t - last_loud < 1.0 and t - previous > GAP_S:
-            gaps.append(t - previous)
+            gaps.append((t, t - previous))
         if loud:
             last_loud = t
         previous = t
@@ -288,16 +308,18 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
-def summarise(calls: list[Call], ends: list[float], call_s: float) -> dict[str, Any]:
+def summarise(calls: list[Call], ends: list[float], window: tuple[float, float]) -> dict[str, Any]:
+    """Drops, reply latencies and RTP gaps of ``calls`` that fall in ``window`` (start, end)."""
+    lo, hi = window
     latencies: list[float] = []
     gaps: list[float] = []
     for c in calls:
         lat, gap = analyse_call(c, ends)
-        latencies += lat
-        gaps += gap
+        latencies += [v for t, v in lat if lo <= t < hi]
+        gaps += [v for t, v in gap if lo <= t < hi]
     return {
-        "calls": len(calls),
-        "dropped": sum(1 for c in calls if not c.ok),
+        "calls_placed": sum(1 for c in calls if lo <= c.placed_at < hi),
+        "dropped": sum(1 for c in calls if not c.ok and not c.cut and c.ended_at is not None and lo <= c.ended_at < hi),
         "turns_timed": len(latencies),
         "reply_p50_s": pct(latencies, 0.5),
         "reply_p95_s": pct(latencies, 0.95),
@@ -306,62 +328,132 @@ def summarise(calls: list[Call], ends: list[float], call_s: float) -> dict[str, 
     }
 
 
-async def stage(level: float, duration_s: float, info: ClusterInfo, workdir: Path, scenario: Path, audio: bytes,
-                ends: list[float], call_s: float, ranges: dict[str, tuple[int, int]]) -> dict[str, Any]:
-    rate = level / call_s
-    pids = {"nodes": [n.pid for n in info.nodes], "kamailio": [info.pids["kamailio"]],
-            "postgres": [info.pids["postgres"]], "redis": [info.pids["redis"]]}
-    cpu_before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
-    node_cpu_before = {n.node_id: cpu_seconds(n.pid) for n in info.nodes}
+def passes(summary: dict[str, Any]) -> bool:
+    return bool(summary["reply_p95_s"] is not None and summary["reply_p95_s"] < 1.2 and summary["dropped"] == 0
+                and summary["rtp_gaps_over_100ms"] == 0)
+
+
+@dataclass
+class Window:
+    """What was sampled during one stage's time window."""
+
+    level: float
+    start: float
+    end: float = 0.0
+    concurrency: list[int] = field(default_factory=list)
+    node_concurrency: dict[str, list[int]] = field(default_factory=dict)
+    cpu_start: dict[str, float] = field(default_factory=dict)
+    cpu_end: dict[str, float] = field(default_factory=dict)
+    rss_peak: dict[str, float] = field(default_factory=dict)
+
+
+def cpu_now(info: ClusterInfo) -> dict[str, float]:
+    """CPU seconds so far of each part (``nodes`` summed, and each node by its id)."""
+    out = {"nodes": 0.0, "kamailio": cpu_seconds(info.pids["kamailio"]), "postgres": cpu_seconds(info.pids["postgres"]),
+           "redis": cpu_seconds(info.pids["redis"])}
+    for n in info.nodes:
+        out[n.node_id] = cpu_seconds(n.pid)
+        out["nodes"] += out[n.node_id]
+    return out
+
+
+async def run(levels: list[float], stage_s: float, info: ClusterInfo, workdir: Path, scenario: Path, audio: bytes,
+              ends: list[float], call_s: float, ranges: dict[str, tuple[int, int]],
+              keep_going: bool) -> list[dict[str, Any]]:
+    """Step the offered load up through ``levels`` without draining; stop after the first stage that fails
+    (known ``REPLY_S`` into the next stage, once the replies to its last turns are in)."""
     rss_idle = {n.node_id: rss_mb(n.pid) for n in info.nodes}
-    rss_peak = dict(rss_idle)
     calls: list[Call] = []
     tasks: list[asyncio.Task] = []
-    concurrency: list[int] = []
-    node_concurrency: dict[str, list[int]] = {n: [] for n in ranges}  # calls whose bot audio comes from the node
-    start = time.time()
-    next_at = start + random.expovariate(rate)
-    while time.time() < start + duration_s or any(not t.done() for t in tasks):
-        now = time.time()
-        if now >= next_at and now < start + duration_s:
-            call = Call(len(calls) + 1, now, free_port())
-            calls.append(call)
-            tasks.append(asyncio.create_task(place(call, workdir, scenario, audio, info.kamailio)))
-            next_at = now + random.expovariate(rate)
-        concurrency.append(sum(1 for t in tasks if not t.done()))
-        active_nodes = [node_of(c.node_port(), ranges) for c, t in zip(calls, tasks, strict=True) if not t.done()]
-        for node_id, samples in node_concurrency.items():
-            samples.append(active_nodes.count(node_id))
-        for n in info.nodes:
-            rss_peak[n.node_id] = max(rss_peak[n.node_id], rss_mb(n.pid))
-        await asyncio.sleep(0.25)
-    elapsed = time.time() - start
-    cpu = {k: round(sum(cpu_seconds(p) for p in v) - cpu_before[k], 2) for k, v in pids.items()}
-    node_cpu = {n.node_id: round(cpu_seconds(n.pid) - node_cpu_before[n.node_id], 2) for n in info.nodes}
-    call_minutes = sum(((c.ended_at or c.placed_at) - c.placed_at) for c in calls) / 60
+    stages: list[dict[str, Any]] = []
+    previous: Window | None = None
+
+    def judge(window: Window) -> bool:
+        stages.append(report(window, calls, ends, ranges, rss_idle))
+        ok = bool(stages[-1]["passes"])
+        print(f"stage {window.level:g}: {'passes' if ok else 'fails'} (p95 {stages[-1]['reply_p95_s']} s, "
+              f"{stages[-1]['dropped']} dropped, {stages[-1]['rtp_gaps_over_100ms']} gaps)", file=sys.stderr)
+        return ok or keep_going
+
+    for level in levels:
+        window = Window(level, time.time(), node_concurrency={n: [] for n in ranges}, cpu_start=cpu_now(info),
+                        rss_peak=dict(rss_idle))
+        print(f"stage: {level:g} concurrent calls offered for {stage_s:.0f} s", file=sys.stderr)
+        rate = level / call_s
+        next_at = window.start + random.expovariate(rate)
+        go_on = True
+        while (now := time.time()) < window.start + stage_s:
+            if previous is not None and now >= window.start + REPLY_S:
+                go_on, previous = judge(previous), None
+                if not go_on:
+                    break
+            if now >= next_at:
+                call = Call(len(calls) + 1, now, free_port())
+                calls.append(call)
+                tasks.append(asyncio.create_task(place(call, workdir, scenario, audio, info.kamailio)))
+                next_at = now + random.expovariate(rate)
+            sample(window, calls, tasks, info, ranges)
+            await asyncio.sleep(min(0.25, max(0.0, next_at - time.time())))
+        if not go_on:
+            break
+        window.end = time.time()
+        window.cpu_end = cpu_now(info)
+        previous = window
+    if previous is not None:  # the last stage: the replies to its last turns still arrive (its calls go on)
+        await asyncio.sleep(REPLY_S)
+        judge(previous)
+    for c in calls:  # the measurement is over: the calls still going are cut, not dropped
+        if c.ended_at is None and c.proc is not None and c.proc.returncode is None:
+            c.cut = True
+            c.proc.terminate()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return stages
+
+
+def sample(window: Window, calls: list[Call], tasks: list[asyncio.Task], info: ClusterInfo,
+           ranges: dict[str, tuple[int, int]]) -> None:
+    active = [c for c, t in zip(calls, tasks, strict=True) if not t.done()]
+    window.concurrency.append(len(active))
+    nodes = [node_of(c.node_port(), ranges) for c in active]
+    for node_id, samples in window.node_concurrency.items():
+        samples.append(nodes.count(node_id))
+    for n in info.nodes:
+        window.rss_peak[n.node_id] = max(window.rss_peak[n.node_id], rss_mb(n.pid))
+
+
+def report(window: Window, calls: list[Call], ends: list[float], ranges: dict[str, tuple[int, int]],
+           rss_idle: dict[str, float]) -> dict[str, Any]:
+    """One stage's figures, for the cluster and per node."""
+    span = (window.start, window.end)
+    seconds = window.end - window.start
+    cpu = {k: round(window.cpu_end[k] - window.cpu_start[k], 2) for k in window.cpu_start}
+    mean = statistics.fmean(window.concurrency) if window.concurrency else 0.0
+    peak = max(window.concurrency, default=0)
+    call_minutes = mean * seconds / 60
+    cluster = summarise(calls, ends, span)
+    growth = sum(window.rss_peak[k] - rss_idle[k] for k in rss_idle)
+    cluster.update({
+        "offered_concurrency": window.level,
+        "mean_concurrency": round(mean, 2),
+        "peak_concurrency": peak,
+        "seconds": round(seconds, 1),
+        "cpu_s": {k: v for k, v in cpu.items() if k in ("nodes", "kamailio", "postgres", "redis")},
+        "cpu_s_per_call_minute": {k: round(cpu[k] / call_minutes, 2) if call_minutes else None
+                                  for k in ("nodes", "kamailio", "postgres", "redis")},
+        "cpu_cores_per_call": {k: round(cpu[k] / seconds / mean, 3) if mean else None
+                               for k in ("nodes", "kamailio", "postgres", "redis")},
+        "node_rss_mb_idle": {k: round(v) for k, v in rss_idle.items()},
+        "node_rss_mb_per_concurrent_call": round(growth / peak, 1) if peak else None,
+        "passes": passes(cluster),
+    })
     by_node: dict[str, list[Call]] = {n: [] for n in ranges}
     for c in calls:
         node = node_of(c.node_port(), ranges)
         if node is not None:
             by_node[node].append(c)
-    cluster = summarise(calls, ends, call_s)
-    peak = max(concurrency) if concurrency else 0
-    mean = statistics.fmean(concurrency) if concurrency else 0.0
-    cluster.update({
-        "offered_concurrency": level,
-        "mean_concurrency": round(mean, 2),
-        "peak_concurrency": peak,
-        "elapsed_s": round(elapsed, 1),
-        "cpu_s": cpu,
-        "cpu_s_per_call_minute": {k: round(v / call_minutes, 2) if call_minutes else None for k, v in cpu.items()},
-        "node_rss_mb_idle": {k: round(v) for k, v in rss_idle.items()},
-        "node_rss_mb_per_concurrent_call": round(sum(rss_peak[k] - rss_idle[k] for k in rss_idle) / peak, 1)
-        if peak else None,
-        "passes": bool(cluster["reply_p95_s"] is not None and cluster["reply_p95_s"] < 1.2
-                       and cluster["dropped"] == 0 and cluster["rtp_gaps_over_100ms"] == 0),
-        "per_node": {n: per_node(summarise(cs, ends, call_s), cs, node_concurrency[n], node_cpu.get(n, 0.0),
-                                 rss_idle.get(n, 0.0), rss_peak.get(n, 0.0)) for n, cs in by_node.items()},
-    })
+    cluster["per_node"] = {n: per_node(summarise(cs, ends, span), window.node_concurrency[n], seconds,
+                                       cpu.get(n, 0.0), rss_idle.get(n, 0.0), window.rss_peak.get(n, 0.0))
+                           for n, cs in by_node.items()}
     return cluster
 
 
@@ -370,22 +462,23 @@ def node_of(port: int | None, ranges: dict[str, tuple[int, int]]) -> str | None:
     return next((n for n, (lo, hi) in ranges.items() if port is not None and lo <= port <= hi), None)
 
 
-def per_node(summary: dict[str, Any], calls: list[Call], samples: list[int], cpu_s: float, rss_idle: float,
+def per_node(summary: dict[str, Any], samples: list[int], seconds: float, cpu_s: float, rss_idle: float,
              rss_peak: float) -> dict[str, Any]:
     """One node's figures of a stage: its calls' summary, concurrency, CPU and memory per call, and whether it
     passed."""
-    minutes = sum(((c.ended_at or c.placed_at) - c.placed_at) for c in calls) / 60
+    mean = statistics.fmean(samples) if samples else 0.0
     peak = max(samples, default=0)
+    minutes = mean * seconds / 60
     return {
         **summary,
-        "mean_concurrency": round(statistics.fmean(samples), 2) if samples else 0.0,
+        "mean_concurrency": round(mean, 2),
         "peak_concurrency": peak,
         "cpu_s": cpu_s,
         "cpu_s_per_call_minute": round(cpu_s / minutes, 2) if minutes else None,
+        "cpu_cores_per_call": round(cpu_s / seconds / mean, 3) if mean else None,
         "rss_mb_idle": round(rss_idle),
         "rss_mb_per_concurrent_call": round((rss_peak - rss_idle) / peak, 1) if peak else None,
-        "passes": bool(summary["reply_p95_s"] is not None and summary["reply_p95_s"] < 1.2
-                       and summary["dropped"] == 0 and summary["rtp_gaps_over_100ms"] == 0),
+        "passes": passes(summary) and peak > 0,
     }
 
 
@@ -399,11 +492,48 @@ def node_rtp_ranges(base: Path, info: ClusterInfo) -> dict[str, tuple[int, int]]
     return ranges
 
 
+def sustained(stages: list[dict[str, Any]], ranges: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """The headline figures: the last stage passed before the first failure, for the cluster and each node."""
+    passed: list[dict[str, Any]] = []
+    for st in stages:
+        if not st["passes"]:
+            break
+        passed.append(st)
+    best = passed[-1] if passed else None
+    first_failure = next((st for st in stages if not st["passes"]), None)
+    nodes = {}
+    for n in ranges:
+        ok = [st["per_node"][n] for st in passed if st["per_node"][n]["passes"]]
+        node_best = ok[-1] if ok else None
+        nodes[n] = {
+            "sustained_concurrent_calls": node_best["mean_concurrency"] if node_best else 0,
+            "cpu_cores_per_call": node_best["cpu_cores_per_call"] if node_best else None,
+            "cpu_s_per_call_minute": node_best["cpu_s_per_call_minute"] if node_best else None,
+            "rss_mb_per_concurrent_call": node_best["rss_mb_per_concurrent_call"] if node_best else None,
+        }
+    return {
+        "sustained_concurrent_calls": best["mean_concurrency"] if best else 0,
+        "sustained_at_offered": best["offered_concurrency"] if best else None,
+        "first_failing_stage": None if first_failure is None else {
+            k: first_failure[k] for k in ("offered_concurrency", "mean_concurrency", "reply_p95_s", "dropped",
+                                          "rtp_gaps_over_100ms")},
+        "per_call": None if best is None else {
+            "node_cpu_cores": best["cpu_cores_per_call"]["nodes"],
+            "node_cpu_s_per_call_minute": best["cpu_s_per_call_minute"]["nodes"],
+            "node_rss_mb": best["node_rss_mb_per_concurrent_call"],
+            "cpu_cores": best["cpu_cores_per_call"],
+        },
+        "per_node": nodes,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--levels", default="2,4", help="Offered concurrent calls per stage, comma-separated.")
-    parser.add_argument("--stage-s", type=float, default=60.0, help="Seconds new calls arrive in each stage.")
+    parser.add_argument("--levels", default="4,8,12,16,20,24",
+                        help="Offered concurrent calls of the stages, in order (comma-separated).")
+    parser.add_argument("--stage-s", type=float, default=90.0, help="Seconds each stage lasts.")
+    parser.add_argument("--keep-going", action="store_true", help="Run every stage, also after one failed.")
     parser.add_argument("--config", type=Path, default=None, help="voicebot.yaml for the nodes.")
     parser.add_argument("--base-dir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=1)
@@ -411,6 +541,12 @@ def main() -> None:
     for program in ("sipp", "espeak-ng", "sox"):
         if shutil.which(program) is None:
             sys.exit(f"{program} is needed (apt-get install sip-tester espeak-ng sox)")
+    try:
+        levels = [float(x) for x in args.levels.split(",")]
+    except ValueError:
+        sys.exit(f"--levels: comma-separated numbers, not {args.levels!r}")
+    if not levels or any(level <= 0 for level in levels) or args.stage_s <= 0:
+        sys.exit("--levels and --stage-s must be positive")
     random.seed(args.seed)
     work = Path(tempfile.mkdtemp(prefix="cluster-capacity-"))
     audio, ends, length = make_audio(work)
@@ -418,26 +554,23 @@ def main() -> None:
     scenario = work / "caller.xml"
     scenario.write_text(SCENARIO.replace("@CALL_MS@", str(int(call_s * 1000))))
     base = args.base_dir or work / "cluster"
+    load_before = os.getloadavg()
+    started = time.time()
     info = up(args.nodes, base, args.config, progress=lambda line: print(line, file=sys.stderr))
     try:
         ranges = node_rtp_ranges(base, info)
-        load_before = os.getloadavg()
-        stages = []
-        for level in (float(x) for x in args.levels.split(",")):
-            print(f"stage: {level} concurrent calls offered for {args.stage_s:.0f} s", file=sys.stderr)
-            stages.append(asyncio.run(stage(level, args.stage_s, info, work, scenario, audio.read_bytes(), ends, call_s,
-                                            ranges)))
-        passing = [s for s in stages if s["passes"]]
+        stages = asyncio.run(run(levels, args.stage_s, info, work, scenario, audio.read_bytes(), ends, call_s,
+                                 ranges, args.keep_going))
         print(json.dumps({
-            "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before]},
+            "machine": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                        "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
             "nodes": args.nodes,
             "call_s": round(call_s, 1),
             "caller_turns": len(TURNS),
+            "stage_s": args.stage_s,
+            "run_s": round(time.time() - started),
+            **sustained(stages, ranges),
             "stages": stages,
-            "sustained_concurrent_calls": max((s["mean_concurrency"] for s in passing), default=0),
-            "sustained_concurrent_calls_per_node": {
-                n: max((s["per_node"][n]["mean_concurrency"] for s in stages if s["per_node"][n]["passes"]),
-                       default=0) for n in ranges},
         }, indent=2))
     finally:
         down(base, purge=args.base_dir is None, progress=lambda line: print(line, file=sys.stderr))

@@ -68,7 +68,7 @@ def test_an_alert_is_kept_acknowledged_assigned_and_resolved(server: Server) -> 
         assert "third call" in listed["message"]
         assert httpx.get(server.url + "/api/alerts", headers=alice).json() == {"alerts": []}
 
-        # Only supervisors and admins act on alerts.
+        # Only supervisors and admins act on alerts (an agent acknowledges those assigned to them: below).
         ack_url = f"{server.url}/api/alerts/{raised['id']}/ack"
         assign_url = f"{server.url}/api/alerts/{raised['id']}/assign"
         assert httpx.post(ack_url, headers=alice).status_code == 403

@@ -92,3 +92,50 @@ def test_a_supervisor_acknowledges_and_assigns_an_alert(served, browser) -> None
     for p in (page, other):
         p.wait_for_selector("#alerts-empty", state="visible")
         p.close()
+
+
+def test_the_agent_page_shows_the_alerts_assigned_to_the_agent_who_acknowledges_them(served, browser) -> None:
+    import httpx
+    from auth_helpers import login
+
+    base, engine, store = served
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{base}/agent")
+    page.wait_for_url("**/login?next=*")
+    page.fill("#username", "alice")
+    page.fill("#password", "pw-alice")
+    page.click("#submit")
+    page.wait_for_url(f"{base}/agent**")
+    page.wait_for_selector("#alerts-empty", state="visible")
+
+    now = datetime.now(UTC)
+    store.open_call("b2", "sip", "+15550144")
+    store.add_turn("b2", "caller", "This is the fourth time I call", now, end=now,
+                   extra={"signals": {"frustration": 0.9, "frustration_level": "frustrated",
+                                      "frustration_trend": "rising", "frustration_explanation": "fourth call"}})
+    sue, alice = login(base, "sue"), login(base, "alice")
+    with httpx.Client(base_url=base, timeout=30) as http:
+        mine = []
+        for _ in range(100):  # the alert book stores the alert from the event, on its worker thread
+            mine = [a for a in http.get("/api/alerts?open=1", headers=sue).json()["alerts"] if a["call_id"] == "b2"]
+            if mine:
+                break
+            page.wait_for_timeout(50)
+        [alert] = mine
+        # Not hers yet: the agent cannot acknowledge it.
+        assert http.post(f"/api/alerts/{alert['id']}/ack", json={}, headers=alice).status_code == 403
+        res = http.post(f"/api/alerts/{alert['id']}/assign", json={"user": "alice"}, headers=sue)
+        assert res.status_code == 200, res.text
+
+        page.wait_for_selector(f"#alerts li[data-alert='{alert['id']}'] .alert-ack")  # live, without a reload
+        assert "fourth call" in page.text_content("#alerts") and "assigned by sue" in page.text_content("#alerts")
+        page.click("#alerts li .alert-ack")
+        page.wait_for_selector("#alerts li .acked")
+        assert "Acknowledged by alice" in page.text_content("#alerts")
+        assert http.get("/api/alerts?open=1", headers=sue).json()["alerts"][0]["acked_by"] == "alice"
+    actions = [(r["action"], r["call_id"]) for r in UserStore(engine).audit_log(username="alice")]
+    assert ("alert_ack", "b2") in actions
+
+    store.close_call("b2", "completed", "caller_hangup")  # the call ends: its alert leaves the agent's list
+    page.wait_for_selector("#alerts-empty", state="visible")
+    page.close()

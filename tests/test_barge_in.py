@@ -35,7 +35,7 @@ SUPERVISOR_HZ, CALLER_HZ = 1000, 400
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
-    """One server for both cases (each places a call of its own), its SIP port; a supervisor and an agent."""
+    """One server for the module's tests (each places a call of its own), its SIP port; a supervisor and an agent."""
     port = sip_port()
     config = {
         "models": CALL_FLOW_MODELS,
@@ -134,3 +134,96 @@ def test_a_supervisor_takes_a_sip_call_over_from_the_bot(served: tuple[ServerPro
     assert all(start.replace(tzinfo=UTC) < taken_over_at for start in bot_turns), "the bot spoke after the take-over"
     # (open_call: the supervisor read the live call above)
     assert [(r["username"], r["action"]) for r in audit] == [("sup", "open_call"), ("sup", "takeover")]
+
+
+def test_a_supervisor_hands_a_taken_over_call_back_to_the_bot(served: tuple[ServerProcess, int]) -> None:
+    """The caller asks the bot something that needs an answer from them, a supervisor takes the call over and hands
+    it back: the supervisor's connection closes without hanging up, the bot says it is back and asks its pending
+    question again, the live call is the bot's again, and the caller then hangs up on a call the bot ended."""
+    server, port = served
+    speech, _ = espeak_ng("Where is my order?", rate=150, sample_rate=16000)
+    question = (speech * 20000).astype(np.int16).tobytes()
+
+    db = server.config["database"]["url"]
+    sup_auth, agent_auth = login(server.url, "sup"), login(server.url, "ann")
+
+    async def run() -> dict[str, Any]:
+        caller, sup = SipCaller(port), Phone(SUPERVISOR_HZ)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            try:
+                call_id = await caller.dial(server.url)
+                quoted = urllib.parse.quote(call_id, safe="")
+
+                async def bot_turns() -> list[dict[str, Any]]:
+                    res = await http.get(f"/api/calls/{quoted}", headers=sup_auth)
+                    return [t for t in res.json().get("turns", []) if t["speaker"] == "bot"] if res.is_success else []
+
+                async def bot_said(n: int) -> list[dict[str, Any]]:
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        turns = await bot_turns()
+                        if len(turns) >= n and turns[n - 1]["end"] is not None:
+                            return turns
+                        await asyncio.sleep(0.1)
+                    raise AssertionError(f"the bot did not say its turn {n}")
+
+                await bot_said(1)
+                await caller.say(question)
+                asked = (await bot_said(2))[1]["text"]
+                handback = f"/api/live/{quoted}/handback"
+                not_taken = (await http.post(handback, json={}, headers=sup_auth)).status_code
+                res = await http.post(f"/api/live/{quoted}/takeover", json=await sup.offer(), headers=sup_auth)
+                assert res.status_code == 200, res.text
+                await sup.answer(res.json())
+                await until(lambda: sum(frames_at(np.frombuffer(p, np.int16), 16000, SUPERVISOR_HZ) for p in
+                                        caller.heard[-50:]) > 20, 20, "the caller hearing the supervisor")
+                codes = {
+                    "anonymous": (await http.post(handback, json={})).status_code,
+                    "agent": (await http.post(handback, json={}, headers=agent_auth)).status_code,
+                    "unknown call": (await http.post("/api/live/nope/handback", json={},
+                                                     headers=sup_auth)).status_code,
+                    "not taken over": not_taken,
+                }
+                res = await http.post(handback, json={}, headers=sup_auth)
+                assert res.status_code == 200, res.text
+                again = (await http.post(handback, json={}, headers=sup_auth)).status_code
+                back = len(caller.heard)
+                await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30,
+                            "the supervisor's connection to close")
+                turns = await bot_said(3)
+                live = (await http.get(f"/api/live/{quoted}", headers=sup_auth)).json()
+                heard_back = list(caller.heard[back:])
+                state_after = caller.leg.state
+                await caller.hangup()
+            finally:
+                await caller.close()
+                await sup.close()
+        return {"call_id": call_id, "asked": asked, "codes": codes, "again": again, "turns": turns,
+                "live": live, "heard_back": heard_back, "state_after": state_after}
+
+    out = asyncio.run(run())
+    engine = create_engine(db)
+    deadline = time.monotonic() + 20
+    with engine.connect() as conn:
+        while True:  # the record is closed once the server has seen the leg end
+            row = conn.execute(select(CallRow).where(CallRow.id == out["call_id"])).one()
+            if row.end is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    audit = UserStore(engine).audit_log(call_id=out["call_id"])
+
+    assert out["codes"] == {"anonymous": 401, "agent": 403, "unknown call": 404, "not taken over": 409}
+    assert out["again"] == 409  # the bot has it again
+    resumed = out["turns"][2]["text"]
+    assert resumed.startswith("I'm back."), out["turns"]
+    # Its pending question again (another variant of it may be said): what the bot had asked was not forgotten.
+    assert resumed != "I'm back." and "how can i help" not in resumed.lower(), (out["asked"], resumed)
+    assert out["state_after"] == "answered", "handing back must not hang up on the caller"
+    heard = np.frombuffer(b"".join(out["heard_back"]), np.int16)
+    assert sum(loud(p) for p in out["heard_back"]) > 25, "the caller should hear the bot again"
+    assert frames_at(heard[-16000 * 2:], 16000, SUPERVISOR_HZ) <= 2, "the supervisor still reached the caller"
+    assert out["live"]["state"] == "bot" and out["live"]["taken_over_by"] is None
+    assert row.end is not None and row.outcome != "taken_over" and row.taken_over_by == "sup"
+    assert row.end_reason == "caller_hangup"
+    actions = [(r["username"], r["action"]) for r in reversed(audit) if r["action"] != "open_call"]  # oldest first
+    assert actions == [("sup", "takeover"), ("sup", "handback")]

@@ -1,7 +1,8 @@
 """Take over from the dashboard in a real browser (Debian's Chromium via Playwright, its microphone a 1 kHz tone):
 a SIP caller (our user agent) talks with the bot of `voicebot serve`; the supervisor opens the call, presses
-"Take over" and the caller hears the supervisor's tone; the call shows who took over; "Hang up" ends the call and
-the record's outcome is taken_over."""
+"Take over" and the caller hears the supervisor's tone; the call shows who took over; "Hand back to the bot" gives
+the caller back to the bot (who speaks again); a second "Take over", then "Hang up" ends the call and the record's
+outcome is taken_over."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_a_supervisor_takes_a_call_over_from_the_dashboard(tmp_path: Path) -> No
     mic = write_wav(tmp_path / "supervisor.wav", 0.5 * np.sin(2 * np.pi * SUPERVISOR_HZ * t), 16000)
     args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={mic}"]  # loops: the supervisor talks all along
-    with ServerProcess(tmp_path / "server", config) as server, sync_playwright() as p:
+    with ServerProcess(tmp_path / "server", config, start_timeout_s=300) as server, sync_playwright() as p:
         db = server.config["database"]["url"]
         add_user(db, "sup", "supervisor")
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
@@ -106,6 +107,20 @@ def test_a_supervisor_takes_a_call_over_from_the_dashboard(tmp_path: Path) -> No
             mark = len(caller.heard)
             wait(lambda: frames_at(np.frombuffer(b"".join(caller.heard[mark:]), np.int16), 16000,
                                    SUPERVISOR_HZ) > 50, 30, "the caller hearing the supervisor")
+            # Handed back: the bot has the caller again (it says so), and the supervisor may take over again.
+            page.click("#handback")
+            page.wait_for_function("() => document.getElementById('listen-status').textContent"
+                                   ".includes('handed back to the bot')", timeout=30_000)
+            assert page.is_hidden("#handback") and page.is_hidden("#listen-stop")
+            back = len(caller.heard)
+            wait(lambda: sum(loud(pcm) for pcm in caller.heard[back:]) > 25, 30, "the caller hearing the bot again")
+            page.wait_for_selector("#detail:not([hidden]) #takeover:not([disabled])", timeout=20_000)
+            page.click("#takeover")
+            page.wait_for_function("() => document.getElementById('listen-status').textContent"
+                                   ".includes('you have the caller')", timeout=30_000)
+            mark = len(caller.heard)
+            wait(lambda: frames_at(np.frombuffer(b"".join(caller.heard[mark:]), np.int16), 16000,
+                                   SUPERVISOR_HZ) > 50, 30, "the caller hearing the supervisor again")
             page.click("#listen-stop")
             wait(lambda: caller.leg.state == "ended", 20, "the call to end")
             assert not errors, errors

@@ -7,7 +7,8 @@ statistics are the cluster's; a node that goes silent leaves its waiting callers
 not vanished; while Redis is down no agent is rung unchecked, and the queue goes on when it is back.
 
 The whole cluster: node 1's dashboard shows all 20 live calls of 20 sipp calls spread over the 3 nodes; PostgreSQL
-stopped for 10 s during a call (WebRTC caller, Piper speech): the call goes on and every turn lands afterwards;
+stopped for 10 s during a call (WebRTC caller, Piper speech): the call goes on, the dashboard sees its turns live,
+and every turn lands afterwards;
 callers waiting on two nodes show in one queue on node 1's dashboard, and after kill -9 of one node its caller is
 counted abandoned `node_lost` and the shared state (records, claims, queue entries) is consistent."""
 
@@ -47,6 +48,7 @@ from voicebot.cluster.redis_state import RedisAgentClaims, RedisQueueEntries
 
 QUEUE = QueueConfig(name="general", agent_timeout=20, max_wait=600, wrap_up=0, announce_every=0)
 ALICE = AgentConfig(id="alice", contact="sip:alice@127.0.0.1")
+BOB = AgentConfig(id="bob", contact="sip:bob@127.0.0.1")
 
 
 class Rings(QueueHandlers):
@@ -60,13 +62,14 @@ class Rings(QueueHandlers):
 
 
 class Node:
-    def __init__(self, node_id: str, redis_url: str, sim: SimulatedTime, lease_s: float = 5.0) -> None:
+    def __init__(self, node_id: str, redis_url: str, sim: SimulatedTime, lease_s: float = 5.0,
+                 agents: tuple[AgentConfig, ...] = (ALICE,)) -> None:
         from telephony.queue.acd import ACD
 
         self.rings = Rings()
         self.claims = RedisAgentClaims(redis_url, node_id, lease_s=lease_s)
         self.entries = RedisQueueEntries(redis_url, node_id, lease_s=lease_s, lost_after_s=lease_s)
-        self.runner = QueueRunner(ACD([ALICE], [QUEUE], sim.clock, entries=self.entries), self.rings,
+        self.runner = QueueRunner(ACD(agents, [QUEUE], sim.clock, entries=self.entries), self.rings,
                                   call_at=sim.call_at, claims=self.claims)
 
     def caller(self, call_id: str) -> list[Action]:
@@ -177,6 +180,98 @@ def test_cluster_claims_are_refused_while_redis_is_down_and_the_queue_goes_on_wh
     check_queue_invariants(shared_redis.url, alive={"n1"})
 
 
+def test_cluster_queue_connected_now_counts_the_calls_of_every_node(shared_redis: RedisServer) -> None:
+    sim = SimulatedTime()
+    n1 = Node("n1", shared_redis.url, sim, agents=(ALICE, BOB))
+    n2 = Node("n2", shared_redis.url, sim, lease_s=1.0, agents=(ALICE, BOB))
+    beat(shared_redis.url, "n1", "n2")
+    # Alice takes a caller on n1, Bob one on n2 (each logged in where their call is, as the relay would do).
+    n1.caller("c1")
+    n1.runner.set_agent_state("alice", "available")
+    n1.runner.agent_answered("c1", "alice")
+    n2.caller("c2")
+    n2.runner.set_agent_state("bob", "available")
+    n2.runner.agent_answered("c2", "bob")
+    assert (n1.rings.rung, n2.rings.rung) == (["c1"], ["c2"])
+    for node in (n1, n2):
+        assert node.runner.acd.queue_stats("general")["connected_now"] == 2
+    n1.runner.hangup("c1")
+    for node in (n1, n2):
+        assert node.runner.acd.queue_stats("general")["connected_now"] == 1
+    # n2 falls silent with Bob's caller: once it counts as lost, its call is not counted (nor kept) any more.
+    deadline = time.monotonic() + 15
+    while n1.runner.acd.queue_stats("general")["connected_now"] and time.monotonic() < deadline:
+        beat(shared_redis.url, "n1")
+        time.sleep(0.2)  # n1's heartbeat, bounded by the deadline
+    assert n1.runner.acd.queue_stats("general")["connected_now"] == 0
+    assert redis.Redis.from_url(shared_redis.url).hlen("voicebot:queue:connected:general") == 0
+
+
+def test_local_queue_entries_count_the_callers_talking_to_agents() -> None:
+    entries = LocalQueueEntries(lambda: 0.0)
+    entries.connected("a", "general", True)
+    entries.connected("b", "general", True)
+    entries.connected("c", "sales", True)
+    entries.connected("a", "general", False)
+    assert (entries.connected_now("general"), entries.connected_now("sales")) == (1, 1)
+
+
+class RingsAt(QueueHandlers):
+    """Notes when each agent is rung, on the loop."""
+
+    def __init__(self) -> None:
+        self.rung: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
+
+    def ring(self, action: RingAgent) -> None:
+        self.rung.put_nowait((action.call_id, time.monotonic()))
+
+
+def test_cluster_queue_an_agent_freed_on_one_node_is_rung_at_once_for_the_earlier_caller_on_another(
+        shared_redis: RedisServer) -> None:
+    """Alice talks on n2 while a caller waits on n1, whose claim was just refused (its timed retry is 2 s away):
+    her hang-up on n2 is told to n1 at once (QueueChanges), which rings her without waiting for the retry."""
+    from voicebot.cluster.redis_state import QueueChanges
+
+    async def scenario() -> tuple[str, float, dict[str, tuple[str, str, int]]]:
+        runners, changes, rings = {}, [], {}
+        for node in ("n1", "n2"):
+            rings[node] = RingsAt()
+            claims = RedisAgentClaims(shared_redis.url, node, lease_s=5.0)
+            entries = RedisQueueEntries(shared_redis.url, node, lease_s=5.0, lost_after_s=5.0)
+            runners[node] = QueueRunner.on_loop([ALICE], [QUEUE], rings[node], claims=claims, entries=entries)
+            notices = QueueChanges(shared_redis.url, node)
+            notices.add_sink(runners[node].recheck)
+            await notices.start()
+            changes.append(notices)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.subscribed.wait() for c in changes)), 10)
+            beat(shared_redis.url, "n1", "n2")
+            n1, n2 = runners["n1"], runners["n2"]
+            n2.enqueue("b0", QueueRequest(queue="general"))
+            n2.set_agent_state("alice", "available")
+            assert (await asyncio.wait_for(rings["n2"].rung.get(), 5))[0] == "b0"
+            n2.agent_answered("b0", "alice")
+            n1.set_agent_state("alice", "available")
+            n1.enqueue("a1", QueueRequest(queue="general"))  # n1 tries Alice: n2 holds her, retried in 2 s
+            assert rings["n1"].rung.empty() and n1.acd.agent_state("alice") == "busy"
+            freed_at = time.monotonic()
+            n2.hangup("b0")
+            call_id, rung_at = await asyncio.wait_for(rings["n1"].rung.get(), 10)
+            holders = RedisAgentClaims(shared_redis.url, "test", lease_s=5.0).holders()
+            return call_id, rung_at - freed_at, holders
+        finally:
+            for c in changes:
+                await c.close()
+            for r in runners.values():
+                await r.close()
+
+    call_id, gap_s, holders = asyncio.run(scenario())
+    assert call_id == "a1"
+    assert gap_s < 1.0, gap_s  # generous: the timed retry alone would ring her about 2 s after the hang-up
+    assert holders["alice"][:2] == ("n1", "a1")  # one owner: the node that rings her
+    check_queue_invariants(shared_redis.url, alive={"n1", "n2"})
+
+
 def test_local_queue_entries_keep_the_acds_order_and_counters() -> None:
     now = [0.0]
     entries = LocalQueueEntries(lambda: now[0])
@@ -273,19 +368,21 @@ def test_cluster_postgres_down_10_s_during_a_call_loses_nothing(cluster: Cluster
                  "Thank you, that is all. Goodbye.", 0.4)
     dashboard = Dashboard(n1.http, token)
 
-    async def scenario() -> tuple[Any, float, float]:
+    async def scenario() -> tuple[Any, float, float, list[dict[str, Any]]]:
         call = asyncio.create_task(place_call(n2.http, wav, tail_s=2.0, max_wait_s=40))
         # The caller's request written (its turn event): the database goes down before the bot answers.
-        await asyncio.to_thread(dashboard.wait_for, lambda e: e["type"] == "turn" and e["node"] == "n2"
-                                and e["turn"]["speaker"] == "caller", 90)
+        asked = await asyncio.to_thread(dashboard.wait_for, lambda e: e["type"] == "turn" and e["node"] == "n2"
+                                        and e["turn"]["speaker"] == "caller", 90)
         down_at = time.time()
         cmdline = await asyncio.to_thread(stop_cluster_postgres, cluster)
         await asyncio.sleep(10)  # the outage itself: its length is the point of the test
+        # What the dashboard on node 1 saw of the call while PostgreSQL was still down.
+        live = [e for e in dashboard.of_call(asked["call_id"]) if e["type"] == "turn"]
         up_at = time.time()
         await asyncio.to_thread(start_cluster_postgres, cluster, cmdline)
-        return await call, down_at, up_at
+        return await call, down_at, up_at, live
 
-    result, down_at, up_at = asyncio.run(scenario())
+    result, down_at, up_at, live = asyncio.run(scenario())
     ended = dashboard.wait_for(lambda e: e["type"] == "call.ended" and e.get("call_id") == result.call_id, 60)
     seen = [e for e in dashboard.of_call(result.call_id) if e["type"] == "turn"]
     dashboard.close()
@@ -296,6 +393,10 @@ def test_cluster_postgres_down_10_s_during_a_call_loses_nothing(cluster: Cluster
     spoken = [datetime.fromisoformat(t["start"]).timestamp() for t in turns if t["speaker"] == "bot"]
     assert any(down_at < t < up_at for t in spoken), (down_at, up_at, [(t["speaker"], t["start"]) for t in turns])
     assert len([t for t in turns if t["speaker"] == "caller"]) >= 2 and len(turns) == len(seen), (turns, seen)
+    # The dashboard followed the call live during the outage (turns published before their writes landed), and
+    # got each turn once: the writes landing afterwards published nothing again.
+    assert any(e["turn"]["speaker"] == "bot" and e["ts"] > down_at for e in live), (down_at, live)
+    assert sorted(t["text"] for t in turns) == sorted(e["turn"]["text"] for e in seen)
     assert result.record["outcome"] == ended["outcome"] != "node_lost"
 
 

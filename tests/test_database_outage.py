@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -78,6 +79,51 @@ def test_a_locked_database_delays_call_records_but_loses_none(tmp_path: Path, ca
     assert record["turns"][0]["extra"].get("interrupted") is True  # the update found its turn
     assert "database unavailable" in caplog.text and "available again" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    store.close()
+
+
+def test_a_locked_database_delays_the_records_but_not_the_live_events(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.2})
+    upgrade(engine)
+    events = EventBus()
+    store = CallStore(engine, events)
+    start = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    lock = Lock(path)
+
+    async def call() -> tuple[list[Any], list[dict]]:
+        events.bind()
+        sub = events.subscribe()
+        await store.arun("open_call", "call-3", "sip", "+15551230003", "bot")
+        bot = await store.arun("add_turn", "call-3", "bot", "Hello, how can I help?", start)
+        await store.arun("update_turn", bot, end=start)
+        caller = await store.arun("add_turn", "call-3", "caller", "My card is 4111 1111 1111 1111.", start,
+                                  intents=[{"name": "order_status"}])
+        during = [await asyncio.wait_for(sub.get(), 5) for _ in range(4)]
+        assert lock.held  # every event above went out while the database was locked
+        lock.release()
+        assert await store.aflush(60)
+        # The pipeline still names the caller's turn by its placeholder; the record and the events agree.
+        await store.arun("update_turn", caller, extra={"checked": True})
+        await store.arun("close_call", "call-3", "resolved", "caller_hangup")
+        after = []
+        while not after or after[-1]["type"] != "call.ended":
+            event = await asyncio.wait_for(sub.get(), 10)
+            assert event is not None
+            after.append(event)
+        return during, after
+
+    during, after = asyncio.run(call())
+    assert [e["type"] for e in during] == ["call.started", "turn", "turn.updated", "turn"]
+    bot_turn, caller_turn = during[1]["turn"], during[3]["turn"]
+    assert (bot_turn["speaker"], bot_turn["id"], bot_turn["seq"]) == ("bot", -1, None)
+    assert during[2]["turn_id"] == -1 and during[2]["call_id"] == "call-3"
+    assert caller_turn["id"] == -2 and "4111" not in caller_turn["text"]  # redacted as the stored turn is
+    # The writes landing later publish nothing again; later updates name the turn as its live event did.
+    assert [(e["type"], e.get("turn_id")) for e in after] == [("turn.updated", -2), ("call.ended", None)]
+    record = store.get("call-3")
+    assert record is not None and [t["speaker"] for t in record["turns"]] == ["bot", "caller"]
+    assert record["turns"][1]["extra"]["checked"] is True and record["turns"][1]["text"] == caller_turn["text"]
     store.close()
 
 

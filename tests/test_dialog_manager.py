@@ -333,3 +333,16 @@ def test_goodbye_while_the_bot_waits_for_a_detail_ends_the_call(engine):
     r = session.handle(Turn(text="never mind, bye"))
     assert r.action == "hangup"
     assert session.end("bot_hangup") == "unresolved"
+
+
+def test_a_call_handed_back_by_a_supervisor_goes_on_where_it_was(engine):
+    session = engine.new_call(channel="sip")
+    session.start()
+    asked = session.handle(Turn(text="where is my order")).text
+    assert asked.endswith("What is the phone number on your account?")
+    back = session.resume()  # a supervisor took the call over, then handed it back
+    assert back.text == "I'm back. What is the phone number on your account?", back.text
+    assert back.action == "continue" and "handed back" in back.trace["rule"]
+    fresh = engine.new_call(channel="sip")
+    fresh.start()
+    assert fresh.resume().text.startswith("I'm back. ")  # nothing pending: it asks how it can help

@@ -93,7 +93,7 @@ def test_state_queue_agent_and_end():
     packet = {"summary": "Caller Jane Doe, verified.", "customer": {"name": "Jane Doe", "verified": True}}
     live, got = run([
         started(),
-        ("handoff", {"call_id": "c1", "packet": packet}),
+        ("handoff", {"call_id": "c1", "packet": packet, "customer": "Jane Doe"}),
         ("call.state", {"call_id": "c1", "state": "queued", "queue": "general"}),
         ("call.state", {"call_id": "c1", "state": "agent", "agent_id": "alice"}),
     ])
@@ -215,3 +215,40 @@ def test_a_call_taken_over_by_a_supervisor_says_who_has_it():
     live, got = run([started(), ("call.taken_over", {"call_id": "c1", "by": "sue", "at": "2026-11-22T08:01:00+00:00"})])
     assert live.get("c1").as_dict()["state"] == "supervisor"
     assert of_type(got, "call.updated")[-1]["call"]["taken_over_by"] == "sue"
+
+
+def test_the_handoff_event_names_the_customer_in_its_own_field(tmp_path):
+    """The registry takes the customer's name from the ``handoff`` event's typed field (``customer``), published
+    with the packet by the call; it never digs into the packet's dict."""
+    from sqlalchemy import create_engine
+
+    from dialogs.manager.handoff import HandoffPacket
+    from voicebot.pipeline.call import CallContext
+    from voicebot.storage.schema import upgrade
+
+    url = f"sqlite:///{tmp_path / 'voicebot.db'}"
+    upgrade(url)
+    packet = HandoffPacket.from_dict({"summary": "Caller Jane Doe, verified.", "reason": "caller_request",
+                                      "queue": "general", "call_id": "c1",
+                                      "customer": {"id": 1, "name": "Jane Doe", "verified": True}})
+
+    async def main():
+        bus = EventBus()
+        bus.bind()
+        live = LiveCalls(bus, None, clock=lambda: 0.0)
+        live.attach()
+        sub = bus.subscribe()
+        store = CallStore(create_engine(url), bus)
+        bus.publish(*started()[:1], **started()[1])
+        CallContext("c1", "sip", "+15550100", session=None, store=store, shared=None).publish_handoff(packet)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        events = []
+        while not sub._queue.empty():
+            events.append(sub._queue.get_nowait())
+        store.close()
+        return live, events
+
+    live, events = asyncio.run(main())
+    handoff = of_type(events, "handoff")[0]
+    assert handoff["customer"] == "Jane Doe"
+    assert live.get("c1").customer == "Jane Doe"

@@ -482,3 +482,14 @@ def test_agent_lost_with_nobody_else_offers_a_callback() -> None:
     stats = acd.queue_stats("general")
     assert stats["agent_lost"] == 1 and stats["callbacks"] == 1 and stats["connected_now"] == 0
     assert acd.agent_state("a") == "paused"
+
+
+def test_recheck_offers_an_agent_another_node_freed_before_the_timed_retry() -> None:
+    acd, clock = make(agents("alice"))
+    assert rung(acd.enqueue("c1", packet())) == [("c1", "alice")]
+    acd.agent_elsewhere("c1", "alice", retry_s=2.0)  # another node holds her: busy here for 2 s
+    assert acd.agent_state("alice") == "busy"
+    clock.t = 0.1
+    assert rung(acd.recheck("alice")) == [("c1", "alice")]  # that node said it gave her back: offered now
+    assert acd.agent_state("alice") == "ringing"
+    assert acd.recheck() == []  # nothing changed for anyone else

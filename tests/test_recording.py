@@ -264,12 +264,12 @@ def test_the_call_record_says_whether_it_was_recorded_or_declined(store: CallSto
     asyncio.run(decline())
     assert not recording.recorder.path.exists()
     record = store.get("rec-2")
-    assert record is not None and record["recording"] == {"available": False, "duration_s": None, "declined": True, "start": None}
+    assert record is not None and record["recording"] == {"available": False, "duration_s": None, "declined": True, "interrupted": False, "start": None}
     row = store.recording("rec-2")
     assert row is not None and row.declined_at is not None and row.path is None
     store.open_call("rec-3", "sip", None)
     plain = store.get("rec-3")
-    assert plain is not None and plain["recording"] == {"available": False, "duration_s": None, "declined": False, "start": None}
+    assert plain is not None and plain["recording"] == {"available": False, "duration_s": None, "declined": False, "interrupted": False, "start": None}
 
 
 def test_retention_deletes_old_recordings_with_their_files(store: CallStore, tmp_path: Path) -> None:

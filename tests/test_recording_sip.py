@@ -292,7 +292,7 @@ def test_a_declined_recording_is_deleted_and_never_resumed(server: Any, how: str
 
     call_id = asyncio.run(call())
     record = asyncio.run(closed_record(server, call_id))
-    assert record["recording"] == {"available": False, "duration_s": None, "declined": True, "start": None}
+    assert record["recording"] == {"available": False, "duration_s": None, "declined": True, "interrupted": False, "start": None}
     assert files_of(server, call_id) == []
     url = f"{server.url}/api/calls/{urllib.parse.quote(call_id, safe='')}/recording"
     assert httpx.get(url, headers=server.auth, timeout=30).status_code == 404

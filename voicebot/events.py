@@ -12,8 +12,10 @@ Event types (docs/api.md documents their fields):
   latency_ms, extra): a turn finalised and stored
 - ``turn.updated``   ``call_id``, ``turn_id``, ``fields`` (end, latency_ms, extra ...)
 - ``call.state``     ``call_id``, ``state`` (bot, queued, agent), optional ``queue``, ``agent_id``
-- ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees
+- ``handoff``        ``call_id``, ``packet``: the hand-off packet the agent sees, ``customer``: the identified
+  customer's name or None (:func:`handoff_customer`; a subscriber reads it here, never out of the packet)
 - ``call.taken_over`` ``call_id``, ``by`` (a supervisor's username), ``at``: the supervisor took the call from the bot
+- ``call.handed_back`` ``call_id``, ``by``, ``at``: the supervisor who had taken the call over gave it back to the bot
 - ``call.joined``    ``call_id``, ``by``: a supervisor joined the caller and the agent (a three-way conversation)
 - ``call.ended``     ``call_id``, ``outcome``, ``end_reason``, ``end``
 - ``queue``          ``queues``, ``agents``: a snapshot after each change of the agent queue
@@ -32,11 +34,19 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dialogs.manager.handoff import HandoffPacket
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+
+
+def handoff_customer(packet: HandoffPacket | None) -> str | None:
+    """The ``customer`` field of a ``handoff`` event: the name of the customer the caller was identified as."""
+    return packet.customer.name if packet is not None and packet.customer is not None else None
 
 
 class Subscription:

@@ -2,7 +2,7 @@
 
 :class:`LiveCalls` listens to the process's event bus (:mod:`voicebot.events`) and folds the events of each
 call (``call.started``, ``turn``, ``turn.updated``, ``call.state``, ``handoff``, ``call.taken_over``,
-``call.ended``) into a small summary: state, intents so far, the caller's frustration, the last reply latency,
+``call.handed_back``, ``call.ended``) into a small summary: state, intents so far, the caller's frustration, the last reply latency,
 the supervisor who took the call over. Whenever a summary changes it publishes ``call.updated``
 ``{call_id, call}``; it publishes ``alert`` when a caller's frustration reaches ``supervisor.alert_frustration``
 and when a queued caller has waited longer than ``supervisor.alert_wait_s`` (each alert with an ``id``:
@@ -210,13 +210,14 @@ class LiveCalls:
             self._on_state(call, event)
         elif kind == "call.taken_over" and isinstance(event.get("by"), str):
             call.state, call.taken_over_by = "supervisor", event["by"]
+        elif kind == "call.handed_back":
+            call.state, call.taken_over_by = "bot", None
         elif kind == "handoff":
             packet = event.get("packet")
             if isinstance(packet, dict):
                 call.handoff = packet
-                customer = packet.get("customer")
-                if isinstance(customer, dict) and customer.get("name"):
-                    call.customer = str(customer["name"])
+            if isinstance(event.get("customer"), str):
+                call.customer = event["customer"]
         if call.as_dict() != before:
             self._updated(call)
 

@@ -13,7 +13,9 @@ never longer than ``max_s`` (the call's maximum length).
 
 The file is created readable by this user only (0600), in ``recording.folder``. A decline (the dialog's
 ``BotReply.recording_declined``) stops the recording and deletes the file; the call's record keeps that the
-caller declined and when (:class:`voicebot.storage.CallStore`).
+caller declined and when (:class:`voicebot.storage.CallStore`). A recording left open by a process that died is
+closed when its call's record is (``CallStore.close_stale``): kept as ``interrupted`` (the file made readable by
+:func:`repair_wav`) if the caller had heard the announcement, else deleted as ``unannounced``.
 """
 
 from __future__ import annotations
@@ -204,6 +206,47 @@ class StereoRecorder:
         assert self._wav is not None
         self._wav.writeframes(stereo.tobytes())
         self._written += count
+
+
+def repair_wav(path: Path) -> RecordedFile | None:
+    """Make a WAV left by a killed process readable: the lengths in its header set to the whole frames the file
+    holds (a ``kill -9`` or a power cut leaves them as of some earlier write, a frame may be cut short). None when
+    there is no such file or it holds no WAV header (the process died before its first write)."""
+    try:
+        with open(path, "r+b") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = rate = 0
+            pos = 12
+            while True:  # the chunks up to "data" (ours: "fmt " only, but a WAV may hold others)
+                fh.seek(pos)
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if name == b"data":
+                    break
+                if name == b"fmt ":
+                    fmt = fh.read(16)
+                    if len(fmt) < 16:
+                        return None
+                    rate = int.from_bytes(fmt[4:8], "little")
+                    block_align = int.from_bytes(fmt[12:14], "little")
+                pos += 8 + length + length % 2
+            if not block_align or not rate:
+                return None
+            start = pos + 8
+            size = os.fstat(fh.fileno()).st_size
+            data = max(0, size - start) // block_align * block_align
+            fh.truncate(start + data)
+            fh.seek(4)
+            fh.write((start - 8 + data).to_bytes(4, "little"))
+            fh.seek(pos + 4)
+            fh.write(data.to_bytes(4, "little"))
+    except FileNotFoundError:
+        return None
+    return RecordedFile(path, start + data, data / block_align / rate)
 
 
 def recording_path(folder: Path, call_id: str, now: datetime) -> Path:

@@ -211,6 +211,18 @@ class DialogSession:
         self._route(parse, words, dtmf)
         return self._finish_turn(parse, {})
 
+    def resume(self) -> BotReply:
+        """The bot has the call again after a person had it (a supervisor took it over and handed it back): it
+        says it is back and asks its pending question again, or how it can help; the dialog state is as it was."""
+        self._begin_turn()
+        self._fire("handed back to the bot")
+        if self.say_.has("handed_back"):
+            self._say("handed_back")
+        else:
+            self._out.append("I'm back.")
+        self._reask()
+        return self._finish_turn(None, {"rule": "handed back"})
+
     def end(self, reason: str = "caller_hangup") -> str:
         """Close the call (idempotent) and store the contact. Returns the outcome."""
         if self.outcome is None:

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 RECENT_HANDLE_TIMES = 20
 # States a person (agent page, API) may set; the others follow from calls.
 SETTABLE_STATES = ("available", "paused", "offline")
-# An agent left free for an earlier caller on another node (whose node rings them): looked at again after this.
+# An agent left free for an earlier caller on another node (whose node rings them): looked at again after this
+# (a safety net: a cluster's nodes tell each other of freed agents and callers gone at once, see ACD.recheck).
 FOREIGN_RECHECK_S = 2.0
 
 
@@ -260,6 +261,7 @@ class ACD:
             out.append(CallLeftQueue(call_id, call.queue, "abandoned", wait))
         elif call_id in self._connected:
             conn = self._connected.pop(call_id)
+            self.entries.connected(call_id, conn.queue, False)
             handle = self._now - conn.connected_at
             self.entries.count(conn.queue, {"handled": 1, "handle_total": handle})
             self._recent_handle[conn.queue].append(handle)
@@ -284,6 +286,7 @@ class ACD:
         conn = self._connected.pop(call_id, None)
         if conn is None:
             return []
+        self.entries.connected(call_id, conn.queue, False)
         q = self.queues[conn.queue]
         self.entries.count(q.name, {"agent_lost": 1})
         agent = self._agents[conn.agent_id]
@@ -412,6 +415,18 @@ class ACD:
         agent = self._agents[agent_id]
         agent.offer = None
         agent.elsewhere_until = self._now + retry_s
+        out: list[Action] = []
+        self._settle(out)
+        return out
+
+    def recheck(self, agent_id: str | None = None) -> list[Action]:
+        """Another node freed ``agent_id`` (its claim given back) or a caller left the shared queue there: offer
+        again now instead of at the next timed retry (``agent_elsewhere``'s ``retry_s``, :data:`FOREIGN_RECHECK_S`)."""
+        self._now = self.clock()
+        agent = self._agents.get(agent_id) if agent_id is not None else None
+        if agent is not None:
+            agent.elsewhere_until = None
+        self._recheck_at = None
         out: list[Action] = []
         self._settle(out)
         return out
@@ -598,7 +613,7 @@ class ACD:
             "transferred": int(st["transferred"]),
             "agent_lost": int(st["agent_lost"]),
             "node_lost": int(st["node_lost"]),
-            "connected_now": sum(1 for c in self._connected.values() if c.queue == name),
+            "connected_now": self.entries.connected_now(name),  # every node's
             "service_level_s": self.queues[name].service_level_s,
             "service_level": round(st["answered_within"] / finished, 4) if finished else None,
             "average_wait_s": round(st["wait_total"] / answered, 3) if answered else None,
@@ -804,6 +819,7 @@ class ACD:
         within = 1 if wait <= self.queues[call.queue].service_level_s else 0
         self.entries.count(call.queue, {"answered": 1, "wait_total": wait, "answered_within": within})
         self._connected[call.call_id] = _Connected(call.call_id, call.queue, agent_id, self._now, call)
+        self.entries.connected(call.call_id, call.queue, True)
         out += [
             Connect(call.call_id, agent_id, call.queue),
             CallLeftQueue(call.call_id, call.queue, "answered", wait, agent_id),

@@ -50,6 +50,13 @@ class QueueEntries(Protocol):
     def leave(self, call_id: str) -> None:
         """This node's caller stopped waiting (answered, gone, fallback)."""
 
+    def connected(self, call_id: str, queue: str, connected: bool) -> None:
+        """This node's caller from ``queue`` talks to an agent now (True), or no longer (False)."""
+
+    def connected_now(self, queue: str) -> int:
+        """How many of ``queue``'s callers talk to an agent now, on every node (a shared store unreachable: on
+        this node)."""
+
     def count(self, queue: str, amounts: dict[str, float]) -> None:
         """Add to ``queue``'s counters (names in :data:`COUNTERS`)."""
 
@@ -70,6 +77,7 @@ class LocalQueueEntries:
         self._seq = 0
         self._entries: dict[str, tuple[tuple[bool, int, float, int], QueueEntry, float]] = {}
         self._counters: dict[str, Counter[str]] = {}
+        self._connected: dict[str, str] = {}  # call -> queue
 
     def join(self, call_id: str, queue: str, caller: str | None, priority: int, returned: bool) -> None:
         self._seq += 1
@@ -85,6 +93,15 @@ class LocalQueueEntries:
 
     def leave(self, call_id: str) -> None:
         self._entries.pop(call_id, None)
+
+    def connected(self, call_id: str, queue: str, connected: bool) -> None:
+        if connected:
+            self._connected[call_id] = queue
+        else:
+            self._connected.pop(call_id, None)
+
+    def connected_now(self, queue: str) -> int:
+        return sum(1 for q in self._connected.values() if q == queue)
 
     def count(self, queue: str, amounts: dict[str, float]) -> None:
         self._counters.setdefault(queue, Counter()).update(amounts)

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 # Timers fire this much after their deadline so the clock has surely reached it (loop.call_at may run a
 # handle up to the clock resolution early).
 TIMER_SLACK_S = 0.001
-# An agent another node holds (a refused claim) is tried again after this long.
+# An agent another node holds (a refused claim) is tried again after this long (a safety net: the node that frees
+# the agent tells the others at once, which call QueueRunner.recheck).
 ELSEWHERE_RETRY_S = 2.0
 # An agent's claim is kept while they ring, talk or wrap up on this node, and given back in these states.
 FREE_STATES = ("available", "paused", "offline")
@@ -145,6 +146,10 @@ class QueueRunner:
 
     def agent_lost(self, call_id: str) -> list[Action]:
         return self._run(self.acd.agent_lost(call_id))
+
+    def recheck(self, agent_id: str | None = None) -> list[Action]:
+        """Another node freed ``agent_id`` or changed the shared queue (a cluster's notification): offer now."""
+        return self._run(self.acd.recheck(agent_id))
 
     def set_agent_state(self, agent_id: str, state: str, reason: str | None = None) -> list[Action]:
         """Raises :class:`telephony.queue.acd.QueueError` for an unknown agent or state (an API 404/400)."""

@@ -13,7 +13,9 @@ channel's one difference:
 
 A supervisor may take a phone call over from the bot (:meth:`CallRunner.take_over`, barge-in): the bot's
 pipeline is cancelled as for a hand-off, the leg stays up for the supervisor, and the record (outcome
-``taken_over``) is closed when the leg ends. :data:`RUNNERS` finds a call's runner by its id.
+``taken_over``) is closed when the leg ends, unless the supervisor hands the call back
+(:meth:`CallRunner.hand_back`): then a new pipeline over the same leg, dialog session and record takes the call
+back where the bot left it. :data:`RUNNERS` finds a call's runner by its id.
 
 The runner returns when the bot, the queue and a supervisor who took the call over are done with it.
 """
@@ -54,6 +56,10 @@ class TakeOverRefused(Exception):
     """The call cannot be taken over now; the message says why (shown to the supervisor)."""
 
 
+class HandBackRefused(Exception):
+    """The call cannot be handed back to the bot now; the message says why (shown to the supervisor)."""
+
+
 class CallRunners:
     """The calls this process runs, by call id (a supervisor's take-over finds its call here)."""
 
@@ -82,7 +88,9 @@ class CallRunner:
     called at the hand-off to give the leg the caller's audio while the pipeline keeps running; without it
     (SIP) the bot's pipeline is stopped and the leg stays up. ``end_leg(reason)`` (a browser) ends a leg that
     does not end by itself when the caller leaves or the pipeline is over. ``pipeline_transport`` replaces
-    ``transport`` as the pipeline's input and output (stages around them, e.g. the browser leg's)."""
+    ``transport`` as the pipeline's input and output (stages around them, e.g. the browser leg's).
+    ``resume_transport`` makes a new transport over ``leg`` for a call a supervisor hands back to the bot (SIP);
+    without it a call cannot be handed back."""
 
     def __init__(
         self,
@@ -95,8 +103,13 @@ class CallRunner:
         take_over: Callable[[], None] | None = None,
         end_leg: Callable[[str], None] | None = None,
         pipeline_transport: CallTransport | None = None,
+        resume_transport: Callable[[], BaseTransport] | None = None,
     ):
         self.leg = leg
+        self.runtime = runtime
+        self._resume_transport = resume_transport
+        self._handed_back: asyncio.Event | None = None  # set by hand_back while a supervisor has the call
+        self._supervisor_holds = 0  # MONITORS holds taken for supervisors (listeners stay between pipelines)
         self.transfer = transfer if leg is not None else None
         self._take_over = take_over
         self._end_leg = end_leg
@@ -122,15 +135,15 @@ class CallRunner:
         RUNNERS.add(call_id, self)
         try:
             await self.call.run()
-            if self.taken_over_by is not None:
-                await self._supervised()
+            while self.taken_over_by is not None and await self._supervised():
+                await self.call.run()  # handed back: the bot's new pipeline, until it ends or is taken over again
         except asyncio.CancelledError:  # server shutdown: the queue lets go of the call too
             if self.queued is not None:
                 self.queued.cancel()
             raise
         finally:
             RUNNERS.remove(call_id, self)
-            if self.taken_over_by is not None:
+            for _ in range(self._supervisor_holds):
                 MONITORS.end(call_id)
             if self._end_leg is not None:
                 self._end_leg("call ended")
@@ -157,11 +170,13 @@ class CallRunner:
             raise TakeOverRefused(f"{self.taken_over_by} has taken this call over already")
         if self.queued is not None or self.released.is_set():
             raise TakeOverRefused("the call is with the agent queue: listen or whisper instead")
-        if ctx.end_reason is not None or self.leg.state != "answered" or not ctx.hold_record():
+        if ctx.end_reason is not None or self.leg.state != "answered" or not ctx.suspend():
             raise TakeOverRefused("the call is ending")
         self.taken_over_by = username
+        self._handed_back = asyncio.Event()
         ctx.end_reason = ctx.outcome = TAKEN_OVER
         MONITORS.begin(ctx.call_id)  # listeners stay on the call after the bot's pipeline (its hold) is gone
+        self._supervisor_holds += 1
         # A cancel, not an end, keeps the leg up (as for a hand-off); what the bot had queued is not heard.
         self._stopping = asyncio.ensure_future(self.call.worker.cancel(reason=TAKEN_OVER))
         self.leg.clear_audio()
@@ -171,13 +186,69 @@ class CallRunner:
             ctx.store.events.publish("call.taken_over", call_id=ctx.call_id, by=username, at=at.isoformat())
         return self.leg
 
-    async def _supervised(self) -> None:
-        """Wait for the end of a call taken over by a supervisor, then close its record."""
-        assert self.leg is not None
-        reason = await self.leg.wait_ended()
+    def hand_back(self, username: str) -> None:
+        """Supervisor ``username`` gives the call they took over back to the bot: a new pipeline over the same leg
+        and dialog session says the bot is back and asks its pending question again. The supervisor's audio must
+        be off the leg first. Raises :class:`HandBackRefused`."""
+        if self.taken_over_by is None or self._handed_back is None:
+            raise HandBackRefused("the bot has this call: nobody took it over")
+        if self._handed_back.is_set():
+            raise HandBackRefused("this call is being handed back already")
+        if self.leg is None or self.leg.state != "answered":
+            raise HandBackRefused("the call is ending")
+        if self._resume_transport is None:
+            raise HandBackRefused("this call cannot go back to the bot")
+        log.info("call %s: %s hands the call back to the bot", self.call.call.call_id, username)
+        self._handed_back.set()
+
+    async def _supervised(self) -> bool:
+        """Wait while a supervisor has the call: True once they handed it back (the bot's new pipeline is built),
+        False when the leg ended (the record is closed, outcome ``taken_over``)."""
+        assert self.leg is not None and self._handed_back is not None and self.taken_over_by is not None
+        if self._stopping is not None:
+            await asyncio.gather(self._stopping, return_exceptions=True)  # the old pipeline has let go of the leg
+        ended = asyncio.ensure_future(self.leg.wait_ended())
+        back = asyncio.ensure_future(self._handed_back.wait())
+        try:
+            await asyncio.wait([ended, back], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            back.cancel()
+            if not ended.done():
+                ended.cancel()
         ctx = self.call.call
+        if not ended.done() and self.leg.state == "answered":
+            by, self.taken_over_by = self.taken_over_by, None
+            try:
+                self._resume(ctx)
+            except Exception:  # our own error: loud, and the caller is not left on a line nobody has
+                log.exception("call %s: the bot could not take the call back; hanging up", ctx.call_id)
+                await self.leg.hangup()
+                ctx.resume()
+                ctx.end_reason, ctx.outcome = "error", TAKEN_OVER
+                await ctx.finish("error")
+                return False
+            if ctx.store.events is not None:
+                ctx.store.events.publish("call.handed_back", call_id=ctx.call_id, by=by,
+                                         at=datetime.now(UTC).isoformat())
+            return True
+        reason = ended.result() if ended.done() else await self.leg.wait_ended()
         reason = {"remote hangup": "caller_hangup", "local hangup": "supervisor_hangup"}.get(reason, reason)
-        await ctx.store.arun("close_call", ctx.call_id, TAKEN_OVER, (reason or "hangup")[:32])
+        ctx.resume()
+        ctx.end_reason, ctx.outcome = (reason or "hangup")[:32], TAKEN_OVER
+        await ctx.finish(ctx.end_reason)
+        return False
+
+    def _resume(self, ctx: CallContext) -> None:
+        """The bot's new pipeline over the leg, for the same call context (record, dialog session, recording)."""
+        assert self._resume_transport is not None
+        transport = self._resume_transport()
+        ctx.resume()
+        self.call = build_call_pipeline(
+            transport, ctx.session, self.runtime.shared, self.runtime.settings, self.runtime.store,
+            on_handoff=self._handed_off if self.transfer is not None else None, call=ctx)
+        transport.add_event_handler("on_client_connected", self._connected_again)
+        transport.add_event_handler("on_client_disconnected", self._disconnected)
+        self._stopping = None
 
     async def press(self, key: str) -> None:
         """A key the caller pressed, into the bot's pipeline (as a phone's RFC 4733 digit would come)."""
@@ -199,6 +270,9 @@ class CallRunner:
     # --- the pipeline's and the transport's events ----------------------------------------------------------
     async def _connected(self, _transport: Any, _client: Any) -> None:
         await self.call.greet()
+
+    async def _connected_again(self, _transport: Any, _client: Any) -> None:
+        await self.call.resume()
 
     async def _disconnected(self, _transport: Any, _client: Any) -> None:
         if self._end_leg is not None:

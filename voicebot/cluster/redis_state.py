@@ -8,6 +8,9 @@
   with a fencing token, taken and given back by atomic Lua scripts (:mod:`telephony.queue.claims`).
 - :class:`RedisQueueEntries` holds every node's waiting callers (one sorted set in the order of service, an entry
   per caller with a lease its node renews) and the queues' counters (:mod:`telephony.queue.entries`).
+- :class:`QueueChanges` tells the nodes at once (Redis pub/sub on ``voicebot:queue:changed``) when a node gives an
+  agent back, or a caller leaves the shared queue or starts or stops being rung, so an earlier caller's node rings a freed agent without waiting
+  for its timed retry (which stays as the safety net for a message missed while disconnected).
 - :class:`RedisFailureLog` keeps the login throttle's failed attempts in sorted sets every node counts.
 - :class:`NodeWatch` beats ``voicebot:nodes`` every ``cluster.heartbeat_s``; when a node is silent for
   ``cluster.node_lost_after_s`` one survivor (the one that takes the lease ``voicebot:lost:NODE``) closes that
@@ -15,7 +18,8 @@
 
 Keys (all under ``voicebot:``): ``events`` (stream), ``nodes`` (sorted set node -> last beat, Redis time),
 ``lost:NODE`` (lease), ``agent:ID`` (lease: ``NODE CALL TOKEN``), ``agent-fence`` (counter), ``login:fail:KEY`` (sorted set), ``login:known:USER`` (list),
-``queue:waiting`` (sorted set of entries), ``queue:entry:CALL`` (hash, leased), ``queue:stats:QUEUE`` (hash of counters).
+``queue:waiting`` (sorted set of entries), ``queue:entry:CALL`` (hash, leased), ``queue:stats:QUEUE`` (hash of counters),
+``queue:connected:QUEUE`` (hash call -> node: callers talking to an agent), ``queue:changed`` (pub/sub channel).
 """
 
 from __future__ import annotations
@@ -74,6 +78,15 @@ RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+# An agent's claim given back: the nodes are told at once (after the delete, so their claims succeed).
+RELEASE_AGENT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
 # Claim an agent: free -> take it with a new fencing token; held -> nil. (One script: no other node between.)
 CLAIM = """
 if redis.call('exists', KEYS[1]) == 1 then return nil end
@@ -84,6 +97,8 @@ return token
 QUEUE_WAITING = PREFIX + "queue:waiting"
 QUEUE_ENTRY = PREFIX + "queue:entry:"
 QUEUE_STATS = PREFIX + "queue:stats:"
+QUEUE_CONNECTED = PREFIX + "queue:connected:"
+QUEUE_CHANGED = PREFIX + "queue:changed"
 # A caller starts waiting: ranked by (returned first, higher priority, arrival by Redis's clock) in one score.
 # The member names the call, its node, queue and arrival, so a lapsed entry can still be counted for its queue.
 JOIN = """
@@ -96,6 +111,11 @@ redis.call('hset', KEYS[2], 'caller', ARGV[6], 'priority', ARGV[4], 'ringing', '
 redis.call('pexpire', KEYS[2], ARGV[7])
 return {member, tostring(score)}
 """
+
+
+def _change(node_id: str, agent_id: str | None) -> str:
+    """A message on :data:`QUEUE_CHANGED`: which node changed the shared queue, and the agent it freed (if any)."""
+    return json.dumps({"node": node_id, "agent": agent_id})
 
 
 def _client(url: str) -> aredis.Redis:
@@ -202,6 +222,70 @@ class EventRelay:
             log.warning("cluster: Redis unreachable (%s); live events wait and are sent when it is back", exc)
 
 
+class QueueChanges:
+    """The other nodes' notices that they gave an agent back, or that a caller left the shared queue or started or
+    stopped being rung (``voicebot:queue:changed``), handed to the sinks with the freed agent's id (None: a caller's
+    entry changed); a node's ACD offers again at once (``QueueRunner.recheck``). Pub/sub, not the stream: a notice missed while Redis was
+    away is made good by the ACD's timed retries, so nothing needs replaying."""
+
+    def __init__(self, redis_url: str, node_id: str):
+        self.node_id = node_id
+        # No read timeout: the subscription is quiet for long stretches.
+        self._redis = aredis.Redis.from_url(redis_url, socket_connect_timeout=1.0, decode_responses=True)
+        self._sinks: list[Callable[[str | None], Any]] = []
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.subscribed = asyncio.Event()  # set while subscribed (for tests and start-up ordering)
+
+    def add_sink(self, sink: Callable[[str | None], Any]) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: Callable[[str | None], Any]) -> None:
+        self._sinks.remove(sink)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="cluster-queue-changes")
+
+    async def close(self) -> None:
+        self._closing = True  # see EventRelay.close
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._redis.aclose()
+
+    async def _listen_forever(self) -> None:
+        while not self._closing:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(QUEUE_CHANGED)
+                    self.subscribed.set()
+                    while not self._closing:
+                        message = await pubsub.get_message(timeout=READ_BLOCK_MS / 1000)
+                        if message is not None and message.get("type") == "message":
+                            self._deliver(message.get("data"))
+            except (redis.RedisError, OSError) as exc:
+                if self.subscribed.is_set():
+                    log.warning("cluster: queue notices from other nodes interrupted (%s); the ACD's timed retries "
+                                "cover them until Redis is back", exc)
+                self.subscribed.clear()
+                await asyncio.sleep(RETRY_S)
+
+    def _deliver(self, raw: Any) -> None:
+        try:
+            notice = json.loads(raw)
+            node, agent = notice["node"], notice["agent"]
+        except (ValueError, TypeError, KeyError):
+            log.error("cluster: an unreadable notice on %s is skipped", QUEUE_CHANGED)
+            return
+        if node == self.node_id:
+            return  # this node's ACD made the change itself
+        for sink in list(self._sinks):
+            try:
+                sink(agent if isinstance(agent, str) else None)
+            except Exception:
+                log.exception("cluster: a queue notice's sink failed")
+
+
 class RedisFailureLog:
     """The login throttle's failures, shared by the nodes (see :class:`voicebot.server.access.FailureLog`).
 
@@ -287,7 +371,7 @@ class RedisAgentClaims:
         self.held: dict[str, Claim] = {}
         self._lock = threading.Lock()
         self._claim = self._redis.register_script(CLAIM)
-        self._release = self._redis.register_script(RELEASE)
+        self._release = self._redis.register_script(RELEASE_AGENT)
         self._renew = self._redis.register_script(RENEW)
 
     def claim(self, agent_id: str, call_id: str) -> Claim | None:
@@ -313,7 +397,8 @@ class RedisAgentClaims:
             claim = self.held.pop(agent_id, None)
         if claim is not None:
             with contextlib.suppress(redis.RedisError, OSError):  # else its lease runs out
-                self._release(keys=[f"{PREFIX}agent:{agent_id}"], args=[self._value(claim)])
+                self._release(keys=[f"{PREFIX}agent:{agent_id}", QUEUE_CHANGED],
+                              args=[self._value(claim), _change(self.node_id, agent_id)])
 
     def renew(self) -> None:
         """Extend the leases of the agents this node holds (blocking: run it off the event loop)."""
@@ -378,6 +463,8 @@ class RedisQueueEntries:
         self._unsent_leave: list[tuple[str, str]] = []  # (call, member) to remove once Redis answers
         self._unsent_counts: list[tuple[str, dict[str, float]]] = []
         self._counters: dict[str, dict[str, float]] = {}  # as last read, for while Redis is unreachable
+        self._connected: dict[str, str] = {}  # this node's callers talking to an agent: call -> queue
+        self._unsent_disconnect: list[tuple[str, str]] = []  # (call, queue) to remove once Redis answers
         self._down_until = 0.0
         self._warned = False
 
@@ -430,7 +517,11 @@ class RedisQueueEntries:
             entry.ringing = ringing
         if self._ok() and entry.member:
             try:
-                self._redis.hset(QUEUE_ENTRY + call_id, "ringing", "1" if ringing else "0")
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.hset(QUEUE_ENTRY + call_id, "ringing", "1" if ringing else "0")
+                # Others leave their agents for this caller only while nobody rings for it: they look again now.
+                pipe.publish(QUEUE_CHANGED, _change(self.node_id, None))
+                pipe.execute()
             except (redis.RedisError, OSError) as exc:
                 self._failed(exc, "ringing state not shared")
 
@@ -448,11 +539,57 @@ class RedisQueueEntries:
             with self._lock:
                 self._unsent_leave.append((call_id, entry.member))
 
-    @staticmethod
-    def _remove(pipe: Any, call_id: str, member: str) -> Any:
+    def _remove(self, pipe: Any, call_id: str, member: str) -> Any:
         pipe.zrem(QUEUE_WAITING, member)
         pipe.delete(QUEUE_ENTRY + call_id)
+        pipe.publish(QUEUE_CHANGED, _change(self.node_id, None))  # an agent left for this caller may be free now
         return pipe
+
+    def connected(self, call_id: str, queue: str, connected: bool) -> None:
+        with self._lock:
+            if connected:
+                self._connected[call_id] = queue
+            elif self._connected.pop(call_id, None) is None:
+                return
+        try:
+            if not self._ok():
+                raise redis.ConnectionError("Redis was unreachable a moment ago")
+            if connected:
+                self._redis.hset(QUEUE_CONNECTED + queue, call_id, self.node_id)
+            else:
+                self._redis.hdel(QUEUE_CONNECTED + queue, call_id)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc, "callers talking to agents are shared later")
+            if not connected:
+                with self._lock:
+                    self._unsent_disconnect.append((call_id, queue))
+
+    def connected_now(self, queue: str) -> int:
+        if self._ok():
+            try:
+                talking: dict[str, str] = self._redis.hgetall(QUEUE_CONNECTED + queue)  # type: ignore[assignment]
+                return len(self._alive(queue, talking))
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc, "other nodes' callers talking to agents not seen")
+        with self._lock:
+            return sum(1 for q in self._connected.values() if q == queue)
+
+    def _alive(self, queue: str, talking: dict[str, str]) -> dict[str, str]:
+        """The calls of ``talking`` (call -> node) whose node beats; a lost node's are removed."""
+        nodes = set(talking.values()) - {self.node_id}
+        if not nodes:
+            return talking
+        seconds, micros = self._redis.time()  # type: ignore[misc]
+        now = float(seconds) + micros / 1e6
+        pipe = self._redis.pipeline(transaction=False)
+        for node in nodes:
+            pipe.zscore(NODES, node)
+        beats = dict(zip(nodes, pipe.execute(), strict=True))
+        lost = {n for n, beat in beats.items() if beat is None or float(beat) <= now - self.lost_after_s}
+        gone = [call for call, node in talking.items() if node in lost]
+        if gone:
+            self._redis.hdel(QUEUE_CONNECTED + queue, *gone)
+        return {call: node for call, node in talking.items() if node not in lost}
 
     def count(self, queue: str, amounts: dict[str, float]) -> None:
         known = self._counters.setdefault(queue, dict.fromkeys(COUNTERS, 0.0))
@@ -546,15 +683,26 @@ class RedisQueueEntries:
             mine = dict(self._mine)
             leaves, self._unsent_leave = self._unsent_leave, []
             counts, self._unsent_counts = self._unsent_counts, []
+            talking = dict(self._connected)
+            disconnects, self._unsent_disconnect = self._unsent_disconnect, []
         try:
             pipe = self._redis.pipeline(transaction=False)
             for call_id, member in leaves:
                 self._remove(pipe, call_id, member)
             for queue, amounts in counts:
                 self._add_counts(pipe, queue, amounts)
+            for call_id, queue in disconnects:
+                pipe.hdel(QUEUE_CONNECTED + queue, call_id)
+            for call_id, queue in talking.items():  # again each beat: written while Redis was away, or lost with it
+                pipe.hset(QUEUE_CONNECTED + queue, call_id, self.node_id)
             for call_id in mine:
                 pipe.pexpire(QUEUE_ENTRY + call_id, self.lease_ms)
             answers = pipe.execute()
+            with self._lock:  # a call that stopped talking meanwhile must not stay written above
+                ended = [(call, queue) for call, queue in talking.items() if call not in self._connected]
+            if ended:
+                for call_id, queue in ended:
+                    self._redis.hdel(QUEUE_CONNECTED + queue, call_id)
             renewed = answers[len(answers) - len(mine):]
             for (call_id, entry), alive in zip(mine.items(), renewed, strict=True):
                 if not alive and self._mine.get(call_id) is entry:
@@ -563,6 +711,7 @@ class RedisQueueEntries:
             with self._lock:
                 self._unsent_leave[:0] = leaves
                 self._unsent_counts[:0] = counts
+                self._unsent_disconnect[:0] = disconnects
             raise
         self._down_until = 0.0
         self._fine()
@@ -680,6 +829,7 @@ class ClusterState:
         # An agent's lease outlives a few missed beats, and runs out about when the node counts as lost.
         self.agents = RedisAgentClaims(redis_url, node_id, lease_s=lost_after_s)
         self.queue = RedisQueueEntries(redis_url, node_id, lease_s=lost_after_s, lost_after_s=lost_after_s)
+        self.queue_changes = QueueChanges(redis_url, node_id)  # add the ACD's runner.recheck as a sink
         self.nodes = NodeWatch(redis_url, node_id, store, heartbeat_s=heartbeat_s, lost_after_s=lost_after_s,
                                claims=self.agents, queued_of=self.queued_of if live is not None else None,
                                transfers=TransferStore(store.engine), entries=self.queue)
@@ -696,6 +846,7 @@ class ClusterState:
 
     async def start(self) -> None:
         await self.events.start()
+        await self.queue_changes.start()
         # This node's calls from before a restart: closed now that the others hear of it (call.ended).
         try:
             closed = await asyncio.to_thread(self.store.close_stale)
@@ -708,5 +859,6 @@ class ClusterState:
 
     async def close(self) -> None:
         await self.nodes.close()
+        await self.queue_changes.close()
         await self.events.close()
 

@@ -24,7 +24,7 @@ from voicebot.config import Settings
 from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.control import CallControl, HandoffHandler
 from voicebot.pipeline.dialog import DialogStage, SignalSource
-from voicebot.pipeline.frames import GreetFrame
+from voicebot.pipeline.frames import GreetFrame, ResumeFrame
 from voicebot.pipeline.monitor import MonitorTap
 from voicebot.pipeline.shared import SharedModels
 from voicebot.pipeline.tts import PiperSpeech
@@ -57,6 +57,10 @@ class CallPipeline:
         """Queue the greeting; call from the transport's ``on_client_connected``."""
         await self.worker.queue_frame(GreetFrame())
 
+    async def resume(self) -> None:
+        """Queue taking the call back (a pipeline built for a call handed back to the bot) instead of the greeting."""
+        await self.worker.queue_frame(ResumeFrame())
+
     async def caller_left(self) -> None:
         """The caller hung up or dropped: stop at once (the record is closed when ``run`` returns)."""
         if self.call.end_reason is None:
@@ -87,20 +91,23 @@ def build_call_pipeline(
     signals: SignalSource | None = None,
     on_handoff: HandoffHandler | None = None,
     turn_params: TurnParams | None = None,
+    call: CallContext | None = None,
 ) -> CallPipeline:
     """One call's pipeline over ``transport``; channel, caller id and call id come from ``session``.
 
     ``signals`` adds outside signals to each caller turn (e.g. the prosody frustration score);
-    ``on_handoff`` performs a warm transfer (SIP) instead of ending the call after the announcement.
+    ``on_handoff`` performs a warm transfer (SIP) instead of ending the call after the announcement;
+    ``call``: the context of a call that goes on in this pipeline (handed back to the bot by a supervisor).
     """
-    call = CallContext(
-        call_id=session.call_id or "",
-        channel=session.channel,
-        caller_id=session.caller_id,
-        session=session,
-        store=call_record,
-        shared=shared,
-    )
+    if call is None:
+        call = CallContext(
+            call_id=session.call_id or "",
+            channel=session.channel,
+            caller_id=session.caller_id,
+            session=session,
+            store=call_record,
+            shared=shared,
+        )
     turns = CallerTurnProcessor(
         shared,
         turn_params or TurnParams.from_config(settings.call),

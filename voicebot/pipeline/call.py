@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from voicebot import metrics
+from voicebot.events import handoff_customer
 from voicebot.storage import CallStore
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class CallContext:
         self._opened = False
         self._finished = False
         self._record_held = False
+        self._suspended = False
 
     async def open(self) -> None:
         """Create the call record (before the greeting)."""
@@ -95,7 +97,8 @@ class CallContext:
         The agent queue publishes this itself for the calls it takes; this is for calls no queue takes.
         """
         if self.store.events is not None:
-            self.store.events.publish("handoff", call_id=self.call_id, packet=packet.to_dict() if packet is not None else None)
+            self.store.events.publish("handoff", call_id=self.call_id, packet=packet.to_dict() if packet is not None else None,
+                                      customer=handoff_customer(packet))
 
     def hold_record(self) -> bool:
         """Leave closing the call record to the caller of this method (the agent queue, which closes it with
@@ -104,6 +107,20 @@ class CallContext:
             return False
         self._record_held = True
         return True
+
+    def suspend(self) -> bool:
+        """The bot lets go of the call for now (a supervisor takes it over): the end of its pipeline neither ends
+        the dialog session nor closes the record, so :meth:`resume` can give it back; False if it is over."""
+        if self._finished:
+            return False
+        self._suspended = True
+        return True
+
+    def resume(self) -> None:
+        """The call goes on (with the bot, or to be closed by :meth:`finish` after a supervisor had it)."""
+        self._suspended = False
+        self.end_reason = self.outcome = None
+        self.playing = set()
 
     async def bot_interrupted(self) -> None:
         """The caller barged in: every bot turn still playing ends now, marked interrupted."""
@@ -118,9 +135,9 @@ class CallContext:
         """End the call for ``reason`` (caller_hangup, bot_hangup, handoff, silence, no_media, error).
 
         Records what the caller was in the middle of saying, closes the dialog session and the record.
-        Safe to call more than once; only the first call counts.
+        Safe to call more than once; only the first call counts. Nothing while suspended (:meth:`suspend`).
         """
-        if self._finished:
+        if self._finished or self._suspended:
             return
         self._finished = True
         reason = self.end_reason or reason

@@ -29,7 +29,13 @@ from telephony.keypad import KeypadInputFrame
 from voicebot import metrics
 from voicebot.config import CallConfig
 from voicebot.pipeline.call import CallContext
-from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, ExpectedAnswerFrame, GreetFrame
+from voicebot.pipeline.frames import (
+    BotSayFrame,
+    CallerTurnFrame,
+    ExpectedAnswerFrame,
+    GreetFrame,
+    ResumeFrame,
+)
 from voicebot.pipeline.shared import is_non_speech
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,9 @@ class DialogStage(FrameProcessor):
         if isinstance(frame, GreetFrame):
             await self._greet()
             return
+        if isinstance(frame, ResumeFrame):
+            await self._resume()
+            return
         if isinstance(frame, CallerTurnFrame):
             await self._on_turn(frame)
             return
@@ -102,6 +111,13 @@ class DialogStage(FrameProcessor):
         await self.push_frame(
             BotSayFrame(text=reply.text, style=reply.style, kind="greeting", turn_id=turn_id)
         )
+
+    async def _resume(self) -> None:
+        """The call is back from a supervisor: the dialog goes on where it was ("I'm back" and its question)."""
+        self._duration = asyncio.ensure_future(self._duration_limit())
+        reply = await self._call.shared.run(self._call.session.resume)
+        turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra=self._bot_extra(reply, "resumed"))
+        await self.push_frame(BotSayFrame(text=reply.text, style=reply.style, kind="reply", turn_id=turn_id))
 
     async def _on_turn(self, frame: CallerTurnFrame) -> None:
         if frame.transcription_failed and not self._ending:

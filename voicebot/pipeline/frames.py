@@ -54,6 +54,11 @@ class GreetFrame(DataFrame):
 
 
 @dataclass
+class ResumeFrame(DataFrame):
+    """Asks the dialog stage to take the call back (queued when a supervisor hands the call back to the bot)."""
+
+
+@dataclass
 class BotSayFrame(DataFrame):
     """Something the bot says. ``then`` is what happens once it has been heard in full."""
 

@@ -2,7 +2,8 @@
 
     GET  /api/alerts?open=1          alerts newest first (``open=1``: only those whose call is in progress);
                                      supervisors and admins see all, an agent the alerts assigned to them
-    POST /api/alerts/{id}/ack        acknowledge (supervisors, admins; audit-logged); 409 if already acknowledged
+    POST /api/alerts/{id}/ack        acknowledge (supervisors, admins, and the user the alert is assigned to, who
+                                     sees it on the agent page; audit-logged); 409 if already acknowledged
     POST /api/alerts/{id}/assign     ``{"user": NAME}``: give it to a supervisor or agent user (audit-logged)
 
 Every change is published as ``alert.updated``, so every dashboard updates at once.
@@ -46,10 +47,15 @@ async def list_alerts(request: Request, who: LoggedIn, open_: Annotated[int, Que
 
 
 @router.post("/api/alerts/{alert_id}/ack")
-async def ack_alert(alert_id: str, request: Request, who: Staff) -> dict[str, Any]:
-    """The supervisor has seen the alert."""
+async def ack_alert(alert_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
+    """The supervisor, or the agent it is assigned to, has seen the alert."""
+    book = _book(request)
+    if not who.sees_all:
+        mine = await book.get(alert_id)
+        if mine is None or mine.assigned_to != who.username:
+            raise HTTPException(status_code=403, detail="an agent acknowledges only the alerts assigned to them")
     try:
-        alert = await _book(request).ack(alert_id, who.username)
+        alert = await book.ack(alert_id, who.username)
     except UnknownAlert:
         raise HTTPException(status_code=404, detail=f"no alert {alert_id}") from None
     except AlertConflict as exc:

@@ -168,6 +168,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
                 transfer.entries = cluster.queue  # and callers served in one order over the nodes
         if transfer is not None:
             await transfer.start()
+            if cluster is not None and transfer.runner is not None:
+                cluster.queue_changes.add_sink(transfer.runner.recheck)  # another node freed an agent: offer now
         purger = asyncio.create_task(_purge_daily(runtime), name="retention-purge") \
             if runtime.settings.privacy.purge_daily else None
         yield

@@ -16,6 +16,11 @@ goes to the caller and the caller's audio to the supervisor (listeners hear both
 ``call.taken_over``. Closing that connection (``DELETE .../listen/{pc_id}``) hangs up on the caller. 409 for a
 call the bot no longer has (waiting in the queue) or a browser call with the bot.
 
+Hand-back: ``POST /api/live/{call_id}/handback`` gives a call a supervisor took over back to the bot
+(:meth:`voicebot.calls.CallRunner.hand_back`): the supervisor's connection closes without hanging up, the bot
+says it is back and asks its pending question again, the dialog state as it was. Audited as ``handback``; the bus
+gets ``call.handed_back`` (``by``). 409 when nobody has taken the call over, 404 for a call not in progress here.
+
 Supervisors and admins only; every listen, whisper and take-over is written to the audit log.
 """
 
@@ -34,7 +39,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
 from audio.pcm import BYTES_PER_MS, FRAME_BYTES
 from telephony.leg import Leg
-from voicebot.calls.runner import RUNNERS, TakeOverRefused
+from voicebot.calls.runner import RUNNERS, HandBackRefused, TakeOverRefused
 from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
 from voicebot.server.access import Principal, require
 from voicebot.server.request_body import json_value
@@ -264,6 +269,21 @@ class ListenSessions:
         log.info("call %s: %s took the call over from the bot (%s)", call_id, username, session.pc_id)
         return session
 
+    async def hand_back(self, call_id: str, username: str) -> None:
+        """Give ``call_id`` back to the bot: the take-over connection (whoever's) closes without hanging up.
+        Raises :class:`NotLive` if this process runs no such call, :class:`HandBackRefused` if it cannot go back."""
+        runner = RUNNERS.get(call_id)
+        if runner is None:
+            raise NotLive(call_id)
+        runner.hand_back(username)
+        # Before any await: from now on the supervisor's microphone no longer reaches the caller.
+        for session in [s for s in self.sessions.values() if s.call_id == call_id and s.line is not None]:
+            assert session.line is not None
+            session.line.remove()
+            session.line.leg.clear_audio()
+            session.line = None
+            await self.close(session.pc_id)
+
     async def _close_when_ended(self, session: ListenSession, leg: Leg) -> None:
         await leg.wait_ended()
         await self.close(session.pc_id)
@@ -372,6 +392,19 @@ async def take_over(call_id: str, request: Request, principal: Supervisor) -> di
     await asyncio.to_thread(request.app.state.users.audit, principal.username, "takeover", call_id)
     answer = session.pc.localDescription
     return {"sdp": answer.sdp, "type": answer.type, "pc_id": session.pc_id, "mode": "takeover"}
+
+
+@router.post("/api/live/{call_id}/handback")
+async def hand_back(call_id: str, request: Request, principal: Supervisor) -> dict[str, str]:
+    """Give a call a supervisor took over back to the bot (it resumes where it was)."""
+    try:
+        await sessions_of(request.app).hand_back(call_id, principal.username)
+    except NotLive:
+        raise HTTPException(status_code=404, detail=f"no call {call_id} in progress here") from None
+    except HandBackRefused as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    await asyncio.to_thread(request.app.state.users.audit, principal.username, "handback", call_id)
+    return {"status": "handed_back", "call_id": call_id}
 
 
 async def _join(call_id: str, request: Request, principal: Principal, sdp: str, kind: str,

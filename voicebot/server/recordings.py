@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from voicebot.server.access import LoggedIn, ensure_can_see_call
+from voicebot.storage.calls import PLAYABLE
 
 router = APIRouter()
 
@@ -35,7 +36,7 @@ async def call_recording(call_id: str, request: Request, who: LoggedIn) -> FileR
     await ensure_can_see_call(request, who, call_id)
     store = request.app.state.runtime.store
     row = await asyncio.to_thread(store.recording, call_id)
-    if row is None or not row.path or row.consent != "recorded" or not Path(row.path).is_file():
+    if row is None or not row.path or row.consent not in PLAYABLE or not Path(row.path).is_file():
         raise HTTPException(status_code=404, detail=f"no recording of call {call_id}")
     if _starts_playback(request.headers.get("range")):
         await asyncio.to_thread(request.app.state.users.audit, who.username, "play_recording", call_id)

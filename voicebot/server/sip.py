@@ -37,7 +37,8 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
             channel="sip", caller_id=leg.caller, call_id=leg.call_id, dialled=leg.dialled,
             greeting=route.greeting if route else None, start_intent=route.flow if route else None,
         )
-        await CallRunner(runtime, session, transport, leg=leg, transfer=transfer).run()
+        await CallRunner(runtime, session, transport, leg=leg, transfer=transfer,
+                         resume_transport=lambda: SipCallTransport(leg)).run()
 
     return run
 

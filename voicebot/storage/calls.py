@@ -3,20 +3,27 @@
 Writes go through one dedicated thread so a slow disk (SQLite commits fsync) never stalls the audio of
 the event loop, and SQLite sees one writer at a time. They are queued in order and retried while the database
 is locked or unreachable, so a call never waits for the database and no turn is lost (up to a bounded backlog).
+
+Each write's event (``call.started``, ``turn``, ``turn.updated``, ``call.ended``) is published once the write is
+committed; while the database is unavailable, the events of the writes waiting for it are published at once
+instead (a turn with its placeholder id and no ``seq``), so dashboards follow the call live, and not again when
+the write lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, String, cast, create_engine, exists, func, or_, select, update
@@ -24,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from voicebot.events import EventBus
+from voicebot.recording import repair_wav
 from voicebot.redaction import Redactor
 from voicebot.storage.models import CallIntentRow, CallNoteRow, CallRow, RecordingRow, TurnRow
 
@@ -40,10 +48,13 @@ DIALOGUE_ACTS = frozenset({"greet", "goodbye", "affirm", "deny", "thanks", "repe
 LATENCY_BUCKETS_MS = (250, 500, 750, 1000, 1250, 1500, 2000, 3000, 5000)
 # (an alias: inside CallStore, `list` names its method)
 CallRows = list[dict[str, Any]]
+# Recording states (RecordingRow.consent) with a file to play: complete, or cut short by a process that died.
+PLAYABLE = frozenset({"recorded", "interrupted"})
 MAX_STATS_HOURS = 24 * 92  # hours filled in per-hour series (a quarter); longer ranges list only hours with calls
 
 
 MAX_RETRY_DELAY_S = 2.0  # a write waiting for the database is retried at least this often
+REMEMBER_TURNS = 10000  # turn ids whose call is known without the database (for live turn.updated events)
 
 
 @dataclass
@@ -53,6 +64,8 @@ class _Write:
     kwargs: dict[str, Any]
     future: Future[Any] = field(default_factory=Future)
     placeholder: int | None = None  # the turn id add_turn answered before its row existed
+    live: bool = False  # its event went out before it landed (the database was unavailable)
+    landed: bool = False  # its event went out after it was committed
 
 
 def _unavailable(exc: Exception) -> bool:
@@ -102,6 +115,13 @@ class CallStore:
         self._placeholders: dict[int, int] = {}  # placeholder turn id -> row id, once the turn is written
         self._next_placeholder = -1
         self._giving_up_at: float | None = None  # set by close(): retries end then
+        # Live events while the database is unavailable (see the module docstring); all under _events_lock.
+        self._events_lock = threading.RLock()  # a listener of a live event may queue a write
+        self._unavailable = False  # the writer waits for the database
+        self._unlanded: deque[_Write] = deque()  # queued writes not performed yet, in order
+        self._event_ids: dict[int, int] = {}  # row id -> the placeholder id its live `turn` event carried
+        self._call_of_turn: OrderedDict[int, str] = OrderedDict()  # recent turn ids (row or placeholder) -> call
+        self._performing = threading.local()  # the write the writer thread is performing
         self._worker = threading.Thread(target=self._write_loop, name="voicebot-calls", daemon=True)
         self._worker.start()
 
@@ -122,10 +142,8 @@ class CallStore:
         with self._sessions.begin() as s:
             s.add(CallRow(id=call_id, channel=channel, caller_id=caller_id, dialled=dialled, start=start,
                           node_id=self.node_id))
-        if self.events is not None:
-            self.events.publish("call.started", call_id=call_id, call={
-                "id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start),
-                "node": self.node_id})
+        self._publish("call.started", call_id=call_id, call=self._call_started(call_id, channel, caller_id, dialled,
+                                                                                 start))
 
     def add_turn(
         self,
@@ -160,8 +178,8 @@ class CallStore:
                 _summarise_turn(s, call_id, intents or [], extra or {})
             s.flush()
             turn = _turn_dict(row)
-        if self.events is not None:
-            self.events.publish("turn", call_id=call_id, turn=turn)
+        self._remember_turn(turn["id"], call_id)
+        self._publish("turn", call_id=call_id, turn=turn)
         return turn["id"]
 
     def update_turn(self, turn_id: int, **fields: Any) -> None:
@@ -177,9 +195,8 @@ class CallStore:
                 else:
                     setattr(row, key, value)
             call_id = row.call_id
-        if self.events is not None:
-            changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
-            self.events.publish("turn.updated", call_id=call_id, turn_id=turn_id, fields=changed)
+        changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
+        self._publish("turn.updated", call_id=call_id, turn_id=self._event_ids.get(turn_id, turn_id), fields=changed)
 
     def set_customer(self, call_id: str, customer_id: int) -> None:
         """Note whom the bot identified on the call (for erasure and right-of-access exports)."""
@@ -204,8 +221,7 @@ class CallStore:
                       .values(outcome=outcome, agent_id=row.agent_id))
         if self.scorer is not None:
             self.score_call(call_id)
-        if self.events is not None:
-            self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
+        self._publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(now))
 
     def score_call(self, call_id: str) -> dict[str, Any] | None:
         """(Re)compute and store the scorecard of a closed call; None if it is unknown, open or scoring is off.
@@ -253,13 +269,15 @@ class CallStore:
         counted as call time; returns how many.
 
         In a cluster only the calls of ``node_id`` (default: this store's node) are closed: a starting node closes
-        its own leftovers, a survivor a lost node's (outcome ``node_lost``); other nodes' live calls stay open."""
+        its own leftovers, a survivor a lost node's (outcome ``node_lost``); other nodes' live calls stay open.
+        Their recordings still open are closed too (:meth:`_close_stale_recordings`)."""
         node = node_id or self.node_id
         closed: list[tuple[str, datetime]] = []
         query = select(CallRow).where(CallRow.end.is_(None))
         if node is not None:
             query = query.where(CallRow.node_id == node)
         with self._sessions.begin() as s:
+            self._close_stale_recordings(s, node)  # before the turns are closed: who heard the announcement
             for row in s.scalars(query):
                 starts, ends = s.execute(select(func.max(TurnRow.start), func.max(TurnRow.end))
                                          .where(TurnRow.call_id == row.id)).one()
@@ -268,9 +286,8 @@ class CallStore:
                 for turn in s.scalars(select(TurnRow).where(TurnRow.call_id == row.id, TurnRow.end.is_(None))):
                     turn.end = end
                 closed.append((row.id, end))
-        if self.events is not None:
-            for call_id, end in closed:
-                self.events.publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(end))
+        for call_id, end in closed:
+            self._publish("call.ended", call_id=call_id, outcome=outcome, end_reason=reason, end=_iso(end))
         return len(closed)
 
     async def arun(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -296,8 +313,84 @@ class CallStore:
         if method == "add_turn":
             placeholder, self._next_placeholder = self._next_placeholder, self._next_placeholder - 1
         write = _Write(method, args, kwargs, placeholder=placeholder)
-        self._writes.put(write)
+        with self._events_lock:
+            if placeholder is not None and args:
+                self._call_of_turn[placeholder] = args[0]
+            self._writes.put(write)
+            self._unlanded.append(write)
+            if self._unavailable:
+                self._publish_live()
         return write
+
+    # live events
+
+    def _publish(self, type_: str, **data: Any) -> None:
+        """Publish the event of a committed write, unless it went out live already (the database was down)."""
+        if self.events is None:
+            return
+        write: _Write | None = getattr(self._performing, "write", None)
+        if write is not None:
+            with self._events_lock:
+                if write.live:
+                    return
+                write.landed = True
+        self.events.publish(type_, **data)
+
+    def _publish_live(self) -> None:
+        """Publish the events of the queued writes that have none out yet, in order (holding _events_lock)."""
+        if self.events is None:
+            return
+        for write in list(self._unlanded):
+            if write.live or write.landed:
+                continue
+            event = self._live_event(write)
+            if event is not None:
+                write.live = True
+                self.events.publish(event[0], **event[1])
+
+    def _live_event(self, write: _Write) -> tuple[str, dict[str, Any]] | None:
+        """The event a queued write will publish once committed, from its arguments (no database)."""
+        if write.method not in ("open_call", "add_turn", "update_turn", "close_call"):
+            return None
+        try:
+            bound = inspect.signature(getattr(self, write.method)).bind(*write.args, **write.kwargs)
+        except TypeError:
+            return None  # the write itself fails, loudly, when performed
+        bound.apply_defaults()
+        a = bound.arguments
+        if write.method == "open_call":
+            return "call.started", {"call_id": a["call_id"], "call": self._call_started(
+                a["call_id"], a["channel"], a["caller_id"], a["dialled"], utcnow())}
+        if write.method == "add_turn":
+            if a["speaker"] not in SPEAKERS or write.placeholder is None:
+                return None
+            extra = self.redactor.value(a["extra"])
+            turn = {"id": write.placeholder, "seq": None, "speaker": a["speaker"], "text": self.redactor.text(a["text"]),
+                    "start": _iso(a["start"]), "end": _iso(a["end"]), "intents": self.redactor.value(a["intents"]) or [],
+                    "latency_ms": a["latency_ms"], **({"extra": extra} if extra else {})}
+            return "turn", {"call_id": a["call_id"], "turn": turn}
+        if write.method == "update_turn":
+            call_id = self._call_of_turn.get(a["turn_id"])
+            if call_id is None:
+                return None  # a turn from long ago: its update goes out when written
+            fields = {k: (self.redactor.value(v) if k in ("text", "intents", "extra") else v)
+                      for k, v in a["fields"].items()}
+            changed = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in fields.items()}
+            return "turn.updated", {"call_id": call_id, "turn_id": self._event_ids.get(a["turn_id"], a["turn_id"]),
+                                    "fields": changed}
+        return "call.ended", {"call_id": a["call_id"], "outcome": a["outcome"], "end_reason": a["reason"],
+                              "end": _iso(utcnow())}
+
+    def _call_started(self, call_id: str, channel: str, caller_id: str | None, dialled: str | None,
+                      start: datetime) -> dict[str, Any]:
+        return {"id": call_id, "channel": channel, "caller_id": caller_id, "dialled": dialled, "start": _iso(start),
+                "node": self.node_id}
+
+    def _remember_turn(self, turn_id: int, call_id: str) -> None:
+        with self._events_lock:
+            self._call_of_turn[turn_id] = call_id
+            while len(self._call_of_turn) > REMEMBER_TURNS:
+                self._call_of_turn.popitem(last=False)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every write queued so far is done (or given up); False if ``timeout`` passed first."""
@@ -318,7 +411,15 @@ class CallStore:
 
     def _write_loop(self) -> None:
         while (write := self._writes.get()) is not None:
-            write.future.set_result(self._perform(write))
+            self._performing.write = write
+            try:
+                result = self._perform(write)
+            finally:
+                self._performing.write = None
+                with self._events_lock:
+                    if self._unlanded and self._unlanded[0] is write:
+                        self._unlanded.popleft()
+            write.future.set_result(result)
 
     def _perform(self, write: _Write) -> Any:
         """Run one write, retrying while the database is unavailable; never raises."""
@@ -343,6 +444,9 @@ class CallStore:
                     return None
                 if waiting_since is None:
                     waiting_since = time.monotonic()
+                    with self._events_lock:
+                        self._unavailable = True
+                        self._publish_live()
                     log.warning("call store: database unavailable (%s); %s and the writes after it wait and are "
                                 "retried", _reason(exc), write.method)
                 time.sleep(delay)  # backoff of the worker thread while the database is locked or down
@@ -351,8 +455,12 @@ class CallStore:
             if waiting_since is not None:
                 log.warning("call store: database available again after %.1f s; waiting writes go on",
                             time.monotonic() - waiting_since)
+                with self._events_lock:
+                    self._unavailable = False
             if write.placeholder is not None and isinstance(result, int):
                 self._placeholders[write.placeholder] = result
+                if write.live:  # later updates of the turn name it as its live event did
+                    self._event_ids[result] = write.placeholder
             return result
 
     def open_recording(self, call_id: str, path: str) -> None:
@@ -376,6 +484,38 @@ class CallStore:
                 row = RecordingRow(call_id=call_id, started_at=utcnow())
                 s.add(row)
             row.consent, row.path, row.bytes, row.duration_s, row.declined_at = "declined", None, 0, 0.0, utcnow()
+
+    def _close_stale_recordings(self, s: Session, node: str | None) -> None:
+        """Close the recordings a dead process left open (consent ``recording``) of ``node``'s calls (every node's
+        if None): kept as ``interrupted``, the file made readable, when the caller heard the announcement (the
+        greeting was played to its end, or the caller spoke: a decline is understood at any turn); otherwise the
+        file is deleted and the row says ``unannounced``. A file this machine does not have (a lost node's disk)
+        stays named, as ``interrupted``, for that node to repair when it restarts."""
+        query = (select(RecordingRow).join(CallRow, CallRow.id == RecordingRow.call_id)
+                 .where(RecordingRow.consent == "recording"))
+        if node is not None:
+            query = query.where(CallRow.node_id == node)
+        kept = deleted = 0
+        for row in s.scalars(query):
+            heard = s.scalar(select(exists().where(TurnRow.call_id == row.call_id, or_(
+                TurnRow.speaker == "caller", (TurnRow.speaker == "bot") & TurnRow.end.is_not(None)))))
+            path = Path(row.path) if row.path else None
+            if heard and path is not None:
+                repaired = repair_wav(path)
+                if repaired is not None or not path.exists():
+                    row.consent = "interrupted"
+                    if repaired is not None:
+                        row.bytes, row.duration_s = repaired.size, round(repaired.duration_s, 2)
+                    kept += 1
+                    continue
+            if path is not None:
+                path.unlink(missing_ok=True)
+            row.consent, row.path, row.bytes, row.duration_s = "unannounced", None, 0, 0.0
+            deleted += 1
+        if kept or deleted:
+            log.info("closed %d recording(s) left open by a process that died: %d kept as interrupted, %d deleted "
+                     "(the caller had not heard the announcement, or no audio was written)", kept + deleted, kept,
+                     deleted)
 
     def recording(self, call_id: str) -> RecordingRow | None:
         """The recording row of a call (detached), or None."""
@@ -647,9 +787,11 @@ def _turn_dict(t: TurnRow, with_ids: bool = True) -> dict[str, Any]:
 def _recording_dict(row: RecordingRow | None) -> dict[str, Any]:
     """What the call record says of its recording: whether there is one to play, its length, whether declined."""
     return {
-        "available": bool(row is not None and row.path and row.consent == "recorded"),
+        "available": bool(row is not None and row.path and row.consent in PLAYABLE),
         "duration_s": row.duration_s if row is not None and row.path else None,
         "declined": bool(row is not None and row.consent == "declined"),
+        # Cut short by the death of the process that recorded it: the file ends where the process died.
+        "interrupted": bool(row is not None and row.path and row.consent == "interrupted"),
         # When the recording began: second 0 of the file (the dashboard links evidence times into it).
         "start": _iso(row.started_at) if row is not None and row.path else None,
     }

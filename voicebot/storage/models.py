@@ -101,7 +101,9 @@ class RecordingRow(Base):
     path: Mapped[str | None] = mapped_column(Text, nullable=True)  # None once declined or deleted
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
-    consent: Mapped[str] = mapped_column(String(16))  # recording (in progress) | recorded | declined
+    # recording (in progress) | recorded | declined | interrupted (its process died; the file ends there) |
+    # unannounced (its process died before the caller heard the announcement: the file was deleted)
+    consent: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     declined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -41,6 +41,7 @@ from telephony.queue.entries import QueueEntries
 from telephony.queue.live import LiveQueue, TransferResult
 from telephony.queue.runner import QueueRunner
 from telephony.queue.store import CallbackStore
+from voicebot.events import handoff_customer
 from voicebot.monitor import MONITORS
 from voicebot.redaction import Redactor
 from voicebot.transfer.request import queue_request_from_packet
@@ -197,7 +198,7 @@ class TransferService:
         # The record stays open (the call live on the dashboard) until the queue is done; closed below.
         held = call is not None and self.store is not None and call.hold_record()
         log.info("call %s: handed to queue %s", call_id, request.queue)
-        self._publish("handoff", call_id=call_id, packet=_jsonable(request.details))
+        self._publish("handoff", call_id=call_id, packet=_jsonable(request.details), customer=handoff_customer(packet))
         result = TransferResult(call_id=call_id, outcome="failed")
         try:
             with MONITORS.holding(call_id):  # live for listeners until the queue is done with the call

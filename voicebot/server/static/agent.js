@@ -123,10 +123,48 @@ function showLive() {
   }));
 }
 
+// The alerts a supervisor assigned to this user (GET /api/alerts gives an agent only those), kept by id.
+const alerts = new Map();
+
+async function loadAlerts() {
+  try {
+    const list = await api("/api/alerts?open=1");
+    alerts.clear();
+    for (const a of list.alerts) alerts.set(a.id, a);
+    showAlerts();
+  } catch (e) { $("error").textContent = e.message; }
+}
+
+function showAlerts() {
+  const open = [...alerts.values()].filter((a) => !a.resolved_at)
+    .sort((a, b) => (b.raised_at || "").localeCompare(a.raised_at || ""));
+  $("alerts-empty").hidden = open.length > 0;
+  $("alerts").replaceChildren(...open.map((a) => {
+    const li = document.createElement("li");
+    li.dataset.alert = a.id;
+    const what = document.createElement("span");
+    what.textContent = a.message + " (assigned by " + (a.assigned_by || "a supervisor") + ") ";
+    li.append(what);
+    if (a.acked_by) {
+      li.append(Object.assign(document.createElement("span"), {className: "acked", textContent: "Acknowledged by " + a.acked_by}));
+    } else {
+      const ack = Object.assign(document.createElement("button"), {className: "alert-ack", textContent: "Acknowledge"});
+      ack.addEventListener("click", async () => {
+        try { alerts.set(a.id, await api("/api/alerts/" + encodeURIComponent(a.id) + "/ack", {})); showAlerts(); }
+        catch (e) { $("error").textContent = e.message; }
+      });
+      li.append(ack);
+    }
+    return li;
+  }));
+}
+
 function listen() {
   const ws = new WebSocket((location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/events");
+  ws.onopen = loadAlerts;  // what changed while the socket was down
   ws.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
+    if (ev.type === "alert.updated" && ev.alert) { alerts.set(ev.alert.id, ev.alert); showAlerts(); return; }
     if (ev.type !== "turn" || !ev.turn || (ev.turn.extra || {}).kind !== "bridged") return;
     if (!liveTurns.has(ev.call_id)) liveTurns.set(ev.call_id, []);
     liveTurns.get(ev.call_id).push(ev.turn);

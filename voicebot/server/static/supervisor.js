@@ -862,6 +862,7 @@ async function startListen(mode) {
     $("listen-stop").hidden = false;
     const joining = mode === "takeover" && detailCall().state === "agent";
     $("listen-stop").textContent = mode === "takeover" && !joining ? "Hang up" : "Stop";
+    $("handback").hidden = !(mode === "takeover" && !joining);
     listenStatus("connecting…");
     pc.ontrack = (e) => {
       const remote = e.streams[0] || new MediaStream([e.track]);
@@ -926,6 +927,20 @@ function iceGathered(pc) {
   });
 }
 
+/** Give the call taken over back to the bot: the server closes this connection without hanging up. */
+async function handBack() {
+  const l = state.listen;
+  if (!l || l.mode !== "takeover") return;
+  try {
+    await api(`/api/live/${encodeURIComponent(l.callId)}/handback`, { method: "POST", body: {} });
+    l.pcId = null; // closed by the server: a DELETE would find nothing
+    stopListen();
+    listenStatus("handed back to the bot");
+  } catch (e) {
+    listenStatus(`Cannot hand back: ${e.message}`);
+  }
+}
+
 function stopListen(message = "") {
   const l = state.listen;
   state.listen = null;
@@ -944,6 +959,7 @@ function stopListen(message = "") {
     }
   }
   $("listen-stop").hidden = true;
+  $("handback").hidden = true;
   $("listen-level").hidden = true;
   delete $("listen-box").dataset.loud;
   listenStatus(message);
@@ -1154,7 +1170,8 @@ function renderRecording(id, rec) {
   audio.hidden = !rec.available;
   if (rec.available) {
     audio.src = recordingUrl(id);
-    $("recording-note").textContent = `Recording, ${Math.round(rec.duration_s || 0)} s`;
+    const cut = rec.interrupted ? " (cut short: the server stopped during the call)" : "";
+    $("recording-note").textContent = `Recording, ${Math.round(rec.duration_s || 0)} s${cut}`;
   } else {
     audio.removeAttribute("src");
     $("recording-note").textContent = "The caller declined the recording: nothing was kept.";
@@ -1410,6 +1427,7 @@ function wire() {
   $("whisper").addEventListener("click", () => startListen("whisper"));
   $("takeover").addEventListener("click", () => startListen("takeover"));
   $("listen-stop").addEventListener("click", () => stopListen());
+  $("handback").addEventListener("click", handBack);
   $("alerts-clear").addEventListener("click", () => { state.alerts = []; renderAlerts(); });
   $("search").addEventListener("submit", (e) => { e.preventDefault(); search(0); });
   $("search").addEventListener("reset", () => setTimeout(() => search(0), 0));
