@@ -88,3 +88,16 @@ def test_digits_separated_by_commas_are_one_number() -> None:
 )
 def test_whisper_formatting(whisper: str, expected: str) -> None:
     assert normalize(whisper).text == expected
+
+
+@pytest.mark.parametrize(
+    ("whisper", "expected"),
+    [
+        ("High, where's my delivery?", "hi where is my delivery"),
+        ("High.", "hi"),
+        ("High charges on my card this month", "high charges on my card this month"),
+        ("the bill is high", "the bill is high"),
+    ],
+)
+def test_a_turn_opening_high_is_the_greeting(whisper: str, expected: str) -> None:
+    assert normalize(whisper).text == expected

@@ -84,6 +84,18 @@ def test_a_reason_clause_belongs_to_the_return(nlu: NLU) -> None:
     assert result.intents[0].slots["return_reason"] == "defective"
 
 
+def test_a_clause_that_names_its_own_request_is_not_absorbed(nlu: NLU) -> None:
+    # "does not work" is a return reason, but "my password" says which request the clause is
+    result = nlu.parse("i want to send back a lamp and my password does not work")
+    assert names(result) == ["return_item", "reset_password"]
+
+
+def test_a_yes_or_no_after_a_request_is_a_misheard_word_not_an_answer(nlu: NLU) -> None:
+    assert names(nlu.parse("the login page keeps rejecting my password, it wrong")) == ["reset_password"]
+    assert names(nlu.parse("no i would rather talk to a real person")) == ["deny", "speak_to_agent"]
+    assert names(nlu.parse("yes, no, sure")) == ["affirm"]
+
+
 def test_relative_dates_use_the_given_day(nlu: NLU) -> None:
     result = nlu.parse("i was charged twice last tuesday", today=TODAY)
     assert names(result) == ["billing_question"]

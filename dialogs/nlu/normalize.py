@@ -58,6 +58,9 @@ _WORD_FIXES: dict[str, str] = {
     "recieved": "received", "pasword": "password", "passwort": "password", "logon": "login", "okay": "ok",
     "o.k": "ok",
 }
+# After these a turn-initial "high" is the adjective ("high street", "high charges"), not a greeting.
+_HIGH_THINGS = frozenset({"bill", "bills", "price", "prices", "charge", "charges", "fee", "fees", "amount",
+                          "street", "speed", "quality", "priority", "definition", "end", "up"})
 
 UNITS = {
     "zero": 0, "oh": 0, "o": 0, "nought": 0, "nil": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
@@ -384,6 +387,8 @@ def normalize(text: str) -> Normalized:
         else:
             merged.append(tokens[i])
             i += 1
+    if merged and merged[0] == "high" and (len(merged) == 1 or merged[1] not in _HIGH_THINGS):
+        merged[0] = "hi"  # Whisper writes a greeting "hi" as "High" at the start of a turn
     toks, brks = _numbers(merged, merged_breaks)
     toks, brks = _emails(toks, brks)
     toks, brks = _postcodes(toks, brks)

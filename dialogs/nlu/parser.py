@@ -24,6 +24,8 @@ How an utterance is parsed:
    FAQ_MIN_SCORE (FAQ_OVER_REQUEST_SCORE when the clause was a request). Letting ``faq`` compete with the
    requests over-calls public questions and shifts the other labels (89 % exact match on the dev set, not 96 %).
 8. "please" on its own next to a request is politeness, not a yes.
+9. A yes or a no after a request or another answer in the same turn is not an answer ("the login page keeps paying
+   my password, it wrong"; "yes, no, add"): answers open a turn.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ FAQ_MIN_SCORE = 0.6
 FAQ_OVER_REQUEST_SCORE = 0.75
 FAQ_MIN_WORDS = 3  # "can i", "my email": fragments of a request, not questions
 POLITENESS = frozenset({"please"})
+ANSWERS = frozenset({"affirm", "deny"})
 # Cost of one more clause in the segmentation (in log-probability): a split must buy more certainty.
 CLAUSE_COST = 1.5
 # How much each atomic piece's own classification counts towards the label of its clause.
@@ -70,6 +73,9 @@ ABSORB_MAX_WORDS = 6
 # start with one: a sub-clause at a cut point is taken when the classifier is this sure of it on its own.
 RESCUE_MIN_PROB = 0.6
 MAX_SPAN = 5
+# A clause keeps its own request when its words without the value say so this surely on their own: "my password
+# | does not work" is a password request even beside a return that wants a reason.
+KEEP_OWN_PROB = 0.9
 
 
 class Questions(Protocol):
@@ -213,7 +219,7 @@ class NLU:
         scores = dict(sorted(whole.items(), key=lambda kv: -kv[1])[:5])
         chosen = self._segment(norm) if norm.tokens else []
         offsets = norm.offsets()
-        self._absorb_slot_clauses(chosen, entities, offsets)
+        self._absorb_slot_clauses(chosen, entities, norm.tokens, offsets)
         if self.questions is not None:
             chosen = self._find_questions(chosen, norm, entities, offsets)
 
@@ -224,6 +230,8 @@ class NLU:
                 continue
             if len(chosen) > 1 and s.clause.words and set(s.clause.words) <= POLITENESS:
                 continue
+            if s.intent in ANSWERS and any(p.intent not in DIALOG_ACTS or p.intent in ANSWERS for p in positives):
+                continue  # a yes or no answers the bot, so it opens the turn: after a request or answer it is misheard
             if s.clause.negated:
                 if s.intent not in negated:
                     negated.append(s.intent)
@@ -358,7 +366,7 @@ class NLU:
             left = _Scored(other, OUT_OF_SCOPE, 0.0)
         return [left, hit] if tail else [hit, left]
 
-    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity],
+    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], tokens: list[str],
                              offsets: list[tuple[int, int]]) -> None:
         """A short clause that only gives a value for a neighbouring request belongs to that request:
         in "the charger is faulty so i want to return it" the fault is the return's reason, not a
@@ -367,8 +375,10 @@ class NLU:
             if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets):
                 continue
             lo, hi = offsets[s.clause.start][0], offsets[s.clause.end - 1][1]
-            types = {e.type for e in entities if lo <= e.start < hi and e.type != "yes_no"}
-            for t in types:
+            inside = [e for e in entities if lo <= e.start < hi and e.type != "yes_no"]
+            if inside and self._says_itself(s, inside, tokens, offsets):
+                continue
+            for t in {e.type for e in inside}:
                 if self._wants(s.intent, t):
                     continue
                 for n in (k - 1, k + 1):
@@ -376,6 +386,15 @@ class NLU:
                             and chosen[n].prob >= self.threshold and self._wants(chosen[n].intent, t):
                         s.intent, s.prob = chosen[n].intent, chosen[n].prob
                         break
+
+    def _says_itself(self, s: _Scored, inside: list[Entity], tokens: list[str],
+                     offsets: list[tuple[int, int]]) -> bool:
+        """True if the clause's words outside its values name its own request surely ("my password")."""
+        rest = [tokens[k] for k in range(s.clause.start, s.clause.end)
+                if not any(e.start < offsets[k][1] and offsets[k][0] < e.end for e in inside)]
+        if not rest or s.intent == OUT_OF_SCOPE:
+            return False
+        return self._probs([rest])[0].get(s.intent, 0.0) >= KEEP_OWN_PROB
 
     def _find_questions(self, chosen: list[_Scored], norm: Normalized, entities: list[Entity],
                         offsets: list[tuple[int, int]]) -> list[_Scored]:
@@ -396,7 +415,7 @@ class NLU:
                 head, tail = make_clause(tokens, s.clause.start, k), make_clause(tokens, k, s.clause.end)
                 parts += [(n, head, tail), (n, tail, head)]
         parts = [(n, q, r) for n, q, r in parts if len(q.words) >= FAQ_MIN_WORDS and not q.negated
-                 and q.end <= len(offsets) and (r is None or (r.words and not r.negated))]
+                 and q.end <= len(offsets) and (r is None or (len(r.words) >= FAQ_MIN_WORDS and not r.negated))]
         if not parts:
             return chosen
         judge = self.question_classifier

@@ -734,6 +734,8 @@ class NodeWatch:
         self.store = store
         self.heartbeat_s = heartbeat_s
         self.lost_after_s = lost_after_s
+        # More leases renewed with each beat (blocking; run off the loop): e.g. the agent pages held here.
+        self.renewals: list[Callable[[], None]] = []
         self._redis = _client(redis_url)
         self._release = self._redis.register_script(RELEASE)
         self._task: asyncio.Task | None = None
@@ -783,6 +785,8 @@ class NodeWatch:
             await asyncio.to_thread(self.claims.renew)
         if self.entries is not None:
             await asyncio.to_thread(self.entries.renew)
+        for renew in list(self.renewals):
+            await asyncio.to_thread(renew)
         if self._beating_since is None:
             self._beating_since = now
         if now - self._beating_since < self.lost_after_s:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
@@ -203,11 +204,36 @@ class AgentPhone:
             await self.pc.close()
 
 
+PhoneListener = Callable[[str, bool], None]
+"""``fn(agent_id, connected)``: an agent's page connected as a phone (True) or its connection ended (False)."""
+
+
 class AgentPhones:
     """The pages connected as phones, by agent id."""
 
     def __init__(self) -> None:
         self.phones: dict[str, AgentPhone] = {}
+        self.listeners: list[PhoneListener] = []
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def add_listener(self, listener: PhoneListener) -> None:
+        """Tell ``listener`` of every page that connects or goes away (a cluster's registry of pages)."""
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: PhoneListener) -> None:
+        self.listeners.remove(listener)
+
+    def _notify(self, agent_id: str, connected: bool) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(agent_id, connected)
+            except Exception:
+                log.exception("agent phone listener failed")
+
+    async def _watch(self, phone: AgentPhone) -> None:
+        await phone.closed.wait()
+        if self.phones.get(phone.agent_id) in (phone, None):  # not when a newer connection replaced it
+            self._notify(phone.agent_id, False)
 
     async def connect(self, agent_id: str, sdp: str, kind: str) -> RTCSessionDescription:
         """A page connects as ``agent_id``'s phone (replacing an earlier connection of that agent)."""
@@ -216,7 +242,12 @@ class AgentPhones:
             await old.close()
         phone = AgentPhone(agent_id)
         self.phones[agent_id] = phone
-        return await phone.connect(sdp, kind)
+        answer = await phone.connect(sdp, kind)
+        watcher = asyncio.ensure_future(self._watch(phone))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        self._notify(agent_id, True)
+        return answer
 
     def get(self, agent_id: str) -> AgentPhone | None:
         phone = self.phones.get(agent_id)
@@ -232,3 +263,5 @@ class AgentPhones:
         for phone in list(self.phones.values()):
             await phone.close()
         self.phones.clear()
+        for watcher in list(self._watchers):
+            watcher.cancel()

@@ -159,7 +159,10 @@ async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     current = service.current.get(agent_id)
     snapshot = _agent(service, agent_id)
     page = _phones(request).get(agent_id)
-    buttons = controls(snapshot.state, current.get("status") if current else None, page is not None and page.ringing)
+    state = snapshot.state
+    if current is not None and current.get("remote"):  # another node's call: its queue has the agent, not ours
+        state = _remote_call_state(request, current)
+    buttons = controls(state, current.get("status") if current else None, page is not None and page.ringing)
     return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons)}
 
 
@@ -371,11 +374,29 @@ def _offered_call(service: TransferService, agent_id: str) -> str:
     return offered
 
 
+def _remote_call_state(request: Request, current: dict[str, Any]) -> str:
+    """The agent's state in the queue of the node whose call rings (or was answered on) her page here, as the
+    events relayed from that node show it; fills in the call's hand-off packet and ``connected`` status."""
+    relayed = request.app.state.live.get(current["call_id"])
+    if relayed is not None:
+        current["handoff"] = current.get("handoff") or relayed.handoff
+        if current.get("status") == "answered" and relayed.state == "agent":
+            current["status"] = "connected"
+    return "busy" if current.get("status") == "connected" else "ringing"
+
+
+def _remote_call(service: TransferService, agent_id: str) -> str | None:
+    current = service.current.get(agent_id)
+    return current.get("call_id") if current else None
+
+
 @router.post("/api/agents/{agent_id}/accept")
 async def accept(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     ensure_own_agent(who, agent_id)
     service = _service(request)
     assert service.runner is not None
+    if service.pages is not None and service.pages.key(agent_id, "1"):  # the call is another node's
+        return {"call_id": _remote_call(service, agent_id), "accepted": True}
     call_id = _offered_call(service, agent_id)
     if not service.runner.agent_accepted(call_id, agent_id):
         raise HTTPException(status_code=409, detail="the offer is no longer open")
@@ -418,6 +439,8 @@ async def decline(agent_id: str, request: Request, who: LoggedIn) -> dict[str, A
     page = _phones(request).get(agent_id)
     if page is not None and page.decline():
         return {"declined": True}
+    if service.pages is not None and service.pages.key(agent_id, "2"):  # the call is another node's
+        return {"call_id": _remote_call(service, agent_id), "declined": True}
     call_id = _offered_call(service, agent_id)
     service.runner.agent_declined(call_id, agent_id)
     return {"call_id": call_id, "declined": True}
@@ -428,8 +451,12 @@ async def hangup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, An
     ensure_own_agent(who, agent_id)
     service = _service(request)
     _agent(service, agent_id)
-    if service.live is None or not await service.live.hangup_agent(agent_id):
+    if service.live is not None and await service.live.hangup_agent(agent_id):
+        return {"hung_up": True}
+    page = _phones(request).get(agent_id)
+    if page is None or page.leg is None or page.leg.state != "answered":  # a call from another node is the page's
         raise HTTPException(status_code=409, detail=f"{agent_id} has no call to hang up")
+    await page.leg.hangup()
     return {"hung_up": True}
 
 

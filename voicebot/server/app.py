@@ -166,6 +166,9 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             if transfer is not None:
                 transfer.claims = cluster.agents  # before its ACD starts: agents are rung by one node at a time
                 transfer.entries = cluster.queue  # and callers served in one order over the nodes
+                from voicebot.cluster.pages import share_pages
+
+                share_pages(runtime.settings, cluster, phones, transfer)  # agent pages rung from any node
         if transfer is not None:
             await transfer.start()
             if cluster is not None and transfer.runner is not None:

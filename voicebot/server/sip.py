@@ -13,6 +13,7 @@ from telephony.config import TrunkConfig
 from telephony.server import RunCall, SipServer
 from telephony.transport import SipCallTransport
 from voicebot.calls import CallRunner
+from voicebot.cluster.pages import page_agent
 
 if TYPE_CHECKING:
     import uvicorn
@@ -67,6 +68,8 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: Trans
         sip = SipServer(settings.sip, node_trunks(settings), sip_call_runner(runtime, transfer))
         if transfer is not None:
             transfer.use_ua(sip.ua)
+            # Another node ringing an agent page connected here (a cluster): not a caller for the bot.
+            sip.add_route(lambda leg: page_agent(leg.dialled) is not None, transfer.page_call)
         try:
             await sip.start()
         except OSError as exc:

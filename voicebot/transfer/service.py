@@ -50,6 +50,7 @@ from voicebot.transfer.utterances import Utterances
 
 if TYPE_CHECKING:
     from dialogs.manager.handoff import HandoffPacket
+    from telephony.call import CallLeg
     from telephony.leg import Leg
     from telephony.sip.ua import UserAgent
     from voicebot.config import Settings
@@ -66,6 +67,18 @@ class AgentPhoneBook(Protocol):
 
     def ring(self, agent_id: str, call_id: str, timeout: float) -> Awaitable[Any]:
         """Ring ``agent_id``'s page; the answered leg, or raises ``DialError``."""
+        ...
+
+
+class PageCalls(Protocol):
+    """Calls from other nodes of a cluster to agent pages connected here (``voicebot.cluster.pages.PageRelay``)."""
+
+    async def handle(self, leg: CallLeg) -> None:
+        """Ring the page the ringing ``leg`` is for and relay it once answered, or reject the leg."""
+        ...
+
+    def key(self, agent_id: str, key: str) -> bool:
+        """Send the agent's ``key`` to the caller's node; False if the agent has no such call."""
         ...
 
 
@@ -108,6 +121,7 @@ class TransferService:
         self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
         self.claims: AgentClaims | None = None  # agents shared with other nodes (a cluster); None: this ACD only
         self.entries: QueueEntries | None = None  # waiting callers and statistics shared likewise
+        self.pages: PageCalls | None = None  # other nodes' calls to agent pages here (a cluster)
 
     @classmethod
     def from_runtime(cls, runtime: Any) -> TransferService | None:
@@ -348,6 +362,27 @@ class TransferService:
             if cur is not None and cur.get("call_id") == call_id:
                 self.last[agent_id] = self.current.pop(agent_id)
 
+
+    async def page_call(self, leg: CallLeg) -> None:
+        """An inbound SIP call to an agent page (``page-AGENT``) from another node of a cluster; 404 on a single
+        node."""
+        if self.pages is None:
+            log.info("call %s to %s refused (404): not a cluster node", leg.call_id, leg.dialled)
+            await leg.reject(404, "Not Found")
+            return
+        await self.pages.handle(leg)
+
+    def remote_offer(self, event: str, call_id: str, agent_id: str) -> None:
+        """What the agent page shows of a call another node rings it for (``ringing``, ``answered``, ``ended``);
+        its hand-off packet is the one relayed from that node (see ``voicebot.server.agents``)."""
+        if event in ("ringing", "answered"):
+            cur = self.current.get(agent_id)
+            packet = cur.get("handoff") if cur is not None and cur.get("call_id") == call_id else None
+            self.current[agent_id] = {"call_id": call_id, "status": event, "handoff": packet, "remote": True}
+        elif event == "ended":
+            cur = self.current.get(agent_id)
+            if cur is not None and cur.get("call_id") == call_id:
+                self.last[agent_id] = self.current.pop(agent_id)
 
     def _spawn_write(self, method: str, *args: Any) -> None:
         assert self.store is not None
