@@ -73,3 +73,20 @@ def test_the_cache_keeps_the_newest_entries_and_lives_in_the_users_cache(tmp_pat
     assert len(kept) == KEEP_ENTRIES and "k00" not in kept and f"k{KEEP_ENTRIES + 2:02d}" in kept
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert user_cache_dir() == tmp_path / "xdg" / "voicebot" / "nlu"
+
+
+def test_an_entry_others_could_have_written_is_not_loaded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A pickle runs code when loaded: a folder or entry writable by group or others is never read."""
+    caplog.set_level(logging.INFO, logger="dialogs.nlu")
+    fitted_classifier(EXAMPLES, cache_dir=tmp_path / "a")
+    [entry] = (tmp_path / "a").glob("*.pickle")
+    for name, folder_mode, entry_mode in (("b", 0o777, 0o600), ("c", 0o700, 0o666)):
+        shutil.copytree(tmp_path / "a", tmp_path / name)
+        (tmp_path / name).chmod(folder_mode)
+        (tmp_path / name / entry.name).chmod(entry_mode)
+        caplog.clear()
+        again = fitted_classifier(EXAMPLES, cache_dir=tmp_path / name)
+        messages = _messages(caplog)
+        assert "writable by group or others" in messages[0] and "training again" in messages[0], messages
+        assert messages[1].startswith("NLU classifier trained in")
+        assert again.classes == ["bye", "greet"]

@@ -48,6 +48,16 @@ def entry_key(training: Any) -> str:
     return hashlib.sha256(f"{_code_version()}\0{training!r}".encode()).hexdigest()[:32]
 
 
+def _writable_by_others(path: Path) -> str:
+    """Why another user could have written ``path`` (empty: nobody but this user could)."""
+    st = path.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"owned by another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"writable by group or others (mode {st.st_mode & 0o777:o})"
+    return ""
+
+
 class ClassifierCache:
     """Pickled classifiers in ``directory``, one file per :func:`entry_key`."""
 
@@ -58,10 +68,15 @@ class ClassifierCache:
         return self.directory / f"{key}.pickle"
 
     def get(self, key: str) -> Any | None:
-        """The object stored under ``key``; None when there is none or it cannot be read (logged)."""
+        """The object stored under ``key``; None when there is none or it cannot be read (logged), or when the folder
+        or the entry could have been written by another user (a pickle runs code when loaded)."""
         path = self.path(key)
         try:
             with path.open("rb") as f:
+                unsafe = _writable_by_others(self.directory) or _writable_by_others(path)
+                if unsafe:
+                    log.warning("NLU cache %s is %s; not loading it, training again", self.directory, unsafe)
+                    return None
                 return pickle.load(f)
         except FileNotFoundError:
             return None
