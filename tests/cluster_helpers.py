@@ -8,6 +8,9 @@ Also the services one by one, for tests that stop and start them (tests/test_clu
 
 Redis keeps an append-only file there, so a Redis stopped and started again (:meth:`RedisServer.stop` /
 :meth:`RedisServer.start`) has what it had, as a production Redis would.
+
+:class:`SharedCluster` is the one 3-node cluster of tests/test_cluster_front.py and tests/test_cluster_queue.py
+(the ``shared_cluster`` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,145 @@ def running_cluster(base_dir: Path, nodes: int, config: Path | None = None,
     finally:
         subprocess.run([*args, "down", "--base-dir", str(base_dir), "--purge"], capture_output=True, text=True,
                        timeout=120)
+
+
+# The shared cluster's voicebot.yaml: callers (sipp on loopback) come from a trunk whose asserted identity is
+# believed; agent alice (never logged in, so callers asking for a person wait); silence never ends a test's call.
+SHARED_CLUSTER_CONFIG = """\
+trunks:
+  - name: carrier
+    host: 127.0.0.1
+call:
+  silence_prompt_s: 60
+  silence_hangup_s: 60
+agents:
+  - id: alice
+    contact: sip:alice@127.0.0.1:9
+queues:
+  - name: general
+    max_wait: 300
+    announce_every: 0
+"""
+
+
+@dataclass(frozen=True)
+class _NodeLaunch:
+    """How `cluster up` started a node: what starts it again."""
+
+    cmdline: list[str]
+    env: dict[str, str]
+    cwd: str
+
+    @classmethod
+    def of(cls, pid: int) -> _NodeLaunch:
+        proc = Path(f"/proc/{pid}")
+        env = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode().split("\0") if "=" in item)
+        return cls((proc / "cmdline").read_bytes().decode().split("\0")[:-1], env, os.readlink(proc / "cwd"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+class SharedCluster:
+    """One `voicebot cluster up` for several test modules, so its set-up (PostgreSQL, Redis, the nodes loading
+    their models, Kamailio) is paid once. A test may kill a node: :meth:`ready` starts it again as an operator
+    would (the command, environment and folder `cluster up` gave it) once the survivors have counted it lost, and
+    returns when Kamailio routes calls to every node again."""
+
+    def __init__(self, base_dir: Path, nodes: int, config_text: str):
+        self.base_dir = base_dir
+        self.nodes = nodes
+        self.config_text = config_text
+        self._stack = ExitStack()
+        self._launches: dict[str, _NodeLaunch] = {}
+        self._revived: list[subprocess.Popen] = []
+        self.revivals = 0
+
+    def __enter__(self) -> SharedCluster:
+        config = self.base_dir / "voicebot.yaml"
+        config.write_text(self.config_text)
+        cluster = self._stack.enter_context(running_cluster(self.base_dir / "run", self.nodes, config))
+        self._launches = {n.node_id: _NodeLaunch.of(n.pid) for n in cluster.nodes}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()  # `cluster down` stops the nodes started again too (their pids are in cluster.json)
+        for proc in self._revived:
+            proc.wait(30)
+
+    def ready(self) -> Cluster:
+        """The cluster with every node up (started again if a test killed it)."""
+        from voicebot.cluster.launcher import ClusterInfo
+
+        info = ClusterInfo.load(self.base_dir / "run")
+        assert info is not None, f"no cluster state in {self.base_dir / 'run'}"
+        dead = [node for node in info.nodes if not _alive(node.pid)]
+        for node in dead:
+            self._wait_counted_lost(info.redis_url, node.node_id)
+            node.pid = self._start_again(node.node_id, node.http, node.sip)
+            info.save()
+        cluster = Cluster(Path(info.base_dir), info.kamailio, info.postgres_url, info.redis_url,
+                          tuple(ClusterNode(n.node_id, n.http, n.sip, n.pid) for n in info.nodes))
+        if dead:
+            self._wait_routed_to_every_node(cluster)
+            self.revivals += 1
+        return cluster
+
+    def _wait_counted_lost(self, redis_url: str, node_id: str) -> None:
+        # A node that starts again beats again; before that the survivors close its calls (node_lost) and drop it.
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        deadline = time.monotonic() + 60
+        while client.zscore("voicebot:nodes", node_id) is not None:
+            assert time.monotonic() < deadline, f"the survivors never counted {node_id} lost"
+            time.sleep(0.2)  # polls the shared set of nodes, bounded
+
+    def _start_again(self, node_id: str, http: str, sip: str) -> int:
+        launch = self._launches[node_id]
+        with open(self.base_dir / "run" / f"{node_id}.log", "ab") as log:
+            proc = subprocess.Popen(launch.cmdline, env=launch.env, cwd=launch.cwd, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._revived.append(proc)
+        deadline = time.monotonic() + 300
+        while not (_http_ok(http + "/healthz") and sip_options_ok(sip)):
+            assert proc.poll() is None, f"{node_id} exited with {proc.returncode} when started again"
+            assert time.monotonic() < deadline, f"{node_id} did not answer within 300 s when started again"
+            time.sleep(0.2)  # polls a node loading its models, bounded
+        return proc.pid
+
+    def _wait_routed_to_every_node(self, cluster: Cluster) -> None:
+        """Kamailio probes the nodes every second and routes to one again once it answers: a round of one call
+        per node through Kamailio (call-load balancing gives each node one) shows it does."""
+        count = len(cluster.nodes)
+        deadline = time.monotonic() + 90
+        attempt = 0
+        while True:
+            attempt += 1
+            before = {n.node_id: sip_calls_ended(n) for n in cluster.nodes}
+            workdir = self.base_dir / f"probe{attempt}"
+            workdir.mkdir()
+            sipp_result(sipp(workdir, "uac_cluster_call.xml", cluster.kamailio, "-s", "bot", "-m", str(count),
+                             "-r", str(count), "-d", "3000", "-l", str(count)))
+            ended: dict[str, int] = {}
+            while time.monotonic() < deadline:
+                ended = {n.node_id: sip_calls_ended(n) - before[n.node_id] for n in cluster.nodes}
+                if sum(ended.values()) >= count:
+                    break
+                time.sleep(0.5)  # polls the nodes' /metrics until the round's calls are recorded, bounded
+            if all(ended.get(n.node_id, 0) >= 1 for n in cluster.nodes):
+                return
+            assert time.monotonic() < deadline, f"Kamailio does not route to every node again: {ended}"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def metric(node: ClusterNode, name: str, labels: str = "") -> float:

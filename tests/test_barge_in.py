@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,8 +33,9 @@ pytestmark = pytest.mark.slow
 SUPERVISOR_HZ, CALLER_HZ = 1000, 400
 
 
-@pytest.mark.parametrize("who_hangs_up", ["supervisor", "caller"])
-def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path, who_hangs_up: str) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
+    """One server for the module's tests (each places a call of its own), its SIP port; a supervisor and an agent."""
     port = sip_port()
     config = {
         "models": CALL_FLOW_MODELS,
@@ -42,74 +43,80 @@ def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path, who_han
                 "rtp_port_min": 39700, "rtp_port_max": 39749},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
     }
+    with ServerProcess(tmp_path_factory.mktemp("barge_in") / "server", config, start_timeout_s=300) as server:
+        add_user(server.config["database"]["url"], "sup", "supervisor")
+        add_user(server.config["database"]["url"], "ann", "agent")
+        yield server, port
+
+
+@pytest.mark.parametrize("who_hangs_up", ["supervisor", "caller"])
+def test_a_supervisor_takes_a_sip_call_over_from_the_bot(served: tuple[ServerProcess, int], who_hangs_up: str) -> None:
+    server, port = served
     speech, _ = espeak_ng("Where is my order? What are your opening hours?", rate=150, sample_rate=16000)
     question = (speech * 20000).astype(np.int16).tobytes()
     caller_tone = tone(CALLER_HZ, 2.0, level=6000).tobytes()
 
-    with ServerProcess(tmp_path / "server", config, start_timeout_s=300) as server:
-        db = server.config["database"]["url"]
-        add_user(db, "sup", "supervisor")
-        add_user(db, "ann", "agent")
-        sup_auth, agent_auth = login(server.url, "sup"), login(server.url, "ann")
+    db = server.config["database"]["url"]
+    sup_auth, agent_auth = login(server.url, "sup"), login(server.url, "ann")
 
-        async def run() -> dict[str, Any]:
-            caller, sup = SipCaller(port), Phone(SUPERVISOR_HZ)
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                try:
-                    call_id = await caller.dial(server.url)
-                    url = f"/api/live/{urllib.parse.quote(call_id, safe='')}/takeover"
-                    await until(lambda: any(loud(p) for p in caller.heard), 30, "the greeting")
-                    await until(lambda: not any(loud(p) for p in caller.heard[-40:]), 30, "the end of the greeting")
-                    offer = await sup.offer()
-                    codes = {
-                        "anonymous": (await http.post(url, json=offer)).status_code,
-                        "agent": (await http.post(url, json=offer, headers=agent_auth)).status_code,
-                        "unknown call": (await http.post("/api/live/nope/takeover", json=offer,
-                                                         headers=sup_auth)).status_code,
-                        "bad sdp": (await http.post(url, json={"sdp": "v=0 m=audio", "type": "offer"},
-                                                    headers=sup_auth)).status_code,
-                    }
-                    res = await http.post(url, json=offer, headers=sup_auth)
+    async def run() -> dict[str, Any]:
+        caller, sup = SipCaller(port), Phone(SUPERVISOR_HZ)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            try:
+                call_id = await caller.dial(server.url)
+                url = f"/api/live/{urllib.parse.quote(call_id, safe='')}/takeover"
+                await until(lambda: any(loud(p) for p in caller.heard), 30, "the greeting")
+                await until(lambda: not any(loud(p) for p in caller.heard[-40:]), 30, "the end of the greeting")
+                offer = await sup.offer()
+                codes = {
+                    "anonymous": (await http.post(url, json=offer)).status_code,
+                    "agent": (await http.post(url, json=offer, headers=agent_auth)).status_code,
+                    "unknown call": (await http.post("/api/live/nope/takeover", json=offer,
+                                                     headers=sup_auth)).status_code,
+                    "bad sdp": (await http.post(url, json={"sdp": "v=0 m=audio", "type": "offer"},
+                                                headers=sup_auth)).status_code,
+                }
+                res = await http.post(url, json=offer, headers=sup_auth)
+                assert res.status_code == 200, res.text
+                taken_at = datetime.now(UTC)
+                await sup.answer(res.json())
+                again = await http.post(url, json=await Phone(SUPERVISOR_HZ).offer(), headers=sup_auth)
+                live = (await http.get(f"/api/live/{urllib.parse.quote(call_id, safe='')}",
+                                       headers=sup_auth)).json()
+                taken = len(caller.heard)
+                # The caller asks the bot a question (it would answer), then says a steady tone.
+                await caller.say(question)
+                await caller.say(caller_tone)
+                await until(lambda: sup.tone_frames(CALLER_HZ) > 40, 20, "the supervisor hearing the caller")
+                await asyncio.sleep(3.0)  # time in which the bot would have answered the question
+                heard_after = list(caller.heard[taken:])
+                if who_hangs_up == "supervisor":
+                    res = await http.delete(f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen/"
+                                            f"{res.json()['pc_id']}", headers=sup_auth)
                     assert res.status_code == 200, res.text
-                    taken_at = datetime.now(UTC)
-                    await sup.answer(res.json())
-                    again = await http.post(url, json=await Phone(SUPERVISOR_HZ).offer(), headers=sup_auth)
-                    live = (await http.get(f"/api/live/{urllib.parse.quote(call_id, safe='')}",
-                                           headers=sup_auth)).json()
-                    taken = len(caller.heard)
-                    # The caller asks the bot a question (it would answer), then says a steady tone.
-                    await caller.say(question)
-                    await caller.say(caller_tone)
-                    await until(lambda: sup.tone_frames(CALLER_HZ) > 40, 20, "the supervisor hearing the caller")
-                    await asyncio.sleep(3.0)  # time in which the bot would have answered the question
-                    heard_after = list(caller.heard[taken:])
-                    if who_hangs_up == "supervisor":
-                        res = await http.delete(f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen/"
-                                                f"{res.json()['pc_id']}", headers=sup_auth)
-                        assert res.status_code == 200, res.text
-                        await until(lambda: caller.leg.state == "ended", 20, "the caller's call to end")
-                    else:
-                        await caller.hangup()
-                        await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30,
-                                    "the supervisor's connection to close")
-                finally:
-                    await caller.close()
-                    await sup.close()
-            return {"call_id": call_id, "codes": codes, "again": again.status_code, "live": live,
-                    "heard_after": heard_after, "taken_at": taken_at, "sup": sup}
+                    await until(lambda: caller.leg.state == "ended", 20, "the caller's call to end")
+                else:
+                    await caller.hangup()
+                    await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30,
+                                "the supervisor's connection to close")
+            finally:
+                await caller.close()
+                await sup.close()
+        return {"call_id": call_id, "codes": codes, "again": again.status_code, "live": live,
+                "heard_after": heard_after, "taken_at": taken_at, "sup": sup}
 
-        out = asyncio.run(run())
-        engine = create_engine(db)
-        deadline = time.monotonic() + 10
-        with engine.connect() as conn:
-            while True:  # the record is closed once the server has seen the leg end
-                row = conn.execute(select(CallRow).where(CallRow.id == out["call_id"])).one()
-                if row.end is not None or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-            bot_turns = conn.execute(select(TurnRow.start).where(TurnRow.call_id == out["call_id"],
-                                                                 TurnRow.speaker == "bot")).scalars().all()
-        audit = UserStore(engine).audit_log(call_id=out["call_id"])
+    out = asyncio.run(run())
+    engine = create_engine(db)
+    deadline = time.monotonic() + 10
+    with engine.connect() as conn:
+        while True:  # the record is closed once the server has seen the leg end
+            row = conn.execute(select(CallRow).where(CallRow.id == out["call_id"])).one()
+            if row.end is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        bot_turns = conn.execute(select(TurnRow.start).where(TurnRow.call_id == out["call_id"],
+                                                             TurnRow.speaker == "bot")).scalars().all()
+    audit = UserStore(engine).audit_log(call_id=out["call_id"])
 
     assert out["codes"] == {"anonymous": 401, "agent": 403, "unknown call": 404, "bad sdp": 400}
     assert out["again"] == 409  # taken over already
@@ -129,90 +136,81 @@ def test_a_supervisor_takes_a_sip_call_over_from_the_bot(tmp_path: Path, who_han
     assert [(r["username"], r["action"]) for r in audit] == [("sup", "open_call"), ("sup", "takeover")]
 
 
-def test_a_supervisor_hands_a_taken_over_call_back_to_the_bot(tmp_path: Path) -> None:
+def test_a_supervisor_hands_a_taken_over_call_back_to_the_bot(served: tuple[ServerProcess, int]) -> None:
     """The caller asks the bot something that needs an answer from them, a supervisor takes the call over and hands
     it back: the supervisor's connection closes without hanging up, the bot says it is back and asks its pending
     question again, the live call is the bot's again, and the caller then hangs up on a call the bot ended."""
-    port = sip_port()
-    config = {
-        "models": CALL_FLOW_MODELS,
-        "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39750, "rtp_port_max": 39799},
-        "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
-    }
+    server, port = served
     speech, _ = espeak_ng("Where is my order?", rate=150, sample_rate=16000)
     question = (speech * 20000).astype(np.int16).tobytes()
 
-    with ServerProcess(tmp_path / "server", config, start_timeout_s=300) as server:
-        db = server.config["database"]["url"]
-        add_user(db, "sup", "supervisor")
-        add_user(db, "ann", "agent")
-        sup_auth, agent_auth = login(server.url, "sup"), login(server.url, "ann")
+    db = server.config["database"]["url"]
+    sup_auth, agent_auth = login(server.url, "sup"), login(server.url, "ann")
 
-        async def run() -> dict[str, Any]:
-            caller, sup = SipCaller(port), Phone(SUPERVISOR_HZ)
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                try:
-                    call_id = await caller.dial(server.url)
-                    quoted = urllib.parse.quote(call_id, safe="")
+    async def run() -> dict[str, Any]:
+        caller, sup = SipCaller(port), Phone(SUPERVISOR_HZ)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            try:
+                call_id = await caller.dial(server.url)
+                quoted = urllib.parse.quote(call_id, safe="")
 
-                    async def bot_turns() -> list[dict[str, Any]]:
-                        res = await http.get(f"/api/calls/{quoted}", headers=sup_auth)
-                        return [t for t in res.json().get("turns", []) if t["speaker"] == "bot"] if res.is_success else []
+                async def bot_turns() -> list[dict[str, Any]]:
+                    res = await http.get(f"/api/calls/{quoted}", headers=sup_auth)
+                    return [t for t in res.json().get("turns", []) if t["speaker"] == "bot"] if res.is_success else []
 
-                    async def bot_said(n: int) -> list[dict[str, Any]]:
-                        deadline = time.monotonic() + 60
-                        while time.monotonic() < deadline:
-                            turns = await bot_turns()
-                            if len(turns) >= n and turns[n - 1]["end"] is not None:
-                                return turns
-                            await asyncio.sleep(0.1)
-                        raise AssertionError(f"the bot did not say its turn {n}")
+                async def bot_said(n: int) -> list[dict[str, Any]]:
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        turns = await bot_turns()
+                        if len(turns) >= n and turns[n - 1]["end"] is not None:
+                            return turns
+                        await asyncio.sleep(0.1)
+                    raise AssertionError(f"the bot did not say its turn {n}")
 
-                    await bot_said(1)
-                    await caller.say(question)
-                    asked = (await bot_said(2))[1]["text"]
-                    handback = f"/api/live/{quoted}/handback"
-                    not_taken = (await http.post(handback, json={}, headers=sup_auth)).status_code
-                    res = await http.post(f"/api/live/{quoted}/takeover", json=await sup.offer(), headers=sup_auth)
-                    assert res.status_code == 200, res.text
-                    await sup.answer(res.json())
-                    await until(lambda: sum(frames_at(np.frombuffer(p, np.int16), 16000, SUPERVISOR_HZ) for p in
-                                            caller.heard[-50:]) > 20, 20, "the caller hearing the supervisor")
-                    codes = {
-                        "anonymous": (await http.post(handback, json={})).status_code,
-                        "agent": (await http.post(handback, json={}, headers=agent_auth)).status_code,
-                        "unknown call": (await http.post("/api/live/nope/handback", json={},
-                                                         headers=sup_auth)).status_code,
-                        "not taken over": not_taken,
-                    }
-                    res = await http.post(handback, json={}, headers=sup_auth)
-                    assert res.status_code == 200, res.text
-                    again = (await http.post(handback, json={}, headers=sup_auth)).status_code
-                    back = len(caller.heard)
-                    await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30,
-                                "the supervisor's connection to close")
-                    turns = await bot_said(3)
-                    live = (await http.get(f"/api/live/{quoted}", headers=sup_auth)).json()
-                    heard_back = list(caller.heard[back:])
-                    state_after = caller.leg.state
-                    await caller.hangup()
-                finally:
-                    await caller.close()
-                    await sup.close()
-            return {"call_id": call_id, "asked": asked, "codes": codes, "again": again, "turns": turns,
-                    "live": live, "heard_back": heard_back, "state_after": state_after}
+                await bot_said(1)
+                await caller.say(question)
+                asked = (await bot_said(2))[1]["text"]
+                handback = f"/api/live/{quoted}/handback"
+                not_taken = (await http.post(handback, json={}, headers=sup_auth)).status_code
+                res = await http.post(f"/api/live/{quoted}/takeover", json=await sup.offer(), headers=sup_auth)
+                assert res.status_code == 200, res.text
+                await sup.answer(res.json())
+                await until(lambda: sum(frames_at(np.frombuffer(p, np.int16), 16000, SUPERVISOR_HZ) for p in
+                                        caller.heard[-50:]) > 20, 20, "the caller hearing the supervisor")
+                codes = {
+                    "anonymous": (await http.post(handback, json={})).status_code,
+                    "agent": (await http.post(handback, json={}, headers=agent_auth)).status_code,
+                    "unknown call": (await http.post("/api/live/nope/handback", json={},
+                                                     headers=sup_auth)).status_code,
+                    "not taken over": not_taken,
+                }
+                res = await http.post(handback, json={}, headers=sup_auth)
+                assert res.status_code == 200, res.text
+                again = (await http.post(handback, json={}, headers=sup_auth)).status_code
+                back = len(caller.heard)
+                await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30,
+                            "the supervisor's connection to close")
+                turns = await bot_said(3)
+                live = (await http.get(f"/api/live/{quoted}", headers=sup_auth)).json()
+                heard_back = list(caller.heard[back:])
+                state_after = caller.leg.state
+                await caller.hangup()
+            finally:
+                await caller.close()
+                await sup.close()
+        return {"call_id": call_id, "asked": asked, "codes": codes, "again": again, "turns": turns,
+                "live": live, "heard_back": heard_back, "state_after": state_after}
 
-        out = asyncio.run(run())
-        engine = create_engine(db)
-        deadline = time.monotonic() + 20
-        with engine.connect() as conn:
-            while True:  # the record is closed once the server has seen the leg end
-                row = conn.execute(select(CallRow).where(CallRow.id == out["call_id"])).one()
-                if row.end is not None or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-        audit = UserStore(engine).audit_log(call_id=out["call_id"])
+    out = asyncio.run(run())
+    engine = create_engine(db)
+    deadline = time.monotonic() + 20
+    with engine.connect() as conn:
+        while True:  # the record is closed once the server has seen the leg end
+            row = conn.execute(select(CallRow).where(CallRow.id == out["call_id"])).one()
+            if row.end is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    audit = UserStore(engine).audit_log(call_id=out["call_id"])
 
     assert out["codes"] == {"anonymous": 401, "agent": 403, "unknown call": 404, "not taken over": 409}
     assert out["again"] == 409  # the bot has it again

@@ -1,5 +1,6 @@
 """The cluster's SIP front: 3 bot nodes behind Kamailio with PostgreSQL and Redis, started by
-`voicebot cluster up` (one cluster for the module), called by sipp (an independent SIP peer) through Kamailio.
+`voicebot cluster up` (the cluster shared with tests/test_cluster_queue.py: tests/conftest.py), called by sipp (an
+independent SIP peer) through Kamailio.
 
 Calls are spread over every node (dispatcher call-load balancing), the caller's asserted number survives the relay,
 and when one node is killed (-9) new calls are answered by the others within 5 s."""
@@ -14,12 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from call_models import CALL_FLOW_MODELS_YAML
-from cluster_helpers import Cluster, needs_cluster, running_cluster, sip_calls_ended, sipp, sipp_result
+from cluster_helpers import Cluster, SharedCluster, needs_cluster, sip_calls_ended, sipp, sipp_result
 from sqlalchemy import create_engine, text
 
 from telephony.config import TrunkConfig
@@ -28,14 +27,11 @@ from voicebot.cluster.kamailio import FrontConfig, Node, dispatcher_list, render
 pytestmark = [needs_cluster, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("cluster")
-    config = base / "voicebot.yaml"
-    # The callers (sipp on loopback) come from a trunk whose asserted identity is believed.
-    config.write_text("trunks:\n  - name: carrier\n    host: 127.0.0.1\n" + CALL_FLOW_MODELS_YAML)
-    with running_cluster(base / "run", nodes=3, config=config) as running:
-        yield running
+@pytest.fixture
+def cluster(shared_cluster: SharedCluster) -> Cluster:
+    """The shared cluster (tests/conftest.py), every node up. Its callers (sipp on loopback) come from a trunk whose
+    asserted identity is believed."""
+    return shared_cluster.ready()
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

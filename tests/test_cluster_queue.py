@@ -25,14 +25,13 @@ from typing import Any
 
 import pytest
 import redis
-from auth_helpers import add_user, cookie
-from call_models import CALL_FLOW_MODELS_YAML
+from auth_helpers import cookie
 from cluster_helpers import (
     Cluster,
     RedisServer,
+    SharedCluster,
     check_queue_invariants,
     needs_cluster,
-    running_cluster,
     sipp,
     sipp_result,
     start_cluster_postgres,
@@ -293,31 +292,11 @@ def test_local_queue_entries_keep_the_acds_order_and_counters() -> None:
 
 # --- the whole cluster ----------------------------------------------------------------------------------------------
 
-CLUSTER_CONFIG = """\
-trunks:
-  - name: carrier
-    host: 127.0.0.1
-call:
-  silence_prompt_s: 60
-  silence_hangup_s: 60
-agents:
-  - id: alice
-    contact: sip:alice@127.0.0.1:9
-queues:
-  - name: general
-    max_wait: 300
-    announce_every: 0
-"""
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    base = tmp_path_factory.mktemp("cluster")
-    config = base / "voicebot.yaml"
-    config.write_text(CLUSTER_CONFIG + CALL_FLOW_MODELS_YAML)
-    with running_cluster(base / "run", nodes=3, config=config) as running:
-        add_user(running.postgres_url, "sup", "supervisor")
-        yield running
+@pytest.fixture
+def cluster(shared_cluster: SharedCluster) -> Cluster:
+    """The cluster shared with tests/test_cluster_front.py (tests/conftest.py: its config is
+    cluster_helpers.SHARED_CLUSTER_CONFIG; supervisor ``sup``), every node up."""
+    return shared_cluster.ready()
 
 
 def _token(node: Any) -> str:

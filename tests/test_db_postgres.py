@@ -1,11 +1,10 @@
-"""The same database code on PostgreSQL. Runs only when VOICEBOT_TEST_POSTGRES_URL names a throwaway
-database (its voicebot tables are dropped), e.g. postgresql+psycopg://postgres@/postgres?host=/tmp&port=55432
-with ``pip install -e ".[postgres]"``."""
+"""The same database code on PostgreSQL: the ``postgres_url`` fixture (tests/conftest.py), a server the test run
+starts or VOICEBOT_TEST_POSTGRES_URL naming a throwaway database (its voicebot tables are dropped), e.g.
+postgresql+psycopg://postgres@/postgres?host=/tmp&port=55432 with ``pip install -e ".[postgres]"``."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,15 +17,11 @@ from dialogs.db.models import AuditLog, Customer
 from dialogs.db.repository import find_customer_by_phone, open_matters, verify_identity
 from dialogs.privacy import delete_customer, export_customer
 
-URL = os.environ.get("VOICEBOT_TEST_POSTGRES_URL")
-pytestmark = pytest.mark.skipif(not URL, reason="set VOICEBOT_TEST_POSTGRES_URL to a throwaway PostgreSQL database")
-
 
 @pytest.fixture()
-def pg() -> Iterator[Database]:
-    assert URL
-    Database(URL).drop_all()
-    db = ensure_database(URL, seed_demo=True, now=NOW)
+def pg(postgres_url: str) -> Iterator[Database]:
+    Database(postgres_url).drop_all()
+    db = ensure_database(postgres_url, seed_demo=True, now=NOW)
     yield db
     db.drop_all()
     db.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -144,8 +144,9 @@ def loud(pcm: bytes) -> bool:
     return bool(x.size) and float(np.sqrt(np.mean(x**2))) > 300
 
 
-@pytest.mark.parametrize("channel", ["sip", "webrtc"])
-def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path: Path, channel: str) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
+    """One server for both channels (each places a call of its own), its SIP port; agent alice and a supervisor."""
     port = sip_port()
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
@@ -155,66 +156,72 @@ def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(tmp_path
         "queues": [{"name": "general", "agent_timeout": 20, "max_wait": 60}],
         "models": CALL_FLOW_MODELS,
     }
+    with ServerProcess(tmp_path_factory.mktemp("listen_bridge") / "server", config, start_timeout_s=300) as server:
+        add_user(server.config["database"]["url"], "alice", "agent")
+        add_user(server.config["database"]["url"], "sup", "supervisor")
+        yield server, port
+
+
+@pytest.mark.parametrize("channel", ["sip", "webrtc"])
+def test_whisper_reaches_the_agent_of_a_bridged_call_and_not_the_caller(served: tuple[ServerProcess, int],
+                                                                        channel: str) -> None:
+    server, port = served
     speech, _ = espeak_ng("I want to speak to a human.", rate=150, sample_rate=16000)
     request = (speech * 20000).astype(np.int16).tobytes()
 
-    with ServerProcess(tmp_path / "server", config) as server:
-        db = server.config["database"]["url"]
-        add_user(db, "alice", "agent")
-        add_user(db, "sup", "supervisor")
-        agent_auth, sup_auth = login(server.url, "alice"), login(server.url, "sup")
+    agent_auth, sup_auth = login(server.url, "alice"), login(server.url, "sup")
 
-        async def run() -> dict[str, Any]:
-            agent, sup = Phone(AGENT_HZ), Phone(SUPERVISOR_HZ)
-            caller: SipCaller | BrowserCaller = SipCaller(port) if channel == "sip" else BrowserCaller()
-            caller_heard = caller.heard
-            refused: list[int] = []
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                res = await http.post("/api/agents/alice/phone", json=await agent.offer(), headers=agent_auth)
-                assert res.status_code == 200, res.text
-                await agent.answer(res.json())
-                res = await http.post("/api/agents/alice/state", json={"state": "available"}, headers=agent_auth)
-                assert res.status_code == 200, res.text
+    async def run() -> dict[str, Any]:
+        agent, sup = Phone(AGENT_HZ), Phone(SUPERVISOR_HZ)
+        caller: SipCaller | BrowserCaller = SipCaller(port) if channel == "sip" else BrowserCaller()
+        caller_heard = caller.heard
+        refused: list[int] = []
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            res = await http.post("/api/agents/alice/phone", json=await agent.offer(), headers=agent_auth)
+            assert res.status_code == 200, res.text
+            await agent.answer(res.json())
+            res = await http.post("/api/agents/alice/state", json={"state": "available"}, headers=agent_auth)
+            assert res.status_code == 200, res.text
 
-                async def pick_up() -> None:  # the agent answers as soon as the page rings
-                    while (await http.post("/api/agents/alice/answer", headers=agent_auth)).status_code != 200:
-                        await asyncio.sleep(0.1)
+            async def pick_up() -> None:  # the agent answers as soon as the page rings
+                while (await http.post("/api/agents/alice/answer", headers=agent_auth)).status_code != 200:
+                    await asyncio.sleep(0.1)
 
-                answering = asyncio.ensure_future(pick_up())
-                try:
-                    call_id = await caller.dial(server.url)
-                    url = f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen"  # browser call ids hold a '#'
-                    # The greeting, then the request for a human once it is over.
-                    await until(lambda: any(loud(p) for p in caller_heard), 30, "the greeting")
-                    await until(lambda: not any(loud(p) for p in caller_heard[-40:]), 30, "the end of the greeting")
-                    await caller.say(request)
-                    # Whisper is refused until the agent is bridged, then answered.
-                    deadline = time.monotonic() + 60
-                    while time.monotonic() < deadline:
-                        res = await http.post(url, json={**await sup.offer(), "whisper": True}, headers=sup_auth)
-                        if res.status_code != 409:
-                            break
-                        refused.append(res.status_code)
-                        await sup.close()
-                        sup = Phone(SUPERVISOR_HZ)
-                        await asyncio.sleep(0.2)
-                    assert res.status_code == 200, res.text
-                    await sup.answer(res.json())
-                    bridged_at = len(caller_heard)
-                    await until(lambda: agent.tone_frames(SUPERVISOR_HZ, last=100) > 40, 20, "the agent hearing the whisper")
-                    await until(lambda: sup.tone_frames(AGENT_HZ, last=100) > 40, 20, "the supervisor hearing the agent")
-                    caller_during = len(caller_heard) - bridged_at
-                    await caller.hangup()
-                    await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30, "the listener to close")
-                finally:
-                    answering.cancel()
-                    await caller.close()
-                    await agent.close()
+            answering = asyncio.ensure_future(pick_up())
+            try:
+                call_id = await caller.dial(server.url)
+                url = f"/api/live/{urllib.parse.quote(call_id, safe='')}/listen"  # browser call ids hold a '#'
+                # The greeting, then the request for a human once it is over.
+                await until(lambda: any(loud(p) for p in caller_heard), 30, "the greeting")
+                await until(lambda: not any(loud(p) for p in caller_heard[-40:]), 30, "the end of the greeting")
+                await caller.say(request)
+                # Whisper is refused until the agent is bridged, then answered.
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    res = await http.post(url, json={**await sup.offer(), "whisper": True}, headers=sup_auth)
+                    if res.status_code != 409:
+                        break
+                    refused.append(res.status_code)
                     await sup.close()
-            return {"refused": refused, "caller_heard": caller_heard[bridged_at:], "caller_during": caller_during,
-                    "agent": agent, "sup": sup}
+                    sup = Phone(SUPERVISOR_HZ)
+                    await asyncio.sleep(0.2)
+                assert res.status_code == 200, res.text
+                await sup.answer(res.json())
+                bridged_at = len(caller_heard)
+                await until(lambda: agent.tone_frames(SUPERVISOR_HZ, last=100) > 40, 20, "the agent hearing the whisper")
+                await until(lambda: sup.tone_frames(AGENT_HZ, last=100) > 40, 20, "the supervisor hearing the agent")
+                caller_during = len(caller_heard) - bridged_at
+                await caller.hangup()
+                await until(lambda: sup.pc.connectionState in ("closed", "failed"), 30, "the listener to close")
+            finally:
+                answering.cancel()
+                await caller.close()
+                await agent.close()
+                await sup.close()
+        return {"refused": refused, "caller_heard": caller_heard[bridged_at:], "caller_during": caller_during,
+                "agent": agent, "sup": sup}
 
-        out = asyncio.run(run())
+    out = asyncio.run(run())
 
     assert out["refused"], "the whisper should have been refused (409) before the bridge"
     assert out["caller_during"] >= 50, "the caller's leg carried no audio while the supervisor whispered"

@@ -7,7 +7,6 @@ import importlib
 import io
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -264,32 +263,27 @@ def test_the_start_up_upgrade_logs_the_database_and_its_revision(tmp_path: Path,
     assert lines[-1] == f"database {url} at revision {head_revision()} (up to date)"
 
 
-PG_URL = os.environ.get("VOICEBOT_TEST_POSTGRES_URL")
-
-
-@pytest.mark.skipif(not PG_URL, reason="set VOICEBOT_TEST_POSTGRES_URL to a throwaway PostgreSQL database")
-def test_the_migrations_on_postgresql() -> None:
+def test_the_migrations_on_postgresql(postgres_url: str) -> None:
     """As test_db_postgres.py: a throwaway database (every voicebot table is dropped)."""
-    assert PG_URL
-    drop_all(PG_URL)
+    drop_all(postgres_url)
     try:
         # A database as the code before migrations made it: create_all of its tables (revision 1 writes them out),
         # three indexes missing.
-        engine = create_engine(PG_URL)
+        engine = create_engine(postgres_url)
         importlib.import_module("voicebot.storage.migrations.versions.0001_schema_before_migrations").TABLES.create_all(engine)
         with engine.begin() as conn:
             for name in MISSING_AT_CB5A9B1:
                 conn.exec_driver_sql(f"DROP INDEX {name}")
             conn.exec_driver_sql("INSERT INTO voicebot_calls (id, channel, start) VALUES ('old-1', 'sip', now())")
         engine.dispose()
-        assert sorted(len(r.applied) for r in upgrade_twice_at_once(PG_URL)) == [0, len(revisions())]
-        assert current_revision(PG_URL) == head_revision() and schema_diff(PG_URL) == []
-        assert indexes(PG_URL) >= MISSING_AT_CB5A9B1
-        store = CallStore.from_url(PG_URL)
+        assert sorted(len(r.applied) for r in upgrade_twice_at_once(postgres_url)) == [0, len(revisions())]
+        assert current_revision(postgres_url) == head_revision() and schema_diff(postgres_url) == []
+        assert indexes(postgres_url) >= MISSING_AT_CB5A9B1
+        store = CallStore.from_url(postgres_url)
         assert store.get("old-1")["channel"] == "sip"
         store.close()
         store.engine.dispose()
-        drop_all(PG_URL)
-        assert [r.id for r in upgrade(PG_URL).applied] == [r.id for r in revisions()] and schema_diff(PG_URL) == []
+        drop_all(postgres_url)
+        assert [r.id for r in upgrade(postgres_url).applied] == [r.id for r in revisions()] and schema_diff(postgres_url) == []
     finally:
-        drop_all(PG_URL)
+        drop_all(postgres_url)

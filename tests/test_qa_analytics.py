@@ -4,7 +4,6 @@ roles on the real app (uvicorn on loopback, real logins)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,17 +54,13 @@ def transfer(engine: Engine, call_id: str, queue: str, agent: str | None, wait_s
                           at=at))
 
 
-PG_URL = os.environ.get("VOICEBOT_TEST_POSTGRES_URL")
-
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, CallStore]]:
-    """The same calls in SQLite and (with VOICEBOT_TEST_POSTGRES_URL, a throwaway database) in PostgreSQL."""
+    """The same calls in SQLite and in PostgreSQL (the ``postgres_url`` fixture: a throwaway database)."""
     if request.param == "postgresql":
-        if not PG_URL:
-            pytest.skip("set VOICEBOT_TEST_POSTGRES_URL to a throwaway PostgreSQL database")
-        drop_all(PG_URL)
-        url = PG_URL
+        url = request.getfixturevalue("postgres_url")
+        drop_all(url)
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('analytics') / 'voicebot.db'}"
     engine = create_engine(url)

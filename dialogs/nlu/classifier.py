@@ -13,8 +13,11 @@ measured and not chosen as the default: see :data:`FEATURES`.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -23,8 +26,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
 
+from dialogs.nlu.cache import ClassifierCache, entry_key, user_cache_dir
 from dialogs.nlu.entities import mask_addresses
 from dialogs.nlu.normalize import normalize
+
+log = logging.getLogger(__name__)
 
 # tfidf: word and character n-grams (default: as accurate on speech, about 40x faster per parse and no
 # 10 s encoder load); embeddings: sentence-encoder vectors only; both: the two concatenated.
@@ -138,18 +144,33 @@ class IntentClassifier:
 _Examples = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-def fitted_classifier(examples: dict[str, list[str]], features: Features = "tfidf") -> IntentClassifier:
+def fitted_classifier(examples: dict[str, list[str]], features: Features = "tfidf",
+                      cache_dir: Path | None = None) -> IntentClassifier:
     """A classifier trained on ``examples``. Within a process the same examples and features give the same
     (read-only) classifier: training takes seconds and a process may build many engines from one domain
-    (a test run, several `voicebot chat` conversations)."""
+    (a test run, several `voicebot chat` conversations). Across processes it is kept on disk in ``cache_dir``
+    (default: :func:`dialogs.nlu.cache.user_cache_dir`), so a restart does not train again."""
     if features not in FEATURES:
         raise ValueError(f"unknown NLU features {features!r}; choose from {', '.join(FEATURES)}")
-    return _fitted(tuple((name, tuple(utterances)) for name, utterances in examples.items()), features)
+    return _fitted(tuple((name, tuple(utterances)) for name, utterances in examples.items()), features,
+                   cache_dir or user_cache_dir())
 
 
 @functools.lru_cache(maxsize=8)
-def _fitted(examples: _Examples, features: Features) -> IntentClassifier:
-    return IntentClassifier(features=features).fit({name: list(utterances) for name, utterances in examples})
+def _fitted(examples: _Examples, features: Features, cache_dir: Path) -> IntentClassifier:
+    cache = ClassifierCache(cache_dir)
+    key = entry_key((examples, features))
+    kept = cache.get(key)
+    if isinstance(kept, IntentClassifier) and kept.features == features:
+        log.info("NLU classifier loaded from %s", cache.path(key))
+        return kept
+    if kept is not None:
+        log.warning("NLU cache entry %s holds no %s classifier; training again", cache.path(key), features)
+    t0 = time.perf_counter()
+    classifier = IntentClassifier(features=features).fit({name: list(utterances) for name, utterances in examples})
+    cache.put(key, classifier)
+    log.info("NLU classifier trained in %.2f s, kept in %s", time.perf_counter() - t0, cache.path(key))
+    return classifier
 
 
 class LabelsWithout:

@@ -139,14 +139,19 @@ class _Scored:
     prob: float
 
 
-def _heard_only(heard: list[str], name: str, domain: Domain) -> list[str]:
-    """The transcripts of ``heard`` that are not another intent's example word for word: the recogniser turned
-    a "thanks" into "Yeah.", and training on it teaches that "yeah" is thanks."""
+def _heard_only(domain: Domain) -> dict[str, list[str]]:
+    """Per intent, the transcripts of its ``heard`` that are not another intent's example word for word: the
+    recogniser turned a "thanks" into "Yeah.", and training on it teaches that "yeah" is thanks."""
     def key(text: str) -> str:
         return classifier_view(normalize(text).tokens)
 
-    others = {key(u) for other, intent in domain.intents.items() if other != name for u in intent.examples}
-    return [h for h in heard if key(h) not in others]
+    # Each example's key once (normalising is the slow part of training's preparation), not once per other intent.
+    example_keys = {name: {key(u) for u in intent.examples} for name, intent in domain.intents.items()}
+    heard: dict[str, list[str]] = {}
+    for name, intent in domain.intents.items():
+        others = set().union(*(keys for other, keys in example_keys.items() if other != name))
+        heard[name] = [h for h in intent.heard if key(h) not in others]
+    return heard
 
 
 class NLU:
@@ -177,8 +182,8 @@ class NLU:
         come on top. An utterance whose only requests are negated is reported as ``deny``. ``features``:
         see :data:`dialogs.nlu.classifier.FEATURES`. ``questions``: a knowledge base; the NLU then also reports
         the ``faq`` act (step 7 of the module docstring)."""
-        examples = {name: [*intent.examples, *(_heard_only(intent.heard, name, domain) if heard else [])]
-                    for name, intent in domain.intents.items()}
+        heard_only = _heard_only(domain) if heard else {}
+        examples = {name: [*intent.examples, *heard_only.get(name, [])] for name, intent in domain.intents.items()}
         if questions is None:
             return cls(domain, fitted_classifier(examples, features), threshold, max_intents)
         if FAQ in domain.intents:
