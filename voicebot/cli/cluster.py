@@ -92,16 +92,11 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
     from telephony.config import split_hostport
     from voicebot.cli.common import settings_or_exit
     from voicebot.cluster.kamailio import (
-        FrontConfig,
         Node,
-        agent_credentials,
         dispatcher_list,
-        inbound_auth_from_trunks,
+        front_config,
         open_registration_warning,
-        registrations_from_trunks,
-        render,
-        trusted_from_trunks,
-        write_registration_table,
+        write_front,
     )
 
     settings = settings_or_exit(config_path)
@@ -120,22 +115,13 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
         raise click.BadParameter("--tls-port and --tls-config go together")
     out.mkdir(parents=True, exist_ok=True)
     (out / "dispatcher.list").write_text(dispatcher_list(parsed))
-    trusted, identity = trusted_from_trunks(settings.trunks)
     try:
-        registrations = registrations_from_trunks(settings.trunks)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    # The trunk registration table and the RPC FIFO go into OUT, next to kamailio.cfg.
-    cfg = FrontConfig(host, port, (out / "dispatcher.list").resolve(), advertise=advertise,
-                      also_listen=also_listen, trusted=trusted, trusted_identity=identity, tls_port=tls_port,
-                      tls_config=tls_config.resolve() if tls_config else None, registrations=registrations,
-                      inbound_auth=inbound_auth_from_trunks(settings.trunks),
-                      agent_auth=agent_credentials(settings.agents), run_dir=out.resolve())
-    if registrations:
-        write_registration_table(out.resolve())
-    click.echo(f"warning: {open_registration_warning(cfg)}", err=True)
-    try:
-        (out / "kamailio.cfg").write_text(render(cfg))
+        # The trunk registration table and the RPC FIFO go into OUT, next to kamailio.cfg.
+        cfg = front_config(settings.trunks, settings.agents, host, port, (out / "dispatcher.list").resolve(),
+                           out.resolve(), advertise=advertise, also_listen=also_listen, tls_port=tls_port,
+                           tls_config=tls_config.resolve() if tls_config else None)
+        click.echo(f"warning: {open_registration_warning(cfg)}", err=True)
+        write_front(cfg, out / "kamailio.cfg")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"wrote {out / 'kamailio.cfg'} and {out / 'dispatcher.list'} ({len(parsed)} node(s))")

@@ -162,6 +162,26 @@ def agent_credentials(agents: list[AgentConfig]) -> tuple[Credential, ...]:
                  if a.sip_password_env and a.sip_user)
 
 
+def front_config(trunks: list[TrunkConfig], agents: list[AgentConfig], listen_host: str, listen_port: int,
+                 dispatcher_list: Path, run_dir: Path, **options: object) -> FrontConfig:
+    """The front for these trunks and agents: who is trusted, which trunks it registers with, whose INVITEs and
+    REGISTERs it challenges; ``options`` are FrontConfig's other fields (advertise, TLS...).
+    Raises ValueError for a trunk the front cannot register with."""
+    trusted, identity = trusted_from_trunks(trunks)
+    return FrontConfig(listen_host, listen_port, dispatcher_list, trusted=trusted, trusted_identity=identity,
+                       registrations=registrations_from_trunks(trunks), inbound_auth=inbound_auth_from_trunks(trunks),
+                       agent_auth=agent_credentials(agents), run_dir=run_dir, **options)  # type: ignore[arg-type]
+
+
+def write_front(cfg: FrontConfig, path: Path) -> None:
+    """Write ``cfg`` rendered to ``path`` (kamailio.cfg) and, if it registers with trunks, the empty registration
+    table its run folder needs. Raises ValueError for a config that cannot be rendered."""
+    text = render(cfg)
+    if cfg.registrations and cfg.run_dir is not None:
+        write_registration_table(cfg.run_dir)
+    path.write_text(text)
+
+
 def open_registration_warning(cfg: FrontConfig) -> str:
     """The start-up warning that REGISTER is accepted without a password from trusted networks (for every name but
     those of agents with ``sip_password_env``)."""

@@ -24,16 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voicebot.cluster.kamailio import (
-    FrontConfig,
     Node,
     agent_credentials,
     dispatcher_list,
+    front_config,
     inbound_auth_from_trunks,
     open_registration_warning,
     registrations_from_trunks,
-    render,
-    trusted_from_trunks,
-    write_registration_table,
+    write_front,
 )
 
 if TYPE_CHECKING:
@@ -372,18 +370,12 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     kam_dir = base / "kamailio"
     kam_dir.mkdir(exist_ok=True)
     (base / "dispatcher.list").write_text(dispatcher_list(nodes))
-    trusted, identity = trusted_from_trunks(settings.trunks)
     # Trunk registration and digest checks happen here, at the front (the nodes' one trunk is Kamailio); Kamailio
     # reads the passwords from the environment it inherits.
-    cfg = FrontConfig(LOOPBACK, kam_port, base / "dispatcher.list", trusted=trusted, trusted_identity=identity,
-                      registrations=registrations_from_trunks(settings.trunks),
-                      inbound_auth=inbound_auth_from_trunks(settings.trunks),
-                      agent_auth=agent_credentials(settings.agents), run_dir=kam_dir)
-    if cfg.registrations:
-        write_registration_table(kam_dir)
-    launch.progress(f"{'kamailio':<10} warning: {open_registration_warning(cfg)}")
     try:
-        (base / "kamailio.cfg").write_text(render(cfg))
+        cfg = front_config(settings.trunks, settings.agents, LOOPBACK, kam_port, base / "dispatcher.list", kam_dir)
+        launch.progress(f"{'kamailio':<10} warning: {open_registration_warning(cfg)}")
+        write_front(cfg, base / "kamailio.cfg")
     except ValueError as exc:
         raise LaunchError(f"kamailio: {exc}") from None
     kam_log = base / "kamailio.log"
