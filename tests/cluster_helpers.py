@@ -37,6 +37,8 @@ import redis
 from call_models import CALL_FLOW_MODELS
 from net_helpers import free_port, sip_port
 
+from voicebot.cluster.launcher import sip_options_ok
+
 SIPP_SCENARIOS = Path(__file__).parent / "sipp"
 
 
@@ -411,24 +413,6 @@ def start_cluster_postgres(cluster: Cluster, cmdline: list[str]) -> None:
     info.save()
     port = int(cmdline[cmdline.index("-p") + 1])
     _wait_port(port, proc, "postgres", timeout_s=60)
-
-
-def sip_options_ok(hostport: str, timeout: float = 1.0) -> bool:
-    """True if a SIP OPTIONS over UDP to ``hostport`` gets a 200."""
-    host, port = hostport.rsplit(":", 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(timeout)
-        lport = s.getsockname()[1]
-        branch = f"z9hG4bK{os.urandom(6).hex()}"
-        msg = (f"OPTIONS sip:{hostport} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch};rport\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:test@127.0.0.1>;tag={branch[-8:]}\r\nTo: <sip:{hostport}>\r\n"
-               f"Call-ID: {branch}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        try:
-            s.sendto(msg.encode(), (host, int(port)))
-            return s.recv(65535).startswith(b"SIP/2.0 200")
-        except OSError:
-            return False
 
 
 class KamailioFront:

@@ -362,7 +362,7 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
         launch.progress(f"{node_id:<10} {'starting ' + info.nodes[-1].http:<42} (sip {LOOPBACK}:{sip})")
     for node in info.nodes:
         def answers(n: NodeInfo = node) -> bool:
-            return _http_ok(n.http + "/healthz") and _sip_options(n.sip)
+            return _http_ok(n.http + "/healthz") and sip_options_ok(n.sip)
 
         seconds = launch.wait_until(node.node_id, logs[node.node_id], answers, START_TIMEOUT_S)
         launch.step(node.node_id, f"{node.http}  sip {node.sip}", seconds)
@@ -388,7 +388,7 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     info.pids["kamailio"] = proc.pid
     info.save()
     info.kamailio = f"{LOOPBACK}:{kam_port}"
-    seconds = launch.wait_until("kamailio", kam_log, lambda: _sip_options(info.kamailio), 30)
+    seconds = launch.wait_until("kamailio", kam_log, lambda: sip_options_ok(info.kamailio), 30)
     launch.step("kamailio", f"sip:{info.kamailio}  ({count} node(s) in dispatcher)", seconds)
 
 
@@ -482,7 +482,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _sip_options(hostport: str, timeout: float = 1.0) -> bool:
+def sip_options_ok(hostport: str, timeout: float = 1.0) -> bool:
     """True if a SIP UDP OPTIONS to ``hostport`` gets a 200."""
     host, port = hostport.rsplit(":", 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
