@@ -4,11 +4,11 @@ the readings (dialogs/nlu/nbest.py). Real NLU trained on the bundled domain; rea
 from __future__ import annotations
 
 import pytest
+from dialog_helpers import train_bundled
 
 from audio import pcm
 from audio.speech import espeak_ng
 from dialogs.nlu.nbest import Hypothesis, choose, nlu_certainty
-from tests.dialog_helpers import train_bundled
 from voicebot.config import Settings
 from voicebot.phone_speech import phone_line
 from voicebot.pipeline.shared import SharedModels
