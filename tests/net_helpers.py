@@ -1,7 +1,12 @@
-"""Ports for the tests' own servers and peers (SIP, RTP, HTTP) on loopback."""
+"""Ports for the tests' own servers and peers (SIP, RTP, HTTP) on loopback.
+
+Every test takes its ports from here, never a fixed number, so that pytest-xdist workers running side by side never
+collide: single ports are bound to port 0 (the kernel hands out one free right now, from its ephemeral range 32768+),
+RTP ranges come from a block of ports each worker has for itself (:func:`rtp_ports`)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -28,6 +33,34 @@ def sip_port() -> int:
             except OSError:
                 continue
     raise RuntimeError("no loopback port is free for both UDP and TCP")
+
+
+# The RTP blocks lie below the kernel's ephemeral ports (which free_port() hands out) and above the product's default
+# range 20000-20999 (which the `voicebot serve` of tests without an RTP setting use): worker gwN has block N % 4.
+_RTP_FIRST, _RTP_BLOCK, _RTP_BLOCKS = 21000, 2800, 4
+_rtp_next = 0
+
+
+def _worker_index() -> int:
+    """This pytest-xdist worker's number (gw1 -> 1); 0 without xdist."""
+    number = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return int(number) if number.isdigit() else 0
+
+
+def rtp_ports(size: int = 100) -> dict[str, int]:
+    """A fresh RTP port range of ``size`` ports as SipConfig's ``rtp_port_min`` / ``rtp_port_max``.
+
+    It lies in this worker's own block, so no other worker binds or sprays there; consecutive calls get disjoint
+    ranges until the block wraps around (the earlier tests have closed theirs by then; a port still bound is skipped
+    by the RTP session anyway). Call it when the test starts, not at import."""
+    global _rtp_next
+    if size < 2 or size % 2 or size > _RTP_BLOCK:
+        raise ValueError(f"an RTP range of {size} ports: want an even size from 2 to {_RTP_BLOCK}")
+    if _rtp_next + size > _RTP_BLOCK:
+        _rtp_next = 0
+    first = _RTP_FIRST + (_worker_index() % _RTP_BLOCKS) * _RTP_BLOCK + _rtp_next
+    _rtp_next += size
+    return {"rtp_port_min": first, "rtp_port_max": first + size - 1}
 
 
 @contextmanager

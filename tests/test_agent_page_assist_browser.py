@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from sqlalchemy import select
 
 from audio.pcm import FRAME_BYTES, SAMPLE_RATE
@@ -98,8 +98,7 @@ def verified_caller(bot_port: int, base_url: str, headers: dict[str, str], talk:
     waits for the bot's question in the call record, then for the bot to finish saying it."""
 
     async def main() -> None:
-        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39600,
-                                 rtp_port_max=39699))
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, **rtp_ports(100)))
         await ua.start()
 
         async def asked(expect: str | None) -> None:
@@ -153,7 +152,7 @@ def test_summary_and_next_best_action_on_a_verified_bridged_call(tmp_path: Path)
     mic = write_wav(tmp_path / "mic.wav", np.zeros(60 * 48000, dtype=np.float32), 48000)  # the agent listens
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39500, "rtp_port_max": 39599},
+                **rtp_ports(100)},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 40, "max_wait": 120, "wrap_up": 300},
                    {"name": "retention", "agent_timeout": 40, "max_wait": 120, "wrap_up": 300}],

@@ -18,7 +18,7 @@ import pytest
 from auth_helpers import add_user
 from browser_helpers import with_microphone
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from sqlalchemy import select
 from test_supervisor_browser import screenshots
 
@@ -54,8 +54,7 @@ def call_for_a_human(bot_port: int, talk: threading.Event, stop: threading.Event
     later = speech_pcm("I would like to return my order, please.") + bytes(FRAME_BYTES * 50)
 
     async def main() -> None:
-        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39700,
-                                 rtp_port_max=39799))
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, **rtp_ports(100)))
         await ua.start()
         try:
             leg = await ua.dial(f"sip:bot@127.0.0.1:{bot_port}", caller="5550142")
@@ -101,7 +100,7 @@ def test_agent_page_walks_ringing_connected_wrap_up_ready(tmp_path: Path) -> Non
     mic = write_wav(tmp_path / "mic.wav", (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000)
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39800, "rtp_port_max": 39899},
+                **rtp_ports(100)},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 40, "max_wait": 90, "wrap_up": 300}],
         "models": CALL_FLOW_MODELS,

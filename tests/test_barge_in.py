@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from auth_helpers import add_user, login
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from sqlalchemy import create_engine, select
 from test_listen_bridge import Phone, SipCaller, loud, until
 from test_transfer_live import frames_at, tone
@@ -40,7 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     config = {
         "models": CALL_FLOW_MODELS,
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39700, "rtp_port_max": 39749},
+                **rtp_ports(50)},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
     }
     with ServerProcess(tmp_path_factory.mktemp("barge_in") / "server", config, start_timeout_s=300) as server:

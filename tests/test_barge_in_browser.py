@@ -19,7 +19,7 @@ import pytest
 from auth_helpers import add_user
 from browser_helpers import CHROMIUM_ARGS
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from sqlalchemy import create_engine, select
 from test_admin_browser import log_in
 from test_listen_bridge import SipCaller, loud
@@ -73,7 +73,7 @@ def test_a_supervisor_takes_a_call_over_from_the_dashboard(tmp_path: Path) -> No
     config = {
         "models": CALL_FLOW_MODELS,
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39650, "rtp_port_max": 39699},
+                **rtp_ports(50)},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
     }
     t = np.arange(16000 * 2) / 16000

@@ -28,7 +28,7 @@ import redis
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
 from cluster_helpers import PostgresServer, RedisServer, needs_cluster, node_config
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 from test_transfer_live import AGENT_HZ, frames_at
 from test_transfer_webrtc_caller import RATE, browser_call, closed_record, speech
 
@@ -66,8 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
                                      agents=[{"id": a, "contact": "webrtc"} for a in AGENTS],
                                      queues=[{"name": "general", "agent_timeout": 15, "max_wait": 90}],
                                      sip={"enabled": True, "listen_udp": f"127.0.0.1:{port}",
-                                          "listen_tcp": f"127.0.0.1:{port}", "rtp_port_min": 39100 + 200 * i,
-                                          "rtp_port_max": 39299 + 200 * i})
+                                          "listen_tcp": f"127.0.0.1:{port}", **rtp_ports(200)})
                 nodes.append(ServerProcess(base / f"n{i}", config, start_timeout_s=600))  # a loaded machine
             with ThreadPoolExecutor(len(nodes)) as pool:  # the nodes load their models side by side
                 for started in [pool.submit(node.start) for node in nodes]:
@@ -242,8 +241,7 @@ def dial(target: str, port: int) -> int:
     """Dial ``target`` from our own SIP user agent on ``port``; the SIP status (200 if it answered)."""
 
     async def main() -> int:
-        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{port}", listen_tcp=None, rtp_port_min=39700,
-                                 rtp_port_max=39799))
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{port}", listen_tcp=None, **rtp_ports(100)))
         await ua.start()
         try:
             leg = await ua.dial(target, ring_timeout=10)
@@ -332,8 +330,7 @@ def test_cluster_page_call_answer_accept_keys_and_hangup_reach_the_calling_node(
         return get_json(f"{n2.url}/api/agents/alice", alice)
 
     async def node_t9() -> tuple[list[str], list[str], list[str], str]:
-        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{port}", listen_tcp=None, rtp_port_min=39700,
-                                 rtp_port_max=39799))
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{port}", listen_tcp=None, **rtp_ports(100)))
         await ua.start()
         try:
             seconds, micros = shared.time()

@@ -30,7 +30,7 @@ import redis
 import soundfile as sf
 from auth_helpers import add_user, cookie
 from cluster_helpers import PostgresServer, RedisServer, node_config
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 from sqlalchemy import create_engine, text
 from websockets.sync.client import connect
 
@@ -135,8 +135,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespac
                                      agents=[{"id": "alice", "contact": f"sip:alice@127.0.0.1:{agent_port}"}],
                                      queues=[{"name": "general", "agent_timeout": 10, "max_wait": 60}],
                                      sip={"enabled": True, "listen_udp": f"127.0.0.1:{port}",
-                                          "listen_tcp": f"127.0.0.1:{port}", "rtp_port_min": 38700 + 200 * i,
-                                          "rtp_port_max": 38899 + 200 * i})
+                                          "listen_tcp": f"127.0.0.1:{port}", **rtp_ports(200)})
                 nodes.append(ServerProcess(base / f"n{i}", config))
             with ThreadPoolExecutor(len(nodes)) as pool:  # the nodes load their models side by side
                 for started in [pool.submit(node.start) for node in nodes]:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 from call_models import CALL_FLOW_MODELS, CALL_FLOW_MODELS_YAML
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 
 from audio import pcm
 from audio.speech import espeak_ng
@@ -169,11 +169,11 @@ async def in_process_call(runtime: Runtime, scenario: Callable[[CallLeg, Ear], A
     settings = runtime.settings
     settings.sip.listen_udp = f"127.0.0.1:{port}"
     settings.sip.listen_tcp = None
-    settings.sip.rtp_port_min, settings.sip.rtp_port_max = 35600, 35799
+    settings.sip.rtp_port_min, settings.sip.rtp_port_max = rtp_ports(200).values()
     server = SipServer(settings.sip, [], sip_call_runner(runtime))
     await server.start()
     caller = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                 rtp_port_min=35800, rtp_port_max=35899))
+                                 **rtp_ports(100)))
     await caller.start()
     try:
         leg = await caller.dial(f"sip:bot@127.0.0.1:{port}", caller="+15550000000", ring_timeout=20)
@@ -258,11 +258,12 @@ def test_piper_failing_gets_a_cached_apology_at_once_and_the_next_turn_works(fla
 def test_caller_vanishing_without_bye_ends_the_call_and_closes_the_record(tmp_path: Path) -> None:
     port = sip_port()
     db = tmp_path / "voicebot.db"
+    rtp = rtp_ports(200)
     (tmp_path / "voicebot.yaml").write_text(
         f"database:\n  url: sqlite:///{db}\n"
         f"server:\n  host: 127.0.0.1\n  port: {free_port()}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
-        f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n  no_media_timeout_s: 3\n"
+        f"  rtp_port_min: {rtp['rtp_port_min']}\n  rtp_port_max: {rtp['rtp_port_max']}\n  no_media_timeout_s: 3\n"
         f"call:\n  greeting: {GREETING}\n" + CALL_FLOW_MODELS_YAML
     )
     server = subprocess.Popen(
@@ -281,7 +282,7 @@ def test_caller_vanishing_without_bye_ends_the_call_and_closes_the_record(tmp_pa
 
         async def call() -> dict[str, Any]:
             ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                     rtp_port_min=36400, rtp_port_max=36499))
+                                     **rtp_ports(100)))
             await ua.start()
             vanished = False
             try:
@@ -329,16 +330,16 @@ def address(ua: UserAgent) -> str:
     return f"127.0.0.1:{udp[1]}"
 
 
-def queue_ua(rtp_base: int, on_call: Any = None) -> UserAgent:
-    return UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                               rtp_port_max=rtp_base + 99), on_call=on_call)
+def queue_ua(on_call: Any = None) -> UserAgent:
+    return UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp_ports(100)),
+                     on_call=on_call)
 
 
 class QueueBot:
     """Our user agent answering every call and handing it to the agent queue, whose voice is espeak-ng."""
 
-    def __init__(self, agents: list[AgentConfig], queue: QueueConfig, rtp_base: int):
-        self.ua = queue_ua(rtp_base, self._on_call)
+    def __init__(self, agents: list[AgentConfig], queue: QueueConfig):
+        self.ua = queue_ua(self._on_call)
         self.said: list[str] = []
         self.agents, self.queue = agents, queue
         self.results: dict[str, TransferResult] = {}
@@ -375,8 +376,8 @@ class AgentPhone:
     """An agent's phone (our user agent): answers, talks (a 3000 Hz tone); ``vanish`` kills it without a BYE,
     ``hangup`` ends the call with one."""
 
-    def __init__(self, rtp_base: int):
-        self.ua = queue_ua(rtp_base, self._on_call)
+    def __init__(self) -> None:
+        self.ua = queue_ua(self._on_call)
         self.legs: list[CallLeg] = []
         self.gone = False
 
@@ -422,14 +423,14 @@ def agent_queue(**kw: Any) -> QueueConfig:
 
 def test_agent_phone_vanishing_mid_bridge_sends_the_caller_back_to_the_front_of_the_queue(tmp_path: Path) -> None:
     async def main() -> tuple[TransferResult, float, dict[str, Any], list[str]]:
-        alice, bob = AgentPhone(39000), AgentPhone(39100)
+        alice, bob = AgentPhone(), AgentPhone()
         await alice.ua.start()
         await bob.ua.start()
         agents = [AgentConfig(id="alice", contact=alice.uri("alice"), logged_in=True),
                   AgentConfig(id="bob", contact=bob.uri("bob"), logged_in=False)]
-        bot = QueueBot(agents, agent_queue(), 39200)
+        bot = QueueBot(agents, agent_queue())
         await bot.start()
-        caller = queue_ua(39300)
+        caller = queue_ua()
         await caller.start()
         try:
             assert bot.runner is not None
@@ -475,12 +476,12 @@ def test_agent_phone_vanishing_mid_bridge_sends_the_caller_back_to_the_front_of_
 
 def test_agent_phone_vanishing_with_nobody_else_gets_an_apology_and_a_callback() -> None:
     async def main() -> tuple[TransferResult, float, list[str], dict[str, Any]]:
-        alice = AgentPhone(39400)
+        alice = AgentPhone()
         await alice.ua.start()
         agents = [AgentConfig(id="alice", contact=alice.uri("alice"), logged_in=True)]
-        bot = QueueBot(agents, agent_queue(), 39500)
+        bot = QueueBot(agents, agent_queue())
         await bot.start()
-        caller = queue_ua(39600)
+        caller = queue_ua()
         await caller.start()
         try:
             assert bot.runner is not None

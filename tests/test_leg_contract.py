@@ -118,8 +118,8 @@ def test_sip_call_leg_keeps_the_contract() -> None:
             answered.put_nowait(leg)
             await leg.wait_ended()
 
-        server = UserAgent(config(35200), on_call=bot)
-        phone = UserAgent(config(35300))
+        server = UserAgent(config(), on_call=bot)
+        phone = UserAgent(config())
         await server.start()
         await phone.start()
         try:

@@ -18,7 +18,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from auth_helpers import add_user, login
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from test_transfer_live import frames_at
 
 from audio.speech import espeak_ng
@@ -74,8 +74,7 @@ class SipCaller:
     def __init__(self, bot_port: int):
         self.bot_port = bot_port
         self.heard: list[bytes] = []
-        self.ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39850,
-                                      rtp_port_max=39899))
+        self.ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, **rtp_ports(50)))
         self.leg: Any = None
 
     async def dial(self, base_url: str) -> str:
@@ -150,7 +149,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     port = sip_port()
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39800, "rtp_port_max": 39849},
+                **rtp_ports(50)},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 20, "max_wait": 60}],

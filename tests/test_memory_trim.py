@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from audio import pcm
 from telephony.config import SipConfig
@@ -83,11 +83,11 @@ def test_a_call_ending_trims_the_heap(tmp_path: Path) -> None:
         port = free_port()
         settings.sip.listen_udp = f"127.0.0.1:{port}"
         settings.sip.listen_tcp = None
-        settings.sip.rtp_port_min, settings.sip.rtp_port_max = 35900, 35949
+        settings.sip.rtp_port_min, settings.sip.rtp_port_max = rtp_ports(50).values()
         server = SipServer(settings.sip, [], sip_call_runner(runtime))
         await server.start()
         caller = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                     rtp_port_min=35950, rtp_port_max=35999))
+                                     **rtp_ports(50)))
         await caller.start()
         try:
             leg = await caller.dial(f"sip:bot@127.0.0.1:{port}", caller="+15550000000", ring_timeout=20)

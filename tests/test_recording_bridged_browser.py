@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 from auth_helpers import add_user, login
 from call_models import CALL_FLOW_MODELS
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 from test_transfer_live import AGENT_HZ, frames_at, tone
 from test_transfer_webrtc_caller import RATE, baresip_agent, browser_call, get, speech
 
@@ -71,7 +71,7 @@ def test_a_bridged_browser_caller_is_recorded_once(tmp_path: Path) -> None:
     config = {
         "call": {"greeting": "Hello, how can I help?"},
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 38800, "rtp_port_max": 38849},
+                **rtp_ports(50)},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": f"sip:alice@127.0.0.1:{agent_port}",
                     "logged_in": True}],
         "queues": [{"name": "general", "agent_timeout": 10, "max_wait": 60}],

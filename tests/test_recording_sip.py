@@ -28,7 +28,7 @@ import pytest
 from auth_helpers import add_user, login
 from browser_helpers import CHROMIUM_ARGS
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 
 from audio.pcm import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from audio.speech import espeak_ng
@@ -58,7 +58,7 @@ class Caller:
     def __init__(self, bot_port: int, number: str):
         self.bot_port, self.number = bot_port, number
         self.ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None,
-                                      rtp_port_min=38650, rtp_port_max=38699))
+                                      **rtp_ports(50)))
         self.leg: Any = None
 
     async def dial(self) -> str:
@@ -82,7 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     config = {
         "models": CALL_FLOW_MODELS,
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 38600, "rtp_port_max": 38649},
+                **rtp_ports(50)},
         "recording": {"enabled": True, "folder": "recordings"},
         "call": {"silence_prompt_s": 30, "silence_hangup_s": 30},
     }

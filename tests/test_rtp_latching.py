@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 import pytest
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 from pydantic import ValidationError
 
 from telephony.call import CallLeg
@@ -19,13 +19,9 @@ from telephony.rtp.packet import RtpPacket
 from telephony.rtp.session import RtpSession
 from telephony.sip.ua import UserAgent
 
-BOT_RTP = 35000
-PHONE_RTP = 35100
 
-
-def config(rtp_base: int, **extra: object) -> SipConfig:
-    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                     rtp_port_max=rtp_base + 99, **extra)  # type: ignore[arg-type]
+def config(rtp: dict[str, int], **extra: object) -> SipConfig:
+    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp, **extra)  # type: ignore[arg-type]
 
 
 def tone(hz: float, seconds: float) -> bytes:
@@ -87,6 +83,7 @@ def test_sprayed_rtp_neither_hears_the_bot_nor_is_heard() -> None:
     heard_by_bot: list[bytes] = []
     heard_by_caller: list[bytes] = []
     result: dict[str, object] = {}
+    bot_rtp = rtp_ports(100)  # the range the attacker sprays
 
     async def main() -> None:
         sprayer = await attacker_on("127.0.0.2")
@@ -94,20 +91,20 @@ def test_sprayed_rtp_neither_hears_the_bot_nor_is_heard() -> None:
 
         async def spraying() -> None:
             while True:
-                sprayer.spray("127.0.0.1", BOT_RTP, BOT_RTP + 99)
+                sprayer.spray("127.0.0.1", bot_rtp["rtp_port_min"], bot_rtp["rtp_port_max"])
                 await asyncio.sleep(0.02)
 
         async def bot(leg: CallLeg) -> None:
             leg.add_sink(heard_by_bot.append)
             # The offer/answer is done; a sprayed packet lands before the caller's first RTP packet, the moment
             # the reported attack hit.
-            sprayer.spray("127.0.0.1", BOT_RTP, BOT_RTP + 99)
+            sprayer.spray("127.0.0.1", bot_rtp["rtp_port_min"], bot_rtp["rtp_port_max"])
             await leg.answer()
             await leg.write_audio(tone(1000, 1.0))
             await leg.wait_ended()
 
-        server = UserAgent(config(BOT_RTP), on_call=bot)
-        phone = UserAgent(config(PHONE_RTP))
+        server = UserAgent(config(bot_rtp), on_call=bot)
+        phone = UserAgent(config(rtp_ports(100)))
         await server.start()
         await phone.start()
         spray = asyncio.create_task(spraying())
@@ -152,7 +149,7 @@ def test_sprayed_rtp_neither_hears_the_bot_nor_is_heard() -> None:
 
 async def _session(latching: str, signalling_host: str | None = None) -> RtpSession:
     session = RtpSession(latching=latching, signalling_host=signalling_host)  # type: ignore[arg-type]
-    await session.open("127.0.0.1", 35200, 35299)
+    await session.open("127.0.0.1", *rtp_ports(100).values())
     return session
 
 

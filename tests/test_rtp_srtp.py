@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 import numpy as np
+from net_helpers import rtp_ports
 
 from telephony.codecs import PCMU
 from telephony.rtp.packet import RtpPacket
@@ -23,8 +24,8 @@ def test_srtp_audio_both_ways_and_plain_packets_are_refused() -> None:
     async def main() -> tuple[RtpSession, RtpSession]:
         a = RtpSession(on_audio=heard_a.append)
         b = RtpSession(on_audio=heard_b.append)
-        await a.open("127.0.0.1", 38000, 38049)
-        await b.open("127.0.0.1", 38050, 38099)
+        await a.open("127.0.0.1", *rtp_ports(50).values())
+        await b.open("127.0.0.1", *rtp_ports(50).values())
         key_a, key_b = new_srtp_key(), new_srtp_key()
         a.configure(PCMU, None, ("127.0.0.1", b.local_port), SrtpKeys(SUITE, key_a, key_b))
         # Before b hears a: a plain RTP packet from a's own address (a forger on the same host) is refused.

@@ -8,15 +8,13 @@ import asyncio
 import socket
 
 import pytest
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig
 from telephony.sip.message import SipRequest, SipResponse, make_response, parse_message
 from telephony.sip.transaction import Timers
 from telephony.sip.ua import UserAgent
-
-RTP_BASE = 35600  # this file's RTP ports: 35600-35899, 50 per user agent
 
 
 def invite(bot_port: int, me: int, n: int, sdp_host: str, sdp_port: int) -> bytes:
@@ -92,9 +90,9 @@ def listening(ua: UserAgent) -> int:
     return ua.transport.udp_address[1]
 
 
-def bot_config(rtp_base: int, **extra: object) -> SipConfig:
-    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                     rtp_port_max=rtp_base + 49, **extra)  # type: ignore[arg-type]
+def bot_config(**extra: object) -> SipConfig:
+    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp_ports(50),
+                     **extra)  # type: ignore[arg-type]
 
 
 def test_no_media_before_ack_and_none_after_the_peer_stays_silent() -> None:
@@ -108,7 +106,7 @@ def test_no_media_before_ack_and_none_after_the_peer_stays_silent() -> None:
             legs.append(leg)
             await answer_and_wait(leg)
 
-        server = UserAgent(bot_config(RTP_BASE, no_media_timeout_s=0.6), on_call=bot,
+        server = UserAgent(bot_config(no_media_timeout_s=0.6), on_call=bot,
                            timers=Timers(t1=0.05, t2=0.2, t4=0.25))
         await server.start()
         bot_port = listening(server)
@@ -145,7 +143,7 @@ def test_hostname_in_sdp_connection_is_refused() -> None:
     """Finding 7 (failed before: the call was accepted and the name resolved for every packet): 488 + Warning."""
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = UserAgent(bot_config(RTP_BASE + 50), on_call=answer_and_wait)
+        server = UserAgent(bot_config(), on_call=answer_and_wait)
         await server.start()
         bot_port = listening(server)
         sip, mallory = await loop.create_datagram_endpoint(Mallory, local_addr=("127.0.0.1", 0),
@@ -169,10 +167,10 @@ def test_unacknowledged_calls_from_one_source_cannot_fill_the_bot(attackers: int
     got 503): each source may hold ``max_unacked_per_source`` unacknowledged calls; the rest get 503."""
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = UserAgent(bot_config(RTP_BASE + 100, max_calls=attackers, max_unacked_per_source=2),
+        server = UserAgent(bot_config(max_calls=attackers, max_unacked_per_source=2),
                            on_call=answer_and_wait)
         caller = UserAgent(SipConfig(listen_udp=f"127.0.0.2:{free_port()}", listen_tcp=None,
-                                     rtp_port_min=RTP_BASE + 150, rtp_port_max=RTP_BASE + 199))
+                                     **rtp_ports(50)))
         await server.start()
         await caller.start()
         bot_port = listening(server)
@@ -204,8 +202,8 @@ def test_a_call_on_hold_is_not_ended_for_silence() -> None:
             legs.append(leg)
             await answer_and_wait(leg)
 
-        server = UserAgent(bot_config(RTP_BASE + 200, no_media_timeout_s=0.3), on_call=bot)
-        phone = UserAgent(bot_config(RTP_BASE + 250, no_media_timeout_s=0.3))
+        server = UserAgent(bot_config(no_media_timeout_s=0.3), on_call=bot)
+        phone = UserAgent(bot_config(no_media_timeout_s=0.3))
         await server.start()
         await phone.start()
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig
@@ -47,8 +47,7 @@ def test_late_offer_info_update_refer_and_bye() -> None:
 
     async def main() -> dict:
         out: dict = {}
-        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=38000,
-                                 rtp_port_max=38099), on_call=bot)
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp_ports(100)), on_call=bot)
         await ua.start()
         loop = asyncio.get_running_loop()
         sig, peer = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig
@@ -90,10 +90,10 @@ def test_hostile_input_while_a_call_is_up() -> None:
 
     async def main() -> None:
         server = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=f"127.0.0.1:{free_port()}",
-                                     rtp_port_min=34000, rtp_port_max=34099, invites_per_second_per_source=10),
+                                     **rtp_ports(100), invites_per_second_per_source=10),
                            on_call=bot)
         phone = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                    rtp_port_min=34100, rtp_port_max=34199))
+                                    **rtp_ports(100)))
         await server.start()
         await phone.start()
         target = server.transport.udp_address

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from auth_helpers import add_user, login
 from call_models import CALL_FLOW_MODELS_YAML
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 
 from telephony.config import SipConfig
 from telephony.sip.ua import UserAgent
@@ -55,12 +55,13 @@ def dump(path: Path) -> set[str]:
 def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
     port = sip_port()
     http = free_port(socket.SOCK_STREAM)
+    rtp = rtp_ports(200)
     (tmp_path / "voicebot.yaml").write_text(
         f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         + CALL_FLOW_MODELS_YAML
         + f"server:\n  host: 127.0.0.1\n  port: {http}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
-        f"  rtp_port_min: 37000\n  rtp_port_max: 37199\n"
+        f"  rtp_port_min: {rtp['rtp_port_min']}\n  rtp_port_max: {rtp['rtp_port_max']}\n"
         "log_level: DEBUG\n"  # even the debug log never names the keys
     )
     server = subprocess.Popen(
@@ -106,7 +107,7 @@ def test_keys_pressed_on_a_sip_call_drive_the_dialog(tmp_path: Path) -> None:
 
         async def call() -> str:
             ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                     rtp_port_min=37400, rtp_port_max=37499))
+                                     **rtp_ports(100)))
             await ua.start()
             try:
                 # Jane Doe's number: the bot recognises her and asks about her shipped order.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.config import SipConfig, TrunkConfig
 from telephony.sip.registration import Registration
@@ -54,7 +54,7 @@ def ua_config(transport: str = "udp") -> SipConfig:
     port = free_port(socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM)
     return SipConfig(listen_udp=f"127.0.0.1:{port}" if transport == "udp" else None,
                      listen_tcp=f"127.0.0.1:{port}" if transport == "tcp" else None,
-                     rtp_port_min=31000, rtp_port_max=31999)
+                     **rtp_ports(1000))
 
 
 def dominant_hz(pcm16k: np.ndarray) -> float:

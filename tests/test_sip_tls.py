@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig, TrunkConfig
@@ -83,14 +83,13 @@ def heard(chunks: list[bytes]) -> tuple[int, float]:
     return loud_frequency(np.frombuffer(b"".join(chunks), np.int16))
 
 
-def bot_config(tls_port: int, cert: Path, key: Path, rtp_base: int) -> SipConfig:
+def bot_config(tls_port: int, cert: Path, key: Path) -> SipConfig:
     return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, listen_tls=f"127.0.0.1:{tls_port}",
-                     tls_cert=str(cert), tls_key=str(key), rtp_port_min=rtp_base, rtp_port_max=rtp_base + 99)
+                     tls_cert=str(cert), tls_key=str(key), **rtp_ports(100))
 
 
-def phone_config(rtp_base: int) -> SipConfig:
-    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                     rtp_port_max=rtp_base + 99)
+def phone_config() -> SipConfig:
+    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp_ports(100))
 
 
 def trunk(port: int, ca: Path | None, srtp: str, **extra: object) -> TrunkConfig:
@@ -119,10 +118,10 @@ def test_own_ua_calls_bot_over_tls_with_srtp(tmp_path: Path) -> None:
         await leg.wait_ended()
 
     async def main() -> None:
-        server = UserAgent(bot_config(tls_port, cert, key, 37000),
+        server = UserAgent(bot_config(tls_port, cert, key),
                            [trunk(tls_port, None, "required", allowed_ips=["127.0.0.1"])], on_call=bot)
         phone_trunk = trunk(tls_port, ca, "required")
-        phone = UserAgent(phone_config(37100), [phone_trunk])
+        phone = UserAgent(phone_config(), [phone_trunk])
         await server.start()
         await phone.start()
         try:
@@ -166,10 +165,10 @@ def test_plain_rtp_offer_to_srtp_required_trunk_gets_488(tmp_path: Path) -> None
         await leg.answer()
 
     async def main() -> DialError:
-        server = UserAgent(bot_config(tls_port, cert, key, 37200),
+        server = UserAgent(bot_config(tls_port, cert, key),
                            [trunk(tls_port, None, "required", allowed_ips=["127.0.0.1"])], on_call=bot)
         phone_trunk = trunk(tls_port, ca, "off")
-        phone = UserAgent(phone_config(37300), [phone_trunk])
+        phone = UserAgent(phone_config(), [phone_trunk])
         await server.start()
         await phone.start()
         try:
@@ -190,9 +189,9 @@ def test_server_certificate_for_another_host_is_refused(tmp_path: Path) -> None:
     tls_port = free_port(socket.SOCK_STREAM)
 
     async def main() -> DialError:
-        server = UserAgent(bot_config(tls_port, cert, key, 37400), [])
+        server = UserAgent(bot_config(tls_port, cert, key), [])
         phone_trunk = trunk(tls_port, ca, "required")
-        phone = UserAgent(phone_config(37500), [phone_trunk])
+        phone = UserAgent(phone_config(), [phone_trunk])
         await server.start()
         await phone.start()
         try:
@@ -246,7 +245,7 @@ def test_baresip_calls_bot_over_tls_with_mandatory_srtp(tmp_path: Path) -> None:
         await leg.hangup()
 
     async def main() -> str:
-        server = UserAgent(bot_config(tls_port, cert, key, 37600),
+        server = UserAgent(bot_config(tls_port, cert, key),
                            [trunk(tls_port, None, "required", allowed_ips=["127.0.0.1"])], on_call=bot)
         await server.start()
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from call_models import CALL_FLOW_MODELS_YAML
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,12 +44,13 @@ def transcribe(path: Path) -> str:
 def test_softphone_call_is_understood_and_answered(tmp_path: Path) -> None:
     port = sip_port()
     (tmp_path / "rec").mkdir()
+    rtp = rtp_ports(200)
     (tmp_path / "phone").mkdir()
     (tmp_path / "voicebot.yaml").write_text(
         f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         f"server:\n  host: 127.0.0.1\n  port: {free_port(socket.SOCK_STREAM)}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
-        f"  rtp_port_min: 36000\n  rtp_port_max: 36199\n" + CALL_FLOW_MODELS_YAML
+        f"  rtp_port_min: {rtp['rtp_port_min']}\n  rtp_port_max: {rtp['rtp_port_max']}\n" + CALL_FLOW_MODELS_YAML
     )
     # The caller waits for the greeting (6 s of silence), asks, then listens (10 s); baresip hangs up at the end.
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(tmp_path / "say.wav"),

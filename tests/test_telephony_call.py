@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.bridge import Bridge
 from telephony.call import CallLeg
@@ -20,9 +20,8 @@ SCENARIOS = Path(__file__).parent / "sipp"
 
 
 
-def config(rtp_base: int) -> SipConfig:
-    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                     rtp_port_max=rtp_base + 99)
+def config() -> SipConfig:
+    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp_ports(100))
 
 
 def tone(hz: float, seconds: float) -> bytes:
@@ -67,8 +66,8 @@ def test_audio_and_dtmf_both_ways_and_hold() -> None:
         await leg.wait_ended()
 
     async def main() -> None:
-        server = UserAgent(config(32000), on_call=bot)
-        phone = UserAgent(config(32100))
+        server = UserAgent(config(), on_call=bot)
+        phone = UserAgent(config())
         await server.start()
         await phone.start()
         try:
@@ -125,8 +124,8 @@ def test_bridge_connects_two_legs() -> None:
             done.set()
             await bridge.wait()
 
-        server = UserAgent(config(32200), on_call=bot)
-        phones = UserAgent(config(32300), on_call=agent_phone)
+        server = UserAgent(config(), on_call=bot)
+        phones = UserAgent(config(), on_call=agent_phone)
         await server.start()
         await phones.start()
         try:
@@ -165,8 +164,8 @@ def test_inbound_access_control(monkeypatch: pytest.MonkeyPatch) -> None:
 
     async def main() -> tuple[int, str | None]:
         ip_trunk = TrunkConfig(name="carrier", host="203.0.113.5")  # not us: loopback is not allowed
-        server = UserAgent(config(32400), trunks=[ip_trunk], on_call=bot)
-        phone = UserAgent(config(32500))
+        server = UserAgent(config(), trunks=[ip_trunk], on_call=bot)
+        phone = UserAgent(config())
         await server.start()
         await phone.start()
         try:
@@ -202,7 +201,7 @@ def test_outbound_dial_and_blind_transfer_against_sipp(tmp_path: Path) -> None:
             "-mp", str(free_port()), "-nostdin", "-timeout", "20s", "-timeout_error", cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         # No wait for sipp to be listening: an INVITE it misses is retransmitted (timer A).
-        ua = UserAgent(config(32600))
+        ua = UserAgent(config())
         await ua.start()
         try:
             leg = await ua.dial(f"sip:agent@127.0.0.1:{sipp_port}")
@@ -220,7 +219,7 @@ def test_outbound_dial_and_blind_transfer_against_sipp(tmp_path: Path) -> None:
 
 def test_dial_errors() -> None:
     async def main() -> list[int]:
-        ua = UserAgent(config(32700))
+        ua = UserAgent(config())
         await ua.start()
         out = []
         try:

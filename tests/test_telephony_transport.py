@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -85,9 +85,9 @@ def test_pipeline_over_a_sip_leg() -> None:
 
     async def main() -> str:
         server = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                     rtp_port_min=37000, rtp_port_max=37099), on_call=bot)
+                                     **rtp_ports(100)), on_call=bot)
         phone = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                                    rtp_port_min=37100, rtp_port_max=37199))
+                                    **rtp_ports(100)))
         await server.start()
         await phone.start()
         try:

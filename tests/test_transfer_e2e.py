@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from auth_helpers import add_user, login
 from call_models import CALL_FLOW_MODELS_YAML
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
@@ -69,6 +69,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> None:
     port, http, agent_port = sip_port(), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    rtp = rtp_ports(200)
     rate = 8000
     # The agent: silent while the whisper plays, then 4 s of 3000 Hz, then says hello, then hangs up.
     hello, _ = espeak_ng("Hello, this is Alice from customer care.", rate=150, sample_rate=rate)
@@ -89,7 +90,7 @@ def test_caller_asking_for_a_human_is_warm_transferred_to_a_sip_agent(tmp_path: 
         f"database:\n  url: sqlite:///{tmp_path}/voicebot.db\n  seed_demo: true\n"
         f"server:\n  host: 127.0.0.1\n  port: {http}\n"
         f"sip:\n  listen_udp: 127.0.0.1:{port}\n  listen_tcp: 127.0.0.1:{port}\n"
-        f"  rtp_port_min: 38500\n  rtp_port_max: 38699\n"
+        f"  rtp_port_min: {rtp['rtp_port_min']}\n  rtp_port_max: {rtp['rtp_port_max']}\n"
         f"agents:\n  - id: alice\n    name: Alice Smith\n    contact: sip:alice@127.0.0.1:{agent_port}\n"
         f"    logged_in: true\n"
         f"queues:\n  - name: general\n    agent_timeout: 10\n    max_wait: 60\n" + CALL_FLOW_MODELS_YAML

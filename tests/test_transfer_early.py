@@ -75,7 +75,7 @@ def test_agent_is_rung_during_the_bot_sentence_and_bridged_only_after_it() -> No
     released = asyncio.Event()
 
     async def main() -> None:
-        agent = PhoneAgent(33000, agent_answers)
+        agent = PhoneAgent(agent_answers)
         await agent.ua.start()
         speech = Speech()
 
@@ -94,7 +94,7 @@ def test_agent_is_rung_during_the_bot_sentence_and_bridged_only_after_it() -> No
             released.set()
             results.append(await transfer)
 
-        bot = UserAgent(sip_config(33100), on_call=bot_call)
+        bot = UserAgent(sip_config(), on_call=bot_call)
         await bot.start()
         live = LiveQueue(bot, speech.other)
         live.speak_whisper = speech.whisper
@@ -102,7 +102,7 @@ def test_agent_is_rung_during_the_bot_sentence_and_bridged_only_after_it() -> No
         runner = QueueRunner.on_loop([AgentConfig(id="alice", contact=agent.uri("alice"), logged_in=True)],
                                      [queue()], live)
         live.attach(runner)
-        caller_ua = UserAgent(sip_config(33200))
+        caller_ua = UserAgent(sip_config())
         await caller_ua.start()
         heard: list[bytes] = []
         try:
@@ -140,7 +140,7 @@ def test_caller_who_hangs_up_during_the_bot_sentence_is_abandoned_and_the_agent_
         await leg.wait_ended()
 
     async def main() -> None:
-        agent = PhoneAgent(33000, agent_answers)
+        agent = PhoneAgent(agent_answers)
         await agent.ua.start()
         speech = Speech()
         results: list[TransferResult] = []
@@ -150,14 +150,14 @@ def test_caller_who_hangs_up_during_the_bot_sentence_is_abandoned_and_the_agent_
             await leg.answer()
             results.append(await live.transfer_call(leg, queue_request_from_packet(PACKET), caller_ready=never))
 
-        bot = UserAgent(sip_config(33100), on_call=bot_call)
+        bot = UserAgent(sip_config(), on_call=bot_call)
         await bot.start()
         live = LiveQueue(bot, speech.other)
         live.speak_whisper = speech.whisper
         runner = QueueRunner.on_loop([AgentConfig(id="alice", contact=agent.uri("alice"), logged_in=True)],
                                      [queue(wrap_up=0)], live)
         live.attach(runner)
-        caller_ua = UserAgent(sip_config(33200))
+        caller_ua = UserAgent(sip_config())
         await caller_ua.start()
         try:
             leg = await caller_ua.dial(f"sip:queue@127.0.0.1:{bot.transport.udp_address[1]}")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from handoff_helpers import customer, handoff_packet, intent
-from net_helpers import free_port
+from net_helpers import free_port, rtp_ports
 
 from telephony.call import CallLeg
 from telephony.config import SipConfig
@@ -37,9 +37,8 @@ WHISPER = "Jane Doe, verified. Cancel subscription."
 
 
 
-def sip_config(rtp_base: int) -> SipConfig:
-    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, rtp_port_min=rtp_base,
-                     rtp_port_max=rtp_base + 99)
+def sip_config() -> SipConfig:
+    return SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None, **rtp_ports(100))
 
 
 def tone(hz: float, seconds: float, rate: int = 16000, level: float = 8000) -> np.ndarray:
@@ -76,8 +75,8 @@ class Texts:
 class Bot:
     """Our user agent as the bot: answers every call and hands it to the queue."""
 
-    def __init__(self, agents: list[AgentConfig], queue: QueueConfig, rtp_base: int):
-        self.ua = UserAgent(sip_config(rtp_base), on_call=self._on_call)
+    def __init__(self, agents: list[AgentConfig], queue: QueueConfig):
+        self.ua = UserAgent(sip_config(), on_call=self._on_call)
         self.speak = Texts()
         self.agents, self.queue = agents, queue
         self.results: dict[str, TransferResult] = {}
@@ -109,8 +108,8 @@ class Bot:
 class Caller:
     """Our user agent as a caller: says a steady 400 Hz tone and records everything it hears."""
 
-    def __init__(self, rtp_base: int):
-        self.ua = UserAgent(sip_config(rtp_base))
+    def __init__(self) -> None:
+        self.ua = UserAgent(sip_config())
         self.heard: list[bytes] = []
         self.leg: CallLeg | None = None
 
@@ -133,10 +132,10 @@ class Caller:
 class PhoneAgent:
     """Our user agent as an agent's phone: ``behaviour(leg)`` decides what happens after the INVITE."""
 
-    def __init__(self, rtp_base: int, behaviour: Callable[[CallLeg], Awaitable[None]]):
+    def __init__(self, behaviour: Callable[[CallLeg], Awaitable[None]]):
         self.legs: list[CallLeg] = []
         self.behaviour = behaviour
-        self.ua = UserAgent(sip_config(rtp_base), on_call=self._on_call)
+        self.ua = UserAgent(sip_config(), on_call=self._on_call)
 
     async def _on_call(self, leg: CallLeg) -> None:
         self.legs.append(leg)
@@ -182,8 +181,8 @@ def test_whisper_reaches_only_the_agent_and_the_bridge_carries_both_ways(tmp_pat
     phone = subprocess.Popen(["baresip", "-f", str(tmp_path / "phone"), "-t", "40"], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     agents = [AgentConfig(id="alice", contact=f"sip:alice@127.0.0.1:{agent_port}", logged_in=True)]
-    bot = Bot(agents, queue(), 37000)
-    caller = Caller(37100)
+    bot = Bot(agents, queue())
+    caller = Caller()
 
     async def main() -> None:
         await bot.start()
@@ -228,12 +227,12 @@ def test_no_answer_cancels_the_ring_then_the_caller_gets_the_fallback() -> None:
         await leg.wait_ended()
 
     async def main() -> None:
-        deaf = PhoneAgent(37200, never_answer)
+        deaf = PhoneAgent(never_answer)
         await deaf.ua.start()
         agents = [AgentConfig(id="bob", contact=deaf.uri("bob"), logged_in=True)]
-        bot = Bot(agents, queue(agent_timeout=1.5, max_wait=4), 37300)
+        bot = Bot(agents, queue(agent_timeout=1.5, max_wait=4))
         await bot.start()
-        caller = Caller(37400)
+        caller = Caller()
         try:
             leg = await caller.call(bot.uri)
             await wait_for(lambda: len(deaf.legs) == 1, 5)
@@ -271,15 +270,15 @@ def test_declined_offer_goes_to_the_next_agent_who_accepts() -> None:
         return behaviour
 
     async def main() -> None:
-        bob = PhoneAgent(37500, presses("2", None))
-        carol = PhoneAgent(37600, presses("1", 2.0))
+        bob = PhoneAgent(presses("2", None))
+        carol = PhoneAgent(presses("1", 2.0))
         await bob.ua.start()
         await carol.ua.start()
         agents = [AgentConfig(id="bob", contact=bob.uri("bob"), logged_in=True),
                   AgentConfig(id="carol", contact=carol.uri("carol"), logged_in=True)]
-        bot = Bot(agents, queue(agent_confirm=True, strategy="round_robin"), 37700)
+        bot = Bot(agents, queue(agent_confirm=True, strategy="round_robin"))
         await bot.start()
-        caller = Caller(37800)
+        caller = Caller()
         try:
             # bob has been idle longest whatever the strategy picks first, so set the order explicitly.
             assert bot.runner is not None
@@ -307,9 +306,9 @@ def test_declined_offer_goes_to_the_next_agent_who_accepts() -> None:
 def test_caller_hanging_up_while_queued_is_abandoned_with_the_wait() -> None:
     async def main() -> None:
         agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
-        bot = Bot(agents, queue(), 37900)
+        bot = Bot(agents, queue())
         await bot.start()
-        caller = Caller(38000)
+        caller = Caller()
         try:
             leg = await caller.call(bot.uri)
             assert bot.runner is not None
@@ -336,12 +335,12 @@ def test_two_callers_one_agent_second_waits_hears_position_then_gets_the_agent()
         await leg.hangup()
 
     async def main() -> None:
-        agent = PhoneAgent(38100, short_call)
+        agent = PhoneAgent(short_call)
         await agent.ua.start()
         agents = [AgentConfig(id="erin", contact=agent.uri("erin"), logged_in=True)]
-        bot = Bot(agents, queue(announce_every=2), 38200)
+        bot = Bot(agents, queue(announce_every=2))
         await bot.start()
-        first, second = Caller(38300), Caller(38400)
+        first, second = Caller(), Caller()
         try:
             leg1 = await first.call(bot.uri)
             await wait_for(lambda: len(agent.legs) == 1, 5)
@@ -375,12 +374,12 @@ def test_callback_key_records_a_request_and_ends_the_call(tmp_path: Path) -> Non
 
     async def main() -> None:
         agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
-        bot = Bot(agents, queue(fallback="callback"), 38500)
+        bot = Bot(agents, queue(fallback="callback"))
         await bot.start()
         assert bot.runner is not None
         bot.runner.callbacks = CallbackStore(create_engine(f"sqlite:///{tmp_path / 'cb.db'}"))
         bot.runner.callbacks.create_tables()
-        caller = Caller(38600)
+        caller = Caller()
         try:
             leg = await caller.call(bot.uri)
             await wait_for(lambda: any("press 9" in t for t in bot.speak.said), 5)
@@ -410,12 +409,12 @@ def test_blind_transfer_queue_connects_the_caller_to_the_target() -> None:
         await leg.hangup()
 
     async def main() -> None:
-        target = PhoneAgent(38700, target_talks)
+        target = PhoneAgent(target_talks)
         await target.ua.start()
         agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
-        bot = Bot(agents, queue(blind_transfer_to=target.uri("desk")), 38800)
+        bot = Bot(agents, queue(blind_transfer_to=target.uri("desk")))
         await bot.start()
-        caller = Caller(38900)
+        caller = Caller()
         try:
             leg = await caller.call(bot.uri)
             await asyncio.wait_for(leg.ended.wait(), 10)
@@ -442,11 +441,11 @@ def test_voicemail_fallback_records_the_callers_message() -> None:
 
     async def main() -> None:
         agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
-        bot = Bot(agents, queue(fallback="voicemail", join_empty=False), 39200)
+        bot = Bot(agents, queue(fallback="voicemail", join_empty=False))
         await bot.start()
         assert bot.live is not None
         bot.live.voicemail = keep
-        caller = Caller(39300)  # dialled by hand: it must stay silent until the beep
+        caller = Caller()  # dialled by hand: it must stay silent until the beep
         await caller.ua.start()
         try:
             leg = await caller.ua.dial(bot.uri, caller="5550100")
@@ -492,10 +491,10 @@ def test_blind_transfer_by_refer_to_a_softphone_caller(tmp_path: Path) -> None:
     (tmp_path / "phone" / "accounts").write_text("<sip:5550100@127.0.0.1>;regint=0\n")
 
     async def main() -> None:
-        target = PhoneAgent(39400, target_answers)
+        target = PhoneAgent(target_answers)
         await target.ua.start()
         agents = [AgentConfig(id="dave", contact="sip:dave@127.0.0.1:9", logged_in=False)]
-        bot = Bot(agents, queue(blind_transfer_to=target.uri("desk")), 39450)
+        bot = Bot(agents, queue(blind_transfer_to=target.uri("desk")))
         await bot.start()
         try:
             phone = await asyncio.create_subprocess_exec(

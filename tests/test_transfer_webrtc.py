@@ -18,7 +18,7 @@ import pytest
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from test_transfer_live import AGENT_HZ, frames_at
 
 from audio.speech import espeak_ng, write_wav
@@ -45,8 +45,7 @@ def call_and_listen(bot_port: int, heard: list[bytes], done: threading.Event) ->
     pcm = (speech * 20000).astype(np.int16).tobytes()
 
     async def main() -> None:
-        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, rtp_port_min=39500,
-                                 rtp_port_max=39599))
+        ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{sip_port()}", listen_tcp=None, **rtp_ports(100)))
         await ua.start()
         try:
             leg = await ua.dial(f"sip:bot@127.0.0.1:{bot_port}", caller="5550142")
@@ -76,7 +75,7 @@ def test_agent_page_is_the_agents_phone(tmp_path: Path) -> None:
     mic = write_wav(tmp_path / "mic.wav", (0.3 * np.sin(2 * np.pi * AGENT_HZ * t)).astype(np.float32), 48000)
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39600, "rtp_port_max": 39699},
+                **rtp_ports(100)},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 15, "max_wait": 60}],
         "models": CALL_FLOW_MODELS,

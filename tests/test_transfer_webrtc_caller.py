@@ -29,7 +29,7 @@ import soundfile as sf
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
 from call_models import CALL_FLOW_MODELS
-from net_helpers import free_port, sip_port
+from net_helpers import free_port, rtp_ports, sip_port
 from test_telephony_baresip import transcribe
 from test_transfer_live import AGENT_HZ, frames_at, tone
 
@@ -164,7 +164,7 @@ def test_browser_caller_is_warm_transferred_to_a_sip_agent(tmp_path: Path) -> No
     config = {
         "call": {"greeting": "Hello, how can I help?"},
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 38700, "rtp_port_max": 38799},
+                **rtp_ports(100)},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": f"sip:alice@127.0.0.1:{agent_port}",
                     "logged_in": True}],
         "queues": [{"name": "general", "agent_timeout": 10, "max_wait": 60}],
