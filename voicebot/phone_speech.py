@@ -10,6 +10,7 @@ path, same model, window and decoding). Synthesised audio is cached in a temp di
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class PhoneListener:
         if path.exists():
             return path.read_bytes()
         audio = phone_line(synthesize(text, voice))
-        tmp = path.with_suffix(".part")
+        tmp = path.with_suffix(f".{os.getpid()}.part")  # one per process: two writing the same key do not mix
         tmp.write_bytes(audio)
         tmp.replace(path)  # atomic: two runs sharing the cache never read half a file
         return audio
