@@ -157,9 +157,14 @@ class SharedCluster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the cluster (a second call does nothing)."""
         self._stack.close()  # `cluster down` stops the nodes started again too (their pids are in cluster.json)
         for proc in self._revived:
             proc.wait(30)
+        self._revived.clear()
 
     def ready(self) -> Cluster:
         """The cluster with every node up (started again if a test killed it)."""
@@ -308,6 +313,17 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _wait_postgres(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    # Listening is not ready: while it starts up PostgreSQL refuses connections ("the database system is starting
+    # up"), for seconds on a loaded machine; pg_isready says when it accepts them.
+    _wait_port(port, proc, "postgres", timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+        assert proc.poll() is None, f"postgres on {port} exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"postgres on {port} did not accept connections within {timeout_s} s"
+        time.sleep(0.1)  # polls pg_isready, bounded by the deadline
+
+
 class PostgresServer:
     """A PostgreSQL cluster (initdb, trust on loopback) on a free port, run as the ``postgres`` user when root."""
 
@@ -331,7 +347,7 @@ class PostgresServer:
              "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
             stdout=open(self.dir / "postgres.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
         )
-        _wait_port(self.port, self._proc, "postgres")
+        _wait_postgres(self.port, self._proc)
         return self
 
     def stop(self) -> None:
@@ -412,7 +428,7 @@ def start_cluster_postgres(cluster: Cluster, cmdline: list[str]) -> None:
     info.pids["postgres"] = proc.pid
     info.save()
     port = int(cmdline[cmdline.index("-p") + 1])
-    _wait_port(port, proc, "postgres", timeout_s=60)
+    _wait_postgres(port, proc)
 
 
 class KamailioFront:
