@@ -9,7 +9,15 @@ them rather than idling through the other modules.
 ``postgres_url``: a throwaway PostgreSQL database for the tests that run the same code on PostgreSQL. It is
 ``$VOICEBOT_TEST_POSTGRES_URL`` when set (its voicebot tables are dropped), else a PostgreSQL server this run starts
 from the Debian packages (initdb in a temporary folder, a free loopback port, stopped at the end of the run); the
-tests skip, saying why, only when neither is possible."""
+tests skip, saying why, only when neither is possible.
+
+pytest-xdist (``-n 2 --dist loadgroup`` in pyproject.toml's addopts) runs the suite in two worker processes: most
+of it waits on real-time audio, not on the CPU. Each worker takes whole groups of tests (:func:`xdist_group`): a
+test file is a group, so its module fixtures start once; the cluster files are one group, run one after the other
+on one worker, because they share ``shared_cluster`` and are the heaviest on the CPU (kamailio, PostgreSQL, Redis and
+three nodes each). Groups go out in collection order, so the longest start first (:data:`LONG_FIRST`) and the
+workers end together. Every test takes its ports from net_helpers (a port bound to 0, or an RTP range from the
+worker's own block), never a fixed number, so the two workers never collide."""
 
 from __future__ import annotations
 
@@ -21,6 +29,18 @@ import pytest
 from auth_helpers import add_user
 from call_models import CALL_FLOW_MODELS_YAML
 from cluster_helpers import SHARED_CLUSTER_CONFIG, PostgresServer, SharedCluster, cluster_programs_missing
+
+CLUSTER_GROUP = "cluster"
+# The groups that take longest (measured with --durations=0 on the 2-core machine), longest first; the rest follow
+# in file order. Update it when a file grows slow: a long group handed out last keeps one worker busy alone.
+LONG_FIRST = (
+    CLUSTER_GROUP, "test_transfer_webrtc_caller", "test_conversations", "test_web_attacks", "test_cli_config_chat",
+    "test_faults", "test_e2e_webrtc", "test_recording_sip", "test_barge_in", "test_listen", "test_nlu_cli",
+    "test_secrets_never_stored", "test_transfer_e2e", "test_agent_page_assist_browser", "test_supervisor_browser",
+    "test_telephony_baresip", "test_sip_keypad_dialog", "test_migrations", "test_agent_page_browser",
+    "test_transfer_webrtc",
+)
+_running: list[SharedCluster] = []  # the shared cluster while it runs, for its early stop below
 
 
 def postgres_missing() -> str | None:
@@ -53,9 +73,36 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedC
         pytest.skip(missing)
     with SharedCluster(tmp_path_factory.mktemp("cluster"), 3, SHARED_CLUSTER_CONFIG + CALL_FLOW_MODELS_YAML) as shared:
         add_user(shared.ready().postgres_url, "sup", "supervisor")
+        _running.append(shared)
         yield shared
+        _running.clear()
 
 
+def xdist_group(item: pytest.Item) -> str:
+    """The group of tests one pytest-xdist worker runs together: the test file, or the cluster group."""
+    name = item.path.stem
+    return CLUSTER_GROUP if name.startswith("test_cluster_") else name
+
+
+def _uses_shared_cluster(item: pytest.Item | None) -> bool:
+    return item is not None and "shared_cluster" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which names each test after its group
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The shared cluster's tests last, in their order (a stable sort): see the module docstring.
-    items.sort(key=lambda item: "shared_cluster" in getattr(item, "fixturenames", ()))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+    # The longest groups first; within a group the shared cluster's tests last, in their order (a stable sort).
+    def rank(item: pytest.Item) -> tuple[int, bool]:
+        group = xdist_group(item)
+        return (LONG_FIRST.index(group) if group in LONG_FIRST else len(LONG_FIRST)), _uses_shared_cluster(item)
+
+    items.sort(key=rank)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # The shared cluster stops right after its last test rather than idling on through the worker's other groups.
+    if _running and _uses_shared_cluster(item) and not _uses_shared_cluster(nextitem):
+        _running.pop().stop()
