@@ -39,15 +39,21 @@ WINDOW_MARGIN_S = 1.0
 MIN_WINDOW_S = 10.0  # shorter windows made tiny.en loop on short phrases (measured on synthetic speech)
 MAX_PROMPT_TOKENS = 120  # of the biasing prompt; Whisper allows 223 and each costs decoder time
 
-# Whisper's own thresholds (openai/whisper transcribe(), faster-whisper): "no speech" is a likely silence
-# with an unsure decode; a repetitive decode compresses better than text does.
-NO_SPEECH_PROB = 0.6
-LOGPROB_NO_SPEECH = -1.0
-COMPRESSION_RATIO = 2.4
+# The rejection rules of judge(), chosen on a measured set (benchmarks/stt_rejection.py: 199 English clips the bot
+# must hear, 112 it must not: noise, tones, music, coughs, breaths, silence, German / French / Spanish speech):
+# 8 false rejects and 26 false accepts (2 the NLU would act on), against 14 and 26 (2) with Whisper's own values.
+# "No speech": Whisper's no-speech probability above 0.35 with a decode less sure than -0.5 (English clips stayed
+# below 0.26; breaths and sighs heard as "Thank you." / "No." came at 0.40); Whisper's own 0.6 / -1.0 let them through.
+NO_SPEECH_PROB = 0.35
+LOGPROB_NO_SPEECH = -0.5
+COMPRESSION_RATIO = 2.4  # a repetitive decode compresses better than text does (Whisper's own value)
 # Below this mean token log probability the words are a guess (about 1 token in 5 right); rejected outright.
 LOGPROB_GUESS = -1.6
-MIN_CONFIDENCE = 0.2  # below it (e.g. a tone sequence heard as "e-mail.com" at 0.16) the words are a guess too
-FOREIGN_LANGUAGE_PROB = 0.4  # a multilingual model this sure of another language ...
+# Below it the words are a guess too; 0.1 to 0.15 measured alike, 0.2 rejected English that was heard (a lone "nine").
+MIN_CONFIDENCE = 0.1
+# A multilingual model this sure of another language ... (0.4 rejected accented English taken for Welsh, Latin or
+# Finnish at 0.53-0.56 over G.711; 0.6 costs 3 more accepted foreign clips, none of them an action) ...
+FOREIGN_LANGUAGE_PROB = 0.6
 LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood
 # Windows come in whole seconds: CTranslate2 keeps ~0.6 MB for every encoder input length it has seen (measured:
 # 100 windows of random length in 10 ms steps +103 MB RSS, in 1 s steps +2 MB), so exact lengths grew without end.
@@ -123,6 +129,8 @@ class Transcript:
     # Other readings from a second, beam-search pass when the first was unsure (``models.stt.second_pass_below``):
     # the greedy text first, then the beam's n-best, without repeats. Empty when there was no second pass.
     alternatives: tuple[Hypothesis, ...] = ()
+    # The words the decoder produced, kept when they were rejected too (for traces and for measuring the rules).
+    decoded: str = ""
 
     @property
     def heard_speech(self) -> bool:
@@ -139,8 +147,20 @@ def transcript_confidence(avg_logprob: float, no_speech_prob: float, ratio: floa
     return round(max(0.0, min(1.0, confidence)), 4)
 
 
+@dataclass(frozen=True)
+class RejectionRules:
+    """The thresholds of :func:`judge` (defaults: the module's constants)."""
+
+    no_speech_prob: float = NO_SPEECH_PROB
+    logprob_no_speech: float = LOGPROB_NO_SPEECH
+    logprob_guess: float = LOGPROB_GUESS
+    min_confidence: float = MIN_CONFIDENCE
+    logprob_foreign: float = LOGPROB_FOREIGN
+
+
 def judge(
-    text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False
+    text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False,
+    rules: RejectionRules = RejectionRules(),  # noqa: B008 -- frozen, so one shared default is safe
 ) -> Transcript:
     """The decoded ``text`` as a :class:`Transcript`, or rejected: Whisper's no-speech rule, a repetitive or
     guessed decode, one of Whisper's usual inventions on noise ("[BLANK_AUDIO]", a lone "you"), or speech
@@ -148,15 +168,15 @@ def judge(
     ratio = compression_ratio(text)
     confidence = transcript_confidence(avg_logprob, no_speech_prob, ratio)
     measures = {"avg_logprob": round(avg_logprob, 4), "no_speech_prob": round(no_speech_prob, 4),
-                "compression_ratio": round(ratio, 3), "language": language}
+                "compression_ratio": round(ratio, 3), "language": language, "decoded": text}
     rejected = None
-    if (no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_NO_SPEECH) or is_non_speech(text):
+    if (no_speech_prob > rules.no_speech_prob and avg_logprob < rules.logprob_no_speech) or is_non_speech(text):
         rejected = "no speech"
     elif ratio > COMPRESSION_RATIO or _looped(text):
         rejected = "repetitive"
-    elif avg_logprob < LOGPROB_GUESS or confidence < MIN_CONFIDENCE:
+    elif avg_logprob < rules.logprob_guess or confidence < rules.min_confidence:
         rejected = "unsure"
-    elif foreign and avg_logprob < LOGPROB_FOREIGN:
+    elif foreign and avg_logprob < rules.logprob_foreign:
         rejected = f"language {language}"
     if rejected is not None:
         return Transcript("", 0.0, rejected=rejected, **measures)  # type: ignore[arg-type]
