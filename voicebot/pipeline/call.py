@@ -116,6 +116,11 @@ class CallContext:
         self._suspended = True
         return True
 
+    @property
+    def suspended(self) -> bool:
+        """A supervisor has the call (:meth:`suspend`): the bot neither answers nor speaks."""
+        return self._suspended
+
     def resume(self) -> None:
         """The call goes on (with the bot, or to be closed by :meth:`finish` after a supervisor had it)."""
         self._suspended = False
