@@ -3,7 +3,8 @@
 call. The bot stops (it answers nothing the caller says), the caller hears the supervisor, the supervisor hears the
 caller (a 400 Hz tone), a listener hears both; the record says who took over. Handing back gives the caller to the
 bot again (it says it is back and asks its pending question), without hanging up; a second take-over ends when the
-supervisor hangs up (the caller's connection closes) or when the caller leaves (the supervisor's closes)."""
+supervisor hangs up (the caller's connection closes) or when the caller leaves (the supervisor's closes). The
+call's maximum duration counts from its start, a hand-back does not restart it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -214,3 +216,41 @@ def test_a_browser_caller_leaving_ends_the_supervisors_connection(served: Server
     assert row.outcome == "taken_over" and row.taken_over_by == "sup"
     assert row.end_reason == "caller_hangup"
 
+
+def test_the_maximum_duration_counts_from_the_calls_start_after_a_hand_back(tmp_path: Any) -> None:
+    """``call.max_duration_s`` 25: a supervisor has the call from about 4 s to 14 s and hands it back; the bot says
+    its time-limit goodbye about 25 s after the call started (not 25 s after the hand-back) and hangs up."""
+    limit_s = 25.0
+    config = {"models": CALL_FLOW_MODELS,
+              "call": {"greeting": "Hello, this is the Acme assistant. How can I help?", "max_duration_s": limit_s,
+                       "silence_prompt_s": 60, "silence_hangup_s": 60}}
+
+    async def run(server: ServerProcess) -> dict[str, Any]:
+        sup_auth = login(server.url, "sup")
+        caller, sup = BrowserCaller(), Phone(SUPERVISOR_HZ)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            try:
+                call = Call(http, sup_auth, caller, await caller.dial(server.url))
+                await call.bot_said(1)
+                await call.take_over(sup)
+                await asyncio.sleep(10.0)  # the supervisor talks with the caller for a while
+                res = await http.post(f"/api/live/{call.quoted}/handback", json={}, headers=sup_auth)
+                assert res.status_code == 200, res.text
+                await until(call.caller_gone, 3 * limit_s, "the bot to end the call at its time limit")
+                record = (await http.get(f"/api/calls/{call.quoted}", headers=sup_auth)).json()
+            finally:
+                await caller.close()
+                await sup.close()
+        return record | {"call_id": call.call_id}
+
+    with ServerProcess(tmp_path / "server", config, start_timeout_s=300) as server:
+        add_user(server.config["database"]["url"], "sup", "supervisor")
+        record = asyncio.run(run(server))
+        row = closed_row(server.config["database"]["url"], record["call_id"])
+
+    bot = [t for t in record["turns"] if t["speaker"] == "bot"]
+    assert [t["text"].split(".")[0] for t in bot[1:]] == ["I'm back", "We have reached the time limit for this call"]
+    start = row.start.replace(tzinfo=None)
+    goodbye_at = (datetime.fromisoformat(bot[-1]["start"]).replace(tzinfo=None) - start).total_seconds()
+    assert limit_s - 1 <= goodbye_at <= limit_s + 5, f"the goodbye came {goodbye_at:.1f} s after the call's start"
+    assert row.end_reason == "bot_hangup" and row.taken_over_by == "sup"

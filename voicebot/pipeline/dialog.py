@@ -308,7 +308,8 @@ class DialogStage(FrameProcessor):
             await self._say(SILENCE_GOODBYE, kind="goodbye", then="hangup")
 
     async def _duration_limit(self) -> None:
-        await asyncio.sleep(self._cfg.max_duration_s)
+        # From the call's start: a call a supervisor handed back does not get the whole limit again.
+        await asyncio.sleep(max(0.0, self._cfg.max_duration_s - self._call.elapsed_s()))
         if self._call.suspended:
             return  # the supervisor has the call; the bot's limit applies again once it is handed back
         self._ending = True
