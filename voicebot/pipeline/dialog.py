@@ -119,6 +119,9 @@ class DialogStage(FrameProcessor):
         """The call is back from a supervisor: the dialog goes on where it was ("I'm back" and its question)."""
         if self._duration is not None:  # a browser's pipeline ran on while the supervisor had the call
             self._duration.cancel()
+        if self._call.elapsed_s() >= self._cfg.max_duration_s:
+            await self._time_up()  # handed back after the call's time ran out: the goodbye, not its question
+            return
         self._duration = asyncio.ensure_future(self._duration_limit())
         reply = await self._call.shared.run(self._call.session.resume)
         turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra=self._bot_extra(reply, "resumed"))
@@ -312,6 +315,9 @@ class DialogStage(FrameProcessor):
         await asyncio.sleep(max(0.0, self._cfg.max_duration_s - self._call.elapsed_s()))
         if self._call.suspended:
             return  # the supervisor has the call; the bot's limit applies again once it is handed back
+        await self._time_up()
+
+    async def _time_up(self) -> None:
         self._ending = True
         self._call.end_reason = "bot_hangup"
         await self._say(DURATION_GOODBYE, kind="goodbye", then="hangup")
