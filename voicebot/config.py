@@ -192,7 +192,10 @@ class CallConfig(Section):
     )
     silence_prompt_s: float = Field(8.0, gt=0, description="Silence before the bot prompts the caller.")
     silence_hangup_s: float = Field(8.0, gt=0, description="Further silence after the prompt before goodbye.")
-    max_duration_s: float = Field(1800.0, gt=0)
+    max_duration_s: float = Field(
+        1800.0, gt=0, description="Longest a call may last before the bot says goodbye, counted from the call's "
+        "start (time a supervisor had the call counts too; a call handed back gets only what is left).",
+    )
     end_of_turn_s: float = Field(
         0.45, ge=0.2, le=3.0,
         description="Silence that ends a caller turn whose transcript ends a sentence (longer if it trails off).",
