@@ -19,7 +19,14 @@ from audio.speech import espeak_ng
 from dialogs.domain import load_domain
 from voicebot.config import Settings
 from voicebot.phone_speech import phone_line
-from voicebot.pipeline.shared import RejectionRules, SharedModels, Transcript, judge, transcript_confidence
+from voicebot.pipeline.shared import (
+    RejectionRules,
+    SharedModels,
+    ShortClipDecoding,
+    Transcript,
+    judge,
+    transcript_confidence,
+)
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias, domain_vocabulary
 from voicebot.stt_evaluation import to_pcm16
 
@@ -324,3 +331,23 @@ def test_eval_stt_names_a_bad_row(tmp_path: Path):
     result = CliRunner().invoke(cli, ["eval", "stt", str(tsv)])
     assert result.exit_code == 1
     assert f"{tsv}:1: {tmp_path / 'missing.wav'} does not exist" in result.output
+
+
+# ----------------------------------------------------------------------------- short clips
+
+
+def test_short_clip_decoding_comes_from_the_settings(shared):
+    settings = Settings()
+    settings.models.stt.short_clip_beam = 5
+    settings.models.stt.short_clip_padding = 0.8
+    tuned = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    tuned.close()
+    assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True)
+
+
+def test_a_lone_digit_cut_tight_is_heard_with_silence_around_it(shared):
+    """Without the silence Whisper heard these tight espeak-ng clips over the phone as "Three, three," and "A."."""
+    assert shared.short.lead_s > 0 and shared.short.trail_s > 0
+    for word, digit in (("three", "3"), ("eight", "8")):
+        heard = shared.recognise(phone_line(spoken(word)))
+        assert normalise_transcript(heard.text) == [digit], heard

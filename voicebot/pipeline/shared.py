@@ -63,6 +63,17 @@ SECOND_PASS_BEAM = 5  # beam width and hypotheses kept of the second pass over a
 # G.711 came out as Thai or Chinese), and the domain's vocabulary as prompt turns the word into a domain word.
 SHORT_CLIP_S = 2.0
 
+
+@dataclass(frozen=True)
+class ShortClipDecoding:
+    """How a clip of :data:`SHORT_CLIP_S` or less is decoded: silence added before and after it, the beam width
+    (a word or two decodes a few tokens, so a beam costs little there) and Whisper's blank suppression."""
+
+    lead_s: float = 0.0
+    trail_s: float = 0.0
+    beam_size: int = 1
+    suppress_blank: bool = True
+
 # Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
 _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
 
@@ -199,10 +210,14 @@ class SharedModels:
     """Models and pool loaded once per process; ``transcribe`` and ``synthesize`` are safe from any call."""
 
     def __init__(
-        self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None
+        self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None,
+        short: ShortClipDecoding | None = None,
     ):
         self.settings = settings
         self.bias = bias or SpeechBias()
+        stt = settings.models.stt
+        self.short = short or ShortClipDecoding(
+            stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam)
         self.whisper = whisper
         self.voice = voice
         self.executor = ThreadPoolExecutor(
@@ -258,13 +273,18 @@ class SharedModels:
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
-        prompt = self.bias.prompt(expects, short=seconds <= SHORT_CLIP_S) if stt.bias else ""
+        short = seconds <= SHORT_CLIP_S
+        prompt = self.bias.prompt(expects, short=short) if stt.bias else ""
+        if short and (self.short.lead_s or self.short.trail_s):
+            audio = np.concatenate([np.zeros(int(self.short.lead_s * pcm.SAMPLE_RATE), np.float32), audio,
+                                    np.zeros(int(self.short.trail_s * pcm.SAMPLE_RATE), np.float32)])
+            seconds = len(audio) / pcm.SAMPLE_RATE
         if seconds + WINDOW_MARGIN_S > 30.0:
             result = self._transcribe_long(audio, prompt)
         else:
             # Answers to a question are checked by the dialog itself; only open requests get other readings.
             result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
-                                             second_pass=expects is None)
+                                             second_pass=expects is None, short=short)
         metrics.STT_SECONDS.observe(time.perf_counter() - started)
         return result
 
@@ -275,7 +295,8 @@ class SharedModels:
         return [self._tokenizer.sot_prev, *previous, *self._prompt]
 
     def _transcribe_window(
-        self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False
+        self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False,
+        short: bool = False,
     ) -> Transcript:
         import ctranslate2
 
@@ -296,17 +317,17 @@ class SharedModels:
             token, probability = self.whisper.model.detect_language(encoded)[0][0]
             language = token.strip("<|>")
             foreign = language != self.settings.models.stt.language and probability >= FOREIGN_LANGUAGE_PROB
-            if seconds <= SHORT_CLIP_S:
+            if short:
                 foreign = False  # on a word or two the language guess is noise; the other rules still reject
         tokens = self._prompt_tokens(prompt)
         result = self.whisper.model.generate(
             encoded,
             [tokens],
-            beam_size=self.settings.models.stt.beam_size,
+            beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
             max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True,
             return_no_speech_prob=True,
-            suppress_blank=True,
+            suppress_blank=self.short.suppress_blank if short else True,
         )[0]
         ids = result.sequences_ids[0]
         text = self._tokenizer.decode(ids).strip()
@@ -315,7 +336,7 @@ class SharedModels:
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign)
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
-            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass)
+            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
         if transcript.rejected is None and second_pass and transcript.confidence < self.settings.models.stt.second_pass_below:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
