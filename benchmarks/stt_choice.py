@@ -12,6 +12,11 @@ Data:
   always through G.711 (callers come over the phone or a browser; the phone is the harder case).
 
     python benchmarks/stt_choice.py [--fsdd-every K] [--combos tiny.en/fit/1/off,base/fit/1/on ...]
+        [--short LEAD/TRAIL/BEAM/BLANK] [--no-dev]
+
+``--short`` sets the decoding of clips of 2 s or less (``ShortClipDecoding``: silence before and after in
+seconds, beam width, suppress_blank on/off); the eval-data WER is also given for its sentences and its lone
+digits apart.
 
 STT time is reported as wall time (median, p95) and as process CPU time (median): on a shared machine only
 the CPU time compares combinations fairly.
@@ -32,7 +37,7 @@ from audio import pcm
 from audio.evaluation import load_transcribed_clips, read_clip, word_error_rate
 from audio.speech import espeak_ng, piper_tts
 from voicebot.config import Settings
-from voicebot.pipeline.shared import SharedModels
+from voicebot.pipeline.shared import SharedModels, ShortClipDecoding
 from voicebot.stt_evaluation import Recognised, recognise_clip, summarise, to_pcm16
 
 ASR_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval-data" / "asr"
@@ -135,7 +140,9 @@ def speak(text: str, voice: tuple[str, str, int]) -> bytes:
 
 
 def run_combo(combo: str, asr: list[tuple[bytes, str]], dev: list[tuple[bytes, str, str | None]],
-              base_settings: Settings) -> dict[str, Any]:
+              base_settings: Settings, short: ShortClipDecoding | None = None, digits: int = 0,
+              channels: tuple[str, ...] = ("clean", "g711")) -> dict[str, Any]:
+    """``asr``'s last ``digits`` clips are lone digits; ``dev`` may be empty."""
     model, window, beam, bias = combo.split("/")
     settings = base_settings.model_copy(deep=True)
     settings.models.stt.model = model
@@ -143,13 +150,22 @@ def run_combo(combo: str, asr: list[tuple[bytes, str]], dev: list[tuple[bytes, s
     settings.models.stt.beam_size = int(beam)
     settings.models.stt.bias = bias == "on"
     settings.models.workers = 1
-    shared = SharedModels.load(settings)
+    loaded = SharedModels.load(settings)
+    shared = SharedModels(settings, loaded.whisper, loaded.voice, loaded.bias, short=short)
+    loaded.close()
     try:
-        shared.recognise(dev[0][0])  # the first inference of a thread is slower
-        out: dict[str, Any] = {"combo": combo}
-        for channel in ("clean", "g711"):
+        shared.recognise((dev or asr)[0][0])  # the first inference of a thread is slower
+        out: dict[str, Any] = {"combo": combo, "short_clips": shared.short.__dict__}
+        for channel in channels:
             rs = [recognise_clip(shared, audio, text, channel) for audio, text in asr]
             out[f"asr_{channel}"] = summarise(rs) if rs else None
+            if rs and digits:
+                out[f"asr_{channel}"]["wer_sentences"] = summarise(rs[:-digits])["wer"]
+                out[f"asr_{channel}"]["wer_digits"] = summarise(rs[-digits:])["wer"]
+                out[f"asr_{channel}"]["cpu_ms_sentences"] = _cpu_ms(rs[:-digits])
+                out[f"asr_{channel}"]["cpu_ms_digits"] = _cpu_ms(rs[-digits:])
+        if not dev:
+            return out
         dev_results: list[Recognised] = [
             recognise_clip(shared, audio, text, "g711", expects=expects) for audio, text, expects in dev
         ]
@@ -169,6 +185,11 @@ def run_combo(combo: str, asr: list[tuple[bytes, str]], dev: list[tuple[bytes, s
         shared.close()
 
 
+def _cpu_ms(results: list[Recognised]) -> dict[str, float]:
+    cpu = sorted(1000 * r.cpu_seconds for r in results)
+    return {"mean": round(statistics.fmean(cpu), 1), "p95": round(cpu[int(0.95 * (len(cpu) - 1))], 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--asr", type=Path, default=ASR_DATA)
@@ -176,17 +197,26 @@ def main() -> None:
                         help="keep every k-th of the 300 single spoken digits (FSDD) of eval-data/asr; all sentences "
                              "are kept (1: the whole set)")
     parser.add_argument("--combos", default=",".join(COMBOS))
+    parser.add_argument("--short", default=None, help="short-clip decoding: lead s/trail s/beam/suppress_blank on|off")
+    parser.add_argument("--no-dev", action="store_true", help="eval-data only")
+    parser.add_argument("--g711-only", action="store_true", help="eval-data through G.711 only (not clean)")
     args = parser.parse_args()
+    short = None
+    if args.short:
+        lead, trail, beam, blank = args.short.split("/")
+        short = ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on")
     settings = Settings()
     clips = load_transcribed_clips(args.asr) if args.asr.exists() else []
     digits = [c for c in clips if c.path.name.startswith("fsdd_")]
     clips = [c for c in clips if c not in digits] + digits[:: max(1, args.fsdd_every)]
     asr = [(to_pcm16(read_clip(c.path, pcm.SAMPLE_RATE)), c.text) for c in clips]
-    dev = [(speak(text, VOICES[i % len(VOICES)]), text, expects) for i, (expects, text) in enumerate(DEV_SET)]
+    dev = [] if args.no_dev else [
+        (speak(text, VOICES[i % len(VOICES)]), text, expects) for i, (expects, text) in enumerate(DEV_SET)]
     started = time.time()
     results = []
     for combo in args.combos.split(","):
-        results.append(run_combo(combo, asr, dev, settings))
+        results.append(run_combo(combo, asr, dev, settings, short, len(digits[:: max(1, args.fsdd_every)]),
+                                 ("g711",) if args.g711_only else ("clean", "g711")))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",

@@ -15,6 +15,7 @@ from dialogs.domain import Domain, Intent, load_domain
 from dialogs.domain.loader import bundled_domain_path
 from dialogs.nlu import NLU
 from dialogs.nlu.classifier import IntentClassifier
+from voicebot.cli.nlu_augment import worth_learning
 
 
 def _domain() -> Domain:
@@ -81,3 +82,13 @@ def test_nlu_augment_writes_heard_lists_the_loader_reads(tmp_path: Path) -> None
         assert domain.intents[name].heard == body["heard"]
         assert domain.intents[name].examples == examples[name]["examples"]  # examples untouched
         assert all(h.strip() for h in body["heard"])
+
+
+def test_nlu_augment_learns_from_transcripts_of_two_words_or_more() -> None:
+    # One-word mishearings of short answers ("Oh." for "yes") taught affirm to claim "oh thank you".
+    assert worth_learning("I will charge wife.", "I was charged twice")
+    assert worth_learning("Yes, sir.", "yes sure")
+    assert not worth_learning("Oh.", "yes")
+    assert not worth_learning("Four.", "sure")
+    assert not worth_learning("I was charged twice.", "i was charged twice")  # the example itself
+    assert not worth_learning("[BLANK_AUDIO]", "hello")

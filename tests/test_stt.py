@@ -19,7 +19,14 @@ from audio.speech import espeak_ng
 from dialogs.domain import load_domain
 from voicebot.config import Settings
 from voicebot.phone_speech import phone_line
-from voicebot.pipeline.shared import SharedModels, Transcript, judge, transcript_confidence
+from voicebot.pipeline.shared import (
+    RejectionRules,
+    SharedModels,
+    ShortClipDecoding,
+    Transcript,
+    judge,
+    transcript_confidence,
+)
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias, domain_vocabulary
 from voicebot.stt_evaluation import to_pcm16
 
@@ -47,6 +54,9 @@ BAD_INPUT = {
     "music on hold": lambda: sox("synth", "4", "pluck", "C4", "pluck", "E4", "pluck", "G4", "tremolo", "3", "vol", "0.5"),
     "cough": lambda: sox("synth", "0.25", "brownnoise", "fade", "q", "0.01", "0.25", "0.15", "vol", "0.8", ":",
                          "synth", "0.3", "whitenoise", "vol", "0"),
+    # Whisper hears a breath or a sigh as "Thank you." or "No." at a no-speech probability of about 0.4.
+    "breath": lambda: sox("synth", "0.9", "pinknoise", "lowpass", "1500", "fade", "t", "0.3", "0.9", "0.4", "vol", "0.2"),
+    "sigh": lambda: sox("synth", "1.2", "brownnoise", "highpass", "300", "fade", "t", "0.2", "1.2", "0.8", "vol", "0.4"),
     "german": lambda: spoken("Guten Tag, ich möchte meine Bestellung stornieren und mein Geld zurück haben.", "de"),
     "french": lambda: spoken("Bonjour, je voudrais annuler ma commande, s'il vous plaît.", "fr"),
 }
@@ -110,9 +120,25 @@ def test_the_gate_rejects_what_whisper_invents():
     assert judge("[BLANK_AUDIO]", -0.2, 0.1, None).rejected == "no speech"
     assert judge("order order order order order order order order order", -0.2, 0.1, None).rejected == "repetitive"
     assert judge("gotan talk it must have been", -1.9, 0.2, None).rejected == "unsure"
+    assert judge("Thank you.", -0.8, 0.41, None).rejected == "no speech"  # a breath, by the measured rule
     kept = judge("Where is my order?", -0.2, 0.05, None)
-    assert kept == Transcript("Where is my order?", kept.confidence, None, -0.2, 0.05, kept.compression_ratio, None)
+    assert kept == Transcript("Where is my order?", kept.confidence, None, -0.2, 0.05, kept.compression_ratio, None,
+                              decoded="Where is my order?")
     assert kept.confidence > 0.7
+
+
+def test_an_unsure_english_decode_is_kept_for_the_dialog_to_confirm():
+    """Rules measured on benchmarks/stt_rejection.py: a decode at confidence 0.1-0.2 is often English the caller said
+    (a lone "nine" heard at mean log probability -1.49, no-speech probability 0.14); it goes on with its low confidence, and the dialog confirms."""
+    unsure = judge("nine", -1.49, 0.14, None)
+    assert unsure.rejected is None and 0.1 <= unsure.confidence < 0.2
+    assert judge("nine", -1.7, 0.1, None).rejected == "unsure"  # below -1.6 the words are a guess
+    # A rejected decode keeps its words for the trace; the text stays empty.
+    rejected = judge("Thank you.", -0.8, 0.41, None)
+    assert rejected.text == "" and rejected.decoded == "Thank you."
+    # Whisper's own no-speech rule (0.6 / -1.0), as the rules of a caller who wants it back.
+    whisper = RejectionRules(no_speech_prob=0.6, logprob_no_speech=-1.0)
+    assert judge("Thank you.", -0.8, 0.41, None, rules=whisper).rejected is None
 
 
 # ----------------------------------------------------------------------------- real audio
@@ -305,3 +331,23 @@ def test_eval_stt_names_a_bad_row(tmp_path: Path):
     result = CliRunner().invoke(cli, ["eval", "stt", str(tsv)])
     assert result.exit_code == 1
     assert f"{tsv}:1: {tmp_path / 'missing.wav'} does not exist" in result.output
+
+
+# ----------------------------------------------------------------------------- short clips
+
+
+def test_short_clip_decoding_comes_from_the_settings(shared):
+    settings = Settings()
+    settings.models.stt.short_clip_beam = 5
+    settings.models.stt.short_clip_padding = 0.8
+    tuned = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    tuned.close()
+    assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True)
+
+
+def test_a_lone_digit_cut_tight_is_heard_with_silence_around_it(shared):
+    """Without the silence Whisper heard these tight espeak-ng clips over the phone as "Three, three," and "A."."""
+    assert shared.short.lead_s > 0 and shared.short.trail_s > 0
+    for word, digit in (("three", "3"), ("eight", "8")):
+        heard = shared.recognise(phone_line(spoken(word)))
+        assert normalise_transcript(heard.text) == [digit], heard

@@ -118,6 +118,16 @@ class STTConfig(Section):
         description="Below this transcript confidence an open request is decoded again with a beam of 5 and the "
         "reading the NLU is surest of is kept (0: never).",
     )
+    short_clip_beam: int = Field(
+        1, ge=1, le=10,
+        description="Beam width for a clip of 2 s or less (a digit, a yes, a word or two); a beam of 5 there was "
+        "worse than greedy on the own short dev set (it repeats the digit: \"Two. Two.\").",
+    )
+    short_clip_padding: float = Field(
+        0.5, ge=0.0, le=2.0,
+        description="Seconds of silence added before and after a clip of 2 s or less before Whisper hears it "
+        "(tightly cut lone digits were misheard without it).",
+    )
     threads: int = Field(2, ge=1)
     language: str = "en"
 
@@ -182,7 +192,10 @@ class CallConfig(Section):
     )
     silence_prompt_s: float = Field(8.0, gt=0, description="Silence before the bot prompts the caller.")
     silence_hangup_s: float = Field(8.0, gt=0, description="Further silence after the prompt before goodbye.")
-    max_duration_s: float = Field(1800.0, gt=0)
+    max_duration_s: float = Field(
+        1800.0, gt=0, description="Longest a call may last before the bot says goodbye, counted from the call's "
+        "start (time a supervisor had the call counts too; a call handed back gets only what is left).",
+    )
     end_of_turn_s: float = Field(
         0.45, ge=0.2, le=3.0,
         description="Silence that ends a caller turn whose transcript ends a sentence (longer if it trails off).",

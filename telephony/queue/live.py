@@ -442,6 +442,7 @@ class LiveQueue(QueueHandlers):
         caller.leg.clear_audio()
         loop = asyncio.get_running_loop()
         if caller.leg.state != "answered" or agent_leg.state != "answered":
+            self._notify("ended", action.call_id, action.agent_id)  # the agent heard the whisper: told before the BYE
             for leg in (caller.leg, agent_leg):
                 await leg.hangup()
             self.runner.hangup(action.call_id)

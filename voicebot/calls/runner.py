@@ -11,11 +11,13 @@ channel's one difference:
 - a browser's connection belongs to the pipeline (stopping it closes the connection): the pipeline runs on,
   and the channel's ``take_over`` switches the caller's audio from the bot to the leg.
 
-A supervisor may take a phone call over from the bot (:meth:`CallRunner.take_over`, barge-in): the bot's
-pipeline is cancelled as for a hand-off, the leg stays up for the supervisor, and the record (outcome
-``taken_over``) is closed when the leg ends, unless the supervisor hands the call back
-(:meth:`CallRunner.hand_back`): then a new pipeline over the same leg, dialog session and record takes the call
-back where the bot left it. :data:`RUNNERS` finds a call's runner by its id.
+A supervisor may take a call over from the bot (:meth:`CallRunner.take_over`, barge-in) the way the queue takes
+it: a SIP call's pipeline is cancelled as for a hand-off and the leg stays up for the supervisor; a browser's
+pipeline runs on, muted, while the channel's ``take_over`` gives the caller's audio to the leg. The record
+(outcome ``taken_over``) is closed when the leg ends, unless the supervisor hands the call back
+(:meth:`CallRunner.hand_back`): then the bot takes the call back where it left it, with the same dialog session
+and record (SIP: a new pipeline over the same leg; a browser: the channel's ``give_back`` returns the caller's
+audio to the pipeline that ran on). :data:`RUNNERS` finds a call's runner by its id.
 
 The runner returns when the bot, the queue and a supervisor who took the call over are done with it.
 """
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pipecat.audio.dtmf.types import KeypadEntry
-from pipecat.frames.frames import EndFrame, InputDTMFFrame
+from pipecat.frames.frames import EndFrame, InputDTMFFrame, InterruptionFrame
 from pipecat.transports.base_transport import BaseTransport
 
 from telephony.call import NO_MEDIA
@@ -85,8 +87,9 @@ class CallRunner:
     ``on_client_disconnected`` ends the call), with the dialog ``session`` made for it.
 
     With ``transfer`` and ``leg``, a hand-off queues the caller on ``leg``. ``take_over`` (a browser) is
-    called at the hand-off to give the leg the caller's audio while the pipeline keeps running; without it
-    (SIP) the bot's pipeline is stopped and the leg stays up. ``end_leg(reason)`` (a browser) ends a leg that
+    called at the hand-off or a supervisor's take-over to give the leg the caller's audio while the pipeline keeps
+    running, ``give_back`` when a supervisor hands the call back; without them (SIP) the bot's pipeline is stopped
+    and the leg stays up. ``end_leg(reason)`` (a browser) ends a leg that
     does not end by itself when the caller leaves or the pipeline is over. ``pipeline_transport`` replaces
     ``transport`` as the pipeline's input and output (stages around them, e.g. the browser leg's).
     ``resume_transport`` makes a new transport over ``leg`` for a call a supervisor hands back to the bot (SIP);
@@ -101,6 +104,7 @@ class CallRunner:
         leg: Leg | None = None,
         transfer: TransferService | None = None,
         take_over: Callable[[], None] | None = None,
+        give_back: Callable[[], None] | None = None,
         end_leg: Callable[[str], None] | None = None,
         pipeline_transport: CallTransport | None = None,
         resume_transport: Callable[[], BaseTransport] | None = None,
@@ -109,9 +113,11 @@ class CallRunner:
         self.runtime = runtime
         self._resume_transport = resume_transport
         self._handed_back: asyncio.Event | None = None  # set by hand_back while a supervisor has the call
+        self._resuming: asyncio.Future[None] | None = None  # a browser call going back to the bot
         self._supervisor_holds = 0  # MONITORS holds taken for supervisors (listeners stay between pipelines)
         self.transfer = transfer if leg is not None else None
         self._take_over = take_over
+        self._give_back = give_back
         self._end_leg = end_leg
         self.released = asyncio.Event()  # the bot is done with the caller: the queue may take the leg
         self.queued: asyncio.Future[Any] | None = None  # the queue's hand-off, until the call is over
@@ -135,7 +141,14 @@ class CallRunner:
         RUNNERS.add(call_id, self)
         try:
             await self.call.run()
-            while self.taken_over_by is not None and await self._supervised():
+            while self.taken_over_by is not None:
+                if self._take_over is not None:  # a browser: its connection went with the pipeline
+                    assert self.leg is not None and self._end_leg is not None
+                    self._end_leg("call ended")  # if the caller or the supervisor has not ended it already
+                    await self._close_taken_over(await self.leg.wait_ended())
+                    break
+                if not await self._supervised():
+                    break
                 await self.call.run()  # handed back: the bot's new pipeline, until it ends or is taken over again
         except asyncio.CancelledError:  # server shutdown: the queue lets go of the call too
             if self.queued is not None:
@@ -164,8 +177,8 @@ class CallRunner:
         pipeline is cancelled, the leg stays up) and the caller's leg is returned for the supervisor's audio.
         The call stays live for listeners until the leg ends. Raises :class:`TakeOverRefused`."""
         ctx = self.call.call
-        if self.leg is None or self._take_over is not None:
-            raise TakeOverRefused("only a phone call with the bot can be taken over")
+        if self.leg is None:
+            raise TakeOverRefused("this call has no line a supervisor could take")
         if self.taken_over_by is not None:
             raise TakeOverRefused(f"{self.taken_over_by} has taken this call over already")
         if self.queued is not None or self.released.is_set():
@@ -177,8 +190,13 @@ class CallRunner:
         ctx.end_reason = ctx.outcome = TAKEN_OVER
         MONITORS.begin(ctx.call_id)  # listeners stay on the call after the bot's pipeline (its hold) is gone
         self._supervisor_holds += 1
-        # A cancel, not an end, keeps the leg up (as for a hand-off); what the bot had queued is not heard.
-        self._stopping = asyncio.ensure_future(self.call.worker.cancel(reason=TAKEN_OVER))
+        if self._take_over is not None:
+            # A browser's connection belongs to the pipeline: it runs on, muted, and the leg has the caller.
+            self._take_over()
+            await self.call.worker.queue_frame(InterruptionFrame())  # what the bot had queued is not heard
+        else:
+            # A cancel, not an end, keeps the leg up (as for a hand-off); what the bot had queued is not heard.
+            self._stopping = asyncio.ensure_future(self.call.worker.cancel(reason=TAKEN_OVER))
         self.leg.clear_audio()
         at = datetime.now(UTC)
         await ctx.store.arun("set_taken_over", ctx.call_id, username, at)
@@ -196,10 +214,25 @@ class CallRunner:
             raise HandBackRefused("this call is being handed back already")
         if self.leg is None or self.leg.state != "answered":
             raise HandBackRefused("the call is ending")
-        if self._resume_transport is None:
+        if self._resume_transport is None and self._give_back is None:
             raise HandBackRefused("this call cannot go back to the bot")
         log.info("call %s: %s hands the call back to the bot", self.call.call.call_id, username)
         self._handed_back.set()
+        if self._give_back is not None:
+            # A browser: the pipeline that ran on takes the caller back once the supervisor's audio is off the leg.
+            self._resuming = asyncio.ensure_future(self._give_back_to_bot())
+
+    async def _give_back_to_bot(self) -> None:
+        """A browser call handed back: the caller's audio goes to the bot's pipeline again, which takes the call
+        back where it was (as a new SIP pipeline does)."""
+        assert self._give_back is not None
+        ctx = self.call.call
+        by, self.taken_over_by = self.taken_over_by, None
+        self._give_back()
+        ctx.resume()
+        await self.call.resume()
+        if ctx.store.events is not None:
+            ctx.store.events.publish("call.handed_back", call_id=ctx.call_id, by=by, at=datetime.now(UTC).isoformat())
 
     async def _supervised(self) -> bool:
         """Wait while a supervisor has the call: True once they handed it back (the bot's new pipeline is built),
@@ -231,12 +264,16 @@ class CallRunner:
                 ctx.store.events.publish("call.handed_back", call_id=ctx.call_id, by=by,
                                          at=datetime.now(UTC).isoformat())
             return True
-        reason = ended.result() if ended.done() else await self.leg.wait_ended()
+        await self._close_taken_over(ended.result() if ended.done() else await self.leg.wait_ended())
+        return False
+
+    async def _close_taken_over(self, reason: str) -> None:
+        """The leg of a call a supervisor had ended for ``reason``: the record is closed, outcome ``taken_over``."""
         reason = {"remote hangup": "caller_hangup", "local hangup": "supervisor_hangup"}.get(reason, reason)
+        ctx = self.call.call
         ctx.resume()
         ctx.end_reason, ctx.outcome = (reason or "hangup")[:32], TAKEN_OVER
         await ctx.finish(ctx.end_reason)
-        return False
 
     def _resume(self, ctx: CallContext) -> None:
         """The bot's new pipeline over the leg, for the same call context (record, dialog session, recording)."""

@@ -31,6 +31,7 @@ import redis
 from telephony.bridge import Bridge
 from telephony.sip.ua import DialError
 from voicebot.cluster.redis_state import NODES, PREFIX, RELEASE, RENEW
+from voicebot.transfer.ending import HANGUPS, CallEnding
 
 if TYPE_CHECKING:
     from telephony.call import CallLeg
@@ -51,9 +52,10 @@ PAGE_USER = "page-"
 PAGE_RING_LIMIT_S = 300.0
 _AGENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")  # what may stand in a SIP URI's user part unescaped
 
-OfferListener = Callable[[str, str, str], None]
-"""``fn(event, call_id, agent_id)`` with ``ringing``, ``answered`` and ``ended`` of a page call from another
-node (``call_id``: the caller's call on that node, as its claim of the agent names it)."""
+OfferListener = Callable[[str, str, str, CallEnding | None], None]
+"""``fn(event, call_id, agent_id, ending)`` with ``ringing``, ``answered`` and ``ended`` of a page call from
+another node (``call_id``: the caller's call on that node, as its claim of the agent names it); ``ending``: why a
+page call the agent answered ended (with ``ended``), else None."""
 
 
 def page_uri(agent_id: str, address: str) -> str:
@@ -208,12 +210,14 @@ class PageRelay:
             return
         call_id = await asyncio.to_thread(self._call_of, agent_id) or leg.call_id
         self._notify("ringing", call_id, agent_id)
+        ending: list[CallEnding] = []
         try:
-            await self._relay(leg, phone.ring, agent_id, call_id)
+            await self._relay(leg, phone.ring, agent_id, call_id, ending)
         finally:
-            self._notify("ended", call_id, agent_id)
+            self._notify("ended", call_id, agent_id, ending[0] if ending else None)
 
-    async def _relay(self, leg: CallLeg, ring: Callable[[str, float], Any], agent_id: str, call_id: str) -> None:
+    async def _relay(self, leg: CallLeg, ring: Callable[[str, float], Any], agent_id: str, call_id: str,
+                     ending: list[CallEnding]) -> None:
         ringing = asyncio.ensure_future(ring(call_id, PAGE_RING_LIMIT_S))
         gone = asyncio.ensure_future(leg.ended.wait())
         try:
@@ -241,6 +245,7 @@ class PageRelay:
         finally:
             if self.legs.get(agent_id) is leg:
                 del self.legs[agent_id]
+            ending.append(page_call_ending(leg, web))
 
     def key(self, agent_id: str, key: str) -> bool:
         """Send ``key`` (the agent's 1 accept / 2 decline) to the node whose call the page answered; False if
@@ -257,12 +262,25 @@ class PageRelay:
         except (redis.RedisError, OSError):
             return None
 
-    def _notify(self, event: str, call_id: str, agent_id: str) -> None:
+    def _notify(self, event: str, call_id: str, agent_id: str, ending: CallEnding | None = None) -> None:
         for listener in list(self.listeners):
             try:
-                listener(event, call_id, agent_id)
+                listener(event, call_id, agent_id, ending)
             except Exception:
                 log.exception("page call listener failed")
+
+
+def page_call_ending(node_leg: Leg, page: Leg) -> CallEnding:
+    """Why a page call ended, seen from the page's node: the agent hung up, the caller's node ended it (their
+    hang-up or its queue's), or the line to that node dropped (no media: the node may have died)."""
+    if page.state == "ended" and page.end_reason not in HANGUPS:
+        return CallEnding("agent_lost", "Your phone's line dropped.")
+    if page.state == "ended" and node_leg.state != "ended" or node_leg.end_reason == "local hangup":
+        return CallEnding("agent_hangup", "You hung up.")
+    if node_leg.end_reason == "remote hangup":
+        return CallEnding("ended", "The call ended.")
+    why = node_leg.end_reason or "no reason given"
+    return CallEnding("caller_lost", f"The line to the caller's node dropped ({why}): that node may be down.")
 
 
 def sip_address(sip: SipConfig) -> str | None:

@@ -12,6 +12,9 @@
   agent back, or a caller leaves the shared queue or starts or stops being rung, so an earlier caller's node rings a freed agent without waiting
   for its timed retry (which stays as the safety net for a message missed while disconnected).
 - :class:`RedisFailureLog` keeps the login throttle's failed attempts in sorted sets every node counts.
+- A node that starts (:meth:`ClusterState.start`) first removes what its node id held before a restart (callers
+  talking to an agent or waiting, agents' claims): it holds nothing yet, and a restart quicker than
+  ``cluster.node_lost_after_s`` is never seen as a lost node whose leftovers a survivor would sweep.
 - :class:`NodeWatch` beats ``voicebot:nodes`` every ``cluster.heartbeat_s``; when a node is silent for
   ``cluster.node_lost_after_s`` one survivor (the one that takes the lease ``voicebot:lost:NODE``) closes that
   node's open call records with outcome ``node_lost``.
@@ -413,6 +416,17 @@ class RedisAgentClaims:
                 log.warning("cluster: agent %s's claim for call %s lapsed while Redis was away and %s holds the "
                             "agent now; this node's call goes on", claim.agent_id, claim.call_id, self._redis.get(key))
 
+    def forget_node(self) -> int:
+        """Give back every agent claimed under this node's id before it (re)started (blocking; call before the
+        node registers): this process holds none of them. Returns how many."""
+        freed = 0
+        for key in self._redis.scan_iter(f"{PREFIX}agent:*"):
+            value = self._redis.get(key)
+            if isinstance(value, str) and value.split(" ")[0] == self.node_id:
+                agent_id = key[len(f"{PREFIX}agent:"):]
+                freed += int(self._release(keys=[key, QUEUE_CHANGED], args=[value, _change(self.node_id, agent_id)]))
+        return freed
+
     def holders(self) -> dict[str, tuple[str, str, int]]:
         """Every claimed agent: (node, call, token), from Redis (for tests and the invariant checks)."""
         out = {}
@@ -544,6 +558,34 @@ class RedisQueueEntries:
         pipe.delete(QUEUE_ENTRY + call_id)
         pipe.publish(QUEUE_CHANGED, _change(self.node_id, None))  # an agent left for this caller may be free now
         return pipe
+
+    def forget_node(self) -> tuple[int, int]:
+        """Remove what this node's id held in the shared queue before the node (re)started (blocking; call before
+        it registers, while this process holds nothing): its callers talking to an agent leave
+        ``queue:connected:*`` and its waiting callers ``queue:waiting``, counted ``abandoned`` and ``node_lost`` as
+        a survivor counts a lost node's. Returns (talking, waiting) removed."""
+        talking = 0
+        for key in self._redis.scan_iter(QUEUE_CONNECTED + "*"):
+            calls: dict[str, str] = self._redis.hgetall(key)  # type: ignore[assignment]
+            mine = [call for call, node in calls.items() if node == self.node_id]
+            if mine:
+                talking += int(self._redis.hdel(key, *mine))  # type: ignore[arg-type]
+        seconds, micros = self._redis.time()  # type: ignore[misc]
+        now = float(seconds) + micros / 1e6
+        waiting = 0
+        members: list[str] = self._redis.zrange(QUEUE_WAITING, 0, -1)  # type: ignore[assignment]
+        for member in members:
+            call_id, node, queue, since = json.loads(member)
+            if node != self.node_id or self._redis.zrem(QUEUE_WAITING, member) != 1:
+                continue
+            waiting += 1
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(QUEUE_ENTRY + call_id)
+            self._add_counts(pipe, queue, {"abandoned": 1, "node_lost": 1,
+                                           "abandon_wait_total": round(max(0.0, now - float(since)), 3)})
+            pipe.publish(QUEUE_CHANGED, _change(self.node_id, None))
+            pipe.execute()
+        return talking, waiting
 
     def connected(self, call_id: str, queue: str, connected: bool) -> None:
         with self._lock:
@@ -859,7 +901,22 @@ class ClusterState:
         else:
             if closed:
                 log.info("cluster: closed %d call record(s) this node left open before it restarted", closed)
+        await self.forget_leftovers()
         await self.nodes.start()
+
+    async def forget_leftovers(self) -> None:
+        """Before the node registers: what its id held in the shared queue before a restart (callers talking to an
+        agent or waiting, agents' claims) is removed, so the counts do not stay inflated. Redis being down is
+        logged, not fatal (the leftovers stay as before: until the keys expire or are swept)."""
+        try:
+            talking, waiting = await asyncio.to_thread(self.queue.forget_node)
+            agents = await asyncio.to_thread(self.agents.forget_node)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cluster: Redis unreachable (%s): what this node held before it restarted stays", exc)
+            return
+        if talking or waiting or agents:
+            log.info("cluster: removed what this node held before it restarted: %d caller(s) talking to an agent, "
+                     "%d waiting (counted abandoned, node_lost), %d agent claim(s)", talking, waiting, agents)
 
     async def close(self) -> None:
         await self.nodes.close()

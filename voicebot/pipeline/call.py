@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ class CallContext:
         # Set by the call control stage: what to do when the caller talks over the hand-off announcement (the
         # announcement then never reports that it was heard, so the hand-off must not wait for that).
         self.on_announcement_cut: Callable[[], Awaitable[None]] | None = None
+        self.started: float | None = None  # monotonic time the record was opened (the call's start)
         self._opened = False
         self._finished = False
         self._record_held = False
@@ -67,10 +69,15 @@ class CallContext:
         if self._opened:
             return
         self._opened = True
+        self.started = time.monotonic()
         await self.store.arun("open_call", self.call_id, self.channel, self.caller_id, self.session.dialled)
         metrics.ACTIVE_CALLS.labels(self.channel).inc()
         if self.recording is not None:
             await self.recording.start()
+
+    def elapsed_s(self) -> float:
+        """Seconds since the call started (0 before its record is opened)."""
+        return 0.0 if self.started is None else time.monotonic() - self.started
 
     async def decline_recording(self) -> None:
         """The caller declined the recording: it stops and what was recorded is deleted."""
@@ -115,6 +122,11 @@ class CallContext:
             return False
         self._suspended = True
         return True
+
+    @property
+    def suspended(self) -> bool:
+        """A supervisor has the call (:meth:`suspend`): the bot neither answers nor speaks."""
+        return self._suspended
 
     def resume(self) -> None:
         """The call goes on (with the bot, or to be closed by :meth:`finish` after a supervisor had it)."""

@@ -79,6 +79,8 @@ class DialogStage(FrameProcessor):
         if isinstance(frame, ResumeFrame):
             await self._resume()
             return
+        if isinstance(frame, (CallerTurnFrame, KeypadInputFrame)) and self._call.suspended:
+            return  # said before a supervisor took the call over (a browser's pipeline runs on): theirs now
         if isinstance(frame, CallerTurnFrame):
             await self._on_turn(frame)
             return
@@ -115,6 +117,11 @@ class DialogStage(FrameProcessor):
 
     async def _resume(self) -> None:
         """The call is back from a supervisor: the dialog goes on where it was ("I'm back" and its question)."""
+        if self._duration is not None:  # a browser's pipeline ran on while the supervisor had the call
+            self._duration.cancel()
+        if self._call.elapsed_s() >= self._cfg.max_duration_s:
+            await self._time_up()  # handed back after the call's time ran out: the goodbye, not its question
+            return
         self._duration = asyncio.ensure_future(self._duration_limit())
         reply = await self._call.shared.run(self._call.session.resume)
         turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra=self._bot_extra(reply, "resumed"))
@@ -229,6 +236,8 @@ class DialogStage(FrameProcessor):
         keypad: bool = False,
     ) -> None:
         """Say the dialog's reply (recording it), and note how the call goes on: continue, hang up, hand off."""
+        if self._call.suspended:
+            return  # a supervisor took the call over while the dialog was answering
         if reply.recording_declined:  # before the confirmation is spoken: nothing of it is recorded
             await self._call.decline_recording()
         then = reply.action
@@ -273,7 +282,7 @@ class DialogStage(FrameProcessor):
 
     def _arm_timer(self) -> None:
         self._stop_timer()
-        if self._ending or self._bot_speaking or self._caller_speaking:
+        if self._ending or self._bot_speaking or self._caller_speaking or self._call.suspended:
             return
         delay = self._cfg.silence_hangup_s if self._prompted else self._cfg.silence_prompt_s
         self._timer = asyncio.ensure_future(self._on_silence(delay))
@@ -285,6 +294,8 @@ class DialogStage(FrameProcessor):
 
     async def _on_silence(self, delay: float) -> None:
         await asyncio.sleep(delay)
+        if self._call.suspended:
+            return
         if not self._prompted:
             self._prompted = True
             # Silence is the dialog's no-input turn: it asks its pending question again ("What is your order
@@ -300,12 +311,20 @@ class DialogStage(FrameProcessor):
             await self._say(SILENCE_GOODBYE, kind="goodbye", then="hangup")
 
     async def _duration_limit(self) -> None:
-        await asyncio.sleep(self._cfg.max_duration_s)
+        # From the call's start: a call a supervisor handed back does not get the whole limit again.
+        await asyncio.sleep(max(0.0, self._cfg.max_duration_s - self._call.elapsed_s()))
+        if self._call.suspended:
+            return  # the supervisor has the call; the bot's limit applies again once it is handed back
+        await self._time_up()
+
+    async def _time_up(self) -> None:
         self._ending = True
         self._call.end_reason = "bot_hangup"
         await self._say(DURATION_GOODBYE, kind="goodbye", then="hangup")
 
     async def _say(self, text: str, kind: str, then: str = "continue") -> None:
+        if self._call.suspended:
+            return
         turn_id = await self._call.add_turn("bot", text, datetime.now(UTC), extra={"kind": kind})
         await self.push_frame(BotSayFrame(text=text, kind=kind, then=then, turn_id=turn_id))
 

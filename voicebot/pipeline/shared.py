@@ -39,15 +39,21 @@ WINDOW_MARGIN_S = 1.0
 MIN_WINDOW_S = 10.0  # shorter windows made tiny.en loop on short phrases (measured on synthetic speech)
 MAX_PROMPT_TOKENS = 120  # of the biasing prompt; Whisper allows 223 and each costs decoder time
 
-# Whisper's own thresholds (openai/whisper transcribe(), faster-whisper): "no speech" is a likely silence
-# with an unsure decode; a repetitive decode compresses better than text does.
-NO_SPEECH_PROB = 0.6
-LOGPROB_NO_SPEECH = -1.0
-COMPRESSION_RATIO = 2.4
+# The rejection rules of judge(), chosen on a measured set (benchmarks/stt_rejection.py: 199 English clips the bot
+# must hear, 112 it must not: noise, tones, music, coughs, breaths, silence, German / French / Spanish speech):
+# 8 false rejects and 26 false accepts (2 the NLU would act on), against 14 and 26 (2) with Whisper's own values.
+# "No speech": Whisper's no-speech probability above 0.35 with a decode less sure than -0.5 (English clips stayed
+# below 0.26; breaths and sighs heard as "Thank you." / "No." came at 0.40); Whisper's own 0.6 / -1.0 let them through.
+NO_SPEECH_PROB = 0.35
+LOGPROB_NO_SPEECH = -0.5
+COMPRESSION_RATIO = 2.4  # a repetitive decode compresses better than text does (Whisper's own value)
 # Below this mean token log probability the words are a guess (about 1 token in 5 right); rejected outright.
 LOGPROB_GUESS = -1.6
-MIN_CONFIDENCE = 0.2  # below it (e.g. a tone sequence heard as "e-mail.com" at 0.16) the words are a guess too
-FOREIGN_LANGUAGE_PROB = 0.4  # a multilingual model this sure of another language ...
+# Below it the words are a guess too; 0.1 to 0.15 measured alike, 0.2 rejected English that was heard (a lone "nine").
+MIN_CONFIDENCE = 0.1
+# A multilingual model this sure of another language ... (0.4 rejected accented English taken for Welsh, Latin or
+# Finnish at 0.53-0.56 over G.711; 0.6 costs 3 more accepted foreign clips, none of them an action) ...
+FOREIGN_LANGUAGE_PROB = 0.6
 LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood
 # Windows come in whole seconds: CTranslate2 keeps ~0.6 MB for every encoder input length it has seen (measured:
 # 100 windows of random length in 10 ms steps +103 MB RSS, in 1 s steps +2 MB), so exact lengths grew without end.
@@ -56,6 +62,17 @@ SECOND_PASS_BEAM = 5  # beam width and hypotheses kept of the second pass over a
 # A clip this short holds a word or two ("four", "yes"): language detection on it is a guess (lone digits over
 # G.711 came out as Thai or Chinese), and the domain's vocabulary as prompt turns the word into a domain word.
 SHORT_CLIP_S = 2.0
+
+
+@dataclass(frozen=True)
+class ShortClipDecoding:
+    """How a clip of :data:`SHORT_CLIP_S` or less is decoded: silence added before and after it, the beam width
+    (a word or two decodes a few tokens, so a beam costs little there) and Whisper's blank suppression."""
+
+    lead_s: float = 0.0
+    trail_s: float = 0.0
+    beam_size: int = 1
+    suppress_blank: bool = True
 
 # Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
 _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
@@ -123,6 +140,8 @@ class Transcript:
     # Other readings from a second, beam-search pass when the first was unsure (``models.stt.second_pass_below``):
     # the greedy text first, then the beam's n-best, without repeats. Empty when there was no second pass.
     alternatives: tuple[Hypothesis, ...] = ()
+    # The words the decoder produced, kept when they were rejected too (for traces and for measuring the rules).
+    decoded: str = ""
 
     @property
     def heard_speech(self) -> bool:
@@ -139,8 +158,20 @@ def transcript_confidence(avg_logprob: float, no_speech_prob: float, ratio: floa
     return round(max(0.0, min(1.0, confidence)), 4)
 
 
+@dataclass(frozen=True)
+class RejectionRules:
+    """The thresholds of :func:`judge` (defaults: the module's constants)."""
+
+    no_speech_prob: float = NO_SPEECH_PROB
+    logprob_no_speech: float = LOGPROB_NO_SPEECH
+    logprob_guess: float = LOGPROB_GUESS
+    min_confidence: float = MIN_CONFIDENCE
+    logprob_foreign: float = LOGPROB_FOREIGN
+
+
 def judge(
-    text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False
+    text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False,
+    rules: RejectionRules = RejectionRules(),  # noqa: B008 -- frozen, so one shared default is safe
 ) -> Transcript:
     """The decoded ``text`` as a :class:`Transcript`, or rejected: Whisper's no-speech rule, a repetitive or
     guessed decode, one of Whisper's usual inventions on noise ("[BLANK_AUDIO]", a lone "you"), or speech
@@ -148,15 +179,15 @@ def judge(
     ratio = compression_ratio(text)
     confidence = transcript_confidence(avg_logprob, no_speech_prob, ratio)
     measures = {"avg_logprob": round(avg_logprob, 4), "no_speech_prob": round(no_speech_prob, 4),
-                "compression_ratio": round(ratio, 3), "language": language}
+                "compression_ratio": round(ratio, 3), "language": language, "decoded": text}
     rejected = None
-    if (no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOGPROB_NO_SPEECH) or is_non_speech(text):
+    if (no_speech_prob > rules.no_speech_prob and avg_logprob < rules.logprob_no_speech) or is_non_speech(text):
         rejected = "no speech"
     elif ratio > COMPRESSION_RATIO or _looped(text):
         rejected = "repetitive"
-    elif avg_logprob < LOGPROB_GUESS or confidence < MIN_CONFIDENCE:
+    elif avg_logprob < rules.logprob_guess or confidence < rules.min_confidence:
         rejected = "unsure"
-    elif foreign and avg_logprob < LOGPROB_FOREIGN:
+    elif foreign and avg_logprob < rules.logprob_foreign:
         rejected = f"language {language}"
     if rejected is not None:
         return Transcript("", 0.0, rejected=rejected, **measures)  # type: ignore[arg-type]
@@ -179,10 +210,14 @@ class SharedModels:
     """Models and pool loaded once per process; ``transcribe`` and ``synthesize`` are safe from any call."""
 
     def __init__(
-        self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None
+        self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None,
+        short: ShortClipDecoding | None = None,
     ):
         self.settings = settings
         self.bias = bias or SpeechBias()
+        stt = settings.models.stt
+        self.short = short or ShortClipDecoding(
+            stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam)
         self.whisper = whisper
         self.voice = voice
         self.executor = ThreadPoolExecutor(
@@ -238,13 +273,18 @@ class SharedModels:
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
-        prompt = self.bias.prompt(expects, short=seconds <= SHORT_CLIP_S) if stt.bias else ""
+        short = seconds <= SHORT_CLIP_S
+        prompt = self.bias.prompt(expects, short=short) if stt.bias else ""
+        if short and (self.short.lead_s or self.short.trail_s):
+            audio = np.concatenate([np.zeros(int(self.short.lead_s * pcm.SAMPLE_RATE), np.float32), audio,
+                                    np.zeros(int(self.short.trail_s * pcm.SAMPLE_RATE), np.float32)])
+            seconds = len(audio) / pcm.SAMPLE_RATE
         if seconds + WINDOW_MARGIN_S > 30.0:
             result = self._transcribe_long(audio, prompt)
         else:
             # Answers to a question are checked by the dialog itself; only open requests get other readings.
             result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
-                                             second_pass=expects is None)
+                                             second_pass=expects is None, short=short)
         metrics.STT_SECONDS.observe(time.perf_counter() - started)
         return result
 
@@ -255,7 +295,8 @@ class SharedModels:
         return [self._tokenizer.sot_prev, *previous, *self._prompt]
 
     def _transcribe_window(
-        self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False
+        self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False,
+        short: bool = False,
     ) -> Transcript:
         import ctranslate2
 
@@ -276,17 +317,17 @@ class SharedModels:
             token, probability = self.whisper.model.detect_language(encoded)[0][0]
             language = token.strip("<|>")
             foreign = language != self.settings.models.stt.language and probability >= FOREIGN_LANGUAGE_PROB
-            if seconds <= SHORT_CLIP_S:
+            if short:
                 foreign = False  # on a word or two the language guess is noise; the other rules still reject
         tokens = self._prompt_tokens(prompt)
         result = self.whisper.model.generate(
             encoded,
             [tokens],
-            beam_size=self.settings.models.stt.beam_size,
+            beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
             max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True,
             return_no_speech_prob=True,
-            suppress_blank=True,
+            suppress_blank=self.short.suppress_blank if short else True,
         )[0]
         ids = result.sequences_ids[0]
         text = self._tokenizer.decode(ids).strip()
@@ -295,7 +336,7 @@ class SharedModels:
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign)
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
-            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass)
+            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
         if transcript.rejected is None and second_pass and transcript.confidence < self.settings.models.stt.second_pass_below:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript

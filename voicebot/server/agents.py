@@ -152,8 +152,10 @@ async def agents(request: Request, who: LoggedIn) -> dict[str, Any]:
 
 @router.get("/api/agents/{agent_id}")
 async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
-    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet, and
-    ``controls``: the buttons that apply now (:func:`controls`)."""
+    """The agent, plus ``current``: the call offered to or taken by them, with its hand-off packet,
+    ``controls``: the buttons that apply now (:func:`controls`), and ``ended``: ``{"call_id", "reason", "text"}``
+    of their bridged call that just ended (why: :class:`voicebot.transfer.ending.CallEnding`) until they set their
+    state again, else None."""
     ensure_own_agent(who, agent_id)
     service = _service(request)
     current = service.current.get(agent_id)
@@ -163,7 +165,10 @@ async def agent(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     if current is not None and current.get("remote"):  # another node's call: its queue has the agent, not ours
         state = _remote_call_state(request, current)
     buttons = controls(state, current.get("status") if current else None, page is not None and page.ringing)
-    return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons)}
+    last = service.last.get(agent_id) if current is None else None
+    ended = {"call_id": last["call_id"], **last["ended"]} if last is not None and "ended" in last else None
+    return {**snapshot.to_dict(), "current": _redactor(request).value(current), "controls": list(buttons),
+            "ended": ended}
 
 
 @router.get("/api/agents/{agent_id}/card")

@@ -1,10 +1,10 @@
 """A browser (WebRTC) call in ``voicebot serve``: the channel's part of :class:`voicebot.calls.CallRunner`.
 
-With the agent queue the caller is a :class:`~voicebot.server.caller_leg.BrowserLeg` whose stages sit around
-the transport (:class:`~voicebot.server.caller_leg.LegTransport`): the connection belongs to the bot's
-pipeline, which keeps running after the hand-off while the leg takes the caller's audio, until the queue hangs
-the leg up or the caller leaves. The caller page's keypad goes to the bot, or to the queue once it has the
-caller.
+The caller is a :class:`~voicebot.server.caller_leg.BrowserLeg` whose stages sit around the transport
+(:class:`~voicebot.server.caller_leg.LegTransport`): the connection belongs to the bot's pipeline, which keeps
+running after a hand-off to the agent queue (or a supervisor's take-over) while the leg takes the caller's audio,
+until the queue or the supervisor hangs the leg up or the caller leaves. The caller page's keypad goes to the
+bot, or to the leg once the queue or a supervisor has the caller.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ class BrowserCall:
 
     def __init__(self, runtime: Runtime, session: DialogSession, transport: BaseTransport, call_id: str,
                  caller: str | None, transfer: TransferService | None = None):
-        self.leg = BrowserLeg(call_id, caller, self._end_call) if transfer is not None else None
-        leg = self.leg
+        # A leg even without the agent queue: a supervisor may take the caller over from the bot.
+        self.leg = leg = BrowserLeg(call_id, caller, self._end_call)
         self.runner = CallRunner(
             runtime, session, transport,
             leg=leg,
             transfer=transfer,
-            take_over=leg.take_over if leg is not None else None,
-            end_leg=leg.peer_gone if leg is not None else None,
-            pipeline_transport=LegTransport(transport, leg) if leg is not None else None,
+            take_over=leg.take_over,
+            give_back=leg.give_back,
+            end_leg=leg.peer_gone,
+            pipeline_transport=LegTransport(transport, leg),
         )
         transport.add_event_handler("on_app_message", self._message)
 
@@ -45,8 +46,9 @@ class BrowserCall:
         await self.runner.run()
 
     async def key(self, key: str) -> None:
-        """A key from the caller page's keypad: to the queue once it has the caller, else to the bot."""
-        if self.leg is not None and self.leg.taken:
+        """A key from the caller page's keypad: to the leg once the queue or a supervisor has the caller, else to
+        the bot."""
+        if self.leg.taken:
             self.leg._key_in(key)
         else:
             await self.runner.press(key)

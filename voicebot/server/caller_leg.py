@@ -12,6 +12,9 @@ bot stages still produce and plays what the queue writes to the leg (hold music,
 paced in real time. :class:`BrowserLeg` implements :class:`telephony.leg.Leg`, which
 :class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge` use.
 
+A supervisor taking the call over from the bot takes the leg the same way (:meth:`BrowserLeg.take_over`), and
+handing it back returns the caller to the bot (:meth:`BrowserLeg.give_back`).
+
 The caller closing the page (or the connection failing) ends the leg (:meth:`BrowserLeg.peer_gone`); the
 queue hanging the leg up ends the pipeline gracefully, which closes the connection.
 """
@@ -107,6 +110,17 @@ class BrowserLeg(LegBase):
         self.taken = True
         self._pacer = asyncio.ensure_future(self._pace())
         self._pacer.add_done_callback(self._pacer_done)
+
+    def give_back(self) -> None:
+        """The bot takes the caller back (a supervisor who took the call over handed it back): the caller's audio
+        and keys go to the bot again, and what was queued for the caller is dropped."""
+        if not self.taken:
+            return
+        self.taken = False
+        self._outbox.clear()
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
 
     def _pacer_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

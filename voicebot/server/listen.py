@@ -10,11 +10,12 @@ The connection is closed when the call ends, or by ``DELETE /api/live/{call_id}/
 Barge-in: ``POST /api/live/{call_id}/takeover`` with ``{"sdp", "type": "offer"}``. On a call an agent has, the
 supervisor joins it: their microphone is mixed into what both the caller and the agent hear, and they hear both
 (``"mode": "conference"``; audited as ``join``, event ``call.joined``; closing the connection leaves the call to
-the agent). On a call the bot has, the supervisor takes the phone call over from the bot
+the agent). On a call the bot has, SIP or browser, the supervisor takes the call over from the bot
 (:meth:`voicebot.calls.CallRunner.take_over`): the bot stops speaking and answering, the supervisor's microphone
-goes to the caller and the caller's audio to the supervisor (listeners hear both, the supervisor as ``agent``). The record gets ``taken_over_by`` / ``taken_over_at`` and the outcome ``taken_over``; the bus gets
+goes to the caller and the caller's audio to the supervisor (listeners hear both, the supervisor as ``agent``).
+The record gets ``taken_over_by`` / ``taken_over_at`` and the outcome ``taken_over``; the bus gets
 ``call.taken_over``. Closing that connection (``DELETE .../listen/{pc_id}``) hangs up on the caller. 409 for a
-call the bot no longer has (waiting in the queue) or a browser call with the bot.
+call the bot no longer has (waiting in the queue).
 
 Hand-back: ``POST /api/live/{call_id}/handback`` gives a call a supervisor took over back to the bot
 (:meth:`voicebot.calls.CallRunner.hand_back`): the supervisor's connection closes without hanging up, the bot

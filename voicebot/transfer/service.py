@@ -44,6 +44,7 @@ from telephony.queue.store import CallbackStore
 from voicebot.events import handoff_customer
 from voicebot.monitor import MONITORS
 from voicebot.redaction import Redactor
+from voicebot.transfer.ending import CallEnding, why_ended
 from voicebot.transfer.request import queue_request_from_packet
 from voicebot.transfer.store import CALL_OUTCOME, TransferStore
 from voicebot.transfer.utterances import Utterances
@@ -118,6 +119,7 @@ class TransferService:
         # What the agent page shows: the packet of the call currently offered to / taken by each agent.
         self.current: dict[str, dict[str, Any]] = {}
         self.last: dict[str, dict[str, Any]] = {}  # each agent's call that ended last (the page's wrap-up form)
+        self._bridged: dict[str, tuple[Leg | None, Leg | None]] = {}  # agent id -> (caller's, agent's) legs
         self.phones: AgentPhoneBook | None = None  # agent pages connected as phones: see use_phones
         self.claims: AgentClaims | None = None  # agents shared with other nodes (a cluster); None: this ACD only
         self.entries: QueueEntries | None = None  # waiting callers and statistics shared likewise
@@ -327,6 +329,8 @@ class TransferService:
         a cluster (event ``agent.set``), whose ACDs know the agent too. Raises ``QueueError`` as the runner does."""
         assert self.runner is not None
         self.runner.set_agent_state(agent_id, state, reason)
+        if agent_id in self.last:  # ready (or paused, or out) after the call: its end is no longer news
+            self.last[agent_id].pop("ended", None)
         self._publish("agent.set", agent_id=agent_id, state=state, reason=reason)
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
@@ -348,6 +352,8 @@ class TransferService:
         self._queue_changed()
 
     def _on_offer(self, event: str, call_id: str, agent_id: str) -> None:
+        if event == "connected" and self.live is not None:  # kept to tell the agent why the call ended
+            self._bridged[agent_id] = (self.live.caller_leg(call_id), self.live.agent_leg(agent_id))
         if event == "connected":
             self._publish("call.state", call_id=call_id, state="agent", agent_id=agent_id,
                           queue=self.live.queue_of(call_id) if self.live is not None else None)
@@ -358,10 +364,22 @@ class TransferService:
             packet = dict(request.details) if request is not None else None
             self.current[agent_id] = {"call_id": call_id, "status": event, "handoff": packet}
         elif event == "ended":
+            legs = self._bridged.pop(agent_id, None)
             cur = self.current.get(agent_id)
             if cur is not None and cur.get("call_id") == call_id:
                 self.last[agent_id] = self.current.pop(agent_id)
+                if legs is None and self.live is not None:  # not bridged yet: the agent may be hearing the whisper
+                    legs = (self.live.caller_leg(call_id), self.live.agent_leg(agent_id))
+                ending = why_ended(*legs) if legs is not None else None
+                # Before the bridge only the caller's side ending is news (else the offer was declined or withdrawn).
+                if ending is not None and (cur.get("status") == "connected" or
+                                           cur.get("status") == "answered" and ending.reason.startswith("caller_")):
+                    self._tell_ended(agent_id, call_id, ending)
 
+    def _tell_ended(self, agent_id: str, call_id: str, ending: CallEnding) -> None:
+        """The agent's bridged call is over: their page shows why (``last.ended``) while they wrap up."""
+        self.last[agent_id]["ended"] = {"reason": ending.reason, "text": ending.text}
+        log.info("call %s: agent %s's call ended: %s", call_id, agent_id, ending.reason)
 
     async def page_call(self, leg: CallLeg) -> None:
         """An inbound SIP call to an agent page (``page-AGENT``) from another node of a cluster; 404 on a single
@@ -372,9 +390,10 @@ class TransferService:
             return
         await self.pages.handle(leg)
 
-    def remote_offer(self, event: str, call_id: str, agent_id: str) -> None:
-        """What the agent page shows of a call another node rings it for (``ringing``, ``answered``, ``ended``);
-        its hand-off packet is the one relayed from that node (see ``voicebot.server.agents``)."""
+    def remote_offer(self, event: str, call_id: str, agent_id: str, ending: CallEnding | None = None) -> None:
+        """What the agent page shows of a call another node rings it for (``ringing``, ``answered``, ``ended``
+        with why a call the agent answered ended); its hand-off packet is the one relayed from that node (see
+        ``voicebot.server.agents``)."""
         if event in ("ringing", "answered"):
             cur = self.current.get(agent_id)
             packet = cur.get("handoff") if cur is not None and cur.get("call_id") == call_id else None
@@ -383,6 +402,8 @@ class TransferService:
             cur = self.current.get(agent_id)
             if cur is not None and cur.get("call_id") == call_id:
                 self.last[agent_id] = self.current.pop(agent_id)
+                if ending is not None:
+                    self._tell_ended(agent_id, call_id, ending)
 
     def _spawn_write(self, method: str, *args: Any) -> None:
         assert self.store is not None

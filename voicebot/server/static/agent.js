@@ -101,6 +101,12 @@ function showCall(current) {
   }));
 }
 
+// Why the agent's last call ended (the caller hung up, their line dropped...), until they set their state again.
+function showEnded(ended) {
+  $("callended").hidden = !ended;
+  $("callended").textContent = ended ? "Your call ended: " + ended.text : "";
+}
+
 // Only the buttons that apply now (the server says which: GET /api/agents/{id} "controls").
 function showControls(controls) {
   document.querySelectorAll("[data-control]").forEach((el) => { el.hidden = !controls.includes(el.dataset.control); });
@@ -332,6 +338,7 @@ async function refresh() {
     showControls(a.controls || []);
     showWrapUp(a.state);
     showCall(a.current);
+    showEnded(a.current ? null : a.ended);
     const q = await api("/api/queues");
     $("queues").replaceChildren(...q.queues.map((qu) => {
       const row = document.createElement("tr");

@@ -600,14 +600,15 @@ function renderDetailHead() {
   $("listen").disabled = ended || busy;
   $("whisper").disabled = ended || busy || call.state !== "agent";
   $("whisper").title = call.state === "agent" ? "Talk to the agent; the caller does not hear you" : "Possible once an agent has the call";
-  // Barge-in: on a phone call the bot has, the bot stops and you talk with the caller (stopping hangs up); on a
-  // call an agent has, you join the two.
+  // Barge-in: on a phone or browser call the bot has, the bot stops and you talk with the caller (stopping hangs
+  // up); on a call an agent has, you join the two.
   const joinable = call.state === "agent";
   $("takeover").textContent = joinable ? "Join call" : "Take over";
-  $("takeover").disabled = ended || busy || !(joinable || (call.state === "bot" && call.channel === "sip"));
+  const takeable = call.state === "bot" && (call.channel === "sip" || call.channel === "webrtc");  // not a typed chat
+  $("takeover").disabled = ended || busy || !(joinable || takeable);
   $("takeover").title = joinable ? "The caller and the agent both hear you"
     : call.state !== "bot" ? "Possible while the bot or an agent has the call"
-    : call.channel !== "sip" ? "Possible on phone calls" : "The bot stops; you talk with the caller (stopping hangs up)";
+    : !takeable ? "Possible on phone and browser calls" : "The bot stops; you talk with the caller (stopping hangs up)";
 }
 
 function detailCall() {
