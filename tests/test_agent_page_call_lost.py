@@ -20,7 +20,7 @@ import pytest
 from auth_helpers import add_user, login
 from browser_helpers import agent_phone, with_microphone
 from call_models import CALL_FLOW_MODELS
-from net_helpers import sip_port
+from net_helpers import rtp_ports, sip_port
 from test_barge_in_browser import CallerThread, wait
 from test_listen_bridge import SipCaller, loud, until
 
@@ -85,7 +85,7 @@ def test_agent_page_is_told_when_the_callers_line_drops_and_goes_to_wrap_up(tmp_
     mic = write_wav(tmp_path / "mic.wav", (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000)
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39600, "rtp_port_max": 39649, "no_media_timeout_s": 3},
+                **rtp_ports(50), "no_media_timeout_s": 3},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
         "agents": [{"id": "alice", "name": "Alice Smith", "contact": "webrtc"}],
         "queues": [{"name": "general", "agent_timeout": 40, "max_wait": 90, "wrap_up": 300}],
@@ -147,7 +147,7 @@ def test_a_sip_agent_phone_gets_a_bye_when_the_callers_line_drops(tmp_path: Path
     port, agent_port = sip_port(), sip_port()
     config = {
         "sip": {"enabled": True, "listen_udp": f"127.0.0.1:{port}", "listen_tcp": f"127.0.0.1:{port}",
-                "rtp_port_min": 39600, "rtp_port_max": 39649, "no_media_timeout_s": 3},
+                **rtp_ports(50), "no_media_timeout_s": 3},
         "call": {"greeting": "Hello, this is the Acme assistant. How can I help?"},
         "agents": [{"id": "bob", "name": "Bob Jones", "contact": f"sip:bob@127.0.0.1:{agent_port}"}],
         "queues": [{"name": "general", "agent_timeout": 40, "max_wait": 90, "wrap_up": 300}],
@@ -166,8 +166,8 @@ def test_a_sip_agent_phone_gets_a_bye_when_the_callers_line_drops(tmp_path: Path
             await leg.write_audio(hum)
 
     async def run(server: ServerProcess, auth: dict[str, str]) -> tuple[str, str, Any]:
-        agent = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{agent_port}", listen_tcp=None, rtp_port_min=39550,
-                                    rtp_port_max=39599), on_call=answer)
+        agent = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{agent_port}", listen_tcp=None, **rtp_ports(50)),
+                          on_call=answer)
         await agent.start()
         caller = SipCaller(port)
         try:
