@@ -10,6 +10,7 @@ import pytest
 from dialogs.domain import Domain, Intent, Slot, load_domain
 from dialogs.nlu import NLU, Entity, IntentHit, ParseResult
 from dialogs.nlu.evaluation import evaluate, load_examples
+from dialogs.nlu.segmenter import candidate_cuts, complaint_spans
 
 TODAY = date(2025, 1, 15)
 DEV = Path(__file__).parent / "data" / "nlu_dev.tsv"
@@ -168,3 +169,27 @@ def test_a_request_after_a_complaint_is_not_lost(nlu: NLU, text: str, intent: st
     result = nlu.parse(text)
     assert names(result) == [intent]
     assert any(seg.startswith(("this is", "honestly")) for seg in result.segments)  # the complaint kept apart
+
+
+def test_a_complaint_is_a_clause_of_its_own_that_names_no_request() -> None:
+    tokens = ["this", "is", "the", "third", "time", "it", "is", "ridiculous", "i", "want", "a", "manager"]
+    assert complaint_spans(tokens) == [(0, 5), (5, 8)]
+    assert {5, 8} <= set(candidate_cuts(tokens, set()))
+    assert complaint_spans(["tell", "me", "a", "joke"]) == []  # two words: as often a topic as a complaint
+
+
+def test_a_complaint_beside_a_request_leaves_the_request_alone(nlu: NLU) -> None:
+    result = nlu.parse("I am so fed up with this, my parcel never came")
+    assert names(result) == ["order_status"]
+    assert result.segments[0] == "i am so fed up with this"
+
+
+def test_a_question_the_segmenter_cut_in_two_is_read_whole() -> None:
+    from dialogs.knowledge.dialog import Knowledge
+
+    domain = load_domain()
+    nlu = NLU.train(domain, questions=Knowledge.for_domain(domain))
+    result = nlu.parse("can I pick up my order myself")
+    assert names(result) == ["faq"] and result.segments == ["can i pick up my order myself"]
+    both = nlu.parse("what's your return policy, and I want to return my kettle")
+    assert names(both) == ["faq", "return_item"]  # a question found on its own is not joined to the request

@@ -9,6 +9,8 @@ How an utterance is parsed:
    (weighted) log-probabilities that each atomic piece inside it gives that same label, minus a cost per
    clause. A sentence with one request scores best as one clause; in "update my address and where is my
    order" the piece "where is my order" votes strongly against change_address, so two clauses win.
+   A complaint ("this is the third time, it is ridiculous": :func:`~dialogs.nlu.segmenter.complaint_spans`) is
+   a clause of its own that names no request, so a request beside it is found on its own words.
 4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
    reported in ``negated`` instead of ``intents``.
 5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
@@ -48,7 +50,7 @@ from dialogs.nlu.classifier import (
 )
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.normalize import Normalized, normalize
-from dialogs.nlu.segmenter import Clause, candidate_cuts, make_clause, weak_cuts
+from dialogs.nlu.segmenter import Clause, candidate_cuts, complaint_spans, make_clause, weak_cuts
 
 OUT_OF_SCOPE = "out_of_scope"
 DENY = "deny"
@@ -290,6 +292,13 @@ class NLU:
         classes = self.classifier.classes
         probs = dict(zip(wordy, self.classifier.predict_proba(
             [classifier_view(clauses[k].words) for k in wordy]), strict=True))
+        labels = list(map(str, classes))
+        if OUT_OF_SCOPE in labels:
+            # A complaint names no request, whatever the words the recogniser's transcripts share with requests.
+            for lo, hi in complaint_spans(tokens):
+                for key in wordy:
+                    if lo <= points[key[0]] and points[key[1]] <= hi:
+                        probs[key] = np.eye(len(labels))[labels.index(OUT_OF_SCOPE)]
 
         # Each atomic piece (between neighbouring cut points) votes on the label of the clause that
         # holds it: a clause labelled change_address that also holds "where is my order" pays for it.
@@ -443,10 +452,39 @@ class NLU:
                 continue
             question = _Scored(q, FAQ, p)
             found[n] = [question] if rest is None else sorted([question, rest], key=lambda x: x.clause.start)
+        self._join_questions(chosen, found, tokens, entities, offsets)
         out: list[_Scored] = []
         for n, s in enumerate(chosen):
+            if found.get(n) == []:
+                continue  # the second half of a question read as one with the clause before it
             out.extend(found.get(n, [s]))
         return out
+
+    def _join_questions(self, chosen: list[_Scored], found: dict[int, list[_Scored]], tokens: list[str],
+                        entities: list[Entity], offsets: list[tuple[int, int]]) -> None:
+        """Two neighbouring clauses that are one public question the segmenter cut in two ("can i pick up | my
+        order myself"): each request's words alone are weak evidence, the whole a question near an entry.
+        Records the joined question under the first clause and an empty list under the second."""
+        assert self.questions is not None and self.question_classifier is not None
+        pairs = [n for n in range(len(chosen) - 1) if n not in found and n + 1 not in found
+                 and not chosen[n].clause.negated and not chosen[n + 1].clause.negated
+                 and chosen[n].intent not in DIALOG_ACTS and chosen[n + 1].intent not in DIALOG_ACTS]
+        if not pairs:
+            return
+        joined = [make_clause(tokens, chosen[n].clause.start, chosen[n + 1].clause.end) for n in pairs]
+        judge = self.question_classifier
+        faq_col = list(map(str, judge.classes)).index(FAQ)
+        probs = judge.predict_proba([classifier_view(q.words) for q in joined])[:, faq_col]
+        for n, q, p in zip(pairs, joined, probs, strict=True):
+            if p <= 0.5 or n in found or n + 1 in found or q.end > len(offsets):
+                continue
+            lo, hi = offsets[q.start][0], offsets[q.end - 1][1]
+            if any(lo <= e.start < hi and e.type != "yes_no" and (self._wants(chosen[n].intent, e.type)
+                                                                  or self._wants(chosen[n + 1].intent, e.type))
+                   for e in entities):
+                continue
+            if self.questions.score(" ".join(q.words)) >= FAQ_OVER_REQUEST_SCORE:
+                found[n], found[n + 1] = [_Scored(q, FAQ, float(p))], []
 
     def _slots(self, hit: _Scored, hits: list[_Scored], entities: list[Entity], norm: Normalized,
                offsets: list[tuple[int, int]]) -> dict[str, Any]:

@@ -118,6 +118,8 @@ def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
     for i in range(max(1, n - 5), n):
         if _match_at(tokens, i, _TAIL_ACTS) and i + len(_match_at(tokens, i, _TAIL_ACTS) or ()) == n:
             cuts.add(i)
+    for start, end in complaint_spans(tokens):
+        cuts.update((start, end))  # a complaint is a clause of its own
     # never inside a negation cue ("no | need to", "i do | not want to")
     cuts -= inside_cue
     cuts.discard(0)
@@ -201,3 +203,23 @@ def split_complaint(text: str) -> tuple[str | None, str]:
     rest = re.sub(r"\s*[.,!?;]+(?:\s*[.,!?;]+)*", lambda m: m.group(0).strip()[:1] + " ", rest)
     rest = re.sub(r"\s{2,}", " ", rest).strip(" .,!?;")
     return complaint, rest
+
+
+# A shorter match ("a joke") is as often the topic of a request ("tell me a joke") as a complaint.
+COMPLAINT_MIN_WORDS = 3
+
+
+def complaint_spans(tokens: list[str]) -> list[tuple[int, int]]:
+    """Token ranges ``(start, end)`` of the normalised words that are a complaint ("this is the third time", "it
+    is ridiculous"), each at least :data:`COMPLAINT_MIN_WORDS` words long."""
+    text = " ".join(tokens)
+    starts = [0]
+    for t in tokens[:-1]:
+        starts.append(starts[-1] + len(t) + 1)
+    spans = []
+    for m in _COMPLAINT.finditer(text):
+        first = next((k for k, at in enumerate(starts) if at >= m.start()), len(tokens))
+        end = next((k for k, at in enumerate(starts) if at >= m.end()), len(tokens))
+        if end - first >= COMPLAINT_MIN_WORDS and first < len(tokens) and starts[first] == m.start():
+            spans.append((first, end))
+    return spans
