@@ -159,6 +159,36 @@ def test_eval_knowledge_cli_prints_json(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "line 2: 'opening_hourz' is not an entry" in result.output
 
 
+def test_eval_knowledge_through_the_nlu_tells_answers_from_requests_and_i_dont_know(tmp_path: Path) -> None:
+    # as a call hears it: a request goes to its flow (right for a question the knowledge base does not answer)
+    from voicebot.cli.evaluate import eval_group
+
+    tsv = tmp_path / "q.tsv"
+    tsv.write_text("question\tentry\nwhen are you open on saturdays\topening_hours\n"
+                   "cancel order 33451 please\t-\nhow do i cook rice\t-\n")
+    result = CliRunner().invoke(eval_group, ["knowledge", str(tsv), "--json", "--through-nlu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["through"] == "nlu" and report["accuracy"] == 1.0
+    assert report["heard"] == {"known": {"answer": 1, "request": 0, "nothing": 0},
+                               "unknown": {"answer": 0, "request": 1, "nothing": 1}}
+    result = CliRunner().invoke(eval_group, ["knowledge", str(tsv), "--through-nlu", "--threshold", "0.3"])
+    assert result.exit_code == 2 and "without --encoder and --threshold" in result.output
+
+
+def test_a_wrong_entry_for_a_question_it_does_not_cover_is_an_error_a_request_is_not() -> None:
+    from dialogs.knowledge.evaluation import Heard, LabelledQuestion, evaluate_heard
+
+    heard = {"cancel my order": Heard(requests=("cancel_order",)), "do you gift wrap": Heard(entries=("gift_cards",)),
+             "when are you open": Heard(entries=("opening_hours",)), "how much is shipping": Heard()}
+    questions = [LabelledQuestion("cancel my order", "-", 2), LabelledQuestion("do you gift wrap", "-", 3),
+                 LabelledQuestion("when are you open", "opening_hours", 4),
+                 LabelledQuestion("how much is shipping", "shipping_cost", 5)]
+    report = evaluate_heard(heard.__getitem__, questions, threshold=0.25)
+    assert report.unknown["accuracy"] == 0.5 and report.known["accuracy"] == 0.5
+    assert [(e["line"], e["got"]) for e in report.errors] == [(3, "gift_cards"), (5, "-")]
+
+
 def test_the_dialog_answers_then_starts_the_request_and_traces_entry_and_score(
         domain, knowledge: Knowledge, tmp_path: Path) -> None:
     nlu = NLU.train(domain, questions=knowledge)
