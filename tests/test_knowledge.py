@@ -134,6 +134,45 @@ def test_a_knowledge_base_of_one_entry_without_negatives_answers_by_cosine(tmp_p
     assert verdict.match is None and "below the threshold" in verdict.reason
 
 
+def test_a_question_near_a_topic_but_not_answered_gets_i_dont_know_and_its_neighbour_still_its_answer(
+        knowledge: Knowledge) -> None:
+    # "gift wrapping" is nearest to the gift cards entry, but nearer still to a question of not-answered.yaml
+    r = knowledge.retriever
+    assert r.kb.not_answered and "can you wrap it as a present" in r.kb.not_answered
+    verdict = r.lookup("do you offer gift wrapping")
+    assert verdict.match is None and verdict.best is not None and verdict.best.entry.id == "gift_cards"
+    assert "which the knowledge base does not answer" in verdict.reason and verdict.trace()["entry"] is None
+    verdict = r.lookup("can i buy a gift card for my mother")
+    assert verdict.match is not None and verdict.match.entry.id == "gift_cards"
+
+
+def test_not_answered_questions_veto_only_what_they_are_nearer_to(tmp_path: Path) -> None:
+    entry(tmp_path / "kb", "hours.md", GOOD)
+    r = Retriever(load_knowledge(tmp_path / "kb"), threshold=0.2)
+    assert r.lookup("when are you open on mondays").match is not None
+    assert r.lookup("are you taking on new people").match is not None  # nothing says it is not answered
+    (tmp_path / "kb" / "not-answered.yaml").write_text("questions:\n  - do you have any job vacancies\n")
+    r = Retriever(load_knowledge(tmp_path / "kb"), threshold=0.2)
+    assert r.lookup("when are you open on mondays").match is not None
+    assert r.lookup("are you taking on new people").match is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("- a list\n", "must be a mapping with one key, questions:"),
+    ("question: [a]\n", "must be a mapping with one key, questions:"),
+    ("questions: []\n", "needs at least one question"),
+    ("questions: [a, '']\n", "questions.1 is empty"),
+    ("questions: [a\n", "not valid YAML"),
+])
+def test_a_bad_not_answered_file_is_reported(tmp_path: Path, text: str, problem: str) -> None:
+    entry(tmp_path / "kb", "hours.md", GOOD)
+    (tmp_path / "kb" / "not-answered.yaml").write_text(text)
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(tmp_path / "kb")
+    [(f, e, message)] = err.value.problems
+    assert f.endswith("not-answered.yaml") and e == "(not answered)" and problem in message, message
+
+
 def test_held_out_accuracy_of_both_encoders(domain, knowledge: Knowledge) -> None:
     # The measured figures are in the report; these floors keep a regression from passing unnoticed.
     kb = knowledge.retriever.kb
