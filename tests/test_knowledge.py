@@ -142,6 +142,7 @@ def test_a_question_near_a_topic_but_not_answered_gets_i_dont_know_and_its_neigh
     verdict = r.lookup("do you offer gift wrapping")
     assert verdict.match is None and verdict.best is not None and verdict.best.entry.id == "gift_cards"
     assert "which the knowledge base does not answer" in verdict.reason and verdict.trace()["entry"] is None
+    assert knowledge.score("do you offer gift wrapping") == verdict.best.score  # the NLU's faq check is as before
     verdict = r.lookup("can i buy a gift card for my mother")
     assert verdict.match is not None and verdict.match.entry.id == "gift_cards"
 
