@@ -296,3 +296,13 @@ def test_held_out_set_3_written_before_the_classifier(knowledge: Knowledge) -> N
     report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout3.tsv", set(kb.ids())))
     assert report.n >= 100 and report.accuracy >= 0.88
     assert report.known["accuracy"] >= 0.95
+
+
+def test_held_out_set_4_written_before_the_not_answered_check(knowledge: Knowledge) -> None:
+    # knowledge_heldout4.tsv (33 of 103 out of scope) was committed before not-answered.yaml was written and
+    # measured once before it (82.5 %, out of scope 48.5 %) and once after (89.3 %, 69.7 %): never tuned on
+    kb = knowledge.retriever.kb
+    report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout4.tsv", set(kb.ids())))
+    assert report.n >= 100 and report.unknown["n"] >= 30
+    assert report.accuracy >= 0.87 and report.unknown["accuracy"] >= 0.65
+    assert report.known["accuracy"] >= 0.95
