@@ -426,3 +426,16 @@ def test_silence_and_music_get_no_second_decode_that_invents_words(shared):
     for kind in ("noise", "music on hold", "cough", "breath"):
         heard = shared.recognise(phone_line(BAD_INPUT[kind]()))
         assert heard.text == "" and heard.recovered_from is None, (kind, heard)
+
+
+def test_accented_english_taken_for_thai_is_heard_when_it_decodes_worse_in_thai(shared):
+    """en-029 over the phone: Whisper guessed Thai (0.88) and the prompted English decode was unsure, so the language
+    rule rejected it; decoded in Thai it is less sure than in English, so the English reading stands. German speech
+    decodes better in German and stays rejected (test_bad_input_gives_no_words)."""
+    from voicebot.phone_speech import VOICES, synthesize
+
+    heard = shared.recognise(phone_line(synthesize("let me talk to a person", VOICES["en-029"])))
+    assert heard.rejected is None and heard.recovered_from == "language th", heard
+    assert "person" in heard.text.lower(), heard
+    german = shared.recognise(phone_line(BAD_INPUT["german"]()))
+    assert german.text == "" and german.recovered_from is None, german

@@ -54,7 +54,11 @@ MIN_CONFIDENCE = 0.1
 # A multilingual model this sure of another language ... (0.4 rejected accented English taken for Welsh, Latin or
 # Finnish at 0.53-0.56 over G.711; 0.6 costs 3 more accepted foreign clips, none of them an action) ...
 FOREIGN_LANGUAGE_PROB = 0.6
-LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood
+LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood ...
+# ... unless a decode in the other language is more than this less sure than one in the bot's (both greedy, no prompt):
+# accented English taken for Thai decodes worse in Thai (by 0.14-0.36 on 3 of 4 such clips), German, French and
+# Spanish decode better in their own language (by -0.21 to +1.2, benchmarks/stt_rejection.py clips).
+LANGUAGE_MARGIN = 0.25
 # Windows come in whole seconds: CTranslate2 keeps ~0.6 MB for every encoder input length it has seen (measured:
 # 100 windows of random length in 10 ms steps +103 MB RSS, in 1 s steps +2 MB), so exact lengths grew without end.
 WINDOW_STEP_S = 1.0
@@ -424,6 +428,8 @@ class SharedModels:
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
         if recoverable(transcript.rejected) and self.recovery is not None:
             transcript = self._recover(transcript, audio, seconds, encoded, tokens, language, foreign, short)
+        elif transcript.rejected == f"language {language}" and self.recovery is not None and not short:
+            transcript = self._confirm_language(transcript, encoded, seconds)
         if transcript.rejected is None and second_pass and transcript.confidence < self.settings.models.stt.second_pass_below:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
@@ -492,6 +498,29 @@ class SharedModels:
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
                        foreign, rejection_rules(short))
         return first if second.rejected is not None else replace(second, recovered_from=first.rejected)
+
+    def _confirm_language(self, first: Transcript, encoded: Any, seconds: float) -> Transcript:
+        """A clip rejected as another language (``first``) decoded in that language and in the bot's, both greedy
+        without a prompt. The rejection stands unless the other language's reading is more than
+        :data:`LANGUAGE_MARGIN` less sure than the bot's; then the first reading (the other rules passed it) stands."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        other = Tokenizer(self.whisper.hf_tokenizer, True, task="transcribe", language=first.language)
+        other_logprob = self._greedy_logprob(encoded, [*other.sot_sequence, other.no_timestamps], seconds)
+        own_logprob = self._greedy_logprob(encoded, self._prompt, seconds)
+        if other_logprob >= own_logprob - LANGUAGE_MARGIN:
+            return first
+        second = judge(first.decoded, first.avg_logprob or 0.0, first.no_speech_prob or 0.0, first.language, False)
+        return first if second.rejected is not None else replace(second, recovered_from=first.rejected)
+
+    def _greedy_logprob(self, encoded: Any, tokens: list[int], seconds: float) -> float:
+        """The mean token log probability of a greedy decode after ``tokens``."""
+        result = self.whisper.model.generate(
+            encoded, [tokens], beam_size=1, max_length=min(448, len(tokens) + int(seconds * 8) + 16),
+            return_scores=True, suppress_blank=True,
+        )[0]
+        ids = result.sequences_ids[0]
+        return float(result.scores[0]) * len(ids) / (len(ids) + 1)
 
     def _transcribe_long(self, audio: np.ndarray, prompt: str) -> Transcript:
         stt = self.settings.models.stt
