@@ -11,7 +11,9 @@ requests in German, French and Spanish (``tests/data/stt_rejection_foreign.tsv``
 Each clip is decoded once by the product's STT path (``SharedModels.recognise``); its measures (mean log probability,
 no-speech probability, text, language and the language guess's probability) are kept, and every candidate set of
 rules is judged on them with the real ``judge``. Prints JSON: the current rules' false rejects and false accepts
-by kind, the best rules found, and the trade-off curve.
+by kind, the best rules found, and the trade-off curve. These are the first reading's verdicts: the second looks
+(recovery, the language check's decode in the other language, the short-clip language rule) are measured by
+``--recoveries`` and ``benchmarks/stt_short_foreign.py``.
 
 With ``--recoveries``, each clip the first decode rejected as "unsure" or "no speech" is decoded again by every
 candidate second decode (``shared.Recovery``: BEAM/PROMPT on|off/WINDOW same|fit|full/PADDING s), through the

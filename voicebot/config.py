@@ -130,9 +130,10 @@ class STTConfig(Section):
     )
     recover_rejected: bool = Field(
         True,
-        description="Decode a clip once more (greedy, without the domain prompt) when its first reading was rejected as unsure or "
-        "as no speech although it holds speech-loud sound; the new reading is kept only if it passes the same "
-        "rejection rules. Costs CPU only on rejected clips.",
+        description="Decode a clip once more (greedy, without the domain prompt) when its first reading was rejected "
+        "as unsure or as no speech although it holds speech-loud sound, keeping the new reading only if it passes the "
+        "same rejection rules; and check a clip rejected as another language by decoding it in that language too. "
+        "Costs CPU only on rejected clips.",
     )
     threads: int = Field(2, ge=1)
     language: str = "en"

@@ -193,7 +193,8 @@ class Transcript:
     alternatives: tuple[Hypothesis, ...] = ()
     # The words the decoder produced, kept when they were rejected too (for traces and for measuring the rules).
     decoded: str = ""
-    # Why the first reading was rejected when a second decode (Recovery) gave the words instead; None otherwise.
+    # Why the first reading was rejected when a second look let words through (Recovery's decode, or the language
+    # check's decode in the other language); None otherwise.
     recovered_from: str | None = None
 
     @property
