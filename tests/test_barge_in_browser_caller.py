@@ -128,7 +128,13 @@ def test_a_supervisor_takes_a_browser_caller_over_hands_back_and_hangs_up(served
                 out["again"] = (await http.post(url, json=await Phone(SUPERVISOR_HZ).offer(),
                                                 headers=sup_auth)).status_code
                 out["live"] = (await http.get(f"/api/live/{call.quoted}", headers=sup_auth)).json()
-                taken = len(caller.heard)
+                # From the moment the caller hears the supervisor (the bot's last words, cut at the take-over, may
+                # still be in flight for a few frames), they hear nobody else.
+                before = len(caller.heard)
+                await until(lambda: hz_frames(caller.heard[before:], SUPERVISOR_HZ) > 0, 20,
+                            "the caller hearing the supervisor")
+                taken = next(i for i in range(before, len(caller.heard))
+                             if hz_frames(caller.heard[i:i + 1], SUPERVISOR_HZ))
                 # The caller asks the bot something (it would answer), then says a steady tone, louder than the
                 # supervisor's (a listener hears the mix: each 20 ms is dominated by one of them).
                 await caller.say(pcm("What are your opening hours?"))

@@ -134,6 +134,46 @@ def test_a_knowledge_base_of_one_entry_without_negatives_answers_by_cosine(tmp_p
     assert verdict.match is None and "below the threshold" in verdict.reason
 
 
+def test_a_question_near_a_topic_but_not_answered_gets_i_dont_know_and_its_neighbour_still_its_answer(
+        knowledge: Knowledge) -> None:
+    # "gift wrapping" is nearest to the gift cards entry, but nearer still to a question of not-answered.yaml
+    r = knowledge.retriever
+    assert r.kb.not_answered and "can you wrap it as a present" in r.kb.not_answered
+    verdict = r.lookup("do you offer gift wrapping")
+    assert verdict.match is None and verdict.best is not None and verdict.best.entry.id == "gift_cards"
+    assert "which the knowledge base does not answer" in verdict.reason and verdict.trace()["entry"] is None
+    assert knowledge.score("do you offer gift wrapping") == verdict.best.score  # the NLU's faq check is as before
+    verdict = r.lookup("can i buy a gift card for my mother")
+    assert verdict.match is not None and verdict.match.entry.id == "gift_cards"
+
+
+def test_not_answered_questions_veto_only_what_they_are_nearer_to(tmp_path: Path) -> None:
+    entry(tmp_path / "kb", "hours.md", GOOD)
+    r = Retriever(load_knowledge(tmp_path / "kb"), threshold=0.2)
+    assert r.lookup("when are you open on mondays").match is not None
+    assert r.lookup("are you taking on new people").match is not None  # nothing says it is not answered
+    (tmp_path / "kb" / "not-answered.yaml").write_text("questions:\n  - do you have any job vacancies\n")
+    r = Retriever(load_knowledge(tmp_path / "kb"), threshold=0.2)
+    assert r.lookup("when are you open on mondays").match is not None
+    assert r.lookup("are you taking on new people").match is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("- a list\n", "must be a mapping with one key, questions:"),
+    ("question: [a]\n", "must be a mapping with one key, questions:"),
+    ("questions: []\n", "needs at least one question"),
+    ("questions: [a, '']\n", "questions.1 is empty"),
+    ("questions: [a\n", "not valid YAML"),
+])
+def test_a_bad_not_answered_file_is_reported(tmp_path: Path, text: str, problem: str) -> None:
+    entry(tmp_path / "kb", "hours.md", GOOD)
+    (tmp_path / "kb" / "not-answered.yaml").write_text(text)
+    with pytest.raises(KnowledgeError) as err:
+        load_knowledge(tmp_path / "kb")
+    [(f, e, message)] = err.value.problems
+    assert f.endswith("not-answered.yaml") and e == "(not answered)" and problem in message, message
+
+
 def test_held_out_accuracy_of_both_encoders(domain, knowledge: Knowledge) -> None:
     # The measured figures are in the report; these floors keep a regression from passing unnoticed.
     kb = knowledge.retriever.kb
@@ -157,6 +197,36 @@ def test_eval_knowledge_cli_prints_json(tmp_path: Path) -> None:
     bad.write_text("question\tentry\nwhen are you open\topening_hourz\n")
     result = CliRunner().invoke(eval_group, ["knowledge", str(bad)])
     assert result.exit_code == 2 and "line 2: 'opening_hourz' is not an entry" in result.output
+
+
+def test_eval_knowledge_through_the_nlu_tells_answers_from_requests_and_i_dont_know(tmp_path: Path) -> None:
+    # as a call hears it: a request goes to its flow (right for a question the knowledge base does not answer)
+    from voicebot.cli.evaluate import eval_group
+
+    tsv = tmp_path / "q.tsv"
+    tsv.write_text("question\tentry\nwhen are you open on saturdays\topening_hours\n"
+                   "cancel order 33451 please\t-\nhow do i cook rice\t-\n")
+    result = CliRunner().invoke(eval_group, ["knowledge", str(tsv), "--json", "--through-nlu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["through"] == "nlu" and report["accuracy"] == 1.0
+    assert report["heard"] == {"known": {"answer": 1, "request": 0, "nothing": 0},
+                               "unknown": {"answer": 0, "request": 1, "nothing": 1}}
+    result = CliRunner().invoke(eval_group, ["knowledge", str(tsv), "--through-nlu", "--threshold", "0.3"])
+    assert result.exit_code == 2 and "without --encoder and --threshold" in result.output
+
+
+def test_a_wrong_entry_for_a_question_it_does_not_cover_is_an_error_a_request_is_not() -> None:
+    from dialogs.knowledge.evaluation import Heard, LabelledQuestion, evaluate_heard
+
+    heard = {"cancel my order": Heard(requests=("cancel_order",)), "do you gift wrap": Heard(entries=("gift_cards",)),
+             "when are you open": Heard(entries=("opening_hours",)), "how much is shipping": Heard()}
+    questions = [LabelledQuestion("cancel my order", "-", 2), LabelledQuestion("do you gift wrap", "-", 3),
+                 LabelledQuestion("when are you open", "opening_hours", 4),
+                 LabelledQuestion("how much is shipping", "shipping_cost", 5)]
+    report = evaluate_heard(heard.__getitem__, questions, threshold=0.25)
+    assert report.unknown["accuracy"] == 0.5 and report.known["accuracy"] == 0.5
+    assert [(e["line"], e["got"]) for e in report.errors] == [(3, "gift_cards"), (5, "-")]
 
 
 def test_the_dialog_answers_then_starts_the_request_and_traces_entry_and_score(
@@ -225,4 +295,14 @@ def test_held_out_set_3_written_before_the_classifier(knowledge: Knowledge) -> N
     kb = knowledge.retriever.kb
     report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout3.tsv", set(kb.ids())))
     assert report.n >= 100 and report.accuracy >= 0.88
+    assert report.known["accuracy"] >= 0.95
+
+
+def test_held_out_set_4_written_before_the_not_answered_check(knowledge: Knowledge) -> None:
+    # knowledge_heldout4.tsv (33 of 103 out of scope) was committed before not-answered.yaml was written and
+    # measured once before it (82.5 %, out of scope 48.5 %) and once after (89.3 %, 69.7 %): never tuned on
+    kb = knowledge.retriever.kb
+    report = evaluate(knowledge.retriever, load_questions(DATA / "knowledge_heldout4.tsv", set(kb.ids())))
+    assert report.n >= 100 and report.unknown["n"] >= 30
+    assert report.accuracy >= 0.87 and report.unknown["accuracy"] >= 0.65
     assert report.known["accuracy"] >= 0.95

@@ -9,7 +9,14 @@
     ---
     Optional longer text below the front matter, for chat and for agents.
 
-Files not ending in ``.md`` are ignored. Every fault is a :class:`KnowledgeError` naming file, entry and problem.
+An optional ``not-answered.yaml`` in the folder lists questions callers ask that the knowledge base does not
+answer, near its topics but not in them ("do you gift wrap", "are you hiring"); a question more like one of them
+than like any entry's question gets "I don't know" instead of the nearest entry::
+
+    questions:
+      - can you wrap it as a present
+
+Other files are ignored. Every fault is a :class:`KnowledgeError` naming file, entry and problem.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import yaml
 
 FIELDS = ("id", "questions", "answer")
 ID = re.compile(r"^[a-z][a-z0-9_]*$")
+NOT_ANSWERED = "not-answered.yaml"
 # A spoken answer longer than this is a text to read, not an answer to say: put the rest in the body.
 MAX_ANSWER_CHARS = 300
 
@@ -40,6 +48,7 @@ class KnowledgeEntry:
 class KnowledgeBase:
     entries: tuple[KnowledgeEntry, ...]
     folder: str
+    not_answered: tuple[str, ...] = ()  # questions near its topics that it does not answer (NOT_ANSWERED)
 
     def get(self, entry_id: str) -> KnowledgeEntry:
         for e in self.entries:
@@ -125,8 +134,30 @@ def parse_entry(path: Path) -> tuple[KnowledgeEntry | None, list[tuple[str, str,
     return KnowledgeEntry(entry_id, tuple(q.strip() for q in questions), answer.strip(), text, src), []
 
 
+def parse_not_answered(path: Path) -> tuple[tuple[str, ...], list[tuple[str, str, str]]]:
+    """The questions of a ``not-answered.yaml`` file, or the problems that keep them from being used."""
+    src, what = str(path), "(not answered)"
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return (), [(src, what, f"cannot read: {exc}")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        return (), [(src, what, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]
+    if not isinstance(data, dict) or set(data) != {"questions"}:
+        return (), [(src, what, "must be a mapping with one key, questions: (a list of questions)")]
+    questions = data["questions"]
+    if not isinstance(questions, list) or not questions:
+        return (), [(src, what, "questions: needs at least one question")]
+    problems = [(src, what, f"questions.{i} is empty or not text")
+                for i, q in enumerate(questions) if not isinstance(q, str) or not q.strip()]
+    return (() if problems else tuple(q.strip() for q in questions)), problems
+
+
 def load_knowledge(folder: str | Path) -> KnowledgeBase:
-    """Read every ``*.md`` entry of ``folder``. Raises :class:`KnowledgeError` listing every fault."""
+    """Read every ``*.md`` entry of ``folder`` and its ``not-answered.yaml`` if there is one. Raises
+    :class:`KnowledgeError` listing every fault."""
     root = Path(folder)
     if not root.is_dir():
         raise KnowledgeError([(str(root), "(folder)", "knowledge folder not found")])
@@ -146,6 +177,10 @@ def load_knowledge(folder: str | Path) -> KnowledgeBase:
             continue
         seen[entry.id] = str(path)
         entries.append(entry)
+    not_answered: tuple[str, ...] = ()
+    if (root / NOT_ANSWERED).is_file():
+        not_answered, errs = parse_not_answered(root / NOT_ANSWERED)
+        problems += errs
     if problems:
         raise KnowledgeError(problems)
-    return KnowledgeBase(tuple(entries), str(root))
+    return KnowledgeBase(tuple(entries), str(root), not_answered)
