@@ -441,12 +441,12 @@ def test_a_short_answer_clearly_in_another_language_is_not_taken_for_english(sha
 
 
 def test_a_rejected_reading_of_clear_speech_gets_a_second_decode(shared):
-    """benchmarks/stt_rejection.py: the domain prompt made this en-us request over the phone "L-cell, link,
-    application, agent," at a guess's log probability; decoded again without the prompt it keeps the request. With
+    """benchmarks/stt_rejection.py: the prompted decode made this en-029 request over the phone "data," at a guess's
+    log probability; decoded again without the prompt it keeps the request's key word. With
     ``models.stt.recover_rejected: false`` it stays rejected."""
     from voicebot.phone_speech import VOICES, synthesize
 
-    audio = phone_line(synthesize("this isn't helping get me an agent", VOICES["en-us"]))
+    audio = phone_line(synthesize("this isn't helping get me an agent", VOICES["en-029"]))
     settings = Settings()
     settings.models.stt.recover_rejected = False
     once = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
