@@ -11,9 +11,17 @@ requests in German, French and Spanish (``tests/data/stt_rejection_foreign.tsv``
 Each clip is decoded once by the product's STT path (``SharedModels.recognise``); its measures (mean log probability,
 no-speech probability, text, language and the language guess's probability) are kept, and every candidate set of
 rules is judged on them with the real ``judge``. Prints JSON: the current rules' false rejects and false accepts
-by kind, the best rules found, and the trade-off curve.
+by kind, the best rules found, and the trade-off curve. These are the first reading's verdicts: the second looks
+(recovery, the language check's decode in the other language, the short-clip language rule) are measured by
+``--recoveries`` and ``benchmarks/stt_short_foreign.py``.
+
+With ``--recoveries``, each clip the first decode rejected as "unsure" or "no speech" is decoded again by every
+candidate second decode (``shared.Recovery``: BEAM/PROMPT on|off/WINDOW same|fit|full/PADDING s), through the
+product's own recovery step; the report gives per candidate the false rejects recovered, the false accepts added
+(and of them acted on) and the CPU ms added per rejected clip (process time).
 
     python benchmarks/stt_rejection.py [--save clips.json] [--load clips.json] [--config voicebot.yaml]
+        [--recoveries 5/off/same/0,1/on/full/0]
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ import itertools
 import json
 import math
 import subprocess
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +44,7 @@ from audio.speech import espeak_ng
 from voicebot.config import Settings, load_settings
 from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices, phone_line
 from voicebot.pipeline import shared as stt
-from voicebot.pipeline.shared import RejectionRules, SharedModels, judge
+from voicebot.pipeline.shared import Recovery, RejectionRules, SharedModels, judge, recoverable
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DOMAIN_EVERY = 7  # every 7th nlu.yaml example: about 116 requests across all intents
@@ -100,6 +110,10 @@ class Clip:
     language: str | None
     language_prob: float
     rejected: str | None
+    english_prob: float = 0.0  # the bot's language's probability among Whisper's guesses
+    cpu_ms: float = 0.0  # of the first decode (process time)
+    # Per recovery candidate of a clip rejected as unsure / no speech: the reading it kept ("" if none) and CPU ms.
+    recoveries: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def sox(effect: list[str]) -> bytes:
@@ -108,12 +122,13 @@ def sox(effect: list[str]) -> bytes:
     return out.stdout
 
 
-def language_guess(models: SharedModels, audio: bytes) -> tuple[str | None, float]:
-    """Whisper's likeliest language of ``audio`` and its probability, over the window the live path uses."""
+def language_guess(models: SharedModels, audio: bytes) -> tuple[str | None, float, float]:
+    """Whisper's likeliest language of ``audio``, its probability and English's, over the window the live path
+    uses."""
     import ctranslate2
 
     if not models.whisper.model.is_multilingual:
-        return None, 0.0
+        return None, 0.0, 0.0
     samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
     seconds = len(samples) / pcm.SAMPLE_RATE
     window_s = min(30.0, max(stt.MIN_WINDOW_S, math.ceil((seconds + stt.WINDOW_MARGIN_S) / stt.WINDOW_STEP_S)
@@ -122,8 +137,9 @@ def language_guess(models: SharedModels, audio: bytes) -> tuple[str | None, floa
     features = models.whisper.feature_extractor(samples, padding=max(0, frames * 160 - len(samples)))[:, :frames]
     encoded = models.whisper.model.encode(
         ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
-    token, probability = models.whisper.model.detect_language(encoded)[0][0]
-    return token.strip("<|>"), float(probability)
+    guesses = models.whisper.model.detect_language(encoded)[0]
+    english = next((float(p) for token, p in guesses if token == "<|en|>"), 0.0)
+    return guesses[0][0].strip("<|>"), float(guesses[0][1]), english
 
 
 def clips_to_decode() -> list[tuple[str, str, str, str, str | None, bytes]]:
@@ -160,14 +176,73 @@ def clips_to_decode() -> list[tuple[str, str, str, str, str | None, bytes]]:
     return out
 
 
-def decode(models: SharedModels) -> list[Clip]:
+def parse_recovery(text: str) -> Recovery:
+    beam, prompt, window, padding = text.split("/")
+    return Recovery(int(beam), prompt == "on", window, float(padding))
+
+
+def decode(models: SharedModels, recoveries: list[str]) -> list[Clip]:
+    """Every clip decoded by ``models`` with no recovery, then each rejected one by every recovery candidate."""
+    candidates = {name: SharedModels(models.settings, models.whisper, models.voice, models.bias,
+                                     recovery=parse_recovery(name)) for name in recoveries}
     clips = []
-    for label, kind, said, voice, expects, audio in clips_to_decode():
-        t = models.recognise(audio, expects=expects)
-        language, probability = language_guess(models, audio)
-        clips.append(Clip(label, kind, said, voice, round(len(audio) / 2 / pcm.SAMPLE_RATE, 2), t.decoded,
-                          t.avg_logprob or 0.0, t.no_speech_prob or 0.0, language, probability, t.rejected))
+    try:
+        for label, kind, said, voice, expects, audio in clips_to_decode():
+            cpu0 = time.process_time()
+            t = models.recognise(audio, expects=expects)
+            cpu_ms = 1000 * (time.process_time() - cpu0)
+            language, probability, english = language_guess(models, audio)
+            clip = Clip(label, kind, said, voice, round(len(audio) / 2 / pcm.SAMPLE_RATE, 2), t.decoded,
+                        t.avg_logprob or 0.0, t.no_speech_prob or 0.0, language, probability, t.rejected,
+                        round(english, 4), round(cpu_ms, 1))
+            if recoverable(t.rejected):
+                for name, candidate in candidates.items():
+                    cpu0 = time.process_time()
+                    again = candidate.recognise(audio, expects=expects)
+                    # The first decode is deterministic and repeats: what is added is the rest.
+                    added = 1000 * (time.process_time() - cpu0) - cpu_ms
+                    clip.recoveries[name] = {"text": again.text, "recovered": again.recovered_from is not None,
+                                             "avg_logprob": again.avg_logprob, "cpu_ms": round(added, 1)}
+            clips.append(clip)
+    finally:
+        for candidate in candidates.values():
+            candidate.close()
     return clips
+
+
+def reason(clip: Clip) -> str:
+    """Why the first reading was rejected, without the language's name ("language th" -> "language")."""
+    return str(clip.rejected).split(" ")[0]
+
+
+def recovery_report(clips: list[Clip], acted_on: Callable[[str], bool]) -> dict[str, object]:
+    """Per candidate: false rejects recovered, false accepts added (and acted on), CPU ms added per rejected clip."""
+    names = sorted({n for c in clips for n in c.recoveries})
+    out: dict[str, object] = {}
+    for name in names:
+        tried = [c for c in clips if name in c.recoveries]
+        kept = [c for c in tried if c.recoveries[name]["recovered"]]
+        cpu = [float(c.recoveries[name]["cpu_ms"]) for c in tried]  # type: ignore[arg-type]
+        speech_tried = [c for c in tried if c.label == "speech"]
+        out[name] = {
+            "rejected_clips": len(tried),
+            "false_rejects_recovered": f"{sum(c.label == 'speech' for c in kept)}/{len(speech_tried)}",
+            "false_accepts_added": sum(c.label == "reject" for c in kept),
+            "false_accepts_added_acted_on": sum(c.label == "reject" and acted_on(str(c.recoveries[name]["text"]))
+                                                for c in kept),
+            "cpu_ms_per_rejected_clip": {"mean": round(float(np.mean(cpu)), 1) if cpu else 0.0,
+                                         "p95": round(float(np.percentile(cpu, 95)), 1) if cpu else 0.0},
+            "by_first_rejection": {
+                why: {"false_rejects_recovered": f"{sum(c.label == 'speech' for c in kept if reason(c) == why)}"
+                      f"/{sum(c.label == 'speech' for c in tried if reason(c) == why)}",
+                      "false_accepts_added": sum(c.label == "reject" for c in kept if reason(c) == why)}
+                for why in sorted({reason(c) for c in tried})},
+            "recovered": [{"label": c.label, "kind": c.kind, "said": c.said, "voice": c.voice,
+                           "first": c.text, "why": c.rejected, "now": c.recoveries[name]["text"]} for c in kept],
+            "still_rejected_speech": [{"said": c.said, "voice": c.voice, "first": c.text, "why": c.rejected}
+                                      for c in speech_tried if c not in kept],
+        }
+    return out
 
 
 def verdict(clip: Clip, rules: RejectionRules, foreign_prob: float, language: str = "en") -> str | None:
@@ -245,15 +320,18 @@ def main() -> None:
     parser.add_argument("--config", default=None)
     parser.add_argument("--save", default=None, help="Write the decoded clips to this JSON file.")
     parser.add_argument("--load", default=None, help="Judge the clips of this JSON file instead of decoding.")
+    parser.add_argument("--recoveries", default="", help="Second decodes to try on rejected clips, comma-separated "
+                        "BEAM/PROMPT on|off/WINDOW same|fit|full/PADDING_S, e.g. 5/off/same/0.")
     args = parser.parse_args()
     if args.load:
         clips = [Clip(**c) for c in json.loads(Path(args.load).read_text())]
     else:
         settings = load_settings(args.config) if args.config else Settings()
         settings.models.workers = 1
+        settings.models.stt.recover_rejected = False  # the first decode alone; candidates are tried one by one
         models = SharedModels.load(settings)
         try:
-            clips = decode(models)
+            clips = decode(models, [r for r in args.recoveries.split(",") if r])
         finally:
             models.close()
         if args.save:
@@ -264,8 +342,10 @@ def main() -> None:
 
     nlu = NLU.train(load_domain())
     # A false accept matters when the NLU would act on its words: a request, not "no" or "thank you".
-    acts = [c.label == "reject" and any(h.name not in DIALOG_ACTS for h in nlu.parse(c.text).intents)
-            for c in clips]
+    def acted_on(text: str) -> bool:
+        return any(h.name not in DIALOG_ACTS for h in nlu.parse(text).intents)
+
+    acts = [c.label == "reject" and acted_on(c.text) for c in clips]
     current = RejectionRules()
     fr, fa = score(clips, current, stt.FOREIGN_LANGUAGE_PROB)
     fa_act = sum(1 for c, a in zip(clips, acts, strict=True)
@@ -278,6 +358,8 @@ def main() -> None:
                     "false_rejects_by_kind": by_kind(clips, current, stt.FOREIGN_LANGUAGE_PROB, "speech"),
                     "false_accepts_by_kind": by_kind(clips, current, stt.FOREIGN_LANGUAGE_PROB, "reject")},
         "pareto": sweep(clips, acts),
+        "recovery": recovery_report(clips, acted_on),
+        "first_decode_cpu_ms_mean": round(float(np.mean([c.cpu_ms for c in clips])), 1),
         "false_rejects": [{"said": c.said, "voice": c.voice, "text": c.text, "avg_logprob": c.avg_logprob,
                            "no_speech_prob": c.no_speech_prob, "language": c.language,
                            "language_prob": round(c.language_prob, 3),

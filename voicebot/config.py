@@ -132,6 +132,13 @@ class STTConfig(Section):
         description="Seconds of silence added before and after a clip of 2 s or less before Whisper hears it "
         "(tightly cut lone digits were misheard without it).",
     )
+    recover_rejected: bool = Field(
+        True,
+        description="Decode a clip once more (greedy, without the domain prompt) when its first reading was rejected "
+        "as unsure or as no speech although it holds speech-loud sound, keeping the new reading only if it passes the "
+        "same rejection rules; and check a clip rejected as another language by decoding it in that language too. "
+        "Costs CPU only on rejected clips.",
+    )
     threads: int = Field(2, ge=1)
     language: str = "en"
 

@@ -13,7 +13,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,7 +54,11 @@ MIN_CONFIDENCE = 0.1
 # A multilingual model this sure of another language ... (0.4 rejected accented English taken for Welsh, Latin or
 # Finnish at 0.53-0.56 over G.711; 0.6 costs 3 more accepted foreign clips, none of them an action) ...
 FOREIGN_LANGUAGE_PROB = 0.6
-LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood
+LOGPROB_FOREIGN = -0.5  # ... and this unsure of the words in the bot's language: not understood ...
+# ... unless a decode in the other language is more than this less sure than one in the bot's (both greedy, no prompt):
+# accented English taken for Thai decodes worse in Thai (by 0.14-0.36 on 3 of 4 such clips), German, French and
+# Spanish decode better in their own language (by -0.21 to +1.2, benchmarks/stt_rejection.py clips).
+LANGUAGE_MARGIN = 0.25
 # Windows come in whole seconds: CTranslate2 keeps ~0.6 MB for every encoder input length it has seen (measured:
 # 100 windows of random length in 10 ms steps +103 MB RSS, in 1 s steps +2 MB), so exact lengths grew without end.
 WINDOW_STEP_S = 1.0
@@ -62,6 +66,11 @@ SECOND_PASS_BEAM = 5  # beam width and hypotheses kept of the second pass over a
 # A clip this short holds a word or two ("four", "yes"): language detection on it is a guess (lone digits over
 # G.711 came out as Thai or Chinese), and the domain's vocabulary as prompt turns the word into a domain word.
 SHORT_CLIP_S = 2.0
+# ... so a short clip sounds foreign only when Whisper is this sure of another language and gives the bot's own under
+# 5 %, however sure the English decode ("Nove otto sette" -> "No, my order is empty."). Measured on
+# benchmarks/stt_short_foreign.py: 0.7-0.9 with 0.05 reject no English short answer of 246 (0.6 rejects one).
+SHORT_FOREIGN_PROB = 0.8
+SHORT_OWN_LANGUAGE_BELOW = 0.05
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,48 @@ class ShortClipDecoding:
     trail_s: float = 0.0
     beam_size: int = 1
     suppress_blank: bool = True
+
+# A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
+# line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
+SPEECH_FRAME_DBFS = -40.0
+MIN_SPEECH_S = 0.2
+# Not "repetitive" (noise or music) nor "language xx": a second decode of Spanish speech read it as an English request.
+RECOVERABLE = ("unsure", "no speech")
+
+
+def recoverable(rejected: str | None) -> bool:
+    """Whether a reading rejected for this reason gets a second decode (:class:`Recovery`)."""
+    return rejected in RECOVERABLE
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The second decode of a clip with speech-loud sound whose first reading was rejected as "unsure" or "no
+    speech": its beam width, whether the domain prompt is kept, the encoder window (``same`` reuses the first
+    pass's encoder output, so only the decoder runs again; ``full`` is Whisper's 30 s) and silence added either
+    side. The new reading is kept only if :func:`judge` accepts it on its own."""
+
+    beam_size: int = 5
+    prompt: bool = False
+    window: str = "same"  # "same" | "full" | "fit"
+    padding_s: float = 0.0
+
+
+# Chosen on benchmarks/stt_rejection.py --recoveries: greedy without the prompt gave back 4 of the 7 English clips
+# rejected as unsure / no speech and 5 foreign ones, none of them a request; a beam of 5 the same English and one
+# foreign request; the prompt kept 4 foreign requests; the full window cost 1.4 s of CPU for less.
+RECOVERY = Recovery(beam_size=1, prompt=False)
+
+
+def speech_seconds(audio: np.ndarray) -> float:
+    """Seconds of 20 ms frames of ``audio`` (float samples, 16 kHz) louder than :data:`SPEECH_FRAME_DBFS`."""
+    size = pcm.FRAME_BYTES // 2
+    n = len(audio) // size
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(np.square(audio[: n * size].reshape(n, size), dtype=np.float64), axis=1))
+    return float(np.count_nonzero(rms > 10 ** (SPEECH_FRAME_DBFS / 20))) * pcm.FRAME_S
+
 
 # Whisper's usual inventions on noise or breath ("[BLANK_AUDIO]", a lone "you"): never a request.
 _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
@@ -142,6 +193,9 @@ class Transcript:
     alternatives: tuple[Hypothesis, ...] = ()
     # The words the decoder produced, kept when they were rejected too (for traces and for measuring the rules).
     decoded: str = ""
+    # Why the first reading was rejected when a second look let words through (Recovery's decode, or the language
+    # check's decode in the other language); None otherwise.
+    recovered_from: str | None = None
 
     @property
     def heard_speech(self) -> bool:
@@ -169,6 +223,34 @@ class RejectionRules:
     logprob_foreign: float = LOGPROB_FOREIGN
 
 
+@dataclass(frozen=True)
+class LanguageRules:
+    """When Whisper's language guesses make a clip sound foreign (:func:`judge` then rejects it if it also decodes
+    unsurely in the bot's language). A clip longer than :data:`SHORT_CLIP_S`: another language guessed at
+    ``top_prob`` or more. A short one (a word or two, where the guess is often wrong for English): another language
+    at ``short_top_prob`` or more and the bot's language below ``short_english_below``, with a decode less sure than
+    ``short_logprob_below``."""
+
+    top_prob: float = FOREIGN_LANGUAGE_PROB
+    short_top_prob: float = SHORT_FOREIGN_PROB
+    short_english_below: float = SHORT_OWN_LANGUAGE_BELOW
+    short_logprob_below: float = 0.0
+
+
+def sounds_foreign(
+    guesses: Sequence[tuple[str, float]], language: str, short: bool,
+    rules: LanguageRules = LanguageRules(),  # noqa: B008 -- frozen, so one shared default is safe
+) -> bool:
+    """Whether Whisper's language ``guesses`` ((language, probability), likeliest first) make a clip sound like
+    another language than the bot's ``language``, by ``rules``."""
+    if not guesses or guesses[0][0] == language:
+        return False
+    if not short:
+        return guesses[0][1] >= rules.top_prob
+    own = next((p for lang, p in guesses if lang == language), 0.0)
+    return guesses[0][1] >= rules.short_top_prob and own < rules.short_english_below
+
+
 def judge(
     text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False,
     rules: RejectionRules = RejectionRules(),  # noqa: B008 -- frozen, so one shared default is safe
@@ -194,6 +276,14 @@ def judge(
     return Transcript(text, confidence, **measures)  # type: ignore[arg-type]
 
 
+LANGUAGE_RULES = LanguageRules()
+
+
+def rejection_rules(short: bool) -> RejectionRules:
+    """The rules :func:`judge` applies to a clip, short (:data:`SHORT_CLIP_S` or less) or not."""
+    return RejectionRules(logprob_foreign=LANGUAGE_RULES.short_logprob_below) if short else RejectionRules()
+
+
 @dataclass(frozen=True)
 class Speech:
     """Synthesised mono PCM16 audio."""
@@ -211,13 +301,14 @@ class SharedModels:
 
     def __init__(
         self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None,
-        short: ShortClipDecoding | None = None,
+        short: ShortClipDecoding | None = None, recovery: Recovery | None = None,
     ):
         self.settings = settings
         self.bias = bias or SpeechBias()
         stt = settings.models.stt
         self.short = short or ShortClipDecoding(
             stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam)
+        self.recovery = recovery or (RECOVERY if stt.recover_rejected else None)
         self.whisper = whisper
         self.voice = voice
         self.executor = ThreadPoolExecutor(
@@ -314,11 +405,9 @@ class SharedModels:
         if self.whisper.model.is_multilingual:
             # The audio's likeliest language. Alone it is no proof (accented English over G.711 is often
             # taken for Italian or Thai): it rejects only together with an unsure decode in the bot's language.
-            token, probability = self.whisper.model.detect_language(encoded)[0][0]
-            language = token.strip("<|>")
-            foreign = language != self.settings.models.stt.language and probability >= FOREIGN_LANGUAGE_PROB
-            if short:
-                foreign = False  # on a word or two the language guess is noise; the other rules still reject
+            guesses = [(token.strip("<|>"), p) for token, p in self.whisper.model.detect_language(encoded)[0]]
+            language = guesses[0][0]
+            foreign = sounds_foreign(guesses, self.settings.models.stt.language, short, LANGUAGE_RULES)
         tokens = self._prompt_tokens(prompt)
         result = self.whisper.model.generate(
             encoded,
@@ -333,10 +422,15 @@ class SharedModels:
         text = self._tokenizer.decode(ids).strip()
         # CTranslate2's score is the summed log probability over length; faster-whisper's avg_logprob adds 1.
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
-        transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign)
+        transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign,
+                           rejection_rules(short))
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
+        if recoverable(transcript.rejected) and self.recovery is not None:
+            transcript = self._recover(transcript, audio, seconds, encoded, tokens, language, foreign, short)
+        elif transcript.rejected == f"language {language}" and self.recovery is not None and not short:
+            transcript = self._confirm_language(transcript, encoded, seconds)
         if transcript.rejected is None and second_pass and transcript.confidence < self.settings.models.stt.second_pass_below:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
@@ -361,6 +455,73 @@ class SharedModels:
                     h.text != text for h in hypotheses):
                 hypotheses.append(Hypothesis(text, round(avg_logprob, 4)))
         return tuple(hypotheses)
+
+    def _encode(self, audio: np.ndarray, window_s: float) -> Any:
+        import ctranslate2
+
+        frames = int(round(window_s * 100))  # 10 ms mel frames
+        features = self.whisper.feature_extractor(audio, padding=max(0, frames * 160 - len(audio)))[:, :frames]
+        return self.whisper.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
+
+    def _recover(
+        self, first: Transcript, audio: np.ndarray, seconds: float, encoded: Any, tokens: list[int],
+        language: str | None, foreign: bool, short: bool,
+    ) -> Transcript:
+        """A second reading of a clip whose first one was rejected as "unsure" or "no speech", decoded as
+        ``self.recovery`` says, if the clip holds speech-loud sound and :func:`judge` accepts the new reading on
+        its own (with the first pass's language guess); else ``first``."""
+        how = self.recovery
+        if how is None or speech_seconds(audio) < MIN_SPEECH_S:
+            return first
+        if how.padding_s:
+            pad = np.zeros(int(how.padding_s * pcm.SAMPLE_RATE), np.float32)
+            audio = np.concatenate([pad, audio, pad])
+            seconds = len(audio) / pcm.SAMPLE_RATE
+        if how.window == "full":
+            encoded = self._encode(audio, 30.0)
+        elif how.padding_s or how.window == "fit":
+            encoded = self._encode(audio, min(30.0, max(MIN_WINDOW_S, math.ceil(
+                (seconds + WINDOW_MARGIN_S) / WINDOW_STEP_S) * WINDOW_STEP_S)))
+        if not how.prompt:
+            tokens = self._prompt_tokens("")
+        result = self.whisper.model.generate(
+            encoded,
+            [tokens],
+            beam_size=how.beam_size,
+            max_length=min(448, len(tokens) + int(seconds * 8) + 16),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+        )[0]
+        ids = result.sequences_ids[0]
+        avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
+        second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
+                       foreign, rejection_rules(short))
+        return first if second.rejected is not None else replace(second, recovered_from=first.rejected)
+
+    def _confirm_language(self, first: Transcript, encoded: Any, seconds: float) -> Transcript:
+        """A clip rejected as another language (``first``) decoded in that language and in the bot's, both greedy
+        without a prompt. The rejection stands unless the other language's reading is more than
+        :data:`LANGUAGE_MARGIN` less sure than the bot's; then the first reading (the other rules passed it) stands."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        other = Tokenizer(self.whisper.hf_tokenizer, True, task="transcribe", language=first.language)
+        other_logprob = self._greedy_logprob(encoded, [*other.sot_sequence, other.no_timestamps], seconds)
+        own_logprob = self._greedy_logprob(encoded, self._prompt, seconds)
+        if other_logprob >= own_logprob - LANGUAGE_MARGIN:
+            return first
+        second = judge(first.decoded, first.avg_logprob or 0.0, first.no_speech_prob or 0.0, first.language, False)
+        return first if second.rejected is not None else replace(second, recovered_from=first.rejected)
+
+    def _greedy_logprob(self, encoded: Any, tokens: list[int], seconds: float) -> float:
+        """The mean token log probability of a greedy decode after ``tokens``."""
+        result = self.whisper.model.generate(
+            encoded, [tokens], beam_size=1, max_length=min(448, len(tokens) + int(seconds * 8) + 16),
+            return_scores=True, suppress_blank=True,
+        )[0]
+        ids = result.sequences_ids[0]
+        return float(result.scores[0]) * len(ids) / (len(ids) + 1)
 
     def _transcribe_long(self, audio: np.ndarray, prompt: str) -> Transcript:
         stt = self.settings.models.stt
