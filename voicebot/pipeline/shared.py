@@ -189,7 +189,7 @@ class Transcript:
     compression_ratio: float | None = None
     language: str | None = None
     # Other readings from a second, beam-search pass when the first was unsure (``models.stt.second_pass_below``):
-    # the first reading first, then the beam's n-best, without repeats. Empty when there was no second pass.
+    # the greedy text first, then the beam's n-best, without repeats. Empty when there was no second pass.
     alternatives: tuple[Hypothesis, ...] = ()
     # The words the decoder produced, kept when they were rejected too (for traces and for measuring the rules).
     decoded: str = ""
