@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +30,9 @@ def safe_url(url: str) -> str:
         return url
 
 
+WAL_SWITCH_WAIT_S = 15.0  # as long as the connections' busy timeout
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # SQLite ignores foreign keys unless asked; secure_delete overwrites erased rows (GDPR erasure
@@ -37,7 +42,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Write-ahead log: readers (the dashboard's history and statistics) no longer block the writer of call
     # records and vice versa, and a commit costs one sync instead of several. synchronous stays FULL: a
     # committed transaction survives a power cut. (An in-memory database answers "memory" and stays so.)
-    cur.execute("PRAGMA journal_mode=WAL")
+    # Two connections switching a new file to WAL at once can deadlock on its header, and SQLite then answers
+    # "database is locked" at once, without its busy timeout (two processes starting on a fresh file): retry.
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
     cur.close()
 
 
