@@ -132,6 +132,12 @@ _NON_SPEECH = re.compile(r"^\W*(\[.*\]|\(.*\)|you)?\W*$", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 
 
+def fitted_window_s(seconds: float) -> float:
+    """Whisper's encoder window for ``seconds`` of audio under ``window: fit``: whole seconds with a margin, at least
+    MIN_WINDOW_S (CTranslate2 keeps memory per input length, so few distinct lengths)."""
+    return min(30.0, max(MIN_WINDOW_S, math.ceil((seconds + WINDOW_MARGIN_S) / WINDOW_STEP_S) * WINDOW_STEP_S))
+
+
 def split_sentences(text: str) -> list[str]:
     """The sentences of ``text`` in order, stripped; empty text gives an empty list."""
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
@@ -389,17 +395,7 @@ class SharedModels:
         self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False,
         short: bool = False,
     ) -> Transcript:
-        import ctranslate2
-
-        window_s = 30.0 if full else min(
-            30.0, max(MIN_WINDOW_S, math.ceil((seconds + WINDOW_MARGIN_S) / WINDOW_STEP_S) * WINDOW_STEP_S))
-        frames = int(round(window_s * 100))  # 10 ms mel frames
-        target = frames * 160
-        features = self.whisper.feature_extractor(audio, padding=max(0, target - len(audio)))[:, :frames]
-        encoded = self.whisper.model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
-            to_cpu=False,
-        )
+        encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
         language: str | None = None
         foreign = False
         if self.whisper.model.is_multilingual:
@@ -481,8 +477,7 @@ class SharedModels:
         if how.window == "full":
             encoded = self._encode(audio, 30.0)
         elif how.padding_s or how.window == "fit":
-            encoded = self._encode(audio, min(30.0, max(MIN_WINDOW_S, math.ceil(
-                (seconds + WINDOW_MARGIN_S) / WINDOW_STEP_S) * WINDOW_STEP_S)))
+            encoded = self._encode(audio, fitted_window_s(seconds))
         if not how.prompt:
             tokens = self._prompt_tokens("")
         result = self.whisper.model.generate(
