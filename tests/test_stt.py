@@ -26,9 +26,12 @@ from voicebot.pipeline.shared import (
     SharedModels,
     ShortClipDecoding,
     Transcript,
+    fitted_window_s,
+    heard_words,
     judge,
     sounds_foreign,
     speech_seconds,
+    token_log_probs,
     transcript_confidence,
 )
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias, domain_vocabulary
@@ -164,6 +167,37 @@ def test_a_request_over_the_phone_is_heard_with_confidence(shared):
     assert word_error_rate([(said, heard.text)]) <= 0.4, heard.text
     assert "status" in heard.text.lower() and "order" in heard.text.lower(), heard.text
     assert 0.4 < heard.confidence <= 1.0
+
+
+def test_each_word_comes_with_the_decoders_probability_of_it(shared):
+    said = "Where is my order, and I want a refund for the charger."
+    audio = np.frombuffer(phone_line(spoken(said)), dtype=np.int16).astype(np.float32) / 32768.0
+    seconds = len(audio) / pcm.SAMPLE_RATE
+    encoded = shared._encode(audio, fitted_window_s(seconds))
+    tokens = shared._prompt_tokens(shared.bias.prompt(None))
+    result = shared.whisper.model.generate(encoded, [tokens], beam_size=1, return_scores=True,
+                                           return_logits_vocab=True)[0]
+    ids = result.sequences_ids[0]
+    logits = result.logits[0]
+    assert len(logits) == len(ids) + 1  # the last step decodes the end of text
+    # The log probabilities of the tokens and the end sum to CTranslate2's own score (that sum over len(ids)).
+    total = sum(token_log_probs([*ids, shared._tokenizer.eot], logits))
+    assert total == pytest.approx(float(result.scores[0]) * len(ids), abs=2e-3)
+
+    words = heard_words(shared._tokenizer, ids, logits)
+    assert "".join(w.text for w in words) == shared._tokenizer.decode(ids).strip()
+    assert all(0.0 < w.probability <= 1.0 and w.text.strip(" ,.?!") for w in words)
+    assert [w.text.strip(" ,.?!").lower() for w in words][:4] == ["where", "is", "my", "order"], words
+
+
+def test_a_transcript_carries_its_words_and_a_rejected_one_none(shared):
+    heard = shared.recognise(phone_line(spoken("I would like to check the status of my order.")))
+    assert heard.rejected is None
+    assert "".join(w.text for w in heard.words) == heard.text
+    # Most words of clear speech are heard surely; the transcript's confidence is their tokens' mean, roughly.
+    assert sum(w.probability >= 0.5 for w in heard.words) >= len(heard.words) - 1, heard.words
+    noise = shared.recognise(BAD_INPUT["noise"]())
+    assert noise.rejected is not None and noise.words == ()
 
 
 def test_an_order_number_is_heard_as_digits_when_the_bot_asked_for_one(shared):

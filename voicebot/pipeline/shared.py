@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import string
 import threading
 import time
 import zlib
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from audio import pcm
+from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.nbest import Hypothesis
 from voicebot import metrics
 from voicebot.config import Settings
@@ -202,11 +204,49 @@ class Transcript:
     # Why the first reading was rejected when a second look let words through (Recovery's decode, or the language
     # check's decode in the other language); None otherwise.
     recovered_from: str | None = None
+    # Each decoded word with the decoder's probability of it (Whisper's word split); empty when rejected or unknown.
+    words: tuple[HeardWord, ...] = ()
 
     @property
     def heard_speech(self) -> bool:
         """Rejected for what it said rather than for being silence or noise: the caller spoke, unclearly."""
         return self.rejected is not None and self.rejected != "no speech"
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def token_log_probs(ids: Sequence[int], logits: Sequence[Any]) -> list[float]:
+    """The decoder's log probability of each token of ``ids``: ``logits`` holds its raw scores over the vocabulary
+    at each step (``generate(return_logits_vocab=True)``: suppressed tokens at -inf), normalised here."""
+    out: list[float] = []
+    for tid, row in zip(ids, logits, strict=False):
+        z = np.asarray(row, dtype=np.float64).reshape(-1)
+        top = float(z.max())
+        out.append(float(z[tid]) - top - math.log(float(np.sum(np.exp(z - top)))))
+    return out
+
+
+def heard_words(tokenizer: Any, ids: Sequence[int], logits: Sequence[Any]) -> tuple[HeardWord, ...]:
+    """The decoded token ``ids`` as words, each with the mean probability of its tokens (:func:`token_log_probs` of
+    ``logits``). Words are Whisper's (``tokenizer.split_to_word_tokens``: a new word at a space); punctuation joins
+    the word before and does not count towards its probability. The words joined give the decoded text."""
+    log_probs = token_log_probs(ids, logits)
+    words: list[list[Any]] = []  # [text, token log probabilities]
+    pos = 0
+    for text, tokens in zip(*tokenizer.split_to_word_tokens(list(ids)), strict=True):
+        lps = log_probs[pos:pos + len(tokens)]
+        pos += len(tokens)
+        if not text.strip():
+            continue
+        if words and set(text.strip()) <= _PUNCTUATION:
+            words[-1][0] += text
+        else:
+            words.append([text, [] if set(text.strip()) <= _PUNCTUATION else lps])
+    out = [HeardWord(text, round(float(np.mean(np.exp(lps))), 4) if lps else 1.0) for text, lps in words]
+    if out:
+        out[0] = replace(out[0], text=out[0].text.lstrip())
+    return tuple(out)
 
 
 def transcript_confidence(avg_logprob: float, no_speech_prob: float, ratio: float) -> float:
@@ -412,6 +452,7 @@ class SharedModels:
             max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True,
             return_no_speech_prob=True,
+            return_logits_vocab=True,  # for each word's probability (heard_words)
             suppress_blank=self.short.suppress_blank if short else True,
         )[0]
         ids = result.sequences_ids[0]
@@ -420,6 +461,8 @@ class SharedModels:
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign,
                            rejection_rules(short))
+        if transcript.rejected is None:
+            transcript = replace(transcript, words=heard_words(self._tokenizer, ids, result.logits[0]))
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
@@ -487,13 +530,16 @@ class SharedModels:
             max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True,
             return_no_speech_prob=True,
+            return_logits_vocab=True,  # for each word's probability (heard_words)
             suppress_blank=True,
         )[0]
         ids = result.sequences_ids[0]
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
                        foreign, rejection_rules(short))
-        return first if second.rejected is not None else replace(second, recovered_from=first.rejected)
+        if second.rejected is not None:
+            return first
+        return replace(second, recovered_from=first.rejected, words=heard_words(self._tokenizer, ids, result.logits[0]))
 
     def _confirm_language(self, first: Transcript, encoded: Any, seconds: float) -> Transcript:
         """A clip rejected as another language (``first``) decoded in that language and in the bot's, both greedy
