@@ -44,6 +44,8 @@ class EngineOptions:
     # below confirm_transcript_below.
     confirm_intent_from: float = 0.2
     confirm_transcript_below: float = 0.5
+    # ... and a request whose clause's surest word the recogniser heard below this probability (0: off).
+    confirm_heard_below: float = 0.0
     # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
     # exactly as the scorer and the dashboard do (this library does not import audio).
     annoyed: float = 0.4  # calmer response variants from this score on
@@ -117,6 +119,7 @@ class DialogEngine:
             max_verification_attempts=d.max_verification_attempts,
             confirm_intent_from=d.confirm_intent_from,
             confirm_transcript_below=d.confirm_transcript_below,
+            confirm_heard_below=d.confirm_heard_below,
             annoyed=settings.prosody.annoyed,
             frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),

@@ -70,6 +70,34 @@ def test_confirm_on_doubt_traces_the_transcript_confidence_and_why(engine: Dialo
     assert again.action == "continue" and "what would you like to do" in again.text
 
 
+def test_a_request_whose_words_were_all_heard_unsurely_is_confirmed_and_traced(trained: tuple, tmp_path: Path) -> None:
+    from dialog_helpers import NOW
+
+    from dialogs.db.engine import ensure_database
+    from dialogs.engine import EngineOptions
+    from dialogs.nlu.heard import HeardWord
+
+    domain, nlu = trained
+    db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=NOW)
+    engine = DialogEngine(domain, nlu, db, EngineOptions(confirm_heard_below=0.5), clock=lambda: NOW, seed=3)
+    words = (HeardWord("Cancel", 0.31), HeardWord(" my", 0.42), HeardWord(" subscription.", 0.35))
+    session = engine.new_call(channel="sip", caller_id=JANE)
+    session.start()
+    # The transcript as a whole is sure enough (0.8): the words of the request are not.
+    reply = session.handle(Turn(text="Cancel my subscription.",
+                                signals=TurnSignals(transcript_confidence=0.8, heard_words=words)))
+    assert reply.text.startswith("Just to check") and reply.action == "continue"
+    assert "words of the request heard at 0.42 < 0.5" in reply.trace["confirm_reason"]
+    assert reply.trace["nlu"]["heard"] == {"cancel_subscription": 0.42}
+    assert reply.trace["nlu"]["heard_words"] == [["Cancel", 0.31], [" my", 0.42], [" subscription.", 0.35]]
+    sure = tuple(HeardWord(w.text, 0.9) for w in words)
+    session = engine.new_call(channel="sip", caller_id=JANE)
+    session.start()
+    acted = session.handle(Turn(text="Cancel my subscription.",
+                                signals=TurnSignals(transcript_confidence=0.8, heard_words=sure)))
+    assert not acted.text.startswith("Just to check") and "confirm who you are" in acted.text
+
+
 def test_recalled_return_is_told_with_its_own_state(engine: DialogEngine) -> None:
     session = engine.new_call(channel="sip", caller_id=JOHN)
     assert "contacted us recently" in session.start().text

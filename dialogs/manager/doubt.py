@@ -13,17 +13,27 @@ if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
 
 def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> bool:
-    """Confirm instead of acting on a guess: the recogniser was unsure of the words, or the best request
-    scored between dialog.confirm_intent_from and the NLU threshold."""
+    """Confirm instead of acting on a guess: the recogniser was unsure of the words (of the whole transcript, or of
+    every word of the requests' clauses), the NLU held back a request whose words were all heard unsurely and the turn
+    has no other, or the best request scored between dialog.confirm_intent_from and the NLU threshold."""
     st = dlg.state
     opts = dlg.engine.options
     tc = dlg._transcript_confidence
     threshold = getattr(dlg.engine.nlu, "threshold", 1.0)
     doubt: list[Any] = []
     why = ""
+    heard = [t.heard for t in tasks if getattr(t, "heard", None) is not None]
+    held = [h for h in parse.doubted if h.name in dlg.domain.intents and h.name not in ACTS]
     if tasks and tc is not None and tc < opts.confirm_transcript_below:
         doubt = list(tasks)
         why = f"transcript confidence {tc:.2f} < {opts.confirm_transcript_below}"
+    elif heard and max(heard) < opts.confirm_heard_below:
+        doubt = list(tasks)
+        why = f"words of the request heard at {max(heard):.2f} < {opts.confirm_heard_below}"
+    elif not tasks and held:
+        surest = max(held, key=lambda h: h.heard or 0.0)
+        doubt = [Hit(surest.name, surest.confidence, {})]
+        why = f"request {surest.name} held back: its words heard at {surest.heard or 0.0:.2f}"
     elif not tasks and [i.name for i in parse.intents] == ["out_of_scope"]:
         ranked = sorted(((v, k) for k, v in parse.scores.items()
                          if k in dlg.domain.intents and k not in ACTS and k != "speak_to_agent"), reverse=True)

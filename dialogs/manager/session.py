@@ -27,6 +27,7 @@ from dialogs.manager.signals import TurnSignals
 from dialogs.manager.state import FREE_TEXT_SLOTS, NOT_REQUESTS, CallState, Expect, Hit, Question, Task
 from dialogs.nlu import Entity, ParseResult
 from dialogs.nlu.entities import MASK, SECRET_TYPES
+from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.segmenter import split_complaint
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class DialogSession:
         self.knowledge_answered: list[str] = []  # ids of the knowledge entries the caller was given, in order
         self._complaint: str | None = None  # the caller's words of anger in this turn
         self._transcript_confidence: float | None = None
+        self._heard_words: tuple[HeardWord, ...] = ()
         self._trace_extra: dict[str, Any] = {}
         self._acked_now = False  # this turn already said it understood ("I can help with both", "Sure, ...")
         # Recording consent (engine.options.recording): announced in a voice call's greeting; declined once.
@@ -204,7 +206,8 @@ class DialogSession:
         self._complaint, words = split_complaint(text)
         if self._complaint:
             self._fire(f"complaint: {self._complaint!r}")
-        parse = self.engine.nlu.parse(words, dtmf=dtmf, today=self.clock().date(), secret_keys=secret_keys)
+        parse = self.engine.nlu.parse(words, dtmf=dtmf, today=self.clock().date(), secret_keys=secret_keys,
+                                      words=turn.signals.heard_words)
         self._secrets = _Secrets.of(text, parse, verifying=verifying, keys=secret_keys)
         self.transcript.append({"speaker": "caller", "text": self._secrets.heard or text,
                                 "dtmf": MASK if secret_keys else dtmf, "at": self.clock().isoformat()})
@@ -665,6 +668,7 @@ class DialogSession:
         if signals.explanation:
             st.frustration_explanation = signals.explanation
         self._transcript_confidence = signals.transcript_confidence
+        self._heard_words = signals.heard_words
         level = signals.level
         self._frustration_level = level
         self._frustration_trend = signals.trend
@@ -735,6 +739,7 @@ class DialogSession:
         self._secrets = _Secrets()
         self._complaint = None
         self._transcript_confidence = None
+        self._heard_words = ()
         self._trace_extra = {}
         self._acked_now = False
         self._declined_now = False
@@ -791,6 +796,13 @@ class DialogSession:
                 "segments": [secrets.mask(segment) for segment in parse.segments],
                 "negated": parse.negated,
             }
+            if self._heard_words:
+                # How surely each word was heard, and each intent's clause; a turn with a secret keeps no words.
+                trace["nlu"]["heard_words"] = [[w.text if secrets.heard is None else MASK, w.probability]
+                                               for w in self._heard_words]
+                trace["nlu"]["heard"] = {h.name: h.heard for h in parse.intents if h.heard is not None}
+                if parse.doubted:
+                    trace["nlu"]["doubted"] = [{"name": h.name, "heard": h.heard} for h in parse.doubted]
         if self._knowledge_trace:
             trace["knowledge"] = list(self._knowledge_trace)
         if st.handed_off:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dialogs.nlu.heard import HeardWord
+
 LEVELS = ("calm", "annoyed", "frustrated")
 TRENDS = ("rising", "steady")
 
@@ -28,6 +30,9 @@ class TurnSignals:
     prosody: Mapping[str, Any] | None = None
     # How sure the recogniser was of the words (0-1, e.g. the mean token probability), None when typed.
     transcript_confidence: float | None = None
+    # The recogniser's words with the probability of each (the NLU doubts clauses heard unsurely); empty when typed.
+    # Not in to_dict: the words may hold a PIN said aloud (the decision trace masks them).
+    heard_words: tuple[HeardWord, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TurnSignals:
@@ -38,6 +43,7 @@ class TurnSignals:
         explanation = data.get("frustration_explanation")
         prosody = data.get("prosody")
         confidence = data.get("transcript_confidence")
+        words = data.get("heard_words")
         return cls(
             frustration=float(score) if isinstance(score, (int, float)) else None,
             level=level if isinstance(level, str) else None,
@@ -45,6 +51,10 @@ class TurnSignals:
             explanation=str(explanation) if explanation else None,
             prosody=prosody if isinstance(prosody, Mapping) else None,
             transcript_confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
+            heard_words=tuple(
+                HeardWord(str(w[0]), float(w[1])) for w in words
+                if isinstance(w, (list, tuple)) and len(w) == 2 and isinstance(w[1], (int, float))
+            ) if isinstance(words, list) else (),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.parser import NLU
 
 
@@ -98,14 +99,18 @@ def _value_text(v: Any) -> str:
 
 
 def evaluate(
-    nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50, heard: Sequence[str] | None = None
+    nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50, heard: Sequence[str] | None = None,
+    heard_words: Sequence[Sequence[HeardWord]] | None = None,
 ) -> Report:
     """Parse every example and compare with its labels. ``today`` resolves relative dates ("yesterday").
 
     ``heard``: what to parse instead of each example's text (one per example, e.g. the recogniser's
-    transcript of it spoken); errors then show both."""
+    transcript of it spoken); errors then show both. ``heard_words``: the recogniser's words of each transcript
+    with their probabilities (empty where unknown), handed to the parser."""
     if heard is not None and len(heard) != len(examples):
         raise ValueError(f"{len(heard)} transcripts for {len(examples)} examples")
+    if heard_words is not None and len(heard_words) != len(examples):
+        raise ValueError(f"{len(heard_words)} word lists for {len(examples)} examples")
     confused: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
     bands = [[0, 0] for _ in BANDS]
     tp: Counter[str] = Counter()
@@ -119,7 +124,7 @@ def evaluate(
     for i, ex in enumerate(examples):
         text = ex.text if heard is None else heard[i]
         t0 = time.perf_counter()
-        result = nlu.parse(text, today=today)
+        result = nlu.parse(text, today=today, words=heard_words[i] if heard_words is not None else ())
         elapsed += time.perf_counter() - t0
         gold = set(ex.intents)
         pred = {h.name for h in result.intents}
@@ -154,6 +159,7 @@ def evaluate(
                 "line": ex.line, "text": ex.text, **({"row": i, "heard": text} if heard is not None else {}),
                 "gold": ex.intents, "predicted": [h.name for h in result.intents],
                 "negated": result.negated, "segments": result.segments,
+                **({"doubted": [h.name for h in result.doubted]} if result.doubted else {}),
                 **({"gold_slots": sorted(ex.slots), "slots": sorted(
                     (k, _value_text(v)) for h in result.intents for k, v in h.slots.items())}
                    if ex.slots is not None and not slot_ok else {}),

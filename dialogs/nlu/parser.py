@@ -28,11 +28,16 @@ How an utterance is parsed:
 8. "please" on its own next to a request is politeness, not a yes.
 9. A yes or a no after a request or another answer in the same turn is not an answer ("the login page keeps paying
    my password, it wrong"; "yes, no, add"): answers open a turn.
+10. With the recogniser's words (``parse(words=...)``, :mod:`dialogs.nlu.heard`), each intent says how surely its
+    clause was heard (its surest word's probability); beside the clause heard most surely, a clause whose words all
+    scored below UNSURE_CLAUSE adds no intent: it goes to ``doubted`` ("Cous, my order, refund, ouch, yeah." is an
+    order check, not a return too). Typed text has no words and parses as without this step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -49,6 +54,7 @@ from dialogs.nlu.classifier import (
     fitted_classifier,
 )
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
+from dialogs.nlu.heard import HeardWord, span_probability, token_probabilities
 from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import Clause, candidate_cuts, complaint_spans, make_clause, weak_cuts
 
@@ -78,6 +84,10 @@ MAX_SPAN = 5
 # A clause keeps its own request when its words without the value say so this surely on their own: "my password
 # | does not work" is a password request even beside a return that wants a reason.
 KEEP_OWN_PROB = 0.9
+# A clause whose surest word the recogniser gave less than this probability was guessed: beside a clause heard more
+# surely it adds no intent (step 10). Chosen on the spoken dev set (voicebot eval spoken --each --save / --load).
+UNSURE_CLAUSE = 0.5
+DOUBT_ACTS = True  # whether dialog acts (thanks, greet) are doubted too
 
 
 class Questions(Protocol):
@@ -101,6 +111,8 @@ class IntentHit:
     confidence: float
     slots: dict[str, Any] = field(default_factory=dict)
     clause: str = ""  # the (normalised) words of its clause
+    # How sure the recogniser was of the clause's words (its surest word's probability); None for typed text.
+    heard: float | None = None
 
 
 @dataclass
@@ -120,6 +132,9 @@ class ParseResult:
     scores: dict[str, float]
     segments: list[str]
     negated: list[str]
+    # Requests of clauses whose every word the recogniser was unsure of, beside a clause it heard more surely:
+    # not acted on (step 10 of the module docstring).
+    doubted: list[IntentHit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (dates as ISO strings) used by the CLI."""
@@ -129,6 +144,8 @@ class ParseResult:
                         for h in self.intents],
             "negated": self.negated,
             "segments": self.segments,
+            **({"doubted": [{"name": h.name, "confidence": round(h.confidence, 4), "heard": h.heard}
+                            for h in self.doubted]} if self.doubted else {}),
             "entities": [{"type": e.type, "value": jsonable(e.value), "text": e.text, "start": e.start,
                           "end": e.end} for e in self.entities],
         }
@@ -139,6 +156,24 @@ class _Scored:
     clause: Clause
     intent: str
     prob: float
+
+
+def _clause_heard(clause: Clause, tokens: list[str], heard: list[float | None]) -> float | None:
+    """How surely the recogniser heard the words of ``clause`` (its connectors and negation cue left out)."""
+    own = set(clause.words)
+    return span_probability(heard, [k for k in range(clause.start, clause.end) if tokens[k] in own])
+
+
+def _doubt(positives: list[_Scored], heard: dict[int, float | None]) -> tuple[list[_Scored], list[_Scored]]:
+    """``positives`` split into those kept and those doubted: with two or more, a clause whose words were all heard
+    less surely than UNSURE_CLAUSE adds no intent beside the clause heard most surely."""
+    known = [p for p in positives if heard[id(p)] is not None]
+    if len(positives) < 2 or not known:
+        return positives, []
+    surest = max(known, key=lambda p: heard[id(p)] or 0.0)
+    unsure = [p for p in positives if p is not surest and (h := heard[id(p)]) is not None and h < UNSURE_CLAUSE
+              and (p.intent not in DIALOG_ACTS or DOUBT_ACTS)]
+    return [p for p in positives if p not in unsure], unsure
 
 
 def _heard_only(domain: Domain) -> dict[str, list[str]]:
@@ -198,13 +233,16 @@ class NLU:
     # ------------------------------------------------------------------------------------------ parse
 
     def parse(
-        self, text: str, *, dtmf: str | None = None, today: date | None = None, secret_keys: bool = False
+        self, text: str, *, dtmf: str | None = None, today: date | None = None, secret_keys: bool = False,
+        words: Sequence[HeardWord] = (),
     ) -> ParseResult:
         """Understand one utterance. Never raises on any input string.
 
         ``dtmf`` (keypad digits, e.g. "45281#") becomes an ``order_number`` entity (and a ``pin`` entity when
         it has 4 to 8 digits); with ``secret_keys`` (the bot asked for a PIN) only a ``pin`` entity. Dates
-        resolve against ``today`` (default: the system date).
+        resolve against ``today`` (default: the system date). ``words``: the recogniser's words of ``text`` with
+        their probabilities (none for typed text); each intent then says how surely its clause was heard, and a
+        clause heard unsurely beside a surer one adds no intent (step 10).
         """
         today = today or date.today()
         norm = normalize(text if isinstance(text, str) else "")
@@ -250,7 +288,14 @@ class NLU:
             drop = sorted(tasks, key=lambda p: -p.prob)[self.max_intents:]
             positives = [p for p in positives if p not in drop]
 
-        hits = [IntentHit(p.intent, p.prob, self._slots(p, positives, entities, norm, offsets), " ".join(p.clause.words))
+        heard = token_probabilities(norm.tokens, words) if words else None
+        doubted: list[IntentHit] = []
+        if heard is not None:
+            sure = {id(p): _clause_heard(p.clause, norm.tokens, heard) for p in positives}
+            positives, unsure = _doubt(positives, sure)
+            doubted = [IntentHit(p.intent, p.prob, {}, " ".join(p.clause.words), sure[id(p)]) for p in unsure]
+        hits = [IntentHit(p.intent, p.prob, self._slots(p, positives, entities, norm, offsets), " ".join(p.clause.words),
+                          sure[id(p)] if heard is not None else None)
                 for p in positives]
         if not hits:
             if negated:
@@ -267,6 +312,7 @@ class NLU:
             scores={k: round(float(v), 4) for k, v in scores.items()},
             segments=[" ".join(s.clause.words) for s in chosen if s.clause.words],
             negated=negated,
+            doubted=doubted,
         )
 
     def extract(self, text: str, slot_type: str, *, today: date | None = None) -> Entity | None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dialogs.nlu.heard import HeardWord
 from voicebot.cli.common import config_option, settings_or_exit
 from voicebot.cli.eval_nlu import DEV_TODAY
 from voicebot.cli.nlu import load_nlu
@@ -39,6 +40,21 @@ def assign_voices(examples: list[Example], voices: list[SyntheticVoice], each: b
     return [(ex, voices[i % len(voices)]) for i, ex in enumerate(examples)]
 
 
+def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) -> list[dict[str, Any]]:
+    """The rows of a ``--save`` file, checked to be the same utterances by the same voices as ``spoken``
+    (raises ``ValueError`` saying where they differ)."""
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)
+    if not isinstance(rows, list) or len(rows) != len(spoken):
+        raise ValueError(f"holds {len(rows) if isinstance(rows, list) else 'no'} transcripts, not {len(spoken)}: "
+                         "save it with the same file, --voices and --each")
+    for i, (row, (ex, voice)) in enumerate(zip(rows, spoken, strict=True)):
+        if row.get("said") != ex.text or row.get("voice") != voice.name:
+            raise ValueError(f"transcript {i + 1} is of {row.get('said')!r} by {row.get('voice')}, "
+                             f"not {ex.text!r} by {voice.name}")
+    return rows
+
+
 @click.command("spoken")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--voices", "voice_names", default=None,
@@ -52,9 +68,14 @@ def assign_voices(examples: list[Example], voices: list[SyntheticVoice], each: b
               help="Domain folder or file (default: the configured one, else the bundled retail demo).")
 @click.option("--second-pass-below", "second_pass_below", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override models.stt.second_pass_below (0: no second pass).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None,
+              help="Write what the recogniser heard (texts, confidences, word probabilities) to this JSON file.")
+@click.option("--load", "load_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Parse the transcripts of a --save file instead of speaking and recognising again.")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
-                domain_path: str | None, second_pass_below: float | None, config_path: str | None) -> None:
+                domain_path: str | None, second_pass_below: float | None, save_path: str | None,
+                load_path: str | None, config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
 
@@ -84,42 +105,65 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     if second_pass_below is not None:
         settings.models.stt.second_pass_below = second_pass_below
     model = load_nlu(config_path, domain_path)
-    try:
-        models = SharedModels.load(settings)
-    except ModelError as exc:
-        click.echo(f"cannot load the speech models: {exc}", err=True)
-        sys.exit(2)
-    listener = PhoneListener(models.transcribe)
     spoken = assign_voices(examples, voices, each)
     heard: list[str] = []
+    words: list[tuple[HeardWord, ...]] = []
     stt_ms: list[float] = []
     stt_cpu_ms: list[float] = []  # CPU of the process: comparable between runs on a busy machine
     second_passes = changed = 0
-    try:
-        with progress(spoken, "speaking, recognising") as rows:
-            for ex, voice in rows:
-                audio = listener.audio(ex.text, voice)
-                t0, cpu0 = time.perf_counter(), time.process_time()
-                transcript = models.recognise(audio)
-                stt_ms.append(1000 * (time.perf_counter() - t0))
-                stt_cpu_ms.append(1000 * (time.process_time() - cpu0))
-                text = transcript.text
-                if transcript.alternatives:
-                    # As the dialog stage does: the reading the NLU is surest of.
-                    second_passes += 1
-                    text = choose(transcript.alternatives, lambda t: model.parse(t, today=today)).text
-                    changed += text != transcript.text
-                heard.append(text)
-    finally:
-        models.close()
+    saved: list[dict[str, Any]] = []
+    if load_path is not None:
+        try:
+            saved = load_transcripts(load_path, spoken)
+        except ValueError as exc:
+            click.echo(f"{load_path}: {exc}", err=True)
+            sys.exit(2)
+        heard = [row["heard"] for row in saved]
+        words = [tuple(HeardWord(t, p) for t, p in row["words"]) for row in saved]
+        stt_ms = [row["stt_ms"] for row in saved]
+        stt_cpu_ms = [row["stt_cpu_ms"] for row in saved]
+    else:
+        try:
+            models = SharedModels.load(settings)
+        except ModelError as exc:
+            click.echo(f"cannot load the speech models: {exc}", err=True)
+            sys.exit(2)
+        listener = PhoneListener(models.transcribe)
+        try:
+            with progress(spoken, "speaking, recognising") as rows:
+                for ex, voice in rows:
+                    audio = listener.audio(ex.text, voice)
+                    t0, cpu0 = time.perf_counter(), time.process_time()
+                    transcript = models.recognise(audio)
+                    stt_ms.append(1000 * (time.perf_counter() - t0))
+                    stt_cpu_ms.append(1000 * (time.process_time() - cpu0))
+                    text, heard_as = transcript.text, transcript.words
+                    if transcript.alternatives:
+                        # As the dialog stage does: the reading the NLU is surest of (its words are the first's only).
+                        second_passes += 1
+                        text = choose(transcript.alternatives, lambda t: model.parse(t, today=today)).text
+                        changed += text != transcript.text
+                        heard_as = heard_as if text == transcript.text else ()
+                    heard.append(text)
+                    words.append(heard_as)
+                    saved.append({"said": ex.text, "voice": voice.name, "heard": text,
+                                  "confidence": transcript.confidence, "rejected": transcript.rejected,
+                                  "words": [[w.text, w.probability] for w in heard_as],
+                                  "stt_ms": round(stt_ms[-1], 1), "stt_cpu_ms": round(stt_cpu_ms[-1], 1)})
+        finally:
+            models.close()
+        if save_path is not None:
+            with open(save_path, "w", encoding="utf-8") as fh:
+                json.dump(saved, fh, indent=1)
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
-    report = evaluate(model, said, today=today, max_errors=limit, heard=heard)
+    report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words)
     by_voice: dict[str, Any] = {}
     for voice in voices:
         idx = [i for i, (_, v) in enumerate(spoken) if v == voice]
         if idx:
-            r = evaluate(model, [said[i] for i in idx], today=today, max_errors=0, heard=[heard[i] for i in idx])
+            r = evaluate(model, [said[i] for i in idx], today=today, max_errors=0, heard=[heard[i] for i in idx],
+                         heard_words=[words[i] for i in idx])
             by_voice[voice.name] = {"n": r.n, "single": r.single, "multi": r.multi}
     ordered = sorted(stt_ms)
     stt = {"median_ms": round(statistics.median(stt_ms), 1) if stt_ms else 0.0,

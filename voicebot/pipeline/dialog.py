@@ -151,6 +151,9 @@ class DialogStage(FrameProcessor):
         if frame.alternatives:
             choice = await self._call.shared.run(self._choose, frame)
             text = choice.text
+        if frame.words and text == frame.text:
+            # The NLU doubts clauses whose words were heard unsurely (another reading has no word probabilities).
+            signals = replace(signals or TurnSignals(), heard_words=frame.words)
         reply = await self._answer(Turn(text=text, signals=signals or TurnSignals()))
         if choice is not None:
             # The decision trace shows every reading the recogniser offered and why one was acted on.

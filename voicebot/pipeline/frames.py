@@ -8,6 +8,7 @@ from datetime import datetime
 from pipecat.frames.frames import DataFrame
 
 from dialogs.manager.handoff import HandoffPacket
+from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.nbest import Hypothesis
 
 
@@ -32,6 +33,8 @@ class CallerTurnFrame(DataFrame):
     rejected: str | None = None
     # The recogniser's other readings when it was unsure (greedy first); the dialog stage picks one by the NLU.
     alternatives: tuple[Hypothesis, ...] = ()
+    # ``text`` word by word with the recogniser's probability of each (Transcript.words).
+    words: tuple[HeardWord, ...] = ()
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

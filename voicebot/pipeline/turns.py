@@ -280,6 +280,7 @@ class CallerTurnProcessor(FrameProcessor):
                 confidence=None if failed else transcript.confidence,
                 rejected=transcript.rejected,
                 alternatives=transcript.alternatives,
+                words=transcript.words,
             )
         )
 
