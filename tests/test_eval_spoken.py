@@ -47,9 +47,22 @@ def test_eval_spoken_report(tmp_path: Path) -> None:
         "where is my order and I forgot my password\torder_status+reset_password\n"
         "hello\tgoodbye\n"  # deliberately wrong: counted as an error, with what was heard
     )
-    result = run(["eval", "spoken", str(data), "--voices", "piper", "--json"], cwd=tmp_path)
+    saved = tmp_path / "heard.json"
+    result = run(["eval", "spoken", str(data), "--voices", "piper", "--json", "--save", str(saved)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    # What was heard, word by word with probabilities, parsed again without speaking: the same report.
+    heard = json.loads(saved.read_text())
+    assert [h["said"] for h in heard] == ["I want to cancel my subscription",
+                                          "where is my order and I forgot my password", "hello"]
+    assert all("".join(w for w, _ in h["words"]) == h["heard"] and all(0 < p <= 1 for _, p in h["words"])
+               for h in heard if h["heard"])
+    again = run(["eval", "spoken", str(data), "--voices", "piper", "--json", "--load", str(saved)], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert {k: v for k, v in json.loads(again.stdout).items() if k != "ms_per_utterance"} == \
+        {k: v for k, v in report.items() if k != "ms_per_utterance"}
+    other = run(["eval", "spoken", str(data), "--voices", "en-us", "--load", str(saved)], cwd=tmp_path)
+    assert other.returncode == 2 and "not 'I want to cancel my subscription' by en-us" in other.stderr
     assert report["n"] == 3
     assert report["single"] == {"n": 2, "accuracy": 0.5}
     assert report["multi"] == {"n": 1, "accuracy": 1.0}

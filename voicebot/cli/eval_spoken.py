@@ -72,10 +72,12 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
               help="Write what the recogniser heard (texts, confidences, word probabilities) to this JSON file.")
 @click.option("--load", "load_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Parse the transcripts of a --save file instead of speaking and recognising again.")
+@click.option("--without-word-probabilities", "without_words", is_flag=True,
+              help="Parse the transcripts without the recogniser's word probabilities (as typed text).")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
                 domain_path: str | None, second_pass_below: float | None, save_path: str | None,
-                load_path: str | None, config_path: str | None) -> None:
+                load_path: str | None, without_words: bool, config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
 
@@ -155,6 +157,8 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         if save_path is not None:
             with open(save_path, "w", encoding="utf-8") as fh:
                 json.dump(saved, fh, indent=1)
+    if without_words:
+        words = [() for _ in words]
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
     report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words)
