@@ -80,7 +80,7 @@ class DialogConfig(Section):
         "recogniser) is confirmed before the bot acts on it; 0 turns this off."
     )
     confirm_heard_below: float = Field(
-        0.0, ge=0.0, le=1.0, description="A request none of whose words the recogniser heard with this probability "
+        0.5, ge=0.0, le=1.0, description="A request none of whose words the recogniser heard with this probability "
         "or more (0-1, word by word) is confirmed before the bot acts on it; 0 turns this off."
     )
     seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
