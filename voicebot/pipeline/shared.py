@@ -206,7 +206,7 @@ def compression_ratio(text: str) -> float:
 @dataclass(frozen=True)
 class Transcript:
     """What the recogniser made of a caller's speech: the text ("" if rejected), how sure it is (0-1), and
-    if the audio was rejected, why: "no speech", "unsure", "repetitive", "language de"."""
+    if the audio was rejected, why: "no speech", "unsure", "repetitive", "prompt echo", "language de"."""
 
     text: str
     confidence: float
