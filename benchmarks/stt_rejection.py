@@ -45,6 +45,7 @@ from voicebot.config import Settings, load_settings
 from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices, phone_line
 from voicebot.pipeline import shared as stt
 from voicebot.pipeline.shared import Recovery, RejectionRules, SharedModels, judge, recoverable
+from voicebot.pipeline.stt_bias import SpeechBias
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DOMAIN_EVERY = 7  # every 7th nlu.yaml example: about 116 requests across all intents
@@ -245,17 +246,25 @@ def recovery_report(clips: list[Clip], acted_on: Callable[[str], bool]) -> dict[
     return out
 
 
-def verdict(clip: Clip, rules: RejectionRules, foreign_prob: float, language: str = "en") -> str | None:
-    """Why ``rules`` reject ``clip`` (None: accepted), as the live path decides it."""
+def domain_prompt() -> str:
+    """The domain part of the prompt every clip was decoded after: what a decode must not echo."""
+    from dialogs.domain import load_domain
+
+    return SpeechBias.from_domain(load_domain()).prompt()
+
+
+def verdict(clip: Clip, rules: RejectionRules, foreign_prob: float, language: str = "en", prompt: str = "") -> str | None:
+    """Why ``rules`` reject ``clip`` (None: accepted), as the live path decides it; ``prompt``: the domain part of the
+    prompt, for the echo rule ("" leaves the rule out, as before it existed)."""
     foreign = (clip.language is not None and clip.language != language and clip.language_prob >= foreign_prob
                and clip.seconds > stt.SHORT_CLIP_S)
-    return judge(clip.text, clip.avg_logprob, clip.no_speech_prob, clip.language, foreign, rules).rejected
+    return judge(clip.text, clip.avg_logprob, clip.no_speech_prob, clip.language, foreign, rules, prompt).rejected
 
 
-def score(clips: list[Clip], rules: RejectionRules, foreign_prob: float) -> tuple[int, int]:
+def score(clips: list[Clip], rules: RejectionRules, foreign_prob: float, prompt: str = "") -> tuple[int, int]:
     """(false rejects of speech, false accepts of what must be rejected)."""
-    fr = sum(1 for c in clips if c.label == "speech" and verdict(c, rules, foreign_prob) is not None)
-    fa = sum(1 for c in clips if c.label == "reject" and verdict(c, rules, foreign_prob) is None)
+    fr = sum(1 for c in clips if c.label == "speech" and verdict(c, rules, foreign_prob, prompt=prompt) is not None)
+    fa = sum(1 for c in clips if c.label == "reject" and verdict(c, rules, foreign_prob, prompt=prompt) is None)
     return fr, fa
 
 
@@ -269,7 +278,7 @@ GRID = {
 FOREIGN_PROBS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
 
-def sweep(clips: list[Clip], acts: list[bool]) -> list[dict[str, object]]:
+def sweep(clips: list[Clip], acts: list[bool], prompt: str) -> list[dict[str, object]]:
     """The Pareto front of the grid's rule sets over (false rejects, false accepts the NLU would act on), fewest
     such accepts first, each with its count of all false accepts (each checked with ``judge``)."""
     speech = np.array([c.label == "speech" for c in clips])
@@ -282,7 +291,7 @@ def sweep(clips: list[Clip], acts: list[bool]) -> list[dict[str, object]]:
                      logprob_guess=-99, no_speech_prob=2)).confidence for c in clips])
     # What no threshold changes: one of Whisper's inventions, or a repetitive decode.
     fixed = np.array([judge(c.text, c.avg_logprob, c.no_speech_prob, rules=RejectionRules(
-        no_speech_prob=2, logprob_guess=-99, min_confidence=-1)).rejected is not None for c in clips])
+        no_speech_prob=2, logprob_guess=-99, min_confidence=-1), prompt=prompt).rejected is not None for c in clips])
     best: dict[int, tuple[int, int, dict[str, float]]] = {}
     for values in itertools.product(*GRID.values(), FOREIGN_PROBS):
         a, b, g, m, f, fp = values
@@ -299,17 +308,17 @@ def sweep(clips: list[Clip], acts: list[bool]) -> list[dict[str, object]]:
             continue
         fp = float(params.pop("foreign_language_prob"))  # type: ignore[arg-type]
         rules = RejectionRules(**params)  # type: ignore[arg-type]
-        assert score(clips, rules, fp) == (fr, fa), (rules, fp)  # the fast check agrees with judge
+        assert score(clips, rules, fp, prompt) == (fr, fa), (rules, fp)  # the fast check agrees with judge
         front.append({"false_rejects": fr, "false_accepts_acted_on": fa_act, "false_accepts": fa,
                       "foreign_language_prob": fp, **asdict(rules)})
     return front
 
 
-def by_kind(clips: list[Clip], rules: RejectionRules, foreign_prob: float, label: str) -> dict[str, str]:
+def by_kind(clips: list[Clip], rules: RejectionRules, foreign_prob: float, label: str, prompt: str) -> dict[str, str]:
     kinds: dict[str, list[int]] = {}
     for c in clips:
         if c.label == label:
-            wrong = (verdict(c, rules, foreign_prob) is not None) == (label == "speech")
+            wrong = (verdict(c, rules, foreign_prob, prompt=prompt) is not None) == (label == "speech")
             kinds.setdefault(c.kind, [0, 0])[0] += wrong
             kinds[c.kind][1] += 1
     return {k: f"{w}/{n}" for k, (w, n) in kinds.items()}
@@ -347,29 +356,33 @@ def main() -> None:
 
     acts = [c.label == "reject" and acted_on(c.text) for c in clips]
     current = RejectionRules()
-    fr, fa = score(clips, current, stt.FOREIGN_LANGUAGE_PROB)
+    prompt = domain_prompt()
+    fr, fa = score(clips, current, stt.FOREIGN_LANGUAGE_PROB, prompt)
     fa_act = sum(1 for c, a in zip(clips, acts, strict=True)
-                 if a and verdict(c, current, stt.FOREIGN_LANGUAGE_PROB) is None)
+                 if a and verdict(c, current, stt.FOREIGN_LANGUAGE_PROB, prompt=prompt) is None)
     speech = sum(c.label == "speech" for c in clips)
     report = {
         "clips": {"speech": speech, "reject": len(clips) - speech},
         "current": {"false_rejects": fr, "false_accepts_acted_on": fa_act, "false_accepts": fa, "foreign_language_prob": stt.FOREIGN_LANGUAGE_PROB,
                     **asdict(current),
-                    "false_rejects_by_kind": by_kind(clips, current, stt.FOREIGN_LANGUAGE_PROB, "speech"),
-                    "false_accepts_by_kind": by_kind(clips, current, stt.FOREIGN_LANGUAGE_PROB, "reject")},
-        "pareto": sweep(clips, acts),
+                    "false_rejects_by_kind": by_kind(clips, current, stt.FOREIGN_LANGUAGE_PROB, "speech", prompt),
+                    "false_accepts_by_kind": by_kind(clips, current, stt.FOREIGN_LANGUAGE_PROB, "reject", prompt)},
+        "without_echo_rule": dict(zip(("false_rejects", "false_accepts"), score(clips, current, stt.FOREIGN_LANGUAGE_PROB),
+                                       strict=True), false_accepts_acted_on=sum(
+            1 for c, a in zip(clips, acts, strict=True) if a and verdict(c, current, stt.FOREIGN_LANGUAGE_PROB) is None)),
+        "pareto": sweep(clips, acts, prompt),
         "recovery": recovery_report(clips, acted_on),
         "first_decode_cpu_ms_mean": round(float(np.mean([c.cpu_ms for c in clips])), 1),
         "false_rejects": [{"said": c.said, "voice": c.voice, "text": c.text, "avg_logprob": c.avg_logprob,
                            "no_speech_prob": c.no_speech_prob, "language": c.language,
                            "language_prob": round(c.language_prob, 3),
-                           "why": verdict(c, current, stt.FOREIGN_LANGUAGE_PROB)}
-                          for c in clips if c.label == "speech" and verdict(c, current, stt.FOREIGN_LANGUAGE_PROB)],
+                           "why": verdict(c, current, stt.FOREIGN_LANGUAGE_PROB, prompt=prompt)}
+                          for c in clips if c.label == "speech" and verdict(c, current, stt.FOREIGN_LANGUAGE_PROB, prompt=prompt)],
         "false_accepts": [{"kind": c.kind, "acted_on": a, "voice": c.voice, "text": c.text, "avg_logprob": c.avg_logprob,
                            "no_speech_prob": c.no_speech_prob, "language": c.language,
                            "language_prob": round(c.language_prob, 3)}
                           for c, a in zip(clips, acts, strict=True)
-                          if c.label == "reject" and not verdict(c, current, stt.FOREIGN_LANGUAGE_PROB)],
+                          if c.label == "reject" and not verdict(c, current, stt.FOREIGN_LANGUAGE_PROB, prompt=prompt)],
     }
     print(json.dumps(report, indent=2))
 

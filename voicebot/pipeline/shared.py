@@ -90,7 +90,12 @@ class ShortClipDecoding:
 SPEECH_FRAME_DBFS = -40.0
 MIN_SPEECH_S = 0.2
 # Not "repetitive" (noise or music) nor "language xx": a second decode of Spanish speech read it as an English request.
-RECOVERABLE = ("unsure", "no speech")
+# A "prompt echo" is Whisper continuing its prompt instead of hearing the audio: the prompt is what to drop.
+RECOVERABLE = ("unsure", "no speech", "prompt echo")
+# A decode echoes the prompt when runs of this many words or more, copied in order from the prompt's domain part
+# ("Acme Online Store customer service: order, return, ..."), make up at least ECHO_SHARE of its words.
+ECHO_RUN = 3
+ECHO_SHARE = 0.5
 
 
 def recoverable(rejected: str | None) -> bool:
@@ -100,8 +105,8 @@ def recoverable(rejected: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Recovery:
-    """The second decode of a clip with speech-loud sound whose first reading was rejected as "unsure" or "no
-    speech": its beam width, whether the domain prompt is kept, the encoder window (``same`` reuses the first
+    """The second decode of a clip with speech-loud sound whose first reading was rejected as "unsure", "no
+    speech" or "prompt echo": its beam width, whether the domain prompt is kept, the encoder window (``same`` reuses the first
     pass's encoder output, so only the decoder runs again; ``full`` is Whisper's 30 s) and silence added either
     side. The new reading is kept only if :func:`judge` accepts it on its own."""
 
@@ -173,6 +178,22 @@ def _looped(text: str, n: int = 3, times: int = 3) -> bool:
     return False
 
 
+def echoes_prompt(text: str, prompt: str) -> bool:
+    """True if ``text`` is mostly copied from ``prompt``: runs of :data:`ECHO_RUN` or more words in the prompt's
+    order cover at least :data:`ECHO_SHARE` of its words (Whisper's known failure of reproducing its prompt, seen
+    as "Acme Online Store customer service," for "can I return something I bought online")."""
+    words = re.findall(r"\w+", text.lower())
+    source = re.findall(r"\w+", prompt.lower())
+    if len(words) < ECHO_RUN or len(source) < ECHO_RUN:
+        return False
+    grams = {tuple(source[i : i + ECHO_RUN]) for i in range(len(source) - ECHO_RUN + 1)}
+    covered = [False] * len(words)
+    for i in range(len(words) - ECHO_RUN + 1):
+        if tuple(words[i : i + ECHO_RUN]) in grams:
+            covered[i : i + ECHO_RUN] = [True] * ECHO_RUN
+    return sum(covered) >= ECHO_SHARE * len(words)
+
+
 def is_non_speech(text: str) -> bool:
     """True for an empty transcript or one Whisper typically hallucinates from noise."""
     return bool(_NON_SPEECH.match(text.strip()))
@@ -187,7 +208,7 @@ def compression_ratio(text: str) -> float:
 @dataclass(frozen=True)
 class Transcript:
     """What the recogniser made of a caller's speech: the text ("" if rejected), how sure it is (0-1), and
-    if the audio was rejected, why: "no speech", "unsure", "repetitive", "language de"."""
+    if the audio was rejected, why: "no speech", "unsure", "repetitive", "prompt echo", "language de"."""
 
     text: str
     confidence: float
@@ -300,10 +321,12 @@ def sounds_foreign(
 def judge(
     text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False,
     rules: RejectionRules = RejectionRules(),  # noqa: B008 -- frozen, so one shared default is safe
+    prompt: str = "",
 ) -> Transcript:
     """The decoded ``text`` as a :class:`Transcript`, or rejected: Whisper's no-speech rule, a repetitive or
-    guessed decode, one of Whisper's usual inventions on noise ("[BLANK_AUDIO]", a lone "you"), or speech
-    that sounds ``foreign`` (another language is likelier) and decodes unsurely in the bot's language."""
+    guessed decode, one of Whisper's usual inventions on noise ("[BLANK_AUDIO]", a lone "you"), a decode that
+    echoes the domain part of its ``prompt`` (:func:`echoes_prompt`), or speech that sounds ``foreign`` (another
+    language is likelier) and decodes unsurely in the bot's language."""
     ratio = compression_ratio(text)
     confidence = transcript_confidence(avg_logprob, no_speech_prob, ratio)
     measures = {"avg_logprob": round(avg_logprob, 4), "no_speech_prob": round(no_speech_prob, 4),
@@ -313,6 +336,8 @@ def judge(
         rejected = "no speech"
     elif ratio > COMPRESSION_RATIO or _looped(text):
         rejected = "repetitive"
+    elif prompt and echoes_prompt(text, prompt):
+        rejected = "prompt echo"
     elif avg_logprob < rules.logprob_guess or confidence < rules.min_confidence:
         rejected = "unsure"
     elif foreign and avg_logprob < rules.logprob_foreign:
@@ -425,6 +450,11 @@ class SharedModels:
         metrics.STT_SECONDS.observe(time.perf_counter() - started)
         return result
 
+    def _echo_source(self, prompt: str) -> str:
+        """What a decode after ``prompt`` must not copy (:func:`echoes_prompt`): the domain's heading and words, not
+        the example answers ("Yes. No.", digits) a caller may really say; "" when there is no prompt."""
+        return self.bias.prompt() if prompt else ""
+
     def _prompt_tokens(self, prompt: str) -> list[int]:
         if not prompt:
             return self._prompt
@@ -460,7 +490,7 @@ class SharedModels:
         # CTranslate2's score is the summed log probability over length; faster-whisper's avg_logprob adds 1.
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign,
-                           rejection_rules(short))
+                           rejection_rules(short), self._echo_source(prompt))
         if transcript.rejected is None:
             transcript = replace(transcript, words=heard_words(self._tokenizer, ids, result.logits[0]))
         if transcript.rejected == "repetitive" and not full:
@@ -490,7 +520,9 @@ class SharedModels:
         for ids, score in zip(result.sequences_ids, result.scores, strict=True):
             text = self._tokenizer.decode(ids).strip()
             avg_logprob = float(score) * len(ids) / (len(ids) + 1)
-            if judge(text, avg_logprob, first.no_speech_prob or 0.0).rejected is None and all(
+            if judge(text, avg_logprob, first.no_speech_prob or 0.0,
+                     prompt=self._echo_source(self.bias.prompt() if self.settings.models.stt.bias else "")
+                     ).rejected is None and all(
                     h.text != text for h in hypotheses):
                 hypotheses.append(Hypothesis(text, round(avg_logprob, 4)))
         return tuple(hypotheses)
@@ -507,7 +539,7 @@ class SharedModels:
         self, first: Transcript, audio: np.ndarray, seconds: float, encoded: Any, tokens: list[int],
         language: str | None, foreign: bool, short: bool,
     ) -> Transcript:
-        """A second reading of a clip whose first one was rejected as "unsure" or "no speech", decoded as
+        """A second reading of a clip whose first one was rejected as "unsure", "no speech" or "prompt echo", decoded as
         ``self.recovery`` says, if the clip holds speech-loud sound and :func:`judge` accepts the new reading on
         its own (with the first pass's language guess); else ``first``."""
         how = self.recovery
@@ -536,7 +568,7 @@ class SharedModels:
         ids = result.sequences_ids[0]
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
-                       foreign, rejection_rules(short))
+                       foreign, rejection_rules(short), self._echo_source(self.bias.prompt() if how.prompt else ""))
         if second.rejected is not None:
             return first
         return replace(second, recovered_from=first.rejected, words=heard_words(self._tokenizer, ids, result.logits[0]))
@@ -582,7 +614,7 @@ class SharedModels:
         weights = [max(1, len(seg.tokens)) for seg in parts]
         avg_logprob = float(np.average([seg.avg_logprob for seg in parts], weights=weights))
         no_speech = float(min(seg.no_speech_prob for seg in parts))
-        return judge(text, avg_logprob, no_speech)
+        return judge(text, avg_logprob, no_speech, prompt=self._echo_source(prompt))
 
     # TTS
 
