@@ -344,9 +344,16 @@ def test_short_clip_decoding_comes_from_the_settings(shared):
     settings = Settings()
     settings.models.stt.short_clip_beam = 5
     settings.models.stt.short_clip_padding = 0.8
+    settings.models.stt.short_clip_max_tokens = 12
+    settings.models.stt.short_clip_alternative = "none"
     tuned = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
     tuned.close()
-    assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True)
+    assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True,
+                                            max_tokens=12, alternative_prompt="")
+    settings.models.stt.short_clip_alternative = "answers"
+    answers = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    answers.close()
+    assert answers.short.alternative_prompt == SHORT_ANSWERS
 
 
 def test_a_lone_digit_cut_tight_is_heard_with_silence_around_it(shared):

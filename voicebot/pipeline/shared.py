@@ -25,7 +25,7 @@ from dialogs.nlu.nbest import Hypothesis
 from voicebot import metrics
 from voicebot.config import Settings
 from voicebot.models import load_piper, load_whisper
-from voicebot.pipeline.stt_bias import SpeechBias
+from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -82,6 +82,12 @@ class ShortClipDecoding:
     trail_s: float = 0.0
     beam_size: int = 1
     suppress_blank: bool = True
+    # Tokens the decoder may write after its prompt (0: the rule for every clip, 8 a second plus 16): a word or two
+    # needs a few, and a looping decode stopped early is not retried on the 30 s window.
+    max_tokens: int = 0
+    # A second decode over the same encoder output after this prompt (None: none; "": no prompt) when no answer is
+    # expected; the reading the decoder itself is surer of (mean token log probability) is kept.
+    alternative_prompt: str | None = None
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
 # line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
@@ -313,7 +319,9 @@ class SharedModels:
         self.bias = bias or SpeechBias()
         stt = settings.models.stt
         self.short = short or ShortClipDecoding(
-            stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam)
+            stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam,
+            max_tokens=stt.short_clip_max_tokens,
+            alternative_prompt={"off": None, "none": "", "answers": SHORT_ANSWERS}[stt.short_clip_alternative])
         self.recovery = recovery or (RECOVERY if stt.recover_rejected else None)
         self.whisper = whisper
         self.voice = voice
@@ -409,7 +417,7 @@ class SharedModels:
             encoded,
             [tokens],
             beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
-            max_length=min(448, len(tokens) + int(seconds * 8) + 16),
+            max_length=self._max_length(len(tokens), seconds, short),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=self.short.suppress_blank if short else True,
@@ -420,6 +428,8 @@ class SharedModels:
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign,
                            rejection_rules(short))
+        if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
+            transcript = self._short_alternative(transcript, encoded, seconds, language, foreign)
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
@@ -430,6 +440,36 @@ class SharedModels:
         if transcript.rejected is None and second_pass and transcript.confidence < self.settings.models.stt.second_pass_below:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
+
+    def _max_length(self, prompt_tokens: int, seconds: float, short: bool) -> int:
+        """The decoder's length cap, prompt included: 8 tokens a second plus 16, or a short clip's own cap."""
+        if short and self.short.max_tokens:
+            return min(448, prompt_tokens + self.short.max_tokens)
+        return min(448, prompt_tokens + int(seconds * 8) + 16)
+
+    def _short_alternative(
+        self, first: Transcript, encoded: Any, seconds: float, language: str | None, foreign: bool,
+    ) -> Transcript:
+        """A short clip decoded once more after ``self.short.alternative_prompt`` over the encoder output it already
+        has; the reading the decoder is surer of wins when both pass :func:`judge`. A rejection of the first reading
+        stands (the alternative prompt must not turn noise or another language into a digit)."""
+        tokens = self._prompt_tokens(self.short.alternative_prompt or "")
+        result = self.whisper.model.generate(
+            encoded,
+            [tokens],
+            beam_size=self.short.beam_size,
+            max_length=self._max_length(len(tokens), seconds, True),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=self.short.suppress_blank,
+        )[0]
+        ids = result.sequences_ids[0]
+        avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
+        second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
+                       foreign, rejection_rules(True))
+        if first.rejected is not None or second.rejected is not None:
+            return first
+        return second if (second.avg_logprob or 0.0) > (first.avg_logprob or 0.0) else first
 
     def _alternatives(self, encoded: Any, tokens: list[int], seconds: float, first: Transcript) -> tuple[Hypothesis, ...]:
         """The first reading, then the n-best of a beam search over the same encoder output (only the decoder
