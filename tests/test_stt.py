@@ -377,6 +377,44 @@ def test_a_lone_digit_cut_tight_is_heard_with_silence_around_it(shared):
     assert right["padded"] >= right["tight"], right
 
 
+def test_a_short_clip_is_decoded_twice_and_the_surer_reading_kept(shared):
+    """With ``short_clip_alternative: answers`` a short clip with no question asked is decoded a second time after the
+    digits and yes/no alone, over the same encoder output; Whisper's surer reading wins. Lone digits are heard right at
+    least as often as with the domain prompt alone, and one-word requests read as before (the second reading counts only
+    when it is a digit, a yes or a no)."""
+    settings = Settings()
+    settings.models.stt.short_clip_alternative = "off"
+    once = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    once.close()
+    settings.models.stt.short_clip_alternative = "answers"
+    twice = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    twice.close()
+    assert twice.short.alternative_prompt == SHORT_ANSWERS
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    right = {"once": 0, "twice": 0}
+    for digit, word in enumerate(words):
+        audio = phone_line(spoken(word))
+        for name, models in (("once", once), ("twice", twice)):
+            right[name] += normalise_transcript(models.recognise(audio).text) == [str(digit)]
+    assert right["twice"] >= right["once"], right
+    for word in ("cancel", "help"):
+        audio = phone_line(spoken(word))
+        assert twice.recognise(audio).text == once.recognise(audio).text == f"{word.capitalize()}.", word
+
+
+def test_a_short_clip_has_a_token_cap_of_its_own(shared):
+    """``short_clip_max_tokens`` caps what Whisper may write for a short clip: a word or two needs a few tokens."""
+    settings = Settings()
+    settings.models.stt.short_clip_max_tokens = 3
+    capped = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    capped.close()
+    audio = phone_line(spoken("one two three four five six"))
+    assert len(audio) / 2 / pcm.SAMPLE_RATE <= 2.0
+    heard = capped.recognise(audio, expects="order_number")
+    assert heard.decoded and len(normalise_transcript(heard.decoded)) <= 3, heard
+    assert len(normalise_transcript(shared.recognise(audio, expects="order_number").text)) > 3
+
+
 # ----------------------------------------------------------------------------- language check, second decode
 
 

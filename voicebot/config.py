@@ -137,10 +137,10 @@ class STTConfig(Section):
         description="Tokens Whisper may write for a clip of 2 s or less (0: 8 a second plus 16, as for longer clips).",
     )
     short_clip_alternative: Literal["off", "answers", "none"] = Field(
-        "off",
+        "answers",
         description="A second decode of a clip of 2 s or less when no answer is expected, over the same encoder "
-        "output: after the digits and yes/no alone (answers) or without a prompt (none); the reading Whisper is surer "
-        "of is kept.",
+        "output: after the digits and yes/no alone (answers) or without a prompt (none); its reading replaces the "
+        "first when Whisper is surer of it and (answers) it is a digit, yes or no. off: one decode.",
     )
     recover_rejected: bool = Field(
         True,

@@ -177,6 +177,16 @@ def _looped(text: str, n: int = 3, times: int = 3) -> bool:
     return False
 
 
+_NUMERALS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _within(text: str, prompt: str) -> bool:
+    """Whether every word of ``text`` (a numeral 0-9 as its word) is a word of ``prompt``; any text for no prompt."""
+    allowed = set(re.findall(r"[\w']+", prompt.lower()))
+    words = [_NUMERALS[int(w)] if w.isdigit() and len(w) == 1 else w for w in re.findall(r"[\w']+", text.lower())]
+    return not prompt or all(w in allowed for w in words)
+
+
 def is_non_speech(text: str) -> bool:
     """True for an empty transcript or one Whisper typically hallucinates from noise."""
     return bool(_NON_SPEECH.match(text.strip()))
@@ -451,9 +461,13 @@ class SharedModels:
         self, first: Transcript, encoded: Any, seconds: float, language: str | None, foreign: bool,
     ) -> Transcript:
         """A short clip decoded once more after ``self.short.alternative_prompt`` over the encoder output it already
-        has; the reading the decoder is surer of wins when both pass :func:`judge`. A rejection of the first reading
-        stands (the alternative prompt must not turn noise or another language into a digit)."""
-        tokens = self._prompt_tokens(self.short.alternative_prompt or "")
+        has; the reading the decoder is surer of wins when both pass :func:`judge` and the second says only words of
+        its prompt (a digit, a yes or a no: other words it reads are the domain prompt's to hear, "refund" read as
+        "Let's go."). A rejection of the first reading stands (the alternative must not turn noise into a digit)."""
+        if first.rejected is not None:
+            return first
+        prompt = self.short.alternative_prompt or ""
+        tokens = self._prompt_tokens(prompt)
         result = self.whisper.model.generate(
             encoded,
             [tokens],
@@ -467,7 +481,7 @@ class SharedModels:
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
                        foreign, rejection_rules(True))
-        if first.rejected is not None or second.rejected is not None:
+        if second.rejected is not None or not _within(second.text, prompt):
             return first
         return second if (second.avg_logprob or 0.0) > (first.avg_logprob or 0.0) else first
 
