@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -344,12 +345,11 @@ def test_short_clip_decoding_comes_from_the_settings(shared):
     settings = Settings()
     settings.models.stt.short_clip_beam = 5
     settings.models.stt.short_clip_padding = 0.8
-    settings.models.stt.short_clip_max_tokens = 12
     settings.models.stt.short_clip_alternative = "none"
     tuned = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
     tuned.close()
     assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True,
-                                            max_tokens=12, alternative_prompt="")
+                                            alternative_prompt="")
     settings.models.stt.short_clip_alternative = "answers"
     answers = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
     answers.close()
@@ -403,10 +403,9 @@ def test_a_short_clip_is_decoded_twice_and_the_surer_reading_kept(shared):
 
 
 def test_a_short_clip_has_a_token_cap_of_its_own(shared):
-    """``short_clip_max_tokens`` caps what Whisper may write for a short clip: a word or two needs a few tokens."""
-    settings = Settings()
-    settings.models.stt.short_clip_max_tokens = 3
-    capped = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    """``ShortClipDecoding.max_tokens`` caps what Whisper may write for a short clip (benchmarks/stt_short.py)."""
+    capped = SharedModels(Settings(), shared.whisper, shared.voice, shared.bias,
+                          short=replace(shared.short, max_tokens=3))
     capped.close()
     audio = phone_line(spoken("one two three four five six"))
     assert len(audio) / 2 / pcm.SAMPLE_RATE <= 2.0

@@ -132,10 +132,6 @@ class STTConfig(Section):
         description="Seconds of silence added before and after a clip of 2 s or less before Whisper hears it "
         "(tightly cut lone digits were misheard without it).",
     )
-    short_clip_max_tokens: int = Field(
-        0, ge=0, le=64,
-        description="Tokens Whisper may write for a clip of 2 s or less (0: 8 a second plus 16, as for longer clips).",
-    )
     short_clip_alternative: Literal["off", "answers", "none"] = Field(
         "answers",
         description="A second decode of a clip of 2 s or less when no answer is expected, over the same encoder "
