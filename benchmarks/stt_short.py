@@ -8,7 +8,8 @@ recording). Written to choose short-clip decoding without looking at ``../shared
 Prints JSON per variant: WER per kind, rejected clips, CPU ms per clip (mean, p95) of short clips and sentences.
 
     python benchmarks/stt_short.py [--voices en-us,en-sc,...] [--config voicebot.yaml]
-        [--variants 0/0/1/on,0.5/0.5/5/on]   # short clips: lead s / trail s / beam / suppress_blank
+        [--variants 0/0/1/on,0.5/0.5/1/on/10/answers]   # short clips: lead s / trail s / beam / suppress_blank
+                                                         # [/ token cap / second decode's prompt]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from voicebot.config import Settings, load_settings
 from voicebot.models import load_piper, load_whisper
 from voicebot.phone_speech import VOICES, PhoneListener, SyntheticVoice, parse_voices
 from voicebot.pipeline.shared import SharedModels, ShortClipDecoding
-from voicebot.pipeline.stt_bias import SpeechBias
+from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
 
 DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "stt_short_dev.tsv"
 # More speakers for the short rows than phone_speech's test voices: other espeak-ng variants, speeds and pitches.
@@ -54,9 +55,16 @@ def trimmed(audio: bytes, margin_s: float = 0.03) -> bytes:
     return samples[max(0, int(loud[0]) - margin): int(loud[-1]) + margin].tobytes()
 
 
+ALTERNATIVE_PROMPTS = {"off": None, "none": "", "answers": SHORT_ANSWERS}
+
+
 def parse_variant(text: str) -> ShortClipDecoding:
-    lead, trail, beam, blank = text.split("/")
-    return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on")
+    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers]]: the last two default to the general token cap and no
+    second decode (``none``: a second decode without a prompt, ``answers``: after SHORT_ANSWERS alone)."""
+    lead, trail, beam, blank, *rest = text.split("/")
+    cap = int(rest[0]) if rest else 0
+    alternative = ALTERNATIVE_PROMPTS[rest[1]] if len(rest) > 1 else None
+    return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -412,9 +413,15 @@ def test_short_clip_decoding_comes_from_the_settings(shared):
     settings = Settings()
     settings.models.stt.short_clip_beam = 5
     settings.models.stt.short_clip_padding = 0.8
+    settings.models.stt.short_clip_alternative = "none"
     tuned = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
     tuned.close()
-    assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True)
+    assert tuned.short == ShortClipDecoding(lead_s=0.8, trail_s=0.8, beam_size=5, suppress_blank=True,
+                                            alternative_prompt="")
+    settings.models.stt.short_clip_alternative = "answers"
+    answers = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    answers.close()
+    assert answers.short.alternative_prompt == SHORT_ANSWERS
 
 
 def test_a_lone_digit_cut_tight_is_heard_with_silence_around_it(shared):
@@ -436,6 +443,43 @@ def test_a_lone_digit_cut_tight_is_heard_with_silence_around_it(shared):
             if word == "eight" and name == "padded":
                 assert heard == ["8"], heard
     assert right["padded"] >= right["tight"], right
+
+
+def test_a_short_clip_is_decoded_twice_and_the_surer_reading_kept(shared):
+    """With ``short_clip_alternative: answers`` a short clip with no question asked is decoded a second time after the
+    digits and yes/no alone, over the same encoder output; Whisper's surer reading wins. Lone digits are heard right at
+    least as often as with the domain prompt alone, and one-word requests read as before (the second reading counts only
+    when it is a digit, a yes or a no)."""
+    settings = Settings()
+    settings.models.stt.short_clip_alternative = "off"
+    once = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    once.close()
+    settings.models.stt.short_clip_alternative = "answers"
+    twice = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    twice.close()
+    assert twice.short.alternative_prompt == SHORT_ANSWERS
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    right = {"once": 0, "twice": 0}
+    for digit, word in enumerate(words):
+        audio = phone_line(spoken(word))
+        for name, models in (("once", once), ("twice", twice)):
+            right[name] += normalise_transcript(models.recognise(audio).text) == [str(digit)]
+    assert right["twice"] >= right["once"], right
+    for word in ("cancel", "help"):
+        audio = phone_line(spoken(word))
+        assert twice.recognise(audio).text == once.recognise(audio).text == f"{word.capitalize()}.", word
+
+
+def test_a_short_clip_has_a_token_cap_of_its_own(shared):
+    """``ShortClipDecoding.max_tokens`` caps what Whisper may write for a short clip (benchmarks/stt_short.py)."""
+    capped = SharedModels(Settings(), shared.whisper, shared.voice, shared.bias,
+                          short=replace(shared.short, max_tokens=3))
+    capped.close()
+    audio = phone_line(spoken("one two three four five six"))
+    assert len(audio) / 2 / pcm.SAMPLE_RATE <= 2.0
+    heard = capped.recognise(audio, expects="order_number")
+    assert heard.decoded and len(normalise_transcript(heard.decoded)) <= 3, heard
+    assert len(normalise_transcript(shared.recognise(audio, expects="order_number").text)) > 3
 
 
 # ----------------------------------------------------------------------------- language check, second decode

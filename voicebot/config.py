@@ -136,6 +136,12 @@ class STTConfig(Section):
         description="Seconds of silence added before and after a clip of 2 s or less before Whisper hears it "
         "(tightly cut lone digits were misheard without it).",
     )
+    short_clip_alternative: Literal["off", "answers", "none"] = Field(
+        "answers",
+        description="A second decode of a clip of 2 s or less when no answer is expected, over the same encoder "
+        "output: after the digits and yes/no alone (answers) or without a prompt (none); its reading replaces the "
+        "first when Whisper is surer of it and (answers) it is a digit, yes or no. off: one decode.",
+    )
     recover_rejected: bool = Field(
         True,
         description="Decode a clip once more (greedy, without the domain prompt) when its first reading was rejected "

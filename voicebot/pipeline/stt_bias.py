@@ -46,7 +46,8 @@ EXPECTED_ANSWERS: dict[str, str] = {
 }
 
 # Added to the prompt of a short clip with no expected answer (own short dev set, G.711: lone digits 80 -> 64 %
-# WER, one-word answers 48 -> 54 %; without the domain's words answers fell to 62 %).
+# WER, one-word answers 48 -> 54 %; without the domain's words answers fell to 62 %). Alone, it is also the prompt of
+# a short clip's second decode (models.stt.short_clip_alternative: answers).
 SHORT_ANSWERS = "Zero, one, two, three, four, five, six, seven, eight, nine. Yes. No."
 
 MAX_WORDS = 40  # the vocabulary part of a prompt; Whisper reads at most 223 prompt tokens
