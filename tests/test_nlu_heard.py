@@ -100,7 +100,7 @@ def test_nlu_augment_leaves_out_transcripts_holding_another_intents_words() -> N
     examples = {name: list(intent.examples) for name, intent in _domain().intents.items()}
     heard = {"billing": ["i will charge wife", "please change my address i moved house"],
              "address": ["change my dress", "update my post code"]}
-    assert another_intents_words(heard, examples) == {"billing": ["please change my address i moved house"]}
+    assert another_intents_words(heard, examples, 0.8) == {"billing": ["please change my address i moved house"]}
     assert another_intents_words(heard, examples, at_least=1.0) == {}
 
 
@@ -110,4 +110,7 @@ def test_nlu_augment_header_says_how_the_file_was_made(tmp_path: Path) -> None:
     text = out.read_text()
     assert "Each example is spoken by 4 of the voices below" in text
     assert "# Voices: en-us, piper." in text
+    assert "another intent" not in text  # no --leave-out-other-intents
     assert yaml.safe_load(text)["intents"] == {"billing": {"heard": ["i will charge wife"]}}  # no empty lists
+    write_heard(out, {"billing": ["i will charge wife"]}, parse_voices("en-us"), 2, 0.8)
+    assert "reads as another intent with probability 0.80 or more" in out.read_text()

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 # without; spoken dev single / multi 82.0 / 78.0 % with, 82.0 / 80.5 % without).
 MIN_HEARD_WORDS = 2
 
-# A transcript that the NLU trained on the clean examples alone reads as another intent with at least this
-# probability holds that intent's words ("I don't." heard for goodbye's "that's all", "Return, status." for billing's
-# "refund status"): learning it under its own label would teach the wrong one, so it is left out.
-WRONG_LABEL_PROBABILITY = 0.8
+# `--leave-out-other-intents P` (off by default): a transcript that the NLU trained on the clean examples alone reads as
+# another intent with probability P or more holds that intent's words ("I don't." heard for goodbye's "that's all",
+# "Return, status." under billing). Measured on the shipped 2-voice list at 0.8 (22 of 798 left out): spoken dev, every
+# voice, single / multi 82.8 / 71.5 -> 83.6 / 70.3 %, nlu_dev 96.4 -> 95.8 %: no gain, so it is not the default.
 
 # Voices taken in turn over the examples: the accents and speeds of `voicebot eval spoken` plus a few more.
 AUGMENT_VOICES = "en-us,en-gb,en-sc,en-029,en-nyc,piper,en-rp,en-wm,piper-fast"
@@ -34,8 +34,7 @@ HEADER = """\
 # What the bot's speech recogniser heard when each example of nlu.yaml was spoken by synthetic voices
 # over a G.711 mu-law 8 kHz line. The NLU trains on these beside the clean examples, so that
 # "I will charge wife" still reads as a billing question. Each example is spoken by {per_example} of the voices below,
-# taken in turn. Transcripts equal to their example, of one word, or that the NLU trained on the clean examples reads as
-# another intent with probability {wrong:.2f} or more, are left out.
+# taken in turn. Transcripts equal to their example, or of one word, are left out{wrong}.
 # Voices: {voices}.
 """
 
@@ -53,7 +52,7 @@ def worth_learning(heard: str, said: str) -> bool:
 
 
 def another_intents_words(heard: dict[str, list[str]], examples: dict[str, list[str]],
-                          at_least: float = WRONG_LABEL_PROBABILITY) -> dict[str, list[str]]:
+                          at_least: float) -> dict[str, list[str]]:
     """Per intent, the transcripts of ``heard`` (intent -> transcripts) that a classifier trained on ``examples``
     alone (intent -> clean examples) gives to another intent with probability ``at_least`` or more."""
     from dialogs.nlu.classifier import classifier_view, fitted_classifier
@@ -72,12 +71,16 @@ def another_intents_words(heard: dict[str, list[str]], examples: dict[str, list[
     return wrong
 
 
-def write_heard(path: Path, heard: dict[str, list[str]], voices: list[SyntheticVoice], per_example: int) -> None:
-    """``heard`` (intent -> transcripts) as the domain's ``nlu_asr.yaml``, with the header saying how it was made."""
+def write_heard(path: Path, heard: dict[str, list[str]], voices: list[SyntheticVoice], per_example: int,
+                other_intents_at: float | None = None) -> None:
+    """``heard`` (intent -> transcripts) as the domain's ``nlu_asr.yaml``, with the header saying how it was made
+    (``other_intents_at``: the probability of ``--leave-out-other-intents``, None when it was not used)."""
     body = yaml.safe_dump({"version": 1, "intents": {n: {"heard": h} for n, h in heard.items() if h}},
                           sort_keys=False, allow_unicode=True, width=1000)
-    header = HEADER.format(voices=", ".join(v.name for v in voices), per_example=per_example,
-                           wrong=WRONG_LABEL_PROBABILITY)
+    wrong = "" if other_intents_at is None else (
+        f", and so are those the NLU trained on the clean examples reads as another intent with probability"
+        f" {other_intents_at:.2f} or more")
+    header = HEADER.format(voices=", ".join(v.name for v in voices), per_example=per_example, wrong=wrong)
     path.write_text(header + body, encoding="utf-8")
 
 
@@ -90,9 +93,12 @@ def write_heard(path: Path, heard: dict[str, list[str]], voices: list[SyntheticV
               help="Comma-separated test voices, taken in turn.")
 @click.option("--per-example", default=2, show_default=True, type=click.IntRange(1, 9),
               help="How many voices speak each example.")
+@click.option("--leave-out-other-intents", "other_intents_at", type=click.FloatRange(0.5, 1.0), default=None,
+              help="Leave out transcripts that the NLU trained on the clean examples gives to another intent with "
+                   "at least this probability (default: keep them).")
 @config_option
 def nlu_augment(domain_path: str | None, out_path: str | None, voice_names: str, per_example: int,
-                config_path: str | None) -> None:
+                other_intents_at: float | None, config_path: str | None) -> None:
     """Speak every example utterance of the domain with synthetic voices over a phone line, transcribe it
     with the bot's own recogniser, and write the transcripts as `heard:` examples (nlu_asr.yaml)."""
     from dialogs.domain import DomainError, load_domain
@@ -139,9 +145,12 @@ def nlu_augment(domain_path: str | None, out_path: str | None, voice_names: str,
                     bucket.append(got)
     finally:
         models.close()
-    wrong = another_intents_words(heard, {name: list(intent.examples) for name, intent in domain.intents.items()})
-    heard = {name: [h for h in lines if h not in wrong.get(name, [])] for name, lines in heard.items()}
+    left_out = ""
+    if other_intents_at is not None:
+        wrong = another_intents_words(heard, {name: list(intent.examples) for name, intent in domain.intents.items()},
+                                      other_intents_at)
+        heard = {name: [h for h in lines if h not in wrong.get(name, [])] for name, lines in heard.items()}
+        left_out = f" ({sum(map(len, wrong.values()))} left out as another intent's words)"
     out = Path(out_path) if out_path else folder / "nlu_asr.yaml"
-    write_heard(out, heard, voices, per_example)
-    click.echo(f"{sum(map(len, heard.values()))} transcripts of {len(jobs)} spoken examples written to {out} "
-               f"({sum(map(len, wrong.values()))} left out as another intent's words)")
+    write_heard(out, heard, voices, per_example, other_intents_at)
+    click.echo(f"{sum(map(len, heard.values()))} transcripts of {len(jobs)} spoken examples written to {out}{left_out}")
