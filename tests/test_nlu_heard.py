@@ -15,7 +15,8 @@ from dialogs.domain import Domain, Intent, load_domain
 from dialogs.domain.loader import bundled_domain_path
 from dialogs.nlu import NLU
 from dialogs.nlu.classifier import IntentClassifier
-from voicebot.cli.nlu_augment import worth_learning
+from voicebot.cli.nlu_augment import another_intents_words, worth_learning, write_heard
+from voicebot.phone_speech import parse_voices
 
 
 def _domain() -> Domain:
@@ -92,3 +93,24 @@ def test_nlu_augment_learns_from_transcripts_of_two_words_or_more() -> None:
     assert not worth_learning("Four.", "sure")
     assert not worth_learning("I was charged twice.", "i was charged twice")  # the example itself
     assert not worth_learning("[BLANK_AUDIO]", "hello")
+
+
+def test_nlu_augment_leaves_out_transcripts_holding_another_intents_words() -> None:
+    # "that's all" heard as "I don't." under goodbye would teach goodbye the words of deny.
+    examples = {name: list(intent.examples) for name, intent in _domain().intents.items()}
+    heard = {"billing": ["i will charge wife", "please change my address i moved house"],
+             "address": ["change my dress", "update my post code"]}
+    assert another_intents_words(heard, examples, 0.8) == {"billing": ["please change my address i moved house"]}
+    assert another_intents_words(heard, examples, at_least=1.0) == {}
+
+
+def test_nlu_augment_header_says_how_the_file_was_made(tmp_path: Path) -> None:
+    out = tmp_path / "nlu_asr.yaml"
+    write_heard(out, {"billing": ["i will charge wife"], "address": []}, parse_voices("en-us,piper"), 4)
+    text = out.read_text()
+    assert "Each example is spoken by 4 of the voices below" in text
+    assert "# Voices: en-us, piper." in text
+    assert "another intent" not in text  # no --leave-out-other-intents
+    assert yaml.safe_load(text)["intents"] == {"billing": {"heard": ["i will charge wife"]}}  # no empty lists
+    write_heard(out, {"billing": ["i will charge wife"]}, parse_voices("en-us"), 2, 0.8)
+    assert "reads as another intent with probability 0.80 or more" in out.read_text()
