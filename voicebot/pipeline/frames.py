@@ -29,7 +29,7 @@ class CallerTurnFrame(DataFrame):
     audio: bytes = b""  # the utterance, 16 kHz mono PCM16 (for prosody)
     transcription_failed: bool = False  # speech recognition raised: ``text`` is empty, the bot apologises
     confidence: float | None = None  # the recogniser's confidence in ``text``, 0-1 (TurnSignals.transcript_confidence)
-    # Why the recogniser gave no text for this audio ("no speech", "unsure", "repetitive", "language de").
+    # Why the recogniser gave no text for this audio ("no speech", "unsure", "repetitive", "prompt echo", "language de").
     rejected: str | None = None
     # The recogniser's other readings when it was unsure (greedy first); the dialog stage picks one by the NLU.
     alternatives: tuple[Hypothesis, ...] = ()
