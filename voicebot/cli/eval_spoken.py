@@ -151,7 +151,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                     saved.append({"said": ex.text, "voice": voice.name, "heard": text,
                                   "confidence": transcript.confidence, "rejected": transcript.rejected,
                                   "words": [[w.text, w.probability] for w in heard_as],
-                                  "stt_ms": round(stt_ms[-1], 1), "stt_cpu_ms": round(stt_cpu_ms[-1], 1)})
+                                  "stt_ms": stt_ms[-1], "stt_cpu_ms": stt_cpu_ms[-1]})
         finally:
             models.close()
         if save_path is not None:
