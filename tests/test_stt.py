@@ -79,6 +79,16 @@ def shared():
     models.close()
 
 
+@pytest.fixture(scope="module")
+def no_second_chance(shared):
+    """The same loaded models with ``models.stt.recover_rejected: false`` (the first reading's verdict stands)."""
+    settings = Settings()
+    settings.models.stt.recover_rejected = False
+    models = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    models.close()  # its own thread pool is not used: recognise() runs in the caller's thread
+    return models
+
+
 # ----------------------------------------------------------------------------- biasing prompts
 
 
@@ -165,18 +175,14 @@ def test_a_decode_that_copies_the_prompt_is_rejected_as_an_echo():
     assert judge("can I speak to customer service", -0.3, 0.01, None, prompt=domain).rejected is None
 
 
-def test_a_reading_that_copies_the_prompt_is_decoded_again_without_it(shared):
+def test_a_reading_that_copies_the_prompt_is_decoded_again_without_it(shared, no_second_chance):
     """en-sc over the phone: "has my order been sent out yet" came out as the prompt's heading, accepted, at a sure
     log probability. Now that reading is rejected as an echo; the second decode (no prompt, same encoder output)
     replaces it when the judge accepts it, and the heading is never the transcript."""
     from voicebot.phone_speech import VOICES, synthesize
 
     audio = phone_line(synthesize("has my order been sent out yet", VOICES["en-sc"]))
-    settings = Settings()
-    settings.models.stt.recover_rejected = False
-    once = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
-    once.close()
-    first = once.recognise(audio)
+    first = no_second_chance.recognise(audio)
     assert first.rejected == "prompt echo" and "customer service" in first.decoded.lower(), first
     again = shared.recognise(audio)
     assert "customer service" not in again.text.lower(), again
@@ -527,18 +533,14 @@ def test_a_short_answer_clearly_in_another_language_is_not_taken_for_english(sha
     assert english.rejected is None and any(w.isdigit() for w in normalise_transcript(english.text)), english
 
 
-def test_a_rejected_reading_of_clear_speech_gets_a_second_decode(shared):
+def test_a_rejected_reading_of_clear_speech_gets_a_second_decode(shared, no_second_chance):
     """benchmarks/stt_rejection.py: the domain prompt made this en-us request over the phone "L-cell, link,
     application, agent," at a guess's log probability; decoded again without the prompt it keeps the request. With
     ``models.stt.recover_rejected: false`` it stays rejected."""
     from voicebot.phone_speech import VOICES, synthesize
 
     audio = phone_line(synthesize("this isn't helping get me an agent", VOICES["en-us"]))
-    settings = Settings()
-    settings.models.stt.recover_rejected = False
-    once = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
-    once.close()
-    first = once.recognise(audio)
+    first = no_second_chance.recognise(audio)
     assert first.rejected == "unsure" and first.text == "", first
     again = shared.recognise(audio)
     assert again.recovered_from == "unsure" and again.rejected is None, again

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from voicebot.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from voicebot.pipeline.shared import SharedModels
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,4 +32,16 @@ def settings_or_exit(config_path: str | None) -> Settings:
         return load_settings(config_path)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def models_or_exit(settings: Settings) -> SharedModels:
+    """Load Whisper and Piper (a few seconds); on a missing or altered model print which and exit 2."""
+    from voicebot.models import ModelError
+    from voicebot.pipeline.shared import SharedModels
+
+    try:
+        return SharedModels.load(settings)
+    except ModelError as exc:
+        click.echo(f"cannot load the speech models: {exc}", err=True)
         sys.exit(2)

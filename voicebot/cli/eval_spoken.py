@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dialogs.nlu.heard import HeardWord
-from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.cli.common import config_option, models_or_exit, settings_or_exit
 from voicebot.cli.eval_nlu import DEV_TODAY
 from voicebot.cli.nlu import load_nlu
 
@@ -86,9 +86,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     confidence band. Synthesised audio is cached in the system temp directory."""
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
     from dialogs.nlu.nbest import choose
-    from voicebot.models import ModelError
     from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
-    from voicebot.pipeline.shared import SharedModels
 
     try:
         today = date.fromisoformat(today_text)
@@ -125,11 +123,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         stt_ms = [row["stt_ms"] for row in saved]
         stt_cpu_ms = [row["stt_cpu_ms"] for row in saved]
     else:
-        try:
-            models = SharedModels.load(settings)
-        except ModelError as exc:
-            click.echo(f"cannot load the speech models: {exc}", err=True)
-            sys.exit(2)
+        models = models_or_exit(settings)
         listener = PhoneListener(models.transcribe)
         try:
             with progress(spoken, "speaking, recognising") as rows:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 import yaml
 
-from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.cli.common import config_option, models_or_exit, settings_or_exit
 from voicebot.cli.eval_spoken import progress
 
 if TYPE_CHECKING:
@@ -103,9 +103,7 @@ def nlu_augment(domain_path: str | None, out_path: str | None, voice_names: str,
     with the bot's own recogniser, and write the transcripts as `heard:` examples (nlu_asr.yaml)."""
     from dialogs.domain import DomainError, load_domain
     from dialogs.domain.loader import bundled_domain_path
-    from voicebot.models import ModelError
     from voicebot.phone_speech import PhoneListener, parse_voices
-    from voicebot.pipeline.shared import SharedModels
 
     settings = settings_or_exit(config_path)
     try:
@@ -120,11 +118,7 @@ def nlu_augment(domain_path: str | None, out_path: str | None, voice_names: str,
     except DomainError as exc:
         click.echo(f"cannot load the domain:\n{exc}", err=True)
         sys.exit(2)
-    try:
-        models = SharedModels.load(settings)
-    except ModelError as exc:
-        click.echo(f"cannot load the speech models: {exc}", err=True)
-        sys.exit(2)
+    models = models_or_exit(settings)
     listener = PhoneListener(models.transcribe)
     jobs = []
     k = 0
