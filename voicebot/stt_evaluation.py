@@ -17,7 +17,7 @@ import numpy as np
 from audio import pcm
 from audio.evaluation import TranscribedClip, read_clip, word_error_rate, word_errors
 from voicebot.phone_speech import phone_line
-from voicebot.pipeline.shared import SharedModels, Transcript
+from voicebot.pipeline.shared import SHORT_CLIP_S, SharedModels, Transcript
 
 CHANNELS = ("clean", "g711")
 
@@ -38,6 +38,7 @@ class Recognised:
     cpu_seconds: float  # CPU time of the process (all inference threads): comparable on a busy machine
     errors: int
     words: int
+    audio_s: float = 0.0  # the clip's length
 
 
 def recognise_clip(shared: SharedModels, audio: bytes, reference: str, channel: str,
@@ -49,7 +50,8 @@ def recognise_clip(shared: SharedModels, audio: bytes, reference: str, channel: 
     transcript = shared.recognise(audio, expects=expects)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     errors, words = word_errors(reference, transcript.text)
-    return Recognised(reference, transcript, seconds, channel, cpu_seconds, errors, words)
+    return Recognised(reference, transcript, seconds, channel, cpu_seconds, errors, words,
+                      len(audio) / 2 / pcm.SAMPLE_RATE)
 
 
 def summarise(results: Sequence[Recognised]) -> dict[str, Any]:
@@ -94,6 +96,15 @@ def evaluate_stt(
     )[:5]
     return {
         **{channel: summarise(rs) for channel, rs in results.items()},
+        # Short clips (a digit, a yes: SHORT_CLIP_S or less) and longer ones apart: they fail in different ways.
+        "by_length": {
+            channel: {
+                name: summarise(group) if group else None
+                for name, group in (("short", [r for r in rs if r.audio_s <= SHORT_CLIP_S]),
+                                    ("longer", [r for r in rs if r.audio_s > SHORT_CLIP_S]))
+            }
+            for channel, rs in results.items()
+        },
         "worst": [
             {"channel": r.channel, "reference": r.reference, "heard": r.transcript.text,
              "rejected": r.transcript.rejected, "wer": round(r.errors / r.words, 3)}

@@ -75,6 +75,11 @@ def eval_stt(path: str, clean_only: bool, as_json: bool, config_path: str | None
         r = report[channel]
         click.echo(f"  {channel:5}  WER {_pct(r['wer'])}  ({r['clips']} clips, {r['rejected']} rejected as not "
                    f"speech/unclear)  STT median {_ms(r['stt_median_s'])}, p95 {_ms(r['stt_p95_s'])}")
+        for name, group in report["by_length"][channel].items():
+            if group is not None:
+                label = "2 s or less" if name == "short" else "longer"
+                click.echo(f"         {label:11}  WER {_pct(group['wer'])}  ({group['clips']} clips, "
+                           f"{group['rejected']} rejected)")
     for worst in report["worst"]:
         click.echo(f"  worst ({worst['channel']}): said {worst['reference']!r}, heard {worst['heard']!r}")
     for note in report["unreadable"]:
