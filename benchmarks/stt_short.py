@@ -9,7 +9,8 @@ Prints JSON per variant: WER per kind, rejected clips, CPU ms per clip (mean, p9
 
     python benchmarks/stt_short.py [--voices en-us,en-sc,...] [--config voicebot.yaml]
         [--variants 0/0/1/on,0.5/0.5/1/on/10/answers]   # short clips: lead s / trail s / beam / suppress_blank
-                                                         # [/ token cap / second decode's prompt]
+                                                         # [/ token cap / second decode's prompt / s per word]
+        [--kinds digit,number,answer,request] [--dump clips.json]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dialogs.domain.loader import load_domain
 from voicebot.config import Settings, load_settings
 from voicebot.models import load_piper, load_whisper
 from voicebot.phone_speech import VOICES, PhoneListener, SyntheticVoice, parse_voices
-from voicebot.pipeline.shared import SharedModels, ShortClipDecoding
+from voicebot.pipeline.shared import SHORT_MIN_WORD_S, SharedModels, ShortClipDecoding, speech_seconds
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
 
 DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "stt_short_dev.tsv"
@@ -59,12 +60,14 @@ ALTERNATIVE_PROMPTS = {"off": None, "none": "", "answers": SHORT_ANSWERS}
 
 
 def parse_variant(text: str) -> ShortClipDecoding:
-    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers]]: the last two default to the general token cap and no
-    second decode (``none``: a second decode without a prompt, ``answers``: after SHORT_ANSWERS alone)."""
+    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S]]]: the token cap (0: the general one), the
+    second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default none) and the seconds of
+    speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S)."""
     lead, trail, beam, blank, *rest = text.split("/")
     cap = int(rest[0]) if rest else 0
     alternative = ALTERNATIVE_PROMPTS[rest[1]] if len(rest) > 1 else None
-    return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative)
+    min_word_s = float(rest[2]) if len(rest) > 2 else SHORT_MIN_WORD_S
+    return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative, min_word_s)
 
 
 def main() -> None:
@@ -73,7 +76,8 @@ def main() -> None:
     parser.add_argument("--extra-voices", action="store_true", help="add EXTRA_VOICES for the short rows")
     parser.add_argument("--config", default=None)
     parser.add_argument("--variants", default="", help="short-clip decodings to compare (default: the configured)")
-    parser.add_argument("--kinds", default="", help="only these kinds (digit,number,answer,sentence)")
+    parser.add_argument("--kinds", default="", help="only these kinds (digit,number,answer,request,sentence)")
+    parser.add_argument("--dump", default="", help="write every clip's reading per variant to this JSON file")
     args = parser.parse_args()
     settings = load_settings(args.config) if args.config else Settings()
     settings.models.workers = 1
@@ -94,39 +98,47 @@ def main() -> None:
     whisper, piper = load_whisper(settings), load_piper(settings)
     bias = SpeechBias.from_domain(load_domain(settings.resolve(settings.domain.path)))
     variants = [parse_variant(v) for v in args.variants.split(",")] if args.variants else [None]
-    report: list[dict[str, Any]] = []
-    for variant in variants:
-        shared = SharedModels(settings, whisper, piper, bias, short=variant)
-        errors: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # errors, words, clips, rejected
-        cpu_ms: dict[str, list[float]] = defaultdict(list)
-        worst = []
-        try:
+    # Every clip is heard by each variant in turn, so a busy machine weighs on all variants alike (CPU times).
+    shareds = [SharedModels(settings, whisper, piper, bias, short=variant) for variant in variants]
+    errors: list[dict[str, list[int]]] = [defaultdict(lambda: [0, 0, 0, 0]) for _ in shareds]  # errors, words, clips, rejected
+    cpu_ms: list[dict[str, list[float]]] = [defaultdict(list) for _ in shareds]
+    every: list[list[dict[str, Any]]] = [[] for _ in shareds]
+    try:
+        for shared in shareds:
             shared.recognise(clips[0][4])  # the first inference of a thread is slower
-            for kind, expects, text, voice_name, audio in clips:
+        for kind, expects, text, voice_name, audio in clips:
+            speech_s = round(speech_seconds(np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0), 2)
+            for n, shared in enumerate(shareds):
                 started = time.process_time()
                 heard = shared.recognise(audio, expects=expects)
-                cpu_ms["sentence" if kind == "sentence" else "short"].append(1000 * (time.process_time() - started))
+                cpu = 1000 * (time.process_time() - started)
+                cpu_ms[n]["sentence" if kind == "sentence" else "short"].append(cpu)
                 e, w = word_errors(text, heard.text)
+                every[n].append({"said": text, "kind": kind, "voice": voice_name, "heard": heard.text,
+                                 "rejected": heard.rejected, "decoded": heard.decoded, "avg_logprob": heard.avg_logprob,
+                                 "no_speech_prob": heard.no_speech_prob, "recovered_from": heard.recovered_from,
+                                 "errors": e, "speech_s": speech_s, "cpu_ms": round(cpu, 1)})
                 for key in (kind, "all"):
-                    errors[key][0] += e
-                    errors[key][1] += w
-                    errors[key][2] += 1
-                    errors[key][3] += heard.rejected is not None
-                if e:
-                    worst.append({"said": text, "kind": kind, "voice": voice_name, "heard": heard.text,
-                                  "rejected": heard.rejected})
-        finally:
+                    errors[n][key][0] += e
+                    errors[n][key][1] += w
+                    errors[n][key][2] += 1
+                    errors[n][key][3] += heard.rejected is not None
+    finally:
+        for shared in shareds:
             shared.close()
-        report.append({
-            "short_clips": shared.short.__dict__,
-            "wer": {k: round(e / max(1, w), 4) for k, (e, w, _, _) in errors.items()},
-            "clips": {k: n for k, (_, _, n, _) in errors.items()},
-            "rejected": {k: r for k, (_, _, _, r) in errors.items()},
-            "cpu_ms": {k: {"mean": round(statistics.fmean(v), 1), "p95": round(sorted(v)[int(0.95 * (len(v) - 1))], 1)}
-                       for k, v in cpu_ms.items()},
-            "misheard": worst[:60],
-        })
+    report = [{
+        "short_clips": shared.short.__dict__,
+        "wer": {k: round(e / max(1, w), 4) for k, (e, w, _, _) in errors[n].items()},
+        "clips": {k: c for k, (_, _, c, _) in errors[n].items()},
+        "rejected": {k: r for k, (_, _, _, r) in errors[n].items()},
+        "cpu_ms": {k: {"mean": round(statistics.fmean(v), 1), "p95": round(sorted(v)[int(0.95 * (len(v) - 1))], 1)}
+                   for k, v in cpu_ms[n].items()},
+        "misheard": [{k: c[k] for k in ("said", "kind", "voice", "heard", "rejected")} for c in every[n] if c["errors"]][:60],
+    } for n, shared in enumerate(shareds)]
     print(json.dumps({"voices": [v.name for v in voices], "variants": report}, indent=2))
+    if args.dump:
+        Path(args.dump).write_text(json.dumps([{"short_clips": shared.short.__dict__, "clips": clips_heard}
+                                               for shared, clips_heard in zip(shareds, every, strict=True)], indent=1))
 
 
 if __name__ == "__main__":
