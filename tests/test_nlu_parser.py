@@ -97,6 +97,15 @@ def test_a_yes_or_no_after_a_request_is_a_misheard_word_not_an_answer(nlu: NLU) 
     assert names(nlu.parse("yes, no, sure")) == ["affirm"]
 
 
+def test_a_request_to_repeat_after_a_request_is_misheard(nlu: NLU) -> None:
+    # "say again" refers to what the bot said, so like a yes or no it opens the turn ("I can't, I didn't, and ...")
+    assert names(nlu.parse("i can not log in, i didn't, and i want to cancel my plan")) == [
+        "reset_password", "cancel_subscription"]
+    assert names(nlu.parse("where is my parcel, say again, and change my address")) == [
+        "order_status", "change_address"]
+    assert names(nlu.parse("sorry what was that and where is my order")) == ["repeat", "order_status"]
+
+
 def test_relative_dates_use_the_given_day(nlu: NLU) -> None:
     result = nlu.parse("i was charged twice last tuesday", today=TODAY)
     assert names(result) == ["billing_question"]

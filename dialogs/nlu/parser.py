@@ -27,7 +27,8 @@ How an utterance is parsed:
    requests over-calls public questions and shifts the other labels (89 % exact match on the dev set, not 96 %).
 8. "please" on its own next to a request is politeness, not a yes.
 9. A yes or a no after a request or another answer in the same turn is not an answer ("the login page keeps paying
-   my password, it wrong"; "yes, no, add"): answers open a turn.
+   my password, it wrong"; "yes, no, add"): answers open a turn. So does a request to repeat ("I can't, I didn't,
+   and I want to cancel my account" is no "say again").
 10. With the recogniser's words (``parse(words=...)``, :mod:`dialogs.nlu.heard`), each intent says how surely its
     clause was heard (its surest word's probability); beside the clause heard most surely, a request whose clause's
     words all scored below UNSURE_CLAUSE adds no intent: it goes to ``doubted`` ("Cous, my order, refund, ouch, yeah." is an
@@ -69,6 +70,8 @@ FAQ_OVER_REQUEST_SCORE = 0.75
 FAQ_MIN_WORDS = 3  # "can i", "my email": fragments of a request, not questions
 POLITENESS = frozenset({"please"})
 ANSWERS = frozenset({"affirm", "deny"})
+# Acts that refer to what the bot just said, so they open a turn: after a request or an answer they are misheard.
+TURN_OPENERS = ANSWERS | {"repeat"}
 # Cost of one more clause in the segmentation (in log-probability): a split must buy more certainty.
 CLAUSE_COST = 1.5
 # How much each atomic piece's own classification counts towards the label of its clause.
@@ -271,8 +274,8 @@ class NLU:
                 continue
             if len(chosen) > 1 and s.clause.words and set(s.clause.words) <= POLITENESS:
                 continue
-            if s.intent in ANSWERS and any(p.intent not in DIALOG_ACTS or p.intent in ANSWERS for p in positives):
-                continue  # a yes or no answers the bot, so it opens the turn: after a request or answer it is misheard
+            if s.intent in TURN_OPENERS and any(p.intent not in DIALOG_ACTS or p.intent in ANSWERS for p in positives):
+                continue  # a yes, no or "say again" answers the bot, so it opens the turn: later in it it is misheard
             if s.clause.negated:
                 if s.intent not in negated:
                     negated.append(s.intent)
