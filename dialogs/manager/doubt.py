@@ -29,13 +29,14 @@ class ForeignReading:
 
 
 def proposed_request(parse: ParseResult, sure_from: float) -> Hit | None:
-    """The one request of ``parse`` the NLU is sure of (confidence ``sure_from`` or more; 0 turns this off), without
-    its slot values: not a dialog act, a public question or a request for a person. None if there is none, or two."""
+    """The request of ``parse`` the NLU is surest of, if it scores ``sure_from`` or more (0 turns this off), without
+    its slot values; None if it is a request for a person or there is no request (dialog acts and public questions
+    are none). Only this one is asked about: garbled words beside it are no second request worth a question."""
     requests = [h for h in parse.intents if h.name not in NOT_REQUESTS]
-    if sure_from <= 0 or len(requests) != 1 or requests[0].name == "speak_to_agent" \
-            or requests[0].confidence < sure_from:
+    surest = max(requests, key=lambda h: h.confidence, default=None)
+    if sure_from <= 0 or surest is None or surest.name == "speak_to_agent" or surest.confidence < sure_from:
         return None
-    return Hit(requests[0].name, requests[0].confidence, {})
+    return Hit(surest.name, surest.confidence, {})
 
 
 def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> bool:

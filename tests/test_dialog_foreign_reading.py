@@ -1,0 +1,223 @@
+"""Speech the recogniser rejected only because it sounded like another language (accented English guessed Thai):
+at an open question the dialog asks whether the reading's one sure request was meant, never acts on it; a reading
+that is no sure request, or any answer to a question, stays "didn't catch that" and counts as a miss. Real NLU
+trained from the bundled domain, real SQLite file; the end-to-end test drives the real dialog stage with the caller
+turns the recogniser would give it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dialog_helpers import NOW, demo_engine, train_bundled
+
+from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
+from dialogs.manager.doubt import ForeignReading, proposed_request
+
+STRANGER = "+15550009999"  # no customer: the greeting asks how to help, an open question
+REJECTED = TurnSignals(transcript_confidence=0.0)  # how the pipeline passes a rejected turn
+
+
+def _foreign(text: str) -> Turn:
+    return Turn(text="", signals=REJECTED, foreign=ForeignReading("th", text))
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple:
+    return train_bundled()
+
+
+@pytest.fixture()
+def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
+    return demo_engine(trained, tmp_path, seed=3)
+
+
+def test_only_a_language_rejection_passes_its_reading_on() -> None:
+    from voicebot.pipeline.shared import Transcript
+
+    assert Transcript("", 0.0, rejected="language th", decoded="My address is wrong.").foreign_reading == \
+        "My address is wrong."
+    for why in ("unsure", "no speech", "repetitive", "prompt echo"):
+        assert Transcript("", 0.0, rejected=why, decoded="My address is wrong.").foreign_reading == ""
+    assert Transcript("My address is wrong.", 0.9, decoded="My address is wrong.").foreign_reading == ""
+
+
+def test_the_proposal_is_one_sure_request_without_its_slot_values(trained: tuple) -> None:
+    _, nlu = trained
+    hit = proposed_request(nlu.parse("my address is wrong on my account"), 0.6)
+    assert hit is not None and hit.name == "change_address" and hit.slots == {}
+    assert proposed_request(nlu.parse("where is my order 45281"), 0.6).slots == {}  # type: ignore[union-attr]
+    assert proposed_request(nlu.parse("my address is wrong on my account"), 0.0) is None  # 0: off
+    assert proposed_request(nlu.parse("Wives, SMS, Trichon, Yom Mykorn"), 0.6) is None
+    assert proposed_request(nlu.parse("yes please"), 0.6) is None  # an answer is no request
+    assert proposed_request(nlu.parse("let me talk to a person"), 0.6) is None
+    both = nlu.parse("stop, charge, in need for the premium plan.")  # cancel_subscription 0.88, billing 0.60
+    assert [h.name for h in both.intents] == ["cancel_subscription", "billing_question"]
+    assert proposed_request(both, 0.6).name == "cancel_subscription"  # type: ignore[union-attr]
+
+
+def test_a_sure_reading_is_asked_about_yes_goes_on_and_the_record_keeps_no_reading(engine: DialogEngine) -> None:
+    session = engine.new_call(channel="sip", caller_id=STRANGER)
+    assert session.start().expects is None
+    asked = session.handle(_foreign("My address is wrong on my account."))
+    assert asked.text.startswith("Sorry, I may not have caught that. Just to check") and asked.expects == "yes_no"
+    assert "address" in asked.text and asked.action == "continue"
+    assert asked.trace["foreign_reading"]["asked"] == "change_address"
+    assert asked.trace["foreign_reading"]["language"] == "th"
+    assert asked.trace["foreign_reading"]["text"] == "My address is wrong on my account."
+    assert "language th guessed" in asked.trace["confirm_reason"]
+    assert "address" not in str(asked.intents) and asked.heard is None  # the caller's turn: as when rejected today
+    assert session.transcript[-2]["speaker"] == "caller" and session.transcript[-2]["text"] == ""
+    went_on = session.handle(Turn(text="yes"))
+    assert "caller confirmed the request" in went_on.trace["steps"]
+    assert session.state.current is not None and session.state.current.intent == "change_address"
+
+
+def test_no_asks_again_and_is_not_a_miss(engine: DialogEngine) -> None:
+    session = engine.new_call(channel="sip", caller_id=STRANGER)
+    session.start()
+    assert session.handle(_foreign("stop, charge, in need for the premium plan.")).text.startswith("Sorry, I may not")
+    again = session.handle(Turn(text="no"))
+    assert "what would you like to do" in again.text and again.action == "continue"
+    assert session.state.no_match_streak == 0 and session.state.current is None
+
+
+def test_a_reading_that_is_no_sure_request_is_a_miss_and_two_offer_a_person(engine: DialogEngine) -> None:
+    session = engine.new_call(channel="sip", caller_id=STRANGER)
+    session.start()
+    first = session.handle(_foreign("Wives, SMS, Trichon, Yom Mykorn"))
+    assert first.text.startswith("Sorry, I didn't") and first.trace["foreign_reading"]["asked"] is None
+    second = session.handle(_foreign("Aitonake, Oten, Dima, Dlo, Anzha, Tantanaraim."))
+    assert second.action == "handoff" and second.handoff is not None and second.handoff.reason == "not_understood"
+
+
+def test_an_answer_to_a_question_is_never_asked_about(engine: DialogEngine) -> None:
+    session = engine.new_call(channel="sip", caller_id=STRANGER)
+    session.start()
+    session.handle(Turn(text="where is my order"))  # asks for the phone number or an order number
+    asked = session.handle(_foreign("My address is wrong on my account."))
+    assert not asked.text.startswith("Sorry, I may not") and "foreign_reading" not in asked.trace
+    checking = session.handle(Turn(text="cancel my subscription", signals=TurnSignals(transcript_confidence=0.3)))
+    assert checking.expects == "yes_no"  # "Just to check: ...?"
+    answer = session.handle(_foreign("My address is wrong on my account."))
+    assert not answer.text.startswith("Sorry, I may not") and "foreign_reading" not in answer.trace
+
+
+def test_a_reading_with_a_secret_is_masked_in_the_trace(engine: DialogEngine) -> None:
+    session = engine.new_call(channel="sip", caller_id=STRANGER)
+    session.start()
+    reply = session.handle(_foreign("my pin is 4321"))
+    assert "4321" not in str(reply.trace) and "4321" not in str(session.transcript)
+
+
+def test_off_keeps_the_strict_rule(trained: tuple, tmp_path: Path) -> None:
+    from dialogs.db.engine import ensure_database
+
+    domain, nlu = trained
+    db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=NOW)
+    engine = DialogEngine(domain, nlu, db, EngineOptions(confirm_foreign_guess_from=0.0), clock=lambda: NOW, seed=3)
+    session = engine.new_call(channel="sip", caller_id=STRANGER)
+    session.start()
+    assert session.handle(_foreign("My address is wrong on my account.")).text.startswith("Sorry, I didn't")
+
+
+def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_turn_keeps_no_words(
+    tmp_path: Path,
+) -> None:
+    """Caller turns as the recogniser gives them (no text, rejected "language th", the reading beside) reach the
+    real dialog stage: the first is asked about and "no" asks again; gibberish twice then offers a person. The
+    stored caller turns say only that they were not understood."""
+    from pipecat.frames.frames import EndFrame, Frame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.workers.runner import WorkerRunner
+
+    from voicebot.config import CallConfig
+    from voicebot.pipeline.call import CallContext
+    from voicebot.pipeline.dialog import DialogStage
+    from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, GreetFrame
+    from voicebot.storage import CallStore
+    from voicebot.storage.schema import upgrade
+
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    engine = DialogEngine.build(database_url=url, seed_demo=True, clock=lambda: NOW, seed=3)
+    upgrade(url)
+    store = CallStore(engine.database.engine)
+
+    class Pool:  # the inference pool's interface: blocking dialog work off the event loop
+        async def run(self, func, *args):  # type: ignore[no-untyped-def]
+            return await asyncio.to_thread(func, *args)
+
+    class Ear(FrameProcessor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[BotSayFrame] = []
+            self.changed = asyncio.Event()
+
+        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+            await super().process_frame(frame, direction)
+            if isinstance(frame, BotSayFrame):
+                self.said.append(frame)
+                self.changed.set()
+            await self.push_frame(frame, direction)
+
+        async def until(self, n: int) -> BotSayFrame:
+            while len(self.said) < n:
+                self.changed.clear()
+                await asyncio.wait_for(self.changed.wait(), 60)
+            return self.said[n - 1]
+
+    def turn(text: str = "", reading: str = "") -> CallerTurnFrame:
+        now = datetime.now(UTC)
+        return CallerTurnFrame(text=text, start=now, end=now, speech_end=time.monotonic(), released=time.monotonic(),
+                               confidence=0.0 if reading else 0.9, rejected="language th" if reading else None,
+                               foreign_reading=reading)
+
+    session = engine.new_call(channel="sip", caller_id=STRANGER, call_id="call-thai")
+    call = CallContext("call-thai", "sip", STRANGER, session, store, Pool())  # type: ignore[arg-type]
+    ear = Ear()
+    heard: list[str] = []
+
+    async def main() -> None:
+        task = PipelineWorker(Pipeline([DialogStage(call, CallConfig()), ear]), enable_rtvi=False,
+                              enable_turn_tracking=False, idle_timeout_secs=None)
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(task)
+
+        async def drive() -> None:
+            await task.queue_frame(GreetFrame())
+            await ear.until(1)
+            await task.queue_frame(turn(reading="stop, charge, in need for the premium plan."))
+            heard.append((await ear.until(2)).text)
+            await task.queue_frame(turn("No."))
+            heard.append((await ear.until(3)).text)
+            await task.queue_frame(turn(reading="Wives, SMS, Trichon, Yom Mykorn"))
+            heard.append((await ear.until(4)).text)
+            await task.queue_frame(turn(reading="Cary, phone, company, Ibo, online."))
+            last = await ear.until(5)
+            heard.append(last.text)
+            assert last.then == "handoff"
+            await call.finish("handoff")
+            await task.queue_frame(EndFrame())
+
+        await asyncio.gather(runner.run(), drive())
+
+    asyncio.run(main())
+    assert heard[0].startswith("Sorry, I may not have caught that. Just to check") and "subscription" in heard[0]
+    assert "what would you like to do" in heard[1]
+    assert heard[2].startswith("Sorry, I didn't")
+    assert store.flush(timeout=60)
+    record = store.get("call-thai")
+    assert record is not None
+    caller = [t for t in record["turns"] if t["speaker"] == "caller"]
+    assert [t["text"] for t in caller] == ["[not understood: language th]", "No.", "[not understood: language th]",
+                                          "[not understood: language th]"]
+    assert "premium" not in str(caller) and "Trichon" not in str(caller)
+    bot = [t for t in record["turns"] if t["speaker"] == "bot"]
+    assert bot[1]["extra"]["trace"]["foreign_reading"]["asked"] == "cancel_subscription"
+    store.close()
+    engine.database.dispose()
