@@ -29,14 +29,15 @@ class ForeignReading:
 
 
 def proposed_request(parse: ParseResult, sure_from: float) -> Hit | None:
-    """The request of ``parse`` the NLU is surest of, if it scores ``sure_from`` or more (0 turns this off), without
-    its slot values; None if it is a request for a person or there is no request (dialog acts and public questions
-    are none). Only this one is asked about: garbled words beside it are no second request worth a question."""
+    """The one request of ``parse``, without its slot values, if the NLU scores it ``sure_from`` or more (0 turns
+    this off): None if there is no request (dialog acts and public questions are none), two or more (a garbled
+    reading that mixes requests; asking about its surest cost more foreign speech than it gave accented English back,
+    docs/understanding.md), or a request for a person."""
     requests = [h for h in parse.intents if h.name not in NOT_REQUESTS]
-    surest = max(requests, key=lambda h: h.confidence, default=None)
-    if sure_from <= 0 or surest is None or surest.name == "speak_to_agent" or surest.confidence < sure_from:
+    if sure_from <= 0 or len(requests) != 1 or requests[0].name == "speak_to_agent" \
+            or requests[0].confidence < sure_from:
         return None
-    return Hit(surest.name, surest.confidence, {})
+    return Hit(requests[0].name, requests[0].confidence, {})
 
 
 def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> bool:
