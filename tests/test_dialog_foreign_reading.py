@@ -71,18 +71,21 @@ def test_a_sure_reading_is_asked_about_yes_goes_on_and_the_record_keeps_no_readi
     assert "language th guessed" in asked.trace["confirm_reason"]
     assert "address" not in str(asked.intents) and asked.heard is None  # the caller's turn: as when rejected today
     assert session.transcript[-2]["speaker"] == "caller" and session.transcript[-2]["text"] == ""
+    assert session.state.no_match_streak == 1
     went_on = session.handle(Turn(text="yes"))
-    assert "caller confirmed the request" in went_on.trace["steps"]
+    assert "caller confirmed the request" in went_on.trace["steps"] and session.state.no_match_streak == 0
     assert session.state.current is not None and session.state.current.intent == "change_address"
 
 
-def test_no_asks_again_and_is_not_a_miss(engine: DialogEngine) -> None:
+def test_no_asks_again_and_the_turn_asked_about_was_a_miss(engine: DialogEngine) -> None:
     session = engine.new_call(channel="sip", caller_id=STRANGER)
     session.start()
     assert session.handle(_foreign("payment on my statement, I don't think I'm")).text.startswith("Sorry, I may not")
     again = session.handle(Turn(text="no"))
     assert "what would you like to do" in again.text and again.action == "continue"
-    assert session.state.no_match_streak == 0 and session.state.current is None
+    assert session.state.no_match_streak == 1 and session.state.current is None
+    # A second miss offers a person, as for any caller the bot did not understand twice.
+    assert session.handle(_foreign("My address is wrong on my account.")).action == "handoff"
 
 
 def test_a_reading_that_is_no_sure_request_is_a_miss_and_two_offer_a_person(engine: DialogEngine) -> None:
@@ -128,8 +131,9 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
     tmp_path: Path,
 ) -> None:
     """Caller turns as the recogniser gives them (no text, rejected "language th", the reading beside) reach the
-    real dialog stage: the first is asked about and "no" asks again; gibberish twice then offers a person. The
-    stored caller turns say only that they were not understood."""
+    real dialog stage: a sure reading is asked about, "yes" goes on, "no" asks again and one more miss offers a
+    person; a gibberish reading is "didn't catch that" and two offer a person. The stored caller turns say only that
+    they were not understood."""
     from pipecat.frames.frames import EndFrame, Frame
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineWorker
@@ -177,13 +181,12 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
                                confidence=0.0 if reading else 0.9, rejected="language th" if reading else None,
                                foreign_reading=reading)
 
-    session = engine.new_call(channel="sip", caller_id=STRANGER, call_id="call-thai")
-    call = CallContext("call-thai", "sip", STRANGER, session, store, Pool())  # type: ignore[arg-type]
-    ear = Ear()
-    heard: list[str] = []
-
-    async def main() -> None:
-        task = PipelineWorker(Pipeline([DialogStage(call, CallConfig()), ear]), enable_rtvi=False,
+    async def call(call_id: str, turns: list[CallerTurnFrame]) -> list[BotSayFrame]:
+        """One call: the greeting, then each turn and the bot's answer to it."""
+        session = engine.new_call(channel="sip", caller_id=STRANGER, call_id=call_id)
+        ctx = CallContext(call_id, "sip", STRANGER, session, store, Pool())  # type: ignore[arg-type]
+        ear = Ear()
+        task = PipelineWorker(Pipeline([DialogStage(ctx, CallConfig()), ear]), enable_rtvi=False,
                               enable_turn_tracking=False, idle_timeout_secs=None)
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(task)
@@ -191,33 +194,32 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
         async def drive() -> None:
             await task.queue_frame(GreetFrame())
             await ear.until(1)
-            await task.queue_frame(turn(reading="My address is wrong on my account."))
-            heard.append((await ear.until(2)).text)
-            await task.queue_frame(turn("No."))
-            heard.append((await ear.until(3)).text)
-            await task.queue_frame(turn(reading="Wives, SMS, Trichon, Yom Mykorn"))
-            heard.append((await ear.until(4)).text)
-            await task.queue_frame(turn(reading="Cary, phone, company, Ibo, online."))
-            last = await ear.until(5)
-            heard.append(last.text)
-            assert last.then == "handoff"
-            await call.finish("handoff")
+            for n, frame in enumerate(turns, start=2):
+                await task.queue_frame(frame)
+                await ear.until(n)
+            await ctx.finish("caller_hangup")
             await task.queue_frame(EndFrame())
 
         await asyncio.gather(runner.run(), drive())
+        return ear.said[1:]
 
-    asyncio.run(main())
-    assert heard[0].startswith("Sorry, I may not have caught that. Just to check") and "address" in heard[0]
-    assert "what would you like to do" in heard[1]
-    assert heard[2].startswith("Sorry, I didn't")
+    sure, gibberish = "My address is wrong on my account.", "Wives, SMS, Trichon, Yom Mykorn"
+    yes = asyncio.run(call("call-yes", [turn(reading=sure), turn("Yes.")]))
+    no = asyncio.run(call("call-no", [turn(reading=sure), turn("No."), turn(reading=gibberish)]))
+    lost = asyncio.run(call("call-lost", [turn(reading=gibberish), turn(reading=gibberish)]))
+    assert yes[0].text.startswith("Sorry, I may not have caught that. Just to check") and "address" in yes[0].text
+    assert not yes[1].text.startswith("Sorry") and yes[1].then == "continue"  # the address change goes on
+    assert no[0].text == yes[0].text and "what would you like to do" in no[1].text and no[2].then == "handoff"
+    assert lost[0].text.startswith("Sorry, I didn't") and lost[1].then == "handoff"
     assert store.flush(timeout=60)
-    record = store.get("call-thai")
-    assert record is not None
-    caller = [t for t in record["turns"] if t["speaker"] == "caller"]
-    assert [t["text"] for t in caller] == ["[not understood: language th]", "No.", "[not understood: language th]",
-                                          "[not understood: language th]"]
-    assert "address" not in str(caller).lower() and "Trichon" not in str(caller)
-    bot = [t for t in record["turns"] if t["speaker"] == "bot"]
+    for call_id in ("call-yes", "call-no", "call-lost"):
+        record = store.get(call_id)
+        assert record is not None
+        caller = [t for t in record["turns"] if t["speaker"] == "caller"]
+        rejected = [t for t in caller if t["text"].startswith("[not understood")]
+        assert rejected and all(t["text"] == "[not understood: language th]" for t in rejected)
+        assert "address" not in str(rejected).lower() and "Trichon" not in str(caller)
+    bot = [t for t in store.get("call-yes")["turns"] if t["speaker"] == "bot"]  # type: ignore[index]
     assert bot[1]["extra"]["trace"]["foreign_reading"]["asked"] == "change_address"
     store.close()
     engine.database.dispose()

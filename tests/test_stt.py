@@ -344,7 +344,8 @@ def test_speech_in_another_language_twice_is_not_understood_then_a_person_is_off
             await ear.until(1)
             await speak(german)
             first = await ear.until(2)
-            assert first.then == "continue" and first.text.startswith("Sorry, I didn't"), first.text
+            # "Sorry, I didn't catch that", or asked whether the English reading's one sure request was meant.
+            assert first.then == "continue" and first.text.startswith("Sorry, I"), first.text
             await speak(german)
             second = await ear.until(3)
             assert second.then == "handoff" and "colleague" in second.text, second.text

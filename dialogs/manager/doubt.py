@@ -85,7 +85,7 @@ def check_foreign_reading(dlg: DialogSession, reading: ForeignReading) -> bool:
     """Speech rejected as another language in answer to no question: if its reading in the bot's language is one
     request the NLU is sure of (dialog.confirm_foreign_guess_from), ask whether the caller meant it ("Sorry, I may not
     have caught that. Just to check: ...?") instead of "didn't catch that". Nothing of the reading is acted on or
-    kept but the request's name; the miss count stays as it was. True if asked."""
+    kept but the request's name; the turn still counts as a miss until the caller says yes. True if asked."""
     parse = dlg.engine.nlu.parse(reading.text, today=dlg.clock().date())
     sure_from = dlg.engine.options.confirm_foreign_guess_from
     hit = proposed_request(parse, sure_from)
@@ -134,6 +134,7 @@ def on_check_intent(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str
     st.question = None
     if yes is True and not tasks:
         dlg._fire("caller confirmed the request")
+        st.no_match_streak = 0  # understood after all (a request asked about after speech taken for another language)
         dlg._add_tasks(held, interrupt=st.current is not None)
         flows.advance(dlg)
         return True

@@ -455,12 +455,13 @@ class DialogSession:
             st.expect = Expect.NOTHING
             st.question = None
             return
-        if self._foreign is not None and doubt.check_foreign_reading(self, self._foreign):
-            return
         st.no_match_streak += 1
         self._fire(f"not understood ({st.no_match_streak} in a row)")
         if st.no_match_streak >= self.engine.options.max_no_match:
             self._handoff("not_understood")
+            return
+        # Still a miss (a caller who speaks another language reaches a person as soon as before), but asked about.
+        if self._foreign is not None and doubt.check_foreign_reading(self, self._foreign):
             return
         if st.current is not None:
             # Remind the caller of the pending question rather than starting over.
