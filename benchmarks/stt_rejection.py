@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -324,6 +325,18 @@ def by_kind(clips: list[Clip], rules: RejectionRules, foreign_prob: float, label
     return {k: f"{w}/{n}" for k, (w, n) in kinds.items()}
 
 
+def asked_about(clips: list[Clip], nlu: Any) -> dict[str, object]:
+    """The rejected-as-another-language clips to reject whose reading the dialog would ask about, with the request."""
+    from dialogs.manager.doubt import proposed_request
+
+    bar = Settings().dialog.confirm_foreign_guess_from
+    language = [c for c in clips if c.label == "reject" and (c.rejected or "").startswith("language ")]
+    asked = [(c, proposed_request(nlu.parse(c.text), bar)) for c in language]
+    return {"bar": bar, "rejected_as_language": len(language),
+            "asked": [{"said": c.said, "voice": c.voice, "text": c.text, "request": hit.name}
+                      for c, hit in asked if hit is not None]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
@@ -373,6 +386,9 @@ def main() -> None:
         "pareto": sweep(clips, acts, prompt),
         "recovery": recovery_report(clips, acted_on),
         "first_decode_cpu_ms_mean": round(float(np.mean([c.cpu_ms for c in clips])), 1),
+        # Clips to reject that the decode rejected as another language and whose English reading the dialog would ask
+        # about (dialog.confirm_foreign_guess_from: "Sorry, I may not have caught that. Just to check: ...?").
+        "asked_about": asked_about(clips, nlu),
         "false_rejects": [{"said": c.said, "voice": c.voice, "text": c.text, "avg_logprob": c.avg_logprob,
                            "no_speech_prob": c.no_speech_prob, "language": c.language,
                            "language_prob": round(c.language_prob, 3),

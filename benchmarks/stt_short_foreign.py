@@ -123,6 +123,7 @@ def main() -> None:
             Path(args.save).write_text(json.dumps([asdict(c) for c in clips], indent=1))
     from dialogs.domain import load_domain
     from dialogs.domain.schema import DIALOG_ACTS
+    from dialogs.manager.doubt import proposed_request
     from dialogs.nlu import NLU
 
     nlu = NLU.train(load_domain())
@@ -138,6 +139,7 @@ def main() -> None:
         return "request" if names - set(DIALOG_ACTS) else "-"
 
     acted = {id(c): reading(c) for c in clips}
+    bar = Settings().dialog.confirm_foreign_guess_from
 
     def score(rules: LanguageRules) -> dict[str, int]:
         out = {"english_rejected": 0, "foreign_accepted": 0, "foreign_acted_on": 0, "foreign_acted_on_wrongly": 0}
@@ -172,6 +174,11 @@ def main() -> None:
                               "reading": acted[id(c)], "guesses": c.guesses[:3], "avg_logprob": c.avg_logprob}
                              for c in clips if c.label == "reject" and verdict(c, current) is None
                              and acted[id(c)] != "-"],
+        # Foreign answers rejected as another language whose English reading the dialog would ask about
+        # (dialog.confirm_foreign_guess_from); an answer to a question (expects) is never asked about.
+        "asked_about": [{"said": c.said, "voice": c.voice, "expects": c.expects, "text": c.text, "request": hit.name}
+                        for c in clips if c.label == "reject" and (c.rejected or "").startswith("language ")
+                        and (hit := proposed_request(nlu.parse(c.text), bar)) is not None and c.expects is None],
         "english_rejected": [{"said": c.said, "voice": c.voice, "text": c.text, "why": verdict(c, current),
                               "guesses": c.guesses[:3], "avg_logprob": c.avg_logprob}
                              for c in clips if c.label == "speech" and verdict(c, current) is not None],

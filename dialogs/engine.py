@@ -47,6 +47,10 @@ class EngineOptions:
     # ... and a request whose clause's surest word the recogniser heard below this probability (0: off). On the
     # spoken dev set (612 clips) 4 turns' requests were heard below 0.5: 3 of them held a request not asked for.
     confirm_heard_below: float = 0.5
+    # Speech rejected only as another language, at an open question, whose reading in the bot's language is one
+    # request the NLU scores this or more: asked about ("Sorry, I may not have caught that. Just to check: ...?")
+    # instead of not understood. 0: off (the strict rule, for callers of many languages).
+    confirm_foreign_guess_from: float = 0.6
     # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
     # exactly as the scorer and the dashboard do (this library does not import audio).
     annoyed: float = 0.4  # calmer response variants from this score on
@@ -121,6 +125,7 @@ class DialogEngine:
             confirm_intent_from=d.confirm_intent_from,
             confirm_transcript_below=d.confirm_transcript_below,
             confirm_heard_below=d.confirm_heard_below,
+            confirm_foreign_guess_from=d.confirm_foreign_guess_from,
             annoyed=settings.prosody.annoyed,
             frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),

@@ -74,3 +74,27 @@ def test_eval_spoken_report(tmp_path: Path) -> None:
 
     bad = run(["eval", "spoken", str(data), "--voices", "klingon"], cwd=tmp_path)
     assert bad.returncode == 2 and "choose from" in bad.stderr
+
+
+def test_a_clip_rejected_as_another_language_counts_as_the_request_the_dialog_would_ask_about(tmp_path: Path) -> None:
+    """Saved transcripts (no speech): the language-rejected row's English reading is one sure request, so it counts
+    as understood, as the dialog asks about it and the caller's "yes" completes it; the same reading rejected as
+    unsure, or with the rule off, is a row not understood."""
+    data = tmp_path / "spoken.tsv"
+    data.write_text("utterance\tintents\n"
+                    "my address is wrong on my account\tchange_address\n"
+                    "my address is wrong on my account\tchange_address\n")
+    row = {"said": "my address is wrong on my account", "voice": "en-us", "heard": "", "confidence": 0.0,
+           "decoded": "My address is wrong on my account.", "words": [], "stt_ms": 1.0, "stt_cpu_ms": 1.0}
+    saved = tmp_path / "heard.json"
+    saved.write_text(json.dumps([{**row, "rejected": "language th"}, {**row, "rejected": "unsure"}]))
+    asked = run(["eval", "spoken", str(data), "--voices", "en-us", "--json", "--load", str(saved)], cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    report = json.loads(asked.stdout)
+    assert report["single"] == {"n": 2, "accuracy": 0.5}
+    assert report["foreign_readings"]["rejected"] == 1
+    assert [(r["row"], r["asked"]) for r in report["foreign_readings"]["rows"]] == [(0, "change_address")]
+    off = run(["eval", "spoken", str(data), "--voices", "en-us", "--json", "--load", str(saved),
+               "--confirm-foreign-guess-from", "0"], cwd=tmp_path)
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout)["single"] == {"n": 2, "accuracy": 0.0}

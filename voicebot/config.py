@@ -83,6 +83,11 @@ class DialogConfig(Section):
         0.5, ge=0.0, le=1.0, description="A request none of whose words the recogniser heard with this probability "
         "or more (0-1, word by word) is confirmed before the bot acts on it; 0 turns this off."
     )
+    confirm_foreign_guess_from: float = Field(
+        0.6, ge=0.0, le=1.0, description="Speech the recogniser rejected only as another language, said where the bot "
+        "asked no particular question, whose reading in the bot's language is one request the NLU scores this or "
+        "more: the bot asks whether that was meant instead of saying it did not catch it; 0 turns this off."
+    )
     seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
 
 

@@ -3,14 +3,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dialogs.manager import flows
-from dialogs.manager.state import ACTS, Expect, Hit
+from dialogs.manager.state import ACTS, NOT_REQUESTS, Expect, Hit
 from dialogs.nlu import ParseResult
+from dialogs.nlu.entities import MASK, SECRET_TYPES
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
+
+# Said before the check when the words came from speech the recogniser took for another language (the domain's
+# ``check_misheard`` response if it has one).
+MISHEARD = "Sorry, I may not have caught that."
+
+
+@dataclass(frozen=True)
+class ForeignReading:
+    """Speech the recogniser rejected only because it sounded like another ``language`` ("th"), with the words it
+    decoded in the bot's language anyway (``text``): never acted on, at most offered back as a question."""
+
+    language: str
+    text: str
+
+
+def proposed_request(parse: ParseResult, sure_from: float) -> Hit | None:
+    """The one request of ``parse``, without its slot values, if the NLU scores it ``sure_from`` or more (0 turns
+    this off): None if there is no request (dialog acts and public questions are none), two or more (a garbled
+    reading that mixes requests; asking about its surest cost more foreign speech than it gave accented English back,
+    docs/understanding.md), or a request for a person."""
+    requests = [h for h in parse.intents if h.name not in NOT_REQUESTS]
+    if sure_from <= 0 or len(requests) != 1 or requests[0].name == "speak_to_agent" \
+            or requests[0].confidence < sure_from:
+        return None
+    return Hit(requests[0].name, requests[0].confidence, {})
+
 
 def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> bool:
     """Confirm instead of acting on a guess: the recogniser was unsure of the words (of the whole transcript, or of
@@ -49,7 +77,43 @@ def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> 
     st.no_match_streak = 0
     dlg._fire(f"confirm on doubt: {why}")
     dlg._trace_extra["confirm_reason"] = why
-    name = doubt[0].name
+    _ask_check(dlg, doubt[0].name)
+    return True
+
+
+def check_foreign_reading(dlg: DialogSession, reading: ForeignReading) -> bool:
+    """Speech rejected as another language in answer to no question: if its reading in the bot's language is one
+    request the NLU is sure of (dialog.confirm_foreign_guess_from), ask whether the caller meant it ("Sorry, I may not
+    have caught that. Just to check: ...?") instead of "didn't catch that". Nothing of the reading is acted on or
+    kept but the request's name; the turn still counts as a miss until the caller says yes. True if asked."""
+    parse = dlg.engine.nlu.parse(reading.text, today=dlg.clock().date())
+    sure_from = dlg.engine.options.confirm_foreign_guess_from
+    hit = proposed_request(parse, sure_from)
+    if hit is not None and hit.name not in dlg.domain.intents:
+        hit = None
+    secret = any(e.type in SECRET_TYPES for e in parse.entities)
+    dlg._trace_extra["foreign_reading"] = {
+        "language": reading.language, "text": MASK if secret else reading.text,
+        "intents": {h.name: round(float(h.confidence), 3) for h in parse.intents},
+        "asked": hit.name if hit is not None else None,
+    }
+    if hit is None:
+        dlg._fire(f"language {reading.language} guessed: its reading is no request sure from {sure_from}")
+        return False
+    dlg.state.doubt = [hit]
+    dlg._fire(f"language {reading.language} guessed: ask whether {hit.name} was meant")
+    dlg._trace_extra["confirm_reason"] = f"language {reading.language} guessed; reading {hit.name} at " \
+                                         f"{hit.confidence:.2f} >= {sure_from}"
+    if dlg.say_.has("check_misheard"):
+        dlg._say("check_misheard")
+    else:
+        dlg._out.append(MISHEARD)
+    _ask_check(dlg, hit.name)
+    return True
+
+
+def _ask_check(dlg: DialogSession, name: str) -> None:
+    """Ask "Just to check: ...?" about request ``name`` (the domain's check_<name> response, or check_intent)."""
     if dlg.say_.has(f"check_{name}"):
         dlg._say(f"check_{name}")
         dlg._asked(Expect.CHECK_INTENT, response=f"check_{name}")
@@ -58,7 +122,6 @@ def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> 
         what = intent.announce or intent.description or name.replace("_", " ")
         dlg._say("check_intent", what=what)
         dlg._asked(Expect.CHECK_INTENT, response="check_intent", values={"what": what})
-    return True
 
 
 def on_check_intent(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
@@ -71,6 +134,7 @@ def on_check_intent(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str
     st.question = None
     if yes is True and not tasks:
         dlg._fire("caller confirmed the request")
+        st.no_match_streak = 0  # understood after all (a request asked about after speech taken for another language)
         dlg._add_tasks(held, interrupt=st.current is not None)
         flows.advance(dlg)
         return True

@@ -42,6 +42,8 @@ COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
 # The kind of answer each pending question asks for (BotReply.expects); a slot question gives its slot's type.
 YES_NO_QUESTIONS = {Expect.CONFIRM, Expect.OFFER_HUMAN, Expect.RECALL, Expect.CHECK_INTENT}
 FACTOR_TYPES = {"postcode": "postcode", "date_of_birth": "date", "pin": "pin"}
+# Where the bot asked for no particular answer: after a greeting or "how can I help", and "anything else?".
+OPEN_QUESTIONS = {Expect.NOTHING, Expect.ANYTHING_ELSE}
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Turn:
     text: str = ""
     dtmf: str | None = None
     signals: TurnSignals = field(default_factory=TurnSignals)
+    # Speech rejected (no ``text``) only because it sounded like another language, with its reading in the bot's
+    # language: at an open question the dialog may ask whether that was meant (doubt.check_foreign_reading).
+    foreign: doubt.ForeignReading | None = None
 
 
 @dataclass
@@ -124,6 +129,7 @@ class DialogSession:
         self._complaint: str | None = None  # the caller's words of anger in this turn
         self._transcript_confidence: float | None = None
         self._heard_words: tuple[HeardWord, ...] = ()
+        self._foreign: doubt.ForeignReading | None = None  # this turn's, if asked no question (see Turn.foreign)
         self._trace_extra: dict[str, Any] = {}
         self._acked_now = False  # this turn already said it understood ("I can help with both", "Sure, ...")
         # Recording consent (engine.options.recording): announced in a voice call's greeting; declined once.
@@ -199,6 +205,8 @@ class DialogSession:
             self._on_no_input()
             return self._finish_turn(None, {"rule": "empty input"})
         self.state.no_input_streak = 0
+        if turn.foreign is not None and not text and not dtmf and self.state.expect in OPEN_QUESTIONS:
+            self._foreign = turn.foreign  # never for an answer to a question: a PIN, an order number, a yes or no
         # Keys typed while the bot asks for a PIN are a PIN: never also an order number, never kept.
         verifying = self.state.expect is Expect.VERIFY_FACTOR
         secret_keys = bool(dtmf) and (verifying or self._expects_secret_slot())
@@ -451,6 +459,9 @@ class DialogSession:
         self._fire(f"not understood ({st.no_match_streak} in a row)")
         if st.no_match_streak >= self.engine.options.max_no_match:
             self._handoff("not_understood")
+            return
+        # Still a miss (a caller who speaks another language reaches a person as soon as before), but asked about.
+        if self._foreign is not None and doubt.check_foreign_reading(self, self._foreign):
             return
         if st.current is not None:
             # Remind the caller of the pending question rather than starting over.
@@ -740,6 +751,7 @@ class DialogSession:
         self._complaint = None
         self._transcript_confidence = None
         self._heard_words = ()
+        self._foreign = None
         self._trace_extra = {}
         self._acked_now = False
         self._declined_now = False

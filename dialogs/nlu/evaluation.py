@@ -100,17 +100,21 @@ def _value_text(v: Any) -> str:
 
 def evaluate(
     nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50, heard: Sequence[str] | None = None,
-    heard_words: Sequence[Sequence[HeardWord]] | None = None,
+    heard_words: Sequence[Sequence[HeardWord]] | None = None, asked: Sequence[str | None] | None = None,
 ) -> Report:
     """Parse every example and compare with its labels. ``today`` resolves relative dates ("yesterday").
 
     ``heard``: what to parse instead of each example's text (one per example, e.g. the recogniser's
     transcript of it spoken); errors then show both. ``heard_words``: the recogniser's words of each transcript
-    with their probabilities (empty where unknown), handed to the parser."""
+    with their probabilities (empty where unknown), handed to the parser. ``asked``: where not None, the one
+    request the dialog asks the caller about instead of acting on the transcript (speech rejected as another
+    language, doubt.check_foreign_reading); the caller's "yes" completes it, so it is counted as the prediction."""
     if heard is not None and len(heard) != len(examples):
         raise ValueError(f"{len(heard)} transcripts for {len(examples)} examples")
     if heard_words is not None and len(heard_words) != len(examples):
         raise ValueError(f"{len(heard_words)} word lists for {len(examples)} examples")
+    if asked is not None and len(asked) != len(examples):
+        raise ValueError(f"{len(asked)} asked requests for {len(examples)} examples")
     confused: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
     bands = [[0, 0] for _ in BANDS]
     tp: Counter[str] = Counter()
@@ -127,7 +131,10 @@ def evaluate(
         result = nlu.parse(text, today=today, words=heard_words[i] if heard_words is not None else ())
         elapsed += time.perf_counter() - t0
         gold = set(ex.intents)
-        pred = {h.name for h in result.intents}
+        names = [h.name for h in result.intents]
+        if asked is not None and asked[i] is not None:
+            names = [str(asked[i])]
+        pred = set(names)
         ok = gold == pred
         confidence = min(h.confidence for h in result.intents)
         band = max(k for k, low in enumerate(BANDS) if confidence >= low)
@@ -157,7 +164,7 @@ def evaluate(
         if (not ok or not slot_ok) and len(errors) < max_errors:
             errors.append({
                 "line": ex.line, "text": ex.text, **({"row": i, "heard": text} if heard is not None else {}),
-                "gold": ex.intents, "predicted": [h.name for h in result.intents],
+                "gold": ex.intents, "predicted": names,
                 "negated": result.negated, "segments": result.segments,
                 **({"doubted": [h.name for h in result.doubted]} if result.doubted else {}),
                 **({"gold_slots": sorted(ex.slots), "slots": sorted(

@@ -74,16 +74,23 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
               help="Parse the transcripts of a --save file instead of speaking and recognising again.")
 @click.option("--without-word-probabilities", "without_words", is_flag=True,
               help="Parse the transcripts without the recogniser's word probabilities (as typed text).")
+@click.option("--confirm-foreign-guess-from", "foreign_from", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Override dialog.confirm_foreign_guess_from (0: speech rejected as another language stays unheard).")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
                 domain_path: str | None, second_pass_below: float | None, save_path: str | None,
-                load_path: str | None, without_words: bool, config_path: str | None) -> None:
+                load_path: str | None, without_words: bool, foreign_from: float | None,
+                config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
 
     FILE is the TSV of `voicebot eval nlu` (`utterance<TAB>intent1+intent2`, header line first). Reports
     intent-set accuracy for single- and multi-intent rows, per voice, the worst confusions and accuracy per
-    confidence band. Synthesised audio is cached in the system temp directory."""
+    confidence band. Synthesised audio is cached in the system temp directory.
+
+    Speech rejected only as another language counts as its reading in the bot's language where the dialog would ask
+    whether that was meant (dialog.confirm_foreign_guess_from; the caller's "yes" completes it), as unheard otherwise."""
+    from dialogs.manager.doubt import proposed_request
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
     from dialogs.nlu.nbest import choose
     from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
@@ -108,6 +115,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     spoken = assign_voices(examples, voices, each)
     heard: list[str] = []
     words: list[tuple[HeardWord, ...]] = []
+    foreign: list[str] = []  # the reading of speech rejected only as another language, "" for the others
     stt_ms: list[float] = []
     stt_cpu_ms: list[float] = []  # CPU of the process: comparable between runs on a busy machine
     second_passes = changed = 0
@@ -120,6 +128,8 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
             sys.exit(2)
         heard = [row["heard"] for row in saved]
         words = [tuple(HeardWord(t, p) for t, p in row["words"]) for row in saved]
+        foreign = [row.get("decoded", "") if (row.get("rejected") or "").startswith("language ") else ""
+                   for row in saved]
         stt_ms = [row["stt_ms"] for row in saved]
         stt_cpu_ms = [row["stt_cpu_ms"] for row in saved]
     else:
@@ -142,8 +152,10 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                         heard_as = heard_as if text == transcript.text else ()
                     heard.append(text)
                     words.append(heard_as)
+                    foreign.append(transcript.foreign_reading)
                     saved.append({"said": ex.text, "voice": voice.name, "heard": text,
                                   "confidence": transcript.confidence, "rejected": transcript.rejected,
+                                  "decoded": transcript.decoded if transcript.rejected else "",
                                   "words": [[w.text, w.probability] for w in heard_as],
                                   "stt_ms": stt_ms[-1], "stt_cpu_ms": stt_cpu_ms[-1]})
         finally:
@@ -153,15 +165,27 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                 json.dump(saved, fh, indent=1)
     if without_words:
         words = [() for _ in words]
+    sure_from = settings.dialog.confirm_foreign_guess_from if foreign_from is None else foreign_from
+    asked: list[dict[str, Any]] = []
+    proposals: list[str | None] = [None] * len(foreign)
+    for i, reading in enumerate(foreign):
+        hit = proposed_request(model.parse(reading, today=today), sure_from) if reading else None
+        if hit is not None:
+            # As the dialog does: it asks whether the caller meant this request, and "yes" completes it.
+            heard[i], proposals[i] = reading, hit.name
+            asked.append({"row": i, "said": spoken[i][0].text, "voice": spoken[i][1].name, "heard": reading,
+                          "asked": hit.name, "confidence": round(hit.confidence, 3)})
+    foreign_summary = {"confirm_foreign_guess_from": sure_from, "rejected": sum(bool(r) for r in foreign),
+                       "asked": len(asked), "rows": asked}
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
-    report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words)
+    report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words, asked=proposals)
     by_voice: dict[str, Any] = {}
     for voice in voices:
         idx = [i for i, (_, v) in enumerate(spoken) if v == voice]
         if idx:
             r = evaluate(model, [said[i] for i in idx], today=today, max_errors=0, heard=[heard[i] for i in idx],
-                         heard_words=[words[i] for i in idx])
+                         heard_words=[words[i] for i in idx], asked=[proposals[i] for i in idx])
             by_voice[voice.name] = {"n": r.n, "single": r.single, "multi": r.multi}
     ordered = sorted(stt_ms)
     stt = {"median_ms": round(statistics.median(stt_ms), 1) if stt_ms else 0.0,
@@ -173,6 +197,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         out = report.to_dict()
         out["by_voice"] = by_voice
         out["stt"] = stt
+        out["foreign_readings"] = foreign_summary
         for e in out["errors"]:
             e["voice"] = spoken[e["row"]][1].name
         click.echo(json.dumps(out, indent=2))
@@ -182,6 +207,10 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     click.echo(f"speech recognition: median {stt['median_ms']:.0f} ms, mean {stt['mean_ms']:.0f} ms, "
                f"p95 {stt['p95_ms']:.0f} ms (CPU mean {stt['cpu_mean_ms']:.0f} ms) per utterance; second passes {second_passes} "
                f"(reading changed in {changed})")
+    click.echo(f"rejected as another language with a reading: {foreign_summary['rejected']}; asked about (reading "
+               f"sure from {sure_from}): {len(asked)}")
+    for a in asked:
+        click.echo(f"  {a['voice']:<8} {a['said']!r} heard {a['heard']!r}: {a['asked']} {a['confidence']:.2f}")
     for name, r in by_voice.items():
         click.echo(f"  {name:<12} single {r['single']['accuracy']:.1%} of {r['single']['n']:.0f}, "
                    f"multi {r['multi']['accuracy']:.1%} of {r['multi']['n']:.0f}")

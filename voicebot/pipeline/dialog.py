@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dialogs.engine import BotReply, Turn, TurnSignals
 from dialogs.jsonable import jsonable
+from dialogs.manager.doubt import ForeignReading
 from dialogs.nlu.entities import MASK
 from dialogs.nlu.nbest import Choice, choose
 from telephony.keypad import KeypadInputFrame
@@ -154,7 +155,10 @@ class DialogStage(FrameProcessor):
         if frame.words and text == frame.text:
             # The NLU doubts clauses whose words were heard unsurely (another reading has no word probabilities).
             signals = replace(signals or TurnSignals(), heard_words=frame.words)
-        reply = await self._answer(Turn(text=text, signals=signals or TurnSignals()))
+        foreign = None
+        if frame.foreign_reading and frame.rejected is not None:
+            foreign = ForeignReading(frame.rejected.removeprefix("language ").strip(), frame.foreign_reading)
+        reply = await self._answer(Turn(text=text, signals=signals or TurnSignals(), foreign=foreign))
         if choice is not None:
             # The decision trace shows every reading the recogniser offered and why one was acted on.
             reply.trace["hypotheses"] = _hypotheses_trace(frame, choice)

@@ -35,6 +35,9 @@ class CallerTurnFrame(DataFrame):
     alternatives: tuple[Hypothesis, ...] = ()
     # ``text`` word by word with the recogniser's probability of each (Transcript.words).
     words: tuple[HeardWord, ...] = ()
+    # Rejected as another language only ("language th"): the words decoded in the bot's language anyway
+    # (Transcript.foreign_reading). The dialog may ask whether they were meant; it never acts on them.
+    foreign_reading: str = ""
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

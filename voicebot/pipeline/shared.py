@@ -277,6 +277,12 @@ class Transcript:
         """Rejected for what it said rather than for being silence or noise: the caller spoke, unclearly."""
         return self.rejected is not None and self.rejected != "no speech"
 
+    @property
+    def foreign_reading(self) -> str:
+        """The words decoded in the bot's language when the language rule alone rejected them ("language th"),
+        for the dialog to offer back as a question; "" otherwise."""
+        return self.decoded if (self.rejected or "").startswith("language ") else ""
+
 
 _PUNCTUATION = frozenset(string.punctuation)
 

@@ -281,6 +281,7 @@ class CallerTurnProcessor(FrameProcessor):
                 rejected=transcript.rejected,
                 alternatives=transcript.alternatives,
                 words=transcript.words,
+                foreign_reading=transcript.foreign_reading,
             )
         )
 
