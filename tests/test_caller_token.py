@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 from fastapi import HTTPException
@@ -75,19 +76,22 @@ def caller_id_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogReco
     return [r for r in caplog.records if "unsigned" in r.getMessage()]
 
 
+# The tokens are minted when the test runs, not when it is collected: a token minted at collection names the second
+# it was made in, so the two xdist workers, collecting a second apart, saw different test ids (and one minted minutes
+# before its test could expire before it). Each case has a fixed id.
 @pytest.mark.parametrize(
-    ("token", "secret", "message"),
+    ("mint", "secret", "message"),
     [
-        (sign(JOHN, SECRET, ttl_s=1, now=0), SECRET, "expired"),
-        (sign(JOHN, b"wrong", ttl_s=300), SECRET, "signature"),
-        ("nonsense", SECRET, "malformed"),
-        (5, SECRET, "malformed"),
-        (sign(JOHN, SECRET), None, "does not accept caller tokens"),
+        pytest.param(lambda: sign(JOHN, SECRET, ttl_s=1, now=0), SECRET, "expired", id="expired"),
+        pytest.param(lambda: sign(JOHN, b"wrong", ttl_s=300), SECRET, "signature", id="wrong-secret"),
+        pytest.param(lambda: "nonsense", SECRET, "malformed", id="not-a-token"),
+        pytest.param(lambda: 5, SECRET, "malformed", id="not-a-string"),
+        pytest.param(lambda: sign(JOHN, SECRET), None, "does not accept caller tokens", id="tokens-off"),
     ],
 )
-def test_bad_token_is_a_400_naming_why(token: object, secret: bytes | None, message: str) -> None:
+def test_bad_token_is_a_400_naming_why(mint: Callable[[], object], secret: bytes | None, message: str) -> None:
     with pytest.raises(HTTPException) as exc:
-        _parse_offer(offer(caller_token=token), secret)
+        _parse_offer(offer(caller_token=mint()), secret)
     assert exc.value.status_code == 400 and message in exc.value.detail and "caller_token" in exc.value.detail
 
 
