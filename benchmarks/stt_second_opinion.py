@@ -275,7 +275,7 @@ RULES: list[tuple[str, str, float, tuple[str, ...], float]] = [
     ("(c) language only", "c", -9.0, ("language",), 2.0),
     ("(c) unsure/no speech/echo", "c", -9.0, ("unsure", "no speech", "prompt echo"), 2.0),
     *[(f"(c) all, logprob >= {x}", "c", x, ("unsure", "no speech", "prompt echo", "language"), 2.0)
-      for x in (-1.2, -1.0, -0.9, -0.8, -0.7)],
+      for x in (-1.2, -1.0, -0.9, -0.8, -0.75, -0.7)],
     ("(c) unsure/no speech/echo, logprob >= -0.8", "c", -0.8, ("unsure", "no speech", "prompt echo"), 2.0),
 ]
 

@@ -35,6 +35,9 @@ class CallerTurnFrame(DataFrame):
     alternatives: tuple[Hypothesis, ...] = ()
     # ``text`` word by word with the recogniser's probability of each (Transcript.words).
     words: tuple[HeardWord, ...] = ()
+    # The second recogniser whose reading ``text`` is, after the first rejected the audio (Transcript.heard_by).
+    heard_by: str | None = None
+    heard_by_because: str | None = None  # why the first recogniser rejected it ("language th", "unsure" ...)
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

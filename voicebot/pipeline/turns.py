@@ -281,6 +281,8 @@ class CallerTurnProcessor(FrameProcessor):
                 rejected=transcript.rejected,
                 alternatives=transcript.alternatives,
                 words=transcript.words,
+                heard_by=transcript.heard_by,
+                heard_by_because=transcript.recovered_from if transcript.heard_by else None,
             )
         )
 
