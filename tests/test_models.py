@@ -149,3 +149,12 @@ def test_a_truncated_half_of_whisper_base_is_refused(tmp_path):
     half.write_bytes(half.read_bytes()[:-10])
     with pytest.raises(ModelError, match="not 145217532"):
         whisper_base_files((first, second))
+
+
+def test_a_missing_second_recogniser_stops_start_up_with_its_path(tmp_path):
+    from voicebot.pipeline.shared import SharedModels
+
+    settings = Settings()
+    settings.models.stt.second_opinion = str(tmp_path / "no-such-model")
+    with pytest.raises(ModelError, match="no-such-model"):
+        SharedModels.load(settings)

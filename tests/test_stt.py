@@ -611,3 +611,47 @@ def test_accented_english_taken_for_thai_is_heard_when_it_decodes_worse_in_thai(
     assert "person" in heard.text.lower(), heard
     german = shared.recognise(phone_line(BAD_INPUT["german"]()))
     assert german.text == "" and german.recovered_from is None, german
+
+
+# ----------------------------------------------------------------------------- a second recogniser's reading
+
+
+def test_a_second_recogniser_reads_only_long_clips_the_first_rejected():
+    from voicebot.pipeline.shared import wants_second_opinion
+
+    rejected = Transcript("", 0.0, rejected="language th")
+    assert wants_second_opinion(rejected, short=False)
+    assert wants_second_opinion(replace(rejected, rejected="unsure"), short=False)
+    assert wants_second_opinion(replace(rejected, rejected="prompt echo"), short=False)
+    assert not wants_second_opinion(replace(rejected, rejected="repetitive"), short=False)  # noise, music
+    assert not wants_second_opinion(rejected, short=True)  # a word or two: the short-clip decoding's
+    assert not wants_second_opinion(Transcript("I want a refund.", 0.9), short=False)
+
+
+def test_a_request_the_first_recogniser_rejected_is_read_by_the_second(shared):
+    """en-sc over the phone: Whisper base guesses Thai for "can I return something I bought online" and rejects it
+    (the spoken dev set, benchmarks/stt_second_opinion.py); tiny.en reads it and its reading is acted on, named."""
+    from voicebot.phone_speech import VOICES, synthesize
+
+    assert shared.second_opinion is not None and shared.second_opinion.settings.models.stt.model == "tiny.en"
+    audio = phone_line(synthesize("can I return something I bought online", VOICES["en-sc"]))
+    first = shared._read(audio, None)
+    assert first.rejected is not None and first.rejected.startswith("language"), first
+    heard = shared.recognise(audio)
+    assert heard.rejected is None and heard.heard_by == "tiny.en" and heard.recovered_from == first.rejected, heard
+    assert "return" in heard.text.lower() and heard.words, heard
+
+
+def test_the_second_recogniser_gives_no_words_to_noise_or_another_language(shared):
+    for kind in ("noise", "music on hold", "german", "french"):
+        heard = shared.recognise(phone_line(BAD_INPUT[kind]()))
+        assert heard.text == "" and heard.heard_by is None, (kind, heard)
+
+
+def test_the_second_recogniser_can_be_switched_off():
+    settings = Settings()
+    assert settings.models.stt.second_opinion == "tiny.en"
+    settings.models.stt.second_opinion = "none"
+    models = SharedModels.load(settings)
+    models.close()
+    assert models.second_opinion is None

@@ -108,7 +108,8 @@ def test_no_second_pass_by_default() -> None:
 
 def test_the_dialog_stage_acts_on_the_best_supported_reading_and_traces_them_all(shared, tmp_path) -> None:
     """A caller turn with the recogniser's readings reaches the real dialog stage: the bot answers the reading
-    the NLU understands, the caller's turn is recorded with it, and the bot turn's trace lists every reading."""
+    the NLU understands, the caller's turn is recorded with it, and the bot turn's trace lists every reading. A turn
+    read by the second recogniser names it in the trace."""
     import asyncio
     import time
     from datetime import UTC, datetime
@@ -170,6 +171,11 @@ def test_the_dialog_stage_acts_on_the_best_supported_reading_and_traces_them_all
                                                    speech_end=time.monotonic(), released=time.monotonic(),
                                                    confidence=0.5, alternatives=readings))
             await ear.until(2)
+            # A turn the first recogniser rejected and the second read (models.stt.second_opinion).
+            await task.queue_frame(CallerTurnFrame(text="I want to speak to an agent", start=now, end=now,
+                                                   speech_end=time.monotonic(), released=time.monotonic(),
+                                                   confidence=0.6, heard_by="tiny.en", heard_by_because="language th"))
+            await ear.until(3)
             await call.finish("caller_hangup")
             await task.queue_frame(EndFrame())
 
@@ -185,5 +191,7 @@ def test_the_dialog_stage_acts_on_the_best_supported_reading_and_traces_them_all
     trace = bot[1]["extra"]["trace"]["hypotheses"]
     assert [h["text"] for h in trace] == [r.text for r in readings]
     assert [h["chosen"] for h in trace] == [False, True] and trace[1]["intents"] == ["billing_question"]
+    assert "heard_by" not in bot[1]["extra"]["trace"]
+    assert bot[2]["extra"]["trace"]["heard_by"] == {"model": "tiny.en", "first_rejected": "language th"}
     store.close()
     engine.database.dispose()

@@ -154,6 +154,13 @@ class STTConfig(Section):
         "same rejection rules; and check a clip rejected as another language by decoding it in that language too. "
         "Costs CPU only on rejected clips.",
     )
+    second_opinion: str = Field(
+        "tiny.en",
+        description="A second Whisper model (tiny.en, or a CTranslate2 model folder; none: off) that reads a clip "
+        "longer than 2 s the first one rejected as unsure, no speech, a prompt echo or another language; its reading "
+        "is kept if it passes the same rejection rules and is surer than a guess. Loaded once at start-up; runs only "
+        "on such clips (about 4 % of spoken requests).",
+    )
     threads: int = Field(2, ge=1)
     language: str = "en"
 

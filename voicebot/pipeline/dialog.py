@@ -162,6 +162,9 @@ class DialogStage(FrameProcessor):
         if choice is not None:
             # The decision trace shows every reading the recogniser offered and why one was acted on.
             reply.trace["hypotheses"] = _hypotheses_trace(frame, choice)
+        if frame.heard_by is not None:
+            # The first recogniser rejected the audio; the words acted on are the second one's.
+            reply.trace["heard_by"] = {"model": frame.heard_by, "first_rejected": frame.heard_by_because}
         dialog_ms = (time.monotonic() - started) * 1000
         metrics.DIALOG_SECONDS.observe(dialog_ms / 1000)
         stages = {

@@ -38,6 +38,9 @@ class CallerTurnFrame(DataFrame):
     # Rejected as another language only ("language th"): the words decoded in the bot's language anyway
     # (Transcript.foreign_reading). The dialog may ask whether they were meant; it never acts on them.
     foreign_reading: str = ""
+    # The second recogniser whose reading ``text`` is, after the first rejected the audio (Transcript.heard_by).
+    heard_by: str | None = None
+    heard_by_because: str | None = None  # why the first recogniser rejected it ("language th", "unsure" ...)
     # A turn in progress must reach the dialog even if the caller barges in meanwhile.
     interruptible: bool = field(default=False, init=False)
 

@@ -26,7 +26,7 @@ from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.nbest import Hypothesis
 from voicebot import metrics
 from voicebot.config import Settings
-from voicebot.models import load_piper, load_whisper
+from voicebot.models import load_piper, load_whisper, whisper_source
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
 
 if TYPE_CHECKING:
@@ -110,6 +110,25 @@ RECOVERABLE = ("unsure", "no speech", "prompt echo")
 # ("Acme Online Store customer service: order, return, ..."), make up at least ECHO_SHARE of its words.
 ECHO_RUN = 3
 ECHO_SHARE = 0.5
+
+
+# A second recogniser (models.stt.second_opinion, Whisper tiny.en: another model with other errors, half of base's
+# CPU) reads a clip over SHORT_CLIP_S the first rejected for one of these reasons ("language" is any language); its
+# reading is kept if judge() accepts it and its mean token log probability is at least SECOND_OPINION_LOGPROB.
+# benchmarks/stt_second_opinion.py: of 612 spoken dev clips base rejected 25; tiny.en read most of the English ones
+# at -0.27 to -0.85 and German requests base rejected at -0.86 to -1.6 (at -1.0 or below, 5 of them became actions).
+# -0.8 to -0.7 measured alike (spoken dev every voice 82.2 / 71.5 -> 85.2 / 72.0 %, no foreign or noise clip acted on).
+SECOND_OPINION_FOR = ("unsure", "no speech", "prompt echo", "language")
+SECOND_OPINION_LOGPROB = -0.75
+
+
+def wants_second_opinion(first: Transcript, short: bool) -> bool:
+    """Whether a second recogniser reads the clip whose first reading is ``first``: a rejected clip over
+    :data:`SHORT_CLIP_S` (short clips: a word or two, left to the short-clip decoding), for a reason of
+    :data:`SECOND_OPINION_FOR`."""
+    if short or first.rejected is None:
+        return False
+    return ("language" if first.rejected.startswith("language ") else first.rejected) in SECOND_OPINION_FOR
 
 
 def recoverable(rejected: str | None) -> bool:
@@ -271,6 +290,8 @@ class Transcript:
     recovered_from: str | None = None
     # Each decoded word with the decoder's probability of it (Whisper's word split); empty when rejected or unknown.
     words: tuple[HeardWord, ...] = ()
+    # The second recogniser whose reading this is (models.stt.second_opinion, e.g. "tiny.en"); None: the first's.
+    heard_by: str | None = None
 
     @property
     def heard_speech(self) -> bool:
@@ -423,8 +444,12 @@ class SharedModels:
     def __init__(
         self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None,
         short: ShortClipDecoding | None = None, recovery: Recovery | None = None,
+        second_opinion: SharedModels | None = None,
     ):
         self.settings = settings
+        # Another recogniser (models.stt.second_opinion) with the same prompts and rules: it reads what the first
+        # rejects (wants_second_opinion). Its own thread pool is never used.
+        self.second_opinion = second_opinion
         self.bias = bias or SpeechBias()
         stt = settings.models.stt
         self.short = short or ShortClipDecoding(
@@ -463,7 +488,15 @@ class SharedModels:
         from dialogs.domain.loader import load_domain
 
         bias = SpeechBias.from_domain(load_domain(settings.resolve(settings.domain.path)))
-        return cls(settings, load_whisper(settings), load_piper(settings), bias)
+        voice = load_piper(settings)
+        second = None
+        name = settings.models.stt.second_opinion.strip()
+        if name not in ("", "none", whisper_source(settings).name):
+            other = settings.model_copy(deep=True)
+            other.models.stt.model, other.models.stt.second_opinion = name, "none"
+            second = cls(other, load_whisper(settings, name), voice, bias)
+            second.close()
+        return cls(settings, load_whisper(settings), voice, bias, second_opinion=second)
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking ``func(*args)`` in the shared bounded pool."""
@@ -483,6 +516,17 @@ class SharedModels:
         unsure or looping decode) gives an empty text and the reason in ``rejected``.
         """
         started = time.perf_counter()
+        result = self._read(pcm16, expects)
+        if self.second_opinion is not None and wants_second_opinion(result, len(pcm16) / 2 / pcm.SAMPLE_RATE <= SHORT_CLIP_S):
+            other = self.second_opinion._read(pcm16, expects)
+            if other.rejected is None and (other.avg_logprob or 0.0) >= SECOND_OPINION_LOGPROB:
+                result = replace(other, recovered_from=result.rejected,
+                                 heard_by=self.second_opinion.settings.models.stt.model)
+        metrics.STT_SECONDS.observe(time.perf_counter() - started)
+        return result
+
+    def _read(self, pcm16: bytes, expects: str | None) -> Transcript:
+        """This model's reading of the clip (:meth:`recognise` without the second opinion)."""
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
@@ -498,7 +542,6 @@ class SharedModels:
             # Answers to a question are checked by the dialog itself; only open requests get other readings.
             result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
                                              second_pass=expects is None, short=short)
-        metrics.STT_SECONDS.observe(time.perf_counter() - started)
         return result
 
     def _echo_source(self, prompt: str) -> str:
@@ -763,6 +806,8 @@ class SharedModels:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.second_opinion is not None:
+            self.second_opinion.close()
 
 
 def _trim_leading_silence(samples: np.ndarray, threshold: int = 300, keep: int = 220) -> np.ndarray:

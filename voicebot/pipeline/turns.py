@@ -282,6 +282,8 @@ class CallerTurnProcessor(FrameProcessor):
                 alternatives=transcript.alternatives,
                 words=transcript.words,
                 foreign_reading=transcript.foreign_reading,
+                heard_by=transcript.heard_by,
+                heard_by_because=transcript.recovered_from if transcript.heard_by else None,
             )
         )
 
