@@ -577,17 +577,34 @@ def test_a_short_answer_clearly_in_another_language_is_not_taken_for_english(sha
     assert english.rejected is None and any(w.isdigit() for w in normalise_transcript(english.text)), english
 
 
-def test_a_rejected_reading_of_clear_speech_gets_a_second_decode(shared, no_second_chance):
+def test_a_rejected_reading_of_clear_speech_gets_a_second_decode(shared, no_second_chance, monkeypatch):
     """benchmarks/stt_rejection.py: the domain prompt made this en-us request over the phone "L-cell, link,
     application, agent," at a guess's log probability; decoded again without the prompt it keeps the request. With
-    ``models.stt.recover_rejected: false`` it stays rejected."""
+    ``models.stt.recover_rejected: false`` it stays rejected. Whether the prompted reading is unsure enough to be
+    rejected depends on the CPU's arithmetic (on this session's AMD machine it read "payment, help, and get me an
+    agent." at -1.12 and passed), so the first verdict is made "unsure" here: what is tested is the second decode."""
+    import voicebot.pipeline.shared as shared_module
     from voicebot.phone_speech import VOICES, synthesize
 
+    real_judge = shared_module.judge
+    verdicts: list[Transcript] = []
+
+    def first_judged_unsure(text: str, *args, **kwargs) -> Transcript:
+        verdict = real_judge(text, *args, **kwargs)
+        if not verdicts:
+            verdict = replace(verdict, text="", confidence=0.0, rejected="unsure", decoded=text, words=())
+        verdicts.append(verdict)
+        return verdict
+
     audio = phone_line(synthesize("this isn't helping get me an agent", VOICES["en-us"]))
+    monkeypatch.setattr(shared_module, "judge", first_judged_unsure)
     first = no_second_chance.recognise(audio)
     assert first.rejected == "unsure" and first.text == "", first
+    assert len(verdicts) == 1  # no second decode with recover_rejected off
+    verdicts.clear()
     again = shared.recognise(audio)
-    assert again.recovered_from == "unsure" and again.rejected is None, again
+    assert len(verdicts) == 2 and verdicts[0].rejected == "unsure", verdicts
+    assert again.recovered_from == "unsure" and again.rejected is None and again.heard_by is None, again
     assert "agent" in again.text.lower() and 0.0 < again.confidence < 1.0, again
 
 
@@ -602,8 +619,10 @@ def test_silence_and_music_get_no_second_decode_that_invents_words(shared):
 
 def test_accented_english_taken_for_thai_is_heard_when_it_decodes_worse_in_thai(shared):
     """en-029 over the phone: Whisper guessed Thai (0.88) and the prompted English decode was unsure, so the language
-    rule rejected it; decoded in Thai it is less sure than in English, so the English reading stands. German speech
-    decodes better in German and stays rejected (test_bad_input_gives_no_words)."""
+    rule rejected it. It is heard all the same: where it decodes less surely in Thai than in English the English
+    reading stands (on the machines this was written on), else the second recogniser reads it (on this session's AMD
+    machine the Thai decode was not worse by the margin; tiny.en read it). German speech decodes better in German,
+    reads unsurely in tiny.en, and stays rejected (test_bad_input_gives_no_words)."""
     from voicebot.phone_speech import VOICES, synthesize
 
     heard = shared.recognise(phone_line(synthesize("let me talk to a person", VOICES["en-029"])))
