@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from audio.evaluation import normalise_transcript
+from audio.evaluation import normalise_transcript, reference_words
 from dialogs.domain.loader import load_domain
 from voicebot.config import Settings, load_settings
 from voicebot.models import load_piper, load_whisper
@@ -100,7 +100,7 @@ def main() -> None:
                 started = time.process_time()
                 heard = shared.recognise(audio, expects=expects)
                 cpu_ms[group].append(1000 * (time.process_time() - started))
-                ref = normalise_transcript(text)
+                ref = reference_words(text)
                 found = edits(ref, normalise_transcript(heard.text))
                 for key in (group, f"{group}: {kind}"):
                     errors[key][0] += len(found)

@@ -202,6 +202,10 @@ def test_wer_compares_words_as_whisper_reports_them():
     assert word_error_rate([("he paid forty two pounds", "He paid 42 pounds."), ("um my order is 45281", "My order is four five two eight one.")]) == 0
     assert normalise_transcript("Zero.") == normalise_transcript("0") == ["0"]
     assert word_error_rate([("where is my order", "where is my border")]) == 0.25
+    # Brackets in a reference are punctuation of what was said (LJSpeech); in Whisper's output they mark no speech.
+    assert word_error_rate([("actually dated (which was printed in fourteen sixty-two)",
+                             "Actually dated, which was printed in 1462.")]) == 0
+    assert word_error_rate([("hello there", "(laughs) Hello there.")]) == 0
 
 
 def test_a_request_over_the_phone_is_heard_with_confidence(shared):
