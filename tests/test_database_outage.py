@@ -181,81 +181,46 @@ def test_a_pipeline_turn_during_a_lock_says_the_holding_phrase_then_answers_and_
     """The dialog stage of a call, driven with turn frames (no audio): the PIN check waits for a locked database,
     the caller hears the holding phrase at once, the answer follows when the lock goes, the record keeps all."""
     from demo_db import NOW, demo_copy
-    from pipecat.frames.frames import EndFrame, Frame
-    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.frames.frames import EndFrame
     from pipecat.pipeline.worker import PipelineWorker
-    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.workers.runner import WorkerRunner
+    from stage_helpers import SaidRecorder, ThreadPool, run_pipeline
 
     from dialogs.engine import DialogEngine
     from telephony.keypad import KeypadInputFrame
     from voicebot.config import CallConfig
     from voicebot.pipeline.call import CallContext
     from voicebot.pipeline.dialog import HOLDING_PHRASE, DialogStage
-    from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, GreetFrame
+    from voicebot.pipeline.frames import CallerTurnFrame, GreetFrame
 
     url = demo_copy(tmp_path, tmp_path_factory)
     upgrade(url)
     engine = DialogEngine.build(database_url=url, seed_demo=False, clock=lambda: NOW, seed=3)
     store = CallStore(engine.database.engine)
 
-    class Pool:  # the inference pool's interface: blocking dialog work off the event loop
-        async def run(self, func, *args):  # type: ignore[no-untyped-def]
-            return await asyncio.to_thread(func, *args)
-
-    class Ear(FrameProcessor):
-        """What the caller would hear, in order."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.said: list[BotSayFrame] = []
-            self.changed = asyncio.Event()
-
-        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-            await super().process_frame(frame, direction)
-            if isinstance(frame, BotSayFrame):
-                self.said.append(frame)
-                self.changed.set()
-            await self.push_frame(frame, direction)
-
-        async def until(self, n: int) -> BotSayFrame:
-            while len(self.said) < n:
-                self.changed.clear()
-                await asyncio.wait_for(self.changed.wait(), 60)
-            return self.said[n - 1]
-
     session = engine.new_call(channel="sip", caller_id="+15551230001", call_id="call-locked")
-    call = CallContext("call-locked", "sip", "+15551230001", session, store, Pool())  # type: ignore[arg-type]
-    ear = Ear()
+    call = CallContext("call-locked", "sip", "+15551230001", session, store, ThreadPool())  # type: ignore[arg-type]
+    ear = SaidRecorder(timeout_s=60)
     stage = DialogStage(call, CallConfig(hold_phrase_after_s=0.5))
     lock: list[Lock] = []
 
-    async def main() -> None:
-        task = PipelineWorker(Pipeline([stage, ear]), enable_rtvi=False, enable_turn_tracking=False,
-                              idle_timeout_secs=None)
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(task)
-
-        async def drive() -> None:
-            await task.queue_frame(GreetFrame())
-            await ear.until(1)
-            now = datetime.now(UTC)
-            await task.queue_frame(CallerTurnFrame(text="Where is my order?", start=now, end=now))
-            assert "confirm who you are" in (await ear.until(2)).text
-            lock.append(await asyncio.to_thread(Lock, Path(url.removeprefix("sqlite:///"))))
-            await task.queue_frame(KeypadInputFrame(keys="4321", terminated=True))
-            holding = await ear.until(3)
-            assert holding.text == HOLDING_PHRASE and holding.kind == "holding"
-            assert lock[0].held  # said while the database is still locked
-            await asyncio.to_thread(lock[0].release)
-            assert "verified" in (await ear.until(4)).text
-            await call.finish("caller_hangup")
-            await task.queue_frame(EndFrame())
-
-        await asyncio.gather(runner.run(), drive())
+    async def drive(task: PipelineWorker) -> None:
+        await task.queue_frame(GreetFrame())
+        await ear.until(1)
+        now = datetime.now(UTC)
+        await task.queue_frame(CallerTurnFrame(text="Where is my order?", start=now, end=now))
+        assert "confirm who you are" in (await ear.until(2)).text
+        lock.append(await asyncio.to_thread(Lock, Path(url.removeprefix("sqlite:///"))))
+        await task.queue_frame(KeypadInputFrame(keys="4321", terminated=True))
+        holding = await ear.until(3)
+        assert holding.text == HOLDING_PHRASE and holding.kind == "holding"
+        assert lock[0].held  # said while the database is still locked
+        await asyncio.to_thread(lock[0].release)
+        assert "verified" in (await ear.until(4)).text
+        await call.finish("caller_hangup")
+        await task.queue_frame(EndFrame())
 
     try:
-        asyncio.run(main())
+        asyncio.run(run_pipeline([stage, ear], drive))
     finally:
         if lock and lock[0].held:
             lock[0].release()

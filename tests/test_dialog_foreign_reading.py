@@ -134,11 +134,9 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
     real dialog stage: a sure reading is asked about, "yes" goes on, "no" asks again and one more miss offers a
     person; a gibberish reading is "didn't catch that" and two offer a person. The stored caller turns say only that
     they were not understood."""
-    from pipecat.frames.frames import EndFrame, Frame
-    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.frames.frames import EndFrame
     from pipecat.pipeline.worker import PipelineWorker
-    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.workers.runner import WorkerRunner
+    from stage_helpers import SaidRecorder, ThreadPool, run_pipeline
 
     from voicebot.config import CallConfig
     from voicebot.pipeline.call import CallContext
@@ -152,29 +150,6 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
     upgrade(url)
     store = CallStore(engine.database.engine)
 
-    class Pool:  # the inference pool's interface: blocking dialog work off the event loop
-        async def run(self, func, *args):  # type: ignore[no-untyped-def]
-            return await asyncio.to_thread(func, *args)
-
-    class Ear(FrameProcessor):
-        def __init__(self) -> None:
-            super().__init__()
-            self.said: list[BotSayFrame] = []
-            self.changed = asyncio.Event()
-
-        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-            await super().process_frame(frame, direction)
-            if isinstance(frame, BotSayFrame):
-                self.said.append(frame)
-                self.changed.set()
-            await self.push_frame(frame, direction)
-
-        async def until(self, n: int) -> BotSayFrame:
-            while len(self.said) < n:
-                self.changed.clear()
-                await asyncio.wait_for(self.changed.wait(), 60)
-            return self.said[n - 1]
-
     def turn(text: str = "", reading: str = "") -> CallerTurnFrame:
         now = datetime.now(UTC)
         return CallerTurnFrame(text=text, start=now, end=now, speech_end=time.monotonic(), released=time.monotonic(),
@@ -184,14 +159,10 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
     async def call(call_id: str, turns: list[CallerTurnFrame]) -> list[BotSayFrame]:
         """One call: the greeting, then each turn and the bot's answer to it."""
         session = engine.new_call(channel="sip", caller_id=STRANGER, call_id=call_id)
-        ctx = CallContext(call_id, "sip", STRANGER, session, store, Pool())  # type: ignore[arg-type]
-        ear = Ear()
-        task = PipelineWorker(Pipeline([DialogStage(ctx, CallConfig()), ear]), enable_rtvi=False,
-                              enable_turn_tracking=False, idle_timeout_secs=None)
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(task)
+        ctx = CallContext(call_id, "sip", STRANGER, session, store, ThreadPool())  # type: ignore[arg-type]
+        ear = SaidRecorder(timeout_s=60)
 
-        async def drive() -> None:
+        async def drive(task: PipelineWorker) -> None:
             await task.queue_frame(GreetFrame())
             await ear.until(1)
             for n, frame in enumerate(turns, start=2):
@@ -200,7 +171,7 @@ def test_through_the_dialog_stage_a_thai_guess_is_asked_about_and_the_stored_tur
             await ctx.finish("caller_hangup")
             await task.queue_frame(EndFrame())
 
-        await asyncio.gather(runner.run(), drive())
+        await run_pipeline([DialogStage(ctx, CallConfig()), ear], drive)
         return ear.said[1:]
 
     sure, gibberish = "My address is wrong on my account.", "Wives, SMS, Trichon, Yom Mykorn"

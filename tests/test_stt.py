@@ -277,16 +277,15 @@ def test_speech_in_another_language_twice_is_not_understood_then_a_person_is_off
     words, the bot says it did not get that; the second time it connects the caller to a colleague. The
     dialog's question kind travels back upstream to the recogniser."""
     from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame
-    from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineWorker
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.workers.runner import WorkerRunner
+    from stage_helpers import SaidRecorder, run_pipeline
 
     from dialogs.engine import DialogEngine
     from voicebot.config import CallConfig
     from voicebot.pipeline.call import CallContext
     from voicebot.pipeline.dialog import DialogStage
-    from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, ExpectedAnswerFrame, GreetFrame
+    from voicebot.pipeline.frames import CallerTurnFrame, ExpectedAnswerFrame, GreetFrame
     from voicebot.pipeline.turns import CallerTurnProcessor
     from voicebot.storage import CallStore
     from voicebot.storage.schema import upgrade
@@ -295,27 +294,6 @@ def test_speech_in_another_language_twice_is_not_understood_then_a_person_is_off
     engine = DialogEngine.build(database_url=url, seed_demo=True, seed=3)
     upgrade(url)
     store = CallStore(engine.database.engine)
-
-    class Ear(FrameProcessor):
-        """Records what the bot says and the caller turns the dialog received."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.said: list[BotSayFrame] = []
-            self.changed = asyncio.Event()
-
-        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-            await super().process_frame(frame, direction)
-            if isinstance(frame, BotSayFrame):
-                self.said.append(frame)
-                self.changed.set()
-            await self.push_frame(frame, direction)
-
-        async def until(self, n: int) -> BotSayFrame:
-            while len(self.said) < n:
-                self.changed.clear()
-                await asyncio.wait_for(self.changed.wait(), 120)
-            return self.said[n - 1]
 
     class TurnTap(FrameProcessor):
         def __init__(self) -> None:
@@ -334,37 +312,29 @@ def test_speech_in_another_language_twice_is_not_understood_then_a_person_is_off
     session = engine.new_call(channel="web", call_id="call-foreign")
     call = CallContext("call-foreign", "web", None, session, store, shared)
     turns = CallerTurnProcessor(shared)
-    tap, ear = TurnTap(), Ear()
+    tap, ear = TurnTap(), SaidRecorder()
     german = BAD_INPUT["german"]() + pcm.silence(1500)
     replies: list[str] = []
 
-    async def main() -> None:
-        task = PipelineWorker(Pipeline([turns, tap, DialogStage(call, CallConfig()), ear]), enable_rtvi=False,
-                              enable_turn_tracking=False, idle_timeout_secs=None)
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(task)
-
+    async def drive(task: PipelineWorker) -> None:
         async def speak(audio: bytes) -> None:
             for chunk in pcm.frames(audio, pad=True):
                 await task.queue_frame(InputAudioRawFrame(audio=chunk, sample_rate=pcm.SAMPLE_RATE, num_channels=1))
 
-        async def drive() -> None:
-            await task.queue_frame(GreetFrame())
-            await ear.until(1)
-            await speak(german)
-            first = await ear.until(2)
-            replies.append(first.text)
-            # "Sorry, I didn't catch that", or asked whether the English reading's one sure request was meant.
-            assert first.then == "continue" and first.text.startswith("Sorry, I"), first.text
-            await speak(german)
-            second = await ear.until(3)
-            assert second.then == "handoff" and "colleague" in second.text, second.text
-            await call.finish("caller_hangup")
-            await task.queue_frame(EndFrame())
+        await task.queue_frame(GreetFrame())
+        await ear.until(1)
+        await speak(german)
+        first = await ear.until(2)
+        replies.append(first.text)
+        # "Sorry, I didn't catch that", or asked whether the English reading's one sure request was meant.
+        assert first.then == "continue" and first.text.startswith("Sorry, I"), first.text
+        await speak(german)
+        second = await ear.until(3)
+        assert second.then == "handoff" and "colleague" in second.text, second.text
+        await call.finish("caller_hangup")
+        await task.queue_frame(EndFrame())
 
-        await asyncio.gather(runner.run(), drive())
-
-    asyncio.run(main())
+    asyncio.run(run_pipeline([turns, tap, DialogStage(call, CallConfig()), ear], drive))
     assert [t.text for t in tap.turns] == ["", ""]
     assert all(t.not_understood and t.confidence == 0.0 for t in tap.turns)
     # Each reply told the recogniser upstream what it asked for: yes or no after "Just to check", else nothing.

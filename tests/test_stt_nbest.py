@@ -114,17 +114,15 @@ def test_the_dialog_stage_acts_on_the_best_supported_reading_and_traces_them_all
     import time
     from datetime import UTC, datetime
 
-    from pipecat.frames.frames import EndFrame, Frame
-    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.frames.frames import EndFrame
     from pipecat.pipeline.worker import PipelineWorker
-    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.workers.runner import WorkerRunner
+    from stage_helpers import SaidRecorder, run_pipeline
 
     from dialogs.engine import DialogEngine
     from voicebot.config import CallConfig
     from voicebot.pipeline.call import CallContext
     from voicebot.pipeline.dialog import DialogStage
-    from voicebot.pipeline.frames import BotSayFrame, CallerTurnFrame, GreetFrame
+    from voicebot.pipeline.frames import CallerTurnFrame, GreetFrame
     from voicebot.storage import CallStore
     from voicebot.storage.schema import upgrade
 
@@ -133,55 +131,28 @@ def test_the_dialog_stage_acts_on_the_best_supported_reading_and_traces_them_all
     upgrade(url)
     store = CallStore(engine.database.engine)
 
-    class Ear(FrameProcessor):
-        def __init__(self) -> None:
-            super().__init__()
-            self.said: list[BotSayFrame] = []
-            self.changed = asyncio.Event()
-
-        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-            await super().process_frame(frame, direction)
-            if isinstance(frame, BotSayFrame):
-                self.said.append(frame)
-                self.changed.set()
-            await self.push_frame(frame, direction)
-
-        async def until(self, n: int) -> BotSayFrame:
-            while len(self.said) < n:
-                self.changed.clear()
-                await asyncio.wait_for(self.changed.wait(), 120)
-            return self.said[n - 1]
-
     session = engine.new_call(channel="web", call_id="call-nbest")
     call = CallContext("call-nbest", "web", None, session, store, shared)
-    ear = Ear()
+    ear = SaidRecorder()
     readings = (Hypothesis("banana piano", -0.2), Hypothesis("I was charged twice for the same order", -0.5))
 
-    async def main() -> None:
-        task = PipelineWorker(Pipeline([DialogStage(call, CallConfig()), ear]), enable_rtvi=False,
-                              enable_turn_tracking=False, idle_timeout_secs=None)
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(task)
+    async def drive(task: PipelineWorker) -> None:
+        await task.queue_frame(GreetFrame())
+        await ear.until(1)
+        now = datetime.now(UTC)
+        await task.queue_frame(CallerTurnFrame(text=readings[0].text, start=now, end=now,
+                                               speech_end=time.monotonic(), released=time.monotonic(),
+                                               confidence=0.5, alternatives=readings))
+        await ear.until(2)
+        # A turn the first recogniser rejected and the second read (models.stt.second_opinion).
+        await task.queue_frame(CallerTurnFrame(text="I want to speak to an agent", start=now, end=now,
+                                               speech_end=time.monotonic(), released=time.monotonic(),
+                                               confidence=0.6, heard_by="tiny.en", heard_by_because="language th"))
+        await ear.until(3)
+        await call.finish("caller_hangup")
+        await task.queue_frame(EndFrame())
 
-        async def drive() -> None:
-            await task.queue_frame(GreetFrame())
-            await ear.until(1)
-            now = datetime.now(UTC)
-            await task.queue_frame(CallerTurnFrame(text=readings[0].text, start=now, end=now,
-                                                   speech_end=time.monotonic(), released=time.monotonic(),
-                                                   confidence=0.5, alternatives=readings))
-            await ear.until(2)
-            # A turn the first recogniser rejected and the second read (models.stt.second_opinion).
-            await task.queue_frame(CallerTurnFrame(text="I want to speak to an agent", start=now, end=now,
-                                                   speech_end=time.monotonic(), released=time.monotonic(),
-                                                   confidence=0.6, heard_by="tiny.en", heard_by_because="language th"))
-            await ear.until(3)
-            await call.finish("caller_hangup")
-            await task.queue_frame(EndFrame())
-
-        await asyncio.gather(runner.run(), drive())
-
-    asyncio.run(main())
+    asyncio.run(run_pipeline([DialogStage(call, CallConfig()), ear], drive))
     assert store.flush(timeout=60)
     record = store.get("call-nbest")
     assert record is not None
