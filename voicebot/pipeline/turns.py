@@ -188,7 +188,11 @@ class CallerTurnProcessor(FrameProcessor):
         if voiced:
             self._silence_run = 0
             self._speech_end = time.monotonic()
-            self._speculation = None  # the caller went on: an earlier transcript is incomplete
+            if self._speculation is not None:
+                # The caller went on: that transcript would be of part of the utterance. One still queued for the
+                # inference pool never runs (one already running finishes unused).
+                self._speculation.cancel()
+                self._speculation = None
             if pcm.duration_ms(self._utterance) >= self._p.max_turn_s * 1000:
                 await self._turn_ended()
             return
