@@ -152,11 +152,20 @@ class StreamResampler:
         self.in_rate, self.out_rate = in_rate, out_rate
         self._history = np.zeros(len(_LOWPASS) - 1, dtype=np.float64)
         self._odd = 0  # parity of the next input sample when decimating, so chunks of odd length work
+        self._silent = True  # the filter's history is all zeros
 
     def process(self, pcm: bytes) -> bytes:
         if self.in_rate == self.out_rate:
             return pcm
-        x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        if self._silent and not samples.any():
+            # Silence in, nothing left in the filter: silence out (most of a call, both ways), without the filter.
+            if self.out_rate > self.in_rate:
+                return bytes(4 * len(samples))
+            n = len(range(self._odd, len(samples), 2))
+            self._odd = (self._odd + len(samples)) % 2
+            return bytes(2 * n)
+        x = samples.astype(np.float64)
         if self.out_rate > self.in_rate:
             up = np.zeros(2 * len(x))
             up[::2] = x * 2.0  # zero insertion halves the level; the factor 2 restores it
@@ -169,4 +178,5 @@ class StreamResampler:
     def _filter(self, x: np.ndarray) -> np.ndarray:
         buf = np.concatenate([self._history, x])
         self._history = buf[len(buf) - len(self._history) :]
+        self._silent = not self._history.any()
         return np.convolve(buf, _LOWPASS, mode="valid")

@@ -8,6 +8,8 @@ so where a turn ends depends only on the audio.
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from pipecat.frames.frames import Frame, InputAudioRawFrame, UserStartedSpeaking
 from audio.speech import espeak_ng
 from voicebot.config import Settings
 from voicebot.pipeline.frames import CallerTurnFrame
-from voicebot.pipeline.shared import SharedModels
+from voicebot.pipeline.shared import SharedModels, Transcript
 from voicebot.pipeline.turns import CallerTurnProcessor
 
 RATE = 16000
@@ -100,3 +102,51 @@ def test_speech_cut_off_is_pending_for_the_record(shared):
     pending = processor.pending_speech()
     assert pending is not None
     assert len(pending.audio) > RATE  # more than half a second of 16-bit audio
+
+
+class QueuedRecogniser:
+    """The two things turn taking uses of SharedModels, over a one-thread pool that a test can hold busy (other
+    calls' recognitions); what each recognition was given is kept."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.heard: list[int] = []
+
+    async def run(self, func, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self.pool, func, *args)
+
+    def recognise(self, audio: bytes, expects: str | None = None) -> Transcript:
+        self.heard.append(len(audio))
+        return Transcript("I want to check my order and change my address.", 0.9)
+
+
+def test_a_speculation_the_caller_talked_over_is_not_run_if_it_has_not_started():
+    audio = np.concatenate(
+        [silence(0.5), speech("I want to check my order"), silence(0.3), speech("and change my address."), silence(1.5)]
+    )
+    recogniser = QueuedRecogniser()
+    busy = threading.Event()
+    recogniser.pool.submit(busy.wait, 30)  # the pool is busy while the caller speaks, pauses and goes on
+    processor = CallerTurnProcessor(recogniser)  # type: ignore[arg-type]
+    pushed: list[Frame] = []
+
+    async def collect(frame: Frame, direction=None) -> None:
+        pushed.append(frame)
+
+    processor.push_frame = collect  # type: ignore[method-assign]
+
+    async def feed() -> None:
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+        for i in range(0, len(pcm), 640):
+            await processor._on_audio(InputAudioRawFrame(audio=pcm[i : i + 640], sample_rate=RATE, num_channels=1))
+        busy.set()
+        assert processor._releases is not None
+        await processor._releases
+
+    asyncio.run(feed())
+    recogniser.pool.shutdown()
+    assert len(turns(pushed)) == 1
+    # One recognition, of both clauses (the turn's audio less the silence that ended it): the speculation of the
+    # first clause alone was cancelled before it started.
+    assert len(recogniser.heard) == 1
+    assert 0.75 * len(turns(pushed)[0].audio) < recogniser.heard[0] < len(turns(pushed)[0].audio)

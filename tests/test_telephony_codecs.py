@@ -64,3 +64,23 @@ def test_the_telephone_band_passes_whole_both_ways() -> None:
     image = np.abs(np.fft.rfft(up[400:].astype(np.float64)))
     freqs = np.fft.rfftfreq(len(up) - 400, 1 / 16000)
     assert image[freqs > 4000].max() < 0.1 * image[freqs < 4000].max()  # the image at 4.1 kHz is at least 20 dB down
+
+
+def test_silence_between_sounds_resamples_as_the_filter_would() -> None:
+    """Silent chunks skip the filter once its history is silent too; the output is the same to the sample, in
+    chunks of odd and even length, while the filter still rings out after a sound and after it."""
+    rng = np.random.default_rng(3)
+    sound = (rng.normal(0, 3000, 500)).astype(np.int16)
+    signal = np.concatenate([np.zeros(333), sound, np.zeros(1001), sound[:77], np.zeros(640)]).astype(np.int16)
+    sizes = [160, 161, 159, 320, 7, 1000, 160, 2, 480, 102]  # the whole signal
+    for in_rate, out_rate in ((8000, 16000), (16000, 8000)):
+        whole, chunked = StreamResampler(in_rate, out_rate), StreamResampler(in_rate, out_rate)
+        whole._silent = False  # never takes the shortcut
+        start, got, expected = 0, [], []
+        for size in sizes:
+            chunk = signal[start : start + size].tobytes()
+            start += size
+            whole._silent = False
+            expected.append(whole.process(chunk))
+            got.append(chunked.process(chunk))
+        assert start == len(signal) and got == expected

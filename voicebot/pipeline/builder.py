@@ -1,7 +1,7 @@
 """Assembly of one call's pipeline over any pipecat transport (WebRTC here, SIP in telephony/).
 
-    transport.input() -> MonitorTap (caller) -> KeypadCollector
-      -> CallerTurnProcessor (VAD, speculative STT, end of turn, barge-in)
+    transport.input() -> MonitorTap (caller)
+      -> CallerTurnProcessor (VAD, speculative STT, end of turn, barge-in) -> KeypadCollector
       -> DialogStage (dialog engine) -> PiperSpeech (TTS) -> transport.output() -> MonitorTap (bot) -> CallControl
 
 The monitor taps give supervisors listening in the caller's and the bot's audio (voicebot.monitor).
@@ -125,8 +125,9 @@ def build_call_pipeline(
             transport.input(),
             # Supervisors listening in hear the caller and the bot (voicebot.monitor).
             MonitorTap(call.call_id, "caller", holds_call=True, name=f"listen-caller-{call.call_id}"),
-            KeypadCollector(name=f"keypad-{call.call_id}"),
+            # The caller's audio ends here (50 frames a second per call), so as few stages as possible come first.
             turns,
+            KeypadCollector(name=f"keypad-{call.call_id}"),
             DialogStage(call, settings.call, signals=signals, name=f"dialog-{call.call_id}"),
             PiperSpeech(shared, call, settings.models.tts, name=f"tts-{call.call_id}"),
             transport.output(),

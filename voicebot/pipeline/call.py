@@ -6,10 +6,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from voicebot import metrics
 from voicebot.events import handoff_customer
+from voicebot.pipeline.lanes import DIALOG
 from voicebot.storage import CallStore
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from voicebot.recording import CallRecording
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # session.end() accepts these reasons; anything else the pipeline knows maps onto them.
 _ENGINE_REASONS = {"caller_hangup", "bot_hangup", "handoff", "error"}
@@ -85,10 +88,14 @@ class CallContext:
             await self.recording.decline()
 
     async def start_dialog(self) -> BotReply:
-        return await self.shared.run(self.session.start)
+        return await DIALOG.run(self.session.start)
 
     async def handle(self, turn: Turn) -> BotReply:
-        return await self.shared.run(self.session.handle, turn)
+        return await DIALOG.run(self.session.handle, turn)
+
+    async def run_dialog(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking dialog work ``func(*args)`` off the event loop, apart from speech recognition (lanes.DIALOG)."""
+        return await DIALOG.run(func, *args)
 
     async def add_turn(self, speaker: str, text: str, start: datetime, **fields: Any) -> int | None:
         metrics.TURNS.labels(speaker).inc()
@@ -166,7 +173,7 @@ class CallContext:
                 )
         engine_reason = reason if reason in _ENGINE_REASONS else _AS_ENGINE_REASON.get(reason, "bot_hangup")
         try:
-            outcome = await self.shared.run(self.session.end, engine_reason)
+            outcome = await DIALOG.run(self.session.end, engine_reason)
         except Exception:
             log.exception("call %s: closing the dialog session failed", self.call_id)
             outcome = None

@@ -124,7 +124,7 @@ class DialogStage(FrameProcessor):
             await self._time_up()  # handed back after the call's time ran out: the goodbye, not its question
             return
         self._duration = asyncio.ensure_future(self._duration_limit())
-        reply = await self._call.shared.run(self._call.session.resume)
+        reply = await self._call.run_dialog(self._call.session.resume)
         turn_id = await self._call.add_turn("bot", reply.text, datetime.now(UTC), extra=self._bot_extra(reply, "resumed"))
         await self.push_frame(BotSayFrame(text=reply.text, style=reply.style, kind="reply", turn_id=turn_id))
 
@@ -144,13 +144,13 @@ class DialogStage(FrameProcessor):
             self._call.end_reason = None
         self._prompted = False
         started = time.monotonic()
-        signals = await self._call.shared.run(self._signals, frame) if self._signals is not None else None
+        signals = await self._call.run_dialog(self._signals, frame) if self._signals is not None else None
         if frame.confidence is not None:
             # Speech the recogniser rejected arrives with no text and confidence 0: the dialog counts a miss.
             signals = replace(signals or TurnSignals(), transcript_confidence=frame.confidence)
         text, choice = frame.text, None
         if frame.alternatives:
-            choice = await self._call.shared.run(self._choose, frame)
+            choice = await self._call.run_dialog(self._choose, frame)
             text = choice.text
         if frame.words and text == frame.text:
             # The NLU doubts clauses whose words were heard unsurely (another reading has no word probabilities).

@@ -15,6 +15,7 @@ from voicebot import metrics
 from voicebot.config import TTSConfig
 from voicebot.pipeline.call import CallContext
 from voicebot.pipeline.frames import BotSaidFrame, BotSayFrame
+from voicebot.pipeline.lanes import SPEECH
 from voicebot.pipeline.shared import SharedModels, Speech, speech_chunks
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class PiperSpeech(FrameProcessor):
         # Synthesise sentence n+1 while sentence n is being played.
         upcoming: asyncio.Future[Speech] | None = None
         if sentences:
-            upcoming = asyncio.ensure_future(self._shared.run(self._shared.synthesize, sentences[0], scale))
+            upcoming = asyncio.ensure_future(SPEECH.run(self._shared.synthesize, sentences[0], scale))
         try:
             await self.push_frame(TTSStartedFrame())
             for i in range(len(sentences)):
@@ -62,7 +63,7 @@ class PiperSpeech(FrameProcessor):
                 upcoming = None
                 if i + 1 < len(sentences):
                     upcoming = asyncio.ensure_future(
-                        self._shared.run(self._shared.synthesize, sentences[i + 1], scale)
+                        SPEECH.run(self._shared.synthesize, sentences[i + 1], scale)
                     )
                 first_at = time.monotonic()
                 await self.push_frame(
@@ -94,7 +95,7 @@ class PiperSpeech(FrameProcessor):
         turn_id = await self._call.add_turn("bot", SPEECH_APOLOGY, datetime.now(UTC), extra={"kind": "apology"})
         try:
             for sentence in speech_chunks(SPEECH_APOLOGY):
-                speech = await self._shared.run(self._shared.synthesize, sentence, self._cfg.length_scale)
+                speech = await SPEECH.run(self._shared.synthesize, sentence, self._cfg.length_scale)
                 await self.push_frame(
                     TTSAudioRawFrame(audio=speech.audio, sample_rate=speech.sample_rate, num_channels=1)
                 )

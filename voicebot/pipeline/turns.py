@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -37,10 +35,10 @@ from voicebot import metrics
 from voicebot.config import CallConfig
 from voicebot.pipeline.frames import CallerTurnFrame, ExpectedAnswerFrame
 from voicebot.pipeline.shared import SharedModels, Transcript
+from voicebot.pipeline.vad import WINDOW, VoiceStream
 
 log = logging.getLogger(__name__)
 
-WINDOW = 512  # Silero's window at 16 kHz: 32 ms
 WINDOW_S = WINDOW / pcm.SAMPLE_RATE
 
 
@@ -121,8 +119,7 @@ class CallerTurnProcessor(FrameProcessor):
         self._shared = shared
         self._on_barge_in = on_barge_in
         self._p = params or TurnParams()
-        self._vad = SileroVADAnalyzer(sample_rate=pcm.SAMPLE_RATE)
-        self._vad.set_sample_rate(pcm.SAMPLE_RATE)  # the constructor only records the rate
+        self._vad = VoiceStream()
         self._resampler: pcm.StreamResampler | None = None
         self._windows = pcm.FrameSplitter(WINDOW * pcm.SAMPLE_WIDTH)
         self._ring: collections.deque[bytes] = collections.deque(maxlen=max(1, round(self._p.preroll_s / WINDOW_S)))
@@ -177,7 +174,7 @@ class CallerTurnProcessor(FrameProcessor):
             await self._on_window(window)
 
     async def _on_window(self, window: bytes) -> None:
-        confidence = float(np.asarray(self._vad.voice_confidence(window)).reshape(-1)[0])
+        confidence = self._vad.confidence(window)
         # Hysteresis: once in speech, weaker frames (word endings) still count as voice.
         threshold = self._p.vad_threshold - (0.15 if self._in_speech else 0.0)
         voiced = confidence >= threshold
@@ -191,7 +188,11 @@ class CallerTurnProcessor(FrameProcessor):
         if voiced:
             self._silence_run = 0
             self._speech_end = time.monotonic()
-            self._speculation = None  # the caller went on: an earlier transcript is incomplete
+            if self._speculation is not None:
+                # The caller went on: that transcript would be of part of the utterance. One still queued for the
+                # inference pool never runs (one already running finishes unused).
+                self._speculation.cancel()
+                self._speculation = None
             if pcm.duration_ms(self._utterance) >= self._p.max_turn_s * 1000:
                 await self._turn_ended()
             return
@@ -287,6 +288,3 @@ class CallerTurnProcessor(FrameProcessor):
             )
         )
 
-    async def cleanup(self) -> None:
-        await super().cleanup()
-        await self._vad.cleanup()
