@@ -76,10 +76,12 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
               help="Parse the transcripts without the recogniser's word probabilities (as typed text).")
 @click.option("--confirm-foreign-guess-from", "foreign_from", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override dialog.confirm_foreign_guess_from (0: speech rejected as another language stays unheard).")
+@click.option("--without-checks", "without_checks", is_flag=True,
+              help="Count the parse alone, not the request the dialog asks about in a turn with none understood.")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
                 domain_path: str | None, second_pass_below: float | None, save_path: str | None,
-                load_path: str | None, without_words: bool, foreign_from: float | None,
+                load_path: str | None, without_words: bool, foreign_from: float | None, without_checks: bool,
                 config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
@@ -89,8 +91,10 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     confidence band. Synthesised audio is cached in the system temp directory.
 
     Speech rejected only as another language counts as its reading in the bot's language where the dialog would ask
-    whether that was meant (dialog.confirm_foreign_guess_from; the caller's "yes" completes it), as unheard otherwise."""
-    from dialogs.manager.doubt import proposed_request
+    whether that was meant (dialog.confirm_foreign_guess_from; the caller's "yes" completes it), as unheard otherwise.
+    Likewise a transcript in which the NLU found no request counts as the request the dialog asks about
+    ("Just to check: ...?", dialog.confirm_intent_from), if any (--without-checks: as parsed)."""
+    from dialogs.manager.doubt import proposed_request, unsure_request
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
     from dialogs.nlu.nbest import choose
     from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
@@ -177,6 +181,20 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                           "asked": hit.name, "confidence": round(hit.confidence, 3)})
     foreign_summary = {"confirm_foreign_guess_from": sure_from, "rejected": sum(bool(r) for r in foreign),
                        "asked": len(asked), "rows": asked}
+    checked: list[dict[str, Any]] = []
+    for i, text in enumerate(heard):
+        if without_checks or proposals[i] is not None or not text:
+            continue
+        hit = unsure_request(model.parse(text, today=today, words=() if without_words else words[i]),
+                             model.domain, settings.dialog.confirm_intent_from, model.threshold)
+        if hit is not None:
+            # As the dialog does: "Just to check: ...?", and the caller's "yes" starts the request.
+            proposals[i] = hit.name
+            checked.append({"row": i, "said": spoken[i][0].text, "voice": spoken[i][1].name, "heard": text,
+                            "asked": hit.name, "confidence": round(hit.confidence, 3),
+                            "right": list(spoken[i][0].intents) == [hit.name]})
+    checks_summary = {"confirm_intent_from": settings.dialog.confirm_intent_from, "asked": len(checked),
+                      "right": sum(c["right"] for c in checked), "rows": checked}
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
     report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words, asked=proposals)
@@ -198,6 +216,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         out["by_voice"] = by_voice
         out["stt"] = stt
         out["foreign_readings"] = foreign_summary
+        out["checks"] = checks_summary
         for e in out["errors"]:
             e["voice"] = spoken[e["row"]][1].name
         click.echo(json.dumps(out, indent=2))
@@ -211,6 +230,11 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                f"sure from {sure_from}): {len(asked)}")
     for a in asked:
         click.echo(f"  {a['voice']:<8} {a['said']!r} heard {a['heard']!r}: {a['asked']} {a['confidence']:.2f}")
+    if not without_checks:
+        click.echo(f"no request understood, the dialog asks about one: {len(checked)} "
+                   f"({checks_summary['right']} the request said)")
+        for c in checked:
+            click.echo(f"  {c['voice']:<8} {c['said']!r} heard {c['heard']!r}: {c['asked']} {c['confidence']:.2f}")
     for name, r in by_voice.items():
         click.echo(f"  {name:<12} single {r['single']['accuracy']:.1%} of {r['single']['n']:.0f}, "
                    f"multi {r['multi']['accuracy']:.1%} of {r['multi']['n']:.0f}")
