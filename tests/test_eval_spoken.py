@@ -121,3 +121,22 @@ def test_a_transcript_with_no_request_counts_as_the_request_the_dialog_checks(tm
                   "--without-checks"], cwd=tmp_path)
     assert parsed.returncode == 0, parsed.stderr
     assert json.loads(parsed.stdout)["single"] == {"n": 1, "accuracy": 0.0}
+    assert report["misses"] == {"single": {}, "multi": {}}
+    kinds = json.loads(parsed.stdout)["misses"]["single"]
+    assert list(kinds.values()) == [{"en-us": 1}]
+
+
+def test_a_misread_row_is_told_by_kind() -> None:
+    """``miss_kind`` on transcripts Whisper made of the spoken dev set, with the shipped NLU's classifier."""
+    from dialogs.domain import load_domain
+    from dialogs.nlu import NLU
+    from voicebot.cli.eval_spoken import miss_kind
+
+    nlu = NLU.train(load_domain())
+    assert miss_kind(nlu, {"order_status"}, {"out_of_scope"}, "") == "rejected audio"
+    assert miss_kind(nlu, {"billing_question"}, {"change_address"}, "My name is Rik Long.") == "wrong intent"
+    assert miss_kind(nlu, {"greet", "reset_password"}, {"reset_password"}, "So I need to repair my password.") == \
+        "intent lost"
+    assert miss_kind(nlu, {"order_status", "reset_password"}, {"order_status"},
+                     "Where is my order, password, soup.") == "intent lost, a telling word left"
+    assert miss_kind(nlu, {"thanks"}, {"thanks", "change_address"}, "Thank you, may we move.") == "extra intent"

@@ -13,14 +13,42 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dialogs.nlu.classifier import classifier_view
 from dialogs.nlu.heard import HeardWord
+from dialogs.nlu.normalize import normalize
 from voicebot.cli.common import config_option, models_or_exit, settings_or_exit
 from voicebot.cli.eval_nlu import DEV_TODAY
 from voicebot.cli.nlu import load_nlu
 
 if TYPE_CHECKING:
+    from dialogs.nlu import NLU
     from dialogs.nlu.evaluation import Example
     from voicebot.phone_speech import SyntheticVoice
+
+
+# What went wrong in a row whose intents were misread, in the order they are tested (docs/understanding.md).
+MISS_KINDS = ("rejected audio", "wrong intent", "intent lost, a telling word left", "intent lost", "extra intent")
+# A word or word pair of the transcript "tells" a lost intent when the classifier, given it alone, is this sure of it.
+TELLING_PROB = 0.5
+
+
+def miss_kind(model: NLU, gold: set[str], predicted: set[str], heard: str) -> str:
+    """Which of :data:`MISS_KINDS` a misread row is: nothing heard; an intent said was lost and another one read
+    instead; an intent lost although a word or pair of words of the transcript still names it (the classifier alone
+    reads it as that intent with at least TELLING_PROB); an intent lost with no such word; or an intent too many."""
+    tokens = normalize(heard).tokens
+    if not tokens:
+        return MISS_KINDS[0]
+    missing, extra = gold - predicted, predicted - gold - {"out_of_scope"}
+    if missing and extra:
+        return MISS_KINDS[1]
+    if not missing:
+        return MISS_KINDS[4]
+    grams = [tokens[k:k + n] for n in (1, 2) for k in range(len(tokens) - n + 1)]
+    classes = list(map(str, model.classifier.classes))
+    probs = model.classifier.predict_proba([classifier_view(g) for g in grams])
+    told = {classes[int(row.argmax())] for row in probs if row.max() >= TELLING_PROB}
+    return MISS_KINDS[2] if missing & told else MISS_KINDS[3]
 
 
 @contextmanager
@@ -197,7 +225,15 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                       "right": sum(c["right"] for c in checked), "rows": checked}
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
-    report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words, asked=proposals)
+    report = evaluate(model, said, today=today, max_errors=len(said), heard=heard, heard_words=words, asked=proposals)
+    misses: dict[str, dict[str, dict[str, int]]] = {"single": {}, "multi": {}}
+    for e in report.errors:
+        gold, got = set(e["gold"]), set(e["predicted"])
+        if gold != got:
+            e["kind"] = miss_kind(model, gold, got, heard[e["row"]])
+            per_voice = misses["single" if len(gold) == 1 else "multi"].setdefault(e["kind"], {})
+            per_voice[spoken[e["row"]][1].name] = per_voice.get(spoken[e["row"]][1].name, 0) + 1
+    report.errors = report.errors[:limit]
     by_voice: dict[str, Any] = {}
     for voice in voices:
         idx = [i for i, (_, v) in enumerate(spoken) if v == voice]
@@ -217,6 +253,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         out["stt"] = stt
         out["foreign_readings"] = foreign_summary
         out["checks"] = checks_summary
+        out["misses"] = misses
         for e in out["errors"]:
             e["voice"] = spoken[e["row"]][1].name
         click.echo(json.dumps(out, indent=2))
@@ -235,6 +272,12 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                    f"({checks_summary['right']} the request said)")
         for c in checked:
             click.echo(f"  {c['voice']:<8} {c['said']!r} heard {c['heard']!r}: {c['asked']} {c['confidence']:.2f}")
+    names = [v.name for v in voices]
+    click.echo("misread rows by kind, per voice (" + ", ".join(names) + "):")
+    for rows_kind, kinds in misses.items():
+        for kind in (k for k in MISS_KINDS if k in kinds):
+            counts = " ".join(f"{kinds[kind].get(n, 0):>3}" for n in names)
+            click.echo(f"  {rows_kind:<6} {kind:<34} {counts}  (all {sum(kinds[kind].values())})")
     for name, r in by_voice.items():
         click.echo(f"  {name:<12} single {r['single']['accuracy']:.1%} of {r['single']['n']:.0f}, "
                    f"multi {r['multi']['accuracy']:.1%} of {r['multi']['n']:.0f}")
