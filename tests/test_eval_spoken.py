@@ -98,3 +98,45 @@ def test_a_clip_rejected_as_another_language_counts_as_the_request_the_dialog_wo
                "--confirm-foreign-guess-from", "0"], cwd=tmp_path)
     assert off.returncode == 0, off.stderr
     assert json.loads(off.stdout)["single"] == {"n": 2, "accuracy": 0.0}
+
+
+def test_a_transcript_with_no_request_counts_as_the_request_the_dialog_checks(tmp_path: Path) -> None:
+    """Saved transcripts (no speech): Whisper's "My S-word didn't work in Can you repair it?" names no request surely
+    enough to act on, and the dialog asks "Just to check: ...?" about the password reset, so the row counts as that
+    request (as the dialog's other checks do); --without-checks counts the parse alone."""
+    data = tmp_path / "spoken.tsv"
+    data.write_text("utterance\tintents\nmy password isn't working can you reset it\treset_password\n")
+    heard = "My S-word didn't work in Can you repair it?"
+    saved = tmp_path / "heard.json"
+    saved.write_text(json.dumps([{"said": "my password isn't working can you reset it", "voice": "en-us",
+                                  "heard": heard, "confidence": 0.5, "rejected": None, "decoded": "",
+                                  "words": [[w if k == 0 else " " + w, 0.9] for k, w in enumerate(heard.split())],
+                                  "stt_ms": 1.0, "stt_cpu_ms": 1.0}]))
+    checked = run(["eval", "spoken", str(data), "--voices", "en-us", "--json", "--load", str(saved)], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["single"] == {"n": 1, "accuracy": 1.0}
+    assert [(r["asked"], r["right"]) for r in report["checks"]["rows"]] == [("reset_password", True)]
+    parsed = run(["eval", "spoken", str(data), "--voices", "en-us", "--json", "--load", str(saved),
+                  "--without-checks"], cwd=tmp_path)
+    assert parsed.returncode == 0, parsed.stderr
+    assert json.loads(parsed.stdout)["single"] == {"n": 1, "accuracy": 0.0}
+    assert report["misses"] == {"single": {}, "multi": {}}
+    kinds = json.loads(parsed.stdout)["misses"]["single"]
+    assert list(kinds.values()) == [{"en-us": 1}]
+
+
+def test_a_misread_row_is_told_by_kind() -> None:
+    """``miss_kind`` on transcripts Whisper made of the spoken dev set, with the shipped NLU's classifier."""
+    from dialogs.domain import load_domain
+    from dialogs.nlu import NLU
+    from voicebot.cli.eval_spoken import miss_kind
+
+    nlu = NLU.train(load_domain())
+    assert miss_kind(nlu, {"order_status"}, {"out_of_scope"}, "") == "rejected audio"
+    assert miss_kind(nlu, {"billing_question"}, {"change_address"}, "My name is Rik Long.") == "wrong intent"
+    assert miss_kind(nlu, {"greet", "reset_password"}, {"reset_password"}, "So I need to repair my password.") == \
+        "intent lost"
+    assert miss_kind(nlu, {"order_status", "reset_password"}, {"order_status"},
+                     "Where is my order, password, soup.") == "intent lost, a telling word left"
+    assert miss_kind(nlu, {"thanks"}, {"thanks", "change_address"}, "Thank you, may we move.") == "extra intent"

@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from dialogs.domain import load_domain
+from dialogs.manager.doubt import unsure_request
 from dialogs.nlu import NLU
 from dialogs.nlu.heard import HeardWord, token_probabilities
 from dialogs.nlu.normalize import normalize
@@ -78,3 +79,15 @@ def test_typed_text_parses_as_before(nlu: NLU) -> None:
     typed = nlu.parse(text, today=TODAY)
     assert [h.name for h in typed.intents] == ["thanks", "change_address"]
     assert typed.doubted == [] and all(h.heard is None for h in typed.intents)
+
+
+def test_the_dialog_checks_the_request_of_a_turn_with_none_understood(nlu: NLU) -> None:
+    """``doubt.unsure_request``: what the dialog asks about ("Just to check: ...?") when the NLU found no request to act
+    on; the spoken evaluation counts it too."""
+    text = "My S-word didn't work in Can you repair it?"  # Whisper's "my password isn't working can you reset it"
+    parse = nlu.parse(text, today=TODAY, words=heard(text))
+    assert [h.name for h in parse.intents] == ["out_of_scope"]
+    hit = unsure_request(parse, nlu.domain, 0.2, nlu.threshold)
+    assert hit is not None and hit.name == "reset_password" and 0.2 <= hit.confidence < nlu.threshold
+    assert unsure_request(parse, nlu.domain, nlu.threshold, nlu.threshold) is None
+    assert unsure_request(nlu.parse("where is my order", today=TODAY), nlu.domain, 0.2, nlu.threshold) is None

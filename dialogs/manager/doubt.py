@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dialogs.domain.schema import Domain
 from dialogs.manager import flows
 from dialogs.manager.state import ACTS, NOT_REQUESTS, Expect, Hit
 from dialogs.nlu import ParseResult
@@ -40,6 +41,28 @@ def proposed_request(parse: ParseResult, sure_from: float) -> Hit | None:
     return Hit(requests[0].name, requests[0].confidence, {})
 
 
+def unsure_request(parse: ParseResult, domain: Domain, confirm_from: float, threshold: float) -> Hit | None:
+    """The request the dialog asks about ("Just to check: ...?") in a turn in which the NLU found none: the one it held
+    back because its words were heard unsurely (the surest of them), or, when nothing at all was understood, the
+    domain's best-scoring request if it scored between ``confirm_from`` (dialog.confirm_intent_from) and the NLU
+    ``threshold`` (never a request for a person: that one is handed over, not checked). None otherwise."""
+    if any(h.name not in NOT_REQUESTS for h in parse.intents):
+        return None
+    held = [h for h in parse.doubted if h.name in domain.intents and h.name not in ACTS]
+    if held:
+        surest = max(held, key=lambda h: h.heard or 0.0)
+        return Hit(surest.name, surest.confidence, {})
+    if [i.name for i in parse.intents] != ["out_of_scope"]:
+        return None
+    ranked = sorted(((v, k) for k, v in parse.scores.items()
+                     if k in domain.intents and k not in ACTS and k != "speak_to_agent"), reverse=True)
+    if not ranked or not confirm_from <= ranked[0][0] < threshold:
+        return None
+    score, name = ranked[0]
+    slot_types = {n: domain.slots[n].type for n in domain.intents[name].slots}
+    return Hit(name, score, {n: e.value for n, kind in slot_types.items() for e in parse.entities if e.type == kind})
+
+
 def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> bool:
     """Confirm instead of acting on a guess: the recogniser was unsure of the words (of the whole transcript, or of
     every word of the requests' clauses), the NLU held back a request whose words were all heard unsurely and the turn
@@ -58,19 +81,12 @@ def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> 
     elif heard and max(heard) < opts.confirm_heard_below:
         doubt = list(tasks)
         why = f"words of the request heard at {max(heard):.2f} < {opts.confirm_heard_below}"
-    elif not tasks and held:
-        surest = max(held, key=lambda h: h.heard or 0.0)
-        doubt = [Hit(surest.name, surest.confidence, {})]
-        why = f"request {surest.name} held back: its words heard at {surest.heard or 0.0:.2f}"
-    elif not tasks and [i.name for i in parse.intents] == ["out_of_scope"]:
-        ranked = sorted(((v, k) for k, v in parse.scores.items()
-                         if k in dlg.domain.intents and k not in ACTS and k != "speak_to_agent"), reverse=True)
-        if ranked and opts.confirm_intent_from <= ranked[0][0] < threshold:
-            score, name = ranked[0]
-            slot_types = {n: dlg.domain.slots[n].type for n in dlg.domain.intents[name].slots}
-            slots = {n: e.value for n, kind in slot_types.items() for e in parse.entities if e.type == kind}
-            doubt = [Hit(name, score, slots)]
-            why = f"intent {name} scored {score:.2f}, between {opts.confirm_intent_from} and {threshold}"
+    elif not tasks and (hit := unsure_request(parse, dlg.domain, opts.confirm_intent_from, threshold)) is not None:
+        doubt = [hit]
+        held_back = next((h for h in held if h.name == hit.name), None)
+        why = f"request {hit.name} held back: its words heard at {held_back.heard or 0.0:.2f}" \
+            if held_back is not None else \
+            f"intent {hit.name} scored {hit.confidence:.2f}, between {opts.confirm_intent_from} and {threshold}"
     if not doubt:
         return False
     st.doubt = doubt

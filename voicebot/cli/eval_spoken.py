@@ -13,14 +13,42 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dialogs.nlu.classifier import classifier_view
 from dialogs.nlu.heard import HeardWord
+from dialogs.nlu.normalize import normalize
 from voicebot.cli.common import config_option, models_or_exit, settings_or_exit
 from voicebot.cli.eval_nlu import DEV_TODAY
 from voicebot.cli.nlu import load_nlu
 
 if TYPE_CHECKING:
+    from dialogs.nlu import NLU
     from dialogs.nlu.evaluation import Example
     from voicebot.phone_speech import SyntheticVoice
+
+
+# What went wrong in a row whose intents were misread, in the order they are tested (docs/understanding.md).
+MISS_KINDS = ("rejected audio", "wrong intent", "intent lost, a telling word left", "intent lost", "extra intent")
+# A word or word pair of the transcript "tells" a lost intent when the classifier, given it alone, is this sure of it.
+TELLING_PROB = 0.5
+
+
+def miss_kind(model: NLU, gold: set[str], predicted: set[str], heard: str) -> str:
+    """Which of :data:`MISS_KINDS` a misread row is: nothing heard; an intent said was lost and another one read
+    instead; an intent lost although a word or pair of words of the transcript still names it (the classifier alone
+    reads it as that intent with at least TELLING_PROB); an intent lost with no such word; or an intent too many."""
+    tokens = normalize(heard).tokens
+    if not tokens:
+        return MISS_KINDS[0]
+    missing, extra = gold - predicted, predicted - gold - {"out_of_scope"}
+    if missing and extra:
+        return MISS_KINDS[1]
+    if not missing:
+        return MISS_KINDS[4]
+    grams = [tokens[k:k + n] for n in (1, 2) for k in range(len(tokens) - n + 1)]
+    classes = list(map(str, model.classifier.classes))
+    probs = model.classifier.predict_proba([classifier_view(g) for g in grams])
+    told = {classes[int(row.argmax())] for row in probs if row.max() >= TELLING_PROB}
+    return MISS_KINDS[2] if missing & told else MISS_KINDS[3]
 
 
 @contextmanager
@@ -76,10 +104,12 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
               help="Parse the transcripts without the recogniser's word probabilities (as typed text).")
 @click.option("--confirm-foreign-guess-from", "foreign_from", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override dialog.confirm_foreign_guess_from (0: speech rejected as another language stays unheard).")
+@click.option("--without-checks", "without_checks", is_flag=True,
+              help="Count the parse alone, not the request the dialog asks about in a turn with none understood.")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
                 domain_path: str | None, second_pass_below: float | None, save_path: str | None,
-                load_path: str | None, without_words: bool, foreign_from: float | None,
+                load_path: str | None, without_words: bool, foreign_from: float | None, without_checks: bool,
                 config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
@@ -89,8 +119,10 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     confidence band. Synthesised audio is cached in the system temp directory.
 
     Speech rejected only as another language counts as its reading in the bot's language where the dialog would ask
-    whether that was meant (dialog.confirm_foreign_guess_from; the caller's "yes" completes it), as unheard otherwise."""
-    from dialogs.manager.doubt import proposed_request
+    whether that was meant (dialog.confirm_foreign_guess_from; the caller's "yes" completes it), as unheard otherwise.
+    Likewise a transcript in which the NLU found no request counts as the request the dialog asks about
+    ("Just to check: ...?", dialog.confirm_intent_from), if any (--without-checks: as parsed)."""
+    from dialogs.manager.doubt import proposed_request, unsure_request
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
     from dialogs.nlu.nbest import choose
     from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
@@ -177,9 +209,31 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                           "asked": hit.name, "confidence": round(hit.confidence, 3)})
     foreign_summary = {"confirm_foreign_guess_from": sure_from, "rejected": sum(bool(r) for r in foreign),
                        "asked": len(asked), "rows": asked}
+    checked: list[dict[str, Any]] = []
+    for i, text in enumerate(heard):
+        if without_checks or proposals[i] is not None or not text:
+            continue
+        hit = unsure_request(model.parse(text, today=today, words=() if without_words else words[i]),
+                             model.domain, settings.dialog.confirm_intent_from, model.threshold)
+        if hit is not None:
+            # As the dialog does: "Just to check: ...?", and the caller's "yes" starts the request.
+            proposals[i] = hit.name
+            checked.append({"row": i, "said": spoken[i][0].text, "voice": spoken[i][1].name, "heard": text,
+                            "asked": hit.name, "confidence": round(hit.confidence, 3),
+                            "right": list(spoken[i][0].intents) == [hit.name]})
+    checks_summary = {"confirm_intent_from": settings.dialog.confirm_intent_from, "asked": len(checked),
+                      "right": sum(c["right"] for c in checked), "rows": checked}
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
-    report = evaluate(model, said, today=today, max_errors=limit, heard=heard, heard_words=words, asked=proposals)
+    report = evaluate(model, said, today=today, max_errors=len(said), heard=heard, heard_words=words, asked=proposals)
+    misses: dict[str, dict[str, dict[str, int]]] = {"single": {}, "multi": {}}
+    for e in report.errors:
+        gold, got = set(e["gold"]), set(e["predicted"])
+        if gold != got:
+            e["kind"] = miss_kind(model, gold, got, heard[e["row"]])
+            per_voice = misses["single" if len(gold) == 1 else "multi"].setdefault(e["kind"], {})
+            per_voice[spoken[e["row"]][1].name] = per_voice.get(spoken[e["row"]][1].name, 0) + 1
+    report.errors = report.errors[:limit]
     by_voice: dict[str, Any] = {}
     for voice in voices:
         idx = [i for i, (_, v) in enumerate(spoken) if v == voice]
@@ -198,6 +252,8 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         out["by_voice"] = by_voice
         out["stt"] = stt
         out["foreign_readings"] = foreign_summary
+        out["checks"] = checks_summary
+        out["misses"] = misses
         for e in out["errors"]:
             e["voice"] = spoken[e["row"]][1].name
         click.echo(json.dumps(out, indent=2))
@@ -211,6 +267,17 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                f"sure from {sure_from}): {len(asked)}")
     for a in asked:
         click.echo(f"  {a['voice']:<8} {a['said']!r} heard {a['heard']!r}: {a['asked']} {a['confidence']:.2f}")
+    if not without_checks:
+        click.echo(f"no request understood, the dialog asks about one: {len(checked)} "
+                   f"({checks_summary['right']} the request said)")
+        for c in checked:
+            click.echo(f"  {c['voice']:<8} {c['said']!r} heard {c['heard']!r}: {c['asked']} {c['confidence']:.2f}")
+    names = [v.name for v in voices]
+    click.echo("misread rows by kind, per voice (" + ", ".join(names) + "):")
+    for rows_kind, kinds in misses.items():
+        for kind in (k for k in MISS_KINDS if k in kinds):
+            counts = " ".join(f"{kinds[kind].get(n, 0):>3}" for n in names)
+            click.echo(f"  {rows_kind:<6} {kind:<34} {counts}  (all {sum(kinds[kind].values())})")
     for name, r in by_voice.items():
         click.echo(f"  {name:<12} single {r['single']['accuracy']:.1%} of {r['single']['n']:.0f}, "
                    f"multi {r['multi']['accuracy']:.1%} of {r['multi']['n']:.0f}")
