@@ -1,7 +1,7 @@
 """Wall and CPU time of one ``SharedModels.recognise`` call, two code versions or settings side by side. Prints JSON.
 
 Every *side* is a checkout of this repository (``PATH``) with optional environment overrides of its config
-(``PATH:VOICEBOT_MODELS__STT__DECODER_THREADS=0,...``); each runs in its own process (``SharedModels.load``, as
+(``PATH:VOICEBOT_MODELS__STT__SECOND_OPINION=none,...``); each runs in its own process (``SharedModels.load``, as
 ``voicebot serve`` loads it) and hears the same clips in turn, the order of the sides alternating from clip to clip,
 so that a noisy shared machine weighs on all of them alike. Clips: the domain requests and answers of
 ``stt_choice.DEV_SET`` and the rows of ``tests/data/stt_short_dev.tsv`` (digits, numbers, one-word answers and

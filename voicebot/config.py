@@ -162,11 +162,6 @@ class STTConfig(Section):
         "on such clips (about 4 % of spoken requests).",
     )
     threads: int = Field(2, ge=1)
-    decoder_threads: int = Field(
-        1, ge=0,
-        description="Threads per decode on a second handle of the same model (its weights loaded twice, about "
-        "+75 MB); the encoder keeps `threads`. 0: decode on the encoder's handle.",
-    )
     language: str = "en"
 
 

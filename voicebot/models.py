@@ -189,26 +189,6 @@ def load_whisper(settings: Settings, name: str | None = None) -> WhisperModel:
         raise ModelError(f"Whisper model {source.name} ({source.path}) cannot be loaded: {exc}") from None
 
 
-def load_whisper_decoder(settings: Settings, name: str | None = None) -> Any:
-    """A second CTranslate2 handle on the same Whisper model for decoding only, with
-    ``models.stt.decoder_threads`` threads per worker (``None`` when that is 0: the encoder's handle decodes too).
-    The encoder gains from a second thread, the decoder's steps (one token at a time) do not; its workers run
-    a clip's independent decodes at once. Raises :class:`ModelError` like :func:`load_whisper`."""
-    import ctranslate2
-
-    stt = settings.models.stt
-    if not stt.decoder_threads:
-        return None
-    source = whisper_source(settings, name)
-    try:
-        return ctranslate2.models.Whisper(
-            str(source.path), device="cpu", compute_type="int8", inter_threads=2 * settings.models.workers,
-            intra_threads=stt.decoder_threads, files=whisper_base_files() if source.in_memory else None,
-        )
-    except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for corrupt files
-        raise ModelError(f"Whisper model {source.name} ({source.path}) cannot be loaded: {exc}") from None
-
-
 def load_piper(settings: Settings) -> PiperVoice:
     """Load the Piper voice once; raises :class:`ModelError` naming the path if onnxruntime rejects it."""
     from piper import PiperVoice

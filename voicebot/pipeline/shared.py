@@ -26,7 +26,7 @@ from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.nbest import Hypothesis
 from voicebot import metrics
 from voicebot.config import Settings
-from voicebot.models import load_piper, load_whisper, load_whisper_decoder, whisper_source
+from voicebot.models import load_piper, load_whisper, whisper_source
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
 
 if TYPE_CHECKING:
@@ -444,7 +444,7 @@ class SharedModels:
     def __init__(
         self, settings: Settings, whisper: WhisperModel, voice: PiperVoice, bias: SpeechBias | None = None,
         short: ShortClipDecoding | None = None, recovery: Recovery | None = None,
-        second_opinion: SharedModels | None = None, decoder: Any = None,
+        second_opinion: SharedModels | None = None,
     ):
         self.settings = settings
         # Another recogniser (models.stt.second_opinion) with the same prompts and rules: it reads what the first
@@ -457,8 +457,6 @@ class SharedModels:
             alternative_prompt={"off": None, "none": "", "answers": SHORT_ANSWERS}[stt.short_clip_alternative])
         self.recovery = recovery or (RECOVERY if stt.recover_rejected else None)
         self.whisper = whisper
-        # What decodes (load_whisper_decoder: the same weights with fewer threads per worker), else the encoder's.
-        self._decoder = decoder if decoder is not None else whisper.model
         self.voice = voice
         self.executor = ThreadPoolExecutor(
             max_workers=settings.models.workers, thread_name_prefix="voicebot-infer"
@@ -498,8 +496,7 @@ class SharedModels:
             other.models.stt.model, other.models.stt.second_opinion = name, "none"
             second = cls(other, load_whisper(settings, name), voice, bias)
             second.close()
-        return cls(settings, load_whisper(settings), voice, bias, second_opinion=second,
-                   decoder=load_whisper_decoder(settings))
+        return cls(settings, load_whisper(settings), voice, bias, second_opinion=second)
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking ``func(*args)`` in the shared bounded pool."""
@@ -564,8 +561,8 @@ class SharedModels:
     ) -> Transcript:
         encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
         tokens = self._prompt_tokens(prompt)
-        # The decodes start at once on the decoder's workers; the language guess runs meanwhile (none depends on
-        # another): a clip's wall time is its longest decode, not the sum.
+        # The decodes start at once on the model's workers and the language guess runs meanwhile (none depends on
+        # another): a short clip's two decodes take the time of the longer, not the sum.
         pending = self._decode(encoded, tokens, seconds, short)
         alternative = None
         if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
@@ -605,9 +602,9 @@ class SharedModels:
         return transcript
 
     def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool) -> Any:
-        """Start decoding ``encoded`` after ``tokens`` on the decoder's workers, as a clip's first reading is
-        decoded; the returned handle's ``result()`` waits for it."""
-        return self._decoder.generate(
+        """Start decoding ``encoded`` after ``tokens`` on one of the model's workers (``models.workers``), as a
+        clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
+        return self.whisper.model.generate(
             encoded,
             [tokens],
             asynchronous=True,
@@ -647,7 +644,7 @@ class SharedModels:
     def _alternatives(self, encoded: Any, tokens: list[int], seconds: float, first: Transcript) -> tuple[Hypothesis, ...]:
         """The first reading, then the n-best of a beam search over the same encoder output (only the decoder
         runs again), each with its mean token log probability; readings the judge would reject are left out."""
-        result = self._decoder.generate(
+        result = self.whisper.model.generate(
             encoded,
             [tokens],
             beam_size=SECOND_PASS_BEAM,
@@ -695,7 +692,7 @@ class SharedModels:
             encoded = self._encode(audio, fitted_window_s(seconds))
         if not how.prompt:
             tokens = self._prompt_tokens("")
-        result = self._decoder.generate(
+        result = self.whisper.model.generate(
             encoded,
             [tokens],
             beam_size=how.beam_size,
@@ -730,7 +727,7 @@ class SharedModels:
 
     def _greedy(self, encoded: Any, tokens: list[int], seconds: float) -> Any:
         """Start a greedy decode after ``tokens`` (its ``result()`` waits for it)."""
-        return self._decoder.generate(
+        return self.whisper.model.generate(
             encoded, [tokens], asynchronous=True, beam_size=1, max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True, suppress_blank=True,
         )[0]
