@@ -495,8 +495,8 @@ def test_a_short_clip_is_decoded_twice_and_the_surer_reading_kept(shared):
 
 
 def test_calls_transcribing_at_once_read_as_they_do_one_at_a_time(shared):
-    """A clip's decodes run asynchronously on the model's workers (a short clip's two at once, beside the language
-    guess): two calls transcribing together, as on a busy node, get exactly the readings they get alone."""
+    """A short clip's two decodes run at once on the model's workers: two calls transcribing together, as on a busy
+    node, get exactly the readings they get alone."""
     from concurrent.futures import ThreadPoolExecutor
 
     clips = [phone_line(spoken(text)) for text in ("four", "yes", "I was charged twice for my subscription",

@@ -561,13 +561,6 @@ class SharedModels:
     ) -> Transcript:
         encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
         tokens = self._prompt_tokens(prompt)
-        # The decodes start at once on the model's workers and the language guess runs meanwhile (none depends on
-        # another): a short clip's two decodes take the time of the longer, not the sum.
-        pending = self._decode(encoded, tokens, seconds, short)
-        alternative = None
-        if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
-            alternative_tokens = self._prompt_tokens(self.short.alternative_prompt)
-            alternative = self._decode(encoded, alternative_tokens, seconds, True)
         language: str | None = None
         foreign = False
         if self.whisper.model.is_multilingual:
@@ -576,6 +569,12 @@ class SharedModels:
             guesses = [(token.strip("<|>"), p) for token, p in self.whisper.model.detect_language(encoded)[0]]
             language = guesses[0][0]
             foreign = sounds_foreign(guesses, self.settings.models.stt.language, short, LANGUAGE_RULES)
+        # A short clip's two decodes run at once on the model's workers: they take the time of the longer, not the sum.
+        pending = self._decode(encoded, tokens, seconds, short)
+        alternative = None
+        if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
+            alternative_tokens = self._prompt_tokens(self.short.alternative_prompt)
+            alternative = self._decode(encoded, alternative_tokens, seconds, True)
         result = pending.result()
         alternative_result = alternative.result() if alternative is not None else None
         ids = result.sequences_ids[0]
