@@ -464,6 +464,20 @@ def test_a_short_clip_is_decoded_twice_and_the_surer_reading_kept(shared):
         assert normalise_transcript(heard) not in [[str(d)] for d in range(10)] + [["yes"], ["no"]], (word, heard)
 
 
+def test_calls_transcribing_at_once_read_as_they_do_one_at_a_time(shared):
+    """A short clip's two decodes run at once on the model's workers: two calls transcribing together, as on a busy
+    node, get exactly the readings they get alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clips = [phone_line(spoken(text)) for text in ("four", "yes", "I was charged twice for my subscription",
+                                                   "where is my parcel")]
+    alone = [shared.recognise(clip) for clip in clips]
+    assert any(len(clip) / 2 / pcm.SAMPLE_RATE <= 2.0 for clip in clips)  # a short clip: two decodes at once
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(shared.recognise, clips + clips[::-1]))
+    assert together == alone + alone[::-1]
+
+
 def test_a_word_repeated_in_too_little_speech_is_kept_once():
     """"Four. Four." from 0.4 s of speech cannot be two words; "seven seven" from 1.2 s can, and a reading without a
     repeat is never changed."""

@@ -560,6 +560,7 @@ class SharedModels:
         short: bool = False,
     ) -> Transcript:
         encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
+        tokens = self._prompt_tokens(prompt)
         language: str | None = None
         foreign = False
         if self.whisper.model.is_multilingual:
@@ -568,17 +569,14 @@ class SharedModels:
             guesses = [(token.strip("<|>"), p) for token, p in self.whisper.model.detect_language(encoded)[0]]
             language = guesses[0][0]
             foreign = sounds_foreign(guesses, self.settings.models.stt.language, short, LANGUAGE_RULES)
-        tokens = self._prompt_tokens(prompt)
-        result = self.whisper.model.generate(
-            encoded,
-            [tokens],
-            beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
-            max_length=self._max_length(len(tokens), seconds, short),
-            return_scores=True,
-            return_no_speech_prob=True,
-            return_logits_vocab=True,  # for each word's probability (heard_words)
-            suppress_blank=self.short.suppress_blank if short else True,
-        )[0]
+        # A short clip's two decodes run at once on the model's workers: they take the time of the longer, not the sum.
+        pending = self._decode(encoded, tokens, seconds, short)
+        alternative = None
+        if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
+            alternative_tokens = self._prompt_tokens(self.short.alternative_prompt)
+            alternative = self._decode(encoded, alternative_tokens, seconds, True)
+        result = pending.result()
+        alternative_result = alternative.result() if alternative is not None else None
         ids = result.sequences_ids[0]
         text = self._tokenizer.decode(ids).strip()
         # CTranslate2's score is the summed log probability over length; faster-whisper's avg_logprob adds 1.
@@ -587,8 +585,8 @@ class SharedModels:
                            rejection_rules(short), self._echo_source(prompt))
         if transcript.rejected is None:
             transcript = replace(transcript, words=heard_words(self._tokenizer, ids, result.logits[0]))
-        if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
-            transcript = self._short_alternative(transcript, encoded, seconds, language, foreign)
+        if alternative_result is not None:
+            transcript = self._short_alternative(transcript, alternative_result, language, foreign)
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
@@ -602,33 +600,36 @@ class SharedModels:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
 
+    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool) -> Any:
+        """Start decoding ``encoded`` after ``tokens`` on one of the model's workers (``models.workers``), as a
+        clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
+        return self.whisper.model.generate(
+            encoded,
+            [tokens],
+            asynchronous=True,
+            beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
+            max_length=self._max_length(len(tokens), seconds, short),
+            return_scores=True,
+            return_no_speech_prob=True,
+            return_logits_vocab=True,  # for each word's probability (heard_words)
+            suppress_blank=self.short.suppress_blank if short else True,
+        )[0]
+
     def _max_length(self, prompt_tokens: int, seconds: float, short: bool) -> int:
         """The decoder's length cap, prompt included: 8 tokens a second plus 16, or a short clip's own cap."""
         if short and self.short.max_tokens:
             return min(448, prompt_tokens + self.short.max_tokens)
         return min(448, prompt_tokens + int(seconds * 8) + 16)
 
-    def _short_alternative(
-        self, first: Transcript, encoded: Any, seconds: float, language: str | None, foreign: bool,
-    ) -> Transcript:
-        """A short clip decoded once more after ``self.short.alternative_prompt`` over the encoder output it already
-        has; the reading the decoder is surer of wins when both pass :func:`judge` and the second says only words of
-        its prompt (a digit, a yes or a no: other words it reads are the domain prompt's to hear, "refund" read as
-        "Let's go."). A rejection of the first reading stands (the alternative must not turn noise into a digit)."""
+    def _short_alternative(self, first: Transcript, result: Any, language: str | None, foreign: bool) -> Transcript:
+        """A short clip's reading decoded after ``self.short.alternative_prompt`` over the same encoder output
+        (``result``, CTranslate2's); the reading the decoder is surer of wins when both pass :func:`judge` and the
+        second says only words of its prompt (a digit, a yes or a no: other words it reads are the domain prompt's to
+        hear, "refund" read as "Let's go."). A rejection of the first reading stands (the alternative must not turn
+        noise into a digit)."""
         if first.rejected is not None:
             return first
         prompt = self.short.alternative_prompt or ""
-        tokens = self._prompt_tokens(prompt)
-        result = self.whisper.model.generate(
-            encoded,
-            [tokens],
-            beam_size=self.short.beam_size,
-            max_length=self._max_length(len(tokens), seconds, True),
-            return_scores=True,
-            return_no_speech_prob=True,
-            return_logits_vocab=True,  # for each word's probability (heard_words)
-            suppress_blank=self.short.suppress_blank,
-        )[0]
         ids = result.sequences_ids[0]
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
@@ -715,21 +716,20 @@ class SharedModels:
         from faster_whisper.tokenizer import Tokenizer
 
         other = Tokenizer(self.whisper.hf_tokenizer, True, task="transcribe", language=first.language)
-        other_logprob = self._greedy_logprob(encoded, [*other.sot_sequence, other.no_timestamps], seconds)
-        own_logprob = self._greedy_logprob(encoded, self._prompt, seconds)
+        other_pending = self._greedy(encoded, [*other.sot_sequence, other.no_timestamps], seconds)
+        own_logprob = _mean_logprob(self._greedy(encoded, self._prompt, seconds).result())
+        other_logprob = _mean_logprob(other_pending.result())
         if other_logprob >= own_logprob - LANGUAGE_MARGIN:
             return first
         second = judge(first.decoded, first.avg_logprob or 0.0, first.no_speech_prob or 0.0, first.language, False)
         return first if second.rejected is not None else replace(second, recovered_from=first.rejected)
 
-    def _greedy_logprob(self, encoded: Any, tokens: list[int], seconds: float) -> float:
-        """The mean token log probability of a greedy decode after ``tokens``."""
-        result = self.whisper.model.generate(
-            encoded, [tokens], beam_size=1, max_length=min(448, len(tokens) + int(seconds * 8) + 16),
+    def _greedy(self, encoded: Any, tokens: list[int], seconds: float) -> Any:
+        """Start a greedy decode after ``tokens`` (its ``result()`` waits for it)."""
+        return self.whisper.model.generate(
+            encoded, [tokens], asynchronous=True, beam_size=1, max_length=min(448, len(tokens) + int(seconds * 8) + 16),
             return_scores=True, suppress_blank=True,
         )[0]
-        ids = result.sequences_ids[0]
-        return float(result.scores[0]) * len(ids) / (len(ids) + 1)
 
     def _transcribe_long(self, audio: np.ndarray, prompt: str) -> Transcript:
         stt = self.settings.models.stt
@@ -808,6 +808,12 @@ class SharedModels:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.second_opinion is not None:
             self.second_opinion.close()
+
+
+def _mean_logprob(result: Any) -> float:
+    """The mean token log probability of CTranslate2's decode ``result`` (faster-whisper's avg_logprob)."""
+    ids = result.sequences_ids[0]
+    return float(result.scores[0]) * len(ids) / (len(ids) + 1)
 
 
 def _trim_leading_silence(samples: np.ndarray, threshold: int = 300, keep: int = 220) -> np.ndarray:
