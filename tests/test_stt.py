@@ -37,7 +37,7 @@ from voicebot.pipeline.shared import (
     token_log_probs,
     transcript_confidence,
 )
-from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias, domain_vocabulary
+from voicebot.pipeline.stt_bias import OPENERS, SHORT_ANSWERS, SpeechBias, domain_vocabulary
 from voicebot.stt_evaluation import to_pcm16
 
 
@@ -104,12 +104,15 @@ def test_the_domain_vocabulary_holds_its_request_words_not_its_dialog_acts():
 def test_the_prompt_adds_what_the_bot_asked_for():
     bias = SpeechBias.from_domain(load_domain())
     open_prompt = bias.prompt()
-    assert open_prompt.startswith("Acme Online Store customer service:") and "subscription" in open_prompt
-    assert bias.prompt("order_number").startswith(open_prompt)
-    assert "45281" in bias.prompt("order_number")
+    assert open_prompt.startswith(f"Acme Online Store customer service. {OPENERS} Order,") and "subscription" in open_prompt
+    # After a question: the domain's words without the greetings, then an example answer.
+    answer = bias.prompt("order_number")
+    assert answer.startswith("Acme Online Store customer service: order,") and OPENERS not in answer
+    assert "45281" in answer and "subscription" in answer
     assert "Yes" in bias.prompt("yes_no") and "No" in bias.prompt("yes_no")
     assert bias.prompt("some_new_kind") == open_prompt  # an unknown kind of answer adds nothing
     assert SpeechBias().prompt("yes_no") == SpeechBias().answers["yes_no"]
+    assert SpeechBias().prompt() == ""  # a domain without example words: no prompt, not a lone greeting
 
 
 def test_a_short_clip_with_no_question_also_gets_digits_and_yes_no():
@@ -169,7 +172,8 @@ def test_a_decode_that_copies_the_prompt_is_rejected_as_an_echo():
     assert echoes_prompt("Acme Online Store customer service,", domain)
     assert echoes_prompt("Is this Acme online store customer service?", domain)
     assert echoes_prompt("order, return, address", domain)  # the word list copied
-    for said in ("can I speak to customer service", "I want to return my order", "One, two, three.", "Yes."):
+    for said in ("can I speak to customer service", "I want to return my order", "One, two, three.", "Yes.",
+                 "Hi, where's my delivery?", "Hello, thanks."):
         assert not echoes_prompt(said, domain), said
     assert judge("Acme Online Store customer service,", -0.3, 0.01, None, prompt=domain).rejected == "prompt echo"
     assert judge("Acme Online Store customer service,", -0.3, 0.01, None).rejected is None  # no prompt, no echo

@@ -50,6 +50,13 @@ EXPECTED_ANSWERS: dict[str, str] = {
 # a short clip's second decode (models.stt.short_clip_alternative: answers).
 SHORT_ANSWERS = "Zero, one, two, three, four, five, six, seven, eight, nine. Yes. No."
 
+# Between the heading and the vocabulary of the prompt of a turn that answers no question: over G.711 Whisper drops a
+# caller's opening greeting or thanks, said fast and quiet, or reads it as another word ("hi, where's my delivery"
+# -> "I wear my delivery", "thanks and where is my other order" -> "and, and where is my other order?") unless its
+# prompt has them. Spoken dev set, every voice (612 clips): multi-intent 72.8 -> 77.2 %, single 85.5 -> 85.0 %; at
+# the prompt's end instead (where Whisper weighs it most): 76.4 / 83.9 %.
+OPENERS = "Hi, hello, thanks."
+
 MAX_WORDS = 40  # the vocabulary part of a prompt; Whisper reads at most 223 prompt tokens
 
 
@@ -97,7 +104,11 @@ class SpeechBias:
             # The heading stays on every clip: without it Whisper copies it less into read prose, but hears the
             # callers' requests worse (spoken dev set, 6 voices: 73.8 / 75.6 % against 80.3 / 78.0 %).
             head = f"{self.name} customer service" if self.name else "Customer service"
-            parts.append(f"{head}: {', '.join(self.vocabulary)}.")
+            words = ", ".join(self.vocabulary)
+            if expects not in self.answers:  # no question, or one whose answers have no example
+                parts.append(f"{head}. {OPENERS} {words[:1].upper()}{words[1:]}.")
+            else:
+                parts.append(f"{head}: {words}.")
         if expects is not None and expects in self.answers:
             parts.append(self.answers[expects])
         elif short:
