@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -41,8 +42,10 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), np.float32)
 
 
-def run_turns(shared: SharedModels, audio: np.ndarray) -> tuple[list[Frame], CallerTurnProcessor]:
-    """Feed ``audio`` in 20 ms frames; the frames the processor pushed, once every turn is released."""
+def run_turns(shared: SharedModels, audio: np.ndarray,
+              fed: Callable[[], object] | None = None) -> tuple[list[Frame], CallerTurnProcessor]:
+    """Feed ``audio`` in 20 ms frames, then call ``fed``; the frames the processor pushed, once every turn is
+    released."""
     processor = CallerTurnProcessor(shared)
     pushed: list[Frame] = []
 
@@ -56,6 +59,8 @@ def run_turns(shared: SharedModels, audio: np.ndarray) -> tuple[list[Frame], Cal
         step = RATE // 50 * 2
         for i in range(0, len(pcm), step):
             await processor._on_audio(InputAudioRawFrame(audio=pcm[i : i + step], sample_rate=RATE, num_channels=1))
+        if fed is not None:
+            fed()
         if processor._releases is not None:
             await processor._releases
 
@@ -127,23 +132,7 @@ def test_a_speculation_the_caller_talked_over_is_not_run_if_it_has_not_started()
     recogniser = QueuedRecogniser()
     busy = threading.Event()
     recogniser.pool.submit(busy.wait, 30)  # the pool is busy while the caller speaks, pauses and goes on
-    processor = CallerTurnProcessor(recogniser)  # type: ignore[arg-type]
-    pushed: list[Frame] = []
-
-    async def collect(frame: Frame, direction=None) -> None:
-        pushed.append(frame)
-
-    processor.push_frame = collect  # type: ignore[method-assign]
-
-    async def feed() -> None:
-        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
-        for i in range(0, len(pcm), 640):
-            await processor._on_audio(InputAudioRawFrame(audio=pcm[i : i + 640], sample_rate=RATE, num_channels=1))
-        busy.set()
-        assert processor._releases is not None
-        await processor._releases
-
-    asyncio.run(feed())
+    pushed, _ = run_turns(recogniser, audio, fed=busy.set)  # type: ignore[arg-type]
     recogniser.pool.shutdown()
     assert len(turns(pushed)) == 1
     # One recognition, of both clauses (the turn's audio less the silence that ended it): the speculation of the

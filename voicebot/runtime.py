@@ -19,6 +19,7 @@ from voicebot.pipeline.dialog import (
 )
 from voicebot.pipeline.shared import SharedModels
 from voicebot.pipeline.tts import SPEECH_APOLOGY
+from voicebot.pipeline.vad import shared_silero
 from voicebot.redaction import Redactor
 from voicebot.storage import CallStore
 
@@ -69,6 +70,7 @@ class Runtime:
                      stale_contacts)
         if warm_up:
             shared.warm_up(fixed_prompts(settings, engine))
+            shared_silero()  # the voice-activity network every call's turn taking scores with, before the first call
         return cls(settings=settings, engine=engine, shared=shared, store=store, events=events)
 
     def close(self) -> None:

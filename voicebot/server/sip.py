@@ -14,7 +14,6 @@ from telephony.server import RunCall, SipServer
 from telephony.transport import SipCallTransport
 from voicebot.calls import CallRunner
 from voicebot.cluster.pages import page_agent
-from voicebot.pipeline.vad import shared_silero
 
 if TYPE_CHECKING:
     import uvicorn
@@ -61,7 +60,6 @@ async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: Trans
     Raises SystemExit with a readable message if the SIP port cannot be bound.
     """
     settings = runtime.settings
-    shared_silero()  # the voice-activity network every call's turn taking scores with: loaded before the first call
     # Everything loaded so far (models, NLU, domain) lives as long as the process. Freezing it keeps later
     # full garbage collections short: a collection holds the GIL and would stall the RTP pacer thread.
     gc.freeze()
