@@ -12,6 +12,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from leak_helpers import assert_no_leak
+
 from dialogs.nlu.entities import MASK, find_entities
 from dialogs.nlu.normalize import normalize
 
@@ -49,8 +51,7 @@ def chat(tmp_path: Path, lines: list[str | dict]) -> tuple[list[dict], str, set[
 
 def assert_nowhere(*texts: str) -> None:
     for text in texts:
-        for secret in SECRET_FORMS:
-            assert secret not in text, f"{secret!r} in {text[max(0, text.find(secret) - 200):text.find(secret) + 80]!r}"
+        assert_no_leak(text, *SECRET_FORMS)
 
 
 def test_a_keypad_pin_and_a_spoken_security_code_are_never_stored_printed_or_logged(tmp_path: Path) -> None:
