@@ -51,6 +51,9 @@ class EngineOptions:
     # request the NLU scores this or more: asked about ("Sorry, I may not have caught that. Just to check: ...?")
     # instead of not understood. 0: off (the strict rule, for callers of many languages).
     confirm_foreign_guess_from: float = 0.6
+    # A second request scored from this up to the NLU threshold beside a sure one: asked about once the sure ones are
+    # done ("Did you also want ...?"), acted on only after a yes. 0: off (also_wanted.py).
+    also_ask_from: float = 0.4
     # The frustration levels' thresholds; the app passes its prosody config's, so the dialog grades a score
     # exactly as the scorer and the dashboard do (this library does not import audio).
     annoyed: float = 0.4  # calmer response variants from this score on
@@ -126,6 +129,7 @@ class DialogEngine:
             confirm_transcript_below=d.confirm_transcript_below,
             confirm_heard_below=d.confirm_heard_below,
             confirm_foreign_guess_from=d.confirm_foreign_guess_from,
+            also_ask_from=d.also_ask_from,
             annoyed=settings.prosody.annoyed,
             frustrated=settings.prosody.frustrated,
             greeting=getattr(getattr(settings, "call", None), "greeting", None),

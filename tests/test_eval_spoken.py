@@ -140,3 +140,31 @@ def test_a_misread_row_is_told_by_kind() -> None:
     assert miss_kind(nlu, {"order_status", "reset_password"}, {"order_status"},
                      "Where is my order, password, soup.") == "intent lost, a telling word left"
     assert miss_kind(nlu, {"thanks"}, {"thanks", "change_address"}, "Thank you, may we move.") == "extra intent"
+
+
+def test_an_unsure_second_request_the_dialog_asks_about_counts_only_where_it_was_said(tmp_path: Path) -> None:
+    """Saved transcripts (no speech): Piper's "The delivery is late and I was built for express shipping." is a sure
+    order check and a bill question scored under the threshold (0.42), which the dialog asks about once the order is
+    checked ("Did you also have a question about your bill?"). Counted as predicted: right where the bill was said,
+    wrong (a yes to a wrong guess) where it was not; --without-checks counts the parse alone."""
+    said = ["the delivery is late and i was billed for express shipping",
+            "the delivery is late and i was promised express shipping"]
+    data = tmp_path / "spoken.tsv"
+    data.write_text(f"utterance\tintents\n{said[0]}\torder_status+billing_question\n{said[1]}\torder_status\n")
+    heard = "The delivery is late and I was built for express shipping."
+    words = [[w if k == 0 else " " + w, 0.9] for k, w in enumerate(heard.split())]
+    saved = tmp_path / "heard.json"
+    saved.write_text(json.dumps([{"said": text, "voice": "en-us", "heard": heard, "confidence": 0.8, "rejected": None,
+                                  "decoded": "", "words": words, "stt_ms": 1.0, "stt_cpu_ms": 1.0} for text in said]))
+    asked = run(["eval", "spoken", str(data), "--voices", "en-us", "--json", "--load", str(saved)], cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    report = json.loads(asked.stdout)
+    assert [(r["asked"], r["right"]) for r in report["also_asked"]["rows"]] == [("billing_question", True),
+                                                                               ("billing_question", False)]
+    assert report["multi"]["accuracy"] == 1.0 and report["single"]["accuracy"] == 0.0
+    parsed = run(["eval", "spoken", str(data), "--voices", "en-us", "--json", "--load", str(saved),
+                  "--without-checks"], cwd=tmp_path)
+    assert parsed.returncode == 0, parsed.stderr
+    alone = json.loads(parsed.stdout)
+    assert alone["multi"]["accuracy"] == 0.0 and alone["single"]["accuracy"] == 1.0
+    assert alone["also_asked"]["asked"] == 0

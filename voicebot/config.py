@@ -88,6 +88,11 @@ class DialogConfig(Section):
         "asked no particular question, whose reading in the bot's language is one request the NLU scores this or "
         "more: the bot asks whether that was meant instead of saying it did not catch it; 0 turns this off."
     )
+    also_ask_from: float = Field(
+        0.4, ge=0.0, le=1.0, description="A second request scored from this up to nlu.threshold beside a request the "
+        "NLU is sure of is asked about once the sure ones are done (\"Did you also want ...?\"), acted on only after "
+        "a yes; 0 turns this off."
+    )
     seed: int | None = Field(None, description="Seed for response variant choice (tests); empty: random.")
 
 

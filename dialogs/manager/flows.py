@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
-from dialogs.manager import recall, verification
+from dialogs.manager import also_wanted, recall, verification
 from dialogs.manager.state import Expect, Task
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ def advance(dlg: DialogSession) -> None:
                 recall.tell_recalled(dlg)
                 continue
             if not st.agenda:
+                if also_wanted.ask(dlg):
+                    return
                 dlg._say("anything_else")
                 dlg._asked(Expect.ANYTHING_ELSE, response="anything_else")
                 return

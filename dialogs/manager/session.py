@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
 from dialogs.knowledge.dialog import FAQ
-from dialogs.manager import callback, corrections, doubt, faq, flows, recall, verification
+from dialogs.manager import also_wanted, callback, corrections, doubt, faq, flows, recall, verification
 from dialogs.manager.consent import RECORDED_CHANNELS
 from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.repair import OTHER_ORDER
@@ -40,7 +40,7 @@ MAX_TEXT = 1000  # longer input is cut: no caller says more than this in one tur
 NOT_SECRET_IN_VERIFICATION = {"yes_no", "reason"}
 COUNT_WORDS = {2: "both", 3: "all three", 4: "all four"}
 # The kind of answer each pending question asks for (BotReply.expects); a slot question gives its slot's type.
-YES_NO_QUESTIONS = {Expect.CONFIRM, Expect.OFFER_HUMAN, Expect.RECALL, Expect.CHECK_INTENT}
+YES_NO_QUESTIONS = {Expect.CONFIRM, Expect.OFFER_HUMAN, Expect.RECALL, Expect.CHECK_INTENT, Expect.ALSO_WANTED}
 FACTOR_TYPES = {"postcode": "postcode", "date_of_birth": "date", "pin": "pin"}
 # Where the bot asked for no particular answer: after a greeting or "how can I help", and "anything else?".
 OPEN_QUESTIONS = {Expect.NOTHING, Expect.ANYTHING_ELSE}
@@ -350,6 +350,7 @@ class DialogSession:
             Expect.CALLBACK_NUMBER: lambda p, t, d: callback.on_answer(self, p, t, d),
             Expect.CHECK_INTENT: (lambda p, t, d: doubt.on_check_intent(self, p, t, d)),
             Expect.CORRECTION: (lambda p, t, d: corrections.on_correction(self, p, t, d)),
+            Expect.ALSO_WANTED: (lambda p, t, d: also_wanted.on_answer(self, p, t, d)),
         }.get(st.expect)
         if handler is not None and handler(parse, text, dtmf):
             return
@@ -423,6 +424,8 @@ class DialogSession:
         st = self.state
         names = [i.name for i in parse.intents]
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
+        # A second request heard unsurely beside a sure one: asked about once the sure ones are done.
+        also_wanted.note(self, parse)
         # Public questions are answered first (no verification); a request in the same turn follows.
         if faq.answer_questions(self, parse, has_tasks=bool(tasks)):
             return

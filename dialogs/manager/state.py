@@ -30,6 +30,7 @@ class Expect(StrEnum):
     ANYTHING_ELSE = "anything_else"
     CHECK_INTENT = "check_intent"  # "Just to check: you'd like to ...?" (the request was unsure)
     CORRECTION = "correction"  # "What should I change?" after a "no" at a confirmation
+    ALSO_WANTED = "also_wanted"  # "Did you also want ...?" (a second request heard unsurely, see also_wanted.py)
 
 
 @dataclass
@@ -95,6 +96,17 @@ class CallState:
     doubt: list[Any] = field(default_factory=list)  # requests held back until the caller confirms them
     recall_pending: bool = False  # the caller said the recalled matter is why they call: tell it once verified
     recall_told: bool = False
+    also: Unsure | None = None  # a second request heard unsurely: asked about once the agenda is done
+
+
+@dataclass(frozen=True)
+class Unsure:
+    """A request heard beside a sure one but scored under the NLU threshold: never acted on without the caller's yes.
+    ``why`` says so for the trace of the turn that asks (its score, the band, its words)."""
+
+    name: str
+    confidence: float
+    why: str
 
 
 @dataclass

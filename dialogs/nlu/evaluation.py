@@ -101,6 +101,7 @@ def _value_text(v: Any) -> str:
 def evaluate(
     nlu: NLU, examples: list[Example], *, today: date, max_errors: int = 50, heard: Sequence[str] | None = None,
     heard_words: Sequence[Sequence[HeardWord]] | None = None, asked: Sequence[str | None] | None = None,
+    also: Sequence[str | None] | None = None,
 ) -> Report:
     """Parse every example and compare with its labels. ``today`` resolves relative dates ("yesterday").
 
@@ -108,13 +109,17 @@ def evaluate(
     transcript of it spoken); errors then show both. ``heard_words``: the recogniser's words of each transcript
     with their probabilities (empty where unknown), handed to the parser. ``asked``: where not None, the one
     request the dialog asks the caller about instead of acting on the transcript (speech rejected as another
-    language, doubt.check_foreign_reading); the caller's "yes" completes it, so it is counted as the prediction."""
+    language, doubt.check_foreign_reading); the caller's "yes" completes it, so it is counted as the prediction.
+    ``also``: where not None, a request the dialog asks about beside those it acts on ("Did you also want ...?",
+    also_wanted.also_request), counted as predicted too (a row it is not said in is then wrong)."""
     if heard is not None and len(heard) != len(examples):
         raise ValueError(f"{len(heard)} transcripts for {len(examples)} examples")
     if heard_words is not None and len(heard_words) != len(examples):
         raise ValueError(f"{len(heard_words)} word lists for {len(examples)} examples")
     if asked is not None and len(asked) != len(examples):
         raise ValueError(f"{len(asked)} asked requests for {len(examples)} examples")
+    if also is not None and len(also) != len(examples):
+        raise ValueError(f"{len(also)} requests asked about too for {len(examples)} examples")
     confused: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
     bands = [[0, 0] for _ in BANDS]
     tp: Counter[str] = Counter()
@@ -134,6 +139,8 @@ def evaluate(
         names = [h.name for h in result.intents]
         if asked is not None and asked[i] is not None:
             names = [str(asked[i])]
+        elif also is not None and also[i] is not None:
+            names = [*names, str(also[i])]
         pred = set(names)
         ok = gold == pred
         confidence = min(h.confidence for h in result.intents)

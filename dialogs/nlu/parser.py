@@ -139,6 +139,9 @@ class ParseResult:
     # Requests of clauses whose every word the recogniser was unsure of, beside a clause it heard more surely:
     # not acted on (step 10 of the module docstring).
     doubted: list[IntentHit] = field(default_factory=list)
+    # Requests of clauses the segmentation chose whose best intent scored under the NLU threshold, surest first: not
+    # acted on; the dialog may ask about one beside a sure request ("Did you also want to ...?", doubt.also_request).
+    below: list[IntentHit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (dates as ISO strings) used by the CLI."""
@@ -269,8 +272,11 @@ class NLU:
 
         positives: list[_Scored] = []
         negated: list[str] = []
+        below: list[_Scored] = []
         for s in chosen:
             if s.intent == OUT_OF_SCOPE or s.prob < self.threshold:
+                if s.intent not in DIALOG_ACTS and s.intent != FAQ and not s.clause.negated:
+                    below.append(s)
                 continue
             if len(chosen) > 1 and s.clause.words and set(s.clause.words) <= POLITENESS:
                 continue
@@ -317,6 +323,9 @@ class NLU:
             segments=[" ".join(s.clause.words) for s in chosen if s.clause.words],
             negated=negated,
             doubted=doubted,
+            below=[IntentHit(s.intent, s.prob, {}, " ".join(s.clause.words),
+                             _clause_heard(s.clause, norm.tokens, heard) if heard is not None else None)
+                   for s in sorted(below, key=lambda b: -b.prob)],
         )
 
     def extract(self, text: str, slot_type: str, *, today: date | None = None) -> Entity | None:

@@ -104,13 +104,16 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
               help="Parse the transcripts without the recogniser's word probabilities (as typed text).")
 @click.option("--confirm-foreign-guess-from", "foreign_from", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override dialog.confirm_foreign_guess_from (0: speech rejected as another language stays unheard).")
+@click.option("--also-ask-from", "also_from", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Override dialog.also_ask_from (0: an unsure second request is never asked about).")
 @click.option("--without-checks", "without_checks", is_flag=True,
-              help="Count the parse alone, not the request the dialog asks about in a turn with none understood.")
+              help="Count the parse alone, not the requests the dialog asks about (in a turn with none understood, "
+                   "or an unsure second one beside a sure one).")
 @config_option
 def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, today_text: str, show_errors: int,
                 domain_path: str | None, second_pass_below: float | None, save_path: str | None,
-                load_path: str | None, without_words: bool, foreign_from: float | None, without_checks: bool,
-                config_path: str | None) -> None:
+                load_path: str | None, without_words: bool, foreign_from: float | None, also_from: float | None,
+                without_checks: bool, config_path: str | None) -> None:
     """Speak every utterance of FILE with synthetic voices (espeak-ng accents, Piper), send it through a
     G.711 mu-law 8 kHz line and the bot's own speech recogniser, and measure the NLU on what it heard.
 
@@ -121,7 +124,10 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     Speech rejected only as another language counts as its reading in the bot's language where the dialog would ask
     whether that was meant (dialog.confirm_foreign_guess_from; the caller's "yes" completes it), as unheard otherwise.
     Likewise a transcript in which the NLU found no request counts as the request the dialog asks about
-    ("Just to check: ...?", dialog.confirm_intent_from), if any (--without-checks: as parsed)."""
+    ("Just to check: ...?", dialog.confirm_intent_from), if any, and a second request scored just under the NLU
+    threshold beside a sure one counts as that request too ("Did you also want ...?", dialog.also_ask_from), right
+    only if it was said (--without-checks: as parsed)."""
+    from dialogs.manager.also_wanted import also_request
     from dialogs.manager.doubt import proposed_request, unsure_request
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
     from dialogs.nlu.nbest import choose
@@ -223,9 +229,26 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                             "right": list(spoken[i][0].intents) == [hit.name]})
     checks_summary = {"confirm_intent_from": settings.dialog.confirm_intent_from, "asked": len(checked),
                       "right": sum(c["right"] for c in checked), "rows": checked}
+    also_from = settings.dialog.also_ask_from if also_from is None else also_from
+    also: list[str | None] = [None] * len(heard)
+    also_rows: list[dict[str, Any]] = []
+    for i, text in enumerate(heard):
+        if without_checks or proposals[i] is not None or not text:
+            continue
+        hit = also_request(model.parse(text, today=today, words=() if without_words else words[i]), model.domain,
+                           also_from, model.threshold)
+        if hit is not None:
+            # As the dialog does: "Did you also want ...?" once the sure requests are done; "yes" adds it.
+            also[i] = hit.name
+            also_rows.append({"row": i, "said": spoken[i][0].text, "voice": spoken[i][1].name, "heard": text,
+                              "asked": hit.name, "confidence": round(hit.confidence, 3),
+                              "right": hit.name in spoken[i][0].intents})
+    also_summary = {"also_ask_from": also_from, "asked": len(also_rows),
+                    "right": sum(a["right"] for a in also_rows), "rows": also_rows}
     said = [ex for ex, _ in spoken]
     limit = max(show_errors, 0) if not as_json else 1000
-    report = evaluate(model, said, today=today, max_errors=len(said), heard=heard, heard_words=words, asked=proposals)
+    report = evaluate(model, said, today=today, max_errors=len(said), heard=heard, heard_words=words, asked=proposals,
+                      also=also)
     misses: dict[str, dict[str, dict[str, int]]] = {"single": {}, "multi": {}}
     for e in report.errors:
         gold, got = set(e["gold"]), set(e["predicted"])
@@ -239,7 +262,8 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         idx = [i for i, (_, v) in enumerate(spoken) if v == voice]
         if idx:
             r = evaluate(model, [said[i] for i in idx], today=today, max_errors=0, heard=[heard[i] for i in idx],
-                         heard_words=[words[i] for i in idx], asked=[proposals[i] for i in idx])
+                         heard_words=[words[i] for i in idx], asked=[proposals[i] for i in idx],
+                         also=[also[i] for i in idx])
             by_voice[voice.name] = {"n": r.n, "single": r.single, "multi": r.multi}
     ordered = sorted(stt_ms)
     stt = {"median_ms": round(statistics.median(stt_ms), 1) if stt_ms else 0.0,
@@ -253,6 +277,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
         out["stt"] = stt
         out["foreign_readings"] = foreign_summary
         out["checks"] = checks_summary
+        out["also_asked"] = also_summary
         out["misses"] = misses
         for e in out["errors"]:
             e["voice"] = spoken[e["row"]][1].name
@@ -272,6 +297,10 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
                    f"({checks_summary['right']} the request said)")
         for c in checked:
             click.echo(f"  {c['voice']:<8} {c['said']!r} heard {c['heard']!r}: {c['asked']} {c['confidence']:.2f}")
+        click.echo(f"an unsure second request beside a sure one, asked about: {len(also_rows)} "
+                   f"({also_summary['right']} the request said)")
+        for a in also_rows:
+            click.echo(f"  {a['voice']:<8} {a['said']!r} heard {a['heard']!r}: {a['asked']} {a['confidence']:.2f}")
     names = [v.name for v in voices]
     click.echo("misread rows by kind, per voice (" + ", ".join(names) + "):")
     for rows_kind, kinds in misses.items():
