@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dialog_helpers import NOW, demo_engine, train_bundled
 
-from dialogs.engine import DialogEngine, EngineOptions, Turn
+from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
 from dialogs.manager.also_wanted import also_request
 from dialogs.nlu.evaluation import Example, evaluate
 
@@ -117,6 +117,16 @@ def test_not_asked_about_when_the_caller_asked_for_it_since(engine: DialogEngine
     assert "also billing_question: asked for since, not asked about" in done.trace["steps"]
     assert "anything else" in done.text
     assert ASKED not in " ".join(turn["text"] for turn in session.transcript)
+
+
+def test_a_no_to_the_check_of_the_sure_request_drops_the_unsure_one_too(engine: DialogEngine) -> None:
+    session = engine.new_call(channel="sip", caller_id=JANE)
+    session.start()
+    session.handle(Turn(text="no"))
+    check = session.handle(Turn(text=HEARD, signals=TurnSignals(transcript_confidence=0.3)))
+    assert check.text.startswith("Just to check") and session.state.also is not None
+    session.handle(Turn(text="no"))
+    assert session.state.also is None and not session._all_tasks()
 
 
 def test_counted_as_predicted_right_only_where_it_was_said(trained: tuple) -> None:

@@ -156,6 +156,7 @@ def on_check_intent(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str
         return True
     if yes is False and not tasks:
         dlg._fire("not that request: ask again (no hand-off)")
+        st.also = None  # a second request heard beside the one the caller just said no to
         dlg._say("check_intent_no" if dlg.say_.has("check_intent_no") else "how_can_i_help")
         return True
     return False  # another request or words: read as a new turn

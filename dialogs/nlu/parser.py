@@ -33,6 +33,8 @@ How an utterance is parsed:
     clause was heard (its surest word's probability); beside the clause heard most surely, a request whose clause's
     words all scored below UNSURE_CLAUSE adds no intent: it goes to ``doubted`` ("Cous, my order, refund, ouch, yeah." is an
     order check, not a return too). Typed text has no words and parses as without this step.
+11. A clause the segmentation chose whose best request scored under the threshold is no intent; it is kept in
+    ``below`` (the dialog may ask about it beside a sure request, ``dialogs.manager.also_wanted``).
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ class ParseResult:
     # not acted on (step 10 of the module docstring).
     doubted: list[IntentHit] = field(default_factory=list)
     # Requests of clauses the segmentation chose whose best intent scored under the NLU threshold, surest first: not
-    # acted on; the dialog may ask about one beside a sure request ("Did you also want to ...?", doubt.also_request).
+    # acted on; the dialog may ask about one beside a sure request ("Did you also want ...?", also_wanted.also_request).
     below: list[IntentHit] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
