@@ -10,6 +10,7 @@ Prints JSON per variant: WER per kind, rejected clips, CPU ms per clip (mean, p9
     python benchmarks/stt_short.py [--voices en-us,en-sc,...] [--config voicebot.yaml]
         [--variants 0/0/1/on,0.5/0.5/1/on/10/answers]   # short clips: lead s / trail s / beam / suppress_blank
                                                          # [/ token cap / second decode's prompt / s per word]
+                                                         # [/ a "no speech" digit both readings agree on taken back: on/off]
         [--kinds digit,number,answer,request] [--dump clips.json]
 """
 
@@ -60,14 +61,17 @@ ALTERNATIVE_PROMPTS = {"off": None, "none": "", "answers": SHORT_ANSWERS}
 
 
 def parse_variant(text: str) -> ShortClipDecoding:
-    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S]]]: the token cap (0: the general one), the
-    second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default none) and the seconds of
-    speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S)."""
+    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off]]]]: the token cap (0: the general one),
+    the second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default none), the seconds of
+    speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S) and whether a "no
+    speech" rejection is taken back when both readings are the same digit (default on)."""
     lead, trail, beam, blank, *rest = text.split("/")
     cap = int(rest[0]) if rest else 0
     alternative = ALTERNATIVE_PROMPTS[rest[1]] if len(rest) > 1 else None
     min_word_s = float(rest[2]) if len(rest) > 2 else SHORT_MIN_WORD_S
-    return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative, min_word_s)
+    digits_agree = rest[3] != "off" if len(rest) > 3 else True
+    return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative, min_word_s,
+                             digits_agree)
 
 
 def main() -> None:

@@ -513,6 +513,35 @@ def test_a_lone_digit_read_twice_is_heard_once(shared):
     assert heard.text == "Four." and [w.text for w in heard.words] == ["Four."], heard
 
 
+def test_two_readings_of_the_same_lone_digit_take_back_a_no_speech_rejection(shared):
+    """en-rp's "two" cut tight over the phone: the domain prompt's reading "Two," comes with a no-speech probability
+    over the rule's, the digits-and-yes/no reading says "Two." surely. Both readings the same lone digit: heard, not
+    rejected (benchmarks/stt_short.py). Without the rule it is rejected as no speech."""
+    from voicebot.phone_speech import VOICES, synthesize
+
+    samples = np.frombuffer(phone_line(synthesize("two", VOICES["en-rp"])), np.int16)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.02 * int(np.abs(samples).max()))
+    margin = int(0.03 * pcm.SAMPLE_RATE)
+    audio = samples[max(0, int(loud[0]) - margin): int(loud[-1]) + margin].tobytes()  # cut tight, as stt_short.trimmed
+    assert shared.short.digits_agree
+    heard = shared.recognise(audio)
+    assert normalise_transcript(heard.text) == ["2"] and heard.recovered_from == "no speech", heard
+    as_before = SharedModels(Settings(), shared.whisper, shared.voice, shared.bias,
+                             short=replace(shared.short, digits_agree=False))
+    as_before.close()
+    before = as_before.recognise(audio)
+    assert before.rejected == "no speech" and normalise_transcript(before.decoded) == ["2"], before
+
+
+def test_only_the_same_lone_digit_counts_as_two_readings_agreeing():
+    from voicebot.pipeline.shared import _same_digit
+
+    assert _same_digit("Two,", "Two.") and _same_digit("One.", "1") and _same_digit("eight", "Eight!")
+    assert not _same_digit("Yes.", "Yes.") and not _same_digit("No.", "No.")  # a wrong "yes" is worse than asking again
+    assert not _same_digit("Forward.", "Four.") and not _same_digit("Two, three.", "Two, three.")
+    assert not _same_digit("", "")
+
+
 def test_a_short_clip_has_a_token_cap_of_its_own(shared):
     """``ShortClipDecoding.max_tokens`` caps what Whisper may write for a short clip (benchmarks/stt_short.py)."""
     capped = SharedModels(Settings(), shared.whisper, shared.voice, shared.bias,
