@@ -19,9 +19,10 @@ from pipecat.frames.frames import Frame, InputAudioRawFrame, UserStartedSpeaking
 
 from audio.speech import espeak_ng
 from voicebot.config import Settings
+from voicebot.pipeline import turns as turns_module
 from voicebot.pipeline.frames import CallerTurnFrame
 from voicebot.pipeline.shared import SharedModels, Transcript
-from voicebot.pipeline.turns import CallerTurnProcessor
+from voicebot.pipeline.turns import CallerTurnProcessor, Recognitions
 
 RATE = 16000
 
@@ -42,11 +43,13 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), np.float32)
 
 
-def run_turns(shared: SharedModels, audio: np.ndarray,
-              fed: Callable[[], object] | None = None) -> tuple[list[Frame], CallerTurnProcessor]:
+def run_turns(shared: SharedModels, audio: np.ndarray, fed: Callable[[], object] | None = None,
+              prepare: Callable[[CallerTurnProcessor], object] | None = None) -> tuple[list[Frame], CallerTurnProcessor]:
     """Feed ``audio`` in 20 ms frames, then call ``fed``; the frames the processor pushed, once every turn is
-    released."""
+    released. ``prepare`` gets the processor before any audio."""
     processor = CallerTurnProcessor(shared)
+    if prepare is not None:
+        prepare(processor)
     pushed: list[Frame] = []
 
     async def collect(frame: Frame, direction=None) -> None:
@@ -83,6 +86,7 @@ def test_a_pause_inside_a_sentence_does_not_split_the_turn(shared):
     assert "order" in text and "address" in text
     assert found[0].audio and found[0].start is not None and found[0].end is not None
     assert sum(isinstance(f, UserStartedSpeakingFrame) for f in pushed) == 1
+    assert found[0].speculations >= 2  # at least one at the pause (the caller went on), one at the end
 
 
 def test_two_turns_come_out_in_order(shared):
@@ -125,7 +129,15 @@ class QueuedRecogniser:
         return Transcript("I want to check my order and change my address.", 0.9)
 
 
-def test_a_speculation_the_caller_talked_over_is_not_run_if_it_has_not_started():
+@pytest.fixture
+def recognitions(monkeypatch: pytest.MonkeyPatch) -> Recognitions:
+    """The process's count of recognitions, fresh (an earlier test's abandoned speculation may still be running)."""
+    fresh = Recognitions()
+    monkeypatch.setattr(turns_module, "RECOGNITIONS", fresh)
+    return fresh
+
+
+def test_a_speculation_the_caller_talked_over_is_not_run_if_it_has_not_started(recognitions):
     audio = np.concatenate(
         [silence(0.5), speech("I want to check my order"), silence(0.3), speech("and change my address."), silence(1.5)]
     )
@@ -139,3 +151,38 @@ def test_a_speculation_the_caller_talked_over_is_not_run_if_it_has_not_started()
     # first clause alone was cancelled before it started.
     assert len(recogniser.heard) == 1
     assert 0.75 * len(turns(pushed)[0].audio) < recogniser.heard[0] < len(turns(pushed)[0].audio)
+    assert recognitions.count == 0  # the cancelled one is no longer counted as queued
+
+
+def speculation_starts(processor: CallerTurnProcessor) -> list[int]:
+    """Where each transcription of ``processor`` starts: the windows of silence before it."""
+    starts: list[int] = []
+    transcribe = processor._transcribe
+
+    def spy(audio: bytes):  # type: ignore[no-untyped-def]
+        starts.append(processor._silence_run)
+        return transcribe(audio)
+
+    processor._transcribe = spy  # type: ignore[method-assign]
+    return starts
+
+
+def test_speculation_waits_for_the_longer_pause_while_other_calls_are_recognised(recognitions):
+    audio = np.concatenate([silence(0.3), speech("Where is my order?"), silence(1.5)])
+    found: dict[int, list[int]] = {}
+
+    def spy_on(busy: int) -> Callable[[CallerTurnProcessor], None]:
+        return lambda processor: found.update({busy: speculation_starts(processor)})
+
+    for busy in (0, 1):
+        recogniser = QueuedRecogniser()
+        recognitions.add(busy)  # another call's recognition, queued or running
+        try:
+            pushed, _ = run_turns(recogniser, audio, prepare=spy_on(busy))  # type: ignore[arg-type]
+        finally:
+            recognitions.add(-busy)
+            recogniser.pool.shutdown()
+        assert len(turns(pushed)) == 1 and turns(pushed)[0].speculations == 1
+        assert len(recogniser.heard) == 1
+    assert found == {0: [2], 1: [5]}  # TurnParams: idle_pause_s 0.064 s, pause_s 0.16 s (32 ms windows)
+    assert recognitions.count == 0

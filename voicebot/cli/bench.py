@@ -127,6 +127,7 @@ def run_latency(url: str, work: Path, n_turns: int, per_call: int, gap: float) -
             for name, value in turn.get("extra", {}).get("stages", {}).items():
                 stages.setdefault(name, []).append(value)
         print(f"call {result.call_id}: client latencies {result.latencies_ms}", file=sys.stderr)
+    speculations = stages.pop("speculations", [])
     stage_means = {name: round(statistics.fmean(v), 1) for name, v in stages.items()}
     mean_client = statistics.fmean(client) if client else 0.0
     mean_server = statistics.fmean(server) if server else 0.0
@@ -147,6 +148,8 @@ def run_latency(url: str, work: Path, n_turns: int, per_call: int, gap: float) -
                               "max": max(client) if client else None},
         "server_latency_ms": {"p50": _pct(server, 50), "p95": _pct(server, 95), "mean": round(mean_server, 1)},
         "stage_means_ms": stage_means,
+        # transcriptions started per caller turn (more than one: the caller went on after a speculation began)
+        "speculations_per_turn": round(statistics.fmean(speculations), 2) if speculations else None,
         "shares_ms": shares_ms,
         "shares": {k: round(v / mean_client, 3) if mean_client and v is not None else None
                    for k, v in shares_ms.items()},

@@ -171,6 +171,7 @@ class DialogStage(FrameProcessor):
             "endpoint_ms": round((frame.released - frame.speech_end) * 1000, 1),
             "stt_ms": round(frame.stt_ms, 1),
             "stt_wait_ms": round(frame.stt_wait_ms, 1),
+            "speculations": frame.speculations,
             "dialog_ms": round(dialog_ms, 1),
         }
         assert frame.start is not None

@@ -26,6 +26,7 @@ class CallerTurnFrame(DataFrame):
     released: float = 0.0
     stt_ms: float = 0.0
     stt_wait_ms: float = 0.0
+    speculations: int = 0  # transcriptions started for this turn's audio (those the caller talked over included)
     audio: bytes = b""  # the utterance, 16 kHz mono PCM16 (for prosody)
     transcription_failed: bool = False  # speech recognition raised: ``text`` is empty, the bot apologises
     confidence: float | None = None  # the recogniser's confidence in ``text``, 0-1 (TurnSignals.transcript_confidence)

@@ -4,7 +4,10 @@ Why not pipecat's stock chain: its segmented STT transcribes one VAD segment at 
 splits a sentence and the first half can end the turn; Smart Turn often waits its 3 s fallback. Here one
 utterance is all the speech up to a long enough silence, and the turn is released only with the
 transcript of *all* of it. Transcription starts speculatively at the first short pause, so by the time
-the silence is long enough to end the turn the text is usually ready.
+the silence is long enough to end the turn the text is usually ready. When no recognition is running in
+the process, the speculation starts at an even shorter pause: on one call the end of turn waits for the
+transcript, so every window sooner is a window off the reply; with many calls the recogniser is busy and
+the shorter pause would only add speculations the caller talks over.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import collections
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +53,8 @@ class TurnParams:
     vad_threshold: float = 0.5
     start_s: float = 0.096  # voiced audio before speech counts as started (and can barge in)
     pause_s: float = 0.16  # silence that starts a speculative transcription
+    # ... when no recognition is running or queued in the process (set it to pause_s to always wait pause_s)
+    idle_pause_s: float = 0.064
     end_of_turn_s: float = 0.45  # silence that ends a turn whose transcript ends a sentence
     end_of_turn_unpunctuated_s: float = 0.65  # ... whose transcript has no final punctuation
     end_of_turn_incomplete_s: float = 0.9  # silence that ends any turn ("I want to ... and", no transcript yet)
@@ -95,6 +101,56 @@ def end_of_turn_silence(text: str, params: TurnParams) -> float:
     return params.end_of_turn_unpunctuated_s
 
 
+class Recognitions:
+    """Recognitions of caller turns submitted in this process and not finished: queued, or running in a thread
+    (one its caller talked over runs on unused until it ends)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+    def start(self, shared: SharedModels, audio: bytes, expects: str | None) -> asyncio.Task[tuple[Transcript, float]]:
+        """``shared.recognise`` in the inference pool (with its time in ms), counted from now until it ends, or
+        until it is cancelled if it had not started."""
+        lock = threading.Lock()
+        started = cancelled = False
+
+        def work() -> Transcript:
+            nonlocal started
+            with lock:
+                if cancelled:
+                    return Transcript("", 0.0)
+                started = True
+            try:
+                return shared.recognise(audio, expects)
+            finally:
+                self.add(-1)
+
+        async def timed() -> tuple[Transcript, float]:
+            begun = time.perf_counter()
+            transcript = await shared.run(work)
+            return transcript, (time.perf_counter() - begun) * 1000
+
+        def done(_: asyncio.Task) -> None:
+            nonlocal cancelled
+            with lock:
+                if not started and not cancelled:
+                    cancelled = True
+                    self.add(-1)
+
+        self.add(1)
+        task = asyncio.ensure_future(timed())
+        task.add_done_callback(done)
+        return task
+
+
+RECOGNITIONS = Recognitions()
+
+
 def _result_text(task: asyncio.Task[tuple[Transcript, float]]) -> str:
     if task.cancelled() or task.exception() is not None:
         return ""
@@ -125,6 +181,7 @@ class CallerTurnProcessor(FrameProcessor):
         self._ring: collections.deque[bytes] = collections.deque(maxlen=max(1, round(self._p.preroll_s / WINDOW_S)))
         self._start_windows = max(1, round(self._p.start_s / WINDOW_S))
         self._pause_windows = max(1, round(self._p.pause_s / WINDOW_S))
+        self._idle_pause_windows = min(self._pause_windows, max(1, round(self._p.idle_pause_s / WINDOW_S)))
         self._eot_windows = max(self._pause_windows, round(self._p.end_of_turn_s / WINDOW_S))
         self._eot_max_windows = max(self._eot_windows, round(self._p.end_of_turn_incomplete_s / WINDOW_S))
         self._in_speech = False
@@ -134,6 +191,7 @@ class CallerTurnProcessor(FrameProcessor):
         self._utt_start: datetime = datetime.now(UTC)
         self._speech_end = 0.0
         self._speculation: asyncio.Task[tuple[Transcript, float]] | None = None
+        self.speculations = 0  # transcriptions started for the current utterance
         self._bot_speaking = False
         self._expects: str | None = None  # what the bot's last question asked for (ExpectedAnswerFrame)
         self._releases: asyncio.Task | None = None
@@ -197,9 +255,11 @@ class CallerTurnProcessor(FrameProcessor):
                 await self._turn_ended()
             return
         self._silence_run += 1
-        if self._silence_run == self._pause_windows:
-            snapshot = bytes(self._utterance)
-            self._speculation = asyncio.ensure_future(self._transcribe(snapshot))
+        if self._speculation is None and (
+            self._silence_run >= self._pause_windows
+            or (self._silence_run >= self._idle_pause_windows and RECOGNITIONS.count == 0)
+        ):
+            self._speculation = self._transcribe(bytes(self._utterance))
         if self._silence_run >= self._eot_max_windows:
             await self._turn_ended()
         elif self._silence_run >= self._eot_windows and self._speculation is not None and self._speculation.done():
@@ -208,10 +268,9 @@ class CallerTurnProcessor(FrameProcessor):
             if self._silence_run >= round(needed / WINDOW_S):
                 await self._turn_ended()
 
-    async def _transcribe(self, audio: bytes) -> tuple[Transcript, float]:
-        started = time.perf_counter()
-        transcript = await self._shared.run(self._shared.recognise, audio, self._expects)
-        return transcript, (time.perf_counter() - started) * 1000
+    def _transcribe(self, audio: bytes) -> asyncio.Task[tuple[Transcript, float]]:
+        self.speculations += 1
+        return RECOGNITIONS.start(self._shared, audio, self._expects)
 
     async def _speech_started(self) -> None:
         self._in_speech = True
@@ -221,6 +280,7 @@ class CallerTurnProcessor(FrameProcessor):
         self._utt_start = datetime.now(UTC) - timedelta(milliseconds=pcm.duration_ms(self._utterance))
         self._speech_end = time.monotonic()
         self._speculation = None
+        self.speculations = 0
         await self.push_frame(UserStartedSpeakingFrame())
         if self._bot_speaking and self._p.barge_in:
             metrics.BARGE_INS.inc()
@@ -233,7 +293,7 @@ class CallerTurnProcessor(FrameProcessor):
         speculation = self._speculation
         if speculation is None:
             # No pause preceded the end (max length reached): transcribe everything now.
-            speculation = asyncio.ensure_future(self._transcribe(bytes(self._utterance)))
+            speculation = self._transcribe(bytes(self._utterance))
         self._speculation = None
         audio = bytes(self._utterance)
         start = self._utt_start
@@ -244,7 +304,7 @@ class CallerTurnProcessor(FrameProcessor):
         await self.push_frame(UserStoppedSpeakingFrame())
         previous = self._releases
         self._releases = asyncio.ensure_future(
-            self._release(previous, speculation, audio, start, end, speech_end, eot_at)
+            self._release(previous, speculation, audio, start, end, speech_end, eot_at, self.speculations)
         )
 
     async def _release(
@@ -256,6 +316,7 @@ class CallerTurnProcessor(FrameProcessor):
         end: datetime,
         speech_end: float,
         eot_at: float,
+        speculations: int,
     ) -> None:
         # Turns leave in the order they were spoken even if a later transcript is ready first.
         if previous is not None and not previous.done():
@@ -276,6 +337,7 @@ class CallerTurnProcessor(FrameProcessor):
                 released=released,
                 stt_ms=stt_ms,
                 stt_wait_ms=max(0.0, (released - eot_at) * 1000),
+                speculations=speculations,
                 audio=audio,
                 transcription_failed=failed,
                 confidence=None if failed else transcript.confidence,

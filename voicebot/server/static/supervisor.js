@@ -799,7 +799,7 @@ function renderTrace(trace, stages) {
   if (trace.handoff_reason) rows.push(["Hand-off", trace.handoff_reason]);
   if (trace.rule) rows.push(["Rule", trace.rule]);
   if (stages) {
-    rows.push(["Timing", Object.entries(stages).map(([k, v]) => `${k.replace(/_ms$/, "")} ${fmtMs(v)}`).join(", ")]);
+    rows.push(["Timing", Object.entries(stages).map(([k, v]) => `${k.replace(/_ms$/, "")} ${k.endsWith("_ms") ? fmtMs(v) : v}`).join(", ")]);
   }
   return h("div", { class: "trace" }, h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
 }
