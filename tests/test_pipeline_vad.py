@@ -7,7 +7,7 @@ import pytest
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 
 from audio.speech import espeak_ng
-from voicebot.pipeline.vad import WINDOW, SileroModel, VoiceStream, shared_silero
+from voicebot.pipeline.vad import WINDOW, SileroModel, VoiceStream, holds_voice, shared_silero
 
 RATE = 16000
 
@@ -65,3 +65,13 @@ def test_calls_sharing_the_network_keep_their_own_state(call_audio):
 def test_a_window_of_the_wrong_size_is_refused():
     with pytest.raises(ValueError, match="512 samples"):
         VoiceStream(SileroModel()).confidence(bytes(320))
+
+
+def test_a_clip_holds_voice_only_where_a_window_is_voiced_enough():
+    speech, _ = espeak_ng("two", sample_rate=RATE)
+    pcm16 = (np.clip(speech, -1, 1) * 32767).astype(np.int16).tobytes()
+    hiss = (np.random.default_rng(2).normal(0, 0.01, RATE) * 32767).astype(np.int16).tobytes()
+    tone = (np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE) * 0.3 * 32767).astype(np.int16).tobytes()
+    assert holds_voice(pcm16, 0.5) and holds_voice(bytes(RATE) + pcm16, 0.5)
+    assert not holds_voice(hiss, 0.5) and not holds_voice(tone, 0.5) and not holds_voice(bytes(2 * RATE), 0.5)
+    assert not holds_voice(pcm16[: 2 * WINDOW - 2], 0.5)  # shorter than one window: nothing to score

@@ -267,6 +267,29 @@ def test_bad_input_gives_no_words(shared, kind):
         assert heard.heard_speech, heard
 
 
+@pytest.mark.parametrize("kind", ["noise", "tones", "music on hold", "cough", "breath", "sigh"])
+def test_sound_without_a_voiced_window_never_reaches_whisper(shared, kind, monkeypatch):
+    """Turn taking starts a turn only on a window Silero scores 0.5 or more; a clip without one is not decoded (Whisper
+    read about one in four sox tone clips as "Okay." or "Hello." at a no-speech probability just under its rule's)."""
+    def decode(*args):
+        raise AssertionError(f"{kind} reached Whisper")
+
+    monkeypatch.setattr(shared, "_read", decode)
+    for _ in range(3):  # sox dithers: every clip is a little different
+        heard = shared.recognise(BAD_INPUT[kind]())
+        assert heard.text == "" and heard.rejected == "no speech" and not heard.heard_speech, heard
+
+
+def test_speech_passes_the_voice_gate_and_a_gate_of_zero_is_off(shared, monkeypatch):
+    read: list[bytes] = []
+    monkeypatch.setattr(shared, "_read", lambda pcm16, expects: read.append(pcm16) or Transcript("Two.", 0.9))
+    assert shared.recognise(phone_line(spoken("two", "en-gb"))).text == "Two."  # a lone word over the phone
+    assert shared.recognise(BAD_INPUT["german"]()).text == "Two."  # speech in another language is Whisper's to judge
+    monkeypatch.setattr(shared.settings.models.stt, "voice_gate", 0.0)
+    assert shared.recognise(BAD_INPUT["tones"]()).text == "Two."  # off: every clip is decoded
+    assert len(read) == 3
+
+
 def test_bad_input_through_the_phone_gives_no_words(shared):
     for kind in ("german", "noise", "music on hold"):
         heard = shared.recognise(phone_line(BAD_INPUT[kind]()))

@@ -28,6 +28,7 @@ from voicebot import metrics
 from voicebot.config import Settings
 from voicebot.models import load_piper, load_whisper, whisper_source
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
+from voicebot.pipeline.vad import holds_voice
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -529,6 +530,11 @@ class SharedModels:
         unsure or looping decode) gives an empty text and the reason in ``rejected``.
         """
         started = time.perf_counter()
+        gate = self.settings.models.stt.voice_gate
+        if gate and not holds_voice(pcm16, gate):
+            # Not one window a turn could start on: Whisper is not asked (it reads tones as "Okay." at times).
+            metrics.STT_SECONDS.observe(time.perf_counter() - started)
+            return Transcript("", 0.0, rejected="no speech")
         result = self._read(pcm16, expects)
         if self.second_opinion is not None and wants_second_opinion(result, len(pcm16) / 2 / pcm.SAMPLE_RATE <= SHORT_CLIP_S):
             other = self.second_opinion._read(pcm16, expects)

@@ -117,3 +117,13 @@ class VoiceStream:
             self._reset_state()
             self._since_reset = 0
         return confidence
+
+
+def holds_voice(pcm16: bytes, threshold: float, model: SileroModel | None = None) -> bool:
+    """Whether some 32 ms window of ``pcm16`` (16 kHz mono PCM16) is speech with a probability of ``threshold`` or more.
+
+    Turn taking starts a turn only on such windows; a clip without one is tones, hiss, music or a cough, and Whisper
+    given it invents words ("Okay.", "Thank you.") often enough to matter. Stops at the first voiced window."""
+    stream = VoiceStream(model)
+    size = WINDOW * pcm.SAMPLE_WIDTH
+    return any(stream.confidence(pcm16[i : i + size]) >= threshold for i in range(0, len(pcm16) - size + 1, size))
