@@ -269,8 +269,8 @@ def test_bad_input_gives_no_words(shared, kind):
 
 @pytest.mark.parametrize("kind", ["noise", "tones", "music on hold", "cough", "breath", "sigh"])
 def test_sound_without_a_voiced_window_never_reaches_whisper(shared, kind, monkeypatch):
-    """Turn taking starts a turn only on a window Silero scores 0.5 or more; a clip without one is not decoded (Whisper
-    read about one in four sox tone clips as "Okay." or "Hello." at a no-speech probability just under its rule's)."""
+    """A clip with no window Silero scores as a possible voice (models.stt.voice_gate) is not decoded (Whisper read
+    about one in four sox tone clips as "Okay." or "Hello." at a no-speech probability just under its rule's)."""
     def decode(*args):
         raise AssertionError(f"{kind} reached Whisper")
 

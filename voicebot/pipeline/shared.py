@@ -532,7 +532,7 @@ class SharedModels:
         started = time.perf_counter()
         gate = self.settings.models.stt.voice_gate
         if gate and not holds_voice(pcm16, gate):
-            # Not one window a turn could start on: Whisper is not asked (it reads tones as "Okay." at times).
+            # Not one window that could be a voice: Whisper is not asked (it reads tones as "Okay." at times).
             metrics.STT_SECONDS.observe(time.perf_counter() - started)
             return Transcript("", 0.0, rejected="no speech")
         result = self._read(pcm16, expects)
