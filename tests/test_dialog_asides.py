@@ -206,3 +206,14 @@ def test_the_clause_holding_a_slot_answer_is_no_request(engine: DialogEngine) ->
     assert [i["name"] for i in reply.intents] == ["order_status", "reset_password"]  # "it's 12034" reads as one
     assert reply.text == f"{WAITS} What is the reason for the return?"
     assert _agenda(session) == ["reset_password"]
+
+
+def test_a_free_text_answer_is_its_first_clause_whatever_request_the_nlu_reads_in_it(engine: DialogEngine) -> None:
+    session, [*_, alone] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"), "it doesn't work")
+    assert [i["name"] for i in alone.intents] == ["technical_support"]
+    assert "reason: it doesn't work. Is that right?" in alone.text and _agenda(session) == []  # no hand-off later
+    session, [*_, both] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"),
+                                "it doesn't work, and can you reset my password")
+    assert both.text == f"{WAITS} Just to confirm: you'd like to return order 4 5 2 8 1, reason: it does not work. " \
+                        "Is that right?"
+    assert _agenda(session) == ["reset_password"]

@@ -502,9 +502,13 @@ class DialogSession:
         assert task is not None and slot_name is not None
         slot = self.domain.slots[slot_name]
         value = self._slot_value(parse, slot_name, slot.type, text, dtmf)
-        if value is not None and slot.type in FREE_TEXT_SLOTS:
-            # "it's the wrong size, and can you also reset my password": the reason is the words of no request.
-            words = asides.answer_segments(parse, asides.requests_in(self, parse))
+        # Free text answers with the first clause, whatever request the NLU reads in it ("it doesn't work" is a
+        # reason, not a technical problem); "it's the wrong size, and can you also reset my password": the words of
+        # no later request.
+        free = slot.type in FREE_TEXT_SLOTS
+        first = parse.segments[0] if free and parse.segments else None
+        if value is not None and free:
+            words = asides.answer_segments(parse, [h for h in asides.requests_in(self, parse) if h.clause != first])
             if words and len(words) < len(parse.segments):
                 value = ", ".join(words)
         if value is not None:
@@ -523,7 +527,8 @@ class DialogSession:
             # The same sentence may carry another request ("it's 45281, and also reset my password"): it waits its
             # turn; the clause holding the answer is no request ("45281" read as an order request).
             answer = [e.text for e in parse.entities if e.value == value or e.value == task.slots.get(slot_name)]
-            queued = asides.queue(self, asides.requests_in(self, parse, answer=answer))
+            others = [h for h in asides.requests_in(self, parse, answer=answer) if first is None or h.clause != first]
+            queued = asides.queue(self, others)
             flows.advance(self)
             asides.announce(self, queued)
             return True
