@@ -13,6 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dialogs.db.repository import normalize_phone
+from dialogs.manager import asides
+from dialogs.manager.handoff import build_handoff
 from dialogs.manager.state import Expect
 
 if TYPE_CHECKING:
@@ -66,8 +68,12 @@ def offer(session: DialogSession) -> None:
 
 
 def on_answer(session: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-    """The caller's answer to the callback offer, to the number read back, or the number itself."""
+    """The caller's answer to the callback offer, to the number read back, or the number itself. A request said
+    beside it ("yes, and it's also about my password") goes into the hand-off packet the callback keeps."""
     st = session.state
+    others = asides.requests_in(session, parse)
+    if others and session.handoff_packet is not None and asides.queue(session, others, keep_values=False):
+        session.handoff_packet = build_handoff(session, reason=session.handoff_packet.reason)
     if st.expect is Expect.CALLBACK_NUMBER:
         found = session._entity_value(parse, "phone", text, dtmf)
         number = normalize_phone(str(found)) if found else None

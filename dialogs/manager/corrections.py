@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from dialogs.manager import flows
+from dialogs.manager import asides, flows
 from dialogs.manager.repair import SLOT_LABELS, other_order, slot_named
 from dialogs.manager.state import ACTS, FREE_TEXT_SLOTS, NOT_REQUESTS, Expect, Task
 from dialogs.nlu import ParseResult
@@ -25,11 +25,25 @@ def on_confirm(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | No
         st.expect = Expect.NOTHING
         st.no_match_streak = 0
         task.step += 1
+        # "yes, and can you also reset my password": the step runs, the other request waits its turn.
+        queued = asides.queue(dlg, asides.requests_in(dlg, parse))
         flows.advance(dlg)
+        asides.announce(dlg, queued)
         return True
     if yes is False:
         st.no_match_streak = 0
+        values = corrected_values(dlg, task, parse, text, dtmf)
+        others = _naming_none(dlg, task, asides.requests_in(dlg, parse, answer=_value_texts(parse, values)))
+        if others and not values:
+            # "no, I want to change my address": the caller rejected this request; the other one starts at once.
+            dlg._fire("declined, with another request")
+            dlg._say("flow_cancelled")
+            asides.queue(dlg, others, at_once=True)
+            flows.cancel_current(dlg, say=False)
+            return True
+        queued = asides.queue(dlg, others)
         correct(dlg, task, parse, text, dtmf)
+        asides.announce(dlg, queued)
         return True
     tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
     if tasks:
@@ -114,19 +128,40 @@ def ask_again(dlg: DialogSession, task: Task, slot: str) -> None:
     flows.advance(dlg)
 
 
+def _naming_none(dlg: DialogSession, task: Task, hits: list[Any]) -> list[Any]:
+    """``hits`` without those whose clause names a detail of ``task`` ("the reason is ..." is a correction, whatever
+    request the NLU read in it)."""
+    askable = askable_slots(dlg, task)
+    return [h for h in hits if not (h.clause and slot_named(h.clause, askable) is not None)]
+
+
+def _value_texts(parse: ParseResult, values: dict[str, Any]) -> list[str]:
+    """The words that said ``values`` (the entities holding them): the answer, not a request."""
+    said = [str(v) for v in values.values()]
+    return [e.text for e in parse.entities if e.text and (e.value in values.values() or str(e.value) in said)]
+
+
 def on_correction(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:
-    """The answer to "What should I change?". True if handled."""
+    """The answer to "What should I change?" (a request said beside it waits its turn). True if handled."""
     st = dlg.state
     task = st.current
     if task is None:
         return False
     values = corrected_values(dlg, task, parse, text, dtmf)
     if values:
+        queued = asides.queue(dlg, asides.requests_in(dlg, parse, answer=_value_texts(parse, values)))
         take_correction(dlg, task, values)
+        asides.announce(dlg, queued)
         return True
-    slot = slot_named(text, askable_slots(dlg, task))
+    askable = askable_slots(dlg, task)
+    # The clause that names the detail ("the reason") is the answer, whatever request the NLU read in it.
+    hits = [h for h in parse.intents if h.name not in ACTS]
+    named = [h for h in hits if h.clause and slot_named(h.clause, askable) is not None]
+    slot = slot_named(" ".join(asides.answer_segments(parse, [h for h in hits if h not in named])) or text, askable)
     if slot is not None:
+        queued = asides.queue(dlg, [h for h in asides.requests_in(dlg, parse) if h not in named])
         ask_again(dlg, task, slot)
+        asides.announce(dlg, queued)
         return True
     if [i for i in parse.intents if i.name not in ACTS]:
         return False

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dialogs.domain.schema import Domain
-from dialogs.manager import flows
+from dialogs.manager import asides, flows
 from dialogs.manager.state import ACTS, NOT_REQUESTS, Expect, Hit
 from dialogs.nlu import ParseResult
 from dialogs.nlu.entities import MASK, SECRET_TYPES
@@ -148,11 +148,14 @@ def on_check_intent(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str
     yes = dlg._yes_no(parse, text, dtmf)
     st.expect = Expect.NOTHING
     st.question = None
-    if yes is True and not tasks:
+    if yes is True:
         dlg._fire("caller confirmed the request")
         st.no_match_streak = 0  # understood after all (a request asked about after speech taken for another language)
         dlg._add_tasks(held, interrupt=st.current is not None)
+        # "yes, and also reset my password": the checked request first, the other one after it.
+        queued = asides.queue(dlg, [t for t in tasks if t.name not in NOT_REQUESTS])
         flows.advance(dlg)
+        asides.announce(dlg, queued)
         return True
     if yes is False and not tasks:
         dlg._fire("not that request: ask again (no hand-off)")

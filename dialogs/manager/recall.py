@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from dialogs.db.models import Return
 from dialogs.db.spoken import on_day
 from dialogs.db.times import naive_utc
-from dialogs.manager import flows
+from dialogs.manager import asides, flows
 from dialogs.manager.repair import CHARGE, REFUND
 from dialogs.manager.state import NOT_REQUESTS, Expect, Hit, Task
 from dialogs.nlu import ParseResult
@@ -43,19 +43,28 @@ def on_recall(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | Non
     yes = dlg._yes_no(parse, text, dtmf)
     tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS]
     st.expect = Expect.NOTHING
-    if yes is True and not tasks:
+    if yes is True:
+        # "yes, and can you also reset my password": the remembered matter first, the request after it.
         dlg._fire("caller confirmed the recalled matter")
         if dlg.say_.has("recall_ack"):
             dlg._say("recall_ack")
         dlg._acked_now = True
         if recall.get("kind") == "return" and recall.get("id") is not None:
             st.recall_pending = True  # its own state (not the order's delivery), told once verified
+            queued = asides.queue(dlg, tasks)
             flows.advance(dlg)
         elif recall.get("order_id"):
             dlg._add_tasks([Hit("order_status", 1.0, {"order_id": recall["order_id"]})], interrupt=False)
+            queued = asides.queue(dlg, tasks)
+            flows.advance(dlg)
+        elif tasks:
+            queued = []
+            dlg._add_tasks(tasks, interrupt=False)
             flows.advance(dlg)
         else:
+            queued = []
             dlg._say("how_can_i_help")
+        asides.announce(dlg, queued)
         return True
     if yes is False and not tasks:
         dlg._fire("not about the recalled matter")

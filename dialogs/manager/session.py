@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 from dialogs.db import repository
 from dialogs.jsonable import jsonable
 from dialogs.knowledge.dialog import FAQ
-from dialogs.manager import also_wanted, callback, corrections, doubt, faq, flows, recall, verification
+from dialogs.manager import (
+    also_wanted,
+    asides,
+    callback,
+    corrections,
+    doubt,
+    faq,
+    flows,
+    recall,
+    verification,
+)
 from dialogs.manager.consent import RECORDED_CHANNELS
 from dialogs.manager.handoff import HandoffPacket, build_handoff
 from dialogs.manager.repair import OTHER_ORDER
@@ -287,10 +297,22 @@ class DialogSession:
         self.transcript.append({"speaker": "caller", "text": text, "dtmf": dtmf, "at": self.clock().isoformat()})
         self._out.append(consent.confirmation)
         st = self.state
-        if st.question is None or st.expect is Expect.NOTHING:
+        # "no recording, and where is my order": the request waits its turn like one said inside an answer (never
+        # read as the answer to the pending question: the "no" of the decline is no "no" to it).
+        hits = []
+        if text and st.expect is not Expect.VERIFY_FACTOR and not self._expects_secret_slot():
+            parse = self.engine.nlu.parse(text, today=self.clock().date())
+            hits = asides.requests_in(self, parse)
+        queued = asides.queue(self, hits)
+        if queued and (st.question is None or st.expect in OPEN_QUESTIONS or st.expect is Expect.RECALL):
+            st.expect = Expect.NOTHING  # the request says what the call is about
+            st.question = None
+            flows.advance(self)
+        elif st.question is None or st.expect is Expect.NOTHING:
             self._say("how_can_i_help")
         else:
             self._reask()
+            asides.announce(self, queued)
         return True
 
     # ------------------------------------------------------------------ routing
@@ -480,6 +502,15 @@ class DialogSession:
         assert task is not None and slot_name is not None
         slot = self.domain.slots[slot_name]
         value = self._slot_value(parse, slot_name, slot.type, text, dtmf)
+        # Free text answers with the first clause, whatever request the NLU reads in it ("it doesn't work" is a
+        # reason, not a technical problem); "it's the wrong size, and can you also reset my password": the words of
+        # no later request.
+        free = slot.type in FREE_TEXT_SLOTS
+        first = parse.segments[0] if free and parse.segments else None
+        if value is not None and free:
+            words = asides.answer_segments(parse, [h for h in asides.requests_in(self, parse) if h.clause != first])
+            if words and len(words) < len(parse.segments):
+                value = ", ".join(words)
         if value is not None:
             task.slots[slot_name] = value
             st.no_match_streak = 0
@@ -493,11 +524,13 @@ class DialogSession:
                     if ent is not None and other_type not in ("date",):
                         task.slots[other] = ent.value
                         self._fire(f"slot {other} filled from the same answer")
-            # The same sentence may carry another request ("it's 45281, and also reset my password").
-            others = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
-            if others:
-                self._add_tasks(others, interrupt=False)
+            # The same sentence may carry another request ("it's 45281, and also reset my password"): it waits its
+            # turn; the clause holding the answer is no request ("45281" read as an order request).
+            answer = [e.text for e in parse.entities if e.value == value or e.value == task.slots.get(slot_name)]
+            others = [h for h in asides.requests_in(self, parse, answer=answer) if first is None or h.clause != first]
+            queued = asides.queue(self, others)
             flows.advance(self)
+            asides.announce(self, queued)
             return True
         tasks = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != task.intent]
         if tasks and max(i.confidence for i in tasks) >= 0.6:
@@ -525,16 +558,21 @@ class DialogSession:
 
     def _on_offer_human(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
         yes = self._yes_no(parse, text, dtmf)
+        others = asides.requests_in(self, parse)
         if yes is True:
             self._fire("caller accepted a human")
+            if others:
+                asides.queue(self, others)  # in the hand-off packet: the colleague hears of it too
             self._handoff("frustration")
             return True
         self.state.expect = Expect.NOTHING
         if yes is False:
             self._fire("caller declined a human")
             self._say("offer_human_declined")
+            queued = asides.queue(self, others)
             if self.state.current is not None or self.state.agenda:
                 flows.advance(self)
+                asides.announce(self, queued)
             else:
                 self._say("how_can_i_help")
             return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dialogs.db import repository
-from dialogs.manager import flows
+from dialogs.manager import asides, flows
 from dialogs.manager.repair import QUESTION
 from dialogs.manager.state import NOT_REQUESTS, Expect
 from dialogs.nlu import ParseResult
@@ -34,8 +34,11 @@ def on_verify_phone(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str
         dlg._fire("no account for that phone number")
         return verification_failed(dlg, "verify_unknown_phone")
     dlg._fire("account found by phone number")
+    # "my number is ... and I also want to reset my password": it waits, without any value of this turn.
+    queued = asides.queue(dlg, asides.requests_in(dlg, parse), keep_values=False)
     dlg._say("verify_ask_factor")
     dlg._asked(Expect.VERIFY_FACTOR, response="verify_ask_factor")
+    asides.announce(dlg, queued)
     return True
 
 
@@ -44,8 +47,33 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
     st = dlg.state
     assert st.customer_id is not None
     current = st.current.intent if st.current else None
-    if any(i.name not in NOT_REQUESTS and i.name != current and i.confidence >= 0.5 for i in parse.intents):
-        return False  # a new request, not an answer: numbers in it are not a postcode or PIN
+    others = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != current and i.confidence >= 0.5]
+    if others:
+        # A new request: numbers in its words are never a postcode or PIN. Only a clause of its own beside it
+        # ("my date of birth is ..., and where is my refund") may answer; the request then waits, keeping none of
+        # this turn's values (they may be the identity answer), and still needs the verification.
+        answer = " ".join(asides.answer_segments(parse, others))
+        if not answer or dtmf:
+            return False
+        part = dlg.engine.nlu.parse(answer, today=dlg.clock().date())
+        if any(i.name not in NOT_REQUESTS and i.confidence >= 0.5 for i in part.intents) \
+                or not factor_candidates(dlg, part, answer, None):
+            return False
+        dlg._fire("identity answer with a request beside it")
+        queued = asides.queue(dlg, asides.requests_in(dlg, parse), keep_values=False)
+        done = check_factor(dlg, factor_candidates(dlg, part, answer, None))
+        asides.announce(dlg, queued)
+        return done
+    candidates = factor_candidates(dlg, parse, text, dtmf)
+    if not candidates:
+        if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
+            return False
+        return not_an_answer(dlg, text)
+    return check_factor(dlg, candidates)
+
+
+def factor_candidates(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> list[tuple[str, Any]]:
+    """What of an answer could be an identity factor, by method (keys are a PIN; a date is only a date of birth)."""
     methods = list(dlg.domain.verification.methods)
     candidates: list[tuple[str, Any]] = []
     if dtmf and "pin" in methods:
@@ -63,10 +91,13 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
             v = dlg._entity_value(parse, "pin", text, None)
             if v is not None:
                 candidates.append(("pin", v))
-    if not candidates:
-        if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
-            return False
-        return not_an_answer(dlg, text)
+    return candidates
+
+
+def check_factor(dlg: DialogSession, candidates: list[tuple[str, Any]]) -> bool:
+    """Check the identity answer's candidates against the account: verified goes on, else one failed attempt."""
+    st = dlg.state
+    assert st.customer_id is not None
     with dlg.engine.database.session() as s:
         for method, value in candidates:
             if repository.verify_identity(

@@ -1,0 +1,219 @@
+"""A request said inside an answer is never lost (issue 12): at every question the bot asks, "yes, and can you also
+reset my password" answers the question and queues the request after the current one (at once when the caller
+rejected the current one), the next reply says it waits, an answer to an identity question is used as one and lends
+the request none of its values, and the request still waits for verification. Real NLU trained from the bundled
+domain, real SQLite file (dialogs/manager/asides.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dialog_helpers import demo_engine, train_bundled
+
+from dialogs.engine import BotReply, DialogEngine, DialogSession, Turn, TurnSignals
+from dialogs.manager.consent import RecordingConsent
+from dialogs.manager.state import Expect
+from dialogs.nlu.entities import MASK
+
+JANE = "+15551230001"  # the demo's Jane Doe: PIN 4321, postcode 94107, born 1985-04-12, order 45281, a subscription
+WAITS = "I'll help with your password after this."
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple:
+    return train_bundled()
+
+
+@pytest.fixture()
+def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
+    return demo_engine(trained, tmp_path, seed=3)
+
+
+def _call(engine: DialogEngine, *turns: Any, caller: str | None = JANE, channel: str = "chat",
+          recall: str = "no") -> tuple[DialogSession, list[BotReply]]:
+    """A call; ``recall`` answers the greeting's "You contacted us recently" question first (Jane's caller ID)."""
+    session = engine.new_call(channel=channel, caller_id=caller)
+    session.start()
+    if caller == JANE and recall:
+        session.handle(Turn(text=recall))
+    replies = [session.handle(t if isinstance(t, Turn) else Turn(text=t)) for t in turns]
+    return session, replies
+
+
+def _agenda(session: DialogSession) -> list[str]:
+    return [t.intent for t in session.state.agenda]
+
+
+def test_confirmation_yes_runs_the_step_and_the_request_said_with_it_follows(engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I want to cancel my subscription", Turn(dtmf="4321"),
+                                 "yes, and can you also reset my password")
+    assert "queued from the answer: reset_password" in reply.trace["steps"]
+    assert "subscription is cancelled" in reply.text
+    assert reply.text.endswith("Shall I send a password reset link to the e-mail address on your account?")
+    assert session.state.current is not None and session.state.current.intent == "reset_password"
+
+
+def test_confirmation_no_with_another_request_drops_the_current_and_starts_the_other_at_once(
+        engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I want to cancel my subscription", Turn(dtmf="4321"),
+                                 "no, but I want to change my address")
+    assert "queued from the answer (at once): change_address" in reply.trace["steps"]
+    assert reply.text.startswith("Okay, I haven't changed anything.") and "new address" in reply.text
+    assert [(t.intent, t.status) for t in session.state.finished] == [("cancel_subscription", "cancelled")]
+
+
+def test_a_correction_with_a_request_corrects_and_queues_it(engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"), "wrong size",
+                                 "no, the order is 12034, and also reset my password")
+    assert "corrected order_id: confirm again" in reply.trace["steps"]
+    assert reply.text == f"{WAITS} Just to confirm: you'd like to return order 1 2 0 3 4, reason: wrong size. " \
+                         "Is that right?"
+    assert _agenda(session) == ["reset_password"]  # "the order is 12034" (read as an order request) is the answer
+
+
+def test_what_should_i_change_takes_the_detail_and_the_request_waits(engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"), "wrong size", "no",
+                                 "the reason, and also reset my password")
+    # "the reason" reads as a technical problem to the NLU: it named the detail, so it is no request.
+    assert [i["name"] for i in reply.intents] == ["technical_support", "reset_password"]
+    assert reply.text == f"Okay, let's correct that. {WAITS} What is the reason for the return?"
+    assert _agenda(session) == ["reset_password"]
+
+
+def test_a_free_text_answer_keeps_only_its_own_words(engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"),
+                                 "it's the wrong size, and can you also reset my password")
+    assert session.state.current is not None and session.state.current.slots["return_reason"] == "it is the wrong size"
+    assert reply.text.startswith(WAITS) and "reason: it is the wrong size. Is that right?" in reply.text
+    assert _agenda(session) == ["reset_password"]
+
+
+def test_a_slot_answer_with_a_request_says_it_waits_before_the_next_question(engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I moved, please change my address", Turn(dtmf="4321"),
+                                 "12 Oak Street, Chicago 60614, and where is my order 45281")
+    assert reply.text.startswith("I'll help with your order after this. So the new address is 12 Oak Street")
+    assert [(t.intent, t.slots) for t in session.state.agenda] == [("order_status", {"order_id": "45281"})]
+    done = session.handle(Turn(text="yes"))
+    assert "action change_address -> ok" in done.trace["steps"] and "4 5 2 8 1 was shipped" in done.text
+
+
+def test_the_identity_answer_verifies_and_the_request_waits_without_its_values(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "where is my order 45281",
+                                "my date of birth is April 12 1985 and where is my refund")
+    steps = reply.trace["steps"]
+    assert "verified by date_of_birth" in steps
+    # The current request first, then the one said with the answer, which took no date from it.
+    assert steps.index("done order_status (ok)") < steps.index("start billing_question")
+    billing = session.state.current
+    assert billing is not None and billing.intent == "billing_question" and "date" not in billing.slots
+    assert reply.heard == MASK and "1985" not in str(reply.trace)  # the whole identity answer stays masked
+
+
+def test_a_wrong_identity_answer_counts_and_the_request_still_waits_for_verification(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "where is my order 45281", "94108 and I also want to reset my password")
+    assert not session.state.verified and session.state.verify_attempts == 1
+    assert reply.text.startswith("Sorry, that doesn't match") and reply.text.endswith(WAITS)
+    assert _agenda(session) == ["reset_password"]
+    assert not any(s.startswith("action") for s in reply.trace["steps"])
+
+
+def test_a_request_alone_is_never_read_as_an_identity_answer(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "where is my order 45281", "and I also want to reset my password 94107")
+    assert not session.state.verified and session.state.verify_attempts == 0
+    assert "identity answer with a request beside it" not in reply.trace["steps"]
+
+
+def test_the_phone_number_answer_finds_the_account_and_the_request_waits(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "where is my order 45281",
+                                "my number is 555 123 0001 and I also want to reset my password", caller=None)
+    assert "account found by phone number" in reply.trace["steps"]
+    assert reply.text.startswith(WAITS) and session.state.expect is Expect.VERIFY_FACTOR
+    assert [(t.intent, t.slots) for t in session.state.agenda] == [("reset_password", {})]
+
+
+def test_yes_to_the_remembered_matter_keeps_it_and_the_request_follows(engine: DialogEngine) -> None:
+    session, [reply, verified] = _call(engine, "yes, and can you also reset my password", Turn(dtmf="4321"),
+                                       recall="")
+    assert "caller confirmed the recalled matter" in reply.trace["steps"]
+    assert "start order_status" in reply.trace["steps"]  # the recalled order, verified first
+    assert WAITS in reply.text and reply.text.endswith("type your PIN on the keypad.")
+    assert "4 5 2 8 1 was shipped" in verified.text and verified.text.endswith("password reset link to the "
+                                                                                "e-mail address on your account?")
+
+
+def test_yes_to_just_to_check_keeps_the_checked_request_and_queues_the_other(engine: DialogEngine) -> None:
+    session, [check, reply] = _call(engine, "i need to check on my folder", "yes, and also reset my password")
+    assert session.state.current is not None and session.state.current.intent == "billing_question"
+    assert _agenda(session) == ["reset_password"] and WAITS in reply.text
+
+
+def test_declining_a_person_with_a_request_queues_it_and_accepting_puts_it_in_the_packet(
+        engine: DialogEngine) -> None:
+    angry = Turn(text="where is my order, this is ridiculous", signals=TurnSignals(frustration=0.95))
+    session, [offer, reply] = _call(engine, angry, "no, but can you reset my password")
+    assert session.state.question is not None and offer.trace["expect"] == "offer_human"
+    assert _agenda(session) == ["reset_password"] and WAITS in reply.text
+    session, [_, handed] = _call(engine, angry, "yes, and it's also about my password")
+    assert handed.action == "handoff" and handed.handoff is not None
+    assert [t.intent for t in handed.handoff.intents_pending] == ["order_status", "reset_password"]
+
+
+def test_declining_the_recording_with_a_request_starts_it(engine: DialogEngine) -> None:
+    engine.options.recording = RecordingConsent()
+    session, [reply] = _call(engine, "no recording please, and where is my order 45281", channel="sip", recall="")
+    assert reply.recording_declined
+    assert reply.text.startswith("Understood, this call is not recorded.") and "confirm who you are" in reply.text
+    assert session.state.current is not None and session.state.current.intent == "order_status"
+
+
+class _NoAgents:
+    def __init__(self) -> None:
+        self.packets: list[dict[str, Any]] = []
+
+    def agents_available(self, queue: str) -> bool:
+        return False
+
+    def request_callback(self, *, call_id: str, number: str, queue: str, reason: str, packet: dict[str, Any]) -> int:
+        self.packets.append(packet)
+        return len(self.packets)
+
+
+def test_a_request_said_at_the_callback_offer_goes_into_the_callback_packet(engine: DialogEngine) -> None:
+    desk = _NoAgents()
+    engine.desk = desk
+    session, [offer, _, done] = _call(engine, "I want to speak to a person", "yes, and it's also about my password",
+                                      "yes")
+    assert "none of my colleagues" in offer.text and done.action == "hangup"
+    assert [i["intent"] for i in desk.packets[0]["intents_pending"]] == ["reset_password"]
+
+
+def test_a_request_heard_unsurely_in_an_answer_is_asked_about_later_not_queued(engine: DialogEngine) -> None:
+    unsure = Turn(text="yes, and can you also reset my password", signals=TurnSignals(transcript_confidence=0.3))
+    session, [*_, reply, done] = _call(engine, "I want to cancel my subscription", Turn(dtmf="4321"), unsure,
+                                       Turn(text="no"))
+    assert "request in the answer heard unsurely: reset_password; asked once the requests are done" in \
+        reply.trace["steps"]
+    assert reply.text.endswith("Did you also want to reset your password?")
+    assert _agenda(session) == [] and reply.expects == "yes_no"
+    assert "caller does not want reset_password: dropped" in done.trace["steps"]
+
+
+def test_the_clause_holding_a_slot_answer_is_no_request(engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(engine, "I want to return something", Turn(dtmf="4321"),
+                                 "it's 12034, and can you reset my password")
+    assert [i["name"] for i in reply.intents] == ["order_status", "reset_password"]  # "it's 12034" reads as one
+    assert reply.text == f"{WAITS} What is the reason for the return?"
+    assert _agenda(session) == ["reset_password"]
+
+
+def test_a_free_text_answer_is_its_first_clause_whatever_request_the_nlu_reads_in_it(engine: DialogEngine) -> None:
+    session, [*_, alone] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"), "it doesn't work")
+    assert [i["name"] for i in alone.intents] == ["technical_support"]
+    assert "reason: it doesn't work. Is that right?" in alone.text and _agenda(session) == []  # no hand-off later
+    session, [*_, both] = _call(engine, "I want to return order 45281", Turn(dtmf="4321"),
+                                "it doesn't work, and can you reset my password")
+    assert both.text == f"{WAITS} Just to confirm: you'd like to return order 4 5 2 8 1, reason: it does not work. " \
+                        "Is that right?"
+    assert _agenda(session) == ["reset_password"]
