@@ -399,9 +399,18 @@ def test_eval_stt_reports_wer_clean_and_through_g711(tmp_path: Path):
     (tmp_path / "transcripts.tsv").write_text(
         "file\ttext\n" + "".join(f"{n}\t{t.upper().strip('?.')}\n" for n, t in said.items())
     )
-    result = CliRunner().invoke(cli, ["eval", "stt", str(tmp_path), "--json"], catch_exceptions=False)
+    saved = tmp_path / "clips.json"
+    result = CliRunner().invoke(cli, ["eval", "stt", str(tmp_path), "--json", "--save", str(saved)],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # stderr may hold a library's log line
+    clips = json.loads(saved.read_text())  # every clip through every channel, to see which were misheard
+    assert sorted((Path(c["clip"]).name, c["channel"]) for c in clips) == sorted(
+        (name, channel) for name in said for channel in ("clean", "g711"))
+    for c in clips:
+        assert c["reference"] == said[Path(c["clip"]).name].upper().strip("?.")
+        assert c["words"] == len(c["reference"].split()) and 0 <= c["errors"] <= c["words"]
+        assert c["heard"] and c["rejected"] is None and c["stt_s"] > 0 and c["audio_s"] > 1
     for channel in ("clean", "g711"):
         assert report[channel]["clips"] == 2
         assert report[channel]["wer"] <= 0.25, report
@@ -575,6 +584,30 @@ def test_a_short_clip_has_a_token_cap_of_its_own(shared):
     heard = capped.recognise(audio, expects="order_number")
     assert heard.decoded and len(normalise_transcript(heard.decoded)) <= 3, heard
     assert len(normalise_transcript(shared.recognise(audio, expects="order_number").text)) > 3
+
+
+def test_a_beam_search_reads_a_short_clip_and_a_sentence(shared):
+    """CTranslate2 gives a beam search's word scores back empty: a beam wider than 1 (``short_clip_beam``,
+    ``beam_size``) reads the clip, with no word probabilities, instead of failing."""
+    settings = Settings()
+    settings.models.stt.beam_size = 3
+    settings.models.stt.short_clip_beam = 3
+    beam = SharedModels(settings, shared.whisper, shared.voice, shared.bias)
+    beam.close()
+    for text, expects in (("four", None), ("yes", "yes_no"), ("where is my parcel", None)):
+        heard = beam.recognise(phone_line(spoken(text)), expects=expects)
+        assert heard.text and heard.rejected is None, (text, heard)
+        assert heard.words == () or heard.recovered_from, (text, heard)
+
+
+def test_a_short_clip_gets_its_beam_and_window_by_its_length():
+    """``ShortClipDecoding.beam_s`` and ``full_window_s`` say which short clips (by their length as heard, before the
+    padding) are decoded with the beam and in Whisper's full 30 s window."""
+    default = ShortClipDecoding(beam_size=3)
+    assert default.beam_for(0.4) == default.beam_for(2.0) == 3 and not default.full_window(0.4)
+    very_short = ShortClipDecoding(beam_size=3, beam_s=1.0, full_window_s=1.0)
+    assert very_short.beam_for(0.9) == 3 and very_short.beam_for(1.1) == 1
+    assert very_short.full_window(1.0) and not very_short.full_window(1.1)
 
 
 # ----------------------------------------------------------------------------- language check, second decode

@@ -102,6 +102,19 @@ class ShortClipDecoding:
     # A first reading rejected as "no speech" whose words the alternative reads too, as a digit (zero to nine) that
     # passes judge(), is taken back (_short_alternative).
     digits_agree: bool = True
+    # A clip of this many seconds or less (as heard, before the padding) is encoded in Whisper's full 30 s window,
+    # the length it was trained on, instead of the fitted one (0: never).
+    full_window_s: float = 0.0
+    # The beam applies to clips of this many seconds or less (as heard); longer short clips are decoded greedy.
+    beam_s: float = SHORT_CLIP_S
+
+    def beam_for(self, seconds: float) -> int:
+        """The beam width of a short clip of ``seconds`` (as heard, before the padding)."""
+        return self.beam_size if seconds <= self.beam_s else 1
+
+    def full_window(self, seconds: float) -> bool:
+        """Whether a short clip of ``seconds`` (as heard, before the padding) is encoded in the full 30 s window."""
+        return seconds <= self.full_window_s
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
 # line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
@@ -336,8 +349,12 @@ def token_log_probs(ids: Sequence[int], logits: Sequence[Any]) -> list[float]:
 def heard_words(tokenizer: Any, ids: Sequence[int], logits: Sequence[Any]) -> tuple[HeardWord, ...]:
     """The decoded token ``ids`` as words, each with the mean probability of its tokens (:func:`token_log_probs` of
     ``logits``). Words are Whisper's (``tokenizer.split_to_word_tokens``: a new word at a space); punctuation joins
-    the word before and does not count towards its probability. The words joined give the decoded text."""
-    log_probs = token_log_probs(ids, logits)
+    the word before and does not count towards its probability. The words joined give the decoded text; none when
+    ``logits`` holds no scores (CTranslate2 returns them empty for a beam search)."""
+    try:
+        log_probs = token_log_probs(ids, logits)
+    except ValueError:  # a beam search's logits are views of no data
+        return ()
     words: list[list[Any]] = []  # [text, token log probabilities]
     pos = 0
     for text, tokens in zip(*tokenizer.split_to_word_tokens(list(ids)), strict=True):
@@ -550,6 +567,8 @@ class SharedModels:
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
         short = seconds <= SHORT_CLIP_S
+        full = stt.window == "full" or (short and self.short.full_window(seconds))
+        beam = self.short.beam_for(seconds) if short else stt.beam_size
         prompt = self.bias.prompt(expects, short=short) if stt.bias else ""
         if short and (self.short.lead_s or self.short.trail_s):
             audio = np.concatenate([np.zeros(int(self.short.lead_s * pcm.SAMPLE_RATE), np.float32), audio,
@@ -559,8 +578,8 @@ class SharedModels:
             result = self._transcribe_long(audio, prompt)
         else:
             # Answers to a question are checked by the dialog itself; only open requests get other readings.
-            result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
-                                             second_pass=expects is None, short=short)
+            result = self._transcribe_window(audio, seconds, prompt, full=full, second_pass=expects is None,
+                                             short=short, beam=beam)
         return result
 
     def _echo_source(self, prompt: str) -> str:
@@ -576,7 +595,7 @@ class SharedModels:
 
     def _transcribe_window(
         self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False,
-        short: bool = False,
+        short: bool = False, beam: int = 1,
     ) -> Transcript:
         encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
         tokens = self._prompt_tokens(prompt)
@@ -589,11 +608,11 @@ class SharedModels:
             language = guesses[0][0]
             foreign = sounds_foreign(guesses, self.settings.models.stt.language, short, LANGUAGE_RULES)
         # A short clip's two decodes run at once on the model's workers: they take the time of the longer, not the sum.
-        pending = self._decode(encoded, tokens, seconds, short)
+        pending = self._decode(encoded, tokens, seconds, short, beam)
         alternative = None
         if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
             alternative_tokens = self._prompt_tokens(self.short.alternative_prompt)
-            alternative = self._decode(encoded, alternative_tokens, seconds, True)
+            alternative = self._decode(encoded, alternative_tokens, seconds, True, beam)
         result = pending.result()
         alternative_result = alternative.result() if alternative is not None else None
         ids = result.sequences_ids[0]
@@ -608,7 +627,8 @@ class SharedModels:
             transcript = self._short_alternative(transcript, alternative_result, language, foreign)
         if transcript.rejected == "repetitive" and not full:
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
-            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
+            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short,
+                                           beam=beam)
         if recoverable(transcript.rejected) and self.recovery is not None:
             transcript = self._recover(transcript, audio, seconds, encoded, tokens, language, foreign, short)
         elif transcript.rejected == f"language {language}" and self.recovery is not None and not short:
@@ -619,14 +639,14 @@ class SharedModels:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
 
-    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool) -> Any:
-        """Start decoding ``encoded`` after ``tokens`` on one of the model's workers (``models.workers``), as a
-        clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
+    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool, beam: int) -> Any:
+        """Start decoding ``encoded`` after ``tokens`` with a beam of ``beam`` on one of the model's workers
+        (``models.workers``), as a clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
         return self.whisper.model.generate(
             encoded,
             [tokens],
             asynchronous=True,
-            beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
+            beam_size=beam,
             max_length=self._max_length(len(tokens), seconds, short),
             return_scores=True,
             return_no_speech_prob=True,
