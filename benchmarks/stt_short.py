@@ -11,7 +11,7 @@ Prints JSON per variant: WER per kind, rejected clips, CPU ms per clip (mean, p9
         [--variants 0/0/1/on,0.5/0.5/1/on/10/answers]   # short clips: lead s / trail s / beam / suppress_blank
                                                          # [/ token cap / second decode's prompt / s per word]
                                                          # [/ a "no speech" digit both readings agree on taken back: on/off]
-                                                         # [/ full 30 s window at or under s / beam at or under s]
+                                                         # [/ beam of a looping reading's second decode]
         [--kinds digit,number,answer,request] [--dump clips.json]
 """
 
@@ -35,7 +35,6 @@ from voicebot.config import Settings, load_settings
 from voicebot.models import load_piper, load_whisper
 from voicebot.phone_speech import VOICES, PhoneListener, SyntheticVoice, parse_voices
 from voicebot.pipeline.shared import (
-    SHORT_CLIP_S,
     SHORT_MIN_WORD_S,
     SharedModels,
     ShortClipDecoding,
@@ -68,21 +67,19 @@ ALTERNATIVE_PROMPTS = {"off": None, "none": "", "answers": SHORT_ANSWERS}
 
 
 def parse_variant(text: str) -> ShortClipDecoding:
-    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off[/FULL_S[/BEAM_S]]]]]]: the token cap (0:
+    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off[/LOOP_BEAM]]]]]: the token cap (0:
     the general one), the second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default
     none), the seconds of speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S),
-    whether a "no speech" rejection is taken back when both readings are the same digit (default on), the clip length
-    at or under which the full 30 s window is used (default 0: never) and the one at or under which BEAM applies
-    (default SHORT_CLIP_S: every short clip; longer ones greedy)."""
+    whether a "no speech" rejection is taken back when both readings are the same digit (default on) and the beam a
+    looping reading is decoded again with before the full window (default 0: none)."""
     lead, trail, beam, blank, *rest = text.split("/")
     cap = int(rest[0]) if rest else 0
     alternative = ALTERNATIVE_PROMPTS[rest[1]] if len(rest) > 1 else None
     min_word_s = float(rest[2]) if len(rest) > 2 else SHORT_MIN_WORD_S
     digits_agree = rest[3] != "off" if len(rest) > 3 else True
-    full_window_s = float(rest[4]) if len(rest) > 4 else 0.0
-    beam_s = float(rest[5]) if len(rest) > 5 else SHORT_CLIP_S
+    loop_beam = int(rest[4]) if len(rest) > 4 else 0
     return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative, min_word_s,
-                             digits_agree, full_window_s, beam_s)
+                             digits_agree, loop_beam)
 
 
 def main() -> None:

@@ -102,19 +102,12 @@ class ShortClipDecoding:
     # A first reading rejected as "no speech" whose words the alternative reads too, as a digit (zero to nine) that
     # passes judge(), is taken back (_short_alternative).
     digits_agree: bool = True
-    # A clip of this many seconds or less (as heard, before the padding) is encoded in Whisper's full 30 s window,
-    # the length it was trained on, instead of the fitted one (0: never).
-    full_window_s: float = 0.0
-    # The beam applies to clips of this many seconds or less (as heard); longer short clips are decoded greedy.
-    beam_s: float = SHORT_CLIP_S
-
-    def beam_for(self, seconds: float) -> int:
-        """The beam width of a short clip of ``seconds`` (as heard, before the padding)."""
-        return self.beam_size if seconds <= self.beam_s else 1
-
-    def full_window(self, seconds: float) -> bool:
-        """Whether a short clip of ``seconds`` (as heard, before the padding) is encoded in the full 30 s window."""
-        return seconds <= self.full_window_s
+    # A reading that loops ("repetitive") is decoded again with this beam over the same fitted window before the full
+    # 30 s window is tried (0 or not above beam_size: straight to the full window). On the own lone digits
+    # (benchmarks/stt_short.py, 9 voices, 180 clips) 11 greedy readings looped, each then took ~2.5 s of CPU in the full
+    # window; a beam of 3 read them as well (6 right against 5) for about half of that; but it also read 3 of 120
+    # short foreign answers as English (stt_short_foreign.py: "Si, grazie" -> "See, that's it."), so it is off.
+    loop_beam: int = 0
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
 # line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
@@ -485,7 +478,8 @@ class SharedModels:
         stt = settings.models.stt
         self.short = short or ShortClipDecoding(
             stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam,
-            alternative_prompt={"off": None, "none": "", "answers": SHORT_ANSWERS}[stt.short_clip_alternative])
+            alternative_prompt={"off": None, "none": "", "answers": SHORT_ANSWERS}[stt.short_clip_alternative],
+            loop_beam=stt.short_clip_loop_beam)
         self.recovery = recovery or (RECOVERY if stt.recover_rejected else None)
         self.whisper = whisper
         self.voice = voice
@@ -567,8 +561,7 @@ class SharedModels:
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
         short = seconds <= SHORT_CLIP_S
-        full = stt.window == "full" or (short and self.short.full_window(seconds))
-        beam = self.short.beam_for(seconds) if short else stt.beam_size
+        beam = self.short.beam_size if short else stt.beam_size
         prompt = self.bias.prompt(expects, short=short) if stt.bias else ""
         if short and (self.short.lead_s or self.short.trail_s):
             audio = np.concatenate([np.zeros(int(self.short.lead_s * pcm.SAMPLE_RATE), np.float32), audio,
@@ -578,8 +571,8 @@ class SharedModels:
             result = self._transcribe_long(audio, prompt)
         else:
             # Answers to a question are checked by the dialog itself; only open requests get other readings.
-            result = self._transcribe_window(audio, seconds, prompt, full=full, second_pass=expects is None,
-                                             short=short, beam=beam)
+            result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
+                                             second_pass=expects is None, short=short, beam=beam)
         return result
 
     def _echo_source(self, prompt: str) -> str:
@@ -626,6 +619,10 @@ class SharedModels:
         if alternative_result is not None:
             transcript = self._short_alternative(transcript, alternative_result, language, foreign)
         if transcript.rejected == "repetitive" and not full:
+            if short and beam < self.short.loop_beam:
+                # A greedy decode that loops often reads right with a beam, for less than the full window costs.
+                return self._transcribe_window(audio, seconds, prompt, full=False, second_pass=second_pass,
+                                               short=short, beam=self.short.loop_beam)
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short,
                                            beam=beam)
