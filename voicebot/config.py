@@ -144,8 +144,8 @@ class STTConfig(Section):
     short_clip_loop_beam: int = Field(
         0, ge=0, le=10,
         description="A clip of 2 s or less whose greedy reading loops (\"Two, two, two\") is decoded again with this "
-        "beam before the full 30 s window is tried (0: straight to the full window, as before). 3 halved the CPU of "
-        "such clips on the own lone digits at the same WER, but read 3 of 120 short foreign answers as English.",
+        "beam before the full 30 s window is tried (0: straight to the full window). 3 cost such clips less CPU at the "
+        "same WER on the own lone digits, but read 3 of 120 short foreign answers as English.",
     )
     short_clip_padding: float = Field(
         0.5, ge=0.0, le=2.0,

@@ -105,8 +105,9 @@ class ShortClipDecoding:
     # A reading that loops ("repetitive") is decoded again with this beam over the same fitted window before the full
     # 30 s window is tried (0 or not above beam_size: straight to the full window). On the own lone digits
     # (benchmarks/stt_short.py, 9 voices, 180 clips) 11 greedy readings looped, each then took ~2.5 s of CPU in the full
-    # window; a beam of 3 read them as well (6 right against 5) for about half of that; but it also read 3 of 120
-    # short foreign answers as English (stt_short_foreign.py: "Si, grazie" -> "See, that's it."), so it is off.
+    # window; a beam of 3 read them as well (6 right against 5) for less (2.1-2.4 s a looping clip against 2.7-2.8 s on
+    # the bad-input sets), but it turned 7 English and 3 foreign rejections of those sets into readings, most of them
+    # wrong ("Si, grazie" -> "See, that's it."), so it is off (docs/understanding.md).
     loop_beam: int = 0
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
