@@ -11,6 +11,7 @@ Prints JSON per variant: WER per kind, rejected clips, CPU ms per clip (mean, p9
         [--variants 0/0/1/on,0.5/0.5/1/on/10/answers]   # short clips: lead s / trail s / beam / suppress_blank
                                                          # [/ token cap / second decode's prompt / s per word]
                                                          # [/ a "no speech" digit both readings agree on taken back: on/off]
+                                                         # [/ beam of a looping reading's second decode]
         [--kinds digit,number,answer,request] [--dump clips.json]
 """
 
@@ -33,7 +34,12 @@ from dialogs.domain.loader import load_domain
 from voicebot.config import Settings, load_settings
 from voicebot.models import load_piper, load_whisper
 from voicebot.phone_speech import VOICES, PhoneListener, SyntheticVoice, parse_voices
-from voicebot.pipeline.shared import SHORT_MIN_WORD_S, SharedModels, ShortClipDecoding, speech_seconds
+from voicebot.pipeline.shared import (
+    SHORT_MIN_WORD_S,
+    SharedModels,
+    ShortClipDecoding,
+    speech_seconds,
+)
 from voicebot.pipeline.stt_bias import SHORT_ANSWERS, SpeechBias
 
 DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "stt_short_dev.tsv"
@@ -61,17 +67,19 @@ ALTERNATIVE_PROMPTS = {"off": None, "none": "", "answers": SHORT_ANSWERS}
 
 
 def parse_variant(text: str) -> ShortClipDecoding:
-    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off]]]]: the token cap (0: the general one),
-    the second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default none), the seconds of
-    speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S) and whether a "no
-    speech" rejection is taken back when both readings are the same digit (default on)."""
+    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off[/LOOP_BEAM]]]]]: the token cap (0:
+    the general one), the second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default
+    none), the seconds of speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S),
+    whether a "no speech" rejection is taken back when both readings are the same digit (default on) and the beam a
+    looping reading is decoded again with before the full window (default 0: none)."""
     lead, trail, beam, blank, *rest = text.split("/")
     cap = int(rest[0]) if rest else 0
     alternative = ALTERNATIVE_PROMPTS[rest[1]] if len(rest) > 1 else None
     min_word_s = float(rest[2]) if len(rest) > 2 else SHORT_MIN_WORD_S
     digits_agree = rest[3] != "off" if len(rest) > 3 else True
+    loop_beam = int(rest[4]) if len(rest) > 4 else 0
     return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative, min_word_s,
-                             digits_agree)
+                             digits_agree, loop_beam)
 
 
 def main() -> None:

@@ -39,10 +39,25 @@ class Recognised:
     errors: int
     words: int
     audio_s: float = 0.0  # the clip's length
+    clip: str = ""  # the recording's file
+
+    def record(self) -> dict[str, Any]:
+        """This clip as plain data, for ``voicebot eval stt --save``: which recording, what was said and heard, the
+        verdict and the seconds it took."""
+        t = self.transcript
+        return {
+            "clip": self.clip, "channel": self.channel, "reference": self.reference, "heard": t.text,
+            "rejected": t.rejected, "decoded": t.decoded, "recovered_from": t.recovered_from,
+            "confidence": round(t.confidence, 4),
+            "avg_logprob": None if t.avg_logprob is None else round(t.avg_logprob, 4),
+            "no_speech_prob": None if t.no_speech_prob is None else round(t.no_speech_prob, 4),
+            "errors": self.errors, "words": self.words, "audio_s": round(self.audio_s, 3),
+            "stt_s": round(self.seconds, 4), "stt_cpu_s": round(self.cpu_seconds, 4),
+        }
 
 
 def recognise_clip(shared: SharedModels, audio: bytes, reference: str, channel: str,
-                   expects: str | None = None) -> Recognised:
+                   expects: str | None = None, clip: str = "") -> Recognised:
     """Transcribe 16 kHz PCM16 ``audio`` (through the telephone line if ``channel`` is g711) and score it."""
     if channel == "g711":
         audio = phone_line(audio)
@@ -51,7 +66,7 @@ def recognise_clip(shared: SharedModels, audio: bytes, reference: str, channel: 
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     errors, words = word_errors(reference, transcript.text)
     return Recognised(reference, transcript, seconds, channel, cpu_seconds, errors, words,
-                      len(audio) / 2 / pcm.SAMPLE_RATE)
+                      len(audio) / 2 / pcm.SAMPLE_RATE, clip)
 
 
 def summarise(results: Sequence[Recognised]) -> dict[str, Any]:
@@ -74,9 +89,11 @@ def evaluate_stt(
     clips: Sequence[TranscribedClip],
     channels: Sequence[str] = CHANNELS,
     progress: Callable[[int], None] | None = None,
+    every: list[Recognised] | None = None,
 ) -> dict[str, Any]:
     """WER and time per utterance of every clip through each channel (clean, g711), and the clips whose
-    words were worst. ``progress(n)`` is called after each clip with the number of clips done."""
+    words were worst. ``progress(n)`` is called after each clip with the number of clips done; ``every``, if given,
+    receives each clip's result."""
     results: dict[str, list[Recognised]] = {c: [] for c in channels}
     unreadable: list[str] = []
     for clip in clips:
@@ -86,9 +103,11 @@ def evaluate_stt(
             unreadable.append(f"{clip.path}: {exc}")
             continue
         for channel in channels:
-            results[channel].append(recognise_clip(shared, audio, clip.text, channel))
+            results[channel].append(recognise_clip(shared, audio, clip.text, channel, clip=str(clip.path)))
         if progress is not None:
             progress(1)
+    if every is not None:
+        every.extend(r for rs in results.values() for r in rs)
     worst = sorted(
         (r for rs in results.values() for r in rs if r.words),
         key=lambda r: r.errors / r.words,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,19 +24,22 @@ def _ms(value: float | None) -> str:
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--clean-only", is_flag=True, help="Skip the G.711 telephone-line pass (half the time).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write every clip's reference, reading, verdict, word errors and seconds to this JSON file.")
 @config_option
-def eval_stt(path: str, clean_only: bool, as_json: bool, config_path: str | None) -> None:
+def eval_stt(path: str, clean_only: bool, as_json: bool, save_path: str | None, config_path: str | None) -> None:
     """Transcribe recordings in PATH with the configured STT (models.stt) and report the word error rate,
     clean and through a G.711 mu-law 8 kHz telephone line, and the STT time per utterance.
 
     PATH is a folder of WAV/FLAC files with a transcripts.tsv (file<TAB>text per line, as eval-data/asr),
     or such a TSV anywhere (relative file names resolve against its folder). Numbers are compared as words
-    ("42" = "forty two"), case and punctuation are ignored."""
+    ("42" = "forty two"), case and punctuation are ignored. --save lists every clip, to see which recordings were
+    misheard."""
     from audio.evaluation import EvaluationInputError, load_transcribed_clips
     from dialogs.domain import DomainError
     from voicebot.models import ModelError, describe
     from voicebot.pipeline.shared import SharedModels
-    from voicebot.stt_evaluation import CHANNELS, evaluate_stt
+    from voicebot.stt_evaluation import CHANNELS, Recognised, evaluate_stt
 
     settings = settings_or_exit(config_path)
     settings.models.workers = 1
@@ -51,15 +55,18 @@ def eval_stt(path: str, clean_only: bool, as_json: bool, config_path: str | None
         sys.exit(2)
     channels = ("clean",) if clean_only else CHANNELS
     stt = settings.models.stt
+    every: list[Recognised] = []
     try:
         shared.transcribe(b"\0\0" * 16000)  # the first inference of a thread is slower: not counted
         if sys.stderr.isatty():
             with click.progressbar(length=len(clips), label="transcribing", file=sys.stderr) as bar:
-                report: dict[str, Any] = evaluate_stt(shared, clips, channels, progress=bar.update)
+                report: dict[str, Any] = evaluate_stt(shared, clips, channels, progress=bar.update, every=every)
         else:
-            report = evaluate_stt(shared, clips, channels)
+            report = evaluate_stt(shared, clips, channels, every=every)
     finally:
         shared.close()
+    if save_path:
+        Path(save_path).write_text(json.dumps([r.record() for r in every], indent=1))
     report = {
         "path": path,
         "model": describe(settings)["whisper"],

@@ -102,6 +102,13 @@ class ShortClipDecoding:
     # A first reading rejected as "no speech" whose words the alternative reads too, as a digit (zero to nine) that
     # passes judge(), is taken back (_short_alternative).
     digits_agree: bool = True
+    # A reading that loops ("repetitive") is decoded again with this beam over the same fitted window before the full
+    # 30 s window is tried (0 or not above beam_size: straight to the full window). On the own lone digits
+    # (benchmarks/stt_short.py, 9 voices, 180 clips) 11 greedy readings looped, each then took ~2.5 s of CPU in the full
+    # window; a beam of 3 read them as well (6 right against 5) for less (2.1-2.4 s a looping clip against 2.7-2.8 s on
+    # the bad-input sets), but it turned 7 English and 3 foreign rejections of those sets into readings, most of them
+    # wrong ("Si, grazie" -> "See, that's it."), so it is off (docs/understanding.md).
+    loop_beam: int = 0
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
 # line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
@@ -336,8 +343,12 @@ def token_log_probs(ids: Sequence[int], logits: Sequence[Any]) -> list[float]:
 def heard_words(tokenizer: Any, ids: Sequence[int], logits: Sequence[Any]) -> tuple[HeardWord, ...]:
     """The decoded token ``ids`` as words, each with the mean probability of its tokens (:func:`token_log_probs` of
     ``logits``). Words are Whisper's (``tokenizer.split_to_word_tokens``: a new word at a space); punctuation joins
-    the word before and does not count towards its probability. The words joined give the decoded text."""
-    log_probs = token_log_probs(ids, logits)
+    the word before and does not count towards its probability. The words joined give the decoded text; none when
+    ``logits`` holds no scores (CTranslate2 returns them empty for a beam search)."""
+    try:
+        log_probs = token_log_probs(ids, logits)
+    except ValueError:  # a beam search's logits are views of no data
+        return ()
     words: list[list[Any]] = []  # [text, token log probabilities]
     pos = 0
     for text, tokens in zip(*tokenizer.split_to_word_tokens(list(ids)), strict=True):
@@ -468,7 +479,8 @@ class SharedModels:
         stt = settings.models.stt
         self.short = short or ShortClipDecoding(
             stt.short_clip_padding, stt.short_clip_padding, beam_size=stt.short_clip_beam,
-            alternative_prompt={"off": None, "none": "", "answers": SHORT_ANSWERS}[stt.short_clip_alternative])
+            alternative_prompt={"off": None, "none": "", "answers": SHORT_ANSWERS}[stt.short_clip_alternative],
+            loop_beam=stt.short_clip_loop_beam)
         self.recovery = recovery or (RECOVERY if stt.recover_rejected else None)
         self.whisper = whisper
         self.voice = voice
@@ -550,6 +562,7 @@ class SharedModels:
         seconds = len(audio) / pcm.SAMPLE_RATE
         stt = self.settings.models.stt
         short = seconds <= SHORT_CLIP_S
+        beam = self.short.beam_size if short else stt.beam_size
         prompt = self.bias.prompt(expects, short=short) if stt.bias else ""
         if short and (self.short.lead_s or self.short.trail_s):
             audio = np.concatenate([np.zeros(int(self.short.lead_s * pcm.SAMPLE_RATE), np.float32), audio,
@@ -560,7 +573,7 @@ class SharedModels:
         else:
             # Answers to a question are checked by the dialog itself; only open requests get other readings.
             result = self._transcribe_window(audio, seconds, prompt, full=stt.window == "full",
-                                             second_pass=expects is None, short=short)
+                                             second_pass=expects is None, short=short, beam=beam)
         return result
 
     def _echo_source(self, prompt: str) -> str:
@@ -576,7 +589,7 @@ class SharedModels:
 
     def _transcribe_window(
         self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False,
-        short: bool = False,
+        short: bool = False, beam: int = 1,
     ) -> Transcript:
         encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
         tokens = self._prompt_tokens(prompt)
@@ -589,11 +602,11 @@ class SharedModels:
             language = guesses[0][0]
             foreign = sounds_foreign(guesses, self.settings.models.stt.language, short, LANGUAGE_RULES)
         # A short clip's two decodes run at once on the model's workers: they take the time of the longer, not the sum.
-        pending = self._decode(encoded, tokens, seconds, short)
+        pending = self._decode(encoded, tokens, seconds, short, beam)
         alternative = None
         if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
             alternative_tokens = self._prompt_tokens(self.short.alternative_prompt)
-            alternative = self._decode(encoded, alternative_tokens, seconds, True)
+            alternative = self._decode(encoded, alternative_tokens, seconds, True, beam)
         result = pending.result()
         alternative_result = alternative.result() if alternative is not None else None
         ids = result.sequences_ids[0]
@@ -607,8 +620,13 @@ class SharedModels:
         if alternative_result is not None:
             transcript = self._short_alternative(transcript, alternative_result, language, foreign)
         if transcript.rejected == "repetitive" and not full:
+            if short and beam < self.short.loop_beam:
+                # A greedy decode that loops often reads right with a beam, for less than the full window costs.
+                return self._transcribe_window(audio, seconds, prompt, full=False, second_pass=second_pass,
+                                               short=short, beam=self.short.loop_beam)
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
-            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short)
+            return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short,
+                                           beam=beam)
         if recoverable(transcript.rejected) and self.recovery is not None:
             transcript = self._recover(transcript, audio, seconds, encoded, tokens, language, foreign, short)
         elif transcript.rejected == f"language {language}" and self.recovery is not None and not short:
@@ -619,14 +637,14 @@ class SharedModels:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
 
-    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool) -> Any:
-        """Start decoding ``encoded`` after ``tokens`` on one of the model's workers (``models.workers``), as a
-        clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
+    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool, beam: int) -> Any:
+        """Start decoding ``encoded`` after ``tokens`` with a beam of ``beam`` on one of the model's workers
+        (``models.workers``), as a clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
         return self.whisper.model.generate(
             encoded,
             [tokens],
             asynchronous=True,
-            beam_size=self.short.beam_size if short else self.settings.models.stt.beam_size,
+            beam_size=beam,
             max_length=self._max_length(len(tokens), seconds, short),
             return_scores=True,
             return_no_speech_prob=True,
