@@ -207,6 +207,7 @@ def test_what_is_a_fragment() -> None:
     assert is_fragment(["to", "my", "new", "flat"], cut_off=False)
     assert not is_fragment(["i", "can", "not", "login"], cut_off=False)  # after "so" or "and": a clause of its own
     assert not is_fragment(["to", "cancel", "my", "plan"])  # an infinitive is a request
+    assert not is_fragment(["for", "the", "saga", "i", "rate", "it", "2", "stars"])  # a request after the phrase
     assert not is_fragment(["i", "cancelled", "my", "plan"])  # it has its object
     assert not is_fragment(["i", "do", "not"])  # an answer, no verb
 

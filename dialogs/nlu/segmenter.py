@@ -194,7 +194,7 @@ def is_fragment(words: list[str] | tuple[str, ...], *, cut_off: bool = True) -> 
     subject and verb are a clause of their own ("the app keeps crashing, | so i can't log in")."""
     w = list(words)
     if len(w) >= 2 and w[0] in _PREPOSITIONS and w[1] in _DETERMINERS:
-        return True
+        return not _SUBJECTS.intersection(w)  # "for the current saga i rate it 2 stars" has a request after all
     if not cut_off:
         return False
     if w and w[0] in _RELATIVE:
@@ -209,11 +209,13 @@ def is_fragment(words: list[str] | tuple[str, ...], *, cut_off: bool = True) -> 
 
 def fragment_cuts(tokens: list[str], cuts: list[int], breaks: set[int]) -> list[int]:
     """The cut points of ``cuts`` that open a fragment (:func:`is_fragment`): what follows, up to the next punctuation
-    mark or the end of the turn, belongs to the clause before it, unless that clause is a dialog act ("hi, i moved";
-    the parser decides)."""
+    mark or the end of the turn with no other cut point in between, belongs to the clause before it, unless that
+    clause is a dialog act ("hi, i moved"; the parser decides)."""
     found = []
     for c in cuts:
         end = min([b for b in breaks if b > c], default=len(tokens))
+        if any(c < other < end for other in cuts):
+            continue  # more than one piece: the segmentation chooses
         piece = list(tokens[c:end])
         words = strip_connectors(piece)
         cut_off = c in breaks and _match_at(piece, 0, _CONNECTORS) is None \
