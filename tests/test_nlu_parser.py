@@ -10,7 +10,8 @@ import pytest
 from dialogs.domain import Domain, Intent, Slot, load_domain
 from dialogs.nlu import NLU, Entity, IntentHit, ParseResult
 from dialogs.nlu.evaluation import evaluate, load_examples
-from dialogs.nlu.segmenter import candidate_cuts, complaint_spans
+from dialogs.nlu.normalize import normalize
+from dialogs.nlu.segmenter import candidate_cuts, complaint_spans, fragment_cuts, is_fragment
 
 TODAY = date(2025, 1, 15)
 DEV = Path(__file__).parent / "data" / "nlu_dev.tsv"
@@ -185,6 +186,51 @@ def test_a_complaint_is_a_clause_of_its_own_that_names_no_request() -> None:
     assert complaint_spans(tokens) == [(0, 5), (5, 8)]
     assert {5, 8} <= set(candidate_cuts(tokens, set()))
     assert complaint_spans(["tell", "me", "a", "joke"]) == []  # two words: as often a topic as a complaint
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("There's a payment on my statement, I don't recognize.", "billing_question"),  # not "i do not ..." goodbye
+        ("I want my parcel and to my new flat.", "change_address"),  # not "i want my parcel": order status
+    ],
+)
+def test_a_fragment_joins_the_clause_before_it(nlu: NLU, text: str, intent: str) -> None:
+    result = nlu.parse(text)
+    assert names(result) == [intent]
+    assert len(result.segments) == 1
+
+
+def test_what_is_a_fragment() -> None:
+    assert is_fragment(["i", "do", "not", "recognise"])
+    assert is_fragment(["which", "i", "never", "ordered", "last", "week"])
+    assert is_fragment(["to", "my", "new", "flat"], cut_off=False)
+    assert not is_fragment(["i", "can", "not", "login"], cut_off=False)  # after "so" or "and": a clause of its own
+    assert not is_fragment(["to", "cancel", "my", "plan"])  # an infinitive is a request
+    assert not is_fragment(["for", "the", "saga", "i", "rate", "it", "2", "stars"])  # a request after the phrase
+    assert not is_fragment(["i", "cancelled", "my", "plan"])  # it has its object
+    assert not is_fragment(["i", "do", "not"])  # an answer, no verb
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the app keeps crashing, so I can't log in", "I was charged twice, and I moved", "my details are out of date I've moved"],
+)
+def test_a_clause_after_a_connector_or_without_punctuation_is_no_fragment(text: str) -> None:
+    norm = normalize(text)
+    assert fragment_cuts(norm.tokens, candidate_cuts(norm.tokens, norm.breaks), norm.breaks) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "intents"),
+    [
+        ("where is my order and I want to change my address", ["order_status", "change_address"]),
+        ("I want to check my order and to cancel my plan", ["order_status", "cancel_subscription"]),
+        ("Hi, I moved.", ["greet", "change_address"]),  # after a dialog act a fragment stays a clause
+    ],
+)
+def test_a_real_second_request_is_still_found(nlu: NLU, text: str, intents: list[str]) -> None:
+    assert names(nlu.parse(text)) == intents
 
 
 def test_a_complaint_beside_a_request_leaves_the_request_alone(nlu: NLU) -> None:

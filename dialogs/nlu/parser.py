@@ -10,7 +10,10 @@ How an utterance is parsed:
    clause. A sentence with one request scores best as one clause; in "update my address and where is my
    order" the piece "where is my order" votes strongly against change_address, so two clauses win.
    A complaint ("this is the third time, it is ridiculous": :func:`~dialogs.nlu.segmenter.complaint_spans`) is
-   a clause of its own that names no request, so a request beside it is found on its own words.
+   a clause of its own that names no request, so a request beside it is found on its own words. A fragment the
+   recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
+   | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
+   read with the clause before it, unless that clause is a dialog act ("hi, i moved").
 4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
    reported in ``negated`` instead of ``intents``.
 5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
@@ -59,7 +62,14 @@ from dialogs.nlu.classifier import (
 from dialogs.nlu.entities import Entity, extract, find_entities, is_birth_context
 from dialogs.nlu.heard import HeardWord, span_probability, token_probabilities
 from dialogs.nlu.normalize import Normalized, normalize
-from dialogs.nlu.segmenter import Clause, candidate_cuts, complaint_spans, make_clause, weak_cuts
+from dialogs.nlu.segmenter import (
+    Clause,
+    candidate_cuts,
+    complaint_spans,
+    fragment_cuts,
+    make_clause,
+    weak_cuts,
+)
 
 OUT_OF_SCOPE = "out_of_scope"
 DENY = "deny"
@@ -341,10 +351,25 @@ class NLU:
         rows = self.classifier.predict_proba([classifier_view(c) for c in clauses])
         return [dict(zip(map(str, self.classifier.classes), map(float, row), strict=True)) for row in rows]
 
+    def _cuts(self, norm: Normalized) -> list[int]:
+        """The segmenter's candidate cut points without those before a fragment that belongs to the clause before it
+        (step 3 of the module docstring): a clause before it that is a dialog act ("hi | i moved") keeps the cut."""
+        tokens = norm.tokens
+        cuts = candidate_cuts(tokens, norm.breaks)
+        fragments = fragment_cuts(tokens, cuts, norm.breaks)
+        if not fragments:
+            return cuts
+        starts = dict(zip(cuts, [0, *cuts], strict=False))  # each cut point -> the cut point before it
+        before = [make_clause(tokens, starts[c], c).words for c in fragments]
+        acts = [max(p, key=lambda k: p[k]) in DIALOG_ACTS if w else True
+                for w, p in zip(before, self._probs([w or ("",) for w in before]), strict=True)]
+        drop = {c for c, act in zip(fragments, acts, strict=True) if not act}
+        return [c for c in cuts if c not in drop]
+
     def _segment(self, norm: Normalized) -> list[_Scored]:
         """The best segmentation of the utterance (see the module docstring)."""
         tokens = norm.tokens
-        points = [0, *candidate_cuts(tokens, norm.breaks), len(tokens)]
+        points = [0, *self._cuts(norm), len(tokens)]
         weak = weak_cuts(tokens, norm.breaks)
         span = len(points) if len(points) <= MAX_CUTS + 2 else MAX_SPAN
         spans = [(i, j) for i in range(len(points)) for j in range(i + 1, min(len(points), i + span + 1))]
@@ -472,7 +497,7 @@ class NLU:
         question and the rest of it, or relabelled ``faq`` as a whole."""
         assert self.questions is not None and self.question_classifier is not None
         tokens = norm.tokens
-        cuts = candidate_cuts(tokens, norm.breaks)
+        cuts = self._cuts(norm)
         # every part that could be a question: (clause index, question part, rest or None)
         parts: list[tuple[int, Clause, Clause | None]] = []
         for n, s in enumerate(chosen):

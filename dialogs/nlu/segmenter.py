@@ -170,6 +170,61 @@ def make_clause(tokens: list[str], start: int, end: int) -> Clause:
     return Clause(start, end, tuple(words), negated)
 
 
+# A clause's subject and what may stand between it and its verb ("i | do not | recognise", "we | never | ordered").
+_SUBJECTS = frozenset({"i", "we", "you", "they"})
+_BEFORE_VERB = frozenset({
+    "do", "does", "did", "not", "never", "have", "has", "had", "just", "already", "really", "still", "ever",
+    "will", "would", "can", "could", "should", "only", "actually", "recently", "also", "definitely",
+})
+# When a verb may end a clause that lost its object to the clause before it ("a subscription i cancelled last week").
+_WHEN = frozenset({"yesterday", "today", "earlier", "before", "already", "ago", "recently", "again", "last", "week",
+                   "month", "year", "night", "days", "weeks", "months"})
+_RELATIVE = frozenset({"which", "that", "who", "what"})
+# Words that open a noun phrase: a clause "to my new flat" is a place, not an infinitive ("to cancel my plan").
+_PREPOSITIONS = frozenset({"to", "for", "from", "with", "about", "on", "in", "at", "of", "by", "into", "onto"})
+_DETERMINERS = frozenset({"my", "the", "a", "an", "your", "our", "this", "that", "these", "those", "his", "her",
+                          "their", "its"})
+
+
+def is_fragment(words: list[str] | tuple[str, ...], *, cut_off: bool = True) -> bool:
+    """True if ``words`` (a clause without its connectors) has no request of its own: a phrase without a verb ("i want
+    my parcel | and to my new flat") or, when only a punctuation mark (``cut_off``) parts it from the clause before,
+    a relative clause whose object is a noun of that clause ("there's a payment on my statement, | i don't
+    recognise", "a subscription, | which i never ordered": a subject, a verb and no object). After a connector a
+    subject and verb are a clause of their own ("the app keeps crashing, | so i can't log in")."""
+    w = list(words)
+    if len(w) >= 2 and w[0] in _PREPOSITIONS and w[1] in _DETERMINERS:
+        return not _SUBJECTS.intersection(w)  # "for the current saga i rate it 2 stars" has a request after all
+    if not cut_off:
+        return False
+    if w and w[0] in _RELATIVE:
+        w = w[1:]
+    if len(w) < 2 or w[0] not in _SUBJECTS:
+        return False
+    k = 1
+    while k < len(w) and w[k] in _BEFORE_VERB:
+        k += 1
+    return k < len(w) and w[k] not in _SUBJECTS and all(x in _WHEN for x in w[k + 1:])
+
+
+def fragment_cuts(tokens: list[str], cuts: list[int], breaks: set[int]) -> list[int]:
+    """The cut points of ``cuts`` that open a fragment (:func:`is_fragment`): what follows, up to the next punctuation
+    mark or the end of the turn with no other cut point in between, belongs to the clause before it, unless that
+    clause is a dialog act ("hi, i moved"; the parser decides)."""
+    found = []
+    for c in cuts:
+        end = min([b for b in breaks if b > c], default=len(tokens))
+        if any(c < other < end for other in cuts):
+            continue  # more than one piece: the segmentation chooses
+        piece = list(tokens[c:end])
+        words = strip_connectors(piece)
+        cut_off = c in breaks and _match_at(piece, 0, _CONNECTORS) is None \
+            and _match_at(tokens, c - 1, _CONNECTORS) is None
+        if words and is_fragment(words, cut_off=cut_off):
+            found.append(c)
+    return found
+
+
 # Words of anger or complaint ("this is ridiculous", "the third time I'm calling"): a clause made of them is how
 # the caller feels, not a request, so it is answered with empathy and never read as a second request.
 _COMPLAINT = re.compile(
