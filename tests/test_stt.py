@@ -586,7 +586,7 @@ def _decoded(shared, text, avg_logprob=-0.2, no_speech_prob=0.01):
 
     ids = shared._tokenizer.encode(" " + text)
     return SimpleNamespace(sequences_ids=[ids], scores=[avg_logprob * (len(ids) + 1) / len(ids)],
-                           no_speech_prob=no_speech_prob)
+                           no_speech_prob=no_speech_prob, logits=[[[0.0] * 51865 for _ in ids]])
 
 
 def test_a_looping_short_reading_the_digits_reading_agrees_with_is_heard_once(shared):
@@ -602,8 +602,9 @@ def test_a_looping_short_reading_the_digits_reading_agrees_with_is_heard_once(sh
     assert shared.short.loop_agree
     heard = shared._short_alternative(first, _decoded(shared, "Return."), "en", False)
     assert heard.text == "Return." and heard.rejected is None and heard.recovered_from == "repetitive", heard
+    assert "".join(w.text for w in heard.words) == "Return.", heard.words  # the second reading's, for the dialog
     looping_too = shared._short_alternative(first, _decoded(shared, "Return. Return. Return. Return."), "en", False)
-    assert looping_too.text == "Return.", looping_too
+    assert looping_too.text == "Return." and looping_too.words == (), looping_too
     assert shared._short_alternative(first, _decoded(shared, "Yes."), "en", False) == first
     off = SharedModels(Settings(), shared.whisper, shared.voice, shared.bias,
                        short=replace(shared.short, loop_agree=False))

@@ -671,7 +671,7 @@ class SharedModels:
         ids = result.sequences_ids[0]
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         if first.rejected == "repetitive" and self.short.loop_agree:
-            return self._loop_heard_once(first, self._tokenizer.decode(ids).strip(), language, foreign)
+            return self._loop_heard_once(first, result, language, foreign)
         if first.rejected is not None and not (first.rejected == "no speech" and self.short.digits_agree):
             return first
         prompt = self.short.alternative_prompt or ""
@@ -687,21 +687,27 @@ class SharedModels:
             return first
         return replace(second, words=heard_words(self._tokenizer, ids, result.logits[0]))
 
-    def _loop_heard_once(self, first: Transcript, alternative: str, language: str | None, foreign: bool) -> Transcript:
+    def _loop_heard_once(self, first: Transcript, result: Any, language: str | None, foreign: bool) -> Transcript:
         """A short clip's first reading rejected as "repetitive" (``first``) heard once: when it repeats one word or
-        phrase (:func:`_loop_unit`) and the digits-and-yes/no reading (``alternative``, once or looping too) says the
-        same words, that unit, judged with the first reading's scores. Else ``first`` (the full window is tried next).
+        phrase (:func:`_loop_unit`) and the digits-and-yes/no reading (``result``, CTranslate2's; once or looping too)
+        says the same words, that unit, judged with the first reading's scores, with the second reading's words and
+        their probabilities when it says the unit just so. Else ``first`` (the full window is tried next).
         On the own short set (benchmarks/stt_short.py's clips, 9 voices, 874 short clips) 78 clips looped; this heard
         17 of them once: newly right "42." three times, "six", "Return." six times for "returns" (all rejected or
         wrong after the full window), wrong "Wendy.", "N.", "I'm." (two of them wrong after the full window too),
         WER 58.1 -> 57.4 %, where the full 30 s window cost 1.9 s of CPU a clip (docs/understanding.md)."""
+        ids = result.sequences_ids[0]
+        alternative = self._tokenizer.decode(ids).strip()
         unit = _loop_unit(first.decoded)
         other = _loop_unit(alternative) or alternative
         if not unit or _words(unit) != _words(other):
             return first
         once = judge(unit, first.avg_logprob or 0.0, first.no_speech_prob or 0.0, language, foreign,
                      rejection_rules(True), self._echo_source(self.bias.prompt() if self.settings.models.stt.bias else ""))
-        return first if once.rejected is not None else replace(once, recovered_from=first.rejected)
+        if once.rejected is not None:
+            return first
+        words = heard_words(self._tokenizer, ids, result.logits[0]) if alternative == unit else ()
+        return replace(once, recovered_from=first.rejected, words=words)
 
     def _alternatives(self, encoded: Any, tokens: list[int], seconds: float, first: Transcript) -> tuple[Hypothesis, ...]:
         """The first reading, then the n-best of a beam search over the same encoder output (only the decoder
