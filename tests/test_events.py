@@ -34,6 +34,36 @@ def test_events_reach_subscribers_in_order_from_other_threads() -> None:
     assert [e["n"] for e in got[1:]] == [0, 1, 2]
 
 
+def test_an_event_published_on_the_loop_waits_for_earlier_ones_from_other_threads() -> None:
+    """The store's writer thread publishes a turn (queued for the loop); before the loop runs that, something on the
+    loop publishes: subscribers and listeners still get them in seq order (a dashboard once saw seq 9 before 7)."""
+    async def main() -> tuple[list[dict], list[int]]:
+        bus = EventBus()
+        bus.bind()
+        sub = bus.subscribe()
+        heard: list[int] = []
+
+        def listener(event: dict) -> None:
+            heard.append(event["seq"])
+            if event["type"] == "turn":  # a listener publishing from inside a delivery waits its turn too
+                bus.publish("call.updated", call_id=event["call_id"])
+
+        bus.add_listener(listener)
+        t = threading.Thread(target=lambda: [bus.publish("turn", call_id="c1", n=i) for i in range(2)])
+        t.start()
+        t.join()  # the loop is blocked here: the thread's events are queued, not delivered
+        bus.publish("call.updated", call_id="c1", on_loop=True)  # delivered now, after the two queued turns
+        got = [sub._queue.get_nowait() for _ in range(sub._queue.qsize())]
+        return got, heard
+
+    got, heard = asyncio.run(main())
+    assert [e["seq"] for e in got] == sorted(e["seq"] for e in got) == heard
+    assert [e["type"] for e in got] == ["turn", "turn", "call.updated", "call.updated", "call.updated"]
+    assert [e.get("n") for e in got if e["type"] == "turn"] == [0, 1]
+    assert got[2]["on_loop"] is True  # published on the loop after the thread's two, delivered after them
+    assert [e["call_id"] for e in got[3:]] == ["c1", "c1"]  # the listener's own, after the event it was given
+
+
 def test_slow_subscriber_loses_oldest_and_filter_applies() -> None:
     async def main() -> None:
         bus = EventBus()

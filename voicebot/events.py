@@ -28,6 +28,7 @@ In a cluster every event also has ``node``: the ``cluster.node_id`` of the node 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -108,6 +109,11 @@ class EventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
+        # Published, not yet delivered, in seq order: seq is taken and the event queued under one lock, and only the
+        # loop delivers, from the front. An event published on the loop is delivered at once, after any earlier one
+        # another thread queued (delivering it straight away overtook those: a dashboard saw seq 9 before 7).
+        self._pending: collections.deque[Event] = collections.deque()
+        self._delivering = False  # on the loop: a listener's own publish waits for the event being delivered
 
     def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Deliver on ``loop`` (default: the running one). Events published before binding are dropped."""
@@ -115,33 +121,50 @@ class EventBus:
 
     def publish(self, type_: str, **data: Any) -> Event:
         """Send an event to every subscriber; returns it. Never raises into the publisher."""
-        with self._lock:  # seq and ts in the order events are published, across threads
-            event: Event = {"type": type_, "seq": next(self._seq), "ts": time.time(), **data}
+        event: Event = {"type": type_, **data}
         if self.node_id:
             event["node"] = self.node_id
-        self._send(event)
-        return event
+        return self._send(event, stamp=True)
 
     def relay(self, event: Event) -> Event:
         """Deliver an event another node published (its ``ts`` and ``node`` kept, a ``seq`` of this bus)."""
-        with self._lock:
-            event = {**event, "seq": next(self._seq)}
-        self._send(event)
-        return event
+        return self._send(dict(event), stamp=False)
 
-    def _send(self, event: Event) -> None:
+    def _send(self, event: Event, stamp: bool) -> Event:
+        """Number ``event`` (``seq``; ``ts`` too if ``stamp``) and queue it for the loop; deliver now if on the loop."""
         loop = self._loop
-        if loop is None or loop.is_closed():
-            return
+        with self._lock:  # seq and ts in the order events are queued, across threads
+            event["seq"] = next(self._seq)
+            if stamp:
+                event["ts"] = time.time()
+            if loop is None or loop.is_closed():
+                return event
+            self._pending.append(event)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            self._deliver(event)
+            self._drain()
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
-                loop.call_soon_threadsafe(self._deliver, event)
+                loop.call_soon_threadsafe(self._drain)
+        return event
+
+    def _drain(self) -> None:
+        """Deliver every queued event, oldest first (on the loop; a publish during a delivery waits its turn)."""
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    event = self._pending.popleft()
+                self._deliver(event)
+        finally:
+            self._delivering = False
 
     def subscribe(self, maxsize: int = 2000, accept: Callable[[Event], bool] | None = None) -> Subscription:
         """A new subscription (call on the bus's loop); ``accept`` filters events for it."""
