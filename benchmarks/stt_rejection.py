@@ -47,6 +47,7 @@ from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices, p
 from voicebot.pipeline import shared as stt
 from voicebot.pipeline.shared import Recovery, RejectionRules, SharedModels, judge, recoverable
 from voicebot.pipeline.stt_bias import SpeechBias
+from voicebot.stt_evaluation import acted_on
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 DOMAIN_EVERY = 7  # every 7th nlu.yaml example: about 116 requests across all intents
@@ -359,15 +360,11 @@ def main() -> None:
         if args.save:
             Path(args.save).write_text(json.dumps([asdict(c) for c in clips], indent=1))
     from dialogs.domain import load_domain
-    from dialogs.domain.schema import DIALOG_ACTS
     from dialogs.nlu import NLU
 
     nlu = NLU.train(load_domain())
     # A false accept matters when the NLU would act on its words: a request, not "no" or "thank you".
-    def acted_on(text: str) -> bool:
-        return any(h.name not in DIALOG_ACTS for h in nlu.parse(text).intents)
-
-    acts = [c.label == "reject" and acted_on(c.text) for c in clips]
+    acts = [c.label == "reject" and acted_on(nlu, c.text) for c in clips]
     current = RejectionRules()
     prompt = domain_prompt()
     fr, fa = score(clips, current, stt.FOREIGN_LANGUAGE_PROB, prompt)
@@ -384,7 +381,7 @@ def main() -> None:
                                        strict=True), false_accepts_acted_on=sum(
             1 for c, a in zip(clips, acts, strict=True) if a and verdict(c, current, stt.FOREIGN_LANGUAGE_PROB) is None)),
         "pareto": sweep(clips, acts, prompt),
-        "recovery": recovery_report(clips, acted_on),
+        "recovery": recovery_report(clips, lambda text: acted_on(nlu, text)),
         "first_decode_cpu_ms_mean": round(float(np.mean([c.cpu_ms for c in clips])), 1),
         # Clips to reject that the decode rejected as another language and whose English reading the dialog would ask
         # about (dialog.confirm_foreign_guess_from: "Sorry, I may not have caught that. Just to check: ...?").

@@ -177,12 +177,12 @@ def rule_hypotheses(c: Clip, rule: str, below: float, reasons: tuple[str, ...], 
 
 
 def score(loaded: list[Clip], rules: list[tuple[str, str, float, tuple[str, ...], float]]) -> dict[str, Any]:
-    from dialogs.domain.schema import DIALOG_ACTS
     from dialogs.nlu.evaluation import evaluate, load_examples
     from dialogs.nlu.heard import HeardWord
     from dialogs.nlu.nbest import choose
     from voicebot.cli.eval_nlu import DEV_TODAY
     from voicebot.cli.nlu import load_nlu
+    from voicebot.stt_evaluation import acted_on
 
     today = date.fromisoformat(DEV_TODAY)
     nlu = load_nlu(None, None)
@@ -245,10 +245,7 @@ def score(loaded: list[Clip], rules: list[tuple[str, str, float, tuple[str, ...]
             if c.label == "speech":
                 given_back += c.base.rejected is not None
                 continue
-            names = {h.name for h in nlu.parse(text, today=today).intents}
-            acts = names - set(DIALOG_ACTS) or (c.expects == "yes_no" and names & {"affirm", "deny"}) or (
-                c.expects == "order_number" and any(ch.isdigit() for ch in text))
-            if acts and (c.base.rejected is not None or text != c.base.text):
+            if acted_on(nlu, text, c.expects, today) and (c.base.rejected is not None or text != c.base.text):
                 acted.append({"kind": c.kind, "voice": c.voice, "said": c.said, "text": text,
                               "base": f"[{c.base.rejected}] {c.base.decoded}" if c.base.rejected else c.base.text})
         report[name] = {

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from audio import pcm
-from audio.evaluation import normalise_transcript
 from voicebot.config import Settings, load_settings
 from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, SyntheticVoice, parse_voices
 from voicebot.pipeline import shared as stt
 from voicebot.pipeline.shared import LanguageRules, RejectionRules, SharedModels, judge, sounds_foreign
+from voicebot.stt_evaluation import NOTHING, dialog_reading
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 FOREIGN_RATES = (150, 190)
@@ -122,23 +122,11 @@ def main() -> None:
         if args.save:
             Path(args.save).write_text(json.dumps([asdict(c) for c in clips], indent=1))
     from dialogs.domain import load_domain
-    from dialogs.domain.schema import DIALOG_ACTS
     from dialogs.manager.doubt import proposed_request
     from dialogs.nlu import NLU
 
     nlu = NLU.train(load_domain())
-
-    def reading(c: Clip) -> str:
-        """What the dialog would take the words for: yes, no, the digits, a request, or "-"."""
-        names = {h.name for h in nlu.parse(c.text).intents}
-        digits = "".join(w for w in normalise_transcript(c.text) if w.isdigit())
-        if c.expects == "order_number" and digits:
-            return digits
-        if c.expects == "yes_no" and names & {"affirm", "deny"}:
-            return "yes" if "affirm" in names else "no"
-        return "request" if names - set(DIALOG_ACTS) else "-"
-
-    acted = {id(c): reading(c) for c in clips}
+    acted = {id(c): dialog_reading(nlu, c.text, c.expects) for c in clips}
     bar = Settings().dialog.confirm_foreign_guess_from
 
     def score(rules: LanguageRules) -> dict[str, int]:
@@ -149,7 +137,7 @@ def main() -> None:
                 out["english_rejected"] += rejected
             elif not rejected:
                 out["foreign_accepted"] += 1
-                if acted[id(c)] != "-":
+                if acted[id(c)] != NOTHING:
                     out["foreign_acted_on"] += 1
                     out["foreign_acted_on_wrongly"] += acted[id(c)] != c.meaning
         return out
@@ -173,7 +161,7 @@ def main() -> None:
         "foreign_acted_on": [{"said": c.said, "voice": c.voice, "expects": c.expects, "text": c.text,
                               "reading": acted[id(c)], "guesses": c.guesses[:3], "avg_logprob": c.avg_logprob}
                              for c in clips if c.label == "reject" and verdict(c, current) is None
-                             and acted[id(c)] != "-"],
+                             and acted[id(c)] != NOTHING],
         # Foreign answers rejected as another language whose English reading the dialog would ask about
         # (dialog.confirm_foreign_guess_from); an answer to a question (expects) is never asked about.
         "asked_about": [{"said": c.said, "voice": c.voice, "expects": c.expects, "text": c.text, "request": hit.name}

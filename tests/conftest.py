@@ -17,7 +17,11 @@ test file is a group, so its module fixtures start once; the cluster files are o
 on one worker, because they share ``shared_cluster`` and are the heaviest on the CPU (kamailio, PostgreSQL, Redis and
 three nodes each). Groups go out in collection order, so the longest start first (:data:`LONG_FIRST`) and the
 workers end together. Every test takes its ports from net_helpers (a port bound to 0, or an RTP range from the
-worker's own block), never a fixed number, so the two workers never collide."""
+worker's own block), never a fixed number, so the two workers never collide.
+
+``trained`` and ``engine``: the bundled domain with its trained NLU (once per module) and a dialog engine on a
+fresh demo database at :data:`dialog_helpers.NOW` with seed 3 (per test), for the dialog tests. A module whose
+engine differs (another seed, clock, options or database) defines its own ``engine``, which takes precedence."""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ import pytest
 from auth_helpers import add_user
 from call_models import CALL_FLOW_MODELS_YAML
 from cluster_helpers import SHARED_CLUSTER_CONFIG, PostgresServer, SharedCluster, cluster_programs_missing
+from dialog_helpers import demo_engine, train_bundled
+
+from dialogs.engine import DialogEngine
 
 CLUSTER_GROUP = "cluster"
 # The groups that take longest (measured with --durations=0 on the 2-core machine), longest first; the rest follow
@@ -63,6 +70,18 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(missing)
     with PostgresServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple:
+    """The bundled domain and its trained NLU (see the module docstring)."""
+    return train_bundled()
+
+
+@pytest.fixture()
+def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
+    """A dialog engine on a fresh demo database (see the module docstring)."""
+    return demo_engine(trained, tmp_path, seed=3)
 
 
 @pytest.fixture(scope="session")

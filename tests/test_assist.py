@@ -17,7 +17,6 @@ from sqlalchemy import create_engine, func, select
 from dialogs.db.engine import Database
 from dialogs.db.models import AuditLog, Contact, Order, Return, Subscription
 from dialogs.db.repository import close_contact, open_contact
-from dialogs.domain import load_domain
 from dialogs.domain.schema import Domain
 from dialogs.knowledge import Retriever, load_knowledge
 from dialogs.knowledge.dialog import Knowledge
@@ -214,12 +213,6 @@ def test_suggestions_api_for_the_agents_own_call(tmp_path: Path) -> None:
 
 RETURN_12034 = "The shoes from order 12034 are too small, I want to send them back."
 RETURN_63950 = "The shoes from order 63950 are too small, I want to send them back."
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple[Domain, NLU]:
-    domain = load_domain()
-    return domain, NLU.train(domain)
 
 
 def test_running_summary_names_requests_details_and_key_sentences(trained: tuple[Domain, NLU]) -> None:

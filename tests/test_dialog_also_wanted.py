@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dialog_helpers import NOW, demo_engine, train_bundled
+from dialog_helpers import NOW
 
 from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
 from dialogs.manager.also_wanted import also_request
@@ -17,16 +17,6 @@ from dialogs.nlu.evaluation import Example, evaluate
 JANE = "+15551230001"  # the demo's Jane Doe: caller ID, PIN 4321, an active subscription
 HEARD = "I forgot my password, and I need to check on my folder."  # Whisper's "... on my bill" (spoken dev set)
 ASKED = "Did you also have a question about your bill?"
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple:
-    return train_bundled()
-
-
-@pytest.fixture()
-def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
-    return demo_engine(trained, tmp_path, seed=3)
 
 
 def _password_reset_done(engine: DialogEngine) -> tuple:

@@ -6,11 +6,7 @@ domain, real SQLite file (dialogs/manager/asides.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import pytest
-from dialog_helpers import demo_engine, train_bundled
 
 from dialogs.engine import BotReply, DialogEngine, DialogSession, Turn, TurnSignals
 from dialogs.manager.consent import RecordingConsent
@@ -19,16 +15,6 @@ from dialogs.nlu.entities import MASK
 
 JANE = "+15551230001"  # the demo's Jane Doe: PIN 4321, postcode 94107, born 1985-04-12, order 45281, a subscription
 WAITS = "I'll help with your password after this."
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple:
-    return train_bundled()
-
-
-@pytest.fixture()
-def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
-    return demo_engine(trained, tmp_path, seed=3)
 
 
 def _call(engine: DialogEngine, *turns: Any, caller: str | None = JANE, channel: str = "chat",

@@ -11,8 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-from dialog_helpers import NOW, demo_engine, train_bundled
+from dialog_helpers import NOW
 
 from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
 from dialogs.manager.doubt import ForeignReading, proposed_request
@@ -23,16 +22,6 @@ REJECTED = TurnSignals(transcript_confidence=0.0)  # how the pipeline passes a r
 
 def _foreign(text: str) -> Turn:
     return Turn(text="", signals=REJECTED, foreign=ForeignReading("th", text))
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple:
-    return train_bundled()
-
-
-@pytest.fixture()
-def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
-    return demo_engine(trained, tmp_path, seed=3)
 
 
 def test_only_a_language_rejection_passes_its_reading_on() -> None:

@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import pytest
+from dialog_helpers import demo_engine
 from sqlalchemy import func, select
 
 from dialogs.db.models import AuditLog, Contact, Customer, Subscription
-from dialogs.domain import load_domain
-from dialogs.engine import DialogEngine, EngineOptions, Turn, TurnSignals
-from dialogs.nlu import NLU
+from dialogs.engine import DialogEngine, Turn, TurnSignals
 
-NOW = datetime(2026, 11, 20, 10, 30)  # a Friday
 JANE = "+15551230001"
 JOHN = "+15551230002"
 
 
-@pytest.fixture(scope="module")
-def trained() -> tuple:
-    domain = load_domain()
-    return domain, NLU.train(domain)
-
-
 @pytest.fixture()
 def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
-    from dialogs.db.engine import ensure_database
-
-    domain, nlu = trained
-    db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=NOW)
-    return DialogEngine(domain, nlu, db, EngineOptions(), clock=lambda: NOW, seed=7)
+    return demo_engine(trained, tmp_path, seed=7)
 
 
 def talk(session, *lines):

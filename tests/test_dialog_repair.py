@@ -7,23 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dialog_helpers import demo_engine, train_bundled
 
 from dialogs.engine import DialogEngine, Turn, TurnSignals
 from dialogs.nlu.segmenter import split_complaint
 
 JANE = "+15551230001"
 JOHN = "+15551230002"
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple:
-    return train_bundled()
-
-
-@pytest.fixture()
-def engine(trained: tuple, tmp_path: Path) -> DialogEngine:
-    return demo_engine(trained, tmp_path, seed=3)
 
 
 @pytest.mark.parametrize(("text", "complaint", "rest"), [

@@ -8,14 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import yaml
 from click.testing import CliRunner
 
 from dialogs.db.engine import ensure_database
-from dialogs.domain import load_domain
 from dialogs.engine import DialogEngine, EngineOptions, Turn
-from dialogs.nlu import NLU
 from telephony.queue.store import CallbackStore
 from voicebot.cli.config_cmd import config
 from voicebot.config import Settings
@@ -42,12 +39,6 @@ def test_config_check_warns_that_hand_offs_reach_nobody_without_agents_and_queue
 def test_the_warning_names_what_is_missing() -> None:
     assert "no queues configured" in (no_agents_warning(Settings(agents=PEOPLE["agents"])) or "")
     assert no_agents_warning(Settings(**PEOPLE)) is None
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple:
-    domain = load_domain(None)
-    return domain, NLU.train(domain)
 
 
 def _engine(trained: tuple, tmp_path: Path, has_agents: bool) -> tuple[DialogEngine, CallbackStore]:

@@ -24,7 +24,6 @@ from net_helpers import serve_app
 from sqlalchemy import create_engine
 
 from dialogs.db.engine import ensure_database
-from dialogs.domain import load_domain
 from dialogs.engine import DialogEngine, EngineOptions, Turn
 from dialogs.jsonable import jsonable
 from dialogs.nlu import NLU
@@ -41,12 +40,6 @@ NOW = datetime(2026, 11, 20, 10, 30)
 JANE = "+15551230001"
 CANCEL_RULE = Rule(name="cancellation_period", description="say until when service lasts before cancelling",
                    when_action="cancel_subscription", bot_must_say=r"keep access until|notice period")
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple[Any, NLU]:
-    domain = load_domain()
-    return domain, NLU.train(domain)
 
 
 def new_dialog(trained: tuple[Any, NLU], folder: Path) -> DialogEngine:

