@@ -12,11 +12,11 @@ bot's next reply would otherwise be silent about it, it says so ("I'll help with
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dialogs.manager.state import NOT_REQUESTS, Task, Unsure
-from dialogs.nlu import ParseResult
+from dialogs.manager.state import NOT_REQUESTS, Hit, Task, Unsure
+from dialogs.nlu import IntentHit, ParseResult
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
@@ -42,13 +42,25 @@ def answer_segments(parse: ParseResult, hits: list[Any]) -> list[str]:
     return [s for s in parse.segments if s not in claimed]
 
 
-def queue(dlg: DialogSession, hits: list[Any], *, at_once: bool = False, keep_values: bool = True) -> list[Task]:
+def heard_unsurely(dlg: DialogSession, heard: float | None) -> str | None:
+    """Why this turn's request was heard too unsurely to act on (the whole transcript under
+    dialog.confirm_transcript_below, or its words, ``heard``, under dialog.confirm_heard_below), None if it was not:
+    the one test of the first turn's "Just to check" (doubt.py) and of a request said inside an answer."""
+    opts = dlg.engine.options
+    tc = dlg._transcript_confidence
+    if tc is not None and tc < opts.confirm_transcript_below:
+        return f"transcript confidence {tc:.2f} < {opts.confirm_transcript_below}"
+    if heard is not None and heard < opts.confirm_heard_below:
+        return f"words of the request heard at {heard:.2f} < {opts.confirm_heard_below}"
+    return None
+
+
+def queue(dlg: DialogSession, hits: Sequence[IntentHit | Hit], *, at_once: bool = False,
+          keep_values: bool = True) -> list[Task]:
     """Put requests said inside an answer on the agenda: after the current request, or (``at_once``) before
     anything else. ``keep_values`` False drops the slot values they carry (an answer to an identity question).
     A request heard unsurely is kept to ask about once the agenda is done instead. Returns the tasks queued."""
     st = dlg.state
-    opts = dlg.engine.options
-    tc = dlg._transcript_confidence
     known = {t.intent: t for t in [*st.agenda, *([st.current] if st.current is not None else [])]}
     new: list[Task] = []
     for hit in hits:
@@ -58,14 +70,11 @@ def queue(dlg: DialogSession, hits: list[Any], *, at_once: bool = False, keep_va
         if hit.name in known:
             known[hit.name].slots.update(slots)  # said again: its new details still count
             continue
-        heard = getattr(hit, "heard", None)
-        unsure = (tc is not None and tc < opts.confirm_transcript_below) or \
-            (heard is not None and heard < opts.confirm_heard_below)
-        if unsure:
+        unsure = heard_unsurely(dlg, hit.heard)
+        if unsure is not None:
             if st.also is None:
-                why = f"{hit.name} said inside an answer, heard unsurely " \
-                      f"(transcript {tc if tc is not None else '-'}, words {heard if heard is not None else '-'})"
-                st.also = Unsure(hit.name, float(hit.confidence), why)
+                st.also = Unsure(hit.name, float(hit.confidence), f"{hit.name} said inside an answer, heard unsurely: "
+                                                                  f"{unsure}")
                 dlg._fire(f"request in the answer heard unsurely: {hit.name}; asked once the requests are done")
             else:
                 dlg._fire(f"request in the answer heard unsurely: {hit.name}; dropped (another is kept to ask)")

@@ -116,3 +116,4 @@ class Hit:
     name: str
     confidence: float
     slots: dict[str, Any]
+    heard: float | None = None  # how surely its words were heard (the NLU's IntentHit.heard); None: not known
