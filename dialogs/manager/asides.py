@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dialogs.manager.repair import OTHER_ORDER
 from dialogs.manager.state import NOT_REQUESTS, Hit, Task, Unsure
 from dialogs.nlu import IntentHit, ParseResult
 
@@ -67,6 +68,14 @@ def queue(dlg: DialogSession, hits: Sequence[IntentHit | Hit], *, at_once: bool 
         if hit.name not in dlg.domain.intents or hit.name in NOT_REQUESTS:
             continue
         slots = {k: v for k, v in hit.slots.items() if v is not None} if keep_values else {}
+        if keep_values and "order_id" in dlg.domain.intents[hit.name].slots and "order_id" not in slots \
+                and OTHER_ORDER.search(hit.clause or ""):
+            # "... and where is my other order": the caller's other order than the one on hand, if they have two.
+            from dialogs.manager.corrections import the_other_order  # corrections imports this module
+
+            other = the_other_order(dlg)
+            if other is not None:
+                slots["order_id"] = other
         if hit.name in known:
             known[hit.name].slots.update(slots)  # said again: its new details still count
             continue

@@ -351,7 +351,7 @@ class DialogSession:
             self._fire("goodbye")
             self._goodbye()
             return
-        if OTHER_ORDER.search(text) and corrections.take_other_order(self):
+        if OTHER_ORDER.search(text) and corrections.corrects_to_other_order(parse) and corrections.take_other_order(self):
             return
         if recall.refund_of_recalled_return(self, text):
             return

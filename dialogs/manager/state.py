@@ -117,3 +117,4 @@ class Hit:
     confidence: float
     slots: dict[str, Any]
     heard: float | None = None  # how surely its words were heard (the NLU's IntentHit.heard); None: not known
+    clause: str = ""  # the words it was said in (the NLU's IntentHit.clause); "": not from words
