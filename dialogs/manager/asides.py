@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 # Said when the domain has no ``queued_ack`` response.
 QUEUED = "I'll help with {what} after this."
+# Said when the bot moves on to a request that waited, after another (the domain's ``queued_next`` response if any).
+QUEUED_NEXT = "Now, {what}."
 
 
 def requests_in(dlg: DialogSession, parse: ParseResult, answer: Iterable[str] = ()) -> list[Any]:
@@ -88,7 +90,7 @@ def queue(dlg: DialogSession, hits: Sequence[IntentHit | Hit], *, at_once: bool 
             else:
                 dlg._fire(f"request in the answer heard unsurely: {hit.name}; dropped (another is kept to ask)")
             continue
-        task = Task(intent=hit.name, slots=slots)
+        task = Task(intent=hit.name, slots=slots, queued=True)
         known[hit.name] = task
         new.append(task)
     if not new:
@@ -96,6 +98,19 @@ def queue(dlg: DialogSession, hits: Sequence[IntentHit | Hit], *, at_once: bool 
     dlg._fire("queued from the answer" + (" (at once)" if at_once else "") + ": " + ", ".join(t.intent for t in new))
     st.agenda = [*new, *st.agenda] if at_once else [*st.agenda, *new]
     return new
+
+
+def lead_in(dlg: DialogSession, task: Task) -> None:
+    """Moving on to ``task``, which waited after another request: say so ("Now, your password."), instead of the
+    request's own "Sure, I can ..." (its first question follows)."""
+    intent = dlg.domain.intents[task.intent]
+    what = intent.announce or intent.description or task.intent.replace("_", " ")
+    if dlg.say_.has("queued_next"):
+        dlg._say("queued_next", what=what)
+    else:
+        dlg._out.append(QUEUED_NEXT.format(what=what))
+    dlg._fire(f"moved on to the waiting {task.intent}")
+    dlg._acked_now = True
 
 
 def announce(dlg: DialogSession, tasks: list[Task]) -> None:

@@ -58,6 +58,7 @@ class Task:
     data: dict[str, Any] = field(default_factory=dict)  # data of the last action
     reprompts: int = 0
     acknowledged: bool = False  # the bot said it understood the request ("Sure, I can check your order.")
+    queued: bool = False  # said inside an answer and waiting (asides.queue): the bot says when it moves on to it
 
     def as_dict(self) -> dict[str, Any]:
         return {
