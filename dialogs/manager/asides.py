@@ -7,7 +7,8 @@ the session before any question is read; a request said while rejecting the curr
 heard unsurely (the same transcript and word doubt as the first turn's "Just to check") is not queued but asked about
 once the agenda is done ("Did you also want ...?"); a request needing verification still waits for it. A request said
 in an answer to an identity question keeps none of that turn's values (they may be the identity answer). Where the
-bot's next reply would otherwise be silent about it, it says so ("I'll help with your password after this.").
+bot's next reply would otherwise be silent about it, it says so ("I'll help with your password after this."), and when
+it moves on to it after another request it says that too ("Now, your password.").
 """
 
 from __future__ import annotations
