@@ -6,7 +6,10 @@ domain, real SQLite file (dialogs/manager/asides.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dialogs.engine import BotReply, DialogEngine, DialogSession, Turn, TurnSignals
 from dialogs.manager.consent import RecordingConsent
@@ -203,3 +206,143 @@ def test_a_free_text_answer_is_its_first_clause_whatever_request_the_nlu_reads_i
     assert both.text == f"{WAITS} Just to confirm: you'd like to return order 4 5 2 8 1, reason: it does not work. " \
                         "Is that right?"
     assert _agenda(session) == ["reset_password"]
+
+
+# --------------------------------------------------------------- answers with something else in them (session 14)
+
+@pytest.mark.parametrize("answer", ["my postcode is 94107", "it's 94107", "i was born on april 12 1985",
+                                    "my pin is 4321"])
+def test_an_identity_answer_in_a_sentence_verifies_and_starts_no_request(engine: DialogEngine, answer: str) -> None:
+    # The NLU reads a request in each (change_address, order_status, billing_question): its words without the value
+    # do not say it, or they name the factor, so the turn is the identity answer and nothing else.
+    session, [_, reply] = _call(engine, "where is my order 45281", answer)
+    assert session.state.verified and "4 5 2 8 1 was shipped" in reply.text
+    assert [t.intent for t in session.state.finished] == ["order_status"] and _agenda(session) == []
+
+
+def test_a_number_said_in_the_pending_request_is_the_requests_never_an_identity_answer(engine: DialogEngine) -> None:
+    # 94107 is Jane's postcode, said as an order number inside the same order request.
+    session, [_, reply, again] = _call(engine, "where is my order 45281", "where is my order 94107", "94107")
+    assert reply.trace["verified"] is False and "verified by postcode" not in reply.trace["steps"]
+    assert session.state.verify_attempts == 0
+    assert reply.text == "I'll help with your order as soon as I've confirmed who you are. Please tell me the " \
+                         "postcode of your account, your date of birth, or type your PIN on the keypad."
+    assert "order_id of order_status said again: kept" in reply.trace["steps"] and reply.heard == MASK
+    assert "verified by postcode" in again.trace["steps"]  # said alone, it is the answer
+    assert "couldn't find an order with the number 9 4 1 0 7" in again.text  # the order the caller named
+
+
+def test_the_pending_request_said_again_beside_an_identity_answer_keeps_its_number(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "where is my order", "my postcode is 94108 and where is my order 45281")
+    assert not session.state.verified and session.state.verify_attempts == 1  # 94108 was the answer, and wrong
+    assert session.state.current is not None and session.state.current.slots == {"order_id": "45281"}
+    assert reply.text.startswith("Sorry, that doesn't match")
+
+
+def test_a_reason_with_a_question_about_the_other_order_takes_the_reason_and_queues_the_other_order(
+        kb_engine: DialogEngine) -> None:
+    # Jane has two orders: 12034 (delivered, returned here) and 45281. The NLU the bot runs with (it learns the
+    # knowledge base's questions too) reads two clauses here; the one of the other tests reads one.
+    session, [*_, reply] = _call(kb_engine, "I want to return order 12034", Turn(dtmf="4321"),
+                                 "it was damaged and where is my other order")
+    assert reply.text == "I'll help with your order after this. Just to confirm: you'd like to return order " \
+                         "1 2 0 3 4, reason: it was damaged. Is that right?"
+    assert "the other order: 45281" not in reply.trace["steps"]  # no correction of the return's order
+    assert [(t.intent, t.slots) for t in session.state.agenda] == [("order_status", {"order_id": "45281"})]
+    done = session.handle(Turn(text="yes"))
+    assert "action start_return -> ok" in done.trace["steps"]
+    assert "Now, your order. Your order 4 5 2 8 1 was shipped" in done.text
+
+
+def test_no_i_meant_the_other_order_is_still_a_correction(kb_engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(kb_engine, "I want to return order 12034", Turn(dtmf="4321"), "wrong size",
+                                 "no, I meant the other order")
+    assert "the other order: 45281" in reply.trace["steps"] and _agenda(session) == []
+
+
+def test_moving_on_to_a_waiting_request_says_so_before_its_question(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "where is my order 45281", "94107 and I also want to reset my password")
+    assert reply.text.endswith("expected Sunday. Now, your password. Shall I send a password reset link to the "
+                               "e-mail address on your account?")
+    assert "moved on to the waiting reset_password" in reply.trace["steps"]
+    # a request of the first turn goes on as before: no lead-in
+    session, [_, first] = _call(engine, "where is my order 45281", "94107")
+    assert "Now," not in first.text
+
+
+def test_a_request_heard_unsurely_says_why_with_the_shared_test(engine: DialogEngine) -> None:
+    from dialogs.manager import asides
+
+    session, _ = _call(engine, Turn(text="hello", signals=TurnSignals(transcript_confidence=0.3)))
+    opts = engine.options
+    session._transcript_confidence = opts.confirm_transcript_below - 0.01
+    assert asides.heard_unsurely(session, None) == \
+        f"transcript confidence {opts.confirm_transcript_below - 0.01:.2f} < {opts.confirm_transcript_below}"
+    session._transcript_confidence = None
+    assert asides.heard_unsurely(session, opts.confirm_heard_below - 0.01) == \
+        f"words of the request heard at {opts.confirm_heard_below - 0.01:.2f} < {opts.confirm_heard_below}"
+    assert asides.heard_unsurely(session, opts.confirm_heard_below) is None
+
+
+@pytest.fixture(scope="module")
+def with_knowledge() -> tuple:
+    from dialogs.domain import load_domain
+    from dialogs.knowledge.dialog import Knowledge
+    from dialogs.nlu import NLU
+
+    domain = load_domain()
+    knowledge = Knowledge.for_domain(domain)
+    return domain, NLU.train(domain, questions=knowledge), knowledge
+
+
+@pytest.fixture()
+def kb_engine(with_knowledge: tuple, tmp_path: Path) -> DialogEngine:
+    from dialog_helpers import NOW
+
+    from dialogs.db.engine import ensure_database
+    from dialogs.engine import EngineOptions
+
+    domain, nlu, knowledge = with_knowledge
+    db = ensure_database(f"sqlite:///{tmp_path / 'bot.db'}", seed_demo=True, now=NOW)
+    return DialogEngine(domain, nlu, db, EngineOptions(), clock=lambda: NOW, seed=3, knowledge=knowledge)
+
+
+HOURS = "Our customer service team is available Monday to Friday"
+
+
+def test_yes_with_a_public_question_runs_the_step_then_answers_it(kb_engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(kb_engine, "I want to cancel my subscription", Turn(dtmf="4321"),
+                                 "yes, and what are your opening hours")
+    assert "action cancel_subscription -> ok" in reply.trace["steps"]
+    assert reply.text.index("subscription is cancelled") < reply.text.index(HOURS)
+    assert reply.text.endswith("Is there anything else I can help you with?")
+    assert session.knowledge_answered == ["opening_hours"]
+
+
+def test_a_detail_with_a_public_question_fills_the_slot_and_answers_before_the_next_question(
+        kb_engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(kb_engine, "I want to return something", Turn(dtmf="4321"),
+                                 "it's 45281, and do you ship to Canada")
+    assert session.state.current is not None and session.state.current.slots == {"order_id": "45281"}
+    assert reply.text.startswith("We ship to Canada") and reply.text.endswith("What is the reason for the return?")
+
+
+def test_an_identity_answer_with_a_public_question_verifies_or_counts_and_the_question_is_answered(
+        kb_engine: DialogEngine) -> None:
+    session, [_, reply] = _call(kb_engine, "where is my order 45281", "94107, and what are your opening hours")
+    assert "verified by postcode" in reply.trace["steps"] and reply.heard == MASK
+    assert reply.text.index("4 5 2 8 1 was shipped") < reply.text.index(HOURS)
+    # a wrong answer still counts; the public answer is given, nothing of the account
+    session, [_, wrong] = _call(kb_engine, "where is my order 45281", "94108, and what are your opening hours")
+    assert not session.state.verified and session.state.verify_attempts == 1
+    assert wrong.text.startswith(HOURS) and wrong.text.endswith("Please try again with your postcode, your date of "
+                                                                "birth, or your PIN.")
+    assert "4 5 2 8 1" not in wrong.text and wrong.trace["knowledge"][0]["entry"] == "opening_hours"
+
+
+def test_a_public_question_alone_at_a_question_is_answered_and_the_question_asked_again(
+        kb_engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(kb_engine, "I want to cancel my subscription", Turn(dtmf="4321"),
+                                 "what are your opening hours")
+    assert reply.text.startswith(HOURS) and reply.text.endswith("cancel your subscription?")
+    assert "public question beside the answer" not in reply.trace["steps"]

@@ -7,22 +7,26 @@ the session before any question is read; a request said while rejecting the curr
 heard unsurely (the same transcript and word doubt as the first turn's "Just to check") is not queued but asked about
 once the agenda is done ("Did you also want ...?"); a request needing verification still waits for it. A request said
 in an answer to an identity question keeps none of that turn's values (they may be the identity answer). Where the
-bot's next reply would otherwise be silent about it, it says so ("I'll help with your password after this.").
+bot's next reply would otherwise be silent about it, it says so ("I'll help with your password after this."), and when
+it moves on to it after another request it says that too ("Now, your password.").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dialogs.manager.state import NOT_REQUESTS, Task, Unsure
-from dialogs.nlu import ParseResult
+from dialogs.manager.repair import OTHER_ORDER
+from dialogs.manager.state import NOT_REQUESTS, Hit, Task, Unsure
+from dialogs.nlu import IntentHit, ParseResult
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
 
 # Said when the domain has no ``queued_ack`` response.
 QUEUED = "I'll help with {what} after this."
+# Said when the bot moves on to a request that waited, after another (the domain's ``queued_next`` response if any).
+QUEUED_NEXT = "Now, {what}."
 
 
 def requests_in(dlg: DialogSession, parse: ParseResult, answer: Iterable[str] = ()) -> list[Any]:
@@ -42,35 +46,52 @@ def answer_segments(parse: ParseResult, hits: list[Any]) -> list[str]:
     return [s for s in parse.segments if s not in claimed]
 
 
-def queue(dlg: DialogSession, hits: list[Any], *, at_once: bool = False, keep_values: bool = True) -> list[Task]:
+def heard_unsurely(dlg: DialogSession, heard: float | None) -> str | None:
+    """Why this turn's request was heard too unsurely to act on (the whole transcript under
+    dialog.confirm_transcript_below, or its words, ``heard``, under dialog.confirm_heard_below), None if it was not:
+    the one test of the first turn's "Just to check" (doubt.py) and of a request said inside an answer."""
+    opts = dlg.engine.options
+    tc = dlg._transcript_confidence
+    if tc is not None and tc < opts.confirm_transcript_below:
+        return f"transcript confidence {tc:.2f} < {opts.confirm_transcript_below}"
+    if heard is not None and heard < opts.confirm_heard_below:
+        return f"words of the request heard at {heard:.2f} < {opts.confirm_heard_below}"
+    return None
+
+
+def queue(dlg: DialogSession, hits: Sequence[IntentHit | Hit], *, at_once: bool = False,
+          keep_values: bool = True) -> list[Task]:
     """Put requests said inside an answer on the agenda: after the current request, or (``at_once``) before
     anything else. ``keep_values`` False drops the slot values they carry (an answer to an identity question).
     A request heard unsurely is kept to ask about once the agenda is done instead. Returns the tasks queued."""
     st = dlg.state
-    opts = dlg.engine.options
-    tc = dlg._transcript_confidence
     known = {t.intent: t for t in [*st.agenda, *([st.current] if st.current is not None else [])]}
     new: list[Task] = []
     for hit in hits:
         if hit.name not in dlg.domain.intents or hit.name in NOT_REQUESTS:
             continue
         slots = {k: v for k, v in hit.slots.items() if v is not None} if keep_values else {}
+        if keep_values and "order_id" in dlg.domain.intents[hit.name].slots and "order_id" not in slots \
+                and OTHER_ORDER.search(hit.clause or ""):
+            # "... and where is my other order": the caller's other order than the one on hand, if they have two.
+            from dialogs.manager.corrections import the_other_order  # corrections imports this module
+
+            other = the_other_order(dlg)
+            if other is not None:
+                slots["order_id"] = other
         if hit.name in known:
             known[hit.name].slots.update(slots)  # said again: its new details still count
             continue
-        heard = getattr(hit, "heard", None)
-        unsure = (tc is not None and tc < opts.confirm_transcript_below) or \
-            (heard is not None and heard < opts.confirm_heard_below)
-        if unsure:
+        unsure = heard_unsurely(dlg, hit.heard)
+        if unsure is not None:
             if st.also is None:
-                why = f"{hit.name} said inside an answer, heard unsurely " \
-                      f"(transcript {tc if tc is not None else '-'}, words {heard if heard is not None else '-'})"
-                st.also = Unsure(hit.name, float(hit.confidence), why)
+                st.also = Unsure(hit.name, float(hit.confidence), f"{hit.name} said inside an answer, heard unsurely: "
+                                                                  f"{unsure}")
                 dlg._fire(f"request in the answer heard unsurely: {hit.name}; asked once the requests are done")
             else:
                 dlg._fire(f"request in the answer heard unsurely: {hit.name}; dropped (another is kept to ask)")
             continue
-        task = Task(intent=hit.name, slots=slots)
+        task = Task(intent=hit.name, slots=slots, queued=True)
         known[hit.name] = task
         new.append(task)
     if not new:
@@ -78,6 +99,19 @@ def queue(dlg: DialogSession, hits: list[Any], *, at_once: bool = False, keep_va
     dlg._fire("queued from the answer" + (" (at once)" if at_once else "") + ": " + ", ".join(t.intent for t in new))
     st.agenda = [*new, *st.agenda] if at_once else [*st.agenda, *new]
     return new
+
+
+def lead_in(dlg: DialogSession, task: Task) -> None:
+    """Moving on to ``task``, which waited after another request: say so ("Now, your password."), instead of the
+    request's own "Sure, I can ..." (its first question follows)."""
+    intent = dlg.domain.intents[task.intent]
+    what = intent.announce or intent.description or task.intent.replace("_", " ")
+    if dlg.say_.has("queued_next"):
+        dlg._say("queued_next", what=what)
+    else:
+        dlg._out.append(QUEUED_NEXT.format(what=what))
+    dlg._fire(f"moved on to the waiting {task.intent}")
+    dlg._acked_now = True
 
 
 def announce(dlg: DialogSession, tasks: list[Task]) -> None:

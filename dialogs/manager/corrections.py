@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from dialogs.manager import asides, flows
-from dialogs.manager.repair import SLOT_LABELS, other_order, slot_named
+from dialogs.manager.repair import OTHER_ORDER, SLOT_LABELS, other_order, slot_named
 from dialogs.manager.state import ACTS, FREE_TEXT_SLOTS, NOT_REQUESTS, Expect, Task
 from dialogs.nlu import ParseResult
 
@@ -176,6 +176,29 @@ def on_correction(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str |
         return True
     dlg._reask()
     return True
+
+
+def corrects_to_other_order(parse: ParseResult) -> bool:
+    """ "No, I meant the other order", "the other one": the other order named as a correction, the turn opening with
+    it or with a no before it; not a request about it said after an answer ("it was damaged and where is my other
+    order" gives the reason and asks about the other order, "yes, and where is my other order" confirms first)."""
+    denials = {h.clause for h in parse.intents if h.name == "deny"}
+    for segment in parse.segments:
+        if OTHER_ORDER.search(segment):
+            return True
+        if segment not in denials:
+            return False
+    return True  # words the segments do not show ("the other one" in a turn read as nothing): as before
+
+
+def the_other_order(dlg: DialogSession) -> str | None:
+    """The verified caller's other order than the one of the request on hand, when they have exactly two."""
+    st = dlg.state
+    task = st.current if st.current is not None and st.current.slots.get("order_id") else None
+    if not st.verified or st.customer_id is None or task is None:
+        return None
+    with dlg.engine.database.session() as s:
+        return other_order(s, st.customer_id, str(task.slots["order_id"]))
 
 
 def take_other_order(dlg: DialogSession) -> bool:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dialogs.domain.schema import Domain
 from dialogs.manager import asides, flows
 from dialogs.manager.state import ACTS, NOT_REQUESTS, Expect, Hit
-from dialogs.nlu import ParseResult
+from dialogs.nlu import IntentHit, ParseResult
 from dialogs.nlu.entities import MASK, SECRET_TYPES
 
 if TYPE_CHECKING:
@@ -63,24 +64,20 @@ def unsure_request(parse: ParseResult, domain: Domain, confirm_from: float, thre
     return Hit(name, score, {n: e.value for n, kind in slot_types.items() for e in parse.entities if e.type == kind})
 
 
-def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: list[Any]) -> bool:
+def check_on_doubt(dlg: DialogSession, parse: ParseResult, tasks: Sequence[IntentHit]) -> bool:
     """Confirm instead of acting on a guess: the recogniser was unsure of the words (of the whole transcript, or of
     every word of the requests' clauses), the NLU held back a request whose words were all heard unsurely and the turn
     has no other, or the best request scored between dialog.confirm_intent_from and the NLU threshold."""
     st = dlg.state
     opts = dlg.engine.options
-    tc = dlg._transcript_confidence
     threshold = getattr(dlg.engine.nlu, "threshold", 1.0)
-    doubt: list[Any] = []
+    doubt: list[IntentHit | Hit] = []
     why = ""
-    heard = [t.heard for t in tasks if getattr(t, "heard", None) is not None]
+    heard = [t.heard for t in tasks if t.heard is not None]
     held = [h for h in parse.doubted if h.name in dlg.domain.intents and h.name not in ACTS]
-    if tasks and tc is not None and tc < opts.confirm_transcript_below:
+    if tasks and (unsure := asides.heard_unsurely(dlg, max(heard, default=None))) is not None:
         doubt = list(tasks)
-        why = f"transcript confidence {tc:.2f} < {opts.confirm_transcript_below}"
-    elif heard and max(heard) < opts.confirm_heard_below:
-        doubt = list(tasks)
-        why = f"words of the request heard at {max(heard):.2f} < {opts.confirm_heard_below}"
+        why = unsure
     elif not tasks and (hit := unsure_request(parse, dlg.domain, opts.confirm_intent_from, threshold)) is not None:
         doubt = [hit]
         held_back = next((h for h in held if h.name == hit.name), None)

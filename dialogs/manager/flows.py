@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dialogs.actions.base import ACTIONS, ActionContext, ActionResult
-from dialogs.manager import also_wanted, recall, verification
+from dialogs.manager import also_wanted, asides, recall, verification
 from dialogs.manager.state import Expect, Task
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ def advance(dlg: DialogSession) -> None:
                 intent = dlg.domain.intents[st.current.intent]
                 dlg._say("agenda_next", next=intent.announce or intent.description or st.current.intent)
                 st.announced = 0
+            elif st.current.queued and st.finished:
+                asides.lead_in(dlg, st.current)
             dlg._fire(f"start {st.current.intent}")
         task = st.current
         intent = dlg.domain.intents[task.intent]

@@ -351,15 +351,30 @@ class DialogSession:
             self._fire("goodbye")
             self._goodbye()
             return
-        if OTHER_ORDER.search(text) and corrections.take_other_order(self):
+        if OTHER_ORDER.search(text) and corrections.corrects_to_other_order(parse) and corrections.take_other_order(self):
             return
         if recall.refund_of_recalled_return(self, text):
+            return
+        # An answer with a public question beside it ("yes, and what are your opening hours"): the answer does its
+        # step and the question is answered in the same reply.
+        beside = faq.beside_answer(self, parse) if st.expect not in OPEN_QUESTIONS else None
+        if beside is not None:
+            answer, verdicts = beside
+            self._fire("public question beside the answer")
+            secret_keys = bool(dtmf) and (st.expect is Expect.VERIFY_FACTOR or self._expects_secret_slot())
+            self._dispatch(self.engine.nlu.parse(answer, dtmf=dtmf, today=self.clock().date(), secret_keys=secret_keys),
+                           answer, dtmf)
+            faq.tell(self, verdicts)
             return
         # A public question while the bot waits for an answer: answered, then the pending question again.
         if FAQ in names and not tasks and not self._answers_expected_slot(parse) \
                 and faq.answer_questions(self, parse, has_tasks=False):
             return
+        self._dispatch(parse, text, dtmf)
 
+    def _dispatch(self, parse: ParseResult, text: str, dtmf: str | None) -> None:
+        """Read the turn as the answer to the pending question, or (none, or not answered) as an open turn."""
+        st = self.state
         handler = {
             Expect.SLOT: self._on_slot_answer,
             Expect.CONFIRM: (lambda p, t, d: corrections.on_confirm(self, p, t, d)),

@@ -58,6 +58,7 @@ class Task:
     data: dict[str, Any] = field(default_factory=dict)  # data of the last action
     reprompts: int = 0
     acknowledged: bool = False  # the bot said it understood the request ("Sure, I can check your order.")
+    queued: bool = False  # said inside an answer and waiting (asides.queue): the bot says when it moves on to it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,3 +117,5 @@ class Hit:
     name: str
     confidence: float
     slots: dict[str, Any]
+    heard: float | None = None  # how surely its words were heard (the NLU's IntentHit.heard); None: not known
+    clause: str = ""  # the words it was said in (the NLU's IntentHit.clause); "": not from words

@@ -3,13 +3,24 @@ an account action; only a real answer of the asked kind counts as a failed attem
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from dialogs.db import repository
 from dialogs.manager import asides, flows
 from dialogs.manager.repair import QUESTION
 from dialogs.manager.state import NOT_REQUESTS, Expect
-from dialogs.nlu import ParseResult
+from dialogs.nlu import IntentHit, ParseResult
+from dialogs.nlu.parser import KEEP_OWN_PROB
+
+# Words that name an identity factor: a clause holding a value and one of them ("my postcode is 94107", "I was born
+# on ...", "my pin is 4321") answers the identity question, whatever request the NLU reads in it ...
+FACTOR_WORDS = re.compile(r"\b(?:post ?codes?|zip(?: ?codes?)?|born|birth\w*|pin)\b", re.IGNORECASE)
+# ... unless it asks to change one ("change my postcode to 60614", "my new zip code is ...").
+CHANGE_WORDS = re.compile(r"\b(?:change|changed|update|new|moved|wrong)\b", re.IGNORECASE)
+# Said before the identity question is asked again when the caller repeated the request it is for (the domain's
+# ``verify_request_noted`` response if it has one).
+NOTED = "I'll help with {what} as soon as I've confirmed who you are."
 
 if TYPE_CHECKING:
     from dialogs.manager.session import DialogSession
@@ -47,7 +58,20 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
     st = dlg.state
     assert st.customer_id is not None
     current = st.current.intent if st.current else None
-    others = [i for i in parse.intents if i.name not in NOT_REQUESTS and i.name != current and i.confidence >= 0.5]
+    requests = said_requests(dlg, parse)
+    others = [i for i in requests if i.name != current]
+    mine = [i for i in requests if i.name == current]
+    if mine and not others:
+        # "where is my order 94107" with that order pending: the number is the order's, never an identity answer,
+        # even when it happens to be the postcode. Only a clause of its own beside the request may answer.
+        answer = " ".join(asides.answer_segments(parse, mine))
+        part = dlg.engine.nlu.parse(answer, today=dlg.clock().date()) if answer else None
+        candidates = factor_candidates(dlg, part, answer, dtmf) if part is not None or dtmf else []
+        keep_own_values(dlg, parse, mine[0])
+        if candidates:
+            dlg._fire("identity answer with the pending request said again beside it")
+            return check_factor(dlg, candidates)
+        return request_said_again(dlg)
     if others:
         # A new request: numbers in its words are never a postcode or PIN. Only a clause of its own beside it
         # ("my date of birth is ..., and where is my refund") may answer; the request then waits, keeping none of
@@ -56,28 +80,89 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
         if not answer or dtmf:
             return False
         part = dlg.engine.nlu.parse(answer, today=dlg.clock().date())
-        if any(i.name not in NOT_REQUESTS and i.confidence >= 0.5 for i in part.intents) \
-                or not factor_candidates(dlg, part, answer, None):
+        if said_requests(dlg, part) or not factor_candidates(dlg, part, answer, None):
             return False
         dlg._fire("identity answer with a request beside it")
-        queued = asides.queue(dlg, asides.requests_in(dlg, parse), keep_values=False)
+        queued = asides.queue(dlg, others, keep_values=False)
         done = check_factor(dlg, factor_candidates(dlg, part, answer, None))
         asides.announce(dlg, queued)
         return done
     candidates = factor_candidates(dlg, parse, text, dtmf)
     if not candidates:
-        if [i for i in parse.intents if i.name not in NOT_REQUESTS]:
+        if requests:
             return False
         return not_an_answer(dlg, text)
     return check_factor(dlg, candidates)
 
 
-def factor_candidates(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> list[tuple[str, Any]]:
+def said_requests(dlg: DialogSession, parse: ParseResult) -> list[IntentHit]:
+    """The requests the caller made in an answer to an identity question. A clause holding a value is one only if its
+    words say the request without the value (as surely as the NLU's KEEP_OWN_PROB: "where is my order 94107" is an
+    order check, "it's 94107" and "my pin is 4321" are answers whatever the NLU reads in them) and it does not name an
+    identity factor ("my postcode is 94107" answers; "change my postcode to 60614" asks)."""
+    out = []
+    for hit in parse.intents:
+        if hit.name in NOT_REQUESTS or hit.confidence < 0.5:
+            continue
+        clause = hit.clause or parse.normalized
+        values = [e.text for e in parse.entities if e.text and e.text in clause and e.type not in ("yes_no", "reason")]
+        if values:
+            if FACTOR_WORDS.search(clause) and not CHANGE_WORDS.search(clause):
+                continue
+            rest = clause
+            for v in values:
+                rest = rest.replace(v, " ")
+            own = dlg.engine.nlu.parse(" ".join(rest.split()), today=dlg.clock().date()) if rest.strip() else None
+            if own is None or not any(h.name == hit.name and h.confidence >= KEEP_OWN_PROB for h in own.intents):
+                continue
+        out.append(hit)
+    return out
+
+
+def keep_own_values(dlg: DialogSession, parse: ParseResult, hit: IntentHit) -> None:
+    """The pending request said again: its values said in its own clause, one of a kind, are its new details (an
+    order number beside another number of the same kind is not: which one is the order's is anyone's guess)."""
+    task = dlg.state.current
+    if task is None:
+        return
+    clause = hit.clause or parse.normalized
+    for name, value in hit.slots.items():
+        kind = dlg.domain.slots[name].type if name in dlg.domain.slots else None
+        said = [e for e in parse.entities if e.type == kind and e.text and e.text in clause]
+        if value is not None and len(said) == 1 and said[0].value == value:
+            task.slots[name] = value
+            dlg._fire(f"{name} of {task.intent} said again: kept")
+
+
+def request_said_again(dlg: DialogSession) -> bool:
+    """The caller said the pending request again instead of an identity answer: say it waits for the check and ask
+    again (not a failed attempt; after max_reprompts such turns in a row a person takes over)."""
+    st = dlg.state
+    st.no_match_streak += 1
+    dlg._fire(f"the pending request said again, no identity answer ({st.no_match_streak} in a row): ask again")
+    if st.no_match_streak > dlg.engine.options.max_reprompts:
+        dlg._handoff("slot_not_understood")
+        return True
+    assert st.current is not None
+    intent = dlg.domain.intents[st.current.intent]
+    what = intent.announce or intent.description or st.current.intent.replace("_", " ")
+    if dlg.say_.has("verify_request_noted"):
+        dlg._say("verify_request_noted", what=what)
+    else:
+        dlg._out.append(NOTED.format(what=what))
+    dlg._reask()
+    return True
+
+
+def factor_candidates(dlg: DialogSession, parse: ParseResult | None, text: str,
+                      dtmf: str | None) -> list[tuple[str, Any]]:
     """What of an answer could be an identity factor, by method (keys are a PIN; a date is only a date of birth)."""
     methods = list(dlg.domain.verification.methods)
     candidates: list[tuple[str, Any]] = []
     if dtmf and "pin" in methods:
         candidates.append(("pin", dtmf.strip("#*")))
+    if parse is None:
+        return candidates
     # A date answers "date of birth" only: its digits are never also tried as a postcode or PIN.
     birthday = dlg._entity_value(parse, "date", text, None) if "date_of_birth" in methods and text else None
     if birthday is not None:
