@@ -180,6 +180,36 @@ def test_a_decode_that_copies_the_prompt_is_rejected_as_an_echo():
     assert judge("can I speak to customer service", -0.3, 0.01, None, prompt=domain).rejected is None
 
 
+def test_a_decode_that_copies_the_example_answers_of_its_prompt_is_an_echo():
+    """German speech read "One, two, three, four, five, six, seven, eight, nine. Yes." after the short-clip prompt:
+    its example answers copied whole. The answers count in runs of ECHO_ANSWER_RUN words, so the part of them a caller
+    says ("one two three four", "yes, that's right", a digit run of 6 in an order number) is no echo."""
+    from voicebot.pipeline.stt_bias import EXPECTED_ANSWERS, SHORT_ANSWERS
+
+    echo = "One, two, three, four, five, six, seven, eight, nine. Yes."
+    assert echoes_prompt(echo, "", SHORT_ANSWERS) and echoes_prompt("0, 1, 2, 3, 4, 5, 6, 7.", "", SHORT_ANSWERS)
+    assert not echoes_prompt(echo, SpeechBias.from_domain(load_domain()).prompt())  # the domain part alone: missed
+    assert echoes_prompt("Yes. No. Yes, that's right. No, that's wrong.", "", EXPECTED_ANSWERS["yes_no"])
+    for said in ("One, two, three, four.", "Yes, that's right.", "No.", "my order four five six seven eight nine has not "
+                 "arrived", "My order number is 45281.", "Zero."):
+        assert not echoes_prompt(said, "", SHORT_ANSWERS + " " + EXPECTED_ANSWERS["order_number"]), said
+    assert judge(echo, -0.46, 0.24, None, answers=SHORT_ANSWERS).rejected == "prompt echo"
+    assert judge("One, two, three, four.", -0.3, 0.01, None, answers=SHORT_ANSWERS).rejected is None
+
+
+def test_the_echo_source_is_the_prompt_the_decode_was_given(shared):
+    """Each decode is checked against its own prompt: the domain part and the example answers it ends with; the
+    short clip's second decode (after the answers alone) against those answers."""
+    from voicebot.pipeline.stt_bias import EXPECTED_ANSWERS, SHORT_ANSWERS
+
+    domain = shared.bias.prompt()
+    assert shared._echo_source("") == ("", "")
+    assert shared._echo_source(domain) == (domain, "")
+    assert shared._echo_source(shared.bias.prompt(short=True)) == (domain, SHORT_ANSWERS)
+    assert shared._echo_source(shared.bias.prompt("yes_no")) == (domain, EXPECTED_ANSWERS["yes_no"])
+    assert shared._echo_source(SHORT_ANSWERS) == ("", SHORT_ANSWERS)
+
+
 def test_a_reading_that_copies_the_prompt_is_decoded_again_without_it(shared, no_second_chance):
     """en-sc over the phone: "has my order been sent out yet" came out as the prompt's heading, accepted, at a sure
     log probability. Now that reading is rejected as an echo; the second decode (no prompt, same encoder output)
