@@ -208,6 +208,8 @@ def test_the_echo_source_is_the_prompt_the_decode_was_given(shared):
     assert shared._echo_source(shared.bias.prompt(short=True)) == (domain, SHORT_ANSWERS)
     assert shared._echo_source(shared.bias.prompt("yes_no")) == (domain, EXPECTED_ANSWERS["yes_no"])
     assert shared._echo_source(SHORT_ANSWERS) == ("", SHORT_ANSWERS)
+    assert shared.bias.example_answers() == "" and shared.bias.example_answers(short=True) == SHORT_ANSWERS
+    assert shared.bias.example_answers("yes_no", short=True) == EXPECTED_ANSWERS["yes_no"]
 
 
 def test_a_reading_that_copies_the_prompt_is_decoded_again_without_it(shared, no_second_chance):
