@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -609,6 +610,33 @@ def test_two_readings_of_the_same_lone_digit_take_back_a_no_speech_rejection(sha
     assert normalise_transcript(heard.text) == ["2"] and heard.recovered_from == "no speech", heard
     before = as_before.recognise(audio)
     assert before.rejected == "no speech" and normalise_transcript(before.decoded) == ["2"], before
+
+
+def test_the_full_window_retry_of_a_looping_short_clip_has_a_token_cap_of_its_own(shared):
+    """en-rp's "two" cut tight loops on its first reading; without the loop rule it is decoded again over the full 30 s
+    window, and both decodes there may write ``retry_max_tokens`` tokens after their prompt, the first ones the general
+    rule's (8 a second plus 16)."""
+    from voicebot.phone_speech import VOICES, synthesize
+
+    samples = np.frombuffer(phone_line(synthesize("two", VOICES["en-rp"])), np.int16)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.02 * int(np.abs(samples).max()))
+    margin = int(0.03 * pcm.SAMPLE_RATE)
+    audio = samples[max(0, int(loud[0]) - margin): int(loud[-1]) + margin].tobytes()
+    caps: list[tuple[bool, int]] = []
+
+    class Caps(SharedModels):
+        def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool, beam: int,
+                    retry: bool = False) -> Any:
+            caps.append((retry, self._max_length(len(tokens), seconds, short, retry) - len(tokens)))
+            return super()._decode(encoded, tokens, seconds, short, beam, retry)
+
+    capped = Caps(Settings(), shared.whisper, shared.voice, shared.bias,
+                  short=replace(shared.short, loop_agree=False, retry_max_tokens=5))
+    capped.close()
+    capped.recognise(audio)
+    seconds = len(audio) / 2 / pcm.SAMPLE_RATE + shared.short.lead_s + shared.short.trail_s
+    # On this session's AMD machine the first reading loops ("Two, two, two, ..."): two decodes, then two more.
+    assert caps == [(False, int(seconds * 8) + 16)] * 2 + [(True, 5)] * 2, caps
 
 
 def test_a_looping_reading_is_one_unit_repeated():
