@@ -117,8 +117,11 @@ class ShortClipDecoding:
     # (_short_alternative).
     loop_agree: bool = True
     # Tokens each decode of the full 30 s window a looping reading is tried in next may write after its prompt (0: the
-    # rule for every clip).
-    retry_max_tokens: int = 0
+    # rule for every clip, 8 a second plus 16: 33 for a 1.2 s clip with its padding). On the own short set the full
+    # window read a word or two (at most "Password, reset,", 5 tokens) and 16 or 10 changed no reading; a decode that
+    # loops there again to the cap costs ~190 ms less of CPU at 16 than at 33 (two such decodes a clip), one that does
+    # not loop the same (docs/understanding.md, 2026-12-05 morning).
+    retry_max_tokens: int = 16
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
 # line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
