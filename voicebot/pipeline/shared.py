@@ -117,10 +117,10 @@ class ShortClipDecoding:
     # (_short_alternative).
     loop_agree: bool = True
     # Tokens each decode of the full 30 s window a looping reading is tried in next may write after its prompt (0: the
-    # rule for every clip, 8 a second plus 16: 33 for a 1.2 s clip with its padding). On the own short set the full
-    # window read a word or two (at most "Password, reset,", 5 tokens) and 16 or 10 changed no reading; a decode that
-    # loops there again to the cap costs ~190 ms less of CPU at 16 than at 33 (two such decodes a clip), one that does
-    # not loop the same (docs/understanding.md, 2026-12-05 morning).
+    # rule for every clip, 8 a second plus 16: 33 for a 1.2 s clip with its padding). On the own short set (44 retried
+    # clips) 16 changed no reading and 10 cut "Four, two, four, five, six, seven, eight, nine." twice; a clip that loops
+    # again in the full window costs ~220 ms less of CPU (3237 -> 3017 ms), one that does not about the same
+    # (docs/understanding.md, 2026-12-05 morning).
     retry_max_tokens: int = 16
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
