@@ -117,6 +117,7 @@ class Clip:
     cpu_ms: float = 0.0  # of the first decode (process time)
     # Per recovery candidate of a clip rejected as unsure / no speech: the reading it kept ("" if none) and CPU ms.
     recoveries: dict[str, dict[str, object]] = field(default_factory=dict)
+    expects: str | None = None  # the answer the clip was heard as (its prompt's example answers; older files: None)
 
 
 def sox(effect: list[str]) -> bytes:
@@ -197,7 +198,7 @@ def decode(models: SharedModels, recoveries: list[str]) -> list[Clip]:
             language, probability, english = language_guess(models, audio)
             clip = Clip(label, kind, said, voice, round(len(audio) / 2 / pcm.SAMPLE_RATE, 2), t.decoded,
                         t.avg_logprob or 0.0, t.no_speech_prob or 0.0, language, probability, t.rejected,
-                        round(english, 4), round(cpu_ms, 1))
+                        round(english, 4), round(cpu_ms, 1), expects=expects)
             if recoverable(t.rejected):
                 for name, candidate in candidates.items():
                     cpu0 = time.process_time()
@@ -257,10 +258,13 @@ def domain_prompt() -> str:
 
 def verdict(clip: Clip, rules: RejectionRules, foreign_prob: float, language: str = "en", prompt: str = "") -> str | None:
     """Why ``rules`` reject ``clip`` (None: accepted), as the live path decides it; ``prompt``: the domain part of the
-    prompt, for the echo rule ("" leaves the rule out, as before it existed)."""
+    prompt, for the echo rule ("" leaves the rule out, as before it existed), with the example answers the clip's prompt
+    ended with."""
     foreign = (clip.language is not None and clip.language != language and clip.language_prob >= foreign_prob
                and clip.seconds > stt.SHORT_CLIP_S)
-    return judge(clip.text, clip.avg_logprob, clip.no_speech_prob, clip.language, foreign, rules, prompt).rejected
+    answers = SpeechBias().example_answers(clip.expects, clip.seconds <= stt.SHORT_CLIP_S) if prompt else ""
+    return judge(clip.text, clip.avg_logprob, clip.no_speech_prob, clip.language, foreign, rules, prompt,
+                 answers).rejected
 
 
 def score(clips: list[Clip], rules: RejectionRules, foreign_prob: float, prompt: str = "") -> tuple[int, int]:
@@ -293,7 +297,9 @@ def sweep(clips: list[Clip], acts: list[bool], prompt: str) -> list[dict[str, ob
                      logprob_guess=-99, no_speech_prob=2)).confidence for c in clips])
     # What no threshold changes: one of Whisper's inventions, or a repetitive decode.
     fixed = np.array([judge(c.text, c.avg_logprob, c.no_speech_prob, rules=RejectionRules(
-        no_speech_prob=2, logprob_guess=-99, min_confidence=-1), prompt=prompt).rejected is not None for c in clips])
+        no_speech_prob=2, logprob_guess=-99, min_confidence=-1), prompt=prompt,
+        answers=SpeechBias().example_answers(c.expects, c.seconds <= stt.SHORT_CLIP_S) if prompt else ""
+    ).rejected is not None for c in clips])
     best: dict[int, tuple[int, int, dict[str, float]]] = {}
     for values in itertools.product(*GRID.values(), FOREIGN_PROBS):
         a, b, g, m, f, fp = values

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -179,6 +180,38 @@ def test_a_decode_that_copies_the_prompt_is_rejected_as_an_echo():
     assert judge("Acme Online Store customer service,", -0.3, 0.01, None, prompt=domain).rejected == "prompt echo"
     assert judge("Acme Online Store customer service,", -0.3, 0.01, None).rejected is None  # no prompt, no echo
     assert judge("can I speak to customer service", -0.3, 0.01, None, prompt=domain).rejected is None
+
+
+def test_a_decode_that_copies_the_example_answers_of_its_prompt_is_an_echo():
+    """German speech read "One, two, three, four, five, six, seven, eight, nine. Yes." after the short-clip prompt:
+    its example answers copied whole. The answers count in runs of ECHO_ANSWER_RUN words, so the part of them a caller
+    says ("one two three four", "yes, that's right", a digit run of 6 in an order number) is no echo."""
+    from voicebot.pipeline.stt_bias import EXPECTED_ANSWERS, SHORT_ANSWERS
+
+    echo = "One, two, three, four, five, six, seven, eight, nine. Yes."
+    assert echoes_prompt(echo, "", SHORT_ANSWERS) and echoes_prompt("0, 1, 2, 3, 4, 5, 6, 7.", "", SHORT_ANSWERS)
+    assert not echoes_prompt(echo, SpeechBias.from_domain(load_domain()).prompt())  # the domain part alone: missed
+    assert echoes_prompt("Yes. No. Yes, that's right. No, that's wrong.", "", EXPECTED_ANSWERS["yes_no"])
+    for said in ("One, two, three, four.", "Yes, that's right.", "No.", "my order four five six seven eight nine has not "
+                 "arrived", "My order number is 45281.", "Zero."):
+        assert not echoes_prompt(said, "", SHORT_ANSWERS + " " + EXPECTED_ANSWERS["order_number"]), said
+    assert judge(echo, -0.46, 0.24, None, answers=SHORT_ANSWERS).rejected == "prompt echo"
+    assert judge("One, two, three, four.", -0.3, 0.01, None, answers=SHORT_ANSWERS).rejected is None
+
+
+def test_the_echo_source_is_the_prompt_the_decode_was_given(shared):
+    """Each decode is checked against its own prompt: the domain part and the example answers it ends with; the
+    short clip's second decode (after the answers alone) against those answers."""
+    from voicebot.pipeline.stt_bias import EXPECTED_ANSWERS, SHORT_ANSWERS
+
+    domain = shared.bias.prompt()
+    assert shared._echo_source("") == ("", "")
+    assert shared._echo_source(domain) == (domain, "")
+    assert shared._echo_source(shared.bias.prompt(short=True)) == (domain, SHORT_ANSWERS)
+    assert shared._echo_source(shared.bias.prompt("yes_no")) == (domain, EXPECTED_ANSWERS["yes_no"])
+    assert shared._echo_source(SHORT_ANSWERS) == ("", SHORT_ANSWERS)
+    assert shared.bias.example_answers() == "" and shared.bias.example_answers(short=True) == SHORT_ANSWERS
+    assert shared.bias.example_answers("yes_no", short=True) == EXPECTED_ANSWERS["yes_no"]
 
 
 def test_a_reading_that_copies_the_prompt_is_decoded_again_without_it(shared, no_second_chance):
@@ -588,6 +621,33 @@ def test_two_readings_of_the_same_lone_digit_take_back_a_no_speech_rejection(sha
     assert normalise_transcript(heard.text) == ["2"] and heard.recovered_from == "no speech", heard
     before = as_before.recognise(audio)
     assert before.rejected == "no speech" and normalise_transcript(before.decoded) == ["2"], before
+
+
+def test_the_full_window_retry_of_a_looping_short_clip_has_a_token_cap_of_its_own(shared):
+    """en-rp's "two" cut tight loops on its first reading; without the loop rule it is decoded again over the full 30 s
+    window, and both decodes there may write ``retry_max_tokens`` tokens after their prompt, the first ones the general
+    rule's (8 a second plus 16)."""
+    from voicebot.phone_speech import VOICES, synthesize
+
+    samples = np.frombuffer(phone_line(synthesize("two", VOICES["en-rp"])), np.int16)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.02 * int(np.abs(samples).max()))
+    margin = int(0.03 * pcm.SAMPLE_RATE)
+    audio = samples[max(0, int(loud[0]) - margin): int(loud[-1]) + margin].tobytes()
+    caps: list[tuple[bool, int]] = []
+
+    class Caps(SharedModels):
+        def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool, beam: int,
+                    retry: bool = False) -> Any:
+            caps.append((retry, self._max_length(len(tokens), seconds, short, retry) - len(tokens)))
+            return super()._decode(encoded, tokens, seconds, short, beam, retry)
+
+    capped = Caps(Settings(), shared.whisper, shared.voice, shared.bias,
+                  short=replace(shared.short, loop_agree=False, retry_max_tokens=5))
+    capped.close()
+    capped.recognise(audio)
+    seconds = len(audio) / 2 / pcm.SAMPLE_RATE + shared.short.lead_s + shared.short.trail_s
+    # On this session's AMD machine the first reading loops ("Two, two, two, ..."): two decodes, then two more.
+    assert caps == [(False, int(seconds * 8) + 16)] * 2 + [(True, 5)] * 2, caps
 
 
 def test_a_looping_reading_is_one_unit_repeated():

@@ -116,6 +116,12 @@ class ShortClipDecoding:
     # alternative reads too ("Return.") is heard once, instead of decoded again over the full 30 s window
     # (_short_alternative).
     loop_agree: bool = True
+    # Tokens each decode of the full 30 s window a looping reading is tried in next may write after its prompt (0: the
+    # rule for every clip, 8 a second plus 16: 33 for a 1.2 s clip with its padding). On the own short set (44 retried
+    # clips) 16 changed no reading and 10 cut "Four, two, four, five, six, seven, eight, nine." twice; a clip that loops
+    # again in the full window costs ~220 ms less of CPU (3237 -> 3017 ms), one that does not about the same
+    # (docs/understanding.md, 2026-12-05 morning).
+    retry_max_tokens: int = 16
 
 # A rejected reading of audio that holds this much speech-loud sound is decoded once more (Recovery): silence and
 # line hiss never are. 20 ms frames above -40 dBFS (hiss is -46 dBFS, quiet speech over G.711 above -35).
@@ -128,6 +134,11 @@ RECOVERABLE = ("unsure", "no speech", "prompt echo")
 # ("Acme Online Store customer service: order, return, ..."), make up at least ECHO_SHARE of its words.
 ECHO_RUN = 3
 ECHO_SHARE = 0.5
+# The example answers a prompt ends with ("Zero, one, ... nine. Yes. No.", "Yes. No. Yes, that's right. ...") count only
+# in runs of this many words: a caller says part of them ("one two three four", "yes that's right"; the project's
+# sets hold a run of 6, "four five six seven eight nine"), an echo copies them whole (German speech on the own
+# rejection set read "One, two, three, four, five, six, seven, eight, nine. Yes.").
+ECHO_ANSWER_RUN = 7
 
 
 # A second recogniser (models.stt.second_opinion, Whisper tiny.en: another model with other errors, half of base's
@@ -229,19 +240,25 @@ def _looped(text: str, n: int = 3, times: int = 3) -> bool:
     return False
 
 
-def echoes_prompt(text: str, prompt: str) -> bool:
-    """True if ``text`` is mostly copied from ``prompt``: runs of :data:`ECHO_RUN` or more words in the prompt's
-    order cover at least :data:`ECHO_SHARE` of its words (Whisper's known failure of reproducing its prompt, seen
-    as "Acme Online Store customer service," for "can I return something I bought online")."""
-    words = re.findall(r"\w+", text.lower())
-    source = re.findall(r"\w+", prompt.lower())
-    if len(words) < ECHO_RUN or len(source) < ECHO_RUN:
+def echoes_prompt(text: str, prompt: str, answers: str = "") -> bool:
+    """True if ``text`` is mostly copied from its prompt: runs of :data:`ECHO_RUN` or more words in the order of
+    ``prompt`` (the domain part), or runs of :data:`ECHO_ANSWER_RUN` or more in the order of ``answers`` (the example
+    answers the prompt ends with; a digit as its word), cover at least :data:`ECHO_SHARE` of its words (Whisper's known
+    failure of reproducing its prompt, seen as "Acme Online Store customer service," for "can I return something I
+    bought online")."""
+    return (_copied(re.findall(r"\w+", text.lower()), re.findall(r"\w+", prompt.lower()), ECHO_RUN)
+            or _copied(_words(text), _words(answers), ECHO_ANSWER_RUN))
+
+
+def _copied(words: list[str], source: list[str], run: int) -> bool:
+    """Whether runs of ``run`` or more of ``words`` in the order of ``source`` cover :data:`ECHO_SHARE` of them."""
+    if len(words) < run or len(source) < run:
         return False
-    grams = {tuple(source[i : i + ECHO_RUN]) for i in range(len(source) - ECHO_RUN + 1)}
+    grams = {tuple(source[i : i + run]) for i in range(len(source) - run + 1)}
     covered = [False] * len(words)
-    for i in range(len(words) - ECHO_RUN + 1):
-        if tuple(words[i : i + ECHO_RUN]) in grams:
-            covered[i : i + ECHO_RUN] = [True] * ECHO_RUN
+    for i in range(len(words) - run + 1):
+        if tuple(words[i : i + run]) in grams:
+            covered[i : i + run] = [True] * run
     return sum(covered) >= ECHO_SHARE * len(words)
 
 
@@ -436,11 +453,11 @@ def sounds_foreign(
 def judge(
     text: str, avg_logprob: float, no_speech_prob: float, language: str | None = None, foreign: bool = False,
     rules: RejectionRules = RejectionRules(),  # noqa: B008 -- frozen, so one shared default is safe
-    prompt: str = "",
+    prompt: str = "", answers: str = "",
 ) -> Transcript:
     """The decoded ``text`` as a :class:`Transcript`, or rejected: Whisper's no-speech rule, a repetitive or
     guessed decode, one of Whisper's usual inventions on noise ("[BLANK_AUDIO]", a lone "you"), a decode that
-    echoes the domain part of its ``prompt`` (:func:`echoes_prompt`), or speech that sounds ``foreign`` (another
+    echoes the domain part of its ``prompt`` or the example ``answers`` it ends with (:func:`echoes_prompt`), or speech that sounds ``foreign`` (another
     language is likelier) and decodes unsurely in the bot's language."""
     ratio = compression_ratio(text)
     confidence = transcript_confidence(avg_logprob, no_speech_prob, ratio)
@@ -451,7 +468,7 @@ def judge(
         rejected = "no speech"
     elif ratio > COMPRESSION_RATIO or _looped(text):
         rejected = "repetitive"
-    elif prompt and echoes_prompt(text, prompt):
+    elif (prompt or answers) and echoes_prompt(text, prompt, answers):
         rejected = "prompt echo"
     elif avg_logprob < rules.logprob_guess or confidence < rules.min_confidence:
         rejected = "unsure"
@@ -595,10 +612,14 @@ class SharedModels:
                                              second_pass=expects is None, short=short, beam=beam)
         return result
 
-    def _echo_source(self, prompt: str) -> str:
-        """What a decode after ``prompt`` must not copy (:func:`echoes_prompt`): the domain's heading and words, not
-        the example answers ("Yes. No.", digits) a caller may really say; "" when there is no prompt."""
-        return self.bias.prompt() if prompt else ""
+    def _echo_source(self, prompt: str) -> tuple[str, str]:
+        """What a decode after ``prompt`` must not copy (:func:`echoes_prompt`): the domain's heading and words (unless
+        the prompt is only example answers), and the example answers ("Yes. No.", digits) it ends with, which a caller
+        says in part but not whole; empty when there is no prompt."""
+        if not prompt:
+            return "", ""
+        answers = next((a for a in (*self.bias.answers.values(), SHORT_ANSWERS) if prompt.endswith(a)), "")
+        return ("" if prompt == answers else self.bias.prompt()), answers
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         if not prompt:
@@ -608,7 +629,7 @@ class SharedModels:
 
     def _transcribe_window(
         self, audio: np.ndarray, seconds: float, prompt: str, full: bool, second_pass: bool = False,
-        short: bool = False, beam: int = 1,
+        short: bool = False, beam: int = 1, retry: bool = False,
     ) -> Transcript:
         encoded = self._encode(audio, 30.0 if full else fitted_window_s(seconds))
         tokens = self._prompt_tokens(prompt)
@@ -621,11 +642,11 @@ class SharedModels:
             language = guesses[0][0]
             foreign = sounds_foreign(guesses, self.settings.models.stt.language, short, LANGUAGE_RULES)
         # A short clip's two decodes run at once on the model's workers: they take the time of the longer, not the sum.
-        pending = self._decode(encoded, tokens, seconds, short, beam)
+        pending = self._decode(encoded, tokens, seconds, short, beam, retry)
         alternative = None
         if short and second_pass and self.short.alternative_prompt is not None:  # second_pass: no answer expected
             alternative_tokens = self._prompt_tokens(self.short.alternative_prompt)
-            alternative = self._decode(encoded, alternative_tokens, seconds, True, beam)
+            alternative = self._decode(encoded, alternative_tokens, seconds, True, beam, retry)
         result = pending.result()
         alternative_result = alternative.result() if alternative is not None else None
         ids = result.sequences_ids[0]
@@ -633,7 +654,7 @@ class SharedModels:
         # CTranslate2's score is the summed log probability over length; faster-whisper's avg_logprob adds 1.
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         transcript = judge(text, avg_logprob, float(result.no_speech_prob), language, foreign,
-                           rejection_rules(short), self._echo_source(prompt))
+                           rejection_rules(short), *self._echo_source(prompt))
         if transcript.rejected is None:
             transcript = replace(transcript, words=heard_words(self._tokenizer, ids, result.logits[0]))
         if alternative_result is not None:
@@ -645,7 +666,7 @@ class SharedModels:
                                                short=short, beam=self.short.loop_beam)
             # A shortened window can make Whisper repeat itself; the full 30 s window does not.
             return self._transcribe_window(audio, seconds, prompt, full=True, second_pass=second_pass, short=short,
-                                           beam=beam)
+                                           beam=beam, retry=True)
         if recoverable(transcript.rejected) and self.recovery is not None:
             transcript = self._recover(transcript, audio, seconds, encoded, tokens, language, foreign, short)
         elif transcript.rejected == f"language {language}" and self.recovery is not None and not short:
@@ -656,23 +677,27 @@ class SharedModels:
             return replace(transcript, alternatives=self._alternatives(encoded, tokens, seconds, transcript))
         return transcript
 
-    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool, beam: int) -> Any:
+    def _decode(self, encoded: Any, tokens: list[int], seconds: float, short: bool, beam: int, retry: bool = False) -> Any:
         """Start decoding ``encoded`` after ``tokens`` with a beam of ``beam`` on one of the model's workers
-        (``models.workers``), as a clip's first reading is decoded; the returned handle's ``result()`` waits for it."""
+        (``models.workers``), as a clip's first reading is decoded (``retry``: as the full-window retry of a looping
+        one); the returned handle's ``result()`` waits for it."""
         return self.whisper.model.generate(
             encoded,
             [tokens],
             asynchronous=True,
             beam_size=beam,
-            max_length=self._max_length(len(tokens), seconds, short),
+            max_length=self._max_length(len(tokens), seconds, short, retry),
             return_scores=True,
             return_no_speech_prob=True,
             return_logits_vocab=True,  # for each word's probability (heard_words)
             suppress_blank=self.short.suppress_blank if short else True,
         )[0]
 
-    def _max_length(self, prompt_tokens: int, seconds: float, short: bool) -> int:
-        """The decoder's length cap, prompt included: 8 tokens a second plus 16, or a short clip's own cap."""
+    def _max_length(self, prompt_tokens: int, seconds: float, short: bool, retry: bool = False) -> int:
+        """The decoder's length cap, prompt included: 8 tokens a second plus 16, or a short clip's own cap (its
+        full-window ``retry``'s cap first)."""
+        if short and retry and self.short.retry_max_tokens:
+            return min(448, prompt_tokens + self.short.retry_max_tokens)
         if short and self.short.max_tokens:
             return min(448, prompt_tokens + self.short.max_tokens)
         return min(448, prompt_tokens + int(seconds * 8) + 16)
@@ -694,7 +719,7 @@ class SharedModels:
             return first
         prompt = self.short.alternative_prompt or ""
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
-                       foreign, rejection_rules(True))
+                       foreign, rejection_rules(True), *self._echo_source(prompt))
         if second.rejected is not None or not _within(second.text, prompt):
             return first
         if first.rejected is not None:  # "no speech": taken back only when both readings are the same lone digit
@@ -721,7 +746,7 @@ class SharedModels:
         if not unit or _words(unit) != _words(other):
             return first
         once = judge(unit, first.avg_logprob or 0.0, first.no_speech_prob or 0.0, language, foreign,
-                     rejection_rules(True), self._echo_source(self.bias.prompt() if self.settings.models.stt.bias else ""))
+                     rejection_rules(True), *self._echo_source(self.bias.prompt() if self.settings.models.stt.bias else ""))
         if once.rejected is not None:
             return first
         words = heard_words(self._tokenizer, ids, result.logits[0]) if alternative == unit else ()
@@ -744,7 +769,7 @@ class SharedModels:
             text = self._tokenizer.decode(ids).strip()
             avg_logprob = float(score) * len(ids) / (len(ids) + 1)
             if judge(text, avg_logprob, first.no_speech_prob or 0.0,
-                     prompt=self._echo_source(self.bias.prompt() if self.settings.models.stt.bias else "")
+                     prompt=self._echo_source(self.bias.prompt() if self.settings.models.stt.bias else "")[0]
                      ).rejected is None and all(
                     h.text != text for h in hypotheses):
                 hypotheses.append(Hypothesis(text, round(avg_logprob, 4)))
@@ -791,7 +816,7 @@ class SharedModels:
         ids = result.sequences_ids[0]
         avg_logprob = float(result.scores[0]) * len(ids) / (len(ids) + 1)
         second = judge(self._tokenizer.decode(ids).strip(), avg_logprob, float(result.no_speech_prob), language,
-                       foreign, rejection_rules(short), self._echo_source(self.bias.prompt() if how.prompt else ""))
+                       foreign, rejection_rules(short), *self._echo_source(self.bias.prompt() if how.prompt else ""))
         if second.rejected is not None:
             return first
         return replace(second, recovered_from=first.rejected, words=heard_words(self._tokenizer, ids, result.logits[0]))
@@ -836,7 +861,7 @@ class SharedModels:
         weights = [max(1, len(seg.tokens)) for seg in parts]
         avg_logprob = float(np.average([seg.avg_logprob for seg in parts], weights=weights))
         no_speech = float(min(seg.no_speech_prob for seg in parts))
-        return judge(text, avg_logprob, no_speech, prompt=self._echo_source(prompt))
+        return judge(text, avg_logprob, no_speech, None, False, RejectionRules(), *self._echo_source(prompt))
 
     # TTS
 

@@ -109,8 +109,13 @@ class SpeechBias:
                 parts.append(f"{head}. {OPENERS} {words[:1].upper()}{words[1:]}.")
             else:
                 parts.append(f"{head}: {words}.")
-        if expects is not None and expects in self.answers:
-            parts.append(self.answers[expects])
-        elif short:
-            parts.append(SHORT_ANSWERS)
+        if self.example_answers(expects, short):
+            parts.append(self.example_answers(expects, short))
         return " ".join(parts)
+
+    def example_answers(self, expects: str | None = None, short: bool = False) -> str:
+        """The example answers :meth:`prompt` ends with ("" for none): the expected answer's, else for a ``short``
+        clip :data:`SHORT_ANSWERS`."""
+        if expects is not None and expects in self.answers:
+            return self.answers[expects]
+        return SHORT_ANSWERS if short else ""
