@@ -248,3 +248,21 @@ def test_a_question_the_segmenter_cut_in_two_is_read_whole() -> None:
     assert names(result) == ["faq"] and result.segments == ["can i pick up my order myself"]
     both = nlu.parse("what's your return policy, and I want to return my kettle")
     assert names(both) == ["faq", "return_item"]  # a question found on its own is not joined to the request
+
+
+def test_the_cut_points_are_found_once_per_parse() -> None:
+    from dialogs.knowledge.dialog import Knowledge
+    from dialogs.nlu.normalize import Normalized
+
+    class Counting(NLU):
+        calls = 0
+
+        def _cuts(self, norm: Normalized) -> list[int]:
+            Counting.calls += 1
+            return super()._cuts(norm)
+
+    domain = load_domain()
+    nlu = Counting.train(domain, questions=Knowledge.for_domain(domain))
+    result = nlu.parse("what's your return policy, and I want to return my kettle")
+    assert names(result) == ["faq", "return_item"]  # the faq stage ran, on the same cut points
+    assert Counting.calls == 1

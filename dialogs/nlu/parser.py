@@ -276,11 +276,12 @@ class NLU:
                     entities.append(Entity("pin", digits, dtmf, 0, 0))
         whole = self._probs([norm.tokens])[0] if norm.tokens else {}
         scores = dict(sorted(whole.items(), key=lambda kv: -kv[1])[:5])
-        chosen = self._segment(norm) if norm.tokens else []
+        cuts = self._cuts(norm) if norm.tokens else []  # once: the segmentation and the faq stage both use them
+        chosen = self._segment(norm, cuts) if norm.tokens else []
         offsets = norm.offsets()
         self._absorb_slot_clauses(chosen, entities, norm.tokens, offsets)
         if self.questions is not None:
-            chosen = self._find_questions(chosen, norm, entities, offsets)
+            chosen = self._find_questions(chosen, norm, cuts, entities, offsets)
 
         positives: list[_Scored] = []
         negated: list[str] = []
@@ -366,10 +367,11 @@ class NLU:
         drop = {c for c, act in zip(fragments, acts, strict=True) if not act}
         return [c for c in cuts if c not in drop]
 
-    def _segment(self, norm: Normalized) -> list[_Scored]:
-        """The best segmentation of the utterance (see the module docstring)."""
+    def _segment(self, norm: Normalized, cuts: list[int]) -> list[_Scored]:
+        """The best segmentation of the utterance at the cut points ``cuts`` (:meth:`_cuts`; see the module
+        docstring)."""
         tokens = norm.tokens
-        points = [0, *self._cuts(norm), len(tokens)]
+        points = [0, *cuts, len(tokens)]
         weak = weak_cuts(tokens, norm.breaks)
         span = len(points) if len(points) <= MAX_CUTS + 2 else MAX_SPAN
         spans = [(i, j) for i in range(len(points)) for j in range(i + 1, min(len(points), i + span + 1))]
@@ -491,13 +493,12 @@ class NLU:
             return False
         return self._probs([rest])[0].get(s.intent, 0.0) >= KEEP_OWN_PROB
 
-    def _find_questions(self, chosen: list[_Scored], norm: Normalized, entities: list[Entity],
+    def _find_questions(self, chosen: list[_Scored], norm: Normalized, cuts: list[int], entities: list[Entity],
                         offsets: list[tuple[int, int]]) -> list[_Scored]:
         """The second stage of the ``faq`` act (step 7 of the module docstring): each clause as it is, or as a
         question and the rest of it, or relabelled ``faq`` as a whole."""
         assert self.questions is not None and self.question_classifier is not None
         tokens = norm.tokens
-        cuts = self._cuts(norm)
         # every part that could be a question: (clause index, question part, rest or None)
         parts: list[tuple[int, Clause, Clause | None]] = []
         for n, s in enumerate(chosen):
