@@ -10,7 +10,9 @@ How an utterance is parsed:
    clause. A sentence with one request scores best as one clause; in "update my address and where is my
    order" the piece "where is my order" votes strongly against change_address, so two clauses win.
    A complaint ("this is the third time, it is ridiculous": :func:`~dialogs.nlu.segmenter.complaint_spans`) is
-   a clause of its own that names no request, so a request beside it is found on its own words. A fragment the
+   a clause of its own that names no request, so a request beside it is found on its own words; so is a value that
+   opens the turn before a connector ("94107 | and where is my order 45281": the answer to the bot's question,
+   :func:`~dialogs.nlu.segmenter.answer_spans`), whose value fills the request only when it names none. A fragment the
    recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
    | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
    read with the clause before it, unless that clause is a dialog act ("hi, i moved").
@@ -65,9 +67,9 @@ from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import (
     Clause,
     candidate_cuts,
-    complaint_spans,
     fragment_cuts,
     make_clause,
+    requestless_spans,
     weak_cuts,
 )
 
@@ -382,8 +384,9 @@ class NLU:
             [classifier_view(clauses[k].words) for k in wordy]), strict=True))
         labels = list(map(str, classes))
         if OUT_OF_SCOPE in labels:
-            # A complaint names no request, whatever the words the recogniser's transcripts share with requests.
-            for lo, hi in complaint_spans(tokens):
+            # A complaint, or an answer before a request ("94107 | and where is my order"), names no request, whatever
+            # the words the recogniser's transcripts share with requests.
+            for lo, hi in requestless_spans(tokens):
                 for key in wordy:
                     if lo <= points[key[0]] and points[key[1]] <= hi:
                         probs[key] = np.eye(len(labels))[labels.index(OUT_OF_SCOPE)]
@@ -467,9 +470,12 @@ class NLU:
                              offsets: list[tuple[int, int]]) -> None:
         """A short clause that only gives a value for a neighbouring request belongs to that request:
         in "the charger is faulty so i want to return it" the fault is the return's reason, not a
-        technical_support request. Relabels such clauses in place."""
+        technical_support request. Relabels such clauses in place. An answer before a request ("94107 | and where is
+        my order 45281") stays an answer: its value is the request's only when the request names none."""
+        answers = set(requestless_spans(tokens))
         for k, s in enumerate(chosen):
-            if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets):
+            if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets) \
+                    or (s.clause.start, s.clause.end) in answers:
                 continue
             lo, hi = offsets[s.clause.start][0], offsets[s.clause.end - 1][1]
             inside = [e for e in entities if lo <= e.start < hi and e.type != "yes_no"]
