@@ -1,9 +1,10 @@
 """NLU speed: training time on the bundled retail domain and parse latency per utterance. Prints JSON.
 
-    python benchmarks/nlu_speed.py [--repeat 3]
+    python benchmarks/nlu_speed.py [--repeat 3] [--knowledge]
 
 Latency is measured over every utterance of tests/data/nlu_dev.tsv (one to three intents, spoken style),
-parsed ``--repeat`` times, plus a 10 000-character input.
+parsed ``--repeat`` times, plus a 10 000-character input. ``--knowledge``: with the domain's knowledge base, as the
+product runs it (the NLU's ``faq`` stage then runs on every parse).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from dialogs.domain import load_domain
+from dialogs.knowledge.dialog import Knowledge
 from dialogs.nlu import NLU
 from dialogs.nlu.evaluation import load_examples
 
@@ -27,13 +29,15 @@ DEV = Path(__file__).resolve().parents[1] / "tests" / "data" / "nlu_dev.tsv"
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--knowledge", action="store_true", help="train with the domain's knowledge base (faq stage)")
     args = ap.parse_args()
     domain = load_domain()
+    questions = Knowledge.for_domain(domain) if args.knowledge else None
     train_times = []
     nlu = None
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        nlu = NLU.train(domain)
+        nlu = NLU.train(domain, questions=questions)
         train_times.append(time.perf_counter() - t0)
     assert nlu is not None
     texts = [ex.text for ex in load_examples(DEV)]
@@ -53,6 +57,7 @@ def main() -> int:
     print(json.dumps({
         "benchmark": "nlu_speed",
         "domain": domain.name,
+        "knowledge": questions is not None,
         "train_examples": sum(len(v) for v in domain.examples().values()),
         "train_seconds": {"min": round(min(train_times), 3), "max": round(max(train_times), 3)},
         "parse_ms": {

@@ -11,7 +11,13 @@ from dialogs.domain import Domain, Intent, Slot, load_domain
 from dialogs.nlu import NLU, Entity, IntentHit, ParseResult
 from dialogs.nlu.evaluation import evaluate, load_examples
 from dialogs.nlu.normalize import normalize
-from dialogs.nlu.segmenter import candidate_cuts, complaint_spans, fragment_cuts, is_fragment
+from dialogs.nlu.segmenter import (
+    answer_spans,
+    candidate_cuts,
+    complaint_spans,
+    fragment_cuts,
+    is_fragment,
+)
 
 TODAY = date(2025, 1, 15)
 DEV = Path(__file__).parent / "data" / "nlu_dev.tsv"
@@ -248,3 +254,46 @@ def test_a_question_the_segmenter_cut_in_two_is_read_whole() -> None:
     assert names(result) == ["faq"] and result.segments == ["can i pick up my order myself"]
     both = nlu.parse("what's your return policy, and I want to return my kettle")
     assert names(both) == ["faq", "return_item"]  # a question found on its own is not joined to the request
+
+
+def test_the_cut_points_are_found_once_per_parse() -> None:
+    from dialogs.knowledge.dialog import Knowledge
+    from dialogs.nlu.normalize import Normalized
+
+    class Counting(NLU):
+        calls = 0
+
+        def _cuts(self, norm: Normalized) -> list[int]:
+            Counting.calls += 1
+            return super()._cuts(norm)
+
+    domain = load_domain()
+    nlu = Counting.train(domain, questions=Knowledge.for_domain(domain))
+    result = nlu.parse("what's your return policy, and I want to return my kettle")
+    assert names(result) == ["faq", "return_item"]  # the faq stage ran, on the same cut points
+    assert Counting.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "segments", "intents", "slots"),
+    [
+        ("94107 and where is my order 45281", ["94107", "where is my order 45281"], ["order_status"],
+         {"order_id": "45281"}),
+        ("it's 45281 and I want to return it", ["it is 45281", "i want to return it"], ["return_item"],
+         {"order_id": "45281"}),  # the request names no number: the answer's is its
+    ],
+)
+def test_an_answer_before_a_request_is_a_clause_of_its_own(
+        nlu: NLU, text: str, segments: list[str], intents: list[str], slots: dict[str, str]) -> None:
+    result = nlu.parse(text)
+    assert result.segments == segments
+    assert names(result) == intents and result.intents[0].slots == slots
+    assert result.intents[0].clause == segments[1]
+
+
+def test_what_is_an_answer_before_a_request() -> None:
+    assert answer_spans(["94107", "and", "where", "is", "my", "order"]) == [(0, 1)]
+    assert answer_spans(["it", "is", "555", "123", "and", "also", "reset", "my", "password"]) == [(0, 4)]
+    assert answer_spans(["94107", "and"]) == []  # nothing after it
+    assert answer_spans(["order", "45281", "and", "where", "is", "it"]) == []  # not a value alone
+    assert answer_spans(["94107", "where", "is", "my", "order"]) == []  # no connector: the request's own number

@@ -10,7 +10,9 @@ How an utterance is parsed:
    clause. A sentence with one request scores best as one clause; in "update my address and where is my
    order" the piece "where is my order" votes strongly against change_address, so two clauses win.
    A complaint ("this is the third time, it is ridiculous": :func:`~dialogs.nlu.segmenter.complaint_spans`) is
-   a clause of its own that names no request, so a request beside it is found on its own words. A fragment the
+   a clause of its own that names no request, so a request beside it is found on its own words; so is a value that
+   opens the turn before a connector ("94107 | and where is my order 45281": the answer to the bot's question,
+   :func:`~dialogs.nlu.segmenter.answer_spans`), whose value fills the request only when it names none. A fragment the
    recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
    | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
    read with the clause before it, unless that clause is a dialog act ("hi, i moved").
@@ -65,9 +67,9 @@ from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import (
     Clause,
     candidate_cuts,
-    complaint_spans,
     fragment_cuts,
     make_clause,
+    requestless_spans,
     weak_cuts,
 )
 
@@ -276,11 +278,12 @@ class NLU:
                     entities.append(Entity("pin", digits, dtmf, 0, 0))
         whole = self._probs([norm.tokens])[0] if norm.tokens else {}
         scores = dict(sorted(whole.items(), key=lambda kv: -kv[1])[:5])
-        chosen = self._segment(norm) if norm.tokens else []
+        cuts = self._cuts(norm) if norm.tokens else []  # once: the segmentation and the faq stage both use them
+        chosen = self._segment(norm, cuts) if norm.tokens else []
         offsets = norm.offsets()
         self._absorb_slot_clauses(chosen, entities, norm.tokens, offsets)
         if self.questions is not None:
-            chosen = self._find_questions(chosen, norm, entities, offsets)
+            chosen = self._find_questions(chosen, norm, cuts, entities, offsets)
 
         positives: list[_Scored] = []
         negated: list[str] = []
@@ -366,10 +369,11 @@ class NLU:
         drop = {c for c, act in zip(fragments, acts, strict=True) if not act}
         return [c for c in cuts if c not in drop]
 
-    def _segment(self, norm: Normalized) -> list[_Scored]:
-        """The best segmentation of the utterance (see the module docstring)."""
+    def _segment(self, norm: Normalized, cuts: list[int]) -> list[_Scored]:
+        """The best segmentation of the utterance at the cut points ``cuts`` (:meth:`_cuts`; see the module
+        docstring)."""
         tokens = norm.tokens
-        points = [0, *self._cuts(norm), len(tokens)]
+        points = [0, *cuts, len(tokens)]
         weak = weak_cuts(tokens, norm.breaks)
         span = len(points) if len(points) <= MAX_CUTS + 2 else MAX_SPAN
         spans = [(i, j) for i in range(len(points)) for j in range(i + 1, min(len(points), i + span + 1))]
@@ -380,8 +384,9 @@ class NLU:
             [classifier_view(clauses[k].words) for k in wordy]), strict=True))
         labels = list(map(str, classes))
         if OUT_OF_SCOPE in labels:
-            # A complaint names no request, whatever the words the recogniser's transcripts share with requests.
-            for lo, hi in complaint_spans(tokens):
+            # A complaint, or an answer before a request ("94107 | and where is my order"), names no request, whatever
+            # the words the recogniser's transcripts share with requests.
+            for lo, hi in requestless_spans(tokens):
                 for key in wordy:
                     if lo <= points[key[0]] and points[key[1]] <= hi:
                         probs[key] = np.eye(len(labels))[labels.index(OUT_OF_SCOPE)]
@@ -465,9 +470,12 @@ class NLU:
                              offsets: list[tuple[int, int]]) -> None:
         """A short clause that only gives a value for a neighbouring request belongs to that request:
         in "the charger is faulty so i want to return it" the fault is the return's reason, not a
-        technical_support request. Relabels such clauses in place."""
+        technical_support request. Relabels such clauses in place. An answer before a request ("94107 | and where is
+        my order 45281") stays an answer: its value is the request's only when the request names none."""
+        answers = set(requestless_spans(tokens))
         for k, s in enumerate(chosen):
-            if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets):
+            if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets) \
+                    or (s.clause.start, s.clause.end) in answers:
                 continue
             lo, hi = offsets[s.clause.start][0], offsets[s.clause.end - 1][1]
             inside = [e for e in entities if lo <= e.start < hi and e.type != "yes_no"]
@@ -491,13 +499,12 @@ class NLU:
             return False
         return self._probs([rest])[0].get(s.intent, 0.0) >= KEEP_OWN_PROB
 
-    def _find_questions(self, chosen: list[_Scored], norm: Normalized, entities: list[Entity],
+    def _find_questions(self, chosen: list[_Scored], norm: Normalized, cuts: list[int], entities: list[Entity],
                         offsets: list[tuple[int, int]]) -> list[_Scored]:
         """The second stage of the ``faq`` act (step 7 of the module docstring): each clause as it is, or as a
         question and the rest of it, or relabelled ``faq`` as a whole."""
         assert self.questions is not None and self.question_classifier is not None
         tokens = norm.tokens
-        cuts = self._cuts(norm)
         # every part that could be a question: (clause index, question part, rest or None)
         parts: list[tuple[int, Clause, Clause | None]] = []
         for n, s in enumerate(chosen):
