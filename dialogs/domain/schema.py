@@ -151,6 +151,12 @@ class Domain(Strict):
     def examples(self) -> dict[str, list[str]]:
         return {name: list(intent.examples) for name, intent in self.intents.items()}
 
+    def spoken_name(self, intent: str) -> str:
+        """How the bot names request ``intent`` in a sentence ("Did you also want help with {what}?"): its
+        ``announce`` phrase, else its description, else its name in words."""
+        it = self.intents[intent]
+        return it.announce or it.description or intent.replace("_", " ")
+
 
 # Responses the dialog manager itself says, so every domain must declare them.
 REQUIRED_RESPONSES = (

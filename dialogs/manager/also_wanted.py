@@ -65,19 +65,24 @@ def ask(dlg: DialogSession) -> bool:
         return False
     dlg._fire(f"ask whether {unsure.name} was also wanted")
     dlg._trace_extra["also_reason"] = unsure.why
-    if dlg.say_.has(f"also_{unsure.name}"):
-        dlg._say(f"also_{unsure.name}")
-        dlg._asked(Expect.ALSO_WANTED, response=f"also_{unsure.name}")
-        return True
-    intent = dlg.domain.intents[unsure.name]
-    what = intent.announce or intent.description or unsure.name.replace("_", " ")
-    if dlg.say_.has("also_intent"):
-        dlg._say("also_intent", what=what)
-        dlg._asked(Expect.ALSO_WANTED, response="also_intent", values={"what": what})
-    else:
-        dlg._out.append(ASK.format(what=what))
-        dlg._asked(Expect.ALSO_WANTED)
+    ask_whether(dlg, unsure.name, f"also_{unsure.name}", "also_intent", ASK)
     return True
+
+
+def ask_whether(dlg: DialogSession, name: str, own: str, general: str, default: str) -> None:
+    """Ask whether the caller wants request ``name`` and wait for the yes or no (:func:`on_answer`): the domain's
+    ``own`` response for it, else its ``general`` one naming the request, else ``default`` (with ``{what}``)."""
+    if dlg.say_.has(own):
+        dlg._say(own)
+        dlg._asked(Expect.ALSO_WANTED, response=own)
+        return
+    what = dlg.domain.spoken_name(name)
+    if dlg.say_.has(general):
+        dlg._say(general, what=what)
+        dlg._asked(Expect.ALSO_WANTED, response=general, values={"what": what})
+    else:
+        dlg._out.append(default.format(what=what))
+        dlg._asked(Expect.ALSO_WANTED)
 
 
 def on_answer(dlg: DialogSession, parse: ParseResult, text: str, dtmf: str | None) -> bool:

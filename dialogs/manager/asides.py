@@ -104,8 +104,7 @@ def queue(dlg: DialogSession, hits: Sequence[IntentHit | Hit], *, at_once: bool 
 def lead_in(dlg: DialogSession, task: Task) -> None:
     """Moving on to ``task``, which waited after another request: say so ("Now, your password."), instead of the
     request's own "Sure, I can ..." (its first question follows)."""
-    intent = dlg.domain.intents[task.intent]
-    what = intent.announce or intent.description or task.intent.replace("_", " ")
+    what = dlg.domain.spoken_name(task.intent)
     if dlg.say_.has("queued_next"):
         dlg._say("queued_next", what=what)
     else:
@@ -121,10 +120,7 @@ def announce(dlg: DialogSession, tasks: list[Task]) -> None:
     waiting = [t for t in tasks if t in st.agenda]
     if not waiting or st.ended or st.handed_off or (dlg.handoff_packet is not None and st.current is None):
         return
-    names = []
-    for t in waiting:
-        intent = dlg.domain.intents[t.intent]
-        names.append(intent.announce or intent.description or t.intent.replace("_", " "))
+    names = [dlg.domain.spoken_name(t.intent) for t in waiting]
     what = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     if dlg.say_.has("queued_ack"):
         first_name = (st.first_name or "") if st.verified else ""

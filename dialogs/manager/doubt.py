@@ -131,8 +131,7 @@ def _ask_check(dlg: DialogSession, name: str) -> None:
         dlg._say(f"check_{name}")
         dlg._asked(Expect.CHECK_INTENT, response=f"check_{name}")
     else:
-        intent = dlg.domain.intents[name]
-        what = intent.announce or intent.description or name.replace("_", " ")
+        what = dlg.domain.spoken_name(name)
         dlg._say("check_intent", what=what)
         dlg._asked(Expect.CHECK_INTENT, response="check_intent", values={"what": what})
 

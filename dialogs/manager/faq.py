@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from dialogs.knowledge.retrieval import KnowledgeLookup
-from dialogs.manager import flows
+from dialogs.manager import also_wanted, flows
 from dialogs.manager.state import NOT_REQUESTS, Expect, Unsure
 from dialogs.nlu import ParseResult
 from dialogs.nlu.parser import FAQ, FAQ_MIN_SCORE, FAQ_MIN_WORDS, OUT_OF_SCOPE
@@ -75,18 +75,7 @@ def answer_and_offer(dlg: DialogSession, parse: ParseResult) -> bool:
     st.no_match_streak = 0
     st.also = Unsure(hit.name, hit.confidence, f"{hit.name} asked as a question the knowledge base answers "
                                                f"({m.entry.id}, {m.score:.2f}): offered after the answer")
-    if dlg.say_.has(f"offer_{hit.name}"):
-        dlg._say(f"offer_{hit.name}")
-        dlg._asked(Expect.ALSO_WANTED, response=f"offer_{hit.name}")
-        return True
-    intent = dlg.domain.intents[hit.name]
-    what = intent.announce or intent.description or hit.name.replace("_", " ")
-    if dlg.say_.has("offer_request"):
-        dlg._say("offer_request", what=what)
-        dlg._asked(Expect.ALSO_WANTED, response="offer_request", values={"what": what})
-    else:
-        dlg._out.append(OFFER.format(what=what))
-        dlg._asked(Expect.ALSO_WANTED)
+    also_wanted.ask_whether(dlg, hit.name, f"offer_{hit.name}", "offer_request", OFFER)
     return True
 
 

@@ -80,11 +80,12 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
         if not answer or dtmf:
             return False
         part = dlg.engine.nlu.parse(answer, today=dlg.clock().date())
-        if said_requests(dlg, part) or not factor_candidates(dlg, part, answer, None):
+        candidates = [] if said_requests(dlg, part) else factor_candidates(dlg, part, answer, None)
+        if not candidates:
             return False
         dlg._fire("identity answer with a request beside it")
         queued = asides.queue(dlg, others, keep_values=False)
-        done = check_factor(dlg, factor_candidates(dlg, part, answer, None))
+        done = check_factor(dlg, candidates)
         asides.announce(dlg, queued)
         return done
     candidates = factor_candidates(dlg, parse, text, dtmf)
@@ -138,14 +139,10 @@ def request_said_again(dlg: DialogSession) -> bool:
     """The caller said the pending request again instead of an identity answer: say it waits for the check and ask
     again (not a failed attempt; after max_reprompts such turns in a row a person takes over)."""
     st = dlg.state
-    st.no_match_streak += 1
-    dlg._fire(f"the pending request said again, no identity answer ({st.no_match_streak} in a row): ask again")
-    if st.no_match_streak > dlg.engine.options.max_reprompts:
-        dlg._handoff("slot_not_understood")
+    if _handed_over_after_reprompts(dlg, "the pending request said again, no identity answer"):
         return True
     assert st.current is not None
-    intent = dlg.domain.intents[st.current.intent]
-    what = intent.announce or intent.description or st.current.intent.replace("_", " ")
+    what = dlg.domain.spoken_name(st.current.intent)
     if dlg.say_.has("verify_request_noted"):
         dlg._say("verify_request_noted", what=what)
     else:
@@ -203,14 +200,22 @@ def check_factor(dlg: DialogSession, candidates: list[tuple[str, Any]]) -> bool:
     return True
 
 
+def _handed_over_after_reprompts(dlg: DialogSession, why: str) -> bool:
+    """Count a turn at the identity question that was no answer (not a failed attempt); True once max_reprompts such
+    turns in a row have handed the caller to a person, False when the question is to be asked again."""
+    st = dlg.state
+    st.no_match_streak += 1
+    dlg._fire(f"{why} ({st.no_match_streak} in a row): ask again")
+    if st.no_match_streak > dlg.engine.options.max_reprompts:
+        dlg._handoff("slot_not_understood")
+        return True
+    return False
+
+
 def not_an_answer(dlg: DialogSession, text: str) -> bool:
     """ "yes", a question or words without the asked detail while verifying: not a failed attempt. The
     question is asked again; after max_reprompts such turns in a row a person takes over."""
-    st = dlg.state
-    st.no_match_streak += 1
-    dlg._fire(f"not an answer to the verification question ({st.no_match_streak} in a row): ask again")
-    if st.no_match_streak > dlg.engine.options.max_reprompts:
-        dlg._handoff("slot_not_understood")
+    if _handed_over_after_reprompts(dlg, "not an answer to the verification question"):
         return True
     if QUESTION.search(text) and dlg.say_.has("answer_later"):
         dlg._say("answer_later")
