@@ -26,9 +26,10 @@ class Decision:
 
 class AccessPolicy:
     def __init__(self, trunks: list[TrunkConfig], realm: str = "voicebot"):
-        self.trunks = trunks
+        # A trunk reached through a proxy (a cluster's SIP front) calls in through that proxy's own trunk entry.
+        self.trunks = [t for t in trunks if t.outbound_proxy is None]
         self.realm = realm
-        creds = {t.username: t.password for t in trunks if t.inbound_auth and t.username and t.password}
+        creds = {t.username: t.password for t in self.trunks if t.inbound_auth and t.username and t.password}
         self.verifier = DigestVerifier(realm, {u: p for u, p in creds.items() if p is not None})
 
     def decide(self, source_ip: str, method: str, authorization: str | None, uri: str = "") -> Decision:

@@ -145,6 +145,11 @@ class TrunkConfig(_Section):
                                   "trunk's address (host / allowed_ips). Never for calls let in by digest only."
     )
     dids: dict[str, DidRoute] = Field(default_factory=dict)
+    outbound_proxy: str | None = Field(
+        default=None, description="HOST:PORT of the SIP proxy this trunk is reached through (a cluster's SIP front; "
+                                  "a cluster node sets it from cluster.sip_front): calls go there naming the trunk, "
+                                  "the proxy answers the trunk's challenges, and the trunk's own calls come in "
+                                  "through the proxy, not from its address.")
 
     @field_validator("srtp", mode="before")
     @classmethod
@@ -160,6 +165,13 @@ class TrunkConfig(_Section):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return v
+
+    @field_validator("outbound_proxy")
+    @classmethod
+    def _proxy(cls, v: str | None) -> str | None:
+        if v:
+            split_hostport(v)
+        return v or None
 
     @model_validator(mode="after")
     def _tls_port(self) -> TrunkConfig:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from audio.config import ProsodyConfig
-from telephony.config import SipConfig, TrunkConfig
+from telephony.config import SipConfig, TrunkConfig, split_hostport
 from telephony.queue.config import AgentConfig, QueueConfig
 
 ENV_PREFIX = "VOICEBOT_"
@@ -362,6 +362,11 @@ class ClusterConfig(Section):
         "", description="Redis shared by the cluster's nodes (redis://host:port/db): live events, login throttling, "
         "node heartbeats. Empty: in-process state, as on a single node.",
     )
+    sip_front: str = Field(
+        "", description="HOST:PORT of the cluster's SIP front (Kamailio): a node places its calls through trunks "
+        "there (it answers the trunks' challenges), so a trunk sees one address. A trunk at this address is the "
+        "front itself (the node's calls come from it). Empty: a node dials trunks directly.",
+    )
     heartbeat_s: float = Field(1.0, gt=0, description="How often a node tells Redis it is alive.")
     node_lost_after_s: float = Field(
         5.0, gt=0, description="A node silent this long is lost: a survivor closes its live calls as node_lost.",
@@ -371,6 +376,10 @@ class ClusterConfig(Section):
     def _consistent(self) -> ClusterConfig:
         if self.redis_url and not self.node_id:
             raise ValueError("cluster.redis_url needs cluster.node_id (a unique name per node, e.g. n1)")
+        if self.sip_front:
+            if not self.node_id:
+                raise ValueError("cluster.sip_front needs cluster.node_id (only a cluster node dials through the front)")
+            split_hostport(self.sip_front)
         if self.node_lost_after_s <= self.heartbeat_s:
             raise ValueError("cluster.node_lost_after_s must be longer than cluster.heartbeat_s")
         return self

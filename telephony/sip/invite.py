@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from telephony.config import DidRoute, TrunkConfig
+from telephony.config import DidRoute, TrunkConfig, split_hostport
 from telephony.leg import CallError
 from telephony.sdp import (
     AudioDescription,
@@ -50,6 +50,10 @@ from telephony.sip.transport import Peer, TransportError
 log = logging.getLogger(__name__)
 
 METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "INFO", "NOTIFY", "REFER", "UPDATE")
+# Names the trunk of a call sent to the trunk's ``outbound_proxy`` (the cluster's SIP front routes on it).
+TRUNK_HEADER = "X-Voicebot-Trunk"
+FRONT_REFUSED = "Not A Cluster Node"  # the front's reason phrases for a dial-out it refuses
+NO_SUCH_TRUNK = "No Such Trunk"
 
 
 class DialError(Exception):
@@ -234,6 +238,7 @@ class InviteSession:
                            srtp_key=self._srtp_key)
         cseq = 1
         auth: list[tuple[str, str]] = []
+        proxied = trunk is not None and trunk.outbound_proxy is not None  # the proxy answers challenges
         try:
             for _attempt in range(2):
                 h = Headers()
@@ -245,6 +250,8 @@ class InviteSession:
                 h.add("CSeq", f"{cseq} INVITE")
                 for name, value in ep.standard_headers(peer) + auth:
                     h.add(name, value)
+                if proxied and trunk is not None:
+                    h.add(TRUNK_HEADER, trunk.name)
                 h.add("Content-Type", "application/sdp")
                 invite = SipRequest(headers=h, method="INVITE", uri=uri, body=offer.to_bytes())
                 try:
@@ -268,7 +275,7 @@ class InviteSession:
                         # Answered in the race with our CANCEL: keep the call.
                         break
                     raise DialError(408, "no answer") from None
-                if resp.status in (401, 407) and trunk is not None and trunk.password and not auth:
+                if resp.status in (401, 407) and trunk is not None and trunk.password and not auth and not proxied:
                     challenge = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate")
                     try:
                         value = authorization(challenge or "", trunk.username or "", trunk.password, "INVITE", uri)
@@ -279,6 +286,8 @@ class InviteSession:
                     continue
                 break
             if not 200 <= resp.status < 300:
+                if proxied and trunk is not None:
+                    raise DialError(resp.status, proxied_refusal(trunk, resp.status, resp.reason))
                 raise DialError(resp.status, resp.reason)
             try:
                 dialog = Dialog.as_uac(invite, resp, ep.contact(peer))
@@ -628,7 +637,10 @@ class InviteLayer:
             raise DialError(400, str(exc)) from None
         try:
             if trunk is not None:
-                peer = await self.endpoint.resolve(trunk.host, trunk.port, trunk.transport.upper())
+                if trunk.outbound_proxy is not None:
+                    peer = await self.endpoint.resolve(*split_hostport(trunk.outbound_proxy), "UDP")
+                else:
+                    peer = await self.endpoint.resolve(trunk.host, trunk.port, trunk.transport.upper())
                 if target.host != trunk.host and not target.user:
                     raise DialError(400, "a number or user is needed to dial through a trunk")
             else:
@@ -650,6 +662,27 @@ class InviteLayer:
         session = InviteSession(self, call_id, "outbound", peer)
         self.sessions[call_id] = session
         return session, from_hdr
+
+
+def proxied_refusal(trunk: TrunkConfig, status: int, reason: str) -> str:
+    """Why a call through ``trunk``'s proxy (the cluster's SIP front) failed, in words that say what to fix."""
+    where = f"trunk {trunk.name} (through the SIP front {trunk.outbound_proxy})"
+    if status in (401, 407):
+        if not (trunk.username and trunk.password_env):
+            return (f"{where} asks for a password ({status} {reason}) and has none: set the trunk's username and "
+                    "password_env, and that variable in the SIP front's (Kamailio's) environment")
+        return (f"{where} did not accept the SIP front's credentials ({status} {reason}): check the trunk's username "
+                f"{trunk.username!r} and the password in {trunk.password_env} in the SIP front's (Kamailio's) "
+                "environment")
+    if status == 403:
+        return (f"{where} refused the call ({status} {reason}): if the trunk checks a password, check the username "
+                f"and the password in {trunk.password_env or 'its password_env'} where Kamailio runs")
+    if status == 403 and reason == FRONT_REFUSED:
+        return (f"the SIP front {trunk.outbound_proxy} does not take calls out from this address: only its nodes "
+                "(the addresses in its dispatcher list) may dial through its trunks")
+    if status == 404 and reason == NO_SUCH_TRUNK:
+        return f"the SIP front {trunk.outbound_proxy} knows no trunk {trunk.name}: regenerate its configuration"
+    return f"{where}: {status} {reason}"
 
 
 def _record_route(invite: SipRequest) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from telephony.config import SipConfig, TrunkConfig
 from telephony.rtp.session import RtpSession
 from telephony.sip.endpoint import Endpoint
 from telephony.sip.invite import DialError, IncomingCall, InviteLayer, InviteSession
+from telephony.sip.message import SipUri
 from telephony.sip.registration import Registration
 from telephony.sip.transaction import Timers
 from telephony.sip.transport import Peer, SipTransport
@@ -99,6 +100,15 @@ class UserAgent:
                 return t
         raise KeyError(f"no trunk named {name!r} (configured: {', '.join(t.name for t in self.trunks) or 'none'})")
 
+    def proxied_trunk_for(self, uri: str) -> TrunkConfig | None:
+        """The trunk reached through a proxy (``outbound_proxy``) whose address ``uri`` names, if any."""
+        try:
+            target = SipUri.parse(uri)
+        except ValueError:
+            return None
+        return next((t for t in self.trunks if t.outbound_proxy is not None and t.host == target.host
+                     and (target.port or t.port) == t.port), None)
+
     # --- calls ---------------------------------------------------------------------------------------------
     def _rtp(self, peer: Peer) -> RtpSession:
         # Media is accepted only from where the SDP (or, behind NAT, the signalling) says the peer is.
@@ -141,9 +151,14 @@ class UserAgent:
                    ring_timeout: float | None = None) -> CallLeg:
         """Call ``uri`` (directly, or through ``trunk``) and return the answered leg.
 
+        Without ``trunk``, a call to the address of a trunk reached through a proxy (a cluster node's trunks, behind
+        the SIP front) goes through that trunk, so the trunk sees the front's address.
+
         Raises DialError with the SIP status if the call is refused, not answered in ``ring_timeout``
         (408 after CANCEL) or the address is unusable.
         """
+        if trunk is None:
+            trunk = self.proxied_trunk_for(uri)
         target, peer = await self.invites.target(uri, trunk)
         rtp = self._rtp(peer)
         try:

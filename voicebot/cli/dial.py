@@ -56,11 +56,13 @@ def dial(config_path: str | None, uri: str, trunk_name: str | None, play: Path |
     from audio.pcm import FRAME_S, SAMPLE_RATE
     from telephony.config import split_hostport
     from telephony.sip.ua import DialError, UserAgent
+    from voicebot.server.sip import node_trunks
 
+    trunks = node_trunks(settings)  # on a cluster node: through the SIP front, no registration of its own
     trunk = None
     if trunk_name:
         try:
-            trunk = next(t for t in settings.trunks if t.name == trunk_name)
+            trunk = next(t for t in trunks if t.name == trunk_name)
         except StopIteration:
             names = ", ".join(t.name for t in settings.trunks) or "none configured"
             raise click.ClickException(f"no trunk named {trunk_name!r} (trunks: {names})") from None
@@ -71,7 +73,7 @@ def dial(config_path: str | None, uri: str, trunk_name: str | None, play: Path |
                                           "listen_tls": f"{host}:0" if settings.sip.listen_tls else None})
 
     async def run() -> int:
-        ua = UserAgent(sip, settings.trunks)
+        ua = UserAgent(sip, trunks)
         await ua.start()
         heard: list[bytes] = []
         try:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from telephony.config import TrunkConfig
 from telephony.queue.config import AgentConfig
+from telephony.sip.invite import FRONT_REFUSED, NO_SUCH_TRUNK, TRUNK_HEADER
 
 DISPATCHER_SET = 1
 REALM = "voicebot"  # the digest realm of inbound calls and agent registrations, as on a single node
@@ -74,6 +75,19 @@ class TrunkRegistration:
     transport: str
     password_env: str
     expires: int
+
+
+@dataclass(frozen=True)
+class OutboundTrunk:
+    """A trunk the nodes call out through the front: where it is, and the credentials the front answers its
+    challenges with (``username`` and the password in ``password_env``; None: the trunk has none)."""
+
+    name: str
+    host: str
+    port: int
+    transport: str
+    username: str | None = None
+    password_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,7 @@ class FrontConfig:
     registrations: tuple[TrunkRegistration, ...] = ()
     inbound_auth: tuple[Credential, ...] = ()  # trunks whose INVITEs from untrusted addresses are challenged
     agent_auth: tuple[Credential, ...] = ()  # agent phones that must prove their password to REGISTER
+    outbound: tuple[OutboundTrunk, ...] = ()  # trunks the nodes call out through (named in X-Voicebot-Trunk)
     run_dir: Path | None = None  # Kamailio's run folder (-Y): the registration table and the RPC FIFO live there
     register_retry_s: int = 30
     register_check_s: int = 5  # how often registration states are looked at (refreshes and the log)
@@ -156,6 +171,12 @@ def inbound_auth_from_trunks(trunks: list[TrunkConfig]) -> tuple[Credential, ...
                  if t.inbound_auth and t.username and t.password_env)
 
 
+def outbound_from_trunks(trunks: list[TrunkConfig]) -> tuple[OutboundTrunk, ...]:
+    """The trunks the nodes may call out through: every configured one, with its credentials if it has both."""
+    return tuple(OutboundTrunk(t.name, t.host, t.port, t.transport, t.username if t.password_env else None,
+                               t.password_env if t.username else None) for t in trunks)
+
+
 def agent_credentials(agents: list[AgentConfig]) -> tuple[Credential, ...]:
     """The agent phones that must prove a password to register: agents with a SIP contact and ``sip_password_env``."""
     return tuple(Credential(a.sip_user, a.sip_password_env) for a in agents
@@ -170,7 +191,8 @@ def front_config(trunks: list[TrunkConfig], agents: list[AgentConfig], listen_ho
     trusted, identity = trusted_from_trunks(trunks)
     return FrontConfig(listen_host, listen_port, dispatcher_list, trusted=trusted, trusted_identity=identity,
                        registrations=registrations_from_trunks(trunks), inbound_auth=inbound_auth_from_trunks(trunks),
-                       agent_auth=agent_credentials(agents), run_dir=run_dir, **options)  # type: ignore[arg-type]
+                       agent_auth=agent_credentials(agents), outbound=outbound_from_trunks(trunks), run_dir=run_dir,
+                       **options)  # type: ignore[arg-type]
 
 
 def write_front(cfg: FrontConfig, path: Path) -> None:
@@ -365,6 +387,96 @@ modparam("rtimer", "exec", "timer=registrations;route=REGISTRATION_STATE")
     return modules, routes
 
 
+def _outbound_parts(cfg: FrontConfig) -> tuple[str, str]:
+    """(module lines, routes) of calls the nodes place through trunks: route[TO_TRUNK] sends a node's INVITE to the
+    trunk its X-Voicebot-Trunk header names, and failure_route[TRUNK_AUTH] answers the trunk's first 401/407 with
+    its credentials (uac_auth, the password from Kamailio's environment); a second challenge goes back to the node.
+    The dialog module raises the CSeq of the answered INVITE and of the node's later requests in the call, as the
+    trunk expects after a challenge (RFC 3261 §22.2)."""
+    if not cfg.outbound:
+        return "", f"""route[TO_TRUNK] {{
+    xlog("L_ERR", "node $si asked to call out through trunk $hdr({TRUNK_HEADER}): the front has no trunks\\n");
+    sl_send_reply("404", "{NO_SUCH_TRUNK}");
+    exit;
+}}
+"""
+    modules = ('loadmodule "dialog.so"\n'
+               + ("" if cfg.registrations else 'loadmodule "uac.so"\n')
+               + 'modparam("dialog", "track_cseq_updates", 1)\n'
+               'modparam("uac", "auth_username_avp", "$avp(trunk_user)")\n'
+               'modparam("uac", "auth_password_avp", "$avp(trunk_pw)")\n'
+               '# Left unset: the credentials answer whatever realm the trunk names.\n'
+               'modparam("uac", "auth_realm_avp", "$avp(trunk_realm)")\n')
+    targets: list[str] = []
+    creds: list[str] = []
+    for i, trunk in enumerate(cfg.outbound):
+        test = "if" if i == 0 else "} else if"
+        name = _safe("trunk name", trunk.name)
+        host = _safe("trunk host", trunk.host)
+        targets.append(f'    {test} ($var(trunk) == "{name}") {{')
+        if trunk.transport == "tls" and cfg.tls_port is None:
+            targets.append(f'        xlog("L_ERR", "trunk {name} takes TLS and the front has none: call $ci refused\\n");\n'
+                           '        sl_send_reply("503", "Trunk Needs TLS At The Front");\n        exit;')
+        else:
+            params = "" if trunk.transport == "udp" else f";transport={trunk.transport}"
+            targets.append(f'        $du = "sip:{host}:{trunk.port}{params}";')
+        if trunk.username and trunk.password_env:
+            test = "if" if not creds else "} else if"
+            creds.append(f'    {test} ($avp(trunk) == "{name}") {{\n'
+                         f'        $avp(trunk_user) = "{_safe("trunk username", trunk.username)}";\n'
+                         f"        $avp(trunk_pw) = {_env(trunk.password_env)};\n"
+                         "        $var(known) = 1;")
+    lookup = "\n".join(creds) + ("\n    }\n" if creds else "\n")
+    routes = f"""
+# A node calls out through the trunk its X-Voicebot-Trunk header names (the header stays here).
+route[TO_TRUNK] {{
+    $var(trunk) = $hdr({TRUNK_HEADER});
+    remove_hf("{TRUNK_HEADER}");
+{chr(10).join(targets)}
+    }} else {{
+        xlog("L_ERR", "node $si asked to call out through trunk $var(trunk), which the front does not know\\n");
+        sl_send_reply("404", "{NO_SUCH_TRUNK}");
+        exit;
+    }}
+    $avp(trunk) = $var(trunk);
+    dlg_manage();
+    t_on_failure("TRUNK_AUTH");
+    route(RELAY);
+}}
+
+# The trunk's first challenge is answered with its credentials; a second one (a wrong username or password) and
+# any other refusal go back to the node.
+failure_route[TRUNK_AUTH] {{
+    if (t_is_canceled()) {{
+        exit;
+    }}
+    if (!t_check_status("401|407")) {{
+        xlog("L_WARN", "trunk $avp(trunk) refused call $ci to $rU: $T_reply_code $T_reply_reason\\n");
+        exit;
+    }}
+    if ($avp(trunk_authed) == 1) {{
+        xlog("L_ERR", "trunk $avp(trunk) refused the front's credentials for call $ci to $rU (challenged again, $T_reply_code): check its username and the password in its password_env\\n");
+        exit;
+    }}
+    $avp(trunk_authed) = 1;
+    $var(known) = 0;
+{lookup}    if ($var(known) != 1) {{
+        xlog("L_ERR", "trunk $avp(trunk) asks for a password ($T_reply_code) for call $ci and has no username and password_env\\n");
+        exit;
+    }}
+    if (!uac_auth()) {{
+        xlog("L_ERR", "trunk $avp(trunk): cannot answer its challenge for call $ci (is its password_env set where Kamailio runs?)\\n");
+        exit;
+    }}
+    t_on_failure("TRUNK_AUTH");
+    if (!t_relay()) {{
+        xlog("L_ERR", "trunk $avp(trunk): cannot send call $ci again with credentials\\n");
+    }}
+}}
+"""
+    return modules, routes
+
+
 def render(cfg: FrontConfig) -> str:
     """The whole kamailio.cfg for ``cfg``."""
     adv = f" advertise {cfg.advertise}:{cfg.listen_port}" if cfg.advertise else ""
@@ -380,6 +492,7 @@ def render(cfg: FrontConfig) -> str:
     if cfg.inbound_auth or cfg.agent_auth:
         tls_modules += 'loadmodule "auth.so"\n'
     reg_modules, reg_routes = _registration_parts(cfg)
+    out_modules, out_routes = _outbound_parts(cfg)
     aliases = "\n".join(f'alias="{a}"' for a in cfg.extra_aliases)
     header = f"""#!KAMAILIO
 # Generated by `voicebot cluster` (voicebot/cluster/kamailio.py) from voicebot.yaml: edit that, not this file.
@@ -412,7 +525,7 @@ loadmodule "pike.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "dispatcher.so"
-{tls_modules}{reg_modules}
+{tls_modules}{reg_modules}{out_modules}
 # A node that does not answer an INVITE with 100 Trying within this long is skipped for the next one.
 modparam("tm", "fr_timer", {cfg.node_timeout_ms})
 modparam("tm", "fr_inv_timer", 60000)
@@ -440,8 +553,9 @@ route[TRUSTED] {{
 {_set_if(cfg.trusted, "trusted")}{_set_if(cfg.trusted_identity, "identity")}}}
 
 {_inbound_auth_route(cfg)}
-{_agent_auth_route(cfg)}{reg_routes}"""
-    return header + _ROUTES.replace("@SET@", str(DISPATCHER_SET))
+{_agent_auth_route(cfg)}{reg_routes}{out_routes}"""
+    return header + (_ROUTES.replace("@SET@", str(DISPATCHER_SET)).replace("@TRUNK_HEADER@", TRUNK_HEADER)
+                     .replace("@FRONT_REFUSED@", FRONT_REFUSED))
 
 
 _ROUTES = r"""
@@ -476,6 +590,9 @@ request_route {
     if (is_method("INVITE")) {
         if (ds_is_from_list("@SET@")) {
             route(FROM_NODE);
+        }
+        if (is_present_hf("@TRUNK_HEADER@")) {
+            route(DIAL_OUT);
         }
         route(TO_NODE);
     }
@@ -540,8 +657,11 @@ route[REGISTRAR] {
     exit;
 }
 
-# A node calls out: a registered agent phone, or any address it dials.
+# A node calls out: through a trunk it names, a registered agent phone, or any address it dials.
 route[FROM_NODE] {
+    if (is_present_hf("@TRUNK_HEADER@")) {
+        route(TO_TRUNK);
+    }
     if (uri == myself) {
         if (!lookup("location")) {
             sl_send_reply("404", "Not Registered");
@@ -549,6 +669,17 @@ route[FROM_NODE] {
         }
     }
     route(RELAY);
+}
+
+# A call out through a trunk from another port of a node's address (`voicebot dial` on a node's machine) goes on;
+# from anywhere else it is refused: only the nodes may use the trunks.
+route[DIAL_OUT] {
+    if (ds_is_from_list("@SET@", "3")) {
+        route(TO_TRUNK);
+    }
+    xlog("L_WARN", "INVITE from $si:$sp asking to call out through trunk $hdr(@TRUNK_HEADER@) refused: not a cluster node\n");
+    sl_send_reply("403", "@FRONT_REFUSED@");
+    exit;
 }
 
 # A new call from a trunk or caller: to the least loaded live node, the next one if it fails.

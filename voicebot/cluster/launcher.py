@@ -30,6 +30,7 @@ from voicebot.cluster.kamailio import (
     front_config,
     inbound_auth_from_trunks,
     open_registration_warning,
+    outbound_from_trunks,
     registrations_from_trunks,
     write_front,
 )
@@ -245,10 +246,12 @@ def _check_front(settings: Settings) -> None:
                               "up` starts has no TLS (use `voicebot cluster kamailio-config --tls-port --tls-config`)")
     names = [r.password_env for r in registrations]
     names += [c.password_env for c in (*inbound_auth_from_trunks(settings.trunks), *agent_credentials(settings.agents))]
+    # The front answers the trunks' challenges to the nodes' calls out with these passwords.
+    names += [t.password_env for t in outbound_from_trunks(settings.trunks) if t.password_env]
     unset = sorted({name for name in names if name not in os.environ})
     if unset:
         raise LaunchError(f"kamailio: environment variable(s) {', '.join(unset)} not set (passwords of the trunks "
-                          "and agent phones the SIP front registers or checks)")
+                          "and agent phones the SIP front registers, checks or calls out through)")
 
 
 def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Path | None, count: int,
@@ -330,7 +333,8 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     nodes: list[Node] = []
     dids = {did: route.model_dump() for trunk in settings.trunks for did, route in trunk.dids.items()}
     # Nodes take calls from Kamailio only, and believe its P-Asserted-Identity (it removes that of untrusted
-    # sources): the front is the nodes' one trunk; the real trunks are Kamailio's.
+    # sources): the front is the one trunk the nodes take calls from; the real trunks are Kamailio's, and the nodes
+    # know them only to call out through the front.
     front_trunk = {"name": "front", "host": LOOPBACK, "port": kam_port, "allowed_ips": [f"{LOOPBACK}/32"],
                    "trust_asserted_identity": True, "dids": dids}
     logs: dict[str, Path] = {}
@@ -351,7 +355,10 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
             "VOICEBOT_SIP__LISTEN_TLS": "",
             "VOICEBOT_SIP__RTP_PORT_MIN": str(rtp_min),
             "VOICEBOT_SIP__RTP_PORT_MAX": str(rtp_max),
-            "VOICEBOT_TRUNKS": json.dumps([front_trunk]),
+            # The real trunks too, for calls out: the node sends those to the front (cluster.sip_front).
+            "VOICEBOT_TRUNKS": json.dumps([front_trunk, *(t.model_dump(mode="json", by_alias=True)
+                                                          for t in settings.trunks)]),
+            "VOICEBOT_CLUSTER__SIP_FRONT": f"{LOOPBACK}:{kam_port}",
         }
         log = logs[node_id] = base / f"{node_id}.log"
         proc = launch.spawn(node_id, [sys.executable, "-m", "voicebot", "serve", *config_args, "--host", LOOPBACK,

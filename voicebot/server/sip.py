@@ -45,12 +45,21 @@ def sip_call_runner(runtime: Runtime, transfer: TransferService | None = None) -
 
 
 def node_trunks(settings: Settings) -> list[TrunkConfig]:
-    """The trunks this process's SIP listener uses: as configured, except that a cluster node (``cluster.node_id``)
-    registers with none of them. The cluster's SIP front (Kamailio) registers instead, with its own address as
-    Contact; a node registering too would have the trunk's calls bypass the front."""
+    """The trunks this process's SIP user agent uses: as configured, except that a cluster node
+    (``cluster.node_id``) registers with none of them. The cluster's SIP front (Kamailio) registers instead, with its
+    own address as Contact; a node registering too would have the trunk's calls bypass the front. With
+    ``cluster.sip_front``, every trunk but the front itself is reached through the front (``outbound_proxy``): the
+    node's calls through it go there, and the front answers the trunk's challenges."""
     if not settings.cluster.node_id:
         return settings.trunks
-    return [t.model_copy(update={"register_": False}) for t in settings.trunks]
+    front = settings.cluster.sip_front
+    trunks = []
+    for t in settings.trunks:
+        update: dict[str, object] = {"register_": False}
+        if front and f"{t.host}:{t.port}" != front:
+            update["outbound_proxy"] = front
+        trunks.append(t.model_copy(update=update))
+    return trunks
 
 
 async def serve_with_sip(http: uvicorn.Server, runtime: Runtime, transfer: TransferService | None = None) -> None:
