@@ -303,6 +303,21 @@ def test_cluster_node_trunks_go_through_the_front() -> None:
         Settings.model_validate({"cluster": {"sip_front": "127.0.0.1:5080"}})
 
 
+def test_cluster_node_explains_the_fronts_and_the_trunks_refusals() -> None:
+    from telephony.sip.invite import proxied_refusal
+
+    trunk = _carrier().model_copy(update={"outbound_proxy": "127.0.0.1:5080"})
+    assert "only its nodes (the addresses in its dispatcher list) may call out" in \
+        proxied_refusal(trunk, 403, "Not A Cluster Node")
+    assert "knows no trunk carrier: regenerate its configuration" in proxied_refusal(trunk, 404, "No Such Trunk")
+    assert "check the username and the password in CARRIER_PASSWORD where Kamailio runs" in \
+        proxied_refusal(trunk, 403, "Forbidden")
+    bare = trunk.model_copy(update={"username": None, "password_env": None})
+    assert "asks for a password (407 Proxy Authentication Required) and has none" in \
+        proxied_refusal(bare, 407, "Proxy Authentication Required")
+    assert proxied_refusal(trunk, 486, "Busy Here") == "trunk carrier (through the SIP front 127.0.0.1:5080): 486 Busy Here"
+
+
 def test_cluster_front_config_routes_out_only_with_trunks(tmp_path: Path) -> None:
     bare = render(FrontConfig("127.0.0.1", 5080, tmp_path / "dispatcher.list"))
     assert 'sl_send_reply("404", "No Such Trunk")' in bare and "uac_auth" not in bare

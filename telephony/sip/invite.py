@@ -674,12 +674,12 @@ def proxied_refusal(trunk: TrunkConfig, status: int, reason: str) -> str:
         return (f"{where} did not accept the SIP front's credentials ({status} {reason}): check the trunk's username "
                 f"{trunk.username!r} and the password in {trunk.password_env} in the SIP front's (Kamailio's) "
                 "environment")
+    if status == 403 and reason == FRONT_REFUSED:
+        return (f"the SIP front {trunk.outbound_proxy} does not take calls out from this address: only its nodes "
+                "(the addresses in its dispatcher list) may call out through its trunks")
     if status == 403:
         return (f"{where} refused the call ({status} {reason}): if the trunk checks a password, check the username "
                 f"and the password in {trunk.password_env or 'its password_env'} where Kamailio runs")
-    if status == 403 and reason == FRONT_REFUSED:
-        return (f"the SIP front {trunk.outbound_proxy} does not take calls out from this address: only its nodes "
-                "(the addresses in its dispatcher list) may dial through its trunks")
     if status == 404 and reason == NO_SUCH_TRUNK:
         return f"the SIP front {trunk.outbound_proxy} knows no trunk {trunk.name}: regenerate its configuration"
     return f"{where}: {status} {reason}"

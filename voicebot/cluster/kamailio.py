@@ -26,6 +26,9 @@ Trunks and agent phones prove who they are here, as they would to a single node:
 - An agent whose ``sip_password_env`` is set must prove its password (digest, 401) to REGISTER as the user of its
   ``contact``, from any network; a wrong one gets 403. Other REGISTERs are accepted from trusted networks only,
   without a password (``open_registration_warning`` says so at start-up).
+- A node's call out through a trunk names the trunk in ``X-Voicebot-Trunk``: accepted from the nodes' addresses
+  only (403 for anyone else), sent on to the trunk, and the trunk's first 401/407 answered with its credentials
+  (uac ``uac_auth()``, the password from ``$env(NAME)``); a second challenge goes back to the node.
 - pike limits every source's request rate before any of this.
 """
 
