@@ -8,6 +8,7 @@ outside source on 127.0.0.4: different networks on loopback.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -143,7 +144,7 @@ def _trunk(tmp: Path, trunk: TrunkConfig, front: KamailioFront, code: int) -> su
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _node_dial(tmp: Path, front: KamailioFront, trunk: TrunkConfig, *args: str) -> subprocess.CompletedProcess:
+def _node_dial(tmp: Path, front: KamailioFront, trunk: TrunkConfig) -> subprocess.CompletedProcess:
     """`voicebot dial --trunk carrier` as a cluster node: its trunks are the front (calls in) and the carrier."""
     wav = tmp / "hello.wav"
     with wave.open(str(wav), "wb") as w:
@@ -158,7 +159,7 @@ def _node_dial(tmp: Path, front: KamailioFront, trunk: TrunkConfig, *args: str) 
     env.pop("CARRIER_PASSWORD", None)  # the node has no password: the front answers the challenge
     return subprocess.run([sys.executable, "-m", "voicebot", "dial", "--trunk", "carrier",
                            f"sip:+15551234@{TRUNK_IP}:{trunk.port}", "--play", str(wav), "--wait", "0",
-                           "--ring-timeout", "10", *args], cwd=tmp, env=env, capture_output=True, text=True,
+                           "--ring-timeout", "10"], cwd=tmp, env=env, capture_output=True, text=True,
                           timeout=60)
 
 
@@ -202,6 +203,8 @@ def _dial_through(tmp: Path, code: int, password: str) -> tuple[subprocess.Compl
 def test_cluster_node_calls_out_through_the_front_which_answers_a_407(tmp_path: Path) -> None:
     res, logged, front = _dial_through(tmp_path, 407, PASSWORD)
     assert res.returncode == 0 and "answered" in res.stderr, f"{res.stderr[-2000:]}\nkamailio:\n{front.log()[-2000:]}"
+    # The node's own call out is not counted in its dispatcher load (no error when its BYE passes).
+    assert "cannot find load" not in front.log()
     header = next(line for line in logged.splitlines() if line.startswith("Proxy-Authorization:"))
     assert _digest_is_right(header, PASSWORD), header
     assert not _digest_is_right(header, "another")
@@ -219,6 +222,36 @@ def test_cluster_front_answers_a_401_once(tmp_path: Path, right: bool) -> None:
             and "did not accept the SIP front's credentials (401 Unauthorized): check the trunk's username 'bot' and "
                 "the password in CARRIER_PASSWORD in the SIP front's (Kamailio's) environment" in res.stderr), res.stderr
     assert "trunk carrier refused the front's credentials for call" in front.log()
+
+
+def test_cluster_node_process_calls_a_number_at_a_trunk_through_the_front(tmp_path: Path) -> None:
+    """The node's own SIP address (as `voicebot serve` has it) dials a number at the trunk's address without naming
+    the trunk, as a blind transfer does: the call still goes through the front, which answers the 401."""
+    from telephony.config import SipConfig
+    from telephony.sip.ua import UserAgent
+
+    trunk = _carrier()
+    node_port = sip_port()
+    trusted, _ = trusted_from_trunks([trunk])
+    with KamailioFront(tmp_path / "front", (node_port,), env={"CARRIER_PASSWORD": PASSWORD}, trusted=trusted,
+                       outbound=outbound_from_trunks([trunk])) as front:
+        sipp = _trunk(tmp_path, trunk, front, 401)
+
+        async def transfer() -> str:
+            address = f"127.0.0.1:{node_port}"
+            ua = UserAgent(SipConfig(listen_udp=address, listen_tcp=address),
+                           [trunk.model_copy(update={"outbound_proxy": front.address})])
+            await ua.start()
+            try:
+                leg = await ua.dial(f"sip:+15551234@{TRUNK_IP}:{trunk.port}", caller="15550100", ring_timeout=10)
+                await leg.hangup()
+                return leg.end_reason or ""
+            finally:
+                await ua.stop()
+
+        assert asyncio.run(transfer()) == "local hangup"
+        out, _ = sipp.communicate(timeout=40)
+        assert sipp.returncode == 0, f"{out[-2000:]}\nkamailio:\n{front.log()[-2000:]}"
 
 
 def _ask_to_dial_out(tmp: Path, front: KamailioFront, ip: str, trunk: str, expect: int) -> None:

@@ -628,7 +628,8 @@ route[WITHINDLG] {
         return;
     }
     if (loose_route()) {
-        if (is_method("BYE")) {
+        # Only calls the dispatcher sent to a node count in its load (not a node's own calls out).
+        if (is_method("BYE") && check_route_param("ds=1")) {
             ds_load_update();
         }
         route(RELAY);
@@ -698,6 +699,7 @@ route[TO_NODE] {
         send_reply("503", "No Bot Node Available");
         exit;
     }
+    add_rr_param(";ds=1");
     t_on_failure("NODE_FAILED");
     t_on_reply("NODE_REPLY");
     route(RELAY);
