@@ -91,8 +91,8 @@ def _sees(principal: Principal, live: LiveCalls):
 
 
 def _event_filter(principal: Principal, live: LiveCalls):
-    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events and the
-    alerts assigned to them."""
+    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events, the
+    alerts assigned to them and those taken from them (sent as :func:`_for_agent` says)."""
     if principal.sees_all:
         return None
     agent = principal.agent_id
@@ -100,11 +100,21 @@ def _event_filter(principal: Principal, live: LiveCalls):
 
     def accept(event: Event) -> bool:
         call_id = event.get("call_id")
-        if event.get("type") == "alert.updated" and (event.get("alert") or {}).get("assigned_to") == username:
-            return True  # an alert a supervisor gave this agent
+        if event.get("type") == "alert.updated" and username in (
+                (event.get("alert") or {}).get("assigned_to"), event.get("withdrawn_from")):
+            return True  # an alert a supervisor gave this agent, or took from them
         return agent is not None and isinstance(call_id, str) and live.agent_of(call_id) == agent
 
     return accept
+
+
+def _for_agent(event: Event, username: str) -> dict[str, Any]:
+    """``event`` as a user who sees only their own alerts gets it: an alert not (or no longer) assigned to them is
+    only its id, as ``alert.withdrawn`` (their page drops it)."""
+    alert = event.get("alert")
+    if event.get("type") != "alert.updated" or not isinstance(alert, dict) or alert.get("assigned_to") == username:
+        return event
+    return {"type": "alert.withdrawn", "seq": event.get("seq"), "ts": event.get("ts"), "alert_id": alert.get("id")}
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -173,6 +183,8 @@ async def events_socket(ws: WebSocket) -> None:
                 dropped = sub.dropped
             if event.get("type") == "queue" and event.get("node") is not None and live.agents is not None:
                 event = {**event, "agents": live.agents}  # a cluster: every node's view of the agents, merged
+            if not principal.sees_all:
+                event = _for_agent(event, principal.username)
             if event.get("type") in ("handoff", "queue"):
                 # Packets (a hand-off, the summaries of waiting callers) quote the caller; turns were redacted
                 # when stored, these were not.

@@ -171,6 +171,7 @@ function listen() {
   ws.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
     if (ev.type === "alert.updated" && ev.alert) { alerts.set(ev.alert.id, ev.alert); showAlerts(); return; }
+    if (ev.type === "alert.withdrawn") { alerts.delete(ev.alert_id); showAlerts(); return; }  // given to someone else
     if (ev.type !== "turn" || !ev.turn || (ev.turn.extra || {}).kind !== "bridged") return;
     if (!liveTurns.has(ev.call_id)) liveTurns.set(ev.call_id, []);
     liveTurns.get(ev.call_id).push(ev.turn);
