@@ -199,10 +199,12 @@ async def events_socket(ws: WebSocket) -> None:
         # A vanished browser (network gone, machine asleep) closes nothing: its silence is what tells. A send
         # stuck on a dead connection must not hold up the verdict, hence the bounded sends.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            while loop.time() - heard[0] <= timeout_s:
+            while True:
+                await asyncio.sleep(timeout_s / 3)  # first: the hello goes out before any ping
+                if loop.time() - heard[0] > timeout_s:
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(send('{"type":"ping"}'), timeout_s / 3)
-                await asyncio.sleep(timeout_s / 3)
         log.info("events websocket of %s's page %s: silent for %.0f s, the page is gone", principal.username,
                  page_id, timeout_s)
         sub.close()
