@@ -4,9 +4,9 @@ over it that the queue can ring, whisper to and bridge with a SIP caller.
 The page connects once (like a softphone registering); each offered call rings it through :meth:`AgentPhone.ring`
 and the page answers or declines with a button (or ``?autoanswer=1``). The page names itself (``page``, a random
 id it also gives its events websocket): when that websocket closes or stops answering pings, the page is gone and
-:meth:`AgentPhones.page_closed` closes its phone at once, long before its WebRTC connection would fail. :class:`WebLeg` implements
-:class:`telephony.leg.Leg`, which :class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge`
-use. Audio on the leg is :mod:`audio.pcm` frames (16 kHz 16-bit mono, 20 ms).
+:meth:`AgentPhones.page_closed` closes its phone at once, long before its WebRTC connection would fail.
+:class:`WebLeg` implements :class:`telephony.leg.Leg`, which :class:`telephony.queue.live.LiveQueue` and
+:class:`telephony.bridge.Bridge` use. Audio on the leg is :mod:`audio.pcm` frames (16 kHz 16-bit mono, 20 ms).
 """
 
 from __future__ import annotations
