@@ -32,6 +32,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         add_user(srv.engine, "sup", "supervisor")
         add_user(srv.engine, "sup2", "supervisor")
         add_user(srv.engine, "alice", "agent", agent_id="alice")
+        add_user(srv.engine, "bob", "agent", agent_id="bob")
         yield srv
 
 
@@ -106,6 +107,43 @@ def test_an_alert_is_kept_acknowledged_assigned_and_resolved(server: Server) -> 
     audit = UserStore(server.engine).audit_log(call_id="a1")
     assert [(r["username"], r["action"], r["detail"]) for r in audit] == [
         ("sup", "alert_assign", f"{raised['id']} to alice"), ("sup", "alert_ack", raised["id"])]
+
+
+def test_an_alert_given_to_another_user_leaves_the_first_agents_page(server: Server) -> None:
+    sup, alice = login(server.url, "sup"), login(server.url, "alice")
+    with connect(f"{server.ws_url}?token={cookie(server.url, 'alice')}") as alice_page, \
+            connect(f"{server.ws_url}?token={cookie(server.url, 'bob')}") as bob_page, \
+            connect(f"{server.ws_url}?token={cookie(server.url, 'sup2')}") as dashboard:
+        for ws in (alice_page, bob_page, dashboard):
+            recv_until(ws, lambda e: e["type"] == "hello")
+        frustrated_caller(server.store, "a2")
+        raised = recv_until(dashboard, lambda e: e["type"] == "alert")[-1]
+        assign_url = f"{server.url}/api/alerts/{raised['id']}/assign"
+        for _ in range(100):  # the alert book stores the alert from the event, on its worker thread
+            if httpx.post(assign_url, headers=sup, json={"user": "alice"}).status_code == 200:
+                break
+        assert recv_until(alice_page, lambda e: e["type"] == "alert.updated")[-1]["alert"]["assigned_to"] == "alice"
+
+        # Given to bob: alice's page is told it is no longer hers (its id only), bob's gets the alert.
+        assert httpx.post(assign_url, headers=sup, json={"user": "bob"}).status_code == 200
+        taken = recv_until(alice_page, lambda e: e["type"].startswith("alert"))[-1]
+        assert taken == {"type": "alert.withdrawn", "seq": taken["seq"], "ts": taken["ts"], "alert_id": raised["id"]}
+        given = recv_until(bob_page, lambda e: e["type"].startswith("alert"))[-1]
+        assert given["type"] == "alert.updated" and given["alert"]["assigned_to"] == "bob"
+        update = recv_until(dashboard, lambda e: e["type"] == "alert.updated" and e["alert"]["assigned_to"] == "bob")
+        assert update[-1]["withdrawn_from"] == "alice"  # supervisors see the whole change
+        assert httpx.get(server.url + "/api/alerts?open=1", headers=alice).json() == {"alerts": []}
+        assert httpx.post(f"{server.url}/api/alerts/{raised['id']}/ack", headers=alice).status_code == 403
+
+        # Given to a supervisor: bob's page drops it; a later change reaches neither agent's page.
+        assert httpx.post(assign_url, headers=sup, json={"user": "sup2"}).status_code == 200
+        assert recv_until(bob_page, lambda e: e["type"].startswith("alert"))[-1]["type"] == "alert.withdrawn"
+        assert httpx.post(f"{server.url}/api/alerts/{raised['id']}/ack", headers=sup).status_code == 200
+        server.store.close_call("a2", "completed", "caller_hangup")
+        recv_until(dashboard, lambda e: e["type"] == "alert.updated" and e["alert"]["resolved_at"] is not None)
+        for page in (alice_page, bob_page):
+            with pytest.raises(TimeoutError):
+                page.recv(timeout=0.5)  # nothing more about an alert that is not theirs
 
 
 def test_the_same_alert_from_two_nodes_is_stored_once(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Alerts on the dashboard in a real browser (Debian's Chromium via Playwright): an alert raised by a frustrated
 caller shows with the count badge, a supervisor acknowledges and assigns it, a second dashboard opened afterwards
-shows the same state (it is stored), and the alert leaves both lists when the call ends.
+shows the same state (it is stored), and the alert leaves both lists when the call ends. On the agent page: an alert
+assigned to the agent shows live, and leaves her list live when it is given to another agent, whose page shows it.
 The app runs in-process without models (uvicorn on loopback); the call is written through the call store."""
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any,
                               engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
     add_user(engine, "sue", "supervisor")
     add_user(engine, "alice", "agent", agent_id="alice")
+    add_user(engine, "bob", "agent", agent_id="bob")
     with serve_app(create_app(runtime)) as base:  # type: ignore[arg-type]
         yield base, engine, store
     store.close()
@@ -99,14 +101,7 @@ def test_the_agent_page_shows_the_alerts_assigned_to_the_agent_who_acknowledges_
     from auth_helpers import login
 
     base, engine, store = served
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(f"{base}/agent")
-    page.wait_for_url("**/login?next=*")
-    page.fill("#username", "alice")
-    page.fill("#password", "pw-alice")
-    page.click("#submit")
-    page.wait_for_url(f"{base}/agent**")
-    page.wait_for_selector("#alerts-empty", state="visible")
+    page, bob_page = agent_page(browser, base, "alice"), agent_page(browser, base, "bob")
 
     now = datetime.now(UTC)
     store.open_call("b2", "sip", "+15550144")
@@ -133,9 +128,30 @@ def test_the_agent_page_shows_the_alerts_assigned_to_the_agent_who_acknowledges_
         page.wait_for_selector("#alerts li .acked")
         assert "Acknowledged by alice" in page.text_content("#alerts")
         assert http.get("/api/alerts?open=1", headers=sue).json()["alerts"][0]["acked_by"] == "alice"
+
+        # A supervisor gives it to bob: it leaves alice's list live and appears on bob's page.
+        res = http.post(f"/api/alerts/{alert['id']}/assign", json={"user": "bob"}, headers=sue)
+        assert res.status_code == 200, res.text
+        bob_page.wait_for_selector(f"#alerts li[data-alert='{alert['id']}']")
+        page.wait_for_selector("#alerts-empty", state="visible")
+        assert page.query_selector("#alerts li") is None
     actions = [(r["action"], r["call_id"]) for r in UserStore(engine).audit_log(username="alice")]
     assert ("alert_ack", "b2") in actions
 
     store.close_call("b2", "completed", "caller_hangup")  # the call ends: its alert leaves the agent's list
-    page.wait_for_selector("#alerts-empty", state="visible")
+    bob_page.wait_for_selector("#alerts-empty", state="visible")
     page.close()
+    bob_page.close()
+
+
+def agent_page(browser: Any, base: str, name: str) -> Any:
+    """A new browser context on the agent page, logged in as ``name``, its alert list loaded."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{base}/agent")
+    page.wait_for_url("**/login?next=*")
+    page.fill("#username", name)
+    page.fill("#password", f"pw-{name}")
+    page.click("#submit")
+    page.wait_for_url(f"{base}/agent**")
+    page.wait_for_selector("#alerts-empty", state="visible")
+    return page

@@ -1,7 +1,8 @@
 """Barge-in on a call an agent has: the supervisor joins a three-way conversation. The listen API in-process with a
 real aiortc supervisor (its microphone a 1 kHz tone), a real user store and a real Bridge between two call legs:
 the caller and the agent both hear the supervisor on top of each other, the supervisor hears both and not
-themself; leaving gives the call back to the two; an agent may not join; it is audited."""
+themself, a second supervisor listening in hears all three; leaving gives the call back to the two; an agent may not
+join; it is audited."""
 
 from __future__ import annotations
 
@@ -48,9 +49,14 @@ def test_a_supervisor_joins_a_bridged_call_and_both_sides_hear_them(app: FastAPI
         bridge = Bridge(caller, agent)
         live.tap = lambda call_id, side, pcm: MONITORS.feed(call_id, side, pcm)  # as TransferService._tap does
         live._tap_bridge("joined-1", caller, agent)
-        sup = Supervisor()
+        sup, other = Supervisor(), Supervisor()
         headers = bearer(app, "sup")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            # Another supervisor listens in (listen only: their own microphone goes nowhere).
+            res = await client.post("/api/live/joined-1/listen", json=await other.offer(), headers=headers)
+            assert res.status_code == 200, res.text
+            await other.answer(res.json())
+            other_pc = res.json()["pc_id"]
             offer = await sup.offer()
             refused = await client.post("/api/live/joined-1/takeover", json=offer, headers=bearer(app, "ann"))
             assert refused.status_code == 403
@@ -59,7 +65,7 @@ def test_a_supervisor_joins_a_bridged_call_and_both_sides_hear_them(app: FastAPI
             body = res.json()
             assert body["mode"] == "conference"
             await sup.answer(body)
-            await wait_until(lambda: sup.pc.connectionState == "connected")
+            await wait_until(lambda: sup.pc.connectionState == other.pc.connectionState == "connected")
             caller_says, agent_says = tone(300, 3000), tone(500, 3000)
             for _ in range(150):  # 3 s of both sides talking, in real time, as RTP would deliver it
                 caller.hear(caller_says)
@@ -74,12 +80,16 @@ def test_a_supervisor_joins_a_bridged_call_and_both_sides_hear_them(app: FastAPI
             loud = [pcm for pcm in sup.received if rms(pcm) > 1000]
             assert len(loud) >= 50
             assert np.median([tone_share(pcm) for pcm in loud]) < 0.2
+            # The other listener hears the supervisor who joined, as part of the call, on top of caller and agent.
+            loud = [pcm for pcm in other.received if rms(pcm) > 1000]
+            joined = [pcm for pcm in loud if tone_share(pcm) > 0.5]
+            assert len(joined) >= 50, f"only {len(joined)} of {len(loud)} loud frames carried the joined supervisor"
             audit = app.state.users.audit_log(call_id="joined-1")
-            assert [(r["username"], r["action"]) for r in audit] == [("sup", "join")]
+            assert [(r["username"], r["action"]) for r in audit] == [("sup", "join"), ("sup", "listen")]  # newest first
             # Leaving gives the call back to the caller and the agent, who stay connected.
             res = await client.delete(f"/api/live/joined-1/listen/{body['pc_id']}", headers=headers)
             assert res.status_code == 200
-            assert not sessions_of(app).sessions
+            assert list(sessions_of(app).sessions) == [other_pc]  # the listener stays
             caller_before, agent_before = len(caller.sent), len(agent.sent)
             caller.hear(caller_says)
             agent.hear(agent_says)
@@ -88,5 +98,6 @@ def test_a_supervisor_joins_a_bridged_call_and_both_sides_hear_them(app: FastAPI
         bridge.stop()
         MONITORS.end("joined-1")
         await sup.close()
+        await other.close()
 
     asyncio.run(run())

@@ -4,8 +4,8 @@ A browser caller (aiortc) on node 1 asks for a person; the agent page logged in 
 microphone a 3000 Hz tone) is rung over an internal SIP leg from node 1 to node 2 (``sip:page-alice@NODE2``),
 answers by itself, hears node 1's whisper and then the caller, and the caller hears the page; node 1 keeps the call
 record (``handoff``, agent alice, transfer ``answered``). A page on node 2 that declines: node 1 offers the caller
-to the next agent (bob, whose page is on node 1). A page that was closed is no longer in the shared registry and
-node 1 rings the next agent without dialling node 2. Bad input: an INVITE to ``page-*`` from outside the cluster
+to the next agent (bob, whose page is on node 1); so does a page on node 2 whose browser closes while it rings (480). A
+page that was closed is no longer in the shared registry and node 1 rings the next agent without dialling node 2. Bad input: an INVITE to ``page-*`` from outside the cluster
 is refused 403 (logged); from a cluster node, for a page this node does not hold, 404."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ pytestmark = [
 ]
 
 AGENTS = ("alice", "bob")
-PAGE_GONE_S = 60.0  # a node learns that a page vanished when its WebRTC connection fails (ICE consent checks)
+PAGE_GONE_S = 15.0  # a node learns that a page vanished when its events websocket closes (at once)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_cluster_caller_on_node_1_is_warm_transferred_to_the_agent_page_on_node_
     assert "ringing alice's page on node n2" in log1
     assert connected_controls == ["hangup"], connected_controls
     assert "SIP: INVITE" in log2 and "dialled page-alice" in log2  # the internal leg reached node 2
-    # The page went away with the browser: the registry forgets it once the node notices (ICE consent, ~30 s).
+    # The page went away with the browser: the registry forgets it once the node notices (its websocket closed).
     assert until(lambda: page_node(cluster, "alice") is None, PAGE_GONE_S)
 
 
@@ -205,6 +205,43 @@ def test_cluster_page_on_node_2_declines_and_node_1_offers_the_caller_to_the_nex
     assert frames_at(heard, RATE, AGENT_HZ) >= 100, log1  # bob's page took the call
     assert record["outcome"] == "handoff" and record["agent_id"] == "bob", (record, log1)
     assert record["transfer"]["agent_id"] == "bob" and record["transfer"]["outcome"] == "answered"
+
+
+def test_cluster_page_on_node_2_closed_while_it_rings_sends_the_caller_to_the_next_agent(cluster) -> None:
+    from playwright.sync_api import sync_playwright
+
+    n1, n2 = cluster.nodes
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                    args=with_microphone(cluster.mic))
+        try:
+            alice_context = browser.new_context()
+            alice = alice_context.new_page()
+            agent_phone(alice, n2.url, "alice")
+            alice.uncheck("#autoanswer")  # she lets it ring (agent_timeout 15 s)
+            assert until(lambda: available_everywhere(cluster, "alice"))
+            bob = browser.new_page()
+            agent_phone(bob, n1.url, "bob")
+            assert until(lambda: page_node(cluster, "alice") == "n2" and page_node(cluster, "bob") == "n1")
+            assert until(lambda: available_everywhere(cluster, "bob"))
+            with ThreadPoolExecutor(1) as pool:
+                call = pool.submit(call_from_node_1, cluster)
+                alice.wait_for_function("() => document.getElementById('callstatus').textContent === '(ringing)'",
+                                        timeout=60_000)
+                alice_context.close()  # her browser is gone while node 1's call rings her page on node 2
+                bob.wait_for_function("() => document.getElementById('callstatus').textContent === '(connected)'",
+                                      timeout=10_000)  # before her 15 s ring would have timed out
+                call_id, heard = call.result(timeout=150)
+            gone = page_node(cluster, "alice")
+        finally:
+            browser.close()
+            all_offline(cluster)
+    record = closed_record(n1.url, call_id, cluster.sup)
+    log1 = n1.log()
+
+    assert "agent alice not reached: 480" in log1, log1  # node 2 answered the internal INVITE 480: the page is gone
+    assert gone is None  # and the registry no longer holds her page
+    assert record["agent_id"] == "bob" and record["transfer"]["outcome"] == "answered", (record, log1)
 
 
 def test_cluster_a_closed_page_is_not_rung_from_another_node(cluster) -> None:

@@ -131,6 +131,19 @@ def test_removing_a_listener_keeps_the_others() -> None:
     assert set(samples(b.read())) == {9} and a.ended and not b.ended
 
 
+def test_a_joined_supervisor_reaches_the_other_listeners_only() -> None:
+    m = Monitors()
+    m.begin("c")
+    speaker, other = m.listen("c"), m.listen("c")
+    recorded: list[tuple[str, bytes]] = []
+    m.add_sink("c", SimpleNamespace(push=lambda source, pcm: recorded.append((source, pcm))))
+    m.feed("c", "caller", frame(100))
+    m.feed_listeners("c", "listen-1", frame(40), skip=speaker)
+    assert set(samples(other.read())) == {140}  # the call and the supervisor who joined it
+    assert set(samples(speaker.read())) == {100}  # not their own voice
+    assert recorded == [("caller", frame(100))]  # sinks (the recorder) keep what the legs received
+
+
 # --- the tap in the call pipeline --------------------------------------------------------------------------
 def test_the_bot_tap_passes_on_the_bots_speech_resampled_and_nothing_else() -> None:
     from pipecat.frames.frames import InputAudioRawFrame, OutputAudioRawFrame, TTSAudioRawFrame
@@ -317,15 +330,19 @@ def test_whisper_reaches_the_agent_only_and_the_supervisor_hears_both_sides(app:
         live.tap = lambda call_id, side, pcm: MONITORS.feed(call_id, side, pcm)  # as TransferService._tap does
         live._tap_bridge("bridged-1", caller, agent)
         transport = httpx.ASGITransport(app=app)
-        sup = Supervisor()
+        sup, other = Supervisor(), Supervisor()
         headers = bearer(app, "sup")
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # A second supervisor listens in (listen only): the whisper must not reach them.
+            res = await client.post("/api/live/bridged-1/listen", json=await other.offer(), headers=headers)
+            assert res.status_code == 200, res.text
+            await other.answer(res.json())
             res = await client.post("/api/live/bridged-1/listen", json={**(await sup.offer()), "whisper": True},
                                     headers=headers)
             assert res.status_code == 200, res.text
             body = res.json()
             await sup.answer(body)
-            await wait_until(lambda: sup.pc.connectionState == "connected")
+            await wait_until(lambda: sup.pc.connectionState == other.pc.connectionState == "connected")
             caller_says, agent_says = tone(300, 3000), tone(500, 3000)
             # 3 s of both sides talking, in real time, as RTP would deliver it.
             for _ in range(150):
@@ -343,12 +360,17 @@ def test_whisper_reaches_the_agent_only_and_the_supervisor_hears_both_sides(app:
             loud = [pcm for pcm in sup.received if rms(pcm) > 1000]
             assert len(loud) >= 50
             assert np.median([tone_share(pcm) for pcm in loud]) < 0.2
+            # Nor does the other listener hear the whisper: only the call.
+            loud = [pcm for pcm in other.received if rms(pcm) > 1000]
+            assert len(loud) >= 50
+            assert max(tone_share(pcm) for pcm in loud) < 0.2
             # Hanging up the listener gives the agent's leg back.
             audit = app.state.users.audit_log(call_id="bridged-1")
             assert {(r["username"], r["action"]) for r in audit} == {("sup", "listen"), ("sup", "whisper")}
             res = await client.delete(f"/api/live/bridged-1/listen/{body['pc_id']}", headers=headers)
             assert res.status_code == 200
-            assert not MONITORS.listening("bridged-1")
+            await other.close()
+            await wait_until(lambda: not MONITORS.listening("bridged-1"))
             before = len(agent.sent)
             caller.hear(caller_says)
             assert agent.sent[before:] == [caller_says]

@@ -4,7 +4,8 @@
 crosses the configured level or a queued caller waits too long. :class:`AlertBook` listens to the bus, stores
 each alert (table ``voicebot_alerts``), resolves a call's alerts when the call ends, and lets a supervisor
 acknowledge an alert or assign it to a user. Every change is published as ``alert.updated`` ``{call_id, alert}``
-so every dashboard shows the same state; a reloaded dashboard reads it back with :meth:`AlertBook.list`.
+so every dashboard shows the same state; a reloaded dashboard reads it back with :meth:`AlertBook.list`. An
+assignment that takes the alert from another user adds ``withdrawn_from`` (that user), so their page drops it.
 
 An alert's id is derived from its call, kind and count on that call, so every node of a cluster (each folds the
 same events) names the same alert the same way and stores it once.
@@ -197,12 +198,14 @@ class AlertBook:
             row = session.get(AlertRow, alert_id)
             return Alert.from_row(row) if row is not None else None
 
-    def _change(self, alert_id: str, change: Callable[[AlertRow], None]) -> Alert:
+    def _change(self, alert_id: str, change: Callable[[AlertRow], str | None]) -> Alert:
+        """Apply ``change`` to the stored alert and publish it; ``change`` returns the user it took the alert
+        from, if any."""
         with self._sessions() as session, session.begin():
             row = self._row(session, alert_id)
-            change(row)
+            withdrawn_from = change(row)
             alert = Alert.from_row(row)
-        self._publish(alert)
+        self._publish(alert, withdrawn_from)
         return alert
 
     def _ack(self, alert_id: str, username: str) -> Alert:
@@ -214,8 +217,10 @@ class AlertBook:
         return self._change(alert_id, ack)
 
     def _assign(self, alert_id: str, user: str, by: str) -> Alert:
-        def assign(row: AlertRow) -> None:
+        def assign(row: AlertRow) -> str | None:
+            previous = row.assigned_to
             row.assigned_to, row.assigned_by, row.assigned_at = user, by, self.clock()
+            return previous if previous not in (None, user) else None
 
         return self._change(alert_id, assign)
 
@@ -226,6 +231,7 @@ class AlertBook:
             raise UnknownAlert(alert_id)
         return row
 
-    def _publish(self, alert: Alert) -> None:
-        self.bus.publish("alert.updated", call_id=alert.call_id, alert=alert.as_dict())
+    def _publish(self, alert: Alert, withdrawn_from: str | None = None) -> None:
+        extra = {"withdrawn_from": withdrawn_from} if withdrawn_from is not None else {}
+        self.bus.publish("alert.updated", call_id=alert.call_id, alert=alert.as_dict(), **extra)
 

@@ -225,6 +225,10 @@ class WebRTCConfig(Section):
         None, description="Name of the environment variable holding the secret that signs browser callers' caller "
         "IDs (voicebot.server.caller_token). Empty: every browser caller is anonymous.",
     )
+    agent_page_timeout_s: float = Field(
+        10.0, ge=1.0, description="An agent page whose events websocket answers no ping for this long (pinged every "
+        "third of it) is gone: its phone closes and a call ringing it moves on. A closed websocket counts at once.",
+    )
 
 
 class SupervisorConfig(Section):

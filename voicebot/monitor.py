@@ -1,7 +1,8 @@
 """Listening in on live calls: the audio of each call, mixed for the supervisors who listen to it.
 
 Taps in the call feed :data:`MONITORS` with 16 kHz 16-bit mono PCM of each source: ``caller`` (what the caller
-says), ``bot`` (what the bot says) and, once bridged to a human, ``agent``. Each listener (one supervisor's
+says), ``bot`` (what the bot says) and, once bridged to a human, ``agent``; a supervisor who joined the call is a
+source of its own for the other listeners only (:meth:`Monitors.feed_listeners`). Each listener (one supervisor's
 connection) keeps a short buffer per source and reads 20 ms at a time: the sources' next 20 ms summed, with
 clipping. A source whose frame arrives after the caller's (the bot's audio leaves the output transport on its
 own clock) is still mixed: it waits in its buffer for the next read.
@@ -62,7 +63,9 @@ class Listener:
     def push(self, source: str, pcm: bytes) -> None:
         """Add ``pcm`` of ``source``; never blocks (an overfull buffer keeps only its newest audio)."""
         with self._lock:
-            buf = self._buffers[source]
+            buf = self._buffers.get(source)
+            if buf is None:  # a supervisor who joined the call: a source of its own
+                buf = self._buffers[source] = bytearray()
             buf.extend(pcm)
             if len(buf) > _MAX_BYTES:
                 cut = len(buf) - _KEEP_BYTES
@@ -130,6 +133,13 @@ class Monitors:
         if sinks:
             for sink in sinks:
                 sink.push(source, pcm16k)
+
+    def feed_listeners(self, call_id: str, source: str, pcm16k: bytes, *, skip: Listener | None = None) -> None:
+        """``pcm16k`` of ``source`` goes to the call's listeners but ``skip`` (the speaker's own ear), not to its
+        sinks: what a supervisor who joined the call says is heard by the other supervisors, not recorded."""
+        for listener in self._listeners.get(call_id, ()):
+            if listener is not skip:
+                listener.push(source, pcm16k)
 
     def listening(self, call_id: str) -> bool:
         """Whether anybody listens to or records ``call_id`` (taps skip their resampling when not)."""

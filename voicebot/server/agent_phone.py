@@ -2,9 +2,11 @@
 over it that the queue can ring, whisper to and bridge with a SIP caller.
 
 The page connects once (like a softphone registering); each offered call rings it through :meth:`AgentPhone.ring`
-and the page answers or declines with a button (or ``?autoanswer=1``). :class:`WebLeg` implements
-:class:`telephony.leg.Leg`, which :class:`telephony.queue.live.LiveQueue` and :class:`telephony.bridge.Bridge`
-use. Audio on the leg is :mod:`audio.pcm` frames (16 kHz 16-bit mono, 20 ms).
+and the page answers or declines with a button (or ``?autoanswer=1``). The page names itself (``page``, a random
+id it also gives its events websocket): when that websocket closes or stops answering pings, the page is gone and
+:meth:`AgentPhones.page_closed` closes its phone at once, long before its WebRTC connection would fail.
+:class:`WebLeg` implements :class:`telephony.leg.Leg`, which :class:`telephony.queue.live.LiveQueue` and
+:class:`telephony.bridge.Bridge` use. Audio on the leg is :mod:`audio.pcm` frames (16 kHz 16-bit mono, 20 ms).
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ class WebLeg(LegBase):
 class AgentPhone:
     """The WebRTC connection of one agent's page."""
 
-    def __init__(self, agent_id: str):
+    def __init__(self, agent_id: str, page_id: str | None = None):
         self.agent_id = agent_id
+        self.page_id = page_id  # the page's own id, also on its events websocket (None: an older page)
         self.pc = RTCPeerConnection()
         self.outbound = _Outbound()
         self.leg: WebLeg | None = None
@@ -154,21 +157,24 @@ class AgentPhone:
         if self.leg is not None or self.ringing:
             raise DialError(486, "busy")
         self._ring = asyncio.get_running_loop().create_future()
-        self.leg = WebLeg(self, call_id)
+        # Kept here: closing the page ends the leg, which then is no longer self.leg.
+        leg = self.leg = WebLeg(self, call_id)
         try:
             answered = await asyncio.wait_for(asyncio.shield(self._ring), timeout)
         except TimeoutError:
-            self.leg._end("no answer")
+            leg._end("no answer")
             raise DialError(408, "no answer") from None
         except BaseException:
-            self.leg._end("cancelled")
+            leg._end("cancelled")
             raise
         finally:
             self._ring = None
-        if not answered or self.closed.is_set():
-            self.leg._end("declined")
-            raise DialError(603 if not answered else 480, "declined" if not answered else "page disconnected")
-        leg = self.leg
+        if self.closed.is_set():  # the page went away while it rang: not a decline, the page is gone
+            leg._end("page disconnected")
+            raise DialError(480, "page disconnected")
+        if not answered:
+            leg._end("declined")
+            raise DialError(603, "declined")
         leg.state = "answered"
         leg._media_at = time.monotonic()  # the no-media clock starts with the answer, not with the ring
         leg.answered.set()
@@ -235,12 +241,13 @@ class AgentPhones:
         if self.phones.get(phone.agent_id) in (phone, None):  # not when a newer connection replaced it
             self._notify(phone.agent_id, False)
 
-    async def connect(self, agent_id: str, sdp: str, kind: str) -> RTCSessionDescription:
-        """A page connects as ``agent_id``'s phone (replacing an earlier connection of that agent)."""
+    async def connect(self, agent_id: str, sdp: str, kind: str, page_id: str | None = None) -> RTCSessionDescription:
+        """A page (``page_id``: its own id) connects as ``agent_id``'s phone (replacing an earlier connection of
+        that agent)."""
         old = self.phones.pop(agent_id, None)
         if old is not None:
             await old.close()
-        phone = AgentPhone(agent_id)
+        phone = AgentPhone(agent_id, page_id)
         self.phones[agent_id] = phone
         answer = await phone.connect(sdp, kind)
         watcher = asyncio.ensure_future(self._watch(phone))
@@ -248,6 +255,18 @@ class AgentPhones:
         watcher.add_done_callback(self._watchers.discard)
         self._notify(agent_id, True)
         return answer
+
+    async def page_closed(self, page_id: str, may_close: Callable[[str], bool]) -> list[str]:
+        """The page ``page_id`` is gone (its events websocket closed or fell silent): close its phone, if it has one
+        of an agent ``may_close`` allows (the websocket's user acts for that agent). The agents whose phone closed;
+        a call ringing there fails at once with 480, and the listeners (a cluster's registry) are told."""
+        closed = []
+        for phone in list(self.phones.values()):
+            if phone.page_id == page_id and may_close(phone.agent_id) and not phone.closed.is_set():
+                log.info("agent %s: the page's events websocket is gone: its phone is closed", phone.agent_id)
+                await phone.close()
+                closed.append(phone.agent_id)
+        return closed
 
     def get(self, agent_id: str) -> AgentPhone | None:
         phone = self.phones.get(agent_id)

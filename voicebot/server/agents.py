@@ -18,7 +18,9 @@
                                          account as the agent (only the agent, on her own bridged call with a
                                          verified caller); audited, its result added to the call's transcript
     POST /api/agents/{id}/state          {"state": "available" | "paused" | "offline", "reason": "..."}
-    POST /api/agents/{id}/phone          {"sdp", "type": "offer"}: the page becomes the agent's phone (WebRTC)
+    POST /api/agents/{id}/phone          {"sdp", "type": "offer", "page": ID}: the page becomes the agent's phone
+                                         (WebRTC); ``page``: the id it gives its events websocket (?page=ID), whose
+                                         end closes the phone
     POST /api/agents/{id}/answer         pick up the call ringing on the page
     POST /api/agents/{id}/accept         accept the call offered (queues with agent_confirm)
     POST /api/agents/{id}/decline        decline it (the next agent is tried)
@@ -65,6 +67,7 @@ router = APIRouter()
 
 NO_QUEUES = "no agent queue: configure agents: and queues: in voicebot.yaml"
 STATES = ("available", "paused", "offline")
+MAX_PAGE_ID = 64
 STAFF = ("admin", "supervisor")
 # What an agent may see of a caller waiting in a queue that is not theirs: the queue's length and waits.
 WAITING_FOR_AGENTS = ("position", "priority", "waited_s", "state", "estimated_wait_s")
@@ -415,11 +418,13 @@ async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
     service = _service(request)
     _agent(service, agent_id)
     body = await json_object(request)
-    sdp, kind = body.get("sdp"), body.get("type")
+    sdp, kind, page = body.get("sdp"), body.get("type"), body.get("page")
     if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0") or kind != "offer":
         raise HTTPException(status_code=400, detail='expected {"sdp": "v=0...", "type": "offer"}')
+    if page is not None and not (isinstance(page, str) and 0 < len(page) <= MAX_PAGE_ID):
+        raise HTTPException(status_code=400, detail=f'"page" must be the page\'s id (at most {MAX_PAGE_ID} characters)')
     try:
-        answer = await _phones(request).connect(agent_id, sdp, kind)
+        answer = await _phones(request).connect(agent_id, sdp, kind, page)
     except Exception as exc:  # aiortc rejects SDP it cannot use with assorted errors
         raise HTTPException(status_code=400, detail=f"cannot use this SDP offer: {exc}") from None
     return {"sdp": answer.sdp, "type": answer.type}

@@ -8,11 +8,12 @@ what the agent hears, and only that: the caller never hears it (409 until an age
 The connection is closed when the call ends, or by ``DELETE /api/live/{call_id}/listen/{pc_id}``.
 
 Barge-in: ``POST /api/live/{call_id}/takeover`` with ``{"sdp", "type": "offer"}``. On a call an agent has, the
-supervisor joins it: their microphone is mixed into what both the caller and the agent hear, and they hear both
-(``"mode": "conference"``; audited as ``join``, event ``call.joined``; closing the connection leaves the call to
-the agent). On a call the bot has, SIP or browser, the supervisor takes the call over from the bot
-(:meth:`voicebot.calls.CallRunner.take_over`): the bot stops speaking and answering, the supervisor's microphone
-goes to the caller and the caller's audio to the supervisor (listeners hear both, the supervisor as ``agent``).
+supervisor joins it: their microphone is mixed into what both the caller and the agent hear, and into what the other
+supervisors listening in hear; they hear both (``"mode": "conference"``; audited as ``join``, event
+``call.joined``; closing the connection leaves the call to the agent). On a call the bot has, SIP or browser, the
+supervisor takes the call over from the bot (:meth:`voicebot.calls.CallRunner.take_over`): the bot stops speaking
+and answering, the supervisor's microphone goes to the caller and the caller's audio to the supervisor (listeners
+hear both, the supervisor as ``agent``).
 The record gets ``taken_over_by`` / ``taken_over_at`` and the outcome ``taken_over``; the bus gets
 ``call.taken_over``. Closing that connection (``DELETE .../listen/{pc_id}``) hangs up on the caller. 409 for a
 call the bot no longer has (waiting in the queue).
@@ -172,9 +173,10 @@ class ListenSessions:
         self.sessions: dict[str, ListenSession] = {}
 
     async def open(self, call_id: str, username: str, sdp: str, kind: str,
-                   talk_to: list[Leg] | tuple[Leg, ...] = ()) -> ListenSession:
+                   talk_to: list[Leg] | tuple[Leg, ...] = (), *, joined: bool = False) -> ListenSession:
         """Answer a supervisor's offer for ``call_id``; their microphone goes to the peers of the legs ``talk_to``
-        (the agent's leg: a whisper; the agent's and the caller's: a three-way conversation).
+        (the agent's leg: a whisper; the agent's and the caller's: a three-way conversation) and, if ``joined``
+        (the conversation), to the call's other listeners too: a whisper never reaches them.
         Raises :class:`NotLive` if the call is not in progress, ValueError for an SDP that cannot be used."""
         loop = asyncio.get_running_loop()
         session = ListenSession(pc_id=f"listen-{uuid.uuid4().hex}", call_id=call_id, username=username,
@@ -192,6 +194,8 @@ class ListenSessions:
                 def to_peers(pcm16k: bytes) -> None:
                     for voice in voices:
                         voice.push(pcm16k)
+                    if joined:  # part of the call: the other supervisors listening in hear it, the speaker not
+                        self.monitors.feed_listeners(call_id, session.pc_id, pcm16k, skip=session.listener)
 
                 @pc.on("track")  # fires inside setRemoteDescription
                 def on_track(track: MediaStreamTrack) -> None:
@@ -415,7 +419,8 @@ async def _join(call_id: str, request: Request, principal: Principal, sdp: str, 
     if caller_leg is None:
         raise HTTPException(status_code=409, detail="the caller's leg of this call is not here to join")
     try:
-        session = await sessions_of(request.app).open(call_id, principal.username, sdp, kind, [agent_leg, caller_leg])
+        session = await sessions_of(request.app).open(call_id, principal.username, sdp, kind, [agent_leg, caller_leg],
+                                                      joined=True)
     except NotLive:
         raise HTTPException(status_code=404, detail=f"no call {call_id} in progress") from None
     except ValueError as exc:

@@ -91,8 +91,8 @@ def _sees(principal: Principal, live: LiveCalls):
 
 
 def _event_filter(principal: Principal, live: LiveCalls):
-    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events and the
-    alerts assigned to them."""
+    """Which bus events a websocket of ``principal`` gets: all for staff; an agent's own calls' events, the
+    alerts assigned to them and those taken from them (sent as :func:`_for_agent` says)."""
     if principal.sees_all:
         return None
     agent = principal.agent_id
@@ -100,11 +100,21 @@ def _event_filter(principal: Principal, live: LiveCalls):
 
     def accept(event: Event) -> bool:
         call_id = event.get("call_id")
-        if event.get("type") == "alert.updated" and (event.get("alert") or {}).get("assigned_to") == username:
-            return True  # an alert a supervisor gave this agent
+        if event.get("type") == "alert.updated" and username in (
+                (event.get("alert") or {}).get("assigned_to"), event.get("withdrawn_from")):
+            return True  # an alert a supervisor gave this agent, or took from them
         return agent is not None and isinstance(call_id, str) and live.agent_of(call_id) == agent
 
     return accept
+
+
+def _for_agent(event: Event, username: str) -> dict[str, Any]:
+    """``event`` as a user who sees only their own alerts gets it: an alert not (or no longer) assigned to them is
+    only its id, as ``alert.withdrawn`` (their page drops it)."""
+    alert = event.get("alert")
+    if event.get("type") != "alert.updated" or not isinstance(alert, dict) or alert.get("assigned_to") == username:
+        return event
+    return {"type": "alert.withdrawn", "seq": event.get("seq"), "ts": event.get("ts"), "alert_id": alert.get("id")}
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -123,10 +133,22 @@ def _queues_now(conn: Request | WebSocket, live: LiveCalls) -> tuple[list[Any], 
     return queues or [], agents or []
 
 
+async def _page_gone(ws: WebSocket, principal: Principal, page_id: str) -> None:
+    """The agent page ``page_id`` closed its events websocket or stopped answering pings: its phone (if this
+    user's) is closed at once (voicebot.server.agent_phone)."""
+    phones = getattr(ws.app.state, "phones", None)
+    if phones is not None:
+        await phones.page_closed(page_id, lambda agent_id: principal.sees_all or principal.agent_id == agent_id)
+
+
 @router.websocket("/ws/events")
 async def events_socket(ws: WebSocket) -> None:
     """Stream events as JSON text messages; the first is ``{"type": "hello", "calls", "queues", "agents",
-    "frustration_levels"}`` (the scores at which a caller is annoyed / frustrated: ``prosody`` in the config)."""
+    "frustration_levels"}`` (the scores at which a caller is annoyed / frustrated: ``prosody`` in the config).
+
+    An agent page connects with ``?page=ID`` (the id it gave its phone): it gets ``{"type": "ping"}`` every third of
+    ``webrtc.agent_page_timeout_s`` and must send something (``{"type": "pong"}``) within that timeout; a page that
+    does not, or whose socket closes, is gone and its phone is closed."""
     principal = await websocket_principal(ws)
     # A client sending its token as the subprotocol voicebot.bearer.TOKEN offers "voicebot" too, answered here.
     protocol = WS_PROTOCOL if WS_PROTOCOL in ws_protocols(ws) else None
@@ -151,40 +173,73 @@ async def events_socket(ws: WebSocket) -> None:
         "frustration_levels": {"annoyed": prosody.annoyed, "frustrated": prosody.frustrated},
     }
 
+    page_id = ws.query_params.get("page") or None
+    loop = asyncio.get_running_loop()
+    heard = [loop.time()]  # when the client last sent anything (an agent page's pong)
+    sending = asyncio.Lock()  # the pings and the events share the socket
+
+    async def send(text: str) -> None:
+        async with sending:
+            await ws.send_text(text)
+
     async def watch_client() -> None:
-        # The client sends nothing we need; reading notices it leaving, which ends the subscription.
+        # The client sends nothing we need but pongs; reading notices it leaving, which ends the subscription.
         try:
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                heard[0] = loop.time()
         except (WebSocketDisconnect, RuntimeError):
             return
         finally:
             sub.close()
 
+    async def ping_page(page_id: str, timeout_s: float) -> None:
+        # A vanished browser (network gone, machine asleep) closes nothing: its silence is what tells. A send
+        # stuck on a dead connection must not hold up the verdict, hence the bounded sends.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            while True:
+                await asyncio.sleep(timeout_s / 3)  # first: the hello goes out before any ping
+                if loop.time() - heard[0] > timeout_s:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(send('{"type":"ping"}'), timeout_s / 3)
+        log.info("events websocket of %s's page %s: silent for %.0f s, the page is gone", principal.username,
+                 page_id, timeout_s)
+        sub.close()
+        await asyncio.shield(_page_gone(ws, principal, page_id))  # not cut short when the socket's end cancels us
+
     watcher = asyncio.create_task(watch_client())
+    tasks = [watcher]
+    if page_id is not None:
+        tasks.append(asyncio.create_task(ping_page(page_id, _runtime(ws).settings.webrtc.agent_page_timeout_s)))
     dropped = 0
     try:
-        await ws.send_text(_dumps(hello))
+        await send(_dumps(hello))
         async for event in sub:
             if sub.dropped > dropped:
-                await ws.send_text(_dumps({"type": "dropped", "n": sub.dropped - dropped}))
+                await send(_dumps({"type": "dropped", "n": sub.dropped - dropped}))
                 dropped = sub.dropped
             if event.get("type") == "queue" and event.get("node") is not None and live.agents is not None:
                 event = {**event, "agents": live.agents}  # a cluster: every node's view of the agents, merged
+            if not principal.sees_all:
+                event = _for_agent(event, principal.username)
             if event.get("type") in ("handoff", "queue"):
                 # Packets (a hand-off, the summaries of waiting callers) quote the caller; turns were redacted
                 # when stored, these were not.
                 event = redactor.value(event)
-            await ws.send_text(_dumps(event))
+            await send(_dumps(event))
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the client went away mid-send
     finally:
         sub.close()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if page_id is not None:
+            await _page_gone(ws, principal, page_id)
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the client may have gone already
             await ws.close()
 

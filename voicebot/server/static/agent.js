@@ -4,6 +4,8 @@ const agentSelect = $("agent");
 const params = new URLSearchParams(location.search);
 let pc = null;
 let answering = null;  // call id the page already answered
+// This page's id, given to its phone and its events websocket: the server closes the phone when the socket goes.
+const pageId = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 window.remoteLoud = 0;  // 100 ms windows of audible sound from the call (a level meter; tests read it)
 
 async function usePhone() {
@@ -36,7 +38,7 @@ async function usePhone() {
     setTimeout(resolve, 2000);
   });
   const answer = await api("/api/agents/" + encodeURIComponent(id) + "/phone",
-    {sdp: pc.localDescription.sdp, type: pc.localDescription.type});
+    {sdp: pc.localDescription.sdp, type: pc.localDescription.type, page: pageId});
   await pc.setRemoteDescription(answer);
 }
 
@@ -166,11 +168,18 @@ function showAlerts() {
 }
 
 function listen() {
-  const ws = new WebSocket((location.protocol === "https:" ? "wss" : "ws") + "://" + location.host + "/ws/events");
-  ws.onopen = loadAlerts;  // what changed while the socket was down
+  const ws = new WebSocket((location.protocol === "https:" ? "wss" : "ws") + "://" + location.host +
+    "/ws/events?page=" + pageId);
+  ws.onopen = () => {
+    loadAlerts();  // what changed while the socket was down
+    // The server closed the phone when this socket went away: connect it again.
+    if (pc) usePhone().catch((e) => { $("error").textContent = e.message; });
+  };
   ws.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
+    if (ev.type === "ping") { ws.send('{"type":"pong"}'); return; }  // this page is still here
     if (ev.type === "alert.updated" && ev.alert) { alerts.set(ev.alert.id, ev.alert); showAlerts(); return; }
+    if (ev.type === "alert.withdrawn") { alerts.delete(ev.alert_id); showAlerts(); return; }  // given to someone else
     if (ev.type !== "turn" || !ev.turn || (ev.turn.extra || {}).kind !== "bridged") return;
     if (!liveTurns.has(ev.call_id)) liveTurns.set(ev.call_id, []);
     liveTurns.get(ev.call_id).push(ev.turn);
