@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from telephony.sip.ua import DialError
 from voicebot.config import Settings
 from voicebot.events import EventBus
-from voicebot.server.agent_phone import AgentPhone
+from voicebot.server.agent_phone import AgentPhone, AgentPhones, WebLeg
 from voicebot.server.app import create_app
 from voicebot.storage import CallStore
 from voicebot.storage.schema import upgrade
@@ -142,5 +142,38 @@ def test_a_phone_closed_while_ringing_fails_with_480_not_a_decline() -> None:
         with pytest.raises(DialError) as err:
             await ringing
         assert err.value.status == 480
+
+    asyncio.run(main())
+
+
+def test_a_page_lost_during_a_call_keeps_its_phone_until_the_call_ends() -> None:
+    """A websocket blip in a bridged call does not cut the agent off the caller: the phone closes when the call
+    ends, unless the page's websocket came back first (then it stays, and the page keeps its phone)."""
+    async def answered_call(phones: AgentPhones, page_id: str) -> tuple[AgentPhone, WebLeg]:
+        phone = phones.phones["alice"] = AgentPhone("alice", page_id)
+        ringing = asyncio.ensure_future(phone.ring("call-1", timeout=30))
+        while not phone.ringing:
+            await asyncio.sleep(0)
+        assert phone.answer()
+        return phone, await ringing
+
+    async def main() -> None:
+        phones = AgentPhones()
+        anyone = lambda agent_id: True  # noqa: E731
+        phone, leg = await answered_call(phones, "page-1")
+        assert await phones.page_closed("page-1", anyone) == []
+        assert phones.get("alice") is phone and leg.state == "answered" and phone.page_lost
+        await leg.hangup()
+        assert phone._closing is not None
+        await phone._closing
+        assert phones.get("alice") is None and phone.closed.is_set()
+
+        phone, leg = await answered_call(phones, "page-2")
+        await phones.page_closed("page-2", anyone)
+        assert phones.page_back("page-2", anyone) and not phone.page_lost  # the socket is back
+        await leg.hangup()
+        assert phone._closing is None and phones.get("alice") is phone
+        assert not phones.page_back("page-1", anyone)  # the first page's phone is gone: it connects anew
+        await phones.close()
 
     asyncio.run(main())

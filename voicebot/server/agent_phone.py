@@ -104,6 +104,10 @@ class WebLeg(LegBase):
             self.phone.leg = None
         self.ended.set()
         self.answered.set()
+        if self.phone.page_lost and not self.phone.closed.is_set():
+            log.info("agent %s: the call ended and the page's events websocket did not come back: its phone is "
+                     "closed", self.phone.agent_id)
+            self.phone._closing = asyncio.get_running_loop().create_task(self.phone.close())
 
     def _audio_in(self, pcm: bytes) -> None:
         self._media_at = time.monotonic()
@@ -122,6 +126,11 @@ class AgentPhone:
         self._ring: asyncio.Future[bool] | None = None
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        # The page's events websocket went away during a call: the phone closes when the call ends, unless the
+        # page's websocket comes back first (a network blip must not cut an agent off a caller; a page really gone
+        # is noticed in the call by its media: ``WebLeg.media_idle_s``).
+        self.page_lost = False
+        self._closing: asyncio.Task[None] | None = None
 
     async def connect(self, sdp: str, kind: str) -> RTCSessionDescription:
         """Answer the page's offer; the page's microphone becomes the agent's voice."""
@@ -259,14 +268,31 @@ class AgentPhones:
     async def page_closed(self, page_id: str, may_close: Callable[[str], bool]) -> list[str]:
         """The page ``page_id`` is gone (its events websocket closed or fell silent): close its phone, if it has one
         of an agent ``may_close`` allows (the websocket's user acts for that agent). The agents whose phone closed;
-        a call ringing there fails at once with 480, and the listeners (a cluster's registry) are told."""
+        a call ringing there fails at once with 480, and the listeners (a cluster's registry) are told. A phone in
+        an answered call is kept until that call ends (:attr:`AgentPhone.page_lost`), unless the page comes back."""
         closed = []
         for phone in list(self.phones.values()):
-            if phone.page_id == page_id and may_close(phone.agent_id) and not phone.closed.is_set():
-                log.info("agent %s: the page's events websocket is gone: its phone is closed", phone.agent_id)
-                await phone.close()
-                closed.append(phone.agent_id)
+            if phone.page_id != page_id or not may_close(phone.agent_id) or phone.closed.is_set():
+                continue
+            if phone.leg is not None and phone.leg.state == "answered":
+                log.info("agent %s: the page's events websocket is gone during a call: its phone is kept until "
+                         "the call ends", phone.agent_id)
+                phone.page_lost = True
+                continue
+            log.info("agent %s: the page's events websocket is gone: its phone is closed", phone.agent_id)
+            await phone.close()
+            closed.append(phone.agent_id)
         return closed
+
+    def page_back(self, page_id: str, may_close: Callable[[str], bool]) -> bool:
+        """The page ``page_id`` opened its events websocket (again): whether it still has a phone here (if not, the
+        page connects a new one). A phone kept through a call after the page's websocket went away stays."""
+        alive = False
+        for phone in self.phones.values():
+            if phone.page_id == page_id and may_close(phone.agent_id) and not phone.closed.is_set():
+                phone.page_lost = False
+                alive = True
+        return alive
 
     def get(self, agent_id: str) -> AgentPhone | None:
         phone = self.phones.get(agent_id)

@@ -174,6 +174,10 @@ async def events_socket(ws: WebSocket) -> None:
     }
 
     page_id = ws.query_params.get("page") or None
+    if page_id is not None:  # an agent page: whether its phone is still connected here (after a network blip)
+        phones = getattr(ws.app.state, "phones", None)
+        hello["phone"] = phones is not None and phones.page_back(
+            page_id, lambda agent_id: principal.sees_all or principal.agent_id == agent_id)
     loop = asyncio.get_running_loop()
     heard = [loop.time()]  # when the client last sent anything (an agent page's pong)
     sending = asyncio.Lock()  # the pings and the events share the socket

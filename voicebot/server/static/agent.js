@@ -170,13 +170,14 @@ function showAlerts() {
 function listen() {
   const ws = new WebSocket((location.protocol === "https:" ? "wss" : "ws") + "://" + location.host +
     "/ws/events?page=" + pageId);
-  ws.onopen = () => {
-    loadAlerts();  // what changed while the socket was down
-    // The server closed the phone when this socket went away: connect it again.
-    if (pc) usePhone().catch((e) => { $("error").textContent = e.message; });
-  };
+  ws.onopen = loadAlerts;  // what changed while the socket was down
   ws.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
+    // The server closes the phone when this socket goes away (kept through a call): connect it again if it did.
+    if (ev.type === "hello") {
+      if (pc && ev.phone === false) usePhone().catch((e) => { $("error").textContent = e.message; });
+      return;
+    }
     if (ev.type === "ping") { ws.send('{"type":"pong"}'); return; }  // this page is still here
     if (ev.type === "alert.updated" && ev.alert) { alerts.set(ev.alert.id, ev.alert); showAlerts(); return; }
     if (ev.type === "alert.withdrawn") { alerts.delete(ev.alert_id); showAlerts(); return; }  // given to someone else
