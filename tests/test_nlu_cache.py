@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dialogs.nlu.cache import KEEP_ENTRIES, ClassifierCache, user_cache_dir
-from dialogs.nlu.classifier import SOUNDS_WEIGHT, IntentClassifier, fitted_classifier
+from dialogs.nlu.classifier import IntentClassifier, fitted_classifier
 
 EXAMPLES = {"greet": ["hello there", "hi", "good morning"], "bye": ["goodbye", "see you later", "bye now"]}
 
@@ -90,13 +90,3 @@ def test_an_entry_others_could_have_written_is_not_loaded(tmp_path: Path, caplog
         assert "writable by group or others" in messages[0] and "training again" in messages[0], messages
         assert messages[1].startswith("NLU classifier trained in")
         assert again.classes == ["bye", "greet"]
-
-
-def test_the_sound_view_is_part_of_the_entrys_name(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="dialogs.nlu")
-    with_sounds = fitted_classifier(EXAMPLES, cache_dir=tmp_path)
-    caplog.clear()
-    without = fitted_classifier(EXAMPLES, cache_dir=tmp_path, sounds_weight=0.0)
-    assert [m.split(" in ")[0] for m in _messages(caplog)] == ["NLU classifier trained"]
-    assert len(list(tmp_path.glob("*.pickle"))) == 2
-    assert (with_sounds.sounds_weight, without.sounds_weight) == (SOUNDS_WEIGHT, 0.0)

@@ -297,9 +297,3 @@ def test_what_is_an_answer_before_a_request() -> None:
     assert answer_spans(["94107", "and"]) == []  # nothing after it
     assert answer_spans(["order", "45281", "and", "where", "is", "it"]) == []  # not a value alone
     assert answer_spans(["94107", "where", "is", "my", "order"]) == []  # no connector: the request's own number
-
-
-def test_a_sound_alike_of_a_greeting_is_read_as_one(nlu: NLU) -> None:
-    """The sound view: "good afternoon" heard "don't afternoon" (en-us, spoken dev set) still greets."""
-    intents = {i.name for i in nlu.parse("Don't afternoon, there's a charge on my card, I don't understand.").intents}
-    assert intents == {"greet", "billing_question"}

