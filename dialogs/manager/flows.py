@@ -41,8 +41,7 @@ def advance(dlg: DialogSession) -> None:
             if st.announced > 1:
                 st.announced -= 1
             elif st.announced == 1 and dlg.state.finished:
-                intent = dlg.domain.intents[st.current.intent]
-                dlg._say("agenda_next", next=intent.announce or intent.description or st.current.intent)
+                dlg._say("agenda_next", next=dlg.domain.spoken_name(st.current.intent))
                 st.announced = 0
             elif st.current.queued and st.finished:
                 asides.lead_in(dlg, st.current)

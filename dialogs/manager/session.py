@@ -643,11 +643,10 @@ class DialogSession:
         else:
             st.agenda.extend(new)
         if len(new) > 1 and not interrupt:
-            first = self.domain.intents[new[0].intent]
             self._say(
                 "agenda_intro",
                 count=COUNT_WORDS.get(len(new), f"all {len(new)}"),
-                first=first.announce or first.description or new[0].intent,
+                first=self.domain.spoken_name(new[0].intent),
             )
             st.announced = len(new)
             self._acked_now = True
