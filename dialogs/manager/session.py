@@ -566,9 +566,7 @@ class DialogSession:
         if task.reprompts > self.engine.options.max_reprompts:
             self._handoff("slot_not_understood")
             return True
-        slot = self.domain.slots[slot_name]
-        self._out.append(self._text(slot.reprompt or slot.prompt))
-        self._asked(Expect.SLOT, slot=slot_name)
+        flows.reprompt_slot(self, slot_name)
         return True
 
     def _on_offer_human(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
