@@ -24,7 +24,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,23 +36,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sip_callers import Ear, free_port  # noqa: E402
+from sip_callers import answered_call, caller_agent, free_port, say_and_time_reply, synthesise  # noqa: E402
 
-from telephony.call import CallLeg  # noqa: E402
-from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
 from voicebot.client.local_server import ServerProcess  # noqa: E402
 
 UTTERANCES = ("Where is my order?", "I also want to change my delivery address.")
 TARGET_P95_MS = 300.0
-
-
-def synthesise(folder: Path, text: str, name: str) -> bytes:
-    wav, raw = folder / f"{name}.wav", folder / f"{name}.raw"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
-    subprocess.run(["sox", str(wav), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-t", "raw", str(raw)],
-                   check=True)
-    return raw.read_bytes()
 
 
 # the dashboards (a subprocess of their own, so the callers' audio work does not delay their reading)
@@ -89,35 +78,21 @@ async def one_call(ua: UserAgent, target: str, speeches: list[bytes], delay: flo
     result: dict[str, Any] = {"dropped": False, "replies": 0, "error": None}
     await asyncio.sleep(delay)
     try:
-        leg: CallLeg = await ua.dial(target, ring_timeout=30)
+        async with answered_call(ua, target, ring_timeout=30, greeting_timeout=60) as (leg, ear, greeted):
+            if not greeted:
+                result["error"] = "no greeting"
+            for speech in speeches:
+                if await say_and_time_reply(leg, ear, speech, timeout=30) is not None:
+                    result["replies"] += 1
+                await ear.quiet_for(1.0, 30)
+            result["dropped"] = leg.state != "answered"
     except DialError as exc:
         result.update(dropped=True, error=str(exc))
-        return result
-    ear = Ear()
-    leg.add_sink(ear)
-    try:
-        if not await ear.quiet_for(1.0, 60):
-            result["error"] = "no greeting"
-        for speech in speeches:
-            await leg.write_audio(speech)
-            while leg.queued_ms > 0 and leg.state == "answered":
-                await asyncio.sleep(0.005)
-            ear.mark, ear.first_loud_after = time.monotonic(), None
-            deadline = ear.mark + 30
-            while ear.first_loud_after is None and time.monotonic() < deadline and leg.state == "answered":
-                await asyncio.sleep(0.02)
-            if ear.first_loud_after is not None:
-                result["replies"] += 1
-            await ear.quiet_for(1.0, 30)
-        result["dropped"] = leg.state != "answered"
-    finally:
-        await leg.hangup()
     return result
 
 
 async def place_calls(n: int, bot_port: int, speeches: list[bytes], stagger: float) -> list[dict[str, Any]]:
-    ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                             rtp_port_min=40000, rtp_port_max=40999, invites_per_second_per_source=100))
+    ua = caller_agent()
     await ua.start()
     try:
         return await asyncio.gather(*(one_call(ua, f"sip:dash{i}@127.0.0.1:{bot_port}", speeches, i * stagger)

@@ -1,5 +1,6 @@
-"""What the SIP benchmarks share: speech synthesised once, a caller's ear on the bot's audio, `voicebot serve`
-in a subprocess with its log drained, and one caller's turn (speak, time the reply, wait for it to end)."""
+"""What the SIP benchmarks share: speech synthesised once, the callers' user agent, a call answered with a caller's
+ear on the bot's audio, `voicebot serve` in a subprocess with its log drained, and one caller's turn (speak, time the
+reply, wait for it to end)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from telephony.call import CallLeg  # noqa: E402
+from telephony.config import SipConfig  # noqa: E402
+from telephony.sip.ua import UserAgent  # noqa: E402
 
 LOUD_RMS = 500.0
 
@@ -71,6 +74,29 @@ class Ear:
                 return True
             await asyncio.sleep(0.05)
         return False
+
+
+def caller_agent() -> UserAgent:
+    """The callers' SIP user agent (not started): UDP on a free loopback port, RTP ports 40000-40999, and INVITEs
+    from one source not rate-limited, as many callers share it."""
+    return UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
+                               rtp_port_min=40000, rtp_port_max=40999, invites_per_second_per_source=100))
+
+
+@asynccontextmanager
+async def answered_call(ua: UserAgent, target: str, ring_timeout: float, greeting_timeout: float,
+                        ) -> AsyncIterator[tuple[CallLeg, Ear, bool]]:
+    """Dial ``target`` (a :class:`DialError` goes to the caller), put an :class:`Ear` on the leg and wait until the
+    bot's greeting has ended; yields the leg, the ear and whether the greeting was heard (within
+    ``greeting_timeout``), and hangs up after the block."""
+    leg: CallLeg = await ua.dial(target, ring_timeout=ring_timeout)
+    ear = Ear()
+    leg.add_sink(ear)
+    try:
+        greeted = await ear.quiet_for(1.0, greeting_timeout)
+        yield leg, ear, greeted
+    finally:
+        await leg.hangup()
 
 
 async def say_and_time_reply(leg: CallLeg, ear: Ear, speech: bytes, timeout: float = 15) -> float | None:

@@ -32,10 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sip_callers import Ear, free_port, say_and_time_reply, serve, synthesise  # noqa: E402
+from sip_callers import answered_call, caller_agent, free_port, say_and_time_reply, serve, synthesise  # noqa: E402
 
-from telephony.call import CallLeg  # noqa: E402
-from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
 
 SENT_GAP = re.compile(r"largest gap sent (\d+) ms")
@@ -46,27 +44,20 @@ async def one_call(ua: UserAgent, target: str, speech: bytes, delay: float) -> d
     result: dict = {"dropped": False, "latency_s": None, "max_gap_ms": None, "error": None}
     await asyncio.sleep(delay)
     try:
-        leg: CallLeg = await ua.dial(target, ring_timeout=15)
+        async with answered_call(ua, target, ring_timeout=15, greeting_timeout=30) as (leg, ear, greeted):
+            if not greeted:
+                result["error"] = "no greeting"
+            result["latency_s"] = await say_and_time_reply(leg, ear, speech)
+            await ear.quiet_for(1.0, 20)
+            result["dropped"] = leg.state != "answered"
+            result["max_gap_ms"] = round(leg.rtp.stats.max_receive_gap_ms, 1)
     except DialError as exc:
         result.update(dropped=True, error=str(exc))
-        return result
-    ear = Ear()
-    leg.add_sink(ear)
-    try:
-        if not await ear.quiet_for(1.0, 30):
-            result["error"] = "no greeting"
-        result["latency_s"] = await say_and_time_reply(leg, ear, speech)
-        await ear.quiet_for(1.0, 20)
-        result["dropped"] = leg.state != "answered"
-        result["max_gap_ms"] = round(leg.rtp.stats.max_receive_gap_ms, 1)
-    finally:
-        await leg.hangup()
     return result
 
 
 async def level(n: int, bot_port: int, speech: bytes, stagger: float) -> dict:
-    ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                             rtp_port_min=40000, rtp_port_max=40999, invites_per_second_per_source=100))
+    ua = caller_agent()
     await ua.start()
     try:
         results = await asyncio.gather(*(one_call(ua, f"sip:bench{i}@127.0.0.1:{bot_port}", speech, i * stagger)

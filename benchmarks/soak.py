@@ -37,10 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sip_callers import Ear, free_port, say_and_time_reply, serve, synthesise  # noqa: E402
+from sip_callers import answered_call, caller_agent, free_port, say_and_time_reply, serve, synthesise  # noqa: E402
 
-from telephony.call import CallLeg  # noqa: E402
-from telephony.config import SipConfig  # noqa: E402
 from telephony.sip.ua import DialError, UserAgent  # noqa: E402
 
 # Requests that keep the dialog going (none asks for a person or says goodbye, which would end the call).
@@ -76,34 +74,29 @@ class Tally:
 async def one_call(ua: UserAgent, target: str, speeches: list[bytes], tally: Tally, rng: random.Random) -> None:
     """One call of 3 to 5 turns. Dropped: no answer, no greeting, or a turn without a reply; a call the bot
     ends after replying (its dialog said goodbye or gave up verifying the caller) counts as ended by the bot."""
+    dropped = False
     try:
-        leg: CallLeg = await ua.dial(target, ring_timeout=15)
+        async with answered_call(ua, target, ring_timeout=15, greeting_timeout=30) as (leg, ear, greeted):
+            if not greeted:
+                tally.errors.append("no greeting")
+                dropped = True
+            for speech in rng.sample(speeches, rng.randint(3, min(5, len(speeches)))):
+                if dropped or leg.state != "answered":
+                    break
+                latency = await say_and_time_reply(leg, ear, speech)
+                if latency is None:
+                    tally.errors.append("no reply" if leg.state == "answered" else "ended without a reply")
+                    dropped = True
+                    break
+                tally.latencies.append(latency)
+                await ear.quiet_for(1.0, 20)
+                await asyncio.sleep(rng.uniform(1.0, 3.0))  # the caller thinks before the next request
+            tally.max_gap_ms = max(tally.max_gap_ms, leg.rtp.stats.max_receive_gap_ms)
+            ended_by_bot = leg.state != "answered"
     except DialError as exc:
         tally.dropped += 1
         tally.errors.append(f"dial: {exc}")
         return
-    ear = Ear()
-    leg.add_sink(ear)
-    dropped = False
-    try:
-        if not await ear.quiet_for(1.0, 30):
-            tally.errors.append("no greeting")
-            dropped = True
-        for speech in rng.sample(speeches, rng.randint(3, min(5, len(speeches)))):
-            if dropped or leg.state != "answered":
-                break
-            latency = await say_and_time_reply(leg, ear, speech)
-            if latency is None:
-                tally.errors.append("no reply" if leg.state == "answered" else "ended without a reply")
-                dropped = True
-                break
-            tally.latencies.append(latency)
-            await ear.quiet_for(1.0, 20)
-            await asyncio.sleep(rng.uniform(1.0, 3.0))  # the caller thinks before the next request
-        tally.max_gap_ms = max(tally.max_gap_ms, leg.rtp.stats.max_receive_gap_ms)
-        ended_by_bot = leg.state != "answered"
-    finally:
-        await leg.hangup()
     if dropped:
         tally.dropped += 1
     elif ended_by_bot:
@@ -135,8 +128,7 @@ async def soak(pid: int, port: int, speeches: list[bytes], calls: int, minutes: 
                latencies: list[float]) -> tuple[list[dict], Tally]:
     """Run the callers; the samples, what the callers saw after the last one, and (into ``latencies``) every
     reply latency."""
-    ua = UserAgent(SipConfig(listen_udp=f"127.0.0.1:{free_port()}", listen_tcp=None,
-                             rtp_port_min=40000, rtp_port_max=40999, invites_per_second_per_source=100))
+    ua = caller_agent()
     await ua.start()
     tally = Tally()
     started = time.monotonic()

@@ -12,6 +12,7 @@ Prints JSON per variant: WER per kind, rejected clips, CPU ms per clip (mean, p9
                                                          # [/ token cap / second decode's prompt / s per word]
                                                          # [/ a "no speech" digit both readings agree on taken back: on/off]
                                                          # [/ beam of a looping reading's second decode]
+                                                         # [/ tokens each full-window retry of a looping reading writes]
         [--kinds digit,number,answer,request] [--dump clips.json]
 """
 
@@ -67,19 +68,22 @@ ALTERNATIVE_PROMPTS = {"off": None, "none": "", "answers": SHORT_ANSWERS}
 
 
 def parse_variant(text: str) -> ShortClipDecoding:
-    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off[/LOOP_BEAM]]]]]: the token cap (0:
-    the general one), the second decode (``none``: without a prompt, ``answers``: after SHORT_ANSWERS alone; default
-    none), the seconds of speech per word under which a repeated word is kept once (0: never; default SHORT_MIN_WORD_S),
-    whether a "no speech" rejection is taken back when both readings are the same digit (default on) and the beam a
-    looping reading is decoded again with before the full window (default 0: none)."""
+    """LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off[/LOOP_BEAM[/RETRY_MAX_TOKENS]]]]]]:
+    the token cap (0: the general one), the second decode (``none``: without a prompt, ``answers``: after
+    SHORT_ANSWERS alone; default none), the seconds of speech per word under which a repeated word is kept once (0:
+    never; default SHORT_MIN_WORD_S), whether a "no speech" rejection is taken back when both readings are the same
+    digit (default on), the beam a looping reading is decoded again with before the full window (default 0: none) and
+    the tokens each decode of the full window a looping reading is tried in next may write after its prompt (0: the
+    general cap; default ShortClipDecoding's)."""
     lead, trail, beam, blank, *rest = text.split("/")
     cap = int(rest[0]) if rest else 0
     alternative = ALTERNATIVE_PROMPTS[rest[1]] if len(rest) > 1 else None
     min_word_s = float(rest[2]) if len(rest) > 2 else SHORT_MIN_WORD_S
     digits_agree = rest[3] != "off" if len(rest) > 3 else True
     loop_beam = int(rest[4]) if len(rest) > 4 else 0
+    retry = {"retry_max_tokens": int(rest[5])} if len(rest) > 5 else {}
     return ShortClipDecoding(float(lead), float(trail), int(beam), blank == "on", cap, alternative, min_word_s,
-                             digits_agree, loop_beam)
+                             digits_agree, loop_beam, **retry)
 
 
 def main() -> None:
@@ -87,7 +91,10 @@ def main() -> None:
     parser.add_argument("--voices", default=",".join(VOICES))
     parser.add_argument("--extra-voices", action="store_true", help="add EXTRA_VOICES for the short rows")
     parser.add_argument("--config", default=None)
-    parser.add_argument("--variants", default="", help="short-clip decodings to compare (default: the configured)")
+    parser.add_argument("--variants", default="",
+                        help="short-clip decodings to compare, comma-separated (default: the configured), each "
+                             "LEAD/TRAIL/BEAM/on|off[/MAX_TOKENS[/off|none|answers[/MIN_WORD_S[/on|off[/LOOP_BEAM"
+                             "[/RETRY_MAX_TOKENS]]]]]] (see parse_variant)")
     parser.add_argument("--kinds", default="", help="only these kinds (digit,number,answer,request,sentence)")
     parser.add_argument("--dump", default="", help="write every clip's reading per variant to this JSON file")
     args = parser.parse_args()

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import socket
 import statistics
@@ -308,6 +309,15 @@ def measure_webrtc(args: argparse.Namespace, agent_port: int, folder: Path) -> l
     return runs
 
 
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores (shared: pessimistic)"
+
+
+def summary(ok: list[dict[str, float]], key: str) -> dict[str, float] | None:
+    """The median and the largest ``key`` of the runs that did not fail (None: every run failed)."""
+    values = [r[key] for r in ok]
+    return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)} if values else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -349,14 +359,9 @@ def main() -> None:
             agent.wait(timeout=10)
         shared.close()
     ok = [r for r in runs if "failed" not in r]
-
-    def summary(key: str) -> dict[str, float] | None:
-        values = [r[key] for r in ok]
-        return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)} if values else None
-
     print(json.dumps({
         "benchmark": "transfer_latency",
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores (shared: pessimistic)",
+        "machine": MACHINE,
         "runs": len(runs),
         "failed": len(runs) - len(ok),
         "mode": "sequential" if args.sequential else "overlapped",
@@ -365,7 +370,7 @@ def main() -> None:
         "announcement_audio_s": round(announcement_s, 2),
         "whisper": whisper,
         "whisper_audio_s": round(whisper_audio_s, 2),
-        **{key: summary(key) for key in ("announcement_end_s", "dial_s", "whisper_s", "decision_to_agent_audio_s")},
+        **{key: summary(ok, key) for key in ("announcement_end_s", "dial_s", "whisper_s", "decision_to_agent_audio_s")},
         "per_run": runs,
     }, indent=2))
 
@@ -379,19 +384,14 @@ def main_webrtc(args: argparse.Namespace) -> None:
             agent.terminate()
             agent.wait(timeout=10)
     ok = [r for r in runs if "failed" not in r]
-
-    def summary(key: str) -> dict[str, float] | None:
-        values = [r[key] for r in ok]
-        return {"p50": round(statistics.median(values), 3), "max": round(max(values), 3)} if values else None
-
     print(json.dumps({
         "benchmark": "transfer_latency",
         "caller": "webrtc",
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores (shared: pessimistic)",
+        "machine": MACHINE,
         "runs": len(runs),
         "failed": len(runs) - len(ok),
-        **{key: summary(key) for key in ("announcement_end_s", "decision_to_agent_audio_s",
-                                         "speech_end_to_agent_audio_s")},
+        **{key: summary(ok, key) for key in ("announcement_end_s", "decision_to_agent_audio_s",
+                                             "speech_end_to_agent_audio_s")},
         "per_run": runs,
     }, indent=2))
 

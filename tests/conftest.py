@@ -21,7 +21,8 @@ worker's own block), never a fixed number, so the two workers never collide.
 
 ``trained`` and ``engine``: the bundled domain with its trained NLU (once per module) and a dialog engine on a
 fresh demo database at :data:`dialog_helpers.NOW` with seed 3 (per test), for the dialog tests. A module whose
-engine differs (another seed, clock, options or database) defines its own ``engine``, which takes precedence."""
+engine differs (another seed, clock, options or database) defines its own ``engine``, which takes precedence.
+``nlu``: that trained NLU alone, for the NLU tests."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from cluster_helpers import SHARED_CLUSTER_CONFIG, PostgresServer, SharedCluster
 from dialog_helpers import demo_engine, train_bundled
 
 from dialogs.engine import DialogEngine
+from dialogs.nlu import NLU
 
 CLUSTER_GROUP = "cluster"
 # The groups that take longest (measured with --durations=0 on the 2-core machine), longest first; the rest follow
@@ -76,6 +78,12 @@ def postgres_url() -> Iterator[str]:
 def trained() -> tuple:
     """The bundled domain and its trained NLU (see the module docstring)."""
     return train_bundled()
+
+
+@pytest.fixture(scope="module")
+def nlu(trained: tuple) -> NLU:
+    """The NLU trained on the bundled domain (see the module docstring)."""
+    return trained[1]
 
 
 @pytest.fixture()

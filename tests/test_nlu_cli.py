@@ -64,3 +64,13 @@ def test_eval_nlu_report_and_bad_files(tmp_path: Path) -> None:
         result = run(["eval", "nlu", str(path)], cwd=tmp_path)
         assert result.returncode == 2
         assert "Traceback" not in result.stderr and str(path.name) in result.stderr
+
+
+def test_a_day_that_is_not_a_date_is_a_usage_error_naming_today(tmp_path: Path) -> None:
+    data = tmp_path / "small.tsv"
+    data.write_text("utterance\tintents\nwhere is my order\torder_status\n")
+    for args in (["nlu", "--today", "2025-13-01", "hello"], ["eval", "nlu", str(data), "--today", "2025-13-01"],
+                 ["eval", "spoken", str(data), "--today", "2025-13-01"]):
+        result = run(args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert "Invalid value for --today: '2025-13-01' is not a date like 2025-01-15" in result.stderr, args

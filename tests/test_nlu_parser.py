@@ -23,11 +23,6 @@ TODAY = date(2025, 1, 15)
 DEV = Path(__file__).parent / "data" / "nlu_dev.tsv"
 
 
-@pytest.fixture(scope="module")
-def nlu() -> NLU:
-    return NLU.train(load_domain())
-
-
 def names(result: ParseResult) -> list[str]:
     return [h.name for h in result.intents]
 

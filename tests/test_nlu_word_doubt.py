@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
-from dialogs.domain import load_domain
 from dialogs.manager.doubt import unsure_request
 from dialogs.nlu import NLU
 from dialogs.nlu.heard import HeardWord, token_probabilities
@@ -18,11 +15,6 @@ from dialogs.nlu.parser import UNSURE_CLAUSE
 TODAY = date(2025, 1, 15)
 SURE = 0.95
 UNSURE = round(UNSURE_CLAUSE / 3, 3)
-
-
-@pytest.fixture(scope="module")
-def nlu() -> NLU:
-    return NLU.train(load_domain())
 
 
 def heard(text: str, unsure: set[str] = frozenset()) -> tuple[HeardWord, ...]:  # type: ignore[assignment]

@@ -11,8 +11,10 @@ from telephony.sip.message import (
     SipResponse,
     SipUri,
     Via,
+    format_params,
     make_response,
     parse_message,
+    parse_params,
 )
 
 INVITE = (
@@ -168,3 +170,10 @@ def test_list_split_honours_escaped_quotes() -> None:
     from telephony.sip.message import split_list
 
     assert split_list(r'"a\", <b" <sip:a@x>, <sip:b@x>') == [r'"a\", <b" <sip:a@x>', "<sip:b@x>"]
+
+
+def test_params_format_back_to_what_was_parsed() -> None:
+    params = parse_params(";branch=z9hG4bK776asdhds;rport;Transport=TCP")
+    assert params == {"branch": "z9hG4bK776asdhds", "rport": "", "transport": "TCP"}
+    assert format_params(params) == ";branch=z9hG4bK776asdhds;rport;transport=TCP"
+    assert format_params({}) == ""

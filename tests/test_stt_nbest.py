@@ -4,7 +4,6 @@ the readings (dialogs/nlu/nbest.py). Real NLU trained on the bundled domain; rea
 from __future__ import annotations
 
 import pytest
-from dialog_helpers import train_bundled
 
 from audio import pcm
 from audio.speech import espeak_ng
@@ -13,11 +12,6 @@ from voicebot.config import Settings
 from voicebot.phone_speech import phone_line
 from voicebot.pipeline.shared import SharedModels
 from voicebot.stt_evaluation import to_pcm16
-
-
-@pytest.fixture(scope="module")
-def nlu():
-    return train_bundled()[1]
 
 
 def test_the_reading_the_nlu_understands_wins_over_a_likelier_garble(nlu) -> None:

@@ -41,8 +41,7 @@ def advance(dlg: DialogSession) -> None:
             if st.announced > 1:
                 st.announced -= 1
             elif st.announced == 1 and dlg.state.finished:
-                intent = dlg.domain.intents[st.current.intent]
-                dlg._say("agenda_next", next=intent.announce or intent.description or st.current.intent)
+                dlg._say("agenda_next", next=dlg.domain.spoken_name(st.current.intent))
                 st.announced = 0
             elif st.current.queued and st.finished:
                 asides.lead_in(dlg, st.current)
@@ -151,8 +150,13 @@ def reprompt_after_invalid(dlg: DialogSession, task: Task, slot_name: str) -> No
     if task.reprompts > dlg.engine.options.max_reprompts:
         dlg._handoff("invalid_" + slot_name)
         return
-    slot = dlg.domain.slots[slot_name]
     dlg._fire(f"re-ask {slot_name} after invalid value")
+    reprompt_slot(dlg, slot_name)
+
+
+def reprompt_slot(dlg: DialogSession, slot_name: str) -> None:
+    """Ask for slot ``slot_name`` again in its reprompt words (its prompt if it has none) and expect its value."""
+    slot = dlg.domain.slots[slot_name]
     dlg._out.append(dlg._text(slot.reprompt or slot.prompt))
     dlg._asked(Expect.SLOT, slot=slot_name)
 

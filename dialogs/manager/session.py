@@ -566,9 +566,7 @@ class DialogSession:
         if task.reprompts > self.engine.options.max_reprompts:
             self._handoff("slot_not_understood")
             return True
-        slot = self.domain.slots[slot_name]
-        self._out.append(self._text(slot.reprompt or slot.prompt))
-        self._asked(Expect.SLOT, slot=slot_name)
+        flows.reprompt_slot(self, slot_name)
         return True
 
     def _on_offer_human(self, parse: ParseResult, text: str, dtmf: str | None) -> bool:
@@ -643,11 +641,10 @@ class DialogSession:
         else:
             st.agenda.extend(new)
         if len(new) > 1 and not interrupt:
-            first = self.domain.intents[new[0].intent]
             self._say(
                 "agenda_intro",
                 count=COUNT_WORDS.get(len(new), f"all {len(new)}"),
-                first=first.announce or first.description or new[0].intent,
+                first=self.domain.spoken_name(new[0].intent),
             )
             st.announced = len(new)
             self._acked_now = True

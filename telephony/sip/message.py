@@ -154,6 +154,11 @@ def parse_params(text: str) -> dict[str, str]:
     return out
 
 
+def format_params(params: dict[str, str]) -> str:
+    """{"a": "1", "b": ""} -> ``;a=1;b`` (the reverse of :func:`parse_params`)."""
+    return "".join(f";{k}={v}" if v else f";{k}" for k, v in params.items())
+
+
 @dataclass
 class SipUri:
     """``sip:user@host:port;params`` (user and port optional)."""
@@ -200,9 +205,7 @@ class SipUri:
         s += self.host
         if self.port:
             s += f":{self.port}"
-        for k, v in self.params.items():
-            s += f";{k}={v}" if v else f";{k}"
-        return s
+        return s + format_params(self.params)
 
 
 def _port(text: str) -> int:
@@ -267,9 +270,7 @@ class Address:
     def __str__(self) -> str:
         quoted = self.display.replace("\\", "\\\\").replace('"', '\\"')
         s = f'"{quoted}" <{self.uri}>' if self.display else f"<{self.uri}>"
-        for k, v in self.params.items():
-            s += f";{k}={v}" if v else f";{k}"
-        return s
+        return s + format_params(self.params)
 
 
 def _quoted_string(text: str) -> tuple[str, int]:
@@ -331,9 +332,7 @@ class Via:
         s = f"SIP/2.0/{self.transport} {self.host}"
         if self.port:
             s += f":{self.port}"
-        for k, v in self.params.items():
-            s += f";{k}={v}" if v else f";{k}"
-        return s
+        return s + format_params(self.params)
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""What every command shares: the --config option and loading settings with a readable error."""
+"""What every command shares: the --config option, loading settings with a readable error, and --today's day."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -24,6 +25,14 @@ def config_option(func: F) -> F:
         default=None,
         help="voicebot.yaml to use (default: $VOICEBOT_CONFIG, else ./voicebot.yaml, else built-in defaults).",
     )(func)
+
+
+def parse_today(value: str) -> date:
+    """``--today``'s value (YYYY-MM-DD) as a date; anything else is a usage error naming the option."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2025-01-15", param_hint="--today") from None
 
 
 def settings_or_exit(config_path: str | None) -> Settings:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 
 import click
 
-from voicebot.cli.common import config_option
+from voicebot.cli.common import config_option, parse_today
 from voicebot.cli.nlu import load_nlu
 
 # The day the relative dates of tests/data/nlu_dev.tsv ("yesterday", "last tuesday") were written against.
@@ -30,10 +29,7 @@ def eval_nlu(file: str, as_json: bool, today_text: str, show_errors: int, domain
     optional third column of gold slots `slot=value;slot=value`."""
     from dialogs.nlu.evaluation import DatasetError, evaluate, format_report, load_examples
 
-    try:
-        today = date.fromisoformat(today_text)
-    except ValueError:
-        raise click.BadParameter(f"{today_text!r} is not a date like 2025-01-15", param_hint="--today") from None
+    today = parse_today(today_text)
     try:
         examples = load_examples(file)
     except DatasetError as exc:

@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,7 +15,7 @@ import click
 from dialogs.nlu.classifier import classifier_view
 from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.normalize import normalize
-from voicebot.cli.common import config_option, models_or_exit, settings_or_exit
+from voicebot.cli.common import config_option, models_or_exit, parse_today, settings_or_exit
 from voicebot.cli.eval_nlu import DEV_TODAY
 from voicebot.cli.nlu import load_nlu
 
@@ -133,10 +132,7 @@ def eval_spoken(file: str, voice_names: str | None, each: bool, as_json: bool, t
     from dialogs.nlu.nbest import choose
     from voicebot.phone_speech import DEFAULT_VOICES, PhoneListener, parse_voices
 
-    try:
-        today = date.fromisoformat(today_text)
-    except ValueError:
-        raise click.BadParameter(f"{today_text!r} is not a date like 2025-01-15", param_hint="--today") from None
+    today = parse_today(today_text)
     try:
         voices = parse_voices(voice_names or ",".join(DEFAULT_VOICES))
     except ValueError as exc:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 from typing import TYPE_CHECKING
 
 import click
 
-from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.cli.common import config_option, parse_today, settings_or_exit
 
 if TYPE_CHECKING:
     from dialogs.nlu import NLU
@@ -37,15 +36,6 @@ def load_nlu(config_path: str | None, domain_path: str | None) -> NLU:
         sys.exit(2)
 
 
-def _today(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 2025-01-15", param_hint="--today") from None
-
-
 @click.command("nlu")
 @click.argument("text", required=False)
 @click.option("--jsonl", is_flag=True, help="Read one utterance per line from stdin, print one JSON object per line.")
@@ -66,7 +56,7 @@ def nlu(text: str | None, jsonl: bool, dtmf: str | None, today_text: str | None,
         raise click.UsageError("give TEXT, or --jsonl to read utterances from stdin")
     if text is not None and jsonl:
         raise click.UsageError("give either TEXT or --jsonl, not both")
-    today = _today(today_text)
+    today = parse_today(today_text) if today_text is not None else None
     model = load_nlu(config_path, domain_path)
     if not jsonl:
         result = model.parse(text or "", dtmf=dtmf, today=today)
