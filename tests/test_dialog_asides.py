@@ -239,6 +239,26 @@ def test_the_pending_request_said_again_beside_an_identity_answer_keeps_its_numb
     assert reply.text.startswith("Sorry, that doesn't match")
 
 
+@pytest.mark.parametrize("answer", ["94107, where is my order 45281", "94107. Where is my order 45281"])
+def test_an_identity_answer_before_a_request_after_a_comma_or_full_stop_verifies(engine: DialogEngine,
+                                                                                  answer: str) -> None:
+    # The pending order check said again: its own number is kept, the postcode answers.
+    session, [_, reply] = _call(engine, "where is my order", answer)
+    assert "verified by postcode" in reply.trace["steps"] and "4 5 2 8 1 was shipped" in reply.text
+    # Another request waits with the number said in its own clause, never the answer's.
+    session, [_, reply] = _call(engine, "I want to change my address", answer)
+    assert "verified by postcode" in reply.trace["steps"] and reply.text.endswith(
+        "I'll help with your order after this. What is the new address, with the street, city and postcode?")
+    assert [(t.intent, t.slots) for t in session.state.agenda] == [("order_status", {"order_id": "45281"})]
+    assert reply.heard == MASK
+
+
+def test_a_request_beside_an_identity_answer_keeps_no_value_of_the_answer(engine: DialogEngine) -> None:
+    session, [_, reply] = _call(engine, "I want to change my address", "it's 94107 and where is my order")
+    assert "verified by postcode" in reply.trace["steps"]
+    assert [(t.intent, t.slots) for t in session.state.agenda] == [("order_status", {})]
+
+
 def test_a_reason_with_a_question_about_the_other_order_takes_the_reason_and_queues_the_other_order(
         kb_engine: DialogEngine) -> None:
     # Jane has two orders: 12034 (delivered, returned here) and 45281. The NLU the bot runs with (it learns the

@@ -11,7 +11,7 @@ How an utterance is parsed:
    order" the piece "where is my order" votes strongly against change_address, so two clauses win.
    A complaint ("this is the third time, it is ridiculous": :func:`~dialogs.nlu.segmenter.complaint_spans`) is
    a clause of its own that names no request, so a request beside it is found on its own words; so is a value that
-   opens the turn before a connector ("94107 | and where is my order 45281": the answer to the bot's question,
+   opens the turn before a connector or a punctuation mark ("94107 | and where is my order 45281": the answer to the bot's question,
    :func:`~dialogs.nlu.segmenter.answer_spans`), whose value fills the request only when it names none. A fragment the
    recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
    | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
@@ -66,6 +66,7 @@ from dialogs.nlu.heard import HeardWord, span_probability, token_probabilities
 from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import (
     Clause,
+    answer_spans,
     candidate_cuts,
     fragment_cuts,
     make_clause,
@@ -281,7 +282,7 @@ class NLU:
         cuts = self._cuts(norm) if norm.tokens else []  # once: the segmentation and the faq stage both use them
         chosen = self._segment(norm, cuts) if norm.tokens else []
         offsets = norm.offsets()
-        self._absorb_slot_clauses(chosen, entities, norm.tokens, offsets)
+        self._absorb_slot_clauses(chosen, entities, norm, offsets)
         if self.questions is not None:
             chosen = self._find_questions(chosen, norm, cuts, entities, offsets)
 
@@ -386,7 +387,7 @@ class NLU:
         if OUT_OF_SCOPE in labels:
             # A complaint, or an answer before a request ("94107 | and where is my order"), names no request, whatever
             # the words the recogniser's transcripts share with requests.
-            for lo, hi in requestless_spans(tokens):
+            for lo, hi in requestless_spans(tokens, norm.breaks):
                 for key in wordy:
                     if lo <= points[key[0]] and points[key[1]] <= hi:
                         probs[key] = np.eye(len(labels))[labels.index(OUT_OF_SCOPE)]
@@ -401,8 +402,12 @@ class NLU:
 
         scored: dict[tuple[int, int], _Scored] = {}
         gains: dict[tuple[int, int], float] = {}
+        answered = {hi for _, hi in answer_spans(tokens, norm.breaks)}
         for key in wordy:
             i, j = key
+            if any(points[i] < hi < points[j] for hi in answered):
+                gains[key] = -math.inf  # the answer before a request ends a clause ("94107, | where is my order")
+                continue
             if clauses[key].negated and any(points[k] not in weak for k in range(i + 1, j)):
                 gains[key] = -math.inf  # a negation reaches to the next clause opener, no further
                 continue
@@ -466,13 +471,14 @@ class NLU:
             left = _Scored(other, OUT_OF_SCOPE, 0.0)
         return [left, hit] if tail else [hit, left]
 
-    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], tokens: list[str],
+    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], norm: Normalized,
                              offsets: list[tuple[int, int]]) -> None:
         """A short clause that only gives a value for a neighbouring request belongs to that request:
         in "the charger is faulty so i want to return it" the fault is the return's reason, not a
         technical_support request. Relabels such clauses in place. An answer before a request ("94107 | and where is
         my order 45281") stays an answer: its value is the request's only when the request names none."""
-        answers = set(requestless_spans(tokens))
+        tokens = norm.tokens
+        answers = set(requestless_spans(tokens, norm.breaks))
         for k, s in enumerate(chosen):
             if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets) \
                     or (s.clause.start, s.clause.end) in answers:
