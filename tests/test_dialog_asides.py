@@ -366,3 +366,12 @@ def test_a_public_question_alone_at_a_question_is_answered_and_the_question_aske
                                  "what are your opening hours")
     assert reply.text.startswith(HOURS) and reply.text.endswith("cancel your subscription?")
     assert "public question beside the answer" not in reply.trace["steps"]
+
+
+def test_where_is_it_after_the_order_number_is_that_orders_check_not_a_public_question(
+        kb_engine: DialogEngine) -> None:
+    session, [*_, reply] = _call(kb_engine, "where is my order", "94107", "45281 and where is it")
+    assert reply.text.startswith("Your order 4 5 2 8 1 was shipped") and "don't know" not in reply.text
+    assert reply.trace.get("knowledge") in (None, []) and _agenda(session) == []
+    session, [reply] = _call(kb_engine, "45281 and where is it")  # the first turn: the check of that order
+    assert session.state.current is not None and session.state.current.slots == {"order_id": "45281"}

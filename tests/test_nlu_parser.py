@@ -312,6 +312,18 @@ def test_no_clause_reaches_across_the_answer_before_a_request(kb_nlu: NLU, text:
     assert names(result) == ["order_status"] and result.intents[0].slots == {"order_id": "45281"}
 
 
+@pytest.mark.parametrize("text", ["45281 and where is it", "45281, where is it?", "it's 45281 and where is it"])
+def test_where_is_it_after_a_number_asks_for_that_order(nlu: NLU, kb_nlu: NLU, text: str) -> None:
+    # "where is it" alone is out of scope (or a public question, with the faq act): "it" is the order just said.
+    for model in (nlu, kb_nlu):
+        result = model.parse(text)
+        assert names(result) == ["order_status"] and result.intents[0].slots == {"order_id": "45281"}
+        assert result.intents[0].clause == "where is it"
+    assert names(kb_nlu.parse("where is it")) != ["order_status"]  # nothing said before it to refer to
+    assert names(nlu.parse("45281 and I want to return it")) == ["return_item"]  # a request of its own stays
+    assert names(nlu.parse("45281 and I don't want to return it")) != ["return_item"]
+
+
 def test_what_is_an_answer_before_a_request() -> None:
     assert answer_spans(["94107", "and", "where", "is", "my", "order"]) == [(0, 1)]
     assert answer_spans(["it", "is", "555", "123", "and", "also", "reset", "my", "password"]) == [(0, 4)]
