@@ -375,3 +375,17 @@ def test_where_is_it_after_the_order_number_is_that_orders_check_not_a_public_qu
     assert reply.trace.get("knowledge") in (None, []) and _agenda(session) == []
     session, [reply] = _call(kb_engine, "45281 and where is it")  # the first turn: the check of that order
     assert session.state.current is not None and session.state.current.slots == {"order_id": "45281"}
+
+
+def test_a_reason_that_resembles_a_public_question_is_the_reason_unless_asked_as_one(kb_engine: DialogEngine) -> None:
+    # "the box was crushed" is close to the damaged-item entry's question (the NLU reads faq): at the reason question
+    # it is the reason.
+    session, [*_, reply] = _call(kb_engine, "I want to return order 45281", Turn(dtmf="4321"), "the box was crushed")
+    assert reply.text == "Just to confirm: you'd like to return order 4 5 2 8 1, reason: the box was crushed. " \
+                         "Is that right?"
+    assert session.knowledge_answered == []
+    session, [*_, asked] = _call(kb_engine, "I want to return order 45281", Turn(dtmf="4321"), "was the box crushed?")
+    assert session.knowledge_answered == ["damaged_item"] and asked.text.endswith("What is the reason for the return?")
+    session, [*_, policy] = _call(kb_engine, "I want to return order 45281", Turn(dtmf="4321"),
+                                  "what is your return policy")
+    assert session.knowledge_answered == ["return_policy"] and policy.text.endswith("What is the reason for the return?")
