@@ -310,6 +310,8 @@ def test_no_clause_reaches_across_the_answer_before_a_request(kb_nlu: NLU, text:
     result = kb_nlu.parse(text)
     assert result.segments == ["94107", "where is my order 45281"]
     assert names(result) == ["order_status"] and result.intents[0].slots == {"order_id": "45281"}
+    # a fragment after the mark joins the value ("45281. | I do not recognise"): the answer's end is then no boundary
+    assert kb_nlu.parse("45281. I do not recognise").segments == ["45281 i do not recognise"]
 
 
 @pytest.mark.parametrize("text", ["45281 and where is it", "45281, where is it?", "it's 45281 and where is it"])

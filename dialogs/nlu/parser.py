@@ -410,7 +410,7 @@ class NLU:
 
         scored: dict[tuple[int, int], _Scored] = {}
         gains: dict[tuple[int, int], float] = {}
-        answered = {hi for _, hi in answer_spans(tokens, norm.breaks)}
+        answered = {hi for _, hi in answer_spans(tokens, norm.breaks)} & set(points)  # unless a fragment joined it
         for key in wordy:
             i, j = key
             if any(points[i] < hi < points[j] for hi in answered):
