@@ -205,13 +205,16 @@ def test_eval_knowledge_through_the_nlu_tells_answers_from_requests_and_i_dont_k
 
     tsv = tmp_path / "q.tsv"
     tsv.write_text("question\tentry\nwhen are you open on saturdays\topening_hours\n"
-                   "cancel order 33451 please\t-\nhow do i cook rice\t-\n")
+                   "cancel order 33451 please\t-\nhow do i cook rice\t-\n"
+                   "can i exchange the jacket for a medium\texchanges\n")
     result = CliRunner().invoke(eval_group, ["knowledge", str(tsv), "--json", "--through-nlu"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["through"] == "nlu" and report["accuracy"] == 1.0
-    assert report["heard"] == {"known": {"answer": 1, "request": 0, "nothing": 0},
+    # "... Would you like me to start a return now?": the return is offered, not started; the row is the answer's
+    assert report["heard"] == {"known": {"answer": 2, "request": 0, "nothing": 0},
                                "unknown": {"answer": 0, "request": 1, "nothing": 1}}
+    assert report["offered"] == {"known": 1, "unknown": 0}
     result = CliRunner().invoke(eval_group, ["knowledge", str(tsv), "--through-nlu", "--threshold", "0.3"])
     assert result.exit_code == 2 and "without --encoder and --threshold" in result.output
 

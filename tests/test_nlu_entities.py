@@ -52,6 +52,20 @@ def test_phone_and_pin_by_length_and_context() -> None:
     assert entities("my pin is one two three four")["pin"] == "1234"
 
 
+@pytest.mark.parametrize("text", ["order 4 5 2 8 1", "45281.", "4-5-2-8-1", "it's 45281. Thanks", "four five two eight one"])
+def test_an_order_number_said_or_written_in_any_usual_form(text: str) -> None:
+    assert entities(text)["order_number"] == "45281"
+    found = extract(normalize(text), "order_number", TODAY)
+    assert found is not None and found.value == "45281"
+
+
+@pytest.mark.parametrize("text", ["452.2.1.", "4.5.2.8.1", "it is 452.21"])
+def test_a_number_split_by_dots_into_pieces_is_no_order_number(text: str) -> None:
+    # "452.2.1." is a garbled reading: no piece of it is the caller's order number, in a sentence or as an answer.
+    assert "order_number" not in entities(text)
+    assert extract(normalize(text), "order_number", TODAY) is None
+
+
 @pytest.mark.parametrize(
     ("text", "slot_type", "value"),
     [

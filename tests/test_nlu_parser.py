@@ -274,6 +274,10 @@ def test_the_cut_points_are_found_once_per_parse() -> None:
     [
         ("94107 and where is my order 45281", ["94107", "where is my order 45281"], ["order_status"],
          {"order_id": "45281"}),
+        ("94107, where is my order 45281", ["94107", "where is my order 45281"], ["order_status"],
+         {"order_id": "45281"}),  # a comma instead of "and"
+        ("94107. Where is my order 45281", ["94107", "where is my order 45281"], ["order_status"],
+         {"order_id": "45281"}),  # as the recogniser writes it
         ("it's 45281 and I want to return it", ["it is 45281", "i want to return it"], ["return_item"],
          {"order_id": "45281"}),  # the request names no number: the answer's is its
     ],
@@ -286,9 +290,44 @@ def test_an_answer_before_a_request_is_a_clause_of_its_own(
     assert result.intents[0].clause == segments[1]
 
 
+@pytest.fixture(scope="module")
+def kb_nlu() -> NLU:
+    """The NLU the bot runs with: it also learns the knowledge base's questions (the ``faq`` act)."""
+    from dialogs.knowledge.dialog import Knowledge
+
+    domain = load_domain()
+    return NLU.train(domain, questions=Knowledge.for_domain(domain))
+
+
+@pytest.mark.parametrize("text", ["94107, where is my order 45281", "94107. Where is my order 45281"])
+def test_no_clause_reaches_across_the_answer_before_a_request(kb_nlu: NLU, text: str) -> None:
+    # With the faq act learned, "94107 where is | my order 45281" scored about as well: the answer ends a clause.
+    result = kb_nlu.parse(text)
+    assert result.segments == ["94107", "where is my order 45281"]
+    assert names(result) == ["order_status"] and result.intents[0].slots == {"order_id": "45281"}
+    # a fragment after the mark joins the value ("45281. | I do not recognise"): the answer's end is then no boundary
+    assert kb_nlu.parse("45281. I do not recognise").segments == ["45281 i do not recognise"]
+
+
+@pytest.mark.parametrize("text", ["45281 and where is it", "45281, where is it?", "it's 45281 and where is it"])
+def test_where_is_it_after_a_number_asks_for_that_order(nlu: NLU, kb_nlu: NLU, text: str) -> None:
+    # "where is it" alone is out of scope (or a public question, with the faq act): "it" is the order just said.
+    for model in (nlu, kb_nlu):
+        result = model.parse(text)
+        assert names(result) == ["order_status"] and result.intents[0].slots == {"order_id": "45281"}
+        assert result.intents[0].clause == "where is it"
+    assert names(kb_nlu.parse("where is it")) != ["order_status"]  # nothing said before it to refer to
+    assert names(nlu.parse("45281 and I want to return it")) == ["return_item"]  # a request of its own stays
+    assert names(nlu.parse("45281 and I don't want to return it")) != ["return_item"]
+
+
 def test_what_is_an_answer_before_a_request() -> None:
     assert answer_spans(["94107", "and", "where", "is", "my", "order"]) == [(0, 1)]
     assert answer_spans(["it", "is", "555", "123", "and", "also", "reset", "my", "password"]) == [(0, 4)]
     assert answer_spans(["94107", "and"]) == []  # nothing after it
     assert answer_spans(["order", "45281", "and", "where", "is", "it"]) == []  # not a value alone
     assert answer_spans(["94107", "where", "is", "my", "order"]) == []  # no connector: the request's own number
+    tokens = ["94107", "where", "is", "my", "order"]
+    assert answer_spans(tokens, {1}) == [(0, 1)]  # "94107, where is my order": a punctuation mark parts it
+    assert answer_spans(["94107", "45281", "where", "is", "it"], {1}) == [(0, 1)]  # the value up to the mark
+    assert answer_spans(["94107", "where"], {2}) == []  # a mark at the end parts nothing

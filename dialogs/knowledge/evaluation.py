@@ -46,6 +46,9 @@ class Heard:
     said: str = ""  # the reply or the retriever's reason, for the list of errors
     best: str | None = None  # the nearest entry, whatever its score
     score: float | None = None
+    # A request offered after the answer ("... Would you like me to help with the return now?"): not yet its flow, so
+    # the row is scored on the answer given; counted apart in the report.
+    offered: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -63,11 +66,13 @@ class KnowledgeReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     # How often each reply kind (ANSWER, REQUEST, NOTHING) was heard, for answerable ("known") and other rows
     heard: dict[str, dict[str, int]] = field(default_factory=dict)
+    # How many answers ended with a request offered, for answerable ("known") and other rows
+    offered: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "accuracy": self.accuracy, "known": self.known, "unknown": self.unknown,
                 "threshold": self.threshold, "ms_per_query": self.ms_per_query, "heard": self.heard,
-                "errors": self.errors}
+                "offered": self.offered, "errors": self.errors}
 
 
 def load_questions(path: str | Path, known_ids: set[str] | None = None) -> list[LabelledQuestion]:
@@ -119,17 +124,20 @@ def evaluate_heard(
     progress: Callable[[int], None] | None = None,
 ) -> KnowledgeReport:
     """Score what the caller hears: an answerable question is right when its entry is answered, any other when
-    no entry is (a request's flow is right for a request). ``threshold`` is only reported."""
+    no entry is (a request's flow is right for a request). A request offered after the answer is no flow yet: the
+    row is scored on the answer (and counted in ``offered``). ``threshold`` is only reported."""
     right_known = wrong_entry = said_unknown = right_unknown = 0
     errors: list[dict[str, Any]] = []
     heard: dict[str, dict[str, int]] = {"known": {k: 0 for k in (ANSWER, REQUEST, NOTHING)},
                                         "unknown": {k: 0 for k in (ANSWER, REQUEST, NOTHING)}}
+    offered = {"known": 0, "unknown": 0}
     spent = 0.0
     for q in questions:
         t0 = time.perf_counter()
         reply = hear(q.text)
         spent += time.perf_counter() - t0
         heard["known" if q.entry != UNKNOWN else "unknown"][reply.kind] += 1
+        offered["known" if q.entry != UNKNOWN else "unknown"] += bool(reply.offered)
         if q.entry == UNKNOWN:
             right = not reply.entries
             right_unknown += right
@@ -160,6 +168,7 @@ def evaluate_heard(
         ms_per_query=1000 * spent / len(questions),
         errors=errors,
         heard=heard,
+        offered=offered,
     )
 
 
@@ -167,6 +176,7 @@ def heard_in_a_call(engine: DialogEngine) -> Callable[[str], Heard]:
     """Ask each question as the first turn of a new call (anonymous caller, after the greeting), as a caller
     would: the NLU, the knowledge base and the dialog decide together what is said."""
     from dialogs.engine import Turn
+    from dialogs.manager.state import Expect
 
     def hear(text: str) -> Heard:
         session = engine.new_call(channel="eval")
@@ -179,8 +189,11 @@ def heard_in_a_call(engine: DialogEngine) -> Callable[[str], Heard]:
             requests.append("handoff")
         # the whole question's nearest entry, a hint for the list of errors (the dialog may have asked by clause)
         nearest = engine.knowledge.retriever.rank(text, 1) if engine.knowledge is not None else []
+        # "... Would you like me to help with the return now?": asked, not started (the caller has not said yes)
+        offered = (st.also.name,) if session.knowledge_answered and st.also is not None \
+            and st.expect is Expect.ALSO_WANTED else ()
         return Heard(tuple(session.knowledge_answered), tuple(dict.fromkeys(requests)), reply.text,
-                     nearest[0].entry.id if nearest else None, nearest[0].score if nearest else None)
+                     nearest[0].entry.id if nearest else None, nearest[0].score if nearest else None, offered)
 
     return hear
 
@@ -197,6 +210,8 @@ def format_report(report: KnowledgeReport, encoder: str, show_errors: int = 20, 
         f"{k['said_unknown']:.0f} no entry ({hk.get(REQUEST, 0)} of them a request's flow)",
         f"  not answerable ({u['n']:.0f}): {u['accuracy']:.1%} no entry: {hu.get(NOTHING, 0)} \"I don't know\", "
         f"{hu.get(REQUEST, 0)} a request's flow; {hu.get(ANSWER, 0)} answered an entry",
+        *([f"  answers that then offered a request (scored on the answer): {report.offered.get('known', 0)} "
+           f"answerable, {report.offered.get('unknown', 0)} not"] if any(report.offered.values()) else []),
         f"time per query: {report.ms_per_query:.1f} ms",
     ]
     if report.errors and show_errors > 0:

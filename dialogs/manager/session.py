@@ -31,7 +31,7 @@ from dialogs.manager import (
 )
 from dialogs.manager.consent import RECORDED_CHANNELS
 from dialogs.manager.handoff import HandoffPacket, build_handoff
-from dialogs.manager.repair import OTHER_ORDER
+from dialogs.manager.repair import OTHER_ORDER, QUESTION
 from dialogs.manager.responses import Responder
 from dialogs.manager.signals import TurnSignals
 from dialogs.manager.state import FREE_TEXT_SLOTS, NOT_REQUESTS, CallState, Expect, Hit, Question, Task
@@ -368,7 +368,7 @@ class DialogSession:
             return
         # A public question while the bot waits for an answer: answered, then the pending question again.
         if FAQ in names and not tasks and not self._answers_expected_slot(parse) \
-                and faq.answer_questions(self, parse, has_tasks=False):
+                and not self._answers_in_own_words(text) and faq.answer_questions(self, parse, has_tasks=False):
             return
         self._dispatch(parse, text, dtmf)
 
@@ -759,6 +759,14 @@ class DialogSession:
             return False
         slot_type = self.domain.slots[self.state.expect_slot].type
         return any(e.type == slot_type for e in parse.entities)
+
+    def _answers_in_own_words(self, text: str) -> bool:
+        """The bot asked for a detail in the caller's own words (the return's reason) and the turn is not worded as a
+        question: it is the answer, even when it resembles a public question ("the box was crushed" is the knowledge
+        base's damaged-item question, but here it is the reason; "was the box crushed?" is still a question)."""
+        st = self.state
+        return st.expect is Expect.SLOT and st.expect_slot is not None \
+            and self.domain.slots[st.expect_slot].type in FREE_TEXT_SLOTS and not QUESTION.search(text)
 
     def _entity_value(self, parse: ParseResult, slot_type: str, text: str, dtmf: str | None) -> Any:
         for ent in parse.entities:

@@ -74,8 +74,8 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
         return request_said_again(dlg)
     if others:
         # A new request: numbers in its words are never a postcode or PIN. Only a clause of its own beside it
-        # ("my date of birth is ..., and where is my refund") may answer; the request then waits, keeping none of
-        # this turn's values (they may be the identity answer), and still needs the verification.
+        # ("my date of birth is ..., and where is my refund") may answer; the request then waits, keeping only the
+        # values said in its own clause (the others may be the identity answer), and still needs the verification.
         answer = " ".join(asides.answer_segments(parse, others))
         if not answer or dtmf:
             return False
@@ -85,6 +85,11 @@ def on_verify_factor(dlg: DialogSession, parse: ParseResult, text: str, dtmf: st
             return False
         dlg._fire("identity answer with a request beside it")
         queued = asides.queue(dlg, others, keep_values=False)
+        for task in queued:
+            hit = next(h for h in others if h.name == task.intent)
+            for name, value in own_values(dlg, parse, hit).items():
+                task.slots[name] = value
+                dlg._fire(f"{name} of {task.intent} said in its own clause: kept")
         done = check_factor(dlg, candidates)
         asides.announce(dlg, queued)
         return done
@@ -120,19 +125,28 @@ def said_requests(dlg: DialogSession, parse: ParseResult) -> list[IntentHit]:
     return out
 
 
-def keep_own_values(dlg: DialogSession, parse: ParseResult, hit: IntentHit) -> None:
-    """The pending request said again: its values said in its own clause, one of a kind, are its new details (an
-    order number beside another number of the same kind is not: which one is the order's is anyone's guess)."""
-    task = dlg.state.current
-    if task is None:
-        return
+def own_values(dlg: DialogSession, parse: ParseResult, hit: IntentHit) -> dict[str, Any]:
+    """The values of ``hit`` said in its own clause, one of a kind there ("where is my order 45281" beside the answer
+    94107): the request's, never the identity answer's. An order number beside another number of the same kind in the
+    clause is not: which one is the order's is anyone's guess."""
     clause = hit.clause or parse.normalized
+    own = {}
     for name, value in hit.slots.items():
         kind = dlg.domain.slots[name].type if name in dlg.domain.slots else None
         said = [e for e in parse.entities if e.type == kind and e.text and e.text in clause]
         if value is not None and len(said) == 1 and said[0].value == value:
-            task.slots[name] = value
-            dlg._fire(f"{name} of {task.intent} said again: kept")
+            own[name] = value
+    return own
+
+
+def keep_own_values(dlg: DialogSession, parse: ParseResult, hit: IntentHit) -> None:
+    """The pending request said again: its values said in its own clause (:func:`own_values`) are its new details."""
+    task = dlg.state.current
+    if task is None:
+        return
+    for name, value in own_values(dlg, parse, hit).items():
+        task.slots[name] = value
+        dlg._fire(f"{name} of {task.intent} said again: kept")
 
 
 def request_said_again(dlg: DialogSession) -> bool:

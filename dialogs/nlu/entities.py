@@ -59,7 +59,9 @@ _ADDRESS = re.compile(
     rf"(?: (?!(?:{_ADDR_STOP})\b)[a-z]+){{0,2}}"  # town
     r"(?: [a-z]{1,2}\d[a-z\d]? \d[a-z]{2}| \d{5})?\b"
 )
-_DIGITS = re.compile(r"\b\d{3,14}\b")
+# A number split by dots into pieces ("452.2.1", a garbled reading; "49.99", a price) is not one value: no piece of
+# it is an order number or a PIN.
+_DIGITS = re.compile(r"(?<!\d\.)\b\d{3,14}\b(?!\.\d)")
 _YEAR_CONTEXT = re.compile(r"\b(?:in|since|from|of|year|born) ((?:19|20)\d\d)\b")
 _CVV_CONTEXT = re.compile(
     r"\b(?:cvv2?|cvc2?|csc|security code|card verification (?:code|value)|card code)(?: number)?"
@@ -542,7 +544,7 @@ def extract(norm: Normalized, slot_type: str, today: date) -> Entity | None:
         return dates[0] if dates else None
     if slot_type in ("order_number", "pin", "phone"):
         date_spans = [(d.start, d.end) for d in find_dates(text, today)]
-        candidates = [m for m in re.finditer(r"\b\+?\d{3,14}\b", text)
+        candidates = [m for m in re.finditer(r"(?<!\d\.)\b\+?\d{3,14}\b(?!\.\d)", text)
                       if all(m.end() <= a or m.start() >= b for a, b in date_spans)]
         if slot_type != "pin":  # a security code or card number read out is never an order or phone number
             spans = secret_spans(text)

@@ -11,15 +11,18 @@ How an utterance is parsed:
    order" the piece "where is my order" votes strongly against change_address, so two clauses win.
    A complaint ("this is the third time, it is ridiculous": :func:`~dialogs.nlu.segmenter.complaint_spans`) is
    a clause of its own that names no request, so a request beside it is found on its own words; so is a value that
-   opens the turn before a connector ("94107 | and where is my order 45281": the answer to the bot's question,
-   :func:`~dialogs.nlu.segmenter.answer_spans`), whose value fills the request only when it names none. A fragment the
+   opens the turn before a connector or a punctuation mark ("94107 | and where is my order 45281", "94107, | where
+   is my order 45281": the answer to the bot's question, :func:`~dialogs.nlu.segmenter.answer_spans`; no clause
+   reaches across it), whose value fills the request only when it names none. A fragment the
    recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
    | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
    read with the clause before it, unless that clause is a dialog act ("hi, i moved").
 4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
    reported in ``negated`` instead of ``intents``.
 5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
-   want to return it") is absorbed by that request.
+   want to return it") is absorbed by that request. The clause after an answer that names no request on its own
+   words but refers to the answer's order number ("45281 | and where is it") is read with the number in the
+   pronoun's place ("where is order 45281").
 6. Entities fill each intent's slots by slot type, preferring those in the intent's own clause; a date
    fills a slot named like ``date_of_birth`` only after "born"/"birth" words, other date slots otherwise.
 7. With a knowledge base, the classifier also learns the ``faq`` act from its questions, but the segmentation and
@@ -66,6 +69,7 @@ from dialogs.nlu.heard import HeardWord, span_probability, token_probabilities
 from dialogs.nlu.normalize import Normalized, normalize
 from dialogs.nlu.segmenter import (
     Clause,
+    answer_spans,
     candidate_cuts,
     fragment_cuts,
     make_clause,
@@ -83,6 +87,10 @@ FAQ_MIN_SCORE = 0.6
 FAQ_OVER_REQUEST_SCORE = 0.75
 FAQ_MIN_WORDS = 3  # "can i", "my email": fragments of a request, not questions
 POLITENESS = frozenset({"please"})
+# A clause after an answer may refer to its value with a pronoun ("45281 and where is it"): the value's kind, as a
+# noun that says it before the value ("order 45281").
+PRONOUNS = frozenset({"it", "that", "this"})
+REFERRED = {"order_number": "order"}
 ANSWERS = frozenset({"affirm", "deny"})
 # Acts that refer to what the bot just said, so they open a turn: after a request or an answer they are misheard.
 TURN_OPENERS = ANSWERS | {"repeat"}
@@ -281,7 +289,8 @@ class NLU:
         cuts = self._cuts(norm) if norm.tokens else []  # once: the segmentation and the faq stage both use them
         chosen = self._segment(norm, cuts) if norm.tokens else []
         offsets = norm.offsets()
-        self._absorb_slot_clauses(chosen, entities, norm.tokens, offsets)
+        self._refer_to_answer(chosen, entities, norm, offsets)
+        self._absorb_slot_clauses(chosen, entities, norm, offsets)
         if self.questions is not None:
             chosen = self._find_questions(chosen, norm, cuts, entities, offsets)
 
@@ -386,7 +395,7 @@ class NLU:
         if OUT_OF_SCOPE in labels:
             # A complaint, or an answer before a request ("94107 | and where is my order"), names no request, whatever
             # the words the recogniser's transcripts share with requests.
-            for lo, hi in requestless_spans(tokens):
+            for lo, hi in requestless_spans(tokens, norm.breaks):
                 for key in wordy:
                     if lo <= points[key[0]] and points[key[1]] <= hi:
                         probs[key] = np.eye(len(labels))[labels.index(OUT_OF_SCOPE)]
@@ -401,8 +410,12 @@ class NLU:
 
         scored: dict[tuple[int, int], _Scored] = {}
         gains: dict[tuple[int, int], float] = {}
+        answered = {hi for _, hi in answer_spans(tokens, norm.breaks)} & set(points)  # unless a fragment joined it
         for key in wordy:
             i, j = key
+            if any(points[i] < hi < points[j] for hi in answered):
+                gains[key] = -math.inf  # the answer before a request ends a clause ("94107, | where is my order")
+                continue
             if clauses[key].negated and any(points[k] not in weak for k in range(i + 1, j)):
                 gains[key] = -math.inf  # a negation reaches to the next clause opener, no further
                 continue
@@ -466,13 +479,39 @@ class NLU:
             left = _Scored(other, OUT_OF_SCOPE, 0.0)
         return [left, hit] if tail else [hit, left]
 
-    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], tokens: list[str],
+    def _refer_to_answer(self, chosen: list[_Scored], entities: list[Entity], norm: Normalized,
+                         offsets: list[tuple[int, int]]) -> None:
+        """A clause right after an answer that refers to its value ("45281 | and where is it": "it" is the order) and
+        names no request on its own words is read with the value in the pronoun's place ("where is order 45281").
+        Relabels such clauses in place; the request then takes the answer's value (:meth:`_slots`)."""
+        answers = answer_spans(norm.tokens, norm.breaks)
+        if not answers:
+            return
+        lo, hi = answers[0]
+        start, end = offsets[lo][0], offsets[hi - 1][1]
+        value = next((e for e in entities if start <= e.start < end and e.type in REFERRED), None)
+        after = next((s for s in chosen if s.clause.start >= hi and s.clause.words), None)
+        if value is None or after is None or after.clause.negated \
+                or (after.intent not in (OUT_OF_SCOPE, *DIALOG_ACTS) and after.prob >= self.threshold):
+            return
+        words = list(after.clause.words)
+        at = next((k for k, w in enumerate(words) if w in PRONOUNS), None)
+        if at is None:
+            return
+        words[at:at + 1] = [REFERRED[value.type], str(value.value)]
+        probs = self._probs([words])[0]
+        best = max(probs, key=lambda k: probs[k])
+        if best not in (OUT_OF_SCOPE, *DIALOG_ACTS) and probs[best] >= self.threshold and self._wants(best, value.type):
+            after.intent, after.prob = best, probs[best]
+
+    def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], norm: Normalized,
                              offsets: list[tuple[int, int]]) -> None:
         """A short clause that only gives a value for a neighbouring request belongs to that request:
         in "the charger is faulty so i want to return it" the fault is the return's reason, not a
         technical_support request. Relabels such clauses in place. An answer before a request ("94107 | and where is
         my order 45281") stays an answer: its value is the request's only when the request names none."""
-        answers = set(requestless_spans(tokens))
+        tokens = norm.tokens
+        answers = set(requestless_spans(tokens, norm.breaks))
         for k, s in enumerate(chosen):
             if s.clause.negated or len(s.clause.words) > ABSORB_MAX_WORDS or s.clause.end > len(offsets) \
                     or (s.clause.start, s.clause.end) in answers:

@@ -118,7 +118,7 @@ def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
     for i in range(max(1, n - 5), n):
         if _match_at(tokens, i, _TAIL_ACTS) and i + len(_match_at(tokens, i, _TAIL_ACTS) or ()) == n:
             cuts.add(i)
-    for start, end in requestless_spans(tokens):
+    for start, end in requestless_spans(tokens, breaks):
         cuts.update((start, end))  # a complaint, or an answer before a request, is a clause of its own
     # never inside a negation cue ("no | need to", "i do | not want to")
     cuts -= inside_cue
@@ -284,21 +284,27 @@ def complaint_spans(tokens: list[str]) -> list[tuple[int, int]]:
 _ANSWER_LEAD = ("it", "is")
 
 
-def answer_spans(tokens: list[str]) -> list[tuple[int, int]]:
-    """The token range ``(0, end)`` of a value alone that opens the turn before a connector and more words ("94107 |
-    and where is my order 45281", "it is 45281 | and i also want to change my address"): the answer to the bot's
-    question, a clause of its own beside the request that follows. ``[]`` when the turn opens otherwise."""
+def answer_spans(tokens: list[str], breaks: set[int] | frozenset[int] = frozenset()) -> list[tuple[int, int]]:
+    """The token range ``(0, end)`` of a value alone that opens the turn before a connector or a punctuation mark
+    (``breaks``) and more words ("94107 | and where is my order 45281", "94107, | where is my order 45281", "it is
+    45281 | and i also want to change my address"): the answer to the bot's question, a clause of its own beside the
+    request that follows. ``[]`` when the turn opens otherwise ("94107 where is my order": the request's own number)."""
     k = len(_ANSWER_LEAD) if tuple(tokens[:len(_ANSWER_LEAD)]) == _ANSWER_LEAD else 0
     end = k
-    while end < len(tokens) and tokens[end].isdigit():
+    while end < len(tokens) and tokens[end].isdigit() and (end == k or end not in breaks):
         end += 1
-    link = _match_at(tokens, end, _CONNECTORS) if end > k else None
-    if link is None or end + len(link) >= len(tokens):
+    if end == k or end >= len(tokens):
+        return []
+    link = _match_at(tokens, end, _CONNECTORS)
+    if link is None and end not in breaks:
+        return []
+    if link is not None and end + len(link) >= len(tokens):
         return []
     return [(0, end)]
 
 
-def requestless_spans(tokens: list[str]) -> list[tuple[int, int]]:
+def requestless_spans(tokens: list[str], breaks: set[int] | frozenset[int] = frozenset()) -> list[tuple[int, int]]:
     """Token ranges that are clauses of their own and name no request: complaints (:func:`complaint_spans`) and a
-    value answered before a request (:func:`answer_spans`)."""
-    return sorted([*complaint_spans(tokens), *answer_spans(tokens)])
+    value answered before a request (:func:`answer_spans`; ``breaks``: where the recogniser put a punctuation
+    mark)."""
+    return sorted([*complaint_spans(tokens), *answer_spans(tokens, breaks)])
