@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,53 @@ def test_config_check_follows_the_domain_path(tmp_path):
     result = run(["config", "check", str(cfg)], cwd=tmp_path)
     assert result.returncode != 0
     assert "domain.path" in result.stderr and "goodbye" in result.stderr
+
+
+def _domain_copy(tmp_path: Path) -> Path:
+    from dialogs.domain import bundled_domain_path
+
+    target = tmp_path / "domain"
+    shutil.copytree(bundled_domain_path(), target, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    return target
+
+
+def test_config_check_names_a_key_written_twice_in_the_config(tmp_path):
+    cfg = tmp_path / "voicebot.yaml"
+    cfg.write_text("database:\n  url: sqlite:///a.db\nnlu:\n  threshold: 0.5\ndatabase:\n  url: sqlite:///b.db\n")
+    result = run(["config", "check", str(cfg)], cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (f"{cfg}: 1 problem(s)\n  line 5, column 1: not valid YAML: key 'database' appears twice "
+                             "in the same mapping (first at line 1, column 1)\n")
+
+
+def test_config_check_names_a_key_written_twice_in_a_knowledge_entry(tmp_path):
+    entry = _domain_copy(tmp_path) / "knowledge" / "opening-hours.md"
+    text = entry.read_text()
+    assert text.startswith("---\nid: opening_hours\n")
+    entry.write_text(text.replace("---\n", "---\nanswer: We never close.\n", 1))  # a second answer: below
+    cfg = tmp_path / "voicebot.yaml"
+    cfg.write_text("domain:\n  path: domain\n")
+    result = run(["config", "check", str(cfg)], cwd=tmp_path)
+    assert result.returncode == 1
+    line = next(n for n, t in enumerate(entry.read_text().splitlines(), 1) if t.startswith("answer:") and n > 2)
+    assert (f"domain.path: {entry}: knowledge: opening_hours: front matter is not valid YAML at line {line}, column 1: "
+            "key 'answer' appears twice in the same mapping (first at line 2, column 1)") in result.stderr
+
+
+def test_serve_refuses_to_start_on_a_key_written_twice(tmp_path):
+    cfg = tmp_path / "voicebot.yaml"
+    cfg.write_text("log_level: INFO\nlog_level: DEBUG\n")
+    result = run(["serve", "--config", str(cfg)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "line 2, column 1: not valid YAML: key 'log_level' appears twice" in result.stderr
+    domain = _domain_copy(tmp_path)
+    with (domain / "domain.yaml").open("a") as f:
+        f.write("version: 1\n")
+    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path / 'v.db'}\ndomain:\n  path: domain\n")
+    result = run(["serve", "--config", str(cfg), "--port", "0"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{domain / 'domain.yaml'}: line " in result.stderr and "key 'version' appears twice" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_chat_json_prints_one_object_per_line(tmp_path):

@@ -33,15 +33,22 @@ from click.testing import CliRunner
 from demo_db import demo_copy
 from sqlalchemy import create_engine, text
 
+from dialogs.strict_yaml import load_yaml, yaml_fault
 from voicebot.cli.chat import chat
 
 HERE = Path(__file__).parent / "conversations"
 
 
-def _load() -> list[Any]:
+def _load(folder: Path = HERE) -> list[Any]:
+    """Every conversation of ``folder``, read as strictly as the product reads YAML: a turn that repeats
+    ``expect:`` fails at collection, naming the file and line, instead of silently losing the first one."""
     cases = []
-    for path in sorted(HERE.glob("*.yaml")):
-        for conv in yaml.safe_load(path.read_text()) or []:
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            convs = load_yaml(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: {yaml_fault(exc)}") from None
+        for conv in convs or []:
             cases.append(pytest.param(conv, id=f"{path.stem}: {conv['name']}"))
     return cases
 
@@ -68,6 +75,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_suite_has_at_least_forty_conversations() -> None:
     assert len(CASES) >= 40, f"only {len(CASES)} scripted conversations in {HERE}"
+
+
+def test_a_turn_that_repeats_expect_fails_collection_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "typo.yaml").write_text(
+        "- name: hours\n  turns:\n    - say: when do you open\n      expect: [nine]\n      expect: [five]\n")
+    with pytest.raises(ValueError) as err:
+        _load(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'typo.yaml'}: line 5, column 7: key 'expect' appears twice in the same "
+                              "mapping (first at line 4, column 7)")
 
 
 @pytest.mark.parametrize("conv", CASES)

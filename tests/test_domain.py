@@ -79,6 +79,19 @@ def test_broken_yaml_names_file_and_line(tmp_path):
     assert "YAML" in msg
 
 
+def test_a_response_written_twice_is_refused_with_both_lines(tmp_path):
+    folder = _copy_domain(tmp_path)
+    path = folder / "domain.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    first = lines.index("  greeting_short:\n")
+    lines.insert(first + 2, "  greeting_short:\n    - Hi, Acme here.\n")  # after the first one's variant
+    path.write_text("".join(lines))
+    with pytest.raises(DomainError) as err:
+        load_domain(folder)
+    assert err.value.problems == [(str(path), f"line {first + 3}, column 3", "not valid YAML: key 'greeting_short' "
+                                   f"appears twice in the same mapping (first at line {first + 1}, column 3)")]
+
+
 def test_wrong_key_and_unknown_references_are_each_reported(tmp_path):
     folder = _copy_domain(tmp_path)
     data = yaml.safe_load((folder / "domain.yaml").read_text())

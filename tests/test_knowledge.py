@@ -66,6 +66,9 @@ def test_an_entry_id_defaults_to_the_file_name_and_the_body_is_the_longer_text(t
     ("---\nquestions: [when are you open]\n---\n", "answer: is missing"),
     ("---\nquestion: [when]\nanswer: Nine to five.\n---\n", "unknown key 'question' (did you mean 'questions'?)"),
     ("---\nquestions: [when]\nanswer: [x\n---\n", "not valid YAML"),
+    ("---\nquestions: [when]\nanswer: Nine.\nquestions: [how late]\n---\n",
+     "front matter is not valid YAML at line 4, column 1: key 'questions' appears twice in the same mapping "
+     "(first at line 2, column 1)"),
     ("---\nquestions: []\nanswer: Nine to five.\n---\n", "needs at least one question"),
     ("---\nid: Opening Hours\nquestions: [when]\nanswer: Nine.\n---\n", "id must be lower-case"),
 ])
@@ -164,6 +167,8 @@ def test_not_answered_questions_veto_only_what_they_are_nearer_to(tmp_path: Path
     ("questions: []\n", "needs at least one question"),
     ("questions: [a, '']\n", "questions.1 is empty"),
     ("questions: [a\n", "not valid YAML"),
+    ("questions:\n  - a\nquestions:\n  - b\n",
+     "not valid YAML at line 3, column 1: key 'questions' appears twice in the same mapping (first at line 1, column 1)"),
 ])
 def test_a_bad_not_answered_file_is_reported(tmp_path: Path, text: str, problem: str) -> None:
     entry(tmp_path / "kb", "hours.md", GOOD)

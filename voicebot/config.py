@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from audio.config import ProsodyConfig
+from dialogs.strict_yaml import load_yaml, yaml_fault
 from telephony.config import SipConfig, TrunkConfig, split_hostport
 from telephony.queue.config import AgentConfig, QueueConfig
 
@@ -557,12 +558,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(str(path), [("(file)", f"cannot read: {exc.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [(where, f"not valid YAML: {problem}")]) from None
+        fault = yaml_fault(exc)
+        raise ConfigError(str(path), [(fault.where, f"not valid YAML: {fault.problem}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from dialogs.domain.schema import DIALOG_ACTS, Domain, did_you_mean, reference_problems
 from dialogs.knowledge.base import KnowledgeError, load_knowledge
+from dialogs.strict_yaml import load_yaml, yaml_fault
 
 BUNDLED = "retail"
 
@@ -34,13 +35,12 @@ def bundled_domain_path(name: str = BUNDLED) -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DomainError([(str(path), "(file)", "file not found")]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise DomainError([(str(path), where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}")]) from None
+        fault = yaml_fault(exc)
+        raise DomainError([(str(path), fault.where, f"not valid YAML: {fault.problem}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

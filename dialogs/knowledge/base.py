@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from dialogs.strict_yaml import load_yaml, yaml_fault
+
 FIELDS = ("id", "questions", "answer")
 ID = re.compile(r"^[a-z][a-z0-9_]*$")
 NOT_ANSWERED = "not-answered.yaml"
@@ -93,11 +95,10 @@ def parse_entry(path: Path) -> tuple[KnowledgeEntry | None, list[tuple[str, str,
                                         "(questions:, answer:) and another '---' line")]
     head, body = parts
     try:
-        data: Any = yaml.safe_load(head)
+        data: Any = load_yaml(head)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 2}" if mark else ""
-        return None, [(src, default_id, f"front matter is not valid YAML{where}: {getattr(exc, 'problem', exc)}")]
+        fault = yaml_fault(exc, first_line=2)  # line 1 is the opening '---'
+        return None, [(src, default_id, f"front matter is not valid YAML at {fault}")]
     if not isinstance(data, dict):
         return None, [(src, default_id, "front matter must be a mapping with questions: and answer:")]
     entry_id = data.get("id", default_id)
@@ -138,13 +139,11 @@ def parse_not_answered(path: Path) -> tuple[tuple[str, ...], list[tuple[str, str
     """The questions of a ``not-answered.yaml`` file, or the problems that keep them from being used."""
     src, what = str(path), "(not answered)"
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         return (), [(src, what, f"cannot read: {exc}")]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        return (), [(src, what, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]
+        return (), [(src, what, f"not valid YAML at {yaml_fault(exc)}")]
     if not isinstance(data, dict) or set(data) != {"questions"}:
         return (), [(src, what, "must be a mapping with one key, questions: (a list of questions)")]
     questions = data["questions"]
