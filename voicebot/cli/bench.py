@@ -58,9 +58,10 @@ def latency(url: str | None, config_path: str | None, n_turns: int, per_call: in
 
             config: dict[str, Any] = {}
             if config_path:
-                import yaml
+                from dialogs.strict_yaml import load_yaml
 
-                config = yaml.safe_load(Path(config_path).read_text()) or {}
+                # strict: re-written for the bench's server, a repeated key would otherwise vanish unseen
+                config = load_yaml(Path(config_path).read_text()) or {}
             # The bench's own pauses must not trigger the silence prompt.
             config.setdefault("call", {}).setdefault("silence_prompt_s", gap + 20)
             with ServerProcess(work / "server", config) as server:
