@@ -42,7 +42,14 @@ from pathlib import Path
 
 from telephony.config import TrunkConfig
 from telephony.queue.config import AgentConfig
-from telephony.sip.invite import FRONT_REFUSED, NO_SUCH_TRUNK, TRUNK_HEADER
+from telephony.sip.invite import (
+    FRONT_REALM,
+    FRONT_REFUSED,
+    NO_SECRET_AT_FRONT,
+    NO_SUCH_TRUNK,
+    TRUNK_HEADER,
+    WRONG_SECRET,
+)
 
 DISPATCHER_SET = 1
 REALM = "voicebot"  # the digest realm of inbound calls and agent registrations, as on a single node
@@ -134,6 +141,8 @@ class FrontConfig:
     inbound_auth: tuple[Credential, ...] = ()  # trunks whose INVITEs from untrusted addresses are challenged
     agent_auth: tuple[Credential, ...] = ()  # agent phones that must prove their password to REGISTER
     outbound: tuple[OutboundTrunk, ...] = ()  # trunks the nodes call out through (named in X-Voicebot-Trunk)
+    # The environment variable holding the cluster's secret a node proves (digest, FRONT_REALM) to call out.
+    node_secret_env: str = "VOICEBOT_CLUSTER_SECRET"
     run_dir: Path | None = None  # Kamailio's run folder (-Y): the registration table and the RPC FIFO live there
     register_retry_s: int = 30
     register_check_s: int = 5  # how often registration states are looked at (refreshes and the log)
@@ -410,6 +419,7 @@ def _outbound_parts(cfg: FrontConfig) -> tuple[str, str]:
                'modparam("uac", "auth_password_avp", "$avp(trunk_pw)")\n'
                '# Left unset: the credentials answer whatever realm the trunk names.\n'
                'modparam("uac", "auth_realm_avp", "$avp(trunk_realm)")\n')
+    secret = _env(cfg.node_secret_env)
     targets: list[str] = []
     creds: list[str] = []
     for i, trunk in enumerate(cfg.outbound):
@@ -431,8 +441,37 @@ def _outbound_parts(cfg: FrontConfig) -> tuple[str, str]:
                          "        $var(known) = 1;")
     lookup = "\n".join(creds) + ("\n    }\n" if creds else "\n")
     routes = f"""
+# A node proves the cluster's secret (digest, realm {FRONT_REALM}) before its call goes out through a trunk: the
+# node's address alone would let any program on its machine use the trunks. The credentials stay here.
+route[NODE_AUTH] {{
+    if ({secret} == $null || {secret} == "") {{
+        xlog("L_ERR", "call out from $si:$sp through trunk $hdr({TRUNK_HEADER}) refused: {cfg.node_secret_env} (the cluster's secret) is not set in the SIP front's environment; set it to the nodes' value and restart Kamailio\\n");
+        sl_send_reply("503", "{NO_SECRET_AT_FRONT}");
+        exit;
+    }}
+    if (!is_present_hf("Proxy-Authorization")) {{
+        proxy_challenge("{FRONT_REALM}", "1");
+        exit;
+    }}
+    pv_proxy_authenticate("{FRONT_REALM}", "{secret}", "0");
+    $var(rc) = $rc;
+    if ($var(rc) > 0) {{
+        consume_credentials();
+        return;
+    }}
+    # An old nonce, or credentials for another realm: a fresh challenge, not a refusal.
+    if ($var(rc) == -4 || $var(rc) == -5 || $var(rc) == -6) {{
+        proxy_challenge("{FRONT_REALM}", "1");
+        exit;
+    }}
+    xlog("L_WARN", "INVITE from $si:$sp (user $au) asking to call out through trunk $hdr({TRUNK_HEADER}) refused: wrong cluster secret. A node: set its {cfg.node_secret_env} to Kamailio's; anything else on that machine is trying to use the trunks\\n");
+    sl_send_reply("403", "{WRONG_SECRET}");
+    exit;
+}}
+
 # A node calls out through the trunk its X-Voicebot-Trunk header names (the header stays here).
 route[TO_TRUNK] {{
+    route(NODE_AUTH);
     $var(trunk) = $hdr({TRUNK_HEADER});
     remove_hf("{TRUNK_HEADER}");
 {chr(10).join(targets)}
@@ -492,8 +531,10 @@ def render(cfg: FrontConfig) -> str:
         listen.append(f"listen=tls:{cfg.listen_host}:{cfg.tls_port}")
         listen.append("enable_tls=yes")
         tls_modules = f'loadmodule "tls.so"\nmodparam("tls", "config", "{cfg.tls_config}")\n'
-    if cfg.inbound_auth or cfg.agent_auth:
-        tls_modules += 'loadmodule "auth.so"\n'
+    if cfg.inbound_auth or cfg.agent_auth or cfg.outbound:
+        # A nonce answers only the request it was issued for (its Call-ID, From tag and source address): the
+        # credentials of one call cannot open another.
+        tls_modules += 'loadmodule "auth.so"\nmodparam("auth", "auth_checks_no_dlg", 14)\n'
     reg_modules, reg_routes = _registration_parts(cfg)
     out_modules, out_routes = _outbound_parts(cfg)
     aliases = "\n".join(f'alias="{a}"' for a in cfg.extra_aliases)
