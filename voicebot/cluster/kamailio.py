@@ -27,8 +27,11 @@ Trunks and agent phones prove who they are here, as they would to a single node:
   ``contact``, from any network; a wrong one gets 403. Other REGISTERs are accepted from trusted networks only,
   without a password (``open_registration_warning`` says so at start-up).
 - A node's call out through a trunk names the trunk in ``X-Voicebot-Trunk``: accepted from the nodes' addresses
-  only (403 for anyone else), sent on to the trunk, and the trunk's first 401/407 answered with its credentials
-  (uac ``uac_auth()``, the password from ``$env(NAME)``); a second challenge goes back to the node.
+  only (403 for anyone else), then challenged (407, realm ``voicebot-cluster``) and let through only with the
+  cluster's secret (``$env(cluster.secret_env)``; unset: 503), since a node's address is every local program's too;
+  the node's credentials are removed before the INVITE goes on to the trunk, and the trunk's first 401/407 answered
+  with its credentials (uac ``uac_auth()``, the password from ``$env(NAME)``); a second challenge goes back to the
+  node.
 - pike limits every source's request rate before any of this.
 """
 
