@@ -415,8 +415,7 @@ def _outbound_parts(cfg: FrontConfig) -> tuple[str, str]:
     exit;
 }}
 """
-    modules = ('loadmodule "dialog.so"\n'
-               + ("" if cfg.registrations else 'loadmodule "uac.so"\n')
+    modules = (("" if cfg.registrations else 'loadmodule "uac.so"\n')
                + 'modparam("dialog", "track_cseq_updates", 1)\n'
                'modparam("uac", "auth_username_avp", "$avp(trunk_user)")\n'
                'modparam("uac", "auth_password_avp", "$avp(trunk_pw)")\n'
@@ -572,6 +571,7 @@ loadmodule "pike.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "dispatcher.so"
+loadmodule "dialog.so"
 {tls_modules}{reg_modules}{out_modules}
 # A node that does not answer an INVITE with 100 Trying within this long is skipped for the next one.
 modparam("tm", "fr_timer", {cfg.node_timeout_ms})
@@ -671,6 +671,13 @@ route[WITHINDLG] {
     if (!has_totag()) {
         return;
     }
+    # Only dialogs the front set up are routed: an INVITE with a made-up To tag and a Route to the front would
+    # otherwise reach a trunk from the front's address without any check (negative ACKs are the transactions').
+    if (!is_method("ACK") && !is_known_dlg()) {
+        xlog("L_WARN", "$rm from $si:$sp for a dialog the front does not know (call $ci) refused\n");
+        sl_send_reply("481", "Call/Transaction Does Not Exist");
+        exit;
+    }
     if (loose_route()) {
         # Only calls the dispatcher sent to a node count in its load (not a node's own calls out).
         if (is_method("BYE") && check_route_param("ds=1")) {
@@ -716,6 +723,7 @@ route[FROM_NODE] {
             exit;
         }
     }
+    dlg_manage();
     route(RELAY);
 }
 
@@ -744,6 +752,7 @@ route[TO_NODE] {
         exit;
     }
     add_rr_param(";ds=1");
+    dlg_manage();
     t_on_failure("NODE_FAILED");
     t_on_reply("NODE_REPLY");
     route(RELAY);
