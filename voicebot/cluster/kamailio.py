@@ -1,13 +1,14 @@
 """The Kamailio 5.6 configuration of the cluster's SIP front, generated from voicebot.yaml.
 
-Kamailio is the one SIP address trunks and agent phones talk to. It keeps no call state of its own beyond
-transactions: new INVITEs from trusted sources go to a bot node chosen by the dispatcher module, every dialog is
-record-routed through it, and in-dialog requests follow loose routing. Agent phones REGISTER with Kamailio
+Kamailio is the one SIP address trunks and agent phones talk to. It keeps no call state beyond transactions and a
+record of each dialog it set up (the dialog module, in memory): new INVITEs from trusted sources go to a bot node
+chosen by the dispatcher module, every dialog is record-routed through it, and in-dialog requests follow loose
+routing, only for dialogs it knows (481 otherwise: a made-up To tag would take an INVITE to a trunk unchecked). Agent phones REGISTER with Kamailio
 (usrloc, in memory), so any node reaches any agent at ``sip:AGENT@front``: cross-node transfers need no
 node-to-node signalling.
 
 Dispatcher algorithm 10 (call load): a new call goes to the node with the fewest calls in progress (tracked by
-Call-ID inside the dispatcher, no dialog module). Bot calls differ a lot in length (a 30 s order lookup, a 10 min
+Call-ID inside the dispatcher). Bot calls differ a lot in length (a 30 s order lookup, a 10 min
 call held for an agent), so counting calls balances better than round robin or fixed weights; the nodes are
 probed with OPTIONS every ``ping_interval_s`` and taken out after ``probing_threshold`` missed answers, and an
 INVITE that times out or gets a 5xx from a node is retried on the next node (``ds_next_dst``).
