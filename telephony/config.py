@@ -150,6 +150,13 @@ class TrunkConfig(_Section):
                                   "a cluster node sets it from cluster.sip_front): calls go there naming the trunk, "
                                   "the proxy answers the trunk's challenges, and the trunk's own calls come in "
                                   "through the proxy, not from its address.")
+    outbound_proxy_username: str | None = Field(
+        default=None, description="User name this node answers the outbound_proxy's own challenge (407) with; a "
+                                  "cluster node sets it to cluster.node_id.")
+    outbound_proxy_password_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the password (a cluster node: the "
+                                  "cluster's secret, cluster.secret_env) the outbound_proxy's challenge is answered "
+                                  "with, once.")
 
     @field_validator("srtp", mode="before")
     @classmethod
@@ -189,6 +196,12 @@ class TrunkConfig(_Section):
     def password(self) -> str | None:
         """The password from the environment (None if unset)."""
         return os.environ.get(self.password_env) if self.password_env else None
+
+    @property
+    def outbound_proxy_password(self) -> str | None:
+        """The outbound proxy's password from the environment (None if unset or empty)."""
+        env = self.outbound_proxy_password_env
+        return (os.environ.get(env) or None) if env else None
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         items = list(self.allowed_ips)

@@ -475,3 +475,46 @@ def test_outbound_answer_with_unreadable_contact_is_a_dial_error() -> None:
         assert info.value.status == 502 and owner.end_reason == "dial failed"
 
     run(scenario)
+
+
+@pytest.mark.parametrize("first_realm", ["voicebot-cluster", "trunk.test"])
+def test_proxied_invite_answers_only_the_fronts_own_challenge_once(monkeypatch: pytest.MonkeyPatch,
+                                                                   first_realm: str) -> None:
+    """A call through a cluster's SIP front (``outbound_proxy``): the front's 407 (realm voicebot-cluster) is
+    answered once with the cluster's secret as the node; a trunk's challenge passed back by the front is never
+    answered by the node (the front holds the trunk's password), so the call fails saying what to check."""
+    monkeypatch.setenv("CLUSTER_KEY", "cluster-secret")
+    monkeypatch.setenv("TRUNK_PW", "trunk-pw")  # the node must not use it: the front answers the trunk
+    front_verifier = DigestVerifier("voicebot-cluster", {"n1": "cluster-secret"})
+    trunk_verifier = DigestVerifier("trunk.test", {"bot": "trunk-pw"})
+
+    async def scenario(b: Bench) -> None:
+        trunk = TrunkConfig(name="carrier", host="192.0.2.10", username="bot", password_env="TRUNK_PW",
+                            outbound_proxy=f"127.0.0.1:{b.me}", outbound_proxy_username="n1",
+                            outbound_proxy_password_env="CLUSTER_KEY")
+        session, from_hdr = b.layer.outgoing(Peer("UDP", "127.0.0.1", b.me), "bot", "127.0.0.1")
+        session.attach(Recorder())
+        dialing = asyncio.create_task(session.invite("sip:5550100@192.0.2.10", from_hdr, 41006, trunk, 10))
+        verifier = front_verifier if first_realm == "voicebot-cluster" else trunk_verifier
+        first = await b.phone.request()
+        assert first.headers.get("X-Voicebot-Trunk") == "carrier" and first.headers.get("Proxy-Authorization") is None
+        b.send(make_response(first, 407, to_tag="f1", extra=[("Proxy-Authenticate", verifier.challenge("127.0.0.1"))])
+               .to_bytes())
+        assert (await b.phone.request()).method == "ACK"
+        if first_realm == "voicebot-cluster":
+            second = await b.phone.request()
+            assert second.method == "INVITE" and second.cseq.number == 2
+            assert front_verifier.verify(second.headers.get("Proxy-Authorization"), "INVITE", second.uri,
+                                         "127.0.0.1") == "n1"
+            # The trunk refused the front's credentials: its second challenge comes back and is not answered.
+            b.send(make_response(second, 407, to_tag="f2", extra=[
+                ("Proxy-Authenticate", trunk_verifier.challenge("127.0.0.1"))]).to_bytes())
+            assert (await b.phone.request()).method == "ACK"
+        with pytest.raises(DialError) as failed:
+            await asyncio.wait_for(dialing, 5)
+        assert failed.value.status == 407
+        assert "did not accept the SIP front's credentials" in failed.value.reason
+        assert "check the trunk's username 'bot' and the password in TRUNK_PW" in failed.value.reason
+        assert b.phone.inbox.empty()  # no INVITE after the one answer
+
+    run(scenario)

@@ -10,6 +10,7 @@ Each package that owns a part of the product may declare its own section model (
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import warnings
 from pathlib import Path
@@ -372,6 +373,12 @@ class ClusterConfig(Section):
         "there (it answers the trunks' challenges), so a trunk sees one address. A trunk at this address is the "
         "front itself (the node's calls come from it). Empty: a node dials trunks directly.",
     )
+    secret_env: str = Field(
+        "VOICEBOT_CLUSTER_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding the cluster's secret: a node proves it to the SIP "
+        "front (digest, realm voicebot-cluster) before the front lets its call out through a trunk. Kamailio and "
+        "every node need the same value in their environment; it is never written to a file.",
+    )
     heartbeat_s: float = Field(1.0, gt=0, description="How often a node tells Redis it is alive.")
     node_lost_after_s: float = Field(
         5.0, gt=0, description="A node silent this long is lost: a survivor closes its live calls as node_lost.",
@@ -388,6 +395,28 @@ class ClusterConfig(Section):
         if self.node_lost_after_s <= self.heartbeat_s:
             raise ValueError("cluster.node_lost_after_s must be longer than cluster.heartbeat_s")
         return self
+
+
+def sdes_in_clear_to_front(cluster: ClusterConfig, trunks: list[TrunkConfig]) -> str | None:
+    """Why a cluster node must not start with these trunks, or None: a trunk with ``srtp`` whose calls cross the
+    hop between the node and a SIP front on another machine. That hop is plain SIP over UDP, so the SDES keys in the
+    SDP would cross the network in clear. A front on loopback keeps them on the node's machine."""
+    if not (cluster.node_id and cluster.sip_front):
+        return None
+    host, _ = split_hostport(cluster.sip_front)
+    try:
+        if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: assume it is another machine
+    for i, trunk in enumerate(trunks):
+        if trunk.srtp != "off":
+            return (f"trunks.{i}.srtp: trunk {trunk.name} has srtp {trunk.srtp}, and this node's calls with it cross "
+                    f"the hop to the SIP front {cluster.sip_front} (cluster.sip_front) as plain SIP over UDP, where "
+                    "the SDES keys in the SDP would travel in clear: set trunks."
+                    f"{i}.srtp to off in this node's config, or run the node on the front's machine with "
+                    "cluster.sip_front at a loopback address (127.0.0.1:PORT)")
+    return None
 
 
 class QARuleConfig(Section):
@@ -497,6 +526,13 @@ class Settings(BaseSettings):
             new[new_key] = value
             data[new_section] = new
         return data
+
+    @model_validator(mode="after")
+    def _no_sdes_in_clear(self) -> Settings:
+        problem = sdes_in_clear_to_front(self.cluster, self.trunks)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -30,7 +30,7 @@ from telephony.sdp import (
     make_offer,
     new_srtp_key,
 )
-from telephony.sip.auth import authorization
+from telephony.sip.auth import authorization, parse_digest
 from telephony.sip.dialog import Dialog
 from telephony.sip.endpoint import Endpoint, ResolveError
 from telephony.sip.message import (
@@ -54,6 +54,10 @@ METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "INFO", "NOTIFY", "REFER", "UPDATE"
 TRUNK_HEADER = "X-Voicebot-Trunk"
 FRONT_REFUSED = "Not A Cluster Node"  # the front's reason phrases for a dial-out it refuses
 NO_SUCH_TRUNK = "No Such Trunk"
+WRONG_SECRET = "Wrong Cluster Secret"
+NO_SECRET_AT_FRONT = "No Cluster Secret At The Front"
+# The realm of the front's own challenge to a node's call out: answered with the cluster's secret, never another.
+FRONT_REALM = "voicebot-cluster"
 
 
 class DialError(Exception):
@@ -275,6 +279,20 @@ class InviteSession:
                         # Answered in the race with our CANCEL: keep the call.
                         break
                     raise DialError(408, "no answer") from None
+                if resp.status == 407 and proxied and trunk is not None and not auth and _front_challenge(resp):
+                    # The SIP front asks who we are before it lets the call out through a trunk: once, with the
+                    # cluster's secret; the front removes these credentials before the trunk sees the INVITE.
+                    secret = trunk.outbound_proxy_password
+                    if secret is None:
+                        raise DialError(407, proxied_refusal(trunk, 407, resp.reason, from_front=True))
+                    try:
+                        value = authorization(resp.headers.get("Proxy-Authenticate") or "",
+                                              trunk.outbound_proxy_username or "node", secret, "INVITE", uri)
+                    except ValueError as exc:
+                        raise DialError(407, f"cannot answer the SIP front's challenge: {exc}") from None
+                    auth = [("Proxy-Authorization", value)]
+                    cseq += 1
+                    continue
                 if resp.status in (401, 407) and trunk is not None and trunk.password and not auth and not proxied:
                     challenge = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate")
                     try:
@@ -287,7 +305,8 @@ class InviteSession:
                 break
             if not 200 <= resp.status < 300:
                 if proxied and trunk is not None:
-                    raise DialError(resp.status, proxied_refusal(trunk, resp.status, resp.reason))
+                    raise DialError(resp.status, proxied_refusal(trunk, resp.status, resp.reason,
+                                                                 from_front=_front_challenge(resp)))
                 raise DialError(resp.status, resp.reason)
             try:
                 dialog = Dialog.as_uac(invite, resp, ep.contact(peer))
@@ -664,9 +683,34 @@ class InviteLayer:
         return session, from_hdr
 
 
-def proxied_refusal(trunk: TrunkConfig, status: int, reason: str) -> str:
-    """Why a call through ``trunk``'s proxy (the cluster's SIP front) failed, in words that say what to fix."""
+def _front_challenge(resp: SipResponse) -> bool:
+    """Whether ``resp`` is the SIP front's own challenge (407, realm FRONT_REALM), not a trunk's passed back."""
+    if resp.status != 407:
+        return False
+    try:
+        return parse_digest(resp.headers.get("Proxy-Authenticate") or "").get("realm") == FRONT_REALM
+    except ValueError:
+        return False
+
+
+def proxied_refusal(trunk: TrunkConfig, status: int, reason: str, *, from_front: bool = False) -> str:
+    """Why a call through ``trunk``'s proxy (the cluster's SIP front) failed, in words that say what to fix;
+    ``from_front``: the 407 is the front's own challenge to this node."""
     where = f"trunk {trunk.name} (through the SIP front {trunk.outbound_proxy})"
+    secret_env = trunk.outbound_proxy_password_env or "the cluster's secret variable (cluster.secret_env)"
+    if from_front:
+        if trunk.outbound_proxy_password is None:
+            return (f"the SIP front {trunk.outbound_proxy} asks this node for the cluster's secret ({status} {reason}) "
+                    f"and {secret_env} is not set here: set it (cluster.secret_env names it) to the value Kamailio "
+                    "has in its environment")
+        return (f"the SIP front {trunk.outbound_proxy} did not accept this node's cluster secret ({status} {reason}): "
+                f"{secret_env} must hold the same value here as in Kamailio's environment")
+    if status == 403 and reason == WRONG_SECRET:
+        return (f"the SIP front {trunk.outbound_proxy} refused this node's cluster secret: {secret_env} must hold the "
+                "same value here as in Kamailio's environment")
+    if status == 503 and reason == NO_SECRET_AT_FRONT:
+        return (f"the SIP front {trunk.outbound_proxy} has no cluster secret: set {secret_env} in Kamailio's "
+                "environment (the same value as the nodes') and restart it")
     if status in (401, 407):
         if not (trunk.username and trunk.password_env):
             return (f"{where} asks for a password ({status} {reason}) and has none: set the trunk's username and "

@@ -119,8 +119,13 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
         # The trunk registration table and the RPC FIFO go into OUT, next to kamailio.cfg.
         cfg = front_config(settings.trunks, settings.agents, host, port, (out / "dispatcher.list").resolve(),
                            out.resolve(), advertise=advertise, also_listen=also_listen, tls_port=tls_port,
-                           tls_config=tls_config.resolve() if tls_config else None)
+                           tls_config=tls_config.resolve() if tls_config else None,
+                           node_secret_env=settings.cluster.secret_env)
         click.echo(f"warning: {open_registration_warning(cfg)}", err=True)
+        if cfg.outbound:
+            click.echo(f"note: the nodes call out through the trunks with the cluster's secret: set "
+                       f"{cfg.node_secret_env} to the same value in Kamailio's and every node's environment (unset at "
+                       "Kamailio: every call out gets 503)", err=True)
         write_front(cfg, out / "kamailio.cfg")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -1,13 +1,14 @@
 """The Kamailio 5.6 configuration of the cluster's SIP front, generated from voicebot.yaml.
 
-Kamailio is the one SIP address trunks and agent phones talk to. It keeps no call state of its own beyond
-transactions: new INVITEs from trusted sources go to a bot node chosen by the dispatcher module, every dialog is
-record-routed through it, and in-dialog requests follow loose routing. Agent phones REGISTER with Kamailio
+Kamailio is the one SIP address trunks and agent phones talk to. It keeps no call state beyond transactions and a
+record of each dialog it set up (the dialog module, in memory): new INVITEs from trusted sources go to a bot node
+chosen by the dispatcher module, every dialog is record-routed through it, and in-dialog requests follow loose
+routing, only for dialogs it knows (481 otherwise: a made-up To tag would take an INVITE to a trunk unchecked). Agent phones REGISTER with Kamailio
 (usrloc, in memory), so any node reaches any agent at ``sip:AGENT@front``: cross-node transfers need no
 node-to-node signalling.
 
 Dispatcher algorithm 10 (call load): a new call goes to the node with the fewest calls in progress (tracked by
-Call-ID inside the dispatcher, no dialog module). Bot calls differ a lot in length (a 30 s order lookup, a 10 min
+Call-ID inside the dispatcher). Bot calls differ a lot in length (a 30 s order lookup, a 10 min
 call held for an agent), so counting calls balances better than round robin or fixed weights; the nodes are
 probed with OPTIONS every ``ping_interval_s`` and taken out after ``probing_threshold`` missed answers, and an
 INVITE that times out or gets a 5xx from a node is retried on the next node (``ds_next_dst``).
@@ -27,8 +28,11 @@ Trunks and agent phones prove who they are here, as they would to a single node:
   ``contact``, from any network; a wrong one gets 403. Other REGISTERs are accepted from trusted networks only,
   without a password (``open_registration_warning`` says so at start-up).
 - A node's call out through a trunk names the trunk in ``X-Voicebot-Trunk``: accepted from the nodes' addresses
-  only (403 for anyone else), sent on to the trunk, and the trunk's first 401/407 answered with its credentials
-  (uac ``uac_auth()``, the password from ``$env(NAME)``); a second challenge goes back to the node.
+  only (403 for anyone else), then challenged (407, realm ``voicebot-cluster``) and let through only with the
+  cluster's secret (``$env(cluster.secret_env)``; unset: 503), since a node's address is every local program's too;
+  the node's credentials are removed before the INVITE goes on to the trunk, and the trunk's first 401/407 answered
+  with its credentials (uac ``uac_auth()``, the password from ``$env(NAME)``); a second challenge goes back to the
+  node.
 - pike limits every source's request rate before any of this.
 """
 
@@ -42,7 +46,14 @@ from pathlib import Path
 
 from telephony.config import TrunkConfig
 from telephony.queue.config import AgentConfig
-from telephony.sip.invite import FRONT_REFUSED, NO_SUCH_TRUNK, TRUNK_HEADER
+from telephony.sip.invite import (
+    FRONT_REALM,
+    FRONT_REFUSED,
+    NO_SECRET_AT_FRONT,
+    NO_SUCH_TRUNK,
+    TRUNK_HEADER,
+    WRONG_SECRET,
+)
 
 DISPATCHER_SET = 1
 REALM = "voicebot"  # the digest realm of inbound calls and agent registrations, as on a single node
@@ -134,6 +145,8 @@ class FrontConfig:
     inbound_auth: tuple[Credential, ...] = ()  # trunks whose INVITEs from untrusted addresses are challenged
     agent_auth: tuple[Credential, ...] = ()  # agent phones that must prove their password to REGISTER
     outbound: tuple[OutboundTrunk, ...] = ()  # trunks the nodes call out through (named in X-Voicebot-Trunk)
+    # The environment variable holding the cluster's secret a node proves (digest, FRONT_REALM) to call out.
+    node_secret_env: str = "VOICEBOT_CLUSTER_SECRET"
     run_dir: Path | None = None  # Kamailio's run folder (-Y): the registration table and the RPC FIFO live there
     register_retry_s: int = 30
     register_check_s: int = 5  # how often registration states are looked at (refreshes and the log)
@@ -403,13 +416,13 @@ def _outbound_parts(cfg: FrontConfig) -> tuple[str, str]:
     exit;
 }}
 """
-    modules = ('loadmodule "dialog.so"\n'
-               + ("" if cfg.registrations else 'loadmodule "uac.so"\n')
+    modules = (("" if cfg.registrations else 'loadmodule "uac.so"\n')
                + 'modparam("dialog", "track_cseq_updates", 1)\n'
                'modparam("uac", "auth_username_avp", "$avp(trunk_user)")\n'
                'modparam("uac", "auth_password_avp", "$avp(trunk_pw)")\n'
                '# Left unset: the credentials answer whatever realm the trunk names.\n'
                'modparam("uac", "auth_realm_avp", "$avp(trunk_realm)")\n')
+    secret = _env(cfg.node_secret_env)
     targets: list[str] = []
     creds: list[str] = []
     for i, trunk in enumerate(cfg.outbound):
@@ -431,8 +444,37 @@ def _outbound_parts(cfg: FrontConfig) -> tuple[str, str]:
                          "        $var(known) = 1;")
     lookup = "\n".join(creds) + ("\n    }\n" if creds else "\n")
     routes = f"""
+# A node proves the cluster's secret (digest, realm {FRONT_REALM}) before its call goes out through a trunk: the
+# node's address alone would let any program on its machine use the trunks. The credentials stay here.
+route[NODE_AUTH] {{
+    if ({secret} == $null || {secret} == "") {{
+        xlog("L_ERR", "call out from $si:$sp through trunk $hdr({TRUNK_HEADER}) refused: {cfg.node_secret_env} (the cluster's secret) is not set in the SIP front's environment; set it to the nodes' value and restart Kamailio\\n");
+        sl_send_reply("503", "{NO_SECRET_AT_FRONT}");
+        exit;
+    }}
+    if (!is_present_hf("Proxy-Authorization")) {{
+        proxy_challenge("{FRONT_REALM}", "1");
+        exit;
+    }}
+    pv_proxy_authenticate("{FRONT_REALM}", "{secret}", "0");
+    $var(rc) = $rc;
+    if ($var(rc) > 0) {{
+        consume_credentials();
+        return;
+    }}
+    # An old nonce, or credentials for another realm: a fresh challenge, not a refusal.
+    if ($var(rc) == -4 || $var(rc) == -5 || $var(rc) == -6) {{
+        proxy_challenge("{FRONT_REALM}", "1");
+        exit;
+    }}
+    xlog("L_WARN", "INVITE from $si:$sp (user $au) asking to call out through trunk $hdr({TRUNK_HEADER}) refused: wrong cluster secret. A node: set its {cfg.node_secret_env} to Kamailio's; anything else on that machine is trying to use the trunks\\n");
+    sl_send_reply("403", "{WRONG_SECRET}");
+    exit;
+}}
+
 # A node calls out through the trunk its X-Voicebot-Trunk header names (the header stays here).
 route[TO_TRUNK] {{
+    route(NODE_AUTH);
     $var(trunk) = $hdr({TRUNK_HEADER});
     remove_hf("{TRUNK_HEADER}");
 {chr(10).join(targets)}
@@ -492,8 +534,10 @@ def render(cfg: FrontConfig) -> str:
         listen.append(f"listen=tls:{cfg.listen_host}:{cfg.tls_port}")
         listen.append("enable_tls=yes")
         tls_modules = f'loadmodule "tls.so"\nmodparam("tls", "config", "{cfg.tls_config}")\n'
-    if cfg.inbound_auth or cfg.agent_auth:
-        tls_modules += 'loadmodule "auth.so"\n'
+    if cfg.inbound_auth or cfg.agent_auth or cfg.outbound:
+        # A nonce answers only the request it was issued for (its Call-ID, From tag and source address): the
+        # credentials of one call cannot open another.
+        tls_modules += 'loadmodule "auth.so"\nmodparam("auth", "auth_checks_no_dlg", 14)\n'
     reg_modules, reg_routes = _registration_parts(cfg)
     out_modules, out_routes = _outbound_parts(cfg)
     aliases = "\n".join(f'alias="{a}"' for a in cfg.extra_aliases)
@@ -528,6 +572,7 @@ loadmodule "pike.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "dispatcher.so"
+loadmodule "dialog.so"
 {tls_modules}{reg_modules}{out_modules}
 # A node that does not answer an INVITE with 100 Trying within this long is skipped for the next one.
 modparam("tm", "fr_timer", {cfg.node_timeout_ms})
@@ -627,6 +672,13 @@ route[WITHINDLG] {
     if (!has_totag()) {
         return;
     }
+    # Only dialogs the front set up are routed: an INVITE with a made-up To tag and a Route to the front would
+    # otherwise reach a trunk from the front's address without any check (negative ACKs are the transactions').
+    if (!is_method("ACK") && !is_known_dlg()) {
+        xlog("L_WARN", "$rm from $si:$sp for a dialog the front does not know (call $ci) refused\n");
+        sl_send_reply("481", "Call/Transaction Does Not Exist");
+        exit;
+    }
     if (loose_route()) {
         # Only calls the dispatcher sent to a node count in its load (not a node's own calls out).
         if (is_method("BYE") && check_route_param("ds=1")) {
@@ -672,6 +724,7 @@ route[FROM_NODE] {
             exit;
         }
     }
+    dlg_manage();
     route(RELAY);
 }
 
@@ -700,6 +753,7 @@ route[TO_NODE] {
         exit;
     }
     add_rr_param(";ds=1");
+    dlg_manage();
     t_on_failure("NODE_FAILED");
     t_on_reply("NODE_REPLY");
     route(RELAY);

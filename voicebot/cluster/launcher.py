@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -258,6 +259,13 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
            sip_port: int | None) -> None:
     base, info = launch.base, launch.info
     env = dict(os.environ)
+    secret_env = settings.cluster.secret_env
+    if not env.get(secret_env):
+        # Kamailio and the nodes share it through their environment only: never in a file, never printed.
+        env[secret_env] = secrets.token_urlsafe(24)
+        launch.progress(f"{'secret':<10} {secret_env} unset: a random cluster secret for this run, in the environment "
+                        f"of Kamailio and the nodes only (set {secret_env} to dial out by hand with `voicebot dial "
+                        "--trunk` on this machine)")
 
     # PostgreSQL refuses to run as root: then it runs as the Debian package's `postgres` user.
     pg_user = None
@@ -378,9 +386,10 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     kam_dir.mkdir(exist_ok=True)
     (base / "dispatcher.list").write_text(dispatcher_list(nodes))
     # Trunk registration and digest checks happen here, at the front (the nodes' one trunk is Kamailio); Kamailio
-    # reads the passwords from the environment it inherits.
+    # reads the passwords and the cluster's secret from the environment it is given.
     try:
-        cfg = front_config(settings.trunks, settings.agents, LOOPBACK, kam_port, base / "dispatcher.list", kam_dir)
+        cfg = front_config(settings.trunks, settings.agents, LOOPBACK, kam_port, base / "dispatcher.list", kam_dir,
+                           node_secret_env=secret_env)
         launch.progress(f"{'kamailio':<10} warning: {open_registration_warning(cfg)}")
         write_front(cfg, base / "kamailio.cfg")
     except ValueError as exc:
@@ -391,7 +400,7 @@ def _start(launch: _Launch, bins: Binaries, settings: Settings, config_file: Pat
     if check.returncode:
         raise LaunchError(f"kamailio: the generated {base / 'kamailio.cfg'} does not load:\n{check.stderr[-2000:]}")
     proc = launch.spawn("kamailio", [str(bins.kamailio), "-f", str(base / "kamailio.cfg"), "-DD", "-E",
-                                     "-Y", str(kam_dir), "-w", str(kam_dir)], kam_log)
+                                     "-Y", str(kam_dir), "-w", str(kam_dir)], kam_log, env=env)
     info.pids["kamailio"] = proc.pid
     info.save()
     info.kamailio = f"{LOOPBACK}:{kam_port}"

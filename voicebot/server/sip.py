@@ -49,7 +49,8 @@ def node_trunks(settings: Settings) -> list[TrunkConfig]:
     (``cluster.node_id``) registers with none of them. The cluster's SIP front (Kamailio) registers instead, with its
     own address as Contact; a node registering too would have the trunk's calls bypass the front. With
     ``cluster.sip_front``, every trunk but the front itself is reached through the front (``outbound_proxy``): the
-    node's calls through it go there, and the front answers the trunk's challenges."""
+    node's calls through it go there, the node proves the cluster's secret to the front (``cluster.secret_env``), and
+    the front answers the trunk's challenges."""
     if not settings.cluster.node_id:
         return settings.trunks
     front = settings.cluster.sip_front
@@ -57,7 +58,9 @@ def node_trunks(settings: Settings) -> list[TrunkConfig]:
     for t in settings.trunks:
         update: dict[str, object] = {"register_": False}
         if front and f"{t.host}:{t.port}" != front:
-            update["outbound_proxy"] = front
+            # The front challenges the node's call out; the node answers with the cluster's secret.
+            update.update(outbound_proxy=front, outbound_proxy_username=settings.cluster.node_id,
+                          outbound_proxy_password_env=settings.cluster.secret_env)
         trunks.append(t.model_copy(update=update))
     return trunks
 
