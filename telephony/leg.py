@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from audio.pcm import mix
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AudioSink = Callable[[bytes], None]
 """Receives each 20 ms frame (:mod:`audio.pcm` format) the peer says."""
@@ -165,17 +167,11 @@ class LegBase:
 
     def remove_sink(self, sink: AudioSink) -> None:
         """Stop giving audio to ``sink`` (nothing happens if it was not added)."""
-        if sink in self._sinks:
-            self._sinks.remove(sink)
+        _discard(self._sinks, sink)
 
     def _audio_to_sinks(self, pcm: bytes) -> None:
-        if self.state != "answered":
-            return
-        for sink in list(self._sinks):
-            try:
-                sink(pcm)
-            except Exception:  # one broken listener must not keep the audio from the others
-                log.exception("call %s: audio sink failed", self.call_id)
+        if self.state == "answered":
+            _tell_each(self._sinks, pcm, "audio sink", self.call_id)
 
     @property
     def media_idle_s(self) -> float:
@@ -188,8 +184,7 @@ class LegBase:
         self._mixers.append(mixer)
 
     def remove_mixer(self, mixer: AudioMixer) -> None:
-        if mixer in self._mixers:
-            self._mixers.remove(mixer)
+        _discard(self._mixers, mixer)
 
     def _mixed(self, pcm: bytes) -> bytes:
         for mixer in list(self._mixers):
@@ -232,15 +227,10 @@ class LegBase:
         self._key_listeners.append(fn)
 
     def remove_dtmf_listener(self, fn: KeyListener) -> None:
-        if fn in self._key_listeners:
-            self._key_listeners.remove(fn)
+        _discard(self._key_listeners, fn)
 
     def _tell_key_listeners(self, key: str) -> None:
-        for fn in list(self._key_listeners):
-            try:
-                fn(key)
-            except Exception:  # one broken listener must not keep the key from the others
-                log.exception("call %s: key listener failed", self.call_id)
+        _tell_each(self._key_listeners, key, "key listener", self.call_id)
 
     @property
     def can_send_dtmf(self) -> bool:
@@ -262,3 +252,16 @@ class LegBase:
         """Wait for the end of the call; its reason."""
         await self.ended.wait()
         return self.end_reason
+
+
+def _discard(items: list[T], item: T) -> None:
+    if item in items:  # removing what was never added (or already removed) is allowed
+        items.remove(item)
+
+
+def _tell_each(listeners: list[Callable[[T], None]], value: T, what: str, call_id: str) -> None:
+    for listener in list(listeners):  # a copy: a listener may remove itself
+        try:
+            listener(value)
+        except Exception:  # one broken listener must not keep the value from the others
+            log.exception("call %s: %s failed", call_id, what)

@@ -17,20 +17,14 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user
 from net_helpers import serve_app
-from sqlalchemy import create_engine
 
 from voicebot.config import Settings
-from voicebot.events import EventBus
-from voicebot.server.app import create_app
-from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
-from voicebot.transfer import TransferService
 from voicebot.users import UserStore
 
 CHROMIUM = shutil.which("chromium")
@@ -54,24 +48,20 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"}],  # type: ignore[arg-type]
                         queues=[{"name": "general"}],  # type: ignore[list-item]
                         database={"url": f"postgresql://voicebot:{DB_SECRET}@db.example/voicebot"})  # type: ignore[arg-type]
-    engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events)
+    parts = model_less_app(tmp / "voicebot.db", settings, queues=True)
+    store = parts.store
+    assert store is not None
     store.open_call("c-old", "sip", "5550123")
     store.add_turn("c-old", "caller", "where is my parcel", datetime.now(UTC))
     store.close_call("c-old", "resolved", "caller_hung_up")
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
-    add_user(engine, "adm", "admin")
-    add_user(engine, "sue", "supervisor")
-    users = UserStore(engine)
+    add_user(parts.engine, "adm", "admin")
+    add_user(parts.engine, "sue", "supervisor")
+    users = UserStore(parts.engine)
     for _ in range(OLD_CALLS):
         users.audit("sue", "open_call", "c-old")
-    with serve_app(create_app(runtime, service)) as url:  # type: ignore[arg-type]
+    with serve_app(parts.create()) as url:
         yield url
-    store.close()
+    parts.close()
 
 
 @pytest.fixture(scope="module")

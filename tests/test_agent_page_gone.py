@@ -17,19 +17,15 @@ from typing import Any
 import httpx
 import pytest
 from aiortc import RTCPeerConnection
+from app_helpers import model_less_app
 from auth_helpers import add_user, cookie, login
 from net_helpers import serve_app
-from sqlalchemy import create_engine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from telephony.sip.ua import DialError
 from voicebot.config import Settings
-from voicebot.events import EventBus
 from voicebot.server.agent_phone import AgentPhone, AgentPhones, WebLeg
-from voicebot.server.app import create_app
-from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
 
 TIMEOUT_S = 1.0  # the smallest agent_page_timeout_s: pings every 1/3 s
 
@@ -40,18 +36,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
     url = f"sqlite:///{tmp / 'voicebot.db'}"
     settings = Settings(database={"url": url}, privacy={"purge_daily": False},  # type: ignore[arg-type]
                         webrtc={"agent_page_timeout_s": TIMEOUT_S})  # type: ignore[arg-type]
-    engine = create_engine(url)
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events)
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    app = create_app(runtime)  # type: ignore[arg-type]
+    parts = model_less_app(url, settings)
+    app = parts.create()
     # The phone route checks the agent against the queue's ACD: only alice, and only that, is looked up.
     app.state.transfer = SimpleNamespace(runner=SimpleNamespace(acd=SimpleNamespace(
         agents=lambda: [SimpleNamespace(id="alice")])))
-    add_user(engine, "alice", "agent", agent_id="alice")
-    add_user(engine, "bob", "agent", agent_id="bob")
+    add_user(parts.engine, "alice", "agent", agent_id="alice")
+    add_user(parts.engine, "bob", "agent", agent_id="bob")
     gone: list[str] = []
     closed = threading.Event()
 
@@ -64,7 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
     with serve_app(app, ws="websockets-sansio") as base:
         yield SimpleNamespace(base=base, ws=base.replace("http://", "ws://") + "/ws/events", app=app, gone=gone,
                               closed=closed)
-    store.close()
+    parts.close()
 
 
 async def connect_phone(base: str, page_id: str) -> RTCPeerConnection:

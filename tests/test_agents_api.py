@@ -7,22 +7,17 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
+from app_helpers import ModelLessApp, model_less_app
 from auth_helpers import add_user, login
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
 
 from telephony.queue.live import TransferResult
 from telephony.queue.request import QueueRequest
 from voicebot.config import Settings
-from voicebot.events import EventBus
-from voicebot.server.app import create_app
-from voicebot.storage.schema import upgrade
 from voicebot.transfer import TransferService
 
 AGENTS = [
@@ -33,20 +28,22 @@ QUEUES = [{"name": "general"}, {"name": "billing", "skills": ["billing"], "servi
 
 
 @pytest.fixture()
-def service(tmp_path: Path) -> TransferService:
+def parts(tmp_path: Path) -> ModelLessApp:
+    # The routes under test never touch the bot: the runtime only lends the database (users) and the bus.
     settings = Settings(agents=AGENTS, queues=QUEUES)  # type: ignore[arg-type]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    return TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    return model_less_app(tmp_path / "voicebot.db", settings, store=False, queues=True)
 
 
 @pytest.fixture()
-def client(service: TransferService) -> Iterator[TestClient]:
-    # The routes under test never touch the bot: the runtime only lends the database (users) and the bus.
-    runtime = SimpleNamespace(settings=service.settings, events=EventBus(),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=service.records.engine)))
-    add_user(service.records.engine, "sup", "supervisor")
-    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+def service(parts: ModelLessApp) -> TransferService:
+    assert parts.service is not None
+    return parts.service
+
+
+@pytest.fixture()
+def client(parts: ModelLessApp) -> Iterator[TestClient]:
+    add_user(parts.engine, "sup", "supervisor")
+    with TestClient(parts.create()) as c:
         c.headers.update(login(c, "sup"))
         yield c
 
@@ -135,13 +132,10 @@ def test_agent_page_is_served_offline(client: TestClient) -> None:
 
 
 def test_without_queues_the_api_says_how_to_configure_them(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    runtime: Any = SimpleNamespace(settings=Settings(), events=EventBus(),
-                                   engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    assert TransferService.from_runtime(runtime) is None
-    add_user(engine, "sup", "supervisor")
-    with TestClient(create_app(runtime, None)) as c:
+    parts = model_less_app(tmp_path / "voicebot.db", store=False)
+    assert TransferService.from_runtime(parts.runtime) is None
+    add_user(parts.engine, "sup", "supervisor")
+    with TestClient(parts.create()) as c:
         c.headers.update(login(c, "sup"))
         res = c.get("/api/queues")
         assert res.status_code == 404 and "agents:" in res.json()["detail"]

@@ -10,21 +10,17 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user
 from browser_helpers import launch_chromium
 from net_helpers import serve_app
-from sqlalchemy import create_engine
 from test_admin_browser import log_in
 
 from voicebot.config import Settings
-from voicebot.events import EventBus
-from voicebot.server.app import create_app
 from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
 from voicebot.users import UserStore
 
 CHROMIUM = shutil.which("chromium")
@@ -36,18 +32,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any,
     tmp: Path = tmp_path_factory.mktemp("alerts-browser")
     url = f"sqlite:///{tmp / 'voicebot.db'}"
     settings = Settings(database={"url": url}, privacy={"purge_daily": False})  # type: ignore[arg-type]
-    engine = create_engine(url)
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events)
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    add_user(engine, "sue", "supervisor")
-    add_user(engine, "alice", "agent", agent_id="alice")
-    add_user(engine, "bob", "agent", agent_id="bob")
-    with serve_app(create_app(runtime)) as base:  # type: ignore[arg-type]
-        yield base, engine, store
-    store.close()
+    parts = model_less_app(url, settings)
+    add_user(parts.engine, "sue", "supervisor")
+    add_user(parts.engine, "alice", "agent", agent_id="alice")
+    add_user(parts.engine, "bob", "agent", agent_id="bob")
+    with serve_app(parts.create()) as base:
+        yield base, parts.engine, parts.store
+    parts.close()
 
 
 @pytest.fixture(scope="module")

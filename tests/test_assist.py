@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user, login
 from demo_db import NOW, demo_copy
 from fastapi.testclient import TestClient
 from handoff_helpers import customer, handoff_packet
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
 from dialogs.db.engine import Database
 from dialogs.db.models import AuditLog, Contact, Order, Return, Subscription
@@ -28,12 +28,7 @@ from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
 from voicebot.assist.summary import BridgedTurn, running_summary
 from voicebot.assist.wrapup import prefill
 from voicebot.config import Settings
-from voicebot.events import EventBus
 from voicebot.redaction import Redactor
-from voicebot.server.app import create_app
-from voicebot.storage.calls import CallStore
-from voicebot.storage.schema import upgrade
-from voicebot.transfer import TransferService
 
 
 def test_card_lists_orders_open_returns_subscriptions_and_past_contacts(tmp_path: Path,
@@ -88,18 +83,15 @@ def test_card_api_serves_only_the_agents_own_call(tmp_path: Path, tmp_path_facto
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"},  # type: ignore[list-item]
                                 {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"}],  # type: ignore[list-item]
                         queues=[{"name": "general"}])  # type: ignore[list-item]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
     customers = Database(demo_copy(tmp_path, tmp_path_factory))
     with customers.session() as s:
         customer_id = s.scalar(select(Order.customer_id).where(Order.customer_id.is_not(None)).limit(1))
-    runtime = SimpleNamespace(settings=settings, events=EventBus(),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine,
-                                                                              session=customers.session)))
-    add_user(engine, "alice", "agent")
-    add_user(engine, "sup", "supervisor")
-    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+    parts = model_less_app(tmp_path / "voicebot.db", settings, store=False, queues=True, session=customers.session)
+    service = parts.service
+    assert service is not None
+    add_user(parts.engine, "alice", "agent")
+    add_user(parts.engine, "sup", "supervisor")
+    with TestClient(parts.create()) as c:
         alice = login(c, "alice")
         no_call = c.get("/api/agents/alice/card", headers=alice)
         assert no_call.status_code == 409 and no_call.json()["detail"] == "alice has no call"
@@ -137,17 +129,14 @@ def test_wrap_up_goes_into_the_contact_history_audited(tmp_path: Path,
                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"}],  # type: ignore[list-item]
                         queues=[{"name": "general"}])  # type: ignore[list-item]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
     customers = Database(demo_copy(tmp_path, tmp_path_factory))
     with customers.session() as s:
         contact_id = open_contact(s, "sip", None, NOW)
-    runtime = SimpleNamespace(settings=settings, events=EventBus(),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine,
-                                                                              session=customers.session)))
-    add_user(engine, "alice", "agent")
-    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+    parts = model_less_app(tmp_path / "voicebot.db", settings, store=False, queues=True, session=customers.session)
+    service = parts.service
+    assert service is not None
+    add_user(parts.engine, "alice", "agent")
+    with TestClient(parts.create()) as c:
         alice = login(c, "alice")
         assert c.get("/api/agents/alice/wrapup", headers=alice).json()["detail"] == "alice has no call to wrap up"
         packet = {"summary": "Caller wants a refund. Calm.", "contact_id": contact_id,
@@ -193,14 +182,12 @@ def test_suggestions_api_for_the_agents_own_call(tmp_path: Path) -> None:
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"},  # type: ignore[list-item]
                                 {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"}],  # type: ignore[list-item]
                         queues=[{"name": "general"}])  # type: ignore[list-item]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
     knowledge = Knowledge(Retriever.with_tfidf(load_knowledge(str(KNOWLEDGE))))
-    runtime = SimpleNamespace(settings=settings, events=EventBus(),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine), knowledge=knowledge))
-    add_user(engine, "alice", "agent")
-    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+    parts = model_less_app(tmp_path / "voicebot.db", settings, store=False, queues=True, knowledge=knowledge)
+    service = parts.service
+    assert service is not None
+    add_user(parts.engine, "alice", "agent")
+    with TestClient(parts.create()) as c:
         alice = login(c, "alice")
         assert c.get("/api/agents/alice/suggestions", headers=alice).status_code == 409
         assert c.get("/api/agents/bob/suggestions", headers=alice).status_code == 403
@@ -267,25 +254,21 @@ def test_agent_runs_the_next_action_on_her_own_bridged_call(trained: tuple[Domai
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "sip:alice@127.0.0.1:5999"},  # type: ignore[list-item]
                                 {"id": "bob", "name": "Bob", "contact": "sip:bob@127.0.0.1:5998"}],  # type: ignore[list-item]
                         queues=[{"name": "general"}])  # type: ignore[list-item]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events, Redactor.from_settings(settings))
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
     customers = Database(demo_copy(tmp_path, tmp_path_factory))
     with customers.session() as s:
         contact_id = open_contact(s, "sip", "+15551230001", NOW, customer_id=1)
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine, session=customers.session),
-                                                     domain=domain, nlu=nlu, clock=lambda: NOW))
+    parts = model_less_app(tmp_path / "voicebot.db", settings, redactor=Redactor.from_settings(settings), queues=True,
+                           session=customers.session, domain=domain, nlu=nlu, clock=lambda: NOW)
+    store, service = parts.store, parts.service
+    assert store is not None and service is not None
     for name, role in (("alice", "agent"), ("bob", "agent"), ("sup", "supervisor")):
-        add_user(engine, name, role)
+        add_user(parts.engine, name, role)
     packet = handoff_packet("Caller Jane Doe, verified. Wants to return order 12034.", contact_id=contact_id,
                             customer=customer("Jane Doe", True, id=1, verified_by="pin"),
                             intents_pending=(HandoffIntent("return_item", "active", None, {"order_id": "12034"}),))
     start = datetime.now(UTC)
     store.open_call("call-1", "sip", "+15551230001")
-    with TestClient(create_app(runtime, service)) as c:  # type: ignore[arg-type]
+    with TestClient(parts.create()) as c:
         alice, bob, sup = login(c, "alice"), login(c, "bob"), login(c, "sup")
         assert c.get("/api/agents/alice/summary", headers=alice).status_code == 409  # no call yet
         service.current["alice"] = {"call_id": "call-1", "status": "connected", "handoff": packet.to_dict()}

@@ -14,21 +14,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user, cookie, login
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine
 from starlette.websockets import WebSocketDisconnect
 
 from telephony.queue.live import TransferResult
 from telephony.queue.request import QueueRequest
 from voicebot.config import Settings
-from voicebot.events import EventBus
 from voicebot.redaction import Redactor
 from voicebot.server.access import LoginThrottle
-from voicebot.server.app import create_app
 from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
-from voicebot.transfer import TransferService
 from voicebot.users import UserStore, hash_password, verify_password
 
 AGENTS = [
@@ -43,13 +39,9 @@ CARD = "4111 1111 1111 1111"  # a test Visa number: passes the Luhn check
 def app_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     tmp = tmp_path_factory.mktemp("auth")
     settings = Settings(agents=AGENTS, queues=QUEUES)  # type: ignore[arg-type]
-    engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events, Redactor.from_settings(settings))
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
+    parts = model_less_app(tmp / "voicebot.db", settings, redactor=Redactor.from_settings(settings), queues=True)
+    engine, store, service = parts.engine, parts.store, parts.service
+    assert store is not None and service is not None
     now = datetime.now(UTC)
     for call_id, agent in (("c-alice", "alice"), ("c-bob", "bob"), ("c-bot", None)):
         store.open_call(call_id, "sip", "+15550100")
@@ -63,9 +55,9 @@ def app_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
     CallStore(engine, redactor=Redactor.disabled()).add_turn("c-bot", "caller", f"my card is {CARD}", now)
     for name, role in (("adm", "admin"), ("sup", "supervisor"), ("alice", "agent"), ("bob", "agent")):
         add_user(engine, name, role)
-    with TestClient(create_app(runtime, service)) as client:  # type: ignore[arg-type]
+    with TestClient(parts.create()) as client:
         yield SimpleNamespace(client=client, engine=engine, store=store, service=service)
-    store.close()
+    parts.close()
 
 
 @pytest.fixture(scope="module")

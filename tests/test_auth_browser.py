@@ -7,19 +7,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user
 from net_helpers import serve_app
-from sqlalchemy import create_engine
 
 from voicebot.config import Settings
-from voicebot.events import EventBus
-from voicebot.server.app import create_app
-from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
-from voicebot.transfer import TransferService
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -31,15 +25,11 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"},  # type: ignore[arg-type]
                                 {"id": "bob", "name": "Bob", "contact": "webrtc"}],
                         queues=[{"name": "general"}])
-    engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
-    upgrade(engine)
-    events = EventBus()
-    runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
-    add_user(engine, "alice", "agent")
-    with serve_app(create_app(runtime, service)) as url:  # type: ignore[arg-type]
+    parts = model_less_app(tmp / "voicebot.db", settings, queues=True)
+    add_user(parts.engine, "alice", "agent")
+    with serve_app(parts.create()) as url:
         yield url
+    parts.close()
 
 
 def test_agent_logs_in_sees_only_herself_and_signs_out(base_url: str) -> None:

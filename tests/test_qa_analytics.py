@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user, login
 from net_helpers import serve_app
 from sqlalchemy import Engine, create_engine
@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from voicebot.config import Settings
 from voicebot.events import EventBus
 from voicebot.qa.analytics import Analytics
-from voicebot.server.app import create_app
 from voicebot.storage import CallStore
 from voicebot.storage.schema import drop_all, upgrade
 from voicebot.storage.transfers import TransferRow
@@ -127,12 +126,11 @@ def test_the_api_serves_trends_to_staff_and_agents_only_their_own_row(db, tmp_pa
     url, store = db
     settings = Settings(database={"url": url}, privacy={"purge_daily": False},  # type: ignore[arg-type]
                         queues=[{"name": "billing", "service_level_s": 20}, {"name": "general", "service_level_s": 60}])  # type: ignore[list-item]
-    runtime = SimpleNamespace(settings=settings, events=store.events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=store.engine)))
+    parts = model_less_app(store, settings)
     add_user(store.engine, "sue", "supervisor")
     add_user(store.engine, "alice", "agent", agent_id="alice")
     span = {"from": (DAY1 - timedelta(days=1)).isoformat(), "to": (DAY2 + timedelta(days=1)).isoformat()}
-    with serve_app(create_app(runtime)) as base:  # type: ignore[arg-type]
+    with serve_app(parts.create()) as base:
         sue, alice = login(base, "sue"), login(base, "alice")
         got = httpx.get(f"{base}/api/analytics", headers=sue, params={**span, "bucket": "day"})
         assert got.status_code == 200, got.text

@@ -12,22 +12,18 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user
 from browser_helpers import launch_chromium
 from net_helpers import serve_app
-from sqlalchemy import create_engine
 from test_admin_browser import log_in, screenshots
 
 from voicebot.config import Settings
-from voicebot.events import EventBus
 from voicebot.qa.scorecard import Scorer
-from voicebot.server.app import create_app
 from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -57,21 +53,18 @@ def good_call(store: CallStore, call_id: str, start: datetime) -> None:
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("qa-browser")
     url = f"sqlite:///{tmp / 'voicebot.db'}"
-    engine = create_engine(url)
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events, scorer=Scorer())
+    settings = Settings(database={"url": url}, privacy={"purge_daily": False})  # type: ignore[arg-type]
+    parts = model_less_app(url, settings, scorer=Scorer())
+    store = parts.store
+    assert store is not None
     now = datetime.now(UTC)
     faulty_call(store, "c-faulty", now - timedelta(minutes=20))
     good_call(store, "c-good", now - timedelta(minutes=10))
     assert store.flush(timeout=10)
-    settings = Settings(database={"url": url}, privacy={"purge_daily": False})  # type: ignore[arg-type]
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    add_user(engine, "sue", "supervisor")
-    with serve_app(create_app(runtime)) as served:  # type: ignore[arg-type]
+    add_user(parts.engine, "sue", "supervisor")
+    with serve_app(parts.create()) as served:
         yield served
-    store.close()
+    parts.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user, login
 from net_helpers import serve_app
 from sqlalchemy import create_engine
@@ -28,10 +28,8 @@ from dialogs.engine import DialogEngine, EngineOptions, Turn
 from dialogs.jsonable import jsonable
 from dialogs.nlu import NLU
 from voicebot.config import Settings
-from voicebot.events import EventBus
 from voicebot.qa.scorecard import Rule, ScorecardSettings, Scorer, scorer_from_settings
 from voicebot.qa.sentiment import label, sentiment
-from voicebot.server.app import create_app
 from voicebot.storage import CallStore
 from voicebot.storage.retention import erase_calls
 from voicebot.storage.schema import upgrade
@@ -175,13 +173,11 @@ def test_sentiment_reads_words_with_negation():
 class Server:
     def __init__(self, tmp_path: Path):
         url = f"sqlite:///{tmp_path / 'voicebot.db'}"
-        self.engine = create_engine(url)
-        upgrade(self.engine)
-        self.store = CallStore(self.engine, EventBus(), scorer=Scorer(ScorecardSettings(rules=(CANCEL_RULE,))))
         settings = Settings(database={"url": url})  # type: ignore[arg-type]
-        runtime = SimpleNamespace(settings=settings, events=self.store.events, store=self.store,
-                                  engine=SimpleNamespace(database=SimpleNamespace(engine=self.engine)))
-        self._serving = serve_app(create_app(runtime))  # type: ignore[arg-type]
+        self.parts = model_less_app(url, settings, scorer=Scorer(ScorecardSettings(rules=(CANCEL_RULE,))))
+        assert self.parts.store is not None
+        self.engine, self.store = self.parts.engine, self.parts.store
+        self._serving = serve_app(self.parts.create())
 
     def __enter__(self) -> Server:
         self.url = self._serving.__enter__()
@@ -189,7 +185,7 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self._serving.__exit__(None, None, None)
-        self.store.close()
+        self.parts.close()
 
 
 @pytest.fixture(scope="module")

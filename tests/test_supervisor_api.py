@@ -7,23 +7,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user, cookie, login
 from net_helpers import serve_app
-from sqlalchemy import create_engine, update
+from sqlalchemy import update
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from voicebot.config import Settings
-from voicebot.events import EventBus
-from voicebot.server.app import create_app
-from voicebot.storage import CallStore
 from voicebot.storage.models import CallRow
-from voicebot.storage.schema import upgrade
 
 RECV_TIMEOUT_S = 10.0
 
@@ -32,15 +28,12 @@ class Server:
     """create_app() on uvicorn in a thread; the runtime lends only what these routes use (no models)."""
 
     def __init__(self, tmp_path):
-        self.engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-        upgrade(self.engine)
-        self.events = EventBus()
-        self.store = CallStore(self.engine, self.events)
         settings = Settings(database={"url": f"sqlite:///{tmp_path / 'voicebot.db'}"},  # type: ignore[arg-type]
                             supervisor={"alert_frustration": "frustrated"})  # type: ignore[arg-type]
-        runtime = SimpleNamespace(settings=settings, events=self.events, store=self.store,
-                                  engine=SimpleNamespace(database=SimpleNamespace(engine=self.engine)))
-        self.app = create_app(runtime)  # type: ignore[arg-type]
+        self.parts = model_less_app(tmp_path / "voicebot.db", settings)
+        assert self.parts.store is not None
+        self.engine, self.events, self.store = self.parts.engine, self.parts.events, self.parts.store
+        self.app = self.parts.create()
         self._serving = serve_app(self.app, ws="websockets-sansio")
 
     def __enter__(self) -> Server:
@@ -50,7 +43,7 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self._serving.__exit__(None, None, None)
-        self.store.close()
+        self.parts.close()
 
     def drain_store(self) -> None:
         """Wait until the call store's writer has done everything queued so far."""
@@ -281,18 +274,13 @@ def test_hello_carries_the_queue_board_of_the_agent_queue(tmp_path) -> None:
     """With the agent queue configured, the snapshot holds its queues and agents (the body of /api/queues)."""
     from fastapi.testclient import TestClient
 
-    from voicebot.transfer import TransferService
 
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"}],  # type: ignore[list-item]
                         queues=[{"name": "general"}])  # type: ignore[list-item]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    upgrade(engine)
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
-    events = EventBus()
-    runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
+    parts = model_less_app(tmp_path / "voicebot.db", settings, queues=True)
+    engine, events = parts.engine, parts.events
     add_user(engine, "sup", "supervisor")
-    with TestClient(create_app(runtime, service)) as client:  # type: ignore[arg-type]
+    with TestClient(parts.create()) as client:
         headers = login(client, "sup")
         with client.websocket_connect("/ws/events", headers=headers) as ws:
             hello = ws.receive_json()
@@ -307,7 +295,7 @@ def test_hello_carries_the_queue_board_of_the_agent_queue(tmp_path) -> None:
         add_user(engine, "alice", "agent")
         with client.websocket_connect("/ws/events", headers=login(client, "alice")) as ws:
             assert ws.receive_json()["queues"] == []  # the board is for supervisors
-    runtime.store.close()
+    parts.close()
 
 
 def test_hello_tells_the_dashboard_the_configured_frustration_levels(tmp_path) -> None:
@@ -315,13 +303,10 @@ def test_hello_tells_the_dashboard_the_configured_frustration_levels(tmp_path) -
     from fastapi.testclient import TestClient
 
     settings = Settings(prosody={"annoyed": 0.3, "frustrated": 0.55})  # type: ignore[arg-type]
-    engine = create_engine(f"sqlite:///{tmp_path / 'voicebot.db'}")
-    events = EventBus()
-    runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    add_user(engine, "sup", "supervisor")
-    with TestClient(create_app(runtime)) as client:  # type: ignore[arg-type]
+    parts = model_less_app(tmp_path / "voicebot.db", settings)
+    add_user(parts.engine, "sup", "supervisor")
+    with TestClient(parts.create()) as client:
         ws_ = client.websocket_connect("/ws/events", headers=login(client, "sup"))
         with ws_ as ws:
             assert ws.receive_json()["frustration_levels"] == {"annoyed": 0.3, "frustrated": 0.55}
-    runtime.store.close()
+    parts.close()

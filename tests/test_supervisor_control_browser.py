@@ -8,22 +8,16 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user
 from browser_helpers import launch_chromium
 from net_helpers import serve_app
-from sqlalchemy import create_engine
 from test_admin_browser import log_in
 
 from voicebot.config import Settings
-from voicebot.events import EventBus
-from voicebot.server.app import create_app
-from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
-from voicebot.transfer import TransferService
 from voicebot.users import UserStore
 
 CHROMIUM = shutil.which("chromium")
@@ -37,18 +31,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"}],  # type: ignore[arg-type]
                         queues=[{"name": "general"}], database={"url": url},  # type: ignore[list-item, arg-type]
                         privacy={"purge_daily": False})  # type: ignore[arg-type]
-    engine = create_engine(url)
-    upgrade(engine)
-    events = EventBus()
-    store = CallStore(engine, events)
-    runtime = SimpleNamespace(settings=settings, events=events, store=store,
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
-    add_user(engine, "sue", "supervisor")
-    add_user(engine, "alice", "agent", agent_id="alice")
-    with serve_app(create_app(runtime, service)) as base:  # type: ignore[arg-type]
-        yield base, engine
-    store.close()
+    parts = model_less_app(url, settings, queues=True)
+    add_user(parts.engine, "sue", "supervisor")
+    add_user(parts.engine, "alice", "agent", agent_id="alice")
+    with serve_app(parts.create()) as base:
+        yield base, parts.engine
+    parts.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,24 +9,20 @@ import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
+from app_helpers import model_less_app
 from auth_helpers import add_user, cookie
 from net_helpers import free_port, serve_app
-from sqlalchemy import create_engine
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from websockets.typing import Origin, Subprotocol
 
 from voicebot.client.local_server import ServerProcess
 from voicebot.config import Settings
-from voicebot.events import EventBus
 from voicebot.server.app import create_app
 from voicebot.storage import CallStore
-from voicebot.storage.schema import upgrade
-from voicebot.transfer import TransferService
 
 CHROMIUM = shutil.which("chromium")
 
@@ -36,16 +32,12 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("web-attacks")
     settings = Settings(agents=[{"id": "alice", "name": "Alice", "contact": "webrtc"}],  # type: ignore[arg-type]
                         queues=[{"name": "general"}])
-    engine = create_engine(f"sqlite:///{tmp / 'voicebot.db'}")
-    upgrade(engine)
-    events = EventBus()
-    runtime = SimpleNamespace(settings=settings, events=events, store=CallStore(engine, events),
-                              engine=SimpleNamespace(database=SimpleNamespace(engine=engine)))
-    service = TransferService(settings, shared=None, engine=engine)  # type: ignore[arg-type]
+    parts = model_less_app(tmp / "voicebot.db", settings, queues=True)
     for name, role in (("admin", "admin"), ("sup", "supervisor"), ("alice", "agent"), ("victim", "admin")):
-        add_user(engine, name, role)
-    with serve_app(create_app(runtime, service)) as url:  # type: ignore[arg-type]
+        add_user(parts.engine, name, role)
+    with serve_app(parts.create()) as url:
         yield url
+    parts.close()
 
 
 def _other_origin(url: str) -> str:

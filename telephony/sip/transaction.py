@@ -29,11 +29,20 @@ Send = Callable[[bytes], None]
 
 
 class _Transaction:
-    """Timer bookkeeping shared by server and client transactions (RFC 3261 section 17)."""
+    """What server and client transactions share: the request, its transport and timers (RFC 3261 section 17)."""
 
     state: str
-    on_terminated: Callable[..., object]
-    _handles: list[asyncio.TimerHandle]
+
+    def __init__(self, request: SipRequest, send: Send, reliable: bool, timers: Timers,
+                 on_terminated: Callable[..., object]):
+        self.request = request
+        self.send = send
+        self.reliable = reliable
+        self.timers = timers
+        self.on_terminated = on_terminated
+        self.is_invite = request.method == "INVITE"
+        self._handles: list[asyncio.TimerHandle] = []
+        self._interval = timers.t1
 
     def _terminate(self) -> None:
         self.state = "terminated"
@@ -54,17 +63,10 @@ class ServerTransaction(_Transaction):
 
     def __init__(self, request: SipRequest, send: Send, reliable: bool, timers: Timers,
                  on_terminated: Callable[[ServerTransaction], object]):
-        self.request = request
-        self.send = send
-        self.reliable = reliable
-        self.timers = timers
-        self.on_terminated = on_terminated
-        self.is_invite = request.method == "INVITE"
+        super().__init__(request, send, reliable, timers, on_terminated)
         self.state = "proceeding" if self.is_invite else "trying"
         self.last_response: SipResponse | None = None
         self.on_no_ack: Callable[[], object] | None = None
-        self._handles: list[asyncio.TimerHandle] = []
-        self._interval = timers.t1
 
     def respond(self, response: SipResponse) -> None:
         """Send a response and move the state machine; responses after a final one are ignored."""
@@ -128,18 +130,11 @@ class ClientTransaction(_Transaction):
 
     def __init__(self, request: SipRequest, send: Send, reliable: bool, timers: Timers,
                  on_terminated: Callable[[ClientTransaction], object]):
-        self.request = request
-        self.send = send
-        self.reliable = reliable
-        self.timers = timers
-        self.on_terminated = on_terminated
-        self.is_invite = request.method == "INVITE"
+        super().__init__(request, send, reliable, timers, on_terminated)
         self.state = "calling" if self.is_invite else "trying"
         self.final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
         self.on_provisional: Callable[[SipResponse], None] | None = None
         self.on_2xx_retransmit: Callable[[SipResponse], None] | None = None
-        self._handles: list[asyncio.TimerHandle] = []
-        self._interval = timers.t1
         self._ack: bytes | None = None
 
     @property

@@ -27,6 +27,16 @@ def config_option(func: F) -> F:
     )(func)
 
 
+def domain_option(func: F) -> F:
+    return click.option(
+        "--domain",
+        "domain_path",
+        type=click.Path(exists=True),
+        default=None,
+        help="Domain folder or file (default: the configured one, else the bundled retail demo).",
+    )(func)
+
+
 def parse_today(value: str) -> date:
     """``--today``'s value (YYYY-MM-DD) as a date; anything else is a usage error naming the option."""
     try:

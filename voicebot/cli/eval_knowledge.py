@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from voicebot.cli.common import config_option, settings_or_exit
+from voicebot.cli.common import config_option, domain_option, settings_or_exit
 
 
 def _rss_mb() -> float:
@@ -31,8 +31,7 @@ def _rss_mb() -> float:
 @click.option("--through-nlu", is_flag=True, help="Ask each question as a caller's first turn: the domain's NLU "
               "first, as in a call (a request goes to its flow), then the knowledge base; an unanswerable question "
               "is right unless an entry answers it.")
-@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
-              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@domain_option
 @config_option
 def eval_knowledge(file: str, as_json: bool, encoder: str, threshold: float | None, show_errors: int,
                    through_nlu: bool, domain_path: str | None, config_path: str | None) -> None:

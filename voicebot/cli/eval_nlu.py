@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from voicebot.cli.common import config_option, parse_today
+from voicebot.cli.common import config_option, domain_option, parse_today
 from voicebot.cli.nlu import load_nlu
 
 # The day the relative dates of tests/data/nlu_dev.tsv ("yesterday", "last tuesday") were written against.
@@ -20,8 +20,7 @@ DEV_TODAY = "2025-01-15"
 @click.option("--today", "today_text", default=DEV_TODAY, show_default=True,
               help="Resolve relative dates in the file against this day (YYYY-MM-DD).")
 @click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
-@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
-              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@domain_option
 @config_option
 def eval_nlu(file: str, as_json: bool, today_text: str, show_errors: int, domain_path: str | None,
              config_path: str | None) -> None:

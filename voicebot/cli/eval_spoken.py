@@ -15,7 +15,7 @@ import click
 from dialogs.nlu.classifier import classifier_view
 from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.normalize import normalize
-from voicebot.cli.common import config_option, models_or_exit, parse_today, settings_or_exit
+from voicebot.cli.common import config_option, domain_option, models_or_exit, parse_today, settings_or_exit
 from voicebot.cli.eval_nlu import DEV_TODAY
 from voicebot.cli.nlu import load_nlu
 
@@ -91,8 +91,7 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
 @click.option("--today", "today_text", default=DEV_TODAY, show_default=True,
               help="Resolve relative dates in the file against this day (YYYY-MM-DD).")
 @click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
-@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
-              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@domain_option
 @click.option("--second-pass-below", "second_pass_below", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override models.stt.second_pass_below (0: no second pass).")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None,

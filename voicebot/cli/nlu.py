@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from voicebot.cli.common import config_option, parse_today, settings_or_exit
+from voicebot.cli.common import config_option, domain_option, parse_today, settings_or_exit
 
 if TYPE_CHECKING:
     from dialogs.nlu import NLU
@@ -41,8 +41,7 @@ def load_nlu(config_path: str | None, domain_path: str | None) -> NLU:
 @click.option("--jsonl", is_flag=True, help="Read one utterance per line from stdin, print one JSON object per line.")
 @click.option("--dtmf", default=None, help="Keypad digits that came with the utterance, e.g. 45281#.")
 @click.option("--today", "today_text", default=None, help="Resolve relative dates against this day (YYYY-MM-DD).")
-@click.option("--domain", "domain_path", type=click.Path(exists=True), default=None,
-              help="Domain folder or file (default: the configured one, else the bundled retail demo).")
+@domain_option
 @config_option
 def nlu(text: str | None, jsonl: bool, dtmf: str | None, today_text: str | None, domain_path: str | None,
         config_path: str | None) -> None:

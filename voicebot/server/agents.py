@@ -56,7 +56,14 @@ from voicebot.assist.next_action import NextActionError, next_best_action, parse
 from voicebot.assist.suggest import knowledge_suggestions, last_caller_words
 from voicebot.assist.summary import BridgedTurn, RunningSummary, running_summary
 from voicebot.redaction import Redactor
-from voicebot.server.access import LoggedIn, ensure_can_see_call, ensure_own_agent, page_or_login, require
+from voicebot.server.access import (
+    LoggedIn,
+    Principal,
+    ensure_can_see_call,
+    ensure_own_agent,
+    page_or_login,
+    require,
+)
 from voicebot.server.request_body import json_object
 
 if TYPE_CHECKING:
@@ -113,6 +120,15 @@ def _agent(service: TransferService, agent_id: str) -> AgentSnapshot:
         if agent.id == agent_id:
             return agent
     raise HTTPException(status_code=404, detail=f"no agent with id {agent_id!r}")
+
+
+def _own_agent(request: Request, who: Principal, agent_id: str) -> TransferService:
+    """The transfer service for ``who`` acting as agent ``agent_id``: 403 unless they may, 404 without queues or
+    without that agent."""
+    ensure_own_agent(who, agent_id)
+    service = _service(request)
+    _agent(service, agent_id)
+    return service
 
 
 @router.get("/agent", include_in_schema=False)
@@ -179,12 +195,7 @@ async def card(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]
     """The customer's card (:class:`voicebot.assist.CustomerCard`) of the call offered to or taken by the agent,
     as ``{"call_id", "verified": true, "card"}``; ``{"call_id", "verified": false}`` when the bot did not verify
     the caller. 409 when the agent has no call."""
-    ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
-    current = service.current.get(agent_id)
-    if current is None:
-        raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
+    current = _current_call(_own_agent(request, who, agent_id), agent_id)
     found = await _card(request, _packet(current))
     if found is None:
         return {"call_id": current["call_id"], "verified": False}
@@ -233,7 +244,6 @@ async def _summary(request: Request, call: dict[str, Any]) -> RunningSummary:
 
 
 def _current_call(service: TransferService, agent_id: str) -> dict[str, Any]:
-    _agent(service, agent_id)
     current = service.current.get(agent_id)
     if current is None:
         raise HTTPException(status_code=409, detail=f"{agent_id} has no call")
@@ -244,8 +254,7 @@ def _current_call(service: TransferService, agent_id: str) -> dict[str, Any]:
 async def suggestions(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """``{"call_id", "said", "knowledge": [...]}``: the knowledge entries matching what the caller of the agent's
     call said last (empty without a knowledge base in the domain). 409 when the agent has no call."""
-    ensure_own_agent(who, agent_id)
-    current = _current_call(_service(request), agent_id)
+    current = _current_call(_own_agent(request, who, agent_id), agent_id)
     said = last_caller_words(await _bridged(request, current["call_id"]), _packet(current))
     knowledge = getattr(request.app.state.runtime.engine, "knowledge", None)
     found = await asyncio.to_thread(knowledge_suggestions, knowledge.retriever, said) if knowledge and said else ()
@@ -256,8 +265,7 @@ async def suggestions(agent_id: str, request: Request, who: LoggedIn) -> dict[st
 async def summary(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """``{"call_id", "summary"}``: the running summary of the agent's call (text, intents, details, the caller's
     key sentences, the agent's actions). 409 when the agent has no call."""
-    ensure_own_agent(who, agent_id)
-    current = _current_call(_service(request), agent_id)
+    current = _current_call(_own_agent(request, who, agent_id), agent_id)
     found = await _summary(request, current)
     return {"call_id": current["call_id"], "summary": _redactor(request).value(found.to_dict())}
 
@@ -266,8 +274,7 @@ async def summary(agent_id: str, request: Request, who: LoggedIn) -> dict[str, A
 async def next_action(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """``{"call_id", "verified", "next"}``: the next best action for the agent's call (None when no request of
     the call leads to a domain action). 409 when the agent has no call."""
-    ensure_own_agent(who, agent_id)
-    current = _current_call(_service(request), agent_id)
+    current = _current_call(_own_agent(request, who, agent_id), agent_id)
     domain = getattr(request.app.state.runtime.engine, "domain", None)
     packet = _packet(current)
     found = None
@@ -285,7 +292,7 @@ async def run_action(agent_id: str, request: Request, who: LoggedIn) -> dict[str
     ensure_own_agent(who, agent_id)
     if who.agent_id != agent_id:
         raise HTTPException(status_code=403, detail="only the agent on the call may run actions on it")
-    current = _current_call(_service(request), agent_id)
+    current = _current_call(_own_agent(request, who, agent_id), agent_id)
     if current.get("status") != "connected":
         raise HTTPException(status_code=409, detail=f"{agent_id} is not connected to the caller")
     packet = _packet(current)
@@ -314,9 +321,7 @@ async def run_action(agent_id: str, request: Request, who: LoggedIn) -> dict[str
 @router.get("/api/agents/{agent_id}/wrapup")
 async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """``{"call_id", "contact_id", "form"}``: the bot's proposal for the agent's current or last call."""
-    ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
+    service = _own_agent(request, who, agent_id)
     call = _call_to_wrap_up(service, agent_id)
     _, contact_id = verified_customer(_packet(call))
     form = wrapup.prefill(_packet(call), await _summary(request, call))
@@ -326,9 +331,7 @@ async def get_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str
 @router.post("/api/agents/{agent_id}/wrapup")
 async def save_wrapup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """Save the agent's wrap-up into the call's contact (400 bad form, 409 no call or no contact)."""
-    ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
+    service = _own_agent(request, who, agent_id)
     call = _call_to_wrap_up(service, agent_id)
     _, contact_id = verified_customer(_packet(call))
     try:
@@ -414,9 +417,7 @@ async def accept(agent_id: str, request: Request, who: LoggedIn) -> dict[str, An
 @router.post("/api/agents/{agent_id}/phone")
 async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
     """WebRTC signaling for the agent page as a phone: the page's SDP offer in, our answer out."""
-    ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
+    _own_agent(request, who, agent_id)
     body = await json_object(request)
     sdp, kind, page = body.get("sdp"), body.get("type"), body.get("page")
     if not isinstance(sdp, str) or not sdp.lstrip().startswith("v=0") or kind != "offer":
@@ -432,9 +433,7 @@ async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
 
 @router.post("/api/agents/{agent_id}/answer")
 async def answer(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
-    ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
+    _own_agent(request, who, agent_id)
     page = _phones(request).get(agent_id)
     if page is None or not page.answer():
         raise HTTPException(status_code=409, detail=f"nothing is ringing on {agent_id}'s page")
@@ -458,9 +457,7 @@ async def decline(agent_id: str, request: Request, who: LoggedIn) -> dict[str, A
 
 @router.post("/api/agents/{agent_id}/hangup")
 async def hangup(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any]:
-    ensure_own_agent(who, agent_id)
-    service = _service(request)
-    _agent(service, agent_id)
+    service = _own_agent(request, who, agent_id)
     if service.live is not None and await service.live.hangup_agent(agent_id):
         return {"hung_up": True}
     page = _phones(request).get(agent_id)

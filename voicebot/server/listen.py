@@ -33,6 +33,7 @@ import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -187,36 +188,16 @@ class ListenSessions:
 
         try:
             session.listener = self.monitors.listen(call_id, call_ended)
-            pc = session.pc
-            if talk_to:
-                voices = session.voices = [VoiceMixer(leg) for leg in talk_to]
+            voices = session.voices = [VoiceMixer(leg) for leg in talk_to]
 
-                def to_peers(pcm16k: bytes) -> None:
-                    for voice in voices:
-                        voice.push(pcm16k)
-                    if joined:  # part of the call: the other supervisors listening in hear it, the speaker not
-                        self.monitors.feed_listeners(call_id, session.pc_id, pcm16k, skip=session.listener)
+            def to_peers(pcm16k: bytes) -> None:
+                for voice in voices:
+                    voice.push(pcm16k)
+                if joined:  # part of the call: the other supervisors listening in hear it, the speaker not
+                    self.monitors.feed_listeners(call_id, session.pc_id, pcm16k, skip=session.listener)
 
-                @pc.on("track")  # fires inside setRemoteDescription
-                def on_track(track: MediaStreamTrack) -> None:
-                    if track.kind == "audio":
-                        session.tasks.append(asyncio.ensure_future(read_track(track, to_peers)))
-
-            @pc.on("connectionstatechange")
-            async def on_state() -> None:
-                if pc.connectionState in ("failed", "closed"):
-                    await self.close(session.pc_id)
-
-            try:
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-            except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
-                raise ValueError(f"cannot use this SDP offer: {exc}") from None
-            pc.addTrack(PacedAudioTrack(session.listener.read))
-            for transceiver in pc.getTransceivers():
-                if transceiver.kind == "audio":
-                    # Listen-only: the answer tells the browser not to send its microphone at all.
-                    transceiver.direction = "sendrecv" if talk_to else "sendonly"
-            await pc.setLocalDescription(await pc.createAnswer())
+            # Listen-only (nobody to talk to): the answer tells the browser not to send its microphone at all.
+            await self._answer(session, sdp, kind, session.listener.read, to_peers if talk_to else None)
         except BaseException:
             await self._teardown(session)
             raise
@@ -237,32 +218,14 @@ class ListenSessions:
             raise NotLive(call_id)
         session = ListenSession(pc_id=f"takeover-{uuid.uuid4().hex}", call_id=call_id, username=username,
                                 pc=RTCPeerConnection())
-        pc = session.pc
 
         def to_caller(pcm16k: bytes) -> None:
             if session.line is not None:
                 session.line.push(pcm16k)
 
-        @pc.on("track")  # fires inside setRemoteDescription
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio":
-                session.tasks.append(asyncio.ensure_future(read_track(track, to_caller)))
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                await self.close(session.pc_id)
-
         try:
-            try:
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-            except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
-                raise ValueError(f"cannot use this SDP offer: {exc}") from None
-            pc.addTrack(PacedAudioTrack(lambda: session.line.read() if session.line is not None else b""))
-            for transceiver in pc.getTransceivers():
-                if transceiver.kind == "audio":
-                    transceiver.direction = "sendrecv"
-            await pc.setLocalDescription(await pc.createAnswer())
+            await self._answer(session, sdp, kind, lambda: session.line.read() if session.line is not None else b"",
+                               to_caller)
             # Only now, with a connection that works, does the bot let go of the caller.
             leg = await runner.take_over(username)
         except BaseException:
@@ -273,6 +236,33 @@ class ListenSessions:
         session.tasks.append(asyncio.ensure_future(self._close_when_ended(session, leg)))
         log.info("call %s: %s took the call over from the bot (%s)", call_id, username, session.pc_id)
         return session
+
+    async def _answer(self, session: ListenSession, sdp: str, kind: str, read: Callable[[], bytes],
+                      heard: Callable[[bytes], None] | None) -> None:
+        """Answer the supervisor's offer on ``session.pc``: they hear ``read``, and their microphone goes to
+        ``heard`` (None: listen-only); the session closes when the connection fails or closes. ValueError for an
+        SDP that cannot be used."""
+        pc = session.pc
+        if heard is not None:
+            @pc.on("track")  # fires inside setRemoteDescription
+            def on_track(track: MediaStreamTrack) -> None:
+                if track.kind == "audio":
+                    session.tasks.append(asyncio.ensure_future(read_track(track, heard)))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.pc_id)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
+            raise ValueError(f"cannot use this SDP offer: {exc}") from None
+        pc.addTrack(PacedAudioTrack(read))
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                transceiver.direction = "sendrecv" if heard is not None else "sendonly"
+        await pc.setLocalDescription(await pc.createAnswer())
 
     async def hand_back(self, call_id: str, username: str) -> None:
         """Give ``call_id`` back to the bot: the take-over connection (whoever's) closes without hanging up.
