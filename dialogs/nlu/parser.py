@@ -531,7 +531,7 @@ class NLU:
                 continue
             words = [*norm.tokens[c.start:inside[0]], REFERRED[value.type], *norm.tokens[inside[0]:c.end]]
             own, named = self._probs([others, words])
-            leaning = max((k for k in own if k not in (OUT_OF_SCOPE, *DIALOG_ACTS)), key=lambda k: own[k])
+            leaning = max((k for k in own if k not in (OUT_OF_SCOPE, *DIALOG_ACTS)), key=lambda k: own[k], default=None)
             best = max(named, key=lambda k: named[k])
             if best == leaning and named[best] >= self.threshold and self._wants(best, value.type):
                 s.intent, s.prob = best, named[best]
