@@ -389,3 +389,35 @@ def test_a_reason_that_resembles_a_public_question_is_the_reason_unless_asked_as
     session, [*_, policy] = _call(kb_engine, "I want to return order 45281", Turn(dtmf="4321"),
                                   "what is your return policy")
     assert session.knowledge_answered == ["return_policy"] and policy.text.endswith("What is the reason for the return?")
+
+
+DAMAGED = "tell us within 48 hours of delivery"
+
+
+def test_a_question_that_names_no_topic_is_asked_with_the_clause_before_it(kb_engine: DialogEngine) -> None:
+    # "what do i do" alone is nearest the out-of-scope examples; with "it came broken" it is the damaged-item entry.
+    session, [*_, reply] = _call(kb_engine, "I want to return order 12034", "It came broken, what do I do?")
+    assert reply.trace["nlu"]["segments"] == ["it came broken", "what do i do"]
+    assert reply.text == "I'll help with the return as soon as I've confirmed who you are. Sorry about that: " \
+                         f"{DAMAGED} and we'll send a free replacement or a full refund. Please tell me the postcode " \
+                         "of your account, your date of birth, or type your PIN on the keypad."
+    assert session.knowledge_answered == ["damaged_item"] and reply.trace["knowledge"][0]["entry"] == "damaged_item"
+    # At the reason question the first clause is the reason, and the question is answered before the confirmation.
+    session, [*_, reply] = _call(kb_engine, "I want to return order 12034", Turn(dtmf="4321"),
+                                 "It came broken, what do I do?")
+    assert DAMAGED in reply.text and reply.text.endswith("reason: damaged. Is that right?")
+    # The first turn: the answer, then the return.
+    session, [reply] = _call(kb_engine, "It came broken, what do I do?")
+    assert reply.text.startswith("Sorry about that: " + DAMAGED) and "postcode" in reply.text
+    assert [t.intent for t in session._all_tasks()] == ["return_item"]
+
+
+def test_a_question_the_knowledge_base_answers_alone_is_not_asked_with_the_clause_before(kb_engine: DialogEngine) -> None:
+    from dialogs.manager.faq import ask
+
+    knowledge = kb_engine.knowledge
+    assert knowledge is not None
+    assert ask(knowledge, "what do i do", None).match is None  # nothing before it: "I don't know"
+    assert ask(knowledge, "what do i do", "it came broken").match.entry.id == "damaged_item"  # type: ignore[union-attr]
+    # answered alone: the clause before it is not asked about ("the box was crushed" would be damaged items)
+    assert ask(knowledge, "what are your opening hours", "the box was crushed").match.entry.id == "opening_hours"  # type: ignore[union-attr]

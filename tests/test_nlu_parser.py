@@ -321,6 +321,19 @@ def test_where_is_it_after_a_number_asks_for_that_order(nlu: NLU, kb_nlu: NLU, t
     assert names(nlu.parse("45281 and I don't want to return it")) != ["return_item"]
 
 
+def test_an_order_number_said_without_the_word_order_names_its_request(nlu: NLU, kb_nlu: NLU) -> None:
+    # "where is 45281" is out of scope to the classifier (0.6): read as "where is order 45281" it is an order check.
+    for model in (nlu, kb_nlu):
+        result = model.parse("where is 45281")
+        assert names(result) == ["order_status"] and result.intents[0].slots == {"order_id": "45281"}
+        assert result.intents[0].clause == "where is 45281"
+        # the other words must lean to that request: "the zip is" leans to technical support, not an order check
+        assert names(model.parse("the zip is 94107")) == ["out_of_scope"]
+        # a value with one other word is an answer, not a request
+        assert names(model.parse("45281 please")) == ["out_of_scope"]
+        assert names(model.parse("94107")) == ["out_of_scope"]
+
+
 def test_what_is_an_answer_before_a_request() -> None:
     assert answer_spans(["94107", "and", "where", "is", "my", "order"]) == [(0, 1)]
     assert answer_spans(["it", "is", "555", "123", "and", "also", "reset", "my", "password"]) == [(0, 4)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from dialogs.knowledge.dialog import Knowledge
 from dialogs.knowledge.retrieval import KnowledgeLookup
 from dialogs.manager import also_wanted, flows
 from dialogs.manager.state import NOT_REQUESTS, Expect, Unsure
@@ -85,6 +86,22 @@ ASKS = re.compile(r"\b(?:(?:and|but|also|so|plus|then)\s+)*(?P<q>(?:what|why|how
                   r"|will|do|does|did|is|are|have|has)\b.*)$", re.IGNORECASE)
 
 
+def ask(knowledge: Knowledge, question: str, before: str | None) -> KnowledgeLookup:
+    """The knowledge base's verdict on a question clause, ``before`` the clause said just before it in the turn. A
+    question it cannot answer alone may say nothing of its topic ("it came broken, | what do I do"): it is asked
+    again with the clause before it, and that verdict counts if it answers."""
+    verdict = knowledge.answer([question])[0]
+    if verdict.match is not None or not before:
+        return verdict
+    joined = knowledge.answer([f"{before} {question}"])[0]
+    return joined if joined.match is not None else verdict
+
+
+def _before(segments: list[str], clause: str) -> str | None:
+    at = segments.index(clause) if clause in segments else 0
+    return segments[at - 1] if at > 0 else None
+
+
 def beside_answer(dlg: DialogSession, parse: ParseResult) -> tuple[str, list[tuple[KnowledgeLookup, bool]]] | None:
     """A turn that answers the bot's question and asks a public one: (the answer's words, the questions' verdicts,
     each with whether the NLU called it a public question). A clause the NLU called one keeps its words but a leading
@@ -99,7 +116,7 @@ def beside_answer(dlg: DialogSession, parse: ParseResult) -> tuple[str, list[tup
     claimed = {h.clause for h in parse.intents if h.name not in (FAQ, OUT_OF_SCOPE) and h.clause}
     answer: list[str] = []
     questions: list[tuple[KnowledgeLookup, bool]] = []
-    for segment in parse.segments:
+    for n, segment in enumerate(parse.segments):
         if segment in claimed:
             answer.append(segment)
             continue
@@ -111,7 +128,7 @@ def beside_answer(dlg: DialogSession, parse: ParseResult) -> tuple[str, list[tup
         if segment in faq:
             if head:
                 answer.append(head)
-            questions.append((knowledge.answer([question])[0], True))
+            questions.append((ask(knowledge, question, parse.segments[n - 1] if n else None), True))
             continue
         # A clause nothing claims is a question only if it opens with a question word or follows an answer ("it was
         # damaged" is the knowledge base's too, but as a return's reason it is the answer).
@@ -166,7 +183,8 @@ def answer_questions(dlg: DialogSession, parse: ParseResult, *, has_tasks: bool)
     faq = [i for i in parse.intents if i.name == FAQ]
     if knowledge is None or not (faq or [i.name for i in parse.intents] == ["out_of_scope"]):
         return False
-    verdicts = knowledge.answer([h.clause or parse.normalized for h in faq] or [parse.normalized])
+    verdicts = [ask(knowledge, h.clause or parse.normalized, _before(parse.segments, h.clause)) for h in faq] \
+        or knowledge.answer([parse.normalized])
     dlg._knowledge_trace = [v.trace() for v in verdicts]
     # Two words nothing else claims ("the money") need the bar the NLU sets for a question ("opening hours" passes).
     bar = FAQ_MIN_SCORE if not faq and len(parse.normalized.split()) < FAQ_MIN_WORDS else 0.0

@@ -22,7 +22,8 @@ How an utterance is parsed:
 5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
    want to return it") is absorbed by that request. The clause after an answer that names no request on its own
    words but refers to the answer's order number ("45281 | and where is it") is read with the number in the
-   pronoun's place ("where is order 45281").
+   pronoun's place ("where is order 45281"); so is a clause naming no request that holds an order number without the
+   word "order" ("where is 45281"), when its other words lean to the request that reading names.
 6. Entities fill each intent's slots by slot type, preferring those in the intent's own clause; a date
    fills a slot named like ``date_of_birth`` only after "born"/"birth" words, other date slots otherwise.
 7. With a knowledge base, the classifier also learns the ``faq`` act from its questions, but the segmentation and
@@ -91,6 +92,8 @@ POLITENESS = frozenset({"please"})
 # noun that says it before the value ("order 45281").
 PRONOUNS = frozenset({"it", "that", "this"})
 REFERRED = {"order_number": "order"}
+# ... or without that noun ("where is 45281"): so many words beside the value make it a request, not an answer.
+NAMED_MIN_WORDS = 2
 ANSWERS = frozenset({"affirm", "deny"})
 # Acts that refer to what the bot just said, so they open a turn: after a request or an answer they are misheard.
 TURN_OPENERS = ANSWERS | {"repeat"}
@@ -290,6 +293,7 @@ class NLU:
         chosen = self._segment(norm, cuts) if norm.tokens else []
         offsets = norm.offsets()
         self._refer_to_answer(chosen, entities, norm, offsets)
+        self._name_values(chosen, entities, norm, offsets)
         self._absorb_slot_clauses(chosen, entities, norm, offsets)
         if self.questions is not None:
             chosen = self._find_questions(chosen, norm, cuts, entities, offsets)
@@ -503,6 +507,34 @@ class NLU:
         best = max(probs, key=lambda k: probs[k])
         if best not in (OUT_OF_SCOPE, *DIALOG_ACTS) and probs[best] >= self.threshold and self._wants(best, value.type):
             after.intent, after.prob = best, probs[best]
+
+    def _name_values(self, chosen: list[_Scored], entities: list[Entity], norm: Normalized,
+                     offsets: list[tuple[int, int]]) -> None:
+        """A clause that names no request and holds a value without the noun that says what it is ("where is 45281")
+        is read with the noun before the value ("where is order 45281"). Relabels such clauses in place when that
+        names a request surely, it is the request the clause's other words lean to most ("where is"; "the zip is"
+        leans to none with an order number) and it has a slot of the value's type. A value with fewer than
+        NAMED_MIN_WORDS other words ("45281 please") is an answer, not a request."""
+        requestless = set(requestless_spans(norm.tokens, norm.breaks))
+        for s in chosen:
+            c = s.clause
+            if c.negated or (s.intent not in (OUT_OF_SCOPE, *DIALOG_ACTS) and s.prob >= self.threshold) \
+                    or (c.start, c.end) in requestless or c.end > len(offsets):
+                continue
+            lo, hi = offsets[c.start][0], offsets[c.end - 1][1]
+            value = next((e for e in entities if lo <= e.start < hi and e.type in REFERRED), None)
+            if value is None:
+                continue
+            inside = [k for k in range(c.start, c.end) if value.start <= offsets[k][0] < value.end]
+            others = [norm.tokens[k] for k in range(c.start, c.end) if k not in inside]
+            if not inside or len(others) < NAMED_MIN_WORDS or REFERRED[value.type] in others:
+                continue
+            words = [*norm.tokens[c.start:inside[0]], REFERRED[value.type], *norm.tokens[inside[0]:c.end]]
+            own, named = self._probs([others, words])
+            leaning = max((k for k in own if k not in (OUT_OF_SCOPE, *DIALOG_ACTS)), key=lambda k: own[k], default=None)
+            best = max(named, key=lambda k: named[k])
+            if best == leaning and named[best] >= self.threshold and self._wants(best, value.type):
+                s.intent, s.prob = best, named[best]
 
     def _absorb_slot_clauses(self, chosen: list[_Scored], entities: list[Entity], norm: Normalized,
                              offsets: list[tuple[int, int]]) -> None:
