@@ -14,8 +14,8 @@ which an order needs; not a "didn't understand" or a check).
 
 A level passes if p95 latency < 1.5 s, every call was replied to, no call dropped, no gap > 100 ms (``pass_timing``,
 the criterion before 2026-12-05) **and every call's intent was ``order_status``** (``intent_right`` = N). The word
-error rate and the reply kind are reported, not required: a transcript "Where's my order?" is understood. The
-JSON's ``pass_rule`` says this.
+error rate and the reply kind are reported, not required: "Where is the order?", one word wrong, is still
+understood. The JSON's ``pass_rule`` says this.
 
     python benchmarks/sip_concurrent.py [--levels 1,2,4,6,8,10,12] [--stagger 0.5] [--keep-going]
 
