@@ -158,7 +158,7 @@ def understanding(record: dict[str, Any] | None, said: str) -> Understanding:
             if hit.get("name") not in DIALOGUE_ACTS and hit.get("name") not in names:
                 names.append(hit["name"])
     reply = next((t for t in turns[first + 1:] if t.get("speaker") == "bot"), None) if first is not None else None
-    expect = ((reply or {}).get("extra") or {}).get("trace", {}).get("expect") if reply else None
+    expect = (((reply or {}).get("extra") or {}).get("trace") or {}).get("expect")
     return Understanding(heard=heard, wer=round(errors / words, 3) if words else 0.0, intents=tuple(names),
                          reply_expect=expect, reply=str((reply or {}).get("text") or ""))
 
@@ -171,7 +171,7 @@ class Server:
     process: subprocess.Popen[str]
     url: str = ""
     lines: list[str] = field(default_factory=list)
-    _token: str | None = None
+    _token: str | None = field(default=None, init=False, repr=False)
 
     def call_record(self, call_id: str) -> dict[str, Any] | None:
         """``GET /api/calls/{call_id}`` as the reader (None: no such record)."""
@@ -188,6 +188,8 @@ class Server:
                     if isinstance(exc, urllib.error.HTTPError):
                         raise
                     time.sleep(0.1)
+            else:
+                sys.exit(f"cannot log in to voicebot serve at {self.url}")
         request = urllib.request.Request(f"{self.url}/api/calls/{urllib.parse.quote(call_id, safe='')}",
                                          headers={"Authorization": f"Bearer {self._token}"})
         try:
