@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import wraps
 from typing import Any
 
 from sqlalchemy import select
 
-from dialogs.actions.base import ActionContext, ActionResult, action
+from dialogs.actions.base import ActionContext, ActionFn, ActionResult, action
 from dialogs.db.audit import record_change
 from dialogs.db.models import Customer, Invoice, Order, Return, Subscription
 from dialogs.db.repository import new_rma, normalize_postcode
@@ -79,22 +81,44 @@ def _order_number(value: Any) -> str:
     return re.sub(r"\D", "", str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
-def _find_order(ctx: ActionContext) -> tuple[Order | None, ActionResult | None]:
+def _find_order(ctx: ActionContext) -> Order | ActionResult:
     """The caller's order named by slot order_id, or the result to return instead."""
     number = _order_number(ctx.slots.get("order_id"))
     spoken = " ".join(number) if number else ""
     customer = _verified_customer(ctx)
     if customer is None:
-        return None, ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
+        return ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
     order = ctx.session.scalar(select(Order).where(Order.number == number)) if len(number) == 5 else None
     if order is None:
-        return None, ActionResult(
-            "not_found", {"order_id": number, "order_id_spoken": spoken}, invalid_slot="order_id"
-        )
+        return ActionResult("not_found", {"order_id": number, "order_id_spoken": spoken}, invalid_slot="order_id")
     if order.customer_id != customer.id:
         # Said like not_allowed, never "that is Mr X's order": an order number must not reveal its owner.
-        return None, ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
-    return order, None
+        return ActionResult("not_allowed", {"order_id": number, "order_id_spoken": spoken})
+    return order
+
+
+def _of_an_order(fn: Callable[[ActionContext, Order, datetime], ActionResult]) -> ActionFn:
+    """The action ``fn(ctx, order, now)`` about the caller's order named by slot order_id; when there is no
+    such order of theirs, the refusal of :func:`_find_order` (not_allowed, not_found) instead."""
+
+    @wraps(fn)
+    def run(ctx: ActionContext) -> ActionResult:
+        order = _find_order(ctx)
+        return order if isinstance(order, ActionResult) else fn(ctx, order, _now(ctx))
+
+    return run
+
+
+def _of_the_customer(fn: Callable[[ActionContext, Customer], ActionResult]) -> ActionFn:
+    """The action ``fn(ctx, customer)`` about the verified customer's account; ``not_allowed`` for a caller
+    not verified."""
+
+    @wraps(fn)
+    def run(ctx: ActionContext) -> ActionResult:
+        customer = _verified_customer(ctx)
+        return ActionResult("not_allowed") if customer is None else fn(ctx, customer)
+
+    return run
 
 
 def _about(order: Order) -> dict[str, str]:
@@ -130,13 +154,9 @@ def _status_text(order: Order, now: datetime) -> str:
 @action("lookup_order", data=(
     "order_id", "status", "status_text", "status_phrase", "carrier", "tracking", "tracking_last4", "eta", "items",
 ))
-def lookup_order(ctx: ActionContext) -> ActionResult:
+@_of_an_order
+def lookup_order(ctx: ActionContext, order: Order, now: datetime) -> ActionResult:
     """Where an order is: status, carrier, tracking and expected delivery, ready to speak."""
-    order, refusal = _find_order(ctx)
-    if refusal is not None:
-        return refusal
-    assert order is not None
-    now = _now(ctx)
     return ActionResult("ok", {
         **_about(order),
         "status": order.status,
@@ -152,13 +172,9 @@ def lookup_order(ctx: ActionContext) -> ActionResult:
 
 
 @action("start_return", data=("order_id", "rma", "status", "return_status", "started", "why", "email_masked"))
-def start_return(ctx: ActionContext) -> ActionResult:
+@_of_an_order
+def start_return(ctx: ActionContext, order: Order, now: datetime) -> ActionResult:
     """Open a return for a delivered order within the return window and email the label."""
-    order, refusal = _find_order(ctx)
-    if refusal is not None:
-        return refusal
-    assert order is not None
-    now = _now(ctx)
     existing = ctx.session.scalar(
         select(Return).where(Return.order_id == order.id).order_by(Return.id.desc())
     )
@@ -216,28 +232,26 @@ def _address_slots(slots: dict[str, Any]) -> Address | None:
     return value
 
 
-def _new_address(ctx: ActionContext, customer: Customer) -> tuple[dict[str, Any] | None, ActionResult | None]:
+def _new_address(ctx: ActionContext, customer: Customer) -> dict[str, Any] | ActionResult:
     """The customer's address columns after the change, or the result to return instead. Without a city
     the old city (and state) stay; without a postcode the old postcode stays unless the city changes."""
     given = _address_slots(ctx.slots)
     if given is None:
-        return None, ActionResult("invalid", {"why": "I could not make out a street and house number"},
-                                  invalid_slot="address")
+        return ActionResult("invalid", {"why": "I could not make out a street and house number"},
+                            invalid_slot="address")
     postcode = customer.postcode
     if given.postcode:
         code = normalize_postcode(given.postcode)
         if not _POSTCODE.match(code) or not any(ch.isdigit() for ch in code):
-            return None, ActionResult("invalid", {"why": "that postcode does not look right"},
-                                      invalid_slot="postcode")
+            return ActionResult("invalid", {"why": "that postcode does not look right"}, invalid_slot="postcode")
         postcode = code if not (len(code) == 9 and code.isdigit()) else f"{code[:5]}-{code[5:]}"
     elif given.city and customer.city and given.city.casefold() != customer.city.casefold():
         # A move to another city keeps no old postcode: ask for the new one rather than store a wrong one.
-        return None, ActionResult("invalid", {"why": "I need the postcode of the new address"},
-                                  invalid_slot="postcode")
+        return ActionResult("invalid", {"why": "I need the postcode of the new address"}, invalid_slot="postcode")
     same_city = not given.city or (customer.city or "").casefold() == given.city.casefold()
     state = given.state or (customer.state if same_city else None)
     return {"address_line": given.line, "city": given.city or customer.city, "state": state,
-            "postcode": postcode}, None
+            "postcode": postcode}
 
 
 def _spoken_address(columns: dict[str, Any]) -> str:
@@ -247,37 +261,31 @@ def _spoken_address(columns: dict[str, Any]) -> str:
 
 
 @action("check_address", data=("need_city", "need_postcode", "address", "why"))
-def check_address(ctx: ActionContext) -> ActionResult:
+@_of_the_customer
+def check_address(ctx: ActionContext, customer: Customer) -> ActionResult:
     """Check the new address before it is confirmed, changing nothing: ``ok`` (address: what
     change_address will store, read aloud; need_city / need_postcode: the part still to ask for),
     ``invalid`` (invalid_slot address or postcode), ``not_allowed``."""
-    customer = _verified_customer(ctx)
-    if customer is None:
-        return ActionResult("not_allowed")
     given = _address_slots(ctx.slots)
     if given is not None and not given.city:
         return ActionResult("ok", {"need_city": True, "need_postcode": False})
     if given is not None and not given.postcode:
         return ActionResult("ok", {"need_city": False, "need_postcode": True})
-    after, refusal = _new_address(ctx, customer)
-    if refusal is not None:
-        return refusal
-    assert after is not None
+    after = _new_address(ctx, customer)
+    if isinstance(after, ActionResult):
+        return after
     return ActionResult("ok", {"need_city": False, "need_postcode": False, "address": _spoken_address(after)})
 
 
 @action("change_address", data=("address", "postcode", "unchanged", "why"))
-def change_address(ctx: ActionContext) -> ActionResult:
+@_of_the_customer
+def change_address(ctx: ActionContext, customer: Customer) -> ActionResult:
     """Replace the customer's postal address with exactly what :func:`check_address` read back. Without a
     city the old city stays; without a postcode the old postcode stays unless the city changes (then
     ``invalid`` asks for the postcode). The postcode is also what identity verification checks from now on."""
-    customer = _verified_customer(ctx)
-    if customer is None:
-        return ActionResult("not_allowed")
-    after, refusal = _new_address(ctx, customer)
-    if refusal is not None:
-        return refusal
-    assert after is not None
+    after = _new_address(ctx, customer)
+    if isinstance(after, ActionResult):
+        return after
     before = {"address_line": customer.address_line, "city": customer.city, "state": customer.state,
               "postcode": customer.postcode}
     spoken = _spoken_address(after)
@@ -290,11 +298,9 @@ def change_address(ctx: ActionContext) -> ActionResult:
 
 
 @action("reset_password", data=("email_masked", "why"))
-def reset_password(ctx: ActionContext) -> ActionResult:
+@_of_the_customer
+def reset_password(ctx: ActionContext, customer: Customer) -> ActionResult:
     """Send a password-reset link to the email on file (recorded in the audit log)."""
-    customer = _verified_customer(ctx)
-    if customer is None:
-        return ActionResult("not_allowed")
     if not customer.email:
         return ActionResult("not_found", {"why": "there is no email address on your account"})
     masked = mask_email(customer.email)
@@ -339,11 +345,9 @@ def _charge_label(inv: Invoice, ctx: ActionContext) -> str:
     "last_amount", "last_date", "last_description", "balance_due", "balance_due_value", "status", "overdue",
     "duplicate", "duplicate_text", "why",
 ))
-def billing_summary(ctx: ActionContext) -> ActionResult:
+@_of_the_customer
+def billing_summary(ctx: ActionContext, customer: Customer) -> ActionResult:
     """The last charge, the balance due, and whether the same thing was charged twice in one month."""
-    customer = _verified_customer(ctx)
-    if customer is None:
-        return ActionResult("not_allowed")
     invoices = _invoices(ctx, customer)
     charges = [i for i in invoices if i.status in ("paid", "due", "overdue")]
     if not charges:
@@ -370,11 +374,9 @@ def billing_summary(ctx: ActionContext) -> ActionResult:
 
 
 @action("refund_duplicate_charge", data=("amount", "refund_amount", "date", "description", "why"))
-def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
+@_of_the_customer
+def refund_duplicate_charge(ctx: ActionContext, customer: Customer) -> ActionResult:
     """Refund the second of two identical charges in one month."""
-    customer = _verified_customer(ctx)
-    if customer is None:
-        return ActionResult("not_allowed")
     dup = _duplicate_charge(_invoices(ctx, customer))
     if dup is None:
         return ActionResult("not_found", {"why": "I cannot see a double charge on your account"})
@@ -388,12 +390,10 @@ def refund_duplicate_charge(ctx: ActionContext) -> ActionResult:
 
 
 @action("cancel_subscription", data=("plan", "end_date", "ended", "why"))
-def cancel_subscription(ctx: ActionContext) -> ActionResult:
+@_of_the_customer
+def cancel_subscription(ctx: ActionContext, customer: Customer) -> ActionResult:
     """Cancel the active subscription (slot ``plan`` picks one if there are several); it runs until the
     end of the paid period."""
-    customer = _verified_customer(ctx)
-    if customer is None:
-        return ActionResult("not_allowed")
     now = _now(ctx)
     subs = list(ctx.session.scalars(
         select(Subscription)
