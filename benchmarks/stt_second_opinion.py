@@ -180,7 +180,7 @@ def score(loaded: list[Clip], rules: list[tuple[str, str, float, tuple[str, ...]
     from dialogs.nlu.evaluation import evaluate, load_examples
     from dialogs.nlu.heard import HeardWord
     from dialogs.nlu.nbest import choose
-    from voicebot.cli.eval_nlu import DEV_TODAY
+    from voicebot.cli.common import DEV_TODAY
     from voicebot.cli.nlu import load_nlu
     from voicebot.stt_evaluation import acted_on
 

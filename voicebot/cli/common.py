@@ -1,4 +1,5 @@
-"""What every command shares: the --config option, loading settings with a readable error, and --today's day."""
+"""What every command shares: the --config option, loading settings with a readable error, and --today's day;
+and the options the evaluation commands share (--domain, --json, --today, --errors)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from voicebot.pipeline.shared import SharedModels
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The day the relative dates of tests/data/nlu_dev.tsv ("yesterday", "last tuesday") were written against.
+DEV_TODAY = "2025-01-15"
 
 
 def config_option(func: F) -> F:
@@ -34,6 +38,27 @@ def domain_option(func: F) -> F:
         type=click.Path(exists=True),
         default=None,
         help="Domain folder or file (default: the configured one, else the bundled retail demo).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")(func)
+
+
+def dev_today_option(func: F) -> F:
+    """``--today`` for a command that reads a TSV of the dev sets: their day unless told otherwise."""
+    return click.option(
+        "--today",
+        "today_text",
+        default=DEV_TODAY,
+        show_default=True,
+        help="Resolve relative dates in the file against this day (YYYY-MM-DD).",
+    )(func)
+
+
+def errors_option(func: F) -> F:
+    return click.option(
+        "--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list."
     )(func)
 
 

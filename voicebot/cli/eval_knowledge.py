@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from voicebot.cli.common import config_option, domain_option, settings_or_exit
+from voicebot.cli.common import config_option, domain_option, json_option, settings_or_exit
 
 
 def _rss_mb() -> float:
@@ -22,7 +22,7 @@ def _rss_mb() -> float:
 
 @click.command("knowledge")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @click.option("--encoder", type=click.Choice(["sentence", "tfidf"]), default="sentence", show_default=True,
               help="The packaged sentence encoder, or TF-IDF over character n-grams.")
 @click.option("--threshold", type=float, default=None, help="Score below which the answer is \"I don't know\" "

@@ -7,19 +7,22 @@ import sys
 
 import click
 
-from voicebot.cli.common import config_option, domain_option, parse_today
+from voicebot.cli.common import (
+    config_option,
+    dev_today_option,
+    domain_option,
+    errors_option,
+    json_option,
+    parse_today,
+)
 from voicebot.cli.nlu import load_nlu
-
-# The day the relative dates of tests/data/nlu_dev.tsv ("yesterday", "last tuesday") were written against.
-DEV_TODAY = "2025-01-15"
 
 
 @click.command("nlu")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--today", "today_text", default=DEV_TODAY, show_default=True,
-              help="Resolve relative dates in the file against this day (YYYY-MM-DD).")
-@click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
+@json_option
+@dev_today_option
+@errors_option
 @domain_option
 @config_option
 def eval_nlu(file: str, as_json: bool, today_text: str, show_errors: int, domain_path: str | None,

@@ -15,8 +15,16 @@ import click
 from dialogs.nlu.classifier import classifier_view
 from dialogs.nlu.heard import HeardWord
 from dialogs.nlu.normalize import normalize
-from voicebot.cli.common import config_option, domain_option, models_or_exit, parse_today, settings_or_exit
-from voicebot.cli.eval_nlu import DEV_TODAY
+from voicebot.cli.common import (
+    config_option,
+    dev_today_option,
+    domain_option,
+    errors_option,
+    json_option,
+    models_or_exit,
+    parse_today,
+    settings_or_exit,
+)
 from voicebot.cli.nlu import load_nlu
 
 if TYPE_CHECKING:
@@ -87,10 +95,9 @@ def load_transcripts(path: str, spoken: list[tuple[Example, SyntheticVoice]]) ->
 @click.option("--voices", "voice_names", default=None,
               help="Comma-separated test voices (default: en-us,en-gb,en-sc,en-029,en-nyc,piper).")
 @click.option("--each", is_flag=True, help="Speak every utterance with every voice (default: voices in turn).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--today", "today_text", default=DEV_TODAY, show_default=True,
-              help="Resolve relative dates in the file against this day (YYYY-MM-DD).")
-@click.option("--errors", "show_errors", default=20, show_default=True, help="How many misparsed rows to list.")
+@json_option
+@dev_today_option
+@errors_option
 @domain_option
 @click.option("--second-pass-below", "second_pass_below", type=click.FloatRange(0.0, 1.0), default=None,
               help="Override models.stt.second_pass_below (0: no second pass).")
