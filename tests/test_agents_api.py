@@ -121,6 +121,11 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
     assert transcript[0]["start"] == "2026-01-01T12:00:00+00:00"
 
 
+def test_an_agent_phone_offer_aiortc_cannot_use_is_a_400_saying_so(client: TestClient) -> None:
+    res = client.post("/api/agents/alice/phone", json={"sdp": "v=0\r\nm=audio 9 nonsense\r\n", "type": "offer"})
+    assert res.status_code == 400 and res.json()["detail"].startswith("cannot use this SDP offer: "), res.text
+
+
 def test_agent_page_is_served_offline(client: TestClient) -> None:
     page = client.get("/agent")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

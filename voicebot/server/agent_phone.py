@@ -24,6 +24,7 @@ from audio.pcm import BYTES_PER_MS, FRAME_BYTES
 from telephony.leg import LegBase
 from telephony.sip.ua import DialError
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
+from voicebot.server.sdp_offer import set_offer
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ class AgentPhone:
         self._closing: asyncio.Task[None] | None = None
 
     async def connect(self, sdp: str, kind: str) -> RTCSessionDescription:
-        """Answer the page's offer; the page's microphone becomes the agent's voice."""
+        """Answer the page's offer; the page's microphone becomes the agent's voice. :class:`UnusableOffer` for an
+        offer aiortc cannot use."""
         self.pc.addTrack(self.outbound)
 
         @self.pc.on("track")
@@ -146,7 +148,7 @@ class AgentPhone:
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
 
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        await set_offer(self.pc, sdp, kind)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 

@@ -65,6 +65,7 @@ from voicebot.server.access import (
     require,
 )
 from voicebot.server.request_body import json_object
+from voicebot.server.sdp_offer import UnusableOffer
 
 if TYPE_CHECKING:
     from voicebot.server.agent_phone import AgentPhones
@@ -426,8 +427,8 @@ async def phone(agent_id: str, request: Request, who: LoggedIn) -> dict[str, Any
         raise HTTPException(status_code=400, detail=f'"page" must be the page\'s id (at most {MAX_PAGE_ID} characters)')
     try:
         answer = await _phones(request).connect(agent_id, sdp, kind, page)
-    except Exception as exc:  # aiortc rejects SDP it cannot use with assorted errors
-        raise HTTPException(status_code=400, detail=f"cannot use this SDP offer: {exc}") from None
+    except UnusableOffer as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
     return {"sdp": answer.sdp, "type": answer.type}
 
 

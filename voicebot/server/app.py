@@ -39,6 +39,7 @@ from voicebot.server.http_guard import HttpGuard, install_log_filter
 from voicebot.server.listen import router as listen_router
 from voicebot.server.recordings import router as recordings_router
 from voicebot.server.request_body import json_value
+from voicebot.server.sdp_offer import UnusableOffer
 from voicebot.server.supervisor import live_calls
 from voicebot.server.supervisor import router as supervisor_router
 from voicebot.users import UserStore
@@ -287,8 +288,8 @@ def create_app(runtime: Runtime, transfer: TransferService | None = None) -> Fas
             answer = await handler.handle_web_request(webrtc_request, on_connection)
         except HTTPException:
             raise
-        except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
-            raise _bad(f"cannot use this SDP offer: {exc}") from None
+        except Exception as exc:  # pipecat's handler passes on aiortc's assorted errors for SDP it cannot use
+            raise _bad(str(UnusableOffer(exc))) from None
         finally:
             opening.discard(ticket)
         if answer is None:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
 from audio.pcm import BYTES_PER_MS, FRAME_BYTES
@@ -47,6 +47,7 @@ from voicebot.monitor import MONITORS, Listener, Monitors, NotLive
 from voicebot.server.access import Principal, require
 from voicebot.server.request_body import json_value
 from voicebot.server.rtc_audio import PacedAudioTrack, read_track
+from voicebot.server.sdp_offer import UnusableOffer, set_offer
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class ListenSessions:
         """Answer a supervisor's offer for ``call_id``; their microphone goes to the peers of the legs ``talk_to``
         (the agent's leg: a whisper; the agent's and the caller's: a three-way conversation) and, if ``joined``
         (the conversation), to the call's other listeners too: a whisper never reaches them.
-        Raises :class:`NotLive` if the call is not in progress, ValueError for an SDP that cannot be used."""
+        Raises :class:`NotLive` if the call is not in progress, :class:`UnusableOffer` for an SDP that cannot be used."""
         loop = asyncio.get_running_loop()
         session = ListenSession(pc_id=f"listen-{uuid.uuid4().hex}", call_id=call_id, username=username,
                                 pc=RTCPeerConnection())
@@ -211,7 +212,7 @@ class ListenSessions:
 
     async def take_over(self, call_id: str, username: str, sdp: str, kind: str) -> ListenSession:
         """Answer a supervisor's offer and take ``call_id`` over from the bot (see the module docstring).
-        Raises :class:`NotLive` if this process runs no such call, ValueError for an SDP that cannot be used,
+        Raises :class:`NotLive` if this process runs no such call, :class:`UnusableOffer` for an SDP that cannot be used,
         :class:`TakeOverRefused` if the call cannot be taken over now."""
         runner = RUNNERS.get(call_id)
         if runner is None:
@@ -240,8 +241,8 @@ class ListenSessions:
     async def _answer(self, session: ListenSession, sdp: str, kind: str, read: Callable[[], bytes],
                       heard: Callable[[bytes], None] | None) -> None:
         """Answer the supervisor's offer on ``session.pc``: they hear ``read``, and their microphone goes to
-        ``heard`` (None: listen-only); the session closes when the connection fails or closes. ValueError for an
-        SDP that cannot be used."""
+        ``heard`` (None: listen-only); the session closes when the connection fails or closes. :class:`UnusableOffer`
+        for an SDP that cannot be used."""
         pc = session.pc
         if heard is not None:
             @pc.on("track")  # fires inside setRemoteDescription
@@ -254,10 +255,7 @@ class ListenSessions:
             if pc.connectionState in ("failed", "closed"):
                 await self.close(session.pc_id)
 
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        except Exception as exc:  # aiortc rejects SDP it cannot parse with assorted errors
-            raise ValueError(f"cannot use this SDP offer: {exc}") from None
+        await set_offer(pc, sdp, kind)
         pc.addTrack(PacedAudioTrack(read))
         for transceiver in pc.getTransceivers():
             if transceiver.kind == "audio":
@@ -357,7 +355,7 @@ async def listen(call_id: str, request: Request, principal: Supervisor) -> dict[
                                                       [agent_leg] if agent_leg is not None else [])
     except NotLive:
         raise HTTPException(status_code=404, detail=f"no call {call_id} in progress") from None
-    except ValueError as exc:
+    except UnusableOffer as exc:
         raise _bad(str(exc)) from None
     users = request.app.state.users
     await asyncio.to_thread(users.audit, principal.username, "listen", call_id)
@@ -380,7 +378,7 @@ async def take_over(call_id: str, request: Request, principal: Supervisor) -> di
         session = await sessions_of(request.app).take_over(call_id, principal.username, sdp, kind)
     except NotLive:
         raise HTTPException(status_code=404, detail=f"no call {call_id} in progress here") from None
-    except ValueError as exc:
+    except UnusableOffer as exc:
         raise _bad(str(exc)) from None
     except TakeOverRefused as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
@@ -413,7 +411,7 @@ async def _join(call_id: str, request: Request, principal: Principal, sdp: str, 
                                                       joined=True)
     except NotLive:
         raise HTTPException(status_code=404, detail=f"no call {call_id} in progress") from None
-    except ValueError as exc:
+    except UnusableOffer as exc:
         raise _bad(str(exc)) from None
     await asyncio.to_thread(request.app.state.users.audit, principal.username, "join", call_id)
     if (bus := getattr(getattr(request.app.state, "runtime", None), "events", None)) is not None:
