@@ -170,3 +170,16 @@ def test_old_dialog_threshold_keys_still_work_with_a_warning(tmp_path):
     bad.write_text("dialog:\n  frustration_calm: 0.3\nprosody:\n  annoyed: 0.35\n")
     result = run(["config", "check", str(bad)], cwd=tmp_path)
     assert result.returncode != 0 and "prosody.annoyed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_latency_names_a_bad_config_and_exits_before_starting_a_server(tmp_path):
+    cfg = tmp_path / "voicebot.yaml"
+    cfg.write_text("log_level: INFO\nlog_level: DEBUG\n")
+    result = run(["bench", "latency", "--config", str(cfg)], cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (f"{cfg}: 1 problem(s)\n  line 2, column 1: not valid YAML: key 'log_level' appears twice "
+                             "in the same mapping (first at line 1, column 1)\n")
+    cfg.write_text("call:\n  silence_prompt_s: [30\n")
+    result = run(["bench", "latency", "--config", str(cfg)], cwd=tmp_path)
+    assert result.returncode == 2 and f"{cfg}: 1 problem(s)\n  line 3, column 1: not valid YAML: " in result.stderr
+    assert "Traceback" not in result.stderr

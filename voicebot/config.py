@@ -586,7 +586,10 @@ def find_config(path: str | Path | None = None) -> Path | None:
     return local if local.exists() else None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The mapping a config file holds, read strictly; :class:`ConfigError` naming the line and problem of a file that
+    is missing, not valid YAML (a key written twice included) or not a mapping. Not yet validated: see
+    :func:`load_settings`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -619,7 +622,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
 def load_settings(path: str | Path | None = None) -> Settings:
     """Load and validate the config. Raises :class:`ConfigError` listing every problem with its key path."""
     file = find_config(path)
-    data = _read_yaml(file) if file else {}
+    data = read_config_file(file) if file else {}
     try:
         settings = Settings(**data)
     except ValidationError as exc:

@@ -58,10 +58,14 @@ def latency(url: str | None, config_path: str | None, n_turns: int, per_call: in
 
             config: dict[str, Any] = {}
             if config_path:
-                from dialogs.strict_yaml import load_yaml
+                from voicebot.cli.common import settings_or_exit
+                from voicebot.config import read_config_file
 
-                # strict: re-written for the bench's server, a repeated key would otherwise vanish unseen
-                config = load_yaml(Path(config_path).read_text()) or {}
+                # A file that would not load is reported here as every command reports it (exit 2), rather than
+                # as a traceback or a server that never starts.
+                settings_or_exit(config_path)
+                # Read strictly: re-written for the bench's server, a repeated key would otherwise vanish unseen.
+                config = read_config_file(Path(config_path))
             # The bench's own pauses must not trigger the silence prompt.
             config.setdefault("call", {}).setdefault("silence_prompt_s", gap + 20)
             with ServerProcess(work / "server", config) as server:
