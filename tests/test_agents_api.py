@@ -124,6 +124,9 @@ def test_callbacks_and_transfer_records(client: TestClient, service: TransferSer
 def test_an_agent_phone_offer_aiortc_cannot_use_is_a_400_saying_so(client: TestClient) -> None:
     res = client.post("/api/agents/alice/phone", json={"sdp": "v=0\r\nm=audio 9 nonsense\r\n", "type": "offer"})
     assert res.status_code == 400 and res.json()["detail"].startswith("cannot use this SDP offer: "), res.text
+    # ... and leaves no phone behind that a call would ring until its timeout
+    assert client.app.state.phones.get("alice") is None  # type: ignore[attr-defined]
+    assert "alice" not in client.app.state.phones.phones  # type: ignore[attr-defined]
 
 
 def test_agent_page_is_served_offline(client: TestClient) -> None:

@@ -260,7 +260,13 @@ class AgentPhones:
             await old.close()
         phone = AgentPhone(agent_id, page_id)
         self.phones[agent_id] = phone
-        answer = await phone.connect(sdp, kind)
+        try:
+            answer = await phone.connect(sdp, kind)
+        except BaseException:  # an offer it cannot use (or a failure of ours): no half-made phone stays to ring
+            if self.phones.get(agent_id) is phone:
+                del self.phones[agent_id]
+            await phone.close()
+            raise
         watcher = asyncio.ensure_future(self._watch(phone))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
