@@ -384,20 +384,19 @@ def test_cluster_front_refuses_a_local_program_without_the_secret(tmp_path: Path
 
 def test_cluster_front_refuses_a_forged_in_dialog_invite(tmp_path: Path) -> None:
     """An INVITE that only looks in-dialog (a made-up To tag, a Route to the front) from a local program is refused
-    with 481, not loose-routed to the trunk: then, the trunk gets the real node's call first (its scenario fails on
-    an INVITE From sip:someone)."""
+    with 481, not loose-routed to the trunk, both without a signature in its Route and with one made with a guessed
+    secret: then, the trunk gets the real node's call first (its scenario fails on an INVITE From sip:someone)."""
     trunk = _carrier()
-    with _front(tmp_path, PASSWORD, trunk) as front:
-        sipp = _trunk(tmp_path, trunk, front, 401)
-        xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="forged in-dialog INVITE">
-  <send retrans="500"><![CDATA[
+    guessed = hashlib.sha256(b"forged-2|forgedtag|a-guess").hexdigest()
+
+    def forged(route: str, call_id: str, tag: str) -> str:
+        return f"""  <send retrans="500"><![CDATA[
 INVITE sip:+15551234@{TRUNK_IP}:{trunk.port} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-Route: <sip:{front.address};lr>
-From: <sip:someone@[local_ip]>;tag=[pid]F
+Route: <sip:{front.address};lr{route}>
+From: <sip:someone@[local_ip]>;tag={tag}
 To: <sip:+15551234@{TRUNK_IP}>;tag=made-up
-Call-ID: [call_id]
+Call-ID: {call_id}
 CSeq: 5 INVITE
 Contact: <sip:someone@[local_ip]:[local_port]>
 Max-Forwards: 70
@@ -405,7 +404,13 @@ Content-Length: 0
 
 ]]></send>
   <recv response="481"/>
-</scenario>
+"""
+
+    with _front(tmp_path, PASSWORD, trunk) as front:
+        sipp = _trunk(tmp_path, trunk, front, 401)
+        xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="forged in-dialog INVITE">
+{forged("", "[call_id]", "[pid]F")}{forged(f";sig={guessed}", "forged-2", "forgedtag")}</scenario>
 """
         scenario = tmp_path / "forged.xml"
         scenario.write_text(xml)
@@ -414,6 +419,7 @@ Content-Length: 0
                              capture_output=True, text=True, timeout=40)
         assert res.returncode == 0, f"{res.stdout[-1500:]}\nkamailio:\n{front.log()[-2000:]}"
         front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front did not set up .* refused")
+        front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front did not set up \(call forged-2: .* refused")
         good = _node_dial(tmp_path, front, trunk)
         assert good.returncode == 0 and "answered" in good.stderr, f"{good.stderr[-2000:]}\n{front.log()[-2000:]}"
         out, _ = sipp.communicate(timeout=40)
