@@ -389,14 +389,16 @@ def test_cluster_front_refuses_a_forged_in_dialog_invite(tmp_path: Path) -> None
     trunk = _carrier()
     guessed = hashlib.sha256(b"forged-2|forgedtag|a-guess").hexdigest()
 
-    def forged(route: str, call_id: str, tag: str) -> str:
-        return f"""  <send retrans="500"><![CDATA[
+    def forge(front: KamailioFront, route: str, call_id: str, tag: str) -> None:
+        xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="forged in-dialog INVITE">
+  <send retrans="500"><![CDATA[
 INVITE sip:+15551234@{TRUNK_IP}:{trunk.port} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 Route: <sip:{front.address};lr{route}>
 From: <sip:someone@[local_ip]>;tag={tag}
 To: <sip:+15551234@{TRUNK_IP}>;tag=made-up
-Call-ID: {call_id}
+Call-ID: [call_id]
 CSeq: 5 INVITE
 Contact: <sip:someone@[local_ip]:[local_port]>
 Max-Forwards: 70
@@ -404,20 +406,19 @@ Content-Length: 0
 
 ]]></send>
   <recv response="481"/>
+</scenario>
 """
+        scenario = tmp_path / f"forged-{call_id}.xml"
+        scenario.write_text(xml)
+        res = subprocess.run(["sipp", front.address, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(sip_port()),
+                              "-cid_str", call_id, "-m", "1", "-nostdin", "-recv_timeout", "10000", "-timeout",
+                              "20s"], cwd=tmp_path, capture_output=True, text=True, timeout=40)
+        assert res.returncode == 0, f"{res.stdout[-1500:]}\nkamailio:\n{front.log()[-2000:]}"
 
     with _front(tmp_path, PASSWORD, trunk) as front:
         sipp = _trunk(tmp_path, trunk, front, 401)
-        xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="forged in-dialog INVITE">
-{forged("", "[call_id]", "[pid]F")}{forged(f";sig={guessed}", "forged-2", "forgedtag")}</scenario>
-"""
-        scenario = tmp_path / "forged.xml"
-        scenario.write_text(xml)
-        res = subprocess.run(["sipp", front.address, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(sip_port()),
-                              "-m", "1", "-nostdin", "-recv_timeout", "10000", "-timeout", "20s"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=40)
-        assert res.returncode == 0, f"{res.stdout[-1500:]}\nkamailio:\n{front.log()[-2000:]}"
+        forge(front, "", "forged-1", "someonesF")
+        forge(front, f";sig={guessed}", "forged-2", "forgedtag")
         front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front did not set up .* refused")
         front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front did not set up \(call forged-2: .* refused")
         good = _node_dial(tmp_path, front, trunk)
