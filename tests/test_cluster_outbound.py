@@ -432,7 +432,8 @@ def _long_call_trunk(tmp: Path, trunk: TrunkConfig, front: KamailioFront) -> sub
     then waits up to 60 s for the BYE and answers it. The front must have signed its Record-Route (``sig=``, 64 hex
     digits). The BYE's CSeq is 3, as the node sent it: the front's raise of the node's CSeqs after the trunk's
     challenge (dialog module, in memory) is lost when Kamailio restarts, so the BYE carries the CSeq of the trunk's
-    last INVITE (not lower, which RFC 3261 §12.2.2 accepts; without a restart it would be 4)."""
+    last INVITE (not lower, which RFC 3261 §12.2.2 accepts; without a restart it would be 4). The node's ACK may be
+    lost with the killed Kamailio (the test kills it as soon as the node has sent it), so it is optional here."""
     xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="trunk whose call outlives a restart of the front">
   <recv request="INVITE"/>
@@ -452,7 +453,7 @@ def _long_call_trunk(tmp: Path, trunk: TrunkConfig, front: KamailioFront) -> sub
   <label id="good"/>
   <send><![CDATA[
 {_OK}]]></send>
-  <recv request="ACK"/>
+  <recv request="ACK" optional="true"/>
   <recv request="BYE" timeout="60000">
     <action>
       <ereg regexp="SIP/2.0/UDP 127[.]0[.]0[.]1:{front.port}" search_in="hdr" header="Via:" check_it="true"
