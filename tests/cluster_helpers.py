@@ -431,6 +431,18 @@ def start_cluster_postgres(cluster: Cluster, cmdline: list[str]) -> None:
     _wait_postgres(port, proc)
 
 
+def _port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound for UDP and TCP (no process holds it)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 class KamailioFront:
     """Kamailio alone, with a config voicebot.cluster.kamailio generates from ``front`` (FrontConfig's fields), for
     tests of the front's own checks: no PostgreSQL, Redis or bot node (a sipp UAS at ``nodes`` can stand in for
@@ -497,6 +509,20 @@ class KamailioFront:
                 os.killpg(self._proc.pid, 9)
                 self._proc.wait(5)
         self._proc = None
+
+    def restart(self) -> None:
+        """Kamailio crashes (SIGKILL to its process group: nothing is flushed or said goodbye) and a new one starts
+        on the same port with the same config and environment, as systemd or compose would; returns once the old
+        one's ports are free again and the new one answers OPTIONS."""
+        assert self._proc is not None, "the front is not running"
+        os.killpg(self._proc.pid, 9)
+        self._proc.wait(15)
+        self._proc = None
+        deadline = time.monotonic() + 15
+        while not _port_free(self.port):
+            assert time.monotonic() < deadline, f"port {self.port} still taken after kamailio was killed"
+            time.sleep(0.05)  # polls the port the killed children release, bounded by the deadline
+        self.start()
 
     def __enter__(self) -> KamailioFront:
         return self.start()

@@ -7,6 +7,7 @@ and when one node is killed (-9) new calls are answered by the others within 5 s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -18,7 +19,16 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Cluster, SharedCluster, needs_cluster, sip_calls_ended, sipp, sipp_result
+from cluster_helpers import (
+    Cluster,
+    KamailioFront,
+    SharedCluster,
+    needs_cluster,
+    sip_calls_ended,
+    sipp,
+    sipp_result,
+)
+from net_helpers import sip_port
 from sqlalchemy import create_engine, text
 
 from telephony.config import TrunkConfig
@@ -216,3 +226,69 @@ def test_cluster_kamailio_config_command_writes_a_config_kamailio_accepts(tmp_pa
     res = subprocess.run([sys.executable, "-m", "voicebot", "cluster", "kamailio-config", "--listen", "127.0.0.1:5080",
                           "--node", "n1", "--out", str(tmp_path / "g")], capture_output=True, text=True)
     assert res.returncode == 2 and "expected ID=HOST:PORT" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("secret", [True, False], ids=["with-secret", "without-secret"])
+def test_cluster_front_keeps_a_calls_dialog_across_its_restart(tmp_path: Path, secret: bool) -> None:
+    """A call in through the front to a node (two SIP user agents, no cluster), then Kamailio killed (-9) and
+    started again on the same port with the same config and environment. With the cluster's secret the front knows
+    the dialog by the signature in its Route: the caller's re-INVITE reaches the node and the node's BYE the caller
+    (both directions of the dialog), each answered.
+    Without it the front knows its dialogs from memory only: the re-INVITE before the restart passes, the one after
+    gets 481, and the log says what to set."""
+    from telephony.call import CallLeg
+    from telephony.config import SipConfig
+    from telephony.leg import CallError
+    from telephony.sip.ua import UserAgent
+
+    secret_env = "VOICEBOT_CLUSTER_SECRET"
+    node_port = sip_port()
+    front = KamailioFront(tmp_path / "front", (node_port,), env={secret_env: "cluster-Secret-42"})
+    if not secret:
+        front.env.pop(secret_env, None)
+    node_legs: list[CallLeg] = []
+
+    async def answer(leg: CallLeg) -> None:
+        node_legs.append(leg)
+        await leg.answer()
+        await leg.ended.wait()
+
+    def sip(port: int) -> SipConfig:
+        return SipConfig(listen_udp=f"127.0.0.1:{port}", listen_tcp=f"127.0.0.1:{port}", no_media_timeout_s=0)
+
+    async def call() -> None:
+        node = UserAgent(sip(node_port), on_call=answer)
+        caller = UserAgent(sip(sip_port()))
+        await node.start()  # before the front, whose first OPTIONS probe it answers
+        await caller.start()
+        try:
+            await asyncio.to_thread(front.start)
+            leg = await caller.dial(f"sip:bot@{front.address}", ring_timeout=10)
+            await leg.hold()  # a re-INVITE through the front that set the call up
+            await asyncio.to_thread(front.restart)
+            if not secret:
+                with pytest.raises(CallError, match="481"):
+                    await leg.unhold()
+                return
+            await leg.unhold()
+            # The node hangs up: its BYE goes the other way (the caller's tag is in To), and the caller answers it.
+            await node_legs[0].hangup()
+            await asyncio.wait_for(leg.ended.wait(), 10)
+            assert leg.end_reason == "remote hangup"
+        finally:
+            await caller.stop()
+            await node.stop()
+
+    try:
+        asyncio.run(call())
+        log = front.log()
+    finally:
+        front.stop()
+    assert len(node_legs) == 1
+    if secret:
+        assert "refused" not in log, log[-3000:]
+        assert "cluster-Secret-42" not in log
+    else:
+        assert re.search(rf"INVITE from 127\.0\.0\.1:\d+ for a dialog the front does not know .* refused: without "
+                         rf"{secret_env} .the cluster's secret. in its environment the front knows only the dialogs "
+                         "set up since it started", log), log[-3000:]

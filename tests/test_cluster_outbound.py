@@ -384,18 +384,19 @@ def test_cluster_front_refuses_a_local_program_without_the_secret(tmp_path: Path
 
 def test_cluster_front_refuses_a_forged_in_dialog_invite(tmp_path: Path) -> None:
     """An INVITE that only looks in-dialog (a made-up To tag, a Route to the front) from a local program is refused
-    with 481, not loose-routed to the trunk: then, the trunk gets the real node's call first (its scenario fails on
-    an INVITE From sip:someone)."""
+    with 481, not loose-routed to the trunk, both without a signature in its Route and with one made with a guessed
+    secret: then, the trunk gets the real node's call first (its scenario fails on an INVITE From sip:someone)."""
     trunk = _carrier()
-    with _front(tmp_path, PASSWORD, trunk) as front:
-        sipp = _trunk(tmp_path, trunk, front, 401)
+    guessed = hashlib.sha256(b"forged-2|forgedtag|a-guess").hexdigest()
+
+    def forge(front: KamailioFront, route: str, call_id: str, tag: str) -> None:
         xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="forged in-dialog INVITE">
   <send retrans="500"><![CDATA[
 INVITE sip:+15551234@{TRUNK_IP}:{trunk.port} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-Route: <sip:{front.address};lr>
-From: <sip:someone@[local_ip]>;tag=[pid]F
+Route: <sip:{front.address};lr{route}>
+From: <sip:someone@[local_ip]>;tag={tag}
 To: <sip:+15551234@{TRUNK_IP}>;tag=made-up
 Call-ID: [call_id]
 CSeq: 5 INVITE
@@ -407,17 +408,109 @@ Content-Length: 0
   <recv response="481"/>
 </scenario>
 """
-        scenario = tmp_path / "forged.xml"
+        scenario = tmp_path / f"forged-{call_id}.xml"
         scenario.write_text(xml)
         res = subprocess.run(["sipp", front.address, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(sip_port()),
-                              "-m", "1", "-nostdin", "-recv_timeout", "10000", "-timeout", "20s"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=40)
+                              "-cid_str", call_id, "-m", "1", "-nostdin", "-recv_timeout", "10000", "-timeout",
+                              "20s"], cwd=tmp_path, capture_output=True, text=True, timeout=40)
         assert res.returncode == 0, f"{res.stdout[-1500:]}\nkamailio:\n{front.log()[-2000:]}"
-        front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front does not know .* refused")
+
+    with _front(tmp_path, PASSWORD, trunk) as front:
+        sipp = _trunk(tmp_path, trunk, front, 401)
+        forge(front, "", "forged-1", "someonesF")
+        forge(front, f";sig={guessed}", "forged-2", "forgedtag")
+        front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front did not set up .* refused")
+        front.wait_log(r"INVITE from 127\.0\.0\.1:\d+ for a dialog the front did not set up \(call forged-2: .* refused")
         good = _node_dial(tmp_path, front, trunk)
         assert good.returncode == 0 and "answered" in good.stderr, f"{good.stderr[-2000:]}\n{front.log()[-2000:]}"
         out, _ = sipp.communicate(timeout=40)
         assert sipp.returncode == 0, f"the trunk saw another call first:\n{out[-2000:]}\nkamailio:\n{front.log()[-2000:]}"
+
+
+def _long_call_trunk(tmp: Path, trunk: TrunkConfig, front: KamailioFront) -> subprocess.Popen:
+    """sipp playing ``trunk`` for one call that challenges (401), answers the front's retry with its credentials,
+    then waits up to 60 s for the BYE and answers it. The front must have signed its Record-Route (``sig=``, 64 hex
+    digits). The BYE's CSeq is 3, as the node sent it: the front's raise of the node's CSeqs after the trunk's
+    challenge (dialog module, in memory) is lost when Kamailio restarts, so the BYE carries the CSeq of the trunk's
+    last INVITE (not lower, which RFC 3261 §12.2.2 accepts; without a restart it would be 4). The node's ACK may be
+    lost with the killed Kamailio (the test kills it as soon as the node has sent it), so it is optional here."""
+    xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="trunk whose call outlives a restart of the front">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+{_challenge(401, "7c3e1a9d0b")}]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action>
+      <ereg regexp=";sig=[0-9a-f]{{64}}" search_in="hdr" header="Record-Route:" check_it="true" assign_to="sig"/>
+      <verifyauth assign_to="valid" username="bot" password="{PASSWORD}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="valid" next="good"/>
+  <send><![CDATA[
+{_challenge(401, "7c3e1a9d0c")}]]></send>
+  <recv request="ACK" next="end"/>
+  <label id="good"/>
+  <send><![CDATA[
+{_OK}]]></send>
+  <recv request="ACK" optional="true"/>
+  <recv request="BYE" timeout="60000">
+    <action>
+      <ereg regexp="SIP/2.0/UDP 127[.]0[.]0[.]1:{front.port}" search_in="hdr" header="Via:" check_it="true"
+            assign_to="via"/>
+      <ereg regexp="^ ?3 BYE" search_in="hdr" header="CSeq:" check_it="true" assign_to="bye"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+{_REPLY.format(status="200 OK", extra="")}]]></send>
+  <label id="end"/>
+  <Reference variables="sig,via,bye"/>
+</scenario>
+"""
+    path = tmp / "long_call.xml"
+    path.write_text(xml)
+    return subprocess.Popen(["sipp", "-sf", str(path), "-i", TRUNK_IP, "-p", str(trunk.port), "-mp", str(free_port()),
+                             "-m", "1", "-nostdin", "-trace_err", "-timeout", "90s"], cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_cluster_call_out_keeps_its_bye_across_a_restart_of_the_front(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's call out through the front to a trunk, then Kamailio killed (-9) and started again on the same port
+    with the same config and environment: the node's BYE still reaches the trunk, which answers it (its scenario
+    ends only on the BYE), because the front knows its dialogs by the signature in their Route, not by memory."""
+    from telephony.config import SipConfig
+    from telephony.sip.ua import UserAgent
+
+    trunk = _carrier()
+    monkeypatch.setenv(SECRET_ENV, CLUSTER_SECRET)
+    with _front(tmp_path, PASSWORD, trunk) as front:
+        sipp = _long_call_trunk(tmp_path, trunk, front)
+
+        async def call() -> str:
+            address = f"127.0.0.1:{sip_port()}"
+            ua = UserAgent(SipConfig(listen_udp=address, listen_tcp=address, no_media_timeout_s=0),
+                           [trunk.model_copy(update={"outbound_proxy": front.address, "outbound_proxy_username": "n1",
+                                                     "outbound_proxy_password_env": SECRET_ENV})])
+            await ua.start()
+            try:
+                leg = await ua.dial(f"sip:+15551234@{TRUNK_IP}:{trunk.port}", trunk=ua.trunk("carrier"),
+                                    ring_timeout=10)
+                await asyncio.to_thread(front.restart)
+                await leg.hangup()
+                return leg.end_reason or ""
+            finally:
+                await ua.stop()
+
+        assert asyncio.run(call()) == "local hangup"
+        out, _ = sipp.communicate(timeout=90)
+        assert sipp.returncode == 0, f"the trunk did not get the BYE:\n{out[-2000:]}\nkamailio:\n{front.log()[-3000:]}"
+        log = front.log()
+    assert "refused" not in log, log[-3000:]
+    assert CLUSTER_SECRET not in log
+    for path in (tmp_path / "front").rglob("*"):
+        if path.is_file():
+            assert CLUSTER_SECRET not in path.read_text(errors="replace"), f"the cluster's secret is in {path}"
 
 
 def test_cluster_front_without_the_secret_refuses_every_call_out(tmp_path: Path) -> None:
@@ -492,6 +585,23 @@ def test_cluster_front_config_routes_out_only_with_trunks(tmp_path: Path) -> Non
     other = render(FrontConfig("127.0.0.1", 5080, tmp_path / "dispatcher.list", node_secret_env="FRONT_KEY",
                                outbound=outbound_from_trunks([_carrier()])))
     assert "$env(FRONT_KEY)" in other and SECRET_ENV not in other
+
+
+def test_cluster_front_config_signs_its_dialogs(tmp_path: Path) -> None:
+    """Every record-routed INVITE is signed, every in-dialog request checked against the signature, both with the
+    secret read from the environment; the dialog module's memory is used only without the secret (and for the CSeq
+    of calls out)."""
+    cfg = render(FrontConfig("127.0.0.1", 5080, tmp_path / "dispatcher.list", node_secret_env="FRONT_KEY",
+                             outbound=outbound_from_trunks([_carrier()])))
+    sign = cfg.split("route[SIGN_DIALOG]")[1].split("route[DIALOG_CHECK]")[0]
+    assert '$var(dlg) = $ci + "|" + $ft + "|" + $env(FRONT_KEY);' in sign and 'add_rr_param(";sig=$var(sig)");' in sign
+    check = cfg.split("route[DIALOG_CHECK] {")[1].split("\n}\n")[0]
+    assert "$(route_uri{uri.param,sig})" in check and "$tt" in check and "is_known_dlg()" in check
+    assert cfg.index("route(DIALOG_CHECK);") < cfg.index("if (loose_route())")
+    assert cfg.index("record_route();\n        route(SIGN_DIALOG);") < cfg.index("route(FROM_NODE);")
+    assert cfg.count("if ($var(signed) != 1) {\n        dlg_manage();") == 2  # to a node, from a node
+    assert "    dlg_manage();\n    t_on_failure(\"TRUNK_AUTH\");" in cfg  # the CSeq raise after a trunk's challenge
+    assert SECRET_ENV not in cfg
 
 
 _SRTP_NODE = {"trunks": [{"name": "front", "host": "10.0.0.5", "port": 5080},

@@ -376,7 +376,8 @@ class ClusterConfig(Section):
     secret_env: str = Field(
         "VOICEBOT_CLUSTER_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Name of the environment variable holding the cluster's secret: a node proves it to the SIP "
-        "front (digest, realm voicebot-cluster) before the front lets its call out through a trunk. Kamailio and "
+        "front (digest, realm voicebot-cluster) before the front lets its call out through a trunk, and the front "
+        "signs its dialogs with it, so their BYE and re-INVITE pass after a restart of Kamailio. Kamailio and "
         "every node need the same value in their environment; it is never written to a file.",
     )
     heartbeat_s: float = Field(1.0, gt=0, description="How often a node tells Redis it is alive.")

@@ -125,7 +125,8 @@ def kamailio_config(listen: str, also_listen: tuple[str, ...], advertise: str | 
         if cfg.outbound:
             click.echo(f"note: the nodes call out through the trunks with the cluster's secret: set "
                        f"{cfg.node_secret_env} to the same value in Kamailio's and every node's environment (unset at "
-                       "Kamailio: every call out gets 503)", err=True)
+                       "Kamailio: every call out gets 503, and the calls set up before a restart of Kamailio lose "
+                       "their BYE and re-INVITE)", err=True)
         write_front(cfg, out / "kamailio.cfg")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

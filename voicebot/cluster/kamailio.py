@@ -1,11 +1,14 @@
 """The Kamailio 5.6 configuration of the cluster's SIP front, generated from voicebot.yaml.
 
-Kamailio is the one SIP address trunks and agent phones talk to. It keeps no call state beyond transactions and a
-record of each dialog it set up (the dialog module, in memory): new INVITEs from trusted sources go to a bot node
-chosen by the dispatcher module, every dialog is record-routed through it, and in-dialog requests follow loose
-routing, only for dialogs it knows (481 otherwise: a made-up To tag would take an INVITE to a trunk unchecked). Agent phones REGISTER with Kamailio
-(usrloc, in memory), so any node reaches any agent at ``sip:AGENT@front``: cross-node transfers need no
-node-to-node signalling.
+Kamailio is the one SIP address trunks and agent phones talk to. It keeps no call state beyond transactions: new
+INVITEs from trusted sources go to a bot node chosen by the dispatcher module, every dialog is record-routed through
+it, and in-dialog requests follow loose routing, only for dialogs it set up (481 otherwise: a made-up To tag would
+take an INVITE to a trunk unchecked). The front knows its dialogs without remembering them: it signs each
+Record-Route (``;sig=``, the SHA-256 of the Call-ID, the caller's tag and the cluster's secret) and routes an
+in-dialog request only if its Route carries that signature, so calls keep their BYE and re-INVITE across a restart
+of Kamailio. Without the secret it falls back to the dialog module's records in memory (lost on a restart). Agent
+phones REGISTER with Kamailio (usrloc, in memory), so any node reaches any agent at ``sip:AGENT@front``: cross-node
+transfers need no node-to-node signalling.
 
 Dispatcher algorithm 10 (call load): a new call goes to the node with the fewest calls in progress (tracked by
 Call-ID inside the dispatcher). Bot calls differ a lot in length (a 30 s order lookup, a 10 min
@@ -145,7 +148,8 @@ class FrontConfig:
     inbound_auth: tuple[Credential, ...] = ()  # trunks whose INVITEs from untrusted addresses are challenged
     agent_auth: tuple[Credential, ...] = ()  # agent phones that must prove their password to REGISTER
     outbound: tuple[OutboundTrunk, ...] = ()  # trunks the nodes call out through (named in X-Voicebot-Trunk)
-    # The environment variable holding the cluster's secret a node proves (digest, FRONT_REALM) to call out.
+    # The environment variable holding the cluster's secret a node proves (digest, FRONT_REALM) to call out, and
+    # with which the front signs its dialogs' Record-Route.
     node_secret_env: str = "VOICEBOT_CLUSTER_SECRET"
     run_dir: Path | None = None  # Kamailio's run folder (-Y): the registration table and the RPC FIFO live there
     register_retry_s: int = 30
@@ -602,8 +606,77 @@ route[TRUSTED] {{
 
 {_inbound_auth_route(cfg)}
 {_agent_auth_route(cfg)}{reg_routes}{out_routes}"""
-    return header + (_ROUTES.replace("@SET@", str(DISPATCHER_SET)).replace("@TRUNK_HEADER@", TRUNK_HEADER)
-                     .replace("@FRONT_REFUSED@", FRONT_REFUSED))
+    return header + _dialog_routes(cfg) + (_ROUTES.replace("@SET@", str(DISPATCHER_SET))
+                                           .replace("@TRUNK_HEADER@", TRUNK_HEADER)
+                                           .replace("@FRONT_REFUSED@", FRONT_REFUSED))
+
+
+def _dialog_routes(cfg: FrontConfig) -> str:
+    """route[SIGN_DIALOG], run on every INVITE the front record-routes, and route[DIALOG_CHECK], run on every
+    in-dialog request before it is routed: the Record-Route carries ``;sig=`` the SHA-256 of "Call-ID|caller's
+    tag|secret" (the secret last, so the hash cannot be extended), and an in-dialog request passes only if the first
+    Route's ``sig`` matches its Call-ID with its From tag (the caller's requests) or its To tag (the callee's). No
+    memory of the dialog is needed, so a restarted Kamailio still routes the BYE and re-INVITE of calls set up before
+    it. With the secret unset (a front that only takes calls in), dialogs are remembered by the dialog module
+    (``dlg_manage()``, ``is_known_dlg()``, in memory) instead."""
+    secret = _env(cfg.node_secret_env)
+    unset = f'{secret} == $null || {secret} == ""'
+    return f"""
+# Every dialog the front sets up is signed in its Record-Route with the cluster's secret (never written or logged).
+route[SIGN_DIALOG] {{
+    $var(signed) = 0;
+    if ({unset}) {{
+        return;
+    }}
+    # Reset first: a $var outlives the message in this process, and a failed assignment leaves it as it was.
+    $var(dlg) = "";
+    $var(dlg) = $ci + "|" + $ft + "|" + {secret};
+    if ($var(dlg) == "") {{
+        return;
+    }}
+    $var(sig) = $(var(dlg){{s.sha256}});
+    add_rr_param(";sig=$var(sig)");
+    $var(signed) = 1;
+}}
+
+# An in-dialog request is routed only for a dialog the front set up: its Route carries the front's signature of its
+# Call-ID and the caller's tag (From tag one way, To tag the other). This needs no memory, so it holds across a restart
+# of Kamailio. Without the secret, the dialog module's records (in memory, lost on a restart) decide.
+route[DIALOG_CHECK] {{
+    if ({unset}) {{
+        if (is_method("ACK") || is_known_dlg()) {{
+            return;
+        }}
+        xlog("L_WARN", "$rm from $si:$sp for a dialog the front does not know (call $ci) refused: without {cfg.node_secret_env} (the cluster's secret) in its environment the front knows only the dialogs set up since it started\\n");
+        sl_send_reply("481", "Call/Transaction Does Not Exist");
+        exit;
+    }}
+    # Each value is reset before it is computed (a $var outlives the message; a failed assignment keeps the old
+    # value), and compared with a prefix, so neither a missing parameter nor a missing tag can match.
+    $var(sig) = "";
+    if (is_present_hf("Route")) {{
+        $var(sig) = "sig:" + $(route_uri{{uri.param,sig}});
+    }}
+    $var(dlg) = "";
+    $var(dlg) = $ci + "|" + $ft + "|" + {secret};
+    if ($var(dlg) != "" && $var(sig) == "sig:" + $(var(dlg){{s.sha256}})) {{
+        return;
+    }}
+    $var(dlg) = "";
+    $var(dlg) = $ci + "|" + $tt + "|" + {secret};
+    if ($var(dlg) != "" && $var(sig) == "sig:" + $(var(dlg){{s.sha256}})) {{
+        return;
+    }}
+    if (is_method("ACK")) {{
+        # The ACK of a negative reply belongs to its transaction (tm takes it); any other unsigned ACK is dropped.
+        t_check_trans();
+        exit;
+    }}
+    xlog("L_WARN", "$rm from $si:$sp for a dialog the front did not set up (call $ci: no valid signature in its Route) refused\\n");
+    sl_send_reply("481", "Call/Transaction Does Not Exist");
+    exit;
+}}
+"""
 
 
 _ROUTES = r"""
@@ -627,6 +700,7 @@ request_route {
     remove_hf("Route");
     if (is_method("INVITE")) {
         record_route();
+        route(SIGN_DIALOG);
     }
     if (is_method("OPTIONS") && uri == myself && $rU == $null) {
         sl_send_reply("200", "OK");
@@ -673,12 +747,8 @@ route[WITHINDLG] {
         return;
     }
     # Only dialogs the front set up are routed: an INVITE with a made-up To tag and a Route to the front would
-    # otherwise reach a trunk from the front's address without any check (negative ACKs are the transactions').
-    if (!is_method("ACK") && !is_known_dlg()) {
-        xlog("L_WARN", "$rm from $si:$sp for a dialog the front does not know (call $ci) refused\n");
-        sl_send_reply("481", "Call/Transaction Does Not Exist");
-        exit;
-    }
+    # otherwise reach a trunk from the front's address without any check.
+    route(DIALOG_CHECK);
     if (loose_route()) {
         # Only calls the dispatcher sent to a node count in its load (not a node's own calls out).
         if (is_method("BYE") && check_route_param("ds=1")) {
@@ -724,7 +794,9 @@ route[FROM_NODE] {
             exit;
         }
     }
-    dlg_manage();
+    if ($var(signed) != 1) {
+        dlg_manage();
+    }
     route(RELAY);
 }
 
@@ -753,7 +825,9 @@ route[TO_NODE] {
         exit;
     }
     add_rr_param(";ds=1");
-    dlg_manage();
+    if ($var(signed) != 1) {
+        dlg_manage();
+    }
     t_on_failure("NODE_FAILED");
     t_on_reply("NODE_REPLY");
     route(RELAY);
