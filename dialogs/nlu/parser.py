@@ -109,6 +109,9 @@ ABSORB_MAX_WORDS = 6
 # start with one: a sub-clause at a cut point is taken when the classifier is this sure of it on its own.
 RESCUE_MIN_PROB = 0.6
 MAX_SPAN = 5
+# Verbs that take the object after them: one alone before a weak cut ("return | my order") is no clause.
+OBJECT_VERBS = frozenset({"track", "update", "change", "cancel", "reset", "return", "check", "send", "start", "close",
+                          "stop", "put", "transfer", "connect", "refund"})
 # A clause keeps its own request when its words without the value say so this surely on their own: "my password
 # | does not work" is a password request even beside a return that wants a reason.
 KEEP_OWN_PROB = 0.9
@@ -425,6 +428,9 @@ class NLU:
                 continue
             if points[i] in weak and len(clauses[key].words) < 3:
                 gains[key] = -math.inf  # "return | my order": an object alone is not a clause
+                continue
+            if points[j] in weak and len(clauses[key].words) == 1 and clauses[key].words[0] in OBJECT_VERBS:
+                gains[key] = -math.inf  # nor is a verb alone before its object ("return | my order and ...")
                 continue
             total = np.log(np.maximum(probs[key], 1e-9)) + PIECE_WEIGHT * (prefix[j] - prefix[i])
             c = int(np.argmax(total))
