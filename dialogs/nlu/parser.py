@@ -16,7 +16,9 @@ How an utterance is parsed:
    reaches across it), whose value fills the request only when it names none. A fragment the
    recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
    | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
-   read with the clause before it, unless that clause is a dialog act ("hi, i moved").
+   read with the clause before it, unless that clause is a dialog act ("hi, i moved"). An object after its verb is
+   no clause ("return | my order"), and neither is the verb alone before it ("return | my order and refund the
+   delivery charge" is "return my order" | "refund the delivery charge").
 4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
    reported in ``negated`` instead of ``intents``.
 5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
