@@ -344,3 +344,22 @@ def test_what_is_an_answer_before_a_request() -> None:
     assert answer_spans(tokens, {1}) == [(0, 1)]  # "94107, where is my order": a punctuation mark parts it
     assert answer_spans(["94107", "45281", "where", "is", "it"], {1}) == [(0, 1)]  # the value up to the mark
     assert answer_spans(["94107", "where"], {2}) == []  # a mark at the end parts nothing
+
+
+def test_a_connector_after_a_question_word_at_the_end_of_the_turn_is_the_question() -> None:
+    norm = normalize("The vase came cracked. What now?")
+    assert norm.tokens == ["the", "vase", "came", "cracked", "what", "now"]
+    assert candidate_cuts(norm.tokens, norm.breaks) == [4]  # the full stop; no cut before "now"
+    # elsewhere "now" still opens a clause or closes one as a connector
+    assert 2 in candidate_cuts(["cancel", "it", "now"], set())
+    assert {1, 2} <= set(candidate_cuts(["what", "now", "can", "you", "do"], set()))
+
+
+def test_a_verb_alone_before_its_object_is_no_clause(nlu: NLU) -> None:
+    # main read "return | my order and refund the postage": the return, and "my order ..." an order check
+    result = nlu.parse("return my order and refund the postage")
+    assert names(result) == ["return_item"] and result.segments == ["return my order and refund the postage"]
+    assert names(nlu.parse("return my parcel and give me my money back")) == ["return_item"]
+    # a verb with its object still parts from the next request
+    assert names(nlu.parse("cancel my subscription and refund the last payment")) == \
+        ["cancel_subscription", "billing_question"]

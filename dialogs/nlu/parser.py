@@ -16,7 +16,9 @@ How an utterance is parsed:
    reaches across it), whose value fills the request only when it names none. A fragment the
    recogniser's punctuation cut off (:func:`~dialogs.nlu.segmenter.is_fragment`: "there's a payment on my statement,
    | i don't recognise", "i want my parcel | and to my new flat") is no clause: its cut point is dropped, so it is
-   read with the clause before it, unless that clause is a dialog act ("hi, i moved").
+   read with the clause before it, unless that clause is a dialog act ("hi, i moved"). An object after its verb is
+   no clause ("return | my order"), and neither is the verb alone before it ("return | my order and refund the
+   delivery charge" is "return my order" | "refund the delivery charge").
 4. Clauses that open with a negation cue ("I don't want to cancel") are classified without the cue and
    reported in ``negated`` instead of ``intents``.
 5. A short clause that only holds a slot value of a neighbouring request ("the charger is faulty, so I
@@ -109,6 +111,9 @@ ABSORB_MAX_WORDS = 6
 # start with one: a sub-clause at a cut point is taken when the classifier is this sure of it on its own.
 RESCUE_MIN_PROB = 0.6
 MAX_SPAN = 5
+# Verbs that take the object after them: one alone before a weak cut ("return | my order") is no clause.
+OBJECT_VERBS = frozenset({"track", "update", "change", "cancel", "reset", "return", "check", "send", "start", "close",
+                          "stop", "put", "transfer", "connect", "refund"})
 # A clause keeps its own request when its words without the value say so this surely on their own: "my password
 # | does not work" is a password request even beside a return that wants a reason.
 KEEP_OWN_PROB = 0.9
@@ -425,6 +430,9 @@ class NLU:
                 continue
             if points[i] in weak and len(clauses[key].words) < 3:
                 gains[key] = -math.inf  # "return | my order": an object alone is not a clause
+                continue
+            if points[j] in weak and len(clauses[key].words) == 1 and clauses[key].words[0] in OBJECT_VERBS:
+                gains[key] = -math.inf  # nor is a verb alone before its object ("return | my order and ...")
                 continue
             total = np.log(np.maximum(probs[key], 1e-9)) + PIECE_WEIGHT * (prefix[j] - prefix[i])
             c = int(np.argmax(total))

@@ -94,6 +94,17 @@ def _match_at(tokens: list[str], i: int, phrases: list[tuple[str, ...]]) -> tupl
     return None
 
 
+# A question word before a connector that ends the turn makes the connector the question's ("what now", "why so").
+_QUESTION_WORDS = frozenset({"what", "why", "how", "where", "when", "who", "which"})
+
+
+def _asks_on(tokens: list[str], i: int) -> bool:
+    """True if tokens ``i:`` are nothing but a connector after a question word: the end of the question ("the vase
+    came cracked, what | now"), not a clause opener."""
+    link = _match_at(tokens, i, _CONNECTORS)
+    return link is not None and i + len(link) == len(tokens) and tokens[i - 1] in _QUESTION_WORDS
+
+
 def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
     """Token indexes (1..n-1) before which a new clause may start, in order."""
     n = len(tokens)
@@ -108,7 +119,7 @@ def candidate_cuts(tokens: list[str], breaks: set[int]) -> list[int]:
                 inside_cue.update(range(i + 1, i + len(m.group(0).split())))
     for i in range(1, n):
         if (_match_at(tokens, i, _CONNECTORS) or _match_at(tokens, i, _OPENERS)) \
-                and tokens[i - 1] not in _NO_CUT_AFTER:
+                and tokens[i - 1] not in _NO_CUT_AFTER and not _asks_on(tokens, i):
             cuts.add(i)
     lead = _match_at(tokens, 0, _LEAD_ACTS)
     if lead:
